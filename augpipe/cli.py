@@ -1,0 +1,194 @@
+"""The `augpipe` command: each command parses, calls the library, prints.
+
+Errors become one line each, from the table in `_report`, with `--debug` for the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from augpipe import __version__
+from augpipe.errors import AugpipeError
+
+app = typer.Typer(
+    name="augpipe",
+    help="Turn a folder of labelled images into an augmented, training-ready Parquet dataset.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_state = {"debug": bool(os.environ.get("AUGPIPE_DEBUG"))}
+
+
+# ---------------------------------------------------------------- errors, in one place
+
+def _error_table(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, AugpipeError):
+        return exc.exit_code, str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, "interrupted: finished shards are kept; run the same command again to resume"
+    if isinstance(exc, PermissionError):
+        return 2, f"permission denied: {exc.filename}"
+    if isinstance(exc, OSError):
+        return 2, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    if isinstance(exc, MemoryError):
+        return 1, "out of memory: try fewer --workers"
+    return 1, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
+def _report(func: Callable) -> Callable:
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except BaseException as exc:  # every failure leaves as one line and an exit code
+            if _state["debug"]:
+                raise
+            code, message = _error_table(exc)
+            typer.echo(f"augpipe: error: {message}", err=True)
+            raise typer.Exit(code) from None
+
+    return wrapper
+
+
+def command(*args, **kwargs) -> Callable:
+    def register(func: Callable) -> Callable:
+        return app.command(*args, **kwargs)(_report(func))
+
+    return register
+
+
+# ---------------------------------------------------------------- shared options
+
+def _parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*", text.lower())
+    if not m:
+        raise typer.BadParameter(f"'{text}' is not a size: write e.g. 256MB, 1GB or 500000")
+    unit = (m.group(2) or "").rstrip("b").rstrip("i")
+    scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}[unit]
+    if "i" in (m.group(2) or ""):
+        scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[unit]
+    size = int(float(m.group(1)) * scale)
+    if size < 1:
+        raise typer.BadParameter("the size must be positive")
+    return size
+
+
+RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="A recipe file, or a bundled recipe's name (see `augpipe recipes`).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Run seed: the same inputs, recipe and seed give byte-identical shards.")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Worker processes [default: the machine's cores].")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"augpipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """Turn a folder of labelled images into an augmented, training-ready Parquet dataset."""
+    _state["debug"] = _state["debug"] or debug
+
+
+# ---------------------------------------------------------------- commands
+
+@command()
+def expand(
+    source: Annotated[Path, typer.Argument(help="Image folder: one sub-folder per class; optional train/ val/ test/.")],
+    recipe: RecipeOpt,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder [default: SOURCE-expanded].")] = None,
+    copies: Annotated[Optional[int], typer.Option("--copies", "-k", min=0, help="Augmented copies per training image [default: the recipe's].")] = None,
+    workers: WorkersOpt = None,
+    seed: SeedOpt = 0,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="Share of source images held out for validation when there are no split folders (0 disables).")] = 0.1,
+    balance: Annotated[bool, typer.Option("--balance", help="More copies for minority classes, so every class has about as many training rows as the largest.")] = False,
+    shard_size: Annotated[str, typer.Option("--shard-size", help="Largest shard, about: e.g. 256MB, 1GB.")] = "256MB",
+    max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Skip images with more pixels than this (decompression bombs).")] = 100_000_000,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first input that would be skipped.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an output made with another recipe, seed or source.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Augment an image folder into Parquet shards (train/validation/test) with a manifest."""
+    from augpipe.expand import ExpandOptions, expand as run_expand
+    from augpipe.summary import expand_summary
+
+    options = ExpandOptions(
+        copies=copies, workers=workers, seed=seed, val_fraction=val_fraction, balance=balance,
+        shard_size=_parse_size(shard_size), max_pixels=max_pixels, strict=strict, overwrite=overwrite,
+        progress=not quiet,
+    )
+    manifest = run_expand(source, recipe, out, options)
+    typer.echo("\n".join(expand_summary(manifest)))
+
+
+@command()
+def demo(
+    folder: Annotated[Path, typer.Argument(help="Where to put the sample data and its expansion.")] = Path("augpipe-demo"),
+    workers: WorkersOpt = None,
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Make a small labelled sample dataset (no download), expand it and summarise."""
+    from augpipe.demo import run_demo
+    from augpipe.summary import expand_summary
+
+    data, manifest = run_demo(folder, workers=workers, seed=seed, progress=not quiet)
+    typer.echo(f"sample dataset: {data}  ({sum(c['originals'] for c in manifest['counts'].values())} images)")
+    typer.echo("\n".join(expand_summary(manifest)))
+    typer.echo(f"next: augpipe expand {data} --recipe classic --out {folder / 'mine'}")
+
+
+@command("recipes")
+def list_recipes() -> None:
+    """The bundled recipes, one line each."""
+    from augpipe.recipe import bundled_recipes, load_recipe
+
+    for path in bundled_recipes():
+        r = load_recipe(path)
+        first = r.description.split(". ")[0].rstrip(".")
+        typer.echo(f"{r.name:<10} {first}.")
+    typer.echo("\nuse one by name: augpipe expand data/ --recipe classic   (show one: augpipe check classic)")
+
+
+@command()
+def check(
+    recipe: Annotated[str, typer.Argument(help="A recipe file, or a bundled recipe's name.")],
+) -> None:
+    """Validate a recipe and say what it will do. Exit 1 when it has warnings."""
+    from augpipe.recipe import describe, load_recipe
+
+    r = load_recipe(recipe)
+    out = r.output
+    resize = f", resized to {out.resize.width}×{out.resize.height}" if out.resize else ""
+    quality = f" quality {out.quality}" if out.format != "png" else ""
+    typer.echo(f"{r.path}: recipe '{r.name}' is valid")
+    if r.description:
+        typer.echo(f"  {r.description}")
+    kept = "the original kept as copy 0" if r.keep_original else "the original not kept"
+    typer.echo(f"  {r.copies} augmented copies per training image, {kept}; output {out.format}{quality}{resize}")
+    typer.echo("  transforms, in order (each fires with probability p):")
+    for line in describe(r):
+        typer.echo(f"    {line}")
+    for note in r.notes:
+        typer.echo(f"  note: {note}")
+    for warning in r.warnings:
+        typer.echo(f"  warning: {warning}")
+    if r.warnings:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

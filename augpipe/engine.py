@@ -1,0 +1,86 @@
+"""The local engine: shard tasks on a process pool, progress back to the parent."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue as queue_mod
+import time
+from collections.abc import Callable
+
+from augpipe.plan import ShardTask
+from augpipe.tasks import Job, write_shard
+
+_QUEUE = None  # a worker's progress queue, set by _init_worker
+
+
+def limit_threads() -> None:
+    """One OpenCV thread a process: workers are the parallelism, and a forked OpenCV thread
+    pool can deadlock."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    cv2.ocl.setUseOpenCL(False)
+
+
+def run_local(tasks: list[ShardTask], job: Job, workers: int, on_progress: Callable[[int], None]) -> list[dict]:
+    """Run every task; the largest first, so that the last to finish are small."""
+    tasks = sorted(tasks, key=lambda t: -t.planned_rows)
+    if workers <= 1 or len(tasks) <= 1:
+        limit_threads()
+        return [write_shard(t, job, on_progress) for t in tasks]
+    # forkserver: workers start from a clean process that never touched OpenCV's thread pool
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        ctx.set_forkserver_preload(["augpipe.engine"])
+    progress = ctx.Queue()
+    results = []
+    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(progress,)) as pool:
+        pending = [pool.apply_async(_pool_task, (t, job)) for t in tasks]
+        while pending:
+            _drain(progress, on_progress, wait=0.1)
+            for r in [r for r in pending if r.ready()]:
+                pending.remove(r)
+                results.append(r.get())  # re-raises a worker's error here
+        _drain(progress, on_progress, wait=0)
+    return results
+
+
+def _drain(progress, on_progress: Callable[[int], None], wait: float) -> None:
+    try:
+        on_progress(progress.get(timeout=wait) if wait else progress.get_nowait())
+        while True:
+            on_progress(progress.get_nowait())
+    except queue_mod.Empty:
+        pass
+
+
+def _init_worker(progress) -> None:
+    global _QUEUE
+    _QUEUE = progress
+    limit_threads()
+
+
+class _Batched:
+    """Progress sent at most every 0.1 s: a message an image would cost more than it tells."""
+
+    def __init__(self):
+        self.count, self.last = 0, time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.count += n
+        if time.monotonic() - self.last > 0.1:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.count:
+            _QUEUE.put(self.count)
+        self.count, self.last = 0, time.monotonic()
+
+
+def _pool_task(task: ShardTask, job: Job) -> dict:
+    batched = _Batched()
+    try:
+        return write_shard(task, job, batched)
+    finally:
+        batched.flush()

@@ -1,0 +1,31 @@
+"""The errors a user can cause. The CLI turns each into one line and an exit code."""
+
+
+class AugpipeError(Exception):
+    """A problem with the user's input: reported as one line, exit code 2."""
+
+    exit_code = 2
+
+
+class RecipeError(AugpipeError):
+    """A recipe that cannot be loaded: names the file, the transform and the field."""
+
+
+class SourceError(AugpipeError):
+    """A source folder that cannot be used (missing, empty, unreadable)."""
+
+
+class OutputError(AugpipeError):
+    """An output folder that cannot be written, or holds another run's output."""
+
+
+class StrictSkipError(AugpipeError):
+    """With --strict, the first input that would be skipped stops the run."""
+
+
+class SkipInput(Exception):
+    """One input cannot be used; the run records the reason and goes on."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

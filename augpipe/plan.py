@@ -1,0 +1,128 @@
+"""From a scan to shard tasks: splits, copies per source, balance, shard boundaries.
+
+Everything here depends only on the sources, the recipe and the options, never on the
+worker count, so that any engine cuts the same shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from augpipe.errors import SourceError
+from augpipe.recipe import Recipe
+from augpipe.sample import SourceTask
+from augpipe.sources import Scan, SourceFile
+
+SPLITS = ("train", "validation", "test")
+# Cut a split into at least this many shards when it has rows enough, so that workers have
+# work to share; a fixed number, never the worker count, keeps shard files reproducible.
+PARALLEL_SHARDS = 16
+MIN_ROWS_PER_SHARD = 256
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    split: str
+    index: int
+    count: int
+    sources: tuple[SourceTask, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.split}-{self.index:05d}-of-{self.count:05d}.parquet"
+
+    @property
+    def planned_rows(self) -> int:
+        return sum(len(s.copies) for s in self.sources)
+
+
+@dataclass(frozen=True)
+class Plan:
+    shards: tuple[ShardTask, ...]
+    classes: tuple[str, ...]
+    split_sources: dict[str, int]
+    planned_rows: dict[str, int]
+
+
+def is_validation(relpath: str, fraction: float) -> bool:
+    """A stable hash of the path alone: adding files never moves an existing one."""
+    digest = hashlib.sha256(relpath.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def assign_split(f: SourceFile, val_fraction: float) -> str:
+    if f.split is not None:
+        return f.split
+    return "validation" if is_validation(f.relpath, val_fraction) else "train"
+
+
+def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, balance: bool, shard_bytes: int) -> Plan:
+    if not 0 <= val_fraction < 1:
+        raise SourceError(f"--val-fraction must be at least 0 and below 1, not {val_fraction}")
+    if balance and not scan.labelled:
+        raise SourceError("--balance needs class folders: this source has no labels")
+    if copies == 0 and not recipe.keep_original:
+        raise SourceError("nothing to write: copies is 0 and the recipe has keep_original: false")
+    label_of = {name: i for i, name in enumerate(scan.classes)}
+    by_split: dict[str, list[SourceFile]] = {s: [] for s in SPLITS}
+    for f in scan.files:
+        by_split[assign_split(f, val_fraction)].append(f)
+    train_copies = _copies_per_source(by_split["train"], copies, recipe.keep_original, balance)
+    shards: list[ShardTask] = []
+    for split in SPLITS:
+        tasks, weights = [], []
+        for f in by_split[split]:
+            wanted = train_copies[f.relpath] if split == "train" else (0,)
+            label = label_of[f.class_name] if f.class_name is not None else None
+            tasks.append(SourceTask(f.relpath, label, wanted))
+            weights.append(max(f.size, 1) * len(wanted))
+        shards.extend(_cut(split, tasks, weights, shard_bytes))
+    return Plan(
+        shards=tuple(shards),
+        classes=tuple(scan.classes),
+        split_sources={s: len(v) for s, v in by_split.items() if v},
+        planned_rows={s: sum(t.planned_rows for t in shards if t.split == s) for s in SPLITS if by_split[s]},
+    )
+
+
+def _copies_per_source(files: list[SourceFile], copies: int, keep_original: bool, balance: bool) -> dict[str, tuple]:
+    originals = (0,) if keep_original else ()
+    if not balance:
+        return {f.relpath: originals + tuple(range(1, copies + 1)) for f in files}
+    counts = Counter(f.class_name for f in files)
+    target = max(counts.values(), default=0) * (copies + len(originals))
+    out = {}
+    for cls, n in counts.items():
+        members = sorted((f.relpath for f in files if f.class_name == cls), key=_stable_rank)
+        extra = max(target - n * len(originals), 0)
+        base, more = divmod(extra, n)
+        for i, rel in enumerate(members):
+            k = base + (1 if i < more else 0)
+            out[rel] = originals + tuple(range(1, k + 1))
+    return out
+
+
+def _stable_rank(relpath: str) -> bytes:
+    return hashlib.sha256(b"balance\x00" + relpath.encode("utf-8")).digest()
+
+
+def _cut(split: str, tasks: list[SourceTask], weights: list[int], shard_bytes: int) -> list[ShardTask]:
+    """Contiguous shards of about equal estimated size, each at most about shard_bytes."""
+    if not tasks:
+        return []
+    rows = sum(len(t.copies) for t in tasks)
+    total = sum(weights)
+    count = max(math.ceil(total / shard_bytes), min(PARALLEL_SHARDS, rows // MIN_ROWS_PER_SHARD), 1)
+    count = min(count, len(tasks))
+    groups: list[list[SourceTask]] = [[] for _ in range(count)]
+    running = 0
+    for task, weight in zip(tasks, weights):
+        # the shard this task's midpoint falls in: equal shares of the cumulative weight
+        index = min(int((running + weight / 2) * count / total), count - 1)
+        groups[index].append(task)
+        running += weight
+    groups = [g for g in groups if g]
+    return [ShardTask(split, i, len(groups), tuple(g)) for i, g in enumerate(groups)]

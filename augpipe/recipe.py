@@ -1,0 +1,382 @@
+"""Recipes: a YAML file that names albumentations transforms, validated into a `Recipe`.
+
+A recipe is resolved once at the edge (`load_recipe`) into plain data that pickles to
+workers; each process builds its own `albumentations.Compose` from it (`build_compose`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import inspect
+import json
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from augpipe.errors import RecipeError
+
+# Names in albumentations' registry that are bases or need inputs a classification image
+# folder does not have (volumes, bounding boxes, extra images).
+_NOT_FOR_RECIPES = {
+    "BasicTransform", "DualTransform", "ImageOnlyTransform", "Transform3D", "BaseCompose",
+    "Compose", "ReplayCompose", "BboxParams", "KeypointParams",
+}
+_FULLNAME = "__class_fullname__"
+
+
+class ResizeSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    height: PositiveInt
+    width: PositiveInt
+
+
+class OutputSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    format: Literal["jpeg", "png", "webp"] = "jpeg"
+    quality: int = Field(95, ge=1, le=100)
+    resize: ResizeSpec | None = None
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _jpg_is_jpeg(cls, v: Any) -> Any:
+        return "jpeg" if isinstance(v, str) and v.lower() in ("jpg", "jpeg") else v
+
+
+class _RecipeModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = None
+    description: str = ""
+    copies: int = Field(2, ge=0, le=1000)
+    keep_original: bool = True
+    output: OutputSpec = OutputSpec()
+    transforms: list[Any] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A validated recipe: plain, picklable data."""
+
+    name: str
+    description: str
+    copies: int
+    keep_original: bool
+    output: OutputSpec
+    transforms: tuple[dict, ...]  # albumentations' serialized form, one dict a transform
+    text: str
+    sha256: str
+    path: str
+    notes: tuple[str, ...] = field(default=())  # defaults taken quietly, shown by `check`
+    warnings: tuple[str, ...] = field(default=())
+
+
+# ---------------------------------------------------------------- finding recipes
+
+def bundled_dir() -> Path:
+    return Path(str(resources.files("augpipe") / "recipes"))
+
+
+def bundled_recipes() -> list[Path]:
+    return sorted(bundled_dir().glob("*.yaml"))
+
+
+def resolve_recipe_path(ref: str | Path) -> Path:
+    """A path to a file, or the name of a bundled recipe (`flips`, `flips.yaml`, `recipes/flips.yaml`)."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    if path.parent in (Path("."), Path("recipes")):
+        stem = path.name.removesuffix(".yaml").removesuffix(".yml")
+        candidate = bundled_dir() / f"{stem}.yaml"
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(p.stem for p in bundled_recipes())
+    raise RecipeError(f"recipe '{ref}' not found: no such file, and no bundled recipe of that name ({names})")
+
+
+# ---------------------------------------------------------------- loading
+
+def load_recipe(ref: str | Path) -> Recipe:
+    path = resolve_recipe_path(ref)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read: {exc}") from None
+    return parse_recipe(text, str(path))
+
+
+def parse_recipe(text: str, where: str = "<recipe>") -> Recipe:
+    data = _read_yaml(text, where)
+    if _FULLNAME in (data.get("transform") or {}):
+        data = _from_albumentations_save(data, where)
+    try:
+        model = _RecipeModel.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(f"{where}: {_top_level_message(exc)}") from None
+    if not model.transforms and model.copies:
+        raise RecipeError(f"{where}: 'transforms' is empty: name at least one transform, or set copies: 0")
+    notes: list[str] = []
+    warns: list[str] = []
+    specs = tuple(
+        _check_item(item, f"transform {i}", where, notes, warns)
+        for i, item in enumerate(model.transforms, start=1)
+    )
+    recipe = Recipe(
+        name=model.name or Path(where).stem,
+        description=model.description.strip(),
+        copies=model.copies,
+        keep_original=model.keep_original,
+        output=model.output,
+        transforms=specs,
+        text=text,
+        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        path=where,
+        notes=tuple(notes),
+        warnings=tuple(warns),
+    )
+    _dry_run(recipe, where)
+    return recipe
+
+
+def _read_yaml(text: str, where: str) -> dict:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RecipeError(f"{where}: not valid YAML{at}: {problem}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where}: a recipe is a YAML mapping with a 'transforms' list")
+    return data
+
+
+def _from_albumentations_save(data: dict, where: str) -> dict:
+    """A file written by `A.save(compose, path, data_format="yaml")`."""
+    extra = set(data) - {"transform", "__version__", "name", "description", "copies", "keep_original", "output"}
+    if extra:
+        raise RecipeError(f"{where}: unknown top-level key '{sorted(extra)[0]}'")
+    compose = dict(data["transform"])
+    for key in ("bbox_params", "keypoint_params"):
+        if compose.get(key):
+            raise RecipeError(f"{where}: '{key}' is not supported: augpipe augments images, not boxes or points")
+    out = {k: v for k, v in data.items() if k not in ("transform", "__version__")}
+    out["transforms"] = compose.get("transforms") or []
+    return out
+
+
+def _top_level_message(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    if err["type"] == "extra_forbidden":
+        known = list(_RecipeModel.model_fields) if len(err["loc"]) == 1 else []
+        hint = _did_you_mean(str(err["loc"][-1]), known)
+        where = "top-level key" if len(err["loc"]) == 1 else "key"
+        return f"unknown {where} '{loc}'{hint}"
+    return f"field '{loc}': {err['msg']}"
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+
+
+# ---------------------------------------------------------------- one transform
+
+def _split_item(item: Any, label: str, where: str) -> tuple[str, dict]:
+    if isinstance(item, str):
+        return item, {}
+    if isinstance(item, dict) and _FULLNAME in item:
+        params = {k: v for k, v in item.items() if k != _FULLNAME}
+        return str(item[_FULLNAME]).rsplit(".", 1)[-1], params
+    if isinstance(item, dict) and len(item) == 1:
+        name, params = next(iter(item.items()))
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise RecipeError(f"{where}: {label} {name}: parameters must be a mapping like {{p: 0.5}}")
+        return str(name), dict(params)
+    raise RecipeError(f"{where}: {label}: write each transform as 'Name: {{param: value}}'")
+
+
+@functools.lru_cache(maxsize=1)
+def allowed_transforms() -> dict[str, type]:
+    """Every albumentations transform or compose a recipe may name, by class name."""
+    import albumentations as A  # noqa: F401  (registers every transform)
+    from albumentations.core.composition import BaseCompose
+    from albumentations.core.serialization import SERIALIZABLE_REGISTRY
+    from albumentations.core.transforms_interface import BasicTransform
+
+    out = {}
+    for name, cls in SERIALIZABLE_REGISTRY.items():
+        if (
+            name in _NOT_FOR_RECIPES or name.startswith(("_", "Base")) or name.endswith("3D")
+            or not cls.__module__.startswith("albumentations.")
+            or not issubclass(cls, (BasicTransform, BaseCompose))
+        ):
+            continue
+        out[name] = cls
+    return out
+
+
+def _is_compose(cls: type) -> bool:
+    from albumentations.core.composition import BaseCompose
+
+    return issubclass(cls, BaseCompose)
+
+
+def _parameters(cls: type) -> dict[str, inspect.Parameter]:
+    params = dict(inspect.signature(cls.__init__).parameters)
+    for skip in ("self", "args", "kwargs", "transforms", "strict", "always_apply"):
+        params.pop(skip, None)
+    return params
+
+
+def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list[str]) -> dict:
+    """Validate one transform and return its albumentations-serialized form."""
+    name, params = _split_item(item, label, where)
+    if name == "Lambda":
+        raise RecipeError(f"{where}: {label} Lambda: Lambda runs arbitrary Python code and cannot be used in a recipe")
+    allowed = allowed_transforms()
+    cls = allowed.get(name)
+    if cls is None:
+        hint = _did_you_mean(name, list(allowed))
+        raise RecipeError(f"{where}: {label} {name}: unknown transform{hint}")
+    here = f"{where}: {label} {name}"
+    known = _parameters(cls)
+    schema = getattr(cls, "InitSchema", None)
+    if schema is not None:
+        known.update({k: None for k in schema.model_fields if k not in ("strict", "always_apply")})
+    for key in params:
+        if key not in known and key != "transforms":
+            raise RecipeError(f"{here}: field '{key}' is not a parameter of {name}{_did_you_mean(key, list(known))}")
+    children: list[dict] = []
+    if _is_compose(cls):
+        kids = params.pop("transforms", None)
+        if not isinstance(kids, list) or not kids:
+            raise RecipeError(f"{here}: field 'transforms': a {name} needs a list of transforms")
+        children = [_check_item(k, f"{label}.{j}", where, notes, warns) for j, k in enumerate(kids, start=1)]
+    elif "transforms" in params:
+        raise RecipeError(f"{here}: field 'transforms' is not a parameter of {name}")
+    transform = _construct(cls, name, params, children, here)
+    if "p" not in params:
+        notes.append(f"{label} {name}: p not given, default p={transform.p} is used")
+    warns.extend(_fixed_range_warnings(transform, params, f"{label} {name}"))
+    spec = {_FULLNAME: name, **params}
+    if children:
+        spec["transforms"] = children
+    return spec
+
+
+def _construct(cls: type, name: str, params: dict, children: list[dict], here: str) -> Any:
+    kids = [build_transform(c) for c in children]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls(kids, **params) if _is_compose(cls) else cls(**params)
+    except ValidationError as exc:
+        raise RecipeError(f"{here}: {_field_message(exc)}") from None
+    except (TypeError, ValueError) as exc:
+        # albumentations re-raises its pydantic errors as ValueError(str(error)) from error
+        if isinstance(exc.__cause__, ValidationError):
+            raise RecipeError(f"{here}: {_field_message(exc.__cause__)}") from None
+        raise RecipeError(f"{here}: {str(exc).splitlines()[0]}") from None
+
+
+def _field_message(exc: ValidationError) -> str:
+    by_field: dict[str, list[str]] = {}
+    for err in exc.errors():
+        fld = str(err["loc"][0]) if err["loc"] else "?"
+        msg = "required parameter is missing" if err["type"] == "missing" else err["msg"]
+        if msg not in by_field.setdefault(fld, []):
+            by_field[fld].append(msg)
+    fld, msgs = next(iter(by_field.items()))
+    return f"field '{fld}': {'; or '.join(msgs)}"
+
+
+def _fixed_range_warnings(transform: Any, given: dict, label: str) -> list[str]:
+    """A scalar that albumentations turns into a range (v, v) is a fixed value, not a random one."""
+    out = []
+    for key, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value == 0:
+            continue
+        resolved = getattr(transform, key, None)
+        ranges = list(resolved.values()) if isinstance(resolved, dict) else [resolved]
+        if any(isinstance(r, tuple) and len(r) == 2 and r[0] == r[1] for r in ranges):
+            out.append(
+                f"{label}: {key}={value} is a fixed value, not a random range: "
+                f"write [{-value}, {value}] (or [lo, hi]) for a random one"
+            )
+    return out
+
+
+# ---------------------------------------------------------------- building
+
+def build_transform(spec: dict) -> Any:
+    cls = allowed_transforms()[spec[_FULLNAME]]
+    params = {k: v for k, v in spec.items() if k not in (_FULLNAME, "transforms")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if _is_compose(cls):
+            return cls([build_transform(c) for c in spec["transforms"]], **params)
+        return cls(**params)
+
+
+_COMPOSES: dict[str, Any] = {}
+
+
+def build_compose(recipe: Recipe) -> Any:
+    """The recipe's Compose, built once per process (it holds random state)."""
+    compose = _COMPOSES.get(recipe.sha256)
+    if compose is None:
+        import albumentations as A
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compose = A.Compose([build_transform(s) for s in recipe.transforms], p=1.0, save_applied_params=True)
+        _COMPOSES[recipe.sha256] = compose
+    return compose
+
+
+def _dry_run(recipe: Recipe, where: str) -> None:
+    """Some transforms need inputs an image folder lacks (a mask, reference images): fail now, not mid-run."""
+    import random
+
+    import numpy as np
+
+    compose = build_compose(recipe)
+    image = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    compose.set_random_state(np.random.default_rng(0), random.Random(0))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compose(image=image)
+    except Exception as exc:  # any failure here is the recipe's, reported as such
+        raise RecipeError(f"{where}: the transforms fail on a test image: {type(exc).__name__}: {exc}") from None
+
+
+def describe(recipe: Recipe) -> list[str]:
+    """One line a transform, with every parameter the user gave and p."""
+    lines = []
+
+    def walk(specs: tuple[dict, ...] | list[dict], prefix: str, depth: int) -> None:
+        for i, spec in enumerate(specs, start=1):
+            params = {k: v for k, v in spec.items() if k not in (_FULLNAME, "transforms")}
+            if "p" not in params:
+                params_text = f"p={build_transform(spec).p} (default)"
+            else:
+                params_text = ""
+            shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
+            text = ", ".join(t for t in (shown, params_text) if t)
+            lines.append(f"{'  ' * depth}{prefix}{i}. {spec[_FULLNAME]}({text})")
+            if "transforms" in spec:
+                walk(spec["transforms"], f"{prefix}{i}.", depth + 1)
+
+    walk(recipe.transforms, "", 0)
+    return lines

@@ -1,0 +1,124 @@
+"""The pure per-sample function: source bytes + recipe + seed -> output rows.
+
+No file or process state: a multiprocessing pool, a distributed engine or a preview all call
+`augment_sample` and get the same rows for the same arguments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import warnings
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from augpipe import decode as codec
+from augpipe.recipe import Recipe, build_compose
+
+
+@dataclass(frozen=True)
+class SourceTask:
+    """One source image and the copies to make of it (0 = the original)."""
+
+    relpath: str
+    label: int | None
+    copies: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    rows: list[dict]
+    conversion: str | None
+
+
+def sample_seed(run_seed: int, relpath: str, copy: int) -> int:
+    """The seed of one output row: from the run seed, the source's path and the copy index only."""
+    digest = hashlib.sha256(f"{run_seed}\x00{relpath}\x00{copy}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") >> 1  # fits a signed int64 column
+
+
+def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int, max_pixels: int) -> SampleResult:
+    """Decode once, then make each requested copy. Raises SkipInput for an unusable source."""
+    decoded = codec.decode(data, max_pixels)
+    source_sha = hashlib.sha256(data).hexdigest()
+    out = recipe.output
+    rows = []
+    for copy in task.copies:
+        seed = sample_seed(run_seed, task.relpath, copy)
+        if copy == 0:
+            image, applied = decoded.rgb, []
+        else:
+            image, applied = apply_recipe(decoded.rgb, recipe, seed)
+        if out.resize is not None:
+            image = codec.resize(image, out.resize.height, out.resize.width)
+        if copy == 0 and _can_keep_bytes(decoded, recipe):
+            payload = data
+        else:
+            payload = codec.encode(image, out.format, out.quality)
+        rows.append({
+            "image": {"bytes": payload, "path": _row_path(task.relpath, copy, decoded.format, recipe, payload is data)},
+            "label": task.label,
+            "source": task.relpath,
+            "source_sha256": source_sha,
+            "copy": copy,
+            "seed": seed,
+            "transforms": json.dumps(applied, separators=(",", ":")),
+            "width": int(image.shape[1]),
+            "height": int(image.shape[0]),
+        })
+    return SampleResult(rows=rows, conversion=decoded.conversion)
+
+
+def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.ndarray, list]:
+    """One augmented copy, and the transforms that fired with their parameters."""
+    compose = build_compose(recipe)
+    # One shared stream for every child: albumentations' own seeding gives each child the same
+    # seed, which makes independent transforms fire together.
+    compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = compose(image=rgb)
+    image = np.ascontiguousarray(result["image"])
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    return image, [[name, _jsonable(params)] for name, params in result.get("applied_transforms", [])]
+
+
+def _can_keep_bytes(decoded: codec.Decoded, recipe: Recipe) -> bool:
+    return (
+        decoded.format == recipe.output.format
+        and decoded.conversion is None
+        and not decoded.oriented
+        and recipe.output.resize is None
+    )
+
+
+def _row_path(relpath: str, copy: int, source_format: str, recipe: Recipe, kept: bool) -> str:
+    path = PurePosixPath(relpath)
+    if copy == 0 and kept:
+        return relpath
+    suffix = codec.extension(recipe.output.format)
+    stem = path.stem if copy == 0 else f"{path.stem}.aug{copy}"
+    return str(path.with_name(stem + suffix))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)

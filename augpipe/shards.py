@@ -1,0 +1,104 @@
+"""The Parquet shard format: schema (with Hugging Face features), an atomic writer, checksums."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Small row groups keep random access cheap: reading one row reads one row group.
+ROW_GROUP_ROWS = 64
+ROW_GROUP_BYTES = 8 * 2**20
+
+
+def schema(class_names: list[str] | tuple[str, ...], labelled: bool = True) -> pa.Schema:
+    """`image` and `label` exactly as Hugging Face `datasets` expects: any other width,
+    type or nullability and it silently stops decoding images and class names."""
+    fields = [
+        pa.field("image", pa.struct([pa.field("bytes", pa.binary()), pa.field("path", pa.string())])),
+        pa.field("label", pa.int64()),
+        pa.field("source", pa.string()),
+        pa.field("source_sha256", pa.string()),
+        pa.field("copy", pa.int32()),
+        pa.field("seed", pa.int64()),
+        pa.field("transforms", pa.string()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+    ]
+    label = (
+        {"names": list(class_names), "_type": "ClassLabel"} if labelled else {"dtype": "int64", "_type": "Value"}
+    )
+    features = {"image": {"_type": "Image"}, "label": label}
+    for f in fields[2:]:
+        features[f.name] = {"dtype": str(f.type), "_type": "Value"}
+    meta = {"huggingface": json.dumps({"info": {"features": features}})}
+    return pa.schema(fields, metadata=meta)
+
+
+def shard_pattern(split: str) -> str:
+    return f"{split}-*-of-*.parquet"
+
+
+class ShardWriter:
+    """Writes rows to a temporary file; the shard appears under its final name only on `commit`."""
+
+    def __init__(self, final: Path, tmp_dir: Path, table_schema: pa.Schema):
+        self.final = final
+        self.tmp = tmp_dir / f"{final.name}.{os.getpid()}.tmp"
+        self.schema = table_schema
+        self.rows = 0
+        self._buffer: list[dict] = []
+        self._buffered_bytes = 0
+        self._writer = pq.ParquetWriter(
+            self.tmp,
+            table_schema,
+            # images are compressed already: zstd on them costs time and saves nothing
+            compression={c: "ZSTD" for c in table_schema.names if c != "image"}
+            | {"image.bytes": "NONE", "image.path": "ZSTD"},
+            use_dictionary=["label", "source", "source_sha256"],
+            write_statistics=["label", "source", "copy", "seed", "width", "height"],
+        )
+
+    def write(self, row: dict) -> None:
+        self._buffer.append(row)
+        self._buffered_bytes += len(row["image"]["bytes"])
+        if len(self._buffer) >= ROW_GROUP_ROWS or self._buffered_bytes >= ROW_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buffer:
+            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
+            self.rows += len(self._buffer)
+            self._buffer, self._buffered_bytes = [], 0
+
+    def finish(self) -> tuple[int, str, int]:
+        """Close and fsync the temporary file; returns (rows, sha256, bytes)."""
+        self._flush()
+        self._writer.close()
+        with open(self.tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        digest, size = file_sha256(self.tmp)
+        return self.rows, digest, size
+
+    def publish(self) -> None:
+        os.replace(self.tmp, self.final)
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size

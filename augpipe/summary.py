@@ -1,0 +1,57 @@
+"""The one-screen summary at the end of a run."""
+
+from __future__ import annotations
+
+SHOW_SKIPPED = 5
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def expand_summary(m: dict) -> list[str]:
+    counts = m["counts"]
+    timing = m["timing"]
+    rows = sum(c["rows"] for c in counts.values())
+    inputs = sum(c["originals"] for c in counts.values())
+    lines = [
+        f"augpipe expand: {m['source']} -> {m.get('out', '')}",
+        f"  recipe      {m['recipe']['name']} ({m['recipe']['sha256'][:12]}), seed {m['seed']}, "
+        f"copies {m['options']['copies']}",
+    ]
+    conv = m.get("conversions") or {}
+    converted = sum(conv.values())
+    note = f"; {converted} converted to 8-bit RGB ({', '.join(f'{k}: {v}' for k, v in conv.items())})" if conv else ""
+    n_classes = len(m["classes"])
+    kind = f"{n_classes} classes" if m["labelled"] else "unlabelled"
+    lines.append(f"  inputs      {inputs + len([s for s in m['skipped']]):,} images, {kind}{note}")
+    for split, c in counts.items():
+        extra = f" ({c['originals']:,} originals + {c['augmented']:,} augmented)" if c["augmented"] else ""
+        lines.append(f"  {split:<11} {c['rows']:,} rows{extra}")
+    if m["labelled"]:
+        train = counts.get("train", {}).get("by_class", {})
+        shown = ", ".join(f"{k} {v:,}" for k, v in list(train.items())[:8])
+        more = f", … {n_classes - 8} more" if n_classes > 8 else ""
+        lines.append(f"  classes     {shown}{more}" + ("  (train rows)" if train else ""))
+    skipped = m["skipped"]
+    lines.append(f"  skipped     {len(skipped):,}" + (" (all listed in augpipe.json)" if skipped else ""))
+    for s in skipped[:SHOW_SKIPPED]:
+        lines.append(f"                {s['path']}: {s['reason']}")
+    if len(skipped) > SHOW_SKIPPED:
+        lines.append(f"                … {len(skipped) - SHOW_SKIPPED} more")
+    n_bytes = sum(s["bytes"] for s in m["shards"])
+    lines.append(f"  shards      {len(m['shards'])} files, {_size(n_bytes)}")
+    if m.get("up_to_date"):
+        lines.append("  time        nothing to do: this output is complete and up to date")
+    else:
+        resumed = f", {timing['shards_resumed']} shards kept from an earlier run" if timing.get("shards_resumed") else ""
+        lines.append(
+            f"  time        {timing['seconds']:.1f} s, {timing['images_per_second']:,.0f} images/s out, "
+            f"{timing['workers']} workers{resumed}"
+        )
+    lines.append(f"  manifest    {m.get('out', '.')}/augpipe.json")
+    return lines
