@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import queue as queue_mod
 import time
+from concurrent.futures import ProcessPoolExecutor, wait
 from collections.abc import Callable
 
 from augpipe.plan import ShardTask
@@ -22,27 +23,54 @@ def limit_threads() -> None:
     cv2.ocl.setUseOpenCL(False)
 
 
+# pandas: pyarrow imports it, when installed, on the first pa.array (0.3 s a worker); a
+# module missing here is skipped by the fork server
+_PRELOAD = ["augpipe.engine", "albumentations", "pyarrow.parquet", "pandas"]
+
+
+def start_workers_early():
+    """Start the fork server now, so that its imports overlap the parent's scan.
+
+    forkserver: workers fork from a clean process that never touched OpenCV's thread pool
+    (a pool forked from a parent that used OpenCV can deadlock).
+    """
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    return ctx
+
+
 def run_local(tasks: list[ShardTask], job: Job, workers: int, on_progress: Callable[[int], None]) -> list[dict]:
     """Run every task; the largest first, so that the last to finish are small."""
     tasks = sorted(tasks, key=lambda t: -t.planned_rows)
     if workers <= 1 or len(tasks) <= 1:
         limit_threads()
         return [write_shard(t, job, on_progress) for t in tasks]
-    # forkserver: workers start from a clean process that never touched OpenCV's thread pool
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    ctx = mp.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload(["augpipe.engine"])
+    ctx = start_workers_early()
     progress = ctx.Queue()
     results = []
-    with ctx.Pool(min(workers, len(tasks)), initializer=_init_worker, initargs=(progress,)) as pool:
-        pending = [pool.apply_async(_pool_task, (t, job)) for t in tasks]
+    # ProcessPoolExecutor, not Pool: a worker that dies (killed, out of memory) fails the run
+    # with BrokenProcessPool instead of hanging it
+    pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
+                               initargs=(progress,))
+    try:
+        pending = {pool.submit(_pool_task, t, job) for t in tasks}
         while pending:
             _drain(progress, on_progress, wait=0.1)
-            for r in [r for r in pending if r.ready()]:
-                pending.remove(r)
-                results.append(r.get())  # re-raises a worker's error here
+            finished, pending = wait(pending, timeout=0)
+            for future in finished:
+                results.append(future.result())  # re-raises a worker's error here
         _drain(progress, on_progress, wait=0)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        raise
+    pool.shutdown()
     return results
 
 

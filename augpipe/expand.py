@@ -49,6 +49,11 @@ def expand(source: str | Path, recipe: str | Path | Recipe, out: str | Path | No
     """Expand `source` with `recipe` into `out`; returns the manifest (also in OUT/augpipe.json)."""
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    workers = max(1, options.workers or default_workers())
+    if workers > 1:
+        from augpipe.engine import start_workers_early
+
+        start_workers_early()
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     root = Path(source)
     out = Path(out) if out is not None else default_out(root)
@@ -83,7 +88,6 @@ def expand(source: str | Path, recipe: str | Path | Recipe, out: str | Path | No
               found.labelled)
     records = finished_records(out, [s.name for s in plan.shards])
     todo = [s for s in plan.shards if s.name not in records]
-    workers = max(1, options.workers or default_workers())
     total_rows = sum(s.planned_rows for s in plan.shards)
     resumed_rows = total_rows - sum(s.planned_rows for s in todo)
     from augpipe.engine import run_local  # the pool and OpenCV load only when there is work

@@ -51,7 +51,7 @@ def expand_summary(m: dict) -> list[str]:
         resumed = f", {timing['shards_resumed']} shards kept from an earlier run" if timing.get("shards_resumed") else ""
         lines.append(
             f"  time        {timing['seconds']:.1f} s, {timing['images_per_second']:,.0f} images/s out, "
-            f"{timing['workers']} workers{resumed}"
+            f"{timing['workers']} worker{'' if timing['workers'] == 1 else 's'}{resumed}"
         )
     lines.append(f"  manifest    {m.get('out', '.')}/augpipe.json")
     return lines
