@@ -84,7 +84,7 @@ def _parse_size(text: str) -> int:
 
 RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="A recipe file, or a bundled recipe's name (see `augpipe recipes`).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Run seed: the same inputs, recipe and seed give byte-identical shards.")]
-WorkersOpt = Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Worker processes [default: the machine's cores].")]
+WorkersOpt = Annotated[Optional[int], typer.Option("--workers", "-w", min=1, help="Worker processes. Default: the machine's cores.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
@@ -109,13 +109,13 @@ def main_options(
 def expand(
     source: Annotated[Path, typer.Argument(help="Image folder: one sub-folder per class; optional train/ val/ test/.")],
     recipe: RecipeOpt,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder [default: SOURCE-expanded].")] = None,
-    copies: Annotated[Optional[int], typer.Option("--copies", "-k", min=0, help="Augmented copies per training image [default: the recipe's].")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. Default: SOURCE-expanded.")] = None,
+    copies: Annotated[Optional[int], typer.Option("--copies", "-k", min=0, help="Augmented copies per training image. Default: the recipe's.")] = None,
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="Share of source images held out for validation when there are no split folders (0 disables).")] = 0.1,
     balance: Annotated[bool, typer.Option("--balance", help="More copies for minority classes, so every class has about as many training rows as the largest.")] = False,
-    shard_size: Annotated[str, typer.Option("--shard-size", help="Largest shard, about: e.g. 256MB, 1GB.")] = "256MB",
+    shard_size: Annotated[int, typer.Option("--shard-size", parser=_parse_size, metavar="SIZE", help="Largest shard, about: e.g. 256MB, 1GB.")] = "256MB",
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Skip images with more pixels than this (decompression bombs).")] = 100_000_000,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first input that would be skipped.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an output made with another recipe, seed or source.")] = False,
@@ -127,7 +127,7 @@ def expand(
 
     options = ExpandOptions(
         copies=copies, workers=workers, seed=seed, val_fraction=val_fraction, balance=balance,
-        shard_size=_parse_size(shard_size), max_pixels=max_pixels, strict=strict, overwrite=overwrite,
+        shard_size=shard_size, max_pixels=max_pixels, strict=strict, overwrite=overwrite,
         progress=not quiet,
     )
     manifest = run_expand(source, recipe, out, options)

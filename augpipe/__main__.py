@@ -1,0 +1,3 @@
+from augpipe.cli import main
+
+main()

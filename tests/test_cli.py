@@ -1,0 +1,134 @@
+"""The command line: every command has help and a README entry; errors are one line, no traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from augpipe.cli import app
+from conftest import write_image
+
+README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
+
+
+def assert_one_line_error(result, code: int, *needles: str):
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("augpipe: error: ")]
+    assert len(errors) == 1, result.output
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help_and_is_in_the_readme(cli, name):
+    result = cli(name, "--help")
+    assert result.exit_code == 0 and "Usage" in result.output
+    assert f"augpipe {name}" in README
+
+
+def test_recipes_lists_every_bundled_recipe(cli):
+    result = cli("recipes")
+    assert result.exit_code == 0
+    for name in ("flips", "rotations", "translate", "colour", "grayscale", "crops", "classic", "digits"):
+        assert any(line.startswith(name + " ") for line in result.output.splitlines()), name
+
+
+def test_check_describes_a_valid_recipe(cli):
+    result = cli("check", "classic")
+    assert result.exit_code == 0
+    assert "recipe 'classic' is valid" in result.output and "1. HorizontalFlip(p=0.5)" in result.output
+
+
+def test_check_exits_1_on_warnings(cli, tmp_path):
+    path = tmp_path / "shift.yaml"
+    path.write_text("transforms: [{Affine: {translate_percent: 0.1}}]\n")
+    result = cli("check", path)
+    assert result.exit_code == 1
+    assert "warning: transform 1 Affine: translate_percent=0.1 is a fixed value" in result.output
+    assert "p not given, default p=0.5" in result.output
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("transforms: [{Rotate: {limit: ten}}]", ["bad.yaml", "transform 1 Rotate", "field 'limit'"]),
+    ("transforms: [HorizontalFlip, {Blurr: {}}]", ["bad.yaml", "transform 2 Blurr", "unknown transform", "'Blur'"]),
+    ("transforms: [{HorizontalFlip: {p: 2}}]", ["transform 1 HorizontalFlip", "field 'p'"]),
+    ("tranforms: [HorizontalFlip]", ["unknown top-level key 'tranforms'", "'transforms'"]),
+    ("transforms: [{Rotate: {limit: 5, wobble: 1}}]", ["transform 1 Rotate", "field 'wobble'"]),
+])
+def test_check_and_expand_report_a_bad_recipe_in_one_line(cli, tmp_path, folder, text, needles):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert_one_line_error(cli("check", path), 2, *needles)
+    assert_one_line_error(cli("expand", folder, "--recipe", path, "-q"), 2, *needles)
+
+
+def test_expand_prints_a_summary(cli, folder, tmp_path):
+    out = tmp_path / "out"
+    result = cli("expand", folder, "--recipe", "flips.yaml", "--out", out, "-w", "1", "-q", "--seed", "7")
+    assert result.exit_code == 0, result.output
+    for word in ("inputs", "train", "validation", "classes", "skipped", "shards", "images/s", "augpipe.json"):
+        assert word in result.output
+    assert json.loads((out / "augpipe.json").read_text())["seed"] == 7
+
+
+def test_expand_default_out_is_next_to_the_source(cli, folder):
+    result = cli("expand", folder, "-r", "flips", "-w", "1", "-q")
+    assert result.exit_code == 0, result.output
+    assert (folder.parent / "data-expanded" / "augpipe.json").is_file()
+
+
+def test_expand_errors_are_one_line_with_exit_2(cli, tmp_path, folder):
+    assert_one_line_error(cli("expand", tmp_path / "missing", "-r", "flips"), 2, "source folder not found")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(cli("expand", tmp_path / "empty", "-r", "flips"), 2, "no images found")
+    (tmp_path / "afile").write_text("x")
+    assert_one_line_error(cli("expand", folder, "-r", "flips", "-o", tmp_path / "afile" / "out", "-q"), 2,
+                          "cannot write")
+    assert_one_line_error(cli("expand", folder, "-r", "nosuch"), 2, "recipe 'nosuch' not found")
+    assert_one_line_error(cli("expand", folder, "-r", "flips", "-o", folder / "inside"), 2, "inside the source")
+    bad_size = cli("expand", folder, "-r", "flips", "--shard-size", "lots")
+    assert bad_size.exit_code == 2 and "not a size" in bad_size.output and "Traceback" not in bad_size.output
+
+
+def test_expand_refuses_other_output_and_overwrite_replaces_it(cli, folder, tmp_path):
+    out = tmp_path / "out"
+    assert cli("expand", folder, "-r", "flips", "-o", out, "-w", "1", "-q").exit_code == 0
+    assert_one_line_error(cli("expand", folder, "-r", "flips", "-o", out, "-q", "--seed", "1"), 2,
+                          "another seed", "--overwrite")
+    assert cli("expand", folder, "-r", "flips", "-o", out, "-q", "--seed", "1", "--overwrite").exit_code == 0
+
+
+def test_strict_exits_2_naming_the_file(cli, folder, tmp_path):
+    (folder / "dog" / "broken.jpg").write_bytes(b"not a jpeg")
+    result = cli("expand", folder, "-r", "flips", "-o", tmp_path / "out", "-w", "1", "-q", "--strict")
+    assert_one_line_error(result, 2, "dog/broken.jpg", "not a readable image", "--strict")
+    relaxed = cli("expand", folder, "-r", "flips", "-o", tmp_path / "out2", "-w", "1", "-q")
+    assert relaxed.exit_code == 0 and "dog/broken.jpg: not a readable image" in relaxed.output
+
+
+def test_debug_shows_the_traceback(cli, tmp_path):
+    result = cli("--debug", "expand", tmp_path / "missing", "-r", "flips")
+    assert result.exit_code != 0 and result.exception is not None
+
+
+def test_demo_makes_data_expands_it_and_summarises(cli, tmp_path):
+    result = cli("demo", tmp_path / "demo", "-w", "1", "-q")
+    assert result.exit_code == 0, result.output
+    assert "sample dataset" in result.output and "train" in result.output
+    manifest = json.loads((tmp_path / "demo" / "expanded" / "augpipe.json").read_text())
+    assert manifest["classes"] == ["circle", "cross", "square", "triangle"]
+    assert manifest["counts"]["train"]["augmented"] > 0
+    again = cli("demo", tmp_path / "demo", "-w", "1", "-q")  # runs again on the same folder
+    assert again.exit_code == 0
+
+
+def test_version(cli):
+    from augpipe import __version__
+
+    result = cli("--version")
+    assert result.exit_code == 0 and __version__ in result.output

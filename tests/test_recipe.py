@@ -1,0 +1,137 @@
+"""Recipes: bundled ones load, bad ones fail with one line naming file, transform and field."""
+
+from __future__ import annotations
+
+import albumentations as A
+import pytest
+
+from augpipe.errors import RecipeError
+from augpipe.recipe import bundled_recipes, describe, load_recipe, parse_recipe, resolve_recipe_path
+
+BUNDLED = ["flips", "rotations", "translate", "colour", "grayscale", "crops", "classic", "digits"]
+
+
+def test_every_bundled_recipe_loads_with_a_description_and_no_warning():
+    names = [p.stem for p in bundled_recipes()]
+    assert sorted(names) == sorted(BUNDLED)
+    for name in names:
+        recipe = load_recipe(name)
+        assert recipe.description, name
+        assert recipe.warnings == (), name
+
+
+def test_digits_recipe_never_flips():
+    text = load_recipe("digits").text
+    assert "Flip" not in text and "Transpose" not in text
+
+
+@pytest.mark.parametrize("ref", ["flips", "flips.yaml", "recipes/flips.yaml"])
+def test_bundled_recipe_found_by_name_from_any_folder(ref, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_recipe_path(ref).name == "flips.yaml"
+
+
+def test_missing_recipe_lists_the_bundled_ones():
+    with pytest.raises(RecipeError, match="nosuch.*classic"):
+        load_recipe("nosuch")
+
+
+def bad(text: str) -> str:
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(text, "my.yaml")
+    message = str(info.value)
+    assert message.startswith("my.yaml: ") and "\n" not in message
+    return message
+
+
+def test_unknown_transform_suggests_the_closest_names():
+    msg = bad("transforms: [HorizontalFlip, {VerticalFlp: {p: 0.5}}]")
+    assert "transform 2 VerticalFlp: unknown transform" in msg and "'VerticalFlip'" in msg
+
+
+def test_unknown_parameter_is_an_error_not_a_warning():
+    msg = bad("transforms: [{Rotate: {limt: 10, p: 0.5}}]")
+    assert "transform 1 Rotate: field 'limt'" in msg and "'limit'" in msg
+
+
+def test_wrong_type_names_the_field():
+    msg = bad("transforms: [{Rotate: {limit: ten, p: 0.5}}]")
+    assert "transform 1 Rotate: field 'limit'" in msg and "valid number" in msg
+
+
+def test_probability_out_of_range():
+    msg = bad("transforms: [{HorizontalFlip: {p: 1.5}}]")
+    assert "transform 1 HorizontalFlip: field 'p'" in msg and "less than or equal to 1" in msg
+
+
+def test_missing_required_parameter():
+    msg = bad("transforms: [{RandomResizedCrop: {scale: [0.5, 1.0]}}]")
+    assert "RandomResizedCrop: field 'size': required parameter is missing" in msg
+
+
+def test_unknown_top_level_key():
+    msg = bad("copise: 3\ntransforms: [HorizontalFlip]")
+    assert "unknown top-level key 'copise'" in msg and "'copies'" in msg
+
+
+def test_bad_output_field():
+    assert "field 'output.quality'" in bad("output: {quality: 300}\ntransforms: [HorizontalFlip]")
+    assert "field 'output.format'" in bad("output: {format: gif}\ntransforms: [HorizontalFlip]")
+
+
+def test_lambda_is_refused():
+    assert "Lambda runs arbitrary Python code" in bad("transforms: [{Lambda: {}}]")
+
+
+def test_yaml_python_tags_are_refused():
+    msg = bad("transforms: !!python/object/apply:os.system ['echo hi']")
+    assert "not valid YAML" in msg
+
+
+def test_subclass_defined_outside_albumentations_is_not_built():
+    class SneakyFlip(A.HorizontalFlip):  # registered by albumentations' metaclass
+        pass
+
+    assert "SneakyFlip: unknown transform" in bad("transforms: [SneakyFlip]")
+
+
+def test_error_inside_oneof_names_the_nested_position():
+    msg = bad("transforms: [HorizontalFlip, {OneOf: {transforms: [VerticalFlip, {Rotate: {limit: x}}]}}]")
+    assert "transform 2.2 Rotate: field 'limit'" in msg
+
+
+def test_compose_options_work():
+    recipe = parse_recipe(
+        """
+transforms:
+  - OneOf: {p: 1.0, transforms: [HorizontalFlip, VerticalFlip]}
+  - SomeOf: {n: 1, transforms: [{Rotate: {limit: [-5, 5]}}, ToGray]}
+  - Sequential: {transforms: [{Blur: {blur_limit: [3, 5]}}]}
+""",
+        "c.yaml",
+    )
+    lines = describe(recipe)
+    assert lines[0].startswith("1. OneOf(") and any("2.1. Rotate" in line for line in lines)
+
+
+def test_missing_p_takes_the_default_quietly_and_check_shows_it():
+    recipe = parse_recipe("transforms: [{Rotate: {limit: [-5, 5]}}]", "r.yaml")
+    assert recipe.warnings == ()
+    assert any("p not given, default p=0.5" in n for n in recipe.notes)
+    assert "p=0.5 (default)" in describe(recipe)[0]
+
+
+def test_single_value_range_warns():
+    recipe = parse_recipe("transforms: [{Affine: {translate_percent: 0.1, p: 0.5}}]", "r.yaml")
+    assert any("translate_percent=0.1 is a fixed value" in w for w in recipe.warnings)
+    ok = parse_recipe("transforms: [{Affine: {translate_percent: [-0.1, 0.1], p: 0.5}}]", "r.yaml")
+    assert ok.warnings == ()
+
+
+def test_file_written_by_albumentations_save_is_accepted(tmp_path):
+    compose = A.Compose([A.HorizontalFlip(p=0.5), A.Rotate(limit=10, p=0.3)])
+    path = tmp_path / "saved.yaml"
+    A.save(compose, str(path), data_format="yaml")
+    recipe = load_recipe(path)
+    assert recipe.name == "saved"
+    assert [t["__class_fullname__"] for t in recipe.transforms] == ["HorizontalFlip", "Rotate"]
