@@ -83,7 +83,7 @@ def expand(source: str | Path, recipe: str | Path | Recipe, out: str | Path | No
         done["up_to_date"] = True
         done["out"] = str(out)
         return done
-    scan_seconds = time.perf_counter() - started
+    setup_seconds = time.perf_counter() - started
     job = Job(str(root), str(out), recipe, options.seed, options.max_pixels, options.strict, plan.classes,
               found.labelled)
     records = finished_records(out, [s.name for s in plan.shards])
@@ -92,9 +92,11 @@ def expand(source: str | Path, recipe: str | Path | Recipe, out: str | Path | No
     resumed_rows = total_rows - sum(s.planned_rows for s in todo)
     from augpipe.engine import run_local  # the pool and OpenCV load only when there is work
 
+    processing = time.perf_counter()
     with _progress_bar(total_rows, resumed_rows, options.progress) as bar:
         for record in run_local(todo, job, workers, bar.update):
             records[record["name"]] = record
+    process_seconds = time.perf_counter() - processing
     seconds = time.perf_counter() - started
     rows_written = sum(records[s.name]["rows"] for s in todo)
     manifest = build_manifest(
@@ -104,10 +106,11 @@ def expand(source: str | Path, recipe: str | Path | Recipe, out: str | Path | No
         timing={
             "started": started_at,
             "seconds": round(seconds, 3),
-            "scan_seconds": round(scan_seconds, 3),
+            "setup_seconds": round(setup_seconds, 3),  # recipe, scan, plan, output checks
+            "process_seconds": round(process_seconds, 3),  # the shard tasks, pool start included
             "workers": min(workers, max(len(todo), 1)),
             "shards_resumed": len(plan.shards) - len(todo),
-            "images_per_second": round(rows_written / max(seconds - scan_seconds, 1e-9), 1),
+            "images_per_second": round(rows_written / max(process_seconds, 1e-9), 1),
         },
     )
     write_manifest(out, manifest)

@@ -111,6 +111,7 @@ def build_manifest(*, identity: dict, recipe, root: Path, seed: int, options: di
         for r in mine:
             by_class.update(r["by_class"])
         counts[split] = {
+            "sources": sum(r["sources"] for r in mine),
             "rows": sum(r["rows"] for r in mine),
             "originals": sum(r["originals"] for r in mine),
             "augmented": sum(r["augmented"] for r in mine),

@@ -11,7 +11,6 @@ import json
 import random
 import warnings
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -50,7 +49,7 @@ def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int,
     for copy in task.copies:
         seed = sample_seed(run_seed, task.relpath, copy)
         if copy == 0:
-            image, applied = decoded.rgb, []
+            image, applied = decoded.rgb, "[]"
         else:
             image, applied = apply_recipe(decoded.rgb, recipe, seed)
         if out.resize is not None:
@@ -60,21 +59,21 @@ def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int,
         else:
             payload = codec.encode(image, out.format, out.quality)
         rows.append({
-            "image": {"bytes": payload, "path": _row_path(task.relpath, copy, decoded.format, recipe, payload is data)},
+            "image": {"bytes": payload, "path": _row_path(task.relpath, copy, recipe, payload is data)},
             "label": task.label,
             "source": task.relpath,
             "source_sha256": source_sha,
             "copy": copy,
             "seed": seed,
-            "transforms": json.dumps(applied, separators=(",", ":")),
+            "transforms": applied,
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
         })
     return SampleResult(rows=rows, conversion=decoded.conversion)
 
 
-def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.ndarray, list]:
-    """One augmented copy, and the transforms that fired with their parameters."""
+def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.ndarray, str]:
+    """One augmented copy, and the JSON of the transforms that fired with their parameters."""
     compose = build_compose(recipe)
     # One shared stream for every child: albumentations' own seeding gives each child the same
     # seed, which makes independent transforms fire together.
@@ -87,7 +86,8 @@ def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.ndarray
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
-    return image, [[name, _jsonable(params)] for name, params in result.get("applied_transforms", [])]
+    applied = result.get("applied_transforms", [])
+    return image, json.dumps(applied, separators=(",", ":"), default=_jsonable) if applied else "[]"
 
 
 def _can_keep_bytes(decoded: codec.Decoded, recipe: Recipe) -> bool:
@@ -99,26 +99,17 @@ def _can_keep_bytes(decoded: codec.Decoded, recipe: Recipe) -> bool:
     )
 
 
-def _row_path(relpath: str, copy: int, source_format: str, recipe: Recipe, kept: bool) -> str:
-    path = PurePosixPath(relpath)
+def _row_path(relpath: str, copy: int, recipe: Recipe, kept: bool) -> str:
     if copy == 0 and kept:
         return relpath
-    suffix = codec.extension(recipe.output.format)
-    stem = path.stem if copy == 0 else f"{path.stem}.aug{copy}"
-    return str(path.with_name(stem + suffix))
+    stem = relpath.rsplit(".", 1)[0] if "." in relpath.rsplit("/", 1)[-1] else relpath
+    return f"{stem}{'' if copy == 0 else f'.aug{copy}'}{codec.extension(recipe.output.format)}"
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+    """What json cannot write by itself: numpy arrays and scalars."""
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return value.tolist()
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return str(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
     return repr(value)

@@ -51,8 +51,8 @@ class ShardWriter:
         self.tmp = tmp_dir / f"{final.name}.{os.getpid()}.tmp"
         self.schema = table_schema
         self.rows = 0
-        self._buffer: list[dict] = []
-        self._buffered_bytes = 0
+        self._columns: dict[str, list] = {name: [] for name in ("bytes", "path", *table_schema.names[1:])}
+        self._buffered_rows = self._buffered_bytes = 0
         self._writer = pq.ParquetWriter(
             self.tmp,
             table_schema,
@@ -64,18 +64,30 @@ class ShardWriter:
         )
 
     def write(self, row: dict) -> None:
-        self._buffer.append(row)
+        cols = self._columns
+        cols["bytes"].append(row["image"]["bytes"])
+        cols["path"].append(row["image"]["path"])
+        for name in self.schema.names[1:]:
+            cols[name].append(row[name])
+        self._buffered_rows += 1
         self._buffered_bytes += len(row["image"]["bytes"])
-        if len(self._buffer) >= ROW_GROUP_ROWS or self._buffered_bytes >= ROW_GROUP_BYTES:
+        if self._buffered_rows >= ROW_GROUP_ROWS or self._buffered_bytes >= ROW_GROUP_BYTES:
             self._flush()
 
     def _flush(self) -> None:
-        if self._buffer:
-            # column by column: Table.from_pylist imports pandas, 0.3 s in every worker
-            columns = [pa.array([row[f.name] for row in self._buffer], type=f.type) for f in self.schema]
-            self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
-            self.rows += len(self._buffer)
-            self._buffer, self._buffered_bytes = [], 0
+        if not self._buffered_rows:
+            return
+        # built column by column from plain lists: much faster than from row dicts
+        cols = self._columns
+        image_type = self.schema.field("image").type
+        image = pa.StructArray.from_arrays(
+            [pa.array(cols["bytes"], pa.binary()), pa.array(cols["path"], pa.string())], fields=list(image_type)
+        )
+        rest = [pa.array(cols[f.name], type=f.type) for f in list(self.schema)[1:]]
+        self._writer.write_table(pa.Table.from_arrays([image, *rest], schema=self.schema))
+        self.rows += self._buffered_rows
+        self._columns = {name: [] for name in cols}
+        self._buffered_rows = self._buffered_bytes = 0
 
     def finish(self) -> tuple[int, str, int]:
         """Close and fsync the temporary file; returns (rows, sha256, bytes)."""

@@ -17,7 +17,7 @@ def expand_summary(m: dict) -> list[str]:
     counts = m["counts"]
     timing = m["timing"]
     rows = sum(c["rows"] for c in counts.values())
-    inputs = sum(c["originals"] for c in counts.values())
+    inputs = sum(c["sources"] for c in counts.values())
     lines = [
         f"augpipe expand: {m['source']} -> {m.get('out', '')}",
         f"  recipe      {m['recipe']['name']} ({m['recipe']['sha256'][:12]}), seed {m['seed']}, "
@@ -31,7 +31,7 @@ def expand_summary(m: dict) -> list[str]:
     lines.append(f"  inputs      {inputs + len([s for s in m['skipped']]):,} images, {kind}{note}")
     for split, c in counts.items():
         extra = f" ({c['originals']:,} originals + {c['augmented']:,} augmented)" if c["augmented"] else ""
-        lines.append(f"  {split:<11} {c['rows']:,} rows{extra}")
+        lines.append(f"  {split:<11} {c['rows']:,} rows from {c['sources']:,} images{extra}")
     if m["labelled"]:
         train = counts.get("train", {}).get("by_class", {})
         shown = ", ".join(f"{k} {v:,}" for k, v in list(train.items())[:8])
@@ -50,7 +50,8 @@ def expand_summary(m: dict) -> list[str]:
     else:
         resumed = f", {timing['shards_resumed']} shards kept from an earlier run" if timing.get("shards_resumed") else ""
         lines.append(
-            f"  time        {timing['seconds']:.1f} s, {timing['images_per_second']:,.0f} images/s out, "
+            f"  time        {timing['seconds']:.1f} s, {timing['images_per_second']:,.0f} images/s out while "
+            "processing, "
             f"{timing['workers']} worker{'' if timing['workers'] == 1 else 's'}{resumed}"
         )
     lines.append(f"  manifest    {m.get('out', '.')}/augpipe.json")

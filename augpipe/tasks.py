@@ -56,7 +56,7 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
     try:
         for src in task.sources:
             try:
-                result = augment_sample(_read(Path(job.source_root) / src.relpath), src, job.recipe, job.seed,
+                result = augment_sample(_read(f"{job.source_root}/{src.relpath}"), src, job.recipe, job.seed,
                                         job.max_pixels)
             except SkipInput as exc:
                 if job.strict:
@@ -72,6 +72,7 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
                     copies["originals" if row["copy"] == 0 else "augmented"] += 1
                 name = job.classes[src.label] if src.label is not None else "(unlabelled)"
                 by_class[name] += len(result.rows)
+                copies["sources"] += 1
                 if result.conversion:
                     conversions[result.conversion] += 1
             if progress is not None:
@@ -86,6 +87,7 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
         "rows": rows,
         "bytes": size,
         "sha256": digest,
+        "sources": copies["sources"],
         "originals": copies["originals"],
         "augmented": copies["augmented"],
         "by_class": dict(sorted(by_class.items())),
@@ -99,9 +101,10 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
     return record
 
 
-def _read(path: Path) -> bytes:
+def _read(path: str) -> bytes:
     try:
-        return path.read_bytes()
+        with open(path, "rb") as fh:
+            return fh.read()
     except IsADirectoryError:
         raise SkipInput("is a folder, not a file") from None
     except OSError as exc:

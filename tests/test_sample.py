@@ -27,7 +27,7 @@ def test_two_independent_half_probability_transforms_fire_together_a_quarter_of_
     n = 2000
     for i in range(n):
         _, applied = apply_recipe(image, FLIPS, sample_seed(0, f"img{i}.jpg", 1))
-        names = {name for name, _ in applied}
+        names = {name for name, _ in json.loads(applied)}
         h += "HorizontalFlip" in names
         v += "VerticalFlip" in names
         both += names == {"HorizontalFlip", "VerticalFlip"}

@@ -1,0 +1,328 @@
+"""Throughput of `augpipe expand` against its ceiling and its peers, measured in one run.
+
+    pip install -e '.[bench]' && python bench/expand.py [--images 2000] [--sizes 320 64] [--memory]
+
+Builds photo datasets from scikit-image's bundled pictures (random crops, JPEG), then measures
+images out per second for 2 augmented copies per input with flip, rotation ±15° and
+brightness/contrast:
+
+- ceiling: as many processes as workers, each decoding, augmenting and JPEG-encoding bytes
+  held in memory (no files, no Parquet);
+- augpipe expand with 1 and 2 workers, timed as the whole command and by its own clock;
+- peers: a single-process albumentations loop writing files, a multiprocessing.Pool(2) loop
+  writing files, Augmentor's Pipeline.sample(multi_threaded=True), and Hugging Face datasets
+  (load_dataset("imagefolder") + map(num_proc=2) + to_parquet).
+
+Every ratio is against the ceiling measured in the same run: these machines are noisy.
+`--memory` also measures the peak memory of all augpipe processes at N and 10×N inputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
+COPIES = 2
+RECIPE = """\
+name: bench
+description: flip, rotation ±15°, brightness/contrast (the benchmark's recipe)
+copies: 2
+keep_original: false
+output: {format: jpeg, quality: 90}
+transforms:
+  - HorizontalFlip: {p: 0.5}
+  - Rotate: {limit: [-15, 15], p: 0.5}
+  - RandomBrightnessContrast: {brightness_limit: [-0.2, 0.2], contrast_limit: [-0.2, 0.2], p: 0.5}
+"""
+QUALITY = 90
+
+
+# ---------------------------------------------------------------- data
+
+def make_dataset(root: Path, n: int, size: int, seed: int = 0) -> Path:
+    import skimage.data
+
+    rng = random.Random(seed)
+    photos = {name: getattr(skimage.data, name)() for name in PHOTOS}
+    for i in range(n):
+        name = PHOTOS[i % len(PHOTOS)]
+        photo = photos[name]
+        h, w = photo.shape[:2]
+        side = rng.randint(int(min(h, w) * 0.5), min(h, w))
+        y, x = rng.randint(0, h - side), rng.randint(0, w - side)
+        crop = cv2.resize(photo[y:y + side, x:x + side], (size, size), interpolation=cv2.INTER_AREA)
+        path = root / name / f"{name}_{i:06d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                                      [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes())
+    return root
+
+
+def all_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.jpg"))
+
+
+def compose():
+    import albumentations as A
+
+    return A.Compose([
+        A.HorizontalFlip(p=0.5),
+        A.Rotate(limit=(-15, 15), p=0.5),
+        A.RandomBrightnessContrast(brightness_limit=(-0.2, 0.2), contrast_limit=(-0.2, 0.2), p=0.5),
+    ])
+
+
+def augment_bytes(data: bytes, transform, rng_seed: int) -> list[bytes]:
+    image = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    out = []
+    for c in range(COPIES):
+        transform.set_random_state(np.random.default_rng(rng_seed + c), random.Random(rng_seed + c))
+        aug = transform(image=image)["image"]
+        out.append(cv2.imencode(".jpg", cv2.cvtColor(aug, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, QUALITY])[1]
+                   .tobytes())
+    return out
+
+
+# ---------------------------------------------------------------- the ceiling
+
+def _ceiling_worker(blobs: list[bytes], barrier, result) -> None:
+    cv2.setNumThreads(1)
+    transform = compose()
+    barrier.wait()
+    t = time.perf_counter()
+    n = 0
+    for i, data in enumerate(blobs):
+        n += len(augment_bytes(data, transform, i))
+    result.put((n, time.perf_counter() - t))
+
+
+def ceiling(files: list[Path], workers: int) -> float:
+    """Images out per second of `workers` processes looping over bytes in memory."""
+    blobs = [p.read_bytes() for p in files]
+    parts = [blobs[i::workers] for i in range(workers)]
+    ctx = mp.get_context("spawn")
+    barrier, result = ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=_ceiling_worker, args=(part, barrier, result)) for part in parts]
+    for p in procs:
+        p.start()
+    got = [result.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(n for n, _ in got) / max(s for _, s in got)
+
+
+# ---------------------------------------------------------------- augpipe
+
+def augpipe_expand(src: Path, out: Path, workers: int, recipe: Path) -> tuple[float, float, int]:
+    """(images/s for the whole command, images/s by its own clock while processing, rows).
+
+    The own clock starts the pool and runs every shard task; it leaves out Python's start, the
+    imports and the scan, which the whole-command figure includes."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, "-m", "augpipe", "expand", str(src), "-r", str(recipe), "-o", str(out),
+           "-w", str(workers), "--val-fraction", "0", "-q"]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t
+    m = json.loads((out / "augpipe.json").read_text())
+    rows = sum(c["rows"] for c in m["counts"].values())
+    return rows / wall, rows / m["timing"]["process_seconds"], rows
+
+
+# ---------------------------------------------------------------- peers
+
+def naive_loop(files: list[Path], out: Path) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    t = time.perf_counter()
+    transform = compose()
+    n = 0
+    for i, path in enumerate(files):
+        for c, data in enumerate(augment_bytes(path.read_bytes(), transform, i)):
+            (out / f"{path.stem}_{c}.jpg").write_bytes(data)
+            n += 1
+    return n / (time.perf_counter() - t)
+
+
+_POOL_TRANSFORM = None
+
+
+def _pool_init():
+    global _POOL_TRANSFORM
+    cv2.setNumThreads(1)
+    _POOL_TRANSFORM = compose()
+
+
+def _pool_one(args) -> int:
+    i, path, out = args
+    for c, data in enumerate(augment_bytes(Path(path).read_bytes(), _POOL_TRANSFORM, i)):
+        (Path(out) / f"{Path(path).stem}_{c}.jpg").write_bytes(data)
+    return COPIES
+
+
+def pool_loop(files: list[Path], out: Path, workers: int = 2) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    t = time.perf_counter()
+    with mp.get_context("spawn").Pool(workers, initializer=_pool_init) as pool:
+        n = sum(pool.imap_unordered(_pool_one, [(i, str(p), str(out)) for i, p in enumerate(files)], chunksize=16))
+    return n / (time.perf_counter() - t)
+
+
+def augmentor(src: Path, out: Path, n_images: int) -> float:
+    import Augmentor
+    from PIL import Image
+
+    if not hasattr(Image, "ANTIALIAS"):  # Augmentor 0.2.12 predates Pillow 10
+        Image.ANTIALIAS = Image.LANCZOS
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    pipeline = Augmentor.Pipeline(str(src), output_directory=str(out.resolve()), save_format="JPEG")
+    pipeline.flip_left_right(probability=0.5)
+    pipeline.rotate(probability=0.5, max_left_rotation=15, max_right_rotation=15)
+    pipeline.random_brightness(probability=0.5, min_factor=0.8, max_factor=1.2)
+    pipeline.random_contrast(probability=0.5, min_factor=0.8, max_factor=1.2)
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), contextlib.redirect_stderr(null):
+        pipeline.sample(n_images * COPIES, multi_threaded=True)  # its bar prints a line per image
+    return n_images * COPIES / (time.perf_counter() - t)
+
+
+def _hf_batch(batch):
+    transform = _hf_batch.transform = getattr(_hf_batch, "transform", None) or compose()
+    images, labels = [], []
+    for i, (image, label) in enumerate(zip(batch["image"], batch["label"])):
+        data = image["bytes"] or Path(image["path"]).read_bytes()
+        for blob in augment_bytes(data, transform, i):
+            images.append({"bytes": blob, "path": None})
+            labels.append(label)
+    return {"image": images, "label": labels}
+
+
+def hf_datasets(src: Path, out: Path, cache: Path) -> float:
+    """Hugging Face datasets as a user would: imagefolder, map with 2 processes, to_parquet."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(cache, ignore_errors=True)
+    out.mkdir(parents=True)
+    t = time.perf_counter()
+    ds = datasets.load_dataset("imagefolder", data_dir=str(src), split="train", cache_dir=str(cache))
+    ds = ds.cast_column("image", datasets.Image(decode=False))  # the file's bytes, not a PIL image
+    aug = ds.map(_hf_batch, batched=True, batch_size=32, num_proc=2, remove_columns=ds.column_names,
+                 features=datasets.Features({"image": datasets.Image(), "label": ds.features["label"]}))
+    aug.to_parquet(str(out / "train.parquet"))
+    return len(aug) / (time.perf_counter() - t)
+
+
+# ---------------------------------------------------------------- memory
+
+def peak_memory(cmd: list[str]) -> float:
+    """Peak of the summed RSS of a command and all its children, in MB (sampled every 20 ms)."""
+    import psutil
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+    root = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            procs = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    return peak / 1e6
+
+
+# ---------------------------------------------------------------- main
+
+def run_size(work: Path, size: int, n: int, recipe: Path, peers: bool) -> list[tuple[str, float, str]]:
+    src = make_dataset(work / f"src{size}", n, size)
+    files = all_files(src)
+    rows = []
+    ceil2 = ceiling(files, 2)
+    ceil1 = ceiling(files, 1)
+    rows.append(("ceiling, 2 processes", ceil2, "1.00"))
+    rows.append(("ceiling, 1 process", ceil1, f"{ceil1 / ceil2:.2f}"))
+    results = {}
+    for w in (1, 2):
+        wall, own, _ = augpipe_expand(src, work / f"out{size}-{w}", w, recipe)
+        results[w] = own
+        rows.append((f"augpipe expand -w {w} (own clock, processing)", own, f"{own / ceil2:.2f}"))
+        rows.append((f"augpipe expand -w {w} (whole command)", wall, f"{wall / ceil2:.2f}"))
+    rows.append(("augpipe 1 -> 2 workers", results[2] / results[1], "speed-up"))
+    if peers:
+        for name, fn in (
+            ("albumentations loop, files", lambda: naive_loop(files, work / "naive")),
+            ("multiprocessing.Pool(2), files", lambda: pool_loop(files, work / "pool")),
+            ("Augmentor sample(multi_threaded)", lambda: augmentor(src, work / "augmentor", len(files))),
+            ("HF datasets map(num_proc=2)", lambda: hf_datasets(src, work / "hf", work / "hf-cache")),
+        ):
+            try:
+                speed = fn()
+                rows.append((name, speed, f"{speed / ceil2:.2f}"))
+                results[name] = speed
+            except Exception as exc:  # a peer that fails here is reported, not fatal
+                rows.append((name, float("nan"), f"failed: {type(exc).__name__}: {exc}"[:60]))
+        for name in ("Augmentor sample(multi_threaded)", "HF datasets map(num_proc=2)"):
+            if name in results:
+                rows.append((f"augpipe -w 2 / {name.split(' ')[0]} {name.split(' ')[1]}",
+                             results[2] / results[name], "ratio"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[320, 64])
+    parser.add_argument("--no-peers", action="store_true", help="augpipe and the ceiling only")
+    parser.add_argument("--memory", action="store_true", help="peak memory at N and 10×N inputs (64 px)")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="augpipe-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    recipe = work / "bench.yaml"
+    recipe.write_text(RECIPE)
+    print(f"augpipe bench: {args.images} inputs, {COPIES} copies each, {os.cpu_count()} cores, work in {work}")
+    try:
+        for size in args.sizes:
+            rows = run_size(work, size, args.images, recipe, peers=not args.no_peers and size == args.sizes[0])
+            print(f"\n{size}×{size} px, {args.images * COPIES} images out")
+            print(f"  {'what':<44} {'images/s':>10}  vs ceiling (2 processes)")
+            for name, value, ratio in rows:
+                print(f"  {name:<44} {value:>10,.1f}  {ratio}")
+        if args.memory:
+            print("\npeak memory of all augpipe processes, 64 px, 2 workers")
+            peaks = {}
+            for n in (args.images, args.images * 10):
+                src = make_dataset(work / f"mem{n}", n, 64)
+                out = work / f"memout{n}"
+                shutil.rmtree(out, ignore_errors=True)
+                cmd = [sys.executable, "-m", "augpipe", "expand", str(src), "-r", str(recipe), "-o", str(out),
+                       "-w", "2", "-q"]
+                peaks[n] = peak_memory(cmd)
+                print(f"  {n:>7,} inputs: {peaks[n]:8.1f} MB")
+            small, big = peaks[args.images], peaks[args.images * 10]
+            print(f"  growth from {args.images:,} to {args.images * 10:,} inputs: {100 * (big / small - 1):+.1f}%")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
