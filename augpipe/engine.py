@@ -23,9 +23,7 @@ def limit_threads() -> None:
     cv2.ocl.setUseOpenCL(False)
 
 
-# pandas: pyarrow imports it, when installed, on the first pa.array (0.3 s a worker); a
-# module missing here is skipped by the fork server
-_PRELOAD = ["augpipe.engine", "albumentations", "pyarrow.parquet", "pandas"]
+_PRELOAD = ["augpipe.engine", "albumentations", "pyarrow.parquet"]
 
 
 def start_workers_early():
