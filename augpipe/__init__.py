@@ -1,24 +1,29 @@
 """augpipe: a folder of labelled images becomes an augmented, training-ready Parquet dataset."""
 
-__version__ = "0.1.0"
-
 import os as _os
+
+__version__ = "0.1.0"
 
 # albumentations asks the network for a newer version at import: not from a data pipeline
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from augpipe.errors import AugpipeError, RecipeError, SourceError, OutputError  # noqa: E402
-from augpipe.recipe import Recipe, load_recipe  # noqa: E402
-from augpipe.expand import ExpandOptions, expand  # noqa: E402
+_EXPORTS = {
+    "AugpipeError": "augpipe.errors",
+    "RecipeError": "augpipe.errors",
+    "SourceError": "augpipe.errors",
+    "OutputError": "augpipe.errors",
+    "Recipe": "augpipe.recipe",
+    "load_recipe": "augpipe.recipe",
+    "ExpandOptions": "augpipe.expand",
+    "expand": "augpipe.expand",
+}
+__all__ = ["__version__", *_EXPORTS]
 
-__all__ = [
-    "__version__",
-    "AugpipeError",
-    "RecipeError",
-    "SourceError",
-    "OutputError",
-    "Recipe",
-    "load_recipe",
-    "ExpandOptions",
-    "expand",
-]
+
+def __getattr__(name: str):
+    # imported on first use: `augpipe --help` should not pay for OpenCV and albumentations
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'augpipe' has no attribute {name!r}")

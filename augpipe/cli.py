@@ -105,6 +105,14 @@ def main_options(
 
 # ---------------------------------------------------------------- commands
 
+def _start_workers(workers: int | None) -> None:
+    """Worker processes take about a second to import what they need: start them first."""
+    from augpipe.engine import default_workers, start_workers_early
+
+    if (workers or default_workers()) > 1:
+        start_workers_early()
+
+
 @command()
 def expand(
     source: Annotated[Path, typer.Argument(help="Image folder: one sub-folder per class; optional train/ val/ test/.")],
@@ -122,6 +130,7 @@ def expand(
     quiet: QuietOpt = False,
 ) -> None:
     """Augment an image folder into Parquet shards (train/validation/test) with a manifest."""
+    _start_workers(workers)
     from augpipe.expand import ExpandOptions, expand as run_expand
     from augpipe.summary import expand_summary
 
@@ -142,6 +151,7 @@ def demo(
     quiet: QuietOpt = False,
 ) -> None:
     """Make a small labelled sample dataset (no download), expand it and summarise."""
+    _start_workers(workers)
     from augpipe.demo import run_demo
     from augpipe.summary import expand_summary
 

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import time
 from concurrent.futures import ProcessPoolExecutor, wait
 from collections.abc import Callable
 
-from augpipe.plan import ShardTask
-from augpipe.tasks import Job, write_shard
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from augpipe.plan import ShardTask
+    from augpipe.tasks import Job
 
 _QUEUE = None  # a worker's progress queue, set by _init_worker
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def limit_threads() -> None:
@@ -23,11 +34,11 @@ def limit_threads() -> None:
     cv2.ocl.setUseOpenCL(False)
 
 
-_PRELOAD = ["augpipe.engine", "albumentations", "pyarrow.parquet"]
+_PRELOAD = ["augpipe.engine", "augpipe.tasks", "albumentations", "pyarrow.parquet"]
 
 
 def start_workers_early():
-    """Start the fork server now, so that its imports overlap the parent's scan.
+    """Start the fork server now, so that its imports overlap the parent's own (about 1 s).
 
     forkserver: workers fork from a clean process that never touched OpenCV's thread pool
     (a pool forked from a parent that used OpenCV can deadlock).
@@ -44,6 +55,8 @@ def start_workers_early():
 
 def run_local(tasks: list[ShardTask], job: Job, workers: int, on_progress: Callable[[int], None]) -> list[dict]:
     """Run every task; the largest first, so that the last to finish are small."""
+    from augpipe.tasks import write_shard
+
     tasks = sorted(tasks, key=lambda t: -t.planned_rows)
     if workers <= 1 or len(tasks) <= 1:
         limit_threads()
@@ -105,6 +118,8 @@ class _Batched:
 
 
 def _pool_task(task: ShardTask, job: Job) -> dict:
+    from augpipe.tasks import write_shard
+
     batched = _Batched()
     try:
         return write_shard(task, job, batched)

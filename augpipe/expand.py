@@ -3,13 +3,13 @@ run the shard tasks, write the manifest."""
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from augpipe import __version__
+from augpipe.engine import default_workers
 from augpipe.errors import OutputError, StrictSkipError
 from augpipe.manifest import build_manifest, finished_records, prepare_output, source_fingerprint, write_manifest
 from augpipe.plan import make_plan
@@ -35,13 +35,6 @@ class ExpandOptions:
 def default_out(source: str | Path) -> Path:
     source = Path(source)
     return source.parent / f"{source.resolve().name}-expanded"
-
-
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def expand(source: str | Path, recipe: str | Path | Recipe, out: str | Path | None = None,

@@ -36,6 +36,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from augpipe.sample import sample_seed
+
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry")
 COPIES = 2
 RECIPE = """\
@@ -73,8 +75,9 @@ def make_dataset(root: Path, n: int, size: int, seed: int = 0) -> Path:
     return root
 
 
-def all_files(root: Path) -> list[Path]:
-    return sorted(root.rglob("*.jpg"))
+def all_files(root: Path) -> list[tuple[str, Path]]:
+    """(relative path, path) of every image, sorted."""
+    return [(p.relative_to(root).as_posix(), p) for p in sorted(root.rglob("*.jpg"))]
 
 
 def compose():
@@ -87,11 +90,13 @@ def compose():
     ])
 
 
-def augment_bytes(data: bytes, transform, rng_seed: int) -> list[bytes]:
+def augment_bytes(data: bytes, transform, relpath: str) -> list[bytes]:
+    """Decode once, then each copy with augpipe's seeds, so that the same transforms fire."""
     image = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     out = []
-    for c in range(COPIES):
-        transform.set_random_state(np.random.default_rng(rng_seed + c), random.Random(rng_seed + c))
+    for c in range(1, COPIES + 1):
+        seed = sample_seed(0, relpath, c)
+        transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
         aug = transform(image=image)["image"]
         out.append(cv2.imencode(".jpg", cv2.cvtColor(aug, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, QUALITY])[1]
                    .tobytes())
@@ -100,20 +105,20 @@ def augment_bytes(data: bytes, transform, rng_seed: int) -> list[bytes]:
 
 # ---------------------------------------------------------------- the ceiling
 
-def _ceiling_worker(blobs: list[bytes], barrier, result) -> None:
+def _ceiling_worker(blobs: list[tuple[str, bytes]], barrier, result) -> None:
     cv2.setNumThreads(1)
     transform = compose()
     barrier.wait()
     t = time.perf_counter()
     n = 0
-    for i, data in enumerate(blobs):
-        n += len(augment_bytes(data, transform, i))
+    for rel, data in blobs:
+        n += len(augment_bytes(data, transform, rel))
     result.put((n, time.perf_counter() - t))
 
 
-def ceiling(files: list[Path], workers: int) -> float:
+def ceiling(files: list[tuple[str, Path]], workers: int) -> float:
     """Images out per second of `workers` processes looping over bytes in memory."""
-    blobs = [p.read_bytes() for p in files]
+    blobs = [(rel, p.read_bytes()) for rel, p in files]
     parts = [blobs[i::workers] for i in range(workers)]
     ctx = mp.get_context("spawn")
     barrier, result = ctx.Barrier(workers), ctx.Queue()
@@ -152,8 +157,8 @@ def naive_loop(files: list[Path], out: Path) -> float:
     t = time.perf_counter()
     transform = compose()
     n = 0
-    for i, path in enumerate(files):
-        for c, data in enumerate(augment_bytes(path.read_bytes(), transform, i)):
+    for rel, path in files:
+        for c, data in enumerate(augment_bytes(path.read_bytes(), transform, rel)):
             (out / f"{path.stem}_{c}.jpg").write_bytes(data)
             n += 1
     return n / (time.perf_counter() - t)
@@ -169,8 +174,8 @@ def _pool_init():
 
 
 def _pool_one(args) -> int:
-    i, path, out = args
-    for c, data in enumerate(augment_bytes(Path(path).read_bytes(), _POOL_TRANSFORM, i)):
+    rel, path, out = args
+    for c, data in enumerate(augment_bytes(Path(path).read_bytes(), _POOL_TRANSFORM, rel)):
         (Path(out) / f"{Path(path).stem}_{c}.jpg").write_bytes(data)
     return COPIES
 
@@ -180,7 +185,7 @@ def pool_loop(files: list[Path], out: Path, workers: int = 2) -> float:
     out.mkdir(parents=True)
     t = time.perf_counter()
     with mp.get_context("spawn").Pool(workers, initializer=_pool_init) as pool:
-        n = sum(pool.imap_unordered(_pool_one, [(i, str(p), str(out)) for i, p in enumerate(files)], chunksize=16))
+        n = sum(pool.imap_unordered(_pool_one, [(rel, str(p), str(out)) for rel, p in files], chunksize=16))
     return n / (time.perf_counter() - t)
 
 
@@ -205,9 +210,9 @@ def augmentor(src: Path, out: Path, n_images: int) -> float:
 def _hf_batch(batch):
     transform = _hf_batch.transform = getattr(_hf_batch, "transform", None) or compose()
     images, labels = [], []
-    for i, (image, label) in enumerate(zip(batch["image"], batch["label"])):
+    for image, label in zip(batch["image"], batch["label"]):
         data = image["bytes"] or Path(image["path"]).read_bytes()
-        for blob in augment_bytes(data, transform, i):
+        for blob in augment_bytes(data, transform, Path(image["path"]).name):
             images.append({"bytes": blob, "path": None})
             labels.append(label)
     return {"image": images, "label": labels}
