@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from augpipe.errors import SkipInput
+from augpipe.headers import Header, read_header
 
 # augpipe checks the pixel count itself, against --max-pixels, from the header alone.
 Image.MAX_IMAGE_PIXELS = None
 
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-_FORMATS = {"JPEG": "jpeg", "PNG": "png", "BMP": "bmp", "WEBP": "webp", "TIFF": "tiff", "MPO": "jpeg"}
+_READABLE = ("jpeg", "png", "bmp", "webp", "tiff")
 _ENCODE = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
 
 
@@ -30,32 +30,22 @@ class Decoded:
 def decode(data: bytes, max_pixels: int) -> Decoded:
     if not data:
         raise SkipInput("empty file (0 bytes)")
-    try:
-        with Image.open(io.BytesIO(data)) as im:  # reads the header only
-            width, height = im.size
-            fmt, mode, info = im.format, im.mode, dict(im.info)
-            orientation = _orientation(im)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise SkipInput("not a readable image (unknown format or corrupt header)") from None
-    if width * height > max_pixels:
-        raise SkipInput(f"too large: {width}×{height} = {width * height:,} pixels, over --max-pixels {max_pixels:,}")
-    if fmt not in _FORMATS:
-        raise SkipInput(f"unsupported image format {fmt}")
+    head = read_header(data)
+    if head.width * head.height > max_pixels:
+        raise SkipInput(
+            f"too large: {head.width}×{head.height} = {head.width * head.height:,} pixels, "
+            f"over --max-pixels {max_pixels:,}"
+        )
+    if head.format not in _READABLE:
+        raise SkipInput(f"unsupported image format {head.format}")
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if pixels is None:
         raise SkipInput("corrupt or truncated image data")
-    rgb, conversion = _to_rgb8(pixels, mode, info)
-    return Decoded(rgb=rgb, format=_FORMATS[fmt], conversion=conversion, oriented=orientation not in (None, 1))
+    rgb, conversion = _to_rgb8(pixels, head)
+    return Decoded(rgb=rgb, format=head.format, conversion=conversion, oriented=head.orientation not in (None, 1))
 
 
-def _orientation(im: Image.Image) -> int | None:
-    try:
-        return im.getexif().get(0x0112)
-    except Exception:  # a broken EXIF block is no reason to lose the image
-        return None
-
-
-def _to_rgb8(pixels: np.ndarray, mode: str, info: dict) -> tuple[np.ndarray, str | None]:
+def _to_rgb8(pixels: np.ndarray, head: Header) -> tuple[np.ndarray, str | None]:
     notes = []
     if pixels.dtype == np.uint16:
         pixels = (pixels >> 8).astype(np.uint8)
@@ -64,19 +54,18 @@ def _to_rgb8(pixels: np.ndarray, mode: str, info: dict) -> tuple[np.ndarray, str
         raise SkipInput(f"unsupported pixel type {pixels.dtype}")
     if pixels.ndim == 2:
         rgb = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
-        notes.append("grayscale")
     elif pixels.shape[2] == 4:
         rgb = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGB)
     else:
         rgb = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    if "A" in mode or (mode == "P" and "transparency" in info):
-        notes.append("alpha dropped")
-    elif mode == "P":
-        notes.append("palette")
-    elif mode == "CMYK":
-        notes.append("CMYK")
-    if mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") and "grayscale" not in notes:
+    if pixels.ndim == 2 or head.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"):
         notes.append("grayscale")
+    if head.alpha:
+        notes.append("alpha dropped")
+    elif head.mode == "P":
+        notes.append("palette")
+    elif head.mode == "CMYK":
+        notes.append("CMYK")
     return rgb, (", ".join(notes) if notes else None)
 
 

@@ -337,6 +337,8 @@ def build_compose(recipe: Recipe) -> Any:
     if compose is None:
         import albumentations as A
 
+        # once, not per image: a catch_warnings() around every call costs more than some transforms
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"albumentations\.")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             compose = A.Compose([build_transform(s) for s in recipe.transforms], p=1.0, save_applied_params=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,9 +77,7 @@ def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.ndarray
     # One shared stream for every child: albumentations' own seeding gives each child the same
     # seed, which makes independent transforms fire together.
     compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = compose(image=rgb)
+    result = compose(image=rgb)
     image = np.ascontiguousarray(result["image"])
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)

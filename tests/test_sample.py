@@ -107,3 +107,32 @@ def test_resize_and_output_format_apply_to_every_copy():
     for row in rows:
         assert row["image"]["bytes"].startswith(b"\x89PNG") and (row["width"], row["height"]) == (12, 16)
         assert row["image"]["path"].endswith(".png")
+
+
+def test_fast_header_reader_agrees_with_pil():
+    from augpipe.headers import _pil, read_header
+
+    def encoded(image: Image.Image, fmt: str, **kw) -> bytes:
+        buf = io.BytesIO()
+        image.save(buf, fmt, **kw)
+        return buf.getvalue()
+
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    samples = [
+        encoded(Image.new("RGB", (33, 17)), "JPEG"),
+        encoded(Image.new("L", (9, 40)), "JPEG"),
+        encoded(Image.new("CMYK", (12, 11)), "JPEG"),
+        encoded(Image.new("RGB", (20, 10)), "JPEG", exif=exif.tobytes()),
+        encoded(Image.new("RGB", (20, 10)), "JPEG", progressive=True),
+        encoded(Image.new("RGBA", (7, 5)), "PNG"),
+        encoded(Image.new("P", (7, 5)), "PNG", transparency=0),
+        encoded(Image.new("P", (7, 5)), "PNG"),
+        encoded(Image.new("L", (7, 5)), "PNG"),
+        cv2.imencode(".png", np.zeros((6, 8, 3), np.uint16))[1].tobytes(),
+    ]
+    for data in samples:
+        fast, slow = read_header(data), _pil(data)
+        assert (fast.format, fast.width, fast.height, fast.alpha, fast.orientation) == \
+               (slow.format, slow.width, slow.height, slow.alpha, slow.orientation)
+        assert fast.mode == slow.mode or (fast.mode, slow.mode) == ("RGB", "RGB;16")  # PIL's 16-bit RGB PNG

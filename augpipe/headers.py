@@ -1,0 +1,109 @@
+"""Image headers without decoding: size (for --max-pixels), format, colour mode, EXIF orientation.
+
+JPEG and PNG, the common cases, are read here directly (PIL's parser costs as much as decoding a
+64×64 image); every other format goes through PIL, which reads only the header too.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from augpipe.errors import SkipInput
+
+_PIL_FORMATS = {"JPEG": "jpeg", "MPO": "jpeg", "PNG": "png", "BMP": "bmp", "WEBP": "webp", "TIFF": "tiff"}
+# start-of-frame markers: every 0xC0-0xCF except DHT (C4), JPG (C8) and DAC (CC)
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_PNG_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
+
+
+@dataclass(frozen=True)
+class Header:
+    format: str  # jpeg, png, bmp, webp, tiff, or PIL's name of an unsupported one
+    width: int
+    height: int
+    mode: str  # PIL's mode names: RGB, L, P, RGBA, CMYK, ...
+    alpha: bool
+    orientation: int | None
+
+
+def read_header(data: bytes) -> Header:
+    header = None
+    if data[:2] == b"\xff\xd8":
+        header = _jpeg(data)
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        header = _png(data)
+    return header or _pil(data)
+
+
+def _jpeg(data: bytes) -> Header | None:
+    i, orientation = 2, None
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
+            orientation = _exif_orientation(data[i + 10:i + 2 + length])
+        elif marker in _SOF and i + 10 <= len(data):
+            height = int.from_bytes(data[i + 5:i + 7], "big")
+            width = int.from_bytes(data[i + 7:i + 9], "big")
+            mode = {1: "L", 3: "RGB", 4: "CMYK"}.get(data[i + 9])
+            return Header("jpeg", width, height, mode, False, orientation) if mode else None
+        elif marker == 0xDA:  # image data before any frame header: leave it to PIL
+            return None
+        i += 2 + length
+    return None
+
+
+def _exif_orientation(tiff: bytes) -> int | None:
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return None
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return None
+    for k in range(int.from_bytes(tiff[ifd:ifd + 2], order)):
+        entry = ifd + 2 + 12 * k
+        if entry + 12 > len(tiff):
+            return None
+        if int.from_bytes(tiff[entry:entry + 2], order) == 0x0112:
+            return int.from_bytes(tiff[entry + 8:entry + 10], order)
+    return None
+
+
+def _png(data: bytes) -> Header | None:
+    if data[12:16] != b"IHDR" or len(data) < 33:
+        return None
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    mode = _PNG_MODES.get(data[25])
+    if mode is None:
+        return None
+    alpha = mode in ("LA", "RGBA")
+    i = 33
+    while not alpha and i + 8 <= len(data):  # a tRNS chunk, if any, comes before the image data
+        kind = data[i + 4:i + 8]
+        if kind in (b"IDAT", b"IEND"):
+            break
+        alpha = kind == b"tRNS"
+        i += 12 + int.from_bytes(data[i:i + 4], "big")
+    return Header("png", width, height, mode, alpha, None)
+
+
+def _pil(data: bytes) -> Header:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            orientation = None
+            try:
+                orientation = im.getexif().get(0x0112)
+            except Exception:  # a broken EXIF block is no reason to lose the image
+                pass
+            alpha = "A" in im.mode or "transparency" in im.info
+            return Header(_PIL_FORMATS.get(im.format, im.format), *im.size, im.mode, alpha, orientation)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        raise SkipInput("not a readable image (unknown format or corrupt header)") from None
