@@ -69,9 +69,21 @@ def run_local(tasks: list[ShardTask], job: Job, workers: int, on_progress: Calla
     pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
                                initargs=(progress,))
     try:
-        pending = {pool.submit(_pool_task, t, job) for t in tasks}
+        queued = {pool.submit(_pool_task, t, job): t for t in tasks}
+        pending = set(queued)
+        workers_running = False
         while pending:
-            _drain(progress, on_progress, wait=0.1)
+            workers_running |= _drain(progress, on_progress, wait=0.1 if workers_running else 0)
+            if not workers_running:
+                # Workers take a moment to start (their imports): meanwhile this process, which
+                # has everything loaded, takes the smallest task still waiting.
+                stolen = next((f for f in reversed(list(queued)) if f in pending and f.cancel()), None)
+                if stolen is not None:
+                    pending.discard(stolen)
+                    limit_threads()
+                    results.append(write_shard(queued[stolen], job, on_progress))
+                    continue
+                workers_running = True
             finished, pending = wait(pending, timeout=0)
             for future in finished:
                 results.append(future.result())  # re-raises a worker's error here
@@ -85,13 +97,17 @@ def run_local(tasks: list[ShardTask], job: Job, workers: int, on_progress: Calla
     return results
 
 
-def _drain(progress, on_progress: Callable[[int], None], wait: float) -> None:
+def _drain(progress, on_progress: Callable[[int], None], wait: float) -> bool:
+    """Pass the workers' progress on; True when there was any."""
+    got = False
     try:
         on_progress(progress.get(timeout=wait) if wait else progress.get_nowait())
+        got = True
         while True:
             on_progress(progress.get_nowait())
     except queue_mod.Empty:
         pass
+    return got
 
 
 def _init_worker(progress) -> None:
