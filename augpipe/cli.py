@@ -8,13 +8,14 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
 
 from augpipe import __version__
-from augpipe.errors import AugpipeError
+from augpipe.errors import AugpipeError, UsageError
 
 app = typer.Typer(
     name="augpipe",
@@ -49,6 +50,9 @@ def _report(func: Callable) -> Callable:
             return func(*args, **kwargs)
         except typer.Exit:
             raise
+        except BrokenPipeError:  # `augpipe transforms | head`: the reader left, nothing to say
+            sys.stderr.close()
+            raise typer.Exit(1) from None
         except BaseException as exc:  # every failure leaves as one line and an exit code
             if _state["debug"]:
                 raise
@@ -100,7 +104,7 @@ def main_options(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
     """Turn a folder of labelled images into an augmented, training-ready Parquet dataset."""
-    _state["debug"] = _state["debug"] or debug
+    _state["debug"] = debug or bool(os.environ.get("AUGPIPE_DEBUG"))
 
 
 # ---------------------------------------------------------------- commands
@@ -150,15 +154,87 @@ def demo(
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
-    """Make a small labelled sample dataset (no download), expand it and summarise."""
+    """Make a small labelled sample dataset (no download), expand it, summarise, and preview it."""
     _start_workers(workers)
     from augpipe.demo import run_demo
     from augpipe.summary import expand_summary
 
-    data, manifest = run_demo(folder, workers=workers, seed=seed, progress=not quiet)
-    typer.echo(f"sample dataset: {data}  ({sum(c['originals'] for c in manifest['counts'].values())} images)")
+    data, manifest, sheet = run_demo(folder, workers=workers, seed=seed, progress=not quiet)
+    typer.echo(f"sample dataset: {data}  ({sum(c['sources'] for c in manifest['counts'].values())} images)")
     typer.echo("\n".join(expand_summary(manifest)))
-    typer.echo(f"next: augpipe expand {data} --recipe classic --out {folder / 'mine'}")
+    typer.echo(f"preview: {sheet}")
+    typer.echo(f"next: augpipe inspect {manifest['out']} --verify   or   augpipe preview {data} --recipe flips")
+
+
+@command()
+def preview(
+    source: Annotated[Path, typer.Argument(help="An image folder (needs --recipe), or an expanded dataset.")],
+    recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe file or bundled name; not needed for an expanded dataset.")] = None,
+    rows: Annotated[int, typer.Option("--rows", min=1, max=100, help="Source images, one a row, drawn across classes.")] = 6,
+    copies: Annotated[Optional[int], typer.Option("--copies", "-k", min=0, max=32, help="Augmented copies a row. Default: the recipe's (all, from shards).")] = None,
+    seed: SeedOpt = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the contact sheet (PNG).")] = Path("preview.png"),
+    html_dir: Annotated[Optional[Path], typer.Option("--html", help="Also write a static page with every tile and its parameters to this folder.")] = None,
+    tile: Annotated[int, typer.Option("--tile", min=32, max=512, help="Tile size in pixels.")] = 128,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="As for expand: previewed images are training images.")] = 0.1,
+) -> None:
+    """Show what a recipe does (originals and copies, captioned) before expanding, or what shards hold."""
+    from augpipe.manifest import MANIFEST
+    from augpipe.preview import preview_shards, preview_source, write_html, write_sheet
+
+    if (source / MANIFEST).is_file():
+        result = preview_shards(source, rows=rows, copies=copies, seed=seed)
+    elif recipe is None:
+        raise UsageError(f"{source} is an image folder: preview needs --recipe (an expanded dataset does not)")
+    else:
+        result = preview_source(source, recipe, rows=rows, copies=copies, seed=seed, val_fraction=val_fraction)
+    typer.echo(f"contact sheet: {write_sheet(result, out, tile)}")
+    if html_dir is not None:
+        typer.echo(f"gallery: {write_html(result, html_dir)}")
+    if result.skipped:
+        typer.echo(f"skipped {len(result.skipped)} (listed under the sheet)")
+
+
+@command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="An expanded dataset (with augpipe.json) or a source image folder.")],
+    verify: Annotated[bool, typer.Option("--verify", help="Re-read every shard: checksums, row counts, images, labels, splits. Exit 1 on a problem.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="The same facts as JSON.")] = False,
+) -> None:
+    """One screen on what a dataset holds and how it was made, or what a source folder holds."""
+    import json
+
+    from augpipe.inspection import inspect_output, inspect_source, output_report, source_report
+    from augpipe.manifest import MANIFEST
+
+    if (path / MANIFEST).is_file():
+        facts = inspect_output(path, verify=verify)
+        lines = output_report(facts)
+    else:
+        facts = inspect_source(path)
+        lines = source_report(facts)
+    typer.echo(json.dumps(facts, indent=2, ensure_ascii=False) if as_json else "\n".join(lines))
+    if facts.get("problems"):
+        raise typer.Exit(1)
+
+
+@command()
+def transforms(
+    group: Annotated[Optional[str], typer.Argument(help="Only this group, e.g. geometric.")] = None,
+) -> None:
+    """The transforms a recipe may use, grouped, with their parameters and defaults (from albumentations)."""
+    from augpipe.catalog import catalog
+
+    groups = catalog()
+    if group is not None and group not in groups:
+        raise UsageError(f"no group '{group}': choose from {', '.join(groups)}")
+    for name, items in groups.items():
+        if group is not None and name != group:
+            continue
+        typer.echo(f"{name}:")
+        for transform, params in items:
+            shown = ", ".join(f"{p}={d}" for p, d in params)
+            typer.echo(f"  {transform}({shown})")
 
 
 @command("recipes")

@@ -48,11 +48,17 @@ def _shape(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     return image
 
 
+RECIPE = "classic"
+
+
 def run_demo(folder: str | Path, workers: int | None = None, seed: int = 0, progress: bool = True):
+    """Sample data, its expansion and a preview sheet: (data folder, manifest, sheet path)."""
     from augpipe.expand import ExpandOptions, expand
+    from augpipe.preview import preview_source, write_sheet
 
     folder = Path(folder)
     data = make_shapes(folder / "data")
     options = ExpandOptions(workers=workers, seed=seed, overwrite=True, progress=progress)
-    manifest = expand(data, "classic", folder / "expanded", options)
-    return data, manifest
+    manifest = expand(data, RECIPE, folder / "expanded", options)
+    sheet = write_sheet(preview_source(data, RECIPE, rows=4, copies=4, seed=seed), folder / "preview.png")
+    return data, manifest, sheet

@@ -7,6 +7,10 @@ class AugpipeError(Exception):
     exit_code = 2
 
 
+class UsageError(AugpipeError):
+    """Options that do not go together."""
+
+
 class RecipeError(AugpipeError):
     """A recipe that cannot be loaded: names the file, the transform and the field."""
 

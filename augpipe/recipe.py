@@ -28,6 +28,8 @@ _NOT_FOR_RECIPES = {
     "BasicTransform", "DualTransform", "ImageOnlyTransform", "Transform3D", "BaseCompose",
     "Compose", "ReplayCompose", "BboxParams", "KeypointParams",
 }
+# These change the pixel type; augpipe writes 8-bit images.
+_FLOAT_OUTPUT = {"Normalize", "ToFloat", "FromFloat"}
 _FULLNAME = "__class_fullname__"
 
 
@@ -243,6 +245,9 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
     name, params = _split_item(item, label, where)
     if name == "Lambda":
         raise RecipeError(f"{where}: {label} Lambda: Lambda runs arbitrary Python code and cannot be used in a recipe")
+    if name in _FLOAT_OUTPUT:
+        raise RecipeError(f"{where}: {label} {name}: makes float pixels; augpipe writes 8-bit images "
+                          "(normalise in your data loader instead)")
     allowed = allowed_transforms()
     cls = allowed.get(name)
     if cls is None:

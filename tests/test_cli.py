@@ -120,6 +120,7 @@ def test_demo_makes_data_expands_it_and_summarises(cli, tmp_path):
     result = cli("demo", tmp_path / "demo", "-w", "1", "-q")
     assert result.exit_code == 0, result.output
     assert "sample dataset" in result.output and "train" in result.output
+    assert (tmp_path / "demo" / "preview.png").is_file() and "preview.png" in result.output
     manifest = json.loads((tmp_path / "demo" / "expanded" / "augpipe.json").read_text())
     assert manifest["classes"] == ["circle", "cross", "square", "triangle"]
     assert manifest["counts"]["train"]["augmented"] > 0

@@ -1,0 +1,50 @@
+"""`augpipe transforms`: what a recipe may use, read from albumentations itself."""
+
+from __future__ import annotations
+
+import inspect
+
+GROUPS = ("geometric", "crops", "colour", "noise and blur", "weather", "dropout", "composition", "other")
+_NOISE_AND_BLUR = ("Noise", "Blur", "Sharpen", "Emboss", "Compression", "Downscale", "Superpixels",
+                   "SaltAndPepper", "RingingOvershoot", "Spatter", "Defocus", "ChromaticAberration")
+_WEATHER = ("RandomFog", "RandomRain", "RandomSnow", "RandomSunFlare", "RandomShadow", "RandomGravel",
+            "PlasmaShadow")
+
+
+def group_of(name: str, cls: type) -> str:
+    module = cls.__module__
+    if ".geometric." in module:
+        return "geometric"
+    if ".crops." in module:
+        return "crops"
+    if ".dropout." in module:
+        return "dropout"
+    if ".blur." in module or any(k in name for k in _NOISE_AND_BLUR):
+        return "noise and blur"
+    if name in _WEATHER:
+        return "weather"
+    if ".pixel." in module:
+        return "colour"
+    if module.endswith(".composition"):
+        return "composition"
+    return "other"
+
+
+def parameters(cls: type) -> list[tuple[str, str]]:
+    """(name, default) for each parameter, `required` where there is no default."""
+    out = []
+    for name, p in inspect.signature(cls.__init__).parameters.items():
+        if name in ("self", "args", "kwargs", "always_apply", "strict"):
+            continue
+        default = "required" if p.default is inspect.Parameter.empty else repr(p.default)
+        out.append((name, default))
+    return out
+
+
+def catalog() -> dict[str, list[tuple[str, list[tuple[str, str]]]]]:
+    from augpipe.recipe import allowed_transforms
+
+    groups: dict[str, list] = {g: [] for g in GROUPS}
+    for name, cls in sorted(allowed_transforms().items()):
+        groups[group_of(name, cls)].append((name, parameters(cls)))
+    return {g: items for g, items in groups.items() if items}

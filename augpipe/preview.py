@@ -1,0 +1,352 @@
+"""Preview: what a recipe does to a few images, or what an expanded dataset holds.
+
+From a source folder, tiles come from the same per-sample function and seeds as `expand`, and
+are the decoded bytes `expand` would write; from shards, they are the rows themselves.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from augpipe.errors import SkipInput, SourceError
+
+BACKGROUND = (238, 238, 238)
+TILE_BACKGROUND = (128, 128, 128)
+INK = (30, 30, 30)
+_SHORT = {
+    "HorizontalFlip": "hflip", "VerticalFlip": "vflip", "Transpose": "transpose", "RandomRotate90": "rot90",
+    "D4": "d4", "SquareSymmetry": "d4", "ToGray": "gray", "ToSepia": "sepia", "ColorJitter": "jitter",
+    "RandomBrightnessContrast": "bright/contrast", "HueSaturationValue": "hsv", "RGBShift": "rgb-shift",
+    "RandomGamma": "gamma", "CLAHE": "clahe", "Equalize": "equalize", "InvertImg": "invert",
+    "Posterize": "posterize", "Solarize": "solarize", "ChannelShuffle": "ch-shuffle",
+    "RandomResizedCrop": "crop", "RandomSizedCrop": "crop", "RandomCrop": "crop", "CenterCrop": "crop",
+    "Crop": "crop", "GaussianBlur": "blur", "Blur": "blur", "MedianBlur": "blur", "MotionBlur": "motion-blur",
+    "GaussNoise": "noise", "ISONoise": "noise", "MultiplicativeNoise": "noise", "CoarseDropout": "dropout",
+    "GridDropout": "dropout", "Perspective": "perspective", "ElasticTransform": "elastic",
+    "Sharpen": "sharpen", "ImageCompression": "jpeg", "Downscale": "downscale",
+}
+
+
+@dataclass
+class Tile:
+    copy: int
+    rgb: np.ndarray  # the decoded row image, full size
+    caption: str
+    applied: list  # [[transform, parameters], ...] as in the `transforms` column
+
+
+@dataclass
+class PreviewRow:
+    source: str
+    class_name: str | None
+    tiles: list[Tile]
+
+
+@dataclass
+class Preview:
+    title: str
+    rows: list[PreviewRow]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- captions
+
+def caption(applied: list, copy: int = 1) -> str:
+    """Short names of the transforms that fired, e.g. `hflip rot-12° jitter`."""
+    if copy == 0:
+        return "original"
+    words = [_short(name, params) for name, params in applied]
+    return " ".join(w for w in words if w) or "no change (nothing fired)"
+
+
+def _short(name: str, params: dict) -> str:
+    if name in ("Rotate", "SafeRotate", "ShiftScaleRotate") and "matrix" in params:
+        return f"rot{round(_angle(params['matrix'])) + 0}°"
+    if name == "Affine":
+        words = ["affine"]
+        if abs(params.get("rotate", 0)) >= 0.5:
+            words.append(f"rot{round(params['rotate']) + 0}°")
+        scale = params.get("scale") or {}
+        if any(abs(v - 1) >= 0.01 for v in scale.values()):
+            words.append("x" + "/".join(f"{v:.2f}" for v in dict.fromkeys(scale.values())))
+        return " ".join(words)
+    return _SHORT.get(name, name.lower())
+
+
+def _angle(matrix: list) -> float:
+    # OpenCV's rotation matrix [[cos, sin, ·], [-sin, cos, ·]] for a counter-clockwise angle
+    return -math.degrees(math.atan2(matrix[1][0], matrix[0][0]))
+
+
+# ---------------------------------------------------------------- choosing sources
+
+def _round_robin(by_class: dict, rows: int, seed: int) -> list:
+    """Up to `rows` items drawn across classes: every class before any class twice."""
+    rng = random.Random(seed)
+    queues = []
+    for name in sorted(by_class, key=lambda c: (c is None, c or "")):
+        items = sorted(by_class[name])
+        rng.shuffle(items)
+        queues.append(items)
+    order = []
+    while queues and len(order) < rows * 3:  # spares, in case some sources are skipped
+        for q in queues:
+            if q:
+                order.append(q.pop(0))
+        queues = [q for q in queues if q]
+    return order
+
+
+def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None = None, seed: int = 0,
+                   val_fraction: float = 0.1, max_pixels: int = 100_000_000) -> Preview:
+    """Originals and augmented copies of a few training images, exactly as `expand` makes them."""
+    from augpipe.decode import decode
+    from augpipe.plan import assign_split
+    from augpipe.recipe import load_recipe
+    from augpipe.sample import SourceTask, augment_sample
+    from augpipe.sources import scan
+
+    recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
+    found = scan(root)
+    copies = recipe.copies if copies is None else copies
+    label_of = {name: i for i, name in enumerate(found.classes)}
+    by_class = defaultdict(list)
+    for f in found.files:
+        if assign_split(f, val_fraction) == "train":
+            by_class[f.class_name].append(f.relpath)
+    if not by_class:
+        raise SourceError(f"no training images in {root} to preview")
+    class_of = {rel: c for c, rels in by_class.items() for rel in rels}
+    out_rows, skipped = [], list(found.skipped)
+    for rel in _round_robin(by_class, rows, seed):
+        if len(out_rows) == rows:
+            break
+        task = SourceTask(rel, label_of.get(class_of[rel]), tuple(range(copies + 1)))
+        try:
+            result = augment_sample((Path(root) / rel).read_bytes(), task, recipe, seed, max_pixels)
+        except SkipInput as exc:
+            skipped.append((rel, exc.reason))
+            continue
+        except OSError as exc:
+            skipped.append((rel, f"cannot read: {exc.strerror or exc}"))
+            continue
+        tiles = [
+            Tile(r["copy"], decode(r["image"]["bytes"], max_pixels).rgb, caption(json.loads(r["transforms"]), r["copy"]),
+                 json.loads(r["transforms"]))
+            for r in result.rows
+        ]
+        out_rows.append(PreviewRow(rel, class_of[rel], tiles))
+    return Preview(f"recipe {recipe.name} | seed {seed}", out_rows, sorted(skipped))
+
+
+def preview_shards(out: str | Path, rows: int = 6, copies: int | None = None, seed: int = 0) -> Preview:
+    """Originals grouped with their augmented copies, read back from an expanded dataset."""
+    import pyarrow.parquet as pq
+
+    from augpipe.decode import decode
+    from augpipe.manifest import read_manifest
+
+    out = Path(out)
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise SourceError(f"{out} has no augpipe.json: not an expanded dataset")
+    names = manifest["classes"]
+    shards = [out / s["name"] for s in manifest["shards"] if s["split"] == "train" and (out / s["name"]).is_file()]
+    if not shards:
+        raise SourceError(f"{out} has no training shards to preview")
+    index = pq.ParquetDataset(shards).read(columns=["source", "label"]).to_pylist()
+    by_class = defaultdict(set)
+    for r in index:
+        by_class[names[r["label"]] if r["label"] is not None else None].add(r["source"])
+    chosen = _round_robin({k: list(v) for k, v in by_class.items()}, rows, seed)[:rows]
+    table = pq.ParquetDataset(shards, filters=[("source", "in", chosen)]).read(
+        columns=["image", "source", "label", "copy", "transforms"])
+    grouped = defaultdict(list)
+    for r in table.to_pylist():
+        grouped[r["source"]].append(r)
+    out_rows = []
+    for source in chosen:
+        found = sorted(grouped[source], key=lambda r: r["copy"])[: (copies + 1) if copies is not None else None]
+        tiles = [Tile(r["copy"], decode(r["image"]["bytes"], 10**12).rgb, caption(json.loads(r["transforms"]), r["copy"]),
+                      json.loads(r["transforms"])) for r in found]
+        label = found[0]["label"] if found else None
+        out_rows.append(PreviewRow(source, names[label] if label is not None else None, tiles))
+    skipped = [(s["path"], s["reason"]) for s in manifest["skipped"]]
+    return Preview(f"{out.name}: recipe {manifest['recipe']['name']} | seed {manifest['seed']}", out_rows, skipped)
+
+
+# ---------------------------------------------------------------- the contact sheet
+
+@dataclass(frozen=True)
+class Layout:
+    tile: int
+    label_width: int = 120
+    header: int = 30
+    caption: int = 30
+    gap: int = 8
+    line: int = 16
+
+    def size(self, rows: int, columns: int, footer_lines: int) -> tuple[int, int]:
+        width = self.label_width + columns * (self.tile + self.gap) + self.gap
+        height = self.header + rows * (self.tile + self.caption + self.gap) + self.gap + footer_lines * self.line
+        return height, width
+
+    def tile_origin(self, row: int, column: int) -> tuple[int, int]:
+        return (self.label_width + self.gap + column * (self.tile + self.gap),
+                self.header + row * (self.tile + self.caption + self.gap))
+
+
+MAX_FOOTER = 8
+
+
+def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
+    """The contact sheet as an RGB array: a row a source, the original first, captions below."""
+    import cv2
+
+    layout = Layout(tile)
+    columns = max((len(r.tiles) for r in preview.rows), default=1)
+    footer = _footer_lines(preview)
+    height, width = layout.size(len(preview.rows), columns, len(footer))
+    sheet = np.full((height, width, 3), BACKGROUND, np.uint8)
+    classes = ", ".join(dict.fromkeys(str(r.class_name) for r in preview.rows))
+    _text(sheet, _fit(f"{preview.title} | rows: {classes}", width - 16, 0.5), (8, 20), 0.5)
+    for i, row in enumerate(preview.rows):
+        y = layout.tile_origin(i, 0)[1]
+        _text(sheet, _fit(str(row.class_name or "(unlabelled)"), layout.label_width - 12, 0.45), (8, y + tile // 2), 0.45)
+        _text(sheet, _fit(row.source.rsplit("/", 1)[-1], layout.label_width - 12, 0.35), (8, y + tile // 2 + 16), 0.35)
+        for j, t in enumerate(row.tiles):
+            x, y = layout.tile_origin(i, j)
+            sheet[y:y + tile, x:x + tile] = _fit_tile(t.rgb, tile, cv2)
+            lines = _wrap(t.caption, tile, 0.35)[:2]
+            for k, line in enumerate(lines):
+                _text(sheet, line, (x, y + tile + 12 + 12 * k), 0.35)
+    base = height - len(footer) * layout.line
+    for k, line in enumerate(footer):
+        _text(sheet, _fit(line, width - 16, 0.4), (8, base + 12 + k * layout.line), 0.4)
+    return sheet
+
+
+def _footer_lines(preview: Preview) -> list[str]:
+    if not preview.skipped:
+        return []
+    lines = [f"skipped {len(preview.skipped)}:"]
+    lines += [f"  {path}: {reason}" for path, reason in preview.skipped[: MAX_FOOTER - 1]]
+    if len(preview.skipped) > MAX_FOOTER - 1:
+        lines.append(f"  ... {len(preview.skipped) - MAX_FOOTER + 1} more")
+    return lines
+
+
+def _fit_tile(rgb: np.ndarray, tile: int, cv2) -> np.ndarray:
+    """Scaled to fit, aspect kept, centred on a neutral background; small images stay crisp."""
+    h, w = rgb.shape[:2]
+    scale = tile / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    interpolation = cv2.INTER_NEAREST if scale >= 2 else (cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    small = cv2.resize(rgb, (nw, nh), interpolation=interpolation)
+    canvas = np.full((tile, tile, 3), TILE_BACKGROUND, np.uint8)
+    y, x = (tile - nh) // 2, (tile - nw) // 2
+    canvas[y:y + nh, x:x + nw] = small
+    return canvas
+
+
+def _text_width(text: str, scale: float) -> int:
+    import cv2
+
+    plain = text.replace("°", "o")
+    return cv2.getTextSize(plain, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+
+
+def _fit(text: str, width: int, scale: float) -> str:
+    """Cut to the width, with an ellipsis."""
+    if _text_width(text, scale) <= width:
+        return text
+    while text and _text_width(text + "...", scale) > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _wrap(text: str, width: int, scale: float) -> list[str]:
+    lines, current = [], ""
+    for word in text.split():
+        trial = f"{current} {word}".strip()
+        if current and _text_width(trial, scale) > width:
+            lines.append(current)
+            current = word
+        else:
+            current = trial
+    return [*lines, current] if current else lines
+
+
+def _text(img: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
+    """OpenCV's Hershey fonts are ASCII: the degree sign is drawn as a small circle."""
+    import cv2
+
+    x, y = origin
+    parts = text.split("°")
+    for k, part in enumerate(parts):
+        ascii_part = part.encode("ascii", "replace").decode()
+        cv2.putText(img, ascii_part, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, INK, 1, cv2.LINE_AA)
+        x += cv2.getTextSize(ascii_part, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
+        if k < len(parts) - 1:
+            radius = max(1, round(scale * 4))
+            cv2.circle(img, (x + radius + 1, y - round(scale * 22)), radius, INK, 1, cv2.LINE_AA)
+            x += 2 * radius + 3
+
+
+def write_sheet(preview: Preview, path: str | Path, tile: int = 128) -> Path:
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet = render_sheet(preview, tile)
+    if not cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+        raise SourceError(f"cannot write {path}")
+    return path
+
+
+# ---------------------------------------------------------------- the HTML gallery
+
+_CSS = """
+body{font:14px system-ui,sans-serif;margin:1.5em;background:#f4f4f4;color:#222}
+h1{font-size:1.2em} .row{display:flex;gap:12px;align-items:flex-start;margin:0 0 18px}
+.label{width:150px;flex:none;word-break:break-all} .label b{display:block}
+figure{margin:0;width:180px;background:#fff;padding:6px;border-radius:4px}
+figure img{width:168px;height:168px;object-fit:contain;background:#808080;image-rendering:pixelated;display:block}
+figcaption{font-size:12px;margin:4px 0} pre{font-size:10px;white-space:pre-wrap;max-height:240px;overflow:auto}
+"""
+
+
+def write_html(preview: Preview, folder: str | Path) -> Path:
+    """A static page (no server, no external assets): every tile with its full lineage."""
+    import cv2
+
+    folder = Path(folder)
+    (folder / "tiles").mkdir(parents=True, exist_ok=True)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(preview.title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(preview.title)}</h1>"]
+    for i, row in enumerate(preview.rows):
+        parts.append(f"<div class='row'><div class='label'><b>{html.escape(str(row.class_name))}</b>"
+                     f"{html.escape(row.source)}</div>")
+        for t in row.tiles:
+            name = f"tiles/r{i:03d}-c{t.copy:03d}.png"
+            cv2.imwrite(str(folder / name), cv2.cvtColor(t.rgb, cv2.COLOR_RGB2BGR))
+            params = html.escape(json.dumps(t.applied, indent=1))
+            parts.append(f"<figure><img src='{name}' alt='copy {t.copy}'><figcaption>copy {t.copy}: "
+                         f"{html.escape(t.caption)}</figcaption><details><summary>parameters</summary>"
+                         f"<pre>{params}</pre></details></figure>")
+        parts.append("</div>")
+    if preview.skipped:
+        items = "".join(f"<li>{html.escape(p)}: {html.escape(r)}</li>" for p, r in preview.skipped)
+        parts.append(f"<h2>skipped</h2><ul>{items}</ul>")
+    parts.append("</body></html>")
+    page = folder / "index.html"
+    page.write_text("\n".join(parts), encoding="utf-8")
+    return page

@@ -1,0 +1,212 @@
+"""preview and inspect: what a recipe does, and what a dataset holds."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from augpipe.decode import decode
+from augpipe.expand import ExpandOptions, expand
+from augpipe.preview import Layout, caption, preview_shards, preview_source, render_sheet, write_html
+from augpipe.recipe import parse_recipe
+from conftest import make_folder, write_image
+
+FLIPS = parse_recipe("copies: 3\ntransforms: [{HorizontalFlip: {p: 0.5}}, {VerticalFlip: {p: 0.5}}]", "f.yaml")
+
+
+@pytest.mark.parametrize("rows, copies", [(2, 1), (4, 3), (3, 5)])
+def test_sheet_size_and_tile_count_follow_rows_and_copies(folder, rows, copies):
+    preview = preview_source(folder, FLIPS, rows=rows, copies=copies, val_fraction=0)
+    assert len(preview.rows) == rows and all(len(r.tiles) == copies + 1 for r in preview.rows)
+    sheet = render_sheet(preview, tile=64)
+    assert sheet.shape[:2] == Layout(64).size(rows, copies + 1, 0)
+
+
+def test_rows_are_drawn_across_classes(tmp_path):
+    data = make_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=5)
+    preview = preview_source(data, FLIPS, rows=3, val_fraction=0)
+    assert sorted(r.class_name for r in preview.rows) == ["a", "b", "c"]
+
+
+def test_captions_name_the_transforms_that_fired(folder):
+    preview = preview_source(folder, FLIPS, rows=4, copies=4, val_fraction=0)
+    for row in preview.rows:
+        assert row.tiles[0].caption == "original"
+        for t in row.tiles[1:]:
+            fired = {name for name, _ in t.applied}
+            words = set(t.caption.split())
+            assert ("hflip" in words) == ("HorizontalFlip" in fired)
+            assert ("vflip" in words) == ("VerticalFlip" in fired)
+
+
+def test_caption_short_names():
+    rot = [["Rotate", {"matrix": [[0.978, 0.208, 0], [-0.208, 0.978, 0], [0, 0, 1]]}]]
+    assert caption(rot) == "rot12°"
+    assert caption([["HorizontalFlip", {}], ["ColorJitter", {}]]) == "hflip jitter"
+    assert caption([], copy=0) == "original" and "nothing fired" in caption([], copy=2)
+
+
+def test_preview_tiles_are_exactly_the_rows_expand_writes(folder, tmp_path):
+    preview = preview_source(folder, "classic", rows=4, seed=11, val_fraction=0.1)
+    out = tmp_path / "out"
+    expand(folder, "classic", out, ExpandOptions(seed=11, val_fraction=0.1, workers=1, progress=False))
+    table = pq.ParquetDataset(sorted(out.glob("train-*.parquet"))).read().to_pylist()
+    rows = {(r["source"], r["copy"]): r for r in table}
+    for row in preview.rows:
+        for t in row.tiles:
+            stored = rows[(row.source, t.copy)]
+            assert np.array_equal(t.rgb, decode(stored["image"]["bytes"], 10**9).rgb)
+            assert t.applied == json.loads(stored["transforms"])
+
+
+def test_shard_preview_groups_copies_with_their_original(folder, tmp_path):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(workers=1, progress=False))
+    preview = preview_shards(out, rows=3)
+    assert len(preview.rows) == 3
+    for row in preview.rows:
+        assert [t.copy for t in row.tiles] == [0, 1, 2]
+        assert row.tiles[0].caption == "original"
+
+
+def test_skipped_sources_are_named_not_fatal(folder, tmp_path):
+    (folder / "cat" / "aaa_broken.jpg").write_bytes(b"garbage")
+    preview = preview_source(folder, FLIPS, rows=20, val_fraction=0)
+    assert ("cat/aaa_broken.jpg", "not a readable image (unknown format or corrupt header)") in preview.skipped
+    assert len(render_sheet(preview, 48)) > 0
+
+
+def test_sheet_stays_readable_for_tiny_and_large_images(tmp_path):
+    write_image(tmp_path / "data" / "tiny" / "a.png", size=8, fmt=".png")
+    write_image(tmp_path / "data" / "big" / "b.jpg", size=1000)
+    preview = preview_source(tmp_path / "data", FLIPS, rows=2, copies=1, val_fraction=0)
+    sheet = render_sheet(preview, tile=96)
+    assert sheet.shape[:2] == Layout(96).size(2, 2, 0)
+
+
+def test_html_gallery_references_only_local_files(folder, tmp_path):
+    page = write_html(preview_source(folder, FLIPS, rows=2, copies=2, val_fraction=0), tmp_path / "gallery")
+    text = page.read_text()
+    srcs = re.findall(r"src='([^']+)'", text)
+    assert len(srcs) == 6 and all((page.parent / s).is_file() for s in srcs)
+    assert "http://" not in text and "https://" not in text and "<script" not in text
+    assert "HorizontalFlip" in text or "VerticalFlip" in text or "nothing fired" in text
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed")
+def test_html_gallery_renders_in_headless_chromium(folder, tmp_path):
+    page = write_html(preview_source(folder, FLIPS, rows=2, copies=2, val_fraction=0), tmp_path / "gallery")
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+                    "--window-size=1000,700", page.as_uri()], check=True, capture_output=True, timeout=60)
+    image = decode(shot.read_bytes(), 10**9).rgb
+    assert image.std() > 10  # not a blank page: the tiles are there
+
+
+def test_preview_cli_writes_a_sheet_and_a_gallery(cli, folder, tmp_path):
+    result = cli("preview", folder, "--recipe", "flips", "--rows", "2", "--copies", "2", "--out",
+                 tmp_path / "sheet.png", "--html", tmp_path / "g")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "sheet.png").is_file() and (tmp_path / "g" / "index.html").is_file()
+    assert str(tmp_path / "sheet.png") in result.output
+    missing = cli("preview", folder, "--out", tmp_path / "x.png")
+    assert missing.exit_code == 2 and "--recipe" in missing.output
+
+
+# ---------------------------------------------------------------- inspect
+
+@pytest.fixture
+def expanded(folder, tmp_path) -> Path:
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(workers=1, progress=False, val_fraction=0.3, shard_size=20_000))
+    return out
+
+
+def test_inspect_summarises_an_expanded_dataset(cli, expanded):
+    result = cli("inspect", expanded)
+    assert result.exit_code == 0, result.output
+    for word in ("recipe    flips", "train", "validation", "cat", "dog", "shards", "sizes", "seed 0"):
+        assert word in result.output
+    facts = json.loads(cli("inspect", expanded, "--json").output)
+    assert facts["classes"] == ["cat", "dog"] and facts["width"]["max"] == 32
+
+
+def test_verify_passes_on_a_good_output(cli, expanded):
+    result = cli("inspect", expanded, "--verify")
+    assert result.exit_code == 0 and "all is well" in result.output
+
+
+def _a_shard(out: Path) -> Path:
+    return sorted(out.glob("train-*.parquet"))[0]
+
+
+def test_verify_catches_a_changed_byte(cli, expanded):
+    shard = _a_shard(expanded)
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    result = cli("inspect", expanded, "--verify")
+    assert result.exit_code == 1 and f"{shard.name}: checksum mismatch" in result.output
+
+
+def test_verify_catches_a_deleted_shard(cli, expanded):
+    shard = _a_shard(expanded)
+    shard.unlink()
+    result = cli("inspect", expanded, "--verify")
+    assert result.exit_code == 1 and f"{shard.name}: missing" in result.output
+
+
+def test_verify_catches_a_truncated_shard(cli, expanded):
+    shard = _a_shard(expanded)
+    shard.write_bytes(shard.read_bytes()[:-100])
+    result = cli("inspect", expanded, "--verify")
+    assert result.exit_code == 1 and "cannot be read as Parquet" in result.output
+
+
+def test_verify_catches_an_extra_shard_and_an_augmented_validation_row(cli, expanded):
+    train = _a_shard(expanded)
+    shutil.copy(train, expanded / "train-00099-of-00099.parquet")
+    val = sorted(expanded.glob("validation-*.parquet"))[0]
+    m = json.loads((expanded / "augpipe.json").read_text())
+    table = pq.read_table(train)  # train rows (with copies) written under a validation name
+    pq.write_table(table, val)
+    result = cli("inspect", expanded, "--json", "--verify")
+    problems = json.loads(result.output)["problems"]
+    assert result.exit_code == 1
+    assert any("extra shard" in p for p in problems)
+    assert any("augmented row" in p and "in validation" in p for p in problems)
+    assert any(val.name in p and "rows, augpipe.json says" in p for p in problems)
+    assert m  # the manifest itself was left alone
+
+
+def test_inspect_source_finds_duplicates_and_bad_files(cli, folder):
+    (folder / "dog" / "copy.jpg").write_bytes((folder / "cat" / "cat_000.jpg").read_bytes())
+    (folder / "dog" / "broken.jpg").write_bytes(b"")
+    (folder / "dog" / "notes.txt").write_text("x")
+    facts = json.loads(cli("inspect", folder, "--json").output)
+    assert ["cat/cat_000.jpg", "dog/copy.jpg"] in facts["duplicates"]
+    reasons = {s["path"]: s["reason"] for s in facts["skipped"]}
+    assert reasons["dog/broken.jpg"].startswith("empty file") and "unsupported file type" in reasons["dog/notes.txt"]
+    assert facts["classes"] == {"cat": 10, "dog": 12} and facts["formats"] == {"jpeg": 21}
+    text = cli("inspect", folder).output
+    assert "imbalance 1.2" in text and "cat/cat_000.jpg = dog/copy.jpg" in text
+
+
+def test_transforms_lists_groups_from_albumentations(cli):
+    result = cli("transforms")
+    assert result.exit_code == 0
+    for group in ("geometric:", "crops:", "colour:", "noise and blur:"):
+        assert group in result.output
+    assert "  HorizontalFlip(p=0.5)" in result.output and "RandomResizedCrop(size=required" in result.output
+    assert "Lambda" not in result.output
