@@ -321,7 +321,9 @@ def main() -> None:
                 cmd = [sys.executable, "-m", "augpipe", "expand", str(src), "-r", str(recipe), "-o", str(out),
                        "-w", "2", "-q"]
                 peaks[n] = peak_memory(cmd)
-                print(f"  {n:>7,} inputs: {peaks[n]:8.1f} MB")
+                timing = json.loads((out / "augpipe.json").read_text())["timing"]
+                print(f"  {n:>7,} inputs: {peaks[n]:8.1f} MB   ({timing['images_per_second']:,.0f} images/s while "
+                      f"processing, {timing['seconds']:.1f} s in all)")
             small, big = peaks[args.images], peaks[args.images * 10]
             print(f"  growth from {args.images:,} to {args.images * 10:,} inputs: {100 * (big / small - 1):+.1f}%")
     finally:
