@@ -1,0 +1,208 @@
+"""The sanity trainer's model: a tiny CNN described by a short architecture string.
+
+Grammar, layers joined by `-`:
+  c{out}k{K}[s{S}][p{P}|psame]   convolution, out channels, kernel K, stride S (1), padding P (0)
+  r                              ReLU
+  m{K}[s{S}]  /  a{K}[s{S}]      max / average pooling, stride S (default K)
+  d{p}                           dropout with probability p (active in training only)
+  gap  /  gmp                    global average / max pooling
+  {classes}                      the number of classes, e.g. c{classes}k1 (the 1×1 classifier)
+
+Each output size is O = (W − K + 2P)/S + 1; an architecture whose size is not a whole number,
+or falls below 1, is refused with the arithmetic shown, before any data is read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from augpipe.errors import UsageError
+
+DEFAULT_ARCH = "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap"
+_CONV = re.compile(r"c(\d+)k(\d+)(?:s(\d+))?(?:p(\d+|same))?")
+_POOL = re.compile(r"([ma])(\d+)(?:s(\d+))?")
+_DROP = re.compile(r"d(0?\.\d+|[01](?:\.0*)?)")
+
+
+class ArchError(UsageError):
+    """An architecture string that does not parse or whose sizes do not work out."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str  # conv1, relu1, maxpool1, dropout1, gap
+    kind: str  # conv, relu, maxpool, avgpool, dropout, gap, gmp
+    token: str
+    out_channels: int = 0
+    kernel: int = 0
+    stride: int = 1
+    padding: int = 0
+    p: float = 0.0
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the layer table."""
+
+    layer: Layer
+    channels: int
+    size: int
+    params: int
+    arithmetic: str
+
+
+def parse_arch(arch: str, classes: int) -> list[Layer]:
+    text = arch.replace("{classes}", str(classes)).strip()
+    if not text:
+        raise ArchError("the architecture is empty")
+    layers, counts = [], {}
+    for token in text.split("-"):
+        layer = _parse_token(token)
+        counts[layer.kind] = counts.get(layer.kind, 0) + 1
+        name = layer.kind if layer.kind in ("gap", "gmp") else f"{layer.kind}{counts[layer.kind]}"
+        layers.append(replace(layer, name=name))
+    return layers
+
+
+def _parse_token(token: str) -> Layer:
+    if m := _CONV.fullmatch(token):
+        out, k = int(m.group(1)), int(m.group(2))
+        stride = int(m.group(3) or 1)
+        if m.group(4) == "same":
+            if k % 2 == 0 or stride != 1:
+                raise ArchError(f"'{token}': p=same needs an odd kernel and stride 1 (P = (K − 1)/2)")
+            padding = (k - 1) // 2
+        else:
+            padding = int(m.group(4) or 0)
+        if out < 1 or k < 1 or stride < 1:
+            raise ArchError(f"'{token}': channels, kernel and stride must be at least 1")
+        return Layer("", "conv", token, out, k, stride, padding)
+    if token == "r":
+        return Layer("", "relu", token)
+    if m := _POOL.fullmatch(token):
+        k = int(m.group(2))
+        return Layer("", "maxpool" if m.group(1) == "m" else "avgpool", token, 0, k, int(m.group(3) or k), 0)
+    if m := _DROP.fullmatch(token):
+        p = float(m.group(1))
+        if not 0 <= p < 1:
+            raise ArchError(f"'{token}': dropout probability must be in [0, 1)")
+        return Layer("", "dropout", token, p=p)
+    if token in ("gap", "gmp"):
+        return Layer("", token, token)
+    raise ArchError(
+        f"'{token}' is not a layer: use cNkK[sS][pP|psame], r, mK[sS], aK[sS], dP, gap or gmp"
+    )
+
+
+def _out_size(layer: Layer, size: int) -> tuple[int, str]:
+    k, s, p = layer.kernel, layer.stride, layer.padding
+    value = (size - k + 2 * p) / s + 1
+    text = f"({size} − {k} + 2·{p})/{s} + 1 = {value:g}"
+    if value != int(value):
+        raise ArchError(f"{layer.name}: {text} is not a whole number: {_suggest(layer, size)}")
+    if value < 1:
+        raise ArchError(f"{layer.name}: {text} is below 1: the input is too small for this layer ({layer.token})")
+    return int(value), text
+
+
+def _suggest(layer: Layer, size: int) -> str:
+    options = []
+    if layer.kind == "conv":
+        for p in range(0, layer.kernel + 1):
+            if p != layer.padding and (size - layer.kernel + 2 * p) % layer.stride == 0:
+                options.append(f"padding {p}")
+                break
+    if layer.stride != 1:
+        options.append("stride 1")
+    if layer.kind != "conv" and not options:
+        options.append("a kernel that divides the size")
+    return "use " + ", or ".join(options) if options else "change the kernel or the input size"
+
+
+def layer_table(arch: str, size: int, classes: int, in_channels: int = 3) -> list[Row]:
+    """Each layer's output size and parameters, from the arithmetic alone (no torch)."""
+    layers = parse_arch(arch, classes)
+    rows, channels, global_pooled = [], in_channels, False
+    for layer in layers:
+        if global_pooled:
+            raise ArchError(f"{layer.name}: nothing may follow global pooling")
+        params, text = 0, ""
+        if layer.kind == "conv":
+            size, text = _out_size(layer, size)
+            params = layer.out_channels * (channels * layer.kernel ** 2 + 1)
+            channels = layer.out_channels
+        elif layer.kind in ("maxpool", "avgpool"):
+            size, text = _out_size(layer, size)
+        elif layer.kind in ("gap", "gmp"):
+            size, text, global_pooled = 1, f"global pooling over {size}×{size}", True
+        rows.append(Row(layer, channels, size, params, text))
+    if channels != classes:
+        raise ArchError(f"the last layer gives {channels} channels for {classes} classes: end with c{{classes}}k1-gap")
+    if not global_pooled:
+        raise ArchError("end with gap (or gmp), so that each class gets one score")
+    return rows
+
+
+def format_table(rows: list[Row], size: int, in_channels: int = 3) -> list[str]:
+    lines = [f"{'layer':<10} {'spec':<10} {'output':<14} {'params':>8}  arithmetic",
+             f"{'input':<10} {'':<10} {f'{in_channels}×{size}×{size}':<14} {'':>8}"]
+    for r in rows:
+        shape = f"{r.channels}×{r.size}×{r.size}"
+        lines.append(f"{r.layer.name:<10} {r.layer.token:<10} {shape:<14} {r.params:>8,}  {r.arithmetic}")
+    lines.append(f"{'total':<10} {'':<10} {'':<14} {sum(r.params for r in rows):>8,}")
+    return lines
+
+
+def build_model(arch: str, size: int, classes: int, in_channels: int = 3):
+    """The torch module, checked against the table by a real forward pass."""
+    import torch
+    from torch import nn
+
+    rows = layer_table(arch, size, classes, in_channels)
+    modules, channels = [], in_channels
+    for r in rows:
+        layer = r.layer
+        if layer.kind == "conv":
+            modules.append(nn.Conv2d(channels, layer.out_channels, layer.kernel, layer.stride, layer.padding))
+            channels = layer.out_channels
+        elif layer.kind == "relu":
+            modules.append(nn.ReLU())
+        elif layer.kind == "maxpool":
+            modules.append(nn.MaxPool2d(layer.kernel, layer.stride))
+        elif layer.kind == "avgpool":
+            modules.append(nn.AvgPool2d(layer.kernel, layer.stride))
+        elif layer.kind == "dropout":
+            modules.append(nn.Dropout(layer.p))
+        elif layer.kind == "gap":
+            modules.append(nn.AdaptiveAvgPool2d(1))
+        else:
+            modules.append(nn.AdaptiveMaxPool2d(1))
+    model = nn.Sequential(*modules, nn.Flatten())
+    check_shapes(model, rows, size, in_channels)
+    return model
+
+
+def check_shapes(model, rows: list[Row], size: int, in_channels: int = 3) -> None:
+    import torch
+
+    x = torch.zeros(1, in_channels, size, size)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for r, module in zip(rows, model):
+            x = module(x)
+            if tuple(x.shape[1:]) != (r.channels, r.size, r.size):
+                raise AssertionError(f"{r.layer.name}: table says {r.channels}×{r.size}×{r.size}, "
+                                     f"torch gives {tuple(x.shape[1:])}")
+    model.train(was_training)
+
+
+def classifier_index(model) -> int:
+    """The final 1×1 convolution: what --freeze features leaves trainable."""
+    from torch import nn
+
+    convs = [i for i, m in enumerate(model) if isinstance(m, nn.Conv2d)]
+    if not convs or model[convs[-1]].kernel_size != (1, 1):
+        raise ArchError("--freeze features needs a final 1×1 convolution (c{classes}k1) as the classifier")
+    return convs[-1]

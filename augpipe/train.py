@@ -1,0 +1,373 @@
+"""The sanity trainer: a tiny CNN on the shards, to show the data learns and what augmentation adds.
+
+Needs the `train` extra (torch, matplotlib). The splits are decoded once into memory at
+`size`×`size`: this is a check of the data, not a training framework.
+"""
+
+from __future__ import annotations
+
+import copy as copy_module
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from augpipe.errors import SourceError, UsageError
+from augpipe.model import DEFAULT_ARCH, build_model, classifier_index, format_table, layer_table
+
+MEAN, STD = 0.5, 0.25
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    arch: str = DEFAULT_ARCH
+    size: int = 32
+    seed: int = 0
+    device: str = "auto"
+    compare: bool = False
+    init: str | None = None
+    freeze: str | None = None
+    progress: bool = True
+    log: object = field(default=print, repr=False)  # where progress lines go
+
+
+@dataclass
+class Split:
+    x: object  # uint8 tensor N×3×S×S
+    y: object  # int64 tensor N
+    sources: list[str]
+    copies: list[int]
+
+
+# ---------------------------------------------------------------- data
+
+def load_split(path: Path, split: str, size: int, progress: bool = True) -> Split | None:
+    import cv2
+    import pyarrow.parquet as pq
+    import torch
+    from tqdm import tqdm
+
+    files = sorted(Path(path).glob(f"{split}-*-of-*.parquet"))
+    if not files:
+        return None
+    table = pq.ParquetDataset(files).read(columns=["image", "label", "source", "copy"])
+    images = table.column("image").combine_chunks().field("bytes").to_pylist()
+    x = np.empty((len(images), size, size, 3), np.uint8)
+    for i, data in enumerate(tqdm(images, desc=f"decode {split}", unit="img", disable=not progress, leave=False)):
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise SourceError(f"{split} row {i}: image does not decode (augpipe inspect --verify shows more)")
+        if bgr.shape[:2] != (size, size):
+            shrink = bgr.shape[0] * bgr.shape[1] > size * size
+            bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        x[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    labels = table.column("label").to_pylist()
+    if any(label is None for label in labels):
+        raise SourceError("this dataset is unlabelled: training needs class folders")
+    return Split(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels, dtype=torch.int64),
+                 table.column("source").to_pylist(), table.column("copy").to_pylist())
+
+
+def check_dataset(train: Split | None, val: Split | None, classes: list[str]) -> None:
+    if train is None:
+        raise SourceError("no training split (train-*.parquet)")
+    if val is None:
+        raise SourceError("no validation split: expand with --val-fraction above 0, or a val/ folder")
+    if len(classes) < 2:
+        raise SourceError(f"{len(classes)} class: training needs at least two")
+    leaked = set(train.sources) & set(val.sources)
+    if leaked:
+        example = sorted(leaked)[0]
+        raise SourceError(f"leakage: {len(leaked)} validation sources also in training (e.g. {example})")
+
+
+def subset(split: Split, keep: list[int]) -> Split:
+    import torch
+
+    index = torch.tensor(keep, dtype=torch.int64)
+    return Split(split.x[index], split.y[index], [split.sources[i] for i in keep], [split.copies[i] for i in keep])
+
+
+# ---------------------------------------------------------------- one run
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    return torch.device(name)
+
+
+def _normalise(x):
+    return (x.float() / 255 - MEAN) / STD
+
+
+def evaluate(model, data: Split, device, batch_size: int = 512) -> tuple[float, float, np.ndarray]:
+    """(loss, accuracy, predictions), dropout off."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    losses, preds = [], []
+    with torch.no_grad():
+        for start in range(0, len(data.y), batch_size):
+            x = _normalise(data.x[start:start + batch_size].to(device))
+            y = data.y[start:start + batch_size].to(device)
+            logits = model(x)
+            losses.append(F.cross_entropy(logits, y, reduction="sum").item())
+            preds.append(logits.argmax(1).cpu())
+    pred = torch.cat(preds).numpy()
+    return sum(losses) / len(data.y), float((pred == data.y.numpy()).mean()), pred
+
+
+def fit(model, train: Split, val: Split, steps: int, opts: TrainOptions, device, label: str,
+        trainable=None) -> list[dict]:
+    """Train for `steps` optimiser steps, evaluating after each pass over `train`."""
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    params = [p for p in (trainable if trainable is not None else model.parameters()) if p.requires_grad]
+    optimiser = torch.optim.Adam(params, lr=opts.lr)
+    generator = torch.Generator().manual_seed(opts.seed)
+    per_epoch = math.ceil(len(train.y) / opts.batch_size)
+    history, step, epoch = [], 0, 0
+    while step < steps:
+        epoch += 1
+        model.train()
+        order = torch.randperm(len(train.y), generator=generator)
+        batches = min(per_epoch, steps - step)
+        seen = correct = 0
+        total_loss = 0.0
+        started = time.perf_counter()
+        bar = tqdm(range(batches), desc=f"{label} epoch {epoch}", unit="batch", disable=not opts.progress, leave=False)
+        for b in bar:
+            index = order[b * opts.batch_size:(b + 1) * opts.batch_size]
+            x, y = _normalise(train.x[index].to(device)), train.y[index].to(device)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            seen += len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            total_loss += loss.item() * len(y)
+        step += batches
+        seconds = time.perf_counter() - started
+        val_loss, val_acc, _ = evaluate(model, val, device)
+        row = {"epoch": epoch, "step": step, "train_loss": total_loss / seen, "train_acc": correct / seen,
+               "val_loss": val_loss, "val_acc": val_acc, "images_per_second": seen / seconds}
+        history.append(row)
+        opts.log(f"{label:>9} epoch {epoch:>3}  train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}  "
+                 f"val loss {val_loss:.3f} acc {val_acc:.3f}  {row['images_per_second']:,.0f} img/s")
+    return history
+
+
+def _at_chance(history: list[dict], classes: int) -> bool:
+    settled = history[min(2, len(history) - 1)]
+    return settled["train_acc"] <= 1.5 / classes
+
+
+# ---------------------------------------------------------------- the command
+
+def load_checkpoint(path: str | Path) -> dict:
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError) as exc:
+        raise UsageError(f"--init {path}: cannot load ({exc})") from None
+
+
+def make_model(opts: TrainOptions, classes: list[str], log) -> tuple[object, str, int]:
+    """The model, from --init when given (a new classifier when the class count differs)."""
+    if opts.init is None:
+        return build_model(opts.arch, opts.size, len(classes)), opts.arch, opts.size
+    ckpt = load_checkpoint(opts.init)
+    arch, size = ckpt["arch"], ckpt["size"]
+    model = build_model(arch, size, len(classes))
+    state = ckpt["state_dict"]
+    if len(ckpt["classes"]) != len(classes):
+        head = f"{classifier_index(model)}."
+        state = {k: v for k, v in state.items() if not k.startswith(head)}
+        log(f"init: {opts.init} ({len(ckpt['classes'])} classes): features loaded, a new classifier for "
+            f"{len(classes)} classes")
+    else:
+        log(f"init: {opts.init}: all weights loaded")
+    model.load_state_dict(state, strict=False)
+    return model, arch, size
+
+
+def freeze_features(model) -> list:
+    head = classifier_index(model)
+    for i, module in enumerate(model):
+        for p in module.parameters():
+            p.requires_grad = i == head
+    return list(model[head].parameters())
+
+
+def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
+    import torch
+
+    from augpipe.manifest import read_manifest
+
+    path, out, log = Path(path), Path(out), opts.log
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise SourceError(f"{path} has no augpipe.json: train needs an expanded dataset (augpipe expand)")
+    classes = manifest["classes"]
+    if len(classes) < 2:
+        raise SourceError(f"{len(classes)} class: training needs at least two")
+    torch.manual_seed(opts.seed)
+    model, arch, size = make_model(opts, classes, log)  # refuses a bad architecture before reading data
+    for line in format_table(layer_table(arch, size, len(classes)), size):
+        log(line)
+    opts.size = size
+    train_data = load_split(path, "train", size, opts.progress)
+    val_data = load_split(path, "validation", size, opts.progress)
+    check_dataset(train_data, val_data, classes)
+    device = resolve_device(opts.device)
+    trainable = freeze_features(model) if opts.freeze == "features" else None
+    initial = copy_module.deepcopy(model.state_dict())
+    model.to(device)
+    steps = opts.epochs * math.ceil(len(train_data.y) / opts.batch_size)
+    log(f"training on {device}: {len(train_data.y):,} rows, {len(val_data.y):,} validation, {len(classes)} classes, "
+        f"{opts.epochs} epochs ({steps:,} steps of {opts.batch_size})")
+    history = fit(model, train_data, val_data, steps, opts, device, "expanded", trainable)
+    result = {"arch": arch, "size": size, "classes": classes, "device": str(device), "options": _plain(opts),
+              "history": history}
+    if _at_chance(history, len(classes)):
+        result["warning"] = (f"training accuracy stays at chance ({history[-1]['train_acc']:.2f} for "
+                             f"{len(classes)} classes): are the labels scrambled or the images blank?")
+        log(f"warning: {result['warning']}")
+    if opts.compare:
+        result["compare"] = _compare(model, initial, train_data, val_data, steps, opts, device, history, classes)
+    _, _, pred = evaluate(model, val_data, device)
+    result.update(_report(pred, val_data, train_data, classes, history))
+    _write_outputs(out, model, result, arch, size, classes, val_data, pred)
+    return result
+
+
+def _compare(model, initial: dict, train_data: Split, val_data: Split, steps: int, opts: TrainOptions, device,
+             expanded: list[dict], classes: list[str]) -> dict:
+    """The same model from the same initial weights on the originals only, for the same number
+    of optimiser steps: the difference is what augmentation adds."""
+    originals = subset(train_data, [i for i, c in enumerate(train_data.copies) if c == 0])
+    if len(originals.y) == len(train_data.y):
+        raise UsageError("--compare: this training split has no augmented rows to compare with")
+    baseline = copy_module.deepcopy(model)
+    baseline.load_state_dict(initial)
+    trainable = freeze_features(baseline) if opts.freeze == "features" else None
+    baseline.to(device)
+    history = fit(baseline, originals, val_data, steps, opts, device, "originals", trainable)
+    lift = expanded[-1]["val_acc"] - history[-1]["val_acc"]
+    opts.log(f"augmentation lift: validation accuracy {expanded[-1]['val_acc']:.3f} (expanded, {len(train_data.y):,} "
+             f"rows) vs {history[-1]['val_acc']:.3f} (originals, {len(originals.y):,} rows) after {steps:,} steps "
+             f"each: {lift:+.3f}")
+    return {"originals": history, "lift": lift, "steps": steps, "same": "optimiser steps"}
+
+
+def _report(pred: np.ndarray, val: Split, train: Split, classes: list[str], history: list[dict]) -> dict:
+    truth = val.y.numpy()
+    n = len(classes)
+    confusion = np.zeros((n, n), np.int64)
+    np.add.at(confusion, (truth, pred), 1)
+    majority = int(np.bincount(train.y.numpy(), minlength=n).argmax())
+    best = max(history, key=lambda h: h["val_acc"])
+    per_class = {c: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
+                 for i, c in enumerate(classes)}
+    return {
+        "best_epoch": best["epoch"], "best_val_acc": best["val_acc"], "final_val_acc": history[-1]["val_acc"],
+        "majority_baseline": float((truth == majority).mean()), "majority_class": classes[majority],
+        "per_class_acc": per_class, "confusion": confusion.tolist(),
+    }
+
+
+def _plain(opts: TrainOptions) -> dict:
+    return {k: v for k, v in asdict(opts).items() if k not in ("log", "progress")}
+
+
+def _write_outputs(out: Path, model, result: dict, arch: str, size: int, classes: list[str], val: Split,
+                   pred: np.ndarray) -> None:
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, "arch": arch, "size": size, "classes": classes,
+                "mean": MEAN, "std": STD}, out / "model.pt")
+    (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    plot_curves(result, out / "curves.png")
+    plot_confusion(np.array(result["confusion"]), classes, out / "confusion.png")
+
+
+def plot_curves(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {"expanded": result["history"]}
+    if "compare" in result:
+        runs["originals only"] = result["compare"]["originals"]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for (name, history), colour in zip(runs.items(), ("tab:blue", "tab:orange")):
+        steps = [h["step"] for h in history]
+        ax_loss.plot(steps, [h["train_loss"] for h in history], "--", color=colour, label=f"{name} train")
+        ax_loss.plot(steps, [h["val_loss"] for h in history], "-", color=colour, label=f"{name} validation")
+        ax_acc.plot(steps, [h["train_acc"] for h in history], "--", color=colour, label=f"{name} train")
+        ax_acc.plot(steps, [h["val_acc"] for h in history], "-", color=colour, label=f"{name} validation")
+    for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set_xlabel("optimiser steps")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(2 + 0.5 * n, 1.5 + 0.5 * n))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if confusion[i, j] > confusion.max() / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summary_lines(result: dict) -> list[str]:
+    classes = result["classes"]
+    lines = [f"best epoch {result['best_epoch']}: validation accuracy {result['best_val_acc']:.3f} "
+             f"(final {result['final_val_acc']:.3f}); always guessing '{result['majority_class']}' scores "
+             f"{result['majority_baseline']:.3f}"]
+    lines.append("per class: " + ", ".join(f"{c} {a:.2f}" if a is not None else f"{c} -"
+                                           for c, a in result["per_class_acc"].items()))
+    width = max(len(c) for c in classes)
+    lines.append("confusion (rows true, columns predicted):")
+    for c, row in zip(classes, result["confusion"]):
+        lines.append(f"  {c:>{width}} " + " ".join(f"{v:>4}" for v in row))
+    if "compare" in result:
+        lines.append(f"augmentation lift: {result['compare']['lift']:+.3f} validation accuracy "
+                     f"(same {result['compare']['steps']:,} optimiser steps)")
+    return lines
