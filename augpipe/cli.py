@@ -163,6 +163,14 @@ def demo(
     typer.echo(f"sample dataset: {data}  ({sum(c['sources'] for c in manifest['counts'].values())} images)")
     typer.echo("\n".join(expand_summary(manifest)))
     typer.echo(f"preview: {sheet}")
+    from augpipe.demo import train_demo
+
+    result = train_demo(folder, seed=seed, progress=not quiet, log=lambda line: None)
+    if result is None:
+        typer.echo("training: skipped, PyTorch is not installed (pip install 'augpipe[train]' adds it)")
+    else:
+        typer.echo(f"training: validation accuracy {result['final_val_acc']:.3f} after {len(result['history'])} epochs "
+                   f"(always guessing one class: {result['majority_baseline']:.3f}); curves: {folder / 'run' / 'curves.png'}")
     typer.echo(f"next: augpipe inspect {manifest['out']} --verify   or   augpipe preview {data} --recipe flips")
 
 
@@ -235,6 +243,70 @@ def transforms(
         for transform, params in items:
             shown = ", ".join(f"{p}={d}" for p, d in params)
             typer.echo(f"  {transform}({shown})")
+
+
+def _need_torch(what: str) -> None:
+    import importlib.util
+
+    missing = [m for m in ("torch", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"{what} needs {' and '.join(missing)}: pip install 'augpipe[train]'")
+
+
+DEFAULT_ARCH_TEXT = "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap"
+ArchOpt = Annotated[str, typer.Option("--arch", help="The model, layers joined by '-': cNkK[sS][pP|psame] conv, r ReLU, mK[sS]/aK[sS] max/avg pool, dP dropout, gap/gmp global pool; {classes} is the class count.")]
+SizeOpt = Annotated[int, typer.Option("--size", min=4, max=1024, help="Input height and width: images are resized to it.")]
+
+
+@command()
+def train(
+    path: Annotated[Path, typer.Argument(help="An expanded dataset (augpipe expand) with a validation split.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where model.pt, metrics.json, curves.png and confusion.png go.")] = Path("runs/train"),
+    epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Passes over the training split.")] = 10,
+    compare: Annotated[bool, typer.Option("--compare", help="Also train the same model from the same weights on the originals only, for the same number of optimiser steps, and print the augmentation lift.")] = False,
+    arch: ArchOpt = DEFAULT_ARCH_TEXT,
+    size: SizeOpt = 32,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    lr: Annotated[float, typer.Option("--lr", min=1e-6, help="Adam's learning rate.")] = 2e-3,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Start from this model.pt (its --arch and --size).")] = None,
+    freeze: Annotated[Optional[str], typer.Option("--freeze", help="'features': train only the final 1×1 classifier (transfer learning).")] = None,
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a tiny CNN on the shards: does the data learn, and what does augmentation add?
+
+    The architecture grammar (--arch), layers joined by '-':
+    cNkK[sS][pP|psame] a convolution with N channels, kernel K, stride S (1), padding P (0) or 'same';
+    r ReLU; mK[sS] / aK[sS] max / average pooling (stride K); dP dropout (training only);
+    gap / gmp global average / max pooling; {classes} is the class count.
+    Each size is O = (W − K + 2P)/S + 1 and must be a whole number of at least 1.
+    """
+    _need_torch("augpipe train")
+    if freeze not in (None, "features"):
+        raise UsageError("--freeze takes 'features' (every layer but the final 1×1 classifier)")
+    if device not in ("auto", "cpu", "cuda"):
+        raise UsageError("--device is auto, cpu or cuda")
+    from augpipe.train import TrainOptions, summary_lines, train as run_train
+
+    opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, arch=arch, size=size, seed=seed, device=device,
+                        compare=compare, init=str(init) if init else None, freeze=freeze, progress=not quiet,
+                        log=typer.echo)
+    result = run_train(path, out, opts)
+    typer.echo("\n".join(summary_lines(result)))
+    typer.echo(f"wrote {out / 'model.pt'}, {out / 'metrics.json'}, {out / 'curves.png'}, {out / 'confusion.png'}")
+
+
+@command()
+def shape(
+    arch: ArchOpt = DEFAULT_ARCH_TEXT,
+    size: SizeOpt = 32,
+    classes: Annotated[int, typer.Option("--classes", min=1, help="The class count, for {classes}.")] = 10,
+) -> None:
+    """The layer table of an architecture: each output size by O = (W − K + 2P)/S + 1, and parameters."""
+    from augpipe.model import format_table, layer_table
+
+    typer.echo("\n".join(format_table(layer_table(arch, size, classes, complete=False), size)))
 
 
 @command("recipes")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 CLASSES = ("circle", "square", "triangle", "cross")
-PER_CLASS = 40
+PER_CLASS = 60
 SIZE = 64
 
 
@@ -49,6 +49,7 @@ def _shape(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 RECIPE = "classic"
+DEMO_EPOCHS = 8
 
 
 def run_demo(folder: str | Path, workers: int | None = None, seed: int = 0, progress: bool = True):
@@ -62,3 +63,16 @@ def run_demo(folder: str | Path, workers: int | None = None, seed: int = 0, prog
     manifest = expand(data, RECIPE, folder / "expanded", options)
     sheet = write_sheet(preview_source(data, RECIPE, rows=4, copies=4, seed=seed), folder / "preview.png")
     return data, manifest, sheet
+
+
+def train_demo(folder: str | Path, seed: int = 0, progress: bool = True, log=print) -> dict | None:
+    """A short training run on the expanded sample, when the train extra is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("matplotlib") is None:
+        return None
+    from augpipe.train import TrainOptions, train
+
+    folder = Path(folder)
+    return train(folder / "expanded", folder / "run", TrainOptions(epochs=DEMO_EPOCHS, seed=seed, progress=progress,
+                                                                    log=log))

@@ -107,21 +107,22 @@ def _out_size(layer: Layer, size: int) -> tuple[int, str]:
 
 
 def _suggest(layer: Layer, size: int) -> str:
+    """The nearest changes that make the size whole: padding (conv), kernel ±1, stride 1."""
+    k, s, p = layer.kernel, layer.stride, layer.padding
     options = []
     if layer.kind == "conv":
-        for p in range(0, layer.kernel + 1):
-            if p != layer.padding and (size - layer.kernel + 2 * p) % layer.stride == 0:
-                options.append(f"padding {p}")
-                break
-    if layer.stride != 1:
-        options.append("stride 1")
-    if layer.kind != "conv" and not options:
-        options.append("a kernel that divides the size")
-    return "use " + ", or ".join(options) if options else "change the kernel or the input size"
+        fits = [q for q in range(0, k + 1) if q != p and (size - k + 2 * q) % s == 0 and size - k + 2 * q >= 0]
+        options += [f"padding {min(fits, key=lambda q: abs(q - p))}"] if fits else []
+    kernels = [j for j in (k - 1, k + 1) if j >= 1 and (size - j + 2 * p) % s == 0 and size - j + 2 * p >= 0]
+    options += [f"kernel {kernels[0]}"] if kernels else []
+    options += ["stride 1"] if s != 1 else []
+    return "use " + ", or ".join(options) if options else "change the input size"
 
 
-def layer_table(arch: str, size: int, classes: int, in_channels: int = 3) -> list[Row]:
-    """Each layer's output size and parameters, from the arithmetic alone (no torch)."""
+def layer_table(arch: str, size: int, classes: int, in_channels: int = 3, complete: bool = True) -> list[Row]:
+    """Each layer's output size and parameters, from the arithmetic alone (no torch).
+
+    `complete`: the stack must end in one score a class (for training), not just work out."""
     layers = parse_arch(arch, classes)
     rows, channels, global_pooled = [], in_channels, False
     for layer in layers:
@@ -137,6 +138,8 @@ def layer_table(arch: str, size: int, classes: int, in_channels: int = 3) -> lis
         elif layer.kind in ("gap", "gmp"):
             size, text, global_pooled = 1, f"global pooling over {size}×{size}", True
         rows.append(Row(layer, channels, size, params, text))
+    if not complete:
+        return rows
     if channels != classes:
         raise ArchError(f"the last layer gives {channels} channels for {classes} classes: end with c{{classes}}k1-gap")
     if not global_pooled:

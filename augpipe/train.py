@@ -172,8 +172,8 @@ def fit(model, train: Split, val: Split, steps: int, opts: TrainOptions, device,
 
 
 def _at_chance(history: list[dict], classes: int) -> bool:
-    settled = history[min(2, len(history) - 1)]
-    return settled["train_acc"] <= 1.5 / classes
+    """Training accuracy still near 1/classes after the first epochs."""
+    return len(history) >= 3 and history[-1]["train_acc"] <= 1.25 / classes
 
 
 # ---------------------------------------------------------------- the command
@@ -241,6 +241,7 @@ def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
     steps = opts.epochs * math.ceil(len(train_data.y) / opts.batch_size)
     log(f"training on {device}: {len(train_data.y):,} rows, {len(val_data.y):,} validation, {len(classes)} classes, "
         f"{opts.epochs} epochs ({steps:,} steps of {opts.batch_size})")
+    rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else None)
     history = fit(model, train_data, val_data, steps, opts, device, "expanded", trainable)
     result = {"arch": arch, "size": size, "classes": classes, "device": str(device), "options": _plain(opts),
               "history": history}
@@ -249,22 +250,27 @@ def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
                              f"{len(classes)} classes): are the labels scrambled or the images blank?")
         log(f"warning: {result['warning']}")
     if opts.compare:
-        result["compare"] = _compare(model, initial, train_data, val_data, steps, opts, device, history, classes)
+        result["compare"] = _compare(model, initial, rng_state, train_data, val_data, steps, opts, device, history, classes)
     _, _, pred = evaluate(model, val_data, device)
     result.update(_report(pred, val_data, train_data, classes, history))
     _write_outputs(out, model, result, arch, size, classes, val_data, pred)
     return result
 
 
-def _compare(model, initial: dict, train_data: Split, val_data: Split, steps: int, opts: TrainOptions, device,
+def _compare(model, initial: dict, rng_state, train_data: Split, val_data: Split, steps: int, opts: TrainOptions, device,
              expanded: list[dict], classes: list[str]) -> dict:
     """The same model from the same initial weights on the originals only, for the same number
     of optimiser steps: the difference is what augmentation adds."""
     originals = subset(train_data, [i for i, c in enumerate(train_data.copies) if c == 0])
     if len(originals.y) == len(train_data.y):
         raise UsageError("--compare: this training split has no augmented rows to compare with")
+    import torch
+
     baseline = copy_module.deepcopy(model)
     baseline.load_state_dict(initial)
+    torch.set_rng_state(rng_state[0])  # the same dropout stream as the expanded run had
+    if rng_state[1] is not None:
+        torch.cuda.set_rng_state(rng_state[1])
     trainable = freeze_features(baseline) if opts.freeze == "features" else None
     baseline.to(device)
     history = fit(baseline, originals, val_data, steps, opts, device, "originals", trainable)

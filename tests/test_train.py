@@ -1,0 +1,230 @@
+"""Readers and the sanity trainer (needs the train extra: torch, matplotlib)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+
+import cv2  # noqa: E402
+
+from augpipe.errors import SourceError  # noqa: E402
+from augpipe.expand import ExpandOptions, expand  # noqa: E402
+from augpipe.model import ArchError, build_model, layer_table  # noqa: E402
+from augpipe.torch import ShardDataset, ShardIterable, split_by_rank  # noqa: E402
+from augpipe.train import Split, TrainOptions, check_dataset, train  # noqa: E402
+from conftest import make_folder  # noqa: E402
+
+
+def colour_folder(root: Path, per_class: int = 30, size: int = 24) -> Path:
+    """Three classes told apart by colour: any working trainer learns them in an epoch or two."""
+    rng = np.random.default_rng(0)
+    for name, channel in (("red", 2), ("green", 1), ("blue", 0)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
+            image[:, :, channel] += 150
+            cv2.imwrite(str(root / name / f"{i:03d}.png"), image)
+    return root
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("readers")
+    data = make_folder(root / "data", per_class=20)
+    out = root / "out"
+    expand(data, "flips", out, ExpandOptions(workers=1, progress=False, shard_size=25_000, val_fraction=0.2))
+    return out
+
+
+@pytest.fixture(scope="module")
+def colours(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("colours")
+    out = root / "out"
+    expand(colour_folder(root / "data"), "flips", out, ExpandOptions(workers=1, progress=False, val_fraction=0.25))
+    return out
+
+
+def rows_of(out: Path, split: str = "train") -> list[tuple[str, int]]:
+    manifest = json.loads((out / "augpipe.json").read_text())
+    return sorted((r["source"], r["copy"]) for r in ShardDataset(out, split, return_row=True)) \
+        if manifest else []
+
+
+# ---------------------------------------------------------------- readers
+
+def test_random_access_equals_sequential_read(shards):
+    ds = ShardDataset(shards, "train")
+    assert len(ds) == json.loads((shards / "augpipe.json").read_text())["counts"]["train"]["rows"]
+    sequential = [ds[i] for i in range(len(ds))]
+    image, label = sequential[0]
+    assert image.dtype == torch.uint8 and image.shape == (3, 32, 32) and label in (0, 1)
+    order = np.random.default_rng(1).permutation(len(ds))
+    for i in order:
+        again, lab = ShardDataset(shards, "train")[int(i)] if i % 7 == 0 else ds[int(i)]
+        assert torch.equal(again, sequential[i][0]) and lab == sequential[i][1]
+
+
+def test_dataset_through_a_dataloader_with_workers(shards):
+    ds = ShardDataset(shards, "train", return_row=True)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    seen = sorted((r["source"], r["copy"]) for r in loader)
+    assert seen == sorted((r["source"], r["copy"]) for r in ds)
+
+
+@pytest.mark.parametrize("world_size, workers", [(1, 0), (1, 2), (2, 2), (3, 1)])
+def test_every_row_once_an_epoch_across_ranks_and_workers(shards, world_size, workers):
+    expected = sorted((r["source"], r["copy"]) for r in ShardDataset(shards, "train", return_row=True))
+    seen = []
+    for rank in range(world_size):  # ranks simulated: each its own dataset and loader
+        it = ShardIterable(shards, "train", return_row=True, shuffle=True, seed=3, rank=rank, world_size=world_size)
+        it.set_epoch(1)
+        loader = torch.utils.data.DataLoader(it, batch_size=None, num_workers=workers)
+        seen += [(r["source"], r["copy"]) for r in loader]
+    assert sorted(seen) == expected
+
+
+def test_streaming_shuffle_is_seeded_per_epoch(shards):
+    def order(seed, epoch):
+        it = ShardIterable(shards, "train", return_row=True, shuffle=True, seed=seed, buffer_size=16)
+        it.set_epoch(epoch)
+        return [(r["source"], r["copy"]) for r in it]
+
+    assert order(0, 0) == order(0, 0)
+    assert order(0, 0) != order(0, 1) and order(0, 0) != order(1, 0)
+    assert sorted(order(0, 0)) == sorted(order(0, 1))
+
+
+def test_too_few_shards_for_the_ranks_is_a_loud_error():
+    with pytest.raises(ValueError, match="cannot feed"):
+        split_by_rank(["a", "b"], 0, 3)
+
+
+def test_readers_take_a_filesystem_uri(shards):
+    ds = ShardDataset(shards.as_uri(), "validation")
+    assert len(ds) == len(ShardDataset(shards, "validation"))
+    assert torch.equal(ds[0][0], ShardDataset(shards, "validation")[0][0])
+
+
+# ---------------------------------------------------------------- the model
+
+@pytest.mark.parametrize("arch, size", [
+    ("c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap", 32),
+    ("c8k5s1p2-r-m2-c16k4s2p1-r-c{classes}k1-gap", 32),
+    ("c8k3psame-r-a2-c16k3-r-c{classes}k1-gmp", 28),
+    ("c4k7s3-r-c{classes}k1-gap", 64),
+])
+def test_layer_table_equals_real_tensor_shapes(arch, size):
+    model = build_model(arch, size, 5)  # also checks itself against a forward pass
+    x = torch.zeros(2, 3, size, size)
+    for row, module in zip(layer_table(arch, size, 5), model):
+        x = module(x)
+        assert tuple(x.shape[1:]) == (row.channels, row.size, row.size)
+
+
+@pytest.mark.parametrize("arch, size, message", [
+    ("c8k3p1-r-c16k5s2p0-r-c{classes}k1-gap", 14, "conv2: (14 − 5 + 2·0)/2 + 1 = 5.5 is not a whole number: use kernel 4, or stride 1"),
+    ("c8k5s3p0-r-c{classes}k1-gap", 13, "conv1: (13 − 5 + 2·0)/3 + 1 = 3.66667 is not a whole number: use padding 2, or kernel 4, or stride 1"),
+    ("c8k3-r-m2-c{classes}k1-gap", 31, "maxpool1: (29 − 2 + 2·0)/2 + 1 = 14.5 is not a whole number"),
+    ("c8k9-r-c8k9-r-c{classes}k1-gap", 12, "conv2: (4 − 9 + 2·0)/1 + 1 = -4 is below 1"),
+    ("c8k3p1-r-c7k1-gap", 8, "gives 7 channels for 5 classes"),
+    ("c8k3p1-r-x3-gap", 8, "'x3' is not a layer"),
+])
+def test_bad_architectures_are_refused_with_the_arithmetic(arch, size, message):
+    with pytest.raises(ArchError) as info:
+        layer_table(arch, size, 5)
+    assert message in str(info.value)
+
+
+def test_dropout_is_off_in_evaluation():
+    model = build_model("c8k3p1-r-d0.5-c{classes}k1-gap", 16, 3)
+    x = torch.randn(4, 3, 16, 16)
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    model.train()
+    assert not torch.equal(model(x), model(x))
+
+
+# ---------------------------------------------------------------- training
+
+def test_leakage_no_validation_and_one_class_are_refused():
+    x = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    y = torch.tensor([0, 1])
+    a = Split(x, y, ["cat/1.jpg", "dog/2.jpg"], [0, 0])
+    b = Split(x, y, ["cat/1.jpg", "dog/3.jpg"], [0, 0])
+    with pytest.raises(SourceError, match="leakage: 1 validation sources"):
+        check_dataset(a, b, ["cat", "dog"])
+    with pytest.raises(SourceError, match="no validation split"):
+        check_dataset(a, None, ["cat", "dog"])
+    with pytest.raises(SourceError, match="at least two"):
+        check_dataset(a, Split(x, y, ["x", "y"], [0, 0]), ["cat"])
+
+
+def test_train_refuses_leaked_shards_from_the_cli(cli, colours, tmp_path):
+    leaky = tmp_path / "leaky"
+    shutil.copytree(colours, leaky)
+    val = next(leaky.glob("validation-*.parquet"))
+    shutil.copy(next(leaky.glob("train-*.parquet")), val)
+    result = cli("train", leaky, "--epochs", "1", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "leakage" in result.output and "Traceback" not in result.output
+
+
+def test_a_short_run_learns_and_writes_its_outputs(cli, colours, tmp_path):
+    out = tmp_path / "run"
+    result = cli("train", colours, "--epochs", "3", "--out", out, "-q", "--size", "24", "--compare")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["best_val_acc"] > metrics["majority_baseline"] + 0.3
+    assert len(metrics["history"]) == 3 and "lift" in metrics["compare"]
+    for name in ("model.pt", "curves.png", "confusion.png"):
+        assert (out / name).is_file()
+    curves = cv2.imread(str(out / "curves.png"))
+    assert curves is not None and curves.shape[0] > 100 and curves.std() > 5
+    assert "augmentation lift" in result.output and "always guessing" in result.output
+    assert "layer" in result.output and "(24 − 3 + 2·1)/1 + 1 = 24" in result.output
+
+
+def test_training_is_repeatable_on_the_cpu(colours, tmp_path):
+    opts = dict(epochs=1, size=16, progress=False, log=lambda *a: None, device="cpu")
+    a = train(colours, tmp_path / "a", TrainOptions(**opts))
+    b = train(colours, tmp_path / "b", TrainOptions(**opts))
+    assert a["history"][0]["val_loss"] == b["history"][0]["val_loss"]
+
+
+def test_freeze_features_leaves_frozen_weights_bit_identical(colours, tmp_path):
+    quiet = dict(progress=False, log=lambda *a: None, size=16)
+    train(colours, tmp_path / "first", TrainOptions(epochs=1, **quiet))
+    before = torch.load(tmp_path / "first" / "model.pt", weights_only=False)["state_dict"]
+    train(colours, tmp_path / "second", TrainOptions(epochs=2, init=str(tmp_path / "first" / "model.pt"),
+                                                     freeze="features", **quiet))
+    after = torch.load(tmp_path / "second" / "model.pt", weights_only=False)["state_dict"]
+    head = max(k.split(".")[0] for k in before if k.endswith("weight"))  # the last conv: the classifier
+    for key in before:
+        if key.startswith(f"{head}."):
+            assert not torch.equal(before[key], after[key]), key
+        else:
+            assert torch.equal(before[key], after[key]), key
+
+
+def test_init_with_another_class_count_makes_a_new_classifier(colours, tmp_path, shards):
+    quiet = dict(progress=False, log=lambda *a: None, size=32)
+    train(colours, tmp_path / "three", TrainOptions(epochs=1, **quiet))  # 3 classes
+    result = train(shards, tmp_path / "two", TrainOptions(epochs=1, init=str(tmp_path / "three" / "model.pt"),
+                                                          freeze="features", **quiet))  # 2 classes
+    assert result["classes"] == ["cat", "dog"]
+
+
+def test_shape_command(cli):
+    bad = cli("shape", "--arch", "c16k5s1p2-r-m2-c32k3s2p0", "--size", "32")
+    assert bad.exit_code == 2 and "conv2: (16 − 3 + 2·0)/2 + 1 = 7.5 is not a whole number" in bad.output
+    good = cli("shape", "--arch", "c16k5s1p2-r-m2-c32k4s2p1", "--size", "32")
+    assert good.exit_code == 0 and "32×8×8" in good.output and "(16 − 4 + 2·1)/2 + 1 = 8" in good.output
+    table = cli("shape", "--size", "32", "--classes", "4")
+    assert table.exit_code == 0 and "4×1×1" in table.output and "total" in table.output
