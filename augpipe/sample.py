@@ -103,9 +103,17 @@ def _row_path(relpath: str, copy: int, recipe: Recipe, kept: bool) -> str:
     return f"{stem}{'' if copy == 0 else f'.aug{copy}'}{codec.extension(recipe.output.format)}"
 
 
+# An array parameter bigger than this (ElasticTransform's per-pixel maps) is recorded by shape
+# and checksum: written out it would outweigh the image, and the row's seed reproduces it.
+MAX_ARRAY_VALUES = 64
+
+
 def _jsonable(value: Any) -> Any:
     """What json cannot write by itself: numpy arrays and scalars."""
     if isinstance(value, np.ndarray):
+        if value.size > MAX_ARRAY_VALUES:
+            digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+            return {"array": list(value.shape), "dtype": str(value.dtype), "sha256": digest}
         return value.tolist()
     if isinstance(value, np.generic):
         return value.item()

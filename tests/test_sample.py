@@ -136,3 +136,13 @@ def test_fast_header_reader_agrees_with_pil():
         assert (fast.format, fast.width, fast.height, fast.alpha, fast.orientation) == \
                (slow.format, slow.width, slow.height, slow.alpha, slow.orientation)
         assert fast.mode == slow.mode or (fast.mode, slow.mode) == ("RGB", "RGB;16")  # PIL's 16-bit RGB PNG
+
+
+def test_large_array_parameters_are_recorded_by_shape_and_checksum():
+    recipe = parse_recipe("transforms: [{ElasticTransform: {alpha: 20, sigma: 4, p: 1.0}}]", "e.yaml")
+    image = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    _, applied = apply_recipe(image, recipe, 5)
+    params = json.loads(applied)[0][1]
+    assert params["map_x"]["array"] == [48, 40] and len(params["map_x"]["sha256"]) == 64
+    assert len(applied) < 1000
+    assert apply_recipe(image, recipe, 5)[1] == applied  # the seed reproduces it
