@@ -72,12 +72,13 @@ def _item(row: dict, transform: Callable | None, return_row: bool):
 class ShardDataset(Dataset):
     """Random access to one split's rows: (CHW uint8 tensor, label), or the row with `return_row`.
 
-    Only the row-group index is read up front; each access reads one row group (a few dozen
-    rows), cached per process, so decoding happens in the DataLoader's workers.
+    Only the row-group index is read up front. An access reads its row group (64 rows) unless it
+    is cached: each process keeps row groups up to `cache_bytes`, so a dataset that fits is read
+    once, and decoding happens in the DataLoader's workers.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
-                 return_row: bool = False, cache_row_groups: int = 8):
+                 return_row: bool = False, cache_bytes: int = 256 * 2**20):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
         self.fs, self.files = shard_files(path, split)
         self._groups: list[tuple[int, int]] = []  # (file index, row group) for each row group
@@ -91,10 +92,15 @@ class ShardDataset(Dataset):
                 self._starts.append(total)
                 total += meta.row_group(g).num_rows
         self._len = total
+        self._columns = COLUMNS if return_row else ["image", "label"]
+        self._cache_bytes = cache_bytes
+        self._reset()
+
+    def _reset(self) -> None:
         self._cache: OrderedDict = OrderedDict()
-        self._cache_size = cache_row_groups
+        self._cached_bytes = 0
         self._handles: dict = {}
-        self._pid = None
+        self._pid = os.getpid()
 
     def __len__(self) -> int:
         return self._len
@@ -104,22 +110,29 @@ class ShardDataset(Dataset):
             raise IndexError(index)
         index %= self._len
         g = bisect.bisect_right(self._starts, index) - 1
-        return _item(self._row_group(g)[index - self._starts[g]], self.transform, self.return_row)
+        table = self._row_group(g)
+        i = index - self._starts[g]
+        if self.return_row:
+            return _item(table.slice(i, 1).to_pylist()[0], self.transform, True)
+        data = table.column("image").chunk(0).field("bytes")[i].as_py()
+        label = table.column("label")[i].as_py()
+        return _item({"image": {"bytes": data}, "label": label}, self.transform, False)
 
-    def _row_group(self, g: int) -> list[dict]:
-        if self._pid != os.getpid():  # file handles do not cross a fork into DataLoader workers
-            self._handles, self._cache, self._pid = {}, OrderedDict(), os.getpid()
+    def _row_group(self, g: int):
+        if self._pid != os.getpid():  # file handles and caches do not cross a fork into workers
+            self._reset()
         if g in self._cache:
             self._cache.move_to_end(g)
             return self._cache[g]
         f, group = self._groups[g]
         if f not in self._handles:
             self._handles[f] = pq.ParquetFile(self.fs.open_input_file(self.files[f]))
-        rows = self._handles[f].read_row_group(group, columns=COLUMNS).to_pylist()
-        self._cache[g] = rows
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return rows
+        table = self._handles[f].read_row_group(group, columns=self._columns).combine_chunks()
+        self._cache[g] = table
+        self._cached_bytes += table.nbytes
+        while self._cached_bytes > self._cache_bytes and len(self._cache) > 1:
+            self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
+        return table
 
     def labels(self) -> list[int | None]:
         """Every row's label, in order, without decoding an image."""
