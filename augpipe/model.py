@@ -1,7 +1,8 @@
 """The sanity trainer's model: a tiny CNN described by a short architecture string.
 
 Grammar, layers joined by `-`:
-  c{out}k{K}[s{S}][p{P}|psame]   convolution, out channels, kernel K, stride S (1), padding P (0)
+  c{out}k{K}[s{S}][p{P}|psame]   convolution, out channels, kernel K, stride S (1), padding P (0);
+                                 psame (or p=same) is P = (K − 1)/2, for odd K and stride 1
   r                              ReLU
   m{K}[s{S}]  /  a{K}[s{S}]      max / average pooling, stride S (default K)
   d{p}                           dropout with probability p (active in training only)
@@ -20,7 +21,7 @@ from dataclasses import dataclass, replace
 from augpipe.errors import UsageError
 
 DEFAULT_ARCH = "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap"
-_CONV = re.compile(r"c(\d+)k(\d+)(?:s(\d+))?(?:p(\d+|same))?")
+_CONV = re.compile(r"c(\d+)k(\d+)(?:s(\d+))?(?:p=?(\d+|same))?")
 _POOL = re.compile(r"([ma])(\d+)(?:s(\d+))?")
 _DROP = re.compile(r"d(0?\.\d+|[01](?:\.0*)?)")
 

@@ -228,3 +228,31 @@ def test_shape_command(cli):
     assert good.exit_code == 0 and "32×8×8" in good.output and "(16 − 4 + 2·1)/2 + 1 = 8" in good.output
     table = cli("shape", "--size", "32", "--classes", "4")
     assert table.exit_code == 0 and "4×1×1" in table.output and "total" in table.output
+
+
+def test_same_padding_keeps_the_size():
+    rows = layer_table("c8k5p=same-r-c8k3psame-r-c{classes}k1-gap", 20, 2)
+    assert [r.size for r in rows[:4]] == [20, 20, 20, 20]
+    with pytest.raises(ArchError, match="odd kernel and stride 1"):
+        layer_table("c8k4psame-c{classes}k1-gap", 20, 2)
+
+
+def test_training_at_chance_warns(tmp_path):
+    for name in ("a", "b"):  # two classes of identical blank images: nothing to learn
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(24):
+            cv2.imwrite(str(tmp_path / "data" / name / f"{i}.png"), np.zeros((16, 16, 3), np.uint8) + (i % 2))
+    expand(tmp_path / "data", "flips", tmp_path / "out", ExpandOptions(workers=1, progress=False, val_fraction=0.25))
+    lines = []
+    result = train(tmp_path / "out", tmp_path / "run", TrainOptions(epochs=3, size=16, progress=False,
+                                                                    log=lines.append))
+    assert "stays at chance" in result["warning"] and any("warning: training accuracy" in x for x in lines)
+
+
+def test_train_without_torch_says_how_to_install(cli, monkeypatch, colours):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    result = cli("train", colours)
+    assert result.exit_code == 2 and "pip install 'augpipe[train]'" in result.output
