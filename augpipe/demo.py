@@ -26,12 +26,16 @@ def make_shapes(folder: str | Path, per_class: int = PER_CLASS, size: int = SIZE
     return folder
 
 
+# each class leans to one colour, so that a tiny CNN learns the demo in a few seconds
+_TINT = {"circle": (220, 60, 60), "square": (60, 200, 60), "triangle": (70, 90, 230), "cross": (230, 200, 50)}
+
+
 def _shape(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     import cv2
 
-    background = rng.integers(0, 256, 3)
-    image = np.clip(background + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.uint8)
-    colour = tuple(int(c) for c in (background + 128 + rng.integers(-40, 40, 3)) % 256)
+    background = rng.integers(0, 90, 3)
+    image = np.clip(background + rng.normal(0, 8, (size, size, 3)), 0, 255).astype(np.uint8)
+    colour = tuple(int(c) for c in np.clip(np.array(_TINT[name]) + rng.integers(-35, 35, 3), 0, 255))
     r = int(rng.integers(size // 6, size // 3))
     cx, cy = (int(v) for v in rng.integers(r + 2, size - r - 2, 2))
     if name == "circle":

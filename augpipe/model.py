@@ -160,7 +160,6 @@ def format_table(rows: list[Row], size: int, in_channels: int = 3) -> list[str]:
 
 def build_model(arch: str, size: int, classes: int, in_channels: int = 3):
     """The torch module, checked against the table by a real forward pass."""
-    import torch
     from torch import nn
 
     rows = layer_table(arch, size, classes, in_channels)

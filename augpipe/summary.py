@@ -16,7 +16,6 @@ def _size(n: float) -> str:
 def expand_summary(m: dict) -> list[str]:
     counts = m["counts"]
     timing = m["timing"]
-    rows = sum(c["rows"] for c in counts.values())
     inputs = sum(c["sources"] for c in counts.values())
     lines = [
         f"augpipe expand: {m['source']} -> {m.get('out', '')}",

@@ -29,7 +29,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -105,6 +104,20 @@ def augment_bytes(data: bytes, transform, relpath: str) -> list[bytes]:
 
 # ---------------------------------------------------------------- the ceiling
 
+def rate_in_processes(target, parts: list) -> float:
+    """Items per second of one spawned process a part, each calling target(part, barrier, result)
+    and putting (items done, seconds) on result; timed from a common start."""
+    ctx = mp.get_context("spawn")
+    barrier, result = ctx.Barrier(len(parts)), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(part, barrier, result)) for part in parts]
+    for p in procs:
+        p.start()
+    got = [result.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(n for n, _ in got) / max(s for _, s in got)
+
+
 def _ceiling_worker(blobs: list[tuple[str, bytes]], barrier, result) -> None:
     cv2.setNumThreads(1)
     transform = compose()
@@ -119,16 +132,7 @@ def _ceiling_worker(blobs: list[tuple[str, bytes]], barrier, result) -> None:
 def ceiling(files: list[tuple[str, Path]], workers: int) -> float:
     """Images out per second of `workers` processes looping over bytes in memory."""
     blobs = [(rel, p.read_bytes()) for rel, p in files]
-    parts = [blobs[i::workers] for i in range(workers)]
-    ctx = mp.get_context("spawn")
-    barrier, result = ctx.Barrier(workers), ctx.Queue()
-    procs = [ctx.Process(target=_ceiling_worker, args=(part, barrier, result)) for part in parts]
-    for p in procs:
-        p.start()
-    got = [result.get() for _ in procs]
-    for p in procs:
-        p.join()
-    return sum(n for n, _ in got) / max(s for _, s in got)
+    return rate_in_processes(_ceiling_worker, [blobs[i::workers] for i in range(workers)])
 
 
 # ---------------------------------------------------------------- augpipe

@@ -11,7 +11,6 @@ the bytes from memory with OpenCV, nothing else.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from expand import make_dataset  # noqa: E402
+from expand import make_dataset, rate_in_processes  # noqa: E402
 
 from augpipe.torch import ShardDataset, decode_rgb, to_chw  # noqa: E402
 
@@ -57,7 +56,8 @@ def through_loader(dataset, epochs: int = 2) -> float:
     return n / (time.perf_counter() - started)
 
 
-def _decode_all(blobs: list[bytes], result) -> None:
+def _decode_all(blobs: list[bytes], barrier, result) -> None:
+    barrier.wait()
     started = time.perf_counter()
     for data in blobs:
         decode_rgb(data)
@@ -66,15 +66,7 @@ def _decode_all(blobs: list[bytes], result) -> None:
 
 def decode_floor(files: list[Path], processes: int = 2) -> float:
     blobs = [p.read_bytes() for p in files]
-    ctx = mp.get_context("spawn")
-    result = ctx.Queue()
-    procs = [ctx.Process(target=_decode_all, args=(blobs[i::processes], result)) for i in range(processes)]
-    for p in procs:
-        p.start()
-    got = [result.get() for _ in procs]
-    for p in procs:
-        p.join()
-    return sum(n for n, _ in got) / max(s for _, s in got)
+    return rate_in_processes(_decode_all, [blobs[i::processes] for i in range(processes)])
 
 
 def main() -> None:

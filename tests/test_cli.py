@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from augpipe.cli import app
-from conftest import write_image
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
