@@ -254,7 +254,7 @@ def _need_torch(what: str) -> None:
 
 
 DEFAULT_ARCH_TEXT = "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap"
-ArchOpt = Annotated[str, typer.Option("--arch", help="The model, layers joined by '-': cNkK[sS][pP|psame] conv, r ReLU, mK[sS]/aK[sS] max/avg pool, dP dropout, gap/gmp global pool; {classes} is the class count.")]
+ArchOpt = Annotated[str, typer.Option("--arch", help="The model, layers joined by '-': cNkK conv (+sS stride, +pP or psame padding), r ReLU, mK/aK max/avg pool (+sS), dP dropout, gap/gmp global pool; {classes} is the class count.")]
 SizeOpt = Annotated[int, typer.Option("--size", min=4, max=1024, help="Input height and width: images are resized to it.")]
 
 
@@ -277,9 +277,10 @@ def train(
     """Train a tiny CNN on the shards: does the data learn, and what does augmentation add?
 
     The architecture grammar (--arch), layers joined by '-':
-    cNkK[sS][pP|psame] a convolution with N channels, kernel K, stride S (1), padding P (0) or 'same';
-    r ReLU; mK[sS] / aK[sS] max / average pooling (stride K); dP dropout (training only);
-    gap / gmp global average / max pooling; {classes} is the class count.
+    cNkK a convolution with N channels and kernel K, optionally followed by sS (stride, default 1)
+    and pP (padding, default 0; psame is (K − 1)/2); r ReLU; mK / aK max / average pooling, optionally
+    sS (stride, default K); dP dropout with probability P (training only); gap / gmp global average /
+    max pooling; {classes} is the class count, as in the classifier c{classes}k1.
     Each size is O = (W − K + 2P)/S + 1 and must be a whole number of at least 1.
     """
     _need_torch("augpipe train")

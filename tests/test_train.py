@@ -256,3 +256,9 @@ def test_train_without_torch_says_how_to_install(cli, monkeypatch, colours):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
     result = cli("train", colours)
     assert result.exit_code == 2 and "pip install 'augpipe[train]'" in result.output
+
+
+def test_train_help_documents_the_grammar(cli):
+    text = " ".join(cli("train", "--help").output.split())
+    for needle in ("cNkK", "sS", "psame", "mK / aK", "dP dropout", "gap / gmp", "{classes}", "O = (W − K + 2P)/S + 1"):
+        assert needle in text, needle
