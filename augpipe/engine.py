@@ -34,7 +34,7 @@ def limit_threads() -> None:
     cv2.ocl.setUseOpenCL(False)
 
 
-_PRELOAD = ["augpipe.engine", "augpipe.tasks", "albumentations", "pyarrow.parquet"]
+_PRELOAD = ["augpipe._preload"]
 
 
 def start_workers_early():

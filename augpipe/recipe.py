@@ -11,6 +11,7 @@ import functools
 import hashlib
 import inspect
 import json
+import sys
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -189,6 +190,28 @@ def _did_you_mean(word: str, options: list[str]) -> str:
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
+# ---------------------------------------------------------------- albumentations
+
+def import_albumentations():
+    """albumentations without its PyTorch helpers.
+
+    When torch is installed, `import albumentations` imports it too (about 1 s and 0.5 GB in
+    every worker) for ToTensorV2, which augpipe never uses. The helpers are blocked only while
+    albumentations itself loads: `import albumentations.pytorch` still works afterwards.
+    """
+    if "albumentations" in sys.modules:
+        return sys.modules["albumentations"]
+    blocked = "albumentations.pytorch" not in sys.modules
+    if blocked:
+        sys.modules["albumentations.pytorch"] = None  # an import of it raises ImportError
+    try:
+        import albumentations
+    finally:
+        if blocked and sys.modules.get("albumentations.pytorch", 0) is None:
+            del sys.modules["albumentations.pytorch"]
+    return albumentations
+
+
 # ---------------------------------------------------------------- one transform
 
 def _split_item(item: Any, label: str, where: str) -> tuple[str, dict]:
@@ -210,7 +233,7 @@ def _split_item(item: Any, label: str, where: str) -> tuple[str, dict]:
 @functools.lru_cache(maxsize=1)
 def allowed_transforms() -> dict[str, type]:
     """Every albumentations transform or compose a recipe may name, by class name."""
-    import albumentations as A  # noqa: F401  (registers every transform)
+    import_albumentations()  # registers every transform
     from albumentations.core.composition import BaseCompose
     from albumentations.core.serialization import SERIALIZABLE_REGISTRY
     from albumentations.core.transforms_interface import BasicTransform
@@ -228,6 +251,7 @@ def allowed_transforms() -> dict[str, type]:
 
 
 def _is_compose(cls: type) -> bool:
+    import_albumentations()
     from albumentations.core.composition import BaseCompose
 
     return issubclass(cls, BaseCompose)
@@ -340,7 +364,7 @@ def build_compose(recipe: Recipe) -> Any:
     """The recipe's Compose, built once per process (it holds random state)."""
     compose = _COMPOSES.get(recipe.sha256)
     if compose is None:
-        import albumentations as A
+        A = import_albumentations()
 
         # once, not per image: a catch_warnings() around every call costs more than some transforms
         warnings.filterwarnings("ignore", category=UserWarning, module=r"albumentations\.")

@@ -212,6 +212,7 @@ def augmentor(src: Path, out: Path, n_images: int) -> float:
 
 
 def _hf_batch(batch):
+    """File bytes in (Image(decode=False)), the same OpenCV code as the ceiling."""
     transform = _hf_batch.transform = getattr(_hf_batch, "transform", None) or compose()
     images, labels = [], []
     for image, label in zip(batch["image"], batch["label"]):
@@ -222,8 +223,25 @@ def _hf_batch(batch):
     return {"image": images, "label": labels}
 
 
-def hf_datasets(src: Path, out: Path, cache: Path) -> float:
-    """Hugging Face datasets as a user would: imagefolder, map with 2 processes, to_parquet."""
+def _hf_batch_decoded(batch):
+    """datasets' default: images arrive decoded by PIL; augmented and JPEG-encoded as the others."""
+    transform = _hf_batch_decoded.transform = getattr(_hf_batch_decoded, "transform", None) or compose()
+    images, labels = [], []
+    for i, (image, label) in enumerate(zip(batch["image"], batch["label"])):
+        rgb = np.asarray(image.convert("RGB"))
+        for c in range(1, COPIES + 1):
+            seed = sample_seed(0, f"{i}", c)
+            transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+            aug = transform(image=rgb)["image"]
+            blob = cv2.imencode(".jpg", cv2.cvtColor(aug, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, QUALITY])[1]
+            images.append({"bytes": blob.tobytes(), "path": None})
+            labels.append(label)
+    return {"image": images, "label": labels}
+
+
+def hf_datasets(src: Path, out: Path, cache: Path, raw: bool = True) -> float:
+    """Hugging Face datasets: imagefolder, map with 2 processes, to_parquet. `raw`: the file's
+    bytes (Image(decode=False)); else datasets' default, PIL-decoded images."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -232,8 +250,9 @@ def hf_datasets(src: Path, out: Path, cache: Path) -> float:
     out.mkdir(parents=True)
     t = time.perf_counter()
     ds = datasets.load_dataset("imagefolder", data_dir=str(src), split="train", cache_dir=str(cache))
-    ds = ds.cast_column("image", datasets.Image(decode=False))  # the file's bytes, not a PIL image
-    aug = ds.map(_hf_batch, batched=True, batch_size=32, num_proc=2, remove_columns=ds.column_names,
+    if raw:
+        ds = ds.cast_column("image", datasets.Image(decode=False))  # the file's bytes, not a PIL image
+    aug = ds.map(_hf_batch if raw else _hf_batch_decoded, batched=True, batch_size=32, num_proc=2, remove_columns=ds.column_names,
                  features=datasets.Features({"image": datasets.Image(), "label": ds.features["label"]}))
     aug.to_parquet(str(out / "train.parquet"))
     return len(aug) / (time.perf_counter() - t)
@@ -260,7 +279,7 @@ def peak_memory(cmd: list[str]) -> float:
 
 # ---------------------------------------------------------------- main
 
-def run_size(work: Path, size: int, n: int, recipe: Path, peers: bool) -> list[tuple[str, float, str]]:
+def run_size(work: Path, size: int, n: int, recipe: Path) -> tuple[list, dict]:
     src = make_dataset(work / f"src{size}", n, size)
     files = all_files(src)
     rows = []
@@ -268,31 +287,44 @@ def run_size(work: Path, size: int, n: int, recipe: Path, peers: bool) -> list[t
     ceil1 = ceiling(files, 1)
     rows.append(("ceiling, 2 processes", ceil2, "1.00"))
     rows.append(("ceiling, 1 process", ceil1, f"{ceil1 / ceil2:.2f}"))
-    results = {}
+    results = {"ceiling": ceil2, "src": src, "files": files}
     for w in (1, 2):
         wall, own, _ = augpipe_expand(src, work / f"out{size}-{w}", w, recipe)
         results[w] = own
         rows.append((f"augpipe expand -w {w} (own clock, processing)", own, f"{own / ceil2:.2f}"))
         rows.append((f"augpipe expand -w {w} (whole command)", wall, f"{wall / ceil2:.2f}"))
     rows.append(("augpipe 1 -> 2 workers", results[2] / results[1], "speed-up"))
-    if peers:
-        for name, fn in (
-            ("albumentations loop, files", lambda: naive_loop(files, work / "naive")),
-            ("multiprocessing.Pool(2), files", lambda: pool_loop(files, work / "pool")),
-            ("Augmentor sample(multi_threaded)", lambda: augmentor(src, work / "augmentor", len(files))),
-            ("HF datasets map(num_proc=2)", lambda: hf_datasets(src, work / "hf", work / "hf-cache")),
-        ):
-            try:
-                speed = fn()
-                rows.append((name, speed, f"{speed / ceil2:.2f}"))
-                results[name] = speed
-            except Exception as exc:  # a peer that fails here is reported, not fatal
-                rows.append((name, float("nan"), f"failed: {type(exc).__name__}: {exc}"[:60]))
-        for name in ("Augmentor sample(multi_threaded)", "HF datasets map(num_proc=2)"):
-            if name in results:
-                rows.append((f"augpipe -w 2 / {name.split(' ')[0]} {name.split(' ')[1]}",
-                             results[2] / results[name], "ratio"))
+    return rows, results
+
+
+def run_peers(work: Path, results: dict) -> list[tuple[str, float, str]]:
+    """The peers, last: some leave processes behind that would slow what follows."""
+    src, files, ceil2 = results["src"], results["files"], results["ceiling"]
+    rows, speeds = [], {}
+    for name, fn in (
+        ("albumentations loop, files", lambda: naive_loop(files, work / "naive")),
+        ("multiprocessing.Pool(2), files", lambda: pool_loop(files, work / "pool")),
+        ("Augmentor sample(multi_threaded)", lambda: augmentor(src, work / "augmentor", len(files))),
+        ("HF datasets map(num_proc=2), bytes", lambda: hf_datasets(src, work / "hf", work / "hf-cache")),
+        ("HF datasets map(num_proc=2), PIL", lambda: hf_datasets(src, work / "hf", work / "hf-cache", raw=False)),
+    ):
+        try:
+            speeds[name] = fn()
+            rows.append((name, speeds[name], f"{speeds[name] / ceil2:.2f}"))
+        except Exception as exc:  # a peer that fails here is reported, not fatal
+            rows.append((name, float("nan"), f"failed: {type(exc).__name__}: {exc}"[:60]))
+    for name, speed in speeds.items():
+        if name.startswith(("Augmentor", "HF")):
+            short = name.replace(" sample(multi_threaded)", "").replace(" map(num_proc=2)", "")
+            rows.append((f"augpipe -w 2 / {short}", results[2] / speed, "ratio"))
     return rows
+
+
+def print_rows(title: str, rows: list) -> None:
+    print(f"\n{title}")
+    print(f"  {'what':<44} {'images/s':>10}  vs ceiling (2 processes)")
+    for name, value, ratio in rows:
+        print(f"  {name:<44} {value:>10,.1f}  {ratio}")
 
 
 def main() -> None:
@@ -309,12 +341,10 @@ def main() -> None:
     recipe.write_text(RECIPE)
     print(f"augpipe bench: {args.images} inputs, {COPIES} copies each, {os.cpu_count()} cores, work in {work}")
     try:
+        measured = {}
         for size in args.sizes:
-            rows = run_size(work, size, args.images, recipe, peers=not args.no_peers and size == args.sizes[0])
-            print(f"\n{size}×{size} px, {args.images * COPIES} images out")
-            print(f"  {'what':<44} {'images/s':>10}  vs ceiling (2 processes)")
-            for name, value, ratio in rows:
-                print(f"  {name:<44} {value:>10,.1f}  {ratio}")
+            rows, measured[size] = run_size(work, size, args.images, recipe)
+            print_rows(f"{size}×{size} px, {args.images * COPIES} images out", rows)
         if args.memory:
             print("\npeak memory of all augpipe processes, 64 px, 2 workers")
             peaks = {}
@@ -330,6 +360,9 @@ def main() -> None:
                       f"processing, {timing['seconds']:.1f} s in all)")
             small, big = peaks[args.images], peaks[args.images * 10]
             print(f"  growth from {args.images:,} to {args.images * 10:,} inputs: {100 * (big / small - 1):+.1f}%")
+        if not args.no_peers:
+            size = args.sizes[0]
+            print_rows(f"peers, {size}×{size} px (the ceiling and augpipe from above)", run_peers(work, measured[size]))
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)
