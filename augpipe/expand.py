@@ -63,14 +63,7 @@ def expand(source: str | Path, recipe: str | Path | Recipe, out: str | Path | No
         "copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
         "shard_size": options.shard_size, "max_pixels": options.max_pixels,
     }
-    identity = {
-        "augpipe_version": __version__,
-        "recipe": recipe.sha256,
-        "seed": options.seed,
-        "source": str(root.resolve()),
-        "source_files": source_fingerprint(found.files),
-        "options": settings,
-    }
+    identity = _identity(recipe, options.seed, root, found.files, settings)
     done = prepare_output(out, identity, options.overwrite)
     if done is not None:
         done["up_to_date"] = True
@@ -109,6 +102,18 @@ def expand(source: str | Path, recipe: str | Path | Recipe, out: str | Path | No
     write_manifest(out, manifest)
     manifest["out"] = str(out)
     return manifest
+
+
+def _identity(recipe: Recipe, seed: int, root: Path, files, settings: dict) -> dict:
+    """What decides whether an existing output is this run's (resume) or another's (refuse)."""
+    return {
+        "augpipe_version": __version__,
+        "recipe": recipe.sha256,
+        "seed": seed,
+        "source": str(root.resolve()),
+        "source_files": source_fingerprint(files),
+        "options": settings,
+    }
 
 
 def _check_not_nested(root: Path, out: Path) -> None:
