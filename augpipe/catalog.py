@@ -32,13 +32,10 @@ def group_of(name: str, cls: type) -> str:
 
 def parameters(cls: type) -> list[tuple[str, str]]:
     """(name, default) for each parameter, `required` where there is no default."""
-    out = []
-    for name, p in inspect.signature(cls.__init__).parameters.items():
-        if name in ("self", "args", "kwargs", "always_apply", "strict"):
-            continue
-        default = "required" if p.default is inspect.Parameter.empty else repr(p.default)
-        out.append((name, default))
-    return out
+    from augpipe.recipe import init_parameters
+
+    return [(name, "required" if p.default is inspect.Parameter.empty else repr(p.default))
+            for name, p in init_parameters(cls).items()]
 
 
 def catalog() -> dict[str, list[tuple[str, list[tuple[str, str]]]]]:

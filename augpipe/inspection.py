@@ -65,12 +65,12 @@ def inspect_output(out: str | Path, verify: bool = False) -> dict:
 def verify_output(out: Path, m: dict) -> list[str]:
     """Every shard re-read: presence, checksum, row count, images, labels, augmented rows."""
     from augpipe.plan import SPLITS
-    from augpipe.shards import file_sha256
+    from augpipe.shards import file_sha256, shard_pattern
 
     problems = []
     listed = {s["name"] for s in m["shards"]}
     for split in SPLITS:
-        for extra in sorted(out.glob(f"{split}-*-of-*.parquet")):
+        for extra in sorted(out.glob(shard_pattern(split))):
             if extra.name not in listed:
                 problems.append(f"{extra.name}: extra shard, not in augpipe.json")
     for shard in m["shards"]:
@@ -128,10 +128,7 @@ def output_report(f: dict) -> list[str]:
         lines.append(f"  {split:<9} {c['rows']:,} rows: {c['originals']:,} originals, {c['augmented']:,} augmented")
     size = f"{f['bytes'] / 1e6:.1f} MB"
     lines.append(f"  shards    {f['shards']} files, {size}")
-    if f["width"]:
-        w, h = f["width"], f["height"]
-        lines.append(f"  sizes     width {w['min']}/{w['median']}/{w['max']}, height {h['min']}/{h['median']}/{h['max']}"
-                     " (min/median/max)")
+    lines += _sizes_line(f)
     lines += _class_chart(f["classes"], f["splits"])
     lines.append(f"  skipped   {len(f['skipped'])} inputs")
     lines += [f"    {s['path']}: {s['reason']}" for s in f["skipped"][:SHOWN]]
@@ -149,9 +146,20 @@ def _class_chart(classes: list[str], splits: dict) -> list[str]:
     width = max(len(c) for c in classes)
     lines = [f"  classes   {len(classes)}   ({' / '.join(names)})"]
     for c in classes:
-        bar = "#" * max(1, round(24 * counts[c][0] / top)) if counts[c][0] else ""
-        lines.append(f"    {c:<{width}}  {bar:<24} {' / '.join(f'{n:,}' for n in counts[c])}")
+        lines.append(f"    {c:<{width}}  {_bar(counts[c][0], top)} {' / '.join(f'{n:,}' for n in counts[c])}")
     return lines
+
+
+def _bar(n: int, top: int, width: int = 24) -> str:
+    return ("#" * max(1, round(width * n / top)) if n else "").ljust(width)
+
+
+def _sizes_line(f: dict) -> list[str]:
+    if not f["width"]:
+        return []
+    w, h = f["width"], f["height"]
+    return [f"  sizes     width {w['min']}/{w['median']}/{w['max']}, height {h['min']}/{h['median']}/{h['max']}"
+            " (min/median/max)"]
 
 
 def _problem_lines(problems: list[str], ok: str) -> list[str]:
@@ -218,14 +226,11 @@ def source_report(f: dict) -> list[str]:
         width = max(len(c) for c in f["classes"])
         lines.append(f"  classes   {len(f['classes'])}, imbalance {f['imbalance']} (largest / smallest)")
         for c, n in f["classes"].items():
-            lines.append(f"    {c:<{width}}  {'#' * max(1, round(24 * n / top)):<24} {n:,}")
+            lines.append(f"    {c:<{width}}  {_bar(n, top)} {n:,}")
     else:
         lines.append("  classes   none (no class folders: unlabelled)")
     lines.append("  formats   " + ", ".join(f"{k} {v:,}" for k, v in f["formats"].items()))
-    if f["width"]:
-        w, h = f["width"], f["height"]
-        lines.append(f"  sizes     width {w['min']}/{w['median']}/{w['max']}, height {h['min']}/{h['median']}/{h['max']}"
-                     " (min/median/max)")
+    lines += _sizes_line(f)
     dups = f["duplicates"]
     lines.append(f"  duplicates {len(dups)} groups of identical files")
     lines += [f"    {' = '.join(group)}" for group in dups[:SHOWN]]

@@ -11,6 +11,7 @@ from pathlib import Path
 from augpipe import __version__
 from augpipe.errors import OutputError
 from augpipe.plan import SPLITS
+from augpipe.shards import shard_pattern
 from augpipe.tasks import WORK_DIR, work_dir, write_json_atomic
 
 MANIFEST = "augpipe.json"
@@ -80,7 +81,7 @@ def _previous_identity(out: Path) -> dict | None:
 
 def _remove_output(out: Path) -> None:
     for split in SPLITS:
-        for shard in out.glob(f"{split}-*-of-*.parquet"):
+        for shard in out.glob(shard_pattern(split)):
             shard.unlink()
     (out / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(out / WORK_DIR, ignore_errors=True)

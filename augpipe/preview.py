@@ -86,6 +86,14 @@ def _angle(matrix: list) -> float:
     return -math.degrees(math.atan2(matrix[1][0], matrix[0][0]))
 
 
+def _tile(row: dict) -> Tile:
+    """A row as expand writes it (or wrote it): its decoded image, caption and lineage."""
+    from augpipe.decode import decode
+
+    applied = json.loads(row["transforms"])
+    return Tile(row["copy"], decode(row["image"]["bytes"], 10**12).rgb, caption(applied, row["copy"]), applied)
+
+
 # ---------------------------------------------------------------- choosing sources
 
 def _round_robin(by_class: dict, rows: int, seed: int) -> list:
@@ -108,7 +116,6 @@ def _round_robin(by_class: dict, rows: int, seed: int) -> list:
 def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None = None, seed: int = 0,
                    val_fraction: float = 0.1, max_pixels: int = 100_000_000) -> Preview:
     """Originals and augmented copies of a few training images, exactly as `expand` makes them."""
-    from augpipe.decode import decode
     from augpipe.plan import assign_split
     from augpipe.recipe import load_recipe
     from augpipe.sample import SourceTask, augment_sample
@@ -138,11 +145,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
         except OSError as exc:
             skipped.append((rel, f"cannot read: {exc.strerror or exc}"))
             continue
-        tiles = [
-            Tile(r["copy"], decode(r["image"]["bytes"], max_pixels).rgb, caption(json.loads(r["transforms"]), r["copy"]),
-                 json.loads(r["transforms"]))
-            for r in result.rows
-        ]
+        tiles = [_tile(r) for r in result.rows]
         out_rows.append(PreviewRow(rel, class_of[rel], tiles))
     return Preview(f"recipe {recipe.name} | seed {seed}", out_rows, sorted(skipped))
 
@@ -151,7 +154,6 @@ def preview_shards(out: str | Path, rows: int = 6, copies: int | None = None, se
     """Originals grouped with their augmented copies, read back from an expanded dataset."""
     import pyarrow.parquet as pq
 
-    from augpipe.decode import decode
     from augpipe.manifest import read_manifest
 
     out = Path(out)
@@ -175,8 +177,7 @@ def preview_shards(out: str | Path, rows: int = 6, copies: int | None = None, se
     out_rows = []
     for source in chosen:
         found = sorted(grouped[source], key=lambda r: r["copy"])[: (copies + 1) if copies is not None else None]
-        tiles = [Tile(r["copy"], decode(r["image"]["bytes"], 10**12).rgb, caption(json.loads(r["transforms"]), r["copy"]),
-                      json.loads(r["transforms"])) for r in found]
+        tiles = [_tile(r) for r in found]
         label = found[0]["label"] if found else None
         out_rows.append(PreviewRow(source, names[label] if label is not None else None, tiles))
     skipped = [(s["path"], s["reason"]) for s in manifest["skipped"]]

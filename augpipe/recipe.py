@@ -257,9 +257,10 @@ def _is_compose(cls: type) -> bool:
     return issubclass(cls, BaseCompose)
 
 
-def _parameters(cls: type) -> dict[str, inspect.Parameter]:
+def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
+    """The parameters a recipe may give a transform (a compose's include `transforms`)."""
     params = dict(inspect.signature(cls.__init__).parameters)
-    for skip in ("self", "args", "kwargs", "transforms", "strict", "always_apply"):
+    for skip in ("self", "args", "kwargs", "strict", "always_apply"):
         params.pop(skip, None)
     return params
 
@@ -278,12 +279,12 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
         hint = _did_you_mean(name, list(allowed))
         raise RecipeError(f"{where}: {label} {name}: unknown transform{hint}")
     here = f"{where}: {label} {name}"
-    known = _parameters(cls)
+    known = init_parameters(cls)
     schema = getattr(cls, "InitSchema", None)
     if schema is not None:
         known.update({k: None for k in schema.model_fields if k not in ("strict", "always_apply")})
     for key in params:
-        if key not in known and key != "transforms":
+        if key not in known:
             raise RecipeError(f"{here}: field '{key}' is not a parameter of {name}{_did_you_mean(key, list(known))}")
     children: list[dict] = []
     if _is_compose(cls):
@@ -291,8 +292,6 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
         if not isinstance(kids, list) or not kids:
             raise RecipeError(f"{here}: field 'transforms': a {name} needs a list of transforms")
         children = [_check_item(k, f"{label}.{j}", where, notes, warns) for j, k in enumerate(kids, start=1)]
-    elif "transforms" in params:
-        raise RecipeError(f"{here}: field 'transforms' is not a parameter of {name}")
     transform = _construct(cls, name, params, children, here)
     if "p" not in params:
         notes.append(f"{label} {name}: p not given, default p={transform.p} is used")

@@ -37,7 +37,7 @@ def shard_files(path: str | os.PathLike, split: str = "train") -> tuple[pafs.Fil
     fs, root = _filesystem(path)
     try:
         with fs.open_input_stream(f"{root}/augpipe.json") as fh:
-            names = [s["name"] for s in json.loads(fh.read()) ["shards"] if s["split"] == split]
+            names = [s["name"] for s in json.loads(fh.read())["shards"] if s["split"] == split]
     except (FileNotFoundError, OSError):
         infos = fs.get_file_info(pafs.FileSelector(root))
         names = sorted(i.base_name for i in infos if i.base_name.startswith(f"{split}-") and i.base_name.endswith(".parquet"))

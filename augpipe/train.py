@@ -53,7 +53,9 @@ def load_split(path: Path, split: str, size: int, progress: bool = True) -> Spli
     import torch
     from tqdm import tqdm
 
-    files = sorted(Path(path).glob(f"{split}-*-of-*.parquet"))
+    from augpipe.shards import shard_pattern
+
+    files = sorted(Path(path).glob(shard_pattern(split)))
     if not files:
         return None
     table = pq.ParquetDataset(files).read(columns=["image", "label", "source", "copy"])
