@@ -110,10 +110,13 @@ def main_options(
 # ---------------------------------------------------------------- commands
 
 def _start_workers(workers: int | None) -> None:
-    """Worker processes take about a second to import what they need: start them first."""
-    from augpipe.engine import default_workers, start_workers_early
+    """Before anything else: workers either fork from this process (when `main` runs it) or
+    start from a fork server that takes about a second to import what they need."""
+    from augpipe.engine import default_workers, own_process, start_workers_early
 
     if (workers or default_workers()) > 1:
+        if _state.get("own_process"):
+            own_process()
         start_workers_early()
 
 
@@ -350,4 +353,5 @@ def check(
 
 
 def main() -> None:
+    _state["own_process"] = True  # this process is augpipe's from its start (not a test's CliRunner)
     app()

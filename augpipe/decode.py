@@ -17,6 +17,7 @@ Image.MAX_IMAGE_PIXELS = None
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _READABLE = ("jpeg", "png", "bmp", "webp", "tiff")
 _ENCODE = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV 4.10 and later
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,17 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
         )
     if head.format not in _READABLE:
         raise SkipInput(f"unsupported image format {head.format}")
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
-    if pixels is None:
-        raise SkipInput("corrupt or truncated image data")
-    rgb, conversion = _to_rgb8(pixels, head)
+    buffer = np.frombuffer(data, np.uint8)
+    if head.format == "jpeg" and head.mode == "RGB" and _IMREAD_RGB is not None:
+        # the common case: libjpeg writes RGB directly, no conversion pass
+        rgb, conversion = cv2.imdecode(buffer, _IMREAD_RGB), None
+        if rgb is None:
+            raise SkipInput("corrupt or truncated image data")
+    else:
+        pixels = cv2.imdecode(buffer, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+        if pixels is None:
+            raise SkipInput("corrupt or truncated image data")
+        rgb, conversion = _to_rgb8(pixels, head)
     return Decoded(rgb=rgb, format=head.format, conversion=conversion, oriented=head.orientation not in (None, 1))
 
 

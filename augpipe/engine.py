@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from collections.abc import Callable
 
 from typing import TYPE_CHECKING
@@ -35,13 +37,30 @@ def limit_threads() -> None:
 
 
 _PRELOAD = ["augpipe._preload"]
+_FORK_SAFE = False  # set by own_process(): workers may fork from this process
 
 
-def start_workers_early():
-    """Start the fork server now, so that its imports overlap the parent's own (about 1 s).
+def own_process() -> None:
+    """For a process augpipe runs from its start (the command line): OpenCV is held to one
+    thread here before anything uses it, so no OpenCV thread pool ever exists in this process and
+    workers can fork from it, ready at once with everything loaded. (A pool forked from a process
+    whose OpenCV had started its threads can deadlock; a library caller's process is not ours to
+    judge, so it gets the fork server.)"""
+    global _FORK_SAFE
+    limit_threads()
+    _FORK_SAFE = "fork" in mp.get_all_start_methods()
 
-    forkserver: workers fork from a clean process that never touched OpenCV's thread pool
-    (a pool forked from a parent that used OpenCV can deadlock).
+
+def start_workers_early() -> None:
+    """Get worker start-up going before the caller's own slow steps (recipe, scan)."""
+    if not _FORK_SAFE:
+        _fork_server()
+
+
+def _fork_server():
+    """Start the fork server now, so that its imports (about 0.7 s) overlap the parent's own.
+
+    forkserver: workers fork from a clean process that never touched OpenCV's thread pool.
     """
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
@@ -53,6 +72,13 @@ def start_workers_early():
     return ctx
 
 
+def _pool_context():
+    """(context, forked): fork from this process when it is ours and has no other thread."""
+    if _FORK_SAFE and threading.active_count() == 1:
+        return mp.get_context("fork"), True
+    return _fork_server(), False
+
+
 def run_local(tasks: list[ShardTask], job: Job, workers: int, on_progress: Callable[[int], None]) -> list[dict]:
     """Run every task; the largest first, so that the last to finish are small."""
     from augpipe.tasks import write_shard
@@ -61,40 +87,75 @@ def run_local(tasks: list[ShardTask], job: Job, workers: int, on_progress: Calla
     if workers <= 1 or len(tasks) <= 1:
         limit_threads()
         return [write_shard(t, job, on_progress) for t in tasks]
-    ctx = start_workers_early()
+    ctx, forked = _pool_context()
     progress = ctx.Queue()
-    results = []
     # ProcessPoolExecutor, not Pool: a worker that dies (killed, out of memory) fails the run
     # with BrokenProcessPool instead of hanging it
     pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker,
                                initargs=(progress,))
+    waiting = _Waiting(tasks)
+    futures: list = []
+    results = []
+    feeder = None
     try:
-        queued = {pool.submit(_pool_task, t, job): t for t in tasks}
-        pending = set(queued)
-        workers_running = False
+        if forked:
+            # the first submit forks every worker, here, from the only thread
+            _feed(pool, waiting, job, futures)
+        else:
+            # Starting a worker waits for the fork server to finish its imports: a thread hands
+            # the tasks to the pool meanwhile, and until a worker reports ready this process,
+            # which has everything loaded, takes the smallest task still waiting.
+            feeder = threading.Thread(target=_feed, args=(pool, waiting, job, futures), daemon=True)
+            feeder.start()
+            while not _drain(progress, on_progress, wait=0) and (task := waiting.take(last=True)) is not None:
+                limit_threads()
+                results.append(write_shard(task, job, on_progress))
+            feeder.join()
+        pending = set(futures)
         while pending:
-            workers_running |= _drain(progress, on_progress, wait=0.1 if workers_running else 0)
-            if not workers_running:
-                # Workers take a moment to start (their imports): meanwhile this process, which
-                # has everything loaded, takes the smallest task still waiting.
-                stolen = next((f for f in reversed(list(queued)) if f in pending and f.cancel()), None)
-                if stolen is not None:
-                    pending.discard(stolen)
-                    limit_threads()
-                    results.append(write_shard(queued[stolen], job, on_progress))
-                    continue
-                workers_running = True
-            finished, pending = wait(pending, timeout=0)
+            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            _drain(progress, on_progress, wait=0)
             for future in finished:
                 results.append(future.result())  # re-raises a worker's error here
         _drain(progress, on_progress, wait=0)
     except BaseException:
+        waiting.close()
+        if feeder is not None:
+            feeder.join()  # at most one worker start away: no worker may start after this
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
         pool.shutdown(wait=False, cancel_futures=True)
-        for proc in list(getattr(pool, "_processes", {}).values()):
+        for proc in processes:
             proc.terminate()
         raise
     pool.shutdown()
     return results
+
+
+class _Waiting:
+    """Tasks not yet handed out, largest first: the pool takes from the front, this process
+    from the back."""
+
+    def __init__(self, tasks: list):
+        self._tasks = collections.deque(tasks)
+        self._lock = threading.Lock()
+
+    def take(self, last: bool = False):
+        with self._lock:
+            if not self._tasks:
+                return None
+            return self._tasks.pop() if last else self._tasks.popleft()
+
+    def close(self) -> None:
+        with self._lock:
+            self._tasks.clear()
+
+
+def _feed(pool: ProcessPoolExecutor, waiting: _Waiting, job: Job, futures: list) -> None:
+    while (task := waiting.take()) is not None:
+        try:
+            futures.append(pool.submit(_pool_task, task, job))
+        except RuntimeError:  # the pool was shut down: the run is failing already
+            return
 
 
 def _drain(progress, on_progress: Callable[[int], None], wait: float) -> bool:
@@ -114,6 +175,7 @@ def _init_worker(progress) -> None:
     global _QUEUE
     _QUEUE = progress
     limit_threads()
+    progress.put(0)  # ready: the parent stops taking tasks itself
 
 
 class _Batched:

@@ -125,5 +125,7 @@ def _check_not_nested(root: Path, out: Path) -> None:
 def _progress_bar(total: int, initial: int, enabled: bool):
     from tqdm import tqdm
 
+    tqdm.monitor_interval = 0  # no monitor thread: workers may fork from this process
+
     return tqdm(total=total, initial=initial, unit="img", desc="expand", disable=not enabled, smoothing=0.1,
                 dynamic_ncols=True)

@@ -88,15 +88,18 @@ def _remove_output(out: Path) -> None:
 
 
 def finished_records(out: Path, shard_names: list[str]) -> dict[str, dict]:
-    """Records of the shards an interrupted run already finished (file and record both there)."""
+    """Records of the shards an interrupted run already finished: the file and its record both
+    there, and the file the size its record says."""
     records = {}
     for name in shard_names:
         path = work_dir(out) / "done" / f"{name}.json"
         if (out / name).is_file() and path.is_file():
             try:
-                records[name] = json.loads(path.read_text(encoding="utf-8"))
+                record = json.loads(path.read_text(encoding="utf-8"))
             except ValueError:
                 continue
+            if record.get("bytes") == (out / name).stat().st_size:
+                records[name] = record
     return records
 
 

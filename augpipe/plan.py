@@ -6,6 +6,7 @@ worker count, so that any engine cuts the same shards.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 from collections import Counter
@@ -110,19 +111,33 @@ def _stable_rank(relpath: str) -> bytes:
 
 
 def _cut(split: str, tasks: list[SourceTask], weights: list[int], shard_bytes: int) -> list[ShardTask]:
-    """Contiguous shards of about equal estimated size, each at most about shard_bytes."""
+    """Contiguous shards of about equal estimated size, each at most about shard_bytes, and a
+    tail of smaller ones (see `_cut_points`)."""
     if not tasks:
         return []
     rows = sum(len(t.copies) for t in tasks)
     total = sum(weights)
     count = max(math.ceil(total / shard_bytes), min(PARALLEL_SHARDS, rows // MIN_ROWS_PER_SHARD), 1)
-    count = min(count, len(tasks))
-    groups: list[list[SourceTask]] = [[] for _ in range(count)]
+    cuts = _cut_points(min(count, len(tasks)))
+    groups: list[list[SourceTask]] = [[] for _ in range(len(cuts) + 1)]
     running = 0
     for task, weight in zip(tasks, weights):
-        # the shard this task's midpoint falls in: equal shares of the cumulative weight
-        index = min(int((running + weight / 2) * count / total), count - 1)
-        groups[index].append(task)
+        # the shard this task's midpoint falls in
+        groups[bisect.bisect_right(cuts, (running + weight / 2) / total)].append(task)
         running += weight
     groups = [g for g in groups if g]
     return [ShardTask(split, i, len(groups), tuple(g)) for i, g in enumerate(groups)]
+
+
+# The last share is cut again into 1/2, 1/4, 1/8 and 1/8: run last (largest first), they let
+# workers that would finish at different times finish together, whatever their number.
+TAIL = (0.5, 0.75, 0.875)
+TAIL_FROM_SHARDS = 4  # a split of fewer shards keeps them whole
+
+
+def _cut_points(count: int) -> list[float]:
+    """Where shards end, as fractions of the split's total weight."""
+    cuts = [i / count for i in range(1, count)]
+    if count >= TAIL_FROM_SHARDS:
+        cuts += [(count - 1 + f) / count for f in TAIL]
+    return cuts

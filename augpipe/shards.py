@@ -11,9 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-# Small row groups keep random access cheap: reading one row reads one row group.
-ROW_GROUP_ROWS = 64
-ROW_GROUP_BYTES = 8 * 2**20
+# Row groups small enough that reading one row (one row group) stays cheap, large enough that
+# their fixed cost is amortised: 256 small images, or about 4 MB of large ones.
+ROW_GROUP_ROWS = 256
+ROW_GROUP_BYTES = 4 * 2**20
 
 
 def schema(class_names: list[str] | tuple[str, ...], labelled: bool = True) -> pa.Schema:
@@ -52,10 +53,11 @@ class ShardWriter:
         self.tmp = tmp_dir / f"{final.name}.{os.getpid()}.tmp"
         self.schema = table_schema
         self.rows = 0
+        self._sink = _HashingFile(self.tmp)
         self._columns: dict[str, list] = {name: [] for name in ("bytes", "path", *table_schema.names[1:])}
         self._buffered_rows = self._buffered_bytes = 0
         self._writer = pq.ParquetWriter(
-            self.tmp,
+            self._sink,
             table_schema,
             # images are compressed already: zstd on them costs time and saves nothing
             compression={c: "ZSTD" for c in table_schema.names if c != "image"}
@@ -93,9 +95,7 @@ class ShardWriter:
         """Close and fsync the temporary file; returns (rows, sha256, bytes)."""
         self._flush()
         self._writer.close()
-        with open(self.tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        digest, size = file_sha256(self.tmp)
+        digest, size = self._sink.sync_and_close()
         return self.rows, digest, size
 
     def publish(self) -> None:
@@ -105,7 +105,40 @@ class ShardWriter:
         try:
             self._writer.close()
         finally:
+            self._sink.close()
             self.tmp.unlink(missing_ok=True)
+
+
+class _HashingFile:
+    """The file a shard is written to, hashed on the way out: no second read of the shard."""
+
+    closed = False
+
+    def __init__(self, path: Path):
+        self._fh = open(path, "wb")
+        self._hash = hashlib.sha256()
+        self._size = 0
+
+    def write(self, data) -> int:
+        self._hash.update(data)
+        self._size += len(data)
+        return self._fh.write(data)
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def sync_and_close(self) -> tuple[str, int]:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.close()
+        return self._hash.hexdigest(), self._size
+
+    def close(self) -> None:
+        self._fh.close()
+        self.closed = True
 
 
 def _column(values: list, kind: pa.DataType) -> pa.Array:

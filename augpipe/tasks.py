@@ -95,28 +95,37 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
         "skipped": skipped,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    # The record lands before the shard, so a finished shard always has one.
-    write_json_atomic(record_path(out, task.name), record)
+    # The record lands before the shard, so a finished shard always has one. Only the shard is
+    # synced to disk: a record lost or torn by a crash makes a resume redo that shard, no more.
+    write_json_atomic(record_path(out, task.name), record, sync=False)
     writer.publish()
     return record
 
 
 def _read(path: str) -> bytes:
+    # os.open/os.read: a third of what open().read() costs, which counts for small images
     try:
-        with open(path, "rb") as fh:
-            return fh.read()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            parts = [os.read(fd, os.fstat(fd).st_size + 1)]
+            while parts[-1]:  # a file that grew since fstat, or a short read
+                parts.append(os.read(fd, 1 << 20))
+        finally:
+            os.close(fd)
     except IsADirectoryError:
         raise SkipInput("is a folder, not a file") from None
     except OSError as exc:
         raise SkipInput(f"cannot read: {exc.strerror or exc}") from None
+    return parts[0] if len(parts) == 2 else b"".join(parts)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
+def write_json_atomic(path: Path, data: dict, sync: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2, ensure_ascii=False)
         fh.write("\n")
         fh.flush()
-        os.fsync(fh.fileno())
+        if sync:
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
