@@ -1,9 +1,13 @@
 """What the fork server imports once, before it forks each worker."""
 
-import pyarrow.parquet  # noqa: F401
+import os
 
-import augpipe.engine  # noqa: F401
-import augpipe.tasks  # noqa: F401
-from augpipe.recipe import import_albumentations
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: idle OpenBLAS threads spin
+
+import pyarrow.parquet  # noqa: F401, E402
+
+import augpipe.engine  # noqa: F401, E402
+import augpipe.tasks  # noqa: F401, E402
+from augpipe.recipe import import_albumentations  # noqa: E402
 
 import_albumentations()

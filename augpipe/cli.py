@@ -354,4 +354,7 @@ def check(
 
 def main() -> None:
     _state["own_process"] = True  # this process is augpipe's from its start (not a test's CliRunner)
+    # OpenBLAS's idle threads spin, taking time from the workers; augpipe does no linear algebra
+    # worth a thread (the trainer's torch has its own). Before numpy loads: cli imports no numpy.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     app()

@@ -6,6 +6,7 @@ import collections
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -48,7 +49,7 @@ def own_process() -> None:
     judge, so it gets the fork server.)"""
     global _FORK_SAFE
     limit_threads()
-    _FORK_SAFE = "fork" in mp.get_all_start_methods()
+    _FORK_SAFE = sys.platform.startswith("linux")  # macOS's system libraries are not fork-safe
 
 
 def start_workers_early() -> None:

@@ -26,6 +26,7 @@ import multiprocessing as mp
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -261,7 +262,9 @@ def hf_datasets(src: Path, out: Path, cache: Path, raw: bool = True) -> float:
 # ---------------------------------------------------------------- memory
 
 def peak_memory(cmd: list[str]) -> float:
-    """Peak of the summed RSS of a command and all its children, in MB (sampled every 20 ms)."""
+    """Peak of the summed PSS of a command and all its children, in MB (sampled every 20 ms).
+
+    PSS, not RSS: workers forked from the parent share its pages, which RSS counts in each."""
     import psutil
 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
@@ -270,31 +273,44 @@ def peak_memory(cmd: list[str]) -> float:
     while proc.poll() is None:
         try:
             procs = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            peak = max(peak, sum(_pss(p) for p in procs if p.is_running()))
         except psutil.Error:
             pass
         time.sleep(0.02)
     return peak / 1e6
 
 
+def _pss(proc) -> int:
+    try:
+        return proc.memory_full_info().pss
+    except AttributeError:  # no PSS on this platform
+        return proc.memory_info().rss
+
+
 # ---------------------------------------------------------------- main
 
-def run_size(work: Path, size: int, n: int, recipe: Path) -> tuple[list, dict]:
+def run_size(work: Path, size: int, n: int, recipe: Path, repeat: int) -> tuple[list, dict]:
+    """The ceiling and augpipe, each measured `repeat` times in turn; medians."""
     src = make_dataset(work / f"src{size}", n, size)
     files = all_files(src)
-    rows = []
-    ceil2 = ceiling(files, 2)
-    ceil1 = ceiling(files, 1)
-    rows.append(("ceiling, 2 processes", ceil2, "1.00"))
-    rows.append(("ceiling, 1 process", ceil1, f"{ceil1 / ceil2:.2f}"))
-    results = {"ceiling": ceil2, "src": src, "files": files}
+    runs: dict[str, list[float]] = {}
+    for _ in range(repeat):
+        for w in (2, 1):
+            runs.setdefault(f"ceil{w}", []).append(ceiling(files, w))
+            wall, own, _ = augpipe_expand(src, work / f"out{size}-{w}", w, recipe)
+            runs.setdefault(f"own{w}", []).append(own)
+            runs.setdefault(f"wall{w}", []).append(wall)
+    m = {k: statistics.median(v) for k, v in runs.items()}
+    ceil2 = m["ceil2"]
+    rows = [("ceiling, 2 processes", ceil2, "1.00"), ("ceiling, 1 process", m["ceil1"], f"{m['ceil1'] / ceil2:.2f}")]
     for w in (1, 2):
-        wall, own, _ = augpipe_expand(src, work / f"out{size}-{w}", w, recipe)
-        results[w] = own
-        rows.append((f"augpipe expand -w {w} (own clock, processing)", own, f"{own / ceil2:.2f}"))
-        rows.append((f"augpipe expand -w {w} (whole command)", wall, f"{wall / ceil2:.2f}"))
-    rows.append(("augpipe 1 -> 2 workers", results[2] / results[1], "speed-up"))
-    return rows, results
+        rows.append((f"augpipe expand -w {w} (own clock, processing)", m[f"own{w}"], f"{m[f'own{w}'] / ceil2:.2f}"))
+        rows.append((f"augpipe expand -w {w} (whole command)", m[f"wall{w}"], f"{m[f'wall{w}'] / ceil2:.2f}"))
+    rows.append(("augpipe 1 -> 2 workers", m["own2"] / m["own1"], "speed-up"))
+    if repeat > 1:
+        spread = [own / c for own, c in zip(runs["own2"], runs["ceil2"])]
+        rows.append((f"-w 2 / ceiling, lowest of {repeat} runs", min(spread), f"highest {max(spread):.2f}"))
+    return rows, {"ceiling": ceil2, "src": src, "files": files, 1: m["own1"], 2: m["own2"]}
 
 
 def run_peers(work: Path, results: dict) -> list[tuple[str, float, str]]:
@@ -324,7 +340,8 @@ def print_rows(title: str, rows: list) -> None:
     print(f"\n{title}")
     print(f"  {'what':<44} {'images/s':>10}  vs ceiling (2 processes)")
     for name, value, ratio in rows:
-        print(f"  {name:<44} {value:>10,.1f}  {ratio}")
+        shown = f"{value:>10,.2f}" if value < 10 else f"{value:>10,.1f}"
+        print(f"  {name:<44} {shown}  {ratio}")
 
 
 def main() -> None:
@@ -334,16 +351,18 @@ def main() -> None:
     parser.add_argument("--no-peers", action="store_true", help="augpipe and the ceiling only")
     parser.add_argument("--memory", action="store_true", help="peak memory at N and 10×N inputs (64 px)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument("--repeat", type=int, default=3, help="measure the ceiling and augpipe this many times; medians")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="augpipe-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     recipe = work / "bench.yaml"
     recipe.write_text(RECIPE)
-    print(f"augpipe bench: {args.images} inputs, {COPIES} copies each, {os.cpu_count()} cores, work in {work}")
+    print(f"augpipe bench: {args.images} inputs, {COPIES} copies each, {os.cpu_count()} cores, "
+          f"medians of {args.repeat} runs, work in {work}")
     try:
         measured = {}
         for size in args.sizes:
-            rows, measured[size] = run_size(work, size, args.images, recipe)
+            rows, measured[size] = run_size(work, size, args.images, recipe, args.repeat)
             print_rows(f"{size}×{size} px, {args.images * COPIES} images out", rows)
         if args.memory:
             print("\npeak memory of all augpipe processes, 64 px, 2 workers")

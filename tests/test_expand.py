@@ -296,3 +296,57 @@ def test_hugging_face_datasets_round_trip(folder, tmp_path):
     assert first["image"].size == (32, 32) and first["image"].mode == "RGB"
     same = datasets.load_dataset("parquet", data_dir=str(out), cache_dir=str(tmp_path / "cache2"))
     assert same["validation"].num_rows == ds["validation"].num_rows
+
+
+def test_the_last_shards_are_smaller_so_that_workers_finish_together(tmp_path):
+    from augpipe.plan import make_plan
+    from augpipe.recipe import load_recipe
+    from augpipe.sources import scan
+
+    data = make_folder(tmp_path / "data", classes=("a",), per_class=400)
+    found = scan(data)
+    shard_bytes = -(-sum(f.size for f in found.files) // 8)  # 8 full shares of the split
+    plan = make_plan(found, load_recipe("flips"), 0, 0.0, False, shard_bytes)
+    sizes = [len(s.sources) for s in plan.shards]
+    assert len(sizes) == 11 and sum(sizes) == 400
+    full = sizes[0]
+    assert all(abs(n - full) <= 2 for n in sizes[:7])
+    assert all(abs(n - full * share) <= 2 for n, share in zip(sizes[7:], (1 / 2, 1 / 4, 1 / 8, 1 / 8)))
+
+
+def test_a_finished_shard_whose_size_disagrees_with_its_record_is_redone(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=40)
+    out = tmp_path / "out"
+    options = ExpandOptions(workers=1, shard_size=30_000, progress=False)
+    expand(data, "flips", out, options)
+    expected = shard_hashes(out)
+    # what a crash leaves: finished shards with records, one of them torn, and no manifest
+    from augpipe.manifest import RUN_FILE
+    from augpipe.tasks import record_path, work_dir
+
+    manifest = json.loads((out / "augpipe.json").read_text())
+    (out / "augpipe.json").unlink()
+    work_dir(out).mkdir()
+    (work_dir(out) / RUN_FILE).write_text(json.dumps(manifest["identity"]))
+    for shard in manifest["shards"]:
+        record = {**shard, "sources": 0, "originals": 0, "augmented": 0, "by_class": {}, "conversions": {},
+                  "skipped": [], "seconds": 0}
+        record_path(out, shard["name"]).parent.mkdir(parents=True, exist_ok=True)
+        record_path(out, shard["name"]).write_text(json.dumps(record))
+    torn = out / manifest["shards"][0]["name"]
+    torn.write_bytes(torn.read_bytes()[:100])
+    done = expand(data, "flips", out, options)
+    assert shard_hashes(out) == expected
+    assert done["timing"]["shards_resumed"] == len(expected) - 1
+
+
+def test_strict_with_workers_fails_in_one_line_and_leaves_no_process(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=60)
+    (data / "dog" / "dog_999.jpg").write_bytes(b"not an image")
+    cmd = [sys.executable, "-m", "augpipe", "expand", str(data), "-r", "flips", "-o", str(tmp_path / "out"),
+           "-w", "2", "--shard-size", "20KB", "--strict", "-q"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "augpipe: error: dog/dog_999.jpg: not a readable image (unknown format or corrupt header) "
+        "(--strict stops at the first bad input)"]

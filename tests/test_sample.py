@@ -146,3 +146,22 @@ def test_large_array_parameters_are_recorded_by_shape_and_checksum():
     assert params["map_x"]["array"] == [48, 40] and len(params["map_x"]["sha256"]) == 64
     assert len(applied) < 1000
     assert apply_recipe(image, recipe, 5)[1] == applied  # the seed reproduces it
+
+
+def test_jpeg_fast_path_decodes_exactly_as_opencv_does_with_a_conversion():
+    for size in ((31, 17), (64, 64)):
+        data = jpeg(size)
+        expected = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        decoded = codec.decode(data, 10**8)
+        assert decoded.conversion is None and np.array_equal(decoded.rgb, expected)
+
+
+def test_lineage_json_is_compact_and_falls_back_for_what_orjson_refuses():
+    import json
+
+    from augpipe.sample import lineage_json
+
+    applied = [("Rotate", {"matrix": np.eye(2), "fill": np.float32(0.5), "shape": (4, 4, 3)})]
+    assert lineage_json(applied) == '[["Rotate",{"matrix":[[1.0,0.0],[0.0,1.0]],"fill":0.5,"shape":[4,4,3]}]]'
+    huge = [("T", {"n": 2**70})]
+    assert json.loads(lineage_json(huge)) == [["T", {"n": 2**70}]]
