@@ -54,8 +54,8 @@ class ShardWriter:
         self.schema = table_schema
         self.rows = 0
         self._sink = _HashingFile(self.tmp)
-        self._columns: dict[str, list] = {name: [] for name in ("bytes", "path", *table_schema.names[1:])}
-        self._buffered_rows = self._buffered_bytes = 0
+        self._buffered: list[dict] = []
+        self._buffered_bytes = 0
         self._writer = pq.ParquetWriter(
             self._sink,
             table_schema,
@@ -67,29 +67,24 @@ class ShardWriter:
         )
 
     def write(self, row: dict) -> None:
-        cols = self._columns
-        cols["bytes"].append(row["image"]["bytes"])
-        cols["path"].append(row["image"]["path"])
-        for name in self.schema.names[1:]:
-            cols[name].append(row[name])
-        self._buffered_rows += 1
+        self._buffered.append(row)
         self._buffered_bytes += len(row["image"]["bytes"])
-        if self._buffered_rows >= ROW_GROUP_ROWS or self._buffered_bytes >= ROW_GROUP_BYTES:
+        if len(self._buffered) >= ROW_GROUP_ROWS or self._buffered_bytes >= ROW_GROUP_BYTES:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._buffered_rows:
+        rows = self._buffered
+        if not rows:
             return
-        cols = self._columns
-        image_type = self.schema.field("image").type
+        images = [r["image"] for r in rows]
         image = pa.StructArray.from_arrays(
-            [_column(cols["bytes"], pa.binary()), _column(cols["path"], pa.string())], fields=list(image_type)
+            [_column([i["bytes"] for i in images], pa.binary()), _column([i["path"] for i in images], pa.string())],
+            fields=list(self.schema.field("image").type),
         )
-        rest = [_column(cols[f.name], f.type) for f in list(self.schema)[1:]]
+        rest = [_column([r[f.name] for r in rows], f.type) for f in list(self.schema)[1:]]
         self._writer.write_table(pa.Table.from_arrays([image, *rest], schema=self.schema))
-        self.rows += self._buffered_rows
-        self._columns = {name: [] for name in cols}
-        self._buffered_rows = self._buffered_bytes = 0
+        self.rows += len(rows)
+        self._buffered, self._buffered_bytes = [], 0
 
     def finish(self) -> tuple[int, str, int]:
         """Close and fsync the temporary file; returns (rows, sha256, bytes)."""
@@ -145,10 +140,14 @@ def _column(values: list, kind: pa.DataType) -> pa.Array:
     """An Arrow array straight from buffers: `pa.array` on a list imports pandas (0.3 s in every
     worker) when pandas is installed, and is slower."""
     n = len(values)
-    valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
-    bitmap = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    bitmap = None
+    if None in values:
+        valid = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
     if kind in (pa.binary(), pa.string()):
-        blobs = [b"" if v is None else (v.encode("utf-8") if isinstance(v, str) else v) for v in values]
+        if kind == pa.string():
+            values = [None if v is None else v.encode("utf-8") for v in values]
+        blobs = [b"" if v is None else v for v in values]
         offsets = np.zeros(n + 1, dtype=np.int32)
         np.cumsum([len(b) for b in blobs], out=offsets[1:])
         return pa.Array.from_buffers(kind, n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(blobs))])

@@ -241,7 +241,7 @@ def _expand_cmd(data: Path, out: Path) -> list[str]:
 
 
 def test_resume_after_sigkill_gives_the_same_output_as_an_uninterrupted_run(tmp_path):
-    data = make_folder(tmp_path / "data", per_class=100, size=128)
+    data = make_folder(tmp_path / "data", per_class=300, size=128)
     reference = tmp_path / "reference"
     subprocess.run(_expand_cmd(data, reference), check=True, capture_output=True)
     expected = shard_hashes(reference)
@@ -255,7 +255,7 @@ def test_resume_after_sigkill_gives_the_same_output_as_an_uninterrupted_run(tmp_
         deadline = time.monotonic() + 60
         while len(list(out.glob("*.parquet"))) <= before and time.monotonic() < deadline:
             time.sleep(0.01)  # wait for this attempt's first new shard: the kill lands mid-run
-        time.sleep(rng.uniform(0, 0.2))
+        time.sleep(rng.uniform(0, 0.1))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         if attempt == 0:
