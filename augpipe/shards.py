@@ -46,7 +46,7 @@ def shard_pattern(split: str) -> str:
 
 
 class ShardWriter:
-    """Writes rows to a temporary file; the shard appears under its final name only on `commit`."""
+    """Writes rows to a temporary file; the shard appears under its final name only on `publish`."""
 
     def __init__(self, final: Path, tmp_dir: Path, table_schema: pa.Schema):
         self.final = final
