@@ -2,7 +2,7 @@
 
 import os as _os
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # albumentations asks the network for a newer version at import: not from a data pipeline
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -14,8 +14,8 @@ _EXPORTS = {
     "OutputError": "augpipe.errors",
     "Recipe": "augpipe.recipe",
     "load_recipe": "augpipe.recipe",
-    "ExpandOptions": "augpipe.expand",
-    "expand": "augpipe.expand",
+    "ExpandOptions": "augpipe.pipeline",
+    "expand": "augpipe.pipeline",
 }
 __all__ = ["__version__", *_EXPORTS]
 

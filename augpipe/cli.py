@@ -5,9 +5,11 @@ Errors become one line each, from the table in `_report`, with `--debug` for the
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -16,6 +18,10 @@ import typer
 
 from augpipe import __version__
 from augpipe.errors import AugpipeError, UsageError
+
+
+class Terminated(BaseException):
+    """SIGTERM: the run stops as for Ctrl-C, cleaning up on its way out."""
 
 app = typer.Typer(
     name="augpipe",
@@ -34,13 +40,22 @@ def _error_table(exc: BaseException) -> tuple[int, str]:
         return exc.exit_code, str(exc)
     if isinstance(exc, KeyboardInterrupt):
         return 130, "interrupted: finished shards are kept; run the same command again to resume"
+    if isinstance(exc, Terminated):
+        return 143, "terminated: finished shards are kept; run the same command again to resume"
     if isinstance(exc, PermissionError):
         return 2, f"permission denied: {exc.filename}"
+    if isinstance(exc, OSError) and exc.errno in _FULL:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return 2, (f"{exc.strerror or exc}{where}: free some space (or raise the limit) and run the same command "
+                   "again: finished shards are kept")
     if isinstance(exc, OSError):
         return 2, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     if isinstance(exc, MemoryError):
         return 1, "out of memory: try fewer --workers"
     return 1, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+
+
+_FULL = {getattr(errno, n) for n in ("ENOSPC", "EFBIG", "EDQUOT") if hasattr(errno, n)}
 
 
 def _report(func: Callable) -> Callable:
@@ -109,10 +124,12 @@ def main_options(
 
 # ---------------------------------------------------------------- commands
 
-def _start_workers(workers: int | None) -> None:
+def _start_workers(workers: int | None, engine: str = "local") -> None:
     """Before anything else: workers either fork from this process (when `main` runs it) or
     start from a fork server that takes about a second to import what they need."""
-    from augpipe.engine import default_workers, own_process, start_workers_early
+    if engine != "local":
+        return
+    from augpipe.engines.local import default_workers, own_process, start_workers_early
 
     if (workers or default_workers()) > 1:
         if _state.get("own_process"):
@@ -120,31 +137,37 @@ def _start_workers(workers: int | None) -> None:
         start_workers_early()
 
 
+SourceArg = Annotated[str, typer.Argument(metavar="SOURCE", help="Image folder or URI (s3://, gs://): one sub-folder per class; optional train/ val/ test/.")]
+
+
 @command()
 def expand(
-    source: Annotated[Path, typer.Argument(help="Image folder: one sub-folder per class; optional train/ val/ test/.")],
+    source: SourceArg,
     recipe: RecipeOpt,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder. Default: SOURCE-expanded.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="OUT", help="Output folder or URI. Default: SOURCE-expanded, beside the source.")] = None,
     copies: Annotated[Optional[int], typer.Option("--copies", "-k", min=0, help="Augmented copies per training image. Default: the recipe's.")] = None,
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="Share of source images held out for validation when there are no split folders (0 disables).")] = 0.1,
     balance: Annotated[bool, typer.Option("--balance", help="More copies for minority classes, so every class has about as many training rows as the largest.")] = False,
     shard_size: Annotated[int, typer.Option("--shard-size", parser=_parse_size, metavar="SIZE", help="Largest shard, about: e.g. 256MB, 1GB.")] = "256MB",
-    max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Skip images with more pixels than this (decompression bombs).")] = 100_000_000,
+    max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Skip images with more pixels than this (decompression bombs; about 36 bytes a pixel at the peak, per worker).")] = 25_000_000,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first input that would be skipped.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an output made with another recipe, seed or source.")] = False,
+    layout: Annotated[str, typer.Option("--layout", help="auto, classes (every top folder a class) or splits (train/val/test folders).")] = "auto",
+    split_by: Annotated[str, typer.Option("--split-by", help="content (identical files share a split; every source is read once more) or path.")] = "content",
+    engine: Annotated[str, typer.Option("--engine", help="local (worker processes) or ray (a Ray cluster: RAY_ADDRESS, or a local one started for the run).")] = "local",
     quiet: QuietOpt = False,
 ) -> None:
     """Augment an image folder into Parquet shards (train/validation/test) with a manifest."""
-    _start_workers(workers)
-    from augpipe.expand import ExpandOptions, expand as run_expand
+    _start_workers(workers, engine)
+    from augpipe.pipeline import ExpandOptions, expand as run_expand
     from augpipe.summary import expand_summary
 
     options = ExpandOptions(
         copies=copies, workers=workers, seed=seed, val_fraction=val_fraction, balance=balance,
         shard_size=shard_size, max_pixels=max_pixels, strict=strict, overwrite=overwrite,
-        progress=not quiet,
+        progress=not quiet, layout=layout, split_by=split_by, engine=engine,
     )
     manifest = run_expand(source, recipe, out, options)
     typer.echo("\n".join(expand_summary(manifest)))
@@ -152,7 +175,7 @@ def expand(
 
 @command()
 def demo(
-    folder: Annotated[Path, typer.Argument(help="Where to put the sample data and its expansion.")] = Path("augpipe-demo"),
+    folder: Annotated[Path, typer.Argument(metavar="FOLDER", help="Where to put the sample data and its expansion (new or empty, or an earlier demo's).")] = Path("augpipe-demo"),
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
@@ -172,28 +195,33 @@ def demo(
     if result is None:
         typer.echo("training: skipped, PyTorch is not installed (pip install 'augpipe[train]' adds it)")
     else:
-        typer.echo(f"training: validation accuracy {result['final_val_acc']:.3f} after {len(result['history'])} epochs "
+        typer.echo(f"training: validation accuracy {result['final_val_acc']:.3f} after {_plural(len(result['history']), 'epoch')} "
                    f"(always guessing one class: {result['majority_baseline']:.3f}); curves: {folder / 'run' / 'curves.png'}")
     typer.echo(f"next: augpipe inspect {manifest['out']} --verify   or   augpipe preview {data} --recipe flips")
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 @command()
 def preview(
-    source: Annotated[Path, typer.Argument(help="An image folder (needs --recipe), or an expanded dataset.")],
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="An image folder (needs --recipe), or an expanded dataset (folder or URI).")],
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe file or bundled name; not needed for an expanded dataset.")] = None,
     rows: Annotated[int, typer.Option("--rows", min=1, max=100, help="Source images, one a row, drawn across classes.")] = 6,
     copies: Annotated[Optional[int], typer.Option("--copies", "-k", min=0, max=32, help="Augmented copies a row. Default: the recipe's (all, from shards).")] = None,
     seed: SeedOpt = 0,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the contact sheet (PNG).")] = Path("preview.png"),
-    html_dir: Annotated[Optional[Path], typer.Option("--html", help="Also write a static page with every tile and its parameters to this folder.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="Where to write the contact sheet (.png or .jpg).")] = Path("preview.png"),
+    html_dir: Annotated[Optional[Path], typer.Option("--html", metavar="DIR", help="Also write a static page with every tile and its parameters to this folder (new, empty, or an earlier gallery).")] = None,
     tile: Annotated[int, typer.Option("--tile", min=32, max=512, help="Tile size in pixels.")] = 128,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="As for expand: previewed images are training images.")] = 0.1,
 ) -> None:
     """Show what a recipe does (originals and copies, captioned) before expanding, or what shards hold."""
-    from augpipe.manifest import MANIFEST
-    from augpipe.preview import preview_shards, preview_source, write_html, write_sheet
+    from augpipe.dataset import is_dataset
+    from augpipe.preview import check_sheet_path, preview_shards, preview_source, write_html, write_sheet
 
-    if (source / MANIFEST).is_file():
+    check_sheet_path(out)
+    if is_dataset(source):
         result = preview_shards(source, rows=rows, copies=copies, seed=seed)
     elif recipe is None:
         raise UsageError(f"{source} is an image folder: preview needs --recipe (an expanded dataset does not)")
@@ -208,18 +236,21 @@ def preview(
 
 @command()
 def inspect(
-    path: Annotated[Path, typer.Argument(help="An expanded dataset (with augpipe.json) or a source image folder.")],
+    path: Annotated[str, typer.Argument(metavar="PATH", help="An expanded dataset (folder or URI) or a source image folder.")],
     verify: Annotated[bool, typer.Option("--verify", help="Re-read every shard: checksums, row counts, images, labels, splits. Exit 1 on a problem.")] = False,
+    source: Annotated[Optional[str], typer.Option("--source", metavar="DIR", help="With --verify: also compare every row's source_sha256 with the source files as they are now.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The same facts as JSON.")] = False,
 ) -> None:
     """One screen on what a dataset holds and how it was made, or what a source folder holds."""
     import json
 
+    from augpipe.dataset import is_dataset
     from augpipe.inspection import inspect_output, inspect_source, output_report, source_report
-    from augpipe.manifest import MANIFEST
 
-    if (path / MANIFEST).is_file():
-        facts = inspect_output(path, verify=verify)
+    if source is not None and not verify:
+        raise UsageError("--source compares rows with their sources: use it with --verify")
+    if is_dataset(path):
+        facts = inspect_output(path, verify=verify, source=source)
         lines = output_report(facts)
     else:
         facts = inspect_source(path)
@@ -352,9 +383,28 @@ def check(
         raise typer.Exit(1)
 
 
-def main() -> None:
+def _interrupted(signum, frame) -> None:
+    # One is enough: further Ctrl-Cs while the run cleans up would only print tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
+
+
+def main(argv: list[str] | None = None) -> None:
     _state["own_process"] = True  # this process is augpipe's from its start (not a test's CliRunner)
     # OpenBLAS's idle threads spin, taking time from the workers; augpipe does no linear algebra
     # worth a thread (the trainer's torch has its own). Before numpy loads: cli imports no numpy.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    app()
+    signal.signal(signal.SIGINT, _interrupted)
+    signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        code = app(args=argv, prog_name="augpipe", standalone_mode=False)
+    except typer.TyperException as exc:  # usage errors: one line, as every other error
+        command = f" {exc.ctx.command_path.split(' ', 1)[1]}" if getattr(exc, "ctx", None) and " " in (
+            exc.ctx.command_path or "") else ""
+        typer.echo(f"augpipe: error: {exc.format_message()} (see augpipe{command} --help)", err=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("augpipe: error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -13,6 +13,8 @@ from augpipe.headers import Header, read_header
 
 # augpipe checks the pixel count itself, against --max-pixels, from the header alone.
 Image.MAX_IMAGE_PIXELS = None
+# A truncated file is a recorded skip, not a warning from libpng or libjpeg on stderr.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 SUPPORTED_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 _READABLE = ("jpeg", "png", "bmp", "webp", "tiff")
@@ -28,7 +30,8 @@ class Decoded:
     oriented: bool  # EXIF orientation rotated or flipped the pixels
 
 
-def decode(data: bytes, max_pixels: int) -> Decoded:
+def usable_header(data: bytes, max_pixels: int) -> Header:
+    """The header of an image augpipe can decode, or SkipInput saying why not."""
     if not data:
         raise SkipInput("empty file (0 bytes)")
     head = read_header(data)
@@ -39,6 +42,17 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
         )
     if head.format not in _READABLE:
         raise SkipInput(f"unsupported image format {head.format}")
+    return head
+
+
+def oriented_size(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """(width, height) as decoded, EXIF orientation applied, from the header alone."""
+    head = usable_header(data, max_pixels)
+    return (head.height, head.width) if head.orientation in (5, 6, 7, 8) else (head.width, head.height)
+
+
+def decode(data: bytes, max_pixels: int) -> Decoded:
+    head = usable_header(data, max_pixels)
     buffer = np.frombuffer(data, np.uint8)
     if head.format == "jpeg" and head.mode == "RGB" and _IMREAD_RGB is not None:
         # the common case: libjpeg writes RGB directly, no conversion pass
@@ -75,6 +89,17 @@ def _to_rgb8(pixels: np.ndarray, head: Header) -> tuple[np.ndarray, str | None]:
     elif head.mode == "CMYK":
         notes.append("CMYK")
     return rgb, (", ".join(notes) if notes else None)
+
+
+def row_image(data: bytes) -> np.ndarray:
+    """A shard row's image as H×W×3 RGB: every reader of shards decodes through here."""
+    if not data:
+        raise ValueError("image has no bytes")
+    flag = _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR
+    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if pixels is None:
+        raise ValueError("image does not decode")
+    return pixels if _IMREAD_RGB is not None else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
 def encode(rgb: np.ndarray, fmt: str, quality: int) -> bytes:

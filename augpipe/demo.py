@@ -56,12 +56,29 @@ RECIPE = "classic"
 DEMO_EPOCHS = 8
 
 
+MARKER = ".augpipe-demo"  # a folder holding this is a demo's: it may be filled again
+
+
+def claim_folder(folder: Path) -> None:
+    """The demo writes only into a new or empty folder, or one an earlier demo made."""
+    from augpipe.errors import OutputError
+
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} exists and is not a folder: choose another (augpipe demo FOLDER)")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MARKER).is_file():
+        raise OutputError(f"{folder} is not empty and was not made by augpipe demo: choose a new folder "
+                          "(augpipe demo FOLDER)")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text("made by augpipe demo: sample data, its expansion and a preview\n")
+
+
 def run_demo(folder: str | Path, workers: int | None = None, seed: int = 0, progress: bool = True):
     """Sample data, its expansion and a preview sheet: (data folder, manifest, sheet path)."""
-    from augpipe.expand import ExpandOptions, expand
+    from augpipe.pipeline import ExpandOptions, expand
     from augpipe.preview import preview_source, write_sheet
 
     folder = Path(folder)
+    claim_folder(folder)
     data = make_shapes(folder / "data")
     options = ExpandOptions(workers=workers, seed=seed, overwrite=True, progress=progress)
     manifest = expand(data, RECIPE, folder / "expanded", options)

@@ -23,6 +23,14 @@ class OutputError(AugpipeError):
     """An output folder that cannot be written, or holds another run's output."""
 
 
+class StoreError(AugpipeError):
+    """A location that cannot be used: bad URI, missing bucket, no credentials, access denied."""
+
+
+class RunLockedError(OutputError):
+    """Another run owns the output folder."""
+
+
 class StrictSkipError(AugpipeError):
     """With --strict, the first input that would be skipped stops the run."""
 

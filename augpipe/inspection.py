@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from augpipe.errors import SkipInput, SourceError
+from augpipe.layout import SPLITS
 
 SHOWN = 10  # problems, duplicates or skipped files shown in the text report
 
@@ -23,32 +24,26 @@ def _spread(values: list[int]) -> dict | None:
 
 # ---------------------------------------------------------------- an expanded dataset
 
-def inspect_output(out: str | Path, verify: bool = False) -> dict:
-    import pyarrow.parquet as pq
+def inspect_output(location, verify: bool = False, source: str | None = None) -> dict:
+    from augpipe.dataset import open_dataset
 
-    from augpipe.manifest import read_manifest
-    from augpipe.plan import SPLITS
-
-    out = Path(out)
-    m = read_manifest(out)
-    if m is None:
-        raise SourceError(f"{out} has no readable augpipe.json: not an expanded dataset")
+    ds = open_dataset(location)
+    m = ds.manifest
     widths, heights = [], []
-    for shard in m["shards"]:
-        path = out / shard["name"]
+    for split in ds.splits():
         try:
-            t = pq.read_table(path, columns=["width", "height"])
-        except Exception:  # reported by --verify; the summary shows what it can read
+            t = ds.read(split, columns=["width", "height"])
+        except SourceError:  # reported by --verify; the summary shows what it can read
             continue
         widths += t.column("width").to_pylist()
         heights += t.column("height").to_pylist()
     facts = {
         "kind": "expanded dataset",
-        "path": str(out),
-        "augpipe_version": m["augpipe_version"],
-        "recipe": {"name": m["recipe"]["name"], "sha256": m["recipe"]["sha256"]},
-        "seed": m["seed"],
-        "source": m["source"],
+        "path": ds.location,
+        "augpipe_version": m.get("augpipe_version", "?"),
+        "recipe": {"name": m["recipe"].get("name"), "sha256": m["recipe"].get("sha256", "")},
+        "seed": m.get("seed"),
+        "source": m.get("source"),
         "classes": m["classes"],
         "splits": {s: m["counts"][s] for s in SPLITS if s in m["counts"]},
         "shards": len(m["shards"]),
@@ -56,65 +51,111 @@ def inspect_output(out: str | Path, verify: bool = False) -> dict:
         "width": _spread(widths),
         "height": _spread(heights),
         "skipped": m["skipped"],
+        "skipped_count": m.get("skipped_count", len(m["skipped"])),
     }
     if verify:
-        facts["problems"] = verify_output(out, m)
+        facts["problems"] = verify_output(ds, source)
     return facts
 
 
-def verify_output(out: Path, m: dict) -> list[str]:
-    """Every shard re-read: presence, checksum, row count, images, labels, augmented rows."""
-    from augpipe.plan import SPLITS
-    from augpipe.shards import file_sha256, shard_pattern
+def verify_output(ds, source: str | None = None) -> list[str]:
+    """Every shard re-read: presence, checksum, row count, images, labels, splits; content that
+    appears in more than one split; with `source`, every row against its source file now."""
+    from augpipe.layout import is_shard_name
+    from augpipe.shards import store_sha256
 
+    m, store = ds.manifest, ds.store
     problems = []
     listed = {s["name"] for s in m["shards"]}
-    for split in SPLITS:
-        for extra in sorted(out.glob(shard_pattern(split))):
-            if extra.name not in listed:
-                problems.append(f"{extra.name}: extra shard, not in augpipe.json")
+    for name in store.names():
+        if is_shard_name(name) and name not in listed:
+            problems.append(f"{name}: extra shard, not in the manifest")
+    seen: dict[str, dict[str, str]] = {}  # source_sha256 -> {split: source}
     for shard in m["shards"]:
-        path = out / shard["name"]
-        if not path.is_file():
+        if store.size(shard["name"]) is None:
             problems.append(f"{shard['name']}: missing")
             continue
-        digest, _ = file_sha256(path)
+        digest = store_sha256(store, shard["name"])
         if digest != shard["sha256"]:
             problems.append(f"{shard['name']}: checksum mismatch (sha256 {digest[:12]}, manifest {shard['sha256'][:12]})")
-        problems += _verify_rows(path, shard, len(m["classes"]), m["labelled"])
+        problems += _verify_rows(ds, shard, len(m["classes"]), m["labelled"], seen)
+    problems += _shared_across_splits(seen)
+    if source is not None:
+        problems += _compare_sources(seen, source)
     return problems
 
 
-def _verify_rows(path: Path, shard: dict, n_classes: int, labelled: bool) -> list[str]:
-    import cv2
+def _verify_rows(ds, shard: dict, n_classes: int, labelled: bool, seen: dict) -> list[str]:
     import numpy as np
     import pyarrow.parquet as pq
 
+    from augpipe.decode import row_image
+
     name = shard["name"]
     try:
-        reader = pq.ParquetFile(path)
+        reader = pq.ParquetFile(ds.open(name))
         rows = reader.metadata.num_rows
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any damage is a problem to report, not a crash
         return [f"{name}: cannot be read as Parquet ({type(exc).__name__}: {str(exc)[:80]})"]
     problems = []
     if rows != shard["rows"]:
-        problems.append(f"{name}: {rows} rows, augpipe.json says {shard['rows']}")
+        problems.append(f"{name}: {rows} rows, the manifest says {shard['rows']}")
+    columns = [c for c in ("image", "label", "copy", "source", "source_sha256", "width", "height", "split")
+               if c in reader.schema_arrow.names]
     index = 0
     try:
-        for batch in reader.iter_batches(batch_size=256, columns=["image", "label", "copy", "source"]):
+        for batch in reader.iter_batches(batch_size=256, columns=columns):
             for row in batch.to_pylist():
-                data = (row["image"] or {}).get("bytes") or b""
-                if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) is None:
-                    problems.append(f"{name} row {index} ({row['source']}): image does not decode")
-                label = row["label"]
+                where = f"{name} row {index} ({row['source']})"
+                seen.setdefault(row.get("source_sha256") or "", {}).setdefault(shard["split"], row["source"])
+                try:
+                    rgb = row_image((row["image"] or {}).get("bytes") or b"")
+                except ValueError:
+                    problems.append(f"{where}: image does not decode")
+                else:
+                    if (row.get("width"), row.get("height")) != (rgb.shape[1], rgb.shape[0]):
+                        problems.append(f"{where}: image is {rgb.shape[1]}×{rgb.shape[0]}, the row says "
+                                        f"{row.get('width')}×{row.get('height')}")
+                    if row["copy"] != 0 and np.ptp(rgb) == 0:
+                        problems.append(f"{where}: copy {row['copy']} is a single flat colour (a degenerate transform?)")
+                label = row.get("label")
                 if labelled and (label is None or not 0 <= label < n_classes):
-                    problems.append(f"{name} row {index} ({row['source']}): label {label} outside the {n_classes} classes")
+                    problems.append(f"{where}: label {label} outside the {n_classes} classes")
+                if row.get("split", shard["split"]) != shard["split"]:
+                    problems.append(f"{where}: a {row['split']} row in a {shard['split']} shard")
                 if shard["split"] != "train" and row["copy"] != 0:
-                    problems.append(f"{name} row {index} ({row['source']}): augmented row (copy {row['copy']}) "
-                                    f"in {shard['split']}")
+                    problems.append(f"{where}: augmented row (copy {row['copy']}) in {shard['split']}")
                 index += 1
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001
         problems.append(f"{name}: unreadable after row {index} ({type(exc).__name__}: {str(exc)[:80]})")
+    return problems
+
+
+def _shared_across_splits(seen: dict) -> list[str]:
+    """The same source content in two splits: validation would score what training has seen."""
+    out = []
+    for sha, by_split in sorted(seen.items()):
+        if sha and len(by_split) > 1:
+            where = ", ".join(f"{split}: {src}" for split, src in by_split.items())
+            out.append(f"leakage: identical source content in {' and '.join(by_split)} ({where})")
+    return out
+
+
+def _compare_sources(seen: dict, source: str) -> list[str]:
+    """Each row's recorded source_sha256 against the source file as it is now."""
+    from augpipe.store import open_store, read_source
+
+    store = open_store(source)
+    by_path = {src: sha for sha, by_split in seen.items() for src in by_split.values()}
+    problems = []
+    for path, sha in sorted(by_path.items()):
+        try:
+            now = hashlib.sha256(read_source(store, path)).hexdigest()
+        except SkipInput as exc:
+            problems.append(f"source {path}: {exc.reason}")
+            continue
+        if now != sha:
+            problems.append(f"source {path}: changed since it was expanded (sha256 {now[:12]}, rows say {sha[:12]})")
     return problems
 
 
@@ -130,10 +171,10 @@ def output_report(f: dict) -> list[str]:
     lines.append(f"  shards    {f['shards']} files, {size}")
     lines += _sizes_line(f)
     lines += _class_chart(f["classes"], f["splits"])
-    lines.append(f"  skipped   {len(f['skipped'])} inputs")
+    lines.append(f"  skipped   {f.get('skipped_count', len(f['skipped'])):,} inputs")
     lines += [f"    {s['path']}: {s['reason']}" for s in f["skipped"][:SHOWN]]
     if "problems" in f:
-        lines += _problem_lines(f["problems"], "verify: every shard re-read, checksums and images checked")
+        lines += _problem_lines(f["problems"], "verify: every shard re-read, checksums, images, labels and splits checked")
     return lines
 
 
@@ -174,30 +215,35 @@ def _problem_lines(problems: list[str], ok: str) -> list[str]:
 
 # ---------------------------------------------------------------- a source folder
 
-def inspect_source(root: str | Path, max_pixels: int = 100_000_000) -> dict:
-    """Classes, counts, formats, sizes, duplicate files and the files `expand` would skip."""
+def inspect_source(root: str, max_pixels: int | None = None, layout: str = "auto") -> dict:
+    """Classes, counts, formats, sizes, duplicate files, near-duplicates and the files `expand`
+    would skip."""
     from augpipe.decode import decode
     from augpipe.headers import read_header
+    from augpipe.pipeline import DEFAULT_MAX_PIXELS
     from augpipe.sources import scan
+    from augpipe.store import open_store, read_source
 
-    found = scan(root)
+    found = scan(str(root), layout)
+    store = open_store(str(root))
     counts = Counter(f.class_name for f in found.files)
     formats: Counter = Counter()
     widths, heights = [], []
     by_hash = defaultdict(list)
+    looks: dict[tuple[int, int], list[tuple[int, str]]] = defaultdict(list)  # size -> (dHash, path)
     skipped = [{"path": p, "reason": r} for p, r in found.skipped]
     for f in found.files:
         try:
-            data = (Path(root) / f.relpath).read_bytes()
-            by_hash[hashlib.sha256(data).hexdigest()].append(f.relpath)
+            data = read_source(store, f.relpath)
+            digest = hashlib.sha256(data).hexdigest()
             head = read_header(data) if data else None
-            decode(data, max_pixels)  # what expand would do: catches truncated and corrupt files
+            rgb = decode(data, max_pixels or DEFAULT_MAX_PIXELS).rgb  # what expand does: catches damaged files
         except SkipInput as exc:
             skipped.append({"path": f.relpath, "reason": exc.reason})
             continue
-        except OSError as exc:
-            skipped.append({"path": f.relpath, "reason": f"cannot read: {exc.strerror or exc}"})
-            continue
+        if not by_hash[digest]:
+            looks[rgb.shape[:2]].append((dhash(rgb), f.relpath))
+        by_hash[digest].append(f.relpath)
         formats[head.format] += 1
         widths.append(head.width)
         heights.append(head.height)
@@ -214,8 +260,63 @@ def inspect_source(root: str | Path, max_pixels: int = 100_000_000) -> dict:
         "width": _spread(widths),
         "height": _spread(heights),
         "duplicates": [sorted(paths) for paths in by_hash.values() if len(paths) > 1],
+        "near_duplicates": near_duplicates(looks),
         "skipped": sorted(skipped, key=lambda s: s["path"]),
     }
+
+
+# Near-duplicates: a difference hash (dHash: is each pixel of a 9×8 grey thumbnail brighter than
+# its right neighbour), 64 bits compared among images of the same decoded size. A dozen lines
+# with OpenCV, where a perceptual-hash package would bring SciPy and PyWavelets along.
+NEAR_BITS = 4  # at most this many of 64 bits differ
+NEAR_GROUP_LIMIT = 4000  # larger groups of one size are compared by exact hash only
+
+
+def dhash(rgb) -> int:
+    import cv2
+    import numpy as np
+
+    grey = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (9, 8), interpolation=cv2.INTER_AREA)
+    bits = (grey[:, 1:] > grey[:, :-1]).flatten()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def near_duplicates(looks: dict) -> list[list[str]]:
+    """Groups of different files that look alike (same size, dHash within NEAR_BITS)."""
+    import numpy as np
+
+    groups = []
+    for items in looks.values():
+        if len(items) < 2:
+            continue
+        n = len(items)
+        if n > NEAR_GROUP_LIMIT:
+            first: dict[int, int] = {}
+            pairs = [(first.setdefault(h, i), i) for i, (h, _) in enumerate(items) if first.setdefault(h, i) != i]
+        else:
+            hashes = np.array([h for h, _ in items], dtype=np.uint64)
+            xor = (hashes[:, None] ^ hashes[None, :]).view(np.uint8).reshape(n, n, 8)
+            distance = np.unpackbits(xor, axis=-1).sum(-1)
+            pairs = list(zip(*np.nonzero(np.triu(distance <= NEAR_BITS, 1))))
+        groups += _components(pairs, [p for _, p in items])
+    return sorted(groups)
+
+
+def _components(pairs, names: list[str]) -> list[list[str]]:
+    parent = list(range(len(names)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        parent[root(int(i))] = root(int(j))
+    members = defaultdict(list)
+    for i in range(len(names)):
+        members[root(i)].append(names[i])
+    return [sorted(g) for g in members.values() if len(g) > 1]
 
 
 def source_report(f: dict) -> list[str]:
@@ -232,8 +333,11 @@ def source_report(f: dict) -> list[str]:
     lines.append("  formats   " + ", ".join(f"{k} {v:,}" for k, v in f["formats"].items()))
     lines += _sizes_line(f)
     dups = f["duplicates"]
-    lines.append(f"  duplicates {len(dups)} groups of identical files")
+    lines.append(f"  duplicates {len(dups)} groups of identical files (each group shares one split)")
     lines += [f"    {' = '.join(group)}" for group in dups[:SHOWN]]
+    near = f.get("near_duplicates", [])
+    lines.append(f"  look-alikes {len(near)} groups of different files that look nearly the same (same size, dHash)")
+    lines += [f"    {' ~ '.join(group)}" for group in near[:SHOWN]]
     lines.append(f"  will be skipped {len(f['skipped'])}")
     lines += [f"    {s['path']}: {s['reason']}" for s in f["skipped"][:SHOWN * 5]]
     return lines

@@ -1,110 +1,72 @@
-"""`OUT/augpipe.json`: how an output was made and what it holds. Written last, atomically."""
+"""`OUT/_augpipe.json`: how an output was made and what it holds. Written last, atomically.
+
+A leaf module: reading a manifest loads neither OpenCV nor albumentations nor pydantic.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from collections import Counter
-from pathlib import Path
 
 from augpipe import __version__
-from augpipe.errors import OutputError
-from augpipe.plan import SPLITS
-from augpipe.shards import shard_pattern
-from augpipe.tasks import WORK_DIR, work_dir, write_json_atomic
+from augpipe.errors import SourceError
+from augpipe.layout import LEGACY_MANIFEST, MANIFEST, SKIPPED, SPLITS
 
-MANIFEST = "augpipe.json"
-RUN_FILE = "run.json"
+SKIPPED_INLINE = 1000  # more skipped inputs than this go to a sidecar file, one JSON line each
 
 
-def source_fingerprint(files) -> str:
-    """The source listing: relative paths and sizes (contents are not re-read)."""
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f"{f.relpath}\x00{f.size}\n".encode("utf-8"))
-    return h.hexdigest()
-
-
-def read_manifest(out: str | Path) -> dict | None:
-    path = Path(out) / MANIFEST
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def prepare_output(out: Path, identity: dict, overwrite: bool) -> dict | None:
-    """Make OUT ready for this run. Returns a finished manifest of this very run, if there is one.
-
-    Refuses another run's output unless overwrite, and never touches a folder that holds
-    anything but augpipe output.
-    """
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output path exists and is not a folder: {out}")
-    previous = _previous_identity(out)
-    if out.is_dir() and previous is None and any(out.iterdir()):
-        raise OutputError(f"output folder {out} is not empty and holds no augpipe output: choose another --out")
-    if previous is not None and previous != identity:
-        if not overwrite:
-            what = ", ".join(k for k in identity if identity.get(k) != previous.get(k)) or "settings"
-            raise OutputError(
-                f"{out} holds output made with another {what}: use --overwrite to replace it, or another --out"
-            )
-        _remove_output(out)
-    done = read_manifest(out)
-    if done is not None and done.get("identity") == identity and all((out / s["name"]).is_file() for s in done["shards"]):
-        return done
-    try:
-        (work_dir(out) / "tmp").mkdir(parents=True, exist_ok=True)
-        (work_dir(out) / "done").mkdir(exist_ok=True)
-        for stale in (work_dir(out) / "tmp").iterdir():
-            stale.unlink()
-        (out / MANIFEST).unlink(missing_ok=True)
-        write_json_atomic(work_dir(out) / RUN_FILE, identity)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
-    return None
-
-
-def _previous_identity(out: Path) -> dict | None:
-    for path in (work_dir(out) / RUN_FILE, out / MANIFEST):
+def read_manifest(store) -> dict | None:
+    """The manifest's JSON, or None when there is none (or it is not JSON)."""
+    for name in (MANIFEST, LEGACY_MANIFEST):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            return json.loads(store.read_text(name))
+        except FileNotFoundError:
             continue
-        return data.get("identity", data) if path.name == MANIFEST else data
+        except (OSError, ValueError):
+            return None
     return None
 
 
-def _remove_output(out: Path) -> None:
-    for split in SPLITS:
-        for shard in out.glob(shard_pattern(split)):
-            shard.unlink()
-    (out / MANIFEST).unlink(missing_ok=True)
-    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+def has_manifest(store) -> bool:
+    return any(store.is_file(name) for name in (MANIFEST, LEGACY_MANIFEST))
 
 
-def finished_records(out: Path, shard_names: list[str]) -> dict[str, dict]:
-    """Records of the shards an interrupted run already finished: the file and its record both
-    there, and the file the size its record says."""
-    records = {}
-    for name in shard_names:
-        path = work_dir(out) / "done" / f"{name}.json"
-        if (out / name).is_file() and path.is_file():
-            try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError:
-                continue
-            if record.get("bytes") == (out / name).stat().st_size:
-                records[name] = record
-    return records
+_SHARD_KEYS = {"name": str, "split": str, "rows": int, "bytes": int, "sha256": str}
 
 
-def build_manifest(*, identity: dict, recipe, root: Path, seed: int, options: dict, classes, labelled: bool,
-                   records: list[dict], scan_skipped: list, timing: dict) -> dict:
+def load_manifest(store) -> dict:
+    """A manifest that readers can rely on, or one line saying what is wrong with it."""
+    m = read_manifest(store)
+    where = store.display(MANIFEST)
+    if m is None:
+        raise SourceError(f"{store.display()} has no readable {MANIFEST}: not an augpipe dataset (augpipe expand makes one)")
+    if not isinstance(m, dict):
+        raise SourceError(f"{where}: not an augpipe manifest (a JSON object is expected)")
+    for key, kind in (("shards", list), ("classes", list), ("counts", dict), ("recipe", dict)):
+        if not isinstance(m.get(key), kind):
+            raise SourceError(f"{where}: '{key}' is missing or not a {kind.__name__}: the manifest is damaged")
+    for i, shard in enumerate(m["shards"]):
+        if not isinstance(shard, dict) or any(not isinstance(shard.get(k), t) for k, t in _SHARD_KEYS.items()):
+            raise SourceError(f"{where}: shard {i} lacks {', '.join(_SHARD_KEYS)}: the manifest is damaged")
+        if shard["split"] not in SPLITS or "/" in shard["name"]:
+            raise SourceError(f"{where}: shard {i} ({shard['name']!r}) is not an augpipe shard")
+    m.setdefault("labelled", bool(m["classes"]))
+    m.setdefault("skipped", [])
+    m.setdefault("task", "classification")
+    return m
+
+
+def all_skipped(store, manifest: dict) -> list[dict]:
+    """Every skipped input: those in the manifest, or the sidecar file when there were many."""
+    if not manifest.get("skipped_file"):
+        return manifest.get("skipped", [])
+    text = store.read_text(manifest["skipped_file"])
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def build_manifest(*, identity: dict, recipe, source: str, seed: int, options: dict, classes, labelled: bool,
+                   records: list[dict], scan_skipped: list, timing: dict, engine: dict, task: str = "classification",
+                   extra: dict | None = None) -> dict:
     records = sorted(records, key=lambda r: (SPLITS.index(r["split"]), r["name"]))
     counts = {}
     for split in SPLITS:
@@ -124,11 +86,12 @@ def build_manifest(*, identity: dict, recipe, root: Path, seed: int, options: di
     conversions: Counter = Counter()
     for r in records:
         conversions.update(r["conversions"])
-    skipped = sorted([*scan_skipped, *(tuple(s) for r in records for s in r["skipped"])])
+    skipped = sorted([*(tuple(s) for s in scan_skipped), *(tuple(s) for r in records for s in r["skipped"])])
     return {
         "augpipe_version": __version__,
         "identity": identity,
-        "source": str(root),
+        "task": task,
+        "source": source,
         "seed": seed,
         "options": options,
         "recipe": {"name": recipe.name, "path": recipe.path, "sha256": recipe.sha256, "text": recipe.text},
@@ -138,10 +101,21 @@ def build_manifest(*, identity: dict, recipe, root: Path, seed: int, options: di
         "shards": [{k: r[k] for k in ("name", "split", "rows", "bytes", "sha256")} for r in records],
         "conversions": dict(sorted(conversions.items())),
         "skipped": [{"path": p, "reason": why} for p, why in skipped],
+        "engine": engine,
         "timing": timing,
+        **(extra or {}),
     }
 
 
-def write_manifest(out: Path, manifest: dict) -> None:
-    write_json_atomic(out / MANIFEST, manifest)
-    shutil.rmtree(work_dir(out), ignore_errors=True)
+def write_manifest(store, manifest: dict) -> None:
+    """The manifest last: once it is there, the output is complete. Many skipped inputs go to a
+    sidecar (written first) so that the manifest stays small whatever the source's size."""
+    skipped = manifest["skipped"]
+    if len(skipped) > SKIPPED_INLINE:
+        lines = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in skipped)
+        store.write_bytes(SKIPPED, lines.encode("utf-8"))
+        manifest = {**manifest, "skipped": skipped[:SKIPPED_INLINE], "skipped_file": SKIPPED,
+                    "skipped_count": len(skipped)}
+    else:
+        store.delete(SKIPPED)
+    store.write_bytes(MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))

@@ -13,11 +13,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from augpipe.errors import SourceError
+from augpipe.layout import SPLITS, shard_name
 from augpipe.recipe import Recipe
 from augpipe.sample import SourceTask
 from augpipe.sources import Scan, SourceFile
 
-SPLITS = ("train", "validation", "test")
+SPLIT_BY = ("content", "path")
 # Cut a split into at least this many shards when it has rows enough, so that workers have
 # work to share; a fixed number, never the worker count, keeps shard files reproducible.
 PARALLEL_SHARDS = 16
@@ -33,11 +34,15 @@ class ShardTask:
 
     @property
     def name(self) -> str:
-        return f"{self.split}-{self.index:05d}-of-{self.count:05d}.parquet"
+        return shard_name(self.split, self.index, self.count)
 
     @property
     def planned_rows(self) -> int:
         return sum(len(s.copies) for s in self.sources)
+
+    @property
+    def cost(self) -> int:
+        return self.planned_rows
 
 
 @dataclass(frozen=True)
@@ -48,19 +53,28 @@ class Plan:
     planned_rows: dict[str, int]
 
 
-def is_validation(relpath: str, fraction: float) -> bool:
-    """A stable hash of the path alone: adding files never moves an existing one."""
-    digest = hashlib.sha256(relpath.encode("utf-8")).digest()
+def is_validation(key: str, fraction: float) -> bool:
+    """A stable hash of the key alone (the file's content, or its path): adding files never
+    moves an existing one, and identical files always share a split."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < fraction
 
 
-def assign_split(f: SourceFile, val_fraction: float) -> str:
+def split_key(f: SourceFile, content_sha256: str | None) -> str:
+    """What decides a file's split: its content's sha256 when known, else its path."""
+    return f"sha256:{content_sha256}" if content_sha256 is not None else f.relpath
+
+
+def assign_split(f: SourceFile, val_fraction: float, content_sha256: str | None = None) -> str:
     if f.split is not None:
         return f.split
-    return "validation" if is_validation(f.relpath, val_fraction) else "train"
+    return "validation" if is_validation(split_key(f, content_sha256), val_fraction) else "train"
 
 
-def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, balance: bool, shard_bytes: int) -> Plan:
+def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, balance: bool, shard_bytes: int,
+              hashes: dict[str, str] | None = None) -> Plan:
+    """`hashes`: each source's sha256 (split by content), or None (split by path)."""
+    hashes = hashes or {}
     if not 0 <= val_fraction < 1:
         raise SourceError(f"--val-fraction must be at least 0 and below 1, not {val_fraction}")
     if balance and not scan.labelled:
@@ -70,7 +84,7 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
     label_of = {name: i for i, name in enumerate(scan.classes)}
     by_split: dict[str, list[SourceFile]] = {s: [] for s in SPLITS}
     for f in scan.files:
-        by_split[assign_split(f, val_fraction)].append(f)
+        by_split[assign_split(f, val_fraction, hashes.get(f.relpath))].append(f)
     train_copies = _copies_per_source(by_split["train"], copies, recipe.keep_original, balance)
     shards: list[ShardTask] = []
     for split in SPLITS:
@@ -78,7 +92,7 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
         for f in by_split[split]:
             wanted = train_copies[f.relpath] if split == "train" else (0,)
             label = label_of[f.class_name] if f.class_name is not None else None
-            tasks.append(SourceTask(f.relpath, label, wanted))
+            tasks.append(SourceTask(f.relpath, label, wanted, hashes.get(f.relpath)))
             weights.append(max(f.size, 1) * len(wanted))
         shards.extend(_cut(split, tasks, weights, shard_bytes))
     return Plan(

@@ -88,10 +88,17 @@ def _angle(matrix: list) -> float:
 
 def _tile(row: dict) -> Tile:
     """A row as expand writes it (or wrote it): its decoded image, caption and lineage."""
-    from augpipe.decode import decode
+    from augpipe.decode import row_image
 
-    applied = json.loads(row["transforms"])
-    return Tile(row["copy"], decode(row["image"]["bytes"], 10**12).rgb, caption(applied, row["copy"]), applied)
+    try:
+        applied = json.loads(row["transforms"] or "[]")
+    except ValueError:
+        applied = []
+    try:
+        rgb = row_image((row["image"] or {}).get("bytes") or b"")
+    except ValueError:
+        return Tile(row["copy"], np.full((8, 8, 3), TILE_BACKGROUND, np.uint8), "does not decode", applied)
+    return Tile(row["copy"], rgb, caption(applied, row["copy"]), applied)
 
 
 # ---------------------------------------------------------------- choosing sources
@@ -114,74 +121,86 @@ def _round_robin(by_class: dict, rows: int, seed: int) -> list:
 
 
 def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None = None, seed: int = 0,
-                   val_fraction: float = 0.1, max_pixels: int = 100_000_000) -> Preview:
+                   val_fraction: float = 0.1, max_pixels: int | None = None, layout: str = "auto",
+                   split_by: str = "content") -> Preview:
     """Originals and augmented copies of a few training images, exactly as `expand` makes them."""
+    import hashlib
+
+    from augpipe.pipeline import DEFAULT_MAX_PIXELS
     from augpipe.plan import assign_split
     from augpipe.recipe import load_recipe
     from augpipe.sample import SourceTask, augment_sample
     from augpipe.sources import scan
+    from augpipe.store import open_store, read_source
 
     recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
-    found = scan(root)
+    found = scan(str(root), layout)
+    store = open_store(str(root))
     copies = recipe.copies if copies is None else copies
     label_of = {name: i for i, name in enumerate(found.classes)}
     by_class = defaultdict(list)
+    files = {f.relpath: f for f in found.files}
     for f in found.files:
-        if assign_split(f, val_fraction) == "train":
+        if f.split in (None, "train"):
             by_class[f.class_name].append(f.relpath)
     if not by_class:
         raise SourceError(f"no training images in {root} to preview")
-    class_of = {rel: c for c, rels in by_class.items() for rel in rels}
     out_rows, skipped = [], list(found.skipped)
     for rel in _round_robin(by_class, rows, seed):
         if len(out_rows) == rows:
             break
-        task = SourceTask(rel, label_of.get(class_of[rel]), tuple(range(copies + 1)))
+        f = files[rel]
+        task = SourceTask(rel, label_of.get(f.class_name), tuple(range(copies + 1)))
         try:
-            result = augment_sample((Path(root) / rel).read_bytes(), task, recipe, seed, max_pixels)
+            data = read_source(store, rel)
+            content = hashlib.sha256(data).hexdigest() if split_by == "content" else None
+            if assign_split(f, val_fraction, content) != "train":
+                continue  # expand holds this one out for validation: it is never augmented
+            result = augment_sample(data, task, recipe, seed, max_pixels or DEFAULT_MAX_PIXELS)
         except SkipInput as exc:
             skipped.append((rel, exc.reason))
             continue
-        except OSError as exc:
-            skipped.append((rel, f"cannot read: {exc.strerror or exc}"))
-            continue
-        tiles = [_tile(r) for r in result.rows]
-        out_rows.append(PreviewRow(rel, class_of[rel], tiles))
+        skipped += [(f"{rel} copy {copy}", reason) for copy, reason in result.failures]
+        out_rows.append(PreviewRow(rel, f.class_name, [_tile(r) for r in result.rows]))
+    if not out_rows:
+        raise SourceError(f"nothing to preview in {root}: every image tried was skipped "
+                          f"({skipped[-1][1] if skipped else 'no training images'})")
     return Preview(f"recipe {recipe.name} | seed {seed}", out_rows, sorted(skipped))
 
 
-def preview_shards(out: str | Path, rows: int = 6, copies: int | None = None, seed: int = 0) -> Preview:
+def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int = 0) -> Preview:
     """Originals grouped with their augmented copies, read back from an expanded dataset."""
-    import pyarrow.parquet as pq
+    from augpipe.dataset import open_dataset
 
-    from augpipe.manifest import read_manifest
-
-    out = Path(out)
-    manifest = read_manifest(out)
-    if manifest is None:
-        raise SourceError(f"{out} has no augpipe.json: not an expanded dataset")
-    names = manifest["classes"]
-    shards = [out / s["name"] for s in manifest["shards"] if s["split"] == "train" and (out / s["name"]).is_file()]
-    if not shards:
-        raise SourceError(f"{out} has no training shards to preview")
-    index = pq.ParquetDataset(shards).read(columns=["source", "label"]).to_pylist()
+    ds = open_dataset(location)
+    names = ds.classes
+    index = ds.read("train", columns=["source", "label"])
+    if index is None or index.num_rows == 0:
+        raise SourceError(f"{ds.location} has no training rows to preview")
     by_class = defaultdict(set)
-    for r in index:
-        by_class[names[r["label"]] if r["label"] is not None else None].add(r["source"])
+    for r in index.to_pylist():
+        by_class[_class_name(names, r["label"])].add(r["source"])
     chosen = _round_robin({k: list(v) for k, v in by_class.items()}, rows, seed)[:rows]
-    table = pq.ParquetDataset(shards, filters=[("source", "in", chosen)]).read(
-        columns=["image", "source", "label", "copy", "transforms"])
+    table = ds.read("train", columns=["image", "source", "label", "copy", "transforms"],
+                    filters=[("source", "in", chosen)])
     grouped = defaultdict(list)
     for r in table.to_pylist():
         grouped[r["source"]].append(r)
     out_rows = []
     for source in chosen:
         found = sorted(grouped[source], key=lambda r: r["copy"])[: (copies + 1) if copies is not None else None]
-        tiles = [_tile(r) for r in found]
         label = found[0]["label"] if found else None
-        out_rows.append(PreviewRow(source, names[label] if label is not None else None, tiles))
-    skipped = [(s["path"], s["reason"]) for s in manifest["skipped"]]
-    return Preview(f"{out.name}: recipe {manifest['recipe']['name']} | seed {manifest['seed']}", out_rows, skipped)
+        out_rows.append(PreviewRow(source, _class_name(names, label), [_tile(r) for r in found]))
+    skipped = [(s["path"], s["reason"]) for s in ds.manifest["skipped"]]
+    title = ds.location.rstrip("/").rsplit("/", 1)[-1]
+    return Preview(f"{title}: recipe {ds.manifest['recipe'].get('name')} | seed {ds.manifest.get('seed')}",
+                   out_rows, skipped)
+
+
+def _class_name(names: list[str], label) -> str | None:
+    if label is None:
+        return None
+    return names[label] if 0 <= label < len(names) else f"label {label}?"
 
 
 # ---------------------------------------------------------------- the contact sheet
@@ -302,9 +321,21 @@ def _text(img: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> 
             x += 2 * radius + 3
 
 
+SHEET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def check_sheet_path(path: str | Path) -> None:
+    path = Path(path)
+    if path.is_dir():
+        raise SourceError(f"--out {path} is a folder: give the sheet a file name, e.g. {path / 'preview.png'}")
+    if path.suffix.lower() not in SHEET_SUFFIXES:
+        raise SourceError(f"--out {path}: the sheet is an image, name it .png or .jpg")
+
+
 def write_sheet(preview: Preview, path: str | Path, tile: int = 128) -> Path:
     import cv2
 
+    check_sheet_path(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet = render_sheet(preview, tile)
@@ -325,13 +356,34 @@ figcaption{font-size:12px;margin:4px 0} pre{font-size:10px;white-space:pre-wrap;
 """
 
 
+GALLERY_MARK = "<!-- augpipe preview gallery -->"
+
+
+def _claim_gallery(folder: Path) -> None:
+    """Only a new or empty folder, or a gallery augpipe wrote, is written into."""
+    if folder.exists() and not folder.is_dir():
+        raise SourceError(f"--html {folder} exists and is not a folder")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    page = folder / "index.html"
+    try:
+        ours = GALLERY_MARK in page.read_text(encoding="utf-8", errors="replace")[:200]
+    except OSError:
+        ours = False
+    if not ours:
+        raise SourceError(f"--html {folder} is not empty and is not a gallery augpipe wrote: choose a new folder")
+    for old in (folder / "tiles").glob("r*-c*.png"):
+        old.unlink()
+
+
 def write_html(preview: Preview, folder: str | Path) -> Path:
     """A static page (no server, no external assets): every tile with its full lineage."""
     import cv2
 
     folder = Path(folder)
+    _claim_gallery(folder)
     (folder / "tiles").mkdir(parents=True, exist_ok=True)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(preview.title)}</title>"
+    parts = [f"<!doctype html>{GALLERY_MARK}<html><head><meta charset='utf-8'><title>{html.escape(preview.title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(preview.title)}</h1>"]
     for i, row in enumerate(preview.rows):
         parts.append(f"<div class='row'><div class='label'><b>{html.escape(str(row.class_name))}</b>"

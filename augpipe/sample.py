@@ -26,12 +26,14 @@ class SourceTask:
     relpath: str
     label: int | None
     copies: tuple[int, ...]
+    sha256: str | None = None  # the content the run planned with, when it was hashed
 
 
 @dataclass(frozen=True)
 class SampleResult:
     rows: list[dict]
     conversion: str | None
+    failures: tuple[tuple[int, str], ...] = ()  # (copy, reason): copies that could not be made
 
 
 def sample_seed(run_seed: int, relpath: str, copy: int) -> int:
@@ -40,18 +42,29 @@ def sample_seed(run_seed: int, relpath: str, copy: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1  # fits a signed int64 column
 
 
-def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int, max_pixels: int) -> SampleResult:
-    """Decode once, then make each requested copy. Raises SkipInput for an unusable source."""
-    decoded = codec.decode(data, max_pixels)
+def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int, max_pixels: int,
+                   split: str = "train") -> SampleResult:
+    """Decode once, then make each requested copy. Raises SkipInput for an unusable source; a
+    copy that fails is left out and reported, never the original with it."""
     source_sha = hashlib.sha256(data).hexdigest()
+    if task.sha256 is not None and source_sha != task.sha256:
+        raise SkipInput("changed during the run (its content differs from when the run started): run again")
+    decoded = codec.decode(data, max_pixels)
     out = recipe.output
-    rows = []
+    rows, failures = [], []
     for copy in task.copies:
         seed = sample_seed(run_seed, task.relpath, copy)
         if copy == 0:
             image, applied = decoded.rgb, "[]"
         else:
-            image, applied = apply_recipe(decoded.rgb, recipe, seed)
+            try:
+                image, applied = apply_recipe(decoded.rgb, recipe, seed)
+            except Exception as exc:  # noqa: BLE001 - any transform's failure on one image
+                if type(exc).__name__ == "CropSizeError":
+                    h, w = decoded.rgb.shape[:2]
+                    raise SkipInput(f"too small for the recipe ({w}×{h}): {_first_line(exc)}") from None
+                failures.append((copy, f"augmentation failed: {type(exc).__name__}: {_first_line(exc)}"))
+                continue
         if out.resize is not None:
             image = codec.resize(image, out.resize.height, out.resize.width)
         if copy == 0 and _can_keep_bytes(decoded, recipe):
@@ -68,8 +81,14 @@ def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int,
             "transforms": applied,
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
+            "split": split,
         })
-    return SampleResult(rows=rows, conversion=decoded.conversion)
+    return SampleResult(rows=rows, conversion=decoded.conversion, failures=tuple(failures))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.ndarray, str]:

@@ -1,29 +1,36 @@
-"""Reading a source folder: ImageFolder layout, optional split folders, in sorted order."""
+"""Reading a source folder: ImageFolder layout, optional split folders, in sorted order.
+
+The one place that lists a source: local folders and object-store prefixes alike, through
+`augpipe.store`.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from augpipe.decode import SUPPORTED_SUFFIXES
-from augpipe.errors import SourceError
+from augpipe.errors import SourceError, StoreError
+from augpipe.store import open_store
 
-BROKEN_LINK, UNREADABLE = -1, -2
-SPLIT_FOLDERS = {"train": "train", "val": "validation", "validation": "validation", "test": "test"}
+# Split folder names, matched case-insensitively; `valid` is Roboflow's.
+SPLIT_FOLDERS = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation",
+                 "test": "test"}
+LAYOUTS = ("auto", "classes", "splits")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceFile:
     relpath: str  # POSIX path relative to the root: the identity of a source
     split: str | None  # from a split folder, else None (decided by hashing)
     class_name: str | None  # first-level folder inside the (split) root; None when unlabelled
     size: int
+    mtime_ns: int = 0
 
 
 @dataclass
 class Scan:
-    root: Path
+    root: str  # as the user gave it: a path or a URI
     files: list[SourceFile]
     classes: list[str]
     labelled: bool
@@ -31,32 +38,34 @@ class Scan:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
 
 
-def scan(root: str | Path) -> Scan:
-    root = Path(root)
-    if not root.exists():
-        raise SourceError(f"source folder not found: {root}")
-    if not root.is_dir():
-        raise SourceError(f"source is not a folder: {root}")
+def scan(root: str, layout: str = "auto") -> Scan:
+    store = open_store(root)
+    if not store.exists():
+        raise SourceError(f"source folder not found: {store.display()}")
+    if not store.is_dir():
+        raise SourceError(f"source is not a folder: {store.display()}")
     try:
-        entries = _walk(root)
+        entries = store.list_files()
     except PermissionError as exc:
-        raise SourceError(f"cannot read source folder {root}: {exc.strerror}") from None
+        raise SourceError(f"cannot read source folder {store.display()}: {exc.strerror}") from None
+    except StoreError:
+        raise
+    except OSError as exc:
+        raise SourceError(f"cannot list {store.display()}: {exc}") from None
     images, skipped = [], []
-    for rel, size in entries:
-        if size == BROKEN_LINK:
-            skipped.append((rel, "broken symlink"))
-        elif size == UNREADABLE:
-            skipped.append((rel, "cannot read: permission denied"))
-        elif Path(rel).suffix.lower() in SUPPORTED_SUFFIXES:
-            images.append((rel, size))
+    for e in entries:
+        if e.problem:
+            skipped.append((e.name, e.problem))
+        elif PurePosixPath(e.name).suffix.lower() in SUPPORTED_SUFFIXES:
+            images.append(e)
         else:
-            skipped.append((rel, f"unsupported file type '{Path(rel).suffix or '(none)'}'"))
-    top = {p.split("/", 1)[0] for p, _ in entries if "/" in p}
-    split_folders = bool(top & set(SPLIT_FOLDERS))
-    files = _classify(images, split_folders, skipped)
+            skipped.append((e.name, f"unsupported file type '{PurePosixPath(e.name).suffix or '(none)'}'"))
+    split_of = split_folders(sorted({e.name.split("/", 1)[0] for e in entries if "/" in e.name}), layout,
+                             store.display())
+    files = _classify(images, split_of, skipped)
     if not files:
         kinds = ", ".join(SUPPORTED_SUFFIXES)
-        raise SourceError(f"no images found in {root} (looked for {kinds})")
+        raise SourceError(f"no images found in {store.display()} (looked for {kinds})")
     labelled = any(f.class_name is not None for f in files)
     if labelled:
         for f in files:
@@ -65,55 +74,47 @@ def scan(root: str | Path) -> Scan:
         files = [f for f in files if f.class_name is not None]
     classes = sorted({f.class_name for f in files if f.class_name is not None})
     skipped.sort()
-    return Scan(root=root, files=files, classes=classes, labelled=labelled, split_folders=split_folders, skipped=skipped)
+    return Scan(root=root, files=files, classes=classes, labelled=labelled, split_folders=split_of is not None,
+                skipped=skipped)
 
 
-def _classify(images: list[tuple[str, int]], split_folders: bool, skipped: list) -> list[SourceFile]:
+def split_folders(top: list[str], layout: str, where: str) -> dict[str, str] | None:
+    """{folder: split} when the top-level folders are splits, None when they are classes.
+
+    A mix (`vehicles/{bus,car,train}`) is ambiguous and refused: a class named `train` must not
+    quietly turn the dataset into splits, nor split folders quietly into classes."""
+    if layout not in LAYOUTS:
+        raise SourceError(f"--layout is one of {', '.join(LAYOUTS)}, not '{layout}'")
+    splitish = [t for t in top if t.lower() in SPLIT_FOLDERS]
+    if layout == "classes" or (layout == "auto" and not splitish):
+        return None
+    others = [t for t in top if t.lower() not in SPLIT_FOLDERS]
+    if layout == "auto" and others:
+        raise SourceError(
+            f"{where}: the folders {', '.join(splitish)} look like splits but {', '.join(others[:3])}"
+            f"{' …' if len(others) > 3 else ''} do not: say how to read it, --layout splits (train/val/test "
+            "folders with classes inside) or --layout classes (every folder is a class)")
+    split_of = {t: SPLIT_FOLDERS[t.lower()] for t in splitish}
+    by_split: dict[str, list[str]] = {}
+    for folder, split in split_of.items():
+        by_split.setdefault(split, []).append(folder)
+    for split, folders in by_split.items():
+        if len(folders) > 1:
+            raise SourceError(f"{where}: {' and '.join(folders)} are both the {split} split: merge or rename them")
+    return split_of
+
+
+def _classify(images: list, split_of: dict[str, str] | None, skipped: list) -> list[SourceFile]:
     out = []
-    for rel, size in images:
-        parts = rel.split("/")
+    for e in images:
+        parts = e.name.split("/")
         split = None
-        if split_folders:
-            split = SPLIT_FOLDERS.get(parts[0])
-            if split is None:
-                skipped.append((rel, "outside the train/, val/ and test/ folders"))
+        if split_of is not None:
+            split = split_of.get(parts[0])
+            if split is None or len(parts) == 1:
+                skipped.append((e.name, f"outside the split folders ({', '.join(split_of)})"))
                 continue
             parts = parts[1:]
         class_name = parts[0] if len(parts) > 1 else None
-        out.append(SourceFile(relpath=rel, split=split, class_name=class_name, size=size))
-    return out
-
-
-def _walk(root: Path) -> list[tuple[str, int]]:
-    """Every non-hidden file below root, sorted by relative path; symlinks followed, loops cut.
-
-    A broken symlink is listed with size BROKEN_LINK, a folder that cannot be read UNREADABLE.
-    """
-    out: list[tuple[str, int]] = []
-    seen: set[tuple[int, int]] = set()
-
-    def visit(folder: Path, rel: str) -> None:
-        st = folder.stat()
-        key = (st.st_dev, st.st_ino)
-        if key in seen:  # a symlink loop, or the same folder reached twice
-            return
-        seen.add(key)
-        with os.scandir(folder) as it:
-            entries = sorted(it, key=lambda e: e.name)
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            child = f"{rel}{entry.name}"
-            try:
-                if entry.is_dir():
-                    visit(Path(entry.path), child + "/")
-                elif entry.is_file():
-                    out.append((child, entry.stat().st_size))
-                elif entry.is_symlink():
-                    out.append((child, BROKEN_LINK))
-            except PermissionError:
-                out.append((child, UNREADABLE))
-
-    visit(root, "")
-    out.sort()
+        out.append(SourceFile(e.name, split, class_name, e.size, e.mtime_ns))
     return out

@@ -13,6 +13,15 @@ def _size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _engine(e: dict, timing: dict) -> str:
+    workers = e.get("workers", timing.get("workers", 1))
+    text = f"{e.get('name', 'local')}: {workers} worker{'' if workers == 1 else 's'}"
+    if e.get("name") == "ray":
+        text += f" on {e.get('nodes', 1)} node{'' if e.get('nodes', 1) == 1 else 's'}, {e.get('cpus', 0):g} CPUs"
+    retried = e.get("retried_tasks", 0)
+    return text + (f", {retried} task{'' if retried == 1 else 's'} retried" if retried else "")
+
+
 def expand_summary(m: dict) -> list[str]:
     counts = m["counts"]
     timing = m["timing"]
@@ -27,7 +36,8 @@ def expand_summary(m: dict) -> list[str]:
     note = f"; {converted} converted to 8-bit RGB ({', '.join(f'{k}: {v}' for k, v in conv.items())})" if conv else ""
     n_classes = len(m["classes"])
     kind = f"{n_classes} classes" if m["labelled"] else "unlabelled"
-    lines.append(f"  inputs      {inputs + len([s for s in m['skipped']]):,} images, {kind}{note}")
+    n_skipped = m.get("skipped_count", len(m["skipped"]))
+    lines.append(f"  inputs      {inputs + n_skipped:,} images, {kind}{note}")
     for split, c in counts.items():
         extra = f" ({c['originals']:,} originals + {c['augmented']:,} augmented)" if c["augmented"] else ""
         lines.append(f"  {split:<11} {c['rows']:,} rows from {c['sources']:,} images{extra}")
@@ -37,11 +47,18 @@ def expand_summary(m: dict) -> list[str]:
         more = f", … {n_classes - 8} more" if n_classes > 8 else ""
         lines.append(f"  classes     {shown}{more}" + ("  (train rows)" if train else ""))
     skipped = m["skipped"]
-    lines.append(f"  skipped     {len(skipped):,}" + (" (all listed in augpipe.json)" if skipped else ""))
+    where = m.get("skipped_file", "_augpipe.json")
+    lines.append(f"  skipped     {n_skipped:,}" + (f" (all listed in {where})" if skipped else ""))
     for s in skipped[:SHOW_SKIPPED]:
         lines.append(f"                {s['path']}: {s['reason']}")
-    if len(skipped) > SHOW_SKIPPED:
-        lines.append(f"                … {len(skipped) - SHOW_SKIPPED} more")
+    if n_skipped > SHOW_SKIPPED:
+        lines.append(f"                … {n_skipped - SHOW_SKIPPED:,} more")
+    failed = m.get("failed_copies") or []
+    if failed:
+        lines.append(f"  failed      {len(failed):,} augmented copies could not be made (their originals are kept)")
+        lines += [f"                {f['path']} copy {f['copy']}: {f['reason']}" for f in failed[:3]]
+    for warning in m.get("warnings") or []:
+        lines.append(f"  warning     {warning}")
     n_bytes = sum(s["bytes"] for s in m["shards"])
     lines.append(f"  shards      {len(m['shards'])} files, {_size(n_bytes)}")
     if m.get("up_to_date"):
@@ -50,8 +67,8 @@ def expand_summary(m: dict) -> list[str]:
         resumed = f", {timing['shards_resumed']} shards kept from an earlier run" if timing.get("shards_resumed") else ""
         lines.append(
             f"  time        {timing['seconds']:.1f} s, {timing['images_per_second']:,.0f} images/s out while "
-            "processing, "
-            f"{timing['workers']} worker{'' if timing['workers'] == 1 else 's'}{resumed}"
+            f"processing{resumed}"
         )
-    lines.append(f"  manifest    {m.get('out', '.')}/augpipe.json")
+        lines.append(f"  engine      {_engine(m.get('engine') or {}, timing)}")
+    lines.append(f"  manifest    {m.get('out', '.').rstrip('/')}/_augpipe.json")
     return lines

@@ -1,72 +1,112 @@
-"""A shard task: a pure function of (its sources, the recipe, the seed) that writes one shard.
+"""The pure tasks every engine runs: hashing sources, and writing one shard.
 
-`write_shard` is what every engine runs: the local process pool here, Ray later.
+Each is a function of (task, job, progress) whose result depends only on the task's inputs,
+the recipe and the seed: the local pool and Ray run the same functions and write the same bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from augpipe.errors import SkipInput, StrictSkipError
+from augpipe.errors import OutputError, SkipInput, StrictSkipError
+from augpipe.layout import record_name
+from augpipe.output import TMP_DIR, RunLock
 from augpipe.plan import ShardTask
 from augpipe.recipe import Recipe
+from augpipe.row import classification
 from augpipe.sample import augment_sample
-from augpipe.shards import ShardWriter, schema
-
-WORK_DIR = ".augpipe"  # hidden: readers of OUT never see it
+from augpipe.shards import ShardWriter
+from augpipe.store import open_store, read_source
 
 
 @dataclass(frozen=True)
 class Job:
-    """What every shard task of one run shares."""
+    """What every task of one run shares."""
 
-    source_root: str
-    out_dir: str
+    source: str  # a path or URI
+    out: str
     recipe: Recipe
     seed: int
     max_pixels: int
     strict: bool
     classes: tuple[str, ...]
     labelled: bool
+    lock_token: str | None = None  # a shard is published only while the run still owns OUT
 
 
-def work_dir(out_dir: str | Path) -> Path:
-    return Path(out_dir) / WORK_DIR
+_STORES: dict[str, object] = {}
 
 
-def record_path(out_dir: str | Path, shard_name: str) -> Path:
-    return work_dir(out_dir) / "done" / f"{shard_name}.json"
+def store_for(location: str):
+    """One store per location per process (an S3 client is worth keeping)."""
+    if location not in _STORES:
+        _STORES[location] = open_store(location)
+    return _STORES[location]
 
+
+# ---------------------------------------------------------------- hashing
+
+@dataclass(frozen=True)
+class HashTask:
+    names: tuple[str, ...]
+    cost: int  # bytes to read
+
+
+def hash_sources(task: HashTask, job: Job, progress: Callable[[int], None] | None = None) -> list[tuple]:
+    """(name, sha256, width, height, None) for each source, or (name, None, 0, 0, reason) for
+    one that cannot be used. The content decides the split; the sizes size the recipe's dry run."""
+    from augpipe.decode import oriented_size
+
+    store = store_for(job.source)
+    out = []
+    for name in task.names:
+        try:
+            data = read_source(store, name)
+            width, height = oriented_size(data, job.max_pixels)
+            out.append((name, hashlib.sha256(data).hexdigest(), width, height, None))
+        except SkipInput as exc:
+            out.append((name, None, 0, 0, exc.reason))
+        if progress is not None:
+            progress(1)
+    return out
+
+
+def hash_tasks(files: list, per_task: int = 256) -> list[HashTask]:
+    return [HashTask(tuple(f.relpath for f in files[i:i + per_task]), sum(f.size for f in files[i:i + per_task]))
+            for i in range(0, len(files), per_task)]
+
+
+# ---------------------------------------------------------------- one shard
 
 def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | None = None) -> dict:
-    """Write one shard; returns its record (rows, checksum, counts, skipped inputs)."""
+    """Write one shard, publish it, then its record; returns the record (rows, checksum, counts,
+    skipped inputs, copies that failed)."""
     started = time.perf_counter()
-    out = Path(job.out_dir)
-    writer = ShardWriter(out / task.name, work_dir(out) / "tmp", schema(job.classes, job.labelled))
+    source, out = store_for(job.source), store_for(job.out)
+    writer = ShardWriter(task.name, out.temp_dir(TMP_DIR), classification(job.classes, job.labelled))
     by_class: Counter = Counter()
     conversions: Counter = Counter()
     copies = Counter()
-    skipped = []
+    skipped, failed = [], []
     try:
         for src in task.sources:
             try:
-                result = augment_sample(_read(f"{job.source_root}/{src.relpath}"), src, job.recipe, job.seed,
-                                        job.max_pixels)
+                result = augment_sample(read_source(source, src.relpath), src, job.recipe, job.seed, job.max_pixels,
+                                        task.split)
             except SkipInput as exc:
                 if job.strict:
                     raise StrictSkipError(f"{src.relpath}: {exc.reason} (--strict stops at the first bad input)") from None
                 skipped.append([src.relpath, exc.reason])
-            except Exception as exc:  # a transform that fails on one odd image must not stop the run
-                if job.strict:
-                    raise StrictSkipError(f"{src.relpath}: {type(exc).__name__}: {exc}") from None
-                skipped.append([src.relpath, f"augmentation failed: {type(exc).__name__}: {exc}"])
             else:
+                if result.failures and job.strict:
+                    copy, reason = result.failures[0]
+                    raise StrictSkipError(f"{src.relpath} copy {copy}: {reason}")
+                failed += [[src.relpath, copy, reason] for copy, reason in result.failures]
                 for row in result.rows:
                     writer.write(row)
                     copies["originals" if row["copy"] == 0 else "augmented"] += 1
@@ -78,6 +118,9 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
             if progress is not None:
                 progress(len(src.copies))
         rows, digest, size = writer.finish()
+        if job.lock_token is not None and not RunLock(out, job.lock_token).owned():
+            raise OutputError(f"{out.display()}: another run took over this output; this run stops")
+        writer.publish(out)
     except BaseException:
         writer.abort()
         raise
@@ -93,39 +136,10 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
         "by_class": dict(sorted(by_class.items())),
         "conversions": dict(sorted(conversions.items())),
         "skipped": skipped,
+        "failed_copies": failed,
         "seconds": round(time.perf_counter() - started, 3),
     }
-    # The record lands before the shard, so a finished shard always has one. Only the shard is
-    # synced to disk: a record lost or torn by a crash makes a resume redo that shard, no more.
-    write_json_atomic(record_path(out, task.name), record, sync=False)
-    writer.publish()
+    # After the shard: a resume takes a shard as done only when its record agrees with it. The
+    # record is not synced: one lost in a crash costs that shard's redo, no more.
+    out.write_bytes(record_name(task.name), json.dumps(record, ensure_ascii=False).encode("utf-8"), sync=False)
     return record
-
-
-def _read(path: str) -> bytes:
-    # os.open/os.read: a third of what open().read() costs, which counts for small images
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            parts = [os.read(fd, os.fstat(fd).st_size + 1)]
-            while parts[-1]:  # a file that grew since fstat, or a short read
-                parts.append(os.read(fd, 1 << 20))
-        finally:
-            os.close(fd)
-    except IsADirectoryError:
-        raise SkipInput("is a folder, not a file") from None
-    except OSError as exc:
-        raise SkipInput(f"cannot read: {exc.strerror or exc}") from None
-    return parts[0] if len(parts) == 2 else b"".join(parts)
-
-
-def write_json_atomic(path: Path, data: dict, sync: bool = True) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, ensure_ascii=False)
-        fh.write("\n")
-        fh.flush()
-        if sync:
-            os.fsync(fh.fileno())
-    os.replace(tmp, path)

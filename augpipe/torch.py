@@ -20,39 +20,36 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-COLUMNS = ["image", "label", "source", "source_sha256", "copy", "seed", "transforms", "width", "height"]
-
-
 # ---------------------------------------------------------------- locating shards
 
-def _filesystem(path: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
-    text = str(path)
-    if "://" in text:
-        return pafs.FileSystem.from_uri(text)
-    return pafs.LocalFileSystem(), os.path.abspath(text)
-
-
 def shard_files(path: str | os.PathLike, split: str = "train") -> tuple[pafs.FileSystem, list[str]]:
-    """The split's shards, in order: from augpipe.json when there is one, else by name."""
-    fs, root = _filesystem(path)
-    try:
-        with fs.open_input_stream(f"{root}/augpipe.json") as fh:
-            names = [s["name"] for s in json.loads(fh.read())["shards"] if s["split"] == split]
-    except (FileNotFoundError, OSError):
-        infos = fs.get_file_info(pafs.FileSelector(root))
-        names = sorted(i.base_name for i in infos if i.base_name.startswith(f"{split}-") and i.base_name.endswith(".parquet"))
+    """The split's shards, in the manifest's order, as (pyarrow filesystem, full paths)."""
+    from augpipe.dataset import open_dataset
+
+    ds = open_dataset(path)
+    names = [s["name"] for s in ds.shards(split)]
     if not names:
         raise FileNotFoundError(f"no {split} shards in {path}")
-    return fs, [f"{root}/{n}" for n in names]
+    return ds.paths(names)
+
+
+def columns(path: str | os.PathLike) -> list[str]:
+    """Every column of the dataset's rows, as its shards hold them."""
+    fs, files = shard_files(path, _any_split(path))
+    with fs.open_input_file(files[0]) as fh:
+        return pq.ParquetFile(fh).schema_arrow.names
+
+
+def _any_split(path) -> str:
+    from augpipe.dataset import open_dataset
+
+    return open_dataset(path).splits()[0]
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
-    import cv2
+    from augpipe.decode import row_image
 
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError("image does not decode")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return row_image(data)
 
 
 def to_chw(rgb: np.ndarray) -> torch.Tensor:
@@ -92,7 +89,7 @@ class ShardDataset(Dataset):
                 self._starts.append(total)
                 total += meta.row_group(g).num_rows
         self._len = total
-        self._columns = COLUMNS if return_row else ["image", "label"]
+        self._columns = columns(path) if return_row else ["image", "label"]
         self._cache_bytes = cache_bytes
         self._reset()
 
@@ -194,7 +191,7 @@ class ShardIterable(IterableDataset):
             with self.fs.open_input_file(name) as fh:
                 reader = pq.ParquetFile(fh)
                 for g in range(reader.metadata.num_row_groups):
-                    yield from reader.read_row_group(g, columns=COLUMNS).to_pylist()
+                    yield from reader.read_row_group(g).to_pylist()
 
     def __iter__(self):
         files = self._my_files()

@@ -43,37 +43,33 @@ class Split:
     y: object  # int64 tensor N
     sources: list[str]
     copies: list[int]
+    contents: list[str] = field(default_factory=list)  # each row's source_sha256
 
 
 # ---------------------------------------------------------------- data
 
-def load_split(path: Path, split: str, size: int, progress: bool = True) -> Split | None:
-    import cv2
-    import pyarrow.parquet as pq
+def load_split(ds, split: str, size: int, progress: bool = True) -> Split | None:
     import torch
     from tqdm import tqdm
 
-    from augpipe.shards import shard_pattern
+    from augpipe.decode import resize, row_image
 
-    files = sorted(Path(path).glob(shard_pattern(split)))
-    if not files:
+    table = ds.read(split, columns=["image", "label", "source", "copy", "source_sha256"])
+    if table is None:
         return None
-    table = pq.ParquetDataset(files).read(columns=["image", "label", "source", "copy"])
     images = table.column("image").combine_chunks().field("bytes").to_pylist()
     x = np.empty((len(images), size, size, 3), np.uint8)
     for i, data in enumerate(tqdm(images, desc=f"decode {split}", unit="img", disable=not progress, leave=False)):
-        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise SourceError(f"{split} row {i}: image does not decode (augpipe inspect --verify shows more)")
-        if bgr.shape[:2] != (size, size):
-            shrink = bgr.shape[0] * bgr.shape[1] > size * size
-            bgr = cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        x[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        try:
+            x[i] = resize(row_image(data), size, size)
+        except ValueError:
+            raise SourceError(f"{split} row {i}: image does not decode (augpipe inspect --verify shows more)") from None
     labels = table.column("label").to_pylist()
     if any(label is None for label in labels):
         raise SourceError("this dataset is unlabelled: training needs class folders")
     return Split(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels, dtype=torch.int64),
-                 table.column("source").to_pylist(), table.column("copy").to_pylist())
+                 table.column("source").to_pylist(), table.column("copy").to_pylist(),
+                 table.column("source_sha256").to_pylist())
 
 
 def check_dataset(train: Split | None, val: Split | None, classes: list[str]) -> None:
@@ -87,13 +83,19 @@ def check_dataset(train: Split | None, val: Split | None, classes: list[str]) ->
     if leaked:
         example = sorted(leaked)[0]
         raise SourceError(f"leakage: {len(leaked)} validation sources also in training (e.g. {example})")
+    same = set(train.contents) & set(val.contents)
+    if same:
+        example = next(s for s, c in zip(val.sources, val.contents) if c in same)
+        raise SourceError(f"leakage: {len(same)} validation images have identical copies in training (e.g. {example}): "
+                          "expand with --split-by content")
 
 
 def subset(split: Split, keep: list[int]) -> Split:
     import torch
 
     index = torch.tensor(keep, dtype=torch.int64)
-    return Split(split.x[index], split.y[index], [split.sources[i] for i in keep], [split.copies[i] for i in keep])
+    return Split(split.x[index], split.y[index], [split.sources[i] for i in keep], [split.copies[i] for i in keep],
+                 [split.contents[i] for i in keep] if split.contents else [])
 
 
 # ---------------------------------------------------------------- one run
@@ -219,13 +221,11 @@ def freeze_features(model) -> list:
 def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
     import torch
 
-    from augpipe.manifest import read_manifest
+    from augpipe.dataset import open_dataset
 
-    path, out, log = Path(path), Path(out), opts.log
-    manifest = read_manifest(path)
-    if manifest is None:
-        raise SourceError(f"{path} has no augpipe.json: train needs an expanded dataset (augpipe expand)")
-    classes = manifest["classes"]
+    out, log = Path(out), opts.log
+    ds = open_dataset(path)
+    classes = ds.classes
     if len(classes) < 2:
         raise SourceError(f"{len(classes)} class: training needs at least two")
     torch.manual_seed(opts.seed)
@@ -233,8 +233,8 @@ def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
     for line in format_table(layer_table(arch, size, len(classes)), size):
         log(line)
     opts.size = size
-    train_data = load_split(path, "train", size, opts.progress)
-    val_data = load_split(path, "validation", size, opts.progress)
+    train_data = load_split(ds, "train", size, opts.progress)
+    val_data = load_split(ds, "validation", size, opts.progress)
     check_dataset(train_data, val_data, classes)
     device = resolve_device(opts.device)
     trainable = freeze_features(model) if opts.freeze == "features" else None

@@ -149,7 +149,7 @@ def augpipe_expand(src: Path, out: Path, workers: int, recipe: Path) -> tuple[fl
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t
-    m = json.loads((out / "augpipe.json").read_text())
+    m = json.loads((out / "_augpipe.json").read_text())
     rows = sum(c["rows"] for c in m["counts"].values())
     return rows / wall, rows / m["timing"]["process_seconds"], rows
 
@@ -374,7 +374,7 @@ def main() -> None:
                 cmd = [sys.executable, "-m", "augpipe", "expand", str(src), "-r", str(recipe), "-o", str(out),
                        "-w", "2", "-q"]
                 peaks[n] = peak_memory(cmd)
-                timing = json.loads((out / "augpipe.json").read_text())["timing"]
+                timing = json.loads((out / "_augpipe.json").read_text())["timing"]
                 print(f"  {n:>7,} inputs: {peaks[n]:8.1f} MB   ({timing['images_per_second']:,.0f} images/s while "
                       f"processing, {timing['seconds']:.1f} s in all)")
             small, big = peaks[args.images], peaks[args.images * 10]

@@ -70,15 +70,15 @@ def test_expand_prints_a_summary(cli, folder, tmp_path):
     out = tmp_path / "out"
     result = cli("expand", folder, "--recipe", "flips.yaml", "--out", out, "-w", "1", "-q", "--seed", "7")
     assert result.exit_code == 0, result.output
-    for word in ("inputs", "train", "validation", "classes", "skipped", "shards", "images/s", "augpipe.json"):
+    for word in ("inputs", "train", "validation", "classes", "skipped", "shards", "images/s", "_augpipe.json"):
         assert word in result.output
-    assert json.loads((out / "augpipe.json").read_text())["seed"] == 7
+    assert json.loads((out / "_augpipe.json").read_text())["seed"] == 7
 
 
 def test_expand_default_out_is_next_to_the_source(cli, folder):
     result = cli("expand", folder, "-r", "flips", "-w", "1", "-q")
     assert result.exit_code == 0, result.output
-    assert (folder.parent / "data-expanded" / "augpipe.json").is_file()
+    assert (folder.parent / "data-expanded" / "_augpipe.json").is_file()
 
 
 def test_expand_errors_are_one_line_with_exit_2(cli, tmp_path, folder):
@@ -120,7 +120,7 @@ def test_demo_makes_data_expands_it_and_summarises(cli, tmp_path):
     assert result.exit_code == 0, result.output
     assert "sample dataset" in result.output and "train" in result.output
     assert (tmp_path / "demo" / "preview.png").is_file() and "preview.png" in result.output
-    manifest = json.loads((tmp_path / "demo" / "expanded" / "augpipe.json").read_text())
+    manifest = json.loads((tmp_path / "demo" / "expanded" / "_augpipe.json").read_text())
     assert manifest["classes"] == ["circle", "cross", "square", "triangle"]
     assert manifest["counts"]["train"]["augmented"] > 0
     again = cli("demo", tmp_path / "demo", "-w", "1", "-q")  # runs again on the same folder

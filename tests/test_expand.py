@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from augpipe.expand import ExpandOptions, expand
+from augpipe import ExpandOptions, expand
 from augpipe.shards import file_sha256
 from conftest import make_folder, shard_hashes, write_image
 
@@ -43,7 +43,7 @@ def test_expand_writes_hf_named_shards_with_the_exact_schema(folder, tmp_path):
     assert features["image"] == {"_type": "Image"}
     assert features["label"] == {"names": ["cat", "dog"], "_type": "ClassLabel"}
     assert set(schema.names) == {"image", "label", "source", "source_sha256", "copy", "seed", "transforms",
-                                 "width", "height"}
+                                 "width", "height", "split"}
     assert m["counts"]["train"]["rows"] == 3 * m["counts"]["train"]["originals"]  # flips: 2 copies + original
 
 
@@ -59,7 +59,7 @@ def test_validation_holds_originals_only_and_copies_stay_with_their_source(folde
 def test_manifest_checksums_counts_and_recipe_match_the_files(folder, tmp_path):
     out = tmp_path / "out"
     expand(folder, "classic", out, ExpandOptions(seed=5, **QUIET))
-    m = json.loads((out / "augpipe.json").read_text())
+    m = json.loads((out / "_augpipe.json").read_text())
     assert m["seed"] == 5 and m["recipe"]["name"] == "classic" and "HorizontalFlip" in m["recipe"]["text"]
     assert {s["name"] for s in m["shards"]} == {p.name for p in out.glob("*.parquet")}
     for shard in m["shards"]:
@@ -175,7 +175,7 @@ def test_each_kind_of_bad_input_is_skipped_and_recorded(folder, tmp_path):
     for path, reason in expected.items():
         assert reason in recorded[path], (path, recorded[path])
     assert m["counts"]["train"]["originals"] == 21  # 20 good + good.jpg
-    assert json.loads((tmp_path / "out" / "augpipe.json").read_text())["skipped"] == m["skipped"]
+    assert json.loads((tmp_path / "out" / "_augpipe.json").read_text())["skipped"] == m["skipped"]
 
 
 def test_max_pixels_skips_large_images(folder, tmp_path):
@@ -259,14 +259,14 @@ def test_resume_after_sigkill_gives_the_same_output_as_an_uninterrupted_run(tmp_
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         if attempt == 0:
-            assert not (out / "augpipe.json").exists(), "the run finished before it was killed"
+            assert not (out / "_augpipe.json").exists(), "the run finished before it was killed"
         for shard in out.glob("*.parquet"):  # whatever is under a final name is complete
             pq.read_metadata(shard)
     done = subprocess.run(_expand_cmd(data, out), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert shard_hashes(out) == expected
-    assert json.loads((out / "augpipe.json").read_text())["shards"] == \
-        json.loads((reference / "augpipe.json").read_text())["shards"]
+    assert json.loads((out / "_augpipe.json").read_text())["shards"] == \
+        json.loads((reference / "_augpipe.json").read_text())["shards"]
 
 
 def test_readers_need_no_augpipe_code(folder, tmp_path):
@@ -304,7 +304,7 @@ def test_the_last_shards_are_smaller_so_that_workers_finish_together(tmp_path):
     from augpipe.sources import scan
 
     data = make_folder(tmp_path / "data", classes=("a",), per_class=400)
-    found = scan(data)
+    found = scan(str(data))
     shard_bytes = -(-sum(f.size for f in found.files) // 8)  # 8 full shares of the split
     plan = make_plan(found, load_recipe("flips"), 0, 0.0, False, shard_bytes)
     sizes = [len(s.sources) for s in plan.shards]
@@ -321,18 +321,18 @@ def test_a_finished_shard_whose_size_disagrees_with_its_record_is_redone(tmp_pat
     expand(data, "flips", out, options)
     expected = shard_hashes(out)
     # what a crash leaves: finished shards with records, one of them torn, and no manifest
-    from augpipe.manifest import RUN_FILE
-    from augpipe.tasks import record_path, work_dir
+    from augpipe.layout import record_name
+    from augpipe.output import RUN_FILE
 
-    manifest = json.loads((out / "augpipe.json").read_text())
-    (out / "augpipe.json").unlink()
-    work_dir(out).mkdir()
-    (work_dir(out) / RUN_FILE).write_text(json.dumps(manifest["identity"]))
+    manifest = json.loads((out / "_augpipe.json").read_text())
+    (out / "_augpipe.json").unlink()
+    (out / RUN_FILE).parent.mkdir()
+    (out / RUN_FILE).write_text(json.dumps(manifest["identity"]))
     for shard in manifest["shards"]:
         record = {**shard, "sources": 0, "originals": 0, "augmented": 0, "by_class": {}, "conversions": {},
                   "skipped": [], "seconds": 0}
-        record_path(out, shard["name"]).parent.mkdir(parents=True, exist_ok=True)
-        record_path(out, shard["name"]).write_text(json.dumps(record))
+        (out / record_name(shard["name"])).parent.mkdir(parents=True, exist_ok=True)
+        (out / record_name(shard["name"])).write_text(json.dumps(record))
     torn = out / manifest["shards"][0]["name"]
     torn.write_bytes(torn.read_bytes()[:100])
     done = expand(data, "flips", out, options)

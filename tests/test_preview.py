@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from augpipe.decode import decode
-from augpipe.expand import ExpandOptions, expand
+from augpipe import ExpandOptions, expand
 from augpipe.preview import Layout, caption, preview_shards, preview_source, render_sheet, write_html
 from augpipe.recipe import parse_recipe
 from conftest import make_folder, write_image
@@ -178,7 +178,7 @@ def test_verify_catches_an_extra_shard_and_an_augmented_validation_row(cli, expa
     train = _a_shard(expanded)
     shutil.copy(train, expanded / "train-00099-of-00099.parquet")
     val = sorted(expanded.glob("validation-*.parquet"))[0]
-    m = json.loads((expanded / "augpipe.json").read_text())
+    m = json.loads((expanded / "_augpipe.json").read_text())
     table = pq.read_table(train)  # train rows (with copies) written under a validation name
     pq.write_table(table, val)
     result = cli("inspect", expanded, "--json", "--verify")
@@ -186,7 +186,7 @@ def test_verify_catches_an_extra_shard_and_an_augmented_validation_row(cli, expa
     assert result.exit_code == 1
     assert any("extra shard" in p for p in problems)
     assert any("augmented row" in p and "in validation" in p for p in problems)
-    assert any(val.name in p and "rows, augpipe.json says" in p for p in problems)
+    assert any(val.name in p and "rows, the manifest says" in p for p in problems)
     assert m  # the manifest itself was left alone
 
 

@@ -15,7 +15,7 @@ pytest.importorskip("matplotlib")
 import cv2  # noqa: E402
 
 from augpipe.errors import SourceError  # noqa: E402
-from augpipe.expand import ExpandOptions, expand  # noqa: E402
+from augpipe import ExpandOptions, expand  # noqa: E402
 from augpipe.model import ArchError, build_model, layer_table  # noqa: E402
 from augpipe.torch import ShardDataset, ShardIterable, split_by_rank  # noqa: E402
 from augpipe.train import Split, TrainOptions, check_dataset, train  # noqa: E402
@@ -52,7 +52,7 @@ def colours(tmp_path_factory) -> Path:
 
 
 def rows_of(out: Path, split: str = "train") -> list[tuple[str, int]]:
-    manifest = json.loads((out / "augpipe.json").read_text())
+    manifest = json.loads((out / "_augpipe.json").read_text())
     return sorted((r["source"], r["copy"]) for r in ShardDataset(out, split, return_row=True)) \
         if manifest else []
 
@@ -61,7 +61,7 @@ def rows_of(out: Path, split: str = "train") -> list[tuple[str, int]]:
 
 def test_random_access_equals_sequential_read(shards):
     ds = ShardDataset(shards, "train")
-    assert len(ds) == json.loads((shards / "augpipe.json").read_text())["counts"]["train"]["rows"]
+    assert len(ds) == json.loads((shards / "_augpipe.json").read_text())["counts"]["train"]["rows"]
     sequential = [ds[i] for i in range(len(ds))]
     image, label = sequential[0]
     assert image.dtype == torch.uint8 and image.shape == (3, 32, 32) and label in (0, 1)

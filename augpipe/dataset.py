@@ -1,0 +1,70 @@
+"""An expanded dataset as its readers see it: the manifest and the shards it lists, on a local
+disk or an object store. The one place that finds a dataset's shards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from augpipe.errors import SourceError
+from augpipe.layout import SPLITS
+from augpipe.manifest import has_manifest, load_manifest
+from augpipe.store import open_store
+
+
+@dataclass
+class Dataset:
+    store: object
+    manifest: dict
+
+    @property
+    def location(self) -> str:
+        return self.store.display()
+
+    @property
+    def classes(self) -> list[str]:
+        return self.manifest["classes"]
+
+    def splits(self) -> list[str]:
+        present = {s["split"] for s in self.manifest["shards"]}
+        return [s for s in SPLITS if s in present]
+
+    def shards(self, split: str | None = None) -> list[dict]:
+        return [s for s in self.manifest["shards"] if split is None or s["split"] == split]
+
+    def paths(self, names: list[str]) -> tuple[object, list[str]]:
+        """(pyarrow filesystem, full paths) for pyarrow's readers."""
+        if self.store.local:
+            import pyarrow.fs as pafs
+
+            return pafs.LocalFileSystem(), [str(self.store.path(n)) for n in names]
+        return self.store.fs, [self.store.full(n) for n in names]
+
+    def open(self, name: str):
+        return self.store.open_input(name)
+
+    def read(self, split: str, columns: list[str] | None = None, filters=None):
+        """One split's rows as a table, or one line naming the shard that cannot be read."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        names = [s["name"] for s in self.shards(split)]
+        if not names:
+            return None
+        fs, paths = self.paths(names)
+        try:
+            return pq.ParquetDataset(paths, filesystem=fs, filters=filters).read(columns=columns)
+        except FileNotFoundError as exc:
+            raise SourceError(f"{self.location}: a shard is missing ({exc}): augpipe inspect --verify lists the damage") from None
+        except (OSError, pa.ArrowException) as exc:  # a truncated or corrupt shard
+            raise SourceError(f"{self.location}: a {split} shard cannot be read ({str(exc).splitlines()[0][:120]}): "
+                              "augpipe inspect --verify lists the damage") from None
+
+
+def is_dataset(location) -> bool:
+    return has_manifest(open_store(location))
+
+
+def open_dataset(location) -> Dataset:
+    """The dataset at a path or URI, or one line saying why it is not one."""
+    store = open_store(location)
+    return Dataset(store, load_manifest(store))

@@ -1,0 +1,282 @@
+"""The local engine: pure tasks on a process pool, progress back to the parent.
+
+Workers die with the parent (PR_SET_PDEATHSIG on Linux, a watchdog thread elsewhere): a run
+that is killed leaves no process behind to publish stale shards or hold the caller's stdout.
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+_QUEUE = None  # a worker's progress queue, set by _init_worker
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def limit_threads() -> None:
+    """One OpenCV thread a process: workers are the parallelism, and a forked OpenCV thread
+    pool can deadlock."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    cv2.ocl.setUseOpenCL(False)
+
+
+_PRELOAD = ["augpipe._preload"]
+_FORK_SAFE = False  # set by own_process(): workers may fork from this process
+
+
+def own_process() -> None:
+    """For a process augpipe runs from its start (the command line): OpenCV is held to one
+    thread here before anything uses it, so no OpenCV thread pool ever exists in this process and
+    workers can fork from it, ready at once with everything loaded. (A pool forked from a process
+    whose OpenCV had started its threads can deadlock; a library caller's process is not ours to
+    judge, so it gets the fork server.)"""
+    global _FORK_SAFE
+    limit_threads()
+    _FORK_SAFE = sys.platform.startswith("linux")  # macOS's system libraries are not fork-safe
+
+
+def start_workers_early() -> None:
+    """Get worker start-up going before the caller's own slow steps (recipe, scan)."""
+    if not _FORK_SAFE:
+        _fork_server()
+
+
+def _fork_server():
+    """Start the fork server now, so that its imports (about 0.7 s) overlap the parent's own.
+
+    forkserver: workers fork from a clean process that never touched OpenCV's thread pool. The
+    fork server itself exits when this process dies, and its children with it.
+    """
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    return ctx
+
+
+def _pool_context():
+    """(context, forked): fork from this process when it is ours and has no other thread."""
+    if _FORK_SAFE and threading.active_count() == 1:
+        return mp.get_context("fork"), True
+    return _fork_server(), False
+
+
+class LocalEngine:
+    """A pool of `workers` processes, started on first use and kept for every pass of a run."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None):
+        self.workers = max(1, workers or default_workers())
+        self._pool: ProcessPoolExecutor | None = None
+        self._progress = None
+        self._forked = False
+        self._ready = False
+        self.used_workers = 1
+
+    def __enter__(self) -> LocalEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close(failed=exc[0] is not None)
+
+    def start_early(self) -> None:
+        if self.workers > 1:
+            start_workers_early()
+
+    def describe(self) -> dict:
+        return {"name": self.name, "nodes": 1, "cpus": default_workers(), "workers": self.used_workers,
+                "retried_tasks": 0}
+
+    def map(self, func: Callable, items: list, job, on_progress: Callable[[int], None]) -> Iterator:
+        """func(item, job, progress) for every item, results as they finish; the costliest first,
+        so that the last to finish are small."""
+        items = sorted(items, key=lambda t: -t.cost)
+        if self.workers <= 1 or len(items) <= 1 and self._pool is None:
+            limit_threads()
+            for item in items:
+                yield func(item, job, on_progress)
+            return
+        yield from self._pooled(func, items, job, on_progress)
+
+    def _start(self, count: int) -> None:
+        ctx, self._forked = _pool_context()
+        self._progress = ctx.Queue()
+        self.used_workers = count
+        # ProcessPoolExecutor, not Pool: a worker that dies (killed, out of memory) fails the run
+        # with BrokenProcessPool instead of hanging it
+        self._pool = ProcessPoolExecutor(count, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(self._progress, os.getpid()))
+
+    def _pooled(self, func: Callable, items: list, job, on_progress: Callable[[int], None]) -> Iterator:
+        if self._pool is None:
+            self._start(min(self.workers, len(items)))
+        waiting = _Waiting(items)
+        futures: list = []
+        feeder = None
+        try:
+            if self._forked or self._ready:
+                _feed(self._pool, waiting, func, job, futures)  # the first submit forks every worker
+            else:
+                # Starting a worker waits for the fork server to finish its imports: a thread
+                # hands the tasks to the pool meanwhile, and until a worker reports ready this
+                # process, which has everything loaded, takes the smallest task still waiting.
+                feeder = threading.Thread(target=_feed, args=(self._pool, waiting, func, job, futures), daemon=True)
+                feeder.start()
+                while not self._drain(on_progress) and (item := waiting.take(last=True)) is not None:
+                    limit_threads()
+                    yield func(item, job, on_progress)
+                feeder.join()
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+                self._drain(on_progress)
+                for future in finished:
+                    yield future.result()  # re-raises a worker's error here
+            self._drain(on_progress)
+        except BaseException:
+            waiting.close()
+            if feeder is not None:
+                feeder.join()  # at most one worker start away: no worker may start after this
+            raise
+
+    def _drain(self, on_progress: Callable[[int], None]) -> bool:
+        """Pass the workers' progress on; True when there was any (0 is a worker saying it is ready)."""
+        got = False
+        try:
+            while True:
+                n = self._progress.get_nowait()
+                self._ready = True
+                on_progress(n)
+                got = True
+        except queue_mod.Empty:
+            pass
+        return got
+
+    def close(self, failed: bool = False) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if failed:
+            processes = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+            pool.shutdown(wait=False, cancel_futures=True)
+            for proc in processes:
+                proc.terminate()
+            for proc in processes:
+                proc.join(timeout=2)
+        else:
+            pool.shutdown()
+
+
+class _Waiting:
+    """Tasks not yet handed out, costliest first: the pool takes from the front, this process
+    from the back."""
+
+    def __init__(self, tasks: list):
+        self._tasks = collections.deque(tasks)
+        self._lock = threading.Lock()
+
+    def take(self, last: bool = False):
+        with self._lock:
+            if not self._tasks:
+                return None
+            return self._tasks.pop() if last else self._tasks.popleft()
+
+    def close(self) -> None:
+        with self._lock:
+            self._tasks.clear()
+
+
+def _feed(pool: ProcessPoolExecutor, waiting: _Waiting, func: Callable, job, futures: list) -> None:
+    while (task := waiting.take()) is not None:
+        try:
+            futures.append(pool.submit(_pool_task, func, task, job))
+        except RuntimeError:  # the pool was shut down: the run is failing already
+            return
+
+
+def die_with_parent(parent: int) -> None:
+    """This process ends when `parent` does: the kernel sends SIGKILL on Linux; elsewhere a
+    thread looks every half second."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    else:
+        def watch() -> None:
+            while True:
+                time.sleep(0.5)
+                if os.getppid() == 1 or not _alive(parent):
+                    os._exit(1)
+
+        threading.Thread(target=watch, daemon=True).start()
+    if not _alive(parent):  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _init_worker(progress, parent: int) -> None:
+    global _QUEUE
+    # With a fork server the kernel's parent is the fork server, which exits with `parent`.
+    die_with_parent(os.getppid())
+    if not _alive(parent):
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, once
+    _QUEUE = progress
+    limit_threads()
+    progress.put(0)  # ready: the parent stops taking tasks itself
+
+
+class _Batched:
+    """Progress sent at most every 0.1 s: a message an image would cost more than it tells."""
+
+    def __init__(self):
+        self.count, self.last = 0, time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.count += n
+        if time.monotonic() - self.last > 0.1:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.count:
+            _QUEUE.put(self.count)
+        self.count, self.last = 0, time.monotonic()
+
+
+def _pool_task(func: Callable, task, job):
+    batched = _Batched()
+    try:
+        return func(task, job, batched)
+    finally:
+        batched.flush()

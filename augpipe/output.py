@@ -1,0 +1,216 @@
+"""An output folder's life: owned by one run, prepared, resumed, replaced, finished.
+
+The Datasink shape: `OutputFolder.prepare` before any task, tasks publish shards and their
+records, `finish` writes the manifest last. A run owns its folder through a lock file naming it
+(pid, host, a token); every shard is published only while the lock still names its run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from augpipe.errors import OutputError, RunLockedError
+from augpipe.layout import LEGACY_MANIFEST, LOCK, MANIFEST, SKIPPED, WORK_DIR, is_shard_name, record_name
+from augpipe.manifest import read_manifest, write_manifest
+from augpipe.shards import store_sha256
+
+RUN_FILE = f"{WORK_DIR}/run.json"
+TMP_DIR = f"{WORK_DIR}/tmp"
+OURS = {MANIFEST, LEGACY_MANIFEST, LOCK, WORK_DIR, SKIPPED}
+
+
+# ---------------------------------------------------------------- the lock
+
+def _process_start(pid: int) -> str | None:
+    """When a process started (Linux): tells a live owner from a new process with a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return started is None or _process_start(pid) in (None, started)
+
+
+@dataclass
+class RunLock:
+    store: object
+    token: str
+
+    @classmethod
+    def acquire(cls, store) -> RunLock:
+        """Take the folder for this run, or refuse with a line naming the run that has it."""
+        me = {"token": uuid.uuid4().hex, "pid": os.getpid(), "host": socket.gethostname(),
+              "started": _process_start(os.getpid()), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+        for _ in range(2):
+            if _create_exclusive(store, LOCK, json.dumps(me).encode()):
+                return cls(store, me["token"])
+            owner = _read_json(store, LOCK)
+            if owner is not None and not _stale(owner):
+                raise RunLockedError(
+                    f"{store.display()} is being written by another augpipe run (pid {owner.get('pid')} on "
+                    f"{owner.get('host')}, since {owner.get('since')}): wait for it, or stop it; if that run "
+                    f"is gone, remove {store.display(LOCK)}")
+            store.delete(LOCK)  # a dead run's lock (or a torn one)
+        raise RunLockedError(f"{store.display()}: another run took the lock at the same moment: try again")
+
+    def owned(self) -> bool:
+        owner = _read_json(self.store, LOCK)
+        return owner is not None and owner.get("token") == self.token
+
+    def release(self) -> None:
+        if self.owned():
+            self.store.delete(LOCK)
+
+
+def _stale(owner: dict) -> bool:
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
+        return False  # another machine's run: only its owner can tell
+    return not _alive(owner["pid"], owner.get("started"))
+
+
+def _create_exclusive(store, name: str, data: bytes) -> bool:
+    if store.local:
+        path = store.path(name)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return True
+    # Object stores have no exclusive create that pyarrow exposes: write, then read back, so that
+    # of two runs starting together at most one believes it won.
+    if store.exists(name):
+        return False
+    store.write_bytes(name, data)
+    return _read_json(store, name) == json.loads(data)
+
+
+def _read_json(store, name: str):
+    try:
+        return json.loads(store.read_text(name))
+    except (OSError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- preparing
+
+class OutputFolder:
+    """One run's output: a local folder or an object-store prefix."""
+
+    def __init__(self, store):
+        self.store = store
+        self.lock: RunLock | None = None
+
+    def check_usable(self) -> None:
+        """Before anything is written: the place is a folder that is empty or augpipe's."""
+        store = self.store
+        if store.local:
+            path = store.path()
+            if os.path.islink(path) and not path.exists():
+                raise OutputError(f"output path {path} is a broken symlink (to {os.readlink(path)}): "
+                                  "remove it or choose another --out")
+            if path.exists() and not path.is_dir():
+                raise OutputError(f"output path exists and is not a folder: {path}")
+        foreign = [n for n in store.names() if n not in OURS and not is_shard_name(n)]
+        ours = any(n in (MANIFEST, LEGACY_MANIFEST, WORK_DIR) for n in store.names())
+        if store.names() and (foreign or not ours):
+            what = f" (e.g. {foreign[0]})" if foreign else ""
+            raise OutputError(f"output folder {store.display()} is not empty and holds files augpipe did not "
+                              f"write{what}: choose another --out")
+
+    def prepare(self, identity: dict, overwrite: bool) -> dict | None:
+        """Own the folder and make it ready. Returns the finished manifest of this very run, if
+        there is one (nothing to do)."""
+        self.check_usable()
+        try:
+            self.store.makedirs()
+            self.lock = RunLock.acquire(self.store)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {self.store.display()}: {exc.strerror or exc}") from None
+        previous = self._previous_identity()
+        if previous is not None and previous != identity:
+            if not overwrite:
+                what = ", ".join(k for k in identity if identity.get(k) != previous.get(k)) or "settings"
+                raise OutputError(f"{self.store.display()} holds output made with another {what}: use --overwrite "
+                                  "to replace it, or another --out")
+            self.remove_previous()
+        done = read_manifest(self.store)
+        if done is not None and done.get("identity") == identity and self._complete(done):
+            self.store.delete_tree(WORK_DIR)  # a run killed after its manifest landed left these
+            return done
+        try:
+            self.store.delete_tree(TMP_DIR)
+            self.store.makedirs(TMP_DIR)
+            self.store.makedirs(f"{WORK_DIR}/done")
+            self.store.delete(MANIFEST)
+            self.store.write_bytes(RUN_FILE, json.dumps(identity).encode())
+        except OSError as exc:
+            raise OutputError(f"cannot write to {self.store.display()}: {exc.strerror or exc}") from None
+        return None
+
+    def _previous_identity(self) -> dict | None:
+        run = _read_json(self.store, RUN_FILE)
+        if isinstance(run, dict):
+            return run
+        m = read_manifest(self.store)
+        return m.get("identity") if isinstance(m, dict) else None
+
+    def _complete(self, m: dict) -> bool:
+        return all(self.store.size(s["name"]) == s["bytes"] for s in m.get("shards", []))
+
+    def remove_previous(self) -> None:
+        """Another run's output, for --overwrite: only the names augpipe writes, never a file
+        the manifest does not list or that is not named exactly like a shard."""
+        for name in self.store.names():
+            if is_shard_name(name):
+                self.store.delete(name)
+        for name in (MANIFEST, LEGACY_MANIFEST, SKIPPED):
+            self.store.delete(name)
+        self.store.delete_tree(WORK_DIR)
+
+    # ------------------------------------------------------------ resuming
+
+    def finished(self, shard_names: list[str]) -> dict[str, dict]:
+        """Records of the shards an interrupted run finished: the shard and its record both
+        there, and the shard's size and sha256 those of its record (re-read: a shard damaged at
+        the same size is redone)."""
+        def check(name: str) -> dict | None:
+            record = _read_json(self.store, record_name(name))
+            if not isinstance(record, dict) or self.store.size(name) != record.get("bytes"):
+                return None
+            return record if store_sha256(self.store, name) == record.get("sha256") else None
+
+        names = [n for n in shard_names if self.store.exists(record_name(n))]
+        with ThreadPoolExecutor(8) as pool:
+            found = dict(zip(names, pool.map(check, names)))
+        return {n: r for n, r in found.items() if r is not None}
+
+    # ------------------------------------------------------------ finishing
+
+    def finish(self, manifest: dict) -> None:
+        write_manifest(self.store, manifest)
+        self.store.delete_tree(WORK_DIR)
+
+    def release(self) -> None:
+        if self.lock is not None:
+            try:
+                self.lock.release()
+            except OSError:
+                pass  # the folder is gone or read-only now: nothing more to give back
+            self.lock = None

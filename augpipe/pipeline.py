@@ -1,0 +1,259 @@
+"""`expand`: an image folder becomes augmented Parquet shards. Orchestration only: scan, hash,
+plan, run the shard tasks on an engine, write the manifest."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from augpipe import __version__
+from augpipe.errors import OutputError, SourceError, StrictSkipError, UsageError
+
+# About 36 bytes a pixel at the peak of one image's augmentation (decode, transforms, encode):
+# 25 megapixels keep a worker under about 1 GB.
+DEFAULT_MAX_PIXELS = 25_000_000
+# The same augmentation error on this many inputs, and on this share of those done, is the
+# recipe's fault, not the images': the run stops with it.
+SYSTEMATIC_MIN = 5
+SYSTEMATIC_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class ExpandOptions:
+    copies: int | None = None  # None: the recipe's
+    workers: int | None = None  # None: the machine's cores
+    seed: int = 0
+    val_fraction: float = 0.1
+    balance: bool = False
+    shard_size: int = 256 * 2**20
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    strict: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    layout: str = "auto"  # auto | classes | splits
+    split_by: str = "content"  # content | path
+    engine: str = "local"  # local | ray
+
+
+class AugmentationError(SourceError):
+    """The recipe fails on many inputs the same way."""
+
+
+def default_out(source: str | Path) -> str:
+    """A sibling of the source folder, named after it (the folder itself when SOURCE is `.`)."""
+    text = str(source)
+    if "://" in text:
+        return text.rstrip("/") + "-expanded"
+    resolved = Path(text).resolve()
+    return str(resolved.parent / f"{resolved.name}-expanded")
+
+
+def expand(source: str | Path, recipe, out: str | Path | None = None, options: ExpandOptions = ExpandOptions()) -> dict:
+    """Expand `source` with `recipe` into `out`; returns the manifest (also in OUT/_augpipe.json)."""
+    from augpipe.engines import make_engine
+
+    started = time.perf_counter()
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    _check_options(options)
+    engine = make_engine(options.engine, options.workers)
+    engine.start_early()
+    source, out = str(source), str(out) if out is not None else default_out(source)
+    with engine:
+        return _expand(source, recipe, out, options, engine, started, started_at)
+
+
+def _check_options(o: ExpandOptions) -> None:
+    if o.copies is not None and o.copies < 0:
+        raise UsageError("--copies must be 0 or more")
+    if o.split_by not in ("content", "path"):
+        raise UsageError(f"--split-by is content or path, not '{o.split_by}'")
+    if not 0 <= o.val_fraction < 1:
+        raise UsageError(f"--val-fraction must be at least 0 and below 1, not {o.val_fraction}")
+    if o.shard_size < 1 or o.max_pixels < 1:
+        raise UsageError("--shard-size and --max-pixels must be positive")
+
+
+def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, started: float, started_at: str) -> dict:
+    from augpipe.output import OutputFolder
+    from augpipe.plan import make_plan
+    from augpipe.recipe import Recipe, load_recipe
+    from augpipe.sources import scan
+    from augpipe.store import open_store
+    from augpipe.tasks import Job, write_shard
+
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    found = scan(source, options.layout)
+    _check_not_nested(source, out)
+    output = OutputFolder(open_store(out))
+    output.check_usable()  # before the sources are read: a wrong --out fails at once
+    _strict(options, found.skipped)
+    copies = recipe.copies if options.copies is None else options.copies
+    job = Job(source, out, recipe, options.seed, options.max_pixels, options.strict, tuple(found.classes),
+              found.labelled)
+    hashes, sizes = None, None
+    if options.split_by == "content":
+        hashes, sizes = _hash_sources(engine, found, job, options)
+    warnings = _recipe_warnings(recipe, sizes)
+    plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
+    settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
+                "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
+                "split_by": options.split_by}
+    identity = _identity(recipe, options.seed, source, found.files, hashes, settings)
+    try:
+        done = output.prepare(identity, options.overwrite)
+        if done is not None:
+            return {**done, "up_to_date": True, "out": out}
+        setup_seconds = time.perf_counter() - started
+        job = dataclasses.replace(job, lock_token=output.lock.token)
+        records = output.finished([s.name for s in plan.shards])
+        todo = [s for s in plan.shards if s.name not in records]
+        total_rows = sum(s.planned_rows for s in plan.shards)
+        processing = time.perf_counter()
+        failures = _Failures()
+        with _progress_bar(total_rows, total_rows - sum(s.planned_rows for s in todo), options.progress, "expand",
+                           "img") as bar:
+            for record in engine.map(write_shard, todo, job, bar.update):
+                records[record["name"]] = record
+                failures.add(record)
+        process_seconds = time.perf_counter() - processing
+        rows_written = sum(records[s.name]["rows"] for s in todo)
+        all_records = list(records.values())
+        if not sum(r["rows"] for r in all_records):
+            output.remove_previous()
+            raise _nothing_usable(found.skipped + [tuple(s) for r in all_records for s in r["skipped"]], source)
+        seconds = time.perf_counter() - started
+        manifest = _manifest(identity, recipe, source, options, settings, found, all_records, warnings, engine, {
+            "started": started_at,
+            "seconds": round(seconds, 3),
+            "setup_seconds": round(setup_seconds, 3),  # recipe, scan, hashing, plan, output checks
+            "process_seconds": round(process_seconds, 3),  # the shard tasks, pool start included
+            "workers": engine.describe()["workers"],
+            "shards_resumed": len(plan.shards) - len(todo),
+            "images_per_second": round(rows_written / max(process_seconds, 1e-9), 1),
+        })
+        output.finish(manifest)
+    finally:
+        output.release()
+    return {**manifest, "out": out}
+
+
+def _strict(options: ExpandOptions, skipped: list) -> None:
+    if options.strict and skipped:
+        path, reason = skipped[0]
+        raise StrictSkipError(f"{path}: {reason} (--strict stops at the first bad input)")
+
+
+def _hash_sources(engine, found, job, options: ExpandOptions) -> tuple[dict, list]:
+    """Every source read once, in the workers: its sha256 decides its split (identical files
+    always share one), its header gives its size for the recipe's dry run."""
+    from augpipe.tasks import hash_sources, hash_tasks
+
+    hashes, sizes, bad = {}, [], []
+    with _progress_bar(len(found.files), 0, options.progress, "hash", "file") as bar:
+        for results in engine.map(hash_sources, hash_tasks(found.files), job, bar.update):
+            for name, sha, width, height, reason in results:
+                if sha is None:
+                    bad.append((name, reason))
+                else:
+                    hashes[name] = sha
+                    sizes.append((width, height))
+    if bad:
+        bad.sort()
+        _strict(options, bad)
+        found.skipped = sorted(found.skipped + bad)
+        skipped = {name for name, _ in bad}
+        found.files = [f for f in found.files if f.relpath not in skipped]
+        if not found.files:
+            raise _nothing_usable(found.skipped, found.root)
+    return hashes, sizes
+
+
+def _recipe_warnings(recipe, sizes: list | None) -> list[str]:
+    from augpipe import recipe as recipes
+
+    check = getattr(recipes, "check_recipe", None)
+    if check is None:
+        return list(recipe.warnings)
+    return list(check(recipe, sizes).warnings)
+
+
+class _Failures:
+    """Copies that failed, by reason: the same failure on many inputs stops the run."""
+
+    def __init__(self):
+        self.reasons: Counter = Counter()
+        self.sources = 0
+
+    def add(self, record: dict) -> None:
+        self.sources += record["sources"] + len(record["skipped"])
+        self.reasons.update({reason for _, _, reason in record.get("failed_copies", [])})
+        for reason, n in self.reasons.most_common(1):
+            if n >= SYSTEMATIC_MIN and n > SYSTEMATIC_SHARE * self.sources:
+                raise AugmentationError(f"the recipe fails on {n} of {self.sources} images so far: {reason} "
+                                        "(a systematic failure, not a bad input: fix the recipe)")
+
+
+def _nothing_usable(skipped: list, source: str) -> SourceError:
+    reasons = Counter(reason for _, reason in skipped)
+    shown = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(3))
+    return SourceError(f"every input in {source} was skipped, nothing to write: {shown}")
+
+
+def _manifest(identity, recipe, source, options, settings, found, records, warnings, engine, timing) -> dict:
+    from augpipe.manifest import build_manifest
+
+    failed = sorted((p, c, r) for rec in records for p, c, r in rec.get("failed_copies", []))
+    return build_manifest(
+        identity=identity, recipe=recipe, source=_shown(source), seed=options.seed, options=settings,
+        classes=found.classes, labelled=found.labelled, records=records, scan_skipped=found.skipped,
+        timing=timing, engine=engine.describe(),
+        extra={"warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed]},
+    )
+
+
+def _shown(location: str) -> str:
+    return location if "://" in location else str(Path(location).resolve())
+
+
+def _identity(recipe, seed: int, source: str, files, hashes: dict | None, settings: dict) -> dict:
+    """What decides whether an existing output is this run's (resume) or another's (refuse).
+
+    The sources by content when they were hashed (a file changed in place is noticed), else by
+    path, size and modification time."""
+    h = hashlib.sha256()
+    for f in files:
+        what = hashes[f.relpath] if hashes is not None else f"{f.size}\x00{f.mtime_ns}"
+        h.update(f"{f.relpath}\x00{what}\n".encode("utf-8"))
+    return {
+        "augpipe_version": __version__,
+        "recipe": recipe.sha256,
+        "seed": seed,
+        "source": _shown(source),
+        "source_files": h.hexdigest(),
+        "options": settings,
+    }
+
+
+def _check_not_nested(source: str, out: str) -> None:
+    if "://" in source or "://" in out:
+        s, o = source.rstrip("/") + "/", out.rstrip("/") + "/"
+        if o.startswith(s):
+            raise OutputError(f"the output {out} is inside the source {source}: choose another --out")
+        return
+    r, o = Path(source).resolve(), Path(out).resolve()
+    if o == r or r in o.parents:
+        raise OutputError(f"the output folder {out} is inside the source folder {source}: choose another --out")
+
+
+def _progress_bar(total: int, initial: int, enabled: bool, desc: str, unit: str):
+    from tqdm import tqdm
+
+    tqdm.monitor_interval = 0  # no monitor thread: workers may fork from this process
+
+    return tqdm(total=total, initial=initial, unit=unit, desc=desc, disable=not enabled, smoothing=0.1,
+                dynamic_ncols=True, leave=desc == "expand")
