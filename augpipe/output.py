@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -23,6 +24,7 @@ from augpipe.shards import store_sha256
 RUN_FILE = f"{WORK_DIR}/run.json"
 TMP_DIR = f"{WORK_DIR}/tmp"
 OURS = {MANIFEST, LEGACY_MANIFEST, LOCK, WORK_DIR, SKIPPED}
+_TEMPORARY = re.compile(r"\.(_augpipe\.json|augpipe\.json|_augpipe_skipped\.jsonl)\.\d+\.tmp")
 
 
 # ---------------------------------------------------------------- the lock
@@ -127,12 +129,10 @@ class OutputFolder:
                                   "remove it or choose another --out")
             if path.exists() and not path.is_dir():
                 raise OutputError(f"output path exists and is not a folder: {path}")
-        foreign = [n for n in store.names() if n not in OURS and not is_shard_name(n)]
-        ours = any(n in (MANIFEST, LEGACY_MANIFEST, WORK_DIR) for n in store.names())
-        if store.names() and (foreign or not ours):
-            what = f" (e.g. {foreign[0]})" if foreign else ""
-            raise OutputError(f"output folder {store.display()} is not empty and holds files augpipe did not "
-                              f"write{what}: choose another --out")
+        names = store.names()
+        if names and not any(n in OURS for n in names):
+            raise OutputError(f"output folder {store.display()} is not empty and holds no augpipe output "
+                              f"(e.g. {names[0]}): choose another --out")
 
     def prepare(self, identity: dict, overwrite: bool) -> dict | None:
         """Own the folder and make it ready. Returns the finished manifest of this very run, if
@@ -150,6 +150,7 @@ class OutputFolder:
                 raise OutputError(f"{self.store.display()} holds output made with another {what}: use --overwrite "
                                   "to replace it, or another --out")
             self.remove_previous()
+        self._remove_temporaries()
         done = read_manifest(self.store)
         if done is not None and done.get("identity") == identity and self._complete(done):
             self.store.delete_tree(WORK_DIR)  # a run killed after its manifest landed left these
@@ -164,6 +165,12 @@ class OutputFolder:
             raise OutputError(f"cannot write to {self.store.display()}: {exc.strerror or exc}") from None
         return None
 
+    def _remove_temporaries(self) -> None:
+        """What a run killed mid-write left: `._augpipe.json.<pid>.tmp` and the like."""
+        for name in self.store.names():
+            if _TEMPORARY.fullmatch(name):
+                self.store.delete(name)
+
     def _previous_identity(self) -> dict | None:
         run = _read_json(self.store, RUN_FILE)
         if isinstance(run, dict):
@@ -175,8 +182,8 @@ class OutputFolder:
         return all(self.store.size(s["name"]) == s["bytes"] for s in m.get("shards", []))
 
     def remove_previous(self) -> None:
-        """Another run's output, for --overwrite: only the names augpipe writes, never a file
-        the manifest does not list or that is not named exactly like a shard."""
+        """Another run's output, for --overwrite: only the names augpipe writes (a shard's exact
+        name pattern, the manifest, its work folder); anything else in the folder stays."""
         for name in self.store.names():
             if is_shard_name(name):
                 self.store.delete(name)

@@ -94,6 +94,8 @@ def resolve_recipe_path(ref: str | Path) -> Path:
     path = Path(ref)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise RecipeError(f"recipe '{ref}' is a folder, not a recipe file")
     if path.parent in (Path("."), Path("recipes")):
         stem = path.name.removesuffix(".yaml").removesuffix(".yml")
         candidate = bundled_dir() / f"{stem}.yaml"

@@ -6,6 +6,7 @@ the recipe and the seed: the local pool and Ray run the same functions and write
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import time
@@ -40,6 +41,7 @@ class Job:
 
 
 _STORES: dict[str, object] = {}
+_FULL = {getattr(errno, n) for n in ("ENOSPC", "EFBIG", "EDQUOT") if hasattr(errno, n)}
 
 
 def store_for(location: str):
@@ -121,6 +123,11 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
         if job.lock_token is not None and not RunLock(out, job.lock_token).owned():
             raise OutputError(f"{out.display()}: another run took over this output; this run stops")
         writer.publish(out)
+    except OSError as exc:
+        writer.abort()
+        if exc.errno in _FULL:  # name the shard: the error alone says neither where nor what to do
+            raise OSError(exc.errno, exc.strerror, out.display(task.name)) from None
+        raise
     except BaseException:
         writer.abort()
         raise

@@ -245,9 +245,29 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _release_fork_server() -> None:
+    """A worker started by the fork server holds the write end of the server's "alive" pipe, so
+    that the server outlives its client while any worker lives, and the workers (who die with the
+    server) would outlive it too. Let go of it: the server then exits with our process."""
+    try:
+        from multiprocessing import forkserver
+
+        server = forkserver._forkserver
+        fd = server._forkserver_alive_fd
+    except AttributeError:  # another Python's internals: the watchdog below still holds
+        return
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None
+
+
 def _init_worker(progress, parent: int) -> None:
     global _QUEUE
     # With a fork server the kernel's parent is the fork server, which exits with `parent`.
+    _release_fork_server()
     die_with_parent(os.getppid())
     if not _alive(parent):
         os._exit(1)
