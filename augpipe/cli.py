@@ -294,7 +294,7 @@ SizeOpt = Annotated[int, typer.Option("--size", min=4, max=1024, help="Input hei
 
 @command()
 def train(
-    path: Annotated[Path, typer.Argument(help="An expanded dataset (augpipe expand) with a validation split.")],
+    path: Annotated[str, typer.Argument(metavar="DATASET", help="An expanded dataset (folder or URI) with a validation split.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where model.pt, metrics.json, curves.png and confusion.png go.")] = Path("runs/train"),
     epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Passes over the training split.")] = 10,
     compare: Annotated[bool, typer.Option("--compare", help="Also train the same model from the same weights on the originals only, for the same number of optimiser steps, and print the augmentation lift.")] = False,

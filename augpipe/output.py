@@ -122,6 +122,7 @@ class OutputFolder:
     def check_usable(self) -> None:
         """Before anything is written: the place is a folder that is empty or augpipe's."""
         store = self.store
+        store.check()
         if store.local:
             path = store.path()
             if os.path.islink(path) and not path.exists():

@@ -40,6 +40,7 @@ class Scan:
 
 def scan(root: str, layout: str = "auto") -> Scan:
     store = open_store(root)
+    store.check()
     if not store.exists():
         raise SourceError(f"source folder not found: {store.display()}")
     if not store.is_dir():

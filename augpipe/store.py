@@ -55,13 +55,16 @@ def open_store(location: str | os.PathLike) -> Store:
 
 
 def _cause(exc: BaseException) -> str:
+    """pyarrow's error, as one line a user can act on."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    lowered = text.lower()
+    lowered = text.lower().replace("_", " ")
     if "unrecognized filesystem type" in lowered:
         return f"unknown scheme (pyarrow reads {', '.join(_schemes())} and local paths)"
-    if "access denied" in lowered or "forbidden" in lowered or "403" in lowered:
+    if "invalid access key" in lowered or "signature" in lowered:
+        return "the credentials were not accepted (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE)"
+    if "access denied" in lowered or "forbidden" in lowered:
         return "access denied (check the credentials: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_PROFILE)"
-    if "nosuchbucket" in lowered.replace(" ", "") or "bucket does not exist" in lowered:
+    if "no such bucket" in lowered or "bucket does not exist" in lowered:
         return "no such bucket"
     if "credentials" in lowered:
         return "no credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
@@ -91,6 +94,9 @@ class LocalStore(Store):
 
     def path(self, name: str = "") -> Path:
         return self.root / name if name else self.root
+
+    def check(self) -> None:
+        pass  # a local path's problems are the caller's to name (not found, not a folder)
 
     def display(self, name: str = "") -> str:
         return str(self.path(name))
@@ -224,6 +230,18 @@ class ArrowStore(Store):
 
     def full(self, name: str = "") -> str:
         return f"{self.root}/{name}" if name else self.root
+
+    def check(self) -> None:
+        """The bucket is there and ours to read, or one line saying what is wrong, before any work."""
+        import pyarrow.fs as pafs
+
+        bucket = self.root.split("/", 1)[0]
+        try:
+            info = self.fs.get_file_info(bucket)
+        except OSError as exc:
+            raise StoreError(f"{self.uri}: {_cause(exc)}") from None
+        if info.type == pafs.FileType.NotFound:
+            raise StoreError(f"{self.uri}: no such bucket '{bucket}'")
 
     def _info(self, name: str = ""):
         try:

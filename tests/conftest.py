@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import cv2
@@ -11,6 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from augpipe.cli import app
+
+# Ray reports usage to its makers unless told not to, and Ray Data polls a metrics server: no
+# test reaches another host, and none waits on one.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_DATA_USAGE_DISABLED", "1")
 
 
 def write_image(path: Path, size: int = 32, seed: int = 0, fmt: str = ".jpg") -> Path:
@@ -47,3 +53,94 @@ def cli():
         return runner.invoke(app, [str(a) for a in args])
 
     return run
+
+
+# ---------------------------------------------------------------- a real S3 server, a real Ray cluster
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 for the whole session; the AWS_* environment points at it
+    (subprocesses and Ray workers inherit it)."""
+    pytest.importorskip("moto.server")
+    import logging
+    import os
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line a request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in _AWS_ENV}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+                      AWS_ENDPOINT_URL=endpoint, AWS_EC2_METADATA_DISABLED="true")
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+_AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+            "AWS_EC2_METADATA_DISABLED")
+_BUCKETS = iter(range(10**6))
+
+
+@pytest.fixture
+def bucket(s3_server) -> str:
+    """A new, empty bucket on the test server: its name."""
+    import boto3
+
+    name = f"bkt-{next(_BUCKETS)}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
+    return name
+
+
+def upload(folder: Path, uri: str) -> None:
+    """Every file below folder to s3://bucket/prefix, as they are."""
+    import boto3
+
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    client = boto3.client("s3")
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}".lstrip("/"))
+
+
+def s3_hashes(uri: str) -> dict[str, str]:
+    import pyarrow.fs as pafs
+
+    fs, root = pafs.FileSystem.from_uri(uri)
+    out = {}
+    for info in fs.get_file_info(pafs.FileSelector(root, allow_not_found=True)):
+        if info.base_name.endswith(".parquet"):
+            with fs.open_input_stream(info.path) as fh:
+                out[info.base_name] = hashlib.sha256(fh.read()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """Two Ray nodes of one CPU each on this machine, shared by the session's Ray tests."""
+    ray = pytest.importorskip("ray")
+    import logging
+    import os
+
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster()
+    try:
+        cluster.add_node(num_cpus=1, include_dashboard=False)
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, logging_level=logging.ERROR, log_to_driver=False)
+        os.environ["RAY_ADDRESS"] = cluster.address
+        yield cluster
+    finally:
+        os.environ.pop("RAY_ADDRESS", None)
+        ray.shutdown()
+        cluster.shutdown()

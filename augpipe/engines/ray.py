@@ -1,0 +1,191 @@
+"""The Ray engine: the same pure tasks as Ray Core tasks, on a cluster or a local Ray.
+
+`RAY_ADDRESS` (or `ray.init` done by the caller) picks an existing cluster; otherwise a local
+Ray is started for the run and shut down at its end, error or not. A task returns only its
+result (a shard's record), never image bytes; a task whose worker dies is retried (up to
+`MAX_RETRIES`), an error in our code is not, and ends the run as it would locally.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+
+from augpipe.errors import UsageError
+
+MAX_RETRIES = 3
+POLL_SECONDS = 0.2
+# For the tests: a task whose index is named here kills its worker once, mid-task, when the
+# marker file does not exist yet (then creates it): a worker's death, retried by Ray.
+KILL_ONCE = "AUGPIPE_TEST_KILL_WORKER_ONCE"
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--engine ray needs Ray: pip install 'augpipe[ray]'") from None
+    return ray
+
+
+class RayEngine:
+    name = "ray"
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers  # CPUs of a local Ray started for the run; None: all
+        self._ray = None
+        self._started_here = False
+        self._progress = None
+        self._pending: list = []
+        self.retried = 0
+        self.nodes_used = 0
+
+    def start_early(self) -> None:
+        pass
+
+    def __enter__(self) -> RayEngine:
+        ray = self._ray = _import_ray()
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a data job does not report home
+            options = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+            if os.environ.get("RAY_ADDRESS"):
+                ray.init(**options)
+            else:
+                ray.init(address="local", num_cpus=self.workers, include_dashboard=False, **options)
+                self._started_here = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        ray = self._ray
+        try:
+            if not self._started_here:
+                # Ctrl-C or an error: nothing keeps running for us on a cluster we do not own. (A
+                # local Ray's shutdown ends its tasks; cancelling them as well races tasks that
+                # Ctrl-C ended already, which Ray 2.60 answers with a crash of the driver.)
+                for ref in self._pending:
+                    ray.cancel(ref, force=True)
+                if self._progress is not None:
+                    ray.kill(self._progress)
+        except Exception:  # noqa: BLE001 - the cluster may be gone already; shutting down matters more
+            pass
+        finally:
+            if self._started_here:
+                ray.shutdown()
+
+    def describe(self) -> dict:
+        ray = self._ray
+        try:
+            nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+            cpus = ray.cluster_resources().get("CPU", 0)
+        except Exception:  # noqa: BLE001 - describing must not fail a finished run
+            nodes, cpus = 0, 0
+        return {"name": self.name, "nodes": nodes, "cpus": cpus, "workers": int(cpus), "nodes_used": self.nodes_used,
+                "retried_tasks": self.retried, "started_for_the_run": self._started_here}
+
+    def map(self, func: Callable, items: list, job, on_progress: Callable[[int], None]) -> Iterator:
+        ray = self._ray
+        if self._progress is None:
+            self._progress = ray.remote(num_cpus=0)(_Progress).remote()
+        remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_run_task)
+        job_ref = ray.put(job)
+        order = sorted(range(len(items)), key=lambda i: -items[i].cost)
+        key = f"{time.monotonic_ns()}"  # this map's tasks, apart from an earlier pass's
+        kill_once = os.environ.get(KILL_ONCE)
+        pending = [remote.remote(func, items[i], job_ref, self._progress, f"{key}/{i}", kill_once) for i in order]
+        self._pending = pending
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_SECONDS, fetch_local=False)
+            self._pending = pending
+            self._report(on_progress)
+            for ref in ready:
+                yield _result(ray, ref)
+        self._report(on_progress)
+
+    def _report(self, on_progress: Callable[[int], None]) -> None:
+        done, self.retried, self.nodes_used = self._ray.get(self._progress.take.remote())
+        if done:
+            on_progress(done)
+
+
+def _result(ray, ref):
+    """The task's result, or the task's own exception (not Ray's wrapper): the same one-line
+    error as the local engine."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            raise cause from None
+        raise
+
+
+class _Progress:
+    """Images done, by task: a retried task's earlier progress is taken back."""
+
+    def __init__(self):
+        self.by_task: dict[str, int] = {}
+        self.starts: dict[str, int] = {}
+        self.nodes: set[str] = set()
+        self.pending = 0
+
+    def start(self, task: str, node: str) -> None:
+        self.starts[task] = self.starts.get(task, 0) + 1
+        self.nodes.add(node)
+        self.pending -= self.by_task.pop(task, 0)
+
+    def add(self, task: str, n: int) -> None:
+        self.by_task[task] = self.by_task.get(task, 0) + n
+        self.pending += n
+
+    def take(self) -> tuple[int, int, int]:
+        n, self.pending = self.pending, 0
+        return n, sum(c - 1 for c in self.starts.values()), len(self.nodes)
+
+
+def _run_task(func: Callable, item, job, progress, task_key: str, kill_once: str | None = None):
+    """One task on a Ray worker: progress batched to the driver's actor, at most every 0.1 s."""
+    import ray
+
+    progress.start.remote(task_key, ray.get_runtime_context().get_node_id())
+    batched = _Batched(progress, task_key)
+    report = batched
+    if kill_once and func.__name__ == "write_shard" and task_key.endswith("/0"):
+        report = _DieOnce(batched, kill_once)
+    try:
+        return func(item, job, report)
+    finally:
+        batched.flush()
+
+
+class _Batched:
+    def __init__(self, actor, key: str):
+        self.actor, self.key, self.count, self.last = actor, key, 0, time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.count += n
+        if time.monotonic() - self.last > 0.1:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.count:
+            self.actor.add.remote(self.key, self.count)
+        self.count, self.last = 0, time.monotonic()
+
+
+class _DieOnce:
+    """The worker dies after its third image, half-way through a shard, unless it did before."""
+
+    def __init__(self, batched: _Batched, marker: str):
+        self.batched, self.marker, self.seen = batched, marker, 0
+
+    def __call__(self, n: int) -> None:
+        self.batched(n)
+        self.seen += n
+        if self.seen >= 3 and not os.path.exists(self.marker):
+            with open(self.marker, "w") as fh:
+                fh.write(str(os.getpid()))
+            self.batched.flush()
+            os._exit(1)
