@@ -9,7 +9,6 @@ import errno
 import functools
 import os
 import re
-import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -18,10 +17,7 @@ import typer
 
 from augpipe import __version__
 from augpipe.errors import AugpipeError, UsageError
-
-
-class Terminated(BaseException):
-    """SIGTERM: the run stops as for Ctrl-C, cleaning up on its way out."""
+from augpipe.signals import Terminated
 
 app = typer.Typer(
     name="augpipe",
@@ -383,20 +379,14 @@ def check(
         raise typer.Exit(1)
 
 
-def _interrupted(signum, frame) -> None:
-    # One is enough: further Ctrl-Cs while the run cleans up would only print tracebacks.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
-
-
 def main(argv: list[str] | None = None) -> None:
     _state["own_process"] = True  # this process is augpipe's from its start (not a test's CliRunner)
     # OpenBLAS's idle threads spin, taking time from the workers; augpipe does no linear algebra
     # worth a thread (the trainer's torch has its own). Before numpy loads: cli imports no numpy.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    signal.signal(signal.SIGINT, _interrupted)
-    signal.signal(signal.SIGTERM, _interrupted)
+    from augpipe import signals
+
+    signals.install()  # one Ctrl-C is enough; further ones while the run cleans up are ignored
     try:
         code = app(args=argv, prog_name="augpipe", standalone_mode=False)
     except typer.TyperException as exc:  # usage errors: one line, as every other error

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
+from augpipe import signals
+
 _QUEUE = None  # a worker's progress queue, set by _init_worker
 
 
@@ -111,12 +113,14 @@ class LocalEngine:
         """func(item, job, progress) for every item, results as they finish; the costliest first,
         so that the last to finish are small."""
         items = sorted(items, key=lambda t: -t.cost)
+        on_progress = signals.checked(on_progress)
         if self.workers <= 1 or len(items) <= 1 and self._pool is None:
             limit_threads()
             for item in items:
                 yield func(item, job, on_progress)
             return
-        yield from self._pooled(func, items, job, on_progress)
+        with signals.deferred():
+            yield from self._pooled(func, items, job, on_progress)
 
     def _start(self, count: int) -> None:
         ctx, self._forked = _pool_context()
@@ -150,6 +154,7 @@ class LocalEngine:
             while pending:
                 finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
                 self._drain(on_progress)
+                signals.check()
                 for future in finished:
                     yield future.result()  # re-raises a worker's error here
             self._drain(on_progress)

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 
+from augpipe import signals
 from augpipe.errors import UsageError
 
 MAX_RETRIES = 3
@@ -96,13 +97,16 @@ class RayEngine:
         kill_once = os.environ.get(KILL_ONCE)
         pending = [remote.remote(func, items[i], job_ref, self._progress, f"{key}/{i}", kill_once) for i in order]
         self._pending = pending
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_SECONDS, fetch_local=False)
-            self._pending = pending
+        with signals.deferred():
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=len(pending), timeout=POLL_SECONDS,
+                                          fetch_local=False)
+                self._pending = pending
+                self._report(on_progress)
+                signals.check()
+                for ref in ready:
+                    yield _result(ray, ref)
             self._report(on_progress)
-            for ref in ready:
-                yield _result(ray, ref)
-        self._report(on_progress)
 
     def _report(self, on_progress: Callable[[int], None]) -> None:
         done, self.retried, self.nodes_used = self._ray.get(self._progress.take.remote())
