@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import cv2  # noqa: E402
 from augpipe.errors import SourceError  # noqa: E402
 from augpipe.expand import ExpandOptions, expand  # noqa: E402
 from augpipe.model import ArchError, build_model, layer_table  # noqa: E402
-from augpipe.torch import ShardDataset, ShardIterable, split_by_rank  # noqa: E402
+from augpipe.torch import ShardDataset, ShardIterable, split_by_node  # noqa: E402
 from augpipe.train import Split, TrainOptions, check_dataset, train  # noqa: E402
 from conftest import make_folder  # noqa: E402
 
@@ -102,9 +103,52 @@ def test_streaming_shuffle_is_seeded_per_epoch(shards):
     assert sorted(order(0, 0)) == sorted(order(0, 1))
 
 
-def test_too_few_shards_for_the_ranks_is_a_loud_error():
+@pytest.fixture(scope="module")
+def uneven(tmp_path_factory) -> Path:
+    """Originals only, in shards of 9, 9, 10, 4, 3, 1, 1 rows or so: a row count no rank count divides."""
+    root = tmp_path_factory.mktemp("uneven")
+    out = root / "out"
+    expand(make_folder(root / "data", per_class=20), "flips", out,
+           ExpandOptions(workers=1, progress=False, copies=0, shard_size=12_000, val_fraction=0.05))
+    return out
+
+
+def ids(rows) -> list[tuple[str, int]]:
+    return [(r["source"], r["copy"]) for r in rows]
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_every_rank_gets_as_many_rows(uneven, world_size, drop_last):
+    def stream(rank=0, world=1, **kw):
+        it = ShardIterable(uneven, "train", return_row=True, shuffle=True, seed=3, rank=rank, world_size=world,
+                           drop_last=drop_last, **kw)
+        it.set_epoch(1)
+        return it
+
+    order = ids(stream(buffer_size=1))  # the epoch's order: shards shuffled, a buffer of one keeps it
+    n = len(order)
+    sizes = {s["rows"] for s in json.loads((uneven / "augpipe.json").read_text())["shards"] if s["split"] == "train"}
+    assert n % world_size and len(sizes) > 1, "the fixture must not split evenly"
+    per = n // world_size if drop_last else -(-n // world_size)
+    seen = []
+    for rank in range(world_size):
+        direct = ids(stream(rank, world_size))
+        loader = torch.utils.data.DataLoader(stream(rank, world_size), batch_size=None, num_workers=2)
+        assert len(direct) == per == len(stream(rank, world_size))
+        assert sorted(ids(loader)) == sorted(direct)  # the rank's workers read each of its rows once
+        seen += direct
+    if drop_last:
+        assert Counter(order) - Counter(seen) == Counter(order[world_size * per:]) and len(seen) < n
+    else:
+        assert Counter(seen) - Counter(order) == Counter(order[:world_size * per - n]) and len(seen) > n
+
+
+def test_fewer_rows_than_ranks_is_a_loud_error(uneven):
+    with pytest.raises(ValueError, match="2 rows cannot feed 3 ranks"):
+        split_by_node([(0, 5, 6), (1, 0, 1)], 0, 3)
     with pytest.raises(ValueError, match="cannot feed"):
-        split_by_rank(["a", "b"], 0, 3)
+        list(ShardIterable(uneven, "validation", rank=0, world_size=100))
 
 
 def test_readers_take_a_filesystem_uri(shards):
