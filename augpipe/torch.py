@@ -232,6 +232,14 @@ class ShardIterable(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def __getstate__(self) -> dict:
+        # DataLoader workers that spawn (not fork) have no process group: settle the rank while
+        # pickling, in the rank's own process
+        state = dict(self.__dict__)
+        if state["world_size"] is None:
+            state["rank"], state["world_size"] = _rank_and_world()
+        return state
+
     def _rank_and_world(self) -> tuple[int, int]:
         return (self.rank, self.world_size) if self.world_size is not None else _rank_and_world()
 

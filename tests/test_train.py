@@ -144,6 +144,20 @@ def test_every_rank_gets_as_many_rows(uneven, world_size, drop_last):
         assert Counter(seen) - Counter(order) == Counter(order[:world_size * per - n]) and len(seen) > n
 
 
+def test_spawned_workers_keep_the_rank(uneven, monkeypatch):
+    """A worker that spawns has no process group: the rank travels in the pickled dataset."""
+    import pickle
+
+    import augpipe.torch as readers
+
+    it = ShardIterable(uneven, "train", return_row=True)
+    monkeypatch.setattr(readers, "_rank_and_world", lambda: (1, 2))  # as inside rank 1 of a DDP job
+    copy = pickle.loads(pickle.dumps(it))
+    monkeypatch.undo()  # as inside the spawned worker
+    expected = ids(ShardIterable(uneven, "train", return_row=True, rank=1, world_size=2))
+    assert ids(copy) == expected and len(expected) < len(ids(it))
+
+
 def test_fewer_rows_than_ranks_is_a_loud_error(uneven):
     with pytest.raises(ValueError, match="2 rows cannot feed 3 ranks"):
         split_by_node([(0, 5, 6), (1, 0, 1)], 0, 3)
