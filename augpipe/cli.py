@@ -257,8 +257,12 @@ def _need_torch(what: str) -> None:
 
 
 DEFAULT_ARCH_TEXT = "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap"
-ArchOpt = Annotated[str, typer.Option("--arch", help="The model, layers joined by '-': cNkK conv (+sS stride, +pP or psame padding), r ReLU, mK/aK max/avg pool (+sS), dP dropout, gap/gmp global pool; {classes} is the class count.")]
-SizeOpt = Annotated[int, typer.Option("--size", min=4, max=1024, help="Input height and width: images are resized to it.")]
+_ARCH_HELP = "The model, layers joined by '-': cNkK conv (+sS stride, +pP or psame padding), r ReLU, mK/aK max/avg pool (+sS), dP dropout, gap/gmp global pool; {classes} is the class count."
+_SIZE_HELP = "Input height and width: images are resized to it."
+_BATCH_HELP = "Images per optimiser step (and per evaluation batch); memory grows with it, see the layer table's memory line."
+ArchOpt = Annotated[str, typer.Option("--arch", help=_ARCH_HELP)]
+SizeOpt = Annotated[int, typer.Option("--size", min=4, max=1024, help=_SIZE_HELP)]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help=_BATCH_HELP)]
 
 
 @command()
@@ -306,11 +310,13 @@ def shape(
     arch: ArchOpt = DEFAULT_ARCH_TEXT,
     size: SizeOpt = 32,
     classes: Annotated[int, typer.Option("--classes", min=1, help="The class count, for {classes}.")] = 10,
+    batch_size: BatchOpt = 64,
 ) -> None:
-    """The layer table of an architecture: each output size by O = (W − K + 2P)/S + 1, and parameters."""
+    """The layer table of an architecture: each output size by O = (W − K + 2P)/S + 1, parameters, and
+    the memory of a training step."""
     from augpipe.model import format_table, layer_table
 
-    typer.echo("\n".join(format_table(layer_table(arch, size, classes, complete=False), size)))
+    typer.echo("\n".join(format_table(layer_table(arch, size, classes, complete=False), size, batch=batch_size)))
 
 
 @command("recipes")

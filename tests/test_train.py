@@ -320,3 +320,9 @@ def test_train_help_documents_the_grammar(cli):
     text = " ".join(cli("train", "--help").output.split())
     for needle in ("cNkK", "sS", "psame", "mK / aK", "dP dropout", "gap / gmp", "{classes}", "O = (W − K + 2P)/S + 1"):
         assert needle in text, needle
+
+
+def test_shape_shows_the_memory(cli):
+    result = cli("shape", "--batch-size", "128")
+    assert result.exit_code == 0 and "memory: about 52 MB for a batch of 128" in result.output
+    assert "memory: about 26 MB for a batch of 64" in cli("shape").output
