@@ -45,6 +45,10 @@ class Split:
     copies: list[int]
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")
+
+
 # ---------------------------------------------------------------- data
 
 def load_split(path: Path, split: str, size: int, progress: bool = True) -> Split | None:
@@ -83,10 +87,13 @@ def check_dataset(train: Split | None, val: Split | None, classes: list[str]) ->
         raise SourceError("no validation split: expand with --val-fraction above 0, or a val/ folder")
     if len(classes) < 2:
         raise SourceError(f"{len(classes)} class: training needs at least two")
+    for name, split in (("training", train), ("validation", val)):
+        if len(split.y) == 0:
+            raise SourceError(f"the {name} split has no rows: were all inputs skipped? (augpipe inspect lists why)")
     leaked = set(train.sources) & set(val.sources)
     if leaked:
         example = sorted(leaked)[0]
-        raise SourceError(f"leakage: {len(leaked)} validation sources also in training (e.g. {example})")
+        raise SourceError(f"leakage: {plural(len(leaked), 'validation source')} also in training (e.g. {example})")
 
 
 def subset(split: Split, keep: list[int]) -> Split:
@@ -266,6 +273,8 @@ def _compare(model, initial: dict, rng_state, train_data: Split, val_data: Split
     originals = subset(train_data, [i for i, c in enumerate(train_data.copies) if c == 0])
     if len(originals.y) == len(train_data.y):
         raise UsageError("--compare: this training split has no augmented rows to compare with")
+    if len(originals.y) == 0:
+        raise UsageError("--compare: this training split has no originals (copy 0): the recipe did not keep them")
     import torch
 
     baseline = copy_module.deepcopy(model)
@@ -277,10 +286,8 @@ def _compare(model, initial: dict, rng_state, train_data: Split, val_data: Split
     baseline.to(device)
     history = fit(baseline, originals, val_data, steps, opts, device, "originals", trainable)
     lift = expanded[-1]["val_acc"] - history[-1]["val_acc"]
-    opts.log(f"augmentation lift: validation accuracy {expanded[-1]['val_acc']:.3f} (expanded, {len(train_data.y):,} "
-             f"rows) vs {history[-1]['val_acc']:.3f} (originals, {len(originals.y):,} rows) after {steps:,} steps "
-             f"each: {lift:+.3f}")
-    return {"originals": history, "lift": lift, "steps": steps, "same": "optimiser steps"}
+    return {"originals": history, "lift": lift, "steps": steps, "same": "optimiser steps",
+            "rows": {"expanded": len(train_data.y), "originals": len(originals.y)}}
 
 
 def _report(pred: np.ndarray, val: Split, train: Split, classes: list[str], history: list[dict]) -> dict:
@@ -376,6 +383,13 @@ def summary_lines(result: dict) -> list[str]:
     for c, row in zip(classes, result["confusion"]):
         lines.append(f"  {c:>{width}} " + " ".join(f"{v:>4}" for v in row))
     if "compare" in result:
-        lines.append(f"augmentation lift: {result['compare']['lift']:+.3f} validation accuracy "
-                     f"(same {result['compare']['steps']:,} optimiser steps)")
+        lines.append(lift_line(result))
     return lines
+
+
+def lift_line(result: dict) -> str:
+    compare, rows = result["compare"], result["compare"]["rows"]
+    expanded, originals = result["history"][-1]["val_acc"], compare["originals"][-1]["val_acc"]
+    return (f"augmentation lift: validation accuracy {expanded:.3f} (expanded, {plural(rows['expanded'], 'row')}) "
+            f"vs {originals:.3f} (originals, {plural(rows['originals'], 'row')}) after "
+            f"{plural(compare['steps'], 'optimiser step')} each: {compare['lift']:+.3f}")

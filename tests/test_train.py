@@ -217,7 +217,7 @@ def test_leakage_no_validation_and_one_class_are_refused():
     y = torch.tensor([0, 1])
     a = Split(x, y, ["cat/1.jpg", "dog/2.jpg"], [0, 0])
     b = Split(x, y, ["cat/1.jpg", "dog/3.jpg"], [0, 0])
-    with pytest.raises(SourceError, match="leakage: 1 validation sources"):
+    with pytest.raises(SourceError, match="leakage: 1 validation source also"):
         check_dataset(a, b, ["cat", "dog"])
     with pytest.raises(SourceError, match="no validation split"):
         check_dataset(a, None, ["cat", "dog"])
@@ -241,6 +241,7 @@ def test_a_short_run_learns_and_writes_its_outputs(cli, colours, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["best_val_acc"] > metrics["majority_baseline"] + 0.3
     assert len(metrics["history"]) == 3 and "lift" in metrics["compare"]
+    assert result.output.count("augmentation lift") == 1
     for name in ("model.pt", "curves.png", "confusion.png"):
         assert (out / name).is_file()
     curves = cv2.imread(str(out / "curves.png"))
@@ -326,3 +327,30 @@ def test_shape_shows_the_memory(cli):
     result = cli("shape", "--batch-size", "128")
     assert result.exit_code == 0 and "memory: about 52 MB for a batch of 128" in result.output
     assert "memory: about 26 MB for a batch of 64" in cli("shape").output
+
+
+def empty_dataset(out: Path) -> Path:
+    """What expanding a folder of unreadable images gives: a manifest and shards without rows."""
+    from augpipe.manifest import write_manifest
+    from augpipe.shards import ShardWriter, schema
+
+    out.mkdir()
+    shards = []
+    for split in ("train", "validation"):
+        name = f"{split}-00000-of-00001.parquet"
+        writer = ShardWriter(out / name, out, schema(["a", "b"]))
+        rows, sha256, size = writer.finish()
+        writer.publish()
+        shards.append({"name": name, "split": split, "rows": rows, "bytes": size, "sha256": sha256})
+    write_manifest(out, {"classes": ["a", "b"], "labelled": True, "shards": shards,
+                         "counts": {s["split"]: {"rows": 0} for s in shards}})
+    return out
+
+
+def test_a_dataset_without_rows_is_one_line(cli, tmp_path):
+    result = cli("train", empty_dataset(tmp_path / "empty"), "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "the training split has no rows" in result.output.strip().splitlines()[-1]
+    with pytest.raises(SourceError, match="validation split has no rows"):
+        x = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
+        check_dataset(Split(x, torch.tensor([0]), ["a/1"], [0]), Split(x[:0], torch.tensor([]), [], []), ["a", "b"])
