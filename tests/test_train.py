@@ -15,11 +15,12 @@ pytest.importorskip("matplotlib")
 
 import cv2  # noqa: E402
 
-from augpipe.errors import SourceError  # noqa: E402
+import augpipe.train as train_module  # noqa: E402
+from augpipe.errors import SourceError, UsageError  # noqa: E402
 from augpipe.expand import ExpandOptions, expand  # noqa: E402
-from augpipe.model import ArchError, build_model, layer_table  # noqa: E402
+from augpipe.model import DEFAULT_ARCH, ArchError, build_model, layer_table, memory_bytes  # noqa: E402
 from augpipe.torch import ShardDataset, ShardIterable, split_by_node  # noqa: E402
-from augpipe.train import Split, TrainOptions, check_dataset, train  # noqa: E402
+from augpipe.train import Split, TrainOptions, check_dataset, check_memory, train  # noqa: E402
 from conftest import make_folder  # noqa: E402
 
 
@@ -259,11 +260,13 @@ def test_training_is_repeatable_on_the_cpu(colours, tmp_path):
 
 def test_freeze_features_leaves_frozen_weights_bit_identical(colours, tmp_path):
     quiet = dict(progress=False, log=lambda *a: None, size=16)
-    train(colours, tmp_path / "first", TrainOptions(epochs=1, **quiet))
-    before = torch.load(tmp_path / "first" / "model.pt", weights_only=False)["state_dict"]
+    lines = []
+    train(colours, tmp_path / "first", TrainOptions(epochs=1, **{**quiet, "log": lines.append}))
+    assert any("1 epoch (" in line for line in lines)
+    before = torch.load(tmp_path / "first" / "model.pt", weights_only=True)["state_dict"]
     train(colours, tmp_path / "second", TrainOptions(epochs=2, init=str(tmp_path / "first" / "model.pt"),
                                                      freeze="features", **quiet))
-    after = torch.load(tmp_path / "second" / "model.pt", weights_only=False)["state_dict"]
+    after = torch.load(tmp_path / "second" / "model.pt", weights_only=True)["state_dict"]
     head = max(k.split(".")[0] for k in before if k.endswith("weight"))  # the last conv: the classifier
     for key in before:
         if key.startswith(f"{head}."):
@@ -323,10 +326,106 @@ def test_train_help_documents_the_grammar(cli):
         assert needle in text, needle
 
 
+# ---------------------------------------------------------------- what a hostile user tries
+
+@pytest.fixture(scope="module")
+def first_model(colours, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("first")
+    train(colours, out, TrainOptions(epochs=1, size=16, progress=False, log=lambda *a: None))
+    return out / "model.pt"
+
+
+class Planted:
+    """A pickle that creates a file when loaded: what a crafted model.pt could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def one_line(output: str) -> str:
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("augpipe: error: "), output
+    return lines[0]
+
+
+def test_our_checkpoint_is_plain_data(first_model):
+    ckpt = torch.load(first_model, weights_only=True)
+    assert ckpt["classes"] == ["blue", "green", "red"] and ckpt["size"] == 16 and isinstance(ckpt["mean"], float)
+
+
+def test_a_crafted_checkpoint_runs_nothing(cli, colours, first_model, tmp_path):
+    marker = tmp_path / "planted"
+    ckpt = torch.load(first_model, weights_only=True)
+    torch.save({**ckpt, "extra": Planted(marker)}, tmp_path / "model.pt")
+    result = cli("train", colours, "--init", tmp_path / "model.pt", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and not marker.exists()
+    assert "refused" in one_line(result.output) and "would call io.open" in result.output
+    torch.load(tmp_path / "model.pt", weights_only=False)
+    assert marker.exists()  # the file does what it says: loading it the old way ran it
+    torch.save({"weights": ckpt["state_dict"]}, tmp_path / "other.pt")
+    result = cli("train", colours, "--init", tmp_path / "other.pt", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "not a model.pt from augpipe train" in one_line(result.output)
+    torch.save({**ckpt, "arch": "c8k3p1-r-c{classes}k1-gap"}, tmp_path / "lies.pt")
+    result = cli("train", colours, "--init", tmp_path / "lies.pt", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "do not fit its architecture" in result.output.strip().splitlines()[-1]
+    (tmp_path / "junk.pt").write_text("hello")
+    result = cli("train", colours, "--init", tmp_path / "junk.pt", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "cannot load" in one_line(result.output)
+
+
+HUGE = "c100000k3-r-c{classes}k1-gap"
+
+
+def test_memory_is_estimated_and_a_huge_model_refused_before_allocating(cli, colours, tmp_path, monkeypatch):
+    rows = layer_table(HUGE, 32, 3)
+    assert memory_bytes(rows, 32, 64) > 50e9  # 100,000 channels of 30×30, a batch of 64
+    monkeypatch.setattr(train_module, "available_memory", lambda device: 4 * 10**9)
+    for name in ("build_model", "load_split"):
+        monkeypatch.setattr(train_module, name, lambda *a, **k: pytest.fail("allocated before the memory check"))
+    result = cli("train", colours, "--arch", HUGE, "--out", tmp_path / "run", "-q")
+    line = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert line.startswith("augpipe: error: memory: about 69,171 MB for a batch of 64") and "4,000 MB available" in line
+    assert "--batch-size" in line and "memory: about 69,171 MB for a batch of 64" in result.output  # the table's line
+    check_memory(layer_table(DEFAULT_ARCH, 32, 3), 32, 64, torch.device("cpu"), 10_000)  # the default fits
+
+
+def test_the_default_model_fits_this_machine():
+    check_memory(layer_table(DEFAULT_ARCH, 32, 10), 32, 64, torch.device("cpu"), 1_000)
+
+
 def test_shape_shows_the_memory(cli):
     result = cli("shape", "--batch-size", "128")
     assert result.exit_code == 0 and "memory: about 52 MB for a batch of 128" in result.output
     assert "memory: about 26 MB for a batch of 64" in cli("shape").output
+
+
+def test_freeze_needs_init(cli, colours, tmp_path):
+    result = cli("train", colours, "--freeze", "features", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "--freeze needs --init" in one_line(result.output)
+
+
+def test_init_takes_arch_and_size_from_the_checkpoint(cli, colours, first_model, tmp_path):
+    for flag, value in (("--size", "24"), ("--arch", "c8k3p1-r-c{classes}k1-gap")):
+        result = cli("train", colours, "--init", first_model, flag, value, "--out", tmp_path / "run", "-q")
+        assert result.exit_code == 2 and "differs from the --init model's" in one_line(result.output), flag
+    lines = []
+    train(colours, tmp_path / "run", TrainOptions(epochs=1, init=str(first_model), progress=False, log=lines.append))
+    assert f"init: --arch {DEFAULT_ARCH} and --size 16 from {first_model}" in lines
+    assert any("3 classes, 1 epoch (" in line for line in lines)
+    lines.clear()
+    train(colours, tmp_path / "run", TrainOptions(epochs=1, init=str(first_model), size=16, arch=DEFAULT_ARCH,
+                                                  progress=False, log=lines.append))
+    assert not any(" from " in line for line in lines)  # given and the same: nothing to say
+
+
+def test_train_help_says_what_seed_and_batch_size_do(cli):
+    text = " ".join(cli("train", "--help").output.replace("│", " ").split())
+    assert "Seeds the initial weights, the batch order and dropout" in text and "Images per optimiser step" in text
+    assert "byte-identical shards" not in text
 
 
 def empty_dataset(out: Path) -> Path:
