@@ -18,6 +18,7 @@ import cv2  # noqa: E402
 import augpipe.train as train_module  # noqa: E402
 from augpipe.errors import SourceError, UsageError  # noqa: E402
 from augpipe.expand import ExpandOptions, expand  # noqa: E402
+from augpipe.manifest import read_manifest  # noqa: E402
 from augpipe.model import DEFAULT_ARCH, ArchError, build_model, layer_table, memory_bytes  # noqa: E402
 from augpipe.torch import ShardDataset, ShardIterable, split_by_node  # noqa: E402
 from augpipe.train import Split, TrainOptions, check_dataset, check_memory, train  # noqa: E402
@@ -129,7 +130,7 @@ def test_every_rank_gets_as_many_rows(uneven, world_size, drop_last):
 
     order = ids(stream(buffer_size=1))  # the epoch's order: shards shuffled, a buffer of one keeps it
     n = len(order)
-    sizes = {s["rows"] for s in json.loads((uneven / "augpipe.json").read_text())["shards"] if s["split"] == "train"}
+    sizes = {s["rows"] for s in read_manifest(uneven)["shards"] if s["split"] == "train"}
     assert n % world_size and len(sizes) > 1, "the fixture must not split evenly"
     per = n // world_size if drop_last else -(-n // world_size)
     seen = []
