@@ -284,8 +284,12 @@ def _need_torch(what: str) -> None:
 
 
 DEFAULT_ARCH_TEXT = "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap"
-ArchOpt = Annotated[str, typer.Option("--arch", help="The model, layers joined by '-': cNkK conv (+sS stride, +pP or psame padding), r ReLU, mK/aK max/avg pool (+sS), dP dropout, gap/gmp global pool; {classes} is the class count.")]
-SizeOpt = Annotated[int, typer.Option("--size", min=4, max=1024, help="Input height and width: images are resized to it.")]
+_ARCH_HELP = "The model, layers joined by '-': cNkK conv (+sS stride, +pP or psame padding), r ReLU, mK/aK max/avg pool (+sS), dP dropout, gap/gmp global pool; {classes} is the class count."
+_SIZE_HELP = "Input height and width: images are resized to it."
+_BATCH_HELP = "Images per optimiser step (and per evaluation batch); memory grows with it, see the layer table's memory line."
+ArchOpt = Annotated[str, typer.Option("--arch", help=_ARCH_HELP)]
+SizeOpt = Annotated[int, typer.Option("--size", min=4, max=1024, help=_SIZE_HELP)]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help=_BATCH_HELP)]
 
 
 @command()
@@ -294,14 +298,14 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where model.pt, metrics.json, curves.png and confusion.png go.")] = Path("runs/train"),
     epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Passes over the training split.")] = 10,
     compare: Annotated[bool, typer.Option("--compare", help="Also train the same model from the same weights on the originals only, for the same number of optimiser steps, and print the augmentation lift.")] = False,
-    arch: ArchOpt = DEFAULT_ARCH_TEXT,
-    size: SizeOpt = 32,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 64,
+    arch: Annotated[Optional[str], typer.Option("--arch", show_default=False, help=f"{_ARCH_HELP} Default: {DEFAULT_ARCH_TEXT}, or the --init model's.")] = None,
+    size: Annotated[Optional[int], typer.Option("--size", min=4, max=1024, show_default=False, help=f"{_SIZE_HELP} Default: 32, or the --init model's.")] = None,
+    batch_size: BatchOpt = 64,
     lr: Annotated[float, typer.Option("--lr", min=1e-6, help="Adam's learning rate.")] = 2e-3,
-    init: Annotated[Optional[Path], typer.Option("--init", help="Start from this model.pt (its --arch and --size).")] = None,
-    freeze: Annotated[Optional[str], typer.Option("--freeze", help="'features': train only the final 1×1 classifier (transfer learning).")] = None,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Start from this model.pt, with its --arch and --size (giving different ones is refused). Only tensors and plain data are loaded from it.")] = None,
+    freeze: Annotated[Optional[str], typer.Option("--freeze", help="'features': train only the final 1×1 classifier (transfer learning); needs --init.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
-    seed: SeedOpt = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the initial weights, the batch order and dropout: the same seed repeats a CPU run exactly.")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a tiny CNN on the shards: does the data learn, and what does augmentation add?
@@ -333,11 +337,13 @@ def shape(
     arch: ArchOpt = DEFAULT_ARCH_TEXT,
     size: SizeOpt = 32,
     classes: Annotated[int, typer.Option("--classes", min=1, help="The class count, for {classes}.")] = 10,
+    batch_size: BatchOpt = 64,
 ) -> None:
-    """The layer table of an architecture: each output size by O = (W − K + 2P)/S + 1, and parameters."""
+    """The layer table of an architecture: each output size by O = (W − K + 2P)/S + 1, parameters, and
+    the memory of a training step."""
     from augpipe.model import format_table, layer_table
 
-    typer.echo("\n".join(format_table(layer_table(arch, size, classes, complete=False), size)))
+    typer.echo("\n".join(format_table(layer_table(arch, size, classes, complete=False), size, batch=batch_size)))
 
 
 @command("recipes")

@@ -1,8 +1,9 @@
 """PyTorch readers for augpipe shards (needs the `train` extra: pip install 'augpipe[train]').
 
 `ShardDataset` is map-style with random access through the Parquet row-group index;
-`ShardIterable` streams shards, split across distributed ranks and DataLoader workers so that
-every row is read once an epoch. Both take a local folder or any pyarrow filesystem URI.
+`ShardIterable` streams rows, split across distributed ranks (the same count on each) and then
+DataLoader workers: every row once an epoch, but for the few repeated (or with `drop_last` left
+out) to even out the ranks. Both take a local folder or any pyarrow filesystem URI.
 """
 
 from __future__ import annotations
@@ -142,17 +143,62 @@ class ShardDataset(Dataset):
 
 # ---------------------------------------------------------------- streaming
 
-def split_by_rank(items: list, rank: int, world_size: int) -> list:
-    """This rank's share; refuses fewer items than ranks (a rank with nothing would stall)."""
-    if world_size > len(items):
-        raise ValueError(f"{len(items)} shards cannot feed {world_size} ranks: expand with a smaller --shard-size")
-    return items[rank::world_size]
+Piece = tuple[int, int, int]  # (shard index, first row, end row): a contiguous run of one shard's rows
 
 
-def split_by_worker(items: list) -> list:
-    """This DataLoader worker's share of the rank's items (all of them outside a worker)."""
+def row_counts(fs: pafs.FileSystem, files: list[str]) -> list[int]:
+    """Each shard's rows, from its Parquet footer."""
+    counts = []
+    for name in files:
+        with fs.open_input_file(name) as fh:
+            counts.append(pq.ParquetFile(fh).metadata.num_rows)
+    return counts
+
+
+def _total(pieces: list[Piece]) -> int:
+    return sum(stop - first for _, first, stop in pieces)
+
+
+def _slice(pieces: list[Piece], lo: int, hi: int) -> list[Piece]:
+    """Rows lo..hi of the pieces laid end to end."""
+    out, position = [], 0
+    for shard, first, stop in pieces:
+        a, b = max(lo - position, 0), min(hi - position, stop - first)
+        if a < b:
+            out.append((shard, first + a, first + b))
+        position += stop - first
+    return out
+
+
+def _take(pieces: list[Piece], start: int, count: int) -> list[Piece]:
+    """`count` rows from row `start` of the pieces laid end to end, wrapping round to the first row."""
+    total, out = _total(pieces), []
+    while count > 0:
+        lo = start % total
+        hi = min(lo + count, total)
+        out += _slice(pieces, lo, hi)
+        count, start = count - (hi - lo), start + (hi - lo)
+    return out
+
+
+def split_by_node(pieces: list[Piece], rank: int, world_size: int, drop_last: bool = False) -> list[Piece]:
+    """This rank's contiguous share of the epoch's rows, the same count on every rank (a rank with
+    fewer rows would hang the others at their last collective): ceil(N/world) rows, the last ranks
+    padded with rows from the start, or with `drop_last` floor(N/world), the tail dropped."""
+    total = _total(pieces)
+    if world_size > total:
+        raise ValueError(f"{total} rows cannot feed {world_size} ranks: every rank needs at least one row")
+    per = total // world_size if drop_last else -(-total // world_size)
+    return _take(pieces, rank * per, per)
+
+
+def split_by_worker(pieces: list[Piece]) -> list[Piece]:
+    """This DataLoader worker's contiguous share of the rank's rows (all of them outside a worker)."""
     info = get_worker_info()
-    return items if info is None else items[info.id::info.num_workers]
+    if info is None:
+        return pieces
+    total = _total(pieces)
+    return _slice(pieces, total * info.id // info.num_workers, total * (info.id + 1) // info.num_workers)
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -162,44 +208,70 @@ def _rank_and_world() -> tuple[int, int]:
 
 
 class ShardIterable(IterableDataset):
-    """Streams a split, shards split across ranks then DataLoader workers: each row once an epoch.
+    """Streams a split, its rows split across ranks then DataLoader workers.
 
-    With `shuffle`, the shard order and a buffer of `buffer_size` rows are shuffled, seeded by
-    (seed, epoch): call `set_epoch` each epoch for a new order that every rank agrees on.
+    Every rank gets the same number of rows an epoch, as DistributedSampler does: ceil(N/world),
+    padded by repeating rows from the start of the epoch's order, or with `drop_last` floor(N/world),
+    the tail left out. Each rank reads a contiguous run of rows, so few shards. With `shuffle`, the
+    shard order (the same on every rank) and a buffer of `buffer_size` rows are shuffled, seeded by
+    (seed, epoch): call `set_epoch` each epoch for a new order.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  shuffle: bool = False, buffer_size: int = 1000, seed: int = 0, return_row: bool = False,
-                 rank: int | None = None, world_size: int | None = None):
+                 rank: int | None = None, world_size: int | None = None, drop_last: bool = False):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
         self.shuffle, self.buffer_size, self.seed, self.epoch = shuffle, buffer_size, seed, 0
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.fs, self.files = shard_files(path, split)
+        self.rows = row_counts(self.fs, self.files)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _my_files(self) -> list[str]:
-        files = list(self.files)
-        if self.shuffle:
-            random.Random(f"{self.seed}/{self.epoch}").shuffle(files)  # the same order on every rank
-        rank, world = (self.rank, self.world_size) if self.world_size is not None else _rank_and_world()
-        return split_by_worker(split_by_rank(files, rank, world))
+    def __getstate__(self) -> dict:
+        # DataLoader workers that spawn (not fork) have no process group: settle the rank while
+        # pickling, in the rank's own process
+        state = dict(self.__dict__)
+        if state["world_size"] is None:
+            state["rank"], state["world_size"] = _rank_and_world()
+        return state
 
-    def _rows(self, files: list[str]) -> Iterator[dict]:
-        for name in files:
-            with self.fs.open_input_file(name) as fh:
+    def _rank_and_world(self) -> tuple[int, int]:
+        return (self.rank, self.world_size) if self.world_size is not None else _rank_and_world()
+
+    def _epoch_pieces(self) -> list[Piece]:
+        order = list(range(len(self.files)))
+        if self.shuffle:
+            random.Random(f"{self.seed}/{self.epoch}").shuffle(order)  # the same order on every rank
+        return [(i, 0, self.rows[i]) for i in order if self.rows[i]]
+
+    def _my_pieces(self) -> list[Piece]:
+        return split_by_node(self._epoch_pieces(), *self._rank_and_world(), self.drop_last)
+
+    def __len__(self) -> int:
+        """This rank's rows an epoch."""
+        return _total(self._my_pieces())
+
+    def _read(self, pieces: list[Piece]) -> Iterator[dict]:
+        for shard, lo, hi in pieces:
+            with self.fs.open_input_file(self.files[shard]) as fh:
                 reader = pq.ParquetFile(fh)
+                start = 0
                 for g in range(reader.metadata.num_row_groups):
-                    yield from reader.read_row_group(g).to_pylist()
+                    n = reader.metadata.row_group(g).num_rows
+                    a, b = max(lo - start, 0), min(hi - start, n)
+                    if a < b:
+                        yield from reader.read_row_group(g).slice(a, b - a).to_pylist()
+                    start += n
 
     def __iter__(self):
-        files = self._my_files()
-        rows = self._rows(files)
+        rows = self._read(split_by_worker(self._my_pieces()))
         if self.shuffle:
             info = get_worker_info()
+            rank = self._rank_and_world()[0]
             rows = _buffer_shuffle(rows, self.buffer_size,
-                                   random.Random(f"{self.seed}/{self.epoch}/{files[:1]}/{info.id if info else 0}"))
+                                   random.Random(f"{self.seed}/{self.epoch}/{rank}/{info.id if info else 0}"))
         for row in rows:
             yield _item(row, self.transform, self.return_row)
 

@@ -9,16 +9,20 @@ from __future__ import annotations
 import copy as copy_module
 import json
 import math
+import os
+import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from augpipe.errors import SourceError, UsageError
-from augpipe.model import DEFAULT_ARCH, build_model, classifier_index, format_table, layer_table
+from augpipe.model import (DEFAULT_ARCH, build_model, classifier_index, format_table, layer_table, megabytes,
+                           memory_bytes)
 
 MEAN, STD = 0.5, 0.25
+DEFAULT_SIZE = 32
 
 
 @dataclass
@@ -26,8 +30,8 @@ class TrainOptions:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 2e-3
-    arch: str = DEFAULT_ARCH
-    size: int = 32
+    arch: str | None = None  # None: DEFAULT_ARCH, or the --init checkpoint's
+    size: int | None = None  # None: DEFAULT_SIZE, or the checkpoint's
     seed: int = 0
     device: str = "auto"
     compare: bool = False
@@ -44,6 +48,10 @@ class Split:
     sources: list[str]
     copies: list[int]
     contents: list[str] = field(default_factory=list)  # each row's source_sha256
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")
 
 
 # ---------------------------------------------------------------- data
@@ -79,15 +87,18 @@ def check_dataset(train: Split | None, val: Split | None, classes: list[str]) ->
         raise SourceError("no validation split: expand with --val-fraction above 0, or a val/ folder")
     if len(classes) < 2:
         raise SourceError(f"{len(classes)} class: training needs at least two")
+    for name, split in (("training", train), ("validation", val)):
+        if len(split.y) == 0:
+            raise SourceError(f"the {name} split has no rows: were all inputs skipped? (augpipe inspect lists why)")
     leaked = set(train.sources) & set(val.sources)
     if leaked:
         example = sorted(leaked)[0]
-        raise SourceError(f"leakage: {len(leaked)} validation sources also in training (e.g. {example})")
+        raise SourceError(f"leakage: {plural(len(leaked), 'validation source')} also in training (e.g. {example})")
     same = set(train.contents) & set(val.contents)
     if same:
         example = next(s for s, c in zip(val.sources, val.contents) if c in same)
-        raise SourceError(f"leakage: {len(same)} validation images have identical copies in training (e.g. {example}): "
-                          "expand with --split-by content")
+        raise SourceError(f"leakage: {plural(len(same), 'validation image')} with identical copies in training "
+                          f"(e.g. {example}): expand with --split-by content")
 
 
 def subset(split: Split, keep: list[int]) -> Split:
@@ -166,7 +177,7 @@ def fit(model, train: Split, val: Split, steps: int, opts: TrainOptions, device,
             total_loss += loss.item() * len(y)
         step += batches
         seconds = time.perf_counter() - started
-        val_loss, val_acc, _ = evaluate(model, val, device)
+        val_loss, val_acc, _ = evaluate(model, val, device, opts.batch_size)  # the memory check's batch, no bigger
         row = {"epoch": epoch, "step": step, "train_loss": total_loss / seen, "train_acc": correct / seen,
                "val_loss": val_loss, "val_acc": val_acc, "images_per_second": seen / seconds}
         history.append(row)
@@ -182,32 +193,124 @@ def _at_chance(history: list[dict], classes: int) -> bool:
 
 # ---------------------------------------------------------------- the command
 
+CHECKPOINT_KEYS = ("state_dict", "arch", "size", "classes")
+
+
 def load_checkpoint(path: str | Path) -> dict:
+    """A model.pt as plain data and tensors only: a pickle that would call anything is refused
+    by torch's weights-only unpickler before it runs."""
+    import pickle
+    import warnings
+
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except (OSError, RuntimeError) as exc:
-        raise UsageError(f"--init {path}: cannot load ({exc})") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        what = f" (it would call {found.group(1)})" if found else ""
+        raise UsageError(f"--init {path}: refused, it holds more than tensors and plain data{what}; "
+                         f"only a model.pt that augpipe train wrote loads") from None
+    except Exception as exc:  # a file we did not write: torch raises anything from OSError to KeyError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"--init {path}: cannot load ({first})") from None
+    if not (isinstance(ckpt, dict) and all(k in ckpt for k in CHECKPOINT_KEYS) and isinstance(ckpt["arch"], str)
+            and isinstance(ckpt["size"], int) and isinstance(ckpt["state_dict"], dict)):
+        raise UsageError(f"--init {path}: not a model.pt from augpipe train (needs {', '.join(CHECKPOINT_KEYS)})")
+    return ckpt
 
 
-def make_model(opts: TrainOptions, classes: list[str], log) -> tuple[object, str, int]:
-    """The model, from --init when given (a new classifier when the class count differs)."""
+def _same_arch(a: str, b: str, classes: int) -> bool:
+    return a.replace("{classes}", str(classes)) == b.replace("{classes}", str(classes))
+
+
+def resolve_arch(opts: TrainOptions, classes: int, log) -> tuple[str, int, dict | None]:
+    """(arch, size, checkpoint): the options', or with --init the checkpoint's, which a different
+    --arch or --size contradicts."""
     if opts.init is None:
-        return build_model(opts.arch, opts.size, len(classes)), opts.arch, opts.size
+        return (DEFAULT_ARCH if opts.arch is None else opts.arch,
+                DEFAULT_SIZE if opts.size is None else opts.size, None)
     ckpt = load_checkpoint(opts.init)
     arch, size = ckpt["arch"], ckpt["size"]
+    if opts.arch is not None and not _same_arch(opts.arch, arch, classes):
+        raise UsageError(f"--arch {opts.arch} differs from the --init model's {arch}: leave --arch out with --init")
+    if opts.size is not None and opts.size != size:
+        raise UsageError(f"--size {opts.size} differs from the --init model's {size}: leave --size out with --init")
+    taken = [f"--{name} {value}" for name, value, given in (("arch", arch, opts.arch), ("size", size, opts.size))
+             if given is None]
+    if taken:
+        log(f"init: {' and '.join(taken)} from {opts.init}")
+    return arch, size, ckpt
+
+
+def make_model(arch: str, size: int, classes: list[str], ckpt: dict | None, source: str | None, log):
+    """The model, with the checkpoint's weights when given (a new classifier when the class count differs)."""
     model = build_model(arch, size, len(classes))
-    state = ckpt["state_dict"]
-    if len(ckpt["classes"]) != len(classes):
+    if ckpt is None:
+        return model
+    state, new_head = ckpt["state_dict"], len(ckpt["classes"]) != len(classes)
+    if new_head:
         head = f"{classifier_index(model)}."
         state = {k: v for k, v in state.items() if not k.startswith(head)}
-        log(f"init: {opts.init} ({len(ckpt['classes'])} classes): features loaded, a new classifier for "
-            f"{len(classes)} classes")
+        log(f"init: {source} ({plural(len(ckpt['classes']), 'class')}): features loaded, a new classifier for "
+            f"{plural(len(classes), 'class')}")
     else:
-        log(f"init: {opts.init}: all weights loaded")
-    model.load_state_dict(state, strict=False)
-    return model, arch, size
+        log(f"init: {source}: all weights loaded")
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError:  # a tensor of the wrong shape
+        raise UsageError(f"--init {source}: its weights do not fit its architecture {arch}") from None
+    if unexpected or any(not (new_head and k.startswith(head)) for k in missing):
+        raise UsageError(f"--init {source}: its weights do not fit its architecture {arch} "
+                         f"({len(missing)} missing, {len(unexpected)} unexpected)")
+    return model
+
+
+def available_memory(device) -> int | None:
+    """Bytes this run may still take: the GPU's free memory on CUDA, else the host's MemAvailable
+    (/proc/meminfo, or os.sysconf elsewhere); None when neither says."""
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(rows, size: int, batch: int, device, decoded_rows: int) -> None:
+    """Refuses, before anything is allocated, a run whose training step (model.memory_bytes) and
+    decoded splits (uint8, in host memory) would not fit."""
+    import torch
+
+    step, data = memory_bytes(rows, size, batch), decoded_rows * 3 * size * size
+    if device.type == "cuda":
+        needs = [(step, available_memory(device), f" on {device}"),
+                 (data, available_memory(torch.device("cpu")), " on the host")]
+    else:
+        needs = [(step + data, available_memory(device), "")]
+    for need, limit, where in needs:
+        if limit is not None and need > limit:
+            raise UsageError(f"memory: about {megabytes(step)} for a batch of {batch} and {megabytes(data)} for the "
+                             f"decoded splits, more than the {megabytes(limit)} available{where}: "
+                             f"use a smaller --batch-size, --size or fewer channels in --arch")
+
+
+def _decoded_rows(manifest: dict, compare: bool) -> int:
+    """Rows decoded into memory: train, validation, and with --compare a copy of the originals."""
+    counts = manifest.get("counts", {})
+    rows = sum(counts.get(s, {}).get("rows", 0) for s in ("train", "validation"))
+    return rows + (counts.get("train", {}).get("originals", 0) if compare else 0)
 
 
 def freeze_features(model) -> list:
@@ -218,31 +321,46 @@ def freeze_features(model) -> list:
     return list(model[head].parameters())
 
 
-def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
-    import torch
-
+def _plan(path, opts: TrainOptions) -> tuple[object, TrainOptions, object, dict | None]:
+    """Everything that can be refused is, before a model is built or data read:
+    (the dataset, the options with arch and size settled, device, checkpoint)."""
     from augpipe.dataset import open_dataset
 
-    out, log = Path(out), opts.log
     ds = open_dataset(path)
     classes = ds.classes
     if len(classes) < 2:
         raise SourceError(f"{len(classes)} class: training needs at least two")
+    if opts.freeze is not None and opts.init is None:
+        raise UsageError("--freeze needs --init: freezing random features would leave only the classifier to learn")
+    arch, size, ckpt = resolve_arch(opts, len(classes), opts.log)
+    opts = replace(opts, arch=arch, size=size)
+    rows = layer_table(arch, size, len(classes))
+    for line in format_table(rows, size, batch=opts.batch_size):
+        opts.log(line)
+    device = resolve_device(opts.device)
+    check_memory(rows, size, opts.batch_size, device, _decoded_rows(ds.manifest, opts.compare))
+    return ds, opts, device, ckpt
+
+
+def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
+    import torch
+
+    out, log = Path(out), opts.log
+    ds, opts, device, ckpt = _plan(path, opts)
+    classes = ds.classes
+    arch, size = opts.arch, opts.size
     torch.manual_seed(opts.seed)
-    model, arch, size = make_model(opts, classes, log)  # refuses a bad architecture before reading data
-    for line in format_table(layer_table(arch, size, len(classes)), size):
-        log(line)
-    opts.size = size
+    model = make_model(arch, size, classes, ckpt, opts.init, log)
     train_data = load_split(ds, "train", size, opts.progress)
     val_data = load_split(ds, "validation", size, opts.progress)
     check_dataset(train_data, val_data, classes)
-    device = resolve_device(opts.device)
     trainable = freeze_features(model) if opts.freeze == "features" else None
     initial = copy_module.deepcopy(model.state_dict())
     model.to(device)
     steps = opts.epochs * math.ceil(len(train_data.y) / opts.batch_size)
-    log(f"training on {device}: {len(train_data.y):,} rows, {len(val_data.y):,} validation, {len(classes)} classes, "
-        f"{opts.epochs} epochs ({steps:,} steps of {opts.batch_size})")
+    log(f"training on {device}: {plural(len(train_data.y), 'row')}, {len(val_data.y):,} validation, "
+        f"{plural(len(classes), 'class')}, {plural(opts.epochs, 'epoch')} "
+        f"({plural(steps, 'step')} of {opts.batch_size})")
     rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else None)
     history = fit(model, train_data, val_data, steps, opts, device, "expanded", trainable)
     result = {"arch": arch, "size": size, "classes": classes, "device": str(device), "options": _plain(opts),
@@ -253,7 +371,7 @@ def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
         log(f"warning: {result['warning']}")
     if opts.compare:
         result["compare"] = _compare(model, initial, rng_state, train_data, val_data, steps, opts, device, history, classes)
-    _, _, pred = evaluate(model, val_data, device)
+    _, _, pred = evaluate(model, val_data, device, opts.batch_size)
     result.update(_report(pred, val_data, train_data, classes, history))
     _write_outputs(out, model, result, arch, size, classes, val_data, pred)
     return result
@@ -266,6 +384,8 @@ def _compare(model, initial: dict, rng_state, train_data: Split, val_data: Split
     originals = subset(train_data, [i for i, c in enumerate(train_data.copies) if c == 0])
     if len(originals.y) == len(train_data.y):
         raise UsageError("--compare: this training split has no augmented rows to compare with")
+    if len(originals.y) == 0:
+        raise UsageError("--compare: this training split has no originals (copy 0): the recipe did not keep them")
     import torch
 
     baseline = copy_module.deepcopy(model)
@@ -277,10 +397,8 @@ def _compare(model, initial: dict, rng_state, train_data: Split, val_data: Split
     baseline.to(device)
     history = fit(baseline, originals, val_data, steps, opts, device, "originals", trainable)
     lift = expanded[-1]["val_acc"] - history[-1]["val_acc"]
-    opts.log(f"augmentation lift: validation accuracy {expanded[-1]['val_acc']:.3f} (expanded, {len(train_data.y):,} "
-             f"rows) vs {history[-1]['val_acc']:.3f} (originals, {len(originals.y):,} rows) after {steps:,} steps "
-             f"each: {lift:+.3f}")
-    return {"originals": history, "lift": lift, "steps": steps, "same": "optimiser steps"}
+    return {"originals": history, "lift": lift, "steps": steps, "same": "optimiser steps",
+            "rows": {"expanded": len(train_data.y), "originals": len(originals.y)}}
 
 
 def _report(pred: np.ndarray, val: Split, train: Split, classes: list[str], history: list[dict]) -> dict:
@@ -376,6 +494,13 @@ def summary_lines(result: dict) -> list[str]:
     for c, row in zip(classes, result["confusion"]):
         lines.append(f"  {c:>{width}} " + " ".join(f"{v:>4}" for v in row))
     if "compare" in result:
-        lines.append(f"augmentation lift: {result['compare']['lift']:+.3f} validation accuracy "
-                     f"(same {result['compare']['steps']:,} optimiser steps)")
+        lines.append(lift_line(result))
     return lines
+
+
+def lift_line(result: dict) -> str:
+    compare, rows = result["compare"], result["compare"]["rows"]
+    expanded, originals = result["history"][-1]["val_acc"], compare["originals"][-1]["val_acc"]
+    return (f"augmentation lift: validation accuracy {expanded:.3f} (expanded, {plural(rows['expanded'], 'row')}) "
+            f"vs {originals:.3f} (originals, {plural(rows['originals'], 'row')}) after "
+            f"{plural(compare['steps'], 'optimiser step')} each: {compare['lift']:+.3f}")

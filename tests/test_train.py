@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,14 @@ pytest.importorskip("matplotlib")
 
 import cv2  # noqa: E402
 
-from augpipe.errors import SourceError  # noqa: E402
+import augpipe.train as train_module  # noqa: E402
+from augpipe.errors import SourceError, UsageError  # noqa: E402
 from augpipe import ExpandOptions, expand  # noqa: E402
-from augpipe.model import ArchError, build_model, layer_table  # noqa: E402
-from augpipe.torch import ShardDataset, ShardIterable, split_by_rank  # noqa: E402
-from augpipe.train import Split, TrainOptions, check_dataset, train  # noqa: E402
+from augpipe.manifest import read_manifest  # noqa: E402
+from augpipe.store import open_store  # noqa: E402
+from augpipe.model import DEFAULT_ARCH, ArchError, build_model, layer_table, memory_bytes  # noqa: E402
+from augpipe.torch import ShardDataset, ShardIterable, split_by_node  # noqa: E402
+from augpipe.train import Split, TrainOptions, check_dataset, check_memory, train  # noqa: E402
 from conftest import make_folder  # noqa: E402
 
 
@@ -102,9 +106,66 @@ def test_streaming_shuffle_is_seeded_per_epoch(shards):
     assert sorted(order(0, 0)) == sorted(order(0, 1))
 
 
-def test_too_few_shards_for_the_ranks_is_a_loud_error():
+@pytest.fixture(scope="module")
+def uneven(tmp_path_factory) -> Path:
+    """Originals only, in shards of 9, 9, 10, 4, 3, 1, 1 rows or so: a row count no rank count divides."""
+    root = tmp_path_factory.mktemp("uneven")
+    out = root / "out"
+    expand(make_folder(root / "data", per_class=20), "flips", out,
+           ExpandOptions(workers=1, progress=False, copies=0, shard_size=12_000, val_fraction=0.08))
+    return out
+
+
+def ids(rows) -> list[tuple[str, int]]:
+    return [(r["source"], r["copy"]) for r in rows]
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_every_rank_gets_as_many_rows(uneven, world_size, drop_last):
+    def stream(rank=0, world=1, **kw):
+        it = ShardIterable(uneven, "train", return_row=True, shuffle=True, seed=3, rank=rank, world_size=world,
+                           drop_last=drop_last, **kw)
+        it.set_epoch(1)
+        return it
+
+    order = ids(stream(buffer_size=1))  # the epoch's order: shards shuffled, a buffer of one keeps it
+    n = len(order)
+    sizes = {s["rows"] for s in read_manifest(open_store(uneven))["shards"] if s["split"] == "train"}
+    assert n % world_size and len(sizes) > 1, "the fixture must not split evenly"
+    per = n // world_size if drop_last else -(-n // world_size)
+    seen = []
+    for rank in range(world_size):
+        direct = ids(stream(rank, world_size))
+        loader = torch.utils.data.DataLoader(stream(rank, world_size), batch_size=None, num_workers=2)
+        assert len(direct) == per == len(stream(rank, world_size))
+        assert sorted(ids(loader)) == sorted(direct)  # the rank's workers read each of its rows once
+        seen += direct
+    if drop_last:
+        assert Counter(order) - Counter(seen) == Counter(order[world_size * per:]) and len(seen) < n
+    else:
+        assert Counter(seen) - Counter(order) == Counter(order[:world_size * per - n]) and len(seen) > n
+
+
+def test_spawned_workers_keep_the_rank(uneven, monkeypatch):
+    """A worker that spawns has no process group: the rank travels in the pickled dataset."""
+    import pickle
+
+    import augpipe.torch as readers
+
+    it = ShardIterable(uneven, "train", return_row=True)
+    monkeypatch.setattr(readers, "_rank_and_world", lambda: (1, 2))  # as inside rank 1 of a DDP job
+    copy = pickle.loads(pickle.dumps(it))
+    monkeypatch.undo()  # as inside the spawned worker
+    expected = ids(ShardIterable(uneven, "train", return_row=True, rank=1, world_size=2))
+    assert ids(copy) == expected and len(expected) < len(ids(it))
+
+
+def test_fewer_rows_than_ranks_is_a_loud_error(uneven):
+    with pytest.raises(ValueError, match="2 rows cannot feed 3 ranks"):
+        split_by_node([(0, 5, 6), (1, 0, 1)], 0, 3)
     with pytest.raises(ValueError, match="cannot feed"):
-        split_by_rank(["a", "b"], 0, 3)
+        list(ShardIterable(uneven, "validation", rank=0, world_size=100))
 
 
 def test_readers_take_a_filesystem_uri(shards):
@@ -159,7 +220,7 @@ def test_leakage_no_validation_and_one_class_are_refused():
     y = torch.tensor([0, 1])
     a = Split(x, y, ["cat/1.jpg", "dog/2.jpg"], [0, 0])
     b = Split(x, y, ["cat/1.jpg", "dog/3.jpg"], [0, 0])
-    with pytest.raises(SourceError, match="leakage: 1 validation sources"):
+    with pytest.raises(SourceError, match="leakage: 1 validation source also"):
         check_dataset(a, b, ["cat", "dog"])
     with pytest.raises(SourceError, match="no validation split"):
         check_dataset(a, None, ["cat", "dog"])
@@ -183,6 +244,7 @@ def test_a_short_run_learns_and_writes_its_outputs(cli, colours, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["best_val_acc"] > metrics["majority_baseline"] + 0.3
     assert len(metrics["history"]) == 3 and "lift" in metrics["compare"]
+    assert result.output.count("augmentation lift") == 1
     for name in ("model.pt", "curves.png", "confusion.png"):
         assert (out / name).is_file()
     curves = cv2.imread(str(out / "curves.png"))
@@ -200,11 +262,13 @@ def test_training_is_repeatable_on_the_cpu(colours, tmp_path):
 
 def test_freeze_features_leaves_frozen_weights_bit_identical(colours, tmp_path):
     quiet = dict(progress=False, log=lambda *a: None, size=16)
-    train(colours, tmp_path / "first", TrainOptions(epochs=1, **quiet))
-    before = torch.load(tmp_path / "first" / "model.pt", weights_only=False)["state_dict"]
+    lines = []
+    train(colours, tmp_path / "first", TrainOptions(epochs=1, **{**quiet, "log": lines.append}))
+    assert any("1 epoch (" in line for line in lines)
+    before = torch.load(tmp_path / "first" / "model.pt", weights_only=True)["state_dict"]
     train(colours, tmp_path / "second", TrainOptions(epochs=2, init=str(tmp_path / "first" / "model.pt"),
                                                      freeze="features", **quiet))
-    after = torch.load(tmp_path / "second" / "model.pt", weights_only=False)["state_dict"]
+    after = torch.load(tmp_path / "second" / "model.pt", weights_only=True)["state_dict"]
     head = max(k.split(".")[0] for k in before if k.endswith("weight"))  # the last conv: the classifier
     for key in before:
         if key.startswith(f"{head}."):
@@ -262,3 +326,134 @@ def test_train_help_documents_the_grammar(cli):
     text = " ".join(cli("train", "--help").output.split())
     for needle in ("cNkK", "sS", "psame", "mK / aK", "dP dropout", "gap / gmp", "{classes}", "O = (W − K + 2P)/S + 1"):
         assert needle in text, needle
+
+
+# ---------------------------------------------------------------- what a hostile user tries
+
+@pytest.fixture(scope="module")
+def first_model(colours, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("first")
+    train(colours, out, TrainOptions(epochs=1, size=16, progress=False, log=lambda *a: None))
+    return out / "model.pt"
+
+
+class Planted:
+    """A pickle that creates a file when loaded: what a crafted model.pt could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def one_line(output: str) -> str:
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("augpipe: error: "), output
+    return lines[0]
+
+
+def test_our_checkpoint_is_plain_data(first_model):
+    ckpt = torch.load(first_model, weights_only=True)
+    assert ckpt["classes"] == ["blue", "green", "red"] and ckpt["size"] == 16 and isinstance(ckpt["mean"], float)
+
+
+def test_a_crafted_checkpoint_runs_nothing(cli, colours, first_model, tmp_path):
+    marker = tmp_path / "planted"
+    ckpt = torch.load(first_model, weights_only=True)
+    torch.save({**ckpt, "extra": Planted(marker)}, tmp_path / "model.pt")
+    result = cli("train", colours, "--init", tmp_path / "model.pt", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and not marker.exists()
+    assert "refused" in one_line(result.output) and "would call io.open" in result.output
+    torch.load(tmp_path / "model.pt", weights_only=False)
+    assert marker.exists()  # the file does what it says: loading it the old way ran it
+    torch.save({"weights": ckpt["state_dict"]}, tmp_path / "other.pt")
+    result = cli("train", colours, "--init", tmp_path / "other.pt", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "not a model.pt from augpipe train" in one_line(result.output)
+    torch.save({**ckpt, "arch": "c8k3p1-r-c{classes}k1-gap"}, tmp_path / "lies.pt")
+    result = cli("train", colours, "--init", tmp_path / "lies.pt", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "do not fit its architecture" in result.output.strip().splitlines()[-1]
+    (tmp_path / "junk.pt").write_text("hello")
+    result = cli("train", colours, "--init", tmp_path / "junk.pt", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "cannot load" in one_line(result.output)
+
+
+HUGE = "c100000k3-r-c{classes}k1-gap"
+
+
+def test_memory_is_estimated_and_a_huge_model_refused_before_allocating(cli, colours, tmp_path, monkeypatch):
+    rows = layer_table(HUGE, 32, 3)
+    assert memory_bytes(rows, 32, 64) > 50e9  # 100,000 channels of 30×30, a batch of 64
+    monkeypatch.setattr(train_module, "available_memory", lambda device: 4 * 10**9)
+    for name in ("build_model", "load_split"):
+        monkeypatch.setattr(train_module, name, lambda *a, **k: pytest.fail("allocated before the memory check"))
+    result = cli("train", colours, "--arch", HUGE, "--out", tmp_path / "run", "-q")
+    line = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert line.startswith("augpipe: error: memory: about 69,171 MB for a batch of 64") and "4,000 MB available" in line
+    assert "--batch-size" in line and "memory: about 69,171 MB for a batch of 64" in result.output  # the table's line
+    check_memory(layer_table(DEFAULT_ARCH, 32, 3), 32, 64, torch.device("cpu"), 10_000)  # the default fits
+
+
+def test_the_default_model_fits_this_machine():
+    check_memory(layer_table(DEFAULT_ARCH, 32, 10), 32, 64, torch.device("cpu"), 1_000)
+
+
+def test_shape_shows_the_memory(cli):
+    result = cli("shape", "--batch-size", "128")
+    assert result.exit_code == 0 and "memory: about 52 MB for a batch of 128" in result.output
+    assert "memory: about 26 MB for a batch of 64" in cli("shape").output
+
+
+def test_freeze_needs_init(cli, colours, tmp_path):
+    result = cli("train", colours, "--freeze", "features", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "--freeze needs --init" in one_line(result.output)
+
+
+def test_init_takes_arch_and_size_from_the_checkpoint(cli, colours, first_model, tmp_path):
+    for flag, value in (("--size", "24"), ("--arch", "c8k3p1-r-c{classes}k1-gap")):
+        result = cli("train", colours, "--init", first_model, flag, value, "--out", tmp_path / "run", "-q")
+        assert result.exit_code == 2 and "differs from the --init model's" in one_line(result.output), flag
+    lines = []
+    train(colours, tmp_path / "run", TrainOptions(epochs=1, init=str(first_model), progress=False, log=lines.append))
+    assert f"init: --arch {DEFAULT_ARCH} and --size 16 from {first_model}" in lines
+    assert any("3 classes, 1 epoch (" in line for line in lines)
+    lines.clear()
+    train(colours, tmp_path / "run", TrainOptions(epochs=1, init=str(first_model), size=16, arch=DEFAULT_ARCH,
+                                                  progress=False, log=lines.append))
+    assert not any(" from " in line for line in lines)  # given and the same: nothing to say
+
+
+def test_train_help_says_what_seed_and_batch_size_do(cli):
+    text = " ".join(cli("train", "--help").output.replace("│", " ").split())
+    assert "Seeds the initial weights, the batch order and dropout" in text and "Images per optimiser step" in text
+    assert "byte-identical shards" not in text
+
+
+def empty_dataset(out: Path) -> Path:
+    """What expanding a folder of unreadable images gives: a manifest and shards without rows."""
+    from augpipe.manifest import write_manifest
+    from augpipe.row import classification
+    from augpipe.shards import ShardWriter
+
+    out.mkdir()
+    store = open_store(out)
+    shards = []
+    for split in ("train", "validation"):
+        name = f"{split}-00000-of-00001.parquet"
+        writer = ShardWriter(name, out, classification(["a", "b"]))
+        rows, sha256, size = writer.finish()
+        writer.publish(store)
+        shards.append({"name": name, "split": split, "rows": rows, "bytes": size, "sha256": sha256})
+    write_manifest(store, {"classes": ["a", "b"], "labelled": True, "shards": shards, "skipped": [],
+                           "recipe": {"name": "x"}, "counts": {s["split"]: {"rows": 0} for s in shards}})
+    return out
+
+
+def test_a_dataset_without_rows_is_one_line(cli, tmp_path):
+    result = cli("train", empty_dataset(tmp_path / "empty"), "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "the training split has no rows" in result.output.strip().splitlines()[-1]
+    with pytest.raises(SourceError, match="validation split has no rows"):
+        x = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
+        check_dataset(Split(x, torch.tensor([0]), ["a/1"], [0]), Split(x[:0], torch.tensor([]), [], []), ["a", "b"])
