@@ -1,63 +1,21 @@
-"""Reading a source folder: ImageFolder layout, optional split folders, in sorted order.
-
-The one place that lists a source: local folders and object-store prefixes alike, through
-`augpipe.store`.
-"""
+"""The ImageFolder layout: a folder a class (`data/cat/x.jpg`), optional split folders."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from augpipe.decode import SUPPORTED_SUFFIXES
-from augpipe.errors import SourceError, StoreError
-from augpipe.store import open_store
+from augpipe.errors import SourceError
+from augpipe.sources.base import SPLIT_FOLDERS, Scan, SourceFile, is_image, no_images
 
-# Split folder names, matched case-insensitively; `valid` is Roboflow's.
-SPLIT_FOLDERS = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation",
-                 "test": "test"}
 LAYOUTS = ("auto", "classes", "splits")
 
 
-@dataclass(frozen=True, slots=True)
-class SourceFile:
-    relpath: str  # POSIX path relative to the root: the identity of a source
-    split: str | None  # from a split folder, else None (decided by hashing)
-    class_name: str | None  # first-level folder inside the (split) root; None when unlabelled
-    size: int
-    mtime_ns: int = 0
-
-
-@dataclass
-class Scan:
-    root: str  # as the user gave it: a path or a URI
-    files: list[SourceFile]
-    classes: list[str]
-    labelled: bool
-    split_folders: bool
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
-
-
-def scan(root: str, layout: str = "auto") -> Scan:
-    store = open_store(root)
-    store.check()
-    if not store.exists():
-        raise SourceError(f"source folder not found: {store.display()}")
-    if not store.is_dir():
-        raise SourceError(f"source is not a folder: {store.display()}")
-    try:
-        entries = store.list_files()
-    except PermissionError as exc:
-        raise SourceError(f"cannot read source folder {store.display()}: {exc.strerror}") from None
-    except StoreError:
-        raise
-    except OSError as exc:
-        raise SourceError(f"cannot list {store.display()}: {exc}") from None
+def read(store, entries: list, layout: str = "auto") -> Scan:
     images, skipped = [], []
     for e in entries:
         if e.problem:
             skipped.append((e.name, e.problem))
-        elif PurePosixPath(e.name).suffix.lower() in SUPPORTED_SUFFIXES:
+        elif is_image(e.name):
             images.append(e)
         else:
             skipped.append((e.name, f"unsupported file type '{PurePosixPath(e.name).suffix or '(none)'}'"))
@@ -65,8 +23,7 @@ def scan(root: str, layout: str = "auto") -> Scan:
                              store.display())
     files = _classify(images, split_of, skipped)
     if not files:
-        kinds = ", ".join(SUPPORTED_SUFFIXES)
-        raise SourceError(f"no images found in {store.display()} (looked for {kinds})")
+        raise no_images(store.display())
     labelled = any(f.class_name is not None for f in files)
     if labelled:
         for f in files:
@@ -75,7 +32,7 @@ def scan(root: str, layout: str = "auto") -> Scan:
         files = [f for f in files if f.class_name is not None]
     classes = sorted({f.class_name for f in files if f.class_name is not None})
     skipped.sort()
-    return Scan(root=root, files=files, classes=classes, labelled=labelled, split_folders=split_of is not None,
+    return Scan(root=store.uri, files=files, classes=classes, labelled=labelled, split_folders=split_of is not None,
                 skipped=skipped)
 
 

@@ -1,0 +1,50 @@
+"""Sources: the layouts augpipe reads, chosen here (the first that matches, or `--format`).
+
+Each reader is a module with `read(store, entries, layout) -> Scan`; `detect` names the first
+whose files are present. The one place that lists a source.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from augpipe.errors import SourceError, StoreError
+from augpipe.sources.base import MaskRef, Objects, Scan, SourceFile  # noqa: F401
+from augpipe.store import open_store
+
+# In the order they are tried: the first whose files are present reads the source.
+FORMATS = ("imagefolder",)
+
+
+def scan(root: str, layout: str = "auto", format: str = "auto") -> Scan:
+    store = open_store(str(root))
+    store.check()
+    if not store.exists():
+        raise SourceError(f"source folder not found: {store.display()}")
+    if not store.is_dir():
+        raise SourceError(f"source is not a folder: {store.display()}")
+    try:
+        entries = store.list_files()
+    except PermissionError as exc:
+        raise SourceError(f"cannot read source folder {store.display()}: {exc.strerror}") from None
+    except StoreError:
+        raise
+    except OSError as exc:
+        raise SourceError(f"cannot list {store.display()}: {exc}") from None
+    name = detect(entries) if format == "auto" else format
+    if name not in FORMATS:
+        raise SourceError(f"--format is one of auto, {', '.join(FORMATS)}, not '{format}'")
+    found = reader(name).read(store, entries, layout)
+    found.root = str(root)
+    return found
+
+
+def reader(name: str):
+    return importlib.import_module(f"augpipe.sources.{name}")
+
+
+def detect(entries: list) -> str:
+    for name in FORMATS[:-1]:
+        if reader(name).matches(entries):
+            return name
+    return FORMATS[-1]
