@@ -28,6 +28,7 @@ class Decoded:
     format: str  # jpeg, png, bmp, webp, tiff
     conversion: str | None  # what was done to reach 8-bit RGB, for the summary
     oriented: bool  # EXIF orientation rotated or flipped the pixels
+    orientation: int | None = None  # the EXIF orientation value (targets are turned the same way)
 
 
 def usable_header(data: bytes, max_pixels: int) -> Header:
@@ -64,7 +65,8 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
         if pixels is None:
             raise SkipInput("corrupt or truncated image data")
         rgb, conversion = _to_rgb8(pixels, head)
-    return Decoded(rgb=rgb, format=head.format, conversion=conversion, oriented=head.orientation not in (None, 1))
+    return Decoded(rgb=rgb, format=head.format, conversion=conversion, oriented=head.orientation not in (None, 1),
+                   orientation=head.orientation)
 
 
 def _to_rgb8(pixels: np.ndarray, head: Header) -> tuple[np.ndarray, str | None]:

@@ -103,8 +103,15 @@ class RowSpec:
         }
 
 
+def row_spec(kind, class_names: list[str] | tuple[str, ...], labelled: bool = True) -> RowSpec:
+    """The columns of a task's rows: the image, the target kind's columns, the common ones."""
+    return RowSpec((image_column(), *kind.columns(list(class_names), labelled), *COMMON), kind.task)
+
+
 def classification(class_names: list[str] | tuple[str, ...], labelled: bool = True) -> RowSpec:
-    return RowSpec((image_column(), label_column(class_names, labelled), *COMMON))
+    from augpipe.targets import kind_for
+
+    return row_spec(kind_for("classification"), class_names, labelled)
 
 
 # ---------------------------------------------------------------- Arrow arrays from buffers

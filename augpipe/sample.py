@@ -16,7 +16,9 @@ import numpy as np
 import orjson
 
 from augpipe import decode as codec
+from augpipe.errors import SkipInput
 from augpipe.recipe import Recipe, build_compose
+from augpipe.targets import Target, kind_for
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class SourceTask:
     label: int | None
     copies: tuple[int, ...]
     sha256: str | None = None  # the content the run planned with, when it was hashed
+    target: Any = None  # detection's Objects, segmentation's MaskRef (see augpipe.sources.base)
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class SampleResult:
     rows: list[dict]
     conversion: str | None
     failures: tuple[tuple[int, str], ...] = ()  # (copy, reason): copies that could not be made
+    dropped: int = 0  # boxes the recipe dropped, over every copy
 
 
 def sample_seed(run_seed: int, relpath: str, copy: int) -> int:
@@ -43,37 +47,41 @@ def sample_seed(run_seed: int, relpath: str, copy: int) -> int:
 
 
 def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int, max_pixels: int,
-                   split: str = "train") -> SampleResult:
-    """Decode once, then make each requested copy. Raises SkipInput for an unusable source; a
-    copy that fails is left out and reported, never the original with it."""
+                   split: str = "train", kind: Target | None = None, extra: bytes | None = None) -> SampleResult:
+    """Decode once, then make each requested copy. `kind` is the target kind (classification when
+    None), `extra` the bytes of a file the target needs (a semantic mask). Raises SkipInput for
+    an unusable source; a copy that fails is left out and reported, never the original with it."""
+    kind = kind or kind_for("classification")
     source_sha = hashlib.sha256(data).hexdigest()
     if task.sha256 is not None and source_sha != task.sha256:
         raise SkipInput("changed during the run (its content differs from when the run started): run again")
     decoded = codec.decode(data, max_pixels)
+    state = kind.load(task, decoded, extra)
     out = recipe.output
-    rows, failures = [], []
+    rows, failures, dropped = [], [], 0
     for copy in task.copies:
         seed = sample_seed(run_seed, task.relpath, copy)
         if copy == 0:
-            image, applied = decoded.rgb, "[]"
+            image, target, applied = decoded.rgb, state, "[]"
         else:
             try:
-                image, applied = apply_recipe(decoded.rgb, recipe, seed)
+                image, target, applied = apply_recipe(decoded.rgb, recipe, seed, kind, state)
             except Exception as exc:  # noqa: BLE001 - any transform's failure on one image
                 if type(exc).__name__ == "CropSizeError":
                     h, w = decoded.rgb.shape[:2]
                     raise SkipInput(f"too small for the recipe ({w}×{h}): {_first_line(exc)}") from None
                 failures.append((copy, f"augmentation failed: {type(exc).__name__}: {_first_line(exc)}"))
                 continue
+            dropped += getattr(target, "dropped", 0)
         if out.resize is not None:
-            image = codec.resize(image, out.resize.height, out.resize.width)
+            image, target = _resize(image, target, kind, out.resize.height, out.resize.width)
         if copy == 0 and _can_keep_bytes(decoded, recipe):
             payload = data
         else:
             payload = codec.encode(image, out.format, out.quality)
         rows.append({
             "image": {"bytes": payload, "path": _row_path(task.relpath, copy, recipe, payload is data)},
-            "label": task.label,
+            **kind.values(target, image),
             "source": task.relpath,
             "source_sha256": source_sha,
             "copy": copy,
@@ -83,7 +91,7 @@ def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int,
             "height": int(image.shape[0]),
             "split": split,
         })
-    return SampleResult(rows=rows, conversion=decoded.conversion, failures=tuple(failures))
+    return SampleResult(rows=rows, conversion=decoded.conversion, failures=tuple(failures), dropped=dropped)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -91,20 +99,30 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int) -> tuple[np.ndarray, str]:
-    """One augmented copy, and the JSON of the transforms that fired with their parameters."""
-    compose = build_compose(recipe)
+def _resize(image: np.ndarray, target, kind: Target, height: int, width: int):
+    if kind.task == "classification":
+        return codec.resize(image, height, width), target
+    from augpipe.targets.geometry import resize
+
+    image, result = resize(image, kind.inputs(target), height, width)
+    return image, kind.outputs(result, target)
+
+
+def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int, kind: Target | None = None, target=None):
+    """One augmented copy: (image, target, JSON of the transforms that fired with their parameters)."""
+    kind = kind or kind_for("classification")
+    compose = build_compose(recipe, kind)
     # One shared stream for every child: albumentations' own seeding gives each child the same
     # seed, which makes independent transforms fire together.
     compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
-    result = compose(image=rgb)
+    result = compose(image=rgb, **kind.inputs(target))
     image = np.ascontiguousarray(result["image"])
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
     applied = result.get("applied_transforms", [])
-    return image, lineage_json(applied) if applied else "[]"
+    return image, kind.outputs(result, target), lineage_json(applied) if applied else "[]"
 
 
 def lineage_json(applied: list) -> str:

@@ -19,10 +19,11 @@ from augpipe.layout import record_name
 from augpipe.output import TMP_DIR, RunLock
 from augpipe.plan import ShardTask
 from augpipe.recipe import Recipe
-from augpipe.row import classification
+from augpipe.row import row_spec
 from augpipe.sample import augment_sample
 from augpipe.shards import ShardWriter
 from augpipe.store import open_store, read_source
+from augpipe.targets import kind_for
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,14 @@ class Job:
     classes: tuple[str, ...]
     labelled: bool
     lock_token: str | None = None  # a shard is published only while the run still owns OUT
+    task: str = "classification"
+    instance_masks: bool = False
+
+    def kind(self):
+        return kind_for(self.task, self.instance_masks)
+
+    def row_spec(self):
+        return row_spec(self.kind(), self.classes, self.labelled)
 
 
 _STORES: dict[str, object] = {}
@@ -90,7 +99,8 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
     skipped inputs, copies that failed)."""
     started = time.perf_counter()
     source, out = store_for(job.source), store_for(job.out)
-    writer = ShardWriter(task.name, out.temp_dir(TMP_DIR), classification(job.classes, job.labelled))
+    kind = job.kind()
+    writer = ShardWriter(task.name, out.temp_dir(TMP_DIR), job.row_spec())
     by_class: Counter = Counter()
     conversions: Counter = Counter()
     copies = Counter()
@@ -98,8 +108,9 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
     try:
         for src in task.sources:
             try:
+                extra = read_source(source, src.target.path) if kind.task == "segmentation" else None
                 result = augment_sample(read_source(source, src.relpath), src, job.recipe, job.seed, job.max_pixels,
-                                        task.split)
+                                        task.split, kind, extra)
             except SkipInput as exc:
                 if job.strict:
                     raise StrictSkipError(f"{src.relpath}: {exc.reason} (--strict stops at the first bad input)") from None
@@ -112,9 +123,9 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
                 for row in result.rows:
                     writer.write(row)
                     copies["originals" if row["copy"] == 0 else "augmented"] += 1
-                name = job.classes[src.label] if src.label is not None else "(unlabelled)"
-                by_class[name] += len(result.rows)
+                by_class.update(_counted(job, src, result.rows))
                 copies["sources"] += 1
+                copies["dropped"] += result.dropped
                 if result.conversion:
                     conversions[result.conversion] += 1
             if progress is not None:
@@ -144,6 +155,7 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
         "conversions": dict(sorted(conversions.items())),
         "skipped": skipped,
         "failed_copies": failed,
+        "dropped_boxes": copies["dropped"],
         "seconds": round(time.perf_counter() - started, 3),
     }
     # After the shard: a resume takes a shard as done only when its record agrees with it. The

@@ -1,0 +1,69 @@
+"""Targets: what a row carries beside its image, one kind a task.
+
+Each kind owns its whole life (the albumentations `composition.py` processor, per target):
+its columns, how it is loaded and checked against the decoded image, how it goes through
+albumentations and back, how it is written to a row, drawn on a preview and verified.
+
+    classification  a class label          `label`
+    detection       boxes (+ instance masks) `objects`
+    segmentation    a semantic mask        `annotation`
+"""
+
+from __future__ import annotations
+
+import importlib
+
+TASKS = ("classification", "detection", "segmentation")
+_MODULES = {"classification": "label", "detection": "boxes", "segmentation": "semantic"}
+
+
+class Target:
+    """The interface every kind implements (see label.py for the smallest)."""
+
+    task = ""
+    # what the kind hands albumentations: a transform that cannot carry these is refused
+    albumentations_targets: tuple[str, ...] = ()
+
+    def columns(self, classes: list[str], labelled: bool) -> list:
+        raise NotImplementedError
+
+    def compose_options(self, recipe) -> dict:
+        """Extra `A.Compose` arguments (bbox_params, mask_interpolation)."""
+        return {}
+
+    def load(self, src, rgb, extra: bytes | None):
+        """The source's target on its decoded image (orientation applied), or SkipInput."""
+        raise NotImplementedError
+
+    def inputs(self, state) -> dict:
+        return {}
+
+    def outputs(self, result: dict, state):
+        return state
+
+    def values(self, state, image) -> dict:
+        raise NotImplementedError
+
+    def caption(self, values: dict, original: dict | None) -> str:
+        """What a row's target is, for a preview caption; `original` is copy 0's row, if any."""
+        return ""
+
+    def draw(self, rgb, values: dict, classes: list[str]):
+        return rgb
+
+    def verify(self, row: dict, width: int, height: int, classes: list[str]) -> list[str]:
+        return []
+
+
+_KINDS: dict[tuple, Target] = {}
+
+
+def kind_for(task: str, instance_masks: bool = False) -> Target:
+    """The target kind of a task (with its per-dataset options), created once per process."""
+    key = (task, instance_masks)
+    if key not in _KINDS:
+        if task not in _MODULES:
+            raise ValueError(f"unknown task {task!r}: one of {', '.join(TASKS)}")
+        cls = importlib.import_module(f"augpipe.targets.{_MODULES[task]}").KIND
+        _KINDS[key] = cls(instance_masks) if task == "detection" else cls()
+    return _KINDS[key]

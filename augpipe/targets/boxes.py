@@ -1,0 +1,282 @@
+"""Detection: boxes with classes, and instance masks when the source has them.
+
+The column is Hugging Face's object-detection layout (cppe-5's):
+`objects: struct<bbox: list<fixed_size_list<float32>[4]>, category: list<int64>, area: list<float32>,
+id: list<int64>[, mask: list<struct<bytes, path>>]>`, boxes COCO [x, y, w, h] in pixels.
+Instance masks ride through albumentations beside their boxes; a box the recipe drops takes its
+mask with it (albumentations keeps every mask: they are reselected by the objects' ids).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from augpipe.errors import SkipInput
+from augpipe.row import IMAGE_TYPE, Column, _bytes_array, _image_array
+from augpipe.targets import Target
+from augpipe.targets.geometry import orient, stored_size
+
+BBOX = pa.list_(pa.float32(), 4)
+EDGE = 1.0  # a box over the image's edge by at most this many pixels is clipped, not refused
+
+
+@dataclass
+class Boxes:
+    """Objects on the current image: COCO boxes in pixels."""
+
+    boxes: np.ndarray  # (N, 4) float64
+    categories: np.ndarray  # (N,) int64
+    ids: np.ndarray  # (N,) int64
+    masks: list | None  # N arrays H×W uint8 (0/1), or None when the dataset has no instance masks
+    dropped: int = 0  # boxes the last transform dropped
+
+
+def objects_type(masks: bool) -> pa.DataType:
+    fields = [pa.field("bbox", pa.list_(BBOX)), pa.field("category", pa.list_(pa.int64())),
+              pa.field("area", pa.list_(pa.float32())), pa.field("id", pa.list_(pa.int64()))]
+    if masks:
+        fields.append(pa.field("mask", pa.list_(IMAGE_TYPE)))
+    return pa.struct(fields)
+
+
+def objects_feature(classes: list[str], masks: bool) -> dict:
+    # "Sequence", not "List": datasets 3.x cannot read the newer name
+    feature = {
+        "bbox": {"feature": {"dtype": "float32", "_type": "Value"}, "length": 4, "_type": "Sequence"},
+        "category": {"names": list(classes), "_type": "ClassLabel"},
+        "area": {"dtype": "float32", "_type": "Value"},
+        "id": {"dtype": "int64", "_type": "Value"},
+    }
+    if masks:
+        feature["mask"] = {"_type": "Image"}
+    return {"feature": feature, "_type": "Sequence"}
+
+
+def objects_column(classes: list[str], masks: bool) -> Column:
+    return Column("objects", objects_type(masks), objects_feature(classes, masks),
+                  build=lambda values: objects_array(values, masks))
+
+
+def objects_array(values: list[dict], masks: bool) -> pa.Array:
+    """The column from buffers (pa.array on nested lists imports pandas in every worker)."""
+    counts = np.array([len(v["category"]) for v in values], dtype=np.int32)
+    offsets = pa.Array.from_buffers(pa.int32(), len(values) + 1, [None, pa.py_buffer(np.concatenate(
+        [[0], np.cumsum(counts)]).astype(np.int32))])
+
+    def flat(key: str, dtype) -> np.ndarray:
+        parts = [np.asarray(v[key], dtype=dtype).reshape(-1) for v in values]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype)
+
+    def arrow(data: np.ndarray, kind: pa.DataType) -> pa.Array:
+        return pa.Array.from_buffers(kind, len(data), [None, pa.py_buffer(np.ascontiguousarray(data))])
+
+    bbox = pa.FixedSizeListArray.from_arrays(arrow(flat("bbox", np.float32), pa.float32()), 4)
+    children = [pa.ListArray.from_arrays(offsets, bbox),
+                pa.ListArray.from_arrays(offsets, arrow(flat("category", np.int64), pa.int64())),
+                pa.ListArray.from_arrays(offsets, arrow(flat("area", np.float32), pa.float32())),
+                pa.ListArray.from_arrays(offsets, arrow(flat("id", np.int64), pa.int64()))]
+    if masks:
+        images = [m for v in values for m in v["mask"]]
+        children.append(pa.ListArray.from_arrays(offsets, _image_array(images) if images else
+                                                 pa.StructArray.from_arrays([_bytes_array([], pa.binary()),
+                                                                             _bytes_array([], pa.string())],
+                                                                            fields=list(IMAGE_TYPE))))
+    return pa.StructArray.from_arrays(children, fields=list(objects_type(masks)))
+
+
+class BoxesKind(Target):
+    task = "detection"
+
+    def __init__(self, instance_masks: bool = False):
+        self.with_masks = instance_masks
+        self.albumentations_targets = ("bboxes", "masks") if instance_masks else ("bboxes",)
+
+    def columns(self, classes, labelled):
+        return [objects_column(classes, self.with_masks)]
+
+    def compose_options(self, recipe) -> dict:
+        from augpipe.recipe import import_albumentations
+
+        A = import_albumentations()
+        b = recipe.bbox_params
+        return {"bbox_params": A.BboxParams(format="coco", label_fields=["categories", "ids"], clip=True,
+                                            min_area=b.min_area, min_visibility=b.min_visibility,
+                                            min_width=b.min_width, min_height=b.min_height)}
+
+    # ------------------------------------------------------------ in
+
+    def load(self, src, decoded, extra):
+        objects = src.target
+        stored = stored_size(decoded.rgb.shape, decoded.orientation)
+        boxes = _absolute(objects, stored)
+        boxes = _checked(boxes, stored)
+        categories = np.asarray(objects.categories, dtype=np.int64)
+        ids = np.asarray(objects.ids or range(len(categories)), dtype=np.int64)
+        masks = _masks(objects, stored) if self.with_masks else None
+        inputs = orient(_inputs(boxes, categories, ids, masks), stored, decoded.orientation)
+        return self.outputs(inputs, Boxes(boxes, categories, ids, masks))
+
+    def inputs(self, state: Boxes) -> dict:
+        return _inputs(state.boxes, state.categories, state.ids, state.masks)
+
+    def outputs(self, result: dict, state: Boxes) -> Boxes:
+        boxes = np.asarray(result["bboxes"], dtype=np.float64).reshape(-1, 4)
+        ids = np.asarray(result["ids"], dtype=np.float64).astype(np.int64)  # label fields come back as floats
+        categories = np.asarray(result["categories"], dtype=np.float64).astype(np.int64)
+        masks = None
+        if state.masks is not None:
+            where = {int(i): k for k, i in enumerate(state.ids)}
+            given = result.get("masks", [])
+            masks = [np.asarray(given[where[int(i)]], dtype=np.uint8) for i in ids]
+        return Boxes(boxes, categories, ids, masks, dropped=len(state.ids) - len(ids))
+
+    # ------------------------------------------------------------ out
+
+    def values(self, state: Boxes, image) -> dict:
+        if state.masks is not None:
+            areas = [float(m.sum()) for m in state.masks]
+        else:
+            areas = [float(w * h) for _, _, w, h in state.boxes]
+        objects = {"bbox": state.boxes.astype(np.float32), "category": state.categories, "area": areas,
+                   "id": state.ids}
+        if state.masks is not None:
+            objects["mask"] = [{"bytes": _png(m), "path": None} for m in state.masks]
+        return {"objects": objects}
+
+    def caption(self, values: dict, original: dict | None) -> str:
+        ids = list((values.get("objects") or {}).get("id") or [])
+        text = f"{len(ids)} box{'' if len(ids) == 1 else 'es'}"
+        before = list(((original or {}).get("objects") or {}).get("id") or [])
+        dropped = len(set(before) - set(ids))
+        return text + (f", {dropped} dropped" if dropped else "")
+
+    def draw(self, rgb, values: dict, classes: list[str]):
+        from augpipe.targets.drawing import draw_boxes, overlay
+
+        objects = values.get("objects") or {}
+        image = rgb
+        for m, c in zip(objects.get("mask") or [], objects.get("category") or []):
+            if m and m.get("bytes"):
+                image = overlay(image, (_unpng(m["bytes"]) > 0).astype(np.int64) * (int(c) + 1) - 1)
+        return draw_boxes(image, objects.get("bbox") or [], objects.get("category") or [], classes)
+
+    def verify(self, row, width, height, classes):
+        objects = row.get("objects") or {}
+        problems = []
+        boxes, categories = objects.get("bbox") or [], objects.get("category") or []
+        if len(boxes) != len(categories):
+            problems.append(f"{len(boxes)} boxes but {len(categories)} categories")
+        for k, box in enumerate(boxes):
+            x, y, w, h = box
+            if not all(math.isfinite(v) for v in box) or w <= 0 or h <= 0:
+                problems.append(f"box {k} {list(box)}: not a box of positive size")
+            elif x < -EDGE or y < -EDGE or x + w > width + EDGE or y + h > height + EDGE:
+                problems.append(f"box {k} {[round(v, 1) for v in box]}: outside the {width}×{height} image")
+        for k, c in enumerate(categories):
+            if not 0 <= c < len(classes):
+                problems.append(f"box {k}: category {c} outside the {len(classes)} classes")
+        for k, m in enumerate(objects.get("mask") or []):
+            try:
+                shape = _unpng(m["bytes"]).shape
+            except Exception:  # noqa: BLE001 - any failure to decode is the problem reported
+                problems.append(f"mask {k} does not decode")
+                continue
+            if shape[:2] != (height, width):
+                problems.append(f"mask {k} is {shape[1]}×{shape[0]}, the image {width}×{height}")
+        return problems
+
+
+def _inputs(boxes, categories, ids, masks) -> dict:
+    inputs = {"bboxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4), "categories": list(categories),
+              "ids": list(ids)}
+    if masks is not None and len(masks):
+        inputs["masks"] = list(masks)
+    return inputs
+
+
+def _absolute(objects, stored: tuple[int, int]) -> np.ndarray:
+    boxes = np.asarray(objects.boxes, dtype=np.float64).reshape(-1, 4)
+    if objects.normalised:  # YOLO: centre and size, fractions of the image
+        w, h = stored
+        boxes = np.stack([(boxes[:, 0] - boxes[:, 2] / 2) * w, (boxes[:, 1] - boxes[:, 3] / 2) * h,
+                          boxes[:, 2] * w, boxes[:, 3] * h], axis=1)
+    return boxes
+
+
+def _checked(boxes: np.ndarray, stored: tuple[int, int]) -> np.ndarray:
+    """Boxes inside the image, or SkipInput naming the first that is not (in pixels)."""
+    w, h = stored
+    for k, (x, y, bw, bh) in enumerate(boxes):
+        shown = f"box {k} [{x:.1f}, {y:.1f}, {bw:.1f}, {bh:.1f}]"
+        if not all(math.isfinite(v) for v in (x, y, bw, bh)):
+            raise SkipInput(f"{shown}: not a number")
+        if bw <= 0 or bh <= 0:
+            raise SkipInput(f"{shown}: {'width' if bw <= 0 else 'height'} ≤ 0")
+        if x < -EDGE or y < -EDGE or x + bw > w + EDGE or y + bh > h + EDGE:
+            raise SkipInput(f"{shown}: outside the {w}×{h} image")
+    x0 = np.clip(boxes[:, 0], 0, w)
+    y0 = np.clip(boxes[:, 1], 0, h)
+    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w)
+    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, h)
+    return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1) if len(boxes) else boxes
+
+
+def _masks(objects, stored: tuple[int, int]) -> list[np.ndarray]:
+    """Each object's instance mask on the stored pixels: polygons filled, RLE decoded; an object
+    without one gets its box, filled."""
+    import cv2
+
+    w, h = stored
+    out = []
+    segments = objects.segments or (None,) * len(objects.categories)
+    for box, segment in zip(_absolute(objects, stored), segments):
+        mask = np.zeros((h, w), np.uint8)
+        if segment is None:
+            x, y, bw, bh = box
+            mask[int(y):int(math.ceil(y + bh)), int(x):int(math.ceil(x + bw))] = 1
+        elif segment[0] == "polygon":
+            scale = np.array([w, h], dtype=np.float64) if objects.normalised else 1.0
+            polygons = [np.round(np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale).astype(np.int32)
+                        for p in segment[1]]
+            cv2.fillPoly(mask, polygons, 1)
+        else:
+            mask = _rle(segment[1], (h, w))
+        out.append(mask)
+    return out
+
+
+def _rle(rle: dict, shape: tuple[int, int]) -> np.ndarray:
+    try:
+        from pycocotools import mask as coco_mask
+    except ImportError:
+        raise SkipInput("an RLE mask needs pycocotools: pip install 'augpipe[coco]'") from None
+    if isinstance(rle.get("counts"), list):
+        rle = coco_mask.frPyObjects(rle, *rle["size"])
+    mask = coco_mask.decode(rle)
+    if mask.shape[:2] != shape:
+        raise SkipInput(f"an RLE mask is {mask.shape[1]}×{mask.shape[0]}, the image {shape[1]}×{shape[0]}")
+    return mask.astype(np.uint8)
+
+
+def _png(mask: np.ndarray) -> bytes:
+    """An instance mask as a grey PNG, 255 inside (viewable as it is), 0 outside."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), "L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _unpng(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im)
+
+
+KIND = BoxesKind

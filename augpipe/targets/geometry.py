@@ -1,0 +1,61 @@
+"""The fixed geometry every target shares with its image: EXIF orientation and `output.resize`.
+
+Both go through albumentations, as the recipe does, so that boxes and masks follow the pixels
+exactly (no threshold drops a box here).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+# EXIF orientation -> the flips that show the stored pixels upright (what the decoder did to them)
+_ORIENT = {
+    2: ("HorizontalFlip",),
+    3: ("HorizontalFlip", "VerticalFlip"),
+    4: ("VerticalFlip",),
+    5: ("Transpose",),
+    6: ("Transpose", "HorizontalFlip"),
+    7: ("Transpose", "HorizontalFlip", "VerticalFlip"),
+    8: ("Transpose", "VerticalFlip"),
+}
+
+
+def stored_size(shape: tuple[int, ...], orientation: int | None) -> tuple[int, int]:
+    """(width, height) of the pixels as stored in the file, from the decoded (upright) shape."""
+    h, w = shape[:2]
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+@functools.lru_cache(maxsize=None)
+def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, boxes: bool):
+    from augpipe.recipe import import_albumentations
+
+    A = import_albumentations()
+    steps = [getattr(A, n)(p=1.0) for n in names]
+    if resize is not None:
+        h, w, interpolation = resize
+        steps.append(A.Resize(h, w, interpolation=interpolation, mask_interpolation=cv2.INTER_NEAREST, p=1.0))
+    bbox = A.BboxParams(format="coco", label_fields=["categories", "ids"], clip=True) if boxes else None
+    return A.Compose(steps, bbox_params=bbox, mask_interpolation=cv2.INTER_NEAREST, p=1.0)
+
+
+def orient(inputs: dict, stored: tuple[int, int], orientation: int | None) -> dict:
+    """Targets given on the stored pixels, turned as the decoder turned the image."""
+    names = _ORIENT.get(orientation or 1)
+    if not names:
+        return inputs
+    w, h = stored
+    out = _compose(names, None, "bboxes" in inputs)(image=np.zeros((h, w, 1), np.uint8), **inputs)
+    out.pop("image")
+    return out
+
+
+def resize(image: np.ndarray, inputs: dict, height: int, width: int) -> tuple[np.ndarray, dict]:
+    """`output.resize` of the image and its targets together (area when shrinking)."""
+    shrink = height * width < image.shape[0] * image.shape[1]
+    interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    out = _compose((), (height, width, interpolation), "bboxes" in inputs)(image=image, **inputs)
+    return out.pop("image"), out
