@@ -21,7 +21,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
+from augpipe import limits
 from augpipe.errors import RecipeError
+from augpipe.limits import check_size
 
 # Names in albumentations' registry that are bases or need inputs a classification image
 # folder does not have (volumes, bounding boxes, extra images).
@@ -116,8 +118,10 @@ def load_recipe(ref: str | Path) -> Recipe:
 
 def parse_recipe(text: str, where: str = "<recipe>") -> Recipe:
     data = _read_yaml(text, where)
-    if _FULLNAME in (data.get("transform") or {}):
+    transform = data.get("transform")
+    if isinstance(transform, dict) and _FULLNAME in transform:
         data = _from_albumentations_save(data, where)
+    check_size(data, where)
     try:
         model = _RecipeModel.model_validate(data)
     except ValidationError as exc:
@@ -148,8 +152,12 @@ def parse_recipe(text: str, where: str = "<recipe>") -> Recipe:
 
 
 def _read_yaml(text: str, where: str) -> dict:
+    if len(text) > limits.MAX_TEXT_CHARS:
+        raise RecipeError(f"{where}: the recipe is {len(text)} characters long; at most {limits.MAX_TEXT_CHARS}")
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise RecipeError(f"{where}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""

@@ -146,3 +146,23 @@ def test_loading_albumentations_does_not_load_torch():
             "import augpipe._preload; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def _nested_oneofs(depth: int) -> str:
+    item = "HorizontalFlip"
+    for _ in range(depth):
+        item = f"{{OneOf: {{transforms: [{item}]}}}}"
+    return f"transforms: [{item}]"
+
+
+def test_nesting_and_count_are_bounded():
+    parse_recipe(_nested_oneofs(7), "ok.yaml")  # 8 levels
+    assert "transform 1.1.1.1.1.1.1.1 OneOf: transforms nest more than 8 levels deep" in bad(_nested_oneofs(8))
+    assert "transform 201 HorizontalFlip: more than 200 transforms" in bad(
+        "transforms: [" + ", ".join(["HorizontalFlip"] * 201) + "]")
+    assert "nest more than 8 levels deep" in bad("transforms: [&a {OneOf: {transforms: [*a]}}]")
+    assert "nested more than 8 levels deep" in bad("transforms: [{Rotate: &p {limit: [1, *p]}}]")
+
+
+def test_recipe_text_size_is_bounded():
+    assert "at most 1000000" in bad("transforms: [HorizontalFlip]\n" + "#" * 1_000_001)
