@@ -6,6 +6,8 @@ parameters (no image), so that a hostile recipe fails in one line and in millise
 
 from __future__ import annotations
 
+import inspect
+from types import SimpleNamespace
 from typing import Any
 
 from augpipe.errors import RecipeError
@@ -16,6 +18,8 @@ MAX_TRANSFORMS = 200
 MAX_DEPTH = 8  # levels of transforms: a top-level OneOf of OneOfs of flips is 3
 MAX_VALUES = 10_000  # list items and mapping values in the whole recipe
 MAX_VALUE_DEPTH = 8  # lists and mappings nested in one parameter
+
+PROVIDED_TARGETS = frozenset({"image"})  # what augpipe passes each transform
 
 _FULLNAME = "__class_fullname__"
 
@@ -77,3 +81,52 @@ def _name_and_params(item: Any) -> tuple[str, Any]:
         name, params = next(iter(item.items()))
         return str(name), params
     return (item if isinstance(item, str) else "?"), item
+
+
+# ---------------------------------------------------------------- inputs a transform needs
+
+# Transforms that read inputs without declaring them in `targets_as_params`: without them they
+# fail, or (ConstrainedCoarseDropout) do nothing.
+_UNDECLARED_TARGETS = {
+    "BBoxSafeRandomCrop": "bboxes",
+    "RandomSizedBBoxSafeCrop": "bboxes",
+    "CropNonEmptyMaskIfExists": "mask",
+    "ConstrainedCoarseDropout": "mask",  # or bboxes, when given bbox_labels
+}
+
+
+def required_targets(cls: type, params: dict | None = None) -> set[str]:
+    """The inputs a transform needs, named as albumentations names them: the image (or what it
+    works on instead, a volume), and every key its `targets_as_params` declares (a mask,
+    'mosaic_metadata', 'fda_metadata'...). A compose needs what its children need."""
+    from albumentations.core.type_definitions import Targets
+
+    params = params or {}
+    works_on = getattr(cls, "_targets", None)
+    if works_on is None:
+        return set()
+    works_on = works_on if isinstance(works_on, tuple) else (works_on,)
+    needs = {"image" if Targets.IMAGE in works_on else works_on[0].name.lower()}
+    needs.update(_declared_targets(cls, params))
+    extra = _UNDECLARED_TARGETS.get(cls.__name__)
+    if extra:
+        needs.add("bboxes" if params.get("bbox_labels") is not None else extra)
+    return needs
+
+
+def _declared_targets(cls: type, params: dict) -> list[str]:
+    """`targets_as_params` is a property of an instance (Mosaic's names its `metadata_key`): read it
+    off the defaults and the given parameters, without building the transform."""
+    prop = inspect.getattr_static(cls, "targets_as_params", None)
+    if not isinstance(prop, property):
+        return []
+    defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    try:
+        return [str(key) for key in prop.fget(SimpleNamespace(**{**defaults, **params}))]
+    except Exception:  # reads something else of the instance: the dry run will tell
+        return []
+
+
+def missing_targets(cls: type, params: dict | None = None) -> set[str]:
+    return required_targets(cls, params) - PROVIDED_TARGETS

@@ -23,10 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from augpipe import limits
 from augpipe.errors import RecipeError
-from augpipe.limits import check_size
+from augpipe.limits import check_size, missing_targets
 
-# Names in albumentations' registry that are bases or need inputs a classification image
-# folder does not have (volumes, bounding boxes, extra images).
+# Names in albumentations' registry that are bases, or composes and parameters that are not
+# transforms (what a transform needs besides the image: `limits.required_targets`).
 _NOT_FOR_RECIPES = {
     "BasicTransform", "DualTransform", "ImageOnlyTransform", "Transform3D", "BaseCompose",
     "Compose", "ReplayCompose", "BboxParams", "KeypointParams",
@@ -273,20 +273,32 @@ def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
     return params
 
 
+def refusal(name: str, params: dict | None = None) -> str | None:
+    """Why a recipe may not use this transform at all, or None."""
+    if name == "Lambda":
+        return "Lambda runs arbitrary Python code and cannot be used in a recipe"
+    if name in _FLOAT_OUTPUT:
+        return "makes float pixels; augpipe writes 8-bit images (normalise in your data loader instead)"
+    cls = allowed_transforms().get(name)
+    missing = missing_targets(cls, params) if cls is not None else set()
+    if missing:
+        needs = ", ".join(repr(t) for t in sorted(missing))
+        given = ", ".join(repr(t) for t in sorted(limits.PROVIDED_TARGETS))
+        return f"needs {needs}, which augpipe does not give (it gives transforms only {given})"
+    return None
+
+
 def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list[str]) -> dict:
     """Validate one transform and return its albumentations-serialized form."""
     name, params = _split_item(item, label, where)
-    if name == "Lambda":
-        raise RecipeError(f"{where}: {label} Lambda: Lambda runs arbitrary Python code and cannot be used in a recipe")
-    if name in _FLOAT_OUTPUT:
-        raise RecipeError(f"{where}: {label} {name}: makes float pixels; augpipe writes 8-bit images "
-                          "(normalise in your data loader instead)")
+    here = f"{where}: {label} {name}"
+    if name in ("Lambda", *_FLOAT_OUTPUT):
+        raise RecipeError(f"{here}: {refusal(name)}")
     allowed = allowed_transforms()
     cls = allowed.get(name)
     if cls is None:
         hint = _did_you_mean(name, list(allowed))
-        raise RecipeError(f"{where}: {label} {name}: unknown transform{hint}")
-    here = f"{where}: {label} {name}"
+        raise RecipeError(f"{here}: unknown transform{hint}")
     known = init_parameters(cls)
     schema = getattr(cls, "InitSchema", None)
     if schema is not None:
@@ -294,6 +306,9 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
     for key in params:
         if key not in known:
             raise RecipeError(f"{here}: field '{key}' is not a parameter of {name}{_did_you_mean(key, list(known))}")
+    reason = refusal(name, params)
+    if reason:
+        raise RecipeError(f"{here}: {reason}")
     children: list[dict] = []
     if _is_compose(cls):
         kids = params.pop("transforms", None)

@@ -148,6 +148,48 @@ def test_loading_albumentations_does_not_load_torch():
     assert out.strip() == "False"
 
 
+# ---------------------------------------------------------------- inputs augpipe does not give
+
+@pytest.mark.parametrize("item, needs", [
+    ("Mosaic", "'mosaic_metadata'"),
+    ("FDA", "'fda_metadata'"),
+    ("HistogramMatching", "'hm_metadata'"),
+    ("PixelDistributionAdaptation", "'pda_metadata'"),
+    ("MaskDropout", "'mask'"),
+    ("{CropNonEmptyMaskIfExists: {height: 10, width: 10}}", "'mask'"),
+    ("BBoxSafeRandomCrop", "'bboxes'"),
+    ("{RandomSizedBBoxSafeCrop: {height: 10, width: 10}}", "'bboxes'"),
+    ("{Equalize: {mask_params: [roi]}}", "'roi'"),
+])
+def test_transforms_needing_inputs_augpipe_lacks_are_refused(item, needs):
+    msg = bad(f"transforms: [HorizontalFlip, {{OneOf: {{transforms: [VerticalFlip, {item}]}}}}]")
+    assert "transform 2.2 " in msg and f"needs {needs}, which augpipe does not give" in msg
+
+
+def test_required_targets_are_albumentations_declarations(monkeypatch):
+    from augpipe import limits
+
+    assert limits.required_targets(A.HorizontalFlip) == {"image"}
+    assert limits.required_targets(A.Mosaic) == {"image", "mosaic_metadata"}
+    assert limits.required_targets(A.Mosaic, {"metadata_key": "tiles"}) == {"image", "tiles"}
+    assert limits.required_targets(A.MaskDropout) == {"image", "mask"}
+    # giving transforms a mask is one line: MaskDropout is then allowed
+    monkeypatch.setattr(limits, "PROVIDED_TARGETS", frozenset({"image", "mask"}))
+    assert limits.missing_targets(A.MaskDropout) == set()
+    assert limits.missing_targets(A.Mosaic) == {"mosaic_metadata"}
+
+
+def test_transforms_listing_hides_what_a_recipe_cannot_use():
+    from augpipe.catalog import catalog
+
+    names = {name for items in catalog().values() for name, _ in items}
+    assert {"HorizontalFlip", "RandomCrop", "OneOf", "GridElasticDeform"} <= names
+    hidden = {"Mosaic", "FDA", "HistogramMatching", "PixelDistributionAdaptation", "MaskDropout",
+              "BBoxSafeRandomCrop", "RandomSizedBBoxSafeCrop", "CropNonEmptyMaskIfExists", "RandomCropNearBBox",
+              "OverlayElements", "TextImage", "CubicSymmetry", "Normalize", "ToFloat"}
+    assert not hidden & names
+
+
 def _nested_oneofs(depth: int) -> str:
     item = "HorizontalFlip"
     for _ in range(depth):
