@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from augpipe import limits
 from augpipe.errors import RecipeError
-from augpipe.limits import check_size, missing_targets
+from augpipe.limits import check_built, check_caps, check_cost, check_numbers, check_size, missing_targets
 
 # Names in albumentations' registry that are bases, or composes and parameters that are not
 # transforms (what a transform needs besides the image: `limits.required_targets`).
@@ -134,6 +134,7 @@ def parse_recipe(text: str, where: str = "<recipe>") -> Recipe:
         _check_item(item, f"transform {i}", where, notes, warns)
         for i, item in enumerate(model.transforms, start=1)
     )
+    check_cost([(f"transform {i} {s[_FULLNAME]}", build_transform(s)) for i, s in enumerate(specs, start=1)], where)
     recipe = Recipe(
         name=model.name or Path(where).stem,
         description=model.description.strip(),
@@ -309,6 +310,10 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
     reason = refusal(name, params)
     if reason:
         raise RecipeError(f"{here}: {reason}")
+    for key, value in params.items():
+        if key != "transforms":
+            check_numbers(value, here, key)
+    check_caps(name, params, here)
     children: list[dict] = []
     if _is_compose(cls):
         kids = params.pop("transforms", None)
@@ -316,6 +321,7 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
             raise RecipeError(f"{here}: field 'transforms': a {name} needs a list of transforms")
         children = [_check_item(k, f"{label}.{j}", where, notes, warns) for j, k in enumerate(kids, start=1)]
     transform = _construct(cls, name, params, children, here)
+    check_built(transform, here)
     if "p" not in params:
         notes.append(f"{label} {name}: p not given, default p={transform.p} is used")
     warns.extend(_fixed_range_warnings(transform, params, f"{label} {name}"))

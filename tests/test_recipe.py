@@ -190,6 +190,52 @@ def test_transforms_listing_hides_what_a_recipe_cannot_use():
     assert not hidden & names
 
 
+# ---------------------------------------------------------------- degenerate numbers
+
+@pytest.mark.parametrize("params, needle", [
+    ("{limit: [-.inf, .inf], p: 1}", "field 'limit': -inf is not a finite number"),
+    ("{limit: [-1e308, 1e308], p: 1}", "field 'limit': -1e+308 is out of range"),
+    ("{limit: ['-inf', 'inf'], p: 1}", "field 'limit': -inf is not a finite number"),
+    ("{limit: [-10, 10], fill: [0, .nan, 0]}", "field 'fill': nan is not a finite number"),
+    ("{limit: 10, p: 1000000000000}", "field 'p': 1e+12 is out of range"),
+])
+def test_non_finite_and_absurd_numbers_are_refused(params, needle):
+    assert needle in bad(f"transforms: [{{Rotate: {params}}}]")
+
+
+def test_non_finite_numbers_in_nested_mappings_are_refused():
+    msg = bad("transforms: [{OneOf: {transforms: [{Affine: {scale: {x: [1, .inf], y: 1}}}]}}]")
+    assert "transform 1.1 Affine: field 'scale': inf is not a finite number" in msg
+
+
+# ---------------------------------------------------------------- cost bombs
+
+@pytest.mark.parametrize("item, needle", [
+    ("{GridElasticDeform: {num_grid_xy: [2000, 2000], magnitude: 10}}", "field 'num_grid_xy': 2000 is more than 16"),
+    ("{ThinPlateSpline: {num_control_points: 50}}", "field 'num_control_points': 50 is more than 8"),
+    ("{Resize: {height: 100000, width: 100}}", "field 'height': 100000 is more than 8192"),
+    ("{Blur: {blur_limit: [3, 1001]}}", "field 'blur_limit': 1001 is more than 255"),
+    ("{ElasticTransform: {sigma: 500}}", "field 'sigma': 500 is more than 100"),
+    ("{Superpixels: {max_size: 4096}}", "field 'max_size': 4096 is more than 256"),
+    ("{ToGray: {num_output_channels: 100000}}", "field 'num_output_channels': 100000 is more than 3"),
+    ("{ZoomBlur: {step_factor: 0.01}}", "field 'step_factor': a step as small as 0 makes more than 100 zoom steps"),
+    ("{RandomScale: {scale_limit: [-2, 0]}}", "field 'scale_limit'"),
+])
+def test_parameters_that_size_work_are_capped(item, needle):
+    assert needle in bad(f"transforms: [HorizontalFlip, {item}]")
+
+
+def test_what_the_transforms_add_up_to_is_bounded():
+    scale = "{RandomScale: {scale_limit: [0, 3], p: 1}}"
+    parse_recipe(f"transforms: [{scale}]", "ok.yaml")
+    assert "transform 3 RandomScale: the transforms up to here can grow an image 16× a side" in bad(
+        f"transforms: [{scale}, HorizontalFlip, {scale}]")
+    assert "transform 2 Pad: the transforms up to here can add up to 32000 pixels" in bad(
+        "transforms: [{Pad: {padding: 8000}}, {Pad: {padding: 8000}}]")
+    assert "transform 1 SomeOf: the transforms up to here apply up to 100000 transforms" in bad(
+        "transforms: [{SomeOf: {n: 100000, replace: true, transforms: [HorizontalFlip]}}]")
+
+
 def _nested_oneofs(depth: int) -> str:
     item = "HorizontalFlip"
     for _ in range(depth):
@@ -204,6 +250,49 @@ def test_nesting_and_count_are_bounded():
         "transforms: [" + ", ".join(["HorizontalFlip"] * 201) + "]")
     assert "nest more than 8 levels deep" in bad("transforms: [&a {OneOf: {transforms: [*a]}}]")
     assert "nested more than 8 levels deep" in bad("transforms: [{Rotate: &p {limit: [1, *p]}}]")
+
+
+def _alias_bomb() -> str:
+    """8 levels of 9× OneOf of the level below, in about 3 KB: 43 million transforms."""
+    lines = ["transforms:", "  - &t0 {HorizontalFlip: {p: 0.5}}"]
+    for level in range(1, 9):
+        lines.append(f"  - &t{level} {{OneOf: {{transforms: [{', '.join([f'*t{level - 1}'] * 9)}]}}}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_recipe_bombs_fail_fast_in_one_line(tmp_path):
+    """Each of these hung, took minutes and gigabytes, or overflowed the stack."""
+    import subprocess
+    import sys
+
+    bombs = {
+        "alias": _alias_bomb(),
+        "grid": "transforms: [{GridElasticDeform: {num_grid_xy: [2000, 2000], magnitude: 10, p: 1}}]",
+        "grid_huge": "transforms: [{GridElasticDeform: {num_grid_xy: [100000, 100000], magnitude: 10, p: 1}}]",
+        "deep": _nested_oneofs(500),
+    }
+    for name, text in bombs.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    code = (
+        "import sys\n"
+        "from augpipe.errors import RecipeError\n"
+        "from augpipe.recipe import load_recipe\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        load_recipe(path)\n"
+        "        print('accepted')\n"
+        "    except RecipeError as exc:\n"
+        "        print(exc)\n"
+    )
+    paths = [str(tmp_path / f"{name}.yaml") for name in bombs]
+    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=30,
+                         check=True).stdout.splitlines()
+    assert len(out) == len(bombs)
+    alias, grid, grid_huge, deep = out
+    assert "alias.yaml: transform" in alias and "more than 200 transforms" in alias
+    assert "field 'num_grid_xy': 2000 is more than 16" in grid
+    assert "field 'num_grid_xy': 100000 is more than 16" in grid_huge
+    assert "deep.yaml: not valid YAML: nested too deeply" in deep
 
 
 def test_recipe_text_size_is_bounded():
