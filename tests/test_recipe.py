@@ -20,6 +20,13 @@ def test_every_bundled_recipe_loads_with_a_description_and_no_warning():
         assert recipe.warnings == (), name
 
 
+def test_every_bundled_recipe_passes_the_dry_run_without_warning():
+    from augpipe.dryrun import check_recipe
+
+    for path in bundled_recipes():
+        assert check_recipe(load_recipe(path)).warnings == (), path.stem
+
+
 def test_digits_recipe_never_flips():
     text = load_recipe("digits").text
     assert "Flip" not in text and "Transpose" not in text
@@ -190,6 +197,99 @@ def test_transforms_listing_hides_what_a_recipe_cannot_use():
     assert not hidden & names
 
 
+# ---------------------------------------------------------------- the dry run
+
+def checked(text: str, sizes=None):
+    from augpipe.dryrun import check_recipe
+
+    return check_recipe(parse_recipe(text, "my.yaml"), sizes)
+
+
+def check_fails(text: str, sizes=None) -> str:
+    with pytest.raises(RecipeError) as info:
+        checked(text, sizes)
+    message = str(info.value)
+    assert message.startswith("my.yaml: ") and "\n" not in message
+    return message
+
+
+def test_dry_run_fires_every_transform_even_rare_nested_ones():
+    msg = check_fails("transforms: [{OneOf: {p: 0.01, transforms: [HorizontalFlip, "
+                      "{CenterCrop: {height: 300, width: 300, p: 0.01}}]}}]")
+    assert "transform 1.2 CenterCrop: fails on a 256×256 image: CropSizeError" in msg
+
+
+def test_fixed_size_crops_pass_at_the_default_size():
+    resize = "output: {resize: {height: 224, width: 224}}\n"
+    assert checked(resize + "transforms: [{RandomCrop: {height: 224, width: 224}}]").warnings == ()
+    assert checked(resize + "transforms: [{CenterCrop: {height: 200, width: 200}}]").warnings == ()
+
+
+def test_check_command_passes_fixed_size_crops(cli, tmp_path):
+    for crop, exit_code in [("RandomCrop: {height: 224, width: 224}", 1), ("CenterCrop: {height: 200, width: 200}", 1)]:
+        path = tmp_path / "crop.yaml"
+        path.write_text(f"transforms: [{{{crop}}}]\n")
+        result = cli("check", path)
+        assert result.exit_code == exit_code and "is valid" in result.output  # warned, not refused
+        assert "add output: {resize: {height:" in result.output
+        path.write_text(f"output: {{resize: {{height: 64, width: 64}}}}\ntransforms: [{{{crop}}}]\n")
+        assert cli("check", path).exit_code == 0
+
+
+def test_sized_check_reports_the_smallest_size_a_crop_needs():
+    result = checked("output: {resize: {height: 224, width: 224}}\ntransforms: [{RandomCrop: {height: 224, width: 224}}]",
+                     [(640, 480), (100, 80), (300, 300)])
+    assert result.min_size == (224, 224)
+    assert result.warnings == ("images smaller than 224×224 will be skipped: transform 1 RandomCrop needs 224×224",)
+
+
+def test_sized_check_fails_when_every_size_fails():
+    msg = check_fails("transforms: [{RandomCrop: {height: 224, width: 224}}]", [(100, 80), (120, 100)])
+    assert "transform 1 RandomCrop: fails on a 120×100 image" in msg
+
+
+def test_copies_and_originals_of_different_sizes_warn():
+    crop = "transforms: [{RandomCrop: {height: 224, width: 224}}]"
+    (warning,) = checked(crop).warnings
+    assert "originals keep their size but copies of a 256×256 image come out at 224×224" in warning
+    assert "add output: {resize: {height: 224, width: 224}}" in warning
+    (warning,) = checked("keep_original: false\ntransforms: [{RandomCrop: {height: 224, width: 224, p: 0.5}}]").warnings
+    assert "come out at different sizes (224×224 or 256×256)" in warning
+    assert checked("keep_original: false\ntransforms: [{RandomCrop: {height: 224, width: 224, p: 1}}]").warnings == ()
+
+
+def test_images_of_different_sizes_warn_without_output_resize():
+    (warning,) = checked("transforms: [HorizontalFlip]", [(32, 32), (64, 48)]).warnings
+    assert "the images differ in size" in warning and "add output: {resize:" in warning
+    assert checked("transforms: [HorizontalFlip]", [(32, 32), (32, 32)]).warnings == ()
+    resized = "keep_original: false\ntransforms: [{Resize: {height: 40, width: 40, p: 1}}]"
+    assert checked(resized, [(32, 32), (64, 48)]).warnings == ()
+
+
+def test_too_slow_transform_is_refused_by_name(monkeypatch):
+    from augpipe import dryrun
+
+    monkeypatch.setattr(dryrun, "LEAF_SECONDS", 0.0)
+    msg = check_fails("transforms: [HorizontalFlip, {OneOf: {transforms: [VerticalFlip, ToGray]}}]")
+    assert "transform 1 HorizontalFlip: too slow" in msg and "256×256 test image (at most 0 s)" in msg
+
+
+def test_a_copy_too_slow_in_all_is_refused(monkeypatch):
+    from augpipe import dryrun
+
+    monkeypatch.setattr(dryrun, "COPY_SECONDS", 0.0)
+    assert "too slow: one copy can take up to" in check_fails("transforms: [HorizontalFlip]")
+
+
+def test_worst_cost_applies_each_transform_as_often_as_the_recipe_allows():
+    from augpipe.limits import worst_cost
+
+    seconds = {"HorizontalFlip": 0.5, "VerticalFlip": 0.2, "ToGray": 0.1, "Blur": 0.3}
+    transforms = [A.SomeOf([A.HorizontalFlip(), A.VerticalFlip()], n=30, replace=True),
+                  A.OneOf([A.ToGray(), A.Blur()]), A.SomeOf([A.HorizontalFlip(), A.VerticalFlip(), A.Blur()], n=2)]
+    assert worst_cost(transforms, lambda t: seconds[type(t).__name__]) == pytest.approx(30 * 0.5 + 0.3 + 0.8)
+
+
 # ---------------------------------------------------------------- degenerate numbers
 
 @pytest.mark.parametrize("params, needle", [
@@ -275,11 +375,12 @@ def test_recipe_bombs_fail_fast_in_one_line(tmp_path):
         (tmp_path / f"{name}.yaml").write_text(text)
     code = (
         "import sys\n"
+        "from augpipe.dryrun import check_recipe\n"
         "from augpipe.errors import RecipeError\n"
         "from augpipe.recipe import load_recipe\n"
         "for path in sys.argv[1:]:\n"
         "    try:\n"
-        "        load_recipe(path)\n"
+        "        check_recipe(load_recipe(path))\n"
         "        print('accepted')\n"
         "    except RecipeError as exc:\n"
         "        print(exc)\n"
