@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Iterable
 
 from augpipe.errors import RecipeError
@@ -145,7 +144,6 @@ def _keep_size(trial: _Trial, out: Any) -> None:
     trial.outputs.add((int(out.shape[1]), int(out.shape[0])))
 
 
-@lru_cache(maxsize=4)
 def _test_image(size: Size) -> Any:
     import numpy as np
 
@@ -194,7 +192,7 @@ def _size_warning(recipe: Recipe, passed: list[_Trial], sizes_differ: bool) -> s
     target = copies[0]
     fix = (f"rows of different sizes fail to batch (\"stack expects each tensor to be equal size\"): add "
            f"output: {{resize: {{height: {target[1]}, width: {target[0]}}}}}")
-    shown = " or ".join(_show(s) for s in copies)
+    shown = " or ".join(_show(s) for s in copies[:3]) + (" or ..." if len(copies) > 3 else "")
     if recipe.keep_original and copies != [first.size]:
         return f"originals keep their size but copies of a {_show(first.size)} image come out at {shown}: {fix}"
     if len(copies) > 1:

@@ -30,6 +30,7 @@ from augpipe.limits import check_built, check_caps, check_cost, check_numbers, c
 _NOT_FOR_RECIPES = {
     "BasicTransform", "DualTransform", "ImageOnlyTransform", "Transform3D", "BaseCompose",
     "Compose", "ReplayCompose", "BboxParams", "KeypointParams",
+    "MaxSizeTransform",  # the base of LongestMaxSize and SmallestMaxSize: fails on its own
 }
 # These change the pixel type; augpipe writes 8-bit images.
 _FLOAT_OUTPUT = {"Normalize", "ToFloat", "FromFloat"}
