@@ -39,9 +39,12 @@ def parameters(cls: type) -> list[tuple[str, str]]:
 
 
 def catalog() -> dict[str, list[tuple[str, list[tuple[str, str]]]]]:
-    from augpipe.recipe import allowed_transforms
+    """The transforms a recipe may use: not those refused whatever their parameters (needing a
+    mask or other images, making float pixels)."""
+    from augpipe.recipe import allowed_transforms, refusal
 
     groups: dict[str, list] = {g: [] for g in GROUPS}
     for name, cls in sorted(allowed_transforms().items()):
-        groups[group_of(name, cls)].append((name, parameters(cls)))
+        if refusal(name) is None:
+            groups[group_of(name, cls)].append((name, parameters(cls)))
     return {g: items for g, items in groups.items() if items}

@@ -362,10 +362,12 @@ def list_recipes() -> None:
 def check(
     recipe: Annotated[str, typer.Argument(help="A recipe file, or a bundled recipe's name.")],
 ) -> None:
-    """Validate a recipe and say what it will do. Exit 1 when it has warnings."""
+    """Validate a recipe, run it on a test image, and say what it will do. Exit 1 when it has warnings."""
+    from augpipe.dryrun import check_recipe
     from augpipe.recipe import describe, load_recipe
 
     r = load_recipe(recipe)
+    found = check_recipe(r)
     out = r.output
     resize = f", resized to {out.resize.width}×{out.resize.height}" if out.resize else ""
     quality = f" quality {out.quality}" if out.format != "png" else ""
@@ -379,9 +381,10 @@ def check(
         typer.echo(f"    {line}")
     for note in r.notes:
         typer.echo(f"  note: {note}")
-    for warning in r.warnings:
+    warnings = [*r.warnings, *found.warnings]
+    for warning in warnings:
         typer.echo(f"  warning: {warning}")
-    if r.warnings:
+    if warnings:
         raise typer.Exit(1)
 
 

@@ -21,13 +21,16 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
+from augpipe import limits
 from augpipe.errors import RecipeError
+from augpipe.limits import check_built, check_caps, check_cost, check_numbers, check_size, missing_targets
 
-# Names in albumentations' registry that are bases or need inputs a classification image
-# folder does not have (volumes, bounding boxes, extra images).
+# Names in albumentations' registry that are bases, or composes and parameters that are not
+# transforms (what a transform needs besides the image: `limits.required_targets`).
 _NOT_FOR_RECIPES = {
     "BasicTransform", "DualTransform", "ImageOnlyTransform", "Transform3D", "BaseCompose",
     "Compose", "ReplayCompose", "BboxParams", "KeypointParams",
+    "MaxSizeTransform",  # the base of LongestMaxSize and SmallestMaxSize: fails on its own
 }
 # These change the pixel type; augpipe writes 8-bit images.
 _FLOAT_OUTPUT = {"Normalize", "ToFloat", "FromFloat"}
@@ -117,9 +120,12 @@ def load_recipe(ref: str | Path) -> Recipe:
 
 
 def parse_recipe(text: str, where: str = "<recipe>") -> Recipe:
+    """Validate a recipe without running it (`augpipe.dryrun.check_recipe` runs it on test images)."""
     data = _read_yaml(text, where)
-    if _FULLNAME in (data.get("transform") or {}):
+    transform = data.get("transform")
+    if isinstance(transform, dict) and _FULLNAME in transform:
         data = _from_albumentations_save(data, where)
+    check_size(data, where)
     try:
         model = _RecipeModel.model_validate(data)
     except ValidationError as exc:
@@ -132,6 +138,7 @@ def parse_recipe(text: str, where: str = "<recipe>") -> Recipe:
         _check_item(item, f"transform {i}", where, notes, warns)
         for i, item in enumerate(model.transforms, start=1)
     )
+    check_cost([(f"transform {i} {s[_FULLNAME]}", build_transform(s)) for i, s in enumerate(specs, start=1)], where)
     recipe = Recipe(
         name=model.name or Path(where).stem,
         description=model.description.strip(),
@@ -145,13 +152,16 @@ def parse_recipe(text: str, where: str = "<recipe>") -> Recipe:
         notes=tuple(notes),
         warnings=tuple(warns),
     )
-    _dry_run(recipe, where)
     return recipe
 
 
 def _read_yaml(text: str, where: str) -> dict:
+    if len(text) > limits.MAX_TEXT_CHARS:
+        raise RecipeError(f"{where}: the recipe is {len(text)} characters long; at most {limits.MAX_TEXT_CHARS}")
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise RecipeError(f"{where}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark else ""
@@ -267,20 +277,32 @@ def init_parameters(cls: type) -> dict[str, inspect.Parameter]:
     return params
 
 
+def refusal(name: str, params: dict | None = None) -> str | None:
+    """Why a recipe may not use this transform at all, or None."""
+    if name == "Lambda":
+        return "Lambda runs arbitrary Python code and cannot be used in a recipe"
+    if name in _FLOAT_OUTPUT:
+        return "makes float pixels; augpipe writes 8-bit images (normalise in your data loader instead)"
+    cls = allowed_transforms().get(name)
+    missing = missing_targets(cls, params) if cls is not None else set()
+    if missing:
+        needs = ", ".join(repr(t) for t in sorted(missing))
+        given = ", ".join(repr(t) for t in sorted(limits.PROVIDED_TARGETS))
+        return f"needs {needs}, which augpipe does not give (it gives transforms only {given})"
+    return None
+
+
 def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list[str]) -> dict:
     """Validate one transform and return its albumentations-serialized form."""
     name, params = _split_item(item, label, where)
-    if name == "Lambda":
-        raise RecipeError(f"{where}: {label} Lambda: Lambda runs arbitrary Python code and cannot be used in a recipe")
-    if name in _FLOAT_OUTPUT:
-        raise RecipeError(f"{where}: {label} {name}: makes float pixels; augpipe writes 8-bit images "
-                          "(normalise in your data loader instead)")
+    here = f"{where}: {label} {name}"
+    if name in ("Lambda", *_FLOAT_OUTPUT):
+        raise RecipeError(f"{here}: {refusal(name)}")
     allowed = allowed_transforms()
     cls = allowed.get(name)
     if cls is None:
         hint = _did_you_mean(name, list(allowed))
-        raise RecipeError(f"{where}: {label} {name}: unknown transform{hint}")
-    here = f"{where}: {label} {name}"
+        raise RecipeError(f"{here}: unknown transform{hint}")
     known = init_parameters(cls)
     schema = getattr(cls, "InitSchema", None)
     if schema is not None:
@@ -288,6 +310,13 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
     for key in params:
         if key not in known:
             raise RecipeError(f"{here}: field '{key}' is not a parameter of {name}{_did_you_mean(key, list(known))}")
+    reason = refusal(name, params)
+    if reason:
+        raise RecipeError(f"{here}: {reason}")
+    for key, value in params.items():
+        if key != "transforms":
+            check_numbers(value, here, key)
+    check_caps(name, params, here)
     children: list[dict] = []
     if _is_compose(cls):
         kids = params.pop("transforms", None)
@@ -295,6 +324,7 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
             raise RecipeError(f"{here}: field 'transforms': a {name} needs a list of transforms")
         children = [_check_item(k, f"{label}.{j}", where, notes, warns) for j, k in enumerate(kids, start=1)]
     transform = _construct(cls, name, params, children, here)
+    check_built(transform, here)
     if "p" not in params:
         notes.append(f"{label} {name}: p not given, default p={transform.p} is used")
     warns.extend(_fixed_range_warnings(transform, params, f"{label} {name}"))
@@ -374,23 +404,6 @@ def build_compose(recipe: Recipe) -> Any:
             compose = A.Compose([build_transform(s) for s in recipe.transforms], p=1.0, save_applied_params=True)
         _COMPOSES[recipe.sha256] = compose
     return compose
-
-
-def _dry_run(recipe: Recipe, where: str) -> None:
-    """Some transforms need inputs an image folder lacks (a mask, reference images): fail now, not mid-run."""
-    import random
-
-    import numpy as np
-
-    compose = build_compose(recipe)
-    image = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
-    compose.set_random_state(np.random.default_rng(0), random.Random(0))
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            compose(image=image)
-    except Exception as exc:  # any failure here is the recipe's, reported as such
-        raise RecipeError(f"{where}: the transforms fail on a test image: {type(exc).__name__}: {exc}") from None
 
 
 def describe(recipe: Recipe) -> list[str]:

@@ -20,6 +20,13 @@ def test_every_bundled_recipe_loads_with_a_description_and_no_warning():
         assert recipe.warnings == (), name
 
 
+def test_every_bundled_recipe_passes_the_dry_run_without_warning():
+    from augpipe.dryrun import check_recipe
+
+    for path in bundled_recipes():
+        assert check_recipe(load_recipe(path)).warnings == (), path.stem
+
+
 def test_digits_recipe_never_flips():
     text = load_recipe("digits").text
     assert "Flip" not in text and "Transpose" not in text
@@ -146,3 +153,248 @@ def test_loading_albumentations_does_not_load_torch():
             "import augpipe._preload; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# ---------------------------------------------------------------- inputs augpipe does not give
+
+@pytest.mark.parametrize("item, needs", [
+    ("Mosaic", "'mosaic_metadata'"),
+    ("FDA", "'fda_metadata'"),
+    ("HistogramMatching", "'hm_metadata'"),
+    ("PixelDistributionAdaptation", "'pda_metadata'"),
+    ("MaskDropout", "'mask'"),
+    ("{CropNonEmptyMaskIfExists: {height: 10, width: 10}}", "'mask'"),
+    ("BBoxSafeRandomCrop", "'bboxes'"),
+    ("{RandomSizedBBoxSafeCrop: {height: 10, width: 10}}", "'bboxes'"),
+    ("{Equalize: {mask_params: [roi]}}", "'roi'"),
+])
+def test_transforms_needing_inputs_augpipe_lacks_are_refused(item, needs):
+    msg = bad(f"transforms: [HorizontalFlip, {{OneOf: {{transforms: [VerticalFlip, {item}]}}}}]")
+    assert "transform 2.2 " in msg and f"needs {needs}, which augpipe does not give" in msg
+
+
+def test_required_targets_are_albumentations_declarations(monkeypatch):
+    from augpipe import limits
+
+    assert limits.required_targets(A.HorizontalFlip) == {"image"}
+    assert limits.required_targets(A.Mosaic) == {"image", "mosaic_metadata"}
+    assert limits.required_targets(A.Mosaic, {"metadata_key": "tiles"}) == {"image", "tiles"}
+    assert limits.required_targets(A.MaskDropout) == {"image", "mask"}
+    # giving transforms a mask is one line: MaskDropout is then allowed
+    monkeypatch.setattr(limits, "PROVIDED_TARGETS", frozenset({"image", "mask"}))
+    assert limits.missing_targets(A.MaskDropout) == set()
+    assert limits.missing_targets(A.Mosaic) == {"mosaic_metadata"}
+
+
+def test_transforms_listing_hides_what_a_recipe_cannot_use():
+    from augpipe.catalog import catalog
+
+    names = {name for items in catalog().values() for name, _ in items}
+    assert {"HorizontalFlip", "RandomCrop", "OneOf", "GridElasticDeform"} <= names
+    hidden = {"Mosaic", "FDA", "HistogramMatching", "PixelDistributionAdaptation", "MaskDropout",
+              "BBoxSafeRandomCrop", "RandomSizedBBoxSafeCrop", "CropNonEmptyMaskIfExists", "RandomCropNearBBox",
+              "OverlayElements", "TextImage", "CubicSymmetry", "Normalize", "ToFloat"}
+    assert not hidden & names
+
+
+# ---------------------------------------------------------------- the dry run
+
+def checked(text: str, sizes=None):
+    from augpipe.dryrun import check_recipe
+
+    return check_recipe(parse_recipe(text, "my.yaml"), sizes)
+
+
+def check_fails(text: str, sizes=None) -> str:
+    with pytest.raises(RecipeError) as info:
+        checked(text, sizes)
+    message = str(info.value)
+    assert message.startswith("my.yaml: ") and "\n" not in message
+    return message
+
+
+def test_dry_run_fires_every_transform_even_rare_nested_ones():
+    msg = check_fails("transforms: [{OneOf: {p: 0.01, transforms: [HorizontalFlip, "
+                      "{CenterCrop: {height: 300, width: 300, p: 0.01}}]}}]")
+    assert "transform 1.2 CenterCrop: fails on a 256×256 image: CropSizeError" in msg
+
+
+def test_fixed_size_crops_pass_at_the_default_size():
+    resize = "output: {resize: {height: 224, width: 224}}\n"
+    assert checked(resize + "transforms: [{RandomCrop: {height: 224, width: 224}}]").warnings == ()
+    assert checked(resize + "transforms: [{CenterCrop: {height: 200, width: 200}}]").warnings == ()
+
+
+def test_check_command_passes_fixed_size_crops(cli, tmp_path):
+    for crop, exit_code in [("RandomCrop: {height: 224, width: 224}", 1), ("CenterCrop: {height: 200, width: 200}", 1)]:
+        path = tmp_path / "crop.yaml"
+        path.write_text(f"transforms: [{{{crop}}}]\n")
+        result = cli("check", path)
+        assert result.exit_code == exit_code and "is valid" in result.output  # warned, not refused
+        assert "add output: {resize: {height:" in result.output
+        path.write_text(f"output: {{resize: {{height: 64, width: 64}}}}\ntransforms: [{{{crop}}}]\n")
+        assert cli("check", path).exit_code == 0
+
+
+def test_sized_check_reports_the_smallest_size_a_crop_needs():
+    result = checked("output: {resize: {height: 224, width: 224}}\ntransforms: [{RandomCrop: {height: 224, width: 224}}]",
+                     [(640, 480), (100, 80), (300, 300)])
+    assert result.min_size == (224, 224)
+    assert result.warnings == ("images smaller than 224×224 will be skipped: transform 1 RandomCrop needs 224×224",)
+
+
+def test_sized_check_fails_when_every_size_fails():
+    msg = check_fails("transforms: [{RandomCrop: {height: 224, width: 224}}]", [(100, 80), (120, 100)])
+    assert "transform 1 RandomCrop: fails on a 120×100 image" in msg
+
+
+def test_copies_and_originals_of_different_sizes_warn():
+    crop = "transforms: [{RandomCrop: {height: 224, width: 224}}]"
+    (warning,) = checked(crop).warnings
+    assert "originals keep their size but copies of a 256×256 image come out at 224×224" in warning
+    assert "add output: {resize: {height: 224, width: 224}}" in warning
+    (warning,) = checked("keep_original: false\ntransforms: [{RandomCrop: {height: 224, width: 224, p: 0.5}}]").warnings
+    assert "come out at different sizes (224×224 or 256×256)" in warning
+    assert checked("keep_original: false\ntransforms: [{RandomCrop: {height: 224, width: 224, p: 1}}]").warnings == ()
+
+
+def test_images_of_different_sizes_warn_without_output_resize():
+    (warning,) = checked("transforms: [HorizontalFlip]", [(32, 32), (64, 48)]).warnings
+    assert "the images differ in size" in warning and "add output: {resize:" in warning
+    assert checked("transforms: [HorizontalFlip]", [(32, 32), (32, 32)]).warnings == ()
+    resized = "keep_original: false\ntransforms: [{Resize: {height: 40, width: 40, p: 1}}]"
+    assert checked(resized, [(32, 32), (64, 48)]).warnings == ()
+
+
+def test_too_slow_transform_is_refused_by_name(monkeypatch):
+    from augpipe import dryrun
+
+    monkeypatch.setattr(dryrun, "LEAF_SECONDS", 0.0)
+    msg = check_fails("transforms: [HorizontalFlip, {OneOf: {transforms: [VerticalFlip, ToGray]}}]")
+    assert "transform 1 HorizontalFlip: too slow" in msg and "256×256 test image (at most 0 s)" in msg
+
+
+def test_a_copy_too_slow_in_all_is_refused(monkeypatch):
+    from augpipe import dryrun
+
+    monkeypatch.setattr(dryrun, "COPY_SECONDS", 0.0)
+    assert "too slow: one copy can take up to" in check_fails("transforms: [HorizontalFlip]")
+
+
+def test_worst_cost_applies_each_transform_as_often_as_the_recipe_allows():
+    from augpipe.limits import worst_cost
+
+    seconds = {"HorizontalFlip": 0.5, "VerticalFlip": 0.2, "ToGray": 0.1, "Blur": 0.3}
+    transforms = [A.SomeOf([A.HorizontalFlip(), A.VerticalFlip()], n=30, replace=True),
+                  A.OneOf([A.ToGray(), A.Blur()]), A.SomeOf([A.HorizontalFlip(), A.VerticalFlip(), A.Blur()], n=2)]
+    assert worst_cost(transforms, lambda t: seconds[type(t).__name__]) == pytest.approx(30 * 0.5 + 0.3 + 0.8)
+
+
+# ---------------------------------------------------------------- degenerate numbers
+
+@pytest.mark.parametrize("params, needle", [
+    ("{limit: [-.inf, .inf], p: 1}", "field 'limit': -inf is not a finite number"),
+    ("{limit: [-1e308, 1e308], p: 1}", "field 'limit': -1e+308 is out of range"),
+    ("{limit: ['-inf', 'inf'], p: 1}", "field 'limit': -inf is not a finite number"),
+    ("{limit: [-10, 10], fill: [0, .nan, 0]}", "field 'fill': nan is not a finite number"),
+    ("{limit: 10, p: 1000000000000}", "field 'p': 1e+12 is out of range"),
+])
+def test_non_finite_and_absurd_numbers_are_refused(params, needle):
+    assert needle in bad(f"transforms: [{{Rotate: {params}}}]")
+
+
+def test_non_finite_numbers_in_nested_mappings_are_refused():
+    msg = bad("transforms: [{OneOf: {transforms: [{Affine: {scale: {x: [1, .inf], y: 1}}}]}}]")
+    assert "transform 1.1 Affine: field 'scale': inf is not a finite number" in msg
+
+
+# ---------------------------------------------------------------- cost bombs
+
+@pytest.mark.parametrize("item, needle", [
+    ("{GridElasticDeform: {num_grid_xy: [2000, 2000], magnitude: 10}}", "field 'num_grid_xy': 2000 is more than 16"),
+    ("{ThinPlateSpline: {num_control_points: 50}}", "field 'num_control_points': 50 is more than 8"),
+    ("{Resize: {height: 100000, width: 100}}", "field 'height': 100000 is more than 8192"),
+    ("{Blur: {blur_limit: [3, 1001]}}", "field 'blur_limit': 1001 is more than 255"),
+    ("{ElasticTransform: {sigma: 500}}", "field 'sigma': 500 is more than 100"),
+    ("{Superpixels: {max_size: 4096}}", "field 'max_size': 4096 is more than 256"),
+    ("{ToGray: {num_output_channels: 100000}}", "field 'num_output_channels': 100000 is more than 3"),
+    ("{ZoomBlur: {step_factor: 0.01}}", "field 'step_factor': a step as small as 0 makes more than 100 zoom steps"),
+    ("{RandomScale: {scale_limit: [-2, 0]}}", "field 'scale_limit'"),
+])
+def test_parameters_that_size_work_are_capped(item, needle):
+    assert needle in bad(f"transforms: [HorizontalFlip, {item}]")
+
+
+def test_what_the_transforms_add_up_to_is_bounded():
+    scale = "{RandomScale: {scale_limit: [0, 3], p: 1}}"
+    parse_recipe(f"transforms: [{scale}]", "ok.yaml")
+    assert "transform 3 RandomScale: the transforms up to here can grow an image 16× a side" in bad(
+        f"transforms: [{scale}, HorizontalFlip, {scale}]")
+    assert "transform 2 Pad: the transforms up to here can add up to 32000 pixels" in bad(
+        "transforms: [{Pad: {padding: 8000}}, {Pad: {padding: 8000}}]")
+    assert "transform 1 SomeOf: the transforms up to here apply up to 100000 transforms" in bad(
+        "transforms: [{SomeOf: {n: 100000, replace: true, transforms: [HorizontalFlip]}}]")
+
+
+def _nested_oneofs(depth: int) -> str:
+    item = "HorizontalFlip"
+    for _ in range(depth):
+        item = f"{{OneOf: {{transforms: [{item}]}}}}"
+    return f"transforms: [{item}]"
+
+
+def test_nesting_and_count_are_bounded():
+    parse_recipe(_nested_oneofs(7), "ok.yaml")  # 8 levels
+    assert "transform 1.1.1.1.1.1.1.1 OneOf: transforms nest more than 8 levels deep" in bad(_nested_oneofs(8))
+    assert "transform 201 HorizontalFlip: more than 200 transforms" in bad(
+        "transforms: [" + ", ".join(["HorizontalFlip"] * 201) + "]")
+    assert "nest more than 8 levels deep" in bad("transforms: [&a {OneOf: {transforms: [*a]}}]")
+    assert "nested more than 8 levels deep" in bad("transforms: [{Rotate: &p {limit: [1, *p]}}]")
+
+
+def _alias_bomb() -> str:
+    """8 levels of 9× OneOf of the level below, in about 3 KB: 43 million transforms."""
+    lines = ["transforms:", "  - &t0 {HorizontalFlip: {p: 0.5}}"]
+    for level in range(1, 9):
+        lines.append(f"  - &t{level} {{OneOf: {{transforms: [{', '.join([f'*t{level - 1}'] * 9)}]}}}}")
+    return "\n".join(lines) + "\n"
+
+
+def test_recipe_bombs_fail_fast_in_one_line(tmp_path):
+    """Each of these hung, took minutes and gigabytes, or overflowed the stack."""
+    import subprocess
+    import sys
+
+    bombs = {
+        "alias": _alias_bomb(),
+        "grid": "transforms: [{GridElasticDeform: {num_grid_xy: [2000, 2000], magnitude: 10, p: 1}}]",
+        "grid_huge": "transforms: [{GridElasticDeform: {num_grid_xy: [100000, 100000], magnitude: 10, p: 1}}]",
+        "deep": _nested_oneofs(500),
+    }
+    for name, text in bombs.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    code = (
+        "import sys\n"
+        "from augpipe.dryrun import check_recipe\n"
+        "from augpipe.errors import RecipeError\n"
+        "from augpipe.recipe import load_recipe\n"
+        "for path in sys.argv[1:]:\n"
+        "    try:\n"
+        "        check_recipe(load_recipe(path))\n"
+        "        print('accepted')\n"
+        "    except RecipeError as exc:\n"
+        "        print(exc)\n"
+    )
+    paths = [str(tmp_path / f"{name}.yaml") for name in bombs]
+    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, timeout=30,
+                         check=True).stdout.splitlines()
+    assert len(out) == len(bombs)
+    alias, grid, grid_huge, deep = out
+    assert "alias.yaml: transform" in alias and "more than 200 transforms" in alias
+    assert "field 'num_grid_xy': 2000 is more than 16" in grid
+    assert "field 'num_grid_xy': 100000 is more than 16" in grid_huge
+    assert "deep.yaml: not valid YAML: nested too deeply" in deep
+
+
+def test_recipe_text_size_is_bounded():
+    assert "at most 1000000" in bad("transforms: [HorizontalFlip]\n" + "#" * 1_000_001)

@@ -1,0 +1,211 @@
+"""A recipe run on test images before a dataset is: every transform alone at p=1, then all of
+them together at p=1, then the recipe as it will run, at the smallest and the largest image size.
+
+`parse_recipe` checks what can be checked without images; this finds what only running shows
+(a crop larger than the images, copies and originals of different sizes, a transform too slow).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from augpipe.errors import RecipeError
+from augpipe.limits import worst_cost
+from augpipe.recipe import Recipe, build_transform, import_albumentations
+
+REFERENCE_SIZE = (256, 256)  # (width, height): the test image when no sizes are given
+# The most one transform may take on the reference image (on the test images, when all are
+# smaller): about 15 s a megapixel. PiecewiseAffine at its defaults, a Python loop a pixel, takes
+# ~1.8 s there (~27 s a megapixel) and is refused; the next slowest at their defaults take ~0.2 s.
+LEAF_SECONDS = 1.0
+# The most one copy may take there, each transform applied as often as the recipe allows
+# (SomeOf(n, replace=True) applies a child n times).
+COPY_SECONDS = 10.0
+SAMPLES = 8  # runs of the recipe as it will run, to see the sizes its copies come out at
+
+Size = tuple[int, int]  # (width, height)
+
+
+@dataclass(frozen=True)
+class RecipeCheck:
+    warnings: tuple[str, ...] = ()
+    # (width, height) that smaller images lack: they fail, and are skipped at run time
+    min_size: Size | None = None
+
+
+@dataclass
+class _Trial:
+    size: Size
+    failure: str | None = None
+    failed: tuple[str, dict] | None = None  # (label, spec) of the transform that failed alone
+    outputs: set[Size] = field(default_factory=set)  # sizes the copies come out at
+
+
+def check_recipe(recipe: Recipe, sizes: Iterable[Size] | None = None) -> RecipeCheck:
+    """Run `recipe` on test images of the smallest and the largest (width, height) in `sizes`
+    (a 256×256 image when none). RecipeError when it fails at every size, or when one transform
+    is too slow; warnings for sizes it fails at and for rows that will differ in size."""
+    given = sorted({(int(w), int(h)) for w, h in sizes or ()}, key=lambda s: (_pixels(s), s))
+    tests = list(dict.fromkeys([given[0], given[-1]])) if given else [REFERENCE_SIZE]
+    # Timed on the reference image before larger ones: a too slow transform is refused before it
+    # spends minutes on a large image. Its failures there count only when it is a test size.
+    on_reference = _pixels(tests[-1]) >= _pixels(REFERENCE_SIZE)
+    samples = SAMPLES if tests[0] == REFERENCE_SIZE else 0
+    timing = _trial(recipe, REFERENCE_SIZE, timed=True, samples=samples) if on_reference else None
+    trials = [timing if size == REFERENCE_SIZE and timing else
+              _trial(recipe, size, timed=not on_reference, samples=0 if i else SAMPLES)
+              for i, size in enumerate(tests)]
+    passed = [t for t in trials if t.failure is None]
+    if not passed:
+        raise RecipeError(f"{recipe.path}: {trials[-1].failure}")
+    warns: list[str] = []
+    min_size = None
+    for trial in trials:
+        need = _needs(trial)
+        if need:
+            min_size = min_size or need
+            warns.append(f"images smaller than {_show(need)} will be skipped: {trial.failed[0]} needs {_show(need)}")
+        elif trial.failure:
+            warns.append(f"images of {_show(trial.size)} will be skipped: {trial.failure}")
+    size_warning = _size_warning(recipe, passed, len(given) > 1)
+    return RecipeCheck(tuple(warns + ([size_warning] if size_warning else [])), min_size)
+
+
+# ---------------------------------------------------------------- running
+
+def _trial(recipe: Recipe, size: Size, timed: bool = False, samples: int = SAMPLES) -> _Trial:
+    """Each transform alone at p=1 (all of them, each timed when `timed`), then, unless one
+    failed, all together at p=1, then `samples` runs as the recipe will run."""
+    trial = _Trial(size)
+    image = _test_image(size)
+    seconds = []
+    for label, spec in _leaves(recipe.transforms):
+        started = time.perf_counter()
+        failure = _failure(label, lambda: _run([build_transform({**spec, "p": 1.0})], image), size)
+        seconds.append(time.perf_counter() - started)
+        if timed and seconds[-1] > LEAF_SECONDS:
+            raise RecipeError(f"{recipe.path}: {label}: too slow: {seconds[-1]:.1f} s on a {_show(size)} test image "
+                              f"(at most {LEAF_SECONDS:g} s)")
+        if failure and trial.failure is None:
+            trial.failure, trial.failed = failure, (label, spec)
+    if timed:
+        _check_copy_time(recipe, seconds, size)
+    if trial.failure is not None:
+        return trial
+    forced = [build_transform(_forced(s)) for s in recipe.transforms]
+    trial.failure = _failure("the transforms together (each at p=1)", lambda: _keep_size(trial, _run(forced, image)), size)
+    for seed in range(samples if trial.failure is None else 0):
+        trial.failure = _failure("the recipe", lambda: _keep_size(trial, _sample(recipe, image, seed)), size)
+        if trial.failure:
+            break
+    return trial
+
+
+def _check_copy_time(recipe: Recipe, seconds: list[float], size: Size) -> None:
+    each = iter(seconds)
+    worst = worst_cost([build_transform(s) for s in recipe.transforms], lambda leaf: next(each))
+    if worst > COPY_SECONDS:
+        raise RecipeError(f"{recipe.path}: too slow: one copy can take up to {worst:.0f} s on a {_show(size)} "
+                          f"test image, its transforms applied as often as the recipe allows (at most {COPY_SECONDS:g} s)")
+
+
+def _failure(label: str, run: Any, size: Size) -> str | None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run()
+    except Exception as exc:  # any failure here is the recipe's, reported as such
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        return f"{label}: fails on a {_show(size)} image: {type(exc).__name__}: {first_line}"
+    return None
+
+
+def _run(transforms: list, image: Any) -> Any:
+    import random
+
+    import numpy as np
+
+    A = import_albumentations()
+    compose = A.Compose(transforms, p=1.0)
+    compose.set_random_state(np.random.default_rng(0), random.Random(0))
+    return compose(image=image.copy())["image"]
+
+
+def _sample(recipe: Recipe, image: Any, seed: int) -> Any:
+    from augpipe.sample import apply_recipe
+
+    return apply_recipe(image.copy(), recipe, seed)[0]
+
+
+def _keep_size(trial: _Trial, out: Any) -> None:
+    trial.outputs.add((int(out.shape[1]), int(out.shape[0])))
+
+
+def _test_image(size: Size) -> Any:
+    import numpy as np
+
+    width, height = size
+    return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _leaves(specs: Iterable[dict], prefix: str = "") -> list[tuple[str, dict]]:
+    out = []
+    for i, spec in enumerate(specs, start=1):
+        if "transforms" in spec:
+            out += _leaves(spec["transforms"], f"{prefix}{i}.")
+        else:
+            out.append((f"transform {prefix}{i} {spec['__class_fullname__']}", spec))
+    return out
+
+
+def _forced(spec: dict) -> dict:
+    """Every transform and compose at p=1 (children of a OneOf become equally likely)."""
+    out = {**spec, "p": 1.0}
+    if "transforms" in spec:
+        out["transforms"] = [_forced(c) for c in spec["transforms"]]
+    return out
+
+
+# ---------------------------------------------------------------- reading the results
+
+def _needs(trial: _Trial) -> Size | None:
+    """The size a fixed-size crop needs, when that is what failed."""
+    if trial.failed is None:
+        return None
+    t = build_transform(trial.failed[1])
+    for w, h in (("width", "height"), ("x_max", "y_max")):
+        need = getattr(t, w, None), getattr(t, h, None)
+        if all(isinstance(v, int) for v in need) and (need[0] > trial.size[0] or need[1] > trial.size[1]):
+            return need
+    return None
+
+
+def _size_warning(recipe: Recipe, passed: list[_Trial], sizes_differ: bool) -> str | None:
+    """Rows of different sizes cannot be batched ("stack expects each tensor to be equal size")."""
+    if recipe.output.resize is not None:
+        return None
+    first = passed[0]
+    copies = sorted(first.outputs, key=lambda s: (_pixels(s), s)) if recipe.copies else [first.size]
+    target = copies[0]
+    fix = (f"rows of different sizes fail to batch (\"stack expects each tensor to be equal size\"): add "
+           f"output: {{resize: {{height: {target[1]}, width: {target[0]}}}}}")
+    shown = " or ".join(_show(s) for s in copies[:3]) + (" or ..." if len(copies) > 3 else "")
+    if recipe.keep_original and copies != [first.size]:
+        return f"originals keep their size but copies of a {_show(first.size)} image come out at {shown}: {fix}"
+    if len(copies) > 1:
+        return f"copies of a {_show(first.size)} image come out at different sizes ({shown}): {fix}"
+    ends = {s for t in passed for s in t.outputs}
+    if sizes_differ and (recipe.keep_original or len(ends) > 1):
+        return f"the images differ in size and so will the rows: {fix}"
+    return None
+
+
+def _pixels(size: Size) -> int:
+    return size[0] * size[1]
+
+
+def _show(size: Size) -> str:
+    return f"{size[0]}×{size[1]}"
