@@ -33,7 +33,9 @@ MAX_ADDED = 2 * MAX_SIDE
 MAX_KERNEL = 255
 MAX_SIGMA = 100
 
-PROVIDED_TARGETS = frozenset({"image"})  # what augpipe passes each transform
+# What augpipe can pass a transform, over every task (classification: the image; detection: boxes
+# and instance masks too; segmentation: a mask). What one dataset gives is its target kind's.
+PROVIDED_TARGETS = frozenset({"image", "bboxes", "masks", "mask"})
 
 _FULLNAME = "__class_fullname__"
 
@@ -142,8 +144,8 @@ def _declared_targets(cls: type, params: dict) -> list[str]:
         return []
 
 
-def missing_targets(cls: type, params: dict | None = None) -> set[str]:
-    return required_targets(cls, params) - PROVIDED_TARGETS
+def missing_targets(cls: type, params: dict | None = None, provided: frozenset = PROVIDED_TARGETS) -> set[str]:
+    return required_targets(cls, params) - provided
 
 
 # ---------------------------------------------------------------- numbers

@@ -38,6 +38,7 @@ class ExpandOptions:
     layout: str = "auto"  # auto | classes | splits
     split_by: str = "content"  # content | path
     engine: str = "local"  # local | ray
+    format: str = "auto"  # auto | coco | yolo | voc | masks | labelfiles | imagefolder
 
 
 class AugmentationError(SourceError):
@@ -81,29 +82,31 @@ def _check_options(o: ExpandOptions) -> None:
 def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, started: float, started_at: str) -> dict:
     from augpipe.output import OutputFolder
     from augpipe.plan import make_plan
-    from augpipe.recipe import Recipe, load_recipe
+    from augpipe.dryrun import check_recipe
+    from augpipe.recipe import Recipe, check_for_task, load_recipe
     from augpipe.sources import scan
     from augpipe.store import open_store
     from augpipe.tasks import Job, write_shard
 
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    found = scan(source, options.layout)
+    found = scan(source, options.layout, options.format)
     _check_not_nested(source, out)
     output = OutputFolder(open_store(out))
     output.check_usable()  # before the sources are read: a wrong --out fails at once
     _strict(options, found.skipped)
     copies = recipe.copies if options.copies is None else options.copies
     job = Job(source, out, recipe, options.seed, options.max_pixels, options.strict, tuple(found.classes),
-              found.labelled)
+              found.labelled, task=found.task, instance_masks=_instance_masks(found))
+    check_for_task(recipe, job.kind())
     hashes, sizes = None, None
     if options.split_by == "content":
         hashes, sizes = _hash_sources(engine, found, job, options)
-    warnings = _recipe_warnings(recipe, sizes)
+    warnings = list(check_recipe(recipe, sizes).warnings)
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
                 "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
-                "split_by": options.split_by}
-    identity = _identity(recipe, options.seed, source, found.files, hashes, settings)
+                "split_by": options.split_by, "format": found.format, "task": found.task}
+    identity = _identity(recipe, options.seed, source, found.files, hashes, settings, found.annotations)
     try:
         done = output.prepare(identity, options.overwrite)
         if done is not None:
@@ -153,15 +156,25 @@ def _hash_sources(engine, found, job, options: ExpandOptions) -> tuple[dict, lis
     always share one), its header gives its size for the recipe's dry run."""
     from augpipe.tasks import hash_sources, hash_tasks
 
+    masks = sorted({f.target.path for f in found.files if getattr(f.target, "path", None)})
+    names = [(f.relpath, f.size) for f in found.files] + [(m, 0) for m in masks]
+    results = {}
+    with _progress_bar(len(names), 0, options.progress, "hash", "file") as bar:
+        for chunk in engine.map(hash_sources, hash_tasks(names), job, bar.update):
+            results.update({name: rest for name, *rest in chunk})
     hashes, sizes, bad = {}, [], []
-    with _progress_bar(len(found.files), 0, options.progress, "hash", "file") as bar:
-        for results in engine.map(hash_sources, hash_tasks(found.files), job, bar.update):
-            for name, sha, width, height, reason in results:
-                if sha is None:
-                    bad.append((name, reason))
-                else:
-                    hashes[name] = sha
-                    sizes.append((width, height))
+    for f in found.files:
+        sha, width, height, reason = results[f.relpath]
+        mask = getattr(f.target, "path", None)
+        if sha is None:
+            bad.append((f.relpath, reason))
+        elif mask is not None and results[mask][0] is None:
+            bad.append((f.relpath, f"mask {mask}: {results[mask][3]}"))
+        else:
+            hashes[f.relpath] = sha
+            sizes.append((width, height))
+            if mask is not None:
+                hashes[mask] = results[mask][0]
     if bad:
         bad.sort()
         _strict(options, bad)
@@ -173,13 +186,10 @@ def _hash_sources(engine, found, job, options: ExpandOptions) -> tuple[dict, lis
     return hashes, sizes
 
 
-def _recipe_warnings(recipe, sizes: list | None) -> list[str]:
-    from augpipe import recipe as recipes
-
-    check = getattr(recipes, "check_recipe", None)
-    if check is None:
-        return list(recipe.warnings)
-    return list(check(recipe, sizes).warnings)
+def _instance_masks(found) -> bool:
+    """A detection dataset carries instance masks when any of its objects has one."""
+    return found.task == "detection" and any(f.target is not None and f.target.segments and
+                                             any(s is not None for s in f.target.segments) for f in found.files)
 
 
 class _Failures:
@@ -220,14 +230,17 @@ def _shown(location: str) -> str:
     return location if "://" in location else str(Path(location).resolve())
 
 
-def _identity(recipe, seed: int, source: str, files, hashes: dict | None, settings: dict) -> dict:
+def _identity(recipe, seed: int, source: str, files, hashes: dict | None, settings: dict, annotations: str) -> dict:
     """What decides whether an existing output is this run's (resume) or another's (refuse).
 
     The sources by content when they were hashed (a file changed in place is noticed), else by
-    path, size and modification time."""
-    h = hashlib.sha256()
+    path, size and modification time; and the annotation files read, by content."""
+    h = hashlib.sha256(annotations.encode())
     for f in files:
         what = hashes[f.relpath] if hashes is not None else f"{f.size}\x00{f.mtime_ns}"
+        mask = getattr(f.target, "path", None)
+        if mask is not None:
+            what += f"\x00{hashes.get(mask) if hashes is not None else ''}"
         h.update(f"{f.relpath}\x00{what}\n".encode("utf-8"))
     return {
         "augpipe_version": __version__,

@@ -77,6 +77,8 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
     hashes = hashes or {}
     if not 0 <= val_fraction < 1:
         raise SourceError(f"--val-fraction must be at least 0 and below 1, not {val_fraction}")
+    if balance and scan.task == "segmentation":
+        raise SourceError("--balance needs a class an image, or classes of objects: a segmentation dataset has neither")
     if balance and not scan.labelled:
         raise SourceError("--balance needs class folders: this source has no labels")
     if copies == 0 and not recipe.keep_original:
@@ -85,14 +87,15 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
     by_split: dict[str, list[SourceFile]] = {s: [] for s in SPLITS}
     for f in scan.files:
         by_split[assign_split(f, val_fraction, hashes.get(f.relpath))].append(f)
-    train_copies = _copies_per_source(by_split["train"], copies, recipe.keep_original, balance)
+    group = _rarest_class(by_split["train"], scan.classes) if scan.task == "detection" else (lambda f: f.class_name)
+    train_copies = _copies_per_source(by_split["train"], copies, recipe.keep_original, balance, group)
     shards: list[ShardTask] = []
     for split in SPLITS:
         tasks, weights = [], []
         for f in by_split[split]:
             wanted = train_copies[f.relpath] if split == "train" else (0,)
             label = label_of[f.class_name] if f.class_name is not None else None
-            tasks.append(SourceTask(f.relpath, label, wanted, hashes.get(f.relpath)))
+            tasks.append(SourceTask(f.relpath, label, wanted, hashes.get(f.relpath), f.target))
             weights.append(max(f.size, 1) * len(wanted))
         shards.extend(_cut(split, tasks, weights, shard_bytes))
     return Plan(
@@ -103,15 +106,29 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
     )
 
 
-def _copies_per_source(files: list[SourceFile], copies: int, keep_original: bool, balance: bool) -> dict[str, tuple]:
+def _rarest_class(files: list[SourceFile], classes) -> callable:
+    """Detection balances images by the rarest class among their objects (objects counted over the
+    training split); an image without objects is background, a group of its own."""
+    objects = Counter(c for f in files if f.target is not None for c in f.target.categories)
+
+    def group(f: SourceFile) -> str:
+        present = set(f.target.categories) if f.target is not None else set()
+        return classes[min(present, key=lambda c: (objects[c], c))] if present else "(background)"
+
+    return group
+
+
+def _copies_per_source(files: list[SourceFile], copies: int, keep_original: bool, balance: bool,
+                       group=lambda f: f.class_name) -> dict[str, tuple]:
     originals = (0,) if keep_original else ()
     if not balance:
         return {f.relpath: originals + tuple(range(1, copies + 1)) for f in files}
-    counts = Counter(f.class_name for f in files)
+    groups = {f.relpath: group(f) for f in files}
+    counts = Counter(groups.values())
     target = max(counts.values(), default=0) * (copies + len(originals))
     out = {}
     for cls, n in counts.items():
-        members = sorted((f.relpath for f in files if f.class_name == cls), key=_stable_rank)
+        members = sorted((rel for rel, g in groups.items() if g == cls), key=_stable_rank)
         extra = max(target - n * len(originals), 0)
         base, more = divmod(extra, n)
         for i, rel in enumerate(members):

@@ -55,6 +55,17 @@ class OutputSpec(BaseModel):
         return "jpeg" if isinstance(v, str) and v.lower() in ("jpg", "jpeg") else v
 
 
+class BboxSpec(BaseModel):
+    """Which boxes survive a transform (albumentations' BboxParams thresholds; boxes are clipped
+    to the image first)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_visibility: float = Field(0.0, ge=0, le=1)  # share of the box's area still in the image
+    min_area: float = Field(0.0, ge=0)  # pixels
+    min_width: float = Field(0.0, ge=0)
+    min_height: float = Field(0.0, ge=0)
+
+
 class _RecipeModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str | None = None
@@ -62,6 +73,10 @@ class _RecipeModel(BaseModel):
     copies: int = Field(2, ge=0, le=1000)
     keep_original: bool = True
     output: OutputSpec = OutputSpec()
+    bbox_params: BboxSpec = BboxSpec()
+    # How rotations move boxes: `ellipse` (a box's inscribed ellipse, rotated: boxes grow 1.25× at
+    # 45° where `largest_box` grows them 2.25×) for transforms that take it and do not set it
+    rotate_method: Literal["largest_box", "ellipse"] = "ellipse"
     transforms: list[Any] = Field(default_factory=list)
 
 
@@ -80,6 +95,8 @@ class Recipe:
     path: str
     notes: tuple[str, ...] = field(default=())  # defaults taken quietly, shown by `check`
     warnings: tuple[str, ...] = field(default=())
+    bbox_params: BboxSpec = field(default_factory=BboxSpec)
+    rotate_method: str = "ellipse"
 
 
 # ---------------------------------------------------------------- finding recipes
@@ -151,6 +168,8 @@ def parse_recipe(text: str, where: str = "<recipe>") -> Recipe:
         path=where,
         notes=tuple(notes),
         warnings=tuple(warns),
+        bbox_params=model.bbox_params,
+        rotate_method=model.rotate_method,
     )
     return recipe
 
@@ -174,15 +193,19 @@ def _read_yaml(text: str, where: str) -> dict:
 
 def _from_albumentations_save(data: dict, where: str) -> dict:
     """A file written by `A.save(compose, path, data_format="yaml")`."""
-    extra = set(data) - {"transform", "__version__", "name", "description", "copies", "keep_original", "output"}
+    extra = set(data) - {"transform", "__version__", "name", "description", "copies", "keep_original", "output",
+                         "rotate_method"}
     if extra:
         raise RecipeError(f"{where}: unknown top-level key '{sorted(extra)[0]}'")
     compose = dict(data["transform"])
-    for key in ("bbox_params", "keypoint_params"):
-        if compose.get(key):
-            raise RecipeError(f"{where}: '{key}' is not supported: augpipe augments images, not boxes or points")
+    if compose.get("keypoint_params"):
+        raise RecipeError(f"{where}: 'keypoint_params' is not supported: augpipe carries boxes and masks, not points")
     out = {k: v for k, v in data.items() if k not in ("transform", "__version__")}
     out["transforms"] = compose.get("transforms") or []
+    bbox = compose.get("bbox_params")
+    if bbox:  # the thresholds; the format and label fields are augpipe's own (COCO, in pixels)
+        out["bbox_params"] = {k: bbox[k] for k in ("min_visibility", "min_area", "min_width", "min_height")
+                              if bbox.get(k) is not None}
     return out
 
 
@@ -391,19 +414,71 @@ def build_transform(spec: dict) -> Any:
 _COMPOSES: dict[str, Any] = {}
 
 
-def build_compose(recipe: Recipe) -> Any:
-    """The recipe's Compose, built once per process (it holds random state)."""
-    compose = _COMPOSES.get(recipe.sha256)
+def build_compose(recipe: Recipe, kind: Any = None) -> Any:
+    """The recipe's Compose for a target kind (classification when None), built once per process
+    (it holds random state). Masks move with nearest-neighbour interpolation (class indices stay
+    indices); for boxes, rotations default to the recipe's `rotate_method`."""
+    task = getattr(kind, "task", "classification")
+    key = (recipe.sha256, task, tuple(getattr(kind, "albumentations_targets", ())))
+    compose = _COMPOSES.get(key)
     if compose is None:
+        import cv2
+
         A = import_albumentations()
 
         # once, not per image: a catch_warnings() around every call costs more than some transforms
         warnings.filterwarnings("ignore", category=UserWarning, module=r"albumentations\.")
+        specs = recipe.transforms if task != "detection" else [_with_rotate_method(s, recipe.rotate_method)
+                                                                for s in recipe.transforms]
+        options = kind.compose_options(recipe) if kind is not None else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            compose = A.Compose([build_transform(s) for s in recipe.transforms], p=1.0, save_applied_params=True)
-        _COMPOSES[recipe.sha256] = compose
+            compose = A.Compose([build_transform(s) for s in specs], p=1.0, save_applied_params=True,
+                                mask_interpolation=cv2.INTER_NEAREST, **options)
+        _COMPOSES[key] = compose
     return compose
+
+
+def _with_rotate_method(spec: dict, method: str) -> dict:
+    spec = dict(spec)
+    if "transforms" in spec:
+        spec["transforms"] = [_with_rotate_method(s, method) for s in spec["transforms"]]
+    elif "rotate_method" in init_parameters(allowed_transforms()[spec[_FULLNAME]]) and "rotate_method" not in spec:
+        spec["rotate_method"] = method
+    return spec
+
+
+def check_for_task(recipe: Recipe, kind: Any) -> None:
+    """Refuse a transform that needs an input this dataset does not have (a box-safe crop on a
+    classification dataset), or that cannot move a target it has (OverlayElements and boxes)."""
+    from albumentations.core.transforms_interface import DualTransform
+    from albumentations.core.type_definitions import Targets
+
+    provided = frozenset({"image", *kind.albumentations_targets})
+    carried = {"bboxes": Targets.BBOXES, "mask": Targets.MASK, "masks": Targets.MASK}
+    for label, spec in _walk(recipe.transforms, "transform "):
+        cls = allowed_transforms()[spec[_FULLNAME]]
+        params = {k: v for k, v in spec.items() if k not in (_FULLNAME, "transforms")}
+        missing = missing_targets(cls, params, provided)
+        if missing:
+            needs = ", ".join(repr(t) for t in sorted(missing))
+            raise RecipeError(f"{recipe.path}: {label} {spec[_FULLNAME]}: needs {needs}, which a {kind.task} dataset "
+                              "does not have")
+        targets = getattr(cls, "_targets", ())
+        targets = targets if isinstance(targets, tuple) else (targets,)
+        if issubclass(cls, DualTransform):
+            for target in kind.albumentations_targets:
+                if carried[target] not in targets:
+                    what = {"bboxes": "boxes", "mask": "masks", "masks": "instance masks"}[target]
+                    raise RecipeError(f"{recipe.path}: {label} {spec[_FULLNAME]}: cannot move {what}, which this "
+                                      f"{kind.task} dataset has")
+
+
+def _walk(specs, prefix: str):
+    for i, spec in enumerate(specs, start=1):
+        yield f"{prefix}{i}", spec
+        if "transforms" in spec:
+            yield from _walk(spec["transforms"], f"{prefix}{i}.")
 
 
 def describe(recipe: Recipe) -> list[str]:

@@ -87,9 +87,10 @@ def hash_sources(task: HashTask, job: Job, progress: Callable[[int], None] | Non
     return out
 
 
-def hash_tasks(files: list, per_task: int = 256) -> list[HashTask]:
-    return [HashTask(tuple(f.relpath for f in files[i:i + per_task]), sum(f.size for f in files[i:i + per_task]))
-            for i in range(0, len(files), per_task)]
+def hash_tasks(names: list[tuple[str, int]], per_task: int = 256) -> list[HashTask]:
+    """(name, size) pairs in tasks of `per_task` files."""
+    return [HashTask(tuple(n for n, _ in names[i:i + per_task]), sum(s for _, s in names[i:i + per_task]))
+            for i in range(0, len(names), per_task)]
 
 
 # ---------------------------------------------------------------- one shard
@@ -162,3 +163,12 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
     # record is not synced: one lost in a crash costs that shard's redo, no more.
     out.write_bytes(record_name(task.name), json.dumps(record, ensure_ascii=False).encode("utf-8"), sync=False)
     return record
+
+
+def _counted(job: Job, src, rows: list[dict]) -> Counter:
+    """What `by_class` counts: rows a class (classification), objects a class (detection)."""
+    if job.task == "detection":
+        return Counter(job.classes[c] for row in rows for c in row["objects"]["category"])
+    if job.task == "segmentation":
+        return Counter({"(rows)": len(rows)})
+    return Counter({job.classes[src.label] if src.label is not None else "(unlabelled)": len(rows)})

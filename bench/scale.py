@@ -54,7 +54,7 @@ def main() -> None:
 
     t = time.perf_counter()
     hashes = {f.relpath: hashlib.sha256(f.relpath.encode()).hexdigest() for f in files}
-    chunks = hash_tasks(files)
+    chunks = hash_tasks([(f.relpath, f.size) for f in files])
     steps[f"hash tasks ({len(chunks):,}) and their results"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -162,15 +162,58 @@ def test_loading_albumentations_does_not_load_torch():
     ("FDA", "'fda_metadata'"),
     ("HistogramMatching", "'hm_metadata'"),
     ("PixelDistributionAdaptation", "'pda_metadata'"),
-    ("MaskDropout", "'mask'"),
-    ("{CropNonEmptyMaskIfExists: {height: 10, width: 10}}", "'mask'"),
-    ("BBoxSafeRandomCrop", "'bboxes'"),
-    ("{RandomSizedBBoxSafeCrop: {height: 10, width: 10}}", "'bboxes'"),
     ("{Equalize: {mask_params: [roi]}}", "'roi'"),
 ])
 def test_transforms_needing_inputs_augpipe_lacks_are_refused(item, needs):
     msg = bad(f"transforms: [HorizontalFlip, {{OneOf: {{transforms: [VerticalFlip, {item}]}}}}]")
     assert "transform 2.2 " in msg and f"needs {needs}, which augpipe does not give" in msg
+
+
+@pytest.mark.parametrize("item, needs, task", [
+    ("MaskDropout", "'mask'", "classification"),
+    ("{CropNonEmptyMaskIfExists: {height: 10, width: 10}}", "'mask'", "detection"),
+    ("BBoxSafeRandomCrop", "'bboxes'", "classification"),
+    ("{RandomSizedBBoxSafeCrop: {height: 10, width: 10}}", "'bboxes'", "segmentation"),
+])
+def test_transforms_needing_a_target_the_dataset_lacks_are_refused_for_it(item, needs, task):
+    from augpipe.recipe import check_for_task
+    from augpipe.targets import kind_for
+
+    recipe = parse_recipe(f"transforms: [HorizontalFlip, {{OneOf: {{transforms: [VerticalFlip, {item}]}}}}]")
+    with pytest.raises(RecipeError) as info:
+        check_for_task(recipe, kind_for(task))
+    assert "transform 2.2 " in str(info.value) and f"needs {needs}, which a {task} dataset does not have" in str(info.value)
+
+
+def test_every_geometric_transform_a_recipe_may_use_moves_boxes_and_masks():
+    """albumentations 2.0.8: the one that does not (OverlayElements) needs overlay metadata and
+    is refused anyway, so `check_for_task`'s "cannot move boxes" has nothing to refuse today."""
+    from augpipe.recipe import check_for_task
+    from augpipe.targets import kind_for
+
+    assert _dual_transforms_without("BBOXES") == [] and _dual_transforms_without("MASK") == []
+    assert "needs 'overlay_metadata'" in bad("transforms: [OverlayElements]")
+    recipe = parse_recipe("transforms: [HorizontalFlip, {GridDistortion: {p: 0.5}}]")
+    check_for_task(recipe, kind_for("detection", instance_masks=True))
+
+
+def _dual_transforms_without(target: str) -> list[str]:
+    from albumentations.core.transforms_interface import DualTransform
+    from albumentations.core.type_definitions import Targets
+
+    from augpipe.recipe import allowed_transforms, refusal
+
+    out = []
+    for name, cls in sorted(allowed_transforms().items()):
+        targets = getattr(cls, "_targets", ())
+        targets = targets if isinstance(targets, tuple) else (targets,)
+        if issubclass(cls, DualTransform) and getattr(Targets, target) not in targets and refusal(name) is None:
+            try:
+                parse_recipe(f"transforms: [{name}]")
+            except RecipeError:
+                continue
+            out.append(name)
+    return out
 
 
 def test_required_targets_are_albumentations_declarations(monkeypatch):
@@ -180,9 +223,9 @@ def test_required_targets_are_albumentations_declarations(monkeypatch):
     assert limits.required_targets(A.Mosaic) == {"image", "mosaic_metadata"}
     assert limits.required_targets(A.Mosaic, {"metadata_key": "tiles"}) == {"image", "tiles"}
     assert limits.required_targets(A.MaskDropout) == {"image", "mask"}
-    # giving transforms a mask is one line: MaskDropout is then allowed
-    monkeypatch.setattr(limits, "PROVIDED_TARGETS", frozenset({"image", "mask"}))
-    assert limits.missing_targets(A.MaskDropout) == set()
+    # what a dataset gives decides: MaskDropout for a segmentation dataset, not for classification
+    assert limits.missing_targets(A.MaskDropout, provided=frozenset({"image", "mask"})) == set()
+    assert limits.missing_targets(A.MaskDropout, provided=frozenset({"image"})) == {"mask"}
     assert limits.missing_targets(A.Mosaic) == {"mosaic_metadata"}
 
 
@@ -191,10 +234,10 @@ def test_transforms_listing_hides_what_a_recipe_cannot_use():
 
     names = {name for items in catalog().values() for name, _ in items}
     assert {"HorizontalFlip", "RandomCrop", "OneOf", "GridElasticDeform"} <= names
-    hidden = {"Mosaic", "FDA", "HistogramMatching", "PixelDistributionAdaptation", "MaskDropout",
-              "BBoxSafeRandomCrop", "RandomSizedBBoxSafeCrop", "CropNonEmptyMaskIfExists", "RandomCropNearBBox",
+    hidden = {"Mosaic", "FDA", "HistogramMatching", "PixelDistributionAdaptation", "RandomCropNearBBox",
               "OverlayElements", "TextImage", "CubicSymmetry", "Normalize", "ToFloat"}
     assert not hidden & names
+    assert {"MaskDropout", "BBoxSafeRandomCrop"} <= names  # for detection and segmentation datasets
 
 
 # ---------------------------------------------------------------- the dry run

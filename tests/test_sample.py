@@ -26,7 +26,7 @@ def test_two_independent_half_probability_transforms_fire_together_a_quarter_of_
     both = h = v = 0
     n = 2000
     for i in range(n):
-        _, applied = apply_recipe(image, FLIPS, sample_seed(0, f"img{i}.jpg", 1))
+        _, _, applied = apply_recipe(image, FLIPS, sample_seed(0, f"img{i}.jpg", 1))
         names = {name for name, _ in json.loads(applied)}
         h += "HorizontalFlip" in names
         v += "VerticalFlip" in names
@@ -60,7 +60,7 @@ def test_rows_carry_lineage_that_reproduces_the_image():
     for row in rows[1:]:
         applied = json.loads(row["transforms"])
         assert all(name in ("HorizontalFlip", "VerticalFlip") and isinstance(p, dict) for name, p in applied)
-        again, _ = apply_recipe(codec.decode(data, 10**8).rgb, FLIPS, row["seed"])
+        again, _, _ = apply_recipe(codec.decode(data, 10**8).rgb, FLIPS, row["seed"])
         assert np.array_equal(codec.decode(codec.encode(again, "jpeg", 95), 10**8).rgb,
                               codec.decode(row["image"]["bytes"], 10**8).rgb)
     assert {r["source"] for r in rows} == {"c/x.jpg"} and {r["label"] for r in rows} == {4}
@@ -141,11 +141,11 @@ def test_fast_header_reader_agrees_with_pil():
 def test_large_array_parameters_are_recorded_by_shape_and_checksum():
     recipe = parse_recipe("transforms: [{ElasticTransform: {alpha: 20, sigma: 4, p: 1.0}}]", "e.yaml")
     image = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
-    _, applied = apply_recipe(image, recipe, 5)
+    _, _, applied = apply_recipe(image, recipe, 5)
     params = json.loads(applied)[0][1]
     assert params["map_x"]["array"] == [48, 40] and len(params["map_x"]["sha256"]) == 64
     assert len(applied) < 1000
-    assert apply_recipe(image, recipe, 5)[1] == applied  # the seed reproduces it
+    assert apply_recipe(image, recipe, 5)[2] == applied  # the seed reproduces it
 
 
 def test_jpeg_fast_path_decodes_exactly_as_opencv_does_with_a_conversion():
