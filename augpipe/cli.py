@@ -257,6 +257,21 @@ def inspect(
 
 
 @command()
+def export(
+    dataset: Annotated[str, typer.Argument(metavar="DATASET", help="An expanded dataset (folder or URI).")],
+    format: Annotated[str, typer.Option("--format", "-f", help="yolo, coco or voc (detection), imagefolder (classification), masks (segmentation).")],
+    out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="A new or empty folder (or an earlier export).")],
+    quiet: QuietOpt = False,
+) -> None:
+    """Write an expanded dataset back out as files, for tools that read only folders (ultralytics: yolo)."""
+    from augpipe.export import export as run_export
+
+    done = run_export(dataset, format, out, progress=not quiet)
+    shown = ", ".join(f"{split} {n:,}" for split, n in done["images"].items())
+    typer.echo(f"exported {done['format']} to {done['out']}: {shown} images")
+
+
+@command()
 def transforms(
     group: Annotated[Optional[str], typer.Argument(help="Only this group, e.g. geometric.")] = None,
 ) -> None:
@@ -361,13 +376,19 @@ def list_recipes() -> None:
 @command()
 def check(
     recipe: Annotated[str, typer.Argument(help="A recipe file, or a bundled recipe's name.")],
+    task: Annotated[str, typer.Option("--task", help="The dataset it is for: classification, detection (boxes), detection-masks (boxes and instance masks) or segmentation.")] = "classification",
 ) -> None:
     """Validate a recipe, run it on a test image, and say what it will do. Exit 1 when it has warnings."""
     from augpipe.dryrun import check_recipe
-    from augpipe.recipe import describe, load_recipe
+    from augpipe.recipe import check_for_task, describe, load_recipe
+    from augpipe.targets import TASKS, kind_for
 
+    if task not in (*TASKS, "detection-masks"):
+        raise UsageError(f"--task is one of {', '.join(TASKS)}, detection-masks; not '{task}'")
     r = load_recipe(recipe)
-    found = check_recipe(r)
+    kind = kind_for(task.removesuffix("-masks"), instance_masks=task.endswith("-masks"))
+    check_for_task(r, kind)
+    found = check_recipe(r, kind=kind)
     out = r.output
     resize = f", resized to {out.resize.width}×{out.resize.height}" if out.resize else ""
     quality = f" quality {out.quality}" if out.format != "png" else ""

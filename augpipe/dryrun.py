@@ -44,10 +44,14 @@ class _Trial:
     outputs: set[Size] = field(default_factory=set)  # sizes the copies come out at
 
 
-def check_recipe(recipe: Recipe, sizes: Iterable[Size] | None = None) -> RecipeCheck:
+def check_recipe(recipe: Recipe, sizes: Iterable[Size] | None = None, kind: Any = None) -> RecipeCheck:
     """Run `recipe` on test images of the smallest and the largest (width, height) in `sizes`
-    (a 256×256 image when none). RecipeError when it fails at every size, or when one transform
-    is too slow; warnings for sizes it fails at and for rows that will differ in size."""
+    (a 256×256 image when none), with a made-up target of the dataset's kind (a box, a mask).
+    RecipeError when it fails at every size, or when one transform is too slow; warnings for
+    sizes it fails at and for rows that will differ in size."""
+    from augpipe.targets import kind_for
+
+    _KIND[0] = kind or kind_for("classification")
     given = sorted({(int(w), int(h)) for w, h in sizes or ()}, key=lambda s: (_pixels(s), s))
     tests = list(dict.fromkeys([given[0], given[-1]])) if given else [REFERENCE_SIZE]
     # Timed on the reference image before larger ones: a too slow transform is refused before it
@@ -84,7 +88,7 @@ def _trial(recipe: Recipe, size: Size, timed: bool = False, samples: int = SAMPL
     seconds = []
     for label, spec in _leaves(recipe.transforms):
         started = time.perf_counter()
-        failure = _failure(label, lambda: _run([build_transform({**spec, "p": 1.0})], image), size)
+        failure = _failure(label, lambda: _run([build_transform({**spec, "p": 1.0})], image, recipe), size)
         seconds.append(time.perf_counter() - started)
         if timed and seconds[-1] > LEAF_SECONDS:
             raise RecipeError(f"{recipe.path}: {label}: too slow: {seconds[-1]:.1f} s on a {_show(size)} test image "
@@ -96,7 +100,8 @@ def _trial(recipe: Recipe, size: Size, timed: bool = False, samples: int = SAMPL
     if trial.failure is not None:
         return trial
     forced = [build_transform(_forced(s)) for s in recipe.transforms]
-    trial.failure = _failure("the transforms together (each at p=1)", lambda: _keep_size(trial, _run(forced, image)), size)
+    trial.failure = _failure("the transforms together (each at p=1)",
+                             lambda: _keep_size(trial, _run(forced, image, recipe)), size)
     for seed in range(samples if trial.failure is None else 0):
         trial.failure = _failure("the recipe", lambda: _keep_size(trial, _sample(recipe, image, seed)), size)
         if trial.failure:
@@ -123,21 +128,28 @@ def _failure(label: str, run: Any, size: Size) -> str | None:
     return None
 
 
-def _run(transforms: list, image: Any) -> Any:
+_KIND: list = [None]  # the target kind of the check under way (check_recipe sets it)
+
+
+def _run(transforms: list, image: Any, recipe: Recipe) -> Any:
     import random
 
+    import cv2
     import numpy as np
 
     A = import_albumentations()
-    compose = A.Compose(transforms, p=1.0)
+    kind = _KIND[0]
+    compose = A.Compose(transforms, p=1.0, mask_interpolation=cv2.INTER_NEAREST, **kind.compose_options(recipe))
     compose.set_random_state(np.random.default_rng(0), random.Random(0))
-    return compose(image=image.copy())["image"]
+    target = kind.example(image.shape[1], image.shape[0])
+    return compose(image=image.copy(), **kind.inputs(target))["image"]
 
 
 def _sample(recipe: Recipe, image: Any, seed: int) -> Any:
     from augpipe.sample import apply_recipe
 
-    return apply_recipe(image.copy(), recipe, seed)[0]
+    kind = _KIND[0]
+    return apply_recipe(image.copy(), recipe, seed, kind, kind.example(image.shape[1], image.shape[0]))[0]
 
 
 def _keep_size(trial: _Trial, out: Any) -> None:

@@ -78,14 +78,14 @@ def verify_output(ds, source: str | None = None) -> list[str]:
         digest = store_sha256(store, shard["name"])
         if digest != shard["sha256"]:
             problems.append(f"{shard['name']}: checksum mismatch (sha256 {digest[:12]}, manifest {shard['sha256'][:12]})")
-        problems += _verify_rows(ds, shard, len(m["classes"]), m["labelled"], seen)
+        problems += _verify_rows(ds, shard, m, seen)
     problems += _shared_across_splits(seen)
     if source is not None:
         problems += _compare_sources(seen, source)
     return problems
 
 
-def _verify_rows(ds, shard: dict, n_classes: int, labelled: bool, seen: dict) -> list[str]:
+def _verify_rows(ds, shard: dict, m: dict, seen: dict) -> list[str]:
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -100,8 +100,13 @@ def _verify_rows(ds, shard: dict, n_classes: int, labelled: bool, seen: dict) ->
     problems = []
     if rows != shard["rows"]:
         problems.append(f"{name}: {rows} rows, the manifest says {shard['rows']}")
-    columns = [c for c in ("image", "label", "copy", "source", "source_sha256", "width", "height", "split")
-               if c in reader.schema_arrow.names]
+    from augpipe.targets import kind_for
+
+    kind = kind_for(m["task"], m.get("instance_masks", False))
+    classes = m["classes"] if m["labelled"] else []
+    wanted = ("image", "copy", "source", "source_sha256", "width", "height", "split",
+              *(c.name for c in kind.columns(m["classes"], m["labelled"])))
+    columns = [c for c in wanted if c in reader.schema_arrow.names]
     index = 0
     try:
         for batch in reader.iter_batches(batch_size=256, columns=columns):
@@ -118,9 +123,7 @@ def _verify_rows(ds, shard: dict, n_classes: int, labelled: bool, seen: dict) ->
                                         f"{row.get('width')}×{row.get('height')}")
                     if row["copy"] != 0 and np.ptp(rgb) == 0:
                         problems.append(f"{where}: copy {row['copy']} is a single flat colour (a degenerate transform?)")
-                label = row.get("label")
-                if labelled and (label is None or not 0 <= label < n_classes):
-                    problems.append(f"{where}: label {label} outside the {n_classes} classes")
+                problems += [f"{where}: {p}" for p in kind.verify(row, row.get("width"), row.get("height"), classes)]
                 if row.get("split", shard["split"]) != shard["split"]:
                     problems.append(f"{where}: a {row['split']} row in a {shard['split']} shard")
                 if shard["split"] != "train" and row["copy"] != 0:

@@ -101,7 +101,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     hashes, sizes = None, None
     if options.split_by == "content":
         hashes, sizes = _hash_sources(engine, found, job, options)
-    warnings = list(check_recipe(recipe, sizes).warnings)
+    warnings = list(check_recipe(recipe, sizes, job.kind()).warnings)
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
                 "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
@@ -221,8 +221,10 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
     return build_manifest(
         identity=identity, recipe=recipe, source=_shown(source), seed=options.seed, options=settings,
         classes=found.classes, labelled=found.labelled, records=records, scan_skipped=found.skipped,
-        timing=timing, engine=engine.describe(),
-        extra={"warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed]},
+        timing=timing, engine=engine.describe(), task=found.task,
+        extra={"format": found.format, "instance_masks": _instance_masks(found),
+               "dropped_boxes": sum(r.get("dropped_boxes", 0) for r in records),
+               "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed]},
     )
 
 

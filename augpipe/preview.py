@@ -86,8 +86,14 @@ def _angle(matrix: list) -> float:
     return -math.degrees(math.atan2(matrix[1][0], matrix[0][0]))
 
 
-def _tile(row: dict) -> Tile:
-    """A row as expand writes it (or wrote it): its decoded image, caption and lineage."""
+def _tiles(rows: list[dict], kind, classes: list[str]) -> list[Tile]:
+    """A source's rows as expand writes them (or wrote them): each decoded image with its target
+    drawn, a caption (the transforms that fired, what became of the target) and the lineage."""
+    original = next((r for r in rows if r["copy"] == 0), None)
+    return [_tile(r, kind, classes, original if r is not original else None) for r in rows]
+
+
+def _tile(row: dict, kind, classes: list[str], original: dict | None) -> Tile:
     from augpipe.decode import row_image
 
     try:
@@ -98,7 +104,9 @@ def _tile(row: dict) -> Tile:
         rgb = row_image((row["image"] or {}).get("bytes") or b"")
     except ValueError:
         return Tile(row["copy"], np.full((8, 8, 3), TILE_BACKGROUND, np.uint8), "does not decode", applied)
-    return Tile(row["copy"], rgb, caption(applied, row["copy"]), applied)
+    text = caption(applied, row["copy"])
+    target = kind.caption(row, original)
+    return Tile(row["copy"], kind.draw(rgb, row, classes), f"{text} | {target}" if target else text, applied)
 
 
 # ---------------------------------------------------------------- choosing sources
@@ -126,15 +134,18 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     """Originals and augmented copies of a few training images, exactly as `expand` makes them."""
     import hashlib
 
-    from augpipe.pipeline import DEFAULT_MAX_PIXELS
+    from augpipe.pipeline import DEFAULT_MAX_PIXELS, _instance_masks
     from augpipe.plan import assign_split
-    from augpipe.recipe import load_recipe
+    from augpipe.recipe import check_for_task, load_recipe
     from augpipe.sample import SourceTask, augment_sample
     from augpipe.sources import scan
     from augpipe.store import open_store, read_source
+    from augpipe.targets import kind_for
 
     recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
     found = scan(str(root), layout)
+    kind = kind_for(found.task, _instance_masks(found))
+    check_for_task(recipe, kind)
     store = open_store(str(root))
     copies = recipe.copies if copies is None else copies
     label_of = {name: i for i, name in enumerate(found.classes)}
@@ -150,18 +161,20 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
         if len(out_rows) == rows:
             break
         f = files[rel]
-        task = SourceTask(rel, label_of.get(f.class_name), tuple(range(copies + 1)))
+        task = SourceTask(rel, label_of.get(f.class_name), tuple(range(copies + 1)), target=f.target)
         try:
             data = read_source(store, rel)
             content = hashlib.sha256(data).hexdigest() if split_by == "content" else None
             if assign_split(f, val_fraction, content) != "train":
                 continue  # expand holds this one out for validation: it is never augmented
-            result = augment_sample(data, task, recipe, seed, max_pixels or DEFAULT_MAX_PIXELS)
+            extra = read_source(store, f.target.path) if found.task == "segmentation" else None
+            result = augment_sample(data, task, recipe, seed, max_pixels or DEFAULT_MAX_PIXELS, kind=kind,
+                                    extra=extra)
         except SkipInput as exc:
             skipped.append((rel, exc.reason))
             continue
         skipped += [(f"{rel} copy {copy}", reason) for copy, reason in result.failures]
-        out_rows.append(PreviewRow(rel, f.class_name, [_tile(r) for r in result.rows]))
+        out_rows.append(PreviewRow(rel, f.class_name, _tiles(result.rows, kind, found.classes)))
     if not out_rows:
         raise SourceError(f"nothing to preview in {root}: every image tried was skipped "
                           f"({skipped[-1][1] if skipped else 'no training images'})")
@@ -172,16 +185,21 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     """Originals grouped with their augmented copies, read back from an expanded dataset."""
     from augpipe.dataset import open_dataset
 
+    from augpipe.targets import kind_for
+
     ds = open_dataset(location)
     names = ds.classes
-    index = ds.read("train", columns=["source", "label"])
+    kind = kind_for(ds.manifest["task"], ds.manifest.get("instance_masks", False))
+    labelled = ds.manifest["task"] == "classification"
+    index = ds.read("train", columns=["source", "label"] if labelled else ["source"])
     if index is None or index.num_rows == 0:
         raise SourceError(f"{ds.location} has no training rows to preview")
     by_class = defaultdict(set)
     for r in index.to_pylist():
-        by_class[_class_name(names, r["label"])].add(r["source"])
+        by_class[_class_name(names, r.get("label"))].add(r["source"])
     chosen = _round_robin({k: list(v) for k, v in by_class.items()}, rows, seed)[:rows]
-    table = ds.read("train", columns=["image", "source", "label", "copy", "transforms"],
+    target_columns = [c.name for c in kind.columns(names, ds.manifest["labelled"])]
+    table = ds.read("train", columns=["image", "source", "copy", "transforms", *target_columns],
                     filters=[("source", "in", chosen)])
     grouped = defaultdict(list)
     for r in table.to_pylist():
@@ -189,8 +207,8 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     out_rows = []
     for source in chosen:
         found = sorted(grouped[source], key=lambda r: r["copy"])[: (copies + 1) if copies is not None else None]
-        label = found[0]["label"] if found else None
-        out_rows.append(PreviewRow(source, _class_name(names, label), [_tile(r) for r in found]))
+        label = found[0].get("label") if found else None
+        out_rows.append(PreviewRow(source, _class_name(names, label), _tiles(found, kind, names)))
     skipped = [(s["path"], s["reason"]) for s in ds.manifest["skipped"]]
     title = ds.location.rstrip("/").rsplit("/", 1)[-1]
     return Preview(f"{title}: recipe {ds.manifest['recipe'].get('name')} | seed {ds.manifest.get('seed')}",

@@ -35,6 +35,10 @@ class Target:
         """The source's target on its decoded image (orientation applied), or SkipInput."""
         raise NotImplementedError
 
+    def example(self, width: int, height: int):
+        """A made-up target on a width×height test image, for the recipe's dry run."""
+        return None
+
     def inputs(self, state) -> dict:
         return {}
 

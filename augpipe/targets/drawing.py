@@ -28,13 +28,14 @@ def overlay(rgb: np.ndarray, classes: np.ndarray) -> np.ndarray:
 def draw_boxes(rgb: np.ndarray, boxes, categories, classes: list[str], scale: float = 1.0) -> np.ndarray:
     """Rectangles and class names; `scale` maps the boxes' pixels to the drawn image's."""
     out = np.ascontiguousarray(rgb).copy()
-    thickness = max(1, round(min(out.shape[:2]) / 160))
+    side = max(out.shape[:2])  # about a pixel, and a readable name, once the tile is 128 px wide
+    thickness = max(1, round(side / 128))
     for box, c in zip(boxes, categories):
         x, y, w, h = (float(v) * scale for v in box)
         p0, p1 = (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h)))
         cv2.rectangle(out, p0, p1, colour(int(c)), thickness, cv2.LINE_AA)
         name = classes[int(c)] if 0 <= int(c) < len(classes) else str(int(c))
-        size = max(0.3, min(out.shape[:2]) / 400)
+        size = max(0.3, side / 350)
         (tw, th), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, size, 1)
         top = max(p0[1], th + 2)
         cv2.rectangle(out, (p0[0], top - th - 2), (p0[0] + tw + 2, top), colour(int(c)), -1)

@@ -42,6 +42,11 @@ class Semantic(Target):
                             f"{stored[0]}×{stored[1]}")
         return Mask(orient({"mask": mask}, stored, decoded.orientation)["mask"], palette)
 
+    def example(self, width: int, height: int) -> Mask:
+        mask = np.zeros((height, width), np.uint8)
+        mask[height // 4:3 * height // 4, width // 4:3 * width // 4] = 1
+        return Mask(mask, None)
+
     def inputs(self, state: Mask) -> dict:
         return {"mask": state.mask}
 

@@ -1,0 +1,201 @@
+"""`augpipe export`: an expanded dataset written back out as files, for tools that read folders.
+
+    yolo         images/{split}/…, labels/{split}/….txt (class cx cy w h, or a polygon with
+                 instance masks), data.yaml
+    coco         {split}/…, annotations/instances_{train,val,test}.json (polygons with instance masks)
+    voc          JPEGImages/…, Annotations/….xml, ImageSets/Main/{train,val,test}.txt
+    imagefolder  {split}/{class}/… (classification)
+    masks        {split}/images/…, {split}/masks/….png, classes.txt (segmentation)
+
+Image bytes are written as the shards hold them. File names are the rows' own (`cat/x.aug1.jpg`),
+without the source layout's split and image folders, so that an export of a YOLO or COCO source
+expanded with `--copies 0` gives back the files it came from.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import PurePosixPath
+
+from augpipe.errors import OutputError, SourceError, UsageError
+
+FORMATS = {"yolo": "detection", "coco": "detection", "voc": "detection", "imagefolder": "classification",
+           "masks": "segmentation"}
+SPLIT_DIR = {"train": "train", "validation": "val", "test": "test"}
+MARKER = ".augpipe-export"
+# Folders of a source layout, not of the dataset: `images/`, `train/`, COCO's `val2017/`
+_LAYOUT_DIR = re.compile(r"(images|jpegimages|imgs|(train|val|valid|validation|test)(\d{4})?)", re.IGNORECASE)
+
+
+def export(location, fmt: str, out, progress: bool = True) -> dict:
+    """Write the dataset at `location` to the folder `out` in format `fmt`; returns counts."""
+    from augpipe.dataset import open_dataset
+    from augpipe.store import open_store
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format is one of {', '.join(FORMATS)}, not '{fmt}'")
+    ds = open_dataset(location)
+    task = ds.manifest["task"]
+    if FORMATS[fmt] != task:
+        raise UsageError(f"{ds.location} is a {task} dataset: {fmt} holds {FORMATS[fmt]} "
+                         f"(use {' or '.join(f for f, t in FORMATS.items() if t == task)})")
+    store = open_store(str(out))
+    _claim(store)
+    writer = {"yolo": _yolo, "coco": _coco, "voc": _voc, "imagefolder": _imagefolder, "masks": _masks}[fmt]
+    counts = writer(ds, store, _rows(ds, progress))
+    store.write_bytes(MARKER, json.dumps({"from": ds.location, "format": fmt}).encode())
+    return {"format": fmt, "out": store.display(), **counts}
+
+
+def _claim(store) -> None:
+    """Only a new or empty folder, or an earlier export, is written into."""
+    names = store.names()
+    if names and MARKER not in names:
+        raise OutputError(f"{store.display()} is not empty and is not an augpipe export: choose a new --out")
+
+
+def _rows(ds, progress: bool) -> Iterator[tuple[str, dict]]:
+    """(split, row) for every row, a row group at a time."""
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    total = sum(s["rows"] for s in ds.manifest["shards"])
+    with tqdm(total=total, unit="row", desc="export", disable=not progress, leave=False) as bar:
+        for shard in ds.manifest["shards"]:
+            try:
+                reader = pq.ParquetFile(ds.open(shard["name"]))
+                for group in range(reader.metadata.num_row_groups):
+                    for row in reader.read_row_group(group).to_pylist():
+                        yield shard["split"], row
+                        bar.update(1)
+            except OSError as exc:
+                raise SourceError(f"{shard['name']} cannot be read ({str(exc).splitlines()[0][:100]}): "
+                                  "augpipe inspect --verify lists the damage") from None
+
+
+def file_name(row: dict) -> str:
+    """The row's file name, without the source layout's split and image folders."""
+    parts = list(PurePosixPath(row["image"]["path"] or f"{row['source']}").parts)
+    while len(parts) > 1 and _LAYOUT_DIR.fullmatch(parts[0]):
+        parts.pop(0)
+    return "/".join(parts)
+
+
+def _stem(name: str) -> str:
+    return str(PurePosixPath(name).with_suffix(""))
+
+
+def _objects(row: dict) -> list[tuple[list[float], int, bytes | None]]:
+    objects = row.get("objects") or {}
+    masks = objects.get("mask") or [None] * len(objects.get("bbox") or [])
+    return [(list(b), int(c), (m or {}).get("bytes")) for b, c, m in
+            zip(objects.get("bbox") or [], objects.get("category") or [], masks)]
+
+
+def _polygons(mask_png: bytes) -> list[list[float]]:
+    """An instance mask's outlines, as COCO polygons (flat x, y lists in pixels)."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(mask_png)) as im:
+        mask = (np.asarray(im) > 0).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+
+
+# ---------------------------------------------------------------- the formats
+
+def _yolo(ds, store, rows) -> dict:
+    counts = defaultdict(int)
+    for split, row in rows:
+        name = file_name(row)
+        store.write_bytes(f"images/{SPLIT_DIR[split]}/{name}", row["image"]["bytes"], sync=False)
+        w, h = row["width"], row["height"]
+        lines = []
+        for (x, y, bw, bh), c, mask in _objects(row):
+            if mask is not None and (polygons := _polygons(mask)):
+                points = max(polygons, key=len)
+                coords = " ".join(f"{v / (w if i % 2 == 0 else h):.6f}" for i, v in enumerate(points))
+                lines.append(f"{c} {coords}")
+            else:
+                lines.append(f"{c} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}")
+        store.write_bytes(f"labels/{SPLIT_DIR[split]}/{_stem(name)}.txt", "".join(f"{ln}\n" for ln in lines).encode(),
+                          sync=False)
+        counts[split] += 1
+    import yaml
+
+    splits = {SPLIT_DIR[s]: f"images/{SPLIT_DIR[s]}" for s in counts}
+    data = {"path": ".", **splits, "names": dict(enumerate(ds.classes)), "nc": len(ds.classes)}
+    store.write_bytes("data.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
+    return {"images": dict(counts)}
+
+
+def _coco(ds, store, rows) -> dict:
+    categories = [{"id": i + 1, "name": n, "supercategory": "none"} for i, n in enumerate(ds.classes)]
+    books: dict[str, dict] = {}
+    for split, row in rows:
+        book = books.setdefault(split, {"images": [], "annotations": [], "categories": categories})
+        name = file_name(row)
+        store.write_bytes(f"{SPLIT_DIR[split]}/{name}", row["image"]["bytes"], sync=False)
+        image_id = len(book["images"]) + 1
+        book["images"].append({"id": image_id, "file_name": name, "width": row["width"], "height": row["height"]})
+        for box, c, mask in _objects(row):
+            book["annotations"].append({
+                "id": len(book["annotations"]) + 1, "image_id": image_id, "category_id": c + 1,
+                "bbox": [round(v, 3) for v in box], "area": round(box[2] * box[3], 3), "iscrowd": 0,
+                "segmentation": _polygons(mask) if mask is not None else [],
+            })
+    for split, book in books.items():
+        store.write_bytes(f"annotations/instances_{SPLIT_DIR[split]}.json",
+                          json.dumps(book, ensure_ascii=False).encode())
+    return {"images": {s: len(b["images"]) for s, b in books.items()}}
+
+
+def _voc(ds, store, rows) -> dict:
+    from xml.sax.saxutils import escape
+
+    sets = defaultdict(list)
+    for split, row in rows:
+        name = file_name(row)
+        stem = _stem(name).replace("/", "__")  # VOC's folders are flat
+        suffix = PurePosixPath(name).suffix
+        store.write_bytes(f"JPEGImages/{stem}{suffix}", row["image"]["bytes"], sync=False)
+        objects = "".join(
+            f"<object><name>{escape(ds.classes[c])}</name><difficult>0</difficult><bndbox>"
+            f"<xmin>{x:g}</xmin><ymin>{y:g}</ymin><xmax>{x + w:g}</xmax><ymax>{y + h:g}</ymax></bndbox></object>"
+            for (x, y, w, h), c, _ in _objects(row))
+        xml = (f"<annotation><filename>{escape(stem + suffix)}</filename><size><width>{row['width']}</width>"
+               f"<height>{row['height']}</height><depth>3</depth></size>{objects}</annotation>\n")
+        store.write_bytes(f"Annotations/{stem}.xml", xml.encode("utf-8"), sync=False)
+        sets[split].append(stem)
+    for split, stems in sets.items():
+        store.write_bytes(f"ImageSets/Main/{SPLIT_DIR[split]}.txt", "".join(f"{s}\n" for s in stems).encode())
+    return {"images": {s: len(v) for s, v in sets.items()}}
+
+
+def _imagefolder(ds, store, rows) -> dict:
+    counts = defaultdict(int)
+    for split, row in rows:
+        label = row.get("label")
+        folder = ds.classes[label] if label is not None else "(unlabelled)"
+        name = PurePosixPath(file_name(row)).name
+        store.write_bytes(f"{SPLIT_DIR[split]}/{folder}/{name}", row["image"]["bytes"], sync=False)
+        counts[split] += 1
+    return {"images": dict(counts)}
+
+
+def _masks(ds, store, rows) -> dict:
+    counts = defaultdict(int)
+    for split, row in rows:
+        name = file_name(row)
+        store.write_bytes(f"{SPLIT_DIR[split]}/images/{name}", row["image"]["bytes"], sync=False)
+        store.write_bytes(f"{SPLIT_DIR[split]}/masks/{_stem(name)}.png", row["annotation"]["bytes"], sync=False)
+        counts[split] += 1
+    if ds.classes:
+        store.write_bytes("classes.txt", "".join(f"{c}\n" for c in ds.classes).encode())
+    return {"images": dict(counts)}
