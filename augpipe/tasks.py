@@ -75,9 +75,10 @@ def hash_sources(task: HashTask, job: Job, progress: Callable[[int], None] | Non
 
     store = store_for(job.source)
     out = []
-    for name in task.names:
+    for name, data in prefetched(store, task.names):
         try:
-            data = read_source(store, name)
+            if isinstance(data, SkipInput):
+                raise data
             width, height = oriented_size(data, job.max_pixels)
             out.append((name, hashlib.sha256(data).hexdigest(), width, height, None))
         except SkipInput as exc:
@@ -106,12 +107,17 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
     conversions: Counter = Counter()
     copies = Counter()
     skipped, failed = [], []
+    names = [n for src in task.sources for n in (src.relpath, *_extra_names(kind, src))]
+    reads = prefetched(source, names)
     try:
         for src in task.sources:
             try:
-                extra = read_source(source, src.target.path) if kind.task == "segmentation" else None
-                result = augment_sample(read_source(source, src.relpath), src, job.recipe, job.seed, job.max_pixels,
-                                        task.split, kind, extra)
+                data = [next(reads)[1] for _ in range(1 + len(_extra_names(kind, src)))]
+                for part in data:
+                    if isinstance(part, SkipInput):
+                        raise part
+                result = augment_sample(data[0], src, job.recipe, job.seed, job.max_pixels, task.split, kind,
+                                        data[1] if len(data) > 1 else None)
             except SkipInput as exc:
                 if job.strict:
                     raise StrictSkipError(f"{src.relpath}: {exc.reason} (--strict stops at the first bad input)") from None
@@ -163,6 +169,42 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
     # record is not synced: one lost in a crash costs that shard's redo, no more.
     out.write_bytes(record_name(task.name), json.dumps(record, ensure_ascii=False).encode("utf-8"), sync=False)
     return record
+
+
+def _extra_names(kind, src) -> tuple[str, ...]:
+    """The other files a source needs: its semantic mask."""
+    return (src.target.path,) if kind.task == "segmentation" else ()
+
+
+# Object stores answer each read after a round trip: a worker keeps this many in flight while it
+# works on the images already read. Local files are read when they are needed.
+PREFETCH = 8
+
+
+def prefetched(store, names: list[str]):
+    """(name, bytes or the SkipInput saying why not) for each name, in order."""
+    if store.local:
+        for name in names:
+            try:
+                yield name, read_source(store, name)
+            except SkipInput as exc:
+                yield name, exc
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read(name: str):
+        try:
+            return read_source(store, name)
+        except SkipInput as exc:
+            return exc
+
+    with ThreadPoolExecutor(PREFETCH) as pool:
+        pending = [(n, pool.submit(read, n)) for n in names[:PREFETCH]]
+        for i in range(len(names)):
+            name, future = pending.pop(0)
+            if i + PREFETCH < len(names):
+                pending.append((names[i + PREFETCH], pool.submit(read, names[i + PREFETCH])))
+            yield name, future.result()
 
 
 def _counted(job: Job, src, rows: list[dict]) -> Counter:
