@@ -365,3 +365,75 @@ def test_yolo_from_s3(tmp_path, bucket):
     assert [(f.relpath, f.split, f.target) for f in found.files] == [(f.relpath, f.split, f.target)
                                                                       for f in local.files]
     assert found.annotations == local.annotations and found.skipped == local.skipped
+
+
+# ---------------------------------------------------------------- VOC
+
+def voc_xml(objects, size=(64, 48), extra="") -> str:
+    objs = "".join(
+        f"<object><name>{name}</name><difficult>{difficult}</difficult><truncated>1</truncated><bndbox>"
+        f"<xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+        for name, b, difficult in objects)
+    size_xml = f"<size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>" if size else ""
+    return f"<annotation><folder>x</folder><filename>ignored.jpg</filename>{size_xml}{objs}{extra}</annotation>"
+
+
+def test_voc_beside_the_images(tmp_path):
+    root = tmp_path / "voc"
+    cases = {
+        "train/a": [("dog", (10, 5, 30, 15), 0), ("cat", (40.5, 20, 48, 28), 1)],
+        "train/edge": [("cat", (0, 0, 65, 48.5), 0)],
+        "valid/b": [("bird", (1, 1, 5, 5), 0)],
+        "valid/empty": [],
+        "train/wide": [("dog", (1, 1, 5, 5), 0), ("dog", (10, 5, 7, 9), 0)],
+        "train/outside": [("dog", (60, 40, 70, 45), 0)],
+    }
+    for stem, objects in cases.items():
+        img(root / f"{stem}.jpg")
+        write(root / f"{stem}.xml", voc_xml(objects))
+    img(root / "train/no_xml.jpg")
+    write(root / "train/lonely.xml", voc_xml([("dog", (1, 1, 2, 2), 0)]))
+    img(root / "train/broken.jpg")
+    write(root / "train/broken.xml", "<annotation><object>")
+    img(root / "train/nonumber.jpg")
+    write(root / "train/nonumber.xml", voc_xml([("dog", ("1", "x", "5", "5"), 0)]))
+    img(root / "train/evil.jpg")
+    write(root / "train/evil.xml", '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e "boom">]><annotation>&e;</annotation>')
+    found = scan(root)
+    assert (found.format, found.task, found.classes) == ("voc", "detection", ["bird", "cat", "dog"])
+    files = by_path(found)
+    assert sorted(files) == ["train/a.jpg", "train/edge.jpg", "valid/b.jpg", "valid/empty.jpg"]
+    # as written, not shifted: [xmin, ymin, xmax - xmin, ymax - ymin]; the difficult object kept
+    assert files["train/a.jpg"].target == Objects(((10.0, 5.0, 20.0, 10.0), (40.5, 20.0, 7.5, 8.0)), (2, 1), (0, 1))
+    assert files["train/edge.jpg"].target.boxes == ((0.0, 0.0, 64.0, 48.0),)  # within 1 px: clipped
+    assert files["valid/b.jpg"].split == "validation" and files["train/a.jpg"].split == "train"
+    assert files["valid/empty.jpg"].target == Objects((), (), ())
+    skipped = reasons(found)
+    assert skipped["train/wide.jpg"] == "box 1 [10.0, 5.0, -3.0, 4.0]: width ≤ 0"
+    assert skipped["train/outside.jpg"] == "box 0 [60.0, 40.0, 10.0, 5.0]: outside the 64×48 image"
+    assert skipped["train/no_xml.jpg"] == "no annotation file (train/no_xml.xml)"
+    assert skipped["train/lonely.xml"] == "no image for this annotation file"
+    assert skipped["train/broken.jpg"].startswith("train/broken.xml: malformed XML (")
+    assert skipped["train/nonumber.jpg"] == "box 0: <ymin> 'x' is not a number"
+    assert skipped["train/evil.jpg"] == "train/evil.xml: refused XML (EntitiesForbidden)"
+
+
+def test_voc_layout_with_image_sets(tmp_path):
+    root = tmp_path / "VOC2012"
+    for stem in ("2008_001", "2008_002", "2008_003", "2008_004", "2008_005", "2008_006"):
+        img(root / f"JPEGImages/{stem}.jpg")
+        write(root / f"Annotations/{stem}.xml", voc_xml([("person", (2, 3, 12, 13), 0)], size=None))
+    img(root / "SegmentationClass/2008_001.png")  # a mask: not a source here
+    write(root / "ImageSets/Main/train.txt", "2008_001\n2008_002\n2008_006\n")
+    write(root / "ImageSets/Main/val.txt", "2008_003\n2008_006\n")
+    write(root / "ImageSets/Main/trainval.txt", "2008_001\n2008_002\n2008_003\n2008_004\n")
+    write(root / "ImageSets/Main/person_train.txt", "2008_001  1\n")
+    found = scan(root)
+    assert found.format == "voc" and found.classes == ["person"]
+    assert {p: f.split for p, f in by_path(found).items()} == {
+        "JPEGImages/2008_001.jpg": "train", "JPEGImages/2008_002.jpg": "train",
+        "JPEGImages/2008_003.jpg": "validation", "JPEGImages/2008_004.jpg": None}
+    assert by_path(found)["JPEGImages/2008_001.jpg"].target.boxes == ((2.0, 3.0, 10.0, 10.0),)
+    assert reasons(found) == {
+        "JPEGImages/2008_005.jpg": "not in ImageSets/Main's lists (train.txt, trainval.txt, val.txt)",
+        "JPEGImages/2008_006.jpg": "in both train.txt and val.txt of ImageSets/Main"}
