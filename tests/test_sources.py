@@ -513,3 +513,89 @@ def test_masks_roboflow_beside_with_classes_csv(tmp_path):
     write(root / "valid/_classes.csv", "Pixel Value, Class\nzero, background\n1, crack\n")
     with pytest.raises(SourceError, match="valid/_classes.csv: pixel value 'zero' is not a whole number"):
         scan(root)
+
+
+# ---------------------------------------------------------------- label files
+
+def test_labelfiles_csv(tmp_path):
+    root = tmp_path / "lf"
+    for name in ("a", "b", "c", "d", "sub/e"):
+        img(root / f"{name}.jpg")
+    write(root / "labels.csv", "file_name,label\na.jpg,dog\nb.jpg,cat\nsub/e.jpg,cat\nmissing.jpg,dog\nd.jpg,\n")
+    write(root / "metadata.csv", "file_name,label\na.jpg,x\n")
+    found = scan(root)
+    assert (found.format, found.task, found.classes, found.labelled) == ("labelfiles", "classification",
+                                                                          ["cat", "dog"], True)
+    assert {p: (f.class_name, f.split, f.target) for p, f in by_path(found).items()} == {
+        "a.jpg": ("dog", None, None), "b.jpg": ("cat", None, None), "sub/e.jpg": ("cat", None, None)}
+    assert reasons(found) == {"c.jpg": "not in labels.csv", "d.jpg": "no label in labels.csv",
+                              "missing.jpg": "listed in labels.csv but not found",
+                              "metadata.csv": "ignored: labels.csv beside it is used"}
+
+
+def test_labelfiles_jsonl_in_split_folders(tmp_path):
+    root = tmp_path / "hf"
+    rows = {"train": [("t1.png", 10), ("t2.png", 2)], "test": [("s1.png", 2)]}
+    for split, items in rows.items():
+        for name, _ in items:
+            img(root / split / name)
+        write(root / split / "metadata.jsonl",
+              "".join(json.dumps({"file_name": n, "label": v, "extra": 1}) + "\n" for n, v in items))
+    found = scan(root)
+    assert found.classes == ["2", "10"]  # integers in numeric order
+    assert {p: (f.class_name, f.split) for p, f in by_path(found).items()} == {
+        "train/t1.png": ("10", "train"), "train/t2.png": ("2", "train"), "test/s1.png": ("2", "test")}
+
+
+def test_labelfiles_first_other_column_and_malformed(tmp_path):
+    root = tmp_path / "lf"
+    img(root / "a.jpg")
+    write(root / "metadata.csv", "file_name,species,notes\na.jpg,heron,tall\n")
+    assert by_path(scan(root))["a.jpg"].class_name == "heron"
+    write(root / "metadata.csv", "name,species\na.jpg,heron\n")
+    with pytest.raises(SourceError, match=r"metadata.csv: no file_name column \(the header is name,species\)"):
+        scan(root)
+    (root / "metadata.csv").unlink()
+    write(root / "metadata.jsonl", '{"file_name": "a.jpg", "label": "x"}\n{oops\n')
+    with pytest.raises(SourceError, match="metadata.jsonl: line 2: not valid JSON"):
+        scan(root)
+
+
+# ---------------------------------------------------------------- choosing a reader
+
+@pytest.mark.parametrize("make, expected", [
+    (make_coco, "coco"), (make_roboflow_coco, "coco"), (make_ultralytics, "yolo"),
+])
+def test_detection_picks_the_format(tmp_path, make, expected):
+    root = make(tmp_path / "d")
+    assert detect(open_store(root).list_files()) == expected
+
+
+def test_detection_of_each_layout(tmp_path):
+    def entries(files: dict) -> list:
+        root = tmp_path / str(len(list(tmp_path.iterdir())))
+        for name, content in files.items():
+            img(root / name) if content is None else write(root / name, content)
+        return open_store(root).list_files()
+
+    assert detect(entries({"a/x.jpg": None, "a/x.xml": "<annotation/>"})) == "voc"
+    assert detect(entries({"Annotations/x.xml": "<annotation/>", "JPEGImages/x.jpg": None})) == "voc"
+    assert detect(entries({"images/x.jpg": None, "masks/x.png": None})) == "masks"
+    assert detect(entries({"x.jpg": None, "x_mask.png": None})) == "masks"
+    assert detect(entries({"images/x.jpg": None, "labels/x.txt": "0 0.5 0.5 0.1 0.1"})) == "imagefolder"
+    assert detect(entries({"x.jpg": None, "labels.csv": "file_name,label\nx.jpg,a\n"})) == "labelfiles"
+    assert detect(entries({"train/x.jpg": None, "train/metadata.jsonl": "{}"})) == "labelfiles"
+    assert detect(entries({"cat/x.jpg": None, "dog/y.jpg": None})) == "imagefolder"
+
+
+def test_format_forced(tmp_path):
+    root = make_roboflow_coco(tmp_path / "rf")
+    found = scan(root, format="imagefolder")  # train/valid/test read as split folders without classes
+    assert found.format == "imagefolder" and found.task == "classification"
+    with pytest.raises(SourceError, match="--format is one of auto, coco, yolo, voc, masks, labelfiles, "
+                                          "imagefolder, not 'darknet'"):
+        scan(root, format="darknet")
+    with pytest.raises(SourceError, match="no data.yaml"):
+        scan(root, format="yolo")
+    with pytest.raises(SourceError, match="--layout is one of auto, classes, splits, not 'flat'"):
+        scan(root, layout="flat")

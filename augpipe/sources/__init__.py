@@ -16,7 +16,7 @@ from augpipe.sources.imagefolder import LAYOUTS
 from augpipe.store import open_store
 
 # In the order they are tried: the first whose files are present reads the source.
-FORMATS = ("coco", "yolo", "voc", "masks", "imagefolder")
+FORMATS = ("coco", "yolo", "voc", "masks", "labelfiles", "imagefolder")
 
 
 def scan(root: str, layout: str = "auto", format: str = "auto") -> Scan:
