@@ -1,7 +1,9 @@
 """Sources: the layouts augpipe reads, chosen here (the first that matches, or `--format`).
 
-Each reader is a module with `read(store, entries, layout) -> Scan`; `detect` names the first
-whose files are present. The one place that lists a source.
+Each reader is a module with `matches(entries) -> bool` (its files are present) and
+`read(store, entries, layout) -> Scan`; `detect` names the first that matches, ImageFolder the
+fallback. The one place that lists a source. `layout` is ImageFolder's alone (the others place
+their splits themselves).
 """
 
 from __future__ import annotations
@@ -10,13 +12,18 @@ import importlib
 
 from augpipe.errors import SourceError, StoreError
 from augpipe.sources.base import MaskRef, Objects, Scan, SourceFile  # noqa: F401
+from augpipe.sources.imagefolder import LAYOUTS
 from augpipe.store import open_store
 
 # In the order they are tried: the first whose files are present reads the source.
-FORMATS = ("imagefolder",)
+FORMATS = ("coco", "yolo", "voc", "masks", "labelfiles", "imagefolder")
 
 
 def scan(root: str, layout: str = "auto", format: str = "auto") -> Scan:
+    if format != "auto" and format not in FORMATS:
+        raise SourceError(f"--format is one of auto, {', '.join(FORMATS)}, not '{format}'")
+    if layout not in LAYOUTS:
+        raise SourceError(f"--layout is one of {', '.join(LAYOUTS)}, not '{layout}'")
     store = open_store(str(root))
     store.check()
     if not store.exists():
@@ -32,8 +39,6 @@ def scan(root: str, layout: str = "auto", format: str = "auto") -> Scan:
     except OSError as exc:
         raise SourceError(f"cannot list {store.display()}: {exc}") from None
     name = detect(entries) if format == "auto" else format
-    if name not in FORMATS:
-        raise SourceError(f"--format is one of auto, {', '.join(FORMATS)}, not '{format}'")
     found = reader(name).read(store, entries, layout)
     found.root = str(root)
     return found

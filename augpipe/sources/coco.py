@@ -1,0 +1,285 @@
+"""COCO object detection: `annotations/instances_<split>.json`, or Roboflow's
+`<split>/_annotations.coco.json` beside the images of each split folder.
+
+- The split: from the file name (`instances_train2017` → train, `instances_val*` → validation,
+  `instances_test*` → test, anything else → decided by hashing), or Roboflow's split folder.
+- An image's `file_name` is looked for in the folder the JSON names (`train2017/`,
+  `images/train2017/`; Roboflow: the JSON's own folder), then from the root, then as the end of
+  any image's path (unique); an absolute path from another machine by its trailing parts.
+- Categories sorted by id become indices 0..n-1. Roboflow's placeholder (id 0, supercategory
+  `none`) is dropped unless an annotation uses it. Several JSONs share one list of categories.
+- `bbox` is [x, y, w, h] in pixels, checked against `images[].width/height` when given: within
+  1 px of the image it is clipped, further out the image is skipped.
+- `segmentation`: polygons → ("polygon", ...), RLE → ("rle", {"size", "counts"}) as written
+  (decoded in the worker); absent or [] → no mask (the worker fills the box).
+- `iscrowd` objects are kept like the others: their box, and their (RLE) mask.
+- An image in the JSON without annotations has zero objects; an image on disk that no JSON lists
+  is skipped, "not in the annotation file".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+
+from augpipe.errors import SourceError
+from augpipe.sources.base import Objects, Scan, SourceFile, is_image, split_of_folder
+from augpipe.sources.common import (
+    check_box, finish, image_size, join, number, parent, read_files, size_text, split_of_path, text, usable,
+)
+
+INSTANCES = re.compile(r"^annotations/instances_([^/]+)\.json$")
+ROBOFLOW = "_annotations.coco.json"
+SPLIT_PREFIXES = (("train", "train"), ("val", "validation"), ("test", "test"))
+
+
+def annotation_files(entries: list) -> list[str]:
+    return [e.name for e in entries if INSTANCES.match(e.name)
+            or (e.name.rsplit("/", 1)[-1] == ROBOFLOW and e.name.count("/") <= 1)]
+
+
+def matches(entries: list) -> bool:
+    return bool(annotation_files(entries))
+
+
+@dataclass
+class _File:
+    name: str
+    split: str | None
+    folders: list[str]  # where its images are, most likely first
+    images: list = field(default_factory=list)
+    annotations: list = field(default_factory=list)
+    categories: list = field(default_factory=list)
+
+
+def read(store, entries: list, layout: str = "auto") -> Scan:
+    skipped: list[tuple[str, str]] = []
+    entries = usable(entries, skipped)
+    names = annotation_files(entries)
+    raw = read_files(store, names)
+    read_ok: list[_File] = []
+    failed: dict[str, str] = {}  # JSON name → why it cannot be read
+    for name in names:
+        data = raw[name]
+        f = _describe(name)
+        if isinstance(data, str):
+            failed[name] = data
+            continue
+        try:
+            _parse(f, data)
+        except ValueError as exc:
+            failed[name] = str(exc)
+            continue
+        read_ok.append(f)
+    if not read_ok:
+        first = names[0]
+        more = f" (and {len(names) - 1} more annotation files)" if len(names) > 1 else ""
+        raise SourceError(f"{store.display(first)}: {failed[first]}{more}")
+    for name, why in failed.items():
+        skipped.append((name, why))
+
+    classes, index = _categories(read_ok)
+    images = {e.name: e for e in entries if is_image(e.name)}
+    finder = _Finder(images)
+    claimed: dict[str, tuple[str, str | None, Objects | str]] = {}  # image → (json, split, objects or reason)
+    twice: set[str] = set()
+    for f in read_ok:
+        for path, objects in _objects(f, index, finder, skipped):
+            if path in claimed:
+                first = claimed[path][0]
+                twice.add(path)
+                skipped.append((path, f"listed twice in {f.name}" if first == f.name
+                                else f"listed in both {first} and {f.name}"))
+                continue
+            claimed[path] = (f.name, f.split, objects)
+    files = []
+    for path, (name, split, objects) in claimed.items():
+        if path in twice:
+            continue
+        if isinstance(objects, str):
+            skipped.append((path, objects))
+            continue
+        e = images[path]
+        files.append(SourceFile(path, split, None, e.size, e.mtime_ns, objects))
+    failed_folders = [(fo, n) for n, _ in failed.items() for fo in _describe(n).folders]
+    for path in images:
+        if path not in claimed:
+            owner = next((n for fo, n in failed_folders if path.startswith(fo + "/") or (not fo and "/" not in path)),
+                         None)
+            skipped.append((path, f"its annotation file {owner} cannot be read" if owner else
+                            "not in the annotation file"))
+    return finish(store, files, skipped, classes, "detection", "coco",
+                  [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+
+
+def _describe(name: str) -> _File:
+    m = INSTANCES.match(name)
+    if m:
+        tag = m.group(1)
+        split = next((s for prefix, s in SPLIT_PREFIXES if tag.lower().startswith(prefix)), None)
+        return _File(name, split, [tag, f"images/{tag}"])
+    folder = parent(name)
+    return _File(name, split_of_folder(folder) if folder else split_of_path(name), [folder])
+
+
+def _parse(f: _File, data: bytes) -> None:
+    try:
+        doc = json.loads(text(data, f.name))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})") from None
+    except RecursionError:
+        raise ValueError("not valid JSON (nested too deeply)") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
+        raise ValueError("not a COCO annotation file (no \"images\" list)")
+    for key in ("annotations", "categories"):
+        if not isinstance(doc.get(key, []), list):
+            raise ValueError(f"not a COCO annotation file (\"{key}\" is not a list)")
+    f.images, f.annotations, f.categories = doc["images"], doc.get("annotations", []), doc.get("categories", [])
+    for i, c in enumerate(f.categories):
+        if not isinstance(c, dict) or not isinstance(c.get("id"), int) or isinstance(c.get("id"), bool) \
+                or not isinstance(c.get("name"), str):
+            raise ValueError(f"categories[{i}] is not {{\"id\": int, \"name\": str}}")
+
+
+def _categories(files: list[_File]) -> tuple[list[str], dict[int, int]]:
+    """Every JSON's categories, one list: sorted by id, indices 0..n-1."""
+    known: dict[int, tuple[dict, str]] = {}
+    for f in files:
+        for c in f.categories:
+            seen = known.get(c["id"])
+            if seen is not None and seen[0]["name"] != c["name"]:
+                raise SourceError(f"category {c['id']} is '{seen[0]['name']}' in {seen[1]} but '{c['name']}' in "
+                                  f"{f.name}: the annotation files must share their categories")
+            known.setdefault(c["id"], (c, f.name))
+    used = {a.get("category_id") for f in files for a in f.annotations
+            if isinstance(a, dict) and _hashable(a.get("category_id"))}
+    placeholder = known.get(0)
+    if placeholder is not None and str(placeholder[0].get("supercategory", "")).lower() == "none" and 0 not in used:
+        del known[0]  # Roboflow's dataset-wide category, the parent of the real ones
+    ids = sorted(known)
+    return [known[i][0]["name"] for i in ids], {cid: k for k, cid in enumerate(ids)}
+
+
+class _Finder:
+    """An image file for a `file_name`."""
+
+    def __init__(self, images: dict):
+        self.images = images
+        self.by_end: dict[str, list[str]] = {}
+        self.folders: set[str] = set()
+        for path in images:
+            parts = path.split("/")
+            for i in range(len(parts)):
+                self.by_end.setdefault("/".join(parts[i:]), []).append(path)
+                if i:
+                    self.folders.add("/".join(parts[:i]))
+
+    def find(self, file_name: str, folders: list[str]) -> tuple[str | None, str]:
+        """(path, "") or (None, the path it was expected at)."""
+        absolute = file_name.startswith("/") or bool(re.match(r"^[A-Za-z]:[\\/]", file_name))
+        name = file_name.replace("\\", "/").lstrip("/")
+        while name.startswith("./"):
+            name = name[2:]
+        for folder in [*folders, ""]:
+            if join(folder, name) in self.images:
+                return join(folder, name), ""
+        parts = name.split("/")
+        for i in range(len(parts) if absolute else 1):  # another machine's path: its trailing parts
+            hits = self.by_end.get("/".join(parts[i:]), [])
+            near = [h for h in hits if any(fo and h.startswith(fo + "/") for fo in folders)]
+            if len(near) == 1:
+                return near[0], ""
+            if len(hits) == 1:
+                return hits[0], ""
+            if hits:
+                break
+        home = next((fo for fo in folders if fo in self.folders), "")
+        return None, join(home, name)
+
+
+def _objects(f: _File, index: dict[int, int], finder: _Finder, skipped: list):
+    """(image path, Objects or the reason it is skipped) for each image the JSON lists."""
+    by_image: dict = {}
+    info: dict = {}
+    order = []
+    for i, im in enumerate(f.images):
+        if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or not _hashable(im.get("id")):
+            skipped.append((f.name, f"images[{i}] has no id or file_name"))
+            continue
+        if im["id"] in info:
+            skipped.append((f.name, f"images[{i}]: id {im['id']} repeated"))
+            continue
+        info[im["id"]] = im
+        by_image[im["id"]] = []
+        order.append(im["id"])
+    for i, a in enumerate(f.annotations):
+        if not isinstance(a, dict) or not _hashable(a.get("image_id")) or a.get("image_id") not in by_image:
+            what = a.get("image_id") if isinstance(a, dict) else None
+            skipped.append((f.name, f"annotations[{i}]: image_id {what!r} is not in images"))
+            continue
+        by_image[a["image_id"]].append(a)
+    for image_id in order:
+        im = info[image_id]
+        path, expected = finder.find(im["file_name"], f.folders)
+        if path is None:
+            skipped.append((expected, f"listed in {f.name} but not found"))
+            continue
+        yield path, _image_objects(by_image[image_id], im, index)
+
+
+def _hashable(v) -> bool:
+    return isinstance(v, (int, str)) and not isinstance(v, bool)
+
+
+def _image_objects(annotations: list, im: dict, index: dict[int, int]) -> Objects | str:
+    size = image_size(im.get("width"), im.get("height"))
+    boxes, categories, ids, segments = [], [], [], []
+    for k, a in enumerate(annotations):
+        cid = a.get("category_id")
+        if not _hashable(cid) or cid not in index:
+            return f"box {k}: category_id {cid!r} is not in categories"
+        bbox = a.get("bbox")
+        values = [number(v) for v in bbox] if isinstance(bbox, list) else []
+        if len(values) != 4 or any(v is None for v in values):
+            return f"box {k}: bbox is not 4 numbers ({_short(bbox)})"
+        box, why = check_box(k, tuple(values), size)
+        if why:
+            return why
+        segment = _segment(a.get("segmentation"), size)
+        if isinstance(segment, str):
+            return f"box {k}: {segment}"
+        boxes.append(box)
+        categories.append(index[cid])
+        ids.append(a["id"] if isinstance(a.get("id"), int) and not isinstance(a.get("id"), bool) else k)
+        segments.append(segment)
+    return Objects(tuple(boxes), tuple(categories), tuple(ids),
+                   tuple(segments) if any(s is not None for s in segments) else None)
+
+
+def _segment(seg, size):
+    """None, ("polygon", ...), ("rle", {...}), or the reason it cannot be used."""
+    if seg is None or seg == [] or seg == {}:
+        return None
+    if isinstance(seg, list):
+        polygons = []
+        for p in seg:
+            values = [number(v) for v in p] if isinstance(p, list) else [None]
+            if any(v is None or not math.isfinite(v) for v in values) or len(values) < 6 or len(values) % 2:
+                return f"segmentation polygon is not 3 or more (x, y) numbers ({_short(p)})"
+            polygons.append(tuple(values))
+        return ("polygon", tuple(polygons))
+    if isinstance(seg, dict) and "counts" in seg and isinstance(seg.get("size"), list) and len(seg["size"]) == 2:
+        h, w = seg["size"]
+        if not isinstance(seg["counts"], (str, list)) or number(h) is None or number(w) is None:
+            return f"segmentation RLE is not {{size: [h, w], counts}} ({_short(seg)})"
+        if size is not None and (float(w), float(h)) != size:
+            return f"segmentation RLE is {size_text(w, h)}, the image {size_text(*size)}"
+        return ("rle", {"size": [int(h), int(w)], "counts": seg["counts"]})
+    return f"segmentation is neither polygons nor RLE ({_short(seg)})"
+
+
+def _short(v) -> str:
+    t = json.dumps(v) if not isinstance(v, float) or math.isfinite(v) else str(v)
+    return t if len(t) <= 60 else t[:57] + "..."

@@ -1,0 +1,175 @@
+"""Classification from a label file (Hugging Face imagefolder's convention): `labels.csv`,
+`metadata.csv` or `metadata.jsonl` at the root or in a split folder, beside the images.
+
+- A `file_name` column (the image's path relative to the label file's folder) and the class in
+  `label`, else the first other column. A file that lacks either is unreadable: the images it
+  would cover are skipped (or, when it is the only one, a SourceError).
+- Each image belongs to the nearest label file above it; one it does not list is skipped, "not in
+  labels.csv" (that file's name). Two label files in one folder: labels.csv, then metadata.csv,
+  then metadata.jsonl is used, the others recorded as ignored.
+- An empty label skips the image; a file listed twice with two labels skips it; a listed file
+  that is not there is recorded. Class names sorted (numerically when every one is an integer:
+  `2` before `10`). The split: a split folder above the image.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import posixpath
+
+from augpipe.errors import SourceError
+from augpipe.sources.base import Scan, SourceFile, is_image, split_of_folder
+from augpipe.sources.common import finish, join, parent, read_files, split_of_path, text, usable
+
+NAMES = ("labels.csv", "metadata.csv", "metadata.jsonl")
+
+
+def label_files(entries: list) -> list[str]:
+    """The label file of each folder (the root, or a top-level split folder)."""
+    out = {}
+    for e in entries:
+        folder, _, base = e.name.rpartition("/")
+        if base in NAMES and (not folder or ("/" not in folder and split_of_folder(folder) is not None)):
+            if folder not in out or NAMES.index(base) < NAMES.index(out[folder].rpartition("/")[2]):
+                out[folder] = e.name
+    return sorted(out.values())
+
+
+def matches(entries: list) -> bool:
+    return bool(label_files(entries))
+
+
+def read(store, entries: list, layout: str = "auto") -> Scan:
+    skipped: list[tuple[str, str]] = []
+    entries = usable(entries, skipped)
+    names = label_files(entries)
+    for e in entries:
+        folder, _, base = e.name.rpartition("/")
+        if base in NAMES and e.name not in names and any(parent(n) == folder for n in names):
+            used = next(n for n in names if parent(n) == folder)
+            skipped.append((e.name, f"ignored: {used.rpartition('/')[2]} beside it is used"))
+    raw = read_files(store, names)
+    labels: dict[str, str | None] = {}  # image path → class (None: skipped, reason recorded)
+    failed: dict[str, str] = {}
+    for name in names:
+        data = raw[name]
+        try:
+            if isinstance(data, str):
+                raise ValueError(data)
+            rows = _rows(text(data, name), name)
+        except ValueError as exc:
+            failed[name] = str(exc)
+            continue
+        _collect(name, rows, labels, skipped)
+    if len(failed) == len(names):
+        first = names[0]
+        raise SourceError(f"{store.display(first)}: {failed[first]}")
+    skipped += [(n, why) for n, why in failed.items()]
+    images = {e.name: e for e in entries if is_image(e.name)}
+    for path in sorted(set(labels) - set(images)):
+        if labels[path] is not None:
+            skipped.append((path, f"listed in {_owner(path, names)} but not found"))
+    files = []
+    for path, e in images.items():
+        owner = _owner(path, names)
+        if owner is None:
+            skipped.append((path, f"not in a label file ({', '.join(NAMES)} at the root or in a split folder)"))
+        elif owner in failed:
+            skipped.append((path, f"its label file {owner} cannot be read"))
+        elif path not in labels:
+            skipped.append((path, f"not in {owner}"))
+        elif labels[path] is not None:
+            files.append(SourceFile(path, split_of_path(path), labels[path], e.size, e.mtime_ns))
+    classes = sorted({f.class_name for f in files}, key=_order)
+    return finish(store, files, skipped, classes, "classification", "labelfiles",
+                  [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+
+
+def _owner(path: str, names: list[str]) -> str | None:
+    """The nearest label file above a path."""
+    best = None
+    for n in names:
+        folder = parent(n)
+        if not folder or path.startswith(folder + "/"):
+            if best is None or len(folder) > len(parent(best)):
+                best = n
+    return best
+
+
+def _rows(content: str, name: str) -> list[tuple[int, str, object]]:
+    """(line, file_name, label) for each row."""
+    out = []
+    if name.endswith(".jsonl"):
+        key = None
+        for lineno, line in enumerate(content.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"line {lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("file_name"), str):
+                raise ValueError(f"line {lineno}: no \"file_name\"")
+            if key is None:
+                key = "label" if "label" in row else next((k for k in row if k != "file_name"), None)
+                if key is None:
+                    raise ValueError(f"line {lineno}: no label (a \"label\" key, or another beside \"file_name\")")
+            out.append((lineno, row["file_name"], row.get(key)))
+        return out
+    reader = csv.reader(io.StringIO(content))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise ValueError("empty (expected a header: file_name,label)") from None
+    except csv.Error as exc:
+        raise ValueError(f"not valid CSV ({exc})") from None
+    if "file_name" not in header:
+        raise ValueError(f"no file_name column (the header is {','.join(header)[:60]})")
+    fcol = header.index("file_name")
+    lcol = header.index("label") if "label" in header else next((i for i in range(len(header)) if i != fcol), None)
+    if lcol is None:
+        raise ValueError("no label column beside file_name")
+    try:
+        for row in reader:
+            if not any(c.strip() for c in row):
+                continue
+            out.append((reader.line_num, row[fcol].strip() if fcol < len(row) else "",
+                        row[lcol].strip() if lcol < len(row) else ""))
+    except csv.Error as exc:
+        raise ValueError(f"line {reader.line_num}: not valid CSV ({exc})") from None
+    return out
+
+
+def _collect(name: str, rows: list, labels: dict, skipped: list) -> None:
+    base = name.rpartition("/")[2]
+    folder = parent(name)
+    for lineno, file_name, label in rows:
+        rel = file_name.replace("\\", "/")
+        while rel.startswith("./"):
+            rel = rel[2:]
+        path = posixpath.normpath(join(folder, rel)) if rel else ""
+        if not rel:
+            skipped.append((name, f"line {lineno}: no file_name"))
+            continue
+        value = None if label is None or isinstance(label, (dict, list)) else str(label).strip()
+        if not value:
+            labels[path] = None
+            skipped.append((path, f"no label in {base}" + (" (not a single value)" if isinstance(label, (dict, list))
+                                                            else "")))
+            continue
+        if path in labels and labels[path] != value:
+            if labels[path] is not None:
+                skipped.append((path, f"listed twice in {base}, as {labels[path]} and {value}"))
+            labels[path] = None
+            continue
+        labels[path] = value
+
+
+def _order(name: str):
+    """Integers in numeric order, before anything else (which sorts as text)."""
+    try:
+        return (0, int(name), "")
+    except ValueError:
+        return (1, 0, name)

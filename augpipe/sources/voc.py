@@ -1,0 +1,165 @@
+"""Pascal VOC detection: one XML a image, `X.xml` beside `X.jpg` (Roboflow's export, split
+folders allowed), or VOC's own `Annotations/X.xml` beside `JPEGImages/X.jpg`.
+
+- Coordinates are read as floats and NOT shifted: Pascal's 1-based pixel convention is not
+  corrected, xmin/ymin/xmax/ymax are taken as written, box = [xmin, ymin, xmax - xmin, ymax - ymin]
+  (a shift of one pixel at most, inside what annotators agree on; most tools that write VOC today
+  write 0-based values in the same fields, and those must not be shifted).
+- Checked against `<size>` when it gives one: within 1 px of the image clipped (VOC's xmax can be
+  the width itself), further out the image is skipped.
+- Class names: every `object/name` of the images kept, sorted.
+- `difficult` and `truncated` objects are kept like the others (the flags are not carried).
+- Splits: `ImageSets/Main/{train,val,test}.txt` beside `JPEGImages/` when present (an image in
+  `trainval.txt` only is split by hashing; an image in none of them is skipped: VOC annotates
+  those for other tasks); otherwise a split folder above the image. The XML's `<filename>` is
+  not used: the XML and the image pair by name.
+- An image without its XML is skipped; an XML without its image is recorded.
+"""
+
+from __future__ import annotations
+
+from xml.etree.ElementTree import ParseError
+
+from defusedxml import ElementTree
+
+from augpipe.sources.base import Objects, Scan, SourceFile, is_image
+from augpipe.sources.common import (
+    check_box, finish, image_size, join, parent, read_files, split_of_path, stem, text, usable, without_suffix,
+)
+
+SETS = (("train", "train"), ("val", "validation"), ("test", "test"))
+MASK_FOLDERS = ("SegmentationClass", "SegmentationObject", "SegmentationClassAug")  # VOC's masks: not sources
+
+
+def matches(entries: list) -> bool:
+    images = {without_suffix(e.name) for e in entries if is_image(e.name)}
+    for e in entries:
+        if e.name.endswith(".xml"):
+            parts = e.name.split("/")
+            if (len(parts) > 1 and parts[-2] == "Annotations") or e.name[:-4] in images:
+                return True
+    return False
+
+
+def xml_candidates(image: str) -> list[str]:
+    folder = parent(image)
+    out = [without_suffix(image) + ".xml"]
+    if folder.rsplit("/", 1)[-1] == "JPEGImages":
+        out.insert(0, join(join(parent(folder), "Annotations"), stem(image) + ".xml"))
+    return out
+
+
+def read(store, entries: list, layout: str = "auto") -> Scan:
+    skipped: list[tuple[str, str]] = []
+    entries = usable(entries, skipped)
+    present = {e.name for e in entries}
+    images = {e.name: e for e in entries if is_image(e.name)
+              and not any(p in MASK_FOLDERS for p in e.name.split("/")[:-1])}
+    xml_of = {}
+    for path in images:
+        found = next((x for x in xml_candidates(path) if x in present), None)
+        if found is None:
+            skipped.append((path, f"no annotation file ({xml_candidates(path)[0]})"))
+        else:
+            xml_of[path] = found
+    roots = sorted({parent(parent(p)) for p in xml_of if parent(p).rsplit("/", 1)[-1] == "JPEGImages"})
+    set_files = [join(r, f"ImageSets/Main/{name}.txt") for r in roots for name in ("train", "val", "test", "trainval")]
+    set_files = [n for n in set_files if n in present]
+    raw = read_files(store, sorted(set(xml_of.values())) + set_files)
+    sets = _image_sets(raw, set_files, skipped)
+
+    parsed: dict[str, list | str] = {}
+    for path, xml in sorted(xml_of.items()):
+        split = _split(path, sets)
+        if isinstance(split, str) and split not in ("train", "validation", "test"):
+            skipped.append((path, split))
+            continue
+        data = raw[xml]
+        parsed[path] = (split, f"{xml}: {data}" if isinstance(data, str) else _parse(data, xml))
+    classes = sorted({name for _, objs in parsed.values() if not isinstance(objs, str) for name, _ in objs})
+    index = {name: i for i, name in enumerate(classes)}
+    files = []
+    for path, (split, objs) in parsed.items():
+        if isinstance(objs, str):
+            skipped.append((path, objs))
+            continue
+        e = images[path]
+        target = Objects(tuple(b for _, b in objs), tuple(index[n] for n, _ in objs), tuple(range(len(objs))))
+        files.append(SourceFile(path, split, None, e.size, e.mtime_ns, target))
+    used = set(xml_of.values())
+    for e in entries:
+        if e.name.endswith(".xml") and e.name not in used:
+            skipped.append((e.name, "no image for this annotation file"))
+    return finish(store, files, skipped, classes, "detection", "voc",
+                  [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+
+
+def _image_sets(raw: dict, set_files: list[str], skipped: list) -> dict[str, dict[str, set[str]]]:
+    """{VOC root: {list name: image ids}} from ImageSets/Main."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for name in set_files:
+        root = parent(parent(parent(name)))
+        data = raw[name]
+        try:
+            if isinstance(data, str):
+                raise ValueError(data)
+            ids = {line.split()[0] for line in text(data, name).splitlines() if line.strip()}
+        except ValueError as exc:
+            skipped.append((name, str(exc)))
+            ids = set()
+        out.setdefault(root, {})[stem(name)] = ids
+    return out
+
+
+def _split(path: str, sets: dict) -> str | None:
+    """The split, None (by hashing), or why the image is not used (a sentence)."""
+    folder = parent(path)
+    lists = sets.get(parent(folder)) if folder.rsplit("/", 1)[-1] == "JPEGImages" else None
+    if not lists:
+        return split_of_path(path)
+    image_id = stem(path)
+    found = [(name, split) for name, split in SETS if image_id in lists.get(name, ())]
+    if len(found) > 1:
+        return f"in both {found[0][0]}.txt and {found[1][0]}.txt of ImageSets/Main"
+    if found:
+        return found[0][1]
+    if image_id in lists.get("trainval", ()):
+        return None
+    return f"not in ImageSets/Main's lists ({', '.join(f'{n}.txt' for n in sorted(lists))})"
+
+
+def _parse(data: bytes, name: str) -> list | str:
+    """[(class name, box)] or the reason the image is skipped."""
+    try:
+        root = ElementTree.fromstring(data)
+    except ParseError as exc:
+        return f"{name}: malformed XML ({exc})"
+    except ValueError as exc:  # defusedxml: entities, DTDs, external references
+        return f"{name}: refused XML ({type(exc).__name__})"
+    if root.tag != "annotation":
+        return f"{name}: not a Pascal VOC annotation (its root is <{root.tag}>, not <annotation>)"
+    size_el = root.find("size")
+    size = image_size(size_el.findtext("width"), size_el.findtext("height")) if size_el is not None else None
+    out = []
+    for k, obj in enumerate(root.findall("object")):
+        label = (obj.findtext("name") or "").strip()
+        if not label:
+            return f"box {k}: no <name>"
+        bndbox = obj.find("bndbox")
+        if bndbox is None:
+            return f"box {k}: no <bndbox>"
+        values = []
+        for tag in ("xmin", "ymin", "xmax", "ymax"):
+            value = bndbox.findtext(tag)
+            if value is None:
+                return f"box {k}: no <{tag}>"
+            try:
+                values.append(float(value))
+            except ValueError:
+                return f"box {k}: <{tag}> '{value.strip()[:20]}' is not a number"
+        xmin, ymin, xmax, ymax = values
+        box, why = check_box(k, (xmin, ymin, xmax - xmin, ymax - ymin), size)
+        if why:
+            return why
+        out.append((label, box))
+    return out

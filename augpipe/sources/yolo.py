@@ -1,0 +1,300 @@
+"""YOLO detection (Ultralytics, Roboflow): `data.yaml` (or `dataset.yaml`) at the root, images
+and one `.txt` label file per image.
+
+- `names`: a list, or {index: name} (indices 0..n-1 with no gap); `nc`, when given, must agree.
+- Where images are: the yaml's `train:` / `val:` / `test:` (a folder, a list of folders, or a
+  `.txt` listing images), relative to the yaml's folder (after its `path:` when that is relative);
+  a path that leaves the root (Roboflow's `../train/images`) is tried without its `../`. A split
+  the yaml does not place is looked for in the two layouts, `images/<split>/` (Ultralytics) and
+  `<split>/images/` (Roboflow, `valid` included). A folder two splits share (`val: images/train`
+  beside `train: images/train`) gives its images no split: they are split by hashing.
+- An image's label file is Ultralytics' rule: the last `/images/` of its path becomes `/labels/`
+  and its suffix `.txt` (`X.txt` beside the image when its path has no `images` folder).
+- A line of 5 fields is a box `class cx cy w h`; an odd count of 7 or more a polygon
+  `class x1 y1 x2 y2 ...`, stored as its bounding box and the polygon as the object's segment.
+  Values stay normalised (`Objects(normalised=True)`), converted in the worker. Values outside
+  0..1 by more than 0.001 skip the image (within that, left to the worker's clipping).
+- An image without a label file, or with an empty one, has zero objects: YOLO's convention for
+  background images. A label file without an image is recorded.
+- Keypoint datasets (`kpt_shape`) are refused: their lines would read as polygons.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+
+import yaml
+
+from augpipe.errors import SourceError
+from augpipe.sources.base import Objects, Scan, SourceFile, is_image, split_of_folder
+from augpipe.sources.common import finish, join, parent, read_files, text, usable
+
+YAMLS = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
+SPLIT_KEYS = (("train", "train"), ("val", "validation"), ("valid", "validation"), ("test", "test"))
+TOLERANCE = 0.001  # of the image's size: what normalised values may overhang 0..1
+
+
+def matches(entries: list) -> bool:
+    return any(e.name in YAMLS for e in entries)
+
+
+def read(store, entries: list, layout: str = "auto") -> Scan:
+    skipped: list[tuple[str, str]] = []
+    problems = {e.name: e.problem for e in entries if e.problem}
+    entries = usable(entries, skipped)
+    by_name = {e.name: e for e in entries}
+    config_name = next((n for n in YAMLS if n in by_name), None)
+    if config_name is None:
+        raise SourceError(f"{store.display()}: no data.yaml or dataset.yaml at the root (YOLO)")
+    annotation_files: list[tuple[str, bytes]] = []
+    config = _config(store, config_name, annotation_files)
+    names = _names(config, store.display(config_name))
+    images = {e.name: e for e in entries if is_image(e.name) and "labels" not in e.name.split("/")[:-1]}
+    folders, listed, places = _placed(store, config, config_name, images, set(by_name), skipped, annotation_files)
+    split_of: dict[str, str | None] = {}  # image → split (None: decided by hashing)
+    for path in images:
+        if path in listed:
+            split_of[path] = listed[path]
+            continue
+        if not places:
+            split_of[path] = None
+            continue
+        found = [(len(fo), s) for fo, s in folders if not fo or path.startswith(fo + "/")]
+        if not found:
+            skipped.append((path, f"outside the split folders ({', '.join(places)})"))
+            continue
+        longest = max(n for n, _ in found)
+        splits = {s for n, s in found if n == longest}
+        split_of[path] = splits.pop() if len(splits) == 1 else None
+
+    label_of = {path: label_path(path) for path in split_of}
+    present = [lbl for lbl in sorted(set(label_of.values())) if lbl in by_name]
+    raw = read_files(store, present)
+    annotation_files += [(n, d) for n, d in raw.items() if isinstance(d, bytes)]
+    files = []
+    for path in sorted(split_of):
+        lbl = label_of[path]
+        data = raw.get(lbl, problems.get(lbl))
+        if isinstance(data, str):
+            skipped.append((path, f"{lbl}: {data}"))
+            continue
+        try:
+            objects = parse(text(data, lbl), len(names)) if data is not None else Objects((), (), (), normalised=True)
+        except ValueError as exc:
+            skipped.append((path, str(exc)))
+            continue
+        if isinstance(objects, str):
+            skipped.append((path, f"{lbl} {objects}"))
+            continue
+        e = images[path]
+        files.append(SourceFile(path, split_of[path], None, e.size, e.mtime_ns, objects))
+    used = {label_path(path) for path in images}
+    lists = {n for n, _ in annotation_files}
+    for e in entries:
+        if (e.name.endswith(".txt") and "labels" in e.name.split("/")[:-1] and e.name not in used
+                and e.name not in lists and e.name.rsplit("/", 1)[-1] != "classes.txt"):
+            skipped.append((e.name, "no image for this label file"))
+    return finish(store, files, skipped, names, "detection", "yolo", annotation_files)
+
+
+def label_path(image: str) -> str:
+    """Ultralytics' rule: the last `/images/` becomes `/labels/`, the suffix `.txt`."""
+    full = "/" + image
+    if "/images/" in full:
+        head, tail = full.rsplit("/images/", 1)
+        full = f"{head}/labels/{tail}"
+    return posixpath.splitext(full)[0][1:] + ".txt"
+
+
+def _config(store, name: str, annotation_files: list) -> dict:
+    try:
+        data = store.read_bytes(name)
+    except OSError as exc:
+        raise SourceError(f"{store.display(name)}: cannot read: {exc.strerror or exc}") from None
+    annotation_files.append((name, data))
+    try:
+        config = yaml.safe_load(text(data, name))
+    except (yaml.YAMLError, ValueError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise SourceError(f"{store.display(name)}: not valid YAML{at}: "
+                          f"{getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(config, dict):
+        raise SourceError(f"{store.display(name)}: not a YOLO dataset file (expected keys names, train, val)")
+    if config.get("kpt_shape") is not None:
+        raise SourceError(f"{store.display(name)}: a keypoint dataset (kpt_shape): augpipe reads boxes and "
+                          "polygons, not keypoints")
+    return config
+
+
+def _names(config: dict, where: str) -> list[str]:
+    names, nc = config.get("names"), config.get("nc")
+    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 0):
+        raise SourceError(f"{where}: nc must be a whole number, not {nc!r}")
+    if isinstance(names, dict):
+        try:
+            by_index = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError):
+            raise SourceError(f"{where}: names' keys must be class indices 0, 1, ...") from None
+        missing = [i for i in range(len(by_index)) if i not in by_index]
+        if missing:
+            raise SourceError(f"{where}: names has no class {missing[0]} (indices must be 0..{len(by_index) - 1})")
+        out = [by_index[i] for i in range(len(by_index))]
+    elif isinstance(names, list):
+        out = [str(n) for n in names]
+    elif names is None and nc is not None:
+        out = [f"class{i}" for i in range(nc)]  # what Ultralytics names them
+    else:
+        raise SourceError(f"{where}: no names (a list, or {{index: name}})")
+    if nc is not None and nc != len(out):
+        raise SourceError(f"{where}: nc is {nc} but names has {len(out)}")
+    return out
+
+
+def _all_folders(images: dict) -> set[str]:
+    out = {""}
+    for path in images:
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            out.add("/".join(parts[:i]))
+    return out
+
+
+def _candidates(value: str, config: dict, base: str) -> list[str]:
+    """Where a yaml path may point, relative to the root, most likely first."""
+    out = []
+    root = config.get("path")
+    value = value.replace("\\", "/")
+    if value.startswith("/") or (len(value) > 1 and value[1] == ":"):  # another machine's absolute path
+        parts = value.strip("/").split("/")
+        return [posixpath.join(*parts[i:]) for i in range(1, len(parts))]
+    if isinstance(root, str) and root and not root.startswith("/"):
+        out.append(posixpath.join(base, root, value))
+    out.append(posixpath.join(base, value))
+    stripped = value
+    while stripped.startswith(("../", "./")):
+        stripped = stripped.split("/", 1)[1]
+    out.append(stripped)
+    normal = []
+    for c in out:
+        c = posixpath.normpath(c) if c else "."
+        c = "" if c == "." else c
+        if not c.startswith("../") and c != ".." and c not in normal:
+            normal.append(c)
+    return normal
+
+
+def _placed(store, config, config_name, images, present, skipped, annotation_files):
+    """Where the splits are: [(folder, split)] from the yaml or a known layout, {image: split}
+    from `.txt` lists, and the places' names (for messages); nothing placed: no splits."""
+    base = parent(config_name)
+    folders, listed, places, done = [], {}, [], set()
+    all_folders = _all_folders(images)
+    for key, split in SPLIT_KEYS:
+        value = config.get(key)
+        if split in done or value in (None, ""):
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if not isinstance(v, str):
+                continue
+            for c in _candidates(v, config, base):
+                if c.endswith(".txt") and c in present:
+                    for path in _listed(store, c, images, skipped, annotation_files):
+                        listed.setdefault(path, split)
+                elif c in all_folders:
+                    folders.append((c, split))
+                else:
+                    continue
+                places.append(c or ".")
+                done.add(split)
+                break
+    for folder in sorted(all_folders):  # the two layouts, for the splits the yaml did not place
+        parts = folder.split("/")
+        if len(parts) == 2 and "images" in (parts[0].lower(), parts[1].lower()):
+            split = split_of_folder(parts[1] if parts[0].lower() == "images" else parts[0])
+            if split is not None and split not in done:
+                folders.append((folder, split))
+                places.append(folder)
+    return folders, listed, places
+
+
+def _listed(store, name, images, skipped, annotation_files) -> list[str]:
+    """The images a split's `.txt` lists (one path a line, relative to the list's folder)."""
+    try:
+        data = store.read_bytes(name)
+        lines = text(data, name).splitlines()
+    except (OSError, ValueError) as exc:
+        skipped.append((name, f"cannot read: {getattr(exc, 'strerror', None) or exc}"))
+        return []
+    annotation_files.append((name, data))
+    out = []
+    for line in lines:
+        line = line.strip().replace("\\", "/")
+        if not line:
+            continue
+        rel = line[2:] if line.startswith("./") else line
+        options = [posixpath.normpath(join(parent(name), rel)), posixpath.normpath(rel.lstrip("/"))]
+        hit = next((o for o in options if o in images), None)
+        if hit is None:
+            skipped.append((options[0], f"listed in {name} but not found"))
+        else:
+            out.append(hit)
+    return out
+
+
+def parse(content: str, nc: int) -> Objects | str:
+    """A label file's objects, or the reason the image is skipped."""
+    boxes, categories, segments = [], [], []
+    for lineno, line in enumerate(content.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        k = len(boxes)
+        if not (len(fields) == 5 or (len(fields) >= 7 and len(fields) % 2 == 1)):
+            return (f"line {lineno}: {len(fields)} fields (a box is 5, class cx cy w h; a polygon an odd number "
+                    "of 7 or more, class x1 y1 x2 y2 x3 y3 ...)")
+        try:
+            cls = float(fields[0])
+            values = [float(v) for v in fields[1:]]
+        except ValueError:
+            bad = next(f for f in fields if not _is_float(f))
+            return f"line {lineno}: '{bad[:20]}' is not a number"
+        if not cls.is_integer() or not 0 <= cls < nc:
+            return f"line {lineno}: class {fields[0]} is not one of the {nc} classes of the yaml's names"
+        polygon = None
+        if len(values) == 4:
+            box = tuple(values)
+        else:
+            xs, ys = values[0::2], values[1::2]
+            box = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys))
+            polygon = tuple(values)
+        why = _problem(k, box, values)
+        if why:
+            return f"line {lineno}: {why}"
+        boxes.append(box)
+        categories.append(int(cls))
+        segments.append(("polygon", (polygon,)) if polygon is not None else None)
+    return Objects(tuple(boxes), tuple(categories), tuple(range(len(boxes))),
+                   tuple(segments) if any(s is not None for s in segments) else None, normalised=True)
+
+
+def _problem(k: int, box: tuple, values: list[float]) -> str | None:
+    shown = f"box {k} [{', '.join(f'{v:.4f}' for v in box)}] (normalised cx, cy, w, h)"
+    if not all(math.isfinite(v) for v in values):
+        return f"{shown}: not a number"
+    cx, cy, w, h = box
+    if w <= 0 or h <= 0:
+        return f"{shown}: {'width' if w <= 0 else 'height'} ≤ 0"
+    edges = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2) if len(values) == 4 else values
+    if any(v < -TOLERANCE or v > 1 + TOLERANCE for v in edges):
+        return f"{shown}: outside the image (beyond 0..1)"
+    return None
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
