@@ -133,6 +133,7 @@ def _start_workers(workers: int | None, engine: str = "local") -> None:
         start_workers_early()
 
 
+FormatOpt = Annotated[str, typer.Option("--format", help="The source's layout: auto, coco, yolo, voc, masks, labelfiles or imagefolder.")]
 SourceArg = Annotated[str, typer.Argument(metavar="SOURCE", help="Image folder or URI (s3://, gs://): one sub-folder per class; optional train/ val/ test/.")]
 
 
@@ -153,6 +154,7 @@ def expand(
     layout: Annotated[str, typer.Option("--layout", help="auto, classes (every top folder a class) or splits (train/val/test folders).")] = "auto",
     split_by: Annotated[str, typer.Option("--split-by", help="content (identical files share a split; every source is read once more) or path.")] = "content",
     engine: Annotated[str, typer.Option("--engine", help="local (worker processes) or ray (a Ray cluster: RAY_ADDRESS, or a local one started for the run).")] = "local",
+    format: FormatOpt = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Augment an image folder into Parquet shards (train/validation/test) with a manifest."""
@@ -163,7 +165,7 @@ def expand(
     options = ExpandOptions(
         copies=copies, workers=workers, seed=seed, val_fraction=val_fraction, balance=balance,
         shard_size=shard_size, max_pixels=max_pixels, strict=strict, overwrite=overwrite,
-        progress=not quiet, layout=layout, split_by=split_by, engine=engine,
+        progress=not quiet, layout=layout, split_by=split_by, engine=engine, format=format,
     )
     manifest = run_expand(source, recipe, out, options)
     typer.echo("\n".join(expand_summary(manifest)))
@@ -211,6 +213,7 @@ def preview(
     html_dir: Annotated[Optional[Path], typer.Option("--html", metavar="DIR", help="Also write a static page with every tile and its parameters to this folder (new, empty, or an earlier gallery).")] = None,
     tile: Annotated[int, typer.Option("--tile", min=32, max=512, help="Tile size in pixels.")] = 128,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="As for expand: previewed images are training images.")] = 0.1,
+    format: FormatOpt = "auto",
 ) -> None:
     """Show what a recipe does (originals and copies, captioned) before expanding, or what shards hold."""
     from augpipe.dataset import is_dataset
@@ -222,7 +225,8 @@ def preview(
     elif recipe is None:
         raise UsageError(f"{source} is an image folder: preview needs --recipe (an expanded dataset does not)")
     else:
-        result = preview_source(source, recipe, rows=rows, copies=copies, seed=seed, val_fraction=val_fraction)
+        result = preview_source(source, recipe, rows=rows, copies=copies, seed=seed, val_fraction=val_fraction,
+                                format=format)
     typer.echo(f"contact sheet: {write_sheet(result, out, tile)}")
     if html_dir is not None:
         typer.echo(f"gallery: {write_html(result, html_dir)}")

@@ -130,7 +130,7 @@ def _round_robin(by_class: dict, rows: int, seed: int) -> list:
 
 def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None = None, seed: int = 0,
                    val_fraction: float = 0.1, max_pixels: int | None = None, layout: str = "auto",
-                   split_by: str = "content") -> Preview:
+                   split_by: str = "content", format: str = "auto") -> Preview:
     """Originals and augmented copies of a few training images, exactly as `expand` makes them."""
     import hashlib
 
@@ -143,7 +143,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     from augpipe.targets import kind_for
 
     recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
-    found = scan(str(root), layout)
+    found = scan(str(root), layout, format)
     kind = kind_for(found.task, _instance_masks(found))
     check_for_task(recipe, kind)
     store = open_store(str(root))
@@ -174,7 +174,8 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
             skipped.append((rel, exc.reason))
             continue
         skipped += [(f"{rel} copy {copy}", reason) for copy, reason in result.failures]
-        out_rows.append(PreviewRow(rel, f.class_name, _tiles(result.rows, kind, found.classes)))
+        out_rows.append(PreviewRow(rel, _row_label(f.class_name, result.rows, found.classes),
+                                   _tiles(result.rows, kind, found.classes)))
     if not out_rows:
         raise SourceError(f"nothing to preview in {root}: every image tried was skipped "
                           f"({skipped[-1][1] if skipped else 'no training images'})")
@@ -208,11 +209,23 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     for source in chosen:
         found = sorted(grouped[source], key=lambda r: r["copy"])[: (copies + 1) if copies is not None else None]
         label = found[0].get("label") if found else None
-        out_rows.append(PreviewRow(source, _class_name(names, label), _tiles(found, kind, names)))
+        out_rows.append(PreviewRow(source, _row_label(_class_name(names, label), found, names), _tiles(found, kind, names)))
     skipped = [(s["path"], s["reason"]) for s in ds.manifest["skipped"]]
     title = ds.location.rstrip("/").rsplit("/", 1)[-1]
     return Preview(f"{title}: recipe {ds.manifest['recipe'].get('name')} | seed {ds.manifest.get('seed')}",
                    out_rows, skipped)
+
+
+def _row_label(class_name: str | None, rows: list[dict], classes: list[str]) -> str | None:
+    """A row's label on the sheet: its class; for detection, the classes of its objects."""
+    from augpipe.targets.boxes import field
+
+    if class_name is None and rows and "objects" in rows[0]:
+        present = sorted({int(c) for c in field(rows[0], "category")})
+        return ", ".join(classes[c] if 0 <= c < len(classes) else str(c) for c in present) or "(no objects)"
+    if class_name is None and rows and "annotation" in rows[0]:
+        return "mask"
+    return class_name
 
 
 def _class_name(names: list[str], label) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -144,3 +145,89 @@ def ray_cluster():
         os.environ.pop("RAY_ADDRESS", None)
         ray.shutdown()
         cluster.shutdown()
+
+
+# ---------------------------------------------------------------- scenes with boxes and masks
+
+SCENE_CLASSES = ("box", "disc")
+
+
+def scene_objects(rng, w: int, h: int) -> list[tuple[int, list[float], list[float]]]:
+    """1 to 3 objects fully inside a w×h image: (class, [x, y, w, h], polygon)."""
+    import cv2
+
+    out = []
+    for _ in range(int(rng.integers(1, 4))):
+        c = int(rng.integers(0, 2))
+        bw, bh = int(rng.integers(8, w // 2)), int(rng.integers(8, h // 2))
+        x, y = int(rng.integers(1, w - bw - 1)), int(rng.integers(1, h - bh - 1))
+        if c == 0:
+            poly = [x, y, x + bw, y, x + bw, y + bh, x, y + bh]
+        else:
+            pts = cv2.ellipse2Poly((x + bw // 2, y + bh // 2), (bw // 2, bh // 2), 0, 0, 360, 15)
+            poly = pts.reshape(-1).astype(float).tolist()
+            xs, ys = pts[:, 0], pts[:, 1]
+            x, y, bw, bh = int(xs.min()), int(ys.min()), int(xs.max() - xs.min()), int(ys.max() - ys.min())
+        out.append((c, [float(x), float(y), float(bw), float(bh)], [float(v) for v in poly]))
+    return out
+
+
+def scene_image(objects, w: int, h: int, rng) -> np.ndarray:
+    import cv2
+
+    image = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+    for c, _, poly in objects:
+        colour = (230, 80, 40) if c == 0 else (40, 120, 230)
+        cv2.fillPoly(image, [np.array(poly, np.int32).reshape(-1, 2)], colour)
+    return image
+
+
+def make_scenes(root: Path, n: int = 12, size: tuple[int, int] = (80, 64), fmt: str = "coco", seed: int = 0) -> Path:
+    """Scenes of boxes and discs at known places, as COCO (with polygons), YOLO or masks."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    images, annotations = [], []
+    for i in range(n):
+        objects = scene_objects(rng, w, h)
+        image = scene_image(objects, w, h, rng)
+        name = f"scene_{i:03d}.png"
+        if fmt == "coco":
+            folder = root / "default"
+        elif fmt == "yolo":
+            folder = root / "images" / "train"
+        else:
+            folder = root / "images"
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        for c, box, poly in objects:
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": c + 1, "bbox": box,
+                                "area": box[2] * box[3], "iscrowd": 0, "segmentation": [poly]})
+        if fmt == "yolo":
+            labels = root / "labels" / "train"
+            labels.mkdir(parents=True, exist_ok=True)
+            (labels / f"scene_{i:03d}.txt").write_text("".join(
+                f"{c} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}\n"
+                for c, (x, y, bw, bh), _ in objects))
+        elif fmt == "masks":
+            from PIL import Image
+
+            mask = np.zeros((h, w), np.uint8)
+            for c, _, poly in objects:
+                cv2.fillPoly(mask, [np.array(poly, np.int32).reshape(-1, 2)], c + 1)
+            (root / "masks").mkdir(exist_ok=True)
+            im = Image.fromarray(mask, "L").convert("P")
+            im.putpalette([0, 0, 0, 230, 80, 40, 40, 120, 230] + [0] * (253 * 3))
+            im.save(root / "masks" / f"scene_{i:03d}.png")
+    if fmt == "coco":
+        cats = [{"id": k + 1, "name": name, "supercategory": "shape"} for k, name in enumerate(SCENE_CLASSES)]
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / "instances_default.json").write_text(
+            json.dumps({"images": images, "annotations": annotations, "categories": cats}))
+    elif fmt == "yolo":
+        (root / "data.yaml").write_text(f"train: images/train\nnames: {list(SCENE_CLASSES)}\n")
+    elif fmt == "masks":
+        (root / "classes.txt").write_text("background\n" + "".join(f"{c}\n" for c in SCENE_CLASSES))
+    return root

@@ -139,10 +139,8 @@ class BoxesKind(Target):
         categories = np.asarray(result["categories"], dtype=np.float64).astype(np.int64)
         masks = None
         if state.masks is not None:
-            where = {int(i): k for k, i in enumerate(state.ids)}
-            given = result.get("masks", [])
-            masks = [np.asarray(given[where[int(i)]], dtype=np.uint8) for i in ids]
-        return Boxes(boxes, categories, ids, masks, dropped=len(state.ids) - len(ids))
+            masks = _reselect(result.get("masks", []), state.ids, boxes, ids)
+        return Boxes(boxes, categories, ids, masks, dropped=len(set(state.ids.tolist()) - set(ids.tolist())))
 
     # ------------------------------------------------------------ out
 
@@ -159,26 +157,24 @@ class BoxesKind(Target):
         return {"objects": objects}
 
     def caption(self, values: dict, original: dict | None) -> str:
-        ids = list((values.get("objects") or {}).get("id") or [])
+        ids = field(values, "id")
         text = f"{len(ids)} box{'' if len(ids) == 1 else 'es'}"
-        before = list(((original or {}).get("objects") or {}).get("id") or [])
+        before = field(original or {}, "id")
         dropped = len(set(before) - set(ids))
         return text + (f", {dropped} dropped" if dropped else "")
 
     def draw(self, rgb, values: dict, classes: list[str]):
         from augpipe.targets.drawing import draw_boxes, overlay
 
-        objects = values.get("objects") or {}
         image = rgb
-        for m, c in zip(objects.get("mask") or [], objects.get("category") or []):
+        for m, c in zip(field(values, "mask"), field(values, "category")):
             if m and m.get("bytes"):
                 image = overlay(image, (_unpng(m["bytes"]) > 0).astype(np.int64) * (int(c) + 1) - 1)
-        return draw_boxes(image, objects.get("bbox") or [], objects.get("category") or [], classes)
+        return draw_boxes(image, field(values, "bbox"), field(values, "category"), classes)
 
     def verify(self, row, width, height, classes):
-        objects = row.get("objects") or {}
         problems = []
-        boxes, categories = objects.get("bbox") or [], objects.get("category") or []
+        boxes, categories = field(row, "bbox"), field(row, "category")
         if len(boxes) != len(categories):
             problems.append(f"{len(boxes)} boxes but {len(categories)} categories")
         for k, box in enumerate(boxes):
@@ -190,7 +186,7 @@ class BoxesKind(Target):
         for k, c in enumerate(categories):
             if not 0 <= c < len(classes):
                 problems.append(f"box {k}: category {c} outside the {len(classes)} classes")
-        for k, m in enumerate(objects.get("mask") or []):
+        for k, m in enumerate(field(row, "mask")):
             try:
                 shape = _unpng(m["bytes"]).shape
             except Exception:  # noqa: BLE001 - any failure to decode is the problem reported
@@ -201,12 +197,37 @@ class BoxesKind(Target):
         return problems
 
 
+def field(row: dict, name: str) -> list:
+    """One field of a row's objects as a list (rows read back hold lists; fresh ones arrays)."""
+    value = (row.get("objects") or {}).get(name)
+    return [] if value is None else list(value)
+
+
 def _inputs(boxes, categories, ids, masks) -> dict:
     inputs = {"bboxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4), "categories": list(categories),
               "ids": list(ids)}
     if masks is not None and len(masks):
         inputs["masks"] = list(masks)
     return inputs
+
+
+def _reselect(masks: list, before: np.ndarray, boxes: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
+    """The instance masks of the boxes that survived, by id (albumentations keeps every mask).
+    A reflecting border mirrors an object into the border and albumentations adds a box for the
+    mirror image, with the same id: each such box gets the part of the mask inside it."""
+    where = {int(i): k for k, i in enumerate(before)}
+    repeated = {int(i) for i in ids if (ids == i).sum() > 1}
+    out = []
+    for box, i in zip(boxes, ids):
+        mask = np.asarray(masks[where[int(i)]], dtype=np.uint8)
+        if int(i) in repeated:
+            x, y, w, h = box
+            inside = np.zeros_like(mask)
+            rows, cols = slice(int(y), int(math.ceil(y + h))), slice(int(x), int(math.ceil(x + w)))
+            inside[rows, cols] = mask[rows, cols]
+            mask = inside
+        out.append(mask)
+    return out
 
 
 def _absolute(objects, stored: tuple[int, int]) -> np.ndarray:

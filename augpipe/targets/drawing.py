@@ -16,12 +16,17 @@ def colour(index: int) -> tuple[int, int, int]:
 
 
 def overlay(rgb: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Each pixel with a class (>= 0) tinted with its class's colour."""
+    """Each pixel with a class (>= 0) tinted with its class's colour, each region outlined."""
     out = rgb.copy()
     where = classes >= 0
-    if where.any():
-        tint = PALETTE[classes[where] % len(PALETTE)].astype(np.float32)
-        out[where] = (out[where] * (1 - ALPHA) + tint * ALPHA).astype(np.uint8)
+    if not where.any():
+        return out
+    tint = PALETTE[classes[where] % len(PALETTE)].astype(np.float32)
+    out[where] = (out[where] * (1 - ALPHA) + tint * ALPHA).astype(np.uint8)
+    thickness = max(1, round(max(out.shape[:2]) / 160))
+    for c in np.unique(classes[where]):
+        contours, _ = cv2.findContours((classes == c).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, colour(int(c)), thickness, cv2.LINE_AA)
     return out
 
 

@@ -1,0 +1,305 @@
+"""Detection and segmentation end to end (issue 10): boxes and masks through the recipe, the shards,
+preview, inspect, export and Hugging Face datasets."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from augpipe import ExpandOptions, expand
+from augpipe.recipe import parse_recipe
+from augpipe.sample import SourceTask, augment_sample
+from augpipe.sources.base import Objects
+from augpipe.targets import kind_for
+from conftest import make_scenes, shard_hashes
+
+QUIET = dict(progress=False, workers=1)
+W, H = 100, 60
+
+
+def png(image: np.ndarray) -> bytes:
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def picture(boxes) -> bytes:
+    image = np.zeros((H, W, 3), np.uint8)
+    for x, y, w, h in boxes:
+        cv2.rectangle(image, (int(x), int(y)), (int(x + w) - 1, int(y + h) - 1), (255, 255, 255), -1)
+    return png(image)
+
+
+def recipe(transforms: str, copies: int = 1, **top) -> object:
+    extra = "".join(f"{k}: {json.dumps(v)}\n" for k, v in top.items())
+    return parse_recipe(f"copies: {copies}\noutput: {{format: png}}\n{extra}transforms: {transforms}\n")
+
+
+def run(boxes, transforms: str, categories=None, masks=False, **top):
+    objects = Objects(tuple(tuple(b) for b in boxes), tuple(categories or [0] * len(boxes)),
+                      tuple(range(10, 10 + len(boxes))),
+                      segments=tuple(("polygon", ((x, y, x + w, y, x + w, y + h, x, y + h),)) for x, y, w, h in boxes)
+                      if masks else None)
+    kind = kind_for("detection", instance_masks=masks)
+    return augment_sample(picture(boxes), SourceTask("a.png", None, (0, 1), target=objects),
+                          recipe(transforms, **top), 0, 10**8, kind=kind)
+
+
+def boxes_of(row) -> list[list[float]]:
+    return np.asarray(row["objects"]["bbox"]).tolist()
+
+
+# ---------------------------------------------------------------- geometry
+
+def test_a_horizontal_flip_moves_every_box_to_w_minus_x_minus_w():
+    boxes = [[10, 20, 30, 15], [0, 0, 7, 9], [61.5, 30.25, 38.5, 29.75]]
+    original, flipped = run(boxes, "[{HorizontalFlip: {p: 1}}]").rows
+    assert boxes_of(original) == boxes
+    assert boxes_of(flipped) == [[W - x - w, y, w, h] for x, y, w, h in boxes]
+
+
+def test_a_quarter_turn_moves_a_known_box():
+    # RandomRotate90 by one quarter counter-clockwise: a W×H image becomes H×W and
+    # (x, y, w, h) becomes (y, W − x − w, h, w)
+    result = run([[10, 20, 30, 15]], "[{RandomRotate90: {p: 1}}]", rotate_method="largest_box")
+    rotated = result.rows[1]
+    assert (rotated["width"], rotated["height"]) == (H, W)
+    factor = json.loads(rotated["transforms"])[0][1]["factor"]
+    expected = {1: [20, W - 10 - 30, 15, 30], 3: [H - 20 - 15, 10, 15, 30], 2: [W - 40, H - 35, 30, 15]}[factor]
+    assert boxes_of(rotated) == [expected]
+    decoded = cv2.imdecode(np.frombuffer(rotated["image"]["bytes"], np.uint8), cv2.IMREAD_GRAYSCALE)
+    x, y, w, h = expected
+    assert decoded[y:y + h, x:x + w].min() == 255  # the white rectangle is where its box says
+
+
+def test_a_box_pushed_out_of_the_image_is_dropped_and_counted_with_its_mask():
+    boxes = [[5, 5, 20, 10], [70, 30, 20, 20]]
+    result = run(boxes, "[{Affine: {translate_px: {x: [35, 35], y: 0}, p: 1}}]", categories=[0, 1], masks=True,
+                 bbox_params={"min_visibility": 0.5})
+    original, moved = result.rows
+    assert moved["objects"]["id"].tolist() == [10]  # the second box left the image
+    assert boxes_of(moved) == [[40, 5, 20, 10]]
+    assert result.dropped == 1
+    masks = [np.asarray(Image.open(io.BytesIO(m["bytes"]))) for m in moved["objects"]["mask"]]
+    assert len(masks) == 1 and masks[0].shape == (H, W)
+    ys, xs = np.nonzero(masks[0])
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (40, 60, 5, 15)  # its own mask, moved with it
+    assert kind_for("detection", True).caption(moved, original) == "1 box, 1 dropped"
+
+
+def test_exif_orientation_turns_the_boxes_with_the_image():
+    from PIL import Image as PILImage
+
+    image = np.zeros((H, W, 3), np.uint8)
+    cv2.rectangle(image, (10, 20), (39, 34), (255, 255, 255), -1)
+    buf = io.BytesIO()
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # stored on its side: shown turned 90° clockwise
+    PILImage.fromarray(image).save(buf, "JPEG", quality=95, exif=exif)
+    objects = Objects(((10.0, 20.0, 30.0, 15.0),), (0,), (1,))
+    result = augment_sample(buf.getvalue(), SourceTask("a.jpg", None, (0,), target=objects),
+                            recipe("[HorizontalFlip]"), 0, 10**8, kind=kind_for("detection"))
+    row = result.rows[0]
+    assert (row["width"], row["height"]) == (H, W)
+    assert boxes_of(row) == [[H - 20 - 15, 10, 15, 30]]
+
+
+def test_masks_keep_their_indices_through_rotation_and_resize():
+    mask = np.zeros((H, W), np.uint8)
+    mask[10:30, 10:40], mask[35:55, 50:90], mask[0:5, 0:5] = 3, 255, 7
+    im = Image.fromarray(mask, "L").convert("P")
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    from augpipe.sources.base import MaskRef
+
+    kind = kind_for("segmentation")
+    r = parse_recipe("copies: 3\noutput: {format: png, resize: {height: 45, width: 75}}\n"
+                     "transforms: [{Rotate: {limit: [-30, 30], p: 1}}, {RandomScale: {scale_limit: 0.2, p: 1}}]\n")
+    result = augment_sample(png(np.zeros((H, W, 3), np.uint8)), SourceTask("a.png", None, (0, 1, 2, 3),
+                            target=MaskRef("a_mask.png")), r, 0, 10**8, kind=kind, extra=buf.getvalue())
+    for row in result.rows:
+        out = np.asarray(Image.open(io.BytesIO(row["annotation"]["bytes"])))
+        assert out.shape == (45, 75)
+        assert set(np.unique(out).tolist()) <= {0, 3, 7, 255}
+        assert {3, 255} <= set(np.unique(out).tolist())
+
+
+# ---------------------------------------------------------------- whole datasets
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("scenes")
+    return {fmt: make_scenes(root / fmt, n=16, fmt=fmt) for fmt in ("coco", "yolo", "masks")}
+
+
+@pytest.mark.parametrize("fmt", ["coco", "masks"])
+def test_byte_identical_across_worker_counts_with_boxes_and_masks(scenes, tmp_path, fmt):
+    one, two = tmp_path / "one", tmp_path / "two"
+    expand(scenes[fmt], "classic", one, ExpandOptions(workers=1, shard_size=20_000, progress=False))
+    expand(scenes[fmt], "classic", two, ExpandOptions(workers=2, shard_size=20_000, progress=False))
+    assert len(shard_hashes(one)) > 2 and shard_hashes(one) == shard_hashes(two)
+
+
+def test_preview_equals_expand_with_boxes(scenes, tmp_path):
+    from augpipe.preview import preview_shards, preview_source
+
+    out = tmp_path / "out"
+    expand(scenes["coco"], "classic", out, ExpandOptions(val_fraction=0, **QUIET))
+    from_source = preview_source(scenes["coco"], "classic", rows=3, seed=0, val_fraction=0)
+    from_shards = preview_shards(out, rows=16)
+    by_source = {r.source: r for r in from_shards.rows}
+    for row in from_source.rows:
+        shard_row = by_source[row.source]
+        assert [t.caption for t in row.tiles] == [t.caption for t in shard_row.tiles]
+        assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(row.tiles, shard_row.tiles))
+
+
+def test_hugging_face_reads_detection_and_segmentation_shards(scenes, tmp_path):
+    import datasets
+
+    det, seg = tmp_path / "det", tmp_path / "seg"
+    expand(scenes["coco"], "flips", det, ExpandOptions(**QUIET))
+    expand(scenes["masks"], "flips", seg, ExpandOptions(**QUIET))
+    ds = datasets.load_dataset("parquet", data_dir=str(det), cache_dir=str(tmp_path / "c1"))
+    objects = ds["train"].features["objects"]
+    names = objects.feature["category"].names if hasattr(objects, "feature") else objects["category"].feature.names
+    assert names == ["box", "disc"]
+    first = ds["train"][0]
+    assert first["image"].size == (80, 64)
+    boxes = first["objects"]["bbox"] if isinstance(first["objects"], dict) else [o["bbox"] for o in first["objects"]]
+    assert boxes and all(len(b) == 4 for b in boxes)
+    ds = datasets.load_dataset("parquet", data_dir=str(seg), cache_dir=str(tmp_path / "c2"))
+    assert "label" not in ds["train"].features
+    mask = ds["train"][0]["annotation"]
+    assert mask.size == (80, 64) and mask.mode in ("L", "P")
+    assert set(np.unique(np.asarray(mask)).tolist()) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "coco"])
+def test_export_and_read_again_gives_the_same_files_and_boxes(scenes, tmp_path, fmt):
+    from augpipe.export import export
+    from augpipe.sources import scan
+
+    out = tmp_path / "x"
+    keep_png = recipe("[HorizontalFlip]", copies=0)  # the originals' bytes are kept when the format is theirs
+    expand(scenes[fmt], keep_png, out, ExpandOptions(val_fraction=0, **QUIET))
+    export(out, fmt, tmp_path / "back", progress=False)
+    before, after = scan(str(scenes[fmt])), scan(str(tmp_path / "back"))
+    assert after.format == fmt and after.classes == before.classes
+
+    def by_name(found):
+        return {Path(f.relpath).name: f for f in found.files}
+
+    b, a = by_name(before), by_name(after)
+    assert set(a) == set(b)
+    for name, f in b.items():
+        assert (scenes[fmt] / f.relpath).read_bytes() == (tmp_path / "back" / a[name].relpath).read_bytes()
+        assert a[name].target.categories == f.target.categories
+        np.testing.assert_allclose(np.array(a[name].target.boxes), np.array(f.target.boxes), atol=1e-4)
+
+
+def test_export_voc_imagefolder_and_masks(scenes, tmp_path, folder):
+    from augpipe.export import export
+    from augpipe.sources import scan
+
+    for source, fmt, task in ((scenes["coco"], "voc", "detection"), (folder, "imagefolder", "classification"),
+                              (scenes["masks"], "masks", "segmentation")):
+        out = tmp_path / f"{fmt}-x"
+        m = expand(source, "flips", out, ExpandOptions(**QUIET))
+        export(out, fmt, tmp_path / fmt, progress=False)
+        found = scan(str(tmp_path / fmt))
+        assert found.task == task and found.classes == m["classes"]
+        assert len(found.files) == sum(c["rows"] for c in m["counts"].values())
+
+
+def test_export_refuses_another_task_and_a_folder_it_did_not_write(scenes, tmp_path, cli):
+    out = tmp_path / "x"
+    expand(scenes["masks"], "flips", out, ExpandOptions(**QUIET))
+    result = cli("export", out, "--format", "yolo", "--out", tmp_path / "y")
+    assert result.exit_code == 2 and "segmentation dataset" in result.output
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    result = cli("export", out, "--format", "masks", "--out", tmp_path / "mine")
+    assert result.exit_code == 2 and "not an augpipe export" in result.output
+
+
+def test_verify_finds_a_box_outside_its_image(scenes, tmp_path, cli):
+    import pyarrow as pa
+
+    out = tmp_path / "out"
+    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    assert cli("inspect", out, "--verify").exit_code == 0
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["objects"]["bbox"][0] = [70.0, 50.0, 40.0, 40.0]
+    fixed = pa.Table.from_pylist(rows, schema=table.schema)
+    pq.write_table(fixed, shard)
+    result = cli("inspect", out, "--verify")
+    assert result.exit_code == 1 and "outside the 80×64 image" in result.output
+
+
+def test_a_mask_of_another_size_and_a_lying_coco_size_are_recorded_skips(scenes, tmp_path):
+    import shutil
+
+    data = tmp_path / "masks"
+    shutil.copytree(scenes["masks"], data)
+    Image.fromarray(np.zeros((10, 10), np.uint8), "L").save(data / "masks" / "scene_003.png")
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(**QUIET))
+    assert {"path": "images/scene_003.png", "reason": "mask masks/scene_003.png is 10×10, the image 80×64"} \
+        in m["skipped"]
+    coco = tmp_path / "coco"
+    shutil.copytree(scenes["coco"], coco)
+    small = cv2.imread(str(coco / "default" / "scene_004.png"))[:20, :20]
+    cv2.imwrite(str(coco / "default" / "scene_004.png"), small)  # the JSON still says 80×64
+    m = expand(coco, "flips", tmp_path / "out2", ExpandOptions(**QUIET))
+    reasons = {s["path"]: s["reason"] for s in m["skipped"]}
+    assert "outside the 20×20 image" in reasons["default/scene_004.png"]
+
+
+def test_balance_for_detection_counts_by_the_rarest_class(tmp_path):
+    data = make_scenes(tmp_path / "coco", n=20)
+    plain = expand(data, "flips", tmp_path / "plain", ExpandOptions(val_fraction=0, **QUIET))
+    balanced = expand(data, "flips", tmp_path / "bal", ExpandOptions(val_fraction=0, balance=True, **QUIET))
+    p, b = plain["counts"]["train"]["by_class"], balanced["counts"]["train"]["by_class"]
+    assert b["box"] / b["disc"] != p["box"] / p["disc"]
+    assert balanced["counts"]["train"]["rows"] > plain["counts"]["train"]["rows"]
+
+
+def test_check_refuses_a_transform_the_dataset_cannot_use(tmp_path, cli, scenes):
+    path = tmp_path / "r.yaml"
+    path.write_text("transforms: [{MaskDropout: {p: 1}}]\n")
+    result = cli("expand", scenes["coco"], "-r", path, "-o", tmp_path / "o", "-q", "-w", "1")
+    assert result.exit_code == 2 and "needs 'mask', which a detection dataset does not have" in result.output
+    assert cli("check", path, "--task", "segmentation").exit_code == 0
+
+
+def test_datasets_3_feature_names_in_the_schema(scenes, tmp_path):
+    out = tmp_path / "out"
+    expand(scenes["coco"], "flips", out, ExpandOptions(**QUIET))
+    schema = pq.read_schema(next(out.glob("train-*.parquet")))
+    features = json.loads(schema.metadata[b"huggingface"])["info"]["features"]
+    assert features["objects"]["_type"] == "Sequence" and '"List"' not in json.dumps(features)
+    bbox = schema.field("objects").type.field("bbox").type.value_type  # list<fixed_size_list<float32>[4]>
+    assert bbox.list_size == 4 and bbox.value_type == pa.float32()
+
+
+def test_the_objects_column_is_built_without_pandas():
+    """`pa.array` on nested lists imports pandas (0.3 s in every worker): built from buffers."""
+    import subprocess
+
+    code = ("import sys, numpy as np; from augpipe.targets.boxes import objects_array\n"
+            "a = objects_array([{'bbox': np.zeros((2, 4)), 'category': [0, 1], 'area': [1.0, 2.0], 'id': [3, 4],"
+            " 'mask': [{'bytes': b'x', 'path': None}] * 2}, {'bbox': np.zeros((0, 4)), 'category': [], 'area': [],"
+            " 'id': [], 'mask': []}], True)\n"
+            "assert a.to_pylist()[0]['category'] == [0, 1] and a.to_pylist()[1]['id'] == []\n"
+            "print('pandas' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
