@@ -58,6 +58,10 @@ class Target:
     def verify(self, row: dict, width: int, height: int, classes: list[str]) -> list[str]:
         return []
 
+    def arrays(self, row: dict) -> dict:
+        """A row's target as numpy arrays, for readers and trainers."""
+        raise NotImplementedError
+
 
 _KINDS: dict[tuple, Target] = {}
 

@@ -172,6 +172,9 @@ class BoxesKind(Target):
                 image = overlay(image, (_unpng(m["bytes"]) > 0).astype(np.int64) * (int(c) + 1) - 1)
         return draw_boxes(image, field(values, "bbox"), field(values, "category"), classes)
 
+    def arrays(self, row):
+        return arrays(row, self.with_masks)
+
     def verify(self, row, width, height, classes):
         problems = []
         boxes, categories = field(row, "bbox"), field(row, "category")
@@ -195,6 +198,19 @@ class BoxesKind(Target):
             if shape[:2] != (height, width):
                 problems.append(f"mask {k} is {shape[1]}×{shape[0]}, the image {width}×{height}")
         return problems
+
+
+def arrays(row: dict, masks: bool) -> dict:
+    """boxes float32 (N, 4) COCO [x, y, w, h] in pixels, labels and ids int64 (N,), and with
+    instance masks, masks uint8 (N, H, W) of 0/1."""
+    out = {"boxes": np.asarray(field(row, "bbox"), dtype=np.float32).reshape(-1, 4),
+           "labels": np.asarray(field(row, "category"), dtype=np.int64),
+           "ids": np.asarray(field(row, "id"), dtype=np.int64)}
+    if masks:
+        h, w = int(row["height"]), int(row["width"])
+        decoded = [(_unpng(m["bytes"]) > 0).astype(np.uint8) for m in field(row, "mask") if m]
+        out["masks"] = np.stack(decoded) if decoded else np.zeros((0, h, w), np.uint8)
+    return out
 
 
 def field(row: dict, name: str) -> list:

@@ -25,4 +25,8 @@ class Label(Target):
         return []
 
 
+    def arrays(self, row):
+        return {"label": -1 if row.get("label") is None else int(row["label"])}
+
+
 KIND = Label

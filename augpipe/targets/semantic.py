@@ -68,6 +68,9 @@ class Semantic(Target):
         mask, _ = read_mask(data, "annotation")
         return overlay(rgb, mask.astype(np.int64) - 1)  # 0 is the background: not drawn
 
+    def arrays(self, row):
+        return {"mask": mask_array(row)}
+
     def verify(self, row, width, height, classes):
         data = (row.get("annotation") or {}).get("bytes")
         try:
@@ -82,6 +85,11 @@ class Semantic(Target):
             if extra:
                 problems.append(f"mask values {extra[:5]} outside the {len(classes)} classes")
         return problems
+
+
+def mask_array(row: dict) -> np.ndarray:
+    """A row's mask as class indices, uint8 (H, W)."""
+    return read_mask((row.get("annotation") or {}).get("bytes") or b"", "annotation")[0]
 
 
 def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
