@@ -41,6 +41,24 @@ def shard_hashes(out: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.parquet"))}
 
 
+def as_if_killed(out: Path) -> dict:
+    """What a run killed before its manifest leaves: finished shards with their records, the
+    run's identity, no manifest. Returns the manifest it had."""
+    from augpipe.layout import record_name
+    from augpipe.output import RUN_FILE
+
+    manifest = json.loads((out / "_augpipe.json").read_text())
+    (out / "_augpipe.json").unlink()
+    (out / RUN_FILE).parent.mkdir()
+    (out / RUN_FILE).write_text(json.dumps(manifest["identity"]))
+    for shard in manifest["shards"]:
+        record = {**shard, "sources": 0, "originals": 0, "augmented": 0, "by_class": {}, "conversions": {},
+                  "skipped": [], "seconds": 0}
+        (out / record_name(shard["name"])).parent.mkdir(parents=True, exist_ok=True)
+        (out / record_name(shard["name"])).write_text(json.dumps(record))
+    return manifest
+
+
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     return make_folder(tmp_path / "data")

@@ -19,7 +19,7 @@ import pytest
 
 from augpipe import ExpandOptions, expand
 from augpipe.shards import file_sha256
-from conftest import make_folder, shard_hashes, write_image
+from conftest import as_if_killed, make_folder, shard_hashes, write_image
 
 QUIET = dict(progress=False, workers=1)
 
@@ -321,18 +321,7 @@ def test_a_finished_shard_whose_size_disagrees_with_its_record_is_redone(tmp_pat
     expand(data, "flips", out, options)
     expected = shard_hashes(out)
     # what a crash leaves: finished shards with records, one of them torn, and no manifest
-    from augpipe.layout import record_name
-    from augpipe.output import RUN_FILE
-
-    manifest = json.loads((out / "_augpipe.json").read_text())
-    (out / "_augpipe.json").unlink()
-    (out / RUN_FILE).parent.mkdir()
-    (out / RUN_FILE).write_text(json.dumps(manifest["identity"]))
-    for shard in manifest["shards"]:
-        record = {**shard, "sources": 0, "originals": 0, "augmented": 0, "by_class": {}, "conversions": {},
-                  "skipped": [], "seconds": 0}
-        (out / record_name(shard["name"])).parent.mkdir(parents=True, exist_ok=True)
-        (out / record_name(shard["name"])).write_text(json.dumps(record))
+    manifest = as_if_killed(out)
     torn = out / manifest["shards"][0]["name"]
     torn.write_bytes(torn.read_bytes()[:100])
     done = expand(data, "flips", out, options)

@@ -17,7 +17,7 @@ import pytest
 
 from augpipe import ExpandOptions, expand
 from augpipe.errors import OutputError, RunLockedError, SourceError
-from conftest import make_folder, shard_hashes, write_image
+from conftest import as_if_killed, make_folder, shard_hashes, write_image
 
 QUIET = dict(progress=False, workers=1)
 ROOT = Path(__file__).parent.parent
@@ -189,23 +189,12 @@ def test_with_split_by_path_a_touched_source_is_noticed_by_its_mtime(tmp_path, f
 
 
 def test_a_kept_shard_damaged_at_the_same_size_is_redone_on_resume(tmp_path):
-    from augpipe.layout import record_name
-    from augpipe.output import RUN_FILE
-
     data = make_folder(tmp_path / "data", per_class=40)
     out = tmp_path / "out"
     options = ExpandOptions(workers=1, shard_size=30_000, progress=False)
     expand(data, "flips", out, options)
     expected = shard_hashes(out)
-    manifest = json.loads((out / "_augpipe.json").read_text())
-    (out / "_augpipe.json").unlink()
-    (out / RUN_FILE).parent.mkdir()
-    (out / RUN_FILE).write_text(json.dumps(manifest["identity"]))
-    for shard in manifest["shards"]:
-        record = {**shard, "sources": 0, "originals": 0, "augmented": 0, "by_class": {}, "conversions": {},
-                  "skipped": [], "seconds": 0}
-        (out / record_name(shard["name"])).parent.mkdir(parents=True, exist_ok=True)
-        (out / record_name(shard["name"])).write_text(json.dumps(record))
+    manifest = as_if_killed(out)
     damaged = out / manifest["shards"][1]["name"]
     raw = bytearray(damaged.read_bytes())
     raw[len(raw) // 2] ^= 0xFF

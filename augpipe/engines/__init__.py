@@ -7,6 +7,9 @@ summary and the manifest). Engines are imported only when chosen.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from augpipe.errors import UsageError
 
 ENGINES = ("local", "ray")
@@ -22,3 +25,21 @@ def make_engine(name: str = "local", workers: int | None = None):
 
         return RayEngine(workers)
     raise UsageError(f"unknown engine '{name}': choose {' or '.join(ENGINES)}")
+
+
+class Batched:
+    """A task's progress, passed on at most every 0.1 s: a message an image would cost more than
+    it tells."""
+
+    def __init__(self, send: Callable[[int], None]):
+        self.send, self.count, self.last = send, 0, time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.count += n
+        if time.monotonic() - self.last > 0.1:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.count:
+            self.send(self.count)
+        self.count, self.last = 0, time.monotonic()

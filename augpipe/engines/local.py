@@ -282,25 +282,10 @@ def _init_worker(progress, parent: int) -> None:
     progress.put(0)  # ready: the parent stops taking tasks itself
 
 
-class _Batched:
-    """Progress sent at most every 0.1 s: a message an image would cost more than it tells."""
-
-    def __init__(self):
-        self.count, self.last = 0, time.monotonic()
-
-    def __call__(self, n: int) -> None:
-        self.count += n
-        if time.monotonic() - self.last > 0.1:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.count:
-            _QUEUE.put(self.count)
-        self.count, self.last = 0, time.monotonic()
-
-
 def _pool_task(func: Callable, task, job):
-    batched = _Batched()
+    from augpipe.engines import Batched
+
+    batched = Batched(_QUEUE.put)
     try:
         return func(task, job, batched)
     finally:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from augpipe import signals
+from augpipe.engines import Batched
 from augpipe.errors import UsageError
 
 MAX_RETRIES = 3
@@ -154,7 +155,7 @@ def _run_task(func: Callable, item, job, progress, task_key: str, kill_once: str
     import ray
 
     progress.start.remote(task_key, ray.get_runtime_context().get_node_id())
-    batched = _Batched(progress, task_key)
+    batched = Batched(lambda n: progress.add.remote(task_key, n))
     report = batched
     if kill_once and func.__name__ == "write_shard" and task_key.endswith("/0"):
         report = _DieOnce(batched, kill_once)
@@ -164,25 +165,10 @@ def _run_task(func: Callable, item, job, progress, task_key: str, kill_once: str
         batched.flush()
 
 
-class _Batched:
-    def __init__(self, actor, key: str):
-        self.actor, self.key, self.count, self.last = actor, key, 0, time.monotonic()
-
-    def __call__(self, n: int) -> None:
-        self.count += n
-        if time.monotonic() - self.last > 0.1:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.count:
-            self.actor.add.remote(self.key, self.count)
-        self.count, self.last = 0, time.monotonic()
-
-
 class _DieOnce:
     """The worker dies after its third image, half-way through a shard, unless it did before."""
 
-    def __init__(self, batched: _Batched, marker: str):
+    def __init__(self, batched: Batched, marker: str):
         self.batched, self.marker, self.seen = batched, marker, 0
 
     def __call__(self, n: int) -> None:
