@@ -495,3 +495,75 @@ def test_the_output_folder_reads_as_one_table_with_a_split_column(tmp_path, fold
     assert {s: ds[s].num_rows for s in ds} == {s: c["rows"] for s, c in m["counts"].items()}
     assert ds["train"].features["label"].names == ["cat", "dog"]
     assert set(ds["validation"]["split"]) == {"validation"}
+
+
+# ---------------------------------------------------------------- 5. failures in the recipe
+
+def test_a_copy_that_fails_keeps_its_original_and_is_listed(folder, tmp_path, monkeypatch):
+    import augpipe.sample as sample
+
+    real = sample.apply_recipe
+    unlucky = "cat/cat_003.jpg"
+
+    def flaky(rgb, recipe, seed, kind=None, target=None):
+        if seed == sample.sample_seed(0, unlucky, 1):
+            raise ValueError("this one image defeats the transform")
+        return real(rgb, recipe, seed, kind, target)
+
+    monkeypatch.setattr(sample, "apply_recipe", flaky)
+    m = expand(folder, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, **QUIET))
+    rows = pq.read_table(tmp_path / "out", columns=["source", "copy"]).to_pylist()
+    assert sorted(r["copy"] for r in rows if r["source"] == unlucky) == [0, 2]  # the original kept
+    assert m["failed_copies"] == [{"path": unlucky, "copy": 1,
+                                   "reason": "augmentation failed: ValueError: this one image defeats the transform"}]
+
+
+def test_the_same_failure_on_many_images_stops_the_run(folder, tmp_path, monkeypatch):
+    import augpipe.sample as sample
+    from augpipe.pipeline import AugmentationError
+
+    real = sample.apply_recipe
+
+    def broken(rgb, recipe, seed, kind=None, target=None):
+        if seed < 100:  # the dry run's seeds: it passes, as a recipe that fails only on real images would
+            return real(rgb, recipe, seed, kind, target)
+        raise RuntimeError("needs something this dataset lacks")
+
+    monkeypatch.setattr(sample, "apply_recipe", broken)
+    with pytest.raises(AugmentationError, match="the recipe fails on .* images so far: augmentation failed: "
+                                                "RuntimeError: needs something this dataset lacks"):
+        expand(folder, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, shard_size=10_000, **QUIET))
+    assert not (tmp_path / "out" / "_augpipe.json").exists()
+
+
+# ---------------------------------------------------------------- 7. flat copies
+
+def test_verify_flags_an_augmented_copy_of_one_flat_colour(folder, tmp_path, cli):
+    import cv2
+    import numpy as np
+    import pyarrow as pa
+
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    k = next(i for i, r in enumerate(rows) if r["copy"] == 1)
+    rows[k]["image"]["bytes"] = cv2.imencode(".jpg", np.zeros((32, 32, 3), np.uint8))[1].tobytes()
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    result = cli("inspect", out, "--verify")
+    assert result.exit_code == 1 and "copy 1 is a single flat colour" in result.output
+
+
+# ---------------------------------------------------------------- 4. train refuses shared content
+
+def test_train_refuses_identical_content_in_training_and_validation(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    from augpipe.train import TrainOptions, train
+
+    data = duplicated_folder(tmp_path / "data")
+    out = tmp_path / "out"
+    expand(data, "flips", out, ExpandOptions(val_fraction=0.5, split_by="path", **QUIET))
+    with pytest.raises(SourceError, match="identical copies in training"):
+        train(out, tmp_path / "run", TrainOptions(epochs=1, progress=False, log=lambda line: None))
