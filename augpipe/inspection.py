@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import statistics
 from collections import Counter, defaultdict
-from pathlib import Path
 
 from augpipe.errors import SkipInput, SourceError
 from augpipe.layout import SPLITS

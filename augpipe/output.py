@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from augpipe.errors import OutputError, RunLockedError
 from augpipe.layout import LEGACY_MANIFEST, LOCK, MANIFEST, SKIPPED, WORK_DIR, is_shard_name, record_name
 from augpipe.manifest import read_manifest, write_manifest
+from augpipe.processes import alive, process_start
 from augpipe.shards import store_sha256
 
 RUN_FILE = f"{WORK_DIR}/run.json"
@@ -29,25 +30,6 @@ _TEMPORARY = re.compile(r"\.(_augpipe\.json|augpipe\.json|_augpipe_skipped\.json
 
 # ---------------------------------------------------------------- the lock
 
-def _process_start(pid: int) -> str | None:
-    """When a process started (Linux): tells a live owner from a new process with a reused pid."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(pid: int, started: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return started is None or _process_start(pid) in (None, started)
-
-
 @dataclass
 class RunLock:
     store: object
@@ -57,7 +39,7 @@ class RunLock:
     def acquire(cls, store) -> RunLock:
         """Take the folder for this run, or refuse with a line naming the run that has it."""
         me = {"token": uuid.uuid4().hex, "pid": os.getpid(), "host": socket.gethostname(),
-              "started": _process_start(os.getpid()), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
+              "started": process_start(os.getpid()), "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         for _ in range(2):
             if _create_exclusive(store, LOCK, json.dumps(me).encode()):
                 return cls(store, me["token"])
@@ -82,7 +64,7 @@ class RunLock:
 def _stale(owner: dict) -> bool:
     if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int):
         return False  # another machine's run: only its owner can tell
-    return not _alive(owner["pid"], owner.get("started"))
+    return not alive(owner["pid"], owner.get("started"))
 
 
 def _create_exclusive(store, name: str, data: bytes) -> bool:

@@ -276,7 +276,10 @@ def test_without_ray_the_engine_is_one_line(tmp_path, data):
     assert done.stderr.strip() == "augpipe: error: --engine ray needs Ray: pip install 'augpipe[ray]'"
 
 
-def test_ray_started_for_the_run_is_shut_down_after_ctrl_c(tmp_path):
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_ray_started_for_the_run_ends_with_it(tmp_path, how):
+    """Ctrl-C (to the whole process group, as a terminal sends it) shuts the local Ray down; a
+    SIGKILL of the command takes Ray's processes with it too (its agents would linger a minute)."""
     pytest.importorskip("ray")
     data = make_folder(tmp_path / "data", per_class=200, size=96)
     env = {k: v for k, v in {**ENV, **os.environ}.items() if k != "RAY_ADDRESS"}
@@ -287,12 +290,16 @@ def test_ray_started_for_the_run_is_shut_down_after_ctrl_c(tmp_path):
     deadline = time.monotonic() + 120
     while not list((tmp_path / "out").glob("*.parquet")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
+    if how == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=120)
     err = proc.stderr.read().decode()
-    assert proc.returncode == 130, err
-    assert err.strip().splitlines() == [
-        "augpipe: error: interrupted: finished shards are kept; run the same command again to resume"]
+    if how == "SIGINT":
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines() == [
+            "augpipe: error: interrupted: finished shards are kept; run the same command again to resume"]
     time.sleep(3)
     assert _ray_processes() - before == set()
 

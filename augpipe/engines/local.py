@@ -13,11 +13,11 @@ import queue as queue_mod
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from augpipe import signals
+from augpipe.processes import alive, die_with_parent
 
 _QUEUE = None  # a worker's progress queue, set by _init_worker
 
@@ -219,37 +219,6 @@ def _feed(pool: ProcessPoolExecutor, waiting: _Waiting, func: Callable, job, fut
             return
 
 
-def die_with_parent(parent: int) -> None:
-    """This process ends when `parent` does: the kernel sends SIGKILL on Linux; elsewhere a
-    thread looks every half second."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    else:
-        def watch() -> None:
-            while True:
-                time.sleep(0.5)
-                if os.getppid() == 1 or not _alive(parent):
-                    os._exit(1)
-
-        threading.Thread(target=watch, daemon=True).start()
-    if not _alive(parent):  # the parent died before the line above took effect
-        os._exit(1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _release_fork_server() -> None:
     """A worker started by the fork server holds the write end of the server's "alive" pipe, so
     that the server outlives its client while any worker lives, and the workers (who die with the
@@ -274,7 +243,7 @@ def _init_worker(progress, parent: int) -> None:
     # With a fork server the kernel's parent is the fork server, which exits with `parent`.
     _release_fork_server()
     die_with_parent(os.getppid())
-    if not _alive(parent):
+    if not alive(parent):
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, once
     _QUEUE = progress

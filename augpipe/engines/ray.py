@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from augpipe import signals
 from augpipe.engines import Batched
 from augpipe.errors import UsageError
+from augpipe.processes import descendants, guard
 
 MAX_RETRIES = 3
 POLL_SECONDS = 0.2
@@ -39,6 +40,7 @@ class RayEngine:
         self.workers = workers  # CPUs of a local Ray started for the run; None: all
         self._ray = None
         self._started_here = False
+        self._guard = None
         self._progress = None
         self._pending: list = []
         self.retried = 0
@@ -61,6 +63,7 @@ class RayEngine:
             else:
                 ray.init(address="local", num_cpus=self.workers, include_dashboard=False, **options)
                 self._started_here = True
+                self._guard = guard(descendants(os.getpid()))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -79,6 +82,9 @@ class RayEngine:
         finally:
             if self._started_here:
                 ray.shutdown()
+                if self._guard is not None:
+                    self._guard.kill()  # Ray ended its processes itself
+                    self._guard.wait()
 
     def describe(self) -> dict:
         ray = self._ray
