@@ -297,9 +297,12 @@ def test_ray_started_for_the_run_ends_with_it(tmp_path, how):
     proc.wait(timeout=120)
     err = proc.stderr.read().decode()
     if how == "SIGINT":
+        # Ray's own C++ log lines ("[date time E pid] task_manager.cc: Failed to push error to
+        # driver") may come first, from tasks the Ctrl-C reached; ours is the one Python line
+        ours = [line for line in err.strip().splitlines() if not line.startswith("[")]
         assert proc.returncode == 130, err
-        assert err.strip().splitlines() == [
-            "augpipe: error: interrupted: finished shards are kept; run the same command again to resume"]
+        assert ours == ["augpipe: error: interrupted: finished shards are kept; run the same command again to resume"]
+        assert "Traceback" not in err
     time.sleep(3)
     assert _ray_processes() - before == set()
 

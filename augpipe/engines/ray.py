@@ -54,9 +54,6 @@ class RayEngine:
         if not ray.is_initialized():
             os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a data job does not report home
-            # Ray's C++ side writes its own errors to the terminal ("Failed to push error to driver"
-            # after a Ctrl-C): augpipe says what went wrong in its one line; Ray's logs keep theirs
-            os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
             options = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
             if os.environ.get("RAY_ADDRESS"):
                 ray.init(**options)
