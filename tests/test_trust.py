@@ -104,21 +104,28 @@ def test_library_workers_die_with_their_parent(tmp_path, big):
     assert session_processes(proc.pid) == []
 
 
-def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_path, big):
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_path, folder):
+    """The first run is a live process that holds the folder: the second is refused with a line
+    naming it, and touches nothing."""
     out = tmp_path / "out"
-    first = subprocess.Popen(augpipe("expand", big, "-r", "classic", "-k", "4", "--shard-size", "100KB", "-o", out,
-                                     "-w", "1", "-q"), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from augpipe.output import RunLock; from augpipe.store import "
+         f"open_store; RunLock.acquire(open_store({str(out)!r})); print('held', flush=True); time.sleep(120)"],
+        env=ENV, stdout=subprocess.PIPE, text=True)
     try:
-        wait_for_shards(out)
-        second = subprocess.run(augpipe("expand", big, "-r", "flips", "-o", out, "--overwrite", "-w", "1", "-q"),
+        assert holder.stdout.readline().strip() == "held"
+        second = subprocess.run(augpipe("expand", folder, "-r", "flips", "-o", out, "--overwrite", "-w", "1", "-q"),
                                 env=ENV, capture_output=True, text=True, timeout=120)
         assert second.returncode == 2
         assert second.stderr.count("\n") == 1 and "being written by another augpipe run" in second.stderr
-        assert f"pid {first.pid}" in second.stderr
+        assert f"pid {holder.pid}" in second.stderr
+        assert sorted(p.name for p in out.iterdir()) == [".augpipe.lock"]
     finally:
-        first.wait(timeout=300)
-    assert first.returncode == 0
-    assert json.loads((out / "_augpipe.json").read_text())["recipe"]["name"] == "classic"
+        holder.kill()
+        holder.wait()
+    expand(folder, "flips", out, ExpandOptions(**QUIET))  # its holder dead, the lock is taken over
+    assert (out / "_augpipe.json").is_file()
 
 
 def test_a_dead_runs_lock_is_taken_over(tmp_path, folder):
