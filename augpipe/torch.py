@@ -13,7 +13,6 @@ writes as that source's copy e+1. `collate` batches any task for a DataLoader.
 from __future__ import annotations
 
 import bisect
-import json
 import os
 import random
 from collections import OrderedDict

@@ -10,14 +10,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from augpipe import ExpandOptions, expand  # noqa: E402
-from augpipe.decode import row_image  # noqa: E402
-from augpipe.targets.boxes import _unpng  # noqa: E402
-from augpipe.targets.semantic import read_mask  # noqa: E402
-from augpipe.torch import RecipeTransform, ShardDataset, ShardIterable, collate, row_key  # noqa: E402
-from conftest import make_folder, make_scenes, upload  # noqa: E402
+from conftest import make_folder, make_scenes, upload
 
-QUIET = dict(workers=1, progress=False)
+from augpipe import ExpandOptions, expand
+from augpipe.decode import row_image
+from augpipe.targets.boxes import _unpng
+from augpipe.targets.semantic import read_mask
+from augpipe.torch import RecipeTransform, ShardDataset, ShardIterable, collate, row_key
+
+QUIET = {"workers": 1, "progress": False}
 SEED = 5
 # lossless output, so that expand's copies and the reader's draws can be compared pixel for pixel
 RECIPE = """name: shake
