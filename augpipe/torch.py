@@ -4,12 +4,15 @@
 `ShardIterable` streams rows, split across distributed ranks (the same count on each) and then
 DataLoader workers: every row once an epoch, but for the few repeated (or with `drop_last` left
 out) to even out the ranks. Both take a local folder or any pyarrow filesystem URI.
+
+Both give `(image, target)`, the target by the dataset's task (see `to_target`), and can apply a
+recipe at read time (`RecipeTransform`): epoch e of an original row is what `expand --seed S`
+writes as that source's copy e+1. `collate` batches any task for a DataLoader.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import os
 import random
 from collections import OrderedDict
@@ -20,18 +23,28 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data._utils.collate import default_collate
+
+BOX_FORMATS = ("xyxy", "xywh")
 
 # ---------------------------------------------------------------- locating shards
 
 def shard_files(path: str | os.PathLike, split: str = "train") -> tuple[pafs.FileSystem, list[str]]:
     """The split's shards, in the manifest's order, as (pyarrow filesystem, full paths)."""
+    return _locate(path, split)[:2]
+
+
+def _locate(path, split: str):
+    """(pyarrow filesystem, the split's shards, the dataset's target kind), one manifest read."""
     from augpipe.dataset import open_dataset
+    from augpipe.targets import kind_for
 
     ds = open_dataset(path)
     names = [s["name"] for s in ds.shards(split)]
     if not names:
         raise FileNotFoundError(f"no {split} shards in {path}")
-    return ds.paths(names)
+    kind = kind_for(ds.manifest["task"], bool(ds.manifest.get("instance_masks", False)))
+    return (*ds.paths(names), kind)
 
 
 def columns(path: str | os.PathLike) -> list[str]:
@@ -57,18 +70,317 @@ def to_chw(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
-def _item(row: dict, transform: Callable | None, return_row: bool):
+def to_target(task: str, arrays: dict, box_format: str = "xyxy"):
+    """A target kind's arrays (`Target.arrays`) as torch takes them:
+
+        classification  the label, an int (-1 when unlabelled)
+        detection       {"boxes": float32 [N, 4] in pixels, xyxy (torchvision's) or xywh (COCO's),
+                         "labels": int64 [N], and with instance masks "masks": uint8 [N, H, W] of 0/1}
+        segmentation    the mask, int64 [H, W] of class indices
+    """
+    if task == "classification":
+        return arrays["label"]
+    if task == "segmentation":
+        return torch.from_numpy(np.asarray(arrays["mask"], dtype=np.int64))
+    if box_format not in BOX_FORMATS:
+        raise ValueError(f"box_format {box_format!r}: one of {', '.join(BOX_FORMATS)}")
+    boxes = torch.from_numpy(np.array(arrays["boxes"], dtype=np.float32).reshape(-1, 4))
+    if box_format == "xyxy":
+        boxes[:, 2:] += boxes[:, :2]
+    out = {"boxes": boxes, "labels": torch.from_numpy(np.asarray(arrays["labels"], dtype=np.int64))}
+    if "masks" in arrays:
+        out["masks"] = torch.from_numpy(np.ascontiguousarray(arrays["masks"], dtype=np.uint8))
+    return out
+
+
+def row_key(row: dict) -> str:
+    """The name a row's on-the-fly draws are seeded by: its source for an original, so that epoch e
+    equals expand's copy e+1; the source and the copy for an augmented copy, so that copies of one
+    source do not draw the same parameters in the same epoch (a NUL cannot be in a path)."""
+    copy = int(row.get("copy") or 0)
+    return row["source"] if copy == 0 else f"{row['source']}\x00{copy}"
+
+
+def _item(row: dict, reader) -> object:
+    """A row as the reader gives it: (image, target), or the row with `return_row`."""
+    kind = reader.kind
     rgb = decode_rgb(row["image"]["bytes"])
-    image = transform(rgb) if transform is not None else to_chw(rgb)
-    if return_row:
-        return {**row, "image": image, "image_bytes": row["image"]["bytes"]}
-    return image, (-1 if row["label"] is None else row["label"])
+    arrays = kind.arrays(row)
+    if reader.augment is not None:
+        rgb, arrays = reader.augment.augment_arrays(rgb, arrays, reader.augment.draw_seed(row_key(row), reader.epoch))
+    image = reader.transform(rgb) if reader.transform is not None else to_chw(rgb)
+    target = to_target(kind.task, arrays, reader.box_format)
+    if reader.return_row:
+        return {**row, "image": image, "image_bytes": row["image"]["bytes"], "target": target}
+    return image, target
+
+
+def _recipe_transform(recipe, seed: int, kind, epoch_seed: bool):
+    if recipe is None:
+        return None
+    if isinstance(recipe, RecipeTransform):  # its own seed; the reader's epoch
+        if recipe.task != kind.task:
+            raise ValueError(f"{recipe!r} is for {recipe.task}, the dataset is {kind.task}")
+        return recipe
+    return RecipeTransform(recipe, seed=seed, task=kind.task, instance_masks=getattr(kind, "with_masks", False),
+                           epoch_seed=epoch_seed)
+
+
+class _Epoch:
+    """The epoch, in shared memory: `set_epoch` in the main process reaches DataLoader workers
+    that persist across epochs (`persistent_workers=True`), forked or spawned."""
+
+    def __init__(self):
+        self.value = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def get(self) -> int:
+        return int(self.value)
+
+    def set(self, epoch: int) -> None:
+        self.value.fill_(int(epoch))
+
+
+# ---------------------------------------------------------------- the recipe on the fly
+
+class RecipeTransform:
+    """A recipe applied at read time to an image and its target (boxes, masks), through the very
+    function `expand` uses (`augpipe.sample.apply_recipe`), then the recipe's `output.resize`.
+
+    Use it in any torch Dataset: `t(image)` gives the image, `t(image, target)` (image, target).
+    `image`: an H×W×3 uint8 RGB array, a C×H×W uint8 tensor or a PIL image (the same comes back);
+    `target` by `task`: a label (passed through), a detection dict {"boxes" [N, 4] in `box_format`,
+    "labels" [N], optional "masks" [N, H, W]} (arrays or tensors, the same come back; other
+    per-object fields, "iscrowd", "area", are kept as they were for the boxes the recipe keeps),
+    or a segmentation mask [H, W] of class indices 0..255.
+
+    Seeds: with `key=` (a row's name, a file name, an index) the draw is
+    `sample_seed(seed, str(key), epoch + 1)`, reproducible, a different one each epoch
+    (`set_epoch`); that is expand's seed of copy epoch+1 of source `key`. Without a key, or with
+    `epoch_seed=False`, the seed is drawn from torch's generator, like torchvision's transforms.
+    """
+
+    def __init__(self, recipe, seed: int = 0, task: str = "classification", instance_masks: bool = False,
+                 epoch_seed: bool = True, box_format: str = "xyxy"):
+        from augpipe.recipe import Recipe, check_for_task, load_recipe
+
+        if box_format not in BOX_FORMATS:
+            raise ValueError(f"box_format {box_format!r}: one of {', '.join(BOX_FORMATS)}")
+        self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+        self.seed, self.task, self.instance_masks = int(seed), task, bool(instance_masks)
+        self.epoch_seed, self.box_format = epoch_seed, box_format
+        self._epoch = _Epoch()
+        check_for_task(self.recipe, self.kind)
+
+    @property
+    def kind(self):
+        from augpipe.targets import kind_for
+
+        return kind_for(self.task, self.instance_masks and self.task == "detection")
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self._epoch.set(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.set(epoch)
+
+    def draw_seed(self, key=None, epoch: int | None = None) -> int:
+        """The seed of one draw: from (seed, key, epoch), or torch's generator without a key."""
+        from augpipe.sample import sample_seed
+
+        if key is None or not self.epoch_seed:
+            return int(torch.randint(0, 2**62, ()).item())
+        return sample_seed(self.seed, str(key), (self.epoch if epoch is None else int(epoch)) + 1)
+
+    def augment_arrays(self, rgb: np.ndarray, arrays: dict, seed: int) -> tuple[np.ndarray, dict]:
+        """The recipe at `seed` on an RGB array and a target in the kind's `arrays()` layout
+        (COCO xywh boxes): both, augmented and resized as `output.resize` says."""
+        from augpipe.sample import _resize, apply_recipe
+        from augpipe.targets import kind_for
+
+        kind = self.kind
+        if kind.task == "detection" and "masks" in arrays and not kind.with_masks:
+            kind = kind_for("detection", True)
+        state = _state(kind, arrays, rgb.shape)
+        image, state, _ = apply_recipe(rgb, self.recipe, seed, kind, state)
+        resize = self.recipe.output.resize
+        if resize is not None:
+            image, state = _resize(image, state, kind, resize.height, resize.width)
+        return image, _arrays(kind, state, image.shape)
+
+    def __call__(self, image, target=None, *, key=None, epoch: int | None = None):
+        rgb, back = _as_rgb(image)
+        seed = self.draw_seed(key, epoch)
+        if target is None:
+            from augpipe.sample import apply_recipe
+
+            out, _, _ = apply_recipe(rgb, self.recipe, seed)  # the image alone, as classification
+            resize = self.recipe.output.resize
+            if resize is not None:
+                from augpipe.decode import resize as resize_image
+
+                out = resize_image(out, resize.height, resize.width)
+            return back(out)
+        arrays, restore = self._arrays_in(target, rgb.shape)
+        out, arrays = self.augment_arrays(rgb, arrays, seed)
+        return back(out), restore(arrays)
+
+    def _arrays_in(self, target, shape):
+        """A user's target as the kind's arrays, and how to give the result back in its layout."""
+        if self.task == "classification":
+            return {"label": target}, lambda a: a["label"]
+        if self.task == "segmentation":
+            tensor = isinstance(target, torch.Tensor)
+            dtype = target.dtype
+            mask = np.asarray(target.cpu() if tensor else target)
+            if mask.max(initial=0) > 255 or mask.min(initial=0) < 0:
+                raise ValueError("a segmentation mask's class indices must be 0 to 255")
+            return ({"mask": mask.astype(np.uint8)},
+                    lambda a: torch.from_numpy(a["mask"]).to(dtype) if tensor else a["mask"].astype(mask.dtype))
+        tensors = isinstance(target["boxes"], torch.Tensor)
+        boxes = np.array(_numpy(target["boxes"]), dtype=np.float64).reshape(-1, 4)
+        if self.box_format == "xyxy":
+            boxes[:, 2:] -= boxes[:, :2]
+        n = len(boxes)
+        # objects are known by their position in here: the boxes that survive say which they are
+        arrays = {"boxes": boxes, "labels": np.asarray(_numpy(target["labels"]), dtype=np.int64).reshape(n),
+                  "ids": np.arange(n, dtype=np.int64)}
+        if "masks" in target:
+            arrays["masks"] = (np.asarray(_numpy(target["masks"])) > 0).astype(np.uint8).reshape(n, *shape[:2])
+
+        def restore(a: dict) -> dict:
+            """The target's own keys: boxes, labels, masks augmented; any other per-object field
+            ("ids", "area", "iscrowd"...) kept, as it was, for the objects that survived."""
+            kept = a["ids"]
+            out = {}
+            for k, v in target.items():
+                if k == "boxes":
+                    value = a["boxes"].astype(np.float32).copy()
+                    if self.box_format == "xyxy":
+                        value[:, 2:] += value[:, :2]
+                elif k in ("labels", "masks"):
+                    value = a[k]
+                elif np.ndim(_numpy(v)) >= 1 and len(v) == n:
+                    value = np.asarray(_numpy(v))[kept]
+                else:
+                    out[k] = v
+                    continue
+                if tensors or isinstance(v, torch.Tensor):
+                    out[k] = torch.from_numpy(np.ascontiguousarray(value))
+                    if isinstance(v, torch.Tensor):
+                        out[k] = out[k].to(v.dtype)
+                else:
+                    out[k] = value
+            return out
+
+        return arrays, restore
+
+    def __repr__(self) -> str:
+        return f"RecipeTransform({self.recipe.name!r}, seed={self.seed}, task={self.task!r})"
+
+
+def _numpy(value):
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+
+
+def _state(kind, arrays: dict, shape):
+    """The target state `apply_recipe` takes, from a kind's arrays."""
+    if kind.task == "classification":
+        return arrays["label"]
+    if kind.task == "segmentation":
+        from augpipe.targets.semantic import Mask
+
+        return Mask(np.ascontiguousarray(arrays["mask"], dtype=np.uint8), None)
+    from augpipe.targets.boxes import Boxes
+
+    boxes = np.asarray(arrays["boxes"], dtype=np.float64).reshape(-1, 4)
+    n = len(boxes)
+    labels = np.asarray(arrays["labels"], dtype=np.int64).reshape(n)
+    ids = np.asarray(arrays.get("ids", np.arange(n)), dtype=np.int64).reshape(n)
+    if len(set(ids.tolist())) < n:  # masks are paired with boxes by id: make them unique
+        ids = np.arange(n, dtype=np.int64)
+    masks = None
+    if getattr(kind, "with_masks", False):
+        given = arrays.get("masks")
+        masks = [] if given is None else [np.ascontiguousarray(m, dtype=np.uint8) for m in given]
+        if len(masks) != n:
+            raise ValueError(f"{n} boxes but {len(masks)} instance masks")
+    return Boxes(boxes, labels, ids, masks)
+
+
+def _arrays(kind, state, shape) -> dict:
+    """A kind's arrays from `apply_recipe`'s state, as `expand` would write them (boxes to a
+    thousandth of a pixel, in float32)."""
+    if kind.task == "classification":
+        return {"label": state}
+    if kind.task == "segmentation":
+        return {"mask": state.mask}
+    out = {"boxes": np.round(state.boxes, 3).astype(np.float32).reshape(-1, 4),
+           "labels": np.asarray(state.categories, dtype=np.int64),
+           "ids": np.asarray(state.ids, dtype=np.int64)}
+    if state.masks is not None:
+        h, w = shape[:2]
+        out["masks"] = (np.stack([(np.asarray(m) > 0) for m in state.masks]).astype(np.uint8) if len(state.masks)
+                        else np.zeros((0, h, w), np.uint8))
+    return out
+
+
+def _as_rgb(image):
+    """An H×W×3 uint8 array from an array, a CHW tensor or a PIL image, and how to give one back."""
+    if isinstance(image, torch.Tensor):
+        if image.ndim != 3 or image.dtype != torch.uint8:
+            raise ValueError(f"a C×H×W uint8 tensor is expected, not {image.dtype} {tuple(image.shape)}")
+        rgb = image.permute(1, 2, 0).cpu().numpy()
+        if rgb.shape[2] == 1:
+            rgb = np.repeat(rgb, 3, axis=2)
+        return np.ascontiguousarray(rgb), to_chw
+    if hasattr(image, "convert") and hasattr(image, "size"):  # PIL
+        from PIL import Image
+
+        return np.asarray(image.convert("RGB")), Image.fromarray
+    rgb = np.asarray(image)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"an H×W×3 uint8 RGB array is expected, not {rgb.dtype} {rgb.shape}")
+    return rgb, lambda a: a
+
+
+# ---------------------------------------------------------------- batching
+
+def collate(batch: list):
+    """A DataLoader `collate_fn` for any task: images stacked when they share one size, else a
+    list; detection targets (dicts of a varying number of boxes) as a list of dicts; labels and
+    same-size masks stacked as `default_collate` does. Rows (`return_row`) come as a list."""
+    if not batch or not isinstance(batch[0], (tuple, list)):
+        return list(batch)
+    images, targets = [b[0] for b in batch], [b[1] for b in batch]
+    return _stack(images), (list(targets) if isinstance(targets[0], dict) else _stack(targets))
+
+
+def _stack(items: list):
+    if isinstance(items[0], torch.Tensor):
+        shapes = {tuple(t.shape) for t in items}
+        return torch.stack(items) if len(shapes) == 1 else list(items)
+    try:
+        return default_collate(items)
+    except (RuntimeError, TypeError):
+        return list(items)
 
 
 # ---------------------------------------------------------------- map-style
 
 class ShardDataset(Dataset):
-    """Random access to one split's rows: (CHW uint8 tensor, label), or the row with `return_row`.
+    """Random access to one split's rows: (CHW uint8 tensor, target), or the row with `return_row`
+    (its "image" the tensor, "target" the target, "image_bytes" the stored bytes).
+
+    The target by the dataset's task: the label; {"boxes", "labels"[, "masks"]} with boxes in
+    `box_format` (see `to_target`); the mask. `transform` takes the decoded H×W×3 RGB array and
+    returns the image (it sees no target: geometric transforms belong in `recipe`). `recipe` (a
+    bundled name, a path, a Recipe or a RecipeTransform) is applied at read time to the image
+    and its target, seeded by (`seed`, the row, the epoch: `set_epoch`); see `RecipeTransform`.
 
     Only the row-group index is read up front. An access reads its row group (64 rows) unless it
     is cached: each process keeps row groups up to `cache_bytes`, so a dataset that fits is read
@@ -76,9 +388,15 @@ class ShardDataset(Dataset):
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
-                 return_row: bool = False, cache_bytes: int = 256 * 2**20):
+                 return_row: bool = False, cache_bytes: int = 256 * 2**20, box_format: str = "xyxy",
+                 recipe=None, seed: int = 0, epoch_seed: bool = True):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
-        self.fs, self.files = shard_files(path, split)
+        if box_format not in BOX_FORMATS:
+            raise ValueError(f"box_format {box_format!r}: one of {', '.join(BOX_FORMATS)}")
+        self.fs, self.files, self.kind = _locate(path, split)
+        self.box_format, self.seed = box_format, seed
+        self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed)
+        self._epoch = _Epoch()
         self._groups: list[tuple[int, int]] = []  # (file index, row group) for each row group
         self._starts: list[int] = []  # first row of each row group
         total = 0
@@ -90,7 +408,14 @@ class ShardDataset(Dataset):
                 self._starts.append(total)
                 total += meta.row_group(g).num_rows
         self._len = total
-        self._columns = columns(path) if return_row else ["image", "label"]
+        if return_row:
+            self._columns = columns(path)
+        else:  # what the target and the recipe's seed need, not the lineage
+            self._columns = ["image", *(c.name for c in self.kind.columns([], True))]
+            if self.kind.task == "detection":
+                self._columns += ["width", "height"]
+            if self.augment is not None:
+                self._columns += ["source", "copy"]
         self._cache_bytes = cache_bytes
         self._reset()
 
@@ -103,6 +428,18 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return self._len
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self._epoch.set(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the recipe's draws are seeded by (it reaches persistent DataLoader workers)."""
+        self._epoch.set(epoch)
+
     def __getitem__(self, index: int):
         if not -self._len <= index < self._len:
             raise IndexError(index)
@@ -110,11 +447,7 @@ class ShardDataset(Dataset):
         g = bisect.bisect_right(self._starts, index) - 1
         table = self._row_group(g)
         i = index - self._starts[g]
-        if self.return_row:
-            return _item(table.slice(i, 1).to_pylist()[0], self.transform, True)
-        data = table.column("image").chunk(0).field("bytes")[i].as_py()
-        label = table.column("label")[i].as_py()
-        return _item({"image": {"bytes": data}, "label": label}, self.transform, False)
+        return _item(table.slice(i, 1).to_pylist()[0], self)
 
     def _row_group(self, g: int):
         if self._pid != os.getpid():  # file handles and caches do not cross a fork into workers
@@ -133,7 +466,9 @@ class ShardDataset(Dataset):
         return table
 
     def labels(self) -> list[int | None]:
-        """Every row's label, in order, without decoding an image."""
+        """Every row's label, in order, without decoding an image (classification)."""
+        if self.kind.task != "classification":
+            raise ValueError(f"a {self.kind.task} dataset's rows have no label")
         out = []
         for name in self.files:
             with self.fs.open_input_file(name) as fh:
@@ -215,19 +550,37 @@ class ShardIterable(IterableDataset):
     the tail left out. Each rank reads a contiguous run of rows, so few shards. With `shuffle`, the
     shard order (the same on every rank) and a buffer of `buffer_size` rows are shuffled, seeded by
     (seed, epoch): call `set_epoch` each epoch for a new order.
+
+    Items, `transform`, `box_format`, `return_row` and `recipe` as `ShardDataset`'s; the recipe's
+    draws are seeded by (`seed`, the row, the epoch) whatever the shuffle.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  shuffle: bool = False, buffer_size: int = 1000, seed: int = 0, return_row: bool = False,
-                 rank: int | None = None, world_size: int | None = None, drop_last: bool = False):
+                 rank: int | None = None, world_size: int | None = None, drop_last: bool = False,
+                 box_format: str = "xyxy", recipe=None, epoch_seed: bool = True):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
-        self.shuffle, self.buffer_size, self.seed, self.epoch = shuffle, buffer_size, seed, 0
+        if box_format not in BOX_FORMATS:
+            raise ValueError(f"box_format {box_format!r}: one of {', '.join(BOX_FORMATS)}")
+        self.shuffle, self.buffer_size, self.seed, self.box_format = shuffle, buffer_size, seed, box_format
+        self._epoch = _Epoch()
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
-        self.fs, self.files = shard_files(path, split)
+        self.fs, self.files, self.kind = _locate(path, split)
+        self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed)
         self.rows = row_counts(self.fs, self.files)
 
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self._epoch.set(epoch)
+
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        """The epoch the shuffle and the recipe's draws are seeded by (it reaches persistent
+        DataLoader workers)."""
+        self._epoch.set(epoch)
 
     def __getstate__(self) -> dict:
         # DataLoader workers that spawn (not fork) have no process group: settle the rank while
@@ -273,7 +626,7 @@ class ShardIterable(IterableDataset):
             rows = _buffer_shuffle(rows, self.buffer_size,
                                    random.Random(f"{self.seed}/{self.epoch}/{rank}/{info.id if info else 0}"))
         for row in rows:
-            yield _item(row, self.transform, self.return_row)
+            yield _item(row, self)
 
 
 def _buffer_shuffle(rows: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:

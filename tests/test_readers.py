@@ -1,0 +1,290 @@
+"""Readers for every task (issue 11): targets, collate, the recipe on the fly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import make_folder, make_scenes, upload
+
+from augpipe import ExpandOptions, expand
+from augpipe.decode import row_image
+from augpipe.targets.boxes import _unpng
+from augpipe.targets.semantic import read_mask
+from augpipe.torch import RecipeTransform, ShardDataset, ShardIterable, collate, row_key
+
+QUIET = {"workers": 1, "progress": False}
+SEED = 5
+# lossless output, so that expand's copies and the reader's draws can be compared pixel for pixel
+RECIPE = """name: shake
+copies: 2
+output: {format: png}
+transforms:
+  - HorizontalFlip: {p: 0.5}
+  - VerticalFlip: {p: 0.5}
+  - Affine: {translate_percent: [-0.1, 0.1], rotate: [-10, 10], p: 0.7}
+  - ColorJitter: {brightness: [0.8, 1.2], contrast: [0.8, 1.2], p: 0.5}
+"""
+
+
+@pytest.fixture(scope="module")
+def recipe_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("recipe") / "shake.yaml"
+    path.write_text(RECIPE)
+    return path
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory, recipe_file) -> Path:
+    """Detection with instance masks (COCO polygons), originals and copies 1, 2 at --seed 5."""
+    root = tmp_path_factory.mktemp("coco")
+    out = root / "out"
+    expand(make_scenes(root / "src", n=12), str(recipe_file), out, ExpandOptions(seed=SEED, val_fraction=0.2, **QUIET))
+    return out
+
+
+@pytest.fixture(scope="module")
+def segmentation(tmp_path_factory, recipe_file) -> Path:
+    root = tmp_path_factory.mktemp("masks")
+    out = root / "out"
+    expand(make_scenes(root / "src", n=8, fmt="masks"), str(recipe_file), out,
+           ExpandOptions(seed=SEED, val_fraction=0.2, **QUIET))
+    return out
+
+
+@pytest.fixture(scope="module")
+def yolo(tmp_path_factory) -> Path:
+    """Detection without instance masks, originals only."""
+    root = tmp_path_factory.mktemp("yolo")
+    out = root / "out"
+    expand(make_scenes(root / "src", n=6, fmt="yolo"), "flips", out, ExpandOptions(copies=0, **QUIET))
+    return out
+
+
+def rows(out: Path, split: str = "train") -> list[dict]:
+    return list(ShardDataset(out, split, return_row=True))
+
+
+# ---------------------------------------------------------------- targets
+
+def test_detection_targets_are_the_shards_boxes_in_either_format(coco):
+    xyxy, xywh = ShardDataset(coco), ShardDataset(coco, box_format="xywh")
+    assert len(xyxy) == len(rows(coco))
+    for i, row in enumerate(rows(coco)):
+        image, target = xyxy[i]
+        _, coco_target = xywh[i]
+        assert image.dtype == torch.uint8 and image.shape == (3, row["height"], row["width"])
+        assert torch.equal(image, row["image"])
+        stored = np.asarray(row["objects"]["bbox"], np.float32).reshape(-1, 4)
+        assert coco_target["boxes"].dtype == torch.float32 and np.array_equal(coco_target["boxes"].numpy(), stored)
+        corners = stored.copy()
+        corners[:, 2:] += corners[:, :2]
+        assert np.array_equal(target["boxes"].numpy(), corners)
+        assert target["labels"].dtype == torch.int64 and target["labels"].tolist() == row["objects"]["category"]
+        masks = np.stack([_unpng(m["bytes"]) > 0 for m in row["objects"]["mask"]]).astype(np.uint8)
+        assert target["masks"].dtype == torch.uint8 and np.array_equal(target["masks"].numpy(), masks)
+        assert set(target) == {"boxes", "labels", "masks"}
+        assert torch.equal(row["target"]["boxes"], target["boxes"])  # return_row carries the target too
+
+
+def test_detection_without_instance_masks_has_boxes_and_labels_only(yolo):
+    for (image, target), row in zip(ShardIterable(yolo, box_format="xywh"), rows(yolo)):
+        assert set(target) == {"boxes", "labels"}
+        assert np.allclose(target["boxes"].numpy(), np.asarray(row["objects"]["bbox"]).reshape(-1, 4))
+
+
+def test_segmentation_target_is_the_decoded_mask(segmentation):
+    source = segmentation.parent / "src" / "masks"
+    ds = ShardDataset(segmentation)
+    for i, row in enumerate(rows(segmentation)):
+        image, mask = ds[i]
+        assert mask.dtype == torch.int64 and mask.shape == image.shape[1:]
+        assert np.array_equal(mask.numpy(), read_mask(row["annotation"]["bytes"], "a")[0])
+        if row["copy"] == 0:
+            original = read_mask((source / Path(row["source"]).name).read_bytes(), "a")[0]
+            assert np.array_equal(mask.numpy(), original) and set(np.unique(original)) <= {0, 1, 2}
+
+
+def test_classification_is_unchanged(tmp_path):
+    out = tmp_path / "out"
+    expand(make_folder(tmp_path / "data", per_class=3), "flips", out, ExpandOptions(copies=1, **QUIET))
+    ds = ShardDataset(out)
+    image, label = ds[0]
+    assert isinstance(label, int) and image.shape == (3, 32, 32)
+    images, labels = next(iter(torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=collate)))
+    assert images.shape == (4, 3, 32, 32) and labels.dtype == torch.int64
+    assert labels.tolist() == [ds[i][1] for i in range(4)]
+
+
+def test_box_format_is_checked(coco):
+    with pytest.raises(ValueError, match="box_format"):
+        ShardDataset(coco, box_format="cxcywh")
+
+
+# ---------------------------------------------------------------- collate
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_collate_batches_detection_rows_of_different_box_counts(coco, workers):
+    ds = ShardDataset(coco)
+    counts = [len(ds[i][1]["boxes"]) for i in range(len(ds))]
+    assert len(set(counts)) > 1
+    loader = torch.utils.data.DataLoader(ds, batch_size=5, num_workers=workers, collate_fn=collate)
+    seen = []
+    for images, targets in loader:
+        assert images.shape == (len(targets), 3, 64, 80) and images.dtype == torch.uint8
+        assert all(t["boxes"].shape == (len(t["labels"]), 4) and t["masks"].shape[0] == len(t["labels"])
+                   for t in targets)
+        seen += [len(t["boxes"]) for t in targets]
+    assert seen == counts
+
+
+def test_collate_keeps_images_of_different_sizes_as_a_list():
+    small, large = torch.zeros(3, 8, 8, dtype=torch.uint8), torch.zeros(3, 9, 8, dtype=torch.uint8)
+    target = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}
+    images, targets = collate([(small, target), (large, target)])
+    assert isinstance(images, list) and [i.shape[1] for i in images] == [8, 9] and targets == [target, target]
+    masks = collate([(small, torch.zeros(8, 8, dtype=torch.int64)), (small, torch.ones(8, 8, dtype=torch.int64))])
+    assert masks[0].shape == (2, 3, 8, 8) and masks[1].shape == (2, 8, 8)
+
+
+def test_collate_stacks_segmentation_masks(segmentation):
+    images, masks = next(iter(torch.utils.data.DataLoader(ShardDataset(segmentation), batch_size=3,
+                                                          collate_fn=collate)))
+    assert images.shape == (3, 3, 64, 80) and masks.shape == (3, 64, 80) and masks.dtype == torch.int64
+
+
+# ---------------------------------------------------------------- the recipe on the fly
+
+def _by_source(out: Path) -> dict[tuple[str, int], dict]:
+    return {(r["source"], r["copy"]): r for r in rows(out)}
+
+
+def test_recipe_on_the_fly_equals_expand_for_detection(coco, recipe_file):
+    expanded = _by_source(coco)
+    originals = [i for i, r in enumerate(rows(coco)) if r["copy"] == 0]
+    ds = ShardDataset(coco, recipe=recipe_file, seed=SEED, box_format="xywh", return_row=True)
+    draws = {}
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        for i in originals:
+            row = ds[i]
+            copy = expanded[(row["source"], epoch + 1)]
+            image, target = row["image"], row["target"]
+            assert np.array_equal(image.permute(1, 2, 0).numpy(), row_image(copy["image_bytes"]))
+            assert np.array_equal(target["boxes"].numpy(), np.asarray(copy["objects"]["bbox"], np.float32).reshape(-1, 4))
+            assert target["labels"].tolist() == copy["objects"]["category"]
+            masks = [_unpng(m["bytes"]) > 0 for m in copy["objects"]["mask"]]
+            assert np.array_equal(target["masks"].numpy(), np.asarray(masks, np.uint8).reshape(target["masks"].shape))
+            draws[(row["source"], epoch)] = image
+    sources = {s for s, _ in draws}
+    assert any(not torch.equal(draws[(s, 0)], draws[(s, 1)]) for s in sources)  # a new draw each epoch
+    ds.set_epoch(0)
+    assert all(torch.equal(ds[i]["image"], draws[(ds[i]["source"], 0)]) for i in originals[:3])  # and reproducible
+
+
+def test_recipe_on_the_fly_equals_expand_for_segmentation(segmentation, recipe_file):
+    expanded = _by_source(segmentation)
+    stream = ShardIterable(segmentation, recipe=recipe_file, seed=SEED, return_row=True)
+    differ = 0
+    for epoch in (0, 1):
+        stream.set_epoch(epoch)
+        for row in stream:
+            if row["copy"] != 0:
+                continue
+            copy = expanded[(row["source"], epoch + 1)]
+            assert np.array_equal(row["image"].permute(1, 2, 0).numpy(), row_image(copy["image_bytes"]))
+            assert np.array_equal(row["target"].numpy(), read_mask(copy["annotation"]["bytes"], "a")[0])
+            differ += not np.array_equal(row["image"].numpy(), row_image(expanded[(row["source"], 2 - epoch)]
+                                                                        ["image_bytes"]).transpose(2, 0, 1))
+    assert differ
+
+
+def test_recipe_transform_in_any_dataset_gives_back_what_it_takes(coco, recipe_file):
+    row = rows(coco)[0]
+    rgb = row_image(row["image_bytes"])
+    t = RecipeTransform(recipe_file, seed=SEED, task="detection", instance_masks=True)
+    reader = ShardDataset(coco, recipe=recipe_file, seed=SEED)
+    image, target = reader[0]
+    same_image, same_target = t(torch.from_numpy(rgb).permute(2, 0, 1), ShardDataset(coco)[0][1], key=row_key(row))
+    assert torch.equal(same_image, image) and all(torch.equal(same_target[k], target[k]) for k in target)
+    boxes = target["boxes"].numpy()
+    out, numpy_target = t(rgb, {"boxes": ShardDataset(coco)[0][1]["boxes"].numpy(),
+                                "labels": np.asarray(row["objects"]["category"]),
+                                "masks": ShardDataset(coco)[0][1]["masks"].numpy()}, key=row_key(row))
+    assert isinstance(out, np.ndarray) and np.array_equal(out, image.permute(1, 2, 0).numpy())
+    assert isinstance(numpy_target["boxes"], np.ndarray) and np.array_equal(numpy_target["boxes"], boxes)
+    assert t(rgb).shape == rgb.shape  # the image alone comes back alone
+    safe = recipe_file.parent / "safe.yaml"
+    safe.write_text("transforms: [BBoxSafeRandomCrop]\n")
+    with pytest.raises(Exception, match="needs 'bboxes'"):  # a transform that needs boxes, for classification
+        RecipeTransform(safe, task="classification")
+
+
+def test_copies_of_one_source_draw_differently():
+    base = {"source": "a/b.png", "copy": 0}
+    keys = {row_key({**base, "copy": c}) for c in range(3)}
+    assert len(keys) == 3 and row_key(base) == "a/b.png"
+
+
+def test_set_epoch_reaches_persistent_workers(coco, recipe_file):
+    ds = ShardDataset(coco, recipe=recipe_file, seed=SEED)
+    indices = list(range(6))
+    expected = {}
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        expected[epoch] = [ds[i][0] for i in indices]
+    ds.set_epoch(0)
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ds, indices), batch_size=3, num_workers=2,
+                                         persistent_workers=True, collate_fn=collate)
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        got = [image for images, _ in loader for image in images]
+        assert all(torch.equal(a, b) for a, b in zip(got, expected[epoch])), epoch
+
+
+# ---------------------------------------------------------------- ranks and object stores
+
+def test_targets_across_two_ranks_give_equal_counts(coco):
+    total = len(ShardDataset(coco))
+    per_rank = []
+    for rank in range(2):
+        it = ShardIterable(coco, shuffle=True, seed=1, rank=rank, world_size=2)
+        loader = torch.utils.data.DataLoader(it, batch_size=4, num_workers=1, collate_fn=collate)
+        targets = [t for _, batch in loader for t in batch]
+        assert all(set(t) == {"boxes", "labels", "masks"} for t in targets)
+        per_rank.append(len(targets))
+    assert per_rank[0] == per_rank[1] == -(-total // 2) == len(it)
+
+
+def test_detection_targets_from_s3(coco, bucket):
+    uri = f"s3://{bucket}/coco"
+    upload(coco, uri)
+    local, remote = ShardDataset(coco), ShardDataset(uri)
+    assert len(local) == len(remote) and json.loads((coco / "_augpipe.json").read_text())["task"] == "detection"
+    for i in (0, len(local) - 1):
+        (a, x), (b, y) = local[i], remote[i]
+        assert torch.equal(a, b) and all(torch.equal(x[k], y[k]) for k in x)
+    streamed = [t for _, t in ShardIterable(uri, recipe="flips", seed=SEED)]
+    assert len(streamed) == len(local)
+
+
+def test_recipe_transform_keeps_other_fields_of_the_boxes_it_keeps():
+    recipe = RecipeTransform(_recipe("[{HorizontalFlip: {p: 1}}, {Crop: {x_min: 0, y_min: 0, x_max: 30, y_max: 20}}]"),
+                             task="detection")
+    rgb = np.zeros((20, 40, 3), np.uint8)
+    target = {"boxes": torch.tensor([[0.0, 0.0, 5.0, 5.0], [30.0, 2.0, 40.0, 12.0]]), "labels": torch.tensor([1, 2]),
+              "iscrowd": torch.tensor([0, 1]), "masks": torch.zeros(2, 20, 40, dtype=torch.uint8), "image_id": 7}
+    _, out = recipe(rgb, target, key="x")  # flipped, the first box leaves the crop, the second stays
+    assert out["boxes"].tolist() == [[0.0, 2.0, 10.0, 12.0]] and out["labels"].tolist() == [2]
+    assert out["iscrowd"].tolist() == [1] and out["masks"].shape == (1, 20, 30) and out["image_id"] == 7
+
+
+def _recipe(transforms: str):
+    from augpipe.recipe import parse_recipe
+
+    return parse_recipe(f"transforms: {transforms}\n")
