@@ -74,7 +74,7 @@ def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int,
                 continue
             dropped += getattr(target, "dropped", 0)
         if out.resize is not None:
-            image, target = _resize(image, target, kind, out.resize.height, out.resize.width)
+            image, target = resize(image, target, kind, out.resize.height, out.resize.width)
         if copy == 0 and _can_keep_bytes(decoded, recipe):
             payload = data
         else:
@@ -99,7 +99,8 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _resize(image: np.ndarray, target, kind: Target, height: int, width: int):
+def resize(image: np.ndarray, target, kind: Target, height: int, width: int):
+    """`output.resize` of an image and its target together."""
     if kind.task == "classification":
         return codec.resize(image, height, width), target
     from augpipe.targets.geometry import resize
