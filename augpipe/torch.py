@@ -199,7 +199,7 @@ class RecipeTransform:
     def augment_arrays(self, rgb: np.ndarray, arrays: dict, seed: int) -> tuple[np.ndarray, dict]:
         """The recipe at `seed` on an RGB array and a target in the kind's `arrays()` layout
         (COCO xywh boxes): both, augmented and resized as `output.resize` says."""
-        from augpipe.sample import apply_recipe, resize
+        from augpipe.sample import apply_recipe, resize as resize_with_target
         from augpipe.targets import kind_for
 
         kind = self.kind
@@ -207,9 +207,9 @@ class RecipeTransform:
             kind = kind_for("detection", True)
         state = _state(kind, arrays, rgb.shape)
         image, state, _ = apply_recipe(rgb, self.recipe, seed, kind, state)
-        resize = self.recipe.output.resize
-        if resize is not None:
-            image, state = resize(image, state, kind, resize.height, resize.width)
+        size = self.recipe.output.resize
+        if size is not None:
+            image, state = resize_with_target(image, state, kind, size.height, size.width)
         return image, _arrays(kind, state, image.shape)
 
     def __call__(self, image, target=None, *, key=None, epoch: int | None = None):
