@@ -105,6 +105,7 @@ class BoxesKind(Target):
         A = import_albumentations()
         b = recipe.bbox_params
         return {"bbox_params": A.BboxParams(format="coco", label_fields=["categories", "ids"], clip=True,
+                                            check_each_transform=False,
                                             min_area=b.min_area, min_visibility=b.min_visibility,
                                             min_width=b.min_width, min_height=b.min_height)}
 
