@@ -4,7 +4,8 @@ The column is Hugging Face's object-detection layout (cppe-5's):
 `objects: struct<bbox: list<fixed_size_list<float32>[4]>, category: list<int64>, area: list<float32>,
 id: list<int64>[, mask: list<struct<bytes, path>>]>`, boxes COCO [x, y, w, h] in pixels.
 Instance masks ride through albumentations beside their boxes; a box the recipe drops takes its
-mask with it (albumentations keeps every mask: they are reselected by the objects' ids).
+mask with it (albumentations keeps every mask: they are reselected by each box's position in
+the list it came from, carried as a label field; the objects' own ids may repeat or be anything).
 """
 
 from __future__ import annotations
@@ -104,8 +105,7 @@ class BoxesKind(Target):
 
         A = import_albumentations()
         b = recipe.bbox_params
-        return {"bbox_params": A.BboxParams(format="coco", label_fields=["categories", "ids"], clip=True,
-                                            check_each_transform=False,
+        return {"bbox_params": A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True,
                                             min_area=b.min_area, min_visibility=b.min_visibility,
                                             min_width=b.min_width, min_height=b.min_height)}
 
@@ -117,10 +117,13 @@ class BoxesKind(Target):
         boxes = _absolute(objects, stored)
         boxes = _checked(boxes, stored)
         categories = np.asarray(objects.categories, dtype=np.int64)
-        ids = np.asarray(objects.ids or range(len(categories)), dtype=np.int64)
+        try:
+            ids = np.asarray(objects.ids or range(len(categories)), dtype=np.int64)
+        except (OverflowError, ValueError, TypeError):
+            raise SkipInput("an annotation id is not a whole number that fits in 64 bits") from None
         masks = _masks(objects, stored) if self.with_masks else None
-        inputs = orient(_inputs(boxes, categories, ids, masks), stored, decoded.orientation)
-        return self.outputs(inputs, Boxes(boxes, categories, ids, masks))
+        state = Boxes(boxes, categories, ids, masks)
+        return self.outputs(orient(self.inputs(state), stored, decoded.orientation), state)
 
     def example(self, width: int, height: int) -> Boxes:
         box = np.array([[width / 4, height / 4, width / 2, height / 2]])
@@ -132,16 +135,24 @@ class BoxesKind(Target):
         return Boxes(box, np.zeros(1, np.int64), np.zeros(1, np.int64), masks)
 
     def inputs(self, state: Boxes) -> dict:
-        return _inputs(state.boxes, state.categories, state.ids, state.masks)
+        inputs = {"bboxes": np.asarray(state.boxes, dtype=np.float64).reshape(-1, 4),
+                  "categories": list(state.categories), "keys": list(range(len(state.boxes)))}
+        if state.masks is not None and len(state.masks):
+            inputs["masks"] = list(state.masks)
+        return inputs
 
     def outputs(self, result: dict, state: Boxes) -> Boxes:
         boxes = np.asarray(result["bboxes"], dtype=np.float64).reshape(-1, 4)
-        ids = np.asarray(result["ids"], dtype=np.float64).astype(np.int64)  # label fields come back as floats
+        # label fields come back as floats; a box of no width or height (a mirror image at the edge
+        # of a reflecting border) is no object
+        keys = np.asarray(result["keys"], dtype=np.float64).astype(np.int64)
         categories = np.asarray(result["categories"], dtype=np.float64).astype(np.int64)
+        kept = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        boxes, keys, categories = boxes[kept], keys[kept], categories[kept]
         masks = None
         if state.masks is not None:
-            masks = _reselect(result.get("masks", []), state.ids, boxes, ids)
-        return Boxes(boxes, categories, ids, masks, dropped=len(set(state.ids.tolist()) - set(ids.tolist())))
+            masks = _reselect(result.get("masks", []), boxes, keys)
+        return Boxes(boxes, categories, state.ids[keys], masks, dropped=len(state.ids) - len(set(keys.tolist())))
 
     # ------------------------------------------------------------ out
 
@@ -220,24 +231,15 @@ def field(row: dict, name: str) -> list:
     return [] if value is None else list(value)
 
 
-def _inputs(boxes, categories, ids, masks) -> dict:
-    inputs = {"bboxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4), "categories": list(categories),
-              "ids": list(ids)}
-    if masks is not None and len(masks):
-        inputs["masks"] = list(masks)
-    return inputs
-
-
-def _reselect(masks: list, before: np.ndarray, boxes: np.ndarray, ids: np.ndarray) -> list[np.ndarray]:
-    """The instance masks of the boxes that survived, by id (albumentations keeps every mask).
-    A reflecting border mirrors an object into the border and albumentations adds a box for the
-    mirror image, with the same id: each such box gets the part of the mask inside it."""
-    where = {int(i): k for k, i in enumerate(before)}
-    repeated = {int(i) for i in ids if (ids == i).sum() > 1}
+def _reselect(masks: list, boxes: np.ndarray, keys: np.ndarray) -> list[np.ndarray]:
+    """The instance masks of the boxes that survived, by their key (albumentations keeps every
+    mask). A reflecting border mirrors an object into the border and albumentations adds a box
+    for the mirror image, with the same key: each such box gets the part of the mask inside it."""
+    repeated = {int(k) for k in keys if (keys == k).sum() > 1}
     out = []
-    for box, i in zip(boxes, ids):
-        mask = np.asarray(masks[where[int(i)]], dtype=np.uint8)
-        if int(i) in repeated:
+    for box, k in zip(boxes, keys):
+        mask = np.asarray(masks[int(k)], dtype=np.uint8)
+        if int(k) in repeated:
             x, y, w, h = box
             inside = np.zeros_like(mask)
             rows, cols = slice(int(y), int(math.ceil(y + h))), slice(int(x), int(math.ceil(x + w)))

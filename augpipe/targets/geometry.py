@@ -38,7 +38,7 @@ def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, boxes:
     if resize is not None:
         h, w, interpolation = resize
         steps.append(A.Resize(h, w, interpolation=interpolation, mask_interpolation=cv2.INTER_NEAREST, p=1.0))
-    bbox = A.BboxParams(format="coco", label_fields=["categories", "ids"], clip=True) if boxes else None
+    bbox = A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True) if boxes else None
     return A.Compose(steps, bbox_params=bbox, mask_interpolation=cv2.INTER_NEAREST, p=1.0)
 
 
