@@ -158,13 +158,16 @@ def test_coco_roboflow_keeps_a_used_placeholder(tmp_path):
     assert by_path(found)["train/x.jpg"].target.categories == (1,)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools on NumPy 2
-def test_coco_compressed_rle_passes_through(tmp_path):
-    mask_api = pytest.importorskip("pycocotools.mask")
-    mask = np.zeros((48, 64), np.uint8, order="F")
+# A 48×64 mask, ones in rows 5–14 and columns 10–29, as pycocotools' `mask.encode` compresses it
+RLE_48x64 = "U?:V10000000000000000000000000000000000000kb1"
+
+
+def test_coco_compressed_rle_passes_through_and_decodes(tmp_path):
+    from augpipe.targets.boxes import _rle
+
+    mask = np.zeros((48, 64), np.uint8)
     mask[5:15, 10:30] = 1
-    rle = mask_api.encode(np.asfortranarray(mask))
-    rle["counts"] = rle["counts"].decode()
+    rle = {"size": [48, 64], "counts": RLE_48x64}
     root = tmp_path / "c"
     write(root / "annotations/instances_val.json", {
         "images": [coco_image(1, "m.png")], "categories": [{"id": 1, "name": "thing"}],
@@ -174,7 +177,7 @@ def test_coco_compressed_rle_passes_through(tmp_path):
     f = by_path(scan(root))["val/m.png"]
     kind, stored = f.target.segments[0]
     assert kind == "rle" and f.target.segments[1] is None and f.split == "validation"
-    assert (mask_api.decode({"size": stored["size"], "counts": stored["counts"].encode()}) == mask).all()
+    assert (_rle(stored, (48, 64)) == mask).all()
 
 
 def test_coco_bad_segmentations(tmp_path):

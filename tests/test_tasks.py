@@ -90,7 +90,7 @@ def test_a_box_pushed_out_of_the_image_is_dropped_and_counted_with_its_mask():
     masks = [np.asarray(Image.open(io.BytesIO(m["bytes"]))) for m in moved["objects"]["mask"]]
     assert len(masks) == 1 and masks[0].shape == (H, W)
     ys, xs = np.nonzero(masks[0])
-    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (40, 60, 5, 15)  # its own mask, moved with it
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (40, 59, 5, 14)  # its own mask, moved with it
     assert kind_for("detection", True).caption(moved, original) == "1 box, 1 dropped"
 
 

@@ -279,8 +279,6 @@ def _checked(boxes: np.ndarray, stored: tuple[int, int]) -> np.ndarray:
 def _masks(objects, stored: tuple[int, int]) -> list[np.ndarray]:
     """Each object's instance mask on the stored pixels: polygons filled, RLE decoded; an object
     without one gets its box, filled."""
-    import cv2
-
     w, h = stored
     out = []
     segments = objects.segments or (None,) * len(objects.categories)
@@ -288,29 +286,85 @@ def _masks(objects, stored: tuple[int, int]) -> list[np.ndarray]:
         mask = np.zeros((h, w), np.uint8)
         if segment is None:
             x, y, bw, bh = box
-            mask[int(y):int(math.ceil(y + bh)), int(x):int(math.ceil(x + bw))] = 1
+            fill_polygon(mask, np.array([[x, y], [x + bw, y], [x + bw, y + bh], [x, y + bh]]))
         elif segment[0] == "polygon":
             scale = np.array([w, h], dtype=np.float64) if objects.normalised else 1.0
-            polygons = [np.round(np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale).astype(np.int32)
-                        for p in segment[1]]
-            cv2.fillPoly(mask, polygons, 1)
+            for p in segment[1]:
+                points = np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale
+                if len(points) < 3 or not np.isfinite(points).all():
+                    raise SkipInput("a polygon of fewer than 3 points, or not numbers")
+                fill_polygon(mask, points)
         else:
             mask = _rle(segment[1], (h, w))
         out.append(mask)
     return out
 
 
+def fill_polygon(mask: np.ndarray, points: np.ndarray) -> None:
+    """Set the pixels whose centres lie inside the polygon (even-odd rule): a rectangle from 10
+    to 37 and 5 to 39 covers 27 × 34 pixels, as in pycocotools, not the 28 × 35 of cv2.fillPoly
+    (on random polygons the two differ in about 2% of the pixels, all on the edge)."""
+    h, w = mask.shape
+    x, y = points[:, 0], points[:, 1]
+    x2, y2 = np.roll(x, -1), np.roll(y, -1)
+    for row in range(max(int(np.floor(y.min())), 0), min(int(np.ceil(y.max())), h)):
+        centre = row + 0.5
+        crossing = (y <= centre) != (y2 <= centre)
+        if not crossing.any():
+            continue
+        xa, ya, xb, yb = x[crossing], y[crossing], x2[crossing], y2[crossing]
+        xs = np.sort(xa + (centre - ya) * (xb - xa) / (yb - ya))
+        for a, b in zip(xs[0::2], xs[1::2]):
+            mask[row, max(int(np.ceil(a - 0.5)), 0):min(int(np.ceil(b - 0.5)), w)] = 1
+
+
 def _rle(rle: dict, shape: tuple[int, int]) -> np.ndarray:
-    try:
-        from pycocotools import mask as coco_mask
-    except ImportError:
-        raise SkipInput("an RLE mask needs pycocotools: pip install 'augpipe[coco]'") from None
-    if isinstance(rle.get("counts"), list):
-        rle = coco_mask.frPyObjects(rle, *rle["size"])
-    mask = coco_mask.decode(rle)
-    if mask.shape[:2] != shape:
-        raise SkipInput(f"an RLE mask is {mask.shape[1]}×{mask.shape[0]}, the image {shape[1]}×{shape[0]}")
-    return mask.astype(np.uint8)
+    """A COCO run-length mask (counts as a list, or compressed as a string), checked before it
+    is decoded: of the image's size, and runs that cover it exactly (pycocotools leaves the rest
+    of a short mask as whatever memory held)."""
+    h, w = shape
+    size = rle.get("size") if isinstance(rle, dict) else None
+    if not isinstance(size, (list, tuple)) or [_int(v) for v in size] != [h, w]:
+        raise SkipInput(f"an RLE mask's size {size} is not the image's [{h}, {w}]")
+    counts = rle.get("counts")
+    if isinstance(counts, (str, bytes)):
+        counts = _rle_counts(counts.encode() if isinstance(counts, str) else counts, h * w)
+    if not isinstance(counts, list) or any(_int(c) is None or c < 0 for c in counts):
+        raise SkipInput("an RLE mask's counts are not a list of whole numbers of pixels, nor COCO's compressed string")
+    if sum(counts) != h * w:
+        raise SkipInput(f"an RLE mask's runs cover {sum(counts):,} pixels, the {w}×{h} image has {h * w:,}")
+    values = np.zeros(len(counts), np.uint8)
+    values[1::2] = 1  # runs alternate, background first
+    return np.ascontiguousarray(np.repeat(values, counts).reshape(w, h).T)  # column by column
+
+
+def _int(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _rle_counts(text: bytes, pixels: int) -> list[int]:
+    """COCO's compressed counts (pycocotools' rleFrString): 5 bits a character from 48, a
+    continuation bit, the last character's sign bit; from the fourth count on, each is a change
+    from the count two before."""
+    counts: list[int] = []
+    p = 0
+    while p < len(text):
+        x = k = 0
+        more = True
+        while more:
+            if p >= len(text) or len(counts) > pixels:
+                raise SkipInput("an RLE mask's compressed counts are cut short or too long")
+            c = text[p] - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
 
 
 def _png(mask: np.ndarray) -> bytes:
