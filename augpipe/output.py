@@ -117,9 +117,9 @@ class OutputFolder:
             raise OutputError(f"output folder {store.display()} is not empty and holds no augpipe output "
                               f"(e.g. {names[0]}): choose another --out")
 
-    def prepare(self, identity: dict, overwrite: bool) -> dict | None:
-        """Own the folder and make it ready. Returns the finished manifest of this very run, if
-        there is one (nothing to do)."""
+    def prepare(self, identity: dict, overwrite: bool, shards: list[str] = ()) -> dict | None:
+        """Own the folder and make it ready for a run that will write `shards`. Returns the
+        finished manifest of this very run, if there is one (nothing to do)."""
         self.check_usable()
         try:
             self.store.makedirs()
@@ -143,7 +143,9 @@ class OutputFolder:
             self.store.makedirs(TMP_DIR)
             self.store.makedirs(f"{WORK_DIR}/done")
             self.store.delete(MANIFEST)
-            self.store.write_bytes(RUN_FILE, json.dumps(identity).encode())
+            # the shards it will write, so that --overwrite later deletes those and nothing else,
+            # should this run be killed before its manifest lists them
+            self.store.write_bytes(RUN_FILE, json.dumps({"identity": identity, "shards": list(shards)}).encode())
         except OSError as exc:
             raise OutputError(f"cannot write to {self.store.display()}: {exc.strerror or exc}") from None
         return None
@@ -156,8 +158,8 @@ class OutputFolder:
 
     def _previous_identity(self) -> dict | None:
         run = _read_json(self.store, RUN_FILE)
-        if isinstance(run, dict):
-            return run
+        if isinstance(run, dict) and isinstance(run.get("identity"), dict):
+            return run["identity"]
         m = read_manifest(self.store)
         return m.get("identity") if isinstance(m, dict) else None
 
@@ -165,10 +167,18 @@ class OutputFolder:
         return all(self.store.size(s["name"]) == s["bytes"] for s in m.get("shards", []))
 
     def remove_previous(self) -> None:
-        """Another run's output, for --overwrite: only the names augpipe writes (a shard's exact
-        name pattern, the manifest, its work folder); anything else in the folder stays."""
+        """Another run's output, for --overwrite: the shards its manifest lists, or that the run
+        planned when it was killed before its manifest, its manifest and its work folder. A file
+        merely named like a shard stays."""
+        ours = set()
+        manifest = read_manifest(self.store)
+        if isinstance(manifest, dict) and isinstance(manifest.get("shards"), list):
+            ours |= {s.get("name") for s in manifest["shards"] if isinstance(s, dict)}
+        run = _read_json(self.store, RUN_FILE)
+        if isinstance(run, dict) and isinstance(run.get("shards"), list):
+            ours |= set(run["shards"])
         for name in self.store.names():
-            if is_shard_name(name):
+            if name in ours and is_shard_name(name):
                 self.store.delete(name)
         for name in (MANIFEST, LEGACY_MANIFEST, SKIPPED):
             self.store.delete(name)

@@ -108,7 +108,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
                 "split_by": options.split_by, "format": found.format, "task": found.task}
     identity = _identity(recipe, options.seed, source, found.files, hashes, settings, found.annotations)
     try:
-        done = output.prepare(identity, options.overwrite)
+        done = output.prepare(identity, options.overwrite, [s.name for s in plan.shards])
         if done is not None:
             return {**done, "up_to_date": True, "out": out}
         setup_seconds = time.perf_counter() - started

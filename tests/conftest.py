@@ -50,7 +50,8 @@ def as_if_killed(out: Path) -> dict:
     manifest = json.loads((out / "_augpipe.json").read_text())
     (out / "_augpipe.json").unlink()
     (out / RUN_FILE).parent.mkdir()
-    (out / RUN_FILE).write_text(json.dumps(manifest["identity"]))
+    (out / RUN_FILE).write_text(json.dumps({"identity": manifest["identity"],
+                                            "shards": [s["name"] for s in manifest["shards"]]}))
     for shard in manifest["shards"]:
         record = {**shard, "sources": 0, "originals": 0, "augmented": 0, "by_class": {}, "conversions": {},
                   "skipped": [], "seconds": 0}

@@ -574,3 +574,22 @@ def test_train_refuses_identical_content_in_training_and_validation(tmp_path):
     expand(data, "flips", out, ExpandOptions(val_fraction=0.5, split_by="path", **QUIET))
     with pytest.raises(SourceError, match="identical copies in training"):
         train(out, tmp_path / "run", TrainOptions(epochs=1, progress=False, log=lambda line: None))
+
+
+def test_overwrite_leaves_a_file_merely_named_like_a_shard(folder, tmp_path):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))  # train and validation shards, no test split
+    theirs = out / "test-00000-of-00001.parquet"
+    shutil.copy(next(out.glob("train-*.parquet")), theirs)
+    expand(folder, "rotations", out, ExpandOptions(overwrite=True, **QUIET))
+    assert theirs.is_file()
+
+
+def test_overwrite_after_a_killed_run_deletes_the_shards_it_planned(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=40)
+    out = tmp_path / "out"
+    expand(data, "flips", out, ExpandOptions(workers=1, shard_size=30_000, progress=False))
+    killed = as_if_killed(out)  # no manifest left: only the run's plan names its shards
+    m = expand(data, "flips", out, ExpandOptions(workers=1, shard_size=10**9, progress=False, overwrite=True))
+    assert sorted(p.name for p in out.glob("*.parquet")) == sorted(s["name"] for s in m["shards"])
+    assert len(killed["shards"]) > len(m["shards"])
