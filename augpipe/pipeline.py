@@ -240,9 +240,9 @@ def _identity(recipe, seed: int, source: str, files, hashes: dict | None, settin
     h = hashlib.sha256(annotations.encode())
     for f in files:
         what = hashes[f.relpath] if hashes is not None else f"{f.size}\x00{f.mtime_ns}"
-        mask = getattr(f.target, "path", None)
+        mask = f.target if hasattr(f.target, "path") else None
         if mask is not None:
-            what += f"\x00{hashes.get(mask) if hashes is not None else ''}"
+            what += f"\x00{hashes[mask.path] if hashes is not None else f'{mask.size}:{mask.mtime_ns}'}"
         h.update(f"{f.relpath}\x00{what}\n".encode("utf-8"))
     return {
         "augpipe_version": __version__,

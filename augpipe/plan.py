@@ -95,7 +95,9 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
         for f in by_split[split]:
             wanted = train_copies[f.relpath] if split == "train" else (0,)
             label = label_of[f.class_name] if f.class_name is not None else None
-            tasks.append(SourceTask(f.relpath, label, wanted, hashes.get(f.relpath), f.target))
+            mask = getattr(f.target, "path", None)
+            tasks.append(SourceTask(f.relpath, label, wanted, hashes.get(f.relpath), f.target,
+                                    hashes.get(mask) if mask else None))
             weights.append(max(f.size, 1) * len(wanted))
         shards.extend(_cut(split, tasks, weights, shard_bytes))
     return Plan(

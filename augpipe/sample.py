@@ -30,6 +30,7 @@ class SourceTask:
     copies: tuple[int, ...]
     sha256: str | None = None  # the content the run planned with, when it was hashed
     target: Any = None  # detection's Objects, segmentation's MaskRef (see augpipe.sources.base)
+    extra_sha256: str | None = None  # likewise for the file the target needs (a semantic mask)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class SampleResult:
     conversion: str | None
     failures: tuple[tuple[int, str], ...] = ()  # (copy, reason): copies that could not be made
     dropped: int = 0  # boxes the recipe dropped, over every copy
+
+
+CHANGED = ("changed during the run (its content differs from when the run started): expand again with "
+           "--overwrite to take the new content")
 
 
 def sample_seed(run_seed: int, relpath: str, copy: int) -> int:
@@ -54,7 +59,9 @@ def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int,
     kind = kind or kind_for("classification")
     source_sha = hashlib.sha256(data).hexdigest()
     if task.sha256 is not None and source_sha != task.sha256:
-        raise SkipInput("changed during the run (its content differs from when the run started): run again")
+        raise SkipInput(CHANGED)
+    if extra is not None and task.extra_sha256 is not None and hashlib.sha256(extra).hexdigest() != task.extra_sha256:
+        raise SkipInput(f"its mask {CHANGED}")
     decoded = codec.decode(data, max_pixels)
     state = kind.load(task, decoded, extra)
     out = recipe.output

@@ -303,3 +303,37 @@ def test_the_objects_column_is_built_without_pandas():
             "print('pandas' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("split_by", ["content", "path"])
+def test_a_mask_changed_in_place_is_noticed(scenes, tmp_path, split_by):
+    import os
+    import shutil
+
+    from augpipe.errors import OutputError
+
+    data = tmp_path / "masks"
+    shutil.copytree(scenes["masks"], data)
+    options = ExpandOptions(split_by=split_by, **QUIET)
+    expand(data, "flips", tmp_path / "out", options)
+    mask = data / "masks" / "scene_002.png"
+    stat = mask.stat()
+    Image.fromarray(np.ones((64, 80), np.uint8), "L").save(mask)
+    os.utime(mask, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(OutputError, match="another source_files"):
+        expand(data, "flips", tmp_path / "out", options)
+
+
+def test_a_mask_that_changes_during_the_run_is_a_recorded_skip(scenes):
+    from augpipe.sources import scan
+    from augpipe.store import open_store
+
+    found = scan(str(scenes["masks"]))
+    f = found.files[0]
+    store = open_store(str(scenes["masks"]))
+    from augpipe.errors import SkipInput
+
+    task = SourceTask(f.relpath, None, (0,), None, f.target, extra_sha256="f" * 64)
+    with pytest.raises(SkipInput, match="its mask changed during the run"):
+        augment_sample(store.read_bytes(f.relpath), task, recipe("[HorizontalFlip]"), 0, 10**8,
+                       kind=kind_for("segmentation"), extra=store.read_bytes(f.target.path))

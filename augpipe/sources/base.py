@@ -40,6 +40,8 @@ class MaskRef:
     """A semantic mask: another file of the source, its pixel values the class indices."""
 
     path: str
+    size: int = 0  # as listed: with --split-by path, a mask changed in place is noticed by these
+    mtime_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,7 +94,7 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     class_files = [e.name for e in entries if e.name.rsplit("/", 1)[-1] in CLASS_FILES]
     raw = read_files(store, class_files)
     classes = _classes(store, raw)
-    files = [SourceFile(p, split_of_path(p), None, by_name[p].size, by_name[p].mtime_ns, MaskRef(m))
+    files = [SourceFile(p, split_of_path(p), None, by_name[p].size, by_name[p].mtime_ns, MaskRef(m, by_name[m].size, by_name[m].mtime_ns))
              for p, m in pairs.items()]
     return finish(store, files, skipped, classes, "segmentation", "masks",
                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)], labelled=bool(classes))
