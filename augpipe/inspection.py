@@ -228,6 +228,7 @@ def inspect_source(root: str, max_pixels: int | None = None, layout: str = "auto
 
     found = scan(str(root), layout)
     store = open_store(str(root))
+    split_of = {f.relpath: f.split for f in found.files}
     counts = Counter(f.class_name for f in found.files)
     formats: Counter = Counter()
     widths, heights = [], []
@@ -262,6 +263,8 @@ def inspect_source(root: str, max_pixels: int | None = None, layout: str = "auto
         "width": _spread(widths),
         "height": _spread(heights),
         "duplicates": [sorted(paths) for paths in by_hash.values() if len(paths) > 1],
+        "duplicates_across_split_folders": [sorted(paths) for paths in by_hash.values()
+                                            if len({split_of[p] for p in paths}) > 1],
         "near_duplicates": near_duplicates(looks),
         "skipped": sorted(skipped, key=lambda s: s["path"]),
     }
@@ -334,9 +337,11 @@ def source_report(f: dict) -> list[str]:
         lines.append("  classes   none (no class folders: unlabelled)")
     lines.append("  formats   " + ", ".join(f"{k} {v:,}" for k, v in f["formats"].items()))
     lines += _sizes_line(f)
-    dups = f["duplicates"]
-    lines.append(f"  duplicates {len(dups)} groups of identical files (each group shares one split)")
-    lines += [f"    {' = '.join(group)}" for group in dups[:SHOWN]]
+    dups, across = f["duplicates"], f.get("duplicates_across_split_folders", [])
+    note = (f", {len(across)} of them across split folders: validation would score what training saw" if across
+            else "; expand keeps each group in one split")
+    lines.append(f"  duplicates {len(dups)} groups of identical files{note}")
+    lines += [f"    {' = '.join(group)}" for group in (across or dups)[:SHOWN]]
     near = f.get("near_duplicates", [])
     lines.append(f"  look-alikes {len(near)} groups of different files that look nearly the same (same size, dHash)")
     lines += [f"    {' ~ '.join(group)}" for group in near[:SHOWN]]

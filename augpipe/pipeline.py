@@ -101,7 +101,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     hashes, sizes = None, None
     if options.split_by == "content":
         hashes, sizes = _hash_sources(engine, found, job, options)
-    warnings = list(check_recipe(recipe, sizes, job.kind()).warnings)
+    warnings = list(check_recipe(recipe, sizes, job.kind()).warnings) + _split_folder_leaks(found.files, hashes)
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
                 "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
@@ -184,6 +184,23 @@ def _hash_sources(engine, found, job, options: ExpandOptions) -> tuple[dict, lis
         if not found.files:
             raise _nothing_usable(found.skipped, found.root)
     return hashes, sizes
+
+
+def _split_folder_leaks(files, hashes: dict | None) -> list[str]:
+    """Identical images that split folders put in two splits: augpipe keeps the folders' word, and
+    says so (hashing decides the split only where no folder does)."""
+    if not hashes:
+        return []
+    splits: dict[str, dict[str, str]] = {}
+    for f in files:
+        if f.split is not None:
+            splits.setdefault(hashes[f.relpath], {}).setdefault(f.split, f.relpath)
+    shared = [by_split for by_split in splits.values() if len(by_split) > 1]
+    if not shared:
+        return []
+    example = " = ".join(shared[0].values())
+    return [f"{len(shared)} image{'' if len(shared) == 1 else 's'} in more than one split folder (e.g. {example}): "
+            "validation would score images training has seen"]
 
 
 def _instance_masks(found) -> bool:

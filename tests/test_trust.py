@@ -593,3 +593,16 @@ def test_overwrite_after_a_killed_run_deletes_the_shards_it_planned(tmp_path):
     m = expand(data, "flips", out, ExpandOptions(workers=1, shard_size=10**9, progress=False, overwrite=True))
     assert sorted(p.name for p in out.glob("*.parquet")) == sorted(s["name"] for s in m["shards"])
     assert len(killed["shards"]) > len(m["shards"])
+
+
+def test_identical_images_in_two_split_folders_are_a_warning(tmp_path, cli):
+    data = tmp_path / "data"
+    make_folder(data / "train", per_class=4)
+    make_folder(data / "val", per_class=2, size=40)  # other images than train's
+    shutil.copy(data / "train" / "cat" / "cat_003.jpg", data / "val" / "cat" / "dup.jpg")
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(**QUIET))
+    assert any("in more than one split folder (e.g. train/cat/cat_003.jpg = val/cat/dup.jpg)" in w
+               for w in m["warnings"])
+    facts = json.loads(cli("inspect", data, "--json").output)
+    assert facts["duplicates_across_split_folders"] == [["train/cat/cat_003.jpg", "val/cat/dup.jpg"]]
+    assert "across split folders" in cli("inspect", data).output
