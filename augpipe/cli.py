@@ -391,7 +391,7 @@ def check(
         raise UsageError(f"--task is one of {', '.join(TASKS)}, detection-masks; not '{task}'")
     r = load_recipe(recipe)
     kind = kind_for(task.removesuffix("-masks"), instance_masks=task.endswith("-masks"))
-    check_for_task(r, kind)
+    task_warnings = check_for_task(r, kind)
     found = check_recipe(r, kind=kind)
     out = r.output
     resize = f", resized to {out.resize.width}×{out.resize.height}" if out.resize else ""
@@ -406,7 +406,7 @@ def check(
         typer.echo(f"    {line}")
     for note in r.notes:
         typer.echo(f"  note: {note}")
-    warnings = [*r.warnings, *found.warnings]
+    warnings = [*r.warnings, *found.warnings, *task_warnings]
     for warning in warnings:
         typer.echo(f"  warning: {warning}")
     if warnings:

@@ -97,11 +97,12 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     copies = recipe.copies if options.copies is None else options.copies
     job = Job(source, out, recipe, options.seed, options.max_pixels, options.strict, tuple(found.classes),
               found.labelled, task=found.task, instance_masks=_instance_masks(found))
-    check_for_task(recipe, job.kind())
+    task_warnings = check_for_task(recipe, job.kind())
     hashes, sizes = None, None
     if options.split_by == "content":
         hashes, sizes = _hash_sources(engine, found, job, options)
-    warnings = list(check_recipe(recipe, sizes, job.kind()).warnings) + _split_folder_leaks(found.files, hashes)
+    warnings = [*check_recipe(recipe, sizes, job.kind()).warnings, *task_warnings,
+                *_split_folder_leaks(found.files, hashes)]
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
                 "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,

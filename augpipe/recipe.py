@@ -448,9 +448,13 @@ def _with_rotate_method(spec: dict, method: str) -> dict:
     return spec
 
 
-def check_for_task(recipe: Recipe, kind: Any) -> None:
+REFLECTING = {2: "BORDER_REFLECT", 3: "BORDER_WRAP", 4: "BORDER_REFLECT_101"}
+
+
+def check_for_task(recipe: Recipe, kind: Any) -> list[str]:
     """Refuse a transform that needs an input this dataset does not have (a box-safe crop on a
-    classification dataset), or that cannot move a target it has (OverlayElements and boxes)."""
+    classification dataset), or that cannot move a target it has (OverlayElements and boxes);
+    return warnings about what a transform will do to the dataset's targets."""
     from albumentations.core.transforms_interface import DualTransform
     from albumentations.core.type_definitions import Targets
 
@@ -472,6 +476,20 @@ def check_for_task(recipe: Recipe, kind: Any) -> None:
                     what = {"bboxes": "boxes", "mask": "masks", "masks": "instance masks"}[target]
                     raise RecipeError(f"{recipe.path}: {label} {spec[_FULLNAME]}: cannot move {what}, which this "
                                       f"{kind.task} dataset has")
+    return _mirror_warnings(recipe, kind)
+
+
+def _mirror_warnings(recipe: Recipe, kind: Any) -> list[str]:
+    if kind.task != "detection":
+        return []
+    out = []
+    for label, spec in _walk(recipe.transforms, "transform "):
+        mode = spec.get("border_mode")
+        if mode in REFLECTING:
+            out.append(f"{label} {spec[_FULLNAME]}: border_mode {mode} ({REFLECTING[mode]}) mirrors objects into "
+                       "the border, and albumentations adds a box for each mirror image (instance masks keep the "
+                       "part inside it); border_mode: 0 fills the border instead")
+    return out
 
 
 def _walk(specs, prefix: str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -337,3 +338,67 @@ def test_a_mask_that_changes_during_the_run_is_a_recorded_skip(scenes):
     with pytest.raises(SkipInput, match="its mask changed during the run"):
         augment_sample(store.read_bytes(f.relpath), task, recipe("[HorizontalFlip]"), 0, 10**8,
                        kind=kind_for("segmentation"), extra=store.read_bytes(f.target.path))
+
+
+# ---------------------------------------------------------------- what a hostile tester found
+
+def coco_one(root: Path, annotations: list[dict], size=(64, 48)) -> Path:
+    w, h = size
+    (root / "default").mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(root / "default" / "a.png"), np.full((h, w, 3), 90, np.uint8))
+    (root / "annotations").mkdir(exist_ok=True)
+    (root / "annotations" / "instances_default.json").write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.png", "width": w, "height": h}],
+        "annotations": [{"image_id": 1, "category_id": 1, "iscrowd": 0, **a} for a in annotations],
+        "categories": [{"id": 1, "name": "thing", "supercategory": "none"}]}))
+    return root
+
+
+@pytest.mark.parametrize("rle, reason", [
+    ({"size": [48, 64], "counts": [5, 10]}, "runs cover 15 pixels"),
+    ({"size": [48, 64], "counts": [5000, 10000, 7]}, "runs cover 15,007 pixels"),
+    ({"size": [48, 64], "counts": [-5, 10]}, "not a list of whole numbers"),
+    ({"size": [48, 64], "counts": ["a", "b"]}, "not a list of whole numbers"),
+    ({"size": [48, 64], "counts": [10**30]}, "runs cover"),
+    ({"size": [48, 64], "counts": "P"}, "cut short or too long"),  # a continuation bit, then nothing
+    ({"size": [30000, 30000], "counts": [900000000]}, "RLE is 30000×30000, the image 64×48"),
+])
+def test_a_bad_rle_mask_is_a_recorded_skip(tmp_path, rle, reason):
+    from augpipe.errors import SourceError
+
+    data = coco_one(tmp_path / "c", [{"id": 1, "bbox": [1, 1, 10, 10], "segmentation": rle},
+                                      {"id": 2, "bbox": [20, 20, 5, 5], "segmentation": [[20, 20, 25, 20, 25, 25]]}])
+    with pytest.raises(SourceError, match=re.escape(reason)):  # its one image skipped: nothing to write
+        expand(data, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, **QUIET))
+
+
+def test_colliding_and_huge_object_ids_keep_every_mask_with_its_box(tmp_path):
+    big = 9007199254740993  # 2**53 + 1: not a float
+    data = coco_one(tmp_path / "c", [
+        {"id": 7, "bbox": [2, 2, 10, 10], "segmentation": [[2, 2, 12, 2, 12, 12, 2, 12]]},
+        {"id": 7, "bbox": [30, 20, 10, 10], "segmentation": [[30, 20, 40, 20, 40, 30, 30, 30]]},
+        {"id": big, "bbox": [50, 30, 8, 8], "segmentation": [[50, 30, 58, 30, 58, 38, 50, 38]]}])
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, copies=0, **QUIET))
+    assert m["skipped"] == []
+    row = pq.read_table(tmp_path / "out").to_pylist()[0]
+    assert row["objects"]["id"] == [7, 7, big]
+    assert row["objects"]["area"] == [100.0, 100.0, 64.0]  # each mask is its own object's
+    data = coco_one(tmp_path / "d", [{"id": 2**70, "bbox": [2, 2, 10, 10]}])
+    from augpipe.errors import SourceError
+
+    with pytest.raises(SourceError, match="an annotation id is not a whole number that fits in 64 bits"):
+        expand(data, "flips", tmp_path / "out2", ExpandOptions(val_fraction=0, **QUIET))
+
+
+def test_a_reflecting_border_is_a_warning_for_detection_and_leaves_no_empty_box(scenes, tmp_path, cli):
+    path = tmp_path / "mirror.yaml"
+    path.write_text("output: {format: png}\ntransforms: [{Affine: {translate_percent: {x: [0.2, 0.3], y: 0},"
+                    " border_mode: 4, p: 1}}]\n")
+    result = cli("check", path, "--task", "detection")
+    assert result.exit_code == 1 and "mirrors objects into the border" in result.output
+    out = tmp_path / "out"
+    m = expand(scenes["coco"], path, out, ExpandOptions(val_fraction=0, **QUIET))
+    assert any("mirrors objects" in w for w in m["warnings"])
+    for row in pq.read_table(out, columns=["objects"]).to_pylist():
+        assert all(w > 0 and h > 0 for _, _, w, h in row["objects"]["bbox"])
+    assert cli("inspect", out, "--verify").exit_code == 0

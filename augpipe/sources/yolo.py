@@ -113,6 +113,8 @@ def _config(store, name: str, annotation_files: list) -> dict:
     except OSError as exc:
         raise SourceError(f"{store.display(name)}: cannot read: {exc.strerror or exc}") from None
     annotation_files.append((name, data))
+    if len(data) > MAX_YAML_BYTES:
+        raise SourceError(f"{store.display(name)}: {len(data):,} bytes: a dataset file is at most {MAX_YAML_BYTES:,}")
     try:
         config = yaml.safe_load(text(data, name))
     except (yaml.YAMLError, ValueError) as exc:
@@ -128,10 +130,22 @@ def _config(store, name: str, annotation_files: list) -> dict:
     return config
 
 
+# A data.yaml is untrusted text: bounded before anything walks it (a YAML alias bomb in `names`
+# expands to millions of entries; `nc: 2000000000` would name two billion classes).
+MAX_YAML_BYTES = 1_000_000
+MAX_CLASSES = 100_000
+
+
 def _names(config: dict, where: str) -> list[str]:
     names, nc = config.get("names"), config.get("nc")
-    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 0):
-        raise SourceError(f"{where}: nc must be a whole number, not {nc!r}")
+    if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or not 0 <= nc <= MAX_CLASSES):
+        raise SourceError(f"{where}: nc must be a whole number from 0 to {MAX_CLASSES:,}, not {nc!r}")
+    if isinstance(names, (list, dict)):
+        if len(names) > MAX_CLASSES:
+            raise SourceError(f"{where}: {len(names):,} names: at most {MAX_CLASSES:,} classes")
+        values = names.values() if isinstance(names, dict) else names
+        if any(not isinstance(v, (str, int, float)) or isinstance(v, bool) for v in values):
+            raise SourceError(f"{where}: every class name must be a plain text or number")
     if isinstance(names, dict):
         try:
             by_index = {int(k): str(v) for k, v in names.items()}

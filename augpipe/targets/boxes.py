@@ -147,7 +147,7 @@ class BoxesKind(Target):
         # of a reflecting border) is no object
         keys = np.asarray(result["keys"], dtype=np.float64).astype(np.int64)
         categories = np.asarray(result["categories"], dtype=np.float64).astype(np.int64)
-        kept = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        kept = (np.round(boxes[:, 2], 3) > 0) & (np.round(boxes[:, 3], 3) > 0)  # as written: to 0.001 px
         boxes, keys, categories = boxes[kept], keys[kept], categories[kept]
         masks = None
         if state.masks is not None:
