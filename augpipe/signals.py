@@ -17,7 +17,7 @@ class Terminated(BaseException):
     """SIGTERM: the run stops as for Ctrl-C, cleaning up on its way out."""
 
 
-_state = {"defer": 0, "pending": None}
+_state = {"defer": 0, "pending": None, "installed": False}
 
 
 def _handler(signum, frame) -> None:
@@ -34,6 +34,15 @@ def install() -> None:
     """For a process augpipe owns (the command line)."""
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+    _state["installed"] = True
+
+
+def reinstall() -> None:
+    """After a library that sets its own handlers (ray.init turns SIGTERM into SystemExit)."""
+    if _state["installed"] and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) not in (_handler, signal.SIG_IGN):
+                signal.signal(sig, _handler)
 
 
 @contextmanager

@@ -276,7 +276,7 @@ def test_without_ray_the_engine_is_one_line(tmp_path, data):
     assert done.stderr.strip() == "augpipe: error: --engine ray needs Ray: pip install 'augpipe[ray]'"
 
 
-@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
 def test_ray_started_for_the_run_ends_with_it(tmp_path, how):
     """Ctrl-C (to the whole process group, as a terminal sends it) shuts the local Ray down; a
     SIGKILL of the command takes Ray's processes with it too (its agents would linger a minute)."""
@@ -293,7 +293,7 @@ def test_ray_started_for_the_run_ends_with_it(tmp_path, how):
     if how == "SIGINT":
         os.killpg(proc.pid, signal.SIGINT)
     else:
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, getattr(signal, how))
     proc.wait(timeout=120)
     err = proc.stderr.read().decode()
     if how == "SIGINT":
@@ -303,6 +303,10 @@ def test_ray_started_for_the_run_ends_with_it(tmp_path, how):
         assert proc.returncode == 130, err
         assert ours == ["augpipe: error: interrupted: finished shards are kept; run the same command again to resume"]
         assert "Traceback" not in err
+    if how == "SIGTERM":
+        ours = [line for line in err.strip().splitlines() if not line.startswith("[")]
+        assert proc.returncode == 143, err
+        assert ours == ["augpipe: error: terminated: finished shards are kept; run the same command again to resume"]
     time.sleep(3)
     assert _ray_processes() - before == set()
 

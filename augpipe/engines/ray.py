@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -54,14 +55,40 @@ class RayEngine:
         if not ray.is_initialized():
             os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a data job does not report home
-            options = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
-            if os.environ.get("RAY_ADDRESS"):
-                ray.init(**options)
-            else:
-                ray.init(address="local", num_cpus=self.workers, include_dashboard=False, **options)
-                self._started_here = True
-                self._guard = guard(descendants(os.getpid()))
+            # Ray's C++ side otherwise catches SIGTERM itself, prints a stack and aborts the driver
+            # before augpipe can clean up and say one line
+            os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+            try:
+                self._init(ray)
+            except BaseException as exc:
+                self._abandon(ray)
+                if isinstance(exc, SystemExit) and exc.code == signal.SIGTERM:  # ray.init's own handler
+                    raise signals.Terminated() from None
+                raise
+            finally:
+                signals.reinstall()
         return self
+
+    def _abandon(self, ray) -> None:
+        """A start cut short (Ctrl-C, SIGTERM, an error): end whatever it had started."""
+        try:
+            ray.shutdown()
+        except Exception:  # noqa: BLE001 - half started: what follows ends the rest
+            pass
+        for pid in descendants(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def _init(self, ray) -> None:
+        options = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(**options)
+            return
+        ray.init(address="local", num_cpus=self.workers, include_dashboard=False, **options)
+        self._started_here = True
+        self._guard = guard(descendants(os.getpid()))
 
     def __exit__(self, *exc) -> None:
         ray = self._ray
