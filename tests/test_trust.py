@@ -574,3 +574,19 @@ def test_train_refuses_identical_content_in_training_and_validation(tmp_path):
     expand(data, "flips", out, ExpandOptions(val_fraction=0.5, split_by="path", **QUIET))
     with pytest.raises(SourceError, match="identical copies in training"):
         train(out, tmp_path / "run", TrainOptions(epochs=1, progress=False, log=lambda line: None))
+
+
+# ---------------------------------------------------------------- preview --out
+
+def test_preview_out_overwrites_only_a_sheet_it_wrote(tmp_path, cli):
+    data = make_folder(tmp_path / "pv", per_class=3)
+    source = data / "cat" / "cat_000.jpg"
+    before = source.read_bytes()
+    result = cli("preview", data, "-r", "flips", "--rows", "2", "--out", source)
+    assert result.exit_code == 2 and f"--out {source} exists and is not a contact sheet augpipe wrote" in result.output
+    assert source.read_bytes() == before
+    for name in ("s.png", "s.jpg", "s.webp"):
+        for _ in range(2):  # a new file, then the sheet written before
+            result = cli("preview", data, "-r", "flips", "--rows", "2", "-k", "1", "--out", tmp_path / name)
+            assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pv", "s.jpg", "s.png", "s.webp"]  # no temporary left
