@@ -7,6 +7,10 @@
     imagefolder  {split}/{class}/… (classification)
     masks        {split}/images/…, {split}/masks/….png, classes.txt (segmentation)
 
+Boxes round trip exactly; instance masks, written as polygons (yolo, coco), to within a pixel.
+A YOLO object whose instance mask is just its filled box (a box line in a source that mixes box
+and polygon lines) is written as a box line again, a polygon line only for a real outline.
+
 Image bytes are written as the shards hold them. File names are the rows' own (`cat/x.aug1.jpg`),
 without the source layout's split and image folders, so that an export of a YOLO or COCO source
 expanded with `--copies 0` gives back the files it came from.
@@ -96,16 +100,40 @@ def _objects(row: dict) -> list[tuple[list[float], int, bytes | None]]:
             zip(objects.get("bbox") or [], objects.get("category") or [], masks)]
 
 
-def _polygons(mask_png: bytes) -> list[list[float]]:
-    """An instance mask's outlines, as COCO polygons (flat x, y lists in pixels)."""
-    import cv2
+def _mask(mask_png: bytes):
     import numpy as np
     from PIL import Image
 
     with Image.open(io.BytesIO(mask_png)) as im:
-        mask = (np.asarray(im) > 0).astype(np.uint8)
+        return (np.asarray(im) > 0).astype(np.uint8)
+
+
+def _polygons(mask_png: bytes, mask=None) -> list[list[float]]:
+    """An instance mask's outlines, as COCO polygons (flat x, y lists in pixels)."""
+    import cv2
+
+    mask = _mask(mask_png) if mask is None else mask
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+
+
+def _outline(mask_png: bytes, box) -> list[float] | None:
+    """The largest outline of an object's instance mask, or None when the mask is empty or just
+    its box filled (as a reader fills the box of an object without a segment, to within a pixel
+    of the box's edges): that object is written as its box, exactly."""
+    import numpy as np
+
+    mask = _mask(mask_png)
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return None
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    x, y, w, h = box
+    solid = len(xs) == (x1 - x0) * (y1 - y0)
+    if solid and max(abs(x0 - x), abs(x1 - x - w), abs(y0 - y), abs(y1 - y - h)) <= 1:
+        return None
+    polygons = _polygons(mask_png, mask)
+    return max(polygons, key=len) if polygons else None
 
 
 # ---------------------------------------------------------------- the formats
@@ -118,8 +146,8 @@ def _yolo(ds, store, rows) -> dict:
         w, h = row["width"], row["height"]
         lines = []
         for (x, y, bw, bh), c, mask in _objects(row):
-            if mask is not None and (polygons := _polygons(mask)):
-                points = max(polygons, key=len)
+            if mask is not None and (outline := _outline(mask, (x, y, bw, bh))):
+                points = outline
                 coords = " ".join(f"{v / (w if i % 2 == 0 else h):.6f}" for i, v in enumerate(points))
                 lines.append(f"{c} {coords}")
             else:

@@ -303,3 +303,25 @@ def test_the_objects_column_is_built_without_pandas():
             "print('pandas' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_yolo_box_lines_come_back_as_boxes_beside_polygons(tmp_path):
+    from augpipe.export import export
+    from augpipe.sources import scan
+
+    data = tmp_path / "yolo"
+    (data / "images" / "train").mkdir(parents=True)
+    cv2.imwrite(str(data / "images" / "train" / "a.png"), np.full((64, 64, 3), 90, np.uint8))
+    (data / "labels" / "train").mkdir(parents=True)
+    box, triangle = "0 0.500000 0.500000 0.250000 0.500000", "1 0.1 0.1 0.4 0.1 0.1 0.4"
+    (data / "labels" / "train" / "a.txt").write_text(f"{box}\n{triangle}\n")
+    (data / "data.yaml").write_text("train: images/train\nnames: [a, b]\n")
+    m = expand(data, recipe("[HorizontalFlip]", copies=0), tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))
+    assert m["instance_masks"]
+    export(tmp_path / "ds", "yolo", tmp_path / "out", progress=False)
+    lines = (tmp_path / "out" / "labels" / "train" / "a.txt").read_text().splitlines()
+    assert lines[0] == box  # exactly: the object's mask is its box, filled
+    assert lines[1].startswith("1 ") and len(lines[1].split()) >= 7  # a real outline stays a polygon
+    target = scan(str(tmp_path / "out")).files[0].target
+    np.testing.assert_allclose(target.boxes[0], [0.5, 0.5, 0.25, 0.5])
+    np.testing.assert_allclose(target.boxes[1], [0.25, 0.25, 0.3, 0.3], atol=1 / 64)  # within a pixel
