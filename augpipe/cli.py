@@ -273,6 +273,9 @@ def export(
     done = run_export(dataset, format, out, progress=not quiet)
     shown = ", ".join(f"{split} {n:,}" for split, n in done["images"].items())
     typer.echo(f"exported {done['format']} to {done['out']}: {shown} images")
+    if done["renamed"]:
+        typer.echo(f"{_plural(done['renamed'], 'file')} renamed with a short hash of the source path "
+                   "(their names would have collided, e.g. a.png re-encoded beside a.jpg)")
 
 
 @command()
