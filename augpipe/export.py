@@ -23,6 +23,11 @@ class that cannot be one folder (`/` or `\\` in it, `.`, `..`, empty).
 Boxes round trip exactly; instance masks, written as polygons (yolo, coco), to within a pixel.
 A YOLO object whose instance mask is just its filled box (a box line in a source that mixes box
 and polygon lines) is written as a box line again, a polygon line only for a real outline.
+
+`.augpipe-export` in the folder is written first (the dataset, its identity, the format,
+`complete: false`) and completed last. An export of the same dataset in the same format is written
+again into its folder (so an interrupted one is rerun; files of the same names are replaced);
+any other non-empty folder is refused.
 """
 
 from __future__ import annotations
@@ -58,21 +63,52 @@ def export(location, fmt: str, out, progress: bool = True) -> dict:
         raise UsageError(f"{ds.location} is a {task} dataset: {fmt} holds {FORMATS[fmt]} "
                          f"(use {' or '.join(f for f, t in FORMATS.items() if t == task)})")
     store = open_store(str(out))
-    _claim(store)
+    marker = {"from": _where(ds), "identity": _identity(ds), "format": fmt}
+    _claim(store, marker)
     if fmt == "imagefolder":
         _check_classes(ds.classes)
     renamed = _plan(ds, fmt)  # every name, before anything is written
+    store.write_bytes(MARKER, json.dumps({**marker, "complete": False}).encode())
     writer = {"yolo": _yolo, "coco": _coco, "voc": _voc, "imagefolder": _imagefolder, "masks": _masks}[fmt]
     counts = writer(ds, store, _rows(ds, fmt, renamed, progress))
-    store.write_bytes(MARKER, json.dumps({"from": ds.location, "format": fmt}).encode())
+    store.write_bytes(MARKER, json.dumps({**marker, "complete": True}).encode())
     return {"format": fmt, "out": store.display(), **counts, "renamed": len(renamed)}
 
 
-def _claim(store) -> None:
-    """Only a new or empty folder, or an earlier export, is written into."""
+def _where(ds) -> str:
+    return str(ds.store.path().resolve()) if ds.store.local else ds.location
+
+
+def _identity(ds) -> str:
+    """The dataset's identity (what expand resumes by), as a sha256."""
+    import hashlib
+
+    what = ds.manifest.get("identity") or ds.manifest["shards"]
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _claim(store, marker: dict) -> None:
+    """Only a new or empty folder, or an export of the same dataset in the same format (finished
+    or not), is written into."""
     names = store.names()
-    if names and MARKER not in names:
+    if not names:
+        return
+    if MARKER not in names:
         raise OutputError(f"{store.display()} is not empty and is not an augpipe export: choose a new --out")
+    try:
+        held = json.loads(store.read_bytes(MARKER))
+    except (OSError, ValueError):
+        held = None
+    if not isinstance(held, dict):
+        raise OutputError(f"{store.display()} holds an augpipe export whose {MARKER} cannot be read: choose a new --out")
+    if held.get("identity") == marker["identity"] and held.get("format") == marker["format"]:
+        return
+    same = held.get("identity") == marker["identity"]
+    what = "this dataset" if same else (f"{held.get('from')}" if held.get("identity") else
+                                        f"{held.get('from')} (by an earlier augpipe, with no identity recorded)")
+    state = "" if held.get("complete", True) else ", unfinished"
+    raise OutputError(f"{store.display()} holds a {held.get('format')} export of {what}{state}: "
+                      f"choose a new --out for {marker['format']}{'' if same else ' of ' + marker['from']}")
 
 
 def _check_classes(classes: list[str]) -> None:

@@ -382,6 +382,41 @@ def test_export_gives_rows_whose_names_collide_names_of_their_own(tmp_path, fmt)
         assert len({i["file_name"] for i in book["images"]}) == 5
 
 
+def test_export_into_an_export_writes_the_same_dataset_again_and_refuses_another(tmp_path, scenes, cli, monkeypatch):
+    from augpipe.cli import _error_table, _state
+    from augpipe.store import LocalStore
+
+    one, two, out = tmp_path / "one", tmp_path / "two", tmp_path / "out"
+    expand(scenes["yolo"], recipe("[HorizontalFlip]", copies=0), one, ExpandOptions(val_fraction=0, **QUIET))
+    expand(scenes["yolo"], recipe("[VerticalFlip]", copies=0), two, ExpandOptions(val_fraction=0, **QUIET))
+    write = LocalStore.write_bytes
+    written = []
+
+    def interrupted(self, name, data, sync=True):
+        if name.startswith("images/") and len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(name)
+        return write(self, name, data, sync)
+
+    monkeypatch.setattr(LocalStore, "write_bytes", interrupted)
+    result = cli("export", one, "--format", "yolo", "--out", out)
+    assert result.exit_code == 130
+    assert "the export is unfinished; run the same command again" in result.output
+    marker = json.loads((out / ".augpipe-export").read_text())
+    assert marker["complete"] is False and marker["format"] == "yolo" and marker["from"] == str(one.resolve())
+    monkeypatch.setattr(LocalStore, "write_bytes", write)
+    _state["command"] = "expand"  # expand's wording is its own
+    assert "finished shards are kept" in _error_table(KeyboardInterrupt())[1]
+    result = cli("export", one, "--format", "yolo", "--out", out)  # the same command, again
+    assert result.exit_code == 0 and "train 16 images" in result.output
+    assert json.loads((out / ".augpipe-export").read_text())["complete"] is True
+    assert len(files_below(out / "images")) == 16
+    result = cli("export", two, "--format", "yolo", "--out", out)
+    assert result.exit_code == 2 and f"holds a yolo export of {one.resolve()}" in result.output
+    result = cli("export", one, "--format", "coco", "--out", out)
+    assert result.exit_code == 2 and "holds a yolo export of this dataset" in result.output
+
+
 def test_yolo_box_lines_come_back_as_boxes_beside_polygons(tmp_path):
     from augpipe.export import export
     from augpipe.sources import scan
