@@ -31,13 +31,18 @@ _state = {"debug": bool(os.environ.get("AUGPIPE_DEBUG"))}
 
 # ---------------------------------------------------------------- errors, in one place
 
+# What a command interrupted part-way leaves, and what to do; expand's unless the command has its own
+_RERUN = {"export": "the export is unfinished; run the same command again to write it again"}
+
+
 def _error_table(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, AugpipeError):
         return exc.exit_code, str(exc)
+    rerun = _RERUN.get(_state.get("command"), "finished shards are kept; run the same command again to resume")
     if isinstance(exc, KeyboardInterrupt):
-        return 130, "interrupted: finished shards are kept; run the same command again to resume"
+        return 130, f"interrupted: {rerun}"
     if isinstance(exc, Terminated):
-        return 143, "terminated: finished shards are kept; run the same command again to resume"
+        return 143, f"terminated: {rerun}"
     if isinstance(exc, PermissionError):
         return 2, f"permission denied: {exc.filename}"
     if isinstance(exc, OSError) and exc.errno in _FULL:
@@ -57,6 +62,7 @@ _FULL = {getattr(errno, n) for n in ("ENOSPC", "EFBIG", "EDQUOT") if hasattr(err
 def _report(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        _state["command"] = func.__name__
         try:
             return func(*args, **kwargs)
         except typer.Exit:
@@ -273,6 +279,9 @@ def export(
     done = run_export(dataset, format, out, progress=not quiet)
     shown = ", ".join(f"{split} {n:,}" for split, n in done["images"].items())
     typer.echo(f"exported {done['format']} to {done['out']}: {shown} images")
+    if done["renamed"]:
+        typer.echo(f"{_plural(done['renamed'], 'file')} renamed with a short hash of the source path "
+                   "(their names would have collided, e.g. a.png re-encoded beside a.jpg)")
 
 
 @command()

@@ -8,8 +8,26 @@
     masks        {split}/images/…, {split}/masks/….png, classes.txt (segmentation)
 
 Image bytes are written as the shards hold them. File names are the rows' own (`cat/x.aug1.jpg`),
-without the source layout's split and image folders, so that an export of a YOLO or COCO source
-expanded with `--copies 0` gives back the files it came from.
+without the source layout's split and image folders (imagefolder: the path below the class
+folder, `{split}/cat/a/x0.png`), so that an export of a YOLO or COCO source expanded with
+`--copies 0` gives back the files it came from.
+
+Every row's file names are worked out before anything is written (a pass reading only the columns
+names come from). Rows whose files would share a name (`train/a.png` re-encoded as `a.jpg` beside
+`train/a.jpg`; `train/sub/b.jpg` beside `train2017/sub/b.jpg`; names that differ only in case, one
+file on macOS or Windows) each get a short hash of their source path (`a_1f3a9c2b.jpg`); the other
+rows keep their names, and the counts are the files written. A name that would leave `--out`
+(`..`, an absolute path, an empty part, NUL) is refused, naming it; so is, for imagefolder, a
+class that cannot be one folder (`/` or `\\` in it, `.`, `..`, empty).
+
+Boxes round trip exactly; instance masks, written as polygons (yolo, coco), to within a pixel.
+A YOLO object whose instance mask is just its filled box (a box line in a source that mixes box
+and polygon lines) is written as a box line again, a polygon line only for a real outline.
+
+`.augpipe-export` in the folder is written first (the dataset, its identity, the format,
+`complete: false`) and completed last. An export of the same dataset in the same format is written
+again into its folder (so an interrupted one is rerun; files of the same names are replaced);
+any other non-empty folder is refused.
 """
 
 from __future__ import annotations
@@ -32,7 +50,8 @@ _LAYOUT_DIR = re.compile(r"(images|jpegimages|imgs|(train|val|valid|validation|t
 
 
 def export(location, fmt: str, out, progress: bool = True) -> dict:
-    """Write the dataset at `location` to the folder `out` in format `fmt`; returns counts."""
+    """Write the dataset at `location` to the folder `out` in format `fmt`; returns counts (the
+    files written) and how many rows were `renamed` (their names collided)."""
     from augpipe.dataset import open_dataset
     from augpipe.store import open_store
 
@@ -44,22 +63,156 @@ def export(location, fmt: str, out, progress: bool = True) -> dict:
         raise UsageError(f"{ds.location} is a {task} dataset: {fmt} holds {FORMATS[fmt]} "
                          f"(use {' or '.join(f for f, t in FORMATS.items() if t == task)})")
     store = open_store(str(out))
-    _claim(store)
+    marker = {"from": _where(ds), "identity": _identity(ds), "format": fmt}
+    _claim(store, marker)
+    if fmt == "imagefolder":
+        _check_classes(ds.classes)
+    renamed = _plan(ds, fmt)  # every name, before anything is written
+    store.write_bytes(MARKER, json.dumps({**marker, "complete": False}).encode())
     writer = {"yolo": _yolo, "coco": _coco, "voc": _voc, "imagefolder": _imagefolder, "masks": _masks}[fmt]
-    counts = writer(ds, store, _rows(ds, progress))
-    store.write_bytes(MARKER, json.dumps({"from": ds.location, "format": fmt}).encode())
-    return {"format": fmt, "out": store.display(), **counts}
+    counts = writer(ds, store, _rows(ds, fmt, renamed, progress))
+    store.write_bytes(MARKER, json.dumps({**marker, "complete": True}).encode())
+    return {"format": fmt, "out": store.display(), **counts, "renamed": len(renamed)}
 
 
-def _claim(store) -> None:
-    """Only a new or empty folder, or an earlier export, is written into."""
+def _where(ds) -> str:
+    return str(ds.store.path().resolve()) if ds.store.local else ds.location
+
+
+def _identity(ds) -> str:
+    """The dataset's identity (what expand resumes by), as a sha256."""
+    import hashlib
+
+    what = ds.manifest.get("identity") or ds.manifest["shards"]
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _claim(store, marker: dict) -> None:
+    """Only a new or empty folder, or an export of the same dataset in the same format (finished
+    or not), is written into."""
     names = store.names()
-    if names and MARKER not in names:
+    if not names:
+        return
+    if MARKER not in names:
         raise OutputError(f"{store.display()} is not empty and is not an augpipe export: choose a new --out")
+    try:
+        held = json.loads(store.read_bytes(MARKER))
+    except (OSError, ValueError):
+        held = None
+    if not isinstance(held, dict):
+        raise OutputError(f"{store.display()} holds an augpipe export whose {MARKER} cannot be read: choose a new --out")
+    if held.get("identity") == marker["identity"] and held.get("format") == marker["format"]:
+        return
+    same = held.get("identity") == marker["identity"]
+    what = "this dataset" if same else (f"{held.get('from')}" if held.get("identity") else
+                                        f"{held.get('from')} (by an earlier augpipe, with no identity recorded)")
+    state = "" if held.get("complete", True) else ", unfinished"
+    raise OutputError(f"{store.display()} holds a {held.get('format')} export of {what}{state}: "
+                      f"choose a new --out for {marker['format']}{'' if same else ' of ' + marker['from']}")
 
 
-def _rows(ds, progress: bool) -> Iterator[tuple[str, dict]]:
-    """(split, row) for every row, a row group at a time."""
+def _check_classes(classes: list[str]) -> None:
+    """imagefolder writes one folder a class: a class that is not one folder name is refused."""
+    for c in classes:
+        if c in ("", ".", "..") or any(ch in c for ch in "/\\\0"):
+            raise SourceError(f"class {c!r} cannot be a folder name (imagefolder writes one folder a class; "
+                              "a name without '/' or '\\' and not '.' or '..'): rename it in the source's labels")
+
+
+def _read_names(ds, shard: dict, columns: list[str]):
+    import pyarrow.parquet as pq
+
+    try:
+        with ds.open(shard["name"]) as fh:
+            return pq.ParquetFile(fh).read(columns=columns).to_pylist()
+    except OSError as exc:
+        raise SourceError(f"{shard['name']} cannot be read ({str(exc).splitlines()[0][:100]}): "
+                          "augpipe inspect --verify lists the damage") from None
+
+
+def _plan(ds, fmt: str) -> dict[tuple, str]:
+    """Every row's files, worked out before anything is written, from the columns names come
+    from. Returns {(source, path): name} for the rows whose files would collide with another's
+    (by name, or by case alone): each gets a short hash of its source path. Anything still
+    colliding, or a name that would leave the folder, is refused in one line."""
+    columns = ["image.path", "source", *(["label"] if fmt == "imagefolder" else [])]
+    rows = []  # (split, key, name)
+    for shard in ds.manifest["shards"]:
+        for row in _read_names(ds, shard, columns):
+            rows.append((shard["split"], _key(row), _name(fmt, row, ds.classes)))
+    owner: dict[str, int] = {}
+    folders: set[str] = set()
+    clash: set[int] = set()
+    for i, (split, key, name) in enumerate(rows):
+        _check_inside(name, key[0])
+        for dest in _dests(fmt, split, name):
+            folded = dest.casefold()
+            j = owner.setdefault(folded, i)
+            if j != i:
+                clash.update((i, j))
+            parts = folded.split("/")
+            folders.update("/".join(parts[:k]) for k in range(1, len(parts)))
+    clash.update(i for dest, i in owner.items() if dest in folders)  # a file where another needs a folder
+    renamed = {rows[i][1]: _suffixed(rows[i][2], rows[i][1][0]) for i in sorted(clash)}
+    final: dict[str, int] = {}
+    for i, (split, key, name) in enumerate(rows):
+        for dest in _dests(fmt, split, renamed.get(key, name)):
+            _check_inside(dest, key[0])
+            j = final.setdefault(dest.casefold(), i)
+            if j != i:
+                raise SourceError(f"{rows[j][1][0]} and {key[0]} would both be written to {dest}: "
+                                  "export cannot name them apart")
+    return renamed
+
+
+def _key(row: dict) -> tuple:
+    return row["source"], (row.get("image") or {}).get("path")
+
+
+def _name(fmt: str, row: dict, classes: list[str]) -> str:
+    """A row's name in the format's image folder; imagefolder's begins with the class folder."""
+    name = file_name(row)
+    if fmt == "imagefolder":
+        label = row.get("label")
+        folder = classes[label] if label is not None else "(unlabelled)"
+        parts = name.split("/")
+        if len(parts) > 1 and parts[0] == folder:  # the source's own class folder
+            parts.pop(0)
+        name = "/".join([folder, *parts])
+    return name
+
+
+def _dests(fmt: str, split: str, name: str) -> list[str]:
+    """The files a row's name becomes, relative to --out: the image first."""
+    s = SPLIT_DIR[split]
+    if fmt == "yolo":
+        return [f"images/{s}/{name}", f"labels/{s}/{_stem(name)}.txt"]
+    if fmt == "voc":
+        flat = _flat(name)
+        return [f"JPEGImages/{flat}{PurePosixPath(name).suffix}", f"Annotations/{flat}.xml"]
+    if fmt == "masks":
+        return [f"{s}/images/{name}", f"{s}/masks/{_stem(name)}.png"]
+    return [f"{s}/{name}"]  # coco, imagefolder
+
+
+def _suffixed(name: str, source: str) -> str:
+    """`sub/a.jpg` → `sub/a_1f3a9c2b.jpg`: a short hash of the source path."""
+    import hashlib
+
+    path = PurePosixPath(name)
+    tag = hashlib.sha256(str(source).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return str(path.with_name(f"{path.stem}_{tag}{path.suffix}"))
+
+
+def _check_inside(dest: str, source: str) -> None:
+    """A relative path that stays inside --out, or one line naming the row it came from."""
+    if dest.startswith("/") or "\0" in dest or any(p in ("", ".", "..") for p in dest.split("/")):
+        raise SourceError(f"{source}: its file name would be written as {dest!r}, which is not a plain path "
+                          "inside --out ('..', absolute, an empty part or NUL): refused")
+
+
+def _rows(ds, fmt: str, renamed: dict, progress: bool) -> Iterator[tuple[str, dict, str]]:
+    """(split, row, name) for every row, a row group at a time."""
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
@@ -70,7 +223,7 @@ def _rows(ds, progress: bool) -> Iterator[tuple[str, dict]]:
                 reader = pq.ParquetFile(ds.open(shard["name"]))
                 for group in range(reader.metadata.num_row_groups):
                     for row in reader.read_row_group(group).to_pylist():
-                        yield shard["split"], row
+                        yield shard["split"], row, renamed.get(_key(row)) or _name(fmt, row, ds.classes)
                         bar.update(1)
             except OSError as exc:
                 raise SourceError(f"{shard['name']} cannot be read ({str(exc).splitlines()[0][:100]}): "
@@ -89,6 +242,10 @@ def _stem(name: str) -> str:
     return str(PurePosixPath(name).with_suffix(""))
 
 
+def _flat(name: str) -> str:
+    return _stem(name).replace("/", "__")  # VOC's folders are flat
+
+
 def _objects(row: dict) -> list[tuple[list[float], int, bytes | None]]:
     objects = row.get("objects") or {}
     masks = objects.get("mask") or [None] * len(objects.get("bbox") or [])
@@ -96,30 +253,53 @@ def _objects(row: dict) -> list[tuple[list[float], int, bytes | None]]:
             zip(objects.get("bbox") or [], objects.get("category") or [], masks)]
 
 
-def _polygons(mask_png: bytes) -> list[list[float]]:
-    """An instance mask's outlines, as COCO polygons (flat x, y lists in pixels)."""
-    import cv2
+def _mask(mask_png: bytes):
     import numpy as np
     from PIL import Image
 
     with Image.open(io.BytesIO(mask_png)) as im:
-        mask = (np.asarray(im) > 0).astype(np.uint8)
+        return (np.asarray(im) > 0).astype(np.uint8)
+
+
+def _polygons(mask_png: bytes, mask=None) -> list[list[float]]:
+    """An instance mask's outlines, as COCO polygons (flat x, y lists in pixels)."""
+    import cv2
+
+    mask = _mask(mask_png) if mask is None else mask
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+
+
+def _outline(mask_png: bytes, box) -> list[float] | None:
+    """The largest outline of an object's instance mask, or None when the mask is empty or just
+    its box filled (as a reader fills the box of an object without a segment, to within a pixel
+    of the box's edges): that object is written as its box, exactly."""
+    import numpy as np
+
+    mask = _mask(mask_png)
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return None
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    x, y, w, h = box
+    solid = len(xs) == (x1 - x0) * (y1 - y0)
+    if solid and max(abs(x0 - x), abs(x1 - x - w), abs(y0 - y), abs(y1 - y - h)) <= 1:
+        return None
+    polygons = _polygons(mask_png, mask)
+    return max(polygons, key=len) if polygons else None
 
 
 # ---------------------------------------------------------------- the formats
 
 def _yolo(ds, store, rows) -> dict:
     counts = defaultdict(int)
-    for split, row in rows:
-        name = file_name(row)
+    for split, row, name in rows:
         store.write_bytes(f"images/{SPLIT_DIR[split]}/{name}", row["image"]["bytes"], sync=False)
         w, h = row["width"], row["height"]
         lines = []
         for (x, y, bw, bh), c, mask in _objects(row):
-            if mask is not None and (polygons := _polygons(mask)):
-                points = max(polygons, key=len)
+            if mask is not None and (outline := _outline(mask, (x, y, bw, bh))):
+                points = outline
                 coords = " ".join(f"{v / (w if i % 2 == 0 else h):.6f}" for i, v in enumerate(points))
                 lines.append(f"{c} {coords}")
             else:
@@ -138,9 +318,8 @@ def _yolo(ds, store, rows) -> dict:
 def _coco(ds, store, rows) -> dict:
     categories = [{"id": i + 1, "name": n, "supercategory": "none"} for i, n in enumerate(ds.classes)]
     books: dict[str, dict] = {}
-    for split, row in rows:
+    for split, row, name in rows:
         book = books.setdefault(split, {"images": [], "annotations": [], "categories": categories})
-        name = file_name(row)
         store.write_bytes(f"{SPLIT_DIR[split]}/{name}", row["image"]["bytes"], sync=False)
         image_id = len(book["images"]) + 1
         book["images"].append({"id": image_id, "file_name": name, "width": row["width"], "height": row["height"]})
@@ -160,9 +339,8 @@ def _voc(ds, store, rows) -> dict:
     from xml.sax.saxutils import escape
 
     sets = defaultdict(list)
-    for split, row in rows:
-        name = file_name(row)
-        stem = _stem(name).replace("/", "__")  # VOC's folders are flat
+    for split, row, name in rows:
+        stem = _flat(name)
         suffix = PurePosixPath(name).suffix
         store.write_bytes(f"JPEGImages/{stem}{suffix}", row["image"]["bytes"], sync=False)
         objects = "".join(
@@ -180,19 +358,15 @@ def _voc(ds, store, rows) -> dict:
 
 def _imagefolder(ds, store, rows) -> dict:
     counts = defaultdict(int)
-    for split, row in rows:
-        label = row.get("label")
-        folder = ds.classes[label] if label is not None else "(unlabelled)"
-        name = PurePosixPath(file_name(row)).name
-        store.write_bytes(f"{SPLIT_DIR[split]}/{folder}/{name}", row["image"]["bytes"], sync=False)
+    for split, row, name in rows:  # name: {class}/{the path below the class folder}
+        store.write_bytes(f"{SPLIT_DIR[split]}/{name}", row["image"]["bytes"], sync=False)
         counts[split] += 1
     return {"images": dict(counts)}
 
 
 def _masks(ds, store, rows) -> dict:
     counts = defaultdict(int)
-    for split, row in rows:
-        name = file_name(row)
+    for split, row, name in rows:
         store.write_bytes(f"{SPLIT_DIR[split]}/images/{name}", row["image"]["bytes"], sync=False)
         store.write_bytes(f"{SPLIT_DIR[split]}/masks/{_stem(name)}.png", row["annotation"]["bytes"], sync=False)
         counts[split] += 1

@@ -7,8 +7,10 @@ are the decoded bytes `expand` would write; from shards, they are the rows thems
 from __future__ import annotations
 
 import html
+import io
 import json
 import math
+import os
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -353,6 +355,9 @@ def _text(img: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> 
 
 
 SHEET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+# In every sheet: PNG's tEXt Software, JPEG's comment, WebP's EXIF Software. Only a new file or a
+# sheet that carries it is overwritten (`--out data/cat/001.png` must not replace a source image).
+SHEET_MARK = "augpipe preview"
 
 
 def check_sheet_path(path: str | Path) -> None:
@@ -361,18 +366,73 @@ def check_sheet_path(path: str | Path) -> None:
         raise SourceError(f"--out {path} is a folder: give the sheet a file name, e.g. {path / 'preview.png'}")
     if path.suffix.lower() not in SHEET_SUFFIXES:
         raise SourceError(f"--out {path}: the sheet is an image, name it .png or .jpg")
+    if os.path.lexists(path) and not is_sheet(path):
+        raise SourceError(f"--out {path} exists and is not a contact sheet augpipe wrote: "
+                          "choose another file name (it is left as it is)")
+
+
+def is_sheet(path: str | Path) -> bool:
+    """A regular file carrying the sheet's mark (its header only is read)."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():  # a folder, a pipe, a dangling link
+        return False
+    try:
+        with Image.open(path) as im:
+            return (im.info.get("Software") == SHEET_MARK or im.info.get("comment") == SHEET_MARK.encode()
+                    or (im.format == "WEBP" and im.getexif().get(0x0131) == SHEET_MARK))
+    except Exception:  # noqa: BLE001 - whatever does not open as an image is not a sheet
+        return False
 
 
 def write_sheet(preview: Preview, path: str | Path, tile: int = 128) -> Path:
-    import cv2
-
+    """The sheet, marked as augpipe's, written beside the file it replaces and renamed over it."""
     check_sheet_path(path)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sheet = render_sheet(preview, tile)
-    if not cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-        raise SourceError(f"cannot write {path}")
+    data = _encode_sheet(render_sheet(preview, tile), path.suffix.lower())
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SourceError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
+
+
+def _encode_sheet(sheet: np.ndarray, suffix: str) -> bytes:
+    """OpenCV's encoders (faster than PIL's PNG), the mark put in by hand; WebP through PIL."""
+    import struct
+    import zlib
+
+    import cv2
+
+    mark = SHEET_MARK.encode()
+    if suffix == ".webp":
+        from PIL import Image
+
+        exif = Image.Exif()
+        exif[0x0131] = SHEET_MARK  # Software
+        buf = io.BytesIO()
+        Image.fromarray(sheet).save(buf, "WEBP", quality=90, exif=exif)
+        return buf.getvalue()
+    ok, encoded = cv2.imencode(suffix, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise SourceError(f"cannot encode the sheet as {suffix}")
+    data = encoded.tobytes()
+    if suffix == ".png":  # a tEXt chunk after the signature (8 bytes) and IHDR (25)
+        body = b"tEXtSoftware\0" + mark
+        chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+        return data[:33] + chunk + data[33:]
+    at = 2  # JPEG: a comment after SOI and JFIF's APP0
+    if data[2:4] == b"\xff\xe0":
+        at = 4 + struct.unpack(">H", data[4:6])[0]
+    return data[:at] + b"\xff\xfe" + struct.pack(">H", len(mark) + 2) + mark + data[at:]
 
 
 # ---------------------------------------------------------------- the HTML gallery

@@ -21,7 +21,7 @@ from augpipe.recipe import parse_recipe
 from augpipe.sample import SourceTask, augment_sample
 from augpipe.sources.base import Objects
 from augpipe.targets import kind_for
-from conftest import make_scenes, shard_hashes
+from conftest import make_scenes, shard_hashes, write_image
 
 QUIET = dict(progress=False, workers=1)
 W, H = 100, 60
@@ -402,3 +402,137 @@ def test_a_reflecting_border_is_a_warning_for_detection_and_leaves_no_empty_box(
     for row in pq.read_table(out, columns=["objects"]).to_pylist():
         assert all(w > 0 and h > 0 for _, _, w, h in row["objects"]["bbox"])
     assert cli("inspect", out, "--verify").exit_code == 0
+
+
+# ---------------------------------------------------------------- export: what a hostile tester broke
+
+def files_below(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def test_export_refuses_a_class_or_a_row_path_that_would_leave_out(tmp_path, scenes, cli):
+    data = tmp_path / "lf"
+    write_image(data / "im1.jpg")
+    write_image(data / "im2.jpg", seed=1)
+    (data / "labels.csv").write_text("file_name,label\nim1.jpg,../../ESCAPED\nim2.jpg,ok\n")
+    expand(data, recipe("[HorizontalFlip]", copies=0), tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))
+    result = cli("export", tmp_path / "ds", "--format", "imagefolder", "--out", tmp_path / "lf-exp" / "sub")
+    assert result.exit_code == 2 and "class '../../ESCAPED' cannot be a folder name" in result.output
+    assert files_below(tmp_path / "lf-exp") == [] and not (tmp_path / "ESCAPED").exists()
+    # a row's own path (a tampered shard) is checked too, in every format, before anything is written
+    out = tmp_path / "det"
+    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["image"]["path"] = "../../../x.png"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    for fmt in ("yolo", "coco", "voc"):
+        result = cli("export", out, "--format", fmt, "--out", tmp_path / "x" / fmt)
+        assert result.exit_code == 2 and "'../../../x.png'" in result.output and "inside --out" in result.output
+    assert files_below(tmp_path / "x") == [] and not (tmp_path / "x.png").exists()
+
+
+def test_export_imagefolder_keeps_the_path_below_the_class_folder(tmp_path):
+    from augpipe.export import export
+
+    data = tmp_path / "data"
+    for i, rel in enumerate(("cat/a/x0.png", "cat/b/x0.png", "dog/x0.png")):
+        write_image(data / rel, seed=i, fmt=".png")
+    expand(data, recipe("[HorizontalFlip]", copies=1), tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))
+    done = export(tmp_path / "ds", "imagefolder", tmp_path / "out", progress=False)
+    assert files_below(tmp_path / "out") == ["train/cat/a/x0.aug1.png", "train/cat/a/x0.png", "train/cat/b/x0.aug1.png",
+                                             "train/cat/b/x0.png", "train/dog/x0.aug1.png", "train/dog/x0.png"]
+    assert done["images"] == {"train": 6} and done["renamed"] == 0
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "coco", "voc"])
+def test_export_gives_rows_whose_names_collide_names_of_their_own(tmp_path, fmt):
+    from augpipe.export import export
+    from augpipe.sources import scan
+
+    data = tmp_path / "yolo"
+    boxes = {"train/a.png": [10, 10, 20, 20], "train/a.jpg": [50, 20, 30, 30], "train/sub/b.jpg": [5, 5, 10, 10],
+             "train2017/sub/b.jpg": [60, 30, 20, 20], "train/c.jpg": [30, 30, 10, 10]}
+    for rel, (x, y, w, h) in boxes.items():
+        (data / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        image = cv2.imdecode(np.frombuffer(picture([(x, y, w, h)]), np.uint8), cv2.IMREAD_COLOR)
+        cv2.imwrite(str(data / "images" / rel), image)
+        if rel != "train/a.jpg":  # a.png and a.jpg share YOLO's label file labels/train/a.txt
+            (data / "labels" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (data / "labels" / rel).with_suffix(".txt").write_text(
+                f"0 {(x + w / 2) / W} {(y + h / 2) / H} {w / W} {h / H}\n")
+    (data / "data.yaml").write_text("train: [images/train, images/train2017]\nnames: [thing]\n")
+    jpeg = parse_recipe("copies: 0\noutput: {format: jpeg}\ntransforms: [HorizontalFlip]\n")
+    expand(data, jpeg, tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))  # a.png becomes a.jpg
+    done = export(tmp_path / "ds", fmt, tmp_path / "out", progress=False)
+    assert done["images"] == {"train": 5} and done["renamed"] == 4  # c.jpg keeps its name
+    back = scan(str(tmp_path / "out"))
+    assert len(back.files) == 5 and len({Path(f.relpath).stem for f in back.files}) == 5
+    assert sum(1 for f in back.files if Path(f.relpath).name == "c.jpg") == 1
+    found = sorted(np.round(np.array(f.target.boxes), 3).tolist()[0] for f in back.files)
+    if fmt == "yolo":  # normalised cx, cy, w, h back to pixels
+        found = sorted([round((cx - w / 2) * W), round((cy - h / 2) * H), round(w * W), round(h * H)]
+                       for cx, cy, w, h in found)
+    expected = {**boxes, "train/a.jpg": boxes["train/a.png"]}  # from their shared label file
+    assert [[float(v) for v in b] for b in found] == sorted([[float(v) for v in b] for b in expected.values()])
+    if fmt == "coco":
+        book = json.loads((tmp_path / "out" / "annotations" / "instances_train.json").read_text())
+        assert len({i["file_name"] for i in book["images"]}) == 5
+
+
+def test_export_into_an_export_writes_the_same_dataset_again_and_refuses_another(tmp_path, scenes, cli, monkeypatch):
+    from augpipe.cli import _error_table, _state
+    from augpipe.store import LocalStore
+
+    one, two, out = tmp_path / "one", tmp_path / "two", tmp_path / "out"
+    expand(scenes["yolo"], recipe("[HorizontalFlip]", copies=0), one, ExpandOptions(val_fraction=0, **QUIET))
+    expand(scenes["yolo"], recipe("[VerticalFlip]", copies=0), two, ExpandOptions(val_fraction=0, **QUIET))
+    write = LocalStore.write_bytes
+    written = []
+
+    def interrupted(self, name, data, sync=True):
+        if name.startswith("images/") and len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(name)
+        return write(self, name, data, sync)
+
+    monkeypatch.setattr(LocalStore, "write_bytes", interrupted)
+    result = cli("export", one, "--format", "yolo", "--out", out)
+    assert result.exit_code == 130
+    assert "the export is unfinished; run the same command again" in result.output
+    marker = json.loads((out / ".augpipe-export").read_text())
+    assert marker["complete"] is False and marker["format"] == "yolo" and marker["from"] == str(one.resolve())
+    monkeypatch.setattr(LocalStore, "write_bytes", write)
+    _state["command"] = "expand"  # expand's wording is its own
+    assert "finished shards are kept" in _error_table(KeyboardInterrupt())[1]
+    result = cli("export", one, "--format", "yolo", "--out", out)  # the same command, again
+    assert result.exit_code == 0 and "train 16 images" in result.output
+    assert json.loads((out / ".augpipe-export").read_text())["complete"] is True
+    assert len(files_below(out / "images")) == 16
+    result = cli("export", two, "--format", "yolo", "--out", out)
+    assert result.exit_code == 2 and f"holds a yolo export of {one.resolve()}" in result.output
+    result = cli("export", one, "--format", "coco", "--out", out)
+    assert result.exit_code == 2 and "holds a yolo export of this dataset" in result.output
+
+
+def test_yolo_box_lines_come_back_as_boxes_beside_polygons(tmp_path):
+    from augpipe.export import export
+    from augpipe.sources import scan
+
+    data = tmp_path / "yolo"
+    (data / "images" / "train").mkdir(parents=True)
+    cv2.imwrite(str(data / "images" / "train" / "a.png"), np.full((64, 64, 3), 90, np.uint8))
+    (data / "labels" / "train").mkdir(parents=True)
+    box, triangle = "0 0.500000 0.500000 0.250000 0.500000", "1 0.1 0.1 0.4 0.1 0.1 0.4"
+    (data / "labels" / "train" / "a.txt").write_text(f"{box}\n{triangle}\n")
+    (data / "data.yaml").write_text("train: images/train\nnames: [a, b]\n")
+    m = expand(data, recipe("[HorizontalFlip]", copies=0), tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))
+    assert m["instance_masks"]
+    export(tmp_path / "ds", "yolo", tmp_path / "out", progress=False)
+    lines = (tmp_path / "out" / "labels" / "train" / "a.txt").read_text().splitlines()
+    assert lines[0] == box  # exactly: the object's mask is its box, filled
+    assert lines[1].startswith("1 ") and len(lines[1].split()) >= 7  # a real outline stays a polygon
+    target = scan(str(tmp_path / "out")).files[0].target
+    np.testing.assert_allclose(target.boxes[0], [0.5, 0.5, 0.25, 0.5])
+    np.testing.assert_allclose(target.boxes[1], [0.25, 0.25, 0.3, 0.3], atol=1 / 64)  # within a pixel

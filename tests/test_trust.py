@@ -606,3 +606,19 @@ def test_identical_images_in_two_split_folders_are_a_warning(tmp_path, cli):
     facts = json.loads(cli("inspect", data, "--json").output)
     assert facts["duplicates_across_split_folders"] == [["train/cat/cat_003.jpg", "val/cat/dup.jpg"]]
     assert "across split folders" in cli("inspect", data).output
+
+
+# ---------------------------------------------------------------- preview --out
+
+def test_preview_out_overwrites_only_a_sheet_it_wrote(tmp_path, cli):
+    data = make_folder(tmp_path / "pv", per_class=3)
+    source = data / "cat" / "cat_000.jpg"
+    before = source.read_bytes()
+    result = cli("preview", data, "-r", "flips", "--rows", "2", "--out", source)
+    assert result.exit_code == 2 and f"--out {source} exists and is not a contact sheet augpipe wrote" in result.output
+    assert source.read_bytes() == before
+    for name in ("s.png", "s.jpg", "s.webp"):
+        for _ in range(2):  # a new file, then the sheet written before
+            result = cli("preview", data, "-r", "flips", "--rows", "2", "-k", "1", "--out", tmp_path / name)
+            assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pv", "s.jpg", "s.png", "s.webp"]  # no temporary left
