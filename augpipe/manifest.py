@@ -22,7 +22,7 @@ def read_manifest(store) -> dict | None:
             return json.loads(store.read_text(name))
         except FileNotFoundError:
             continue
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested beyond reason
             return None
     return None
 

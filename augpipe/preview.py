@@ -146,7 +146,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
 
     recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
     found = scan(str(root), layout, format)
-    kind = kind_for(found.task, _instance_masks(found))
+    kind = kind_for(found.task, _instance_masks(found), len(found.classes) if found.task == "segmentation" else 0)
     check_for_task(recipe, kind)
     store = open_store(str(root))
     copies = recipe.copies if copies is None else copies

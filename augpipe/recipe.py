@@ -116,6 +116,8 @@ def resolve_recipe_path(ref: str | Path) -> Path:
         return path
     if path.is_dir():
         raise RecipeError(f"recipe '{ref}' is a folder, not a recipe file")
+    if path.exists():
+        raise RecipeError(f"recipe '{ref}' is not a regular file (a device, pipe or socket)")
     if path.parent in (Path("."), Path("recipes")):
         stem = path.name.removesuffix(".yaml").removesuffix(".yml")
         candidate = bundled_dir() / f"{stem}.yaml"

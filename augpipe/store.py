@@ -45,6 +45,14 @@ def open_store(location: str | os.PathLike) -> Store:
         return LocalStore(Path(text))
     import pyarrow.fs as pafs
 
+    scheme, _, rest = text.partition("://")
+    if not rest.split("?", 1)[0].strip("/"):
+        raise StoreError(f"{text}: no bucket or path after {scheme}://")
+    if scheme == "gs" and not _google_credentials(text):
+        # without them, Google's client asks a metadata server that exists only on Google's
+        # machines, and waits: say what to do instead of hanging
+        raise StoreError(f"{text}: no Google credentials: set GOOGLE_APPLICATION_CREDENTIALS (or run "
+                         "`gcloud auth application-default login`), or add ?anonymous=true for a public bucket")
     try:
         fs, root = pafs.FileSystem.from_uri(text)
     except Exception as exc:  # pyarrow raises ArrowInvalid, ValueError or OSError by scheme
@@ -52,6 +60,15 @@ def open_store(location: str | os.PathLike) -> Store:
     if isinstance(fs, pafs.LocalFileSystem):
         return LocalStore(Path(root))
     return ArrowStore(fs, root.rstrip("/"), text.split("?", 1)[0].rstrip("/"))
+
+
+def _google_credentials(uri: str) -> bool:
+    if "anonymous=true" in uri.lower() or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        return True
+    if os.environ.get("GCE_METADATA_HOST") or _on_google_cloud():  # the metadata server answers there
+        return True
+    config = Path(os.environ.get("CLOUDSDK_CONFIG", Path.home() / ".config" / "gcloud"))
+    return (config / "application_default_credentials.json").is_file()
 
 
 def _cause(exc: BaseException) -> str:
@@ -324,9 +341,17 @@ class ArrowStore(Store):
         stream.close()
 
     def temp_dir(self, work: str) -> Path:
-        """A worker-local folder: shards are finished on local disk, then uploaded whole."""
+        """A worker-local folder: shards are finished on local disk, then uploaded whole. Removed
+        when the process ends; those of processes killed before they could are removed by the
+        next one to make its own."""
         folder = Path(tempfile.gettempdir()) / f"augpipe-{os.getpid()}"
-        folder.mkdir(exist_ok=True)
+        if not folder.is_dir():
+            _sweep_temp_dirs()
+            folder.mkdir(exist_ok=True)
+            import atexit
+            import shutil
+
+            atexit.register(shutil.rmtree, folder, True)
         return folder
 
     def publish(self, local_file: Path, name: str) -> None:
@@ -361,6 +386,25 @@ class ArrowStore(Store):
 
     def open_input(self, name: str):
         return self.fs.open_input_file(self.full(name))
+
+
+def _on_google_cloud() -> bool:
+    """What google-auth checks too: the machine's firmware names Google (no network asked)."""
+    try:
+        return "Google" in Path("/sys/class/dmi/id/product_name").read_text()
+    except OSError:
+        return False
+
+
+def _sweep_temp_dirs() -> None:
+    import shutil
+
+    from augpipe.processes import alive
+
+    for old in Path(tempfile.gettempdir()).glob("augpipe-*"):
+        pid = old.name.removeprefix("augpipe-")
+        if pid.isdigit() and not alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def read_regular_file(path: str | os.PathLike) -> bytes:

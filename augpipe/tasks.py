@@ -43,7 +43,7 @@ class Job:
     instance_masks: bool = False
 
     def kind(self):
-        return kind_for(self.task, self.instance_masks)
+        return kind_for(self.task, self.instance_masks, len(self.classes) if self.task == "segmentation" else 0)
 
     def row_spec(self):
         return row_spec(self.kind(), self.classes, self.labelled)

@@ -64,7 +64,7 @@ def make_coco(root: Path) -> Path:
             coco_ann(103, 2, 3, [0, 0, 64, 48], iscrowd=1,
                      segmentation={"size": [48, 64], "counts": [0, 10, 3062]}),
             coco_ann(104, 4, 1, [1, 1, 2, 2]), coco_ann(105, 4, 1, [1, 1, 2, 2]),
-            coco_ann(106, 4, 1, [10.0, 5.0, -3.0, 4.0]),
+            coco_ann(106, 4, 1, [10, 5, -3, 4]),
             coco_ann(107, 5, 1, [float("nan"), 1, 2, 2]),
             coco_ann(108, 6, 1, [1, 2, 3]),
             coco_ann(109, 7, 2, [1, 1, 2, 2]),
@@ -103,11 +103,11 @@ def test_coco_standard(tmp_path):
     assert files["train2017/edge.jpg"].target.boxes == ((0.0, 40.0, 64.0, 8.0),)  # within 1 px: clipped
     assert files["val2017/c.jpg"].target.boxes == ((1.0, 2.0, 3.0, 4.0),)
     skipped = reasons(found)
-    assert skipped["train2017/wide.jpg"] == "box 2 [10.0, 5.0, -3.0, 4.0]: width ≤ 0"
-    assert skipped["train2017/nan.jpg"] == "box 0 [nan, 1.0, 2.0, 2.0]: not a number"
+    assert skipped["train2017/wide.jpg"] == "box 2 [10, 5, -3, 4]: width ≤ 0"
+    assert skipped["train2017/nan.jpg"] == "box 0 [nan, 1, 2, 2]: not a number"
     assert skipped["train2017/three.jpg"] == "box 0: bbox is not 4 numbers ([1, 2, 3])"
     assert skipped["train2017/unknown.jpg"] == "box 0: category_id 2 is not in categories"
-    assert skipped["train2017/outside.jpg"] == "box 0 [60.0, 40.0, 10.0, 5.0]: outside the 64×48 image"
+    assert skipped["train2017/outside.jpg"] == "box 0 [60, 40, 10, 5]: outside the 64×48 image"
     assert skipped["train2017/extra.jpg"] == "not in the annotation file"
     assert skipped["train2017/gone.jpg"] == "listed in annotations/instances_train2017.json but not found"
     assert skipped["annotations/instances_train2017.json"] == "annotations[12]: image_id 99 is not in images"
@@ -198,7 +198,7 @@ def test_coco_bad_segmentations(tmp_path):
     write(root / "annotations/instances_train.json", {"images": [coco_image(1, "r.jpg")], "annotations": [
         coco_ann(1, 1, 1, [70, 1, 5, 5])], "categories": [{"id": 1, "name": "thing"}]})
     with pytest.raises(SourceError, match=r"every image in .* was skipped \(coco\): not in the annotation file \(3\); "
-                                          r"box 0 \[70.0, 1.0, 5.0, 5.0\]: outside the 64×48 image \(1\)"):
+                                          r"box 0 \[70, 1, 5, 5\]: outside the 64×48 image \(1\)"):
         scan(root)
 
 
@@ -412,8 +412,8 @@ def test_voc_beside_the_images(tmp_path):
     assert files["valid/b.jpg"].split == "validation" and files["train/a.jpg"].split == "train"
     assert files["valid/empty.jpg"].target == Objects((), (), ())
     skipped = reasons(found)
-    assert skipped["train/wide.jpg"] == "box 1 [10.0, 5.0, -3.0, 4.0]: width ≤ 0"
-    assert skipped["train/outside.jpg"] == "box 0 [60.0, 40.0, 10.0, 5.0]: outside the 64×48 image"
+    assert skipped["train/wide.jpg"] == "box 1 [10, 5, -3, 4]: width ≤ 0"
+    assert skipped["train/outside.jpg"] == "box 0 [60, 40, 10, 5]: outside the 64×48 image"
     assert skipped["train/no_xml.jpg"] == "no annotation file (train/no_xml.xml)"
     assert skipped["train/lonely.xml"] == "no image for this annotation file"
     assert skipped["train/broken.jpg"].startswith("train/broken.xml: malformed XML (")
@@ -470,10 +470,12 @@ def test_masks_images_and_masks_folders(tmp_path):
     assert (found.format, found.task, found.labelled) == ("masks", "segmentation", True)
     assert found.classes == ["background", "road", "2", "car"]
     files = by_path(found)
-    assert {p: (f.split, f.target) for p, f in files.items()} == {
-        "Train/images/a.jpg": ("train", MaskRef("Train/masks/a.png")),
-        "Train/images/b.jpg": ("train", MaskRef("Train/Masks/b_mask.png")),
-        "val/images/a.jpg": ("validation", MaskRef("val/masks/a.png"))}
+    assert {p: (f.split, f.target.path) for p, f in files.items()} == {
+        "Train/images/a.jpg": ("train", "Train/masks/a.png"),
+        "Train/images/b.jpg": ("train", "Train/Masks/b_mask.png"),
+        "val/images/a.jpg": ("validation", "val/masks/a.png")}
+    for f in files.values():  # listed with its size and time, so a mask changed in place is noticed
+        assert isinstance(f.target, MaskRef) and f.target.size > 0 and f.target.mtime_ns > 0
     assert reasons(found) == {"val/images/nomask.jpg": "no mask", "val/masks/orphan.png": "no image for this mask"}
     with Image.open(root / files["val/images/a.jpg"].target.path) as im:  # untouched: indices, not colours
         assert im.mode == "P" and set(np.unique(np.asarray(im)).tolist()) == {0, 3, 255}
@@ -487,7 +489,7 @@ def test_masks_voc_and_labels_folders(tmp_path):
     img(voc / "JPEGImages/y.jpg")
     found = scan(voc)
     assert found.format == "masks" and found.classes == [] and not found.labelled
-    assert by_path(found)["JPEGImages/x.jpg"].target == MaskRef("SegmentationClass/x.png")
+    assert by_path(found)["JPEGImages/x.jpg"].target.path == "SegmentationClass/x.png"
     assert found.skipped == [("JPEGImages/y.jpg", "no mask")]
     lab = tmp_path / "lab"
     img(lab / "images/x.jpg")
@@ -495,7 +497,7 @@ def test_masks_voc_and_labels_folders(tmp_path):
     img(lab / "labels/bad.jpg")
     img(lab / "images/bad.jpg")
     found = scan(lab)
-    assert by_path(found)["images/x.jpg"].target == MaskRef("labels/x.png")
+    assert by_path(found)["images/x.jpg"].target.path == "labels/x.png"
     assert reasons(found) == {"images/bad.jpg": "no mask",
                               "labels/bad.jpg": "a JPEG mask (lossy: its pixels are not class indices): use PNG"}
 

@@ -536,3 +536,17 @@ def test_yolo_box_lines_come_back_as_boxes_beside_polygons(tmp_path):
     target = scan(str(tmp_path / "out")).files[0].target
     np.testing.assert_allclose(target.boxes[0], [0.5, 0.5, 0.25, 0.5])
     np.testing.assert_allclose(target.boxes[1], [0.25, 0.25, 0.3, 0.3], atol=1 / 64)  # within a pixel
+
+
+def test_mask_values_past_the_named_classes_are_a_recorded_skip(scenes, tmp_path):
+    import shutil
+
+    data = tmp_path / "masks"
+    shutil.copytree(scenes["masks"], data)
+    mask = np.zeros((64, 80), np.uint8)
+    mask[10:20, 10:20], mask[30:40, 30:40] = 200, 255  # 255: "no class", allowed
+    Image.fromarray(mask, "L").save(data / "masks" / "scene_001.png")
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(**QUIET))
+    assert {"path": "images/scene_001.png",
+            "reason": "mask masks/scene_001.png has values [200] past the 3 named classes (0–2, and 255 for none)"} \
+        in m["skipped"]

@@ -16,7 +16,7 @@ pytest.importorskip("matplotlib")
 import cv2  # noqa: E402
 
 import augpipe.train as train_module  # noqa: E402
-from augpipe.errors import SourceError, UsageError  # noqa: E402
+from augpipe.errors import SourceError  # noqa: E402
 from augpipe import ExpandOptions, expand  # noqa: E402
 from augpipe.manifest import read_manifest  # noqa: E402
 from augpipe.store import open_store  # noqa: E402

@@ -252,7 +252,7 @@ def _image_objects(annotations: list, im: dict, index: dict[int, int]) -> Object
             return f"box {k}: {segment}"
         boxes.append(box)
         categories.append(index[cid])
-        ids.append(a["id"] if isinstance(a.get("id"), int) and not isinstance(a.get("id"), bool) else k)
+        ids.append(_whole(a.get("id"), k))
         segments.append(segment)
     return Objects(tuple(boxes), tuple(categories), tuple(ids),
                    tuple(segments) if any(s is not None for s in segments) else None)
@@ -283,3 +283,12 @@ def _segment(seg, size):
 def _short(v) -> str:
     t = json.dumps(v) if not isinstance(v, float) or math.isfinite(v) else str(v)
     return t if len(t) <= 60 else t[:57] + "..."
+
+
+def _whole(value, default: int) -> int:
+    """An annotation's id as an int: 7 and 7.0 alike; anything else, its position."""
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) else default

@@ -98,7 +98,7 @@ def _n(v) -> str:
 
 
 def shown(k: int, box) -> str:
-    return f"box {k} [{', '.join(f'{v:.1f}' for v in box)}]"
+    return f"box {k} [{', '.join(f'{v:.6g}' for v in box)}]"
 
 
 def check_box(k: int, box: tuple[float, float, float, float], size: tuple[float, float] | None):

@@ -66,12 +66,14 @@ class Target:
 _KINDS: dict[tuple, Target] = {}
 
 
-def kind_for(task: str, instance_masks: bool = False) -> Target:
-    """The target kind of a task (with its per-dataset options), created once per process."""
-    key = (task, instance_masks)
+def kind_for(task: str, instance_masks: bool = False, classes: int = 0) -> Target:
+    """The target kind of a task with its per-dataset options (detection: instance masks or not;
+    segmentation: the number of named classes, 0 when the mask values are all there is),
+    created once per process."""
+    key = (task, instance_masks, classes)
     if key not in _KINDS:
         if task not in _MODULES:
             raise ValueError(f"unknown task {task!r}: one of {', '.join(TASKS)}")
         cls = importlib.import_module(f"augpipe.targets.{_MODULES[task]}").KIND
-        _KINDS[key] = cls(instance_masks) if task == "detection" else cls()
+        _KINDS[key] = cls(instance_masks) if task == "detection" else cls(classes) if task == "segmentation" else cls()
     return _KINDS[key]

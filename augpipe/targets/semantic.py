@@ -25,9 +25,15 @@ class Mask:
     palette: bytes | None  # the source PNG's palette, kept for the output
 
 
+IGNORE = 255  # the value many datasets give pixels that belong to no class (VOC's borders)
+
+
 class Semantic(Target):
     task = "segmentation"
     albumentations_targets = ("mask",)
+
+    def __init__(self, classes: int = 0):
+        self.classes = classes  # named classes: a mask value past them is a recorded skip
 
     def columns(self, classes, labelled):
         return [image_column("annotation")]
@@ -40,6 +46,11 @@ class Semantic(Target):
         if mask.shape[::-1] != stored:
             raise SkipInput(f"mask {src.target.path} is {mask.shape[1]}×{mask.shape[0]}, the image "
                             f"{stored[0]}×{stored[1]}")
+        if self.classes:
+            extra = sorted(set(np.unique(mask).tolist()) - set(range(self.classes)) - {IGNORE})
+            if extra:
+                raise SkipInput(f"mask {src.target.path} has values {extra[:5]} past the {self.classes} named "
+                                f"classes (0–{self.classes - 1}, and {IGNORE} for none)")
         return Mask(orient({"mask": mask}, stored, decoded.orientation)["mask"], palette)
 
     def example(self, width: int, height: int) -> Mask:
@@ -81,7 +92,7 @@ class Semantic(Target):
         if mask.shape != (height, width):
             problems.append(f"mask is {mask.shape[1]}×{mask.shape[0]}, the image {width}×{height}")
         if classes:
-            extra = sorted(set(np.unique(mask).tolist()) - set(range(len(classes))) - {255})
+            extra = sorted(set(np.unique(mask).tolist()) - set(range(len(classes))) - {IGNORE})
             if extra:
                 problems.append(f"mask values {extra[:5]} outside the {len(classes)} classes")
         return problems
