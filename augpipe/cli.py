@@ -303,10 +303,6 @@ def _need_torch(what: str) -> None:
 
 
 DEFAULT_ARCH_TEXT = "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap"
-# augpipe/model.py's DEFAULT_ARCHS and DEFAULT_SIZES, written out so that --help needs no import
-TASK_DEFAULTS_TEXT = ("classification " + DEFAULT_ARCH_TEXT + " at 32; localisation c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-m2-c64k3p1-r, "
-                      "detection and segmentation c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-c64k3p1-r, at 64 "
-                      "(backbones: the task adds its heads)")
 _ARCH_HELP = "The model, layers joined by '-': cNkK conv (+sS stride, +pP or psame padding), r ReLU, mK/aK/lK max/avg/L2 pool (+sS), dP dropout, gap/gmp global pool; {classes} is the class count."
 _SIZE_HELP = "Input height and width: images are resized to it."
 _BATCH_HELP = "Images per optimiser step (and per evaluation batch); memory grows with it, see the layer table's memory line."
@@ -326,7 +322,7 @@ def train(
     task: Annotated[str, typer.Option("--task", help=_TASK_HELP)] = "auto",
     epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Passes over the training split.")] = 10,
     compare: Annotated[bool, typer.Option("--compare", help="Also train the same model from the same weights on the originals only, for the same number of optimiser steps, and print the augmentation lift.")] = False,
-    arch: Annotated[Optional[str], typer.Option("--arch", show_default=False, help=f"{_ARCH_HELP} Defaults: {TASK_DEFAULTS_TEXT}; or the --init model's.")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", show_default=False, help=f"{_ARCH_HELP} Default: the task's (above), or the --init model's.")] = None,
     size: Annotated[Optional[int], typer.Option("--size", min=4, max=1024, show_default=False, help=f"{_SIZE_HELP} Default: 32 for classification, 64 for the other tasks, or the --init model's.")] = None,
     batch_size: BatchOpt = 64,
     lr: Annotated[float, typer.Option("--lr", min=1e-6, help="Adam's learning rate.")] = 2e-3,
@@ -350,6 +346,11 @@ def train(
     c{classes}k1. For classification the string is the whole network; for the other tasks it is
     the backbone (no global pooling) and the task adds its heads.
     Each size is O = (W − K + 2P)/S + 1 and must be a whole number of at least 1.
+
+    Default --arch and --size, by task:
+    classification c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap, 32;
+    localisation c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-m2-c64k3p1-r, 64;
+    detection, segmentation c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-c64k3p1-r, 64.
     """
     _need_torch("augpipe train")
     if freeze not in (None, "features"):
@@ -370,7 +371,7 @@ def train(
 
 @command()
 def shape(
-    arch: Annotated[Optional[str], typer.Option("--arch", show_default=False, help=f"{_ARCH_HELP} Default: the task's ({TASK_DEFAULTS_TEXT}).")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", show_default=False, help=f"{_ARCH_HELP} Default: the --task's (augpipe train --help lists them).")] = None,
     size: SizeOpt = 32,
     classes: Annotated[int, typer.Option("--classes", min=1, help="The class count, for {classes}.")] = 10,
     batch_size: BatchOpt = 64,

@@ -306,7 +306,8 @@ def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
     log(f"training{what} on {device}: {plural(len(train_data), 'row')}, {len(val_data):,} validation, "
         f"{plural(len(classes), 'class')}, {plural(opts.epochs, 'epoch')} "
         f"({plural(steps, 'step')} of {opts.batch_size})")
-    rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else None)
+    rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else
+                 torch.mps.get_rng_state() if device.type == "mps" else None)
     history = fit(model, task, train_data, val_data, steps, opts, device, "expanded", trainable)
     result = {"task": task.name, "arch": arch, "size": size, "classes": classes, "device": str(device),
               "options": _plain(opts), "history": history}

@@ -722,6 +722,15 @@ def test_l2_pooling_in_the_layer_table():
     assert memory_bytes(rows, 17, 8) > memory_bytes(layer_table("c4k3-r-m3s2-c{classes}k1-gap", 17, 2), 17, 8) - 8 * 8 * 4 * 49
 
 
+def test_help_shows_each_task_s_default_architecture(cli):
+    from augpipe.model import DEFAULT_ARCHS, DEFAULT_SIZES
+
+    text = "".join(cli("train", "--help").output.replace("│", " ").split())
+    for task, arch in DEFAULT_ARCHS.items():
+        assert arch in text, task
+    assert DEFAULT_SIZES == {"classification": 32, "localisation": 64, "detection": 64, "segmentation": 64}
+
+
 def test_shape_shows_a_task_s_heads(cli):
     result = cli("shape", "--task", "detection", "--size", "64", "--classes", "3")
     assert result.exit_code == 0 and "heatmap" in result.output and "3×16×16" in result.output

@@ -52,7 +52,8 @@ def box_sheet(images: list[np.ndarray], truths: list[tuple], preds: list[tuple],
     axes = np.atleast_1d(axes).reshape(-1)
     for ax in axes:
         ax.axis("off")
-    for ax, image, (t_boxes, t_labels), (p_boxes, p_labels, p_scores), title in zip(axes, images, truths, preds, titles):
+    for ax, image, (t_boxes, t_labels), (p_boxes, p_labels, p_scores), title in zip(axes, images, truths, preds,
+                                                                                    titles):
         s = image.shape[0]
         ax.imshow(image, interpolation="nearest")
         for (x, y, w, h), c in zip(np.asarray(t_boxes).reshape(-1, 4), t_labels):

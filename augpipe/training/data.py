@@ -76,7 +76,8 @@ def check_dataset(train: Split | None, val: Split | None, classes: list[str], mi
     if val is None:
         raise SourceError("no validation split: expand with --val-fraction above 0, or a val/ folder")
     if len(classes) < min_classes:
-        raise SourceError(f"{plural(len(classes), 'class')}: training needs at least {'two' if min_classes == 2 else min_classes}")
+        least = "two" if min_classes == 2 else str(min_classes)
+        raise SourceError(f"{plural(len(classes), 'class')}: training needs at least {least}")
     for name, split in (("training", train), ("validation", val)):
         if len(split) == 0:
             raise SourceError(f"the {name} split has no rows: were all inputs skipped? (augpipe inspect lists why)")

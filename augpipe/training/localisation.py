@@ -5,10 +5,11 @@ cross-entropy) and the box (4 numbers: centre x, centre y, width and height as f
 image, smooth-L1). The box head is a 1×1 convolution too, giving each cell an attention logit and
 a box near the cell; the box is the attention-weighted (softmax) average of the cells' boxes
 (nets.TaskNet.soft_box). A linear layer on the flattened map, tried first, stalled at a mean IoU
-of 0.52 on bench/tasks.py's scenes where this reaches 0.77 in a third of the steps. An image with several objects is trained on its
-largest box (by area); one without any is left out (and counted). Reported: class accuracy, mean
-IoU and the share of validation images whose predicted box has IoU ≥ 0.5 with the true one, against
-always predicting the mean training box and the majority class.
+of 0.52 on bench/tasks.py's scenes where this reaches 0.77 in a third of the steps. An image with
+several objects is trained on its largest box (by area); one without any is left out (and counted).
+Reported: class accuracy, mean IoU and the share of validation images whose predicted box has
+IoU ≥ 0.5 with the true one, against always predicting the mean training box and the majority
+class.
 """
 
 from __future__ import annotations

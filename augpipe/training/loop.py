@@ -94,8 +94,8 @@ def compare(model, task, initial: dict, rng_state, train, val, steps: int, opts,
     baseline = copy_module.deepcopy(model)
     baseline.load_state_dict(initial)
     torch.set_rng_state(rng_state[0])  # the same dropout stream as the expanded run had
-    if rng_state[1] is not None:
-        torch.cuda.set_rng_state(rng_state[1])
+    if rng_state[1] is not None:  # and the accelerator's, where dropout draws on the device
+        (torch.cuda if device.type == "cuda" else torch.mps).set_rng_state(rng_state[1])
     trainable = freeze(baseline) if freeze is not None else None
     baseline.to(device)
     history = fit(baseline, task, originals, val, steps, opts, device, "originals", trainable)

@@ -81,8 +81,8 @@ class TaskNet(nn.Module):
             out = self.forward(torch.zeros(1, in_channels, self.size, self.size))
         shapes = {k: tuple(v.shape[1:]) for k, v in out.items()}
         expected = {"localisation": {"logits": (self.classes,), "box": (4,)},
-                    "detection": {"heatmap": (self.classes, self.fsize, self.fsize), "size": (2, self.fsize, self.fsize),
-                                  "offset": (2, self.fsize, self.fsize)},
+                    "detection": {"heatmap": (self.classes, self.fsize, self.fsize),
+                                  "size": (2, self.fsize, self.fsize), "offset": (2, self.fsize, self.fsize)},
                     "segmentation": {"logits": (self.classes, self.size, self.size)}}[self.task]
         if shapes != expected:
             raise AssertionError(f"heads: expected {expected}, torch gives {shapes}")
