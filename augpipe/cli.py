@@ -312,66 +312,90 @@ def _need_torch(what: str) -> None:
 
 
 DEFAULT_ARCH_TEXT = "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap"
-_ARCH_HELP = "The model, layers joined by '-': cNkK conv (+sS stride, +pP or psame padding), r ReLU, mK/aK max/avg pool (+sS), dP dropout, gap/gmp global pool; {classes} is the class count."
+_ARCH_HELP = "The model, layers joined by '-': cNkK conv (+sS stride, +pP or psame padding), r ReLU, mK/aK/lK max/avg/L2 pool (+sS), dP dropout, gap/gmp global pool; {classes} is the class count."
 _SIZE_HELP = "Input height and width: images are resized to it."
 _BATCH_HELP = "Images per optimiser step (and per evaluation batch); memory grows with it, see the layer table's memory line."
+_TASK_HELP = ("auto: the dataset's (a detection dataset with at most one object an image: localisation); or "
+              "classification, localisation (one object: class and box; the largest box of each image), "
+              "detection (CenterNet-style heads, mAP@0.5) or segmentation (a class a pixel).")
 ArchOpt = Annotated[str, typer.Option("--arch", help=_ARCH_HELP)]
 SizeOpt = Annotated[int, typer.Option("--size", min=4, max=1024, help=_SIZE_HELP)]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help=_BATCH_HELP)]
+TASK_CHOICES = ("auto", "classification", "localisation", "detection", "segmentation")
 
 
 @command()
 def train(
     path: Annotated[str, typer.Argument(metavar="DATASET", help="An expanded dataset (folder or URI) with a validation split.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where model.pt, metrics.json, curves.png and confusion.png go.")] = Path("runs/train"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where model.pt, metrics.json, curves.png and confusion.png (classification) or predictions.png (the other tasks) go.")] = Path("runs/train"),
+    task: Annotated[str, typer.Option("--task", help=_TASK_HELP)] = "auto",
     epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Passes over the training split.")] = 10,
     compare: Annotated[bool, typer.Option("--compare", help="Also train the same model from the same weights on the originals only, for the same number of optimiser steps, and print the augmentation lift.")] = False,
-    arch: Annotated[Optional[str], typer.Option("--arch", show_default=False, help=f"{_ARCH_HELP} Default: {DEFAULT_ARCH_TEXT}, or the --init model's.")] = None,
-    size: Annotated[Optional[int], typer.Option("--size", min=4, max=1024, show_default=False, help=f"{_SIZE_HELP} Default: 32, or the --init model's.")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", show_default=False, help=f"{_ARCH_HELP} Default: the task's (above), or the --init model's.")] = None,
+    size: Annotated[Optional[int], typer.Option("--size", min=4, max=1024, show_default=False, help=f"{_SIZE_HELP} Default: 32 for classification, 64 for the other tasks, or the --init model's.")] = None,
     batch_size: BatchOpt = 64,
     lr: Annotated[float, typer.Option("--lr", min=1e-6, help="Adam's learning rate.")] = 2e-3,
-    init: Annotated[Optional[Path], typer.Option("--init", help="Start from this model.pt, with its --arch and --size (giving different ones is refused). Only tensors and plain data are loaded from it.")] = None,
+    init: Annotated[Optional[Path], typer.Option("--init", help="Start from this model.pt, with its --arch and --size (giving different ones is refused). Only tensors and plain data are loaded from it. Classification only.")] = None,
     freeze: Annotated[Optional[str], typer.Option("--freeze", help="'features': train only the final 1×1 classifier (transfer learning); needs --init.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto (CUDA, else Apple's MPS, when present), cpu, cuda or mps.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seeds the initial weights, the batch order and dropout: the same seed repeats a CPU run exactly.")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a tiny CNN on the shards: does the data learn, and what does augmentation add?
 
+    The task comes from the dataset, or --task: classification (accuracy), localisation (one
+    object: class accuracy, mean IoU, IoU ≥ 0.5 share), detection (mAP@0.5) or segmentation
+    (pixel accuracy, mean IoU), each against a trivial baseline, validated on untouched originals.
+
     The architecture grammar (--arch), layers joined by '-':
     cNkK a convolution with N channels and kernel K, optionally followed by sS (stride, default 1)
-    and pP (padding, default 0; psame is (K − 1)/2); r ReLU; mK / aK max / average pooling, optionally
-    sS (stride, default K); dP dropout with probability P (training only); gap / gmp global average /
-    max pooling; {classes} is the class count, as in the classifier c{classes}k1.
+    and pP (padding, default 0; psame is (K − 1)/2); r ReLU; mK / aK / lK max / average / L2
+    pooling, optionally sS (stride, default K); dP dropout with probability P (training only);
+    gap / gmp global average / max pooling; {classes} is the class count, as in the classifier
+    c{classes}k1. For classification the string is the whole network; for the other tasks it is
+    the backbone (no global pooling) and the task adds its heads.
     Each size is O = (W − K + 2P)/S + 1 and must be a whole number of at least 1.
+
+    Default --arch and --size, by task:
+    classification c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap, 32;
+    localisation c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-m2-c64k3p1-r, 64;
+    detection, segmentation c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-c64k3p1-r, 64.
     """
     _need_torch("augpipe train")
     if freeze not in (None, "features"):
         raise UsageError("--freeze takes 'features' (every layer but the final 1×1 classifier)")
-    if device not in ("auto", "cpu", "cuda"):
-        raise UsageError("--device is auto, cpu or cuda")
-    from augpipe.train import TrainOptions, summary_lines, train as run_train
+    if device not in ("auto", "cpu", "cuda", "mps"):
+        raise UsageError("--device is auto, cpu, cuda or mps")
+    if task not in TASK_CHOICES:
+        raise UsageError(f"--task is one of {', '.join(TASK_CHOICES)}; not '{task}'")
+    from augpipe.train import TrainOptions, output_files, summary_lines, train as run_train
 
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, arch=arch, size=size, seed=seed, device=device,
-                        compare=compare, init=str(init) if init else None, freeze=freeze, progress=not quiet,
-                        log=typer.echo)
+                        compare=compare, init=str(init) if init else None, freeze=freeze, task=task,
+                        progress=not quiet, log=typer.echo)
     result = run_train(path, out, opts)
     typer.echo("\n".join(summary_lines(result)))
-    typer.echo(f"wrote {out / 'model.pt'}, {out / 'metrics.json'}, {out / 'curves.png'}, {out / 'confusion.png'}")
+    typer.echo("wrote " + ", ".join(str(out / name) for name in output_files(result)))
 
 
 @command()
 def shape(
-    arch: ArchOpt = DEFAULT_ARCH_TEXT,
+    arch: Annotated[Optional[str], typer.Option("--arch", show_default=False, help=f"{_ARCH_HELP} Default: the --task's (augpipe train --help lists them).")] = None,
     size: SizeOpt = 32,
     classes: Annotated[int, typer.Option("--classes", min=1, help="The class count, for {classes}.")] = 10,
     batch_size: BatchOpt = 64,
+    task: Annotated[str, typer.Option("--task", help="classification (the string is the whole network), or localisation, detection, segmentation (the string is the backbone: the table adds the task's heads).")] = "classification",
 ) -> None:
     """The layer table of an architecture: each output size by O = (W − K + 2P)/S + 1, parameters, and
     the memory of a training step."""
-    from augpipe.model import format_table, layer_table
+    from augpipe.model import DEFAULT_ARCHS, format_table, layer_table, task_table
 
-    typer.echo("\n".join(format_table(layer_table(arch, size, classes, complete=False), size, batch=batch_size)))
+    if task not in DEFAULT_ARCHS:
+        raise UsageError(f"--task is one of {', '.join(DEFAULT_ARCHS)}; not '{task}'")
+    arch = DEFAULT_ARCHS[task] if arch is None else arch
+    rows = layer_table(arch, size, classes, complete=False) if task == "classification" else \
+        task_table(task, arch, size, classes)
+    typer.echo("\n".join(format_table(rows, size, batch=batch_size)))
 
 
 @command("recipes")

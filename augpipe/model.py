@@ -4,13 +4,20 @@ Grammar, layers joined by `-`:
   c{out}k{K}[s{S}][p{P}|psame]   convolution, out channels, kernel K, stride S (1), padding P (0);
                                  psame (or p=same) is P = (K − 1)/2, for odd K and stride 1
   r                              ReLU
-  m{K}[s{S}]  /  a{K}[s{S}]      max / average pooling, stride S (default K)
+  m{K}[s{S}] / a{K}[s{S}] / l{K}[s{S}]
+                                 max / average / L2 pooling (the square root of the sum of
+                                 squares in the window), stride S (default K)
   d{p}                           dropout with probability p (active in training only)
   gap  /  gmp                    global average / max pooling
   {classes}                      the number of classes, e.g. c{classes}k1 (the 1×1 classifier)
 
 Each output size is O = (W − K + 2P)/S + 1; an architecture whose size is not a whole number,
 or falls below 1, is refused with the arithmetic shown, before any data is read.
+
+For classification the string is the whole network, classifier and global pooling included. For
+the other tasks it is the backbone, ending in a feature map, and the task's heads (1×1
+convolutions, and for localisation a linear box regressor) are added after it: `task_table`
+shows them as the last rows of the table.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from augpipe.errors import UsageError
 
 DEFAULT_ARCH = "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap"
 _CONV = re.compile(r"c(\d+)k(\d+)(?:s(\d+))?(?:p=?(\d+|same))?")
-_POOL = re.compile(r"([ma])(\d+)(?:s(\d+))?")
+_POOL = re.compile(r"([mal])(\d+)(?:s(\d+))?")
 _DROP = re.compile(r"d(0?\.\d+|[01](?:\.0*)?)")
 
 
@@ -33,7 +40,7 @@ class ArchError(UsageError):
 @dataclass(frozen=True)
 class Layer:
     name: str  # conv1, relu1, maxpool1, dropout1, gap
-    kind: str  # conv, relu, maxpool, avgpool, dropout, gap, gmp
+    kind: str  # conv, relu, maxpool, avgpool, l2pool, dropout, gap, gmp; heads: conv, linear, upsample
     token: str
     out_channels: int = 0
     kernel: int = 0
@@ -83,7 +90,8 @@ def _parse_token(token: str) -> Layer:
         return Layer("", "relu", token)
     if m := _POOL.fullmatch(token):
         k = int(m.group(2))
-        return Layer("", "maxpool" if m.group(1) == "m" else "avgpool", token, 0, k, int(m.group(3) or k), 0)
+        kind = {"m": "maxpool", "a": "avgpool", "l": "l2pool"}[m.group(1)]
+        return Layer("", kind, token, 0, k, int(m.group(3) or k), 0)
     if m := _DROP.fullmatch(token):
         p = float(m.group(1))
         if not 0 <= p < 1:
@@ -92,7 +100,7 @@ def _parse_token(token: str) -> Layer:
     if token in ("gap", "gmp"):
         return Layer("", token, token)
     raise ArchError(
-        f"'{token}' is not a layer: use cNkK[sS][pP|psame], r, mK[sS], aK[sS], dP, gap or gmp"
+        f"'{token}' is not a layer: use cNkK[sS][pP|psame], r, mK[sS], aK[sS], lK[sS], dP, gap or gmp"
     )
 
 
@@ -134,7 +142,7 @@ def layer_table(arch: str, size: int, classes: int, in_channels: int = 3, comple
             size, text = _out_size(layer, size)
             params = layer.out_channels * (channels * layer.kernel ** 2 + 1)
             channels = layer.out_channels
-        elif layer.kind in ("maxpool", "avgpool"):
+        elif layer.kind in ("maxpool", "avgpool", "l2pool"):
             size, text = _out_size(layer, size)
         elif layer.kind in ("gap", "gmp"):
             size, text, global_pooled = 1, f"global pooling over {size}×{size}", True
@@ -155,13 +163,15 @@ def memory_bytes(rows: list[Row], size: int, batch: int, in_channels: int = 3) -
              + batch · (input + Σ outputs          every activation, kept for backward
                         + the largest output))     its gradient, on the way back
         + 8 · batch · Σ max-pooling outputs        their int64 indices
+        + 4 · batch · Σ L2-pooling inputs          the squares L2 pooling keeps for backward
 
     Measured against the peak resident memory of real steps on the CPU, it lands within about
     0.7–1.6× (autograd frees some outputs, and backward briefly holds two gradients)."""
     params = sum(r.params for r in rows)
     outputs = [in_channels * size * size] + [r.channels * r.size * r.size for r in rows]
     indices = sum(r.channels * r.size * r.size for r in rows if r.layer.kind in ("maxpool", "gmp"))
-    return 4 * (4 * params + batch * (sum(outputs) + max(outputs))) + 8 * batch * indices
+    squares = sum(outputs[i] for i, r in enumerate(rows) if r.layer.kind == "l2pool")  # outputs[i]: its input
+    return 4 * (4 * params + batch * (sum(outputs) + max(outputs))) + 8 * batch * indices + 4 * batch * squares
 
 
 def megabytes(n: int) -> str:
@@ -187,6 +197,15 @@ def build_model(arch: str, size: int, classes: int, in_channels: int = 3):
     from torch import nn
 
     rows = layer_table(arch, size, classes, in_channels)
+    model = nn.Sequential(*layer_modules(rows, in_channels), nn.Flatten())
+    check_shapes(model, rows, size, in_channels)
+    return model
+
+
+def layer_modules(rows: list[Row], in_channels: int = 3) -> list:
+    """One torch module per row of the table (the grammar's layers)."""
+    from torch import nn
+
     modules, channels = [], in_channels
     for r in rows:
         layer = r.layer
@@ -199,15 +218,15 @@ def build_model(arch: str, size: int, classes: int, in_channels: int = 3):
             modules.append(nn.MaxPool2d(layer.kernel, layer.stride))
         elif layer.kind == "avgpool":
             modules.append(nn.AvgPool2d(layer.kernel, layer.stride))
+        elif layer.kind == "l2pool":
+            modules.append(nn.LPPool2d(2, layer.kernel, layer.stride))
         elif layer.kind == "dropout":
             modules.append(nn.Dropout(layer.p))
         elif layer.kind == "gap":
             modules.append(nn.AdaptiveAvgPool2d(1))
         else:
             modules.append(nn.AdaptiveMaxPool2d(1))
-    model = nn.Sequential(*modules, nn.Flatten())
-    check_shapes(model, rows, size, in_channels)
-    return model
+    return modules
 
 
 def check_shapes(model, rows: list[Row], size: int, in_channels: int = 3) -> None:
@@ -233,3 +252,77 @@ def classifier_index(model) -> int:
     if not convs or model[convs[-1]].kernel_size != (1, 1):
         raise ArchError("--freeze features needs a final 1×1 convolution (c{classes}k1) as the classifier")
     return convs[-1]
+
+
+# ---------------------------------------------------------------- the other tasks: a backbone and heads
+
+TASKS = ("classification", "localisation", "detection", "segmentation")
+DEFAULT_ARCHS = {
+    "classification": DEFAULT_ARCH,
+    # backbones: the task's heads follow the last layer (task_table shows them)
+    "localisation": "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-m2-c64k3p1-r",
+    "detection": "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-c64k3p1-r",
+    "segmentation": "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-c64k3p1-r",
+}
+DEFAULT_SIZES = {"classification": 32, "localisation": 64, "detection": 64, "segmentation": 64}
+HEADS = {
+    "classification": "",
+    "localisation": "class: c{classes}k1-gap; box: c5k1, a soft-argmax to 4 numbers",
+    "detection": "heatmap c{classes}k1 (sigmoid), box size c2k1, centre offset c2k1",
+    "segmentation": "c{classes}k1 per pixel, bilinear upsampling to the input size",
+}
+
+
+def task_table(task: str, arch: str, size: int, classes: int, in_channels: int = 3) -> list[Row]:
+    """The layer table of a task's network: for classification the grammar's own (ending in
+    c{classes}k1-gap); for the others the backbone's rows, then the heads'."""
+    if task == "classification":
+        return layer_table(arch, size, classes, in_channels)
+    rows = layer_table(arch, size, classes, in_channels, complete=False)
+    pooled = [r for r in rows if r.layer.kind in ("gap", "gmp")]
+    if pooled:
+        raise ArchError(f"{pooled[0].layer.name}: {task} needs the feature map, not global pooling: end the "
+                        f"backbone with a convolution (the heads are added after it: {HEADS[task]})")
+    return rows + head_rows(task, rows[-1].channels, rows[-1].size, size, classes)
+
+
+def head_rows(task: str, channels: int, fsize: int, size: int, classes: int) -> list[Row]:
+    c, f = channels, fsize
+    on = f"1×1 on {c}×{f}×{f}"
+
+    def conv(name: str, out: int) -> Row:
+        return Row(Layer(name, "conv", f"c{out}k1", out, 1), out, f, out * (c + 1), on)
+
+    if task == "localisation":
+        return [conv("class", classes),
+                Row(Layer("class_gap", "gap", "gap"), classes, 1, 0, f"global pooling over {f}×{f}"),
+                conv("box", 5),
+                Row(Layer("box_pool", "softargmax", "softargmax"), 4, 1, 0,
+                    f"softmax-weighted over {f}×{f}: cx, cy, w, h")]
+    if task == "detection":
+        return [conv("heatmap", classes), conv("box_size", 2), conv("offset", 2)]
+    if task == "segmentation":
+        return [conv("classifier", classes),
+                Row(Layer("upsample", "upsample", "bilinear"), classes, size, 0, f"bilinear {f}×{f} → {size}×{size}")]
+    raise ValueError(f"unknown task {task!r}")
+
+
+def backbone_length(rows: list[Row]) -> int:
+    """How many of a task table's rows are the grammar's (the rest are heads)."""
+    heads = {"class", "class_gap", "box", "box_pool", "heatmap", "box_size", "offset", "classifier", "upsample"}
+    return next((i for i, r in enumerate(rows) if r.layer.name in heads), len(rows))
+
+
+def build_task_model(task: str, arch: str, size: int, classes: int, in_channels: int = 3):
+    """The torch module of a task: classification's Sequential, or a backbone with heads whose
+    forward gives a dict of outputs; checked against the table by a real forward pass."""
+    if task == "classification":
+        return build_model(arch, size, classes, in_channels)
+    from augpipe.training.nets import TaskNet
+
+    rows = task_table(task, arch, size, classes, in_channels)
+    n = backbone_length(rows)
+    model = TaskNet(task, layer_modules(rows[:n], in_channels), rows[n - 1].channels, rows[n - 1].size, size,
+                    classes)
+    model.check(rows[:n], rows[n:], in_channels)
+    return model

@@ -1,7 +1,11 @@
 """The sanity trainer: a tiny CNN on the shards, to show the data learns and what augmentation adds.
 
 Needs the `train` extra (torch, matplotlib). The splits are decoded once into memory at
-`size`×`size`: this is a check of the data, not a training framework.
+`size`×`size`: this is a check of the data, not a training framework. The task comes from the
+dataset (classification, detection, segmentation; a detection dataset with at most one object an
+image trains as localisation) or from --task; each task's trainer is a module of
+augpipe/training/ over the shared loop. Everything that can be refused is refused before a model
+is built or data read.
 """
 
 from __future__ import annotations
@@ -11,18 +15,24 @@ import json
 import math
 import os
 import re
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-
 from augpipe.errors import SourceError, UsageError
-from augpipe.model import (DEFAULT_ARCH, build_model, classifier_index, format_table, layer_table, megabytes,
-                           memory_bytes)
+from augpipe.model import (DEFAULT_ARCH, DEFAULT_ARCHS, DEFAULT_SIZES, TASKS, build_model, build_task_model,
+                           classifier_index, format_table, layer_table, megabytes, memory_bytes, task_table)
+from augpipe.training import task_class, task_module
+from augpipe.training.base import plot_curves
+from augpipe.training.classification import at_chance as _at_chance, evaluate, load_split, plot_confusion
+from augpipe.training.data import MEAN, STD, Split, check_dataset, plural, subset
+from augpipe.training.loop import compare as _compare, fit, resolve_device
 
-MEAN, STD = 0.5, 0.25
-DEFAULT_SIZE = 32
+DEFAULT_SIZE = DEFAULT_SIZES["classification"]
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+__all__ = ["DEFAULT_ARCH", "DEFAULT_SIZE", "MEAN", "STD", "Split", "TrainOptions", "available_memory", "check_dataset",
+           "check_memory", "evaluate", "fit", "layer_table", "load_split", "plot_confusion", "plural",
+           "resolve_device", "subset", "summary_lines", "train"]
 
 
 @dataclass
@@ -30,168 +40,70 @@ class TrainOptions:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 2e-3
-    arch: str | None = None  # None: DEFAULT_ARCH, or the --init checkpoint's
-    size: int | None = None  # None: DEFAULT_SIZE, or the checkpoint's
+    arch: str | None = None  # None: the task's default (DEFAULT_ARCHS), or the --init checkpoint's
+    size: int | None = None  # None: the task's default (DEFAULT_SIZES), or the checkpoint's
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # auto, cpu, cuda or mps
     compare: bool = False
     init: str | None = None
     freeze: str | None = None
+    task: str | None = None  # None (or "auto"): the dataset's; else one of model.TASKS
     progress: bool = True
     log: object = field(default=print, repr=False)  # where progress lines go
 
 
-@dataclass
-class Split:
-    x: object  # uint8 tensor N×3×S×S
-    y: object  # int64 tensor N
-    sources: list[str]
-    copies: list[int]
-    contents: list[str] = field(default_factory=list)  # each row's source_sha256
+# ---------------------------------------------------------------- which task
+
+def _objects_per_image(ds) -> int:
+    """The most objects any training or validation image has (the object lists alone are read)."""
+    import pyarrow.compute as pc
+
+    most = 0
+    for split in ("train", "validation"):
+        table = ds.read(split, columns=["objects.category"])
+        if table is not None and table.num_rows:
+            most = max(most, int(pc.max(pc.list_value_length(table.column(0))).as_py() or 0))
+    return most
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")
+def choose_task(ds, asked: str | None) -> tuple[str, str | None]:
+    """(the task to train, a line saying why when it is not plain): the dataset's, or the one asked
+    for when the dataset has what it needs (boxes for localisation and detection, masks for
+    segmentation, image labels for classification)."""
+    kind = ds.manifest.get("task", "classification")
+    masks = bool(ds.manifest.get("instance_masks"))
+    if asked in (None, "auto"):
+        if kind != "detection":
+            return kind, None
+        most = _objects_per_image(ds)
+        name = "localisation" if most <= 1 else "detection"
+        what = "at most one object an image" if most <= 1 else f"up to {most} objects an image"
+        return name, f"task: {name} (a detection dataset with {what}; --task overrides)"
+    if asked not in TASKS:
+        raise UsageError(f"--task is auto, {', '.join(TASKS)}; not '{asked}'")
+    if asked in ("localisation", "detection") and kind != "detection":
+        hint = " (class masks only)" if kind == "segmentation" else " (image labels only)"
+        raise UsageError(f"--task {asked}: this {kind} dataset has no boxes{hint}")
+    if asked == "segmentation" and kind != "segmentation" and not (kind == "detection" and masks):
+        hint = (" (boxes without instance masks: expand from polygons, YOLO segments or RLE to have them)"
+                if kind == "detection" else " (image labels only)")
+        raise UsageError(f"--task segmentation: this {kind} dataset has no masks{hint}")
+    if asked == "classification" and kind != "classification":
+        other = "localisation or detection" if kind == "detection" else "segmentation"
+        raise UsageError(f"--task classification: this {kind} dataset has no image labels: use --task {other}")
+    return asked, (f"task: {asked} (asked for; the dataset is {kind})" if asked != kind else None)
 
 
-# ---------------------------------------------------------------- data
-
-def load_split(ds, split: str, size: int, progress: bool = True) -> Split | None:
-    import torch
-    from tqdm import tqdm
-
-    from augpipe.decode import resize, row_image
-
-    table = ds.read(split, columns=["image", "label", "source", "copy", "source_sha256"])
-    if table is None:
-        return None
-    images = table.column("image").combine_chunks().field("bytes").to_pylist()
-    x = np.empty((len(images), size, size, 3), np.uint8)
-    for i, data in enumerate(tqdm(images, desc=f"decode {split}", unit="img", disable=not progress, leave=False)):
-        try:
-            x[i] = resize(row_image(data), size, size)
-        except ValueError:
-            raise SourceError(f"{split} row {i}: image does not decode (augpipe inspect --verify shows more)") from None
-    labels = table.column("label").to_pylist()
-    if any(label is None for label in labels):
-        raise SourceError("this dataset is unlabelled: training needs class folders")
-    return Split(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels, dtype=torch.int64),
-                 table.column("source").to_pylist(), table.column("copy").to_pylist(),
-                 table.column("source_sha256").to_pylist())
+def task_classes(ds, task: str) -> list[str]:
+    """The class names the task's network scores: a detection dataset trained for segmentation
+    gains a background class 0."""
+    classes = list(ds.classes)
+    if task == "segmentation" and ds.manifest.get("task") == "detection":
+        return ["background", *classes]
+    return classes
 
 
-def check_dataset(train: Split | None, val: Split | None, classes: list[str]) -> None:
-    if train is None:
-        raise SourceError("no training split (train-*.parquet)")
-    if val is None:
-        raise SourceError("no validation split: expand with --val-fraction above 0, or a val/ folder")
-    if len(classes) < 2:
-        raise SourceError(f"{len(classes)} class: training needs at least two")
-    for name, split in (("training", train), ("validation", val)):
-        if len(split.y) == 0:
-            raise SourceError(f"the {name} split has no rows: were all inputs skipped? (augpipe inspect lists why)")
-    leaked = set(train.sources) & set(val.sources)
-    if leaked:
-        example = sorted(leaked)[0]
-        raise SourceError(f"leakage: {plural(len(leaked), 'validation source')} also in training (e.g. {example})")
-    same = set(train.contents) & set(val.contents)
-    if same:
-        example = next(s for s, c in zip(val.sources, val.contents) if c in same)
-        raise SourceError(f"leakage: {plural(len(same), 'validation image')} with identical copies in training "
-                          f"(e.g. {example}): expand with --split-by content")
-
-
-def subset(split: Split, keep: list[int]) -> Split:
-    import torch
-
-    index = torch.tensor(keep, dtype=torch.int64)
-    return Split(split.x[index], split.y[index], [split.sources[i] for i in keep], [split.copies[i] for i in keep],
-                 [split.contents[i] for i in keep] if split.contents else [])
-
-
-# ---------------------------------------------------------------- one run
-
-def resolve_device(name: str):
-    import torch
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
-    return torch.device(name)
-
-
-def _normalise(x):
-    return (x.float() / 255 - MEAN) / STD
-
-
-def evaluate(model, data: Split, device, batch_size: int = 512) -> tuple[float, float, np.ndarray]:
-    """(loss, accuracy, predictions), dropout off."""
-    import torch
-    import torch.nn.functional as F
-
-    model.eval()
-    losses, preds = [], []
-    with torch.no_grad():
-        for start in range(0, len(data.y), batch_size):
-            x = _normalise(data.x[start:start + batch_size].to(device))
-            y = data.y[start:start + batch_size].to(device)
-            logits = model(x)
-            losses.append(F.cross_entropy(logits, y, reduction="sum").item())
-            preds.append(logits.argmax(1).cpu())
-    pred = torch.cat(preds).numpy()
-    return sum(losses) / len(data.y), float((pred == data.y.numpy()).mean()), pred
-
-
-def fit(model, train: Split, val: Split, steps: int, opts: TrainOptions, device, label: str,
-        trainable=None) -> list[dict]:
-    """Train for `steps` optimiser steps, evaluating after each pass over `train`."""
-    import torch
-    import torch.nn.functional as F
-    from tqdm import tqdm
-
-    params = [p for p in (trainable if trainable is not None else model.parameters()) if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=opts.lr)
-    generator = torch.Generator().manual_seed(opts.seed)
-    per_epoch = math.ceil(len(train.y) / opts.batch_size)
-    history, step, epoch = [], 0, 0
-    while step < steps:
-        epoch += 1
-        model.train()
-        order = torch.randperm(len(train.y), generator=generator)
-        batches = min(per_epoch, steps - step)
-        seen = correct = 0
-        total_loss = 0.0
-        started = time.perf_counter()
-        bar = tqdm(range(batches), desc=f"{label} epoch {epoch}", unit="batch", disable=not opts.progress, leave=False)
-        for b in bar:
-            index = order[b * opts.batch_size:(b + 1) * opts.batch_size]
-            x, y = _normalise(train.x[index].to(device)), train.y[index].to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            seen += len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            total_loss += loss.item() * len(y)
-        step += batches
-        seconds = time.perf_counter() - started
-        val_loss, val_acc, _ = evaluate(model, val, device, opts.batch_size)  # the memory check's batch, no bigger
-        row = {"epoch": epoch, "step": step, "train_loss": total_loss / seen, "train_acc": correct / seen,
-               "val_loss": val_loss, "val_acc": val_acc, "images_per_second": seen / seconds}
-        history.append(row)
-        opts.log(f"{label:>9} epoch {epoch:>3}  train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}  "
-                 f"val loss {val_loss:.3f} acc {val_acc:.3f}  {row['images_per_second']:,.0f} img/s")
-    return history
-
-
-def _at_chance(history: list[dict], classes: int) -> bool:
-    """Training accuracy still near 1/classes after the first epochs."""
-    return len(history) >= 3 and history[-1]["train_acc"] <= 1.25 / classes
-
-
-# ---------------------------------------------------------------- the command
+# ---------------------------------------------------------------- checkpoints
 
 CHECKPOINT_KEYS = ("state_dict", "arch", "size", "classes")
 
@@ -226,13 +138,15 @@ def _same_arch(a: str, b: str, classes: int) -> bool:
     return a.replace("{classes}", str(classes)) == b.replace("{classes}", str(classes))
 
 
-def resolve_arch(opts: TrainOptions, classes: int, log) -> tuple[str, int, dict | None]:
-    """(arch, size, checkpoint): the options', or with --init the checkpoint's, which a different
-    --arch or --size contradicts."""
+def resolve_arch(opts: TrainOptions, classes: int, log, task: str = "classification") -> tuple[str, int, dict | None]:
+    """(arch, size, checkpoint): the options' (the task's defaults when not given), or with --init
+    the checkpoint's, which a different --arch or --size contradicts."""
     if opts.init is None:
-        return (DEFAULT_ARCH if opts.arch is None else opts.arch,
-                DEFAULT_SIZE if opts.size is None else opts.size, None)
+        return (DEFAULT_ARCHS[task] if opts.arch is None else opts.arch,
+                DEFAULT_SIZES[task] if opts.size is None else opts.size, None)
     ckpt = load_checkpoint(opts.init)
+    if ckpt.get("task", "classification") != "classification":
+        raise UsageError(f"--init {opts.init}: a {ckpt['task']} model; --init takes a classification model")
     arch, size = ckpt["arch"], ckpt["size"]
     if opts.arch is not None and not _same_arch(opts.arch, arch, classes):
         raise UsageError(f"--arch {opts.arch} differs from the --init model's {arch}: leave --arch out with --init")
@@ -268,6 +182,8 @@ def make_model(arch: str, size: int, classes: list[str], ckpt: dict | None, sour
     return model
 
 
+# ---------------------------------------------------------------- memory
+
 def available_memory(device) -> int | None:
     """Bytes this run may still take: the GPU's free memory on CUDA, else the host's MemAvailable
     (/proc/meminfo, or os.sysconf elsewhere); None when neither says."""
@@ -288,16 +204,17 @@ def available_memory(device) -> int | None:
         return None
 
 
-def check_memory(rows, size: int, batch: int, device, decoded_rows: int) -> None:
+def check_memory(rows, size: int, batch: int, device, decoded_rows: int, row_bytes: int | None = None) -> None:
     """Refuses, before anything is allocated, a run whose training step (model.memory_bytes) and
-    decoded splits (uint8, in host memory) would not fit."""
+    decoded splits (uint8 images, and the targets: `row_bytes` a row, in host memory) would not fit."""
     import torch
 
-    step, data = memory_bytes(rows, size, batch), decoded_rows * 3 * size * size
+    step = memory_bytes(rows, size, batch)
+    data = decoded_rows * (3 * size * size if row_bytes is None else row_bytes)
     if device.type == "cuda":
         needs = [(step, available_memory(device), f" on {device}"),
                  (data, available_memory(torch.device("cpu")), " on the host")]
-    else:
+    else:  # the CPU, and MPS's memory shared with it
         needs = [(step + data, available_memory(device), "")]
     for need, limit, where in needs:
         if limit is not None and need > limit:
@@ -313,6 +230,17 @@ def _decoded_rows(manifest: dict, compare: bool) -> int:
     return rows + (counts.get("train", {}).get("originals", 0) if compare else 0)
 
 
+def _row_bytes(task: str, rows, size: int, classes: int) -> int:
+    """Host memory a decoded row takes: its image, and segmentation's mask or detection's target maps."""
+    image = 3 * size * size
+    if task == "segmentation":
+        return image + size * size
+    if task == "detection":
+        f = next(r.size for r in rows if r.layer.name == "heatmap")
+        return image + 4 * (classes + 5) * f * f
+    return image
+
+
 def freeze_features(model) -> list:
     head = classifier_index(model)
     for i, module in enumerate(model):
@@ -321,178 +249,104 @@ def freeze_features(model) -> list:
     return list(model[head].parameters())
 
 
-def _plan(path, opts: TrainOptions) -> tuple[object, TrainOptions, object, dict | None]:
+def _plan(path, opts: TrainOptions) -> tuple[object, object, TrainOptions, object, dict | None]:
     """Everything that can be refused is, before a model is built or data read:
-    (the dataset, the options with arch and size settled, device, checkpoint)."""
+    (the dataset, the task, the options with task, arch and size settled, device, checkpoint)."""
     from augpipe.dataset import open_dataset
 
+    device = resolve_device(opts.device)
     ds = open_dataset(path)
-    classes = ds.classes
-    if len(classes) < 2:
-        raise SourceError(f"{len(classes)} class: training needs at least two")
+    name, note = choose_task(ds, opts.task)
+    classes = task_classes(ds, name)
+    min_classes = task_class(name).min_classes
+    if len(classes) < min_classes:
+        if name == "segmentation" and not classes:
+            raise SourceError("segmentation needs the class names (classes.txt or _classes.csv beside the masks): "
+                              "this dataset has none")
+        raise SourceError(f"{len(classes)} class: training needs at least {'two' if min_classes == 2 else 'one'}")
     if opts.freeze is not None and opts.init is None:
         raise UsageError("--freeze needs --init: freezing random features would leave only the classifier to learn")
-    arch, size, ckpt = resolve_arch(opts, len(classes), opts.log)
-    opts = replace(opts, arch=arch, size=size)
-    rows = layer_table(arch, size, len(classes))
+    if name != "classification" and (opts.init is not None or opts.freeze is not None):
+        raise UsageError(f"--init and --freeze are for classification; the {name} trainer starts from random weights")
+    arch, size, ckpt = resolve_arch(opts, len(classes), opts.log, name)
+    opts = replace(opts, arch=arch, size=size, task=name)
+    rows = task_table(name, arch, size, len(classes))
+    if note:
+        opts.log(note)
     for line in format_table(rows, size, batch=opts.batch_size):
         opts.log(line)
-    device = resolve_device(opts.device)
-    check_memory(rows, size, opts.batch_size, device, _decoded_rows(ds.manifest, opts.compare))
-    return ds, opts, device, ckpt
+    check_memory(rows, size, opts.batch_size, device, _decoded_rows(ds.manifest, opts.compare),
+                 _row_bytes(name, rows, size, len(classes)))
+    return ds, task_class(name)(classes, size, rows), opts, device, ckpt
 
+
+# ---------------------------------------------------------------- the command
 
 def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
     import torch
 
     out, log = Path(out), opts.log
-    ds, opts, device, ckpt = _plan(path, opts)
-    classes = ds.classes
-    arch, size = opts.arch, opts.size
+    ds, task, opts, device, ckpt = _plan(path, opts)
+    classes, arch, size = task.classes, opts.arch, opts.size
     torch.manual_seed(opts.seed)
-    model = make_model(arch, size, classes, ckpt, opts.init, log)
-    train_data = load_split(ds, "train", size, opts.progress)
-    val_data = load_split(ds, "validation", size, opts.progress)
-    check_dataset(train_data, val_data, classes)
-    trainable = freeze_features(model) if opts.freeze == "features" else None
+    if task.name == "classification":
+        model = make_model(arch, size, classes, ckpt, opts.init, log)
+    else:
+        model = build_task_model(task.name, arch, size, len(classes))
+    train_data = task.load(ds, "train", opts.progress)
+    val_data = task.load(ds, "validation", opts.progress)
+    check_dataset(train_data, val_data, classes, task.min_classes)
+    task.prepare(train_data, val_data, log)
+    freeze = freeze_features if opts.freeze == "features" else None
+    trainable = freeze(model) if freeze is not None else None
     initial = copy_module.deepcopy(model.state_dict())
     model.to(device)
-    steps = opts.epochs * math.ceil(len(train_data.y) / opts.batch_size)
-    log(f"training on {device}: {plural(len(train_data.y), 'row')}, {len(val_data.y):,} validation, "
+    steps = opts.epochs * math.ceil(len(train_data) / opts.batch_size)
+    what = "" if task.name == "classification" else f" {task.name}"
+    log(f"training{what} on {device}: {plural(len(train_data), 'row')}, {len(val_data):,} validation, "
         f"{plural(len(classes), 'class')}, {plural(opts.epochs, 'epoch')} "
         f"({plural(steps, 'step')} of {opts.batch_size})")
-    rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else None)
-    history = fit(model, train_data, val_data, steps, opts, device, "expanded", trainable)
-    result = {"arch": arch, "size": size, "classes": classes, "device": str(device), "options": _plain(opts),
-              "history": history}
-    if _at_chance(history, len(classes)):
+    rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else
+                 torch.mps.get_rng_state() if device.type == "mps" else None)
+    history = fit(model, task, train_data, val_data, steps, opts, device, "expanded", trainable)
+    result = {"task": task.name, "arch": arch, "size": size, "classes": classes, "device": str(device),
+              "options": _plain(opts), "history": history}
+    if task.name == "classification" and _at_chance(history, len(classes)):
         result["warning"] = (f"training accuracy stays at chance ({history[-1]['train_acc']:.2f} for "
                              f"{len(classes)} classes): are the labels scrambled or the images blank?")
         log(f"warning: {result['warning']}")
     if opts.compare:
-        result["compare"] = _compare(model, initial, rng_state, train_data, val_data, steps, opts, device, history, classes)
-    _, _, pred = evaluate(model, val_data, device, opts.batch_size)
-    result.update(_report(pred, val_data, train_data, classes, history))
-    _write_outputs(out, model, result, arch, size, classes, val_data, pred)
+        result["compare"] = _compare(model, task, initial, rng_state, train_data, val_data, steps, opts, device,
+                                     history, freeze)
+    _, pred = task.evaluate(model, val_data, device, opts.batch_size)
+    result.update(task.report(pred, val_data, train_data, history))
+    _write_outputs(out, model, task, result, val_data, pred)
     return result
-
-
-def _compare(model, initial: dict, rng_state, train_data: Split, val_data: Split, steps: int, opts: TrainOptions, device,
-             expanded: list[dict], classes: list[str]) -> dict:
-    """The same model from the same initial weights on the originals only, for the same number
-    of optimiser steps: the difference is what augmentation adds."""
-    originals = subset(train_data, [i for i, c in enumerate(train_data.copies) if c == 0])
-    if len(originals.y) == len(train_data.y):
-        raise UsageError("--compare: this training split has no augmented rows to compare with")
-    if len(originals.y) == 0:
-        raise UsageError("--compare: this training split has no originals (copy 0): the recipe did not keep them")
-    import torch
-
-    baseline = copy_module.deepcopy(model)
-    baseline.load_state_dict(initial)
-    torch.set_rng_state(rng_state[0])  # the same dropout stream as the expanded run had
-    if rng_state[1] is not None:
-        torch.cuda.set_rng_state(rng_state[1])
-    trainable = freeze_features(baseline) if opts.freeze == "features" else None
-    baseline.to(device)
-    history = fit(baseline, originals, val_data, steps, opts, device, "originals", trainable)
-    lift = expanded[-1]["val_acc"] - history[-1]["val_acc"]
-    return {"originals": history, "lift": lift, "steps": steps, "same": "optimiser steps",
-            "rows": {"expanded": len(train_data.y), "originals": len(originals.y)}}
-
-
-def _report(pred: np.ndarray, val: Split, train: Split, classes: list[str], history: list[dict]) -> dict:
-    truth = val.y.numpy()
-    n = len(classes)
-    confusion = np.zeros((n, n), np.int64)
-    np.add.at(confusion, (truth, pred), 1)
-    majority = int(np.bincount(train.y.numpy(), minlength=n).argmax())
-    best = max(history, key=lambda h: h["val_acc"])
-    per_class = {c: (float(confusion[i, i] / confusion[i].sum()) if confusion[i].sum() else None)
-                 for i, c in enumerate(classes)}
-    return {
-        "best_epoch": best["epoch"], "best_val_acc": best["val_acc"], "final_val_acc": history[-1]["val_acc"],
-        "majority_baseline": float((truth == majority).mean()), "majority_class": classes[majority],
-        "per_class_acc": per_class, "confusion": confusion.tolist(),
-    }
 
 
 def _plain(opts: TrainOptions) -> dict:
     return {k: v for k, v in asdict(opts).items() if k not in ("log", "progress")}
 
 
-def _write_outputs(out: Path, model, result: dict, arch: str, size: int, classes: list[str], val: Split,
-                   pred: np.ndarray) -> None:
+def _write_outputs(out: Path, model, task, result: dict, val, pred) -> None:
     import torch
 
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"state_dict": state, "arch": arch, "size": size, "classes": classes,
-                "mean": MEAN, "std": STD}, out / "model.pt")
+    torch.save({"state_dict": state, "arch": result["arch"], "size": result["size"], "classes": result["classes"],
+                "task": task.name, "mean": MEAN, "std": STD}, out / "model.pt")
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    plot_curves(result, out / "curves.png")
-    plot_confusion(np.array(result["confusion"]), classes, out / "confusion.png")
+    plot_curves(result, task.panels, out / "curves.png")
+    task.draw(out, result, val, pred)
 
 
-def plot_curves(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    runs = {"expanded": result["history"]}
-    if "compare" in result:
-        runs["originals only"] = result["compare"]["originals"]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for (name, history), colour in zip(runs.items(), ("tab:blue", "tab:orange")):
-        steps = [h["step"] for h in history]
-        ax_loss.plot(steps, [h["train_loss"] for h in history], "--", color=colour, label=f"{name} train")
-        ax_loss.plot(steps, [h["val_loss"] for h in history], "-", color=colour, label=f"{name} validation")
-        ax_acc.plot(steps, [h["train_acc"] for h in history], "--", color=colour, label=f"{name} train")
-        ax_acc.plot(steps, [h["val_acc"] for h in history], "-", color=colour, label=f"{name} validation")
-    for ax, title in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-        ax.set_xlabel("optimiser steps")
-        ax.set_title(title)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_confusion(confusion: np.ndarray, classes: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(classes)
-    fig, ax = plt.subplots(figsize=(2 + 0.5 * n, 1.5 + 0.5 * n))
-    ax.imshow(confusion, cmap="Blues")
-    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), classes, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for i in range(n):
-        for j in range(n):
-            ax.text(j, i, str(confusion[i, j]), ha="center", va="center", fontsize=7,
-                    color="white" if confusion[i, j] > confusion.max() / 2 else "black")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def output_files(result: dict) -> list[str]:
+    """What train wrote into --out, for the command's last line."""
+    return ["model.pt", "metrics.json", *task_class(result.get("task", "classification")).pictures]
 
 
 def summary_lines(result: dict) -> list[str]:
-    classes = result["classes"]
-    lines = [f"best epoch {result['best_epoch']}: validation accuracy {result['best_val_acc']:.3f} "
-             f"(final {result['final_val_acc']:.3f}); always guessing '{result['majority_class']}' scores "
-             f"{result['majority_baseline']:.3f}"]
-    lines.append("per class: " + ", ".join(f"{c} {a:.2f}" if a is not None else f"{c} -"
-                                           for c, a in result["per_class_acc"].items()))
-    width = max(len(c) for c in classes)
-    lines.append("confusion (rows true, columns predicted):")
-    for c, row in zip(classes, result["confusion"]):
-        lines.append(f"  {c:>{width}} " + " ".join(f"{v:>4}" for v in row))
+    lines = task_module(result.get("task", "classification")).summary_lines(result)
     if "compare" in result:
         lines.append(lift_line(result))
     return lines
@@ -500,7 +354,9 @@ def summary_lines(result: dict) -> list[str]:
 
 def lift_line(result: dict) -> str:
     compare, rows = result["compare"], result["compare"]["rows"]
-    expanded, originals = result["history"][-1]["val_acc"], compare["originals"][-1]["val_acc"]
-    return (f"augmentation lift: validation accuracy {expanded:.3f} (expanded, {plural(rows['expanded'], 'row')}) "
+    key = compare.get("metric", "val_acc")
+    expanded, originals = result["history"][-1][key], compare["originals"][-1][key]
+    text = task_class(result.get("task", "classification")).headline_text
+    return (f"augmentation lift: {text} {expanded:.3f} (expanded, {plural(rows['expanded'], 'row')}) "
             f"vs {originals:.3f} (originals, {plural(rows['originals'], 'row')}) after "
             f"{plural(compare['steps'], 'optimiser step')} each: {compare['lift']:+.3f}")

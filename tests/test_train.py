@@ -181,6 +181,7 @@ def test_readers_take_a_filesystem_uri(shards):
     ("c8k5s1p2-r-m2-c16k4s2p1-r-c{classes}k1-gap", 32),
     ("c8k3psame-r-a2-c16k3-r-c{classes}k1-gmp", 28),
     ("c4k7s3-r-c{classes}k1-gap", 64),
+    ("c8k3p1-r-l2-c16k3-r-l3s1-c{classes}k1-gap", 16),
 ])
 def test_layer_table_equals_real_tensor_shapes(arch, size):
     model = build_model(arch, size, 5)  # also checks itself against a forward pass
@@ -457,3 +458,302 @@ def test_a_dataset_without_rows_is_one_line(cli, tmp_path):
     with pytest.raises(SourceError, match="validation split has no rows"):
         x = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
         check_dataset(Split(x, torch.tensor([0]), ["a/1"], [0]), Split(x[:0], torch.tensor([]), [], []), ["a", "b"])
+
+
+# ---------------------------------------------------------------- localisation, detection, segmentation
+
+from augpipe.training.metrics import (average_precision, box_iou, confusion, mean_average_precision,  # noqa: E402
+                                      segmentation_scores)
+from augpipe.training.loop import resolve_device  # noqa: E402
+from conftest import make_scenes, scene_image  # noqa: E402
+
+
+def expanded(source: Path, out: Path, **kw) -> Path:
+    expand(source, "flips", out, ExpandOptions(workers=1, progress=False, **{"val_fraction": 0.25, **kw}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> Path:
+    """Boxes and discs, 1 to 3 a scene, COCO with polygons (so instance masks too)."""
+    root = tmp_path_factory.mktemp("scenes")
+    return expanded(make_scenes(root / "data", n=24, fmt="coco"), root / "out")
+
+
+@pytest.fixture(scope="module")
+def seg_scenes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("seg")
+    return expanded(make_scenes(root / "data", n=16, fmt="masks"), root / "out")
+
+
+@pytest.fixture(scope="module")
+def box_scenes(tmp_path_factory) -> Path:
+    """YOLO boxes: no instance masks."""
+    root = tmp_path_factory.mktemp("yolo")
+    return expanded(make_scenes(root / "data", n=8, fmt="yolo"), root / "out")
+
+
+@pytest.fixture(scope="module")
+def one_object(tmp_path_factory) -> Path:
+    """The scenes' COCO with only each image's first object kept."""
+    root = tmp_path_factory.mktemp("one")
+    data = make_scenes(root / "data", n=12, fmt="coco")
+    path = data / "annotations" / "instances_default.json"
+    coco = json.loads(path.read_text())
+    first = {}
+    for a in coco["annotations"]:
+        first.setdefault(a["image_id"], a)
+    coco["annotations"] = list(first.values())
+    path.write_text(json.dumps(coco))
+    return expanded(data, root / "out")
+
+
+QUICK = ["--epochs", "2", "--size", "32", "--batch-size", "16", "-q"]
+
+
+@pytest.mark.parametrize("task, data, needles", [
+    ("localisation", "scenes", ["always predicting the mean training box and '", "IoU ≥ 0.5 on",
+                                "with several objects: scored on the largest box"]),
+    ("detection", "scenes", ["validation mAP@0.5", "predicting nothing scores 0.000", "AP@0.5 per class: box"]),
+    ("segmentation", "seg_scenes", ["validation mean IoU", "always predicting 'background' scores",
+                                    "IoU per class: background"]),
+    ("segmentation", "scenes", ["IoU per class: background", "box", "disc"]),  # from the instance masks
+])
+def test_each_trainer_runs_and_writes_its_metrics_and_plots(cli, request, tmp_path, task, data, needles):
+    out = tmp_path / "run"
+    result = cli("train", request.getfixturevalue(data), "--task", task, "--compare", "--out", out, *QUICK)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == task and len(metrics["history"]) == 2 and "lift" in metrics["compare"]
+    assert metrics["compare"]["originals"][-1]["step"] == metrics["compare"]["steps"] == metrics["history"][-1]["step"]
+    for name in ("model.pt", "metrics.json", "curves.png", "predictions.png"):
+        assert (out / name).is_file(), name
+        assert str(out / name) in result.output
+    for name in ("curves.png", "predictions.png"):
+        picture = cv2.imread(str(out / name))
+        assert picture is not None and picture.shape[0] > 100 and picture.std() > 5, name
+    assert not (out / "confusion.png").exists()
+    assert result.output.count("augmentation lift: validation") == 1
+    for needle in needles:
+        assert needle in result.output, needle
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    assert ckpt["task"] == task and ckpt["size"] == 32
+    if task == "segmentation" and data == "scenes":
+        assert ckpt["classes"] == ["background", "box", "disc"]
+
+
+def test_the_task_comes_from_the_dataset(cli, scenes, one_object, seg_scenes, tmp_path):
+    lines = []
+    opts = dict(epochs=1, size=32, progress=False, log=lines.append)
+    assert train(scenes, tmp_path / "a", TrainOptions(**opts))["task"] == "detection"
+    assert any(line.startswith("task: detection (a detection dataset with up to") for line in lines)
+    lines.clear()
+    result = train(one_object, tmp_path / "b", TrainOptions(**opts))
+    assert result["task"] == "localisation" and "several" not in " ".join(lines)
+    assert "task: localisation (a detection dataset with at most one object an image; --task overrides)" in lines
+    assert train(seg_scenes, tmp_path / "c", TrainOptions(**opts))["task"] == "segmentation"
+
+
+@pytest.mark.parametrize("data, task, needle", [
+    ("box_scenes", "segmentation", "--task segmentation: this detection dataset has no masks"),
+    ("colours", "detection", "--task detection: this classification dataset has no boxes"),
+    ("colours", "localisation", "no boxes"),
+    ("colours", "segmentation", "no masks"),
+    ("seg_scenes", "detection", "this segmentation dataset has no boxes"),
+    ("scenes", "classification", "has no image labels: use --task localisation or detection"),
+    ("scenes", "boxes", "--task is one of auto, classification, localisation, detection, segmentation"),
+])
+def test_a_task_the_dataset_cannot_train_is_one_line(cli, request, tmp_path, data, task, needle):
+    result = cli("train", request.getfixturevalue(data), "--task", task, "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and needle in one_line(result.output)
+    assert not (tmp_path / "run").exists()
+
+
+def test_init_and_freeze_are_for_classification(cli, scenes, first_model, tmp_path):
+    result = cli("train", scenes, "--init", first_model, "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and "--init and --freeze are for classification" in one_line(result.output)
+
+
+# ---------------------------------------------------------------- the scores, on hand-made cases
+
+def test_box_iou():
+    assert box_iou([[0, 0, 2, 2]], [[0, 0, 2, 2]])[0, 0] == 1
+    assert box_iou([[0, 0, 2, 2]], [[1, 0, 2, 2]])[0, 0] == pytest.approx(2 / 6)  # half of each: 2 of 6
+    assert box_iou([[0, 0, 4, 4]], [[1, 1, 2, 2]])[0, 0] == pytest.approx(4 / 16)  # one inside the other
+    assert box_iou([[0, 0, 2, 2]], [[2, 0, 2, 2]])[0, 0] == 0  # touching edges
+    assert box_iou([[0, 0, 2, 2]], [[5, 5, 1, 1]])[0, 0] == 0
+    assert box_iou([[0, 0, 0, 0]], [[0, 0, 0, 0]])[0, 0] == 0  # no area: no IoU, no NaN
+    many = box_iou([[0, 0, 2, 2], [1, 0, 2, 2]], [[0, 0, 2, 2], [1, 0, 2, 2], [9, 9, 1, 1]])
+    assert many.shape == (2, 3) and many[1, 1] == 1 and many[0, 1] == pytest.approx(1 / 3)
+
+
+def test_average_precision_by_hand():
+    assert average_precision([0.9], [1], 1) == 1.0
+    assert average_precision([0.9, 0.8], [0, 1], 1) == pytest.approx(0.5)  # a false positive ranked first
+    assert average_precision([0.9, 0.8], [1, 0], 1) == 1.0  # ... ranked after the hit costs nothing
+    assert average_precision([0.9], [1], 2) == pytest.approx(0.5)  # half the boxes found
+    assert average_precision([], [], 3) == 0.0
+    assert np.isnan(average_precision([0.5], [0], 0))  # no ground truth: undefined
+    # 3 boxes; ranked hit, miss, hit, miss, hit: precision 1, 1/2, 2/3, 1/2, 3/5 at recall 1/3, 1/3, 2/3, 2/3, 1
+    # interpolated: 1 up to 1/3, 2/3 up to 2/3, 3/5 up to 1
+    assert average_precision([0.9, 0.8, 0.7, 0.6, 0.5], [1, 0, 1, 0, 1], 3) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    # the order is by score, not by position in the lists
+    assert average_precision([0.5, 0.9], [1, 0], 1) == pytest.approx(0.5)
+
+
+def detections(boxes, scores, labels):
+    return {"boxes": np.array(boxes, float).reshape(-1, 4), "scores": np.array(scores, float), "labels": np.array(labels)}
+
+
+def truth(boxes, labels):
+    return {"boxes": np.array(boxes, float).reshape(-1, 4), "labels": np.array(labels)}
+
+
+def test_mean_average_precision_by_hand():
+    a, b = [0, 0, 10, 10], [20, 20, 10, 10]
+    perfect, aps = mean_average_precision([detections([a, b], [0.9, 0.8], [0, 1])], [truth([a, b], [0, 1])], 2)
+    assert perfect == 1.0 and aps == [1.0, 1.0]
+    # the right box with the wrong class: a false positive for one class, a miss for the other
+    swapped, _ = mean_average_precision([detections([a], [0.9], [1])], [truth([a], [0])], 2)
+    assert swapped == 0.0
+    # IoU 0.5 is a hit, just under is not: [0, 0, 10, 10] against [0, 0, 10, 20] is 0.5
+    assert mean_average_precision([detections([[0, 0, 10, 20]], [0.9], [0])], [truth([a], [0])], 1)[0] == 1.0
+    assert mean_average_precision([detections([[0, 0, 10, 20.5]], [0.9], [0])], [truth([a], [0])], 1)[0] == 0.0
+    # a second detection of a found box is a false positive (VOC), ranked after the first here
+    twice, _ = mean_average_precision([detections([a, a], [0.9, 0.8], [0, 0])], [truth([a], [0])], 1)
+    assert twice == 1.0
+    twice_first, _ = mean_average_precision([detections([a, [1, 0, 10, 10]], [0.7, 0.8], [0, 0])],
+                                            [truth([a], [0])], 1)
+    assert twice_first == 1.0  # the better-scored one takes the box; the other is the false positive after it
+    # over images: class 0 found in one image of two, class 1 perfect, class 2 has no ground truth
+    m, aps = mean_average_precision(
+        [detections([a], [0.9], [0]), detections([b, [40, 40, 5, 5]], [0.8, 0.3], [1, 2])],
+        [truth([a], [0]), truth([a, b], [0, 1])], 3)
+    assert aps[0] == pytest.approx(0.5) and aps[1] == 1.0 and np.isnan(aps[2]) and m == pytest.approx(0.75)
+    # predicting nothing: the baseline
+    assert mean_average_precision([detections([], [], [])], [truth([a], [0])], 1)[0] == 0.0
+
+
+def test_segmentation_scores_by_hand():
+    t = np.array([[0, 0, 1, 1], [0, 0, 1, 255]])
+    p = np.array([[0, 1, 1, 1], [0, 0, 0, 2]])
+    matrix = confusion(t, p, 3)
+    assert matrix.tolist() == [[3, 1, 0], [1, 2, 0], [0, 0, 0]]  # the 255 pixel is left out
+    s = segmentation_scores(matrix)
+    assert s["pixel_acc"] == pytest.approx(5 / 7)
+    assert s["iou"][0] == pytest.approx(3 / 5) and s["iou"][1] == pytest.approx(2 / 4) and np.isnan(s["iou"][2])
+    assert s["mean_iou"] == pytest.approx((3 / 5 + 2 / 4) / 2)
+
+
+# ---------------------------------------------------------------- wrong boxes score worse
+
+def side_scenes(root: Path, n: int, size=(64, 48), seed: int = 0) -> Path:
+    """COCO scenes whose 1 or 2 objects sit in the left or the right third: a box mirrored about
+    the vertical centre line never overlaps its object."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    images, annotations = [], []
+    (root / "default").mkdir(parents=True)
+    for i in range(n):
+        objects = []
+        for side in rng.permutation(2)[:int(rng.integers(1, 3))]:
+            c, bw, bh = int(rng.integers(0, 2)), int(rng.integers(10, 17)), int(rng.integers(10, 17))
+            x = int(rng.integers(1, w // 3 - bw // 2)) if side == 0 else int(rng.integers(2 * w // 3 - bw // 2, w - bw - 1))
+            y = int(rng.integers(1, h - bh - 1))
+            if c == 0:
+                poly = [x, y, x + bw, y, x + bw, y + bh, x, y + bh]
+            else:
+                pts = cv2.ellipse2Poly((x + bw // 2, y + bh // 2), (bw // 2, bh // 2), 0, 0, 360, 15)
+                poly = pts.reshape(-1).tolist()
+                x, y = int(pts[:, 0].min()), int(pts[:, 1].min())
+                bw, bh = int(pts[:, 0].max()) - x, int(pts[:, 1].max()) - y
+            objects.append((c, [float(x), float(y), float(bw), float(bh)], [float(v) for v in poly]))
+        name = f"s{i:03d}.png"
+        cv2.imwrite(str(root / "default" / name), cv2.cvtColor(scene_image(objects, w, h, rng), cv2.COLOR_RGB2BGR))
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        annotations += [{"id": len(annotations) + k + 1, "image_id": i + 1, "category_id": c + 1, "bbox": box,
+                         "area": box[2] * box[3], "iscrowd": 0} for k, (c, box, _) in enumerate(objects)]
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_default.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations,
+         "categories": [{"id": 1, "name": "box"}, {"id": 2, "name": "disc"}]}))
+    return root
+
+
+def mirror_training_boxes(out: Path) -> None:
+    """What a flip that forgot the boxes leaves: every training box at W − x − w, the images as they were."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path in out.glob("train-*.parquet"):
+        table = pq.read_table(path)
+        rows = table.to_pylist()
+        for r in rows:
+            r["objects"]["bbox"] = [[r["width"] - x - w, y, w, h] for x, y, w, h in r["objects"]["bbox"]]
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+
+
+def test_boxes_mirrored_wrongly_score_visibly_worse(tmp_path):
+    right = expanded(side_scenes(tmp_path / "data", 48), tmp_path / "right")
+    wrong = tmp_path / "wrong"
+    shutil.copytree(right, wrong)
+    mirror_training_boxes(wrong)
+    opts = dict(task="detection", epochs=6, size=32, batch_size=16, progress=False, log=lambda *a: None)
+    good = train(right, tmp_path / "good", TrainOptions(**opts))
+    bad = train(wrong, tmp_path / "bad", TrainOptions(**opts))
+    assert good["best_val_map"] >= 0.6, good["history"]
+    assert bad["best_val_map"] <= 0.3 and good["final_val_map"] - bad["final_val_map"] >= 0.5, bad["history"]
+
+
+# ---------------------------------------------------------------- the grammar's L2 pooling, devices
+
+def test_l2_pooling_in_the_layer_table():
+    rows = layer_table("c4k3-r-l3s2-c{classes}k1-gap", 17, 2)
+    assert rows[2].layer.name == "l2pool1" and rows[2].layer.kind == "l2pool"
+    assert (rows[2].channels, rows[2].size, rows[2].params) == (4, 7, 0)
+    assert rows[2].arithmetic == "(15 − 3 + 2·0)/2 + 1 = 7"
+    with pytest.raises(ArchError, match=r"l2pool1: \(15 − 2 \+ 2·0\)/2 \+ 1 = 7.5 is not a whole number"):
+        layer_table("c4k3-r-l2-c{classes}k1-gap", 17, 2)
+    model = build_model("c4k3-r-l3s2-c{classes}k1-gap", 17, 2)  # checks the table against torch
+    assert isinstance(model[2], torch.nn.LPPool2d)
+    pool = build_model("l2-c{classes}k1-gap", 2, 1)[0]
+    x = torch.tensor([[[[3.0, 4.0], [0.0, 0.0]]]]).expand(1, 3, 2, 2)
+    assert pool(x)[0, 0, 0, 0].item() == pytest.approx(5.0)  # √(3² + 4²)
+    assert memory_bytes(rows, 17, 8) > memory_bytes(layer_table("c4k3-r-m3s2-c{classes}k1-gap", 17, 2), 17, 8) - 8 * 8 * 4 * 49
+
+
+def test_help_shows_each_task_s_default_architecture(cli):
+    from augpipe.model import DEFAULT_ARCHS, DEFAULT_SIZES
+
+    text = "".join(cli("train", "--help").output.replace("│", " ").split())
+    for task, arch in DEFAULT_ARCHS.items():
+        assert arch in text, task
+    assert DEFAULT_SIZES == {"classification": 32, "localisation": 64, "detection": 64, "segmentation": 64}
+
+
+def test_shape_shows_a_task_s_heads(cli):
+    result = cli("shape", "--task", "detection", "--size", "64", "--classes", "3")
+    assert result.exit_code == 0 and "heatmap" in result.output and "3×16×16" in result.output
+    seg = cli("shape", "--task", "segmentation", "--size", "64", "--classes", "4", "--arch", "c8k3p1-r-l2-c8k3p1-r")
+    assert seg.exit_code == 0 and "l2pool1" in seg.output and "bilinear 32×32 → 64×64" in seg.output
+    bad = cli("shape", "--task", "localisation", "--arch", DEFAULT_ARCH)
+    assert bad.exit_code == 2 and "gap: localisation needs the feature map" in bad.output
+
+
+@pytest.mark.parametrize("device, needle", [("mps", "--device mps: no Apple GPU here"),
+                                            ("cuda", "--device cuda: no CUDA device here")])
+def test_an_absent_device_is_one_line(cli, colours, tmp_path, device, needle):
+    if (torch.cuda.is_available() if device == "cuda" else torch.backends.mps.is_available()):
+        pytest.skip(f"this machine has {device}")
+    result = cli("train", colours, "--device", device, "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and needle in one_line(result.output)
+
+
+def test_auto_picks_cuda_then_mps_then_the_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto").type == "mps" and resolve_device("mps").type == "mps"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto").type == "cuda"
