@@ -435,10 +435,43 @@ def build_compose(recipe: Recipe, kind: Any = None) -> Any:
         options = kind.compose_options(recipe) if kind is not None else {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            compose = A.Compose([build_transform(s) for s in specs], p=1.0, save_applied_params=True,
-                                mask_interpolation=cv2.INTER_NEAREST, **options)
+            compose = compose_class()([build_transform(s) for s in specs], p=1.0, save_applied_params=True,
+                                      mask_interpolation=cv2.INTER_NEAREST, **options)
         _COMPOSES[key] = compose
     return compose
+
+
+_COMPOSE_CLASS: list = []
+
+
+def compose_class() -> type:
+    """albumentations' Compose, less the box filtering after a step that left the boxes as they
+    were: a transform that did not fire, or one that changes pixels only. Compose filters (clips,
+    drops by min_area/min_visibility) after every step; filtering boxes already filtered changes
+    nothing, and cost detection about 40% of its speed at 320 px. The output is the same."""
+    if not _COMPOSE_CLASS:
+        A = import_albumentations()
+
+        class Compose(A.Compose):
+            _filtered = None
+
+            def __call__(self, *args, **data):
+                self._filtered = None
+                try:
+                    return super().__call__(*args, **data)
+                finally:
+                    self._filtered = None
+
+            def check_data_post_transform(self, data):
+                boxes = data.get("bboxes")
+                if boxes is not None and boxes is self._filtered:
+                    return data
+                data = super().check_data_post_transform(data)
+                self._filtered = data.get("bboxes")
+                return data
+
+        _COMPOSE_CLASS.append(Compose)
+    return _COMPOSE_CLASS[0]
 
 
 def _with_rotate_method(spec: dict, method: str) -> dict:

@@ -8,7 +8,7 @@ import pytest
 from augpipe.errors import RecipeError
 from augpipe.recipe import bundled_recipes, describe, load_recipe, parse_recipe, resolve_recipe_path
 
-BUNDLED = ["flips", "rotations", "translate", "colour", "grayscale", "crops", "classic", "digits"]
+BUNDLED = ["flips", "rotations", "translate", "colour", "grayscale", "crops", "classic", "digits", "detection"]
 
 
 def test_every_bundled_recipe_loads_with_a_description_and_no_warning():

@@ -372,7 +372,7 @@ def _png(mask: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), "L").save(buf, "PNG")
+    Image.fromarray(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), "L").save(buf, "PNG", compress_level=1)
     return buf.getvalue()
 
 
