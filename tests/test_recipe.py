@@ -441,3 +441,35 @@ def test_recipe_bombs_fail_fast_in_one_line(tmp_path):
 
 def test_recipe_text_size_is_bounded():
     assert "at most 1000000" in bad("transforms: [HorizontalFlip]\n" + "#" * 1_000_001)
+
+
+def test_compose_filters_boxes_only_after_a_step_that_moved_them_with_the_same_output():
+    import random
+
+    import albumentations as A
+    import numpy as np
+
+    from augpipe.recipe import compose_class
+
+    def steps():
+        return [A.HorizontalFlip(p=0.5), A.ColorJitter(p=0.5), A.RandomCrop(40, 50, p=0.5),
+                A.Affine(translate_percent=(-0.3, 0.3), scale=(0.7, 1.3), p=0.5), A.ToGray(p=0.3)]
+
+    params = A.BboxParams(format="coco", label_fields=["categories"], clip=True, min_visibility=0.3, min_area=4)
+    ours, theirs = compose_class()(steps(), bbox_params=params, p=1.0), A.Compose(steps(), bbox_params=params, p=1.0)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    filtered = 0
+    for seed in range(60):
+        boxes = np.column_stack([rng.uniform(0, 60, 6), rng.uniform(0, 40, 6), rng.uniform(2, 20, 6), rng.uniform(2, 20, 6)])
+        boxes[:, 2] = np.minimum(boxes[:, 2], 80 - boxes[:, 0])
+        boxes[:, 3] = np.minimum(boxes[:, 3], 60 - boxes[:, 1])
+        results = []
+        for compose in (ours, theirs):
+            compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+            results.append(compose(image=image, bboxes=boxes, categories=list(range(6))))
+        a, b = results
+        assert np.array_equal(a["image"], b["image"])
+        assert np.array_equal(np.asarray(a["bboxes"]), np.asarray(b["bboxes"])) and list(a["categories"]) == list(b["categories"])
+        filtered += len(b["bboxes"]) < 6
+    assert filtered > 10  # the crops and shifts did drop boxes
