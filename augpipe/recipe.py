@@ -426,8 +426,6 @@ def build_compose(recipe: Recipe, kind: Any = None) -> Any:
     if compose is None:
         import cv2
 
-        A = import_albumentations()
-
         # once, not per image: a catch_warnings() around every call costs more than some transforms
         warnings.filterwarnings("ignore", category=UserWarning, module=r"albumentations\.")
         specs = recipe.transforms if task != "detection" else [_with_rotate_method(s, recipe.rotate_method)

@@ -140,9 +140,25 @@ class _Epoch:
         self.value.fill_(int(epoch))
 
 
+class _WithEpoch:
+    """`epoch` and `set_epoch`, over an `_Epoch` in `self._epoch`."""
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self._epoch.set(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the recipe's draws are seeded by (it reaches persistent DataLoader workers)."""
+        self._epoch.set(epoch)
+
+
 # ---------------------------------------------------------------- the recipe on the fly
 
-class RecipeTransform:
+class RecipeTransform(_WithEpoch):
     """A recipe applied at read time to an image and its target (boxes, masks), through the very
     function `expand` uses (`augpipe.sample.apply_recipe`), then the recipe's `output.resize`.
 
@@ -176,17 +192,6 @@ class RecipeTransform:
         from augpipe.targets import kind_for
 
         return kind_for(self.task, self.instance_masks and self.task == "detection")
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.get()
-
-    @epoch.setter
-    def epoch(self, epoch: int) -> None:
-        self._epoch.set(epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.set(epoch)
 
     def draw_seed(self, key=None, epoch: int | None = None) -> int:
         """The seed of one draw: from (seed, key, epoch), or torch's generator without a key."""
@@ -372,7 +377,7 @@ def _stack(items: list):
 
 # ---------------------------------------------------------------- map-style
 
-class ShardDataset(Dataset):
+class ShardDataset(_WithEpoch, Dataset):
     """Random access to one split's rows: (CHW uint8 tensor, target), or the row with `return_row`
     (its "image" the tensor, "target" the target, "image_bytes" the stored bytes).
 
@@ -427,18 +432,6 @@ class ShardDataset(Dataset):
 
     def __len__(self) -> int:
         return self._len
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.get()
-
-    @epoch.setter
-    def epoch(self, epoch: int) -> None:
-        self._epoch.set(epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch the recipe's draws are seeded by (it reaches persistent DataLoader workers)."""
-        self._epoch.set(epoch)
 
     def __getitem__(self, index: int):
         if not -self._len <= index < self._len:
@@ -542,7 +535,7 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-class ShardIterable(IterableDataset):
+class ShardIterable(_WithEpoch, IterableDataset):
     """Streams a split, its rows split across ranks then DataLoader workers.
 
     Every rank gets the same number of rows an epoch, as DistributedSampler does: ceil(N/world),
@@ -568,14 +561,6 @@ class ShardIterable(IterableDataset):
         self.fs, self.files, self.kind = _locate(path, split)
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed)
         self.rows = row_counts(self.fs, self.files)
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.get()
-
-    @epoch.setter
-    def epoch(self, epoch: int) -> None:
-        self._epoch.set(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch the shuffle and the recipe's draws are seeded by (it reaches persistent
