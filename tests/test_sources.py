@@ -604,3 +604,15 @@ def test_format_forced(tmp_path):
         scan(root, format="yolo")
     with pytest.raises(SourceError, match="--layout is one of auto, classes, splits, not 'flat'"):
         scan(root, layout="flat")
+
+
+def test_coco_ids_written_as_whole_floats_are_those_numbers_others_their_position(tmp_path):
+    root = tmp_path / "c"
+    img(root / "train" / "a.jpg")
+    write(root / "annotations" / "instances_train.json", {
+        "images": [coco_image(1, "a.jpg")],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [coco_ann(7.0, 1, 1, [1, 1, 4, 4]), coco_ann(True, 1, 1, [2, 2, 4, 4]),
+                        coco_ann("x", 1, 1, [3, 3, 4, 4]), coco_ann(2.5, 1, 1, [4, 4, 4, 4])]})
+    found = scan(root)
+    assert by_path(found)["train/a.jpg"].target.ids == (7, 1, 2, 3)

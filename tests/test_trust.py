@@ -622,3 +622,56 @@ def test_preview_out_overwrites_only_a_sheet_it_wrote(tmp_path, cli):
             result = cli("preview", data, "-r", "flips", "--rows", "2", "-k", "1", "--out", tmp_path / name)
             assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pv", "s.jpg", "s.png", "s.webp"]  # no temporary left
+
+
+# ---------------------------------------------------------------- second hostile round
+
+@pytest.mark.parametrize("uri", ["s3://", "s3:///", "s3://?region=x"])
+def test_an_object_store_uri_without_a_bucket_is_one_line(uri):
+    from augpipe.errors import StoreError
+    from augpipe.store import open_store
+
+    with pytest.raises(StoreError, match="no bucket or path after s3://"):
+        open_store(uri)
+
+
+def test_gs_without_credentials_is_refused_instead_of_waiting_for_a_metadata_server(tmp_path, monkeypatch):
+    from augpipe import store
+    from augpipe.errors import StoreError
+
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "GCE_METADATA_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
+    monkeypatch.setattr(store, "_on_google_cloud", lambda: False)
+    with pytest.raises(StoreError, match="no Google credentials"):
+        store.open_store("gs://some-bucket/photos")
+    assert store._google_credentials("gs://some-bucket/photos?anonymous=true")
+    (tmp_path / "application_default_credentials.json").write_text("{}")
+    assert store._google_credentials("gs://some-bucket/photos")
+
+
+def test_dead_runs_temp_folders_are_swept_and_nothing_else(tmp_path, monkeypatch):
+    import tempfile
+
+    from augpipe import store
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / f"augpipe-{dead}").mkdir()
+    (tmp_path / f"augpipe-{dead}" / "train-00000-of-00001.parquet").write_bytes(b"x")
+    mine = tmp_path / f"augpipe-{os.getppid()}"  # a live process's
+    other = tmp_path / "augpipe-notes"  # not ours by name
+    mine.mkdir()
+    other.mkdir()
+    folder = store.ArrowStore.temp_dir(None, "work")
+    assert folder == tmp_path / f"augpipe-{os.getpid()}" and folder.is_dir()
+    assert not (tmp_path / f"augpipe-{dead}").exists() and mine.is_dir() and other.is_dir()
+
+
+def test_a_manifest_nested_beyond_reason_is_no_manifest(tmp_path):
+    from augpipe.manifest import MANIFEST, read_manifest
+    from augpipe.store import open_store
+
+    (tmp_path / MANIFEST).write_text("[" * 100_000 + "]" * 100_000)
+    assert read_manifest(open_store(tmp_path)) is None
