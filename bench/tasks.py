@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from digits import augpipe  # noqa: E402  (the command runner the digits bench uses)
 
 SHAPES = ("rectangle", "circle", "triangle")
 SIZE = 64
@@ -98,17 +100,6 @@ def write_scenes(root: Path, train: int, val: int, seed: int = 0) -> tuple[Path,
             json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     (masks / "classes.txt").write_text("background\n" + "".join(f"{name}\n" for name in SHAPES))
     return coco, masks
-
-
-def run(cmd: list[str]) -> str:
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode:
-        sys.exit(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-    return done.stdout
-
-
-def augpipe(*args: str) -> str:
-    return run([sys.executable, "-m", "augpipe", *args])
 
 
 RECIPE = "detection"
