@@ -24,6 +24,7 @@ from augpipe.shards import store_sha256
 
 RUN_FILE = f"{WORK_DIR}/run.json"
 TMP_DIR = f"{WORK_DIR}/tmp"
+LOCK_SETTLE = 1.0  # seconds, where an object store offers no conditional write
 OURS = {MANIFEST, LEGACY_MANIFEST, LOCK, WORK_DIR, SKIPPED}
 _TEMPORARY = re.compile(r"\.(_augpipe\.json|augpipe\.json|_augpipe_skipped\.jsonl)\.\d+\.tmp")
 
@@ -77,11 +78,15 @@ def _create_exclusive(store, name: str, data: bytes) -> bool:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         return True
-    # Object stores have no exclusive create that pyarrow exposes: write, then read back, so that
-    # of two runs starting together at most one believes it won.
+    created = store.create_exclusive(name, data)
+    if created is not None:
+        return created
+    # No conditional write to be had (pyarrow exposes none): write, let a PUT of another run
+    # starting at the same moment land, then read back: the last PUT wins, the other run sees it.
     if store.exists(name):
         return False
     store.write_bytes(name, data)
+    time.sleep(LOCK_SETTLE)
     return _read_json(store, name) == json.loads(data)
 
 
@@ -132,6 +137,8 @@ class OutputFolder:
                 what = ", ".join(k for k in identity if identity.get(k) != previous.get(k)) or "settings"
                 raise OutputError(f"{self.store.display()} holds output made with another {what}: use --overwrite "
                                   "to replace it, or another --out")
+            if not self.lock.owned():  # nothing is removed but by the run that holds the folder
+                raise RunLockedError(f"{self.store.display()}: another run took the lock: nothing was removed")
             self.remove_previous()
         self._remove_temporaries()
         done = read_manifest(self.store)

@@ -60,10 +60,13 @@ def expand(source: str | Path, recipe, out: str | Path | None = None, options: E
 
     started = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    from augpipe.store import normalise_location
+
     _check_options(options)
+    source = normalise_location(source)
+    out = normalise_location(out if out is not None else default_out(source))
     engine = make_engine(options.engine, options.workers)
     engine.start_early()
-    source, out = str(source), str(out) if out is not None else default_out(source)
     with engine:
         return _expand(source, recipe, out, options, engine, started, started_at)
 

@@ -36,9 +36,32 @@ def is_uri(location: str | os.PathLike) -> bool:
     return "://" in str(location)
 
 
+def normalise_location(location: str | os.PathLike) -> str:
+    """A location as every check and every store sees it. A URI's path may not climb or hold
+    empty parts: `s3://out/../other` would name bucket `out` to a check and write into `other`
+    (pyarrow decodes `%2e%2e` too), so `.`, `..` and `//` inside it, encoded or not, are refused;
+    a trailing `/` is dropped. Local paths are the operating system's to resolve."""
+    from urllib.parse import unquote
+
+    text = str(location)
+    if not is_uri(text) or text.startswith("file://"):
+        return text
+    scheme, _, rest = text.partition("://")
+    path, mark, query = rest.partition("?")
+    parts = path.rstrip("/").split("/")
+    for part in parts:
+        decoded = unquote(part)
+        if decoded in (".", "..") or (not decoded and len(parts) > 1) or "/" in decoded or "\\" in decoded:
+            shown = part if part == decoded else f"{part} ({decoded})"
+            raise StoreError(f"{text}: the part '{shown}' is refused in an object-store URI (no '.', '..', "
+                             "empty or encoded '/' parts: object stores have no folders to climb): "
+                             "write the path without it")
+    return f"{scheme}://{'/'.join(parts)}{mark}{query}"
+
+
 def open_store(location: str | os.PathLike) -> Store:
     """A store for a local path, a file:// URI or any URI pyarrow's filesystems understand."""
-    text = str(location)
+    text = normalise_location(location)
     if text.startswith("file://"):
         return LocalStore(Path(text[len("file://"):]))
     if not is_uri(text):
@@ -141,15 +164,21 @@ class LocalStore(Store):
             return []
 
     def list_files(self, prefix: str = "") -> list[Entry]:
-        """Every non-hidden file below prefix, sorted; symlinks followed, loops cut."""
+        """Every non-hidden file below prefix, sorted; symlinks followed, loops cut. A linked
+        folder is read after every real one: a folder reached both directly and through a link
+        (`cat/dogs -> ../dog`) is read once, in its own place, and the link is a recorded skip."""
         out: list[Entry] = []
-        seen: set[tuple[int, int]] = set()
+        seen: dict[tuple[int, int], str] = {}
+        links: list[tuple[Path, str]] = []
 
         def visit(folder: Path, rel: str) -> None:
             st = folder.stat()
             if (st.st_dev, st.st_ino) in seen:  # a symlink loop, or the same folder reached twice
+                if rel:
+                    out.append(Entry(rel.rstrip("/"), 0, 0, f"a link to a folder read in its own place "
+                                                           f"({seen[(st.st_dev, st.st_ino)] or '.'}/)"))
                 return
-            seen.add((st.st_dev, st.st_ino))
+            seen[(st.st_dev, st.st_ino)] = rel.rstrip("/")
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
             for entry in entries:
@@ -164,7 +193,10 @@ class LocalStore(Store):
                     continue
                 try:
                     if entry.is_dir():
-                        visit(Path(entry.path), child + "/")
+                        if entry.is_symlink():
+                            links.append((Path(entry.path), child + "/"))
+                        else:
+                            visit(Path(entry.path), child + "/")
                     elif entry.is_file():
                         st = entry.stat()
                         out.append(Entry(child, st.st_size, st.st_mtime_ns))
@@ -177,6 +209,13 @@ class LocalStore(Store):
 
         base = self.path(prefix)
         visit(base, f"{prefix.rstrip('/')}/" if prefix else "")
+        while links:  # in order of their names; a link found inside a linked folder joins the queue
+            links.sort(key=lambda link: link[1])
+            folder, rel = links.pop(0)
+            try:
+                visit(folder, rel)
+            except PermissionError:
+                out.append(Entry(rel.rstrip("/"), 0, 0, "cannot read: permission denied"))
         out.sort(key=lambda e: e.name)
         return out
 
@@ -316,9 +355,8 @@ class ArrowStore(Store):
             for infos in pool.map(below, folders):
                 files += [i for i in infos if i.type == pafs.FileType.File]
         cut = len(self.root) + 1
-        return sorted(
-            (Entry(i.path[cut:], i.size or 0, i.mtime_ns or 0) for i in files), key=lambda e: e.name
-        )
+        entries = (_object_entry(i.path[cut:], i.size or 0, i.mtime_ns or 0) for i in files)
+        return sorted((e for e in entries if not hidden(e.name)), key=lambda e: e.name)
 
     def read_bytes(self, name: str) -> bytes:
         try:
@@ -384,8 +422,53 @@ class ArrowStore(Store):
     def makedirs(self, name: str = "") -> None:
         pass  # object stores have no folders to make
 
+    def create_exclusive(self, name: str, data: bytes) -> bool | None:
+        """S3's conditional PUT (`If-None-Match: *`, which AWS, MinIO and moto honour), through
+        boto3 where it is installed: True when written, False when the object was there; None
+        when this store cannot be asked (not S3, or no boto3)."""
+        import pyarrow.fs as pafs
+
+        try:
+            import boto3
+            from botocore.exceptions import ClientError
+        except ImportError:
+            return None
+        if not isinstance(self.fs, pafs.S3FileSystem):
+            return None
+        o = self.fs.__reduce__()[1][0]  # the options pyarrow was given (or found in the environment)
+        endpoint = o.get("endpoint_override") or None
+        if endpoint and "://" not in endpoint:
+            endpoint = f"{o.get('scheme') or 'https'}://{endpoint}"
+        client = boto3.client("s3", endpoint_url=endpoint, region_name=o.get("region") or None,
+                              aws_access_key_id=o.get("access_key") or None,
+                              aws_secret_access_key=o.get("secret_key") or None,
+                              aws_session_token=o.get("session_token") or None)
+        bucket, _, key = self.full(name).partition("/")
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            return None
+        return True
+
     def open_input(self, name: str):
         return self.fs.open_input_file(self.full(name))
+
+
+def hidden(name: str) -> bool:
+    """The one listing rule of every store: a file or folder whose name starts with '.'
+    (`.DS_Store`, `.ipynb_checkpoints/`, `.git/`) is not part of a dataset, at any depth."""
+    return any(part.startswith(".") and part not in (".", "..") for part in name.split("/"))
+
+
+def _object_entry(name: str, size: int, mtime_ns: int) -> Entry:
+    """A listed object; a key with an empty, '.' or '..' part (`cat/../dog/x.jpg`, `a//b.jpg`)
+    exists on the store but cannot be read through a path: a recorded skip saying so."""
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        return Entry(name, size, mtime_ns, "its key has an empty, '.' or '..' part, which cannot be read "
+                                           "as a path: rename the object")
+    return Entry(name, size, mtime_ns)
 
 
 def _on_google_cloud() -> bool:
