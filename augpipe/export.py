@@ -1,9 +1,10 @@
 """`augpipe export`: an expanded dataset written back out as files, for tools that read folders.
 
-    yolo         images/{split}/…, labels/{split}/….txt (class cx cy w h, or a polygon with
-                 instance masks), data.yaml
-    coco         {split}/…, annotations/instances_{train,val,test}.json (polygons with instance masks)
-    voc          JPEGImages/…, Annotations/….xml, ImageSets/Main/{train,val,test}.txt
+    yolo         images/{split}/…, labels/{split}/….txt, data.yaml (--yolo-task detect: box lines
+                 `class cx cy w h`; segment: a polygon line for every object; never a mix)
+    coco         images/{split}/… (--coco-layout split: {split}/…), annotations/instances_{split}.json
+    voc          JPEGImages/…, Annotations/….xml (the devkit's 1-based whole pixels, or
+                 --voc-zero-based), ImageSets/Main/{train,val,test}.txt, labelmap.txt
     imagefolder  {split}/{class}/… (classification)
     masks        {split}/images/…, {split}/masks/….png, classes.txt (segmentation)
 
@@ -20,14 +21,15 @@ rows keep their names, and the counts are the files written. A name that would l
 (`..`, an absolute path, an empty part, NUL) is refused, naming it; so is, for imagefolder, a
 class that cannot be one folder (`/` or `\\` in it, `.`, `..`, empty).
 
-Boxes round trip exactly; instance masks, written as polygons (yolo, coco), to within a pixel.
-A YOLO object whose instance mask is just its filled box (a box line in a source that mixes box
-and polygon lines) is written as a box line again, a polygon line only for a real outline.
+Instance masks are traced on their pixels' edges (every vertex a pixel corner), so a polygon
+spans exactly its mask's extent and, filled by the pixel-centre rule (pycocotools', and augpipe's
+readers'), gives back exactly its pixels when the mask has no hole. COCO gets RLE where polygons
+would not give the mask back; a YOLO line has one ring (parts joined by seams, holes dropped).
 
-`.augpipe-export` in the folder is written first (the dataset, its identity, the format,
-`complete: false`) and completed last. An export of the same dataset in the same format is written
-again into its folder (so an interrupted one is rerun; files of the same names are replaced);
-any other non-empty folder is refused.
+`.augpipe-export` in the folder is written first (the dataset, its identity, the format and its
+options, `complete: false`) and completed last. An export of the same dataset in the same format
+and options is written again into its folder (so an interrupted one is rerun; files of the same
+names are replaced); any other non-empty folder is refused.
 """
 
 from __future__ import annotations
