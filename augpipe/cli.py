@@ -289,7 +289,8 @@ def export(
     done = run_export(dataset, format, out, progress=not quiet, yolo_task=yolo_task, coco_layout=coco_layout,
                       voc_zero_based=voc_zero_based)
     shown = ", ".join(f"{split} {n:,}" for split, n in done["images"].items())
-    typer.echo(f"exported {done['format']} to {done['out']}: {shown} images")
+    task = f" ({done['yolo_task']})" if "yolo_task" in done else ""
+    typer.echo(f"exported {done['format']}{task} to {done['out']}: {shown} images")
     if done["renamed"]:
         typer.echo(f"{_plural(done['renamed'], 'file')} renamed with a short hash of the source path "
                    "(their names would have collided, e.g. a.png re-encoded beside a.jpg)")

@@ -326,11 +326,15 @@ def _rings(mask) -> list:
     import cv2
     import numpy as np
 
-    double = np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return []
+    part = np.pad(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], 1)  # the mask's extent, and a margin
+    double = np.repeat(np.repeat(part, 2, axis=0), 2, axis=1)
     contours, _ = cv2.findContours(double, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     rings = []
     for contour in contours:
-        p = (contour.reshape(-1, 2) + 1) // 2
+        p = (contour.reshape(-1, 2) + 1) // 2 + [cols[0] - 1, rows[0] - 1]
         p = p[np.any(p != np.roll(p, 1, axis=0), axis=1)]
         before, after = np.roll(p, 1, axis=0), np.roll(p, -1, axis=0)
         turn = (p - before)[:, 0] * (after - p)[:, 1] - (p - before)[:, 1] * (after - p)[:, 0]

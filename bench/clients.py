@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "clients")]
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from exported import boxes_only, extent, masked, polygon_box, run_export, shards  # noqa: E402
+from exported import boxes_only, masked, polygon_box, run_export, shards  # noqa: E402
 
 
 def xyxy(boxes) -> np.ndarray:
@@ -199,7 +199,8 @@ def main() -> None:
             ("supervision from_yolo", "yolo", "detect", "boxes", lambda d, o: supervision_yolo(d, o, "detect")),
             ("supervision from_pascal_voc", "voc", "detect", "masks", supervision_voc),
             ("supervision from_pascal_voc", "voc", "detect", "boxes", supervision_voc),
-            ("datumaro coco_instances", "coco", "detect + masks", "masks", lambda d, o: datumaro(d, o, "coco_instances")),
+            ("datumaro coco_instances", "coco", "detect + masks", "masks",
+             lambda d, o: datumaro(d, o, "coco_instances")),
             ("datumaro voc_detection", "voc", "detect", "masks", lambda d, o: datumaro(d, o, "voc_detection")),
         ]
         print(f"datasets: masks {counts['masks'][0]} images, {counts['masks'][1]} objects; "

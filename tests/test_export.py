@@ -94,7 +94,8 @@ def test_coco_carries_every_mask_its_area_and_the_objects_ids(masked, tmp_path):
 def test_coco_layouts(masked, tmp_path):
     export(masked, "coco", tmp_path / "split", progress=False, coco_layout="split")
     export(masked, "coco", tmp_path / "images", progress=False)
-    name = json.loads((tmp_path / "images" / "annotations" / "instances_train.json").read_text())["images"][0]["file_name"]
+    book = json.loads((tmp_path / "images" / "annotations" / "instances_train.json").read_text())
+    name = book["images"][0]["file_name"]
     assert (tmp_path / "split" / "train" / name).is_file() and not (tmp_path / "split" / "images").exists()
     assert (tmp_path / "images" / "images" / "train" / name).is_file()
 

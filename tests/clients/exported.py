@@ -83,8 +83,8 @@ def shards(ds: Path) -> dict[tuple[str, str], list[dict]]:
             objects = row["objects"]
             masks = objects.get("mask") or [None] * len(objects["bbox"])
             out[(SPLIT_DIR[shard["split"]], file_name(row))] = [
-                {"box": list(b), "category": c, "mask": None if m is None else
-                 (np.asarray(Image.open(io.BytesIO(m["bytes"]))) > 0).astype(np.uint8), "size": (row["width"], row["height"])}
+                {"box": list(b), "category": c,
+                 "mask": None if m is None else (np.asarray(Image.open(io.BytesIO(m["bytes"]))) > 0).astype(np.uint8)}
                 for b, c, m in zip(objects["bbox"], objects["category"], masks)]
     return out
 

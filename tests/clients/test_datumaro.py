@@ -46,7 +46,8 @@ def test_coco_instances(dataset, tmp_path):
         shapes = [a for a in item.annotations if a.type in (AnnotationType.polygon, AnnotationType.mask)]
         # every object's segmentation read (an outline of several parts: a polygon a part, one group)
         assert len(boxes) == len(objects) and len({a.group for a in shapes}) == len(objects)
-        assert box_error([[b.x, b.y, b.w, b.h] for b in boxes], [o["box"] for o in objects]) <= 0.02  # datumaro rounds corners to 2 decimals
+        got = [[b.x, b.y, b.w, b.h] for b in boxes]
+        assert box_error(got, [o["box"] for o in objects]) <= 0.02  # datumaro rounds corners to 2 decimals
         assert [names[b.label] for b in boxes] == [("box", "disc")[o["category"]] for o in objects]
 
 
