@@ -271,14 +271,26 @@ def export(
     dataset: Annotated[str, typer.Argument(metavar="DATASET", help="An expanded dataset (folder or URI).")],
     format: Annotated[str, typer.Option("--format", "-f", help="yolo, coco or voc (detection), imagefolder (classification), masks (segmentation).")],
     out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="A new or empty folder (or an earlier export).")],
+    yolo_task: Annotated[Optional[str], typer.Option(
+        "--yolo-task", metavar="TASK",
+        help="yolo: detect (box lines) or segment (a polygon line for every object); "
+             "default segment when the dataset has instance masks, else detect.")] = None,
+    coco_layout: Annotated[Optional[str], typer.Option(
+        "--coco-layout", metavar="LAYOUT",
+        help="coco: images (images/<split>/…, the default; datumaro's layout) or split (<split>/…).")] = None,
+    voc_zero_based: Annotated[bool, typer.Option(
+        "--voc-zero-based",
+        help="voc: 0-based corners as the shards hold them (x, y, x+w, y+h), not the devkit's 1-based whole pixels.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Write an expanded dataset back out as files, for tools that read only folders (ultralytics: yolo)."""
     from augpipe.export import export as run_export
 
-    done = run_export(dataset, format, out, progress=not quiet)
+    done = run_export(dataset, format, out, progress=not quiet, yolo_task=yolo_task, coco_layout=coco_layout,
+                      voc_zero_based=voc_zero_based)
     shown = ", ".join(f"{split} {n:,}" for split, n in done["images"].items())
-    typer.echo(f"exported {done['format']} to {done['out']}: {shown} images")
+    task = f" ({done['yolo_task']})" if "yolo_task" in done else ""
+    typer.echo(f"exported {done['format']}{task} to {done['out']}: {shown} images")
     if done["renamed"]:
         typer.echo(f"{_plural(done['renamed'], 'file')} renamed with a short hash of the source path "
                    "(their names would have collided, e.g. a.png re-encoded beside a.jpg)")

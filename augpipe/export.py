@@ -1,9 +1,10 @@
 """`augpipe export`: an expanded dataset written back out as files, for tools that read folders.
 
-    yolo         images/{split}/…, labels/{split}/….txt (class cx cy w h, or a polygon with
-                 instance masks), data.yaml
-    coco         {split}/…, annotations/instances_{train,val,test}.json (polygons with instance masks)
-    voc          JPEGImages/…, Annotations/….xml, ImageSets/Main/{train,val,test}.txt
+    yolo         images/{split}/…, labels/{split}/….txt, data.yaml (--yolo-task detect: box lines
+                 `class cx cy w h`; segment: a polygon line for every object; never a mix)
+    coco         images/{split}/… (--coco-layout split: {split}/…), annotations/instances_{split}.json
+    voc          JPEGImages/…, Annotations/….xml (the devkit's 1-based whole pixels, or
+                 --voc-zero-based), ImageSets/Main/{train,val,test}.txt, labelmap.txt
     imagefolder  {split}/{class}/… (classification)
     masks        {split}/images/…, {split}/masks/….png, classes.txt (segmentation)
 
@@ -20,20 +21,22 @@ rows keep their names, and the counts are the files written. A name that would l
 (`..`, an absolute path, an empty part, NUL) is refused, naming it; so is, for imagefolder, a
 class that cannot be one folder (`/` or `\\` in it, `.`, `..`, empty).
 
-Boxes round trip exactly; instance masks, written as polygons (yolo, coco), to within a pixel.
-A YOLO object whose instance mask is just its filled box (a box line in a source that mixes box
-and polygon lines) is written as a box line again, a polygon line only for a real outline.
+Instance masks are traced on their pixels' edges (every vertex a pixel corner), so a polygon
+spans exactly its mask's extent and, filled by the pixel-centre rule (pycocotools', and augpipe's
+readers'), gives back exactly its pixels when the mask has no hole. COCO gets RLE where polygons
+would not give the mask back; a YOLO line has one ring (parts joined by seams, holes dropped).
 
-`.augpipe-export` in the folder is written first (the dataset, its identity, the format,
-`complete: false`) and completed last. An export of the same dataset in the same format is written
-again into its folder (so an interrupted one is rerun; files of the same names are replaced);
-any other non-empty folder is refused.
+`.augpipe-export` in the folder is written first (the dataset, its identity, the format and its
+options, `complete: false`) and completed last. An export of the same dataset in the same format
+and options is written again into its folder (so an interrupted one is rerun; files of the same
+names are replaced); any other non-empty folder is refused.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -49,9 +52,19 @@ MARKER = ".augpipe-export"
 _LAYOUT_DIR = re.compile(r"(images|jpegimages|imgs|(train|val|valid|validation|test)(\d{4})?)", re.IGNORECASE)
 
 
-def export(location, fmt: str, out, progress: bool = True) -> dict:
+YOLO_TASKS = ("detect", "segment")
+COCO_LAYOUTS = ("images", "split")
+
+
+def export(location, fmt: str, out, progress: bool = True, *, yolo_task: str | None = None,
+           coco_layout: str | None = None, voc_zero_based: bool = False) -> dict:
     """Write the dataset at `location` to the folder `out` in format `fmt`; returns counts (the
-    files written) and how many rows were `renamed` (their names collided)."""
+    files written) and how many rows were `renamed` (their names collided).
+
+    yolo_task: `detect` (box lines) or `segment` (a polygon line for every object); by default
+    `segment` when the dataset has instance masks. coco_layout: `images` (images/{split}/…, the
+    default) or `split` ({split}/…). voc_zero_based: 0-based corners as the shards hold them,
+    instead of the devkit's 1-based whole pixels."""
     from augpipe.dataset import open_dataset
     from augpipe.store import open_store
 
@@ -62,17 +75,50 @@ def export(location, fmt: str, out, progress: bool = True) -> dict:
     if FORMATS[fmt] != task:
         raise UsageError(f"{ds.location} is a {task} dataset: {fmt} holds {FORMATS[fmt]} "
                          f"(use {' or '.join(f for f, t in FORMATS.items() if t == task)})")
+    options = _options(ds, fmt, yolo_task, coco_layout, voc_zero_based)
     store = open_store(str(out))
-    marker = {"from": _where(ds), "identity": _identity(ds), "format": fmt}
+    marker = {"from": _where(ds), "identity": _identity(ds), "format": fmt, **options}
     _claim(store, marker)
     if fmt == "imagefolder":
         _check_classes(ds.classes)
-    renamed = _plan(ds, fmt)  # every name, before anything is written
+    renamed = _plan(ds, fmt, options)  # every name, before anything is written
     store.write_bytes(MARKER, json.dumps({**marker, "complete": False}).encode())
-    writer = {"yolo": _yolo, "coco": _coco, "voc": _voc, "imagefolder": _imagefolder, "masks": _masks}[fmt]
-    counts = writer(ds, store, _rows(ds, fmt, renamed, progress))
+    rows = _rows(ds, fmt, renamed, progress)
+    if fmt == "yolo":
+        counts = _yolo(ds, store, rows, options["yolo_task"])
+    elif fmt == "coco":
+        counts = _coco(ds, store, rows, options["coco_layout"])
+    elif fmt == "voc":
+        counts = _voc(ds, store, rows, options["voc_zero_based"])
+    else:
+        counts = {"imagefolder": _imagefolder, "masks": _masks}[fmt](ds, store, rows)
     store.write_bytes(MARKER, json.dumps({**marker, "complete": True}).encode())
-    return {"format": fmt, "out": store.display(), **counts, "renamed": len(renamed)}
+    return {"format": fmt, "out": store.display(), **counts, "renamed": len(renamed), **options}
+
+
+def _options(ds, fmt: str, yolo_task: str | None, coco_layout: str | None, voc_zero_based: bool) -> dict:
+    """The format's own options, checked and defaulted; one given for another format is refused."""
+    given = {"yolo": yolo_task is not None, "coco": coco_layout is not None, "voc": voc_zero_based}
+    flag = {"yolo": "--yolo-task", "coco": "--coco-layout", "voc": "--voc-zero-based"}
+    for owner, was_given in given.items():
+        if was_given and owner != fmt:
+            raise UsageError(f"{flag[owner]} is an option of --format {owner}, not {fmt}")
+    masks = bool(ds.manifest.get("instance_masks"))
+    if fmt == "yolo":
+        task = yolo_task or ("segment" if masks else "detect")
+        if task not in YOLO_TASKS:
+            raise UsageError(f"--yolo-task is detect or segment, not '{task}'")
+        if task == "segment" and not masks:
+            raise UsageError(f"{ds.location} has no instance masks: --yolo-task segment needs them (use detect)")
+        return {"yolo_task": task}
+    if fmt == "coco":
+        layout = coco_layout or "images"
+        if layout not in COCO_LAYOUTS:
+            raise UsageError(f"--coco-layout is images (images/<split>/…) or split (<split>/…), not '{layout}'")
+        return {"coco_layout": layout}
+    if fmt == "voc":
+        return {"voc_zero_based": voc_zero_based}
+    return {}
 
 
 def _where(ds) -> str:
@@ -101,14 +147,22 @@ def _claim(store, marker: dict) -> None:
         held = None
     if not isinstance(held, dict):
         raise OutputError(f"{store.display()} holds an augpipe export whose {MARKER} cannot be read: choose a new --out")
-    if held.get("identity") == marker["identity"] and held.get("format") == marker["format"]:
+    if all(held.get(k) == v for k, v in marker.items() if k != "from"):
         return
     same = held.get("identity") == marker["identity"]
     what = "this dataset" if same else (f"{held.get('from')}" if held.get("identity") else
                                         f"{held.get('from')} (by an earlier augpipe, with no identity recorded)")
     state = "" if held.get("complete", True) else ", unfinished"
+    if same and held.get("format") == marker["format"]:  # only the format's options differ
+        raise OutputError(f"{store.display()} holds a {marker['format']} export of this dataset{state} written "
+                          f"with {_shown(held)}: choose a new --out for {_shown(marker)}")
     raise OutputError(f"{store.display()} holds a {held.get('format')} export of {what}{state}: "
                       f"choose a new --out for {marker['format']}{'' if same else ' of ' + marker['from']}")
+
+
+def _shown(marker: dict) -> str:
+    flags = {"yolo_task": "--yolo-task {}", "coco_layout": "--coco-layout {}", "voc_zero_based": "--voc-zero-based={}"}
+    return ", ".join(f.format(marker[k]) for k, f in flags.items() if k in marker) or "other options"
 
 
 def _check_classes(classes: list[str]) -> None:
@@ -130,7 +184,7 @@ def _read_names(ds, shard: dict, columns: list[str]):
                           "augpipe inspect --verify lists the damage") from None
 
 
-def _plan(ds, fmt: str) -> dict[tuple, str]:
+def _plan(ds, fmt: str, options: dict) -> dict[tuple, str]:
     """Every row's files, worked out before anything is written, from the columns names come
     from. Returns {(source, path): name} for the rows whose files would collide with another's
     (by name, or by case alone): each gets a short hash of its source path. Anything still
@@ -145,7 +199,7 @@ def _plan(ds, fmt: str) -> dict[tuple, str]:
     clash: set[int] = set()
     for i, (split, key, name) in enumerate(rows):
         _check_inside(name, key[0])
-        for dest in _dests(fmt, split, name):
+        for dest in _dests(fmt, split, name, options):
             folded = dest.casefold()
             j = owner.setdefault(folded, i)
             if j != i:
@@ -156,7 +210,7 @@ def _plan(ds, fmt: str) -> dict[tuple, str]:
     renamed = {rows[i][1]: _suffixed(rows[i][2], rows[i][1][0]) for i in sorted(clash)}
     final: dict[str, int] = {}
     for i, (split, key, name) in enumerate(rows):
-        for dest in _dests(fmt, split, renamed.get(key, name)):
+        for dest in _dests(fmt, split, renamed.get(key, name), options):
             _check_inside(dest, key[0])
             j = final.setdefault(dest.casefold(), i)
             if j != i:
@@ -182,7 +236,7 @@ def _name(fmt: str, row: dict, classes: list[str]) -> str:
     return name
 
 
-def _dests(fmt: str, split: str, name: str) -> list[str]:
+def _dests(fmt: str, split: str, name: str, options: dict) -> list[str]:
     """The files a row's name becomes, relative to --out: the image first."""
     s = SPLIT_DIR[split]
     if fmt == "yolo":
@@ -192,7 +246,9 @@ def _dests(fmt: str, split: str, name: str) -> list[str]:
         return [f"JPEGImages/{flat}{PurePosixPath(name).suffix}", f"Annotations/{flat}.xml"]
     if fmt == "masks":
         return [f"{s}/images/{name}", f"{s}/masks/{_stem(name)}.png"]
-    return [f"{s}/{name}"]  # coco, imagefolder
+    if fmt == "coco":
+        return [_coco_image(options["coco_layout"], split, name)]
+    return [f"{s}/{name}"]  # imagefolder
 
 
 def _suffixed(name: str, source: str) -> str:
@@ -261,61 +317,133 @@ def _mask(mask_png: bytes):
         return (np.asarray(im) > 0).astype(np.uint8)
 
 
-def _polygons(mask_png: bytes, mask=None) -> list[list[float]]:
-    """An instance mask's outlines, as COCO polygons (flat x, y lists in pixels).
-
-    Traced on the mask at twice its size, a quarter pixel inside the pixels' edges: filled again
-    by the pixel-centre rule (as augpipe's readers fill polygons) the outlines give back exactly
-    the mask's pixels, where outlines through the edge pixels' centres would lose half of them."""
+def _rings(mask) -> list:
+    """The outer outline of each 8-connected part of a mask, on the pixels' edges: (N, 2) int
+    arrays of pixel corners, one vertex a turn. Traced at twice the size, where a contour point
+    on a left or top edge is even and one on a right or bottom edge odd, so ceil(p / 2) is the
+    pixel corner it stands for (diagonal steps, at inner corners and where parts touch
+    diagonally, fall on one corner)."""
     import cv2
     import numpy as np
 
-    mask = _mask(mask_png) if mask is None else mask
-    double = np.repeat(np.repeat(mask, 2, axis=0), 2, axis=1)
-    contours, _ = cv2.findContours(double, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [((c.reshape(-1).astype(float) + 0.5) / 2).round(3).tolist() for c in contours if len(c) >= 3]
-
-
-def _coco_segmentation(mask_png: bytes | None, box) -> list[list[float]]:
-    """An object's polygons; none for a mask that is just its box filled (read back, an object
-    without a segment gets its box filled: the same pixels, exactly)."""
-    if mask_png is None or _outline(mask_png, box) is None:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
         return []
-    return _polygons(mask_png)
+    part = np.pad(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], 1)  # the mask's extent, and a margin
+    double = np.repeat(np.repeat(part, 2, axis=0), 2, axis=1)
+    contours, _ = cv2.findContours(double, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    rings = []
+    for contour in contours:
+        p = (contour.reshape(-1, 2) + 1) // 2 + [cols[0] - 1, rows[0] - 1]
+        p = p[np.any(p != np.roll(p, 1, axis=0), axis=1)]
+        before, after = np.roll(p, 1, axis=0), np.roll(p, -1, axis=0)
+        turn = (p - before)[:, 0] * (after - p)[:, 1] - (p - before)[:, 1] * (after - p)[:, 0]
+        p = p[turn != 0]
+        if len(p) >= 4:
+            rings.append(p)
+    return rings
 
 
-def _outline(mask_png: bytes, box) -> list[float] | None:
-    """The largest outline of an object's instance mask, or None when the mask is empty or just
-    its box filled (as a reader fills the box of an object without a segment, to within a pixel
-    of the box's edges): that object is written as its box, exactly."""
+def _filled(rings, shape):
+    """The pixels the rings cover, filled as pycocotools and augpipe's readers fill polygons
+    (by the pixels' centres)."""
     import numpy as np
 
-    mask = _mask(mask_png)
+    from augpipe.targets.boxes import fill_polygon
+
+    out = np.zeros(shape, np.uint8)
+    for ring in rings:
+        part = np.zeros(shape, np.uint8)
+        fill_polygon(part, ring.astype(np.float64))
+        out |= part
+    return out
+
+
+def _coco_segmentation(mask) -> list[list[int]] | dict:
+    """COCO polygons when they give back exactly the mask's pixels, else compressed RLE (a mask
+    with a hole, or an empty one)."""
+    rings = _rings(mask)
+    if rings and (_filled(rings, mask.shape) == mask).all():
+        return [ring.reshape(-1).tolist() for ring in rings]
+    return {"size": list(mask.shape), "counts": _rle_string(mask)}
+
+
+def _rle_string(mask) -> str:
+    """A mask as COCO's compressed RLE (pycocotools' rleToString): runs column by column,
+    background first; from the fourth run on each is written as the change from the run two
+    before, in 5-bit groups from character 48, 0x20 marking that another group follows."""
+    import numpy as np
+
+    flat = np.asarray(mask, np.uint8).T.reshape(-1)
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate([[0], edges, [len(flat)]])).tolist()
+    if flat[0]:
+        counts.insert(0, 0)
+    text = []
+    for i, count in enumerate(counts):
+        x = count - counts[i - 2] if i > 2 else count
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            text.append(chr((c | 0x20 if more else c) + 48))
+    return "".join(text)
+
+
+def _is_box(mask, box) -> bool:
+    """The mask is just its box filled (as a reader fills the box of an object without a
+    segment), to within a pixel of the box's edges."""
+    import numpy as np
+
     ys, xs = np.nonzero(mask)
     if not len(xs):
-        return None
+        return False
     x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
     x, y, w, h = box
-    solid = len(xs) == (x1 - x0) * (y1 - y0)
-    if solid and max(abs(x0 - x), abs(x1 - x - w), abs(y0 - y), abs(y1 - y - h)) <= 1:
-        return None
-    polygons = _polygons(mask_png, mask)
-    return max(polygons, key=len) if polygons else None
+    return len(xs) == (x1 - x0) * (y1 - y0) and max(abs(x0 - x), abs(x1 - x - w), abs(y0 - y), abs(y1 - y - h)) <= 1
+
+
+def _yolo_polygon(mask, box) -> list[float]:
+    """One polygon for a YOLO segment line, in pixels: the box's corners for a mask that is its
+    box (exactly the box again), else the mask's outline on its pixels' edges. A mask of several
+    parts has its outlines joined, largest first, each by a seam there and back between their
+    nearest corners (as ultralytics joins COCO's parts): the seam covers no pixel, and the
+    polygon's extent is the mask's. Holes are not carried (a YOLO line has one ring)."""
+    import numpy as np
+
+    x, y, w, h = box
+    rings = _rings(mask) if mask is not None and not _is_box(mask, box) else []
+    if not rings:
+        return [x, y, x + w, y, x + w, y + h, x, y + h]
+    rings.sort(key=lambda r: -_area(r))
+    joined = rings[0]
+    for ring in rings[1:]:
+        gaps = ((joined[:, None, :] - ring[None, :, :]) ** 2).sum(axis=2)
+        i, j = np.unravel_index(int(gaps.argmin()), gaps.shape)
+        part = np.concatenate([ring[j:], ring[:j + 1]])
+        joined = np.concatenate([joined[:i + 1], part, joined[i:]])
+    return joined.reshape(-1).astype(float).tolist()
+
+
+def _area(ring) -> float:
+    x, y = ring[:, 0].astype(float), ring[:, 1].astype(float)
+    return abs(float((x * (y.take(range(1, len(y) + 1), mode="wrap")) -
+                      y * (x.take(range(1, len(x) + 1), mode="wrap"))).sum())) / 2
 
 
 # ---------------------------------------------------------------- the formats
 
-def _yolo(ds, store, rows) -> dict:
+def _yolo(ds, store, rows, task: str) -> dict:
     counts = defaultdict(int)
     for split, row, name in rows:
         store.write_bytes(f"images/{SPLIT_DIR[split]}/{name}", row["image"]["bytes"], sync=False)
         w, h = row["width"], row["height"]
         lines = []
         for (x, y, bw, bh), c, mask in _objects(row):
-            if mask is not None and (outline := _outline(mask, (x, y, bw, bh))):
-                points = outline
-                coords = " ".join(f"{v / (w if i % 2 == 0 else h):.6f}" for i, v in enumerate(points))
-                lines.append(f"{c} {coords}")
+            if task == "segment":
+                points = _yolo_polygon(None if mask is None else _mask(mask), (x, y, bw, bh))
+                lines.append(f"{c} " + " ".join(f"{v / (w if i % 2 == 0 else h):.6f}" for i, v in enumerate(points)))
             else:
                 lines.append(f"{c} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}")
         store.write_bytes(f"labels/{SPLIT_DIR[split]}/{_stem(name)}.txt", "".join(f"{ln}\n" for ln in lines).encode(),
@@ -323,33 +451,74 @@ def _yolo(ds, store, rows) -> dict:
         counts[split] += 1
     import yaml
 
+    # no `path`: ultralytics then resolves these against the yaml's own folder, from any directory
     splits = {SPLIT_DIR[s]: f"images/{SPLIT_DIR[s]}" for s in counts}
-    data = {"path": ".", **splits, "names": dict(enumerate(ds.classes)), "nc": len(ds.classes)}
+    if "val" not in splits and "train" in splits:  # ultralytics requires a val: entry
+        splits = {"train": splits.pop("train"), "val": "images/train", **splits}
+    data = {**splits, "names": dict(enumerate(ds.classes)), "nc": len(ds.classes)}
     store.write_bytes("data.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
     return {"images": dict(counts)}
 
 
-def _coco(ds, store, rows) -> dict:
+def _coco(ds, store, rows, layout: str) -> dict:
     categories = [{"id": i + 1, "name": n, "supercategory": "none"} for i, n in enumerate(ds.classes)]
     books: dict[str, dict] = {}
     for split, row, name in rows:
         book = books.setdefault(split, {"images": [], "annotations": [], "categories": categories})
-        store.write_bytes(f"{SPLIT_DIR[split]}/{name}", row["image"]["bytes"], sync=False)
+        store.write_bytes(_coco_image(layout, split, name), row["image"]["bytes"], sync=False)
         image_id = len(book["images"]) + 1
         book["images"].append({"id": image_id, "file_name": name, "width": row["width"], "height": row["height"]})
-        for box, c, mask in _objects(row):
-            book["annotations"].append({
-                "id": len(book["annotations"]) + 1, "image_id": image_id, "category_id": c + 1,
-                "bbox": [round(v, 3) for v in box], "area": round(box[2] * box[3], 3), "iscrowd": 0,
-                "segmentation": _coco_segmentation(mask, box),
-            })
+        crowd = (row.get("objects") or {}).get("iscrowd") or []
+        ids = (row.get("objects") or {}).get("id") or []
+        for k, (box, c, mask_png) in enumerate(_objects(row)):
+            annotation = {"id": ids[k] if k < len(ids) else None, "image_id": image_id, "category_id": c + 1,
+                          "bbox": [round(v, 3) for v in box], "area": round(box[2] * box[3], 3),
+                          "iscrowd": int(crowd[k]) if k < len(crowd) and crowd[k] is not None else 0}
+            if mask_png is not None:
+                mask = _mask(mask_png)
+                annotation["area"] = int(mask.sum())
+                annotation["segmentation"] = _coco_segmentation(mask)
+            else:
+                annotation["segmentation"] = []
+            book["annotations"].append(annotation)
     for split, book in books.items():
+        _number(book["annotations"])
         store.write_bytes(f"annotations/instances_{SPLIT_DIR[split]}.json",
                           json.dumps(book, ensure_ascii=False).encode())
     return {"images": {s: len(b["images"]) for s, b in books.items()}}
 
 
-def _voc(ds, store, rows) -> dict:
+def _number(annotations: list[dict]) -> None:
+    """The objects' own ids when they are unique and positive in the file (COCOeval takes id 0
+    for no match), else 1, 2, 3, … (an expanded copy repeats its original's ids)."""
+    ids = [a["id"] for a in annotations]
+    if all(isinstance(i, int) and i > 0 for i in ids) and len(set(ids)) == len(ids):
+        return
+    for k, annotation in enumerate(annotations, start=1):
+        annotation["id"] = k
+
+
+def _coco_image(layout: str, split: str, name: str) -> str:
+    return f"images/{SPLIT_DIR[split]}/{name}" if layout == "images" else f"{SPLIT_DIR[split]}/{name}"
+
+
+def _voc_box(box, width: int, height: int, zero_based: bool) -> tuple:
+    """The devkit's convention: pixels numbered from 1, xmax the last pixel inside, so xmin =
+    x0 + 1 and xmax = x1, rounded to the nearest pixel (at least one pixel wide); or 0-based,
+    the shards' own values (x0, y0, x1, y1)."""
+    x, y, w, h = box
+    if zero_based:
+        return x, y, x + w, y + h
+    x0, y0 = max(_nearest(x), 0), max(_nearest(y), 0)
+    x1, y1 = min(max(_nearest(x + w), x0 + 1), width), min(max(_nearest(y + h), y0 + 1), height)
+    return x0 + 1, y0 + 1, x1, y1
+
+
+def _nearest(v: float) -> int:
+    return math.floor(v + 0.5)  # halves up: 10.5 → 11
+
+
+def _voc(ds, store, rows, zero_based: bool) -> dict:
     from xml.sax.saxutils import escape
 
     sets = defaultdict(list)
@@ -359,14 +528,17 @@ def _voc(ds, store, rows) -> dict:
         store.write_bytes(f"JPEGImages/{stem}{suffix}", row["image"]["bytes"], sync=False)
         objects = "".join(
             f"<object><name>{escape(ds.classes[c])}</name><difficult>0</difficult><bndbox>"
-            f"<xmin>{x:g}</xmin><ymin>{y:g}</ymin><xmax>{x + w:g}</xmax><ymax>{y + h:g}</ymax></bndbox></object>"
-            for (x, y, w, h), c, _ in _objects(row))
+            f"<xmin>{x0:g}</xmin><ymin>{y0:g}</ymin><xmax>{x1:g}</xmax><ymax>{y1:g}</ymax></bndbox></object>"
+            for box, c, _ in _objects(row)
+            for x0, y0, x1, y1 in [_voc_box(box, row["width"], row["height"], zero_based)])
         xml = (f"<annotation><filename>{escape(stem + suffix)}</filename><size><width>{row['width']}</width>"
                f"<height>{row['height']}</height><depth>3</depth></size>{objects}</annotation>\n")
         store.write_bytes(f"Annotations/{stem}.xml", xml.encode("utf-8"), sync=False)
         sets[split].append(stem)
     for split, stems in sets.items():
         store.write_bytes(f"ImageSets/Main/{SPLIT_DIR[split]}.txt", "".join(f"{s}\n" for s in stems).encode())
+    # datumaro's `name:color:parts:actions`, colour and the rest left empty
+    store.write_bytes("labelmap.txt", "".join(f"{c}:::\n" for c in ds.classes).encode())
     return {"images": {s: len(v) for s, v in sets.items()}}
 
 

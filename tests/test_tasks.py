@@ -471,6 +471,8 @@ def test_export_gives_rows_whose_names_collide_names_of_their_own(tmp_path, fmt)
     assert len(back.files) == 5 and len({Path(f.relpath).stem for f in back.files}) == 5
     assert sum(1 for f in back.files if Path(f.relpath).name == "c.jpg") == 1
     found = sorted(np.round(np.array(f.target.boxes), 3).tolist()[0] for f in back.files)
+    if fmt == "voc":  # the devkit's 1-based whole pixels, read from the files (not by augpipe's reader)
+        found = sorted(voc_boxes(p)[0] for p in (tmp_path / "out" / "Annotations").glob("*.xml"))
     if fmt == "yolo":  # normalised cx, cy, w, h back to pixels
         found = sorted([round((cx - w / 2) * W), round((cy - h / 2) * H), round(w * W), round(h * H)]
                        for cx, cy, w, h in found)
@@ -479,6 +481,18 @@ def test_export_gives_rows_whose_names_collide_names_of_their_own(tmp_path, fmt)
     if fmt == "coco":
         book = json.loads((tmp_path / "out" / "annotations" / "instances_train.json").read_text())
         assert len({i["file_name"] for i in book["images"]}) == 5
+
+
+def voc_boxes(xml: Path) -> list[list[float]]:
+    """A VOC file's boxes as [x, y, w, h] in pixels, read in the devkit's convention (xmin and
+    ymin 1-based, xmax and ymax the last pixel inside)."""
+    import xml.etree.ElementTree as ET
+
+    out = []
+    for box in ET.parse(xml).getroot().iter("bndbox"):
+        x0, y0, x1, y1 = (float(box.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax"))
+        out.append([x0 - 1, y0 - 1, x1 - x0 + 1, y1 - y0 + 1])
+    return out
 
 
 def test_export_into_an_export_writes_the_same_dataset_again_and_refuses_another(tmp_path, scenes, cli, monkeypatch):
@@ -516,9 +530,11 @@ def test_export_into_an_export_writes_the_same_dataset_again_and_refuses_another
     assert result.exit_code == 2 and "holds a yolo export of this dataset" in result.output
 
 
-def test_yolo_box_lines_come_back_as_boxes_beside_polygons(tmp_path):
+def test_yolo_export_never_mixes_box_and_polygon_lines(tmp_path):
+    """A source mixing a box line and a polygon line: segment (the default with instance masks)
+    writes the box as its 4 corners, exactly, and the polygon on its mask's pixel edges; detect
+    writes two box lines (ultralytics drops a file that mixes them)."""
     from augpipe.export import export
-    from augpipe.sources import scan
 
     data = tmp_path / "yolo"
     (data / "images" / "train").mkdir(parents=True)
@@ -529,13 +545,23 @@ def test_yolo_box_lines_come_back_as_boxes_beside_polygons(tmp_path):
     (data / "data.yaml").write_text("train: images/train\nnames: [a, b]\n")
     m = expand(data, recipe("[HorizontalFlip]", copies=0), tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))
     assert m["instance_masks"]
-    export(tmp_path / "ds", "yolo", tmp_path / "out", progress=False)
-    lines = (tmp_path / "out" / "labels" / "train" / "a.txt").read_text().splitlines()
-    assert lines[0] == box  # exactly: the object's mask is its box, filled
-    assert lines[1].startswith("1 ") and len(lines[1].split()) >= 7  # a real outline stays a polygon
-    target = scan(str(tmp_path / "out")).files[0].target
-    np.testing.assert_allclose(target.boxes[0], [0.5, 0.5, 0.25, 0.5])
-    np.testing.assert_allclose(target.boxes[1], [0.25, 0.25, 0.3, 0.3], atol=1 / 64)  # within a pixel
+    done = export(tmp_path / "ds", "yolo", tmp_path / "seg", progress=False)
+    assert done["yolo_task"] == "segment"
+    lines = (tmp_path / "seg" / "labels" / "train" / "a.txt").read_text().splitlines()
+    assert lines[0] == "0 0.375000 0.250000 0.625000 0.250000 0.625000 0.750000 0.375000 0.750000"
+    points = np.array(lines[1].split()[1:], float).reshape(-1, 2) * 64
+    assert lines[1].startswith("1 ") and len(points) > 4
+    np.testing.assert_allclose(points, np.round(points), atol=1e-3)  # on pixel corners
+    row = pq.read_table(tmp_path / "ds").to_pylist()[0]
+    mask = np.asarray(Image.open(io.BytesIO(row["objects"]["mask"][1]["bytes"]))) > 0
+    ys, xs = np.nonzero(mask)
+    np.testing.assert_allclose([*points.min(axis=0), *points.max(axis=0)],
+                               [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], atol=1e-3)  # the mask's extent
+    export(tmp_path / "ds", "yolo", tmp_path / "det", progress=False, yolo_task="detect")
+    lines = (tmp_path / "det" / "labels" / "train" / "a.txt").read_text().splitlines()
+    assert lines[0] == box and len(lines[1].split()) == 5
+    x, y, w, h = row["objects"]["bbox"][1]
+    assert lines[1] == f"1 {(x + w / 2) / 64:.6f} {(y + h / 2) / 64:.6f} {w / 64:.6f} {h / 64:.6f}"
 
 
 def test_mask_values_past_the_named_classes_are_a_recorded_skip(scenes, tmp_path):
