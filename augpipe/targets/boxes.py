@@ -39,10 +39,15 @@ class Boxes:
     ids: np.ndarray  # (N,) int64
     masks: list | None  # N arrays H×W uint8 (0/1), or None when the dataset has no instance masks
     dropped: int = 0  # boxes the last transform dropped
-    # per object: its mask is a real segment's (polygon, RLE) with pixels, not its filled box;
-    # None: none is (its box is albumentations')
+    # per object: its mask is a real segment's (polygon, RLE) with pixels, not its filled box.
+    # None with masks (a reader's or a user's masks, whose origin is not known): every mask with
+    # a pixel is taken as a real segment
     shaped: np.ndarray | None = None
     iscrowd: np.ndarray | None = None  # (N,) int64, COCO's flag; None: 0 for every object
+
+    def __post_init__(self):
+        if self.shaped is None and self.masks is not None:
+            self.shaped = np.array([bool(np.asarray(m).any()) for m in self.masks], bool)
 
     def crowd(self) -> np.ndarray:
         return np.zeros(len(self.ids), np.int64) if self.iscrowd is None else np.asarray(self.iscrowd, np.int64)
@@ -150,8 +155,9 @@ class BoxesKind(Target):
             raise SkipInput("an annotation id is not a whole number that fits in 64 bits") from None
         masks = _masks(objects, stored) if self.with_masks else None
         shaped = None
-        if masks is not None and objects.segments:
-            shaped = np.array([s is not None and bool(m.any()) for s, m in zip(objects.segments, masks)], bool)
+        if masks is not None:
+            segments = objects.segments or (None,) * len(masks)
+            shaped = np.array([s is not None and bool(m.any()) for s, m in zip(segments, masks)], bool)
         iscrowd = np.asarray(objects.iscrowd, dtype=np.int64) if objects.iscrowd else None
         state = Boxes(boxes, categories, ids, masks, shaped=shaped, iscrowd=iscrowd)
         return self.outputs(orient(self.inputs(state), stored, decoded.orientation), state)
