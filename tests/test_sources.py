@@ -461,6 +461,11 @@ def test_a_voc_source_read_in_the_other_convention_is_another_run(tmp_path, cli)
 
     expand(root, "flips", out, ExpandOptions(voc_zero_based=True, overwrite=True, **options))
     assert pq.read_table(out).column("objects").to_pylist()[0]["bbox"] == [[11.0, 6.0, 19.0, 14.0]]
+    from augpipe.preview import preview_source
+
+    drawn = [preview_source(root, "flips", rows=1, copies=0, val_fraction=0, voc_zero_based=z).rows[0].tiles[0].rgb
+             for z in (False, True)]
+    assert not np.array_equal(*drawn)  # preview reads the source as expand does
     for flag, box in (((), [10.0, 5.0, 20.0, 15.0]), (("--voc-zero-based",), [11.0, 6.0, 19.0, 14.0])):
         result = cli("expand", root, "-r", "flips", "--out", tmp_path / f"cli{len(flag)}", "-k", "0", "-q", *flag)
         assert result.exit_code == 0, result.output

@@ -18,7 +18,7 @@ from PIL import Image
 
 from augpipe import ExpandOptions, expand
 from augpipe.recipe import parse_recipe
-from augpipe.sample import SourceTask, augment_sample
+from augpipe.sample import SourceTask, augment_sample, moves_pixels
 from augpipe.sources.base import Objects
 from augpipe.targets import kind_for
 from conftest import make_scenes, shard_hashes, write_image
@@ -168,6 +168,7 @@ def test_after_a_colour_step_alone_the_boxes_are_as_given():
     polygons = [[12, 12, 38, 12, 38, 28, 12, 28]]
     row = segmented(boxes, polygons, "[{ColorJitter: {p: 1}}]").rows[1]
     assert json.loads(row["transforms"])[0][0] == "ColorJitter" and boxes_of(row) == boxes
+    assert not moves_pixels("ColorJitter") and moves_pixels("HorizontalFlip") and moves_pixels("Affine")
 
 
 def test_resize_gives_real_segments_their_resized_masks_extent():
@@ -194,10 +195,10 @@ def test_every_box_of_an_expanded_dataset_is_its_masks_extent(scenes, tmp_path, 
     worst, moved = 0.0, 0
     for row in pq.read_table(out).to_pylist():
         objects = row["objects"]
-        if row["copy"] == 0:
-            assert [given[i] for i in objects["id"]] == objects["bbox"]
+        if not any(moves_pixels(name) for name, _ in json.loads(row["transforms"])):
+            assert [given[i] for i in objects["id"]] == objects["bbox"]  # originals, colour alone: as given
             continue
-        moved += any(name != "ColorJitter" for name, _ in json.loads(row["transforms"]))
+        moved += 1
         for box, mask in zip(objects["bbox"], objects["mask"]):
             worst = max(worst, float(np.abs(np.asarray(box) - extent(mask["bytes"])).max()))
     assert moved > 20 and worst <= 0.5
