@@ -257,7 +257,8 @@ def _image_objects(annotations: list, im: dict, index: dict[int, int]) -> Object
         segments.append(segment)
         crowd.append(1 if a.get("iscrowd") in (1, True) else 0)
     return Objects(tuple(boxes), tuple(categories), tuple(ids),
-                   tuple(segments) if any(s is not None for s in segments) else None, iscrowd=tuple(crowd) if any(crowd) else ())
+                   tuple(segments) if any(s is not None for s in segments) else None,
+                   iscrowd=tuple(crowd) if any(crowd) else ())
 
 
 def _segment(seg, size):

@@ -99,9 +99,7 @@ def objects_array(values: list[dict], masks: bool) -> pa.Array:
         [[0], np.cumsum(counts)]).astype(np.int32))])
 
     def flat(key: str, dtype) -> np.ndarray:
-        # iscrowd: 0 for every object of a row that does not say
-        parts = [np.asarray(v[key] if key != "iscrowd" or v.get(key) is not None else np.zeros(len(v["category"])),
-                            dtype=dtype).reshape(-1) for v in values]
+        parts = [np.asarray(_per_object(v, key), dtype=dtype).reshape(-1) for v in values]
         return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
     def arrow(data: np.ndarray, kind: pa.DataType) -> pa.Array:
@@ -120,6 +118,12 @@ def objects_array(values: list[dict], masks: bool) -> pa.Array:
                                                                              _bytes_array([], pa.string())],
                                                                             fields=list(IMAGE_TYPE))))
     return pa.StructArray.from_arrays(children, fields=list(objects_type(masks)))
+
+
+def _per_object(values: dict, key: str):
+    """One field of a row's objects; a row that does not give `iscrowd` has 0 for every object."""
+    value = values.get(key) if key == "iscrowd" else values[key]
+    return np.zeros(len(values["category"])) if value is None else value
 
 
 class BoxesKind(Target):
@@ -267,8 +271,8 @@ class BoxesKind(Target):
 
 
 def arrays(row: dict, masks: bool) -> dict:
-    """boxes float32 (N, 4) COCO [x, y, w, h] in pixels, labels and ids int64 (N,), and with
-    instance masks, masks uint8 (N, H, W) of 0/1."""
+    """boxes float32 (N, 4) COCO [x, y, w, h] in pixels, labels and ids int64 (N,), iscrowd int64
+    (N,) when the row has it, and with instance masks, masks uint8 (N, H, W) of 0/1."""
     out = {"boxes": np.asarray(field(row, "bbox"), dtype=np.float32).reshape(-1, 4),
            "labels": np.asarray(field(row, "category"), dtype=np.int64),
            "ids": np.asarray(field(row, "id"), dtype=np.int64)}
