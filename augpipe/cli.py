@@ -140,6 +140,7 @@ def _start_workers(workers: int | None, engine: str = "local") -> None:
 
 
 FormatOpt = Annotated[str, typer.Option("--format", help="The source's layout: auto, coco, yolo, voc, masks, labelfiles or imagefolder.")]
+VocZeroBasedOpt = Annotated[bool, typer.Option("--voc-zero-based", help="VOC files hold 0-based pixel edges (tools that write xmin = x); default: the devkit's 1-based xmin/ymin.")]
 SourceArg = Annotated[str, typer.Argument(metavar="SOURCE", help="Image folder or URI (s3://, gs://): one sub-folder per class; optional train/ val/ test/.")]
 
 
@@ -161,6 +162,7 @@ def expand(
     split_by: Annotated[str, typer.Option("--split-by", help="content (identical files share a split; every source is read once more) or path.")] = "content",
     engine: Annotated[str, typer.Option("--engine", help="local (worker processes) or ray (a Ray cluster: RAY_ADDRESS, or a local one started for the run).")] = "local",
     format: FormatOpt = "auto",
+    voc_zero_based: VocZeroBasedOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Augment an image folder into Parquet shards (train/validation/test) with a manifest."""
@@ -172,6 +174,7 @@ def expand(
         copies=copies, workers=workers, seed=seed, val_fraction=val_fraction, balance=balance,
         shard_size=shard_size, max_pixels=max_pixels, strict=strict, overwrite=overwrite,
         progress=not quiet, layout=layout, split_by=split_by, engine=engine, format=format,
+        voc_zero_based=voc_zero_based,
     )
     manifest = run_expand(source, recipe, out, options)
     typer.echo("\n".join(expand_summary(manifest)))
@@ -220,6 +223,7 @@ def preview(
     tile: Annotated[int, typer.Option("--tile", min=32, max=512, help="Tile size in pixels.")] = 128,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="As for expand: previewed images are training images.")] = 0.1,
     format: FormatOpt = "auto",
+    voc_zero_based: VocZeroBasedOpt = False,
 ) -> None:
     """Show what a recipe does (originals and copies, captioned) before expanding, or what shards hold."""
     from augpipe.dataset import is_dataset
@@ -232,7 +236,7 @@ def preview(
         raise UsageError(f"{source} is an image folder: preview needs --recipe (an expanded dataset does not)")
     else:
         result = preview_source(source, recipe, rows=rows, copies=copies, seed=seed, val_fraction=val_fraction,
-                                format=format)
+                                format=format, voc_zero_based=voc_zero_based)
     typer.echo(f"contact sheet: {write_sheet(result, out, tile)}")
     if html_dir is not None:
         typer.echo(f"gallery: {write_html(result, html_dir)}")

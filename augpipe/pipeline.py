@@ -39,6 +39,7 @@ class ExpandOptions:
     split_by: str = "content"  # content | path
     engine: str = "local"  # local | ray
     format: str = "auto"  # auto | coco | yolo | voc | masks | labelfiles | imagefolder
+    voc_zero_based: bool = False  # VOC files with 0-based edges (else the devkit's 1-based pixels)
 
 
 class AugmentationError(SourceError):
@@ -92,7 +93,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     from augpipe.tasks import Job, write_shard
 
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    found = scan(source, options.layout, options.format)
+    found = scan(source, options.layout, options.format, options.voc_zero_based)
     _check_not_nested(source, out)
     output = OutputFolder(open_store(out))
     output.check_usable()  # before the sources are read: a wrong --out fails at once
@@ -110,6 +111,8 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
                 "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
                 "split_by": options.split_by, "format": found.format, "task": found.task}
+    if found.format == "voc":  # the same files read in another convention are other boxes
+        settings["voc_zero_based"] = options.voc_zero_based
     identity = _identity(recipe, options.seed, source, found.files, hashes, settings, found.annotations)
     try:
         done = output.prepare(identity, options.overwrite, [s.name for s in plan.shards])

@@ -132,7 +132,7 @@ def _round_robin(by_class: dict, rows: int, seed: int) -> list:
 
 def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None = None, seed: int = 0,
                    val_fraction: float = 0.1, max_pixels: int | None = None, layout: str = "auto",
-                   split_by: str = "content", format: str = "auto") -> Preview:
+                   split_by: str = "content", format: str = "auto", voc_zero_based: bool = False) -> Preview:
     """Originals and augmented copies of a few training images, exactly as `expand` makes them."""
     import hashlib
 
@@ -145,7 +145,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     from augpipe.targets import kind_for
 
     recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
-    found = scan(str(root), layout, format)
+    found = scan(str(root), layout, format, voc_zero_based)
     kind = kind_for(found.task, _instance_masks(found), len(found.classes) if found.task == "segmentation" else 0)
     check_for_task(recipe, kind)
     store = open_store(str(root))

@@ -6,6 +6,7 @@ No file or process state: a multiprocessing pool, a distributed engine or a prev
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -82,6 +83,7 @@ def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int,
             dropped += getattr(target, "dropped", 0)
         if out.resize is not None:
             image, target = resize(image, target, kind, out.resize.height, out.resize.width)
+            dropped += getattr(target, "dropped", 0)
         if copy == 0 and _can_keep_bytes(decoded, recipe):
             payload = data
         else:
@@ -112,8 +114,10 @@ def resize(image: np.ndarray, target, kind: Target, height: int, width: int):
         return codec.resize(image, height, width), target
     from augpipe.targets.geometry import resize
 
+    moves = image.shape[:2] != (height, width)
     image, result = resize(image, kind.inputs(target), height, width)
-    return image, kind.outputs(result, target)
+    target = kind.outputs(result, target)
+    return image, kind.moved(target) if moves else target
 
 
 def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int, kind: Target | None = None, target=None):
@@ -130,7 +134,22 @@ def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int, kind: Target | None
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
     applied = result.get("applied_transforms", [])
-    return image, kind.outputs(result, target), lineage_json(applied) if applied else "[]"
+    target = kind.outputs(result, target)
+    if any(moves_pixels(name) for name, *_ in applied):
+        target = kind.moved(target, recipe.bbox_params)
+    return image, target, lineage_json(applied) if applied else "[]"
+
+
+@functools.lru_cache(maxsize=None)
+def moves_pixels(name: str) -> bool:
+    """Whether a transform (by class name) can move pixels: any but albumentations' image-only
+    ones (colour, blur, noise)."""
+    from albumentations.core.transforms_interface import ImageOnlyTransform
+
+    from augpipe.recipe import allowed_transforms
+
+    cls = allowed_transforms().get(name)
+    return cls is None or not issubclass(cls, ImageOnlyTransform)
 
 
 def lineage_json(applied: list) -> str:
@@ -143,12 +162,9 @@ def lineage_json(applied: list) -> str:
 
 
 def _can_keep_bytes(decoded: codec.Decoded, recipe: Recipe) -> bool:
-    return (
-        decoded.format == recipe.output.format
-        and decoded.conversion is None
-        and not decoded.oriented
-        and recipe.output.resize is None
-    )
+    """An original is stored as the source's own bytes, in its own format, unless its pixels had
+    to change: a conversion to 8-bit RGB, an EXIF turn (the boxes are on the turned pixels), a resize."""
+    return decoded.conversion is None and not decoded.oriented and recipe.output.resize is None
 
 
 def _row_path(relpath: str, copy: int, recipe: Recipe, kept: bool) -> str:

@@ -13,6 +13,8 @@ import time
 import zlib
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -339,3 +341,35 @@ def test_strict_with_workers_fails_in_one_line_and_leaves_no_process(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "augpipe: error: dog/dog_999.jpg: not a readable image (unknown format or corrupt header) "
         "(--strict stops at the first bad input)"]
+
+
+def test_originals_are_the_source_files_bytes_whatever_the_recipes_format(tmp_path):
+    from conftest import make_scenes
+
+    # classification: JPEG, PNG, WebP and BMP sources under the detection recipe (PNG output)
+    folder = tmp_path / "folder"
+    for i, fmt in enumerate((".jpg", ".png", ".webp", ".bmp") * 3):
+        write_image(folder / ("cat", "dog")[i % 2] / f"x{i}{fmt}", seed=i, fmt=fmt)
+    grey = folder / "cat/grey.png"
+    grey.write_bytes(cv2.imencode(".png", np.full((20, 24), 90, np.uint8))[1].tobytes())
+    # detection: COCO scenes (PNG) with one of them a JPEG
+    scenes = make_scenes(tmp_path / "coco", n=6)
+    names = json.loads((scenes / "annotations/instances_default.json").read_text())
+    png = scenes / "default/scene_000.png"
+    cv2.imwrite(str(png.with_suffix(".jpg")), cv2.imread(str(png)))
+    png.unlink()
+    names["images"][0]["file_name"] = "scene_000.jpg"
+    (scenes / "annotations/instances_default.json").write_text(json.dumps(names))
+    for source in (folder, scenes):
+        for copies in (0, 1):
+            out = tmp_path / f"{source.name}-{copies}"
+            expand(source, "detection", out, ExpandOptions(copies=copies, val_fraction=0.4, **QUIET))
+            table = rows(out)
+            assert {r["split"] for r in table} == {"train", "validation"}
+            for r in table:
+                data = r["image"]["bytes"]
+                if r["copy"] > 0 or r["source"] == "cat/grey.png":  # augmented, or converted to RGB
+                    assert data.startswith(b"\x89PNG") and r["image"]["path"].endswith(".png")
+                    assert r["source"] != "cat/grey.png" or data != grey.read_bytes()
+                else:
+                    assert data == (source / r["source"]).read_bytes() and r["image"]["path"] == r["source"]

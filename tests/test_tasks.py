@@ -18,7 +18,7 @@ from PIL import Image
 
 from augpipe import ExpandOptions, expand
 from augpipe.recipe import parse_recipe
-from augpipe.sample import SourceTask, augment_sample
+from augpipe.sample import SourceTask, augment_sample, moves_pixels
 from augpipe.sources.base import Objects
 from augpipe.targets import kind_for
 from conftest import make_scenes, shard_hashes, write_image
@@ -110,6 +110,98 @@ def test_exif_orientation_turns_the_boxes_with_the_image():
     row = result.rows[0]
     assert (row["width"], row["height"]) == (H, W)
     assert boxes_of(row) == [[H - 20 - 15, 10, 15, 30]]
+
+
+def extent(mask_png: bytes) -> list[int]:
+    ys, xs = np.nonzero(np.asarray(Image.open(io.BytesIO(mask_png))))
+    return [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()] if len(xs) else []
+
+
+def segmented(boxes, polygons, transforms: str, top: str = "", output: str = "{format: png}"):
+    """augment_sample on objects given by their box and their polygon (None: no segment)."""
+    objects = Objects(tuple(tuple(b) for b in boxes), (0,) * len(boxes), tuple(range(len(boxes))),
+                      segments=tuple(None if p is None else ("polygon", (tuple(p),)) for p in polygons))
+    r = parse_recipe(f"copies: 1\noutput: {output}\n{top}transforms: {transforms}\n")
+    return augment_sample(picture(boxes), SourceTask("a.png", None, (0, 1), target=objects), r, 0, 10**8,
+                          kind=kind_for("detection", instance_masks=True))
+
+
+def test_a_rotated_polygon_gets_its_masks_extent_and_an_object_without_one_albumentations_box():
+    boxes = [[20, 10, 40, 12], [60, 30, 30, 20]]
+    polygons = [[20, 22, 60, 10, 60, 14, 24, 22], None]  # a thin sliver on the diagonal of its box
+    rotate = "[{Affine: {rotate: [25, 25], border_mode: 0, p: 1}}]"
+    original, rotated = segmented(boxes, polygons, rotate).rows
+    assert boxes_of(original) == boxes  # no step moved pixels: the boxes as given
+    sliver, plain = boxes_of(rotated)
+    masks = rotated["objects"]["mask"]
+    assert sliver == extent(masks[0]["bytes"])
+    # albumentations' box of the sliver's rotated box (ellipse method) is not the sliver's extent
+    alone = augment_sample(picture(boxes), SourceTask("a.png", None, (1,), target=Objects(
+        tuple(tuple(b) for b in boxes), (0, 0), (0, 1))), parse_recipe(
+        f"copies: 1\noutput: {{format: png}}\ntransforms: {rotate}\n"), 0, 10**8, kind=kind_for("detection")).rows[0]
+    assert plain == boxes_of(alone)[1]  # without a segment: albumentations' box, untouched
+    assert np.abs(np.asarray(boxes_of(alone)[0]) - sliver).max() > 4
+
+
+def test_an_object_whose_mask_left_the_image_is_dropped_though_its_box_did_not():
+    # the annotated box is looser than the segment: shifted 15 px right, the segment is all outside
+    boxes = [[5, 5, 20, 10], [40, 10, 60, 20]]
+    polygons = [[5, 5, 25, 5, 25, 15, 5, 15], [90, 12, 98, 12, 98, 20, 90, 20]]
+    result = segmented(boxes, polygons, "[{Affine: {translate_px: {x: [15, 15], y: 0}, p: 1}}]")
+    moved = result.rows[1]
+    assert moved["objects"]["id"].tolist() == [0] and len(moved["objects"]["mask"]) == 1
+    assert boxes_of(moved) == [[20, 5, 20, 10]]
+    assert result.dropped == 1
+
+
+def test_a_tight_box_under_the_recipes_min_width_is_dropped():
+    boxes = [[10, 10, 30, 20]]
+    polygons = [[10, 10, 16, 10, 16, 30, 10, 30]]  # 6 px wide in a 30 px box
+    shift = "[{Affine: {translate_px: {x: [3, 3], y: 0}, p: 1}}]"
+    assert segmented(boxes, polygons, shift).rows[1]["objects"]["id"].tolist() == [0]
+    result = segmented(boxes, polygons, shift, top="bbox_params: {min_width: 10}\n")
+    assert result.rows[1]["objects"]["id"].tolist() == [] and result.dropped == 1
+
+
+def test_after_a_colour_step_alone_the_boxes_are_as_given():
+    boxes = [[10.25, 10.5, 30.5, 20.25]]
+    polygons = [[12, 12, 38, 12, 38, 28, 12, 28]]
+    row = segmented(boxes, polygons, "[{ColorJitter: {p: 1}}]").rows[1]
+    assert json.loads(row["transforms"])[0][0] == "ColorJitter" and boxes_of(row) == boxes
+    assert not moves_pixels("ColorJitter") and moves_pixels("HorizontalFlip") and moves_pixels("Affine")
+
+
+def test_resize_gives_real_segments_their_resized_masks_extent():
+    boxes = [[10, 10, 31, 21], [50, 30, 30, 20]]
+    polygons = [[10, 10, 41, 10, 41, 31, 10, 31], None]
+    result = segmented(boxes, polygons, "[{HorizontalFlip: {p: 1}}]",
+                       output="{format: png, resize: {height: 37, width: 53}}")
+    for row in result.rows:
+        shaped, plain = boxes_of(row)
+        assert shaped == extent(row["objects"]["mask"][0]["bytes"])
+        x = 50 if row["copy"] == 0 else W - 80  # without a segment: the box scaled exactly
+        assert plain == pytest.approx([x * 53 / W, 30 * 37 / H, 30 * 53 / W, 20 * 37 / H], abs=1e-3)
+
+
+@pytest.mark.parametrize("transforms", ["detection", "[{Affine: {rotate: [-30, 30], translate_percent: [-0.2, 0.2], "
+                                                      "border_mode: 0, p: 1}}]"])
+def test_every_box_of_an_expanded_dataset_is_its_masks_extent(scenes, tmp_path, transforms):
+    r = transforms if transforms == "detection" else parse_recipe(
+        f"copies: 3\noutput: {{format: png}}\ntransforms: {transforms}\n")
+    out = tmp_path / "out"
+    expand(scenes["coco"], r, out, ExpandOptions(copies=3, val_fraction=0, **QUIET))
+    given = json.loads((scenes["coco"] / "annotations/instances_default.json").read_text())["annotations"]
+    given = {a["id"]: a["bbox"] for a in given}
+    worst, moved = 0.0, 0
+    for row in pq.read_table(out).to_pylist():
+        objects = row["objects"]
+        if not any(moves_pixels(name) for name, _ in json.loads(row["transforms"])):
+            assert [given[i] for i in objects["id"]] == objects["bbox"]  # originals, colour alone: as given
+            continue
+        moved += 1
+        for box, mask in zip(objects["bbox"], objects["mask"]):
+            worst = max(worst, float(np.abs(np.asarray(box) - extent(mask["bytes"])).max()))
+    assert moved > 20 and worst <= 0.5
 
 
 def test_masks_keep_their_indices_through_rotation_and_resize():
@@ -463,7 +555,9 @@ def test_export_gives_rows_whose_names_collide_names_of_their_own(tmp_path, fmt)
             (data / "labels" / rel).with_suffix(".txt").write_text(
                 f"0 {(x + w / 2) / W} {(y + h / 2) / H} {w / W} {h / H}\n")
     (data / "data.yaml").write_text("train: [images/train, images/train2017]\nnames: [thing]\n")
-    jpeg = parse_recipe("copies: 0\noutput: {format: jpeg}\ntransforms: [HorizontalFlip]\n")
+    # an original keeps its bytes and its name unless it is resized: to its own size here
+    jpeg = parse_recipe(f"copies: 0\noutput: {{format: jpeg, resize: {{height: {H}, width: {W}}}}}\n"
+                        "transforms: [HorizontalFlip]\n")
     expand(data, jpeg, tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))  # a.png becomes a.jpg
     done = export(tmp_path / "ds", fmt, tmp_path / "out", progress=False)
     assert done["images"] == {"train": 5} and done["renamed"] == 4  # c.jpg keeps its name
@@ -576,3 +670,27 @@ def test_mask_values_past_the_named_classes_are_a_recorded_skip(scenes, tmp_path
     assert {"path": "images/scene_001.png",
             "reason": "mask masks/scene_001.png has values [200] past the 3 named classes (0–2, and 255 for none)"} \
         in m["skipped"]
+
+
+def test_iscrowd_is_carried_with_each_object_and_zero_for_other_sources(scenes, tmp_path):
+    coco = tmp_path / "coco"
+    make_scenes(coco, n=8)
+    doc = json.loads((coco / "annotations/instances_default.json").read_text())
+    for a in doc["annotations"]:
+        a["iscrowd"] = a["id"] % 2
+    (coco / "annotations/instances_default.json").write_text(json.dumps(doc))
+    crowd = {a["id"]: a["id"] % 2 for a in doc["annotations"]}
+    out = tmp_path / "out"
+    shifts = recipe("[{Affine: {translate_percent: [-0.4, 0.4], border_mode: 0, p: 1}}]", copies=4,
+                    bbox_params={"min_visibility": 0.6})
+    m = expand(coco, shifts, out, ExpandOptions(**QUIET))
+    table = pq.read_table(out)
+    feature = json.loads(table.schema.metadata[b"huggingface"])["info"]["features"]["objects"]["feature"]
+    assert feature["iscrowd"] == {"dtype": "int64", "_type": "Value"}
+    objects = table.column("objects").to_pylist()
+    assert {c for o in objects for c in o["iscrowd"]} == {0, 1} and m["dropped_boxes"] > 0
+    for o in objects:
+        assert o["iscrowd"] == [crowd[i] for i in o["id"]]
+    expand(scenes["yolo"], "detection", tmp_path / "yolo", ExpandOptions(copies=1, **QUIET))
+    for o in pq.read_table(tmp_path / "yolo").column("objects").to_pylist():
+        assert o["iscrowd"] == [0] * len(o["id"])

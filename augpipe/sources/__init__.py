@@ -19,7 +19,8 @@ from augpipe.store import open_store
 FORMATS = ("coco", "yolo", "voc", "masks", "labelfiles", "imagefolder")
 
 
-def scan(root: str, layout: str = "auto", format: str = "auto") -> Scan:
+def scan(root: str, layout: str = "auto", format: str = "auto", voc_zero_based: bool = False) -> Scan:
+    """`voc_zero_based`: VOC files hold 0-based edges (else the devkit's 1-based pixels)."""
     if format != "auto" and format not in FORMATS:
         raise SourceError(f"--format is one of auto, {', '.join(FORMATS)}, not '{format}'")
     if layout not in LAYOUTS:
@@ -39,7 +40,8 @@ def scan(root: str, layout: str = "auto", format: str = "auto") -> Scan:
     except OSError as exc:
         raise SourceError(f"cannot list {store.display()}: {exc}") from None
     name = detect(entries) if format == "auto" else format
-    found = reader(name).read(store, entries, layout)
+    options = {"zero_based": voc_zero_based} if name == "voc" else {}
+    found = reader(name).read(store, entries, layout, **options)
     found.root = str(root)
     return found
 

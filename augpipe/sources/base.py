@@ -33,6 +33,7 @@ class Objects:
     # YOLO: boxes are (cx, cy, w, h) and polygons fractions of the image's size, converted in the
     # worker once the size is known.
     normalised: bool = False
+    iscrowd: tuple[int, ...] = ()  # COCO's flag per object (0 or 1); () for every other source: all 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,8 @@
   1 px of the image it is clipped, further out the image is skipped.
 - `segmentation`: polygons → ("polygon", ...), RLE → ("rle", {"size", "counts"}) as written
   (decoded in the worker); absent or [] → no mask (the worker fills the box).
-- `iscrowd` objects are kept like the others: their box, and their (RLE) mask.
+- `iscrowd` objects are kept like the others: their box, their (RLE) mask, and the flag itself
+  (1 when `iscrowd` is 1 or true, else 0), in the shards' `objects.iscrowd`.
 - An image in the JSON without annotations has zero objects; an image on disk that no JSON lists
   is skipped, "not in the annotation file".
 """
@@ -235,7 +236,7 @@ def _hashable(v) -> bool:
 
 def _image_objects(annotations: list, im: dict, index: dict[int, int]) -> Objects | str:
     size = image_size(im.get("width"), im.get("height"))
-    boxes, categories, ids, segments = [], [], [], []
+    boxes, categories, ids, segments, crowd = [], [], [], [], []
     for k, a in enumerate(annotations):
         cid = a.get("category_id")
         if not _hashable(cid) or cid not in index:
@@ -254,8 +255,10 @@ def _image_objects(annotations: list, im: dict, index: dict[int, int]) -> Object
         categories.append(index[cid])
         ids.append(_whole(a.get("id"), k))
         segments.append(segment)
+        crowd.append(1 if a.get("iscrowd") in (1, True) else 0)
     return Objects(tuple(boxes), tuple(categories), tuple(ids),
-                   tuple(segments) if any(s is not None for s in segments) else None)
+                   tuple(segments) if any(s is not None for s in segments) else None,
+                   iscrowd=tuple(crowd) if any(crowd) else ())
 
 
 def _segment(seg, size):

@@ -1,12 +1,13 @@
 """Pascal VOC detection: one XML a image, `X.xml` beside `X.jpg` (Roboflow's export, split
 folders allowed), or VOC's own `Annotations/X.xml` beside `JPEGImages/X.jpg`.
 
-- Coordinates are read as floats and NOT shifted: Pascal's 1-based pixel convention is not
-  corrected, xmin/ymin/xmax/ymax are taken as written, box = [xmin, ymin, xmax - xmin, ymax - ymin]
-  (a shift of one pixel at most, inside what annotators agree on; most tools that write VOC today
-  write 0-based values in the same fields, and those must not be shifted).
-- Checked against `<size>` when it gives one: within 1 px of the image clipped (VOC's xmax can be
-  the width itself), further out the image is skipped.
+- Coordinates are read as floats in the devkit's convention: xmin/ymin are 1-based pixel indices,
+  xmax/ymax the last pixel inside, so the box's edges are x0 = xmin - 1, y0 = ymin - 1, x1 = xmax,
+  y1 = ymax (an object filling a W×H image, 1 1 W H, is [0, 0, W, H]), as the devkit, detectron2
+  and supervision read them. `zero_based` (`--voc-zero-based`) reads files written by tools that
+  put 0-based edges in the same fields as written: [xmin, ymin, xmax - xmin, ymax - ymin].
+- Checked against `<size>` when it gives one, after the convention is applied: within 1 px of the
+  image clipped (a 0-based file read as 1-based has edges at -1), further out the image is skipped.
 - Class names: every `object/name` of the images kept, sorted.
 - `difficult` and `truncated` objects are kept like the others (the flags are not carried).
 - Splits: `ImageSets/Main/{train,val,test}.txt` beside `JPEGImages/` when present (an image in
@@ -49,7 +50,7 @@ def xml_candidates(image: str) -> list[str]:
     return out
 
 
-def read(store, entries: list, layout: str = "auto") -> Scan:
+def read(store, entries: list, layout: str = "auto", zero_based: bool = False) -> Scan:
     skipped: list[tuple[str, str]] = []
     entries = usable(entries, skipped)
     present = {e.name for e in entries}
@@ -75,7 +76,7 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
             skipped.append((path, split))
             continue
         data = raw[xml]
-        parsed[path] = (split, f"{xml}: {data}" if isinstance(data, str) else _parse(data, xml))
+        parsed[path] = (split, f"{xml}: {data}" if isinstance(data, str) else _parse(data, xml, zero_based))
     classes = sorted({name for _, objs in parsed.values() if not isinstance(objs, str) for name, _ in objs})
     index = {name: i for i, name in enumerate(classes)}
     files = []
@@ -128,7 +129,7 @@ def _split(path: str, sets: dict) -> str | None:
     return f"not in ImageSets/Main's lists ({', '.join(f'{n}.txt' for n in sorted(lists))})"
 
 
-def _parse(data: bytes, name: str) -> list | str:
+def _parse(data: bytes, name: str, zero_based: bool = False) -> list | str:
     """[(class name, box)] or the reason the image is skipped."""
     try:
         root = ElementTree.fromstring(data)
@@ -157,8 +158,10 @@ def _parse(data: bytes, name: str) -> list | str:
                 values.append(float(value))
             except ValueError:
                 return f"box {k}: <{tag}> '{value.strip()[:20]}' is not a number"
-        xmin, ymin, xmax, ymax = values
-        box, why = check_box(k, (xmin, ymin, xmax - xmin, ymax - ymin), size)
+        x0, y0, x1, y1 = values
+        if not zero_based:  # the devkit's: the first pixel is 1, xmax the last pixel inside
+            x0, y0 = x0 - 1, y0 - 1
+        box, why = check_box(k, (x0, y0, x1 - x0, y1 - y0), size)
         if why:
             return why
         out.append((label, box))

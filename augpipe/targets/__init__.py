@@ -45,6 +45,11 @@ class Target:
     def outputs(self, result: dict, state):
         return state
 
+    def moved(self, state, bbox_params=None):
+        """The state after a step that moved pixels (a spatial transform, a resize): what derives
+        from the moved targets, derived again (detection: boxes from their masks)."""
+        return state
+
     def values(self, state, image) -> dict:
         raise NotImplementedError
 

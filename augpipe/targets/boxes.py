@@ -2,10 +2,14 @@
 
 The column is Hugging Face's object-detection layout (cppe-5's):
 `objects: struct<bbox: list<fixed_size_list<float32>[4]>, category: list<int64>, area: list<float32>,
-id: list<int64>[, mask: list<struct<bytes, path>>]>`, boxes COCO [x, y, w, h] in pixels.
+id: list<int64>, iscrowd: list<int64>[, mask: list<struct<bytes, path>>]>`, boxes COCO [x, y, w, h]
+in pixels; `iscrowd` is COCO's flag as read (0 for every other source).
 Instance masks ride through albumentations beside their boxes; a box the recipe drops takes its
 mask with it (albumentations keeps every mask: they are reselected by each box's position in
 the list it came from, carried as a label field; the objects' own ids may repeat or be anything).
+After a step that moves pixels, an object whose mask is a real segment (a polygon or an RLE, not
+its filled box) takes its mask's extent as its box: albumentations moves the box's corners, which
+after a rotation or at an edge is not the shape's extent (albumentations#746, #1845).
 """
 
 from __future__ import annotations
@@ -35,11 +39,35 @@ class Boxes:
     ids: np.ndarray  # (N,) int64
     masks: list | None  # N arrays H×W uint8 (0/1), or None when the dataset has no instance masks
     dropped: int = 0  # boxes the last transform dropped
+    # per object: its mask is a real segment's (polygon, RLE) with pixels, not its filled box.
+    # None with masks (a reader's or a user's masks, whose origin is not known): every mask with
+    # a pixel is taken as a real segment
+    shaped: np.ndarray | None = None
+    iscrowd: np.ndarray | None = None  # (N,) int64, COCO's flag; None: 0 for every object
+
+    def __post_init__(self):
+        if self.shaped is None and self.masks is not None:
+            self.shaped = np.array([bool(np.asarray(m).any()) for m in self.masks], bool)
+
+    def crowd(self) -> np.ndarray:
+        return np.zeros(len(self.ids), np.int64) if self.iscrowd is None else np.asarray(self.iscrowd, np.int64)
+
+    def kept(self, keep: np.ndarray, boxes: np.ndarray | None = None) -> "Boxes":
+        """The objects at `keep` (indices or a mask), the others counted as dropped."""
+        masks = None if self.masks is None else [self.masks[k] for k in np.arange(len(self.ids))[keep]]
+        ids = self.ids[keep]
+        return Boxes((self.boxes if boxes is None else boxes)[keep], self.categories[keep], ids, masks,
+                     self.dropped + len(self.ids) - len(ids), _picked(self.shaped, keep), _picked(self.iscrowd, keep))
+
+
+def _picked(values: np.ndarray | None, keep) -> np.ndarray | None:
+    return None if values is None else np.asarray(values)[keep]
 
 
 def objects_type(masks: bool) -> pa.DataType:
     fields = [pa.field("bbox", pa.list_(BBOX)), pa.field("category", pa.list_(pa.int64())),
-              pa.field("area", pa.list_(pa.float32())), pa.field("id", pa.list_(pa.int64()))]
+              pa.field("area", pa.list_(pa.float32())), pa.field("id", pa.list_(pa.int64())),
+              pa.field("iscrowd", pa.list_(pa.int64()))]
     if masks:
         fields.append(pa.field("mask", pa.list_(IMAGE_TYPE)))
     return pa.struct(fields)
@@ -52,6 +80,7 @@ def objects_feature(classes: list[str], masks: bool) -> dict:
         "category": {"names": list(classes), "_type": "ClassLabel"},
         "area": {"dtype": "float32", "_type": "Value"},
         "id": {"dtype": "int64", "_type": "Value"},
+        "iscrowd": {"dtype": "int64", "_type": "Value"},
     }
     if masks:
         feature["mask"] = {"_type": "Image"}
@@ -70,7 +99,7 @@ def objects_array(values: list[dict], masks: bool) -> pa.Array:
         [[0], np.cumsum(counts)]).astype(np.int32))])
 
     def flat(key: str, dtype) -> np.ndarray:
-        parts = [np.asarray(v[key], dtype=dtype).reshape(-1) for v in values]
+        parts = [np.asarray(_per_object(v, key), dtype=dtype).reshape(-1) for v in values]
         return np.concatenate(parts) if parts else np.zeros(0, dtype)
 
     def arrow(data: np.ndarray, kind: pa.DataType) -> pa.Array:
@@ -80,7 +109,8 @@ def objects_array(values: list[dict], masks: bool) -> pa.Array:
     children = [pa.ListArray.from_arrays(offsets, bbox),
                 pa.ListArray.from_arrays(offsets, arrow(flat("category", np.int64), pa.int64())),
                 pa.ListArray.from_arrays(offsets, arrow(flat("area", np.float32), pa.float32())),
-                pa.ListArray.from_arrays(offsets, arrow(flat("id", np.int64), pa.int64()))]
+                pa.ListArray.from_arrays(offsets, arrow(flat("id", np.int64), pa.int64())),
+                pa.ListArray.from_arrays(offsets, arrow(flat("iscrowd", np.int64), pa.int64()))]
     if masks:
         images = [m for v in values for m in v["mask"]]
         children.append(pa.ListArray.from_arrays(offsets, _image_array(images) if images else
@@ -88,6 +118,12 @@ def objects_array(values: list[dict], masks: bool) -> pa.Array:
                                                                              _bytes_array([], pa.string())],
                                                                             fields=list(IMAGE_TYPE))))
     return pa.StructArray.from_arrays(children, fields=list(objects_type(masks)))
+
+
+def _per_object(values: dict, key: str):
+    """One field of a row's objects; a row that does not give `iscrowd` has 0 for every object."""
+    value = values.get(key) if key == "iscrowd" else values[key]
+    return np.zeros(len(values["category"])) if value is None else value
 
 
 class BoxesKind(Target):
@@ -122,7 +158,12 @@ class BoxesKind(Target):
         except (OverflowError, ValueError, TypeError):
             raise SkipInput("an annotation id is not a whole number that fits in 64 bits") from None
         masks = _masks(objects, stored) if self.with_masks else None
-        state = Boxes(boxes, categories, ids, masks)
+        shaped = None
+        if masks is not None:
+            segments = objects.segments or (None,) * len(masks)
+            shaped = np.array([s is not None and bool(m.any()) for s, m in zip(segments, masks)], bool)
+        iscrowd = np.asarray(objects.iscrowd, dtype=np.int64) if objects.iscrowd else None
+        state = Boxes(boxes, categories, ids, masks, shaped=shaped, iscrowd=iscrowd)
         return self.outputs(orient(self.inputs(state), stored, decoded.orientation), state)
 
     def example(self, width: int, height: int) -> Boxes:
@@ -152,7 +193,24 @@ class BoxesKind(Target):
         masks = None
         if state.masks is not None:
             masks = _reselect(result.get("masks", []), boxes, keys)
-        return Boxes(boxes, categories, state.ids[keys], masks, dropped=len(state.ids) - len(set(keys.tolist())))
+        return Boxes(boxes, categories, state.ids[keys], masks, dropped=len(state.ids) - len(set(keys.tolist())),
+                     shaped=_picked(state.shaped, keys), iscrowd=_picked(state.iscrowd, keys))
+
+    def moved(self, state: Boxes, bbox_params=None) -> Boxes:
+        """After a step that moved pixels: each object with a real segment takes its mask's extent
+        as its box; one whose mask has no pixel left, or whose box falls under the recipe's
+        min_area, min_width or min_height (albumentations checked its own, looser box), is dropped
+        with it. min_visibility stays albumentations' judgement (a share of the moved box)."""
+        if state.masks is None or state.shaped is None or not state.shaped.any():
+            return state
+        boxes = state.boxes.copy()
+        keep = np.ones(len(boxes), bool)
+        for k in np.flatnonzero(state.shaped):
+            extent = mask_extent(state.masks[k])
+            keep[k] = extent is not None and _large_enough(extent, bbox_params)
+            if keep[k]:
+                boxes[k] = extent
+        return state.kept(keep, boxes)
 
     # ------------------------------------------------------------ out
 
@@ -163,7 +221,7 @@ class BoxesKind(Target):
             areas = [float(w * h) for _, _, w, h in state.boxes]
         # to a thousandth of a pixel: albumentations' normalised round trip leaves 60.0000038 for 60
         objects = {"bbox": np.round(state.boxes, 3).astype(np.float32), "category": state.categories,
-                   "area": np.round(areas, 3), "id": state.ids}
+                   "area": np.round(areas, 3), "id": state.ids, "iscrowd": state.crowd()}
         if state.masks is not None:
             objects["mask"] = [{"bytes": _png(m), "path": None} for m in state.masks]
         return {"objects": objects}
@@ -213,11 +271,13 @@ class BoxesKind(Target):
 
 
 def arrays(row: dict, masks: bool) -> dict:
-    """boxes float32 (N, 4) COCO [x, y, w, h] in pixels, labels and ids int64 (N,), and with
-    instance masks, masks uint8 (N, H, W) of 0/1."""
+    """boxes float32 (N, 4) COCO [x, y, w, h] in pixels, labels and ids int64 (N,), iscrowd int64
+    (N,) when the row has it, and with instance masks, masks uint8 (N, H, W) of 0/1."""
     out = {"boxes": np.asarray(field(row, "bbox"), dtype=np.float32).reshape(-1, 4),
            "labels": np.asarray(field(row, "category"), dtype=np.int64),
            "ids": np.asarray(field(row, "id"), dtype=np.int64)}
+    if "iscrowd" in (row.get("objects") or {}):
+        out["iscrowd"] = np.asarray(field(row, "iscrowd"), dtype=np.int64)
     if masks:
         h, w = int(row["height"]), int(row["width"])
         decoded = [(_unpng(m["bytes"]) > 0).astype(np.uint8) for m in field(row, "mask") if m]
@@ -229,6 +289,22 @@ def field(row: dict, name: str) -> list:
     """One field of a row's objects as a list (rows read back hold lists; fresh ones arrays)."""
     value = (row.get("objects") or {}).get(name)
     return [] if value is None else list(value)
+
+
+def mask_extent(mask: np.ndarray) -> np.ndarray | None:
+    """The COCO box [x, y, w, h] around a mask's pixels (pixel edges), None when it has none."""
+    cols = np.flatnonzero(np.asarray(mask).any(axis=0))
+    if not len(cols):
+        return None
+    rows = np.flatnonzero(np.asarray(mask).any(axis=1))
+    return np.array([cols[0], rows[0], cols[-1] + 1 - cols[0], rows[-1] + 1 - rows[0]], dtype=np.float64)
+
+
+def _large_enough(box: np.ndarray, bbox_params) -> bool:
+    if bbox_params is None:
+        return True
+    _, _, w, h = box
+    return w * h >= bbox_params.min_area and w >= bbox_params.min_width and h >= bbox_params.min_height
 
 
 def _reselect(masks: list, boxes: np.ndarray, keys: np.ndarray) -> list[np.ndarray]:
