@@ -23,7 +23,7 @@ from augpipe.store import open_store  # noqa: E402
 from augpipe.model import DEFAULT_ARCH, ArchError, build_model, layer_table, memory_bytes  # noqa: E402
 from augpipe.torch import ShardDataset, ShardIterable, split_by_node  # noqa: E402
 from augpipe.train import Split, TrainOptions, check_dataset, check_memory, train  # noqa: E402
-from conftest import make_folder  # noqa: E402
+from conftest import make_folder, write_image  # noqa: E402
 
 
 def colour_folder(root: Path, per_class: int = 30, size: int = 24) -> Path:
@@ -757,3 +757,81 @@ def test_auto_picks_cuda_then_mps_then_the_cpu(monkeypatch):
     assert resolve_device("auto").type == "mps" and resolve_device("mps").type == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto").type == "cuda"
+
+
+# ---------------------------------------------------------------- images without objects, one class, mixed sizes
+
+from conftest import scene_objects  # noqa: E402
+
+
+def sparse_coco(root: Path, n: int = 16, classes=("box",), empty_every: int = 3,
+                sizes=((80, 64), (48, 72))) -> Path:
+    """COCO scenes with polygons: every `empty_every`th image without an object, the images in
+    turn of each size, every object of the classes given (its class index taken modulo their count)."""
+    rng = np.random.default_rng(0)
+    images, annotations = [], []
+    (root / "default").mkdir(parents=True)
+    for i in range(n):
+        w, h = sizes[i % len(sizes)]
+        objects = [] if i % empty_every == 0 else [(c % len(classes), b, p) for c, b, p in scene_objects(rng, w, h)]
+        name = f"s{i:03d}.png"
+        cv2.imwrite(str(root / "default" / name), cv2.cvtColor(scene_image(objects, w, h, rng), cv2.COLOR_RGB2BGR))
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        annotations += [{"id": len(annotations) + 1, "image_id": i + 1, "category_id": c + 1, "bbox": b,
+                         "area": b[2] * b[3], "iscrowd": 0, "segmentation": [p]} for c, b, p in objects]
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_default.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations,
+         "categories": [{"id": k + 1, "name": c} for k, c in enumerate(classes)]}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def sparse(tmp_path_factory) -> Path:
+    """One class, a third of the images without an object (in both splits), two image sizes."""
+    root = tmp_path_factory.mktemp("sparse")
+    out = expanded(sparse_coco(root / "data"), root / "out", val_fraction=0.3)
+    for split in ("train", "validation"):
+        rows = ShardDataset(out, split, return_row=True)
+        assert any(len(r["objects"]["bbox"]) == 0 for r in rows), f"the fixture needs an empty {split} image"
+        assert len({(r["width"], r["height"]) for r in rows}) == 2, f"the fixture needs mixed sizes in {split}"
+    return out
+
+
+@pytest.mark.parametrize("task", ["segmentation", "detection", "localisation"])
+def test_every_box_trainer_takes_empty_images_one_class_and_mixed_sizes(cli, sparse, tmp_path, task):
+    out = tmp_path / "run"
+    result = cli("train", sparse, "--task", task, "--out", out, "--epochs", "1", "--size", "32", "-q")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == (["background", "box"] if task == "segmentation" else ["box"])
+    if task == "localisation":
+        assert "training images without an object left out" in result.output
+        assert metrics["counts"]["validation"]["without_object"] > 0
+
+
+def test_instance_masks_of_mixed_sizes_and_empty_images_paint_where_they_are(sparse):
+    from augpipe.dataset import open_dataset
+    from augpipe.training.segmentation import read_masks
+
+    size = 16
+    x, masks, (sources, copies, _) = read_masks(open_dataset(sparse), "validation", size, False, 2)
+    rows = list(ShardDataset(sparse, "validation", box_format="xyxy"))
+    assert len(rows) == len(masks)
+    for (_, target), mask in zip(rows, masks):
+        expected = np.zeros((size, size), np.uint8)
+        if len(target["masks"]):
+            union = target["masks"].numpy().max(0)
+            expected = cv2.resize(union, (size, size), interpolation=cv2.INTER_NEAREST)
+        assert np.array_equal(mask, expected)
+
+
+def test_classification_takes_images_of_mixed_sizes(cli, tmp_path):
+    data = make_folder(tmp_path / "data", per_class=8, size=40)
+    for i, path in enumerate(sorted((data / "dog").iterdir())[:4]):
+        write_image(path, size=24 + 8 * i, seed=i)
+    out = expanded(data, tmp_path / "out")
+    assert len({tuple(img.shape) for img, _ in ShardDataset(out, "train")}) > 1
+    result = cli("train", out, "--out", tmp_path / "run", "--epochs", "1", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["task"] == "classification"
