@@ -327,7 +327,7 @@ TASK_CHOICES = ("auto", "classification", "localisation", "detection", "segmenta
 @command()
 def train(
     path: Annotated[str, typer.Argument(metavar="DATASET", help="An expanded dataset (folder or URI) with a validation split.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where model.pt, metrics.json, curves.png and confusion.png (classification) or predictions.png (the other tasks) go.")] = Path("runs/train"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where model.pt, metrics.json, curves.png and confusion.png (classification) or predictions.png (the other tasks) go: a new or empty folder, or one train wrote before (that run's files are replaced); a folder of other files is refused.")] = Path("runs/train"),
     task: Annotated[str, typer.Option("--task", help=_TASK_HELP)] = "auto",
     epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Passes over the training split.")] = 10,
     compare: Annotated[bool, typer.Option("--compare", help="Also train the same model from the same weights on the originals only, for the same number of optimiser steps, and print the augmentation lift.")] = False,

@@ -835,3 +835,48 @@ def test_classification_takes_images_of_mixed_sizes(cli, tmp_path):
     result = cli("train", out, "--out", tmp_path / "run", "--epochs", "1", "-q")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["task"] == "classification"
+
+
+# ---------------------------------------------------------------- the output folder
+
+def test_train_refuses_a_folder_it_did_not_write(cli, colours, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text('{"acc": 0.93}')
+    (mine / "model.pt").write_bytes(b"my weights")
+    result = cli("train", colours, "--out", mine, "--epochs", "1", "-q")
+    assert result.exit_code == 2
+    assert f"--out {mine} holds files augpipe train did not write (metrics.json, model.pt)" in one_line(result.output)
+    assert sorted(p.name for p in mine.iterdir()) == ["metrics.json", "model.pt"]
+    assert (mine / "model.pt").read_bytes() == b"my weights"
+    (tmp_path / "file").write_text("x")
+    result = cli("train", colours, "--out", tmp_path / "file", "--epochs", "1", "-q")
+    assert result.exit_code == 2 and "exists and is not a folder" in one_line(result.output)
+
+
+def test_a_rerun_into_its_own_folder_removes_the_earlier_run_s_files(cli, colours, sparse, tmp_path):
+    out = tmp_path / "run"
+    first = cli("train", sparse, "--task", "detection", "--out", out, "--epochs", "1", "--size", "16", "-q")
+    assert first.exit_code == 0, first.output
+    assert (out / "predictions.png").is_file() and (out / ".augpipe-train").is_file()
+    (out / "notes.txt").write_text("the user's, beside the run")
+    second = cli("train", colours, "--out", out, "--epochs", "1", "--size", "16", "-q")
+    assert second.exit_code == 0, second.output
+    assert sorted(p.name for p in out.iterdir()) == [".augpipe-train", "confusion.png", "curves.png",
+                                                     "metrics.json", "model.pt", "notes.txt"]
+    marker = json.loads((out / ".augpipe-train").read_text())
+    assert marker["complete"] and marker["files"] == ["confusion.png", "curves.png", "metrics.json", "model.pt"]
+    assert json.loads((out / "metrics.json").read_text())["task"] == "classification"
+
+
+def test_a_run_of_an_earlier_augpipe_is_train_s_folder_too(cli, colours, sparse, tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", sparse, "--task", "segmentation", "--out", out, "--epochs", "1", "--size", "16",
+               "-q").exit_code == 0
+    (out / ".augpipe-train").unlink()  # as augpipe 0.3 left it
+    result = cli("train", colours, "--out", out, "--epochs", "1", "--size", "16", "-q")
+    assert result.exit_code == 0, result.output
+    assert not (out / "predictions.png").exists() and (out / "confusion.png").is_file()
+    (out / ".augpipe-train").write_text("not json")
+    result = cli("train", colours, "--out", out, "--epochs", "1", "--size", "16", "-q")
+    assert result.exit_code == 2 and ".augpipe-train cannot be read" in one_line(result.output)
