@@ -31,14 +31,24 @@ _state = {"debug": bool(os.environ.get("AUGPIPE_DEBUG"))}
 
 # ---------------------------------------------------------------- errors, in one place
 
-# What a command interrupted part-way leaves, and what to do; expand's unless the command has its own
-_RERUN = {"export": "the export is unfinished; run the same command again to write it again"}
+# What each command interrupted part-way (or stopped by a full disk) leaves, and what to do
+_RERUN = {
+    "expand": "finished shards are kept; run the same command again to resume",
+    "export": "the export is unfinished; run the same command again to write it again",
+    "train": "train writes model.pt and its metrics only at the end of a run, so nothing of this one is kept; "
+             "run the same command again to train from the start",
+    "demo": "what the demo made so far stays in its folder; run the same command again to finish it",
+    "preview": "the contact sheet was not finished; run the same command again",
+    "inspect": "nothing was changed (inspect only reads); run the same command again",
+    "check": "nothing was changed (check only reads); run the same command again",
+}
+_RERUN_ANY = "nothing was changed; run the same command again"
 
 
 def _error_table(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, AugpipeError):
         return exc.exit_code, str(exc)
-    rerun = _RERUN.get(_state.get("command"), "finished shards are kept; run the same command again to resume")
+    rerun = _RERUN.get(_state.get("command"), _RERUN_ANY)
     if isinstance(exc, KeyboardInterrupt):
         return 130, f"interrupted: {rerun}"
     if isinstance(exc, Terminated):
@@ -47,8 +57,7 @@ def _error_table(exc: BaseException) -> tuple[int, str]:
         return 2, f"permission denied: {exc.filename}"
     if isinstance(exc, OSError) and exc.errno in _FULL:
         where = f" writing {exc.filename}" if exc.filename else ""
-        return 2, (f"{exc.strerror or exc}{where}: free some space (or raise the limit) and run the same command "
-                   "again: finished shards are kept")
+        return 2, f"{exc.strerror or exc}{where}: free some space (or raise the limit); {rerun}"
     if isinstance(exc, OSError):
         return 2, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     if isinstance(exc, MemoryError):

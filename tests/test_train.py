@@ -880,3 +880,47 @@ def test_a_run_of_an_earlier_augpipe_is_train_s_folder_too(cli, colours, sparse,
     (out / ".augpipe-train").write_text("not json")
     result = cli("train", colours, "--out", out, "--epochs", "1", "--size", "16", "-q")
     assert result.exit_code == 2 and ".augpipe-train cannot be read" in one_line(result.output)
+
+
+# ---------------------------------------------------------------- signals: each command's own sentence
+
+@pytest.mark.parametrize("how, code, word", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_a_signal_during_train_says_train_s_own_sentence(colours, tmp_path, how, code, word):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "augpipe", "train", str(colours), "--out", str(out),
+                             "--epochs", "100000", "--size", "16", "-q"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        started = next((line for line in proc.stdout if line.startswith("training on")), None)
+        assert started is not None, proc.stderr.read()
+        os.killpg(proc.pid, getattr(signal, how))  # SIGINT as a terminal sends it: to the whole group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code
+    assert err.strip().splitlines() == [
+        f"augpipe: error: {word}: train writes model.pt and its metrics only at the end of a run, so nothing of "
+        "this one is kept; run the same command again to train from the start"], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "preview", "inspect", "export", "check", "shape"])
+def test_no_command_but_expand_speaks_of_shards_when_stopped(monkeypatch, command):
+    import errno
+
+    from augpipe.cli import _error_table, _state
+    from augpipe.signals import Terminated
+
+    monkeypatch.setitem(_state, "command", command)
+    for exc in (KeyboardInterrupt(), Terminated(), OSError(errno.ENOSPC, "No space left on device")):
+        message = _error_table(exc)[1]
+        assert "shards" not in message and "resume" not in message and "run the same command again" in message
+    monkeypatch.setitem(_state, "command", "expand")
+    assert "finished shards are kept" in _error_table(Terminated())[1]
