@@ -72,10 +72,15 @@ def choose_task(ds, asked: str | None) -> tuple[str, str | None]:
     segmentation, image labels for classification)."""
     kind = ds.manifest.get("task", "classification")
     masks = bool(ds.manifest.get("instance_masks"))
+    if kind == "detection" and asked in (None, "auto", "localisation", "detection"):
+        most = _objects_per_image(ds)
+        if most == 0:
+            what = "" if asked in (None, "auto") else f"--task {asked}: "
+            raise SourceError(f"{what}this detection dataset has no boxes: none of its training or validation "
+                              "images has an object (were the labels found? augpipe inspect shows the counts)")
     if asked in (None, "auto"):
         if kind != "detection":
             return kind, None
-        most = _objects_per_image(ds)
         name = "localisation" if most <= 1 else "detection"
         what = "at most one object an image" if most <= 1 else f"up to {most} objects an image"
         return name, f"task: {name} (a detection dataset with {what}; --task overrides)"
@@ -254,6 +259,8 @@ def _plan(path, opts: TrainOptions) -> tuple[object, object, TrainOptions, objec
     (the dataset, the task, the options with task, arch and size settled, device, checkpoint)."""
     from augpipe.dataset import open_dataset
 
+    if not -2**63 <= opts.seed < 2**64:
+        raise UsageError(f"--seed {opts.seed}: torch's seeds are 64 bits: use a whole number from 0 to {2**64 - 1}")
     device = resolve_device(opts.device)
     ds = open_dataset(path)
     name, note = choose_task(ds, opts.task)

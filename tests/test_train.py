@@ -924,3 +924,72 @@ def test_no_command_but_expand_speaks_of_shards_when_stopped(monkeypatch, comman
         assert "shards" not in message and "resume" not in message and "run the same command again" in message
     monkeypatch.setitem(_state, "command", "expand")
     assert "finished shards are kept" in _error_table(Terminated())[1]
+
+
+# ---------------------------------------------------------------- refused in one line, not a traceback
+
+@pytest.mark.parametrize("pool", ["m0", "a0", "l0", "m2s0"])
+def test_a_pooling_window_or_stride_of_zero_is_one_line(cli, colours, tmp_path, pool):
+    arch = f"c16k3p1-r-{pool}-c{{classes}}k1-gap"
+    for args in (("shape", "--arch", arch), ("train", colours, "--arch", arch, "--out", tmp_path / "run", "-q")):
+        result = cli(*args)
+        assert result.exit_code == 2
+        assert f"'{pool}': a pooling window and its stride must be at least 1" in one_line(result.output)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("seed", [2**64, -2**63 - 1])
+def test_a_seed_beyond_64_bits_is_one_line(cli, colours, tmp_path, seed):
+    result = cli("train", colours, "--seed", seed, "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and f"--seed {seed}: torch's seeds are 64 bits" in one_line(result.output)
+
+
+@pytest.mark.parametrize("batch, where", [("4", "the loss at epoch 1, step 2"),  # one step of 1e30 is enough
+                                          ("64", "the validation loss after epoch 1")])  # one step an epoch
+def test_a_loss_that_is_not_finite_stops_training_and_writes_nothing(cli, sparse, tmp_path, batch, where):
+    out = tmp_path / "run"
+    result = cli("train", sparse, "--task", "detection", "--lr", "1e30", "--epochs", "3", "--size", "16",
+                 "--batch-size", batch, "--out", out, "-q")
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"augpipe: error: training diverged: {where} is nan"), last
+    assert last.endswith("nothing was written: try a lower --lr than 1e+30")
+    assert not out.exists()
+
+
+def without_objects(out: Path, split: str) -> None:
+    """Every row of the split's shards left without its objects."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path in out.glob(f"{split}-*.parquet"):
+        table = pq.read_table(path)
+        rows = table.to_pylist()
+        for r in rows:
+            r["objects"] = {k: [] for k in r["objects"]}
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+
+
+def test_a_dataset_without_boxes_is_one_line_for_every_box_task(cli, sparse, tmp_path):
+    empty = tmp_path / "empty"
+    shutil.copytree(sparse, empty)
+    without_objects(empty, "train")
+    without_objects(empty, "validation")
+    for task in ("auto", "detection", "localisation"):
+        result = cli("train", empty, "--task", task, "--out", tmp_path / "run", "-q")
+        assert result.exit_code == 2
+        named = "" if task == "auto" else f"--task {task}: "
+        assert f"error: {named}this detection dataset has no boxes: none of its training or validation images " \
+               "has an object" in one_line(result.output)
+    assert not (tmp_path / "run").exists()
+
+
+def test_localisation_says_when_a_split_has_no_object_at_all(cli, sparse, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(sparse, data)
+    without_objects(data, "validation")
+    rows = len(ShardDataset(data, "validation"))
+    result = cli("train", data, "--task", "localisation", "--out", tmp_path / "run", "--size", "16", "-q")
+    assert result.exit_code == 2
+    assert (f"localisation: none of the {rows} validation images has an object (images without one are left out)"
+            in result.output.strip().splitlines()[-1])
