@@ -347,7 +347,7 @@ def train(
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from this model.pt, with its --arch and --size (giving different ones is refused). Only tensors and plain data are loaded from it. Classification only.")] = None,
     freeze: Annotated[Optional[str], typer.Option("--freeze", help="'features': train only the final 1×1 classifier (transfer learning); needs --init.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA, else Apple's MPS, when present), cpu, cuda or mps.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seeds the initial weights, the batch order and dropout: the same seed repeats a CPU run exactly.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the initial weights, the batch order and dropout: the same seed repeats a CPU run exactly. 0 to 2^64 − 1 (torch's seeds are 64 bits).")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a tiny CNN on the shards: does the data learn, and what does augmentation add?
