@@ -31,14 +31,24 @@ _state = {"debug": bool(os.environ.get("AUGPIPE_DEBUG"))}
 
 # ---------------------------------------------------------------- errors, in one place
 
-# What a command interrupted part-way leaves, and what to do; expand's unless the command has its own
-_RERUN = {"export": "the export is unfinished; run the same command again to write it again"}
+# What each command interrupted part-way (or stopped by a full disk) leaves, and what to do
+_RERUN = {
+    "expand": "finished shards are kept; run the same command again to resume",
+    "export": "the export is unfinished; run the same command again to write it again",
+    "train": "train writes model.pt and its metrics only at the end of a run, so nothing of this one is kept; "
+             "run the same command again to train from the start",
+    "demo": "what the demo made so far stays in its folder; run the same command again to finish it",
+    "preview": "the contact sheet was not finished; run the same command again",
+    "inspect": "nothing was changed (inspect only reads); run the same command again",
+    "check": "nothing was changed (check only reads); run the same command again",
+}
+_RERUN_ANY = "nothing was changed; run the same command again"
 
 
 def _error_table(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, AugpipeError):
         return exc.exit_code, str(exc)
-    rerun = _RERUN.get(_state.get("command"), "finished shards are kept; run the same command again to resume")
+    rerun = _RERUN.get(_state.get("command"), _RERUN_ANY)
     if isinstance(exc, KeyboardInterrupt):
         return 130, f"interrupted: {rerun}"
     if isinstance(exc, Terminated):
@@ -47,8 +57,7 @@ def _error_table(exc: BaseException) -> tuple[int, str]:
         return 2, f"permission denied: {exc.filename}"
     if isinstance(exc, OSError) and exc.errno in _FULL:
         where = f" writing {exc.filename}" if exc.filename else ""
-        return 2, (f"{exc.strerror or exc}{where}: free some space (or raise the limit) and run the same command "
-                   "again: finished shards are kept")
+        return 2, f"{exc.strerror or exc}{where}: free some space (or raise the limit); {rerun}"
     if isinstance(exc, OSError):
         return 2, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     if isinstance(exc, MemoryError):
@@ -343,7 +352,7 @@ TASK_CHOICES = ("auto", "classification", "localisation", "detection", "segmenta
 @command()
 def train(
     path: Annotated[str, typer.Argument(metavar="DATASET", help="An expanded dataset (folder or URI) with a validation split.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where model.pt, metrics.json, curves.png and confusion.png (classification) or predictions.png (the other tasks) go.")] = Path("runs/train"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where model.pt, metrics.json, curves.png and confusion.png (classification) or predictions.png (the other tasks) go: a new or empty folder, or one train wrote before (that run's files are replaced); a folder of other files is refused.")] = Path("runs/train"),
     task: Annotated[str, typer.Option("--task", help=_TASK_HELP)] = "auto",
     epochs: Annotated[int, typer.Option("--epochs", "-e", min=1, help="Passes over the training split.")] = 10,
     compare: Annotated[bool, typer.Option("--compare", help="Also train the same model from the same weights on the originals only, for the same number of optimiser steps, and print the augmentation lift.")] = False,
@@ -354,7 +363,7 @@ def train(
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from this model.pt, with its --arch and --size (giving different ones is refused). Only tensors and plain data are loaded from it. Classification only.")] = None,
     freeze: Annotated[Optional[str], typer.Option("--freeze", help="'features': train only the final 1×1 classifier (transfer learning); needs --init.")] = None,
     device: Annotated[str, typer.Option("--device", help="auto (CUDA, else Apple's MPS, when present), cpu, cuda or mps.")] = "auto",
-    seed: Annotated[int, typer.Option("--seed", help="Seeds the initial weights, the batch order and dropout: the same seed repeats a CPU run exactly.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the initial weights, the batch order and dropout: the same seed repeats a CPU run exactly. 0 to 2^64 − 1 (torch's seeds are 64 bits).")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a tiny CNN on the shards: does the data learn, and what does augmentation add?

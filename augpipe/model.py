@@ -91,7 +91,10 @@ def _parse_token(token: str) -> Layer:
     if m := _POOL.fullmatch(token):
         k = int(m.group(2))
         kind = {"m": "maxpool", "a": "avgpool", "l": "l2pool"}[m.group(1)]
-        return Layer("", kind, token, 0, k, int(m.group(3) or k), 0)
+        stride = int(m.group(3) or k)
+        if k < 1 or stride < 1:
+            raise ArchError(f"'{token}': a pooling window and its stride must be at least 1")
+        return Layer("", kind, token, 0, k, stride, 0)
     if m := _DROP.fullmatch(token):
         p = float(m.group(1))
         if not 0 <= p < 1:

@@ -5,14 +5,17 @@
 DataLoader workers: every row once an epoch, but for the few repeated (or with `drop_last` left
 out) to even out the ranks. Both take a local folder or any pyarrow filesystem URI.
 
-Both give `(image, target)`, the target by the dataset's task (see `to_target`), and can apply a
-recipe at read time (`RecipeTransform`): epoch e of an original row is what `expand --seed S`
+Both give `(image, target)`, the target by the dataset's task (see `to_target`), in augpipe's
+convention (uint8 images, labels from 0) or, with `convention="torchvision"`, in the one
+torchvision's detection models take (float images in [0, 1], labels from 1, 0 the background);
+both can apply a recipe at read time (`RecipeTransform`): epoch e of an original row is what `expand --seed S`
 writes as that source's copy e+1. `collate` batches any task for a DataLoader.
 """
 
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import random
 from collections import OrderedDict
@@ -26,6 +29,20 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
 BOX_FORMATS = ("xyxy", "xywh")
+# augpipe: CHW uint8 images, class indices from 0. torchvision: CHW float32 images in [0, 1] and
+# detection labels from 1, since torchvision's detection models keep 0 for the background
+CONVENTIONS = ("augpipe", "torchvision")
+
+
+def check_layout(box_format: str, convention: str) -> None:
+    """Refuses a box format or convention that is not one, and torchvision's with xywh boxes."""
+    if box_format not in BOX_FORMATS:
+        raise ValueError(f"box_format {box_format!r}: one of {', '.join(BOX_FORMATS)}")
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention {convention!r}: one of {', '.join(CONVENTIONS)}")
+    if convention == "torchvision" and box_format != "xyxy":
+        raise ValueError("convention 'torchvision' has xyxy boxes (what its detection models take): "
+                         "leave box_format out")
 
 # ---------------------------------------------------------------- locating shards
 
@@ -70,24 +87,34 @@ def to_chw(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
-def to_target(task: str, arrays: dict, box_format: str = "xyxy"):
+def to_image(rgb: np.ndarray, convention: str = "augpipe") -> torch.Tensor:
+    """An H×W×3 uint8 array as the convention's image: C×H×W uint8, or float32 in [0, 1] for
+    torchvision (what `torchvision.transforms.functional.to_tensor` gives)."""
+    chw = to_chw(rgb)
+    return chw.to(torch.float32).div_(255) if convention == "torchvision" else chw
+
+
+def to_target(task: str, arrays: dict, box_format: str = "xyxy", convention: str = "augpipe"):
     """A target kind's arrays (`Target.arrays`) as torch takes them:
 
         classification  the label, an int (-1 when unlabelled)
         detection       {"boxes": float32 [N, 4] in pixels, xyxy (torchvision's) or xywh (COCO's),
                          "labels": int64 [N], and with instance masks "masks": uint8 [N, H, W] of 0/1}
         segmentation    the mask, int64 [H, W] of class indices
+
+    With `convention="torchvision"` detection labels are the class indices plus one (1 to C: its
+    detection models keep 0 for the background); labels and masks of the other tasks are as above.
     """
+    check_layout(box_format, convention)
     if task == "classification":
         return arrays["label"]
     if task == "segmentation":
         return torch.from_numpy(np.asarray(arrays["mask"], dtype=np.int64))
-    if box_format not in BOX_FORMATS:
-        raise ValueError(f"box_format {box_format!r}: one of {', '.join(BOX_FORMATS)}")
     boxes = torch.from_numpy(np.array(arrays["boxes"], dtype=np.float32).reshape(-1, 4))
     if box_format == "xyxy":
         boxes[:, 2:] += boxes[:, :2]
-    out = {"boxes": boxes, "labels": torch.from_numpy(np.asarray(arrays["labels"], dtype=np.int64))}
+    labels = torch.from_numpy(np.asarray(arrays["labels"], dtype=np.int64).reshape(-1))
+    out = {"boxes": boxes, "labels": labels + 1 if convention == "torchvision" else labels}
     if "masks" in arrays:
         out["masks"] = torch.from_numpy(np.ascontiguousarray(arrays["masks"], dtype=np.uint8))
     return out
@@ -108,8 +135,8 @@ def _item(row: dict, reader) -> object:
     arrays = kind.arrays(row)
     if reader.augment is not None:
         rgb, arrays = reader.augment.augment_arrays(rgb, arrays, reader.augment.draw_seed(row_key(row), reader.epoch))
-    image = reader.transform(rgb) if reader.transform is not None else to_chw(rgb)
-    target = to_target(kind.task, arrays, reader.box_format)
+    image = reader.transform(rgb) if reader.transform is not None else to_image(rgb, reader.convention)
+    target = to_target(kind.task, arrays, reader.box_format, reader.convention)
     if reader.return_row:
         return {**row, "image": image, "image_bytes": row["image"]["bytes"], "target": target}
     return image, target
@@ -169,6 +196,10 @@ class RecipeTransform(_WithEpoch):
     per-object fields, "iscrowd", "area", are kept as they were for the boxes the recipe keeps),
     or a segmentation mask [H, W] of class indices 0..255.
 
+    `convention="torchvision"`: the image may also be a C×H×W float tensor in [0, 1] (taken to
+    uint8 for the recipe, rounded), and comes back as one whatever it was given as; detection
+    targets come back as tensors (boxes float32 xyxy, labels int64 as given, masks uint8).
+
     Seeds: with `key=` (a row's name, a file name, an index) the draw is
     `sample_seed(seed, str(key), epoch + 1)`, reproducible, a different one each epoch
     (`set_epoch`); that is expand's seed of copy epoch+1 of source `key`. Without a key, or with
@@ -176,14 +207,13 @@ class RecipeTransform(_WithEpoch):
     """
 
     def __init__(self, recipe, seed: int = 0, task: str = "classification", instance_masks: bool = False,
-                 epoch_seed: bool = True, box_format: str = "xyxy"):
+                 epoch_seed: bool = True, box_format: str = "xyxy", convention: str = "augpipe"):
         from augpipe.recipe import Recipe, check_for_task, load_recipe
 
-        if box_format not in BOX_FORMATS:
-            raise ValueError(f"box_format {box_format!r}: one of {', '.join(BOX_FORMATS)}")
+        check_layout(box_format, convention)
         self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
         self.seed, self.task, self.instance_masks = int(seed), task, bool(instance_masks)
-        self.epoch_seed, self.box_format = epoch_seed, box_format
+        self.epoch_seed, self.box_format, self.convention = epoch_seed, box_format, convention
         self._epoch = _Epoch()
         check_for_task(self.recipe, self.kind)
 
@@ -218,7 +248,7 @@ class RecipeTransform(_WithEpoch):
         return image, _arrays(kind, state, image.shape)
 
     def __call__(self, image, target=None, *, key=None, epoch: int | None = None):
-        rgb, back = _as_rgb(image)
+        rgb, back = _as_rgb(image, self.convention)
         seed = self.draw_seed(key, epoch)
         if target is None:
             from augpipe.sample import apply_recipe
@@ -274,7 +304,7 @@ class RecipeTransform(_WithEpoch):
                 else:
                     out[k] = v
                     continue
-                if tensors or isinstance(v, torch.Tensor):
+                if tensors or isinstance(v, torch.Tensor) or self.convention == "torchvision":
                     out[k] = torch.from_numpy(np.ascontiguousarray(value))
                     if isinstance(v, torch.Tensor):
                         out[k] = out[k].to(v.dtype)
@@ -334,11 +364,22 @@ def _arrays(kind, state, shape) -> dict:
     return out
 
 
-def _as_rgb(image):
-    """An H×W×3 uint8 array from an array, a CHW tensor or a PIL image, and how to give one back."""
+def _as_rgb(image, convention: str = "augpipe"):
+    """An H×W×3 uint8 array from an array, a CHW tensor or a PIL image, and how to give one back:
+    as it came, or torchvision's float tensor."""
+    rgb, back = _rgb_of(image, convention)
+    if convention == "torchvision":
+        return rgb, functools.partial(to_image, convention=convention)
+    return rgb, back
+
+
+def _rgb_of(image, convention: str):
     if isinstance(image, torch.Tensor):
+        if convention == "torchvision" and image.ndim == 3 and image.is_floating_point():
+            image = (image.detach().clamp(0, 1) * 255).round().to(torch.uint8)
         if image.ndim != 3 or image.dtype != torch.uint8:
-            raise ValueError(f"a C×H×W uint8 tensor is expected, not {image.dtype} {tuple(image.shape)}")
+            floats = " or float in [0, 1]" if convention == "torchvision" else ""
+            raise ValueError(f"a C×H×W uint8{floats} tensor is expected, not {image.dtype} {tuple(image.shape)}")
         rgb = image.permute(1, 2, 0).cpu().numpy()
         if rgb.shape[2] == 1:
             rgb = np.repeat(rgb, 3, axis=2)
@@ -382,8 +423,10 @@ class ShardDataset(_WithEpoch, Dataset):
     (its "image" the tensor, "target" the target, "image_bytes" the stored bytes).
 
     The target by the dataset's task: the label; {"boxes", "labels"[, "masks"]} with boxes in
-    `box_format` (see `to_target`); the mask. `transform` takes the decoded H×W×3 RGB array and
-    returns the image (it sees no target: geometric transforms belong in `recipe`). `recipe` (a
+    `box_format` (see `to_target`); the mask. `convention="torchvision"` gives float32 images in
+    [0, 1] and detection labels from 1 (see the module's docstring). `transform` takes the decoded
+    H×W×3 RGB array and returns the image in place of the convention's (it sees no target:
+    geometric transforms belong in `recipe`). `recipe` (a
     bundled name, a path, a Recipe or a RecipeTransform) is applied at read time to the image
     and its target, seeded by (`seed`, the row, the epoch: `set_epoch`); see `RecipeTransform`.
 
@@ -394,12 +437,11 @@ class ShardDataset(_WithEpoch, Dataset):
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  return_row: bool = False, cache_bytes: int = 256 * 2**20, box_format: str = "xyxy",
-                 recipe=None, seed: int = 0, epoch_seed: bool = True):
+                 recipe=None, seed: int = 0, epoch_seed: bool = True, convention: str = "augpipe"):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
-        if box_format not in BOX_FORMATS:
-            raise ValueError(f"box_format {box_format!r}: one of {', '.join(BOX_FORMATS)}")
+        check_layout(box_format, convention)
         self.fs, self.files, self.kind = _locate(path, split)
-        self.box_format, self.seed = box_format, seed
+        self.box_format, self.seed, self.convention = box_format, seed, convention
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed)
         self._epoch = _Epoch()
         self._groups: list[tuple[int, int]] = []  # (file index, row group) for each row group
@@ -544,18 +586,18 @@ class ShardIterable(_WithEpoch, IterableDataset):
     shard order (the same on every rank) and a buffer of `buffer_size` rows are shuffled, seeded by
     (seed, epoch): call `set_epoch` each epoch for a new order.
 
-    Items, `transform`, `box_format`, `return_row` and `recipe` as `ShardDataset`'s; the recipe's
-    draws are seeded by (`seed`, the row, the epoch) whatever the shuffle.
+    Items, `transform`, `box_format`, `convention`, `return_row` and `recipe` as `ShardDataset`'s;
+    the recipe's draws are seeded by (`seed`, the row, the epoch) whatever the shuffle.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  shuffle: bool = False, buffer_size: int = 1000, seed: int = 0, return_row: bool = False,
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = False,
-                 box_format: str = "xyxy", recipe=None, epoch_seed: bool = True):
+                 box_format: str = "xyxy", recipe=None, epoch_seed: bool = True, convention: str = "augpipe"):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
-        if box_format not in BOX_FORMATS:
-            raise ValueError(f"box_format {box_format!r}: one of {', '.join(BOX_FORMATS)}")
+        check_layout(box_format, convention)
         self.shuffle, self.buffer_size, self.seed, self.box_format = shuffle, buffer_size, seed, box_format
+        self.convention = convention
         self._epoch = _Epoch()
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.fs, self.files, self.kind = _locate(path, split)

@@ -18,7 +18,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from augpipe.errors import SourceError, UsageError
+from augpipe.errors import OutputError, SourceError, UsageError
 from augpipe.model import (DEFAULT_ARCH, DEFAULT_ARCHS, DEFAULT_SIZES, TASKS, build_model, build_task_model,
                            classifier_index, format_table, layer_table, megabytes, memory_bytes, task_table)
 from augpipe.training import task_class, task_module
@@ -72,10 +72,15 @@ def choose_task(ds, asked: str | None) -> tuple[str, str | None]:
     segmentation, image labels for classification)."""
     kind = ds.manifest.get("task", "classification")
     masks = bool(ds.manifest.get("instance_masks"))
+    if kind == "detection" and asked in (None, "auto", "localisation", "detection"):
+        most = _objects_per_image(ds)
+        if most == 0:
+            what = "" if asked in (None, "auto") else f"--task {asked}: "
+            raise SourceError(f"{what}this detection dataset has no boxes: none of its training or validation "
+                              "images has an object (were the labels found? augpipe inspect shows the counts)")
     if asked in (None, "auto"):
         if kind != "detection":
             return kind, None
-        most = _objects_per_image(ds)
         name = "localisation" if most <= 1 else "detection"
         what = "at most one object an image" if most <= 1 else f"up to {most} objects an image"
         return name, f"task: {name} (a detection dataset with {what}; --task overrides)"
@@ -254,6 +259,8 @@ def _plan(path, opts: TrainOptions) -> tuple[object, object, TrainOptions, objec
     (the dataset, the task, the options with task, arch and size settled, device, checkpoint)."""
     from augpipe.dataset import open_dataset
 
+    if not -2**63 <= opts.seed < 2**64:
+        raise UsageError(f"--seed {opts.seed}: torch's seeds are 64 bits: use a whole number from 0 to {2**64 - 1}")
     device = resolve_device(opts.device)
     ds = open_dataset(path)
     name, note = choose_task(ds, opts.task)
@@ -280,12 +287,54 @@ def _plan(path, opts: TrainOptions) -> tuple[object, object, TrainOptions, objec
     return ds, task_class(name)(classes, size, rows), opts, device, ckpt
 
 
+# ---------------------------------------------------------------- the output folder
+
+MARKER = ".augpipe-train"  # in --out: train wrote this folder, a rerun may fill it again
+OUTPUT_FILES = ("model.pt", "metrics.json", "curves.png", "confusion.png", "predictions.png")  # every task's
+
+
+def claim_output(out: Path) -> list[str]:
+    """Refuses an --out that train did not write. Train writes into a new or empty folder, or one
+    an earlier run of train wrote (its marker lists the files it wrote; a run of augpipe 0.3 left
+    no marker: a folder of train's file names alone whose metrics.json is train's is one too).
+    Returns the earlier run's files, which the new run removes."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out} exists and is not a folder: choose a new or empty folder")
+    names = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not names:
+        return []
+    if MARKER in names:
+        try:
+            files = json.loads((out / MARKER).read_text(encoding="utf-8"))["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise OutputError(f"--out {out}: its {MARKER} cannot be read: choose a new or empty folder") from None
+        return [f for f in files if f in names and (out / f).is_file()]  # names in the folder, nothing beyond it
+    if set(names) <= set(OUTPUT_FILES) and _train_metrics(out / "metrics.json"):
+        return names
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    raise OutputError(f"--out {out} holds files augpipe train did not write ({shown}): choose a new or empty folder")
+
+
+def _train_metrics(path: Path) -> bool:
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and {"history", "arch", "size", "classes"} <= set(metrics)
+
+
+def _mark(out: Path, files: list[str], complete: bool) -> None:
+    (out / MARKER).write_text(json.dumps({"made_by": "augpipe train", "files": sorted(set(files)),
+                                          "complete": complete}) + "\n", encoding="utf-8")
+
+
 # ---------------------------------------------------------------- the command
 
 def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
     import torch
 
     out, log = Path(out), opts.log
+    earlier = claim_output(out)
     ds, task, opts, device, ckpt = _plan(path, opts)
     classes, arch, size = task.classes, opts.arch, opts.size
     torch.manual_seed(opts.seed)
@@ -320,7 +369,7 @@ def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
                                      history, freeze)
     _, pred = task.evaluate(model, val_data, device, opts.batch_size)
     result.update(task.report(pred, val_data, train_data, history))
-    _write_outputs(out, model, task, result, val_data, pred)
+    _write_outputs(out, model, task, result, val_data, pred, earlier)
     return result
 
 
@@ -328,16 +377,23 @@ def _plain(opts: TrainOptions) -> dict:
     return {k: v for k, v in asdict(opts).items() if k not in ("log", "progress")}
 
 
-def _write_outputs(out: Path, model, task, result: dict, val, pred) -> None:
+def _write_outputs(out: Path, model, task, result: dict, val, pred, earlier: list[str]) -> None:
+    """The run's files; the marker lists the earlier run's too until they are gone, so that a run
+    cut short here leaves nothing a rerun would not remove."""
     import torch
 
+    files = output_files(result)
     out.mkdir(parents=True, exist_ok=True)
+    _mark(out, [*earlier, *files], complete=False)
+    for name in set(earlier) - set(files):
+        (out / name).unlink(missing_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save({"state_dict": state, "arch": result["arch"], "size": result["size"], "classes": result["classes"],
                 "task": task.name, "mean": MEAN, "std": STD}, out / "model.pt")
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     plot_curves(result, task.panels, out / "curves.png")
     task.draw(out, result, val, pred)
+    _mark(out, files, complete=True)
 
 
 def output_files(result: dict) -> list[str]:

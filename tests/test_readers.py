@@ -288,3 +288,75 @@ def _recipe(transforms: str):
     from augpipe.recipe import parse_recipe
 
     return parse_recipe(f"transforms: {transforms}\n")
+
+
+# ---------------------------------------------------------------- torchvision's convention
+
+def test_torchvision_convention_is_float_images_and_labels_from_one(coco, recipe_file):
+    plain, tv = ShardDataset(coco), ShardDataset(coco, convention="torchvision")
+    streamed = list(ShardIterable(coco, convention="torchvision"))
+    live = ShardDataset(coco, recipe=recipe_file, seed=SEED)
+    live_tv = ShardDataset(coco, recipe=recipe_file, seed=SEED, convention="torchvision")
+    for i in range(len(plain)):
+        for (image, target), (tv_image, tv_target) in ((plain[i], tv[i]), (plain[i], streamed[i]),
+                                                       (live[i], live_tv[i])):
+            assert tv_image.dtype == torch.float32 and tv_image.shape == image.shape
+            assert torch.equal(tv_image, image.float() / 255) and 0 <= tv_image.min() <= tv_image.max() <= 1
+            assert tv_target["labels"].dtype == torch.int64 and torch.equal(tv_target["labels"], target["labels"] + 1)
+            assert tv_target["boxes"].dtype == torch.float32 and torch.equal(tv_target["boxes"], target["boxes"])
+            assert tv_target["masks"].dtype == torch.uint8 and torch.equal(tv_target["masks"], target["masks"])
+            assert set(tv_target) == {"boxes", "labels", "masks"}
+    classes = len(json.loads((coco / "_augpipe.json").read_text())["classes"])
+    labels = torch.cat([t["labels"] for _, t in tv])
+    assert labels.min() >= 1 and labels.max() == classes  # 0 is the background
+    images, targets = next(iter(torch.utils.data.DataLoader(tv, batch_size=4, collate_fn=collate)))
+    assert images.dtype == torch.float32 and images.shape[0] == len(targets) == 4
+
+
+def test_torchvision_convention_leaves_other_targets_alone(segmentation, tmp_path):
+    image, mask = ShardDataset(segmentation)[0]
+    tv_image, tv_mask = ShardDataset(segmentation, convention="torchvision")[0]
+    assert torch.equal(tv_image, image.float() / 255) and tv_mask.dtype == torch.int64 and torch.equal(tv_mask, mask)
+    out = tmp_path / "out"
+    expand(make_folder(tmp_path / "data", per_class=3), "flips", out, ExpandOptions(copies=0, **QUIET))
+    (image, label), (tv_image, tv_label) = ShardDataset(out)[0], ShardDataset(out, convention="torchvision")[0]
+    assert torch.equal(tv_image, image.float() / 255) and tv_label == label and isinstance(tv_label, int)
+
+
+def test_an_empty_image_in_torchvision_convention_is_empty_tensors():
+    from augpipe.torch import to_target
+
+    target = to_target("detection", {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64),
+                                     "masks": np.zeros((0, 6, 5), np.uint8)}, convention="torchvision")
+    assert target["boxes"].shape == (0, 4) and target["boxes"].dtype == torch.float32
+    assert target["labels"].shape == (0,) and target["labels"].dtype == torch.int64
+    assert target["masks"].shape == (0, 6, 5)
+
+
+def test_recipe_transform_in_torchvision_convention(coco, recipe_file):
+    row = rows(coco)[0]
+    t = RecipeTransform(recipe_file, seed=SEED, task="detection", instance_masks=True)
+    tv = RecipeTransform(recipe_file, seed=SEED, task="detection", instance_masks=True, convention="torchvision")
+    image, target = ShardDataset(coco)[0]
+    tv_image_in, tv_target_in = ShardDataset(coco, convention="torchvision")[0]
+    expected_image, expected = t(image, target, key=row_key(row))
+    out, out_target = tv(tv_image_in, tv_target_in, key=row_key(row))
+    assert out.dtype == torch.float32 and torch.equal(out, expected_image.float() / 255)
+    assert torch.equal(out_target["labels"], expected["labels"] + 1)  # carried as given
+    assert torch.equal(out_target["boxes"], expected["boxes"]) and torch.equal(out_target["masks"], expected["masks"])
+    # an array and numpy targets in: torchvision's tensors out
+    rgb = row_image(row["image_bytes"])
+    out, numpy_in = tv(rgb, {k: v.numpy() for k, v in tv_target_in.items()}, key=row_key(row))
+    assert out.dtype == torch.float32 and torch.equal(out, expected_image.float() / 255)
+    assert all(isinstance(v, torch.Tensor) for v in numpy_in.values())
+    assert numpy_in["boxes"].dtype == torch.float32 and numpy_in["masks"].dtype == torch.uint8
+    assert tv(rgb).dtype == torch.float32  # the image alone, too
+
+
+def test_a_convention_is_checked(coco):
+    with pytest.raises(ValueError, match="convention 'tv': one of augpipe, torchvision"):
+        ShardDataset(coco, convention="tv")
+    with pytest.raises(ValueError, match="xyxy boxes"):
+        ShardIterable(coco, convention="torchvision", box_format="xywh")
+    with pytest.raises(ValueError, match="convention"):
+        RecipeTransform("flips", task="detection", convention="coco")

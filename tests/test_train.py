@@ -23,7 +23,7 @@ from augpipe.store import open_store  # noqa: E402
 from augpipe.model import DEFAULT_ARCH, ArchError, build_model, layer_table, memory_bytes  # noqa: E402
 from augpipe.torch import ShardDataset, ShardIterable, split_by_node  # noqa: E402
 from augpipe.train import Split, TrainOptions, check_dataset, check_memory, train  # noqa: E402
-from conftest import make_folder  # noqa: E402
+from conftest import make_folder, write_image  # noqa: E402
 
 
 def colour_folder(root: Path, per_class: int = 30, size: int = 24) -> Path:
@@ -757,3 +757,239 @@ def test_auto_picks_cuda_then_mps_then_the_cpu(monkeypatch):
     assert resolve_device("auto").type == "mps" and resolve_device("mps").type == "mps"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto").type == "cuda"
+
+
+# ---------------------------------------------------------------- images without objects, one class, mixed sizes
+
+from conftest import scene_objects  # noqa: E402
+
+
+def sparse_coco(root: Path, n: int = 16, classes=("box",), empty_every: int = 3,
+                sizes=((80, 64), (48, 72))) -> Path:
+    """COCO scenes with polygons: every `empty_every`th image without an object, the images in
+    turn of each size, every object of the classes given (its class index taken modulo their count)."""
+    rng = np.random.default_rng(0)
+    images, annotations = [], []
+    (root / "default").mkdir(parents=True)
+    for i in range(n):
+        w, h = sizes[i % len(sizes)]
+        objects = [] if i % empty_every == 0 else [(c % len(classes), b, p) for c, b, p in scene_objects(rng, w, h)]
+        name = f"s{i:03d}.png"
+        cv2.imwrite(str(root / "default" / name), cv2.cvtColor(scene_image(objects, w, h, rng), cv2.COLOR_RGB2BGR))
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        annotations += [{"id": len(annotations) + 1, "image_id": i + 1, "category_id": c + 1, "bbox": b,
+                         "area": b[2] * b[3], "iscrowd": 0, "segmentation": [p]} for c, b, p in objects]
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_default.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations,
+         "categories": [{"id": k + 1, "name": c} for k, c in enumerate(classes)]}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def sparse(tmp_path_factory) -> Path:
+    """One class, a third of the images without an object (in both splits), two image sizes."""
+    root = tmp_path_factory.mktemp("sparse")
+    out = expanded(sparse_coco(root / "data"), root / "out", val_fraction=0.3)
+    for split in ("train", "validation"):
+        rows = ShardDataset(out, split, return_row=True)
+        assert any(len(r["objects"]["bbox"]) == 0 for r in rows), f"the fixture needs an empty {split} image"
+        assert len({(r["width"], r["height"]) for r in rows}) == 2, f"the fixture needs mixed sizes in {split}"
+    return out
+
+
+@pytest.mark.parametrize("task", ["segmentation", "detection", "localisation"])
+def test_every_box_trainer_takes_empty_images_one_class_and_mixed_sizes(cli, sparse, tmp_path, task):
+    out = tmp_path / "run"
+    result = cli("train", sparse, "--task", task, "--out", out, "--epochs", "1", "--size", "32", "-q")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classes"] == (["background", "box"] if task == "segmentation" else ["box"])
+    if task == "localisation":
+        assert "training images without an object left out" in result.output
+        assert metrics["counts"]["validation"]["without_object"] > 0
+
+
+def test_instance_masks_of_mixed_sizes_and_empty_images_paint_where_they_are(sparse):
+    from augpipe.dataset import open_dataset
+    from augpipe.training.segmentation import read_masks
+
+    size = 16
+    x, masks, (sources, copies, _) = read_masks(open_dataset(sparse), "validation", size, False, 2)
+    rows = list(ShardDataset(sparse, "validation", box_format="xyxy"))
+    assert len(rows) == len(masks)
+    for (_, target), mask in zip(rows, masks):
+        expected = np.zeros((size, size), np.uint8)
+        if len(target["masks"]):
+            union = target["masks"].numpy().max(0)
+            expected = cv2.resize(union, (size, size), interpolation=cv2.INTER_NEAREST)
+        assert np.array_equal(mask, expected)
+
+
+def test_classification_takes_images_of_mixed_sizes(cli, tmp_path):
+    data = make_folder(tmp_path / "data", per_class=8, size=40)
+    for i, path in enumerate(sorted((data / "dog").iterdir())[:4]):
+        write_image(path, size=24 + 8 * i, seed=i)
+    out = expanded(data, tmp_path / "out")
+    assert len({tuple(img.shape) for img, _ in ShardDataset(out, "train")}) > 1
+    result = cli("train", out, "--out", tmp_path / "run", "--epochs", "1", "-q")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["task"] == "classification"
+
+
+# ---------------------------------------------------------------- the output folder
+
+def test_train_refuses_a_folder_it_did_not_write(cli, colours, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "metrics.json").write_text('{"acc": 0.93}')
+    (mine / "model.pt").write_bytes(b"my weights")
+    result = cli("train", colours, "--out", mine, "--epochs", "1", "-q")
+    assert result.exit_code == 2
+    assert f"--out {mine} holds files augpipe train did not write (metrics.json, model.pt)" in one_line(result.output)
+    assert sorted(p.name for p in mine.iterdir()) == ["metrics.json", "model.pt"]
+    assert (mine / "model.pt").read_bytes() == b"my weights"
+    (tmp_path / "file").write_text("x")
+    result = cli("train", colours, "--out", tmp_path / "file", "--epochs", "1", "-q")
+    assert result.exit_code == 2 and "exists and is not a folder" in one_line(result.output)
+
+
+def test_a_rerun_into_its_own_folder_removes_the_earlier_run_s_files(cli, colours, sparse, tmp_path):
+    out = tmp_path / "run"
+    first = cli("train", sparse, "--task", "detection", "--out", out, "--epochs", "1", "--size", "16", "-q")
+    assert first.exit_code == 0, first.output
+    assert (out / "predictions.png").is_file() and (out / ".augpipe-train").is_file()
+    (out / "notes.txt").write_text("the user's, beside the run")
+    second = cli("train", colours, "--out", out, "--epochs", "1", "--size", "16", "-q")
+    assert second.exit_code == 0, second.output
+    assert sorted(p.name for p in out.iterdir()) == [".augpipe-train", "confusion.png", "curves.png",
+                                                     "metrics.json", "model.pt", "notes.txt"]
+    marker = json.loads((out / ".augpipe-train").read_text())
+    assert marker["complete"] and marker["files"] == ["confusion.png", "curves.png", "metrics.json", "model.pt"]
+    assert json.loads((out / "metrics.json").read_text())["task"] == "classification"
+
+
+def test_a_run_of_an_earlier_augpipe_is_train_s_folder_too(cli, colours, sparse, tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", sparse, "--task", "segmentation", "--out", out, "--epochs", "1", "--size", "16",
+               "-q").exit_code == 0
+    (out / ".augpipe-train").unlink()  # as augpipe 0.3 left it
+    result = cli("train", colours, "--out", out, "--epochs", "1", "--size", "16", "-q")
+    assert result.exit_code == 0, result.output
+    assert not (out / "predictions.png").exists() and (out / "confusion.png").is_file()
+    (out / ".augpipe-train").write_text("not json")
+    result = cli("train", colours, "--out", out, "--epochs", "1", "--size", "16", "-q")
+    assert result.exit_code == 2 and ".augpipe-train cannot be read" in one_line(result.output)
+
+
+# ---------------------------------------------------------------- signals: each command's own sentence
+
+@pytest.mark.parametrize("how, code, word", [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_a_signal_during_train_says_train_s_own_sentence(colours, tmp_path, how, code, word):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "augpipe", "train", str(colours), "--out", str(out),
+                             "--epochs", "100000", "--size", "16", "-q"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        started = next((line for line in proc.stdout if line.startswith("training on")), None)
+        assert started is not None, proc.stderr.read()
+        os.killpg(proc.pid, getattr(signal, how))  # SIGINT as a terminal sends it: to the whole group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == code
+    assert err.strip().splitlines() == [
+        f"augpipe: error: {word}: train writes model.pt and its metrics only at the end of a run, so nothing of "
+        "this one is kept; run the same command again to train from the start"], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "preview", "inspect", "export", "check", "shape"])
+def test_no_command_but_expand_speaks_of_shards_when_stopped(monkeypatch, command):
+    import errno
+
+    from augpipe.cli import _error_table, _state
+    from augpipe.signals import Terminated
+
+    monkeypatch.setitem(_state, "command", command)
+    for exc in (KeyboardInterrupt(), Terminated(), OSError(errno.ENOSPC, "No space left on device")):
+        message = _error_table(exc)[1]
+        assert "shards" not in message and "resume" not in message and "run the same command again" in message
+    monkeypatch.setitem(_state, "command", "expand")
+    assert "finished shards are kept" in _error_table(Terminated())[1]
+
+
+# ---------------------------------------------------------------- refused in one line, not a traceback
+
+@pytest.mark.parametrize("pool", ["m0", "a0", "l0", "m2s0"])
+def test_a_pooling_window_or_stride_of_zero_is_one_line(cli, colours, tmp_path, pool):
+    arch = f"c16k3p1-r-{pool}-c{{classes}}k1-gap"
+    for args in (("shape", "--arch", arch), ("train", colours, "--arch", arch, "--out", tmp_path / "run", "-q")):
+        result = cli(*args)
+        assert result.exit_code == 2
+        assert f"'{pool}': a pooling window and its stride must be at least 1" in one_line(result.output)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("seed", [2**64, -2**63 - 1])
+def test_a_seed_beyond_64_bits_is_one_line(cli, colours, tmp_path, seed):
+    result = cli("train", colours, "--seed", seed, "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 2 and f"--seed {seed}: torch's seeds are 64 bits" in one_line(result.output)
+
+
+@pytest.mark.parametrize("batch, where", [("4", "the loss at epoch 1, step 2"),  # one step of 1e30 is enough
+                                          ("64", "the validation loss after epoch 1")])  # one step an epoch
+def test_a_loss_that_is_not_finite_stops_training_and_writes_nothing(cli, sparse, tmp_path, batch, where):
+    out = tmp_path / "run"
+    result = cli("train", sparse, "--task", "detection", "--lr", "1e30", "--epochs", "3", "--size", "16",
+                 "--batch-size", batch, "--out", out, "-q")
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"augpipe: error: training diverged: {where} is nan"), last
+    assert last.endswith("nothing was written: try a lower --lr than 1e+30")
+    assert not out.exists()
+
+
+def without_objects(out: Path, split: str) -> None:
+    """Every row of the split's shards left without its objects."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for path in out.glob(f"{split}-*.parquet"):
+        table = pq.read_table(path)
+        rows = table.to_pylist()
+        for r in rows:
+            r["objects"] = {k: [] for k in r["objects"]}
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), path)
+
+
+def test_a_dataset_without_boxes_is_one_line_for_every_box_task(cli, sparse, tmp_path):
+    empty = tmp_path / "empty"
+    shutil.copytree(sparse, empty)
+    without_objects(empty, "train")
+    without_objects(empty, "validation")
+    for task in ("auto", "detection", "localisation"):
+        result = cli("train", empty, "--task", task, "--out", tmp_path / "run", "-q")
+        assert result.exit_code == 2
+        named = "" if task == "auto" else f"--task {task}: "
+        assert f"error: {named}this detection dataset has no boxes: none of its training or validation images " \
+               "has an object" in one_line(result.output)
+    assert not (tmp_path / "run").exists()
+
+
+def test_localisation_says_when_a_split_has_no_object_at_all(cli, sparse, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(sparse, data)
+    without_objects(data, "validation")
+    rows = len(ShardDataset(data, "validation"))
+    result = cli("train", data, "--task", "localisation", "--out", tmp_path / "run", "--size", "16", "-q")
+    assert result.exit_code == 2
+    assert (f"localisation: none of the {rows} validation images has an object (images without one are left out)"
+            in result.output.strip().splitlines()[-1])

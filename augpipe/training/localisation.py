@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from augpipe.errors import SourceError
 from augpipe.training.base import Task, batches, best, image_of
 from augpipe.training.boxes import box_sheet, read_boxes, xywh
 from augpipe.training.data import Split, normalise, plural
@@ -69,6 +70,10 @@ class Localisation(Task):
             several += len(b) > 1
         self.counts[split] = {"rows": len(sources), "without_object": len(sources) - len(keep),
                               "several_objects": several}
+        if sources and not keep:
+            name = "training" if split == "train" else split
+            raise SourceError(f"localisation: none of the {plural(len(sources), f'{name} image')} has an object "
+                              "(images without one are left out): nothing to train or score on")
         y = {"labels": torch.tensor(target_labels, dtype=torch.int64),
              "boxes": torch.tensor(np.array(target_boxes, np.float32).reshape(-1, 4))}
         return Split(x[torch.tensor(keep, dtype=torch.int64)], y, [sources[i] for i in keep], [copies[i] for i in keep],

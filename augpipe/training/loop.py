@@ -36,6 +36,11 @@ def to_device(y, device):
     return y.to(device)
 
 
+def diverged(label: str, what: str, value: float, lr: float) -> str:
+    run = "" if label == "expanded" else f" ({label} only, --compare)"
+    return f"training diverged{run}: {what} is {value}; nothing was written: try a lower --lr than {lr:g}"
+
+
 def fit(model, task, train, val, steps: int, opts, device, label: str, trainable=None) -> list[dict]:
     """Train for `steps` optimiser steps, evaluating after each pass over `train`.
 
@@ -63,16 +68,21 @@ def fit(model, task, train, val, steps: int, opts, device, label: str, trainable
             y = to_device(take(train.y, index), device)
             out = model(x)
             loss, stats = task.loss(out, y)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise UsageError(diverged(label, f"the loss at epoch {epoch}, step {step + b + 1}", value, opts.lr))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             seen += len(index)
-            total_loss += loss.item() * len(index)
+            total_loss += value * len(index)
             for k, v in stats.items():
                 sums[k] = sums.get(k, 0.0) + v
         step += batches
         seconds = time.perf_counter() - started
         metrics, _ = task.evaluate(model, val, device, opts.batch_size)  # the memory check's batch, no bigger
+        if not math.isfinite(metrics["val_loss"]):
+            raise UsageError(diverged(label, f"the validation loss after epoch {epoch}", metrics["val_loss"], opts.lr))
         row = {"epoch": epoch, "step": step, "train_loss": total_loss / seen, **{k: v / seen for k, v in sums.items()},
                **metrics, "images_per_second": seen / seconds}
         history.append(row)

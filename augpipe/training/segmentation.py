@@ -27,6 +27,15 @@ def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
 
 
+def paint(instances: np.ndarray, labels: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Instance masks (N×H×W, N may be 0) as one class mask: background 0, class c as c + 1,
+    larger objects first so that a small one on top of a large one stays."""
+    painted = np.zeros((h, w), np.uint8)
+    for k in np.argsort(-instances.sum(axis=(1, 2)), kind="stable"):  # N×H×W, N may be 0
+        painted[instances[k] > 0] = int(labels[k]) + 1
+    return painted
+
+
 def read_masks(ds, split: str, size: int, progress: bool, classes: int):
     """(images, masks uint8 N×S×S, lineage) or None without the split."""
     from augpipe.targets import kind_for
@@ -48,10 +57,7 @@ def read_masks(ds, split: str, size: int, progress: bool, classes: int):
                    table.column("height").to_pylist())
         for i, (objects, w, h) in enumerate(rows):
             target = kind.arrays({"objects": objects, "width": w, "height": h})
-            painted = np.zeros((h, w), np.uint8)
-            for k in np.argsort(-target["masks"].reshape(len(target["masks"]), -1).sum(1), kind="stable"):
-                painted[target["masks"][k] > 0] = int(target["labels"][k]) + 1
-            masks[i] = resize_mask(painted, size)
+            masks[i] = resize_mask(paint(target["masks"], target["labels"], h, w), size)
     bad = sorted(set(np.unique(masks).tolist()) - set(range(classes)) - {IGNORE})
     if bad:
         raise SourceError(f"{split}: mask values {bad[:5]} outside the {classes} classes "
