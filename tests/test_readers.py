@@ -360,3 +360,30 @@ def test_a_convention_is_checked(coco):
         ShardIterable(coco, convention="torchvision", box_format="xywh")
     with pytest.raises(ValueError, match="convention"):
         RecipeTransform("flips", task="detection", convention="coco")
+
+
+def test_recipe_on_the_fly_equals_expand_where_some_objects_have_no_segment(tmp_path, recipe_file):
+    """Objects without a segment (their mask is their filled box) follow their masks as the
+    others do, in expand and at read time alike: the reader sees only the stored masks."""
+    src = make_scenes(tmp_path / "src", n=8, seed=3)
+    path = src / "annotations" / "instances_default.json"
+    book = json.loads(path.read_text())
+    for a in book["annotations"][::2]:
+        del a["segmentation"]
+    path.write_text(json.dumps(book))
+    out = tmp_path / "out"
+    expand(src, str(recipe_file), out, ExpandOptions(seed=SEED, val_fraction=0, **QUIET))
+    expanded = _by_source(out)
+    ds = ShardDataset(out, recipe=recipe_file, seed=SEED, box_format="xywh", return_row=True)
+    compared = 0
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            row = ds[i]
+            if row["copy"] != 0:
+                continue
+            copy = expanded[(row["source"], epoch + 1)]
+            assert np.array_equal(row["target"]["boxes"].numpy(),
+                                  np.asarray(copy["objects"]["bbox"], np.float32).reshape(-1, 4)), row["source"]
+            compared += len(copy["objects"]["bbox"])
+    assert compared > 10

@@ -126,7 +126,7 @@ def segmented(boxes, polygons, transforms: str, top: str = "", output: str = "{f
                           kind=kind_for("detection", instance_masks=True))
 
 
-def test_a_rotated_polygon_gets_its_masks_extent_and_an_object_without_one_albumentations_box():
+def test_a_rotated_object_gets_its_masks_extent_with_or_without_a_segment():
     boxes = [[20, 10, 40, 12], [60, 30, 30, 20]]
     polygons = [[20, 22, 60, 10, 60, 14, 24, 22], None]  # a thin sliver on the diagonal of its box
     rotate = "[{Affine: {rotate: [25, 25], border_mode: 0, p: 1}}]"
@@ -139,7 +139,7 @@ def test_a_rotated_polygon_gets_its_masks_extent_and_an_object_without_one_album
     alone = augment_sample(picture(boxes), SourceTask("a.png", None, (1,), target=Objects(
         tuple(tuple(b) for b in boxes), (0, 0), (0, 1))), parse_recipe(
         f"copies: 1\noutput: {{format: png}}\ntransforms: {rotate}\n"), 0, 10**8, kind=kind_for("detection")).rows[0]
-    assert plain == boxes_of(alone)[1]  # without a segment: albumentations' box, untouched
+    assert plain == extent(masks[1]["bytes"])  # without a segment: its filled box's extent
     assert np.abs(np.asarray(boxes_of(alone)[0]) - sliver).max() > 4
 
 
@@ -171,16 +171,20 @@ def test_after_a_colour_step_alone_the_boxes_are_as_given():
     assert not moves_pixels("ColorJitter") and moves_pixels("HorizontalFlip") and moves_pixels("Affine")
 
 
-def test_resize_gives_real_segments_their_resized_masks_extent():
+def test_resize_gives_objects_their_resized_masks_extent():
     boxes = [[10, 10, 31, 21], [50, 30, 30, 20]]
     polygons = [[10, 10, 41, 10, 41, 31, 10, 31], None]
     result = segmented(boxes, polygons, "[{HorizontalFlip: {p: 1}}]",
                        output="{format: png, resize: {height: 37, width: 53}}")
     for row in result.rows:
-        shaped, plain = boxes_of(row)
-        assert shaped == extent(row["objects"]["mask"][0]["bytes"])
-        x = 50 if row["copy"] == 0 else W - 80  # without a segment: the box scaled exactly
-        assert plain == pytest.approx([x * 53 / W, 30 * 37 / H, 30 * 53 / W, 20 * 37 / H], abs=1e-3)
+        for box, mask in zip(boxes_of(row), row["objects"]["mask"]):
+            assert box == extent(mask["bytes"])
+    plain = augment_sample(picture(boxes), SourceTask("a.png", None, (0,), target=Objects(
+        tuple(tuple(b) for b in boxes), (0, 0), (0, 1))), parse_recipe(
+        "copies: 0\noutput: {format: png, resize: {height: 37, width: 53}}\ntransforms: []\n"),
+        0, 10**8, kind=kind_for("detection")).rows[0]
+    # without instance masks in the dataset: albumentations' box, scaled exactly
+    assert boxes_of(plain)[1] == pytest.approx([50 * 53 / W, 30 * 37 / H, 30 * 53 / W, 20 * 37 / H], abs=1e-3)
 
 
 @pytest.mark.parametrize("transforms", ["detection", "[{Affine: {rotate: [-30, 30], translate_percent: [-0.2, 0.2], "

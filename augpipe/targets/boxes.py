@@ -7,9 +7,10 @@ in pixels; `iscrowd` is COCO's flag as read (0 for every other source).
 Instance masks ride through albumentations beside their boxes; a box the recipe drops takes its
 mask with it (albumentations keeps every mask: they are reselected by each box's position in
 the list it came from, carried as a label field; the objects' own ids may repeat or be anything).
-After a step that moves pixels, an object whose mask is a real segment (a polygon or an RLE, not
-its filled box) takes its mask's extent as its box: albumentations moves the box's corners, which
-after a rotation or at an edge is not the shape's extent (albumentations#746, #1845).
+After a step that moves pixels, every object with an instance mask (a polygon, an RLE, or its
+filled box when it has no segment) takes its mask's extent as its box: albumentations moves the
+box's corners, which after a rotation or at an edge is not the shape's extent (albumentations#746,
+#1845). The readers' on-the-fly recipe, which sees only the stored masks, does the same.
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ class Boxes:
     ids: np.ndarray  # (N,) int64
     masks: list | None  # N arrays H×W uint8 (0/1), or None when the dataset has no instance masks
     dropped: int = 0  # boxes the last transform dropped
-    # per object: its mask is a real segment's (polygon, RLE) with pixels, not its filled box.
-    # None with masks (a reader's or a user's masks, whose origin is not known): every mask with
-    # a pixel is taken as a real segment
+    # per object: its box follows its mask (a mask with pixels); None with masks: worked out
     shaped: np.ndarray | None = None
     iscrowd: np.ndarray | None = None  # (N,) int64, COCO's flag; None: 0 for every object
 
@@ -158,12 +157,8 @@ class BoxesKind(Target):
         except (OverflowError, ValueError, TypeError):
             raise SkipInput("an annotation id is not a whole number that fits in 64 bits") from None
         masks = _masks(objects, stored) if self.with_masks else None
-        shaped = None
-        if masks is not None:
-            segments = objects.segments or (None,) * len(masks)
-            shaped = np.array([s is not None and bool(m.any()) for s, m in zip(segments, masks)], bool)
         iscrowd = np.asarray(objects.iscrowd, dtype=np.int64) if objects.iscrowd else None
-        state = Boxes(boxes, categories, ids, masks, shaped=shaped, iscrowd=iscrowd)
+        state = Boxes(boxes, categories, ids, masks, iscrowd=iscrowd)
         return self.outputs(orient(self.inputs(state), stored, decoded.orientation), state)
 
     def example(self, width: int, height: int) -> Boxes:
@@ -197,7 +192,7 @@ class BoxesKind(Target):
                      shaped=_picked(state.shaped, keys), iscrowd=_picked(state.iscrowd, keys))
 
     def moved(self, state: Boxes, bbox_params=None) -> Boxes:
-        """After a step that moved pixels: each object with a real segment takes its mask's extent
+        """After a step that moved pixels: each object whose mask has pixels takes its mask's extent
         as its box; one whose mask has no pixel left, or whose box falls under the recipe's
         min_area, min_width or min_height (albumentations checked its own, looser box), is dropped
         with it. min_visibility stays albumentations' judgement (a share of the moved box)."""
