@@ -129,7 +129,7 @@ class LocalEngine:
         # ProcessPoolExecutor, not Pool: a worker that dies (killed, out of memory) fails the run
         # with BrokenProcessPool instead of hanging it
         self._pool = ProcessPoolExecutor(count, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(self._progress, os.getpid()))
+                                         initargs=(self._progress, os.getpid(), dict(os.environ)))
 
     def _pooled(self, func: Callable, items: list, job, on_progress: Callable[[int], None]) -> Iterator:
         if self._pool is None:
@@ -238,8 +238,12 @@ def _release_fork_server() -> None:
         server._forkserver_alive_fd = None
 
 
-def _init_worker(progress, parent: int) -> None:
+def _init_worker(progress, parent: int, environ: dict) -> None:
     global _QUEUE
+    # A fork server keeps the environment it started with: a worker takes its parent's of now
+    # (credentials and endpoints set since, AWS_ENDPOINT_URL, ...)
+    os.environ.clear()
+    os.environ.update(environ)
     # With a fork server the kernel's parent is the fork server, which exits with `parent`.
     _release_fork_server()
     die_with_parent(os.getppid())
