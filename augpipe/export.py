@@ -136,6 +136,11 @@ def _identity(ds) -> str:
 def _claim(store, marker: dict) -> None:
     """Only a new or empty folder, or an export of the same dataset in the same format (finished
     or not), is written into."""
+    if store.local:  # `--out afile`: said so, not the mkdir's "File exists"
+        path = store.path()
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise OutputError(f"--out {store.display()}: {blocker} is a file, not a folder: choose a new --out")
     names = store.names()
     if not names:
         return

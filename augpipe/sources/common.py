@@ -83,10 +83,14 @@ def split_of_path(relpath: str) -> str | None:
 
 
 def number(value) -> float | None:
-    """A JSON number as a float (not a bool, not a string), else None."""
+    """A JSON number as a float (not a bool, not a string), else None (an integer too large for
+    a float, too: 400 digits parse as a Python int)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def size_text(width, height) -> str:
@@ -125,7 +129,7 @@ def image_size(width, height) -> tuple[float, float] | None:
     """An annotation's image size when it gives a usable one (positive numbers), else None."""
     try:
         w, h = float(width), float(height)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if isinstance(width, bool) or isinstance(height, bool):
         return None

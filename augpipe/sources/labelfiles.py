@@ -110,6 +110,10 @@ def _rows(content: str, name: str) -> list[tuple[int, str, object]]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"line {lineno}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise ValueError(f"line {lineno}: not valid JSON (nested too deeply)") from None
+            except ValueError as exc:  # an integer beyond Python's digit limit
+                raise ValueError(f"line {lineno}: not valid JSON ({str(exc).splitlines()[0][:80]})") from None
             if not isinstance(row, dict) or not isinstance(row.get("file_name"), str):
                 raise ValueError(f"line {lineno}: no \"file_name\"")
             if key is None:

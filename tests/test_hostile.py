@@ -1,0 +1,139 @@
+"""Hostile input, round two (issue 15): formats, numbers, messages, Ray; each a regression test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from augpipe import ExpandOptions, expand
+from augpipe.errors import OutputError, SkipInput, SourceError
+from augpipe.sources import scan
+from augpipe.store import read_source
+from conftest import make_folder, make_scenes, upload
+from test_sources import coco_ann, coco_image, img, reasons, write
+
+QUIET = dict(progress=False, workers=1)
+ROOT = Path(__file__).parent.parent
+HUGE = 10 ** 400  # parses from JSON as a Python int; no float holds it
+
+
+def augpipe(*args) -> list[str]:
+    return [sys.executable, "-m", "augpipe", *map(str, args)]
+
+
+# ---------------------------------------------------------------- 13. numbers and nesting: a recorded skip
+
+def test_integers_too_large_for_a_float_are_recorded_skips(tmp_path):
+    root = tmp_path / "c"
+    for name in ("box", "poly", "rle", "width", "fine"):
+        img(root / "train" / f"{name}.jpg")
+    write(root / "annotations" / "instances_train.json", {
+        "images": [coco_image(1, "box.jpg"), coco_image(2, "poly.jpg"), coco_image(3, "rle.jpg"),
+                   coco_image(4, "width.jpg", w=HUGE), coco_image(5, "fine.jpg")],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [
+            coco_ann(1, 1, 1, [1, 1, HUGE, 4]),
+            coco_ann(2, 2, 1, [1, 1, 4, 4], segmentation=[[1, 1, HUGE, 1, 4, 4]]),
+            coco_ann(3, 3, 1, [1, 1, 4, 4], segmentation={"size": [HUGE, 64], "counts": [0, 10]}),
+            coco_ann(4, 4, 1, [1, 1, 4, 4]),
+            coco_ann(5, 5, 1, [1, 1, 4, 4]),
+        ]})
+    found = scan(root)
+    why = reasons(found)
+    assert "bbox is not 4 numbers" in why["train/box.jpg"]
+    assert "segmentation polygon is not" in why["train/poly.jpg"]
+    assert "segmentation RLE is not" in why["train/rle.jpg"]
+    # a width no float holds is no usable size: the image is checked against its decoded size
+    assert {f.relpath for f in found.files} == {"train/width.jpg", "train/fine.jpg"}
+
+
+def test_a_label_file_nested_beyond_reason_is_one_line(cli, tmp_path):
+    root = tmp_path / "d"
+    img(root / "a.jpg")
+    write(root / "metadata.jsonl", '{"file_name": "a.jpg", "label": "x"}\n' + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(SourceError, match="metadata.jsonl: line 2: not valid JSON \\(nested too deeply\\)"):
+        scan(root)
+    done = cli("expand", root, "-r", "flips", "-o", tmp_path / "out", "-q")
+    assert done.exit_code == 2 and "nested too deeply" in done.output and "Traceback" not in done.output
+
+
+class _Refusing:
+    """A store whose reads fail as pyarrow fails for a key it cannot address."""
+
+    def __init__(self, exc: Exception):
+        self.exc = exc
+
+    def read_bytes(self, name: str) -> bytes:
+        raise self.exc
+
+
+@pytest.mark.parametrize("exc", [pa.ArrowInvalid("Empty path component in path a//b.jpg"),
+                                 pa.ArrowNotImplementedError("no"), OSError()])
+def test_pyarrow_errors_reading_one_key_are_a_recorded_skip(exc):
+    with pytest.raises(SkipInput, match="cannot read"):
+        read_source(_Refusing(exc), "a//b.jpg")
+
+
+# ---------------------------------------------------------------- 16. messages and exit codes
+
+def test_export_to_an_existing_file_says_so(cli, tmp_path, folder):
+    expand(folder, "flips", tmp_path / "out", ExpandOptions(copies=0, **QUIET))
+    (tmp_path / "afile").write_text("mine")
+    done = cli("export", tmp_path / "out", "-f", "imagefolder", "--out", tmp_path / "afile")
+    assert done.exit_code == 2, done.output
+    assert "afile is a file, not a folder: choose a new --out" in done.output
+    assert "File exists" not in done.output and (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_changed_source_is_said_in_words(tmp_path, folder):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(copies=0, **QUIET))
+    (folder / "cat" / "cat_000.jpg").unlink()
+    with pytest.raises(OutputError) as caught:
+        expand(folder, "flips", out, ExpandOptions(copies=0, **QUIET))
+    assert "made before the source files changed (a file was added, removed or edited since)" in str(caught.value)
+    assert "source_files" not in str(caught.value)
+
+
+def test_bare_augpipe_prints_the_help_and_no_empty_error():
+    done = subprocess.run(augpipe(), capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2
+    assert "expand" in done.stdout + done.stderr and "augpipe: error" not in done.stdout + done.stderr
+
+
+def test_flags_show_no_value(cli):
+    shown = cli("expand", "--help").output
+    assert "--balance" in shown and "<bool>" not in shown
+    assert "<int>" in shown  # options that take a value still say which
+
+
+def test_an_internal_crash_is_not_exit_1(cli, monkeypatch, folder, tmp_path):
+    import augpipe.pipeline
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(augpipe.pipeline, "expand", broken)
+    done = cli("expand", folder, "-r", "flips", "-o", tmp_path / "out", "-q")
+    assert done.exit_code == 3 and "unexpected error: ZeroDivisionError: boom" in done.output
+
+
+def test_an_s3_run_leaves_no_temp_folder(tmp_path, s3_server, bucket):
+    data = make_folder(tmp_path / "data", per_class=3)
+    upload(data, f"s3://{bucket}/src")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(temp)}
+    for workers in (1, 2):
+        done = subprocess.run(augpipe("expand", f"s3://{bucket}/src", "-r", "flips", "-k", "1", "-w", workers,
+                                      "-o", f"s3://{bucket}/out{workers}", "-q"),
+                              capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+    assert [p.name for p in temp.iterdir() if p.name.startswith("augpipe-")] == []
