@@ -104,7 +104,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     hashes, sizes = None, None
     if options.split_by == "content":
         hashes, sizes = _hash_sources(engine, found, job, options)
-    warnings = [*check_recipe(recipe, sizes, job.kind()).warnings, *task_warnings,
+    warnings = [*found.warnings, *check_recipe(recipe, sizes, job.kind()).warnings, *task_warnings,
                 *_split_folder_leaks(found.files, hashes)]
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,

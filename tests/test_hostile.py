@@ -137,3 +137,53 @@ def test_an_s3_run_leaves_no_temp_folder(tmp_path, s3_server, bucket):
                               capture_output=True, text=True, cwd=tmp_path, env=env)
         assert done.returncode == 0, done.stderr
     assert [p.name for p in temp.iterdir() if p.name.startswith("augpipe-")] == []
+
+
+# ---------------------------------------------------------------- 5. --format auto on evidence, not one file
+
+@pytest.mark.parametrize("stray, name, part", [
+    ("data.yaml", "yolo", "0%"), ("cat/cat_000.xml", "voc", "10%"), ("cat/cat_000_mask.png", "masks", "10%"),
+])
+def test_one_stray_file_does_not_choose_the_layout(tmp_path, stray, name, part):
+    data = make_folder(tmp_path / "data", per_class=5)
+    if stray.endswith(".png"):
+        img(data / stray)
+    else:
+        write(data / stray, "names: [a]\n" if stray.endswith(".yaml") else "<annotation/>")
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(copies=0, **QUIET))
+    assert (m["format"], m["task"], m["classes"]) == ("imagefolder", "classification", ["cat", "dog"])
+    warning = next(w for w in m["warnings"] if w.startswith("--format auto"))
+    assert f"{name} annotations cover only {part} of the images, too few: read as imagefolder" in warning
+    assert f"--format {name} reads it as {name}" in warning
+
+
+def test_two_layouts_that_fit_are_said(tmp_path):
+    root = tmp_path / "d"
+    img(root / "train" / "a.jpg")
+    write(root / "train" / "a.xml", "<annotation><object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+                                    "<xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    write(root / "annotations" / "instances_train.json", {
+        "images": [coco_image(1, "a.jpg")], "categories": [{"id": 1, "name": "x"}],
+        "annotations": [coco_ann(1, 1, 1, [1, 1, 8, 8])]})
+    found = scan(root)
+    assert found.format == "coco"
+    assert found.warnings == ["--format auto: the files fit coco, voc; read as coco, the first (--format chooses another)"]
+
+
+def test_a_failure_of_the_detected_layout_names_format(tmp_path):
+    root = tmp_path / "d"
+    for n in "ab":
+        img(root / f"{n}.jpg")
+        write(root / f"{n}.xml", "<annotation>")
+    with pytest.raises(SourceError, match=r"every image .* was skipped \(voc\).*\(read as voc, the layout "
+                                          r"detected: --format names another\)"):
+        scan(root)
+
+
+def test_a_label_file_beside_class_folders_is_said(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=2)
+    write(data / "labels.csv", "file_name,label\ncat/cat_000.jpg,cat\ncat/cat_001.jpg,cat\n")
+    found = scan(data)
+    assert found.format == "labelfiles"
+    assert found.warnings == ["--format auto: a label file was read, though the images also lie in folders "
+                              "(cat, dog): --format imagefolder takes each folder as a class"]

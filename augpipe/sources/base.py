@@ -65,6 +65,7 @@ class Scan:
     task: str = "classification"
     format: str = "imagefolder"
     annotations: str = ""  # sha256 of the annotation files read: part of the run's identity
+    warnings: list[str] = field(default_factory=list)  # how --format auto chose, when it was not clear-cut
 
 
 def is_image(name: str) -> bool:

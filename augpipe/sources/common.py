@@ -20,6 +20,16 @@ from augpipe.store import LIST_THREADS
 EDGE = 1.0
 
 
+# --format auto reads a layout only when its annotations cover at least this share of the images:
+# a stray data.yaml, .xml or _mask.png in a folder of classes is no dataset of that kind
+EVIDENCE = 0.5
+
+
+def share(covered: int, images: int) -> float | None:
+    """The share of the images a layout's annotations cover; None when they cover none."""
+    return covered / images if covered else None
+
+
 def usable(entries: list, skipped: list) -> list:
     """The entries that can be read; the others recorded with their problem."""
     out = []

@@ -37,8 +37,9 @@ def label_files(entries: list) -> list[str]:
     return sorted(out.values())
 
 
-def matches(entries: list) -> bool:
-    return bool(label_files(entries))
+def matches(entries: list) -> float | None:
+    """1 when there is a label file (which images it lists is known only once it is read)."""
+    return 1.0 if label_files(entries) else None
 
 
 def read(store, entries: list, layout: str = "auto") -> Scan:
