@@ -542,9 +542,18 @@ def _voc(ds, store, rows, zero_based: bool) -> dict:
         sets[split].append(stem)
     for split, stems in sets.items():
         store.write_bytes(f"ImageSets/Main/{SPLIT_DIR[split]}.txt", "".join(f"{s}\n" for s in stems).encode())
-    # datumaro's `name:color:parts:actions`, colour and the rest left empty
-    store.write_bytes("labelmap.txt", "".join(f"{c}:::\n" for c in ds.classes).encode())
+    _voc_labels(store, ds.classes)
     return {"images": {s: len(v) for s, v in sets.items()}}
+
+
+def _voc_labels(store, classes: list[str]) -> None:
+    """datumaro's labelmap.txt (`name:color:parts:actions`, colour and the rest left empty); a name
+    that line cannot carry (a ':', or spaces at its ends, which it strips) goes to datumaro's
+    dataset_meta.json instead, which it reads first and which holds any name."""
+    if any(":" in c or c != c.strip() or c.startswith("#") for c in classes):
+        store.write_bytes("dataset_meta.json", json.dumps({"labels": list(classes)}, ensure_ascii=False).encode())
+        return
+    store.write_bytes("labelmap.txt", "".join(f"{c}:::\n" for c in classes).encode())
 
 
 def _imagefolder(ds, store, rows) -> dict:

@@ -187,3 +187,46 @@ def test_a_label_file_beside_class_folders_is_said(tmp_path):
     assert found.format == "labelfiles"
     assert found.warnings == ["--format auto: a label file was read, though the images also lie in folders "
                               "(cat, dog): --format imagefolder takes each folder as a class"]
+
+
+# ---------------------------------------------------------------- 9. class names an export cannot carry
+
+def _coco_named(root: Path, name: str) -> Path:
+    img(root / "train" / "a.jpg")
+    write(root / "annotations" / "instances_train.json", {
+        "images": [coco_image(1, "a.jpg")], "categories": [{"id": 1, "name": name}],
+        "annotations": [coco_ann(1, 1, 1, [1, 1, 8, 8])]})
+    return root
+
+
+@pytest.mark.parametrize("make", ["coco", "voc", "labelfiles", "imagefolder", "masks"])
+def test_a_class_name_with_a_control_character_is_refused_by_every_reader(tmp_path, make):
+    root = tmp_path / make
+    if make == "coco":
+        _coco_named(root, "ca\x07t")
+    elif make == "voc":
+        img(root / "a.jpg")
+        write(root / "a.xml", "<annotation><object><name>ca\tt</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+                              "<xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    elif make == "labelfiles":
+        img(root / "a.jpg")
+        write(root / "labels.csv", "file_name,label\na.jpg,\"ca\x1bt\"\n")
+    elif make == "imagefolder":
+        img(root / "ca\x01t" / "a.jpg")
+        img(root / "dog" / "b.jpg")
+    else:
+        img(root / "images" / "a.jpg")
+        img(root / "masks" / "a.png")
+        write(root / "classes.txt", "background\nca\x7ft\n")
+    with pytest.raises(SourceError, match=r"the class name 'ca\\(x..|t)t' holds a control character \(U\+00..\): "
+                                          "rename the class"):
+        scan(root)
+
+
+def test_a_voc_export_of_a_class_with_a_colon_lists_it_where_datumaro_reads_it(tmp_path):
+    from augpipe.export import export
+
+    expand(_coco_named(tmp_path / "d", "person:adult"), "flips", tmp_path / "ds", ExpandOptions(copies=0, **QUIET))
+    export(tmp_path / "ds", "voc", tmp_path / "voc", progress=False)
+    assert not (tmp_path / "voc" / "labelmap.txt").exists()
+    assert json.loads((tmp_path / "voc" / "dataset_meta.json").read_text()) == {"labels": ["person:adult"]}

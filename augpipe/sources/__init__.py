@@ -10,6 +10,7 @@ their splits themselves).
 from __future__ import annotations
 
 import importlib
+import unicodedata
 
 from augpipe.errors import SourceError, StoreError
 from augpipe.sources.base import MaskRef, Objects, Scan, SourceFile, is_image, split_of_folder  # noqa: F401
@@ -49,7 +50,19 @@ def scan(root: str, layout: str = "auto", format: str = "auto") -> Scan:
         raise SourceError(f"{exc} (read as {name}, the layout detected: --format names another)") from None
     found.root = str(root)
     found.warnings = warnings + found.warnings
+    _check_class_names(store, found.classes)
     return found
+
+
+def _check_class_names(store, classes: list[str]) -> None:
+    """A class name with a control character (a newline, a tab, U+0007) is refused, whichever
+    reader found it: XML 1.0 cannot carry most of them, and in a CSV, classes.txt or a terminal
+    line they break what they are written into."""
+    for name in classes:
+        bad = next((ch for ch in name if unicodedata.category(ch) == "Cc"), None)
+        if bad is not None:
+            raise SourceError(f"{store.display()}: the class name {name!r} holds a control character "
+                              f"(U+{ord(bad):04X}): rename the class")
 
 
 def reader(name: str):
