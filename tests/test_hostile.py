@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -230,3 +231,33 @@ def test_a_voc_export_of_a_class_with_a_colon_lists_it_where_datumaro_reads_it(t
     export(tmp_path / "ds", "voc", tmp_path / "voc", progress=False)
     assert not (tmp_path / "voc" / "labelmap.txt").exists()
     assert json.loads((tmp_path / "voc" / "dataset_meta.json").read_text()) == {"labels": ["person:adult"]}
+
+
+# ---------------------------------------------------------------- 11. values that silently became others
+
+def test_a_32_bit_mask_value_outside_a_byte_is_a_recorded_skip(tmp_path):
+    from PIL import Image
+
+    from augpipe.targets.semantic import read_mask
+
+    root = make_scenes(tmp_path / "seg", n=4, fmt="masks")
+    values = np.asarray(Image.open(root / "masks" / "scene_000.png"), np.int32)
+    values[0, 0] = -2  # 254 once wrapped into a byte: another class, silently
+    (root / "masks" / "scene_000.png").unlink()
+    Image.fromarray(values, "I").save(root / "masks" / "scene_000.tif")
+    buf = (root / "masks" / "scene_000.tif").read_bytes()
+    with pytest.raises(SkipInput, match=r"has values outside 0..255 \(-2..2\)"):
+        read_mask(buf, "m.tif")
+    m = expand(root, "flips", tmp_path / "out", ExpandOptions(copies=0, **QUIET))
+    assert any(s["path"] == "images/scene_000.png" and "outside 0..255" in s["reason"] for s in m["skipped"])
+
+
+def test_json_labels_1_and_1_0_are_one_class(tmp_path):
+    root = tmp_path / "d"
+    for n in "abc":
+        img(root / f"{n}.jpg")
+    write(root / "metadata.jsonl", '{"file_name": "a.jpg", "label": 1}\n{"file_name": "b.jpg", "label": 1.0}\n'
+                                   '{"file_name": "c.jpg", "label": 2.5}\n')
+    found = scan(root)
+    assert found.classes == ["1", "2.5"]
+    assert {f.relpath: f.class_name for f in found.files} == {"a.jpg": "1", "b.jpg": "1", "c.jpg": "2.5"}
