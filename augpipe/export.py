@@ -465,8 +465,18 @@ def _yolo(ds, store, rows, task: str) -> dict:
     return {"images": dict(counts)}
 
 
+def _category_ids(ds) -> list[int]:
+    """The source's COCO category ids when expand recorded them (a COCO source), else 1..N."""
+    ids = ds.manifest.get("category_ids")
+    if isinstance(ids, list) and len(ids) == len(ds.classes) and len(set(ids)) == len(ids) \
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        return ids
+    return list(range(1, len(ds.classes) + 1))
+
+
 def _coco(ds, store, rows, layout: str) -> dict:
-    categories = [{"id": i + 1, "name": n, "supercategory": "none"} for i, n in enumerate(ds.classes)]
+    ids_of = _category_ids(ds)
+    categories = [{"id": ids_of[i], "name": n, "supercategory": "none"} for i, n in enumerate(ds.classes)]
     books: dict[str, dict] = {}
     for split, row, name in rows:
         book = books.setdefault(split, {"images": [], "annotations": [], "categories": categories})
@@ -476,7 +486,7 @@ def _coco(ds, store, rows, layout: str) -> dict:
         crowd = (row.get("objects") or {}).get("iscrowd") or []
         ids = (row.get("objects") or {}).get("id") or []
         for k, (box, c, mask_png) in enumerate(_objects(row)):
-            annotation = {"id": ids[k] if k < len(ids) else None, "image_id": image_id, "category_id": c + 1,
+            annotation = {"id": ids[k] if k < len(ids) else None, "image_id": image_id, "category_id": ids_of[c],
                           "bbox": [round(v, 3) for v in box], "area": round(box[2] * box[3], 3),
                           "iscrowd": int(crowd[k]) if k < len(crowd) and crowd[k] is not None else 0}
             if mask_png is not None:

@@ -244,6 +244,7 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
         classes=found.classes, labelled=found.labelled, records=records, scan_skipped=found.skipped,
         timing=timing, engine=engine.describe(), task=found.task,
         extra={"format": found.format, "instance_masks": _instance_masks(found),
+               **({"category_ids": found.category_ids} if found.category_ids is not None else {}),
                "dropped_boxes": sum(r.get("dropped_boxes", 0) for r in records),
                "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed]},
     )

@@ -261,3 +261,26 @@ def test_json_labels_1_and_1_0_are_one_class(tmp_path):
     found = scan(root)
     assert found.classes == ["1", "2.5"]
     assert {f.relpath: f.class_name for f in found.files} == {"a.jpg": "1", "b.jpg": "1", "c.jpg": "2.5"}
+
+
+# ---------------------------------------------------------------- 8. COCO ids kept
+
+def test_a_coco_export_keeps_the_sources_category_and_annotation_ids(tmp_path):
+    from augpipe.export import export
+
+    root = tmp_path / "c"
+    img(root / "train" / "a.jpg")
+    img(root / "train" / "b.jpg")
+    write(root / "annotations" / "instances_train.json", {
+        "images": [coco_image(1, "a.jpg"), coco_image(2, "b.jpg")],
+        "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}],
+        "annotations": [coco_ann(41, 1, 7, [1, 1, 8, 8]), coco_ann(17, 1, 3, [10, 10, 8, 8]),
+                        coco_ann(99, 2, 3, [2, 2, 8, 8])]})
+    m = expand(root, "flips", tmp_path / "ds", ExpandOptions(copies=0, val_fraction=0, **QUIET))
+    assert m["classes"] == ["cat", "dog"] and m["category_ids"] == [3, 7]
+    export(tmp_path / "ds", "coco", tmp_path / "out", progress=False)
+    book = json.loads((tmp_path / "out" / "annotations" / "instances_train.json").read_text())
+    assert sorted((c["id"], c["name"]) for c in book["categories"]) == [(3, "cat"), (7, "dog")]
+    names = {c["id"]: c["name"] for c in book["categories"]}
+    assert sorted((a["id"], names[a["category_id"]]) for a in book["annotations"]) == \
+        [(17, "cat"), (41, "dog"), (99, "cat")]
