@@ -284,3 +284,81 @@ def test_a_coco_export_keeps_the_sources_category_and_annotation_ids(tmp_path):
     names = {c["id"]: c["name"] for c in book["categories"]}
     assert sorted((a["id"], names[a["category_id"]]) for a in book["annotations"]) == \
         [(17, "cat"), (41, "dog"), (99, "cat")]
+
+
+# ---------------------------------------------------------------- 15. Ray: its start-up, and its end
+
+def _session(sid: int) -> list[str]:
+    """The command lines of a session's live processes."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()
+                if int(fields[3]) == sid and fields[0] != b"Z":
+                    found.append(Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux's")
+def test_a_driver_killed_during_rays_start_up_takes_rays_processes_with_it(tmp_path):
+    pytest.importorskip("ray")
+    import time
+
+    data = make_folder(tmp_path / "data", per_class=20)
+    env = {k: v for k, v in {**os.environ, "PYTHONPATH": str(ROOT)}.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen(augpipe("expand", data, "-r", "flips", "-o", tmp_path / "out", "--engine", "ray",
+                                    "-w", "1", "-q"), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not any("raylet" in c for c in _session(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any("raylet" in c for c in _session(proc.pid)), "Ray did not start"
+    time.sleep(0.5)  # the raylet starts its agents
+    os.kill(proc.pid, 9)
+    proc.wait()
+    deadline = time.monotonic() + 15  # Ray's agents alone lived two minutes
+    while _session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _session(proc.pid) == []
+
+
+class _FakeRay:
+    """ray.init failing as a raylet that timed out during start-up does, `fails` times."""
+
+    def __init__(self, fails: int):
+        self.fails, self.calls = fails, 0
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs) -> None:
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise RuntimeError("The current node timed out during startup. This could happen because ...")
+
+    def shutdown(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fails", [1, 2])
+def test_rays_own_start_up_failure_is_retried_once_then_said(monkeypatch, fails):
+    from augpipe.engines import ray as engine
+    from augpipe.errors import EngineError
+
+    fake = _FakeRay(fails)
+    monkeypatch.setattr(engine, "_import_ray", lambda: fake)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_engine = engine.RayEngine(1)
+    if fails == 1:
+        ray_engine.__enter__()
+        ray_engine._end_guard()
+        assert fake.calls == 2 and ray_engine._started_here
+        return
+    with pytest.raises(EngineError, match=r"a local Ray did not start, twice \(The current node timed out during "
+                                          r"startup.*\): start a cluster \(`ray start --head`\) and pass its "
+                                          "address in RAY_ADDRESS") as caught:
+        ray_engine.__enter__()
+    assert fake.calls == 2 and caught.value.exit_code == 3 and "GUARD" not in "".join(os.environ)
