@@ -46,6 +46,9 @@ typer.core.TyperOption.display_type_rich = _flag_type(typer.core.TyperOption.dis
 _RERUN = {"export": "the export is unfinished; run the same command again to write it again"}
 
 
+CRASHED = 3  # augpipe itself failed (1 is "done, but problems found")
+
+
 def _error_table(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, AugpipeError):
         return exc.exit_code, str(exc)
@@ -67,7 +70,6 @@ def _error_table(exc: BaseException) -> tuple[int, str]:
     return CRASHED, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 
-CRASHED = 3  # augpipe itself failed (1 is "done, but problems found")
 _FULL = {getattr(errno, n) for n in ("ENOSPC", "EFBIG", "EDQUOT") if hasattr(errno, n)}
 
 
