@@ -522,9 +522,14 @@ def read_source(store: Store, name: str) -> bytes:
         raise SkipInput("vanished during the run (not found)") from None
     except OSError as exc:
         raise SkipInput(f"cannot read: {exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]}") from None
-    except Exception as exc:  # pyarrow's own errors for one key (ArrowInvalid: a key it cannot address)
-        import pyarrow as pa
-
-        if not isinstance(exc, pa.ArrowException):
+    except Exception as exc:
+        if not is_arrow_error(exc):
             raise
         raise SkipInput(f"cannot read: {(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
+
+
+def is_arrow_error(exc: BaseException) -> bool:
+    """pyarrow's own error for one key (ArrowInvalid: a key it cannot address): that key's problem."""
+    import pyarrow as pa
+
+    return isinstance(exc, pa.ArrowException)

@@ -362,3 +362,21 @@ def test_rays_own_start_up_failure_is_retried_once_then_said(monkeypatch, fails)
                                           "address in RAY_ADDRESS") as caught:
         ray_engine.__enter__()
     assert fake.calls == 2 and caught.value.exit_code == 3 and "GUARD" not in "".join(os.environ)
+
+
+def test_pyarrow_errors_reading_an_annotation_file_are_its_reason():
+    from augpipe.sources.common import read_files
+
+    store = _Refusing(pa.ArrowInvalid("Empty path component in path a//labels.csv"))
+    store.local = True
+    assert read_files(store, ["a//labels.csv"]) == {"a//labels.csv": "cannot read: Empty path component in path "
+                                                                      "a//labels.csv"}
+
+
+def test_a_data_yaml_nested_beyond_reason_is_one_line(tmp_path):
+    root = tmp_path / "y"
+    img(root / "images" / "a.jpg")
+    write(root / "labels" / "a.txt", "")
+    write(root / "data.yaml", "names: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(SourceError, match=r"data.yaml: not valid YAML \(nested too deeply\)"):
+        scan(root)

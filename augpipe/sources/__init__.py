@@ -1,10 +1,11 @@
 """Sources: the layouts augpipe reads, chosen here (the first that matches, or `--format`).
 
 Each reader is a module with `matches(entries) -> float | None` (the share of the images its
-annotations cover; None when its files are absent) and `read(store, entries, layout) -> Scan`; `detect` names the first that
-covers at least half of them (EVIDENCE), ImageFolder the fallback; the others that fit, or had
-some evidence, become warnings in the summary and the manifest. The one place that lists a source. `layout` is ImageFolder's alone (the others place
-their splits themselves).
+annotations cover; None when its files are absent) and `read(store, entries, layout) -> Scan`;
+`detect` names the first that covers at least half of them (EVIDENCE), ImageFolder the fallback;
+the others that fit, or had some evidence, become warnings in the summary and the manifest. The
+one place that lists a source. `layout` is ImageFolder's alone (the others place their splits
+themselves).
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def choose(entries: list) -> tuple[str, list[str]]:
         if part is not None and part < EVIDENCE:
             warnings.append(f"--format auto: {name} annotations cover only {part:.0%} of the images, too few: "
                             f"read as {chosen} (--format {name} reads it as {name})")
-    if chosen == "labelfiles" and len(_class_folders(entries)) > 1:
-        folders = _class_folders(entries)
+    folders = _class_folders(entries) if chosen == "labelfiles" else []
+    if len(folders) > 1:
         warnings.append(f"--format auto: a label file was read, though the images also lie in folders "
                         f"({', '.join(folders[:3])}{', …' if len(folders) > 3 else ''}): "
                         "--format imagefolder takes each folder as a class")

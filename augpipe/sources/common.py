@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 
 from augpipe.errors import SourceError
 from augpipe.sources.base import Scan, SourceFile, digest, is_image, no_images, split_of_folder
-from augpipe.store import LIST_THREADS
+from augpipe.store import LIST_THREADS, is_arrow_error
 
 # A box may overhang the image by this much (pixels) and is clipped: the rounding of the tool
 # that wrote it, or Pascal VOC's 1-based xmax = width. Further out, the image is skipped.
@@ -50,6 +50,10 @@ def read_files(store, names: list[str]) -> dict[str, bytes | str]:
             return store.read_bytes(name)
         except OSError as exc:
             return f"cannot read: {exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]}"
+        except Exception as exc:
+            if not is_arrow_error(exc):
+                raise
+            return f"cannot read: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
 
     if store.local or len(names) < 2:
         return {n: one(n) for n in names}

@@ -127,6 +127,8 @@ def _config(store, name: str, annotation_files: list) -> dict:
         at = f" (line {where.line + 1})" if where is not None else ""
         raise SourceError(f"{store.display(name)}: not valid YAML{at}: "
                           f"{getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:
+        raise SourceError(f"{store.display(name)}: not valid YAML (nested too deeply)") from None
     if not isinstance(config, dict):
         raise SourceError(f"{store.display(name)}: not a YOLO dataset file (expected keys names, train, val)")
     if config.get("kpt_shape") is not None:
