@@ -29,6 +29,17 @@ app = typer.Typer(
 _state = {"debug": bool(os.environ.get("AUGPIPE_DEBUG"))}
 
 
+def _flag_type(display_type_rich: Callable) -> Callable:
+    """A flag takes no value: typer's help shows `<bool>` beside it, which invites `--balance yes`."""
+    def shown(self, ctx):
+        return None if getattr(self, "is_flag", False) else display_type_rich(self, ctx)
+
+    return shown
+
+
+typer.core.TyperOption.display_type_rich = _flag_type(typer.core.TyperOption.display_type_rich)
+
+
 # ---------------------------------------------------------------- errors, in one place
 
 # What each command interrupted part-way (or stopped by a full disk) leaves, and what to do
@@ -43,6 +54,9 @@ _RERUN = {
     "check": "nothing was changed (check only reads); run the same command again",
 }
 _RERUN_ANY = "nothing was changed; run the same command again"
+
+
+CRASHED = 3  # augpipe itself failed (1 is "done, but problems found")
 
 
 def _error_table(exc: BaseException) -> tuple[int, str]:
@@ -61,8 +75,8 @@ def _error_table(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, OSError):
         return 2, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     if isinstance(exc, MemoryError):
-        return 1, "out of memory: try fewer --workers"
-    return 1, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+        return CRASHED, "out of memory: try fewer --workers"
+    return CRASHED, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 
 _FULL = {getattr(errno, n) for n in ("ENOSPC", "EFBIG", "EDQUOT") if hasattr(errno, n)}
@@ -482,6 +496,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = app(args=argv, prog_name="augpipe", standalone_mode=False)
     except typer.TyperException as exc:  # usage errors: one line, as every other error
+        if not exc.format_message().strip():  # bare `augpipe`: the help has printed itself, no error line
+            sys.exit(exc.exit_code)
         command = f" {exc.ctx.command_path.split(' ', 1)[1]}" if getattr(exc, "ctx", None) and " " in (
             exc.ctx.command_path or "") else ""
         typer.echo(f"augpipe: error: {exc.format_message()} (see augpipe{command} --help)", err=True)

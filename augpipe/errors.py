@@ -31,6 +31,12 @@ class RunLockedError(OutputError):
     """Another run owns the output folder."""
 
 
+class EngineError(AugpipeError):
+    """The engine itself failed to start (Ray's own start-up): not the user's input."""
+
+    exit_code = 3
+
+
 class StrictSkipError(AugpipeError):
     """With --strict, the first input that would be skipped stops the run."""
 

@@ -136,6 +136,11 @@ def _identity(ds) -> str:
 def _claim(store, marker: dict) -> None:
     """Only a new or empty folder, or an export of the same dataset in the same format (finished
     or not), is written into."""
+    if store.local:  # `--out afile`: said so, not the mkdir's "File exists"
+        path = store.path()
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise OutputError(f"--out {store.display()}: {blocker} is a file, not a folder: choose a new --out")
     names = store.names()
     if not names:
         return
@@ -460,8 +465,18 @@ def _yolo(ds, store, rows, task: str) -> dict:
     return {"images": dict(counts)}
 
 
+def _category_ids(ds) -> list[int]:
+    """The source's COCO category ids when expand recorded them (a COCO source), else 1..N."""
+    ids = ds.manifest.get("category_ids")
+    if isinstance(ids, list) and len(ids) == len(ds.classes) and len(set(ids)) == len(ids) \
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        return ids
+    return list(range(1, len(ds.classes) + 1))
+
+
 def _coco(ds, store, rows, layout: str) -> dict:
-    categories = [{"id": i + 1, "name": n, "supercategory": "none"} for i, n in enumerate(ds.classes)]
+    ids_of = _category_ids(ds)
+    categories = [{"id": ids_of[i], "name": n, "supercategory": "none"} for i, n in enumerate(ds.classes)]
     books: dict[str, dict] = {}
     for split, row, name in rows:
         book = books.setdefault(split, {"images": [], "annotations": [], "categories": categories})
@@ -471,7 +486,7 @@ def _coco(ds, store, rows, layout: str) -> dict:
         crowd = (row.get("objects") or {}).get("iscrowd") or []
         ids = (row.get("objects") or {}).get("id") or []
         for k, (box, c, mask_png) in enumerate(_objects(row)):
-            annotation = {"id": ids[k] if k < len(ids) else None, "image_id": image_id, "category_id": c + 1,
+            annotation = {"id": ids[k] if k < len(ids) else None, "image_id": image_id, "category_id": ids_of[c],
                           "bbox": [round(v, 3) for v in box], "area": round(box[2] * box[3], 3),
                           "iscrowd": int(crowd[k]) if k < len(crowd) and crowd[k] is not None else 0}
             if mask_png is not None:
@@ -537,9 +552,18 @@ def _voc(ds, store, rows, zero_based: bool) -> dict:
         sets[split].append(stem)
     for split, stems in sets.items():
         store.write_bytes(f"ImageSets/Main/{SPLIT_DIR[split]}.txt", "".join(f"{s}\n" for s in stems).encode())
-    # datumaro's `name:color:parts:actions`, colour and the rest left empty
-    store.write_bytes("labelmap.txt", "".join(f"{c}:::\n" for c in ds.classes).encode())
+    _voc_labels(store, ds.classes)
     return {"images": {s: len(v) for s, v in sets.items()}}
+
+
+def _voc_labels(store, classes: list[str]) -> None:
+    """datumaro's labelmap.txt (`name:color:parts:actions`, colour and the rest left empty); a name
+    that line cannot carry (a ':', or spaces at its ends, which it strips) goes to datumaro's
+    dataset_meta.json instead, which it reads first and which holds any name."""
+    if any(":" in c or c != c.strip() or c.startswith("#") for c in classes):
+        store.write_bytes("dataset_meta.json", json.dumps({"labels": list(classes)}, ensure_ascii=False).encode())
+        return
+    store.write_bytes("labelmap.txt", "".join(f"{c}:::\n" for c in classes).encode())
 
 
 def _imagefolder(ds, store, rows) -> dict:

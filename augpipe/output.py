@@ -99,6 +99,22 @@ def _read_json(store, name: str):
 
 # ---------------------------------------------------------------- preparing
 
+# What differs between a run and the output it finds, in words (the identity's fields are internal)
+_WHY = {
+    "augpipe_version": "made with another augpipe version",
+    "recipe": "made with another recipe",
+    "seed": "made with another seed",
+    "source": "made from another source",
+    "options": "made with other options",
+    "source_files": "made before the source files changed (a file was added, removed or edited since)",
+}
+
+
+def _differences(identity: dict, previous: dict) -> str:
+    keys = [k for k in identity if identity.get(k) != previous.get(k)]
+    return "; ".join(_WHY.get(k, f"made with another {k}") for k in keys) or "made with other settings"
+
+
 class OutputFolder:
     """One run's output: a local folder or an object-store prefix."""
 
@@ -134,9 +150,8 @@ class OutputFolder:
         previous = self._previous_identity()
         if previous is not None and previous != identity:
             if not overwrite:
-                what = ", ".join(k for k in identity if identity.get(k) != previous.get(k)) or "settings"
-                raise OutputError(f"{self.store.display()} holds output made with another {what}: use --overwrite "
-                                  "to replace it, or another --out")
+                raise OutputError(f"{self.store.display()} holds output {_differences(identity, previous)}: "
+                                  "use --overwrite to replace it, or another --out")
             if not self.lock.owned():  # nothing is removed but by the run that holds the folder
                 raise RunLockedError(f"{self.store.display()}: another run took the lock: nothing was removed")
             self.remove_previous()

@@ -105,7 +105,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     hashes, sizes = None, None
     if options.split_by == "content":
         hashes, sizes = _hash_sources(engine, found, job, options)
-    warnings = [*check_recipe(recipe, sizes, job.kind()).warnings, *task_warnings,
+    warnings = [*found.warnings, *check_recipe(recipe, sizes, job.kind()).warnings, *task_warnings,
                 *_split_folder_leaks(found.files, hashes)]
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
@@ -247,6 +247,7 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
         classes=found.classes, labelled=found.labelled, records=records, scan_skipped=found.skipped,
         timing=timing, engine=engine.describe(), task=found.task,
         extra={"format": found.format, "instance_masks": _instance_masks(found),
+               **({"category_ids": found.category_ids} if found.category_ids is not None else {}),
                "dropped_boxes": sum(r.get("dropped_boxes", 0) for r in records),
                "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed]},
     )

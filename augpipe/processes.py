@@ -73,35 +73,89 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-_GUARD = """
-import os, signal, sys
+_GUARD = r"""
+import os, signal, sys, time
+parent, tag = int(os.environ["AUGPIPE_GUARDED"]), sys.argv[1].encode()
+seen = {}  # pid -> start time: the parent's descendants, looked at twice a second
+
+def start(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+def look():
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    children.setdefault(int(fh.read().rsplit(b")", 1)[1].split()[1]), []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    todo = [parent]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child != os.getpid():
+                seen.setdefault(child, start(child))
+                todo.append(child)
+
+def tagged():
+    # what the run started, found by the variable it inherited: a process whose parent died
+    # before this guard looked (Ray's agents, started by a raylet killed a moment later)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as fh:
+                    if tag in fh.read().split(b"\0"):
+                        yield int(entry)
+            except OSError:
+                pass
+
 def end(*_):
-    for item in sys.argv[1:]:
-        pid, started = item.split(":")
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                if fh.read().rsplit(b")", 1)[1].split()[19].decode() == started:
-                    os.kill(int(pid), signal.SIGKILL)
-        except (OSError, IndexError):
-            pass
+    for pid, started in list(seen.items()):
+        if started is not None and start(pid) == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    for _ in range(3):  # a process being started as its parent died shows up a moment later
+        for pid in tagged():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.3)
     os._exit(0)
+
 signal.signal(signal.SIGTERM, end)
-if os.getppid() != int(os.environ["AUGPIPE_GUARDED"]):
-    end()
+for item in sys.argv[2:]:
+    pid, started = item.split(":")
+    seen[int(pid)] = started
 while True:
-    signal.pause()
+    if os.getppid() != parent:
+        end()
+    look()
+    time.sleep(0.5)
 """
 
+GUARD_TAG = "AUGPIPE_GUARD_TAG"
 
-def guard(pids: list[int]) -> subprocess.Popen | None:
-    """A small process that ends `pids` when this one dies, however it dies (Linux): for the
-    processes a library starts for us and would leave behind when we are killed (Ray's agents
-    wait a minute to report their raylet's death to a GCS that died with it). Kill the guard
+
+def guard(pids: list[int], tag: str = "") -> subprocess.Popen | None:
+    """A small process that ends `pids`, and whatever this process starts while it runs, when
+    this one dies, however it dies (Linux): for the processes a library starts for us and would
+    leave behind when we are killed (Ray's agents wait a minute to report their raylet's death to
+    a GCS that died with it). With `tag` (set as os.environ[GUARD_TAG] before the library starts
+    anything), every process that inherited it is ended too, orphans included. Kill the guard
     itself (SIGKILL) once those processes are shut down the normal way."""
     if not sys.platform.startswith("linux"):
         return None
     items = [f"{p}:{s}" for p in pids if (s := process_start(p)) is not None]
-    return subprocess.Popen([sys.executable, "-c", _GUARD, *items], stdin=subprocess.DEVNULL,
+    marker = f"{GUARD_TAG}={tag}" if tag else f"{GUARD_TAG}=-"
+    return subprocess.Popen([sys.executable, "-c", _GUARD, marker, *items], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "AUGPIPE_GUARDED": str(os.getpid())},
+                            env={**{k: v for k, v in os.environ.items() if k != GUARD_TAG},
+                                 "AUGPIPE_GUARDED": str(os.getpid())},
                             preexec_fn=lambda: _parent_death_signal(signal.SIGTERM))

@@ -388,8 +388,11 @@ class ArrowStore(Store):
             folder.mkdir(exist_ok=True)
             import atexit
             import shutil
+            from multiprocessing import util
 
             atexit.register(shutil.rmtree, folder, True)
+            # a pool worker leaves by os._exit, past atexit: multiprocessing's own exit hooks run
+            util.Finalize(None, shutil.rmtree, (folder, True), exitpriority=0)
         return folder
 
     def publish(self, local_file: Path, name: str) -> None:
@@ -518,4 +521,15 @@ def read_source(store: Store, name: str) -> bytes:
     except FileNotFoundError:
         raise SkipInput("vanished during the run (not found)") from None
     except OSError as exc:
-        raise SkipInput(f"cannot read: {exc.strerror or str(exc).splitlines()[0]}") from None
+        raise SkipInput(f"cannot read: {exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]}") from None
+    except Exception as exc:
+        if not is_arrow_error(exc):
+            raise
+        raise SkipInput(f"cannot read: {(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
+
+
+def is_arrow_error(exc: BaseException) -> bool:
+    """pyarrow's own error for one key (ArrowInvalid: a key it cannot address): that key's problem."""
+    import pyarrow as pa
+
+    return isinstance(exc, pa.ArrowException)

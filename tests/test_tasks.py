@@ -417,7 +417,7 @@ def test_a_mask_changed_in_place_is_noticed(scenes, tmp_path, split_by):
     stat = mask.stat()
     Image.fromarray(np.ones((64, 80), np.uint8), "L").save(mask)
     os.utime(mask, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    with pytest.raises(OutputError, match="another source_files"):
+    with pytest.raises(OutputError, match="made before the source files changed"):
         expand(data, "flips", tmp_path / "out", options)
 
 

@@ -177,7 +177,7 @@ def test_a_source_changed_in_place_at_the_same_size_is_noticed(tmp_path, folder)
     data = bytearray(a.read_bytes())
     data[-3] ^= 0xFF  # same size, other content
     a.write_bytes(bytes(data))
-    with pytest.raises(OutputError, match="another source_files"):
+    with pytest.raises(OutputError, match="made before the source files changed"):
         expand(folder, "flips", out, ExpandOptions(**QUIET))
     m = expand(folder, "flips", out, ExpandOptions(overwrite=True, **QUIET))
     assert not m.get("up_to_date")
@@ -191,7 +191,7 @@ def test_with_split_by_path_a_touched_source_is_noticed_by_its_mtime(tmp_path, f
     assert expand(folder, "flips", out, options).get("up_to_date")
     path = folder / "dog" / "dog_003.jpg"
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
-    with pytest.raises(OutputError, match="another source_files"):
+    with pytest.raises(OutputError, match="made before the source files changed"):
         expand(folder, "flips", out, options)
 
 

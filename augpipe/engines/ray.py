@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 
 from augpipe import signals
 from augpipe.engines import Batched
-from augpipe.errors import UsageError
-from augpipe.processes import descendants, guard
+from augpipe.errors import AugpipeError, EngineError, UsageError
+from augpipe.processes import GUARD_TAG, descendants, guard
 
 MAX_RETRIES = 3
 POLL_SECONDS = 0.2
@@ -59,36 +59,63 @@ class RayEngine:
             # before augpipe can clean up and say one line
             os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
             try:
-                self._init(ray)
-            except BaseException as exc:
-                self._abandon(ray)
-                if isinstance(exc, SystemExit) and exc.code == signal.SIGTERM:  # ray.init's own handler
-                    raise signals.Terminated() from None
-                raise
+                self._start(ray)
             finally:
                 signals.reinstall()
         return self
 
-    def _abandon(self, ray) -> None:
+    def _start(self, ray) -> None:
+        """ray.init; a local Ray that fails to start (two started at the same instant: a raylet
+        CHECK, "timed out during startup") is tried once more, then said as Ray's own failure."""
+        for attempt in (1, 2):
+            before = set(descendants(os.getpid()))
+            try:
+                self._init(ray)
+                return
+            except BaseException as exc:
+                self._abandon(ray, before)
+                if isinstance(exc, SystemExit) and exc.code == signal.SIGTERM:  # ray.init's own handler
+                    raise signals.Terminated() from None
+                if not isinstance(exc, Exception) or isinstance(exc, AugpipeError):
+                    raise
+                if os.environ.get("RAY_ADDRESS"):
+                    raise EngineError(f"cannot join the Ray cluster at RAY_ADDRESS={os.environ['RAY_ADDRESS']}: "
+                                      f"{_first_line(exc)}") from None
+                if attempt == 2:
+                    raise EngineError(f"a local Ray did not start, twice ({_first_line(exc)}): start a cluster "
+                                      "(`ray start --head`) and pass its address in RAY_ADDRESS") from None
+
+    def _abandon(self, ray, before: set[int]) -> None:
         """A start cut short (Ctrl-C, SIGTERM, an error): end whatever it had started."""
         try:
             ray.shutdown()
         except Exception:  # noqa: BLE001 - half started: what follows ends the rest
             pass
-        for pid in descendants(os.getpid()):
+        for pid in set(descendants(os.getpid())) - before:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+        self._end_guard()
 
     def _init(self, ray) -> None:
         options = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
         if os.environ.get("RAY_ADDRESS"):
             ray.init(**options)
             return
+        # before ray.init: a run killed during Ray's start-up takes what Ray had started with it
+        os.environ[GUARD_TAG] = f"{os.getpid()}-{time.time_ns()}"
+        self._guard = guard([], os.environ[GUARD_TAG])
         ray.init(address="local", num_cpus=self.workers, include_dashboard=False, **options)
         self._started_here = True
-        self._guard = guard(descendants(os.getpid()))
+
+    def _end_guard(self) -> None:
+        """Ray's processes were ended the normal way: the guard goes, ending nothing."""
+        os.environ.pop(GUARD_TAG, None)
+        if self._guard is not None:
+            self._guard.kill()
+            self._guard.wait()
+            self._guard = None
 
     def __exit__(self, *exc) -> None:
         ray = self._ray
@@ -106,9 +133,7 @@ class RayEngine:
         finally:
             if self._started_here:
                 ray.shutdown()
-                if self._guard is not None:
-                    self._guard.kill()  # Ray ended its processes itself
-                    self._guard.wait()
+                self._end_guard()  # Ray ended its processes itself
 
     def describe(self) -> dict:
         ray = self._ray
@@ -146,6 +171,10 @@ class RayEngine:
         done, self.retried, self.nodes_used = self._ray.get(self._progress.take.remote())
         if done:
             on_progress(done)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _result(ray, ref):

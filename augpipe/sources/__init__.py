@@ -1,17 +1,21 @@
 """Sources: the layouts augpipe reads, chosen here (the first that matches, or `--format`).
 
-Each reader is a module with `matches(entries) -> bool` (its files are present) and
-`read(store, entries, layout) -> Scan`; `detect` names the first that matches, ImageFolder the
-fallback. The one place that lists a source. `layout` is ImageFolder's alone (the others place
-their splits themselves).
+Each reader is a module with `matches(entries) -> float | None` (the share of the images its
+annotations cover; None when its files are absent) and `read(store, entries, layout) -> Scan`;
+`detect` names the first that covers at least half of them (EVIDENCE), ImageFolder the fallback;
+the others that fit, or had some evidence, become warnings in the summary and the manifest. The
+one place that lists a source. `layout` is ImageFolder's alone (the others place their splits
+themselves).
 """
 
 from __future__ import annotations
 
 import importlib
+import unicodedata
 
 from augpipe.errors import SourceError, StoreError
-from augpipe.sources.base import MaskRef, Objects, Scan, SourceFile  # noqa: F401
+from augpipe.sources.base import MaskRef, Objects, Scan, SourceFile, is_image, split_of_folder  # noqa: F401
+from augpipe.sources.common import EVIDENCE
 from augpipe.sources.imagefolder import LAYOUTS
 from augpipe.store import open_store
 
@@ -39,11 +43,29 @@ def scan(root: str, layout: str = "auto", format: str = "auto", voc_zero_based: 
         raise
     except OSError as exc:
         raise SourceError(f"cannot list {store.display()}: {exc}") from None
-    name = detect(entries) if format == "auto" else format
+    name, warnings = choose(entries) if format == "auto" else (format, [])
     options = {"zero_based": voc_zero_based} if name == "voc" else {}
-    found = reader(name).read(store, entries, layout, **options)
+    try:
+        found = reader(name).read(store, entries, layout, **options)
+    except SourceError as exc:
+        if format != "auto" or (name == FORMATS[-1] and not warnings):
+            raise
+        raise SourceError(f"{exc} (read as {name}, the layout detected: --format names another)") from None
     found.root = str(root)
+    found.warnings = warnings + found.warnings
+    _check_class_names(store, found.classes)
     return found
+
+
+def _check_class_names(store, classes: list[str]) -> None:
+    """A class name with a control character (a newline, a tab, U+0007) is refused, whichever
+    reader found it: XML 1.0 cannot carry most of them, and in a CSV, classes.txt or a terminal
+    line they break what they are written into."""
+    for name in classes:
+        bad = next((ch for ch in name if unicodedata.category(ch) == "Cc"), None)
+        if bad is not None:
+            raise SourceError(f"{store.display()}: the class name {name!r} holds a control character "
+                              f"(U+{ord(bad):04X}): rename the class")
 
 
 def reader(name: str):
@@ -51,7 +73,45 @@ def reader(name: str):
 
 
 def detect(entries: list) -> str:
-    for name in FORMATS[:-1]:
-        if reader(name).matches(entries):
-            return name
-    return FORMATS[-1]
+    return choose(entries)[0]
+
+
+def choose(entries: list) -> tuple[str, list[str]]:
+    """The layout --format auto reads, and a line for each other layout that was plausible or
+    had some evidence: the first whose annotations cover at least EVIDENCE of the images."""
+    shares = {name: _share(reader(name).matches(entries)) for name in FORMATS[:-1]}
+    fits = [name for name, part in shares.items() if part is not None and part >= EVIDENCE]
+    chosen = fits[0] if fits else FORMATS[-1]
+    warnings = []
+    if len(fits) > 1:
+        warnings.append(f"--format auto: the files fit {', '.join(fits)}; read as {chosen}, the first "
+                        f"(--format chooses another)")
+    for name, part in shares.items():
+        if part is not None and part < EVIDENCE:
+            warnings.append(f"--format auto: {name} annotations cover only {part:.0%} of the images, too few: "
+                            f"read as {chosen} (--format {name} reads it as {name})")
+    folders = _class_folders(entries) if chosen == "labelfiles" else []
+    if len(folders) > 1:
+        warnings.append(f"--format auto: a label file was read, though the images also lie in folders "
+                        f"({', '.join(folders[:3])}{', …' if len(folders) > 3 else ''}): "
+                        "--format imagefolder takes each folder as a class")
+    return chosen, warnings
+
+
+def _share(found) -> float | None:
+    """A reader's evidence: a share of the images, or None (its files are absent); True/False as 1/None."""
+    if isinstance(found, bool):
+        return 1.0 if found else None
+    return found
+
+
+def _class_folders(entries: list) -> list[str]:
+    """The folders holding images directly below the root or a split folder (classes, to ImageFolder)."""
+    found = set()
+    for e in entries:
+        parts = e.name.split("/")
+        if is_image(e.name) and len(parts) >= 2:
+            top = parts[1] if len(parts) >= 3 and split_of_folder(parts[0]) is not None else parts[0]
+            if split_of_folder(top) is None:
+                found.add(top)
+    return sorted(found)

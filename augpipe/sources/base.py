@@ -66,6 +66,8 @@ class Scan:
     task: str = "classification"
     format: str = "imagefolder"
     annotations: str = ""  # sha256 of the annotation files read: part of the run's identity
+    warnings: list[str] = field(default_factory=list)  # how --format auto chose, when it was not clear-cut
+    category_ids: list[int] | None = None  # COCO: each class's category id in the source, kept by the export
 
 
 def is_image(name: str) -> bool:

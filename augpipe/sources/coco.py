@@ -111,8 +111,10 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
                          None)
             skipped.append((path, f"its annotation file {owner} cannot be read" if owner else
                             "not in the annotation file"))
-    return finish(store, files, skipped, classes, "detection", "coco",
-                  [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+    found = finish(store, files, skipped, classes, "detection", "coco",
+                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+    found.category_ids = sorted(index, key=index.get)  # the export writes them back
+    return found
 
 
 def _describe(name: str) -> _File:

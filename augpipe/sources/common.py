@@ -13,11 +13,21 @@ from pathlib import PurePosixPath
 
 from augpipe.errors import SourceError
 from augpipe.sources.base import Scan, SourceFile, digest, is_image, no_images, split_of_folder
-from augpipe.store import LIST_THREADS
+from augpipe.store import LIST_THREADS, is_arrow_error
 
 # A box may overhang the image by this much (pixels) and is clipped: the rounding of the tool
 # that wrote it, or Pascal VOC's 1-based xmax = width. Further out, the image is skipped.
 EDGE = 1.0
+
+
+# --format auto reads a layout only when its annotations cover at least this share of the images:
+# a stray data.yaml, .xml or _mask.png in a folder of classes is no dataset of that kind
+EVIDENCE = 0.5
+
+
+def share(covered: int, images: int) -> float | None:
+    """The share of the images a layout's annotations cover; None when they cover none."""
+    return covered / images if covered else None
 
 
 def usable(entries: list, skipped: list) -> list:
@@ -40,6 +50,10 @@ def read_files(store, names: list[str]) -> dict[str, bytes | str]:
             return store.read_bytes(name)
         except OSError as exc:
             return f"cannot read: {exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]}"
+        except Exception as exc:
+            if not is_arrow_error(exc):
+                raise
+            return f"cannot read: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
 
     if store.local or len(names) < 2:
         return {n: one(n) for n in names}
@@ -83,10 +97,14 @@ def split_of_path(relpath: str) -> str | None:
 
 
 def number(value) -> float | None:
-    """A JSON number as a float (not a bool, not a string), else None."""
+    """A JSON number as a float (not a bool, not a string), else None (an integer too large for
+    a float, too: 400 digits parse as a Python int)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def size_text(width, height) -> str:
@@ -125,7 +143,7 @@ def image_size(width, height) -> tuple[float, float] | None:
     """An annotation's image size when it gives a usable one (positive numbers), else None."""
     try:
         w, h = float(width), float(height)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if isinstance(width, bool) or isinstance(height, bool):
         return None

@@ -8,7 +8,8 @@
   labels.csv" (that file's name). Two label files in one folder: labels.csv, then metadata.csv,
   then metadata.jsonl is used, the others recorded as ignored.
 - An empty label skips the image; a file listed twice with two labels skips it; a listed file
-  that is not there is recorded. Class names sorted (numerically when every one is an integer:
+  that is not there is recorded. A JSON number names its class by its value (`1` and `1.0`: `1`).
+  Class names sorted (numerically when every one is an integer:
   `2` before `10`). The split: a split folder above the image.
 """
 
@@ -37,8 +38,9 @@ def label_files(entries: list) -> list[str]:
     return sorted(out.values())
 
 
-def matches(entries: list) -> bool:
-    return bool(label_files(entries))
+def matches(entries: list) -> float | None:
+    """1 when there is a label file (which images it lists is known only once it is read)."""
+    return 1.0 if label_files(entries) else None
 
 
 def read(store, entries: list, layout: str = "auto") -> Scan:
@@ -110,6 +112,10 @@ def _rows(content: str, name: str) -> list[tuple[int, str, object]]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"line {lineno}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise ValueError(f"line {lineno}: not valid JSON (nested too deeply)") from None
+            except ValueError as exc:  # an integer beyond Python's digit limit
+                raise ValueError(f"line {lineno}: not valid JSON ({str(exc).splitlines()[0][:80]})") from None
             if not isinstance(row, dict) or not isinstance(row.get("file_name"), str):
                 raise ValueError(f"line {lineno}: no \"file_name\"")
             if key is None:
@@ -153,7 +159,7 @@ def _collect(name: str, rows: list, labels: dict, skipped: list) -> None:
         if not rel:
             skipped.append((name, f"line {lineno}: no file_name"))
             continue
-        value = None if label is None or isinstance(label, (dict, list)) else str(label).strip()
+        value = None if label is None or isinstance(label, (dict, list)) else _name(label)
         if not value:
             labels[path] = None
             skipped.append((path, f"no label in {base}" + (" (not a single value)" if isinstance(label, (dict, list))
@@ -165,6 +171,13 @@ def _collect(name: str, rows: list, labels: dict, skipped: list) -> None:
             labels[path] = None
             continue
         labels[path] = value
+
+
+def _name(label) -> str:
+    """A label as a class name: a JSON number by its value (1 and 1.0 are one class, `1`)."""
+    if isinstance(label, float) and label.is_integer():
+        return str(int(label))
+    return str(label).strip()
 
 
 def _order(name: str):

@@ -20,7 +20,7 @@ from pathlib import PurePosixPath
 
 from augpipe.errors import SourceError
 from augpipe.sources.base import MaskRef, Scan, SourceFile, is_image
-from augpipe.sources.common import finish, read_files, split_of_path, stem, text, usable
+from augpipe.sources.common import finish, read_files, share, split_of_path, stem, text, usable
 
 IMAGE_FOLDERS = {"images": ("masks", "annotations", "labels"), "jpegimages": ("segmentationclass",)}
 MASK_FOLDERS = {"masks", "annotations", "labels", "segmentationclass", "segmentationclassaug"}
@@ -79,8 +79,10 @@ def _pairs(entries: list):
     return pairs, missing, refused, orphans
 
 
-def matches(entries: list) -> bool:
-    return bool(_pairs(entries)[0])
+def matches(entries: list) -> float | None:
+    """The share of the images with a mask (None: no image has one)."""
+    pairs, missing, _, _ = _pairs(entries)
+    return share(len(pairs), len(pairs) + len(missing))
 
 
 def read(store, entries: list, layout: str = "auto") -> Scan:

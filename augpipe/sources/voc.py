@@ -32,14 +32,13 @@ SETS = (("train", "train"), ("val", "validation"), ("test", "test"))
 MASK_FOLDERS = ("SegmentationClass", "SegmentationObject", "SegmentationClassAug")  # VOC's masks: not sources
 
 
-def matches(entries: list) -> bool:
-    images = {without_suffix(e.name) for e in entries if is_image(e.name)}
-    for e in entries:
-        if e.name.endswith(".xml"):
-            parts = e.name.split("/")
-            if (len(parts) > 1 and parts[-2] == "Annotations") or e.name[:-4] in images:
-                return True
-    return False
+def matches(entries: list) -> float | None:
+    """The share of the images with their XML (None: no image has one)."""
+    from augpipe.sources.common import share
+
+    present = {e.name for e in entries}
+    images = [n for n in present if is_image(n) and not any(p in MASK_FOLDERS for p in n.split("/")[:-1])]
+    return share(sum(any(x in present for x in xml_candidates(i)) for i in images), len(images))
 
 
 def xml_candidates(image: str) -> list[str]:

@@ -28,15 +28,20 @@ import yaml
 
 from augpipe.errors import SourceError
 from augpipe.sources.base import Objects, Scan, SourceFile, is_image, split_of_folder
-from augpipe.sources.common import finish, join, parent, read_files, text, usable
+from augpipe.sources.common import finish, join, parent, read_files, share, text, usable
 
 YAMLS = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 SPLIT_KEYS = (("train", "train"), ("val", "validation"), ("valid", "validation"), ("test", "test"))
 TOLERANCE = 0.001  # of the image's size: what normalised values may overhang 0..1
 
 
-def matches(entries: list) -> bool:
-    return any(e.name in YAMLS for e in entries)
+def matches(entries: list) -> float | None:
+    """The share of the images with a label file, when a data.yaml is at the root (else None)."""
+    present = {e.name for e in entries}
+    if not any(n in present for n in YAMLS):
+        return None
+    images = [n for n in present if is_image(n) and "labels" not in n.split("/")[:-1]]
+    return share(sum(label_path(i) in present for i in images), len(images)) or 0.0
 
 
 def read(store, entries: list, layout: str = "auto") -> Scan:
@@ -122,6 +127,8 @@ def _config(store, name: str, annotation_files: list) -> dict:
         at = f" (line {where.line + 1})" if where is not None else ""
         raise SourceError(f"{store.display(name)}: not valid YAML{at}: "
                           f"{getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:
+        raise SourceError(f"{store.display(name)}: not valid YAML (nested too deeply)") from None
     if not isinstance(config, dict):
         raise SourceError(f"{store.display(name)}: not a YOLO dataset file (expected keys names, train, val)")
     if config.get("kpt_shape") is not None:

@@ -116,8 +116,9 @@ def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
                 mask = np.asarray(im, dtype=np.uint8)
             elif im.mode in ("1", "I", "I;16", "I;16B", "I;16L"):
                 values = np.asarray(im)
-                if values.max(initial=0) > 255:
-                    raise SkipInput(f"mask {name} has values over 255")
+                low, high = int(values.min(initial=0)), int(values.max(initial=0))
+                if low < 0 or high > 255:  # a 32-bit −2 would wrap to 254, another class
+                    raise SkipInput(f"mask {name} has values outside 0..255 ({low}..{high})")
                 mask = values.astype(np.uint8)
             else:
                 raise SkipInput(f"mask {name} is {im.mode}, not class indices (mode L or P)")

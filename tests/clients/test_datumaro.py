@@ -71,3 +71,22 @@ def test_voc_detection(dataset, tmp_path):
         want = np.array([[x, y, x + w, y + h] for x, y, w, h in (o["box"] for o in objects)]).reshape(-1, 4)
         worst = max(worst, box_error(got, want))
     assert worst <= 0.5 + 1e-3
+
+
+def test_voc_detection_with_a_colon_in_a_class_name(tmp_path):
+    from datumaro.components.annotation import AnnotationType
+
+    from augpipe import ExpandOptions, expand
+    from augpipe.export import export
+    from conftest import make_scenes
+
+    data = make_scenes(tmp_path / "data", n=4, fmt="coco")
+    book = data / "annotations" / "instances_default.json"
+    book.write_text(book.read_text().replace('"name": "box"', '"name": "box:red"'))
+    expand(data, "flips", tmp_path / "ds", ExpandOptions(copies=0, workers=1, progress=False, val_fraction=0))
+    export(tmp_path / "ds", "voc", tmp_path / "voc", progress=False)
+    found = imported(tmp_path / "voc", "voc_detection")
+    names = [c.name for c in found.categories()[AnnotationType.label]]
+    assert "box:red" in names and "disc" in names
+    used = {names[a.label] for item in found for a in item.annotations if a.type == AnnotationType.bbox}
+    assert "box:red" in used
