@@ -318,6 +318,9 @@ def export(
     shown = ", ".join(f"{split} {n:,}" for split, n in done["images"].items())
     task = f" ({done['yolo_task']})" if "yolo_task" in done else ""
     typer.echo(f"exported {done['format']}{task} to {done['out']}: {shown} images")
+    if done["masks_left_out"]:
+        typer.echo(f"the instance masks are not written: {done['format']}{task} holds boxes only "
+                   "(coco, or yolo --yolo-task segment, keeps them)")
     if done["renamed"]:
         typer.echo(f"{_plural(done['renamed'], 'file')} renamed with a short hash of the source path "
                    "(their names would have collided, e.g. a.png re-encoded beside a.jpg)")

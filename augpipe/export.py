@@ -93,7 +93,9 @@ def export(location, fmt: str, out, progress: bool = True, *, yolo_task: str | N
     else:
         counts = {"imagefolder": _imagefolder, "masks": _masks}[fmt](ds, store, rows)
     store.write_bytes(MARKER, json.dumps({**marker, "complete": True}).encode())
-    return {"format": fmt, "out": store.display(), **counts, "renamed": len(renamed), **options}
+    masks_left = bool(ds.manifest.get("instance_masks")) and (fmt == "voc" or options.get("yolo_task") == "detect")
+    return {"format": fmt, "out": store.display(), **counts, "renamed": len(renamed), **options,
+            "masks_left_out": masks_left}
 
 
 def _options(ds, fmt: str, yolo_task: str | None, coco_layout: str | None, voc_zero_based: bool) -> dict:
@@ -304,7 +306,9 @@ def _stem(name: str) -> str:
 
 
 def _flat(name: str) -> str:
-    return _stem(name).replace("/", "__")  # VOC's folders are flat
+    """VOC's folders are flat, and ImageSets' lines are split at whitespace by its readers (the
+    devkit's, augpipe's): `a/b c.jpg` is `a__b_c`."""
+    return re.sub(r"\s", "_", _stem(name).replace("/", "__"))
 
 
 def _objects(row: dict) -> list[tuple[list[float], int, bytes | None]]:
@@ -458,8 +462,10 @@ def _yolo(ds, store, rows, task: str) -> dict:
 
     # no `path`: ultralytics then resolves these against the yaml's own folder, from any directory
     splits = {SPLIT_DIR[s]: f"images/{SPLIT_DIR[s]}" for s in counts}
-    if "val" not in splits and "train" in splits:  # ultralytics requires a val: entry
-        splits = {"train": splits.pop("train"), "val": "images/train", **splits}
+    # ultralytics requires train: and val: entries: a split the dataset lacks names another's images
+    first = next(iter(splits.values()), "images/train")
+    train = splits.pop("train", first)
+    splits = {"train": train, "val": splits.pop("val", train), **splits}
     data = {**splits, "names": dict(enumerate(ds.classes)), "nc": len(ds.classes)}
     store.write_bytes("data.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
     return {"images": dict(counts)}
@@ -524,7 +530,9 @@ def _voc_box(box, width: int, height: int, zero_based: bool) -> tuple:
     x, y, w, h = box
     if zero_based:
         return x, y, x + w, y + h
-    x0, y0 = max(_nearest(x), 0), max(_nearest(y), 0)
+    # a box of less than a pixel at the right or bottom edge rounds to that edge: kept a pixel
+    # wide inside the image, never xmin > xmax
+    x0, y0 = min(max(_nearest(x), 0), width - 1), min(max(_nearest(y), 0), height - 1)
     x1, y1 = min(max(_nearest(x + w), x0 + 1), width), min(max(_nearest(y + h), y0 + 1), height)
     return x0 + 1, y0 + 1, x1, y1
 

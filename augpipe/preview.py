@@ -360,6 +360,9 @@ SHEET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 SHEET_MARK = "augpipe preview"
 
 
+DEFAULT_SHEET = "preview.png"
+
+
 def check_sheet_path(path: str | Path) -> None:
     path = Path(path)
     if path.is_dir():
@@ -367,8 +370,9 @@ def check_sheet_path(path: str | Path) -> None:
     if path.suffix.lower() not in SHEET_SUFFIXES:
         raise SourceError(f"--out {path}: the sheet is an image, name it .png or .jpg")
     if os.path.lexists(path) and not is_sheet(path):
-        raise SourceError(f"--out {path} exists and is not a contact sheet augpipe wrote: "
-                          "choose another file name (it is left as it is)")
+        what = "--out" if path.name != DEFAULT_SHEET or path.parent != Path() else "the contact sheet's default, --out"
+        raise SourceError(f"{what} {path} exists and is not a contact sheet augpipe wrote: "
+                          "choose another file name with --out (it is left as it is)")
 
 
 def is_sheet(path: str | Path) -> bool:

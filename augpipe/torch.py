@@ -52,7 +52,8 @@ def shard_files(path: str | os.PathLike, split: str = "train") -> tuple[pafs.Fil
 
 
 def _locate(path, split: str):
-    """(pyarrow filesystem, the split's shards, the dataset's target kind), one manifest read."""
+    """(pyarrow filesystem, the split's shards, the dataset's target kind, its class names), one
+    manifest read."""
     from augpipe.dataset import open_dataset
     from augpipe.targets import kind_for
 
@@ -61,7 +62,7 @@ def _locate(path, split: str):
     if not names:
         raise FileNotFoundError(f"no {split} shards in {path}")
     kind = kind_for(ds.manifest["task"], bool(ds.manifest.get("instance_masks", False)))
-    return (*ds.paths(names), kind)
+    return (*ds.paths(names), kind, list(ds.classes))
 
 
 def columns(path: str | os.PathLike) -> list[str]:
@@ -430,6 +431,9 @@ class ShardDataset(_WithEpoch, Dataset):
     bundled name, a path, a Recipe or a RecipeTransform) is applied at read time to the image
     and its target, seeded by (`seed`, the row, the epoch: `set_epoch`); see `RecipeTransform`.
 
+    `classes` holds the dataset's class names (index i is label i; with the torchvision
+    convention a detection label is i + 1).
+
     Only the row-group index is read up front. An access reads its row group (64 rows) unless it
     is cached: each process keeps row groups up to `cache_bytes`, so a dataset that fits is read
     once, and decoding happens in the DataLoader's workers.
@@ -440,7 +444,7 @@ class ShardDataset(_WithEpoch, Dataset):
                  recipe=None, seed: int = 0, epoch_seed: bool = True, convention: str = "augpipe"):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
         check_layout(box_format, convention)
-        self.fs, self.files, self.kind = _locate(path, split)
+        self.fs, self.files, self.kind, self.classes = _locate(path, split)
         self.box_format, self.seed, self.convention = box_format, seed, convention
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed)
         self._epoch = _Epoch()
@@ -600,7 +604,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
         self.convention = convention
         self._epoch = _Epoch()
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
-        self.fs, self.files, self.kind = _locate(path, split)
+        self.fs, self.files, self.kind, self.classes = _locate(path, split)
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed)
         self.rows = row_counts(self.fs, self.files)
 

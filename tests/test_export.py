@@ -70,6 +70,15 @@ def test_yolo_task_defaults_and_refusals(masked, boxes, tmp_path, cli):
         in result.output
 
 
+@pytest.mark.parametrize("args, left_out", [(("yolo", "--yolo-task", "detect"), True), (("yolo",), False),
+                                            (("voc",), True), (("coco",), False)])
+def test_an_export_that_leaves_the_masks_out_says_so(masked, boxes, tmp_path, cli, args, left_out):
+    result = cli("export", masked, "--format", *args, "--out", tmp_path / "m", "-q")
+    assert result.exit_code == 0 and ("the instance masks are not written" in result.output) == left_out, result.output
+    result = cli("export", boxes, "--format", args[0], "--out", tmp_path / "b", "-q")
+    assert result.exit_code == 0 and "instance masks" not in result.output
+
+
 # ---------------------------------------------------------------- COCO
 
 def test_coco_carries_every_mask_its_area_and_the_objects_ids(masked, tmp_path):
@@ -187,3 +196,52 @@ def _mask(data: bytes) -> np.ndarray:
     from PIL import Image
 
     return (np.asarray(Image.open(io.BytesIO(data))) > 0).astype(np.uint8)
+
+
+def _coco_source(root: Path, boxes: list, names: list[str], size=(64, 48)) -> Path:
+    import cv2
+
+    w, h = size
+    images, annotations = [], []
+    for i, name in enumerate(names):
+        (root / "default").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "default" / name), np.full((h, w, 3), 90, np.uint8))
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        annotations += [{"id": len(annotations) + 1, "image_id": i + 1, "category_id": 1, "bbox": b, "area": 1,
+                         "iscrowd": 0} for b in boxes]
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / "instances_default.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "thing"}]}))
+    return root
+
+
+def test_a_voc_box_of_less_than_a_pixel_at_an_edge_stays_inside_and_reads_back(tmp_path):
+    src = _coco_source(tmp_path / "src", [[63.6, 0, 0.4, 1], [0, 47.7, 2, 0.3], [10, 10, 5, 5]], ["a.png"])
+    expand(src, COPIES_0, tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))
+    export(tmp_path / "ds", "voc", tmp_path / "v", progress=False)
+    written = [[int(b.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
+               for b in ET.parse(tmp_path / "v" / "Annotations" / "default__a.xml").iter("bndbox")]
+    assert written == [[64, 1, 64, 1], [1, 48, 2, 48], [11, 11, 15, 15]]
+    again = expand(tmp_path / "v", COPIES_0, tmp_path / "again", ExpandOptions(val_fraction=0, **QUIET))
+    assert not again["skipped"] and rows(tmp_path / "again")[0]["objects"]["bbox"] == [
+        [63, 0, 1, 1], [0, 47, 2, 1], [10, 10, 5, 5]]
+
+
+def test_voc_names_with_spaces_read_back_whole(tmp_path):
+    src = _coco_source(tmp_path / "src", [[10, 10, 5, 5]], ["a b.png", "c.png", "a_b.png"])
+    expand(src, COPIES_0, tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))
+    export(tmp_path / "ds", "voc", tmp_path / "v", progress=False)
+    lines = (tmp_path / "v" / "ImageSets" / "Main" / "train.txt").read_text().split("\n")
+    assert all(" " not in line for line in lines) and len([ln for ln in lines if ln]) == 3
+    again = expand(tmp_path / "v", COPIES_0, tmp_path / "again", ExpandOptions(val_fraction=0, **QUIET))
+    assert not again["skipped"] and len(rows(tmp_path / "again")) == 3
+
+
+def test_a_yolo_export_of_validation_rows_only_names_them_as_train_too(tmp_path):
+    src = make_scenes(tmp_path / "src", n=4, fmt="coco")
+    (src / "default").rename(src / "val")
+    (src / "annotations" / "instances_default.json").rename(src / "annotations" / "instances_val.json")
+    expand(src, COPIES_0, tmp_path / "ds", ExpandOptions(**QUIET))
+    export(tmp_path / "ds", "yolo", tmp_path / "y", progress=False)
+    data = yaml.safe_load((tmp_path / "y" / "data.yaml").read_text())
+    assert data["train"] == data["val"] == "images/val"

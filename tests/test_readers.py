@@ -297,6 +297,7 @@ def test_torchvision_convention_is_float_images_and_labels_from_one(coco, recipe
     streamed = list(ShardIterable(coco, convention="torchvision"))
     live = ShardDataset(coco, recipe=recipe_file, seed=SEED)
     live_tv = ShardDataset(coco, recipe=recipe_file, seed=SEED, convention="torchvision")
+    assert tv.classes == ShardIterable(coco).classes == json.loads((coco / "_augpipe.json").read_text())["classes"]
     for i in range(len(plain)):
         for (image, target), (tv_image, tv_target) in ((plain[i], tv[i]), (plain[i], streamed[i]),
                                                        (live[i], live_tv[i])):
