@@ -559,6 +559,7 @@ def split_by_node(pieces: list[Piece], rank: int, world_size: int, drop_last: bo
     """This rank's contiguous share of the epoch's rows, the same count on every rank (a rank with
     fewer rows would hang the others at their last collective): ceil(N/world) rows, the last ranks
     padded with rows from the start, or with `drop_last` floor(N/world), the tail dropped."""
+    check_ranks(rank, world_size)
     total = _total(pieces)
     if world_size > total:
         raise ValueError(f"{total} rows cannot feed {world_size} ranks: every rank needs at least one row")
@@ -573,6 +574,22 @@ def split_by_worker(pieces: list[Piece]) -> list[Piece]:
         return pieces
     total = _total(pieces)
     return _slice(pieces, total * info.id // info.num_workers, total * (info.id + 1) // info.num_workers)
+
+
+def check_ranks(rank, world_size) -> None:
+    """rank and world_size given together, as whole numbers with 0 <= rank < world_size; or
+    neither (torch.distributed's, else 0 of 1)."""
+    if rank is None and world_size is None:
+        return
+    if rank is None or world_size is None:
+        raise ValueError(f"rank={rank}, world_size={world_size}: give both, or neither "
+                         "(torch.distributed's are used then)")
+    for name, value in (("rank", rank), ("world_size", world_size)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{name} must be a whole number, not {value!r}")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank}, world_size={world_size}: world_size must be at least 1 and "
+                         "0 <= rank < world_size")
 
 
 def _rank_and_world() -> tuple[int, int]:
@@ -603,6 +620,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
         self.shuffle, self.buffer_size, self.seed, self.box_format = shuffle, buffer_size, seed, box_format
         self.convention = convention
         self._epoch = _Epoch()
+        check_ranks(rank, world_size)
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.fs, self.files, self.kind, self.classes = _locate(path, split)
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed)

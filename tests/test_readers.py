@@ -388,3 +388,12 @@ def test_recipe_on_the_fly_equals_expand_where_some_objects_have_no_segment(tmp_
                                   np.asarray(copy["objects"]["bbox"], np.float32).reshape(-1, 4)), row["source"]
             compared += len(copy["objects"]["bbox"])
     assert compared > 10
+
+
+@pytest.mark.parametrize("rank, world_size, needle", [
+    (5, 2, "0 <= rank < world_size"), (-1, 2, "0 <= rank < world_size"), (1, None, "give both, or neither"),
+    (None, 2, "give both, or neither"), (0, 0, "world_size must be at least 1"), (0.5, 2, "whole number"),
+    (True, 2, "whole number")])
+def test_impossible_ranks_are_refused(coco, rank, world_size, needle):
+    with pytest.raises(ValueError, match=needle):
+        ShardIterable(coco, rank=rank, world_size=world_size)
