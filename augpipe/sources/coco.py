@@ -16,6 +16,10 @@
   (1 when `iscrowd` is 1 or true, else 0), in the shards' `objects.iscrowd`.
 - An image in the JSON without annotations has zero objects; an image on disk that no JSON lists
   is skipped, "not in the annotation file".
+- An RLE's `size` is two whole numbers of pixels (not NaN, infinity or 2.5); its counts are
+  decoded in the worker, bounded by the image's pixels.
+- Boxes and segmentations are on the upright image, EXIF orientation applied, as detectron2
+  (`read_image`) and mmdetection read COCO; the worker turns the image, not the annotations.
 """
 
 from __future__ import annotations
