@@ -472,7 +472,7 @@ def _rle_counts(text: bytes, pixels: int) -> list[int]:
     continuation bit, the last character's sign bit; from the fourth count on, each is a change
     from the count two before. Bounded by the image: no run, and no total, beyond its pixels
     (which caps each number at a few characters, so the time is linear in the text)."""
-    width = pixels.bit_length() + 1  # bits of a signed number of at most `pixels`
+    width = int(pixels).bit_length() + 1  # bits of a signed number of at most `pixels`
     counts: list[int] = []
     total = 0
     p = 0
