@@ -28,7 +28,7 @@ class Decoded:
     format: str  # jpeg, png, bmp, webp, tiff
     conversion: str | None  # what was done to reach 8-bit RGB, for the summary
     oriented: bool  # EXIF orientation rotated or flipped the pixels
-    orientation: int | None = None  # the EXIF orientation value (targets are turned the same way)
+    orientation: int | None = None  # the EXIF orientation value (a semantic mask is turned the same way)
 
 
 def usable_header(data: bytes, max_pixels: int) -> Header:

@@ -136,6 +136,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         if not sum(r["rows"] for r in all_records):
             output.remove_previous()
             raise _nothing_usable(found.skipped + [tuple(s) for r in all_records for s in r["skipped"]], source)
+        warnings += _label_warnings(all_records, found.format)
         seconds = time.perf_counter() - started
         manifest = _manifest(identity, recipe, source, options, settings, found, all_records, warnings, engine, {
             "started": started_at,
@@ -232,6 +233,34 @@ class _Failures:
                                         "(a systematic failure, not a bad input: fix the recipe)")
 
 
+# How each format's labels meet an EXIF orientation tag (README, "Inputs"): the reference tools
+# read images upright and the labels on them; a semantic mask is a picture of the stored pixels.
+_ORIENTED_LABELS = {
+    "yolo": "their labels were read on the upright image, as ultralytics reads them",
+    "coco": "their annotations were read on the upright image, as detectron2 and mmdetection read them",
+    "voc": "their boxes were read on the upright image, as detectron2 and mmdetection read them",
+    "masks": "their masks were turned with them (drawn on the pixels as stored)",
+}
+
+
+def _label_warnings(records: list[dict], fmt: str) -> list[str]:
+    """Once a run: labelled images with an EXIF orientation tag (a tool that ignores the tag sees
+    their labels elsewhere), and objects left out for an empty mask."""
+    out = []
+    oriented = sum(r.get("exif_oriented", 0) for r in records)
+    if oriented:
+        first = min(r["exif_oriented_first"] for r in records if r.get("exif_oriented_first"))
+        how = _ORIENTED_LABELS.get(fmt, "their labels were read on the upright image")
+        out.append(f"{oriented} labelled image{'' if oriented == 1 else 's'} carr{'ies' if oriented == 1 else 'y'} an "
+                   f"EXIF orientation tag (e.g. {first}): {how}; the shards hold them upright, without the tag")
+    dropped = [d for r in records for d in r.get("dropped_objects", [])]
+    if dropped:
+        path, reason = min(tuple(d) for d in dropped)
+        out.append(f"{len(dropped)} object{'' if len(dropped) == 1 else 's'} left out, their mask empty (e.g. {path}: "
+                   f"{reason}); all listed under dropped_objects in the manifest")
+    return out
+
+
 def _nothing_usable(skipped: list, source: str) -> SourceError:
     reasons = Counter(reason for _, reason in skipped)
     shown = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(3))
@@ -249,6 +278,9 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
         extra={"format": found.format, "instance_masks": _instance_masks(found),
                **({"category_ids": found.category_ids} if found.category_ids is not None else {}),
                "dropped_boxes": sum(r.get("dropped_boxes", 0) for r in records),
+               "dropped_objects": [{"path": p, "reason": r} for p, r in
+                                   sorted(tuple(d) for rec in records for d in rec.get("dropped_objects", []))],
+               "exif_oriented": sum(r.get("exif_oriented", 0) for r in records),
                "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed]},
     )
 

@@ -40,6 +40,8 @@ class SampleResult:
     conversion: str | None
     failures: tuple[tuple[int, str], ...] = ()  # (copy, reason): copies that could not be made
     dropped: int = 0  # boxes the recipe dropped, over every copy
+    discarded: tuple[str, ...] = ()  # objects left out on loading, each with its reason
+    orientation: int | None = None  # the source's EXIF orientation tag
 
 
 CHANGED = ("changed during the run (its content differs from when the run started): expand again with "
@@ -64,7 +66,7 @@ def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int,
     if extra is not None and task.extra_sha256 is not None and hashlib.sha256(extra).hexdigest() != task.extra_sha256:
         raise SkipInput(f"its mask {CHANGED}")
     decoded = codec.decode(data, max_pixels)
-    state = kind.load(task, decoded, extra)
+    state = _loaded(kind, task, decoded, extra)
     out = recipe.output
     rows, failures, dropped = [], [], 0
     for copy in task.copies:
@@ -100,7 +102,19 @@ def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int,
             "height": int(image.shape[0]),
             "split": split,
         })
-    return SampleResult(rows=rows, conversion=decoded.conversion, failures=tuple(failures), dropped=dropped)
+    return SampleResult(rows=rows, conversion=decoded.conversion, failures=tuple(failures), dropped=dropped,
+                        discarded=getattr(state, "discarded", ()), orientation=decoded.orientation)
+
+
+def _loaded(kind: Target, task: SourceTask, decoded: codec.Decoded, extra: bytes | None):
+    """The source's target on its image. Annotations are the user's input: whatever else one of
+    them makes fail (an overflow, a case no check foresaw) skips this source, never the run."""
+    try:
+        return kind.load(task, decoded, extra)
+    except SkipInput:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one input's annotation, whatever its failure
+        raise SkipInput(f"its annotation cannot be used: {type(exc).__name__}: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -106,7 +106,8 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
     by_class: Counter = Counter()
     conversions: Counter = Counter()
     copies = Counter()
-    skipped, failed = [], []
+    skipped, failed, discarded = [], [], []
+    oriented: list[str] = []  # labelled sources with an EXIF orientation tag
     names = [n for src in task.sources for n in (src.relpath, *_extra_names(kind, src))]
     reads = prefetched(source, names)
     try:
@@ -133,6 +134,9 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
                 by_class.update(_counted(job, src, result.rows))
                 copies["sources"] += 1
                 copies["dropped"] += result.dropped
+                discarded += [[src.relpath, reason] for reason in result.discarded]
+                if result.orientation not in (None, 1) and kind.task != "classification":
+                    oriented.append(src.relpath)
                 if result.conversion:
                     conversions[result.conversion] += 1
             if progress is not None:
@@ -163,6 +167,9 @@ def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | Non
         "skipped": skipped,
         "failed_copies": failed,
         "dropped_boxes": copies["dropped"],
+        "dropped_objects": discarded,
+        "exif_oriented": len(oriented),
+        "exif_oriented_first": oriented[0] if oriented else None,
         "seconds": round(time.perf_counter() - started, 3),
     }
     # After the shard: a resume takes a shard as done only when its record agrees with it. The

@@ -95,7 +95,7 @@ def test_a_box_pushed_out_of_the_image_is_dropped_and_counted_with_its_mask():
     assert kind_for("detection", True).caption(moved, original) == "1 box, 1 dropped"
 
 
-def test_exif_orientation_turns_the_boxes_with_the_image():
+def test_exif_orientation_turns_the_image_and_leaves_the_boxes_on_the_upright_image():
     from PIL import Image as PILImage
 
     image = np.zeros((H, W, 3), np.uint8)
@@ -104,12 +104,12 @@ def test_exif_orientation_turns_the_boxes_with_the_image():
     exif = PILImage.Exif()
     exif[0x0112] = 6  # stored on its side: shown turned 90° clockwise
     PILImage.fromarray(image).save(buf, "JPEG", quality=95, exif=exif)
-    objects = Objects(((10.0, 20.0, 30.0, 15.0),), (0,), (1,))
+    objects = Objects(((10.0, 20.0, 30.0, 15.0),), (0,), (1,))  # drawn on the upright image, as ultralytics reads it
     result = augment_sample(buf.getvalue(), SourceTask("a.jpg", None, (0,), target=objects),
                             recipe("[HorizontalFlip]"), 0, 10**8, kind=kind_for("detection"))
     row = result.rows[0]
-    assert (row["width"], row["height"]) == (H, W)
-    assert boxes_of(row) == [[H - 20 - 15, 10, 15, 30]]
+    assert (row["width"], row["height"]) == (H, W) and result.orientation == 6
+    assert boxes_of(row) == [[10, 20, 30, 15]]
 
 
 def extent(mask_png: bytes) -> list[int]:
@@ -452,7 +452,8 @@ def coco_one(root: Path, annotations: list[dict], size=(64, 48)) -> Path:
 
 @pytest.mark.parametrize("rle, reason", [
     ({"size": [48, 64], "counts": [5, 10]}, "runs cover 15 pixels"),
-    ({"size": [48, 64], "counts": [5000, 10000, 7]}, "runs cover 15,007 pixels"),
+    ({"size": [48, 64], "counts": [3000, 70, 1]}, "runs cover 3,071 pixels"),
+    ({"size": [48, 64], "counts": [5000, 10000, 7]}, "runs cover more than the image's 3,072 pixels"),
     ({"size": [48, 64], "counts": [-5, 10]}, "not a list of whole numbers"),
     ({"size": [48, 64], "counts": ["a", "b"]}, "not a list of whole numbers"),
     ({"size": [48, 64], "counts": [10**30]}, "runs cover"),

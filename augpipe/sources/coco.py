@@ -16,6 +16,10 @@
   (1 when `iscrowd` is 1 or true, else 0), in the shards' `objects.iscrowd`.
 - An image in the JSON without annotations has zero objects; an image on disk that no JSON lists
   is skipped, "not in the annotation file".
+- An RLE's `size` is two whole numbers of pixels (not NaN, infinity or 2.5); its counts are
+  decoded in the worker, bounded by the image's pixels.
+- Boxes and segmentations are on the upright image, EXIF orientation applied, as detectron2
+  (`read_image`) and mmdetection read COCO; the worker turns the image, not the annotations.
 """
 
 from __future__ import annotations
@@ -276,13 +280,26 @@ def _segment(seg, size):
             polygons.append(tuple(values))
         return ("polygon", tuple(polygons))
     if isinstance(seg, dict) and "counts" in seg and isinstance(seg.get("size"), list) and len(seg["size"]) == 2:
-        h, w = seg["size"]
-        if not isinstance(seg["counts"], (str, list)) or number(h) is None or number(w) is None:
+        h, w = (_side(v) for v in seg["size"])
+        if not isinstance(seg["counts"], (str, list)) or h is None or w is None:
             return f"segmentation RLE is not {{size: [h, w], counts}} ({_short(seg)})"
         if size is not None and (float(w), float(h)) != size:
             return f"segmentation RLE is {size_text(w, h)}, the image {size_text(*size)}"
-        return ("rle", {"size": [int(h), int(w)], "counts": seg["counts"]})
+        return ("rle", {"size": [h, w], "counts": seg["counts"]})
     return f"segmentation is neither polygons nor RLE ({_short(seg)})"
+
+
+MAX_SIDE = 1 << 31  # pixels: no image augpipe can decode is wider or taller
+
+
+def _side(v) -> int | None:
+    """An RLE mask's height or width: a whole number of pixels (7 or 7.0), else None (NaN,
+    infinity, 2.5, a 400-digit integer)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    if isinstance(v, float) and not (math.isfinite(v) and v.is_integer()):
+        return None
+    return int(v) if 0 < v < MAX_SIDE else None
 
 
 def _short(v) -> str:

@@ -15,6 +15,8 @@ folders allowed), or VOC's own `Annotations/X.xml` beside `JPEGImages/X.jpg`.
   those for other tasks); otherwise a split folder above the image. The XML's `<filename>` is
   not used: the XML and the image pair by name.
 - An image without its XML is skipped; an XML without its image is recorded.
+- Boxes are on the upright image, EXIF orientation applied (as detectron2 and mmdetection read
+  VOC); the worker turns the image, not the boxes.
 """
 
 from __future__ import annotations

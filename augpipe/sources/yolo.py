@@ -17,6 +17,8 @@ and one `.txt` label file per image.
 - An image without a label file, or with an empty one, has zero objects: YOLO's convention for
   background images. A label file without an image is recorded.
 - Keypoint datasets (`kpt_shape`) are refused: their lines would read as polygons.
+- Labels are fractions of the upright image, EXIF orientation applied, as ultralytics reads them
+  (`exif_size`, `cv2.imread`); the worker turns the image, not the labels.
 """
 
 from __future__ import annotations

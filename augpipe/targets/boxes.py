@@ -15,6 +15,7 @@ box's corners, which after a rotation or at an edge is not the shape's extent (a
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 from dataclasses import dataclass
@@ -25,7 +26,6 @@ import pyarrow as pa
 from augpipe.errors import SkipInput
 from augpipe.row import IMAGE_TYPE, Column, _bytes_array, _image_array
 from augpipe.targets import Target
-from augpipe.targets.geometry import orient, stored_size
 
 BBOX = pa.list_(pa.float32(), 4)
 EDGE = 1.0  # a box over the image's edge by at most this many pixels is clipped, not refused
@@ -43,6 +43,7 @@ class Boxes:
     # per object: its box follows its mask (a mask with pixels); None with masks: worked out
     shaped: np.ndarray | None = None
     iscrowd: np.ndarray | None = None  # (N,) int64, COCO's flag; None: 0 for every object
+    discarded: tuple[str, ...] = ()  # why each object left out on loading was (an empty mask)
 
     def __post_init__(self):
         if self.shaped is None and self.masks is not None:
@@ -147,19 +148,21 @@ class BoxesKind(Target):
     # ------------------------------------------------------------ in
 
     def load(self, src, decoded, extra):
+        """The objects on the decoded image. Boxes and polygons are taken as drawn on the upright
+        image, EXIF orientation applied, as the formats' reference tools read them (ultralytics for
+        YOLO, detectron2 and mmdetection for COCO and VOC): they are not turned with the pixels."""
         objects = src.target
-        stored = stored_size(decoded.rgb.shape, decoded.orientation)
-        boxes = _absolute(objects, stored)
-        boxes = _checked(boxes, stored)
+        size = (decoded.rgb.shape[1], decoded.rgb.shape[0])
+        boxes = _checked(_absolute(objects, size), size)
         categories = np.asarray(objects.categories, dtype=np.int64)
         try:
             ids = np.asarray(objects.ids or range(len(categories)), dtype=np.int64)
         except (OverflowError, ValueError, TypeError):
             raise SkipInput("an annotation id is not a whole number that fits in 64 bits") from None
-        masks = _masks(objects, stored) if self.with_masks else None
+        masks = _masks(objects, size) if self.with_masks else None
         iscrowd = np.asarray(objects.iscrowd, dtype=np.int64) if objects.iscrowd else None
-        state = Boxes(boxes, categories, ids, masks, iscrowd=iscrowd)
-        return self.outputs(orient(self.inputs(state), stored, decoded.orientation), state)
+        state = _without_empty(Boxes(boxes, categories, ids, masks, iscrowd=iscrowd), objects)
+        return dataclasses.replace(self.outputs(self.inputs(state), state), discarded=state.discarded)
 
     def example(self, width: int, height: int) -> Boxes:
         box = np.array([[width / 4, height / 4, width / 2, height / 2]])
@@ -320,18 +323,18 @@ def _reselect(masks: list, boxes: np.ndarray, keys: np.ndarray) -> list[np.ndarr
     return out
 
 
-def _absolute(objects, stored: tuple[int, int]) -> np.ndarray:
+def _absolute(objects, size: tuple[int, int]) -> np.ndarray:
     boxes = np.asarray(objects.boxes, dtype=np.float64).reshape(-1, 4)
     if objects.normalised:  # YOLO: centre and size, fractions of the image
-        w, h = stored
+        w, h = size
         boxes = np.stack([(boxes[:, 0] - boxes[:, 2] / 2) * w, (boxes[:, 1] - boxes[:, 3] / 2) * h,
                           boxes[:, 2] * w, boxes[:, 3] * h], axis=1)
     return boxes
 
 
-def _checked(boxes: np.ndarray, stored: tuple[int, int]) -> np.ndarray:
+def _checked(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Boxes inside the image, or SkipInput naming the first that is not (in pixels)."""
-    w, h = stored
+    w, h = size
     for k, (x, y, bw, bh) in enumerate(boxes):
         shown = f"box {k} [{x:.1f}, {y:.1f}, {bw:.1f}, {bh:.1f}]"
         if not all(math.isfinite(v) for v in (x, y, bw, bh)):
@@ -347,13 +350,13 @@ def _checked(boxes: np.ndarray, stored: tuple[int, int]) -> np.ndarray:
     return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1) if len(boxes) else boxes
 
 
-def _masks(objects, stored: tuple[int, int]) -> list[np.ndarray]:
-    """Each object's instance mask on the stored pixels: polygons filled, RLE decoded; an object
-    without one gets its box, filled."""
-    w, h = stored
+def _masks(objects, size: tuple[int, int]) -> list[np.ndarray]:
+    """Each object's instance mask: polygons filled, RLE decoded; an object without one gets its
+    box, filled."""
+    w, h = size
     out = []
     segments = objects.segments or (None,) * len(objects.categories)
-    for box, segment in zip(_absolute(objects, stored), segments):
+    for k, (box, segment) in enumerate(zip(_absolute(objects, size), segments)):
         mask = np.zeros((h, w), np.uint8)
         if segment is None:
             x, y, bw, bh = box
@@ -361,14 +364,40 @@ def _masks(objects, stored: tuple[int, int]) -> list[np.ndarray]:
         elif segment[0] == "polygon":
             scale = np.array([w, h], dtype=np.float64) if objects.normalised else 1.0
             for p in segment[1]:
-                points = np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale
-                if len(points) < 3 or not np.isfinite(points).all():
-                    raise SkipInput("a polygon of fewer than 3 points, or not numbers")
-                fill_polygon(mask, points)
+                fill_polygon(mask, _polygon(k, np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale, size))
         else:
             mask = _rle(segment[1], (h, w))
         out.append(mask)
     return out
+
+
+def _polygon(k: int, points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A polygon's points, or SkipInput: numbers, and none further outside the image than the
+    image is wide or high (a point at 1e300 is no drawing; filling it would overflow)."""
+    w, h = size
+    if not np.isfinite(points).all():
+        raise SkipInput(f"box {k}: a polygon point is not a number")
+    far = (np.abs(points[:, 0] - w / 2) > 1.5 * w) | (np.abs(points[:, 1] - h / 2) > 1.5 * h)
+    if far.any():
+        x, y = points[np.flatnonzero(far)[0]]
+        raise SkipInput(f"box {k}: a polygon point ({x:.6g}, {y:.6g}) lies far outside the {w}×{h} image")
+    return points
+
+
+def _without_empty(state: Boxes, objects) -> Boxes:
+    """The objects whose mask covers a pixel; each other one (a polygon of fewer than 3 distinct
+    points, on one line or thinner than a pixel, an RLE of zeros) is left out with its reason:
+    an object of no area is no instance to learn."""
+    if state.masks is None or state.shaped.all():
+        return state
+    kinds = objects.segments or (None,) * len(state.ids)
+    reasons = tuple(f"box {k} (id {state.ids[k]}): its {_described(kinds[k])} covers no pixel"
+                    for k in np.flatnonzero(~state.shaped))
+    return dataclasses.replace(state.kept(state.shaped), dropped=state.dropped, discarded=reasons)
+
+
+def _described(segment) -> str:
+    return "box" if segment is None else "polygon" if segment[0] == "polygon" else "RLE mask"
 
 
 def fill_polygon(mask: np.ndarray, points: np.ndarray) -> None:
@@ -396,14 +425,15 @@ def _rle(rle: dict, shape: tuple[int, int]) -> np.ndarray:
     h, w = shape
     size = rle.get("size") if isinstance(rle, dict) else None
     if not isinstance(size, (list, tuple)) or [_int(v) for v in size] != [h, w]:
-        raise SkipInput(f"an RLE mask's size {size} is not the image's [{h}, {w}]")
+        raise SkipInput(f"an RLE mask's size {_short_text(size)} is not the image's [{h}, {w}]")
     counts = rle.get("counts")
     if isinstance(counts, (str, bytes)):
         counts = _rle_counts(counts.encode() if isinstance(counts, str) else counts, h * w)
     if not isinstance(counts, list) or any(_int(c) is None or c < 0 for c in counts):
         raise SkipInput("an RLE mask's counts are not a list of whole numbers of pixels, nor COCO's compressed string")
-    if sum(counts) != h * w:
-        raise SkipInput(f"an RLE mask's runs cover {sum(counts):,} pixels, the {w}×{h} image has {h * w:,}")
+    covered = _covered(counts, h * w)
+    if covered != h * w:
+        raise SkipInput(f"an RLE mask's runs cover {covered:,} pixels, the {w}×{h} image has {h * w:,}")
     values = np.zeros(len(counts), np.uint8)
     values[1::2] = 1  # runs alternate, background first
     return np.ascontiguousarray(np.repeat(values, counts).reshape(w, h).T)  # column by column
@@ -413,11 +443,38 @@ def _int(value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _short_text(value) -> str:
+    """A value for a message, never more than 60 characters (nor an integer's thousands of digits)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past Python's limit on digits
+        return "(a huge number)"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _over(pixels: int) -> SkipInput:
+    return SkipInput(f"an RLE mask's runs cover more than the image's {pixels:,} pixels")
+
+
+def _covered(counts: list[int], pixels: int) -> int:
+    """The pixels the runs cover, stopping at the first run past the image's pixels (the sum of
+    a list of huge numbers would cost time and make a message of thousands of digits)."""
+    total = 0
+    for c in counts:
+        if c > pixels - total:
+            raise _over(pixels)
+        total += c
+    return total
+
+
 def _rle_counts(text: bytes, pixels: int) -> list[int]:
     """COCO's compressed counts (pycocotools' rleFrString): 5 bits a character from 48, a
     continuation bit, the last character's sign bit; from the fourth count on, each is a change
-    from the count two before."""
+    from the count two before. Bounded by the image: no run, and no total, beyond its pixels
+    (which caps each number at a few characters, so the time is linear in the text)."""
+    width = int(pixels).bit_length() + 1  # bits of a signed number of at most `pixels`
     counts: list[int] = []
+    total = 0
     p = 0
     while p < len(text):
         x = k = 0
@@ -425,6 +482,8 @@ def _rle_counts(text: bytes, pixels: int) -> list[int]:
         while more:
             if p >= len(text) or len(counts) > pixels:
                 raise SkipInput("an RLE mask's compressed counts are cut short or too long")
+            if 5 * k > width:
+                raise _over(pixels)
             c = text[p] - 48
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
@@ -434,6 +493,9 @@ def _rle_counts(text: bytes, pixels: int) -> list[int]:
                 x |= -1 << (5 * k)
         if len(counts) > 2:
             x += counts[-2]
+        if x < 0 or x > pixels - total:
+            raise _over(pixels) if x > 0 else SkipInput("an RLE mask's compressed counts give a negative run")
+        total += x
         counts.append(x)
     return counts
 

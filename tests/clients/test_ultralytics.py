@@ -108,3 +108,43 @@ def test_without_masks_the_export_is_detect_and_loads_whole(datasets, tmp_path, 
     worst = max(box_error(xywh_pixels(label), expected(held, out, label["im_file"], "detect"))
                 for label in dataset.labels)
     assert worst <= 0.5
+
+
+def test_exif_tagged_sources_give_the_boxes_and_images_ultralytics_reads(tmp_path, monkeypatch):
+    """A YOLO source of phone-like JPEGs (EXIF orientation 6 and 3) read by ultralytics and by
+    augpipe: the same image sizes, the same pixels up, the same boxes in pixels."""
+    import io
+
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from ultralytics.utils.patches import imread
+
+    from augpipe import ExpandOptions, expand
+
+    src = tmp_path / "src"
+    shown = np.zeros((100, 40, 3), np.uint8)
+    shown[60:80, 10:20] = 255  # the object, as the photo is shown: low on a portrait image
+    for name, orientation, turns in (("side", 6, 1), ("down", 3, 2), ("plain", 1, 0)):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        (src / "images" / "train").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(np.rot90(shown, turns))).save(
+            src / "images" / "train" / f"{name}.jpg", "JPEG", quality=95, exif=exif)
+        (src / "labels" / "train").mkdir(parents=True, exist_ok=True)
+        (src / "labels" / "train" / f"{name}.txt").write_text("0 0.375 0.7 0.25 0.2\n")
+    (src / "data.yaml").write_text(f"path: {src}\nnames: [square]\ntrain: images/train\nval: images/train\n")
+    m = expand(src, "flips", tmp_path / "out", ExpandOptions(progress=False, workers=1, val_fraction=0, copies=0))
+    rows = {r["source"].rsplit("/", 1)[-1]: r for r in pq.read_table(tmp_path / "out").to_pylist()}
+    monkeypatch.chdir(tmp_path)
+    _, dataset, _ = load(src / "data.yaml", "detect")
+    assert len(dataset.labels) == 3
+    for k, label in enumerate(dataset.labels):
+        row = rows[Path(label["im_file"]).name]
+        assert tuple(label["shape"]) == (row["height"], row["width"]) == (100, 40)
+        assert box_error(xywh_pixels(label), row["objects"]["bbox"]) <= 0.5
+        assert dataset.load_image(k)[1] == (100, 40)  # its size before the dataset's resize
+        theirs = imread(label["im_file"])[:, :, ::-1]  # what load_image reads: BGR, turned by the tag
+        ours = np.asarray(Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB"))
+        assert theirs.shape == ours.shape and np.abs(theirs.astype(int) - ours.astype(int)).mean() < 3
+    assert m["exif_oriented"] == 2  # and the run said so
