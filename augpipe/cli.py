@@ -72,10 +72,13 @@ def _error_table(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, OSError) and exc.errno in _FULL:
         where = f" writing {exc.filename}" if exc.filename else ""
         return 2, f"{exc.strerror or exc}{where}: free some space (or raise the limit); {rerun}"
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+        # a folder was to be made where a file is (`--out afile/sub`)
+        return 2, f"cannot make a folder at {exc.filename}: a file is in the way ({exc.strerror}): choose another path"
     if isinstance(exc, OSError):
         return 2, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     if isinstance(exc, MemoryError):
-        return CRASHED, "out of memory: try fewer --workers"
+        return CRASHED, "out of memory: try fewer --workers, or smaller --copies or --max-pixels"
     return CRASHED, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 

@@ -72,9 +72,12 @@ def expand(source: str | Path, recipe, out: str | Path | None = None, options: E
         return _expand(source, recipe, out, options, engine, started, started_at)
 
 
+MAX_COPIES = 1000  # a recipe's bound too
+
+
 def _check_options(o: ExpandOptions) -> None:
-    if o.copies is not None and o.copies < 0:
-        raise UsageError("--copies must be 0 or more")
+    if o.copies is not None and not 0 <= o.copies <= MAX_COPIES:
+        raise UsageError(f"--copies must be 0 to {MAX_COPIES:,} (as a recipe's copies)")
     if o.split_by not in ("content", "path"):
         raise UsageError(f"--split-by is content or path, not '{o.split_by}'")
     if not 0 <= o.val_fraction < 1:
@@ -312,14 +315,25 @@ def _identity(recipe, seed: int, source: str, files, hashes: dict | None, settin
 
 
 def _check_not_nested(source: str, out: str) -> None:
-    if "://" in source or "://" in out:
-        s, o = source.rstrip("/") + "/", out.rstrip("/") + "/"
-        if o.startswith(s):
-            raise OutputError(f"the output {out} is inside the source {source}: choose another --out")
+    (s_kind, s_place), (o_kind, o_place) = _place(source), _place(out)
+    if s_kind != o_kind:
         return
-    r, o = Path(source).resolve(), Path(out).resolve()
-    if o == r or r in o.parents:
-        raise OutputError(f"the output folder {out} is inside the source folder {source}: choose another --out")
+    if s_kind == "local":
+        if o_place == s_place or s_place in o_place.parents:
+            raise OutputError(f"the output folder {out} is inside the source folder {source}: choose another --out")
+    elif o_place == s_place or o_place.startswith(s_place + "/"):
+        raise OutputError(f"the output {out} is inside the source {source}: choose another --out")
+
+
+def _place(location: str) -> tuple:
+    """Where a location is, whatever its spelling: a resolved local path (file:// included), or an
+    object store's scheme and bucket/key without its query (`?region=...`)."""
+    if location.startswith("file://"):
+        location = location[len("file://"):]
+    if "://" not in location:
+        return "local", Path(location).resolve()
+    scheme, _, rest = location.partition("://")
+    return scheme.lower(), rest.split("?", 1)[0].rstrip("/")
 
 
 def _progress_bar(total: int, initial: int, enabled: bool, desc: str, unit: str):

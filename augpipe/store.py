@@ -51,11 +51,12 @@ def normalise_location(location: str | os.PathLike) -> str:
     parts = path.rstrip("/").split("/")
     for part in parts:
         decoded = unquote(part)
-        if decoded in (".", "..") or (not decoded and len(parts) > 1) or "/" in decoded or "\\" in decoded:
+        if decoded in (".", "..") or (not decoded and len(parts) > 1) or "/" in decoded or "\\" in decoded \
+                or any(ord(ch) < 32 or ord(ch) == 127 for ch in decoded):
             shown = part if part == decoded else f"{part} ({decoded})"
-            raise StoreError(f"{text}: the part '{shown}' is refused in an object-store URI (no '.', '..', "
-                             "empty or encoded '/' parts: object stores have no folders to climb): "
-                             "write the path without it")
+            raise StoreError(f"{text!r}: the part {shown!r} is refused in an object-store URI (no '.', '..', "
+                             "empty, encoded '/' or control-character parts: object stores have no folders to "
+                             "climb): write the path without it")
     return f"{scheme}://{'/'.join(parts)}{mark}{query}"
 
 
@@ -165,11 +166,14 @@ class LocalStore(Store):
 
     def list_files(self, prefix: str = "") -> list[Entry]:
         """Every non-hidden file below prefix, sorted; symlinks followed, loops cut. A linked
-        folder is read after every real one: a folder reached both directly and through a link
-        (`cat/dogs -> ../dog`) is read once, in its own place, and the link is a recorded skip."""
+        folder is read after every real one: a folder or a file reached both directly and through a
+        link (`cat/dogs -> ../dog`, `dog/x.png -> ../cat/x.png`) is read once, in its own place,
+        and the link is a recorded skip."""
         out: list[Entry] = []
         seen: dict[tuple[int, int], str] = {}
         links: list[tuple[Path, str]] = []
+        files: dict[tuple[int, int], str] = {}  # the files read in their own place
+        file_links: list[tuple[os.DirEntry, str]] = []
 
         def visit(folder: Path, rel: str) -> None:
             st = folder.stat()
@@ -197,8 +201,11 @@ class LocalStore(Store):
                             links.append((Path(entry.path), child + "/"))
                         else:
                             visit(Path(entry.path), child + "/")
+                    elif entry.is_file() and entry.is_symlink():
+                        file_links.append((entry, child))
                     elif entry.is_file():
                         st = entry.stat()
+                        files[(st.st_dev, st.st_ino)] = child
                         out.append(Entry(child, st.st_size, st.st_mtime_ns))
                     elif entry.is_symlink():
                         out.append(Entry(child, 0, 0, "broken symlink"))
@@ -216,6 +223,12 @@ class LocalStore(Store):
                 visit(folder, rel)
             except PermissionError:
                 out.append(Entry(rel.rstrip("/"), 0, 0, "cannot read: permission denied"))
+        for entry, child in file_links:  # a file also read in its own place is read once, there
+            st = entry.stat()
+            if (st.st_dev, st.st_ino) in files:
+                out.append(Entry(child, 0, 0, f"a link to a file read in its own place ({files[st.st_dev, st.st_ino]})"))
+            else:
+                out.append(Entry(child, st.st_size, st.st_mtime_ns))
         out.sort(key=lambda e: e.name)
         return out
 

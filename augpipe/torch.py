@@ -584,8 +584,10 @@ def check_ranks(rank, world_size) -> None:
     if rank is None or world_size is None:
         raise ValueError(f"rank={rank}, world_size={world_size}: give both, or neither "
                          "(torch.distributed's are used then)")
+    import numbers
+
     for name, value in (("rank", rank), ("world_size", world_size)):
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ValueError(f"{name} must be a whole number, not {value!r}")
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank={rank}, world_size={world_size}: world_size must be at least 1 and "

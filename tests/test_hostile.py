@@ -380,3 +380,10 @@ def test_a_data_yaml_nested_beyond_reason_is_one_line(tmp_path):
     write(root / "data.yaml", "names: " + "[" * 50_000 + "]" * 50_000 + "\n")
     with pytest.raises(SourceError, match=r"data.yaml: not valid YAML \(nested too deeply\)"):
         scan(root)
+
+
+@pytest.mark.parametrize("name", ["ca\u202et", "ca\u2028t", "ca\u2066t"])
+def test_a_class_name_that_reorders_or_breaks_lines_is_refused(tmp_path, name):
+    _coco_named(tmp_path / "c", name)
+    with pytest.raises(SourceError, match="holds a control character"):
+        scan(tmp_path / "c")

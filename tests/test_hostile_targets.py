@@ -216,3 +216,14 @@ def test_no_exif_warning_for_untagged_images(tmp_path):
         (data / "labels" / "train" / f"{name}.txt").unlink()
     m = expand(data, "flips", tmp_path / "out", ExpandOptions(**QUIET))
     assert m["exif_oriented"] == 0 and not any("EXIF" in w for w in m["warnings"])
+
+
+def test_an_object_of_more_polygon_points_than_its_image_can_show_is_a_recorded_skip():
+    rgb = np.zeros((32, 40, 3), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    square = (1.0, 1.0, 30.0, 1.0, 30.0, 30.0, 1.0, 30.0)
+    objects = Objects(((1.0, 1.0, 29.0, 29.0),), (0,), (1,), segments=(("polygon", (square,) * 2000),))
+    with pytest.raises(SkipInput, match="its polygons have 8,000 points, more than a 40×32 image can show"):
+        augment_sample(buf.getvalue(), SourceTask("a.png", None, (0,), target=objects), _recipe(), 0, 10**8,
+                       kind=kind_for("detection", instance_masks=True))

@@ -397,3 +397,8 @@ def test_recipe_on_the_fly_equals_expand_where_some_objects_have_no_segment(tmp_
 def test_impossible_ranks_are_refused(coco, rank, world_size, needle):
     with pytest.raises(ValueError, match=needle):
         ShardIterable(coco, rank=rank, world_size=world_size)
+
+
+def test_ranks_may_be_numpy_integers(coco):
+    halves = [len(ShardIterable(coco, rank=np.int64(r), world_size=np.int64(2))) for r in (0, 1)]
+    assert halves[0] == halves[1] == -(-len(ShardDataset(coco)) // 2)

@@ -138,3 +138,44 @@ def test_workers_take_the_environment_of_now_not_the_fork_servers(folder, tmp_pa
     monkeypatch.setenv("AUGPIPE_PROBE", "set later")
     with LocalEngine(2) as engine:
         assert set(engine.map(_probe, [_Item(), _Item(), _Item()], None, lambda n: None)) == {"set later"}
+
+
+@pytest.mark.parametrize("uri", ["s3://out/y%0Az", "s3://out/y%00z", "s3://out/x/.%00", "s3://out/a\tb"])
+def test_control_characters_in_a_uri_are_refused(uri):
+    with pytest.raises(StoreError, match="refused in an object-store URI"):
+        normalise_location(uri)
+
+
+@pytest.mark.parametrize("source, out", [
+    ("s3://src/cls1?region=us-east-1", "s3://src/cls1/out"), ("s3://src/cls1", "s3://src/cls1/out?region=x"),
+    ("S3://src/cls1", "s3://src/cls1/out"), ("file://{tmp}/cls", "{tmp}/cls/out"), ("{tmp}/cls", "file://{tmp}/cls/o")])
+def test_an_output_inside_its_source_is_refused_however_spelt(source, out, tmp_path):
+    from augpipe.errors import OutputError
+    from augpipe.pipeline import _check_not_nested
+
+    with pytest.raises(OutputError, match="inside the source"):
+        _check_not_nested(source.format(tmp=tmp_path), out.format(tmp=tmp_path))
+    _check_not_nested(f"{tmp_path}/cls", f"{tmp_path}/cls-x")
+    _check_not_nested("s3://src/cls1", "s3://src/cls10")
+
+
+def test_a_file_linked_into_a_sibling_class_is_read_once_in_its_own_place(cli, tmp_path):
+    data = make_folder(tmp_path / "data", per_class=2)
+    os.symlink("../cat/cat_000.jpg", data / "dog" / "dup.jpg")
+    make_folder(tmp_path / "elsewhere", classes=("bird",), per_class=1)
+    os.symlink(tmp_path / "elsewhere" / "bird" / "bird_000.jpg", data / "dog" / "outside.jpg")
+    entries = {e.name: e.problem for e in LocalStore(data).list_files()}
+    assert entries["dog/dup.jpg"] == "a link to a file read in its own place (cat/cat_000.jpg)"
+    assert entries["dog/outside.jpg"] is None  # nothing else reaches it: read through its link
+
+
+def test_copies_are_bounded_before_any_work(cli, folder, tmp_path):
+    done = cli("expand", folder, "-r", "flips", "--copies", "30000000", "-o", tmp_path / "out", "-q")
+    assert done.exit_code == 2 and "--copies must be 0 to 1,000" in done.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_where_a_file_is_is_one_line(cli, folder, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    done = cli("preview", folder, "-r", "flips", "--out", tmp_path / "afile" / "x.png")
+    assert done.exit_code == 2 and "a file is in the way" in done.output and "Traceback" not in done.output

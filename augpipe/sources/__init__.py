@@ -57,12 +57,16 @@ def scan(root: str, layout: str = "auto", format: str = "auto", voc_zero_based: 
     return found
 
 
+# bidirectional overrides and isolates: they reorder the text printed after them
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def _check_class_names(store, classes: list[str]) -> None:
     """A class name with a control character (a newline, a tab, U+0007) is refused, whichever
     reader found it: XML 1.0 cannot carry most of them, and in a CSV, classes.txt or a terminal
     line they break what they are written into."""
     for name in classes:
-        bad = next((ch for ch in name if unicodedata.category(ch) == "Cc"), None)
+        bad = next((ch for ch in name if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI), None)
         if bad is not None:
             raise SourceError(f"{store.display()}: the class name {name!r} holds a control character "
                               f"(U+{ord(bad):04X}): rename the class")

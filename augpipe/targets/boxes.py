@@ -28,6 +28,7 @@ from augpipe.row import IMAGE_TYPE, Column, _bytes_array, _image_array
 from augpipe.targets import Target
 
 BBOX = pa.list_(pa.float32(), 4)
+MAX_POINTS_PER_PIXEL = 4  # an object's polygon points, at most, per pixel of its image
 EDGE = 1.0  # a box over the image's edge by at most this many pixels is clipped, not refused
 
 
@@ -363,6 +364,10 @@ def _masks(objects, size: tuple[int, int]) -> list[np.ndarray]:
             fill_polygon(mask, np.array([[x, y], [x + bw, y], [x + bw, y + bh], [x, y + bh]]))
         elif segment[0] == "polygon":
             scale = np.array([w, h], dtype=np.float64) if objects.normalised else 1.0
+            points = sum(len(p) for p in segment[1]) // 2
+            if points > MAX_POINTS_PER_PIXEL * w * h + 64:
+                # more corners than the image has pixel corners draw nothing more, and cost a fill each
+                raise SkipInput(f"box {k}: its polygons have {points:,} points, more than a {w}×{h} image can show")
             for p in segment[1]:
                 fill_polygon(mask, _polygon(k, np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale, size))
         else:
