@@ -50,7 +50,10 @@ class RunLock:
                     f"{store.display()} is being written by another augpipe run (pid {owner.get('pid')} on "
                     f"{owner.get('host')}, since {owner.get('since')}): wait for it, or stop it; if that run "
                     f"is gone, remove {store.display(LOCK)}")
-            store.delete(LOCK)  # a dead run's lock (or a torn one)
+            # a dead run's lock (or a torn one), removed only if it is still the one judged dead: a
+            # run that took it over in the meantime keeps it
+            if _read_json(store, LOCK) == owner:
+                store.delete(LOCK)
         raise RunLockedError(f"{store.display()}: another run took the lock at the same moment: try again")
 
     def owned(self) -> bool:

@@ -387,3 +387,11 @@ def test_a_class_name_that_reorders_or_breaks_lines_is_refused(tmp_path, name):
     _coco_named(tmp_path / "c", name)
     with pytest.raises(SourceError, match="holds a control character"):
         scan(tmp_path / "c")
+
+
+def test_a_json_label_that_is_no_number_is_no_label(tmp_path):
+    img(tmp_path / "d" / "a.jpg")
+    img(tmp_path / "d" / "b.jpg")
+    write(tmp_path / "d" / "metadata.jsonl", '{"file_name": "a.jpg", "label": NaN}\n{"file_name": "b.jpg", "label": 1}\n')
+    found = scan(tmp_path / "d")
+    assert found.classes == ["1"] and [p for p, _ in found.skipped] == ["a.jpg"]

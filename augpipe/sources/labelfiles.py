@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import math
+
 import csv
 import io
 import json
@@ -175,6 +177,8 @@ def _collect(name: str, rows: list, labels: dict, skipped: list) -> None:
 
 def _name(label) -> str:
     """A label as a class name: a JSON number by its value (1 and 1.0 are one class, `1`)."""
+    if isinstance(label, float) and not math.isfinite(label):
+        return ""  # NaN or infinity names no class: no label
     if isinstance(label, float) and label.is_integer():
         return str(int(label))
     return str(label).strip()
