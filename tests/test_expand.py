@@ -140,7 +140,11 @@ def test_unicode_names_spaces_and_symlinks_including_loops(tmp_path):
     (data / "chat noir" / "link.jpg").symlink_to(data / "chat noir" / "été 1.jpg")
     m = expand(data, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, **QUIET))
     assert m["classes"] == ["chat noir", "狗"]
-    assert m["counts"]["train"]["originals"] == 3
+    # a link to a file or folder that is also read in its own place is read once, there
+    assert m["counts"]["train"]["originals"] == 2
+    assert sorted((s["path"], s["reason"]) for s in m["skipped"]) == [
+        ("chat noir/link.jpg", "a link to a file read in its own place (chat noir/été 1.jpg)"),
+        ("狗/loop", "a link to a folder read in its own place (./)")]
 
 
 def bomb_png(width: int, height: int) -> bytes:
