@@ -245,3 +245,17 @@ def test_a_yolo_export_of_validation_rows_only_names_them_as_train_too(tmp_path)
     export(tmp_path / "ds", "yolo", tmp_path / "y", progress=False)
     data = yaml.safe_load((tmp_path / "y" / "data.yaml").read_text())
     assert data["train"] == data["val"] == "images/val"
+
+
+@pytest.mark.parametrize("fmt, images", [("yolo", "images/train"), ("coco", "default")])
+def test_copies_0_and_an_export_in_the_sources_format_give_back_its_files_byte_for_byte(tmp_path, fmt, images):
+    """PNG sources under a JPEG recipe: the originals are the user's bytes, and so are the files."""
+    src = make_scenes(tmp_path / "src", n=4, fmt=fmt)
+    jpeg = parse_recipe("copies: 0\noutput: {format: jpeg}\ntransforms: [HorizontalFlip]\n")
+    expand(src, jpeg, tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))
+    export(tmp_path / "ds", fmt, tmp_path / "out", progress=False)
+    written = tmp_path / "out" / ("images/train" if fmt == "yolo" else "images/train/default")
+    sources = sorted((src / images).glob("*.png"))
+    assert len(sources) == 4
+    for path in sources:
+        assert (written / path.name).read_bytes() == path.read_bytes(), path.name
