@@ -7,7 +7,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: idle OpenBLA
 import pyarrow.parquet  # noqa: F401, E402
 
 import augpipe.engines.local  # noqa: F401, E402
-import augpipe.tasks  # noqa: F401, E402
+import augpipe.jobs  # noqa: F401, E402
 from augpipe.recipe import import_albumentations  # noqa: E402
 
 import_albumentations()

@@ -356,7 +356,6 @@ def _need_torch(what: str) -> None:
         raise UsageError(f"{what} needs {' and '.join(missing)}: pip install 'augpipe[train]'")
 
 
-DEFAULT_ARCH_TEXT = "c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-d0.3-c{classes}k1-gap"
 _ARCH_HELP = "The model, layers joined by '-': cNkK conv (+sS stride, +pP or psame padding), r ReLU, mK/aK/lK max/avg/L2 pool (+sS), dP dropout, gap/gmp global pool; {classes} is the class count."
 _SIZE_HELP = "Input height and width: images are resized to it."
 _BATCH_HELP = "Images per optimiser step (and per evaluation batch); memory grows with it, see the layer table's memory line."
@@ -413,7 +412,7 @@ def train(
         raise UsageError("--device is auto, cpu, cuda or mps")
     if task not in TASK_CHOICES:
         raise UsageError(f"--task is one of {', '.join(TASK_CHOICES)}; not '{task}'")
-    from augpipe.train import TrainOptions, output_files, summary_lines, train as run_train
+    from augpipe.training.run import TrainOptions, output_files, summary_lines, train as run_train
 
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, arch=arch, size=size, seed=seed, device=device,
                         compare=compare, init=str(init) if init else None, freeze=freeze, task=task,
@@ -433,7 +432,7 @@ def shape(
 ) -> None:
     """The layer table of an architecture: each output size by O = (W − K + 2P)/S + 1, parameters, and
     the memory of a training step."""
-    from augpipe.model import DEFAULT_ARCHS, format_table, layer_table, task_table
+    from augpipe.training.model import DEFAULT_ARCHS, format_table, layer_table, task_table
 
     if task not in DEFAULT_ARCHS:
         raise UsageError(f"--task is one of {', '.join(DEFAULT_ARCHS)}; not '{task}'")

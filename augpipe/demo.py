@@ -92,7 +92,7 @@ def train_demo(folder: str | Path, seed: int = 0, progress: bool = True, log=pri
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("matplotlib") is None:
         return None
-    from augpipe.train import TrainOptions, train
+    from augpipe.training.run import TrainOptions, train
 
     folder = Path(folder)
     return train(folder / "expanded", folder / "run", TrainOptions(epochs=DEMO_EPOCHS, seed=seed, progress=progress,

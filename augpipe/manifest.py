@@ -56,14 +56,6 @@ def load_manifest(store) -> dict:
     return m
 
 
-def all_skipped(store, manifest: dict) -> list[dict]:
-    """Every skipped input: those in the manifest, or the sidecar file when there were many."""
-    if not manifest.get("skipped_file"):
-        return manifest.get("skipped", [])
-    text = store.read_text(manifest["skipped_file"])
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 def build_manifest(*, identity: dict, recipe, source: str, seed: int, options: dict, classes, labelled: bool,
                    records: list[dict], scan_skipped: list, timing: dict, engine: dict, task: str = "classification",
                    extra: dict | None = None) -> dict:

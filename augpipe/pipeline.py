@@ -93,7 +93,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     from augpipe.recipe import Recipe, check_for_task, load_recipe
     from augpipe.sources import scan
     from augpipe.store import open_store
-    from augpipe.tasks import Job, write_shard
+    from augpipe.jobs import RunSpec, write_shard
 
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     found = scan(source, options.layout, options.format, options.voc_zero_based)
@@ -102,7 +102,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     output.check_usable()  # before the sources are read: a wrong --out fails at once
     _strict(options, found.skipped)
     copies = recipe.copies if options.copies is None else options.copies
-    job = Job(source, out, recipe, options.seed, options.max_pixels, options.strict, tuple(found.classes),
+    job = RunSpec(source, out, recipe, options.seed, options.max_pixels, options.strict, tuple(found.classes),
               found.labelled, task=found.task, instance_masks=_instance_masks(found))
     task_warnings = check_for_task(recipe, job.kind())
     hashes, sizes = None, None
@@ -165,13 +165,13 @@ def _strict(options: ExpandOptions, skipped: list) -> None:
 def _hash_sources(engine, found, job, options: ExpandOptions) -> tuple[dict, list]:
     """Every source read once, in the workers: its sha256 decides its split (identical files
     always share one), its header gives its size for the recipe's dry run."""
-    from augpipe.tasks import hash_sources, hash_tasks
+    from augpipe.jobs import hash_sources, hash_jobs
 
     masks = sorted({f.target.path for f in found.files if getattr(f.target, "path", None)})
     names = [(f.relpath, f.size) for f in found.files] + [(m, 0) for m in masks]
     results = {}
     with _progress_bar(len(names), 0, options.progress, "hash", "file") as bar:
-        for chunk in engine.map(hash_sources, hash_tasks(names), job, bar.update):
+        for chunk in engine.map(hash_sources, hash_jobs(names), job, bar.update):
             results.update({name: rest for name, *rest in chunk})
     hashes, sizes, bad = {}, [], []
     for f in found.files:

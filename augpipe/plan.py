@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from augpipe.errors import SourceError
 from augpipe.layout import SPLITS, shard_name
 from augpipe.recipe import Recipe
-from augpipe.sample import SourceTask
+from augpipe.sample import SourceItem
 from augpipe.sources import Scan, SourceFile
 
-SPLIT_BY = ("content", "path")
 # Cut a split into at least this many shards when it has rows enough, so that workers have
 # work to share; a fixed number, never the worker count, keeps shard files reproducible.
 PARALLEL_SHARDS = 16
@@ -26,11 +25,11 @@ MIN_ROWS_PER_SHARD = 256
 
 
 @dataclass(frozen=True)
-class ShardTask:
+class ShardJob:
     split: str
     index: int
     count: int
-    sources: tuple[SourceTask, ...]
+    sources: tuple[SourceItem, ...]
 
     @property
     def name(self) -> str:
@@ -47,7 +46,7 @@ class ShardTask:
 
 @dataclass(frozen=True)
 class Plan:
-    shards: tuple[ShardTask, ...]
+    shards: tuple[ShardJob, ...]
     classes: tuple[str, ...]
     split_sources: dict[str, int]
     planned_rows: dict[str, int]
@@ -89,14 +88,14 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
         by_split[assign_split(f, val_fraction, hashes.get(f.relpath))].append(f)
     group = _rarest_class(by_split["train"], scan.classes) if scan.task == "detection" else (lambda f: f.class_name)
     train_copies = _copies_per_source(by_split["train"], copies, recipe.keep_original, balance, group)
-    shards: list[ShardTask] = []
+    shards: list[ShardJob] = []
     for split in SPLITS:
         tasks, weights = [], []
         for f in by_split[split]:
             wanted = train_copies[f.relpath] if split == "train" else (0,)
             label = label_of[f.class_name] if f.class_name is not None else None
             mask = getattr(f.target, "path", None)
-            tasks.append(SourceTask(f.relpath, label, wanted, hashes.get(f.relpath), f.target,
+            tasks.append(SourceItem(f.relpath, label, wanted, hashes.get(f.relpath), f.target,
                                     hashes.get(mask) if mask else None))
             weights.append(max(f.size, 1) * len(wanted))
         shards.extend(_cut(split, tasks, weights, shard_bytes))
@@ -143,7 +142,7 @@ def _stable_rank(relpath: str) -> bytes:
     return hashlib.sha256(b"balance\x00" + relpath.encode("utf-8")).digest()
 
 
-def _cut(split: str, tasks: list[SourceTask], weights: list[int], shard_bytes: int) -> list[ShardTask]:
+def _cut(split: str, tasks: list[SourceItem], weights: list[int], shard_bytes: int) -> list[ShardJob]:
     """Contiguous shards of about equal estimated size, each at most about shard_bytes, and a
     tail of smaller ones (see `_cut_points`)."""
     if not tasks:
@@ -152,14 +151,14 @@ def _cut(split: str, tasks: list[SourceTask], weights: list[int], shard_bytes: i
     total = sum(weights)
     count = max(math.ceil(total / shard_bytes), min(PARALLEL_SHARDS, rows // MIN_ROWS_PER_SHARD), 1)
     cuts = _cut_points(min(count, len(tasks)))
-    groups: list[list[SourceTask]] = [[] for _ in range(len(cuts) + 1)]
+    groups: list[list[SourceItem]] = [[] for _ in range(len(cuts) + 1)]
     running = 0
     for task, weight in zip(tasks, weights):
         # the shard this task's midpoint falls in
         groups[bisect.bisect_right(cuts, (running + weight / 2) / total)].append(task)
         running += weight
     groups = [g for g in groups if g]
-    return [ShardTask(split, i, len(groups), tuple(g)) for i, g in enumerate(groups)]
+    return [ShardJob(split, i, len(groups), tuple(g)) for i, g in enumerate(groups)]
 
 
 # The last share is cut again into 1/2, 1/4, 1/8 and 1/8: run last (largest first), they let

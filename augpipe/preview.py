@@ -139,7 +139,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     from augpipe.pipeline import DEFAULT_MAX_PIXELS, _instance_masks
     from augpipe.plan import assign_split
     from augpipe.recipe import check_for_task, load_recipe
-    from augpipe.sample import SourceTask, augment_sample
+    from augpipe.sample import SourceItem, augment_sample
     from augpipe.sources import scan
     from augpipe.store import open_store, read_source
     from augpipe.targets import kind_for
@@ -163,7 +163,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
         if len(out_rows) == rows:
             break
         f = files[rel]
-        task = SourceTask(rel, label_of.get(f.class_name), tuple(range(copies + 1)), target=f.target)
+        task = SourceItem(rel, label_of.get(f.class_name), tuple(range(copies + 1)), target=f.target)
         try:
             data = read_source(store, rel)
             content = hashlib.sha256(data).hexdigest() if split_by == "content" else None

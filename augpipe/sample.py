@@ -23,7 +23,7 @@ from augpipe.targets import Target, kind_for
 
 
 @dataclass(frozen=True)
-class SourceTask:
+class SourceItem:
     """One source image and the copies to make of it (0 = the original)."""
 
     relpath: str
@@ -54,7 +54,7 @@ def sample_seed(run_seed: int, relpath: str, copy: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1  # fits a signed int64 column
 
 
-def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int, max_pixels: int,
+def augment_sample(data: bytes, task: SourceItem, recipe: Recipe, run_seed: int, max_pixels: int,
                    split: str = "train", kind: Target | None = None, extra: bytes | None = None) -> SampleResult:
     """Decode once, then make each requested copy. `kind` is the target kind (classification when
     None), `extra` the bytes of a file the target needs (a semantic mask). Raises SkipInput for
@@ -106,7 +106,7 @@ def augment_sample(data: bytes, task: SourceTask, recipe: Recipe, run_seed: int,
                         discarded=getattr(state, "discarded", ()), orientation=decoded.orientation)
 
 
-def _loaded(kind: Target, task: SourceTask, decoded: codec.Decoded, extra: bytes | None):
+def _loaded(kind: Target, task: SourceItem, decoded: codec.Decoded, extra: bytes | None):
     """The source's target on its image. Annotations are the user's input: whatever else one of
     them makes fail (an overflow, a case no check foresaw) skips this source, never the run."""
     try:

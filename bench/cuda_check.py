@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from augpipe.model import DEFAULT_ARCH, build_model
-from augpipe.train import TrainOptions, resolve_device, train
+from augpipe.training.model import DEFAULT_ARCH, build_model
+from augpipe.training.run import TrainOptions, resolve_device, train
 
 
 def main() -> None:

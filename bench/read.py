@@ -25,7 +25,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from expand import make_dataset, rate_in_processes  # noqa: E402
 
-from augpipe.torch import ShardDataset, decode_rgb, to_chw  # noqa: E402
+from augpipe.readers import ShardDataset, decode_rgb, to_chw  # noqa: E402
 
 
 class ImageFolderLike(torch.utils.data.Dataset):

@@ -40,7 +40,7 @@ def main() -> None:
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
     from augpipe.sources import Scan, SourceFile
-    from augpipe.tasks import hash_tasks
+    from augpipe.jobs import hash_jobs
 
     recipe = load_recipe("classic")
     base = rss_mb()
@@ -54,7 +54,7 @@ def main() -> None:
 
     t = time.perf_counter()
     hashes = {f.relpath: hashlib.sha256(f.relpath.encode()).hexdigest() for f in files}
-    chunks = hash_tasks([(f.relpath, f.size) for f in files])
+    chunks = hash_jobs([(f.relpath, f.size) for f in files])
     steps[f"hash tasks ({len(chunks):,}) and their results"] = time.perf_counter() - t
 
     t = time.perf_counter()

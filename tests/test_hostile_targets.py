@@ -14,7 +14,7 @@ from PIL import Image
 
 from augpipe import ExpandOptions, expand
 from augpipe.errors import SkipInput
-from augpipe.sample import SourceTask, augment_sample
+from augpipe.sample import SourceItem, augment_sample
 from augpipe.sources.base import Objects
 from augpipe.targets import kind_for
 from augpipe.targets.boxes import _rle
@@ -116,7 +116,7 @@ def test_an_unforeseen_failure_in_one_annotation_is_a_recorded_skip(monkeypatch)
     monkeypatch.setattr(boxes, "fill_polygon", broken)
     objects = Objects(((1.0, 1.0, 10.0, 10.0),), (0,), (1,), segments=(("polygon", ((1, 1, 11, 1, 11, 11),)),))
     with pytest.raises(SkipInput, match="its annotation cannot be used: OverflowError: cannot convert float"):
-        augment_sample(png(64, 48), SourceTask("a.png", None, (0,), target=objects), _recipe(), 0, 10**8,
+        augment_sample(png(64, 48), SourceItem("a.png", None, (0,), target=objects), _recipe(), 0, 10**8,
                        kind=kind_for("detection", instance_masks=True))
 
 
@@ -225,5 +225,5 @@ def test_an_object_of_more_polygon_points_than_its_image_can_show_is_a_recorded_
     square = (1.0, 1.0, 30.0, 1.0, 30.0, 30.0, 1.0, 30.0)
     objects = Objects(((1.0, 1.0, 29.0, 29.0),), (0,), (1,), segments=(("polygon", (square,) * 2000),))
     with pytest.raises(SkipInput, match="its polygons have 8,000 points, more than a 40×32 image can show"):
-        augment_sample(buf.getvalue(), SourceTask("a.png", None, (0,), target=objects), _recipe(), 0, 10**8,
+        augment_sample(buf.getvalue(), SourceItem("a.png", None, (0,), target=objects), _recipe(), 0, 10**8,
                        kind=kind_for("detection", instance_masks=True))

@@ -16,7 +16,7 @@ from augpipe import ExpandOptions, expand
 from augpipe.decode import row_image
 from augpipe.targets.boxes import _unpng
 from augpipe.targets.semantic import read_mask
-from augpipe.torch import RecipeTransform, ShardDataset, ShardIterable, collate, row_key
+from augpipe.readers import RecipeTransform, ShardDataset, ShardIterable, collate, row_key
 
 QUIET = {"workers": 1, "progress": False}
 SEED = 5
@@ -325,7 +325,7 @@ def test_torchvision_convention_leaves_other_targets_alone(segmentation, tmp_pat
 
 
 def test_an_empty_image_in_torchvision_convention_is_empty_tensors():
-    from augpipe.torch import to_target
+    from augpipe.readers import to_target
 
     target = to_target("detection", {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64),
                                      "masks": np.zeros((0, 6, 5), np.uint8)}, convention="torchvision")

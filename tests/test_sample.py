@@ -11,7 +11,7 @@ from PIL import Image
 
 from augpipe import decode as codec
 from augpipe.recipe import parse_recipe
-from augpipe.sample import SourceTask, apply_recipe, augment_sample, sample_seed
+from augpipe.sample import SourceItem, apply_recipe, augment_sample, sample_seed
 
 FLIPS = parse_recipe("transforms: [{HorizontalFlip: {p: 0.5}}, {VerticalFlip: {p: 0.5}}]", "flips.yaml")
 
@@ -45,7 +45,7 @@ def test_seed_depends_on_run_seed_path_and_copy_only():
 
 def test_same_arguments_give_the_same_rows_in_any_order():
     data = [jpeg(seed=i) for i in range(5)]
-    tasks = [SourceTask(f"c/{i}.jpg", 0, (0, 1, 2)) for i in range(5)]
+    tasks = [SourceItem(f"c/{i}.jpg", 0, (0, 1, 2)) for i in range(5)]
     forward = [augment_sample(d, t, FLIPS, 3, 10**8).rows for d, t in zip(data, tasks)]
     backward = [augment_sample(d, t, FLIPS, 3, 10**8).rows for d, t in reversed(list(zip(data, tasks)))]
     assert forward == list(reversed(backward))
@@ -53,7 +53,7 @@ def test_same_arguments_give_the_same_rows_in_any_order():
 
 def test_rows_carry_lineage_that_reproduces_the_image():
     data = jpeg()
-    rows = augment_sample(data, SourceTask("c/x.jpg", 4, (0, 1, 2, 3)), FLIPS, 0, 10**8).rows
+    rows = augment_sample(data, SourceItem("c/x.jpg", 4, (0, 1, 2, 3)), FLIPS, 0, 10**8).rows
     assert [r["copy"] for r in rows] == [0, 1, 2, 3]
     assert rows[0]["image"]["bytes"] == data  # original kept byte for byte: jpeg in, jpeg out
     assert rows[0]["transforms"] == "[]"
@@ -96,14 +96,14 @@ def test_exif_orientation_is_applied():
     decoded = codec.decode(buf.getvalue(), 10**8)
     assert decoded.rgb.shape == (20, 10, 3) and decoded.oriented
     # and the stored original is re-encoded upright, not the raw bytes with a rotation flag
-    row = augment_sample(buf.getvalue(), SourceTask("x.jpg", None, (0,)), FLIPS, 0, 10**8).rows[0]
+    row = augment_sample(buf.getvalue(), SourceItem("x.jpg", None, (0,)), FLIPS, 0, 10**8).rows[0]
     assert row["image"]["bytes"] != buf.getvalue() and (row["width"], row["height"]) == (10, 20)
 
 
 def test_resize_and_output_format_apply_to_every_copy():
     recipe = parse_recipe("output: {format: png, resize: {height: 16, width: 12}}\ntransforms: [HorizontalFlip]",
                           "r.yaml")
-    rows = augment_sample(jpeg(), SourceTask("c/x.jpg", 0, (0, 1)), recipe, 0, 10**8).rows
+    rows = augment_sample(jpeg(), SourceItem("c/x.jpg", 0, (0, 1)), recipe, 0, 10**8).rows
     for row in rows:
         assert row["image"]["bytes"].startswith(b"\x89PNG") and (row["width"], row["height"]) == (12, 16)
         assert row["image"]["path"].endswith(".png")

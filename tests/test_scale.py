@@ -171,7 +171,7 @@ def test_a_source_object_that_vanishes_mid_run_is_a_recorded_skip(data, bucket):
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
     from augpipe.sources import scan
-    from augpipe.tasks import Job, write_shard
+    from augpipe.jobs import RunSpec, write_shard
 
     source = s3_source(data, bucket)
     recipe = load_recipe("flips")
@@ -179,7 +179,7 @@ def test_a_source_object_that_vanishes_mid_run_is_a_recorded_skip(data, bucket):
     task = make_plan(found, recipe, 1, 0.0, False, 1 << 30).shards[0]
     gone = task.sources[0].relpath
     boto3.client("s3").delete_object(Bucket=bucket, Key=f"photos/{gone}")
-    job = Job(source, f"s3://{bucket}/out", recipe, 0, 10**8, False, tuple(found.classes), True)
+    job = RunSpec(source, f"s3://{bucket}/out", recipe, 0, 10**8, False, tuple(found.classes), True)
     record = write_shard(task, job)
     assert record["skipped"] == [[gone, "vanished during the run (not found)"]]
 
@@ -214,7 +214,7 @@ def test_ray_data_reads_the_output_on_s3_as_one_table(data, bucket, ray_cluster)
 
 def test_torch_readers_and_preview_and_train_read_s3(data, bucket, tmp_path):
     pytest.importorskip("torch")
-    from augpipe.torch import ShardDataset, ShardIterable
+    from augpipe.readers import ShardDataset, ShardIterable
 
     out = f"s3://{bucket}/out"
     m = expand(data, "flips", out, ExpandOptions(workers=1, progress=False, shard_size=30_000))

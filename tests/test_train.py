@@ -15,14 +15,14 @@ pytest.importorskip("matplotlib")
 
 import cv2  # noqa: E402
 
-import augpipe.train as train_module  # noqa: E402
+import augpipe.training.run as train_module  # noqa: E402
 from augpipe.errors import SourceError  # noqa: E402
 from augpipe import ExpandOptions, expand  # noqa: E402
 from augpipe.manifest import read_manifest  # noqa: E402
 from augpipe.store import open_store  # noqa: E402
-from augpipe.model import DEFAULT_ARCH, ArchError, build_model, layer_table, memory_bytes  # noqa: E402
-from augpipe.torch import ShardDataset, ShardIterable, split_by_node  # noqa: E402
-from augpipe.train import Split, TrainOptions, check_dataset, check_memory, train  # noqa: E402
+from augpipe.training.model import DEFAULT_ARCH, ArchError, build_model, layer_table, memory_bytes  # noqa: E402
+from augpipe.readers import ShardDataset, ShardIterable, split_by_node  # noqa: E402
+from augpipe.training.run import Split, TrainOptions, check_dataset, check_memory, train  # noqa: E402
 from conftest import make_folder, write_image  # noqa: E402
 
 
@@ -151,7 +151,7 @@ def test_spawned_workers_keep_the_rank(uneven, monkeypatch):
     """A worker that spawns has no process group: the rank travels in the pickled dataset."""
     import pickle
 
-    import augpipe.torch as readers
+    import augpipe.readers as readers
 
     it = ShardIterable(uneven, "train", return_row=True)
     monkeypatch.setattr(readers, "_rank_and_world", lambda: (1, 2))  # as inside rank 1 of a DDP job
@@ -723,7 +723,7 @@ def test_l2_pooling_in_the_layer_table():
 
 
 def test_help_shows_each_task_s_default_architecture(cli):
-    from augpipe.model import DEFAULT_ARCHS, DEFAULT_SIZES
+    from augpipe.training.model import DEFAULT_ARCHS, DEFAULT_SIZES
 
     text = "".join(cli("train", "--help").output.replace("│", " ").split())
     for task, arch in DEFAULT_ARCHS.items():

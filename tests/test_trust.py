@@ -154,7 +154,7 @@ def test_a_shard_is_not_published_once_another_run_owns_the_folder(tmp_path, fol
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
     from augpipe.sources import scan
-    from augpipe.tasks import Job, write_shard
+    from augpipe.jobs import RunSpec, write_shard
 
     out = tmp_path / "out"
     out.mkdir()
@@ -162,7 +162,7 @@ def test_a_shard_is_not_published_once_another_run_owns_the_folder(tmp_path, fol
     recipe = load_recipe("flips")
     found = scan(str(folder))
     task = make_plan(found, recipe, 1, 0.0, False, 1 << 30).shards[0]
-    job = Job(str(folder), str(out), recipe, 0, 10**8, False, tuple(found.classes), True, lock_token="mine")
+    job = RunSpec(str(folder), str(out), recipe, 0, 10**8, False, tuple(found.classes), True, lock_token="mine")
     with pytest.raises(OutputError, match="another run took over"):
         write_shard(task, job)
     assert not list(out.glob("*.parquet"))
@@ -310,7 +310,7 @@ def test_a_fifo_swapped_in_after_the_scan_is_skipped_not_waited_on(tmp_path, fol
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
     from augpipe.sources import scan
-    from augpipe.tasks import Job, write_shard
+    from augpipe.jobs import RunSpec, write_shard
 
     out = tmp_path / "out"
     recipe = load_recipe("flips")
@@ -320,7 +320,7 @@ def test_a_fifo_swapped_in_after_the_scan_is_skipped_not_waited_on(tmp_path, fol
     victim.unlink()
     os.mkfifo(victim)
     (out / ".augpipe" / "tmp").mkdir(parents=True)
-    job = Job(str(folder), str(out), recipe, 0, 10**8, False, tuple(found.classes), True)
+    job = RunSpec(str(folder), str(out), recipe, 0, 10**8, False, tuple(found.classes), True)
     record = write_shard(task, job)
     assert record["skipped"] == [[task.sources[0].relpath, "not a regular file (a pipe, socket or device)"]]
 
@@ -567,7 +567,7 @@ def test_verify_flags_an_augmented_copy_of_one_flat_colour(folder, tmp_path, cli
 def test_train_refuses_identical_content_in_training_and_validation(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("matplotlib")
-    from augpipe.train import TrainOptions, train
+    from augpipe.training.run import TrainOptions, train
 
     data = duplicated_folder(tmp_path / "data")
     out = tmp_path / "out"

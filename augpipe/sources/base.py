@@ -14,7 +14,6 @@ from pathlib import PurePosixPath
 from augpipe.decode import SUPPORTED_SUFFIXES
 from augpipe.errors import SourceError
 
-TASKS = ("classification", "detection", "segmentation")
 # Split folder names, matched case-insensitively; `valid` is Roboflow's.
 SPLIT_FOLDERS = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation",
                  "test": "test"}

@@ -5,7 +5,7 @@
     detection       every object: CenterNet-style heads     detection.py
     segmentation    a class for every pixel                 segmentation.py
 
-`augpipe.train.train` is the entry point; it picks the task from the dataset (or --task),
+`augpipe.training.run.train` is the entry point; it picks the task from the dataset (or --task),
 plans and refuses before any data is read, then hands the task to the loop.
 """
 

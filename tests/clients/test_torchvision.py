@@ -23,7 +23,7 @@ from torchvision.transforms.functional import pil_to_tensor, to_tensor  # noqa: 
 from typer.testing import CliRunner  # noqa: E402
 
 from augpipe.cli import app  # noqa: E402
-from augpipe.torch import ShardDataset, ShardIterable, collate  # noqa: E402
+from augpipe.readers import ShardDataset, ShardIterable, collate  # noqa: E402
 from conftest import make_scenes  # noqa: E402
 
 RECIPE = """name: flips-png

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from augpipe.errors import OutputError, SkipInput, StrictSkipError
 from augpipe.layout import record_name
 from augpipe.output import TMP_DIR, RunLock
-from augpipe.plan import ShardTask
+from augpipe.plan import ShardJob
 from augpipe.recipe import Recipe
 from augpipe.row import row_spec
 from augpipe.sample import augment_sample
@@ -27,7 +27,7 @@ from augpipe.targets import kind_for
 
 
 @dataclass(frozen=True)
-class Job:
+class RunSpec:
     """What every task of one run shares."""
 
     source: str  # a path or URI
@@ -63,12 +63,12 @@ def store_for(location: str):
 # ---------------------------------------------------------------- hashing
 
 @dataclass(frozen=True)
-class HashTask:
+class HashJob:
     names: tuple[str, ...]
     cost: int  # bytes to read
 
 
-def hash_sources(task: HashTask, job: Job, progress: Callable[[int], None] | None = None) -> list[tuple]:
+def hash_sources(task: HashJob, job: RunSpec, progress: Callable[[int], None] | None = None) -> list[tuple]:
     """(name, sha256, width, height, None) for each source, or (name, None, 0, 0, reason) for
     one that cannot be used. The content decides the split; the sizes size the recipe's dry run."""
     from augpipe.decode import oriented_size
@@ -88,15 +88,15 @@ def hash_sources(task: HashTask, job: Job, progress: Callable[[int], None] | Non
     return out
 
 
-def hash_tasks(names: list[tuple[str, int]], per_task: int = 256) -> list[HashTask]:
+def hash_jobs(names: list[tuple[str, int]], per_task: int = 256) -> list[HashJob]:
     """(name, size) pairs in tasks of `per_task` files."""
-    return [HashTask(tuple(n for n, _ in names[i:i + per_task]), sum(s for _, s in names[i:i + per_task]))
+    return [HashJob(tuple(n for n, _ in names[i:i + per_task]), sum(s for _, s in names[i:i + per_task]))
             for i in range(0, len(names), per_task)]
 
 
 # ---------------------------------------------------------------- one shard
 
-def write_shard(task: ShardTask, job: Job, progress: Callable[[int], None] | None = None) -> dict:
+def write_shard(task: ShardJob, job: RunSpec, progress: Callable[[int], None] | None = None) -> dict:
     """Write one shard, publish it, then its record; returns the record (rows, checksum, counts,
     skipped inputs, copies that failed)."""
     started = time.perf_counter()
@@ -214,7 +214,7 @@ def prefetched(store, names: list[str]):
             yield name, future.result()
 
 
-def _counted(job: Job, src, rows: list[dict]) -> Counter:
+def _counted(job: RunSpec, src, rows: list[dict]) -> Counter:
     """What `by_class` counts: rows a class (classification), objects a class (detection)."""
     if job.task == "detection":
         return Counter(job.classes[c] for row in rows for c in row["objects"]["category"])

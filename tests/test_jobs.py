@@ -18,7 +18,7 @@ from PIL import Image
 
 from augpipe import ExpandOptions, expand
 from augpipe.recipe import parse_recipe
-from augpipe.sample import SourceTask, augment_sample, moves_pixels
+from augpipe.sample import SourceItem, augment_sample, moves_pixels
 from augpipe.sources.base import Objects
 from augpipe.targets import kind_for
 from conftest import make_scenes, shard_hashes, write_image
@@ -49,7 +49,7 @@ def run(boxes, transforms: str, categories=None, masks=False, **top):
                       segments=tuple(("polygon", ((x, y, x + w, y, x + w, y + h, x, y + h),)) for x, y, w, h in boxes)
                       if masks else None)
     kind = kind_for("detection", instance_masks=masks)
-    return augment_sample(picture(boxes), SourceTask("a.png", None, (0, 1), target=objects),
+    return augment_sample(picture(boxes), SourceItem("a.png", None, (0, 1), target=objects),
                           recipe(transforms, **top), 0, 10**8, kind=kind)
 
 
@@ -105,7 +105,7 @@ def test_exif_orientation_turns_the_image_and_leaves_the_boxes_on_the_upright_im
     exif[0x0112] = 6  # stored on its side: shown turned 90° clockwise
     PILImage.fromarray(image).save(buf, "JPEG", quality=95, exif=exif)
     objects = Objects(((10.0, 20.0, 30.0, 15.0),), (0,), (1,))  # drawn on the upright image, as ultralytics reads it
-    result = augment_sample(buf.getvalue(), SourceTask("a.jpg", None, (0,), target=objects),
+    result = augment_sample(buf.getvalue(), SourceItem("a.jpg", None, (0,), target=objects),
                             recipe("[HorizontalFlip]"), 0, 10**8, kind=kind_for("detection"))
     row = result.rows[0]
     assert (row["width"], row["height"]) == (H, W) and result.orientation == 6
@@ -122,7 +122,7 @@ def segmented(boxes, polygons, transforms: str, top: str = "", output: str = "{f
     objects = Objects(tuple(tuple(b) for b in boxes), (0,) * len(boxes), tuple(range(len(boxes))),
                       segments=tuple(None if p is None else ("polygon", (tuple(p),)) for p in polygons))
     r = parse_recipe(f"copies: 1\noutput: {output}\n{top}transforms: {transforms}\n")
-    return augment_sample(picture(boxes), SourceTask("a.png", None, (0, 1), target=objects), r, 0, 10**8,
+    return augment_sample(picture(boxes), SourceItem("a.png", None, (0, 1), target=objects), r, 0, 10**8,
                           kind=kind_for("detection", instance_masks=True))
 
 
@@ -136,7 +136,7 @@ def test_a_rotated_object_gets_its_masks_extent_with_or_without_a_segment():
     masks = rotated["objects"]["mask"]
     assert sliver == extent(masks[0]["bytes"])
     # albumentations' box of the sliver's rotated box (ellipse method) is not the sliver's extent
-    alone = augment_sample(picture(boxes), SourceTask("a.png", None, (1,), target=Objects(
+    alone = augment_sample(picture(boxes), SourceItem("a.png", None, (1,), target=Objects(
         tuple(tuple(b) for b in boxes), (0, 0), (0, 1))), parse_recipe(
         f"copies: 1\noutput: {{format: png}}\ntransforms: {rotate}\n"), 0, 10**8, kind=kind_for("detection")).rows[0]
     assert plain == extent(masks[1]["bytes"])  # without a segment: its filled box's extent
@@ -179,7 +179,7 @@ def test_resize_gives_objects_their_resized_masks_extent():
     for row in result.rows:
         for box, mask in zip(boxes_of(row), row["objects"]["mask"]):
             assert box == extent(mask["bytes"])
-    plain = augment_sample(picture(boxes), SourceTask("a.png", None, (0,), target=Objects(
+    plain = augment_sample(picture(boxes), SourceItem("a.png", None, (0,), target=Objects(
         tuple(tuple(b) for b in boxes), (0, 0), (0, 1))), parse_recipe(
         "copies: 0\noutput: {format: png, resize: {height: 37, width: 53}}\ntransforms: []\n"),
         0, 10**8, kind=kind_for("detection")).rows[0]
@@ -219,7 +219,7 @@ def test_masks_keep_their_indices_through_rotation_and_resize():
     kind = kind_for("segmentation")
     r = parse_recipe("copies: 3\noutput: {format: png, resize: {height: 45, width: 75}}\n"
                      "transforms: [{Rotate: {limit: [-30, 30], p: 1}}, {RandomScale: {scale_limit: 0.2, p: 1}}]\n")
-    result = augment_sample(png(np.zeros((H, W, 3), np.uint8)), SourceTask("a.png", None, (0, 1, 2, 3),
+    result = augment_sample(png(np.zeros((H, W, 3), np.uint8)), SourceItem("a.png", None, (0, 1, 2, 3),
                             target=MaskRef("a_mask.png")), r, 0, 10**8, kind=kind, extra=buf.getvalue())
     for row in result.rows:
         out = np.asarray(Image.open(io.BytesIO(row["annotation"]["bytes"])))
@@ -430,7 +430,7 @@ def test_a_mask_that_changes_during_the_run_is_a_recorded_skip(scenes):
     store = open_store(str(scenes["masks"]))
     from augpipe.errors import SkipInput
 
-    task = SourceTask(f.relpath, None, (0,), None, f.target, extra_sha256="f" * 64)
+    task = SourceItem(f.relpath, None, (0,), None, f.target, extra_sha256="f" * 64)
     with pytest.raises(SkipInput, match="its mask changed during the run"):
         augment_sample(store.read_bytes(f.relpath), task, recipe("[HorizontalFlip]"), 0, 10**8,
                        kind=kind_for("segmentation"), extra=store.read_bytes(f.target.path))

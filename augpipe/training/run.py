@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from augpipe.errors import OutputError, SourceError, UsageError
-from augpipe.model import (DEFAULT_ARCH, DEFAULT_ARCHS, DEFAULT_SIZES, TASKS, build_model, build_task_model,
+from augpipe.training.model import (DEFAULT_ARCH, DEFAULT_ARCHS, DEFAULT_SIZES, TASKS, build_model, build_task_model,
                            classifier_index, format_table, layer_table, megabytes, memory_bytes, task_table)
 from augpipe.training import task_class, task_module
 from augpipe.training.base import plot_curves
@@ -28,7 +28,6 @@ from augpipe.training.data import MEAN, STD, Split, check_dataset, plural, subse
 from augpipe.training.loop import compare as _compare, fit, resolve_device
 
 DEFAULT_SIZE = DEFAULT_SIZES["classification"]
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 __all__ = ["DEFAULT_ARCH", "DEFAULT_SIZE", "MEAN", "STD", "Split", "TrainOptions", "available_memory", "check_dataset",
            "check_memory", "evaluate", "fit", "layer_table", "load_split", "plot_confusion", "plural",
