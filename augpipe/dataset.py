@@ -24,6 +24,13 @@ class Dataset:
     def classes(self) -> list[str]:
         return self.manifest["classes"]
 
+    @property
+    def kind(self):
+        """The dataset's target kind (`augpipe.targets`)."""
+        from augpipe.targets import for_manifest
+
+        return for_manifest(self.manifest)
+
     def splits(self) -> list[str]:
         present = {s["split"] for s in self.manifest["shards"]}
         return [s for s in SPLITS if s in present]
@@ -41,6 +48,27 @@ class Dataset:
 
     def open(self, name: str):
         return self.store.open_input(name)
+
+    def iter_batches(self, split: str, columns: list[str] | None = None):
+        """One split's rows as Arrow record batches, a row group at a time, shard by shard in the
+        manifest's order: the one way rows are read. A shard that cannot be read is one line."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        names = [s["name"] for s in self.shards(split)]
+        fs, paths = self.paths(names)
+        for name, path in zip(names, paths):
+            try:
+                with fs.open_input_file(path) as fh:
+                    reader = pq.ParquetFile(fh)
+                    for g in range(reader.metadata.num_row_groups):
+                        yield from reader.read_row_group(g, columns=columns).to_batches()
+            except FileNotFoundError:
+                raise SourceError(f"{self.location}: shard {name} is missing: augpipe inspect --verify lists the "
+                                  "damage") from None
+            except (OSError, pa.ArrowException) as exc:
+                raise SourceError(f"{self.location}: shard {name} cannot be read ({str(exc).splitlines()[0][:120]}): "
+                                  "augpipe inspect --verify lists the damage") from None
 
     def read(self, split: str, columns: list[str] | None = None, filters=None):
         """One split's rows as a table, or one line naming the shard that cannot be read."""

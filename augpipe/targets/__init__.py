@@ -71,6 +71,21 @@ class Target:
 _KINDS: dict[tuple, Target] = {}
 
 
+def for_manifest(manifest: dict) -> Target:
+    """A dataset's target kind, from its manifest: the one place it is derived."""
+    task = manifest.get("task", "classification")
+    return kind_for(task, bool(manifest.get("instance_masks", False)),
+                    len(manifest.get("classes", ())) if task == "segmentation" else 0)
+
+
+def for_scan(scan) -> Target:
+    """A source's target kind, from its scan (detection: instance masks when any object has one)."""
+    masks = scan.task == "detection" and any(
+        f.target is not None and f.target.segments and any(s is not None for s in f.target.segments)
+        for f in scan.files)
+    return kind_for(scan.task, masks, len(scan.classes) if scan.task == "segmentation" else 0)
+
+
 def kind_for(task: str, instance_masks: bool = False, classes: int = 0) -> Target:
     """The target kind of a task with its per-dataset options (detection: instance masks or not;
     segmentation: the number of named classes, 0 when the mask values are all there is),
