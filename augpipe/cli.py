@@ -432,13 +432,12 @@ def shape(
 ) -> None:
     """The layer table of an architecture: each output size by O = (W − K + 2P)/S + 1, parameters, and
     the memory of a training step."""
-    from augpipe.training.model import DEFAULT_ARCHS, format_table, layer_table, task_table
+    from augpipe.training.model import DEFAULT_ARCHS, format_table, task_table
 
     if task not in DEFAULT_ARCHS:
         raise UsageError(f"--task is one of {', '.join(DEFAULT_ARCHS)}; not '{task}'")
     arch = DEFAULT_ARCHS[task] if arch is None else arch
-    rows = layer_table(arch, size, classes, complete=False) if task == "classification" else \
-        task_table(task, arch, size, classes)
+    rows = task_table(task, arch, size, classes, complete=False)
     typer.echo("\n".join(format_table(rows, size, batch=batch_size)))
 
 
@@ -462,12 +461,13 @@ def check(
     """Validate a recipe, run it on a test image, and say what it will do. Exit 1 when it has warnings."""
     from augpipe.dryrun import check_recipe
     from augpipe.recipe import check_for_task, describe, load_recipe
-    from augpipe.targets import TASKS, kind_for
+    from augpipe.targets import check_choices
 
-    if task not in (*TASKS, "detection-masks"):
-        raise UsageError(f"--task is one of {', '.join(TASKS)}, detection-masks; not '{task}'")
+    kinds = check_choices()
+    if task not in kinds:
+        raise UsageError(f"--task is one of {', '.join(kinds)}; not '{task}'")
     r = load_recipe(recipe)
-    kind = kind_for(task.removesuffix("-masks"), instance_masks=task.endswith("-masks"))
+    kind = kinds[task]
     task_warnings = check_for_task(r, kind)
     found = check_recipe(r, kind=kind)
     out = r.output

@@ -34,7 +34,6 @@ names are replaced); any other non-empty folder is refused.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -43,6 +42,7 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from augpipe.errors import OutputError, SourceError, UsageError
+from augpipe.targets.masks import read_instance_mask
 
 FORMATS = {"yolo": "detection", "coco": "detection", "voc": "detection", "imagefolder": "classification",
            "masks": "segmentation"}
@@ -318,14 +318,6 @@ def _objects(row: dict) -> list[tuple[list[float], int, bytes | None]]:
             zip(objects.get("bbox") or [], objects.get("category") or [], masks)]
 
 
-def _mask(mask_png: bytes):
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(io.BytesIO(mask_png)) as im:
-        return (np.asarray(im) > 0).astype(np.uint8)
-
-
 def _rings(mask) -> list:
     """The outer outline of each 8-connected part of a mask, on the pixels' edges: (N, 2) int
     arrays of pixel corners, one vertex a turn. Traced at twice the size, where a contour point
@@ -451,7 +443,7 @@ def _yolo(ds, store, rows, task: str) -> dict:
         lines = []
         for (x, y, bw, bh), c, mask in _objects(row):
             if task == "segment":
-                points = _yolo_polygon(None if mask is None else _mask(mask), (x, y, bw, bh))
+                points = _yolo_polygon(None if mask is None else read_instance_mask(mask), (x, y, bw, bh))
                 lines.append(f"{c} " + " ".join(f"{v / (w if i % 2 == 0 else h):.6f}" for i, v in enumerate(points)))
             else:
                 lines.append(f"{c} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}")
@@ -496,7 +488,7 @@ def _coco(ds, store, rows, layout: str) -> dict:
                           "bbox": [round(v, 3) for v in box], "area": round(box[2] * box[3], 3),
                           "iscrowd": int(crowd[k]) if k < len(crowd) and crowd[k] is not None else 0}
             if mask_png is not None:
-                mask = _mask(mask_png)
+                mask = read_instance_mask(mask_png)
                 annotation["area"] = int(mask.sum())
                 annotation["segmentation"] = _coco_segmentation(mask)
             else:

@@ -99,9 +99,7 @@ def _verify_rows(ds, shard: dict, m: dict, seen: dict) -> list[str]:
     problems = []
     if rows != shard["rows"]:
         problems.append(f"{name}: {rows} rows, the manifest says {shard['rows']}")
-    from augpipe.targets import kind_for
-
-    kind = kind_for(m["task"], m.get("instance_masks", False))
+    kind = ds.kind
     classes = m["classes"] if m["labelled"] else []
     wanted = ("image", "copy", "source", "source_sha256", "width", "height", "split",
               *(c.name for c in kind.columns(m["classes"], m["labelled"])))

@@ -12,7 +12,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from augpipe.errors import OutputError, SkipInput, StrictSkipError
 from augpipe.layout import record_name
@@ -23,7 +23,7 @@ from augpipe.row import row_spec
 from augpipe.sample import augment_sample
 from augpipe.shards import ShardWriter
 from augpipe.store import open_store, read_source
-from augpipe.targets import kind_for
+from augpipe.targets import Target, kind_for
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,10 @@ class RunSpec:
     classes: tuple[str, ...]
     labelled: bool
     lock_token: str | None = None  # a shard is published only while the run still owns OUT
-    task: str = "classification"
-    instance_masks: bool = False
-
-    def kind(self):
-        return kind_for(self.task, self.instance_masks, len(self.classes) if self.task == "segmentation" else 0)
+    kind: Target = field(default_factory=lambda: kind_for("classification"))  # the sources' target kind
 
     def row_spec(self):
-        return row_spec(self.kind(), self.classes, self.labelled)
+        return row_spec(self.kind, self.classes, self.labelled)
 
 
 _STORES: dict[str, object] = {}
@@ -101,19 +97,19 @@ def write_shard(task: ShardJob, job: RunSpec, progress: Callable[[int], None] | 
     skipped inputs, copies that failed)."""
     started = time.perf_counter()
     source, out = store_for(job.source), store_for(job.out)
-    kind = job.kind()
+    kind = job.kind
     writer = ShardWriter(task.name, out.temp_dir(TMP_DIR), job.row_spec())
     by_class: Counter = Counter()
     conversions: Counter = Counter()
     copies = Counter()
     skipped, failed, discarded = [], [], []
     oriented: list[str] = []  # labelled sources with an EXIF orientation tag
-    names = [n for src in task.sources for n in (src.relpath, *_extra_names(kind, src))]
+    names = [n for src in task.sources for n in (src.relpath, *kind.extra_files(src))]
     reads = prefetched(source, names)
     try:
         for src in task.sources:
             try:
-                data = [next(reads)[1] for _ in range(1 + len(_extra_names(kind, src)))]
+                data = [next(reads)[1] for _ in range(1 + len(kind.extra_files(src)))]
                 for part in data:
                     if isinstance(part, SkipInput):
                         raise part
@@ -131,11 +127,11 @@ def write_shard(task: ShardJob, job: RunSpec, progress: Callable[[int], None] | 
                 for row in result.rows:
                     writer.write(row)
                     copies["originals" if row["copy"] == 0 else "augmented"] += 1
-                by_class.update(_counted(job, src, result.rows))
+                by_class.update(kind.count(result.rows, job.classes, src))
                 copies["sources"] += 1
                 copies["dropped"] += result.dropped
                 discarded += [[src.relpath, reason] for reason in result.discarded]
-                if result.orientation not in (None, 1) and kind.task != "classification":
+                if result.orientation not in (None, 1) and kind.spatial:
                     oriented.append(src.relpath)
                 if result.conversion:
                     conversions[result.conversion] += 1
@@ -178,11 +174,6 @@ def write_shard(task: ShardJob, job: RunSpec, progress: Callable[[int], None] | 
     return record
 
 
-def _extra_names(kind, src) -> tuple[str, ...]:
-    """The other files a source needs: its semantic mask."""
-    return (src.target.path,) if kind.task == "segmentation" else ()
-
-
 # Object stores answer each read after a round trip: a worker keeps this many in flight while it
 # works on the images already read. Local files are read when they are needed.
 PREFETCH = 8
@@ -212,12 +203,3 @@ def prefetched(store, names: list[str]):
             if i + PREFETCH < len(names):
                 pending.append((names[i + PREFETCH], pool.submit(read, names[i + PREFETCH])))
             yield name, future.result()
-
-
-def _counted(job: RunSpec, src, rows: list[dict]) -> Counter:
-    """What `by_class` counts: rows a class (classification), objects a class (detection)."""
-    if job.task == "detection":
-        return Counter(job.classes[c] for row in rows for c in row["objects"]["category"])
-    if job.task == "segmentation":
-        return Counter({"(rows)": len(rows)})
-    return Counter({job.classes[src.label] if src.label is not None else "(unlabelled)": len(rows)})

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from augpipe import __version__
 from augpipe.errors import OutputError, SourceError, StrictSkipError, UsageError
+from augpipe.targets import for_scan
 
 # About 36 bytes a pixel at the peak of one image's augmentation (decode, transforms, encode):
 # 25 megapixels keep a worker under about 1 GB.
@@ -103,12 +104,12 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     _strict(options, found.skipped)
     copies = recipe.copies if options.copies is None else options.copies
     job = RunSpec(source, out, recipe, options.seed, options.max_pixels, options.strict, tuple(found.classes),
-              found.labelled, task=found.task, instance_masks=_instance_masks(found))
-    task_warnings = check_for_task(recipe, job.kind())
+              found.labelled, kind=for_scan(found))
+    task_warnings = check_for_task(recipe, job.kind)
     hashes, sizes = None, None
     if options.split_by == "content":
         hashes, sizes = _hash_sources(engine, found, job, options)
-    warnings = [*found.warnings, *check_recipe(recipe, sizes, job.kind()).warnings, *task_warnings,
+    warnings = [*found.warnings, *check_recipe(recipe, sizes, job.kind).warnings, *task_warnings,
                 *_split_folder_leaks(found.files, hashes)]
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
@@ -214,12 +215,6 @@ def _split_folder_leaks(files, hashes: dict | None) -> list[str]:
             "validation would score images training has seen"]
 
 
-def _instance_masks(found) -> bool:
-    """A detection dataset carries instance masks when any of its objects has one."""
-    return found.task == "detection" and any(f.target is not None and f.target.segments and
-                                             any(s is not None for s in f.target.segments) for f in found.files)
-
-
 class _Failures:
     """Copies that failed, by reason: the same failure on many inputs stops the run."""
 
@@ -278,7 +273,7 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
         identity=identity, recipe=recipe, source=_shown(source), seed=options.seed, options=settings,
         classes=found.classes, labelled=found.labelled, records=records, scan_skipped=found.skipped,
         timing=timing, engine=engine.describe(), task=found.task,
-        extra={"format": found.format, "instance_masks": _instance_masks(found),
+        extra={"format": found.format, **for_scan(found).manifest_fields(),
                **({"category_ids": found.category_ids} if found.category_ids is not None else {}),
                "dropped_boxes": sum(r.get("dropped_boxes", 0) for r in records),
                "dropped_objects": [{"path": p, "reason": r} for p, r in

@@ -17,6 +17,7 @@ from augpipe.layout import SPLITS, shard_name
 from augpipe.recipe import Recipe
 from augpipe.sample import SourceItem
 from augpipe.sources import Scan, SourceFile
+from augpipe.targets import for_scan
 
 # Cut a split into at least this many shards when it has rows enough, so that workers have
 # work to share; a fixed number, never the worker count, keeps shard files reproducible.
@@ -76,7 +77,8 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
     hashes = hashes or {}
     if not 0 <= val_fraction < 1:
         raise SourceError(f"--val-fraction must be at least 0 and below 1, not {val_fraction}")
-    if balance and scan.task == "segmentation":
+    grouping = for_scan(scan).balance_group(scan.classes)
+    if balance and grouping is None:
         raise SourceError("--balance needs a class an image, or classes of objects: a segmentation dataset has neither")
     if balance and not scan.labelled:
         raise SourceError("--balance needs class folders: this source has no labels")
@@ -86,7 +88,7 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
     by_split: dict[str, list[SourceFile]] = {s: [] for s in SPLITS}
     for f in scan.files:
         by_split[assign_split(f, val_fraction, hashes.get(f.relpath))].append(f)
-    group = _rarest_class(by_split["train"], scan.classes) if scan.task == "detection" else (lambda f: f.class_name)
+    group = grouping(by_split["train"]) if balance else None
     train_copies = _copies_per_source(by_split["train"], copies, recipe.keep_original, balance, group)
     shards: list[ShardJob] = []
     for split in SPLITS:
@@ -107,20 +109,8 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
     )
 
 
-def _rarest_class(files: list[SourceFile], classes) -> callable:
-    """Detection balances images by the rarest class among their objects (objects counted over the
-    training split); an image without objects is background, a group of its own."""
-    objects = Counter(c for f in files if f.target is not None for c in f.target.categories)
-
-    def group(f: SourceFile) -> str:
-        present = set(f.target.categories) if f.target is not None else set()
-        return classes[min(present, key=lambda c: (objects[c], c))] if present else "(background)"
-
-    return group
-
-
 def _copies_per_source(files: list[SourceFile], copies: int, keep_original: bool, balance: bool,
-                       group=lambda f: f.class_name) -> dict[str, tuple]:
+                       group) -> dict[str, tuple]:
     originals = (0,) if keep_original else ()
     if not balance:
         return {f.relpath: originals + tuple(range(1, copies + 1)) for f in files}

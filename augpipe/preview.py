@@ -136,17 +136,17 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     """Originals and augmented copies of a few training images, exactly as `expand` makes them."""
     import hashlib
 
-    from augpipe.pipeline import DEFAULT_MAX_PIXELS, _instance_masks
+    from augpipe.pipeline import DEFAULT_MAX_PIXELS
     from augpipe.plan import assign_split
     from augpipe.recipe import check_for_task, load_recipe
     from augpipe.sample import SourceItem, augment_sample
     from augpipe.sources import scan
     from augpipe.store import open_store, read_source
-    from augpipe.targets import kind_for
+    from augpipe.targets import for_scan
 
     recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
     found = scan(str(root), layout, format, voc_zero_based)
-    kind = kind_for(found.task, _instance_masks(found), len(found.classes) if found.task == "segmentation" else 0)
+    kind = for_scan(found)
     check_for_task(recipe, kind)
     store = open_store(str(root))
     copies = recipe.copies if copies is None else copies
@@ -169,7 +169,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
             content = hashlib.sha256(data).hexdigest() if split_by == "content" else None
             if assign_split(f, val_fraction, content) != "train":
                 continue  # expand holds this one out for validation: it is never augmented
-            extra = read_source(store, f.target.path) if found.task == "segmentation" else None
+            extra = next((read_source(store, name) for name in kind.extra_files(f)), None)
             result = augment_sample(data, task, recipe, seed, max_pixels or DEFAULT_MAX_PIXELS, kind=kind,
                                     extra=extra)
         except SkipInput as exc:
@@ -188,12 +188,10 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     """Originals grouped with their augmented copies, read back from an expanded dataset."""
     from augpipe.dataset import open_dataset
 
-    from augpipe.targets import kind_for
-
     ds = open_dataset(location)
     names = ds.classes
-    kind = kind_for(ds.manifest["task"], ds.manifest.get("instance_masks", False))
-    labelled = ds.manifest["task"] == "classification"
+    kind = ds.kind
+    labelled = "label" in kind.reader_columns()
     index = ds.read("train", columns=["source", "label"] if labelled else ["source"])
     if index is None or index.num_rows == 0:
         raise SourceError(f"{ds.location} has no training rows to preview")

@@ -55,14 +55,12 @@ def _locate(path, split: str):
     """(pyarrow filesystem, the split's shards, the dataset's target kind, its class names), one
     manifest read."""
     from augpipe.dataset import open_dataset
-    from augpipe.targets import kind_for
 
     ds = open_dataset(path)
     names = [s["name"] for s in ds.shards(split)]
     if not names:
         raise FileNotFoundError(f"no {split} shards in {path}")
-    kind = kind_for(ds.manifest["task"], bool(ds.manifest.get("instance_masks", False)))
-    return (*ds.paths(names), kind, list(ds.classes))
+    return (*ds.paths(names), ds.kind, list(ds.classes))
 
 
 def columns(path: str | os.PathLike) -> list[str]:
@@ -95,8 +93,8 @@ def to_image(rgb: np.ndarray, convention: str = "augpipe") -> torch.Tensor:
     return chw.to(torch.float32).div_(255) if convention == "torchvision" else chw
 
 
-def to_target(task: str, arrays: dict, box_format: str = "xyxy", convention: str = "augpipe"):
-    """A target kind's arrays (`Target.arrays`) as torch takes them:
+def to_target(kind, arrays: dict, box_format: str = "xyxy", convention: str = "augpipe"):
+    """A target kind's arrays (`Target.arrays`) as torch takes them (`Target.torch_target`):
 
         classification  the label, an int (-1 when unlabelled)
         detection       {"boxes": float32 [N, 4] in pixels, xyxy (torchvision's) or xywh (COCO's),
@@ -104,21 +102,10 @@ def to_target(task: str, arrays: dict, box_format: str = "xyxy", convention: str
         segmentation    the mask, int64 [H, W] of class indices
 
     With `convention="torchvision"` detection labels are the class indices plus one (1 to C: its
-    detection models keep 0 for the background); labels and masks of the other tasks are as above.
+    detection models keep 0 for the background); labels and masks of the other kinds are as above.
     """
     check_layout(box_format, convention)
-    if task == "classification":
-        return arrays["label"]
-    if task == "segmentation":
-        return torch.from_numpy(np.asarray(arrays["mask"], dtype=np.int64))
-    boxes = torch.from_numpy(np.array(arrays["boxes"], dtype=np.float32).reshape(-1, 4))
-    if box_format == "xyxy":
-        boxes[:, 2:] += boxes[:, :2]
-    labels = torch.from_numpy(np.asarray(arrays["labels"], dtype=np.int64).reshape(-1))
-    out = {"boxes": boxes, "labels": labels + 1 if convention == "torchvision" else labels}
-    if "masks" in arrays:
-        out["masks"] = torch.from_numpy(np.ascontiguousarray(arrays["masks"], dtype=np.uint8))
-    return out
+    return kind.torch_target(arrays, box_format, convention)
 
 
 def row_key(row: dict) -> str:
@@ -137,7 +124,7 @@ def _item(row: dict, reader) -> object:
     if reader.augment is not None:
         rgb, arrays = reader.augment.augment_arrays(rgb, arrays, reader.augment.draw_seed(row_key(row), reader.epoch))
     image = reader.transform(rgb) if reader.transform is not None else to_image(rgb, reader.convention)
-    target = to_target(kind.task, arrays, reader.box_format, reader.convention)
+    target = to_target(kind, arrays, reader.box_format, reader.convention)
     if reader.return_row:
         return {**row, "image": image, "image_bytes": row["image"]["bytes"], "target": target}
     return image, target
@@ -147,11 +134,10 @@ def _recipe_transform(recipe, seed: int, kind, epoch_seed: bool):
     if recipe is None:
         return None
     if isinstance(recipe, RecipeTransform):  # its own seed; the reader's epoch
-        if recipe.task != kind.task:
-            raise ValueError(f"{recipe!r} is for {recipe.task}, the dataset is {kind.task}")
+        if recipe.task != kind.name:
+            raise ValueError(f"{recipe!r} is for {recipe.task}, the dataset is {kind.name}")
         return recipe
-    return RecipeTransform(recipe, seed=seed, task=kind.task, instance_masks=getattr(kind, "with_masks", False),
-                           epoch_seed=epoch_seed)
+    return RecipeTransform(recipe, seed=seed, kind=kind, epoch_seed=epoch_seed)
 
 
 class _Epoch:
@@ -192,7 +178,8 @@ class RecipeTransform(_WithEpoch):
 
     Use it in any torch Dataset: `t(image)` gives the image, `t(image, target)` (image, target).
     `image`: an H×W×3 uint8 RGB array, a C×H×W uint8 tensor or a PIL image (the same comes back);
-    `target` by `task`: a label (passed through), a detection dict {"boxes" [N, 4] in `box_format`,
+    `target` by `task` (or `kind`, a kind of `augpipe.targets`, in place of task and
+    instance_masks): a label (passed through), a detection dict {"boxes" [N, 4] in `box_format`,
     "labels" [N], optional "masks" [N, H, W]} (arrays or tensors, the same come back; other
     per-object fields, "iscrowd", "area", are kept as they were for the boxes the recipe keeps),
     or a segmentation mask [H, W] of class indices 0..255.
@@ -208,21 +195,18 @@ class RecipeTransform(_WithEpoch):
     """
 
     def __init__(self, recipe, seed: int = 0, task: str = "classification", instance_masks: bool = False,
-                 epoch_seed: bool = True, box_format: str = "xyxy", convention: str = "augpipe"):
+                 epoch_seed: bool = True, box_format: str = "xyxy", convention: str = "augpipe", *, kind=None):
         from augpipe.recipe import Recipe, check_for_task, load_recipe
+        from augpipe.targets import kind_for
 
         check_layout(box_format, convention)
         self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-        self.seed, self.task, self.instance_masks = int(seed), task, bool(instance_masks)
+        if kind is None:
+            kind = kind_for(task, instance_masks=True) if instance_masks else kind_for(task)
+        self.kind, self.task, self.seed = kind, kind.name, int(seed)
         self.epoch_seed, self.box_format, self.convention = epoch_seed, box_format, convention
         self._epoch = _Epoch()
         check_for_task(self.recipe, self.kind)
-
-    @property
-    def kind(self):
-        from augpipe.targets import kind_for
-
-        return kind_for(self.task, self.instance_masks and self.task == "detection")
 
     def draw_seed(self, key=None, epoch: int | None = None) -> int:
         """The seed of one draw: from (seed, key, epoch), or torch's generator without a key."""
@@ -236,17 +220,14 @@ class RecipeTransform(_WithEpoch):
         """The recipe at `seed` on an RGB array and a target in the kind's `arrays()` layout
         (COCO xywh boxes): both, augmented and resized as `output.resize` says."""
         from augpipe.sample import apply_recipe, resize as resize_with_target
-        from augpipe.targets import kind_for
 
         kind = self.kind
-        if kind.task == "detection" and "masks" in arrays and not kind.with_masks:
-            kind = kind_for("detection", True)
-        state = _state(kind, arrays, rgb.shape)
+        state = kind.from_arrays(arrays, rgb.shape)
         image, state, _ = apply_recipe(rgb, self.recipe, seed, kind, state)
         size = self.recipe.output.resize
         if size is not None:
             image, state = resize_with_target(image, state, kind, size.height, size.width)
-        return image, _arrays(kind, state, image.shape)
+        return image, kind.to_arrays(state, image.shape)
 
     def __call__(self, image, target=None, *, key=None, epoch: int | None = None):
         rgb, back = _as_rgb(image, self.convention)
@@ -261,108 +242,12 @@ class RecipeTransform(_WithEpoch):
 
                 out = resize_image(out, resize.height, resize.width)
             return back(out)
-        arrays, restore = self._arrays_in(target, rgb.shape)
+        arrays, restore = self.kind.from_user_target(target, rgb.shape, self.box_format, self.convention)
         out, arrays = self.augment_arrays(rgb, arrays, seed)
         return back(out), restore(arrays)
 
-    def _arrays_in(self, target, shape):
-        """A user's target as the kind's arrays, and how to give the result back in its layout."""
-        if self.task == "classification":
-            return {"label": target}, lambda a: a["label"]
-        if self.task == "segmentation":
-            tensor = isinstance(target, torch.Tensor)
-            dtype = target.dtype
-            mask = np.asarray(target.cpu() if tensor else target)
-            if mask.max(initial=0) > 255 or mask.min(initial=0) < 0:
-                raise ValueError("a segmentation mask's class indices must be 0 to 255")
-            return ({"mask": mask.astype(np.uint8)},
-                    lambda a: torch.from_numpy(a["mask"]).to(dtype) if tensor else a["mask"].astype(mask.dtype))
-        tensors = isinstance(target["boxes"], torch.Tensor)
-        boxes = np.array(_numpy(target["boxes"]), dtype=np.float64).reshape(-1, 4)
-        if self.box_format == "xyxy":
-            boxes[:, 2:] -= boxes[:, :2]
-        n = len(boxes)
-        # objects are known by their position in here: the boxes that survive say which they are
-        arrays = {"boxes": boxes, "labels": np.asarray(_numpy(target["labels"]), dtype=np.int64).reshape(n),
-                  "ids": np.arange(n, dtype=np.int64)}
-        if "masks" in target:
-            arrays["masks"] = (np.asarray(_numpy(target["masks"])) > 0).astype(np.uint8).reshape(n, *shape[:2])
-
-        def restore(a: dict) -> dict:
-            """The target's own keys: boxes, labels, masks augmented; any other per-object field
-            ("ids", "area", "iscrowd"...) kept, as it was, for the objects that survived."""
-            kept = a["ids"]
-            out = {}
-            for k, v in target.items():
-                if k == "boxes":
-                    value = a["boxes"].astype(np.float32).copy()
-                    if self.box_format == "xyxy":
-                        value[:, 2:] += value[:, :2]
-                elif k in ("labels", "masks"):
-                    value = a[k]
-                elif np.ndim(_numpy(v)) >= 1 and len(v) == n:
-                    value = np.asarray(_numpy(v))[kept]
-                else:
-                    out[k] = v
-                    continue
-                if tensors or isinstance(v, torch.Tensor) or self.convention == "torchvision":
-                    out[k] = torch.from_numpy(np.ascontiguousarray(value))
-                    if isinstance(v, torch.Tensor):
-                        out[k] = out[k].to(v.dtype)
-                else:
-                    out[k] = value
-            return out
-
-        return arrays, restore
-
     def __repr__(self) -> str:
         return f"RecipeTransform({self.recipe.name!r}, seed={self.seed}, task={self.task!r})"
-
-
-def _numpy(value):
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
-
-
-def _state(kind, arrays: dict, shape):
-    """The target state `apply_recipe` takes, from a kind's arrays."""
-    if kind.task == "classification":
-        return arrays["label"]
-    if kind.task == "segmentation":
-        from augpipe.targets.semantic import Mask
-
-        return Mask(np.ascontiguousarray(arrays["mask"], dtype=np.uint8), None)
-    from augpipe.targets.boxes import Boxes
-
-    boxes = np.asarray(arrays["boxes"], dtype=np.float64).reshape(-1, 4)
-    n = len(boxes)
-    labels = np.asarray(arrays["labels"], dtype=np.int64).reshape(n)
-    ids = np.asarray(arrays.get("ids", np.arange(n)), dtype=np.int64).reshape(n)
-    if len(set(ids.tolist())) < n:  # masks are paired with boxes by id: make them unique
-        ids = np.arange(n, dtype=np.int64)
-    masks = None
-    if getattr(kind, "with_masks", False):
-        given = arrays.get("masks")
-        masks = [] if given is None else [np.ascontiguousarray(m, dtype=np.uint8) for m in given]
-        if len(masks) != n:
-            raise ValueError(f"{n} boxes but {len(masks)} instance masks")
-    return Boxes(boxes, labels, ids, masks)
-
-
-def _arrays(kind, state, shape) -> dict:
-    """A kind's arrays from `apply_recipe`'s state, as `expand` would write them (boxes to a
-    thousandth of a pixel, in float32)."""
-    if kind.task == "classification":
-        return {"label": state}
-    if kind.task == "segmentation":
-        return {"mask": state.mask}
-    out = {"boxes": np.round(state.boxes, 3).astype(np.float32).reshape(-1, 4),
-           "labels": np.asarray(state.categories, dtype=np.int64),
-           "ids": np.asarray(state.ids, dtype=np.int64)}
-    if state.masks is not None:
-        h, w = shape[:2]
-        out["masks"] = (np.stack([(np.asarray(m) > 0) for m in state.masks]).astype(np.uint8) if len(state.masks)
-                        else np.zeros((0, h, w), np.uint8))
-    return out
 
 
 def _as_rgb(image, convention: str = "augpipe"):
@@ -462,9 +347,7 @@ class ShardDataset(_WithEpoch, Dataset):
         if return_row:
             self._columns = columns(path)
         else:  # what the target and the recipe's seed need, not the lineage
-            self._columns = ["image", *(c.name for c in self.kind.columns([], True))]
-            if self.kind.task == "detection":
-                self._columns += ["width", "height"]
+            self._columns = ["image", *self.kind.reader_columns()]
             if self.augment is not None:
                 self._columns += ["source", "copy"]
         self._cache_bytes = cache_bytes
@@ -506,8 +389,8 @@ class ShardDataset(_WithEpoch, Dataset):
 
     def labels(self) -> list[int | None]:
         """Every row's label, in order, without decoding an image (classification)."""
-        if self.kind.task != "classification":
-            raise ValueError(f"a {self.kind.task} dataset's rows have no label")
+        if "label" not in self.kind.reader_columns():
+            raise ValueError(f"a {self.kind.name} dataset's rows have no label")
         out = []
         for name in self.files:
             with self.fs.open_input_file(name) as fh:

@@ -420,17 +420,19 @@ def build_compose(recipe: Recipe, kind: Any = None) -> Any:
     """The recipe's Compose for a target kind (classification when None), built once per process
     (it holds random state). Masks move with nearest-neighbour interpolation (class indices stay
     indices); for boxes, rotations default to the recipe's `rotate_method`."""
-    task = getattr(kind, "task", "classification")
-    key = (recipe.sha256, task, tuple(getattr(kind, "albumentations_targets", ())))
+    if kind is None:
+        from augpipe.targets import kind_for
+
+        kind = kind_for("classification")
+    key = (recipe.sha256, kind.name, tuple(kind.albumentations_targets))
     compose = _COMPOSES.get(key)
     if compose is None:
         import cv2
 
         # once, not per image: a catch_warnings() around every call costs more than some transforms
         warnings.filterwarnings("ignore", category=UserWarning, module=r"albumentations\.")
-        specs = recipe.transforms if task != "detection" else [_with_rotate_method(s, recipe.rotate_method)
-                                                                for s in recipe.transforms]
-        options = kind.compose_options(recipe) if kind is not None else {}
+        specs = kind.compose_transforms(recipe)
+        options = kind.compose_options(recipe)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             compose = compose_class()([build_transform(s) for s in specs], p=1.0, save_applied_params=True,
@@ -472,10 +474,11 @@ def compose_class() -> type:
     return _COMPOSE_CLASS[0]
 
 
-def _with_rotate_method(spec: dict, method: str) -> dict:
+def with_rotate_method(spec: dict, method: str) -> dict:
+    """The spec with `rotate_method` set where its transform takes one and does not set it."""
     spec = dict(spec)
     if "transforms" in spec:
-        spec["transforms"] = [_with_rotate_method(s, method) for s in spec["transforms"]]
+        spec["transforms"] = [with_rotate_method(s, method) for s in spec["transforms"]]
     elif "rotate_method" in init_parameters(allowed_transforms()[spec[_FULLNAME]]) and "rotate_method" not in spec:
         spec["rotate_method"] = method
     return spec
@@ -499,7 +502,7 @@ def check_for_task(recipe: Recipe, kind: Any) -> list[str]:
         missing = missing_targets(cls, params, provided)
         if missing:
             needs = ", ".join(repr(t) for t in sorted(missing))
-            raise RecipeError(f"{recipe.path}: {label} {spec[_FULLNAME]}: needs {needs}, which a {kind.task} dataset "
+            raise RecipeError(f"{recipe.path}: {label} {spec[_FULLNAME]}: needs {needs}, which a {kind.name} dataset "
                               "does not have")
         targets = getattr(cls, "_targets", ())
         targets = targets if isinstance(targets, tuple) else (targets,)
@@ -508,13 +511,12 @@ def check_for_task(recipe: Recipe, kind: Any) -> list[str]:
                 if carried[target] not in targets:
                     what = {"bboxes": "boxes", "mask": "masks", "masks": "instance masks"}[target]
                     raise RecipeError(f"{recipe.path}: {label} {spec[_FULLNAME]}: cannot move {what}, which this "
-                                      f"{kind.task} dataset has")
-    return _mirror_warnings(recipe, kind)
+                                      f"{kind.name} dataset has")
+    return kind.check_recipe(recipe)
 
 
-def _mirror_warnings(recipe: Recipe, kind: Any) -> list[str]:
-    if kind.task != "detection":
-        return []
+def mirror_warnings(recipe: Recipe) -> list[str]:
+    """A warning for each transform whose border mode mirrors the image into the border."""
     out = []
     for label, spec in _walk(recipe.transforms, "transform "):
         mode = spec.get("border_mode")

@@ -105,7 +105,7 @@ class RowSpec:
 
 def row_spec(kind, class_names: list[str] | tuple[str, ...], labelled: bool = True) -> RowSpec:
     """The columns of a task's rows: the image, the target kind's columns, the common ones."""
-    return RowSpec((image_column(), *kind.columns(list(class_names), labelled), *COMMON), kind.task)
+    return RowSpec((image_column(), *kind.columns(list(class_names), labelled), *COMMON), kind.name)
 
 
 def classification(class_names: list[str] | tuple[str, ...], labelled: bool = True) -> RowSpec:

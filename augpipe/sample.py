@@ -124,7 +124,7 @@ def _first_line(exc: BaseException) -> str:
 
 def resize(image: np.ndarray, target, kind: Target, height: int, width: int):
     """`output.resize` of an image and its target together."""
-    if kind.task == "classification":
+    if not kind.spatial:
         return codec.resize(image, height, width), target
     from augpipe.targets.geometry import resize
 

@@ -238,7 +238,7 @@ def test_a_voc_export_of_a_class_with_a_colon_lists_it_where_datumaro_reads_it(t
 def test_a_32_bit_mask_value_outside_a_byte_is_a_recorded_skip(tmp_path):
     from PIL import Image
 
-    from augpipe.targets.semantic import read_mask
+    from augpipe.targets.masks import read_mask
 
     root = make_scenes(tmp_path / "seg", n=4, fmt="masks")
     values = np.asarray(Image.open(root / "masks" / "scene_000.png"), np.int32)

@@ -92,7 +92,7 @@ def test_a_box_pushed_out_of_the_image_is_dropped_and_counted_with_its_mask():
     assert len(masks) == 1 and masks[0].shape == (H, W)
     ys, xs = np.nonzero(masks[0])
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (40, 59, 5, 14)  # its own mask, moved with it
-    assert kind_for("detection", True).caption(moved, original) == "1 box, 1 dropped"
+    assert kind_for("detection", instance_masks=True).caption(moved, original) == "1 box, 1 dropped"
 
 
 def test_exif_orientation_turns_the_image_and_leaves_the_boxes_on_the_upright_image():

@@ -14,8 +14,8 @@ from conftest import make_folder, make_scenes, upload
 
 from augpipe import ExpandOptions, expand
 from augpipe.decode import row_image
-from augpipe.targets.boxes import _unpng
-from augpipe.targets.semantic import read_mask
+from augpipe.targets.masks import read_instance_mask
+from augpipe.targets.masks import read_mask
 from augpipe.readers import RecipeTransform, ShardDataset, ShardIterable, collate, row_key
 
 QUIET = {"workers": 1, "progress": False}
@@ -86,7 +86,7 @@ def test_detection_targets_are_the_shards_boxes_in_either_format(coco):
         corners[:, 2:] += corners[:, :2]
         assert np.array_equal(target["boxes"].numpy(), corners)
         assert target["labels"].dtype == torch.int64 and target["labels"].tolist() == row["objects"]["category"]
-        masks = np.stack([_unpng(m["bytes"]) > 0 for m in row["objects"]["mask"]]).astype(np.uint8)
+        masks = np.stack([read_instance_mask(m["bytes"]) > 0 for m in row["objects"]["mask"]]).astype(np.uint8)
         assert target["masks"].dtype == torch.uint8 and np.array_equal(target["masks"].numpy(), masks)
         assert set(target) == {"boxes", "labels", "masks"}
         assert torch.equal(row["target"]["boxes"], target["boxes"])  # return_row carries the target too
@@ -178,7 +178,7 @@ def test_recipe_on_the_fly_equals_expand_for_detection(coco, recipe_file):
             assert np.array_equal(image.permute(1, 2, 0).numpy(), row_image(copy["image_bytes"]))
             assert np.array_equal(target["boxes"].numpy(), np.asarray(copy["objects"]["bbox"], np.float32).reshape(-1, 4))
             assert target["labels"].tolist() == copy["objects"]["category"]
-            masks = [_unpng(m["bytes"]) > 0 for m in copy["objects"]["mask"]]
+            masks = [read_instance_mask(m["bytes"]) > 0 for m in copy["objects"]["mask"]]
             assert np.array_equal(target["masks"].numpy(), np.asarray(masks, np.uint8).reshape(target["masks"].shape))
             draws[(row["source"], epoch)] = image
     sources = {s for s, _ in draws}
@@ -326,8 +326,9 @@ def test_torchvision_convention_leaves_other_targets_alone(segmentation, tmp_pat
 
 def test_an_empty_image_in_torchvision_convention_is_empty_tensors():
     from augpipe.readers import to_target
+    from augpipe.targets import kind_for
 
-    target = to_target("detection", {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64),
+    target = to_target(kind_for("detection", instance_masks=True), {"boxes": np.zeros((0, 4), np.float32), "labels": np.zeros(0, np.int64),
                                      "masks": np.zeros((0, 6, 5), np.uint8)}, convention="torchvision")
     assert target["boxes"].shape == (0, 4) and target["boxes"].dtype == torch.float32
     assert target["labels"].shape == (0,) and target["labels"].dtype == torch.int64

@@ -14,10 +14,7 @@ from pathlib import PurePosixPath
 from augpipe.errors import SourceError
 from augpipe.sources.base import Scan, SourceFile, digest, is_image, no_images, split_of_folder
 from augpipe.store import LIST_THREADS, is_arrow_error
-
-# A box may overhang the image by this much (pixels) and is clipped: the rounding of the tool
-# that wrote it, or Pascal VOC's 1-based xmax = width. Further out, the image is skipped.
-EDGE = 1.0
+from augpipe.targets.boxes import box_problem
 
 
 # --format auto reads a layout only when its annotations cover at least this share of the images:
@@ -123,15 +120,12 @@ def check_box(k: int, box: tuple[float, float, float, float], size: tuple[float,
     """(box, None) or (None, reason): a COCO [x, y, w, h] box in pixels, checked against the
     image's size when the annotation gives it (the worker checks again against the decoded size)."""
     x, y, w, h = box
-    if not all(math.isfinite(v) for v in box):
-        return None, f"{shown(k, box)}: not a number"
-    if w <= 0 or h <= 0:
-        return None, f"{shown(k, box)}: {'width' if w <= 0 else 'height'} ≤ 0"
+    why = box_problem(box, size)
+    if why is not None:
+        return None, f"{shown(k, box)}: {why}"
     if size is None:
         return (x, y, w, h), None
     width, height = size
-    if x < -EDGE or y < -EDGE or x + w > width + EDGE or y + h > height + EDGE:
-        return None, f"{shown(k, box)}: outside the {size_text(width, height)} image"
     # within EDGE of the image: clipped to it
     x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, float(width)), min(y + h, float(height))
     if x1 <= x0 or y1 <= y0:

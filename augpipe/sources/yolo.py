@@ -31,6 +31,7 @@ import yaml
 from augpipe.errors import SourceError
 from augpipe.sources.base import Objects, Scan, SourceFile, is_image, split_of_folder
 from augpipe.sources.common import finish, join, parent, read_files, share, text, usable
+from augpipe.targets.boxes import box_problem
 
 YAMLS = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 SPLIT_KEYS = (("train", "train"), ("val", "validation"), ("valid", "validation"), ("test", "test"))
@@ -307,8 +308,9 @@ def _problem(k: int, box: tuple, values: list[float]) -> str | None:
     if not all(math.isfinite(v) for v in values):
         return f"{shown}: not a number"
     cx, cy, w, h = box
-    if w <= 0 or h <= 0:
-        return f"{shown}: {'width' if w <= 0 else 'height'} ≤ 0"
+    why = box_problem((cx - w / 2, cy - h / 2, w, h))
+    if why is not None:
+        return f"{shown}: {why}"
     edges = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2) if len(values) == 4 else values
     if any(v < -TOLERANCE or v > 1 + TOLERANCE for v in edges):
         return f"{shown}: outside the image (beyond 0..1)"

@@ -1,99 +1,63 @@
-"""Targets: what a row carries beside its image, one kind a task.
+"""Targets: what a row carries beside its image, one kind a module.
 
-Each kind owns its whole life (the albumentations `composition.py` processor, per target):
-its columns, how it is loaded and checked against the decoded image, how it goes through
-albumentations and back, how it is written to a row, drawn on a preview and verified.
+Every module here that defines `KIND` (a `Target` subclass, see base.py for the contract) is a
+kind, registered by its `name`; nothing else lists them, so a new kind is one new file.
 
-    classification  a class label          `label`
-    detection       boxes (+ instance masks) `objects`
-    segmentation    a semantic mask        `annotation`
+    classification  a class label            `label`        label.py
+    detection       boxes (+ instance masks) `objects`      boxes.py
+    segmentation    a semantic mask          `annotation`   semantic.py
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 
-TASKS = ("classification", "detection", "segmentation")
-_MODULES = {"classification": "label", "detection": "boxes", "segmentation": "semantic"}
-
-
-class Target:
-    """The interface every kind implements (see label.py for the smallest)."""
-
-    task = ""
-    # what the kind hands albumentations: a transform that cannot carry these is refused
-    albumentations_targets: tuple[str, ...] = ()
-
-    def columns(self, classes: list[str], labelled: bool) -> list:
-        raise NotImplementedError
-
-    def compose_options(self, recipe) -> dict:
-        """Extra `A.Compose` arguments (bbox_params, mask_interpolation)."""
-        return {}
-
-    def load(self, src, rgb, extra: bytes | None):
-        """The source's target on its decoded image (orientation applied), or SkipInput."""
-        raise NotImplementedError
-
-    def example(self, width: int, height: int):
-        """A made-up target on a width×height test image, for the recipe's dry run."""
-        return None
-
-    def inputs(self, state) -> dict:
-        return {}
-
-    def outputs(self, result: dict, state):
-        return state
-
-    def moved(self, state, bbox_params=None):
-        """The state after a step that moved pixels (a spatial transform, a resize): what derives
-        from the moved targets, derived again (detection: boxes from their masks)."""
-        return state
-
-    def values(self, state, image) -> dict:
-        raise NotImplementedError
-
-    def caption(self, values: dict, original: dict | None) -> str:
-        """What a row's target is, for a preview caption; `original` is copy 0's row, if any."""
-        return ""
-
-    def draw(self, rgb, values: dict, classes: list[str]):
-        return rgb
-
-    def verify(self, row: dict, width: int, height: int, classes: list[str]) -> list[str]:
-        return []
-
-    def arrays(self, row: dict) -> dict:
-        """A row's target as numpy arrays, for readers and trainers."""
-        raise NotImplementedError
+from augpipe.targets.base import Target
 
 
-_KINDS: dict[tuple, Target] = {}
+@functools.lru_cache(maxsize=None)
+def registry() -> dict[str, type[Target]]:
+    """Every kind by name, in name order: the modules of this package that define KIND."""
+    kinds = {}
+    for module in pkgutil.iter_modules(__path__):
+        cls = getattr(importlib.import_module(f"{__name__}.{module.name}"), "KIND", None)
+        if cls is not None:
+            kinds[cls.name] = cls
+    return dict(sorted(kinds.items()))
+
+
+def names() -> tuple[str, ...]:
+    return tuple(registry())
+
+
+def _kind_class(name: str) -> type[Target]:
+    kinds = registry()
+    if name not in kinds:
+        raise ValueError(f"unknown target kind {name!r}: one of {', '.join(kinds)}")
+    return kinds[name]
+
+
+def kind_for(name: str, **options) -> Target:
+    """A kind by name with its options (detection: instance_masks)."""
+    cls = _kind_class(name)
+    try:
+        return cls(**options)
+    except TypeError:
+        raise ValueError(f"a {name} target takes no option {', '.join(options)}") from None
 
 
 def for_manifest(manifest: dict) -> Target:
     """A dataset's target kind, from its manifest: the one place it is derived."""
-    task = manifest.get("task", "classification")
-    return kind_for(task, bool(manifest.get("instance_masks", False)),
-                    len(manifest.get("classes", ())) if task == "segmentation" else 0)
+    return _kind_class(manifest.get("task", "classification")).of_manifest(manifest)
 
 
 def for_scan(scan) -> Target:
-    """A source's target kind, from its scan (detection: instance masks when any object has one)."""
-    masks = scan.task == "detection" and any(
-        f.target is not None and f.target.segments and any(s is not None for s in f.target.segments)
-        for f in scan.files)
-    return kind_for(scan.task, masks, len(scan.classes) if scan.task == "segmentation" else 0)
+    """A source's target kind, from its scan."""
+    return _kind_class(scan.task).of_scan(scan)
 
 
-def kind_for(task: str, instance_masks: bool = False, classes: int = 0) -> Target:
-    """The target kind of a task with its per-dataset options (detection: instance masks or not;
-    segmentation: the number of named classes, 0 when the mask values are all there is),
-    created once per process."""
-    key = (task, instance_masks, classes)
-    if key not in _KINDS:
-        if task not in _MODULES:
-            raise ValueError(f"unknown task {task!r}: one of {', '.join(TASKS)}")
-        cls = importlib.import_module(f"augpipe.targets.{_MODULES[task]}").KIND
-        _KINDS[key] = cls(instance_masks) if task == "detection" else cls(classes) if task == "segmentation" else cls()
-    return _KINDS[key]
+def check_choices() -> dict[str, Target]:
+    """`augpipe check --task`'s choices: every kind's variants."""
+    return {name: kind for cls in registry().values() for name, kind in cls.variants().items()}

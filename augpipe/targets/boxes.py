@@ -16,8 +16,8 @@ box's corners, which after a rotation or at an edge is not the shape's extent (a
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,11 +25,14 @@ import pyarrow as pa
 
 from augpipe.errors import SkipInput
 from augpipe.row import IMAGE_TYPE, Column, _bytes_array, _image_array
-from augpipe.targets import Target
+from augpipe.targets.base import Target
+from augpipe.targets.masks import read_instance_mask, write_instance_mask
 
 BBOX = pa.list_(pa.float32(), 4)
 MAX_POINTS_PER_PIXEL = 4  # an object's polygon points, at most, per pixel of its image
-EDGE = 1.0  # a box over the image's edge by at most this many pixels is clipped, not refused
+# A box may overhang the image by this many pixels and is clipped: the rounding of the tool that
+# wrote it, or Pascal VOC's 1-based xmax = width. Further out, the image is skipped.
+EDGE = 1.0
 
 
 @dataclass
@@ -128,14 +131,67 @@ def _per_object(values: dict, key: str):
 
 
 class BoxesKind(Target):
-    task = "detection"
+    name = "detection"
+    spatial = True
 
     def __init__(self, instance_masks: bool = False):
         self.with_masks = instance_masks
         self.albumentations_targets = ("bboxes", "masks") if instance_masks else ("bboxes",)
+        self.train_tasks = ("localisation", "detection", "segmentation") if instance_masks else \
+            ("localisation", "detection")
+
+    @classmethod
+    def of_scan(cls, scan) -> BoxesKind:
+        """Instance masks when any object has a segment."""
+        return cls(any(f.target is not None and f.target.segments and any(s is not None for s in f.target.segments)
+                       for f in scan.files))
+
+    @classmethod
+    def of_manifest(cls, manifest: dict) -> BoxesKind:
+        return cls(bool(manifest.get("instance_masks", False)))
+
+    @classmethod
+    def variants(cls) -> dict[str, Target]:
+        return {"detection": cls(), "detection-masks": cls(True)}
+
+    def manifest_fields(self) -> dict:
+        return {"instance_masks": self.with_masks}
 
     def columns(self, classes, labelled):
         return [objects_column(classes, self.with_masks)]
+
+    def reader_columns(self) -> list[str]:
+        return ["objects", "width", "height"]
+
+    def count(self, rows, classes, src) -> Counter:
+        """Objects a class."""
+        return Counter(classes[c] for row in rows for c in row["objects"]["category"])
+
+    def balance_group(self, classes):
+        """Images by the rarest class among their objects (objects counted over the training
+        files); an image without objects is background, a group of its own."""
+
+        def grouping(files):
+            objects = Counter(c for f in files if f.target is not None for c in f.target.categories)
+
+            def group(f) -> str:
+                present = set(f.target.categories) if f.target is not None else set()
+                return classes[min(present, key=lambda c: (objects[c], c))] if present else "(background)"
+
+            return group
+
+        return grouping
+
+    def compose_transforms(self, recipe) -> list[dict]:
+        """Rotations default to the recipe's `rotate_method`."""
+        from augpipe.recipe import with_rotate_method
+
+        return [with_rotate_method(s, recipe.rotate_method) for s in recipe.transforms]
+
+    def check_recipe(self, recipe) -> list[str]:
+        from augpipe.recipe import mirror_warnings
+
+        return mirror_warnings(recipe)
 
     def compose_options(self, recipe) -> dict:
         from augpipe.recipe import import_albumentations
@@ -222,7 +278,7 @@ class BoxesKind(Target):
         objects = {"bbox": np.round(state.boxes, 3).astype(np.float32), "category": state.categories,
                    "area": np.round(areas, 3), "id": state.ids, "iscrowd": state.crowd()}
         if state.masks is not None:
-            objects["mask"] = [{"bytes": _png(m), "path": None} for m in state.masks]
+            objects["mask"] = [{"bytes": write_instance_mask(m), "path": None} for m in state.masks]
         return {"objects": objects}
 
     def caption(self, values: dict, original: dict | None) -> str:
@@ -238,11 +294,68 @@ class BoxesKind(Target):
         image = rgb
         for m, c in zip(field(values, "mask"), field(values, "category")):
             if m and m.get("bytes"):
-                image = overlay(image, (_unpng(m["bytes"]) > 0).astype(np.int64) * (int(c) + 1) - 1)
+                image = overlay(image, read_instance_mask(m["bytes"]).astype(np.int64) * (int(c) + 1) - 1)
         return draw_boxes(image, field(values, "bbox"), field(values, "category"), classes)
 
     def arrays(self, row):
         return arrays(row, self.with_masks)
+
+    def from_arrays(self, arrays: dict, shape) -> Boxes:
+        """Instance masks when the kind has them or the arrays give them."""
+        boxes = np.asarray(arrays["boxes"], dtype=np.float64).reshape(-1, 4)
+        n = len(boxes)
+        labels = np.asarray(arrays["labels"], dtype=np.int64).reshape(n)
+        ids = np.asarray(arrays.get("ids", np.arange(n)), dtype=np.int64).reshape(n)
+        if len(set(ids.tolist())) < n:  # masks are paired with boxes by id: make them unique
+            ids = np.arange(n, dtype=np.int64)
+        masks = None
+        if self.with_masks or "masks" in arrays:
+            given = arrays.get("masks")
+            masks = [] if given is None else [np.ascontiguousarray(m, dtype=np.uint8) for m in given]
+            if len(masks) != n:
+                raise ValueError(f"{n} boxes but {len(masks)} instance masks")
+        return Boxes(boxes, labels, ids, masks)
+
+    def to_arrays(self, state: Boxes, shape) -> dict:
+        """As `expand` would write them: boxes to a thousandth of a pixel, in float32."""
+        out = {"boxes": np.round(state.boxes, 3).astype(np.float32).reshape(-1, 4),
+               "labels": np.asarray(state.categories, dtype=np.int64),
+               "ids": np.asarray(state.ids, dtype=np.int64)}
+        if state.masks is not None:
+            h, w = shape[:2]
+            out["masks"] = (np.stack([(np.asarray(m) > 0) for m in state.masks]).astype(np.uint8)
+                            if len(state.masks) else np.zeros((0, h, w), np.uint8))
+        return out
+
+    def torch_target(self, arrays, box_format, convention):
+        """{"boxes": float32 [N, 4] in pixels, xyxy (torchvision's) or xywh (COCO's), "labels":
+        int64 [N] (from 1 with the torchvision convention: 0 is its background), and with
+        instance masks "masks": uint8 [N, H, W] of 0/1}."""
+        import torch
+
+        boxes = torch.from_numpy(np.array(arrays["boxes"], dtype=np.float32).reshape(-1, 4))
+        if box_format == "xyxy":
+            boxes[:, 2:] += boxes[:, :2]
+        labels = torch.from_numpy(np.asarray(arrays["labels"], dtype=np.int64).reshape(-1))
+        out = {"boxes": boxes, "labels": labels + 1 if convention == "torchvision" else labels}
+        if "masks" in arrays:
+            out["masks"] = torch.from_numpy(np.ascontiguousarray(arrays["masks"], dtype=np.uint8))
+        return out
+
+    def from_user_target(self, target, shape, box_format, convention):
+        import torch
+
+        boxes = np.array(_numpy(target["boxes"]), dtype=np.float64).reshape(-1, 4)
+        if box_format == "xyxy":
+            boxes[:, 2:] -= boxes[:, :2]
+        n = len(boxes)
+        # objects are known by their position in here: the boxes that survive say which they are
+        arrays = {"boxes": boxes, "labels": np.asarray(_numpy(target["labels"]), dtype=np.int64).reshape(n),
+                  "ids": np.arange(n, dtype=np.int64)}
+        if "masks" in target:
+            arrays["masks"] = (np.asarray(_numpy(target["masks"])) > 0).astype(np.uint8).reshape(n, *shape[:2])
+        tensors = isinstance(target["boxes"], torch.Tensor) or convention == "torchvision"
+        return arrays, lambda a: _restored(target, a, n, box_format, tensors)
 
     def verify(self, row, width, height, classes):
         problems = []
@@ -250,17 +363,17 @@ class BoxesKind(Target):
         if len(boxes) != len(categories):
             problems.append(f"{len(boxes)} boxes but {len(categories)} categories")
         for k, box in enumerate(boxes):
-            x, y, w, h = box
-            if not all(math.isfinite(v) for v in box) or w <= 0 or h <= 0:
+            why = box_problem(box, (width, height))
+            if why is not None and why.startswith("outside"):
+                problems.append(f"box {k} {[round(v, 1) for v in box]}: {why}")
+            elif why is not None:
                 problems.append(f"box {k} {list(box)}: not a box of positive size")
-            elif x < -EDGE or y < -EDGE or x + w > width + EDGE or y + h > height + EDGE:
-                problems.append(f"box {k} {[round(v, 1) for v in box]}: outside the {width}×{height} image")
         for k, c in enumerate(categories):
             if not 0 <= c < len(classes):
                 problems.append(f"box {k}: category {c} outside the {len(classes)} classes")
         for k, m in enumerate(field(row, "mask")):
             try:
-                shape = _unpng(m["bytes"]).shape
+                shape = read_instance_mask(m["bytes"]).shape
             except Exception:  # noqa: BLE001 - any failure to decode is the problem reported
                 problems.append(f"mask {k} does not decode")
                 continue
@@ -279,8 +392,40 @@ def arrays(row: dict, masks: bool) -> dict:
         out["iscrowd"] = np.asarray(field(row, "iscrowd"), dtype=np.int64)
     if masks:
         h, w = int(row["height"]), int(row["width"])
-        decoded = [(_unpng(m["bytes"]) > 0).astype(np.uint8) for m in field(row, "mask") if m]
+        decoded = [read_instance_mask(m["bytes"]) for m in field(row, "mask") if m]
         out["masks"] = np.stack(decoded) if decoded else np.zeros((0, h, w), np.uint8)
+    return out
+
+
+def _numpy(value):
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else value
+
+
+def _restored(target: dict, a: dict, n: int, box_format: str, tensors: bool) -> dict:
+    """The user's target's own keys: boxes, labels, masks augmented; any other per-object field
+    ("ids", "area", "iscrowd"...) kept, as it was, for the objects that survived; as tensors when
+    the boxes came as one (or for torchvision), a tensor given keeping its dtype."""
+    import torch
+
+    out = {}
+    for k, v in target.items():
+        if k == "boxes":
+            value = a["boxes"].astype(np.float32).copy()
+            if box_format == "xyxy":
+                value[:, 2:] += value[:, :2]
+        elif k in ("labels", "masks"):
+            value = a[k]
+        elif np.ndim(_numpy(v)) >= 1 and len(v) == n:
+            value = np.asarray(_numpy(v))[a["ids"]]
+        else:
+            out[k] = v
+            continue
+        if tensors or isinstance(v, torch.Tensor):
+            out[k] = torch.from_numpy(np.ascontiguousarray(value))
+            if isinstance(v, torch.Tensor):
+                out[k] = out[k].to(v.dtype)
+        else:
+            out[k] = value
     return out
 
 
@@ -324,6 +469,26 @@ def _reselect(masks: list, boxes: np.ndarray, keys: np.ndarray) -> list[np.ndarr
     return out
 
 
+def box_problem(box, size: tuple[float, float] | None = None, edge: float = EDGE) -> str | None:
+    """Why a COCO [x, y, w, h] box is no box (None when it is one): not a number, no width or
+    height, or (given the image's width and height) over its edge by more than `edge`. Every
+    reader, the worker and `--verify` check boxes here."""
+    x, y, w, h = box
+    if not all(math.isfinite(v) for v in box):
+        return "not a number"
+    if w <= 0 or h <= 0:
+        return f"{'width' if w <= 0 else 'height'} ≤ 0"
+    if size is not None:
+        width, height = size
+        if x < -edge or y < -edge or x + w > width + edge or y + h > height + edge:
+            return f"outside the {_number(width)}×{_number(height)} image"
+    return None
+
+
+def _number(v) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:g}"
+
+
 def _absolute(objects, size: tuple[int, int]) -> np.ndarray:
     boxes = np.asarray(objects.boxes, dtype=np.float64).reshape(-1, 4)
     if objects.normalised:  # YOLO: centre and size, fractions of the image
@@ -336,14 +501,10 @@ def _absolute(objects, size: tuple[int, int]) -> np.ndarray:
 def _checked(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Boxes inside the image, or SkipInput naming the first that is not (in pixels)."""
     w, h = size
-    for k, (x, y, bw, bh) in enumerate(boxes):
-        shown = f"box {k} [{x:.1f}, {y:.1f}, {bw:.1f}, {bh:.1f}]"
-        if not all(math.isfinite(v) for v in (x, y, bw, bh)):
-            raise SkipInput(f"{shown}: not a number")
-        if bw <= 0 or bh <= 0:
-            raise SkipInput(f"{shown}: {'width' if bw <= 0 else 'height'} ≤ 0")
-        if x < -EDGE or y < -EDGE or x + bw > w + EDGE or y + bh > h + EDGE:
-            raise SkipInput(f"{shown}: outside the {w}×{h} image")
+    for k, box in enumerate(boxes):
+        why = box_problem(box, size)
+        if why is not None:
+            raise SkipInput(f"box {k} [{', '.join(f'{v:.1f}' for v in box)}]: {why}")
     x0 = np.clip(boxes[:, 0], 0, w)
     y0 = np.clip(boxes[:, 1], 0, h)
     x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w)
@@ -503,22 +664,6 @@ def _rle_counts(text: bytes, pixels: int) -> list[int]:
         total += x
         counts.append(x)
     return counts
-
-
-def _png(mask: np.ndarray) -> bytes:
-    """An instance mask as a grey PNG, 255 inside (viewable as it is), 0 outside."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), "L").save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _unpng(data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im)
 
 
 KIND = BoxesKind

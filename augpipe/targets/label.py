@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from augpipe.row import label_column
-from augpipe.targets import Target
+from augpipe.targets.base import Target
 
 
 class Label(Target):
-    task = "classification"
+    name = "classification"
+    train_tasks = ("classification",)
+
+    def manifest_fields(self) -> dict:
+        return {"instance_masks": False}  # what every 0.3 manifest records
 
     def columns(self, classes, labelled):
         return [label_column(classes, labelled)]
@@ -18,15 +24,33 @@ class Label(Target):
     def values(self, state, image) -> dict:
         return {"label": state}
 
+    def count(self, rows, classes, src) -> Counter:
+        return Counter({classes[src.label] if src.label is not None else "(unlabelled)": len(rows)})
+
+    def balance_group(self, classes):
+        return lambda files: (lambda f: f.class_name)
+
     def verify(self, row, width, height, classes):
         label = row.get("label")
         if classes and (label is None or not 0 <= label < len(classes)):
             return [f"label {label} outside the {len(classes)} classes"]
         return []
 
-
     def arrays(self, row):
         return {"label": -1 if row.get("label") is None else int(row["label"])}
+
+    def from_arrays(self, arrays, shape):
+        return arrays["label"]
+
+    def to_arrays(self, state, shape) -> dict:
+        return {"label": state}
+
+    def torch_target(self, arrays, box_format, convention):
+        """The label, an int (-1 when unlabelled)."""
+        return arrays["label"]
+
+    def from_user_target(self, target, shape, box_format, convention):
+        return {"label": target}, lambda a: a["label"]
 
 
 KIND = Label

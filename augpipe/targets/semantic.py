@@ -1,22 +1,22 @@
 """Semantic segmentation: a mask a row, its pixel values the class indices.
 
 The column is `annotation: struct<bytes, path>`, a Hugging Face Image() holding a PNG whose
-values are the indices as they were (mode L, or P with the source's palette). Masks are read
-with PIL: OpenCV expands palette PNGs into colours even with IMREAD_UNCHANGED. There is no
-`label` column beside it (`rename_columns` would make two).
+values are the indices as they were (mode L, or P with the source's palette; see masks.py).
+There is no `label` column beside it (`rename_columns` would make two).
 """
 
 from __future__ import annotations
 
-import io
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from augpipe.errors import SkipInput
 from augpipe.row import image_column
-from augpipe.targets import Target
+from augpipe.targets.base import Target
 from augpipe.targets.geometry import orient, stored_size
+from augpipe.targets.masks import read_mask, write_mask
 
 
 @dataclass
@@ -29,14 +29,33 @@ IGNORE = 255  # the value many datasets give pixels that belong to no class (VOC
 
 
 class Semantic(Target):
-    task = "segmentation"
+    name = "segmentation"
     albumentations_targets = ("mask",)
+    spatial = True
+    train_tasks = ("segmentation",)
 
     def __init__(self, classes: int = 0):
         self.classes = classes  # named classes: a mask value past them is a recorded skip
 
+    @classmethod
+    def of_scan(cls, scan) -> Semantic:
+        return cls(len(scan.classes))
+
+    @classmethod
+    def of_manifest(cls, manifest: dict) -> Semantic:
+        return cls(len(manifest.get("classes", ())))
+
+    def manifest_fields(self) -> dict:
+        return {"instance_masks": False}  # what every 0.3 manifest records
+
     def columns(self, classes, labelled):
         return [image_column("annotation")]
+
+    def count(self, rows, classes, src) -> Counter:
+        return Counter({"(rows)": len(rows)})
+
+    def extra_files(self, src) -> tuple[str, ...]:
+        return (src.target.path,)
 
     def load(self, src, decoded, extra):
         if extra is None:
@@ -83,6 +102,29 @@ class Semantic(Target):
     def arrays(self, row):
         return {"mask": mask_array(row)}
 
+    def from_arrays(self, arrays, shape) -> Mask:
+        return Mask(np.ascontiguousarray(arrays["mask"], dtype=np.uint8), None)
+
+    def to_arrays(self, state: Mask, shape) -> dict:
+        return {"mask": state.mask}
+
+    def torch_target(self, arrays, box_format, convention):
+        """The mask, int64 [H, W] of class indices."""
+        import torch
+
+        return torch.from_numpy(np.asarray(arrays["mask"], dtype=np.int64))
+
+    def from_user_target(self, target, shape, box_format, convention):
+        import torch
+
+        tensor = isinstance(target, torch.Tensor)
+        dtype = target.dtype
+        mask = np.asarray(target.cpu() if tensor else target)
+        if mask.max(initial=0) > 255 or mask.min(initial=0) < 0:
+            raise ValueError("a segmentation mask's class indices must be 0 to 255")
+        return ({"mask": mask.astype(np.uint8)},
+                lambda a: torch.from_numpy(a["mask"]).to(dtype) if tensor else a["mask"].astype(mask.dtype))
+
     def verify(self, row, width, height, classes):
         data = (row.get("annotation") or {}).get("bytes")
         try:
@@ -102,41 +144,6 @@ class Semantic(Target):
 def mask_array(row: dict) -> np.ndarray:
     """A row's mask as class indices, uint8 (H, W)."""
     return read_mask((row.get("annotation") or {}).get("bytes") or b"", "annotation")[0]
-
-
-def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
-    """Class indices as stored (a palette PNG's indices, not its colours), and the palette."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            palette = bytes(im.getpalette() or []) if im.mode == "P" else None
-            if im.mode in ("P", "L"):
-                mask = np.asarray(im, dtype=np.uint8)
-            elif im.mode in ("1", "I", "I;16", "I;16B", "I;16L"):
-                values = np.asarray(im)
-                low, high = int(values.min(initial=0)), int(values.max(initial=0))
-                if low < 0 or high > 255:  # a 32-bit −2 would wrap to 254, another class
-                    raise SkipInput(f"mask {name} has values outside 0..255 ({low}..{high})")
-                mask = values.astype(np.uint8)
-            else:
-                raise SkipInput(f"mask {name} is {im.mode}, not class indices (mode L or P)")
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise SkipInput(f"mask {name} is not a readable image") from None
-    return np.ascontiguousarray(mask), palette
-
-
-def write_mask(mask: np.ndarray, palette: bytes | None) -> bytes:
-    from PIL import Image
-
-    mask = np.ascontiguousarray(mask, dtype=np.uint8)
-    im = Image.frombytes("P" if palette else "L", (mask.shape[1], mask.shape[0]), mask.tobytes())
-    if palette:
-        im.putpalette(palette)
-    buf = io.BytesIO()
-    im.save(buf, "PNG", compress_level=1)  # a third of level 6's time; masks are small either way
-    return buf.getvalue()
 
 
 KIND = Semantic

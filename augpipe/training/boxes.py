@@ -1,4 +1,4 @@
-"""What localisation and detection share: boxes read through the detection kind's arrays(row),
+"""What localisation and detection share: boxes read through the dataset's kind's arrays(row),
 scaled to the resized image, and the sheet of validation images with true and predicted boxes."""
 
 from __future__ import annotations
@@ -14,18 +14,16 @@ def read_boxes(ds, split: str, size: int, progress: bool):
     """(images N×3×S×S, boxes, labels, (sources, copies, contents)) or None without the split:
     boxes[i] a K×4 float32 array of [x, y, w, h] as fractions of the image (so the same on the
     size×size image the trainer sees), labels[i] its K classes."""
-    from augpipe.targets import kind_for
-
     table = ds.read(split, columns=[*COMMON, "objects.bbox", "objects.category", "objects.id", "width", "height"])
     if table is None:
         return None
     x = decode_images(table, split, size, progress)
-    kind = kind_for("detection", instance_masks=False)
+    kind = ds.kind
     bbox, category, ids = (table.column(n).to_pylist() for n in ("bbox", "category", "id"))
     widths, heights = table.column("width").to_pylist(), table.column("height").to_pylist()
     boxes, labels = [], []
     for b, c, i, w, h in zip(bbox, category, ids, widths, heights):
-        target = kind.arrays({"objects": {"bbox": b, "category": c, "id": i}})
+        target = kind.arrays({"objects": {"bbox": b, "category": c, "id": i}, "width": w, "height": h})
         boxes.append((target["boxes"] / np.array([w, h, w, h], np.float32)).astype(np.float32))
         labels.append(target["labels"])
     return x, boxes, labels, lineage(table)

@@ -276,11 +276,12 @@ HEADS = {
 }
 
 
-def task_table(task: str, arch: str, size: int, classes: int, in_channels: int = 3) -> list[Row]:
+def task_table(task: str, arch: str, size: int, classes: int, in_channels: int = 3,
+               complete: bool = True) -> list[Row]:
     """The layer table of a task's network: for classification the grammar's own (ending in
-    c{classes}k1-gap); for the others the backbone's rows, then the heads'."""
+    c{classes}k1-gap, unless not `complete`); for the others the backbone's rows, then the heads'."""
     if task == "classification":
-        return layer_table(arch, size, classes, in_channels)
+        return layer_table(arch, size, classes, in_channels, complete=complete)
     rows = layer_table(arch, size, classes, in_channels, complete=False)
     pooled = [r for r in rows if r.layer.kind in ("gap", "gmp")]
     if pooled:

@@ -69,8 +69,7 @@ def choose_task(ds, asked: str | None) -> tuple[str, str | None]:
     """(the task to train, a line saying why when it is not plain): the dataset's, or the one asked
     for when the dataset has what it needs (boxes for localisation and detection, masks for
     segmentation, image labels for classification)."""
-    kind = ds.manifest.get("task", "classification")
-    masks = bool(ds.manifest.get("instance_masks"))
+    kind = ds.kind.name
     if kind == "detection" and asked in (None, "auto", "localisation", "detection"):
         most = _objects_per_image(ds)
         if most == 0:
@@ -85,24 +84,29 @@ def choose_task(ds, asked: str | None) -> tuple[str, str | None]:
         return name, f"task: {name} (a detection dataset with {what}; --task overrides)"
     if asked not in TASKS:
         raise UsageError(f"--task is auto, {', '.join(TASKS)}; not '{asked}'")
-    if asked in ("localisation", "detection") and kind != "detection":
+    if asked not in ds.kind.train_tasks:
+        raise UsageError(_cannot_feed(asked, kind))
+    return asked, (f"task: {asked} (asked for; the dataset is {kind})" if asked != kind else None)
+
+
+def _cannot_feed(asked: str, kind: str) -> str:
+    """Why a dataset of this kind cannot feed the task asked for."""
+    if asked in ("localisation", "detection"):
         hint = " (class masks only)" if kind == "segmentation" else " (image labels only)"
-        raise UsageError(f"--task {asked}: this {kind} dataset has no boxes{hint}")
-    if asked == "segmentation" and kind != "segmentation" and not (kind == "detection" and masks):
+        return f"--task {asked}: this {kind} dataset has no boxes{hint}"
+    if asked == "segmentation":
         hint = (" (boxes without instance masks: expand from polygons, YOLO segments or RLE to have them)"
                 if kind == "detection" else " (image labels only)")
-        raise UsageError(f"--task segmentation: this {kind} dataset has no masks{hint}")
-    if asked == "classification" and kind != "classification":
-        other = "localisation or detection" if kind == "detection" else "segmentation"
-        raise UsageError(f"--task classification: this {kind} dataset has no image labels: use --task {other}")
-    return asked, (f"task: {asked} (asked for; the dataset is {kind})" if asked != kind else None)
+        return f"--task segmentation: this {kind} dataset has no masks{hint}"
+    other = "localisation or detection" if kind == "detection" else "segmentation"
+    return f"--task classification: this {kind} dataset has no image labels: use --task {other}"
 
 
 def task_classes(ds, task: str) -> list[str]:
     """The class names the task's network scores: a detection dataset trained for segmentation
     gains a background class 0."""
     classes = list(ds.classes)
-    if task == "segmentation" and ds.manifest.get("task") == "detection":
+    if task == "segmentation" and ds.kind.name == "detection":
         return ["background", *classes]
     return classes
 

@@ -38,21 +38,17 @@ def paint(instances: np.ndarray, labels: np.ndarray, h: int, w: int) -> np.ndarr
 
 def read_masks(ds, split: str, size: int, progress: bool, classes: int):
     """(images, masks uint8 N×S×S, lineage) or None without the split."""
-    from augpipe.targets import kind_for
-
-    semantic = ds.manifest.get("task") == "segmentation"
-    columns = ["annotation"] if semantic else ["objects", "width", "height"]
-    table = ds.read(split, columns=[*COMMON, *columns])
+    kind = ds.kind
+    semantic = kind.name == "segmentation"
+    table = ds.read(split, columns=[*COMMON, *kind.reader_columns()])
     if table is None:
         return None
     x = decode_images(table, split, size, progress)
     masks = np.zeros((len(x), size, size), np.uint8)
     if semantic:
-        kind = kind_for("segmentation")
         for i, annotation in enumerate(table.column("annotation").to_pylist()):
             masks[i] = resize_mask(kind.arrays({"annotation": annotation})["mask"], size)
     else:
-        kind = kind_for("detection", instance_masks=True)
         rows = zip(table.column("objects").to_pylist(), table.column("width").to_pylist(),
                    table.column("height").to_pylist())
         for i, (objects, w, h) in enumerate(rows):

@@ -1,0 +1,150 @@
+"""The contract every target kind implements."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+class Target:
+    """What a row carries beside its image, one kind a module of `augpipe.targets`: the module
+    defines `KIND`, a subclass of this, and is registered by that alone (`augpipe.targets`
+    finds it). An instance is the kind with its per-dataset options (detection: instance masks
+    or not). The kind owns its whole life; nothing outside `targets/` and `training/` asks
+    which kind it has:
+
+    naming and options
+        name                      the kind's name, the manifest's "task" ("classification", ...)
+        of_scan(scan), of_manifest(manifest)
+                                  classmethods: the kind with a source's or a dataset's options
+        variants()                classmethod: `augpipe check --task` choices -> kinds
+        manifest_fields()         what the manifest records for the kind, beside "task"
+        train_tasks               the `train --task`s a dataset of this kind feeds
+    rows
+        columns(classes, labelled)   the row's target columns (`augpipe.row.Column`)
+        reader_columns()          the columns a torch reader reads beside "image"
+        values(state, image)      the row's target columns' values
+        count(rows, classes, src) what a shard's `by_class` counts of one source's rows
+        balance_group(classes)    `--balance`'s groups: a function of the training SourceFiles that
+                                  gives a SourceFile's group; None: the kind has no classes to balance
+    sources
+        extra_files(src)          other files a source needs (a semantic mask)
+        load(src, decoded, extra) the source's target on its decoded image (its state), or SkipInput
+        example(width, height)    a made-up state, for the recipe's dry run
+    albumentations (a state goes in and comes back)
+        albumentations_targets    what the kind hands albumentations (a transform that cannot
+                                  carry these is refused)
+        compose_options(recipe), compose_transforms(recipe)
+                                  `A.Compose`'s extra arguments; the recipe's specs as built
+        check_recipe(recipe)      warnings about what the recipe does to this kind's targets
+        inputs(state), outputs(result, state)
+        moved(state, bbox_params) the state after a step that moved pixels
+        spatial                   whether a resize moves the target with the image
+    looking at rows
+        caption(values, original), draw(rgb, values, classes), verify(row, width, height, classes)
+    arrays and torch
+        arrays(row)               a row's target as numpy arrays
+        from_arrays(arrays, shape), to_arrays(state, shape)   arrays <-> state
+        torch_target(arrays, box_format, convention)           arrays as the readers give them
+        from_user_target(target, shape, box_format, convention)
+                                  a user's torch target as arrays, and how to give the result back
+    """
+
+    name = ""
+    albumentations_targets: tuple[str, ...] = ()
+    spatial = False
+    train_tasks: tuple[str, ...] = ()
+
+    @classmethod
+    def of_scan(cls, scan) -> Target:
+        return cls()
+
+    @classmethod
+    def of_manifest(cls, manifest: dict) -> Target:
+        return cls()
+
+    @classmethod
+    def variants(cls) -> dict[str, Target]:
+        return {cls.name: cls()}
+
+    def manifest_fields(self) -> dict:
+        return {}
+
+    # ------------------------------------------------------------ rows
+
+    def columns(self, classes: list[str], labelled: bool) -> list:
+        raise NotImplementedError
+
+    def reader_columns(self) -> list[str]:
+        return [c.name for c in self.columns([], True)]
+
+    def values(self, state, image) -> dict:
+        raise NotImplementedError
+
+    def count(self, rows: list[dict], classes, src) -> Counter:
+        raise NotImplementedError
+
+    def balance_group(self, classes):
+        return None
+
+    # ------------------------------------------------------------ sources
+
+    def extra_files(self, src) -> tuple[str, ...]:
+        return ()
+
+    def load(self, src, decoded, extra: bytes | None):
+        raise NotImplementedError
+
+    def example(self, width: int, height: int):
+        return None
+
+    # ------------------------------------------------------------ albumentations
+
+    def compose_options(self, recipe) -> dict:
+        return {}
+
+    def compose_transforms(self, recipe) -> list[dict]:
+        return list(recipe.transforms)
+
+    def check_recipe(self, recipe) -> list[str]:
+        return []
+
+    def inputs(self, state) -> dict:
+        return {}
+
+    def outputs(self, result: dict, state):
+        return state
+
+    def moved(self, state, bbox_params=None):
+        """What derives from the moved targets, derived again (detection: boxes from their masks)."""
+        return state
+
+    # ------------------------------------------------------------ looking at rows
+
+    def caption(self, values: dict, original: dict | None) -> str:
+        """A row's target for a preview caption; `original` is copy 0's row, if any."""
+        return ""
+
+    def draw(self, rgb, values: dict, classes: list[str]):
+        return rgb
+
+    def verify(self, row: dict, width: int, height: int, classes: list[str]) -> list[str]:
+        return []
+
+    # ------------------------------------------------------------ arrays and torch
+
+    def arrays(self, row: dict) -> dict:
+        raise NotImplementedError
+
+    def from_arrays(self, arrays: dict, shape):
+        raise NotImplementedError
+
+    def to_arrays(self, state, shape) -> dict:
+        raise NotImplementedError
+
+    def torch_target(self, arrays: dict, box_format: str, convention: str):
+        raise NotImplementedError
+
+    def from_user_target(self, target, shape, box_format: str, convention: str):
+        """(arrays, restore): the target in the kind's arrays, and a function from the augmented
+        arrays back to the user's layout."""
+        raise NotImplementedError
