@@ -314,13 +314,16 @@ class BoxesKind(Target):
             masks = [] if given is None else [np.ascontiguousarray(m, dtype=np.uint8) for m in given]
             if len(masks) != n:
                 raise ValueError(f"{n} boxes but {len(masks)} instance masks")
-        return Boxes(boxes, labels, ids, masks)
+        crowd = arrays.get("iscrowd")
+        return Boxes(boxes, labels, ids, masks, iscrowd=None if crowd is None else np.asarray(crowd, np.int64).reshape(n))
 
     def to_arrays(self, state: Boxes, shape) -> dict:
         """As `expand` would write them: boxes to a thousandth of a pixel, in float32."""
         out = {"boxes": np.round(state.boxes, 3).astype(np.float32).reshape(-1, 4),
                "labels": np.asarray(state.categories, dtype=np.int64),
                "ids": np.asarray(state.ids, dtype=np.int64)}
+        if state.iscrowd is not None:
+            out["iscrowd"] = state.crowd()
         if state.masks is not None:
             h, w = shape[:2]
             out["masks"] = (np.stack([(np.asarray(m) > 0) for m in state.masks]).astype(np.uint8)
