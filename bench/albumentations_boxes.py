@@ -29,6 +29,7 @@ def main() -> None:
     import albumentations as A
 
     from augpipe.recipe import compose_class
+    from augpipe.targets.masks import read_mask, write_mask
 
     rng = np.random.default_rng(0)
     data = cv2.imencode(".jpg", cv2.GaussianBlur(rng.integers(0, 255, (320, 320, 3), np.uint8), (9, 9), 3))[1]
@@ -41,7 +42,7 @@ def main() -> None:
     mask = np.zeros((320, 320), np.uint8)
     for k, (x, y, w, h) in enumerate(boxes.astype(int)):
         mask[y:y + h, x:x + w] = k % 3 + 1
-    mask_png = _png(mask)
+    mask_png = write_mask(mask, None)
     params = A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True)
     composes = {"no targets": (A.Compose(steps(), p=1.0), False),
                 "5 boxes, A.Compose": (A.Compose(steps(), p=1.0, bbox_params=params), True),
@@ -54,11 +55,11 @@ def main() -> None:
         for _ in range(n):
             extra = {"bboxes": boxes, "categories": [0] * 5, "keys": list(range(5))} if with_boxes is True else {}
             if with_boxes == "mask":
-                extra = {"mask": _unpng(mask_png)}
+                extra = {"mask": read_mask(mask_png, "mask")[0]}
             out = compose(image=cv2.imdecode(data, cv2.IMREAD_COLOR), **extra)
             cv2.imencode(".jpg", out["image"], [cv2.IMWRITE_JPEG_QUALITY, 90])
             if with_boxes == "mask":
-                _png(out["mask"])
+                write_mask(out["mask"], None)
         return (time.perf_counter() - started) / n
 
     best = {name: float("inf") for name in composes}
@@ -68,25 +69,6 @@ def main() -> None:
     base = best["no targets"]
     for name, seconds in best.items():
         print(f"  {name:<28} {seconds * 1e3:6.2f} ms an image   {base / seconds:.2f} of the speed without targets")
-
-
-def _png(mask: np.ndarray) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(mask, "L").save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _unpng(data: bytes) -> np.ndarray:
-    import io
-
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im)
 
 
 if __name__ == "__main__":
