@@ -28,10 +28,6 @@ def registry() -> dict[str, type[Target]]:
     return dict(sorted(kinds.items()))
 
 
-def names() -> tuple[str, ...]:
-    return tuple(registry())
-
-
 def _kind_class(name: str) -> type[Target]:
     kinds = registry()
     if name not in kinds:
