@@ -315,7 +315,8 @@ class BoxesKind(Target):
             if len(masks) != n:
                 raise ValueError(f"{n} boxes but {len(masks)} instance masks")
         crowd = arrays.get("iscrowd")
-        return Boxes(boxes, labels, ids, masks, iscrowd=None if crowd is None else np.asarray(crowd, np.int64).reshape(n))
+        crowd = None if crowd is None else np.asarray(crowd, np.int64).reshape(n)
+        return Boxes(boxes, labels, ids, masks, iscrowd=crowd)
 
     def to_arrays(self, state: Boxes, shape) -> dict:
         """As `expand` would write them: boxes to a thousandth of a pixel, in float32."""

@@ -50,7 +50,8 @@ def test_a_kind_is_derived_from_its_manifest_as_it_records_itself():
 
 
 def test_an_unknown_kind_or_option_is_one_line():
-    with pytest.raises(ValueError, match="unknown target kind 'points': one of classification, detection, segmentation"):
+    with pytest.raises(ValueError, match="unknown target kind 'points': one of classification, detection, "
+                                         "segmentation"):
         targets.kind_for("points")
     with pytest.raises(ValueError, match="a classification target takes no option instance_masks"):
         targets.kind_for("classification", instance_masks=True)
