@@ -307,10 +307,10 @@ def _problem(k: int, box: tuple, values: list[float]) -> str | None:
     shown = f"box {k} [{', '.join(f'{v:.4f}' for v in box)}] (normalised cx, cy, w, h)"
     if not all(math.isfinite(v) for v in values):
         return f"{shown}: not a number"
-    cx, cy, w, h = box
-    why = box_problem((cx - w / 2, cy - h / 2, w, h))
+    why = box_problem(box)  # its width and height; the edges in fractions of the image below
     if why is not None:
         return f"{shown}: {why}"
+    cx, cy, w, h = box
     edges = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2) if len(values) == 4 else values
     if any(v < -TOLERANCE or v > 1 + TOLERANCE for v in edges):
         return f"{shown}: outside the image (beyond 0..1)"

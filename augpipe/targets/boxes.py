@@ -473,9 +473,9 @@ def _reselect(masks: list, boxes: np.ndarray, keys: np.ndarray) -> list[np.ndarr
     return out
 
 
-def box_problem(box, size: tuple[float, float] | None = None, edge: float = EDGE) -> str | None:
+def box_problem(box, size: tuple[float, float] | None = None) -> str | None:
     """Why a COCO [x, y, w, h] box is no box (None when it is one): not a number, no width or
-    height, or (given the image's width and height) over its edge by more than `edge`. Every
+    height, or (given the image's width and height) over its edge by more than EDGE. Every
     reader, the worker and `--verify` check boxes here."""
     x, y, w, h = box
     if not all(math.isfinite(v) for v in box):
@@ -484,7 +484,7 @@ def box_problem(box, size: tuple[float, float] | None = None, edge: float = EDGE
         return f"{'width' if w <= 0 else 'height'} ≤ 0"
     if size is not None:
         width, height = size
-        if x < -edge or y < -edge or x + w > width + edge or y + h > height + edge:
+        if x < -EDGE or y < -EDGE or x + w > width + EDGE or y + h > height + EDGE:
             return f"outside the {_number(width)}×{_number(height)} image"
     return None
 
