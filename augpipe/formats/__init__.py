@@ -14,9 +14,9 @@ import importlib
 import unicodedata
 
 from augpipe.errors import SourceError, StoreError
-from augpipe.sources.base import MaskRef, Objects, Scan, SourceFile, is_image, split_of_folder  # noqa: F401
-from augpipe.sources.common import EVIDENCE
-from augpipe.sources.imagefolder import LAYOUTS
+from augpipe.formats.base import MaskRef, Objects, Scan, SourceFile, is_image, split_of_folder  # noqa: F401
+from augpipe.formats.common import EVIDENCE
+from augpipe.formats.imagefolder import LAYOUTS
 from augpipe.store import open_store
 
 # In the order they are tried: the first whose files are present reads the source.
@@ -73,7 +73,7 @@ def _check_class_names(store, classes: list[str]) -> None:
 
 
 def reader(name: str):
-    return importlib.import_module(f"augpipe.sources.{name}")
+    return importlib.import_module(f"augpipe.formats.{name}")
 
 
 def detect(entries: list) -> str:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from augpipe.errors import SourceError
-from augpipe.sources import MaskRef, Objects, detect, scan
+from augpipe.formats import MaskRef, Objects, detect, scan
 from augpipe.store import open_store
 
 
@@ -240,8 +240,8 @@ def test_yolo_ultralytics(tmp_path, names):
                                                      "images/train/background.jpg": "train",
                                                      "images/val/p.png": "validation"}
     assert files["images/train/a.jpg"].target == Objects(
-        ((0.5, 0.5, 0.5, 0.5), (0.25, 0.25, 0.1, 0.2)), (0, 1), (0, 1), None, normalised=True)
-    assert files["images/train/background.jpg"].target == Objects((), (), (), None, normalised=True)
+        ((0.5, 0.5, 0.5, 0.5), (0.25, 0.25, 0.1, 0.2)), (0, 1), (0, 1), None, box_format="cxcywhn")
+    assert files["images/train/background.jpg"].target == Objects((), (), (), None, box_format="cxcywhn")
     polygon = files["images/val/p.png"].target
     assert polygon.categories == (1,) and polygon.normalised
     assert polygon.boxes == (pytest.approx((0.3, 0.4, 0.4, 0.4)),)

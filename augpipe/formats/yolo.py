@@ -12,7 +12,7 @@ and one `.txt` label file per image.
   and its suffix `.txt` (`X.txt` beside the image when its path has no `images` folder).
 - A line of 5 fields is a box `class cx cy w h`; an odd count of 7 or more a polygon
   `class x1 y1 x2 y2 ...`, stored as its bounding box and the polygon as the object's segment.
-  Values stay normalised (`Objects(normalised=True)`), converted in the worker. Values outside
+  Values stay normalised (`Objects(box_format="cxcywhn")`), converted in the worker. Values outside
   0..1 by more than 0.001 skip the image (within that, left to the worker's clipping).
 - An image without a label file, or with an empty one, has zero objects: YOLO's convention for
   background images. A label file without an image is recorded.
@@ -29,8 +29,8 @@ import posixpath
 import yaml
 
 from augpipe.errors import SourceError
-from augpipe.sources.base import Objects, Scan, SourceFile, is_image, split_of_folder
-from augpipe.sources.common import finish, join, parent, read_files, share, text, usable
+from augpipe.formats.base import Objects, Scan, SourceFile, is_image, split_of_folder
+from augpipe.formats.common import finish, join, parent, read_files, share, text, usable
 
 YAMLS = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 SPLIT_KEYS = (("train", "train"), ("val", "validation"), ("valid", "validation"), ("test", "test"))
@@ -87,7 +87,7 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
             skipped.append((path, f"{lbl}: {data}"))
             continue
         try:
-            objects = parse(text(data, lbl), len(names)) if data is not None else Objects((), (), (), normalised=True)
+            objects = parse(text(data, lbl), len(names)) if data is not None else Objects((), (), (), box_format="cxcywhn")
         except ValueError as exc:
             skipped.append((path, str(exc)))
             continue
@@ -299,7 +299,7 @@ def parse(content: str, nc: int) -> Objects | str:
         categories.append(int(cls))
         segments.append(("polygon", (polygon,)) if polygon is not None else None)
     return Objects(tuple(boxes), tuple(categories), tuple(range(len(boxes))),
-                   tuple(segments) if any(s is not None for s in segments) else None, normalised=True)
+                   tuple(segments) if any(s is not None for s in segments) else None, box_format="cxcywhn")
 
 
 def _problem(k: int, box: tuple, values: list[float]) -> str | None:

@@ -19,8 +19,8 @@ import io
 from pathlib import PurePosixPath
 
 from augpipe.errors import SourceError
-from augpipe.sources.base import MaskRef, Scan, SourceFile, is_image
-from augpipe.sources.common import finish, read_files, share, split_of_path, stem, text, usable
+from augpipe.formats.base import MaskRef, Scan, SourceFile, is_image
+from augpipe.formats.common import finish, read_files, share, split_of_path, stem, text, usable
 
 IMAGE_FOLDERS = {"images": ("masks", "annotations", "labels"), "jpegimages": ("segmentationclass",)}
 MASK_FOLDERS = {"masks", "annotations", "labels", "segmentationclass", "segmentationclassaug"}

@@ -25,8 +25,8 @@ from xml.etree.ElementTree import ParseError
 
 from defusedxml import ElementTree
 
-from augpipe.sources.base import Objects, Scan, SourceFile, is_image
-from augpipe.sources.common import (
+from augpipe.formats.base import Objects, Scan, SourceFile, is_image
+from augpipe.formats.common import (
     check_box, finish, image_size, join, parent, read_files, split_of_path, stem, text, usable, without_suffix,
 )
 
@@ -36,7 +36,7 @@ MASK_FOLDERS = ("SegmentationClass", "SegmentationObject", "SegmentationClassAug
 
 def matches(entries: list) -> float | None:
     """The share of the images with their XML (None: no image has one)."""
-    from augpipe.sources.common import share
+    from augpipe.formats.common import share
 
     present = {e.name for e in entries}
     images = [n for n in present if is_image(n) and not any(p in MASK_FOLDERS for p in n.split("/")[:-1])]

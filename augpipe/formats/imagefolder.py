@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from augpipe.errors import SourceError
-from augpipe.sources.base import SPLIT_FOLDERS, Scan, SourceFile, is_image, no_images
+from augpipe.formats.base import SPLIT_FOLDERS, Scan, SourceFile, is_image, no_images
 
 LAYOUTS = ("auto", "classes", "splits")
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 
 from augpipe.errors import SourceError
-from augpipe.sources.base import Scan, SourceFile, digest, is_image, no_images, split_of_folder
+from augpipe.formats.base import Scan, SourceFile, digest, is_image, no_images, split_of_folder
 from augpipe.store import LIST_THREADS, is_arrow_error
 
 # A box may overhang the image by this much (pixels) and is clipped: the rounding of the tool

@@ -30,8 +30,8 @@ import re
 from dataclasses import dataclass, field
 
 from augpipe.errors import SourceError
-from augpipe.sources.base import Objects, Scan, SourceFile, is_image, split_of_folder
-from augpipe.sources.common import (
+from augpipe.formats.base import Objects, Scan, SourceFile, is_image, split_of_folder
+from augpipe.formats.common import (
     check_box, finish, image_size, join, number, parent, read_files, size_text, split_of_path, text, usable,
 )
 
