@@ -16,7 +16,7 @@ from augpipe.errors import SourceError
 from augpipe.layout import SPLITS, shard_name
 from augpipe.recipe import Recipe
 from augpipe.sample import SourceItem
-from augpipe.formats import Scan, SourceFile
+from augpipe.formats.base import Scan, SourceFile
 
 # Cut a split into at least this many shards when it has rows enough, so that workers have
 # work to share; a fixed number, never the worker count, keeps shard files reproducible.

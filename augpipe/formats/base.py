@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Protocol
 
-from augpipe.decode import SUPPORTED_SUFFIXES
 from augpipe.errors import SourceError
 
 # Split folder names, matched case-insensitively; `valid` is Roboflow's.
@@ -156,10 +155,17 @@ class Option:
     choices: dict[str, str]
     help: str
 
+    def names(self) -> str:
+        """The choices' names as a sentence: `detect or segment`."""
+        return _either(list(self.choices))
+
     def text(self) -> str:
         """The choices as a sentence: `detect (box lines) or segment (…)`."""
-        shown = [f"{name} ({what})" if what else name for name, what in self.choices.items()]
-        return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+        return _either([f"{name} ({what})" for name, what in self.choices.items()])
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 class Format(Protocol):
@@ -192,6 +198,8 @@ class Format(Protocol):
 
 
 def is_image(name: str) -> bool:
+    from augpipe.decode import SUPPORTED_SUFFIXES  # here: the CLI reads the formats' options without OpenCV
+
     return PurePosixPath(name).suffix.lower() in SUPPORTED_SUFFIXES
 
 
@@ -208,4 +216,6 @@ def split_of_folder(name: str) -> str | None:
 
 
 def no_images(where: str) -> SourceError:
+    from augpipe.decode import SUPPORTED_SUFFIXES
+
     return SourceError(f"no images found in {where} (looked for {', '.join(SUPPORTED_SUFFIXES)})")

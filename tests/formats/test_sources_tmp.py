@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from augpipe.errors import SourceError
-from augpipe.formats import MaskRef, Objects, detect, scan
+from augpipe.formats import detect, scan
+from augpipe.formats.base import MaskRef, Objects
 from augpipe.store import open_store
 
 
