@@ -17,7 +17,7 @@ from augpipe.errors import OutputError, SkipInput, SourceError
 from augpipe.formats import scan
 from augpipe.store import read_source
 from conftest import make_folder, make_scenes, upload
-from test_sources import coco_ann, coco_image, img, reasons, write
+from conftest import coco_ann, coco_image, img, reasons, write
 
 QUIET = dict(progress=False, workers=1)
 ROOT = Path(__file__).parent.parent

@@ -157,14 +157,15 @@ class Option:
 
     def names(self) -> str:
         """The choices' names as a sentence: `detect or segment`."""
-        return _either(list(self.choices))
+        return either(list(self.choices))
 
     def text(self) -> str:
         """The choices as a sentence: `detect (box lines) or segment (…)`."""
-        return _either([f"{name} ({what})" for name, what in self.choices.items()])
+        return either([f"{name} ({what})" for name, what in self.choices.items()])
 
 
-def _either(names: list[str]) -> str:
+def either(names: list[str]) -> str:
+    """`a`, `a or b`, `a, b or c`."""
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 

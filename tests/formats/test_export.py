@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from augpipe import ExpandOptions, expand
-from augpipe.export import _coco_segmentation, _rings, _rle_string, _yolo_polygon, export
+from augpipe.export import export
+from augpipe.formats import coco, yolo
+from augpipe.formats.common import rings
 from augpipe.recipe import parse_recipe
 from augpipe.targets.boxes import _rle, fill_polygon
 from conftest import make_scenes
@@ -134,10 +136,10 @@ def test_a_mask_with_a_hole_goes_as_rle_and_decodes_exactly():
     mask = np.zeros((20, 30), np.uint8)
     mask[3:15, 4:20] = 1
     mask[6:10, 8:12] = 0
-    segmentation = _coco_segmentation(mask)
-    assert isinstance(segmentation, dict) and segmentation["size"] == [20, 30]
-    assert np.array_equal(_rle(segmentation, (20, 30)), mask)
-    assert _rle_string(np.zeros((2, 2), np.uint8)) == "4" and _rle_string(np.ones((2, 2), np.uint8)) == "04"
+    written = coco.segmentation(mask)
+    assert isinstance(written, dict) and written["size"] == [20, 30]
+    assert np.array_equal(_rle(written, (20, 30)), mask)
+    assert coco.rle_string(np.zeros((2, 2), np.uint8)) == "4" and coco.rle_string(np.ones((2, 2), np.uint8)) == "04"
 
 
 def test_outlines_run_on_the_pixels_edges_and_fill_back_exactly():
@@ -155,17 +157,17 @@ def test_outlines_run_on_the_pixels_edges_and_fill_back_exactly():
             continue
         ys, xs = np.nonzero(mask)
         box = [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
-        rings = _rings(mask)
-        assert all(r.dtype.kind == "i" for r in rings)
-        segmentation = _coco_segmentation(mask)
-        if isinstance(segmentation, list):
+        outlines = rings(mask)
+        assert all(r.dtype.kind == "i" for r in outlines)
+        written = coco.segmentation(mask)
+        if isinstance(written, list):
             exact += 1
-        points = np.asarray(_yolo_polygon(mask, [float(v) for v in box]), float).reshape(-1, 2)
+        points = np.asarray(yolo.polygon(mask, [float(v) for v in box]), float).reshape(-1, 2)
         assert [*points.min(axis=0), *(points.max(axis=0) - points.min(axis=0))] == box
         outside = np.pad(1 - mask, 1)
         cv2.floodFill(outside, None, (0, 0), 2, flags=4)
         if not (outside == 1).any():  # no hole
-            assert isinstance(segmentation, list)
+            assert isinstance(written, list)
             filled = np.zeros_like(mask)
             fill_polygon(filled, points)
             assert np.array_equal(filled, mask)

@@ -1,0 +1,165 @@
+"""The YOLO format: its reader, and reading what its writer writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from augpipe.errors import SourceError
+from augpipe.formats import scan
+from augpipe.formats.base import Objects
+from conftest import by_path, img, reasons, write
+
+
+def make_ultralytics(root: Path, names="{0: person, 1: car}") -> Path:
+    write(root / "data.yaml", f"path: ../datasets/mine\ntrain: images/train\nval: images/val\nnames: {names}\n")
+    img(root / "images/train/a.jpg", boxes=[(16, 12, 32, 24)])
+    write(root / "labels/train/a.txt", "0 0.5 0.5 0.5 0.5\n1 0.25 0.25 0.1 0.2\n\n")
+    img(root / "images/train/background.jpg")
+    img(root / "images/val/p.png")
+    write(root / "labels/val/p.txt", "1 0.1 0.2 0.5 0.2 0.3 0.6\n")
+    write(root / "labels/train/orphan.txt", "0 0.5 0.5 0.1 0.1\n")
+    return root
+
+
+@pytest.mark.parametrize("names", ["{0: person, 1: car}", "[person, car]"])
+def test_yolo_ultralytics(tmp_path, names):
+    found = scan(make_ultralytics(tmp_path / "y", names))
+    assert (found.format, found.task, found.classes) == ("yolo", "detection", ["person", "car"])
+    files = by_path(found)
+    assert {p: f.split for p, f in files.items()} == {"images/train/a.jpg": "train",
+                                                     "images/train/background.jpg": "train",
+                                                     "images/val/p.png": "validation"}
+    assert files["images/train/a.jpg"].target == Objects(
+        ((0.5, 0.5, 0.5, 0.5), (0.25, 0.25, 0.1, 0.2)), (0, 1), (0, 1), None, box_format="cxcywhn")
+    assert files["images/train/background.jpg"].target == Objects((), (), (), None, box_format="cxcywhn")
+    polygon = files["images/val/p.png"].target
+    assert polygon.categories == (1,) and polygon.normalised
+    assert polygon.boxes == (pytest.approx((0.3, 0.4, 0.4, 0.4)),)
+    assert polygon.segments == (("polygon", ((0.1, 0.2, 0.5, 0.2, 0.3, 0.6),)),)
+    assert found.skipped == [("labels/train/orphan.txt", "no image for this label file")]
+
+
+def test_yolo_roboflow_layout(tmp_path):
+    root = tmp_path / "rf"
+    write(root / "data.yaml", "train: ../train/images\nval: ../valid/images\ntest: ../test/images\nnc: 2\n"
+                              "names: ['a', 'b']\n")
+    for split in ("train", "valid", "test"):
+        img(root / split / "images" / f"{split}1.jpg")
+        write(root / split / "labels" / f"{split}1.txt", "1 0.5 0.5 0.2 0.2\n")
+    found = scan(root)
+    assert {p: f.split for p, f in by_path(found).items()} == {
+        "train/images/train1.jpg": "train", "valid/images/valid1.jpg": "validation", "test/images/test1.jpg": "test"}
+    assert found.classes == ["a", "b"] and found.skipped == []
+
+
+def test_yolo_falls_back_to_the_layouts(tmp_path):
+    root = tmp_path / "y"
+    write(root / "dataset.yaml", "train: /content/elsewhere/nothing\nnames: [a]\n")
+    img(root / "images/train/t.jpg")
+    img(root / "images/val/v.jpg")
+    img(root / "stray.jpg")
+    write(root / "labels/train/t.txt", "")  # background images: label files, empty
+    write(root / "labels/val/v.txt", "")
+    found = scan(root)
+    assert {p: f.split for p, f in by_path(found).items()} == {"images/train/t.jpg": "train",
+                                                              "images/val/v.jpg": "validation"}
+    assert reasons(found)["stray.jpg"] == "outside the split folders (images/train, images/val)"
+
+
+def test_yolo_problems(tmp_path):
+    root = tmp_path / "y"
+    write(root / "data.yaml", "train: images\nnames: [a, b]\n")
+    lines = {
+        "ok": "0 0.5 0.5 1.0005 0.2",  # 0.0003 past the edge: within the tolerance
+        "six": "0 0.5 0.5 0.2 0.2 0.9",
+        "word": "0 0.5 abc 0.2 0.2",
+        "class": "2 0.5 0.5 0.2 0.2",
+        "fraction": "0.5 0.5 0.5 0.2 0.2",
+        "width": "0 0.5 0.5 -0.1 0.2",
+        "outside": "1 0.95 0.5 0.2 0.2",
+        "nan": "0 nan 0.5 0.2 0.2",
+        "polygon": "0 0.1 0.1 0.5 0.1 0.5 1.2",
+    }
+    for name, line in lines.items():
+        img(root / f"images/{name}.jpg")
+        write(root / f"labels/{name}.txt", f"0 0.5 0.5 0.1 0.1\n{line}\n")
+    write(root / "labels/latin.txt", b"0 0.5 0.5 0.1 0.1 \xe9\n")
+    img(root / "images/latin.jpg")
+    img(root / "images/link.jpg")
+    (root / "labels/link.txt").symlink_to(root / "nowhere.txt")  # unreadable: not a background image
+    found = scan(root)
+    assert list(by_path(found)) == ["images/ok.jpg"] and by_path(found)["images/ok.jpg"].split == "train"
+    assert by_path(found)["images/ok.jpg"].target.boxes[1] == (0.5, 0.5, 1.0005, 0.2)
+    skipped = reasons(found)
+    assert skipped == {
+        "images/six.jpg": "labels/six.txt line 2: 6 fields (a box is 5, class cx cy w h; a polygon an odd number "
+                          "of 7 or more, class x1 y1 x2 y2 x3 y3 ...)",
+        "images/word.jpg": "labels/word.txt line 2: 'abc' is not a number",
+        "images/class.jpg": "labels/class.txt line 2: class 2 is not one of the 2 classes of the yaml's names",
+        "images/fraction.jpg": "labels/fraction.txt line 2: class 0.5 is not one of the 2 classes of the yaml's names",
+        "images/width.jpg": "labels/width.txt line 2: box 1 [0.5000, 0.5000, -0.1000, 0.2000] (normalised cx, cy, "
+                            "w, h): width ≤ 0",
+        "images/outside.jpg": "labels/outside.txt line 2: box 1 [0.9500, 0.5000, 0.2000, 0.2000] (normalised cx, "
+                              "cy, w, h): outside the image (beyond 0..1)",
+        "images/nan.jpg": "labels/nan.txt line 2: box 1 [nan, 0.5000, 0.2000, 0.2000] (normalised cx, cy, w, h): "
+                          "not a number",
+        "images/polygon.jpg": "labels/polygon.txt line 2: box 1 [0.3000, 0.6500, 0.4000, 1.1000] (normalised cx, "
+                              "cy, w, h): outside the image (beyond 0..1)",
+        "images/latin.jpg": "labels/latin.txt is not UTF-8 text",
+        "images/link.jpg": "labels/link.txt: broken symlink",
+        "labels/link.txt": "broken symlink",
+    }
+
+
+@pytest.mark.parametrize("content, message", [
+    ("names: [a\n", r"data.yaml: not valid YAML \(line 2\)"),
+    ("train: images\n", "data.yaml: no names"),
+    ("names: {0: a, 2: c}\n", "names has no class 1"),
+    ("names: [a, b]\nnc: 3\n", "nc is 3 but names has 2"),
+    ("names: [a]\nkpt_shape: [17, 3]\n", "a keypoint dataset"),
+    ("- a\n- b\n", "not a YOLO dataset file"),
+])
+def test_yolo_bad_yaml(tmp_path, content, message):
+    root = tmp_path / "y"
+    write(root / "data.yaml", content)
+    img(root / "images/a.jpg")
+    write(root / "labels/a.txt", "")
+    with pytest.raises(SourceError, match=message):
+        scan(root)
+
+
+def test_yolo_nc_alone_names_classes(tmp_path):
+    root = tmp_path / "y"
+    write(root / "data.yaml", "nc: 2\ntrain: images\n")
+    img(root / "images/a.jpg")
+    write(root / "labels/a.txt", "1 0.5 0.5 0.2 0.2\n")
+    assert scan(root).classes == ["class0", "class1"]
+
+
+def test_yolo_split_list_file(tmp_path):
+    root = tmp_path / "y"
+    write(root / "data.yaml", "train: train.txt\nval: val.txt\nnames: [a]\n")
+    write(root / "train.txt", "./images/a.jpg\n./images/b.jpg\n")
+    write(root / "val.txt", "./images/c.jpg\n./images/missing.jpg\n")
+    for n in "abcd":
+        img(root / f"images/{n}.jpg")
+    found = scan(root, format="yolo")  # background images only: too little evidence for auto
+    assert {p: f.split for p, f in by_path(found).items()} == {"images/a.jpg": "train", "images/b.jpg": "train",
+                                                              "images/c.jpg": "validation"}
+    assert reasons(found) == {"images/missing.jpg": "listed in val.txt but not found",
+                              "images/d.jpg": "outside the split folders (train.txt, val.txt)"}
+
+
+def test_yolo_from_s3(tmp_path, bucket):
+    from conftest import upload
+
+    root = make_ultralytics(tmp_path / "y")
+    upload(root, f"s3://{bucket}/yolo")
+    found = scan(f"s3://{bucket}/yolo")
+    local = scan(root)
+    assert found.format == "yolo" and found.root == f"s3://{bucket}/yolo"
+    assert [(f.relpath, f.split, f.target) for f in found.files] == [(f.relpath, f.split, f.target)
+                                                                      for f in local.files]
+    assert found.annotations == local.annotations and found.skipped == local.skipped
