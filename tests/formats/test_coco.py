@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from augpipe.errors import SourceError
 from augpipe.formats import scan
 from augpipe.formats.base import Objects
 from conftest import by_path, coco_ann, coco_image, img, reasons, write
+from written import assert_same_boxes, round_trip
 
 
 def make_coco(root: Path) -> Path:
@@ -191,3 +193,14 @@ def test_coco_ids_written_as_whole_floats_are_those_numbers_others_their_positio
                         coco_ann("x", 1, 1, [3, 3, 4, 4]), coco_ann(2.5, 1, 1, [4, 4, 4, 4])]})
     found = scan(root)
     assert by_path(found)["train/a.jpg"].target.ids == (7, 1, 2, 3)
+
+
+def test_what_the_writer_writes_reads_back_as_the_same_objects(tmp_path):
+    root = make_coco(tmp_path / "src")
+    found = scan(root)
+    found.files = [dataclasses.replace(f, target=dataclasses.replace(f.target, segments=None)) for f in found.files]
+    written, again = round_trip(found, root, tmp_path / "out", "coco", {"coco_layout": "images"})
+    assert again.classes == found.classes and again.category_ids == found.category_ids
+    assert_same_boxes(found, root, again, tmp_path / "out")
+    ids = {f.relpath.rsplit("/", 1)[-1]: f.target.ids for f in again.files}
+    assert ids == {i.name: i.target.ids for i in written}  # unique in each file: kept

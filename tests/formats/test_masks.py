@@ -12,6 +12,7 @@ from augpipe.errors import SourceError
 from augpipe.formats import scan
 from augpipe.formats.base import MaskRef
 from conftest import by_path, img, reasons, write
+from written import round_trip
 
 
 def palette_mask(path: Path, w: int = 64, h: int = 48) -> Path:
@@ -88,3 +89,17 @@ def test_masks_roboflow_beside_with_classes_csv(tmp_path):
     write(root / "valid/_classes.csv", "Pixel Value, Class\nzero, background\n1, crack\n")
     with pytest.raises(SourceError, match="valid/_classes.csv: pixel value 'zero' is not a whole number"):
         scan(root)
+
+
+def test_what_the_writer_writes_reads_back_as_the_same_masks(tmp_path):
+    root = tmp_path / "src"
+    for split in ("train", "val"):
+        img(root / split / "images/a.jpg")
+        palette_mask(root / split / "masks/a.png")
+    write(root / "classes.txt", "background\nthing\n")
+    found = scan(root)
+    _, again = round_trip(found, root, tmp_path / "out", "masks", {})
+    assert (again.format, again.classes) == ("masks", found.classes)
+    masks = {f.relpath: (f.split, (tmp_path / "out" / f.target.path).read_bytes()) for f in again.files}
+    assert masks == {f"{s}/images/a.jpg": (split, (root / s / "masks/a.png").read_bytes())
+                     for s, split in (("train", "train"), ("val", "validation"))}

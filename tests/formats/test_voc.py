@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from augpipe.formats import scan
 from augpipe.formats.base import Objects
 from conftest import by_path, img, reasons, write
+from written import assert_same_boxes, round_trip
 
 
 def voc_xml(objects, size=(64, 48), extra="") -> str:
@@ -130,3 +130,20 @@ def test_voc_layout_with_image_sets(tmp_path):
     assert reasons(found) == {
         "JPEGImages/2008_005.jpg": "not in ImageSets/Main's lists (train.txt, trainval.txt, val.txt)",
         "JPEGImages/2008_006.jpg": "in both train.txt and val.txt of ImageSets/Main"}
+
+
+@pytest.mark.parametrize("zero_based", [False, True])
+def test_what_the_writer_writes_reads_back_as_the_same_objects(tmp_path, zero_based):
+    """Whole pixels in the devkit's convention (a box on half pixels rounds to them), any value 0-based."""
+    root = tmp_path / "src"
+    boxes = [("dog", (10, 5, 30, 15), 0), ("cat", (40.5 if zero_based else 41, 20, 48, 28), 0)]
+    for stem, objects in {"train/a": boxes, "train/b": boxes[1:], "val/c": []}.items():
+        img(root / f"{stem}.jpg")
+        write(root / f"{stem}.xml", voc_xml(objects))
+    found = scan(root, voc_zero_based=zero_based)
+    _, again = round_trip(found, root, tmp_path / "out", "voc", {"voc_zero_based": zero_based},
+                          voc_zero_based=zero_based)
+    assert again.classes == found.classes
+    assert {f.relpath: f.split for f in again.files} == {"JPEGImages/a.jpg": "train", "JPEGImages/b.jpg": "train",
+                                                         "JPEGImages/c.jpg": "validation"}
+    assert_same_boxes(found, root, again, tmp_path / "out")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from augpipe.errors import SourceError
 from augpipe.formats import scan
 from augpipe.formats.base import Objects
 from conftest import by_path, img, reasons, write
+from written import assert_same_boxes, round_trip
 
 
 def make_ultralytics(root: Path, names="{0: person, 1: car}") -> Path:
@@ -163,3 +165,16 @@ def test_yolo_from_s3(tmp_path, bucket):
     assert [(f.relpath, f.split, f.target) for f in found.files] == [(f.relpath, f.split, f.target)
                                                                       for f in local.files]
     assert found.annotations == local.annotations and found.skipped == local.skipped
+
+
+@pytest.mark.parametrize("task", ["detect", "segment"])
+def test_what_the_writer_writes_reads_back_as_the_same_objects(tmp_path, task):
+    """Boxes to the 6 decimals a label line holds; a segment line of an object without a mask is
+    its box's corners, read back as that box."""
+    root = make_ultralytics(tmp_path / "src")
+    found = scan(root)
+    found.files = [dataclasses.replace(f, target=dataclasses.replace(f.target, segments=None)) for f in found.files]
+    _, again = round_trip(found, root, tmp_path / "out", "yolo", {"yolo_task": task})
+    assert again.classes == found.classes
+    assert {f.split for f in again.files} == {"train", "validation"}
+    assert_same_boxes(found, root, again, tmp_path / "out", atol=1e-4)
