@@ -1,12 +1,12 @@
 """Formats: the layouts augpipe reads and writes, one module each (`formats/<name>.py`, the
-`Format` protocol of base.py), found here by name and imported when first used. The one place
-that lists a format.
+`Format` and `Writer` protocols of base.py), found here by name and imported when first used. The
+one place that lists a format.
 
 Reading: a module's `matches(entries)` is the share of the images its annotations cover (None when
 its files are absent); `detect` names the first that covers at least half of them (EVIDENCE),
 ImageFolder the fallback; the others that fit, or had some evidence, become warnings in the
 summary and the manifest. `layout` is ImageFolder's alone (the others place their splits
-themselves). Writing: `augpipe export` writes the WRITERS.
+themselves). Writing: `augpipe export` writes the WRITERS (`augpipe.export`).
 """
 
 from __future__ import annotations

@@ -23,10 +23,6 @@ SPLIT_FOLDERS = {"train": "train", "val": "validation", "valid": "validation", "
                  "test": "test"}
 
 
-# How an `Objects`' boxes are written down (torchvision's names; `n`: fractions of the canvas)
-BOX_FORMATS = ("xywh", "cxcywhn")
-
-
 @dataclass(frozen=True, slots=True)
 class Objects:
     """One image's objects: what a reader gives and a writer takes, in the box convention its
@@ -170,53 +166,36 @@ def either(names: list[str]) -> str:
 
 
 class Format(Protocol):
-    """A format module. Every format reads; the ones `augpipe export` writes also define the
-    writing half (`formats.WRITERS`).
-
-    name: str, kind: str                        the format's name and the target kind it holds
-    matches(entries) -> float | bool | None     the share of the images its annotations cover
-                                                (None: its files are absent; True: present)
-    read(store, entries, layout, **options) -> Scan
-    OPTIONS: dict[str, Option]                  its export options, by keyword
-    options(given: dict, header, masks: bool, where: str) -> dict
-                                                those options checked and defaulted (`given`:
-                                                the ones the user set); refuses what it cannot write
-    keeps_masks(options) -> bool                (detection) whether instance masks are written
-    NAME_COLUMNS: tuple[str, ...]               the row columns `name` reads beside image.path, source
-    name(row, classes) -> str                   a row's name in the format's image folder
-    files(split, name, options) -> list[str]    the files an image of that name becomes, image first
-    write(store, items, header, options) -> dict   every Item written; {"images": {split: count}}
-    """
+    """A format module (`formats/<name>.py`, listed in `formats.FORMATS`): what reads a source."""
 
     name: str
-    kind: str
+    kind: str  # the target kind it holds: classification, detection, segmentation, ...
 
-    def matches(self, entries: list) -> float | bool | None: ...
+    def matches(self, entries: list) -> float | bool | None:
+        """The share of the images its annotations cover (None: its files are absent; True: present)."""
 
     def read(self, store, entries: list, layout: str = "auto", **options) -> Scan: ...
 
-    def write(self, store, items: Iterable[Item], header: Header, options: dict) -> dict: ...
 
+class Writer(Format, Protocol):
+    """A format `augpipe export` writes (listed in `formats.WRITERS`): its reading and writing side by side."""
 
-def is_image(name: str) -> bool:
-    from augpipe.decode import SUPPORTED_SUFFIXES  # here: the CLI reads the formats' options without OpenCV
+    OPTIONS: dict[str, Option]  # its export options, by keyword
 
-    return PurePosixPath(name).suffix.lower() in SUPPORTED_SUFFIXES
+    NAME_COLUMNS: tuple[str, ...]  # the row columns `image_name` reads beside image.path and source
 
+    def options(self, given: dict, header: Header, masks: bool, where: str) -> dict:
+        """Its OPTIONS checked and defaulted (`given`: what the user set; `masks`: whether the dataset
+        has instance masks); refuses, in one line, what it cannot write."""
 
-def digest(parts: list[tuple[str, bytes]]) -> str:
-    """One sha256 over (name, bytes) pairs: what the annotations were when the run was planned."""
-    h = hashlib.sha256()
-    for name, data in sorted(parts):
-        h.update(name.encode("utf-8", "surrogateescape") + b"\x00" + hashlib.sha256(data).digest())
-    return h.hexdigest()
+    def keeps_masks(self, options: dict) -> bool:
+        """Whether a dataset's instance masks are written."""
 
+    def image_name(self, row: dict, classes: list[str]) -> str:
+        """A row's name in the format's image folder."""
 
-def split_of_folder(name: str) -> str | None:
-    return SPLIT_FOLDERS.get(name.lower())
+    def files(self, split: str, name: str, options: dict) -> list[str]:
+        """The files an image of that name becomes, relative to the folder: the image first."""
 
-
-def no_images(where: str) -> SourceError:
-    from augpipe.decode import SUPPORTED_SUFFIXES
-
-    return SourceError(f"no images found in {where} (looked for {', '.join(SUPPORTED_SUFFIXES)})")
+    def write(self, store, items: Iterable[Item], header: Header, options: dict) -> dict:
+        """Every Item written, and what goes beside them; {"images": {split: count}}."""

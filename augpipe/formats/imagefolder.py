@@ -102,6 +102,10 @@ def options(given: dict, header, masks: bool, where: str) -> dict:
     return {}
 
 
+def keeps_masks(options: dict) -> bool:
+    return False
+
+
 def image_name(row: dict, classes: list[str]) -> str:
     """{class}/{the path below the source's class folder}."""
     label = row.get("label")

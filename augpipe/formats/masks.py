@@ -167,6 +167,10 @@ def options(given: dict, header, masks: bool, where: str) -> dict:
     return {}
 
 
+def keeps_masks(options: dict) -> bool:
+    return False
+
+
 def image_name(row: dict, classes: list[str]) -> str:
     return file_name(row)
 
