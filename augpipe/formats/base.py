@@ -199,3 +199,27 @@ class Writer(Format, Protocol):
 
     def write(self, store, items: Iterable[Item], header: Header, options: dict) -> dict:
         """Every Item written, and what goes beside them; {"images": {split: count}}."""
+
+
+def is_image(name: str) -> bool:
+    from augpipe.decode import SUPPORTED_SUFFIXES  # here: the CLI reads the formats' options without OpenCV
+
+    return PurePosixPath(name).suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def digest(parts: list[tuple[str, bytes]]) -> str:
+    """One sha256 over (name, bytes) pairs: what the annotations were when the run was planned."""
+    h = hashlib.sha256()
+    for name, data in sorted(parts):
+        h.update(name.encode("utf-8", "surrogateescape") + b"\x00" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def split_of_folder(name: str) -> str | None:
+    return SPLIT_FOLDERS.get(name.lower())
+
+
+def no_images(where: str) -> SourceError:
+    from augpipe.decode import SUPPORTED_SUFFIXES
+
+    return SourceError(f"no images found in {where} (looked for {', '.join(SUPPORTED_SUFFIXES)})")
