@@ -7,13 +7,18 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from augpipe.errors import SourceError
-from augpipe.formats import scan
+from augpipe.export import export
+from augpipe.formats import coco, scan, yolo
 from augpipe.formats.base import Objects
+from augpipe.formats.common import rings
+from augpipe.targets.boxes import _rle, fill_polygon
 from conftest import by_path, coco_ann, coco_image, img, reasons, write
-from written import assert_same_boxes, round_trip
+from written import assert_same_boxes, mask_pixels, masked, round_trip, rows  # noqa: F401 (masked: a fixture)
 
 
 def make_coco(root: Path) -> Path:
@@ -204,3 +209,98 @@ def test_what_the_writer_writes_reads_back_as_the_same_objects(tmp_path):
     assert_same_boxes(found, root, again, tmp_path / "out")
     ids = {f.relpath.rsplit("/", 1)[-1]: f.target.ids for f in again.files}
     assert ids == {i.name: i.target.ids for i in written}  # unique in each file: kept
+
+
+# ---------------------------------------------------------------- writing
+
+def test_coco_carries_every_mask_its_area_and_the_objects_ids(masked, tmp_path):
+    export(masked, "coco", tmp_path / "c", progress=False)
+    book = json.loads((tmp_path / "c" / "annotations" / "instances_train.json").read_text())
+    held = {r["image"]["path"].split("/")[-1]: r for r in rows(masked)}
+    annotations = iter(book["annotations"])
+    for image in book["images"]:
+        assert (tmp_path / "c" / "images" / "train" / image["file_name"]).is_file()
+        objects = held[image["file_name"].split("/")[-1]]["objects"]
+        for k, mask_png in enumerate(objects["mask"]):
+            a = next(annotations)
+            mask = mask_pixels(mask_png["bytes"])
+            assert a["segmentation"] and a["area"] == int(mask.sum()) and a["iscrowd"] == 0
+            assert a["id"] == objects["id"][k]  # unique in the file: the objects' own ids
+            filled = np.zeros_like(mask)
+            for polygon in a["segmentation"]:
+                fill_polygon(filled, np.asarray(polygon, float).reshape(-1, 2))
+            assert np.array_equal(filled, mask)
+
+
+def test_coco_layouts(masked, tmp_path):
+    export(masked, "coco", tmp_path / "split", progress=False, coco_layout="split")
+    export(masked, "coco", tmp_path / "images", progress=False)
+    book = json.loads((tmp_path / "images" / "annotations" / "instances_train.json").read_text())
+    name = book["images"][0]["file_name"]
+    assert (tmp_path / "split" / "train" / name).is_file() and not (tmp_path / "split" / "images").exists()
+    assert (tmp_path / "images" / "images" / "train" / name).is_file()
+
+
+def test_coco_reads_iscrowd_and_renumbers_repeated_ids(masked, tmp_path):
+    """iscrowd as the shards hold it (0 when they do not); ids renumbered when they repeat."""
+    table = pq.read_table(masked)
+    changed = table.to_pylist()
+    for row in changed:
+        n = len(row["objects"]["id"])
+        row["objects"]["iscrowd"] = [1] + [0] * (n - 1)
+        row["objects"]["id"] = [7] * n
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    (ds / "_augpipe.json").write_text((masked / "_augpipe.json").read_text())
+    shard = json.loads((masked / "_augpipe.json").read_text())["shards"][0]["name"]
+    (ds / shard).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(changed), ds / shard)
+    export(ds, "coco", tmp_path / "c", progress=False)
+    book = json.loads((tmp_path / "c" / "annotations" / "instances_train.json").read_text())
+    crowd = [a["iscrowd"] for a in book["annotations"]]
+    assert crowd == [v for row in changed for v in row["objects"]["iscrowd"]]
+    assert [a["id"] for a in book["annotations"]] == list(range(1, len(crowd) + 1))
+
+
+def test_a_mask_with_a_hole_goes_as_rle_and_decodes_exactly():
+    mask = np.zeros((20, 30), np.uint8)
+    mask[3:15, 4:20] = 1
+    mask[6:10, 8:12] = 0
+    written = coco.segmentation(mask)
+    assert isinstance(written, dict) and written["size"] == [20, 30]
+    assert np.array_equal(_rle(written, (20, 30)), mask)
+    assert coco.rle_string(np.zeros((2, 2), np.uint8)) == "4" and coco.rle_string(np.ones((2, 2), np.uint8)) == "04"
+
+
+def test_outlines_run_on_the_pixels_edges_and_fill_back_exactly():
+    """On random masks: every vertex a pixel corner; filled by the pixel-centre rule (as
+    pycocotools and augpipe's readers fill) the outlines give back the mask wherever it has no
+    hole, and the YOLO polygon (parts joined by seams) spans exactly the mask's extent."""
+    import cv2
+
+    rng = np.random.default_rng(4)
+    exact = 0
+    for _ in range(400):
+        h, w = (int(v) for v in rng.integers(3, 32, 2))
+        mask = (cv2.GaussianBlur(rng.random((h, w)), (0, 0), float(rng.uniform(0.3, 3))) > 0.5).astype(np.uint8)
+        if not mask.any():
+            continue
+        ys, xs = np.nonzero(mask)
+        box = [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]
+        outlines = rings(mask)
+        assert all(r.dtype.kind == "i" for r in outlines)
+        written = coco.segmentation(mask)
+        if isinstance(written, list):
+            exact += 1
+        points = np.asarray(yolo.polygon(mask, [float(v) for v in box]), float).reshape(-1, 2)
+        assert [*points.min(axis=0), *(points.max(axis=0) - points.min(axis=0))] == box
+        outside = np.pad(1 - mask, 1)
+        cv2.floodFill(outside, None, (0, 0), 2, flags=4)
+        if not (outside == 1).any():  # no hole
+            assert isinstance(written, list)
+            filled = np.zeros_like(mask)
+            fill_polygon(filled, points)
+            assert np.array_equal(filled, mask)
+    assert exact > 100
+
+

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import numpy as np
 import pytest
 
+from augpipe import ExpandOptions, expand
+from augpipe.export import export
 from augpipe.formats import scan
 from augpipe.formats.base import Objects
 from conftest import by_path, img, reasons, write
-from written import assert_same_boxes, round_trip
+from written import COPIES_0, QUIET, assert_same_boxes, boxes, coco_source, round_trip, rows  # noqa: F401 (boxes: a fixture)
 
 
 def voc_xml(objects, size=(64, 48), extra="") -> str:
@@ -147,3 +151,45 @@ def test_what_the_writer_writes_reads_back_as_the_same_objects(tmp_path, zero_ba
     assert {f.relpath: f.split for f in again.files} == {"JPEGImages/a.jpg": "train", "JPEGImages/b.jpg": "train",
                                                          "JPEGImages/c.jpg": "validation"}
     assert_same_boxes(found, root, again, tmp_path / "out")
+
+
+# ---------------------------------------------------------------- writing
+
+def test_voc_is_written_in_the_devkits_convention(boxes, tmp_path):
+    export(boxes, "voc", tmp_path / "v", progress=False)
+    export(boxes, "voc", tmp_path / "z", progress=False, voc_zero_based=True)
+    assert (tmp_path / "v" / "labelmap.txt").read_text() == "box:::\ndisc:::\n"
+    for row in rows(boxes):
+        stem = row["image"]["path"].split("/")[-1].rsplit(".", 1)[0]
+        devkit = [[float(b.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
+                  for b in ET.parse(tmp_path / "v" / "Annotations" / f"{stem}.xml").iter("bndbox")]
+        zero = [[float(b.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
+                for b in ET.parse(tmp_path / "z" / "Annotations" / f"{stem}.xml").iter("bndbox")]
+        for (x, y, w, h), d, z in zip(row["objects"]["bbox"], devkit, zero, strict=True):
+            assert d == [np.floor(x + 0.5) + 1, np.floor(y + 0.5) + 1, np.floor(x + w + 0.5), np.floor(y + h + 0.5)]
+            assert all(v == int(v) for v in d) and min(d) >= 1
+            np.testing.assert_allclose(z, [x, y, x + w, y + h], atol=1e-3)
+
+
+def test_a_voc_box_of_less_than_a_pixel_at_an_edge_stays_inside_and_reads_back(tmp_path):
+    src = coco_source(tmp_path / "src", [[63.6, 0, 0.4, 1], [0, 47.7, 2, 0.3], [10, 10, 5, 5]], ["a.png"])
+    expand(src, COPIES_0, tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))
+    export(tmp_path / "ds", "voc", tmp_path / "v", progress=False)
+    written = [[int(b.find(k).text) for k in ("xmin", "ymin", "xmax", "ymax")]
+               for b in ET.parse(tmp_path / "v" / "Annotations" / "default__a.xml").iter("bndbox")]
+    assert written == [[64, 1, 64, 1], [1, 48, 2, 48], [11, 11, 15, 15]]
+    again = expand(tmp_path / "v", COPIES_0, tmp_path / "again", ExpandOptions(val_fraction=0, **QUIET))
+    assert not again["skipped"] and rows(tmp_path / "again")[0]["objects"]["bbox"] == [
+        [63, 0, 1, 1], [0, 47, 2, 1], [10, 10, 5, 5]]
+
+
+def test_voc_names_with_spaces_read_back_whole(tmp_path):
+    src = coco_source(tmp_path / "src", [[10, 10, 5, 5]], ["a b.png", "c.png", "a_b.png"])
+    expand(src, COPIES_0, tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))
+    export(tmp_path / "ds", "voc", tmp_path / "v", progress=False)
+    lines = (tmp_path / "v" / "ImageSets" / "Main" / "train.txt").read_text().split("\n")
+    assert all(" " not in line for line in lines) and len([ln for ln in lines if ln]) == 3
+    again = expand(tmp_path / "v", COPIES_0, tmp_path / "again", ExpandOptions(val_fraction=0, **QUIET))
+    assert not again["skipped"] and len(rows(tmp_path / "again")) == 3
+
+

@@ -6,12 +6,15 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
+from augpipe import ExpandOptions, expand
 from augpipe.errors import SourceError
+from augpipe.export import export
 from augpipe.formats import scan
 from augpipe.formats.base import Objects
-from conftest import by_path, img, reasons, write
-from written import assert_same_boxes, round_trip
+from conftest import by_path, img, make_scenes, reasons, write
+from written import COPIES_0, QUIET, assert_same_boxes, boxes, masked, round_trip  # noqa: F401 (fixtures)
 
 
 def make_ultralytics(root: Path, names="{0: person, 1: car}") -> Path:
@@ -178,3 +181,41 @@ def test_what_the_writer_writes_reads_back_as_the_same_objects(tmp_path, task):
     assert again.classes == found.classes
     assert {f.split for f in again.files} == {"train", "validation"}
     assert_same_boxes(found, root, again, tmp_path / "out", atol=1e-4)
+
+
+# ---------------------------------------------------------------- writing
+
+def test_data_yaml_has_no_path_and_names_a_val_folder(boxes, tmp_path):
+    export(boxes, "yolo", tmp_path / "y", progress=False)
+    data = yaml.safe_load((tmp_path / "y" / "data.yaml").read_text())
+    # no `path: .` (ultralytics reads that from the working directory); no validation rows: val
+    # names the training images, as ultralytics requires a val entry
+    assert data == {"train": "images/train", "val": "images/train", "names": {0: "box", 1: "disc"}, "nc": 2}
+
+
+def test_yolo_task_defaults_and_refusals(masked, boxes, tmp_path, cli):
+    assert export(masked, "yolo", tmp_path / "a", progress=False)["yolo_task"] == "segment"
+    assert export(boxes, "yolo", tmp_path / "b", progress=False)["yolo_task"] == "detect"
+    lines = [ln.split() for f in (tmp_path / "a" / "labels").rglob("*.txt") for ln in f.read_text().splitlines()]
+    assert lines and all(len(ln) >= 9 for ln in lines)  # every object a polygon
+    result = cli("export", boxes, "--format", "yolo", "--yolo-task", "segment", "--out", tmp_path / "c")
+    assert result.exit_code == 2 and "has no instance masks: --yolo-task segment needs them" in result.output
+    result = cli("export", masked, "--format", "yolo", "--yolo-task", "pose", "--out", tmp_path / "c")
+    assert result.exit_code == 2 and "--yolo-task is detect or segment, not 'pose'" in result.output
+    result = cli("export", masked, "--format", "coco", "--yolo-task", "detect", "--out", tmp_path / "c")
+    assert result.exit_code == 2 and "--yolo-task is an option of --format yolo, not coco" in result.output
+    result = cli("export", masked, "--format", "yolo", "--yolo-task", "detect", "--out", tmp_path / "a")
+    assert result.exit_code == 2 and "written with --yolo-task segment: choose a new --out for --yolo-task detect" \
+        in result.output
+
+
+def test_a_yolo_export_of_validation_rows_only_names_them_as_train_too(tmp_path):
+    src = make_scenes(tmp_path / "src", n=4, fmt="coco")
+    (src / "default").rename(src / "val")
+    (src / "annotations" / "instances_default.json").rename(src / "annotations" / "instances_val.json")
+    expand(src, COPIES_0, tmp_path / "ds", ExpandOptions(**QUIET))
+    export(tmp_path / "ds", "yolo", tmp_path / "y", progress=False)
+    data = yaml.safe_load((tmp_path / "y" / "data.yaml").read_text())
+    assert data["train"] == data["val"] == "images/val"
+
+
