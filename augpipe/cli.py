@@ -302,7 +302,8 @@ def _export_formats() -> str:
     """`yolo, coco or voc (detection), imagefolder (classification), masks (segmentation).`"""
     by_kind: dict[str, list[str]] = {}
     for name in WRITERS:
-        by_kind.setdefault(format_module(name).kind, []).append(name)
+        for kind in format_module(name).kinds:
+            by_kind.setdefault(kind, []).append(name)
     return ", ".join(f"{either(names)} ({kind})" for kind, names in by_kind.items()) + "."
 
 

@@ -30,7 +30,7 @@ from pathlib import PurePosixPath
 
 from augpipe.errors import OutputError, SourceError, UsageError
 from augpipe.formats import WRITERS, module
-from augpipe.formats.base import Header, Item, item_of
+from augpipe.formats.base import Header, Item, either, item_of
 
 MARKER = ".augpipe-export"
 
@@ -50,12 +50,13 @@ def export(location, fmt: str, out, progress: bool = True, **given) -> dict:
         raise UsageError(f"--format is one of {', '.join(WRITERS)}, not '{fmt}'")
     writer = module(fmt)
     ds = open_dataset(location)
-    kind, masks, header = _described(ds)
-    if writer.kind != kind:
-        fits = [f for f in WRITERS if module(f).kind == kind]
-        raise UsageError(f"{ds.location} is a {kind} dataset: {fmt} holds {writer.kind} (use {' or '.join(fits)})")
+    header = _header(ds)
+    if header.kind not in writer.kinds:
+        fits = [f for f in WRITERS if header.kind in module(f).kinds]
+        raise UsageError(f"{ds.location} is a {header.kind} dataset: {fmt} holds {either(writer.kinds)} "
+                         f"(use {' or '.join(fits)})")
     _check_given(fmt, given)
-    options = writer.options(given, header, masks, ds.location)
+    options = writer.options(given, header, ds.location)
     store = open_store(str(out))
     marker = {"from": _where(ds), "identity": _identity(ds), "format": fmt, **options}
     _claim(store, marker)
@@ -64,14 +65,13 @@ def export(location, fmt: str, out, progress: bool = True, **given) -> dict:
     counts = writer.write(store, _items(ds, writer, renamed, progress), header, options)
     store.write_bytes(MARKER, json.dumps({**marker, "complete": True}).encode())
     return {"format": fmt, "out": store.display(), **counts, "renamed": len(renamed), **options,
-            "masks_left_out": masks and not writer.keeps_masks(options)}
+            "masks_left_out": header.instance_masks and not writer.keeps_masks(options)}
 
 
-def _described(ds) -> tuple[str, bool, Header]:
-    """What the manifest says a writer needs: the dataset's kind, whether it has instance masks,
-    and the Header (classes, the source's COCO category ids)."""
+def _header(ds) -> Header:
+    """What the manifest tells a writer (the one place export reads it for them)."""
     m = ds.manifest
-    return m["task"], bool(m.get("instance_masks")), Header(ds.classes, m.get("category_ids"))
+    return Header(m["task"], ds.classes, bool(m.get("instance_masks")), m.get("category_ids"))
 
 
 def _check_given(fmt: str, given: dict) -> None:

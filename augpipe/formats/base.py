@@ -93,10 +93,12 @@ class Scan:
 
 @dataclass(frozen=True)
 class Header:
-    """What a writer writes beside the images: the classes and the per-dataset values (a Scan's)."""
+    """What a writer is told of the dataset beside its rows: its kind, classes and per-dataset values."""
 
+    kind: str
     classes: list[str]
-    category_ids: list[int] | None = None
+    instance_masks: bool = False  # detection: the objects carry masks
+    category_ids: list[int] | None = None  # COCO's ids of the classes, when the source was COCO
     kind_options: dict = field(default_factory=dict)
 
 
@@ -169,7 +171,7 @@ class Format(Protocol):
     """A format module (`formats/<name>.py`, listed in `formats.FORMATS`): what reads a source."""
 
     name: str
-    kind: str  # the target kind it holds: classification, detection, segmentation, ...
+    kinds: tuple[str, ...]  # the target kinds it holds: classification, detection, segmentation, ...
 
     def matches(self, entries: list) -> float | bool | None:
         """The share of the images its annotations cover (None: its files are absent; True: present)."""
@@ -184,9 +186,9 @@ class Writer(Format, Protocol):
 
     NAME_COLUMNS: tuple[str, ...]  # the row columns `image_name` reads beside image.path and source
 
-    def options(self, given: dict, header: Header, masks: bool, where: str) -> dict:
-        """Its OPTIONS checked and defaulted (`given`: what the user set; `masks`: whether the dataset
-        has instance masks); refuses, in one line, what it cannot write."""
+    def options(self, given: dict, header: Header, where: str) -> dict:
+        """Its OPTIONS checked and defaulted (`given`: what the user set; `where`: the dataset, for
+        messages); refuses, in one line, what it cannot write."""
 
     def keeps_masks(self, options: dict) -> bool:
         """Whether a dataset's instance masks are written."""

@@ -44,7 +44,7 @@ from augpipe.formats.common import (
 )
 
 name = "coco"
-kind = "detection"
+kinds = ("detection",)
 
 INSTANCES = re.compile(r"^annotations/instances_([^/]+)\.json$")
 ROBOFLOW = "_annotations.coco.json"
@@ -335,7 +335,7 @@ OPTIONS = {"coco_layout": Option("--coco-layout", LAYOUTS, "images is the defaul
 NAME_COLUMNS = ()
 
 
-def options(given: dict, header, masks: bool, where: str) -> dict:
+def options(given: dict, header, where: str) -> dict:
     layout = given.get("coco_layout") or "images"
     if layout not in LAYOUTS:
         raise UsageError(f"--coco-layout is {OPTIONS['coco_layout'].text()}, not '{layout}'")

@@ -14,7 +14,7 @@ from augpipe.formats.base import SPLIT_FOLDERS, Scan, SourceFile, is_image, no_i
 from augpipe.formats.common import SPLIT_DIR, file_name
 
 name = "imagefolder"
-kind = "classification"
+kinds = ("classification",)
 
 LAYOUTS = ("auto", "classes", "splits")
 
@@ -93,7 +93,7 @@ OPTIONS = {}
 NAME_COLUMNS = ("label",)
 
 
-def options(given: dict, header, masks: bool, where: str) -> dict:
+def options(given: dict, header, where: str) -> dict:
     """No options; a class that cannot be one folder name (`/` or `\\` in it, `.`, `..`, empty) is refused."""
     for c in header.classes:
         if c in ("", ".", "..") or any(ch in c for ch in "/\\\0"):

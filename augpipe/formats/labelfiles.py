@@ -27,7 +27,7 @@ from augpipe.formats.base import Scan, SourceFile, is_image, split_of_folder
 from augpipe.formats.common import finish, join, parent, read_files, split_of_path, text, usable
 
 name = "labelfiles"
-kind = "classification"
+kinds = ("classification",)
 NAMES = ("labels.csv", "metadata.csv", "metadata.jsonl")
 
 

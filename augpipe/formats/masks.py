@@ -29,7 +29,7 @@ from augpipe.formats.common import (
 )
 
 name = "masks"
-kind = "segmentation"
+kinds = ("segmentation",)
 
 IMAGE_FOLDERS = {"images": ("masks", "annotations", "labels"), "jpegimages": ("segmentationclass",)}
 MASK_FOLDERS = {"masks", "annotations", "labels", "segmentationclass", "segmentationclassaug"}
@@ -163,7 +163,7 @@ OPTIONS = {}
 NAME_COLUMNS = ()
 
 
-def options(given: dict, header, masks: bool, where: str) -> dict:
+def options(given: dict, header, where: str) -> dict:
     return {}
 
 

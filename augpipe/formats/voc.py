@@ -41,7 +41,7 @@ from augpipe.formats.common import (
 )
 
 name = "voc"
-kind = "detection"
+kinds = ("detection",)
 
 SETS = (("train", "train"), ("val", "validation"), ("test", "test"))
 MASK_FOLDERS = ("SegmentationClass", "SegmentationObject", "SegmentationClassAug")  # VOC's masks: not sources
@@ -189,7 +189,7 @@ OPTIONS = {"voc_zero_based": Option("--voc-zero-based", {}, "0-based corners as 
 NAME_COLUMNS = ()
 
 
-def options(given: dict, header, masks: bool, where: str) -> dict:
+def options(given: dict, header, where: str) -> dict:
     return {"voc_zero_based": bool(given.get("voc_zero_based"))}
 
 

@@ -40,7 +40,7 @@ from augpipe.formats.common import (
 )
 
 name = "yolo"
-kind = "detection"
+kinds = ("detection",)
 YAMLS = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 SPLIT_KEYS = (("train", "train"), ("val", "validation"), ("valid", "validation"), ("test", "test"))
 TOLERANCE = 0.001  # of the image's size: what normalised values may overhang 0..1
@@ -340,11 +340,11 @@ OPTIONS = {"yolo_task": Option("--yolo-task", TASKS, "default segment when the d
 NAME_COLUMNS = ()
 
 
-def options(given: dict, header, masks: bool, where: str) -> dict:
-    task = given.get("yolo_task") or ("segment" if masks else "detect")
+def options(given: dict, header, where: str) -> dict:
+    task = given.get("yolo_task") or ("segment" if header.instance_masks else "detect")
     if task not in TASKS:
         raise UsageError(f"--yolo-task is {OPTIONS['yolo_task'].names()}, not '{task}'")
-    if task == "segment" and not masks:
+    if task == "segment" and not header.instance_masks:
         raise UsageError(f"{where} has no instance masks: --yolo-task segment needs them (use detect)")
     return {"yolo_task": task}
 

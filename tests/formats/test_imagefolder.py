@@ -25,4 +25,4 @@ def test_what_the_writer_writes_reads_back_as_the_same_classes(tmp_path):
 @pytest.mark.parametrize("name", ["a/b", "..", "", "a\\b"])
 def test_a_class_that_is_no_folder_name_is_refused(name):
     with pytest.raises(SourceError, match="cannot be a folder name"):
-        imagefolder.options({}, Header(["ok", name]), False, "ds")
+        imagefolder.options({}, Header("classification", ["ok", name]), "ds")

@@ -46,7 +46,7 @@ def items(found, root: Path) -> list[Item]:
 def round_trip(found, root: Path, out: Path, fmt: str, options: dict, **read):
     """(what was written, the Scan of `out` once `fmt` wrote `found` there)."""
     written = items(found, root)
-    module(fmt).write(open_store(out), written, Header(found.classes, found.category_ids), options)
+    module(fmt).write(open_store(out), written, Header(found.task, found.classes, category_ids=found.category_ids), options)
     return written, scan(out, format=fmt, **read)
 
 
