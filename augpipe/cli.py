@@ -17,6 +17,8 @@ import typer
 
 from augpipe import __version__
 from augpipe.errors import AugpipeError, UsageError
+from augpipe.formats import FORMATS, WRITERS, module as format_module
+from augpipe.formats.base import either
 from augpipe.signals import Terminated
 
 app = typer.Typer(
@@ -165,7 +167,7 @@ def _start_workers(workers: int | None, engine: str = "local") -> None:
         start_workers_early()
 
 
-FormatOpt = Annotated[str, typer.Option("--format", help="The source's layout: auto, coco, yolo, voc, masks, labelfiles or imagefolder.")]
+FormatOpt = Annotated[str, typer.Option("--format", help=f"The source's layout: {either(['auto', *FORMATS])}.")]
 VocZeroBasedOpt = Annotated[bool, typer.Option("--voc-zero-based", help="VOC files hold 0-based pixel edges (tools that write xmin = x); default: the devkit's 1-based xmin/ymin.")]
 SourceArg = Annotated[str, typer.Argument(metavar="SOURCE", help="Image folder or URI (s3://, gs://): one sub-folder per class; optional train/ val/ test/.")]
 
@@ -296,21 +298,30 @@ def inspect(
         raise typer.Exit(1)
 
 
+def _export_formats() -> str:
+    """`yolo, coco or voc (detection), imagefolder (classification), masks (segmentation).`"""
+    by_kind: dict[str, list[str]] = {}
+    for name in WRITERS:
+        for kind in format_module(name).kinds:
+            by_kind.setdefault(kind, []).append(name)
+    return ", ".join(f"{either(names)} ({kind})" for kind, names in by_kind.items()) + "."
+
+
+def _export_help(key: str) -> str:
+    """An export option's help, from the format that owns it (`formats/<name>.py`'s OPTIONS)."""
+    owner = next(name for name in WRITERS if key in format_module(name).OPTIONS)
+    option = format_module(owner).OPTIONS[key]
+    return f"{owner}: {option.text() + '; ' if option.choices else ''}{option.help}."
+
+
 @command()
 def export(
     dataset: Annotated[str, typer.Argument(metavar="DATASET", help="An expanded dataset (folder or URI).")],
-    format: Annotated[str, typer.Option("--format", "-f", help="yolo, coco or voc (detection), imagefolder (classification), masks (segmentation).")],
+    format: Annotated[str, typer.Option("--format", "-f", help=_export_formats())],
     out: Annotated[str, typer.Option("--out", "-o", metavar="DIR", help="A new or empty folder (or an earlier export).")],
-    yolo_task: Annotated[Optional[str], typer.Option(
-        "--yolo-task", metavar="TASK",
-        help="yolo: detect (box lines) or segment (a polygon line for every object); "
-             "default segment when the dataset has instance masks, else detect.")] = None,
-    coco_layout: Annotated[Optional[str], typer.Option(
-        "--coco-layout", metavar="LAYOUT",
-        help="coco: images (images/<split>/…, the default; datumaro's layout) or split (<split>/…).")] = None,
-    voc_zero_based: Annotated[bool, typer.Option(
-        "--voc-zero-based",
-        help="voc: 0-based corners as the shards hold them (x, y, x+w, y+h), not the devkit's 1-based whole pixels.")] = False,
+    yolo_task: Annotated[Optional[str], typer.Option("--yolo-task", metavar="TASK", help=_export_help("yolo_task"))] = None,
+    coco_layout: Annotated[Optional[str], typer.Option("--coco-layout", metavar="LAYOUT", help=_export_help("coco_layout"))] = None,
+    voc_zero_based: Annotated[bool, typer.Option("--voc-zero-based", help=_export_help("voc_zero_based"))] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Write an expanded dataset back out as files, for tools that read only folders (ultralytics: yolo)."""

@@ -92,7 +92,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     from augpipe.plan import make_plan
     from augpipe.dryrun import check_recipe
     from augpipe.recipe import Recipe, check_for_task, load_recipe
-    from augpipe.sources import scan
+    from augpipe.formats import scan
     from augpipe.store import open_store
     from augpipe.jobs import RunSpec, write_shard
 

@@ -16,7 +16,7 @@ from augpipe.errors import SourceError
 from augpipe.layout import SPLITS, shard_name
 from augpipe.recipe import Recipe
 from augpipe.sample import SourceItem
-from augpipe.sources import Scan, SourceFile
+from augpipe.formats.base import Scan, SourceFile
 from augpipe.targets import for_scan
 
 # Cut a split into at least this many shards when it has rows enough, so that workers have

@@ -140,7 +140,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     from augpipe.plan import assign_split
     from augpipe.recipe import check_for_task, load_recipe
     from augpipe.sample import SourceItem, augment_sample
-    from augpipe.sources import scan
+    from augpipe.formats import scan
     from augpipe.store import open_store, read_source
     from augpipe.targets import for_scan
 

@@ -30,7 +30,7 @@ class SourceItem:
     label: int | None
     copies: tuple[int, ...]
     sha256: str | None = None  # the content the run planned with, when it was hashed
-    target: Any = None  # detection's Objects, segmentation's MaskRef (see augpipe.sources.base)
+    target: Any = None  # detection's Objects, segmentation's MaskRef (see augpipe.formats.base)
     extra_sha256: str | None = None  # likewise for the file the target needs (a semantic mask)
 
 

@@ -39,7 +39,7 @@ def main() -> None:
     from augpipe.manifest import build_manifest
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
-    from augpipe.sources import Scan, SourceFile
+    from augpipe.formats.base import Scan, SourceFile
     from augpipe.jobs import hash_jobs
 
     recipe = load_recipe("classic")

@@ -250,3 +250,39 @@ def make_scenes(root: Path, n: int = 12, size: tuple[int, int] = (80, 64), fmt: 
     elif fmt == "masks":
         (root / "classes.txt").write_text("background\n" + "".join(f"{c}\n" for c in SCENE_CLASSES))
     return root
+
+
+# ---------------------------------------------------------------- source files, written by hand
+
+def img(path: Path, w: int = 64, h: int = 48, boxes=()) -> Path:
+    """A black image with filled rectangles at known places ([x, y, w, h] in pixels)."""
+    a = np.zeros((h, w, 3), np.uint8)
+    for x, y, bw, bh in boxes:
+        cv2.rectangle(a, (x, y), (x + bw - 1, y + bh - 1), (0, 255, 0), -1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), a)
+    return path
+
+
+def write(path: Path, content) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, (dict, list)):
+        content = json.dumps(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def by_path(found) -> dict:
+    return {f.relpath: f for f in found.files}
+
+
+def reasons(found) -> dict:
+    return dict(found.skipped)
+
+
+def coco_image(i, name, w=64, h=48):
+    return {"id": i, "file_name": name, "width": w, "height": h}
+
+
+def coco_ann(i, image, cat, bbox, **extra):
+    return {"id": i, "image_id": image, "category_id": cat, "bbox": bbox, "area": 1, "iscrowd": 0, **extra}

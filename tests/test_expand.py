@@ -307,7 +307,7 @@ def test_hugging_face_datasets_round_trip(folder, tmp_path):
 def test_the_last_shards_are_smaller_so_that_workers_finish_together(tmp_path):
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
-    from augpipe.sources import scan
+    from augpipe.formats import scan
 
     data = make_folder(tmp_path / "data", classes=("a",), per_class=400)
     found = scan(str(data))

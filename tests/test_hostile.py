@@ -14,10 +14,10 @@ import pytest
 
 from augpipe import ExpandOptions, expand
 from augpipe.errors import OutputError, SkipInput, SourceError
-from augpipe.sources import scan
+from augpipe.formats import scan
 from augpipe.store import read_source
 from conftest import make_folder, make_scenes, upload
-from test_sources import coco_ann, coco_image, img, reasons, write
+from conftest import coco_ann, coco_image, img, reasons, write
 
 QUIET = dict(progress=False, workers=1)
 ROOT = Path(__file__).parent.parent
@@ -365,7 +365,7 @@ def test_rays_own_start_up_failure_is_retried_once_then_said(monkeypatch, fails)
 
 
 def test_pyarrow_errors_reading_an_annotation_file_are_its_reason():
-    from augpipe.sources.common import read_files
+    from augpipe.formats.common import read_files
 
     store = _Refusing(pa.ArrowInvalid("Empty path component in path a//labels.csv"))
     store.local = True

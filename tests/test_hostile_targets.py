@@ -15,7 +15,7 @@ from PIL import Image
 from augpipe import ExpandOptions, expand
 from augpipe.errors import SkipInput
 from augpipe.sample import SourceItem, augment_sample
-from augpipe.sources.base import Objects
+from augpipe.formats.base import Objects
 from augpipe.targets import kind_for
 from augpipe.targets.boxes import _rle
 

@@ -19,7 +19,7 @@ from PIL import Image
 from augpipe import ExpandOptions, expand
 from augpipe.recipe import parse_recipe
 from augpipe.sample import SourceItem, augment_sample, moves_pixels
-from augpipe.sources.base import Objects
+from augpipe.formats.base import Objects
 from augpipe.targets import kind_for
 from conftest import make_scenes, shard_hashes, write_image
 
@@ -214,7 +214,7 @@ def test_masks_keep_their_indices_through_rotation_and_resize():
     im = Image.fromarray(mask, "L").convert("P")
     buf = io.BytesIO()
     im.save(buf, "PNG")
-    from augpipe.sources.base import MaskRef
+    from augpipe.formats.base import MaskRef
 
     kind = kind_for("segmentation")
     r = parse_recipe("copies: 3\noutput: {format: png, resize: {height: 45, width: 75}}\n"
@@ -282,7 +282,7 @@ def test_hugging_face_reads_detection_and_segmentation_shards(scenes, tmp_path):
 @pytest.mark.parametrize("fmt", ["yolo", "coco"])
 def test_export_and_read_again_gives_the_same_files_and_boxes(scenes, tmp_path, fmt):
     from augpipe.export import export
-    from augpipe.sources import scan
+    from augpipe.formats import scan
 
     out = tmp_path / "x"
     keep_png = recipe("[HorizontalFlip]", copies=0)  # the originals' bytes are kept when the format is theirs
@@ -304,7 +304,7 @@ def test_export_and_read_again_gives_the_same_files_and_boxes(scenes, tmp_path, 
 
 def test_export_voc_imagefolder_and_masks(scenes, tmp_path, folder):
     from augpipe.export import export
-    from augpipe.sources import scan
+    from augpipe.formats import scan
 
     for source, fmt, task in ((scenes["coco"], "voc", "detection"), (folder, "imagefolder", "classification"),
                               (scenes["masks"], "masks", "segmentation")):
@@ -422,7 +422,7 @@ def test_a_mask_changed_in_place_is_noticed(scenes, tmp_path, split_by):
 
 
 def test_a_mask_that_changes_during_the_run_is_a_recorded_skip(scenes):
-    from augpipe.sources import scan
+    from augpipe.formats import scan
     from augpipe.store import open_store
 
     found = scan(str(scenes["masks"]))
@@ -546,7 +546,7 @@ def test_export_imagefolder_keeps_the_path_below_the_class_folder(tmp_path):
 @pytest.mark.parametrize("fmt", ["yolo", "coco", "voc"])
 def test_export_gives_rows_whose_names_collide_names_of_their_own(tmp_path, fmt):
     from augpipe.export import export
-    from augpipe.sources import scan
+    from augpipe.formats import scan
 
     data = tmp_path / "yolo"
     boxes = {"train/a.png": [10, 10, 20, 20], "train/a.jpg": [50, 20, 30, 30], "train/sub/b.jpg": [5, 5, 10, 10],

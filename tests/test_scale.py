@@ -170,7 +170,7 @@ def test_a_source_object_that_vanishes_mid_run_is_a_recorded_skip(data, bucket):
 
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
-    from augpipe.sources import scan
+    from augpipe.formats import scan
     from augpipe.jobs import RunSpec, write_shard
 
     source = s3_source(data, bucket)

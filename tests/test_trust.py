@@ -153,7 +153,7 @@ def test_a_live_lock_from_this_process_is_refused(tmp_path, folder):
 def test_a_shard_is_not_published_once_another_run_owns_the_folder(tmp_path, folder):
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
-    from augpipe.sources import scan
+    from augpipe.formats import scan
     from augpipe.jobs import RunSpec, write_shard
 
     out = tmp_path / "out"
@@ -309,7 +309,7 @@ def test_split_folders_match_case_insensitively(tmp_path, names):
 def test_a_fifo_swapped_in_after_the_scan_is_skipped_not_waited_on(tmp_path, folder):
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
-    from augpipe.sources import scan
+    from augpipe.formats import scan
     from augpipe.jobs import RunSpec, write_shard
 
     out = tmp_path / "out"

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from augpipe import ExpandOptions, expand
-from augpipe.export import SPLIT_DIR, export, file_name
+from augpipe.export import export
+from augpipe.formats.common import SPLIT_DIR, file_name
 from augpipe.recipe import parse_recipe
 from conftest import make_scenes
 

@@ -95,24 +95,26 @@ def random_masks(n: int, seed: int = 0):
 def test_traced_outlines_fill_back_to_the_mask_by_pycocotools(tmp_path):
     from pycocotools import mask as cocomask
 
-    from augpipe.export import _coco_segmentation, _rings, _yolo_polygon
+    from augpipe.formats.coco import segmentation as coco_segmentation
+    from augpipe.formats.common import rings
+    from augpipe.formats.yolo import polygon
     from augpipe.targets.boxes import fill_polygon
     from exported import extent
 
     polygons = 0
     for mask in random_masks(1500):
         h, w = mask.shape
-        segmentation = _coco_segmentation(mask)
+        segmentation = coco_segmentation(mask)
         if isinstance(segmentation, list):
             polygons += 1
             decoded = cocomask.decode(cocomask.merge(cocomask.frPyObjects(segmentation, h, w)))
-            for ring in _rings(mask):  # every vertex on a pixel corner
+            for ring in rings(mask):  # every vertex on a pixel corner
                 assert ring.dtype.kind == "i"
         else:
             decoded = cocomask.decode(segmentation)
             assert _holes(mask)  # RLE only where a polygon cannot carry the mask
         assert np.array_equal(decoded, mask)
-        points = np.asarray(_yolo_polygon(mask, extent(mask)), float).reshape(-1, 2)
+        points = np.asarray(polygon(mask, extent(mask)), float).reshape(-1, 2)
         x0, y0 = points.min(axis=0)
         x1, y1 = points.max(axis=0)
         assert [x0, y0, x1 - x0, y1 - y0] == extent(mask)  # the box derived from the YOLO polygon

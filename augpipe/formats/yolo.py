@@ -12,27 +12,36 @@ and one `.txt` label file per image.
   and its suffix `.txt` (`X.txt` beside the image when its path has no `images` folder).
 - A line of 5 fields is a box `class cx cy w h`; an odd count of 7 or more a polygon
   `class x1 y1 x2 y2 ...`, stored as its bounding box and the polygon as the object's segment.
-  Values stay normalised (`Objects(normalised=True)`), converted in the worker. Values outside
+  Values stay normalised (`Objects(box_format="cxcywhn")`), converted in the worker. Values outside
   0..1 by more than 0.001 skip the image (within that, left to the worker's clipping).
 - An image without a label file, or with an empty one, has zero objects: YOLO's convention for
   background images. A label file without an image is recorded.
 - Keypoint datasets (`kpt_shape`) are refused: their lines would read as polygons.
 - Labels are fractions of the upright image, EXIF orientation applied, as ultralytics reads them
   (`exif_size`, `cv2.imread`); the worker turns the image, not the labels.
+
+Written (`augpipe export --format yolo`): images/{split}/…, labels/{split}/….txt, data.yaml;
+--yolo-task detect writes box lines `class cx cy w h`, segment a polygon line for every object
+(never a mix: a YOLO line has one ring, parts joined by seams, holes dropped).
 """
 
 from __future__ import annotations
 
 import math
 import posixpath
+from collections import defaultdict
 
 import yaml
 
-from augpipe.errors import SourceError
-from augpipe.sources.base import Objects, Scan, SourceFile, is_image, split_of_folder
-from augpipe.sources.common import finish, join, parent, read_files, share, text, usable
+from augpipe.errors import SourceError, UsageError
+from augpipe.formats.base import Objects, Option, Scan, SourceFile, is_image, split_of_folder
+from augpipe.formats.common import (
+    SPLIT_DIR, file_name, finish, join, mask_of, parent, read_files, rings, share, text, usable, without_suffix,
+)
 from augpipe.targets.boxes import box_problem
 
+name = "yolo"
+kinds = ("detection",)
 YAMLS = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 SPLIT_KEYS = (("train", "train"), ("val", "validation"), ("valid", "validation"), ("test", "test"))
 TOLERANCE = 0.001  # of the image's size: what normalised values may overhang 0..1
@@ -88,7 +97,7 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
             skipped.append((path, f"{lbl}: {data}"))
             continue
         try:
-            objects = parse(text(data, lbl), len(names)) if data is not None else Objects((), (), (), normalised=True)
+            objects = parse(text(data, lbl), len(names)) if data is not None else Objects((), (), (), box_format="cxcywhn")
         except ValueError as exc:
             skipped.append((path, str(exc)))
             continue
@@ -300,7 +309,7 @@ def parse(content: str, nc: int) -> Objects | str:
         categories.append(int(cls))
         segments.append(("polygon", (polygon,)) if polygon is not None else None)
     return Objects(tuple(boxes), tuple(categories), tuple(range(len(boxes))),
-                   tuple(segments) if any(s is not None for s in segments) else None, normalised=True)
+                   tuple(segments) if any(s is not None for s in segments) else None, box_format="cxcywhn")
 
 
 def _problem(k: int, box: tuple, values: list[float]) -> str | None:
@@ -323,3 +332,105 @@ def _is_float(v: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+# ---------------------------------------------------------------- writing
+
+# --yolo-task: what each task's label lines hold
+TASKS = {"detect": "box lines", "segment": "a polygon line for every object"}
+OPTIONS = {"yolo_task": Option("--yolo-task", TASKS, "default segment when the dataset has instance masks, else detect")}
+NAME_COLUMNS = ()
+
+
+def options(given: dict, header, where: str) -> dict:
+    task = given.get("yolo_task") or ("segment" if header.instance_masks else "detect")
+    if task not in TASKS:
+        raise UsageError(f"--yolo-task is {OPTIONS['yolo_task'].names()}, not '{task}'")
+    if task == "segment" and not header.instance_masks:
+        raise UsageError(f"{where} has no instance masks: --yolo-task segment needs them (use detect)")
+    return {"yolo_task": task}
+
+
+def keeps_masks(options: dict) -> bool:
+    return options["yolo_task"] == "segment"
+
+
+def image_name(row: dict, classes: list[str]) -> str:
+    return file_name(row)
+
+
+def files(split: str, name: str, options: dict) -> list[str]:
+    return [f"images/{SPLIT_DIR[split]}/{name}", f"labels/{SPLIT_DIR[split]}/{without_suffix(name)}.txt"]
+
+
+def write(store, items, header, options: dict) -> dict:
+    counts = defaultdict(int)
+    for item in items:
+        image, labels = files(item.split, item.name, options)
+        store.write_bytes(image, item.data, sync=False)
+        lines = _lines(item.target, options["yolo_task"])
+        store.write_bytes(labels, "".join(f"{ln}\n" for ln in lines).encode(), sync=False)
+        counts[item.split] += 1
+    # no `path`: ultralytics then resolves these against the yaml's own folder, from any directory
+    splits = {SPLIT_DIR[s]: f"images/{SPLIT_DIR[s]}" for s in counts}
+    # ultralytics requires train: and val: entries: a split the dataset lacks names another's images
+    first = next(iter(splits.values()), "images/train")
+    train = splits.pop("train", first)
+    splits = {"train": train, "val": splits.pop("val", train), **splits}
+    data = {**splits, "names": dict(enumerate(header.classes)), "nc": len(header.classes)}
+    store.write_bytes("data.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
+    return {"images": dict(counts)}
+
+
+def _lines(objects: Objects, task: str) -> list[str]:
+    w, h = objects.canvas
+    segments = objects.segments or (None,) * len(objects.categories)
+    lines = []
+    for (x, y, bw, bh), c, segment in zip(objects.xywh(), objects.categories, segments):
+        if task == "segment":
+            points = polygon(None if segment is None else mask_of(segment), (x, y, bw, bh))
+            lines.append(f"{c} " + " ".join(f"{v / (w if i % 2 == 0 else h):.6f}" for i, v in enumerate(points)))
+        else:
+            lines.append(f"{c} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}")
+    return lines
+
+
+def polygon(mask, box) -> list[float]:
+    """One polygon for a YOLO segment line, in pixels: the box's corners for a mask that is its
+    box (exactly the box again), else the mask's outline on its pixels' edges. A mask of several
+    parts has its outlines joined, largest first, each by a seam there and back between their
+    nearest corners (as ultralytics joins COCO's parts): the seam covers no pixel, and the
+    polygon's extent is the mask's. Holes are not carried (a YOLO line has one ring)."""
+    import numpy as np
+
+    x, y, w, h = box
+    parts = rings(mask) if mask is not None and not _is_box(mask, box) else []
+    if not parts:
+        return [x, y, x + w, y, x + w, y + h, x, y + h]
+    parts.sort(key=lambda r: -_area(r))
+    joined = parts[0]
+    for ring in parts[1:]:
+        gaps = ((joined[:, None, :] - ring[None, :, :]) ** 2).sum(axis=2)
+        i, j = np.unravel_index(int(gaps.argmin()), gaps.shape)
+        part = np.concatenate([ring[j:], ring[:j + 1]])
+        joined = np.concatenate([joined[:i + 1], part, joined[i:]])
+    return joined.reshape(-1).astype(float).tolist()
+
+
+def _is_box(mask, box) -> bool:
+    """The mask is just its box filled (as a reader fills the box of an object without a
+    segment), to within a pixel of the box's edges."""
+    import numpy as np
+
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return False
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    x, y, w, h = box
+    return len(xs) == (x1 - x0) * (y1 - y0) and max(abs(x0 - x), abs(x1 - x - w), abs(y0 - y), abs(y1 - y - h)) <= 1
+
+
+def _area(ring) -> float:
+    x, y = ring[:, 0].astype(float), ring[:, 1].astype(float)
+    return abs(float((x * (y.take(range(1, len(y) + 1), mode="wrap")) -
+                      y * (x.take(range(1, len(x) + 1), mode="wrap"))).sum())) / 2

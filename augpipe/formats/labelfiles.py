@@ -23,9 +23,11 @@ import json
 import posixpath
 
 from augpipe.errors import SourceError
-from augpipe.sources.base import Scan, SourceFile, is_image, split_of_folder
-from augpipe.sources.common import finish, join, parent, read_files, split_of_path, text, usable
+from augpipe.formats.base import Scan, SourceFile, is_image, split_of_folder
+from augpipe.formats.common import finish, join, parent, read_files, split_of_path, text, usable
 
+name = "labelfiles"
+kinds = ("classification",)
 NAMES = ("labels.csv", "metadata.csv", "metadata.jsonl")
 
 

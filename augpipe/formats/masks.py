@@ -10,17 +10,26 @@
   `_classes.csv` (`Pixel Value, Class`), wherever they are (all must agree); else none.
 - An image without a mask is skipped ("no mask"); a mask without an image is recorded. A mask is
   never a source itself. VOC's `SegmentationObject/` (instance ids) is ignored.
+
+Written (`augpipe export --format masks`): {split}/images/…, {split}/masks/….png (the shards'
+masks, byte for byte), classes.txt.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections import defaultdict
 from pathlib import PurePosixPath
 
 from augpipe.errors import SourceError
-from augpipe.sources.base import MaskRef, Scan, SourceFile, is_image
-from augpipe.sources.common import finish, read_files, share, split_of_path, stem, text, usable
+from augpipe.formats.base import MaskRef, Scan, SourceFile, is_image
+from augpipe.formats.common import (
+    SPLIT_DIR, file_name, finish, read_files, share, split_of_path, stem, text, usable, without_suffix,
+)
+
+name = "masks"
+kinds = ("segmentation",)
 
 IMAGE_FOLDERS = {"images": ("masks", "annotations", "labels"), "jpegimages": ("segmentationclass",)}
 MASK_FOLDERS = {"masks", "annotations", "labels", "segmentationclass", "segmentationclassaug"}
@@ -146,3 +155,37 @@ def _classes_csv(content: str) -> list[str]:
             raise ValueError(f"pixel value {value} is not 0..255")
         by_value[value] = cells[1]
     return [by_value.get(i, str(i)) for i in range(max(by_value) + 1)] if by_value else []
+
+
+# ---------------------------------------------------------------- writing
+
+OPTIONS = {}
+NAME_COLUMNS = ()
+
+
+def options(given: dict, header, where: str) -> dict:
+    return {}
+
+
+def keeps_masks(options: dict) -> bool:
+    return False
+
+
+def image_name(row: dict, classes: list[str]) -> str:
+    return file_name(row)
+
+
+def files(split: str, name: str, options: dict) -> list[str]:
+    return [f"{SPLIT_DIR[split]}/images/{name}", f"{SPLIT_DIR[split]}/masks/{without_suffix(name)}.png"]
+
+
+def write(store, items, header, options: dict) -> dict:
+    counts = defaultdict(int)
+    for item in items:
+        image, mask = files(item.split, item.name, options)
+        store.write_bytes(image, item.data, sync=False)
+        store.write_bytes(mask, item.target, sync=False)
+        counts[item.split] += 1
+    if header.classes:
+        store.write_bytes("classes.txt", "".join(f"{c}\n" for c in header.classes).encode())
+    return {"images": dict(counts)}

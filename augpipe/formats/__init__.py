@@ -1,11 +1,12 @@
-"""Sources: the layouts augpipe reads, chosen here (the first that matches, or `--format`).
+"""Formats: the layouts augpipe reads and writes, one module each (`formats/<name>.py`, the
+`Format` and `Writer` protocols of base.py), found here by name and imported when first used. The
+one place that lists a format.
 
-Each reader is a module with `matches(entries) -> float | None` (the share of the images its
-annotations cover; None when its files are absent) and `read(store, entries, layout) -> Scan`;
-`detect` names the first that covers at least half of them (EVIDENCE), ImageFolder the fallback;
-the others that fit, or had some evidence, become warnings in the summary and the manifest. The
-one place that lists a source. `layout` is ImageFolder's alone (the others place their splits
-themselves).
+Reading: a module's `matches(entries)` is the share of the images its annotations cover (None when
+its files are absent); `detect` names the first that covers at least half of them (EVIDENCE),
+ImageFolder the fallback; the others that fit, or had some evidence, become warnings in the
+summary and the manifest. `layout` is ImageFolder's alone (the others place their splits
+themselves). Writing: `augpipe export` writes the WRITERS (`augpipe.export`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,25 @@ import importlib
 import unicodedata
 
 from augpipe.errors import SourceError, StoreError
-from augpipe.sources.base import MaskRef, Objects, Scan, SourceFile, is_image, split_of_folder  # noqa: F401
-from augpipe.sources.common import EVIDENCE
-from augpipe.sources.imagefolder import LAYOUTS
-from augpipe.store import open_store
+from augpipe.formats.base import Scan, is_image, split_of_folder
+from augpipe.formats.common import EVIDENCE
+from augpipe.formats.imagefolder import LAYOUTS
 
 # In the order they are tried: the first whose files are present reads the source.
 FORMATS = ("coco", "yolo", "voc", "masks", "labelfiles", "imagefolder")
+# What `augpipe export` writes, in the order its help names them.
+WRITERS = ("yolo", "coco", "voc", "imagefolder", "masks")
+
+
+def module(name: str):
+    """The format module of that name (one of FORMATS)."""
+    return importlib.import_module(f"augpipe.formats.{name}")
 
 
 def scan(root: str, layout: str = "auto", format: str = "auto", voc_zero_based: bool = False) -> Scan:
     """`voc_zero_based`: VOC files hold 0-based edges (else the devkit's 1-based pixels)."""
+    from augpipe.store import open_store
+
     if format != "auto" and format not in FORMATS:
         raise SourceError(f"--format is one of auto, {', '.join(FORMATS)}, not '{format}'")
     if layout not in LAYOUTS:
@@ -46,7 +55,7 @@ def scan(root: str, layout: str = "auto", format: str = "auto", voc_zero_based: 
     name, warnings = choose(entries) if format == "auto" else (format, [])
     options = {"zero_based": voc_zero_based} if name == "voc" else {}
     try:
-        found = reader(name).read(store, entries, layout, **options)
+        found = module(name).read(store, entries, layout, **options)
     except SourceError as exc:
         if format != "auto" or (name == FORMATS[-1] and not warnings):
             raise
@@ -72,10 +81,6 @@ def _check_class_names(store, classes: list[str]) -> None:
                               f"(U+{ord(bad):04X}): rename the class")
 
 
-def reader(name: str):
-    return importlib.import_module(f"augpipe.sources.{name}")
-
-
 def detect(entries: list) -> str:
     return choose(entries)[0]
 
@@ -83,7 +88,7 @@ def detect(entries: list) -> str:
 def choose(entries: list) -> tuple[str, list[str]]:
     """The layout --format auto reads, and a line for each other layout that was plausible or
     had some evidence: the first whose annotations cover at least EVIDENCE of the images."""
-    shares = {name: _share(reader(name).matches(entries)) for name in FORMATS[:-1]}
+    shares = {name: _share(module(name).matches(entries)) for name in FORMATS[:-1]}
     fits = [name for name, part in shares.items() if part is not None and part >= EVIDENCE]
     chosen = fits[0] if fits else FORMATS[-1]
     warnings = []

@@ -1,11 +1,20 @@
-"""The ImageFolder layout: a folder a class (`data/cat/x.jpg`), optional split folders."""
+"""The ImageFolder layout: a folder a class (`data/cat/x.jpg`), optional split folders.
+
+Written (`augpipe export --format imagefolder`): {split}/{class}/…, the path below the source's
+class folder (`{split}/cat/a/x0.png`); unlabelled images in `(unlabelled)/`.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import PurePosixPath
 
 from augpipe.errors import SourceError
-from augpipe.sources.base import SPLIT_FOLDERS, Scan, SourceFile, is_image, no_images
+from augpipe.formats.base import SPLIT_FOLDERS, Scan, SourceFile, is_image, no_images
+from augpipe.formats.common import SPLIT_DIR, file_name
+
+name = "imagefolder"
+kinds = ("classification",)
 
 LAYOUTS = ("auto", "classes", "splits")
 
@@ -76,3 +85,44 @@ def _classify(images: list, split_of: dict[str, str] | None, skipped: list) -> l
         class_name = parts[0] if len(parts) > 1 else None
         out.append(SourceFile(e.name, split, class_name, e.size, e.mtime_ns))
     return out
+
+
+# ---------------------------------------------------------------- writing
+
+OPTIONS = {}
+NAME_COLUMNS = ("label",)
+
+
+def options(given: dict, header, where: str) -> dict:
+    """No options; a class that cannot be one folder name (`/` or `\\` in it, `.`, `..`, empty) is refused."""
+    for c in header.classes:
+        if c in ("", ".", "..") or any(ch in c for ch in "/\\\0"):
+            raise SourceError(f"class {c!r} cannot be a folder name (imagefolder writes one folder a class; "
+                              "a name without '/' or '\\' and not '.' or '..'): rename it in the source's labels")
+    return {}
+
+
+def keeps_masks(options: dict) -> bool:
+    return False
+
+
+def image_name(row: dict, classes: list[str]) -> str:
+    """{class}/{the path below the source's class folder}."""
+    label = row.get("label")
+    folder = classes[label] if label is not None else "(unlabelled)"
+    parts = file_name(row).split("/")
+    if len(parts) > 1 and parts[0] == folder:  # the source's own class folder
+        parts.pop(0)
+    return "/".join([folder, *parts])
+
+
+def files(split: str, name: str, options: dict) -> list[str]:
+    return [f"{SPLIT_DIR[split]}/{name}"]
+
+
+def write(store, items, header, options: dict) -> dict:
+    counts = defaultdict(int)
+    for item in items:
+        store.write_bytes(files(item.split, item.name, options)[0], item.data, sync=False)
+        counts[item.split] += 1
+    return {"images": dict(counts)}

@@ -1,18 +1,19 @@
-"""What the annotation readers share: reading many small files, checking a box, paths, the Scan.
-
-Every problem with one image is a reason (a string) recorded in `Scan.skipped`; readers never
-raise for one bad file, only when nothing at all can be read.
+"""What the formats share. Reading: many small files, checking a box, paths, the Scan; every
+problem with one image is a reason (a string) recorded in `Scan.skipped`, and readers never raise
+for one bad file, only when nothing at all can be read. Writing: the split folders, an image's
+file name, instance masks and their outlines.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 
 from augpipe.errors import SourceError
-from augpipe.sources.base import Scan, SourceFile, digest, is_image, no_images, split_of_folder
+from augpipe.formats.base import Scan, SourceFile, digest, is_image, no_images, split_of_folder
 from augpipe.store import LIST_THREADS, is_arrow_error
 from augpipe.targets.boxes import box_problem
 
@@ -159,3 +160,52 @@ def finish(store, files: list[SourceFile], skipped: list, classes: list[str], ta
     return Scan(root=store.uri, files=files, classes=list(classes), labelled=labelled,
                 split_folders=any(f.split is not None for f in files), skipped=sorted(set(skipped)), task=task,
                 format=fmt, annotations=digest(annotation_files))
+
+
+# ---------------------------------------------------------------- writing
+
+SPLIT_DIR = {"train": "train", "validation": "val", "test": "test"}
+# Folders of a source layout, not of the dataset: `images/`, `train/`, COCO's `val2017/`
+_LAYOUT_DIR = re.compile(r"(images|jpegimages|imgs|(train|val|valid|validation|test)(\d{4})?)", re.IGNORECASE)
+
+
+def file_name(row: dict) -> str:
+    """The row's file name, without the source layout's split and image folders."""
+    parts = list(PurePosixPath(row["image"]["path"] or f"{row['source']}").parts)
+    while len(parts) > 1 and _LAYOUT_DIR.fullmatch(parts[0]):
+        parts.pop(0)
+    return "/".join(parts)
+
+
+def mask_of(segment):
+    """An instance mask as the shards hold it, ("png", bytes), as a 0/1 uint8 array."""
+    from augpipe.targets.masks import read_instance_mask
+
+    return read_instance_mask(segment[1])
+
+
+def rings(mask) -> list:
+    """The outer outline of each 8-connected part of a mask, on the pixels' edges: (N, 2) int
+    arrays of pixel corners, one vertex a turn. Traced at twice the size, where a contour point
+    on a left or top edge is even and one on a right or bottom edge odd, so ceil(p / 2) is the
+    pixel corner it stands for (diagonal steps, at inner corners and where parts touch
+    diagonally, fall on one corner)."""
+    import cv2
+    import numpy as np
+
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return []
+    part = np.pad(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], 1)  # the mask's extent, and a margin
+    double = np.repeat(np.repeat(part, 2, axis=0), 2, axis=1)
+    contours, _ = cv2.findContours(double, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    out = []
+    for contour in contours:
+        p = (contour.reshape(-1, 2) + 1) // 2 + [cols[0] - 1, rows[0] - 1]
+        p = p[np.any(p != np.roll(p, 1, axis=0), axis=1)]
+        before, after = np.roll(p, 1, axis=0), np.roll(p, -1, axis=0)
+        turn = (p - before)[:, 0] * (after - p)[:, 1] - (p - before)[:, 1] * (after - p)[:, 0]
+        p = p[turn != 0]
+        if len(p) >= 4:
+            out.append(p)
+    return out

@@ -17,18 +17,31 @@ folders allowed), or VOC's own `Annotations/X.xml` beside `JPEGImages/X.jpg`.
 - An image without its XML is skipped; an XML without its image is recorded.
 - Boxes are on the upright image, EXIF orientation applied (as detectron2 and mmdetection read
   VOC); the worker turns the image, not the boxes.
+
+Written (`augpipe export --format voc`): JPEGImages/…, Annotations/….xml (the devkit's 1-based
+whole pixels, or --voc-zero-based), ImageSets/Main/{train,val,test}.txt, labelmap.txt. VOC's
+folders are flat: `a/b c.jpg` is written as `a__b_c.jpg`.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
+from collections import defaultdict
+from pathlib import PurePosixPath
 from xml.etree.ElementTree import ParseError
 
 from defusedxml import ElementTree
 
-from augpipe.sources.base import Objects, Scan, SourceFile, is_image
-from augpipe.sources.common import (
-    check_box, finish, image_size, join, parent, read_files, split_of_path, stem, text, usable, without_suffix,
+from augpipe.formats.base import Objects, Option, Scan, SourceFile, is_image
+from augpipe.formats.common import (
+    SPLIT_DIR, check_box, file_name, finish, image_size, join, parent, read_files, split_of_path, stem, text, usable,
+    without_suffix,
 )
+
+name = "voc"
+kinds = ("detection",)
 
 SETS = (("train", "train"), ("val", "validation"), ("test", "test"))
 MASK_FOLDERS = ("SegmentationClass", "SegmentationObject", "SegmentationClassAug")  # VOC's masks: not sources
@@ -36,7 +49,7 @@ MASK_FOLDERS = ("SegmentationClass", "SegmentationObject", "SegmentationClassAug
 
 def matches(entries: list) -> float | None:
     """The share of the images with their XML (None: no image has one)."""
-    from augpipe.sources.common import share
+    from augpipe.formats.common import share
 
     present = {e.name for e in entries}
     images = [n for n in present if is_image(n) and not any(p in MASK_FOLDERS for p in n.split("/")[:-1])]
@@ -167,3 +180,83 @@ def _parse(data: bytes, name: str, zero_based: bool = False) -> list | str:
             return why
         out.append((label, box))
     return out
+
+
+# ---------------------------------------------------------------- writing
+
+OPTIONS = {"voc_zero_based": Option("--voc-zero-based", {}, "0-based corners as the shards hold them (x, y, x+w, y+h), "
+                                                            "not the devkit's 1-based whole pixels")}
+NAME_COLUMNS = ()
+
+
+def options(given: dict, header, where: str) -> dict:
+    return {"voc_zero_based": bool(given.get("voc_zero_based"))}
+
+
+def keeps_masks(options: dict) -> bool:
+    return False
+
+
+def image_name(row: dict, classes: list[str]) -> str:
+    return file_name(row)
+
+
+def files(split: str, name: str, options: dict) -> list[str]:
+    flat = _flat(name)
+    return [f"JPEGImages/{flat}{PurePosixPath(name).suffix}", f"Annotations/{flat}.xml"]
+
+
+def write(store, items, header, options: dict) -> dict:
+    from xml.sax.saxutils import escape
+
+    sets = defaultdict(list)
+    for item in items:
+        image, annotation = files(item.split, item.name, options)
+        store.write_bytes(image, item.data, sync=False)
+        objects = "".join(
+            f"<object><name>{escape(header.classes[c])}</name><difficult>0</difficult><bndbox>"
+            f"<xmin>{x0:g}</xmin><ymin>{y0:g}</ymin><xmax>{x1:g}</xmax><ymax>{y1:g}</ymax></bndbox></object>"
+            for box, c in zip(item.target.xywh(), item.target.categories)
+            for x0, y0, x1, y1 in [_voc_box(box, item.width, item.height, options["voc_zero_based"])])
+        xml = (f"<annotation><filename>{escape(image.rsplit('/', 1)[1])}</filename><size><width>{item.width}</width>"
+               f"<height>{item.height}</height><depth>3</depth></size>{objects}</annotation>\n")
+        store.write_bytes(annotation, xml.encode("utf-8"), sync=False)
+        sets[item.split].append(_flat(item.name))
+    for split, stems in sets.items():
+        store.write_bytes(f"ImageSets/Main/{SPLIT_DIR[split]}.txt", "".join(f"{s}\n" for s in stems).encode())
+    _labels(store, header.classes)
+    return {"images": {s: len(v) for s, v in sets.items()}}
+
+
+def _flat(name: str) -> str:
+    """VOC's folders are flat, and ImageSets' lines are split at whitespace by its readers (the
+    devkit's, augpipe's): `a/b c.jpg` is `a__b_c`."""
+    return re.sub(r"\s", "_", without_suffix(name).replace("/", "__"))
+
+
+def _voc_box(box, width: int, height: int, zero_based: bool) -> tuple:
+    """The devkit's convention: pixels numbered from 1, xmax the last pixel inside, so xmin =
+    x0 + 1 and xmax = x1, rounded to the nearest pixel (at least one pixel wide); or 0-based,
+    the shards' own values (x0, y0, x1, y1)."""
+    x, y, w, h = box
+    if zero_based:
+        return x, y, x + w, y + h
+    # a box of less than a pixel at the right or bottom edge rounds to that edge: kept a pixel
+    # wide inside the image, never xmin > xmax
+    x0, y0 = min(max(_nearest(x), 0), width - 1), min(max(_nearest(y), 0), height - 1)
+    x1, y1 = min(max(_nearest(x + w), x0 + 1), width), min(max(_nearest(y + h), y0 + 1), height)
+    return x0 + 1, y0 + 1, x1, y1
+
+
+def _nearest(v: float) -> int:
+    return math.floor(v + 0.5)  # halves up: 10.5 → 11
+
+
+def _labels(store, classes: list[str]) -> None:
+    """datumaro's labelmap.txt (`name:color:parts:actions`, colour and the rest left empty); a name
+    that line cannot carry (a ':', or spaces at its ends, which it strips) goes to datumaro's
+    dataset_meta.json instead, which it reads first and which holds any name."""
+    if any(":" in c or c != c.strip() or c.startswith("#") for c in classes):
+        store.write_bytes("dataset_meta.json", json.dumps({"labels": list(classes)}, ensure_ascii=False).encode())
+        return
+    store.write_bytes("labelmap.txt", "".join(f"{c}:::\n" for c in classes).encode())

@@ -20,6 +20,13 @@
   decoded in the worker, bounded by the image's pixels.
 - Boxes and segmentations are on the upright image, EXIF orientation applied, as detectron2
   (`read_image`) and mmdetection read COCO; the worker turns the image, not the annotations.
+
+Written (`augpipe export --format coco`): images/{split}/… (--coco-layout split: {split}/…),
+annotations/instances_{split}.json, with the source's category ids when it was COCO (else 1..N)
+and the objects' own ids when they are unique. Instance masks as polygons traced on their pixels'
+edges (every vertex a pixel corner), so that, filled by the pixel-centre rule (pycocotools', and
+augpipe's readers'), they give back exactly the mask's pixels when it has no hole; RLE where
+polygons would not give the mask back.
 """
 
 from __future__ import annotations
@@ -29,11 +36,15 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from augpipe.errors import SourceError
-from augpipe.sources.base import Objects, Scan, SourceFile, is_image, split_of_folder
-from augpipe.sources.common import (
-    check_box, finish, image_size, join, number, parent, read_files, size_text, split_of_path, text, usable,
+from augpipe.errors import SourceError, UsageError
+from augpipe.formats.base import Objects, Option, Scan, SourceFile, is_image, split_of_folder
+from augpipe.formats.common import (
+    SPLIT_DIR, check_box, file_name, finish, image_size, join, mask_of, number, parent, read_files, rings, size_text,
+    split_of_path, text, usable,
 )
+
+name = "coco"
+kinds = ("detection",)
 
 INSTANCES = re.compile(r"^annotations/instances_([^/]+)\.json$")
 ROBOFLOW = "_annotations.coco.json"
@@ -314,3 +325,130 @@ def _whole(value, default: int) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value if isinstance(value, int) else default
+
+
+# ---------------------------------------------------------------- writing
+
+# --coco-layout: where each layout puts the images
+LAYOUTS = {"images": "images/<split>/…", "split": "<split>/…"}
+OPTIONS = {"coco_layout": Option("--coco-layout", LAYOUTS, "images is the default (datumaro's layout)")}
+NAME_COLUMNS = ()
+
+
+def options(given: dict, header, where: str) -> dict:
+    layout = given.get("coco_layout") or "images"
+    if layout not in LAYOUTS:
+        raise UsageError(f"--coco-layout is {OPTIONS['coco_layout'].text()}, not '{layout}'")
+    return {"coco_layout": layout}
+
+
+def keeps_masks(options: dict) -> bool:
+    return True
+
+
+def image_name(row: dict, classes: list[str]) -> str:
+    return file_name(row)
+
+
+def files(split: str, name: str, options: dict) -> list[str]:
+    return [f"images/{SPLIT_DIR[split]}/{name}" if options["coco_layout"] == "images" else f"{SPLIT_DIR[split]}/{name}"]
+
+
+def write(store, items, header, options: dict) -> dict:
+    ids_of = _category_ids(header)
+    categories = [{"id": ids_of[i], "name": n, "supercategory": "none"} for i, n in enumerate(header.classes)]
+    books: dict[str, dict] = {}
+    for item in items:
+        book = books.setdefault(item.split, {"images": [], "annotations": [], "categories": categories})
+        store.write_bytes(files(item.split, item.name, options)[0], item.data, sync=False)
+        image_id = len(book["images"]) + 1
+        book["images"].append({"id": image_id, "file_name": item.name, "width": item.width, "height": item.height})
+        book["annotations"] += _annotations(item.target, image_id, ids_of)
+    for split, book in books.items():
+        _number(book["annotations"])
+        store.write_bytes(f"annotations/instances_{SPLIT_DIR[split]}.json",
+                          json.dumps(book, ensure_ascii=False).encode())
+    return {"images": {s: len(b["images"]) for s, b in books.items()}}
+
+
+def _category_ids(header) -> list[int]:
+    """The source's COCO category ids when expand recorded them (a COCO source), else 1..N."""
+    ids = header.category_ids
+    if isinstance(ids, list) and len(ids) == len(header.classes) and len(set(ids)) == len(ids) \
+            and all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        return ids
+    return list(range(1, len(header.classes) + 1))
+
+
+def _annotations(objects: Objects, image_id: int, ids_of: list[int]) -> list[dict]:
+    out = []
+    segments = objects.segments or (None,) * len(objects.categories)
+    for k, (box, c, segment) in enumerate(zip(objects.xywh(), objects.categories, segments)):
+        annotation = {"id": objects.ids[k] if k < len(objects.ids) else None, "image_id": image_id,
+                      "category_id": ids_of[c], "bbox": [round(v, 3) for v in box], "area": round(box[2] * box[3], 3),
+                      "iscrowd": objects.iscrowd[k] if k < len(objects.iscrowd) else 0}
+        if segment is not None:
+            mask = mask_of(segment)
+            annotation["area"] = int(mask.sum())
+            annotation["segmentation"] = segmentation(mask)
+        else:
+            annotation["segmentation"] = []
+        out.append(annotation)
+    return out
+
+
+def _number(annotations: list[dict]) -> None:
+    """The objects' own ids when they are unique and positive in the file (COCOeval takes id 0
+    for no match), else 1, 2, 3, … (an expanded copy repeats its original's ids)."""
+    ids = [a["id"] for a in annotations]
+    if all(isinstance(i, int) and i > 0 for i in ids) and len(set(ids)) == len(ids):
+        return
+    for k, annotation in enumerate(annotations, start=1):
+        annotation["id"] = k
+
+
+def segmentation(mask) -> list[list[int]] | dict:
+    """COCO polygons when they give back exactly the mask's pixels, else compressed RLE (a mask
+    with a hole, or an empty one)."""
+    outlines = rings(mask)
+    if outlines and (_filled(outlines, mask.shape) == mask).all():
+        return [ring.reshape(-1).tolist() for ring in outlines]
+    return {"size": list(mask.shape), "counts": rle_string(mask)}
+
+
+def _filled(outlines, shape):
+    """The pixels the rings cover, filled as pycocotools and augpipe's readers fill polygons
+    (by the pixels' centres)."""
+    import numpy as np
+
+    from augpipe.targets.boxes import fill_polygon
+
+    out = np.zeros(shape, np.uint8)
+    for ring in outlines:
+        part = np.zeros(shape, np.uint8)
+        fill_polygon(part, ring.astype(np.float64))
+        out |= part
+    return out
+
+
+def rle_string(mask) -> str:
+    """A mask as COCO's compressed RLE (pycocotools' rleToString): runs column by column,
+    background first; from the fourth run on each is written as the change from the run two
+    before, in 5-bit groups from character 48, 0x20 marking that another group follows."""
+    import numpy as np
+
+    flat = np.asarray(mask, np.uint8).T.reshape(-1)
+    edges = np.flatnonzero(np.diff(flat)) + 1
+    counts = np.diff(np.concatenate([[0], edges, [len(flat)]])).tolist()
+    if flat[0]:
+        counts.insert(0, 0)
+    chars = []
+    for i, count in enumerate(counts):
+        x = count - counts[i - 2] if i > 2 else count
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            chars.append(chr((c | 0x20 if more else c) + 48))
+    return "".join(chars)

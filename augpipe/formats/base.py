@@ -1,0 +1,227 @@
+"""The contract of a format, and what its two sides read and write.
+
+A format is a module of `augpipe.formats` (`formats/<name>.py`) holding its reading and its
+writing side by side (the `Format` protocol below). Its reader turns a listing of the source (one
+`store.list_files()`) into a `Scan`; annotations are parsed in the driver, once, and travel to the
+workers inside each `SourceFile` as plain, picklable data, validated against the image's real
+size in the worker (`targets`). Its writer takes the rows of an expanded dataset as `Item`s, each
+detection target the same `Objects` the readers produce.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from augpipe.errors import SourceError
+
+# Split folder names, matched case-insensitively; `valid` is Roboflow's.
+SPLIT_FOLDERS = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation",
+                 "test": "test"}
+
+
+@dataclass(frozen=True, slots=True)
+class Objects:
+    """One image's objects: what a reader gives and a writer takes, in the box convention its
+    annotation file uses (`box_format` on `canvas`, like torchvision's BoundingBoxes)."""
+
+    boxes: tuple[tuple[float, float, float, float], ...]
+    categories: tuple[int, ...]  # indices into the classes
+    ids: tuple[int, ...] = ()  # the annotation's own ids (COCO), else 0..n-1
+    # Per object, an instance mask or None: ("polygon", ((x1, y1, x2, y2, ...), ...)) in the
+    # boxes' coordinates, ("rle", {"size": [h, w], "counts": ...}) as COCO writes it, or ("png",
+    # bytes) as the shards hold it (0 outside the object).
+    segments: tuple | None = None
+    # "xywh": COCO's [x, y, w, h] in pixels; "cxcywhn": YOLO's centre and size, fractions of the
+    # canvas (the worker converts them once the image's size is known)
+    box_format: str = "xywh"
+    iscrowd: tuple[int, ...] = ()  # COCO's flag per object (0 or 1); () for every other source: all 0
+    canvas: tuple[int, int] | None = None  # (width, height) when known; a reader's: the decoded image's
+    fields: dict[str, tuple] = field(default_factory=dict)  # per-object values a target kind adds
+
+    @property
+    def normalised(self) -> bool:
+        return self.box_format == "cxcywhn"
+
+    def xywh(self) -> tuple[tuple[float, float, float, float], ...]:
+        """The boxes as COCO's [x, y, w, h] in pixels (normalised ones on the canvas)."""
+        if not self.normalised:
+            return self.boxes
+        w, h = self.canvas
+        return tuple(((cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h) for cx, cy, bw, bh in self.boxes)
+
+
+@dataclass(frozen=True, slots=True)
+class MaskRef:
+    """A semantic mask: another file of the source, its pixel values the class indices."""
+
+    path: str
+    size: int = 0  # as listed: with --split-by path, a mask changed in place is noticed by these
+    mtime_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    relpath: str  # POSIX path relative to the root: the identity of a source
+    split: str | None  # from a split folder or split file, else None (decided by hashing)
+    class_name: str | None  # classification: the class; None when unlabelled or another task
+    size: int
+    mtime_ns: int = 0
+    target: Objects | MaskRef | None = None  # detection or segmentation
+
+
+@dataclass
+class Scan:
+    root: str  # as the user gave it: a path or a URI
+    files: list[SourceFile]
+    classes: list[str]
+    labelled: bool
+    split_folders: bool
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relpath, reason)
+    task: str = "classification"
+    format: str = "imagefolder"
+    annotations: str = ""  # sha256 of the annotation files read: part of the run's identity
+    warnings: list[str] = field(default_factory=list)  # how --format auto chose, when it was not clear-cut
+    category_ids: list[int] | None = None  # COCO: each class's category id in the source, kept by the export
+    kind_options: dict = field(default_factory=dict)  # per-dataset values the target kind needs
+
+
+# ---------------------------------------------------------------- the writing side
+
+@dataclass(frozen=True)
+class Header:
+    """What a writer is told of the dataset beside its rows: its kind, classes and per-dataset values."""
+
+    kind: str
+    classes: list[str]
+    instance_masks: bool = False  # detection: the objects carry masks
+    category_ids: list[int] | None = None  # COCO's ids of the classes, when the source was COCO
+    kind_options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One image for a writer: its split, its name in the format's image folder, its bytes as the
+    shards hold them, and its target (detection: Objects; segmentation: the mask PNG; a
+    classification image's class is the first folder of its name)."""
+
+    split: str  # train | validation | test
+    name: str
+    data: bytes
+    width: int
+    height: int
+    target: Objects | bytes | None = None
+
+
+def item_of(split: str, name: str, row: dict) -> Item:
+    """A shard row as an Item: the one place rows become the formats' annotation type."""
+    target = None
+    if "objects" in row:
+        target = objects_of(row)
+    elif "annotation" in row:
+        target = row["annotation"]["bytes"]
+    return Item(split, name, row["image"]["bytes"], row["width"], row["height"], target)
+
+
+# a row's per-object columns that Objects holds under its own names (`area` is the box's, derived)
+_OWN = ("bbox", "category", "id", "iscrowd", "area", "mask")
+
+
+def objects_of(row: dict) -> Objects:
+    """A row's `objects` column: boxes COCO [x, y, w, h] in pixels on its width × height."""
+    objects = row.get("objects") or {}
+    bboxes = objects.get("bbox") or []
+    masks = objects.get("mask") or [None] * len(bboxes)
+    held = list(zip(bboxes, objects.get("category") or [], masks))
+    segments = tuple(None if (m or {}).get("bytes") is None else ("png", m["bytes"]) for _, _, m in held)
+    return Objects(tuple(tuple(b) for b, _, _ in held), tuple(int(c) for _, c, _ in held),
+                   tuple(objects.get("id") or ()), segments if any(segments) else None,
+                   iscrowd=tuple(0 if c is None else int(c) for c in objects.get("iscrowd") or ()),
+                   canvas=(row["width"], row["height"]),
+                   fields={k: tuple(v) for k, v in objects.items() if k not in _OWN and v is not None})
+
+
+@dataclass(frozen=True)
+class Option:
+    """An export option a format owns: its CLI flag, its choices (name → what it writes; none for
+    an on/off flag) and the rest of its help. The CLI's help and the checks read these."""
+
+    flag: str
+    choices: dict[str, str]
+    help: str
+
+    def names(self) -> str:
+        """The choices' names as a sentence: `detect or segment`."""
+        return either(list(self.choices))
+
+    def text(self) -> str:
+        """The choices as a sentence: `detect (box lines) or segment (…)`."""
+        return either([f"{name} ({what})" for name, what in self.choices.items()])
+
+
+def either(names: list[str]) -> str:
+    """`a`, `a or b`, `a, b or c`."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+class Format(Protocol):
+    """A format module (`formats/<name>.py`, listed in `formats.FORMATS`): what reads a source."""
+
+    name: str
+    kinds: tuple[str, ...]  # the target kinds it holds: classification, detection, segmentation, ...
+
+    def matches(self, entries: list) -> float | bool | None:
+        """The share of the images its annotations cover (None: its files are absent; True: present)."""
+
+    def read(self, store, entries: list, layout: str = "auto", **options) -> Scan: ...
+
+
+class Writer(Format, Protocol):
+    """A format `augpipe export` writes (listed in `formats.WRITERS`): its reading and writing side by side."""
+
+    OPTIONS: dict[str, Option]  # its export options, by keyword
+
+    NAME_COLUMNS: tuple[str, ...]  # the row columns `image_name` reads beside image.path and source
+
+    def options(self, given: dict, header: Header, where: str) -> dict:
+        """Its OPTIONS checked and defaulted (`given`: what the user set; `where`: the dataset, for
+        messages); refuses, in one line, what it cannot write."""
+
+    def keeps_masks(self, options: dict) -> bool:
+        """Whether a dataset's instance masks are written."""
+
+    def image_name(self, row: dict, classes: list[str]) -> str:
+        """A row's name in the format's image folder."""
+
+    def files(self, split: str, name: str, options: dict) -> list[str]:
+        """The files an image of that name becomes, relative to the folder: the image first."""
+
+    def write(self, store, items: Iterable[Item], header: Header, options: dict) -> dict:
+        """Every Item written, and what goes beside them; {"images": {split: count}}."""
+
+
+def is_image(name: str) -> bool:
+    from augpipe.decode import SUPPORTED_SUFFIXES  # here: the CLI reads the formats' options without OpenCV
+
+    return PurePosixPath(name).suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def digest(parts: list[tuple[str, bytes]]) -> str:
+    """One sha256 over (name, bytes) pairs: what the annotations were when the run was planned."""
+    h = hashlib.sha256()
+    for name, data in sorted(parts):
+        h.update(name.encode("utf-8", "surrogateescape") + b"\x00" + hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def split_of_folder(name: str) -> str | None:
+    return SPLIT_FOLDERS.get(name.lower())
+
+
+def no_images(where: str) -> SourceError:
+    from augpipe.decode import SUPPORTED_SUFFIXES
+
+    return SourceError(f"no images found in {where} (looked for {', '.join(SUPPORTED_SUFFIXES)})")
