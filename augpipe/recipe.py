@@ -97,6 +97,8 @@ class Recipe:
     warnings: tuple[str, ...] = field(default=())
     bbox_params: BboxSpec = field(default_factory=BboxSpec)
     rotate_method: str = "ellipse"
+    # the top-level keys target kinds add (keypoints: keypoint_flip), as given
+    kind_options: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- finding recipes
@@ -146,7 +148,7 @@ def parse_recipe(text: str, where: str = "<recipe>") -> Recipe:
         data = _from_albumentations_save(data, where)
     check_size(data, where)
     try:
-        model = _RecipeModel.model_validate(data)
+        model = _recipe_model().model_validate(data)
     except ValidationError as exc:
         raise RecipeError(f"{where}: {_top_level_message(exc)}") from None
     if not model.transforms and model.copies:
@@ -172,8 +174,24 @@ def parse_recipe(text: str, where: str = "<recipe>") -> Recipe:
         warnings=tuple(warns),
         bbox_params=model.bbox_params,
         rotate_method=model.rotate_method,
+        kind_options={k: getattr(model, k) for k in _kind_fields() if k in model.model_fields_set},
     )
     return recipe
+
+
+@functools.lru_cache(maxsize=1)
+def _kind_fields() -> dict:
+    """The top-level recipe keys target kinds declare: {key: (type, default)}."""
+    from augpipe.targets import registry
+
+    return {k: v for kind in registry().values() for k, v in kind.recipe_fields().items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _recipe_model() -> type[BaseModel]:
+    from pydantic import create_model
+
+    return create_model("RecipeModel", __base__=_RecipeModel, **_kind_fields())
 
 
 def _read_yaml(text: str, where: str) -> dict:
@@ -196,16 +214,16 @@ def _read_yaml(text: str, where: str) -> dict:
 def _from_albumentations_save(data: dict, where: str) -> dict:
     """A file written by `A.save(compose, path, data_format="yaml")`."""
     extra = set(data) - {"transform", "__version__", "name", "description", "copies", "keep_original", "output",
-                         "rotate_method"}
+                         "rotate_method", *_kind_fields()}
     if extra:
         raise RecipeError(f"{where}: unknown top-level key '{sorted(extra)[0]}'")
     compose = dict(data["transform"])
-    if compose.get("keypoint_params"):
-        raise RecipeError(f"{where}: 'keypoint_params' is not supported: augpipe carries boxes and masks, not points")
     out = {k: v for k, v in data.items() if k not in ("transform", "__version__")}
     out["transforms"] = compose.get("transforms") or []
     bbox = compose.get("bbox_params")
-    if bbox:  # the thresholds; the format and label fields are augpipe's own (COCO, in pixels)
+    # the thresholds; the format and label fields are augpipe's own (COCO, in pixels), and so
+    # are keypoint_params: the target kind sets them
+    if bbox:
         out["bbox_params"] = {k: bbox[k] for k in ("min_visibility", "min_area", "min_width", "min_height")
                               if bbox.get(k) is not None}
     return out
@@ -495,7 +513,8 @@ def check_for_task(recipe: Recipe, kind: Any) -> list[str]:
     from albumentations.core.type_definitions import Targets
 
     provided = frozenset({"image", *kind.albumentations_targets})
-    carried = {"bboxes": Targets.BBOXES, "mask": Targets.MASK, "masks": Targets.MASK}
+    # albumentations' name of a target (bboxes, mask, masks, keypoints) -> the Targets it is
+    carried = {t: Targets[{"masks": "MASK"}.get(t, t.upper())] for t in kind.albumentations_targets}
     for label, spec in _walk(recipe.transforms, "transform "):
         cls = allowed_transforms()[spec[_FULLNAME]]
         params = {k: v for k, v in spec.items() if k not in (_FULLNAME, "transforms")}
@@ -509,7 +528,7 @@ def check_for_task(recipe: Recipe, kind: Any) -> list[str]:
         if issubclass(cls, DualTransform):
             for target in kind.albumentations_targets:
                 if carried[target] not in targets:
-                    what = {"bboxes": "boxes", "mask": "masks", "masks": "instance masks"}[target]
+                    what = kind.target_words.get(target, target)
                     raise RecipeError(f"{recipe.path}: {label} {spec[_FULLNAME]}: cannot move {what}, which this "
                                       f"{kind.name} dataset has")
     return kind.check_recipe(recipe)

@@ -129,14 +129,14 @@ def resize(image: np.ndarray, target, kind: Target, height: int, width: int):
     from augpipe.targets.geometry import resize
 
     moves = image.shape[:2] != (height, width)
-    image, result = resize(image, kind.inputs(target), height, width)
+    image, result = resize(image, kind.inputs(target), height, width, type(kind))
     target = kind.outputs(result, target)
     return image, kind.moved(target) if moves else target
 
 
 def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int, kind: Target | None = None, target=None):
     """One augmented copy: (image, target, JSON of the transforms that fired with their parameters)."""
-    kind = kind or kind_for("classification")
+    kind = (kind or kind_for("classification")).for_recipe(recipe)
     compose = build_compose(recipe, kind)
     # One shared stream for every child: albumentations' own seeding gives each child the same
     # seed, which makes independent transforms fire together.

@@ -36,6 +36,10 @@ class Target:
         compose_options(recipe), compose_transforms(recipe)
                                   `A.Compose`'s extra arguments; the recipe's specs as built
         check_recipe(recipe)      warnings about what the recipe does to this kind's targets
+        recipe_fields()           classmethod: top-level recipe keys the kind reads {key: (type, default)}
+        for_recipe(recipe)        the kind with what the recipe says of it (its kind_options) applied
+        geometry_options()        classmethod: `A.Compose` arguments for EXIF turns and resizes
+        target_words              each albumentations target in words, for messages
         inputs(state), outputs(result, state)
         moved(state, bbox_params) the state after a step that moved pixels
         spatial                   whether a resize moves the target with the image
@@ -53,6 +57,7 @@ class Target:
     albumentations_targets: tuple[str, ...] = ()
     spatial = False
     train_tasks: tuple[str, ...] = ()
+    target_words: dict[str, str] = {}
 
     @classmethod
     def of_scan(cls, scan) -> Target:
@@ -107,6 +112,17 @@ class Target:
 
     def check_recipe(self, recipe) -> list[str]:
         return []
+
+    @classmethod
+    def recipe_fields(cls) -> dict:
+        return {}
+
+    def for_recipe(self, recipe) -> Target:
+        return self
+
+    @classmethod
+    def geometry_options(cls) -> dict:
+        return {}
 
     def inputs(self, state) -> dict:
         return {}

@@ -134,6 +134,15 @@ class BoxesKind(Target):
     name = "detection"
     spatial = True
 
+    target_words = {"bboxes": "boxes", "masks": "instance masks"}
+
+    @classmethod
+    def geometry_options(cls) -> dict:
+        from augpipe.recipe import import_albumentations
+
+        return {"bbox_params": import_albumentations().BboxParams(format="coco", label_fields=["categories", "keys"],
+                                                                  clip=True)}
+
     def __init__(self, instance_masks: bool = False):
         self.with_masks = instance_masks
         self.albumentations_targets = ("bboxes", "masks") if instance_masks else ("bboxes",)

@@ -30,7 +30,9 @@ def stored_size(shape: tuple[int, ...], orientation: int | None) -> tuple[int, i
 
 
 @functools.lru_cache(maxsize=None)
-def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, boxes: bool):
+def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, kind: type | None):
+    """The fixed steps, with the kind's own `geometry_options` (boxes: their processor); `kind`
+    is the kind's class, whose options do not depend on a dataset's."""
     from augpipe.recipe import import_albumentations
 
     A = import_albumentations()
@@ -38,24 +40,27 @@ def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, boxes:
     if resize is not None:
         h, w, interpolation = resize
         steps.append(A.Resize(h, w, interpolation=interpolation, mask_interpolation=cv2.INTER_NEAREST, p=1.0))
-    bbox = A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True) if boxes else None
-    return A.Compose(steps, bbox_params=bbox, mask_interpolation=cv2.INTER_NEAREST, p=1.0)
+    options = kind.geometry_options() if kind is not None else {}
+    return A.Compose(steps, mask_interpolation=cv2.INTER_NEAREST, p=1.0, **options)
 
 
-def orient(inputs: dict, stored: tuple[int, int], orientation: int | None) -> dict:
-    """Targets given on the stored pixels, turned as the decoder turned the image."""
+def orient(inputs: dict, stored: tuple[int, int], orientation: int | None, kind: type | None = None) -> dict:
+    """Targets given on the stored pixels, turned as the decoder turned the image; `kind` the
+    target kind's class, when the inputs need its processors."""
     names = _ORIENT.get(orientation or 1)
     if not names:
         return inputs
     w, h = stored
-    out = _compose(names, None, "bboxes" in inputs)(image=np.zeros((h, w, 1), np.uint8), **inputs)
+    out = _compose(names, None, kind)(image=np.zeros((h, w, 1), np.uint8), **inputs)
     out.pop("image")
     return out
 
 
-def resize(image: np.ndarray, inputs: dict, height: int, width: int) -> tuple[np.ndarray, dict]:
-    """`output.resize` of the image and its targets together (area when shrinking)."""
+def resize(image: np.ndarray, inputs: dict, height: int, width: int, kind: type | None = None
+           ) -> tuple[np.ndarray, dict]:
+    """`output.resize` of the image and its targets together (area when shrinking); `kind` the
+    target kind's class."""
     shrink = height * width < image.shape[0] * image.shape[1]
     interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    out = _compose((), (height, width, interpolation), "bboxes" in inputs)(image=image, **inputs)
+    out = _compose((), (height, width, interpolation), kind)(image=image, **inputs)
     return out.pop("image"), out

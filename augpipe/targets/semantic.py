@@ -31,6 +31,7 @@ IGNORE = 255  # the value many datasets give pixels that belong to no class (VOC
 class Semantic(Target):
     name = "segmentation"
     albumentations_targets = ("mask",)
+    target_words = {"mask": "masks"}
     spatial = True
     train_tasks = ("segmentation",)
 

@@ -23,12 +23,20 @@ def toy_module(tmp_path, monkeypatch):
     (tmp_path / "toy.py").write_text(
         "from augpipe.targets.base import Target\n\n"
         "class Toy(Target):\n    name = 'toy'\n\n"
+        "    @classmethod\n    def recipe_fields(cls):\n        return {'toy_shade': (str, 'grey')}\n\n"
         "KIND = Toy\n")
     monkeypatch.setattr(targets, "__path__", [*targets.__path__, str(tmp_path)])
-    targets.registry.cache_clear()
+    _clear()
     yield
     sys.modules.pop("augpipe.targets.toy", None)
-    targets.registry.cache_clear()
+    _clear()
+
+
+def _clear():
+    from augpipe import recipe
+
+    for cache in (targets.registry, recipe._kind_fields, recipe._recipe_model):
+        cache.cache_clear()
 
 
 def test_a_new_module_defining_kind_is_a_kind(toy_module):
@@ -36,6 +44,22 @@ def test_a_new_module_defining_kind_is_a_kind(toy_module):
     assert targets.kind_for("toy").name == "toy"
     assert type(targets.for_manifest({"task": "toy"})).__name__ == "Toy"
     assert "toy" in targets.check_choices()
+
+
+def test_a_kind_adds_its_own_recipe_keys(toy_module):
+    from augpipe.recipe import parse_recipe
+
+    text = "transforms:\n  - HorizontalFlip: {}\n"
+    assert parse_recipe(f"toy_shade: red\n{text}").kind_options == {"toy_shade": "red"}
+    assert parse_recipe(text).kind_options == {}
+
+
+def test_a_recipe_key_no_kind_declares_is_refused():
+    from augpipe.errors import RecipeError
+    from augpipe.recipe import parse_recipe
+
+    with pytest.raises(RecipeError, match="toy_shade"):
+        parse_recipe("toy_shade: red\ntransforms:\n  - HorizontalFlip: {}\n")
 
 
 def test_a_kind_is_derived_from_its_manifest_as_it_records_itself():
