@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 from augpipe.errors import SourceError
 from augpipe.layout import SPLITS
-from augpipe.manifest import has_manifest, load_manifest
+from augpipe.manifest import Manifest, has_manifest
 from augpipe.store import open_store
 
 
 @dataclass
 class Dataset:
     store: object
-    manifest: dict
+    manifest: Manifest
 
     @property
     def location(self) -> str:
@@ -22,29 +22,19 @@ class Dataset:
 
     @property
     def classes(self) -> list[str]:
-        return self.manifest["classes"]
+        return self.manifest.classes
 
     @property
     def kind(self):
         """The dataset's target kind (`augpipe.targets`)."""
-        from augpipe.targets import for_manifest
-
-        return for_manifest(self.manifest)
+        return self.manifest.kind
 
     def splits(self) -> list[str]:
-        present = {s["split"] for s in self.manifest["shards"]}
+        present = {s["split"] for s in self.manifest.shards}
         return [s for s in SPLITS if s in present]
 
     def shards(self, split: str | None = None) -> list[dict]:
-        return [s for s in self.manifest["shards"] if split is None or s["split"] == split]
-
-    def paths(self, names: list[str]) -> tuple[object, list[str]]:
-        """(pyarrow filesystem, full paths) for pyarrow's readers."""
-        if self.store.local:
-            import pyarrow.fs as pafs
-
-            return pafs.LocalFileSystem(), [str(self.store.path(n)) for n in names]
-        return self.store.fs, [self.store.full(n) for n in names]
+        return [s for s in self.manifest.shards if split is None or s["split"] == split]
 
     def open(self, name: str):
         return self.store.open_input(name)
@@ -56,7 +46,7 @@ class Dataset:
         import pyarrow.parquet as pq
 
         names = [s["name"] for s in self.shards(split)]
-        fs, paths = self.paths(names)
+        fs, paths = self.store.arrow(names)
         for name, path in zip(names, paths):
             try:
                 with fs.open_input_file(path) as fh:
@@ -78,7 +68,7 @@ class Dataset:
         names = [s["name"] for s in self.shards(split)]
         if not names:
             return None
-        fs, paths = self.paths(names)
+        fs, paths = self.store.arrow(names)
         try:
             return pq.ParquetDataset(paths, filesystem=fs, filters=filters).read(columns=columns)
         except FileNotFoundError as exc:
@@ -95,4 +85,4 @@ def is_dataset(location) -> bool:
 def open_dataset(location) -> Dataset:
     """The dataset at a path or URI, or one line saying why it is not one."""
     store = open_store(location)
-    return Dataset(store, load_manifest(store))
+    return Dataset(store, Manifest.load(store))

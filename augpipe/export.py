@@ -71,7 +71,7 @@ def export(location, fmt: str, out, progress: bool = True, *, yolo_task: str | N
     if fmt not in FORMATS:
         raise UsageError(f"--format is one of {', '.join(FORMATS)}, not '{fmt}'")
     ds = open_dataset(location)
-    task = ds.manifest["task"]
+    task = ds.manifest.task
     if FORMATS[fmt] != task:
         raise UsageError(f"{ds.location} is a {task} dataset: {fmt} holds {FORMATS[fmt]} "
                          f"(use {' or '.join(f for f, t in FORMATS.items() if t == task)})")
@@ -93,7 +93,7 @@ def export(location, fmt: str, out, progress: bool = True, *, yolo_task: str | N
     else:
         counts = {"imagefolder": _imagefolder, "masks": _masks}[fmt](ds, store, rows)
     store.write_bytes(MARKER, json.dumps({**marker, "complete": True}).encode())
-    masks_left = bool(ds.manifest.get("instance_masks")) and (fmt == "voc" or options.get("yolo_task") == "detect")
+    masks_left = ds.manifest.instance_masks and (fmt == "voc" or options.get("yolo_task") == "detect")
     return {"format": fmt, "out": store.display(), **counts, "renamed": len(renamed), **options,
             "masks_left_out": masks_left}
 
@@ -105,7 +105,7 @@ def _options(ds, fmt: str, yolo_task: str | None, coco_layout: str | None, voc_z
     for owner, was_given in given.items():
         if was_given and owner != fmt:
             raise UsageError(f"{flag[owner]} is an option of --format {owner}, not {fmt}")
-    masks = bool(ds.manifest.get("instance_masks"))
+    masks = ds.manifest.instance_masks
     if fmt == "yolo":
         task = yolo_task or ("segment" if masks else "detect")
         if task not in YOLO_TASKS:
@@ -124,25 +124,23 @@ def _options(ds, fmt: str, yolo_task: str | None, coco_layout: str | None, voc_z
 
 
 def _where(ds) -> str:
-    return str(ds.store.path().resolve()) if ds.store.local else ds.location
+    return ds.store.canonical()
 
 
 def _identity(ds) -> str:
     """The dataset's identity (what expand resumes by), as a sha256."""
     import hashlib
 
-    what = ds.manifest.get("identity") or ds.manifest["shards"]
+    what = ds.manifest.identity or ds.manifest.shards
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _claim(store, marker: dict) -> None:
     """Only a new or empty folder, or an export of the same dataset in the same format (finished
     or not), is written into."""
-    if store.local:  # `--out afile`: said so, not the mkdir's "File exists"
-        path = store.path()
-        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-        if blocker is not None:
-            raise OutputError(f"--out {store.display()}: {blocker} is a file, not a folder: choose a new --out")
+    problem = store.not_a_folder()  # `--out afile`: said so, not the mkdir's "File exists"
+    if problem is not None:
+        raise OutputError(f"--out {store.display()}: {problem}: choose a new --out")
     names = store.names()
     if not names:
         return
@@ -198,7 +196,7 @@ def _plan(ds, fmt: str, options: dict) -> dict[tuple, str]:
     colliding, or a name that would leave the folder, is refused in one line."""
     columns = ["image.path", "source", *(["label"] if fmt == "imagefolder" else [])]
     rows = []  # (split, key, name)
-    for shard in ds.manifest["shards"]:
+    for shard in ds.manifest.shards:
         for row in _read_names(ds, shard, columns):
             rows.append((shard["split"], _key(row), _name(fmt, row, ds.classes)))
     owner: dict[str, int] = {}
@@ -279,9 +277,9 @@ def _rows(ds, fmt: str, renamed: dict, progress: bool) -> Iterator[tuple[str, di
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
-    total = sum(s["rows"] for s in ds.manifest["shards"])
+    total = sum(s["rows"] for s in ds.manifest.shards)
     with tqdm(total=total, unit="row", desc="export", disable=not progress, leave=False) as bar:
-        for shard in ds.manifest["shards"]:
+        for shard in ds.manifest.shards:
             try:
                 reader = pq.ParquetFile(ds.open(shard["name"]))
                 for group in range(reader.metadata.num_row_groups):
@@ -473,7 +471,7 @@ def _yolo(ds, store, rows, task: str) -> dict:
 
 def _category_ids(ds) -> list[int]:
     """The source's COCO category ids when expand recorded them (a COCO source), else 1..N."""
-    ids = ds.manifest.get("category_ids")
+    ids = ds.manifest.category_ids
     if isinstance(ids, list) and len(ids) == len(ds.classes) and len(set(ids)) == len(ids) \
             and all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         return ids

@@ -39,18 +39,18 @@ def inspect_output(location, verify: bool = False, source: str | None = None) ->
     facts = {
         "kind": "expanded dataset",
         "path": ds.location,
-        "augpipe_version": m.get("augpipe_version", "?"),
-        "recipe": {"name": m["recipe"].get("name"), "sha256": m["recipe"].get("sha256", "")},
-        "seed": m.get("seed"),
-        "source": m.get("source"),
-        "classes": m["classes"],
-        "splits": {s: m["counts"][s] for s in SPLITS if s in m["counts"]},
-        "shards": len(m["shards"]),
-        "bytes": sum(s["bytes"] for s in m["shards"]),
+        "augpipe_version": m.version,
+        "recipe": {"name": m.recipe.get("name"), "sha256": m.recipe.get("sha256", "")},
+        "seed": m.seed,
+        "source": m.source,
+        "classes": m.classes,
+        "splits": {s: m.counts[s] for s in SPLITS if s in m.counts},
+        "shards": len(m.shards),
+        "bytes": sum(s["bytes"] for s in m.shards),
         "width": _spread(widths),
         "height": _spread(heights),
-        "skipped": m["skipped"],
-        "skipped_count": m.get("skipped_count", len(m["skipped"])),
+        "skipped": m.skipped,
+        "skipped_count": m.total_skipped,
     }
     if verify:
         facts["problems"] = verify_output(ds, source)
@@ -61,20 +61,19 @@ def verify_output(ds, source: str | None = None) -> list[str]:
     """Every shard re-read: presence, checksum, row count, images, labels, splits; content that
     appears in more than one split; with `source`, every row against its source file now."""
     from augpipe.layout import is_shard_name
-    from augpipe.shards import store_sha256
 
     m, store = ds.manifest, ds.store
     problems = []
-    listed = {s["name"] for s in m["shards"]}
+    listed = {s["name"] for s in m.shards}
     for name in store.names():
         if is_shard_name(name) and name not in listed:
             problems.append(f"{name}: extra shard, not in the manifest")
     seen: dict[str, dict[str, str]] = {}  # source_sha256 -> {split: source}
-    for shard in m["shards"]:
+    for shard in m.shards:
         if store.size(shard["name"]) is None:
             problems.append(f"{shard['name']}: missing")
             continue
-        digest = store_sha256(store, shard["name"])
+        digest = store.sha256(shard["name"])
         if digest != shard["sha256"]:
             problems.append(f"{shard['name']}: checksum mismatch (sha256 {digest[:12]}, manifest {shard['sha256'][:12]})")
         problems += _verify_rows(ds, shard, m, seen)
@@ -84,7 +83,7 @@ def verify_output(ds, source: str | None = None) -> list[str]:
     return problems
 
 
-def _verify_rows(ds, shard: dict, m: dict, seen: dict) -> list[str]:
+def _verify_rows(ds, shard: dict, m, seen: dict) -> list[str]:
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -101,10 +100,10 @@ def _verify_rows(ds, shard: dict, m: dict, seen: dict) -> list[str]:
         problems.append(f"{name}: {rows} rows, the manifest says {shard['rows']}")
     from augpipe.targets import kind_for
 
-    kind = kind_for(m["task"], m.get("instance_masks", False))
-    classes = m["classes"] if m["labelled"] else []
+    kind = kind_for(m.task, m.instance_masks)
+    classes = m.classes if m.labelled else []
     wanted = ("image", "copy", "source", "source_sha256", "width", "height", "split",
-              *(c.name for c in kind.columns(m["classes"], m["labelled"])))
+              *(c.name for c in kind.columns(m.classes, m.labelled)))
     columns = [c for c in wanted if c in reader.schema_arrow.names]
     index = 0
     try:

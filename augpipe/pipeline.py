@@ -131,14 +131,14 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         with _progress_bar(total_rows, total_rows - sum(s.planned_rows for s in todo), options.progress, "expand",
                            "img") as bar:
             for record in engine.map(write_shard, todo, job, bar.update):
-                records[record["name"]] = record
+                records[record.name] = record
                 failures.add(record)
         process_seconds = time.perf_counter() - processing
-        rows_written = sum(records[s.name]["rows"] for s in todo)
+        rows_written = sum(records[s.name].rows for s in todo)
         all_records = list(records.values())
-        if not sum(r["rows"] for r in all_records):
+        if not sum(r.rows for r in all_records):
             output.remove_previous()
-            raise _nothing_usable(found.skipped + [tuple(s) for r in all_records for s in r["skipped"]], source)
+            raise _nothing_usable(found.skipped + [tuple(s) for r in all_records for s in r.skipped], source)
         warnings += _label_warnings(all_records, found.format)
         seconds = time.perf_counter() - started
         manifest = _manifest(identity, recipe, source, options, settings, found, all_records, warnings, engine, {
@@ -153,7 +153,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         output.finish(manifest)
     finally:
         output.release()
-    return {**manifest, "out": out}
+    return {**manifest.to_dict(), "out": out}
 
 
 def _strict(options: ExpandOptions, skipped: list) -> None:
@@ -227,9 +227,9 @@ class _Failures:
         self.reasons: Counter = Counter()
         self.sources = 0
 
-    def add(self, record: dict) -> None:
-        self.sources += record["sources"] + len(record["skipped"])
-        self.reasons.update({reason for _, _, reason in record.get("failed_copies", [])})
+    def add(self, record) -> None:
+        self.sources += record.sources + len(record.skipped)
+        self.reasons.update({reason for _, _, reason in record.failed_copies})
         for reason, n in self.reasons.most_common(1):
             if n >= SYSTEMATIC_MIN and n > SYSTEMATIC_SHARE * self.sources:
                 raise AugmentationError(f"the recipe fails on {n} of {self.sources} images so far: {reason} "
@@ -246,17 +246,17 @@ _ORIENTED_LABELS = {
 }
 
 
-def _label_warnings(records: list[dict], fmt: str) -> list[str]:
+def _label_warnings(records: list, fmt: str) -> list[str]:
     """Once a run: labelled images with an EXIF orientation tag (a tool that ignores the tag sees
     their labels elsewhere), and objects left out for an empty mask."""
     out = []
-    oriented = sum(r.get("exif_oriented", 0) for r in records)
+    oriented = sum(r.exif_oriented for r in records)
     if oriented:
-        first = min(r["exif_oriented_first"] for r in records if r.get("exif_oriented_first"))
+        first = min(r.exif_oriented_first for r in records if r.exif_oriented_first)
         how = _ORIENTED_LABELS.get(fmt, "their labels were read on the upright image")
         out.append(f"{oriented} labelled image{'' if oriented == 1 else 's'} carr{'ies' if oriented == 1 else 'y'} an "
                    f"EXIF orientation tag (e.g. {first}): {how}; the shards hold them upright, without the tag")
-    dropped = [d for r in records for d in r.get("dropped_objects", [])]
+    dropped = [d for r in records for d in r.dropped_objects]
     if dropped:
         path, reason = min(tuple(d) for d in dropped)
         out.append(f"{len(dropped)} object{'' if len(dropped) == 1 else 's'} left out, their mask empty (e.g. {path}: "
@@ -273,17 +273,17 @@ def _nothing_usable(skipped: list, source: str) -> SourceError:
 def _manifest(identity, recipe, source, options, settings, found, records, warnings, engine, timing) -> dict:
     from augpipe.manifest import build_manifest
 
-    failed = sorted((p, c, r) for rec in records for p, c, r in rec.get("failed_copies", []))
+    failed = sorted((p, c, r) for rec in records for p, c, r in rec.failed_copies)
     return build_manifest(
         identity=identity, recipe=recipe, source=_shown(source), seed=options.seed, options=settings,
         classes=found.classes, labelled=found.labelled, records=records, scan_skipped=found.skipped,
         timing=timing, engine=engine.describe(), task=found.task,
         extra={"format": found.format, "instance_masks": _instance_masks(found),
                **({"category_ids": found.category_ids} if found.category_ids is not None else {}),
-               "dropped_boxes": sum(r.get("dropped_boxes", 0) for r in records),
+               "dropped_boxes": sum(r.dropped_boxes for r in records),
                "dropped_objects": [{"path": p, "reason": r} for p, r in
-                                   sorted(tuple(d) for rec in records for d in rec.get("dropped_objects", []))],
-               "exif_oriented": sum(r.get("exif_oriented", 0) for r in records),
+                                   sorted(tuple(d) for rec in records for d in rec.dropped_objects)],
+               "exif_oriented": sum(r.exif_oriented for r in records),
                "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed]},
     )
 

@@ -192,8 +192,8 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
 
     ds = open_dataset(location)
     names = ds.classes
-    kind = kind_for(ds.manifest["task"], ds.manifest.get("instance_masks", False))
-    labelled = ds.manifest["task"] == "classification"
+    kind = kind_for(ds.manifest.task, ds.manifest.instance_masks)
+    labelled = ds.manifest.task == "classification"
     index = ds.read("train", columns=["source", "label"] if labelled else ["source"])
     if index is None or index.num_rows == 0:
         raise SourceError(f"{ds.location} has no training rows to preview")
@@ -201,7 +201,7 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     for r in index.to_pylist():
         by_class[_class_name(names, r.get("label"))].add(r["source"])
     chosen = _round_robin({k: list(v) for k, v in by_class.items()}, rows, seed)[:rows]
-    target_columns = [c.name for c in kind.columns(names, ds.manifest["labelled"])]
+    target_columns = [c.name for c in kind.columns(names, ds.manifest.labelled)]
     table = ds.read("train", columns=["image", "source", "copy", "transforms", *target_columns],
                     filters=[("source", "in", chosen)])
     grouped = defaultdict(list)
@@ -212,9 +212,9 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
         found = sorted(grouped[source], key=lambda r: r["copy"])[: (copies + 1) if copies is not None else None]
         label = found[0].get("label") if found else None
         out_rows.append(PreviewRow(source, _row_label(_class_name(names, label), found, names), _tiles(found, kind, names)))
-    skipped = [(s["path"], s["reason"]) for s in ds.manifest["skipped"]]
+    skipped = [(s["path"], s["reason"]) for s in ds.manifest.skipped]
     title = ds.location.rstrip("/").rsplit("/", 1)[-1]
-    return Preview(f"{title}: recipe {ds.manifest['recipe'].get('name')} | seed {ds.manifest.get('seed')}",
+    return Preview(f"{title}: recipe {ds.manifest.recipe.get('name')} | seed {ds.manifest.seed}",
                    out_rows, skipped)
 
 

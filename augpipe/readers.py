@@ -61,8 +61,8 @@ def _locate(path, split: str):
     names = [s["name"] for s in ds.shards(split)]
     if not names:
         raise FileNotFoundError(f"no {split} shards in {path}")
-    kind = kind_for(ds.manifest["task"], bool(ds.manifest.get("instance_masks", False)))
-    return (*ds.paths(names), kind, list(ds.classes))
+    kind = kind_for(ds.manifest.task, ds.manifest.instance_masks)
+    return (*ds.store.arrow(names), kind, list(ds.classes))
 
 
 def columns(path: str | os.PathLike) -> list[str]:

@@ -433,7 +433,7 @@ def test_train_help_says_what_seed_and_batch_size_do(cli):
 
 def empty_dataset(out: Path) -> Path:
     """What expanding a folder of unreadable images gives: a manifest and shards without rows."""
-    from augpipe.manifest import write_manifest
+    from augpipe.manifest import Manifest
     from augpipe.row import classification
     from augpipe.shards import ShardWriter
 
@@ -446,8 +446,8 @@ def empty_dataset(out: Path) -> Path:
         rows, sha256, size = writer.finish()
         writer.publish(store)
         shards.append({"name": name, "split": split, "rows": rows, "bytes": size, "sha256": sha256})
-    write_manifest(store, {"classes": ["a", "b"], "labelled": True, "shards": shards, "skipped": [],
-                           "recipe": {"name": "x"}, "counts": {s["split"]: {"rows": 0} for s in shards}})
+    Manifest(classes=["a", "b"], labelled=True, shards=shards, recipe={"name": "x"},
+             counts={s["split"]: {"rows": 0} for s in shards}).save(store)
     return out
 
 

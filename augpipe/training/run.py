@@ -69,8 +69,8 @@ def choose_task(ds, asked: str | None) -> tuple[str, str | None]:
     """(the task to train, a line saying why when it is not plain): the dataset's, or the one asked
     for when the dataset has what it needs (boxes for localisation and detection, masks for
     segmentation, image labels for classification)."""
-    kind = ds.manifest.get("task", "classification")
-    masks = bool(ds.manifest.get("instance_masks"))
+    kind = ds.manifest.task
+    masks = ds.manifest.instance_masks
     if kind == "detection" and asked in (None, "auto", "localisation", "detection"):
         most = _objects_per_image(ds)
         if most == 0:
@@ -102,7 +102,7 @@ def task_classes(ds, task: str) -> list[str]:
     """The class names the task's network scores: a detection dataset trained for segmentation
     gains a background class 0."""
     classes = list(ds.classes)
-    if task == "segmentation" and ds.manifest.get("task") == "detection":
+    if task == "segmentation" and ds.manifest.task == "detection":
         return ["background", *classes]
     return classes
 
@@ -227,9 +227,9 @@ def check_memory(rows, size: int, batch: int, device, decoded_rows: int, row_byt
                              f"use a smaller --batch-size, --size or fewer channels in --arch")
 
 
-def _decoded_rows(manifest: dict, compare: bool) -> int:
+def _decoded_rows(manifest, compare: bool) -> int:
     """Rows decoded into memory: train, validation, and with --compare a copy of the originals."""
-    counts = manifest.get("counts", {})
+    counts = manifest.counts
     rows = sum(counts.get(s, {}).get("rows", 0) for s in ("train", "validation"))
     return rows + (counts.get("train", {}).get("originals", 0) if compare else 0)
 

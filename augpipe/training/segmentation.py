@@ -40,7 +40,7 @@ def read_masks(ds, split: str, size: int, progress: bool, classes: int):
     """(images, masks uint8 N×S×S, lineage) or None without the split."""
     from augpipe.targets import kind_for
 
-    semantic = ds.manifest.get("task") == "segmentation"
+    semantic = ds.manifest.task == "segmentation"
     columns = ["annotation"] if semantic else ["objects", "width", "height"]
     table = ds.read(split, columns=[*COMMON, *columns])
     if table is None:
