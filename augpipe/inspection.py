@@ -221,7 +221,7 @@ def inspect_source(root: str, max_pixels: int | None = None, layout: str = "auto
     would skip."""
     from augpipe.decode import decode
     from augpipe.headers import read_header
-    from augpipe.pipeline import DEFAULT_MAX_PIXELS
+    from augpipe.options import DEFAULT_MAX_PIXELS
     from augpipe.sources import scan
     from augpipe.store import open_store, read_source
 

@@ -165,7 +165,7 @@ class Manifest:
         """The manifest last: once it is there, the output is complete. Many skipped inputs go to a
         sidecar (written first) so that the manifest stays small whatever the source's size."""
         manifest = self.to_dict()
-        skipped = manifest["skipped"]
+        skipped = self.skipped
         if "skipped_file" in manifest:  # loaded with its sidecar: both stay as they are
             pass
         elif len(skipped) > SKIPPED_INLINE:

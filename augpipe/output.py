@@ -121,7 +121,7 @@ class OutputFolder:
         store.check()
         problem = store.not_a_folder()
         if problem is not None:
-            raise OutputError(f"output path {problem}: remove it or choose another --out")
+            raise OutputError(f"cannot write to {store.display()}: {problem}: remove it or choose another --out")
         names = store.names()
         if names and not any(n in OURS for n in names):
             raise OutputError(f"output folder {store.display()} is not empty and holds no augpipe output "

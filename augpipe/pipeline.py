@@ -7,39 +7,17 @@ import dataclasses
 import hashlib
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from augpipe import __version__
-from augpipe.errors import OutputError, SourceError, StrictSkipError, UsageError
+from augpipe.errors import OutputError, SourceError, StrictSkipError
+from augpipe.options import ExpandOptions
 
-# About 36 bytes a pixel at the peak of one image's augmentation (decode, transforms, encode):
-# 25 megapixels keep a worker under about 1 GB.
-DEFAULT_MAX_PIXELS = 25_000_000
 # The same augmentation error on this many inputs, and on this share of those done, is the
 # recipe's fault, not the images': the run stops with it.
 SYSTEMATIC_MIN = 5
 SYSTEMATIC_SHARE = 0.05
-
-
-@dataclass(frozen=True)
-class ExpandOptions:
-    copies: int | None = None  # None: the recipe's
-    workers: int | None = None  # None: the machine's cores
-    seed: int = 0
-    val_fraction: float = 0.1
-    balance: bool = False
-    shard_size: int = 256 * 2**20
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    strict: bool = False
-    overwrite: bool = False
-    progress: bool = True
-    layout: str = "auto"  # auto | classes | splits
-    split_by: str = "content"  # content | path
-    engine: str = "local"  # local | ray
-    format: str = "auto"  # auto | coco | yolo | voc | masks | labelfiles | imagefolder
-    voc_zero_based: bool = False  # VOC files with 0-based edges (else the devkit's 1-based pixels)
 
 
 class AugmentationError(SourceError):
@@ -63,27 +41,12 @@ def expand(source: str | Path, recipe, out: str | Path | None = None, options: E
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     from augpipe.store import normalise_location
 
-    _check_options(options)
     source = normalise_location(source)
     out = normalise_location(out if out is not None else default_out(source))
     engine = make_engine(options.engine, options.workers)
     engine.start_early()
     with engine:
         return _expand(source, recipe, out, options, engine, started, started_at)
-
-
-MAX_COPIES = 1000  # a recipe's bound too
-
-
-def _check_options(o: ExpandOptions) -> None:
-    if o.copies is not None and not 0 <= o.copies <= MAX_COPIES:
-        raise UsageError(f"--copies must be 0 to {MAX_COPIES:,} (as a recipe's copies)")
-    if o.split_by not in ("content", "path"):
-        raise UsageError(f"--split-by is content or path, not '{o.split_by}'")
-    if not 0 <= o.val_fraction < 1:
-        raise UsageError(f"--val-fraction must be at least 0 and below 1, not {o.val_fraction}")
-    if o.shard_size < 1 or o.max_pixels < 1:
-        raise UsageError("--shard-size and --max-pixels must be positive")
 
 
 def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, started: float, started_at: str) -> dict:

@@ -136,7 +136,8 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     """Originals and augmented copies of a few training images, exactly as `expand` makes them."""
     import hashlib
 
-    from augpipe.pipeline import DEFAULT_MAX_PIXELS, _instance_masks
+    from augpipe.options import DEFAULT_MAX_PIXELS
+    from augpipe.pipeline import _instance_masks
     from augpipe.plan import assign_split
     from augpipe.recipe import check_for_task, load_recipe
     from augpipe.sample import SourceItem, augment_sample

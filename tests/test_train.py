@@ -22,7 +22,8 @@ from augpipe.manifest import read_manifest  # noqa: E402
 from augpipe.store import open_store  # noqa: E402
 from augpipe.training.model import DEFAULT_ARCH, ArchError, build_model, layer_table, memory_bytes  # noqa: E402
 from augpipe.readers import ShardDataset, ShardIterable, split_by_node  # noqa: E402
-from augpipe.training.run import Split, TrainOptions, check_dataset, check_memory, train  # noqa: E402
+from augpipe.options import TrainOptions  # noqa: E402
+from augpipe.training.run import Split, check_dataset, check_memory, train  # noqa: E402
 from conftest import make_folder, write_image  # noqa: E402
 
 

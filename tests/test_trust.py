@@ -567,7 +567,8 @@ def test_verify_flags_an_augmented_copy_of_one_flat_colour(folder, tmp_path, cli
 def test_train_refuses_identical_content_in_training_and_validation(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("matplotlib")
-    from augpipe.training.run import TrainOptions, train
+    from augpipe.options import TrainOptions
+    from augpipe.training.run import train
 
     data = duplicated_folder(tmp_path / "data")
     out = tmp_path / "out"
