@@ -219,13 +219,14 @@ def _problem_lines(problems: list[str], ok: str) -> list[str]:
 def inspect_source(root: str, max_pixels: int | None = None, layout: str = "auto") -> dict:
     """Classes, counts, formats, sizes, duplicate files, near-duplicates and the files `expand`
     would skip."""
-    from augpipe.decode import decode
     from augpipe.headers import read_header
     from augpipe.options import DEFAULT_MAX_PIXELS
     from augpipe.sources import scan
-    from augpipe.store import open_store, read_source
+    from augpipe.store import open_store
+    from augpipe.targets import for_scan
 
     found = scan(str(root), layout)
+    kind = for_scan(found)
     store = open_store(str(root))
     split_of = {f.relpath: f.split for f in found.files}
     counts = Counter(f.class_name for f in found.files)
@@ -236,10 +237,9 @@ def inspect_source(root: str, max_pixels: int | None = None, layout: str = "auto
     skipped = [{"path": p, "reason": r} for p, r in found.skipped]
     for f in found.files:
         try:
-            data = read_source(store, f.relpath)
-            digest = hashlib.sha256(data).hexdigest()
+            data, loaded = _loaded_source(store, f, kind, max_pixels or DEFAULT_MAX_PIXELS)
+            digest, rgb = loaded.sha256, loaded.decoded.rgb
             head = read_header(data) if data else None
-            rgb = decode(data, max_pixels or DEFAULT_MAX_PIXELS).rgb  # what expand does: catches damaged files
         except SkipInput as exc:
             skipped.append({"path": f.relpath, "reason": exc.reason})
             continue
@@ -267,6 +267,18 @@ def inspect_source(root: str, max_pixels: int | None = None, layout: str = "auto
         "near_duplicates": near_duplicates(looks),
         "skipped": sorted(skipped, key=lambda s: s["path"]),
     }
+
+
+def _loaded_source(store, f, kind, max_pixels: int):
+    """(the source's bytes, `load_sample`'s result): what expand's worker does with it, so that a
+    damaged file or an unusable annotation is found here as it would be there."""
+    from augpipe.sample import SourceItem, extra_files, load_sample
+    from augpipe.store import read_source
+
+    item = SourceItem(f.relpath, None, (), target=f.target)
+    data = read_source(store, f.relpath)
+    extra = [read_source(store, name) for name in extra_files(kind, item)]
+    return data, load_sample(data, item, kind, max_pixels, extra[0] if extra else None)
 
 
 # Near-duplicates: a difference hash (dHash: is each pixel of a 9×8 grey thumbnail brighter than

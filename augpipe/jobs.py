@@ -21,7 +21,7 @@ from augpipe.output import TMP_DIR, RunLock
 from augpipe.plan import ShardJob
 from augpipe.recipe import Recipe
 from augpipe.row import row_spec
-from augpipe.sample import augment_sample
+from augpipe.sample import augment_sample, extra_files
 from augpipe.shards import ShardWriter
 from augpipe.store import open_store, read_source
 from augpipe.targets import kind_for
@@ -130,10 +130,10 @@ def write_shard(task: ShardJob, job: RunSpec, progress: Callable[[int], None] | 
 def _read_sources(store, sources, kind):
     """(source, [its bytes, its extra files' bytes], each a SkipInput where it cannot be read), read
     ahead as the store finds best."""
-    names = [n for src in sources for n in (src.relpath, *_extra_names(kind, src))]
+    names = [n for src in sources for n in (src.relpath, *extra_files(kind, src))]
     reads = store.read_many(names, partial(read_or_skip, store))
     for src in sources:
-        yield src, [next(reads)[1] for _ in range(1 + len(_extra_names(kind, src)))]
+        yield src, [next(reads)[1] for _ in range(1 + len(extra_files(kind, src)))]
 
 
 def read_or_skip(store, name: str):
@@ -202,11 +202,6 @@ class _Tally:
             skipped=self.skipped, failed_copies=self.failed, dropped_boxes=self.copies["dropped"],
             dropped_objects=self.discarded, exif_oriented=len(self.oriented),
             exif_oriented_first=self.oriented[0] if self.oriented else None, seconds=seconds)
-
-
-def _extra_names(kind, src) -> tuple[str, ...]:
-    """The other files a source needs: its semantic mask."""
-    return (src.target.path,) if kind.task == "segmentation" else ()
 
 
 def _counted(job: RunSpec, src, rows: list[dict]) -> Counter:

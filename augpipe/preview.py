@@ -140,7 +140,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     from augpipe.pipeline import _instance_masks
     from augpipe.plan import assign_split
     from augpipe.recipe import check_for_task, load_recipe
-    from augpipe.sample import SourceItem, augment_sample
+    from augpipe.sample import SourceItem, augment_sample, extra_files
     from augpipe.sources import scan
     from augpipe.store import open_store, read_source
     from augpipe.targets import kind_for
@@ -170,9 +170,9 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
             content = hashlib.sha256(data).hexdigest() if split_by == "content" else None
             if assign_split(f, val_fraction, content) != "train":
                 continue  # expand holds this one out for validation: it is never augmented
-            extra = read_source(store, f.target.path) if found.task == "segmentation" else None
+            extra = [read_source(store, name) for name in extra_files(kind, task)]
             result = augment_sample(data, task, recipe, seed, max_pixels or DEFAULT_MAX_PIXELS, kind=kind,
-                                    extra=extra)
+                                    extra=extra[0] if extra else None)
         except SkipInput as exc:
             skipped.append((rel, exc.reason))
             continue
