@@ -31,11 +31,11 @@ def inspect_output(location, verify: bool = False, source: str | None = None) ->
     widths, heights = [], []
     for split in ds.splits():
         try:
-            t = ds.read(split, columns=["width", "height"])
+            batches = list(ds.iter_batches(split, ["width", "height"]))
         except SourceError:  # reported by --verify; the summary shows what it can read
             continue
-        widths += t.column("width").to_pylist()
-        heights += t.column("height").to_pylist()
+        widths += [w for b in batches for w in b.column(0).to_pylist()]
+        heights += [h for b in batches for h in b.column(1).to_pylist()]
     facts = {
         "kind": "expanded dataset",
         "path": ds.location,

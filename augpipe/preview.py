@@ -195,19 +195,19 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     names = ds.classes
     kind = kind_for(ds.manifest.task, ds.manifest.instance_masks)
     labelled = ds.manifest.task == "classification"
-    index = ds.read("train", columns=["source", "label"] if labelled else ["source"])
-    if index is None or index.num_rows == 0:
-        raise SourceError(f"{ds.location} has no training rows to preview")
     by_class = defaultdict(set)
-    for r in index.to_pylist():
-        by_class[_class_name(names, r.get("label"))].add(r["source"])
+    for batch in ds.iter_batches("train", ["source", "label"] if labelled else ["source"]):
+        for r in batch.to_pylist():
+            by_class[_class_name(names, r.get("label"))].add(r["source"])
+    if not by_class:
+        raise SourceError(f"{ds.location} has no training rows to preview")
     chosen = _round_robin({k: list(v) for k, v in by_class.items()}, rows, seed)[:rows]
     target_columns = [c.name for c in kind.columns(names, ds.manifest.labelled)]
-    table = ds.read("train", columns=["image", "source", "copy", "transforms", *target_columns],
-                    filters=[("source", "in", chosen)])
     grouped = defaultdict(list)
-    for r in table.to_pylist():
-        grouped[r["source"]].append(r)
+    for batch in ds.iter_batches("train", ["image", "source", "copy", "transforms", *target_columns],
+                                 where=("source", chosen)):
+        for r in batch.to_pylist():
+            grouped[r["source"]].append(r)
     out_rows = []
     for source in chosen:
         found = sorted(grouped[source], key=lambda r: r["copy"])[: (copies + 1) if copies is not None else None]
