@@ -39,6 +39,7 @@ def has_manifest(store) -> bool:
 
 _SHARD_KEYS = {"name": str, "split": str, "rows": int, "bytes": int, "sha256": str}
 _REQUIRED = (("shards", list), ("classes", list), ("counts", dict), ("recipe", dict))
+_ALWAYS = ("labelled", "task", "skipped")  # written even at their defaults: `load` fills them in
 
 
 @dataclass
@@ -133,7 +134,8 @@ class Manifest:
         defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
                     for f in dataclasses.fields(self) if f.name in values and
                     (f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING)}
-        values = {k: v for k, v in values.items() if k in self._order or k not in defaults or v != defaults[k]}
+        values = {k: v for k, v in values.items()
+                  if k in self._order or k in _ALWAYS or k not in defaults or v != defaults[k]}
         values.update(self.extra)
         return {**{k: values[k] for k in self._order if k in values},
                 **{k: v for k, v in values.items() if k not in self._order}}
