@@ -41,7 +41,6 @@ class Dataset:
 
     def schema(self, split: str):
         """The Arrow schema of a split's rows, from its first shard's footer."""
-
         return next(self._shard_readers(split, [0]))[1].schema_arrow
 
     def iter_batches(self, split: str, columns: list[str] | None = None, pieces: list[tuple] | None = None,
@@ -90,8 +89,8 @@ class Dataset:
         batches = list(self.iter_batches(split, columns))
         if batches:
             return pa.Table.from_batches(batches)
-        reader = next(self._shard_readers(split, [0]))[1]  # no rows: the columns all the same
-        return _leaves(reader.read(columns=columns), columns)
+        readers = self._shard_readers(split, [0])  # no rows: their columns (kept: it holds the file open)
+        return _leaves(next(readers)[1].read(columns=columns), columns)
 
 
 def _unreadable(location: str, name: str, exc: BaseException) -> SourceError:

@@ -84,10 +84,7 @@ def verify_output(ds, source: str | None = None) -> list[str]:
 
 
 def _verify_rows(ds, shard: dict, m, seen: dict) -> list[str]:
-    import numpy as np
     import pyarrow.parquet as pq
-
-    from augpipe.decode import row_image
 
     name = shard["name"]
     try:
@@ -105,30 +102,41 @@ def _verify_rows(ds, shard: dict, m, seen: dict) -> list[str]:
     wanted = ("image", "copy", "source", "source_sha256", "width", "height", "split",
               *(c.name for c in kind.columns(m.classes, m.labelled)))
     columns = [c for c in wanted if c in reader.schema_arrow.names]
+    position = [s["name"] for s in ds.shards(shard["split"])].index(name)
     index = 0
     try:
-        for batch in reader.iter_batches(batch_size=256, columns=columns):
+        for batch in ds.iter_batches(shard["split"], columns, pieces=[(position, 0, None)]):
             for row in batch.to_pylist():
                 where = f"{name} row {index} ({row['source']})"
                 seen.setdefault(row.get("source_sha256") or "", {}).setdefault(shard["split"], row["source"])
-                try:
-                    rgb = row_image((row["image"] or {}).get("bytes") or b"")
-                except ValueError:
-                    problems.append(f"{where}: image does not decode")
-                else:
-                    if (row.get("width"), row.get("height")) != (rgb.shape[1], rgb.shape[0]):
-                        problems.append(f"{where}: image is {rgb.shape[1]}×{rgb.shape[0]}, the row says "
-                                        f"{row.get('width')}×{row.get('height')}")
-                    if row["copy"] != 0 and np.ptp(rgb) == 0:
-                        problems.append(f"{where}: copy {row['copy']} is a single flat colour (a degenerate transform?)")
-                problems += [f"{where}: {p}" for p in kind.verify(row, row.get("width"), row.get("height"), classes)]
-                if row.get("split", shard["split"]) != shard["split"]:
-                    problems.append(f"{where}: a {row['split']} row in a {shard['split']} shard")
-                if shard["split"] != "train" and row["copy"] != 0:
-                    problems.append(f"{where}: augmented row (copy {row['copy']}) in {shard['split']}")
+                problems += [f"{where}: {p}" for p in _row_problems(row, shard["split"], kind, classes)]
                 index += 1
     except Exception as exc:  # noqa: BLE001
         problems.append(f"{name}: unreadable after row {index} ({type(exc).__name__}: {str(exc)[:80]})")
+    return problems
+
+
+def _row_problems(row: dict, split: str, kind, classes: list[str]) -> list[str]:
+    import numpy as np
+
+    from augpipe.decode import row_image
+
+    problems = []
+    try:
+        rgb = row_image((row["image"] or {}).get("bytes") or b"")
+    except ValueError:
+        problems.append("image does not decode")
+    else:
+        if (row.get("width"), row.get("height")) != (rgb.shape[1], rgb.shape[0]):
+            problems.append(f"image is {rgb.shape[1]}×{rgb.shape[0]}, the row says "
+                            f"{row.get('width')}×{row.get('height')}")
+        if row["copy"] != 0 and np.ptp(rgb) == 0:
+            problems.append(f"copy {row['copy']} is a single flat colour (a degenerate transform?)")
+    problems += kind.verify(row, row.get("width"), row.get("height"), classes)
+    if row.get("split", split) != split:
+        problems.append(f"a {row['split']} row in a {split} shard")
+    if split != "train" and row["copy"] != 0:
+        problems.append(f"augmented row (copy {row['copy']}) in {split}")
     return problems
 
 
