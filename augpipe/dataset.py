@@ -55,7 +55,7 @@ class Dataset:
         import pyarrow as pa
 
         pieces = pieces if pieces is not None else [(i, 0, None) for i in range(len(self.shards(split)))]
-        for (i, lo, hi), (name, reader) in zip(pieces, self._shard_readers(split, [p[0] for p in pieces])):
+        for (_, lo, hi), (name, reader) in zip(pieces, self._shard_readers(split, [p[0] for p in pieces])):
             try:
                 yield from _row_batches(reader, columns, lo, hi, where)
             except (OSError, pa.ArrowException) as exc:
@@ -71,13 +71,16 @@ class Dataset:
         for i, path in zip(indices, paths):
             try:
                 fh = fs.open_input_file(path)
-                reader = pq.ParquetFile(fh)
             except FileNotFoundError:
                 raise SourceError(f"{self.location}: shard {names[i]} is missing: augpipe inspect --verify lists "
                                   "the damage") from None
             except (OSError, pa.ArrowException) as exc:
                 raise _unreadable(self.location, names[i], exc) from None
             with fh:
+                try:
+                    reader = pq.ParquetFile(fh)
+                except (OSError, pa.ArrowException) as exc:
+                    raise _unreadable(self.location, names[i], exc) from None
                 yield names[i], reader
 
     def read(self, split: str, columns: list[str] | None = None):

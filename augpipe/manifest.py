@@ -44,8 +44,8 @@ _ALWAYS = ("labelled", "task", "skipped")  # written even at their defaults: `lo
 
 @dataclass
 class ShardRecord:
-    """One shard's record: what `jobs.write_shard` returns and writes as `_augpipe_work/done/<shard>.json`
-    (this field order is the JSON's), and what a resumed run reads back."""
+    """One shard's record: what `jobs.write_shard` returns and writes beside the shard
+    (`layout.record_name`; this field order is the JSON's), and what a resumed run reads back."""
 
     name: str
     split: str
