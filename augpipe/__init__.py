@@ -14,7 +14,7 @@ _EXPORTS = {
     "OutputError": "augpipe.errors",
     "Recipe": "augpipe.recipe",
     "load_recipe": "augpipe.recipe",
-    "ExpandOptions": "augpipe.pipeline",
+    "ExpandOptions": "augpipe.options",
     "expand": "augpipe.pipeline",
 }
 __all__ = ["__version__", *_EXPORTS]

@@ -16,9 +16,11 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from augpipe import __version__
+from augpipe.engines import ENGINES
 from augpipe.errors import AugpipeError, UsageError
 from augpipe.formats import FORMATS, WRITERS, module as format_module
 from augpipe.formats.base import either
+from augpipe.options import DEVICES, SPLIT_BY, ExpandOptions, TrainOptions, one_of
 from augpipe.signals import Terminated
 
 app = typer.Typer(
@@ -187,15 +189,15 @@ def expand(
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first input that would be skipped.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an output made with another recipe, seed or source.")] = False,
     layout: Annotated[str, typer.Option("--layout", help="auto, classes (every top folder a class) or splits (train/val/test folders).")] = "auto",
-    split_by: Annotated[str, typer.Option("--split-by", help="content (identical files share a split; every source is read once more) or path.")] = "content",
-    engine: Annotated[str, typer.Option("--engine", help="local (worker processes) or ray (a Ray cluster: RAY_ADDRESS, or a local one started for the run).")] = "local",
+    split_by: Annotated[str, typer.Option("--split-by", help=f"{one_of(SPLIT_BY)}: by content, identical files share a split (every source is read once more).")] = "content",
+    engine: Annotated[str, typer.Option("--engine", help=f"{one_of(ENGINES)}: local runs worker processes; ray a Ray cluster (RAY_ADDRESS, or a local one started for the run).")] = "local",
     format: FormatOpt = "auto",
     voc_zero_based: VocZeroBasedOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Augment an image folder into Parquet shards (train/validation/test) with a manifest."""
     _start_workers(workers, engine)
-    from augpipe.pipeline import ExpandOptions, expand as run_expand
+    from augpipe.pipeline import expand as run_expand
     from augpipe.summary import expand_summary
 
     options = ExpandOptions(
@@ -376,7 +378,6 @@ _TASK_HELP = ("auto: the dataset's (a detection dataset with at most one object 
 ArchOpt = Annotated[str, typer.Option("--arch", help=_ARCH_HELP)]
 SizeOpt = Annotated[int, typer.Option("--size", min=4, max=1024, help=_SIZE_HELP)]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help=_BATCH_HELP)]
-TASK_CHOICES = ("auto", "classification", "localisation", "detection", "segmentation")
 
 
 @command()
@@ -392,7 +393,7 @@ def train(
     lr: Annotated[float, typer.Option("--lr", min=1e-6, help="Adam's learning rate.")] = 2e-3,
     init: Annotated[Optional[Path], typer.Option("--init", help="Start from this model.pt, with its --arch and --size (giving different ones is refused). Only tensors and plain data are loaded from it. Classification only.")] = None,
     freeze: Annotated[Optional[str], typer.Option("--freeze", help="'features': train only the final 1×1 classifier (transfer learning); needs --init.")] = None,
-    device: Annotated[str, typer.Option("--device", help="auto (CUDA, else Apple's MPS, when present), cpu, cuda or mps.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help=f"{one_of(DEVICES)}; auto picks CUDA, else Apple's MPS, when present.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seeds the initial weights, the batch order and dropout: the same seed repeats a CPU run exactly. 0 to 2^64 − 1 (torch's seeds are 64 bits).")] = 0,
     quiet: QuietOpt = False,
 ) -> None:
@@ -417,17 +418,11 @@ def train(
     detection, segmentation c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-c64k3p1-r, 64.
     """
     _need_torch("augpipe train")
-    if freeze not in (None, "features"):
-        raise UsageError("--freeze takes 'features' (every layer but the final 1×1 classifier)")
-    if device not in ("auto", "cpu", "cuda", "mps"):
-        raise UsageError("--device is auto, cpu, cuda or mps")
-    if task not in TASK_CHOICES:
-        raise UsageError(f"--task is one of {', '.join(TASK_CHOICES)}; not '{task}'")
-    from augpipe.training.run import TrainOptions, output_files, summary_lines, train as run_train
-
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, arch=arch, size=size, seed=seed, device=device,
                         compare=compare, init=str(init) if init else None, freeze=freeze, task=task,
                         progress=not quiet, log=typer.echo)
+    from augpipe.training.run import output_files, summary_lines, train as run_train
+
     result = run_train(path, out, opts)
     typer.echo("\n".join(summary_lines(result)))
     typer.echo("wrote " + ", ".join(str(out / name) for name in output_files(result)))

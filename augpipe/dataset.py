@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 from augpipe.errors import SourceError
 from augpipe.layout import SPLITS
-from augpipe.manifest import has_manifest, load_manifest
+from augpipe.manifest import Manifest, has_manifest
 from augpipe.store import open_store
 
 
 @dataclass
 class Dataset:
     store: object
-    manifest: dict
+    manifest: Manifest
 
     @property
     def location(self) -> str:
@@ -22,70 +22,120 @@ class Dataset:
 
     @property
     def classes(self) -> list[str]:
-        return self.manifest["classes"]
+        return self.manifest.classes
 
     @property
     def kind(self):
         """The dataset's target kind (`augpipe.targets`)."""
-        from augpipe.targets import for_manifest
-
-        return for_manifest(self.manifest)
+        return self.manifest.kind
 
     def splits(self) -> list[str]:
-        present = {s["split"] for s in self.manifest["shards"]}
+        present = {s["split"] for s in self.manifest.shards}
         return [s for s in SPLITS if s in present]
 
     def shards(self, split: str | None = None) -> list[dict]:
-        return [s for s in self.manifest["shards"] if split is None or s["split"] == split]
-
-    def paths(self, names: list[str]) -> tuple[object, list[str]]:
-        """(pyarrow filesystem, full paths) for pyarrow's readers."""
-        if self.store.local:
-            import pyarrow.fs as pafs
-
-            return pafs.LocalFileSystem(), [str(self.store.path(n)) for n in names]
-        return self.store.fs, [self.store.full(n) for n in names]
+        return [s for s in self.manifest.shards if split is None or s["split"] == split]
 
     def open(self, name: str):
         return self.store.open_input(name)
 
-    def iter_batches(self, split: str, columns: list[str] | None = None):
+    def schema(self, split: str):
+        """The Arrow schema of a split's rows, from its first shard's footer."""
+        return next(self._shard_readers(split, [0]))[1].schema_arrow
+
+    def iter_batches(self, split: str, columns: list[str] | None = None, pieces: list[tuple] | None = None,
+                     where: tuple[str, list] | None = None):
         """One split's rows as Arrow record batches, a row group at a time, shard by shard in the
-        manifest's order: the one way rows are read. A shard that cannot be read is one line."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        manifest's order: the one way rows are read. A shard that cannot be read is one line.
 
-        names = [s["name"] for s in self.shards(split)]
-        fs, paths = self.paths(names)
-        for name, path in zip(names, paths):
+        `columns` may name a nested field (`objects.bbox`): its column is then that field, named
+        by its last part. `pieces`: (shard index in the split, first row, end row) runs to read, in
+        their order, instead of every row. `where`: (column, values): only the rows whose column
+        is one of the values; a row group without one is not read past that column."""
+        import pyarrow as pa
+
+        pieces = pieces if pieces is not None else [(i, 0, None) for i in range(len(self.shards(split)))]
+        for (_, lo, hi), (name, reader) in zip(pieces, self._shard_readers(split, [p[0] for p in pieces])):
             try:
-                with fs.open_input_file(path) as fh:
-                    reader = pq.ParquetFile(fh)
-                    for g in range(reader.metadata.num_row_groups):
-                        yield from reader.read_row_group(g, columns=columns).to_batches()
-            except FileNotFoundError:
-                raise SourceError(f"{self.location}: shard {name} is missing: augpipe inspect --verify lists the "
-                                  "damage") from None
+                yield from _row_batches(reader, columns, lo, hi, where)
             except (OSError, pa.ArrowException) as exc:
-                raise SourceError(f"{self.location}: shard {name} cannot be read ({str(exc).splitlines()[0][:120]}): "
-                                  "augpipe inspect --verify lists the damage") from None
+                raise _unreadable(self.location, name, exc) from None
 
-    def read(self, split: str, columns: list[str] | None = None, filters=None):
-        """One split's rows as a table, or one line naming the shard that cannot be read."""
+    def _shard_readers(self, split: str, indices: list[int]):
+        """(name, an open ParquetFile) of each shard of the split at these indices, one open at a time."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         names = [s["name"] for s in self.shards(split)]
-        if not names:
+        fs, paths = self.store.arrow([names[i] for i in indices])
+        for i, path in zip(indices, paths):
+            try:
+                fh = fs.open_input_file(path)
+            except FileNotFoundError:
+                raise SourceError(f"{self.location}: shard {names[i]} is missing: augpipe inspect --verify lists "
+                                  "the damage") from None
+            except (OSError, pa.ArrowException) as exc:
+                raise _unreadable(self.location, names[i], exc) from None
+            with fh:
+                try:
+                    reader = pq.ParquetFile(fh)
+                except (OSError, pa.ArrowException) as exc:
+                    raise _unreadable(self.location, names[i], exc) from None
+                yield names[i], reader
+
+    def read(self, split: str, columns: list[str] | None = None):
+        """One split's rows as one table (`iter_batches`'), or None when there is no such split."""
+        import pyarrow as pa
+
+        if not self.shards(split):
             return None
-        fs, paths = self.paths(names)
-        try:
-            return pq.ParquetDataset(paths, filesystem=fs, filters=filters).read(columns=columns)
-        except FileNotFoundError as exc:
-            raise SourceError(f"{self.location}: a shard is missing ({exc}): augpipe inspect --verify lists the damage") from None
-        except (OSError, pa.ArrowException) as exc:  # a truncated or corrupt shard
-            raise SourceError(f"{self.location}: a {split} shard cannot be read ({str(exc).splitlines()[0][:120]}): "
-                              "augpipe inspect --verify lists the damage") from None
+        batches = list(self.iter_batches(split, columns))
+        if batches:
+            return pa.Table.from_batches(batches)
+        readers = self._shard_readers(split, [0])  # no rows: their columns (kept: it holds the file open)
+        return _leaves(next(readers)[1].read(columns=columns), columns)
+
+
+def _unreadable(location: str, name: str, exc: BaseException) -> SourceError:
+    return SourceError(f"{location}: shard {name} cannot be read ({str(exc).splitlines()[0][:120]}): "
+                       "augpipe inspect --verify lists the damage")
+
+
+def _row_batches(reader, columns: list[str] | None, lo: int, hi: int | None, where: tuple[str, list] | None):
+    """A shard's rows lo..hi (hi None: to its end) as record batches, a row group at a time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    start = 0
+    for g in range(reader.metadata.num_row_groups):
+        n = reader.metadata.row_group(g).num_rows
+        a, b = max(lo - start, 0), n if hi is None else min(hi - start, n)
+        start += n
+        if a >= b:
+            continue
+        keep = None
+        if where is not None:
+            key = reader.read_row_group(g, columns=[where[0]]).column(0).slice(a, b - a)
+            keep = pc.is_in(key, value_set=pa.array(where[1], key.type))
+            if not pc.any(keep).as_py():
+                continue
+        table = reader.read_row_group(g, columns=columns)
+        table = table.slice(a, b - a) if (a, b) != (0, n) else table
+        yield from _leaves(table if keep is None else table.filter(keep), columns).to_batches()
+
+
+def _leaves(table, columns: list[str] | None):
+    """The table with each nested column asked for (`objects.bbox`) as that field, named `bbox`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not columns or not any("." in c for c in columns):
+        return table
+    picked = {}
+    for c in columns:
+        top, *path = c.split(".")
+        picked[path[-1] if path else top] = pc.struct_field(table.column(top), path) if path else table.column(top)
+    return pa.table(picked)
 
 
 def is_dataset(location) -> bool:
@@ -95,4 +145,4 @@ def is_dataset(location) -> bool:
 def open_dataset(location) -> Dataset:
     """The dataset at a path or URI, or one line saying why it is not one."""
     store = open_store(location)
-    return Dataset(store, load_manifest(store))
+    return Dataset(store, Manifest.load(store))

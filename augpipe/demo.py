@@ -74,7 +74,8 @@ def claim_folder(folder: Path) -> None:
 
 def run_demo(folder: str | Path, workers: int | None = None, seed: int = 0, progress: bool = True):
     """Sample data, its expansion and a preview sheet: (data folder, manifest, sheet path)."""
-    from augpipe.pipeline import ExpandOptions, expand
+    from augpipe.options import ExpandOptions
+    from augpipe.pipeline import expand
     from augpipe.preview import preview_source, write_sheet
 
     folder = Path(folder)
@@ -92,7 +93,8 @@ def train_demo(folder: str | Path, seed: int = 0, progress: bool = True, log=pri
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("matplotlib") is None:
         return None
-    from augpipe.training.run import TrainOptions, train
+    from augpipe.options import TrainOptions
+    from augpipe.training.run import train
 
     folder = Path(folder)
     return train(folder / "expanded", folder / "run", TrainOptions(epochs=DEMO_EPOCHS, seed=seed, progress=progress,

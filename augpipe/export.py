@@ -71,7 +71,7 @@ def export(location, fmt: str, out, progress: bool = True, **given) -> dict:
 def _header(ds) -> Header:
     """What the manifest tells a writer (the one place export reads it for them)."""
     m = ds.manifest
-    return Header(m["task"], ds.classes, bool(m.get("instance_masks")), m.get("category_ids"))
+    return Header(m.task, ds.classes, m.instance_masks, m.category_ids)
 
 
 def _check_given(fmt: str, given: dict) -> None:
@@ -86,25 +86,23 @@ def _check_given(fmt: str, given: dict) -> None:
 
 
 def _where(ds) -> str:
-    return str(ds.store.path().resolve()) if ds.store.local else ds.location
+    return ds.store.canonical()
 
 
 def _identity(ds) -> str:
     """The dataset's identity (what expand resumes by), as a sha256."""
     import hashlib
 
-    what = ds.manifest.get("identity") or ds.manifest["shards"]
+    what = ds.manifest.identity or ds.manifest.shards
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _claim(store, marker: dict) -> None:
     """Only a new or empty folder, or an export of the same dataset in the same format (finished
     or not), is written into."""
-    if store.local:  # `--out afile`: said so, not the mkdir's "File exists"
-        path = store.path()
-        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-        if blocker is not None:
-            raise OutputError(f"--out {store.display()}: {blocker} is a file, not a folder: choose a new --out")
+    problem = store.not_a_folder()  # `--out afile`: said so, not the mkdir's "File exists"
+    if problem is not None:
+        raise OutputError(f"--out {store.display()}: {problem}: choose a new --out")
     names = store.names()
     if not names:
         return

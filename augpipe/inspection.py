@@ -31,26 +31,26 @@ def inspect_output(location, verify: bool = False, source: str | None = None) ->
     widths, heights = [], []
     for split in ds.splits():
         try:
-            t = ds.read(split, columns=["width", "height"])
+            batches = list(ds.iter_batches(split, ["width", "height"]))
         except SourceError:  # reported by --verify; the summary shows what it can read
             continue
-        widths += t.column("width").to_pylist()
-        heights += t.column("height").to_pylist()
+        widths += [w for b in batches for w in b.column(0).to_pylist()]
+        heights += [h for b in batches for h in b.column(1).to_pylist()]
     facts = {
         "kind": "expanded dataset",
         "path": ds.location,
-        "augpipe_version": m.get("augpipe_version", "?"),
-        "recipe": {"name": m["recipe"].get("name"), "sha256": m["recipe"].get("sha256", "")},
-        "seed": m.get("seed"),
-        "source": m.get("source"),
-        "classes": m["classes"],
-        "splits": {s: m["counts"][s] for s in SPLITS if s in m["counts"]},
-        "shards": len(m["shards"]),
-        "bytes": sum(s["bytes"] for s in m["shards"]),
+        "augpipe_version": m.version,
+        "recipe": {"name": m.recipe.get("name"), "sha256": m.recipe.get("sha256", "")},
+        "seed": m.seed,
+        "source": m.source,
+        "classes": m.classes,
+        "splits": {s: m.counts[s] for s in SPLITS if s in m.counts},
+        "shards": len(m.shards),
+        "bytes": sum(s["bytes"] for s in m.shards),
         "width": _spread(widths),
         "height": _spread(heights),
-        "skipped": m["skipped"],
-        "skipped_count": m.get("skipped_count", len(m["skipped"])),
+        "skipped": m.skipped,
+        "skipped_count": m.total_skipped,
     }
     if verify:
         facts["problems"] = verify_output(ds, source)
@@ -61,20 +61,19 @@ def verify_output(ds, source: str | None = None) -> list[str]:
     """Every shard re-read: presence, checksum, row count, images, labels, splits; content that
     appears in more than one split; with `source`, every row against its source file now."""
     from augpipe.layout import is_shard_name
-    from augpipe.shards import store_sha256
 
     m, store = ds.manifest, ds.store
     problems = []
-    listed = {s["name"] for s in m["shards"]}
+    listed = {s["name"] for s in m.shards}
     for name in store.names():
         if is_shard_name(name) and name not in listed:
             problems.append(f"{name}: extra shard, not in the manifest")
     seen: dict[str, dict[str, str]] = {}  # source_sha256 -> {split: source}
-    for shard in m["shards"]:
+    for shard in m.shards:
         if store.size(shard["name"]) is None:
             problems.append(f"{shard['name']}: missing")
             continue
-        digest = store_sha256(store, shard["name"])
+        digest = store.sha256(shard["name"])
         if digest != shard["sha256"]:
             problems.append(f"{shard['name']}: checksum mismatch (sha256 {digest[:12]}, manifest {shard['sha256'][:12]})")
         problems += _verify_rows(ds, shard, m, seen)
@@ -84,11 +83,8 @@ def verify_output(ds, source: str | None = None) -> list[str]:
     return problems
 
 
-def _verify_rows(ds, shard: dict, m: dict, seen: dict) -> list[str]:
-    import numpy as np
+def _verify_rows(ds, shard: dict, m, seen: dict) -> list[str]:
     import pyarrow.parquet as pq
-
-    from augpipe.decode import row_image
 
     name = shard["name"]
     try:
@@ -100,34 +96,45 @@ def _verify_rows(ds, shard: dict, m: dict, seen: dict) -> list[str]:
     if rows != shard["rows"]:
         problems.append(f"{name}: {rows} rows, the manifest says {shard['rows']}")
     kind = ds.kind
-    classes = m["classes"] if m["labelled"] else []
+    classes = m.classes if m.labelled else []
     wanted = ("image", "copy", "source", "source_sha256", "width", "height", "split",
-              *(c.name for c in kind.columns(m["classes"], m["labelled"])))
+              *(c.name for c in kind.columns(m.classes, m.labelled)))
     columns = [c for c in wanted if c in reader.schema_arrow.names]
+    position = [s["name"] for s in ds.shards(shard["split"])].index(name)
     index = 0
     try:
-        for batch in reader.iter_batches(batch_size=256, columns=columns):
+        for batch in ds.iter_batches(shard["split"], columns, pieces=[(position, 0, None)]):
             for row in batch.to_pylist():
                 where = f"{name} row {index} ({row['source']})"
                 seen.setdefault(row.get("source_sha256") or "", {}).setdefault(shard["split"], row["source"])
-                try:
-                    rgb = row_image((row["image"] or {}).get("bytes") or b"")
-                except ValueError:
-                    problems.append(f"{where}: image does not decode")
-                else:
-                    if (row.get("width"), row.get("height")) != (rgb.shape[1], rgb.shape[0]):
-                        problems.append(f"{where}: image is {rgb.shape[1]}×{rgb.shape[0]}, the row says "
-                                        f"{row.get('width')}×{row.get('height')}")
-                    if row["copy"] != 0 and np.ptp(rgb) == 0:
-                        problems.append(f"{where}: copy {row['copy']} is a single flat colour (a degenerate transform?)")
-                problems += [f"{where}: {p}" for p in kind.verify(row, row.get("width"), row.get("height"), classes)]
-                if row.get("split", shard["split"]) != shard["split"]:
-                    problems.append(f"{where}: a {row['split']} row in a {shard['split']} shard")
-                if shard["split"] != "train" and row["copy"] != 0:
-                    problems.append(f"{where}: augmented row (copy {row['copy']}) in {shard['split']}")
+                problems += [f"{where}: {p}" for p in _row_problems(row, shard["split"], kind, classes)]
                 index += 1
     except Exception as exc:  # noqa: BLE001
         problems.append(f"{name}: unreadable after row {index} ({type(exc).__name__}: {str(exc)[:80]})")
+    return problems
+
+
+def _row_problems(row: dict, split: str, kind, classes: list[str]) -> list[str]:
+    import numpy as np
+
+    from augpipe.decode import row_image
+
+    problems = []
+    try:
+        rgb = row_image((row["image"] or {}).get("bytes") or b"")
+    except ValueError:
+        problems.append("image does not decode")
+    else:
+        if (row.get("width"), row.get("height")) != (rgb.shape[1], rgb.shape[0]):
+            problems.append(f"image is {rgb.shape[1]}×{rgb.shape[0]}, the row says "
+                            f"{row.get('width')}×{row.get('height')}")
+        if row["copy"] != 0 and np.ptp(rgb) == 0:
+            problems.append(f"copy {row['copy']} is a single flat colour (a degenerate transform?)")
+    problems += kind.verify(row, row.get("width"), row.get("height"), classes)
+    if row.get("split", split) != split:
+        problems.append(f"a {row['split']} row in a {split} shard")
+    if split != "train" and row["copy"] != 0:
+        problems.append(f"augmented row (copy {row['copy']}) in {split}")
     return problems
 
 
@@ -218,13 +225,14 @@ def _problem_lines(problems: list[str], ok: str) -> list[str]:
 def inspect_source(root: str, max_pixels: int | None = None, layout: str = "auto") -> dict:
     """Classes, counts, formats, sizes, duplicate files, near-duplicates and the files `expand`
     would skip."""
-    from augpipe.decode import decode
     from augpipe.headers import read_header
-    from augpipe.pipeline import DEFAULT_MAX_PIXELS
+    from augpipe.options import DEFAULT_MAX_PIXELS
     from augpipe.formats import scan
-    from augpipe.store import open_store, read_source
+    from augpipe.store import open_store
+    from augpipe.targets import for_scan
 
     found = scan(str(root), layout)
+    kind = for_scan(found)
     store = open_store(str(root))
     split_of = {f.relpath: f.split for f in found.files}
     counts = Counter(f.class_name for f in found.files)
@@ -235,10 +243,9 @@ def inspect_source(root: str, max_pixels: int | None = None, layout: str = "auto
     skipped = [{"path": p, "reason": r} for p, r in found.skipped]
     for f in found.files:
         try:
-            data = read_source(store, f.relpath)
-            digest = hashlib.sha256(data).hexdigest()
+            data, loaded = _loaded_source(store, f, kind, max_pixels or DEFAULT_MAX_PIXELS)
+            digest, rgb = loaded.sha256, loaded.decoded.rgb
             head = read_header(data) if data else None
-            rgb = decode(data, max_pixels or DEFAULT_MAX_PIXELS).rgb  # what expand does: catches damaged files
         except SkipInput as exc:
             skipped.append({"path": f.relpath, "reason": exc.reason})
             continue
@@ -266,6 +273,18 @@ def inspect_source(root: str, max_pixels: int | None = None, layout: str = "auto
         "near_duplicates": near_duplicates(looks),
         "skipped": sorted(skipped, key=lambda s: s["path"]),
     }
+
+
+def _loaded_source(store, f, kind, max_pixels: int):
+    """(the source's bytes, `load_sample`'s result): what expand's worker does with it, so that a
+    damaged file or an unusable annotation is found here as it would be there."""
+    from augpipe.sample import SourceItem, load_sample
+    from augpipe.store import read_source
+
+    item = SourceItem(f.relpath, None, (), target=f.target)
+    data = read_source(store, f.relpath)
+    extra = [read_source(store, name) for name in kind.extra_files(item)]
+    return data, load_sample(data, item, kind, max_pixels, extra[0] if extra else None)
 
 
 # Near-duplicates: a difference hash (dHash: is each pixel of a 9×8 grey thumbnail brighter than

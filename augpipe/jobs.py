@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from augpipe.errors import OutputError, SkipInput, StrictSkipError
 from augpipe.layout import record_name
+from augpipe.manifest import ShardRecord
 from augpipe.output import TMP_DIR, RunLock
 from augpipe.plan import ShardJob
 from augpipe.recipe import Recipe
@@ -71,7 +72,7 @@ def hash_sources(task: HashJob, job: RunSpec, progress: Callable[[int], None] | 
 
     store = store_for(job.source)
     out = []
-    for name, data in prefetched(store, task.names):
+    for name, data in store.read_many(task.names, partial(read_or_skip, store)):
         try:
             if isinstance(data, SkipInput):
                 raise data
@@ -92,55 +93,21 @@ def hash_jobs(names: list[tuple[str, int]], per_task: int = 256) -> list[HashJob
 
 # ---------------------------------------------------------------- one shard
 
-def write_shard(task: ShardJob, job: RunSpec, progress: Callable[[int], None] | None = None) -> dict:
+def write_shard(task: ShardJob, job: RunSpec, progress: Callable[[int], None] | None = None) -> ShardRecord:
     """Write one shard, publish it, then its record; returns the record (rows, checksum, counts,
     skipped inputs, copies that failed)."""
     started = time.perf_counter()
-    source, out = store_for(job.source), store_for(job.out)
+    out = store_for(job.out)
     kind = job.kind
     writer = ShardWriter(task.name, out.temp_dir(TMP_DIR), job.row_spec())
-    by_class: Counter = Counter()
-    conversions: Counter = Counter()
-    copies = Counter()
-    skipped, failed, discarded = [], [], []
-    oriented: list[str] = []  # labelled sources with an EXIF orientation tag
-    names = [n for src in task.sources for n in (src.relpath, *kind.extra_files(src))]
-    reads = prefetched(source, names)
+    tally = _Tally()
     try:
-        for src in task.sources:
-            try:
-                data = [next(reads)[1] for _ in range(1 + len(kind.extra_files(src)))]
-                for part in data:
-                    if isinstance(part, SkipInput):
-                        raise part
-                result = augment_sample(data[0], src, job.recipe, job.seed, job.max_pixels, task.split, kind,
-                                        data[1] if len(data) > 1 else None)
-            except SkipInput as exc:
-                if job.strict:
-                    raise StrictSkipError(f"{src.relpath}: {exc.reason} (--strict stops at the first bad input)") from None
-                skipped.append([src.relpath, exc.reason])
-            else:
-                if result.failures and job.strict:
-                    copy, reason = result.failures[0]
-                    raise StrictSkipError(f"{src.relpath} copy {copy}: {reason}")
-                failed += [[src.relpath, copy, reason] for copy, reason in result.failures]
-                for row in result.rows:
-                    writer.write(row)
-                    copies["originals" if row["copy"] == 0 else "augmented"] += 1
-                by_class.update(kind.count(result.rows, job.classes, src))
-                copies["sources"] += 1
-                copies["dropped"] += result.dropped
-                discarded += [[src.relpath, reason] for reason in result.discarded]
-                if result.orientation not in (None, 1) and kind.spatial:
-                    oriented.append(src.relpath)
-                if result.conversion:
-                    conversions[result.conversion] += 1
+        for src, data in _read_sources(store_for(job.source), task.sources, kind):
+            tally.add(src, _augmented(src, data, task, job, kind), job, kind, writer)
             if progress is not None:
                 progress(len(src.copies))
         rows, digest, size = writer.finish()
-        if job.lock_token is not None and not RunLock(out, job.lock_token).owned():
-            raise OutputError(f"{out.display()}: another run took over this output; this run stops")
-        writer.publish(out)
+        _publish(writer, out, job)
     except OSError as exc:
         writer.abort()
         if exc.errno in _FULL:  # name the shard: the error alone says neither where nor what to do
@@ -149,57 +116,87 @@ def write_shard(task: ShardJob, job: RunSpec, progress: Callable[[int], None] | 
     except BaseException:
         writer.abort()
         raise
-    record = {
-        "name": task.name,
-        "split": task.split,
-        "rows": rows,
-        "bytes": size,
-        "sha256": digest,
-        "sources": copies["sources"],
-        "originals": copies["originals"],
-        "augmented": copies["augmented"],
-        "by_class": dict(sorted(by_class.items())),
-        "conversions": dict(sorted(conversions.items())),
-        "skipped": skipped,
-        "failed_copies": failed,
-        "dropped_boxes": copies["dropped"],
-        "dropped_objects": discarded,
-        "exif_oriented": len(oriented),
-        "exif_oriented_first": oriented[0] if oriented else None,
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    record = tally.record(task, rows, size, digest, round(time.perf_counter() - started, 3))
     # After the shard: a resume takes a shard as done only when its record agrees with it. The
     # record is not synced: one lost in a crash costs that shard's redo, no more.
-    out.write_bytes(record_name(task.name), json.dumps(record, ensure_ascii=False).encode("utf-8"), sync=False)
+    out.write_bytes(record_name(task.name), record.to_json(), sync=False)
     return record
 
 
-# Object stores answer each read after a round trip: a worker keeps this many in flight while it
-# works on the images already read. Local files are read when they are needed.
-PREFETCH = 8
+def _read_sources(store, sources, kind):
+    """(source, [its bytes, its extra files' bytes], each a SkipInput where it cannot be read), read
+    ahead as the store finds best."""
+    names = [n for src in sources for n in (src.relpath, *kind.extra_files(src))]
+    reads = store.read_many(names, partial(read_or_skip, store))
+    for src in sources:
+        yield src, [next(reads)[1] for _ in range(1 + len(kind.extra_files(src)))]
 
 
-def prefetched(store, names: list[str]):
-    """(name, bytes or the SkipInput saying why not) for each name, in order."""
-    if store.local:
-        for name in names:
-            try:
-                yield name, read_source(store, name)
-            except SkipInput as exc:
-                yield name, exc
-        return
-    from concurrent.futures import ThreadPoolExecutor
+def read_or_skip(store, name: str):
+    """A source's bytes, or the SkipInput saying why not (returned: a read ahead does not raise)."""
+    try:
+        return read_source(store, name)
+    except SkipInput as exc:
+        return exc
 
-    def read(name: str):
-        try:
-            return read_source(store, name)
-        except SkipInput as exc:
-            return exc
 
-    with ThreadPoolExecutor(PREFETCH) as pool:
-        pending = [(n, pool.submit(read, n)) for n in names[:PREFETCH]]
-        for i in range(len(names)):
-            name, future = pending.pop(0)
-            if i + PREFETCH < len(names):
-                pending.append((names[i + PREFETCH], pool.submit(read, names[i + PREFETCH])))
-            yield name, future.result()
+def _augmented(src, data: list, task: ShardJob, job: RunSpec, kind):
+    """The source's rows, or the SkipInput (returned) saying why it has none; --strict raises."""
+    try:
+        for part in data:
+            if isinstance(part, SkipInput):
+                raise part
+        return augment_sample(data[0], src, job.recipe, job.seed, job.max_pixels, task.split, kind,
+                              data[1] if len(data) > 1 else None)
+    except SkipInput as exc:
+        if job.strict:
+            raise StrictSkipError(f"{src.relpath}: {exc.reason} (--strict stops at the first bad input)") from None
+        return exc
+
+
+def _publish(writer: ShardWriter, out, job: RunSpec) -> None:
+    if job.lock_token is not None and not RunLock(out, job.lock_token).owned():
+        raise OutputError(f"{out.display()}: another run took over this output; this run stops")
+    writer.publish(out)
+
+
+class _Tally:
+    """What a shard's record counts, source by source."""
+
+    def __init__(self):
+        self.by_class: Counter = Counter()
+        self.conversions: Counter = Counter()
+        self.copies: Counter = Counter()
+        self.skipped, self.failed, self.discarded = [], [], []
+        self.oriented: list[str] = []  # labelled sources with an EXIF orientation tag
+
+    def add(self, src, result, job: RunSpec, kind, writer: ShardWriter) -> None:
+        if isinstance(result, SkipInput):
+            self.skipped.append([src.relpath, result.reason])
+            return
+        if result.failures and job.strict:
+            copy, reason = result.failures[0]
+            raise StrictSkipError(f"{src.relpath} copy {copy}: {reason}")
+        self.failed += [[src.relpath, copy, reason] for copy, reason in result.failures]
+        for row in result.rows:
+            writer.write(row)
+            self.copies["originals" if row["copy"] == 0 else "augmented"] += 1
+        self.by_class.update(kind.count(result.rows, job.classes, src))
+        self.copies["sources"] += 1
+        self.copies["dropped"] += result.dropped
+        self.discarded += [[src.relpath, reason] for reason in result.discarded]
+        if result.orientation not in (None, 1) and kind.spatial:
+            self.oriented.append(src.relpath)
+        if result.conversion:
+            self.conversions[result.conversion] += 1
+
+    def record(self, task: ShardJob, rows: int, size: int, digest: str, seconds: float) -> ShardRecord:
+        return ShardRecord(
+            name=task.name, split=task.split, rows=rows, bytes=size, sha256=digest,
+            sources=self.copies["sources"], originals=self.copies["originals"], augmented=self.copies["augmented"],
+            by_class=dict(sorted(self.by_class.items())), conversions=dict(sorted(self.conversions.items())),
+            skipped=self.skipped, failed_copies=self.failed, dropped_boxes=self.copies["dropped"],
+            dropped_objects=self.discarded, exif_oriented=len(self.oriented),
+            exif_oriented_first=self.oriented[0] if self.oriented else None, seconds=seconds)
+
+

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 from augpipe.errors import OutputError, RunLockedError
 from augpipe.layout import LEGACY_MANIFEST, LOCK, MANIFEST, SKIPPED, WORK_DIR, is_shard_name, record_name
-from augpipe.manifest import read_manifest, write_manifest
+from augpipe.manifest import Manifest, ShardRecord, read_manifest
 from augpipe.processes import alive, process_start
-from augpipe.shards import store_sha256
 
 RUN_FILE = f"{WORK_DIR}/run.json"
 TMP_DIR = f"{WORK_DIR}/tmp"
@@ -72,15 +71,6 @@ def _stale(owner: dict) -> bool:
 
 
 def _create_exclusive(store, name: str, data: bytes) -> bool:
-    if store.local:
-        path = store.path(name)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        return True
     created = store.create_exclusive(name, data)
     if created is not None:
         return created
@@ -129,13 +119,9 @@ class OutputFolder:
         """Before anything is written: the place is a folder that is empty or augpipe's."""
         store = self.store
         store.check()
-        if store.local:
-            path = store.path()
-            if os.path.islink(path) and not path.exists():
-                raise OutputError(f"output path {path} is a broken symlink (to {os.readlink(path)}): "
-                                  "remove it or choose another --out")
-            if path.exists() and not path.is_dir():
-                raise OutputError(f"output path exists and is not a folder: {path}")
+        problem = store.not_a_folder()
+        if problem is not None:
+            raise OutputError(f"cannot write to {store.display()}: {problem}: remove it or choose another --out")
         names = store.names()
         if names and not any(n in OURS for n in names):
             raise OutputError(f"output folder {store.display()} is not empty and holds no augpipe output "
@@ -211,15 +197,15 @@ class OutputFolder:
 
     # ------------------------------------------------------------ resuming
 
-    def finished(self, shard_names: list[str]) -> dict[str, dict]:
+    def finished(self, shard_names: list[str]) -> dict[str, ShardRecord]:
         """Records of the shards an interrupted run finished: the shard and its record both
         there, and the shard's size and sha256 those of its record (re-read: a shard damaged at
         the same size is redone)."""
-        def check(name: str) -> dict | None:
-            record = _read_json(self.store, record_name(name))
-            if not isinstance(record, dict) or self.store.size(name) != record.get("bytes"):
+        def check(name: str) -> ShardRecord | None:
+            record = ShardRecord.from_dict(_read_json(self.store, record_name(name)))
+            if record is None or self.store.size(name) != record.bytes:
                 return None
-            return record if store_sha256(self.store, name) == record.get("sha256") else None
+            return record if self.store.sha256(name) == record.sha256 else None
 
         names = [n for n in shard_names if self.store.exists(record_name(n))]
         with ThreadPoolExecutor(8) as pool:
@@ -228,8 +214,8 @@ class OutputFolder:
 
     # ------------------------------------------------------------ finishing
 
-    def finish(self, manifest: dict) -> None:
-        write_manifest(self.store, manifest)
+    def finish(self, manifest: Manifest) -> None:
+        manifest.save(self.store)
         self.store.delete_tree(WORK_DIR)
 
     def release(self) -> None:

@@ -7,40 +7,18 @@ import dataclasses
 import hashlib
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from augpipe import __version__
-from augpipe.errors import OutputError, SourceError, StrictSkipError, UsageError
+from augpipe.errors import OutputError, SourceError, StrictSkipError
 from augpipe.targets import for_scan
+from augpipe.options import ExpandOptions
 
-# About 36 bytes a pixel at the peak of one image's augmentation (decode, transforms, encode):
-# 25 megapixels keep a worker under about 1 GB.
-DEFAULT_MAX_PIXELS = 25_000_000
 # The same augmentation error on this many inputs, and on this share of those done, is the
 # recipe's fault, not the images': the run stops with it.
 SYSTEMATIC_MIN = 5
 SYSTEMATIC_SHARE = 0.05
-
-
-@dataclass(frozen=True)
-class ExpandOptions:
-    copies: int | None = None  # None: the recipe's
-    workers: int | None = None  # None: the machine's cores
-    seed: int = 0
-    val_fraction: float = 0.1
-    balance: bool = False
-    shard_size: int = 256 * 2**20
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    strict: bool = False
-    overwrite: bool = False
-    progress: bool = True
-    layout: str = "auto"  # auto | classes | splits
-    split_by: str = "content"  # content | path
-    engine: str = "local"  # local | ray
-    format: str = "auto"  # auto | coco | yolo | voc | masks | labelfiles | imagefolder
-    voc_zero_based: bool = False  # VOC files with 0-based edges (else the devkit's 1-based pixels)
 
 
 class AugmentationError(SourceError):
@@ -64,27 +42,12 @@ def expand(source: str | Path, recipe, out: str | Path | None = None, options: E
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     from augpipe.store import normalise_location
 
-    _check_options(options)
     source = normalise_location(source)
     out = normalise_location(out if out is not None else default_out(source))
     engine = make_engine(options.engine, options.workers)
     engine.start_early()
     with engine:
         return _expand(source, recipe, out, options, engine, started, started_at)
-
-
-MAX_COPIES = 1000  # a recipe's bound too
-
-
-def _check_options(o: ExpandOptions) -> None:
-    if o.copies is not None and not 0 <= o.copies <= MAX_COPIES:
-        raise UsageError(f"--copies must be 0 to {MAX_COPIES:,} (as a recipe's copies)")
-    if o.split_by not in ("content", "path"):
-        raise UsageError(f"--split-by is content or path, not '{o.split_by}'")
-    if not 0 <= o.val_fraction < 1:
-        raise UsageError(f"--val-fraction must be at least 0 and below 1, not {o.val_fraction}")
-    if o.shard_size < 1 or o.max_pixels < 1:
-        raise UsageError("--shard-size and --max-pixels must be positive")
 
 
 def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, started: float, started_at: str) -> dict:
@@ -132,14 +95,14 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         with _progress_bar(total_rows, total_rows - sum(s.planned_rows for s in todo), options.progress, "expand",
                            "img") as bar:
             for record in engine.map(write_shard, todo, job, bar.update):
-                records[record["name"]] = record
+                records[record.name] = record
                 failures.add(record)
         process_seconds = time.perf_counter() - processing
-        rows_written = sum(records[s.name]["rows"] for s in todo)
+        rows_written = sum(records[s.name].rows for s in todo)
         all_records = list(records.values())
-        if not sum(r["rows"] for r in all_records):
+        if not sum(r.rows for r in all_records):
             output.remove_previous()
-            raise _nothing_usable(found.skipped + [tuple(s) for r in all_records for s in r["skipped"]], source)
+            raise _nothing_usable(found.skipped + [tuple(s) for r in all_records for s in r.skipped], source)
         warnings += _label_warnings(all_records, found.format)
         seconds = time.perf_counter() - started
         manifest = _manifest(identity, recipe, source, options, settings, found, all_records, warnings, engine, {
@@ -154,7 +117,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         output.finish(manifest)
     finally:
         output.release()
-    return {**manifest, "out": out}
+    return {**manifest.to_dict(), "out": out}
 
 
 def _strict(options: ExpandOptions, skipped: list) -> None:
@@ -222,9 +185,9 @@ class _Failures:
         self.reasons: Counter = Counter()
         self.sources = 0
 
-    def add(self, record: dict) -> None:
-        self.sources += record["sources"] + len(record["skipped"])
-        self.reasons.update({reason for _, _, reason in record.get("failed_copies", [])})
+    def add(self, record) -> None:
+        self.sources += record.sources + len(record.skipped)
+        self.reasons.update({reason for _, _, reason in record.failed_copies})
         for reason, n in self.reasons.most_common(1):
             if n >= SYSTEMATIC_MIN and n > SYSTEMATIC_SHARE * self.sources:
                 raise AugmentationError(f"the recipe fails on {n} of {self.sources} images so far: {reason} "
@@ -241,17 +204,17 @@ _ORIENTED_LABELS = {
 }
 
 
-def _label_warnings(records: list[dict], fmt: str) -> list[str]:
+def _label_warnings(records: list, fmt: str) -> list[str]:
     """Once a run: labelled images with an EXIF orientation tag (a tool that ignores the tag sees
     their labels elsewhere), and objects left out for an empty mask."""
     out = []
-    oriented = sum(r.get("exif_oriented", 0) for r in records)
+    oriented = sum(r.exif_oriented for r in records)
     if oriented:
-        first = min(r["exif_oriented_first"] for r in records if r.get("exif_oriented_first"))
+        first = min(r.exif_oriented_first for r in records if r.exif_oriented_first)
         how = _ORIENTED_LABELS.get(fmt, "their labels were read on the upright image")
         out.append(f"{oriented} labelled image{'' if oriented == 1 else 's'} carr{'ies' if oriented == 1 else 'y'} an "
                    f"EXIF orientation tag (e.g. {first}): {how}; the shards hold them upright, without the tag")
-    dropped = [d for r in records for d in r.get("dropped_objects", [])]
+    dropped = [d for r in records for d in r.dropped_objects]
     if dropped:
         path, reason = min(tuple(d) for d in dropped)
         out.append(f"{len(dropped)} object{'' if len(dropped) == 1 else 's'} left out, their mask empty (e.g. {path}: "
@@ -268,17 +231,17 @@ def _nothing_usable(skipped: list, source: str) -> SourceError:
 def _manifest(identity, recipe, source, options, settings, found, records, warnings, engine, timing) -> dict:
     from augpipe.manifest import build_manifest
 
-    failed = sorted((p, c, r) for rec in records for p, c, r in rec.get("failed_copies", []))
+    failed = sorted((p, c, r) for rec in records for p, c, r in rec.failed_copies)
     return build_manifest(
         identity=identity, recipe=recipe, source=_shown(source), seed=options.seed, options=settings,
         classes=found.classes, labelled=found.labelled, records=records, scan_skipped=found.skipped,
         timing=timing, engine=engine.describe(), task=found.task,
         extra={"format": found.format, **for_scan(found).manifest_fields(),
                **({"category_ids": found.category_ids} if found.category_ids is not None else {}),
-               "dropped_boxes": sum(r.get("dropped_boxes", 0) for r in records),
+               "dropped_boxes": sum(r.dropped_boxes for r in records),
                "dropped_objects": [{"path": p, "reason": r} for p, r in
-                                   sorted(tuple(d) for rec in records for d in rec.get("dropped_objects", []))],
-               "exif_oriented": sum(r.get("exif_oriented", 0) for r in records),
+                                   sorted(tuple(d) for rec in records for d in rec.dropped_objects)],
+               "exif_oriented": sum(r.exif_oriented for r in records),
                "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed]},
     )
 

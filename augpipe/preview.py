@@ -136,11 +136,11 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     """Originals and augmented copies of a few training images, exactly as `expand` makes them."""
     import hashlib
 
-    from augpipe.pipeline import DEFAULT_MAX_PIXELS
+    from augpipe.formats import scan
+    from augpipe.options import DEFAULT_MAX_PIXELS
     from augpipe.plan import assign_split
     from augpipe.recipe import check_for_task, load_recipe
     from augpipe.sample import SourceItem, augment_sample
-    from augpipe.formats import scan
     from augpipe.store import open_store, read_source
     from augpipe.targets import for_scan
 
@@ -169,9 +169,9 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
             content = hashlib.sha256(data).hexdigest() if split_by == "content" else None
             if assign_split(f, val_fraction, content) != "train":
                 continue  # expand holds this one out for validation: it is never augmented
-            extra = next((read_source(store, name) for name in kind.extra_files(f)), None)
+            extra = [read_source(store, name) for name in kind.extra_files(task)]
             result = augment_sample(data, task, recipe, seed, max_pixels or DEFAULT_MAX_PIXELS, kind=kind,
-                                    extra=extra)
+                                    extra=extra[0] if extra else None)
         except SkipInput as exc:
             skipped.append((rel, exc.reason))
             continue
@@ -196,23 +196,26 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     if index is None or index.num_rows == 0:
         raise SourceError(f"{ds.location} has no training rows to preview")
     by_class = defaultdict(set)
-    for r in index.to_pylist():
-        by_class[_class_name(names, r.get("label"))].add(r["source"])
+    for batch in ds.iter_batches("train", ["source", "label"] if labelled else ["source"]):
+        for r in batch.to_pylist():
+            by_class[_class_name(names, r.get("label"))].add(r["source"])
+    if not by_class:
+        raise SourceError(f"{ds.location} has no training rows to preview")
     chosen = _round_robin({k: list(v) for k, v in by_class.items()}, rows, seed)[:rows]
-    target_columns = [c.name for c in kind.columns(names, ds.manifest["labelled"])]
-    table = ds.read("train", columns=["image", "source", "copy", "transforms", *target_columns],
-                    filters=[("source", "in", chosen)])
+    target_columns = [c.name for c in kind.columns(names, ds.manifest.labelled)]
     grouped = defaultdict(list)
-    for r in table.to_pylist():
-        grouped[r["source"]].append(r)
+    for batch in ds.iter_batches("train", ["image", "source", "copy", "transforms", *target_columns],
+                                 where=("source", chosen)):
+        for r in batch.to_pylist():
+            grouped[r["source"]].append(r)
     out_rows = []
     for source in chosen:
         found = sorted(grouped[source], key=lambda r: r["copy"])[: (copies + 1) if copies is not None else None]
         label = found[0].get("label") if found else None
         out_rows.append(PreviewRow(source, _row_label(_class_name(names, label), found, names), _tiles(found, kind, names)))
-    skipped = [(s["path"], s["reason"]) for s in ds.manifest["skipped"]]
+    skipped = [(s["path"], s["reason"]) for s in ds.manifest.skipped]
     title = ds.location.rstrip("/").rsplit("/", 1)[-1]
-    return Preview(f"{title}: recipe {ds.manifest['recipe'].get('name')} | seed {ds.manifest.get('seed')}",
+    return Preview(f"{title}: recipe {ds.manifest.recipe.get('name')} | seed {ds.manifest.seed}",
                    out_rows, skipped)
 
 

@@ -46,34 +46,24 @@ def check_layout(box_format: str, convention: str) -> None:
 
 # ---------------------------------------------------------------- locating shards
 
-def shard_files(path: str | os.PathLike, split: str = "train") -> tuple[pafs.FileSystem, list[str]]:
-    """The split's shards, in the manifest's order, as (pyarrow filesystem, full paths)."""
-    return _locate(path, split)[:2]
-
-
 def _locate(path, split: str):
-    """(pyarrow filesystem, the split's shards, the dataset's target kind, its class names), one
-    manifest read."""
+    """(the dataset, pyarrow filesystem, the split's shards' full paths in the manifest's order, the
+    dataset's target kind, its class names), one manifest read."""
     from augpipe.dataset import open_dataset
 
     ds = open_dataset(path)
     names = [s["name"] for s in ds.shards(split)]
     if not names:
         raise FileNotFoundError(f"no {split} shards in {path}")
-    return (*ds.paths(names), ds.kind, list(ds.classes))
+    return (ds, *ds.store.arrow(names), ds.kind, list(ds.classes))
 
 
 def columns(path: str | os.PathLike) -> list[str]:
     """Every column of the dataset's rows, as its shards hold them."""
-    fs, files = shard_files(path, _any_split(path))
-    with fs.open_input_file(files[0]) as fh:
-        return pq.ParquetFile(fh).schema_arrow.names
-
-
-def _any_split(path) -> str:
     from augpipe.dataset import open_dataset
 
-    return open_dataset(path).splits()[0]
+    ds = open_dataset(path)
+    return ds.schema(ds.splits()[0]).names
 
 
 def decode_rgb(data: bytes) -> np.ndarray:
@@ -329,7 +319,7 @@ class ShardDataset(_WithEpoch, Dataset):
                  recipe=None, seed: int = 0, epoch_seed: bool = True, convention: str = "augpipe"):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
         check_layout(box_format, convention)
-        self.fs, self.files, self.kind, self.classes = _locate(path, split)
+        self.ds, self.fs, self.files, self.kind, self.classes = _locate(path, split)
         self.box_format, self.seed, self.convention = box_format, seed, convention
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed)
         self._epoch = _Epoch()
@@ -345,7 +335,7 @@ class ShardDataset(_WithEpoch, Dataset):
                 total += meta.row_group(g).num_rows
         self._len = total
         if return_row:
-            self._columns = columns(path)
+            self._columns = self.ds.schema(split).names
         else:  # what the target and the recipe's seed need, not the lineage
             self._columns = ["image", *self.kind.reader_columns()]
             if self.augment is not None:
@@ -391,11 +381,7 @@ class ShardDataset(_WithEpoch, Dataset):
         """Every row's label, in order, without decoding an image (classification)."""
         if "label" not in self.kind.reader_columns():
             raise ValueError(f"a {self.kind.name} dataset's rows have no label")
-        out = []
-        for name in self.files:
-            with self.fs.open_input_file(name) as fh:
-                out += pq.read_table(fh, columns=["label"]).column("label").to_pylist()
-        return out
+        return [v for batch in self.ds.iter_batches(self.split, ["label"]) for v in batch.column(0).to_pylist()]
 
 
 # ---------------------------------------------------------------- streaming
@@ -507,7 +493,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
         self._epoch = _Epoch()
         check_ranks(rank, world_size)
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
-        self.fs, self.files, self.kind, self.classes = _locate(path, split)
+        self.ds, self.fs, self.files, self.kind, self.classes = _locate(path, split)
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed)
         self.rows = row_counts(self.fs, self.files)
 
@@ -541,16 +527,8 @@ class ShardIterable(_WithEpoch, IterableDataset):
         return _total(self._my_pieces())
 
     def _read(self, pieces: list[Piece]) -> Iterator[dict]:
-        for shard, lo, hi in pieces:
-            with self.fs.open_input_file(self.files[shard]) as fh:
-                reader = pq.ParquetFile(fh)
-                start = 0
-                for g in range(reader.metadata.num_row_groups):
-                    n = reader.metadata.row_group(g).num_rows
-                    a, b = max(lo - start, 0), min(hi - start, n)
-                    if a < b:
-                        yield from reader.read_row_group(g).slice(a, b - a).to_pylist()
-                    start += n
+        for batch in self.ds.iter_batches(self.split, pieces=pieces):
+            yield from batch.to_pylist()
 
     def __iter__(self):
         rows = self._read(split_by_worker(self._my_pieces()))

@@ -1,7 +1,8 @@
 """The pure per-sample function: source bytes + recipe + seed -> output rows.
 
 No file or process state: a multiprocessing pool, a distributed engine or a preview all call
-`augment_sample` and get the same rows for the same arguments.
+`augment_sample` and get the same rows for the same arguments. Its first step, `load_sample`
+(checked, decoded, the target loaded), is also what `inspect` asks of a source.
 """
 
 from __future__ import annotations
@@ -54,19 +55,36 @@ def sample_seed(run_seed: int, relpath: str, copy: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1  # fits a signed int64 column
 
 
-def augment_sample(data: bytes, task: SourceItem, recipe: Recipe, run_seed: int, max_pixels: int,
-                   split: str = "train", kind: Target | None = None, extra: bytes | None = None) -> SampleResult:
-    """Decode once, then make each requested copy. `kind` is the target kind (classification when
-    None), `extra` the bytes of a file the target needs (a semantic mask). Raises SkipInput for
-    an unusable source; a copy that fails is left out and reported, never the original with it."""
-    kind = kind or kind_for("classification")
+@dataclass(frozen=True)
+class LoadedSample:
+    decoded: codec.Decoded
+    target: Any  # the kind's state (None for classification)
+    sha256: str  # of the source's bytes
+
+
+def load_sample(data: bytes, item: SourceItem, kind: Target, max_pixels: int,
+                extra: bytes | None = None) -> LoadedSample:
+    """A source as the worker takes it, before any copy: its content checked against the one the
+    run planned with (a file changed since is skipped), decoded (orientation applied, at most
+    `max_pixels`), and its target loaded on the decoded image. `extra`: the bytes of a file the
+    target needs (a semantic mask). Raises SkipInput, with the reason, for an unusable source."""
     source_sha = hashlib.sha256(data).hexdigest()
-    if task.sha256 is not None and source_sha != task.sha256:
+    if item.sha256 is not None and source_sha != item.sha256:
         raise SkipInput(CHANGED)
-    if extra is not None and task.extra_sha256 is not None and hashlib.sha256(extra).hexdigest() != task.extra_sha256:
+    if extra is not None and item.extra_sha256 is not None and hashlib.sha256(extra).hexdigest() != item.extra_sha256:
         raise SkipInput(f"its mask {CHANGED}")
     decoded = codec.decode(data, max_pixels)
-    state = _loaded(kind, task, decoded, extra)
+    return LoadedSample(decoded, _loaded(kind, item, decoded, extra), source_sha)
+
+
+def augment_sample(data: bytes, task: SourceItem, recipe: Recipe, run_seed: int, max_pixels: int,
+                   split: str = "train", kind: Target | None = None, extra: bytes | None = None) -> SampleResult:
+    """Load once (`load_sample`), then make each requested copy. `kind` is the target kind
+    (classification when None). Raises SkipInput for an unusable source; a copy that fails is
+    left out and reported, never the original with it."""
+    kind = kind or kind_for("classification")
+    loaded = load_sample(data, task, kind, max_pixels, extra)
+    decoded, state, source_sha = loaded.decoded, loaded.target, loaded.sha256
     out = recipe.output
     rows, failures, dropped = [], [], 0
     for copy in task.copies:

@@ -93,30 +93,3 @@ class _HashingFile:
     def close(self) -> None:
         self._fh.close()
         self.closed = True
-
-
-def file_sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
-def store_sha256(store, name: str) -> str | None:
-    """A stored file's sha256, read in 1 MB pieces; None when it is not there."""
-    if store.local:
-        try:
-            return file_sha256(store.path(name))[0]
-        except OSError:
-            return None
-    h = hashlib.sha256()
-    try:
-        with store.fs.open_input_stream(store.full(name)) as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest()

@@ -16,7 +16,8 @@ import time
 import torch
 
 from augpipe.training.model import DEFAULT_ARCH, build_model
-from augpipe.training.run import TrainOptions, resolve_device, train
+from augpipe.options import TrainOptions
+from augpipe.training.run import resolve_device, train
 
 
 def main() -> None:

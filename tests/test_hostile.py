@@ -15,7 +15,7 @@ import pytest
 from augpipe import ExpandOptions, expand
 from augpipe.errors import OutputError, SkipInput, SourceError
 from augpipe.formats import scan
-from augpipe.store import read_source
+from augpipe.store import LocalStore, read_source
 from conftest import make_folder, make_scenes, upload
 from conftest import coco_ann, coco_image, img, reasons, write
 
@@ -64,10 +64,11 @@ def test_a_label_file_nested_beyond_reason_is_one_line(cli, tmp_path):
     assert done.exit_code == 2 and "nested too deeply" in done.output and "Traceback" not in done.output
 
 
-class _Refusing:
+class _Refusing(LocalStore):
     """A store whose reads fail as pyarrow fails for a key it cannot address."""
 
     def __init__(self, exc: Exception):
+        super().__init__(Path("."))
         self.exc = exc
 
     def read_bytes(self, name: str) -> bytes:
@@ -368,7 +369,6 @@ def test_pyarrow_errors_reading_an_annotation_file_are_its_reason():
     from augpipe.formats.common import read_files
 
     store = _Refusing(pa.ArrowInvalid("Empty path component in path a//labels.csv"))
-    store.local = True
     assert read_files(store, ["a//labels.csv"]) == {"a//labels.csv": "cannot read: Empty path component in path "
                                                                       "a//labels.csv"}
 

@@ -699,3 +699,19 @@ def test_iscrowd_is_carried_with_each_object_and_zero_for_other_sources(scenes, 
     expand(scenes["yolo"], "detection", tmp_path / "yolo", ExpandOptions(copies=1, **QUIET))
     for o in pq.read_table(tmp_path / "yolo").column("objects").to_pylist():
         assert o["iscrowd"] == [0] * len(o["id"])
+
+
+@pytest.mark.parametrize("name", ["local", "ray"])
+def test_every_engine_keeps_the_engine_protocol(name):
+    import inspect
+
+    from augpipe.engines import make_engine
+    from augpipe.engines.base import Engine
+
+    if name == "ray":
+        pytest.importorskip("ray")
+    engine = make_engine(name, 1)
+    assert isinstance(engine, Engine)
+    for method in ("map", "describe", "start_early"):
+        wanted = list(inspect.signature(getattr(Engine, method)).parameters)[1:]
+        assert len(inspect.signature(getattr(engine, method)).parameters) == len(wanted), method

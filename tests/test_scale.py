@@ -181,7 +181,7 @@ def test_a_source_object_that_vanishes_mid_run_is_a_recorded_skip(data, bucket):
     boto3.client("s3").delete_object(Bucket=bucket, Key=f"photos/{gone}")
     job = RunSpec(source, f"s3://{bucket}/out", recipe, 0, 10**8, False, tuple(found.classes), True)
     record = write_shard(task, job)
-    assert record["skipped"] == [[gone, "vanished during the run (not found)"]]
+    assert record.skipped == [[gone, "vanished during the run (not found)"]]
 
 
 def test_hugging_face_datasets_reads_the_output_on_s3(data, bucket, monkeypatch, tmp_path):

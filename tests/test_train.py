@@ -22,7 +22,8 @@ from augpipe.manifest import read_manifest  # noqa: E402
 from augpipe.store import open_store  # noqa: E402
 from augpipe.training.model import DEFAULT_ARCH, ArchError, build_model, layer_table, memory_bytes  # noqa: E402
 from augpipe.readers import ShardDataset, ShardIterable, split_by_node  # noqa: E402
-from augpipe.training.run import Split, TrainOptions, check_dataset, check_memory, train  # noqa: E402
+from augpipe.options import TrainOptions  # noqa: E402
+from augpipe.training.run import Split, check_dataset, check_memory, train  # noqa: E402
 from conftest import make_folder, write_image  # noqa: E402
 
 
@@ -433,7 +434,7 @@ def test_train_help_says_what_seed_and_batch_size_do(cli):
 
 def empty_dataset(out: Path) -> Path:
     """What expanding a folder of unreadable images gives: a manifest and shards without rows."""
-    from augpipe.manifest import write_manifest
+    from augpipe.manifest import Manifest
     from augpipe.row import classification
     from augpipe.shards import ShardWriter
 
@@ -446,8 +447,8 @@ def empty_dataset(out: Path) -> Path:
         rows, sha256, size = writer.finish()
         writer.publish(store)
         shards.append({"name": name, "split": split, "rows": rows, "bytes": size, "sha256": sha256})
-    write_manifest(store, {"classes": ["a", "b"], "labelled": True, "shards": shards, "skipped": [],
-                           "recipe": {"name": "x"}, "counts": {s["split"]: {"rows": 0} for s in shards}})
+    Manifest(classes=["a", "b"], labelled=True, shards=shards, recipe={"name": "x"},
+             counts={s["split"]: {"rows": 0} for s in shards}).save(store)
     return out
 
 

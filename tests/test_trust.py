@@ -322,7 +322,7 @@ def test_a_fifo_swapped_in_after_the_scan_is_skipped_not_waited_on(tmp_path, fol
     (out / ".augpipe" / "tmp").mkdir(parents=True)
     job = RunSpec(str(folder), str(out), recipe, 0, 10**8, False, tuple(found.classes), True)
     record = write_shard(task, job)
-    assert record["skipped"] == [[task.sources[0].relpath, "not a regular file (a pipe, socket or device)"]]
+    assert record.skipped == [[task.sources[0].relpath, "not a regular file (a pipe, socket or device)"]]
 
 
 # ---------------------------------------------------------------- 14. names that are not UTF-8
@@ -567,7 +567,8 @@ def test_verify_flags_an_augmented_copy_of_one_flat_colour(folder, tmp_path, cli
 def test_train_refuses_identical_content_in_training_and_validation(tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("matplotlib")
-    from augpipe.training.run import TrainOptions, train
+    from augpipe.options import TrainOptions
+    from augpipe.training.run import train
 
     data = duplicated_folder(tmp_path / "data")
     out = tmp_path / "out"

@@ -1,8 +1,8 @@
-"""Engines run pure tasks (`tasks.hash_sources`, `tasks.write_shard`) and hand back their results.
+"""Engines run pure tasks (`jobs.hash_sources`, `jobs.write_shard`) and hand back their results.
 
-One interface, chosen here: `with make_engine(...) as engine: engine.map(func, items, job,
-progress)` yields each item's result as it finishes; `engine.describe()` says what ran (for the
-summary and the manifest). Engines are imported only when chosen.
+The contract is `engines.base.Engine`; one is chosen here: `with make_engine(...) as engine:
+engine.map(func, items, spec, progress)` yields each item's result as it finishes. Engines are
+imported only when chosen.
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from augpipe.engines.base import Engine
 from augpipe.errors import UsageError
 
 ENGINES = ("local", "ray")
 
 
-def make_engine(name: str = "local", workers: int | None = None):
+def make_engine(name: str = "local", workers: int | None = None) -> Engine:
     if name == "local":
         from augpipe.engines.local import LocalEngine
 

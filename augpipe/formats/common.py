@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import PurePosixPath
 
 from augpipe.errors import SourceError
@@ -53,10 +52,7 @@ def read_files(store, names: list[str]) -> dict[str, bytes | str]:
                 raise
             return f"cannot read: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
 
-    if store.local or len(names) < 2:
-        return {n: one(n) for n in names}
-    with ThreadPoolExecutor(min(LIST_THREADS, len(names))) as pool:
-        return dict(zip(names, pool.map(one, names)))
+    return dict(store.read_many(names, one, ahead=LIST_THREADS))
 
 
 def text(data: bytes, name: str) -> str:

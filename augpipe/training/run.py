@@ -15,11 +15,12 @@ import json
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from augpipe.errors import OutputError, SourceError, UsageError
-from augpipe.training.model import (DEFAULT_ARCH, DEFAULT_ARCHS, DEFAULT_SIZES, TASKS, build_model, build_task_model,
+from augpipe.options import TrainOptions
+from augpipe.training.model import (DEFAULT_ARCH, DEFAULT_ARCHS, DEFAULT_SIZES, build_model, build_task_model,
                            classifier_index, format_table, layer_table, megabytes, memory_bytes, task_table)
 from augpipe.training import task_class, task_module
 from augpipe.training.base import plot_curves
@@ -29,26 +30,9 @@ from augpipe.training.loop import compare as _compare, fit, resolve_device
 
 DEFAULT_SIZE = DEFAULT_SIZES["classification"]
 
-__all__ = ["DEFAULT_ARCH", "DEFAULT_SIZE", "MEAN", "STD", "Split", "TrainOptions", "available_memory", "check_dataset",
+__all__ = ["DEFAULT_ARCH", "DEFAULT_SIZE", "MEAN", "STD", "Split", "available_memory", "check_dataset",
            "check_memory", "evaluate", "fit", "layer_table", "load_split", "plot_confusion", "plural",
            "resolve_device", "subset", "summary_lines", "train"]
-
-
-@dataclass
-class TrainOptions:
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 2e-3
-    arch: str | None = None  # None: the task's default (DEFAULT_ARCHS), or the --init checkpoint's
-    size: int | None = None  # None: the task's default (DEFAULT_SIZES), or the checkpoint's
-    seed: int = 0
-    device: str = "auto"  # auto, cpu, cuda or mps
-    compare: bool = False
-    init: str | None = None
-    freeze: str | None = None
-    task: str | None = None  # None (or "auto"): the dataset's; else one of model.TASKS
-    progress: bool = True
-    log: object = field(default=print, repr=False)  # where progress lines go
 
 
 # ---------------------------------------------------------------- which task
@@ -82,8 +66,6 @@ def choose_task(ds, asked: str | None) -> tuple[str, str | None]:
         name = "localisation" if most <= 1 else "detection"
         what = "at most one object an image" if most <= 1 else f"up to {most} objects an image"
         return name, f"task: {name} (a detection dataset with {what}; --task overrides)"
-    if asked not in TASKS:
-        raise UsageError(f"--task is auto, {', '.join(TASKS)}; not '{asked}'")
     if asked not in ds.kind.train_tasks:
         raise UsageError(_cannot_feed(asked, kind))
     return asked, (f"task: {asked} (asked for; the dataset is {kind})" if asked != kind else None)
@@ -231,9 +213,9 @@ def check_memory(rows, size: int, batch: int, device, decoded_rows: int, row_byt
                              f"use a smaller --batch-size, --size or fewer channels in --arch")
 
 
-def _decoded_rows(manifest: dict, compare: bool) -> int:
+def _decoded_rows(manifest, compare: bool) -> int:
     """Rows decoded into memory: train, validation, and with --compare a copy of the originals."""
-    counts = manifest.get("counts", {})
+    counts = manifest.counts
     rows = sum(counts.get(s, {}).get("rows", 0) for s in ("train", "validation"))
     return rows + (counts.get("train", {}).get("originals", 0) if compare else 0)
 

@@ -1,0 +1,84 @@
+"""What `expand` and `train` are asked to do, checked once, where they are made: the CLI, the
+library and the demo build these and get the same one-line UsageError for a value out of range.
+The choices are named here once; the CLI's help and checks read them from here.
+
+A leaf module: it loads neither OpenCV nor torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from augpipe.engines import ENGINES
+from augpipe.errors import UsageError
+from augpipe.training.model import TASKS as MODEL_TASKS
+
+# About 36 bytes a pixel at the peak of one image's augmentation (decode, transforms, encode):
+# 25 megapixels keep a worker under about 1 GB.
+DEFAULT_MAX_PIXELS = 25_000_000
+MAX_COPIES = 1000  # a recipe's bound too
+SPLIT_BY = ("content", "path")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+FREEZE = ("features",)
+TRAIN_TASKS = ("auto", *MODEL_TASKS)
+
+
+def one_of(choices: tuple[str, ...]) -> str:
+    """`a, b or c`, as the help and the errors say a choice."""
+    return f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
+
+
+@dataclass(frozen=True)
+class ExpandOptions:
+    copies: int | None = None  # None: the recipe's
+    workers: int | None = None  # None: the machine's cores
+    seed: int = 0
+    val_fraction: float = 0.1
+    balance: bool = False
+    shard_size: int = 256 * 2**20
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    strict: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    layout: str = "auto"  # auto | classes | splits: the scan checks it
+    split_by: str = "content"  # SPLIT_BY
+    engine: str = "local"  # ENGINES
+    format: str = "auto"  # auto | a source format's name: the scan checks it
+    voc_zero_based: bool = False  # VOC files with 0-based edges (else the devkit's 1-based pixels)
+
+    def __post_init__(self):
+        if self.copies is not None and not 0 <= self.copies <= MAX_COPIES:
+            raise UsageError(f"--copies must be 0 to {MAX_COPIES:,} (as a recipe's copies)")
+        if self.split_by not in SPLIT_BY:
+            raise UsageError(f"--split-by is {one_of(SPLIT_BY)}, not '{self.split_by}'")
+        if not 0 <= self.val_fraction < 1:
+            raise UsageError(f"--val-fraction must be at least 0 and below 1, not {self.val_fraction}")
+        if self.shard_size < 1 or self.max_pixels < 1:
+            raise UsageError("--shard-size and --max-pixels must be positive")
+        if self.engine not in ENGINES:
+            raise UsageError(f"unknown engine '{self.engine}': choose {one_of(ENGINES)}")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    arch: str | None = None  # None: the task's default (DEFAULT_ARCHS), or the --init checkpoint's
+    size: int | None = None  # None: the task's default (DEFAULT_SIZES), or the checkpoint's
+    seed: int = 0
+    device: str = "auto"  # DEVICES
+    compare: bool = False
+    init: str | None = None
+    freeze: str | None = None  # None or FREEZE
+    task: str | None = None  # None (or "auto"): the dataset's; else one of TRAIN_TASKS
+    progress: bool = True
+    log: object = field(default=print, repr=False)  # where progress lines go
+
+    def __post_init__(self):
+        if self.freeze is not None and self.freeze not in FREEZE:
+            raise UsageError("--freeze takes 'features' (every layer but the final 1×1 classifier)")
+        if self.device not in DEVICES:
+            raise UsageError(f"--device is {one_of(DEVICES)}")
+        if self.task is not None and self.task not in TRAIN_TASKS:
+            raise UsageError(f"--task is one of {', '.join(TRAIN_TASKS)}; not '{self.task}'")

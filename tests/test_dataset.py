@@ -1,0 +1,61 @@
+"""Dataset.iter_batches: the one way rows are read (readers, inspect, preview, train)."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from augpipe import ExpandOptions, expand
+from augpipe.dataset import open_dataset
+from augpipe.errors import SourceError
+from conftest import make_scenes
+
+
+@pytest.fixture
+def dataset(folder, tmp_path):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(workers=1, progress=False, shard_size=20_000))
+    return open_dataset(out)
+
+
+def test_iter_batches_reads_every_row_of_a_split_in_the_manifest_s_order(dataset):
+    rows = [r for b in dataset.iter_batches("train", ["source", "copy"]) for r in b.to_pylist()]
+    assert len(rows) == sum(s["rows"] for s in dataset.shards("train"))
+    assert len(dataset.shards("train")) > 1
+    assert dataset.read("train", ["source", "copy"]).to_pylist() == rows
+
+
+def test_pieces_read_runs_of_rows_across_row_groups_and_where_filters(dataset):
+    every = [r["source"] for b in dataset.iter_batches("train", ["source"]) for r in b.to_pylist()]
+    first = dataset.shards("train")[0]["rows"]
+    got = [r["source"] for b in dataset.iter_batches("train", ["source"], pieces=[(1, 1, 3), (0, 0, 2)])
+           for r in b.to_pylist()]
+    assert got == every[first + 1:first + 3] + every[:2]
+    chosen = sorted(set(every))[:2]
+    kept = [r["source"] for b in dataset.iter_batches("train", ["source", "copy"], where=("source", chosen))
+            for r in b.to_pylist()]
+    assert sorted(kept) == sorted(s for s in every if s in chosen)
+
+
+def test_a_nested_column_is_its_field_as_pyarrow_datasets_name_it(tmp_path):
+    out = tmp_path / "out"
+    expand(make_scenes(tmp_path / "scenes", n=4), "flips", out, ExpandOptions(workers=1, progress=False))
+    ds = open_dataset(out)
+    table = ds.read("train", ["objects.bbox", "objects.category", "width"])
+    assert table.column_names == ["bbox", "category", "width"]
+    assert pa.types.is_list(table.schema.field("category").type)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_a_shard_that_cannot_be_read_is_named_in_one_line(dataset, damage):
+    name = dataset.shards("train")[-1]["name"]
+    path = dataset.store.root / name
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(SourceError) as caught:
+        list(dataset.iter_batches("train", ["source"]))
+    message = str(caught.value)
+    assert name in message and "\n" not in message and "augpipe inspect --verify" in message
+    assert ("is missing" if damage == "missing" else "cannot be read") in message
