@@ -143,7 +143,9 @@ def _plan(ds, writer, options: dict) -> dict[tuple, str]:
     rows = []  # (split, key, name)
     for split in ds.splits():
         for batch in ds.iter_batches(split, ["image.path", "source", *writer.NAME_COLUMNS]):
-            rows += [(split, _key(row), writer.image_name(row, ds.classes)) for row in batch.to_pylist()]
+            for row in batch.to_pylist():
+                row["image"] = {"path": row.pop("path")}  # the image's path without its bytes
+                rows.append((split, _key(row), writer.image_name(row, ds.classes)))
     owner: dict[str, int] = {}
     folders: set[str] = set()
     clash: set[int] = set()

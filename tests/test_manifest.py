@@ -94,7 +94,7 @@ def test_a_shard_s_record_on_disk_is_its_typed_record(folder, tmp_path):
     from augpipe.layout import record_name
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
-    from augpipe.sources import scan
+    from augpipe.formats import scan
 
     recipe = load_recipe("flips")
     found = scan(str(folder))
