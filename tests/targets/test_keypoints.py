@@ -1,0 +1,230 @@
+"""Keypoints: left and right swapped by a mirror image only, every object's K keypoints kept in
+order (visibility 0 where one leaves the image), refused recipes, the row's Hugging Face features
+and the torch form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from augpipe.errors import SkipInput, SourceError, UsageError
+from augpipe.recipe import parse_recipe
+from augpipe.row import RowSpec, image_column
+from augpipe.sample import SourceItem, apply_recipe
+from augpipe.targets.keypoints import Keypoints, KeypointsKind, options, paired_by_name
+
+FACE = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
+NOSE, LEFT_EYE, RIGHT_EYE, LEFT_EAR, RIGHT_EAR = range(5)
+W, H = 120, 100
+
+
+@dataclass(frozen=True)
+class Annotated:
+    """An image's objects as a format gives them, with per-object `fields` (keypoints)."""
+
+    boxes: tuple
+    categories: tuple
+    ids: tuple = ()
+    segments: tuple | None = None
+    normalised: bool = False
+    iscrowd: tuple = ()
+    fields: dict = field(default_factory=dict)
+
+
+def face() -> Keypoints:
+    """One face: eyes at 40 and 60, the left ear hidden (COCO's 1), the right ear not labelled."""
+    points = np.array([[[50, 45, 2], [40, 30, 2], [60, 30, 2], [30, 35, 1], [0, 0, 0]]], float)
+    return Keypoints(np.array([[20.0, 10, 60, 70]]), np.array([0]), np.array([7]), None, points=points)
+
+
+def nobody() -> Keypoints:
+    return Keypoints(np.zeros((0, 4)), np.zeros(0, np.int64), np.zeros(0, np.int64), None, points=np.zeros((0, 5, 3)))
+
+
+def applied(text: str, kind: KeypointsKind, state: Keypoints | None = None, seed: int = 1):
+    recipe = parse_recipe(text)
+    kind.check_recipe(recipe)
+    image, out, _ = apply_recipe(np.zeros((H, W, 3), np.uint8), recipe, seed, kind.for_recipe(recipe),
+                                 state if state is not None else face())
+    return image, out
+
+
+def moved_only(text: str) -> np.ndarray:
+    """Where the transforms put each keypoint, with no swap (names that say no side)."""
+    return applied(text, KeypointsKind(False, ("a", "b", "c", "d", "e")))[1].points[0]
+
+
+FLIP = "transforms: [{HorizontalFlip: {p: 1}}]"
+
+
+def test_flip_idx_from_left_and_right_names():
+    assert paired_by_name(FACE) == (0, 2, 1, 4, 3)
+    assert paired_by_name(("nose", "left_eye")) is None  # a side without its partner: no map
+    assert paired_by_name(("a", "b")) is None
+    assert KeypointsKind(False, FACE, flip_idx=(0, 1, 2, 3, 4)).flip_idx == (0, 1, 2, 3, 4)  # given wins
+
+
+def test_a_horizontal_flip_swaps_left_and_right():
+    _, out = applied(FLIP, KeypointsKind(False, FACE))
+    moved = moved_only(FLIP)
+    assert out.points[0, LEFT_EYE].tolist() == moved[RIGHT_EYE].tolist()
+    assert out.points[0, RIGHT_EYE].tolist() == moved[LEFT_EYE].tolist()
+    assert out.points[0, LEFT_EYE, 0] == pytest.approx(W - 1 - 60)  # the mirror of the right eye, on the left
+    assert out.points[0, NOSE].tolist() == moved[NOSE].tolist()
+    # visibility travels with its keypoint: the hidden left ear is now the (hidden) right one
+    assert out.points[0, RIGHT_EAR, 2] == 1 and out.points[0, LEFT_EAR].tolist() == [0, 0, 0]
+    assert out.ids.tolist() == [7]
+
+
+def test_two_flips_turn_the_image_and_swap_nothing():
+    text = "transforms: [{HorizontalFlip: {p: 1}}, {VerticalFlip: {p: 1}}]"
+    _, out = applied(text, KeypointsKind(False, FACE))
+    assert out.points[0].tolist() == moved_only(text).tolist()
+    assert out.points[0, LEFT_EYE, 0] > out.points[0, RIGHT_EYE, 0]  # upside down: the left eye on the right
+
+
+@pytest.mark.parametrize("text", ["transforms: [{Transpose: {p: 1}}]", "transforms: [{VerticalFlip: {p: 1}}]",
+                                  "transforms: [{Affine: {scale: {x: [-1, -1], y: [1, 1]}, p: 1}}]"])
+def test_a_transpose_a_vertical_flip_and_a_negative_scale_swap(text):
+    _, out = applied(text, KeypointsKind(False, FACE))
+    moved = moved_only(text)
+    assert out.points[0, LEFT_EYE].tolist() == moved[RIGHT_EYE].tolist()
+    assert out.points[0, LEFT_EAR].tolist() == moved[RIGHT_EAR].tolist()
+
+
+def test_a_rotation_by_90_degrees_swaps_nothing():
+    text = "transforms: [{RandomRotate90: {p: 1}}]"
+    assert applied(text, KeypointsKind(False, FACE))[1].points[0].tolist() == moved_only(text).tolist()
+
+
+def test_a_keypoint_pushed_out_by_a_crop_becomes_visibility_0_in_its_place():
+    image, out = applied("transforms: [{Crop: {x_min: 0, y_min: 0, x_max: 45, y_max: 100, p: 1}}]",
+                         KeypointsKind(False, FACE))
+    assert image.shape[:2] == (100, 45)
+    assert out.points.shape == (1, 5, 3)
+    assert out.points[0].tolist() == [[0, 0, 0], [40, 30, 2], [0, 0, 0], [30, 35, 1], [0, 0, 0]]
+
+
+def test_an_object_whose_box_is_dropped_goes_with_its_keypoints():
+    two = Keypoints(np.array([[20.0, 10, 20, 20], [80, 60, 30, 30]]), np.array([0, 0]), np.array([7, 8]), None,
+                    points=np.array([[[25, 15, 2]] * 5, [[90, 70, 2]] * 5], float))
+    _, out = applied("transforms: [{Crop: {x_min: 0, y_min: 0, x_max: 60, y_max: 50, p: 1}}]",
+                     KeypointsKind(False, FACE), two)
+    assert out.ids.tolist() == [7] and out.points.shape == (1, 5, 3) and out.dropped == 1
+    assert out.points[0, :, 2].tolist() == [2] * 5
+
+
+def test_a_recipe_that_can_flip_is_refused_on_side_names_without_a_flip_map():
+    unpaired = KeypointsKind(False, ("nose", "left_hand"))
+    for text in [FLIP, "transforms: [{OneOf: {transforms: [{Transpose: {p: 1}}], p: 0.5}}]",
+                 "transforms: [{Affine: {scale: [-1.2, 1.2], p: 1}}]"]:
+        with pytest.raises(UsageError, match="left and right names but no flip map") as info:
+            unpaired.check_recipe(parse_recipe(text, "r.yaml"))
+        assert "\n" not in str(info.value) and str(info.value).startswith("r.yaml: ")
+    assert unpaired.check_recipe(parse_recipe("transforms: [{Affine: {scale: [0.8, 1.2], p: 1}}]")) == []
+    assert KeypointsKind(False, ("a", "b")).check_recipe(parse_recipe(FLIP)) == []  # no side: nothing to swap
+    assert KeypointsKind(False, ("nose", "left_hand"), flip_idx=(0, 1)).check_recipe(parse_recipe(FLIP)) == []
+    assert KeypointsKind(False, FACE).check_recipe(parse_recipe(FLIP)) == []  # paired by name
+
+
+def test_a_reflecting_border_is_refused():
+    with pytest.raises(UsageError, match="border_mode 4 mirrors keypoints"):
+        KeypointsKind(False, FACE).check_recipe(parse_recipe("transforms: [{Rotate: {limit: 10, border_mode: 4}}]"))
+
+
+def test_dataset_options_are_checked():
+    got = options({"keypoint_names": list(FACE), "skeleton": [[1, 2]], "flip_idx": [0, 2, 1, 4, 3]}, "here")
+    assert KeypointsKind(False, **got).flip_idx == (0, 2, 1, 4, 3)
+    with pytest.raises(SourceError, match="not a permutation"):
+        options({"keypoint_names": ["a", "b"], "flip_idx": [0, 0]}, "here")
+    with pytest.raises(SourceError, match="skeleton pair"):
+        options({"keypoint_names": ["a", "b"], "skeleton": [[0, 2]]}, "here")
+
+
+def source(points, normalised=False, boxes=((20.0, 10.0, 60.0, 70.0),)):
+    target = Annotated(boxes, (0,) * len(boxes), ids=tuple(100 + i for i in range(len(boxes))), normalised=normalised,
+                       fields={"keypoints": points})
+    return SourceItem("a.png", None, (0,), target=target), SimpleNamespace(rgb=np.zeros((H, W, 3), np.uint8))
+
+
+def test_loading_takes_keypoints_in_pixels_or_fractions_and_refuses_bad_ones():
+    kind = KeypointsKind(False, ("a", "b"))
+    state = kind.load(*source(((30, 20, 2, 0, 0, 0),)), None)
+    assert state.points.tolist() == [[[30, 20, 2], [0, 0, 0]]] and state.ids.tolist() == [100]
+    yolo = kind.load(*source(((0.5, 0.5, 1, 0.25, 0.2, 2),), normalised=True, boxes=((0.5, 0.5, 0.5, 0.5),)), None)
+    assert yolo.points.tolist() == [[[60, 50, 1], [30, 20, 2]]]
+    for points, why in [(((30, 20, 2),), "3 keypoint values, not 3 × 2"), (((30, 20, 3, 0, 0, 0),), "visibility 3"),
+                        (((300, 20, 2, 0, 0, 0),), "outside the 120×100 image")]:
+        with pytest.raises(SkipInput, match=why):
+            kind.load(*source(points), None)
+
+
+def test_verify_finds_keypoints_outside_the_image_or_of_another_count():
+    kind = KeypointsKind(False, FACE)
+    row = kind.values(face(), np.zeros((H, W, 3), np.uint8))
+    assert kind.verify(row, W, H, ["face"]) == []
+    row["objects"]["keypoints"][0]["x"][1] = 500
+    row["objects"]["keypoints"][0]["visibility"][2] = 5
+    problems = kind.verify(row, W, H, ["face"])
+    assert any("keypoint 1 (500.0, 30.0): outside" in p for p in problems)
+    assert any("keypoint 2: visibility 5" in p for p in problems)
+    assert KeypointsKind(False, ("a",)).verify(kind.values(face(), np.zeros((H, W, 3), np.uint8)), W, H, ["f"]) \
+        == ["object 0: 5 keypoints, not 1"]
+
+
+def test_draw_marks_left_and_right_in_their_own_colours():
+    from augpipe.targets.keypoints import LEFT, RIGHT
+
+    kind = KeypointsKind(False, FACE, skeleton=[(1, 2)])
+    drawn = kind.draw(np.zeros((H, W, 3), np.uint8), kind.values(face(), np.zeros((H, W, 3), np.uint8)), ["face"])
+    assert tuple(drawn[30, 40]) == LEFT and tuple(drawn[30, 60]) == RIGHT
+
+
+def test_the_row_reads_back_in_hugging_face_datasets_with_named_features(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    kind = KeypointsKind(False, FACE)
+    image = np.zeros((H, W, 3), np.uint8)
+    png = cv2.imencode(".png", image)[1].tobytes()
+    rows = [{"image": {"bytes": png, "path": None}, **kind.values(face(), image)},
+            {"image": {"bytes": png, "path": None}, **kind.values(nobody(), image)}]
+    spec = RowSpec((image_column(), *kind.columns(["face"], True)))
+    pq.write_table(spec.table(rows), tmp_path / "train-00000.parquet")
+    ds = datasets.load_dataset("parquet", data_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"))["train"]
+    objects = ds.features["objects"]
+    points = objects.feature["keypoints"] if hasattr(objects, "feature") else objects["keypoints"]
+    assert set(points.feature if hasattr(points, "feature") else points) == {"x", "y", "visibility"}
+    first = ds[0]["objects"]["keypoints"][0]
+    assert first["x"] == [50, 40, 60, 30, 0] and first["visibility"] == [2, 2, 2, 1, 0]
+    assert ds[1]["objects"]["keypoints"] == []
+    back = pq.read_table(tmp_path / "train-00000.parquet").to_pylist()[0]
+    assert kind.arrays(back)["keypoints"].tolist() == face().points.tolist()
+
+
+def test_torch_target_is_keypoint_rcnn_s_n_k_3_and_arrays_round_trip():
+    torch = pytest.importorskip("torch")
+    kind = KeypointsKind(False, FACE)
+    image = np.zeros((H, W, 3), np.uint8)
+    arrays = kind.arrays(kind.values(face(), image))
+    target = kind.torch_target(arrays, "xyxy", "torchvision")
+    assert target["keypoints"].shape == (1, 5, 3) and target["keypoints"].dtype == torch.float32
+    assert target["boxes"].tolist() == [[20, 10, 80, 80]] and target["labels"].tolist() == [1]
+    again = kind.to_arrays(kind.from_arrays(arrays, image.shape), image.shape)
+    assert again["keypoints"].tolist() == arrays["keypoints"].tolist()
+
+
+def test_a_user_s_torch_target_keeps_its_keypoints_through_a_flip():
+    torch = pytest.importorskip("torch")
+    kind = KeypointsKind(False, FACE)
+    user = {"boxes": torch.tensor([[20.0, 10, 80, 80]]), "labels": torch.tensor([0]),
+            "keypoints": torch.tensor(face().points, dtype=torch.float32)}
+    arrays, restore = kind.from_user_target(user, (H, W, 3), "xyxy", "augpipe")
+    state = kind.from_arrays(arrays, (H, W, 3))
+    image, out, _ = apply_recipe(np.zeros((H, W, 3), np.uint8), parse_recipe(FLIP), 1, kind, state)
+    back = restore(kind.to_arrays(out, image.shape))
+    assert isinstance(back["keypoints"], torch.Tensor) and back["keypoints"].shape == (1, 5, 3)
+    assert back["keypoints"][0, LEFT_EYE, 0] == pytest.approx(W - 1 - 60)
