@@ -7,11 +7,12 @@ Per dataset the kind knows the keypoints' names, the skeleton (pairs of indices)
 the permutation that turns a mirror image's keypoints back into the right ones (YOLO's: the
 keypoint at i takes the one at flip_idx[i]); without one it is read from `left_*`/`right_*` names.
 
-Through albumentations every object's K keypoints ride in order beside its box (none removed),
-with three probe points around the first object: a transform that mirrors the image (a flip, a
-transpose, a negative scale) turns the probes' triangle over, and then left and right are
-swapped by `flip_idx`. A keypoint pushed out of the image, a hidden one, and one never labelled
-come out as (0, 0, 0); an object whose box is dropped goes with its keypoints, as boxes do.
+Through albumentations every object's K keypoints ride in order beside its box, each known by its
+index, with three probe points in each object's box: a transform that mirrors the image (a flip,
+a transpose, a negative scale) turns the probes' triangles over, and then left and right are
+swapped by `flip_idx`. A keypoint pushed out of the image (or that a distortion removed) and one
+never labelled come out as (0, 0, 0), in its place; one labelled but hidden (1) stays 1 where it
+lands; an object whose box is dropped goes with its keypoints, as boxes do.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ class KeypointsKind(BoxesKind):
         from augpipe.recipe import import_albumentations
 
         A = import_albumentations()
-        return {**super().compose_options(recipe), "keypoint_params": A.KeypointParams(format="xy", remove_invisible=False)}
+        return {**super().compose_options(recipe), "keypoint_params": A.KeypointParams(
+            format="xy", label_fields=["keypoint_index"], remove_invisible=False)}
 
     def check_recipe(self, recipe) -> list[str]:
         """Refuses a reflecting border (albumentations copies each keypoint into the mirror images),
@@ -154,22 +156,21 @@ class KeypointsKind(BoxesKind):
 
     def inputs(self, state: Keypoints) -> dict:
         inputs = super().inputs(state)
-        inputs["keypoints"] = np.concatenate([state.points[:, :, :2].reshape(-1, 2), _probes(state.boxes)])
+        points = np.concatenate([state.points[:, :, :2].reshape(-1, 2), _probes(state.boxes).reshape(-1, 2)])
+        inputs["keypoints"], inputs["keypoint_index"] = points, list(range(len(points)))
         return inputs
 
     def outputs(self, result: dict, state: Keypoints) -> Keypoints:
         n, k = state.points.shape[:2]
-        moved = np.asarray(result["keypoints"], dtype=np.float64)[:, :2]
-        if len(moved) != n * k + (3 if n else 0):
-            raise ValueError(f"{n * k} keypoints went into the transforms and {len(moved) - 3} came back")
-        points = np.concatenate([moved[:n * k].reshape(n, k, 2), state.points[:, :, 2:]], axis=2)
-        points[state.points[:, :, 2] == 0] = 0
-        if n and self.flip_idx is not None and _turned_over(moved[n * k:]):
+        at = _returned(result, n * k + 3 * n)
+        points = np.concatenate([at[:n * k].reshape(n, k, 2), state.points[:, :, 2:]], axis=2)
+        points[np.isnan(points).any(axis=2) | (state.points[:, :, 2] == 0)] = 0
+        if n and self.flip_idx is not None and _may_mirror(result) and _mirrored(at[n * k:].reshape(n, 3, 2)):
             points = points[:, list(self.flip_idx)]
         if "image" in result:
             points = inside(points, result["image"].shape[1], result["image"].shape[0])
         boxes = super().outputs(result, _by_position(state))
-        return _joined(boxes, state.ids, points)
+        return _apart(_joined(boxes, state.ids, points), boxes.ids)
 
     def moved(self, state: Keypoints, bbox_params=None) -> Keypoints:
         return _joined(super().moved(_by_position(state), bbox_params), state.ids, state.points)
@@ -208,9 +209,10 @@ class KeypointsKind(BoxesKind):
 
     def from_arrays(self, arrays: dict, shape) -> Keypoints:
         boxes = super().from_arrays(arrays, shape)
-        points = np.asarray(arrays["keypoints"], dtype=np.float64).reshape(-1, self.k, 3)
-        if len(points) != len(boxes.ids):
-            raise ValueError(f"{len(boxes.ids)} boxes but keypoints for {len(points)} objects")
+        points = np.asarray(arrays["keypoints"], dtype=np.float64)
+        if points.shape != (len(boxes.ids), self.k, 3):
+            raise ValueError(f"{len(boxes.ids)} boxes with {self.k} keypoints each, but keypoints of shape "
+                             f"{list(points.shape)}")
         return _with_points(boxes, points)
 
     def to_arrays(self, state: Keypoints, shape) -> dict:
@@ -222,7 +224,8 @@ class KeypointsKind(BoxesKind):
         torchvision's keypoint R-CNN takes them."""
         import torch
 
-        keypoints = torch.from_numpy(np.array(arrays["keypoints"], dtype=np.float32).reshape(-1, self.k, 3))
+        n = len(arrays["boxes"])
+        keypoints = torch.from_numpy(np.array(arrays["keypoints"], dtype=np.float32).reshape(n, self.k, 3))
         return {**super().torch_target(arrays, box_format, convention), "keypoints": keypoints}
 
     def from_user_target(self, target, shape, box_format, convention):
@@ -347,19 +350,39 @@ def inside(points: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _probes(boxes: np.ndarray) -> np.ndarray:
-    """A right-angled triangle at the first object's centre, counter-clockwise on screen."""
-    if not len(boxes):
-        return np.zeros((0, 2))
-    x, y, w, h = boxes[0]
-    s = max(w, h, 1.0)
-    cx, cy = x + w / 2, y + h / 2
-    return np.array([[cx, cy], [cx + s, cy], [cx, cy + s]])
+    """(N, 3, 2): in each object's box, a right-angled triangle half the box's size, counter-clockwise
+    on screen; inside the image, where the distortions (elastic, grid...) keep keypoints."""
+    x, y, w, h = (np.asarray(boxes, dtype=np.float64).reshape(-1, 4).T[:, :, None])
+    return np.stack([x + w * np.array([0.25, 0.75, 0.25]), y + h * np.array([0.25, 0.25, 0.75])], axis=2)
 
 
-def _turned_over(probes: np.ndarray) -> bool:
-    """Whether the probes' triangle came back mirrored (its orientation reversed)."""
-    (x0, y0), (x1, y1), (x2, y2) = probes
-    return (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0) < 0
+def _returned(result: dict, count: int) -> np.ndarray:
+    """(count, 2): where each keypoint went, by its index; NaN for one a transform removed (the
+    distortions remove those they push out of the image, whatever remove_invisible says)."""
+    index = np.asarray(result["keypoint_index"], dtype=np.float64).astype(np.int64)
+    if len(set(index.tolist())) < len(index):
+        raise ValueError("a transform copied keypoints (a reflecting border): each keypoint must come back once")
+    at = np.full((count, 2), np.nan)
+    at[index] = np.asarray(result["keypoints"], dtype=np.float64).reshape(-1, 2)[:, :2]
+    return at
+
+
+def _may_mirror(result: dict) -> bool:
+    """Whether a transform that can mirror the image fired (all may, when the compose does not say
+    which fired): the distortions never mirror it, but can fold a small triangle over."""
+    applied = result.get("applied_transforms")
+    return applied is None or any(name in (*MIRRORS, "Affine") for name, *_ in applied)
+
+
+def _mirrored(triangles: np.ndarray) -> bool:
+    """Whether most of the probes' triangles that came back whole are turned over (their
+    orientation reversed): the image was mirrored an odd number of times."""
+    whole = triangles[~np.isnan(triangles).any(axis=(1, 2))]
+    if not len(whole):
+        raise ValueError("every object's probe points left the image: which side is left is not known")
+    a, b, c = whole[:, 0], whole[:, 1], whole[:, 2]
+    turned = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]) < 0
+    return 2 * int(turned.sum()) > len(whole)
 
 
 def _by_position(state: Keypoints) -> Keypoints:
@@ -372,6 +395,18 @@ def _joined(boxes: Boxes, ids: np.ndarray, points: np.ndarray) -> Keypoints:
     """`boxes`, whose ids are positions in `ids` and `points`, with those objects' own ids and keypoints."""
     keys = np.asarray(boxes.ids, dtype=np.int64)
     return _with_points(dataclasses.replace(boxes, ids=np.asarray(ids, dtype=np.int64)[keys]), points[keys])
+
+
+def _apart(state: Keypoints, keys: np.ndarray) -> Keypoints:
+    """An object albumentations cut in pieces (a box for each, RandomGridShuffle's tiles) keeps
+    in each piece the keypoints inside that piece's box."""
+    repeated = [r for r, key in enumerate(keys) if (keys == key).sum() > 1]
+    for r in repeated:
+        x, y, w, h = state.boxes[r]
+        p = state.points[r]
+        away = (p[:, 0] < x - EDGE) | (p[:, 0] > x + w + EDGE) | (p[:, 1] < y - EDGE) | (p[:, 1] > y + h + EDGE)
+        p[away] = 0
+    return state
 
 
 def _with_points(boxes: Boxes, points: np.ndarray) -> Keypoints:

@@ -102,6 +102,44 @@ def test_a_rotation_by_90_degrees_swaps_nothing():
     assert applied(text, KeypointsKind(False, FACE))[1].points[0].tolist() == moved_only(text).tolist()
 
 
+def test_d4_swaps_exactly_when_its_element_mirrors():
+    import json
+
+    text = "transforms: [{D4: {p: 1}}]"
+    kind, plain = KeypointsKind(False, FACE), KeypointsKind(False, ("a", "b", "c", "d", "e"))
+    seen = set()
+    for seed in range(24):
+        recipe = parse_recipe(text)
+        image, out, applied = apply_recipe(np.zeros((H, W, 3), np.uint8), recipe, seed, kind, face())
+        moved = apply_recipe(np.zeros((H, W, 3), np.uint8), recipe, seed, plain, face())[1].points[0]
+        element = json.loads(applied)[0][1]["group_element"]
+        seen.add(element)
+        swapped = out.points[0, LEFT_EYE].tolist() == moved[RIGHT_EYE].tolist()
+        assert swapped == (element in ("h", "v", "t", "hvt")), element
+    assert len(seen) >= 6
+
+
+@pytest.mark.parametrize("transform", ["GridElasticDeform: {num_grid_xy: [4, 4], magnitude: 10, p: 1}",
+                                       "ElasticTransform: {alpha: 300, sigma: 10, p: 1}",
+                                       "ThinPlateSpline: {p: 1}", "CoarseDropout: {p: 1}"])
+def test_distortions_and_dropout_never_swap_and_keep_every_keypoint_in_place(transform):
+    text = f"transforms: [{{{transform}}}]"
+    for seed in range(8):
+        _, out = applied(text, KeypointsKind(False, FACE), seed=seed)
+        _, moved = applied(text, KeypointsKind(False, ("a", "b", "c", "d", "e")), seed=seed)
+        assert out.points.shape == (1, 5, 3) and out.points.tolist() == moved.points.tolist()
+        # one that left the image (a distortion removes it) is (0, 0, 0) in its place
+        assert all(v in (0, 1, 2) for v in out.points[0, :, 2]) and out.points[0, RIGHT_EAR].tolist() == [0, 0, 0]
+
+
+def test_an_object_cut_in_pieces_keeps_each_keypoint_in_one_piece():
+    for seed in range(8):
+        _, out = applied("transforms: [{RandomGridShuffle: {grid: [2, 2], p: 1}}]", KeypointsKind(False, FACE),
+                         seed=seed)
+        assert out.points.shape[1:] == (5, 3) and out.ids.tolist() == [7] * len(out.ids)
+        assert (out.points[:, :, 2] > 0).sum(axis=0).tolist() == [1, 1, 1, 1, 0]
+
+
 def test_a_keypoint_pushed_out_by_a_crop_becomes_visibility_0_in_its_place():
     image, out = applied("transforms: [{Crop: {x_min: 0, y_min: 0, x_max: 45, y_max: 100, p: 1}}]",
                          KeypointsKind(False, FACE))
