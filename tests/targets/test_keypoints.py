@@ -170,6 +170,20 @@ def test_a_recipe_that_can_flip_is_refused_on_side_names_without_a_flip_map():
     assert KeypointsKind(False, FACE).check_recipe(parse_recipe(FLIP)) == []  # paired by name
 
 
+def test_a_recipe_s_keypoint_flip_map_is_the_flip_map():
+    hands = KeypointsKind(False, ("nose", "left_hand", "right_paw"))  # sides, but not in pairs
+    flip = parse_recipe(FLIP, "r.yaml")
+    mapped = SimpleNamespace(transforms=flip.transforms, path="r.yaml", keypoint_flip={"left_hand": "right_paw"})
+    assert hands.check_recipe(mapped) == [] and hands.for_recipe(mapped).flip_idx == (0, 2, 1)
+    points = np.array([[[50, 45, 2], [40, 30, 2], [60, 30, 1]]], float)
+    state = Keypoints(np.array([[20.0, 10, 60, 70]]), np.array([0]), np.array([7]), None, points=points)
+    out = apply_recipe(np.zeros((H, W, 3), np.uint8), flip, 1, hands.for_recipe(mapped), state)[1]
+    assert out.points[0, 1].tolist() == [W - 1 - 60, 30, 1]  # the right paw's mirror, hidden as it was
+    with pytest.raises(UsageError, match="keypoint_flip names 'left_paw', not one of the keypoints"):
+        hands.check_recipe(SimpleNamespace(transforms=flip.transforms, path="r.yaml",
+                                           keypoint_flip={"left_paw": "right_paw"}))
+
+
 def test_a_reflecting_border_is_refused():
     with pytest.raises(UsageError, match="border_mode 4 mirrors keypoints"):
         KeypointsKind(False, FACE).check_recipe(parse_recipe("transforms: [{Rotate: {limit: 10, border_mode: 4}}]"))
@@ -182,6 +196,16 @@ def test_dataset_options_are_checked():
         options({"keypoint_names": ["a", "b"], "flip_idx": [0, 0]}, "here")
     with pytest.raises(SourceError, match="skeleton pair"):
         options({"keypoint_names": ["a", "b"], "skeleton": [[0, 2]]}, "here")
+
+
+def test_the_kind_is_derived_from_a_scan_and_from_the_manifest_it_writes():
+    scan = SimpleNamespace(files=[], kind_options={"keypoint_names": list(FACE), "skeleton": [[1, 2]]})
+    kind = KeypointsKind.of_scan(scan)
+    assert (kind.keypoint_names, kind.skeleton, kind.flip_idx, kind.with_masks) == (FACE, ((1, 2),), (0, 2, 1, 4, 3),
+                                                                                   False)
+    manifest = {"task": "keypoints", "classes": ["face"], **kind.manifest_fields()}
+    again = KeypointsKind.of_manifest(manifest)
+    assert again.manifest_fields() == kind.manifest_fields() and again.flip_idx == kind.flip_idx
 
 
 def source(points, normalised=False, boxes=((20.0, 10.0, 60.0, 70.0),)):
