@@ -27,7 +27,15 @@ import pyarrow as pa
 
 from augpipe.errors import SkipInput, SourceError, UsageError
 from augpipe.row import Column
-from augpipe.targets.boxes import EDGE, Boxes, BoxesKind, field, objects_array, objects_feature, objects_type
+from augpipe.targets.boxes import (
+    EDGE,
+    Boxes,
+    BoxesKind,
+    field,
+    objects_array,
+    objects_feature,
+    objects_type,
+)
 
 VISIBILITY = (0, 1, 2)  # COCO: not labelled, labelled but hidden, visible
 # Transforms that mirror the image; Affine does too with a negative scale
@@ -130,9 +138,9 @@ class KeypointsKind(BoxesKind):
             format="xy", label_fields=["keypoint_index"], remove_invisible=False)}
 
     def check_recipe(self, recipe) -> list[str]:
-        """Refuses a reflecting border (albumentations copies each keypoint into the mirror images),
-        and a recipe that can mirror the image when the keypoints' names say left or right but no
-        flip map says which is which."""
+        """Refuses a reflecting border (albumentations copies each keypoint into the mirror images;
+        detection only warns of it, so nothing is left to warn of), and a recipe that can mirror the
+        image when the keypoints' names say left or right but no flip map says which is which."""
         for spec in _specs(recipe.transforms):
             if spec.get("border_mode") in REFLECTING_BORDERS:
                 raise UsageError(f"{recipe.path}: {spec[_NAME]}: border_mode {spec['border_mode']} "
@@ -231,6 +239,8 @@ class KeypointsKind(BoxesKind):
     def from_user_target(self, target, shape, box_format, convention):
         import torch
 
+        if "keypoints" not in target:
+            raise ValueError(f"a keypoints target has 'keypoints' [N, {self.k}, 3] beside its boxes")
         arrays, restore = super().from_user_target(target, shape, box_format, convention)
         given = target["keypoints"]
         values = given.detach().cpu().numpy() if isinstance(given, torch.Tensor) else np.asarray(given)

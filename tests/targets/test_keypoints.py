@@ -110,7 +110,7 @@ def test_d4_swaps_exactly_when_its_element_mirrors():
     seen = set()
     for seed in range(24):
         recipe = parse_recipe(text)
-        image, out, applied = apply_recipe(np.zeros((H, W, 3), np.uint8), recipe, seed, kind, face())
+        _, out, applied = apply_recipe(np.zeros((H, W, 3), np.uint8), recipe, seed, kind, face())
         moved = apply_recipe(np.zeros((H, W, 3), np.uint8), recipe, seed, plain, face())[1].points[0]
         element = json.loads(applied)[0][1]["group_element"]
         seen.add(element)
