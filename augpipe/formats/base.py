@@ -99,7 +99,7 @@ class Header:
     classes: list[str]
     instance_masks: bool = False  # detection: the objects carry masks
     category_ids: list[int] | None = None  # COCO's ids of the classes, when the source was COCO
-    kind_options: dict = field(default_factory=dict)
+    kind_options: dict = field(default_factory=dict)  # what the kind records (Target.manifest_fields)
 
 
 @dataclass(frozen=True, slots=True)
