@@ -466,7 +466,7 @@ def check(
 ) -> None:
     """Validate a recipe, run it on a test image, and say what it will do. Exit 1 when it has warnings."""
     from augpipe.dryrun import check_recipe
-    from augpipe.recipe import check_for_task, describe, load_recipe
+    from augpipe.recipe import check_for_kind, describe, load_recipe
     from augpipe.targets import check_choices
 
     kinds = check_choices()
@@ -474,7 +474,7 @@ def check(
         raise UsageError(f"--task is one of {', '.join(kinds)}; not '{task}'")
     r = load_recipe(recipe)
     kind = kinds[task]
-    task_warnings = check_for_task(r, kind)
+    kind_warnings = check_for_kind(r, kind)
     found = check_recipe(r, kind=kind)
     out = r.output
     resize = f", resized to {out.resize.width}×{out.resize.height}" if out.resize else ""
@@ -489,7 +489,7 @@ def check(
         typer.echo(f"    {line}")
     for note in r.notes:
         typer.echo(f"  note: {note}")
-    warnings = [*r.warnings, *found.warnings, *task_warnings]
+    warnings = [*r.warnings, *found.warnings, *kind_warnings]
     for warning in warnings:
         typer.echo(f"  warning: {warning}")
     if warnings:

@@ -1,6 +1,6 @@
-"""The pure tasks every engine runs: hashing sources, and writing one shard.
+"""The pure jobs every engine runs: hashing sources, and writing one shard.
 
-Each is a function of (task, job, progress) whose result depends only on the task's inputs,
+Each is a function of (job, spec, progress) whose result depends only on the job's inputs,
 the recipe and the seed: the local pool and Ray run the same functions and write the same bytes.
 """
 
@@ -29,7 +29,7 @@ from augpipe.targets import Target, kind_for
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What every task of one run shares."""
+    """What every job of one run shares."""
 
     source: str  # a path or URI
     out: str
@@ -65,18 +65,18 @@ class HashJob:
     cost: int  # bytes to read
 
 
-def hash_sources(task: HashJob, job: RunSpec, progress: Callable[[int], None] | None = None) -> list[tuple]:
+def hash_sources(batch: HashJob, spec: RunSpec, progress: Callable[[int], None] | None = None) -> list[tuple]:
     """(name, sha256, width, height, None) for each source, or (name, None, 0, 0, reason) for
     one that cannot be used. The content decides the split; the sizes size the recipe's dry run."""
     from augpipe.decode import oriented_size
 
-    store = store_for(job.source)
+    store = store_for(spec.source)
     out = []
-    for name, data in store.read_many(task.names, partial(read_or_skip, store)):
+    for name, data in store.read_many(batch.names, partial(read_or_skip, store)):
         try:
             if isinstance(data, SkipInput):
                 raise data
-            width, height = oriented_size(data, job.max_pixels)
+            width, height = oriented_size(data, spec.max_pixels)
             out.append((name, hashlib.sha256(data).hexdigest(), width, height, None))
         except SkipInput as exc:
             out.append((name, None, 0, 0, exc.reason))
@@ -85,41 +85,41 @@ def hash_sources(task: HashJob, job: RunSpec, progress: Callable[[int], None] | 
     return out
 
 
-def hash_jobs(names: list[tuple[str, int]], per_task: int = 256) -> list[HashJob]:
-    """(name, size) pairs in tasks of `per_task` files."""
-    return [HashJob(tuple(n for n, _ in names[i:i + per_task]), sum(s for _, s in names[i:i + per_task]))
-            for i in range(0, len(names), per_task)]
+def hash_jobs(names: list[tuple[str, int]], per_job: int = 256) -> list[HashJob]:
+    """(name, size) pairs in jobs of `per_job` files."""
+    return [HashJob(tuple(n for n, _ in names[i:i + per_job]), sum(s for _, s in names[i:i + per_job]))
+            for i in range(0, len(names), per_job)]
 
 
 # ---------------------------------------------------------------- one shard
 
-def write_shard(task: ShardJob, job: RunSpec, progress: Callable[[int], None] | None = None) -> ShardRecord:
+def write_shard(shard: ShardJob, spec: RunSpec, progress: Callable[[int], None] | None = None) -> ShardRecord:
     """Write one shard, publish it, then its record; returns the record (rows, checksum, counts,
     skipped inputs, copies that failed)."""
     started = time.perf_counter()
-    out = store_for(job.out)
-    kind = job.kind
-    writer = ShardWriter(task.name, out.temp_dir(TMP_DIR), job.row_spec())
+    out = store_for(spec.out)
+    kind = spec.kind
+    writer = ShardWriter(shard.name, out.temp_dir(TMP_DIR), spec.row_spec())
     tally = _Tally()
     try:
-        for src, data in _read_sources(store_for(job.source), task.sources, kind):
-            tally.add(src, _augmented(src, data, task, job, kind), job, kind, writer)
+        for src, data in _read_sources(store_for(spec.source), shard.sources, kind):
+            tally.add(src, _augmented(src, data, shard, spec, kind), spec, kind, writer)
             if progress is not None:
                 progress(len(src.copies))
         rows, digest, size = writer.finish()
-        _publish(writer, out, job)
+        _publish(writer, out, spec)
     except OSError as exc:
         writer.abort()
         if exc.errno in _FULL:  # name the shard: the error alone says neither where nor what to do
-            raise OSError(exc.errno, exc.strerror, out.display(task.name)) from None
+            raise OSError(exc.errno, exc.strerror, out.display(shard.name)) from None
         raise
     except BaseException:
         writer.abort()
         raise
-    record = tally.record(task, rows, size, digest, round(time.perf_counter() - started, 3))
+    record = tally.record(shard, rows, size, digest, round(time.perf_counter() - started, 3))
     # After the shard: a resume takes a shard as done only when its record agrees with it. The
     # record is not synced: one lost in a crash costs that shard's redo, no more.
-    out.write_bytes(record_name(task.name), record.to_json(), sync=False)
+    out.write_bytes(record_name(shard.name), record.to_json(), sync=False)
     return record
 
 
@@ -140,22 +140,22 @@ def read_or_skip(store, name: str):
         return exc
 
 
-def _augmented(src, data: list, task: ShardJob, job: RunSpec, kind):
+def _augmented(src, data: list, shard: ShardJob, spec: RunSpec, kind):
     """The source's rows, or the SkipInput (returned) saying why it has none; --strict raises."""
     try:
         for part in data:
             if isinstance(part, SkipInput):
                 raise part
-        return augment_sample(data[0], src, job.recipe, job.seed, job.max_pixels, task.split, kind,
+        return augment_sample(data[0], src, spec.recipe, spec.seed, spec.max_pixels, shard.split, kind,
                               data[1] if len(data) > 1 else None)
     except SkipInput as exc:
-        if job.strict:
+        if spec.strict:
             raise StrictSkipError(f"{src.relpath}: {exc.reason} (--strict stops at the first bad input)") from None
         return exc
 
 
-def _publish(writer: ShardWriter, out, job: RunSpec) -> None:
-    if job.lock_token is not None and not RunLock(out, job.lock_token).owned():
+def _publish(writer: ShardWriter, out, spec: RunSpec) -> None:
+    if spec.lock_token is not None and not RunLock(out, spec.lock_token).owned():
         raise OutputError(f"{out.display()}: another run took over this output; this run stops")
     writer.publish(out)
 
@@ -170,18 +170,18 @@ class _Tally:
         self.skipped, self.failed, self.discarded = [], [], []
         self.oriented: list[str] = []  # labelled sources with an EXIF orientation tag
 
-    def add(self, src, result, job: RunSpec, kind, writer: ShardWriter) -> None:
+    def add(self, src, result, spec: RunSpec, kind, writer: ShardWriter) -> None:
         if isinstance(result, SkipInput):
             self.skipped.append([src.relpath, result.reason])
             return
-        if result.failures and job.strict:
+        if result.failures and spec.strict:
             copy, reason = result.failures[0]
             raise StrictSkipError(f"{src.relpath} copy {copy}: {reason}")
         self.failed += [[src.relpath, copy, reason] for copy, reason in result.failures]
         for row in result.rows:
             writer.write(row)
             self.copies["originals" if row["copy"] == 0 else "augmented"] += 1
-        self.by_class.update(kind.count(result.rows, job.classes, src))
+        self.by_class.update(kind.count(result.rows, spec.classes, src))
         self.copies["sources"] += 1
         self.copies["dropped"] += result.dropped
         self.discarded += [[src.relpath, reason] for reason in result.discarded]
@@ -190,9 +190,9 @@ class _Tally:
         if result.conversion:
             self.conversions[result.conversion] += 1
 
-    def record(self, task: ShardJob, rows: int, size: int, digest: str, seconds: float) -> ShardRecord:
+    def record(self, shard: ShardJob, rows: int, size: int, digest: str, seconds: float) -> ShardRecord:
         return ShardRecord(
-            name=task.name, split=task.split, rows=rows, bytes=size, sha256=digest,
+            name=shard.name, split=shard.split, rows=rows, bytes=size, sha256=digest,
             sources=self.copies["sources"], originals=self.copies["originals"], augmented=self.copies["augmented"],
             by_class=dict(sorted(self.by_class.items())), conversions=dict(sorted(self.conversions.items())),
             skipped=self.skipped, failed_copies=self.failed, dropped_boxes=self.copies["dropped"],

@@ -54,7 +54,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     from augpipe.output import OutputFolder
     from augpipe.plan import make_plan
     from augpipe.dryrun import check_recipe
-    from augpipe.recipe import Recipe, check_for_task, load_recipe
+    from augpipe.recipe import Recipe, check_for_kind, load_recipe
     from augpipe.formats import scan
     from augpipe.store import open_store
     from augpipe.jobs import RunSpec, write_shard
@@ -66,13 +66,13 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     output.check_usable()  # before the sources are read: a wrong --out fails at once
     _strict(options, found.skipped)
     copies = recipe.copies if options.copies is None else options.copies
-    job = RunSpec(source, out, recipe, options.seed, options.max_pixels, options.strict, tuple(found.classes),
+    spec = RunSpec(source, out, recipe, options.seed, options.max_pixels, options.strict, tuple(found.classes),
               found.labelled, kind=for_scan(found))
-    task_warnings = check_for_task(recipe, job.kind)
+    kind_warnings = check_for_kind(recipe, spec.kind)
     hashes, sizes = None, None
     if options.split_by == "content":
-        hashes, sizes = _hash_sources(engine, found, job, options)
-    warnings = [*found.warnings, *check_recipe(recipe, sizes, job.kind).warnings, *task_warnings,
+        hashes, sizes = _hash_sources(engine, found, spec, options)
+    warnings = [*found.warnings, *check_recipe(recipe, sizes, spec.kind).warnings, *kind_warnings,
                 *_split_folder_leaks(found.files, hashes)]
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
@@ -86,7 +86,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         if done is not None:
             return {**done, "up_to_date": True, "out": out}
         setup_seconds = time.perf_counter() - started
-        job = dataclasses.replace(job, lock_token=output.lock.token)
+        spec = dataclasses.replace(spec, lock_token=output.lock.token)
         records = output.finished([s.name for s in plan.shards])
         todo = [s for s in plan.shards if s.name not in records]
         total_rows = sum(s.planned_rows for s in plan.shards)
@@ -94,7 +94,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         failures = _Failures()
         with _progress_bar(total_rows, total_rows - sum(s.planned_rows for s in todo), options.progress, "expand",
                            "img") as bar:
-            for record in engine.map(write_shard, todo, job, bar.update):
+            for record in engine.map(write_shard, todo, spec, bar.update):
                 records[record.name] = record
                 failures.add(record)
         process_seconds = time.perf_counter() - processing
@@ -126,7 +126,7 @@ def _strict(options: ExpandOptions, skipped: list) -> None:
         raise StrictSkipError(f"{path}: {reason} (--strict stops at the first bad input)")
 
 
-def _hash_sources(engine, found, job, options: ExpandOptions) -> tuple[dict, list]:
+def _hash_sources(engine, found, spec, options: ExpandOptions) -> tuple[dict, list]:
     """Every source read once, in the workers: its sha256 decides its split (identical files
     always share one), its header gives its size for the recipe's dry run."""
     from augpipe.jobs import hash_sources, hash_jobs
@@ -135,7 +135,7 @@ def _hash_sources(engine, found, job, options: ExpandOptions) -> tuple[dict, lis
     names = [(f.relpath, f.size) for f in found.files] + [(m, 0) for m in masks]
     results = {}
     with _progress_bar(len(names), 0, options.progress, "hash", "file") as bar:
-        for chunk in engine.map(hash_sources, hash_jobs(names), job, bar.update):
+        for chunk in engine.map(hash_sources, hash_jobs(names), spec, bar.update):
             results.update({name: rest for name, *rest in chunk})
     hashes, sizes, bad = {}, [], []
     for f in found.files:

@@ -1,4 +1,4 @@
-"""From a scan to shard tasks: splits, copies per source, balance, shard boundaries.
+"""From a scan to shard jobs: splits, copies per source, balance, shard boundaries.
 
 Everything here depends only on the sources, the recipe and the options, never on the
 worker count, so that any engine cuts the same shards.
@@ -92,15 +92,15 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
     train_copies = _copies_per_source(by_split["train"], copies, recipe.keep_original, balance, group)
     shards: list[ShardJob] = []
     for split in SPLITS:
-        tasks, weights = [], []
+        items, weights = [], []
         for f in by_split[split]:
             wanted = train_copies[f.relpath] if split == "train" else (0,)
             label = label_of[f.class_name] if f.class_name is not None else None
             mask = getattr(f.target, "path", None)
-            tasks.append(SourceItem(f.relpath, label, wanted, hashes.get(f.relpath), f.target,
+            items.append(SourceItem(f.relpath, label, wanted, hashes.get(f.relpath), f.target,
                                     hashes.get(mask) if mask else None))
             weights.append(max(f.size, 1) * len(wanted))
-        shards.extend(_cut(split, tasks, weights, shard_bytes))
+        shards.extend(_cut(split, items, weights, shard_bytes))
     return Plan(
         shards=tuple(shards),
         classes=tuple(scan.classes),
@@ -132,20 +132,20 @@ def _stable_rank(relpath: str) -> bytes:
     return hashlib.sha256(b"balance\x00" + relpath.encode("utf-8")).digest()
 
 
-def _cut(split: str, tasks: list[SourceItem], weights: list[int], shard_bytes: int) -> list[ShardJob]:
+def _cut(split: str, items: list[SourceItem], weights: list[int], shard_bytes: int) -> list[ShardJob]:
     """Contiguous shards of about equal estimated size, each at most about shard_bytes, and a
     tail of smaller ones (see `_cut_points`)."""
-    if not tasks:
+    if not items:
         return []
-    rows = sum(len(t.copies) for t in tasks)
+    rows = sum(len(t.copies) for t in items)
     total = sum(weights)
     count = max(math.ceil(total / shard_bytes), min(PARALLEL_SHARDS, rows // MIN_ROWS_PER_SHARD), 1)
-    cuts = _cut_points(min(count, len(tasks)))
+    cuts = _cut_points(min(count, len(items)))
     groups: list[list[SourceItem]] = [[] for _ in range(len(cuts) + 1)]
     running = 0
-    for task, weight in zip(tasks, weights):
-        # the shard this task's midpoint falls in
-        groups[bisect.bisect_right(cuts, (running + weight / 2) / total)].append(task)
+    for item, weight in zip(items, weights):
+        # the shard this item's midpoint falls in
+        groups[bisect.bisect_right(cuts, (running + weight / 2) / total)].append(item)
         running += weight
     groups = [g for g in groups if g]
     return [ShardJob(split, i, len(groups), tuple(g)) for i, g in enumerate(groups)]

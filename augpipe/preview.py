@@ -139,7 +139,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     from augpipe.formats import scan
     from augpipe.options import DEFAULT_MAX_PIXELS
     from augpipe.plan import assign_split
-    from augpipe.recipe import check_for_task, load_recipe
+    from augpipe.recipe import check_for_kind, load_recipe
     from augpipe.sample import SourceItem, augment_sample
     from augpipe.store import open_store, read_source
     from augpipe.targets import for_scan
@@ -147,7 +147,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
     found = scan(str(root), layout, format, voc_zero_based)
     kind = for_scan(found)
-    check_for_task(recipe, kind)
+    check_for_kind(recipe, kind)
     store = open_store(str(root))
     copies = recipe.copies if copies is None else copies
     label_of = {name: i for i, name in enumerate(found.classes)}
@@ -163,14 +163,14 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
         if len(out_rows) == rows:
             break
         f = files[rel]
-        task = SourceItem(rel, label_of.get(f.class_name), tuple(range(copies + 1)), target=f.target)
+        item = SourceItem(rel, label_of.get(f.class_name), tuple(range(copies + 1)), target=f.target)
         try:
             data = read_source(store, rel)
             content = hashlib.sha256(data).hexdigest() if split_by == "content" else None
             if assign_split(f, val_fraction, content) != "train":
                 continue  # expand holds this one out for validation: it is never augmented
-            extra = [read_source(store, name) for name in kind.extra_files(task)]
-            result = augment_sample(data, task, recipe, seed, max_pixels or DEFAULT_MAX_PIXELS, kind=kind,
+            extra = [read_source(store, name) for name in kind.extra_files(item)]
+            result = augment_sample(data, item, recipe, seed, max_pixels or DEFAULT_MAX_PIXELS, kind=kind,
                                     extra=extra[0] if extra else None)
         except SkipInput as exc:
             skipped.append((rel, exc.reason))

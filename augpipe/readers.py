@@ -5,11 +5,11 @@
 DataLoader workers: every row once an epoch, but for the few repeated (or with `drop_last` left
 out) to even out the ranks. Both take a local folder or any pyarrow filesystem URI.
 
-Both give `(image, target)`, the target by the dataset's task (see `to_target`), in augpipe's
+Both give `(image, target)`, the target by the dataset's target kind (see `to_target`), in augpipe's
 convention (uint8 images, labels from 0) or, with `convention="torchvision"`, in the one
 torchvision's detection models take (float images in [0, 1], labels from 1, 0 the background);
 both can apply a recipe at read time (`RecipeTransform`): epoch e of an original row is what `expand --seed S`
-writes as that source's copy e+1. `collate` batches any task for a DataLoader.
+writes as that source's copy e+1. `collate` batches any kind for a DataLoader.
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ def _recipe_transform(recipe, seed: int, kind, epoch_seed: bool):
     if recipe is None:
         return None
     if isinstance(recipe, RecipeTransform):  # its own seed; the reader's epoch
-        if recipe.task != kind.name:
-            raise ValueError(f"{recipe!r} is for {recipe.task}, the dataset is {kind.name}")
+        if recipe.kind.name != kind.name:
+            raise ValueError(f"{recipe!r} is for {recipe.kind.name}, the dataset is {kind.name}")
         return recipe
     return RecipeTransform(recipe, seed=seed, kind=kind, epoch_seed=epoch_seed)
 
@@ -168,8 +168,8 @@ class RecipeTransform(_WithEpoch):
 
     Use it in any torch Dataset: `t(image)` gives the image, `t(image, target)` (image, target).
     `image`: an H×W×3 uint8 RGB array, a C×H×W uint8 tensor or a PIL image (the same comes back);
-    `target` by `task` (or `kind`, a kind of `augpipe.targets`, in place of task and
-    instance_masks): a label (passed through), a detection dict {"boxes" [N, 4] in `box_format`,
+    `target` by `kind` (a kind's name, with `instance_masks` for detection, or a kind of
+    `augpipe.targets`): a label (passed through), a detection dict {"boxes" [N, 4] in `box_format`,
     "labels" [N], optional "masks" [N, H, W]} (arrays or tensors, the same come back; other
     per-object fields, "iscrowd", "area", are kept as they were for the boxes the recipe keeps),
     or a segmentation mask [H, W] of class indices 0..255.
@@ -184,19 +184,19 @@ class RecipeTransform(_WithEpoch):
     `epoch_seed=False`, the seed is drawn from torch's generator, like torchvision's transforms.
     """
 
-    def __init__(self, recipe, seed: int = 0, task: str = "classification", instance_masks: bool = False,
-                 epoch_seed: bool = True, box_format: str = "xyxy", convention: str = "augpipe", *, kind=None):
-        from augpipe.recipe import Recipe, check_for_task, load_recipe
+    def __init__(self, recipe, seed: int = 0, kind="classification", instance_masks: bool = False,
+                 epoch_seed: bool = True, box_format: str = "xyxy", convention: str = "augpipe"):
+        from augpipe.recipe import Recipe, check_for_kind, load_recipe
         from augpipe.targets import kind_for
 
         check_layout(box_format, convention)
         self.recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-        if kind is None:
-            kind = kind_for(task, instance_masks=True) if instance_masks else kind_for(task)
-        self.kind, self.task, self.seed = kind, kind.name, int(seed)
+        if isinstance(kind, str):
+            kind = kind_for(kind, instance_masks=True) if instance_masks else kind_for(kind)
+        self.kind, self.seed = kind, int(seed)
         self.epoch_seed, self.box_format, self.convention = epoch_seed, box_format, convention
         self._epoch = _Epoch()
-        check_for_task(self.recipe, self.kind)
+        check_for_kind(self.recipe, self.kind)
 
     def draw_seed(self, key=None, epoch: int | None = None) -> int:
         """The seed of one draw: from (seed, key, epoch), or torch's generator without a key."""
@@ -237,7 +237,7 @@ class RecipeTransform(_WithEpoch):
         return back(out), restore(arrays)
 
     def __repr__(self) -> str:
-        return f"RecipeTransform({self.recipe.name!r}, seed={self.seed}, task={self.task!r})"
+        return f"RecipeTransform({self.recipe.name!r}, seed={self.seed}, kind={self.kind.name!r})"
 
 
 def _as_rgb(image, convention: str = "augpipe"):
@@ -273,7 +273,7 @@ def _rgb_of(image, convention: str):
 # ---------------------------------------------------------------- batching
 
 def collate(batch: list):
-    """A DataLoader `collate_fn` for any task: images stacked when they share one size, else a
+    """A DataLoader `collate_fn` for any kind: images stacked when they share one size, else a
     list; detection targets (dicts of a varying number of boxes) as a list of dicts; labels and
     same-size masks stacked as `default_collate` does. Rows (`return_row`) come as a list."""
     if not batch or not isinstance(batch[0], (tuple, list)):
@@ -298,7 +298,7 @@ class ShardDataset(_WithEpoch, Dataset):
     """Random access to one split's rows: (CHW uint8 tensor, target), or the row with `return_row`
     (its "image" the tensor, "target" the target, "image_bytes" the stored bytes).
 
-    The target by the dataset's task: the label; {"boxes", "labels"[, "masks"]} with boxes in
+    The target by the dataset's kind: the label; {"boxes", "labels"[, "masks"]} with boxes in
     `box_format` (see `to_target`); the mask. `convention="torchvision"` gives float32 images in
     [0, 1] and detection labels from 1 (see the module's docstring). `transform` takes the decoded
     H×W×3 RGB array and returns the image in place of the convention's (it sees no target:

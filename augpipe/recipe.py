@@ -505,7 +505,7 @@ def with_rotate_method(spec: dict, method: str) -> dict:
 REFLECTING = {2: "BORDER_REFLECT", 3: "BORDER_WRAP", 4: "BORDER_REFLECT_101"}
 
 
-def check_for_task(recipe: Recipe, kind: Any) -> list[str]:
+def check_for_kind(recipe: Recipe, kind: Any) -> list[str]:
     """Refuse a transform that needs an input this dataset does not have (a box-safe crop on a
     classification dataset), or that cannot move a target it has (OverlayElements and boxes);
     return warnings about what a transform will do to the dataset's targets."""

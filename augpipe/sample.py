@@ -77,18 +77,18 @@ def load_sample(data: bytes, item: SourceItem, kind: Target, max_pixels: int,
     return LoadedSample(decoded, _loaded(kind, item, decoded, extra), source_sha)
 
 
-def augment_sample(data: bytes, task: SourceItem, recipe: Recipe, run_seed: int, max_pixels: int,
+def augment_sample(data: bytes, item: SourceItem, recipe: Recipe, run_seed: int, max_pixels: int,
                    split: str = "train", kind: Target | None = None, extra: bytes | None = None) -> SampleResult:
     """Load once (`load_sample`), then make each requested copy. `kind` is the target kind
     (classification when None). Raises SkipInput for an unusable source; a copy that fails is
     left out and reported, never the original with it."""
     kind = kind or kind_for("classification")
-    loaded = load_sample(data, task, kind, max_pixels, extra)
+    loaded = load_sample(data, item, kind, max_pixels, extra)
     decoded, state, source_sha = loaded.decoded, loaded.target, loaded.sha256
     out = recipe.output
     rows, failures, dropped = [], [], 0
-    for copy in task.copies:
-        seed = sample_seed(run_seed, task.relpath, copy)
+    for copy in item.copies:
+        seed = sample_seed(run_seed, item.relpath, copy)
         if copy == 0:
             image, target, applied = decoded.rgb, state, "[]"
         else:
@@ -109,9 +109,9 @@ def augment_sample(data: bytes, task: SourceItem, recipe: Recipe, run_seed: int,
         else:
             payload = codec.encode(image, out.format, out.quality)
         rows.append({
-            "image": {"bytes": payload, "path": _row_path(task.relpath, copy, recipe, payload is data)},
+            "image": {"bytes": payload, "path": _row_path(item.relpath, copy, recipe, payload is data)},
             **kind.values(target, image),
-            "source": task.relpath,
+            "source": item.relpath,
             "source_sha256": source_sha,
             "copy": copy,
             "seed": seed,
@@ -124,11 +124,11 @@ def augment_sample(data: bytes, task: SourceItem, recipe: Recipe, run_seed: int,
                         discarded=getattr(state, "discarded", ()), orientation=decoded.orientation)
 
 
-def _loaded(kind: Target, task: SourceItem, decoded: codec.Decoded, extra: bytes | None):
+def _loaded(kind: Target, item: SourceItem, decoded: codec.Decoded, extra: bytes | None):
     """The source's target on its image. Annotations are the user's input: whatever else one of
     them makes fail (an overflow, a case no check foresaw) skips this source, never the run."""
     try:
-        return kind.load(task, decoded, extra)
+        return kind.load(item, decoded, extra)
     except SkipInput:
         raise
     except Exception as exc:  # noqa: BLE001 - one input's annotation, whatever its failure

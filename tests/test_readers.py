@@ -207,7 +207,7 @@ def test_recipe_on_the_fly_equals_expand_for_segmentation(segmentation, recipe_f
 def test_recipe_transform_in_any_dataset_gives_back_what_it_takes(coco, recipe_file):
     row = rows(coco)[0]
     rgb = row_image(row["image_bytes"])
-    t = RecipeTransform(recipe_file, seed=SEED, task="detection", instance_masks=True)
+    t = RecipeTransform(recipe_file, seed=SEED, kind="detection", instance_masks=True)
     reader = ShardDataset(coco, recipe=recipe_file, seed=SEED)
     image, target = reader[0]
     same_image, same_target = t(torch.from_numpy(rgb).permute(2, 0, 1), ShardDataset(coco)[0][1], key=row_key(row))
@@ -222,7 +222,7 @@ def test_recipe_transform_in_any_dataset_gives_back_what_it_takes(coco, recipe_f
     safe = recipe_file.parent / "safe.yaml"
     safe.write_text("transforms: [BBoxSafeRandomCrop]\n")
     with pytest.raises(Exception, match="needs 'bboxes'"):  # a transform that needs boxes, for classification
-        RecipeTransform(safe, task="classification")
+        RecipeTransform(safe, kind="classification")
 
 
 def test_copies_of_one_source_draw_differently():
@@ -275,7 +275,7 @@ def test_detection_targets_from_s3(coco, bucket):
 
 def test_recipe_transform_keeps_other_fields_of_the_boxes_it_keeps():
     recipe = RecipeTransform(_recipe("[{HorizontalFlip: {p: 1}}, {Crop: {x_min: 0, y_min: 0, x_max: 30, y_max: 20}}]"),
-                             task="detection")
+                             kind="detection")
     rgb = np.zeros((20, 40, 3), np.uint8)
     target = {"boxes": torch.tensor([[0.0, 0.0, 5.0, 5.0], [30.0, 2.0, 40.0, 12.0]]), "labels": torch.tensor([1, 2]),
               "iscrowd": torch.tensor([0, 1]), "masks": torch.zeros(2, 20, 40, dtype=torch.uint8), "image_id": 7}
@@ -337,8 +337,8 @@ def test_an_empty_image_in_torchvision_convention_is_empty_tensors():
 
 def test_recipe_transform_in_torchvision_convention(coco, recipe_file):
     row = rows(coco)[0]
-    t = RecipeTransform(recipe_file, seed=SEED, task="detection", instance_masks=True)
-    tv = RecipeTransform(recipe_file, seed=SEED, task="detection", instance_masks=True, convention="torchvision")
+    t = RecipeTransform(recipe_file, seed=SEED, kind="detection", instance_masks=True)
+    tv = RecipeTransform(recipe_file, seed=SEED, kind="detection", instance_masks=True, convention="torchvision")
     image, target = ShardDataset(coco)[0]
     tv_image_in, tv_target_in = ShardDataset(coco, convention="torchvision")[0]
     expected_image, expected = t(image, target, key=row_key(row))
@@ -361,7 +361,7 @@ def test_a_convention_is_checked(coco):
     with pytest.raises(ValueError, match="xyxy boxes"):
         ShardIterable(coco, convention="torchvision", box_format="xywh")
     with pytest.raises(ValueError, match="convention"):
-        RecipeTransform("flips", task="detection", convention="coco")
+        RecipeTransform("flips", kind="detection", convention="coco")
 
 
 def test_recipe_on_the_fly_equals_expand_where_some_objects_have_no_segment(tmp_path, recipe_file):

@@ -176,25 +176,25 @@ def test_transforms_needing_inputs_augpipe_lacks_are_refused(item, needs):
     ("{RandomSizedBBoxSafeCrop: {height: 10, width: 10}}", "'bboxes'", "segmentation"),
 ])
 def test_transforms_needing_a_target_the_dataset_lacks_are_refused_for_it(item, needs, task):
-    from augpipe.recipe import check_for_task
+    from augpipe.recipe import check_for_kind
     from augpipe.targets import kind_for
 
     recipe = parse_recipe(f"transforms: [HorizontalFlip, {{OneOf: {{transforms: [VerticalFlip, {item}]}}}}]")
     with pytest.raises(RecipeError) as info:
-        check_for_task(recipe, kind_for(task))
+        check_for_kind(recipe, kind_for(task))
     assert "transform 2.2 " in str(info.value) and f"needs {needs}, which a {task} dataset does not have" in str(info.value)
 
 
 def test_every_geometric_transform_a_recipe_may_use_moves_boxes_and_masks():
     """albumentations 2.0.8: the one that does not (OverlayElements) needs overlay metadata and
-    is refused anyway, so `check_for_task`'s "cannot move boxes" has nothing to refuse today."""
-    from augpipe.recipe import check_for_task
+    is refused anyway, so `check_for_kind`'s "cannot move boxes" has nothing to refuse today."""
+    from augpipe.recipe import check_for_kind
     from augpipe.targets import kind_for
 
     assert _dual_transforms_without("BBOXES") == [] and _dual_transforms_without("MASK") == []
     assert "needs 'overlay_metadata'" in bad("transforms: [OverlayElements]")
     recipe = parse_recipe("transforms: [HorizontalFlip, {GridDistortion: {p: 0.5}}]")
-    check_for_task(recipe, kind_for("detection", instance_masks=True))
+    check_for_kind(recipe, kind_for("detection", instance_masks=True))
 
 
 def _dual_transforms_without(target: str) -> list[str]:

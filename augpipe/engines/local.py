@@ -109,18 +109,18 @@ class LocalEngine:
         return {"name": self.name, "nodes": 1, "cpus": default_workers(), "workers": self.used_workers,
                 "retried_tasks": 0}
 
-    def map(self, func: Callable, items: list, job, on_progress: Callable[[int], None]) -> Iterator:
-        """func(item, job, progress) for every item, results as they finish; the costliest first,
+    def map(self, func: Callable, items: list, spec, on_progress: Callable[[int], None]) -> Iterator:
+        """func(item, spec, progress) for every item, results as they finish; the costliest first,
         so that the last to finish are small."""
         items = sorted(items, key=lambda t: -t.cost)
         on_progress = signals.checked(on_progress)
         if self.workers <= 1 or len(items) <= 1 and self._pool is None:
             limit_threads()
             for item in items:
-                yield func(item, job, on_progress)
+                yield func(item, spec, on_progress)
             return
         with signals.deferred():
-            yield from self._pooled(func, items, job, on_progress)
+            yield from self._pooled(func, items, spec, on_progress)
 
     def _start(self, count: int) -> None:
         ctx, self._forked = _pool_context()
@@ -131,7 +131,7 @@ class LocalEngine:
         self._pool = ProcessPoolExecutor(count, mp_context=ctx, initializer=_init_worker,
                                          initargs=(self._progress, os.getpid(), dict(os.environ)))
 
-    def _pooled(self, func: Callable, items: list, job, on_progress: Callable[[int], None]) -> Iterator:
+    def _pooled(self, func: Callable, items: list, spec, on_progress: Callable[[int], None]) -> Iterator:
         if self._pool is None:
             self._start(min(self.workers, len(items)))
         waiting = _Waiting(items)
@@ -139,16 +139,16 @@ class LocalEngine:
         feeder = None
         try:
             if self._forked or self._ready:
-                _feed(self._pool, waiting, func, job, futures)  # the first submit forks every worker
+                _feed(self._pool, waiting, func, spec, futures)  # the first submit forks every worker
             else:
                 # Starting a worker waits for the fork server to finish its imports: a thread
                 # hands the tasks to the pool meanwhile, and until a worker reports ready this
                 # process, which has everything loaded, takes the smallest task still waiting.
-                feeder = threading.Thread(target=_feed, args=(self._pool, waiting, func, job, futures), daemon=True)
+                feeder = threading.Thread(target=_feed, args=(self._pool, waiting, func, spec, futures), daemon=True)
                 feeder.start()
                 while not self._drain(on_progress) and (item := waiting.take(last=True)) is not None:
                     limit_threads()
-                    yield func(item, job, on_progress)
+                    yield func(item, spec, on_progress)
                 feeder.join()
             pending = set(futures)
             while pending:
@@ -211,10 +211,10 @@ class _Waiting:
             self._tasks.clear()
 
 
-def _feed(pool: ProcessPoolExecutor, waiting: _Waiting, func: Callable, job, futures: list) -> None:
+def _feed(pool: ProcessPoolExecutor, waiting: _Waiting, func: Callable, spec, futures: list) -> None:
     while (task := waiting.take()) is not None:
         try:
-            futures.append(pool.submit(_pool_task, func, task, job))
+            futures.append(pool.submit(_pool_job, func, task, spec))
         except RuntimeError:  # the pool was shut down: the run is failing already
             return
 
@@ -255,11 +255,11 @@ def _init_worker(progress, parent: int, environ: dict) -> None:
     progress.put(0)  # ready: the parent stops taking tasks itself
 
 
-def _pool_task(func: Callable, task, job):
+def _pool_job(func: Callable, task, spec):
     from augpipe.engines import Batched
 
     batched = Batched(_QUEUE.put)
     try:
-        return func(task, job, batched)
+        return func(task, spec, batched)
     finally:
         batched.flush()

@@ -145,16 +145,16 @@ class RayEngine:
         return {"name": self.name, "nodes": nodes, "cpus": cpus, "workers": int(cpus), "nodes_used": self.nodes_used,
                 "retried_tasks": self.retried, "started_for_the_run": self._started_here}
 
-    def map(self, func: Callable, items: list, job, on_progress: Callable[[int], None]) -> Iterator:
+    def map(self, func: Callable, items: list, spec, on_progress: Callable[[int], None]) -> Iterator:
         ray = self._ray
         if self._progress is None:
             self._progress = ray.remote(num_cpus=0)(_Progress).remote()
         remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_run_task)
-        job_ref = ray.put(job)
+        spec_ref = ray.put(spec)
         order = sorted(range(len(items)), key=lambda i: -items[i].cost)
         key = f"{time.monotonic_ns()}"  # this map's tasks, apart from an earlier pass's
         kill_once = os.environ.get(KILL_ONCE)
-        pending = [remote.remote(func, items[i], job_ref, self._progress, f"{key}/{i}", kill_once) for i in order]
+        pending = [remote.remote(func, items[i], spec_ref, self._progress, f"{key}/{i}", kill_once) for i in order]
         self._pending = pending
         with signals.deferred():
             while pending:
@@ -212,7 +212,7 @@ class _Progress:
         return n, sum(c - 1 for c in self.starts.values()), len(self.nodes)
 
 
-def _run_task(func: Callable, item, job, progress, task_key: str, kill_once: str | None = None):
+def _run_task(func: Callable, item, spec, progress, task_key: str, kill_once: str | None = None):
     """One task on a Ray worker: progress batched to the driver's actor, at most every 0.1 s."""
     import ray
 
@@ -222,7 +222,7 @@ def _run_task(func: Callable, item, job, progress, task_key: str, kill_once: str
     if kill_once and func.__name__ == "write_shard" and task_key.endswith("/0"):
         report = _DieOnce(batched, kill_once)
     try:
-        return func(item, job, report)
+        return func(item, spec, report)
     finally:
         batched.flush()
 
