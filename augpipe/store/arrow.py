@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from augpipe.errors import StoreError
-from augpipe.store.base import LIST_THREADS, PREFETCH, Entry, hidden, read_ahead
+from augpipe.store.base import LIST_THREADS, PREFETCH, Entry, hidden, read_ahead, stream_sha256
 
 
 class ArrowStore:
@@ -130,14 +129,7 @@ class ArrowStore:
         return read_ahead(names, read or self.read_bytes, ahead)
 
     def sha256(self, name: str) -> str | None:
-        h = hashlib.sha256()
-        try:
-            with self.fs.open_input_stream(self.full(name)) as fh:
-                while chunk := fh.read(1 << 20):
-                    h.update(chunk)
-        except OSError:
-            return None
-        return h.hexdigest()
+        return stream_sha256(lambda: self.fs.open_input_stream(self.full(name)))
 
     def write_bytes(self, name: str, data: bytes, sync: bool = True) -> None:
         """One PUT of bytes already in memory (nothing can fail half-way through our side)."""

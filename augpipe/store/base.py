@@ -125,3 +125,17 @@ def is_arrow_error(exc: BaseException) -> bool:
     import pyarrow as pa
 
     return isinstance(exc, pa.ArrowException)
+
+
+def stream_sha256(open_stream: Callable[[], Any]) -> str | None:
+    """The sha256 of what `open_stream()` reads, in 1 MB pieces; None when it cannot be read."""
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open_stream() as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from augpipe.store.base import PREFETCH, Entry, NotRegularFile
+from augpipe.store.base import PREFETCH, Entry, NotRegularFile, stream_sha256
 
 
 class LocalStore:
@@ -142,14 +141,7 @@ class LocalStore:
             yield name, read(name)
 
     def sha256(self, name: str) -> str | None:
-        h = hashlib.sha256()
-        try:
-            with open(self.path(name), "rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    h.update(chunk)
-        except OSError:
-            return None
-        return h.hexdigest()
+        return stream_sha256(lambda: open(self.path(name), "rb"))
 
     def write_bytes(self, name: str, data: bytes, sync: bool = True) -> None:
         """Atomically: a temporary file beside it, then a rename."""
