@@ -462,7 +462,7 @@ def list_recipes() -> None:
 @command()
 def check(
     recipe: Annotated[str, typer.Argument(help="A recipe file, or a bundled recipe's name.")],
-    task: Annotated[str, typer.Option("--task", help="The dataset it is for: classification, detection (boxes), detection-masks (boxes and instance masks) or segmentation.")] = "classification",
+    task: Annotated[str, typer.Option("--task", help="The target kind of the dataset it is for: classification, detection (boxes), detection-masks (boxes and instance masks), segmentation, or another kind (a wrong name lists them).")] = "classification",
 ) -> None:
     """Validate a recipe, run it on a test image, and say what it will do. Exit 1 when it has warnings."""
     from augpipe.dryrun import check_recipe

@@ -233,7 +233,7 @@ def _top_level_message(exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(x) for x in err["loc"])
     if err["type"] == "extra_forbidden":
-        known = list(_RecipeModel.model_fields) if len(err["loc"]) == 1 else []
+        known = list(_recipe_model().model_fields) if len(err["loc"]) == 1 else []
         hint = _did_you_mean(str(err["loc"][-1]), known)
         where = "top-level key" if len(err["loc"]) == 1 else "key"
         return f"unknown {where} '{loc}'{hint}"

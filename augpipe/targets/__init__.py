@@ -2,10 +2,6 @@
 
 Every module here that defines `KIND` (a `Target` subclass, see base.py for the contract) is a
 kind, registered by its `name`; nothing else lists them, so a new kind is one new file.
-
-    classification  a class label            `label`        label.py
-    detection       boxes (+ instance masks) `objects`      boxes.py
-    segmentation    a semantic mask          `annotation`   semantic.py
 """
 
 from __future__ import annotations

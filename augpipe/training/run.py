@@ -52,43 +52,45 @@ def _objects_per_image(ds) -> int:
 def choose_task(ds, asked: str | None) -> tuple[str, str | None]:
     """(the task to train, a line saying why when it is not plain): the dataset's, or the one asked
     for when the dataset has what it needs (boxes for localisation and detection, masks for
-    segmentation, image labels for classification)."""
-    kind = ds.kind.name
-    if kind == "detection" and asked in (None, "auto", "localisation", "detection"):
+    segmentation, image labels for classification): its kind says which tasks it feeds."""
+    kind = ds.kind
+    boxes = "detection" in kind.train_tasks
+    if boxes and asked in (None, "auto", "localisation", "detection"):
         most = _objects_per_image(ds)
         if most == 0:
             what = "" if asked in (None, "auto") else f"--task {asked}: "
-            raise SourceError(f"{what}this detection dataset has no boxes: none of its training or validation "
+            raise SourceError(f"{what}this {kind.name} dataset has no boxes: none of its training or validation "
                               "images has an object (were the labels found? augpipe inspect shows the counts)")
     if asked in (None, "auto"):
-        if kind != "detection":
-            return kind, None
+        if not boxes:
+            return kind.train_tasks[0], None
         name = "localisation" if most <= 1 else "detection"
         what = "at most one object an image" if most <= 1 else f"up to {most} objects an image"
-        return name, f"task: {name} (a detection dataset with {what}; --task overrides)"
-    if asked not in ds.kind.train_tasks:
+        return name, f"task: {name} (a {kind.name} dataset with {what}; --task overrides)"
+    if asked not in kind.train_tasks:
         raise UsageError(_cannot_feed(asked, kind))
-    return asked, (f"task: {asked} (asked for; the dataset is {kind})" if asked != kind else None)
+    return asked, (f"task: {asked} (asked for; the dataset is {kind.name})" if asked != kind.name else None)
 
 
-def _cannot_feed(asked: str, kind: str) -> str:
+def _cannot_feed(asked: str, kind) -> str:
     """Why a dataset of this kind cannot feed the task asked for."""
+    boxes = "detection" in kind.train_tasks
     if asked in ("localisation", "detection"):
-        hint = " (class masks only)" if kind == "segmentation" else " (image labels only)"
-        return f"--task {asked}: this {kind} dataset has no boxes{hint}"
+        hint = " (class masks only)" if "segmentation" in kind.train_tasks else " (image labels only)"
+        return f"--task {asked}: this {kind.name} dataset has no boxes{hint}"
     if asked == "segmentation":
         hint = (" (boxes without instance masks: expand from polygons, YOLO segments or RLE to have them)"
-                if kind == "detection" else " (image labels only)")
-        return f"--task segmentation: this {kind} dataset has no masks{hint}"
-    other = "localisation or detection" if kind == "detection" else "segmentation"
-    return f"--task classification: this {kind} dataset has no image labels: use --task {other}"
+                if boxes else " (image labels only)")
+        return f"--task segmentation: this {kind.name} dataset has no masks{hint}"
+    other = "localisation or detection" if boxes else "segmentation"
+    return f"--task classification: this {kind.name} dataset has no image labels: use --task {other}"
 
 
 def task_classes(ds, task: str) -> list[str]:
-    """The class names the task's network scores: a detection dataset trained for segmentation
-    gains a background class 0."""
+    """The class names the task's network scores: a dataset of boxes and instance masks trained for
+    segmentation gains a background class 0."""
     classes = list(ds.classes)
-    if task == "segmentation" and ds.kind.name == "detection":
+    if task == "segmentation" and "detection" in ds.kind.train_tasks:
         return ["background", *classes]
     return classes
 
