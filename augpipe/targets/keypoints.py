@@ -6,6 +6,7 @@ keypoints as `{x: float32[K], y: float32[K], visibility: int8[K]}` (pixels; COCO
 Per dataset the kind knows the keypoints' names, the skeleton (pairs of indices) and `flip_idx`,
 the permutation that turns a mirror image's keypoints back into the right ones (YOLO's: the
 keypoint at i takes the one at flip_idx[i]); without one it is read from `left_*`/`right_*` names.
+A recipe's `keypoint_flip` map (its own top-level key, `recipe_fields`) wins over both.
 
 Through albumentations every object's K keypoints ride in order beside its box, each known by its
 index, with three probe points in each object's box: a transform that mirrors the image (a flip,
@@ -136,7 +137,7 @@ class KeypointsKind(BoxesKind):
 
     @classmethod
     def geometry_options(cls) -> dict:
-        """Detection's, and the keypoints: an EXIF turn or `output.resize` moves them too."""
+        """Detection's, and the keypoints: `output.resize` moves them with the boxes."""
         return {**super().geometry_options(), "keypoint_params": _keypoint_params()}
 
     @classmethod
