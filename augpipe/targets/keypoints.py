@@ -6,6 +6,7 @@ keypoints as `{x: float32[K], y: float32[K], visibility: int8[K]}` (pixels; COCO
 Per dataset the kind knows the keypoints' names, the skeleton (pairs of indices) and `flip_idx`,
 the permutation that turns a mirror image's keypoints back into the right ones (YOLO's: the
 keypoint at i takes the one at flip_idx[i]); without one it is read from `left_*`/`right_*` names.
+A recipe's `keypoint_flip` map (its own top-level key, `recipe_fields`) wins over both.
 
 Through albumentations every object's K keypoints ride in order beside its box, each known by its
 index, with three probe points in each object's box: a transform that mirrors the image (a flip,
@@ -42,7 +43,7 @@ VISIBILITY = (0, 1, 2)  # COCO: not labelled, labelled but hidden, visible
 MIRRORS = ("HorizontalFlip", "VerticalFlip", "Transpose", "D4", "SquareSymmetry")
 REFLECTING_BORDERS = (2, 4)  # cv2.BORDER_REFLECT, BORDER_REFLECT_101: albumentations copies keypoints
 _NAME = "__class_fullname__"  # a transform's name in albumentations' serialized form
-LEFT, RIGHT, MIDDLE = (31, 119, 180), (255, 127, 14), (255, 255, 255)
+LEFT, RIGHT, MIDDLE, OUTLINE = (0, 255, 0), (255, 0, 255), (255, 255, 255), (0, 0, 0)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Keypoints(Boxes):
 
 class KeypointsKind(BoxesKind):
     name = "keypoints"
+    target_words = {**BoxesKind.target_words, "keypoints": "keypoints"}
 
     def __init__(self, instance_masks: bool = False, keypoint_names=(), skeleton=(), flip_idx=None):
         super().__init__(instance_masks)
@@ -131,11 +133,17 @@ class KeypointsKind(BoxesKind):
     # ------------------------------------------------------------ albumentations
 
     def compose_options(self, recipe) -> dict:
-        from augpipe.recipe import import_albumentations
+        return {**super().compose_options(recipe), "keypoint_params": _keypoint_params()}
 
-        A = import_albumentations()
-        return {**super().compose_options(recipe), "keypoint_params": A.KeypointParams(
-            format="xy", label_fields=["keypoint_index"], remove_invisible=False)}
+    @classmethod
+    def geometry_options(cls) -> dict:
+        """Detection's, and the keypoints: `output.resize` moves them with the boxes."""
+        return {**super().geometry_options(), "keypoint_params": _keypoint_params()}
+
+    @classmethod
+    def recipe_fields(cls) -> dict:
+        """`keypoint_flip`: {left_eye: right_eye, ...}, the pairs a mirror image swaps."""
+        return {"keypoint_flip": (dict[str, str], {})}
 
     def check_recipe(self, recipe) -> list[str]:
         """Refuses a reflecting border (albumentations copies each keypoint into the mirror images;
@@ -155,8 +163,8 @@ class KeypointsKind(BoxesKind):
 
     def for_recipe(self, recipe) -> KeypointsKind:
         """The kind with the recipe's `keypoint_flip` map ({left_eye: right_eye, ...}: each pair swapped
-        in a mirror image), when it has one."""
-        mapping = getattr(recipe, "keypoint_flip", None)  # Recipe.keypoint_flip: a field recipe.py is to add
+        in a mirror image), when it has one: it wins over the dataset's flip_idx."""
+        mapping = recipe.kind_options.get("keypoint_flip")
         if not mapping:
             return self
         return KeypointsKind(self.with_masks, self.keypoint_names, self.skeleton,
@@ -186,6 +194,9 @@ class KeypointsKind(BoxesKind):
     # ------------------------------------------------------------ looking at rows
 
     def draw(self, rgb, values: dict, classes: list[str]):
+        """Detection's boxes, then each object's skeleton and visible keypoints: left ones green,
+        right ones magenta (neither a class's colour), the others and a bone across white; each
+        outlined in black, to show on any background; a hidden one (visibility 1) a ring."""
         import cv2
 
         image = super().draw(rgb, values, classes)
@@ -195,9 +206,13 @@ class KeypointsKind(BoxesKind):
             for a, b in self.skeleton:
                 if a < len(p) and b < len(p) and p[a, 2] > 0 and p[b, 2] > 0:
                     colour = sides[a] if sides[a] == sides[b] else MIDDLE
+                    cv2.line(image, _at(p[a]), _at(p[b]), OUTLINE, thickness + 2, cv2.LINE_AA)
                     cv2.line(image, _at(p[a]), _at(p[b]), colour, thickness, cv2.LINE_AA)
             for j in np.flatnonzero(p[:, 2] > 0):
-                cv2.circle(image, _at(p[j]), thickness + 1, sides[j], -1, cv2.LINE_AA)
+                cv2.circle(image, _at(p[j]), thickness + 3, OUTLINE, -1, cv2.LINE_AA)
+                cv2.circle(image, _at(p[j]), thickness + 2, sides[j], -1, cv2.LINE_AA)
+                if p[j, 2] == 1:
+                    cv2.circle(image, _at(p[j]), thickness, OUTLINE, -1, cv2.LINE_AA)
         return image
 
     def verify(self, row, width, height, classes):
@@ -298,16 +313,18 @@ def paired_by_name(names: tuple[str, ...]) -> tuple[int, ...] | None:
     return tuple(flip)
 
 
-def flip_from_map(mapping, names: tuple[str, ...], where: str) -> tuple[int, ...]:
-    """A recipe's `keypoint_flip` ({a: b}: a and b swap places in a mirror image) as flip_idx."""
-    if not isinstance(mapping, dict):
-        raise UsageError(f"{where}: keypoint_flip is a mapping of keypoint names, like {{left_eye: right_eye}}")
+def flip_from_map(mapping: dict[str, str], names: tuple[str, ...], where: str) -> tuple[int, ...]:
+    """A recipe's `keypoint_flip` ({a: b}: a and b swap places in a mirror image; b: a may be given
+    too) as flip_idx."""
     flip = list(range(len(names)))
     for a, b in mapping.items():
         for n in (a, b):
             if n not in names:
                 raise UsageError(f"{where}: keypoint_flip names {n!r}, not one of the keypoints ({', '.join(names)})")
         i, j = names.index(a), names.index(b)
+        if flip[i] not in (i, j) or flip[j] not in (i, j):
+            twice = a if flip[i] not in (i, j) else b
+            raise UsageError(f"{where}: keypoint_flip pairs {twice!r} with two keypoints; each swaps with one")
         flip[i], flip[j] = j, i
     return tuple(flip)
 
@@ -349,6 +366,14 @@ def points_of(row: dict, k: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- through the transforms
+
+def _keypoint_params():
+    """Every keypoint back, by its index, wherever it lands (`outputs` says which left the image)."""
+    from augpipe.recipe import import_albumentations
+
+    return import_albumentations().KeypointParams(format="xy", label_fields=["keypoint_index"],
+                                                  remove_invisible=False)
+
 
 def inside(points: np.ndarray, width: int, height: int) -> np.ndarray:
     """The keypoints with each one outside the image, or not visible, as (0, 0, 0)."""

@@ -15,7 +15,7 @@ import pytest
 from augpipe.errors import SkipInput, SourceError, UsageError
 from augpipe.recipe import parse_recipe
 from augpipe.row import RowSpec, image_column
-from augpipe.sample import SourceItem, apply_recipe
+from augpipe.sample import SourceItem, apply_recipe, augment_sample
 from augpipe.targets.keypoints import Keypoints, KeypointsKind, options, paired_by_name
 
 FACE = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
@@ -173,15 +173,55 @@ def test_a_recipe_that_can_flip_is_refused_on_side_names_without_a_flip_map():
 def test_a_recipe_s_keypoint_flip_map_is_the_flip_map():
     hands = KeypointsKind(False, ("nose", "left_hand", "right_paw"))  # sides, but not in pairs
     flip = parse_recipe(FLIP, "r.yaml")
-    mapped = SimpleNamespace(transforms=flip.transforms, path="r.yaml", keypoint_flip={"left_hand": "right_paw"})
+    mapped = parse_recipe(f"keypoint_flip: {{left_hand: right_paw}}\n{FLIP}", "r.yaml")
+    assert mapped.kind_options == {"keypoint_flip": {"left_hand": "right_paw"}} and flip.kind_options == {}
     assert hands.check_recipe(mapped) == [] and hands.for_recipe(mapped).flip_idx == (0, 2, 1)
+    assert hands.for_recipe(flip) is hands
     points = np.array([[[50, 45, 2], [40, 30, 2], [60, 30, 1]]], float)
     state = Keypoints(np.array([[20.0, 10, 60, 70]]), np.array([0]), np.array([7]), None, points=points)
-    out = apply_recipe(np.zeros((H, W, 3), np.uint8), flip, 1, hands.for_recipe(mapped), state)[1]
+    out = apply_recipe(np.zeros((H, W, 3), np.uint8), mapped, 1, hands, state)[1]  # apply_recipe applies the map
     assert out.points[0, 1].tolist() == [W - 1 - 60, 30, 1]  # the right paw's mirror, hidden as it was
-    with pytest.raises(UsageError, match="keypoint_flip names 'left_paw', not one of the keypoints"):
-        hands.check_recipe(SimpleNamespace(transforms=flip.transforms, path="r.yaml",
-                                           keypoint_flip={"left_paw": "right_paw"}))
+    both_ways = parse_recipe(f"keypoint_flip: {{left_hand: right_paw, right_paw: left_hand}}\n{FLIP}", "r.yaml")
+    assert hands.for_recipe(both_ways).flip_idx == (0, 2, 1)
+    # the dataset's own flip_idx gives way to the recipe's map
+    assert KeypointsKind(False, FACE).for_recipe(parse_recipe(f"keypoint_flip: {{nose: nose}}\n{FLIP}")).flip_idx \
+        == (0, 1, 2, 3, 4)
+
+
+@pytest.mark.parametrize("line, why", [
+    ("keypoint_flip: {left_paw: right_paw}", "r.yaml: keypoint_flip names 'left_paw', not one of the keypoints "
+                                             r"\(nose, left_hand, right_paw\)$"),
+    ("keypoint_flip: {left_hand: right_paw, nose: left_hand}", "r.yaml: keypoint_flip pairs 'left_hand' with two "
+                                                               "keypoints; each swaps with one$")])
+def test_a_keypoint_flip_map_of_unknown_names_or_a_name_twice_is_one_line(line, why):
+    hands = KeypointsKind(False, ("nose", "left_hand", "right_paw"))
+    with pytest.raises(UsageError, match=why):
+        hands.check_recipe(parse_recipe(f"{line}\n{FLIP}", "r.yaml"))
+
+
+def test_a_keypoint_flip_that_is_not_a_map_of_names_is_refused_with_the_recipe():
+    from augpipe.errors import RecipeError
+
+    for line in ("keypoint_flip: [left_eye, right_eye]", "keypoint_flip: {left_eye: [right_eye]}"):
+        with pytest.raises(RecipeError, match="r.yaml: field 'keypoint_flip"):
+            parse_recipe(f"{line}\n{FLIP}", "r.yaml")
+
+
+def test_output_resize_moves_keypoints_by_the_scale():
+    kind = KeypointsKind(False, FACE)
+    recipe = parse_recipe("output: {resize: {width: 240, height: 50}}\ntransforms: [{HorizontalFlip: {p: 1}}]")
+    item = SourceItem("a.png", None, (0, 1), target=Annotated(((20.0, 10.0, 60.0, 70.0),), (0,), (7,),
+                                                             fields={"keypoints": (tuple(face().points.ravel()),)}))
+    png = cv2.imencode(".png", np.zeros((H, W, 3), np.uint8))[1].tobytes()
+    original, flipped = augment_sample(png, item, recipe, 0, 10**8, kind=kind).rows
+    scale = np.array([240 / W, 50 / H])
+    points = np.array([[p["x"], p["y"], p["visibility"]] for p in original["objects"]["keypoints"]]).transpose(0, 2, 1)
+    assert points[0, :, :2] == pytest.approx(face().points[0, :, :2] * scale * (face().points[0, :, 2:] > 0))
+    assert points[0, :, 2].tolist() == [2, 2, 2, 1, 0]
+    assert original["objects"]["bbox"][0].tolist() == pytest.approx([40, 5, 120, 35])
+    mirrored = np.array([flipped["objects"]["keypoints"][0][c] for c in ("x", "y", "visibility")]).T
+    assert mirrored[LEFT_EYE, :2] == pytest.approx([(W - 1 - 60) * 2, 15])  # the right eye's mirror, resized
+    assert mirrored[RIGHT_EAR].tolist() == [pytest.approx((W - 1 - 30) * 2), 17.5, 1]
 
 
 def test_a_reflecting_border_is_refused():
@@ -245,6 +285,9 @@ def test_draw_marks_left_and_right_in_their_own_colours():
     kind = KeypointsKind(False, FACE, skeleton=[(1, 2)])
     drawn = kind.draw(np.zeros((H, W, 3), np.uint8), kind.values(face(), np.zeros((H, W, 3), np.uint8)), ["face"])
     assert tuple(drawn[30, 40]) == LEFT and tuple(drawn[30, 60]) == RIGHT
+    assert tuple(drawn[35, 30]) == (0, 0, 0) and tuple(drawn[35, 33]) == LEFT  # the hidden left ear: a ring
+    r, g, b = drawn[30, 50]
+    assert r == g == b > 200  # the bone from one eye to the other: across, white
 
 
 def test_the_row_reads_back_in_hugging_face_datasets_with_named_features(tmp_path):
@@ -290,3 +333,10 @@ def test_a_user_s_torch_target_keeps_its_keypoints_through_a_flip():
     back = restore(kind.to_arrays(out, image.shape))
     assert isinstance(back["keypoints"], torch.Tensor) and back["keypoints"].shape == (1, 5, 3)
     assert back["keypoints"][0, LEFT_EYE, 0] == pytest.approx(W - 1 - 60)
+
+
+def test_augpipe_check_takes_task_keypoints(cli):
+    result = cli("check", "flips", "--task", "keypoints")
+    assert result.exit_code == 0 and "recipe 'flips' is valid" in result.output
+    refused = cli("check", "classic", "--task", "keypoints")
+    assert refused.exit_code == 2 and "Rotate: border_mode 4 mirrors keypoints into the border" in refused.output

@@ -15,7 +15,8 @@ def test_the_registry_lists_exactly_the_modules_that_define_kind():
     defining = {p.stem for p in folder.glob("*.py") if re.search(r"^KIND = ", p.read_text(), re.M)}
     assert {cls.__module__.rsplit(".", 1)[1] for cls in targets.registry().values()} == defining
     assert all(issubclass(cls, Target) and name == cls.name for name, cls in targets.registry().items())
-    assert tuple(targets.registry()) == ("classification", "detection", "segmentation")
+    assert list(targets.registry()) == sorted(targets.registry())
+    assert {"classification", "detection", "keypoints", "segmentation"} <= set(targets.registry())
 
 
 @pytest.fixture
@@ -67,15 +68,15 @@ def test_a_kind_is_derived_from_its_manifest_as_it_records_itself():
         manifest = {"task": kind.name, "classes": ["a", "b"], **kind.manifest_fields()}
         again = targets.for_manifest(manifest)
         assert type(again) is type(kind) and again.manifest_fields() == kind.manifest_fields(), name
-    # what 0.3's manifests hold, key for key
+    # what 0.3's manifests hold, key for key, and what a keypoints dataset's adds
     assert {n: k.manifest_fields() for n, k in targets.check_choices().items()} == {
         "classification": {"instance_masks": False}, "detection": {"instance_masks": False},
-        "detection-masks": {"instance_masks": True}, "segmentation": {"instance_masks": False}}
+        "detection-masks": {"instance_masks": True}, "segmentation": {"instance_masks": False},
+        "keypoints": {"instance_masks": False, "keypoints": {"keypoint_names": [], "skeleton": [], "flip_idx": None}}}
 
 
 def test_an_unknown_kind_or_option_is_one_line():
-    with pytest.raises(ValueError, match="unknown target kind 'points': one of classification, detection, "
-                                         "segmentation"):
+    with pytest.raises(ValueError, match=f"unknown target kind 'points': one of {', '.join(targets.registry())}$"):
         targets.kind_for("points")
     with pytest.raises(ValueError, match="a classification target takes no option instance_masks"):
         targets.kind_for("classification", instance_masks=True)
@@ -87,3 +88,4 @@ def test_which_training_tasks_a_kind_feeds():
     assert kinds["detection"].train_tasks == ("localisation", "detection")
     assert kinds["detection-masks"].train_tasks == ("localisation", "detection", "segmentation")
     assert kinds["segmentation"].train_tasks == ("segmentation",)
+    assert kinds["keypoints"].train_tasks == ("localisation", "detection")  # its boxes
