@@ -106,13 +106,13 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
 
     classes, index = _categories(read_ok)
     kind_options = _keypoint_options(read_ok)
-    k = len(kind_options["keypoint_names"]) if kind_options else None
+    count = len(kind_options["keypoint_names"]) if kind_options else None  # keypoints per object
     images = {e.name: e for e in entries if is_image(e.name)}
     finder = _Finder(images)
     claimed: dict[str, tuple[str, str | None, Objects | str]] = {}  # image → (json, split, objects or reason)
     twice: set[str] = set()
     for f in read_ok:
-        for path, objects in _objects(f, index, finder, skipped, k):
+        for path, objects in _objects(f, index, finder, skipped, count):
             if path in claimed:
                 first = claimed[path][0]
                 twice.add(path)
@@ -228,7 +228,7 @@ class _Finder:
         return None, join(home, name)
 
 
-def _objects(f: _File, index: dict[int, int], finder: _Finder, skipped: list, k: int | None):
+def _objects(f: _File, index: dict[int, int], finder: _Finder, skipped: list, count: int | None):
     """(image path, Objects or the reason it is skipped) for each image the JSON lists."""
     by_image: dict = {}
     info: dict = {}
@@ -255,7 +255,7 @@ def _objects(f: _File, index: dict[int, int], finder: _Finder, skipped: list, k:
         if path is None:
             skipped.append((expected, f"listed in {f.name} but not found"))
             continue
-        yield path, _image_objects(by_image[image_id], im, index, k)
+        yield path, _image_objects(by_image[image_id], im, index, count)
 
 
 def _hashable(v) -> bool:

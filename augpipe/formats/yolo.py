@@ -167,11 +167,11 @@ def _pose(config: dict, where: str) -> tuple[tuple[int, int] | None, dict]:
     if shape is None:
         return None, {}
     if not (isinstance(shape, list) and len(shape) == 2 and all(_count(v) for v in shape)
-            and 0 < shape[0] <= MAX_KEYPOINTS and shape[1] in (2, 3)):
+            and shape[0] <= MAX_KEYPOINTS and shape[1] in (2, 3)):
         raise SourceError(f"{where}: kpt_shape is [K, 2 or 3] (K keypoints of x y, or x y visibility), not {shape!r}")
     count = shape[0]
     flip_idx = config.get("flip_idx")
-    if flip_idx is not None and not (isinstance(flip_idx, list) and all(_count(i) or i == 0 for i in flip_idx)
+    if flip_idx is not None and not (isinstance(flip_idx, list) and all(type(i) is int for i in flip_idx)
                                      and sorted(flip_idx) == list(range(count))):
         raise SourceError(f"{where}: flip_idx is not a permutation of 0..{count - 1} ({str(flip_idx)[:60]})")
     return (count, shape[1]), {"keypoint_names": _keypoint_names(config.get("kpt_names"), count, where),

@@ -43,7 +43,7 @@ def test_ultralytics_pose_loader_reads_the_export_whole(flipped, tmp_path, monke
                               hyp=get_cfg(), batch_size=1, stride=32)
         cache = load_dataset_cache_file(Path(dataset.label_files[0]).parent.with_suffix(".cache"))
         found, missing, empty, corrupt, total = cache["results"]
-        assert (missing, corrupt) == (0, 0) and found == total == len(dataset.labels)
+        assert (missing, empty, corrupt) == (0, 0, 0) and found == total == len(dataset.labels)
         for label in dataset.labels:
             held = points(rows[Path(label["im_file"]).name])
             h, w = label["shape"]
