@@ -75,8 +75,10 @@ def test_a_flipped_coco_keypoints_source_exports_to_coco_and_yolo_pose(cli, tmp_
     for i in range(4):
         original, flipped = points(rows[f"p{i}.png"]), points(rows[f"p{i}.aug1.png"])
         assert original.shape == flipped.shape == (2 + i % 2, len(NAMES), 3)
-        # the left eye is where the right eye is seen in the mirror (albumentations: x → width - 1 - x)
-        assert flipped[:, 0, 0] == pytest.approx(SIZE[0] - 1 - original[:, 1, 0])
+        # the left eye is where the right eye is seen in the mirror: x → width - x, to a pixel
+        # (albumentations 2 flips keypoints as pixel indices, width - 1 - x)
+        assert flipped[:, 0, 0] == pytest.approx(SIZE[0] - original[:, 1, 0], abs=1)
+        assert flipped[:, 0, 1] == pytest.approx(original[:, 1, 1])
         assert (flipped[:, NAMES.index("left_hand"), 2] == original[:, NAMES.index("right_hand"), 2]).all()
 
     result = cli("export", tmp_path / "ds", "--format", "coco", "--out", tmp_path / "coco")
