@@ -91,6 +91,8 @@ def test_a_flipped_coco_keypoints_source_exports_to_coco_and_yolo_pose(cli, tmp_
         written = [a for a in book["annotations"] if names[a["image_id"]] == name]
         np.testing.assert_allclose([a["keypoints"] for a in written], held.reshape(len(held), -1), atol=1e-3)
         assert [a["num_keypoints"] for a in written] == [int((p[:, 2] > 0).sum()) for p in held]
+    again = scan(tmp_path / "coco")  # read back: the same keypoints dataset
+    assert (again.task, again.kind_options) == ("keypoints", scan(src).kind_options)
 
     result = cli("export", tmp_path / "ds", "--format", "yolo", "--out", tmp_path / "yolo")
     assert result.exit_code == 0 and "(pose)" in result.output, result.output
