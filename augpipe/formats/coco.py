@@ -1,4 +1,4 @@
-"""COCO object detection: `annotations/instances_<split>.json`, or Roboflow's
+"""COCO object detection and keypoints: `annotations/instances_<split>.json`, or Roboflow's
 `<split>/_annotations.coco.json` beside the images of each split folder.
 
 - The split: from the file name (`instances_train2017` → train, `instances_val*` → validation,
@@ -18,7 +18,13 @@
   is skipped, "not in the annotation file".
 - An RLE's `size` is two whole numbers of pixels (not NaN, infinity or 2.5); its counts are
   decoded in the worker, bounded by the image's pixels.
-- Boxes and segmentations are on the upright image, EXIF orientation applied, as detectron2
+- Keypoints (COCO's person keypoints): when a category carries `keypoints` (names) the source
+  is a keypoints dataset, its names and `skeleton` (1-based pairs, kept 0-based) the dataset's;
+  categories with different keypoints are refused. Each annotation's `keypoints` is
+  [x, y, v] × K in pixels (v 0 not labelled, 1 hidden, 2 visible); absent or [] is K keypoints
+  not labelled; another length, a value that is not a number, or v not 0, 1 or 2 skips the image,
+  saying which box. `num_keypoints` is not read (it is the count of v > 0).
+- Boxes, segmentations and keypoints are on the upright image, EXIF orientation applied, as detectron2
   (`read_image`) and mmdetection read COCO; the worker turns the image, not the annotations.
 
 Written (`augpipe export --format coco`): images/{split}/… (--coco-layout split: {split}/…),
@@ -26,7 +32,9 @@ annotations/instances_{split}.json, with the source's category ids when it was C
 and the objects' own ids when they are unique. Instance masks as polygons traced on their pixels'
 edges (every vertex a pixel corner), so that, filled by the pixel-centre rule (pycocotools', and
 augpipe's readers'), they give back exactly the mask's pixels when it has no hole; RLE where
-polygons would not give the mask back.
+polygons would not give the mask back. A keypoints dataset's annotations carry `keypoints`
+[x, y, v] × K (pixels, rounded to 0.001) and `num_keypoints`, its categories the keypoints' names
+and `skeleton` (1-based).
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from augpipe.formats.common import (
 )
 
 name = "coco"
-kinds = ("detection",)
+kinds = ("detection", "keypoints")
 
 INSTANCES = re.compile(r"^annotations/instances_([^/]+)\.json$")
 ROBOFLOW = "_annotations.coco.json"
@@ -97,12 +105,14 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
         skipped.append((name, why))
 
     classes, index = _categories(read_ok)
+    kind_options = _keypoint_options(read_ok)
+    count = len(kind_options["keypoint_names"]) if kind_options else None  # keypoints per object
     images = {e.name: e for e in entries if is_image(e.name)}
     finder = _Finder(images)
     claimed: dict[str, tuple[str, str | None, Objects | str]] = {}  # image → (json, split, objects or reason)
     twice: set[str] = set()
     for f in read_ok:
-        for path, objects in _objects(f, index, finder, skipped):
+        for path, objects in _objects(f, index, finder, skipped, count):
             if path in claimed:
                 first = claimed[path][0]
                 twice.add(path)
@@ -126,9 +136,10 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
                          None)
             skipped.append((path, f"its annotation file {owner} cannot be read" if owner else
                             "not in the annotation file"))
-    found = finish(store, files, skipped, classes, "detection", "coco",
+    found = finish(store, files, skipped, classes, "keypoints" if kind_options else "detection", "coco",
                    [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
     found.category_ids = sorted(index, key=index.get)  # the export writes them back
+    found.kind_options = kind_options or {}
     return found
 
 
@@ -217,7 +228,7 @@ class _Finder:
         return None, join(home, name)
 
 
-def _objects(f: _File, index: dict[int, int], finder: _Finder, skipped: list):
+def _objects(f: _File, index: dict[int, int], finder: _Finder, skipped: list, count: int | None):
     """(image path, Objects or the reason it is skipped) for each image the JSON lists."""
     by_image: dict = {}
     info: dict = {}
@@ -244,16 +255,17 @@ def _objects(f: _File, index: dict[int, int], finder: _Finder, skipped: list):
         if path is None:
             skipped.append((expected, f"listed in {f.name} but not found"))
             continue
-        yield path, _image_objects(by_image[image_id], im, index)
+        yield path, _image_objects(by_image[image_id], im, index, count)
 
 
 def _hashable(v) -> bool:
     return isinstance(v, (int, str)) and not isinstance(v, bool)
 
 
-def _image_objects(annotations: list, im: dict, index: dict[int, int]) -> Objects | str:
+def _image_objects(annotations: list, im: dict, index: dict[int, int], count: int | None) -> Objects | str:
+    """`count`: the keypoints each object has (None: a detection source)."""
     size = image_size(im.get("width"), im.get("height"))
-    boxes, categories, ids, segments, crowd = [], [], [], [], []
+    boxes, categories, ids, segments, crowd, points = [], [], [], [], [], []
     for k, a in enumerate(annotations):
         cid = a.get("category_id")
         if not _hashable(cid) or cid not in index:
@@ -268,6 +280,11 @@ def _image_objects(annotations: list, im: dict, index: dict[int, int]) -> Object
         segment = _segment(a.get("segmentation"), size)
         if isinstance(segment, str):
             return f"box {k}: {segment}"
+        if count is not None:
+            keypoints = _keypoints(a.get("keypoints"), count)
+            if isinstance(keypoints, str):
+                return f"box {k}: {keypoints}"
+            points.append(keypoints)
         boxes.append(box)
         categories.append(index[cid])
         ids.append(_whole(a.get("id"), k))
@@ -275,7 +292,57 @@ def _image_objects(annotations: list, im: dict, index: dict[int, int]) -> Object
         crowd.append(1 if a.get("iscrowd") in (1, True) else 0)
     return Objects(tuple(boxes), tuple(categories), tuple(ids),
                    tuple(segments) if any(s is not None for s in segments) else None,
-                   iscrowd=tuple(crowd) if any(crowd) else ())
+                   iscrowd=tuple(crowd) if any(crowd) else (),
+                   fields={} if count is None else {"keypoints": tuple(points)})
+
+
+def _keypoints(values, count: int) -> tuple[float, ...] | str:
+    """An annotation's `keypoints` as a flat (x, y, v) × count tuple in pixels, or why it cannot
+    be used; absent or [] is `count` keypoints not labelled (v 0)."""
+    if values is None or values == []:
+        return (0.0,) * 3 * count
+    numbers = [number(v) for v in values] if isinstance(values, list) else []
+    if len(numbers) != 3 * count:
+        return f"keypoints is not 3 × {count} numbers, x y v ({_short(values)})"
+    for j in range(count):
+        x, y, v = numbers[3 * j:3 * j + 3]
+        if x is None or y is None or v is None or (v and not (math.isfinite(x) and math.isfinite(y))):
+            return f"keypoint {j} is not numbers ({_short(values[3 * j:3 * j + 3])})"
+        if v not in (0, 1, 2):
+            return f"keypoint {j}: visibility {_short(values[3 * j + 2])}, not 0, 1 or 2"
+    return tuple(numbers)
+
+
+def _keypoint_options(files: list[_File]) -> dict | None:
+    """The keypoints' names and skeleton (0-based) that the categories carry (COCO's person
+    keypoints), or None when none does; categories with different keypoints are refused."""
+    found: dict[tuple, str] = {}  # (names, skeleton) → the first category carrying them
+    for f in files:
+        for c in f.categories:
+            if c.get("keypoints") not in (None, []):
+                found.setdefault(_category_keypoints(c, f.name), f"category {c['id']} of {f.name}")
+    if not found:
+        return None
+    if len(found) > 1:
+        (_, first), (_, second) = list(found.items())[:2]
+        raise SourceError(f"{first} and {second} have different keypoints: augpipe reads one list of keypoints "
+                          "for the whole dataset")
+    names, skeleton = next(iter(found))
+    return {"keypoint_names": list(names), "skeleton": [list(p) for p in skeleton], "flip_idx": None}
+
+
+def _category_keypoints(c: dict, where: str) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
+    names, skeleton = c.get("keypoints"), c.get("skeleton") or []
+    what = f"{where}: category {c['id']}"
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) < len(names):
+        raise SourceError(f"{what}: keypoints is not a list of different names ({_short(names)})")
+    pairs = []
+    for pair in skeleton if isinstance(skeleton, list) else [skeleton]:
+        if not (isinstance(pair, list) and len(pair) == 2 and all(_whole(i, 0) == i and 1 <= _whole(i, 0) <= len(names)
+                                                                   for i in pair)):
+            raise SourceError(f"{what}: skeleton pair {_short(pair)} is not two keypoints' numbers, 1 to {len(names)}")
+        pairs.append((_whole(pair[0], 0) - 1, _whole(pair[1], 0) - 1))
+    return tuple(names), tuple(pairs)
 
 
 def _segment(seg, size):
@@ -356,7 +423,8 @@ def files(split: str, name: str, options: dict) -> list[str]:
 
 def write(store, items, header, options: dict) -> dict:
     ids_of = _category_ids(header)
-    categories = [{"id": ids_of[i], "name": n, "supercategory": "none"} for i, n in enumerate(header.classes)]
+    categories = [{"id": ids_of[i], "name": n, "supercategory": "none", **_category_fields(header)}
+                  for i, n in enumerate(header.classes)]
     books: dict[str, dict] = {}
     for item in items:
         book = books.setdefault(item.split, {"images": [], "annotations": [], "categories": categories})
@@ -393,8 +461,26 @@ def _annotations(objects: Objects, image_id: int, ids_of: list[int]) -> list[dic
             annotation["segmentation"] = segmentation(mask)
         else:
             annotation["segmentation"] = []
+        if "keypoints" in objects.fields:
+            annotation.update(_keypoint_fields(objects.fields["keypoints"][k]))
         out.append(annotation)
     return out
+
+
+def _category_fields(header) -> dict:
+    """A keypoints dataset's category: its keypoints' names and skeleton (COCO's pairs count from 1)."""
+    given = header.kind_options.get("keypoints")
+    if not given:
+        return {}
+    return {"keypoints": list(given["keypoint_names"]), "skeleton": [[a + 1, b + 1] for a, b in given["skeleton"]]}
+
+
+def _keypoint_fields(point: dict) -> dict:
+    """An object's keypoints as the shards hold them ({x, y, visibility} lists) in COCO's
+    [x, y, v] × K, with num_keypoints the labelled ones."""
+    flat = [value for x, y, v in zip(point["x"], point["y"], point["visibility"])
+            for value in (round(float(x), 3), round(float(y), 3), int(v))]
+    return {"keypoints": flat, "num_keypoints": sum(1 for v in point["visibility"] if v > 0)}
 
 
 def _number(annotations: list[dict]) -> None:

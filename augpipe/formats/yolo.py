@@ -1,4 +1,4 @@
-"""YOLO detection (Ultralytics, Roboflow): `data.yaml` (or `dataset.yaml`) at the root, images
+"""YOLO detection and pose (Ultralytics, Roboflow): `data.yaml` (or `dataset.yaml`) at the root, images
 and one `.txt` label file per image.
 
 - `names`: a list, or {index: name} (indices 0..n-1 with no gap); `nc`, when given, must agree.
@@ -16,13 +16,19 @@ and one `.txt` label file per image.
   0..1 by more than 0.001 skip the image (within that, left to the worker's clipping).
 - An image without a label file, or with an empty one, has zero objects: YOLO's convention for
   background images. A label file without an image is recorded.
-- Keypoint datasets (`kpt_shape`) are refused: their lines would read as polygons.
+- Pose (`kpt_shape: [K, 2 or 3]` in the yaml): a keypoints dataset, each line
+  `class cx cy w h` and K keypoints `x y [v]` (normalised; v 0 not labelled, 1 hidden, 2 visible;
+  without v a keypoint is labelled, v 2, unless negative, ultralytics' rule). `flip_idx` is the
+  dataset's; the keypoints' names are `kpt_names` ({class: [names]}, one list for every class),
+  else 0..K-1. A line of another length, or a visibility not 0, 1 or 2, skips the image.
 - Labels are fractions of the upright image, EXIF orientation applied, as ultralytics reads them
   (`exif_size`, `cv2.imread`); the worker turns the image, not the labels.
 
 Written (`augpipe export --format yolo`): images/{split}/…, labels/{split}/….txt, data.yaml;
 --yolo-task detect writes box lines `class cx cy w h`, segment a polygon line for every object
-(never a mix: a YOLO line has one ring, parts joined by seams, holes dropped).
+(never a mix: a YOLO line has one ring, parts joined by seams, holes dropped), pose (the default
+for a keypoints dataset) box lines followed by K keypoints `x y v`, with `kpt_shape: [K, 3]`,
+`flip_idx` and `kpt_names` in data.yaml.
 """
 
 from __future__ import annotations
@@ -39,9 +45,10 @@ from augpipe.formats.common import (
     SPLIT_DIR, file_name, finish, join, mask_of, parent, read_files, rings, share, text, usable, without_suffix,
 )
 from augpipe.targets.boxes import box_problem
+from augpipe.targets.keypoints import side_sensitive
 
 name = "yolo"
-kinds = ("detection",)
+kinds = ("detection", "keypoints")
 YAMLS = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 SPLIT_KEYS = (("train", "train"), ("val", "validation"), ("valid", "validation"), ("test", "test"))
 TOLERANCE = 0.001  # of the image's size: what normalised values may overhang 0..1
@@ -67,6 +74,7 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     annotation_files: list[tuple[str, bytes]] = []
     config = _config(store, config_name, annotation_files)
     names = _names(config, store.display(config_name))
+    shape, kind_options = _pose(config, store.display(config_name))
     images = {e.name: e for e in entries if is_image(e.name) and "labels" not in e.name.split("/")[:-1]}
     folders, listed, places = _placed(store, config, config_name, images, set(by_name), skipped, annotation_files)
     split_of: dict[str, str | None] = {}  # image → split (None: decided by hashing)
@@ -97,7 +105,8 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
             skipped.append((path, f"{lbl}: {data}"))
             continue
         try:
-            objects = parse(text(data, lbl), len(names)) if data is not None else Objects((), (), (), box_format="cxcywhn")
+            objects = parse(text(data, lbl), len(names), shape) if data is not None else \
+                Objects((), (), (), box_format="cxcywhn")
         except ValueError as exc:
             skipped.append((path, str(exc)))
             continue
@@ -112,7 +121,9 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
         if (e.name.endswith(".txt") and "labels" in e.name.split("/")[:-1] and e.name not in used
                 and e.name not in lists and e.name.rsplit("/", 1)[-1] != "classes.txt"):
             skipped.append((e.name, "no image for this label file"))
-    return finish(store, files, skipped, names, "detection", "yolo", annotation_files)
+    found = finish(store, files, skipped, names, "keypoints" if shape else "detection", "yolo", annotation_files)
+    found.kind_options = kind_options
+    return found
 
 
 def label_path(image: str) -> str:
@@ -143,10 +154,48 @@ def _config(store, name: str, annotation_files: list) -> dict:
         raise SourceError(f"{store.display(name)}: not valid YAML (nested too deeply)") from None
     if not isinstance(config, dict):
         raise SourceError(f"{store.display(name)}: not a YOLO dataset file (expected keys names, train, val)")
-    if config.get("kpt_shape") is not None:
-        raise SourceError(f"{store.display(name)}: a keypoint dataset (kpt_shape): augpipe reads boxes and "
-                          "polygons, not keypoints")
     return config
+
+
+MAX_KEYPOINTS = 10_000
+
+
+def _pose(config: dict, where: str) -> tuple[tuple[int, int] | None, dict]:
+    """A pose dataset's kpt_shape (K, 2 or 3) and the kind's options (keypoint names: the yaml's
+    `kpt_names`, else 0..K-1; flip_idx), or (None, {}) when the yaml has no kpt_shape."""
+    shape = config.get("kpt_shape")
+    if shape is None:
+        return None, {}
+    if not (isinstance(shape, list) and len(shape) == 2 and all(_count(v) for v in shape)
+            and shape[0] <= MAX_KEYPOINTS and shape[1] in (2, 3)):
+        raise SourceError(f"{where}: kpt_shape is [K, 2 or 3] (K keypoints of x y, or x y visibility), not {shape!r}")
+    count = shape[0]
+    flip_idx = config.get("flip_idx")
+    if flip_idx is not None and not (isinstance(flip_idx, list) and all(type(i) is int for i in flip_idx)
+                                     and sorted(flip_idx) == list(range(count))):
+        raise SourceError(f"{where}: flip_idx is not a permutation of 0..{count - 1} ({str(flip_idx)[:60]})")
+    return (count, shape[1]), {"keypoint_names": _keypoint_names(config.get("kpt_names"), count, where),
+                               "skeleton": [], "flip_idx": flip_idx}
+
+
+def _count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _keypoint_names(given, count: int, where: str) -> list[str]:
+    """`kpt_names` (ultralytics: {class: [names]}, the same list for every class; or one list),
+    else the keypoints' indices."""
+    if given is None:
+        return [str(i) for i in range(count)]
+    lists = list(given.values()) if isinstance(given, dict) else [given]
+    first = lists[0] if lists else None
+    if not (isinstance(first, list) and len(first) == count and all(isinstance(n, (str, int)) for n in first)
+            and len({str(n) for n in first}) == count):
+        raise SourceError(f"{where}: kpt_names is not {count} different names (one per keypoint of kpt_shape)")
+    if any(names != first for names in lists):
+        raise SourceError(f"{where}: kpt_names differ between classes: augpipe reads one list of keypoints "
+                          "for the whole dataset")
+    return [str(n) for n in first]
 
 
 # A data.yaml is untrusted text: bounded before anything walks it (a YAML alias bomb in `names`
@@ -276,40 +325,72 @@ def _listed(store, name, images, skipped, annotation_files) -> list[str]:
     return out
 
 
-def parse(content: str, nc: int) -> Objects | str:
-    """A label file's objects, or the reason the image is skipped."""
-    boxes, categories, segments = [], [], []
+def parse(content: str, nc: int, shape: tuple[int, int] | None = None) -> Objects | str:
+    """A label file's objects, or the reason the image is skipped; `shape`: a pose dataset's
+    (K, 2 or 3), its lines a box and K keypoints."""
+    boxes, categories, segments, points = [], [], [], []
     for lineno, line in enumerate(content.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
-        k = len(boxes)
-        if not (len(fields) == 5 or (len(fields) >= 7 and len(fields) % 2 == 1)):
-            return (f"line {lineno}: {len(fields)} fields (a box is 5, class cx cy w h; a polygon an odd number "
-                    "of 7 or more, class x1 y1 x2 y2 x3 y3 ...)")
-        try:
-            cls = float(fields[0])
-            values = [float(v) for v in fields[1:]]
-        except ValueError:
-            bad = next(f for f in fields if not _is_float(f))
-            return f"line {lineno}: '{bad[:20]}' is not a number"
-        if not cls.is_integer() or not 0 <= cls < nc:
-            return f"line {lineno}: class {fields[0]} is not one of the {nc} classes of the yaml's names"
-        polygon = None
-        if len(values) == 4:
-            box = tuple(values)
-        else:
-            xs, ys = values[0::2], values[1::2]
-            box = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys))
-            polygon = tuple(values)
-        why = _problem(k, box, values)
-        if why:
-            return f"line {lineno}: {why}"
+        read = _line(fields, len(boxes), nc, shape)
+        if isinstance(read, str):
+            return f"line {lineno}: {read}"
+        box, cls, polygon, keypoints = read
         boxes.append(box)
-        categories.append(int(cls))
+        categories.append(cls)
         segments.append(("polygon", (polygon,)) if polygon is not None else None)
+        points.append(keypoints)
     return Objects(tuple(boxes), tuple(categories), tuple(range(len(boxes))),
-                   tuple(segments) if any(s is not None for s in segments) else None, box_format="cxcywhn")
+                   tuple(segments) if any(s is not None for s in segments) else None, box_format="cxcywhn",
+                   fields={} if shape is None else {"keypoints": tuple(points)})
+
+
+def _line(fields: list[str], k: int, nc: int, shape: tuple[int, int] | None):
+    """A label line as (box, class, polygon or None, keypoints or None), or why it cannot be used."""
+    if shape is not None and len(fields) != 5 + shape[0] * shape[1]:
+        return (f"{len(fields)} fields (a pose line is {5 + shape[0] * shape[1]}, class cx cy w h and "
+                f"{shape[0]} keypoints of {shape[1]} values, the yaml's kpt_shape)")
+    if shape is None and not (len(fields) == 5 or (len(fields) >= 7 and len(fields) % 2 == 1)):
+        return (f"{len(fields)} fields (a box is 5, class cx cy w h; a polygon an odd number "
+                "of 7 or more, class x1 y1 x2 y2 x3 y3 ...)")
+    try:
+        cls = float(fields[0])
+        values = [float(v) for v in fields[1:]]
+    except ValueError:
+        bad = next(f for f in fields if not _is_float(f))
+        return f"'{bad[:20]}' is not a number"
+    if not cls.is_integer() or not 0 <= cls < nc:
+        return f"class {fields[0]} is not one of the {nc} classes of the yaml's names"
+    polygon = keypoints = None
+    if shape is not None:
+        box, keypoints = tuple(values[:4]), _keypoints(values[4:], shape)
+        if isinstance(keypoints, str):
+            return f"box {k}: {keypoints}"
+        values = values[:4]
+    elif len(values) == 4:
+        box = tuple(values)
+    else:
+        xs, ys = values[0::2], values[1::2]
+        box = ((min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2, max(xs) - min(xs), max(ys) - min(ys))
+        polygon = tuple(values)
+    return _problem(k, box, values) or (box, int(cls), polygon, keypoints)
+
+
+def _keypoints(values: list[float], shape: tuple[int, int]) -> tuple[float, ...] | str:
+    """A pose line's keypoints as a flat (x, y, v) × K tuple, normalised; without visibilities
+    (kpt_shape [K, 2]) one is labelled unless negative (ultralytics' rule), v 2."""
+    count, dims = shape
+    out = []
+    for j in range(count):
+        x, y = values[j * dims:j * dims + 2]
+        v = values[j * dims + 2] if dims == 3 else (0.0 if x < 0 or y < 0 else 2.0)
+        if v not in (0, 1, 2):
+            return f"keypoint {j}: visibility {v:g}, not 0, 1 or 2"
+        if v and not (math.isfinite(x) and math.isfinite(y)):
+            return f"keypoint {j}: not a number"
+        out += (x, y, v) if v else (0.0, 0.0, 0.0)
+    return tuple(out)
 
 
 def _problem(k: int, box: tuple, values: list[float]) -> str | None:
@@ -337,17 +418,22 @@ def _is_float(v: str) -> bool:
 # ---------------------------------------------------------------- writing
 
 # --yolo-task: what each task's label lines hold
-TASKS = {"detect": "box lines", "segment": "a polygon line for every object"}
-OPTIONS = {"yolo_task": Option("--yolo-task", TASKS, "default segment when the dataset has instance masks, else detect")}
+TASKS = {"detect": "box lines", "segment": "a polygon line for every object",
+         "pose": "box lines with the keypoints"}
+OPTIONS = {"yolo_task": Option("--yolo-task", TASKS, "default pose for a keypoints dataset, else segment when the "
+                                                     "dataset has instance masks, else detect")}
 NAME_COLUMNS = ()
 
 
 def options(given: dict, header, where: str) -> dict:
-    task = given.get("yolo_task") or ("segment" if header.instance_masks else "detect")
+    keypoints = "keypoints" in header.kind_options
+    task = given.get("yolo_task") or ("pose" if keypoints else "segment" if header.instance_masks else "detect")
     if task not in TASKS:
         raise UsageError(f"--yolo-task is {OPTIONS['yolo_task'].names()}, not '{task}'")
     if task == "segment" and not header.instance_masks:
         raise UsageError(f"{where} has no instance masks: --yolo-task segment needs them (use detect)")
+    if task == "pose" and not keypoints:
+        raise UsageError(f"{where} has no keypoints: --yolo-task pose needs them (use detect)")
     return {"yolo_task": task}
 
 
@@ -378,21 +464,43 @@ def write(store, items, header, options: dict) -> dict:
     train = splits.pop("train", first)
     splits = {"train": train, "val": splits.pop("val", train), **splits}
     data = {**splits, "names": dict(enumerate(header.classes)), "nc": len(header.classes)}
+    if options["yolo_task"] == "pose":
+        data.update(_pose_yaml(header))
     store.write_bytes("data.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
     return {"images": dict(counts)}
+
+
+def _pose_yaml(header) -> dict:
+    """kpt_shape, flip_idx (when known; the identity when no name says a side) and kpt_names."""
+    given = header.kind_options["keypoints"]
+    names = list(given["keypoint_names"])
+    flip_idx = given["flip_idx"]
+    if flip_idx is None and not side_sensitive(names):
+        flip_idx = list(range(len(names)))
+    out = {"kpt_shape": [len(names), 3]}
+    if flip_idx is not None:
+        out["flip_idx"] = list(flip_idx)
+    return {**out, "kpt_names": {i: names for i in range(len(header.classes))}}
 
 
 def _lines(objects: Objects, task: str) -> list[str]:
     w, h = objects.canvas
     segments = objects.segments or (None,) * len(objects.categories)
+    points = objects.fields.get("keypoints") or (None,) * len(objects.categories)
     lines = []
-    for (x, y, bw, bh), c, segment in zip(objects.xywh(), objects.categories, segments):
+    for (x, y, bw, bh), c, segment, point in zip(objects.xywh(), objects.categories, segments, points):
         if task == "segment":
-            points = polygon(None if segment is None else mask_of(segment), (x, y, bw, bh))
-            lines.append(f"{c} " + " ".join(f"{v / (w if i % 2 == 0 else h):.6f}" for i, v in enumerate(points)))
+            outline = polygon(None if segment is None else mask_of(segment), (x, y, bw, bh))
+            lines.append(f"{c} " + " ".join(f"{v / (w if i % 2 == 0 else h):.6f}" for i, v in enumerate(outline)))
         else:
-            lines.append(f"{c} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}")
+            line = f"{c} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}"
+            lines.append(line + _keypoint_text(point, w, h) if task == "pose" else line)
     return lines
+
+
+def _keypoint_text(point: dict, w: int, h: int) -> str:
+    """An object's keypoints as the shards hold them ({x, y, visibility} lists), normalised: ` x y v` each."""
+    return "".join(f" {x / w:.6f} {y / h:.6f} {int(v)}" for x, y, v in zip(point["x"], point["y"], point["visibility"]))
 
 
 def polygon(mask, box) -> list[float]:

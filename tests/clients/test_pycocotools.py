@@ -151,3 +151,24 @@ def test_the_bounded_rle_decoder_reads_what_pycocotools_writes():
         encoded = coco_mask.encode(np.asfortranarray(mask))
         ours = _rle({"size": [h, w], "counts": encoded["counts"].decode()}, (h, w))
         assert np.array_equal(ours, coco_mask.decode(encoded)), (k, h, w)
+
+
+def test_keypoints_export_loads_with_the_shards_keypoints(tmp_path):
+    """A flipped COCO keypoints dataset: loadAnns gives each object's keypoints as the shards hold
+    them, num_keypoints the labelled ones, and the category its names and skeleton."""
+    from augpipe import ExpandOptions, expand
+    from augpipe.recipe import parse_recipe
+    from keypointed import FLIP, NAMES, SKELETON, by_name, coco_keypoints, points
+
+    expand(coco_keypoints(tmp_path / "src"), parse_recipe(FLIP), tmp_path / "ds",
+           ExpandOptions(workers=1, progress=False, val_fraction=0))
+    out = run_export(tmp_path / "ds", "coco", tmp_path / "coco")
+    gt = coco(out / "annotations" / "instances_train.json")
+    assert [(c["keypoints"], c["skeleton"]) for c in gt.loadCats(gt.getCatIds())] == [(NAMES, SKELETON)]
+    rows = by_name(tmp_path / "ds")
+    assert len(gt.getImgIds()) == len(rows)
+    for image in gt.loadImgs(gt.getImgIds()):
+        held = points(rows[image["file_name"]])
+        anns = gt.loadAnns(gt.getAnnIds(imgIds=[image["id"]]))
+        np.testing.assert_allclose([a["keypoints"] for a in anns], held.reshape(len(held), -1), atol=1e-3)
+        assert [a["num_keypoints"] for a in anns] == [int((p[:, 2] > 0).sum()) for p in held]

@@ -123,7 +123,7 @@ def test_yolo_problems(tmp_path):
     ("train: images\n", "data.yaml: no names"),
     ("names: {0: a, 2: c}\n", "names has no class 1"),
     ("names: [a, b]\nnc: 3\n", "nc is 3 but names has 2"),
-    ("names: [a]\nkpt_shape: [17, 3]\n", "a keypoint dataset"),
+    ("names: [a]\nkpt_shape: [17, 4]\n", r"kpt_shape is \[K, 2 or 3\]"),
     ("- a\n- b\n", "not a YOLO dataset file"),
 ])
 def test_yolo_bad_yaml(tmp_path, content, message):
@@ -201,7 +201,7 @@ def test_yolo_task_defaults_and_refusals(masked, boxes, tmp_path, cli):
     result = cli("export", boxes, "--format", "yolo", "--yolo-task", "segment", "--out", tmp_path / "c")
     assert result.exit_code == 2 and "has no instance masks: --yolo-task segment needs them" in result.output
     result = cli("export", masked, "--format", "yolo", "--yolo-task", "pose", "--out", tmp_path / "c")
-    assert result.exit_code == 2 and "--yolo-task is detect or segment, not 'pose'" in result.output
+    assert result.exit_code == 2 and "has no keypoints: --yolo-task pose needs them (use detect)" in result.output
     result = cli("export", masked, "--format", "coco", "--yolo-task", "detect", "--out", tmp_path / "c")
     assert result.exit_code == 2 and "--yolo-task is an option of --format yolo, not coco" in result.output
     result = cli("export", masked, "--format", "yolo", "--yolo-task", "detect", "--out", tmp_path / "a")
