@@ -83,33 +83,55 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     entries = usable(entries, skipped)
     names = annotation_files(entries)
     raw = read_files(store, names)
-    read_ok: list[_File] = []
-    failed: dict[str, str] = {}  # JSON name → why it cannot be read
-    for name in names:
-        data = raw[name]
-        f = _describe(name)
-        if isinstance(data, str):
-            failed[name] = data
-            continue
-        try:
-            _parse(f, data)
-        except ValueError as exc:
-            failed[name] = str(exc)
-            continue
-        read_ok.append(f)
+    read_ok, failed = _parsed(names, raw)
     if not read_ok:
         first = names[0]
         more = f" (and {len(names) - 1} more annotation files)" if len(names) > 1 else ""
         raise SourceError(f"{store.display(first)}: {failed[first]}{more}")
-    for name, why in failed.items():
-        skipped.append((name, why))
-
+    skipped += failed.items()
     classes, index = _categories(read_ok)
     kind_options = _keypoint_options(read_ok)
     count = len(kind_options["keypoint_names"]) if kind_options else None  # keypoints per object
     images = {e.name: e for e in entries if is_image(e.name)}
-    finder = _Finder(images)
-    claimed: dict[str, tuple[str, str | None, Objects | str]] = {}  # image → (json, split, objects or reason)
+    claimed, twice = _claimed(read_ok, index, _Finder(images), skipped, count)
+    files = []
+    for path, (name, split, objects) in claimed.items():
+        if path in twice:
+            continue
+        if isinstance(objects, str):
+            skipped.append((path, objects))
+            continue
+        e = images[path]
+        files.append(SourceFile(path, split, None, e.size, e.mtime_ns, objects))
+    skipped += _unclaimed(images, claimed, failed)
+    found = finish(store, files, skipped, classes, "keypoints" if kind_options else "detection", "coco",
+                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+    found.category_ids = sorted(index, key=index.get)  # the export writes them back
+    found.kind_options = kind_options or {}
+    return found
+
+
+def _parsed(names: list[str], raw: dict) -> tuple[list[_File], dict[str, str]]:
+    """The annotation files that parse, and why each other one cannot be read."""
+    read_ok: list[_File] = []
+    failed: dict[str, str] = {}  # JSON name → why it cannot be read
+    for name in names:
+        f = _describe(name)
+        if isinstance(raw[name], str):
+            failed[name] = raw[name]
+            continue
+        try:
+            _parse(f, raw[name])
+        except ValueError as exc:
+            failed[name] = str(exc)
+            continue
+        read_ok.append(f)
+    return read_ok, failed
+
+
+def _claimed(read_ok: list[_File], index, finder, skipped: list, count):
+    """image → (json, split, objects or reason), and the images listed more than once."""
+    claimed: dict[str, tuple[str, str | None, Objects | str]] = {}
     twice: set[str] = set()
     for f in read_ok:
         for path, objects in _objects(f, index, finder, skipped, count):
@@ -120,27 +142,20 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
                                 else f"listed in both {first} and {f.name}"))
                 continue
             claimed[path] = (f.name, f.split, objects)
-    files = []
-    for path, (name, split, objects) in claimed.items():
-        if path in twice:
-            continue
-        if isinstance(objects, str):
-            skipped.append((path, objects))
-            continue
-        e = images[path]
-        files.append(SourceFile(path, split, None, e.size, e.mtime_ns, objects))
-    failed_folders = [(fo, n) for n, _ in failed.items() for fo in _describe(n).folders]
+    return claimed, twice
+
+
+def _unclaimed(images: dict, claimed: dict, failed: dict[str, str]) -> list[tuple[str, str]]:
+    """Images no annotation file lists, each with why."""
+    failed_folders = [(fo, n) for n in failed for fo in _describe(n).folders]
+    out = []
     for path in images:
         if path not in claimed:
             owner = next((n for fo, n in failed_folders if path.startswith(fo + "/") or (not fo and "/" not in path)),
                          None)
-            skipped.append((path, f"its annotation file {owner} cannot be read" if owner else
-                            "not in the annotation file"))
-    found = finish(store, files, skipped, classes, "keypoints" if kind_options else "detection", "coco",
-                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
-    found.category_ids = sorted(index, key=index.get)  # the export writes them back
-    found.kind_options = kind_options or {}
-    return found
+            out.append((path, f"its annotation file {owner} cannot be read" if owner else
+                        "not in the annotation file"))
+    return out
 
 
 def _describe(name: str) -> _File:

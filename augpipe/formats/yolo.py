@@ -77,22 +77,7 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     shape, kind_options = _pose(config, store.display(config_name))
     images = {e.name: e for e in entries if is_image(e.name) and "labels" not in e.name.split("/")[:-1]}
     folders, listed, places = _placed(store, config, config_name, images, set(by_name), skipped, annotation_files)
-    split_of: dict[str, str | None] = {}  # image → split (None: decided by hashing)
-    for path in images:
-        if path in listed:
-            split_of[path] = listed[path]
-            continue
-        if not places:
-            split_of[path] = None
-            continue
-        found = [(len(fo), s) for fo, s in folders if not fo or path.startswith(fo + "/")]
-        if not found:
-            skipped.append((path, f"outside the split folders ({', '.join(places)})"))
-            continue
-        longest = max(n for n, _ in found)
-        splits = {s for n, s in found if n == longest}
-        split_of[path] = splits.pop() if len(splits) == 1 else None
-
+    split_of = _splits(images, listed, folders, places, skipped)
     label_of = {path: label_path(path) for path in split_of}
     present = [lbl for lbl in sorted(set(label_of.values())) if lbl in by_name]
     raw = read_files(store, present)
@@ -115,15 +100,39 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
             continue
         e = images[path]
         files.append(SourceFile(path, split_of[path], None, e.size, e.mtime_ns, objects))
-    used = {label_path(path) for path in images}
-    lists = {n for n, _ in annotation_files}
-    for e in entries:
-        if (e.name.endswith(".txt") and "labels" in e.name.split("/")[:-1] and e.name not in used
-                and e.name not in lists and e.name.rsplit("/", 1)[-1] != "classes.txt"):
-            skipped.append((e.name, "no image for this label file"))
+    skipped += _orphan_labels(entries, images, annotation_files)
     found = finish(store, files, skipped, names, "keypoints" if shape else "detection", "yolo", annotation_files)
     found.kind_options = kind_options
     return found
+
+
+def _splits(images: dict, listed: dict, folders, places, skipped: list) -> dict[str, str | None]:
+    """image → its split (None: decided by hashing); an image outside the split folders is skipped."""
+    split_of: dict[str, str | None] = {}
+    for path in images:
+        if path in listed:
+            split_of[path] = listed[path]
+            continue
+        if not places:
+            split_of[path] = None
+            continue
+        found = [(len(fo), s) for fo, s in folders if not fo or path.startswith(fo + "/")]
+        if not found:
+            skipped.append((path, f"outside the split folders ({', '.join(places)})"))
+            continue
+        longest = max(n for n, _ in found)
+        splits = {s for n, s in found if n == longest}
+        split_of[path] = splits.pop() if len(splits) == 1 else None
+    return split_of
+
+
+def _orphan_labels(entries, images: dict, annotation_files) -> list[tuple[str, str]]:
+    """Label files no image has."""
+    used = {label_path(path) for path in images}
+    lists = {n for n, _ in annotation_files}
+    return [(e.name, "no image for this label file") for e in entries
+            if e.name.endswith(".txt") and "labels" in e.name.split("/")[:-1] and e.name not in used
+            and e.name not in lists and e.name.rsplit("/", 1)[-1] != "classes.txt"]
 
 
 def label_path(image: str) -> str:
