@@ -156,16 +156,17 @@ class KeypointsKind(BoxesKind):
         kind = self.for_recipe(recipe)
         mirror = next((s[_NAME] for s in _specs(recipe.transforms) if _mirrors(s)), None)
         if mirror and kind.flip_idx is None and side_sensitive(self.keypoint_names):
+            alone = ", ".join(f"{n} has no {p}" for n, p in unpaired(self.keypoint_names)[:3])
             raise UsageError(f"{recipe.path}: {mirror} mirrors the image, and the keypoints have left and right names "
-                             "but no flip map: give flip_idx in data.yaml, left_*/right_* pairs, or keypoint_flip "
-                             "in the recipe")
+                             f"but no flip map ({alone}): give flip_idx in data.yaml, left_*/right_* pairs, or "
+                             "keypoint_flip in the recipe")
         return []
 
     def for_recipe(self, recipe) -> KeypointsKind:
         """The kind with the recipe's `keypoint_flip` map ({left_eye: right_eye, ...}: each pair swapped
         in a mirror image), when it has one: it wins over the dataset's flip_idx."""
         mapping = recipe.kind_options.get("keypoint_flip")
-        if not mapping:
+        if not mapping or not self.keypoint_names:  # no dataset yet (`augpipe check`): its names are unknown
             return self
         return KeypointsKind(self.with_masks, self.keypoint_names, self.skeleton,
                              flip_from_map(mapping, self.keypoint_names, recipe.path))
@@ -295,22 +296,28 @@ def side_sensitive(names) -> bool:
     return any(_SIDE.search(n) for n in names)
 
 
+def _partner(name: str) -> str | None:
+    """The name on the other side (left_eye: right_eye), or None for a name of no side."""
+    m = _SIDE.search(name)
+    if not m:
+        return None
+    other = "right" if m.group(1).lower() == "left" else "left"
+    return name[:m.start(1)] + other + name[m.end(1):]
+
+
+def unpaired(names) -> list[tuple[str, str]]:
+    """(name, its missing partner) for each name of a side whose other side is not a keypoint."""
+    index = {n.lower() for n in names}
+    return [(n, p) for n in names if (p := _partner(n)) is not None and p.lower() not in index]
+
+
 def paired_by_name(names: tuple[str, ...]) -> tuple[int, ...] | None:
     """The flip permutation from names in left/right pairs (left_eye and right_eye), or None when
     a name says a side whose partner is missing, or no name says one."""
-    if not side_sensitive(names):
+    if not side_sensitive(names) or unpaired(names):
         return None
     index = {n.lower(): i for i, n in enumerate(names)}
-    flip = list(range(len(names)))
-    for i, name in enumerate(names):
-        m = _SIDE.search(name)
-        if m:
-            other = "right" if m.group(1).lower() == "left" else "left"
-            partner = (name[:m.start(1)] + other + name[m.end(1):]).lower()
-            if partner not in index:
-                return None
-            flip[i] = index[partner]
-    return tuple(flip)
+    return tuple(index[p.lower()] if (p := _partner(n)) is not None else i for i, n in enumerate(names))
 
 
 def flip_from_map(mapping: dict[str, str], names: tuple[str, ...], where: str) -> tuple[int, ...]:

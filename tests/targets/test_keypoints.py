@@ -164,6 +164,7 @@ def test_a_recipe_that_can_flip_is_refused_on_side_names_without_a_flip_map():
         with pytest.raises(UsageError, match="left and right names but no flip map") as info:
             unpaired.check_recipe(parse_recipe(text, "r.yaml"))
         assert "\n" not in str(info.value) and str(info.value).startswith("r.yaml: ")
+        assert "(left_hand has no right_hand)" in str(info.value)
     assert unpaired.check_recipe(parse_recipe("transforms: [{Affine: {scale: [0.8, 1.2], p: 1}}]")) == []
     assert KeypointsKind(False, ("a", "b")).check_recipe(parse_recipe(FLIP)) == []  # no side: nothing to swap
     assert KeypointsKind(False, ("nose", "left_hand"), flip_idx=(0, 1)).check_recipe(parse_recipe(FLIP)) == []
@@ -186,6 +187,15 @@ def test_a_recipe_s_keypoint_flip_map_is_the_flip_map():
     # the dataset's own flip_idx gives way to the recipe's map
     assert KeypointsKind(False, FACE).for_recipe(parse_recipe(f"keypoint_flip: {{nose: nose}}\n{FLIP}")).flip_idx \
         == (0, 1, 2, 3, 4)
+
+
+def test_a_keypoint_flip_map_is_taken_as_it_is_before_a_dataset_names_the_keypoints(cli, tmp_path):
+    """`augpipe check` has no dataset: the map's names are checked when one is read."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"keypoint_flip: {{left_hand: right_paw}}\n{FLIP}")
+    assert KeypointsKind().for_recipe(parse_recipe(recipe.read_text())).flip_idx is None
+    result = cli("check", str(recipe), "--task", "keypoints")
+    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("line, why", [
