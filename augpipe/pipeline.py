@@ -75,6 +75,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     warnings = [*found.warnings, *check_recipe(recipe, sizes, spec.kind).warnings, *kind_warnings,
                 *_split_folder_leaks(found.files, hashes)]
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
+    warnings += _no_validation(found, plan, options.val_fraction)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
                 "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
                 "split_by": options.split_by, "format": found.format, "task": found.task}
@@ -159,6 +160,17 @@ def _hash_sources(engine, found, spec, options: ExpandOptions) -> tuple[dict, li
         if not found.files:
             raise _nothing_usable(found.skipped, found.root)
     return hashes, sizes
+
+
+def _no_validation(found, plan, val_fraction: float) -> list[str]:
+    """A warning when the source gives every image its split and none is validation: --val-fraction
+    holds out only images without a split, so the dataset has no validation split."""
+    if val_fraction <= 0 or "validation" in plan.split_sources or not found.files:
+        return []
+    if any(f.split is None for f in found.files):
+        return []
+    return ["the source gives every image its split and none is validation, so there is no validation split "
+            "(--val-fraction holds out only images without one): add a val/ folder or a validation annotation file"]
 
 
 def _split_folder_leaks(files, hashes: dict | None) -> list[str]:

@@ -74,7 +74,8 @@ def check_dataset(train: Split | None, val: Split | None, classes: list[str], mi
     if train is None:
         raise SourceError("no training split (train-*.parquet)")
     if val is None:
-        raise SourceError("no validation split: expand with --val-fraction above 0, or a val/ folder")
+        raise SourceError("no validation split: expand with --val-fraction above 0 from images without a split, "
+                          "or give the source a validation split (a val/ folder or annotation file)")
     if len(classes) < min_classes:
         least = "two" if min_classes == 2 else str(min_classes)
         raise SourceError(f"{plural(len(classes), 'class')}: training needs at least {least}")
