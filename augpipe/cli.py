@@ -218,6 +218,7 @@ def demo(
     quiet: QuietOpt = False,
 ) -> None:
     """Make a small labelled sample dataset (no download), expand it, summarise, and preview it."""
+    _local(folder, "FOLDER")
     _start_workers(workers)
     from augpipe.demo import run_demo
     from augpipe.summary import expand_summary
@@ -235,6 +236,16 @@ def demo(
         typer.echo(f"training: validation accuracy {result['final_val_acc']:.3f} after {_plural(len(result['history']), 'epoch')} "
                    f"(always guessing one class: {result['majority_baseline']:.3f}); curves: {folder / 'run' / 'curves.png'}")
     typer.echo(f"next: augpipe inspect {manifest['out']} --verify   or   augpipe preview {data} --recipe flips")
+
+
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")  # what a URI given as a Path has become (s3:/b/x)
+
+
+def _local(path: Path | None, what: str) -> None:
+    """A path this command writes on this machine: a URI is refused, not made a folder named `s3:`."""
+    if path is not None and _URI.match(str(path)):
+        raise UsageError(f"{what} {str(path).replace(':/', '://', 1)}: a local path is needed (this command writes "
+                         "on this machine, not to an object store)")
 
 
 def _plural(n: int, word: str) -> str:
@@ -259,6 +270,8 @@ def preview(
     from augpipe.dataset import is_dataset
     from augpipe.preview import check_sheet_path, preview_shards, preview_source, write_html, write_sheet
 
+    _local(out, "--out")
+    _local(html_dir, "--html")
     check_sheet_path(out)
     if is_dataset(source):
         result = preview_shards(source, rows=rows, copies=copies, seed=seed)
@@ -417,6 +430,7 @@ def train(
     localisation c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-m2-c64k3p1-r, 64;
     detection, segmentation c16k3p1-r-m2-c32k3p1-r-m2-c64k3p1-r-c64k3p1-r, 64.
     """
+    _local(out, "--out")
     _need_torch("augpipe train")
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, arch=arch, size=size, seed=seed, device=device,
                         compare=compare, init=str(init) if init else None, freeze=freeze, task=task,

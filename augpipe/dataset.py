@@ -56,6 +56,10 @@ class Dataset:
 
         pieces = pieces if pieces is not None else [(i, 0, None) for i in range(len(self.shards(split)))]
         for (_, lo, hi), (name, reader) in zip(pieces, self._shard_readers(split, [p[0] for p in pieces])):
+            missing = [c for c in columns or () if c.split(".")[0] not in reader.schema_arrow.names]
+            if missing:
+                raise SourceError(f"{self.location}: shard {name} has no {missing[0]!r} column, which its manifest's "
+                                  f"{self.manifest.task} kind needs: the manifest does not match its shards")
             try:
                 yield from _row_batches(reader, columns, lo, hi, where)
             except (OSError, pa.ArrowException) as exc:

@@ -161,6 +161,10 @@ class Manifest:
         m.setdefault("labelled", bool(m["classes"]))
         m.setdefault("skipped", [])
         m.setdefault("task", "classification")
+        for key, kind in (("skipped", list), ("options", dict), ("labelled", bool), ("instance_masks", bool)):
+            if key in m and not isinstance(m[key], kind):
+                raise SourceError(f"{where}: '{key}' is not a {kind.__name__}: the manifest is damaged")
+        _check_kind(m["task"], where)
         return cls.from_dict(m)
 
     def save(self, store) -> None:
@@ -178,6 +182,15 @@ class Manifest:
         else:
             store.delete(SKIPPED)
         store.write_bytes(MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def _check_kind(name, where: str) -> None:
+    """The manifest's target kind is one augpipe knows, or the manifest is not one it can read."""
+    from augpipe.targets import registry
+
+    if not isinstance(name, str) or name not in registry():
+        raise SourceError(f"{where}: its target kind {name!r} is none augpipe knows ({', '.join(registry())}): "
+                          "the manifest is damaged, or from a newer augpipe")
 
 
 def build_manifest(*, identity: dict, recipe, source: str, seed: int, options: dict, classes, labelled: bool,

@@ -16,7 +16,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from augpipe.errors import OutputError, RunLockedError
+from augpipe.errors import OutputError, RunLockedError, SourceError
 from augpipe.layout import LEGACY_MANIFEST, LOCK, MANIFEST, SKIPPED, WORK_DIR, is_shard_name, record_name
 from augpipe.manifest import Manifest, ShardRecord, read_manifest
 from augpipe.processes import alive, process_start
@@ -145,7 +145,7 @@ class OutputFolder:
                 raise RunLockedError(f"{self.store.display()}: another run took the lock: nothing was removed")
             self.remove_previous()
         self._remove_temporaries()
-        done = read_manifest(self.store)
+        done = self._readable_manifest()
         if done is not None and done.get("identity") == identity and self._complete(done):
             self.store.delete_tree(WORK_DIR)  # a run killed after its manifest landed left these
             return done
@@ -166,6 +166,16 @@ class OutputFolder:
         for name in self.store.names():
             if _TEMPORARY.fullmatch(name):
                 self.store.delete(name)
+
+    def _readable_manifest(self) -> dict | None:
+        """The manifest as a dict when it passes `Manifest.load`'s checks, else None: a damaged
+        one is no finished output (the run writes a new one)."""
+        from augpipe.manifest import Manifest
+
+        try:
+            return Manifest.load(self.store).to_dict()
+        except SourceError:
+            return None
 
     def _previous_identity(self) -> dict | None:
         run = _read_json(self.store, RUN_FILE)

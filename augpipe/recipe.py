@@ -531,7 +531,9 @@ def check_for_kind(recipe: Recipe, kind: Any) -> list[str]:
                     what = kind.target_words.get(target, target)
                     raise RecipeError(f"{recipe.path}: {label} {spec[_FULLNAME]}: cannot move {what}, which this "
                                       f"{kind.name} dataset has")
-    return kind.check_recipe(recipe)
+    unused = [k for k in recipe.kind_options if k not in type(kind).recipe_fields()]
+    return [*(f"{k}: this {kind.name} dataset does not use it (another kind of target does)" for k in unused),
+            *kind.check_recipe(recipe)]
 
 
 def mirror_warnings(recipe: Recipe) -> list[str]:

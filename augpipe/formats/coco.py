@@ -82,6 +82,9 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     skipped: list[tuple[str, str]] = []
     entries = usable(entries, skipped)
     names = annotation_files(entries)
+    if not names:
+        raise SourceError(f"{store.display()}: no COCO annotation file (annotations/instances_<split>.json, or "
+                          f"{ROBOFLOW} in a split folder)")
     raw = read_files(store, names)
     read_ok, failed = _parsed(names, raw)
     if not read_ok:

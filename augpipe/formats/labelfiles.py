@@ -51,6 +51,8 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     skipped: list[tuple[str, str]] = []
     entries = usable(entries, skipped)
     names = label_files(entries)
+    if not names:
+        raise SourceError(f"{store.display()}: no label file ({', '.join(NAMES)})")
     for e in entries:
         folder, _, base = e.name.rpartition("/")
         if base in NAMES and e.name not in names and any(parent(n) == folder for n in names):
