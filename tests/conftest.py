@@ -4,6 +4,8 @@ process of its own, a real S3 server and Ray cluster, and expanded datasets that
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import io
 import json
 import os
 import shutil
@@ -17,12 +19,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from augpipe import ExpandOptions, expand
 from augpipe.cli import app
+from augpipe.formats.base import Objects
 from augpipe.recipe import parse_recipe
+from augpipe.sample import SourceItem, augment_sample
 from augpipe.store import LocalStore
+from augpipe.targets import kind_for
 
 # Ray reports usage to its makers unless told not to, and Ray Data polls a metrics server: no
 # test reaches another host, and none waits on one.
@@ -199,9 +205,13 @@ def s3_hashes(uri: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """Two Ray nodes of one CPU each on this machine, shared by the session's Ray tests."""
+def ray_cluster(request):
+    """Two Ray nodes of one CPU each on this machine, shared by the session's Ray tests. Where moto
+    is installed the S3 server starts first: the nodes' workers take the environment of their start,
+    and the tests that read S3 through Ray need it to point at the server, whichever test runs first."""
     ray = pytest.importorskip("ray")
+    if importlib.util.find_spec("moto") is not None:
+        request.getfixturevalue("s3_server")
     import logging
     import os
 
@@ -349,6 +359,24 @@ def picture(boxes) -> bytes:
 def recipe(transforms: str, copies: int = 1, **top) -> object:
     extra = "".join(f"{k}: {json.dumps(v)}\n" for k, v in top.items())
     return parse_recipe(f"copies: {copies}\noutput: {{format: png}}\n{extra}transforms: {transforms}\n")
+
+
+def boxes_of(row) -> list[list[float]]:
+    return np.asarray(row["objects"]["bbox"]).tolist()
+
+
+def extent(mask_png: bytes) -> list[int]:
+    ys, xs = np.nonzero(np.asarray(Image.open(io.BytesIO(mask_png))))
+    return [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()] if len(xs) else []
+
+
+def segmented(boxes, polygons, transforms: str, top: str = "", output: str = "{format: png}"):
+    """augment_sample on objects given by their box and their polygon (None: no segment)."""
+    objects = Objects(tuple(tuple(b) for b in boxes), (0,) * len(boxes), tuple(range(len(boxes))),
+                      segments=tuple(None if p is None else ("polygon", (tuple(p),)) for p in polygons))
+    r = parse_recipe(f"copies: 1\noutput: {output}\n{top}transforms: {transforms}\n")
+    return augment_sample(picture(boxes), SourceItem("a.png", None, (0, 1), target=objects), r, 0, 10**8,
+                          kind=kind_for("detection", instance_masks=True))
 
 
 # ---------------------------------------------------------------- source files, written by hand

@@ -15,10 +15,6 @@ from conftest import duplicated_folder, write_image
 QUIET = dict(progress=False, workers=1)
 
 
-
-
-
-
 def test_verify_with_source_finds_a_changed_source(tmp_path, folder, cli):
     out = tmp_path / "out"
     expand(folder, "flips", out, ExpandOptions(**QUIET))

@@ -25,14 +25,6 @@ from conftest import ENV, as_if_killed, augpipe, make_folder, shard_hashes
 QUIET = dict(progress=False, workers=1)
 
 
-
-
-
-
-
-
-
-
 def _expand_cmd(data: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", "augpipe", "expand", str(data), "-r", "classic", "-o", str(out),
             "--shard-size", "250KB", "-w", "2", "-q", "--seed", "3"]

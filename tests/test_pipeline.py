@@ -20,16 +20,6 @@ from conftest import ENV, augpipe, make_folder, shard_hashes, write_image
 QUIET = dict(progress=False, workers=1)
 
 
-
-
-
-
-
-
-
-
-
-
 def bomb_png(width: int, height: int) -> bytes:
     """A PNG whose header claims a huge image: decoding it would need width*height*3 bytes."""
     def chunk(kind: bytes, body: bytes) -> bytes:

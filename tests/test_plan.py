@@ -10,10 +10,6 @@ from conftest import duplicated_folder, make_folder, make_scenes, rows
 QUIET = dict(progress=False, workers=1)
 
 
-
-
-
-
 def test_identical_files_always_share_a_split(tmp_path):
     data = duplicated_folder(tmp_path / "data")
     m = expand(data, "flips", tmp_path / "out", ExpandOptions(val_fraction=0.5, **QUIET))

@@ -15,10 +15,6 @@ from augpipe import ExpandOptions, expand
 QUIET = dict(progress=False, workers=1)
 
 
-
-
-
-
 def test_the_output_folder_reads_as_one_table_with_a_split_column(tmp_path, folder):
     import datasets
     import duckdb

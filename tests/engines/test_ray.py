@@ -48,16 +48,6 @@ class _FakeRay:
         pass
 
 
-
-
-
-
-
-
-
-
-
-
 def _ray_processes() -> set[int]:
     found = set()
     for entry in os.listdir("/proc"):

@@ -23,8 +23,6 @@ QUIET = dict(progress=False, workers=1)
 HUGE = 10 ** 400  # parses from JSON as a Python int; no float holds it
 
 
-
-
 def test_integers_too_large_for_a_float_are_recorded_skips(tmp_path):
     root = tmp_path / "c"
     for name in ("box", "poly", "rle", "width", "fine"):

@@ -19,16 +19,6 @@ from conftest import make_folder, run, upload, write_image
 QUIET = dict(progress=False, workers=1)
 
 
-
-
-
-
-
-
-
-
-
-
 def test_a_name_that_is_not_utf8_is_skipped_and_recorded(tmp_path, folder, cli):
     bad = os.path.join(os.fsencode(folder / "cat"), b"caf\xe9.jpg")
     shutil.copy(folder / "cat" / "cat_000.jpg", bad)

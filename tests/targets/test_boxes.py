@@ -22,7 +22,7 @@ from augpipe.recipe import parse_recipe
 from augpipe.sample import SourceItem, augment_sample, moves_pixels
 from augpipe.targets import kind_for
 from augpipe.targets.boxes import _rle
-from conftest import H, W, make_scenes, picture, recipe
+from conftest import H, W, boxes_of, extent, make_scenes, picture, recipe, segmented
 
 TRAIN_ONLY = dict(progress=False, workers=1, val_fraction=0)
 
@@ -85,14 +85,6 @@ DEGENERATE = [
 QUIET = dict(progress=False, workers=1)
 
 
-
-
-
-
-
-
-
-
 def run(boxes, transforms: str, categories=None, masks=False, **top):
     objects = Objects(tuple(tuple(b) for b in boxes), tuple(categories or [0] * len(boxes)),
                       tuple(range(10, 10 + len(boxes))),
@@ -101,26 +93,6 @@ def run(boxes, transforms: str, categories=None, masks=False, **top):
     kind = kind_for("detection", instance_masks=masks)
     return augment_sample(picture(boxes), SourceItem("a.png", None, (0, 1), target=objects),
                           recipe(transforms, **top), 0, 10**8, kind=kind)
-
-
-def boxes_of(row) -> list[list[float]]:
-    return np.asarray(row["objects"]["bbox"]).tolist()
-
-
-def extent(mask_png: bytes) -> list[int]:
-    ys, xs = np.nonzero(np.asarray(Image.open(io.BytesIO(mask_png))))
-    return [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()] if len(xs) else []
-
-
-def segmented(boxes, polygons, transforms: str, top: str = "", output: str = "{format: png}"):
-    """augment_sample on objects given by their box and their polygon (None: no segment)."""
-    objects = Objects(tuple(tuple(b) for b in boxes), (0,) * len(boxes), tuple(range(len(boxes))),
-                      segments=tuple(None if p is None else ("polygon", (tuple(p),)) for p in polygons))
-    r = parse_recipe(f"copies: 1\noutput: {output}\n{top}transforms: {transforms}\n")
-    return augment_sample(picture(boxes), SourceItem("a.png", None, (0, 1), target=objects), r, 0, 10**8,
-                          kind=kind_for("detection", instance_masks=True))
-
-
 
 
 def coco_one(root: Path, annotations: list[dict], size=(64, 48)) -> Path:

@@ -18,7 +18,7 @@ from augpipe.formats.base import Objects
 from augpipe.recipe import parse_recipe
 from augpipe.sample import SourceItem, augment_sample
 from augpipe.targets import kind_for
-from conftest import H, W, picture, recipe
+from conftest import H, W, boxes_of, extent, picture, recipe, segmented
 
 QUIET = dict(progress=False, workers=1, val_fraction=0)
 
@@ -51,32 +51,6 @@ def yolo_exif(root: Path) -> Path:
         (root / "labels" / "train" / f"{name}.txt").write_text("0 0.375 0.7 0.25 0.2\n")
     (root / "data.yaml").write_text("names: [square]\ntrain: images/train\n")
     return root
-
-
-
-
-
-
-
-
-
-
-def boxes_of(row) -> list[list[float]]:
-    return np.asarray(row["objects"]["bbox"]).tolist()
-
-
-def extent(mask_png: bytes) -> list[int]:
-    ys, xs = np.nonzero(np.asarray(Image.open(io.BytesIO(mask_png))))
-    return [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()] if len(xs) else []
-
-
-def segmented(boxes, polygons, transforms: str, top: str = "", output: str = "{format: png}"):
-    """augment_sample on objects given by their box and their polygon (None: no segment)."""
-    objects = Objects(tuple(tuple(b) for b in boxes), (0,) * len(boxes), tuple(range(len(boxes))),
-                      segments=tuple(None if p is None else ("polygon", (tuple(p),)) for p in polygons))
-    r = parse_recipe(f"copies: 1\noutput: {output}\n{top}transforms: {transforms}\n")
-    return augment_sample(picture(boxes), SourceItem("a.png", None, (0, 1), target=objects), r, 0, 10**8,
-                          kind=kind_for("detection", instance_masks=True))
 
 
 def test_exif_tagged_images_take_their_labels_on_the_upright_image_as_ultralytics(tmp_path, cli):

@@ -17,12 +17,6 @@ from conftest import H, W, png
 QUIET = dict(progress=False, workers=1)
 
 
-
-
-
-
-
-
 def test_masks_keep_their_indices_through_rotation_and_resize():
     mask = np.zeros((H, W), np.uint8)
     mask[10:30, 10:40], mask[35:55, 50:90], mask[0:5, 0:5] = 3, 255, 7
