@@ -1,18 +1,34 @@
-"""Shared helpers: small image folders made on the fly, and the CLI runner."""
+"""Shared helpers: small image folders and scenes made on the fly, the CLI runner, the command in a
+process of its own, a real S3 server and Ray cluster, and expanded datasets that several test files read."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import io
 import json
 import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
+from augpipe import ExpandOptions, expand
 from augpipe.cli import app
+from augpipe.formats.base import Objects
+from augpipe.recipe import parse_recipe
+from augpipe.sample import SourceItem, augment_sample
+from augpipe.store import LocalStore
+from augpipe.targets import kind_for
 
 # Ray reports usage to its makers unless told not to, and Ray Data polls a metrics server: no
 # test reaches another host, and none waits on one.
@@ -73,6 +89,51 @@ def cli():
         return runner.invoke(app, [str(a) for a in args])
 
     return run
+
+
+# ---------------------------------------------------------------- the command in a process of its own
+
+ROOT = Path(__file__).parent.parent
+
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def augpipe(*args) -> list[str]:
+    return [sys.executable, "-m", "augpipe", *map(str, args)]
+
+
+def run(*args, env=None, timeout=240):
+    return subprocess.run(augpipe(*args), env={**ENV, **os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def session_processes(sid: int) -> list[int]:
+    """Every live process of a session (the run's, started with start_new_session)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(b")", 1)[1].split()
+        if int(fields[3]) == sid and fields[0] != b"Z":
+            found.append(int(entry))
+    return found
+
+
+def wait_for_shards(out: Path, deadline: float = 60) -> None:
+    end = time.monotonic() + deadline
+    while not list(out.glob("*.parquet")) and time.monotonic() < end:
+        time.sleep(0.02)
+    assert list(out.glob("*.parquet")), "no shard appeared"
+
+
+@pytest.fixture(scope="session")
+def big(tmp_path_factory) -> Path:
+    return make_folder(tmp_path_factory.mktemp("big") / "data", per_class=250, size=96)
 
 
 # ---------------------------------------------------------------- a real S3 server, a real Ray cluster
@@ -144,9 +205,13 @@ def s3_hashes(uri: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """Two Ray nodes of one CPU each on this machine, shared by the session's Ray tests."""
+def ray_cluster(request):
+    """Two Ray nodes of one CPU each on this machine, shared by the session's Ray tests. Where moto
+    is installed the S3 server starts first: the nodes' workers take the environment of their start,
+    and the tests that read S3 through Ray need it to point at the server, whichever test runs first."""
     ray = pytest.importorskip("ray")
+    if importlib.util.find_spec("moto") is not None:
+        request.getfixturevalue("s3_server")
     import logging
     import os
 
@@ -164,6 +229,25 @@ def ray_cluster():
         os.environ.pop("RAY_ADDRESS", None)
         ray.shutdown()
         cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory) -> Path:
+    return make_folder(tmp_path_factory.mktemp("scale") / "data", per_class=30)
+
+
+@pytest.fixture(scope="session")
+def reference(data, tmp_path_factory) -> dict[str, str]:
+    """The local engine, local disk, one worker: what every other way must write, byte for byte."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    expand(data, "classic", out, ExpandOptions(workers=1, shard_size=30_000, progress=False, seed=3))
+    return shard_hashes(out)
+
+
+def s3_source(data: Path, bucket: str) -> str:
+    uri = f"s3://{bucket}/photos"
+    upload(data, uri)
+    return uri
 
 
 # ---------------------------------------------------------------- scenes with boxes and masks
@@ -252,6 +336,49 @@ def make_scenes(root: Path, n: int = 12, size: tuple[int, int] = (80, 64), fmt: 
     return root
 
 
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("scenes")
+    return {fmt: make_scenes(root / fmt, n=16, fmt=fmt) for fmt in ("coco", "yolo", "masks")}
+
+
+W, H = 100, 60
+
+
+def png(image: np.ndarray) -> bytes:
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def picture(boxes) -> bytes:
+    image = np.zeros((H, W, 3), np.uint8)
+    for x, y, w, h in boxes:
+        cv2.rectangle(image, (int(x), int(y)), (int(x + w) - 1, int(y + h) - 1), (255, 255, 255), -1)
+    return png(image)
+
+
+def recipe(transforms: str, copies: int = 1, **top) -> object:
+    extra = "".join(f"{k}: {json.dumps(v)}\n" for k, v in top.items())
+    return parse_recipe(f"copies: {copies}\noutput: {{format: png}}\n{extra}transforms: {transforms}\n")
+
+
+def boxes_of(row) -> list[list[float]]:
+    return np.asarray(row["objects"]["bbox"]).tolist()
+
+
+def extent(mask_png: bytes) -> list[int]:
+    ys, xs = np.nonzero(np.asarray(Image.open(io.BytesIO(mask_png))))
+    return [xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()] if len(xs) else []
+
+
+def segmented(boxes, polygons, transforms: str, top: str = "", output: str = "{format: png}"):
+    """augment_sample on objects given by their box and their polygon (None: no segment)."""
+    objects = Objects(tuple(tuple(b) for b in boxes), (0,) * len(boxes), tuple(range(len(boxes))),
+                      segments=tuple(None if p is None else ("polygon", (tuple(p),)) for p in polygons))
+    r = parse_recipe(f"copies: 1\noutput: {output}\n{top}transforms: {transforms}\n")
+    return augment_sample(picture(boxes), SourceItem("a.png", None, (0, 1), target=objects), r, 0, 10**8,
+                          kind=kind_for("detection", instance_masks=True))
+
+
 # ---------------------------------------------------------------- source files, written by hand
 
 def img(path: Path, w: int = 64, h: int = 48, boxes=()) -> Path:
@@ -286,3 +413,112 @@ def coco_image(i, name, w=64, h=48):
 
 def coco_ann(i, image, cat, bbox, **extra):
     return {"id": i, "image_id": image, "category_id": cat, "bbox": bbox, "area": 1, "iscrowd": 0, **extra}
+
+
+def coco_named(root: Path, name: str) -> Path:
+    img(root / "train" / "a.jpg")
+    write(root / "annotations" / "instances_train.json", {
+        "images": [coco_image(1, "a.jpg")], "categories": [{"id": 1, "name": name}],
+        "annotations": [coco_ann(1, 1, 1, [1, 1, 8, 8])]})
+    return root
+
+
+class RefusingStore(LocalStore):
+    """A store whose reads fail as pyarrow fails for a key it cannot address."""
+
+    def __init__(self, exc: Exception):
+        super().__init__(Path("."))
+        self.exc = exc
+
+    def read_bytes(self, name: str) -> bytes:
+        raise self.exc
+
+
+# ---------------------------------------------------------------- expanded datasets, read back
+
+def rows(out: Path, split: str = "*"):
+    tables = [pq.read_table(p) for p in sorted(out.glob(f"{split}-*.parquet"))]
+    return pa.concat_tables(tables).to_pylist() if tables else []
+
+
+def duplicated_folder(root: Path) -> Path:
+    make_folder(root, per_class=12)
+    for i in range(20):  # one image under twenty names
+        shutil.copy(root / "cat" / "cat_000.jpg", root / "cat" / f"copy_{i:02d}.jpg")
+    return root
+
+
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("readers")
+    data = make_folder(root / "data", per_class=20)
+    out = root / "out"
+    expand(data, "flips", out, ExpandOptions(workers=1, progress=False, shard_size=25_000, val_fraction=0.2))
+    return out
+
+
+def colour_folder(root: Path, per_class: int = 30, size: int = 24) -> Path:
+    """Three classes told apart by colour: any working trainer learns them in an epoch or two."""
+    rng = np.random.default_rng(0)
+    for name, channel in (("red", 2), ("green", 1), ("blue", 0)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = rng.integers(0, 90, (size, size, 3), dtype=np.uint8)
+            image[:, :, channel] += 150
+            cv2.imwrite(str(root / name / f"{i:03d}.png"), image)
+    return root
+
+
+@pytest.fixture(scope="session")
+def colours(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("colours")
+    out = root / "out"
+    expand(colour_folder(root / "data"), "flips", out, ExpandOptions(workers=1, progress=False, val_fraction=0.25))
+    return out
+
+
+def one_line(output: str) -> str:
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("augpipe: error: "), output
+    return lines[0]
+
+
+def expanded(source: Path, out: Path, **kw) -> Path:
+    expand(source, "flips", out, ExpandOptions(workers=1, progress=False, **{"val_fraction": 0.25, **kw}))
+    return out
+
+
+def sparse_coco(root: Path, n: int = 16, classes=("box",), empty_every: int = 3,
+                sizes=((80, 64), (48, 72))) -> Path:
+    """COCO scenes with polygons: every `empty_every`th image without an object, the images in
+    turn of each size, every object of the classes given (its class index taken modulo their count)."""
+    rng = np.random.default_rng(0)
+    images, annotations = [], []
+    (root / "default").mkdir(parents=True)
+    for i in range(n):
+        w, h = sizes[i % len(sizes)]
+        objects = [] if i % empty_every == 0 else [(c % len(classes), b, p) for c, b, p in scene_objects(rng, w, h)]
+        name = f"s{i:03d}.png"
+        cv2.imwrite(str(root / "default" / name), cv2.cvtColor(scene_image(objects, w, h, rng), cv2.COLOR_RGB2BGR))
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+        annotations += [{"id": len(annotations) + 1, "image_id": i + 1, "category_id": c + 1, "bbox": b,
+                         "area": b[2] * b[3], "iscrowd": 0, "segmentation": [p]} for c, b, p in objects]
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_default.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations,
+         "categories": [{"id": k + 1, "name": c} for k, c in enumerate(classes)]}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def sparse(tmp_path_factory) -> Path:
+    """One class, a third of the images without an object (in both splits), two image sizes."""
+    root = tmp_path_factory.mktemp("sparse")
+    from augpipe.readers import ShardDataset
+
+    out = expanded(sparse_coco(root / "data"), root / "out", val_fraction=0.3)
+    for split in ("train", "validation"):
+        rows = ShardDataset(out, split, return_row=True)
+        assert any(len(r["objects"]["bbox"]) == 0 for r in rows), f"the fixture needs an empty {split} image"
+        assert len({(r["width"], r["height"]) for r in rows}) == 2, f"the fixture needs mixed sizes in {split}"
+    return out

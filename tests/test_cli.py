@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from augpipe.cli import app
+from conftest import ENV, ROOT, augpipe
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
@@ -132,3 +135,76 @@ def test_version(cli):
 
     result = cli("--version")
     assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_bare_augpipe_prints_the_help_and_no_empty_error():
+    done = subprocess.run(augpipe(), capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2
+    assert "expand" in done.stdout + done.stderr and "augpipe: error" not in done.stdout + done.stderr
+
+
+def test_flags_show_no_value(cli):
+    shown = cli("expand", "--help").output
+    assert "--balance" in shown and "<bool>" not in shown
+    assert "<int>" in shown  # options that take a value still say which
+
+
+def test_an_internal_crash_is_not_exit_1(cli, monkeypatch, folder, tmp_path):
+    import augpipe.pipeline
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(augpipe.pipeline, "expand", broken)
+    done = cli("expand", folder, "-r", "flips", "-o", tmp_path / "out", "-q")
+    assert done.exit_code == 3 and "unexpected error: ZeroDivisionError: boom" in done.output
+
+
+def test_usage_errors_are_one_line(tmp_path, folder):
+    for args in (["--copies", "-1"], ["--shard-size", "0"], ["--workers", "0"]):
+        done = subprocess.run(augpipe("expand", folder, "-r", "flips", *args), env=ENV, capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 2
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("augpipe: error: ") and "{" not in lines[0], done.stderr
+
+
+def test_expand_dot_puts_the_output_beside_the_folder(tmp_path, folder):
+    done = subprocess.run(augpipe("expand", ".", "-r", "flips", "-w", "1", "-q"), cwd=folder, env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (folder.parent / "data-expanded" / "_augpipe.json").is_file()
+
+
+def test_out_at_a_dangling_symlink_and_a_recipe_folder_say_what_they_are(tmp_path, folder, cli):
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nowhere")
+    result = cli("expand", folder, "-r", "flips", "-o", link, "-q", "-w", "1")
+    assert result.exit_code == 2 and "broken symlink" in result.output
+    (tmp_path / "recipes-dir").mkdir()
+    result = cli("expand", folder, "-r", tmp_path / "recipes-dir", "-q", "-w", "1")
+    assert result.exit_code == 2 and "is a folder" in result.output
+    result = cli("preview", folder, "-r", "flips", "-o", tmp_path)
+    assert result.exit_code == 2 and "is a folder" in result.output
+
+
+def test_a_folder_where_a_file_is_is_one_line(cli, folder, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    done = cli("preview", folder, "-r", "flips", "--out", tmp_path / "afile" / "x.png")
+    assert done.exit_code == 2 and "a file is in the way" in done.output and "Traceback" not in done.output
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "preview", "inspect", "export", "check", "shape"])
+def test_no_command_but_expand_speaks_of_shards_when_stopped(monkeypatch, command):
+    import errno
+
+    from augpipe.cli import _error_table, _state
+    from augpipe.signals import Terminated
+
+    monkeypatch.setitem(_state, "command", command)
+    for exc in (KeyboardInterrupt(), Terminated(), OSError(errno.ENOSPC, "No space left on device")):
+        message = _error_table(exc)[1]
+        assert "shards" not in message and "resume" not in message and "run the same command again" in message
+    monkeypatch.setitem(_state, "command", "expand")
+    assert "finished shards are kept" in _error_table(Terminated())[1]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
+import pyarrow.parquet as pq
 import pytest
 
 from augpipe import ExpandOptions, expand
@@ -11,6 +13,7 @@ from augpipe.errors import SourceError
 from augpipe.layout import MANIFEST, SKIPPED
 from augpipe.manifest import SKIPPED_INLINE, Manifest, ShardRecord
 from augpipe.store import open_store
+from conftest import rows
 
 SHARD = {"name": "train-00000-of-00001.parquet", "split": "train", "rows": 2, "bytes": 10, "sha256": "ab"}
 
@@ -90,11 +93,11 @@ def test_a_record_that_is_not_one_reads_as_none(raw):
 
 
 def test_a_shard_s_record_on_disk_is_its_typed_record(folder, tmp_path):
+    from augpipe.formats import scan
     from augpipe.jobs import RunSpec, write_shard
     from augpipe.layout import record_name
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
-    from augpipe.formats import scan
 
     recipe = load_recipe("flips")
     found = scan(str(folder))
@@ -104,3 +107,29 @@ def test_a_shard_s_record_on_disk_is_its_typed_record(folder, tmp_path):
     record = write_shard(task, RunSpec(str(folder), str(out), recipe, 0, 10**8, False, tuple(found.classes), True))
     assert isinstance(record, ShardRecord) and record.rows == 2 * len(task.sources)
     assert (out / record_name(task.name)).read_bytes() == record.to_json()
+
+
+QUIET = dict(progress=False, workers=1)
+
+
+def test_a_manifest_nested_beyond_reason_is_no_manifest(tmp_path):
+    from augpipe.manifest import MANIFEST, read_manifest
+    from augpipe.store import open_store
+
+    (tmp_path / MANIFEST).write_text("[" * 100_000 + "]" * 100_000)
+    assert read_manifest(open_store(tmp_path)) is None
+
+
+def test_manifest_checksums_counts_and_recipe_match_the_files(folder, tmp_path):
+    out = tmp_path / "out"
+    expand(folder, "classic", out, ExpandOptions(seed=5, **QUIET))
+    m = json.loads((out / "_augpipe.json").read_text())
+    assert m["seed"] == 5 and m["recipe"]["name"] == "classic" and "HorizontalFlip" in m["recipe"]["text"]
+    assert {s["name"] for s in m["shards"]} == {p.name for p in out.glob("*.parquet")}
+    for shard in m["shards"]:
+        data = (out / shard["name"]).read_bytes()
+        assert (hashlib.sha256(data).hexdigest(), len(data)) == (shard["sha256"], shard["bytes"])
+        assert pq.ParquetFile(out / shard["name"]).metadata.num_rows == shard["rows"]
+    assert sum(c["rows"] for c in m["counts"].values()) == len(rows(out))
+    assert m["classes"] == ["cat", "dog"] and "seconds" in m["timing"]
+    assert not (out / ".augpipe").exists()

@@ -9,11 +9,12 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from augpipe.decode import decode
 from augpipe import ExpandOptions, expand
+from augpipe.decode import decode
 from augpipe.preview import Layout, caption, preview_shards, preview_source, render_sheet, write_html
 from augpipe.recipe import parse_recipe
 from conftest import make_folder, write_image
@@ -210,3 +211,84 @@ def test_transforms_lists_groups_from_albumentations(cli):
         assert group in result.output
     assert "  HorizontalFlip(p=0.5)" in result.output and "RandomResizedCrop(size=required" in result.output
     assert "Lambda" not in result.output
+
+
+QUIET = dict(progress=False, workers=1)
+
+
+def test_preview_html_refuses_a_folder_it_did_not_write(tmp_path, folder, cli):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html>my page</html>")
+    result = cli("preview", folder, "-r", "flips", "-o", tmp_path / "s.png", "--html", site)
+    assert result.exit_code == 2 and "not a gallery augpipe wrote" in result.output
+    assert (site / "index.html").read_text() == "<html>my page</html>"
+    gallery = tmp_path / "gallery"
+    for _ in range(2):  # a gallery of ours is written again
+        assert cli("preview", folder, "-r", "flips", "-o", tmp_path / "s.png", "--html", gallery).exit_code == 0
+
+
+def test_preview_and_inspect_on_damaged_datasets_say_one_line(tmp_path, folder, cli):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))
+    manifest = json.loads((out / "_augpipe.json").read_text())
+    for broken in ({k: v for k, v in manifest.items() if k != "shards"}, [1, 2, 3]):
+        (out / "_augpipe.json").write_text(json.dumps(broken))
+        for command in (("inspect", out), ("preview", out, "-o", tmp_path / "p.png")):
+            result = cli(*command)
+            assert result.exit_code == 2 and result.output.startswith("augpipe: error:"), result.output
+            assert "Traceback" not in result.output and "unexpected" not in result.output
+    (out / "_augpipe.json").write_text(json.dumps(manifest))
+    shard = out / manifest["shards"][0]["name"]
+    shard.write_bytes(shard.read_bytes()[:-100])
+    result = cli("preview", out, "-o", tmp_path / "p.png")
+    assert result.exit_code == 2 and "cannot be read" in result.output
+
+
+def test_preview_draws_a_row_whose_image_does_not_decode(tmp_path, folder, cli):
+
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    images = table.column("image").combine_chunks()
+    broken = pa.StructArray.from_arrays([pa.array([b"junk"] * len(table)), images.field("path")],
+                                        fields=list(images.type))
+    pq.write_table(table.set_column(0, "image", broken), shard)
+    result = cli("preview", out, "-o", tmp_path / "p.png")
+    assert result.exit_code == 0, result.output
+
+
+def test_preview_of_a_source_with_a_crop_larger_than_every_image_says_one_line(tmp_path, folder, cli):
+    recipe = tmp_path / "big-crop.yaml"
+    recipe.write_text("transforms: [{RandomCrop: {height: 200, width: 200, p: 1}}]\n")
+    result = cli("preview", folder, "-r", recipe, "-o", tmp_path / "p.png")
+    assert result.exit_code == 2 and "too small for the recipe" in result.output, result.output
+
+
+def test_preview_out_overwrites_only_a_sheet_it_wrote(tmp_path, cli):
+    data = make_folder(tmp_path / "pv", per_class=3)
+    source = data / "cat" / "cat_000.jpg"
+    before = source.read_bytes()
+    result = cli("preview", data, "-r", "flips", "--rows", "2", "--out", source)
+    assert result.exit_code == 2 and f"--out {source} exists and is not a contact sheet augpipe wrote" in result.output
+    assert source.read_bytes() == before
+    for name in ("s.png", "s.jpg", "s.webp"):
+        for _ in range(2):  # a new file, then the sheet written before
+            result = cli("preview", data, "-r", "flips", "--rows", "2", "-k", "1", "--out", tmp_path / name)
+            assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pv", "s.jpg", "s.png", "s.webp"]  # no temporary left
+
+
+def test_preview_equals_expand_with_boxes(scenes, tmp_path):
+    from augpipe.preview import preview_shards, preview_source
+
+    out = tmp_path / "out"
+    expand(scenes["coco"], "classic", out, ExpandOptions(val_fraction=0, **QUIET))
+    from_source = preview_source(scenes["coco"], "classic", rows=3, seed=0, val_fraction=0)
+    from_shards = preview_shards(out, rows=16)
+    by_source = {r.source: r for r in from_shards.rows}
+    for row in from_source.rows:
+        shard_row = by_source[row.source]
+        assert [t.caption for t in row.tiles] == [t.caption for t in shard_row.tiles]
+        assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(row.tiles, shard_row.tiles))

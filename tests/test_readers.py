@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,11 @@ from conftest import make_folder, make_scenes, upload
 
 from augpipe import ExpandOptions, expand
 from augpipe.decode import row_image
+from augpipe.manifest import read_manifest
 from augpipe.targets.masks import read_instance_mask
 from augpipe.targets.masks import read_mask
-from augpipe.readers import RecipeTransform, ShardDataset, ShardIterable, collate, row_key
+from augpipe.readers import RecipeTransform, ShardDataset, ShardIterable, collate, row_key, split_by_node
+from augpipe.store import open_store
 
 QUIET = {"workers": 1, "progress": False}
 SEED = 5
@@ -403,3 +406,114 @@ def test_impossible_ranks_are_refused(coco, rank, world_size, needle):
 def test_ranks_may_be_numpy_integers(coco):
     halves = [len(ShardIterable(coco, rank=np.int64(r), world_size=np.int64(2))) for r in (0, 1)]
     assert halves[0] == halves[1] == -(-len(ShardDataset(coco)) // 2)
+
+
+@pytest.fixture(scope="module")
+def uneven(tmp_path_factory) -> Path:
+    """Originals only, in shards of 9, 9, 10, 4, 3, 1, 1 rows or so: a row count no rank count divides."""
+    root = tmp_path_factory.mktemp("uneven")
+    out = root / "out"
+    expand(make_folder(root / "data", per_class=20), "flips", out,
+           ExpandOptions(workers=1, progress=False, copies=0, shard_size=12_000, val_fraction=0.08))
+    return out
+
+
+def ids(rows) -> list[tuple[str, int]]:
+    return [(r["source"], r["copy"]) for r in rows]
+
+
+def test_random_access_equals_sequential_read(shards):
+    ds = ShardDataset(shards, "train")
+    assert len(ds) == json.loads((shards / "_augpipe.json").read_text())["counts"]["train"]["rows"]
+    sequential = [ds[i] for i in range(len(ds))]
+    image, label = sequential[0]
+    assert image.dtype == torch.uint8 and image.shape == (3, 32, 32) and label in (0, 1)
+    order = np.random.default_rng(1).permutation(len(ds))
+    for i in order:
+        again, lab = ShardDataset(shards, "train")[int(i)] if i % 7 == 0 else ds[int(i)]
+        assert torch.equal(again, sequential[i][0]) and lab == sequential[i][1]
+
+
+def test_dataset_through_a_dataloader_with_workers(shards):
+    ds = ShardDataset(shards, "train", return_row=True)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    seen = sorted((r["source"], r["copy"]) for r in loader)
+    assert seen == sorted((r["source"], r["copy"]) for r in ds)
+
+
+@pytest.mark.parametrize("world_size, workers", [(1, 0), (1, 2), (2, 2), (3, 1)])
+def test_every_row_once_an_epoch_across_ranks_and_workers(shards, world_size, workers):
+    expected = sorted((r["source"], r["copy"]) for r in ShardDataset(shards, "train", return_row=True))
+    seen = []
+    for rank in range(world_size):  # ranks simulated: each its own dataset and loader
+        it = ShardIterable(shards, "train", return_row=True, shuffle=True, seed=3, rank=rank, world_size=world_size)
+        it.set_epoch(1)
+        loader = torch.utils.data.DataLoader(it, batch_size=None, num_workers=workers)
+        seen += [(r["source"], r["copy"]) for r in loader]
+    assert sorted(seen) == expected
+
+
+def test_streaming_shuffle_is_seeded_per_epoch(shards):
+    def order(seed, epoch):
+        it = ShardIterable(shards, "train", return_row=True, shuffle=True, seed=seed, buffer_size=16)
+        it.set_epoch(epoch)
+        return [(r["source"], r["copy"]) for r in it]
+
+    assert order(0, 0) == order(0, 0)
+    assert order(0, 0) != order(0, 1) and order(0, 0) != order(1, 0)
+    assert sorted(order(0, 0)) == sorted(order(0, 1))
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_every_rank_gets_as_many_rows(uneven, world_size, drop_last):
+    def stream(rank=0, world=1, **kw):
+        it = ShardIterable(uneven, "train", return_row=True, shuffle=True, seed=3, rank=rank, world_size=world,
+                           drop_last=drop_last, **kw)
+        it.set_epoch(1)
+        return it
+
+    order = ids(stream(buffer_size=1))  # the epoch's order: shards shuffled, a buffer of one keeps it
+    n = len(order)
+    sizes = {s["rows"] for s in read_manifest(open_store(uneven))["shards"] if s["split"] == "train"}
+    assert n % world_size and len(sizes) > 1, "the fixture must not split evenly"
+    per = n // world_size if drop_last else -(-n // world_size)
+    seen = []
+    for rank in range(world_size):
+        direct = ids(stream(rank, world_size))
+        loader = torch.utils.data.DataLoader(stream(rank, world_size), batch_size=None, num_workers=2)
+        assert len(direct) == per == len(stream(rank, world_size))
+        assert sorted(ids(loader)) == sorted(direct)  # the rank's workers read each of its rows once
+        seen += direct
+    if drop_last:
+        assert Counter(order) - Counter(seen) == Counter(order[world_size * per:]) and len(seen) < n
+    else:
+        assert Counter(seen) - Counter(order) == Counter(order[:world_size * per - n]) and len(seen) > n
+
+
+def test_spawned_workers_keep_the_rank(uneven, monkeypatch):
+    """A worker that spawns has no process group: the rank travels in the pickled dataset."""
+    import pickle
+
+    import augpipe.readers as readers
+
+    it = ShardIterable(uneven, "train", return_row=True)
+    monkeypatch.setattr(readers, "_rank_and_world", lambda: (1, 2))  # as inside rank 1 of a DDP job
+    copy = pickle.loads(pickle.dumps(it))
+    monkeypatch.undo()  # as inside the spawned worker
+    expected = ids(ShardIterable(uneven, "train", return_row=True, rank=1, world_size=2))
+    assert ids(copy) == expected and len(expected) < len(ids(it))
+
+
+def test_fewer_rows_than_ranks_is_a_loud_error(uneven):
+    with pytest.raises(ValueError, match="2 rows cannot feed 3 ranks"):
+        split_by_node([(0, 5, 6), (1, 0, 1)], 0, 3)
+    with pytest.raises(ValueError, match="cannot feed"):
+        list(ShardIterable(uneven, "validation", rank=0, world_size=100))
+
+
+def test_readers_take_a_filesystem_uri(shards):
+    ds = ShardDataset(shards.as_uri(), "validation")
+    assert len(ds) == len(ShardDataset(shards, "validation"))
+    assert torch.equal(ds[0][0], ShardDataset(shards, "validation")[0][0])

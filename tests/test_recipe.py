@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import albumentations as A
+import pyarrow.parquet as pq
 import pytest
 
+from augpipe import ExpandOptions, expand
 from augpipe.errors import RecipeError
 from augpipe.recipe import bundled_recipes, describe, load_recipe, parse_recipe, resolve_recipe_path
 
@@ -473,3 +475,28 @@ def test_compose_filters_boxes_only_after_a_step_that_moved_them_with_the_same_o
         assert np.array_equal(np.asarray(a["bboxes"]), np.asarray(b["bboxes"])) and list(a["categories"]) == list(b["categories"])
         filtered += len(b["bboxes"]) < 6
     assert filtered > 10  # the crops and shifts did drop boxes
+
+
+QUIET = dict(progress=False, workers=1)
+
+
+def test_check_refuses_a_transform_the_dataset_cannot_use(tmp_path, cli, scenes):
+    path = tmp_path / "r.yaml"
+    path.write_text("transforms: [{MaskDropout: {p: 1}}]\n")
+    result = cli("expand", scenes["coco"], "-r", path, "-o", tmp_path / "o", "-q", "-w", "1")
+    assert result.exit_code == 2 and "needs 'mask', which a detection dataset does not have" in result.output
+    assert cli("check", path, "--task", "segmentation").exit_code == 0
+
+
+def test_a_reflecting_border_is_a_warning_for_detection_and_leaves_no_empty_box(scenes, tmp_path, cli):
+    path = tmp_path / "mirror.yaml"
+    path.write_text("output: {format: png}\ntransforms: [{Affine: {translate_percent: {x: [0.2, 0.3], y: 0},"
+                    " border_mode: 4, p: 1}}]\n")
+    result = cli("check", path, "--task", "detection")
+    assert result.exit_code == 1 and "mirrors objects into the border" in result.output
+    out = tmp_path / "out"
+    m = expand(scenes["coco"], path, out, ExpandOptions(val_fraction=0, **QUIET))
+    assert any("mirrors objects" in w for w in m["warnings"])
+    for row in pq.read_table(out, columns=["objects"]).to_pylist():
+        assert all(w > 0 and h > 0 for _, _, w, h in row["objects"]["bbox"])
+    assert cli("inspect", out, "--verify").exit_code == 0

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import cv2
 import numpy as np
+import pyarrow.parquet as pq
 from PIL import Image
 
+from augpipe import ExpandOptions, expand
 from augpipe import decode as codec
 from augpipe.recipe import parse_recipe
 from augpipe.sample import SourceItem, apply_recipe, augment_sample, sample_seed
+from conftest import rows, write_image
 
 FLIPS = parse_recipe("transforms: [{HorizontalFlip: {p: 0.5}}, {VerticalFlip: {p: 0.5}}]", "flips.yaml")
 
@@ -165,3 +169,74 @@ def test_lineage_json_is_compact_and_falls_back_for_what_orjson_refuses():
     assert lineage_json(applied) == '[["Rotate",{"matrix":[[1.0,0.0],[0.0,1.0]],"fill":0.5,"shape":[4,4,3]}]]'
     huge = [("T", {"n": 2**70})]
     assert json.loads(lineage_json(huge)) == [["T", {"n": 2**70}]]
+
+
+QUIET = dict(progress=False, workers=1)
+
+
+def test_a_copy_that_fails_keeps_its_original_and_is_listed(folder, tmp_path, monkeypatch):
+    import augpipe.sample as sample
+
+    real = sample.apply_recipe
+    unlucky = "cat/cat_003.jpg"
+
+    def flaky(rgb, recipe, seed, kind=None, target=None):
+        if seed == sample.sample_seed(0, unlucky, 1):
+            raise ValueError("this one image defeats the transform")
+        return real(rgb, recipe, seed, kind, target)
+
+    monkeypatch.setattr(sample, "apply_recipe", flaky)
+    m = expand(folder, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, **QUIET))
+    rows = pq.read_table(tmp_path / "out", columns=["source", "copy"]).to_pylist()
+    assert sorted(r["copy"] for r in rows if r["source"] == unlucky) == [0, 2]  # the original kept
+    assert m["failed_copies"] == [{"path": unlucky, "copy": 1,
+                                   "reason": "augmentation failed: ValueError: this one image defeats the transform"}]
+
+
+def test_a_mask_of_another_size_and_a_lying_coco_size_are_recorded_skips(scenes, tmp_path):
+
+    data = tmp_path / "masks"
+    shutil.copytree(scenes["masks"], data)
+    Image.fromarray(np.zeros((10, 10), np.uint8), "L").save(data / "masks" / "scene_003.png")
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(**QUIET))
+    assert {"path": "images/scene_003.png", "reason": "mask masks/scene_003.png is 10×10, the image 80×64"} \
+        in m["skipped"]
+    coco = tmp_path / "coco"
+    shutil.copytree(scenes["coco"], coco)
+    small = cv2.imread(str(coco / "default" / "scene_004.png"))[:20, :20]
+    cv2.imwrite(str(coco / "default" / "scene_004.png"), small)  # the JSON still says 80×64
+    m = expand(coco, "flips", tmp_path / "out2", ExpandOptions(**QUIET))
+    reasons = {s["path"]: s["reason"] for s in m["skipped"]}
+    assert "outside the 20×20 image" in reasons["default/scene_004.png"]
+
+
+def test_originals_are_the_source_files_bytes_whatever_the_recipes_format(tmp_path):
+    from conftest import make_scenes
+
+    # classification: JPEG, PNG, WebP and BMP sources under the detection recipe (PNG output)
+    folder = tmp_path / "folder"
+    for i, fmt in enumerate((".jpg", ".png", ".webp", ".bmp") * 3):
+        write_image(folder / ("cat", "dog")[i % 2] / f"x{i}{fmt}", seed=i, fmt=fmt)
+    grey = folder / "cat/grey.png"
+    grey.write_bytes(cv2.imencode(".png", np.full((20, 24), 90, np.uint8))[1].tobytes())
+    # detection: COCO scenes (PNG) with one of them a JPEG
+    scenes = make_scenes(tmp_path / "coco", n=6)
+    names = json.loads((scenes / "annotations/instances_default.json").read_text())
+    png = scenes / "default/scene_000.png"
+    cv2.imwrite(str(png.with_suffix(".jpg")), cv2.imread(str(png)))
+    png.unlink()
+    names["images"][0]["file_name"] = "scene_000.jpg"
+    (scenes / "annotations/instances_default.json").write_text(json.dumps(names))
+    for source in (folder, scenes):
+        for copies in (0, 1):
+            out = tmp_path / f"{source.name}-{copies}"
+            expand(source, "detection", out, ExpandOptions(copies=copies, val_fraction=0.4, **QUIET))
+            table = rows(out)
+            assert {r["split"] for r in table} == {"train", "validation"}
+            for r in table:
+                data = r["image"]["bytes"]
+                if r["copy"] > 0 or r["source"] == "cat/grey.png":  # augmented, or converted to RGB
+                    assert data.startswith(b"\x89PNG") and r["image"]["path"].endswith(".png")
+                    assert r["source"] != "cat/grey.png" or data != grey.read_bytes()
+                else:
+                    assert data == (source / r["source"]).read_bytes() and r["image"]["path"] == r["source"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from test_coco import make_coco, make_roboflow_coco
+from test_yolo import make_ultralytics
 
+from augpipe import ExpandOptions, expand
 from augpipe.errors import SourceError
 from augpipe.formats import detect, scan
 from augpipe.store import open_store
-from conftest import img, write
-from test_coco import make_coco, make_roboflow_coco
-from test_yolo import make_ultralytics
+from conftest import coco_ann, coco_image, coco_named, img, make_folder, write
 
 
 @pytest.mark.parametrize("make, expected", [
@@ -48,3 +49,85 @@ def test_format_forced(tmp_path):
         scan(root, format="yolo")
     with pytest.raises(SourceError, match="--layout is one of auto, classes, splits, not 'flat'"):
         scan(root, layout="flat")
+
+
+QUIET = dict(progress=False, workers=1)
+
+
+@pytest.mark.parametrize("stray, name, part", [
+    ("data.yaml", "yolo", "0%"), ("cat/cat_000.xml", "voc", "10%"), ("cat/cat_000_mask.png", "masks", "10%"),
+])
+def test_one_stray_file_does_not_choose_the_layout(tmp_path, stray, name, part):
+    data = make_folder(tmp_path / "data", per_class=5)
+    if stray.endswith(".png"):
+        img(data / stray)
+    else:
+        write(data / stray, "names: [a]\n" if stray.endswith(".yaml") else "<annotation/>")
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(copies=0, **QUIET))
+    assert (m["format"], m["task"], m["classes"]) == ("imagefolder", "classification", ["cat", "dog"])
+    warning = next(w for w in m["warnings"] if w.startswith("--format auto"))
+    assert f"{name} annotations cover only {part} of the images, too few: read as imagefolder" in warning
+    assert f"--format {name} reads it as {name}" in warning
+
+
+def test_two_layouts_that_fit_are_said(tmp_path):
+    root = tmp_path / "d"
+    img(root / "train" / "a.jpg")
+    write(root / "train" / "a.xml", "<annotation><object><name>x</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+                                    "<xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    write(root / "annotations" / "instances_train.json", {
+        "images": [coco_image(1, "a.jpg")], "categories": [{"id": 1, "name": "x"}],
+        "annotations": [coco_ann(1, 1, 1, [1, 1, 8, 8])]})
+    found = scan(root)
+    assert found.format == "coco"
+    assert found.warnings == ["--format auto: the files fit coco, voc; read as coco, the first (--format chooses another)"]
+
+
+def test_a_failure_of_the_detected_layout_names_format(tmp_path):
+    root = tmp_path / "d"
+    for n in "ab":
+        img(root / f"{n}.jpg")
+        write(root / f"{n}.xml", "<annotation>")
+    with pytest.raises(SourceError, match=r"every image .* was skipped \(voc\).*\(read as voc, the layout "
+                                          r"detected: --format names another\)"):
+        scan(root)
+
+
+def test_a_label_file_beside_class_folders_is_said(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=2)
+    write(data / "labels.csv", "file_name,label\ncat/cat_000.jpg,cat\ncat/cat_001.jpg,cat\n")
+    found = scan(data)
+    assert found.format == "labelfiles"
+    assert found.warnings == ["--format auto: a label file was read, though the images also lie in folders "
+                              "(cat, dog): --format imagefolder takes each folder as a class"]
+
+
+@pytest.mark.parametrize("make", ["coco", "voc", "labelfiles", "imagefolder", "masks"])
+def test_a_class_name_with_a_control_character_is_refused_by_every_reader(tmp_path, make):
+    root = tmp_path / make
+    if make == "coco":
+        coco_named(root, "ca\x07t")
+    elif make == "voc":
+        img(root / "a.jpg")
+        write(root / "a.xml", "<annotation><object><name>ca\tt</name><bndbox><xmin>1</xmin><ymin>1</ymin>"
+                              "<xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    elif make == "labelfiles":
+        img(root / "a.jpg")
+        write(root / "labels.csv", "file_name,label\na.jpg,\"ca\x1bt\"\n")
+    elif make == "imagefolder":
+        img(root / "ca\x01t" / "a.jpg")
+        img(root / "dog" / "b.jpg")
+    else:
+        img(root / "images" / "a.jpg")
+        img(root / "masks" / "a.png")
+        write(root / "classes.txt", "background\nca\x7ft\n")
+    with pytest.raises(SourceError, match=r"the class name 'ca\\(x..|t)t' holds a control character \(U\+00..\): "
+                                          "rename the class"):
+        scan(root)
+
+
+@pytest.mark.parametrize("name", ["ca\u202et", "ca\u2028t", "ca\u2066t"])
+def test_a_class_name_that_reorders_or_breaks_lines_is_refused(tmp_path, name):
+    coco_named(tmp_path / "c", name)
+    with pytest.raises(SourceError, match="holds a control character"):
+        scan(tmp_path / "c")

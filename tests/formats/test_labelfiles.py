@@ -53,3 +53,32 @@ def test_labelfiles_first_other_column_and_malformed(tmp_path):
     write(root / "metadata.jsonl", '{"file_name": "a.jpg", "label": "x"}\n{oops\n')
     with pytest.raises(SourceError, match="metadata.jsonl: line 2: not valid JSON"):
         scan(root)
+
+
+def test_a_label_file_nested_beyond_reason_is_one_line(cli, tmp_path):
+    root = tmp_path / "d"
+    img(root / "a.jpg")
+    write(root / "metadata.jsonl", '{"file_name": "a.jpg", "label": "x"}\n' + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(SourceError, match="metadata.jsonl: line 2: not valid JSON \\(nested too deeply\\)"):
+        scan(root)
+    done = cli("expand", root, "-r", "flips", "-o", tmp_path / "out", "-q")
+    assert done.exit_code == 2 and "nested too deeply" in done.output and "Traceback" not in done.output
+
+
+def test_json_labels_1_and_1_0_are_one_class(tmp_path):
+    root = tmp_path / "d"
+    for n in "abc":
+        img(root / f"{n}.jpg")
+    write(root / "metadata.jsonl", '{"file_name": "a.jpg", "label": 1}\n{"file_name": "b.jpg", "label": 1.0}\n'
+                                   '{"file_name": "c.jpg", "label": 2.5}\n')
+    found = scan(root)
+    assert found.classes == ["1", "2.5"]
+    assert {f.relpath: f.class_name for f in found.files} == {"a.jpg": "1", "b.jpg": "1", "c.jpg": "2.5"}
+
+
+def test_a_json_label_that_is_no_number_is_no_label(tmp_path):
+    img(tmp_path / "d" / "a.jpg")
+    img(tmp_path / "d" / "b.jpg")
+    write(tmp_path / "d" / "metadata.jsonl", '{"file_name": "a.jpg", "label": NaN}\n{"file_name": "b.jpg", "label": 1}\n')
+    found = scan(tmp_path / "d")
+    assert found.classes == ["1"] and [p for p, _ in found.skipped] == ["a.jpg"]

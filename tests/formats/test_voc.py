@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -11,7 +12,7 @@ from augpipe import ExpandOptions, expand
 from augpipe.export import export
 from augpipe.formats import scan
 from augpipe.formats.base import Objects
-from conftest import by_path, img, reasons, write
+from conftest import by_path, coco_named, img, reasons, write
 from written import COPIES_0, QUIET, assert_same_boxes, boxes, coco_source, round_trip, rows  # noqa: F401 (boxes: a fixture)
 
 
@@ -193,3 +194,10 @@ def test_voc_names_with_spaces_read_back_whole(tmp_path):
     assert not again["skipped"] and len(rows(tmp_path / "again")) == 3
 
 
+def test_a_voc_export_of_a_class_with_a_colon_lists_it_where_datumaro_reads_it(tmp_path):
+    from augpipe.export import export
+
+    expand(coco_named(tmp_path / "d", "person:adult"), "flips", tmp_path / "ds", ExpandOptions(copies=0, **QUIET))
+    export(tmp_path / "ds", "voc", tmp_path / "voc", progress=False)
+    assert not (tmp_path / "voc" / "labelmap.txt").exists()
+    assert json.loads((tmp_path / "voc" / "dataset_meta.json").read_text()) == {"labels": ["person:adult"]}

@@ -12,6 +12,7 @@ import pytest
 from augpipe.errors import SkipInput
 from augpipe.store import ArrowStore, LocalStore, Store, open_store
 from augpipe.store.base import read_source
+from conftest import RefusingStore
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -104,3 +105,10 @@ def test_a_file_in_the_way_is_said_by_the_local_store_only(store, tmp_path):
         assert open_store(tmp_path).canonical() == str(tmp_path.resolve())
     else:
         assert store.canonical() == store.uri
+
+
+@pytest.mark.parametrize("exc", [pa.ArrowInvalid("Empty path component in path a//b.jpg"),
+                                 pa.ArrowNotImplementedError("no"), OSError()])
+def test_pyarrow_errors_reading_one_key_are_a_recorded_skip(exc):
+    with pytest.raises(SkipInput, match="cannot read"):
+        read_source(RefusingStore(exc), "a//b.jpg")

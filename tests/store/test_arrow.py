@@ -1,5 +1,5 @@
-"""Scale out (issue 9): object-store URIs through a real S3 server (moto), the Ray engine on a
-real two-node cluster, and the same bytes everywhere."""
+"""A prefix on a pyarrow filesystem (augpipe/store/arrow.py) through a real S3 server (moto): the same
+bytes as on local disk, resume, locks, temporary folders, and the readers that read the output there."""
 
 from __future__ import annotations
 
@@ -9,47 +9,52 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from pathlib import Path
 
+import boto3
 import pytest
 
 from augpipe import ExpandOptions, expand
-from conftest import make_folder, s3_hashes, shard_hashes, upload
-
-ROOT = Path(__file__).parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def augpipe(*args) -> list[str]:
-    return [sys.executable, "-m", "augpipe", *map(str, args)]
+from augpipe.errors import RunLockedError
+from augpipe.formats import scan
+from augpipe.output import LOCK, RunLock
+from augpipe.store import open_store
+from conftest import ENV, ROOT, augpipe, make_folder, run, s3_hashes, s3_source, shard_hashes, upload
 
 
-def run(*args, env=None, timeout=240):
-    return subprocess.run(augpipe(*args), env={**ENV, **os.environ, **(env or {})}, capture_output=True, text=True,
-                          timeout=timeout)
+def test_an_s3_run_leaves_no_temp_folder(tmp_path, s3_server, bucket):
+    data = make_folder(tmp_path / "data", per_class=3)
+    upload(data, f"s3://{bucket}/src")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(temp)}
+    for workers in (1, 2):
+        done = subprocess.run(augpipe("expand", f"s3://{bucket}/src", "-r", "flips", "-k", "1", "-w", workers,
+                                      "-o", f"s3://{bucket}/out{workers}", "-q"),
+                              capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+    assert [p.name for p in temp.iterdir() if p.name.startswith("augpipe-")] == []
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return make_folder(tmp_path_factory.mktemp("scale") / "data", per_class=30)
+def test_dead_runs_temp_folders_are_swept_and_nothing_else(tmp_path, monkeypatch):
+    import tempfile
 
+    from augpipe import store
 
-@pytest.fixture(scope="module")
-def reference(data, tmp_path_factory) -> dict[str, str]:
-    """The local engine, local disk, one worker: what every other way must write, byte for byte."""
-    out = tmp_path_factory.mktemp("reference") / "out"
-    expand(data, "classic", out, ExpandOptions(workers=1, shard_size=30_000, progress=False, seed=3))
-    return shard_hashes(out)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (tmp_path / f"augpipe-{dead}").mkdir()
+    (tmp_path / f"augpipe-{dead}" / "train-00000-of-00001.parquet").write_bytes(b"x")
+    mine = tmp_path / f"augpipe-{os.getppid()}"  # a live process's
+    other = tmp_path / "augpipe-notes"  # not ours by name
+    mine.mkdir()
+    other.mkdir()
+    folder = store.ArrowStore.temp_dir(None, "work")
+    assert folder == tmp_path / f"augpipe-{os.getpid()}" and folder.is_dir()
+    assert not (tmp_path / f"augpipe-{dead}").exists() and mine.is_dir() and other.is_dir()
 
-
-def s3_source(data: Path, bucket: str) -> str:
-    uri = f"s3://{bucket}/photos"
-    upload(data, uri)
-    return uri
-
-
-# ---------------------------------------------------------------- object stores
 
 def test_s3_to_s3_with_two_workers_is_byte_identical_to_local(data, reference, bucket):
     source = s3_source(data, bucket)
@@ -125,18 +130,6 @@ def test_inspect_verify_on_s3_catches_a_flipped_byte_and_a_missing_shard(data, b
     assert f"{first}: checksum mismatch" in done.stdout and f"{second}: missing" in done.stdout
 
 
-@pytest.mark.parametrize("uri, needle", [
-    ("s3://no-such-bucket/photos", "no such bucket"),
-    ("nosuch://bucket/photos", "unknown scheme"),
-])
-def test_bad_uris_are_one_line_before_any_work(data, s3_server, uri, needle):
-    for args in (("expand", uri, "-r", "flips"), ("expand", data, "-r", "flips", "-o", uri + "-x")):
-        done = run(*args, "-q")
-        assert done.returncode == 2, done.stderr
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and needle in lines[0] and uri.split("/")[2] in lines[0], done.stderr
-
-
 def test_access_denied_is_one_line(data, tmp_path):
     """A second S3 server that checks credentials: ours are not accepted."""
     pytest.importorskip("moto.server")
@@ -168,10 +161,9 @@ def test_access_denied_is_one_line(data, tmp_path):
 def test_a_source_object_that_vanishes_mid_run_is_a_recorded_skip(data, bucket):
     import boto3
 
+    from augpipe.jobs import RunSpec, write_shard
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
-    from augpipe.formats import scan
-    from augpipe.jobs import RunSpec, write_shard
 
     source = s3_source(data, bucket)
     recipe = load_recipe("flips")
@@ -226,99 +218,41 @@ def test_torch_readers_and_preview_and_train_read_s3(data, bucket, tmp_path):
     assert done.returncode == 0, done.stderr
 
 
-# ---------------------------------------------------------------- the Ray engine
-
-def test_ray_on_two_nodes_writes_the_same_bytes_from_both(data, reference, ray_cluster, tmp_path):
-    m = expand(data, "classic", tmp_path / "out",
-               ExpandOptions(engine="ray", shard_size=30_000, progress=False, seed=3))
-    assert shard_hashes(tmp_path / "out") == reference
-    assert m["engine"]["name"] == "ray" and m["engine"]["nodes"] == 2 and m["engine"]["nodes_used"] == 2
-
-
-def test_ray_with_s3_is_byte_identical(data, reference, ray_cluster, bucket):
-    source = s3_source(data, bucket)
-    done = run("expand", source, "-r", "classic", "-o", f"s3://{bucket}/out", "--shard-size", "30KB",
-               "--engine", "ray", "--seed", "3", "-q")
-    assert done.returncode == 0, done.stderr
-    assert "ray: 2 workers on 2 nodes" in done.stdout
-    assert s3_hashes(f"s3://{bucket}/out") == reference
+def test_an_object_key_that_climbs_is_a_recorded_skip(cli, tmp_path, s3_server, bucket):
+    data = make_folder(tmp_path / "data", per_class=2)
+    upload(data, f"s3://{bucket}/data")
+    body = (data / "cat" / "cat_000.jpg").read_bytes()
+    boto3.client("s3").put_object(Bucket=bucket, Key="data/cat/../dog/x.jpg", Body=body)
+    done = cli("expand", f"s3://{bucket}/data", "-r", "flips", "-o", tmp_path / "out", "-q")
+    assert done.exit_code == 0, done.output
+    skipped = json.loads((tmp_path / "out" / "_augpipe.json").read_text())["skipped"]
+    assert [s["reason"] for s in skipped] == [
+        "its key has an empty, '.' or '..' part, which cannot be read as a path: rename the object"], skipped
 
 
-def test_a_ray_worker_killed_mid_task_is_retried_and_the_bytes_are_the_same(data, reference, ray_cluster, tmp_path):
-    from augpipe.engines.ray import KILL_ONCE
+def test_the_s3_lock_is_exclusive_when_runs_start_together(s3_server, bucket):
+    """Eight runs take one folder's lock at the same instant: exactly one holds it."""
+    store = open_store(f"s3://{bucket}/tws3")
+    won, refused, barrier = [], [], threading.Barrier(8)
 
-    marker = tmp_path / "killed"
-    done = run("expand", data, "-r", "classic", "-o", tmp_path / "out", "--shard-size", "30KB", "--engine", "ray",
-               "--seed", "3", "-q", env={KILL_ONCE: str(marker)})
-    assert done.returncode == 0, done.stderr
-    assert marker.is_file(), "no worker was killed"
-    assert "1 task retried" in done.stdout
-    assert shard_hashes(tmp_path / "out") == reference
+    def take():
+        barrier.wait()
+        try:
+            won.append(RunLock.acquire(store))
+        except RunLockedError:
+            refused.append(1)
 
-
-def test_an_error_in_a_ray_task_is_not_retried_and_is_one_line(tmp_path, ray_cluster):
-    data = make_folder(tmp_path / "data", per_class=4)
-    (data / "dog" / "bad.jpg").write_bytes(b"not an image")
-    done = run("expand", data, "-r", "flips", "-o", tmp_path / "out", "--engine", "ray", "--strict",
-               "--split-by", "path", "-q")
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "augpipe: error: dog/bad.jpg: not a readable image (unknown format or corrupt header) "
-        "(--strict stops at the first bad input)"]
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1 and len(refused) == 7
+    assert json.loads(store.read_bytes(LOCK))["token"] == won[0].token
 
 
-def test_without_ray_the_engine_is_one_line(tmp_path, data):
-    script = ("import sys; sys.modules['ray'] = None\n"
-              "from augpipe.cli import main\n"
-              f"main(['expand', {str(data)!r}, '-r', 'flips', '-o', {str(tmp_path / 'out')!r}, '--engine', 'ray'])")
-    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert done.stderr.strip() == "augpipe: error: --engine ray needs Ray: pip install 'augpipe[ray]'"
-
-
-@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
-def test_ray_started_for_the_run_ends_with_it(tmp_path, how):
-    """Ctrl-C (to the whole process group, as a terminal sends it) shuts the local Ray down; a
-    SIGKILL of the command takes Ray's processes with it too (its agents would linger a minute)."""
-    pytest.importorskip("ray")
-    data = make_folder(tmp_path / "data", per_class=200, size=96)
-    env = {k: v for k, v in {**ENV, **os.environ}.items() if k != "RAY_ADDRESS"}
-    before = _ray_processes()
-    proc = subprocess.Popen(augpipe("expand", data, "-r", "classic", "-k", "3", "--shard-size", "60KB", "-o",
-                                    tmp_path / "out", "--engine", "ray", "-w", "2", "-q"),
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "out").glob("*.parquet")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if how == "SIGINT":
-        os.killpg(proc.pid, signal.SIGINT)
-    else:
-        os.kill(proc.pid, getattr(signal, how))
-    proc.wait(timeout=120)
-    err = proc.stderr.read().decode()
-    if how == "SIGINT":
-        # Ray's own C++ log lines ("[date time E pid] task_manager.cc: Failed to push error to
-        # driver") may come first, from tasks the Ctrl-C reached; ours is the one Python line
-        ours = [line for line in err.strip().splitlines() if not line.startswith("[")]
-        assert proc.returncode == 130, err
-        assert ours == ["augpipe: error: interrupted: finished shards are kept; run the same command again to resume"]
-        assert "Traceback" not in err
-    if how == "SIGTERM":
-        ours = [line for line in err.strip().splitlines() if not line.startswith("[")]
-        assert proc.returncode == 143, err
-        assert ours == ["augpipe: error: terminated: finished shards are kept; run the same command again to resume"]
-    time.sleep(3)
-    assert _ray_processes() - before == set()
-
-
-def _ray_processes() -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"raylet" in cmd or b"gcs_server" in cmd or b"ray::" in cmd or b"default_worker.py" in cmd:
-                found.add(int(entry))
-    return found
+def test_the_conditional_put_refuses_an_existing_object(s3_server, bucket):
+    store = open_store(f"s3://{bucket}/x")
+    assert store.create_exclusive("a", b"1") is True
+    assert store.create_exclusive("a", b"2") is False
+    assert store.read_bytes("a") == b"1"

@@ -1,0 +1,188 @@
+"""The Ray engine (augpipe/engines/ray.py) on a real two-node cluster: the same bytes as the local
+engine, retries, one-line errors, and a local Ray that starts and ends with the run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from augpipe import ExpandOptions, expand
+from conftest import ENV, ROOT, augpipe, make_folder, run, s3_hashes, s3_source, shard_hashes
+
+
+def _session(sid: int) -> list[str]:
+    """The command lines of a session's live processes."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()
+                if int(fields[3]) == sid and fields[0] != b"Z":
+                    found.append(Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+class _FakeRay:
+    """ray.init failing as a raylet that timed out during start-up does, `fails` times."""
+
+    def __init__(self, fails: int):
+        self.fails, self.calls = fails, 0
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **kwargs) -> None:
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise RuntimeError("The current node timed out during startup. This could happen because ...")
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _ray_processes() -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"raylet" in cmd or b"gcs_server" in cmd or b"ray::" in cmd or b"default_worker.py" in cmd:
+                found.add(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux's")
+def test_a_driver_killed_during_rays_start_up_takes_rays_processes_with_it(tmp_path):
+    pytest.importorskip("ray")
+    import time
+
+    data = make_folder(tmp_path / "data", per_class=20)
+    env = {k: v for k, v in {**os.environ, "PYTHONPATH": str(ROOT)}.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen(augpipe("expand", data, "-r", "flips", "-o", tmp_path / "out", "--engine", "ray",
+                                    "-w", "1", "-q"), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not any("raylet" in c for c in _session(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any("raylet" in c for c in _session(proc.pid)), "Ray did not start"
+    time.sleep(0.5)  # the raylet starts its agents
+    os.kill(proc.pid, 9)
+    proc.wait()
+    deadline = time.monotonic() + 15  # Ray's agents alone lived two minutes
+    while _session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _session(proc.pid) == []
+
+
+@pytest.mark.parametrize("fails", [1, 2])
+def test_rays_own_start_up_failure_is_retried_once_then_said(monkeypatch, fails):
+    from augpipe.engines import ray as engine
+    from augpipe.errors import EngineError
+
+    fake = _FakeRay(fails)
+    monkeypatch.setattr(engine, "_import_ray", lambda: fake)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_engine = engine.RayEngine(1)
+    if fails == 1:
+        ray_engine.__enter__()
+        ray_engine._end_guard()
+        assert fake.calls == 2 and ray_engine._started_here
+        return
+    with pytest.raises(EngineError, match=r"a local Ray did not start, twice \(The current node timed out during "
+                                          r"startup.*\): start a cluster \(`ray start --head`\) and pass its "
+                                          "address in RAY_ADDRESS") as caught:
+        ray_engine.__enter__()
+    assert fake.calls == 2 and caught.value.exit_code == 3 and "GUARD" not in "".join(os.environ)
+
+
+def test_ray_on_two_nodes_writes_the_same_bytes_from_both(data, reference, ray_cluster, tmp_path):
+    m = expand(data, "classic", tmp_path / "out",
+               ExpandOptions(engine="ray", shard_size=30_000, progress=False, seed=3))
+    assert shard_hashes(tmp_path / "out") == reference
+    assert m["engine"]["name"] == "ray" and m["engine"]["nodes"] == 2 and m["engine"]["nodes_used"] == 2
+
+
+def test_ray_with_s3_is_byte_identical(data, reference, ray_cluster, bucket):
+    source = s3_source(data, bucket)
+    done = run("expand", source, "-r", "classic", "-o", f"s3://{bucket}/out", "--shard-size", "30KB",
+               "--engine", "ray", "--seed", "3", "-q")
+    assert done.returncode == 0, done.stderr
+    assert "ray: 2 workers on 2 nodes" in done.stdout
+    assert s3_hashes(f"s3://{bucket}/out") == reference
+
+
+def test_a_ray_worker_killed_mid_task_is_retried_and_the_bytes_are_the_same(data, reference, ray_cluster, tmp_path):
+    from augpipe.engines.ray import KILL_ONCE
+
+    marker = tmp_path / "killed"
+    done = run("expand", data, "-r", "classic", "-o", tmp_path / "out", "--shard-size", "30KB", "--engine", "ray",
+               "--seed", "3", "-q", env={KILL_ONCE: str(marker)})
+    assert done.returncode == 0, done.stderr
+    assert marker.is_file(), "no worker was killed"
+    assert "1 task retried" in done.stdout
+    assert shard_hashes(tmp_path / "out") == reference
+
+
+def test_an_error_in_a_ray_task_is_not_retried_and_is_one_line(tmp_path, ray_cluster):
+    data = make_folder(tmp_path / "data", per_class=4)
+    (data / "dog" / "bad.jpg").write_bytes(b"not an image")
+    done = run("expand", data, "-r", "flips", "-o", tmp_path / "out", "--engine", "ray", "--strict",
+               "--split-by", "path", "-q")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "augpipe: error: dog/bad.jpg: not a readable image (unknown format or corrupt header) "
+        "(--strict stops at the first bad input)"]
+
+
+def test_without_ray_the_engine_is_one_line(tmp_path, data):
+    script = ("import sys; sys.modules['ray'] = None\n"
+              "from augpipe.cli import main\n"
+              f"main(['expand', {str(data)!r}, '-r', 'flips', '-o', {str(tmp_path / 'out')!r}, '--engine', 'ray'])")
+    done = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "augpipe: error: --engine ray needs Ray: pip install 'augpipe[ray]'"
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "SIGKILL"])
+def test_ray_started_for_the_run_ends_with_it(tmp_path, how):
+    """Ctrl-C (to the whole process group, as a terminal sends it) shuts the local Ray down; a
+    SIGKILL of the command takes Ray's processes with it too (its agents would linger a minute)."""
+    pytest.importorskip("ray")
+    data = make_folder(tmp_path / "data", per_class=200, size=96)
+    env = {k: v for k, v in {**ENV, **os.environ}.items() if k != "RAY_ADDRESS"}
+    before = _ray_processes()
+    proc = subprocess.Popen(augpipe("expand", data, "-r", "classic", "-k", "3", "--shard-size", "60KB", "-o",
+                                    tmp_path / "out", "--engine", "ray", "-w", "2", "-q"),
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "out").glob("*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if how == "SIGINT":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, getattr(signal, how))
+    proc.wait(timeout=120)
+    err = proc.stderr.read().decode()
+    if how == "SIGINT":
+        # Ray's own C++ log lines ("[date time E pid] task_manager.cc: Failed to push error to
+        # driver") may come first, from tasks the Ctrl-C reached; ours is the one Python line
+        ours = [line for line in err.strip().splitlines() if not line.startswith("[")]
+        assert proc.returncode == 130, err
+        assert ours == ["augpipe: error: interrupted: finished shards are kept; run the same command again to resume"]
+        assert "Traceback" not in err
+    if how == "SIGTERM":
+        ours = [line for line in err.strip().splitlines() if not line.startswith("[")]
+        assert proc.returncode == 143, err
+        assert ours == ["augpipe: error: terminated: finished shards are kept; run the same command again to resume"]
+    time.sleep(3)
+    assert _ray_processes() - before == set()

@@ -1,0 +1,15 @@
+"""What the formats share (augpipe/formats/common.py): reading their annotation files."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from conftest import RefusingStore
+
+
+def test_pyarrow_errors_reading_an_annotation_file_are_its_reason():
+    from augpipe.formats.common import read_files
+
+    store = RefusingStore(pa.ArrowInvalid("Empty path component in path a//labels.csv"))
+    assert read_files(store, ["a//labels.csv"]) == {"a//labels.csv": "cannot read: Empty path component in path "
+                                                                      "a//labels.csv"}

@@ -1,0 +1,256 @@
+"""An output folder's life (augpipe/output.py): owned by one run, resumed, refused when the sources or
+the recipe changed, overwritten only where augpipe wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from augpipe import ExpandOptions, expand
+from augpipe.errors import OutputError, RunLockedError
+from conftest import ENV, as_if_killed, augpipe, make_folder, shard_hashes
+
+QUIET = dict(progress=False, workers=1)
+
+
+def _expand_cmd(data: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "augpipe", "expand", str(data), "-r", "classic", "-o", str(out),
+            "--shard-size", "250KB", "-w", "2", "-q", "--seed", "3"]
+
+
+def test_a_changed_source_is_said_in_words(tmp_path, folder):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(copies=0, **QUIET))
+    (folder / "cat" / "cat_000.jpg").unlink()
+    with pytest.raises(OutputError) as caught:
+        expand(folder, "flips", out, ExpandOptions(copies=0, **QUIET))
+    assert "made before the source files changed (a file was added, removed or edited since)" in str(caught.value)
+    assert "source_files" not in str(caught.value)
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_path, folder):
+    """The first run is a live process that holds the folder: the second is refused with a line
+    naming it, and touches nothing."""
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from augpipe.output import RunLock; from augpipe.store import "
+         f"open_store; RunLock.acquire(open_store({str(out)!r})); print('held', flush=True); time.sleep(120)"],
+        env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        second = subprocess.run(augpipe("expand", folder, "-r", "flips", "-o", out, "--overwrite", "-w", "1", "-q"),
+                                env=ENV, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        assert second.stderr.count("\n") == 1 and "being written by another augpipe run" in second.stderr
+        assert f"pid {holder.pid}" in second.stderr
+        assert sorted(p.name for p in out.iterdir()) == [".augpipe.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    expand(folder, "flips", out, ExpandOptions(**QUIET))  # its holder dead, the lock is taken over
+    assert (out / "_augpipe.json").is_file()
+
+
+def test_a_dead_runs_lock_is_taken_over(tmp_path, folder):
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / ".augpipe.lock").write_text(json.dumps({"token": "x", "pid": dead.pid, "host": os.uname().nodename}))
+    expand(folder, "flips", out, ExpandOptions(**QUIET))
+    assert (out / "_augpipe.json").is_file() and not (out / ".augpipe.lock").exists()
+
+
+def test_a_live_lock_from_this_process_is_refused(tmp_path, folder):
+    from augpipe.output import RunLock
+    from augpipe.store import open_store
+
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = RunLock.acquire(open_store(out))
+    with pytest.raises(RunLockedError, match="being written by another augpipe run"):
+        expand(folder, "flips", out, ExpandOptions(**QUIET))
+    lock.release()
+
+
+def test_a_source_changed_in_place_at_the_same_size_is_noticed(tmp_path, folder):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))
+    a, b = folder / "cat" / "cat_000.jpg", folder / "cat" / "cat_001.jpg"
+    data = bytearray(a.read_bytes())
+    data[-3] ^= 0xFF  # same size, other content
+    a.write_bytes(bytes(data))
+    with pytest.raises(OutputError, match="made before the source files changed"):
+        expand(folder, "flips", out, ExpandOptions(**QUIET))
+    m = expand(folder, "flips", out, ExpandOptions(overwrite=True, **QUIET))
+    assert not m.get("up_to_date")
+    assert b.exists()
+
+
+def test_with_split_by_path_a_touched_source_is_noticed_by_its_mtime(tmp_path, folder):
+    out = tmp_path / "out"
+    options = ExpandOptions(split_by="path", **QUIET)
+    expand(folder, "flips", out, options)
+    assert expand(folder, "flips", out, options).get("up_to_date")
+    path = folder / "dog" / "dog_003.jpg"
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    with pytest.raises(OutputError, match="made before the source files changed"):
+        expand(folder, "flips", out, options)
+
+
+def test_a_kept_shard_damaged_at_the_same_size_is_redone_on_resume(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=40)
+    out = tmp_path / "out"
+    options = ExpandOptions(workers=1, shard_size=30_000, progress=False)
+    expand(data, "flips", out, options)
+    expected = shard_hashes(out)
+    manifest = as_if_killed(out)
+    damaged = out / manifest["shards"][1]["name"]
+    raw = bytearray(damaged.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    done = expand(data, "flips", out, options)
+    assert shard_hashes(out) == expected
+    assert done["timing"]["shards_resumed"] == len(expected) - 1
+
+
+def test_overwrite_deletes_only_what_augpipe_wrote(tmp_path, folder):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))
+    alice = out / "train-curated-of-alice.parquet"
+    shutil.copy(next(out.glob("train-0*.parquet")), alice)
+    (out / "notes.txt").write_text("mine")
+    expand(folder, "classic", out, ExpandOptions(overwrite=True, **QUIET))
+    assert alice.is_file() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_leftovers_of_a_run_killed_after_its_manifest_are_cleaned(tmp_path, folder):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))
+    (out / ".augpipe" / "tmp").mkdir(parents=True)
+    (out / "._augpipe.json.4242.tmp").write_text("{")
+    m = expand(folder, "flips", out, ExpandOptions(**QUIET))
+    assert m.get("up_to_date")
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_overwrite_leaves_a_file_merely_named_like_a_shard(folder, tmp_path):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))  # train and validation shards, no test split
+    theirs = out / "test-00000-of-00001.parquet"
+    shutil.copy(next(out.glob("train-*.parquet")), theirs)
+    expand(folder, "rotations", out, ExpandOptions(overwrite=True, **QUIET))
+    assert theirs.is_file()
+
+
+def test_overwrite_after_a_killed_run_deletes_the_shards_it_planned(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=40)
+    out = tmp_path / "out"
+    expand(data, "flips", out, ExpandOptions(workers=1, shard_size=30_000, progress=False))
+    killed = as_if_killed(out)  # no manifest left: only the run's plan names its shards
+    m = expand(data, "flips", out, ExpandOptions(workers=1, shard_size=10**9, progress=False, overwrite=True))
+    assert sorted(p.name for p in out.glob("*.parquet")) == sorted(s["name"] for s in m["shards"])
+    assert len(killed["shards"]) > len(m["shards"])
+
+
+@pytest.mark.parametrize("split_by", ["content", "path"])
+def test_a_mask_changed_in_place_is_noticed(scenes, tmp_path, split_by):
+    import os
+    import shutil
+
+    from augpipe.errors import OutputError
+
+    data = tmp_path / "masks"
+    shutil.copytree(scenes["masks"], data)
+    options = ExpandOptions(split_by=split_by, **QUIET)
+    expand(data, "flips", tmp_path / "out", options)
+    mask = data / "masks" / "scene_002.png"
+    stat = mask.stat()
+    Image.fromarray(np.ones((64, 80), np.uint8), "L").save(mask)
+    os.utime(mask, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    with pytest.raises(OutputError, match="made before the source files changed"):
+        expand(data, "flips", tmp_path / "out", options)
+
+
+def test_rerun_is_up_to_date_and_another_recipe_is_refused_without_overwrite(folder, tmp_path):
+    from augpipe.errors import OutputError
+
+    out = tmp_path / "out"
+    first = expand(folder, "flips", out, ExpandOptions(**QUIET))
+    again = expand(folder, "flips", out, ExpandOptions(**QUIET))
+    assert again.get("up_to_date") and again["shards"] == first["shards"]
+    with pytest.raises(OutputError, match="another recipe"):
+        expand(folder, "rotations", out, ExpandOptions(**QUIET))
+    with pytest.raises(OutputError, match="another seed"):
+        expand(folder, "flips", out, ExpandOptions(seed=9, **QUIET))
+    m = expand(folder, "rotations", out, ExpandOptions(overwrite=True, **QUIET))
+    assert m["recipe"]["name"] == "rotations"
+    assert {p.name for p in out.glob("*.parquet")} == {s["name"] for s in m["shards"]}
+
+
+def test_a_folder_that_is_not_augpipe_output_is_never_written_into(folder, tmp_path):
+    from augpipe.errors import OutputError
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(OutputError, match="not empty"):
+        expand(folder, "flips", out, ExpandOptions(overwrite=True, **QUIET))
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def test_resume_after_sigkill_gives_the_same_output_as_an_uninterrupted_run(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=300, size=128)
+    reference = tmp_path / "reference"
+    subprocess.run(_expand_cmd(data, reference), check=True, capture_output=True)
+    expected = shard_hashes(reference)
+    assert len(expected) > 8
+    out = tmp_path / "out"
+    rng = random.Random()
+    for attempt in range(2):
+        before = len(list(out.glob("*.parquet")))
+        proc = subprocess.Popen(_expand_cmd(data, out), start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("*.parquet"))) <= before and time.monotonic() < deadline:
+            time.sleep(0.01)  # wait for this attempt's first new shard: the kill lands mid-run
+        time.sleep(rng.uniform(0, 0.1))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if attempt == 0:
+            assert not (out / "_augpipe.json").exists(), "the run finished before it was killed"
+        for shard in out.glob("*.parquet"):  # whatever is under a final name is complete
+            pq.read_metadata(shard)
+    done = subprocess.run(_expand_cmd(data, out), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert shard_hashes(out) == expected
+    assert json.loads((out / "_augpipe.json").read_text())["shards"] == \
+        json.loads((reference / "_augpipe.json").read_text())["shards"]
+
+
+def test_a_finished_shard_whose_size_disagrees_with_its_record_is_redone(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=40)
+    out = tmp_path / "out"
+    options = ExpandOptions(workers=1, shard_size=30_000, progress=False)
+    expand(data, "flips", out, options)
+    expected = shard_hashes(out)
+    # what a crash leaves: finished shards with records, one of them torn, and no manifest
+    manifest = as_if_killed(out)
+    torn = out / manifest["shards"][0]["name"]
+    torn.write_bytes(torn.read_bytes()[:100])
+    done = expand(data, "flips", out, options)
+    assert shard_hashes(out) == expected
+    assert done["timing"]["shards_resumed"] == len(expected) - 1

@@ -1,0 +1,189 @@
+"""`expand` end to end (augpipe/pipeline.py): determinism across workers and seeds, bad inputs, strict
+mode, and failures that stop a run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from augpipe import ExpandOptions, expand
+from augpipe.errors import OutputError
+from conftest import ENV, augpipe, make_folder, shard_hashes, write_image
+
+QUIET = dict(progress=False, workers=1)
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A PNG whose header claims a huge image: decoding it would need width*height*3 bytes."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def add_bad_inputs(data: Path) -> dict[str, str]:
+    good = write_image(data / "cat" / "good.jpg", size=96).read_bytes()
+    (data / "cat" / "empty.jpg").write_bytes(b"")
+    (data / "cat" / "truncated.jpg").write_bytes(good[: len(good) * 2 // 3])
+    (data / "cat" / "text.jpg").write_text("this is not an image")
+    (data / "cat" / "anim.gif").write_bytes(b"GIF89a" + b"\0" * 20)
+    (data / "dog" / "bomb.png").write_bytes(bomb_png(100_000, 100_000))
+    (data / "dog" / "dangling.jpg").symlink_to(data / "nowhere.jpg")
+    return {
+        "cat/empty.jpg": "empty file",
+        "cat/truncated.jpg": "corrupt or truncated",
+        "cat/text.jpg": "not a readable image",
+        "cat/anim.gif": "unsupported file type '.gif'",
+        "dog/bomb.png": "too large: 100000×100000",
+        "dog/dangling.jpg": "broken symlink",
+    }
+
+
+def test_every_input_bad_is_exit_2_with_the_reasons(tmp_path, cli):
+    data = tmp_path / "data"
+    for i in range(3):
+        (data / "cat").mkdir(parents=True, exist_ok=True)
+        (data / "cat" / f"{i}.jpg").write_bytes(b"not an image")
+    result = cli("expand", data, "-r", "flips", "-o", tmp_path / "out", "-q", "-w", "1")
+    assert result.exit_code == 2 and "every input" in result.output and "not a readable image" in result.output
+    assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def test_the_library_entry_points_are_the_functions(tmp_path, folder):
+    from augpipe import ExpandOptions as Options
+    from augpipe import expand as run
+
+    assert callable(run) and not isinstance(run, type(sys))
+    m = run(folder, "flips", tmp_path / "out", Options(**QUIET))
+    assert m["counts"]["train"]["rows"] > 0
+
+
+def test_a_full_disk_names_the_file_and_says_a_rerun_resumes(tmp_path, folder):
+    import resource
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    make_folder(folder, per_class=30, size=96)
+    done = subprocess.run(augpipe("expand", folder, "-r", "classic", "-o", tmp_path / "out", "-w", "1", "-q"),
+                          env=ENV, capture_output=True, text=True, timeout=120, preexec_fn=small_files)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "File too large" in lines[0] and "run the same command again" in lines[0]
+    assert "train-" in lines[0]
+
+
+def test_the_same_failure_on_many_images_stops_the_run(folder, tmp_path, monkeypatch):
+    import augpipe.sample as sample
+    from augpipe.pipeline import AugmentationError
+
+    real = sample.apply_recipe
+
+    def broken(rgb, recipe, seed, kind=None, target=None):
+        if seed < 100:  # the dry run's seeds: it passes, as a recipe that fails only on real images would
+            return real(rgb, recipe, seed, kind, target)
+        raise RuntimeError("needs something this dataset lacks")
+
+    monkeypatch.setattr(sample, "apply_recipe", broken)
+    with pytest.raises(AugmentationError, match="the recipe fails on .* images so far: augmentation failed: "
+                                                "RuntimeError: needs something this dataset lacks"):
+        expand(folder, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, shard_size=10_000, **QUIET))
+    assert not (tmp_path / "out" / "_augpipe.json").exists()
+
+
+def test_identical_images_in_two_split_folders_are_a_warning(tmp_path, cli):
+    data = tmp_path / "data"
+    make_folder(data / "train", per_class=4)
+    make_folder(data / "val", per_class=2, size=40)  # other images than train's
+    shutil.copy(data / "train" / "cat" / "cat_003.jpg", data / "val" / "cat" / "dup.jpg")
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(**QUIET))
+    assert any("in more than one split folder (e.g. train/cat/cat_003.jpg = val/cat/dup.jpg)" in w
+               for w in m["warnings"])
+    facts = json.loads(cli("inspect", data, "--json").output)
+    assert facts["duplicates_across_split_folders"] == [["train/cat/cat_003.jpg", "val/cat/dup.jpg"]]
+    assert "across split folders" in cli("inspect", data).output
+
+
+@pytest.mark.parametrize("fmt", ["coco", "masks"])
+def test_byte_identical_across_worker_counts_with_boxes_and_masks(scenes, tmp_path, fmt):
+    one, two = tmp_path / "one", tmp_path / "two"
+    expand(scenes[fmt], "classic", one, ExpandOptions(workers=1, shard_size=20_000, progress=False))
+    expand(scenes[fmt], "classic", two, ExpandOptions(workers=2, shard_size=20_000, progress=False))
+    assert len(shard_hashes(one)) > 2 and shard_hashes(one) == shard_hashes(two)
+
+
+def test_same_inputs_give_byte_identical_shards_whatever_the_worker_count(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=40)
+    one, four = tmp_path / "one", tmp_path / "four"
+    # a small shard size makes several shards, so that four workers really share them
+    expand(data, "classic", one, ExpandOptions(workers=1, shard_size=30_000, progress=False))
+    expand(data, "classic", four, ExpandOptions(workers=4, shard_size=30_000, progress=False))
+    assert len(shard_hashes(one)) > 4
+    assert shard_hashes(one) == shard_hashes(four)
+
+
+def test_another_seed_gives_other_augmentations(folder, tmp_path):
+    expand(folder, "classic", tmp_path / "a", ExpandOptions(seed=1, **QUIET))
+    expand(folder, "classic", tmp_path / "b", ExpandOptions(seed=2, **QUIET))
+    assert shard_hashes(tmp_path / "a") != shard_hashes(tmp_path / "b")
+
+
+def test_each_kind_of_bad_input_is_skipped_and_recorded(folder, tmp_path):
+    expected = add_bad_inputs(folder)
+    m = expand(folder, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, **QUIET))
+    recorded = {s["path"]: s["reason"] for s in m["skipped"]}
+    assert set(recorded) == set(expected)
+    for path, reason in expected.items():
+        assert reason in recorded[path], (path, recorded[path])
+    assert m["counts"]["train"]["originals"] == 21  # 20 good + good.jpg
+    assert json.loads((tmp_path / "out" / "_augpipe.json").read_text())["skipped"] == m["skipped"]
+
+
+def test_max_pixels_skips_large_images(folder, tmp_path):
+    write_image(folder / "cat" / "big.jpg", size=64)
+    m = expand(folder, "flips", tmp_path / "out", ExpandOptions(max_pixels=40 * 40, val_fraction=0, **QUIET))
+    assert [s["path"] for s in m["skipped"]] == ["cat/big.jpg"]
+
+
+def test_copies_overrides_the_recipe(folder, tmp_path):
+    m = expand(folder, "flips", tmp_path / "out", ExpandOptions(copies=5, val_fraction=0, **QUIET))
+    assert m["counts"]["train"]["rows"] == 20 * 6
+
+
+def test_strict_stops_at_the_first_bad_input(folder, tmp_path):
+    from augpipe.errors import StrictSkipError
+
+    (folder / "cat" / "zzz.jpg").write_bytes(b"")
+    with pytest.raises(StrictSkipError, match="cat/zzz.jpg: empty file"):
+        expand(folder, "flips", tmp_path / "out", ExpandOptions(strict=True, **QUIET))
+
+
+def test_strict_with_workers_fails_in_one_line_and_leaves_no_process(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=60)
+    (data / "dog" / "dog_999.jpg").write_bytes(b"not an image")
+    cmd = [sys.executable, "-m", "augpipe", "expand", str(data), "-r", "flips", "-o", str(tmp_path / "out"),
+           "-w", "2", "--shard-size", "20KB", "--strict", "-q"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "augpipe: error: dog/dog_999.jpg: not a readable image (unknown format or corrupt header) "
+        "(--strict stops at the first bad input)"]
+
+
+@pytest.mark.parametrize("source, out", [
+    ("s3://src/cls1?region=us-east-1", "s3://src/cls1/out"), ("s3://src/cls1", "s3://src/cls1/out?region=x"),
+    ("S3://src/cls1", "s3://src/cls1/out"), ("file://{tmp}/cls", "{tmp}/cls/out"), ("{tmp}/cls", "file://{tmp}/cls/o")])
+def test_an_output_inside_its_source_is_refused_however_spelt(source, out, tmp_path):
+    from augpipe.pipeline import _check_not_nested
+
+    with pytest.raises(OutputError, match="inside the source"):
+        _check_not_nested(source.format(tmp=tmp_path), out.format(tmp=tmp_path))
+    _check_not_nested(f"{tmp_path}/cls", f"{tmp_path}/cls-x")
+    _check_not_nested("s3://src/cls1", "s3://src/cls10")

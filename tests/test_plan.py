@@ -1,0 +1,80 @@
+"""From a scan to shard tasks (augpipe/plan.py): splits, balance, shard boundaries."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+
+from augpipe import ExpandOptions, expand
+from conftest import duplicated_folder, make_folder, make_scenes, rows
+
+QUIET = dict(progress=False, workers=1)
+
+
+def test_identical_files_always_share_a_split(tmp_path):
+    data = duplicated_folder(tmp_path / "data")
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(val_fraction=0.5, **QUIET))
+    table = pq.read_table(tmp_path / "out", columns=["source", "source_sha256", "split"]).to_pylist()
+    splits_of = {}
+    for r in table:
+        splits_of.setdefault(r["source_sha256"], set()).add(r["split"])
+    assert all(len(s) == 1 for s in splits_of.values())
+    assert m["counts"]["validation"]["sources"] > 0
+
+
+def test_balance_for_detection_counts_by_the_rarest_class(tmp_path):
+    data = make_scenes(tmp_path / "coco", n=20)
+    plain = expand(data, "flips", tmp_path / "plain", ExpandOptions(val_fraction=0, **QUIET))
+    balanced = expand(data, "flips", tmp_path / "bal", ExpandOptions(val_fraction=0, balance=True, **QUIET))
+    p, b = plain["counts"]["train"]["by_class"], balanced["counts"]["train"]["by_class"]
+    assert b["box"] / b["disc"] != p["box"] / p["disc"]
+    assert balanced["counts"]["train"]["rows"] > plain["counts"]["train"]["rows"]
+
+
+def test_validation_holds_originals_only_and_copies_stay_with_their_source(folder, tmp_path):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(val_fraction=0.3, **QUIET))
+    val, train = rows(out, "validation"), rows(out, "train")
+    assert val and all(r["copy"] == 0 and r["transforms"] == "[]" for r in val)
+    assert not {r["source"] for r in val} & {r["source"] for r in train}
+    assert {r["copy"] for r in train} == {0, 1, 2}
+
+
+def test_adding_files_never_moves_an_existing_file_to_another_split(tmp_path):
+    data = make_folder(tmp_path / "data", per_class=30)
+    expand(data, "flips", tmp_path / "before", ExpandOptions(val_fraction=0.2, **QUIET))
+    make_folder(tmp_path / "more", per_class=30)
+    for src in (tmp_path / "more").rglob("*.jpg"):
+        dest = data / src.parent.name / f"new_{src.name}"
+        dest.write_bytes(src.read_bytes())
+    expand(data, "flips", tmp_path / "after", ExpandOptions(val_fraction=0.2, **QUIET))
+    before = {r["source"] for r in rows(tmp_path / "before", "validation")}
+    after = {r["source"] for r in rows(tmp_path / "after", "validation")}
+    old_sources = {r["source"] for r in rows(tmp_path / "before")}
+    assert before and after & old_sources == before
+
+
+def test_balance_gives_minority_classes_more_copies(tmp_path):
+    data = tmp_path / "data"
+    make_folder(data, classes=("many",), per_class=20)
+    make_folder(data, classes=("few",), per_class=5)
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(balance=True, val_fraction=0, **QUIET))
+    by_class = m["counts"]["train"]["by_class"]
+    assert by_class["many"] == 60 and by_class["few"] == 60
+    plain = expand(data, "flips", tmp_path / "plain", ExpandOptions(val_fraction=0, **QUIET))
+    assert plain["counts"]["train"]["by_class"]["few"] == 15
+
+
+def test_the_last_shards_are_smaller_so_that_workers_finish_together(tmp_path):
+    from augpipe.formats import scan
+    from augpipe.plan import make_plan
+    from augpipe.recipe import load_recipe
+
+    data = make_folder(tmp_path / "data", classes=("a",), per_class=400)
+    found = scan(str(data))
+    shard_bytes = -(-sum(f.size for f in found.files) // 8)  # 8 full shares of the split
+    plan = make_plan(found, load_recipe("flips"), 0, 0.0, False, shard_bytes)
+    sizes = [len(s.sources) for s in plan.shards]
+    assert len(sizes) == 11 and sum(sizes) == 400
+    full = sizes[0]
+    assert all(abs(n - full) <= 2 for n in sizes[:7])
+    assert all(abs(n - full * share) <= 2 for n, share in zip(sizes[7:], (1 / 2, 1 / 4, 1 / 8, 1 / 8)))

@@ -1,0 +1,79 @@
+"""The trainers' scores (augpipe/training/metrics.py), checked by hand. Needs the train extra."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from augpipe.training.metrics import average_precision, box_iou, confusion, mean_average_precision, segmentation_scores  # noqa: E402
+
+
+def detections(boxes, scores, labels):
+    return {"boxes": np.array(boxes, float).reshape(-1, 4), "scores": np.array(scores, float), "labels": np.array(labels)}
+
+
+def truth(boxes, labels):
+    return {"boxes": np.array(boxes, float).reshape(-1, 4), "labels": np.array(labels)}
+
+
+def test_box_iou():
+    assert box_iou([[0, 0, 2, 2]], [[0, 0, 2, 2]])[0, 0] == 1
+    assert box_iou([[0, 0, 2, 2]], [[1, 0, 2, 2]])[0, 0] == pytest.approx(2 / 6)  # half of each: 2 of 6
+    assert box_iou([[0, 0, 4, 4]], [[1, 1, 2, 2]])[0, 0] == pytest.approx(4 / 16)  # one inside the other
+    assert box_iou([[0, 0, 2, 2]], [[2, 0, 2, 2]])[0, 0] == 0  # touching edges
+    assert box_iou([[0, 0, 2, 2]], [[5, 5, 1, 1]])[0, 0] == 0
+    assert box_iou([[0, 0, 0, 0]], [[0, 0, 0, 0]])[0, 0] == 0  # no area: no IoU, no NaN
+    many = box_iou([[0, 0, 2, 2], [1, 0, 2, 2]], [[0, 0, 2, 2], [1, 0, 2, 2], [9, 9, 1, 1]])
+    assert many.shape == (2, 3) and many[1, 1] == 1 and many[0, 1] == pytest.approx(1 / 3)
+
+
+def test_average_precision_by_hand():
+    assert average_precision([0.9], [1], 1) == 1.0
+    assert average_precision([0.9, 0.8], [0, 1], 1) == pytest.approx(0.5)  # a false positive ranked first
+    assert average_precision([0.9, 0.8], [1, 0], 1) == 1.0  # ... ranked after the hit costs nothing
+    assert average_precision([0.9], [1], 2) == pytest.approx(0.5)  # half the boxes found
+    assert average_precision([], [], 3) == 0.0
+    assert np.isnan(average_precision([0.5], [0], 0))  # no ground truth: undefined
+    # 3 boxes; ranked hit, miss, hit, miss, hit: precision 1, 1/2, 2/3, 1/2, 3/5 at recall 1/3, 1/3, 2/3, 2/3, 1
+    # interpolated: 1 up to 1/3, 2/3 up to 2/3, 3/5 up to 1
+    assert average_precision([0.9, 0.8, 0.7, 0.6, 0.5], [1, 0, 1, 0, 1], 3) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
+    # the order is by score, not by position in the lists
+    assert average_precision([0.5, 0.9], [1, 0], 1) == pytest.approx(0.5)
+
+
+def test_mean_average_precision_by_hand():
+    a, b = [0, 0, 10, 10], [20, 20, 10, 10]
+    perfect, aps = mean_average_precision([detections([a, b], [0.9, 0.8], [0, 1])], [truth([a, b], [0, 1])], 2)
+    assert perfect == 1.0 and aps == [1.0, 1.0]
+    # the right box with the wrong class: a false positive for one class, a miss for the other
+    swapped, _ = mean_average_precision([detections([a], [0.9], [1])], [truth([a], [0])], 2)
+    assert swapped == 0.0
+    # IoU 0.5 is a hit, just under is not: [0, 0, 10, 10] against [0, 0, 10, 20] is 0.5
+    assert mean_average_precision([detections([[0, 0, 10, 20]], [0.9], [0])], [truth([a], [0])], 1)[0] == 1.0
+    assert mean_average_precision([detections([[0, 0, 10, 20.5]], [0.9], [0])], [truth([a], [0])], 1)[0] == 0.0
+    # a second detection of a found box is a false positive (VOC), ranked after the first here
+    twice, _ = mean_average_precision([detections([a, a], [0.9, 0.8], [0, 0])], [truth([a], [0])], 1)
+    assert twice == 1.0
+    twice_first, _ = mean_average_precision([detections([a, [1, 0, 10, 10]], [0.7, 0.8], [0, 0])],
+                                            [truth([a], [0])], 1)
+    assert twice_first == 1.0  # the better-scored one takes the box; the other is the false positive after it
+    # over images: class 0 found in one image of two, class 1 perfect, class 2 has no ground truth
+    m, aps = mean_average_precision(
+        [detections([a], [0.9], [0]), detections([b, [40, 40, 5, 5]], [0.8, 0.3], [1, 2])],
+        [truth([a], [0]), truth([a, b], [0, 1])], 3)
+    assert aps[0] == pytest.approx(0.5) and aps[1] == 1.0 and np.isnan(aps[2]) and m == pytest.approx(0.75)
+    # predicting nothing: the baseline
+    assert mean_average_precision([detections([], [], [])], [truth([a], [0])], 1)[0] == 0.0
+
+
+def test_segmentation_scores_by_hand():
+    t = np.array([[0, 0, 1, 1], [0, 0, 1, 255]])
+    p = np.array([[0, 1, 1, 1], [0, 0, 0, 2]])
+    matrix = confusion(t, p, 3)
+    assert matrix.tolist() == [[3, 1, 0], [1, 2, 0], [0, 0, 0]]  # the 255 pixel is left out
+    s = segmentation_scores(matrix)
+    assert s["pixel_acc"] == pytest.approx(5 / 7)
+    assert s["iou"][0] == pytest.approx(3 / 5) and s["iou"][1] == pytest.approx(2 / 4) and np.isnan(s["iou"][2])
+    assert s["mean_iou"] == pytest.approx((3 / 5 + 2 / 4) / 2)
