@@ -104,14 +104,8 @@ class RowSpec:
 
 
 def row_spec(kind, class_names: list[str] | tuple[str, ...], labelled: bool = True) -> RowSpec:
-    """The columns of a task's rows: the image, the target kind's columns, the common ones."""
+    """The columns of a kind's rows: the image, the target kind's columns, the common ones."""
     return RowSpec((image_column(), *kind.columns(list(class_names), labelled), *COMMON), kind.name)
-
-
-def classification(class_names: list[str] | tuple[str, ...], labelled: bool = True) -> RowSpec:
-    from augpipe.targets import kind_for
-
-    return row_spec(kind_for("classification"), class_names, labelled)
 
 
 # ---------------------------------------------------------------- Arrow arrays from buffers

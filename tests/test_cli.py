@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from augpipe.cli import app
-from conftest import ENV, ROOT, augpipe
+from conftest import ENV, ROOT, augpipe, make_folder, one_line
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
@@ -208,3 +208,17 @@ def test_no_command_but_expand_speaks_of_shards_when_stopped(monkeypatch, comman
         assert "shards" not in message and "resume" not in message and "run the same command again" in message
     monkeypatch.setitem(_state, "command", "expand")
     assert "finished shards are kept" in _error_table(Terminated())[1]
+
+
+@pytest.mark.parametrize("args", [
+    ("preview", "{data}", "--out", "s3://bucket/sheet.png"),
+    ("preview", "{data}", "--html", "file:///{tmp}/gallery"),
+    ("train", "{data}", "--out", "s3://bucket/run"),
+    ("demo", "gs://bucket/demo")])
+def test_a_command_that_writes_here_refuses_a_uri_and_makes_no_folder_named_after_it(tmp_path, monkeypatch, cli,
+                                                                                      args):
+    monkeypatch.chdir(tmp_path)
+    data = make_folder(tmp_path / "data", per_class=2)
+    result = cli(*(a.format(data=data, tmp=tmp_path) for a in args))
+    assert result.exit_code == 2 and "a local path is needed" in one_line(result.output)
+    assert not any(p.name.endswith(":") for p in tmp_path.iterdir())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pytest
 
@@ -59,3 +61,17 @@ def test_a_shard_that_cannot_be_read_is_named_in_one_line(dataset, damage):
     message = str(caught.value)
     assert name in message and "\n" not in message and "augpipe inspect --verify" in message
     assert ("is missing" if damage == "missing" else "cannot be read") in message
+
+
+def test_a_manifest_whose_kind_does_not_match_its_shards_is_one_line(tmp_path, cli):
+    """A detection dataset's manifest saying classification (or no kind: 0.1's default): the rows
+    have no `label` for it; preview and export say so instead of drawing every row unlabelled."""
+    out = tmp_path / "out"
+    expand(make_scenes(tmp_path / "src", n=4), "flips", out, ExpandOptions(workers=1, progress=False, copies=0))
+    raw = json.loads((out / "_augpipe.json").read_text())
+    for manifest in ({**raw, "task": "classification"}, {k: v for k, v in raw.items() if k != "task"}):
+        (out / "_augpipe.json").write_text(json.dumps(manifest))
+        result = cli("preview", out, "--out", tmp_path / "p.png")
+        assert result.exit_code == 2 and "has no 'label' column, which its manifest's classification kind needs: " \
+            "the manifest does not match its shards" in result.output, result.output
+        assert not (tmp_path / "p.png").exists()

@@ -133,3 +133,19 @@ def test_manifest_checksums_counts_and_recipe_match_the_files(folder, tmp_path):
     assert sum(c["rows"] for c in m["counts"].values()) == len(rows(out))
     assert m["classes"] == ["cat", "dog"] and "seconds" in m["timing"]
     assert not (out / ".augpipe").exists()
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"task": "keypointz"}, r"its target kind 'keypointz' is none augpipe knows \(classification, detection"),
+    ({"task": 5}, "its target kind 5 is none augpipe knows"),
+    ({"skipped": "all"}, "'skipped' is not a list: the manifest is damaged"),
+    ({"options": None}, "'options' is not a dict: the manifest is damaged"),
+    ({"instance_masks": "yes"}, "'instance_masks' is not a bool: the manifest is damaged")])
+def test_a_manifest_of_an_unknown_kind_or_wrong_typed_keys_is_damaged_in_one_line(folder, tmp_path, change, why):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(workers=1, progress=False))
+    raw = json.loads((out / MANIFEST).read_text())
+    (out / MANIFEST).write_text(json.dumps({**raw, **change}))
+    with pytest.raises(SourceError, match=why) as info:
+        Manifest.load(open_store(out))
+    assert "\n" not in str(info.value)

@@ -254,3 +254,13 @@ def test_a_finished_shard_whose_size_disagrees_with_its_record_is_redone(tmp_pat
     done = expand(data, "flips", out, options)
     assert shard_hashes(out) == expected
     assert done["timing"]["shards_resumed"] == len(expected) - 1
+
+
+@pytest.mark.parametrize("damage", ["[1, 2]", '{"shards": "all"}'])
+def test_a_damaged_manifest_is_no_finished_output_and_a_rerun_writes_a_whole_one(tmp_path, damage):
+    source = make_folder(tmp_path / "src", per_class=3)
+    out = tmp_path / "out"
+    first = expand(source, "flips", out, ExpandOptions(workers=1, progress=False))
+    (out / "_augpipe.json").write_text(damage)
+    again = expand(source, "flips", out, ExpandOptions(workers=1, progress=False))
+    assert not again.get("up_to_date") and json.loads((out / "_augpipe.json").read_text())["shards"] == first["shards"]

@@ -187,3 +187,18 @@ def test_an_output_inside_its_source_is_refused_however_spelt(source, out, tmp_p
         _check_not_nested(source.format(tmp=tmp_path), out.format(tmp=tmp_path))
     _check_not_nested(f"{tmp_path}/cls", f"{tmp_path}/cls-x")
     _check_not_nested("s3://src/cls1", "s3://src/cls10")
+
+
+def test_a_source_that_names_every_split_but_no_validation_is_warned_of(tmp_path):
+    """COCO's instances_train.json alone: --val-fraction holds out nothing, and the summary says so."""
+    from conftest import make_scenes
+
+    root = make_scenes(tmp_path / "src", n=4)
+    (root / "annotations" / "instances_default.json").rename(root / "annotations" / "instances_train.json")
+    (root / "default").rename(root / "train")
+    m = expand(root, "flips", tmp_path / "out", ExpandOptions(workers=1, progress=False, copies=0, val_fraction=0.5))
+    assert list(m["counts"]) == ["train"]
+    assert any("none is validation, so there is no validation split" in w for w in m["warnings"]), m["warnings"]
+    plain = expand(make_folder(tmp_path / "f", per_class=4), "flips", tmp_path / "out2",
+                   ExpandOptions(workers=1, progress=False, copies=0, val_fraction=0.5))
+    assert not any("no validation split" in w for w in plain.get("warnings", []))

@@ -500,3 +500,12 @@ def test_a_reflecting_border_is_a_warning_for_detection_and_leaves_no_empty_box(
     for row in pq.read_table(out, columns=["objects"]).to_pylist():
         assert all(w > 0 and h > 0 for _, _, w, h in row["objects"]["bbox"])
     assert cli("inspect", out, "--verify").exit_code == 0
+
+
+def test_a_recipe_key_of_another_kind_is_a_warning_on_this_one():
+    from augpipe.recipe import check_for_kind, parse_recipe
+    from augpipe.targets import kind_for
+
+    recipe = parse_recipe("keypoint_flip: {left_eye: right_eye}\ntransforms: [{HorizontalFlip: {p: 0.5}}]", "r.yaml")
+    assert check_for_kind(recipe, kind_for("detection")) == [
+        "keypoint_flip: this detection dataset does not use it (another kind of target does)"]

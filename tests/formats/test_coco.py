@@ -6,19 +6,25 @@ import dataclasses
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import by_path, coco_ann, coco_image, img, reasons, write
+from written import assert_same_boxes, mask_pixels, masked, round_trip, rows  # noqa: F401 (masked: a fixture)
 
+from augpipe import ExpandOptions, expand
 from augpipe.errors import SourceError
 from augpipe.export import export
 from augpipe.formats import coco, scan, yolo
 from augpipe.formats.base import Objects
 from augpipe.formats.common import rings
 from augpipe.targets.boxes import _rle, fill_polygon
-from conftest import by_path, coco_ann, coco_image, img, reasons, write
-from written import assert_same_boxes, mask_pixels, masked, round_trip, rows  # noqa: F401 (masked: a fixture)
+
+QUIET = dict(progress=False, workers=1)
+
+HUGE = 10 ** 400  # parses from JSON as a Python int; no float holds it
 
 
 def make_coco(root: Path) -> Path:
@@ -276,7 +282,6 @@ def test_outlines_run_on_the_pixels_edges_and_fill_back_exactly():
     """On random masks: every vertex a pixel corner; filled by the pixel-centre rule (as
     pycocotools and augpipe's readers fill) the outlines give back the mask wherever it has no
     hole, and the YOLO polygon (parts joined by seams) spans exactly the mask's extent."""
-    import cv2
 
     rng = np.random.default_rng(4)
     exact = 0
@@ -304,3 +309,52 @@ def test_outlines_run_on_the_pixels_edges_and_fill_back_exactly():
     assert exact > 100
 
 
+def test_integers_too_large_for_a_float_are_recorded_skips(tmp_path):
+    root = tmp_path / "c"
+    for name in ("box", "poly", "rle", "width", "fine"):
+        img(root / "train" / f"{name}.jpg")
+    write(root / "annotations" / "instances_train.json", {
+        "images": [coco_image(1, "box.jpg"), coco_image(2, "poly.jpg"), coco_image(3, "rle.jpg"),
+                   coco_image(4, "width.jpg", w=HUGE), coco_image(5, "fine.jpg")],
+        "categories": [{"id": 1, "name": "cat"}],
+        "annotations": [
+            coco_ann(1, 1, 1, [1, 1, HUGE, 4]),
+            coco_ann(2, 2, 1, [1, 1, 4, 4], segmentation=[[1, 1, HUGE, 1, 4, 4]]),
+            coco_ann(3, 3, 1, [1, 1, 4, 4], segmentation={"size": [HUGE, 64], "counts": [0, 10]}),
+            coco_ann(4, 4, 1, [1, 1, 4, 4]),
+            coco_ann(5, 5, 1, [1, 1, 4, 4]),
+        ]})
+    found = scan(root)
+    why = reasons(found)
+    assert "bbox is not 4 numbers" in why["train/box.jpg"]
+    assert "segmentation polygon is not" in why["train/poly.jpg"]
+    assert "segmentation RLE is not" in why["train/rle.jpg"]
+    # a width no float holds is no usable size: the image is checked against its decoded size
+    assert {f.relpath for f in found.files} == {"train/width.jpg", "train/fine.jpg"}
+
+
+def test_a_coco_export_keeps_the_sources_category_and_annotation_ids(tmp_path):
+    from augpipe.export import export
+
+    root = tmp_path / "c"
+    img(root / "train" / "a.jpg")
+    img(root / "train" / "b.jpg")
+    write(root / "annotations" / "instances_train.json", {
+        "images": [coco_image(1, "a.jpg"), coco_image(2, "b.jpg")],
+        "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}],
+        "annotations": [coco_ann(41, 1, 7, [1, 1, 8, 8]), coco_ann(17, 1, 3, [10, 10, 8, 8]),
+                        coco_ann(99, 2, 3, [2, 2, 8, 8])]})
+    m = expand(root, "flips", tmp_path / "ds", ExpandOptions(copies=0, val_fraction=0, **QUIET))
+    assert m["classes"] == ["cat", "dog"] and m["category_ids"] == [3, 7]
+    export(tmp_path / "ds", "coco", tmp_path / "out", progress=False)
+    book = json.loads((tmp_path / "out" / "annotations" / "instances_train.json").read_text())
+    assert sorted((c["id"], c["name"]) for c in book["categories"]) == [(3, "cat"), (7, "dog")]
+    names = {c["id"]: c["name"] for c in book["categories"]}
+    assert sorted((a["id"], names[a["category_id"]]) for a in book["annotations"]) == \
+        [(17, "cat"), (41, "dog"), (99, "cat")]
+
+
+def test_coco_asked_for_without_an_annotation_file_is_one_line(tmp_path):
+    img(tmp_path / "c" / "cat" / "a.jpg")
+    with pytest.raises(SourceError, match=r"no COCO annotation file \(annotations/instances_<split>.json"):
+        scan(tmp_path / "c", format="coco")

@@ -82,3 +82,9 @@ def test_a_json_label_that_is_no_number_is_no_label(tmp_path):
     write(tmp_path / "d" / "metadata.jsonl", '{"file_name": "a.jpg", "label": NaN}\n{"file_name": "b.jpg", "label": 1}\n')
     found = scan(tmp_path / "d")
     assert found.classes == ["1"] and [p for p, _ in found.skipped] == ["a.jpg"]
+
+
+def test_labelfiles_asked_for_without_a_label_file_is_one_line(tmp_path):
+    img(tmp_path / "c" / "cat" / "a.jpg")
+    with pytest.raises(SourceError, match=r"no label file \(labels.csv, metadata.csv, metadata.jsonl\)"):
+        scan(tmp_path / "c", format="labelfiles")

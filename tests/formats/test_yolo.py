@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from pathlib import Path
 
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import by_path, img, make_scenes, reasons, recipe, write
+from PIL import Image
+from written import COPIES_0, QUIET, assert_same_boxes, boxes, masked, round_trip  # noqa: F401 (fixtures)
 
 from augpipe import ExpandOptions, expand
 from augpipe.errors import SourceError
 from augpipe.export import export
 from augpipe.formats import scan
 from augpipe.formats.base import Objects
-from conftest import by_path, img, make_scenes, reasons, write
-from written import COPIES_0, QUIET, assert_same_boxes, boxes, masked, round_trip  # noqa: F401 (fixtures)
 
 
 def make_ultralytics(root: Path, names="{0: person, 1: car}") -> Path:
@@ -219,3 +224,44 @@ def test_a_yolo_export_of_validation_rows_only_names_them_as_train_too(tmp_path)
     assert data["train"] == data["val"] == "images/val"
 
 
+def test_a_data_yaml_nested_beyond_reason_is_one_line(tmp_path):
+    root = tmp_path / "y"
+    img(root / "images" / "a.jpg")
+    write(root / "labels" / "a.txt", "")
+    write(root / "data.yaml", "names: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    with pytest.raises(SourceError, match=r"data.yaml: not valid YAML \(nested too deeply\)"):
+        scan(root)
+
+
+def test_yolo_export_never_mixes_box_and_polygon_lines(tmp_path):
+    """A source mixing a box line and a polygon line: segment (the default with instance masks)
+    writes the box as its 4 corners, exactly, and the polygon on its mask's pixel edges; detect
+    writes two box lines (ultralytics drops a file that mixes them)."""
+    from augpipe.export import export
+
+    data = tmp_path / "yolo"
+    (data / "images" / "train").mkdir(parents=True)
+    cv2.imwrite(str(data / "images" / "train" / "a.png"), np.full((64, 64, 3), 90, np.uint8))
+    (data / "labels" / "train").mkdir(parents=True)
+    box, triangle = "0 0.500000 0.500000 0.250000 0.500000", "1 0.1 0.1 0.4 0.1 0.1 0.4"
+    (data / "labels" / "train" / "a.txt").write_text(f"{box}\n{triangle}\n")
+    (data / "data.yaml").write_text("train: images/train\nnames: [a, b]\n")
+    m = expand(data, recipe("[HorizontalFlip]", copies=0), tmp_path / "ds", ExpandOptions(val_fraction=0, **QUIET))
+    assert m["instance_masks"]
+    done = export(tmp_path / "ds", "yolo", tmp_path / "seg", progress=False)
+    assert done["yolo_task"] == "segment"
+    lines = (tmp_path / "seg" / "labels" / "train" / "a.txt").read_text().splitlines()
+    assert lines[0] == "0 0.375000 0.250000 0.625000 0.250000 0.625000 0.750000 0.375000 0.750000"
+    points = np.array(lines[1].split()[1:], float).reshape(-1, 2) * 64
+    assert lines[1].startswith("1 ") and len(points) > 4
+    np.testing.assert_allclose(points, np.round(points), atol=1e-3)  # on pixel corners
+    row = pq.read_table(tmp_path / "ds").to_pylist()[0]
+    mask = np.asarray(Image.open(io.BytesIO(row["objects"]["mask"][1]["bytes"]))) > 0
+    ys, xs = np.nonzero(mask)
+    np.testing.assert_allclose([*points.min(axis=0), *points.max(axis=0)],
+                               [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], atol=1e-3)  # the mask's extent
+    export(tmp_path / "ds", "yolo", tmp_path / "det", progress=False, yolo_task="detect")
+    lines = (tmp_path / "det" / "labels" / "train" / "a.txt").read_text().splitlines()
+    assert lines[0] == box and len(lines[1].split()) == 5
+    x, y, w, h = row["objects"]["bbox"][1]
+    assert lines[1] == f"1 {(x + w / 2) / 64:.6f} {(y + h / 2) / 64:.6f} {w / 64:.6f} {h / 64:.6f}"

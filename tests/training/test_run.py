@@ -55,15 +55,16 @@ HUGE = "c100000k3-r-c{classes}k1-gap"
 def empty_dataset(out: Path) -> Path:
     """What expanding a folder of unreadable images gives: a manifest and shards without rows."""
     from augpipe.manifest import Manifest
-    from augpipe.row import classification
+    from augpipe.row import row_spec
     from augpipe.shards import ShardWriter
+    from augpipe.targets import kind_for
 
     out.mkdir()
     store = open_store(out)
     shards = []
     for split in ("train", "validation"):
         name = f"{split}-00000-of-00001.parquet"
-        writer = ShardWriter(name, out, classification(["a", "b"]))
+        writer = ShardWriter(name, out, row_spec(kind_for("classification"), ["a", "b"]))
         rows, sha256, size = writer.finish()
         writer.publish(store)
         shards.append({"name": name, "split": split, "rows": rows, "bytes": size, "sha256": sha256})
@@ -550,3 +551,21 @@ def test_localisation_says_when_a_split_has_no_object_at_all(cli, sparse, tmp_pa
     assert result.exit_code == 2
     assert (f"localisation: none of the {rows} validation images has an object (images without one are left out)"
             in result.output.strip().splitlines()[-1])
+
+
+def test_a_keypoints_dataset_trains_its_boxes_by_what_its_kind_feeds(tmp_path):
+    """The trainers know tasks, not kinds: keypoints' objects have boxes, so auto picks
+    localisation or detection, and segmentation and classification are refused in one line."""
+    from keypointed import coco_keypoints
+
+    from augpipe.dataset import open_dataset
+    from augpipe.errors import UsageError
+
+    out = tmp_path / "ds"
+    expand(coco_keypoints(tmp_path / "src"), "flips", out, ExpandOptions(workers=1, progress=False, copies=0))
+    ds = open_dataset(out)
+    task, why = train_module.choose_task(ds, None)
+    assert task in ("localisation", "detection") and "a keypoints dataset with" in why
+    for asked in ("segmentation", "classification"):
+        with pytest.raises(UsageError, match=f"--task {asked}: this keypoints dataset has no"):
+            train_module.choose_task(ds, asked)
