@@ -74,7 +74,8 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         hashes, sizes = _hash_sources(engine, found, spec, options)
     warnings = [*found.warnings, *check_recipe(recipe, sizes, spec.kind).warnings, *kind_warnings,
                 *_split_folder_leaks(found.files, hashes)]
-    plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
+    plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes,
+                     seed=options.seed)
     warnings += _no_validation(found, plan, options.val_fraction)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
                 "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
@@ -251,11 +252,23 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
         extra={"format": found.format, **for_scan(found).manifest_fields(),
                **({"category_ids": found.category_ids} if found.category_ids is not None else {}),
                "dropped_boxes": sum(r.dropped_boxes for r in records),
+               "dropped_by": dropped_by(records),
                "dropped_objects": [{"path": p, "reason": r} for p, r in
                                    sorted(tuple(d) for rec in records for d in rec.dropped_objects)],
                "exif_oriented": sum(r.exif_oriented for r in records),
                "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed]},
     )
+
+
+def dropped_by(records) -> dict:
+    """Objects the recipe dropped over every shard: reason -> class -> count."""
+    out: dict = {}
+    for record in records:
+        for reason, by_class in record.dropped_by.items():
+            mine = out.setdefault(reason, {})
+            for name, n in by_class.items():
+                mine[name] = mine.get(name, 0) + n
+    return {reason: dict(sorted(by_class.items())) for reason, by_class in sorted(out.items())}
 
 
 def _shown(location: str) -> str:

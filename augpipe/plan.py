@@ -7,6 +7,7 @@ worker count, so that any engine cuts the same shards.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import math
 from collections import Counter
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 
 from augpipe.errors import SourceError
 from augpipe.layout import SPLITS, shard_name
-from augpipe.recipe import Recipe
-from augpipe.sample import SourceItem
+from augpipe.mixing import pick_donors
+from augpipe.recipe import Recipe, has_mixes, mix_of, parts
+from augpipe.sample import SourceItem, sample_seed
 from augpipe.formats.base import Scan, SourceFile
 from augpipe.targets import for_scan
 
@@ -72,8 +74,9 @@ def assign_split(f: SourceFile, val_fraction: float, content_sha256: str | None 
 
 
 def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, balance: bool, shard_bytes: int,
-              hashes: dict[str, str] | None = None) -> Plan:
-    """`hashes`: each source's sha256 (split by content), or None (split by path)."""
+              hashes: dict[str, str] | None = None, seed: int = 0) -> Plan:
+    """`hashes`: each source's sha256 (split by content), or None (split by path); `seed`: the
+    run's, which draws the donors of a recipe's multi-image steps."""
     hashes = hashes or {}
     if not 0 <= val_fraction < 1:
         raise SourceError(f"--val-fraction must be at least 0 and below 1, not {val_fraction}")
@@ -100,6 +103,7 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
             items.append(SourceItem(f.relpath, label, wanted, hashes.get(f.relpath), f.target,
                                     hashes.get(mask) if mask else None))
             weights.append(max(f.size, 1) * len(wanted))
+        items = with_donors(items, recipe, seed)
         shards.extend(_cut(split, items, weights, shard_bytes))
     return Plan(
         shards=tuple(shards),
@@ -107,6 +111,49 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
         split_sources={s: len(v) for s, v in by_split.items() if v},
         planned_rows={s: sum(t.planned_rows for t in shards if t.split == s) for s in SPLITS if by_split[s]},
     )
+
+
+def with_donors(items: list[SourceItem], recipe: Recipe, seed: int) -> list[SourceItem]:
+    """Each copy's donors for the recipe's multi-image steps, drawn by the row's seed from the
+    same split (`items`): a validation image never reaches a training row."""
+    steps = [mix_of(spec) for _, spec in parts(recipe) if spec is not None] if has_mixes(recipe) else []
+    if not steps or not any(len(it.copies) > (0 in it.copies) for it in items):
+        return items
+    refs = {it.relpath: dataclasses.replace(it, copies=()) for it in items}
+    pools = [donor_pool(mix, sorted(refs.values(), key=lambda it: it.relpath)) for mix in steps]
+    out = []
+    for it in items:
+        donors = []
+        for copy in (c for c in it.copies if c):
+            row_seed = sample_seed(seed, it.relpath, copy)
+            chosen = [refs[name] for k, (mix, (names, weights)) in enumerate(zip(steps, pools))
+                      for name in pick_donors(names, row_seed, k, mix.donors(), it.relpath, weights)]
+            donors.append((copy, tuple(chosen)))
+        out.append(dataclasses.replace(it, donors=tuple(donors)))
+    return out
+
+
+def donor_pool(mix, items: list[SourceItem]) -> tuple[list[str], list[float] | None]:
+    """The sources a step may draw donors from (for a paste, those with objects) and their
+    weights (toward rare classes, when the step asks; else None: all alike)."""
+    if mix.needs_objects():
+        with_objects = [it for it in items if _categories(it)]
+        items = with_objects or items
+    names = [it.relpath for it in items]
+    if not mix.rare_weighted():
+        return names, None
+    return names, rare_weights(items)
+
+
+def _categories(item: SourceItem) -> tuple[int, ...]:
+    return tuple(getattr(item.target, "categories", ()) or ())
+
+
+def rare_weights(items: list[SourceItem]) -> list[float]:
+    """Each source's repeat factor (LVIS) over these sources: images with rare classes weigh more."""
+    share = Counter(c for it in items for c in set(_categories(it)))
+    top = max(share.values(), default=0)
+    return [max((math.sqrt(top / share[c]) for c in set(_categories(it))), default=1.0) for it in items]
 
 
 def _copies_per_source(files: list[SourceFile], copies: int, keep_original: bool, balance: bool,

@@ -22,6 +22,19 @@ def _engine(e: dict, timing: dict) -> str:
     return text + (f", {retried} task{'' if retried == 1 else 's'} retried" if retried else "")
 
 
+def _dropped_lines(dropped_by: dict) -> list[str]:
+    """Objects the recipe dropped, a line a reason, its classes the most dropped first."""
+    total = sum(n for by_class in dropped_by.values() for n in by_class.values())
+    if not total:
+        return []
+    lines = [f"  dropped     {total:,} object{'' if total == 1 else 's'} (all under dropped_by in the manifest)"]
+    for reason, by_class in dropped_by.items():
+        top = sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{k} {v:,}" for k, v in top[:4]) + (", …" if len(top) > 4 else "")
+        lines.append(f"                {reason}: {sum(by_class.values()):,} ({shown})")
+    return lines
+
+
 def expand_summary(m: dict) -> list[str]:
     counts = m["counts"]
     timing = m["timing"]
@@ -57,6 +70,7 @@ def expand_summary(m: dict) -> list[str]:
     if failed:
         lines.append(f"  failed      {len(failed):,} augmented copies could not be made (their originals are kept)")
         lines += [f"                {f['path']} copy {f['copy']}: {f['reason']}" for f in failed[:3]]
+    lines += _dropped_lines(m.get("dropped_by") or {})
     for warning in m.get("warnings") or []:
         lines.append(f"  warning     {warning}")
     n_bytes = sum(s["bytes"] for s in m["shards"])

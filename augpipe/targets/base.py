@@ -24,6 +24,7 @@ class Target:
         reader_columns()          the columns a torch reader reads beside "image"
         values(state, image)      the row's target columns' values
         count(rows, classes, src) what a shard's `by_class` counts of one source's rows
+        object_classes(state)     the class index of each object a state holds (its drops are counted)
         balance_group(classes)    `--balance`'s groups: a function of the training SourceFiles that
                                   gives a SourceFile's group; None: the kind has no classes to balance
     sources
@@ -87,6 +88,9 @@ class Target:
 
     def count(self, rows: list[dict], classes, src) -> Counter:
         raise NotImplementedError
+
+    def object_classes(self, state) -> list[int]:
+        return []
 
     def balance_group(self, classes):
         return None

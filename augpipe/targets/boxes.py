@@ -176,6 +176,9 @@ class BoxesKind(Target):
         """Objects a class."""
         return Counter(classes[c] for row in rows for c in row["objects"]["category"])
 
+    def object_classes(self, state: Boxes) -> list[int]:
+        return [] if state is None else state.categories.tolist()
+
     def balance_group(self, classes):
         """Images by the rarest class among their objects (objects counted over the training
         files); an image without objects is background, a group of its own."""
