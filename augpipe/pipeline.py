@@ -71,7 +71,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     kind_warnings = check_for_kind(recipe, spec.kind)
     hashes, sizes = None, None
     if options.split_by == "content":
-        hashes, sizes = _hash_sources(engine, found, spec, options)
+        hashes, sizes = split_hashes(engine, found, spec, options)
     warnings = [*found.warnings, *check_recipe(recipe, sizes, spec.kind).warnings, *kind_warnings,
                 *_split_folder_leaks(found.files, hashes)]
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes,
@@ -128,7 +128,7 @@ def _strict(options: ExpandOptions, skipped: list) -> None:
         raise StrictSkipError(f"{path}: {reason} (--strict stops at the first bad input)")
 
 
-def _hash_sources(engine, found, spec, options: ExpandOptions) -> tuple[dict, list]:
+def split_hashes(engine, found, spec, options: ExpandOptions) -> tuple[dict, list]:
     """Every source read once, in the workers: its sha256 decides its split (identical files
     always share one), its header gives its size for the recipe's dry run."""
     from augpipe.jobs import hash_sources, hash_jobs

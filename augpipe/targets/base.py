@@ -24,6 +24,7 @@ class Target:
         reader_columns()          the columns a torch reader reads beside "image"
         values(state, image)      the row's target columns' values
         count(rows, classes, src) what a shard's `by_class` counts of one source's rows
+        counted                   what those counts count, in a word ("rows", "objects")
         object_classes(state)     the class index of each object a state holds (its drops are counted)
         balance_group(classes)    `--balance`'s groups: a function of the training SourceFiles that
                                   gives a SourceFile's group; None: the kind has no classes to balance
@@ -57,6 +58,7 @@ class Target:
     name = ""
     albumentations_targets: tuple[str, ...] = ()
     spatial = False
+    counted = "rows"
     train_tasks: tuple[str, ...] = ()
     target_words: dict[str, str] = {}
 
