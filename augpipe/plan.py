@@ -116,21 +116,30 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
 def with_donors(items: list[SourceItem], recipe: Recipe, seed: int) -> list[SourceItem]:
     """Each copy's donors for the recipe's multi-image steps, drawn by the row's seed from the
     same split (`items`): a validation image never reaches a training row."""
-    steps = [mix_of(spec) for _, spec in parts(recipe) if spec is not None] if has_mixes(recipe) else []
-    if not steps or not any(len(it.copies) > (0 in it.copies) for it in items):
+    if not has_mixes(recipe) or not any(c for it in items for c in it.copies):
         return items
     refs = {it.relpath: dataclasses.replace(it, copies=()) for it in items}
-    pools = [donor_pool(mix, sorted(refs.values(), key=lambda it: it.relpath)) for mix in steps]
+    pools = donor_pools(recipe, list(refs.values()))
     out = []
     for it in items:
-        donors = []
-        for copy in (c for c in it.copies if c):
-            row_seed = sample_seed(seed, it.relpath, copy)
-            chosen = [refs[name] for k, (mix, (names, weights)) in enumerate(zip(steps, pools))
-                      for name in pick_donors(names, row_seed, k, mix.donors(), it.relpath, weights)]
-            donors.append((copy, tuple(chosen)))
-        out.append(dataclasses.replace(it, donors=tuple(donors)))
+        donors = tuple((copy, tuple(refs[name] for name in draw_donors(recipe, pools, sample_seed(seed, it.relpath, copy),
+                                                                       it.relpath)))
+                       for copy in it.copies if copy)
+        out.append(dataclasses.replace(it, donors=donors))
     return out
+
+
+def donor_pools(recipe: Recipe, items: list) -> list[tuple[list[str], list[float] | None]]:
+    """For each multi-image step, in order, the sources it draws from and their weights."""
+    ordered = sorted(items, key=lambda it: it.relpath)
+    return [donor_pool(mix_of(spec), ordered) for _, spec in parts(recipe) if spec is not None]
+
+
+def draw_donors(recipe: Recipe, pools: list, row_seed: int, own: str) -> list[str]:
+    """One row's donors, every step's in order (what `SourceItem.donors` lists for the copy)."""
+    steps = [mix_of(spec) for _, spec in parts(recipe) if spec is not None]
+    return [name for k, (mix, (names, weights)) in enumerate(zip(steps, pools))
+            for name in pick_donors(names, row_seed, k, mix.donors(), own, weights)]
 
 
 def donor_pool(mix, items: list[SourceItem]) -> tuple[list[str], list[float] | None]:

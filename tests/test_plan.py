@@ -78,3 +78,63 @@ def test_the_last_shards_are_smaller_so_that_workers_finish_together(tmp_path):
     full = sizes[0]
     assert all(abs(n - full) <= 2 for n in sizes[:7])
     assert all(abs(n - full * share) <= 2 for n, share in zip(sizes[7:], (1 / 2, 1 / 4, 1 / 8, 1 / 8)))
+
+
+# ---------------------------------------------------------------- donors of multi-image steps
+
+def _mix_plan(tmp_path, transforms: str, seed: int = 0, val_fraction: float = 0.4):
+    from augpipe.formats import scan
+    from augpipe.plan import make_plan
+    from conftest import recipe
+
+    found = scan(str(make_scenes(tmp_path / "coco", n=20)))
+    return make_plan(found, recipe(transforms, copies=3), 3, val_fraction, False, 1 << 30, seed=seed)
+
+
+def _train_items(plan):
+    return [it for s in plan.shards if s.split == "train" for it in s.sources]
+
+
+def test_donors_come_from_the_training_split_only_and_never_the_row_itself(tmp_path):
+    plan = _mix_plan(tmp_path, "[{Mosaic: {p: 1}}, {MixUp: {p: 0.5}}]")
+    train = {it.relpath for it in _train_items(plan)}
+    validation = {it.relpath for s in plan.shards if s.split == "validation" for it in s.sources}
+    assert validation and train
+    for it in _train_items(plan):
+        assert [c for c, _ in it.donors] == [1, 2, 3]  # every augmented copy, never the original
+        for _, donors in it.donors:
+            assert len(donors) == 3 + 1  # a 2×2 mosaic's three other cells, then MixUp's one
+            assert {d.relpath for d in donors} <= train - {it.relpath}
+            assert all(d.copies == () and d.sha256 is None for d in donors)
+    assert all(not it.donors for s in plan.shards if s.split == "validation" for it in s.sources)
+
+
+def test_donors_depend_on_the_row_seed_only(tmp_path):
+    def donors(plan):
+        return {it.relpath: [(c, [d.relpath for d in ds]) for c, ds in it.donors] for it in _train_items(plan)}
+
+    first = donors(_mix_plan(tmp_path / "a", "[{MixUp: {p: 1}}]"))
+    assert first == donors(_mix_plan(tmp_path / "b", "[{MixUp: {p: 1}}]"))
+    assert first != donors(_mix_plan(tmp_path / "c", "[{MixUp: {p: 1}}]", seed=1))
+    drawn = [d for ds in first.values() for _, names in ds for d in names]
+    assert len(set(drawn)) > len(first) / 2  # spread over the split, not a few favourites
+
+
+def test_a_paste_draws_donors_with_objects_and_rare_classes_more_often(tmp_path):
+    from collections import Counter
+
+    from augpipe.formats import scan
+    from augpipe.plan import make_plan
+    from conftest import recipe
+
+    data = make_scenes(tmp_path / "coco", n=30)
+    found = scan(str(data))
+    cats = {f.relpath: set(f.target.categories) for f in found.files}
+    rare = min((0, 1), key=lambda c: sum(c in v for v in cats.values()))
+
+    def share(transforms):
+        plan = make_plan(found, recipe(transforms, copies=20), 20, 0.0, False, 1 << 30, seed=3)
+        drawn = Counter(d.relpath for s in plan.shards for it in s.sources for _, ds in it.donors for d in ds)
+        return sum(n for name, n in drawn.items() if rare in cats[name]) / sum(drawn.values())
+
+    assert share("[{CopyPaste: {p: 1, rare_classes: true}}]") > share("[{CopyPaste: {p: 1}}]")
