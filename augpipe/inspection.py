@@ -295,7 +295,7 @@ def _dropped_lines(dropped_by: dict) -> list[str]:
     width = max(len(reason) for reason in dropped_by)
     for reason, by_class in dropped_by.items():
         classes = ", ".join(f"{c} {n:,}" for c, n in sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0])))
-        lines.append(f"    {reason:<{width}}  {sum(by_class.values()):,}: {classes}")
+        lines.append(f"    {reason:<{width}}  {sum(by_class.values()):,} ({classes})")
     return lines
 
 

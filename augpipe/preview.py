@@ -625,7 +625,7 @@ h1{font-size:1.2em} .row{display:flex;gap:12px;align-items:flex-start;margin:0 0
 figure{margin:0;width:180px;background:#fff;padding:6px;border-radius:4px}
 figure img{width:168px;height:168px;object-fit:contain;background:#808080;image-rendering:pixelated;display:block}
 figcaption{font-size:12px;margin:4px 0} pre{font-size:10px;white-space:pre-wrap;max-height:240px;overflow:auto}
-.donors{list-style:none;padding:0;margin:6px 0 0;font-size:11px;word-break:break-all}
+.donors{list-style:none;padding:0;margin:6px 0 0;font-size:11px;overflow-wrap:anywhere}
 .donors li{margin:0 0 6px} .donors img{width:56px;height:56px;float:left;margin:0 6px 2px 0}
 .donors li::after{content:"";display:block;clear:both} .note{font-size:12px;color:#555}
 """
@@ -657,17 +657,20 @@ def _donors_html(t: Tile, folder: Path, stem: str) -> str:
 
     if not t.donors:
         return ""
-    items = []
+    items, slots = [], defaultdict(int)
     for k, d in enumerate(t.donors):
+        slots[d.step] += 1
         picture = ""
         if d.rgb is not None:
             name = f"{stem}-d{k:02d}.png"
             cv2.imwrite(str(folder / name), cv2.cvtColor(d.rgb, cv2.COLOR_RGB2BGR))
-            picture = f"<img src='{name}' alt='donor {k + 1}'>"
-        own = html.escape(json.dumps(d.transforms, indent=1)) if d.transforms else "none"
-        fired = caption(d.transforms) if d.transforms else "none"
-        items.append(f"<li>{picture}<span>{html.escape(d.step)} donor {k + 1}: <b>{html.escape(d.source)}</b>, "
-                     f"its own transforms: {html.escape(fired)}</span><details><summary>its own transforms</summary><pre>{own}</pre></details></li>")
+            picture = f"<img src='{name}' alt='{html.escape(d.source)}'>"
+        own = "none"
+        if d.transforms:
+            own = (f"{html.escape(caption(d.transforms))}<details><summary>parameters</summary>"
+                   f"<pre>{html.escape(json.dumps(d.transforms, indent=1))}</pre></details>")
+        items.append(f"<li>{picture}{html.escape(d.step)} donor {slots[d.step]}: <b>{html.escape(d.source)}</b>; "
+                     f"its own transforms: {own}</li>")
     return f"<ul class='donors'>{''.join(items)}</ul>"
 
 
