@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from augpipe.errors import SkipInput, SourceError
+from augpipe.inspection import mixed_steps
 
 BACKGROUND = (238, 238, 238)
 TILE_BACKGROUND = (128, 128, 128)
@@ -86,12 +87,7 @@ def caption(applied: list, copy: int = 1) -> str:
 def donor_caption(applied: list) -> str:
     """Each multi-image step that fired and its donors, briefly: `Mosaic +3: scene_004, scene_011, …`."""
     return "; ".join(f"{name} +{len(params['donors'])}: " + ", ".join(_stem(d["source"]) for d in params["donors"])
-                     for name, params in _mixed(applied))
-
-
-def _mixed(applied: list) -> list:
-    """The multi-image steps among a row's transforms: those whose lineage names donors."""
-    return [(name, params) for name, params in applied if isinstance(params, dict) and "donors" in params]
+                     for name, params in mixed_steps(applied))
 
 
 def _stem(path: str) -> str:
@@ -125,7 +121,7 @@ def _tiles(rows: list[dict], kind, classes: list[str], look=None) -> list[Tile]:
     tiles = [_tile(r, kind, classes, original if r is not original else None) for r in rows]
     for t in tiles:
         t.donors = [DonorTile(name, d["source"], d.get("transforms") or [], look(d["source"]) if look else None)
-                    for name, params in _mixed(t.applied) for d in params["donors"]]
+                    for name, params in mixed_steps(t.applied) for d in params["donors"]]
     return tiles
 
 
@@ -367,7 +363,7 @@ def _shard_donors(ds, grouped: dict, target_columns: list[str]):
     from augpipe.decode import row_image
 
     wanted = {d["source"] for rows in grouped.values() for r in rows
-              for _, params in _mixed(_lineage(r)) for d in params["donors"]}
+              for _, params in mixed_steps(_lineage(r)) for d in params["donors"]}
     originals = {}
     if wanted:
         for batch in ds.iter_batches("train", ["image", "source", "copy", *target_columns],
