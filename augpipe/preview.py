@@ -429,7 +429,7 @@ def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
     mixed = any(t.donors for r in preview.rows for t in r.tiles)
     layout = Layout(tile, caption=30 + 24 * mixed)  # two more lines: the donors
     columns = max((len(r.tiles) for r in preview.rows), default=1)
-    footer = _footer_lines(preview)
+    footer = _footer_lines(preview, layout.size(0, columns, 0)[1] - 16)
     height, width = layout.size(len(preview.rows), columns, len(footer))
     sheet = np.full((height, width, 3), BACKGROUND, np.uint8)
     classes = ", ".join(dict.fromkeys(str(r.class_name) for r in preview.rows))
@@ -452,10 +452,11 @@ def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
     return sheet
 
 
-def _footer_lines(preview: Preview) -> list[str]:
+def _footer_lines(preview: Preview, width: int) -> list[str]:
+    notes = [line for note in preview.notes for line in _wrap(note, width, 0.4)]
     if not preview.skipped:
-        return list(preview.notes)
-    lines = [*preview.notes, f"skipped {len(preview.skipped)}:"]
+        return notes
+    lines = [*notes, f"skipped {len(preview.skipped)}:"]
     lines += [f"  {path}: {reason}" for path, reason in preview.skipped[: MAX_FOOTER - 1]]
     if len(preview.skipped) > MAX_FOOTER - 1:
         lines.append(f"  ... {len(preview.skipped) - MAX_FOOTER + 1} more")
