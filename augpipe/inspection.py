@@ -80,11 +80,14 @@ def _row_donors(text: str | None) -> list[tuple[str, dict]]:
 
 def donors_used(ds) -> dict:
     """Each multi-image step: the training rows it made and the distinct donor images they took."""
+    import pyarrow.compute as pc
+
     rows: Counter = Counter()
     images: dict[str, set] = defaultdict(set)
     try:
         for batch in ds.iter_batches("train", ["transforms"]):
-            for text in batch.column(0).to_pylist():
+            column = batch.column(0)
+            for text in column.filter(pc.fill_null(pc.match_substring(column, '"donors"'), False)).to_pylist():
                 steps = _row_donors(text)
                 rows.update({name for name, _ in steps})
                 for name, d in steps:
@@ -133,7 +136,9 @@ def verify_output(ds, source: str | None = None) -> list[str]:
             problems.append(f"{shard['name']}: checksum mismatch (sha256 {digest[:12]}, manifest {shard['sha256'][:12]})")
         problems += _verify_rows(ds, shard, m, seen)
     problems += _shared_across_splits(seen.by_sha)
-    problems += _donor_problems(seen)
+    # a training source whose every copy failed has no row, yet may be another row's donor
+    failed = {f.get("path") for f in m.extra.get("failed_copies") or () if isinstance(f, dict)}
+    problems += _donor_problems(seen, failed)
     if source is not None:
         problems += _compare_sources(seen, source)
     return problems
@@ -170,9 +175,10 @@ def _verify_rows(ds, shard: dict, m, seen: _Seen) -> list[str]:
     return problems
 
 
-def _donor_problems(seen: _Seen) -> list[str]:
+def _donor_problems(seen: _Seen, failed: set) -> list[str]:
     """A donor that is a validation image (by path or by content): validation leaks into training
-    through it; a donor that is no source of the dataset; a donor whose content is not its rows'."""
+    through it; a donor that is no source of the dataset (nor one whose copies all `failed`); a
+    donor whose content is not its rows'."""
     out = []
     for path, by_sha in sorted(seen.donors.items()):
         for sha, rows in sorted(by_sha.items()):
@@ -184,7 +190,7 @@ def _donor_problems(seen: _Seen) -> list[str]:
             elif twin is not None:
                 out.append(f"leakage: donor {path} has the content of validation source {twin}: it is {took}")
             if split is None:
-                out.append(f"donor {path} is no source of this dataset: it is {took}")
+                out += [] if path in failed else [f"donor {path} is no source of this dataset: it is {took}"]
             elif sha != own:
                 out.append(f"donor {path}: its rows say sha256 {own[:12]}, {took} says {sha[:12]}")
     return out

@@ -166,19 +166,25 @@ def test_verify_flags_a_donor_from_validation_or_from_nowhere(mixed, tmp_path, c
             donors[0].update(source="elsewhere/twin.png", sha256=val_b["source_sha256"])
         elif what == 2:  # no source at all
             donors[0].update(source="nowhere/ghost.png", sha256="0" * 64)
+        elif what == 3:  # a training source without a row: every copy of it failed
+            donors[0].update(source="gone/failed.png", sha256="1" * 64)
         else:
             return False
         done.append(row["source"])
         return True
 
     _retarget(out, change)
-    assert len(done) == 3
+    assert len(done) == 4
+    manifest = json.loads((out / "_augpipe.json").read_text())
+    manifest["failed_copies"] = [{"path": "gone/failed.png", "copy": 1, "reason": "augmentation failed: ..."}]
+    (out / "_augpipe.json").write_text(json.dumps(manifest))
     problems = json.loads(cli("inspect", out, "--verify", "--json").output)["problems"]
     assert any(p.startswith(f"leakage: validation source {val_a['source']} is a donor of 1 row") for p in problems)
     assert any(p.startswith(f"leakage: donor elsewhere/twin.png has the content of validation source {val_b['source']}")
                for p in problems)
     assert any(p.startswith("donor nowhere/ghost.png is no source of this dataset") for p in problems)
     assert any(p.startswith("donor elsewhere/twin.png is no source of this dataset") for p in problems)
+    assert not any("failed.png" in p for p in problems)
     assert all("donor" not in p or any(s in p for s in (val_a["source"], "twin", "ghost")) for p in problems)
     assert cli("inspect", out, "--verify").exit_code == 1
 
