@@ -116,7 +116,7 @@ class _Seen:
 
 def verify_output(ds, source: str | None = None) -> list[str]:
     """Every shard re-read: presence, checksum, row count, images, labels, splits; content that
-    appears in more than one split; donors of training rows that are validation images or no
+    appears in more than one split; donors of training rows that are held-out images or no
     sources of the dataset; with `source`, every row and donor against its source file now."""
     from augpipe.layout import is_shard_name
 
@@ -176,19 +176,19 @@ def _verify_rows(ds, shard: dict, m, seen: _Seen) -> list[str]:
 
 
 def _donor_problems(seen: _Seen, failed: set) -> list[str]:
-    """A donor that is a validation image (by path or by content): validation leaks into training
-    through it; a donor that is no source of the dataset (nor one whose copies all `failed`); a
-    donor whose content is not its rows'."""
+    """A donor that is a validation or test image (by path or by content): it leaks into training;
+    a donor that is no source of the dataset (nor one whose copies all `failed`); a donor whose
+    content is not its rows'."""
     out = []
     for path, by_sha in sorted(seen.donors.items()):
         for sha, rows in sorted(by_sha.items()):
             took = f"a donor of {_count(len(rows), 'row')} (first {rows[0]})"
             split, own = seen.by_path.get(path, (None, None))
-            twin = seen.by_sha.get(sha, {}).get("validation")
-            if split == "validation":
-                out.append(f"leakage: validation source {path} is {took}")
-            elif twin is not None:
-                out.append(f"leakage: donor {path} has the content of validation source {twin}: it is {took}")
+            twins = [(s, src) for s, src in seen.by_sha.get(sha, {}).items() if s != "train"]
+            if split not in (None, "train"):
+                out.append(f"leakage: {split} source {path} is {took}")
+            elif twins:
+                out.append(f"leakage: donor {path} has the content of {twins[0][0]} source {twins[0][1]}: it is {took}")
             if split is None:
                 out += [] if path in failed else [f"donor {path} is no source of this dataset: it is {took}"]
             elif sha != own:
