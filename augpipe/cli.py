@@ -263,6 +263,7 @@ def preview(
     html_dir: Annotated[Optional[Path], typer.Option("--html", metavar="DIR", help="Also write a static page with every tile and its parameters to this folder (new, empty, or an earlier gallery).")] = None,
     tile: Annotated[int, typer.Option("--tile", min=32, max=512, help="Tile size in pixels.")] = 128,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="As for expand: previewed images are training images.")] = 0.1,
+    split_by: Annotated[str, typer.Option("--split-by", help=f"As for expand ({one_of(SPLIT_BY)}): it decides the training images, and the donors of multi-image steps.")] = "content",
     format: FormatOpt = "auto",
     voc_zero_based: VocZeroBasedOpt = False,
 ) -> None:
@@ -279,7 +280,7 @@ def preview(
         raise UsageError(f"{source} is an image folder: preview needs --recipe (an expanded dataset does not)")
     else:
         result = preview_source(source, recipe, rows=rows, copies=copies, seed=seed, val_fraction=val_fraction,
-                                format=format, voc_zero_based=voc_zero_based)
+                                split_by=split_by, format=format, voc_zero_based=voc_zero_based)
     typer.echo(f"contact sheet: {write_sheet(result, out, tile)}")
     if html_dir is not None:
         typer.echo(f"gallery: {write_html(result, html_dir)}")

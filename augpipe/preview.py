@@ -171,7 +171,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     """Originals and augmented copies of a few training images, exactly as `expand` makes them
     (with a recipe's multi-image steps, their donors drawn as its plan draws them)."""
     from augpipe.formats import scan
-    from augpipe.options import DEFAULT_MAX_PIXELS
+    from augpipe.options import DEFAULT_MAX_PIXELS, ExpandOptions
     from augpipe.recipe import check_for_kind, has_mixes, load_recipe
     from augpipe.sample import DonorReader
     from augpipe.store import open_store, read_source
@@ -184,11 +184,12 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     store = open_store(str(root))
     copies = recipe.copies if copies is None else copies
     max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    options = ExpandOptions(progress=False, val_fraction=val_fraction, split_by=split_by, max_pixels=max_pixels)
     planned, notes = None, []
     if has_mixes(recipe) and copies:
-        planned, note = _planned_training(root, found, recipe, kind, copies, seed, val_fraction, split_by, max_pixels)
+        planned, note = _planned_training(root, found, recipe, kind, copies, seed, options)
         notes.append(note)
-    maker = _RowMaker(found, store, recipe, kind, copies, seed, val_fraction, split_by, max_pixels, planned,
+    maker = _RowMaker(found, store, recipe, kind, copies, seed, options, planned,
                       DonorReader(partial(read_source, store), kind, max_pixels))
     out_rows, skipped = [], list(found.skipped)
     for rel in _round_robin(_training_by_class(found, planned), rows, seed):
@@ -232,9 +233,7 @@ class _RowMaker:
     kind: object
     copies: int
     seed: int
-    val_fraction: float
-    split_by: str
-    max_pixels: int
+    options: object  # options.ExpandOptions: the split and the largest image, as expand's
     planned: dict | None
     donors: object  # sample.DonorReader
 
@@ -252,7 +251,7 @@ class _RowMaker:
         if self.planned is None and self._held_out(f, data):
             return None
         extra = [read_source(self.store, name) for name in self.kind.extra_files(item)]
-        result = augment_sample(data, item, self.recipe, self.seed, self.max_pixels, kind=self.kind,
+        result = augment_sample(data, item, self.recipe, self.seed, self.options.max_pixels, kind=self.kind,
                                 extra=extra[0] if extra else None, donors=self.donors)
         classes = self.found.classes
         tiles = _tiles(result.rows, self.kind, classes, self._donor_looks(item))
@@ -277,8 +276,8 @@ class _RowMaker:
 
         from augpipe.plan import assign_split
 
-        content = hashlib.sha256(data).hexdigest() if self.split_by == "content" else None
-        return assign_split(f, self.val_fraction, content) != "train"
+        content = hashlib.sha256(data).hexdigest() if self.options.split_by == "content" else None
+        return assign_split(f, self.options.val_fraction, content) != "train"
 
     def _donor_looks(self, item):
         """A donor's source path -> its image with its target drawn (as read, before its own
@@ -297,26 +296,24 @@ class _RowMaker:
         return look
 
 
-def _planned_training(root, found, recipe, kind, copies: int, seed: int, val_fraction: float, split_by: str,
-                      max_pixels: int) -> tuple[dict, str]:
+def _planned_training(root, found, recipe, kind, copies: int, seed: int, options) -> tuple[dict, str]:
     """The training sources as `expand` plans them, their donors drawn from the whole training
     split as its plan draws them ({relpath: SourceItem}), and a note saying so for the sheet.
     Split by content, every source is read once to hash it (as expand does)."""
     from augpipe.engines import make_engine
     from augpipe.jobs import RunSpec
-    from augpipe.options import ExpandOptions
     from augpipe.pipeline import split_hashes
     from augpipe.plan import make_plan
 
     hashes = None
-    if split_by == "content":
-        spec = RunSpec(str(root), "", recipe, seed, max_pixels, False, tuple(found.classes), found.labelled,
+    if options.split_by == "content":
+        spec = RunSpec(str(root), "", recipe, seed, options.max_pixels, False, tuple(found.classes), found.labelled,
                        kind=kind)
         with make_engine("local") as engine:
-            hashes, _ = split_hashes(engine, found, spec, ExpandOptions(progress=False, max_pixels=max_pixels))
-    plan = make_plan(found, recipe, copies, val_fraction, False, 2**62, hashes, seed)
+            hashes, _ = split_hashes(engine, found, spec, options)
+    plan = make_plan(found, recipe, copies, options.val_fraction, False, 2**62, hashes, seed)
     items = {s.relpath: s for shard in plan.shards if shard.split == "train" for s in shard.sources}
-    how = "each source hashed once to split it by content" if split_by == "content" else "split by path"
+    how = "each source hashed once to split it by content" if options.split_by == "content" else "split by path"
     return items, f"donors drawn as expand draws them, from the {len(items):,} training images ({how})"
 
 

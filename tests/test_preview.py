@@ -396,3 +396,15 @@ def test_the_sheet_and_the_gallery_show_each_tiles_donors(tmp_path):
             assert f"<b>{d.source}</b>" in item and f"{d.step} donor" in item
             (picture,) = re.findall(r"src='([^']+)'", item)
             assert np.array_equal(decode((page.parent / picture).read_bytes(), 10**9).rgb, d.rgb)
+
+
+def test_preview_cli_splits_as_expand_is_told_to(cli, tmp_path):
+    from conftest import MIXES, make_scenes
+
+    source = make_scenes(tmp_path / "data", n=8, fmt="coco")
+    recipe = tmp_path / "mixes.yaml"
+    recipe.write_text(MIXES)
+    result = cli("preview", source, "-r", recipe, "--split-by", "path", "--rows", "2", "-o", tmp_path / "s.png")
+    assert result.exit_code == 0 and (tmp_path / "s.png").is_file(), result.output
+    wrong = cli("preview", source, "-r", recipe, "--split-by", "name", "-o", tmp_path / "t.png")
+    assert wrong.exit_code == 2 and "--split-by is content or path, not 'name'" in wrong.output, wrong.output
