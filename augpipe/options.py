@@ -35,6 +35,7 @@ class ExpandOptions:
     seed: int = 0
     val_fraction: float = 0.1
     balance: bool = False
+    repeat_threshold: float | None = None  # --balance's repeat factors (detection); None: plan.repeat_factors'
     shard_size: int = 256 * 2**20
     max_pixels: int = DEFAULT_MAX_PIXELS
     strict: bool = False
@@ -53,6 +54,10 @@ class ExpandOptions:
             raise UsageError(f"--split-by is {one_of(SPLIT_BY)}, not '{self.split_by}'")
         if not 0 <= self.val_fraction < 1:
             raise UsageError(f"--val-fraction must be at least 0 and below 1, not {self.val_fraction}")
+        if self.repeat_threshold is not None and not self.balance:
+            raise UsageError("--repeat-threshold sets --balance's repeat factors: it needs --balance")
+        if self.repeat_threshold is not None and not 0 < self.repeat_threshold <= 1:
+            raise UsageError(f"--repeat-threshold is a share of images: above 0 and at most 1, not {self.repeat_threshold}")
         if self.shard_size < 1 or self.max_pixels < 1:
             raise UsageError("--shard-size and --max-pixels must be positive")
         if self.engine not in ENGINES:
