@@ -126,12 +126,10 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
     by_split: dict[str, list[SourceFile]] = {s: [] for s in SPLITS}
     for f in scan.files:
         by_split[assign_split(f, val_fraction, hashes.get(f.relpath))].append(f)
-    originals = (0,) if recipe.keep_original else ()
     factors = repeat_factors(by_split["train"], kind, scan.classes, repeat_threshold) \
         if balance and kind.balancing == "repeat factors" else None
-    rows = _rows_per_source(by_split["train"], copies + len(originals), len(originals),
-                            kind if balance else None, scan.classes, factors)
-    train_copies = {rel: originals + tuple(range(1, n - len(originals) + 1)) for rel, n in rows.items()}
+    train_copies = _copies_per_source(by_split["train"], copies, recipe.keep_original,
+                                      kind if balance else None, scan.classes, factors)
     shards: list[ShardJob] = []
     for split in SPLITS:
         items, weights = [], []
@@ -160,6 +158,13 @@ def _check_balance(scan: Scan, kind, repeat_threshold: float | None) -> None:
     if repeat_threshold is not None and kind.balancing != "repeat factors":
         raise UsageError(f"--repeat-threshold is for the repeat factors of detection's --balance; {kind.name}'s "
                          "--balance evens out its classes' images instead")
+
+
+def _copies_per_source(files: list[SourceFile], copies: int, keep_original: bool, kind, classes,
+                       factors: RepeatFactors | None) -> dict[str, tuple]:
+    originals = (0,) if keep_original else ()
+    rows = _rows_per_source(files, copies + len(originals), len(originals), kind, classes, factors)
+    return {rel: originals + tuple(range(1, n - len(originals) + 1)) for rel, n in rows.items()}
 
 
 def _rows_per_source(files: list[SourceFile], rows: int, originals: int, kind, classes,
