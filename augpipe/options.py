@@ -35,7 +35,6 @@ class ExpandOptions:
     seed: int = 0
     val_fraction: float = 0.1
     balance: bool = False
-    repeat_threshold: float | None = None  # --balance's repeat factors (detection); None: plan.repeat_factors'
     shard_size: int = 256 * 2**20
     max_pixels: int = DEFAULT_MAX_PIXELS
     strict: bool = False
@@ -46,6 +45,7 @@ class ExpandOptions:
     engine: str = "local"  # ENGINES
     format: str = "auto"  # auto | a source format's name: the scan checks it
     voc_zero_based: bool = False  # VOC files with 0-based edges (else the devkit's 1-based pixels)
+    repeat_threshold: float | None = None  # --balance's repeat factors (detection); None: plan.repeat_factors'
 
     def __post_init__(self):
         if self.copies is not None and not 0 <= self.copies <= MAX_COPIES:
