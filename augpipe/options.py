@@ -57,7 +57,8 @@ class ExpandOptions:
         if self.repeat_threshold is not None and not self.balance:
             raise UsageError("--repeat-threshold sets --balance's repeat factors: it needs --balance")
         if self.repeat_threshold is not None and not 0 < self.repeat_threshold <= 1:
-            raise UsageError(f"--repeat-threshold is a share of images: above 0 and at most 1, not {self.repeat_threshold}")
+            raise UsageError("--repeat-threshold is a share of images: above 0 and at most 1, "
+                             f"not {self.repeat_threshold}")
         if self.shard_size < 1 or self.max_pixels < 1:
             raise UsageError("--shard-size and --max-pixels must be positive")
         if self.engine not in ENGINES:
