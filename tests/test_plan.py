@@ -14,7 +14,7 @@ from augpipe.formats.base import Objects, Scan, SourceFile
 from augpipe.plan import make_plan, repeat_factors
 from augpipe.recipe import load_recipe
 from augpipe.targets import for_scan
-from conftest import duplicated_folder, make_folder, make_scenes, recipe, rows
+from conftest import class_scenes, duplicated_folder, make_folder, make_scenes, recipe, rows, shard_hashes
 
 QUIET = dict(progress=False, workers=1)
 
@@ -136,6 +136,14 @@ def test_rows_are_rounded_by_each_images_own_stable_draw():
     reordered = detection_scan(held)
     reordered.files.reverse()
     assert planned(reordered) == copies == planned(detection_scan(held))
+
+
+def test_balanced_rows_do_not_depend_on_the_worker_count(tmp_path):
+    data = class_scenes(tmp_path / "data", [[0, 0], [0], [0, 1], [1], [2], [0, 2], []] * 3)
+    for workers in (1, 2):
+        expand(data, "flips", tmp_path / f"w{workers}", ExpandOptions(balance=True, val_fraction=0.2, progress=False,
+                                                                       workers=workers, shard_size=4000))
+    assert len(shard_hashes(tmp_path / "w1")) > 2 and shard_hashes(tmp_path / "w1") == shard_hashes(tmp_path / "w2")
 
 
 def test_repeat_threshold_is_refused_where_balance_does_not_repeat(tmp_path):
