@@ -202,8 +202,11 @@ class _Failures:
         self.sources = 0
 
     def add(self, record) -> None:
+        from augpipe.sample import DONOR_FAILED
+
         self.sources += record.sources + len(record.skipped)
-        self.reasons.update({reason for _, _, reason in record.failed_copies})
+        # a donor that cannot be used is a bad input, however many rows drew it
+        self.reasons.update({reason for _, _, reason in record.failed_copies if not reason.startswith(DONOR_FAILED)})
         for reason, n in self.reasons.most_common(1):
             if n >= SYSTEMATIC_MIN and n > SYSTEMATIC_SHARE * self.sources:
                 raise AugmentationError(f"the recipe fails on {n} of {self.sources} images so far: {reason} "
