@@ -75,13 +75,15 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     warnings = [*found.warnings, *check_recipe(recipe, sizes, spec.kind).warnings, *kind_warnings,
                 *_split_folder_leaks(found.files, hashes)]
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes,
-                     seed=options.seed)
+                     options.repeat_threshold, seed=options.seed)
     warnings += _no_validation(found, plan, options.val_fraction)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
                 "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
                 "split_by": options.split_by, "format": found.format, "task": found.task}
     if found.format == "voc":  # the same files read in another convention are other boxes
         settings["voc_zero_based"] = options.voc_zero_based
+    if options.repeat_threshold is not None:
+        settings["repeat_threshold"] = options.repeat_threshold
     identity = _identity(recipe, options.seed, source, found.files, hashes, settings, found.annotations)
     try:
         done = output.prepare(identity, options.overwrite, [s.name for s in plan.shards])
@@ -107,7 +109,8 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
             raise _nothing_usable(found.skipped + [tuple(s) for r in all_records for s in r.skipped], source)
         warnings += _label_warnings(all_records, found.format)
         seconds = time.perf_counter() - started
-        manifest = _manifest(identity, recipe, source, options, settings, found, all_records, warnings, engine, {
+        manifest = _manifest(identity, recipe, source, options, settings, found, all_records, warnings, engine,
+                             plan.balance, {
             "started": started_at,
             "seconds": round(seconds, 3),
             "setup_seconds": round(setup_seconds, 3),  # recipe, scan, hashing, plan, output checks
@@ -199,8 +202,11 @@ class _Failures:
         self.sources = 0
 
     def add(self, record) -> None:
+        from augpipe.sample import DONOR_FAILED
+
         self.sources += record.sources + len(record.skipped)
-        self.reasons.update({reason for _, _, reason in record.failed_copies})
+        # a donor that cannot be used is a bad input, however many rows drew it
+        self.reasons.update({reason for _, _, reason in record.failed_copies if not reason.startswith(DONOR_FAILED)})
         for reason, n in self.reasons.most_common(1):
             if n >= SYSTEMATIC_MIN and n > SYSTEMATIC_SHARE * self.sources:
                 raise AugmentationError(f"the recipe fails on {n} of {self.sources} images so far: {reason} "
@@ -241,7 +247,7 @@ def _nothing_usable(skipped: list, source: str) -> SourceError:
     return SourceError(f"every input in {source} was skipped, nothing to write: {shown}")
 
 
-def _manifest(identity, recipe, source, options, settings, found, records, warnings, engine, timing) -> dict:
+def _manifest(identity, recipe, source, options, settings, found, records, warnings, engine, balance, timing) -> dict:
     from augpipe.manifest import build_manifest
 
     failed = sorted((p, c, r) for rec in records for p, c, r in rec.failed_copies)
@@ -256,7 +262,8 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
                "dropped_objects": [{"path": p, "reason": r} for p, r in
                                    sorted(tuple(d) for rec in records for d in rec.dropped_objects)],
                "exif_oriented": sum(r.exif_oriented for r in records),
-               "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed]},
+               "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed],
+               **({"balance": _balance(balance, records)} if balance is not None else {})},
     )
 
 
@@ -269,6 +276,15 @@ def dropped_by(records) -> dict:
             for name, n in by_class.items():
                 mine[name] = mine.get(name, 0) + n
     return {reason: dict(sorted(by_class.items())) for reason, by_class in sorted(out.items())}
+
+
+def _balance(balance: dict, records) -> dict:
+    """The plan's record of --balance, and what the training rows written hold of each class."""
+    after: Counter = Counter()
+    for r in records:
+        if r.split == "train":
+            after.update(r.by_class)
+    return {**balance, "objects_after": dict(sorted(after.items()))}
 
 
 def _shown(location: str) -> str:

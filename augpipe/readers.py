@@ -281,7 +281,7 @@ class DatasetDonors:
         if not items:
             raise ValueError(f"{self.ds.location} has no training originals to draw donors from "
                              "(expand with keep_original: true)")
-        self.pools = donor_pools(recipe, items)
+        self.pools = donor_pools(recipe, items, self.kind, list(self.ds.classes))
         self.cache: dict = {}
 
     def _classes_column(self) -> list[str]:

@@ -53,6 +53,9 @@ class Donor:
     state: Any
 
 
+DONOR_FAILED = "its donor"  # how a copy's failure for its donor begins
+
+
 class DonorError(Exception):
     """A donor that cannot be used: the copy that needs it fails, with this reason."""
 
@@ -188,7 +191,7 @@ class DonorReader:
             extra = [self.read(name) for name in self.kind.extra_files(ref)]
             loaded = load_sample(data, ref, self.kind, self.max_pixels, extra[0] if extra else None)
         except SkipInput as exc:
-            return DonorError(f"its donor {ref.relpath} cannot be used: {exc.reason}")
+            return DonorError(f"{DONOR_FAILED} {ref.relpath} cannot be used: {exc.reason}")
         return Donor(ref.relpath, loaded.sha256, loaded.decoded.rgb, loaded.target)
 
 
