@@ -311,7 +311,7 @@ def _planned_training(root, found, recipe, kind, copies: int, seed: int, options
                        kind=kind)
         with make_engine("local") as engine:
             hashes, _ = split_hashes(engine, found, spec, options)
-    plan = make_plan(found, recipe, copies, options.val_fraction, False, 2**62, hashes, seed)
+    plan = make_plan(found, recipe, copies, options.val_fraction, False, 2**62, hashes=hashes, seed=seed)
     items = {s.relpath: s for shard in plan.shards if shard.split == "train" for s in shard.sources}
     how = "each source hashed once to split it by content" if options.split_by == "content" else "split by path"
     return items, f"donors drawn as expand draws them, from the {len(items):,} training images ({how})"
