@@ -53,12 +53,23 @@ class MosaicParams(MixParams):
             raise ValueError(f"grid_yx {list(self.grid_yx)}: 1 to 255 cells")
         try:
             _mosaic_class()(**self.mosaic_args())
-        except Exception as exc:  # noqa: BLE001 - albumentations' own refusal, as one line
-            raise ValueError(f"albumentations refuses it: {str(exc).splitlines()[0]}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"albumentations' Mosaic refuses it: {_refusal(exc)}") from None
         return self
 
     def mosaic_args(self) -> dict:
         return {k: v for k, v in self.model_dump().items() if k not in ("p", "fill_mask")}
+
+
+def _refusal(exc: Exception) -> str:
+    """albumentations' reason in a line (it re-raises its pydantic errors as ValueError(str(error)))."""
+    from pydantic import ValidationError
+
+    from augpipe.recipe import _field_message
+
+    if not isinstance(exc.__cause__, ValidationError):
+        return str(exc).splitlines()[0]
+    return _field_message(exc.__cause__).removeprefix("field '?': ").replace("Value error, ", "")
 
 
 @functools.lru_cache(maxsize=None)
