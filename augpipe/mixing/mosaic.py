@@ -152,14 +152,13 @@ class Mosaic(Mix):
         whole = np.concatenate([areas(s) * np.prod(_scale(t.image.shape[:2], self.params))
                                 for s, t in zip(states, tiles)])
         keys = np.asarray(result["keys"], np.float64).astype(np.int64)
-        cells = {t: c for c, t in mosaic.cells.items()}
-        state, visible = _visible(result, keys, everyone, np.searchsorted(starts, keys, "right") - 1, cells, with_masks)
+        state, visible = _visible(result, keys, everyone, with_masks)
         keep, drops = judged("mosaic", "cut off", state, visible, whole[keys], bbox_params)
-        shown = np.zeros(starts[-1], bool)
-        for k in cells:
-            shown[starts[k]:starts[k + 1]] = True  # the objects of the tiles that have a cell
-        shown[keys] = False
-        for k in np.flatnonzero(shown):
+        lost = np.zeros(starts[-1], bool)
+        for k in mosaic.cells.values():
+            lost[starts[k]:starts[k + 1]] = True  # the objects of the tiles that have a cell...
+        lost[keys] = False  # ...that albumentations did not keep
+        for k in np.flatnonzero(lost):
             drops[("mosaic: cut off", int(everyone.categories[k]))] += 1
         firsts = {k: int(fresh[starts[k] - starts[1]]) for k in range(1, len(tiles)) if starts[k + 1] > starts[k]}
         return Mixed(np.ascontiguousarray(result["image"]), state.kept(keep), _record(mosaic, given, firsts), drops)
@@ -184,10 +183,10 @@ def _item(tile: Tile, k: int, start: int, channels: int, with_masks: bool) -> di
             "keys": list(range(start, start + len(state.ids)))}
 
 
-def _visible(result: dict, keys: np.ndarray, everyone: Boxes, tiles: np.ndarray, cells: dict,
-             with_masks: bool) -> tuple[Boxes, np.ndarray]:
-    """The objects albumentations kept, each with its visible part (its mask, and the mask's
-    extent as box; without masks its box inside its tile's cell) and that part's area."""
+def _visible(result: dict, keys: np.ndarray, everyone: Boxes, with_masks: bool) -> tuple[Boxes, np.ndarray]:
+    """The objects albumentations kept, each with its visible part and that part's area: with
+    masks its mask and the mask's extent as box; without, albumentations' box (each cell's own
+    filter clips it to the cell)."""
     boxes = np.asarray(result["bboxes"], np.float64).reshape(-1, 4)
     masks = [] if with_masks else None
     for n, key in enumerate(keys):
@@ -196,11 +195,6 @@ def _visible(result: dict, keys: np.ndarray, everyone: Boxes, tiles: np.ndarray,
             extent = mask_extent(mask)
             boxes[n] = (0, 0, 0, 0) if extent is None else extent
             masks.append(np.ascontiguousarray(mask))
-        else:
-            x1, y1, x2, y2 = cells[tiles[n]]
-            left, top = np.clip(boxes[n, :2], (x1, y1), (x2, y2))
-            right, bottom = np.clip(boxes[n, :2] + boxes[n, 2:], (x1, y1), (x2, y2))
-            boxes[n] = (left, top, right - left, bottom - top)
     visible = np.array([float(np.count_nonzero(m)) for m in masks]) if with_masks else boxes[:, 2] * boxes[:, 3]
     crowd = None if everyone.iscrowd is None else everyone.iscrowd[keys]
     return Boxes(boxes, everyone.categories[keys], everyone.ids[keys], masks,
