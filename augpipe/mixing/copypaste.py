@@ -103,11 +103,11 @@ class _Layer:
     def __init__(self, state: Boxes, shape: tuple[int, int]):
         self.state = state
         self.masks = np.array(masks_of(state, shape), np.uint8).reshape(-1, *shape)
-        self.whole = self.masks.reshape(len(self.masks), -1).sum(axis=1).astype(np.float64)
+        self.whole = self.masks.sum(axis=(1, 2), dtype=np.float64)
         self.touched = np.zeros(len(self.masks), bool)
 
     def covered_by(self, cover: np.ndarray) -> None:
-        hit = (self.masks & cover).reshape(len(self.masks), -1).any(axis=1)
+        hit = (self.masks & cover).any(axis=(1, 2))
         self.masks[hit] &= ~cover
         self.touched |= hit
 
