@@ -29,7 +29,7 @@ def run(tiles, seed: int, bbox=BboxSpec(), masks: bool = True, **params):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_the_blend_and_both_sets_of_objects(seed, masks):
     row, donor = paint(seed, 110, 150, list(range(8))), paint(seed + 50, 110, 150, list(range(8, 16)))
-    a, b = row.tile(masks), donor.tile(masks, 3)
+    a, b = row.tile(masks), donor.tile(masks)  # the same ids: the donor's must be renumbered
     out = run([a, b], seed, masks=masks)
     weight = out.record["weight"]
     assert weight == np.random.default_rng(seed).beta(32, 32)  # λ, drawn from the generator given
@@ -41,6 +41,7 @@ def test_the_blend_and_both_sets_of_objects(seed, masks):
     assert np.array_equal(out.state.boxes, np.concatenate([a.state.boxes, b.state.boxes]))
     assert out.state.categories.tolist() == row.classes + donor.classes
     assert out.state.ids[:n].tolist() == a.state.ids.tolist() and len(set(out.state.ids.tolist())) == 16
+    assert out.state.ids[n:].min() > a.state.ids.max()
     if masks:
         assert all(np.array_equal(m, t) for m, t in zip(out.state.masks, [*a.state.masks, *b.state.masks]))
     else:
