@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field
 
 from augpipe.mixing.base import Mix, Mixed, MixParams, Tile
-from augpipe.mixing.objects import areas, fitted, fresh_ids, joined, judged, masks_of
+from augpipe.mixing.objects import areas, counted, fitted, fresh_ids, joined, judged, masks_of
 from augpipe.targets.boxes import Boxes, _large_enough, mask_extent
 
 
@@ -89,10 +89,12 @@ class CopyPaste(Mix):
         """The donor's objects to paste, in its own order: a random subset of those with pixels to
         paste, no crowd region, and a box the recipe keeps."""
         area, crowd = areas(state), state.crowd()
-        fit = [k for k in range(len(state.ids)) if area[k] > 0 and crowd[k] == 0 and _large_enough(state.boxes[k], bbox_params)]
+        fit = [k for k in range(len(state.ids))
+               if area[k] > 0 and crowd[k] == 0 and _large_enough(state.boxes[k], bbox_params)]
         if not fit:
             return np.zeros(0, np.int64)
-        count = int(rng.integers(1, len(fit) + 1)) if self.params.objects is None else min(self.params.objects, len(fit))
+        wanted = self.params.objects
+        count = int(rng.integers(1, len(fit) + 1)) if wanted is None else min(wanted, len(fit))
         return np.sort(rng.choice(np.array(fit), count, replace=False))
 
 
@@ -139,7 +141,7 @@ def _visible(layers: list[_Layer], with_masks: bool, shape: tuple[int, int], bbo
         state.masks = masks
         state.shaped = visible > 0
     keep, drops = judged("copypaste", "hidden", state, visible, whole, bbox_params)
-    return state.kept(keep), drops
+    return counted(state.kept(keep), drops), drops
 
 
 MIX = CopyPaste

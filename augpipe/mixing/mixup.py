@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from augpipe.mixing.base import Mix, Mixed, MixParams, Tile
-from augpipe.mixing.objects import areas, fitted, fresh_ids, joined, judged
+from augpipe.mixing.objects import areas, counted, fitted, fresh_ids, joined, judged
 
 
 class MixUpParams(MixParams):
@@ -51,7 +51,7 @@ class MixUp(Mix):
         blend = weight * primary.image[y1:y2, x1:x2] + (1 - weight) * image[y1:y2, x1:x2].astype(np.float64)
         out[y1:y2, x1:x2] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
         mixed = joined([primary.state, state], primary.state.masks is not None, (height, width))
-        return Mixed(out, mixed, {"weight": weight, "at": at}, drops)
+        return Mixed(out, counted(mixed, drops), {"weight": weight, "at": at}, drops)
 
 
 MIX = MixUp

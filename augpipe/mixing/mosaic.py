@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from augpipe.mixing.base import Mix, Mixed, MixParams, Tile
-from augpipe.mixing.objects import areas, fresh_ids, joined, judged, masks_of
+from augpipe.mixing.objects import areas, counted, fresh_ids, joined, judged, masks_of
 from augpipe.targets.boxes import Boxes, mask_extent
 from augpipe.targets.semantic import Mask
 
@@ -161,7 +161,8 @@ class Mosaic(Mix):
         for k in np.flatnonzero(lost):
             drops[("mosaic: cut off", int(everyone.categories[k]))] += 1
         firsts = {k: int(fresh[starts[k] - starts[1]]) for k in range(1, len(tiles)) if starts[k + 1] > starts[k]}
-        return Mixed(np.ascontiguousarray(result["image"]), state.kept(keep), _record(mosaic, given, firsts), drops)
+        return Mixed(np.ascontiguousarray(result["image"]), counted(state.kept(keep), drops),
+                     _record(mosaic, given, firsts), drops)
 
 
 def _numbered(image: np.ndarray, k: int) -> np.ndarray:
@@ -179,8 +180,8 @@ def _item(tile: Tile, k: int, start: int, channels: int, with_masks: bool) -> di
         for j, m in enumerate(masks_of(state, tile.image.shape[:2])):
             key = int(start) + j
             mask[..., 1 + key // 8] |= (np.asarray(m) > 0).astype(np.uint8) << np.uint8(key % 8)
-    return {"image": tile.image, "mask": mask, "bboxes": state.boxes.reshape(-1, 4), "categories": list(state.categories),
-            "keys": list(range(start, start + len(state.ids)))}
+    return {"image": tile.image, "mask": mask, "bboxes": state.boxes.reshape(-1, 4),
+            "categories": list(state.categories), "keys": list(range(start, start + len(state.ids)))}
 
 
 def _visible(result: dict, keys: np.ndarray, everyone: Boxes, with_masks: bool) -> tuple[Boxes, np.ndarray]:

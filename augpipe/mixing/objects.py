@@ -88,6 +88,12 @@ def _resized(array: np.ndarray, width: int, height: int, interpolation: int) -> 
     return cv2.resize(array, (width, height), interpolation=interpolation)
 
 
+def counted(state: Boxes, drops: Counter) -> Boxes:
+    """The state, its `dropped` every object the step dropped."""
+    state.dropped = sum(drops.values())
+    return state
+
+
 def judged(step: str, gone: str, state: Boxes, visible: np.ndarray, whole: np.ndarray,
            bbox_params) -> tuple[np.ndarray, Counter]:
     """Which objects stay, by their visible part (`state.boxes`, `visible` its area, `whole` the

@@ -19,7 +19,8 @@ MixUp = registry()["MixUp"]
 SEEDS = range(5)
 
 
-def run(tiles, seed: int, bbox=BboxSpec(), masks: bool = True, **params):
+def run(tiles, seed: int, bbox=None, masks: bool = True, **params):
+    bbox = bbox or BboxSpec()
     mix = MixUp(MixUp.Params(**{"p": 1, **params}))
     kind = kind_for("detection", instance_masks=masks)
     return mix.apply(tiles[0], tiles[1:], np.random.default_rng(seed), random.Random(seed), kind, bbox)
@@ -49,7 +50,7 @@ def test_the_blend_and_both_sets_of_objects(seed, masks):
     # each box on its colour: the blend of its colour with whatever the other image has there
     for k, c in enumerate(out.state.categories):
         x, y, w, h = out.state.boxes[k].astype(int)
-        own, other = (row, donor) if k < n else (donor, row)
+        own = row if k < n else donor
         mine = (own.image[y:y + h, x:x + w] == COLOURS[c]).all(axis=2)
         assert mine.any(axis=0).all() and mine.any(axis=1).all()  # tight: every row and column
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -27,10 +26,12 @@ def mosaic(**params):
 
 
 def scenes(seed: int, sizes=SIZES, per: int = 6, rects_only: bool = False):
-    return [paint(seed * 10 + k, h, w, list(range(k * per, (k + 1) * per)), rects_only) for k, (h, w) in enumerate(sizes)]
+    return [paint(seed * 10 + k, h, w, list(range(k * per, (k + 1) * per)), rects_only)
+            for k, (h, w) in enumerate(sizes)]
 
 
-def run(step, tiles, seed: int, bbox=BboxSpec(), masks: bool = True):
+def run(step, tiles, seed: int, bbox=None, masks: bool = True):
+    bbox = bbox or BboxSpec()
     kind = kind_for("detection", instance_masks=masks)
     return step.apply(tiles[0], tiles[1:], np.random.default_rng(seed), random.Random(seed), kind, bbox)
 
@@ -47,14 +48,15 @@ def test_every_box_lies_on_its_object_and_every_object_has_its_box(seed, masks, 
     # without masks a box cut by a cell's edge keeps its full height or width: a disc's would be
     # looser than its colour, so rectangles only
     painted = scenes(seed, rects_only=not masks)
-    out = run(mosaic(fit_mode=fit_mode), [p.tile(masks, 100 * (k + 1)) for k, p in enumerate(painted)], seed, masks=masks)
+    tiles = [p.tile(masks, 100 * (k + 1)) for k, p in enumerate(painted)]
+    out = run(mosaic(fit_mode=fit_mode), tiles, seed, masks=masks)
     assert out.image.shape == (150, 150, 3) and out.image.dtype == np.uint8 and out.image.flags.c_contiguous
     assert isinstance(out.state, Boxes) and (out.state.masks is not None) == masks
     everyone = [c for p in painted for c in p.classes]
     # with masks the box is the mask's extent; without, albumentations' box, within a pixel of the colour
     check_truth(out.image, out.state, out.drops, everyone, tolerance=0 if masks else 1)
     assert len(set(out.state.ids.tolist())) == len(out.state.ids)
-    assert set(reason for reason, _ in out.drops) <= {"mosaic: cut off"}
+    assert {reason for reason, _ in out.drops} <= {"mosaic: cut off"}
     # every object of a tile that got a cell is kept or counted; none of another tile's shows
     used = [c for k in shown(out) for c in painted[k].classes]
     assert len(out.state.ids) + sum(out.drops.values()) == len(used)
@@ -120,7 +122,7 @@ def test_min_visibility_on_scaled_tiles(seed):
 def test_too_small_a_visible_part_is_dropped():
     painted = scenes(1, sizes=[(100, 100)] * 4, per=8)
     out = run(mosaic(), [p.tile(True) for p in painted], 1, BboxSpec(min_area=150))
-    for k, box in enumerate(out.state.boxes):
+    for box in out.state.boxes:
         assert box[2] * box[3] >= 150
     small = {c for (reason, c) in out.drops if reason == "mosaic: too small"}
     assert small
@@ -140,13 +142,13 @@ def test_tiles_without_objects(masks):
 
 
 def test_masks_in_the_row_boxes_in_a_donor():
-    painted = scenes(2)
+    # a donor's boxes become masks of their rectangles: its objects rectangles, every mask is exact
+    painted = scenes(2, rects_only=True)
+    painted[0] = scenes(2)[0]
     tiles = [painted[0].tile(True), *[p.tile(False, 100 * (k + 2)) for k, p in enumerate(painted[1:])]]
     out = run(mosaic(), tiles, 2)
-    # a donor's boxes become masks of their rectangles: rectangles only are exact
     assert len(out.state.masks) == len(out.state.ids)
-    for k, c in enumerate(out.state.categories):
-        assert out.state.masks[k].any() and np.array_equal(out.state.boxes[k][2:] > 0, [True, True])
+    check_truth(out.image, out.state, out.drops, [c for p in painted for c in p.classes])
 
 
 def test_fewer_donors_than_cells_fill_with_the_row():
@@ -161,24 +163,27 @@ def test_fewer_donors_than_cells_fill_with_the_row():
 
 
 def test_many_objects_pack_into_many_channels():
-    # 600 objects: 75 mask channels a tile, cut and scaled, each mask still its own
+    # 600 objects, 2 px squares each in a colour of its own: 75 mask channels a tile
     rng = np.random.default_rng(0)
+
+    def colour(c: int) -> tuple[int, int, int]:
+        return c % 256, 20 + 40 * (c // 256), 200
+
     tiles = []
     for k in range(4):
         image = np.full((120, 120, 3), 128, np.uint8)
+        boxes = np.array([[3 * (s % 40), 3 * (s // 40), 2, 2] for s in rng.choice(1600, 150, replace=False)], float)
         masks = []
-        for j in range(150):
-            m = np.zeros((120, 120), np.uint8)
-            x, y = rng.integers(0, 118, 2)
-            m[y:y + 2, x:x + 2] = 1
-            masks.append(m)
-        boxes = np.array([[*np.argwhere(m.T)[0], 2, 2] for m in masks], np.float64)
-        tiles.append(Tile(image, Boxes(boxes, np.zeros(150, np.int64), np.arange(150), masks)))
+        for j, (x, y, _, _) in enumerate(boxes.astype(int)):
+            image[y:y + 2, x:x + 2] = colour(150 * k + j)
+            masks.append((image == colour(150 * k + j)).all(axis=2).astype(np.uint8))
+        tiles.append(Tile(image, Boxes(boxes, np.arange(150 * k, 150 * k + 150), np.arange(150), masks)))
     out = run(Mosaic(Mosaic.Params(p=1, target_size=(200, 200), cell_shape=(120, 120))), tiles, 0)
     assert len(out.state.ids) + sum(out.drops.values()) == 600
-    for k, box in enumerate(out.state.boxes):
-        x, y, w, h = box.astype(int)
-        assert w > 0 and h > 0 and out.state.masks[k][y:y + h, x:x + w].sum() == out.state.masks[k].sum()
+    for k, c in enumerate(out.state.categories):
+        assert np.array_equal(out.state.masks[k], (out.image == colour(c)).all(axis=2)), c
+    showing = {c for c in range(600) if (out.image == colour(c)).all(axis=2).any()}
+    assert showing == set(out.state.categories.tolist())
 
 
 @pytest.mark.parametrize("fit_mode", ["cover", "contain"])
@@ -227,7 +232,8 @@ def test_donors_are_the_cells_but_one():
 
 
 @pytest.mark.parametrize("params, words", [
-    ({"target_size": [900, 900], "cell_shape": [400, 400]}, "albumentations' Mosaic refuses it: Target size should be smaller"),
+    ({"target_size": [900, 900], "cell_shape": [400, 400]},
+     "albumentations' Mosaic refuses it: Target size should be smaller"),
     ({"mask_interpolation": 1}, "mask_interpolation must be nearest"),
     ({"fit_mode": "stretch"}, "fit_mode"),
     ({"metadata_key": "x"}, "metadata_key"),
