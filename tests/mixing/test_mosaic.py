@@ -243,3 +243,16 @@ def test_bad_parameters_are_refused_in_a_line(params, words):
     with pytest.raises(ValidationError) as caught:
         Mosaic.Params.model_validate(params)
     assert words in str(caught.value)
+
+
+@pytest.mark.parametrize("fit_mode", ["cover", "contain"])
+def test_a_tiles_scale_is_the_one_albumentations_resizes_it_by(fit_mode):
+    from augpipe.mixing.mosaic import _scale
+    from augpipe.recipe import import_albumentations
+
+    A = import_albumentations()
+    fit = A.SmallestMaxSize if fit_mode == "cover" else A.LongestMaxSize
+    params = Mosaic.Params(target_size=(100, 100), cell_shape=(97, 131), fit_mode=fit_mode)
+    for h, w in [(37, 53), (97, 131), (200, 71), (1, 300), (333, 1), (64, 64)]:
+        resized = fit(max_size_hw=(97, 131), p=1)(image=np.zeros((h, w, 3), np.uint8))["image"]
+        assert _scale((h, w), params) == (resized.shape[1] / w, resized.shape[0] / h)
