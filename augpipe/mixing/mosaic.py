@@ -174,12 +174,13 @@ def _item(tile: Tile, k: int, start: int, channels: int, with_masks: bool) -> di
     """A tile as albumentations takes it: its boxes keyed from `start`, and a mask of `channels`:
     its number, then (with masks) each object's mask as bit `key` of the channels after."""
     state = tile.state
-    mask = np.zeros((*tile.image.shape[:2], channels), np.uint8)
-    mask[..., 0] = k + 1
+    shape = tile.image.shape[:2]
+    planes = np.zeros((channels, *shape), np.uint8)
+    planes[0] = k + 1
     if with_masks:
-        for j, m in enumerate(masks_of(state, tile.image.shape[:2])):
-            key = int(start) + j
-            mask[..., 1 + key // 8] |= (np.asarray(m) > 0).astype(np.uint8) << np.uint8(key % 8)
+        for key, m in enumerate(masks_of(state, shape), start=int(start)):
+            planes[1 + key // 8] |= (m > 0).view(np.uint8) << np.uint8(key % 8)
+    mask = np.ascontiguousarray(planes.transpose(1, 2, 0))
     return {"image": tile.image, "mask": mask, "bboxes": state.boxes.reshape(-1, 4),
             "categories": list(state.categories), "keys": list(range(start, start + len(state.ids)))}
 
@@ -189,13 +190,13 @@ def _visible(result: dict, keys: np.ndarray, everyone: Boxes, with_masks: bool) 
     masks its mask and the mask's extent as box; without, albumentations' box (each cell's own
     filter clips it to the cell)."""
     boxes = np.asarray(result["bboxes"], np.float64).reshape(-1, 4)
-    masks = [] if with_masks else None
-    for n, key in enumerate(keys):
-        if with_masks:
-            mask = (result["mask"][..., 1 + key // 8] >> np.uint8(key % 8)) & np.uint8(1)
+    masks = None
+    if with_masks:
+        planes = np.ascontiguousarray(result["mask"][..., 1:].transpose(2, 0, 1))
+        masks = [(planes[key // 8] >> np.uint8(key % 8)) & np.uint8(1) for key in keys]
+        for n, mask in enumerate(masks):
             extent = mask_extent(mask)
             boxes[n] = (0, 0, 0, 0) if extent is None else extent
-            masks.append(np.ascontiguousarray(mask))
     visible = np.array([float(np.count_nonzero(m)) for m in masks]) if with_masks else boxes[:, 2] * boxes[:, 3]
     crowd = None if everyone.iscrowd is None else everyone.iscrowd[keys]
     return Boxes(boxes, everyone.categories[keys], everyone.ids[keys], masks,
