@@ -3,10 +3,12 @@ grid, the output a crop of `target_size` around a random centre.
 
 Each tile's objects reach albumentations with a key unique over the tiles (each output box maps
 back to its object and tile) and, for detection with instance masks, their masks packed as bits
-along the channels of the tile's `mask` (A.Mosaic takes no `masks`; nearest interpolation keeps
-the bits). A first mask channel holds each tile's number, which tells where albumentations put
-it. albumentations filters nothing: the recipe's bbox_params are applied here to each object's
-visible part, its area now against its area in its tile scaled as the cell scaled the tile.
+along the channels of the tile's `mask`, 16 a uint16 channel, bit `key` for each object, every
+tile with the same channels (A.Mosaic takes no `masks`; nearest interpolation keeps the bits, and
+albumentations resizes a mask of any number of channels, 4 at a time). A first mask channel
+holds each tile's number, which tells where albumentations put it. albumentations filters
+nothing: the recipe's bbox_params are applied here to each object's visible part, its area now
+against its area in its tile scaled as the cell scaled the tile (`_scale`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from augpipe.targets.boxes import Boxes, mask_extent
 from augpipe.targets.semantic import Mask
 
 NEAREST = (cv2.INTER_NEAREST, cv2.INTER_NEAREST_EXACT)
+BITS = 16  # objects a mask channel holds: uint16 (a tile's number and 48 objects resize in one cv2 call)
 
 
 class MosaicParams(MixParams):
@@ -143,7 +146,7 @@ class Mosaic(Mix):
         with_masks = tiles[0].state.masks is not None
         states = [t.state for t in tiles]
         starts = np.cumsum([0, *[len(s.ids) for s in states]])  # tile k's objects: keys starts[k]...
-        channels = 1 + (math.ceil(starts[-1] / 8) if with_masks else 0)
+        channels = 1 + (math.ceil(starts[-1] / BITS) if with_masks else 0)
         items = [_item(t, k, starts[k], channels, with_masks) for k, t in enumerate(tiles)]
         result, mosaic = self._run(items, True, rng, py_rng)
         everyone = joined(states, False, (0, 0))
@@ -171,15 +174,16 @@ def _numbered(image: np.ndarray, k: int) -> np.ndarray:
 
 
 def _item(tile: Tile, k: int, start: int, channels: int, with_masks: bool) -> dict:
-    """A tile as albumentations takes it: its boxes keyed from `start`, and a mask of `channels`:
-    its number, then (with masks) each object's mask as bit `key` of the channels after."""
+    """A tile as albumentations takes it: its boxes keyed from `start`, and a uint16 mask of
+    `channels`: its number, then (with masks) each object's mask as bit `key` of the channels after
+    (planes first: a plane's bits are set in one pass over contiguous memory)."""
     state = tile.state
     shape = tile.image.shape[:2]
-    planes = np.zeros((channels, *shape), np.uint8)
+    planes = np.zeros((channels, *shape), np.uint16)
     planes[0] = k + 1
     if with_masks:
         for key, m in enumerate(masks_of(state, shape), start=int(start)):
-            planes[1 + key // 8] |= (m > 0).view(np.uint8) << np.uint8(key % 8)
+            planes[1 + key // BITS] |= (m > 0).astype(np.uint16) << np.uint16(key % BITS)
     mask = np.ascontiguousarray(planes.transpose(1, 2, 0))
     return {"image": tile.image, "mask": mask, "bboxes": state.boxes.reshape(-1, 4),
             "categories": list(state.categories), "keys": list(range(start, start + len(state.ids)))}
@@ -193,7 +197,7 @@ def _visible(result: dict, keys: np.ndarray, everyone: Boxes, with_masks: bool) 
     masks = None
     if with_masks:
         planes = np.ascontiguousarray(result["mask"][..., 1:].transpose(2, 0, 1))
-        masks = [(planes[key // 8] >> np.uint8(key % 8)) & np.uint8(1) for key in keys]
+        masks = [((planes[key // BITS] >> np.uint16(key % BITS)) & np.uint16(1)).astype(np.uint8) for key in keys]
         for n, mask in enumerate(masks):
             extent = mask_extent(mask)
             boxes[n] = (0, 0, 0, 0) if extent is None else extent
