@@ -38,9 +38,9 @@ class MixUp(Mix):
 
     def apply(self, primary: Tile, donors: list[Tile], rng: np.random.Generator, py_rng: random.Random,
               kind, bbox_params) -> Mixed:
-        weight = float(rng.beta(self.params.alpha, self.params.alpha))
         if not donors:
             return Mixed(primary.image, primary.state, {"weight": 1.0})
+        weight = float(rng.beta(self.params.alpha, self.params.alpha))
         height, width = primary.image.shape[:2]
         image, state, at, _ = fitted(donors[0], height, width)
         keep, drops = judged("mixup", "too small", state, areas(state), areas(state), bbox_params)

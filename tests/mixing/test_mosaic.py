@@ -85,6 +85,23 @@ def test_the_record_says_which_tile_filled_which_cell(seed):
     assert min(c.get("first_id", 10**9) for c in cells) > max(tiles[0].state.ids)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_a_crop_smaller_than_a_cell_shows_some_tiles_only(seed):
+    painted = scenes(seed)
+    tiles = [p.tile(True, 100 * (k + 1)) for k, p in enumerate(painted)]
+    out = Mosaic(Mosaic.Params(p=1, target_size=(70, 90), cell_shape=(100, 100), center_range=(0, 1),
+                               interpolation=0)).apply(tiles[0], tiles[1:], np.random.default_rng(seed),
+                                                       random.Random(seed), kind_for("detection"), BboxSpec())
+    used = shown(out)
+    assert 0 in used and len(used) == len(out.record["cells"])  # the row's image always shows
+    assert sum(x2 - x1 for x1, _, x2, y2 in (c["cell"] for c in out.record["cells"]) if y2 == 70) == 90
+    check_truth(out.image, out.state, out.drops, [c for p in painted for c in p.classes])
+    # the objects of the tiles not shown are neither kept nor counted
+    hidden = {c for k, p in enumerate(painted) if k not in used for c in p.classes}
+    assert not hidden & ({c for _, c in out.drops} | set(out.state.categories.tolist()))
+    assert len(out.state.ids) + sum(out.drops.values()) == sum(len(painted[k].classes) for k in used)
+
+
 @pytest.mark.parametrize("masks", [True, False])
 @pytest.mark.parametrize("seed", SEEDS)
 def test_min_visibility_drops_exactly_the_objects_cut_to_under_half(seed, masks):
