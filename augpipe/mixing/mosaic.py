@@ -20,7 +20,8 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from augpipe.mixing.base import Mix, Mixed, MixParams, Tile
 from augpipe.mixing.objects import areas, counted, fresh_ids, joined, judged, masks_of
@@ -47,17 +48,28 @@ class MosaicParams(MixParams):
     fill: float | tuple[float, ...] = 0
     fill_mask: int = Field(0, ge=0, le=255)
 
+    @field_validator("mask_interpolation")
+    @classmethod
+    def _nearest(cls, value: int) -> int:
+        if value not in NEAREST:
+            raise PydanticCustomError("nearest", f"must be nearest ({' or '.join(map(str, NEAREST))}): masks are class "
+                                      "indices or instance bits, which no other interpolation keeps")
+        return value
+
+    @field_validator("grid_yx")
+    @classmethod
+    def _few_enough_cells(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= value[0] * value[1] <= 255:
+            raise PydanticCustomError("cells", "1 to 255 cells (each tile is numbered in a mask channel)")
+        return value
+
     @model_validator(mode="after")
     def _albumentations_accepts(self) -> MosaicParams:
-        if self.mask_interpolation not in NEAREST:
-            raise ValueError(f"mask_interpolation must be nearest ({' or '.join(map(str, NEAREST))}): masks are "
-                             "class indices or instance bits, which no other interpolation keeps")
-        if not 1 <= self.grid_yx[0] * self.grid_yx[1] <= 255:
-            raise ValueError(f"grid_yx {list(self.grid_yx)}: 1 to 255 cells")
         try:
             _mosaic_class()(**self.mosaic_args())
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"albumentations' Mosaic refuses it: {_refusal(exc)}") from None
+            raise PydanticCustomError("albumentations", "albumentations' Mosaic refuses it: {why}",
+                                      {"why": _refusal(exc)}) from None
         return self
 
     def mosaic_args(self) -> dict:

@@ -251,7 +251,8 @@ def test_donors_are_the_cells_but_one():
 @pytest.mark.parametrize("params, words", [
     ({"target_size": [900, 900], "cell_shape": [400, 400]},
      "albumentations' Mosaic refuses it: Target size should be smaller"),
-    ({"mask_interpolation": 1}, "mask_interpolation must be nearest"),
+    ({"mask_interpolation": 1}, "mask_interpolation\n  must be nearest"),
+    ({"grid_yx": [16, 17]}, "1 to 255 cells"),
     ({"fit_mode": "stretch"}, "fit_mode"),
     ({"metadata_key": "x"}, "metadata_key"),
     ({"center_range": [0.8, 0.2]}, "refuses it: field 'center_range'"),
