@@ -293,7 +293,7 @@ def preview(
 def inspect(
     path: Annotated[str, typer.Argument(metavar="PATH", help="An expanded dataset (folder or URI) or a source image folder.")],
     verify: Annotated[bool, typer.Option("--verify", help="Re-read every shard: checksums, row counts, images, labels, splits. Exit 1 on a problem.")] = False,
-    source: Annotated[Optional[str], typer.Option("--source", metavar="DIR", help="With --verify: also compare every row's source_sha256 with the source files as they are now.")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", metavar="DIR", help="With --verify: also compare every row's source_sha256, and every donor's, with the source files as they are now.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The same facts as JSON.")] = False,
 ) -> None:
     """One screen on what a dataset holds and how it was made, or what a source folder holds."""
