@@ -74,6 +74,8 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         hashes, sizes = split_hashes(engine, found, spec, options)
     warnings = [*found.warnings, *check_recipe(recipe, sizes, spec.kind).warnings, *kind_warnings,
                 *_split_folder_leaks(found.files, hashes)]
+    if options.balance and spec.kind.reads_to_balance:
+        _read_held(engine, found, spec, options)
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes,
                      options.repeat_threshold, seed=options.seed)
     warnings += _no_validation(found, plan, options.val_fraction)
@@ -164,6 +166,28 @@ def split_hashes(engine, found, spec, options: ExpandOptions) -> tuple[dict, lis
         if not found.files:
             raise _nothing_usable(found.skipped, found.root)
     return hashes, sizes
+
+
+def _read_held(engine, found, spec, options: ExpandOptions) -> None:
+    """What --balance must read of each source before the plan (segmentation: its mask's classes),
+    read once in the workers; a source that cannot be read is a recorded skip."""
+    from augpipe.jobs import HeldJob, read_held
+
+    files = found.files
+    jobs = [HeldJob(tuple(files[i:i + 256]), len(files[i:i + 256])) for i in range(0, len(files), 256)]
+    read, bad = {}, []
+    with _progress_bar(len(files), 0, options.progress, "read masks", "file") as bar:
+        for chunk in engine.map(read_held, jobs, spec, bar.update):
+            for f, reason in chunk:
+                read[f.relpath] = f
+                if reason is not None:
+                    bad.append((f.relpath, reason))
+    _strict(options, sorted(bad))
+    skipped = {name for name, _ in bad}
+    found.skipped = sorted(found.skipped + bad)
+    found.files = [read[f.relpath] for f in files if f.relpath not in skipped]
+    if not found.files:
+        raise _nothing_usable(found.skipped, found.root)
 
 
 def _no_validation(found, plan, val_fraction: float) -> list[str]:
@@ -263,7 +287,7 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
                                    sorted(tuple(d) for rec in records for d in rec.dropped_objects)],
                "exif_oriented": sum(r.exif_oriented for r in records),
                "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed],
-               **({"balance": _balance(balance, records)} if balance is not None else {})},
+               **({"balance": _balance(balance, records, for_scan(found))} if balance is not None else {})},
     )
 
 
@@ -278,13 +302,14 @@ def dropped_by(records) -> dict:
     return {reason: dict(sorted(by_class.items())) for reason, by_class in sorted(out.items())}
 
 
-def _balance(balance: dict, records) -> dict:
-    """The plan's record of --balance, and what the training rows written hold of each class."""
+def _balance(balance: dict, records, kind) -> dict:
+    """The plan's record of --balance, and what the training rows written hold of each class
+    (`counted`: objects, or images holding it)."""
     after: Counter = Counter()
     for r in records:
         if r.split == "train":
             after.update(r.by_class)
-    return {**balance, "objects_after": dict(sorted(after.items()))}
+    return {**balance, "objects_after": dict(sorted(after.items())), "counted": kind.counted}
 
 
 def _shown(location: str) -> str:

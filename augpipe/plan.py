@@ -203,8 +203,8 @@ def _check_balance(scan: Scan, kind, repeat_threshold: float | None) -> None:
     if not scan.labelled:
         raise SourceError("--balance needs class folders: this source has no labels")
     if repeat_threshold is not None and kind.balancing != "repeat factors":
-        raise UsageError(f"--repeat-threshold is for the repeat factors of detection's --balance; {kind.name}'s "
-                         "--balance evens out its classes' images instead")
+        raise UsageError(f"--repeat-threshold is for the repeat factors of --balance on detection and segmentation; "
+                         f"{kind.name}'s --balance evens out its classes' images instead")
 
 
 def _copies_per_source(files: list[SourceFile], copies: int, keep_original: bool, kind, classes,

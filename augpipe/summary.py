@@ -38,12 +38,14 @@ def _balance(b: dict, classes: list[str]) -> list[str]:
     """--balance by repeat factors: each class's factor, and its objects before -> after, the rarest
     classes first."""
     before, after, factor = b["objects_before"], b["objects_after"], b["repeat_factor"]
-    shown = sorted(classes, key=lambda c: before.get(c, 0))[:SHOW_CLASSES]
-    more = f", … {len(classes) - SHOW_CLASSES} more" if len(classes) > SHOW_CLASSES else ""
+    present = [c for c in classes if before.get(c) or after.get(c)]  # not a background class
+    shown = sorted(present, key=lambda c: before.get(c, 0))[:SHOW_CLASSES]
+    more = f", … {len(present) - SHOW_CLASSES} more" if len(present) > SHOW_CLASSES else ""
+    counted = b.get("counted", "objects")
     return [
         f"  balance     repeat factors, t {b['threshold']:.3g}: "
         + ", ".join(f"{c} ×{factor.get(c, 1):.2f}" for c in shown) + more,
-        "  objects     " + ", ".join(f"{c} {before.get(c, 0):,} -> {after.get(c, 0):,}" for c in shown) + more
+        f"  {counted:<11} " + ", ".join(f"{c} {before.get(c, 0):,} -> {after.get(c, 0):,}" for c in shown) + more
         + "  (train sources -> rows)",
     ]
 

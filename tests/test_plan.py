@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -204,8 +206,39 @@ def test_balanced_rows_do_not_depend_on_the_worker_count(tmp_path):
 
 def test_repeat_threshold_is_refused_where_balance_does_not_repeat(tmp_path):
     classes = scan(str(make_folder(tmp_path / "cls", per_class=2)))
-    with pytest.raises(UsageError, match="--repeat-threshold is for the repeat factors of detection"):
+    with pytest.raises(UsageError, match="--repeat-threshold is for the repeat factors of --balance on detection"):
         make_plan(classes, load_recipe("flips"), 2, 0.0, True, 2**30, repeat_threshold=0.5)
-    masks = scan(str(make_scenes(tmp_path / "seg", n=2, fmt="masks")))
-    with pytest.raises(SourceError, match="does not balance segmentation: the classes an image holds are in its mask"):
-        make_plan(masks, load_recipe("flips"), 2, 0.0, True, 2**30)
+
+
+def _mask_folder(root, held: list[list[int]]):
+    """A mask folder (classes background, road, sign): image i's mask holds a patch of each class in
+    held[i]; an empty list is a mask of background only."""
+    import cv2
+    import numpy as np
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("background\nroad\nsign\n")
+    for i, values in enumerate(held):
+        mask = np.zeros((32, 48), np.uint8)
+        for k, v in enumerate(values):
+            mask[4:20, 4 + 20 * k:16 + 20 * k] = v
+        cv2.imwrite(str(root / "masks" / f"m{i:02d}.png"), mask)
+        cv2.imwrite(str(root / "images" / f"m{i:02d}.png"), np.dstack([mask * 100] * 3))
+    return root
+
+
+def test_segmentation_balance_repeats_images_whose_masks_hold_rare_classes(tmp_path):
+    data = _mask_folder(tmp_path / "seg", [[1]] * 10 + [[1, 2]] * 2 + [[]] * 3)
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(balance=True, val_fraction=0, **QUIET))
+    b = m["balance"]
+    assert (b["objects_before"], b["counted"]) == ({"road": 12, "sign": 2}, "images")
+    assert b["repeat_factor"]["sign"] == pytest.approx((12 / 2) ** 0.5, abs=1e-4)
+    per_source = Counter(r["source"].removeprefix("images/") for r in rows(tmp_path / "out"))
+    assert all(per_source[f"m{i:02d}.png"] == 3 for i in (*range(10), 12, 13, 14))  # road alone, backgrounds
+    assert all(per_source[f"m{i:02d}.png"] in (7, 8) for i in (10, 11))  # 3 × 2.45
+    signs = sum(per_source[f"m{i}.png"] for i in (10, 11))
+    assert m["counts"]["train"]["by_class"] == {"road": 10 * 3 + signs, "sign": signs}
+    (data / "masks" / "m03.png").write_bytes(b"not a png")
+    m = expand(data, "flips", tmp_path / "again", ExpandOptions(balance=True, val_fraction=0, **QUIET))
+    assert [s["path"] for s in m["skipped"]] == ["images/m03.png"]

@@ -32,6 +32,9 @@ class Target:
                                   classes an image holds), None (refused, `balance_refusal` says why)
         held(src, classes)        what a source holds before augmentation, counted as `count` counts
                                   rows: {class name: objects}; classification: {its class: 1}
+        reads_to_balance, read_held(src, extra)
+                                  whether `held` needs the source's extra file read first, and the
+                                  source with what it read (segmentation: its mask's values)
     sources
         extra_files(src)          other files a source needs (a semantic mask)
         load(src, decoded, extra) the source's target on its decoded image (its state), or SkipInput
@@ -102,6 +105,11 @@ class Target:
 
     def held(self, src, classes) -> Counter:
         return Counter()
+
+    reads_to_balance = False
+
+    def read_held(self, src, extra: bytes):
+        return src
 
     # ------------------------------------------------------------ sources
 
