@@ -113,42 +113,27 @@ def augment_sample(data: bytes, item: SourceItem, recipe: Recipe, run_seed: int,
     original with it."""
     kind = kind or kind_for("classification")
     loaded = load_sample(data, item, kind, max_pixels, extra)
-    decoded, state, source_sha = loaded.decoded, loaded.target, loaded.sha256
-    out = recipe.output
+    decoded, state = loaded.decoded, loaded.target
     rows, failures, dropped, drops = [], [], 0, Counter()
     for copy in item.copies:
         seed = sample_seed(run_seed, item.relpath, copy)
-        if copy == 0:
-            image, target, applied = decoded.rgb, state, "[]"
-        else:
-            try:
-                image, target, applied, lost = augment_copy(decoded.rgb, recipe, seed, kind, state,
-                                                            donors(item, copy) if donors else ())
-            except DonorError as exc:
-                failures.append((copy, str(exc)))
-                continue
-            except Exception as exc:  # noqa: BLE001 - any transform's failure on one image
-                if type(exc).__name__ == "CropSizeError":
-                    h, w = decoded.rgb.shape[:2]
-                    raise SkipInput(f"too small for the recipe ({w}×{h}): {_first_line(exc)}") from None
-                failures.append((copy, f"augmentation failed: {type(exc).__name__}: {_first_line(exc)}"))
-                continue
-            dropped += getattr(target, "dropped", 0) if not has_mixes(recipe) else sum(lost.values())
-            drops += lost
-        if out.resize is not None:
-            before = target
-            image, target = resize(image, target, kind, out.resize.height, out.resize.width)
-            dropped += getattr(target, "dropped", 0)
-            drops += _lost("resize", kind, before, target)
-        if copy == 0 and _can_keep_bytes(decoded, recipe):
-            payload = data
-        else:
-            payload = codec.encode(image, out.format, out.quality)
+        try:
+            image, target, applied, lost, n = _made(decoded, state, recipe, copy, seed, kind,
+                                                    donors(item, copy) if donors and copy else ())
+        except DonorError as exc:
+            failures.append((copy, str(exc)))
+            continue
+        except _CopyFailed as exc:
+            failures.append((copy, exc.reason))
+            continue
+        dropped, drops = dropped + n, drops + lost
+        payload = data if copy == 0 and _can_keep_bytes(decoded, recipe) else \
+            codec.encode(image, recipe.output.format, recipe.output.quality)
         rows.append({
             "image": {"bytes": payload, "path": _row_path(item.relpath, copy, recipe, payload is data)},
             **kind.values(target, image),
             "source": item.relpath,
-            "source_sha256": source_sha,
+            "source_sha256": loaded.sha256,
             "copy": copy,
             "seed": seed,
             "transforms": applied,
@@ -158,6 +143,35 @@ def augment_sample(data: bytes, item: SourceItem, recipe: Recipe, run_seed: int,
         })
     return SampleResult(rows=rows, conversion=decoded.conversion, failures=tuple(failures), dropped=dropped, drops=drops,
                         discarded=getattr(state, "discarded", ()), orientation=decoded.orientation)
+
+
+class _CopyFailed(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _made(decoded: codec.Decoded, state, recipe: Recipe, copy: int, seed: int, kind: Target, donors):
+    """One row's (image, target, lineage, drops by reason and class, boxes dropped): the original,
+    or an augmented copy (_CopyFailed when its transforms fail), then `output.resize`."""
+    image, target, applied, lost, dropped = decoded.rgb, state, "[]", Counter(), 0
+    if copy:
+        try:
+            image, target, applied, lost = augment_copy(decoded.rgb, recipe, seed, kind, state, donors)
+        except DonorError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any transform's failure on one image
+            if type(exc).__name__ == "CropSizeError":
+                h, w = decoded.rgb.shape[:2]
+                raise SkipInput(f"too small for the recipe ({w}×{h}): {_first_line(exc)}") from None
+            raise _CopyFailed(f"augmentation failed: {type(exc).__name__}: {_first_line(exc)}") from None
+        dropped = sum(lost.values()) if has_mixes(recipe) else getattr(target, "dropped", 0)
+    size = recipe.output.resize
+    if size is not None:
+        before = target
+        image, target = resize(image, target, kind, size.height, size.width)
+        dropped += getattr(target, "dropped", 0)
+        lost = lost + _lost("resize", kind, before, target)
+    return image, target, applied, lost, dropped
 
 
 class DonorReader:
