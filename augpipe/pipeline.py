@@ -57,7 +57,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     from augpipe.recipe import Recipe, check_for_kind, load_recipe
     from augpipe.formats import scan
     from augpipe.store import open_store
-    from augpipe.jobs import RunSpec, write_shard
+    from augpipe.jobs import RunSpec
 
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     found = scan(source, options.layout, options.format, options.voc_zero_based)
@@ -79,13 +79,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes,
                      options.repeat_threshold, seed=options.seed)
     warnings += _no_validation(found, plan, options.val_fraction)
-    settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
-                "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
-                "split_by": options.split_by, "format": found.format, "task": found.task}
-    if found.format == "voc":  # the same files read in another convention are other boxes
-        settings["voc_zero_based"] = options.voc_zero_based
-    if options.repeat_threshold is not None:
-        settings["repeat_threshold"] = options.repeat_threshold
+    settings = _settings(copies, options, found)
     identity = _identity(recipe, options.seed, source, found.files, hashes, settings, found.annotations)
     try:
         done = output.prepare(identity, options.overwrite, [s.name for s in plan.shards])
@@ -95,14 +89,8 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         spec = dataclasses.replace(spec, lock_token=output.lock.token)
         records = output.finished([s.name for s in plan.shards])
         todo = [s for s in plan.shards if s.name not in records]
-        total_rows = sum(s.planned_rows for s in plan.shards)
         processing = time.perf_counter()
-        failures = _Failures()
-        with _progress_bar(total_rows, total_rows - sum(s.planned_rows for s in todo), options.progress, "expand",
-                           "img") as bar:
-            for record in engine.map(write_shard, todo, spec, bar.update):
-                records[record.name] = record
-                failures.add(record)
+        _write_shards(engine, plan, todo, spec, records, options)
         process_seconds = time.perf_counter() - processing
         rows_written = sum(records[s.name].rows for s in todo)
         all_records = list(records.values())
@@ -125,6 +113,32 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     finally:
         output.release()
     return {**manifest.to_dict(), "out": out}
+
+
+def _settings(copies: int, options: ExpandOptions, found) -> dict:
+    """The options that decide the output, as the identity and the manifest record them."""
+    settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
+                "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
+                "split_by": options.split_by, "format": found.format, "task": found.task}
+    if found.format == "voc":  # the same files read in another convention are other boxes
+        settings["voc_zero_based"] = options.voc_zero_based
+    if options.repeat_threshold is not None:
+        settings["repeat_threshold"] = options.repeat_threshold
+    return settings
+
+
+def _write_shards(engine, plan, todo: list, spec, records: dict, options: ExpandOptions) -> None:
+    """The shards still to write, by the engine, their records into `records`; a failure that
+    repeats over many inputs stops the run."""
+    from augpipe.jobs import write_shard
+
+    total_rows = sum(s.planned_rows for s in plan.shards)
+    failures = _Failures()
+    with _progress_bar(total_rows, total_rows - sum(s.planned_rows for s in todo), options.progress, "expand",
+                       "img") as bar:
+        for record in engine.map(write_shard, todo, spec, bar.update):
+            records[record.name] = record
+            failures.add(record)
 
 
 def _strict(options: ExpandOptions, skipped: list) -> None:
