@@ -475,10 +475,13 @@ def list_recipes() -> None:
     typer.echo("\nuse one by name: augpipe expand data/ --recipe classic   (show one: augpipe check classic)")
 
 
+_CHECK_TASK_DEFAULT = "classification"
+
+
 @command()
 def check(
     recipe: Annotated[str, typer.Argument(help="A recipe file, or a bundled recipe's name.")],
-    task: Annotated[str, typer.Option("--task", help="The target kind of the dataset it is for: classification, detection (boxes), detection-masks (boxes and instance masks), segmentation, or another kind (a wrong name lists them).")] = "classification",
+    task: Annotated[str, typer.Option("--task", help="The target kind of the dataset it is for: classification, detection (boxes), detection-masks (boxes and instance masks), segmentation, or another kind (a wrong name lists them).")] = _CHECK_TASK_DEFAULT,
 ) -> None:
     """Validate a recipe, run it on a test image, and say what it will do. Exit 1 when it has warnings."""
     from augpipe.dryrun import check_recipe
@@ -490,7 +493,12 @@ def check(
         raise UsageError(f"--task is one of {', '.join(kinds)}; not '{task}'")
     r = load_recipe(recipe)
     kind = kinds[task]
-    kind_warnings = check_for_kind(r, kind)
+    try:
+        kind_warnings = check_for_kind(r, kind)
+    except AugpipeError as exc:
+        if task != _CHECK_TASK_DEFAULT:
+            raise
+        raise type(exc)(f"{exc} (for another kind of dataset: augpipe check RECIPE --task KIND)") from None
     found = check_recipe(r, kind=kind)
     out = r.output
     resize = f", resized to {out.resize.width}×{out.resize.height}" if out.resize else ""

@@ -54,6 +54,7 @@ def inspect_output(location, verify: bool = False, source: str | None = None) ->
         "counted": ds.kind.counted,
         "mixing": donors_used(ds),
         "dropped_by": m.extra.get("dropped_by") or {},
+        "balance": m.extra.get("balance"),
     }
     if verify:
         facts["problems"] = verify_output(ds, source)
@@ -264,6 +265,7 @@ def output_report(f: dict) -> list[str]:
     lines.append(f"  shards    {f['shards']} files, {size}")
     lines += _sizes_line(f)
     lines += _class_chart(f["classes"], f["splits"], f.get("counted", "rows"))
+    lines += _balance_lines(f.get("balance"))
     lines += _mixing_lines(f.get("mixing") or {})
     lines += _dropped_lines(f.get("dropped_by") or {})
     lines.append(f"  skipped   {f.get('skipped_count', len(f['skipped'])):,} inputs")
@@ -271,6 +273,15 @@ def output_report(f: dict) -> list[str]:
     if "problems" in f:
         lines += _problem_lines(f["problems"], "verify: every shard re-read, checksums, images, labels, splits and donors checked")
     return lines
+
+
+def _balance_lines(balance: dict | None) -> list[str]:
+    """--balance by repeat factors: the threshold and each repeated class's factor."""
+    if not balance or "repeat_factor" not in balance:
+        return []
+    lifted = sorted(((c, r) for c, r in balance["repeat_factor"].items() if r > 1), key=lambda cr: -cr[1])
+    shown = ", ".join(f"{c} ×{r:.2f}" for c, r in lifted[:SHOWN]) or "no class repeated"
+    return [f"  balance   repeat factors, t {balance['threshold']:.3g}: {shown}"]
 
 
 def _class_chart(classes: list[str], splits: dict, counted: str) -> list[str]:

@@ -301,7 +301,8 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
                                    sorted(tuple(d) for rec in records for d in rec.dropped_objects)],
                "exif_oriented": sum(r.exif_oriented for r in records),
                "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed],
-               **({"balance": _balance(balance, records, for_scan(found))} if balance is not None else {})},
+               "counted": for_scan(found).counted,
+               **({"balance": _balance(balance, records)} if balance is not None else {})},
     )
 
 
@@ -316,14 +317,13 @@ def dropped_by(records) -> dict:
     return {reason: dict(sorted(by_class.items())) for reason, by_class in sorted(out.items())}
 
 
-def _balance(balance: dict, records, kind) -> dict:
-    """The plan's record of --balance, and what the training rows written hold of each class
-    (`counted`: objects, or images holding it)."""
+def _balance(balance: dict, records) -> dict:
+    """The plan's record of --balance, and what the training rows written hold of each class."""
     after: Counter = Counter()
     for r in records:
         if r.split == "train":
             after.update(r.by_class)
-    return {**balance, "objects_after": dict(sorted(after.items())), "counted": kind.counted}
+    return {**balance, "objects_after": dict(sorted(after.items()))}
 
 
 def _shown(location: str) -> str:

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -192,7 +192,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     maker = _RowMaker(found, store, recipe, kind, copies, seed, options, planned,
                       DonorReader(partial(read_source, store), kind, max_pixels))
     out_rows, skipped = [], list(found.skipped)
-    for rel in _round_robin(_training_by_class(found, planned), rows, seed):
+    for rel in _round_robin(_training_by_class(found, planned, kind), rows, seed):
         if len(out_rows) == rows:
             break
         try:
@@ -209,13 +209,18 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     return Preview(f"recipe {recipe.name} | seed {seed}", out_rows, sorted(skipped), notes)
 
 
-def _training_by_class(found, planned: dict | None) -> dict:
+def _training_by_class(found, planned: dict | None, kind) -> dict:
     """The training candidates by class: those the plan holds, or (without one) every file the
-    source does not put in another split (each is checked as it is read)."""
+    source does not put in another split (each is checked as it is read). An image of several
+    classes (detection's objects) counts for the rarest it holds, so that rare classes show."""
+    files = [f for f in found.files
+             if ((f.relpath in planned) if planned is not None else f.split in (None, "train"))]
+    held = {f.relpath: kind.held(f, found.classes) for f in files}
+    images = Counter(c for h in held.values() for c in h)
     by_class = defaultdict(list)
-    for f in found.files:
-        if (f.relpath in planned) if planned is not None else f.split in (None, "train"):
-            by_class[f.class_name].append(f.relpath)
+    for f in files:
+        rarest = min(held[f.relpath], key=lambda c: (images[c], c), default=None)
+        by_class[f.class_name if f.class_name is not None else rarest].append(f.relpath)
     if not by_class:
         raise SourceError(f"no training images in {found.root} to preview")
     return by_class
@@ -317,6 +322,24 @@ def _planned_training(root, found, recipe, kind, copies: int, seed: int, options
     return items, f"donors drawn as expand draws them, from the {len(items):,} training images ({how})"
 
 
+def _shard_sources_by_class(ds, labelled: bool) -> dict:
+    """The training sources by their class, or (objects) by the rarest class their original holds."""
+    objects = "objects" in ds.kind.reader_columns()
+    columns = ["source", "copy", *(["label"] if labelled else []), *(["objects"] if objects else [])]
+    held = {}
+    for batch in ds.iter_batches("train", columns):
+        for r in batch.to_pylist():
+            if labelled or not objects:
+                held.setdefault(r["source"], [_class_name(ds.classes, r.get("label"))])
+            elif r["copy"] == 0 or r["source"] not in held:
+                held[r["source"]] = [ds.classes[c] for c in (r["objects"] or {}).get("category") or ()]
+    images = Counter(c for classes in held.values() for c in set(classes))
+    by_class = defaultdict(set)
+    for source, classes in held.items():
+        by_class[min(classes, key=lambda c: (images[c], c or ""), default=None)].add(source)
+    return by_class
+
+
 def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int = 0) -> Preview:
     """Originals grouped with their augmented copies, read back from an expanded dataset."""
     from augpipe.dataset import open_dataset
@@ -328,10 +351,7 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     index = ds.read("train", columns=["source", "label"] if labelled else ["source"])
     if index is None or index.num_rows == 0:
         raise SourceError(f"{ds.location} has no training rows to preview")
-    by_class = defaultdict(set)
-    for batch in ds.iter_batches("train", ["source", "label"] if labelled else ["source"]):
-        for r in batch.to_pylist():
-            by_class[_class_name(names, r.get("label"))].add(r["source"])
+    by_class = _shard_sources_by_class(ds, labelled)
     if not by_class:
         raise SourceError(f"{ds.location} has no training rows to preview")
     chosen = _round_robin({k: list(v) for k, v in by_class.items()}, rows, seed)[:rows]

@@ -385,7 +385,10 @@ def _check_mix(name: str, params: dict, label: str, here: str, notes: list[str])
     if "." in label:
         raise RecipeError(f"{here}: a step that takes other images belongs at the top level of 'transforms', "
                           "not inside a compose (OneOf, SomeOf, ...)")
+    known = list(_mixes()[name].Params.model_fields)
     for key, value in params.items():
+        if key not in known:
+            raise RecipeError(f"{here}: field '{key}' is not a parameter of {name}{_did_you_mean(key, known)}")
         check_numbers(value, here, key)
     check_caps(name, params, here)
     try:

@@ -232,7 +232,7 @@ def test_segmentation_balance_repeats_images_whose_masks_hold_rare_classes(tmp_p
     data = _mask_folder(tmp_path / "seg", [[1]] * 10 + [[1, 2]] * 2 + [[]] * 3)
     m = expand(data, "flips", tmp_path / "out", ExpandOptions(balance=True, val_fraction=0, **QUIET))
     b = m["balance"]
-    assert (b["objects_before"], b["counted"]) == ({"road": 12, "sign": 2}, "images")
+    assert (b["objects_before"], m["counted"]) == ({"road": 12, "sign": 2}, "images")
     assert b["repeat_factor"]["sign"] == pytest.approx((12 / 2) ** 0.5, abs=1e-4)
     per_source = Counter(r["source"].removeprefix("images/") for r in rows(tmp_path / "out"))
     assert all(per_source[f"m{i:02d}.png"] == 3 for i in (*range(10), 12, 13, 14))  # road alone, backgrounds

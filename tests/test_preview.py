@@ -408,3 +408,14 @@ def test_preview_cli_splits_as_expand_is_told_to(cli, tmp_path):
     assert result.exit_code == 0 and (tmp_path / "s.png").is_file(), result.output
     wrong = cli("preview", source, "-r", recipe, "--split-by", "name", "-o", tmp_path / "t.png")
     assert wrong.exit_code == 2 and "--split-by is content or path, not 'name'" in wrong.output, wrong.output
+
+
+def test_preview_of_objects_shows_a_rare_class_from_the_source_and_from_shards(tmp_path):
+    from conftest import class_scenes
+
+    data = class_scenes(tmp_path / "coco", [[0]] * 12 + [[0, 0, 2]] + [[1, 0]] * 4)
+    coin = "default/c012.png"
+    shown = [r.source for r in preview_source(data, "flips", rows=3, val_fraction=0).rows]
+    assert coin in shown and len(set(shown)) == 3
+    expand(data, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, progress=False, workers=1))
+    assert coin in [r.source for r in preview_shards(tmp_path / "out", rows=3).rows]
