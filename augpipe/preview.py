@@ -287,7 +287,7 @@ class _RowMaker:
     def _donor_looks(self, item):
         """A donor's source path -> its image with its target drawn (as read, before its own
         transforms), from the reader that served the row's copies."""
-        refs = {ref.relpath: ref for _, chosen in item.donors for ref in chosen}
+        refs = {ref.relpath: ref for _, steps in item.donors for step in steps for ref in step}
 
         def look(source: str):
             from augpipe.sample import DonorError

@@ -102,8 +102,10 @@ def test_donors_come_from_the_training_split_only_and_never_the_row_itself(tmp_p
     assert validation and train
     for it in _train_items(plan):
         assert [c for c, _ in it.donors] == [1, 2, 3]  # every augmented copy, never the original
-        for _, donors in it.donors:
-            assert len(donors) == 3 + 1  # a 2×2 mosaic's three other cells, then MixUp's one
+        for _, (mosaic, mixup) in it.donors:
+            donors = mosaic + mixup
+            assert (len(mosaic), len(mixup)) == (3, 1)  # a 2×2 mosaic's three other cells, then MixUp's one
+            assert len({d.relpath for d in donors}) == 4  # none twice in a row while there are others
             assert {d.relpath for d in donors} <= train - {it.relpath}
             assert all(d.copies == () and d.sha256 is None for d in donors)
     assert all(not it.donors for s in plan.shards if s.split == "validation" for it in s.sources)
@@ -111,7 +113,8 @@ def test_donors_come_from_the_training_split_only_and_never_the_row_itself(tmp_p
 
 def test_donors_depend_on_the_row_seed_only(tmp_path):
     def donors(plan):
-        return {it.relpath: [(c, [d.relpath for d in ds]) for c, ds in it.donors] for it in _train_items(plan)}
+        return {it.relpath: [(c, [d.relpath for step in steps for d in step]) for c, steps in it.donors]
+                for it in _train_items(plan)}
 
     first = donors(_mix_plan(tmp_path / "a", "[{MixUp: {p: 1}}]"))
     assert first == donors(_mix_plan(tmp_path / "b", "[{MixUp: {p: 1}}]"))
@@ -134,7 +137,8 @@ def test_a_paste_draws_donors_with_objects_and_rare_classes_more_often(tmp_path)
 
     def share(transforms):
         plan = make_plan(found, recipe(transforms, copies=20), 20, 0.0, False, 1 << 30, seed=3)
-        drawn = Counter(d.relpath for s in plan.shards for it in s.sources for _, ds in it.donors for d in ds)
+        drawn = Counter(d.relpath for s in plan.shards for it in s.sources for _, steps in it.donors
+                        for step in steps for d in step)
         return sum(n for name, n in drawn.items() if rare in cats[name]) / sum(drawn.values())
 
     assert share("[{CopyPaste: {p: 1, rare_classes: true}}]") > share("[{CopyPaste: {p: 1}}]")

@@ -123,6 +123,8 @@ class Mosaic(Mix):
     name = "Mosaic"
     kinds = ("detection", "segmentation")
     Params = MosaicParams
+    needs_donors = False  # a split of one image: the row's own image fills the other cells
+    repeats_donors = True  # a donor twice lands in two cells, at two places
 
     def donors(self) -> int:
         rows, cols = self.params.grid_yx
