@@ -70,7 +70,7 @@ class RepeatFactors:
 
     def record(self) -> dict:
         """What the manifest records (beside the objects written, `objects_after`)."""
-        return {"method": "repeat factors", "threshold": round(self.threshold, 6),
+        return {"method": "repeat factors", "threshold": float(f"{self.threshold:.6g}"),
                 "image_share": {c: round(v, 4) for c, v in sorted(self.image_share.items())},
                 "repeat_factor": {c: round(v, 4) for c, v in sorted(self.by_class.items())},
                 "objects_before": dict(sorted(self.objects.items()))}

@@ -483,7 +483,7 @@ def _field_message(exc: ValidationError) -> str:
         if msg not in by_field.setdefault(fld, []):
             by_field[fld].append(msg)
     fld, msgs = next(iter(by_field.items()))
-    return f"field '{fld}': {'; or '.join(msgs)}"
+    return '; or '.join(msgs) if fld == "?" else f"field '{fld}': {'; or '.join(msgs)}"
 
 
 def _fixed_range_warnings(transform: Any, given: dict, label: str) -> list[str]:

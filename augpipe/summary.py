@@ -41,6 +41,9 @@ def _balance(b: dict, classes: list[str], counted: str) -> list[str]:
     present = [c for c in classes if before.get(c) or after.get(c)]  # not a background class
     shown = sorted(present, key=lambda c: before.get(c, 0))[:SHOW_CLASSES]
     more = f", … {len(present) - SHOW_CLASSES} more" if len(present) > SHOW_CLASSES else ""
+    if not shown:
+        return [f"  balance     repeat factors, t {b['threshold']:.3g}: no class in the training images, nothing "
+                "repeated"]
     return [
         f"  balance     repeat factors, t {b['threshold']:.3g}: "
         + ", ".join(f"{c} ×{factor.get(c, 1):.2f}" for c in shown) + more,

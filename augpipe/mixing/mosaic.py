@@ -84,7 +84,7 @@ def _refusal(exc: Exception) -> str:
 
     if not isinstance(exc.__cause__, ValidationError):
         return str(exc).splitlines()[0]
-    return _field_message(exc.__cause__).removeprefix("field '?': ").replace("Value error, ", "")
+    return _field_message(exc.__cause__).replace("Value error, ", "")
 
 
 @functools.lru_cache(maxsize=None)
