@@ -138,7 +138,10 @@ def verify_output(ds, source: str | None = None) -> list[str]:
         problems += _verify_rows(ds, shard, m, seen)
     problems += _shared_across_splits(seen.by_sha)
     # a training source whose every copy failed has no row, yet may be another row's donor
+    # sources of the run without rows of their own: their copies all failed, or they were skipped
+    # (a file changed during the run: donors read before the change were the planned content)
     failed = {f.get("path") for f in m.extra.get("failed_copies") or () if isinstance(f, dict)}
+    failed |= {s.get("path") for s in m.skipped if isinstance(s, dict)}
     problems += _donor_problems(seen, failed)
     if source is not None:
         problems += _compare_sources(seen, source)
