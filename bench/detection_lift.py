@@ -37,7 +37,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from digits import augpipe  # noqa: E402  (the command runner the digits bench uses)
+from digits import augpipe  # the command runner the digits bench uses
 
 CLASSES = ("rectangle", "circle", "triangle", "cross", "star")
 RARE = CLASSES.index("star")
@@ -171,21 +171,22 @@ def objects_per_class(root: Path, split: str) -> list[int]:
 # in YOLO: the flip, shift and scale then move the whole mosaic); CopyPaste after the flip and the
 # affine, so that the donors get their own (Ghiasi et al.'s scale jitter on both), before the colour.
 CONFIGS = {
-    "detection": ((), False),
-    "+ Mosaic": ((("Mosaic", {"p": 0.5, "target_size": [SIZE, SIZE], "cell_shape": [SIZE, SIZE]}, 0),), False),
-    "+ CopyPaste": ((("CopyPaste", {"p": 0.5}, 2),), False),
-    "--balance": ((), True),
+    "detection": ("detection", (), False),
+    "mosaic": ("detection + Mosaic", (("Mosaic", {"p": 0.5, "target_size": [SIZE, SIZE], "cell_shape": [SIZE, SIZE]}, 0),),
+               False),
+    "copypaste": ("detection + CopyPaste", (("CopyPaste", {"p": 0.5}, 2),), False),
+    "balance": ("detection, --balance", (), True),
 }
 BASE = "detection"
 
 
-def write_recipe(folder: Path, name: str, steps: tuple) -> str:
+def write_recipe(folder: Path, steps: tuple) -> str:
     """The bundled detection recipe with `steps` added: its path, or the bundled name when none."""
     if not steps:
         return BASE
-    from importlib.resources import files
+    from augpipe.recipe import bundled_dir
 
-    recipe = yaml.safe_load((files("augpipe") / "recipes" / f"{BASE}.yaml").read_text())
+    recipe = yaml.safe_load((bundled_dir() / f"{BASE}.yaml").read_text(encoding="utf-8"))
     recipe["name"] = f"{BASE}-" + "-".join(step.lower() for step, _, _ in steps)
     for step, params, index in sorted(steps, key=lambda s: -s[2]):
         recipe["transforms"].insert(index, {step: params})
@@ -217,9 +218,9 @@ def run_seed(source: Path, work: Path, configs: list[str], seed: int, epochs: in
     its optimiser steps come closest to the plain recipe's."""
     found, target = {}, None
     for name in configs:
-        added, balance = CONFIGS[name]
-        recipe = write_recipe(work / "recipes", name, added)
-        tag = f"{name.strip('+- ').replace(' ', '-').lower()}-s{seed}"
+        _, added, balance = CONFIGS[name]
+        recipe = write_recipe(work / "recipes", added)
+        tag = f"{name}-s{seed}"
         counts = expand(source, work / f"x-{tag}", recipe, balance, seed)
         if target is None:
             target = steps(counts["rows"], epochs)
@@ -231,7 +232,7 @@ def run_seed(source: Path, work: Path, configs: list[str], seed: int, epochs: in
                        "steps": n_epochs * per_epoch, "map": metrics["final_val_map"],
                        "rare_ap": metrics["per_class_ap"][CLASSES[RARE]], "seconds": time.perf_counter() - started}
         r = found[name]
-        print(f"seed {seed}, {name}: {r['rows']} training rows ({CLASSES[RARE]} objects "
+        print(f"seed {seed}, {CONFIGS[name][0]}: {r['rows']} training rows ({CLASSES[RARE]} objects "
               f"{r['by_class'].get(CLASSES[RARE], 0)}), {r['epochs']} epochs = {r['steps']} steps, "
               f"final mAP@0.5 {r['map']:.3f}, {CLASSES[RARE]} AP {r['rare_ap']:.3f} ({r['seconds']:.0f} s)", flush=True)
     return found
@@ -260,7 +261,7 @@ def table(results: list[dict[str, dict]], configs: list[str]) -> list[str]:
         rows = statistics.mean(r[name]["rows"] for r in results)
         objects = statistics.mean(r[name]["by_class"].get(rare, 0) for r in results)
         n_steps = statistics.mean(r[name]["steps"] for r in results)
-        lines.append(f"| {name} | {rows:,.0f} | {objects:,.0f} | {n_steps:,.0f} | {spread(maps)} | "
+        lines.append(f"| {CONFIGS[name][0]} | {rows:,.0f} | {objects:,.0f} | {n_steps:,.0f} | {spread(maps)} | "
                      f"{lift(maps, base_map) if name != BASE else '-'} | {spread(rares)} | "
                      f"{lift(rares, base_rare) if name != BASE else '-'} |")
     return lines
