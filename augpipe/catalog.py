@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 
-GROUPS = ("geometric", "crops", "colour", "noise and blur", "weather", "dropout", "composition", "other")
+GROUPS = ("geometric", "crops", "colour", "noise and blur", "weather", "dropout", "composition", "other images",
+          "other")
 _NOISE_AND_BLUR = ("Noise", "Blur", "Sharpen", "Emboss", "Compression", "Downscale", "Superpixels",
                    "SaltAndPepper", "RingingOvershoot", "Spatter", "Defocus", "ChromaticAberration")
 _WEATHER = ("RandomFog", "RandomRain", "RandomSnow", "RandomSunFlare", "RandomShadow", "RandomGravel",
@@ -43,8 +44,13 @@ def catalog() -> dict[str, list[tuple[str, list[tuple[str, str]]]]]:
     mask or other images, making float pixels)."""
     from augpipe.recipe import allowed_transforms, refusal
 
+    from augpipe.mixing import registry
+
     groups: dict[str, list] = {g: [] for g in GROUPS}
     for name, cls in sorted(allowed_transforms().items()):
-        if refusal(name) is None:
+        if refusal(name) is None and name not in registry():
             groups[group_of(name, cls)].append((name, parameters(cls)))
+    for name, mix in registry().items():  # steps that take other images (augpipe.mixing)
+        fields = mix.Params.model_fields
+        groups["other images"].append((name, [(k, repr(f.default)) for k, f in fields.items()]))
     return {g: items for g, items in groups.items() if items}

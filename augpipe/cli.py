@@ -183,7 +183,8 @@ def expand(
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="Share of source images held out for validation when there are no split folders (0 disables).")] = 0.1,
-    balance: Annotated[bool, typer.Option("--balance", help="More copies for minority classes, so every class has about as many training rows as the largest.")] = False,
+    balance: Annotated[bool, typer.Option("--balance", help="More copies for rare classes. Classification: every class about as many training rows as the largest. Detection: repeat-factor sampling (LVIS): an image's rows times max(1, sqrt(t / f)) for the rarest class it holds, f that class's share of the training images; images without objects never get more.")] = False,
+    repeat_threshold: Annotated[Optional[float], typer.Option("--repeat-threshold", metavar="T", help="The t of detection's --balance, a share of images: classes in fewer get more rows. Default: the share of the most common class, the largest t that never repeats an image for that class alone: every rarer class is lifted by sqrt(its rarity); LVIS's 0.001 is for a thousand classes over 100k images, and a set of a few classes over a few hundred images has no class that rare.")] = None,
     shard_size: Annotated[int, typer.Option("--shard-size", parser=_parse_size, metavar="SIZE", help="Largest shard, about: e.g. 256MB, 1GB.")] = "256MB",
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Skip images with more pixels than this (decompression bombs; about 36 bytes a pixel at the peak, per worker).")] = 25_000_000,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first input that would be skipped.")] = False,
@@ -202,8 +203,8 @@ def expand(
 
     options = ExpandOptions(
         copies=copies, workers=workers, seed=seed, val_fraction=val_fraction, balance=balance,
-        shard_size=shard_size, max_pixels=max_pixels, strict=strict, overwrite=overwrite,
-        progress=not quiet, layout=layout, split_by=split_by, engine=engine, format=format,
+        repeat_threshold=repeat_threshold, shard_size=shard_size, max_pixels=max_pixels, strict=strict,
+        overwrite=overwrite, progress=not quiet, layout=layout, split_by=split_by, engine=engine, format=format,
         voc_zero_based=voc_zero_based,
     )
     manifest = run_expand(source, recipe, out, options)

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 from augpipe.errors import RecipeError
 from augpipe.limits import worst_cost
-from augpipe.recipe import Recipe, build_transform, import_albumentations
+from augpipe.recipe import Recipe, build_transform, has_mixes, import_albumentations, is_mix, mix_of
 
 REFERENCE_SIZE = (256, 256)  # (width, height): the test image when no sizes are given
 # The most one transform may take on the reference image (on the test images, when all are
@@ -88,7 +88,7 @@ def _trial(recipe: Recipe, size: Size, timed: bool = False, samples: int = SAMPL
     seconds = []
     for label, spec in _leaves(recipe.transforms):
         started, cpu = time.perf_counter(), time.process_time()
-        failure = _failure(label, lambda: _run([build_transform({**spec, "p": 1.0})], image, recipe), size)
+        failure = _failure(label, lambda: _run_leaf({**spec, "p": 1.0}, image, recipe), size)
         # the lesser of the clock and this process's CPU time: a machine busy with other work (or
         # stalled on its disk) stretches the one, a transform's own threads the other; a slow
         # transform is slow by both
@@ -102,9 +102,8 @@ def _trial(recipe: Recipe, size: Size, timed: bool = False, samples: int = SAMPL
         _check_copy_time(recipe, seconds, size)
     if trial.failure is not None:
         return trial
-    forced = [build_transform(_forced(s)) for s in recipe.transforms]
     trial.failure = _failure("the transforms together (each at p=1)",
-                             lambda: _keep_size(trial, _run(forced, image, recipe)), size)
+                             lambda: _keep_size(trial, _run_forced(recipe, image)), size)
     for seed in range(samples if trial.failure is None else 0):
         trial.failure = _failure("the recipe", lambda: _keep_size(trial, _sample(recipe, image, seed)), size)
         if trial.failure:
@@ -113,8 +112,10 @@ def _trial(recipe: Recipe, size: Size, timed: bool = False, samples: int = SAMPL
 
 
 def _check_copy_time(recipe: Recipe, seconds: list[float], size: Size) -> None:
-    each = iter(seconds)
-    worst = worst_cost([build_transform(s) for s in recipe.transforms], lambda leaf: next(each))
+    leaves = _leaves(recipe.transforms)
+    each = iter(t for (_, spec), t in zip(leaves, seconds) if not is_mix(spec))
+    steps = sum(t for (_, spec), t in zip(leaves, seconds) if is_mix(spec))
+    worst = steps + worst_cost([build_transform(s) for s in recipe.transforms if not is_mix(s)], lambda leaf: next(each))
     if worst > COPY_SECONDS:
         raise RecipeError(f"{recipe.path}: too slow: one copy can take up to {worst:.0f} s on a {_show(size)} "
                           f"test image, its transforms applied as often as the recipe allows (at most {COPY_SECONDS:g} s)")
@@ -152,7 +153,38 @@ def _sample(recipe: Recipe, image: Any, seed: int) -> Any:
     from augpipe.sample import apply_recipe
 
     kind = _KIND[0]
-    return apply_recipe(image.copy(), recipe, seed, kind, kind.example(image.shape[1], image.shape[0]))[0]
+    return apply_recipe(image.copy(), recipe, seed, kind, kind.example(image.shape[1], image.shape[0]),
+                        _test_donors(recipe, image))[0]
+
+
+def _run_leaf(spec: dict, image: Any, recipe: Recipe) -> Any:
+    if not is_mix(spec):
+        return _run([build_transform(spec)], image, recipe)
+    return _sample(_only(recipe, (spec,), "leaf"), image, 0)
+
+
+def _run_forced(recipe: Recipe, image: Any) -> Any:
+    if not has_mixes(recipe):
+        return _run([build_transform(_forced(s)) for s in recipe.transforms], image, recipe)
+    return _sample(_only(recipe, tuple(_forced(s) for s in recipe.transforms), "forced"), image, 0)
+
+
+def _only(recipe: Recipe, specs: tuple, label: str) -> Recipe:
+    import dataclasses
+
+    return dataclasses.replace(recipe, transforms=specs, sha256=f"{recipe.sha256}#check-{label}-{hash(str(specs))}")
+
+
+def _test_donors(recipe: Recipe, image: Any) -> list:
+    """Donors for the check: the test image turned half a turn, with the kind's made-up target."""
+    import numpy as np
+
+    from augpipe.sample import Donor
+
+    kind = _KIND[0]
+    n = sum(mix_of(s).donors() for s in recipe.transforms if is_mix(s))
+    turned = np.ascontiguousarray(image[::-1, ::-1])
+    return [Donor("(test image)", "", turned, kind.example(image.shape[1], image.shape[0])) for _ in range(n)]
 
 
 def _keep_size(trial: _Trial, out: Any) -> None:

@@ -21,7 +21,7 @@ from augpipe.output import TMP_DIR, RunLock
 from augpipe.plan import ShardJob
 from augpipe.recipe import Recipe
 from augpipe.row import row_spec
-from augpipe.sample import augment_sample
+from augpipe.sample import DonorReader, augment_sample
 from augpipe.shards import ShardWriter
 from augpipe.store import open_store, read_source
 from augpipe.targets import Target, kind_for
@@ -101,9 +101,10 @@ def write_shard(shard: ShardJob, spec: RunSpec, progress: Callable[[int], None] 
     kind = spec.kind
     writer = ShardWriter(shard.name, out.temp_dir(TMP_DIR), spec.row_spec())
     tally = _Tally()
+    donors = DonorReader(partial(read_source, store_for(spec.source)), kind, spec.max_pixels)
     try:
         for src, data in _read_sources(store_for(spec.source), shard.sources, kind):
-            tally.add(src, _augmented(src, data, shard, spec, kind), spec, kind, writer)
+            tally.add(src, _augmented(src, data, shard, spec, kind, donors), spec, kind, writer)
             if progress is not None:
                 progress(len(src.copies))
         rows, digest, size = writer.finish()
@@ -116,7 +117,7 @@ def write_shard(shard: ShardJob, spec: RunSpec, progress: Callable[[int], None] 
     except BaseException:
         writer.abort()
         raise
-    record = tally.record(shard, rows, size, digest, round(time.perf_counter() - started, 3))
+    record = tally.record(shard, rows, size, digest, round(time.perf_counter() - started, 3), spec.classes)
     # After the shard: a resume takes a shard as done only when its record agrees with it. The
     # record is not synced: one lost in a crash costs that shard's redo, no more.
     out.write_bytes(record_name(shard.name), record.to_json(), sync=False)
@@ -140,14 +141,14 @@ def read_or_skip(store, name: str):
         return exc
 
 
-def _augmented(src, data: list, shard: ShardJob, spec: RunSpec, kind):
+def _augmented(src, data: list, shard: ShardJob, spec: RunSpec, kind, donors: DonorReader):
     """The source's rows, or the SkipInput (returned) saying why it has none; --strict raises."""
     try:
         for part in data:
             if isinstance(part, SkipInput):
                 raise part
         return augment_sample(data[0], src, spec.recipe, spec.seed, spec.max_pixels, shard.split, kind,
-                              data[1] if len(data) > 1 else None)
+                              data[1] if len(data) > 1 else None, donors)
     except SkipInput as exc:
         if spec.strict:
             raise StrictSkipError(f"{src.relpath}: {exc.reason} (--strict stops at the first bad input)") from None
@@ -165,6 +166,7 @@ class _Tally:
 
     def __init__(self):
         self.by_class: Counter = Counter()
+        self.drops: Counter = Counter()  # (reason, class index)
         self.conversions: Counter = Counter()
         self.copies: Counter = Counter()
         self.skipped, self.failed, self.discarded = [], [], []
@@ -184,19 +186,25 @@ class _Tally:
         self.by_class.update(kind.count(result.rows, spec.classes, src))
         self.copies["sources"] += 1
         self.copies["dropped"] += result.dropped
+        self.drops.update(result.drops)
         self.discarded += [[src.relpath, reason] for reason in result.discarded]
         if result.orientation not in (None, 1) and kind.spatial:
             self.oriented.append(src.relpath)
         if result.conversion:
             self.conversions[result.conversion] += 1
 
-    def record(self, shard: ShardJob, rows: int, size: int, digest: str, seconds: float) -> ShardRecord:
+    def record(self, shard: ShardJob, rows: int, size: int, digest: str, seconds: float, classes) -> ShardRecord:
+        dropped_by: dict = {}
+        for (reason, c), n in sorted(self.drops.items()):
+            name = classes[c] if 0 <= c < len(classes) else str(c)
+            dropped_by.setdefault(reason, {})[name] = dropped_by.get(reason, {}).get(name, 0) + n
         return ShardRecord(
             name=shard.name, split=shard.split, rows=rows, bytes=size, sha256=digest,
             sources=self.copies["sources"], originals=self.copies["originals"], augmented=self.copies["augmented"],
             by_class=dict(sorted(self.by_class.items())), conversions=dict(sorted(self.conversions.items())),
             skipped=self.skipped, failed_copies=self.failed, dropped_boxes=self.copies["dropped"],
             dropped_objects=self.discarded, exif_oriented=len(self.oriented),
-            exif_oriented_first=self.oriented[0] if self.oriented else None, seconds=seconds)
+            exif_oriented_first=self.oriented[0] if self.oriented else None, seconds=seconds,
+            dropped_by=dropped_by)
 
 

@@ -64,6 +64,7 @@ class ShardRecord:
     exif_oriented: int = 0
     exif_oriented_first: str | None = None
     seconds: float = 0.0
+    dropped_by: dict = field(default_factory=dict)  # reason -> class -> objects the recipe dropped
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), ensure_ascii=False).encode("utf-8")

@@ -45,6 +45,7 @@ class ExpandOptions:
     engine: str = "local"  # ENGINES
     format: str = "auto"  # auto | a source format's name: the scan checks it
     voc_zero_based: bool = False  # VOC files with 0-based edges (else the devkit's 1-based pixels)
+    repeat_threshold: float | None = None  # --balance's repeat factors (detection); None: plan.repeat_factors'
 
     def __post_init__(self):
         if self.copies is not None and not 0 <= self.copies <= MAX_COPIES:
@@ -53,6 +54,11 @@ class ExpandOptions:
             raise UsageError(f"--split-by is {one_of(SPLIT_BY)}, not '{self.split_by}'")
         if not 0 <= self.val_fraction < 1:
             raise UsageError(f"--val-fraction must be at least 0 and below 1, not {self.val_fraction}")
+        if self.repeat_threshold is not None and not self.balance:
+            raise UsageError("--repeat-threshold sets --balance's repeat factors: it needs --balance")
+        if self.repeat_threshold is not None and not 0 < self.repeat_threshold <= 1:
+            raise UsageError("--repeat-threshold is a share of images: above 0 and at most 1, "
+                             f"not {self.repeat_threshold}")
         if self.shard_size < 1 or self.max_pixels < 1:
             raise UsageError("--shard-size and --max-pixels must be positive")
         if self.engine not in ENGINES:

@@ -74,13 +74,16 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         hashes, sizes = _hash_sources(engine, found, spec, options)
     warnings = [*found.warnings, *check_recipe(recipe, sizes, spec.kind).warnings, *kind_warnings,
                 *_split_folder_leaks(found.files, hashes)]
-    plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes)
+    plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes,
+                     options.repeat_threshold, seed=options.seed)
     warnings += _no_validation(found, plan, options.val_fraction)
     settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
                 "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
                 "split_by": options.split_by, "format": found.format, "task": found.task}
     if found.format == "voc":  # the same files read in another convention are other boxes
         settings["voc_zero_based"] = options.voc_zero_based
+    if options.repeat_threshold is not None:
+        settings["repeat_threshold"] = options.repeat_threshold
     identity = _identity(recipe, options.seed, source, found.files, hashes, settings, found.annotations)
     try:
         done = output.prepare(identity, options.overwrite, [s.name for s in plan.shards])
@@ -106,7 +109,8 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
             raise _nothing_usable(found.skipped + [tuple(s) for r in all_records for s in r.skipped], source)
         warnings += _label_warnings(all_records, found.format)
         seconds = time.perf_counter() - started
-        manifest = _manifest(identity, recipe, source, options, settings, found, all_records, warnings, engine, {
+        manifest = _manifest(identity, recipe, source, options, settings, found, all_records, warnings, engine,
+                             plan.balance, {
             "started": started_at,
             "seconds": round(seconds, 3),
             "setup_seconds": round(setup_seconds, 3),  # recipe, scan, hashing, plan, output checks
@@ -198,8 +202,11 @@ class _Failures:
         self.sources = 0
 
     def add(self, record) -> None:
+        from augpipe.sample import DONOR_FAILED
+
         self.sources += record.sources + len(record.skipped)
-        self.reasons.update({reason for _, _, reason in record.failed_copies})
+        # a donor that cannot be used is a bad input, however many rows drew it
+        self.reasons.update({reason for _, _, reason in record.failed_copies if not reason.startswith(DONOR_FAILED)})
         for reason, n in self.reasons.most_common(1):
             if n >= SYSTEMATIC_MIN and n > SYSTEMATIC_SHARE * self.sources:
                 raise AugmentationError(f"the recipe fails on {n} of {self.sources} images so far: {reason} "
@@ -240,7 +247,7 @@ def _nothing_usable(skipped: list, source: str) -> SourceError:
     return SourceError(f"every input in {source} was skipped, nothing to write: {shown}")
 
 
-def _manifest(identity, recipe, source, options, settings, found, records, warnings, engine, timing) -> dict:
+def _manifest(identity, recipe, source, options, settings, found, records, warnings, engine, balance, timing) -> dict:
     from augpipe.manifest import build_manifest
 
     failed = sorted((p, c, r) for rec in records for p, c, r in rec.failed_copies)
@@ -251,11 +258,33 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
         extra={"format": found.format, **for_scan(found).manifest_fields(),
                **({"category_ids": found.category_ids} if found.category_ids is not None else {}),
                "dropped_boxes": sum(r.dropped_boxes for r in records),
+               "dropped_by": dropped_by(records),
                "dropped_objects": [{"path": p, "reason": r} for p, r in
                                    sorted(tuple(d) for rec in records for d in rec.dropped_objects)],
                "exif_oriented": sum(r.exif_oriented for r in records),
-               "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed]},
+               "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed],
+               **({"balance": _balance(balance, records)} if balance is not None else {})},
     )
+
+
+def dropped_by(records) -> dict:
+    """Objects the recipe dropped over every shard: reason -> class -> count."""
+    out: dict = {}
+    for record in records:
+        for reason, by_class in record.dropped_by.items():
+            mine = out.setdefault(reason, {})
+            for name, n in by_class.items():
+                mine[name] = mine.get(name, 0) + n
+    return {reason: dict(sorted(by_class.items())) for reason, by_class in sorted(out.items())}
+
+
+def _balance(balance: dict, records) -> dict:
+    """The plan's record of --balance, and what the training rows written hold of each class."""
+    after: Counter = Counter()
+    for r in records:
+        if r.split == "train":
+            after.update(r.by_class)
+    return {**balance, "objects_after": dict(sorted(after.items()))}
 
 
 def _shown(location: str) -> str:

@@ -7,15 +7,17 @@ worker count, so that any engine cuts the same shards.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
 import math
 from collections import Counter
 from dataclasses import dataclass
 
-from augpipe.errors import SourceError
+from augpipe.errors import SourceError, UsageError
 from augpipe.layout import SPLITS, shard_name
-from augpipe.recipe import Recipe
-from augpipe.sample import SourceItem
+from augpipe.mixing import pick_donors
+from augpipe.recipe import Recipe, has_mixes, mix_of, parts
+from augpipe.sample import SourceItem, sample_seed
 from augpipe.formats.base import Scan, SourceFile
 from augpipe.targets import for_scan
 
@@ -51,6 +53,45 @@ class Plan:
     classes: tuple[str, ...]
     split_sources: dict[str, int]
     planned_rows: dict[str, int]
+    balance: dict | None = None  # --balance by repeat factors: what the manifest records of it
+
+
+@dataclass(frozen=True)
+class RepeatFactors:
+    """LVIS's repeat-factor sampling (Gupta et al. 2019) over a split's files: a class held by a
+    share f of the images has r = max(1, sqrt(threshold / f)); an image's factor is the largest
+    of its classes' (1 for an image holding none)."""
+
+    threshold: float
+    image_share: dict[str, float]  # class -> the share of the files holding it
+    by_class: dict[str, float]
+    by_image: dict[str, float]  # relpath -> the image's factor
+    objects: Counter  # class -> what the files hold of it (objects), before augmentation
+
+    def record(self) -> dict:
+        """What the manifest records (beside the objects written, `objects_after`)."""
+        return {"method": "repeat factors", "threshold": round(self.threshold, 6),
+                "image_share": {c: round(v, 4) for c, v in sorted(self.image_share.items())},
+                "repeat_factor": {c: round(v, 4) for c, v in sorted(self.by_class.items())},
+                "objects_before": dict(sorted(self.objects.items()))}
+
+
+def repeat_factors(files: list[SourceFile], kind, classes, threshold: float | None = None) -> RepeatFactors:
+    """The repeat factors of `files` (a split's, say the training files) for a target kind whose
+    `held` names the classes a source holds. `threshold`: None for the default, the image share of
+    the most common class: it is never repeated, every rarer class is lifted by sqrt(f_max / f)
+    (LVIS's fixed 0.001 suits a thousand classes over 100k images; a set of a few classes over a
+    few hundred images has no class that rare, and would get no extra rows)."""
+    held = {f.relpath: kind.held(f, classes) for f in files}
+    images = Counter(c for h in held.values() for c in h)
+    share = {c: n / len(files) for c, n in images.items()}
+    t = max(share.values(), default=1.0) if threshold is None else threshold
+    by_class = {c: max(1.0, math.sqrt(t / f)) for c, f in share.items()}
+    by_image = {rel: max((by_class[c] for c in h), default=1.0) for rel, h in held.items()}
+    objects: Counter = Counter()
+    for h in held.values():
+        objects.update(h)
+    return RepeatFactors(t, share, by_class, by_image, objects)
 
 
 def is_validation(key: str, fraction: float) -> bool:
@@ -72,24 +113,27 @@ def assign_split(f: SourceFile, val_fraction: float, content_sha256: str | None 
 
 
 def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, balance: bool, shard_bytes: int,
-              hashes: dict[str, str] | None = None) -> Plan:
-    """`hashes`: each source's sha256 (split by content), or None (split by path)."""
+              hashes: dict[str, str] | None = None, repeat_threshold: float | None = None,
+              seed: int = 0) -> Plan:
+    """`hashes`: each source's sha256 (split by content), or None (split by path);
+    `repeat_threshold`: --balance's by repeat factors (None: `repeat_factors`' default); `seed`:
+    the run's, which draws the donors of a recipe's multi-image steps."""
     hashes = hashes or {}
     if not 0 <= val_fraction < 1:
         raise SourceError(f"--val-fraction must be at least 0 and below 1, not {val_fraction}")
-    grouping = for_scan(scan).balance_group(scan.classes)
-    if balance and grouping is None:
-        raise SourceError("--balance needs a class an image, or classes of objects: a segmentation dataset has neither")
-    if balance and not scan.labelled:
-        raise SourceError("--balance needs class folders: this source has no labels")
+    kind = for_scan(scan)
+    if balance:
+        _check_balance(scan, kind, repeat_threshold)
     if copies == 0 and not recipe.keep_original:
         raise SourceError("nothing to write: copies is 0 and the recipe has keep_original: false")
     label_of = {name: i for i, name in enumerate(scan.classes)}
     by_split: dict[str, list[SourceFile]] = {s: [] for s in SPLITS}
     for f in scan.files:
         by_split[assign_split(f, val_fraction, hashes.get(f.relpath))].append(f)
-    group = grouping(by_split["train"]) if balance else None
-    train_copies = _copies_per_source(by_split["train"], copies, recipe.keep_original, balance, group)
+    factors = repeat_factors(by_split["train"], kind, scan.classes, repeat_threshold) \
+        if balance and kind.balancing == "repeat factors" else None
+    train_copies = _copies_per_source(by_split["train"], copies, recipe.keep_original,
+                                      kind if balance else None, scan.classes, factors)
     shards: list[ShardJob] = []
     for split in SPLITS:
         items, weights = [], []
@@ -100,32 +144,103 @@ def make_plan(scan: Scan, recipe: Recipe, copies: int, val_fraction: float, bala
             items.append(SourceItem(f.relpath, label, wanted, hashes.get(f.relpath), f.target,
                                     hashes.get(mask) if mask else None))
             weights.append(max(f.size, 1) * len(wanted))
+        items = with_donors(items, recipe, seed, kind, scan.classes)
         shards.extend(_cut(split, items, weights, shard_bytes))
     return Plan(
         shards=tuple(shards),
         classes=tuple(scan.classes),
         split_sources={s: len(v) for s, v in by_split.items() if v},
         planned_rows={s: sum(t.planned_rows for t in shards if t.split == s) for s in SPLITS if by_split[s]},
+        balance=factors.record() if factors is not None else None,
     )
 
 
-def _copies_per_source(files: list[SourceFile], copies: int, keep_original: bool, balance: bool,
-                       group) -> dict[str, tuple]:
+def with_donors(items: list[SourceItem], recipe: Recipe, seed: int, kind, classes) -> list[SourceItem]:
+    """Each copy's donors for the recipe's multi-image steps, drawn by the row's seed from the
+    same split (`items`): a validation image never reaches a training row."""
+    if not has_mixes(recipe) or not any(c for it in items for c in it.copies):
+        return items
+    refs = {it.relpath: dataclasses.replace(it, copies=()) for it in items}
+    pools = donor_pools(recipe, list(refs.values()), kind, classes)
+    out = []
+    for it in items:
+        donors = tuple((copy, tuple(refs[name] for name in draw_donors(recipe, pools, sample_seed(seed, it.relpath, copy),
+                                                                       it.relpath)))
+                       for copy in it.copies if copy)
+        out.append(dataclasses.replace(it, donors=donors))
+    return out
+
+
+def donor_pools(recipe: Recipe, items: list, kind, classes) -> list[tuple[list[str], list[float] | None]]:
+    """For each multi-image step, in order, the sources it draws from and their weights. `items`:
+    the split's sources (anything with `relpath` and `target`, as `kind.held` reads it)."""
+    ordered = sorted(items, key=lambda it: it.relpath)
+    return [donor_pool(mix_of(spec), ordered, kind, classes) for _, spec in parts(recipe) if spec is not None]
+
+
+def draw_donors(recipe: Recipe, pools: list, row_seed: int, own: str) -> list[str]:
+    """One row's donors, every step's in order (what `SourceItem.donors` lists for the copy)."""
+    steps = [mix_of(spec) for _, spec in parts(recipe) if spec is not None]
+    return [name for k, (mix, (names, weights)) in enumerate(zip(steps, pools))
+            for name in pick_donors(names, row_seed, k, mix.donors(), own, weights)]
+
+
+def donor_pool(mix, items: list, kind, classes) -> tuple[list[str], list[float] | None]:
+    """The sources a step may draw donors from (for a paste, those with objects) and their
+    weights (each image's repeat factor, toward rare classes, when the step asks; else None)."""
+    if mix.needs_objects():
+        items = [it for it in items if kind.held(it, classes)] or items
+    names = [it.relpath for it in items]
+    if not mix.rare_weighted():
+        return names, None
+    factors = repeat_factors(items, kind, classes).by_image
+    return names, [factors[name] for name in names]
+
+
+def _check_balance(scan: Scan, kind, repeat_threshold: float | None) -> None:
+    if kind.balancing is None:
+        raise SourceError(kind.balance_refusal)
+    if not scan.labelled:
+        raise SourceError("--balance needs class folders: this source has no labels")
+    if repeat_threshold is not None and kind.balancing != "repeat factors":
+        raise UsageError(f"--repeat-threshold is for the repeat factors of detection's --balance; {kind.name}'s "
+                         "--balance evens out its classes' images instead")
+
+
+def _copies_per_source(files: list[SourceFile], copies: int, keep_original: bool, kind, classes,
+                       factors: RepeatFactors | None) -> dict[str, tuple]:
     originals = (0,) if keep_original else ()
-    if not balance:
-        return {f.relpath: originals + tuple(range(1, copies + 1)) for f in files}
-    groups = {f.relpath: group(f) for f in files}
+    rows = _rows_per_source(files, copies + len(originals), len(originals), kind, classes, factors)
+    return {rel: originals + tuple(range(1, n - len(originals) + 1)) for rel, n in rows.items()}
+
+
+def _rows_per_source(files: list[SourceFile], rows: int, originals: int, kind, classes,
+                     factors: RepeatFactors | None) -> dict[str, int]:
+    """Each training file's rows: `rows` each (originals included), or as --balance says (`kind`
+    not None): the file's repeat factor times `rows`, rounded up or down by the file's own stable
+    draw; or, one class an image, as many rows a class as the largest class has."""
+    if kind is None:
+        return {f.relpath: rows for f in files}
+    if factors is not None:
+        return {rel: _stochastic_round(rows * r, rel) for rel, r in factors.by_image.items()}
+    groups = {f.relpath: next(iter(kind.held(f, classes))) for f in files}
     counts = Counter(groups.values())
-    target = max(counts.values(), default=0) * (copies + len(originals))
+    target = max(counts.values(), default=0) * rows
     out = {}
     for cls, n in counts.items():
         members = sorted((rel for rel, g in groups.items() if g == cls), key=_stable_rank)
-        extra = max(target - n * len(originals), 0)
-        base, more = divmod(extra, n)
+        base, more = divmod(max(target - n * originals, 0), n)
         for i, rel in enumerate(members):
-            k = base + (1 if i < more else 0)
-            out[rel] = originals + tuple(range(1, k + 1))
+            out[rel] = originals + base + (1 if i < more else 0)
     return out
+
+
+def _stochastic_round(x: float, relpath: str) -> int:
+    """x down or up, up with probability its fraction, by the file's stable draw in [0, 1): the
+    expected rows are x, and the same file gets the same rows in every run."""
+    whole = math.floor(x)
+    draw = int.from_bytes(_stable_rank(relpath)[:8], "big") / 2**64
+    return whole + (draw < x - whole)
 
 
 def _stable_rank(relpath: str) -> bytes:

@@ -15,7 +15,9 @@ writes as that source's copy e+1. `collate` batches any kind for a DataLoader.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
+import types
 import os
 import random
 from collections import OrderedDict
@@ -112,7 +114,8 @@ def _item(row: dict, reader) -> object:
     rgb = decode_rgb(row["image"]["bytes"])
     arrays = kind.arrays(row)
     if reader.augment is not None:
-        rgb, arrays = reader.augment.augment_arrays(rgb, arrays, reader.augment.draw_seed(row_key(row), reader.epoch))
+        key = row_key(row)
+        rgb, arrays = reader.augment.augment_arrays(rgb, arrays, reader.augment.draw_seed(key, reader.epoch), key)
     image = reader.transform(rgb) if reader.transform is not None else to_image(rgb, reader.convention)
     target = to_target(kind, arrays, reader.box_format, reader.convention)
     if reader.return_row:
@@ -120,14 +123,14 @@ def _item(row: dict, reader) -> object:
     return image, target
 
 
-def _recipe_transform(recipe, seed: int, kind, epoch_seed: bool):
+def _recipe_transform(recipe, seed: int, kind, epoch_seed: bool, donors=None):
     if recipe is None:
         return None
     if isinstance(recipe, RecipeTransform):  # its own seed; the reader's epoch
         if recipe.kind.name != kind.name:
             raise ValueError(f"{recipe!r} is for {recipe.kind.name}, the dataset is {kind.name}")
         return recipe
-    return RecipeTransform(recipe, seed=seed, kind=kind, epoch_seed=epoch_seed)
+    return RecipeTransform(recipe, seed=seed, kind=kind, epoch_seed=epoch_seed, donors=donors)
 
 
 class _Epoch:
@@ -182,11 +185,16 @@ class RecipeTransform(_WithEpoch):
     `sample_seed(seed, str(key), epoch + 1)`, reproducible, a different one each epoch
     (`set_epoch`); that is expand's seed of copy epoch+1 of source `key`. Without a key, or with
     `epoch_seed=False`, the seed is drawn from torch's generator, like torchvision's transforms.
+
+    A recipe with steps that take other images (Mosaic, CopyPaste, MixUp) needs `donors`: an
+    expanded dataset (or its location) whose training originals they are drawn from, by the
+    draw's seed as `expand` draws them (the readers give their own dataset); `key` is then the
+    row's source, never its own donor.
     """
 
     def __init__(self, recipe, seed: int = 0, kind="classification", instance_masks: bool = False,
-                 epoch_seed: bool = True, box_format: str = "xyxy", convention: str = "augpipe"):
-        from augpipe.recipe import Recipe, check_for_kind, load_recipe
+                 epoch_seed: bool = True, box_format: str = "xyxy", convention: str = "augpipe", donors=None):
+        from augpipe.recipe import Recipe, check_for_kind, has_mixes, load_recipe
         from augpipe.targets import kind_for
 
         check_layout(box_format, convention)
@@ -197,6 +205,10 @@ class RecipeTransform(_WithEpoch):
         self.epoch_seed, self.box_format, self.convention = epoch_seed, box_format, convention
         self._epoch = _Epoch()
         check_for_kind(self.recipe, self.kind)
+        if has_mixes(self.recipe) and donors is None:
+            raise ValueError(f"recipe {self.recipe.name!r} has steps that take other images: give donors= (an "
+                             "expanded dataset, or its location, whose training originals they are drawn from)")
+        self.donors = DatasetDonors(donors, self.recipe) if has_mixes(self.recipe) else None
 
     def draw_seed(self, key=None, epoch: int | None = None) -> int:
         """The seed of one draw: from (seed, key, epoch), or torch's generator without a key."""
@@ -206,14 +218,16 @@ class RecipeTransform(_WithEpoch):
             return int(torch.randint(0, 2**62, ()).item())
         return sample_seed(self.seed, str(key), (self.epoch if epoch is None else int(epoch)) + 1)
 
-    def augment_arrays(self, rgb: np.ndarray, arrays: dict, seed: int) -> tuple[np.ndarray, dict]:
+    def augment_arrays(self, rgb: np.ndarray, arrays: dict, seed: int, key=None) -> tuple[np.ndarray, dict]:
         """The recipe at `seed` on an RGB array and a target in the kind's `arrays()` layout
-        (COCO xywh boxes): both, augmented and resized as `output.resize` says."""
+        (COCO xywh boxes): both, augmented and resized as `output.resize` says. `key`: the row's
+        source, never its own donor."""
         from augpipe.sample import apply_recipe, resize as resize_with_target
 
         kind = self.kind
         state = kind.from_arrays(arrays, rgb.shape)
-        image, state, _ = apply_recipe(rgb, self.recipe, seed, kind, state)
+        donors = self.donors.draw(seed, None if key is None else str(key).split("\x00")[0]) if self.donors else ()
+        image, state, _ = apply_recipe(rgb, self.recipe, seed, kind, state, donors)
         size = self.recipe.output.resize
         if size is not None:
             image, state = resize_with_target(image, state, kind, size.height, size.width)
@@ -233,11 +247,77 @@ class RecipeTransform(_WithEpoch):
                 out = resize_image(out, resize.height, resize.width)
             return back(out)
         arrays, restore = self.kind.from_user_target(target, rgb.shape, self.box_format, self.convention)
-        out, arrays = self.augment_arrays(rgb, arrays, seed)
+        out, arrays = self.augment_arrays(rgb, arrays, seed, key)
         return back(out), restore(arrays)
 
     def __repr__(self) -> str:
         return f"RecipeTransform({self.recipe.name!r}, seed={self.seed}, kind={self.kind.name!r})"
+
+
+DONORS_CACHED = 256  # decoded donors a reader keeps
+
+
+class DatasetDonors:
+    """Donors for the on-the-fly mode, drawn as `expand` draws them (`plan.draw_donors`): from the
+    training originals of an expanded dataset (its rows of copy 0), which stand for its sources.
+    The same donors as expand's when every training source became a row."""
+
+    def __init__(self, location, recipe):
+        from augpipe.dataset import Dataset, open_dataset
+        from augpipe.plan import donor_pools
+
+        self.ds = location if isinstance(location, Dataset) else open_dataset(location)
+        self.kind, self.recipe = self.ds.kind, recipe
+        self.at, items = {}, []
+        for shard in range(len(self.ds.shards("train"))):
+            start = 0
+            for batch in self.ds.iter_batches("train", ["source", "copy", *self._classes_column()],
+                                              pieces=[(shard, 0, None)]):
+                for i, row in enumerate(batch.to_pylist()):
+                    if row["copy"] == 0:
+                        self.at[row["source"]] = (shard, start + i)
+                        items.append(_Original(row["source"], types.SimpleNamespace(categories=self._categories(row))))
+                start += batch.num_rows
+        if not items:
+            raise ValueError(f"{self.ds.location} has no training originals to draw donors from "
+                             "(expand with keep_original: true)")
+        self.pools = donor_pools(recipe, items, self.kind, list(self.ds.classes))
+        self.cache: dict = {}
+
+    def _classes_column(self) -> list[str]:
+        return ["objects"] if "objects" in self.kind.reader_columns() else []
+
+    @staticmethod
+    def _categories(row: dict) -> tuple:
+        return tuple((row.get("objects") or {}).get("category") or ())
+
+    def draw(self, row_seed: int, own: str | None) -> list:
+        from augpipe.plan import draw_donors
+
+        return [self.load(name) for name in draw_donors(self.recipe, self.pools, row_seed, own)]
+
+    def load(self, source: str):
+        from augpipe.sample import Donor
+
+        if source not in self.cache:
+            if len(self.cache) >= DONORS_CACHED:
+                self.cache.pop(next(iter(self.cache)))
+            shard, index = self.at[source]
+            columns = ["image", "source", "source_sha256", *self.kind.reader_columns()]
+            row = next(self.ds.iter_batches("train", list(dict.fromkeys(columns)),
+                                            pieces=[(shard, index, index + 1)])).to_pylist()[0]
+            rgb = decode_rgb(row["image"]["bytes"])
+            state = self.kind.from_arrays(self.kind.arrays(row), rgb.shape)
+            self.cache[source] = Donor(source, row["source_sha256"], rgb, state)
+        return self.cache[source]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Original:
+    """A training original as the donor pools take a source: its path and its objects' classes."""
+
+    relpath: str
+    target: object
 
 
 def _as_rgb(image, convention: str = "augpipe"):
@@ -321,7 +401,7 @@ class ShardDataset(_WithEpoch, Dataset):
         check_layout(box_format, convention)
         self.ds, self.fs, self.files, self.kind, self.classes = _locate(path, split)
         self.box_format, self.seed, self.convention = box_format, seed, convention
-        self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed)
+        self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed, donors=self.ds)
         self._epoch = _Epoch()
         self._groups: list[tuple[int, int]] = []  # (file index, row group) for each row group
         self._starts: list[int] = []  # first row of each row group
@@ -494,7 +574,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
         check_ranks(rank, world_size)
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.ds, self.fs, self.files, self.kind, self.classes = _locate(path, split)
-        self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed)
+        self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed, donors=self.ds)
         self.rows = row_counts(self.fs, self.files)
 
     def set_epoch(self, epoch: int) -> None:

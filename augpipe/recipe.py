@@ -159,7 +159,8 @@ def parse_recipe(text: str, where: str = "<recipe>") -> Recipe:
         _check_item(item, f"transform {i}", where, notes, warns)
         for i, item in enumerate(model.transforms, start=1)
     )
-    check_cost([(f"transform {i} {s[_FULLNAME]}", build_transform(s)) for i, s in enumerate(specs, start=1)], where)
+    check_cost([(f"transform {i} {s[_FULLNAME]}", build_transform(s)) for i, s in enumerate(specs, start=1)
+                if not is_mix(s)], where)
     recipe = Recipe(
         name=model.name or Path(where).stem,
         description=model.description.strip(),
@@ -339,6 +340,8 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
     """Validate one transform and return its albumentations-serialized form."""
     name, params = _split_item(item, label, where)
     here = f"{where}: {label} {name}"
+    if name in _mixes():
+        return _check_mix(name, params, label, here, notes)
     if name in ("Lambda", *_FLOAT_OUTPUT):
         raise RecipeError(f"{here}: {refusal(name)}")
     allowed = allowed_transforms()
@@ -375,6 +378,82 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
     if children:
         spec["transforms"] = children
     return spec
+
+
+def _check_mix(name: str, params: dict, label: str, here: str, notes: list[str]) -> dict:
+    """A multi-image step (augpipe.mixing): at the top level only, its parameters its own."""
+    if "." in label:
+        raise RecipeError(f"{here}: a step that takes other images belongs at the top level of 'transforms', "
+                          "not inside a compose (OneOf, SomeOf, ...)")
+    for key, value in params.items():
+        check_numbers(value, here, key)
+    try:
+        _mixes()[name].Params.model_validate(params)
+    except ValidationError as exc:
+        raise RecipeError(f"{here}: {_field_message(exc)}") from None
+    except ValueError as exc:
+        raise RecipeError(f"{here}: {str(exc).splitlines()[0]}") from None
+    if "p" not in params:
+        notes.append(f"{label} {name}: p not given, default p={mix_of({_FULLNAME: name}).p} is used")
+    return {_FULLNAME: name, **params}
+
+
+def _mixes() -> dict:
+    from augpipe.mixing import registry
+
+    return registry()
+
+
+def is_mix(spec: dict) -> bool:
+    """Whether a transform's spec is a multi-image step (augpipe.mixing)."""
+    return spec[_FULLNAME] in _mixes()
+
+
+_MIXES: dict[str, Any] = {}
+
+
+def mix_of(spec: dict):
+    """The step a spec names, built once per process."""
+    key = json.dumps(spec, sort_keys=True)
+    if key not in _MIXES:
+        cls = _mixes()[spec[_FULLNAME]]
+        _MIXES[key] = cls(cls.Params.model_validate({k: v for k, v in spec.items() if k != _FULLNAME}))
+    return _MIXES[key]
+
+
+def has_mixes(recipe: Recipe) -> bool:
+    return any(is_mix(s) for s in recipe.transforms)
+
+
+_PARTS: dict[str, list] = {}
+
+
+def parts(recipe: Recipe) -> list[tuple[Recipe | None, dict | None]]:
+    """The recipe cut at its multi-image steps: (the single-image transforms before a step, as a
+    recipe of their own or None, the step's spec), the last with None for the step."""
+    key = recipe.sha256
+    if key not in _PARTS:
+        out, run = [], []
+        for spec in [*recipe.transforms, None]:
+            if spec is not None and not is_mix(spec):
+                run.append(spec)
+                continue
+            out.append((_sub_recipe(recipe, run, f"part{len(out)}") if run else None, spec))
+            run = []
+        _PARTS[key] = out
+    return _PARTS[key]
+
+
+def before_step(recipe: Recipe, step: int) -> Recipe | None:
+    """The single-image transforms before multi-image step `step` (0-based): a donor's own."""
+    specs = [s for part, _ in parts(recipe)[:step + 1] if part is not None for s in part.transforms]
+    return _sub_recipe(recipe, specs, f"before{step}") if specs else None
+
+
+def _sub_recipe(recipe: Recipe, specs: list[dict], label: str) -> Recipe:
+    import dataclasses
+
+    return dataclasses.replace(recipe, transforms=tuple(specs), sha256=f"{recipe.sha256}#{label}")
 
 
 def _construct(cls: type, name: str, params: dict, children: list[dict], here: str) -> Any:
@@ -516,6 +595,9 @@ def check_for_kind(recipe: Recipe, kind: Any) -> list[str]:
     # albumentations' name of a target (bboxes, mask, masks, keypoints) -> the Targets it is
     carried = {t: Targets[{"masks": "MASK"}.get(t, t.upper())] for t in kind.albumentations_targets}
     for label, spec in _walk(recipe.transforms, "transform "):
+        if is_mix(spec):
+            _check_mix_kind(recipe, label, spec, kind)
+            continue
         cls = allowed_transforms()[spec[_FULLNAME]]
         params = {k: v for k, v in spec.items() if k not in (_FULLNAME, "transforms")}
         missing = missing_targets(cls, params, provided)
@@ -534,6 +616,13 @@ def check_for_kind(recipe: Recipe, kind: Any) -> list[str]:
     unused = [k for k in recipe.kind_options if k not in type(kind).recipe_fields()]
     return [*(f"{k}: this {kind.name} dataset does not use it (another kind of target does)" for k in unused),
             *kind.check_recipe(recipe)]
+
+
+def _check_mix_kind(recipe: Recipe, label: str, spec: dict, kind: Any) -> None:
+    kinds = type(mix_of(spec)).kinds
+    if kind.name not in kinds:
+        raise RecipeError(f"{recipe.path}: {label} {spec[_FULLNAME]}: works on {' and '.join(kinds)} datasets, "
+                          f"not on a {kind.name} dataset")
 
 
 def mirror_warnings(recipe: Recipe) -> list[str]:
@@ -563,7 +652,7 @@ def describe(recipe: Recipe) -> list[str]:
         for i, spec in enumerate(specs, start=1):
             params = {k: v for k, v in spec.items() if k not in (_FULLNAME, "transforms")}
             if "p" not in params:
-                params_text = f"p={build_transform(spec).p} (default)"
+                params_text = f"p={(mix_of(spec) if is_mix(spec) else build_transform(spec)).p} (default)"
             else:
                 params_text = ""
             shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items())

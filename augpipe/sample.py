@@ -11,7 +11,9 @@ import functools
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,8 @@ import orjson
 
 from augpipe import decode as codec
 from augpipe.errors import SkipInput
-from augpipe.recipe import Recipe, build_compose
+from augpipe.mixing import Tile, donor_seed
+from augpipe.recipe import Recipe, before_step, build_compose, has_mixes, mix_of, parts
 from augpipe.targets import Target, kind_for
 
 
@@ -33,6 +36,28 @@ class SourceItem:
     sha256: str | None = None  # the content the run planned with, when it was hashed
     target: Any = None  # detection's Objects, segmentation's MaskRef (see augpipe.formats.base)
     extra_sha256: str | None = None  # likewise for the file the target needs (a semantic mask)
+    # (copy, its donors in the order the recipe's multi-image steps take them): see augpipe.mixing
+    donors: tuple[tuple[int, tuple[SourceItem, ...]], ...] = ()
+
+    def donors_of(self, copy: int) -> tuple[SourceItem, ...]:
+        return next((d for c, d in self.donors if c == copy), ())
+
+
+@dataclass(frozen=True)
+class Donor:
+    """A donor as a multi-image step takes it: its decoded image and target, and its identity."""
+
+    source: str
+    sha256: str
+    rgb: np.ndarray
+    state: Any
+
+
+DONOR_FAILED = "its donor"  # how a copy's failure for its donor begins
+
+
+class DonorError(Exception):
+    """A donor that cannot be used: the copy that needs it fails, with this reason."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,7 @@ class SampleResult:
     conversion: str | None
     failures: tuple[tuple[int, str], ...] = ()  # (copy, reason): copies that could not be made
     dropped: int = 0  # boxes the recipe dropped, over every copy
+    drops: Counter = field(default_factory=Counter)  # (reason, class index) -> objects dropped, every copy
     discarded: tuple[str, ...] = ()  # objects left out on loading, each with its reason
     orientation: int | None = None  # the source's EXIF orientation tag
 
@@ -78,32 +104,42 @@ def load_sample(data: bytes, item: SourceItem, kind: Target, max_pixels: int,
 
 
 def augment_sample(data: bytes, item: SourceItem, recipe: Recipe, run_seed: int, max_pixels: int,
-                   split: str = "train", kind: Target | None = None, extra: bytes | None = None) -> SampleResult:
+                   split: str = "train", kind: Target | None = None, extra: bytes | None = None,
+                   donors: Any = None) -> SampleResult:
     """Load once (`load_sample`), then make each requested copy. `kind` is the target kind
-    (classification when None). Raises SkipInput for an unusable source; a copy that fails is
-    left out and reported, never the original with it."""
+    (classification when None); `donors(item, copy)`: the copy's donors as `Donor`s, a sequence
+    that may load them as they are asked for (only a recipe with multi-image steps asks). Raises
+    SkipInput for an unusable source; a copy that fails is left out and reported, never the
+    original with it."""
     kind = kind or kind_for("classification")
     loaded = load_sample(data, item, kind, max_pixels, extra)
     decoded, state, source_sha = loaded.decoded, loaded.target, loaded.sha256
     out = recipe.output
-    rows, failures, dropped = [], [], 0
+    rows, failures, dropped, drops = [], [], 0, Counter()
     for copy in item.copies:
         seed = sample_seed(run_seed, item.relpath, copy)
         if copy == 0:
             image, target, applied = decoded.rgb, state, "[]"
         else:
             try:
-                image, target, applied = apply_recipe(decoded.rgb, recipe, seed, kind, state)
+                image, target, applied, lost = augment_copy(decoded.rgb, recipe, seed, kind, state,
+                                                            donors(item, copy) if donors else ())
+            except DonorError as exc:
+                failures.append((copy, str(exc)))
+                continue
             except Exception as exc:  # noqa: BLE001 - any transform's failure on one image
                 if type(exc).__name__ == "CropSizeError":
                     h, w = decoded.rgb.shape[:2]
                     raise SkipInput(f"too small for the recipe ({w}×{h}): {_first_line(exc)}") from None
                 failures.append((copy, f"augmentation failed: {type(exc).__name__}: {_first_line(exc)}"))
                 continue
-            dropped += getattr(target, "dropped", 0)
+            dropped += getattr(target, "dropped", 0) if not has_mixes(recipe) else sum(lost.values())
+            drops += lost
         if out.resize is not None:
+            before = target
             image, target = resize(image, target, kind, out.resize.height, out.resize.width)
             dropped += getattr(target, "dropped", 0)
+            drops += _lost("resize", kind, before, target)
         if copy == 0 and _can_keep_bytes(decoded, recipe):
             payload = data
         else:
@@ -120,8 +156,63 @@ def augment_sample(data: bytes, item: SourceItem, recipe: Recipe, run_seed: int,
             "height": int(image.shape[0]),
             "split": split,
         })
-    return SampleResult(rows=rows, conversion=decoded.conversion, failures=tuple(failures), dropped=dropped,
+    return SampleResult(rows=rows, conversion=decoded.conversion, failures=tuple(failures), dropped=dropped, drops=drops,
                         discarded=getattr(state, "discarded", ()), orientation=decoded.orientation)
+
+
+class DonorReader:
+    """A job's donors, each read and loaded once while the job runs (a donor serves many rows),
+    the most recently used kept up to `budget` bytes of decoded pixels and masks.
+    `read(name) -> bytes` raises SkipInput for a file that cannot be read."""
+
+    def __init__(self, read, kind: Target, max_pixels: int, budget: int = 512 << 20):
+        self.read, self.kind, self.max_pixels, self.budget = read, kind, max_pixels, budget
+        self.cache: dict[str, Donor | DonorError] = {}
+        self.used = 0
+
+    def __call__(self, item: SourceItem, copy: int) -> Sequence[Donor]:
+        return _Donors(self, item.donors_of(copy))
+
+    def load(self, ref: SourceItem) -> Donor:
+        found = self.cache.pop(ref.relpath, None)
+        if found is None:
+            found = self._loaded(ref)
+            self.used += _weight(found)
+            while self.used > self.budget and self.cache:
+                self.used -= _weight(self.cache.pop(next(iter(self.cache))))
+        self.cache[ref.relpath] = found  # the most recent last
+        if isinstance(found, DonorError):
+            raise found
+        return found
+
+    def _loaded(self, ref: SourceItem) -> Donor | DonorError:
+        try:
+            data = self.read(ref.relpath)
+            extra = [self.read(name) for name in self.kind.extra_files(ref)]
+            loaded = load_sample(data, ref, self.kind, self.max_pixels, extra[0] if extra else None)
+        except SkipInput as exc:
+            return DonorError(f"{DONOR_FAILED} {ref.relpath} cannot be used: {exc.reason}")
+        return Donor(ref.relpath, loaded.sha256, loaded.decoded.rgb, loaded.target)
+
+
+class _Donors(Sequence):
+    """One copy's donors, each loaded when a step asks for it (a step that does not fire reads none)."""
+
+    def __init__(self, reader: DonorReader, refs: tuple[SourceItem, ...]):
+        self.reader, self.refs = reader, refs
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, k):
+        return self.reader.load(self.refs[k])
+
+
+def _weight(found) -> int:
+    if isinstance(found, DonorError):
+        return 0
+    masks = getattr(found.state, "masks", None) or ()
+    return found.rgb.nbytes + sum(np.asarray(m).nbytes for m in masks) + getattr(getattr(found.state, "mask", None), "nbytes", 0)
 
 
 def _loaded(kind: Target, item: SourceItem, decoded: codec.Decoded, extra: bytes | None):
@@ -152,24 +243,91 @@ def resize(image: np.ndarray, target, kind: Target, height: int, width: int):
     return image, kind.moved(target) if moves else target
 
 
-def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int, kind: Target | None = None, target=None):
+def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int, kind: Target | None = None, target=None,
+                 donors: Sequence[Donor] = ()):
     """One augmented copy: (image, target, JSON of the transforms that fired with their parameters)."""
+    return augment_copy(rgb, recipe, seed, kind, target, donors)[:3]
+
+
+def augment_copy(rgb: np.ndarray, recipe: Recipe, seed: int, kind: Target | None, target,
+                 donors: Sequence[Donor] = ()):
+    """(image, target, lineage JSON, Counter of objects dropped by (reason, class index)).
+    `donors`: what the recipe's multi-image steps take, in their order (`SourceItem.donors`)."""
     kind = (kind or kind_for("classification")).for_recipe(recipe)
+    rng, py_rng = np.random.default_rng(seed), random.Random(seed)
+    if not has_mixes(recipe):
+        image, state, applied = _run_part(rgb, recipe, kind, target, rng, py_rng)
+        return image, state, lineage_json(applied) if applied else "[]", _lost("transforms", kind, target, state)
+    image, state, applied, drops, slot = rgb, target, [], Counter(), 0
+    for step, (part, spec) in enumerate(parts(recipe)):
+        if part is not None:
+            before = state
+            image, state, done = _run_part(image, part, kind, state, rng, py_rng)
+            applied += done
+            drops += _lost("transforms", kind, before, state)
+        if spec is None:
+            break
+        mix = mix_of(spec)
+        mine, slot = range(slot, slot + mix.donors()), slot + mix.donors()
+        if py_rng.random() >= mix.p:
+            continue
+        tiles, lineage = _donor_tiles(recipe, step, seed, kind, [_donor(donors, k) for k in mine])
+        mixed = mix.apply(Tile(image, state), tiles, rng, py_rng, kind, recipe.bbox_params)
+        image, state = _rgb8(mixed.image), mixed.state
+        drops += Counter({(reason, c): n for (reason, c), n in mixed.drops.items()})
+        applied.append([spec["__class_fullname__"], {**mixed.record, "donors": lineage}])
+    return image, state, lineage_json(applied) if applied else "[]", drops
+
+
+def _run_part(rgb: np.ndarray, recipe: Recipe, kind: Target, target, rng, py_rng):
+    """Single-image transforms, the random streams shared with the rest of the copy."""
     compose = build_compose(recipe, kind)
     # One shared stream for every child: albumentations' own seeding gives each child the same
     # seed, which makes independent transforms fire together.
-    compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    compose.set_random_state(rng, py_rng)
     result = compose(image=rgb, **kind.inputs(target))
-    image = np.ascontiguousarray(result["image"])
-    if image.ndim == 2:
-        image = np.repeat(image[:, :, None], 3, axis=2)
-    if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
+    image = _rgb8(result["image"])
     applied = result.get("applied_transforms", [])
     target = kind.outputs(result, target)
     if any(moves_pixels(name) for name, *_ in applied):
         target = kind.moved(target, recipe.bbox_params)
-    return image, target, lineage_json(applied) if applied else "[]"
+    return image, target, list(applied)
+
+
+def _rgb8(image: np.ndarray) -> np.ndarray:
+    image = np.ascontiguousarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    return image
+
+
+def _donor(donors: Sequence[Donor], k: int) -> Donor:
+    if k >= len(donors):
+        raise DonorError("a multi-image step has no donor for this copy (the split has no other image)")
+    return donors[k]
+
+
+def _donor_tiles(recipe: Recipe, step: int, seed: int, kind: Target, donors: list[Donor]):
+    """Each donor through the single-image transforms before the step, with its own seed; and
+    what the row's lineage records of it."""
+    own = before_step(recipe, step)
+    tiles, lineage = [], []
+    for slot, d in enumerate(donors):
+        image, state, applied = d.rgb, d.state, []
+        if own is not None:
+            s = donor_seed(seed, step, slot)
+            image, state, applied = _run_part(d.rgb, own, kind, d.state, np.random.default_rng(s), random.Random(s))
+        tiles.append(Tile(image, state))
+        lineage.append({"source": d.source, "sha256": d.sha256, "transforms": applied})
+    return tiles, lineage
+
+
+def _lost(reason: str, kind: Target, before, after) -> Counter:
+    """Objects a step dropped, by class: those before less those after."""
+    gone = Counter(kind.object_classes(before)) - Counter(kind.object_classes(after))
+    return Counter({(reason, c): n for c, n in gone.items()})
 
 
 @functools.lru_cache(maxsize=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 SHOW_SKIPPED = 5
+SHOW_CLASSES = 8
 
 
 def _size(n: float) -> str:
@@ -20,6 +21,31 @@ def _engine(e: dict, timing: dict) -> str:
         text += f" on {e.get('nodes', 1)} node{'' if e.get('nodes', 1) == 1 else 's'}, {e.get('cpus', 0):g} CPUs"
     retried = e.get("retried_tasks", 0)
     return text + (f", {retried} task{'' if retried == 1 else 's'} retried" if retried else "")
+
+
+def _dropped_lines(dropped_by: dict) -> list[str]:
+    """Objects the recipe dropped, a line a reason, its classes the most dropped first."""
+    total = sum(n for by_class in dropped_by.values() for n in by_class.values())
+    if not total:
+        return []
+    lines = [f"  dropped     {total:,} object{'' if total == 1 else 's'} (all under dropped_by in the manifest)"]
+    for reason, by_class in dropped_by.items():
+        top = sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{k} {v:,}" for k, v in top[:4]) + (", …" if len(top) > 4 else "")
+        lines.append(f"                {reason}: {sum(by_class.values()):,} ({shown})")
+    return lines
+def _balance(b: dict, classes: list[str]) -> list[str]:
+    """--balance by repeat factors: each class's factor, and its objects before -> after, the rarest
+    classes first."""
+    before, after, factor = b["objects_before"], b["objects_after"], b["repeat_factor"]
+    shown = sorted(classes, key=lambda c: before.get(c, 0))[:SHOW_CLASSES]
+    more = f", … {len(classes) - SHOW_CLASSES} more" if len(classes) > SHOW_CLASSES else ""
+    return [
+        f"  balance     repeat factors, t {b['threshold']:.3g}: "
+        + ", ".join(f"{c} ×{factor.get(c, 1):.2f}" for c in shown) + more,
+        "  objects     " + ", ".join(f"{c} {before.get(c, 0):,} -> {after.get(c, 0):,}" for c in shown) + more
+        + "  (train sources -> rows)",
+    ]
 
 
 def expand_summary(m: dict) -> list[str]:
@@ -43,9 +69,11 @@ def expand_summary(m: dict) -> list[str]:
         lines.append(f"  {split:<11} {c['rows']:,} rows from {c['sources']:,} images{extra}")
     if m["labelled"]:
         train = counts.get("train", {}).get("by_class", {})
-        shown = ", ".join(f"{k} {v:,}" for k, v in list(train.items())[:8])
-        more = f", … {n_classes - 8} more" if n_classes > 8 else ""
+        shown = ", ".join(f"{k} {v:,}" for k, v in list(train.items())[:SHOW_CLASSES])
+        more = f", … {n_classes - SHOW_CLASSES} more" if n_classes > SHOW_CLASSES else ""
         lines.append(f"  classes     {shown}{more}" + ("  (train rows)" if train else ""))
+    if m.get("balance"):
+        lines += _balance(m["balance"], m["classes"])
     skipped = m["skipped"]
     where = m.get("skipped_file", "_augpipe.json")
     lines.append(f"  skipped     {n_skipped:,}" + (f" (all listed in {where})" if skipped else ""))
@@ -57,6 +85,7 @@ def expand_summary(m: dict) -> list[str]:
     if failed:
         lines.append(f"  failed      {len(failed):,} augmented copies could not be made (their originals are kept)")
         lines += [f"                {f['path']} copy {f['copy']}: {f['reason']}" for f in failed[:3]]
+    lines += _dropped_lines(m.get("dropped_by") or {})
     for warning in m.get("warnings") or []:
         lines.append(f"  warning     {warning}")
     n_bytes = sum(s["bytes"] for s in m["shards"])

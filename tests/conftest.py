@@ -510,6 +510,33 @@ def sparse_coco(root: Path, n: int = 16, classes=("box",), empty_every: int = 3,
     return root
 
 
+CLASS_COLOURS = ((230, 80, 40), (40, 120, 230), (60, 200, 60), (220, 220, 40))
+
+
+def class_scenes(root: Path, held, classes=("cup", "cat", "coin")) -> Path:
+    """COCO scenes: image i holds an object of each class listed in held[i] (a class may be listed
+    more than once; an empty list is a background image), each a square painted in its class's
+    colour in a cell of its own, up to 6 an image."""
+    w, h = 64, 48
+    images, annotations = [], []
+    (root / "default").mkdir(parents=True)
+    for i, objects in enumerate(held):
+        image = np.full((h, w, 3), 20, np.uint8)
+        for k, c in enumerate(objects):
+            x, y = 4 + (k % 3) * 20, 4 + (k // 3) * 22
+            image[y:y + 14, x:x + 14] = CLASS_COLOURS[c]
+            annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": c + 1,
+                                "bbox": [x, y, 14, 14], "area": 196, "iscrowd": 0})
+        name = f"c{i:03d}.png"
+        cv2.imwrite(str(root / "default" / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
+    (root / "annotations").mkdir()
+    (root / "annotations" / "instances_default.json").write_text(json.dumps(
+        {"images": images, "annotations": annotations,
+         "categories": [{"id": k + 1, "name": c} for k, c in enumerate(classes)]}))
+    return root
+
+
 @pytest.fixture(scope="session")
 def sparse(tmp_path_factory) -> Path:
     """One class, a third of the images without an object (in both splits), two image sizes."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from augpipe.cli import app
-from conftest import ENV, ROOT, augpipe, make_folder, one_line
+from conftest import ENV, ROOT, augpipe, class_scenes, make_folder, one_line, rows
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
@@ -222,3 +222,31 @@ def test_a_command_that_writes_here_refuses_a_uri_and_makes_no_folder_named_afte
     result = cli(*(a.format(data=data, tmp=tmp_path) for a in args))
     assert result.exit_code == 2 and "a local path is needed" in one_line(result.output)
     assert not any(p.name.endswith(":") for p in tmp_path.iterdir())
+
+
+# cup in 15 of the 20 images (25 objects), cat in 6 (6), coin in 2 (2); 2 images hold nothing
+IMBALANCED = [[0, 0]] * 10 + [[0, 1]] * 4 + [[1]] * 2 + [[0, 2], [2], [], []]
+CLASSES = ("cup", "cat", "coin")
+
+
+def test_balance_evens_out_a_detection_datasets_objects(cli, tmp_path):
+    data = class_scenes(tmp_path / "data", IMBALANCED, CLASSES)
+    runs = {}
+    for name, extra in (("plain", ()), ("balanced", ("--balance",))):
+        done = cli("expand", data, "-r", "flips", "-o", tmp_path / name, "--val-fraction", "0", "-w", "1", "-q", *extra)
+        assert done.exit_code == 0, done.output
+        runs[name] = (json.loads((tmp_path / name / "_augpipe.json").read_text()), done.output)
+    manifest, shown = runs["balanced"]
+    written = rows(tmp_path / "balanced", "train")
+    per_image = {f"default/c{i:03d}.png": sorted(h) for i, h in enumerate(IMBALANCED)}
+    assert all(sorted(r["objects"]["category"]) == per_image[r["source"]] for r in written)
+    after = {c: sum(r["objects"]["category"].count(k) for r in written) for k, c in enumerate(CLASSES)}
+    b = manifest["balance"]
+    assert b["objects_before"] == {"cup": 25, "cat": 6, "coin": 2} and b["objects_after"] == after
+    assert f"coin 2 -> {after['coin']}, cat 6 -> {after['cat']}, cup 25 -> {after['cup']}" in shown
+    plain = runs["plain"][0]["counts"]["train"]["by_class"]
+    assert max(plain.values()) / min(plain.values()) == 25 / 2
+    assert max(after.values()) / min(after.values()) < 0.6 * 25 / 2
+    backgrounds = [r for r in written if r["source"] in ("default/c018.png", "default/c019.png")]
+    assert len(backgrounds) == 2 * 3  # 2 copies and the original each, never more
+    assert "balance" not in runs["plain"][0]

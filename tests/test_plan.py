@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+import pytest
 
 from augpipe import ExpandOptions, expand
-from conftest import duplicated_folder, make_folder, make_scenes, rows
+from augpipe.errors import SourceError, UsageError
+from augpipe.formats import scan
+from augpipe.formats.base import Objects, Scan, SourceFile
+from augpipe.plan import make_plan, repeat_factors
+from augpipe.recipe import load_recipe
+from augpipe.targets import for_scan
+from conftest import class_scenes, duplicated_folder, make_folder, make_scenes, recipe, rows, shard_hashes
 
 QUIET = dict(progress=False, workers=1)
 
@@ -19,15 +26,6 @@ def test_identical_files_always_share_a_split(tmp_path):
         splits_of.setdefault(r["source_sha256"], set()).add(r["split"])
     assert all(len(s) == 1 for s in splits_of.values())
     assert m["counts"]["validation"]["sources"] > 0
-
-
-def test_balance_for_detection_counts_by_the_rarest_class(tmp_path):
-    data = make_scenes(tmp_path / "coco", n=20)
-    plain = expand(data, "flips", tmp_path / "plain", ExpandOptions(val_fraction=0, **QUIET))
-    balanced = expand(data, "flips", tmp_path / "bal", ExpandOptions(val_fraction=0, balance=True, **QUIET))
-    p, b = plain["counts"]["train"]["by_class"], balanced["counts"]["train"]["by_class"]
-    assert b["box"] / b["disc"] != p["box"] / p["disc"]
-    assert balanced["counts"]["train"]["rows"] > plain["counts"]["train"]["rows"]
 
 
 def test_validation_holds_originals_only_and_copies_stay_with_their_source(folder, tmp_path):
@@ -78,3 +76,136 @@ def test_the_last_shards_are_smaller_so_that_workers_finish_together(tmp_path):
     full = sizes[0]
     assert all(abs(n - full) <= 2 for n in sizes[:7])
     assert all(abs(n - full * share) <= 2 for n, share in zip(sizes[7:], (1 / 2, 1 / 4, 1 / 8, 1 / 8)))
+
+
+# ---------------------------------------------------------------- donors of multi-image steps
+
+def _mix_plan(tmp_path, transforms: str, seed: int = 0, val_fraction: float = 0.4):
+    from augpipe.formats import scan
+    from augpipe.plan import make_plan
+    from conftest import recipe
+
+    found = scan(str(make_scenes(tmp_path / "coco", n=20)))
+    return make_plan(found, recipe(transforms, copies=3), 3, val_fraction, False, 1 << 30, seed=seed)
+
+
+def _train_items(plan):
+    return [it for s in plan.shards if s.split == "train" for it in s.sources]
+
+
+def test_donors_come_from_the_training_split_only_and_never_the_row_itself(tmp_path):
+    plan = _mix_plan(tmp_path, "[{Mosaic: {p: 1}}, {MixUp: {p: 0.5}}]")
+    train = {it.relpath for it in _train_items(plan)}
+    validation = {it.relpath for s in plan.shards if s.split == "validation" for it in s.sources}
+    assert validation and train
+    for it in _train_items(plan):
+        assert [c for c, _ in it.donors] == [1, 2, 3]  # every augmented copy, never the original
+        for _, donors in it.donors:
+            assert len(donors) == 3 + 1  # a 2×2 mosaic's three other cells, then MixUp's one
+            assert {d.relpath for d in donors} <= train - {it.relpath}
+            assert all(d.copies == () and d.sha256 is None for d in donors)
+    assert all(not it.donors for s in plan.shards if s.split == "validation" for it in s.sources)
+
+
+def test_donors_depend_on_the_row_seed_only(tmp_path):
+    def donors(plan):
+        return {it.relpath: [(c, [d.relpath for d in ds]) for c, ds in it.donors] for it in _train_items(plan)}
+
+    first = donors(_mix_plan(tmp_path / "a", "[{MixUp: {p: 1}}]"))
+    assert first == donors(_mix_plan(tmp_path / "b", "[{MixUp: {p: 1}}]"))
+    assert first != donors(_mix_plan(tmp_path / "c", "[{MixUp: {p: 1}}]", seed=1))
+    drawn = [d for ds in first.values() for _, names in ds for d in names]
+    assert len(set(drawn)) > len(first) / 2  # spread over the split, not a few favourites
+
+
+def test_a_paste_draws_donors_with_objects_and_rare_classes_more_often(tmp_path):
+    from collections import Counter
+
+    from augpipe.formats import scan
+    from augpipe.plan import make_plan
+    from conftest import recipe
+
+    data = make_scenes(tmp_path / "coco", n=30)
+    found = scan(str(data))
+    cats = {f.relpath: set(f.target.categories) for f in found.files}
+    rare = min((0, 1), key=lambda c: sum(c in v for v in cats.values()))
+
+    def share(transforms):
+        plan = make_plan(found, recipe(transforms, copies=20), 20, 0.0, False, 1 << 30, seed=3)
+        drawn = Counter(d.relpath for s in plan.shards for it in s.sources for _, ds in it.donors for d in ds)
+        return sum(n for name, n in drawn.items() if rare in cats[name]) / sum(drawn.values())
+
+    assert share("[{CopyPaste: {p: 1, rare_classes: true}}]") > share("[{CopyPaste: {p: 1}}]")
+# ---------------------------------------------------------------- detection's --balance: repeat factors
+
+def detection_scan(held, classes=("a", "b", "c")) -> Scan:
+    """Training images, image i holding an object of each class index in held[i]: no pixels needed."""
+    files = [SourceFile(f"i{i:03d}.png", "train", None, 100,
+                        target=Objects(tuple((1.0, 1.0, 4.0, 4.0) for _ in h), tuple(h))) for i, h in enumerate(held)]
+    return Scan("data", files, list(classes), True, True, task="detection", format="coco")
+
+
+def planned(found: Scan, copies: int = 2, rec=None, **kw) -> dict[str, tuple]:
+    plan = make_plan(found, rec or load_recipe("flips"), copies, 0.0, True, 2**30, **kw)
+    return {s.relpath: s.copies for shard in plan.shards for s in shard.sources}
+
+
+# a in 6 of the 10 images, b in 3, c in 1; 3 images hold nothing
+BY_HAND = [(0, 2), (0, 1), (0, 1), (1,), (0,), (0, 0), (0,), (), (), ()]
+
+
+def test_repeat_factors_by_hand():
+    found = detection_scan(BY_HAND)
+    factors = repeat_factors(found.files, for_scan(found), found.classes, 0.4)
+    assert factors.image_share == {"a": 0.6, "b": 0.3, "c": 0.1}
+    # r = max(1, sqrt(0.4 / f)): a sqrt(2/3) < 1, so 1; b sqrt(4/3); c sqrt(4)
+    assert factors.by_class == pytest.approx({"a": 1.0, "b": 1.1547, "c": 2.0}, abs=1e-4)
+    assert factors.by_image["i000.png"] == pytest.approx(2.0) and factors.by_image["i007.png"] == 1.0
+    assert factors.objects == {"a": 7, "b": 3, "c": 1}
+
+
+def test_an_images_rows_are_its_rows_times_its_repeat_factor():
+    copies = planned(detection_scan(BY_HAND), repeat_threshold=0.4)
+    assert copies["i000.png"] == (0, 1, 2, 3, 4, 5)  # (2 copies + the original) × 2, c's factor
+    assert all(copies[f"i00{i}.png"] in ((0, 1, 2), (0, 1, 2, 3)) for i in (1, 2, 3))  # 3 × 1.1547, b's
+    assert all(copies[f"i00{i}.png"] == (0, 1, 2) for i in range(4, 10))  # a's factor is 1; backgrounds
+
+
+def test_without_originals_the_copies_alone_are_repeated():
+    copies = planned(detection_scan(BY_HAND), rec=recipe("[HorizontalFlip]", copies=2, keep_original=False),
+                     repeat_threshold=0.4)
+    assert copies["i000.png"] == (1, 2, 3, 4) and copies["i009.png"] == (1, 2)
+
+
+def test_by_default_the_rarest_class_is_lifted_most_and_the_commonest_and_backgrounds_never():
+    copies = planned(detection_scan(BY_HAND))  # t = 0.6, a's share: b √2, c √6
+    n = {rel: len(c) for rel, c in copies.items()}
+    assert n["i000.png"] in (7, 8) and all(n[f"i00{i}.png"] in (4, 5) for i in (1, 2, 3))
+    assert all(n[f"i00{i}.png"] == 3 for i in range(4, 10))
+
+
+def test_rows_are_rounded_by_each_images_own_stable_draw():
+    held = [(0,)] * 50 + [(0, 1)] * 50  # b in half the images: sqrt(1 / 0.5) = 1.414, 3 rows -> 4.24
+    copies = planned(detection_scan(held))
+    lifted = [len(copies[f"i{i:03d}.png"]) for i in range(50, 100)]
+    assert set(lifted) == {4, 5} and 4 < sum(lifted) / 50 < 4.5
+    reordered = detection_scan(held)
+    reordered.files.reverse()
+    assert planned(reordered) == copies == planned(detection_scan(held))
+
+
+def test_balanced_rows_do_not_depend_on_the_worker_count(tmp_path):
+    data = class_scenes(tmp_path / "data", [[0, 0], [0], [0, 1], [1], [2], [0, 2], []] * 3)
+    for workers in (1, 2):
+        expand(data, "flips", tmp_path / f"w{workers}", ExpandOptions(balance=True, val_fraction=0.2, progress=False,
+                                                                       workers=workers, shard_size=4000))
+    assert len(shard_hashes(tmp_path / "w1")) > 2 and shard_hashes(tmp_path / "w1") == shard_hashes(tmp_path / "w2")
+
+
+def test_repeat_threshold_is_refused_where_balance_does_not_repeat(tmp_path):
+    classes = scan(str(make_folder(tmp_path / "cls", per_class=2)))
+    with pytest.raises(UsageError, match="--repeat-threshold is for the repeat factors of detection"):
+        make_plan(classes, load_recipe("flips"), 2, 0.0, True, 2**30, repeat_threshold=0.5)
+    masks = scan(str(make_scenes(tmp_path / "seg", n=2, fmt="masks")))
+    with pytest.raises(SourceError, match="does not balance segmentation: the classes an image holds are in its mask"):
+        make_plan(masks, load_recipe("flips"), 2, 0.0, True, 2**30)

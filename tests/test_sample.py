@@ -177,15 +177,15 @@ QUIET = dict(progress=False, workers=1)
 def test_a_copy_that_fails_keeps_its_original_and_is_listed(folder, tmp_path, monkeypatch):
     import augpipe.sample as sample
 
-    real = sample.apply_recipe
+    real = sample.augment_copy
     unlucky = "cat/cat_003.jpg"
 
-    def flaky(rgb, recipe, seed, kind=None, target=None):
+    def flaky(rgb, recipe, seed, kind=None, target=None, donors=()):
         if seed == sample.sample_seed(0, unlucky, 1):
             raise ValueError("this one image defeats the transform")
-        return real(rgb, recipe, seed, kind, target)
+        return real(rgb, recipe, seed, kind, target, donors)
 
-    monkeypatch.setattr(sample, "apply_recipe", flaky)
+    monkeypatch.setattr(sample, "augment_copy", flaky)
     m = expand(folder, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, **QUIET))
     rows = pq.read_table(tmp_path / "out", columns=["source", "copy"]).to_pylist()
     assert sorted(r["copy"] for r in rows if r["source"] == unlucky) == [0, 2]  # the original kept

@@ -24,8 +24,13 @@ class Target:
         reader_columns()          the columns a torch reader reads beside "image"
         values(state, image)      the row's target columns' values
         count(rows, classes, src) what a shard's `by_class` counts of one source's rows
-        balance_group(classes)    `--balance`'s groups: a function of the training SourceFiles that
-                                  gives a SourceFile's group; None: the kind has no classes to balance
+        object_classes(state)     the class index of each object a state holds (its drops are counted)
+        balancing                 how `--balance` evens classes out (plan.py does the arithmetic):
+                                  "class images" (one class an image: every class as many rows as the
+                                  largest), "repeat factors" (LVIS repeat-factor sampling over the
+                                  classes an image holds), None (refused, `balance_refusal` says why)
+        held(src, classes)        what a source holds before augmentation, counted as `count` counts
+                                  rows: {class name: objects}; classification: {its class: 1}
     sources
         extra_files(src)          other files a source needs (a semantic mask)
         load(src, decoded, extra) the source's target on its decoded image (its state), or SkipInput
@@ -58,6 +63,8 @@ class Target:
     spatial = False
     train_tasks: tuple[str, ...] = ()
     target_words: dict[str, str] = {}
+    balancing: str | None = None
+    balance_refusal = "--balance needs classes to balance"
 
     @classmethod
     def of_scan(cls, scan) -> Target:
@@ -88,8 +95,11 @@ class Target:
     def count(self, rows: list[dict], classes, src) -> Counter:
         raise NotImplementedError
 
-    def balance_group(self, classes):
-        return None
+    def object_classes(self, state) -> list[int]:
+        return []
+
+    def held(self, src, classes) -> Counter:
+        return Counter()
 
     # ------------------------------------------------------------ sources
 

@@ -133,6 +133,7 @@ def _per_object(values: dict, key: str):
 class BoxesKind(Target):
     name = "detection"
     spatial = True
+    balancing = "repeat factors"
 
     target_words = {"bboxes": "boxes", "masks": "instance masks"}
 
@@ -176,20 +177,12 @@ class BoxesKind(Target):
         """Objects a class."""
         return Counter(classes[c] for row in rows for c in row["objects"]["category"])
 
-    def balance_group(self, classes):
-        """Images by the rarest class among their objects (objects counted over the training
-        files); an image without objects is background, a group of its own."""
+    def object_classes(self, state: Boxes) -> list[int]:
+        return [] if state is None else state.categories.tolist()
 
-        def grouping(files):
-            objects = Counter(c for f in files if f.target is not None for c in f.target.categories)
-
-            def group(f) -> str:
-                present = set(f.target.categories) if f.target is not None else set()
-                return classes[min(present, key=lambda c: (objects[c], c))] if present else "(background)"
-
-            return group
-
-        return grouping
+    def held(self, src, classes) -> Counter:
+        """Objects a class, as annotated."""
+        return Counter(classes[c] for c in src.target.categories) if src.target is not None else Counter()
 
     def compose_transforms(self, recipe) -> list[dict]:
         """Rotations default to the recipe's `rotate_method`."""

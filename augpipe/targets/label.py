@@ -11,6 +11,7 @@ from augpipe.targets.base import Target
 class Label(Target):
     name = "classification"
     train_tasks = ("classification",)
+    balancing = "class images"
 
     def manifest_fields(self) -> dict:
         return {"instance_masks": False}  # what every 0.3 manifest records
@@ -27,8 +28,8 @@ class Label(Target):
     def count(self, rows, classes, src) -> Counter:
         return Counter({classes[src.label] if src.label is not None else "(unlabelled)": len(rows)})
 
-    def balance_group(self, classes):
-        return lambda files: (lambda f: f.class_name)
+    def held(self, src, classes) -> Counter:
+        return Counter({src.class_name: 1})
 
     def verify(self, row, width, height, classes):
         label = row.get("label")

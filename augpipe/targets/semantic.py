@@ -34,6 +34,8 @@ class Semantic(Target):
     target_words = {"mask": "masks"}
     spatial = True
     train_tasks = ("segmentation",)
+    balance_refusal = ("--balance does not balance segmentation: the classes an image holds are in its mask, which "
+                       "is read only as its rows are made (classification and detection balance)")
 
     def __init__(self, classes: int = 0):
         self.classes = classes  # named classes: a mask value past them is a recorded skip
