@@ -166,28 +166,31 @@ def objects_per_class(root: Path, split: str) -> list[int]:
     return counts
 
 
-# each configuration: the steps added to the bundled `detection` recipe (name, params, the index
-# in its transforms before which the step goes) and whether --balance is on. Mosaic goes first (as
-# in YOLO: the flip, shift and scale then move the whole mosaic); CopyPaste after the flip and the
-# affine, so that the donors get their own (Ghiasi et al.'s scale jitter on both), before the colour.
+# each configuration: its label, the steps added to the bundled `detection` recipe (name, params,
+# the index in its transforms before which the step goes) and whether --balance is on. Mosaic goes
+# first (as in YOLO: the flip, shift and scale then move the whole mosaic); CopyPaste after the
+# flip and the affine, so that each donor gets its own (Ghiasi et al.'s scale jitter on both),
+# before the colour. `copypaste-rare` draws its donors toward the images holding rare classes.
+MOSAIC = {"p": 0.5, "target_size": [SIZE, SIZE], "cell_shape": [SIZE, SIZE]}
 CONFIGS = {
     "detection": ("detection", (), False),
-    "mosaic": ("detection + Mosaic", (("Mosaic", {"p": 0.5, "target_size": [SIZE, SIZE], "cell_shape": [SIZE, SIZE]}, 0),),
-               False),
-    "copypaste": ("detection + CopyPaste", (("CopyPaste", {"p": 0.5}, 2),), False),
-    "balance": ("detection, --balance", (), True),
+    "mosaic": ("+ Mosaic", (("Mosaic", MOSAIC, 0),), False),
+    "copypaste": ("+ CopyPaste", (("CopyPaste", {"p": 0.5}, 2),), False),
+    "copypaste-rare": ("+ CopyPaste, rare_classes", (("CopyPaste", {"p": 0.5, "rare_classes": True}, 2),), False),
+    "balance": ("--balance", (), True),
 }
+DEFAULT_CONFIGS = ["detection", "mosaic", "copypaste-rare", "balance"]
 BASE = "detection"
 
 
-def write_recipe(folder: Path, steps: tuple) -> str:
+def write_recipe(folder: Path, name: str, steps: tuple) -> str:
     """The bundled detection recipe with `steps` added: its path, or the bundled name when none."""
     if not steps:
         return BASE
     from augpipe.recipe import bundled_dir
 
     recipe = yaml.safe_load((bundled_dir() / f"{BASE}.yaml").read_text(encoding="utf-8"))
-    recipe["name"] = f"{BASE}-" + "-".join(step.lower() for step, _, _ in steps)
+    recipe["name"] = f"{BASE}-{name}"
     for step, params, index in sorted(steps, key=lambda s: -s[2]):
         recipe["transforms"].insert(index, {step: params})
     folder.mkdir(parents=True, exist_ok=True)
@@ -219,7 +222,7 @@ def run_seed(source: Path, work: Path, configs: list[str], seed: int, epochs: in
     found, target = {}, None
     for name in configs:
         _, added, balance = CONFIGS[name]
-        recipe = write_recipe(work / "recipes", added)
+        recipe = write_recipe(work / "recipes", name, added)
         tag = f"{name}-s{seed}"
         counts = expand(source, work / f"x-{tag}", recipe, balance, seed)
         if target is None:
@@ -269,7 +272,8 @@ def table(results: list[dict[str, dict]], configs: list[str]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    parser.add_argument("--configs", nargs="+", default=DEFAULT_CONFIGS, choices=list(CONFIGS),
+                        help="default: %(default)s (the plain recipe is always run: the lifts are against it)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=50, help="the plain recipe's epochs (default: %(default)s)")
     parser.add_argument("--train", type=int, default=48)

@@ -51,7 +51,7 @@ def main() -> None:
     try:
         coco, _ = add_targets(make_dataset(work / "src", args.images, args.size), work)
         mosaic = {"p": 1, "target_size": [args.size, args.size], "cell_shape": [args.size, args.size]}
-        recipes = {BASE: write_recipe(work, ()), f"{BASE} + Mosaic p=1": write_recipe(work, (("Mosaic", mosaic, 0),))}
+        recipes = {BASE: BASE, f"{BASE} + Mosaic p=1": write_recipe(work, "mosaic", (("Mosaic", mosaic, 0),))}
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in recipes}
         for _ in range(args.repeat):
             for name, recipe in recipes.items():
