@@ -190,7 +190,7 @@ _CAPS: dict[str, tuple[float, str]] = {
         "pad_height_divisor", "pad_width_divisor", "padding", "px", "x_min", "y_min", "x_max", "y_max",
         "plasma_size", "src_radius", "drop_length", "drop_width", "mask_x_length", "mask_y_length",
         "freq_mask_param", "time_mask_param", "hole_height_range", "hole_width_range", "unit_size_range",
-        "shift_xy",
+        "shift_xy", "target_size", "cell_shape",
     ), (MAX_SIDE, _PIXELS)),
     **dict.fromkeys(("blur_limit", "kernel_size", "blur_value", "radius", "max_delta"),
                     (MAX_KERNEL, "a kernel size in pixels")),

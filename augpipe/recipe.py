@@ -387,6 +387,7 @@ def _check_mix(name: str, params: dict, label: str, here: str, notes: list[str])
                           "not inside a compose (OneOf, SomeOf, ...)")
     for key, value in params.items():
         check_numbers(value, here, key)
+    check_caps(name, params, here)
     try:
         _mixes()[name].Params.model_validate(params)
     except ValidationError as exc:

@@ -517,3 +517,37 @@ def test_readers_take_a_filesystem_uri(shards):
     ds = ShardDataset(shards.as_uri(), "validation")
     assert len(ds) == len(ShardDataset(shards, "validation"))
     assert torch.equal(ds[0][0], ShardDataset(shards, "validation")[0][0])
+
+
+MIXED = RECIPE.replace("name: shake", "name: mixed").replace(
+    "  - VerticalFlip: {p: 0.5}\n",
+    "  - Mosaic: {p: 0.7, target_size: [96, 112], cell_shape: [48, 56]}\n  - CopyPaste: {p: 0.5}\n"
+    "  - MixUp: {p: 0.3}\n")
+
+
+def test_recipe_on_the_fly_draws_the_donors_expand_drew(tmp_path):
+    recipe = tmp_path / "mixed.yaml"
+    recipe.write_text(MIXED)
+    out = tmp_path / "out"
+    expand(make_scenes(tmp_path / "src", n=10), str(recipe), out, ExpandOptions(seed=SEED, val_fraction=0.2, **QUIET))
+    expanded = _by_source(out)
+    assert any("donors" in r["transforms"] for r in expanded.values())
+    ds = ShardDataset(out, recipe=str(recipe), seed=SEED, box_format="xywh", return_row=True)
+    for epoch in (0, 1):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            row = ds[i]
+            if row["copy"]:
+                continue
+            copy = expanded[(row["source"], epoch + 1)]
+            assert np.array_equal(row["image"].permute(1, 2, 0).numpy(), row_image(copy["image_bytes"]))
+            assert np.allclose(row["target"]["boxes"].numpy(),
+                               np.asarray(copy["objects"]["bbox"], np.float32).reshape(-1, 4), atol=1e-3)
+            assert row["target"]["labels"].tolist() == copy["objects"]["category"]
+
+
+def test_a_recipe_that_takes_other_images_needs_donors(tmp_path):
+    recipe = tmp_path / "mixed.yaml"
+    recipe.write_text(MIXED)
+    with pytest.raises(ValueError, match="has steps that take other images: give donors="):
+        RecipeTransform(str(recipe), kind="detection")

@@ -33,7 +33,8 @@ class Mixed:
     image: np.ndarray
     state: Any
     record: dict  # JSON-able: placements, weights, pasted objects (the row's lineage keeps it)
-    drops: Counter = field(default_factory=Counter)  # (reason, category index) -> objects dropped
+    # (reason, category index) -> objects dropped; a reason names the step ("mosaic: cut off")
+    drops: Counter = field(default_factory=Counter)
 
 
 class MixParams(BaseModel):
@@ -73,6 +74,9 @@ class Mix:
     def apply(self, primary: Tile, donors: list[Tile], rng: np.random.Generator, py_rng: random.Random,
               kind, bbox_params) -> Mixed:
         """The step on the row's tile and its donors' (already through the transforms before the
-        step). `kind`: the dataset's Target; `bbox_params`: the recipe's `BboxSpec` (min_visibility,
-        min_area, min_width, min_height apply to each object's visible part)."""
+        step), always: the caller draws `p`. `kind`: the dataset's Target; `bbox_params`: the
+        recipe's `BboxSpec` (min_visibility, min_area, min_width, min_height apply to each object's
+        visible part). The image comes back H×W×3 uint8, the state of the primary's type; a donor's
+        objects get new ids, unique in the row. Fewer donors than `donors()` (a split too small)
+        is no error."""
         raise NotImplementedError

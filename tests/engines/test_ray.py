@@ -186,3 +186,18 @@ def test_ray_started_for_the_run_ends_with_it(tmp_path, how):
         assert ours == ["augpipe: error: terminated: finished shards are kept; run the same command again to resume"]
     time.sleep(3)
     assert _ray_processes() - before == set()
+
+
+def test_ray_writes_the_bytes_of_the_local_engine_for_steps_that_take_other_images(ray_cluster, tmp_path):
+    from conftest import class_scenes
+
+    data = class_scenes(tmp_path / "coco", [[0, 1], [0], [1, 2], [], [0, 0, 2], [1], [0, 1, 1], [2]] * 2)
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text("copies: 2\noutput: {format: png}\ntransforms:\n  - HorizontalFlip: {p: 0.5}\n"
+                      "  - Mosaic: {p: 1, target_size: [96, 128], cell_shape: [48, 64]}\n  - CopyPaste: {p: 0.5}\n"
+                      "  - MixUp: {p: 0.5}\n")
+    options = dict(shard_size=8_000, progress=False, seed=5, val_fraction=0.2)
+    expand(data, str(recipe), tmp_path / "local", ExpandOptions(workers=1, **options))
+    m = expand(data, str(recipe), tmp_path / "ray", ExpandOptions(engine="ray", **options))
+    assert m["engine"]["nodes_used"] == 2 and len(shard_hashes(tmp_path / "local")) > 2
+    assert shard_hashes(tmp_path / "ray") == shard_hashes(tmp_path / "local")
