@@ -195,7 +195,7 @@ def write_recipe(folder: Path, name: str, steps: tuple) -> str:
         recipe["transforms"].insert(index, {step: params})
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{recipe['name']}.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return str(path)
 
 
