@@ -3,21 +3,22 @@ detection set this script draws itself.
 
     pip install -e '.[train,bench]' && python bench/detection_lift.py
 
-The set: 96×96 scenes on a textured, noisy background (smooth colour blobs, stray lines, pixel
-noise over everything), 2 to 6 filled shapes a scene of five classes (rectangle, circle,
-triangle, cross, star; 8 to 40 pixels across, a random colour each, not touching one another).
-The star is the rare class: it is in only a few training scenes (`--rare`), and as common as
-the others in validation, so that its AP can be measured. 48 training and 160 validation
-scenes, written as a COCO folder with its own train/val split (polygons traced from each
-object's pixels, so that CopyPaste can cut the objects out).
+The set: 64×64 scenes on a textured, noisy background (smooth colour blobs, one to three stray
+lines, pixel noise over everything), 2 to 5 filled shapes a scene of five classes (rectangle,
+circle, triangle, cross, star; 8 to 30 pixels across, each in a random colour that stands out
+from the background behind it, none touching another). The star is the rare class: it is in
+only a few training scenes (`--rare`, one star each), and as common as the others in validation,
+so that its AP can be measured. 48 training and 160 validation scenes, written as a COCO folder
+with its own train/val split (polygons traced from each object's pixels, so that CopyPaste can
+cut the objects out). The same scenes every run.
 
 For each seed (expand's and train's), each configuration is expanded from that source and
-trained with `augpipe train --task detection` (the default CenterNet-style model, 96×96); the
-epochs of each run are set so that every configuration takes about the same optimiser steps
-as the plain recipe (a balanced expand has more rows). Reported: the validation mAP@0.5 after
-the last epoch (not the best epoch: that would pick on the validation set) and the rare class's
-AP of the final model, mean ± standard deviation over the seeds, and each configuration's lift
-over the plain `detection` recipe.
+trained with `augpipe train --task detection` (the default CenterNet-style model at 64×64); the
+epochs of each run are set so that every configuration takes about the optimiser steps of the
+plain recipe's `--epochs` (a balanced expand has more rows). Reported: the validation mAP@0.5
+after the last epoch (not the best epoch: that would pick on the validation set) and the rare
+class's AP of the final model (the trainer's own, metrics.py), mean ± standard deviation over
+the seeds, and each configuration's lift over the plain `detection` recipe, seed by seed.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def scene(rng, classes: list[int]) -> tuple[np.ndarray, list[tuple[int, np.ndarr
 
 
 def scene_classes(rng, rare: bool) -> list[int]:
-    """2 to 6 objects of the common classes, one of them a star when `rare`."""
+    """2 to 5 objects of the common classes, one of them a star when `rare`."""
     picked = [int(c) for c in rng.choice([0, 1, 2, 3], int(rng.integers(2, 6)))]
     if rare:
         picked[0] = RARE
