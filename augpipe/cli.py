@@ -183,8 +183,8 @@ def expand(
     workers: WorkersOpt = None,
     seed: SeedOpt = 0,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="Share of source images held out for validation when there are no split folders (0 disables).")] = 0.1,
-    balance: Annotated[bool, typer.Option("--balance", help="More copies for rare classes. Classification: every class about as many training rows as the largest. Detection: repeat-factor sampling (LVIS): an image's rows times max(1, sqrt(t / f)) for the rarest class it holds, f that class's share of the training images; images without objects never get more.")] = False,
-    repeat_threshold: Annotated[Optional[float], typer.Option("--repeat-threshold", metavar="T", help="The t of detection's --balance, a share of images: classes in fewer get more rows. Default: the share of the most common class, the largest t that never repeats an image for that class alone: every rarer class is lifted by sqrt(its rarity); LVIS's 0.001 is for a thousand classes over 100k images, and a set of a few classes over a few hundred images has no class that rare.")] = None,
+    balance: Annotated[bool, typer.Option("--balance", help="More copies for rare classes. Classification: every class about as many training rows as the largest. Detection and segmentation: repeat-factor sampling (LVIS): an image's rows times max(1, sqrt(t / f)) for the rarest class it holds, f that class's share of the training images; images without objects (masks of background only) never get more.")] = False,
+    repeat_threshold: Annotated[Optional[float], typer.Option("--repeat-threshold", metavar="T", help="The t of --balance for detection and segmentation, a share of images: classes in fewer get more rows. Default: the share of the most common class, the largest t that never repeats an image for that class alone: every rarer class is lifted by sqrt(its rarity); LVIS's 0.001 is for a thousand classes over 100k images, and a set of a few classes over a few hundred images has no class that rare.")] = None,
     shard_size: Annotated[int, typer.Option("--shard-size", parser=_parse_size, metavar="SIZE", help="Largest shard, about: e.g. 256MB, 1GB.")] = "256MB",
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Skip images with more pixels than this (decompression bombs; about 36 bytes a pixel at the peak, per worker).")] = 25_000_000,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first input that would be skipped.")] = False,
@@ -264,6 +264,7 @@ def preview(
     html_dir: Annotated[Optional[Path], typer.Option("--html", metavar="DIR", help="Also write a static page with every tile and its parameters to this folder (new, empty, or an earlier gallery).")] = None,
     tile: Annotated[int, typer.Option("--tile", min=32, max=512, help="Tile size in pixels.")] = 128,
     val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="As for expand: previewed images are training images.")] = 0.1,
+    split_by: Annotated[str, typer.Option("--split-by", help=f"As for expand ({one_of(SPLIT_BY)}): it decides the training images, and the donors of multi-image steps.")] = "content",
     format: FormatOpt = "auto",
     voc_zero_based: VocZeroBasedOpt = False,
 ) -> None:
@@ -280,7 +281,7 @@ def preview(
         raise UsageError(f"{source} is an image folder: preview needs --recipe (an expanded dataset does not)")
     else:
         result = preview_source(source, recipe, rows=rows, copies=copies, seed=seed, val_fraction=val_fraction,
-                                format=format, voc_zero_based=voc_zero_based)
+                                split_by=split_by, format=format, voc_zero_based=voc_zero_based)
     typer.echo(f"contact sheet: {write_sheet(result, out, tile)}")
     if html_dir is not None:
         typer.echo(f"gallery: {write_html(result, html_dir)}")
@@ -292,7 +293,7 @@ def preview(
 def inspect(
     path: Annotated[str, typer.Argument(metavar="PATH", help="An expanded dataset (folder or URI) or a source image folder.")],
     verify: Annotated[bool, typer.Option("--verify", help="Re-read every shard: checksums, row counts, images, labels, splits. Exit 1 on a problem.")] = False,
-    source: Annotated[Optional[str], typer.Option("--source", metavar="DIR", help="With --verify: also compare every row's source_sha256 with the source files as they are now.")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", metavar="DIR", help="With --verify: also compare every row's source_sha256, and every donor's, with the source files as they are now.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The same facts as JSON.")] = False,
 ) -> None:
     """One screen on what a dataset holds and how it was made, or what a source folder holds."""
@@ -474,10 +475,13 @@ def list_recipes() -> None:
     typer.echo("\nuse one by name: augpipe expand data/ --recipe classic   (show one: augpipe check classic)")
 
 
+_CHECK_TASK_DEFAULT = "classification"
+
+
 @command()
 def check(
     recipe: Annotated[str, typer.Argument(help="A recipe file, or a bundled recipe's name.")],
-    task: Annotated[str, typer.Option("--task", help="The target kind of the dataset it is for: classification, detection (boxes), detection-masks (boxes and instance masks), segmentation, or another kind (a wrong name lists them).")] = "classification",
+    task: Annotated[str, typer.Option("--task", help="The target kind of the dataset it is for: classification, detection (boxes), detection-masks (boxes and instance masks), segmentation, or another kind (a wrong name lists them).")] = _CHECK_TASK_DEFAULT,
 ) -> None:
     """Validate a recipe, run it on a test image, and say what it will do. Exit 1 when it has warnings."""
     from augpipe.dryrun import check_recipe
@@ -489,7 +493,12 @@ def check(
         raise UsageError(f"--task is one of {', '.join(kinds)}; not '{task}'")
     r = load_recipe(recipe)
     kind = kinds[task]
-    kind_warnings = check_for_kind(r, kind)
+    try:
+        kind_warnings = check_for_kind(r, kind)
+    except AugpipeError as exc:
+        if task != _CHECK_TASK_DEFAULT:
+            raise
+        raise type(exc)(f"{exc} (for another kind of dataset: augpipe check RECIPE --task KIND)") from None
     found = check_recipe(r, kind=kind)
     out = r.output
     resize = f", resized to {out.resize.width}×{out.resize.height}" if out.resize else ""

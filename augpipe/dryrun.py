@@ -182,9 +182,9 @@ def _test_donors(recipe: Recipe, image: Any) -> list:
     from augpipe.sample import Donor
 
     kind = _KIND[0]
-    n = sum(mix_of(s).donors() for s in recipe.transforms if is_mix(s))
     turned = np.ascontiguousarray(image[::-1, ::-1])
-    return [Donor("(test image)", "", turned, kind.example(image.shape[1], image.shape[0])) for _ in range(n)]
+    donor = Donor("(test image)", "", turned, kind.example(image.shape[1], image.shape[0]))
+    return [[donor] * mix_of(s).donors() for s in recipe.transforms if is_mix(s)]
 
 
 def _keep_size(trial: _Trial, out: Any) -> None:

@@ -51,15 +51,74 @@ def inspect_output(location, verify: bool = False, source: str | None = None) ->
         "height": _spread(heights),
         "skipped": m.skipped,
         "skipped_count": m.total_skipped,
+        "counted": ds.kind.counted,
+        "mixing": donors_used(ds),
+        "dropped_by": m.extra.get("dropped_by") or {},
+        "balance": m.extra.get("balance"),
     }
     if verify:
         facts["problems"] = verify_output(ds, source)
     return facts
 
 
+def mixed_steps(applied: list) -> list[tuple[str, dict]]:
+    """The multi-image steps among a row's transforms (its lineage): those that name donors."""
+    return [(name, params) for name, params in applied if isinstance(params, dict) and "donors" in params]
+
+
+def _row_donors(text: str | None) -> list[tuple[str, dict]]:
+    """(step, donor) of each donor a row's `transforms` column names; nothing when it is not JSON."""
+    import json
+
+    if not text or '"donors"' not in text:
+        return []
+    try:
+        applied = json.loads(text)
+    except ValueError:
+        return []
+    return [(name, d) for name, params in mixed_steps(applied) for d in params["donors"] if isinstance(d, dict)]
+
+
+def donors_used(ds) -> dict:
+    """Each multi-image step: the training rows it made and the distinct donor images they took."""
+    import pyarrow.compute as pc
+
+    rows: Counter = Counter()
+    images: dict[str, set] = defaultdict(set)
+    try:
+        for batch in ds.iter_batches("train", ["transforms"]):
+            column = batch.column(0)
+            for text in column.filter(pc.fill_null(pc.match_substring(column, '"donors"'), False)).to_pylist():
+                steps = _row_donors(text)
+                rows.update({name for name, _ in steps})
+                for name, d in steps:
+                    images[name].add(d.get("source"))
+    except SourceError:  # reported by --verify
+        pass
+    return {name: {"rows": rows[name], "donor_images": len(images[name])} for name in sorted(rows)}
+
+
+class _Seen:
+    """What the rows re-read so far say: each content's splits, each source's split and content,
+    and each donor's recorded content and the training rows that took it."""
+
+    def __init__(self):
+        self.by_sha: dict[str, dict[str, str]] = {}  # source_sha256 -> {split: first source}
+        self.by_path: dict[str, tuple[str, str]] = {}  # source -> (split, source_sha256)
+        self.donors: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))  # source -> sha -> rows
+
+    def row(self, row: dict, split: str, where: str) -> None:
+        sha = row.get("source_sha256") or ""
+        self.by_sha.setdefault(sha, {}).setdefault(split, row["source"])
+        self.by_path.setdefault(row["source"], (split, sha))
+        for _, d in _row_donors(row.get("transforms")):
+            self.donors[str(d.get("source"))][str(d.get("sha256") or "")].append(where)
+
+
 def verify_output(ds, source: str | None = None) -> list[str]:
     """Every shard re-read: presence, checksum, row count, images, labels, splits; content that
-    appears in more than one split; with `source`, every row against its source file now."""
+    appears in more than one split; donors of training rows that are held-out images or no
+    sources of the dataset; with `source`, every row and donor against its source file now."""
     from augpipe.layout import is_shard_name
 
     m, store = ds.manifest, ds.store
@@ -68,7 +127,7 @@ def verify_output(ds, source: str | None = None) -> list[str]:
     for name in store.names():
         if is_shard_name(name) and name not in listed:
             problems.append(f"{name}: extra shard, not in the manifest")
-    seen: dict[str, dict[str, str]] = {}  # source_sha256 -> {split: source}
+    seen = _Seen()
     for shard in m.shards:
         if store.size(shard["name"]) is None:
             problems.append(f"{shard['name']}: missing")
@@ -77,13 +136,19 @@ def verify_output(ds, source: str | None = None) -> list[str]:
         if digest != shard["sha256"]:
             problems.append(f"{shard['name']}: checksum mismatch (sha256 {digest[:12]}, manifest {shard['sha256'][:12]})")
         problems += _verify_rows(ds, shard, m, seen)
-    problems += _shared_across_splits(seen)
+    problems += _shared_across_splits(seen.by_sha)
+    # a training source whose every copy failed has no row, yet may be another row's donor
+    # sources of the run without rows of their own: their copies all failed, or they were skipped
+    # (a file changed during the run: donors read before the change were the planned content)
+    failed = {f.get("path") for f in m.extra.get("failed_copies") or () if isinstance(f, dict)}
+    failed |= {s.get("path") for s in m.skipped if isinstance(s, dict)}
+    problems += _donor_problems(seen, failed)
     if source is not None:
         problems += _compare_sources(seen, source)
     return problems
 
 
-def _verify_rows(ds, shard: dict, m, seen: dict) -> list[str]:
+def _verify_rows(ds, shard: dict, m, seen: _Seen) -> list[str]:
     import pyarrow.parquet as pq
 
     name = shard["name"]
@@ -97,7 +162,7 @@ def _verify_rows(ds, shard: dict, m, seen: dict) -> list[str]:
         problems.append(f"{name}: {rows} rows, the manifest says {shard['rows']}")
     kind = ds.kind
     classes = m.classes if m.labelled else []
-    wanted = ("image", "copy", "source", "source_sha256", "width", "height", "split",
+    wanted = ("image", "copy", "source", "source_sha256", "width", "height", "split", "transforms",
               *(c.name for c in kind.columns(m.classes, m.labelled)))
     columns = [c for c in wanted if c in reader.schema_arrow.names]
     position = [s["name"] for s in ds.shards(shard["split"])].index(name)
@@ -106,12 +171,33 @@ def _verify_rows(ds, shard: dict, m, seen: dict) -> list[str]:
         for batch in ds.iter_batches(shard["split"], columns, pieces=[(position, 0, None)]):
             for row in batch.to_pylist():
                 where = f"{name} row {index} ({row['source']})"
-                seen.setdefault(row.get("source_sha256") or "", {}).setdefault(shard["split"], row["source"])
+                seen.row(row, shard["split"], where)
                 problems += [f"{where}: {p}" for p in _row_problems(row, shard["split"], kind, classes)]
                 index += 1
     except Exception as exc:  # noqa: BLE001
         problems.append(f"{name}: unreadable after row {index} ({type(exc).__name__}: {str(exc)[:80]})")
     return problems
+
+
+def _donor_problems(seen: _Seen, failed: set) -> list[str]:
+    """A donor that is a validation or test image (by path or by content): it leaks into training;
+    a donor that is no source of the dataset (nor one whose copies all `failed`); a donor whose
+    content is not its rows'."""
+    out = []
+    for path, by_sha in sorted(seen.donors.items()):
+        for sha, rows in sorted(by_sha.items()):
+            took = f"a donor of {_count(len(rows), 'row')} (first {rows[0]})"
+            split, own = seen.by_path.get(path, (None, None))
+            twins = [(s, src) for s, src in seen.by_sha.get(sha, {}).items() if s != "train"]
+            if split not in (None, "train"):
+                out.append(f"leakage: {split} source {path} is {took}")
+            elif twins:
+                out.append(f"leakage: donor {path} has the content of {twins[0][0]} source {twins[0][1]}: it is {took}")
+            if split is None:
+                out += [] if path in failed else [f"donor {path} is no source of this dataset: it is {took}"]
+            elif sha != own:
+                out.append(f"donor {path}: its rows say sha256 {own[:12]}, {took} says {sha[:12]}")
+    return out
 
 
 def _row_problems(row: dict, split: str, kind, classes: list[str]) -> list[str]:
@@ -148,21 +234,25 @@ def _shared_across_splits(seen: dict) -> list[str]:
     return out
 
 
-def _compare_sources(seen: dict, source: str) -> list[str]:
-    """Each row's recorded source_sha256 against the source file as it is now."""
+def _compare_sources(seen: _Seen, source: str) -> list[str]:
+    """Each row's source_sha256, and each donor's recorded sha256, against the file as it is now."""
     from augpipe.store import open_store, read_source
 
     store = open_store(source)
-    by_path = {src: sha for sha, by_split in seen.items() for src in by_split.values()}
     problems = []
-    for path, sha in sorted(by_path.items()):
+    for path in sorted(set(seen.by_path) | set(seen.donors)):
+        role = "source" if path in seen.by_path else "donor"
         try:
             now = hashlib.sha256(read_source(store, path)).hexdigest()
         except SkipInput as exc:
-            problems.append(f"source {path}: {exc.reason}")
+            problems.append(f"{role} {path}: {exc.reason}")
             continue
+        sha = seen.by_path.get(path, (None, now))[1]
         if now != sha:
             problems.append(f"source {path}: changed since it was expanded (sha256 {now[:12]}, rows say {sha[:12]})")
+        problems += [f"donor {path}: changed since it was expanded (sha256 {now[:12]}, "
+                     f"{_count(len(rows), 'row')} took it with {recorded[:12]})"
+                     for recorded, rows in sorted(seen.donors.get(path, {}).items()) if recorded != now]
     return problems
 
 
@@ -177,25 +267,60 @@ def output_report(f: dict) -> list[str]:
     size = f"{f['bytes'] / 1e6:.1f} MB"
     lines.append(f"  shards    {f['shards']} files, {size}")
     lines += _sizes_line(f)
-    lines += _class_chart(f["classes"], f["splits"])
+    lines += _class_chart(f["classes"], f["splits"], f.get("counted", "rows"))
+    lines += _balance_lines(f.get("balance"))
+    lines += _mixing_lines(f.get("mixing") or {})
+    lines += _dropped_lines(f.get("dropped_by") or {})
     lines.append(f"  skipped   {f.get('skipped_count', len(f['skipped'])):,} inputs")
     lines += [f"    {s['path']}: {s['reason']}" for s in f["skipped"][:SHOWN]]
     if "problems" in f:
-        lines += _problem_lines(f["problems"], "verify: every shard re-read, checksums, images, labels and splits checked")
+        lines += _problem_lines(f["problems"], "verify: every shard re-read, checksums, images, labels, splits and donors checked")
     return lines
 
 
-def _class_chart(classes: list[str], splits: dict) -> list[str]:
+def _balance_lines(balance: dict | None) -> list[str]:
+    """--balance by repeat factors: the threshold and each repeated class's factor."""
+    if not balance or "repeat_factor" not in balance:
+        return []
+    lifted = sorted(((c, r) for c, r in balance["repeat_factor"].items() if r > 1), key=lambda cr: -cr[1])
+    shown = ", ".join(f"{c} ×{r:.2f}" for c, r in lifted[:SHOWN]) or "no class repeated"
+    return [f"  balance   repeat factors, t {balance['threshold']:.3g}: {shown}"]
+
+
+def _class_chart(classes: list[str], splits: dict, counted: str) -> list[str]:
     if not classes:
         return ["  classes   none (unlabelled)"]
     names = list(splits)
     counts = {c: [splits[s]["by_class"].get(c, 0) for s in names] for c in classes}
     top = max((v[0] for v in counts.values()), default=0) or 1
     width = max(len(c) for c in classes)
-    lines = [f"  classes   {len(classes)}   ({' / '.join(names)})"]
+    lines = [f"  classes   {len(classes)}, {counted} a class   ({' / '.join(names)})"]
     for c in classes:
         lines.append(f"    {c:<{width}}  {_bar(counts[c][0], top)} {' / '.join(f'{n:,}' for n in counts[c])}")
     return lines
+
+
+def _mixing_lines(mixing: dict) -> list[str]:
+    """`Mosaic: 120 rows, 37 donor images`, a line a multi-image step."""
+    return [f"  {'donors' if k == 0 else '':<9} {name}: {_count(v['rows'], 'row')}, "
+            f"{_count(v['donor_images'], 'donor image')}" for k, (name, v) in enumerate(mixing.items())]
+
+
+def _dropped_lines(dropped_by: dict) -> list[str]:
+    """Objects the recipe dropped: their number, then a line a reason, by class."""
+    total = sum(n for by_class in dropped_by.values() for n in by_class.values())
+    if not total:
+        return []
+    lines = [f"  dropped   {_count(total, 'object')} by the recipe"]
+    width = max(len(reason) for reason in dropped_by)
+    for reason, by_class in dropped_by.items():
+        classes = ", ".join(f"{c} {n:,}" for c, n in sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0])))
+        lines.append(f"    {reason:<{width}}  {sum(by_class.values()):,} ({classes})")
+    return lines
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def _bar(n: int, top: int, width: int = 24) -> str:

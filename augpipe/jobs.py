@@ -91,6 +91,27 @@ def hash_jobs(names: list[tuple[str, int]], per_job: int = 256) -> list[HashJob]
             for i in range(0, len(names), per_job)]
 
 
+@dataclass(frozen=True)
+class HeldJob:
+    """Sources whose extra file `--balance` reads first (segmentation: what classes a mask holds)."""
+
+    files: tuple
+    cost: int
+
+
+def read_held(batch: HeldJob, spec: RunSpec, progress: Callable[[int], None] | None = None) -> list[tuple]:
+    """(source as `kind.read_held` gives it, None), or (source, reason) for one that cannot be read."""
+    store, kind, out = store_for(spec.source), spec.kind, []
+    for f in batch.files:
+        try:
+            out.append((kind.read_held(f, read_source(store, kind.extra_files(f)[0])), None))
+        except SkipInput as exc:
+            out.append((f, exc.reason))
+        if progress is not None:
+            progress(1)
+    return out
+
+
 # ---------------------------------------------------------------- one shard
 
 def write_shard(shard: ShardJob, spec: RunSpec, progress: Callable[[int], None] | None = None) -> ShardRecord:

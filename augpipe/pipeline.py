@@ -57,7 +57,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     from augpipe.recipe import Recipe, check_for_kind, load_recipe
     from augpipe.formats import scan
     from augpipe.store import open_store
-    from augpipe.jobs import RunSpec, write_shard
+    from augpipe.jobs import RunSpec
 
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
     found = scan(source, options.layout, options.format, options.voc_zero_based)
@@ -71,19 +71,15 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     kind_warnings = check_for_kind(recipe, spec.kind)
     hashes, sizes = None, None
     if options.split_by == "content":
-        hashes, sizes = _hash_sources(engine, found, spec, options)
+        hashes, sizes = split_hashes(engine, found, spec, options)
     warnings = [*found.warnings, *check_recipe(recipe, sizes, spec.kind).warnings, *kind_warnings,
                 *_split_folder_leaks(found.files, hashes)]
+    if options.balance and spec.kind.reads_to_balance:
+        _read_held(engine, found, spec, options)
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes,
                      options.repeat_threshold, seed=options.seed)
     warnings += _no_validation(found, plan, options.val_fraction)
-    settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
-                "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
-                "split_by": options.split_by, "format": found.format, "task": found.task}
-    if found.format == "voc":  # the same files read in another convention are other boxes
-        settings["voc_zero_based"] = options.voc_zero_based
-    if options.repeat_threshold is not None:
-        settings["repeat_threshold"] = options.repeat_threshold
+    settings = _settings(copies, options, found)
     identity = _identity(recipe, options.seed, source, found.files, hashes, settings, found.annotations)
     try:
         done = output.prepare(identity, options.overwrite, [s.name for s in plan.shards])
@@ -93,14 +89,8 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         spec = dataclasses.replace(spec, lock_token=output.lock.token)
         records = output.finished([s.name for s in plan.shards])
         todo = [s for s in plan.shards if s.name not in records]
-        total_rows = sum(s.planned_rows for s in plan.shards)
         processing = time.perf_counter()
-        failures = _Failures()
-        with _progress_bar(total_rows, total_rows - sum(s.planned_rows for s in todo), options.progress, "expand",
-                           "img") as bar:
-            for record in engine.map(write_shard, todo, spec, bar.update):
-                records[record.name] = record
-                failures.add(record)
+        _write_shards(engine, plan, todo, spec, records, options)
         process_seconds = time.perf_counter() - processing
         rows_written = sum(records[s.name].rows for s in todo)
         all_records = list(records.values())
@@ -125,13 +115,39 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     return {**manifest.to_dict(), "out": out}
 
 
+def _settings(copies: int, options: ExpandOptions, found) -> dict:
+    """The options that decide the output, as the identity and the manifest record them."""
+    settings = {"copies": copies, "val_fraction": options.val_fraction, "balance": options.balance,
+                "shard_size": options.shard_size, "max_pixels": options.max_pixels, "layout": options.layout,
+                "split_by": options.split_by, "format": found.format, "task": found.task}
+    if found.format == "voc":  # the same files read in another convention are other boxes
+        settings["voc_zero_based"] = options.voc_zero_based
+    if options.repeat_threshold is not None:
+        settings["repeat_threshold"] = options.repeat_threshold
+    return settings
+
+
+def _write_shards(engine, plan, todo: list, spec, records: dict, options: ExpandOptions) -> None:
+    """The shards still to write, by the engine, their records into `records`; a failure that
+    repeats over many inputs stops the run."""
+    from augpipe.jobs import write_shard
+
+    total_rows = sum(s.planned_rows for s in plan.shards)
+    failures = _Failures()
+    with _progress_bar(total_rows, total_rows - sum(s.planned_rows for s in todo), options.progress, "expand",
+                       "img") as bar:
+        for record in engine.map(write_shard, todo, spec, bar.update):
+            records[record.name] = record
+            failures.add(record)
+
+
 def _strict(options: ExpandOptions, skipped: list) -> None:
     if options.strict and skipped:
         path, reason = skipped[0]
         raise StrictSkipError(f"{path}: {reason} (--strict stops at the first bad input)")
 
 
-def _hash_sources(engine, found, spec, options: ExpandOptions) -> tuple[dict, list]:
+def split_hashes(engine, found, spec, options: ExpandOptions) -> tuple[dict, list]:
     """Every source read once, in the workers: its sha256 decides its split (identical files
     always share one), its header gives its size for the recipe's dry run."""
     from augpipe.jobs import hash_sources, hash_jobs
@@ -164,6 +180,28 @@ def _hash_sources(engine, found, spec, options: ExpandOptions) -> tuple[dict, li
         if not found.files:
             raise _nothing_usable(found.skipped, found.root)
     return hashes, sizes
+
+
+def _read_held(engine, found, spec, options: ExpandOptions) -> None:
+    """What --balance must read of each source before the plan (segmentation: its mask's classes),
+    read once in the workers; a source that cannot be read is a recorded skip."""
+    from augpipe.jobs import HeldJob, read_held
+
+    files = found.files
+    jobs = [HeldJob(tuple(files[i:i + 256]), len(files[i:i + 256])) for i in range(0, len(files), 256)]
+    read, bad = {}, []
+    with _progress_bar(len(files), 0, options.progress, "read masks", "file") as bar:
+        for chunk in engine.map(read_held, jobs, spec, bar.update):
+            for f, reason in chunk:
+                read[f.relpath] = f
+                if reason is not None:
+                    bad.append((f.relpath, reason))
+    _strict(options, sorted(bad))
+    skipped = {name for name, _ in bad}
+    found.skipped = sorted(found.skipped + bad)
+    found.files = [read[f.relpath] for f in files if f.relpath not in skipped]
+    if not found.files:
+        raise _nothing_usable(found.skipped, found.root)
 
 
 def _no_validation(found, plan, val_fraction: float) -> list[str]:
@@ -263,6 +301,7 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
                                    sorted(tuple(d) for rec in records for d in rec.dropped_objects)],
                "exif_oriented": sum(r.exif_oriented for r in records),
                "warnings": warnings, "failed_copies": [{"path": p, "copy": c, "reason": r} for p, c, r in failed],
+               "counted": for_scan(found).counted,
                **({"balance": _balance(balance, records)} if balance is not None else {})},
     )
 

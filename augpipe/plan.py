@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from augpipe.errors import SourceError, UsageError
 from augpipe.layout import SPLITS, shard_name
-from augpipe.mixing import pick_donors
+from augpipe.mixing import DonorPool
 from augpipe.recipe import Recipe, has_mixes, mix_of, parts
 from augpipe.sample import SourceItem, sample_seed
 from augpipe.formats.base import Scan, SourceFile
@@ -70,7 +70,7 @@ class RepeatFactors:
 
     def record(self) -> dict:
         """What the manifest records (beside the objects written, `objects_after`)."""
-        return {"method": "repeat factors", "threshold": round(self.threshold, 6),
+        return {"method": "repeat factors", "threshold": float(f"{self.threshold:.6g}"),
                 "image_share": {c: round(v, 4) for c, v in sorted(self.image_share.items())},
                 "repeat_factor": {c: round(v, 4) for c, v in sorted(self.by_class.items())},
                 "objects_before": dict(sorted(self.objects.items()))}
@@ -164,37 +164,47 @@ def with_donors(items: list[SourceItem], recipe: Recipe, seed: int, kind, classe
     pools = donor_pools(recipe, list(refs.values()), kind, classes)
     out = []
     for it in items:
-        donors = tuple((copy, tuple(refs[name] for name in draw_donors(recipe, pools, sample_seed(seed, it.relpath, copy),
-                                                                       it.relpath)))
+        donors = tuple((copy, tuple(tuple(refs[name] for name in step) for step in
+                                    draw_donors(recipe, pools, sample_seed(seed, it.relpath, copy), donor_key(it))))
                        for copy in it.copies if copy)
         out.append(dataclasses.replace(it, donors=donors))
     return out
 
 
-def donor_pools(recipe: Recipe, items: list, kind, classes) -> list[tuple[list[str], list[float] | None]]:
-    """For each multi-image step, in order, the sources it draws from and their weights. `items`:
-    the split's sources (anything with `relpath` and `target`, as `kind.held` reads it)."""
+def donor_key(item) -> str:
+    """What tells sources apart as donors: the content's sha256 when the run hashed it, else the
+    path (identical files are one donor, and never a donor to each other)."""
+    return getattr(item, "sha256", None) or item.relpath
+
+
+def donor_pools(recipe: Recipe, items: list, kind, classes) -> list[DonorPool]:
+    """For each multi-image step, in order, the sources it draws from. `items`: the split's
+    sources (anything with `relpath`, `target` as `kind.held` reads it, and `sha256`)."""
     ordered = sorted(items, key=lambda it: it.relpath)
     return [donor_pool(mix_of(spec), ordered, kind, classes) for _, spec in parts(recipe) if spec is not None]
 
 
-def draw_donors(recipe: Recipe, pools: list, row_seed: int, own: str) -> list[str]:
-    """One row's donors, every step's in order (what `SourceItem.donors` lists for the copy)."""
+def draw_donors(recipe: Recipe, pools: list[DonorPool], row_seed: int, own: str) -> tuple[tuple[str, ...], ...]:
+    """One row's donors, a tuple a step (what `SourceItem.donors` lists for the copy): never the
+    row's own content, and no donor twice in the row (but a mosaic's cells, once the split has
+    no other: two copies of one donor pasted or blended in place would label its objects twice)."""
     steps = [mix_of(spec) for _, spec in parts(recipe) if spec is not None]
-    return [name for k, (mix, (names, weights)) in enumerate(zip(steps, pools))
-            for name in pick_donors(names, row_seed, k, mix.donors(), own, weights)]
+    taken: set = set()
+    return tuple(tuple(pool.pick(row_seed, k, mix.donors(), frozenset({own}), taken, mix.repeats_donors))
+                 for k, (mix, pool) in enumerate(zip(steps, pools)))
 
 
-def donor_pool(mix, items: list, kind, classes) -> tuple[list[str], list[float] | None]:
-    """The sources a step may draw donors from (for a paste, those with objects) and their
-    weights (each image's repeat factor, toward rare classes, when the step asks; else None)."""
+def donor_pool(mix, items: list, kind, classes) -> DonorPool:
+    """The sources a step may draw donors from (a paste prefers those with objects) and their
+    weights (each image's repeat factor, toward rare classes, when the step asks)."""
     if mix.needs_objects():
         items = [it for it in items if kind.held(it, classes)] or items
     names = [it.relpath for it in items]
-    if not mix.rare_weighted():
-        return names, None
-    factors = repeat_factors(items, kind, classes).by_image
-    return names, [factors[name] for name in names]
+    weights = None
+    if mix.rare_weighted():
+        factors = repeat_factors(items, kind, classes).by_image
+        weights = [factors[name] for name in names]
+    return DonorPool(names, [donor_key(it) for it in items], weights)
 
 
 def _check_balance(scan: Scan, kind, repeat_threshold: float | None) -> None:
@@ -203,8 +213,8 @@ def _check_balance(scan: Scan, kind, repeat_threshold: float | None) -> None:
     if not scan.labelled:
         raise SourceError("--balance needs class folders: this source has no labels")
     if repeat_threshold is not None and kind.balancing != "repeat factors":
-        raise UsageError(f"--repeat-threshold is for the repeat factors of detection's --balance; {kind.name}'s "
-                         "--balance evens out its classes' images instead")
+        raise UsageError(f"--repeat-threshold is for the repeat factors of --balance on detection and segmentation; "
+                         f"{kind.name}'s --balance evens out its classes' images instead")
 
 
 def _copies_per_source(files: list[SourceFile], copies: int, keep_original: bool, kind, classes,

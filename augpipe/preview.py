@@ -12,13 +12,15 @@ import json
 import math
 import os
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from augpipe.errors import SkipInput, SourceError
+from augpipe.inspection import mixed_steps
 
 BACKGROUND = (238, 238, 238)
 TILE_BACKGROUND = (128, 128, 128)
@@ -33,8 +35,19 @@ _SHORT = {
     "Crop": "crop", "GaussianBlur": "blur", "Blur": "blur", "MedianBlur": "blur", "MotionBlur": "motion-blur",
     "GaussNoise": "noise", "ISONoise": "noise", "MultiplicativeNoise": "noise", "CoarseDropout": "dropout",
     "GridDropout": "dropout", "Perspective": "perspective", "ElasticTransform": "elastic",
-    "Sharpen": "sharpen", "ImageCompression": "jpeg", "Downscale": "downscale",
+    "Sharpen": "sharpen", "ImageCompression": "jpeg", "Downscale": "downscale", "CopyPaste": "copy-paste",
 }
+
+
+@dataclass
+class DonorTile:
+    """A donor of a tile's multi-image step: its source and own transforms (as the row's lineage
+    records them), and its image with its target drawn when at hand (as read, before them)."""
+
+    step: str
+    source: str
+    transforms: list
+    rgb: np.ndarray | None
 
 
 @dataclass
@@ -43,6 +56,7 @@ class Tile:
     rgb: np.ndarray  # the decoded row image, full size
     caption: str
     applied: list  # [[transform, parameters], ...] as in the `transforms` column
+    donors: list[DonorTile] = field(default_factory=list)
 
 
 @dataclass
@@ -57,6 +71,7 @@ class Preview:
     title: str
     rows: list[PreviewRow]
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the sheet was made, under it
 
 
 # ---------------------------------------------------------------- captions
@@ -67,6 +82,16 @@ def caption(applied: list, copy: int = 1) -> str:
         return "original"
     words = [_short(name, params) for name, params in applied]
     return " ".join(w for w in words if w) or "no change (nothing fired)"
+
+
+def donor_caption(applied: list) -> str:
+    """Each multi-image step that fired and its donors, briefly: `Mosaic +3: scene_004, scene_011, …`."""
+    return "; ".join(f"{name} +{len(params['donors'])}: " + ", ".join(_stem(d["source"]) for d in params["donors"])
+                     for name, params in mixed_steps(applied))
+
+
+def _stem(path: str) -> str:
+    return path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
 
 def _short(name: str, params: dict) -> str:
@@ -88,20 +113,30 @@ def _angle(matrix: list) -> float:
     return -math.degrees(math.atan2(matrix[1][0], matrix[0][0]))
 
 
-def _tiles(rows: list[dict], kind, classes: list[str]) -> list[Tile]:
+def _tiles(rows: list[dict], kind, classes: list[str], look=None) -> list[Tile]:
     """A source's rows as expand writes them (or wrote them): each decoded image with its target
-    drawn, a caption (the transforms that fired, what became of the target) and the lineage."""
+    drawn, a caption (the transforms that fired, what became of the target), the lineage and the
+    donors. `look(source)`: a donor's picture, or None when it is not at hand."""
     original = next((r for r in rows if r["copy"] == 0), None)
-    return [_tile(r, kind, classes, original if r is not original else None) for r in rows]
+    tiles = [_tile(r, kind, classes, original if r is not original else None) for r in rows]
+    for t in tiles:
+        t.donors = [DonorTile(name, d["source"], d.get("transforms") or [], look(d["source"]) if look else None)
+                    for name, params in mixed_steps(t.applied) for d in params["donors"]]
+    return tiles
+
+
+def _lineage(row: dict) -> list:
+    """The row's `transforms` column read, or nothing when it is not JSON."""
+    try:
+        return json.loads(row["transforms"] or "[]")
+    except ValueError:
+        return []
 
 
 def _tile(row: dict, kind, classes: list[str], original: dict | None) -> Tile:
     from augpipe.decode import row_image
 
-    try:
-        applied = json.loads(row["transforms"] or "[]")
-    except ValueError:
-        applied = []
+    applied = _lineage(row)
     try:
         rgb = row_image((row["image"] or {}).get("bytes") or b"")
     except ValueError:
@@ -133,14 +168,12 @@ def _round_robin(by_class: dict, rows: int, seed: int) -> list:
 def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None = None, seed: int = 0,
                    val_fraction: float = 0.1, max_pixels: int | None = None, layout: str = "auto",
                    split_by: str = "content", format: str = "auto", voc_zero_based: bool = False) -> Preview:
-    """Originals and augmented copies of a few training images, exactly as `expand` makes them."""
-    import hashlib
-
+    """Originals and augmented copies of a few training images, exactly as `expand` makes them
+    (with a recipe's multi-image steps, their donors drawn as its plan draws them)."""
     from augpipe.formats import scan
-    from augpipe.options import DEFAULT_MAX_PIXELS
-    from augpipe.plan import assign_split
-    from augpipe.recipe import check_for_kind, load_recipe
-    from augpipe.sample import SourceItem, augment_sample
+    from augpipe.options import DEFAULT_MAX_PIXELS, ExpandOptions
+    from augpipe.recipe import check_for_kind, has_mixes, load_recipe
+    from augpipe.sample import DonorReader
     from augpipe.store import open_store, read_source
     from augpipe.targets import for_scan
 
@@ -150,38 +183,161 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     check_for_kind(recipe, kind)
     store = open_store(str(root))
     copies = recipe.copies if copies is None else copies
-    label_of = {name: i for i, name in enumerate(found.classes)}
-    by_class = defaultdict(list)
-    files = {f.relpath: f for f in found.files}
-    for f in found.files:
-        if f.split in (None, "train"):
-            by_class[f.class_name].append(f.relpath)
-    if not by_class:
-        raise SourceError(f"no training images in {root} to preview")
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    options = ExpandOptions(progress=False, val_fraction=val_fraction, split_by=split_by, max_pixels=max_pixels)
+    planned, notes = None, []
+    if has_mixes(recipe) and copies:
+        planned, note = _planned_training(root, found, recipe, kind, copies, seed, options)
+        notes.append(note)
+    maker = _RowMaker(found, store, recipe, kind, copies, seed, options, planned,
+                      DonorReader(partial(read_source, store), kind, max_pixels))
     out_rows, skipped = [], list(found.skipped)
-    for rel in _round_robin(by_class, rows, seed):
+    for rel in _round_robin(_training_by_class(found, planned, kind), rows, seed):
         if len(out_rows) == rows:
             break
-        f = files[rel]
-        item = SourceItem(rel, label_of.get(f.class_name), tuple(range(copies + 1)), target=f.target)
         try:
-            data = read_source(store, rel)
-            content = hashlib.sha256(data).hexdigest() if split_by == "content" else None
-            if assign_split(f, val_fraction, content) != "train":
-                continue  # expand holds this one out for validation: it is never augmented
-            extra = [read_source(store, name) for name in kind.extra_files(item)]
-            result = augment_sample(data, item, recipe, seed, max_pixels or DEFAULT_MAX_PIXELS, kind=kind,
-                                    extra=extra[0] if extra else None)
+            made = maker.row(rel)
         except SkipInput as exc:
             skipped.append((rel, exc.reason))
             continue
-        skipped += [(f"{rel} copy {copy}", reason) for copy, reason in result.failures]
-        out_rows.append(PreviewRow(rel, _row_label(f.class_name, result.rows, found.classes),
-                                   _tiles(result.rows, kind, found.classes)))
+        if made is not None:
+            out_rows.append(made[0])
+            skipped += made[1]
     if not out_rows:
         raise SourceError(f"nothing to preview in {root}: every image tried was skipped "
                           f"({skipped[-1][1] if skipped else 'no training images'})")
-    return Preview(f"recipe {recipe.name} | seed {seed}", out_rows, sorted(skipped))
+    return Preview(f"recipe {recipe.name} | seed {seed}", out_rows, sorted(skipped), notes)
+
+
+def _training_by_class(found, planned: dict | None, kind) -> dict:
+    """The training candidates by class: those the plan holds, or (without one) every file the
+    source does not put in another split (each is checked as it is read). An image of several
+    classes (detection's objects) counts for the rarest it holds, so that rare classes show."""
+    files = [f for f in found.files
+             if ((f.relpath in planned) if planned is not None else f.split in (None, "train"))]
+    held = {f.relpath: kind.held(f, found.classes) for f in files}
+    images = Counter(c for h in held.values() for c in h)
+    by_class = defaultdict(list)
+    for f in files:
+        rarest = min(held[f.relpath], key=lambda c: (images[c], c), default=None)
+        by_class[f.class_name if f.class_name is not None else rarest].append(f.relpath)
+    if not by_class:
+        raise SourceError(f"no training images in {found.root} to preview")
+    return by_class
+
+
+@dataclass
+class _RowMaker:
+    """A source's row of the sheet, made as expand makes its rows. `planned`: the training
+    sources as expand's plan holds them (with their donors), or None: each source's split is
+    decided as it is read."""
+
+    found: object
+    store: object
+    recipe: object
+    kind: object
+    copies: int
+    seed: int
+    options: object  # options.ExpandOptions: the split and the largest image, as expand's
+    planned: dict | None
+    donors: object  # sample.DonorReader
+
+    def __post_init__(self):
+        self.files = {f.relpath: f for f in self.found.files}
+
+    def row(self, rel: str):
+        """(the row, the copies that failed), or None for an image expand holds out for
+        validation. Raises SkipInput for an unusable source."""
+        from augpipe.sample import augment_sample
+        from augpipe.store import read_source
+
+        f, item = self._item(rel)
+        data = read_source(self.store, rel)
+        if self.planned is None and self._held_out(f, data):
+            return None
+        extra = [read_source(self.store, name) for name in self.kind.extra_files(item)]
+        result = augment_sample(data, item, self.recipe, self.seed, self.options.max_pixels, kind=self.kind,
+                                extra=extra[0] if extra else None, donors=self.donors)
+        classes = self.found.classes
+        tiles = _tiles(result.rows, self.kind, classes, self._donor_looks(item))
+        failed = [(f"{rel} copy {copy}", reason) for copy, reason in result.failures]
+        return PreviewRow(rel, _row_label(f.class_name, result.rows, classes), tiles), failed
+
+    def _item(self, rel: str):
+        import dataclasses
+
+        from augpipe.sample import SourceItem
+
+        f = self.files[rel]
+        wanted = tuple(range(self.copies + 1))
+        if self.planned is not None:
+            return f, dataclasses.replace(self.planned[rel], copies=wanted)
+        label = self.found.classes.index(f.class_name) if f.class_name is not None else None
+        return f, SourceItem(rel, label, wanted, target=f.target)
+
+    def _held_out(self, f, data: bytes) -> bool:
+        """Whether expand holds this source out for validation (it is never augmented)."""
+        import hashlib
+
+        from augpipe.plan import assign_split
+
+        content = hashlib.sha256(data).hexdigest() if self.options.split_by == "content" else None
+        return assign_split(f, self.options.val_fraction, content) != "train"
+
+    def _donor_looks(self, item):
+        """A donor's source path -> its image with its target drawn (as read, before its own
+        transforms), from the reader that served the row's copies."""
+        refs = {ref.relpath: ref for _, steps in item.donors for step in steps for ref in step}
+
+        def look(source: str):
+            from augpipe.sample import DonorError
+
+            try:
+                d = self.donors.load(refs[source])
+            except DonorError:
+                return None
+            return self.kind.draw(d.rgb, self.kind.values(d.state, d.rgb), self.found.classes)
+
+        return look
+
+
+def _planned_training(root, found, recipe, kind, copies: int, seed: int, options) -> tuple[dict, str]:
+    """The training sources as `expand` plans them, their donors drawn from the whole training
+    split as its plan draws them ({relpath: SourceItem}), and a note saying so for the sheet.
+    Split by content, every source is read once to hash it (as expand does)."""
+    from augpipe.engines import make_engine
+    from augpipe.jobs import RunSpec
+    from augpipe.pipeline import split_hashes
+    from augpipe.plan import make_plan
+
+    hashes = None
+    if options.split_by == "content":
+        spec = RunSpec(str(root), "", recipe, seed, options.max_pixels, False, tuple(found.classes), found.labelled,
+                       kind=kind)
+        with make_engine("local") as engine:
+            hashes, _ = split_hashes(engine, found, spec, options)
+    plan = make_plan(found, recipe, copies, options.val_fraction, False, 2**62, hashes=hashes, seed=seed)
+    items = {s.relpath: s for shard in plan.shards if shard.split == "train" for s in shard.sources}
+    how = "each source hashed once to split it by content" if options.split_by == "content" else "split by path"
+    return items, f"donors drawn as expand draws them, from the {len(items):,} training images ({how})"
+
+
+def _shard_sources_by_class(ds, labelled: bool) -> dict:
+    """The training sources by their class, or (objects) by the rarest class their original holds."""
+    objects = "objects" in ds.kind.reader_columns()
+    columns = ["source", "copy", *(["label"] if labelled else []), *(["objects"] if objects else [])]
+    held = {}
+    for batch in ds.iter_batches("train", columns):
+        for r in batch.to_pylist():
+            if labelled or not objects:
+                held.setdefault(r["source"], [_class_name(ds.classes, r.get("label"))])
+            elif r["copy"] == 0 or r["source"] not in held:
+                held[r["source"]] = [ds.classes[c] for c in (r["objects"] or {}).get("category") or ()]
+    images = Counter(c for classes in held.values() for c in set(classes))
+    by_class = defaultdict(set)
+    for source, classes in held.items():
+        by_class[min(classes, key=lambda c: (images[c], c or ""), default=None)].add(source)
+    return by_class
 
 
 def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int = 0) -> Preview:
@@ -195,10 +351,7 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     index = ds.read("train", columns=["source", "label"] if labelled else ["source"])
     if index is None or index.num_rows == 0:
         raise SourceError(f"{ds.location} has no training rows to preview")
-    by_class = defaultdict(set)
-    for batch in ds.iter_batches("train", ["source", "label"] if labelled else ["source"]):
-        for r in batch.to_pylist():
-            by_class[_class_name(names, r.get("label"))].add(r["source"])
+    by_class = _shard_sources_by_class(ds, labelled)
     if not by_class:
         raise SourceError(f"{ds.location} has no training rows to preview")
     chosen = _round_robin({k: list(v) for k, v in by_class.items()}, rows, seed)[:rows]
@@ -209,14 +362,39 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
         for r in batch.to_pylist():
             grouped[r["source"]].append(r)
     out_rows = []
+    look = _shard_donors(ds, grouped, target_columns)
     for source in chosen:
         found = sorted(grouped[source], key=lambda r: r["copy"])[: (copies + 1) if copies is not None else None]
         label = found[0].get("label") if found else None
-        out_rows.append(PreviewRow(source, _row_label(_class_name(names, label), found, names), _tiles(found, kind, names)))
+        out_rows.append(PreviewRow(source, _row_label(_class_name(names, label), found, names),
+                                   _tiles(found, kind, names, look)))
     skipped = [(s["path"], s["reason"]) for s in ds.manifest.skipped]
     title = ds.location.rstrip("/").rsplit("/", 1)[-1]
     return Preview(f"{title}: recipe {ds.manifest.recipe.get('name')} | seed {ds.manifest.seed}",
                    out_rows, skipped)
+
+
+def _shard_donors(ds, grouped: dict, target_columns: list[str]):
+    """A donor's source path -> its original row's image with its target drawn (the source as
+    read), or None when the dataset keeps no original of it."""
+    from augpipe.decode import row_image
+
+    wanted = {d["source"] for rows in grouped.values() for r in rows
+              for _, params in mixed_steps(_lineage(r)) for d in params["donors"]}
+    originals = {}
+    if wanted:
+        for batch in ds.iter_batches("train", ["image", "source", "copy", *target_columns],
+                                     where=("source", sorted(wanted))):
+            originals.update({r["source"]: r for r in batch.to_pylist() if r["copy"] == 0})
+
+    def look(source: str):
+        row = originals.get(source)
+        try:
+            return ds.kind.draw(row_image(row["image"]["bytes"]), row, ds.classes) if row else None
+        except ValueError:  # an original that does not decode: its row's tile says so
+            return None
+
+    return look
 
 
 def _row_label(class_name: str | None, rows: list[dict], classes: list[str]) -> str | None:
@@ -265,9 +443,10 @@ def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
     """The contact sheet as an RGB array: a row a source, the original first, captions below."""
     import cv2
 
-    layout = Layout(tile)
+    mixed = any(t.donors for r in preview.rows for t in r.tiles)
+    layout = Layout(tile, caption=30 + 24 * mixed)  # two more lines: the donors
     columns = max((len(r.tiles) for r in preview.rows), default=1)
-    footer = _footer_lines(preview)
+    footer = _footer_lines(preview, layout.size(0, columns, 0)[1] - 16)
     height, width = layout.size(len(preview.rows), columns, len(footer))
     sheet = np.full((height, width, 3), BACKGROUND, np.uint8)
     classes = ", ".join(dict.fromkeys(str(r.class_name) for r in preview.rows))
@@ -280,6 +459,8 @@ def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
             x, y = layout.tile_origin(i, j)
             sheet[y:y + tile, x:x + tile] = _fit_tile(t.rgb, tile, cv2)
             lines = _wrap(t.caption, tile, 0.35)[:2]
+            if t.donors:
+                lines += _clipped(donor_caption(t.applied), tile, 0.35, 4 - len(lines))
             for k, line in enumerate(lines):
                 _text(sheet, line, (x, y + tile + 12 + 12 * k), 0.35)
     base = height - len(footer) * layout.line
@@ -288,10 +469,11 @@ def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
     return sheet
 
 
-def _footer_lines(preview: Preview) -> list[str]:
+def _footer_lines(preview: Preview, width: int) -> list[str]:
+    notes = [line for note in preview.notes for line in _wrap(note, width, 0.4)]
     if not preview.skipped:
-        return []
-    lines = [f"skipped {len(preview.skipped)}:"]
+        return notes
+    lines = [*notes, f"skipped {len(preview.skipped)}:"]
     lines += [f"  {path}: {reason}" for path, reason in preview.skipped[: MAX_FOOTER - 1]]
     if len(preview.skipped) > MAX_FOOTER - 1:
         lines.append(f"  ... {len(preview.skipped) - MAX_FOOTER + 1} more")
@@ -337,6 +519,14 @@ def _wrap(text: str, width: int, scale: float) -> list[str]:
         else:
             current = trial
     return [*lines, current] if current else lines
+
+
+def _clipped(text: str, width: int, scale: float, lines: int) -> list[str]:
+    """Wrapped to at most `lines` lines, the last cut with an ellipsis when more would follow."""
+    wrapped = _wrap(text, width, scale)
+    if len(wrapped) <= lines:
+        return wrapped
+    return [*wrapped[:lines - 1], _fit(" ".join(wrapped[lines - 1:]), width, scale)]
 
 
 def _text(img: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
@@ -449,6 +639,9 @@ h1{font-size:1.2em} .row{display:flex;gap:12px;align-items:flex-start;margin:0 0
 figure{margin:0;width:180px;background:#fff;padding:6px;border-radius:4px}
 figure img{width:168px;height:168px;object-fit:contain;background:#808080;image-rendering:pixelated;display:block}
 figcaption{font-size:12px;margin:4px 0} pre{font-size:10px;white-space:pre-wrap;max-height:240px;overflow:auto}
+.donors{list-style:none;padding:0;margin:6px 0 0;font-size:11px;overflow-wrap:anywhere}
+.donors li{margin:0 0 6px} .donors img{width:56px;height:56px;float:left;margin:0 6px 2px 0}
+.donors li::after{content:"";display:block;clear:both} .note{font-size:12px;color:#555}
 """
 
 
@@ -472,6 +665,29 @@ def _claim_gallery(folder: Path) -> None:
         old.unlink()
 
 
+def _donors_html(t: Tile, folder: Path, stem: str) -> str:
+    """A tile's donors: each one's step, source and own transforms, and its picture (as read)."""
+    import cv2
+
+    if not t.donors:
+        return ""
+    items, slots = [], defaultdict(int)
+    for k, d in enumerate(t.donors):
+        slots[d.step] += 1
+        picture = ""
+        if d.rgb is not None:
+            name = f"{stem}-d{k:02d}.png"
+            cv2.imwrite(str(folder / name), cv2.cvtColor(d.rgb, cv2.COLOR_RGB2BGR))
+            picture = f"<img src='{name}' alt='{html.escape(d.source)}'>"
+        own = "none"
+        if d.transforms:
+            own = (f"{html.escape(caption(d.transforms))}<details><summary>parameters</summary>"
+                   f"<pre>{html.escape(json.dumps(d.transforms, indent=1))}</pre></details>")
+        items.append(f"<li>{picture}{html.escape(d.step)} donor {slots[d.step]}: <b>{html.escape(d.source)}</b>; "
+                     f"its own transforms: {own}</li>")
+    return f"<ul class='donors'>{''.join(items)}</ul>"
+
+
 def write_html(preview: Preview, folder: str | Path) -> Path:
     """A static page (no server, no external assets): every tile with its full lineage."""
     import cv2
@@ -490,8 +706,9 @@ def write_html(preview: Preview, folder: str | Path) -> Path:
             params = html.escape(json.dumps(t.applied, indent=1))
             parts.append(f"<figure><img src='{name}' alt='copy {t.copy}'><figcaption>copy {t.copy}: "
                          f"{html.escape(t.caption)}</figcaption><details><summary>parameters</summary>"
-                         f"<pre>{params}</pre></details></figure>")
+                         f"<pre>{params}</pre></details>{_donors_html(t, folder, name[:-4])}</figure>")
         parts.append("</div>")
+    parts += [f"<p class='note'>{html.escape(note)}</p>" for note in preview.notes]
     if preview.skipped:
         items = "".join(f"<li>{html.escape(p)}: {html.escape(r)}</li>" for p, r in preview.skipped)
         parts.append(f"<h2>skipped</h2><ul>{items}</ul>")

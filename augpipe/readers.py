@@ -264,19 +264,23 @@ class DatasetDonors:
 
     def __init__(self, location, recipe):
         from augpipe.dataset import Dataset, open_dataset
-        from augpipe.plan import donor_pools
+        from augpipe.plan import donor_key, donor_pools
 
         self.ds = location if isinstance(location, Dataset) else open_dataset(location)
         self.kind, self.recipe = self.ds.kind, recipe
-        self.at, items = {}, []
+        by_content = self.ds.manifest.options.get("split_by", "content") == "content"  # as the plan keyed them
+        self.at, self.keys, items = {}, {}, []
         for shard in range(len(self.ds.shards("train"))):
             start = 0
-            for batch in self.ds.iter_batches("train", ["source", "copy", *self._classes_column()],
+            for batch in self.ds.iter_batches("train", ["source", "source_sha256", "copy", *self._classes_column()],
                                               pieces=[(shard, 0, None)]):
                 for i, row in enumerate(batch.to_pylist()):
                     if row["copy"] == 0:
                         self.at[row["source"]] = (shard, start + i)
-                        items.append(_Original(row["source"], types.SimpleNamespace(categories=self._categories(row))))
+                        original = _Original(row["source"], types.SimpleNamespace(categories=self._categories(row)),
+                                             row["source_sha256"] if by_content else None)
+                        self.keys[row["source"]] = donor_key(original)
+                        items.append(original)
                 start += batch.num_rows
         if not items:
             raise ValueError(f"{self.ds.location} has no training originals to draw donors from "
@@ -291,10 +295,12 @@ class DatasetDonors:
     def _categories(row: dict) -> tuple:
         return tuple((row.get("objects") or {}).get("category") or ())
 
-    def draw(self, row_seed: int, own: str | None) -> list:
+    def draw(self, row_seed: int, own: str | None) -> list[list]:
+        """Each step's donors for a row of source `own`."""
         from augpipe.plan import draw_donors
 
-        return [self.load(name) for name in draw_donors(self.recipe, self.pools, row_seed, own)]
+        key = self.keys.get(own, own)
+        return [[self.load(name) for name in step] for step in draw_donors(self.recipe, self.pools, row_seed, key)]
 
     def load(self, source: str):
         from augpipe.sample import Donor
@@ -314,10 +320,12 @@ class DatasetDonors:
 
 @dataclasses.dataclass(frozen=True)
 class _Original:
-    """A training original as the donor pools take a source: its path and its objects' classes."""
+    """A training original as the donor pools take a source: its path, its objects' classes and,
+    when the run split by content, its content's sha256."""
 
     relpath: str
     target: object
+    sha256: str | None = None
 
 
 def _as_rgb(image, convention: str = "augpipe"):

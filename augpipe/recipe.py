@@ -385,7 +385,10 @@ def _check_mix(name: str, params: dict, label: str, here: str, notes: list[str])
     if "." in label:
         raise RecipeError(f"{here}: a step that takes other images belongs at the top level of 'transforms', "
                           "not inside a compose (OneOf, SomeOf, ...)")
+    known = list(_mixes()[name].Params.model_fields)
     for key, value in params.items():
+        if key not in known:
+            raise RecipeError(f"{here}: field '{key}' is not a parameter of {name}{_did_you_mean(key, known)}")
         check_numbers(value, here, key)
     check_caps(name, params, here)
     try:
@@ -480,7 +483,7 @@ def _field_message(exc: ValidationError) -> str:
         if msg not in by_field.setdefault(fld, []):
             by_field[fld].append(msg)
     fld, msgs = next(iter(by_field.items()))
-    return f"field '{fld}': {'; or '.join(msgs)}"
+    return '; or '.join(msgs) if fld == "?" else f"field '{fld}': {'; or '.join(msgs)}"
 
 
 def _fixed_range_warnings(transform: Any, given: dict, label: str) -> list[str]:

@@ -36,10 +36,10 @@ class SourceItem:
     sha256: str | None = None  # the content the run planned with, when it was hashed
     target: Any = None  # detection's Objects, segmentation's MaskRef (see augpipe.formats.base)
     extra_sha256: str | None = None  # likewise for the file the target needs (a semantic mask)
-    # (copy, its donors in the order the recipe's multi-image steps take them): see augpipe.mixing
-    donors: tuple[tuple[int, tuple[SourceItem, ...]], ...] = ()
+    # (copy, its donors: a tuple for each of the recipe's multi-image steps): see augpipe.mixing
+    donors: tuple[tuple[int, tuple[tuple[SourceItem, ...], ...]], ...] = ()
 
-    def donors_of(self, copy: int) -> tuple[SourceItem, ...]:
+    def donors_of(self, copy: int) -> tuple[tuple[SourceItem, ...], ...]:
         return next((d for c, d in self.donors if c == copy), ())
 
 
@@ -113,42 +113,27 @@ def augment_sample(data: bytes, item: SourceItem, recipe: Recipe, run_seed: int,
     original with it."""
     kind = kind or kind_for("classification")
     loaded = load_sample(data, item, kind, max_pixels, extra)
-    decoded, state, source_sha = loaded.decoded, loaded.target, loaded.sha256
-    out = recipe.output
+    decoded, state = loaded.decoded, loaded.target
     rows, failures, dropped, drops = [], [], 0, Counter()
     for copy in item.copies:
         seed = sample_seed(run_seed, item.relpath, copy)
-        if copy == 0:
-            image, target, applied = decoded.rgb, state, "[]"
-        else:
-            try:
-                image, target, applied, lost = augment_copy(decoded.rgb, recipe, seed, kind, state,
-                                                            donors(item, copy) if donors else ())
-            except DonorError as exc:
-                failures.append((copy, str(exc)))
-                continue
-            except Exception as exc:  # noqa: BLE001 - any transform's failure on one image
-                if type(exc).__name__ == "CropSizeError":
-                    h, w = decoded.rgb.shape[:2]
-                    raise SkipInput(f"too small for the recipe ({w}×{h}): {_first_line(exc)}") from None
-                failures.append((copy, f"augmentation failed: {type(exc).__name__}: {_first_line(exc)}"))
-                continue
-            dropped += getattr(target, "dropped", 0) if not has_mixes(recipe) else sum(lost.values())
-            drops += lost
-        if out.resize is not None:
-            before = target
-            image, target = resize(image, target, kind, out.resize.height, out.resize.width)
-            dropped += getattr(target, "dropped", 0)
-            drops += _lost("resize", kind, before, target)
-        if copy == 0 and _can_keep_bytes(decoded, recipe):
-            payload = data
-        else:
-            payload = codec.encode(image, out.format, out.quality)
+        try:
+            image, target, applied, lost, n = _made(decoded, state, recipe, copy, seed, kind,
+                                                    donors(item, copy) if donors and copy else ())
+        except DonorError as exc:
+            failures.append((copy, str(exc)))
+            continue
+        except _CopyFailed as exc:
+            failures.append((copy, exc.reason))
+            continue
+        dropped, drops = dropped + n, drops + lost
+        payload = data if copy == 0 and _can_keep_bytes(decoded, recipe) else \
+            codec.encode(image, recipe.output.format, recipe.output.quality)
         rows.append({
             "image": {"bytes": payload, "path": _row_path(item.relpath, copy, recipe, payload is data)},
             **kind.values(target, image),
             "source": item.relpath,
-            "source_sha256": source_sha,
+            "source_sha256": loaded.sha256,
             "copy": copy,
             "seed": seed,
             "transforms": applied,
@@ -158,6 +143,35 @@ def augment_sample(data: bytes, item: SourceItem, recipe: Recipe, run_seed: int,
         })
     return SampleResult(rows=rows, conversion=decoded.conversion, failures=tuple(failures), dropped=dropped, drops=drops,
                         discarded=getattr(state, "discarded", ()), orientation=decoded.orientation)
+
+
+class _CopyFailed(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _made(decoded: codec.Decoded, state, recipe: Recipe, copy: int, seed: int, kind: Target, donors):
+    """One row's (image, target, lineage, drops by reason and class, boxes dropped): the original,
+    or an augmented copy (_CopyFailed when its transforms fail), then `output.resize`."""
+    image, target, applied, lost, dropped = decoded.rgb, state, "[]", Counter(), 0
+    if copy:
+        try:
+            image, target, applied, lost = augment_copy(decoded.rgb, recipe, seed, kind, state, donors)
+        except DonorError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any transform's failure on one image
+            if type(exc).__name__ == "CropSizeError":
+                h, w = decoded.rgb.shape[:2]
+                raise SkipInput(f"too small for the recipe ({w}×{h}): {_first_line(exc)}") from None
+            raise _CopyFailed(f"augmentation failed: {type(exc).__name__}: {_first_line(exc)}") from None
+        dropped = sum(lost.values()) if has_mixes(recipe) else getattr(target, "dropped", 0)
+    size = recipe.output.resize
+    if size is not None:
+        before = target
+        image, target = resize(image, target, kind, size.height, size.width)
+        dropped += getattr(target, "dropped", 0)
+        lost = lost + _lost("resize", kind, before, target)
+    return image, target, applied, lost, dropped
 
 
 class DonorReader:
@@ -170,8 +184,8 @@ class DonorReader:
         self.cache: dict[str, Donor | DonorError] = {}
         self.used = 0
 
-    def __call__(self, item: SourceItem, copy: int) -> Sequence[Donor]:
-        return _Donors(self, item.donors_of(copy))
+    def __call__(self, item: SourceItem, copy: int) -> list[Sequence[Donor]]:
+        return [_Donors(self, step) for step in item.donors_of(copy)]
 
     def load(self, ref: SourceItem) -> Donor:
         found = self.cache.pop(ref.relpath, None)
@@ -244,21 +258,22 @@ def resize(image: np.ndarray, target, kind: Target, height: int, width: int):
 
 
 def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int, kind: Target | None = None, target=None,
-                 donors: Sequence[Donor] = ()):
+                 donors: Sequence[Sequence[Donor]] = ()):
     """One augmented copy: (image, target, JSON of the transforms that fired with their parameters)."""
     return augment_copy(rgb, recipe, seed, kind, target, donors)[:3]
 
 
 def augment_copy(rgb: np.ndarray, recipe: Recipe, seed: int, kind: Target | None, target,
-                 donors: Sequence[Donor] = ()):
+                 donors: Sequence[Sequence[Donor]] = ()):
     """(image, target, lineage JSON, Counter of objects dropped by (reason, class index)).
-    `donors`: what the recipe's multi-image steps take, in their order (`SourceItem.donors`)."""
+    `donors`: each multi-image step's donors, in their order (`SourceItem.donors`); a step that
+    needs one and has none (a split of one image) does not fire."""
     kind = (kind or kind_for("classification")).for_recipe(recipe)
     rng, py_rng = np.random.default_rng(seed), random.Random(seed)
     if not has_mixes(recipe):
         image, state, applied = _run_part(rgb, recipe, kind, target, rng, py_rng)
         return image, state, lineage_json(applied) if applied else "[]", _lost("transforms", kind, target, state)
-    image, state, applied, drops, slot = rgb, target, [], Counter(), 0
+    image, state, applied, drops = rgb, target, [], Counter()
     for step, (part, spec) in enumerate(parts(recipe)):
         if part is not None:
             before = state
@@ -268,10 +283,10 @@ def augment_copy(rgb: np.ndarray, recipe: Recipe, seed: int, kind: Target | None
         if spec is None:
             break
         mix = mix_of(spec)
-        mine, slot = range(slot, slot + mix.donors()), slot + mix.donors()
-        if py_rng.random() >= mix.p:
+        mine = donors[step] if step < len(donors) else ()
+        if py_rng.random() >= mix.p or (mix.needs_donors and not len(mine)):
             continue
-        tiles, lineage = _donor_tiles(recipe, step, seed, kind, [_donor(donors, k) for k in mine])
+        tiles, lineage = _donor_tiles(recipe, step, seed, kind, [mine[k] for k in range(len(mine))])
         mixed = mix.apply(Tile(image, state), tiles, rng, py_rng, kind, recipe.bbox_params)
         image, state = _rgb8(mixed.image), mixed.state
         drops += Counter({(reason, c): n for (reason, c), n in mixed.drops.items()})
@@ -301,12 +316,6 @@ def _rgb8(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
     return image
-
-
-def _donor(donors: Sequence[Donor], k: int) -> Donor:
-    if k >= len(donors):
-        raise DonorError("a multi-image step has no donor for this copy (the split has no other image)")
-    return donors[k]
 
 
 def _donor_tiles(recipe: Recipe, step: int, seed: int, kind: Target, donors: list[Donor]):

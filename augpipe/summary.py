@@ -34,16 +34,20 @@ def _dropped_lines(dropped_by: dict) -> list[str]:
         shown = ", ".join(f"{k} {v:,}" for k, v in top[:4]) + (", …" if len(top) > 4 else "")
         lines.append(f"                {reason}: {sum(by_class.values()):,} ({shown})")
     return lines
-def _balance(b: dict, classes: list[str]) -> list[str]:
+def _balance(b: dict, classes: list[str], counted: str) -> list[str]:
     """--balance by repeat factors: each class's factor, and its objects before -> after, the rarest
     classes first."""
     before, after, factor = b["objects_before"], b["objects_after"], b["repeat_factor"]
-    shown = sorted(classes, key=lambda c: before.get(c, 0))[:SHOW_CLASSES]
-    more = f", … {len(classes) - SHOW_CLASSES} more" if len(classes) > SHOW_CLASSES else ""
+    present = [c for c in classes if before.get(c) or after.get(c)]  # not a background class
+    shown = sorted(present, key=lambda c: before.get(c, 0))[:SHOW_CLASSES]
+    more = f", … {len(present) - SHOW_CLASSES} more" if len(present) > SHOW_CLASSES else ""
+    if not shown:
+        return [f"  balance     repeat factors, t {b['threshold']:.3g}: no class in the training images, nothing "
+                "repeated"]
     return [
         f"  balance     repeat factors, t {b['threshold']:.3g}: "
         + ", ".join(f"{c} ×{factor.get(c, 1):.2f}" for c in shown) + more,
-        "  objects     " + ", ".join(f"{c} {before.get(c, 0):,} -> {after.get(c, 0):,}" for c in shown) + more
+        f"  {counted:<11} " + ", ".join(f"{c} {before.get(c, 0):,} -> {after.get(c, 0):,}" for c in shown) + more
         + "  (train sources -> rows)",
     ]
 
@@ -71,9 +75,9 @@ def expand_summary(m: dict) -> list[str]:
         train = counts.get("train", {}).get("by_class", {})
         shown = ", ".join(f"{k} {v:,}" for k, v in list(train.items())[:SHOW_CLASSES])
         more = f", … {n_classes - SHOW_CLASSES} more" if n_classes > SHOW_CLASSES else ""
-        lines.append(f"  classes     {shown}{more}" + ("  (train rows)" if train else ""))
+        lines.append(f"  classes     {shown}{more}" + (f"  (train {m.get('counted', 'rows')})" if train else ""))
     if m.get("balance"):
-        lines += _balance(m["balance"], m["classes"])
+        lines += _balance(m["balance"], m["classes"], m.get("counted", "objects"))
     skipped = m["skipped"]
     where = m.get("skipped_file", "_augpipe.json")
     lines.append(f"  skipped     {n_skipped:,}" + (f" (all listed in {where})" if skipped else ""))

@@ -549,3 +549,25 @@ def sparse(tmp_path_factory) -> Path:
         assert any(len(r["objects"]["bbox"]) == 0 for r in rows), f"the fixture needs an empty {split} image"
         assert len({(r["width"], r["height"]) for r in rows}) == 2, f"the fixture needs mixed sizes in {split}"
     return out
+
+
+# ---------------------------------------------------------------- a dataset made with multi-image steps
+
+MIXES = """
+copies: 3
+output: {format: png}
+transforms:
+  - HorizontalFlip: {p: 0.5}
+  - Mosaic: {p: 0.7, target_size: [96, 96], cell_shape: [64, 64]}
+  - CopyPaste: {p: 0.7}
+  - MixUp: {p: 0.3}
+"""
+
+
+def mixed_scenes(root: Path, seed: int = 3, **options) -> tuple[Path, Path]:
+    """(source, output): COCO scenes with polygons expanded with Mosaic, CopyPaste and MixUp."""
+    source = make_scenes(root / "data", n=16, fmt="coco")
+    out = root / "out"
+    expand(source, parse_recipe(MIXES, "mixes.yaml"), out,
+           ExpandOptions(workers=1, progress=False, seed=seed, **{"val_fraction": 0.25, **options}))
+    return source, out

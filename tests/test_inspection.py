@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from augpipe import ExpandOptions, expand
 from conftest import duplicated_folder, write_image
@@ -71,3 +76,129 @@ def test_verify_finds_a_box_outside_its_image(scenes, tmp_path, cli):
     pq.write_table(fixed, shard)
     result = cli("inspect", out, "--verify")
     assert result.exit_code == 1 and "outside the 80×64 image" in result.output
+
+
+# ---------------------------------------------------------------- a dataset made with multi-image steps
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> tuple[Path, Path]:
+    from conftest import mixed_scenes
+
+    return mixed_scenes(tmp_path_factory.mktemp("mixed"))
+
+
+def _rows(out: Path, split: str = "*") -> list[dict]:
+    return [r for p in sorted(out.glob(f"{split}-*.parquet")) for r in pq.read_table(p).to_pylist()]
+
+
+def _donors(row: dict) -> list[tuple[str, dict]]:
+    """(step, donor) of each donor a row's lineage names, read by the step names the registry knows."""
+    from augpipe.mixing import registry
+
+    return [(name, d) for name, params in json.loads(row["transforms"]) if name in registry() for d in params["donors"]]
+
+
+def _copy_tree(out: Path, to: Path) -> Path:
+    shutil.copytree(out, to)
+    return to
+
+
+def test_inspect_shows_objects_a_class_donors_used_and_objects_dropped(mixed, cli):
+    _, out = mixed
+    train = _rows(out, "train")
+    objects = Counter(c for r in train for c in r["objects"]["category"])
+    used = defaultdict(lambda: [0, set()])
+    for r in train:
+        steps = _donors(r)
+        for name in {n for n, _ in steps}:
+            used[name][0] += 1
+        for name, d in steps:
+            used[name][1].add(d["source"])
+    assert set(used) == {"Mosaic", "CopyPaste", "MixUp"}
+    facts = json.loads(cli("inspect", out, "--json").output)
+    assert facts["mixing"] == {n: {"rows": k, "donor_images": len(s)} for n, (k, s) in used.items()}
+    manifest = json.loads((out / "_augpipe.json").read_text())
+    assert facts["dropped_by"] == manifest["dropped_by"] and manifest["dropped_by"]
+    text = cli("inspect", out).output
+    classes = manifest["classes"]
+    assert "objects a class" in text
+    for c, name in enumerate(classes):
+        assert re.search(rf"\n    {name}\s+#+\s+{objects[c]} / ", text), text
+    for name, (k, s) in used.items():
+        assert f"{name}: {k} row{'s' * (k != 1)}, {len(s)} donor image{'s' * (len(s) != 1)}" in text
+    for reason, by_class in manifest["dropped_by"].items():
+        line = next(ln for ln in text.splitlines() if ln.strip().startswith(reason))
+        assert all(f"{c} {n}" in line for c, n in by_class.items()) and str(sum(by_class.values())) in line
+
+
+def test_verify_passes_on_a_mix_output_and_its_sources(mixed, cli):
+    source, out = mixed
+    result = cli("inspect", out, "--verify", "--source", source)
+    assert result.exit_code == 0 and "all is well" in result.output, result.output
+
+
+def _retarget(out: Path, change) -> None:
+    """`change(row, donors)` on the training rows with donors, each shard written back."""
+    for shard in sorted(out.glob("train-*.parquet")):
+        table = pq.read_table(shard)
+        rows = table.to_pylist()
+        for row in rows:
+            applied = json.loads(row["transforms"])
+            donors = [d for _, params in applied if isinstance(params, dict) for d in params.get("donors", [])]
+            if donors and change(row, donors):
+                row["transforms"] = json.dumps(applied)
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+
+
+def test_verify_flags_a_donor_from_validation_or_from_nowhere(mixed, tmp_path, cli):
+    _, built = mixed
+    out = _copy_tree(built, tmp_path / "out")
+    validation = _rows(out, "validation")
+    assert len(validation) >= 2, "the test needs two validation images"
+    (val_a, val_b) = validation[:2]
+    done = []
+
+    def change(row, donors):
+        what = len(done)
+        if what == 0:  # a validation image by its path
+            donors[0].update(source=val_a["source"], sha256=val_a["source_sha256"])
+        elif what == 1:  # a validation image's content under a name of no source
+            donors[0].update(source="elsewhere/twin.png", sha256=val_b["source_sha256"])
+        elif what == 2:  # no source at all
+            donors[0].update(source="nowhere/ghost.png", sha256="0" * 64)
+        elif what == 3:  # a training source without a row: every copy of it failed
+            donors[0].update(source="gone/failed.png", sha256="1" * 64)
+        else:
+            return False
+        done.append(row["source"])
+        return True
+
+    _retarget(out, change)
+    assert len(done) == 4
+    manifest = json.loads((out / "_augpipe.json").read_text())
+    manifest["failed_copies"] = [{"path": "gone/failed.png", "copy": 1, "reason": "augmentation failed: ..."}]
+    (out / "_augpipe.json").write_text(json.dumps(manifest))
+    problems = json.loads(cli("inspect", out, "--verify", "--json").output)["problems"]
+    assert any(p.startswith(f"leakage: validation source {val_a['source']} is a donor of 1 row") for p in problems)
+    assert any(p.startswith(f"leakage: donor elsewhere/twin.png has the content of validation source {val_b['source']}")
+               for p in problems)
+    assert any(p.startswith("donor nowhere/ghost.png is no source of this dataset") for p in problems)
+    assert any(p.startswith("donor elsewhere/twin.png is no source of this dataset") for p in problems)
+    assert not any("failed.png" in p for p in problems)
+    assert all("donor" not in p or any(s in p for s in (val_a["source"], "twin", "ghost")) for p in problems)
+    assert cli("inspect", out, "--verify").exit_code == 1
+
+
+def test_verify_with_source_finds_a_donor_changed_since(mixed, tmp_path, cli):
+    source, built = mixed
+    out = _copy_tree(built, tmp_path / "out")
+    data = _copy_tree(source, tmp_path / "data")
+    took = Counter(d["source"] for r in _rows(out, "train") for _, d in _donors(r))
+    donor, n = took.most_common(1)[0]
+    write_image(data / donor, seed=99, fmt=".png")
+    result = cli("inspect", out, "--verify", "--source", data)
+    assert result.exit_code == 1
+    assert f"source {donor}: changed since it was expanded" in result.output
+    assert re.search(rf"donor {re.escape(donor)}: changed since it was expanded \(sha256 \w+, {n} rows took it with ",
+                     result.output), result.output
+    assert sum("changed since" in ln for ln in result.output.splitlines()) == 2

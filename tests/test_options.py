@@ -19,7 +19,7 @@ def test_copies_are_bounded_before_any_work(cli, folder, tmp_path):
     (["--repeat-threshold", "0.5"], "--repeat-threshold sets --balance's repeat factors: it needs --balance"),
     (["--balance", "--repeat-threshold", "0"], "--repeat-threshold is a share of images: above 0 and at most 1"),
     (["--balance", "--repeat-threshold", "1.5"], "--repeat-threshold is a share of images: above 0 and at most 1"),
-    (["--balance", "--repeat-threshold", "0.5"], "--repeat-threshold is for the repeat factors of detection"),
+    (["--balance", "--repeat-threshold", "0.5"], "--repeat-threshold is for the repeat factors of --balance on detection"),
 ])
 def test_repeat_threshold_is_refused_where_it_means_nothing(cli, folder, tmp_path, args, needle):
     done = cli("expand", folder, "-r", "flips", "-o", tmp_path / "out", "-q", "-w", "1", *args)

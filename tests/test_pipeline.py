@@ -84,14 +84,14 @@ def test_the_same_failure_on_many_images_stops_the_run(folder, tmp_path, monkeyp
     import augpipe.sample as sample
     from augpipe.pipeline import AugmentationError
 
-    real = sample.apply_recipe
+    real = sample.augment_copy
 
-    def broken(rgb, recipe, seed, kind=None, target=None):
+    def broken(rgb, recipe, seed, kind=None, target=None, donors=()):
         if seed < 100:  # the dry run's seeds: it passes, as a recipe that fails only on real images would
-            return real(rgb, recipe, seed, kind, target)
+            return real(rgb, recipe, seed, kind, target, donors)
         raise RuntimeError("needs something this dataset lacks")
 
-    monkeypatch.setattr(sample, "apply_recipe", broken)
+    monkeypatch.setattr(sample, "augment_copy", broken)
     with pytest.raises(AugmentationError, match="the recipe fails on .* images so far: augmentation failed: "
                                                 "RuntimeError: needs something this dataset lacks"):
         expand(folder, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, shard_size=10_000, **QUIET))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -100,8 +102,10 @@ def test_donors_come_from_the_training_split_only_and_never_the_row_itself(tmp_p
     assert validation and train
     for it in _train_items(plan):
         assert [c for c, _ in it.donors] == [1, 2, 3]  # every augmented copy, never the original
-        for _, donors in it.donors:
-            assert len(donors) == 3 + 1  # a 2×2 mosaic's three other cells, then MixUp's one
+        for _, (mosaic, mixup) in it.donors:
+            donors = mosaic + mixup
+            assert (len(mosaic), len(mixup)) == (3, 1)  # a 2×2 mosaic's three other cells, then MixUp's one
+            assert len({d.relpath for d in donors}) == 4  # none twice in a row while there are others
             assert {d.relpath for d in donors} <= train - {it.relpath}
             assert all(d.copies == () and d.sha256 is None for d in donors)
     assert all(not it.donors for s in plan.shards if s.split == "validation" for it in s.sources)
@@ -109,7 +113,8 @@ def test_donors_come_from_the_training_split_only_and_never_the_row_itself(tmp_p
 
 def test_donors_depend_on_the_row_seed_only(tmp_path):
     def donors(plan):
-        return {it.relpath: [(c, [d.relpath for d in ds]) for c, ds in it.donors] for it in _train_items(plan)}
+        return {it.relpath: [(c, [d.relpath for step in steps for d in step]) for c, steps in it.donors]
+                for it in _train_items(plan)}
 
     first = donors(_mix_plan(tmp_path / "a", "[{MixUp: {p: 1}}]"))
     assert first == donors(_mix_plan(tmp_path / "b", "[{MixUp: {p: 1}}]"))
@@ -132,7 +137,8 @@ def test_a_paste_draws_donors_with_objects_and_rare_classes_more_often(tmp_path)
 
     def share(transforms):
         plan = make_plan(found, recipe(transforms, copies=20), 20, 0.0, False, 1 << 30, seed=3)
-        drawn = Counter(d.relpath for s in plan.shards for it in s.sources for _, ds in it.donors for d in ds)
+        drawn = Counter(d.relpath for s in plan.shards for it in s.sources for _, steps in it.donors
+                        for step in steps for d in step)
         return sum(n for name, n in drawn.items() if rare in cats[name]) / sum(drawn.values())
 
     assert share("[{CopyPaste: {p: 1, rare_classes: true}}]") > share("[{CopyPaste: {p: 1}}]")
@@ -204,8 +210,39 @@ def test_balanced_rows_do_not_depend_on_the_worker_count(tmp_path):
 
 def test_repeat_threshold_is_refused_where_balance_does_not_repeat(tmp_path):
     classes = scan(str(make_folder(tmp_path / "cls", per_class=2)))
-    with pytest.raises(UsageError, match="--repeat-threshold is for the repeat factors of detection"):
+    with pytest.raises(UsageError, match="--repeat-threshold is for the repeat factors of --balance on detection"):
         make_plan(classes, load_recipe("flips"), 2, 0.0, True, 2**30, repeat_threshold=0.5)
-    masks = scan(str(make_scenes(tmp_path / "seg", n=2, fmt="masks")))
-    with pytest.raises(SourceError, match="does not balance segmentation: the classes an image holds are in its mask"):
-        make_plan(masks, load_recipe("flips"), 2, 0.0, True, 2**30)
+
+
+def _mask_folder(root, held: list[list[int]]):
+    """A mask folder (classes background, road, sign): image i's mask holds a patch of each class in
+    held[i]; an empty list is a mask of background only."""
+    import cv2
+    import numpy as np
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "classes.txt").write_text("background\nroad\nsign\n")
+    for i, values in enumerate(held):
+        mask = np.zeros((32, 48), np.uint8)
+        for k, v in enumerate(values):
+            mask[4:20, 4 + 20 * k:16 + 20 * k] = v
+        cv2.imwrite(str(root / "masks" / f"m{i:02d}.png"), mask)
+        cv2.imwrite(str(root / "images" / f"m{i:02d}.png"), np.dstack([mask * 100] * 3))
+    return root
+
+
+def test_segmentation_balance_repeats_images_whose_masks_hold_rare_classes(tmp_path):
+    data = _mask_folder(tmp_path / "seg", [[1]] * 10 + [[1, 2]] * 2 + [[]] * 3)
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(balance=True, val_fraction=0, **QUIET))
+    b = m["balance"]
+    assert (b["objects_before"], m["counted"]) == ({"road": 12, "sign": 2}, "images")
+    assert b["repeat_factor"]["sign"] == pytest.approx((12 / 2) ** 0.5, abs=1e-4)
+    per_source = Counter(r["source"].removeprefix("images/") for r in rows(tmp_path / "out"))
+    assert all(per_source[f"m{i:02d}.png"] == 3 for i in (*range(10), 12, 13, 14))  # road alone, backgrounds
+    assert all(per_source[f"m{i:02d}.png"] in (7, 8) for i in (10, 11))  # 3 × 2.45
+    signs = sum(per_source[f"m{i}.png"] for i in (10, 11))
+    assert m["counts"]["train"]["by_class"] == {"road": 10 * 3 + signs, "sign": signs}
+    (data / "masks" / "m03.png").write_bytes(b"not a png")
+    m = expand(data, "flips", tmp_path / "again", ExpandOptions(balance=True, val_fraction=0, **QUIET))
+    assert [s["path"] for s in m["skipped"]] == ["images/m03.png"]

@@ -14,8 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from augpipe import ExpandOptions, expand
+from augpipe.dataset import open_dataset
 from augpipe.decode import decode
-from augpipe.preview import Layout, caption, preview_shards, preview_source, render_sheet, write_html
+from augpipe.preview import Layout, caption, donor_caption, preview_shards, preview_source, render_sheet, write_html
 from augpipe.recipe import parse_recipe
 from conftest import make_folder, write_image
 
@@ -292,3 +293,129 @@ def test_preview_equals_expand_with_boxes(scenes, tmp_path):
         shard_row = by_source[row.source]
         assert [t.caption for t in row.tiles] == [t.caption for t in shard_row.tiles]
         assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(row.tiles, shard_row.tiles))
+
+
+# ---------------------------------------------------------------- multi-image steps
+
+def _stored(out: Path) -> dict:
+    return {(r["source"], r["copy"]): r for p in sorted(out.glob("*.parquet")) for r in pq.read_table(p).to_pylist()}
+
+
+def _lineage_donors(applied: list) -> list[tuple[str, str, list]]:
+    """(step, donor source, its own transforms) of each donor a row's lineage names, read here
+    by the step names the mixing registry knows."""
+    from augpipe.mixing import registry
+
+    return [(name, d["source"], d["transforms"]) for name, params in applied if name in registry()
+            for d in params["donors"]]
+
+
+@pytest.mark.parametrize("split_by", ["content", "path"])
+def test_preview_of_a_mix_recipe_is_exactly_what_expand_writes(tmp_path, split_by):
+    from conftest import MIXES, mixed_scenes
+
+    source, out = mixed_scenes(tmp_path, seed=5, split_by=split_by)
+    recipe = parse_recipe(MIXES, "mixes.yaml")
+    preview = preview_source(source, recipe, rows=5, seed=5, val_fraction=0.25, split_by=split_by)
+    stored = _stored(out)
+    ds = open_dataset(out)  # its kind draws a stored row as the sheet draws a tile
+    training = {s for (s, _), r in stored.items() if r["split"] == "train"}
+    assert {s for (s, _), r in stored.items() if r["split"] == "validation"}, "the test needs validation images"
+    donors = 0
+    for row in preview.rows:
+        for t in row.tiles:
+            held = stored[(row.source, t.copy)]
+            assert held["split"] == "train"
+            assert np.array_equal(t.rgb, ds.kind.draw(decode(held["image"]["bytes"], 10**9).rgb, held, ds.classes))
+            assert t.applied == json.loads(held["transforms"])
+            assert [(d.step, d.source, d.transforms) for d in t.donors] == _lineage_donors(t.applied)
+            assert all(d.source in training and d.rgb is not None for d in t.donors)
+            donors += len(t.donors)
+    assert donors >= 10
+    assert preview.notes and ("hashed" in preview.notes[0]) == (split_by == "content")
+
+
+def test_a_mix_output_previews_its_donors_as_the_source_preview_does(tmp_path):
+    from conftest import MIXES, mixed_scenes
+
+    source, out = mixed_scenes(tmp_path)
+    from_source = preview_source(source, parse_recipe(MIXES, "mixes.yaml"), rows=4, seed=3, val_fraction=0.25)
+    by_source = {r.source: r for r in preview_shards(out, rows=16).rows}
+    for row in from_source.rows:
+        for a, b in zip(row.tiles, by_source[row.source].tiles, strict=True):
+            assert a.caption == b.caption and np.array_equal(a.rgb, b.rgb)
+            # a donor read from its source file, and its original row in the shards: one picture
+            assert [(d.step, d.source, d.transforms) for d in a.donors] == [(d.step, d.source, d.transforms) for d in b.donors]
+            assert all(np.array_equal(x.rgb, y.rgb) for x, y in zip(a.donors, b.donors))
+
+
+def test_a_mix_output_without_originals_lists_its_donors_without_pictures(tmp_path):
+    from conftest import MIXES, make_scenes
+
+    out = tmp_path / "out"
+    expand(make_scenes(tmp_path / "data", n=10, fmt="coco"), parse_recipe(MIXES + "keep_original: false\n", "m.yaml"),
+           out, ExpandOptions(val_fraction=0, **QUIET))
+    preview = preview_shards(out, rows=3)
+    tiles = [t for r in preview.rows for t in r.tiles]
+    assert all(t.copy != 0 for t in tiles) and any(t.donors for t in tiles)
+    assert all(d.rgb is None for t in tiles for d in t.donors)
+    text = write_html(preview, tmp_path / "gallery").read_text()
+    lists = re.findall(r"<ul class='donors'>(.*?)</ul>", text, re.S)
+    assert len(lists) == sum(1 for t in tiles if t.donors) and not any("<img" in x for x in lists)
+
+
+def test_donor_caption_names_each_step_and_its_donors():
+    applied = [["HorizontalFlip", {}],
+               ["Mosaic", {"cells": [], "donors": [{"source": "default/scene_004.png", "transforms": []},
+                                                   {"source": "a/scene_011.jpg", "transforms": []},
+                                                   {"source": "scene_002.png", "transforms": []}]}],
+               ["CopyPaste", {"donors": [{"source": "b/x.y.png", "transforms": []}]}]]
+    assert donor_caption(applied) == "Mosaic +3: scene_004, scene_011, scene_002; CopyPaste +1: x.y"
+    assert caption(applied) == "hflip mosaic copy-paste"
+    assert donor_caption([["Blur", {"kernel": 3}]]) == ""
+
+
+def test_the_sheet_and_the_gallery_show_each_tiles_donors(tmp_path):
+    from conftest import MIXES, make_scenes
+
+    source = make_scenes(tmp_path / "data", n=12, fmt="coco")
+    preview = preview_source(source, parse_recipe(MIXES, "mixes.yaml"), rows=3, seed=1, val_fraction=0)
+    sheet = render_sheet(preview, tile=96)
+    layout = Layout(96, caption=54)  # two caption lines more, for the donors; the note wrapped under the sheet
+    assert sheet.shape[1] == layout.size(3, 4, 0)[1]
+    assert sheet.shape[0] in [layout.size(3, 4, k)[0] for k in range(1, 4)]
+    page = write_html(preview, tmp_path / "gallery")
+    text = page.read_text()
+    lists = re.findall(r"<ul class='donors'>(.*?)</ul>", text, re.S)
+    tiles = [t for r in preview.rows for t in r.tiles if t.donors]
+    assert tiles and len(lists) == len(tiles)
+    for t, listed in zip(tiles, lists):
+        items = re.findall(r"<li>(.*?)</li>", listed, re.S)
+        assert len(items) == len(t.donors)
+        for d, item in zip(t.donors, items):
+            assert f"<b>{d.source}</b>" in item and f"{d.step} donor" in item
+            (picture,) = re.findall(r"src='([^']+)'", item)
+            assert np.array_equal(decode((page.parent / picture).read_bytes(), 10**9).rgb, d.rgb)
+
+
+def test_preview_cli_splits_as_expand_is_told_to(cli, tmp_path):
+    from conftest import MIXES, make_scenes
+
+    source = make_scenes(tmp_path / "data", n=8, fmt="coco")
+    recipe = tmp_path / "mixes.yaml"
+    recipe.write_text(MIXES)
+    result = cli("preview", source, "-r", recipe, "--split-by", "path", "--rows", "2", "-o", tmp_path / "s.png")
+    assert result.exit_code == 0 and (tmp_path / "s.png").is_file(), result.output
+    wrong = cli("preview", source, "-r", recipe, "--split-by", "name", "-o", tmp_path / "t.png")
+    assert wrong.exit_code == 2 and "--split-by is content or path, not 'name'" in wrong.output, wrong.output
+
+
+def test_preview_of_objects_shows_a_rare_class_from_the_source_and_from_shards(tmp_path):
+    from conftest import class_scenes
+
+    data = class_scenes(tmp_path / "coco", [[0]] * 12 + [[0, 0, 2]] + [[1, 0]] * 4)
+    coin = "default/c012.png"
+    shown = [r.source for r in preview_source(data, "flips", rows=3, val_fraction=0).rows]
+    assert coin in shown and len(set(shown)) == 3
+    expand(data, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, progress=False, workers=1))
+    assert coin in [r.source for r in preview_shards(tmp_path / "out", rows=3).rows]

@@ -61,6 +61,7 @@ class MaskRef:
     path: str
     size: int = 0  # as listed: with --split-by path, a mask changed in place is noticed by these
     mtime_ns: int = 0
+    values: tuple[int, ...] | None = None  # the values it holds, once read (--balance reads them)
 
 
 @dataclass(frozen=True, slots=True)

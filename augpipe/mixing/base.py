@@ -59,6 +59,9 @@ class Mix:
     def p(self) -> float:
         return self.params.p
 
+    needs_donors: ClassVar[bool] = True  # without a donor (a split of one image) the step does not fire
+    repeats_donors: ClassVar[bool] = False  # a donor again in one row once the split has no other
+
     def donors(self) -> int:
         """How many donor images one row takes."""
         return 1

@@ -9,10 +9,11 @@ An object with no instance mask (a dataset without them) is cut by its box's rec
 paste brings the donor's background inside the box with it, and the row's objects are judged on
 the part of their rectangles left uncovered.
 
-A donor of another size is scaled to fit inside the row's frame, its aspect kept, and centred
-(`objects.fitted`): the paper pastes objects where they were in the donor's frame (both images
-jittered to one size first), and a fit keeps every object whole and undistorted; the transforms
-the recipe runs on the donor before the step give the jitter. Crowd regions (COCO's iscrowd) are
+A larger donor is scaled down to fit inside the row's frame, its aspect kept, and centred; a
+smaller one keeps its size, centred (`objects.fitted`): the paper pastes objects where they were
+in the donor's frame (both images jittered to one size first), and this keeps every object whole,
+undistorted and never blown up (after a Mosaic, the row's image is larger than any donor); the
+transforms the recipe runs on the donor before the step give the jitter. Crowd regions (COCO's iscrowd) are
 never pasted: they are no single object.
 """
 
@@ -68,7 +69,7 @@ class CopyPaste(Mix):
         layers = [_Layer(primary.state, (height, width))]
         record = []
         for k, donor in enumerate(donors, start=1):
-            canvas, state, at, scale = fitted(donor, height, width)
+            canvas, state, at, scale = fitted(donor, height, width, grow=False)
             chosen = self._chosen(state, bbox_params, rng)
             pasted = state.kept(chosen)
             pasted.ids = fresh_ids(np.concatenate([layer.state.ids for layer in layers]), len(chosen))

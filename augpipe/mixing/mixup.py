@@ -6,12 +6,15 @@ A donor of another size is scaled to fit inside the row's frame, its aspect kept
 (`objects.fitted`): no donor object is cut or distorted, so every object both images had is
 still whole in the blend; outside the donor the row's pixels stay as they are (a grey border
 blended in would be a band no real image has). A donor object scaled to no pixel, or under the
-recipe's min_area, min_width or min_height, is dropped and counted.
+recipe's min_area, min_width or min_height, is dropped and counted; so are the objects of an
+image blended in at a weight under `min_weight` ("mixup: faint"): barely there, they are no
+longer what their boxes say.
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import numpy as np
 from pydantic import Field
@@ -24,9 +27,11 @@ class MixUpParams(MixParams):
     """`alpha`: Beta(α, α)'s parameter. The default 32 is YOLOv5's: λ lies within 0.38–0.62 99%
     of the time, so both images stay plainly visible, which matters here because every box of both
     is kept at full weight (a dataset has no per-box weight to carry λ); a small α (1, the
-    classification paper's) often all but hides one image under boxes still labelled."""
+    classification paper's) often all but hides one image under boxes still labelled.
+    `min_weight`: an image blended in at less than this loses its objects (they are barely there)."""
 
     alpha: float = Field(32.0, gt=0)
+    min_weight: float = Field(0.2, ge=0, lt=0.5)
 
 
 class MixUp(Mix):
@@ -50,8 +55,17 @@ class MixUp(Mix):
         out = primary.image.copy()
         blend = weight * primary.image[y1:y2, x1:x2] + (1 - weight) * image[y1:y2, x1:x2].astype(np.float64)
         out[y1:y2, x1:x2] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
-        mixed = joined([primary.state, state], primary.state.masks is not None, (height, width))
+        own, drops = self._faint(primary.state, weight, drops)
+        state, drops = self._faint(state, 1 - weight, drops)
+        mixed = joined([own, state], primary.state.masks is not None, (height, width))
         return Mixed(out, counted(mixed, drops), {"weight": weight, "at": at}, drops)
+
+    def _faint(self, state, weight: float, drops: Counter) -> tuple:
+        """The objects of an image blended in at `weight`: none when it is under min_weight."""
+        if weight >= self.params.min_weight or not len(state.ids):
+            return state, drops
+        gone = Counter(("mixup: faint", int(c)) for c in state.categories)
+        return state.kept(np.zeros(len(state.ids), bool)), drops + gone
 
 
 MIX = MixUp

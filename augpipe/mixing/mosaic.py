@@ -84,18 +84,19 @@ def _refusal(exc: Exception) -> str:
 
     if not isinstance(exc.__cause__, ValidationError):
         return str(exc).splitlines()[0]
-    return _field_message(exc.__cause__).removeprefix("field '?': ").replace("Value error, ", "")
+    return _field_message(exc.__cause__).replace("Value error, ", "")
 
 
 @functools.lru_cache(maxsize=None)
 def _mosaic_class():
     """A.Mosaic, unchanged, that also keeps the centre it drew and which item went to which cell
     (replayed with albumentations' own functions on a copy of its random state)."""
-    from albumentations.augmentations.mixing import functional as fmixing
-
     from augpipe.recipe import import_albumentations
 
-    class RecordingMosaic(import_albumentations().Mosaic):
+    A = import_albumentations()  # first: albumentations without its torch helpers
+    from albumentations.augmentations.mixing import functional as fmixing
+
+    class RecordingMosaic(A.Mosaic):
         def _calculate_geometry(self, data):
             self.centre = fmixing.calculate_mosaic_center_point(self.grid_yx, self.cell_shape, self.target_size,
                                                                 self.center_range, _copy(self.py_random))
@@ -108,7 +109,79 @@ def _mosaic_class():
             self.cells = {cell: int(items[i]["mask"][0, 0, 0]) - 1 for cell, i in cells.items()}  # -> tile
             return items
 
+        def get_params_dependent_on_data(self, params, data):
+            # albumentations 2.0.8's own, but each cell's pipeline (a resize and a crop, no
+            # randomness) built once, not for every cell of every row: building it was half the time
+            cell_placements = self._calculate_geometry(data)
+            num_additional_needed = max(0, len(cell_placements) - 1)
+            additional_items = self._select_additional_items(data, num_additional_needed)
+            preprocessed_additional = self._preprocess_additional_items(additional_items, data)
+            primary = self.get_primary_data(data)
+            final_items = self._prepare_final_items(primary, preprocessed_additional, num_additional_needed)
+            placement_to_item_index = fmixing.assign_items_to_grid_cells(
+                num_items=len(final_items), cell_placements=cell_placements, py_random=self.py_random)
+            processed_cells = {
+                placement: _cell(self, final_items[i], placement)
+                for placement, i in placement_to_item_index.items()}
+            if "bboxes" in data or "keypoints" in data:
+                processed_cells = fmixing.shift_all_coordinates(processed_cells, canvas_shape=self.target_size)
+            result = {"processed_cells": processed_cells, "target_shape": self._get_target_shape(data["image"].shape)}
+            if "mask" in data:
+                result["target_mask_shape"] = self._get_target_shape(data["mask"].shape)
+            return result
+
     return RecordingMosaic
+
+
+def _cell(mosaic, item: dict, placement: tuple[int, int, int, int]) -> dict:
+    """albumentations' `process_cell_geometry` for one cell, its pipeline from `_cell_pipeline`."""
+    from albumentations.augmentations.mixing import functional as fmixing
+
+    x1, y1, x2, y2 = placement
+    target_shape = (y2 - y1, x2 - x1)
+    position = fmixing.get_cell_relative_position(placement, mosaic.target_size)
+    crop = fmixing.get_opposite_crop_coords(mosaic.cell_shape, target_shape, position)
+    fill_mask = mosaic.fill_mask if mosaic.fill_mask is not None else mosaic.fill
+    pipeline = _cell_pipeline(tuple(mosaic.cell_shape), mosaic.fit_mode, mosaic.interpolation,
+                              mosaic.mask_interpolation, _hashable(mosaic.fill), _hashable(fill_mask),
+                              item.get("bboxes") is not None, item.get("keypoints") is not None)
+    # the crop differs cell by cell; A.Crop reads its corners from these at each call
+    pipeline.transforms[1].x_min, pipeline.transforms[1].y_min, pipeline.transforms[1].x_max, \
+        pipeline.transforms[1].y_max = crop
+    given = {"image": item["image"], **{k: item[k] for k in ("mask", "bboxes", "keypoints") if item.get(k) is not None}}
+    out = pipeline(**given)
+    return {"image": out["image"], "mask": out.get("mask"), "bboxes": out.get("bboxes"),
+            "keypoints": out.get("keypoints")}
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+@functools.lru_cache(maxsize=64)
+def _cell_pipeline(cell_shape, fit_mode, interpolation, mask_interpolation, fill, fill_mask, boxes: bool,
+                   keypoints: bool):
+    """The pipeline albumentations 2.0.8's `process_cell_geometry` builds for a cell, built once
+    (its crop's corners set for each cell by `_cell`)."""
+    from augpipe.recipe import import_albumentations
+
+    A = import_albumentations()
+    kwargs = {"p": 1.0}
+    if boxes:
+        kwargs["bbox_params"] = {"format": "albumentations"}
+    if keypoints:
+        kwargs["keypoint_params"] = {"format": "albumentations"}
+    x_min, y_min, x_max, y_max = 0, 0, 1, 1  # set for each cell
+    if fit_mode == "cover":
+        steps = [A.SmallestMaxSize(max_size_hw=cell_shape, interpolation=interpolation,
+                                   mask_interpolation=mask_interpolation, p=1.0),
+                 A.Crop(x_min=x_min, y_min=y_min, x_max=x_max, y_max=y_max)]
+    else:
+        steps = [A.LongestMaxSize(max_size_hw=cell_shape, interpolation=interpolation,
+                                  mask_interpolation=mask_interpolation, p=1.0),
+                 A.Crop(x_min=x_min, y_min=y_min, x_max=x_max, y_max=y_max, pad_if_needed=True, fill=fill,
+                        fill_mask=fill_mask, p=1.0)]
+    return A.Compose(steps, **kwargs)
 
 
 def _copy(py_random: random.Random) -> random.Random:
@@ -123,6 +196,12 @@ class Mosaic(Mix):
     name = "Mosaic"
     kinds = ("detection", "segmentation")
     Params = MosaicParams
+    needs_donors = False  # a split of one image: the row's own image fills the other cells
+    repeats_donors = True  # a donor twice lands in two cells, at two places
+
+    def __init__(self, params: MosaicParams):
+        super().__init__(params)
+        self._composes: dict = {}
 
     def donors(self) -> int:
         rows, cols = self.params.grid_yx
@@ -146,11 +225,13 @@ class Mosaic(Mix):
         from augpipe.recipe import import_albumentations
 
         A = import_albumentations()
-        fill_mask = 0 if with_boxes else (0, self.params.fill_mask)  # the tile's number, then the class
-        mosaic = _mosaic_class()(**self.params.mosaic_args(), fill_mask=fill_mask, p=1)
-        options = {"bbox_params": A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True)} \
-            if with_boxes else {}
-        compose = A.Compose([mosaic], **options)
+        if with_boxes not in self._composes:  # built once a process, as recipe.build_compose does
+            fill_mask = 0 if with_boxes else (0, self.params.fill_mask)  # the tile's number, then the class
+            mosaic = _mosaic_class()(**self.params.mosaic_args(), fill_mask=fill_mask, p=1)
+            options = {"bbox_params": A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True)} \
+                if with_boxes else {}
+            self._composes[with_boxes] = A.Compose([mosaic], **options), mosaic
+        compose, mosaic = self._composes[with_boxes]
         compose.set_random_state(rng, py_rng)
         return compose(**items[0], mosaic_metadata=items[1:]), mosaic
 

@@ -55,12 +55,14 @@ def joined(states: list[Boxes], with_masks: bool, shape: tuple[int, int]) -> Box
                  np.concatenate([s.ids for s in states]).astype(np.int64), masks, shaped=shaped, iscrowd=crowd)
 
 
-def fitted(tile: Tile, height: int, width: int) -> tuple[np.ndarray, Boxes, list[int], float]:
+def fitted(tile: Tile, height: int, width: int, grow: bool = True) -> tuple[np.ndarray, Boxes, list[int], float]:
     """A donor scaled to fit inside a height×width frame, its aspect kept, and centred: its image on
     the frame (black around it), its objects moved with it (a masked object's box its mask's extent),
-    where it lies [x1, y1, x2, y2] and its scale. No object is cut; one may shrink to no pixel."""
+    where it lies [x1, y1, x2, y2] and its scale. No object is cut; one may shrink to no pixel.
+    `grow=False`: a smaller donor keeps its size (its objects are not blown up)."""
     h, w = tile.image.shape[:2]
     scale = min(height / h, width / w)
+    scale = scale if grow else min(scale, 1.0)
     nh, nw = min(max(1, round(h * scale)), height), min(max(1, round(w * scale)), width)
     x0, y0 = (width - nw) // 2, (height - nh) // 2
     at = [x0, y0, x0 + nw, y0 + nh]

@@ -24,6 +24,7 @@ class Target:
         reader_columns()          the columns a torch reader reads beside "image"
         values(state, image)      the row's target columns' values
         count(rows, classes, src) what a shard's `by_class` counts of one source's rows
+        counted                   what those counts count, in a word ("rows", "objects")
         object_classes(state)     the class index of each object a state holds (its drops are counted)
         balancing                 how `--balance` evens classes out (plan.py does the arithmetic):
                                   "class images" (one class an image: every class as many rows as the
@@ -31,6 +32,9 @@ class Target:
                                   classes an image holds), None (refused, `balance_refusal` says why)
         held(src, classes)        what a source holds before augmentation, counted as `count` counts
                                   rows: {class name: objects}; classification: {its class: 1}
+        reads_to_balance, read_held(src, extra)
+                                  whether `held` needs the source's extra file read first, and the
+                                  source with what it read (segmentation: its mask's values)
     sources
         extra_files(src)          other files a source needs (a semantic mask)
         load(src, decoded, extra) the source's target on its decoded image (its state), or SkipInput
@@ -61,6 +65,7 @@ class Target:
     name = ""
     albumentations_targets: tuple[str, ...] = ()
     spatial = False
+    counted = "rows"
     train_tasks: tuple[str, ...] = ()
     target_words: dict[str, str] = {}
     balancing: str | None = None
@@ -100,6 +105,11 @@ class Target:
 
     def held(self, src, classes) -> Counter:
         return Counter()
+
+    reads_to_balance = False
+
+    def read_held(self, src, extra: bytes):
+        return src
 
     # ------------------------------------------------------------ sources
 

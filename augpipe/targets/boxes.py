@@ -133,6 +133,7 @@ def _per_object(values: dict, key: str):
 class BoxesKind(Target):
     name = "detection"
     spatial = True
+    counted = "objects"
     balancing = "repeat factors"
 
     target_words = {"bboxes": "boxes", "masks": "instance masks"}

@@ -28,14 +28,24 @@ class Mask:
 IGNORE = 255  # the value many datasets give pixels that belong to no class (VOC's borders)
 
 
+def values_of(mask: np.ndarray) -> tuple[int, ...]:
+    return tuple(np.flatnonzero(np.bincount(mask.ravel(), minlength=256)).tolist())  # np.unique sorts: 3× slower
+
+
+def _named(values, classes) -> Counter:
+    """A class a value, past the background (0) and IGNORE."""
+    return Counter(classes[v] for v in values if 0 < v < len(classes) and v != IGNORE)
+
+
 class Semantic(Target):
     name = "segmentation"
     albumentations_targets = ("mask",)
     target_words = {"mask": "masks"}
     spatial = True
     train_tasks = ("segmentation",)
-    balance_refusal = ("--balance does not balance segmentation: the classes an image holds are in its mask, which "
-                       "is read only as its rows are made (classification and detection balance)")
+    counted = "images"
+    balancing = "repeat factors"
+    reads_to_balance = True
 
     def __init__(self, classes: int = 0):
         self.classes = classes  # named classes: a mask value past them is a recorded skip
@@ -55,7 +65,22 @@ class Semantic(Target):
         return [image_column("annotation")]
 
     def count(self, rows, classes, src) -> Counter:
-        return Counter({"(rows)": len(rows)})
+        """Rows a class: those whose mask holds it (the background, value 0, and 255 are no class)."""
+        held: Counter = Counter()
+        for row in rows:
+            held.update(_named(values_of(read_mask(row["annotation"]["bytes"], "annotation")[0]), classes))
+        return held
+
+    def held(self, src, classes) -> Counter:
+        """The classes its mask holds, once `read_held` has read them."""
+        return _named(src.target.values or (), classes)
+
+    def read_held(self, src, extra: bytes):
+        """The source with the values its mask holds (SkipInput when it cannot be read)."""
+        import dataclasses
+
+        return dataclasses.replace(src, target=dataclasses.replace(
+            src.target, values=values_of(read_mask(extra, src.target.path)[0])))
 
     def extra_files(self, src) -> tuple[str, ...]:
         return (src.target.path,)
@@ -69,8 +94,7 @@ class Semantic(Target):
             raise SkipInput(f"mask {src.target.path} is {mask.shape[1]}×{mask.shape[0]}, the image "
                             f"{stored[0]}×{stored[1]}")
         if self.classes:
-            present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))  # np.unique sorts: 3× slower
-            extra = sorted(set(present.tolist()) - set(range(self.classes)) - {IGNORE})
+            extra = sorted(set(values_of(mask)) - set(range(self.classes)) - {IGNORE})
             if extra:
                 raise SkipInput(f"mask {src.target.path} has values {extra[:5]} past the {self.classes} named "
                                 f"classes (0–{self.classes - 1}, and {IGNORE} for none)")

@@ -3,7 +3,8 @@
 `masked(root)`: scenes of boxes (a mask that is its box) and discs (a real outline), plus a ring
 (a mask with a hole) and a pair of blobs (a mask of two parts) given as COCO RLE, expanded with
 a rotating, scaling, shifting Affine so that objects turn and reach the image's edges.
-`boxes_only(root)`: YOLO box lines (no instance masks), expanded the same way."""
+`boxes_only(root)`: YOLO box lines (no instance masks), expanded the same way.
+`mixed(root)`: the masked scenes expanded with Mosaic, CopyPaste and MixUp (rows of several images)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,30 @@ transforms:
 QUIET = ExpandOptions(workers=1, progress=False, val_fraction=0.2, seed=3)
 
 
+MIXED = parse_recipe("""
+copies: 3
+output: {format: png}
+transforms:
+  - HorizontalFlip: {p: 0.5}
+  - Mosaic: {p: 1, target_size: [96, 96], cell_shape: [64, 64]}
+  - CopyPaste: {p: 0.7}
+  - MixUp: {p: 0.3}
+""")
+
+
 def masked(root: Path, n: int = 20) -> Path:
+    expand(masked_source(root, n), ROTATE, root / "ds", QUIET)
+    return root / "ds"
+
+
+def mixed(root: Path, n: int = 20) -> Path:
+    """The masked scenes (rings and pairs of blobs included) expanded with Mosaic on every copy,
+    then CopyPaste and MixUp on some."""
+    expand(masked_source(root, n), MIXED, root / "ds", QUIET)
+    return root / "ds"
+
+
+def masked_source(root: Path, n: int) -> Path:
     data = make_scenes(root / "data", n=n, fmt="coco", seed=5)
     book_path = data / "annotations" / "instances_default.json"
     book = json.loads(book_path.read_text())
@@ -44,8 +68,7 @@ def masked(root: Path, n: int = 20) -> Path:
                 "bbox": [int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1],
                 "area": int(shape.sum()), "segmentation": {"size": list(shape.shape), "counts": _counts(shape)}})
     book_path.write_text(json.dumps(book))
-    expand(data, ROTATE, root / "ds", QUIET)
-    return root / "ds"
+    return data
 
 
 def boxes_only(root: Path, n: int = 20) -> Path:
@@ -88,6 +111,14 @@ def shards(ds: Path) -> dict[tuple[str, str], list[dict]]:
                  "mask": None if m is None else (np.asarray(Image.open(io.BytesIO(m["bytes"]))) > 0).astype(np.uint8)}
                 for b, c, m in zip(objects["bbox"], objects["category"], masks)]
     return out
+
+
+def made_with(ds: Path, step: str) -> set[tuple[str, str]]:
+    """(export split folder, file name) of the rows a multi-image step made (their lineage names it)."""
+    manifest = json.loads((ds / "_augpipe.json").read_text())
+    return {(SPLIT_DIR[shard["split"]], file_name(row)) for shard in manifest["shards"]
+            for row in pq.read_table(ds / shard["name"]).to_pylist()
+            if any(name == step for name, _ in json.loads(row["transforms"]))}
 
 
 def extent(mask: np.ndarray) -> list[float]:

@@ -13,13 +13,13 @@ import pytest
 
 pytest.importorskip("pycocotools")
 
-from exported import box_error, boxes_only, masked, run_export, shards  # noqa: E402
+from exported import box_error, boxes_only, made_with, masked, mixed, run_export, shards  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pycocotools")
-    return {"masked": masked(root / "masked"), "boxes": boxes_only(root / "boxes")}
+    return {"masked": masked(root / "masked"), "boxes": boxes_only(root / "boxes"), "mixed": mixed(root / "mixed")}
 
 
 def coco(path: Path):
@@ -43,15 +43,19 @@ def self_eval(gt, iou_type: str) -> float:
     return float(ev.stats[0])
 
 
+@pytest.mark.parametrize("which", ["masked", "mixed"])
 @pytest.mark.parametrize("layout", ["images", "split"])
-def test_every_mask_comes_back_and_cocoeval_scores_itself_1(datasets, tmp_path, layout):
-    ds = datasets["masked"]
+def test_every_mask_comes_back_and_cocoeval_scores_itself_1(datasets, tmp_path, layout, which):
+    """Every box and mask of every row, mosaics with pastes and blends included."""
+    ds = datasets[which]
     out = run_export(ds, "coco", tmp_path / "coco", coco_layout=layout)
-    held = shards(ds)
-    rle = 0
+    held, mosaics = shards(ds), made_with(ds, "Mosaic")
+    assert bool(mosaics) == (which == "mixed")
+    rle, seen = 0, set()
     for split in ("train", "val"):
         gt = coco(out / "annotations" / f"instances_{split}.json")
         for image in gt.dataset["images"]:
+            seen.add((split, image["file_name"]))
             folder = out / "images" / split if layout == "images" else out / split
             assert (folder / image["file_name"]).is_file()
             objects = held[(split, image["file_name"])]
@@ -65,6 +69,7 @@ def test_every_mask_comes_back_and_cocoeval_scores_itself_1(datasets, tmp_path, 
                 rle += isinstance(a["segmentation"], dict)
         assert self_eval(gt, "bbox") == 1.0 and self_eval(gt, "segm") == 1.0
     assert rle  # the rings' holes went as RLE
+    assert seen == set(held) and mosaics <= seen
 
 
 def test_without_masks_boxes_and_their_areas(datasets, tmp_path):

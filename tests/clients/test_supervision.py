@@ -11,13 +11,13 @@ import pytest
 
 sv = pytest.importorskip("supervision")
 
-from exported import box_error, boxes_only, masked, polygon_box, run_export, shards  # noqa: E402
+from exported import box_error, boxes_only, made_with, masked, mixed, polygon_box, run_export, shards  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("supervision")
-    return {"masked": masked(root / "masked"), "boxes": boxes_only(root / "boxes")}
+    return {"masked": masked(root / "masked"), "boxes": boxes_only(root / "boxes"), "mixed": mixed(root / "mixed")}
 
 
 def xyxy(boxes) -> np.ndarray:
@@ -40,21 +40,27 @@ def folders(root: Path) -> list[Path]:
     return sorted({p.parent for p in root.rglob("*.png")})
 
 
-def test_from_coco_with_masks(datasets, tmp_path):
-    ds = datasets["masked"]
+@pytest.mark.parametrize("which", ["masked", "mixed"])
+def test_from_coco_with_masks(datasets, tmp_path, which):
+    ds = datasets[which]
     out = run_export(ds, "coco", tmp_path / "coco")
-    held = shards(ds)
+    held, mosaics = shards(ds), made_with(ds, "Mosaic")
+    assert bool(mosaics) == (which == "mixed")
+    seen = set()
     for split in ("train", "val"):
         images = out / "images" / split
         loaded = sv.DetectionDataset.from_coco(str(images), str(out / "annotations" / f"instances_{split}.json"),
                                                force_masks=True)
         assert len(loaded) == sum(1 for k in held if k[0] == split)
         for path, _, detections in loaded:
-            objects = held[(split, Path(path).relative_to(images.resolve()).as_posix())]
+            name = (split, Path(path).relative_to(images.resolve()).as_posix())
+            seen.add(name)
+            objects = held[name]
             assert box_error(detections.xyxy, xyxy([o["box"] for o in objects])) <= 1e-3
             assert [loaded.classes[c] for c in detections.class_id] == [("box", "disc")[o["category"]] for o in objects]
             for mask, o in zip(detections.mask, objects, strict=True):
                 assert covers(mask, o["mask"].astype(bool))
+    assert seen == set(held) and mosaics <= seen
 
 
 @pytest.mark.parametrize("task", ["detect", "segment"])

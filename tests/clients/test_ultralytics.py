@@ -12,13 +12,13 @@ import pytest
 pytest.importorskip("ultralytics")
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from exported import box_error, boxes_only, masked, polygon_box, run_export, shards  # noqa: E402
+from exported import box_error, boxes_only, made_with, masked, mixed, polygon_box, run_export, shards  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("ultralytics")
-    return {"masked": masked(root / "masked"), "boxes": boxes_only(root / "boxes")}
+    return {"masked": masked(root / "masked"), "boxes": boxes_only(root / "boxes"), "mixed": mixed(root / "mixed")}
 
 
 def load(yaml: Path, task: str, split: str = "train"):
@@ -38,11 +38,16 @@ def label_files(out: Path) -> list[Path]:
     return sorted((out / "labels").rglob("*.txt"))
 
 
+def key(out: Path, image: str) -> tuple[str, str]:
+    """(split folder, file name) of an exported image, as `exported.shards` keys it."""
+    split, *name = Path(image).relative_to(out / "images").parts
+    return split, "/".join(name)
+
+
 def expected(held: dict, out: Path, image: str, task: str) -> list:
     """The boxes ultralytics should give for an image: the shards' (detect), or the extents of
     the polygons export traced from the shards' masks (segment)."""
-    split, *name = Path(image).relative_to(out / "images").parts
-    objects = held[(split, "/".join(name))]
+    objects = held[key(out, image)]
     if task == "segment":
         return [polygon_box(o["mask"], o["box"]) for o in objects]
     return [o["box"] for o in objects]
@@ -54,17 +59,20 @@ def xywh_pixels(label: dict) -> np.ndarray:
     return np.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h], axis=1)
 
 
+@pytest.mark.parametrize("which", ["masked", "mixed"])
 @pytest.mark.parametrize("task", ["detect", "segment"])
-def test_every_image_loads_with_the_shards_boxes(datasets, tmp_path, monkeypatch, task):
-    ds = datasets["masked"]
+def test_every_image_loads_with_the_shards_boxes(datasets, tmp_path, monkeypatch, task, which):
+    """Every image and every label, from single-image rows and from mosaics with pastes and blends."""
+    ds = datasets[which]
     out = run_export(ds, "yolo", tmp_path / "yolo", yolo_task=task)
     lines = [ln.split() for f in label_files(out) for ln in f.read_text().splitlines()]
     assert lines and all((len(ln) == 5) == (task == "detect") for ln in lines)  # never a mix
     if task == "segment":  # class and at least 4 points
         assert all(len(ln) % 2 == 1 and len(ln) >= 9 for ln in lines)
-    held = shards(ds)
+    held, mosaics = shards(ds), made_with(ds, "Mosaic")
+    assert bool(mosaics) == (which == "mixed")
     monkeypatch.chdir(tmp_path)  # not the export's folder
-    worst = 0.0
+    worst, loaded = 0.0, set()
     for split in ("train", "val"):
         data, dataset, cache = load(out / "data.yaml", task, split)
         images = [k for k in held if k[0] == split]
@@ -78,7 +86,9 @@ def test_every_image_loads_with_the_shards_boxes(datasets, tmp_path, monkeypatch
             if task == "segment":
                 assert len(label["segments"]) == len(want)
             worst = max(worst, box_error(xywh_pixels(label), want))
+            loaded.add(key(out, label["im_file"]))
     assert worst <= 0.5, f"{task}: boxes off by {worst:.3f} px"
+    assert mosaics <= loaded
 
 
 def test_data_yaml_resolves_from_any_directory(datasets, tmp_path, monkeypatch):

@@ -101,14 +101,17 @@ def test_an_object_under_min_visibility_is_dropped(masks):
 
 
 @pytest.mark.parametrize("size", [(60, 80), (200, 150), (240, 320)])
-def test_a_donor_of_another_size_is_fitted_whole(size):
+def test_a_donor_of_another_size_is_fitted_whole_and_never_blown_up(size):
     h, w = size
     row = paint(1, 120, 160, list(range(6)))
     donor = paint(2, h, w, list(range(6, 14)))
     out = run(step(), [row.tile(True), donor.tile(True, 200)], 3)
     entry = out.record["pasted"][0]
     x1, y1, x2, y2 = entry["at"]
-    assert (x2 - x1 == 160 or y2 - y1 == 120) and x2 <= 160 and y2 <= 120
+    if h <= 120 and w <= 160:  # a smaller donor keeps its size
+        assert (x2 - x1, y2 - y1, entry["scale"]) == (w, h, 1.0)
+    else:
+        assert (x2 - x1 == 160 or y2 - y1 == 120) and x2 <= 160 and y2 <= 120
     assert abs((x2 - x1) / (y2 - y1) - w / h) < 0.03  # its aspect kept
     assert abs((x1 + x2) / 2 - 80) <= 1 and abs((y1 + y2) / 2 - 60) <= 1  # centred
     # the donor's pixels are resampled, its masks nearest: within a pixel at the edges

@@ -167,3 +167,35 @@ def test_a_step_inside_a_compose_is_refused(tmp_path, cli):
     assert done.exit_code != 0
     assert ("transform 1.1 Mosaic: a step that takes other images belongs at the top level of 'transforms', not "
             "inside a compose") in done.output
+
+
+def _steps_of(row) -> dict:
+    return {name: params for name, params in json.loads(row["transforms"])}
+
+
+def test_a_row_is_never_its_own_donor_nor_one_of_the_same_content(tmp_path):
+    one = class_scenes(tmp_path / "one", [[0, 1]])
+    recipe = _recipe(tmp_path, "- CopyPaste: {p: 1}\n  - MixUp: {p: 1}\n  - Mosaic: {p: 1, target_size: [96, 128], "
+                               "cell_shape: [48, 64]}")
+    expand(one, recipe, tmp_path / "out1", ExpandOptions(val_fraction=0, **QUIET))
+    for row in rows(tmp_path / "out1"):
+        steps = _steps_of(row)
+        assert "CopyPaste" not in steps and "MixUp" not in steps  # nothing else to take from
+        if row["copy"]:
+            assert steps["Mosaic"]["donors"] == []  # the image itself fills the other cells
+    same = class_scenes(tmp_path / "same", [[0, 1]] * 3 + [[2]])  # three files of one content
+    expand(same, _recipe(tmp_path, "- MixUp: {p: 1}"), tmp_path / "out2", ExpandOptions(val_fraction=0, **QUIET))
+    for row in rows(tmp_path / "out2"):
+        if row["copy"]:
+            donor = _steps_of(row)["MixUp"]["donors"][0]
+            assert donor["sha256"] != row["source_sha256"]
+
+
+def test_no_donor_twice_in_a_row_so_no_object_is_labelled_twice(tmp_path):
+    two = class_scenes(tmp_path / "two", [[0, 1], [2, 0]])
+    expand(two, _recipe(tmp_path, "- CopyPaste: {p: 1}\n  - MixUp: {p: 1}"), tmp_path / "out",
+           ExpandOptions(val_fraction=0, **QUIET))
+    for row in rows(tmp_path / "out"):
+        boxes = [tuple(b) for b in row["objects"]["bbox"]]
+        assert len(boxes) == len(set(boxes)), f"{row['source']} copy {row['copy']}: {boxes}"
+        assert "MixUp" not in _steps_of(row)  # its only other image was CopyPaste's already

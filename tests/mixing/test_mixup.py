@@ -119,3 +119,15 @@ def test_alpha():
     for bad in ({"alpha": 0}, {"alpha": -1}, {"beta": 1}):
         with pytest.raises(ValidationError):
             MixUp.Params.model_validate(bad)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_objects_of_an_image_blended_in_too_faintly_are_dropped(seed):
+    row, donor = paint(seed, 90, 120, list(range(5))), paint(seed + 50, 90, 120, list(range(5, 10)))
+    out = run([row.tile(True), donor.tile(True)], seed, alpha=0.02)  # λ all but 0 or 1
+    weight = out.record["weight"]
+    faint, shown = (row, donor) if weight < 0.2 else (donor, row)
+    assert min(weight, 1 - weight) < 0.2
+    assert out.state.categories.tolist() == shown.classes
+    assert out.drops == Counter({("mixup: faint", c): 1 for c in faint.classes})
+    assert out.state.dropped == len(faint.classes)
