@@ -120,6 +120,18 @@ def test_the_same_bytes_with_one_or_two_workers_and_after_a_resume(painted, tmp_
     assert shard_hashes(tmp_path / "two") == reference
 
 
+def test_the_same_bytes_from_and_to_an_object_store(painted, tmp_path, bucket):
+    from conftest import s3_hashes, upload
+
+    recipe = _recipe(tmp_path, STEPS["all"])
+    small = dict(val_fraction=0.2, shard_size=6_000, progress=False, workers=2)
+    expand(painted, recipe, tmp_path / "local", ExpandOptions(**small))
+    upload(painted, f"s3://{bucket}/painted")
+    expand(f"s3://{bucket}/painted", recipe, f"s3://{bucket}/out", ExpandOptions(**small))
+    assert len(shard_hashes(tmp_path / "local")) > 2
+    assert s3_hashes(f"s3://{bucket}/out") == shard_hashes(tmp_path / "local")
+
+
 def test_a_donor_that_cannot_be_used_fails_the_copies_that_drew_it_never_the_run(painted, tmp_path):
     data = tmp_path / "data"
     import shutil
