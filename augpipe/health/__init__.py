@@ -1,0 +1,1 @@
+"""Dataset health: what is wrong with a source or an expanded dataset before it trains."""
