@@ -291,27 +291,50 @@ def preview(
 
 @command()
 def inspect(
-    path: Annotated[str, typer.Argument(metavar="PATH", help="An expanded dataset (folder or URI) or a source image folder.")],
+    path: Annotated[str, typer.Argument(metavar="PATH", help="An expanded dataset (folder or URI) or a source folder in any format expand reads.")],
     verify: Annotated[bool, typer.Option("--verify", help="Re-read every shard: checksums, row counts, images, labels, splits. Exit 1 on a problem.")] = False,
     source: Annotated[Optional[str], typer.Option("--source", metavar="DIR", help="With --verify: also compare every row's source_sha256, and every donor's, with the source files as they are now.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The same facts as JSON.")] = False,
+    html_dir: Annotated[Optional[Path], typer.Option("--html", metavar="DIR", help="A source: also write the report as a page with plots and a thumbnail of each problem.")] = None,
+    fail_on: Annotated[Optional[str], typer.Option("--fail-on", metavar="CHECKS", help="A source: exit 1 when a check of these finds anything: groups (labels, coverage, images, duplicates, leakage, all) or check names, comma-separated.")] = None,
+    format: FormatOpt = "auto",
+    layout: Annotated[str, typer.Option("--layout", help="auto, classes (every top folder a class) or splits (train/val/test folders).")] = "auto",
+    quiet: QuietOpt = False,
 ) -> None:
-    """One screen on what a dataset holds and how it was made, or what a source folder holds."""
+    """A source's health report (labels, images, duplicates, leakage), or one screen on an expanded dataset."""
+    import importlib.util
     import json
 
     from augpipe.dataset import is_dataset
-    from augpipe.inspection import inspect_output, inspect_source, output_report, source_report
+    from augpipe.health import check_source, fail_on_names, failing
+    from augpipe.health.report import source_lines
+    from augpipe.inspection import inspect_output, output_report
 
     if source is not None and not verify:
         raise UsageError("--source compares rows with their sources: use it with --verify")
+    names = fail_on_names(fail_on)
+    _local(html_dir, "--html")
+    if html_dir is not None and importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--html draws its plots with matplotlib: pip install matplotlib (or augpipe[report])")
     if is_dataset(path):
+        if html_dir is not None or names:
+            raise UsageError("--html and --fail-on check a source folder; an expanded dataset is checked by --verify")
         facts = inspect_output(path, verify=verify, source=source)
         lines = output_report(facts)
     else:
-        facts = inspect_source(path)
-        lines = source_report(facts)
+        if verify:
+            raise UsageError(f"--verify re-reads an expanded dataset's shards; {path} is a source folder (no manifest.json)")
+        facts = check_source(path, format=format, layout=layout, progress=not quiet)
+        lines = source_lines(facts)
     typer.echo(json.dumps(facts, indent=2, ensure_ascii=False) if as_json else "\n".join(lines))
-    if facts.get("problems"):
+    if html_dir is not None:
+        from augpipe.health.html import write_report
+        from augpipe.store import open_store
+
+        typer.echo(f"report: {write_report(facts, html_dir, open_store(path))}", err=as_json)
+    if facts.get("problems") and (verify or failing(facts, names)):
+        if names:
+            typer.echo(f"--fail-on: {', '.join(failing(facts, names))} found problems", err=True)
         raise typer.Exit(1)
 
 

@@ -648,23 +648,6 @@ figcaption{font-size:12px;margin:4px 0} pre{font-size:10px;white-space:pre-wrap;
 GALLERY_MARK = "<!-- augpipe preview gallery -->"
 
 
-def _claim_gallery(folder: Path) -> None:
-    """Only a new or empty folder, or a gallery augpipe wrote, is written into."""
-    if folder.exists() and not folder.is_dir():
-        raise SourceError(f"--html {folder} exists and is not a folder")
-    if not folder.is_dir() or not any(folder.iterdir()):
-        return
-    page = folder / "index.html"
-    try:
-        ours = GALLERY_MARK in page.read_text(encoding="utf-8", errors="replace")[:200]
-    except OSError:
-        ours = False
-    if not ours:
-        raise SourceError(f"--html {folder} is not empty and is not a gallery augpipe wrote: choose a new folder")
-    for old in (folder / "tiles").glob("r*-c*.png"):
-        old.unlink()
-
-
 def _donors_html(t: Tile, folder: Path, stem: str) -> str:
     """A tile's donors: each one's step, source and own transforms, and its picture (as read)."""
     import cv2
@@ -692,8 +675,10 @@ def write_html(preview: Preview, folder: str | Path) -> Path:
     """A static page (no server, no external assets): every tile with its full lineage."""
     import cv2
 
+    from augpipe.pages import claim_folder
+
     folder = Path(folder)
-    _claim_gallery(folder)
+    claim_folder(folder, GALLERY_MARK, "--html", "a gallery", (("tiles", "r*-c*.png"),))
     (folder / "tiles").mkdir(parents=True, exist_ok=True)
     parts = [f"<!doctype html>{GALLERY_MARK}<html><head><meta charset='utf-8'><title>{html.escape(preview.title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{html.escape(preview.title)}</h1>"]

@@ -1,1 +1,171 @@
-"""Dataset health: what is wrong with a source or an expanded dataset before it trains."""
+"""Dataset health: what is wrong with a source before it trains, as `augpipe inspect SOURCE` reports it.
+
+`check_source` reads the source once, as `expand` would (the same scan, the same reading of each
+file, the same loading of its target), and asks three parts what is wrong, each in its own module:
+
+- the target kind, `Target.audit`: one image's labels as the format read them (before any clipping);
+- `health.labels`: labels across files (one image under two labels, classes that never occur, ...)
+  and the report's label figures (`summarise`);
+- `health.images`: each image's pixels (`measure`), then the dataset's outliers and duplicates (`judge`).
+
+Each answers with `Problem`s (health/base.py). The report (health/report.py) is the one-screen text,
+--json and --fail-on; health/html.py writes --html DIR.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from augpipe.errors import SkipInput
+from augpipe.health.base import CHECKS, GROUPS, Check, Problem
+
+__all__ = ["CHECKS", "GROUPS", "Check", "Problem", "check_source"]
+
+
+@dataclass(frozen=True)
+class Examined:
+    """One source file as read: its image's figures, its labels' audit, and why expand would skip it."""
+
+    path: str
+    split: str | None
+    stats: Any = None  # health.images.ImageStats; None when the image does not decode
+    audit: Any = None  # the kind's Audit; None when it could not be made
+    skip: str | None = None  # why expand would skip this file
+    problems: tuple[Problem, ...] = ()
+
+
+def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixels: int | None = None,
+                 progress: bool = False) -> dict:
+    """The health report's facts of a source folder (or URI): JSON-able, see health/report.py."""
+    from augpipe.formats import scan
+    from augpipe.health import images, labels
+    from augpipe.options import DEFAULT_MAX_PIXELS
+    from augpipe.store import open_store
+    from augpipe.targets import for_scan
+
+    found = scan(str(root), layout, format)
+    kind = for_scan(found)
+    store = open_store(str(root))
+    examined = _examine_all(store, found, kind, max_pixels or DEFAULT_MAX_PIXELS, progress)
+    stats = [e.stats for e in examined if e.stats is not None]
+    audited = [(e.split, e.audit) for e in examined if e.audit is not None]
+    seen = [(e.path, e.split, e.stats.sha256, e.audit) for e in examined if e.stats is not None and e.audit is not None]
+    problems = list(found.problems) + [p for e in examined for p in e.problems]
+    problems += images.judge(stats) + labels.across(seen, found.classes, kind)
+    skipped = [{"path": p, "reason": r} for p, r in found.skipped]
+    skipped += [{"path": e.path, "reason": e.skip} for e in examined if e.skip]
+    return {
+        "kind": "source folder",
+        "path": str(root),
+        "format": found.format,
+        "task": found.task,
+        "labelled": found.labelled,
+        "split_folders": found.split_folders,
+        "images": len(found.files),
+        "splits": _split_counts(examined),
+        "class_names": list(found.classes),
+        "warnings": list(found.warnings),
+        "labels": labels.summarise(audited, found.classes),
+        "pictures": images.facts(stats),
+        "problems": [p.as_dict() for p in _ordered(problems)],
+        "skipped": sorted(skipped, key=lambda s: s["path"]),
+    }
+
+
+def _examine_all(store, found, kind, max_pixels: int, progress: bool) -> list[Examined]:
+    """Every file of the scan examined, in the scan's order: threads, since decoding and the
+    figures' OpenCV calls release the GIL."""
+    from tqdm import tqdm
+
+    def one(f):
+        return examine(store, f, kind, found.classes, max_pixels)
+
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(found.files), unit="image", desc="inspect",
+                                                    disable=not progress, dynamic_ncols=True, leave=False) as bar:
+        out = []
+        for e in pool.map(one, found.files):
+            out.append(e)
+            bar.update()
+    return out
+
+
+def examine(store, f, kind, classes: list[str], max_pixels: int) -> Examined:
+    """One source file: read once, decoded once (as expand's worker decodes it), measured and audited."""
+    from augpipe import decode as codec
+    from augpipe.health import images
+    from augpipe.sample import SourceItem, load_sample
+    from augpipe.store import read_source
+
+    item = SourceItem(f.relpath, None, (), target=f.target)
+    try:
+        data = read_source(store, f.relpath)
+    except SkipInput as exc:
+        return _unusable(f, "unreadable_image", f.relpath, exc.reason)
+    try:
+        extra = next((read_source(store, name) for name in kind.extra_files(item)), None)
+    except SkipInput as exc:
+        return _unusable(f, "annotation_unreadable", kind.extra_files(item)[0], exc.reason)
+    skip = None
+    try:
+        decoded = load_sample(data, item, kind, max_pixels, extra).decoded
+    except SkipInput as exc:
+        skip = exc.reason
+        try:
+            decoded = codec.decode(data, max_pixels)
+        except SkipInput as why:
+            return _unusable(f, "unreadable_image", f.relpath, why.reason, skip)
+    rgb = decoded.rgb
+    audit = kind.audit(f, extra, (rgb.shape[1], rgb.shape[0]), classes)
+    found = tuple(Problem(check, f.relpath, where, detail, f.split) for check, where, detail in audit.problems)
+    return Examined(f.relpath, f.split, images.measure(f.relpath, f.split, data, rgb), audit, skip, found)
+
+
+def _unusable(f, check: str, path: str, reason: str, skip: str | None = None) -> Examined:
+    return Examined(f.relpath, f.split, skip=skip or reason, problems=(Problem(check, path, detail=reason, split=f.split),))
+
+
+def _split_counts(examined: list[Examined]) -> dict[str, int]:
+    from collections import Counter
+
+    counts = Counter(e.split or "unsplit" for e in examined)
+    order = ("train", "validation", "test", "unsplit")
+    return {s: counts[s] for s in order if counts[s]}
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
+    """By group, check (in CHECKS' order), then file: the report's order."""
+    rank = {name: k for k, name in enumerate(CHECKS)}
+    return sorted(problems, key=lambda p: (GROUPS.index(p.group), rank[p.check], p.path, p.where))
+
+
+def failing(facts: dict, names: list[str]) -> list[str]:
+    """The checks of `names` (groups or checks) that found something: --fail-on's verdict."""
+    wanted = set()
+    for name in names:
+        if name == "all":
+            wanted |= set(CHECKS)
+        elif name in GROUPS:
+            wanted |= {c for c, check in CHECKS.items() if check.group == name}
+        else:
+            wanted.add(name)
+    found = {p["check"] for p in facts.get("problems", ())}
+    return [c for c in CHECKS if c in wanted and c in found]
+
+
+def fail_on_names(text: str | None) -> list[str]:
+    """--fail-on's comma-separated groups and checks, each known, or a one-line UsageError."""
+    from augpipe.errors import UsageError
+    from augpipe.formats.base import either
+
+    if not text:
+        return []
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name != "all" and name not in GROUPS and name not in CHECKS:
+            raise UsageError(f"--fail-on: unknown check '{name}': name groups ({either(['all', *GROUPS])}) "
+                             f"or checks ({', '.join(CHECKS)})")
+    return names

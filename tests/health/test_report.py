@@ -1,0 +1,118 @@
+"""`augpipe inspect SOURCE`: the health report end to end from the CLI (augpipe/health/__init__.py,
+report.py, html.py): planted problems found in the text, --json, --fail-on and --html."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import write_image
+
+
+def yolo_source(root: Path, images: int = 8) -> Path:
+    """A clean YOLO dataset: textured images, each with one box of class 0 or 1 lying on a red square."""
+    (root / "data.yaml").parent.mkdir(parents=True, exist_ok=True)
+    (root / "data.yaml").write_text("names: [cat, dog]\ntrain: images/train\nval: images/val\n")
+    for k in range(images):
+        split = "train" if k < images - 2 else "val"
+        write_image(root / "images" / split / f"im{k}.jpg", size=64, seed=k)
+        label = root / "labels" / split / f"im{k}.txt"
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text(f"{k % 2} 0.37 0.37 0.25 0.25\n")
+    return root
+
+
+def plant(root: Path) -> None:
+    """A box off the image, an unknown class, a train image again in val, a dark image."""
+    (root / "labels/train/im0.txt").write_text("0 0.37 0.37 0.25 0.25\n1 1.2 0.5 0.2 0.2\n")
+    (root / "labels/train/im1.txt").write_text("7 0.37 0.37 0.25 0.25\n")
+    shutil.copy(root / "images/train/im2.jpg", root / "images/val/leaked.jpg")
+    shutil.copy(root / "labels/train/im2.txt", root / "labels/val/leaked.txt")
+    dark = (cv2.imread(str(root / "images/train/im3.jpg")) * 0.04).astype(np.uint8)
+    cv2.imwrite(str(root / "images/train/im3.jpg"), dark)
+
+
+def found(facts: dict) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for p in facts["problems"]:
+        out.setdefault(p["check"], set()).add(p["path"])
+    return out
+
+
+def test_planted_problems_are_found_and_a_clean_source_has_none(tmp_path, cli):
+    clean = yolo_source(tmp_path / "clean")
+    result = cli("inspect", clean, "--json", "--fail-on", "all")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["problems"] == []
+    data = yolo_source(tmp_path / "data")
+    plant(data)
+    result = cli("inspect", data, "--json")
+    assert result.exit_code == 0  # problems alone do not fail without --fail-on
+    checks = found(json.loads(result.output))
+    assert any("im0" in p for p in checks["box_outside"]) and any("im1" in p for p in checks["unknown_class"])
+    assert checks["exact_leak"] & {"images/val/leaked.jpg", "images/train/im2.jpg"}
+    assert checks["dark"] == {"images/train/im3.jpg"}
+    text = cli("inspect", data).output
+    assert re.search(r"boxes outside the image: 1", text) and "images/train/im3.jpg" in text
+
+
+def test_fail_on_names_groups_or_checks_and_refuses_unknown_ones(tmp_path, cli):
+    data = yolo_source(tmp_path / "data")
+    plant(data)
+    assert cli("inspect", data, "--fail-on", "leakage").exit_code == 1
+    assert cli("inspect", data, "--fail-on", "dark,unknown_class").exit_code == 1
+    assert cli("inspect", data, "--fail-on", "blurry").exit_code == 0
+    result = cli("inspect", data, "--fail-on", "leaks")
+    assert result.exit_code == 2 and "unknown check 'leaks'" in result.output and len(result.output.splitlines()) == 1
+
+
+class _Sources(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images: list[str] = []
+        self.anchors: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs["src"])
+        if tag == "a" and attrs.get("href", "").startswith("#"):
+            self.anchors.append(attrs["href"][1:])
+
+
+def test_html_report_plots_and_a_thumbnail_of_each_problem(tmp_path, cli):
+    pytest.importorskip("matplotlib")
+    data = yolo_source(tmp_path / "data")
+    plant(data)
+    site = tmp_path / "report"
+    for _ in range(2):  # a report of ours is written again
+        result = cli("inspect", data, "--html", site)
+        assert result.exit_code == 0, result.output
+    page = (site / "index.html").read_text()
+    parsed = _Sources()
+    parsed.feed(page)
+    plots = [s for s in parsed.images if s.startswith("plots/")]
+    thumbs = [s for s in parsed.images if s.startswith("thumbs/")]
+    assert len(plots) >= 3 and thumbs
+    for src in parsed.images:
+        assert cv2.imread(str(site / src)) is not None, src
+    for anchor in parsed.anchors:
+        assert f"id='{anchor}'" in page
+    assert "images/train/im3.jpg" in page and len(list((site / "thumbs").iterdir())) == len(set(thumbs))
+
+
+def test_html_refuses_a_folder_it_did_not_write(tmp_path, cli):
+    data = yolo_source(tmp_path / "data")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<html>mine</html>")
+    result = cli("inspect", data, "--html", site)
+    assert result.exit_code == 2 and "not a health report augpipe wrote" in result.output
+    assert (site / "index.html").read_text() == "<html>mine</html>"
