@@ -52,9 +52,11 @@ def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixe
     examined = _examine_all(store, found, kind, max_pixels or DEFAULT_MAX_PIXELS, progress)
     stats = [e.stats for e in examined if e.stats is not None]
     audited = [(e.split, e.audit) for e in examined if e.audit is not None]
-    seen = [(e.path, e.split, e.stats.sha256, e.audit) for e in examined if e.stats is not None and e.audit is not None]
+    # the same picture in any file format is one content: its labels are compared
+    seen = [(e.path, e.split, e.stats.pixels, e.audit) for e in examined if e.stats is not None and e.audit is not None]
+    judged = images.judge(stats)
     problems = list(found.problems) + [p for e in examined for p in e.problems]
-    problems += images.judge(stats) + labels.across(seen, found.classes, kind)
+    problems += judged + labels.across(seen, found.classes, kind)
     skipped = [{"path": p, "reason": r} for p, r in found.skipped]
     skipped += [{"path": e.path, "reason": e.skip} for e in examined if e.skip]
     return {
@@ -69,7 +71,7 @@ def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixe
         "class_names": list(found.classes),
         "warnings": list(found.warnings),
         "labels": labels.summarise(audited, found.classes),
-        "pictures": images.facts(stats),
+        "pictures": images.facts(stats, judged),
         "problems": [p.as_dict() for p in _ordered(problems)],
         "skipped": sorted(skipped, key=lambda s: s["path"]),
     }

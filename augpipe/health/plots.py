@@ -73,3 +73,86 @@ def scatter(title: str, xs: list[float], ys: list[float], xlabel: str, ylabel: s
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return fig
+
+
+def columns(title: str, names: list[str], values: list[float], xlabel: str, ylabel: str = "images"):
+    """Vertical bars, one a name, in the given order."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.2))
+    ax.bar(range(len(names)), values, color="#4c78a8")
+    step = max(1, len(names) // 20)
+    ax.set_xticks(range(0, len(names), step), names[::step])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return fig
+
+
+# ---------------------------------------------------------------- the page's figures
+
+def _splits_of(by_class: dict) -> list[str]:
+    order = ("train", "validation", "test", "unsplit")
+    present = {s for counts in by_class.values() for s in counts}
+    return [s for s in order if s in present]
+
+
+def classes(facts: dict):
+    labels = facts["labels"]
+    objects = facts["task"] not in ("classification", "segmentation")
+    by_class = labels["objects_per_class" if objects else "images_per_class"]
+    if not by_class:
+        return None
+    names = sorted(by_class, key=lambda c: -sum(by_class[c].values()))
+    splits = _splits_of(by_class)
+    series = {s: [by_class[c].get(s, 0) for c in names] for s in splits}
+    what = "objects" if objects else "images"
+    return bars(f"{what} a class", names, series, what)
+
+
+def objects_per_image(facts: dict):
+    per_image = facts["labels"].get("objects_per_image") or {}
+    if facts["task"] == "classification" or not per_image:
+        return None
+    counts = {int(n): v for n, v in per_image.items()}
+    names = list(range(0, max(counts) + 1))
+    what = "classes a mask holds" if facts["task"] == "segmentation" else "objects in the image"
+    return columns(f"{what}, a bar a number", [str(n) for n in names], [counts.get(n, 0) for n in names], what)
+
+
+def boxes(facts: dict):
+    found = facts["labels"].get("boxes")
+    if not found or not found.get("sample"):
+        return None
+    sample = [s for s in found["sample"] if s[0] > 0 and s[1] > 0]
+    palette = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d"]
+    return scatter(f"box sizes ({found['count']:,} boxes{', a sample' if len(sample) < found['count'] else ''})",
+                  [s[0] for s in sample], [s[1] for s in sample], "width / image width",
+                  "height / image height", log=True, colours=[palette[int(s[3]) % len(palette)] for s in sample])
+
+
+def image_sizes(facts: dict):
+    hist = facts["pictures"].get("long_sides") or {}
+    if not hist.get("counts"):
+        return None
+    edges = hist["edges"]
+    names = [f"{round(edges[k])}" for k in range(len(hist["counts"]))]
+    return columns("image sizes (longest side)", names, hist["counts"], "longest side from, in pixels")
+
+
+def mask_shares(facts: dict):
+    share = facts["labels"].get("mask_share")
+    if not share:
+        return None
+    names = sorted(share, key=lambda c: -share[c])
+    return bars("mask pixels a class", names, {"share": [100 * share[c] for c in names]}, "% of all mask pixels")
+
+
+def keypoint_visibility(facts: dict):
+    points = facts["labels"].get("keypoints")
+    if not points:
+        return None
+    return columns("keypoints", list(points), list(points.values()), "visibility", "keypoints")
+
+
+FIGURES = (("classes", classes), ("objects_per_image", objects_per_image), ("boxes", boxes),
+           ("image_sizes", image_sizes), ("mask_shares", mask_shares), ("keypoints", keypoint_visibility))

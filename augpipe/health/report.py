@@ -13,28 +13,104 @@ from collections import Counter
 from augpipe.health.base import CHECKS, GROUPS
 
 EXAMPLES = 3  # files shown under each check
+MOST_CLASSES = 20  # class lines shown
 FORMAT_NAMES = {"coco": "COCO", "yolo": "YOLO", "voc": "Pascal VOC", "masks": "mask folders",
                 "imagefolder": "class folders", "labelfiles": "label files"}
 
 
 def source_lines(f: dict) -> list[str]:
-    from augpipe.health.labels import summary_lines
-
     splits = ", ".join(f"{s} {n:,}" for s, n in f["splits"].items())
     fmt = FORMAT_NAMES.get(f["format"], f["format"])
     lines = [f"{f['path']}: source folder, {fmt} ({f['task']}), {f['images']:,} images ({splits})"]
     lines += [f"  note      {w}" for w in f.get("warnings", ())]
-    lines += summary_lines(f["labels"], f["class_names"], f["labelled"])
+    lines += label_lines(f["labels"], f["task"], f["labelled"])
     lines += picture_lines(f["pictures"])
     lines += problem_lines(f["problems"])
     lines += skipped_lines(f["skipped"])
     return lines
 
 
-def picture_lines(p: dict) -> list[str]:
-    from augpipe.health.images import summary_lines
+def label_lines(labels: dict, task: str, labelled: bool) -> list[str]:
+    """Classes with their images (and objects) by split; objects per image; boxes; masks; keypoints."""
+    if not labelled:
+        return ["  classes   none (unlabelled)"]
+    lines = _class_lines(labels, task)
+    lines += _per_image_line(labels, task)
+    lines += _box_lines(labels.get("boxes"))
+    share = labels.get("mask_share") or {}
+    if share:
+        shown = sorted(share.items(), key=lambda kv: -kv[1])
+        lines.append("  masks     pixels: " + ", ".join(f"{c} {100 * v:.1f}%" for c, v in shown[:8])
+                     + (", ..." if len(shown) > 8 else ""))
+    points = labels.get("keypoints")
+    if points:
+        lines.append(f"  keypoints {points['visible']:,} visible, {points['hidden']:,} hidden, "
+                     f"{points['unlabelled']:,} not labelled")
+    return lines
 
-    return summary_lines(p)
+
+def _class_lines(labels: dict, task: str) -> list[str]:
+    objects = task not in ("classification", "segmentation")
+    images, counted = labels["images_per_class"], labels["objects_per_class"]
+    splits = [s for s in ("train", "validation", "test", "unsplit") if s in labels["images"]]
+    if not images:
+        return ["  classes   none found in the labels"]
+    totals = {c: sum((counted if objects else images)[c].values()) for c in images}
+    top, width = max(totals.values()) or 1, max(len(c) for c in images)
+    what = "objects (images holding it)" if objects else "images"
+    lines = [f"  classes   {len(images)}, {what} a class   ({' / '.join(splits)})"]
+    shown = sorted(images, key=lambda c: -totals[c])
+    for c in shown[:MOST_CLASSES]:
+        cells = [f"{counted[c].get(s, 0):,} ({images[c].get(s, 0):,})" if objects else f"{images[c].get(s, 0):,}"
+                 for s in splits]
+        lines.append(f"    {c:<{width}}  {_bar(totals[c], top)} {' / '.join(cells)}")
+    if len(shown) > MOST_CLASSES:
+        lines.append(f"    ... {len(shown) - MOST_CLASSES} more classes (--json lists all)")
+    return lines
+
+
+def _per_image_line(labels: dict, task: str) -> list[str]:
+    if task == "classification":
+        return []
+    per_image = [int(n) for n, k in labels["objects_per_image"].items() for _ in range(k)]
+    if not per_image:
+        return []
+    per_image.sort()
+    empty = labels.get("empty_images", {})
+    what = "classes a mask" if task == "segmentation" else "objects an image"
+    none = ", ".join(f"{s} {n:,}" for s, n in empty.items() if n)
+    return [f"  {'labels' if task == 'segmentation' else 'objects':<9} {what} {per_image[0]}/"
+            f"{per_image[len(per_image) // 2]}/{per_image[-1]} (min/median/max); "
+            f"{sum(empty.values()):,} images without any{f' ({none})' if none else ''}"]
+
+
+def _box_lines(boxes: dict | None) -> list[str]:
+    if not boxes:
+        return []
+    w, h, a = boxes["width"], boxes["height"], boxes["aspect"]
+    return [f"  boxes     {boxes['count']:,}: width {_pct(w['min'])}/{_pct(w['median'])}/{_pct(w['max'])} of the "
+            f"image, height {_pct(h['min'])}/{_pct(h['median'])}/{_pct(h['max'])}, aspect (w/h) "
+            f"{a['min']:.2g}/{a['median']:.2g}/{a['max']:.2g} (min/median/max)"]
+
+
+def picture_lines(p: dict) -> list[str]:
+    if not p["images"]:
+        return []
+    sizes = p["sizes"]
+    m = p["medians"]
+    common = ", ".join(f"{w}×{h} {n:,}" for w, h, n in sizes[:3]) + (", ..." if len(sizes) > 3 else "")
+    lines = [f"  sizes     {len(sizes):,} sizes, median {round(m['width'])}×{round(m['height'])}: {common}"]
+    extra = [f"{p[k]:,} {word}" for k, word in (("grayscale", "grayscale"), ("exif_rotated", "EXIF-turned")) if p[k]]
+    lines.append(f"  pixels    median brightness {m['brightness']:.2f} (0-1)" + (f"; {', '.join(extra)}" if extra else ""))
+    return lines
+
+
+def _pct(v) -> str:
+    return "?" if v is None else f"{100 * v:.0f}%" if v >= 0.01 else f"{100 * v:.2f}%"
+
+
+def _bar(n: int, top: int, width: int = 20) -> str:
+    return ("#" * max(1, round(width * n / top)) if n else "").ljust(width)
 
 
 def problem_lines(problems: list[dict]) -> list[str]:
