@@ -25,7 +25,8 @@ td.n{text-align:right} .ok{color:#2a7a2a} .bad{color:#b22}
 .plots{display:flex;flex-wrap:wrap;gap:12px} .plots img{background:#fff;border-radius:4px;max-width:460px}
 .grid{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0;width:156px;background:#fff;padding:6px;border-radius:4px;font-size:11px;overflow-wrap:anywhere}
-figure img{width:144px;height:144px;object-fit:contain;background:#808080;display:block}
+figure img{width:144px;height:144px;object-fit:contain;background:#808080;display:inline-block;vertical-align:top}
+figure.pair{width:306px} figure.pair img+img{margin-left:6px}
 ul.more{font-size:12px} .note{font-size:12px;color:#555}
 """
 
@@ -97,8 +98,10 @@ def _problems_html(problems: list[dict], folder: Path, store) -> str:
     for check, found in by_check.items():
         parts.append(f"<h3 id='{check}'>{_e(CHECKS[check].title)}: {len(found):,}</h3><div class='grid'>")
         for p in found[:PER_CHECK]:
-            images = [src for src in (thumbs.of(path) for path in (p["path"], *p.get("related", ())[:2])) if src]
-            parts.append("<figure>" + "".join(f"<img src='{src}' alt=''>" for src in images[:1])
+            # a duplicate, a leak or a conflict beside the first file it names
+            images = [src for src in (thumbs.of(path) for path in (p["path"], *p.get("related", ())[:1])) if src]
+            wide = " class='pair'" if len(images) > 1 else ""
+            parts.append(f"<figure{wide}>" + "".join(f"<img src='{src}' alt=''>" for src in images)
                          + f"<figcaption>{_e(_line(p))}</figcaption></figure>")
         parts.append("</div>")
         if len(found) > PER_CHECK:

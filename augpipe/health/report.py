@@ -21,7 +21,8 @@ FORMAT_NAMES = {"coco": "COCO", "yolo": "YOLO", "voc": "Pascal VOC", "masks": "m
 def source_lines(f: dict) -> list[str]:
     splits = ", ".join(f"{s} {n:,}" for s, n in f["splits"].items())
     fmt = FORMAT_NAMES.get(f["format"], f["format"])
-    lines = [f"{f['path']}: source folder, {fmt} ({f['task']}), {f['images']:,} images ({splits})"]
+    lines = [f"{f['path']}: source folder, {fmt} ({f['task']}), {f['images']:,} images ({splits})"
+             + (f", {len(f['skipped']):,} files expand will skip" if f["skipped"] else "")]
     lines += [f"  note      {w}" for w in f.get("warnings", ())]
     lines += label_lines(f["labels"], f["task"], f["labelled"])
     lines += picture_lines(f["pictures"])
@@ -77,11 +78,11 @@ def _per_image_line(labels: dict, task: str) -> list[str]:
         return []
     per_image.sort()
     empty = labels.get("empty_images", {})
-    what = "classes a mask" if task == "segmentation" else "objects an image"
+    what = "classes a mask" if task == "segmentation" else "an image"
     none = ", ".join(f"{s} {n:,}" for s, n in empty.items() if n)
-    return [f"  {'labels' if task == 'segmentation' else 'objects':<9} {what} {per_image[0]}/"
-            f"{per_image[len(per_image) // 2]}/{per_image[-1]} (min/median/max); "
-            f"{sum(empty.values()):,} images without any{f' ({none})' if none else ''}"]
+    return [f"  {'labels' if task == 'segmentation' else 'objects':<9} {per_image[0]}/{per_image[len(per_image) // 2]}/"
+            f"{per_image[-1]} {what} (min/median/max); {sum(empty.values()):,} images without any"
+            f"{f' ({none})' if none else ''}"]
 
 
 def _box_lines(boxes: dict | None) -> list[str]:

@@ -13,16 +13,18 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import write_image
+from planted_images import varied
 
 
 def yolo_source(root: Path, images: int = 8) -> Path:
-    """A clean YOLO dataset: textured images, each with one box of class 0 or 1 lying on a red square."""
+    """A clean YOLO dataset: varied pictures, each with one box of class 0 or 1."""
+    rng = np.random.default_rng(0)
     (root / "data.yaml").parent.mkdir(parents=True, exist_ok=True)
     (root / "data.yaml").write_text("names: [cat, dog]\ntrain: images/train\nval: images/val\n")
     for k in range(images):
         split = "train" if k < images - 2 else "val"
-        write_image(root / "images" / split / f"im{k}.jpg", size=64, seed=k)
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "images" / split / f"im{k}.jpg"), cv2.cvtColor(varied(rng, 96, 80), cv2.COLOR_RGB2BGR))
         label = root / "labels" / split / f"im{k}.txt"
         label.parent.mkdir(parents=True, exist_ok=True)
         label.write_text(f"{k % 2} 0.37 0.37 0.25 0.25\n")
