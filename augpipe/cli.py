@@ -324,7 +324,7 @@ def inspect(
     else:
         if verify:
             raise UsageError(f"--verify re-reads an expanded dataset's shards; {path} is a source folder (no manifest.json)")
-        facts = check_source(path, format=format, layout=layout, progress=_bar_wanted(quiet))
+        facts = check_source(path, format=format, layout=layout, progress=not quiet)
         lines = source_lines(facts)
     typer.echo(json.dumps(facts, indent=2, ensure_ascii=False) if as_json else "\n".join(lines))
     if html_dir is not None:
@@ -336,11 +336,6 @@ def inspect(
         if names:
             typer.echo(f"--fail-on: {', '.join(failing(facts, names))} found problems", err=True)
         raise typer.Exit(1)
-
-
-def _bar_wanted(quiet: bool) -> bool:
-    """A command that prints a report shows its bar on a terminal only: piped, its output is the report."""
-    return not quiet and sys.stderr.isatty()
 
 
 def _export_formats() -> str:
