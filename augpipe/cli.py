@@ -295,6 +295,7 @@ def inspect(
     verify: Annotated[bool, typer.Option("--verify", help="Re-read every shard: checksums, row counts, images, labels, splits. Exit 1 on a problem.")] = False,
     source: Annotated[Optional[str], typer.Option("--source", metavar="DIR", help="With --verify: also compare every row's source_sha256, and every donor's, with the source files as they are now.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The same facts as JSON.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """One screen on what a dataset holds and how it was made, or what a source folder holds."""
     import json
@@ -305,7 +306,7 @@ def inspect(
     if source is not None and not verify:
         raise UsageError("--source compares rows with their sources: use it with --verify")
     if is_dataset(path):
-        facts = inspect_output(path, verify=verify, source=source)
+        facts = inspect_output(path, verify=verify, source=source, progress=not quiet)
         lines = output_report(facts)
     else:
         facts = inspect_source(path)
