@@ -11,6 +11,7 @@ An expanded dataset's facts (`inspect_output`), every row read once:
     class_counts    split -> "before" (the originals, copy 0) and "after" (all rows) -> "rows" (rows
                     holding each class) and, where the kind has objects, "objects" (of each class)
                     -> {class: n}; what augmentation changed, counted from the rows themselves
+    unread_targets  rows left out of class_counts: their target does not read (a damaged mask)
     counted         what the manifest's by_class counts ("rows", "objects", "images": rows holding it)
     mixing          multi-image step -> {rows, donor_images}: training rows it made, distinct donors
     dropped_by      reason -> class -> objects the recipe dropped (the manifest's)
@@ -62,6 +63,7 @@ def inspect_output(location, verify: bool = False, source: str | None = None, pr
         "width": _spread(census.widths),
         "height": _spread(census.heights),
         "class_counts": census.class_counts(),
+        "unread_targets": census.unread,
         "skipped": m.skipped,
         "skipped_count": m.total_skipped,
         "counted": ds.kind.counted,
@@ -90,6 +92,7 @@ class _Census:
         self.widths: list[int] = []
         self.heights: list[int] = []
         self.counts: dict = {}  # split -> "before"/"after" -> "rows"/"objects" -> Counter
+        self.unread = 0  # rows whose target does not read, not counted
         self.donor_rows: Counter = Counter()
         self.donor_images: dict[str, set] = defaultdict(set)
 
@@ -104,7 +107,11 @@ class _Census:
                                                 for when in ("before", "after")})
         for row in batch.drop_columns(["width", "height", *(["transforms"] if "transforms" in batch.schema.names
                                                              else [])]).to_pylist():
-            held = self.kind.row_classes(row, self.classes)
+            try:
+                held = self.kind.row_classes(row, self.classes)
+            except SkipInput:  # a mask that does not read: --verify lists it
+                self.unread += 1
+                continue
             for when in ("before", "after") if row["copy"] == 0 else ("after",):
                 counts[when]["rows"].update(held.keys())
                 if self.objects:
@@ -375,7 +382,11 @@ def _class_table(f: dict) -> list[str]:
     if len(held) > SHOWN * 2:
         lines.append(f"    ... {len(held) - SHOWN * 2} more (--json lists all)")
     absent = [c for c in f["classes"] if c not in held]
-    return lines + ([f"    in no row: {', '.join(absent[:SHOWN])}{', ...' if len(absent) > SHOWN else ''}"] if absent else [])
+    if absent:
+        lines.append(f"    in no row: {', '.join(absent[:SHOWN])}{', ...' if len(absent) > SHOWN else ''}")
+    if f.get("unread_targets"):
+        lines.append(f"    not counted: {_count(f['unread_targets'], 'row')} whose target does not read (--verify lists them)")
+    return lines
 
 
 def _cell(counts: dict, split: dict, what: str, c: str) -> str:

@@ -17,7 +17,7 @@ import pytest
 
 from augpipe import ExpandOptions, expand
 from conftest import duplicated_folder, write_image
-from expanded_kinds import class_counts, dropped, expanded_kinds, shard_rows
+from expanded_kinds import class_counts, dropped, expanded_kinds, held, shard_rows
 
 QUIET = dict(progress=False, workers=1)
 
@@ -279,3 +279,21 @@ def test_inspect_and_verify_show_a_progress_bar_over_the_rows(kinds, cli):
         assert re.search(rf"{desc}:\s+0%.*\b0/{total} ", result.stderr), result.stderr
     quiet = cli("inspect", out, "--verify", "-q")
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_a_mask_that_does_not_read_is_left_out_of_the_counts_and_said(kinds, tmp_path, cli):
+    out = _copy_tree(kinds["segmentation"], tmp_path / "out")
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    classes = json.loads((out / "_augpipe.json").read_text())["classes"]
+    k = next(k for k, row in enumerate(rows) if row["copy"] and held(row, classes))
+    lost = held(rows[k], classes)
+    rows[k]["annotation"]["bytes"] = b"not a png"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    result = cli("inspect", out, "--json", "-q")
+    facts = json.loads(result.output)
+    assert result.exit_code == 0 and facts["unread_targets"] == 1
+    truth = Counter(class_counts(kinds["segmentation"])["train"]["after"]["rows"])
+    assert facts["class_counts"]["train"]["after"]["rows"] == dict(truth - lost)
+    assert "    not counted: 1 row whose target does not read (--verify lists them)" in cli("inspect", out, "-q").output
