@@ -55,4 +55,4 @@ def test_the_objects_the_recipe_dropped_are_shown_by_reason_and_class(kinds, nam
     assert f"  dropped     {total} object{'s' * (total != 1)} " in text
     line = re.search(r"\n {16}transforms: (\d+) \((.*)\)", text)
     assert int(line[1]) == total
-    assert dict((c, int(n)) for c, n in (part.rsplit(" ", 1) for part in line[2].split(", "))) == lost
+    assert {c: int(n) for c, n in (part.rsplit(" ", 1) for part in line[2].split(", "))} == lost
