@@ -105,8 +105,8 @@ class _Census:
             return
         counts = self.counts.setdefault(split, {when: {what: Counter() for what in self._what()}
                                                 for when in ("before", "after")})
-        for row in batch.drop_columns(["width", "height", *(["transforms"] if "transforms" in batch.schema.names
-                                                             else [])]).to_pylist():
+        for row in batch.drop_columns([c for c in ("width", "height", "transforms") if c in batch.schema.names]
+                                      ).to_pylist():
             try:
                 held = self.kind.row_classes(row, self.classes)
             except SkipInput:  # a mask that does not read: --verify lists it
