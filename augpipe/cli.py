@@ -319,7 +319,7 @@ def inspect(
     if is_dataset(path):
         if html_dir is not None or names:
             raise UsageError("--html and --fail-on check a source folder; an expanded dataset is checked by --verify")
-        facts = inspect_output(path, verify=verify, source=source)
+        facts = inspect_output(path, verify=verify, source=source, progress=not quiet)
         lines = output_report(facts)
     else:
         if verify:

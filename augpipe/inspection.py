@@ -1,6 +1,23 @@
 """`inspect`: what an expanded dataset holds and how it was made, or what a source folder holds.
 
 Both return plain facts (dicts, for --json) and problems; the CLI formats them.
+
+An expanded dataset's facts (`inspect_output`), every row read once:
+    kind, path, augpipe_version, recipe {name, sha256}, seed, source, task, classes
+    splits          the manifest's counts: split -> {sources, rows, originals, augmented, by_class
+                    (what `counted` says), rows_by_class (detection, keypoints: rows holding a class)}
+    shards, bytes   the shard files and their size
+    width, height   {min, median, max} over every row
+    class_counts    split -> "before" (the originals, copy 0) and "after" (all rows) -> "rows" (rows
+                    holding each class) and, where the kind has objects, "objects" (of each class)
+                    -> {class: n}; what augmentation changed, counted from the rows themselves
+    unread_targets  rows left out of class_counts: their target does not read (a damaged mask)
+    counted         what the manifest's by_class counts ("rows", "objects", "images": rows holding it)
+    mixing          multi-image step -> {rows, donor_images}: training rows it made, distinct donors
+    dropped_by      reason -> class -> objects the recipe dropped (the manifest's)
+    balance         the manifest's record of --balance, or None
+    skipped, skipped_count
+    problems        with --verify: one line each
 """
 
 from __future__ import annotations
@@ -23,19 +40,14 @@ def _spread(values: list[int]) -> dict | None:
 
 # ---------------------------------------------------------------- an expanded dataset
 
-def inspect_output(location, verify: bool = False, source: str | None = None) -> dict:
+def inspect_output(location, verify: bool = False, source: str | None = None, progress: bool = True) -> dict:
+    """The facts of an expanded dataset (module docstring: the keys), every row read once with a
+    progress bar; with `verify`, every shard re-read and checked (`problems`)."""
     from augpipe.dataset import open_dataset
 
     ds = open_dataset(location)
     m = ds.manifest
-    widths, heights = [], []
-    for split in ds.splits():
-        try:
-            batches = list(ds.iter_batches(split, ["width", "height"]))
-        except SourceError:  # reported by --verify; the summary shows what it can read
-            continue
-        widths += [w for b in batches for w in b.column(0).to_pylist()]
-        heights += [h for b in batches for h in b.column(1).to_pylist()]
+    census = _census(ds, progress)
     facts = {
         "kind": "expanded dataset",
         "path": ds.location,
@@ -43,22 +55,103 @@ def inspect_output(location, verify: bool = False, source: str | None = None) ->
         "recipe": {"name": m.recipe.get("name"), "sha256": m.recipe.get("sha256", "")},
         "seed": m.seed,
         "source": m.source,
+        "task": m.task,
         "classes": m.classes,
         "splits": {s: m.counts[s] for s in SPLITS if s in m.counts},
         "shards": len(m.shards),
         "bytes": sum(s["bytes"] for s in m.shards),
-        "width": _spread(widths),
-        "height": _spread(heights),
+        "width": _spread(census.widths),
+        "height": _spread(census.heights),
+        "class_counts": census.class_counts(),
+        "unread_targets": census.unread,
         "skipped": m.skipped,
         "skipped_count": m.total_skipped,
         "counted": ds.kind.counted,
-        "mixing": donors_used(ds),
+        "mixing": census.mixing(),
         "dropped_by": m.extra.get("dropped_by") or {},
         "balance": m.extra.get("balance"),
     }
     if verify:
-        facts["problems"] = verify_output(ds, source)
+        facts["problems"] = verify_output(ds, source, progress)
     return facts
+
+
+def _rows_bar(ds, desc: str, progress: bool):
+    from augpipe.pipeline import progress_bar
+
+    return progress_bar(sum(s["rows"] for s in ds.manifest.shards), 0, progress, desc, "row")
+
+
+class _Census:
+    """What one pass over the rows gathers: their sizes; the classes each split's rows hold,
+    originals (copy 0: before augmentation) and all rows (after); each multi-image step's rows
+    and donor images in training."""
+
+    def __init__(self, kind, classes: list[str], objects: bool):
+        self.kind, self.classes, self.objects = kind, classes, objects
+        self.widths: list[int] = []
+        self.heights: list[int] = []
+        self.counts: dict = {}  # split -> "before"/"after" -> "rows"/"objects" -> Counter
+        self.unread = 0  # rows whose target does not read, not counted
+        self.donor_rows: Counter = Counter()
+        self.donor_images: dict[str, set] = defaultdict(set)
+
+    def add(self, split: str, batch) -> None:
+        self.widths += batch.column("width").to_pylist()
+        self.heights += batch.column("height").to_pylist()
+        if "transforms" in batch.schema.names:
+            self._donors(batch.column("transforms"))
+        if not self.classes:
+            return
+        counts = self.counts.setdefault(split, {when: {what: Counter() for what in self._what()}
+                                                for when in ("before", "after")})
+        for row in batch.drop_columns([c for c in ("width", "height", "transforms") if c in batch.schema.names]
+                                      ).to_pylist():
+            try:
+                held = self.kind.row_classes(row, self.classes)
+            except SkipInput:  # a mask that does not read: --verify lists it
+                self.unread += 1
+                continue
+            for when in ("before", "after") if row["copy"] == 0 else ("after",):
+                counts[when]["rows"].update(held.keys())
+                if self.objects:
+                    counts[when]["objects"].update(held)
+
+    def _what(self) -> tuple[str, ...]:
+        return ("rows", "objects") if self.objects else ("rows",)
+
+    def _donors(self, column) -> None:
+        import pyarrow.compute as pc
+
+        for text in column.filter(pc.fill_null(pc.match_substring(column, '"donors"'), False)).to_pylist():
+            steps = _row_donors(text)
+            self.donor_rows.update({name for name, _ in steps})
+            for name, d in steps:
+                self.donor_images[name].add(d.get("source"))
+
+    def class_counts(self) -> dict:
+        return {split: {when: {what: dict(sorted(n.items())) for what, n in by.items()} for when, by in c.items()}
+                for split, c in self.counts.items()}
+
+    def mixing(self) -> dict:
+        return {name: {"rows": self.donor_rows[name], "donor_images": len(self.donor_images[name])}
+                for name in sorted(self.donor_rows)}
+
+
+def _census(ds, progress: bool) -> _Census:
+    m, kind = ds.manifest, ds.kind
+    census = _Census(kind, m.classes if m.labelled else [], kind.counted == "objects")
+    targets = [c.name for c in kind.columns(m.classes, m.labelled)] if m.labelled else []
+    with _rows_bar(ds, "inspect", progress) as bar:
+        for split in ds.splits():
+            columns = ["width", "height", "copy", *targets, *(["transforms"] if split == "train" else [])]
+            try:
+                for batch in ds.iter_batches(split, columns):
+                    census.add(split, batch)
+                    bar.update(batch.num_rows)
+            except SourceError:  # reported by --verify; the summary shows what it can read
+                continue
+    return census
 
 
 def mixed_steps(applied: list) -> list[tuple[str, dict]]:
@@ -79,25 +172,6 @@ def _row_donors(text: str | None) -> list[tuple[str, dict]]:
     return [(name, d) for name, params in mixed_steps(applied) for d in params["donors"] if isinstance(d, dict)]
 
 
-def donors_used(ds) -> dict:
-    """Each multi-image step: the training rows it made and the distinct donor images they took."""
-    import pyarrow.compute as pc
-
-    rows: Counter = Counter()
-    images: dict[str, set] = defaultdict(set)
-    try:
-        for batch in ds.iter_batches("train", ["transforms"]):
-            column = batch.column(0)
-            for text in column.filter(pc.fill_null(pc.match_substring(column, '"donors"'), False)).to_pylist():
-                steps = _row_donors(text)
-                rows.update({name for name, _ in steps})
-                for name, d in steps:
-                    images[name].add(d.get("source"))
-    except SourceError:  # reported by --verify
-        pass
-    return {name: {"rows": rows[name], "donor_images": len(images[name])} for name in sorted(rows)}
-
-
 class _Seen:
     """What the rows re-read so far say: each content's splits, each source's split and content,
     and each donor's recorded content and the training rows that took it."""
@@ -115,7 +189,7 @@ class _Seen:
             self.donors[str(d.get("source"))][str(d.get("sha256") or "")].append(where)
 
 
-def verify_output(ds, source: str | None = None) -> list[str]:
+def verify_output(ds, source: str | None = None, progress: bool = True) -> list[str]:
     """Every shard re-read: presence, checksum, row count, images, labels, splits; content that
     appears in more than one split; donors of training rows that are held-out images or no
     sources of the dataset; with `source`, every row and donor against its source file now."""
@@ -128,14 +202,16 @@ def verify_output(ds, source: str | None = None) -> list[str]:
         if is_shard_name(name) and name not in listed:
             problems.append(f"{name}: extra shard, not in the manifest")
     seen = _Seen()
-    for shard in m.shards:
-        if store.size(shard["name"]) is None:
-            problems.append(f"{shard['name']}: missing")
-            continue
-        digest = store.sha256(shard["name"])
-        if digest != shard["sha256"]:
-            problems.append(f"{shard['name']}: checksum mismatch (sha256 {digest[:12]}, manifest {shard['sha256'][:12]})")
-        problems += _verify_rows(ds, shard, m, seen)
+    with _rows_bar(ds, "verify", progress) as bar:
+        for shard in m.shards:
+            if store.size(shard["name"]) is None:
+                problems.append(f"{shard['name']}: missing")
+                continue
+            digest = store.sha256(shard["name"])
+            if digest != shard["sha256"]:
+                problems.append(f"{shard['name']}: checksum mismatch (sha256 {digest[:12]}, "
+                                f"manifest {shard['sha256'][:12]})")
+            problems += _verify_rows(ds, shard, m, seen, bar)
     problems += _shared_across_splits(seen.by_sha)
     # a training source whose every copy failed has no row, yet may be another row's donor
     # sources of the run without rows of their own: their copies all failed, or they were skipped
@@ -148,7 +224,7 @@ def verify_output(ds, source: str | None = None) -> list[str]:
     return problems
 
 
-def _verify_rows(ds, shard: dict, m, seen: _Seen) -> list[str]:
+def _verify_rows(ds, shard: dict, m, seen: _Seen, bar) -> list[str]:
     import pyarrow.parquet as pq
 
     name = shard["name"]
@@ -174,6 +250,7 @@ def _verify_rows(ds, shard: dict, m, seen: _Seen) -> list[str]:
                 seen.row(row, shard["split"], where)
                 problems += [f"{where}: {p}" for p in _row_problems(row, shard["split"], kind, classes)]
                 index += 1
+            bar.update(batch.num_rows)
     except Exception as exc:  # noqa: BLE001
         problems.append(f"{name}: unreadable after row {index} ({type(exc).__name__}: {str(exc)[:80]})")
     return problems
@@ -267,7 +344,7 @@ def output_report(f: dict) -> list[str]:
     size = f"{f['bytes'] / 1e6:.1f} MB"
     lines.append(f"  shards    {f['shards']} files, {size}")
     lines += _sizes_line(f)
-    lines += _class_chart(f["classes"], f["splits"], f.get("counted", "rows"))
+    lines += _class_table(f)
     lines += _balance_lines(f.get("balance"))
     lines += _mixing_lines(f.get("mixing") or {})
     lines += _dropped_lines(f.get("dropped_by") or {})
@@ -287,17 +364,36 @@ def _balance_lines(balance: dict | None) -> list[str]:
     return [f"  balance   repeat factors, t {balance['threshold']:.3g}: {shown}"]
 
 
-def _class_chart(classes: list[str], splits: dict, counted: str) -> list[str]:
-    if not classes:
+def _class_table(f: dict) -> list[str]:
+    """A line a class: in each split the rows holding it (and its objects), originals -> all rows
+    where the split was augmented; the classes no row holds on a line of their own."""
+    if not f["classes"]:
         return ["  classes   none (unlabelled)"]
-    names = list(splits)
-    counts = {c: [splits[s]["by_class"].get(c, 0) for s in names] for c in classes}
-    top = max((v[0] for v in counts.values()), default=0) or 1
-    width = max(len(c) for c in classes)
-    lines = [f"  classes   {len(classes)}, {counted} a class   ({' / '.join(names)})"]
-    for c in classes:
-        lines.append(f"    {c:<{width}}  {_bar(counts[c][0], top)} {' / '.join(f'{n:,}' for n in counts[c])}")
+    counts = f.get("class_counts") or {}
+    columns = [(split, what) for split, c in counts.items() for what in c["after"]]
+    held = [c for c in f["classes"] if any(counts[s]["after"][w].get(c) for s, w in columns)]
+    table = [["class", *(f"{split} {what}" for split, what in columns)]]
+    table += [[c, *(_cell(counts[s], f["splits"].get(s, {}), w, c) for s, w in columns)] for c in held[:SHOWN * 2]]
+    width = [max(len(row[k]) for row in table) for k in range(len(table[0]))]
+    objects = " (and its objects)" if any(w == "objects" for _, w in columns) else ""
+    lines = [f"  classes   {len(f['classes'])}: the rows holding each{objects}, originals -> all rows where augmented"]
+    lines += ["    " + "  ".join(cell.ljust(width[0]) if k == 0 else cell.rjust(width[k]) for k, cell in enumerate(row))
+              for row in table]
+    if len(held) > SHOWN * 2:
+        lines.append(f"    ... {len(held) - SHOWN * 2} more (--json lists all)")
+    absent = [c for c in f["classes"] if c not in held]
+    if absent:
+        lines.append(f"    in no row: {', '.join(absent[:SHOWN])}{', ...' if len(absent) > SHOWN else ''}")
+    if f.get("unread_targets"):
+        lines.append(f"    not counted: {_count(f['unread_targets'], 'row')} whose target does not read (--verify lists them)")
     return lines
+
+
+def _cell(counts: dict, split: dict, what: str, c: str) -> str:
+    after = counts["after"][what].get(c, 0)
+    if not (split.get("augmented") and split.get("originals")):
+        return f"{after:,}"
+    return f"{counts['before'][what].get(c, 0):,} -> {after:,}"
 
 
 def _mixing_lines(mixing: dict) -> list[str]:

@@ -187,6 +187,7 @@ class _Tally:
 
     def __init__(self):
         self.by_class: Counter = Counter()
+        self.holding: Counter = Counter()  # rows holding each class
         self.drops: Counter = Counter()  # (reason, class index)
         self.conversions: Counter = Counter()
         self.copies: Counter = Counter()
@@ -205,6 +206,8 @@ class _Tally:
             writer.write(row)
             self.copies["originals" if row["copy"] == 0 else "augmented"] += 1
         self.by_class.update(kind.count(result.rows, spec.classes, src))
+        if kind.counted == "objects":  # elsewhere by_class already counts the rows holding a class
+            self.holding.update(c for row in result.rows for c in kind.row_classes(row, spec.classes))
         self.copies["sources"] += 1
         self.copies["dropped"] += result.dropped
         self.drops.update(result.drops)
@@ -226,6 +229,6 @@ class _Tally:
             skipped=self.skipped, failed_copies=self.failed, dropped_boxes=self.copies["dropped"],
             dropped_objects=self.discarded, exif_oriented=len(self.oriented),
             exif_oriented_first=self.oriented[0] if self.oriented else None, seconds=seconds,
-            dropped_by=dropped_by)
+            dropped_by=dropped_by, rows_by_class=dict(sorted(self.holding.items())))
 
 

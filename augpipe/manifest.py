@@ -65,6 +65,7 @@ class ShardRecord:
     exif_oriented_first: str | None = None
     seconds: float = 0.0
     dropped_by: dict = field(default_factory=dict)  # reason -> class -> objects the recipe dropped
+    rows_by_class: dict = field(default_factory=dict)  # class -> rows holding it, where by_class counts objects
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self), ensure_ascii=False).encode("utf-8")
@@ -92,7 +93,7 @@ class Manifest:
 
     classes: list
     shards: list  # {"name", "split", "rows", "bytes", "sha256"}, checked by `load`
-    counts: dict  # split -> {"sources", "rows", "originals", "augmented", "by_class"}
+    counts: dict  # split -> {"sources", "rows", "originals", "augmented", "by_class"[, "rows_by_class"]}
     recipe: dict  # {"name", "path", "sha256", "text"}
     labelled: bool = False
     task: str = "classification"  # the target kind's name, under the manifest's historical key
@@ -228,14 +229,16 @@ def _counts(records: list[ShardRecord]) -> dict:
         mine = [r for r in records if r.split == split]
         if not mine:
             continue
-        by_class: Counter = Counter()
+        by_class, holding = Counter(), Counter()
         for r in mine:
             by_class.update(r.by_class)
+            holding.update(r.rows_by_class)
         counts[split] = {
             "sources": sum(r.sources for r in mine),
             "rows": sum(r.rows for r in mine),
             "originals": sum(r.originals for r in mine),
             "augmented": sum(r.augmented for r in mine),
             "by_class": dict(sorted(by_class.items())),
+            **({"rows_by_class": dict(sorted(holding.items()))} if holding else {}),
         }
     return counts

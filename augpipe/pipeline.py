@@ -134,7 +134,7 @@ def _write_shards(engine, plan, todo: list, spec, records: dict, options: Expand
 
     total_rows = sum(s.planned_rows for s in plan.shards)
     failures = _Failures()
-    with _progress_bar(total_rows, total_rows - sum(s.planned_rows for s in todo), options.progress, "expand",
+    with progress_bar(total_rows, total_rows - sum(s.planned_rows for s in todo), options.progress, "expand",
                        "img") as bar:
         for record in engine.map(write_shard, todo, spec, bar.update):
             records[record.name] = record
@@ -155,7 +155,7 @@ def split_hashes(engine, found, spec, options: ExpandOptions) -> tuple[dict, lis
     masks = sorted({f.target.path for f in found.files if getattr(f.target, "path", None)})
     names = [(f.relpath, f.size) for f in found.files] + [(m, 0) for m in masks]
     results = {}
-    with _progress_bar(len(names), 0, options.progress, "hash", "file") as bar:
+    with progress_bar(len(names), 0, options.progress, "hash", "file") as bar:
         for chunk in engine.map(hash_sources, hash_jobs(names), spec, bar.update):
             results.update({name: rest for name, *rest in chunk})
     hashes, sizes, bad = {}, [], []
@@ -190,7 +190,7 @@ def _read_held(engine, found, spec, options: ExpandOptions) -> None:
     files = found.files
     jobs = [HeldJob(tuple(files[i:i + 256]), len(files[i:i + 256])) for i in range(0, len(files), 256)]
     read, bad = {}, []
-    with _progress_bar(len(files), 0, options.progress, "read masks", "file") as bar:
+    with progress_bar(len(files), 0, options.progress, "read masks", "file") as bar:
         for chunk in engine.map(read_held, jobs, spec, bar.update):
             for f, reason in chunk:
                 read[f.relpath] = f
@@ -374,7 +374,7 @@ def _place(location: str) -> tuple:
     return scheme.lower(), rest.split("?", 1)[0].rstrip("/")
 
 
-def _progress_bar(total: int, initial: int, enabled: bool, desc: str, unit: str):
+def progress_bar(total: int, initial: int, enabled: bool, desc: str, unit: str):
     from tqdm import tqdm
 
     tqdm.monitor_interval = 0  # no monitor thread: workers may fork from this process

@@ -34,6 +34,24 @@ def _dropped_lines(dropped_by: dict) -> list[str]:
         shown = ", ".join(f"{k} {v:,}" for k, v in top[:4]) + (", …" if len(top) > 4 else "")
         lines.append(f"                {reason}: {sum(by_class.values()):,} ({shown})")
     return lines
+# what a manifest's by_class counts, by its "counted"
+COUNTED = {"rows": "rows", "objects": "objects", "images": "rows holding the class"}
+
+
+def _class_lines(train: dict, counted: str) -> list[str]:
+    """The training split's classes: what by_class counts, and where that is objects, the rows
+    holding each class."""
+    lines = []
+    for key, what in (("by_class", COUNTED.get(counted, counted)), ("rows_by_class", "rows holding the class")):
+        if key not in train:
+            continue
+        top = list(train[key].items())
+        shown = ", ".join(f"{k} {v:,}" for k, v in top[:SHOW_CLASSES])
+        more = f", … {len(top) - SHOW_CLASSES} more" if len(top) > SHOW_CLASSES else ""
+        lines.append(f"  {'' if lines else 'classes':<11} {shown}{more}" + (f"  (train {what})" if top else ""))
+    return lines
+
+
 def _balance(b: dict, classes: list[str], counted: str) -> list[str]:
     """--balance by repeat factors: each class's factor, and its objects before -> after, the rarest
     classes first."""
@@ -72,10 +90,7 @@ def expand_summary(m: dict) -> list[str]:
         extra = f" ({c['originals']:,} originals + {c['augmented']:,} augmented)" if c["augmented"] else ""
         lines.append(f"  {split:<11} {c['rows']:,} rows from {c['sources']:,} images{extra}")
     if m["labelled"]:
-        train = counts.get("train", {}).get("by_class", {})
-        shown = ", ".join(f"{k} {v:,}" for k, v in list(train.items())[:SHOW_CLASSES])
-        more = f", … {n_classes - SHOW_CLASSES} more" if n_classes > SHOW_CLASSES else ""
-        lines.append(f"  classes     {shown}{more}" + (f"  (train {m.get('counted', 'rows')})" if train else ""))
+        lines += _class_lines(counts.get("train", {}), m.get("counted", "rows"))
     if m.get("balance"):
         lines += _balance(m["balance"], m["classes"], m.get("counted", "objects"))
     skipped = m["skipped"]

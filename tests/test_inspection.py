@@ -1,4 +1,5 @@
-"""`inspect` (augpipe/inspection.py): --verify on a dataset, and what a source folder holds."""
+"""`inspect` (augpipe/inspection.py): what an expanded dataset holds and what augmentation changed,
+--verify on a dataset, and what a source folder holds."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from augpipe import ExpandOptions, expand
 from conftest import duplicated_folder, write_image
+from expanded_kinds import class_counts, dropped, expanded_kinds, held, shard_rows
 
 QUIET = dict(progress=False, workers=1)
 
@@ -115,15 +117,14 @@ def test_inspect_shows_objects_a_class_donors_used_and_objects_dropped(mixed, cl
         for name, d in steps:
             used[name][1].add(d["source"])
     assert set(used) == {"Mosaic", "CopyPaste", "MixUp"}
-    facts = json.loads(cli("inspect", out, "--json").output)
+    facts = json.loads(cli("inspect", out, "--json", "-q").output)
     assert facts["mixing"] == {n: {"rows": k, "donor_images": len(s)} for n, (k, s) in used.items()}
     manifest = json.loads((out / "_augpipe.json").read_text())
     assert facts["dropped_by"] == manifest["dropped_by"] and manifest["dropped_by"]
-    text = cli("inspect", out).output
-    classes = manifest["classes"]
-    assert "objects a class" in text
-    for c, name in enumerate(classes):
-        assert re.search(rf"\n    {name}\s+#+\s+{objects[c]} / ", text), text
+    text = cli("inspect", out, "-q").output
+    table = class_table(text)
+    for c, name in enumerate(manifest["classes"]):
+        assert table[name][table["class"].index("train objects")].endswith(f"-> {objects[c]}"), text
     for name, (k, s) in used.items():
         assert f"{name}: {k} row{'s' * (k != 1)}, {len(s)} donor image{'s' * (len(s) != 1)}" in text
     for reason, by_class in manifest["dropped_by"].items():
@@ -178,7 +179,7 @@ def test_verify_flags_a_donor_from_validation_or_from_nowhere(mixed, tmp_path, c
     manifest = json.loads((out / "_augpipe.json").read_text())
     manifest["failed_copies"] = [{"path": "gone/failed.png", "copy": 1, "reason": "augmentation failed: ..."}]
     (out / "_augpipe.json").write_text(json.dumps(manifest))
-    problems = json.loads(cli("inspect", out, "--verify", "--json").output)["problems"]
+    problems = json.loads(cli("inspect", out, "--verify", "--json", "-q").output)["problems"]
     assert any(p.startswith(f"leakage: validation source {val_a['source']} is a donor of 1 row") for p in problems)
     assert any(p.startswith(f"leakage: donor elsewhere/twin.png has the content of validation source {val_b['source']}")
                for p in problems)
@@ -202,3 +203,97 @@ def test_verify_with_source_finds_a_donor_changed_since(mixed, tmp_path, cli):
     assert re.search(rf"donor {re.escape(donor)}: changed since it was expanded \(sha256 \w+, {n} rows took it with ",
                      result.output), result.output
     assert sum("changed since" in ln for ln in result.output.splitlines()) == 2
+
+
+# ---------------------------------------------------------------- what augmentation changed, every kind
+
+KINDS = ("classification", "coco", "yolo", "voc", "keypoints", "segmentation")
+OBJECTS = ("coco", "yolo", "voc", "keypoints")
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory) -> dict[str, Path]:
+    return expanded_kinds(tmp_path_factory.mktemp("kinds"))
+
+
+def class_table(text: str) -> dict[str, list[str]]:
+    """The report's class table: its first cell (the header's "class", or a class) -> its cells."""
+    lines = text.splitlines()
+    start = next(k for k, line in enumerate(lines) if line.startswith("  classes   ")) + 1
+    table = {}
+    for line in lines[start:]:
+        if not line.startswith("    ") or line.startswith(("    in no row:", "    ...")):
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        table[cells[0]] = cells[1:]
+    return table
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_inspect_counts_each_class_before_and_after_augmentation(kinds, name, cli):
+    out = kinds[name]
+    truth = class_counts(out)
+    assert truth["train"]["before"] != truth["train"]["after"]  # augmentation changed the counts
+    facts = json.loads(cli("inspect", out, "--json", "-q").output)
+    assert facts["class_counts"] == truth
+    table = class_table(cli("inspect", out, "-q").output)
+    columns = [(split, what) for split in truth for what in truth[split]["after"]]
+    assert table.pop("class") == [f"{split} {what}" for split, what in columns]
+    held = [c for c in facts["classes"] if any(truth[s]["after"][w].get(c) for s, w in columns)]
+    assert list(table) == held and held
+    for c, cells in table.items():
+        assert cells == [f"{truth[s]['before'][w].get(c, 0)} -> {truth[s]['after'][w].get(c, 0)}" if s == "train"
+                         else str(truth[s]["after"][w].get(c, 0)) for s, w in columns]
+
+
+def test_inspect_names_the_classes_no_row_holds(kinds, cli):
+    out = kinds["segmentation"]
+    truth = class_counts(out)
+    classes = json.loads((out / "_augpipe.json").read_text())["classes"]
+    absent = [c for c in classes if not any(truth[s]["after"]["rows"].get(c) for s in truth)]
+    assert absent == ["background"]  # value 0 is no class
+    assert "    in no row: background" in cli("inspect", out, "-q").output.splitlines()
+
+
+@pytest.mark.parametrize("name", OBJECTS)
+def test_inspect_shows_the_objects_the_recipe_dropped_by_class(kinds, name, cli):
+    out = kinds[name]
+    lost = dropped(out)
+    assert lost  # planted: the recipe shifts objects out of the image
+    facts = json.loads(cli("inspect", out, "--json", "-q").output)
+    assert facts["dropped_by"] == {"transforms": lost}
+    train = facts["class_counts"]["train"]
+    for c, n in train["before"]["objects"].items():  # 2 copies: what each original kept, less what was dropped
+        assert train["after"]["objects"].get(c, 0) == 3 * n - lost.get(c, 0)
+    line = next(ln for ln in cli("inspect", out, "-q").output.splitlines() if ln.startswith("    transforms"))
+    assert re.split(r"\s{2,}", line.strip())[1].startswith(f"{sum(lost.values())} (")
+    assert all(f"{c} {n}" in line for c, n in lost.items())
+
+
+def test_inspect_and_verify_show_a_progress_bar_over_the_rows(kinds, cli):
+    out = kinds["coco"]
+    total = sum(len(rows) for rows in shard_rows(out).values())
+    result = cli("inspect", out, "--verify")
+    assert result.exit_code == 0
+    for desc in ("inspect", "verify"):
+        assert re.search(rf"{desc}:\s+0%.*\b0/{total} ", result.stderr), result.stderr
+    quiet = cli("inspect", out, "--verify", "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_a_mask_that_does_not_read_is_left_out_of_the_counts_and_said(kinds, tmp_path, cli):
+    out = _copy_tree(kinds["segmentation"], tmp_path / "out")
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    classes = json.loads((out / "_augpipe.json").read_text())["classes"]
+    k = next(k for k, row in enumerate(rows) if row["copy"] and held(row, classes))
+    lost = held(rows[k], classes)
+    rows[k]["annotation"]["bytes"] = b"not a png"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    result = cli("inspect", out, "--json", "-q")
+    facts = json.loads(result.output)
+    assert result.exit_code == 0 and facts["unread_targets"] == 1
+    truth = Counter(class_counts(kinds["segmentation"])["train"]["after"]["rows"])
+    assert facts["class_counts"]["train"]["after"]["rows"] == dict(truth - lost)
+    assert "    not counted: 1 row whose target does not read (--verify lists them)" in cli("inspect", out, "-q").output

@@ -71,17 +71,17 @@ def test_many_skipped_inputs_go_to_a_sidecar_which_a_loaded_manifest_keeps(tmp_p
     assert store.read_bytes(MANIFEST) == before and len(store.read_text(SKIPPED).splitlines()) == len(skipped)
 
 
-def test_a_shard_record_is_written_as_the_record_json_always_was_with_drops_by_reason_last():
+def test_a_shard_record_is_written_as_the_record_json_always_was_with_drops_by_reason_and_rows_by_class_last():
     record = ShardRecord(name="train-00000-of-00001.parquet", split="train", rows=3, bytes=100, sha256="ff",
                          sources=2, originals=2, augmented=1, by_class={"café": 3}, conversions={"16-bit": 1},
                          skipped=[["a.jpg", "damaged"]], failed_copies=[["b.jpg", 1, "augmentation failed"]],
                          dropped_boxes=0, dropped_objects=[], exif_oriented=1, exif_oriented_first="c.jpg",
-                         seconds=0.25, dropped_by={"mosaic: cut off": {"cat": 2}})
+                         seconds=0.25, dropped_by={"mosaic: cut off": {"cat": 2}}, rows_by_class={"café": 2})
     old = {"name": "train-00000-of-00001.parquet", "split": "train", "rows": 3, "bytes": 100, "sha256": "ff",
            "sources": 2, "originals": 2, "augmented": 1, "by_class": {"café": 3}, "conversions": {"16-bit": 1},
            "skipped": [["a.jpg", "damaged"]], "failed_copies": [["b.jpg", 1, "augmentation failed"]],
            "dropped_boxes": 0, "dropped_objects": [], "exif_oriented": 1, "exif_oriented_first": "c.jpg",
-           "seconds": 0.25, "dropped_by": {"mosaic: cut off": {"cat": 2}}}
+           "seconds": 0.25, "dropped_by": {"mosaic: cut off": {"cat": 2}}, "rows_by_class": {"café": 2}}
     assert record.to_json() == json.dumps(old, ensure_ascii=False).encode("utf-8")
     assert ShardRecord.from_dict(json.loads(record.to_json())) == record
     assert record.entry() == {k: old[k] for k in ("name", "split", "rows", "bytes", "sha256")}

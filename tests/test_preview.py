@@ -140,7 +140,7 @@ def test_inspect_summarises_an_expanded_dataset(cli, expanded):
     assert result.exit_code == 0, result.output
     for word in ("recipe    flips", "train", "validation", "cat", "dog", "shards", "sizes", "seed 0"):
         assert word in result.output
-    facts = json.loads(cli("inspect", expanded, "--json").output)
+    facts = json.loads(cli("inspect", expanded, "--json", "-q").output)
     assert facts["classes"] == ["cat", "dog"] and facts["width"]["max"] == 32
 
 
@@ -183,7 +183,7 @@ def test_verify_catches_an_extra_shard_and_an_augmented_validation_row(cli, expa
     m = json.loads((expanded / "_augpipe.json").read_text())
     table = pq.read_table(train)  # train rows (with copies) written under a validation name
     pq.write_table(table, val)
-    result = cli("inspect", expanded, "--json", "--verify")
+    result = cli("inspect", expanded, "--json", "--verify", "-q")
     problems = json.loads(result.output)["problems"]
     assert result.exit_code == 1
     assert any("extra shard" in p for p in problems)

@@ -25,6 +25,8 @@ class Target:
         values(state, image)      the row's target columns' values
         count(rows, classes, src) what a shard's `by_class` counts of one source's rows
         counted                   what those counts count, in a word ("rows", "objects")
+        row_classes(row, classes) the classes one row holds: {class name: its objects} (1 where the
+                                  kind has no objects: classification, segmentation)
         object_classes(state)     the class index of each object a state holds (its drops are counted)
         balancing                 how `--balance` evens classes out (plan.py does the arithmetic):
                                   "class images" (one class an image: every class as many rows as the
@@ -98,6 +100,9 @@ class Target:
         raise NotImplementedError
 
     def count(self, rows: list[dict], classes, src) -> Counter:
+        raise NotImplementedError
+
+    def row_classes(self, row: dict, classes) -> Counter:
         raise NotImplementedError
 
     def object_classes(self, state) -> list[int]:

@@ -176,7 +176,10 @@ class BoxesKind(Target):
 
     def count(self, rows, classes, src) -> Counter:
         """Objects a class."""
-        return Counter(classes[c] for row in rows for c in row["objects"]["category"])
+        return sum((self.row_classes(row, classes) for row in rows), Counter())
+
+    def row_classes(self, row, classes) -> Counter:
+        return Counter(classes[c] if 0 <= c < len(classes) else str(c) for c in row["objects"]["category"])
 
     def object_classes(self, state: Boxes) -> list[int]:
         return [] if state is None else state.categories.tolist()

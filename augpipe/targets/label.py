@@ -28,6 +28,10 @@ class Label(Target):
     def count(self, rows, classes, src) -> Counter:
         return Counter({classes[src.label] if src.label is not None else "(unlabelled)": len(rows)})
 
+    def row_classes(self, row, classes) -> Counter:
+        label = row.get("label")
+        return Counter({classes[label] if label is not None and 0 <= label < len(classes) else str(label): 1})
+
     def held(self, src, classes) -> Counter:
         return Counter({src.class_name: 1})
 

@@ -66,10 +66,10 @@ class Semantic(Target):
 
     def count(self, rows, classes, src) -> Counter:
         """Rows a class: those whose mask holds it (the background, value 0, and 255 are no class)."""
-        held: Counter = Counter()
-        for row in rows:
-            held.update(_named(values_of(read_mask(row["annotation"]["bytes"], "annotation")[0]), classes))
-        return held
+        return sum((self.row_classes(row, classes) for row in rows), Counter())
+
+    def row_classes(self, row, classes) -> Counter:
+        return _named(values_of(read_mask(row["annotation"]["bytes"], "annotation")[0]), classes)
 
     def held(self, src, classes) -> Counter:
         """The classes its mask holds, once `read_held` has read them."""

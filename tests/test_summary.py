@@ -1,0 +1,58 @@
+"""expand's one-screen summary (augpipe/summary.py): what its class lines count, checked against the
+rows of datasets of every kind, and the objects the recipe dropped."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from augpipe.summary import expand_summary
+from expanded_kinds import class_counts, dropped, expanded_kinds
+
+OBJECTS = ("coco", "yolo", "voc", "keypoints")
+
+
+@pytest.fixture(scope="module")
+def kinds(tmp_path_factory) -> dict[str, Path]:
+    return expanded_kinds(tmp_path_factory.mktemp("kinds"))
+
+
+def summary(out: Path) -> list[str]:
+    return expand_summary(json.loads((out / "_augpipe.json").read_text()))
+
+
+def listed(counts: dict) -> str:
+    return ", ".join(f"{c} {n}" for c, n in counts.items())
+
+
+@pytest.mark.parametrize("name, says", [("classification", "rows"), ("segmentation", "rows holding the class")])
+def test_the_class_line_counts_the_training_rows_holding_each_class(kinds, name, says):
+    rows = class_counts(kinds[name])["train"]["after"]["rows"]
+    lines = summary(kinds[name])
+    k = next(k for k, line in enumerate(lines) if line.startswith("  classes "))
+    assert lines[k] == f"  classes     {listed(rows)}  (train {says})"
+    assert not lines[k + 1].startswith("   ")  # one line
+
+
+@pytest.mark.parametrize("name", OBJECTS)
+def test_the_class_lines_of_objects_count_objects_and_the_rows_holding_them(kinds, name):
+    train = class_counts(kinds[name])["train"]["after"]
+    lines = summary(kinds[name])
+    k = next(k for k, line in enumerate(lines) if line.startswith("  classes "))
+    assert lines[k] == f"  classes     {listed(train['objects'])}  (train objects)"
+    assert lines[k + 1] == f"              {listed(train['rows'])}  (train rows holding the class)"
+
+
+@pytest.mark.parametrize("name", OBJECTS)
+def test_the_objects_the_recipe_dropped_are_shown_by_reason_and_class(kinds, name):
+    lost = dropped(kinds[name])
+    assert lost  # planted: the recipe shifts objects out of the image
+    text = "\n".join(summary(kinds[name]))
+    total = sum(lost.values())
+    assert f"  dropped     {total} object{'s' * (total != 1)} " in text
+    line = re.search(r"\n {16}transforms: (\d+) \((.*)\)", text)
+    assert int(line[1]) == total
+    assert {c: int(n) for c, n in (part.rsplit(" ", 1) for part in line[2].split(", "))} == lost
