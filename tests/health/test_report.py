@@ -50,18 +50,18 @@ def found(facts: dict) -> dict[str, set[str]]:
 
 def test_planted_problems_are_found_and_a_clean_source_has_none(tmp_path, cli):
     clean = yolo_source(tmp_path / "clean")
-    result = cli("inspect", clean, "--json", "--fail-on", "all")
+    result = cli("inspect", clean, "--json", "-q", "--fail-on", "all")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["problems"] == []
     data = yolo_source(tmp_path / "data")
     plant(data)
-    result = cli("inspect", data, "--json")
+    result = cli("inspect", data, "--json", "-q")
     assert result.exit_code == 0  # problems alone do not fail without --fail-on
     checks = found(json.loads(result.output))
     assert any("im0" in p for p in checks["box_outside"]) and any("im1" in p for p in checks["unknown_class"])
     assert checks["exact_leak"] & {"images/val/leaked.jpg", "images/train/im2.jpg"}
     assert checks["dark"] == {"images/train/im3.jpg"}
-    text = cli("inspect", data).output
+    text = cli("inspect", data, "-q").output
     assert re.search(r"boxes outside the image: 1", text) and "images/train/im3.jpg" in text
 
 
