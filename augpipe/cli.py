@@ -316,6 +316,10 @@ def inspect(
     _local(html_dir, "--html")
     if html_dir is not None and importlib.util.find_spec("matplotlib") is None:
         raise UsageError("--html draws its plots with matplotlib: pip install matplotlib (or augpipe[report])")
+    if html_dir is not None and not is_dataset(path):
+        from augpipe.health.html import claim
+
+        claim(html_dir)
     if is_dataset(path):
         if html_dir is not None or names:
             raise UsageError("--html and --fail-on check a source folder; an expanded dataset is checked by --verify")

@@ -31,12 +31,17 @@ ul.more{font-size:12px} .note{font-size:12px;color:#555}
 """
 
 
-def write_report(facts: dict, folder: str | Path, store) -> Path:
-    """The page for `check_source`'s facts; `store`: the source's, to read the problems' images."""
+def claim(folder: str | Path) -> None:
+    """Refuse, before anything is read, a folder that is not empty and not a report of ours."""
     from augpipe.pages import claim_folder
 
+    claim_folder(Path(folder), REPORT_MARK, "--html", "a health report", OWN)
+
+
+def write_report(facts: dict, folder: str | Path, store) -> Path:
+    """The page for `check_source`'s facts; `store`: the source's, to read the problems' images."""
     folder = Path(folder)
-    claim_folder(folder, REPORT_MARK, "--html", "a health report", OWN)
+    claim(folder)
     for sub, _ in OWN:
         (folder / sub).mkdir(parents=True, exist_ok=True)
     title = f"augpipe inspect: {facts['path']}"

@@ -117,4 +117,5 @@ def test_html_refuses_a_folder_it_did_not_write(tmp_path, cli):
     (site / "index.html").write_text("<html>mine</html>")
     result = cli("inspect", data, "--html", site)
     assert result.exit_code == 2 and "not a health report augpipe wrote" in result.output
+    assert "inspect:" not in result.output  # refused before anything was read
     assert (site / "index.html").read_text() == "<html>mine</html>"
