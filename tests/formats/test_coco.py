@@ -69,13 +69,14 @@ def test_coco_standard(tmp_path):
                              "train2017/sub/deep.jpg", "val2017/c.jpg"]
     a = files["train2017/a.jpg"].target
     assert a == Objects(((10.0, 5.0, 20.0, 10.0), (40.0, 20.0, 8.0, 8.0)), (0, 1), (101, 102),
-                        (("polygon", ((10.0, 5.0, 30.0, 5.0, 30.0, 15.0, 10.0, 15.0),)), None))
+                        (("polygon", ((10.0, 5.0, 30.0, 5.0, 30.0, 15.0, 10.0, 15.0),)), None),
+                        canvas=(64, 48))  # the JSON's width and height, which `audit` checks
     assert files["train2017/a.jpg"].split == "train" and files["val2017/c.jpg"].split == "validation"
     assert files["train2017/a.jpg"].class_name is None
     crowd = files["train2017/b.jpg"].target  # iscrowd: kept, its RLE as written
     assert crowd.boxes == ((0.0, 0.0, 64.0, 48.0),) and crowd.segments == (("rle", {"size": [48, 64],
                                                                                       "counts": [0, 10, 3062]}),)
-    assert files["train2017/empty.jpg"].target == Objects((), (), (), None)  # listed, no annotations
+    assert files["train2017/empty.jpg"].target.boxes == ()  # listed, no annotations
     assert files["train2017/edge.jpg"].target.boxes == ((0.0, 40.0, 64.0, 8.0),)  # within 1 px: clipped
     assert files["val2017/c.jpg"].target.boxes == ((1.0, 2.0, 3.0, 4.0),)
     skipped = reasons(found)
