@@ -12,11 +12,12 @@ class Audit:
 
     problems   (check, where, detail): a check of `augpipe.health.base.CHECKS`, where in the file
                ("object 2 (id 5512)", "keypoint 3 of object 0", ""), one line with its figures
-    facts      JSON-able, every key optional: "size" [width, height]; "objects" the count (a
-               classification image: 1, labelled or not); "classes" {class name: objects, or 1 for
-               an image's class or a mask's class}; "boxes" [[class index, w, h], ...] relative to
-               the image's width and height; "mask_pixels" {class name or value: pixels};
-               "keypoints" {"visible": n, "hidden": n, "unlabelled": n}
+    facts      JSON-able: "size" [width, height]; "objects" the count (a classification image:
+               1, 0 unlabelled; a mask: the classes it holds past the background 0 and 255);
+               "classes" {class name: objects, or 1 for an image's class or a mask's class (a
+               value without a name by its number)}; and by kind, "boxes" [[class index, w, h],
+               ...] relative to the image's width and height (clipped to it); "mask_pixels" {class
+               name or value: pixels}; "keypoints" {"visible": n, "hidden": n, "unlabelled": n}
     signature  its labels in a comparable form (equal for the same labels), None when unlabelled:
                what `health.labels.across` compares for one image content under two labels
     """

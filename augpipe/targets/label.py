@@ -66,7 +66,8 @@ class Label(Target):
 def _audit(name: str | None, classes: list[str], size) -> Audit:
     problems = [] if name is None or name in classes else [("unknown_class", "", f"{name}: not one of the "
                                                                                 f"{len(classes)} classes")]
-    facts = {"size": [int(size[0]), int(size[1])], "objects": 1, "classes": {} if name is None else {name: 1}}
+    facts = {"size": [int(size[0]), int(size[1])], "objects": 0 if name is None else 1,
+             "classes": {} if name is None else {name: 1}}
     return Audit(problems, facts, name)
 
 

@@ -211,7 +211,7 @@ def audit_mask(mask: np.ndarray, classes: list[str], name: str) -> Audit:
         problems.append(("mask_values", name, f"values {past[:5]}{' …' if len(past) > 5 else ''} "
                                               f"({int(pixels[past].sum()):,} pixels) past the {len(classes)} classes "
                                               f"(0–{len(classes) - 1}, and {IGNORE} for none)"))
-    held = _named(values, classes)
+    held = Counter(classes[v] if v < len(classes) else str(v) for v in values if v not in (0, IGNORE))
     facts = {"size": [int(mask.shape[1]), int(mask.shape[0])], "objects": len(held), "classes": dict(held),
              "mask_pixels": {(classes[v] if v < len(classes) else str(v)): int(pixels[v]) for v in values}}
     return Audit(problems, facts, hashlib.sha256(np.ascontiguousarray(mask).tobytes() + bytes(str(mask.shape), "ascii"))
