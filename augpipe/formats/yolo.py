@@ -367,6 +367,9 @@ def parse(content: str, nc: int, shape: tuple[int, int] | None = None, flaws: li
         points.append(keypoints)
     if first is not None:
         return first
+    if flaws is not None and None in segments and any(s is not None for s in segments):
+        flaws.append(("", Flaw("annotation_unreadable", "box lines and polygon lines in one file: augpipe reads "
+                                                        "both, ultralytics refuses the file")))
     return Objects(tuple(boxes), tuple(categories), tuple(range(len(boxes))),
                    tuple(segments) if any(s is not None for s in segments) else None, box_format="cxcywhn",
                    fields={} if shape is None else {"keypoints": tuple(points)})
