@@ -83,6 +83,16 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
         if labels[path] is not None:
             skipped.append((path, f"listed in {_owner(path, names)} but not found"))
             problems.append(Problem("annotation_unreadable", path, _owner(path, names), "listed but not found"))
+    files = _labelled(images, names, labels, failed, skipped, problems)
+    classes = sorted({f.class_name for f in files}, key=_order)
+    found = finish(store, files, skipped, classes, "classification", "labelfiles",
+                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+    found.problems = problems
+    return found
+
+
+def _labelled(images: dict, names: list[str], labels: dict, failed: dict, skipped: list, problems: list) -> list:
+    """The images with a label; each other one skipped with its reason."""
     files = []
     for path, e in images.items():
         owner = _owner(path, names)
@@ -96,11 +106,7 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
             problems.append(Problem("no_labels", path, owner, "not listed"))
         elif labels[path] is not None:
             files.append(SourceFile(path, split_of_path(path), labels[path], e.size, e.mtime_ns))
-    classes = sorted({f.class_name for f in files}, key=_order)
-    found = finish(store, files, skipped, classes, "classification", "labelfiles",
-                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
-    found.problems = problems
-    return found
+    return files
 
 
 def _owner(path: str, names: list[str]) -> str | None:

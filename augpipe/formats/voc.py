@@ -72,15 +72,8 @@ def read(store, entries: list, layout: str = "auto", zero_based: bool = False) -
     present = {e.name for e in entries}
     images = {e.name: e for e in entries if is_image(e.name)
               and not any(p in MASK_FOLDERS for p in e.name.split("/")[:-1])}
-    xml_of = {}
-    problems = []
-    for path in images:
-        found = next((x for x in xml_candidates(path) if x in present), None)
-        if found is None:
-            skipped.append((path, f"no annotation file ({xml_candidates(path)[0]})"))
-            problems.append(Problem("no_labels", path, detail=f"no annotation file ({xml_candidates(path)[0]})"))
-        else:
-            xml_of[path] = found
+    problems: list[Problem] = []
+    xml_of = _annotations_of(images, present, skipped, problems)
     roots = sorted({parent(parent(p)) for p in xml_of if parent(p).rsplit("/", 1)[-1] == "JPEGImages"})
     set_files = [join(r, f"ImageSets/Main/{name}.txt") for r in roots for name in ("train", "val", "test", "trainval")]
     set_files = [n for n in set_files if n in present]
@@ -111,14 +104,28 @@ def read(store, entries: list, layout: str = "auto", zero_based: bool = False) -
         target = Objects(tuple(b for _, b in objs), tuple(index[n] for n, _ in objs), tuple(range(len(objs))))
         files.append(SourceFile(path, split, None, e.size, e.mtime_ns, target))
     used = set(xml_of.values())
-    for e in entries:
-        if e.name.endswith(".xml") and e.name not in used:
-            skipped.append((e.name, "no image for this annotation file"))
-            problems.append(Problem("annotation_unreadable", e.name, detail="no image for this annotation file"))
+    orphans = [(e.name, "no image for this annotation file") for e in entries
+               if e.name.endswith(".xml") and e.name not in used]
+    skipped += orphans
+    problems += [Problem("annotation_unreadable", name, detail=why) for name, why in orphans]
     found = finish(store, files, skipped, classes, "detection", "voc",
                    [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
     found.problems = problems
     return found
+
+
+def _annotations_of(images: dict, present: set, skipped: list, problems: list) -> dict[str, str]:
+    """image → its XML; each image without one skipped, and an image without labels."""
+    xml_of = {}
+    for path in images:
+        found = next((x for x in xml_candidates(path) if x in present), None)
+        if found is None:
+            why = f"no annotation file ({xml_candidates(path)[0]})"
+            skipped.append((path, why))
+            problems.append(Problem("no_labels", path, detail=why))
+        else:
+            xml_of[path] = found
+    return xml_of
 
 
 def _image_sets(raw: dict, set_files: list[str], skipped: list) -> dict[str, dict[str, set[str]]]:

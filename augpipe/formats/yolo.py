@@ -87,25 +87,10 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     files, found_problems = [], []
     for path in sorted(split_of):
         lbl = label_of[path]
-        data = raw.get(lbl, problems.get(lbl))
-        if isinstance(data, str):
-            skipped.append((path, f"{lbl}: {data}"))
-            found_problems.append(Problem("annotation_unreadable", path, lbl, data))
-            continue
-        flaws: list = []
-        try:
-            objects = parse(text(data, lbl), len(names), shape, flaws) if data is not None else \
-                Objects((), (), (), box_format="cxcywhn")
-        except ValueError as exc:
-            skipped.append((path, str(exc)))
-            found_problems.append(Problem("annotation_unreadable", path, lbl, str(exc)))
-            continue
-        found_problems += flaw_problems(path, lbl, flaws)
-        if isinstance(objects, str):
-            skipped.append((path, f"{lbl} {objects}"))
-            continue
-        e = images[path]
-        files.append(SourceFile(path, split_of[path], None, e.size, e.mtime_ns, objects))
+        objects = _objects(path, lbl, raw.get(lbl, problems.get(lbl)), len(names), shape, skipped, found_problems)
+        if objects is not None:
+            e = images[path]
+            files.append(SourceFile(path, split_of[path], None, e.size, e.mtime_ns, objects))
     orphans = _orphan_labels(entries, images, annotation_files)
     skipped += orphans
     found_problems += [Problem("annotation_unreadable", name, detail=why) for name, why in orphans]
@@ -113,6 +98,28 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     found.kind_options = kind_options
     found.problems = found_problems
     return found
+
+
+def _objects(path: str, lbl: str, data, nc: int, shape, skipped: list, problems: list) -> Objects | None:
+    """An image's objects from its label file's bytes (None: no label file, a background image), or
+    None with the reason it is skipped in `skipped`; every bad line in `problems`."""
+    if isinstance(data, str):
+        skipped.append((path, f"{lbl}: {data}"))
+        problems.append(Problem("annotation_unreadable", path, lbl, data))
+        return None
+    flaws: list = []
+    try:
+        objects = parse(text(data, lbl), nc, shape, flaws) if data is not None else \
+            Objects((), (), (), box_format="cxcywhn")
+    except ValueError as exc:
+        skipped.append((path, str(exc)))
+        problems.append(Problem("annotation_unreadable", path, lbl, str(exc)))
+        return None
+    problems += flaw_problems(path, lbl, flaws)
+    if isinstance(objects, str):
+        skipped.append((path, f"{lbl} {objects}"))
+        return None
+    return objects
 
 
 def _splits(images: dict, listed: dict, folders, places, skipped: list) -> dict[str, str | None]:
