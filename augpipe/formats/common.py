@@ -33,6 +33,9 @@ class Flaw(str):
         out.check = check
         return out
 
+    def __getnewargs__(self):  # pickled (a Scan sent to workers) as what makes it again
+        return self.check, str(self)
+
 
 def flaw_problems(path: str, where: str, flaws: list) -> list[Problem]:
     """`Problem`s of one image's flaws: (position, Flaw) pairs, the position in `where`'s words."""
