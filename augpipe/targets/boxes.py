@@ -397,7 +397,6 @@ class BoxesKind(Target):
                 problems.append(f"mask {k} is {shape[1]}×{shape[0]}, the image {width}×{height}")
         return problems
 
-
     # ------------------------------------------------------------ health
 
     def audit(self, src, extra, size, classes) -> Audit:
@@ -502,31 +501,30 @@ def _clipped(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _duplicates(boxes: np.ndarray, categories: list[int], good: np.ndarray, ids) -> list[tuple[str, str, str]]:
-    """Each box of a class that overlaps an earlier one of that class by IoU > DUPLICATE_IOU."""
+    """Each box of a class that overlaps an earlier one of that class by IoU > DUPLICATE_IOU (rows
+    of IoU a chunk at a time: a crowd of 10,000 boxes is no 10,000² matrix)."""
     out = []
     cats = np.asarray(categories, dtype=np.int64)
     for c in sorted(set(categories)):
         index = np.flatnonzero((cats == c) & good)
-        if len(index) < 2:
-            continue
-        iou = _iou(boxes[index])
-        for j in range(1, len(index)):
-            i = int(np.argmax(iou[j, :j]))
-            if iou[j, i] > DUPLICATE_IOU:
-                out.append(("box_duplicate", where(int(index[j]), ids),
-                            f"the same class as {where(int(index[i]), ids)}, IoU {iou[j, i]:.3f}"))
+        for start in range(1, len(index), 256):
+            rows = index[start:start + 256]
+            iou = _iou(boxes[rows], boxes[index[:start + len(rows)]])
+            iou[np.arange(len(rows))[:, None] + start <= np.arange(iou.shape[1])] = 0  # earlier boxes only
+            for r, j in enumerate(rows):
+                i = int(np.argmax(iou[r]))
+                if iou[r, i] > DUPLICATE_IOU:
+                    out.append(("box_duplicate", where(int(j), ids),
+                                f"the same class as {where(int(index[i]), ids)}, IoU {iou[r, i]:.3f}"))
     return out
 
 
-def _iou(boxes: np.ndarray) -> np.ndarray:
-    """IoU of every pair of COCO boxes, (N, N)."""
-    x0, y0 = boxes[:, 0], boxes[:, 1]
-    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
-    iw = np.clip(np.minimum(x1[:, None], x1) - np.maximum(x0[:, None], x0), 0, None)
-    ih = np.clip(np.minimum(y1[:, None], y1) - np.maximum(y0[:, None], y0), 0, None)
-    inter = iw * ih
-    area = boxes[:, 2] * boxes[:, 3]
-    union = area[:, None] + area - inter
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of each COCO box of `a` with each of `b`, (len(a), len(b))."""
+    iw = np.minimum(a[:, None, 0] + a[:, None, 2], b[:, 0] + b[:, 2]) - np.maximum(a[:, None, 0], b[:, 0])
+    ih = np.minimum(a[:, None, 1] + a[:, None, 3], b[:, 1] + b[:, 3]) - np.maximum(a[:, None, 1], b[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + b[:, 2] * b[:, 3] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
