@@ -101,8 +101,9 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
 
 
 def _objects(path: str, lbl: str, data, nc: int, shape, skipped: list, problems: list) -> Objects | None:
-    """An image's objects from its label file's bytes (None: no label file, a background image), or
-    None with the reason it is skipped in `skipped`; every bad line in `problems`."""
+    """An image's objects from `data`, its label file's bytes (None when it has none: a background
+    image) or why that cannot be read; else None, the reason it is skipped in `skipped`. Every bad
+    line goes to `problems`."""
     if isinstance(data, str):
         skipped.append((path, f"{lbl}: {data}"))
         problems.append(Problem("annotation_unreadable", path, lbl, data))
@@ -385,8 +386,8 @@ def parse(content: str, nc: int, shape: tuple[int, int] | None = None, flaws: li
 def _line(fields: list[str], k: int, nc: int, shape: tuple[int, int] | None):
     """A label line as (box, class, polygon or None, keypoints or None), or why it cannot be used."""
     if shape is not None and len(fields) != 5 + shape[0] * shape[1]:
-        return Flaw("annotation_unreadable", f"{len(fields)} fields (a pose line is {5 + shape[0] * shape[1]}, class cx cy w h and "
-                f"{shape[0]} keypoints of {shape[1]} values, the yaml's kpt_shape)")
+        return Flaw("annotation_unreadable", f"{len(fields)} fields (a pose line is {5 + shape[0] * shape[1]}, "
+                    f"class cx cy w h and {shape[0]} keypoints of {shape[1]} values, the yaml's kpt_shape)")
     if shape is None and not (len(fields) == 5 or (len(fields) >= 7 and len(fields) % 2 == 1)):
         return Flaw("annotation_unreadable", f"{len(fields)} fields (a box is 5, class cx cy w h; a polygon an odd "
                     "number of 7 or more, class x1 y1 x2 y2 x3 y3 ...)")

@@ -407,8 +407,9 @@ class BoxesKind(Target):
         found = audit_boxes(_absolute(objects, size), objects.categories, ids, size, classes)
         declared = None if objects.normalised else objects.canvas
         if declared is not None and tuple(declared) != tuple(size):
-            found.problems.append(("annotation_unreadable", "", f"the annotation gives the image's size as "
-                                   f"{_number(declared[0])}×{_number(declared[1])}, the image is {size[0]}×{size[1]}"))
+            found.problems.append(("annotation_unreadable", "", "the annotation gives the image's size as "
+                                   f"{_number(declared[0])}×{_number(declared[1])}, the image is "
+                                   f"{size[0]}×{size[1]}"))
         if self.with_masks:
             found.problems += _mask_problems(objects, size, ids)
         return found

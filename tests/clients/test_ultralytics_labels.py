@@ -127,5 +127,6 @@ def side_by_side(tmp_path: Path) -> str:
         for name, (text, _, _) in cases.items():
             shown = "(no file)" if text is None else repr(text)[2:-1] if isinstance(text, bytes) else \
                 text.replace("\n", " ⏎ ") or "(empty)"
-            lines.append(f"| {name}: `{shown}` | {verdicts[name]} | {', '.join(sorted(flags.get(name, ()))) or '—'} |")
+            flagged = ", ".join(sorted(flags.get(name, ()))) or "—"
+            lines.append(f"| {name}: `{shown}` | {verdicts[name]} | {flagged} |")
     return "\n".join(lines)

@@ -67,8 +67,8 @@ def test_one_image_in_two_class_folders_across_splits_and_within_one(tmp_path):
     for split in ("train", "val"):
         for name in ("cat", "dog"):
             for i in range(3):
-                img(root / split / name / f"{name}{i}.png", boxes=[(i * 9 + (name == "dog") * 4, 5 + (split == "val") * 9,
-                                                                   6, 6)])
+                at = (i * 9 + (name == "dog") * 4, 5 + (split == "val") * 9)
+                img(root / split / name / f"{name}{i}.png", boxes=[(*at, 6, 6)])
     (root / "val/dog/leak.png").write_bytes((root / "train/cat/cat0.png").read_bytes())  # a cat, filed as a dog
     (root / "train/dog/again.png").write_bytes((root / "train/cat/cat1.png").read_bytes())
     (root / "train/cat/copy.png").write_bytes((root / "train/cat/cat2.png").read_bytes())  # a duplicate: one label

@@ -429,6 +429,7 @@ def test_audit_row_of_an_expanded_dataset():
     kind = kind_for("detection")
     row = {"width": 100, "height": 80, "objects": {"bbox": [[0, 0, 100.001, 80], [10, 10, 20, 20], [10, 10, 20, 20]],
                                                     "category": [0, 1, 1], "id": [5, 6, 7]}}
-    assert [(c, w) for c, w, _ in kind.audit_row(row, ["cat", "dog"]).problems] == [("box_duplicate", "object 2 (id 7)")]
+    found = kind.audit_row(row, ["cat", "dog"])
+    assert [(c, w) for c, w, _ in found.problems] == [("box_duplicate", "object 2 (id 7)")]
     row["objects"]["bbox"][0] = [0, 0, 101, 80]
     assert [(c, w) for c, w, _ in kind.audit_row(row, ["cat", "dog"]).problems][0] == ("box_outside", "object 0 (id 5)")
