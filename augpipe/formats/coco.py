@@ -47,9 +47,11 @@ from dataclasses import dataclass, field
 from augpipe.errors import SourceError, UsageError
 from augpipe.formats.base import Objects, Option, Scan, SourceFile, is_image, split_of_folder
 from augpipe.formats.common import (
-    SPLIT_DIR, check_box, file_name, finish, image_size, join, mask_of, number, parent, read_files, rings, size_text,
-    split_of_path, text, usable,
+    SPLIT_DIR, Flaw, check_box, file_name, finish, flaw_problems, image_size, join, mask_of, number, parent,
+    read_files, rings, size_text, split_of_path, text, usable,
 )
+from augpipe.health.base import Problem
+from augpipe.targets.boxes import overhang
 
 name = "coco"
 kinds = ("detection", "keypoints")
@@ -96,7 +98,8 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     kind_options = _keypoint_options(read_ok)
     count = len(kind_options["keypoint_names"]) if kind_options else None  # keypoints per object
     images = {e.name: e for e in entries if is_image(e.name)}
-    claimed, twice = _claimed(read_ok, index, _Finder(images), skipped, count)
+    problems = [Problem("annotation_unreadable", n, detail=why) for n, why in failed.items()]
+    claimed, twice = _claimed(read_ok, index, _Finder(images), skipped, count, problems)
     files = []
     for path, (name, split, objects) in claimed.items():
         if path in twice:
@@ -106,11 +109,14 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
             continue
         e = images[path]
         files.append(SourceFile(path, split, None, e.size, e.mtime_ns, objects))
-    skipped += _unclaimed(images, claimed, failed)
+    unclaimed = _unclaimed(images, claimed, failed)
+    skipped += unclaimed
+    problems += [Problem("no_labels", p, detail=why) for p, why in unclaimed]
     found = finish(store, files, skipped, classes, "keypoints" if kind_options else "detection", "coco",
                    [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
     found.category_ids = sorted(index, key=index.get)  # the export writes them back
     found.kind_options = kind_options or {}
+    found.problems = problems
     return found
 
 
@@ -132,17 +138,18 @@ def _parsed(names: list[str], raw: dict) -> tuple[list[_File], dict[str, str]]:
     return read_ok, failed
 
 
-def _claimed(read_ok: list[_File], index, finder, skipped: list, count):
+def _claimed(read_ok: list[_File], index, finder, skipped: list, count, problems: list):
     """image → (json, split, objects or reason), and the images listed more than once."""
     claimed: dict[str, tuple[str, str | None, Objects | str]] = {}
     twice: set[str] = set()
     for f in read_ok:
-        for path, objects in _objects(f, index, finder, skipped, count):
+        for path, objects in _objects(f, index, finder, skipped, count, problems):
             if path in claimed:
                 first = claimed[path][0]
                 twice.add(path)
-                skipped.append((path, f"listed twice in {f.name}" if first == f.name
-                                else f"listed in both {first} and {f.name}"))
+                why = f"listed twice in {f.name}" if first == f.name else f"listed in both {first} and {f.name}"
+                skipped.append((path, why))
+                problems.append(Problem("conflicting_labels", path, f.name, f"{why}: two sets of annotations"))
                 continue
             claimed[path] = (f.name, f.split, objects)
     return claimed, twice
@@ -246,17 +253,23 @@ class _Finder:
         return None, join(home, name)
 
 
-def _objects(f: _File, index: dict[int, int], finder: _Finder, skipped: list, count: int | None):
-    """(image path, Objects or the reason it is skipped) for each image the JSON lists."""
+def _objects(f: _File, index: dict[int, int], finder: _Finder, skipped: list, count: int | None, problems: list):
+    """(image path, Objects or the reason it is skipped) for each image the JSON lists; every
+    problem of its annotations in `problems`."""
     by_image: dict = {}
     info: dict = {}
     order = []
+
+    def bad(where: str, why: str, said: str):
+        skipped.append((f.name, said))
+        problems.append(Problem("annotation_unreadable", f.name, where, why))
+
     for i, im in enumerate(f.images):
         if not isinstance(im, dict) or not isinstance(im.get("file_name"), str) or not _hashable(im.get("id")):
-            skipped.append((f.name, f"images[{i}] has no id or file_name"))
+            bad(f"images[{i}]", "no id or file_name", f"images[{i}] has no id or file_name")
             continue
         if im["id"] in info:
-            skipped.append((f.name, f"images[{i}]: id {im['id']} repeated"))
+            bad(f"images[{i}]", f"id {im['id']} repeated", f"images[{i}]: id {im['id']} repeated")
             continue
         info[im["id"]] = im
         by_image[im["id"]] = []
@@ -264,7 +277,8 @@ def _objects(f: _File, index: dict[int, int], finder: _Finder, skipped: list, co
     for i, a in enumerate(f.annotations):
         if not isinstance(a, dict) or not _hashable(a.get("image_id")) or a.get("image_id") not in by_image:
             what = a.get("image_id") if isinstance(a, dict) else None
-            skipped.append((f.name, f"annotations[{i}]: image_id {what!r} is not in images"))
+            bad(f"annotations[{i}]", f"image_id {what!r} is not in images",
+                f"annotations[{i}]: image_id {what!r} is not in images")
             continue
         by_image[a["image_id"]].append(a)
     for image_id in order:
@@ -272,46 +286,74 @@ def _objects(f: _File, index: dict[int, int], finder: _Finder, skipped: list, co
         path, expected = finder.find(im["file_name"], f.folders)
         if path is None:
             skipped.append((expected, f"listed in {f.name} but not found"))
+            problems.append(Problem("annotation_unreadable", expected, f.name, "listed but not found"))
             continue
-        yield path, _image_objects(by_image[image_id], im, index, count)
+        flaws: list = []
+        yield path, _image_objects(by_image[image_id], im, index, count, flaws)
+        problems += flaw_problems(path, f.name, flaws)
 
 
 def _hashable(v) -> bool:
     return isinstance(v, (int, str)) and not isinstance(v, bool)
 
 
-def _image_objects(annotations: list, im: dict, index: dict[int, int], count: int | None) -> Objects | str:
-    """`count`: the keypoints each object has (None: a detection source)."""
+def _image_objects(annotations: list, im: dict, index: dict[int, int], count: int | None,
+                   flaws: list | None = None) -> Objects | str:
+    """`count`: the keypoints each object has (None: a detection source). The reason an image is
+    skipped is its first bad annotation; `flaws` gets ("annotation id N (object k)", Flaw) for
+    every one, and for each box within 1 px over the image's edge (the reader clips it)."""
     size = image_size(im.get("width"), im.get("height"))
     boxes, categories, ids, segments, crowd, points = [], [], [], [], [], []
+    first = None
     for k, a in enumerate(annotations):
-        cid = a.get("category_id")
-        if not _hashable(cid) or cid not in index:
-            return f"box {k}: category_id {cid!r} is not in categories"
-        bbox = a.get("bbox")
-        values = [number(v) for v in bbox] if isinstance(bbox, list) else []
-        if len(values) != 4 or any(v is None for v in values):
-            return f"box {k}: bbox is not 4 numbers ({_short(bbox)})"
-        box, why = check_box(k, tuple(values), size)
-        if why:
-            return why
-        segment = _segment(a.get("segmentation"), size)
-        if isinstance(segment, str):
-            return f"box {k}: {segment}"
+        read = _annotation(k, a, size, index, count)
+        at = f"annotation id {_short(a.get('id'))} (object {k})"
+        if isinstance(read, str):
+            first = first or read
+            if flaws is None:
+                return first
+            flaws.append((at, read))
+            continue
+        box, segment, keypoints = read
+        if flaws is not None and size is not None and box != tuple(a["bbox"]):
+            flaws += [(at, Flaw("box_outside", why)) for why in overhang(a["bbox"], size)]
         if count is not None:
-            keypoints = _keypoints(a.get("keypoints"), count)
-            if isinstance(keypoints, str):
-                return f"box {k}: {keypoints}"
             points.append(keypoints)
         boxes.append(box)
-        categories.append(index[cid])
+        categories.append(index[a["category_id"]])
         ids.append(_whole(a.get("id"), k))
         segments.append(segment)
         crowd.append(1 if a.get("iscrowd") in (1, True) else 0)
+    if first is not None:
+        return first
     return Objects(tuple(boxes), tuple(categories), tuple(ids),
                    tuple(segments) if any(s is not None for s in segments) else None,
                    iscrowd=tuple(crowd) if any(crowd) else (),
-                   fields={} if count is None else {"keypoints": tuple(points)})
+                   fields={} if count is None else {"keypoints": tuple(points)},
+                   canvas=None if size is None else (int(size[0]), int(size[1])))
+
+
+def _annotation(k: int, a: dict, size, index: dict[int, int], count: int | None):
+    """(box, segment, keypoints) of one annotation, or the Flaw that skips its image."""
+    cid = a.get("category_id")
+    if not _hashable(cid) or cid not in index:
+        return Flaw("unknown_class", f"box {k}: category_id {cid!r} is not in categories")
+    bbox = a.get("bbox")
+    values = [number(v) for v in bbox] if isinstance(bbox, list) else []
+    if len(values) != 4 or any(v is None for v in values):
+        return Flaw("annotation_unreadable", f"box {k}: bbox is not 4 numbers ({_short(bbox)})")
+    box, why = check_box(k, tuple(values), size)
+    if why:
+        return why
+    segment = _segment(a.get("segmentation"), size)
+    if isinstance(segment, str):
+        return Flaw("annotation_unreadable", f"box {k}: {segment}")
+    keypoints = None
+    if count is not None:
+        keypoints = _keypoints(a.get("keypoints"), count)
+        if isinstance(keypoints, str):
+            return Flaw("annotation_unreadable", f"box {k}: {keypoints}")
+    return box, segment, keypoints
 
 
 def _keypoints(values, count: int) -> tuple[float, ...] | str:

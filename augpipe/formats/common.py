@@ -14,12 +14,32 @@ from pathlib import PurePosixPath
 from augpipe.errors import SourceError
 from augpipe.formats.base import Scan, SourceFile, digest, is_image, no_images, split_of_folder
 from augpipe.store import LIST_THREADS, is_arrow_error
-from augpipe.targets.boxes import box_problem
+from augpipe.health.base import Problem
+from augpipe.targets.boxes import box_check, box_problem
 
 
 # --format auto reads a layout only when its annotations cover at least this share of the images:
 # a stray data.yaml, .xml or _mask.png in a folder of classes is no dataset of that kind
 EVIDENCE = 0.5
+
+
+class Flaw(str):
+    """A reason an image is skipped (the string `skipped` records) that knows its health check."""
+
+    check: str
+
+    def __new__(cls, check: str, reason: str):
+        out = super().__new__(cls, reason)
+        out.check = check
+        return out
+
+    def __getnewargs__(self):  # pickled (a Scan sent to workers) as what makes it again
+        return self.check, str(self)
+
+
+def flaw_problems(path: str, where: str, flaws: list) -> list[Problem]:
+    """`Problem`s of one image's flaws: (position, Flaw) pairs, the position in `where`'s words."""
+    return [Problem(f.check, path, f"{where} {at}".strip(), str(f)) for at, f in flaws]
 
 
 def share(covered: int, images: int) -> float | None:
@@ -119,14 +139,14 @@ def check_box(k: int, box: tuple[float, float, float, float], size: tuple[float,
     x, y, w, h = box
     why = box_problem(box, size)
     if why is not None:
-        return None, f"{shown(k, box)}: {why}"
+        return None, Flaw(box_check(why), f"{shown(k, box)}: {why}")
     if size is None:
         return (x, y, w, h), None
     width, height = size
     # within EDGE of the image: clipped to it
     x0, y0, x1, y1 = max(x, 0.0), max(y, 0.0), min(x + w, float(width)), min(y + h, float(height))
     if x1 <= x0 or y1 <= y0:
-        return None, f"{shown(k, box)}: outside the {size_text(width, height)} image"
+        return None, Flaw("box_outside", f"{shown(k, box)}: outside the {size_text(width, height)} image")
     return (x0, y0, x1 - x0, y1 - y0), None
 
 

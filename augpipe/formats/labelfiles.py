@@ -25,6 +25,7 @@ import posixpath
 from augpipe.errors import SourceError
 from augpipe.formats.base import Scan, SourceFile, is_image, split_of_folder
 from augpipe.formats.common import finish, join, parent, read_files, split_of_path, text, usable
+from augpipe.health.base import Problem
 
 name = "labelfiles"
 kinds = ("classification",)
@@ -61,6 +62,7 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     raw = read_files(store, names)
     labels: dict[str, str | None] = {}  # image path → class (None: skipped, reason recorded)
     failed: dict[str, str] = {}
+    problems: list[Problem] = []
     for name in names:
         data = raw[name]
         try:
@@ -70,29 +72,41 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
         except ValueError as exc:
             failed[name] = str(exc)
             continue
-        _collect(name, rows, labels, skipped)
+        _collect(name, rows, labels, skipped, problems)
     if len(failed) == len(names):
         first = names[0]
         raise SourceError(f"{store.display(first)}: {failed[first]}")
     skipped += [(n, why) for n, why in failed.items()]
+    problems += [Problem("annotation_unreadable", n, detail=why) for n, why in failed.items()]
     images = {e.name: e for e in entries if is_image(e.name)}
     for path in sorted(set(labels) - set(images)):
         if labels[path] is not None:
             skipped.append((path, f"listed in {_owner(path, names)} but not found"))
+            problems.append(Problem("annotation_unreadable", path, _owner(path, names), "listed but not found"))
+    files = _labelled(images, names, labels, failed, skipped, problems)
+    classes = sorted({f.class_name for f in files}, key=_order)
+    found = finish(store, files, skipped, classes, "classification", "labelfiles",
+                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+    found.problems = problems
+    return found
+
+
+def _labelled(images: dict, names: list[str], labels: dict, failed: dict, skipped: list, problems: list) -> list:
+    """The images with a label; each other one skipped with its reason."""
     files = []
     for path, e in images.items():
         owner = _owner(path, names)
         if owner is None:
             skipped.append((path, f"not in a label file ({', '.join(NAMES)} at the root or in a split folder)"))
+            problems.append(Problem("no_labels", path, detail="not in a label file"))
         elif owner in failed:
             skipped.append((path, f"its label file {owner} cannot be read"))
         elif path not in labels:
             skipped.append((path, f"not in {owner}"))
+            problems.append(Problem("no_labels", path, owner, "not listed"))
         elif labels[path] is not None:
             files.append(SourceFile(path, split_of_path(path), labels[path], e.size, e.mtime_ns))
-    classes = sorted({f.class_name for f in files}, key=_order)
-    return finish(store, files, skipped, classes, "classification", "labelfiles",
-                  [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+    return files
 
 
 def _owner(path: str, names: list[str]) -> str | None:
@@ -154,9 +168,10 @@ def _rows(content: str, name: str) -> list[tuple[int, str, object]]:
     return out
 
 
-def _collect(name: str, rows: list, labels: dict, skipped: list) -> None:
+def _collect(name: str, rows: list, labels: dict, skipped: list, problems: list) -> None:
     base = name.rpartition("/")[2]
     folder = parent(name)
+    first: dict[str, tuple[int, str]] = {}  # image path → (line, label) where it was first listed
     for lineno, file_name, label in rows:
         rel = file_name.replace("\\", "/")
         while rel.startswith("./"):
@@ -164,13 +179,19 @@ def _collect(name: str, rows: list, labels: dict, skipped: list) -> None:
         path = posixpath.normpath(join(folder, rel)) if rel else ""
         if not rel:
             skipped.append((name, f"line {lineno}: no file_name"))
+            problems.append(Problem("annotation_unreadable", name, f"line {lineno}", "no file_name"))
             continue
         value = None if label is None or isinstance(label, (dict, list)) else _name(label)
         if not value:
             labels[path] = None
-            skipped.append((path, f"no label in {base}" + (" (not a single value)" if isinstance(label, (dict, list))
-                                                            else "")))
+            why = " (not a single value)" if isinstance(label, (dict, list)) else ""
+            skipped.append((path, f"no label in {base}{why}"))
+            problems.append(Problem("no_labels", path, f"{name} line {lineno}", f"no label{why}"))
             continue
+        seen = first.setdefault(path, (lineno, value))
+        if seen[1] != value:
+            problems.append(Problem("conflicting_labels", path, f"{name} lines {seen[0]} and {lineno}",
+                                    f"listed as {seen[1]} and as {value}"))
         if path in labels and labels[path] != value:
             if labels[path] is not None:
                 skipped.append((path, f"listed twice in {base}, as {labels[path]} and {value}"))

@@ -27,6 +27,7 @@ from augpipe.formats.base import MaskRef, Scan, SourceFile, is_image
 from augpipe.formats.common import (
     SPLIT_DIR, file_name, finish, read_files, share, split_of_path, stem, text, usable, without_suffix,
 )
+from augpipe.health.base import Problem
 
 name = "masks"
 kinds = ("segmentation",)
@@ -107,8 +108,12 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     classes = _classes(store, raw)
     files = [SourceFile(p, split_of_path(p), None, by_name[p].size, by_name[p].mtime_ns, MaskRef(m, by_name[m].size, by_name[m].mtime_ns))
              for p, m in pairs.items()]
-    return finish(store, files, skipped, classes, "segmentation", "masks",
-                  [(n, d) for n, d in raw.items() if isinstance(d, bytes)], labelled=bool(classes))
+    found = finish(store, files, skipped, classes, "segmentation", "masks",
+                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)], labelled=bool(classes))
+    found.problems = ([Problem("no_labels", p, detail="no mask") for p in missing]
+                      + [Problem("annotation_unreadable", m, detail=why) for m, why in sorted(refused.items())]
+                      + [Problem("annotation_unreadable", m, detail="no image for this mask") for m in orphans])
+    return found
 
 
 def _classes(store, raw: dict) -> list[str]:

@@ -36,9 +36,11 @@ from defusedxml import ElementTree
 
 from augpipe.formats.base import Objects, Option, Scan, SourceFile, is_image
 from augpipe.formats.common import (
-    SPLIT_DIR, check_box, file_name, finish, image_size, join, parent, read_files, split_of_path, stem, text, usable,
-    without_suffix,
+    SPLIT_DIR, Flaw, check_box, file_name, finish, flaw_problems, image_size, join, parent, read_files, split_of_path,
+    stem, text, usable, without_suffix,
 )
+from augpipe.health.base import Problem
+from augpipe.targets.boxes import overhang
 
 name = "voc"
 kinds = ("detection",)
@@ -70,13 +72,8 @@ def read(store, entries: list, layout: str = "auto", zero_based: bool = False) -
     present = {e.name for e in entries}
     images = {e.name: e for e in entries if is_image(e.name)
               and not any(p in MASK_FOLDERS for p in e.name.split("/")[:-1])}
-    xml_of = {}
-    for path in images:
-        found = next((x for x in xml_candidates(path) if x in present), None)
-        if found is None:
-            skipped.append((path, f"no annotation file ({xml_candidates(path)[0]})"))
-        else:
-            xml_of[path] = found
+    problems: list[Problem] = []
+    xml_of = _annotations_of(images, present, skipped, problems)
     roots = sorted({parent(parent(p)) for p in xml_of if parent(p).rsplit("/", 1)[-1] == "JPEGImages"})
     set_files = [join(r, f"ImageSets/Main/{name}.txt") for r in roots for name in ("train", "val", "test", "trainval")]
     set_files = [n for n in set_files if n in present]
@@ -90,7 +87,12 @@ def read(store, entries: list, layout: str = "auto", zero_based: bool = False) -
             skipped.append((path, split))
             continue
         data = raw[xml]
-        parsed[path] = (split, f"{xml}: {data}" if isinstance(data, str) else _parse(data, xml, zero_based))
+        flaws: list = []
+        parsed[path] = (split, Flaw("annotation_unreadable", f"{xml}: {data}") if isinstance(data, str)
+                        else _parse(data, xml, zero_based, flaws))
+        problems += flaw_problems(path, xml, flaws)
+        if isinstance(parsed[path][1], str) and not flaws:
+            problems.append(Problem(parsed[path][1].check, path, xml, parsed[path][1]))
     classes = sorted({name for _, objs in parsed.values() if not isinstance(objs, str) for name, _ in objs})
     index = {name: i for i, name in enumerate(classes)}
     files = []
@@ -102,11 +104,28 @@ def read(store, entries: list, layout: str = "auto", zero_based: bool = False) -
         target = Objects(tuple(b for _, b in objs), tuple(index[n] for n, _ in objs), tuple(range(len(objs))))
         files.append(SourceFile(path, split, None, e.size, e.mtime_ns, target))
     used = set(xml_of.values())
-    for e in entries:
-        if e.name.endswith(".xml") and e.name not in used:
-            skipped.append((e.name, "no image for this annotation file"))
-    return finish(store, files, skipped, classes, "detection", "voc",
-                  [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+    orphans = [(e.name, "no image for this annotation file") for e in entries
+               if e.name.endswith(".xml") and e.name not in used]
+    skipped += orphans
+    problems += [Problem("annotation_unreadable", name, detail=why) for name, why in orphans]
+    found = finish(store, files, skipped, classes, "detection", "voc",
+                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+    found.problems = problems
+    return found
+
+
+def _annotations_of(images: dict, present: set, skipped: list, problems: list) -> dict[str, str]:
+    """image → its XML; each image without one skipped, and an image without labels."""
+    xml_of = {}
+    for path in images:
+        found = next((x for x in xml_candidates(path) if x in present), None)
+        if found is None:
+            why = f"no annotation file ({xml_candidates(path)[0]})"
+            skipped.append((path, why))
+            problems.append(Problem("no_labels", path, detail=why))
+        else:
+            xml_of[path] = found
+    return xml_of
 
 
 def _image_sets(raw: dict, set_files: list[str], skipped: list) -> dict[str, dict[str, set[str]]]:
@@ -143,43 +162,60 @@ def _split(path: str, sets: dict) -> str | None:
     return f"not in ImageSets/Main's lists ({', '.join(f'{n}.txt' for n in sorted(lists))})"
 
 
-def _parse(data: bytes, name: str, zero_based: bool = False) -> list | str:
-    """[(class name, box)] or the reason the image is skipped."""
+def _parse(data: bytes, name: str, zero_based: bool = False, flaws: list | None = None) -> list | str:
+    """[(class name, box)] or the reason the image is skipped (its first bad object); `flaws`,
+    when given, gets ("object k", Flaw) for every bad object and each box within 1 px over the
+    image's edge (clipped here)."""
     try:
         root = ElementTree.fromstring(data)
     except ParseError as exc:
-        return f"{name}: malformed XML ({exc})"
+        return Flaw("annotation_unreadable", f"{name}: malformed XML ({exc})")
     except ValueError as exc:  # defusedxml: entities, DTDs, external references
-        return f"{name}: refused XML ({type(exc).__name__})"
+        return Flaw("annotation_unreadable", f"{name}: refused XML ({type(exc).__name__})")
     if root.tag != "annotation":
-        return f"{name}: not a Pascal VOC annotation (its root is <{root.tag}>, not <annotation>)"
+        return Flaw("annotation_unreadable", f"{name}: not a Pascal VOC annotation (its root is <{root.tag}>, "
+                                             "not <annotation>)")
     size_el = root.find("size")
     size = image_size(size_el.findtext("width"), size_el.findtext("height")) if size_el is not None else None
-    out = []
+    out, first = [], None
     for k, obj in enumerate(root.findall("object")):
-        label = (obj.findtext("name") or "").strip()
-        if not label:
-            return f"box {k}: no <name>"
-        bndbox = obj.find("bndbox")
-        if bndbox is None:
-            return f"box {k}: no <bndbox>"
-        values = []
-        for tag in ("xmin", "ymin", "xmax", "ymax"):
-            value = bndbox.findtext(tag)
-            if value is None:
-                return f"box {k}: no <{tag}>"
-            try:
-                values.append(float(value))
-            except ValueError:
-                return f"box {k}: <{tag}> '{value.strip()[:20]}' is not a number"
-        x0, y0, x1, y1 = values
-        if not zero_based:  # the devkit's: the first pixel is 1, xmax the last pixel inside
-            x0, y0 = x0 - 1, y0 - 1
-        box, why = check_box(k, (x0, y0, x1 - x0, y1 - y0), size)
-        if why:
-            return why
+        read = _object(k, obj, size, zero_based)
+        if isinstance(read, str):
+            first = first or read
+            if flaws is None:
+                return first
+            flaws.append((f"object {k}", read))
+            continue
+        label, box, given = read
+        if flaws is not None and size is not None and box != given:
+            flaws += [(f"object {k}", Flaw("box_outside", why)) for why in overhang(given, size)]
         out.append((label, box))
-    return out
+    return first or out
+
+
+def _object(k: int, obj, size, zero_based: bool):
+    """(class name, box as clipped, box as given) of an <object>, or the Flaw that skips its image."""
+    label = (obj.findtext("name") or "").strip()
+    if not label:
+        return Flaw("annotation_unreadable", f"box {k}: no <name>")
+    bndbox = obj.find("bndbox")
+    if bndbox is None:
+        return Flaw("annotation_unreadable", f"box {k}: no <bndbox>")
+    values = []
+    for tag in ("xmin", "ymin", "xmax", "ymax"):
+        value = bndbox.findtext(tag)
+        if value is None:
+            return Flaw("annotation_unreadable", f"box {k}: no <{tag}>")
+        try:
+            values.append(float(value))
+        except ValueError:
+            return Flaw("annotation_unreadable", f"box {k}: <{tag}> '{value.strip()[:20]}' is not a number")
+    x0, y0, x1, y1 = values
+    if not zero_based:  # the devkit's: the first pixel is 1, xmax the last pixel inside
+        x0, y0 = x0 - 1, y0 - 1
+    given = (x0, y0, x1 - x0, y1 - y0)
+    box, why = check_box(k, given, size)
+    return why or (label, box, given)
 
 
 # ---------------------------------------------------------------- writing

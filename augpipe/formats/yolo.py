@@ -42,9 +42,11 @@ import yaml
 from augpipe.errors import SourceError, UsageError
 from augpipe.formats.base import Objects, Option, Scan, SourceFile, is_image, split_of_folder
 from augpipe.formats.common import (
-    SPLIT_DIR, file_name, finish, join, mask_of, parent, read_files, rings, share, text, usable, without_suffix,
+    SPLIT_DIR, Flaw, file_name, finish, flaw_problems, join, mask_of, parent, read_files, rings, share, text, usable,
+    without_suffix,
 )
-from augpipe.targets.boxes import box_problem
+from augpipe.health.base import Problem
+from augpipe.targets.boxes import box_check, box_problem
 from augpipe.targets.keypoints import side_sensitive
 
 name = "yolo"
@@ -82,28 +84,43 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     present = [lbl for lbl in sorted(set(label_of.values())) if lbl in by_name]
     raw = read_files(store, present)
     annotation_files += [(n, d) for n, d in raw.items() if isinstance(d, bytes)]
-    files = []
+    files, found_problems = [], []
     for path in sorted(split_of):
         lbl = label_of[path]
-        data = raw.get(lbl, problems.get(lbl))
-        if isinstance(data, str):
-            skipped.append((path, f"{lbl}: {data}"))
-            continue
-        try:
-            objects = parse(text(data, lbl), len(names), shape) if data is not None else \
-                Objects((), (), (), box_format="cxcywhn")
-        except ValueError as exc:
-            skipped.append((path, str(exc)))
-            continue
-        if isinstance(objects, str):
-            skipped.append((path, f"{lbl} {objects}"))
-            continue
-        e = images[path]
-        files.append(SourceFile(path, split_of[path], None, e.size, e.mtime_ns, objects))
-    skipped += _orphan_labels(entries, images, annotation_files)
+        objects = _objects(path, lbl, raw.get(lbl, problems.get(lbl)), len(names), shape, skipped, found_problems)
+        if objects is not None:
+            e = images[path]
+            files.append(SourceFile(path, split_of[path], None, e.size, e.mtime_ns, objects))
+    orphans = _orphan_labels(entries, images, annotation_files)
+    skipped += orphans
+    found_problems += [Problem("annotation_unreadable", name, detail=why) for name, why in orphans]
     found = finish(store, files, skipped, names, "keypoints" if shape else "detection", "yolo", annotation_files)
     found.kind_options = kind_options
+    found.problems = found_problems
     return found
+
+
+def _objects(path: str, lbl: str, data, nc: int, shape, skipped: list, problems: list) -> Objects | None:
+    """An image's objects from `data`, its label file's bytes (None when it has none: a background
+    image) or why that cannot be read; else None, the reason it is skipped in `skipped`. Every bad
+    line goes to `problems`."""
+    if isinstance(data, str):
+        skipped.append((path, f"{lbl}: {data}"))
+        problems.append(Problem("annotation_unreadable", path, lbl, data))
+        return None
+    flaws: list = []
+    try:
+        objects = parse(text(data, lbl), nc, shape, flaws) if data is not None else \
+            Objects((), (), (), box_format="cxcywhn")
+    except ValueError as exc:
+        skipped.append((path, str(exc)))
+        problems.append(Problem("annotation_unreadable", path, lbl, str(exc)))
+        return None
+    problems += flaw_problems(path, lbl, flaws)
+    if isinstance(objects, str):
+        skipped.append((path, f"{lbl} {objects}"))
+        return None
+    return objects
 
 
 def _splits(images: dict, listed: dict, folders, places, skipped: list) -> dict[str, str | None]:
@@ -334,22 +351,33 @@ def _listed(store, name, images, skipped, annotation_files) -> list[str]:
     return out
 
 
-def parse(content: str, nc: int, shape: tuple[int, int] | None = None) -> Objects | str:
-    """A label file's objects, or the reason the image is skipped; `shape`: a pose dataset's
-    (K, 2 or 3), its lines a box and K keypoints."""
+def parse(content: str, nc: int, shape: tuple[int, int] | None = None, flaws: list | None = None) -> Objects | str:
+    """A label file's objects, or the reason the image is skipped (its first bad line); `shape`:
+    a pose dataset's (K, 2 or 3), its lines a box and K keypoints. `flaws`, when given, gets
+    ("line N", Flaw) for every bad line."""
     boxes, categories, segments, points = [], [], [], []
+    first = None
     for lineno, line in enumerate(content.splitlines(), 1):
         fields = line.split()
         if not fields:
             continue
         read = _line(fields, len(boxes), nc, shape)
         if isinstance(read, str):
-            return f"line {lineno}: {read}"
+            first = first or f"line {lineno}: {read}"
+            if flaws is None:
+                return first
+            flaws.append((f"line {lineno}", read))
+            continue
         box, cls, polygon, keypoints = read
         boxes.append(box)
         categories.append(cls)
         segments.append(("polygon", (polygon,)) if polygon is not None else None)
         points.append(keypoints)
+    if first is not None:
+        return first
+    if flaws is not None and None in segments and any(s is not None for s in segments):
+        flaws.append(("", Flaw("annotation_unreadable", "box lines and polygon lines in one file: augpipe reads "
+                                                        "both, ultralytics refuses the file")))
     return Objects(tuple(boxes), tuple(categories), tuple(range(len(boxes))),
                    tuple(segments) if any(s is not None for s in segments) else None, box_format="cxcywhn",
                    fields={} if shape is None else {"keypoints": tuple(points)})
@@ -358,24 +386,24 @@ def parse(content: str, nc: int, shape: tuple[int, int] | None = None) -> Object
 def _line(fields: list[str], k: int, nc: int, shape: tuple[int, int] | None):
     """A label line as (box, class, polygon or None, keypoints or None), or why it cannot be used."""
     if shape is not None and len(fields) != 5 + shape[0] * shape[1]:
-        return (f"{len(fields)} fields (a pose line is {5 + shape[0] * shape[1]}, class cx cy w h and "
-                f"{shape[0]} keypoints of {shape[1]} values, the yaml's kpt_shape)")
+        return Flaw("annotation_unreadable", f"{len(fields)} fields (a pose line is {5 + shape[0] * shape[1]}, "
+                    f"class cx cy w h and {shape[0]} keypoints of {shape[1]} values, the yaml's kpt_shape)")
     if shape is None and not (len(fields) == 5 or (len(fields) >= 7 and len(fields) % 2 == 1)):
-        return (f"{len(fields)} fields (a box is 5, class cx cy w h; a polygon an odd number "
-                "of 7 or more, class x1 y1 x2 y2 x3 y3 ...)")
+        return Flaw("annotation_unreadable", f"{len(fields)} fields (a box is 5, class cx cy w h; a polygon an odd "
+                    "number of 7 or more, class x1 y1 x2 y2 x3 y3 ...)")
     try:
         cls = float(fields[0])
         values = [float(v) for v in fields[1:]]
     except ValueError:
         bad = next(f for f in fields if not _is_float(f))
-        return f"'{bad[:20]}' is not a number"
+        return Flaw("annotation_unreadable", f"'{bad[:20]}' is not a number")
     if not cls.is_integer() or not 0 <= cls < nc:
-        return f"class {fields[0]} is not one of the {nc} classes of the yaml's names"
+        return Flaw("unknown_class", f"class {fields[0]} is not one of the {nc} classes of the yaml's names")
     polygon = keypoints = None
     if shape is not None:
         box, keypoints = tuple(values[:4]), _keypoints(values[4:], shape)
         if isinstance(keypoints, str):
-            return f"box {k}: {keypoints}"
+            return Flaw("annotation_unreadable", f"box {k}: {keypoints}")
         values = values[:4]
     elif len(values) == 4:
         box = tuple(values)
@@ -402,17 +430,17 @@ def _keypoints(values: list[float], shape: tuple[int, int]) -> tuple[float, ...]
     return tuple(out)
 
 
-def _problem(k: int, box: tuple, values: list[float]) -> str | None:
+def _problem(k: int, box: tuple, values: list[float]) -> Flaw | None:
     shown = f"box {k} [{', '.join(f'{v:.4f}' for v in box)}] (normalised cx, cy, w, h)"
     if not all(math.isfinite(v) for v in values):
-        return f"{shown}: not a number"
+        return Flaw("annotation_unreadable", f"{shown}: not a number")
     why = box_problem(box)  # its width and height; the edges in fractions of the image below
     if why is not None:
-        return f"{shown}: {why}"
+        return Flaw(box_check(why), f"{shown}: {why}")
     cx, cy, w, h = box
     edges = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2) if len(values) == 4 else values
     if any(v < -TOLERANCE or v > 1 + TOLERANCE for v in edges):
-        return f"{shown}: outside the image (beyond 0..1)"
+        return Flaw("box_outside", f"{shown}: outside the image (beyond 0..1)")
     return None
 
 

@@ -3,6 +3,28 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Audit:
+    """One image's labels, judged: what is wrong with them and their figures.
+
+    problems   (check, where, detail): a check of `augpipe.health.base.CHECKS`, where in the file
+               ("object 2 (id 5512)", "keypoint 3 of object 0", ""), one line with its figures
+    facts      JSON-able: "size" [width, height]; "objects" the count (a classification image:
+               1, 0 unlabelled; a mask: the classes it holds past the background 0 and 255);
+               "classes" {class name: objects, or 1 for an image's class or a mask's class (a
+               value without a name by its number)}; and by kind, "boxes" [[class index, w, h],
+               ...] relative to the image's width and height (clipped to it); "mask_pixels" {class
+               name or value: pixels}; "keypoints" {"visible": n, "hidden": n, "unlabelled": n}
+    signature  its labels in a comparable form (equal for the same labels), None when unlabelled:
+               what `health.labels.across` compares for one image content under two labels
+    """
+
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)
+    signature: object = None
 
 
 class Target:
@@ -56,6 +78,11 @@ class Target:
         spatial                   whether a resize moves the target with the image
     looking at rows
         caption(values, original), draw(rgb, values, classes), verify(row, width, height, classes)
+    health (`augpipe inspect`)
+        audit(src, extra, size, classes)
+                                  one source image's labels as its format read them, before any
+                                  clipping, on the decoded (upright) image's (width, height): an Audit
+        audit_row(row, classes)   the same for a row of an expanded dataset
     arrays and torch
         arrays(row)               a row's target as numpy arrays
         from_arrays(arrays, shape), to_arrays(state, shape)   arrays <-> state
@@ -170,6 +197,14 @@ class Target:
 
     def verify(self, row: dict, width: int, height: int, classes: list[str]) -> list[str]:
         return []
+
+    # ------------------------------------------------------------ health
+
+    def audit(self, src, extra: bytes | None, size: tuple[int, int], classes: list[str]) -> Audit:
+        raise NotImplementedError
+
+    def audit_row(self, row: dict, classes: list[str]) -> Audit:
+        raise NotImplementedError
 
     # ------------------------------------------------------------ arrays and torch
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from augpipe.errors import SkipInput
 from augpipe.row import IMAGE_TYPE, Column, _bytes_array, _image_array
-from augpipe.targets.base import Target
+from augpipe.targets.base import Audit, Target
 from augpipe.targets.masks import read_instance_mask, write_instance_mask
 
 BBOX = pa.list_(pa.float32(), 4)
@@ -33,6 +33,15 @@ MAX_POINTS_PER_PIXEL = 4  # an object's polygon points, at most, per pixel of it
 # A box may overhang the image by this many pixels and is clipped: the rounding of the tool that
 # wrote it, or Pascal VOC's 1-based xmax = width. Further out, the image is skipped.
 EDGE = 1.0
+# Health (`audit`): a box with a side under TINY pixels is tiny (ultralytics' box_candidates drops
+# such boxes after augmenting, wh_thr=2); two boxes of one class overlapping by more than
+# DUPLICATE_IOU are one object labelled twice; an edge over the image by more than SLACK of its
+# side is outside (below the 6 decimals YOLO files hold), a row's by more than ROW_SLACK pixels
+# (its boxes are rounded to 0.001 px).
+TINY = 2.0
+DUPLICATE_IOU = 0.9
+SLACK = 1e-6
+ROW_SLACK = 0.002
 
 
 @dataclass
@@ -390,6 +399,150 @@ class BoxesKind(Target):
             if shape[:2] != (height, width):
                 problems.append(f"mask {k} is {shape[1]}×{shape[0]}, the image {width}×{height}")
         return problems
+
+    # ------------------------------------------------------------ health
+
+    def audit(self, src, extra, size, classes) -> Audit:
+        """The boxes as the format read them, before expand clips them: each problem with its
+        object, and the image's figures."""
+        objects = src.target
+        ids = objects.ids or tuple(range(len(objects.categories)))
+        found = audit_boxes(_absolute(objects, size), objects.categories, ids, size, classes)
+        declared = None if objects.normalised else objects.canvas
+        if declared is not None and tuple(declared) != tuple(size):
+            found.problems.append(("annotation_unreadable", "", "the annotation gives the image's size as "
+                                   f"{_number(declared[0])}×{_number(declared[1])}, the image is "
+                                   f"{size[0]}×{size[1]}"))
+        if self.with_masks:
+            found.problems += _mask_problems(objects, size, ids)
+        return found
+
+    def audit_row(self, row, classes) -> Audit:
+        size = (int(row["width"]), int(row["height"]))
+        boxes = np.asarray(field(row, "bbox"), dtype=np.float64).reshape(-1, 4)
+        return audit_boxes(boxes, field(row, "category"), field(row, "id") or range(len(boxes)), size, classes,
+                           ROW_SLACK)
+
+
+def box_check(why: str) -> str:
+    """The health check of a `box_problem` reason."""
+    return "annotation_unreadable" if why == "not a number" else "box_outside" if why.startswith("outside") \
+        else "box_degenerate"
+
+
+def where(k: int, ids) -> str:
+    """An object in a problem's `where`: its position, and its own id when that differs."""
+    return f"object {k}" if int(ids[k]) == k else f"object {k} (id {ids[k]})"
+
+
+def audit_boxes(boxes: np.ndarray, categories, ids, size: tuple[int, int], classes: list[str],
+                slack_px: float = 0.0) -> Audit:
+    """Boxes COCO [x, y, w, h] in pixels, unclipped, on an image of `size`: unknown classes, boxes
+    that are no numbers, of no size, over the image's edge, tiny, or labelled twice."""
+    problems = []
+    w, h = size
+    categories, ids = [int(c) for c in categories], list(ids)
+    named = [0 <= c < len(classes) for c in categories]
+    for k, box in enumerate(boxes):
+        if not named[k]:
+            problems.append(("unknown_class", where(k, ids), f"class {categories[k]}: not one of the "
+                                                            f"{len(classes)} classes"))
+        why = box_problem(box)
+        if why is not None:
+            problems.append((box_check(why), where(k, ids), f"box [{_shown(box)}]: {why}"))
+            continue
+        problems += [(check, where(k, ids), detail) for check, detail in _box_notes(box, size, slack_px)]
+    good = np.array([box_problem(b) is None for b in boxes], bool)
+    clipped = _clipped(boxes, size)
+    problems += _duplicates(clipped, categories, good, ids)
+    kept = [k for k in range(len(boxes)) if good[k]]
+    facts = {"size": [w, h], "objects": len(categories),
+             "classes": dict(Counter(classes[c] if named[k] else f"class {c}" for k, c in enumerate(categories))),
+             "boxes": [[categories[k], round(float(clipped[k, 2]) / w, 6), round(float(clipped[k, 3]) / h, 6)]
+                       for k in kept]}
+    signature = tuple(sorted((categories[k], *(round(float(v), 4) for v in clipped[k] / (w, h, w, h))) for k in kept))
+    return Audit(problems, facts, signature)
+
+
+def _shown(box) -> str:
+    return ", ".join(f"{float(v):.6g}" for v in box)
+
+
+def _box_notes(box, size: tuple[int, int], slack_px: float) -> list[tuple[str, str]]:
+    """A real box's overhang of each edge (which expand clips, or skips the image for beyond
+    EDGE), and whether, clipped, it is tiny."""
+    x, y, bw, bh = (float(v) for v in box)
+    w, h = size
+    out = [("box_outside", why) for why in overhang(box, size, slack_px)]
+    cw = min(x + bw, w) - max(x, 0.0)
+    ch = min(y + bh, h) - max(y, 0.0)
+    if 0 < min(cw, ch) < TINY:
+        out.append(("box_tiny", f"box [{_shown(box)}] is {cw:.3g}×{ch:.3g} px in the image: a side under {TINY:g} px"))
+    return out
+
+
+def overhang(box, size: tuple[float, float], slack_px: float = 0.0) -> list[str]:
+    """Each edge of a COCO box in pixels over the image's edge, by how much and what expand does."""
+    x, y, bw, bh = (float(v) for v in box)
+    w, h = size
+    over = {"left": -x, "top": -y, "right": x + bw - w, "bottom": y + bh - h}
+    out = []
+    for edge, by in over.items():
+        side = w if edge in ("left", "right") else h
+        if by > max(SLACK * side, slack_px):
+            fate = "expand clips it to the image" if by <= EDGE else "expand skips the image"
+            out.append(f"box [{_shown(box)}] over the {edge} edge by {by:.4g} px "
+                       f"({by / side:.4g} of the {'width' if edge in ('left', 'right') else 'height'}): {fate}")
+    return out
+
+
+def _clipped(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    b = np.nan_to_num(np.asarray(boxes, dtype=np.float64).reshape(-1, 4))
+    x0, y0 = np.clip(b[:, 0], 0, w), np.clip(b[:, 1], 0, h)
+    x1, y1 = np.clip(b[:, 0] + b[:, 2], 0, w), np.clip(b[:, 1] + b[:, 3], 0, h)
+    return np.stack([x0, y0, np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)], axis=1)
+
+
+def _duplicates(boxes: np.ndarray, categories: list[int], good: np.ndarray, ids) -> list[tuple[str, str, str]]:
+    """Each box of a class that overlaps an earlier one of that class by IoU > DUPLICATE_IOU (rows
+    of IoU a chunk at a time: a crowd of 10,000 boxes is no 10,000² matrix)."""
+    out = []
+    cats = np.asarray(categories, dtype=np.int64)
+    for c in sorted(set(categories)):
+        index = np.flatnonzero((cats == c) & good)
+        for start in range(1, len(index), 256):
+            rows = index[start:start + 256]
+            iou = _iou(boxes[rows], boxes[index[:start + len(rows)]])
+            iou[np.arange(len(rows))[:, None] + start <= np.arange(iou.shape[1])] = 0  # earlier boxes only
+            for r, j in enumerate(rows):
+                i = int(np.argmax(iou[r]))
+                if iou[r, i] > DUPLICATE_IOU:
+                    out.append(("box_duplicate", where(int(j), ids),
+                                f"the same class as {where(int(index[i]), ids)}, IoU {iou[r, i]:.3f}"))
+    return out
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of each COCO box of `a` with each of `b`, (len(a), len(b))."""
+    iw = np.minimum(a[:, None, 0] + a[:, None, 2], b[:, 0] + b[:, 2]) - np.maximum(a[:, None, 0], b[:, 0])
+    ih = np.minimum(a[:, None, 1] + a[:, None, 3], b[:, 1] + b[:, 3]) - np.maximum(a[:, None, 1], b[:, 1])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + b[:, 2] * b[:, 3] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _mask_problems(objects, size: tuple[int, int], ids) -> list[tuple[str, str, str]]:
+    """Instance masks that cannot be drawn (expand skips the image), or cover no pixel (expand
+    leaves the object out)."""
+    try:
+        masks = _masks(objects, size)
+    except SkipInput as exc:
+        return [("annotation_unreadable", "", exc.reason)]
+    segments = objects.segments or (None,) * len(masks)
+    return [("box_degenerate", where(k, ids), f"its {_described(segments[k])} covers no pixel: expand leaves the "
+                                              "object out")
+            for k, m in enumerate(masks) if not m.any()]
 
 
 def arrays(row: dict, masks: bool) -> dict:

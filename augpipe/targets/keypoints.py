@@ -30,12 +30,15 @@ from augpipe.errors import SkipInput, SourceError, UsageError
 from augpipe.row import Column
 from augpipe.targets.boxes import (
     EDGE,
+    ROW_SLACK,
+    SLACK,
     Boxes,
     BoxesKind,
     field,
     objects_array,
     objects_feature,
     objects_type,
+    where,
 )
 
 VISIBILITY = (0, 1, 2)  # COCO: not labelled, labelled but hidden, visible
@@ -224,6 +227,47 @@ class KeypointsKind(BoxesKind):
         for i, p in enumerate(given):
             problems += _point_problems(i, p, self.k, width, height)
         return problems
+
+    # ------------------------------------------------------------ health
+
+    def audit(self, src, extra, size, classes):
+        """Detection's audit, and each labelled keypoint outside the image."""
+        objects = src.target
+        found = super().audit(src, extra, size, classes)
+        n = len(objects.categories)
+        given = objects.fields.get("keypoints") or ((0.0,) * 3 * self.k,) * n
+        if len(given) != n or any(len(v) != 3 * self.k for v in given):
+            found.problems.append(("annotation_unreadable", "", f"{n} objects but keypoints for {len(given)}, "
+                                                                f"{self.k} each"))
+            return found
+        points = np.asarray(given, dtype=np.float64).reshape(n, self.k, 3)
+        if objects.normalised:
+            points[:, :, :2] *= size
+        return self._audited(found, points, objects.ids or range(n), size, 0.0)
+
+    def audit_row(self, row, classes):
+        size = (int(row["width"]), int(row["height"]))
+        points = points_of(row, self.k)
+        return self._audited(super().audit_row(row, classes), points, field(row, "id") or range(len(points)), size,
+                             ROW_SLACK)
+
+    def _audited(self, found, points: np.ndarray, ids, size, slack_px: float):
+        ids = list(ids)
+        w, h = size
+        x, y, v = points[..., 0], points[..., 1], points[..., 2]
+        margin_x, margin_y = max(SLACK * w, slack_px), max(SLACK * h, slack_px)
+        out = (v > 0) & ((x < -margin_x) | (y < -margin_y) | (x > w + margin_x) | (y > h + margin_y))
+        for i, j in zip(*np.nonzero(out)):
+            fate = "expand clips it to the image" if -EDGE <= x[i, j] <= w + EDGE and -EDGE <= y[i, j] <= h + EDGE \
+                else "expand skips the image"
+            found.problems.append(("keypoint_outside", f"{where(int(i), ids)} keypoint {j} ({self.keypoint_names[j]})",
+                                   f"at ({x[i, j]:.6g}, {y[i, j]:.6g}), outside the {w}×{h} image, marked "
+                                   f"{'visible' if v[i, j] == 2 else 'labelled'} ({v[i, j]:g}): {fate}"))
+        found.facts["keypoints"] = {"visible": int((v == 2).sum()), "hidden": int((v == 1).sum()),
+                                    "unlabelled": int((v == 0).sum())}
+        shown = np.where(v[..., None] > 0, np.round(points / (w, h, 1), 4), 0)
+        found.signature = (found.signature, tuple(map(tuple, shown.reshape(len(points), -1).tolist())))
+        return found
 
     # ------------------------------------------------------------ arrays and torch
 

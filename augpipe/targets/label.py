@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from augpipe.row import label_column
-from augpipe.targets.base import Target
+from augpipe.targets.base import Audit, Target
 
 
 class Label(Target):
@@ -41,6 +41,15 @@ class Label(Target):
             return [f"label {label} outside the {len(classes)} classes"]
         return []
 
+    def audit(self, src, extra, size, classes) -> Audit:
+        """Its class (classification: the folder or label file gave it; None when unlabelled)."""
+        return _audit(src.class_name, classes, size)
+
+    def audit_row(self, row, classes) -> Audit:
+        label = row.get("label")
+        name = None if label is None else classes[label] if 0 <= label < len(classes) else f"class {label}"
+        return _audit(name, classes, (int(row["width"]), int(row["height"])))
+
     def arrays(self, row):
         return {"label": -1 if row.get("label") is None else int(row["label"])}
 
@@ -56,6 +65,14 @@ class Label(Target):
 
     def from_user_target(self, target, shape, box_format, convention):
         return {"label": target}, lambda a: a["label"]
+
+
+def _audit(name: str | None, classes: list[str], size) -> Audit:
+    problems = [] if name is None or name in classes else [("unknown_class", "", f"{name}: not one of the "
+                                                                                f"{len(classes)} classes")]
+    facts = {"size": [int(size[0]), int(size[1])], "objects": 0 if name is None else 1,
+             "classes": {} if name is None else {name: 1}}
+    return Audit(problems, facts, name)
 
 
 KIND = Label

@@ -7,6 +7,7 @@ There is no `label` column beside it (`rename_columns` would make two).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from augpipe.errors import SkipInput
 from augpipe.row import image_column
-from augpipe.targets.base import Target
+from augpipe.targets.base import Audit, Target
 from augpipe.targets.geometry import orient, stored_size
 from augpipe.targets.masks import read_mask, write_mask
 
@@ -166,6 +167,55 @@ class Semantic(Target):
             if extra:
                 problems.append(f"mask values {extra[:5]} outside the {len(classes)} classes")
         return problems
+
+
+    # ------------------------------------------------------------ health
+
+    def audit(self, src, extra, size, classes) -> Audit:
+        """The mask: readable, of the image's size (or its transpose: `size` is the upright
+        image's, the mask is stored as the file is), its values among the classes."""
+        name = src.target.path
+        if extra is None:
+            return Audit([("annotation_unreadable", name, "no mask")])
+        try:
+            mask, _ = read_mask(extra, name)
+        except SkipInput as exc:
+            return Audit([("annotation_unreadable", name, exc.reason)])
+        found = audit_mask(mask, classes, name)
+        w, h = size
+        if mask.shape not in ((h, w), (w, h)):
+            found.problems.append(("annotation_unreadable", name, f"the mask is {mask.shape[1]}×{mask.shape[0]}, "
+                                                                  f"the image {w}×{h}"))
+        return found
+
+    def audit_row(self, row, classes) -> Audit:
+        try:
+            mask = mask_array(row)
+        except SkipInput as exc:
+            return Audit([("annotation_unreadable", "annotation", exc.reason)])
+        found = audit_mask(mask, classes, "annotation")
+        if mask.shape != (int(row["height"]), int(row["width"])):
+            found.problems.append(("annotation_unreadable", "annotation", f"the mask is {mask.shape[1]}×"
+                                   f"{mask.shape[0]}, the image {row['width']}×{row['height']}"))
+        return found
+
+
+def audit_mask(mask: np.ndarray, classes: list[str], name: str) -> Audit:
+    """A mask's values past the classes (IGNORE allowed), and its figures: pixels per class
+    (a value without a name by its number), the classes it holds past the background."""
+    pixels = np.bincount(mask.ravel(), minlength=256)
+    values = np.flatnonzero(pixels).tolist()
+    problems = []
+    past = [v for v in values if classes and v >= len(classes) and v != IGNORE]
+    if past:
+        problems.append(("mask_values", name, f"values {past[:5]}{' …' if len(past) > 5 else ''} "
+                                              f"({int(pixels[past].sum()):,} pixels) past the {len(classes)} classes "
+                                              f"(0–{len(classes) - 1}, and {IGNORE} for none)"))
+    held = Counter(classes[v] if v < len(classes) else str(v) for v in values if v not in (0, IGNORE))
+    facts = {"size": [int(mask.shape[1]), int(mask.shape[0])], "objects": len(held), "classes": dict(held),
+             "mask_pixels": {(classes[v] if v < len(classes) else str(v)): int(pixels[v]) for v in values}}
+    return Audit(problems, facts, hashlib.sha256(np.ascontiguousarray(mask).tobytes() + bytes(str(mask.shape), "ascii"))
+                 .hexdigest())
 
 
 def mask_array(row: dict) -> np.ndarray:

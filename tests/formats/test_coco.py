@@ -69,13 +69,14 @@ def test_coco_standard(tmp_path):
                              "train2017/sub/deep.jpg", "val2017/c.jpg"]
     a = files["train2017/a.jpg"].target
     assert a == Objects(((10.0, 5.0, 20.0, 10.0), (40.0, 20.0, 8.0, 8.0)), (0, 1), (101, 102),
-                        (("polygon", ((10.0, 5.0, 30.0, 5.0, 30.0, 15.0, 10.0, 15.0),)), None))
+                        (("polygon", ((10.0, 5.0, 30.0, 5.0, 30.0, 15.0, 10.0, 15.0),)), None),
+                        canvas=(64, 48))  # the JSON's width and height, which `audit` checks
     assert files["train2017/a.jpg"].split == "train" and files["val2017/c.jpg"].split == "validation"
     assert files["train2017/a.jpg"].class_name is None
     crowd = files["train2017/b.jpg"].target  # iscrowd: kept, its RLE as written
     assert crowd.boxes == ((0.0, 0.0, 64.0, 48.0),) and crowd.segments == (("rle", {"size": [48, 64],
                                                                                       "counts": [0, 10, 3062]}),)
-    assert files["train2017/empty.jpg"].target == Objects((), (), (), None)  # listed, no annotations
+    assert files["train2017/empty.jpg"].target.boxes == ()  # listed, no annotations
     assert files["train2017/edge.jpg"].target.boxes == ((0.0, 40.0, 64.0, 8.0),)  # within 1 px: clipped
     assert files["val2017/c.jpg"].target.boxes == ((1.0, 2.0, 3.0, 4.0),)
     skipped = reasons(found)
@@ -358,3 +359,46 @@ def test_coco_asked_for_without_an_annotation_file_is_one_line(tmp_path):
     img(tmp_path / "c" / "cat" / "a.jpg")
     with pytest.raises(SourceError, match=r"no COCO annotation file \(annotations/instances_<split>.json"):
         scan(tmp_path / "c", format="coco")
+
+
+def test_coco_problems_name_every_bad_annotation(tmp_path):
+    root = tmp_path / "coco"
+    for name in ("bad", "edge", "twice", "extra", "good"):
+        img(root / f"train/{name}.jpg")
+    write(root / "annotations/instances_train.json", {
+        "images": [coco_image(1, "bad.jpg"), coco_image(2, "edge.jpg"), coco_image(3, "twice.jpg"),
+                   coco_image(4, "twice.jpg"), coco_image(5, "gone.jpg"), coco_image(6, "good.jpg"), {"id": 7}],
+        "annotations": [coco_ann(10, 1, 1, [1, 1, 5, 5]), coco_ann(11, 1, 9, [1, 1, 5, 5]),
+                        coco_ann(12, 1, 1, [1, 2, 3]), coco_ann(13, 1, 1, [1, 1, 0, 5]),
+                        coco_ann(14, 1, 1, [60, 40, 10, 5]),
+                        coco_ann(20, 2, 1, [-0.5, 10, 20, 10]), coco_ann(30, 3, 1, [1, 1, 5, 5]),
+                        coco_ann(31, 4, 1, [2, 2, 5, 5]), coco_ann(40, 99, 1, [1, 1, 5, 5]),
+                        coco_ann(60, 6, 1, [1, 1, 5, 5])],
+        "categories": [{"id": 1, "name": "cat"}]})
+    found = scan(root)
+    json_name = "annotations/instances_train.json"
+    assert {(p.check, p.path, p.where) for p in found.problems} == {
+        ("unknown_class", "train/bad.jpg", f"{json_name} annotation id 11 (object 1)"),
+        ("annotation_unreadable", "train/bad.jpg", f"{json_name} annotation id 12 (object 2)"),
+        ("box_degenerate", "train/bad.jpg", f"{json_name} annotation id 13 (object 3)"),
+        ("box_outside", "train/bad.jpg", f"{json_name} annotation id 14 (object 4)"),
+        ("box_outside", "train/edge.jpg", f"{json_name} annotation id 20 (object 0)"),  # clipped, and said
+        ("conflicting_labels", "train/twice.jpg", json_name),
+        ("annotation_unreadable", "train/gone.jpg", json_name),
+        ("annotation_unreadable", json_name, "images[6]"),
+        ("annotation_unreadable", json_name, "annotations[8]"),
+        ("no_labels", "train/extra.jpg", ""),
+    }
+    assert reasons(found)["train/bad.jpg"] == "box 1: category_id 9 is not in categories"  # the first, as before
+    assert by_path(found)["train/edge.jpg"].target.boxes == ((0.0, 10.0, 19.5, 10.0),)
+    edge = next(p for p in found.problems if p.path == "train/edge.jpg")
+    assert "left edge by 0.5 px" in edge.detail and "clips" in edge.detail
+
+
+def test_a_clean_coco_source_has_no_problems(tmp_path):
+    root = tmp_path / "coco"
+    img(root / "train/a.jpg")
+    write(root / "annotations/instances_train.json", {
+        "images": [coco_image(1, "a.jpg")], "annotations": [coco_ann(1, 1, 1, [0, 0, 64, 48])],
+        "categories": [{"id": 1, "name": "cat"}]})
+    assert scan(root).problems == []

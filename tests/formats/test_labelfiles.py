@@ -88,3 +88,25 @@ def test_labelfiles_asked_for_without_a_label_file_is_one_line(tmp_path):
     img(tmp_path / "c" / "cat" / "a.jpg")
     with pytest.raises(SourceError, match=r"no label file \(labels.csv, metadata.csv, metadata.jsonl\)"):
         scan(tmp_path / "c", format="labelfiles")
+
+
+def test_labelfiles_problems_name_the_lines(tmp_path):
+    root = tmp_path / "lf"
+    for name in ("a", "b", "c", "d"):
+        img(root / f"{name}.jpg")
+    write(root / "labels.csv", "file_name,label\na.jpg,dog\nb.jpg,cat\na.jpg,cat\nmissing.jpg,dog\nd.jpg,\n,cat\n")
+    found = scan(root)
+    assert {(p.check, p.path, p.where) for p in found.problems} == {
+        ("conflicting_labels", "a.jpg", "labels.csv lines 2 and 4"),
+        ("annotation_unreadable", "missing.jpg", "labels.csv"),
+        ("no_labels", "d.jpg", "labels.csv line 6"),
+        ("no_labels", "c.jpg", "labels.csv"),
+        ("annotation_unreadable", "labels.csv", "line 7"),
+    }
+    assert reasons(found)["a.jpg"] == "listed twice in labels.csv, as dog and cat"  # as before
+
+
+def test_a_clean_label_file_has_no_problems(tmp_path):
+    img(tmp_path / "lf/a.jpg")
+    write(tmp_path / "lf/labels.csv", "file_name,label\na.jpg,dog\n")
+    assert scan(tmp_path / "lf").problems == []

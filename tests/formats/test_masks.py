@@ -103,3 +103,23 @@ def test_what_the_writer_writes_reads_back_as_the_same_masks(tmp_path):
     masks = {f.relpath: (f.split, (tmp_path / "out" / f.target.path).read_bytes()) for f in again.files}
     assert masks == {f"{s}/images/a.jpg": (split, (root / s / "masks/a.png").read_bytes())
                      for s, split in (("train", "train"), ("val", "validation"))}
+
+
+def test_masks_problems_name_images_without_masks_and_masks_that_cannot_be(tmp_path):
+    root = tmp_path / "seg"
+    for name in ("a", "b", "c", "bare", "lossy"):
+        img(root / f"images/{name}.jpg")
+    for name in ("a", "b", "c"):
+        palette_mask(root / f"masks/{name}.png")
+    palette_mask(root / "masks/orphan.png")
+    img(root / "masks/lossy.jpg")
+    found = scan(root)
+    assert {(p.check, p.path) for p in found.problems} == {
+        ("no_labels", "images/bare.jpg"), ("no_labels", "images/lossy.jpg"),
+        ("annotation_unreadable", "masks/lossy.jpg"), ("annotation_unreadable", "masks/orphan.png")}
+
+
+def test_a_clean_masks_source_has_no_problems(tmp_path):
+    img(tmp_path / "seg/images/a.jpg")
+    palette_mask(tmp_path / "seg/masks/a.png")
+    assert scan(tmp_path / "seg").problems == []

@@ -201,3 +201,38 @@ def test_a_voc_export_of_a_class_with_a_colon_lists_it_where_datumaro_reads_it(t
     export(tmp_path / "ds", "voc", tmp_path / "voc", progress=False)
     assert not (tmp_path / "voc" / "labelmap.txt").exists()
     assert json.loads((tmp_path / "voc" / "dataset_meta.json").read_text()) == {"labels": ["person:adult"]}
+
+
+def test_voc_problems_name_every_bad_object(tmp_path):
+    root = tmp_path / "voc"
+    img(root / "bad.jpg")
+    bad = voc_xml([("cat", (1, 1, 10, 10), 0), ("cat", ("x", 1, 10, 10), 0), ("cat", (10, 1, 5, 10), 0),
+                   ("cat", (60, 40, 80, 48), 0)])
+    write(root / "bad.xml", bad.replace("<object><name>cat</name>", "<object>", 1).replace(
+        "<annotation>", "<annotation>", 1))
+    img(root / "edge.jpg")
+    write(root / "edge.xml", voc_xml([("dog", (1, 1, 64.5, 48), 0)]))
+    img(root / "broken.jpg")
+    write(root / "broken.xml", "<annotation><object>")
+    img(root / "bare.jpg")
+    write(root / "orphan.xml", voc_xml([("cat", (1, 1, 10, 10), 0)]))
+    img(root / "good.jpg")
+    write(root / "good.xml", voc_xml([("cat", (1, 1, 64, 48), 0)]))
+    found = scan(root)
+    assert {(p.check, p.path, p.where) for p in found.problems} == {
+        ("annotation_unreadable", "bad.jpg", "bad.xml object 0"),  # no <name>
+        ("annotation_unreadable", "bad.jpg", "bad.xml object 1"),
+        ("box_degenerate", "bad.jpg", "bad.xml object 2"),
+        ("box_outside", "bad.jpg", "bad.xml object 3"),
+        ("box_outside", "edge.jpg", "edge.xml object 0"),  # within 1 px: clipped, and said
+        ("annotation_unreadable", "broken.jpg", "broken.xml"),
+        ("no_labels", "bare.jpg", ""),
+        ("annotation_unreadable", "orphan.xml", ""),
+    }
+    assert reasons(found)["bad.jpg"] == "box 0: no <name>"  # the first, as before
+
+
+def test_a_clean_voc_source_has_no_problems(tmp_path):
+    img(tmp_path / "voc/a.jpg")
+    write(tmp_path / "voc/a.xml", voc_xml([("cat", (1, 1, 64, 48), 0)]))
+    assert scan(tmp_path / "voc").problems == []

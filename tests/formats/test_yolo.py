@@ -265,3 +265,39 @@ def test_yolo_export_never_mixes_box_and_polygon_lines(tmp_path):
     assert lines[0] == box and len(lines[1].split()) == 5
     x, y, w, h = row["objects"]["bbox"][1]
     assert lines[1] == f"1 {(x + w / 2) / 64:.6f} {(y + h / 2) / 64:.6f} {w / 64:.6f} {h / 64:.6f}"
+
+
+def found_problems(found) -> set[tuple[str, str, str]]:
+    return {(p.check, p.path, p.where) for p in found.problems}
+
+
+def test_yolo_problems_name_every_bad_line_and_skip_as_before(tmp_path):
+    root = tmp_path / "y"
+    write(root / "data.yaml", "train: images\nnames: [a, b]\n")
+    img(root / "images/bad.jpg")
+    write(root / "labels/bad.txt", "0 0.5 0.5 0.1 0.1\n0 0.5 0.5 0.2 0.2 0.9\n2 0.5 0.5 0.2 0.2\n\n"
+                                   "0 0.5 0.5 -0.1 0.2\n1 0.95 0.5 0.2 0.2\n0 nan 0.5 0.2 0.2\n0 0.5 abc 0.2 0.2\n")
+    img(root / "images/latin.jpg")
+    write(root / "labels/latin.txt", b"0 0.5 0.5 0.1 0.1 \xe9\n")
+    write(root / "labels/orphan.txt", "0 0.5 0.5 0.1 0.1\n")
+    img(root / "images/good.jpg")
+    write(root / "labels/good.txt", "1 0.5 0.5 0.2 0.2\n")
+    found = scan(root)
+    assert found_problems(found) == {
+        ("annotation_unreadable", "images/bad.jpg", "labels/bad.txt line 2"),
+        ("unknown_class", "images/bad.jpg", "labels/bad.txt line 3"),
+        ("box_degenerate", "images/bad.jpg", "labels/bad.txt line 5"),
+        ("box_outside", "images/bad.jpg", "labels/bad.txt line 6"),
+        ("annotation_unreadable", "images/bad.jpg", "labels/bad.txt line 7"),
+        ("annotation_unreadable", "images/bad.jpg", "labels/bad.txt line 8"),
+        ("annotation_unreadable", "images/latin.jpg", "labels/latin.txt"),
+        ("annotation_unreadable", "labels/orphan.txt", ""),
+    }
+    assert reasons(found)["images/bad.jpg"].startswith("labels/bad.txt line 2: 6 fields")  # the first, as before
+    assert list(by_path(found)) == ["images/good.jpg"]
+
+
+def test_a_clean_yolo_source_has_no_problems(tmp_path):
+    root = make_ultralytics(tmp_path / "y")
+    (root / "labels/train/orphan.txt").unlink()
+    assert scan(root).problems == []

@@ -369,3 +369,67 @@ def test_iscrowd_is_carried_with_each_object_and_zero_for_other_sources(scenes, 
     expand(scenes["yolo"], "detection", tmp_path / "yolo", ExpandOptions(copies=1, **QUIET))
     for o in pq.read_table(tmp_path / "yolo").column("objects").to_pylist():
         assert o["iscrowd"] == [0] * len(o["id"])
+
+
+# ---------------------------------------------------------------- audit (augpipe inspect)
+
+def audited(objects: Objects, size=(100, 80), classes=("cat", "dog"), masks=False):
+    from augpipe.formats.base import SourceFile
+
+    return kind_for("detection", instance_masks=masks).audit(SourceFile("a.jpg", "train", None, 1, 0, objects), None,
+                                                              size, list(classes))
+
+
+def test_audit_finds_every_planted_box_problem_with_its_object():
+    boxes = ((-0.3, 10, 20, 20),  # over the left edge by 0.3 px: clipped by expand
+             (10, 10, 0, 5),  # no width
+             (50, 50, 1.5, 10),  # 1.5 px wide: tiny
+             (60, 20, 20, 20), (61, 20, 20, 20),  # one object twice: IoU 19/21 × ... > 0.9
+             (60, 20, 20, 20),  # the same place, another class: no duplicate
+             (5, 60, 10, 10))  # class 7: unknown
+    found = audited(Objects(boxes, (0, 0, 0, 0, 0, 1, 7), (11, 12, 13, 14, 15, 16, 17)))
+    assert {(check, where) for check, where, _ in found.problems} == {
+        ("box_outside", "object 0 (id 11)"), ("box_degenerate", "object 1 (id 12)"), ("box_tiny", "object 2 (id 13)"),
+        ("box_duplicate", "object 4 (id 15)"), ("unknown_class", "object 6 (id 17)")}
+    outside = next(d for c, _, d in found.problems if c == "box_outside")
+    assert "left edge by 0.3 px" in outside and "clips" in outside
+    duplicate = next(d for c, _, d in found.problems if c == "box_duplicate")
+    assert "object 3 (id 14)" in duplicate and f"IoU {19 * 20 / (2 * 400 - 19 * 20):.3f}" in duplicate
+
+
+def test_audit_sees_a_yolo_box_over_the_edge_by_a_hair_and_a_wrong_declared_size():
+    hair = audited(Objects(((0.5, 0.5, 1.0008, 0.5),), (0,), (0,), box_format="cxcywhn"), size=(100, 80))
+    assert [(c, w) for c, w, _ in hair.problems] == [("box_outside", "object 0"), ("box_outside", "object 0")]
+    assert "by 0.04 px (0.0004 of the width)" in hair.problems[0][2]
+    declared = audited(Objects(((1, 1, 10, 10),), (0,), (0,), canvas=(80, 100)), size=(100, 80))
+    assert [c for c, _, _ in declared.problems] == ["annotation_unreadable"]
+    assert "80×100, the image is 100×80" in declared.problems[0][2]
+
+
+def test_audit_of_instance_masks_that_cover_nothing_or_cannot_be_drawn():
+    flat = ("polygon", ((10.0, 10.0, 30.0, 10.0, 50.0, 10.0),))  # on one line: no pixel
+    found = audited(Objects(((10, 10, 40, 5),), (0,), (0,), (flat,)), masks=True)
+    assert [(c, w) for c, w, _ in found.problems] == [("box_degenerate", "object 0")]
+    far = ("polygon", ((10.0, 10.0, 1e6, 10.0, 50.0, 40.0),))
+    assert [c for c, _, _ in audited(Objects(((10, 10, 40, 30),), (0,), (0,), (far,)), masks=True).problems] == \
+        ["annotation_unreadable"]
+
+
+def test_a_clean_image_has_no_problems_and_its_figures():
+    found = audited(Objects(((0, 0, 100, 80), (10, 20, 30, 10), (50, 40, 20, 20)), (0, 1, 1), (0, 1, 2)))
+    assert found.problems == []
+    assert found.facts == {"size": [100, 80], "objects": 3, "classes": {"cat": 1, "dog": 2},
+                           "boxes": [[0, 1.0, 1.0], [1, 0.3, 0.125], [1, 0.2, 0.25]]}
+    moved = audited(Objects(((50, 40, 20, 20), (0, 0, 100, 80), (10, 20, 30, 10)), (1, 0, 1), (0, 1, 2)))
+    assert moved.signature == found.signature  # the same labels in another order
+    assert audited(Objects(((0, 0, 100, 80),), (1,), (0,))).signature != found.signature
+
+
+def test_audit_row_of_an_expanded_dataset():
+    kind = kind_for("detection")
+    row = {"width": 100, "height": 80, "objects": {"bbox": [[0, 0, 100.001, 80], [10, 10, 20, 20], [10, 10, 20, 20]],
+                                                    "category": [0, 1, 1], "id": [5, 6, 7]}}
+    found = kind.audit_row(row, ["cat", "dog"])
+    assert [(c, w) for c, w, _ in found.problems] == [("box_duplicate", "object 2 (id 7)")]
+    row["objects"]["bbox"][0] = [0, 0, 101, 80]
+    assert [(c, w) for c, w, _ in kind.audit_row(row, ["cat", "dog"]).problems][0] == ("box_outside", "object 0 (id 5)")

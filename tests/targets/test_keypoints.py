@@ -350,3 +350,35 @@ def test_augpipe_check_takes_task_keypoints(cli):
     assert result.exit_code == 0 and "recipe 'flips' is valid" in result.output
     refused = cli("check", "classic", "--task", "keypoints")
     assert refused.exit_code == 2 and "Rotate: border_mode 4 mirrors keypoints into the border" in refused.output
+
+
+# ---------------------------------------------------------------- audit (augpipe inspect)
+
+def test_audit_finds_keypoints_outside_the_image_yet_labelled():
+    from augpipe.formats.base import Objects, SourceFile
+
+    kind = KeypointsKind(keypoint_names=FACE)
+    inside_ = [50, 40, 2, 60, 40, 2, 40, 40, 1, 0, 0, 0, 0, 0, 0]
+    outside = [130, 40, 2, 60, -5, 1, 40, 40, 2, 500, 500, 0, 0, 0, 0]  # nose right of it, left eye above
+    objects = Objects(((30, 30, 40, 40), (30, 30, 40, 30)), (0, 0), (3, 4), fields={"keypoints": (inside_, outside)})
+    found = kind.audit(SourceFile("a.jpg", None, None, 1, 0, objects), None, (W, H), ["person"])
+    assert [(c, w) for c, w, _ in found.problems] == [("keypoint_outside", "object 1 (id 4) keypoint 0 (nose)"),
+                                                      ("keypoint_outside", "object 1 (id 4) keypoint 1 (left_eye)")]
+    assert "marked visible (2)" in found.problems[0][2] and "marked labelled (1)" in found.problems[1][2]
+    assert found.facts["keypoints"] == {"visible": 4, "hidden": 2, "unlabelled": 4}
+    clean = Objects(((30, 30, 40, 40),), (0,), (0,), fields={"keypoints": (inside_,)})
+    assert kind.audit(SourceFile("a.jpg", None, None, 1, 0, clean), None, (W, H), ["person"]).problems == []
+
+
+def test_audit_of_yolo_keypoints_in_fractions_and_of_a_row():
+    from augpipe.formats.base import Objects, SourceFile
+
+    kind = KeypointsKind(keypoint_names=FACE[:2])
+    objects = Objects(((0.5, 0.5, 0.2, 0.2),), (0,), (0,), box_format="cxcywhn",
+                      fields={"keypoints": ((0.5, 0.5, 2, 1.2, 0.5, 2),)})
+    found = kind.audit(SourceFile("a.jpg", None, None, 1, 0, objects), None, (W, H), ["person"])
+    assert [(c, w) for c, w, _ in found.problems] == [("keypoint_outside", "object 0 keypoint 1 (left_eye)")]
+    assert "at (144, 50)" in found.problems[0][2]
+    row = {"width": W, "height": H, "objects": {"bbox": [[10, 10, 20, 20]], "category": [0], "id": [0],
+                                                "keypoints": [{"x": [15, 121], "y": [15, 15], "visibility": [2, 2]}]}}
+    assert [c for c, _, _ in kind.audit_row(row, ["person"]).problems] == ["keypoint_outside"]

@@ -49,3 +49,33 @@ def test_mask_values_past_the_named_classes_are_a_recorded_skip(scenes, tmp_path
     assert {"path": "images/scene_001.png",
             "reason": "mask masks/scene_001.png has values [200] past the 3 named classes (0–2, and 255 for none)"} \
         in m["skipped"]
+
+
+# ---------------------------------------------------------------- audit (augpipe inspect)
+
+def mask_png(mask: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(mask, "L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_audit_finds_mask_values_past_the_classes_and_a_mask_of_another_size():
+    from augpipe.formats.base import MaskRef, SourceFile
+
+    kind = kind_for("segmentation")
+    mask = np.zeros((40, 60), np.uint8)
+    mask[0:10, 0:10], mask[10:20, 0:10], mask[20:22, 0:3], mask[30:, :] = 1, 255, 7, 2  # 7: no class
+    src = SourceFile("a.jpg", None, None, 1, 0, MaskRef("a.png"))
+    found = kind.audit(src, mask_png(mask), (60, 40), ["background", "road", "car"])
+    assert [(c, w) for c, w, _ in found.problems] == [("mask_values", "a.png")]
+    assert "values [7] (6 pixels)" in found.problems[0][2]
+    assert found.facts["mask_pixels"] == {"background": 60 * 40 - 100 - 100 - 6 - 600, "road": 100, "car": 600,
+                                          "7": 6, "255": 100}
+    assert found.facts["classes"] == {"road": 1, "car": 1, "7": 1}
+    other = kind.audit(src, mask_png(mask), (50, 40), ["background", "road", "car"])
+    assert ("annotation_unreadable", "a.png") in [(c, w) for c, w, _ in other.problems]
+    assert [c for c, _, _ in kind.audit(src, b"not a png", (60, 40), ["background"]).problems] == \
+        ["annotation_unreadable"]
+    clean = np.where(mask == 7, 0, mask).astype(np.uint8)
+    assert kind.audit(src, mask_png(clean), (60, 40), ["background", "road", "car"]).problems == []
+    assert kind.audit(src, mask_png(clean.T.copy()), (60, 40), ["background", "road", "car"]).problems == []  # EXIF
