@@ -196,13 +196,16 @@ def test_inspect_source_finds_duplicates_and_bad_files(cli, folder):
     (folder / "dog" / "copy.jpg").write_bytes((folder / "cat" / "cat_000.jpg").read_bytes())
     (folder / "dog" / "broken.jpg").write_bytes(b"")
     (folder / "dog" / "notes.txt").write_text("x")
-    facts = json.loads(cli("inspect", folder, "--json").output)
-    assert ["cat/cat_000.jpg", "dog/copy.jpg"] in facts["duplicates"]
+    facts = json.loads(cli("inspect", folder, "--json", "-q").output)
+    dup = next(p for p in facts["problems"] if p["check"] == "exact_duplicate")
+    assert {dup["path"], *dup["related"]} == {"cat/cat_000.jpg", "dog/copy.jpg"}
+    assert any(p["check"] == "conflicting_labels" and {p["path"], *p["related"]} == {"cat/cat_000.jpg", "dog/copy.jpg"}
+               for p in facts["problems"])
     reasons = {s["path"]: s["reason"] for s in facts["skipped"]}
     assert reasons["dog/broken.jpg"].startswith("empty file") and "unsupported file type" in reasons["dog/notes.txt"]
-    assert facts["classes"] == {"cat": 10, "dog": 12} and facts["formats"] == {"jpeg": 21}
-    text = cli("inspect", folder).output
-    assert "imbalance 1.2" in text and "cat/cat_000.jpg = dog/copy.jpg" in text
+    assert facts["labels"]["images_per_class"] == {"cat": {"unsplit": 10}, "dog": {"unsplit": 11}}
+    text = cli("inspect", folder, "-q").output
+    assert "cat/cat_000.jpg" in text and "dog/copy.jpg" in text and "images under two labels: 1" in text
 
 
 def test_transforms_lists_groups_from_albumentations(cli):
