@@ -24,6 +24,7 @@ from augpipe.training.model import (DEFAULT_ARCH, DEFAULT_ARCHS, DEFAULT_SIZES, 
                            classifier_index, format_table, layer_table, megabytes, memory_bytes, task_table)
 from augpipe.training import task_class, task_module
 from augpipe.training.base import plot_curves
+from augpipe.training.bootstrap import MIN_IMAGES, images_needed
 from augpipe.training.classification import at_chance as _at_chance, evaluate, load_split, plot_confusion
 from augpipe.training.data import MEAN, STD, Split, check_dataset, plural, subset
 from augpipe.training.loop import compare as _compare, fit, resolve_device
@@ -351,10 +352,10 @@ def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
         result["warning"] = (f"training accuracy stays at chance ({history[-1]['train_acc']:.2f} for "
                              f"{len(classes)} classes): are the labels scrambled or the images blank?")
         log(f"warning: {result['warning']}")
+    _, pred = task.evaluate(model, val_data, device, opts.batch_size)
     if opts.compare:
         result["compare"] = _compare(model, task, initial, rng_state, train_data, val_data, steps, opts, device,
-                                     history, freeze)
-    _, pred = task.evaluate(model, val_data, device, opts.batch_size)
+                                     history, pred, freeze)
     result.update(task.report(pred, val_data, train_data, history))
     _write_outputs(out, model, task, result, val_data, pred, earlier)
     return result
@@ -392,6 +393,8 @@ def summary_lines(result: dict) -> list[str]:
     lines = task_module(result.get("task", "classification")).summary_lines(result)
     if "compare" in result:
         lines.append(lift_line(result))
+        if "interval" in result["compare"]:  # a metrics.json from before intervals has none
+            lines.append(interval_line(result["compare"]))
     return lines
 
 
@@ -403,3 +406,22 @@ def lift_line(result: dict) -> str:
     return (f"augmentation lift: {text} {expanded:.3f} (expanded, {plural(rows['expanded'], 'row')}) "
             f"vs {originals:.3f} (originals, {plural(rows['originals'], 'row')}) after "
             f"{plural(compare['steps'], 'optimiser step')} each: {compare['lift']:+.3f}")
+
+
+VERDICTS = {"lift": "augmentation helped, by more than the choice of validation images explains",
+            "loss": "augmentation hurt, by more than the choice of validation images explains",
+            "same": "no lift: the two models score alike on every resample of these images",
+            "too_few_images": f"too few validation images to tell (at least {MIN_IMAGES}, better a few hundred)"}
+
+
+def interval_line(compare: dict) -> str:
+    """The lift's interval and what it says, plainly: a difference of an image or two is not a lift."""
+    interval, n = compare["interval"], compare["validation_images"]
+    shown = (f"  {interval['level']:.0%} interval [{interval['low']:+.3f}, {interval['high']:+.3f}] on "
+             f"{plural(n, 'validation image')} (paired bootstrap; one image is {1 / n:.3f} of them)")
+    if compare["verdict"] in VERDICTS:
+        return f"{shown}: {VERDICTS[compare['verdict']]}"
+    needed = images_needed(compare["lift"], interval, n)
+    more = (f"; about {needed:,} would be needed to tell a lift of {abs(compare['lift']):.3f} from none"
+            if needed is not None and needed > n else "")
+    return f"{shown}: not distinguishable from no lift, the validation set is too small to tell{more}"
