@@ -77,3 +77,37 @@ def test_segmentation_scores_by_hand():
     assert s["pixel_acc"] == pytest.approx(5 / 7)
     assert s["iou"][0] == pytest.approx(3 / 5) and s["iou"][1] == pytest.approx(2 / 4) and np.isnan(s["iou"][2])
     assert s["mean_iou"] == pytest.approx((3 / 5 + 2 / 4) / 2)
+
+
+def random_detections(rng, images: int, classes: int):
+    """Scenes of a few true boxes; detections near some of them, and some anywhere, with scores."""
+    preds, truths = [], []
+    for _ in range(images):
+        k = int(rng.integers(0, 4))
+        boxes = np.column_stack([rng.uniform(0, 50, (k, 2)), rng.uniform(5, 20, (k, 2))])
+        labels = rng.integers(0, classes, k)
+        near = boxes + rng.normal(0, 2.5, boxes.shape)
+        stray = np.column_stack([rng.uniform(0, 50, (2, 2)), rng.uniform(5, 20, (2, 2))])
+        found = np.concatenate([near, stray])
+        found_labels = np.concatenate([np.where(rng.random(k) < 0.8, labels, rng.integers(0, classes, k)),
+                                       rng.integers(0, classes, 2)])
+        preds.append(detections(found, rng.random(len(found)), found_labels))
+        truths.append(truth(boxes, labels))
+    return preds, truths
+
+
+def test_resampled_map_is_the_map_of_the_resampled_images():
+    from augpipe.training.bootstrap import resamples
+    from augpipe.training.metrics import ranked_detections, resampled_map
+
+    rng = np.random.default_rng(1)
+    preds, truths = random_detections(rng, 15, 3)
+    ranked = ranked_detections(preds, truths, 3)
+    weights = next(resamples(15, 40, seed=2))
+    maps, aps = resampled_map(ranked, weights)
+    for w, m, ap in zip(weights, maps, aps):
+        drawn = np.repeat(np.arange(15), w.astype(int))  # each image as often as it was drawn
+        expected, expected_aps = mean_average_precision([preds[i] for i in drawn], [truths[i] for i in drawn], 3)
+        assert m == pytest.approx(expected, abs=1e-12)
+        assert np.allclose(ap, expected_aps, equal_nan=True)
+    assert len(set(np.round(maps, 6))) > 10  # the draws differ: a check that could fail
