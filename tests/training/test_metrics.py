@@ -80,7 +80,7 @@ def test_segmentation_scores_by_hand():
 
 
 def random_detections(rng, images: int, classes: int):
-    """Scenes of a few true boxes; detections near some of them, and some anywhere, with scores."""
+    """Scenes of up to 3 true boxes; a detection near each (its class mostly right) and two anywhere."""
     preds, truths = [], []
     for _ in range(images):
         k = int(rng.integers(0, 4))
