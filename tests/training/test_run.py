@@ -21,7 +21,7 @@ pytest.importorskip("matplotlib")
 
 import augpipe.training.run as train_module  # noqa: E402
 from augpipe import ExpandOptions, expand  # noqa: E402
-from augpipe.errors import SourceError  # noqa: E402
+from augpipe.errors import SourceError, UsageError  # noqa: E402
 from augpipe.options import TrainOptions  # noqa: E402
 from augpipe.readers import ShardDataset  # noqa: E402
 from augpipe.store import open_store  # noqa: E402
@@ -243,7 +243,21 @@ def test_a_lift_of_one_image_in_thirty_is_not_distinguishable_from_none():
     line = train_module.interval_line(compare)
     assert f"[{interval['low']:+.3f}, +0.000] on 30 validation images" in line and interval["low"] < -0.03
     assert "one image is 0.033 of them): not distinguishable from no lift, the validation set is too small" in line
-    assert "would be needed to tell a lift of 0.033 from none" in line
+    assert line.endswith("; about 68 would be needed to tell a lift of 0.033 from none, were it to hold")  # 30·(0.05/0.033)²
+
+
+def test_seeds_repeat_both_runs_and_report_the_lifts_spread(tmp_path):
+    data = faint_colours(tmp_path / "faint")
+    quiet = dict(epochs=2, size=8, compare=True, progress=False, log=lambda *a: None, device="cpu")
+    spread = train(data, tmp_path / "a", TrainOptions(**quiet, seed=3, seeds=2))["compare"]["seeds"]
+    alone = train(data, tmp_path / "b", TrainOptions(**quiet, seed=4))["compare"]["lift"]
+    assert spread["seeds"] == [3, 4] and spread["lifts"][1] == alone  # its second run is --seed 4's
+    assert spread["mean"] == pytest.approx(np.mean(spread["lifts"])) and spread["sd"] == pytest.approx(
+        abs(spread["lifts"][0] - spread["lifts"][1]) / np.sqrt(2))
+    line = train_module.seeds_line(spread)
+    assert line.startswith("  over 2 seeds (--seed 3 to 4): lifts ") and f"{alone:+.3f}" in line
+    with pytest.raises(UsageError, match="--seeds repeats --compare's two runs"):
+        train(data, tmp_path / "c", TrainOptions(**{**quiet, "compare": False}, seeds=2))
 
 
 def test_training_is_repeatable_on_the_cpu(colours, tmp_path):
