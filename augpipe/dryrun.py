@@ -239,8 +239,8 @@ def _size_warning(recipe: Recipe, passed: list[_Trial], sizes: list[Size]) -> st
     first = passed[0]
     copies = sorted(first.outputs, key=lambda s: (_pixels(s), s)) if recipe.copies else [first.size]
     width, height = suggest_size(sizes or [REFERENCE_SIZE])
-    why = ("the median image's scale and aspect" if sizes else f"the {_show(REFERENCE_SIZE)} test image's; "
-           "expand proposes your images' median") + f", in multiples of {MULTIPLE}"
+    why = ("the median image's scale and aspect" if sizes else f"the {_show(REFERENCE_SIZE)} test image's size; "
+           "expand proposes your images' median scale and aspect") + f", in multiples of {MULTIPLE}"
     fix = (f"rows of different sizes fail to batch (\"stack expects each tensor to be equal size\"): add "
            f"output: {{resize: {{height: {height}, width: {width}}}}} ({why})")
     sizes_differ = len(set(sizes)) > 1
@@ -258,9 +258,9 @@ def _size_warning(recipe: Recipe, passed: list[_Trial], sizes: list[Size]) -> st
 def suggest_size(sizes: list[Size]) -> Size:
     """The `output.resize` (width, height) to propose for images of these sizes: the median
     image's scale (√(width·height)) at the median aspect (width/height), each side rounded to the
-    nearest multiple of 32. Most images keep their shape and most of their detail (at most half
-    are shrunk at all, by the rounding's few pixels past the median); a square dataset gets a
-    square; the smallest image's size would shrink most images, often by half or more."""
+    nearest multiple of 32. Most images keep their shape and their detail (only those above the
+    median are shrunk, rounding aside); a square dataset gets a square. The smallest image's size,
+    proposed before, shrank most images, often by half or more."""
     import numpy as np
 
     width, height = np.asarray(sizes, dtype=np.float64).reshape(-1, 2).T
