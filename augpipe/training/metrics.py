@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CELLS = 1 << 22  # the most resamples × detections held at once (32 MiB of float64)
+CELLS = 1 << 22  # the most resamples × true positives held at once (32 MiB of float64)
 
 
 def box_iou(a, b) -> np.ndarray:
@@ -51,20 +51,31 @@ def weighted_average_precision(weights, images, hits, positives) -> np.ndarray:
     """average_precision under B weightings of N images at once: `hits` (D) a class's detections
     already ranked by falling score, `images` (D) the image of each, `weights` (B×N) how often each
     image counts (in a resample), `positives` (B) the class's true boxes under each weighting.
-    Counting a detection k times is the same as k copies of it: the copies' intermediate points
-    never raise the envelope. NaN where there are no positives."""
-    weights, hits = np.asarray(weights, dtype=np.float64), np.asarray(hits, dtype=np.float64)
-    positives = np.asarray(positives, dtype=np.float64)
+    NaN where there are no positives.
+
+    Counting a detection k times is the same as k copies of it. Only the true positives' points
+    matter: a false positive gains no recall and its precision is below the point before it, so it
+    never raises an envelope; each true positive needs only the weight of the false positives
+    ranked before it, summed a stretch between true positives at a time (a sparse product: the
+    cost is resamples × true positives, not resamples × detections)."""
+    from scipy import sparse
+
+    weights, hits = np.asarray(weights, dtype=np.float64), np.asarray(hits).astype(bool)
+    images, positives = np.asarray(images, dtype=np.int64), np.asarray(positives, dtype=np.float64)
+    found, before = images[hits], np.cumsum(hits)[~hits]  # each false positive: the true ones ranked before it
+    counted = before < len(found)  # those after the last true positive lower no point that counts
+    stretches = sparse.csr_matrix((np.ones(int(counted.sum())), (before[counted], images[~hits][counted])),
+                                  shape=(len(found), weights.shape[1]))
     out = np.full(len(weights), np.nan)
-    step = max(1, CELLS // max(1, hits.size))
+    step = max(1, CELLS // max(1, len(found)))
     for start in range(0, len(weights), step):
-        w, pos = weights[start:start + step][:, images], positives[start:start + step]
-        tp, fp = np.cumsum(w * hits, axis=1), np.cumsum(w * (1 - hits), axis=1)
-        recall = tp / np.where(pos > 0, pos, 1)[:, None]
-        precision = np.where(tp + fp > 0, tp / np.where(tp + fp > 0, tp + fp, 1), 0.0)
+        w, pos = weights[start:start + step], positives[start:start + step]
+        own = w[:, found]
+        tp, fp = np.cumsum(own, axis=1), np.cumsum((stretches @ w.T).T, axis=1)
+        precision = np.where(tp > 0, tp / np.where(tp > 0, tp + fp, 1), 0.0)
         envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
-        gained = np.diff(recall, axis=1, prepend=0.0)
-        out[start:start + step] = np.where(pos > 0, (gained * envelope).sum(1), np.nan)
+        area = (own * envelope).sum(1) / np.where(pos > 0, pos, 1)
+        out[start:start + step] = np.where(pos > 0, area, np.nan)
     return out
 
 
