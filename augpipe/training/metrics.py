@@ -113,7 +113,7 @@ def ranked_detections(predictions: list[dict], truths: list[dict], classes: int,
     """What mAP needs, per image: for each class its detections over all images ranked by falling
     score, as (their images' indices, hit 1/0), and the true boxes of each class in each image
     (N×classes). Matching is within an image, so a resample of the images reuses it."""
-    found: list[list[tuple]] = [[] for _ in range(classes)]  # (scores, image, hits) per image
+    found: list[list[tuple]] = [[] for _ in range(classes)]  # (scores, hits, image) an image a class
     positives = np.zeros((len(truths), classes), np.int64)
     for i, (pred, truth) in enumerate(zip(predictions, truths)):
         t_labels = np.asarray(truth["labels"]).reshape(-1)

@@ -457,7 +457,9 @@ def interval_line(compare: dict) -> str:
     shown = (f"  {interval['level']:.0%} interval [{interval['low']:+.3f}, {interval['high']:+.3f}] on "
              f"{plural(n, 'validation image')} (paired bootstrap; one image is {1 / n:.3f} of them)")
     if compare["verdict"] in VERDICTS:
-        return f"{shown}: {VERDICTS[compare['verdict']]}"
+        seeds = "" if "seeds" in compare or compare["verdict"] not in ("lift", "loss") else \
+            " (training's own randomness is not in it: --seeds N repeats both runs)"
+        return f"{shown}: {VERDICTS[compare['verdict']]}{seeds}"
     needed = images_needed(compare["lift"], interval, n)
     more = (f"; about {needed:,} would be needed to tell a lift of {abs(compare['lift']):.3f} from none, were it to hold"
             if needed is not None and needed > n else "")

@@ -610,3 +610,16 @@ def test_a_keypoints_dataset_trains_its_boxes_by_what_its_kind_feeds(tmp_path):
     for asked in ("segmentation", "classification"):
         with pytest.raises(UsageError, match=f"--task {asked}: this keypoints dataset has no"):
             train_module.choose_task(ds, asked)
+
+
+def test_a_clear_loss_is_called_one_and_points_to_seeds():
+    e = np.r_[np.ones(150), np.zeros(150)]  # 300 images: the originals' model gets 40 more right
+    o = e.copy()
+    o[150:190] = 1
+    interval = paired_interval(mean_scorer(e), mean_scorer(o), 300)
+    compare = {"lift": e.mean() - o.mean(), "interval": interval, "validation_images": 300,
+               "verdict": verdict(interval, 300)}
+    line = train_module.interval_line(compare)
+    assert interval["high"] < 0 and "augmentation hurt, by more than the choice of validation images" in line
+    assert line.endswith("(training's own randomness is not in it: --seeds N repeats both runs)")
+    assert not train_module.interval_line({**compare, "seeds": {}}).endswith("repeats both runs)")
