@@ -11,7 +11,7 @@ detections again (metrics.resampled_map). The interval is the resampled lifts' p
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
