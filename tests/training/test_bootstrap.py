@@ -10,16 +10,8 @@ import numpy as np
 import pytest
 
 from augpipe.training import bootstrap
-from augpipe.training.bootstrap import (
-    MIN_IMAGES,
-    RESAMPLES,
-    SEED,
-    images_needed,
-    mean_scorer,
-    paired_interval,
-    resamples,
-    verdict,
-)
+from augpipe.training.bootstrap import (MIN_IMAGES, RESAMPLES, SEED, images_needed, mean_scorer, paired_interval,
+                                        resamples, verdict)
 
 
 def planted(n: int, both: int, only_expanded: int, only_originals: int) -> tuple[np.ndarray, np.ndarray]:
