@@ -437,6 +437,7 @@ def train(
     freeze: Annotated[Optional[str], typer.Option("--freeze", help="'features': train only the final 1×1 classifier (transfer learning); needs --init.")] = None,
     device: Annotated[str, typer.Option("--device", help=f"{one_of(DEVICES)}; auto picks CUDA, else Apple's MPS, when present.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", help="Seeds the initial weights, the batch order and dropout: the same seed repeats a CPU run exactly. 0 to 2^64 − 1 (torch's seeds are 64 bits).")] = 0,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="With --compare: both runs again with --seed + 1, + 2, ... up to this many seeds, and the lift's spread over them (N times the training time).")] = 1,
     quiet: QuietOpt = False,
 ) -> None:
     """Train a tiny CNN on the shards: does the data learn, and what does augmentation add?
@@ -462,7 +463,7 @@ def train(
     _local(out, "--out")
     _need_torch("augpipe train")
     opts = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, arch=arch, size=size, seed=seed, device=device,
-                        compare=compare, init=str(init) if init else None, freeze=freeze, task=task,
+                        compare=compare, seeds=seeds, init=str(init) if init else None, freeze=freeze, task=task,
                         progress=not quiet, log=typer.echo)
     from augpipe.training.run import output_files, summary_lines, train as run_train
 

@@ -25,6 +25,7 @@ LEAF_SECONDS = 1.0
 # (SomeOf(n, replace=True) applies a child n times).
 COPY_SECONDS = 10.0
 SAMPLES = 8  # runs of the recipe as it will run, to see the sizes its copies come out at
+MULTIPLE = 32  # the proposed output.resize's sides are multiples of this (most networks' total stride)
 
 Size = tuple[int, int]  # (width, height)
 
@@ -52,7 +53,8 @@ def check_recipe(recipe: Recipe, sizes: Iterable[Size] | None = None, kind: Any 
     from augpipe.targets import kind_for
 
     _KIND[0] = kind or kind_for("classification")
-    given = sorted({(int(w), int(h)) for w, h in sizes or ()}, key=lambda s: (_pixels(s), s))
+    every = [(int(w), int(h)) for w, h in sizes or ()]
+    given = sorted(set(every), key=lambda s: (_pixels(s), s))
     tests = list(dict.fromkeys([given[0], given[-1]])) if given else [REFERENCE_SIZE]
     # Timed on the reference image before larger ones: a too slow transform is refused before it
     # spends minutes on a large image. Its failures there count only when it is a test size.
@@ -74,7 +76,7 @@ def check_recipe(recipe: Recipe, sizes: Iterable[Size] | None = None, kind: Any 
             warns.append(f"images smaller than {_show(need)} will be skipped: {trial.failed[0]} needs {_show(need)}")
         elif trial.failure:
             warns.append(f"images of {_show(trial.size)} will be skipped: {trial.failure}")
-    size_warning = _size_warning(recipe, passed, len(given) > 1)
+    size_warning = _size_warning(recipe, passed, every)
     return RecipeCheck(tuple(warns + ([size_warning] if size_warning else [])), min_size)
 
 
@@ -230,15 +232,18 @@ def _needs(trial: _Trial) -> Size | None:
     return None
 
 
-def _size_warning(recipe: Recipe, passed: list[_Trial], sizes_differ: bool) -> str | None:
+def _size_warning(recipe: Recipe, passed: list[_Trial], sizes: list[Size]) -> str | None:
     """Rows of different sizes cannot be batched ("stack expects each tensor to be equal size")."""
     if recipe.output.resize is not None:
         return None
     first = passed[0]
     copies = sorted(first.outputs, key=lambda s: (_pixels(s), s)) if recipe.copies else [first.size]
-    target = copies[0]
+    width, height = suggest_size(sizes or [REFERENCE_SIZE])
+    why = ("the median image's scale and aspect" if sizes else f"the {_show(REFERENCE_SIZE)} test image's size; "
+           "expand proposes your images' median scale and aspect") + f", in multiples of {MULTIPLE}"
     fix = (f"rows of different sizes fail to batch (\"stack expects each tensor to be equal size\"): add "
-           f"output: {{resize: {{height: {target[1]}, width: {target[0]}}}}}")
+           f"output: {{resize: {{height: {height}, width: {width}}}}} ({why})")
+    sizes_differ = len(set(sizes)) > 1
     shown = " or ".join(_show(s) for s in copies[:3]) + (" or ..." if len(copies) > 3 else "")
     if recipe.keep_original and copies != [first.size]:
         return f"originals keep their size but copies of a {_show(first.size)} image come out at {shown}: {fix}"
@@ -248,6 +253,23 @@ def _size_warning(recipe: Recipe, passed: list[_Trial], sizes_differ: bool) -> s
     if sizes_differ and (recipe.keep_original or len(ends) > 1):
         return f"the images differ in size and so will the rows: {fix}"
     return None
+
+
+def suggest_size(sizes: list[Size]) -> Size:
+    """The `output.resize` (width, height) to propose for images of these sizes: the median
+    image's scale (√(width·height)) at the median aspect (width/height), each side rounded to the
+    nearest multiple of 32. Most images keep their shape and their detail (only those above the
+    median are shrunk, rounding aside); a square dataset gets a square. The smallest image's size,
+    proposed before, shrank most images, often by half or more."""
+    import numpy as np
+
+    width, height = np.asarray(sizes, dtype=np.float64).reshape(-1, 2).T
+    scale, aspect = np.median(np.sqrt(width * height)), np.median(width / height)
+    return _multiple(scale * np.sqrt(aspect)), _multiple(scale / np.sqrt(aspect))
+
+
+def _multiple(side: float) -> int:
+    return max(MULTIPLE, int(round(side / MULTIPLE)) * MULTIPLE)
 
 
 def _pixels(size: Size) -> int:

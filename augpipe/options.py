@@ -75,6 +75,7 @@ class TrainOptions:
     seed: int = 0
     device: str = "auto"  # DEVICES
     compare: bool = False
+    seeds: int = 1  # with compare: both runs with seed, seed + 1, ... (run.py's _other_seeds)
     init: str | None = None
     freeze: str | None = None  # None or FREEZE
     task: str | None = None  # None (or "auto"): the dataset's; else one of TRAIN_TASKS

@@ -298,7 +298,7 @@ def test_copies_and_originals_of_different_sizes_warn():
     crop = "transforms: [{RandomCrop: {height: 224, width: 224}}]"
     (warning,) = checked(crop).warnings
     assert "originals keep their size but copies of a 256×256 image come out at 224×224" in warning
-    assert "add output: {resize: {height: 224, width: 224}}" in warning
+    assert "add output: {resize: {height: 256, width: 256}} (the 256×256 test image's" in warning  # not the crop's
     (warning,) = checked("keep_original: false\ntransforms: [{RandomCrop: {height: 224, width: 224, p: 0.5}}]").warnings
     assert "come out at different sizes (224×224 or 256×256)" in warning
     assert checked("keep_original: false\ntransforms: [{RandomCrop: {height: 224, width: 224, p: 1}}]").warnings == ()

@@ -37,6 +37,11 @@ class Task:
         """({history key: value}, predictions), dropout off."""
         raise NotImplementedError
 
+    def scorer(self, predictions, val):
+        """The headline figure of `predictions` on resamples of `val`'s images: a function of
+        weights (B×N) to B values (bootstrap.py)."""
+        raise NotImplementedError
+
     def epoch_line(self, label: str, row: dict) -> str:
         raise NotImplementedError
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from augpipe.errors import SourceError
 from augpipe.training.base import Task, best, plot_curves
+from augpipe.training.bootstrap import mean_scorer
 from augpipe.training.data import Split, decode_images, lineage, normalise, plural
 
 
@@ -60,6 +61,9 @@ class Classification(Task):
     def evaluate(self, model, data, device, batch_size):
         loss, acc, pred = evaluate(model, data, device, batch_size)
         return {"val_loss": loss, "val_acc": acc}, pred
+
+    def scorer(self, pred, val):
+        return mean_scorer(pred == val.y.numpy())
 
     def epoch_line(self, label, row):
         return (f"{label:>9} epoch {row['epoch']:>3}  train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f}  "

@@ -18,7 +18,7 @@ import numpy as np
 from augpipe.training.base import Task, batches, best, image_of
 from augpipe.training.boxes import box_sheet, read_boxes
 from augpipe.training.data import Split, normalise, plural
-from augpipe.training.metrics import mean_average_precision
+from augpipe.training.metrics import mean_average_precision, ranked_detections, resampled_map
 
 SIZE_WEIGHT, OFFSET_WEIGHT = 0.1, 1.0  # CenterNet's
 TOP_K, MIN_SCORE = 50, 0.01  # what decoding keeps for scoring
@@ -113,6 +113,10 @@ def decode(out: dict, top_k: int = TOP_K, min_score: float = MIN_SCORE) -> list[
     return found
 
 
+def truths_of(data: Split) -> list[dict]:
+    return [{"boxes": b, "labels": c} for b, c in zip(data.y["boxes"], data.y["labels"])]
+
+
 class Detection(Task):
     name = "detection"
     headline, headline_text = "val_map", "validation mAP@0.5"
@@ -161,9 +165,12 @@ class Detection(Task):
                 y = {k: data.y[k][part].to(device) for k in dense}
                 total += self.loss(out, y)[0].item() * (part.stop - part.start)
                 found += decode(out)
-        truths = [{"boxes": b, "labels": c} for b, c in zip(data.y["boxes"], data.y["labels"])]
-        m, aps = mean_average_precision(found, truths, len(self.classes))
+        m, aps = mean_average_precision(found, truths_of(data), len(self.classes))
         return {"val_loss": total / len(data), "val_map": m}, {"detections": found, "ap": aps}
+
+    def scorer(self, pred, val):
+        ranked = ranked_detections(pred["detections"], truths_of(val), len(self.classes))
+        return lambda weights: resampled_map(ranked, weights)[0]
 
     def epoch_line(self, label, row):
         return (f"{label:>9} epoch {row['epoch']:>3}  train loss {row['train_loss']:.3f}  val loss "

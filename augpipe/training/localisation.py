@@ -18,6 +18,7 @@ import numpy as np
 
 from augpipe.errors import SourceError
 from augpipe.training.base import Task, batches, best, image_of
+from augpipe.training.bootstrap import mean_scorer
 from augpipe.training.boxes import box_sheet, read_boxes, xywh
 from augpipe.training.data import Split, normalise, plural
 from augpipe.training.metrics import paired_iou
@@ -116,6 +117,9 @@ class Localisation(Task):
         scores = scores_of(labels, boxes, data.y["labels"].numpy(), data.y["boxes"].numpy())
         return {"val_loss": loss, "val_acc": scores["accuracy"], "val_iou": scores["mean_iou"],
                 "val_hit": scores["hit"]}, {"labels": labels, "boxes": boxes}
+
+    def scorer(self, pred, val):
+        return mean_scorer(paired_iou(xywh(pred["boxes"]), xywh(val.y["boxes"].numpy())) >= 0.5)
 
     def epoch_line(self, label, row):
         return (f"{label:>9} epoch {row['epoch']:>3}  train loss {row['train_loss']:.3f} acc {row['train_acc']:.3f} "

@@ -8,6 +8,7 @@ import math
 import time
 
 from augpipe.errors import UsageError
+from augpipe.training.bootstrap import paired_interval, verdict
 from augpipe.training.data import normalise, subset, take
 
 
@@ -91,9 +92,11 @@ def fit(model, task, train, val, steps: int, opts, device, label: str, trainable
 
 
 def compare(model, task, initial: dict, rng_state, train, val, steps: int, opts, device, expanded: list[dict],
-            freeze=None) -> dict:
+            predictions, freeze=None) -> dict:
     """The same model from the same initial weights on the originals only, for the same number
-    of optimiser steps (and the same random stream): the difference is what augmentation adds."""
+    of optimiser steps (and the same random stream): the difference is what augmentation adds,
+    with its interval over the validation images (bootstrap.py); `predictions` the expanded
+    model's on `val`."""
     import torch
 
     originals = subset(train, [i for i, c in enumerate(train.copies) if c == 0])
@@ -109,6 +112,9 @@ def compare(model, task, initial: dict, rng_state, train, val, steps: int, opts,
     trainable = freeze(baseline) if freeze is not None else None
     baseline.to(device)
     history = fit(baseline, task, originals, val, steps, opts, device, "originals", trainable)
+    _, baseline_predictions = task.evaluate(baseline, val, device, opts.batch_size)
+    interval = paired_interval(task.scorer(predictions, val), task.scorer(baseline_predictions, val), len(val))
     key = task.headline
     return {"originals": history, "lift": expanded[-1][key] - history[-1][key], "metric": key, "steps": steps,
-            "same": "optimiser steps", "rows": {"expanded": len(train), "originals": len(originals)}}
+            "same": "optimiser steps", "rows": {"expanded": len(train), "originals": len(originals)},
+            "interval": interval, "validation_images": len(val), "verdict": verdict(interval, len(val))}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+CELLS = 1 << 22  # the most resamples × true positives held at once (32 MiB of float64)
+
 
 def box_iou(a, b) -> np.ndarray:
     """IoU of every box in `a` (N×4) with every box in `b` (M×4), both [x, y, w, h]: N×M.
@@ -39,22 +41,42 @@ def average_precision(scores, hits, positives: int) -> float:
 
     `scores` and `hits` (1 a true positive, 0 a false one) are a class's detections over all
     images; `positives` its ground-truth boxes. No ground truth: NaN (the class is left out of the mean)."""
-    if positives == 0:
-        return float("nan")
-    scores, hits = np.asarray(scores, dtype=np.float64), np.asarray(hits, dtype=np.float64)
-    if len(scores) == 0:
-        return 0.0
-    order = np.argsort(-scores, kind="stable")
-    tp = np.cumsum(hits[order])
-    fp = np.cumsum(1 - hits[order])
-    recall = tp / positives
-    precision = tp / (tp + fp)
-    mrec = np.concatenate([[0.0], recall, [1.0]])
-    mpre = np.concatenate([[0.0], precision, [0.0]])
-    for i in range(len(mpre) - 2, -1, -1):
-        mpre[i] = max(mpre[i], mpre[i + 1])
-    changes = np.nonzero(mrec[1:] != mrec[:-1])[0]
-    return float(np.sum((mrec[changes + 1] - mrec[changes]) * mpre[changes + 1]))
+    hits = np.asarray(hits, dtype=np.float64)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    ones = np.ones((1, len(hits)))
+    return float(weighted_average_precision(ones, np.arange(len(hits)), hits[order], np.array([positives]))[0])
+
+
+def weighted_average_precision(weights, images, hits, positives) -> np.ndarray:
+    """average_precision under B weightings of N images at once: `hits` (D) a class's detections
+    already ranked by falling score, `images` (D) the image of each, `weights` (B×N) how often each
+    image counts (in a resample), `positives` (B) the class's true boxes under each weighting.
+    NaN where there are no positives.
+
+    Counting a detection k times is the same as k copies of it. Only the true positives' points
+    matter: a false positive gains no recall and its precision is below the point before it, so it
+    never raises an envelope; each true positive needs only the weight of the false positives
+    ranked before it, summed a stretch between true positives at a time (a sparse product: the
+    cost is resamples × true positives, not resamples × detections)."""
+    from scipy import sparse
+
+    weights, hits = np.asarray(weights, dtype=np.float64), np.asarray(hits).astype(bool)
+    images, positives = np.asarray(images, dtype=np.int64), np.asarray(positives, dtype=np.float64)
+    found, before = images[hits], np.cumsum(hits)[~hits]  # each false positive: the true ones ranked before it
+    counted = before < len(found)  # those after the last true positive lower no point that counts
+    stretches = sparse.csr_matrix((np.ones(int(counted.sum())), (before[counted], images[~hits][counted])),
+                                  shape=(len(found), weights.shape[1]))
+    out = np.full(len(weights), np.nan)
+    step = max(1, CELLS // max(1, len(found)))
+    for start in range(0, len(weights), step):
+        w, pos = weights[start:start + step], positives[start:start + step]
+        own = w[:, found]
+        tp, fp = np.cumsum(own, axis=1), np.cumsum((stretches @ w.T).T, axis=1)
+        precision = np.where(tp > 0, tp / np.where(tp > 0, tp + fp, 1), 0.0)
+        envelope = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+        area = (own * envelope).sum(1) / np.where(pos > 0, pos, 1)
+        out[start:start + step] = np.where(pos > 0, area, np.nan)
+    return out
 
 
 def match(pred_boxes, pred_scores, true_boxes, threshold: float = 0.5) -> np.ndarray:
@@ -81,24 +103,47 @@ def mean_average_precision(predictions: list[dict], truths: list[dict], classes:
     predictions[i]: {"boxes" K×4, "scores" K, "labels" K}; truths[i]: {"boxes" M×4, "labels" M},
     boxes [x, y, w, h] in one coordinate system. The mean is over the classes that have ground
     truth (a class without any is NaN in the list and left out); no class with ground truth: 0."""
-    scores: list[list[float]] = [[] for _ in range(classes)]
-    hits: list[list[float]] = [[] for _ in range(classes)]
-    positives = np.zeros(classes, np.int64)
-    for pred, truth in zip(predictions, truths):
+    ranked = ranked_detections(predictions, truths, classes, threshold)
+    maps, aps = resampled_map(ranked, np.ones((1, len(truths))))
+    return float(maps[0]), aps[0].tolist()
+
+
+def ranked_detections(predictions: list[dict], truths: list[dict], classes: int,
+                      threshold: float = 0.5) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """What mAP needs, per image: for each class its detections over all images ranked by falling
+    score, as (their images' indices, hit 1/0), and the true boxes of each class in each image
+    (N×classes). Matching is within an image, so a resample of the images reuses it."""
+    found: list[list[tuple]] = [[] for _ in range(classes)]  # (scores, hits, image) an image a class
+    positives = np.zeros((len(truths), classes), np.int64)
+    for i, (pred, truth) in enumerate(zip(predictions, truths)):
         t_labels = np.asarray(truth["labels"]).reshape(-1)
         p_labels = np.asarray(pred["labels"]).reshape(-1)
         t_boxes = np.asarray(truth["boxes"], dtype=np.float64).reshape(-1, 4)
         p_boxes = np.asarray(pred["boxes"], dtype=np.float64).reshape(-1, 4)
         p_scores = np.asarray(pred["scores"], dtype=np.float64).reshape(-1)
-        for c in range(classes):
-            positives[c] += int((t_labels == c).sum())
+        positives[i] = [int((t_labels == c).sum()) for c in range(classes)]
+        for c in np.unique(p_labels[(p_labels >= 0) & (p_labels < classes)]).astype(np.int64):
             mine = p_labels == c
-            if mine.any():
-                scores[c] += p_scores[mine].tolist()
-                hits[c] += match(p_boxes[mine], p_scores[mine], t_boxes[t_labels == c], threshold).tolist()
-    aps = [average_precision(scores[c], hits[c], int(positives[c])) for c in range(classes)]
-    known = [ap for ap in aps if not np.isnan(ap)]
-    return (float(np.mean(known)) if known else 0.0), aps
+            found[c].append((p_scores[mine], match(p_boxes[mine], p_scores[mine], t_boxes[t_labels == c], threshold), i))
+    ranked = []
+    for per_image in found:
+        scores = np.concatenate([s for s, _, _ in per_image]) if per_image else np.zeros(0)
+        hits = np.concatenate([h for _, h, _ in per_image]) if per_image else np.zeros(0)
+        images = np.concatenate([np.full(len(s), i) for s, _, i in per_image]) if per_image else np.zeros(0, np.int64)
+        order = np.argsort(-scores, kind="stable")
+        ranked.append((images[order].astype(np.int64), hits[order]))
+    return ranked, positives
+
+
+def resampled_map(ranked: tuple, weights) -> tuple[np.ndarray, np.ndarray]:
+    """(mAP B, AP B×classes) of ranked_detections' result under B weightings of its N images
+    (B×N: each image's count in a resample)."""
+    detections, positives = ranked
+    weights = np.asarray(weights, dtype=np.float64)
+    counts = weights @ positives
+    aps = np.stack([weighted_average_precision(weights, images, hits, counts[:, c])
+                    for c, (images, hits) in enumerate(detections)], axis=1) if detections else np.zeros((len(weights), 0))
+    return mean_of_known(aps), aps
 
 
 def confusion(truth: np.ndarray, pred: np.ndarray, classes: int, ignore: int = 255) -> np.ndarray:
@@ -113,10 +158,23 @@ def segmentation_scores(matrix: np.ndarray) -> dict:
     """Pixel accuracy, IoU per class (TP / (TP + FP + FN); NaN for a class in neither truth nor
     prediction) and their mean over the classes that have one."""
     matrix = np.asarray(matrix, dtype=np.float64)
-    tp = np.diag(matrix)
-    union = matrix.sum(0) + matrix.sum(1) - tp
-    iou = np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
-    known = iou[~np.isnan(iou)]
+    iou = class_iou(matrix)
     total = matrix.sum()
-    return {"pixel_acc": float(tp.sum() / total) if total else 0.0, "iou": iou.tolist(),
-            "mean_iou": float(known.mean()) if len(known) else 0.0}
+    return {"pixel_acc": float(np.trace(matrix) / total) if total else 0.0, "iou": iou.tolist(),
+            "mean_iou": float(mean_of_known(iou))}
+
+
+def class_iou(matrices) -> np.ndarray:
+    """IoU per class of confusion matrices (…×C×C, rows true): …×C, NaN for a class in neither."""
+    matrices = np.asarray(matrices, dtype=np.float64)
+    tp = np.diagonal(matrices, axis1=-2, axis2=-1)
+    union = matrices.sum(-2) + matrices.sum(-1) - tp
+    return np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
+
+
+def mean_of_known(values) -> np.ndarray:
+    """The mean over the last axis of the values that are not NaN; 0 where all are."""
+    values = np.asarray(values, dtype=np.float64)
+    known = ~np.isnan(values)
+    count = known.sum(-1)
+    return np.where(count > 0, np.where(known, values, 0).sum(-1) / np.maximum(count, 1), 0.0)

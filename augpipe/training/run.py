@@ -24,6 +24,7 @@ from augpipe.training.model import (DEFAULT_ARCH, DEFAULT_ARCHS, DEFAULT_SIZES, 
                            classifier_index, format_table, layer_table, megabytes, memory_bytes, task_table)
 from augpipe.training import task_class, task_module
 from augpipe.training.base import plot_curves
+from augpipe.training.bootstrap import MIN_IMAGES, images_needed
 from augpipe.training.classification import at_chance as _at_chance, evaluate, load_split, plot_confusion
 from augpipe.training.data import MEAN, STD, Split, check_dataset, plural, subset
 from augpipe.training.loop import compare as _compare, fit, resolve_device
@@ -248,6 +249,10 @@ def _plan(path, opts: TrainOptions) -> tuple[object, object, TrainOptions, objec
 
     if not -2**63 <= opts.seed < 2**64:
         raise UsageError(f"--seed {opts.seed}: torch's seeds are 64 bits: use a whole number from 0 to {2**64 - 1}")
+    if opts.seeds > 1 and not opts.compare:
+        raise UsageError("--seeds repeats --compare's two runs with more seeds: use it with --compare")
+    if opts.seed + opts.seeds > 2**64:
+        raise UsageError(f"--seed {opts.seed} --seeds {opts.seeds}: the last seed passes torch's 64 bits")
     device = resolve_device(opts.device)
     ds = open_dataset(path)
     name, note = choose_task(ds, opts.task)
@@ -318,46 +323,77 @@ def _mark(out: Path, files: list[str], complete: bool) -> None:
 # ---------------------------------------------------------------- the command
 
 def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
-    import torch
-
     out, log = Path(out), opts.log
     earlier = claim_output(out)
     ds, task, opts, device, ckpt = _plan(path, opts)
-    classes, arch, size = task.classes, opts.arch, opts.size
-    torch.manual_seed(opts.seed)
-    if task.name == "classification":
-        model = make_model(arch, size, classes, ckpt, opts.init, log)
-    else:
-        model = build_task_model(task.name, arch, size, len(classes))
+    classes = task.classes
+    model = _new_model(task, opts, ckpt, log)
     train_data = task.load(ds, "train", opts.progress)
     val_data = task.load(ds, "validation", opts.progress)
     check_dataset(train_data, val_data, classes, task.min_classes)
     task.prepare(train_data, val_data, log)
-    freeze = freeze_features if opts.freeze == "features" else None
-    trainable = freeze(model) if freeze is not None else None
-    initial = copy_module.deepcopy(model.state_dict())
-    model.to(device)
-    steps = opts.epochs * math.ceil(len(train_data) / opts.batch_size)
+    data = (train_data, val_data, opts.epochs * math.ceil(len(train_data) / opts.batch_size), device)
     what = "" if task.name == "classification" else f" {task.name}"
     log(f"training{what} on {device}: {plural(len(train_data), 'row')}, {len(val_data):,} validation, "
         f"{plural(len(classes), 'class')}, {plural(opts.epochs, 'epoch')} "
-        f"({plural(steps, 'step')} of {opts.batch_size})")
-    rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else
-                 torch.mps.get_rng_state() if device.type == "mps" else None)
-    history = fit(model, task, train_data, val_data, steps, opts, device, "expanded", trainable)
-    result = {"task": task.name, "arch": arch, "size": size, "classes": classes, "device": str(device),
+        f"({plural(data[2], 'step')} of {opts.batch_size})")
+    history, pred, compared = _fit_both(model, task, opts, data)
+    result = {"task": task.name, "arch": opts.arch, "size": opts.size, "classes": classes, "device": str(device),
               "options": _plain(opts), "history": history}
     if task.name == "classification" and _at_chance(history, len(classes)):
         result["warning"] = (f"training accuracy stays at chance ({history[-1]['train_acc']:.2f} for "
                              f"{len(classes)} classes): are the labels scrambled or the images blank?")
         log(f"warning: {result['warning']}")
-    if opts.compare:
-        result["compare"] = _compare(model, task, initial, rng_state, train_data, val_data, steps, opts, device,
-                                     history, freeze)
-    _, pred = task.evaluate(model, val_data, device, opts.batch_size)
+    if compared is not None:
+        result["compare"] = compared
+        if opts.seeds > 1:
+            compared["seeds"] = _other_seeds(task, opts, ckpt, data, compared["lift"])
     result.update(task.report(pred, val_data, train_data, history))
     _write_outputs(out, model, task, result, val_data, pred, earlier)
     return result
+
+
+def _new_model(task, opts: TrainOptions, ckpt: dict | None, log):
+    """The model's initial weights from --seed (and --init's, when given)."""
+    import torch
+
+    torch.manual_seed(opts.seed)
+    if task.name == "classification":
+        return make_model(opts.arch, opts.size, task.classes, ckpt, opts.init, log)
+    return build_task_model(task.name, opts.arch, opts.size, len(task.classes))
+
+
+def _fit_both(model, task, opts: TrainOptions, data: tuple) -> tuple[list[dict], object, dict | None]:
+    """(history, the final model's validation predictions, and with --compare the run on the
+    originals from the same initial weights and random stream, with the lift)."""
+    import torch
+
+    train_data, val_data, steps, device = data
+    freeze = freeze_features if opts.freeze == "features" else None
+    trainable = freeze(model) if freeze is not None else None
+    initial = copy_module.deepcopy(model.state_dict())
+    model.to(device)
+    rng_state = (torch.get_rng_state(), torch.cuda.get_rng_state() if device.type == "cuda" else
+                 torch.mps.get_rng_state() if device.type == "mps" else None)
+    history = fit(model, task, train_data, val_data, steps, opts, device, "expanded", trainable)
+    _, pred = task.evaluate(model, val_data, device, opts.batch_size)
+    if not opts.compare:
+        return history, pred, None
+    return history, pred, _compare(model, task, initial, rng_state, train_data, val_data, steps, opts, device,
+                                   history, pred, freeze)
+
+
+def _other_seeds(task, opts: TrainOptions, ckpt: dict | None, data: tuple, lift: float) -> dict:
+    """--seeds: both runs again from --seed + 1, + 2, ...: the lift of each, and their spread."""
+    import numpy as np
+
+    seeds, lifts = [opts.seed + i for i in range(opts.seeds)], [lift]
+    for i, seed in enumerate(seeds[1:], start=2):
+        opts.log(f"--seeds: seed {seed} ({i} of {len(seeds)})")
+        again = replace(opts, seed=seed)
+        lifts.append(_fit_both(_new_model(task, again, ckpt, lambda *a: None), task, again, data)[2]["lift"])
+    return {"seeds": seeds, "lifts": lifts, "mean": float(np.mean(lifts)), "sd": float(np.std(lifts, ddof=1)),
+            "min": min(lifts), "max": max(lifts)}
 
 
 def _plain(opts: TrainOptions) -> dict:
@@ -392,6 +428,10 @@ def summary_lines(result: dict) -> list[str]:
     lines = task_module(result.get("task", "classification")).summary_lines(result)
     if "compare" in result:
         lines.append(lift_line(result))
+        if "interval" in result["compare"]:  # a metrics.json from before intervals has none
+            lines.append(interval_line(result["compare"]))
+        if "seeds" in result["compare"]:
+            lines.append(seeds_line(result["compare"]["seeds"]))
     return lines
 
 
@@ -403,3 +443,31 @@ def lift_line(result: dict) -> str:
     return (f"augmentation lift: {text} {expanded:.3f} (expanded, {plural(rows['expanded'], 'row')}) "
             f"vs {originals:.3f} (originals, {plural(rows['originals'], 'row')}) after "
             f"{plural(compare['steps'], 'optimiser step')} each: {compare['lift']:+.3f}")
+
+
+VERDICTS = {"lift": "augmentation helped, by more than the choice of validation images explains",
+            "loss": "augmentation hurt, by more than the choice of validation images explains",
+            "same": "no lift: the two models score alike on every resample of these images",
+            "too_few_images": f"too few validation images to tell (at least {MIN_IMAGES}, better a few hundred)"}
+
+
+def interval_line(compare: dict) -> str:
+    """The lift's interval and what it says, plainly: a difference of an image or two is not a lift."""
+    interval, n = compare["interval"], compare["validation_images"]
+    shown = (f"  {interval['level']:.0%} interval [{interval['low']:+.3f}, {interval['high']:+.3f}] on "
+             f"{plural(n, 'validation image')} (paired bootstrap; one image is {1 / n:.3f} of them)")
+    if compare["verdict"] in VERDICTS:
+        seeds = "" if "seeds" in compare or compare["verdict"] not in ("lift", "loss") else \
+            " (training's own randomness is not in it: --seeds N repeats both runs)"
+        return f"{shown}: {VERDICTS[compare['verdict']]}{seeds}"
+    needed = images_needed(compare["lift"], interval, n)
+    more = (f"; about {needed:,} would be needed to tell a lift of {abs(compare['lift']):.3f} from none, were it to hold"
+            if needed is not None and needed > n else "")
+    return f"{shown}: not distinguishable from no lift, the validation set is too small to tell{more}"
+
+
+def seeds_line(spread: dict) -> str:
+    seeds = spread["seeds"]
+    return (f"  over {len(seeds)} seeds (--seed {seeds[0]} to {seeds[-1]}): lifts "
+            f"{', '.join(f'{v:+.3f}' for v in spread['lifts'])}; mean {spread['mean']:+.3f}, standard deviation "
+            f"{spread['sd']:.3f}, from {spread['min']:+.3f} to {spread['max']:+.3f}")

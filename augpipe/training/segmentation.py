@@ -16,7 +16,7 @@ import numpy as np
 from augpipe.errors import SourceError
 from augpipe.training.base import Task, batches, best, image_of
 from augpipe.training.data import COMMON, Split, decode_images, lineage, normalise
-from augpipe.training.metrics import confusion, segmentation_scores
+from augpipe.training.metrics import class_iou, confusion, mean_of_known, segmentation_scores
 
 IGNORE = 255
 
@@ -61,6 +61,15 @@ def read_masks(ds, split: str, size: int, progress: bool, classes: int):
     return x, masks, lineage(table)
 
 
+def image_confusions(truth: np.ndarray, pred: np.ndarray, classes: int) -> np.ndarray:
+    """metrics.confusion of each image (N×H×W masks): N×classes×classes."""
+    n = len(truth)
+    keep = truth != IGNORE
+    image = np.broadcast_to(np.arange(n).reshape(n, *[1] * (truth.ndim - 1)), truth.shape)
+    cell = (image[keep].astype(np.int64) * classes + truth[keep]) * classes + pred[keep]
+    return np.bincount(cell, minlength=n * classes * classes).reshape(n, classes, classes)
+
+
 class Segmentation(Task):
     name = "segmentation"
     headline, headline_text = "val_miou", "validation mean IoU"
@@ -101,6 +110,11 @@ class Segmentation(Task):
         scores = segmentation_scores(confusion(data.y.numpy(), pred, len(self.classes), IGNORE))
         return {"val_loss": total / len(data), "val_pixel_acc": scores["pixel_acc"],
                 "val_miou": scores["mean_iou"]}, pred
+
+    def scorer(self, pred, val):
+        n = len(self.classes)
+        matrices = image_confusions(val.y.numpy(), pred, n).reshape(len(pred), n * n).astype(np.float64)
+        return lambda weights: mean_of_known(class_iou((weights @ matrices).reshape(-1, n, n)))
 
     def epoch_line(self, label, row):
         return (f"{label:>9} epoch {row['epoch']:>3}  train loss {row['train_loss']:.3f} pixel acc "

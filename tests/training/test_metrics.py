@@ -77,3 +77,79 @@ def test_segmentation_scores_by_hand():
     assert s["pixel_acc"] == pytest.approx(5 / 7)
     assert s["iou"][0] == pytest.approx(3 / 5) and s["iou"][1] == pytest.approx(2 / 4) and np.isnan(s["iou"][2])
     assert s["mean_iou"] == pytest.approx((3 / 5 + 2 / 4) / 2)
+
+
+def random_detections(rng, images: int, classes: int):
+    """Scenes of up to 3 true boxes; a detection near each (its class mostly right) and two anywhere."""
+    preds, truths = [], []
+    for _ in range(images):
+        k = int(rng.integers(0, 4))
+        boxes = np.column_stack([rng.uniform(0, 50, (k, 2)), rng.uniform(5, 20, (k, 2))])
+        labels = rng.integers(0, classes, k)
+        near = boxes + rng.normal(0, 2.5, boxes.shape)
+        stray = np.column_stack([rng.uniform(0, 50, (2, 2)), rng.uniform(5, 20, (2, 2))])
+        found = np.concatenate([near, stray])
+        found_labels = np.concatenate([np.where(rng.random(k) < 0.8, labels, rng.integers(0, classes, k)),
+                                       rng.integers(0, classes, 2)])
+        preds.append(detections(found, rng.random(len(found)), found_labels))
+        truths.append(truth(boxes, labels))
+    return preds, truths
+
+
+def test_resampled_map_is_the_map_of_the_resampled_images():
+    from augpipe.training.bootstrap import resamples
+    from augpipe.training.metrics import ranked_detections, resampled_map
+
+    rng = np.random.default_rng(1)
+    preds, truths = random_detections(rng, 15, 3)
+    ranked = ranked_detections(preds, truths, 3)
+    weights = next(resamples(15, 40, seed=2))
+    maps, aps = resampled_map(ranked, weights)
+    for w, m, ap in zip(weights, maps, aps):
+        drawn = np.repeat(np.arange(15), w.astype(int))  # each image as often as it was drawn
+        expected, expected_aps = mean_average_precision([preds[i] for i in drawn], [truths[i] for i in drawn], 3)
+        assert m == pytest.approx(expected, abs=1e-12)
+        assert np.allclose(ap, expected_aps, equal_nan=True)
+    assert len(set(np.round(maps, 6))) > 10  # the draws differ: a check that could fail
+
+
+def voc_ap(scores, hits, positives: int) -> float:
+    """VOC's devkit AP, written out as it computes it: the curve, its envelope, the area."""
+    order = np.argsort(-np.asarray(scores), kind="stable")
+    hits = np.asarray(hits, float)[order]
+    tp, fp = np.cumsum(hits), np.cumsum(1 - hits)
+    mrec = np.concatenate([[0.0], tp / positives, [1.0]])
+    mpre = np.concatenate([[0.0], tp / (tp + fp), [0.0]])
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    changes = np.nonzero(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[changes + 1] - mrec[changes]) * mpre[changes + 1]))
+
+
+def test_average_precision_is_the_devkits_on_random_rankings():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        d = int(rng.integers(1, 30))
+        hits = (rng.random(d) < rng.random()).astype(float)
+        positives = int(hits.sum() + rng.integers(0 if hits.sum() else 1, 4))
+        scores = rng.random(d)
+        assert average_precision(scores, hits, positives) == pytest.approx(voc_ap(scores, hits, positives), abs=1e-12)
+
+
+def test_two_thousand_resampled_maps_of_200_images_with_50_detections_each_are_quick():
+    import time
+
+    from augpipe.training.bootstrap import resamples
+    from augpipe.training.metrics import ranked_detections, resampled_map
+
+    rng = np.random.default_rng(0)
+    preds, truths = [], []
+    for _ in range(200):
+        boxes, labels = rng.uniform(0, 50, (3, 4)), rng.integers(0, 3, 3)
+        found = np.concatenate([boxes + rng.normal(0, 1, boxes.shape), rng.uniform(0, 50, (47, 4))])
+        preds.append(detections(found, rng.random(50), np.r_[labels, rng.integers(0, 3, 47)]))
+        truths.append(truth(boxes, labels))
+    ranked = ranked_detections(preds, truths, 3)
+    started = time.perf_counter()
+    maps = np.concatenate([resampled_map(ranked, w)[0] for w in resamples(200)])
+    assert time.perf_counter() - started < 2.0 and len(maps) == 2000  # about 0.1 s here

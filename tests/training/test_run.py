@@ -21,13 +21,15 @@ pytest.importorskip("matplotlib")
 
 import augpipe.training.run as train_module  # noqa: E402
 from augpipe import ExpandOptions, expand  # noqa: E402
-from augpipe.errors import SourceError  # noqa: E402
+from augpipe.errors import SourceError, UsageError  # noqa: E402
 from augpipe.options import TrainOptions  # noqa: E402
 from augpipe.readers import ShardDataset  # noqa: E402
 from augpipe.store import open_store  # noqa: E402
 from augpipe.training.model import DEFAULT_ARCH, layer_table, memory_bytes  # noqa: E402
 from augpipe.training.run import Split, check_dataset, check_memory, train  # noqa: E402
-from conftest import ROOT, duplicated_folder, expanded, make_folder, make_scenes, one_line, scene_image, write_image  # noqa: E402
+from augpipe.training.bootstrap import mean_scorer, paired_interval, verdict  # noqa: E402
+from conftest import (ROOT, duplicated_folder, expanded, faint_colours, make_folder, make_scenes, one_line,  # noqa: E402
+                      scene_image, write_image)
 
 QUIET = dict(progress=False, workers=1)
 
@@ -217,6 +219,45 @@ def test_a_short_run_learns_and_writes_its_outputs(cli, colours, tmp_path):
     assert curves is not None and curves.shape[0] > 100 and curves.std() > 5
     assert "augmentation lift" in result.output and "always guessing" in result.output
     assert "layer" in result.output and "(24 − 3 + 2·1)/1 + 1 = 24" in result.output
+
+
+def test_compare_on_a_tiny_validation_set_says_it_is_too_small_to_tell(cli, tmp_path):
+    data = faint_colours(tmp_path / "tiny", per_class=8)
+    result = cli("train", data, "--epochs", "1", "--size", "8", "--compare", "--out", tmp_path / "run", "-q")
+    assert result.exit_code == 0, result.output
+    compare = json.loads((tmp_path / "run" / "metrics.json").read_text())["compare"]
+    n = compare["validation_images"]
+    assert n < 10 and compare["verdict"] == "too_few_images"
+    (line,) = [x for x in result.output.splitlines() if "interval" in x]
+    assert f"on {n} validation images" in line and f"one image is {1 / n:.3f} of them" in line
+    assert line.endswith("too few validation images to tell (at least 20, better a few hundred)")
+
+
+def test_a_lift_of_one_image_in_thirty_is_not_distinguishable_from_none():
+    e = np.r_[np.ones(20), np.zeros(10)]  # the issue's −0.033: the originals' model gets one image more
+    o = e.copy()
+    o[25] = 1
+    interval = paired_interval(mean_scorer(e), mean_scorer(o), 30)
+    compare = {"lift": e.mean() - o.mean(), "interval": interval, "validation_images": 30,
+               "verdict": verdict(interval, 30)}
+    line = train_module.interval_line(compare)
+    assert f"[{interval['low']:+.3f}, +0.000] on 30 validation images" in line and interval["low"] < -0.03
+    assert "one image is 0.033 of them): not distinguishable from no lift, the validation set is too small" in line
+    assert line.endswith("; about 68 would be needed to tell a lift of 0.033 from none, were it to hold")  # 30·(0.05/0.033)²
+
+
+def test_seeds_repeat_both_runs_and_report_the_lifts_spread(tmp_path):
+    data = faint_colours(tmp_path / "faint")
+    quiet = dict(epochs=2, size=8, compare=True, progress=False, log=lambda *a: None, device="cpu")
+    spread = train(data, tmp_path / "a", TrainOptions(**quiet, seed=3, seeds=2))["compare"]["seeds"]
+    alone = train(data, tmp_path / "b", TrainOptions(**quiet, seed=4))["compare"]["lift"]
+    assert spread["seeds"] == [3, 4] and spread["lifts"][1] == alone  # its second run is --seed 4's
+    assert spread["mean"] == pytest.approx(np.mean(spread["lifts"])) and spread["sd"] == pytest.approx(
+        abs(spread["lifts"][0] - spread["lifts"][1]) / np.sqrt(2))
+    line = train_module.seeds_line(spread)
+    assert line.startswith("  over 2 seeds (--seed 3 to 4): lifts ") and f"{alone:+.3f}" in line
+    with pytest.raises(UsageError, match="--seeds repeats --compare's two runs"):
+        train(data, tmp_path / "c", TrainOptions(**{**quiet, "compare": False}, seeds=2))
 
 
 def test_training_is_repeatable_on_the_cpu(colours, tmp_path):
@@ -569,3 +610,16 @@ def test_a_keypoints_dataset_trains_its_boxes_by_what_its_kind_feeds(tmp_path):
     for asked in ("segmentation", "classification"):
         with pytest.raises(UsageError, match=f"--task {asked}: this keypoints dataset has no"):
             train_module.choose_task(ds, asked)
+
+
+def test_a_clear_loss_is_called_one_and_points_to_seeds():
+    e = np.r_[np.ones(150), np.zeros(150)]  # 300 images: the originals' model gets 40 more right
+    o = e.copy()
+    o[150:190] = 1
+    interval = paired_interval(mean_scorer(e), mean_scorer(o), 300)
+    compare = {"lift": e.mean() - o.mean(), "interval": interval, "validation_images": 300,
+               "verdict": verdict(interval, 300)}
+    line = train_module.interval_line(compare)
+    assert interval["high"] < 0 and "augmentation hurt, by more than the choice of validation images" in line
+    assert line.endswith("(training's own randomness is not in it: --seeds N repeats both runs)")
+    assert not train_module.interval_line({**compare, "seeds": {}}).endswith("repeats both runs)")
