@@ -130,7 +130,7 @@ def _brightness(rgb: np.ndarray) -> tuple[float, float, float]:
 
 def _grayscale(rgb: np.ndarray) -> bool:
     spread = rgb.max(axis=2) - rgb.min(axis=2)
-    return np.count_nonzero(spread > GREY_SPREAD) <= 0.01 * spread.size
+    return bool(np.count_nonzero(spread > GREY_SPREAD) <= 0.01 * spread.size)
 
 
 def _sharpness(grey: np.ndarray) -> float:
