@@ -46,7 +46,7 @@ def add_shapes(rng, image: np.ndarray, count: int, top: int = 256, centred: bool
         else:
             cx, cy = int(rng.integers(w)), int(rng.integers(h))
             r = int(rng.integers(max(4, min(w, h) // 12), max(8, min(w, h) // 3)))
-        kind = rng.integers(3)
+        kind = rng.integers(2 if centred else 3)  # a centred object is no thin sliver
         if kind == 0:
             cv2.ellipse(mask, (cx, cy), (r, int(r * rng.uniform(0.4, 1))), float(rng.uniform(0, 180)), 0, 360, 1, -1)
         elif kind == 1:
@@ -117,7 +117,7 @@ def resized(rgb: np.ndarray, scale: float) -> np.ndarray:
 
 # files
 def encode(rgb: np.ndarray, fmt: str = "png", quality: int = 90, orientation: int | None = None) -> bytes:
-    """The bytes of a PNG, BMP or JPEG file (with an EXIF orientation tag if given)."""
+    """The bytes of a PNG, BMP, TIFF or JPEG file (with an EXIF orientation tag if given)."""
     out = io.BytesIO()
     image = Image.fromarray(rgb)
     if fmt == "jpg":
@@ -126,7 +126,7 @@ def encode(rgb: np.ndarray, fmt: str = "png", quality: int = 90, orientation: in
             exif[0x0112] = orientation
         image.save(out, "JPEG", quality=quality, exif=exif.tobytes())
     else:
-        image.save(out, {"png": "PNG", "bmp": "BMP"}[fmt])
+        image.save(out, {"png": "PNG", "bmp": "BMP", "tiff": "TIFF"}[fmt])
     return out.getvalue()
 
 
