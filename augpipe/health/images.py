@@ -13,13 +13,14 @@ How each check decides (the thresholds are below, each with its reason):
   stay below DARK_P99, bright when even the darkest 1% stay above BRIGHT_P01. Relative thresholds
   would flag the darker end of any dataset (night photos, snow scenes) however well exposed; a
   night photo with a lit window, or a snow scene with a tree, is neither.
-- low_information: absolute: detail (the standard deviation of the grey levels of a 64×64 copy,
-  which averages sensor noise away) below LOW_DETAIL levels: a near-constant picture. An object on
-  a flat white background is not, as it would be by grey-level entropy; a picture so dark (or so
-  washed out) that its detail fits in a few grey levels is, besides dark (or bright).
-- odd_size / odd_aspect: robust z-scores on log(sqrt(area)) and log(width/height), beyond ODD_Z,
-  a factor of ODD_SIZE_FACTOR / ODD_ASPECT_FACTOR from the median, and rare: fewer than RARE of
-  the images within 10% of its value (a fifth of portraits among landscapes is not odd).
+- low_information: absolute: detail (the standard deviation of a 64×64 copy, which averages sensor
+  noise away, in its most varied colour channel: a brown-to-blue gradient is near-constant in
+  grey) under LOW_DETAIL levels. An object on a flat white background is not near-constant, as it
+  would be by grey-level entropy; a picture so dark (or so washed out) that its detail fits in a
+  few levels is, besides dark (or bright).
+- odd_size / odd_aspect: robust z-scores on log(sqrt(area)) and log(width/height) beyond ODD_Z, a
+  factor of ODD_SIZE_FACTOR / ODD_ASPECT_FACTOR from the median, and rare: at most max(2, RARE of
+  the images) within 10% of its value (a quarter of portraits among landscapes is not odd).
 - grayscale: every channel equal (within JPEG's rounding); reported only where at least
   COLOUR_MAJORITY of the images are colour.
 - exif_rotated: an EXIF orientation tag other than 1 (the pixels are turned before use; other tools
@@ -33,17 +34,18 @@ How each check decides (the thresholds are below, each with its reason):
   coefficient, so a flat background does not make two different objects look alike, as a
   difference hash does. Within a split (or not placed yet): near_duplicate; across: near_leak.
 
-`facts(stats)` keys: images (count), sizes ([[width, height, count], ...], most common first),
-long_sides (a histogram: {"edges": [...], "counts": [...]} of the longest side in pixels), counts
-({check: images flagged} for every check of JUDGED), medians ({width, height, sharpness, brightness, detail}), grayscale and
-exif_rotated (counts of images, flagged or not), thresholds ({name: value}).
+`facts(stats, problems=None)` keys: images (count), sizes ([[width, height, count], ...], most
+common first), long_sides (a histogram of the longest side in pixels: {"edges": [...], "counts":
+[...]}), counts ({check: images flagged} for every check of JUDGED), medians ({width, height,
+sharpness, brightness, detail}), grayscale and exif_rotated (images that are, flagged or not),
+thresholds ({name: value}).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -54,15 +56,15 @@ from augpipe.health.base import Problem
 WORK_SIDE = 384  # the figures are measured on a copy no larger than this on its longest side
 BLUR_Z, BLUR_FACTOR = 3.0, 2.5  # a resize by 0.6 halves sharpness: that is resampling, not blur
 DARK_P99, BRIGHT_P01 = 0.25, 0.75  # of perceived brightness, 0..1: the darkest and the brightest quarter
-LOW_DETAIL = 3.0  # grey levels
+LOW_DETAIL = 3.0  # levels of 255
 ODD_Z, ODD_SIZE_FACTOR, ODD_ASPECT_FACTOR, RARE = 4.0, 2.0, 1.5, 0.02
 COLOUR_MAJORITY = 0.8
 GREY_SPREAD = 3  # channel differences up to this many levels are JPEG's rounding
 NEAR_BITS, NEAR_THUMB = 8, 12.0  # of 64 bits; mean difference of the 8×8 thumbnails, in levels
-FLAT_SPREAD, FLAT_BORDER = 6, 16  # grey levels: a plain border varies less than the first; content differs from it by more than the second
+FLAT_SPREAD, FLAT_BORDER = 6, 16  # levels: a plain border varies less; content differs from it by more
 JUDGED = ("blurry", "dark", "bright", "low_information", "odd_size", "odd_aspect", "grayscale", "exif_rotated",
           "exact_duplicate", "near_duplicate", "exact_leak", "near_leak")  # the checks of CHECKS judge answers
-_BLOCK = 256  # rows of the pairwise Hamming distances computed at once (256 × n × 8 bytes)
+_BLOCK_BYTES = 1 << 25  # the pairwise Hamming distances are computed a block of rows at a time
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,9 @@ class ImageStats:
     brightness: float
     brightness_p99: float
     sharpness: float  # of the strongest edges, on the working copy: see _sharpness
-    detail: float  # std of the grey levels of a 64×64 copy
+    detail: float  # std of a 64×64 copy, in its most varied channel
     phash: str  # 16 hex digits
     thumb: str  # 8×8 RGB thumbnail, 384 hex digits
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def measure(path: str, split: str | None, data: bytes, rgb: np.ndarray) -> ImageStats:
@@ -100,7 +99,7 @@ def measure(path: str, split: str | None, data: bytes, rgb: np.ndarray) -> Image
         sha256=hashlib.sha256(data).hexdigest(), pixels=_pixel_hash(rgb),
         grayscale=_grayscale(small), exif_rotated=orientation not in (None, 1),
         brightness_p01=p01, brightness=p50, brightness_p99=p99,
-        sharpness=_sharpness(grey), detail=_detail(grey), phash=_phash(grey),
+        sharpness=_sharpness(grey), detail=_detail(small), phash=_phash(grey),
         thumb=cv2.resize(small, (8, 8), interpolation=cv2.INTER_AREA).tobytes().hex(),
     )
 
@@ -145,9 +144,9 @@ def _sharpness(grey: np.ndarray) -> float:
     return round(float(laplacian[edges].mean()) / max(float(gradient[edges].mean()), 1.0), 4)
 
 
-def _detail(grey: np.ndarray) -> float:
-    small = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.float32)
-    return round(float(small.std()), 3)
+def _detail(rgb: np.ndarray) -> float:
+    small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA).reshape(-1, 3).astype(np.float32)
+    return round(float(small.std(axis=0).max()), 3)
 
 
 def _phash(grey: np.ndarray) -> str:
@@ -177,6 +176,8 @@ def _content_box(grey: np.ndarray) -> tuple[int, int, int, int]:
 
 def judge(stats: list[ImageStats]) -> list[Problem]:
     """Every image problem of a dataset, each naming its file."""
+    if not stats:
+        return []
     flat = {s.path for s in stats if s.detail < LOW_DETAIL}
     return (_exposure(stats, flat) + _blurry(stats, flat) + _odd_shapes(stats) + _grayscale_among_colour(stats)
             + _exif(stats) + _exact_duplicates(stats) + _near_duplicates(stats, flat))
@@ -186,7 +187,7 @@ def _exposure(stats: list[ImageStats], flat: set[str]) -> list[Problem]:
     problems = []
     for s in stats:
         if s.path in flat:
-            problems.append(Problem("low_information", s.path, detail=f"near-constant: grey levels vary by "
+            problems.append(Problem("low_information", s.path, detail=f"near-constant: its levels vary by "
                                     f"{s.detail:.1f} (std), under {LOW_DETAIL:g}", split=s.split))
         if s.brightness_p99 < DARK_P99:
             problems.append(Problem("dark", s.path, detail=f"the brightest 1% of the pixels at "
@@ -314,16 +315,17 @@ def _near_duplicates(stats: list[ImageStats], flat: set[str]) -> list[Problem]:
     return problems
 
 
-_POPCOUNT = np.array([bin(b).count("1") for b in range(256)], np.uint8)
+_POPCOUNT = np.unpackbits(np.arange(1 << 16, dtype=">u2").view(np.uint8).reshape(-1, 2), axis=1).sum(1, dtype=np.uint8)
 
 
 def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> list[tuple[int, int]]:
     """(i, j), i < j, whose hashes (n×8 bytes) differ in at most NEAR_BITS bits and whose thumbnails
     (n×192) by at most NEAR_THUMB levels on average."""
-    pairs = []
-    for start in range(0, len(hashes), _BLOCK):
-        block = hashes[start:start + _BLOCK]
-        bits = _POPCOUNT[block[:, None, :] ^ hashes[None, start:, :]].sum(axis=2, dtype=np.uint8)
+    words = np.ascontiguousarray(hashes).view(np.uint16)  # 4 words an image: _POPCOUNT counts 16 bits at once
+    pairs, rows_at_once = [], max(16, _BLOCK_BYTES // (8 * max(1, len(words))))
+    for start in range(0, len(words), rows_at_once):
+        block = words[start:start + rows_at_once]
+        bits = _POPCOUNT[block[:, None, :] ^ words[None, start:, :]].sum(axis=2, dtype=np.uint8)
         rows, cols = np.nonzero(bits <= NEAR_BITS)
         keep = cols > rows
         pairs += zip((rows[keep] + start).tolist(), (cols[keep] + start).tolist())
