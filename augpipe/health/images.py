@@ -30,9 +30,10 @@ How each check decides (the thresholds are below, each with its reason):
   land apart, which the detail says): exact_duplicate; across splits: exact_leak.
 - near duplicates: a 64-bit DCT perceptual hash (pHash) within NEAR_BITS, confirmed by the 8×8
   colour thumbnails (mean difference under NEAR_THUMB levels), among images that are not
-  low-information (near-constant pictures all hash alike). pHash compares against the median
-  coefficient, so a flat background does not make two different objects look alike, as a
-  difference hash does. Within a split (or not placed yet): near_duplicate; across: near_leak.
+  low-information (near-constant pictures all hash alike). Both are taken of the picture's content
+  box: an object on a plain background is compared by its own shape and colour, so that two
+  different objects on white do not look alike, as they do to a difference hash of the whole
+  picture. Within a split (or not placed yet): near_duplicate; across: near_leak.
 
 `facts(stats, problems=None)` keys: images (count), sizes ([[width, height, count], ...], most
 common first), long_sides (a histogram of the longest side in pixels: {"edges": [...], "counts":
@@ -82,8 +83,8 @@ class ImageStats:
     brightness_p99: float
     sharpness: float  # of the strongest edges, on the working copy: see _sharpness
     detail: float  # std of a 64×64 copy, in its most varied channel
-    phash: str  # 16 hex digits
-    thumb: str  # 8×8 RGB thumbnail, 384 hex digits
+    phash: str  # 16 hex digits, of the content box (see _content_box)
+    thumb: str  # 8×8 RGB thumbnail of the content box, 384 hex digits
 
 
 def measure(path: str, split: str | None, data: bytes, rgb: np.ndarray) -> ImageStats:
@@ -93,14 +94,15 @@ def measure(path: str, split: str | None, data: bytes, rgb: np.ndarray) -> Image
     small = _working_copy(rgb)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     p01, p50, p99 = _brightness(small)
+    top, bottom, left, right = _content_box(grey)
     orientation = read_header(data).orientation
     return ImageStats(
         path=path, split=split, width=width, height=height,
         sha256=hashlib.sha256(data).hexdigest(), pixels=_pixel_hash(rgb),
         grayscale=_grayscale(small), exif_rotated=orientation not in (None, 1),
         brightness_p01=p01, brightness=p50, brightness_p99=p99,
-        sharpness=_sharpness(grey), detail=_detail(small), phash=_phash(grey),
-        thumb=cv2.resize(small, (8, 8), interpolation=cv2.INTER_AREA).tobytes().hex(),
+        sharpness=_sharpness(grey), detail=_detail(small), phash=_phash(grey[top:bottom, left:right]),
+        thumb=cv2.resize(small[top:bottom, left:right], (8, 8), interpolation=cv2.INTER_AREA).tobytes().hex(),
     )
 
 
@@ -150,19 +152,19 @@ def _detail(rgb: np.ndarray) -> float:
 
 
 def _phash(grey: np.ndarray) -> str:
-    """The DCT perceptual hash of the picture's content: is each of the 8×8 lowest frequencies of a
-    32×32 grey copy above their median."""
-    top, bottom, left, right = _content_box(grey)
-    small = cv2.resize(grey[top:bottom, left:right], (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    """The DCT perceptual hash: is each of the 8×8 lowest frequencies of a 32×32 grey copy above
+    their median."""
+    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
     low = cv2.dct(small)[:8, :8]
     return np.packbits(low > np.median(low)).tobytes().hex()
 
 
 def _content_box(grey: np.ndarray) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) of what differs from a flat border (an object on a plain
-    background), else of the whole picture: two different objects on white then hash apart,
-    where the whole picture's low frequencies would see two blobs at about the same place. Found
-    on a 64×64 copy, so that a resized copy of the picture finds the same box."""
+    background), else of the whole picture. Near duplicates compare the hashes and thumbnails of
+    these boxes: two different objects on white then differ in shape and colour, where the whole
+    pictures would be two blobs at about the same place on much the same white. Found on a 64×64
+    copy, so that a resized copy of the picture finds the same box."""
     h, w = grey.shape
     small = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.int16)
     border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])

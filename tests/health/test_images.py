@@ -12,7 +12,8 @@ from augpipe.decode import decode
 from augpipe.health.images import JUDGED, _near_pairs, facts, judge, measure
 from augpipe.inspection import dhash
 from planted_images import (
-    bright, clean_files, dark, encode, grey, low_information, object_on_white, planted, resized, stored, varied,
+    blurry, bright, clean_files, dark, encode, grey, low_information, object_on_white, planted, resized, stored,
+    varied,
 )
 
 
@@ -77,7 +78,7 @@ def test_near_duplicates_are_found_across_sizes_and_jpeg_re_encoding():
 
 def test_different_objects_on_flat_white_are_not_near_duplicates():
     rng = np.random.default_rng(3)
-    objects = [object_on_white(rng, 240, 180) for _ in range(12)]
+    objects = [object_on_white(rng, 240, 180) for _ in range(40)]
     hashes = [dhash(o) for o in objects]
     # the trap is there: a difference hash sees some of these as the same picture
     assert min(bin(a ^ b).count("1") for i, a in enumerate(hashes) for b in hashes[:i]) <= 4
@@ -143,6 +144,14 @@ def test_dark_and_bright_are_absolute_a_dataset_of_dim_pictures_is_not_dark():
     assert (found["dark"], found["bright"]) == ({"night.png"}, {"glare.png"})
 
 
+def test_blur_is_relative_a_dataset_of_soft_pictures_is_not_blurry():
+    rng = np.random.default_rng(13)
+    soft = [(f"soft_{i}.png", None, encode(blurry(varied(rng, 240, 180)))) for i in range(20)]
+    assert judge(measured(soft)) == []
+    sharp = clean_files(rng, 20, None)
+    assert flagged(judge(measured(sharp + soft[:1]))) == {"blurry": {"soft_0.png"}}
+
+
 def test_near_pairs_match_a_brute_force_count_of_differing_bits():
     rng = np.random.default_rng(12)
     hashes = rng.integers(0, 256, (700, 8), dtype=np.uint8)
@@ -161,3 +170,4 @@ def test_facts_count_the_problems_and_describe_the_sizes(planted_set):
     assert f["counts"] == {check: len(truth.get(check, ())) for check in JUDGED}
     assert [1100, 820, 1] in f["sizes"] and f["grayscale"] == 1 and f["exif_rotated"] == 1
     assert f == facts(stats)
+    assert judge([]) == [] and facts([])["images"] == 0
