@@ -1,0 +1,366 @@
+"""Image health: what the pixels, sizes and duplicates of a dataset say (issue 18, item 3).
+
+`measure` reads one decoded image into an `ImageStats` (a few ms: the figures come from a copy whose
+longest side is at most WORK_SIDE); `judge` compares them across the dataset and answers with
+`Problem`s; `facts` gives the report its figures.
+
+How each check decides (the thresholds are below, each with its reason):
+- blurry: sharpness = how abruptly the strongest edges change (|Laplacian| over gradient on the
+  2% of the pixels with the strongest gradient: neither contrast nor large smooth areas count),
+  relative to the dataset: a robust z-score on its log below -BLUR_Z, and at least BLUR_FACTOR
+  times under the median. A dataset of soft pictures flags none of them for being soft.
+- dark / bright: absolute, on perceived brightness: dark when even the brightest 1% of the pixels
+  stay below DARK_P99, bright when even the darkest 1% stay above BRIGHT_P01. Relative thresholds
+  would flag the darker end of any dataset (night photos, snow scenes) however well exposed; a
+  night photo with a lit window, or a snow scene with a tree, is neither.
+- low_information: absolute: detail (the standard deviation of a 64×64 copy, which averages sensor
+  noise away, in its most varied colour channel: a brown-to-blue gradient is near-constant in
+  grey) under LOW_DETAIL levels. An object on a flat white background is not near-constant, as it
+  would be by grey-level entropy; a picture so dark (or so washed out) that its detail fits in a
+  few levels is, besides dark (or bright).
+- odd_size / odd_aspect: robust z-scores on log(sqrt(area)) and log(width/height) beyond ODD_Z, a
+  factor of ODD_SIZE_FACTOR / ODD_ASPECT_FACTOR from the median, and rare: at most max(2, RARE of
+  the images) within 10% of its value (a quarter of portraits among landscapes is not odd).
+- grayscale: every channel equal (within JPEG's rounding); reported only where at least
+  COLOUR_MAJORITY of the images are colour.
+- exif_rotated: an EXIF orientation tag other than 1 (the pixels are turned before use; other tools
+  may not turn them).
+- exact duplicates: the same decoded pixels (also across formats). Within a split, or where a split
+  is not placed yet (expand keeps identical files together; same pixels in different files may
+  land apart, which the detail says): exact_duplicate; across splits: exact_leak.
+- near duplicates: a 64-bit DCT perceptual hash (pHash) within NEAR_BITS, confirmed by the 8×8
+  colour thumbnails (mean difference under NEAR_THUMB levels), among images that are not
+  low-information (near-constant pictures all hash alike). Both are taken of the picture's content
+  box: an object on a plain background is compared by its own shape and colour, so that two
+  different objects on white do not look alike, as they do to a difference hash of the whole
+  picture. Within a split (or not placed yet): near_duplicate; across: near_leak.
+
+`facts(stats, problems=None)` keys: images (count), sizes ([[width, height, count], ...], most
+common first), long_sides (a histogram of the longest side in pixels: {"edges": [...], "counts":
+[...]}), counts ({check: images flagged} for every check of JUDGED), medians ({width, height,
+sharpness, brightness, detail}), grayscale and exif_rotated (images that are, flagged or not),
+thresholds ({name: value}).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from augpipe.headers import read_header
+from augpipe.health.base import Problem
+
+WORK_SIDE = 384  # the figures are measured on a copy no larger than this on its longest side
+BLUR_Z, BLUR_FACTOR = 3.0, 2.5  # a resize by 0.6 halves sharpness: that is resampling, not blur
+DARK_P99, BRIGHT_P01 = 0.25, 0.75  # of perceived brightness, 0..1: the darkest and the brightest quarter
+LOW_DETAIL = 3.0  # levels of 255
+ODD_Z, ODD_SIZE_FACTOR, ODD_ASPECT_FACTOR, RARE = 4.0, 2.0, 1.5, 0.02
+COLOUR_MAJORITY = 0.8
+GREY_SPREAD = 3  # channel differences up to this many levels are JPEG's rounding
+NEAR_BITS, NEAR_THUMB = 8, 12.0  # of 64 bits; mean difference of the 8×8 thumbnails, in levels
+FLAT_SPREAD, FLAT_BORDER = 6, 16  # levels: a plain border varies less; content differs from it by more
+JUDGED = ("blurry", "dark", "bright", "low_information", "odd_size", "odd_aspect", "grayscale", "exif_rotated",
+          "exact_duplicate", "near_duplicate", "exact_leak", "near_leak")  # the checks of CHECKS judge answers
+_BLOCK_BYTES = 1 << 25  # the pairwise Hamming distances are computed a block of rows at a time
+
+
+@dataclass(frozen=True)
+class ImageStats:
+    path: str
+    split: str | None
+    width: int
+    height: int
+    sha256: str  # of the file's bytes
+    pixels: str  # a hash of the decoded pixels and their shape: the same picture in any format
+    grayscale: bool
+    exif_rotated: bool
+    brightness_p01: float  # perceived brightness (0..1) of the darkest 1%, the median, the brightest 1%
+    brightness: float
+    brightness_p99: float
+    sharpness: float  # of the strongest edges, on the working copy: see _sharpness
+    detail: float  # std of a 64×64 copy, in its most varied channel
+    phash: str  # 16 hex digits, of the content box (see _content_box)
+    thumb: str  # 8×8 RGB thumbnail of the content box, 384 hex digits
+
+
+def measure(path: str, split: str | None, data: bytes, rgb: np.ndarray) -> ImageStats:
+    """One image's figures: `data` is the file's bytes, `rgb` its pixels (H×W×3 uint8, EXIF
+    orientation applied)."""
+    height, width = rgb.shape[:2]
+    small = _working_copy(rgb)
+    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    p01, p50, p99 = _brightness(small)
+    top, bottom, left, right = _content_box(grey)
+    orientation = read_header(data).orientation
+    return ImageStats(
+        path=path, split=split, width=width, height=height,
+        sha256=hashlib.sha256(data).hexdigest(), pixels=_pixel_hash(rgb),
+        grayscale=_grayscale(small), exif_rotated=orientation not in (None, 1),
+        brightness_p01=p01, brightness=p50, brightness_p99=p99,
+        sharpness=_sharpness(grey), detail=_detail(small), phash=_phash(grey[top:bottom, left:right]),
+        thumb=cv2.resize(small[top:bottom, left:right], (8, 8), interpolation=cv2.INTER_AREA).tobytes().hex(),
+    )
+
+
+def _working_copy(rgb: np.ndarray) -> np.ndarray:
+    height, width = rgb.shape[:2]
+    scale = WORK_SIDE / max(height, width)
+    if scale >= 1:
+        return rgb
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def _pixel_hash(rgb: np.ndarray) -> str:
+    digest = hashlib.sha256(str(rgb.shape).encode())  # sha256 runs on the CPU's SHA instructions
+    digest.update(np.ascontiguousarray(rgb).data)
+    return digest.hexdigest()
+
+
+def _brightness(rgb: np.ndarray) -> tuple[float, float, float]:
+    """Percentiles 1, 50 and 99 of perceived brightness, sqrt(.241 R² + .691 G² + .068 B²)/255."""
+    value = np.sqrt(rgb.astype(np.float32) ** 2 @ np.float32([0.241, 0.691, 0.068]))
+    share = np.cumsum(np.bincount(np.clip(value, 0, 255).astype(np.uint8).ravel(), minlength=256))
+    levels = np.searchsorted(share, np.array([0.01, 0.5, 0.99]) * share[-1])
+    return tuple(round(float(level) / 255, 4) for level in levels)
+
+
+def _grayscale(rgb: np.ndarray) -> bool:
+    red, green, blue = cv2.split(rgb)
+    spread = cv2.max(cv2.absdiff(red, green), cv2.absdiff(green, blue))
+    return bool(np.count_nonzero(spread > GREY_SPREAD) <= 0.01 * spread.size)
+
+
+def _sharpness(grey: np.ndarray) -> float:
+    """How abruptly the strongest edges change: the mean |Laplacian| over the mean gradient, on the
+    2% of the pixels with the strongest gradient. Blur widens an edge, which lowers its second
+    derivative more than its first; smooth areas, however large, do not count."""
+    laplacian = np.abs(cv2.Laplacian(grey, cv2.CV_32F))
+    gradient = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    values, k = gradient.ravel(), int(gradient.size * 0.98)
+    edges = gradient >= np.partition(values, k)[k]
+    return round(float(laplacian[edges].mean()) / max(float(gradient[edges].mean()), 1.0), 4)
+
+
+def _detail(rgb: np.ndarray) -> float:
+    small = cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_AREA).reshape(-1, 3).astype(np.float32)
+    return round(float(small.std(axis=0).max()), 3)
+
+
+def _phash(grey: np.ndarray) -> str:
+    """The DCT perceptual hash: is each of the 8×8 lowest frequencies of a 32×32 grey copy above
+    their median."""
+    small = cv2.resize(grey, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8]
+    return np.packbits(low > np.median(low)).tobytes().hex()
+
+
+def _content_box(grey: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of what differs from a flat border (an object on a plain
+    background), else of the whole picture. Near duplicates compare the hashes and thumbnails of
+    these boxes: two different objects on white then differ in shape and colour, where the whole
+    pictures would be two blobs at about the same place on much the same white. Found on a 64×64
+    copy, so that a resized copy of the picture finds the same box."""
+    h, w = grey.shape
+    small = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.int16)
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    low, level, high = np.percentile(border, [5, 50, 95])
+    rows, cols = np.nonzero(np.abs(small - int(level)) > FLAT_BORDER)
+    if high - low > FLAT_SPREAD or rows.size == 0:
+        return 0, h, 0, w
+    return (int(rows.min()) * h // 64, -(-(int(rows.max()) + 1) * h // 64),
+            int(cols.min()) * w // 64, -(-(int(cols.max()) + 1) * w // 64))
+
+
+def judge(stats: list[ImageStats]) -> list[Problem]:
+    """Every image problem of a dataset, each naming its file."""
+    if not stats:
+        return []
+    flat = {s.path for s in stats if s.detail < LOW_DETAIL}
+    return (_exposure(stats, flat) + _blurry(stats, flat) + _odd_shapes(stats) + _grayscale_among_colour(stats)
+            + _exif(stats) + _exact_duplicates(stats) + _near_duplicates(stats, flat))
+
+
+def _exposure(stats: list[ImageStats], flat: set[str]) -> list[Problem]:
+    problems = []
+    for s in stats:
+        if s.path in flat:
+            problems.append(Problem("low_information", s.path, detail=f"near-constant: its levels vary by "
+                                    f"{s.detail:.1f} (std), under {LOW_DETAIL:g}", split=s.split))
+        if s.brightness_p99 < DARK_P99:
+            problems.append(Problem("dark", s.path, detail=f"the brightest 1% of the pixels at "
+                                    f"{s.brightness_p99:.0%} brightness, under {DARK_P99:.0%}", split=s.split))
+        if s.brightness_p01 > BRIGHT_P01:
+            problems.append(Problem("bright", s.path, detail=f"the darkest 1% of the pixels at "
+                                    f"{s.brightness_p01:.0%} brightness, over {BRIGHT_P01:.0%}", split=s.split))
+    return problems
+
+
+def _robust(values: np.ndarray) -> tuple[float, float]:
+    """(median, the standard deviation a normal distribution with the same MAD would have)."""
+    median = float(np.median(values))
+    return median, 1.4826 * float(np.median(np.abs(values - median)))
+
+
+def _blurry(stats: list[ImageStats], flat: set[str]) -> list[Problem]:
+    judged = [s for s in stats if s.path not in flat]
+    if not judged:
+        return []
+    logs = np.log([max(s.sharpness, 1e-6) for s in judged])
+    median, sigma = _robust(logs)
+    limit = median - max(BLUR_Z * sigma, np.log(BLUR_FACTOR))
+    typical = np.exp(median)
+    return [Problem("blurry", s.path, split=s.split, detail=f"sharpness {s.sharpness:.3f}, "
+                    f"{typical / s.sharpness:.1f}× under the dataset's median {typical:.3f}")
+            for s, value in zip(judged, logs) if value < limit]
+
+
+def _odd_shapes(stats: list[ImageStats]) -> list[Problem]:
+    sides = np.log([np.sqrt(s.width * s.height) for s in stats])
+    aspects = np.log([s.width / s.height for s in stats])
+    problems = []
+    for i in _outliers(sides, ODD_SIZE_FACTOR):
+        s = stats[i]
+        problems.append(Problem("odd_size", s.path, split=s.split, detail=f"{s.width}×{s.height}, "
+                                f"{np.exp(abs(sides[i] - np.median(sides))):.1f}× the median side"))
+    for i in _outliers(aspects, ODD_ASPECT_FACTOR):
+        s = stats[i]
+        problems.append(Problem("odd_aspect", s.path, split=s.split, detail=f"{s.width}×{s.height}, aspect "
+                                f"{s.width / s.height:.2f} where the median is {np.exp(np.median(aspects)):.2f}"))
+    return problems
+
+
+def _outliers(logs: np.ndarray, factor: float) -> list[int]:
+    """Indices of the values far from the median (robust z over ODD_Z, and a factor away) and rare
+    (at most RARE of the values within 10% of it)."""
+    median, sigma = _robust(logs)
+    far = np.abs(logs - median) > max(ODD_Z * sigma, np.log(factor))
+    alike = np.abs(logs[:, None] - logs[None, far]) < np.log(1.1)
+    rare = alike.sum(axis=0) <= max(2, RARE * len(logs))
+    return [int(i) for i in np.flatnonzero(far)[rare]]
+
+
+def _grayscale_among_colour(stats: list[ImageStats]) -> list[Problem]:
+    grey = [s for s in stats if s.grayscale]
+    if len(stats) - len(grey) < COLOUR_MAJORITY * len(stats):
+        return []
+    return [Problem("grayscale", s.path, split=s.split, detail=f"grayscale, where {len(stats) - len(grey)} "
+                    f"of {len(stats)} images are colour") for s in grey]
+
+
+def _exif(stats: list[ImageStats]) -> list[Problem]:
+    return [Problem("exif_rotated", s.path, split=s.split, detail="stored turned, with an EXIF orientation tag: "
+                    "used upright here, turned by tools that ignore EXIF") for s in stats if s.exif_rotated]
+
+
+def _together(a: str | None, b: str | None) -> bool:
+    """Whether two images share a split, as far as is known: None is not placed yet."""
+    return a == b or a is None or b is None
+
+
+def _grouped(s: ImageStats, others: list[ImageStats], kind: str, alike: str) -> list[Problem]:
+    """`kind`_duplicate for the others in s's split (or not placed), `kind`_leak for those in another."""
+    same = [o for o in others if _together(s.split, o.split)]
+    apart = [o for o in others if not _together(s.split, o.split)]
+    problems = []
+    if same:
+        unplaced = s.split is None or any(o.split is None for o in same)
+        identical = all(o.sha256 == s.sha256 for o in same)
+        if unplaced and kind == "exact" and identical:
+            detail = f"{alike} (identical files: expand keeps them in one split)"
+        elif unplaced:
+            detail = f"{alike}, not placed yet: expand may put them in different splits"
+        else:
+            detail = alike
+        problems.append(Problem(f"{kind}_duplicate", s.path, detail=detail, split=s.split,
+                                related=tuple(sorted(o.path for o in same))))
+    if apart:
+        splits = ", ".join(sorted({o.split for o in apart}))
+        problems.append(Problem(f"{kind}_leak", s.path, detail=f"{alike}, in {splits} too", split=s.split,
+                                related=tuple(sorted(o.path for o in apart))))
+    return problems
+
+
+def _by_pixels(stats: list[ImageStats]) -> dict[str, list[ImageStats]]:
+    groups: dict[str, list[ImageStats]] = defaultdict(list)
+    for s in stats:
+        groups[s.pixels].append(s)
+    return groups
+
+
+def _exact_duplicates(stats: list[ImageStats]) -> list[Problem]:
+    problems = []
+    for group in _by_pixels(stats).values():
+        for s in group if len(group) > 1 else ():
+            problems += _grouped(s, [o for o in group if o is not s], "exact", "the same pixels")
+    return problems
+
+
+def _near_duplicates(stats: list[ImageStats], flat: set[str]) -> list[Problem]:
+    """Different pictures that look the same; exact copies are compared once, through their first."""
+    groups = [g for g in _by_pixels(stats).values() if g[0].path not in flat]
+    hashes = np.frombuffer(b"".join(bytes.fromhex(g[0].phash) for g in groups), np.uint8).reshape(-1, 8)
+    thumbs = np.frombuffer(b"".join(bytes.fromhex(g[0].thumb) for g in groups), np.uint8).reshape(-1, 192)
+    near: dict[int, set[int]] = defaultdict(set)
+    for i, j in _near_pairs(hashes, thumbs):
+        near[i].add(j)
+        near[j].add(i)
+    problems = []
+    for i, neighbours in near.items():
+        others = [o for j in sorted(neighbours) for o in groups[j]]
+        for s in groups[i]:
+            problems += _grouped(s, others, "near", "looks the same")
+    return problems
+
+
+_POPCOUNT = np.unpackbits(np.arange(1 << 16, dtype=">u2").view(np.uint8).reshape(-1, 2), axis=1).sum(1, dtype=np.uint8)
+
+
+def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> list[tuple[int, int]]:
+    """(i, j), i < j, whose hashes (n×8 bytes) differ in at most NEAR_BITS bits and whose thumbnails
+    (n×192) by at most NEAR_THUMB levels on average."""
+    words = np.ascontiguousarray(hashes).view(np.uint16)  # 4 words an image: _POPCOUNT counts 16 bits at once
+    pairs, rows_at_once = [], max(16, _BLOCK_BYTES // (8 * max(1, len(words))))
+    for start in range(0, len(words), rows_at_once):
+        block = words[start:start + rows_at_once]
+        bits = _POPCOUNT[block[:, None, :] ^ words[None, start:, :]].sum(axis=2, dtype=np.uint8)
+        rows, cols = np.nonzero(bits <= NEAR_BITS)
+        keep = cols > rows
+        pairs += zip((rows[keep] + start).tolist(), (cols[keep] + start).tolist())
+    if not pairs:
+        return []
+    i, j = np.array(pairs).T
+    close = np.abs(thumbs[i].astype(np.int16) - thumbs[j]).mean(axis=1) <= NEAR_THUMB
+    return [(int(a), int(b)) for a, b in zip(i[close], j[close])]
+
+
+def facts(stats: list[ImageStats], problems: list[Problem] | None = None) -> dict:
+    """The figures for the report's text and plots (keys in the module's docstring); `problems` are
+    judge's answer, found again when not given."""
+    problems = judge(stats) if problems is None else problems
+    sizes = Counter((s.width, s.height) for s in stats)
+    long_sides = [max(s.width, s.height) for s in stats]
+    counts, edges = np.histogram(long_sides, bins=min(20, max(1, len(set(long_sides))))) if stats else ([], [])
+    flagged = Counter(p.check for p in problems if p.check in JUDGED)
+    return {
+        "images": len(stats),
+        "sizes": [[w, h, n] for (w, h), n in sizes.most_common()],
+        "long_sides": {"edges": [round(float(e), 1) for e in edges], "counts": [int(c) for c in counts]},
+        "counts": {check: flagged[check] for check in JUDGED},
+        "medians": {name: _median([getattr(s, name) for s in stats])
+                    for name in ("width", "height", "sharpness", "brightness", "detail")},
+        "grayscale": sum(s.grayscale for s in stats),
+        "exif_rotated": sum(s.exif_rotated for s in stats),
+        "thresholds": {"blur_z": BLUR_Z, "blur_factor": BLUR_FACTOR, "dark_p99": DARK_P99,
+                       "bright_p01": BRIGHT_P01, "low_detail": LOW_DETAIL, "odd_z": ODD_Z,
+                       "odd_size_factor": ODD_SIZE_FACTOR, "odd_aspect_factor": ODD_ASPECT_FACTOR,
+                       "near_bits": NEAR_BITS, "near_thumb": NEAR_THUMB},
+    }
+
+
+def _median(values: list) -> float | None:
+    return round(float(np.median(values)), 4) if values else None

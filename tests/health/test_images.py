@@ -1,0 +1,173 @@
+"""The image checks of the health report, on pictures with known problems planted."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from augpipe.decode import decode
+from augpipe.health.images import JUDGED, _near_pairs, facts, judge, measure
+from augpipe.inspection import dhash
+from planted_images import (
+    blurry, bright, clean_files, dark, encode, grey, low_information, object_on_white, planted, resized, stored,
+    varied,
+)
+
+
+def measured(files):
+    return [measure(path, split, data, decode(data, 10**8).rgb) for path, split, data in files]
+
+
+def flagged(problems) -> dict[str, set[str]]:
+    found = defaultdict(set)
+    for p in problems:
+        found[p.check].add(p.path)
+    return found
+
+
+def by_check(problems, check: str) -> dict[str, object]:
+    return {p.path: p for p in problems if p.check == check}
+
+
+@pytest.fixture(scope="module")
+def planted_set():
+    """(files, the files each check must name, their ImageStats, judge's problems)."""
+    files, truth = planted(seed=0)
+    stats = measured(files)
+    return files, truth, stats, judge(stats)
+
+
+def test_every_planted_problem_is_found_with_its_file_and_nothing_else(planted_set):
+    _, truth, _, problems = planted_set
+    found = flagged(problems)
+    for check in JUDGED:
+        assert found[check] == truth.get(check, set()), check
+
+
+def test_duplicates_and_leaks_name_the_other_files_of_their_group(planted_set):
+    problems = planted_set[3]
+    assert by_check(problems, "exact_duplicate")["train/copy.bmp"].related == ("train/copy.png",)
+    assert by_check(problems, "near_duplicate")["train/near_small.jpg"].related == ("train/near.png",)
+    leak = by_check(problems, "exact_leak")["val/leak.png"]
+    assert leak.related == ("train/leak.png",) and "train" in leak.detail
+    assert by_check(problems, "near_leak")["train/seen.png"].related == ("val/seen_large.jpg",)
+
+
+def test_a_clean_dataset_reports_nothing():
+    rng = np.random.default_rng(11)
+    files = clean_files(rng, 40, "train") + clean_files(rng, 12, "val")
+    assert judge(measured(files)) == []
+
+
+def test_near_duplicates_are_found_across_sizes_and_jpeg_re_encoding():
+    rng = np.random.default_rng(5)
+    look = varied(rng, 320, 240)
+    files = clean_files(rng, 20, None) + [
+        ("look.png", None, encode(look)),
+        ("look_half.jpg", None, encode(resized(look, 0.5), "jpg", quality=70)),
+        ("look_large.jpg", None, encode(resized(look, 1.7), "jpg", quality=85)),
+    ]
+    near = by_check(judge(measured(files)), "near_duplicate")
+    assert set(near) == {"look.png", "look_half.jpg", "look_large.jpg"}
+    assert near["look.png"].related == ("look_half.jpg", "look_large.jpg")
+    assert "expand may put them in different splits" in near["look.png"].detail
+
+
+def test_different_objects_on_flat_white_are_not_near_duplicates():
+    rng = np.random.default_rng(3)
+    objects = [object_on_white(rng, 240, 180) for _ in range(40)]
+    hashes = [dhash(o) for o in objects]
+    # the trap is there: a difference hash sees some of these as the same picture
+    assert min(bin(a ^ b).count("1") for i, a in enumerate(hashes) for b in hashes[:i]) <= 4
+    files = [(f"object_{i}.png", "train", encode(o)) for i, o in enumerate(objects)]
+    assert judge(measured(files)) == []
+
+
+def test_near_constant_pictures_are_low_information_not_duplicates_of_each_other():
+    rng = np.random.default_rng(4)
+    files = clean_files(rng, 20, "train") + [
+        (f"flat_{i}.png", "train", encode(low_information(rng, 240, 180))) for i in range(5)]
+    found = flagged(judge(measured(files)))
+    assert found == {"low_information": {f"flat_{i}.png" for i in range(5)}}
+
+
+def test_exact_copies_not_placed_yet_are_duplicates_and_say_whether_expand_keeps_them_together():
+    rng = np.random.default_rng(6)
+    same, pixels = varied(rng, 240, 180), varied(rng, 240, 180)
+    files = clean_files(rng, 20, None) + [
+        ("a/same.png", None, encode(same)), ("b/same.png", None, encode(same)),
+        ("a/pixels.png", None, encode(pixels)), ("b/pixels.bmp", None, encode(pixels, "bmp")),
+    ]
+    problems = judge(measured(files))
+    assert flagged(problems) == {"exact_duplicate": {"a/same.png", "b/same.png", "a/pixels.png", "b/pixels.bmp"}}
+    exact = by_check(problems, "exact_duplicate")
+    assert "expand keeps them in one split" in exact["a/same.png"].detail
+    assert "expand may put them in different splits" in exact["a/pixels.png"].detail
+
+
+def test_the_same_picture_in_two_splits_is_an_exact_leak_not_a_duplicate():
+    rng = np.random.default_rng(7)
+    picture = encode(varied(rng, 240, 180))
+    files = clean_files(rng, 20, "train") + [("train/x.png", "train", picture), ("test/x.png", "test", picture)]
+    assert flagged(judge(measured(files))) == {"exact_leak": {"train/x.png", "test/x.png"}}
+
+
+def test_grayscale_is_reported_only_among_colour_images():
+    rng = np.random.default_rng(8)
+    colour = [varied(rng, 240, 180) for _ in range(20)]
+    mostly_colour = [(f"{i}.png", None, encode(grey(c) if i == 0 else c)) for i, c in enumerate(colour)]
+    half_grey = [(f"{i}.png", None, encode(grey(c) if i % 2 else c)) for i, c in enumerate(colour)]
+    assert flagged(judge(measured(mostly_colour))) == {"grayscale": {"0.png"}}
+    assert judge(measured(half_grey)) == []
+
+
+def test_a_picture_stored_turned_is_measured_upright_and_flagged():
+    rng = np.random.default_rng(9)
+    upright = varied(rng, 240, 180)
+    files = clean_files(rng, 20, None) + [
+        ("upright.png", None, encode(upright)), ("turned.jpg", None, encode(stored(upright, 8), "jpg", orientation=8))]
+    stats = measured(files)
+    assert (stats[-1].width, stats[-1].height, stats[-1].exif_rotated) == (240, 180, True)
+    assert flagged(judge(stats)) == {"exif_rotated": {"turned.jpg"}, "near_duplicate": {"upright.png", "turned.jpg"}}
+
+
+def test_dark_and_bright_are_absolute_a_dataset_of_dim_pictures_is_not_dark():
+    rng = np.random.default_rng(10)
+    dim = [(f"dim_{i}.png", None, encode(dark(varied(rng, 240, 180), keep=0.6))) for i in range(20)]
+    assert judge(measured(dim)) == []
+    files = dim + [("night.png", None, encode(dark(varied(rng, 240, 180), keep=0.15))),
+                   ("glare.png", None, encode(bright(varied(rng, 240, 180), keep=0.15)))]
+    found = flagged(judge(measured(files)))
+    assert (found["dark"], found["bright"]) == ({"night.png"}, {"glare.png"})
+
+
+def test_blur_is_relative_a_dataset_of_soft_pictures_is_not_blurry():
+    rng = np.random.default_rng(13)
+    soft = [(f"soft_{i}.png", None, encode(blurry(varied(rng, 240, 180)))) for i in range(20)]
+    assert judge(measured(soft)) == []
+    sharp = clean_files(rng, 20, None)
+    assert flagged(judge(measured(sharp + soft[:1]))) == {"blurry": {"soft_0.png"}}
+
+
+def test_near_pairs_match_a_brute_force_count_of_differing_bits():
+    rng = np.random.default_rng(12)
+    hashes = rng.integers(0, 256, (700, 8), dtype=np.uint8)
+    hashes[500:600] = hashes[:100] ^ (rng.random((100, 8)) < 0.08).astype(np.uint8)  # about 5 bits flipped
+    thumbs = np.zeros((700, 192), np.uint8)
+    bits = np.unpackbits(hashes, axis=1).astype(int)
+    expected = {(i, j) for i in range(700) for j in range(i + 1, 700) if (bits[i] != bits[j]).sum() <= 8}
+    assert len(expected) >= 80
+    assert set(_near_pairs(hashes, thumbs)) == expected
+
+
+def test_facts_count_the_problems_and_describe_the_sizes(planted_set):
+    files, truth, stats, problems = planted_set
+    f = json.loads(json.dumps(facts(stats, problems)))
+    assert f["images"] == len(files) == sum(n for _, _, n in f["sizes"]) == sum(f["long_sides"]["counts"])
+    assert f["counts"] == {check: len(truth.get(check, ())) for check in JUDGED}
+    assert [1100, 820, 1] in f["sizes"] and f["grayscale"] == 1 and f["exif_rotated"] == 1
+    assert f == facts(stats)
+    assert judge([]) == [] and facts([])["images"] == 0
