@@ -100,7 +100,7 @@ def picture_lines(p: dict) -> list[str]:
     sizes = p["sizes"]
     m = p["medians"]
     common = ", ".join(f"{w}×{h} {n:,}" for w, h, n in sizes[:3]) + (", ..." if len(sizes) > 3 else "")
-    lines = [f"  sizes     {len(sizes):,} sizes, median {round(m['width'])}×{round(m['height'])}: {common}"]
+    lines = [f"  sizes     {_count(len(sizes), 'size')}, median {round(m['width'])}×{round(m['height'])}: {common}"]
     extra = [f"{p[k]:,} {word}" for k, word in (("grayscale", "grayscale"), ("exif_rotated", "EXIF-turned")) if p[k]]
     lines.append(f"  pixels    median brightness {m['brightness']:.2f} (0-1)" + (f"; {', '.join(extra)}" if extra else ""))
     return lines
