@@ -22,7 +22,7 @@ body{font:14px system-ui,sans-serif;margin:1.5em;background:#f4f4f4;color:#222;m
 h1{font-size:1.25em} h2{font-size:1.1em;margin-top:1.6em} h3{font-size:1em;margin:1.2em 0 .4em}
 table{border-collapse:collapse;background:#fff} td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}
 td.n{text-align:right} .ok{color:#2a7a2a} .bad{color:#b22}
-.plots{display:flex;flex-wrap:wrap;gap:12px} .plots img{background:#fff;border-radius:4px;max-width:460px}
+.plots{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start} .plots img{background:#fff;border-radius:4px;width:460px}
 .grid{display:flex;flex-wrap:wrap;gap:10px}
 figure{margin:0;width:156px;background:#fff;padding:6px;border-radius:4px;font-size:11px;overflow-wrap:anywhere}
 figure img{width:144px;height:144px;object-fit:contain;background:#808080;display:inline-block;vertical-align:top}
@@ -64,18 +64,23 @@ def _overview(f: dict) -> str:
 
 
 def _summary_table(problems: list[dict]) -> str:
+    """A row a check that found something; the checks that found nothing in one sentence."""
     counts: dict[str, int] = {}
     for p in problems:
         counts[p["check"]] = counts.get(p["check"], 0) + 1
-    rows = []
+    rows, clean = [], []
     for group in GROUPS:
         for check, c in CHECKS.items():
-            if c.group == group:
-                n = counts.get(check, 0)
-                name = f"<a href='#{check}'>{_e(c.title)}</a>" if n else _e(c.title)
-                rows.append(f"<tr><td>{group}</td><td>{name}</td><td class='n {'bad' if n else 'ok'}'>{n:,}</td></tr>")
-    head = "<h2>Problems</h2>" + ("<p class='ok'>none found</p>" if not problems else "")
-    return f"{head}<table><tr><th>group</th><th>check</th><th>found</th></tr>{''.join(rows)}</table>"
+            if c.group != group:
+                continue
+            if check in counts:
+                rows.append(f"<tr><td>{group}</td><td><a href='#{check}'>{_e(c.title)}</a></td>"
+                            f"<td class='n bad'>{counts[check]:,}</td></tr>")
+            else:
+                clean.append(c.title)
+    table = (f"<table><tr><th>group</th><th>check</th><th>found</th></tr>{''.join(rows)}</table>" if rows
+             else "<p class='ok'>No problem found.</p>")
+    return f"<h2>Problems</h2>{table}<p class='note'>Checked, nothing found: {_e(', '.join(clean))}.</p>"
 
 
 def _plots_html(facts: dict, folder: Path) -> str:

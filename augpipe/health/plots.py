@@ -4,6 +4,7 @@ figure, or None when the source has nothing to show there. `FIGURES` is the page
 from __future__ import annotations
 
 SPLIT_COLOURS = {"train": "#4c78a8", "validation": "#f58518", "test": "#54a24b", "unsplit": "#9d9d9d"}
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
 MOST_CLASSES = 40  # a bar chart shows the most frequent classes beyond this
 
 
@@ -36,36 +37,19 @@ def bars(title: str, names: list[str], series: dict[str, list[float]], xlabel: s
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     if len(series) > 1:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
-def histogram(title: str, values: dict[str, list[float]], xlabel: str, integers: bool = False):
-    """One histogram a series (stacked), over shared bins."""
-    import numpy as np
-
+def scatter(title: str, groups: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabel: str,
+            log: bool = False):
+    """Points, a colour a group (named in the legend)."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.6, 3.2))
-    every = [v for vs in values.values() for v in vs]
-    if integers:
-        bins = np.arange(min(every), max(every) + 2) - 0.5
-    else:
-        bins = np.histogram_bin_edges(every, bins=min(40, max(5, len(set(every)))))
-    ax.hist(list(values.values()), bins=bins, stacked=True, label=list(values),
-            color=[SPLIT_COLOURS.get(s, "#4c78a8") for s in values])
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("images")
-    ax.set_title(title)
-    if len(values) > 1:
-        ax.legend(fontsize=8)
-    return fig
-
-
-def scatter(title: str, xs: list[float], ys: list[float], xlabel: str, ylabel: str, log: bool = False,
-            colours: list[str] | None = None):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.scatter(xs, ys, s=6, alpha=0.5, c=colours or "#4c78a8", linewidths=0)
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    for k, (name, (xs, ys)) in enumerate(groups.items()):
+        ax.scatter(xs, ys, s=7, alpha=0.6, color=PALETTE[k % len(PALETTE)], linewidths=0, label=name)
+    if len(groups) > 1:
+        ax.legend(fontsize=8, markerscale=2)
     if log:
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -78,7 +62,7 @@ def scatter(title: str, xs: list[float], ys: list[float], xlabel: str, ylabel: s
 def columns(title: str, names: list[str], values: list[float], xlabel: str, ylabel: str = "images"):
     """Vertical bars, one a name, in the given order."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.6, 3.2))
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
     ax.bar(range(len(names)), values, color="#4c78a8")
     step = max(1, len(names) // 20)
     ax.set_xticks(range(0, len(names), step), names[::step])
@@ -124,10 +108,15 @@ def boxes(facts: dict):
     if not found or not found.get("sample"):
         return None
     sample = [s for s in found["sample"] if s[0] > 0 and s[1] > 0]
-    palette = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d"]
-    return scatter(f"box sizes ({found['count']:,} boxes{', a sample' if len(sample) < found['count'] else ''})",
-                  [s[0] for s in sample], [s[1] for s in sample], "width / image width",
-                  "height / image height", log=True, colours=[palette[int(s[3]) % len(palette)] for s in sample])
+    names = facts["class_names"]
+    groups: dict[str, tuple[list[float], list[float]]] = {}
+    for w, h, _, c in sample:
+        xs, ys = groups.setdefault(names[c] if 0 <= c < len(names) else f"class {c}", ([], []))
+        xs.append(w)
+        ys.append(h)
+    shown = f"{found['count']:,} boxes{', a sample' if len(sample) < found['count'] else ''}"
+    return scatter(f"box sizes ({shown})", dict(sorted(groups.items())), "width / image width",
+                   "height / image height", log=True)
 
 
 def image_sizes(facts: dict):

@@ -81,7 +81,7 @@ def _per_image_line(labels: dict, task: str) -> list[str]:
     what = "classes a mask" if task == "segmentation" else "an image"
     none = ", ".join(f"{s} {n:,}" for s, n in empty.items() if n)
     return [f"  {'labels' if task == 'segmentation' else 'objects':<9} {per_image[0]}/{per_image[len(per_image) // 2]}/"
-            f"{per_image[-1]} {what} (min/median/max); {sum(empty.values()):,} images without any"
+            f"{per_image[-1]} {what} (min/median/max); {_count(sum(empty.values()), 'image')} without any"
             f"{f' ({none})' if none else ''}"]
 
 
