@@ -15,7 +15,7 @@ import importlib
 import unicodedata
 
 from augpipe.errors import SourceError, StoreError
-from augpipe.formats.base import Scan, is_image, split_of_folder
+from augpipe.formats.base import EverySkipped, Scan, is_image, split_of_folder
 from augpipe.formats.common import EVIDENCE
 from augpipe.formats.imagefolder import LAYOUTS
 
@@ -59,7 +59,8 @@ def scan(root: str, layout: str = "auto", format: str = "auto", voc_zero_based: 
     except SourceError as exc:
         if format != "auto" or (name == FORMATS[-1] and not warnings):
             raise
-        raise SourceError(f"{exc} (read as {name}, the layout detected: --format names another)") from None
+        text = f"{exc} (read as {name}, the layout detected: --format names another)"
+        raise (EverySkipped(text, exc.scan) if isinstance(exc, EverySkipped) else SourceError(text)) from None
     found.root = str(root)
     found.warnings = warnings + found.warnings
     _check_class_names(store, found.classes)

@@ -93,6 +93,15 @@ class Scan:
     problems: list = field(default_factory=list)
 
 
+class EverySkipped(SourceError):
+    """No image of a source is usable: the message, and the scan as it was (its skips and its
+    problems), which `inspect` reports."""
+
+    def __init__(self, message: str, scan: Scan):
+        super().__init__(message)
+        self.scan = scan
+
+
 # ---------------------------------------------------------------- the writing side
 
 @dataclass(frozen=True)

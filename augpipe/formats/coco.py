@@ -113,10 +113,9 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     skipped += unclaimed
     problems += [Problem("no_labels", p, detail=why) for p, why in unclaimed]
     found = finish(store, files, skipped, classes, "keypoints" if kind_options else "detection", "coco",
-                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
+                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)], problems=problems)
     found.category_ids = sorted(index, key=index.get)  # the export writes them back
     found.kind_options = kind_options or {}
-    found.problems = problems
     return found
 
 

@@ -11,8 +11,7 @@ import re
 from collections import Counter
 from pathlib import PurePosixPath
 
-from augpipe.errors import SourceError
-from augpipe.formats.base import Scan, SourceFile, digest, is_image, no_images, split_of_folder
+from augpipe.formats.base import EverySkipped, Scan, SourceFile, digest, is_image, no_images, split_of_folder
 from augpipe.store import LIST_THREADS, is_arrow_error
 from augpipe.health.base import Problem
 from augpipe.targets.boxes import box_check, box_problem
@@ -164,18 +163,20 @@ def image_size(width, height) -> tuple[float, float] | None:
 
 
 def finish(store, files: list[SourceFile], skipped: list, classes: list[str], task: str, fmt: str,
-           annotation_files: list[tuple[str, bytes]], labelled: bool = True) -> Scan:
-    """The Scan, or SourceError when no image is left (naming the commonest reasons)."""
+           annotation_files: list[tuple[str, bytes]], labelled: bool = True, problems: list = ()) -> Scan:
+    """The Scan, or SourceError when no image is left (naming the commonest reasons; `EverySkipped`,
+    holding the scan, when images were there)."""
+    files = sorted(files, key=lambda f: f.relpath)
+    found = Scan(root=store.uri, files=files, classes=list(classes), labelled=labelled,
+                 split_folders=any(f.split is not None for f in files), skipped=sorted(set(skipped)), task=task,
+                 format=fmt, annotations=digest(annotation_files), problems=list(problems))
     if not files:
         if not any(is_image(p) for p, _ in skipped):
             raise no_images(store.display())
         reasons = Counter(reason for _, reason in skipped)
         top = "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(3))
-        raise SourceError(f"every image in {store.display()} was skipped ({fmt}): {top}")
-    files = sorted(files, key=lambda f: f.relpath)
-    return Scan(root=store.uri, files=files, classes=list(classes), labelled=labelled,
-                split_folders=any(f.split is not None for f in files), skipped=sorted(set(skipped)), task=task,
-                format=fmt, annotations=digest(annotation_files))
+        raise EverySkipped(f"every image in {store.display()} was skipped ({fmt}): {top}", found)
+    return found
 
 
 # ---------------------------------------------------------------- writing

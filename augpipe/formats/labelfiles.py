@@ -86,8 +86,7 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     files = _labelled(images, names, labels, failed, skipped, problems)
     classes = sorted({f.class_name for f in files}, key=_order)
     found = finish(store, files, skipped, classes, "classification", "labelfiles",
-                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
-    found.problems = problems
+                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)], problems=problems)
     return found
 
 

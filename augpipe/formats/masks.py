@@ -108,12 +108,11 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     classes = _classes(store, raw)
     files = [SourceFile(p, split_of_path(p), None, by_name[p].size, by_name[p].mtime_ns, MaskRef(m, by_name[m].size, by_name[m].mtime_ns))
              for p, m in pairs.items()]
-    found = finish(store, files, skipped, classes, "segmentation", "masks",
-                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)], labelled=bool(classes))
-    found.problems = ([Problem("no_labels", p, detail="no mask") for p in missing]
-                      + [Problem("annotation_unreadable", m, detail=why) for m, why in sorted(refused.items())]
-                      + [Problem("annotation_unreadable", m, detail="no image for this mask") for m in orphans])
-    return found
+    problems = ([Problem("no_labels", p, detail="no mask") for p in missing]
+                + [Problem("annotation_unreadable", m, detail=why) for m, why in sorted(refused.items())]
+                + [Problem("annotation_unreadable", m, detail="no image for this mask") for m in orphans])
+    return finish(store, files, skipped, classes, "segmentation", "masks",
+                  [(n, d) for n, d in raw.items() if isinstance(d, bytes)], labelled=bool(classes), problems=problems)
 
 
 def _classes(store, raw: dict) -> list[str]:

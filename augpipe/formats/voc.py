@@ -108,10 +108,8 @@ def read(store, entries: list, layout: str = "auto", zero_based: bool = False) -
                if e.name.endswith(".xml") and e.name not in used]
     skipped += orphans
     problems += [Problem("annotation_unreadable", name, detail=why) for name, why in orphans]
-    found = finish(store, files, skipped, classes, "detection", "voc",
-                   [(n, d) for n, d in raw.items() if isinstance(d, bytes)])
-    found.problems = problems
-    return found
+    return finish(store, files, skipped, classes, "detection", "voc",
+                  [(n, d) for n, d in raw.items() if isinstance(d, bytes)], problems=problems)
 
 
 def _annotations_of(images: dict, present: set, skipped: list, problems: list) -> dict[str, str]:

@@ -94,9 +94,9 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     orphans = _orphan_labels(entries, images, annotation_files)
     skipped += orphans
     found_problems += [Problem("annotation_unreadable", name, detail=why) for name, why in orphans]
-    found = finish(store, files, skipped, names, "keypoints" if shape else "detection", "yolo", annotation_files)
+    found = finish(store, files, skipped, names, "keypoints" if shape else "detection", "yolo", annotation_files,
+                   problems=found_problems)
     found.kind_options = kind_options
-    found.problems = found_problems
     return found
 
 

@@ -41,12 +41,16 @@ def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixe
                  progress: bool = False) -> dict:
     """The health report's facts of a source folder (or URI): JSON-able, see health/report.py."""
     from augpipe.formats import scan
+    from augpipe.formats.base import EverySkipped
     from augpipe.health import images, labels
     from augpipe.options import DEFAULT_MAX_PIXELS
     from augpipe.store import open_store
     from augpipe.targets import for_scan
 
-    found = scan(str(root), layout, format)
+    try:
+        found = scan(str(root), layout, format)
+    except EverySkipped as exc:  # a source whose every image is skipped is all the more worth a report
+        found = exc.scan
     kind = for_scan(found)
     store = open_store(str(root))
     examined = _examine_all(store, found, kind, max_pixels or DEFAULT_MAX_PIXELS, progress)

@@ -21,7 +21,8 @@ FORMAT_NAMES = {"coco": "COCO", "yolo": "YOLO", "voc": "Pascal VOC", "masks": "m
 def source_lines(f: dict) -> list[str]:
     splits = ", ".join(f"{s} {n:,}" for s, n in f["splits"].items())
     fmt = FORMAT_NAMES.get(f["format"], f["format"])
-    lines = [f"{f['path']}: source folder, {fmt} ({f['task']}), {f['images']:,} images ({splits})"
+    lines = [f"{f['path']}: source folder, {fmt} ({f['task']}), {_count(f['images'], 'image')}"
+             + (f" ({splits})" if splits else "")
              + (f", {len(f['skipped']):,} files expand will skip" if f["skipped"] else "")]
     lines += [f"  note      {w}" for w in f.get("warnings", ())]
     lines += label_lines(f["labels"], f["task"], f["labelled"])
@@ -59,6 +60,8 @@ def _class_lines(labels: dict, task: str) -> list[str]:
     totals = {c: sum((counted if objects else images)[c].values()) for c in images}
     top, width = max(totals.values()) or 1, max(len(c) for c in images)
     what = "objects (images holding it)" if objects else "images"
+    if not splits:
+        return [f"  classes   {len(images)} named, none in a usable image: {', '.join(list(images)[:MOST_CLASSES])}"]
     lines = [f"  classes   {len(images)}, {what} a class   ({' / '.join(splits)})"]
     shown = sorted(images, key=lambda c: -totals[c])
     for c in shown[:MOST_CLASSES]:
