@@ -119,3 +119,13 @@ def test_html_refuses_a_folder_it_did_not_write(tmp_path, cli):
     assert result.exit_code == 2 and "not a health report augpipe wrote" in result.output
     assert "inspect:" not in result.output  # refused before anything was read
     assert (site / "index.html").read_text() == "<html>mine</html>"
+
+
+def test_a_source_whose_every_image_is_skipped_still_gets_its_report(tmp_path, cli):
+    data = yolo_source(tmp_path / "data", images=3)
+    for label in (data / "labels").rglob("*.txt"):
+        label.write_text("4 0.5 0.5 0.2 0.2\n")  # no class 4: expand skips every image
+    result = cli("inspect", data, "--json", "-q", "--fail-on", "labels")
+    assert result.exit_code == 1
+    facts = json.loads(result.output.split("\n--fail-on")[0])
+    assert len(found(facts)["unknown_class"]) == 3 and len(facts["skipped"]) == 3
