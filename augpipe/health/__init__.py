@@ -41,7 +41,7 @@ def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixe
                  progress: bool = False) -> dict:
     """The health report's facts of a source folder (or URI): JSON-able, see health/report.py."""
     from augpipe.formats import scan
-    from augpipe.formats.base import EverySkipped
+    from augpipe.formats.base import EverySkipped, is_image
     from augpipe.health import images, labels
     from augpipe.options import DEFAULT_MAX_PIXELS
     from augpipe.store import open_store
@@ -61,8 +61,9 @@ def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixe
     judged = images.judge(stats)
     problems = list(found.problems) + [p for e in examined for p in e.problems]
     problems += judged + labels.across(seen, found.classes, kind)
-    skipped = [{"path": p, "reason": r} for p, r in found.skipped]
-    skipped += [{"path": e.path, "reason": e.skip} for e in examined if e.skip]
+    # "scan": left out while the annotations were read; "load": its image or target does not load
+    skipped = [{"path": p, "reason": r, "stage": "scan"} for p, r in found.skipped]
+    skipped += [{"path": e.path, "reason": e.skip, "stage": "load"} for e in examined if e.skip]
     return {
         "kind": "source folder",
         "path": str(root),
@@ -71,6 +72,7 @@ def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixe
         "labelled": found.labelled,
         "split_folders": found.split_folders,
         "images": len(found.files),
+        "image_files": len(found.files) + sum(is_image(p) for p, _ in found.skipped),
         "splits": _split_counts(examined),
         "class_names": list(found.classes),
         "warnings": list(found.warnings),
@@ -143,9 +145,18 @@ def _split_counts(examined: list[Examined]) -> dict[str, int]:
 
 
 def _ordered(problems: list[Problem]) -> list[Problem]:
-    """By group, check (in CHECKS' order), then file: the report's order."""
+    """By group, check (in CHECKS' order), then file: the report's order; a group of files (a
+    duplicate, a leak, a conflict) once, under its first file."""
     rank = {name: k for k, name in enumerate(CHECKS)}
-    return sorted(problems, key=lambda p: (GROUPS.index(p.group), rank[p.check], p.path, p.where))
+    out, groups = [], set()
+    for p in sorted(problems, key=lambda p: (GROUPS.index(p.group), rank[p.check], p.path, p.where)):
+        if p.related:
+            group = (p.check, frozenset((p.path, *p.related)))
+            if group in groups:
+                continue
+            groups.add(group)
+        out.append(p)
+    return out
 
 
 def failing(facts: dict, names: list[str]) -> list[str]:

@@ -30,7 +30,7 @@ CHECKS: dict[str, Check] = {
     "conflicting_labels": Check("labels", "images under two labels"),
     # coverage: what the labels leave out
     "no_labels": Check("coverage", "images without labels"),
-    "class_absent": Check("coverage", "classes that never occur"),
+    "class_absent": Check("coverage", "classes that never occur, or not in every split"),
     # images: the pixels
     "unreadable_image": Check("images", "images that do not decode"),
     "blurry": Check("images", "blurry images"),

@@ -1,9 +1,10 @@
 """The health report as one screen of text: what the source holds, then what is wrong with it.
 
 The facts are `check_source`'s dict (health/__init__.py); --json prints them as they are:
-  kind, path, format, task, labelled, split_folders, images, splits {split: images},
+  kind, path, format, task, labelled, split_folders, images (the scan's), image_files (with those
+  it left out), splits {split: images}, skipped [{path, reason, stage: scan or load}],
   class_names, warnings, labels (health.labels.summarise), pictures (health.images.facts),
-  problems [Problem.as_dict()], skipped [{path, reason}].
+  problems [Problem.as_dict()].
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ FORMAT_NAMES = {"coco": "COCO", "yolo": "YOLO", "voc": "Pascal VOC", "masks": "m
 def source_lines(f: dict) -> list[str]:
     splits = ", ".join(f"{s} {n:,}" for s, n in f["splits"].items())
     fmt = FORMAT_NAMES.get(f["format"], f["format"])
-    lines = [f"{f['path']}: source folder, {fmt} ({f['task']}), {_count(f['images'], 'image')}"
-             + (f" ({splits})" if splits else "")
+    usable = f["images"] - sum(1 for s in f["skipped"] if s.get("stage") == "load")
+    lines = [f"{f['path']}: source folder, {fmt} ({f['task']}), {_count(f['image_files'], 'image file')}: "
+             f"{usable:,} usable{f' ({splits})' if splits else ''}"
              + (f", {len(f['skipped']):,} files expand will skip" if f["skipped"] else "")]
     lines += [f"  note      {w}" for w in f.get("warnings", ())]
     lines += label_lines(f["labels"], f["task"], f["labelled"])
     lines += picture_lines(f["pictures"])
     lines += problem_lines(f["problems"])
-    lines += skipped_lines(f["skipped"])
+    lines += skipped_lines(f["skipped"], f["problems"])
     return lines
 
 
@@ -135,13 +137,17 @@ def problem_lines(problems: list[dict]) -> list[str]:
     return lines
 
 
-def skipped_lines(skipped: list[dict]) -> list[str]:
+def skipped_lines(skipped: list[dict], problems: list[dict]) -> list[str]:
+    """The files expand will skip, those the problems above do not name first."""
     if not skipped:
         return []
-    lines = [f"  expand will skip {_count(len(skipped), 'file')}"]
-    lines += [f"    {s['path']}: {s['reason']}" for s in skipped[:EXAMPLES * 3]]
-    if len(skipped) > EXAMPLES * 3:
-        lines.append(f"    ... {len(skipped) - EXAMPLES * 3:,} more (--json lists all)")
+    named = {p["path"] for p in problems}
+    rest = [s for s in skipped if s["path"] not in named]
+    above = f" ({len(skipped) - len(rest):,} of them for a problem above)" if len(rest) < len(skipped) else ""
+    lines = [f"  expand will skip {_count(len(skipped), 'file')}{above}"]
+    lines += [f"    {s['path']}: {s['reason']}" for s in rest[:EXAMPLES * 3]]
+    if len(rest) > EXAMPLES * 3:
+        lines.append(f"    ... {len(rest) - EXAMPLES * 3:,} more (--json lists all)")
     return lines
 
 

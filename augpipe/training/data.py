@@ -88,9 +88,11 @@ def check_dataset(train: Split | None, val: Split | None, classes: list[str], mi
         raise SourceError(f"leakage: {plural(len(leaked), 'validation source')} also in training (e.g. {example})")
     same = set(train.contents) & set(val.contents)
     if same:
-        example = next(s for s, c in zip(val.sources, val.contents) if c in same)
+        example, content = next((s, c) for s, c in zip(val.sources, val.contents) if c in same)
+        twin = next(s for s, c in zip(train.sources, train.contents) if c == content)
         raise SourceError(f"leakage: {plural(len(same), 'validation image')} with identical copies in training "
-                          f"(e.g. {example}): expand with --split-by content")
+                          f"(e.g. {example} = {twin}): remove one of each pair from the source (augpipe inspect "
+                          "SOURCE lists them all as exact_leak) and expand again")
 
 
 def normalise(x):
