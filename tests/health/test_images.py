@@ -156,11 +156,11 @@ def test_near_pairs_match_a_brute_force_count_of_differing_bits():
     rng = np.random.default_rng(12)
     hashes = rng.integers(0, 256, (700, 8), dtype=np.uint8)
     hashes[500:600] = hashes[:100] ^ (rng.random((100, 8)) < 0.08).astype(np.uint8)  # about 5 bits flipped
-    thumbs = np.zeros((700, 192), np.uint8)
+    thumbs, boxes = np.zeros((700, 192), np.uint8), np.zeros((700, 4), np.float32)
     bits = np.unpackbits(hashes, axis=1).astype(int)
     expected = {(i, j) for i in range(700) for j in range(i + 1, 700) if (bits[i] != bits[j]).sum() <= 8}
     assert len(expected) >= 80
-    assert set(_near_pairs(hashes, thumbs)) == expected
+    assert set(_near_pairs(hashes, thumbs, boxes)) == expected
 
 
 def test_facts_count_the_problems_and_describe_the_sizes(planted_set):
