@@ -31,9 +31,10 @@ How each check decides (the thresholds are below, each with its reason):
 - near duplicates: a 64-bit DCT perceptual hash (pHash) within NEAR_BITS, confirmed by the 8×8
   colour thumbnails (mean difference under NEAR_THUMB levels), among images that are not
   low-information (near-constant pictures all hash alike). Both are taken of the picture's content
-  box: an object on a plain background is compared by its own shape and colour, so that two
-  different objects on white do not look alike, as they do to a difference hash of the whole
-  picture. Within a split (or not placed yet): near_duplicate; across: near_leak.
+  box, and the boxes must be at the same place (within NEAR_BOX): an object on a plain background
+  is compared by its own shape, colour and place, so that two different objects on white do not
+  look alike, as they do to a difference hash of the whole picture. Within a split (or not placed
+  yet): near_duplicate; across: near_leak.
 
 `facts(stats, problems=None)` keys: images (count), sizes ([[width, height, count], ...], most
 common first), long_sides (a histogram of the longest side in pixels: {"edges": [...], "counts":
@@ -62,6 +63,7 @@ ODD_Z, ODD_SIZE_FACTOR, ODD_ASPECT_FACTOR, RARE = 4.0, 2.0, 1.5, 0.02
 COLOUR_MAJORITY = 0.8
 GREY_SPREAD = 3  # channel differences up to this many levels are JPEG's rounding
 NEAR_BITS, NEAR_THUMB = 8, 12.0  # of 64 bits; mean difference of the 8×8 thumbnails, in levels
+NEAR_BOX = 0.1  # the content boxes' edges at most this share of the picture apart
 FLAT_SPREAD, FLAT_BORDER = 6, 16  # levels: a plain border varies less; content differs from it by more
 JUDGED = ("blurry", "dark", "bright", "low_information", "odd_size", "odd_aspect", "grayscale", "exif_rotated",
           "exact_duplicate", "near_duplicate", "exact_leak", "near_leak")  # the checks of CHECKS judge answers
@@ -83,7 +85,8 @@ class ImageStats:
     brightness_p99: float
     sharpness: float  # of the strongest edges, on the working copy: see _sharpness
     detail: float  # std of a 64×64 copy, in its most varied channel
-    phash: str  # 16 hex digits, of the content box (see _content_box)
+    box: tuple[float, float, float, float]  # the content box (see _content_box): top, bottom, left, right, 0..1
+    phash: str  # 16 hex digits, of the content box
     thumb: str  # 8×8 RGB thumbnail of the content box, 384 hex digits
 
 
@@ -101,7 +104,10 @@ def measure(path: str, split: str | None, data: bytes, rgb: np.ndarray) -> Image
         sha256=hashlib.sha256(data).hexdigest(), pixels=_pixel_hash(rgb),
         grayscale=_grayscale(small), exif_rotated=orientation not in (None, 1),
         brightness_p01=p01, brightness=p50, brightness_p99=p99,
-        sharpness=_sharpness(grey), detail=_detail(small), phash=_phash(grey[top:bottom, left:right]),
+        sharpness=_sharpness(grey), detail=_detail(small),
+        box=(round(top / grey.shape[0], 3), round(bottom / grey.shape[0], 3),
+             round(left / grey.shape[1], 3), round(right / grey.shape[1], 3)),
+        phash=_phash(grey[top:bottom, left:right]),
         thumb=cv2.resize(small[top:bottom, left:right], (8, 8), interpolation=cv2.INTER_AREA).tobytes().hex(),
     )
 
@@ -305,8 +311,9 @@ def _near_duplicates(stats: list[ImageStats], flat: set[str]) -> list[Problem]:
     groups = [g for g in _by_pixels(stats).values() if g[0].path not in flat]
     hashes = np.frombuffer(b"".join(bytes.fromhex(g[0].phash) for g in groups), np.uint8).reshape(-1, 8)
     thumbs = np.frombuffer(b"".join(bytes.fromhex(g[0].thumb) for g in groups), np.uint8).reshape(-1, 192)
+    boxes = np.array([g[0].box for g in groups], np.float32).reshape(-1, 4)
     near: dict[int, set[int]] = defaultdict(set)
-    for i, j in _near_pairs(hashes, thumbs):
+    for i, j in _near_pairs(hashes, thumbs, boxes):
         near[i].add(j)
         near[j].add(i)
     problems = []
@@ -320,9 +327,9 @@ def _near_duplicates(stats: list[ImageStats], flat: set[str]) -> list[Problem]:
 _POPCOUNT = np.unpackbits(np.arange(1 << 16, dtype=">u2").view(np.uint8).reshape(-1, 2), axis=1).sum(1, dtype=np.uint8)
 
 
-def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> list[tuple[int, int]]:
-    """(i, j), i < j, whose hashes (n×8 bytes) differ in at most NEAR_BITS bits and whose thumbnails
-    (n×192) by at most NEAR_THUMB levels on average."""
+def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray, boxes: np.ndarray) -> list[tuple[int, int]]:
+    """(i, j), i < j, whose hashes (n×8 bytes) differ in at most NEAR_BITS bits, whose thumbnails
+    (n×192) by at most NEAR_THUMB levels on average and whose boxes (n×4) by at most NEAR_BOX."""
     words = np.ascontiguousarray(hashes).view(np.uint16)  # 4 words an image: _POPCOUNT counts 16 bits at once
     pairs, rows_at_once = [], max(16, _BLOCK_BYTES // (8 * max(1, len(words))))
     for start in range(0, len(words), rows_at_once):
@@ -334,7 +341,8 @@ def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> list[tuple[int, int]]
     if not pairs:
         return []
     i, j = np.array(pairs).T
-    close = np.abs(thumbs[i].astype(np.int16) - thumbs[j]).mean(axis=1) <= NEAR_THUMB
+    close = ((np.abs(thumbs[i].astype(np.int16) - thumbs[j]).mean(axis=1) <= NEAR_THUMB)
+             & (np.abs(boxes[i] - boxes[j]).max(axis=1) <= NEAR_BOX))
     return [(int(a), int(b)) for a, b in zip(i[close], j[close])]
 
 
@@ -358,7 +366,7 @@ def facts(stats: list[ImageStats], problems: list[Problem] | None = None) -> dic
         "thresholds": {"blur_z": BLUR_Z, "blur_factor": BLUR_FACTOR, "dark_p99": DARK_P99,
                        "bright_p01": BRIGHT_P01, "low_detail": LOW_DETAIL, "odd_z": ODD_Z,
                        "odd_size_factor": ODD_SIZE_FACTOR, "odd_aspect_factor": ODD_ASPECT_FACTOR,
-                       "near_bits": NEAR_BITS, "near_thumb": NEAR_THUMB},
+                       "near_bits": NEAR_BITS, "near_thumb": NEAR_THUMB, "near_box": NEAR_BOX},
     }
 
 

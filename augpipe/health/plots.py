@@ -51,8 +51,12 @@ def scatter(title: str, groups: dict[str, tuple[list[float], list[float]]], xlab
     if len(groups) > 1:
         ax.legend(fontsize=8, markerscale=2)
     if log:
+        from matplotlib.ticker import NullFormatter
+
         ax.set_xscale("log")
         ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # over a narrow range the minor labels run into each other
+            axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -124,8 +128,8 @@ def image_sizes(facts: dict):
     if not hist.get("counts"):
         return None
     edges = hist["edges"]
-    names = [f"{round(edges[k])}" for k in range(len(hist["counts"]))]
-    return columns("image sizes (longest side)", names, hist["counts"], "longest side from, in pixels")
+    names = [f"{edges[k]:.0f}-{edges[k + 1]:.0f}" for k in range(len(hist["counts"]))]
+    return columns("image sizes", names, hist["counts"], "longest side, in pixels")
 
 
 def mask_shares(facts: dict):
