@@ -429,7 +429,7 @@ def summary_lines(result: dict) -> list[str]:
     if "compare" in result:
         lines.append(lift_line(result))
         if "interval" in result["compare"]:  # a metrics.json from before intervals has none
-            lines.append(interval_line(result["compare"]))
+            lines.append(interval_line(result["compare"], _scores(result)))
         if "seeds" in result["compare"]:
             lines.append(seeds_line(result["compare"]["seeds"]))
     return lines
@@ -451,11 +451,22 @@ VERDICTS = {"lift": "augmentation helped, by more than the choice of validation 
             "too_few_images": f"too few validation images to tell (at least {MIN_IMAGES}, better a few hundred)"}
 
 
-def interval_line(compare: dict) -> str:
-    """The lift's interval and what it says, plainly: a difference of an image or two is not a lift."""
+def _scores(result: dict) -> tuple[float, float]:
+    """The headline figure of the expanded model and of the originals-only one, at the end."""
+    key = result["compare"].get("metric", "val_acc")
+    return result["history"][-1][key], result["compare"]["originals"][-1][key]
+
+
+def interval_line(compare: dict, scores: tuple[float, float] | None = None) -> str:
+    """The lift's interval and what it says, plainly: a difference of an image or two is not a lift;
+    two models both at 1 (or both at 0) cannot show one."""
     interval, n = compare["interval"], compare["validation_images"]
     shown = (f"  {interval['level']:.0%} interval [{interval['low']:+.3f}, {interval['high']:+.3f}] on "
              f"{plural(n, 'validation image')} (paired bootstrap; one image is {1 / n:.3f} of them)")
+    if scores is not None and scores[0] == scores[1] and scores[0] in (0, 1):
+        why = ("both models score 1.000: at the ceiling, these validation images are too easy to show a lift"
+               if scores[0] == 1 else "both models score 0.000: neither learned; train longer (--steps) before comparing")
+        return f"{shown}: {why}"
     if compare["verdict"] in VERDICTS:
         seeds = "" if "seeds" in compare or compare["verdict"] not in ("lift", "loss") else \
             " (training's own randomness is not in it: --seeds N repeats both runs)"

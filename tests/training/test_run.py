@@ -246,6 +246,15 @@ def test_a_lift_of_one_image_in_thirty_is_not_distinguishable_from_none():
     assert line.endswith("; about 68 would be needed to tell a lift of 0.033 from none, were it to hold")  # 30·(0.05/0.033)²
 
 
+def test_two_models_at_the_ceiling_or_at_zero_are_said_to_show_nothing():
+    for score, words in ((1, "at the ceiling"), (0, "neither learned")):
+        e = np.full(40, float(score))
+        interval = paired_interval(mean_scorer(e), mean_scorer(e), 40)
+        compare = {"lift": 0.0, "interval": interval, "validation_images": 40, "verdict": verdict(interval, 40)}
+        assert words in train_module.interval_line(compare, (float(score), float(score)))
+        assert "score alike on every resample" in train_module.interval_line(compare)
+
+
 def test_seeds_repeat_both_runs_and_report_the_lifts_spread(tmp_path):
     data = faint_colours(tmp_path / "faint")
     quiet = dict(epochs=2, size=8, compare=True, progress=False, log=lambda *a: None, device="cpu")
