@@ -109,6 +109,8 @@ def _objects(path: str, lbl: str, data, nc: int, shape, skipped: list, problems:
         problems.append(Problem("annotation_unreadable", path, lbl, data))
         return None
     flaws: list = []
+    if data is None:
+        problems.append(Problem("no_labels", path, lbl, "no label file: read as a background image"))
     try:
         objects = parse(text(data, lbl), nc, shape, flaws) if data is not None else \
             Objects((), (), (), box_format="cxcywhn")

@@ -59,8 +59,9 @@ def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixe
     # the same picture in any file format is one content: its labels are compared
     seen = [(e.path, e.split, e.stats.pixels, e.audit) for e in examined if e.stats is not None and e.audit is not None]
     judged = images.judge(stats)
-    problems = list(found.problems) + [p for e in examined for p in e.problems]
-    problems += judged + labels.across(seen, found.classes, kind)
+    problems = list(found.problems) + [p for e in examined for p in e.problems] + judged
+    said = {(p.check, p.path) for p in found.problems}  # a format's word on a file beats the general one
+    problems += [p for p in labels.across(seen, found.classes, kind) if (p.check, p.path) not in said]
     # "scan": left out while the annotations were read; "load": its image or target does not load
     skipped = [{"path": p, "reason": r, "stage": "scan"} for p, r in found.skipped]
     skipped += [{"path": e.path, "reason": e.skip, "stage": "load"} for e in examined if e.skip]

@@ -297,7 +297,8 @@ def test_yolo_problems_name_every_bad_line_and_skip_as_before(tmp_path):
     assert list(by_path(found)) == ["images/good.jpg"]
 
 
-def test_a_clean_yolo_source_has_no_problems(tmp_path):
+def test_a_clean_yolo_source_has_no_problems_but_its_image_without_a_label_file(tmp_path):
     root = make_ultralytics(tmp_path / "y")
     (root / "labels/train/orphan.txt").unlink()
-    assert scan(root).problems == []
+    assert [(p.check, p.path, p.where) for p in scan(root).problems] == [
+        ("no_labels", "images/train/background.jpg", "labels/train/background.txt")]
