@@ -307,6 +307,7 @@ def inspect(
 
     from augpipe.dataset import is_dataset
     from augpipe.health import check_source, fail_on_names, failing
+    from augpipe.layout import MANIFEST
     from augpipe.health.report import source_lines
     from augpipe.inspection import inspect_output, output_report
 
@@ -319,6 +320,7 @@ def inspect(
     if html_dir is not None and not is_dataset(path):
         from augpipe.health.html import claim
 
+        _outside_source(html_dir, path)
         claim(html_dir)
     if is_dataset(path):
         if html_dir is not None or names:
@@ -327,7 +329,8 @@ def inspect(
         lines = output_report(facts)
     else:
         if verify:
-            raise UsageError(f"--verify re-reads an expanded dataset's shards; {path} is a source folder (no manifest.json)")
+            raise UsageError(f"--verify re-reads an expanded dataset's shards; {path} is a source folder (no "
+                             f"{MANIFEST}): its health report is this command without --verify")
         facts = check_source(path, format=format, layout=layout, progress=not quiet)
         lines = source_lines(facts)
     typer.echo(json.dumps(facts, indent=2, ensure_ascii=False) if as_json else "\n".join(lines))
@@ -340,6 +343,15 @@ def inspect(
         if names:
             typer.echo(f"--fail-on: {', '.join(failing(facts, names))} found problems", err=True)
         raise typer.Exit(1)
+
+
+def _outside_source(html_dir: Path, source: str) -> None:
+    """A report written inside the source would be read as part of it next time (a class `report`)."""
+    from augpipe.store import is_uri
+
+    if not is_uri(source) and html_dir.resolve().is_relative_to(Path(source).resolve()):
+        raise UsageError(f"--html {html_dir} is inside the source {source}: the next inspect or expand would read the "
+                         "report as data; write it beside the source")
 
 
 def _export_formats() -> str:

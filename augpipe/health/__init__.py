@@ -35,13 +35,14 @@ class Examined:
     audit: Any = None  # the kind's Audit; None when it could not be made
     skip: str | None = None  # why expand would skip this file
     problems: tuple[Problem, ...] = ()
+    loose: bool = False  # an image the scan left out for its labels: its pixels are still checked
 
 
 def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixels: int | None = None,
                  progress: bool = False) -> dict:
     """The health report's facts of a source folder (or URI): JSON-able, see health/report.py."""
     from augpipe.formats import scan
-    from augpipe.formats.base import EverySkipped, is_image
+    from augpipe.formats.base import EverySkipped, SourceFile, is_image
     from augpipe.health import images, labels
     from augpipe.options import DEFAULT_MAX_PIXELS
     from augpipe.store import open_store
@@ -53,15 +54,21 @@ def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixe
         found = exc.scan
     kind = for_scan(found)
     store = open_store(str(root))
-    examined = _examine_all(store, found, kind, max_pixels or DEFAULT_MAX_PIXELS, progress)
+    # an image left out for its labels is still measured: its leak or darkness is there once they are fixed
+    loose = [SourceFile(p, _split_of_path(p), None, 0) for p, _ in found.skipped if is_image(p)]
+    examined = _examine_all(store, found, kind, loose, max_pixels or DEFAULT_MAX_PIXELS, progress)
     stats = [e.stats for e in examined if e.stats is not None]
-    audited = [(e.split, e.audit) for e in examined if e.audit is not None]
+    audited = [(e.split, e.audit) for e in examined if e.audit is not None and not e.loose]
     # the same picture in any file format is one content: its labels are compared
-    seen = [(e.path, e.split, e.stats.pixels, e.audit) for e in examined if e.stats is not None and e.audit is not None]
+    seen = [(e.path, e.split, e.stats.pixels, e.audit) for e in examined
+            if e.stats is not None and e.audit is not None and not e.loose]
     judged = images.judge(stats)
     problems = list(found.problems) + [p for e in examined for p in e.problems] + judged
-    said = {(p.check, p.path) for p in found.problems}  # a format's word on a file beats the general one
-    problems += [p for p in labels.across(seen, found.classes, kind) if (p.check, p.path) not in said]
+    # a format's word on a file beats the general one; a label that does not read is not "no label"
+    said = {(p.check, p.path) for p in found.problems}
+    said |= {("no_labels", p.path) for p in problems if p.check == "annotation_unreadable"}
+    alike = [(p.path, *p.related) for p in judged if p.check in ("near_duplicate", "near_leak")]
+    problems += [p for p in labels.across(seen, found.classes, kind, alike) if (p.check, p.path) not in said]
     # "scan": left out while the annotations were read; "load": its image or target does not load
     skipped = [{"path": p, "reason": r, "stage": "scan"} for p, r in found.skipped]
     skipped += [{"path": e.path, "reason": e.skip, "stage": "load"} for e in examined if e.skip]
@@ -84,19 +91,21 @@ def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixe
     }
 
 
-def _examine_all(store, found, kind, max_pixels: int, progress: bool) -> list[Examined]:
-    """Every file of the scan examined, in the scan's order: threads, since decoding and the
-    figures' OpenCV calls release the GIL."""
+def _examine_all(store, found, kind, loose: list, max_pixels: int, progress: bool) -> list[Examined]:
+    """Every file of the scan examined, then the loose ones, in order: threads, since decoding and
+    the figures' OpenCV calls release the GIL."""
     from tqdm import tqdm
 
-    def one(f):
-        return examine(store, f, kind, found.classes, max_pixels)
+    def one(job):
+        f, labelled = job
+        return examine(store, f, kind, found.classes, max_pixels) if labelled else examine_pixels(store, f, max_pixels)
 
+    todo = [(f, True) for f in found.files] + [(f, False) for f in loose]
     workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(found.files), unit="image", desc="inspect",
+    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(todo), unit="image", desc="inspect",
                                                     disable=not progress, dynamic_ncols=True, leave=False) as bar:
         out = []
-        for e in pool.map(one, found.files):
+        for e in pool.map(one, todo):
             out.append(e)
             bar.update()
     return out
@@ -133,6 +142,28 @@ def examine(store, f, kind, classes: list[str], max_pixels: int) -> Examined:
     return Examined(f.relpath, f.split, images.measure(f.relpath, f.split, data, rgb), audit, skip, found)
 
 
+def examine_pixels(store, f, max_pixels: int) -> Examined:
+    """An image without its labels: read, decoded and measured."""
+    from augpipe import decode as codec
+    from augpipe.health import images
+    from augpipe.store import read_source
+
+    try:
+        data = read_source(store, f.relpath)
+        rgb = codec.decode(data, max_pixels).rgb
+    except SkipInput as exc:
+        return Examined(f.relpath, f.split, loose=True,
+                        problems=(Problem("unreadable_image", f.relpath, detail=exc.reason, split=f.split),))
+    return Examined(f.relpath, f.split, images.measure(f.relpath, f.split, data, rgb), loose=True)
+
+
+def _split_of_path(path: str) -> str | None:
+    """A left-out image's split, from the first of its folders that names one (`images/val/x.jpg`)."""
+    from augpipe.formats.base import split_of_folder
+
+    return next((split_of_folder(part) for part in path.split("/")[:-1] if split_of_folder(part)), None)
+
+
 def _unusable(f, check: str, path: str, reason: str, skip: str | None = None) -> Examined:
     return Examined(f.relpath, f.split, skip=skip or reason, problems=(Problem(check, path, detail=reason, split=f.split),))
 
@@ -140,7 +171,7 @@ def _unusable(f, check: str, path: str, reason: str, skip: str | None = None) ->
 def _split_counts(examined: list[Examined]) -> dict[str, int]:
     from collections import Counter
 
-    counts = Counter(e.split or "unsplit" for e in examined)
+    counts = Counter(e.split or "unsplit" for e in examined if not e.loose)
     order = ("train", "validation", "test", "unsplit")
     return {s: counts[s] for s in order if counts[s]}
 

@@ -26,7 +26,7 @@ CHECKS: dict[str, Check] = {
     "box_tiny": Check("labels", "tiny boxes"),
     "box_duplicate": Check("labels", "duplicate boxes (same class, IoU > 0.9)"),
     "mask_values": Check("labels", "masks with values outside the classes"),
-    "keypoint_outside": Check("labels", "keypoints outside the image marked visible"),
+    "keypoint_outside": Check("labels", "labelled keypoints outside the image"),
     "conflicting_labels": Check("labels", "images under two labels"),
     # coverage: what the labels leave out
     "no_labels": Check("coverage", "images without labels"),

@@ -90,11 +90,30 @@ def _spread(values: np.ndarray) -> dict:
     return dict(zip(("min", "p05", "median", "p95", "max"), (round(float(v), 6) for v in q)))
 
 
-def across(seen: list, classes: list[str], kind) -> list[Problem]:
+def across(seen: list, classes: list[str], kind, alike: list[tuple[str, ...]] = ()) -> list[Problem]:
     """What shows only across files, from (path, split, content sha256, Audit) of every image:
-    one content under different labels (saying when across splits), images without labels, and
-    classes that never occur, or occur in some splits and not another."""
-    return _conflicts(seen, kind) + _unlabelled(seen, classes, kind) + _absent(seen, classes, kind)
+    one content under different labels (saying when across splits; `alike`: groups of paths that
+    look the same, whose classes are compared), images without labels, and classes that never
+    occur, or occur in some splits and not another."""
+    return (_conflicts(seen, kind) + _alike_conflicts(seen, alike, kind) + _unlabelled(seen, classes, kind)
+            + _absent(seen, classes, kind))
+
+
+def _alike_conflicts(seen: list, alike: list[tuple[str, ...]], kind) -> list[Problem]:
+    """Images that look the same (a re-encoded or resized copy) holding different classes: a
+    resized copy's boxes differ by rounding, so only the classes held are compared."""
+    by_path = {path: (split, audit) for path, split, _, audit in seen}
+    out = []
+    for group in alike:
+        members = sorted((p, *by_path[p]) for p in group if p in by_path and by_path[p][1].signature is not None)
+        if len({frozenset(a.facts.get("classes", {})) for _, _, a in members}) < 2:
+            continue
+        labels = "; ".join(f"{_labels(a, kind)} ({s or UNSPLIT})" for _, s, a in members)
+        path, split, _ = members[0]
+        out.append(Problem("conflicting_labels", path, detail=f"{len(members)} images that look the same (near "
+                                                             f"duplicates) under different classes: {labels}",
+                           split=split, related=tuple(m[0] for m in members[1:])))
+    return out
 
 
 def _conflicts(seen: list, kind) -> list[Problem]:

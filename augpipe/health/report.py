@@ -25,7 +25,7 @@ def source_lines(f: dict) -> list[str]:
     usable = f["images"] - sum(1 for s in f["skipped"] if s.get("stage") == "load")
     lines = [f"{f['path']}: source folder, {fmt} ({f['task']}), {_count(f['image_files'], 'image file')}: "
              f"{usable:,} usable{f' ({splits})' if splits else ''}"
-             + (f", {len(f['skipped']):,} files expand will skip" if f["skipped"] else "")]
+             + (f", {_count(len(f['skipped']), 'file')} expand will skip" if f["skipped"] else "")]
     lines += [f"  note      {w}" for w in f.get("warnings", ())]
     lines += label_lines(f["labels"], f["task"], f["labelled"])
     lines += picture_lines(f["pictures"])
@@ -36,15 +36,15 @@ def source_lines(f: dict) -> list[str]:
 
 def label_lines(labels: dict, task: str, labelled: bool) -> list[str]:
     """Classes with their images (and objects) by split; objects per image; boxes; masks; keypoints."""
-    if not labelled:
+    if not labelled and not labels.get("mask_share"):
         return ["  classes   none (unlabelled)"]
-    lines = _class_lines(labels, task)
+    lines = _class_lines(labels, task) if labelled else ["  classes   none named (no classes file): mask values below"]
     lines += _per_image_line(labels, task)
     lines += _box_lines(labels.get("boxes"))
     share = labels.get("mask_share") or {}
     if share:
         shown = sorted(share.items(), key=lambda kv: -kv[1])
-        lines.append("  masks     pixels: " + ", ".join(f"{c} {100 * v:.1f}%" for c, v in shown[:8])
+        lines.append("  masks     pixels a class or value: " + ", ".join(f"{c} {100 * v:.1f}%" for c, v in shown[:8])
                      + (", ..." if len(shown) > 8 else ""))
     points = labels.get("keypoints")
     if points:

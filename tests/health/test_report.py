@@ -129,3 +129,32 @@ def test_a_source_whose_every_image_is_skipped_still_gets_its_report(tmp_path, c
     assert result.exit_code == 1
     facts = json.loads(result.output.split("\n--fail-on")[0])
     assert len(found(facts)["unknown_class"]) == 3 and len(facts["skipped"]) == 3
+
+
+def test_an_image_left_out_for_its_labels_still_has_its_pixels_checked(tmp_path, cli):
+    data = yolo_source(tmp_path / "data")
+    shutil.copy(data / "images/val/im7.jpg", data / "images/train/again.jpg")  # leaks, and its label is bad
+    (data / "labels/train/again.txt").write_text("0 1.5 0.5 0.2 0.2\n")
+    facts = json.loads(cli("inspect", data, "--json", "-q").output)
+    checks = found(facts)
+    assert checks["box_outside"] == {"images/train/again.jpg"}
+    assert checks["exact_leak"] & {"images/train/again.jpg", "images/val/im7.jpg"}
+
+
+def test_one_picture_under_two_classes_is_found_through_a_re_encoded_copy(tmp_path, cli):
+    rng = np.random.default_rng(3)
+    for k in range(6):
+        for name in ("cat", "coffee"):
+            (tmp_path / "data" / name).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(tmp_path / "data" / name / f"{name}_{k}.png"), cv2.cvtColor(varied(rng, 90, 70), cv2.COLOR_RGB2BGR))
+    cat = cv2.imread(str(tmp_path / "data/cat/cat_0.png"))
+    cv2.imwrite(str(tmp_path / "data/coffee/dup_of_cat_0.jpg"), cat, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    facts = json.loads(cli("inspect", tmp_path / "data", "--json", "-q").output)
+    conflict = [p for p in facts["problems"] if p["check"] == "conflicting_labels"]
+    assert [{c["path"], *c["related"]} for c in conflict] == [{"cat/cat_0.png", "coffee/dup_of_cat_0.jpg"}]
+
+
+def test_html_inside_the_source_is_refused(tmp_path, cli):
+    data = yolo_source(tmp_path / "data")
+    result = cli("inspect", data, "--html", data / "report")
+    assert result.exit_code == 2 and "inside the source" in result.output and not (data / "report").exists()
