@@ -306,7 +306,7 @@ def inspect(
     import json
 
     from augpipe.dataset import is_dataset
-    from augpipe.health import check_source, fail_on_names, failing
+    from augpipe.health import fail_on_names, failing, source_health
     from augpipe.layout import MANIFEST
     from augpipe.health.report import source_lines
     from augpipe.inspection import inspect_output, output_report
@@ -331,14 +331,13 @@ def inspect(
         if verify:
             raise UsageError(f"--verify re-reads an expanded dataset's shards; {path} is a source folder (no "
                              f"{MANIFEST}): its health report is this command without --verify")
-        facts = check_source(path, format=format, layout=layout, progress=not quiet)
-        lines = source_lines(facts)
+        health = source_health(path, format=format, layout=layout, progress=not quiet)
+        facts, lines = health.facts, source_lines(health.facts)
     typer.echo(json.dumps(facts, indent=2, ensure_ascii=False) if as_json else "\n".join(lines))
     if html_dir is not None:
         from augpipe.health.html import write_report
-        from augpipe.store import open_store
 
-        typer.echo(f"report: {write_report(facts, html_dir, open_store(path))}", err=as_json)
+        typer.echo(f"report: {write_report(health, html_dir)}", err=as_json)
     if facts.get("problems") and (verify or failing(facts, names)):
         if names:
             typer.echo(f"--fail-on: {', '.join(failing(facts, names))} found problems", err=True)

@@ -22,7 +22,7 @@ from typing import Any
 from augpipe.errors import SkipInput
 from augpipe.health.base import CHECKS, GROUPS, Check, Problem
 
-__all__ = ["CHECKS", "GROUPS", "Check", "Problem", "check_source"]
+__all__ = ["CHECKS", "GROUPS", "Check", "Problem", "SourceHealth", "check_source", "source_health"]
 
 
 @dataclass(frozen=True)
@@ -38,9 +38,26 @@ class Examined:
     loose: bool = False  # an image the scan left out for its labels: its pixels are still checked
 
 
+@dataclass(frozen=True)
+class SourceHealth:
+    """A source's health report: its facts (JSON-able, see health/report.py), and the scan, kind
+    and store they came from (the page draws each problem's image with its labels)."""
+
+    facts: dict
+    scan: Any
+    kind: Any
+    store: Any
+
+
 def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixels: int | None = None,
                  progress: bool = False) -> dict:
     """The health report's facts of a source folder (or URI): JSON-able, see health/report.py."""
+    return source_health(root, format, layout, max_pixels, progress).facts
+
+
+def source_health(root: str, format: str = "auto", layout: str = "auto", max_pixels: int | None = None,
+                  progress: bool = False) -> SourceHealth:
+    """`check_source`, keeping what the facts came from."""
     from augpipe.formats import scan
     from augpipe.formats.base import EverySkipped, SourceFile, is_image
     from augpipe.health import images, labels
@@ -72,7 +89,7 @@ def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixe
     # "scan": left out while the annotations were read; "load": its image or target does not load
     skipped = [{"path": p, "reason": r, "stage": "scan"} for p, r in found.skipped]
     skipped += [{"path": e.path, "reason": e.skip, "stage": "load"} for e in examined if e.skip]
-    return {
+    facts = {
         "kind": "source folder",
         "path": str(root),
         "format": found.format,
@@ -89,6 +106,7 @@ def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixe
         "problems": [p.as_dict() for p in _ordered(problems)],
         "skipped": sorted(skipped, key=lambda s: s["path"]),
     }
+    return SourceHealth(facts, found, kind, store)
 
 
 def _examine_all(store, found, kind, loose: list, max_pixels: int, progress: bool) -> list[Examined]:

@@ -8,6 +8,7 @@ or a report augpipe wrote there before, is written into.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 from augpipe.health.base import CHECKS, GROUPS
@@ -38,8 +39,10 @@ def claim(folder: str | Path) -> None:
     claim_folder(Path(folder), REPORT_MARK, "--html", "a health report", OWN)
 
 
-def write_report(facts: dict, folder: str | Path, store) -> Path:
-    """The page for `check_source`'s facts; `store`: the source's, to read the problems' images."""
+def write_report(health, folder: str | Path) -> Path:
+    """The page of a `health.SourceHealth`: its facts, and each problem's image read again from
+    its source, with its labels drawn."""
+    facts = health.facts
     folder = Path(folder)
     claim(folder)
     for sub, _ in OWN:
@@ -48,7 +51,7 @@ def write_report(facts: dict, folder: str | Path, store) -> Path:
     parts = [f"<!doctype html>{REPORT_MARK}<html><head><meta charset='utf-8'><title>{_e(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>", _overview(facts),
              _summary_table(facts["problems"]), _plots_html(facts, folder),
-             _problems_html(facts["problems"], folder, store), _skipped_html(facts["skipped"]), "</body></html>"]
+             _problems_html(facts["problems"], _Thumbs(folder, health)), _skipped_html(facts["skipped"]), "</body></html>"]
     page = folder / "index.html"
     page.write_text("\n".join(parts), encoding="utf-8")
     return page
@@ -97,19 +100,19 @@ def _plots_html(facts: dict, folder: Path) -> str:
     return "<h2>What the source holds</h2><div class='plots'>" + "".join(made) + "</div>"
 
 
-def _problems_html(problems: list[dict], folder: Path, store) -> str:
+def _problems_html(problems: list[dict], thumbs: _Thumbs) -> str:
     from augpipe.health.report import _line
 
     by_check: dict[str, list[dict]] = {}
     for p in problems:
         by_check.setdefault(p["check"], []).append(p)
     parts = []
-    thumbs = _Thumbs(folder, store)
     for check, found in by_check.items():
         parts.append(f"<h3 id='{check}'>{_e(CHECKS[check].title)}: {len(found):,}</h3><div class='grid'>")
         for p in found[:PER_CHECK]:
             # a duplicate, a leak or a conflict beside the first file it names
-            images = [src for src in (thumbs.of(path) for path in (p["path"], *p.get("related", ())[:1])) if src]
+            images = [src for src in (thumbs.of(path, p.get("where", "")) for path in (p["path"], *p.get("related", ())[:1]))
+                      if src]
             wide = " class='pair'" if len(images) > 1 else ""
             parts.append(f"<figure{wide}>" + "".join(f"<img src='{src}' alt=''>" for src in images)
                          + f"<figcaption>{_e(_line(p))}</figcaption></figure>")
@@ -127,37 +130,89 @@ def _skipped_html(skipped: list[dict]) -> str:
     return f"<h2>expand will skip {len(skipped):,}</h2><ul class='more'>{items}</ul>"
 
 
+OBJECT = re.compile(r"\bobject (\d+)\b")  # a problem's `where` that names one object of the image
+
+
 class _Thumbs:
-    """A thumbnail a source image, written once; none for a file that is no image or does not decode."""
+    """A thumbnail a source image, its labels drawn by its kind (the object a problem names outlined
+    in red), written once; none for a file that is no image or does not decode."""
 
-    def __init__(self, folder: Path, store):
-        self.folder, self.store, self.made = folder, store, {}
+    def __init__(self, folder: Path, health):
+        self.folder, self.health, self.made = folder, health, {}
+        self.files = {f.relpath: f for f in health.scan.files}
 
-    def of(self, path: str) -> str | None:
-        if path not in self.made:
-            self.made[path] = self._make(path, f"thumbs/{len(self.made):05d}.jpg")
-        return self.made[path]
+    def of(self, path: str, where: str = "") -> str | None:
+        named = OBJECT.search(where or "")
+        key = (path, int(named.group(1)) if named else None)
+        if key not in self.made:
+            self.made[key] = self._make(path, key[1], f"thumbs/{len(self.made):05d}.jpg")
+        return self.made[key]
 
-    def _make(self, path: str, name: str) -> str | None:
+    def _make(self, path: str, k: int | None, name: str) -> str | None:
         import cv2
 
-        from augpipe.decode import decode
-        from augpipe.errors import SkipInput
         from augpipe.formats.base import is_image
-        from augpipe.options import DEFAULT_MAX_PIXELS
-        from augpipe.store import read_source
 
         if not is_image(path):
             return None
-        try:
-            rgb = decode(read_source(self.store, path), DEFAULT_MAX_PIXELS).rgb
-        except SkipInput:
+        rgb = self._drawn(path, k)
+        if rgb is None:
             return None
         scale = THUMB / max(rgb.shape[:2])
         small = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
                            interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(self.folder / name), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
         return name
+
+    def _drawn(self, path: str, k: int | None):
+        """The image with its labels as expand would load them; where they do not load, its boxes
+        as the annotation gives them."""
+        from augpipe.decode import decode
+        from augpipe.errors import SkipInput
+        from augpipe.options import DEFAULT_MAX_PIXELS
+        from augpipe.sample import SourceItem, load_sample
+        from augpipe.store import read_source
+
+        kind, classes, f = self.health.kind, self.health.scan.classes, self.files.get(path)
+        try:
+            data = read_source(self.health.store, path)
+            rgb = decode(data, DEFAULT_MAX_PIXELS).rgb
+        except SkipInput:
+            return None
+        if f is None:
+            return rgb
+        item = SourceItem(f.relpath, None, (), target=f.target)
+        try:
+            extra = next((read_source(self.health.store, n) for n in kind.extra_files(item)), None)
+            state = load_sample(data, item, kind, DEFAULT_MAX_PIXELS, extra).target
+            drawn = kind.draw(rgb, kind.values(state, rgb), classes) if state is not None else rgb
+        except SkipInput:
+            drawn = rgb
+        return _outlined(drawn, f.target, k)
+
+
+def _outlined(rgb, target, k: int | None):
+    """Object k of an annotation's boxes outlined in red, as the annotation gives it (clipped to show)."""
+    import dataclasses
+
+    import cv2
+
+    from augpipe.formats.base import Objects
+
+    if k is None or not isinstance(target, Objects) or k >= len(target.boxes):
+        return rgb
+    h, w = rgb.shape[:2]
+    x, y, bw, bh = dataclasses.replace(target, canvas=(w, h)).xywh()[k]
+    least = max(h, w) / 20  # a tiny box is ringed large enough to be seen on a thumbnail
+    if bw < least or bh < least:
+        cx, cy = x + bw / 2, y + bh / 2
+        bw, bh = max(bw, least), max(bh, least)
+        x, y = cx - bw / 2, cy - bh / 2
+    out = rgb.copy()
+    p0 = (int(min(max(x, 0), w - 1)), int(min(max(y, 0), h - 1)))
+    p1 = (int(min(max(x + bw, 0), w - 1)), int(min(max(y + bh, 0), h - 1)))
+    cv2.rectangle(out, p0, p1, (255, 0, 0), max(2, round(max(h, w) / 100)))
+    return out
 
 
 def _e(text) -> str:
