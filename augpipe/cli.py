@@ -295,53 +295,65 @@ def inspect(
     verify: Annotated[bool, typer.Option("--verify", help="Re-read every shard: checksums, row counts, images, labels, splits. Exit 1 on a problem.")] = False,
     source: Annotated[Optional[str], typer.Option("--source", metavar="DIR", help="With --verify: also compare every row's source_sha256, and every donor's, with the source files as they are now.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The same facts as JSON.")] = False,
-    html_dir: Annotated[Optional[Path], typer.Option("--html", metavar="DIR", help="A source: also write the report as a page with plots and a thumbnail of each problem.")] = None,
-    fail_on: Annotated[Optional[str], typer.Option("--fail-on", metavar="CHECKS", help="A source: exit 1 when a check of these finds anything: groups (labels, coverage, images, duplicates, leakage, all) or check names, comma-separated.")] = None,
+    html_dir: Annotated[Optional[Path], typer.Option("--html", metavar="DIR", help="Also write the health report as a page with plots and a thumbnail of each problem (an expanded dataset: over its rows).")] = None,
+    fail_on: Annotated[Optional[str], typer.Option("--fail-on", metavar="CHECKS", help="Exit 1 when a check of these finds anything: groups (labels, coverage, images, duplicates, leakage, all) or check names (box_outside, exact_leak, ...: --json lists each problem's), comma-separated.")] = None,
     format: FormatOpt = "auto",
     layout: Annotated[str, typer.Option("--layout", help="auto, classes (every top folder a class) or splits (train/val/test folders).")] = "auto",
     quiet: QuietOpt = False,
 ) -> None:
-    """A source's health report (labels, images, duplicates, leakage), or one screen on an expanded dataset."""
+    """A source's health report (labels, images, duplicates, leakage), or one screen on an expanded
+    dataset (with --html or --fail-on, its rows' health report too)."""
     import importlib.util
     import json
 
-    from augpipe.dataset import is_dataset
-    from augpipe.health import fail_on_names, failing, source_health
-    from augpipe.layout import MANIFEST
-    from augpipe.health.report import source_lines
-    from augpipe.inspection import inspect_output, output_report
+    from augpipe.health import fail_on_names, failing
 
     if source is not None and not verify:
         raise UsageError("--source compares rows with their sources: use it with --verify")
     names = fail_on_names(fail_on)
     _local(html_dir, "--html")
-    if html_dir is not None and importlib.util.find_spec("matplotlib") is None:
-        raise UsageError("--html draws its plots with matplotlib: pip install matplotlib (or augpipe[report])")
-    if html_dir is not None and not is_dataset(path):
+    if html_dir is not None:
         from augpipe.health.html import claim
 
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError("--html draws its plots with matplotlib: pip install matplotlib (or augpipe[report])")
         _outside_source(html_dir, path)
         claim(html_dir)
-    if is_dataset(path):
-        if html_dir is not None or names:
-            raise UsageError("--html and --fail-on check a source folder; an expanded dataset is checked by --verify")
-        facts = inspect_output(path, verify=verify, source=source, progress=not quiet)
-        lines = output_report(facts)
-    else:
-        if verify:
-            raise UsageError(f"--verify re-reads an expanded dataset's shards; {path} is a source folder (no "
-                             f"{MANIFEST}): its health report is this command without --verify")
-        health = source_health(path, format=format, layout=layout, progress=not quiet)
-        facts, lines = health.facts, source_lines(health.facts)
+    facts, lines, health = _inspected(path, verify, source, format, layout, not quiet, html_dir is not None or bool(names))
     typer.echo(json.dumps(facts, indent=2, ensure_ascii=False) if as_json else "\n".join(lines))
     if html_dir is not None:
         from augpipe.health.html import write_report
 
         typer.echo(f"report: {write_report(health, html_dir)}", err=as_json)
-    if facts.get("problems") and (verify or failing(facts, names)):
-        if names:
-            typer.echo(f"--fail-on: {', '.join(failing(facts, names))} found problems", err=True)
+    found = failing(health.page()["problems"], names) if health is not None else []
+    if found:
+        typer.echo(f"--fail-on: {', '.join(found)} found problems", err=True)
+    if found or (verify and facts.get("problems")):
         raise typer.Exit(1)
+
+
+def _inspected(path: str, verify: bool, source, format: str, layout: str, progress: bool, checked: bool):
+    """(facts, text, health report) of a source folder, or of an expanded dataset (its health
+    report, over its rows, when `checked`; else None)."""
+    from augpipe.dataset import is_dataset
+    from augpipe.health import source_health
+    from augpipe.health.report import problem_lines, source_lines
+    from augpipe.inspection import inspect_output, output_report
+    from augpipe.layout import MANIFEST
+
+    if is_dataset(path):
+        if not checked:
+            facts = inspect_output(path, verify=verify, source=source, progress=progress)
+            return facts, output_report(facts), None
+        from augpipe.health.dataset import dataset_health
+
+        health = dataset_health(path, verify=verify, source=source, progress=progress)
+        return health.facts, output_report(health.facts) + problem_lines(health.facts["health"]["problems"]), health
+    if verify:
+        raise UsageError(f"--verify re-reads an expanded dataset's shards; {path} is a source folder (no "
+                         f"{MANIFEST}): its health report is this command without --verify")
+    health = source_health(path, format=format, layout=layout, progress=progress)
+    return health.facts, source_lines(health.facts), health
 
 
 def _outside_source(html_dir: Path, source: str) -> None:
@@ -349,8 +361,8 @@ def _outside_source(html_dir: Path, source: str) -> None:
     from augpipe.store import is_uri
 
     if not is_uri(source) and html_dir.resolve().is_relative_to(Path(source).resolve()):
-        raise UsageError(f"--html {html_dir} is inside the source {source}: the next inspect or expand would read the "
-                         "report as data; write it beside the source")
+        raise UsageError(f"--html {html_dir} is inside {source}: the report would be read as part of it next time; "
+                         "write it beside")
 
 
 def _export_formats() -> str:

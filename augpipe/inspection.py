@@ -75,7 +75,7 @@ def inspect_output(location, verify: bool = False, source: str | None = None, pr
     return facts
 
 
-def _rows_bar(ds, desc: str, progress: bool):
+def rows_bar(ds, desc: str, progress: bool):
     from augpipe.pipeline import progress_bar
 
     return progress_bar(sum(s["rows"] for s in ds.manifest.shards), 0, progress, desc, "row")
@@ -141,7 +141,7 @@ def _census(ds, progress: bool) -> _Census:
     m, kind = ds.manifest, ds.kind
     census = _Census(kind, m.classes if m.labelled else [], kind.counted == "objects")
     targets = [c.name for c in kind.columns(m.classes, m.labelled)] if m.labelled else []
-    with _rows_bar(ds, "inspect", progress) as bar:
+    with rows_bar(ds, "inspect", progress) as bar:
         for split in ds.splits():
             columns = ["width", "height", "copy", *targets, *(["transforms"] if split == "train" else [])]
             try:
@@ -201,7 +201,7 @@ def verify_output(ds, source: str | None = None, progress: bool = True) -> list[
         if is_shard_name(name) and name not in listed:
             problems.append(f"{name}: extra shard, not in the manifest")
     seen = _Seen()
-    with _rows_bar(ds, "verify", progress) as bar:
+    with rows_bar(ds, "verify", progress) as bar:
         for shard in m.shards:
             if store.size(shard["name"]) is None:
                 problems.append(f"{shard['name']}: missing")

@@ -48,6 +48,20 @@ class SourceHealth:
     kind: Any
     store: Any
 
+    def picture(self, path: str, k: int | None = None):
+        """A file's image with its labels drawn, object k ringed (health/drawing.py)."""
+        from augpipe.health.drawing import source_picture
+
+        return source_picture(self, path, k)
+
+    def page(self) -> dict:
+        """What the --html page shows: its overview lines, problems, the plots' facts, the skips."""
+        from augpipe.health.report import source_lines
+
+        f = self.facts
+        return {"path": f["path"], "overview": source_lines(f)[:1] + list(f.get("warnings", ())),
+                "problems": f["problems"], "figures": f, "skipped": f["skipped"]}
+
 
 def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixels: int | None = None,
                  progress: bool = False) -> dict:
@@ -209,7 +223,7 @@ def _ordered(problems: list[Problem]) -> list[Problem]:
     return out
 
 
-def failing(facts: dict, names: list[str]) -> list[str]:
+def failing(problems: list[dict], names: list[str]) -> list[str]:
     """The checks of `names` (groups or checks) that found something: --fail-on's verdict."""
     wanted = set()
     for name in names:
@@ -219,7 +233,7 @@ def failing(facts: dict, names: list[str]) -> list[str]:
             wanted |= {c for c, check in CHECKS.items() if check.group == name}
         else:
             wanted.add(name)
-    found = {p["check"] for p in facts.get("problems", ())}
+    found = {p["check"] for p in problems}
     return [c for c in CHECKS if c in wanted and c in found]
 
 

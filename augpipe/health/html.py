@@ -40,30 +40,23 @@ def claim(folder: str | Path) -> None:
 
 
 def write_report(health, folder: str | Path) -> Path:
-    """The page of a `health.SourceHealth`: its facts, and each problem's image read again from
-    its source, with its labels drawn."""
-    facts = health.facts
+    """The page of a health report (a `SourceHealth` or a `DatasetHealth`): what its `page()` says,
+    and each problem's image as its `picture` draws it."""
+    page = health.page()
     folder = Path(folder)
     claim(folder)
     for sub, _ in OWN:
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    title = f"augpipe inspect: {facts['path']}"
+    title = f"augpipe inspect: {page['path']}"
+    overview = "".join(f"<p>{_e(line)}</p>" for line in page["overview"])
     parts = [f"<!doctype html>{REPORT_MARK}<html><head><meta charset='utf-8'><title>{_e(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>", _overview(facts),
-             _summary_table(facts["problems"]), _plots_html(facts, folder),
-             _problems_html(facts["problems"], _Thumbs(folder, health)), _skipped_html(facts["skipped"]), "</body></html>"]
-    page = folder / "index.html"
-    page.write_text("\n".join(parts), encoding="utf-8")
-    return page
-
-
-def _overview(f: dict) -> str:
-    from augpipe.health.report import FORMAT_NAMES
-
-    splits = ", ".join(f"{s} {n:,}" for s, n in f["splits"].items())
-    text = (f"{FORMAT_NAMES.get(f['format'], f['format'])} ({f['task']}), {f['images']:,} images ({splits}), "
-            f"{len(f['class_names'])} classes")
-    return f"<p>{_e(text)}</p>" + "".join(f"<p class='note'>{_e(w)}</p>" for w in f.get("warnings", ()))
+             f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>", overview,
+             _summary_table(page["problems"]), _plots_html(page["figures"], folder),
+             _problems_html(page["problems"], _Thumbs(folder, health)), _skipped_html(page["skipped"]),
+             "</body></html>"]
+    index = folder / "index.html"
+    index.write_text("\n".join(parts), encoding="utf-8")
+    return index
 
 
 def _summary_table(problems: list[dict]) -> str:
@@ -97,7 +90,7 @@ def _plots_html(facts: dict, folder: Path) -> str:
         fig.savefig(folder / "plots" / f"{name}.png", dpi=96, bbox_inches="tight")
         plots.close(fig)
         made.append(f"<img src='plots/{name}.png' alt='{name}'>")
-    return "<h2>What the source holds</h2><div class='plots'>" + "".join(made) + "</div>"
+    return "<h2>What it holds</h2><div class='plots'>" + "".join(made) + "</div>"
 
 
 def _problems_html(problems: list[dict], thumbs: _Thumbs) -> str:
@@ -127,35 +120,30 @@ def _skipped_html(skipped: list[dict]) -> str:
     if not skipped:
         return ""
     items = "".join(f"<li>{_e(s['path'])}: {_e(s['reason'])}</li>" for s in skipped)
-    return f"<h2>expand will skip {len(skipped):,}</h2><ul class='more'>{items}</ul>"
+    return f"<h2>Skipped by expand: {len(skipped):,}</h2><ul class='more'>{items}</ul>"
 
 
 OBJECT = re.compile(r"\bobject (\d+)\b")  # a problem's `where` that names one object of the image
 
 
 class _Thumbs:
-    """A thumbnail a source image, its labels drawn by its kind (the object a problem names outlined
-    in red), written once; none for a file that is no image or does not decode."""
+    """A thumbnail an image the report names, drawn by its health (`picture(path, k)`: its labels
+    drawn, object k ringed), written once; none for a file that is no image or does not decode."""
 
     def __init__(self, folder: Path, health):
         self.folder, self.health, self.made = folder, health, {}
-        self.files = {f.relpath: f for f in health.scan.files}
 
     def of(self, path: str, where: str = "") -> str | None:
         named = OBJECT.search(where or "")
         key = (path, int(named.group(1)) if named else None)
         if key not in self.made:
-            self.made[key] = self._make(path, key[1], f"thumbs/{len(self.made):05d}.jpg")
+            self.made[key] = self._make(*key, f"thumbs/{len(self.made):05d}.jpg")
         return self.made[key]
 
     def _make(self, path: str, k: int | None, name: str) -> str | None:
         import cv2
 
-        from augpipe.formats.base import is_image
-
-        if not is_image(path):
-            return None
-        rgb = self._drawn(path, k)
+        rgb = self.health.picture(path, k)
         if rgb is None:
             return None
         scale = THUMB / max(rgb.shape[:2])
@@ -163,56 +151,6 @@ class _Thumbs:
                            interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(self.folder / name), cv2.cvtColor(small, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
         return name
-
-    def _drawn(self, path: str, k: int | None):
-        """The image with its labels as expand would load them; where they do not load, its boxes
-        as the annotation gives them."""
-        from augpipe.decode import decode
-        from augpipe.errors import SkipInput
-        from augpipe.options import DEFAULT_MAX_PIXELS
-        from augpipe.sample import SourceItem, load_sample
-        from augpipe.store import read_source
-
-        kind, classes, f = self.health.kind, self.health.scan.classes, self.files.get(path)
-        try:
-            data = read_source(self.health.store, path)
-            rgb = decode(data, DEFAULT_MAX_PIXELS).rgb
-        except SkipInput:
-            return None
-        if f is None:
-            return rgb
-        item = SourceItem(f.relpath, None, (), target=f.target)
-        try:
-            extra = next((read_source(self.health.store, n) for n in kind.extra_files(item)), None)
-            state = load_sample(data, item, kind, DEFAULT_MAX_PIXELS, extra).target
-            drawn = kind.draw(rgb, kind.values(state, rgb), classes) if state is not None else rgb
-        except SkipInput:
-            drawn = rgb
-        return _outlined(drawn, f.target, k)
-
-
-def _outlined(rgb, target, k: int | None):
-    """Object k of an annotation's boxes outlined in red, as the annotation gives it (clipped to show)."""
-    import dataclasses
-
-    import cv2
-
-    from augpipe.formats.base import Objects
-
-    if k is None or not isinstance(target, Objects) or k >= len(target.boxes):
-        return rgb
-    h, w = rgb.shape[:2]
-    x, y, bw, bh = dataclasses.replace(target, canvas=(w, h)).xywh()[k]
-    least = max(h, w) / 20  # a tiny box is ringed large enough to be seen on a thumbnail
-    if bw < least or bh < least:
-        cx, cy = x + bw / 2, y + bh / 2
-        bw, bh = max(bw, least), max(bh, least)
-        x, y = cx - bw / 2, cy - bh / 2
-    out = rgb.copy()
-    p0 = (int(min(max(x, 0), w - 1)), int(min(max(y, 0), h - 1)))
-    p1 = (int(min(max(x + bw, 0), w - 1)), int(min(max(y + bh, 0), h - 1)))
-    cv2.rectangle(out, p0, p1, (255, 0, 0), max(2, round(max(h, w) / 100)))
-    return out
 
 
 def _e(text) -> str:

@@ -3,7 +3,8 @@ figure, or None when the source has nothing to show there. `FIGURES` is the page
 
 from __future__ import annotations
 
-SPLIT_COLOURS = {"train": "#4c78a8", "validation": "#f58518", "test": "#54a24b", "unsplit": "#9d9d9d"}
+SPLIT_COLOURS = {"train": "#4c78a8", "validation": "#f58518", "test": "#54a24b", "unsplit": "#9d9d9d",
+                 "before (originals)": "#9d9d9d", "after (every row)": "#4c78a8"}
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d")
 MOST_CLASSES = 40  # a bar chart shows the most frequent classes beyond this
 
@@ -90,10 +91,15 @@ def classes(facts: dict):
     by_class = labels["objects_per_class" if objects else "images_per_class"]
     if not by_class:
         return None
+    key = "objects_per_class" if objects else "images_per_class"
     names = sorted(by_class, key=lambda c: -sum(by_class[c].values()))
-    splits = _splits_of(by_class)
-    series = {s: [by_class[c].get(s, 0) for c in names] for s in splits}
     what = "objects" if objects else "images"
+    if "labels_before" in facts:  # an expanded dataset: what augmentation changed, all splits together
+        before = facts["labels_before"][key]
+        series = {"before (originals)": [sum(before.get(c, {}).values()) for c in names],
+                  "after (every row)": [sum(by_class[c].values()) for c in names]}
+        return bars(f"{what if objects else 'rows'} a class, before and after augmentation", names, series, what)
+    series = {s: [by_class[c].get(s, 0) for c in names] for s in _splits_of(by_class)}
     return bars(f"{what} a class", names, series, what)
 
 
@@ -147,5 +153,15 @@ def keypoint_visibility(facts: dict):
     return columns("keypoints", list(points), list(points.values()), "visibility", "keypoints")
 
 
+def dropped(facts: dict):
+    """An expanded dataset's objects the recipe dropped, a bar a reason."""
+    by_reason = facts.get("dropped_by") or {}
+    if not any(sum(c.values()) for c in by_reason.values()):
+        return None
+    names = sorted(by_reason, key=lambda r: -sum(by_reason[r].values()))
+    return bars("objects the recipe dropped", names, {"dropped": [sum(by_reason[r].values()) for r in names]},
+                "objects")
+
+
 FIGURES = (("classes", classes), ("objects_per_image", objects_per_image), ("boxes", boxes),
-           ("image_sizes", image_sizes), ("mask_shares", mask_shares), ("keypoints", keypoint_visibility))
+           ("image_sizes", image_sizes), ("dropped", dropped), ("mask_shares", mask_shares), ("keypoints", keypoint_visibility))

@@ -157,4 +157,4 @@ def test_one_picture_under_two_classes_is_found_through_a_re_encoded_copy(tmp_pa
 def test_html_inside_the_source_is_refused(tmp_path, cli):
     data = yolo_source(tmp_path / "data")
     result = cli("inspect", data, "--html", data / "report")
-    assert result.exit_code == 2 and "inside the source" in result.output and not (data / "report").exists()
+    assert result.exit_code == 2 and f"is inside {data}" in result.output and not (data / "report").exists()
