@@ -30,11 +30,12 @@ How each check decides (the thresholds are below, each with its reason):
   land apart, which the detail says): exact_duplicate; across splits: exact_leak.
 - near duplicates: a 64-bit DCT perceptual hash (pHash) within NEAR_BITS, confirmed by the 8×8
   colour thumbnails (mean difference under NEAR_THUMB levels), among images that are not
-  low-information (near-constant pictures all hash alike). Both are taken of the picture's content
-  box, and the boxes must be at the same place (within NEAR_BOX): an object on a plain background
-  is compared by its own shape, colour and place, so that two different objects on white do not
-  look alike, as they do to a difference hash of the whole picture. Within a split (or not placed
-  yet): near_duplicate; across: near_leak.
+  low-information (near-constant pictures all hash alike). Two pictures that both hold an object on
+  a plain background compare the hash and thumbnail of that object's box, and the boxes must be at
+  the same place (within NEAR_BOX): two different objects on white then differ in shape, colour or
+  place, where a hash of the whole pictures sees two blobs on much the same white (a difference
+  hash of the whole picture, as `inspect` had, groups them). Other pairs compare whole pictures.
+  Within a split (or not placed yet): near_duplicate; across: near_leak.
 
 `facts(stats, problems=None)` keys: images (count), sizes ([[width, height, count], ...], most
 common first), long_sides (a histogram of the longest side in pixels: {"edges": [...], "counts":
@@ -63,7 +64,7 @@ ODD_Z, ODD_SIZE_FACTOR, ODD_ASPECT_FACTOR, RARE = 4.0, 2.0, 1.5, 0.02
 COLOUR_MAJORITY = 0.8
 GREY_SPREAD = 3  # channel differences up to this many levels are JPEG's rounding
 NEAR_BITS, NEAR_THUMB = 8, 12.0  # of 64 bits; mean difference of the 8×8 thumbnails, in levels
-NEAR_BOX = 0.1  # the content boxes' edges at most this share of the picture apart
+NEAR_BOX = 0.1  # two object boxes' edges at most this share of the picture apart
 FLAT_SPREAD, FLAT_BORDER = 6, 16  # levels: a plain border varies less; content differs from it by more
 JUDGED = ("blurry", "dark", "bright", "low_information", "odd_size", "odd_aspect", "grayscale", "exif_rotated",
           "exact_duplicate", "near_duplicate", "exact_leak", "near_leak")  # the checks of CHECKS judge answers
@@ -85,9 +86,11 @@ class ImageStats:
     brightness_p99: float
     sharpness: float  # of the strongest edges, on the working copy: see _sharpness
     detail: float  # std of a 64×64 copy, in its most varied channel
-    box: tuple[float, float, float, float]  # the content box (see _content_box): top, bottom, left, right, 0..1
-    phash: str  # 16 hex digits, of the content box
-    thumb: str  # 8×8 RGB thumbnail of the content box, 384 hex digits
+    phash: str  # 16 hex digits
+    thumb: str  # 8×8 RGB thumbnail, 384 hex digits
+    box: tuple[float, float, float, float] | None  # the object on a plain background: top, bottom, left, right, 0..1
+    box_phash: str  # phash and thumb of that box; "" without one
+    box_thumb: str
 
 
 def measure(path: str, split: str | None, data: bytes, rgb: np.ndarray) -> ImageStats:
@@ -97,18 +100,14 @@ def measure(path: str, split: str | None, data: bytes, rgb: np.ndarray) -> Image
     small = _working_copy(rgb)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
     p01, p50, p99 = _brightness(small)
-    top, bottom, left, right = _content_box(grey)
     orientation = read_header(data).orientation
     return ImageStats(
         path=path, split=split, width=width, height=height,
         sha256=hashlib.sha256(data).hexdigest(), pixels=_pixel_hash(rgb),
         grayscale=_grayscale(small), exif_rotated=orientation not in (None, 1),
         brightness_p01=p01, brightness=p50, brightness_p99=p99,
-        sharpness=_sharpness(grey), detail=_detail(small),
-        box=(round(top / grey.shape[0], 3), round(bottom / grey.shape[0], 3),
-             round(left / grey.shape[1], 3), round(right / grey.shape[1], 3)),
-        phash=_phash(grey[top:bottom, left:right]),
-        thumb=cv2.resize(small[top:bottom, left:right], (8, 8), interpolation=cv2.INTER_AREA).tobytes().hex(),
+        sharpness=_sharpness(grey), detail=_detail(small), phash=_phash(grey), thumb=_thumb(small),
+        **_object_box(small, grey),
     )
 
 
@@ -165,21 +164,25 @@ def _phash(grey: np.ndarray) -> str:
     return np.packbits(low > np.median(low)).tobytes().hex()
 
 
-def _content_box(grey: np.ndarray) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) of what differs from a flat border (an object on a plain
-    background), else of the whole picture. Near duplicates compare the hashes and thumbnails of
-    these boxes: two different objects on white then differ in shape and colour, where the whole
-    pictures would be two blobs at about the same place on much the same white. Found on a 64×64
-    copy, so that a resized copy of the picture finds the same box."""
+def _thumb(rgb: np.ndarray) -> str:
+    return cv2.resize(rgb, (8, 8), interpolation=cv2.INTER_AREA).tobytes().hex()
+
+
+def _object_box(rgb: np.ndarray, grey: np.ndarray) -> dict:
+    """box, box_phash and box_thumb of what differs from a plain border (an object on a plain
+    background), found on a 64×64 copy so that a resized copy finds the same box; None and ""
+    where the border is not plain or nothing differs from it."""
     h, w = grey.shape
     small = cv2.resize(grey, (64, 64), interpolation=cv2.INTER_AREA).astype(np.int16)
     border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
     low, level, high = np.percentile(border, [5, 50, 95])
     rows, cols = np.nonzero(np.abs(small - int(level)) > FLAT_BORDER)
     if high - low > FLAT_SPREAD or rows.size == 0:
-        return 0, h, 0, w
-    return (int(rows.min()) * h // 64, -(-(int(rows.max()) + 1) * h // 64),
-            int(cols.min()) * w // 64, -(-(int(cols.max()) + 1) * w // 64))
+        return {"box": None, "box_phash": "", "box_thumb": ""}
+    top, bottom = int(rows.min()) * h // 64, -(-(int(rows.max()) + 1) * h // 64)
+    left, right = int(cols.min()) * w // 64, -(-(int(cols.max()) + 1) * w // 64)
+    return {"box": (round(top / h, 3), round(bottom / h, 3), round(left / w, 3), round(right / w, 3)),
+            "box_phash": _phash(grey[top:bottom, left:right]), "box_thumb": _thumb(rgb[top:bottom, left:right])}
 
 
 def judge(stats: list[ImageStats]) -> list[Problem]:
@@ -309,11 +312,8 @@ def _exact_duplicates(stats: list[ImageStats]) -> list[Problem]:
 def _near_duplicates(stats: list[ImageStats], flat: set[str]) -> list[Problem]:
     """Different pictures that look the same; exact copies are compared once, through their first."""
     groups = [g for g in _by_pixels(stats).values() if g[0].path not in flat]
-    hashes = np.frombuffer(b"".join(bytes.fromhex(g[0].phash) for g in groups), np.uint8).reshape(-1, 8)
-    thumbs = np.frombuffer(b"".join(bytes.fromhex(g[0].thumb) for g in groups), np.uint8).reshape(-1, 192)
-    boxes = np.array([g[0].box for g in groups], np.float32).reshape(-1, 4)
     near: dict[int, set[int]] = defaultdict(set)
-    for i, j in _near_pairs(hashes, thumbs, boxes):
+    for i, j in _alike([g[0] for g in groups]):
         near[i].add(j)
         near[j].add(i)
     problems = []
@@ -327,9 +327,28 @@ def _near_duplicates(stats: list[ImageStats], flat: set[str]) -> list[Problem]:
 _POPCOUNT = np.unpackbits(np.arange(1 << 16, dtype=">u2").view(np.uint8).reshape(-1, 2), axis=1).sum(1, dtype=np.uint8)
 
 
-def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray, boxes: np.ndarray) -> list[tuple[int, int]]:
-    """(i, j), i < j, whose hashes (n×8 bytes) differ in at most NEAR_BITS bits, whose thumbnails
-    (n×192) by at most NEAR_THUMB levels on average and whose boxes (n×4) by at most NEAR_BOX."""
+def _alike(stats: list[ImageStats]) -> set[tuple[int, int]]:
+    """(i, j) of the pictures that look the same: by their object boxes where both have one, by the
+    whole pictures where not."""
+    boxed = np.array([s.box is not None for s in stats], bool)
+    whole = _near_pairs(_packed([s.phash for s in stats], 8), _packed([s.thumb for s in stats], 192))
+    pairs = {(i, j) for i, j in whole if not (boxed[i] and boxed[j])}
+    index = np.flatnonzero(boxed)
+    objects = [stats[i] for i in index]
+    boxes = np.array([s.box for s in objects], np.float32).reshape(-1, 4)
+    for a, b in _near_pairs(_packed([s.box_phash for s in objects], 8), _packed([s.box_thumb for s in objects], 192)):
+        if np.abs(boxes[a] - boxes[b]).max() <= NEAR_BOX:
+            pairs.add((int(index[a]), int(index[b])))
+    return pairs
+
+
+def _packed(hexes: list[str], width: int) -> np.ndarray:
+    return np.frombuffer(b"".join(bytes.fromhex(h) for h in hexes), np.uint8).reshape(-1, width)
+
+
+def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> list[tuple[int, int]]:
+    """(i, j), i < j, whose hashes (n×8 bytes) differ in at most NEAR_BITS bits and whose thumbnails
+    (n×192) by at most NEAR_THUMB levels on average."""
     words = np.ascontiguousarray(hashes).view(np.uint16)  # 4 words an image: _POPCOUNT counts 16 bits at once
     pairs, rows_at_once = [], max(16, _BLOCK_BYTES // (8 * max(1, len(words))))
     for start in range(0, len(words), rows_at_once):
@@ -341,8 +360,7 @@ def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray, boxes: np.ndarray) -> li
     if not pairs:
         return []
     i, j = np.array(pairs).T
-    close = ((np.abs(thumbs[i].astype(np.int16) - thumbs[j]).mean(axis=1) <= NEAR_THUMB)
-             & (np.abs(boxes[i] - boxes[j]).max(axis=1) <= NEAR_BOX))
+    close = np.abs(thumbs[i].astype(np.int16) - thumbs[j]).mean(axis=1) <= NEAR_THUMB
     return [(int(a), int(b)) for a, b in zip(i[close], j[close])]
 
 
