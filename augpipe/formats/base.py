@@ -88,6 +88,9 @@ class Scan:
     warnings: list[str] = field(default_factory=list)  # how --format auto chose, when it was not clear-cut
     category_ids: list[int] | None = None  # COCO: each class's category id in the source, kept by the export
     kind_options: dict = field(default_factory=dict)  # per-dataset values the target kind needs
+    # where each object of an image was read, where the format says more than its position
+    # (YOLO: "labels/x.txt line 3"): the health report's problems name it
+    places: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # every label problem found while reading the annotations (augpipe.health.base.Problem), all of
     # a file's, not only the first (which `skipped` gives as the reason the image is skipped)
     problems: list = field(default_factory=list)

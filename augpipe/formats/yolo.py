@@ -84,10 +84,11 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     present = [lbl for lbl in sorted(set(label_of.values())) if lbl in by_name]
     raw = read_files(store, present)
     annotation_files += [(n, d) for n, d in raw.items() if isinstance(d, bytes)]
-    files, found_problems = [], []
+    files, found_problems, places = [], [], {}
     for path in sorted(split_of):
         lbl = label_of[path]
-        objects = _objects(path, lbl, raw.get(lbl, problems.get(lbl)), len(names), shape, skipped, found_problems)
+        objects = _objects(path, lbl, raw.get(lbl, problems.get(lbl)), len(names), shape, skipped, found_problems,
+                           places)
         if objects is not None:
             e = images[path]
             files.append(SourceFile(path, split_of[path], None, e.size, e.mtime_ns, objects))
@@ -97,10 +98,11 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     found = finish(store, files, skipped, names, "keypoints" if shape else "detection", "yolo", annotation_files,
                    problems=found_problems)
     found.kind_options = kind_options
+    found.places = places
     return found
 
 
-def _objects(path: str, lbl: str, data, nc: int, shape, skipped: list, problems: list) -> Objects | None:
+def _objects(path: str, lbl: str, data, nc: int, shape, skipped: list, problems: list, places: dict) -> Objects | None:
     """An image's objects from `data`, its label file's bytes (None when it has none: a background
     image) or why that cannot be read; else None, the reason it is skipped in `skipped`. Every bad
     line goes to `problems`."""
@@ -109,10 +111,11 @@ def _objects(path: str, lbl: str, data, nc: int, shape, skipped: list, problems:
         problems.append(Problem("annotation_unreadable", path, lbl, data))
         return None
     flaws: list = []
+    lines: list = []
     if data is None:
         problems.append(Problem("no_labels", path, lbl, "no label file: read as a background image"))
     try:
-        objects = parse(text(data, lbl), nc, shape, flaws) if data is not None else \
+        objects = parse(text(data, lbl), nc, shape, flaws, lines) if data is not None else \
             Objects((), (), (), box_format="cxcywhn")
     except ValueError as exc:
         skipped.append((path, str(exc)))
@@ -122,6 +125,7 @@ def _objects(path: str, lbl: str, data, nc: int, shape, skipped: list, problems:
     if isinstance(objects, str):
         skipped.append((path, f"{lbl} {objects}"))
         return None
+    places[path] = tuple(f"{lbl} line {n}" for n in lines)
     return objects
 
 
@@ -353,10 +357,11 @@ def _listed(store, name, images, skipped, annotation_files) -> list[str]:
     return out
 
 
-def parse(content: str, nc: int, shape: tuple[int, int] | None = None, flaws: list | None = None) -> Objects | str:
+def parse(content: str, nc: int, shape: tuple[int, int] | None = None, flaws: list | None = None,
+          lines: list | None = None) -> Objects | str:
     """A label file's objects, or the reason the image is skipped (its first bad line); `shape`:
     a pose dataset's (K, 2 or 3), its lines a box and K keypoints. `flaws`, when given, gets
-    ("line N", Flaw) for every bad line."""
+    ("line N", Flaw) for every bad line; `lines` each object's line number."""
     boxes, categories, segments, points = [], [], [], []
     first = None
     for lineno, line in enumerate(content.splitlines(), 1):
@@ -371,6 +376,8 @@ def parse(content: str, nc: int, shape: tuple[int, int] | None = None, flaws: li
             flaws.append((f"line {lineno}", read))
             continue
         box, cls, polygon, keypoints = read
+        if lines is not None:
+            lines.append(lineno)
         boxes.append(box)
         categories.append(cls)
         segments.append(("polygon", (polygon,)) if polygon is not None else None)

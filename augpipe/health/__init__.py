@@ -130,7 +130,9 @@ def _examine_all(store, found, kind, loose: list, max_pixels: int, progress: boo
 
     def one(job):
         f, labelled = job
-        return examine(store, f, kind, found.classes, max_pixels) if labelled else examine_pixels(store, f, max_pixels)
+        if not labelled:
+            return examine_pixels(store, f, max_pixels)
+        return examine(store, f, kind, found.classes, max_pixels, found.places.get(f.relpath, ()))
 
     todo = [(f, True) for f in found.files] + [(f, False) for f in loose]
     workers = min(8, os.cpu_count() or 1)
@@ -143,7 +145,7 @@ def _examine_all(store, found, kind, loose: list, max_pixels: int, progress: boo
     return out
 
 
-def examine(store, f, kind, classes: list[str], max_pixels: int) -> Examined:
+def examine(store, f, kind, classes: list[str], max_pixels: int, places: tuple[str, ...] = ()) -> Examined:
     """One source file: read once, decoded once (as expand's worker decodes it), measured and audited."""
     from augpipe import decode as codec
     from augpipe.health import images
@@ -170,7 +172,8 @@ def examine(store, f, kind, classes: list[str], max_pixels: int) -> Examined:
             return _unusable(f, "unreadable_image", f.relpath, why.reason, skip)
     rgb = decoded.rgb
     audit = kind.audit(f, extra, (rgb.shape[1], rgb.shape[0]), classes)
-    found = tuple(Problem(check, f.relpath, where, detail, f.split) for check, where, detail in audit.problems)
+    found = tuple(Problem(check, f.relpath, _placed(where, places), detail, f.split)
+                  for check, where, detail in audit.problems)
     return Examined(f.relpath, f.split, images.measure(f.relpath, f.split, data, rgb), audit, skip, found)
 
 
@@ -187,6 +190,16 @@ def examine_pixels(store, f, max_pixels: int) -> Examined:
         return Examined(f.relpath, f.split, loose=True,
                         problems=(Problem("unreadable_image", f.relpath, detail=exc.reason, split=f.split),))
     return Examined(f.relpath, f.split, images.measure(f.relpath, f.split, data, rgb), loose=True)
+
+
+def _placed(where: str, places: tuple[str, ...]) -> str:
+    """`object 2` as `labels/x.txt line 3 (object 2)` where the format said where object 2 was read."""
+    import re
+
+    named = re.match(r"object (\d+)\b", where)
+    if not named or int(named.group(1)) >= len(places):
+        return where
+    return f"{places[int(named.group(1))]} ({where})"
 
 
 def _split_of_path(path: str) -> str | None:
