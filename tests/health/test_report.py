@@ -32,11 +32,12 @@ def yolo_source(root: Path, images: int = 8) -> Path:
 
 
 def plant(root: Path) -> None:
-    """A box off the image, an unknown class, a train image again in val, a dark image."""
+    """A box off the image, an unknown class, a box twice, a train image again in val, a dark image."""
     (root / "labels/train/im0.txt").write_text("0 0.37 0.37 0.25 0.25\n1 1.2 0.5 0.2 0.2\n")
     (root / "labels/train/im1.txt").write_text("7 0.37 0.37 0.25 0.25\n")
     shutil.copy(root / "images/train/im2.jpg", root / "images/val/leaked.jpg")
     shutil.copy(root / "labels/train/im2.txt", root / "labels/val/leaked.txt")
+    (root / "labels/train/im4.txt").write_text("\n1 0.37 0.37 0.25 0.25\n1 0.37 0.37 0.25 0.25\n")  # one box twice
     dark = (cv2.imread(str(root / "images/train/im3.jpg")) * 0.04).astype(np.uint8)
     cv2.imwrite(str(root / "images/train/im3.jpg"), dark)
 
@@ -61,6 +62,8 @@ def test_planted_problems_are_found_and_a_clean_source_has_none(tmp_path, cli):
     assert any("im0" in p for p in checks["box_outside"]) and any("im1" in p for p in checks["unknown_class"])
     assert checks["exact_leak"] & {"images/val/leaked.jpg", "images/train/im2.jpg"}
     assert checks["dark"] == {"images/train/im3.jpg"}
+    twice = next(p for p in json.loads(result.output)["problems"] if p["check"] == "box_duplicate")
+    assert (twice["path"], twice["where"]) == ("images/train/im4.jpg", "labels/train/im4.txt line 3 (object 1)")
     text = cli("inspect", data, "-q").output
     assert re.search(r"boxes outside the image: 1", text) and "images/train/im3.jpg" in text
 
