@@ -28,16 +28,14 @@ How each check decides (the thresholds are below, each with its reason):
 - exact duplicates: the same decoded pixels (also across formats). Within a split, or where a split
   is not placed yet (expand keeps identical files together; same pixels in different files may
   land apart, which the detail says): exact_duplicate; across splits: exact_leak.
-- near duplicates: among images that are not low-information (near-constant pictures all hash
-  alike), a 64-bit DCT perceptual hash (pHash) within NEAR_BITS, confirmed by the 8×8 colour
-  thumbnails: their mean difference under NEAR_THUMB of their spread (the mean distance of their
-  cells from their mean colour, at least THUMB_FLOOR levels), so that a white background does not
-  dilute the difference of the objects on it. Two pictures that both hold an object on a plain
-  background compare the hash and thumbnail of that object's box instead, and the boxes must be at
+- near duplicates: a 64-bit DCT perceptual hash (pHash) within NEAR_BITS, confirmed by the 8×8
+  colour thumbnails (mean difference under NEAR_THUMB levels), among images that are not
+  low-information (near-constant pictures all hash alike). Two pictures that both hold an object on
+  a plain background compare the hash and thumbnail of that object's box, and the boxes must be at
   the same place (within NEAR_BOX): two different objects on white then differ in shape, colour or
   place, where a hash of the whole pictures sees two blobs on much the same white (a difference
-  hash of the whole picture, as `inspect` had, groups them). Within a split (or not placed yet):
-  near_duplicate; across: near_leak.
+  hash of the whole picture, as `inspect` had, groups them). Other pairs compare whole pictures.
+  Within a split (or not placed yet): near_duplicate; across: near_leak.
 
 `facts(stats, problems=None)` keys: images (count), sizes ([[width, height, count], ...], most
 common first), long_sides (a histogram of the longest side in pixels: {"edges": [...], "counts":
@@ -65,8 +63,7 @@ LOW_DETAIL = 3.0  # levels of 255
 ODD_Z, ODD_SIZE_FACTOR, ODD_ASPECT_FACTOR, RARE = 4.0, 2.0, 1.5, 0.02
 COLOUR_MAJORITY = 0.8
 GREY_SPREAD = 3  # channel differences up to this many levels are JPEG's rounding
-NEAR_BITS = 8  # of 64 bits
-NEAR_THUMB, THUMB_FLOOR = 0.25, 12.0  # thumbnails differ by under this share of their spread (at least the floor)
+NEAR_BITS, NEAR_THUMB = 8, 12.0  # of 64 bits; mean difference of the 8×8 thumbnails, in levels
 NEAR_BOX = 0.1  # two object boxes' edges at most this share of the picture apart
 FLAT_SPREAD, FLAT_BORDER = 6, 16  # levels: a plain border varies less; content differs from it by more
 JUDGED = ("blurry", "dark", "bright", "low_information", "odd_size", "odd_aspect", "grayscale", "exif_rotated",
@@ -351,7 +348,7 @@ def _packed(hexes: list[str], width: int) -> np.ndarray:
 
 def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> list[tuple[int, int]]:
     """(i, j), i < j, whose hashes (n×8 bytes) differ in at most NEAR_BITS bits and whose thumbnails
-    (n×192) are close (see the module's docstring)."""
+    (n×192) by at most NEAR_THUMB levels on average."""
     words = np.ascontiguousarray(hashes).view(np.uint16)  # 4 words an image: _POPCOUNT counts 16 bits at once
     pairs, rows_at_once = [], max(16, _BLOCK_BYTES // (8 * max(1, len(words))))
     for start in range(0, len(words), rows_at_once):
@@ -363,15 +360,8 @@ def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> list[tuple[int, int]]
     if not pairs:
         return []
     i, j = np.array(pairs).T
-    first, second = thumbs[i].reshape(-1, 64, 3).astype(np.float32), thumbs[j].reshape(-1, 64, 3).astype(np.float32)
-    spread = (_spread(first) + _spread(second)) / 2
-    close = np.abs(first - second).mean(axis=(1, 2)) <= NEAR_THUMB * np.maximum(spread, THUMB_FLOOR)
+    close = np.abs(thumbs[i].astype(np.int16) - thumbs[j]).mean(axis=1) <= NEAR_THUMB
     return [(int(a), int(b)) for a, b in zip(i[close], j[close])]
-
-
-def _spread(thumbs: np.ndarray) -> np.ndarray:
-    """The mean distance of each thumbnail's cells (n×64×3) from its mean colour."""
-    return np.abs(thumbs - thumbs.mean(axis=1, keepdims=True)).mean(axis=(1, 2))
 
 
 def facts(stats: list[ImageStats], problems: list[Problem] | None = None) -> dict:
@@ -394,8 +384,7 @@ def facts(stats: list[ImageStats], problems: list[Problem] | None = None) -> dic
         "thresholds": {"blur_z": BLUR_Z, "blur_factor": BLUR_FACTOR, "dark_p99": DARK_P99,
                        "bright_p01": BRIGHT_P01, "low_detail": LOW_DETAIL, "odd_z": ODD_Z,
                        "odd_size_factor": ODD_SIZE_FACTOR, "odd_aspect_factor": ODD_ASPECT_FACTOR,
-                       "near_bits": NEAR_BITS, "near_thumb": NEAR_THUMB, "thumb_floor": THUMB_FLOOR,
-                       "near_box": NEAR_BOX},
+                       "near_bits": NEAR_BITS, "near_thumb": NEAR_THUMB, "near_box": NEAR_BOX},
     }
 
 
