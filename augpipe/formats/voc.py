@@ -81,6 +81,7 @@ def read(store, entries: list, layout: str = "auto", zero_based: bool = False) -
     sets = _image_sets(raw, set_files, skipped)
 
     parsed: dict[str, list | str] = {}
+    sizes: dict[str, tuple[float, float]] = {}
     for path, xml in sorted(xml_of.items()):
         split = _split(path, sets)
         if isinstance(split, str) and split not in ("train", "validation", "test"):
@@ -89,7 +90,7 @@ def read(store, entries: list, layout: str = "auto", zero_based: bool = False) -
         data = raw[xml]
         flaws: list = []
         parsed[path] = (split, Flaw("annotation_unreadable", f"{xml}: {data}") if isinstance(data, str)
-                        else _parse(data, xml, zero_based, flaws))
+                        else _parse(data, xml, zero_based, flaws, sizes))
         problems += flaw_problems(path, xml, flaws)
         if isinstance(parsed[path][1], str) and not flaws:
             problems.append(Problem(parsed[path][1].check, path, xml, parsed[path][1]))
@@ -101,7 +102,9 @@ def read(store, entries: list, layout: str = "auto", zero_based: bool = False) -
             skipped.append((path, objs))
             continue
         e = images[path]
-        target = Objects(tuple(b for _, b in objs), tuple(index[n] for n, _ in objs), tuple(range(len(objs))))
+        # <size> as given: only the health report's check of it reads it
+        target = Objects(tuple(b for _, b in objs), tuple(index[n] for n, _ in objs), tuple(range(len(objs))),
+                         canvas=sizes.get(xml_of[path]))
         files.append(SourceFile(path, split, None, e.size, e.mtime_ns, target))
     used = set(xml_of.values())
     orphans = [(e.name, "no image for this annotation file") for e in entries
@@ -160,10 +163,11 @@ def _split(path: str, sets: dict) -> str | None:
     return f"not in ImageSets/Main's lists ({', '.join(f'{n}.txt' for n in sorted(lists))})"
 
 
-def _parse(data: bytes, name: str, zero_based: bool = False, flaws: list | None = None) -> list | str:
+def _parse(data: bytes, name: str, zero_based: bool = False, flaws: list | None = None,
+           sizes: dict | None = None) -> list | str:
     """[(class name, box)] or the reason the image is skipped (its first bad object); `flaws`,
     when given, gets ("object k", Flaw) for every bad object and each box within 1 px over the
-    image's edge (clipped here)."""
+    image's edge (clipped here); `sizes`, when given, the image's `<size>` under `name`."""
     try:
         root = ElementTree.fromstring(data)
     except ParseError as exc:
@@ -175,6 +179,8 @@ def _parse(data: bytes, name: str, zero_based: bool = False, flaws: list | None 
                                              "not <annotation>)")
     size_el = root.find("size")
     size = image_size(size_el.findtext("width"), size_el.findtext("height")) if size_el is not None else None
+    if sizes is not None and size is not None:
+        sizes[name] = size
     out, first = [], None
     for k, obj in enumerate(root.findall("object")):
         read = _object(k, obj, size, zero_based)

@@ -51,11 +51,12 @@ def test_voc_beside_the_images(tmp_path):
     files = by_path(found)
     assert sorted(files) == ["train/a.jpg", "train/edge.jpg", "valid/b.jpg", "valid/empty.jpg"]
     # the devkit's convention: [xmin - 1, ymin - 1, xmax - xmin + 1, ymax - ymin + 1]; the difficult object kept
-    assert files["train/a.jpg"].target == Objects(((9.0, 4.0, 21.0, 11.0), (39.5, 19.0, 8.5, 9.0)), (2, 1), (0, 1))
+    assert files["train/a.jpg"].target == Objects(((9.0, 4.0, 21.0, 11.0), (39.5, 19.0, 8.5, 9.0)), (2, 1), (0, 1),
+                                                  canvas=(64.0, 48.0))
     assert files["train/edge.jpg"].target.boxes == ((0.0, 0.0, 64.0, 48.0),)  # within 1 px: clipped
     assert files["valid/b.jpg"].target.boxes == ((0.0, 0.0, 5.0, 5.0),)
     assert files["valid/b.jpg"].split == "validation" and files["train/a.jpg"].split == "train"
-    assert files["valid/empty.jpg"].target == Objects((), (), ())
+    assert files["valid/empty.jpg"].target == Objects((), (), (), canvas=(64.0, 48.0))
     skipped = reasons(found)
     assert skipped["train/wide.jpg"] == "box 1 [9, 4, -2, 5]: width ≤ 0"
     assert skipped["train/outside.jpg"] == "box 0 [59, 39, 11, 6]: outside the 64×48 image"
@@ -236,3 +237,15 @@ def test_a_clean_voc_source_has_no_problems(tmp_path):
     img(tmp_path / "voc/a.jpg")
     write(tmp_path / "voc/a.xml", voc_xml([("cat", (1, 1, 64, 48), 0)]))
     assert scan(tmp_path / "voc").problems == []
+
+
+def test_a_size_that_is_not_the_images_is_a_health_problem_and_expand_unchanged(tmp_path):
+    from augpipe.health import check_source
+
+    root = tmp_path / "voc"
+    for stem, size in (("train/right", (64, 48)), ("train/wrong", (128, 48))):
+        img(root / f"{stem}.jpg")
+        write(root / f"{stem}.xml", voc_xml([("dog", (10, 5, 30, 15), 0)], size=size))
+    problems = [p for p in check_source(str(root))["problems"] if p["check"] == "annotation_unreadable"]
+    assert [(p["path"], "128×48" in p["detail"] and "64×48" in p["detail"]) for p in problems] == [("train/wrong.jpg", True)]
+    assert {f.relpath for f in scan(root).files} == {"train/right.jpg", "train/wrong.jpg"}  # expand reads both
