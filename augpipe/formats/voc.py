@@ -86,6 +86,8 @@ def read(store, entries: list, layout: str = "auto", zero_based: bool = False) -
         split = _split(path, sets)
         if isinstance(split, str) and split not in ("train", "validation", "test"):
             skipped.append((path, split))
+            if split.startswith("in both"):  # one image in two splits: leakage, once it is read
+                problems.append(Problem("exact_leak", path, detail=f"listed {split}"))
             continue
         data = raw[xml]
         flaws: list = []

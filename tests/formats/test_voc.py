@@ -136,6 +136,7 @@ def test_voc_layout_with_image_sets(tmp_path):
     assert reasons(found) == {
         "JPEGImages/2008_005.jpg": "not in ImageSets/Main's lists (train.txt, trainval.txt, val.txt)",
         "JPEGImages/2008_006.jpg": "in both train.txt and val.txt of ImageSets/Main"}
+    assert [(p.check, p.path) for p in found.problems if p.group == "leakage"] == [("exact_leak", "JPEGImages/2008_006.jpg")]
 
 
 @pytest.mark.parametrize("zero_based", [False, True])
