@@ -97,6 +97,7 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     found_problems += [Problem("annotation_unreadable", name, detail=why) for name, why in orphans]
     found = finish(store, files, skipped, names, "keypoints" if shape else "detection", "yolo", annotation_files,
                    problems=found_problems)
+    found.warnings += _shared_folders(folders)
     found.kind_options = kind_options
     found.places = places
     return found
@@ -147,6 +148,15 @@ def _splits(images: dict, listed: dict, folders, places, skipped: list) -> dict[
         splits = {s for n, s in found if n == longest}
         split_of[path] = splits.pop() if len(splits) == 1 else None
     return split_of
+
+
+def _shared_folders(folders: list) -> list[str]:
+    """A folder the yaml names for two splits: its images get no split of the yaml's, but expand's by hashing."""
+    by_folder: dict = defaultdict(set)
+    for folder, split in folders:
+        by_folder[folder].add(split)
+    return [f"{folder or '.'} is named for {' and '.join(sorted(splits))}: its images are split by hashing "
+            "(--val-fraction), not as the yaml says" for folder, splits in sorted(by_folder.items()) if len(splits) > 1]
 
 
 def _orphan_labels(entries, images: dict, annotation_files) -> list[tuple[str, str]]:

@@ -302,3 +302,12 @@ def test_a_clean_yolo_source_has_no_problems_but_its_image_without_a_label_file(
     (root / "labels/train/orphan.txt").unlink()
     assert [(p.check, p.path, p.where) for p in scan(root).problems] == [
         ("no_labels", "images/train/background.jpg", "labels/train/background.txt")]
+
+
+def test_a_folder_the_yaml_names_for_two_splits_is_said(tmp_path):
+    root = make_ultralytics(tmp_path / "y")
+    write(root / "data.yaml", "train: images/train\nval: images/train\nnames: [person, car]\n")
+    found = scan(root)
+    assert {f.split for f in found.files if f.relpath.startswith("images/train/")} == {None}
+    assert [w for w in found.warnings if "images/train is named for train and validation" in w]
+    assert not scan(make_ultralytics(tmp_path / "z")).warnings
