@@ -408,6 +408,7 @@ class BoxesKind(Target):
         objects = src.target
         ids = objects.ids or tuple(range(len(objects.categories)))
         found = audit_boxes(_absolute(objects, size), objects.categories, ids, size, classes)
+        found.problems += _over_one(objects, ids, {w for c, w, _ in found.problems if c == "box_outside"})
         declared = None if objects.normalised else objects.canvas
         if declared is not None and tuple(declared) != tuple(size):
             found.problems.append(("annotation_unreadable", "", "the annotation gives the image's size as "
@@ -422,6 +423,16 @@ class BoxesKind(Target):
         boxes = np.asarray(field(row, "bbox"), dtype=np.float64).reshape(-1, 4)
         return audit_boxes(boxes, field(row, "category"), field(row, "id") or range(len(boxes)), size, classes,
                            ROW_SLACK)
+
+
+def _over_one(objects, ids, flagged: set) -> list[tuple[str, str, str]]:
+    """Normalised values over 1 that no edge shows (a width of 1.0000001 about the centre):
+    ultralytics refuses the file for them."""
+    if not objects.normalised:
+        return []
+    return [("box_outside", where(k, ids), f"normalised cx, cy, w, h [{', '.join(f'{v:.10g}' for v in box)}]: a value "
+             "over 1, which ultralytics refuses") for k, box in enumerate(objects.boxes)
+            if any(v > 1 for v in box) and where(k, ids) not in flagged]
 
 
 def box_check(why: str) -> str:

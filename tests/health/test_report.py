@@ -161,3 +161,11 @@ def test_html_inside_the_source_is_refused(tmp_path, cli):
     data = yolo_source(tmp_path / "data")
     result = cli("inspect", data, "--html", data / "report")
     assert result.exit_code == 2 and f"is inside {data}" in result.output and not (data / "report").exists()
+
+
+def test_a_normalised_value_over_one_that_no_edge_shows_is_flagged_as_ultralytics_refuses_it(tmp_path, cli):
+    data = yolo_source(tmp_path / "data")
+    (data / "labels/train/im0.txt").write_text("0 0.5 0.5 1.0000001 0.5\n")
+    facts = json.loads(cli("inspect", data, "--json", "-q").output)
+    over = [p for p in facts["problems"] if p["check"] == "box_outside"]
+    assert [(p["path"], "1.0000001" in p["detail"]) for p in over] == [("images/train/im0.jpg", True)]
