@@ -214,9 +214,10 @@ def _unusable(f, check: str, path: str, reason: str, skip: str | None = None) ->
 
 
 def _split_counts(examined: list[Examined]) -> dict[str, int]:
+    """The usable images of each split."""
     from collections import Counter
 
-    counts = Counter(e.split or "unsplit" for e in examined if not e.loose)
+    counts = Counter(e.split or "unsplit" for e in examined if not e.loose and not e.skip)
     order = ("train", "validation", "test", "unsplit")
     return {s: counts[s] for s in order if counts[s]}
 

@@ -22,23 +22,23 @@ FORMAT_NAMES = {"coco": "COCO", "yolo": "YOLO", "voc": "Pascal VOC", "masks": "m
 def source_lines(f: dict) -> list[str]:
     splits = ", ".join(f"{s} {n:,}" for s, n in f["splits"].items())
     fmt = FORMAT_NAMES.get(f["format"], f["format"])
-    usable = f["images"] - sum(1 for s in f["skipped"] if s.get("stage") == "load")
+    usable = sum(f["splits"].values())
     lines = [f"{f['path']}: source folder, {fmt} ({f['task']}), {_count(f['image_files'], 'image file')}: "
              f"{usable:,} usable{f' ({splits})' if splits else ''}"
              + (f", {_count(len(f['skipped']), 'file')} expand will skip" if f["skipped"] else "")]
     lines += [f"  note      {w}" for w in f.get("warnings", ())]
-    lines += label_lines(f["labels"], f["task"], f["labelled"])
+    lines += label_lines(f["labels"], f["task"], f["labelled"], f["class_names"])
     lines += picture_lines(f["pictures"])
     lines += problem_lines(f["problems"])
     lines += skipped_lines(f["skipped"], f["problems"])
     return lines
 
 
-def label_lines(labels: dict, task: str, labelled: bool) -> list[str]:
+def label_lines(labels: dict, task: str, labelled: bool, names: list[str]) -> list[str]:
     """Classes with their images (and objects) by split; objects per image; boxes; masks; keypoints."""
     if not labelled and not labels.get("mask_share"):
         return ["  classes   none (unlabelled)"]
-    lines = _class_lines(labels, task) if labelled else ["  classes   none named (no classes file): mask values below"]
+    lines = _class_lines(labels, task, names) if labelled else ["  classes   none named (no classes file): mask values below"]
     lines += _per_image_line(labels, task)
     lines += _box_lines(labels.get("boxes"))
     share = labels.get("mask_share") or {}
@@ -53,25 +53,32 @@ def label_lines(labels: dict, task: str, labelled: bool) -> list[str]:
     return lines
 
 
-def _class_lines(labels: dict, task: str) -> list[str]:
+def _class_lines(labels: dict, task: str, names: list[str]) -> list[str]:
+    """A line a class held, by split; the classes no image holds in one line; a value that is no
+    class (a stray mask value, an unknown id) marked so."""
     objects = task not in ("classification", "segmentation")
     images, counted = labels["images_per_class"], labels["objects_per_class"]
     splits = [s for s in ("train", "validation", "test", "unsplit") if s in labels["images"]]
     if not images:
         return ["  classes   none found in the labels"]
-    totals = {c: sum((counted if objects else images)[c].values()) for c in images}
-    top, width = max(totals.values()) or 1, max(len(c) for c in images)
-    what = "objects (images holding it)" if objects else "images"
     if not splits:
         return [f"  classes   {len(images)} named, none in a usable image: {', '.join(list(images)[:MOST_CLASSES])}"]
-    lines = [f"  classes   {len(images)}, {what} a class   ({' / '.join(splits)})"]
-    shown = sorted(images, key=lambda c: -totals[c])
-    for c in shown[:MOST_CLASSES]:
+    totals = {c: sum((counted if objects else images)[c].values()) for c in images}
+    held = sorted((c for c in images if totals[c]), key=lambda c: -totals[c])
+    shown = {c: c if c in names else f"{c} (no class)" for c in held}
+    top, width = max(totals.values()) or 1, max((len(c) for c in shown.values()), default=0)
+    what = "objects (images holding it)" if objects else "images"
+    lines = [f"  classes   {len(names)}, {what} a class   ({' / '.join(splits)})"]
+    for c in held[:MOST_CLASSES]:
         cells = [f"{counted[c].get(s, 0):,} ({images[c].get(s, 0):,})" if objects else f"{images[c].get(s, 0):,}"
                  for s in splits]
-        lines.append(f"    {c:<{width}}  {_bar(totals[c], top)} {' / '.join(cells)}")
-    if len(shown) > MOST_CLASSES:
-        lines.append(f"    ... {len(shown) - MOST_CLASSES} more classes (--json lists all)")
+        lines.append(f"    {shown[c]:<{width}}  {_bar(totals[c], top)} {' / '.join(cells)}")
+    if len(held) > MOST_CLASSES:
+        lines.append(f"    ... {len(held) - MOST_CLASSES} more classes (--json lists all)")
+    background = names[:1] if task == "segmentation" else []  # what a mask is where no class is: never counted
+    never = [c for c in names if not totals.get(c) and c not in background]
+    if never:
+        lines.append(f"    in no image: {', '.join(never[:MOST_CLASSES])}{', ...' if len(never) > MOST_CLASSES else ''}")
     return lines
 
 
