@@ -345,7 +345,7 @@ def _inspected(path: str, verify: bool, source, format: str, layout: str, progre
         if not checked:
             facts = inspect_output(path, verify=verify, source=source, progress=progress)
             return facts, output_report(facts), None
-        from augpipe.health.dataset import dataset_health
+        from augpipe.health.expanded import dataset_health
 
         health = dataset_health(path, verify=verify, source=source, progress=progress)
         return health.facts, output_report(health.facts) + problem_lines(health.facts["health"]["problems"]), health

@@ -1,4 +1,4 @@
-"""The health report of an expanded dataset (augpipe/health/dataset.py): `inspect OUT --fail-on` and
+"""The health report of an expanded dataset (augpipe/health/expanded.py): `inspect OUT --fail-on` and
 `--html` over its rows, against the rows read with pyarrow."""
 
 from __future__ import annotations
