@@ -394,7 +394,7 @@ def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> tuple[np.ndarray, np.
     thumbnails (n×192) look alike: see _thumbs_alike."""
     words = np.ascontiguousarray(hashes).view(np.uint16)  # 4 words an image: _POPCOUNT counts 16 bits at once
     centred = thumbs.reshape(-1, 64, 3).astype(np.float32)
-    centred -= centred.mean(axis=1, keepdims=True)  # a brightened copy is the same picture
+    centred -= centred.mean(axis=(1, 2), keepdims=True)  # a brightened copy is the same picture; a tinted one is not
     first, second = [np.zeros(0, np.intp)], [np.zeros(0, np.intp)]
     rows_at_once = max(16, _BLOCK_BYTES // (8 * max(1, len(words))))
     for start in range(0, len(words), rows_at_once):
@@ -412,7 +412,7 @@ def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _thumbs_alike(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Whether pairs of 8×8 thumbnails (m×64×3, each less its mean) look alike: all but 4 of their 64
+    """Whether pairs of 8×8 thumbnails (m×64×3, each less its mean level) look alike: all but 4 of their 64
     cells (the corners of a framed copy) within NEAR_THUMB levels in every channel. A resized, re-encoded or slightly cropped copy
     differs by a few levels throughout; two pictures of one kind (an orange and a red circle, two
     triangles of different sizes) by much more where they differ."""
