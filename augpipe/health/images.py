@@ -5,14 +5,21 @@ longest side is at most WORK_SIDE); `judge` compares them across the dataset and
 `Problem`s; `facts` gives the report its figures.
 
 How each check decides (the thresholds are below, each with its reason):
-- blurry: sharpness = how abruptly the strongest edges change (|Laplacian| over gradient on the
-  2% of the pixels with the strongest gradient: neither contrast nor large smooth areas count),
-  relative to the dataset: a robust z-score on its log below -BLUR_Z, and at least BLUR_FACTOR
-  times under the median. A dataset of soft pictures flags none of them for being soft.
-- dark / bright: absolute, on perceived brightness: dark when even the brightest 1% of the pixels
-  stay below DARK_P99, bright when even the darkest 1% stay above BRIGHT_P01. Relative thresholds
-  would flag the darker end of any dataset (night photos, snow scenes) however well exposed; a
-  night photo with a lit window, or a snow scene with a tree, is neither.
+- blurry: sharpness = how abruptly the edges change in the direction where they change least
+  (along x, y and both diagonals: |second derivative| over |first| on the EDGE_SHARE of the pixels
+  where the first is strongest; the least of the four, so that motion blur, which leaves the edges
+  along its direction sharp, counts; neither contrast nor large smooth areas count), relative to
+  the dataset: a robust z-score on its log below -BLUR_Z, and at least BLUR_FACTOR times under the
+  median. A dataset of soft pictures flags none of them for being soft; a picture without any edge
+  (a smooth gradient) has sharpness 0 and is blurry.
+- dark / bright: on perceived brightness: dark when even the brightest 1% of the pixels stay below
+  DARK_P99, bright when even the darkest 1% stay above BRIGHT_P01; a night photo with a lit window
+  (1% of the picture or more), or a snow scene with a tree, is neither. Where more than MOST of the
+  dataset is dark by that rule (night scenes whose lights cover under 1%), a picture is dark only
+  if it is also dark relative to the dataset: its brightest 1% EXPOSURE_FACTOR times and
+  EXPOSURE_Z robust sigmas under the dataset's median (on a log scale); the same for bright, on the
+  darkest 1%'s distance to white. A small object (under 1% of the picture) on white is bright:
+  its darkest 1% is white.
 - low_information: absolute: detail (the standard deviation of a 64×64 copy, which averages sensor
   noise away, in its most varied colour channel: a brown-to-blue gradient is near-constant in
   grey) under LOW_DETAIL levels. An object on a flat white background is not near-constant, as it
@@ -22,26 +29,34 @@ How each check decides (the thresholds are below, each with its reason):
   factor of ODD_SIZE_FACTOR / ODD_ASPECT_FACTOR from the median, and rare: at most max(2, RARE of
   the images) within 10% of its value (a quarter of portraits among landscapes is not odd).
 - grayscale: every channel equal (within JPEG's rounding); reported only where at least
-  COLOUR_MAJORITY of the images are colour.
+  COLOUR_MAJORITY of the images are colour; low-information pictures (all black, all white) are
+  neither counted nor reported.
 - exif_rotated: an EXIF orientation tag other than 1 (the pixels are turned before use; other tools
   may not turn them).
 - exact duplicates: the same decoded pixels (also across formats). Within a split, or where a split
   is not placed yet (expand keeps identical files together; same pixels in different files may
   land apart, which the detail says): exact_duplicate; across splits: exact_leak.
 - near duplicates: a 64-bit DCT perceptual hash (pHash) within NEAR_BITS, confirmed by the 8×8
-  colour thumbnails (mean difference under NEAR_THUMB levels), among images that are not
-  low-information (near-constant pictures all hash alike). Two pictures that both hold an object on
-  a plain background compare the hash and thumbnail of that object's box, and the boxes must be at
-  the same place (within NEAR_BOX): two different objects on white then differ in shape, colour or
-  place, where a hash of the whole pictures sees two blobs on much the same white (a difference
-  hash of the whole picture, as `inspect` had, groups them). Other pairs compare whole pictures.
-  Within a split (or not placed yet): near_duplicate; across: near_leak.
+  colour thumbnails, each less its mean level (a brightened copy is the same picture, a tinted one
+  not): all but 4 of the 64 cells within NEAR_THUMB levels in every channel (a resized,
+  re-encoded, brightened or 3%-cropped copy differs by a few levels throughout; an orange and a red
+  circle, or two triangles of different sizes, by much more where they differ), among images that
+  are not low-information (near-constant pictures all hash alike). Two pictures that both hold an
+  object on a plain background compare the hash and thumbnail of that object's box, and the boxes
+  must be at the same place and of the same size (edges within NEAR_BOX of the picture): two
+  different objects on white then differ in shape, colour, place or size, where a hash of the whole
+  pictures sees two blobs on much the same white. Other pairs compare whole pictures. The pairs are
+  grouped (what looks like what looks like a picture is in its group). Within a split (or not
+  placed yet): near_duplicate; across: near_leak.
+- duplicate and leak groups: one Problem a group, under its first file (by path), `related` the
+  others: a `kind`_duplicate for each split holding two or more of the group (files not placed yet
+  count with every split) and one `kind`_leak naming every split where the group spans several.
 
 `facts(stats, problems=None)` keys: images (count), sizes ([[width, height, count], ...], most
 common first), long_sides (a histogram of the longest side in pixels: {"edges": [...], "counts":
-[...]}), counts ({check: images flagged} for every check of JUDGED), medians ({width, height,
-sharpness, brightness, detail}), grayscale and exif_rotated (images that are, flagged or not),
-thresholds ({name: value}).
+[...]}), counts ({check: images flagged, every file of a group counted} for every check of
+JUDGED), medians ({width, height, sharpness, brightness, detail}), grayscale and exif_rotated
+(images that are, flagged or not), thresholds ({name: value}).
 """
 
 from __future__ import annotations
@@ -64,7 +79,7 @@ ODD_Z, ODD_SIZE_FACTOR, ODD_ASPECT_FACTOR, RARE = 4.0, 2.0, 1.5, 0.02
 COLOUR_MAJORITY = 0.8
 GREY_SPREAD = 3  # channel differences up to this many levels are JPEG's rounding
 NEAR_BITS, NEAR_THUMB = 8, 16.0  # of 64 bits; levels between two 8×8 thumbnails' cells: see _thumbs_alike
-NEAR_BOX = 0.04  # two object boxes' edges at most this share of the picture apart
+NEAR_BOX = 0.04  # object boxes' edges at most this share apart: a 3% crop moves them 1.5%, the 64×64 grid 1.6%
 EDGE_SHARE = 0.01  # 2% lets a soft pattern (stripes) outweigh a picture's few edges in one direction
 EDGE_LEVELS = 1.0  # a direction whose strongest edges change by less a pixel has none
 MOST = 0.5  # dark (bright) is also relative where more than this share of the dataset is dark (bright)
@@ -412,10 +427,11 @@ def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _thumbs_alike(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Whether pairs of 8×8 thumbnails (m×64×3, each less its mean level) look alike: all but 4 of their 64
-    cells (the corners of a framed copy) within NEAR_THUMB levels in every channel. A resized, re-encoded or slightly cropped copy
-    differs by a few levels throughout; two pictures of one kind (an orange and a red circle, two
-    triangles of different sizes) by much more where they differ."""
+    """Whether pairs of 8×8 thumbnails (m×64×3, each less its mean level) look alike: all but 4 of
+    their 64 cells (the corners of a framed copy) within NEAR_THUMB levels in every channel. A
+    resized, re-encoded or slightly cropped copy differs by a few levels throughout; two pictures
+    of one kind (an orange and a red circle, two triangles of different sizes) by much more where
+    they differ."""
     cells = np.abs(a - b).max(axis=2)
     return np.partition(cells, 59, axis=1)[:, 59] <= NEAR_THUMB
 
@@ -442,7 +458,8 @@ def facts(stats: list[ImageStats], problems: list[Problem] | None = None) -> dic
         "thresholds": {"blur_z": BLUR_Z, "blur_factor": BLUR_FACTOR, "dark_p99": DARK_P99,
                        "bright_p01": BRIGHT_P01, "low_detail": LOW_DETAIL, "odd_z": ODD_Z,
                        "odd_size_factor": ODD_SIZE_FACTOR, "odd_aspect_factor": ODD_ASPECT_FACTOR,
-                       "near_bits": NEAR_BITS, "near_thumb": NEAR_THUMB, "near_box": NEAR_BOX},
+                       "near_bits": NEAR_BITS, "near_thumb": NEAR_THUMB, "near_box": NEAR_BOX,
+                       "edge_share": EDGE_SHARE, "exposure_z": EXPOSURE_Z, "exposure_factor": EXPOSURE_FACTOR},
     }
 
 

@@ -119,7 +119,8 @@ def night(rng, w: int, h: int, keep: float = 0.1) -> np.ndarray:
     the pixels in all)."""
     image = dark(varied(rng, w, h), keep)
     for _ in range(3):
-        cv2.circle(image, (int(rng.integers(w)), int(rng.integers(h))), 3, [int(c) for c in rng.integers(200, 256, 3)], -1)
+        colour = [int(c) for c in rng.integers(200, 256, 3)]
+        cv2.circle(image, (int(rng.integers(w)), int(rng.integers(h))), 3, colour, -1)
     return image
 
 
