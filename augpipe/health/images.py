@@ -78,7 +78,7 @@ LOW_DETAIL = 3.0  # levels of 255
 ODD_Z, ODD_SIZE_FACTOR, ODD_ASPECT_FACTOR, RARE = 4.0, 2.0, 1.5, 0.02
 COLOUR_MAJORITY = 0.8
 GREY_SPREAD = 3  # channel differences up to this many levels are JPEG's rounding
-NEAR_BITS, NEAR_THUMB = 8, 16.0  # of 64 bits; levels between two 8×8 thumbnails' cells: see _thumbs_alike
+NEAR_BITS, NEAR_THUMB = 8, 20.0  # of 64 bits; levels between two 8×8 thumbnails' cells: see _thumbs_alike
 NEAR_BOX = 0.04  # object boxes' edges at most this share apart: a 3% crop moves them 1.5%, the 64×64 grid 1.6%
 EDGE_SHARE = 0.01  # 2% lets a soft pattern (stripes) outweigh a picture's few edges in one direction
 EDGE_LEVELS = 1.0  # a direction whose strongest edges change by less a pixel has none
@@ -163,23 +163,23 @@ def _grayscale(rgb: np.ndarray) -> bool:
 def _sharpness(grey: np.ndarray) -> float:
     """How abruptly the edges change in the direction where they change least: along each of x, y
     and the two diagonals, the mean |second derivative| over the mean |first derivative| on the
-    EDGE_SHARE of the pixels where the first is strongest, and the least of the four. Blur widens an edge,
-    which lowers its second derivative more than its first; smooth areas, however large, do not
-    count; motion blur widens only the edges across its direction, which the least finds. A
+    EDGE_SHARE of the pixels where the first is strongest, and the least of the four. Blur widens
+    an edge, which lowers its second derivative more than its first; smooth areas, however large,
+    do not count; motion blur widens only the edges across its direction, which the least finds. A
     direction without edges (its strongest change by under EDGE_LEVELS a pixel) is left out; 0
     where every direction is."""
     g = grey.astype(np.float32)
-    gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)
-    gxx, gyy, gxy = (cv2.Sobel(g, cv2.CV_32F, dx, dy) for dx, dy in ((2, 0), (0, 2), (1, 1)))
+    derivatives = ((1, 0), (0, 1), (2, 0), (0, 2), (1, 1))
+    gx, gy, gxx, gyy, gxy = (cv2.Sobel(g, cv2.CV_32F, dx, dy).ravel() for dx, dy in derivatives)
     found = []
     for c, s in ((1, 0), (0, 1), (0.7071, 0.7071), (0.7071, -0.7071)):
-        first = np.abs(c * gx + s * gy).ravel()
-        k = int(first.size * (1 - EDGE_SHARE))
-        edges = first >= np.partition(first, k)[k]
+        first = np.abs(cv2.addWeighted(gx, c, gy, s, 0).ravel())
+        sample, top = first[::7], int(first[::7].size * (1 - EDGE_SHARE))  # a seventh of the pixels: 8× faster
+        edges = np.flatnonzero(first >= np.partition(sample, top)[top])
         strength = float(first[edges].mean())
         if strength >= 4 * EDGE_LEVELS:  # a Sobel derivative is 4 times the change a pixel
-            second = np.abs(c * c * gxx + 2 * c * s * gxy + s * s * gyy).ravel()
-            found.append(float(second[edges].mean()) / strength)
+            second = np.abs(c * c * gxx[edges] + 2 * c * s * gxy[edges] + s * s * gyy[edges])
+            found.append(float(second.mean()) / strength)
     return round(min(found), 4) if found else 0.0
 
 
