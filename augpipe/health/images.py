@@ -38,7 +38,7 @@ How each check decides (the thresholds are below, each with its reason):
   land apart, which the detail says): exact_duplicate; across splits: exact_leak.
 - near duplicates: a 64-bit DCT perceptual hash (pHash) within NEAR_BITS, confirmed by the 8×8
   colour thumbnails, each less its mean level (a brightened copy is the same picture, a tinted one
-  not): all but 4 of the 64 cells within NEAR_THUMB levels in every channel (a resized,
+  not): all but NEAR_CELLS of the 64 cells within NEAR_THUMB levels in every channel (a resized,
   re-encoded, brightened or 3%-cropped copy differs by a few levels throughout; an orange and a red
   circle, or two triangles of different sizes, by much more where they differ), among images that
   are not low-information (near-constant pictures all hash alike). Two pictures that both hold an
@@ -79,6 +79,7 @@ ODD_Z, ODD_SIZE_FACTOR, ODD_ASPECT_FACTOR, RARE = 4.0, 2.0, 1.5, 0.02
 COLOUR_MAJORITY = 0.8
 GREY_SPREAD = 3  # channel differences up to this many levels are JPEG's rounding
 NEAR_BITS, NEAR_THUMB = 8, 20.0  # of 64 bits; levels between two 8×8 thumbnails' cells: see _thumbs_alike
+NEAR_CELLS = 5  # cells of 64 allowed over NEAR_THUMB: a noisy 32 px picture re-encoded at JPEG quality 60 has 5
 NEAR_BOX = 0.04  # object boxes' edges at most this share apart: a 3% crop moves them 1.5%, the 64×64 grid 1.6%
 EDGE_SHARE = 0.01  # 2% lets a soft pattern (stripes) outweigh a picture's few edges in one direction
 EDGE_LEVELS = 1.0  # a direction whose strongest edges change by less a pixel has none
@@ -427,12 +428,11 @@ def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _thumbs_alike(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Whether pairs of 8×8 thumbnails (m×64×3, each less its mean level) look alike: all but 4 of
-    their 64 cells (the corners of a framed copy) within NEAR_THUMB levels in every channel. A
-    resized, re-encoded or slightly cropped copy differs by a few levels throughout; two pictures
-    of one kind (an orange and a red circle, two triangles of different sizes) by much more where
-    they differ."""
-    return np.count_nonzero(np.abs(a - b).max(axis=2) > NEAR_THUMB, axis=1) <= 4
+    """Whether pairs of 8×8 thumbnails (m×64×3, each less its mean level) look alike: all but
+    NEAR_CELLS of their 64 cells within NEAR_THUMB levels in every channel. A resized, re-encoded
+    or slightly cropped copy differs by a few levels throughout; two pictures of one kind (an
+    orange and a red circle, two triangles of different sizes) by much more where they differ."""
+    return np.count_nonzero(np.abs(a - b).max(axis=2) > NEAR_THUMB, axis=1) <= NEAR_CELLS
 
 
 def facts(stats: list[ImageStats], problems: list[Problem] | None = None) -> dict:
@@ -457,7 +457,7 @@ def facts(stats: list[ImageStats], problems: list[Problem] | None = None) -> dic
         "thresholds": {"blur_z": BLUR_Z, "blur_factor": BLUR_FACTOR, "dark_p99": DARK_P99,
                        "bright_p01": BRIGHT_P01, "low_detail": LOW_DETAIL, "odd_z": ODD_Z,
                        "odd_size_factor": ODD_SIZE_FACTOR, "odd_aspect_factor": ODD_ASPECT_FACTOR,
-                       "near_bits": NEAR_BITS, "near_thumb": NEAR_THUMB, "near_box": NEAR_BOX,
+                       "near_bits": NEAR_BITS, "near_thumb": NEAR_THUMB, "near_cells": NEAR_CELLS, "near_box": NEAR_BOX,
                        "edge_share": EDGE_SHARE, "exposure_z": EXPOSURE_Z, "exposure_factor": EXPOSURE_FACTOR},
     }
 
