@@ -13,7 +13,7 @@ import pytest
 
 from augpipe.decode import decode
 from augpipe.demo import make_shapes
-from augpipe.health.images import JUDGED, _near_pairs, _outliers, facts, judge, measure
+from augpipe.health.images import JUDGED, _components, _near_pairs, _outliers, facts, judge, measure
 from planted_images import (
     blurry, bright, brightened, clean_files, cropped, dark, encode, grey, low_information, motion_blurred, night,
     object_on_white, planted, resized, snow, stored, triangle_on_white, varied,
@@ -278,3 +278,20 @@ def test_sizes_say_smaller_or_larger_and_a_black_picture_is_not_also_grayscale()
     sizes = by_check(problems, "odd_size")
     assert "smaller than the median" in sizes["small.png"].detail and "larger" in sizes["large.png"].detail
     assert flagged(problems)["low_information"] == {"black.png"} and "grayscale" not in flagged(problems)
+
+
+def test_components_match_a_walk_of_the_pairs():
+    rng = np.random.default_rng(21)
+    i, j = rng.integers(0, 300, 200), rng.integers(0, 300, 200)
+    label = _components(300, i, j)
+    neighbours = defaultdict(set)
+    for a, b in zip(i.tolist(), j.tolist()):
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    for start in range(300):
+        seen, todo = {start}, [start]
+        while todo:
+            for other in neighbours[todo.pop()] - seen:
+                seen.add(other)
+                todo.append(other)
+        assert label[start] == min(seen)
