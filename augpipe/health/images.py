@@ -38,16 +38,16 @@ How each check decides (the thresholds are below, each with its reason):
   land apart, which the detail says): exact_duplicate; across splits: exact_leak.
 - near duplicates: a 64-bit DCT perceptual hash (pHash) within NEAR_BITS, confirmed by the 8×8
   colour thumbnails, each less its mean level (a brightened copy is the same picture, a tinted one
-  not): all but NEAR_CELLS of the 64 cells within NEAR_THUMB levels in every channel (a resized,
-  re-encoded, brightened or 3%-cropped copy differs by a few levels throughout; an orange and a red
-  circle, or two triangles of different sizes, by much more where they differ), among images that
-  are not low-information (near-constant pictures all hash alike). Two pictures that both hold an
-  object on a plain background compare the hash and thumbnail of that object's box, and the boxes
-  must be at the same place and of the same size (edges within NEAR_BOX of the picture): two
-  different objects on white then differ in shape, colour, place or size, where a hash of the whole
-  pictures sees two blobs on much the same white. Other pairs compare whole pictures. The pairs are
-  grouped (what looks like what looks like a picture is in its group). Within a split (or not
-  placed yet): near_duplicate; across: near_leak.
+  not): all but NEAR_CELLS of the 64 cells within NEAR_THUMB levels in every channel, those within
+  twice that (a resized, re-encoded, brightened or 3%-cropped copy differs by a few levels
+  throughout; an orange and a red circle, or two triangles of different sizes, by much more where
+  they differ), among images that are not low-information (near-constant pictures all hash alike).
+  Two pictures that both hold an object on a plain background compare the hash and thumbnail of that
+  object's box, and the boxes must be at the same place and of the same size (edges within NEAR_BOX
+  of the picture): two different objects on white then differ in shape, colour, place or size, where
+  a hash of the whole pictures sees two blobs on much the same white. Other pairs compare whole
+  pictures. The pairs are grouped (what looks like what looks like a picture is in its group).
+  Within a split (or not placed yet): near_duplicate; across: near_leak.
 - duplicate and leak groups: one Problem a group, under its first file (by path), `related` the
   others: a `kind`_duplicate for each split holding two or more of the group (files not placed yet
   count with every split) and one `kind`_leak naming every split where the group spans several.
@@ -429,10 +429,12 @@ def _near_pairs(hashes: np.ndarray, thumbs: np.ndarray) -> tuple[np.ndarray, np.
 
 def _thumbs_alike(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Whether pairs of 8×8 thumbnails (m×64×3, each less its mean level) look alike: all but
-    NEAR_CELLS of their 64 cells within NEAR_THUMB levels in every channel. A resized, re-encoded
-    or slightly cropped copy differs by a few levels throughout; two pictures of one kind (an
-    orange and a red circle, two triangles of different sizes) by much more where they differ."""
-    return np.count_nonzero(np.abs(a - b).max(axis=2) > NEAR_THUMB, axis=1) <= NEAR_CELLS
+    NEAR_CELLS of their 64 cells within NEAR_THUMB levels in every channel, and those within twice
+    that (a small object on white is not a faint shape on cream). A resized, re-encoded or slightly
+    cropped copy differs by a few levels throughout; two pictures of one kind (an orange and a red
+    circle, two triangles of different sizes) by much more where they differ."""
+    cells = np.abs(a - b).max(axis=2)
+    return (np.count_nonzero(cells > NEAR_THUMB, axis=1) <= NEAR_CELLS) & (cells.max(axis=1) <= 2 * NEAR_THUMB)
 
 
 def facts(stats: list[ImageStats], problems: list[Problem] | None = None) -> dict:
