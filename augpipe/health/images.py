@@ -105,7 +105,7 @@ class ImageStats:
     brightness_p01: float  # perceived brightness (0..1) of the darkest 1%, the median, the brightest 1%
     brightness: float
     brightness_p99: float
-    sharpness: float  # of the strongest edges, on the working copy: see _sharpness
+    sharpness: float  # of the edges in the direction where they are softest, on the working copy: see _sharpness
     detail: float  # std of a 64×64 copy, in its most varied channel
     phash: str  # 16 hex digits
     thumb: str  # 8×8 RGB thumbnail, 384 hex digits
