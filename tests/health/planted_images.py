@@ -106,6 +106,49 @@ def low_information(rng, w: int, h: int) -> np.ndarray:
     return np.clip(base + ramp + rng.normal(0, 2, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
+def motion_blurred(rgb: np.ndarray, length: int, diagonal: bool = False) -> np.ndarray:
+    """Moved `length` px during the exposure: horizontally, or along the diagonal."""
+    kernel = np.eye(length, dtype=np.float32) if diagonal else np.zeros((length, length), np.float32)
+    if not diagonal:
+        kernel[length // 2] = 1
+    return cv2.filter2D(rgb, -1, kernel / kernel.sum())
+
+
+def night(rng, w: int, h: int, keep: float = 0.1) -> np.ndarray:
+    """A night scene: a picture with `keep` of its light, and a few small bright lights (under 1% of
+    the pixels in all)."""
+    image = dark(varied(rng, w, h), keep)
+    for _ in range(3):
+        colour = [int(c) for c in rng.integers(200, 256, 3)]
+        cv2.circle(image, (int(rng.integers(w)), int(rng.integers(h))), 3, colour, -1)
+    return image
+
+
+def snow(rng, w: int, h: int, keep: float = 0.1) -> np.ndarray:
+    """The mirror of `night`: a washed-out picture with a few small dark spots."""
+    return 255 - night(rng, w, h, keep)
+
+
+def triangle_on_white(w: int, h: int, side: int, colour=(128, 0, 160)) -> np.ndarray:
+    """A filled triangle of `side` px about the middle of a white picture."""
+    image = np.full((h, w, 3), 255, np.uint8)
+    cx, cy = w // 2, h // 2
+    points = np.int32([[cx - side // 2, cy + side // 3], [cx + side // 2, cy + side // 3], [cx, cy - 2 * side // 3]])
+    cv2.fillPoly(image, [points], colour)
+    return image
+
+
+def brightened(rgb: np.ndarray, levels: int) -> np.ndarray:
+    return np.clip(rgb.astype(np.int16) + levels, 0, 255).astype(np.uint8)
+
+
+def cropped(rgb: np.ndarray, share: float) -> np.ndarray:
+    """`share` of the width and height cut off, half on each side."""
+    h, w = rgb.shape[:2]
+    dy, dx = round(h * share / 2), round(w * share / 2)
+    return rgb[dy:h - dy, dx:w - dx]
+
+
 def grey(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
+import warnings
 from collections import defaultdict
 
 import cv2
@@ -10,10 +12,11 @@ import numpy as np
 import pytest
 
 from augpipe.decode import decode
-from augpipe.health.images import JUDGED, _near_pairs, facts, judge, measure
+from augpipe.demo import make_shapes
+from augpipe.health.images import JUDGED, _components, _near_pairs, _outliers, facts, judge, measure
 from planted_images import (
-    blurry, bright, clean_files, dark, encode, grey, low_information, object_on_white, planted, resized, stored,
-    varied,
+    blurry, bright, brightened, clean_files, cropped, dark, encode, grey, low_information, motion_blurred, night,
+    object_on_white, planted, resized, snow, stored, triangle_on_white, varied,
 )
 
 
@@ -22,9 +25,10 @@ def measured(files):
 
 
 def flagged(problems) -> dict[str, set[str]]:
+    """{check: the files it names}, those of a group (its first and `related`) included."""
     found = defaultdict(set)
     for p in problems:
-        found[p.check].add(p.path)
+        found[p.check] |= {p.path, *p.related}
     return found
 
 
@@ -57,10 +61,12 @@ def test_every_planted_problem_is_found_with_its_file_and_nothing_else(planted_s
 def test_duplicates_and_leaks_name_the_other_files_of_their_group(planted_set):
     problems = planted_set[3]
     assert by_check(problems, "exact_duplicate")["train/copy.bmp"].related == ("train/copy.png",)
-    assert by_check(problems, "near_duplicate")["train/near_small.jpg"].related == ("train/near.png",)
-    leak = by_check(problems, "exact_leak")["val/leak.png"]
-    assert leak.related == ("train/leak.png",) and "train" in leak.detail
+    assert by_check(problems, "near_duplicate")["train/near.png"].related == ("train/near_small.jpg",)
+    leak = by_check(problems, "exact_leak")["train/leak.png"]
+    assert leak.related == ("val/leak.png",) and "train and val" in leak.detail
     assert by_check(problems, "near_leak")["train/seen.png"].related == ("val/seen_large.jpg",)
+    grouped = [p for p in problems if p.related]
+    assert len(grouped) == 4 == len({p.check for p in grouped})  # a group once, under its first file
 
 
 def test_a_clean_dataset_reports_nothing():
@@ -78,8 +84,7 @@ def test_near_duplicates_are_found_across_sizes_and_jpeg_re_encoding():
         ("look_large.jpg", None, encode(resized(look, 1.7), "jpg", quality=85)),
     ]
     near = by_check(judge(measured(files)), "near_duplicate")
-    assert set(near) == {"look.png", "look_half.jpg", "look_large.jpg"}
-    assert near["look.png"].related == ("look_half.jpg", "look_large.jpg")
+    assert set(near) == {"look.png"} and near["look.png"].related == ("look_half.jpg", "look_large.jpg")
     assert "expand may put them in different splits" in near["look.png"].detail
 
 
@@ -180,7 +185,7 @@ def test_near_pairs_match_a_brute_force_count_of_differing_bits():
     bits = np.unpackbits(hashes, axis=1).astype(int)
     expected = {(i, j) for i in range(700) for j in range(i + 1, 700) if (bits[i] != bits[j]).sum() <= 8}
     assert len(expected) >= 80
-    assert set(_near_pairs(hashes, thumbs)) == expected
+    assert set(zip(*(k.tolist() for k in _near_pairs(hashes, thumbs)))) == expected
 
 
 def test_facts_count_the_problems_and_describe_the_sizes(planted_set):
@@ -191,3 +196,102 @@ def test_facts_count_the_problems_and_describe_the_sizes(planted_set):
     assert [1100, 820, 1] in f["sizes"] and f["grayscale"] == 1 and f["exif_rotated"] == 1
     assert f == facts(stats)
     assert judge([]) == [] and facts([])["images"] == 0
+
+
+def test_a_group_of_copies_is_one_problem_however_large():
+    rng = np.random.default_rng(15)
+    frame = encode(varied(rng, 240, 180))
+    files = clean_files(rng, 20, None) + [(f"frame_{i:03d}.png", None, frame) for i in range(300)]
+    grouped = [(p.check, p.path, len(p.related)) for p in judge(measured(files)) if p.related]
+    assert grouped == [("exact_duplicate", "frame_000.png", 299)]
+
+
+def test_the_rarity_of_a_size_is_counted_without_comparing_every_pair():
+    n = 20000
+    landscape_and_portrait = np.log(np.r_[np.full(n // 2 + 1, 256.0), np.full(n // 2 - 1, 1024.0)])
+    tracemalloc.start()
+    assert _outliers(landscape_and_portrait, 2.0) == []
+    assert tracemalloc.get_traced_memory()[1] < 20 * n * 8  # a few arrays of n, not n × n/2
+    tracemalloc.stop()
+    few = np.log(np.r_[np.full(100, 256.0), [1024.0, 1030.0]])
+    assert _outliers(few, 2.0) == [100, 101]
+
+
+def test_motion_blur_along_any_direction_is_blurry_and_a_long_banner_is_not():
+    rng = np.random.default_rng(16)
+    blurred = {f"moved_{length}.png": motion_blurred(varied(rng, 240, 180), length) for length in (9, 15, 25)}
+    blurred["moved_diagonally.png"] = motion_blurred(varied(rng, 240, 180), 9, diagonal=True)
+    files = (clean_files(rng, 30, None) + [(path, None, encode(image)) for path, image in blurred.items()]
+             + [("banner.png", None, encode(varied(rng, 1024, 128)))])
+    assert flagged(judge(measured(files)))["blurry"] == set(blurred)
+
+
+def test_a_picture_without_edges_is_blurry_in_words_without_infinity_or_warnings():
+    rng = np.random.default_rng(17)
+    yy, xx = np.mgrid[0:180, 0:240]
+    gradient = np.dstack([xx, yy, np.full_like(xx, 128)]).astype(np.uint8)
+    files = clean_files(rng, 20, None) + [("gradient.png", None, encode(gradient))]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        problems = judge(measured(files))
+    assert [p.path for p in problems] == ["gradient.png"]
+    assert "inf" not in problems[0].detail and "no edge" in problems[0].detail
+
+
+def test_brightened_and_cropped_copies_are_near_duplicates_and_pictures_of_one_kind_are_not():
+    rng = np.random.default_rng(18)
+    look, seen = varied(rng, 240, 180), varied(rng, 240, 180)
+    files = clean_files(rng, 20, None) + [
+        ("look.png", None, encode(look)), ("look_brighter.jpg", None, encode(brightened(look, 25), "jpg")),
+        ("seen.png", None, encode(seen)), ("seen_cropped.jpg", None, encode(cropped(resized(seen, 0.8), 0.03), "jpg")),
+        ("triangle_large.png", None, encode(triangle_on_white(240, 180, 120))),
+        ("triangle_small.png", None, encode(triangle_on_white(240, 180, 100))),
+    ]
+    near = by_check(judge(measured(files)), "near_duplicate")
+    assert {path: p.related for path, p in near.items()} == {"look.png": ("look_brighter.jpg",),
+                                                            "seen.png": ("seen_cropped.jpg",)}
+
+
+def test_the_demo_shapes_have_no_near_duplicates(tmp_path):
+    folder = make_shapes(tmp_path / "shapes")  # drawn one by one: no picture is a copy of another
+    files = [(str(p.relative_to(folder)), None, p.read_bytes()) for p in sorted(folder.rglob("*.jpg"))]
+    assert len(files) >= 200
+    assert flagged(judge(measured(files)))["near_duplicate"] == set()
+
+
+def test_a_dataset_of_night_or_snow_scenes_flags_only_its_much_darker_or_brighter_pictures():
+    rng = np.random.default_rng(19)
+    for scene, check, extreme in ((night, "dark", 0.02), (snow, "bright", 0.02)):
+        files = [(f"scene_{i}.png", None, encode(scene(rng, 240, 180))) for i in range(20)]
+        assert judge(measured(files)) == []
+        files.append(("extreme.png", None, encode(scene(rng, 240, 180, keep=extreme) // 4 * 4)))
+        problems = judge(measured(files))
+        assert flagged(problems) == {check: {"extreme.png"}} and "most of the dataset" in problems[0].detail
+
+
+def test_sizes_say_smaller_or_larger_and_a_black_picture_is_not_also_grayscale():
+    rng = np.random.default_rng(20)
+    files = clean_files(rng, 30, None) + [
+        ("small.png", None, encode(varied(rng, 32, 24))), ("large.png", None, encode(varied(rng, 1200, 900))),
+        ("black.png", None, encode(np.zeros((180, 240, 3), np.uint8)))]
+    problems = judge(measured(files))
+    sizes = by_check(problems, "odd_size")
+    assert "smaller than the median" in sizes["small.png"].detail and "larger" in sizes["large.png"].detail
+    assert flagged(problems)["low_information"] == {"black.png"} and "grayscale" not in flagged(problems)
+
+
+def test_components_match_a_walk_of_the_pairs():
+    rng = np.random.default_rng(21)
+    i, j = rng.integers(0, 300, 200), rng.integers(0, 300, 200)
+    label = _components(300, i, j)
+    neighbours = defaultdict(set)
+    for a, b in zip(i.tolist(), j.tolist()):
+        neighbours[a].add(b)
+        neighbours[b].add(a)
+    for start in range(300):
+        seen, todo = {start}, [start]
+        while todo:
+            for other in neighbours[todo.pop()] - seen:
+                seen.add(other)
+                todo.append(other)
+        assert label[start] == min(seen)
