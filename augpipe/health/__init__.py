@@ -94,12 +94,7 @@ def source_health(root: str, format: str = "auto", layout: str = "auto", max_pix
     seen = [(e.path, e.split, e.stats.pixels, e.audit) for e in examined
             if e.stats is not None and e.audit is not None and not e.loose]
     judged = images.judge(stats)
-    problems = list(found.problems) + [p for e in examined for p in e.problems] + judged
-    # a format's word on a file beats the general one; a label that does not read is not "no label"
-    said = {(p.check, p.path) for p in found.problems}
-    said |= {("no_labels", p.path) for p in problems if p.check == "annotation_unreadable"}
-    alike = [(p.path, *p.related) for p in judged if p.check in ("near_duplicate", "near_leak")]
-    problems += [p for p in labels.across(seen, found.classes, kind, alike) if (p.check, p.path) not in said]
+    problems = _gathered(found, examined, judged, labels.across, seen, kind)
     # "scan": left out while the annotations were read; "load": its image or target does not load
     skipped = [{"path": p, "reason": r, "stage": "scan"} for p, r in found.skipped]
     skipped += [{"path": e.path, "reason": e.skip, "stage": "load"} for e in examined if e.skip]
@@ -121,6 +116,16 @@ def source_health(root: str, format: str = "auto", layout: str = "auto", max_pix
         "skipped": sorted(skipped, key=lambda s: s["path"]),
     }
     return SourceHealth(facts, found, kind, store)
+
+
+def _gathered(found, examined: list[Examined], judged: list[Problem], across, seen: list, kind) -> list[Problem]:
+    """Every part's problems: the format's, each file's, the images', and the labels' across files
+    (a format's word on a file beats the general one; a label that does not read is not "no label")."""
+    problems = list(found.problems) + [p for e in examined for p in e.problems] + judged
+    said = {(p.check, p.path) for p in found.problems}
+    said |= {("no_labels", p.path) for p in problems if p.check == "annotation_unreadable"}
+    alike = [(p.path, *p.related) for p in judged if p.check in ("near_duplicate", "near_leak")]
+    return problems + [p for p in across(seen, found.classes, kind, alike) if (p.check, p.path) not in said]
 
 
 def _examine_all(store, found, kind, loose: list, max_pixels: int, progress: bool) -> list[Examined]:
