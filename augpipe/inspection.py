@@ -137,10 +137,16 @@ class _Census:
                 for name in sorted(self.donor_rows)}
 
 
+def target_columns(ds) -> list[str]:
+    """The columns a dataset's rows hold their targets in (none when unlabelled)."""
+    m = ds.manifest
+    return [c.name for c in ds.kind.columns(m.classes, m.labelled)] if m.labelled else []
+
+
 def _census(ds, progress: bool) -> _Census:
     m, kind = ds.manifest, ds.kind
     census = _Census(kind, m.classes if m.labelled else [], kind.counted == "objects")
-    targets = [c.name for c in kind.columns(m.classes, m.labelled)] if m.labelled else []
+    targets = target_columns(ds)
     with rows_bar(ds, "inspect", progress) as bar:
         for split in ds.splits():
             columns = ["width", "height", "copy", *targets, *(["transforms"] if split == "train" else [])]
@@ -262,7 +268,7 @@ def _donor_problems(seen: _Seen, failed: set) -> list[str]:
     out = []
     for path, by_sha in sorted(seen.donors.items()):
         for sha, rows in sorted(by_sha.items()):
-            took = f"a donor of {_count(len(rows), 'row')} (first {rows[0]})"
+            took = f"a donor of {plural(len(rows), 'row')} (first {rows[0]})"
             split, own = seen.by_path.get(path, (None, None))
             twins = [(s, src) for s, src in seen.by_sha.get(sha, {}).items() if s != "train"]
             if split not in (None, "train"):
@@ -327,7 +333,7 @@ def _compare_sources(seen: _Seen, source: str) -> list[str]:
         if now != sha:
             problems.append(f"source {path}: changed since it was expanded (sha256 {now[:12]}, rows say {sha[:12]})")
         problems += [f"donor {path}: changed since it was expanded (sha256 {now[:12]}, "
-                     f"{_count(len(rows), 'row')} took it with {recorded[:12]})"
+                     f"{plural(len(rows), 'row')} took it with {recorded[:12]})"
                      for recorded, rows in sorted(seen.donors.get(path, {}).items()) if recorded != now]
     return problems
 
@@ -384,7 +390,7 @@ def _class_table(f: dict) -> list[str]:
     if absent:
         lines.append(f"    in no row: {', '.join(absent[:SHOWN])}{', ...' if len(absent) > SHOWN else ''}")
     if f.get("unread_targets"):
-        lines.append(f"    not counted: {_count(f['unread_targets'], 'row')} whose target does not read (--verify lists them)")
+        lines.append(f"    not counted: {plural(f['unread_targets'], 'row')} whose target does not read (--verify lists them)")
     return lines
 
 
@@ -397,8 +403,8 @@ def _cell(counts: dict, split: dict, what: str, c: str) -> str:
 
 def _mixing_lines(mixing: dict) -> list[str]:
     """`Mosaic: 120 rows, 37 donor images`, a line a multi-image step."""
-    return [f"  {'donors' if k == 0 else '':<9} {name}: {_count(v['rows'], 'row')}, "
-            f"{_count(v['donor_images'], 'donor image')}" for k, (name, v) in enumerate(mixing.items())]
+    return [f"  {'donors' if k == 0 else '':<9} {name}: {plural(v['rows'], 'row')}, "
+            f"{plural(v['donor_images'], 'donor image')}" for k, (name, v) in enumerate(mixing.items())]
 
 
 def _dropped_lines(dropped_by: dict) -> list[str]:
@@ -406,7 +412,7 @@ def _dropped_lines(dropped_by: dict) -> list[str]:
     total = sum(n for by_class in dropped_by.values() for n in by_class.values())
     if not total:
         return []
-    lines = [f"  dropped   {_count(total, 'object')} by the recipe"]
+    lines = [f"  dropped   {plural(total, 'object')} by the recipe"]
     width = max(len(reason) for reason in dropped_by)
     for reason, by_class in dropped_by.items():
         classes = ", ".join(f"{c} {n:,}" for c, n in sorted(by_class.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -414,11 +420,13 @@ def _dropped_lines(dropped_by: dict) -> list[str]:
     return lines
 
 
-def _count(n: int, word: str) -> str:
+def plural(n: int, word: str) -> str:
+    """`1 object`, `2 objects`: the reports' counts."""
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def _bar(n: int, top: int, width: int = 24) -> str:
+def bar(n: int, top: int, width: int = 24) -> str:
+    """A text bar of n against the largest, `top`."""
     return ("#" * max(1, round(width * n / top)) if n else "").ljust(width)
 
 

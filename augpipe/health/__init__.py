@@ -74,6 +74,7 @@ def source_health(root: str, format: str = "auto", layout: str = "auto", max_pix
     """`check_source`, keeping what the facts came from."""
     from augpipe.formats import scan
     from augpipe.formats.base import EverySkipped, SourceFile, is_image
+    from augpipe.formats.common import split_of_path
     from augpipe.health import images, labels
     from augpipe.options import DEFAULT_MAX_PIXELS
     from augpipe.store import open_store
@@ -86,7 +87,7 @@ def source_health(root: str, format: str = "auto", layout: str = "auto", max_pix
     kind = for_scan(found)
     store = open_store(str(root))
     # an image left out for its labels is still measured: its leak or darkness is there once they are fixed
-    loose = [SourceFile(p, _split_of_path(p), None, 0) for p, _ in found.skipped if is_image(p)]
+    loose = [SourceFile(p, split_of_path(p), None, 0) for p, _ in found.skipped if is_image(p)]
     examined = _examine_all(store, found, kind, loose, max_pixels or DEFAULT_MAX_PIXELS, progress)
     stats = [e.stats for e in examined if e.stats is not None]
     audited = [(e.split, e.audit) for e in examined if e.audit is not None and not e.loose]
@@ -152,9 +153,8 @@ def _examine_all(store, found, kind, loose: list, max_pixels: int, progress: boo
 
 def examine(store, f, kind, classes: list[str], max_pixels: int, places: tuple[str, ...] = ()) -> Examined:
     """One source file: read once, decoded once (as expand's worker decodes it), measured and audited."""
-    from augpipe import decode as codec
     from augpipe.health import images
-    from augpipe.sample import SourceItem, load_sample
+    from augpipe.sample import SourceItem
     from augpipe.store import read_source
 
     item = SourceItem(f.relpath, None, (), target=f.target)
@@ -166,20 +166,28 @@ def examine(store, f, kind, classes: list[str], max_pixels: int, places: tuple[s
         extra = next((read_source(store, name) for name in kind.extra_files(item)), None)
     except SkipInput as exc:
         return _unusable(f, "annotation_unreadable", kind.extra_files(item)[0], exc.reason)
-    skip = None
     try:
-        decoded = load_sample(data, item, kind, max_pixels, extra).decoded
-    except SkipInput as exc:
-        skip = exc.reason
-        try:
-            decoded = codec.decode(data, max_pixels)
-        except SkipInput as why:
-            return _unusable(f, "unreadable_image", f.relpath, why.reason, skip)
+        decoded, _, skip = loaded(data, f, kind, max_pixels, extra)
+    except SkipInput as why:
+        return _unusable(f, "unreadable_image", f.relpath, why.reason)
     rgb = decoded.rgb
     audit = kind.audit(f, extra, (rgb.shape[1], rgb.shape[0]), classes)
     found = tuple(Problem(check, f.relpath, _placed(where, places), detail, f.split)
                   for check, where, detail in audit.problems)
     return Examined(f.relpath, f.split, images.measure(f.relpath, f.split, data, rgb), audit, skip, found)
+
+
+def loaded(data: bytes, f, kind, max_pixels: int, extra: bytes | None):
+    """(decoded, its target's state, why expand would skip it or None): the file loaded as expand's
+    worker loads it, or, where its target does not load, decoded alone; SkipInput when it does not decode."""
+    from augpipe import decode as codec
+    from augpipe.sample import SourceItem, load_sample
+
+    try:
+        sample = load_sample(data, SourceItem(f.relpath, None, (), target=f.target), kind, max_pixels, extra)
+    except SkipInput as exc:
+        return codec.decode(data, max_pixels), None, exc.reason
+    return sample.decoded, sample.target, None
 
 
 def examine_pixels(store, f, max_pixels: int) -> Examined:
@@ -205,13 +213,6 @@ def _placed(where: str, places: tuple[str, ...]) -> str:
     if not named or int(named.group(1)) >= len(places):
         return where
     return f"{places[int(named.group(1))]} ({where})"
-
-
-def _split_of_path(path: str) -> str | None:
-    """A left-out image's split, from the first of its folders that names one (`images/val/x.jpg`)."""
-    from augpipe.formats.base import split_of_folder
-
-    return next((split_of_folder(part) for part in path.split("/")[:-1] if split_of_folder(part)), None)
 
 
 def _unusable(f, check: str, path: str, reason: str, skip: str | None = None) -> Examined:

@@ -9,11 +9,14 @@ import numpy as np
 def source_picture(health, path: str, k: int | None) -> np.ndarray | None:
     """A source image with its labels as expand would load them (where they do not load, none but
     the ring, from the annotation as given); None when it does not decode."""
+    import dataclasses
+
     from augpipe.decode import decode
     from augpipe.errors import SkipInput
     from augpipe.formats.base import Objects, is_image
+    from augpipe.health import loaded
     from augpipe.options import DEFAULT_MAX_PIXELS
-    from augpipe.sample import SourceItem, load_sample
+    from augpipe.sample import SourceItem
     from augpipe.store import read_source
 
     if not is_image(path):
@@ -21,23 +24,28 @@ def source_picture(health, path: str, k: int | None) -> np.ndarray | None:
     kind, f = health.kind, next((f for f in health.scan.files if f.relpath == path), None)
     try:
         data = read_source(health.store, path)
-        rgb = decode(data, DEFAULT_MAX_PIXELS).rgb
+        if f is None:
+            return decode(data, DEFAULT_MAX_PIXELS).rgb
+        extra = _extra(health.store, kind.extra_files(SourceItem(f.relpath, None, (), target=f.target)))
+        decoded, state, _ = loaded(data, f, kind, DEFAULT_MAX_PIXELS, extra)
     except SkipInput:
         return None
-    if f is None:
-        return rgb
-    item = SourceItem(f.relpath, None, (), target=f.target)
-    try:
-        extra = next((read_source(health.store, n) for n in kind.extra_files(item)), None)
-        state = load_sample(data, item, kind, DEFAULT_MAX_PIXELS, extra).target
-        drawn = kind.draw(rgb, kind.values(state, rgb), health.scan.classes) if state is not None else rgb
-    except SkipInput:
-        drawn = rgb
+    rgb = decoded.rgb
+    drawn = kind.draw(rgb, kind.values(state, rgb), health.scan.classes) if state is not None else rgb
     if k is None or not isinstance(f.target, Objects) or k >= len(f.target.boxes):
         return drawn
-    import dataclasses
-
     return ringed(drawn, dataclasses.replace(f.target, canvas=(rgb.shape[1], rgb.shape[0])).xywh()[k])
+
+
+def _extra(store, names: tuple[str, ...]) -> bytes | None:
+    """The file a target needs beside its image (a mask), or None when it does not read."""
+    from augpipe.errors import SkipInput
+    from augpipe.store import read_source
+
+    try:
+        return next((read_source(store, n) for n in names), None)
+    except SkipInput:
+        return None
 
 
 def row_picture(kind, row: dict, classes: list[str], k: int | None) -> np.ndarray | None:

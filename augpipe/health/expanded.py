@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from augpipe.health.base import Problem
+from augpipe.inspection import target_columns
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class DatasetHealth:
         from augpipe.health.drawing import row_picture
 
         source, copy = split_name(name)
-        columns = ["image", "copy", "source", "width", "height", *_targets(self.ds)]
+        columns = ["image", "copy", "source", "width", "height", *target_columns(self.ds)]
         for split in self.ds.splits():
             for batch in self.ds.iter_batches(split, columns, where=("source", [source])):
                 row = next((r for r in batch.to_pylist() if r["copy"] == copy), None)
@@ -53,11 +54,6 @@ def row_name(row: dict) -> str:
 def split_name(name: str) -> tuple[str, int]:
     source, mark, copy = name.rpartition(" copy ")
     return (source, int(copy)) if mark and copy.isdigit() else (name, 0)
-
-
-def _targets(ds) -> list[str]:
-    m = ds.manifest
-    return [c.name for c in ds.kind.columns(m.classes, m.labelled)] if m.labelled else []
 
 
 def dataset_health(location, verify: bool = False, source: str | None = None, progress: bool = True) -> DatasetHealth:
@@ -118,7 +114,7 @@ def _read_rows(ds, progress: bool):
     from augpipe.inspection import rows_bar
 
     rows = _Rows(ds)
-    columns = ["image", "copy", "source", "width", "height", *_targets(ds)]
+    columns = ["image", "copy", "source", "width", "height", *target_columns(ds)]
     with rows_bar(ds, "health", progress) as bar:
         for split in ds.splits():
             try:

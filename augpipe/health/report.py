@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 from augpipe.health.base import CHECKS, GROUPS
+from augpipe.inspection import bar, plural
 
 EXAMPLES = 3  # files shown under each check
 MOST_CLASSES = 20  # class lines shown
@@ -23,9 +24,9 @@ def source_lines(f: dict) -> list[str]:
     splits = ", ".join(f"{s} {n:,}" for s, n in f["splits"].items())
     fmt = FORMAT_NAMES.get(f["format"], f["format"])
     usable = sum(f["splits"].values())
-    lines = [f"{f['path']}: source folder, {fmt} ({f['task']}), {_count(f['image_files'], 'image file')}: "
+    lines = [f"{f['path']}: source folder, {fmt} ({f['task']}), {plural(f['image_files'], 'image file')}: "
              f"{usable:,} usable{f' ({splits})' if splits else ''}"
-             + (f", {_count(len(f['skipped']), 'file')} expand will skip" if f["skipped"] else "")]
+             + (f", {plural(len(f['skipped']), 'file')} expand will skip" if f["skipped"] else "")]
     lines += [f"  note      {w}" for w in f.get("warnings", ())]
     lines += label_lines(f["labels"], f["task"], f["labelled"], f["class_names"])
     lines += picture_lines(f["pictures"])
@@ -72,7 +73,7 @@ def _class_lines(labels: dict, task: str, names: list[str]) -> list[str]:
     for c in held[:MOST_CLASSES]:
         cells = [f"{counted[c].get(s, 0):,} ({images[c].get(s, 0):,})" if objects else f"{images[c].get(s, 0):,}"
                  for s in splits]
-        lines.append(f"    {shown[c]:<{width}}  {_bar(totals[c], top)} {' / '.join(cells)}")
+        lines.append(f"    {shown[c]:<{width}}  {bar(totals[c], top, 20)} {' / '.join(cells)}")
     if len(held) > MOST_CLASSES:
         lines.append(f"    ... {len(held) - MOST_CLASSES} more classes (--json lists all)")
     background = names[:1] if task == "segmentation" else []  # what a mask is where no class is: never counted
@@ -93,7 +94,7 @@ def _per_image_line(labels: dict, task: str) -> list[str]:
     what = "classes a mask" if task == "segmentation" else "an image"
     none = ", ".join(f"{s} {n:,}" for s, n in empty.items() if n)
     return [f"  {'labels' if task == 'segmentation' else 'objects':<9} {per_image[0]}/{per_image[len(per_image) // 2]}/"
-            f"{per_image[-1]} {what} (min/median/max); {_count(sum(empty.values()), 'image')} without any"
+            f"{per_image[-1]} {what} (min/median/max); {plural(sum(empty.values()), 'image')} without any"
             f"{f' ({none})' if none else ''}"]
 
 
@@ -112,7 +113,7 @@ def picture_lines(p: dict) -> list[str]:
     sizes = p["sizes"]
     m = p["medians"]
     common = ", ".join(f"{w}×{h} {n:,}" for w, h, n in sizes[:3]) + (", ..." if len(sizes) > 3 else "")
-    lines = [f"  sizes     {_count(len(sizes), 'size')}, median {round(m['width'])}×{round(m['height'])}: {common}"]
+    lines = [f"  sizes     {plural(len(sizes), 'size')}, median {round(m['width'])}×{round(m['height'])}: {common}"]
     extra = [f"{p[k]:,} {word}" for k, word in (("grayscale", "grayscale"), ("exif_rotated", "EXIF-turned")) if p[k]]
     lines.append(f"  pixels    median brightness {m['brightness']:.2f} (0-1)" + (f"; {', '.join(extra)}" if extra else ""))
     return lines
@@ -122,16 +123,12 @@ def _pct(v) -> str:
     return "?" if v is None else f"{100 * v:.0f}%" if v >= 0.01 else f"{100 * v:.2f}%"
 
 
-def _bar(n: int, top: int, width: int = 20) -> str:
-    return ("#" * max(1, round(width * n / top)) if n else "").ljust(width)
-
-
 def problem_lines(problems: list[dict]) -> list[str]:
     """A line a group, a line a check with its count, then its first files."""
     if not problems:
         return ["  health    no problems found (labels, coverage, images, duplicates, leakage checked)"]
     groups = Counter(p["group"] for p in problems)
-    lines = [f"  health    {_count(len(problems), 'problem')}: "
+    lines = [f"  health    {plural(len(problems), 'problem')}: "
              + ", ".join(f"{g} {groups[g]:,}" for g in GROUPS if groups[g])]
     by_check: dict[str, list[dict]] = {}
     for p in problems:
@@ -151,7 +148,7 @@ def skipped_lines(skipped: list[dict], problems: list[dict]) -> list[str]:
     named = {p["path"] for p in problems}
     rest = [s for s in skipped if s["path"] not in named]
     above = f" ({len(skipped) - len(rest):,} of them for a problem above)" if len(rest) < len(skipped) else ""
-    lines = [f"  expand will skip {_count(len(skipped), 'file')}{above}"]
+    lines = [f"  expand will skip {plural(len(skipped), 'file')}{above}"]
     lines += [f"    {s['path']}: {s['reason']}" for s in rest[:EXAMPLES * 3]]
     if len(rest) > EXAMPLES * 3:
         lines.append(f"    ... {len(rest) - EXAMPLES * 3:,} more (--json lists all)")
@@ -164,7 +161,3 @@ def _line(p: dict) -> str:
     others = p.get("related") or []
     related = f" (= {', '.join(others[:3])}{', ...' if len(others) > 3 else ''})" if others else ""
     return f"{p['path']}{where}{split}: {p.get('detail') or CHECKS[p['check']].title}{related}"
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
