@@ -189,7 +189,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     if has_mixes(recipe) and copies:
         planned, note = _planned_training(root, found, recipe, kind, copies, seed, options)
         notes.append(note)
-    maker = _RowMaker(found, store, recipe, kind, copies, seed, options, planned,
+    maker = RowMaker(found, store, recipe, kind, copies, seed, options, planned,
                       DonorReader(partial(read_source, store), kind, max_pixels))
     out_rows, skipped = [], list(found.skipped)
     for rel in _round_robin(_training_by_class(found, planned, kind), rows, seed):
@@ -226,11 +226,20 @@ def _training_by_class(found, planned: dict | None, kind) -> dict:
     return by_class
 
 
+@dataclass(frozen=True)
+class LoadedSource:
+    """A source read and loaded once: its bytes (an original's payload) and `load_sample`'s result."""
+
+    data: bytes
+    loaded: object  # sample.LoadedSample
+
+
 @dataclass
-class _RowMaker:
-    """A source's row of the sheet, made as expand makes its rows. `planned`: the training
-    sources as expand's plan holds them (with their donors), or None: each source's split is
-    decided as it is read."""
+class RowMaker:
+    """A source's tiles, made as expand makes its rows. `planned`: the training sources as
+    expand's plan holds them (with their donors), or None: each source's split is decided as it
+    is read. `sources`: relpath -> LoadedSource, None (held out for validation) or SkipInput,
+    shared by makers of other recipes and seeds (the studio's)."""
 
     found: object
     store: object
@@ -241,35 +250,58 @@ class _RowMaker:
     options: object  # options.ExpandOptions: the split and the largest image, as expand's
     planned: dict | None
     donors: object  # sample.DonorReader
+    sources: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.files = {f.relpath: f for f in self.found.files}
 
-    def row(self, rel: str):
+    def row(self, rel: str, copies: tuple[int, ...] | None = None):
         """(the row, the copies that failed), or None for an image expand holds out for
         validation. Raises SkipInput for an unusable source."""
-        from augpipe.sample import augment_sample
-        from augpipe.store import read_source
+        from augpipe.sample import augment_loaded
 
-        f, item = self._item(rel)
-        data = read_source(self.store, rel)
-        if self.planned is None and self._held_out(f, data):
+        f, item = self._item(rel, copies)
+        source = self.source(rel)
+        if source is None:
             return None
-        extra = [read_source(self.store, name) for name in self.kind.extra_files(item)]
-        result = augment_sample(data, item, self.recipe, self.seed, self.options.max_pixels, kind=self.kind,
-                                extra=extra[0] if extra else None, donors=self.donors)
+        result = augment_loaded(source.loaded, source.data, item, self.recipe, self.seed, kind=self.kind,
+                                donors=self.donors)
         classes = self.found.classes
         tiles = _tiles(result.rows, self.kind, classes, self._donor_looks(item))
         failed = [(f"{rel} copy {copy}", reason) for copy, reason in result.failures]
         return PreviewRow(rel, _row_label(f.class_name, result.rows, classes), tiles), failed
 
-    def _item(self, rel: str):
+    def source(self, rel: str) -> LoadedSource | None:
+        """The source read and loaded, once; None when expand holds it out for validation."""
+        if rel not in self.sources:
+            self.sources[rel] = self._loaded(rel)
+        found = self.sources[rel]
+        if isinstance(found, SkipInput):
+            raise found
+        return found
+
+    def _loaded(self, rel: str):
+        from augpipe.sample import load_sample
+        from augpipe.store import read_source
+
+        f, item = self._item(rel)
+        try:
+            data = read_source(self.store, rel)
+            if self.planned is None and self._held_out(f, data):
+                return None
+            extra = [read_source(self.store, name) for name in self.kind.extra_files(item)]
+            return LoadedSource(data, load_sample(data, item, self.kind, self.options.max_pixels,
+                                                  extra[0] if extra else None))
+        except SkipInput as exc:
+            return exc
+
+    def _item(self, rel: str, copies: tuple[int, ...] | None = None):
         import dataclasses
 
         from augpipe.sample import SourceItem
 
         f = self.files[rel]
-        wanted = tuple(range(self.copies + 1))
+        wanted = tuple(range(self.copies + 1)) if copies is None else copies
         if self.planned is not None:
             return f, dataclasses.replace(self.planned[rel], copies=wanted)
         label = self.found.classes.index(f.class_name) if f.class_name is not None else None
