@@ -85,10 +85,12 @@ class Studio:
 
         from augpipe.formats import scan
         from augpipe.options import DEFAULT_MAX_PIXELS, ExpandOptions
+        from augpipe.recipe import import_albumentations
         from augpipe.sample import DonorReader
         from augpipe.store import normalise_location, open_store, read_source
         from augpipe.targets import for_scan
 
+        import_albumentations()  # here, before the threads that use it
         self.source = normalise_location(source)
         self.flags = {"format": format, "layout": layout, "voc_zero_based": voc_zero_based,
                       "val_fraction": val_fraction, "split_by": split_by}
@@ -373,7 +375,8 @@ class Job:
         made = self.studio.made.get(key)
         if made is None:
             made = self._made(rel, copy)
-            self.studio.made[key] = made
+            if "failed" not in made:
+                self.studio.made[key] = made
         return {**made, "row": row}
 
     def _made(self, rel: str, copy: int) -> dict:
