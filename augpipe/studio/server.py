@@ -162,7 +162,7 @@ async def _state(request):
 async def _catalogue(request):
     from augpipe.catalog import transform_entries
 
-    return _json({"groups": await _off_loop(transform_entries)})
+    return _json(await _off_loop(transform_entries))
 
 
 async def _files(request):
