@@ -281,12 +281,13 @@
 
   // ------------------------------------------------------------------ the recipe's transforms and the selected one's form
 
-  function textChanged(selectAfter) {
+  // keepForm: the change came from the form, which shows it already (and keeps its focus)
+  function textChanged(selectAfter, keepForm = false) {
     S.items = scanRecipe(ta.value);
     if (selectAfter !== undefined) S.selected = selectAfter;
     if (S.selected && !itemAt(S.selected)) S.selected = null;
     drawChosen();
-    drawSelected();
+    if (!keepForm || !S.selected) drawSelected();
     drawGutter();
     render();
   }
@@ -307,15 +308,13 @@
     if (samePath(path, S.selected)) return;
     S.selected = path;
     drawChosen();
-    drawSelected(true);
+    drawSelected();
   }
 
-  function drawSelected(force = false) {
+  function drawSelected() {
     const item = S.selected && itemAt(S.selected);
     $("selected").hidden = !item;
     if (!item) return;
-    // keep the form (and the focus in it) while the user is in it; the text follows the form
-    if (!force && $("params").contains(document.activeElement) && $("params").dataset.path === item.path.join(".")) return;
     const entry = S.entries.get(item.name);
     $("selected-name").textContent = item.name;
     $("selected-doc").textContent = entry ? entry.doc : "Not in the catalogue.";
@@ -379,7 +378,7 @@
       }
       status($("edit-status"), "");
       ta.value = out.text;
-      textChanged(then(path, scanRecipe(out.text)));
+      textChanged(then(path), op.op === "set" || op.op === "unset");
     });
     return S.edits;
   }
