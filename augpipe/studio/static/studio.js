@@ -349,10 +349,10 @@
       input = el("input", { ...common, type: "checkbox", checked: on });
       input.addEventListener("change", () => edit({ op: "set", param: param.name, value: input.checked ? "true" : "false" }));
       return el("div", { class: "param bool" }, input, label, doc);
-    } else if (/^(int|float)$/.test(param.type)) {
+    } else if (/^(int|float)( \| None|, optional)?$/.test(param.type)) {
       const range = param.range || [];
       input = el("input", {
-        ...common, type: "number", step: param.type === "int" ? "1" : "any",
+        ...common, type: "number", step: param.type.startsWith("int") ? "1" : "any",
         min: range[0] ?? null, max: range[1] ?? null, placeholder: dflt,
       });
       input.value = current !== undefined && current !== "" && Number.isFinite(Number(current)) ? current : "";
@@ -528,6 +528,7 @@
     job.rows = ev.rows;
     job.copies = ev.copies;
     $("command").textContent = ev.command || "";
+    unsaved(!!ev.unsaved);
     $("notes").replaceChildren(...(ev.notes || []).map((n) => el("li", { text: n })));
     const grid = el("div", { class: "grid", "data-render": String(ev.render) });
     grid.style.gridTemplateColumns = `minmax(120px, 180px) repeat(${ev.copies.length}, var(--tile))`;
@@ -536,6 +537,11 @@
       const head = el("div", { class: "rowhead", "data-row": String(r) },
         el("div", { text: row.source }), row.class != null ? el("span", { class: "cls", text: row.class }) : null);
       grid.append(head);
+      if (row.skipped) {
+        head.classList.add("skipped");
+        grid.append(el("div", { class: "skiprow", style: `grid-column: span ${ev.copies.length}`, text: `skipped: ${row.skipped}` }));
+        return;
+      }
       for (const c of ev.copies) {
         const key = `${r}:${c}`;
         const img = el("img", { alt: `${row.source}, ${c === 0 ? "original" : `copy ${c}`}`, decoding: "async" });
@@ -717,14 +723,24 @@
 
   // ------------------------------------------------------------------ save and the run panel
 
+  function unsaved(yes) {
+    $("save").textContent = yes ? "Save*" : "Save";
+    $("save").setAttribute("aria-label", yes ? "Save (unsaved changes)" : "Save");
+  }
+
   async function save() {
     const path = $("save-path").value.trim();
     status($("save-status"), "saving…");
     const out = await api("/api/save", { text: ta.value, path: path || null }).catch((e) => ({ error: e.message }));
     if (out.error) {
       status($("save-status"), out.error, true);
+      if (out.line) {
+        S.checkMsgs = [...S.checkMsgs, { line: out.line, message: out.message || out.error, level: "error" }];
+        drawMessages();
+      }
       return;
     }
+    unsaved(false);
     status($("save-status"), `saved ${out.saved}${out.backup ? ` (the previous version: ${out.backup})` : ""}`);
     if (out.command) $("command").textContent = out.command;
   }
@@ -747,6 +763,7 @@
   // ------------------------------------------------------------------ wiring
 
   function wire() {
+    for (const form of document.querySelectorAll("form")) form.addEventListener("submit", (e) => e.preventDefault());
     const typed = debounce(() => textChanged(), 250);
     ta.addEventListener("input", () => {
       drawGutter();
@@ -813,7 +830,9 @@
 
   async function start() {
     wire();
-    const [state, catalogue] = await Promise.all([api("/api/state"), api("/api/catalogue")]);
+    const [state, answer] = await Promise.all([api("/api/state"), api("/api/catalogue")]);
+    // the contract's {"groups": [...]}; the server (12:50) sends {"groups": {"groups": [...]}}
+    const catalogue = Array.isArray(answer.groups) ? answer : answer.groups;
     S.state = state;
     for (const group of catalogue.groups) for (const t of group.transforms) S.entries.set(t.name, t);
     document.documentElement.style.setProperty("--tile", `${state.tile || 320}px`);
