@@ -1,0 +1,351 @@
+"""The studio's page in a real headless browser (Debian's chromium and its driver), against the
+studio started as the command does it: edits, errors inline, save, and tiles that are expand's
+very rows."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ENV, make_folder, make_scenes, rows
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+RECIPE = """\
+name: studio-test
+copies: 3
+keep_original: true
+output: {format: png}
+transforms:
+  - HorizontalFlip: {p: 0.5}
+  - RandomBrightnessContrast: {p: 0.5}
+"""
+WAIT = 20  # seconds for anything the page does
+
+
+def _browser_or_skip():
+    missing = [p for p in (CHROMIUM, DRIVER) if not shutil.which(p)]
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{', '.join(missing)} missing (CI installs chromium and chromium-driver)")
+        pytest.skip(f"{', '.join(missing)} missing")
+    return pytest.importorskip("selenium.webdriver")
+
+
+class Studio:
+    """`augpipe studio` in a process of its own; its URL read from what it prints."""
+
+    def __init__(self, source: Path, recipe: Path, cwd: Path):
+        self.output: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "augpipe", "studio", str(source), "--recipe", str(recipe), "--port", "0",
+             "--no-browser"], cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._drain, daemon=True).start()
+        self.url = self._wait_for_url()
+        self.origin = self.url.split("/?", 1)[0]
+
+    def _drain(self):
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def _wait_for_url(self) -> str:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            for line in list(self.output):
+                found = re.search(r"http://\S+[?&]token=\S+", line)
+                if found:
+                    return found.group(0)
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.stop()
+        raise AssertionError("the studio printed no URL:\n" + "".join(self.output))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    webdriver = _browser_or_skip()
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-quic", "--window-size=1600,1000"):
+        options.add_argument(arg)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.set_script_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("studio")
+    make_folder(root / "data", per_class=6, size=64)
+    (root / "recipe.yaml").write_text(RECIPE)
+    return root
+
+
+@pytest.fixture(scope="module")
+def studio(work):
+    studio = Studio(work / "data", work / "recipe.yaml", work)
+    try:
+        yield studio
+    finally:
+        studio.stop()
+
+
+# ---------------------------------------------------------------- what the page shows
+
+
+def until(browser, what, message: str, timeout: float = WAIT):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout, poll_frequency=0.05).until(lambda d: what(), message)
+
+
+def js(browser, script: str, *args):
+    return browser.execute_script(script, *args)
+
+
+def grid_done(browser, after: str | None = None) -> str:
+    """Waits for a complete grid (newer than render `after`): its render id."""
+    until(browser, lambda: js(browser, "return document.getElementById('grid').dataset.render") not in (None, after),
+          f"no complete grid after render {after}")
+    return js(browser, "return document.getElementById('grid').dataset.render")
+
+
+def tiles(browser) -> list[dict]:
+    return js(browser, """return [...document.querySelectorAll('#grid .tile')].map(t => ({
+        row: +t.dataset.row, copy: +t.dataset.copy, source: t.dataset.source, title: t.title,
+        src: t.dataset.src, raw: t.dataset.raw, img: (t.querySelector('img') || {}).src,
+        caption: t.querySelector('figcaption').textContent}))""")
+
+
+def yaml_text(browser) -> str:
+    return js(browser, "return document.getElementById('yaml').value")
+
+
+def open_page(browser, studio) -> str:
+    browser.get(studio.url)  # the token once: the cookie, then /
+    return grid_done(browser)
+
+
+def fetch_bytes(browser, url: str) -> bytes:
+    """The bytes at url, fetched by the page itself (its cookie), as base64 through the driver."""
+    out = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        fetch(arguments[0], {credentials: 'same-origin'}).then(async r => {
+          if (!r.ok) return done('HTTP ' + r.status);
+          const bytes = new Uint8Array(await r.arrayBuffer());
+          let s = '';
+          for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+          done({b64: btoa(s)});
+        }).catch(e => done(String(e)));""", url)
+    assert isinstance(out, dict), f"{url}: {out}"
+    return base64.b64decode(out["b64"])
+
+
+def pixels(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def raw_pictures(browser, shown: list[dict]) -> dict:
+    return {(t["row"], t["copy"]): (t["source"], pixels(fetch_bytes(browser, t["raw"]))) for t in shown}
+
+
+def assert_changed(browser, pictures: dict, shown: list[dict]):
+    """The tiles shown now differ from the pictures of the same places (same sources) before."""
+    assert shown
+    for t in shown:
+        source, before = pictures[(t["row"], t["copy"])]
+        assert t["source"] == source
+        now = pixels(fetch_bytes(browser, t["raw"]))
+        assert now.shape != before.shape or not np.array_equal(now, before), t
+
+
+def select_transform(browser, name: str):
+    from selenium.webdriver.common.by import By
+
+    next(b for b in browser.find_elements(By.CSS_SELECTOR, "#chosen button") if b.text == name).click()
+    until(browser, lambda: browser.find_element(By.ID, "selected-name").text == name, f"{name} not selected")
+
+
+# ---------------------------------------------------------------- the tests
+
+
+def test_palette_adds_a_transform_and_the_tiles_show_it(browser, studio):
+    from selenium.webdriver.common.by import By
+
+    render = open_page(browser, studio)
+    before = tiles(browser)
+    assert before and all(t["img"] for t in before)
+    pictures = raw_pictures(browser, before)
+    assert "InvertImg" not in yaml_text(browser)
+    assert not any("InvertImg" in t["title"] for t in before)
+    button = browser.find_element(By.CSS_SELECTOR, '#palette [data-transform="InvertImg"]')
+    js(browser, "arguments[0].closest('details').open = true; arguments[0].scrollIntoView()", button)
+    button.click()
+    until(browser, lambda: "- InvertImg:" in yaml_text(browser), "InvertImg not added to the YAML")
+    grid_done(browser, render)
+    after = tiles(browser)
+    # lineage of the new grid: the added transform fired on some copies, never on an original
+    assert any("InvertImg" in t["title"] for t in after if t["copy"] > 0)
+    assert not any("InvertImg" in t["title"] for t in after if t["copy"] == 0)
+    assert_changed(browser, pictures, [t for t in after if "InvertImg" in t["title"]])
+
+
+def test_a_parameter_changed_in_the_form_changes_the_yaml_and_the_tiles(browser, studio):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    render = open_page(browser, studio)
+    copies = [t for t in tiles(browser) if t["copy"] > 0]
+    unflipped = [t for t in copies if "HorizontalFlip" not in t["title"]]
+    assert unflipped, "p=0.5 flipped every copy: no change to see"
+    pictures = raw_pictures(browser, unflipped)
+    select_transform(browser, "HorizontalFlip")
+    field = browser.find_element(By.ID, "param-p")
+    assert field.get_attribute("type") == "number"
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys("1", Keys.TAB)
+    until(browser, lambda: re.search(r"HorizontalFlip: \{p: 1\}", yaml_text(browser)), "p not set in the YAML")
+    grid_done(browser, render)
+    copies = [t for t in tiles(browser) if t["copy"] > 0]
+    assert copies and all("HorizontalFlip" in t["title"] for t in copies)
+    assert_changed(browser, pictures, [t for t in copies if (t["row"], t["copy"]) in pictures])
+
+
+def test_a_yaml_error_shows_at_its_line_and_the_last_good_grid_stays(browser, studio):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    render = open_page(browser, studio)
+    shown = [t["img"] for t in tiles(browser)]
+    editor = browser.find_element(By.ID, "yaml")
+    editor.send_keys(Keys.CONTROL, Keys.END)
+    editor.send_keys("  - NoSuchTransform: {p: 0.5}\n")
+    bad_line = yaml_text(browser).split("\n").index("  - NoSuchTransform: {p: 0.5}") + 1
+    until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#inline .error"), "no inline error")
+    inline = browser.find_element(By.CSS_SELECTOR, "#inline .error")
+    assert int(inline.get_attribute("data-line")) == bad_line
+    assert "NoSuchTransform" in inline.text
+    listed = browser.find_element(By.CSS_SELECTOR, "#messages .error").text
+    assert listed == f"line {bad_line}: {inline.text}"
+    mark = browser.find_elements(By.CSS_SELECTOR, "#gutter div")[bad_line - 1]
+    assert mark.get_attribute("class") == "error" and mark.text == str(bad_line)
+    # the message sits just below its line, in the editor
+    line_top = js(browser, "const t = document.getElementById('yaml'); return t.getBoundingClientRect().top")
+    top = inline.rect["y"] - line_top
+    assert bad_line * 20 <= top <= bad_line * 20 + 20
+    assert [t["img"] for t in tiles(browser)] == shown
+    assert js(browser, "return document.getElementById('grid').dataset.render") == render
+
+
+def test_save_writes_the_recipe_and_keeps_the_previous_one(browser, studio, work):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, studio)
+    recipe = work / "recipe.yaml"
+    previous = recipe.read_text()
+    editor = browser.find_element(By.ID, "yaml")
+    editor.send_keys("# saved by the browser test\n")
+    browser.find_element(By.ID, "save-path").clear()
+    browser.find_element(By.ID, "save").click()
+    until(browser, lambda: browser.find_element(By.ID, "save-status").text.startswith("saved"), "not saved")
+    assert recipe.read_text() == yaml_text(browser)
+    assert recipe.read_text().endswith("# saved by the browser test\n")
+    assert (work / "recipe.yaml.bak").read_text() == previous
+    # a new path in the working folder
+    browser.find_element(By.ID, "save-path").send_keys("other.yaml")
+    browser.find_element(By.ID, "save").click()
+    until(browser, lambda: "other.yaml" in browser.find_element(By.ID, "save-status").text, "not saved as other.yaml")
+    assert (work / "other.yaml").read_text() == yaml_text(browser)
+
+
+def test_a_tiles_raw_bytes_are_the_row_expand_writes(browser, studio, work, tmp_path):
+    open_page(browser, studio)
+    seed = int(js(browser, "return document.getElementById('seed').value"))
+    tile = next(t for t in tiles(browser) if t["copy"] == 2)
+    shown = fetch_bytes(browser, tile["raw"])
+    recipe = tmp_path / "shown.yaml"
+    recipe.write_text(yaml_text(browser))
+    out = tmp_path / "expanded"
+    done = subprocess.run([sys.executable, "-m", "augpipe", "expand", str(work / "data"), "--recipe", str(recipe),
+                           "--seed", str(seed), "--copies", "3", "--workers", "1", "--out", str(out)],
+                          env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    row = next(r for r in rows(out) if r["copy"] == 2 and r["source"].endswith(tile["source"]))
+    expected = pixels(row["image"]["bytes"])
+    assert np.array_equal(pixels(shown), expected)
+    other = next(r for r in rows(out) if r["copy"] == 1 and r["source"].endswith(tile["source"]))
+    assert not np.array_equal(pixels(other["image"]["bytes"]), expected), "copies 1 and 2 alike: nothing compared"
+
+
+def test_tab_to_a_tile_and_enter_opens_its_details(browser, studio):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, studio)
+    browser.find_element(By.ID, "draw").click()  # the last control before the grid: raw bytes now
+    render = grid_done(browser)
+    first = tiles(browser)[0]
+    assert first["img"].endswith(first["raw"])
+    browser.find_element(By.ID, "draw").click()
+    grid_done(browser, render)
+    js(browser, "document.getElementById('draw').focus()")
+    for _ in range(10):
+        ActionChains(browser).send_keys(Keys.TAB).perform()
+        if js(browser, "return document.activeElement.classList.contains('tile')"):
+            break
+    focused = js(browser, "const t = document.activeElement; return [t.dataset.source, t.dataset.copy]")
+    assert focused[0], "tab never reached a tile"
+    ActionChains(browser).send_keys(Keys.ENTER).perform()
+    dialog = browser.find_element(By.ID, "details")
+    until(browser, lambda: dialog.get_attribute("open") is not None, "details not opened")
+    assert focused[0] in browser.find_element(By.ID, "details-title").text
+    assert re.search(r"\d+ × \d+ px", dialog.text)
+    ActionChains(browser).send_keys(Keys.ESCAPE).perform()
+    until(browser, lambda: dialog.get_attribute("open") is None, "details not closed")
+    assert js(browser, "return document.activeElement.dataset.source") == focused[0]
+
+
+def test_detection_boxes_are_drawn_on_the_tiles(browser, work):
+    source = make_scenes(work / "yolo", n=6, size=(96, 72), fmt="yolo")
+    (work / "detect.yaml").write_text("copies: 1\ntransforms:\n  - HorizontalFlip: {p: 0.5}\n")
+    studio = Studio(source, work / "detect.yaml", work)
+    try:
+        open_page(browser, studio)
+        tile = next(t for t in tiles(browser) if t["copy"] == 0)
+        drawn, raw = pixels(fetch_bytes(browser, tile["src"])), pixels(fetch_bytes(browser, tile["raw"]))
+        scaled = np.asarray(Image.fromarray(raw).resize(drawn.shape[1::-1], Image.BILINEAR)).astype(int)
+        differs = np.abs(drawn.astype(int) - scaled).max(axis=2) > 80
+        assert differs.mean() > 0.01, "no box outline drawn on the tile"
+        assert re.search(r"box|disc", tile["caption"] + tile["title"]), tile
+    finally:
+        studio.stop()
