@@ -22,6 +22,7 @@ _YAML_LINE = re.compile(r"not valid YAML at line (\d+)")
 _TRANSFORM = re.compile(r"(?:^|[\s:])transform (\d+(?:\.\d+)*)\b")
 _FIELD = re.compile(r"(?:field|key) '([^']+)'")
 _EMPTY = re.compile(r"'(\w+)' is empty")
+_NAMED = re.compile(r" \w+: (\w+)[= ]")  # after "transform 1": " Affine: rotate=45"
 
 
 def error_line(text: str, message: str) -> int | None:
@@ -45,7 +46,8 @@ def _error_line(text: str, message: str) -> int | None:
         item = _item_node(root, [int(i) - 1 for i in label.group(1).split(".")])
         if item is None:
             return None
-        field = _FIELD.search(message, label.end())
+        # "field 'limit'", or a warning's "rotate=45 ..." / "border_mode 2 ...": the parameter's line
+        field = _FIELD.search(message, label.end()) or _NAMED.match(message, label.end())
         key = _key_node(_params_node(item), field.group(1)) if field else None
         return _line(key or item)
     field = _FIELD.search(message) or _EMPTY.search(message)
@@ -135,6 +137,7 @@ def edit(text: str, op: str, path: list[int] = (), name: str | None = None, para
     if op not in OPS:
         raise RecipeError(f"op is one of {', '.join(OPS)}; not '{op}'")
     path = [int(i) for i in path]
+    text, tail = _split_tail(text)
     writer, data = _load(text)
     if op == "add":
         _add(data, path, name)
@@ -156,7 +159,20 @@ def edit(text: str, op: str, path: list[int] = (), name: str | None = None, para
                 params[param] = _flowed(_parse_value(value))
     out = io.StringIO()
     writer.dump(data, out)
-    return out.getvalue()
+    return tail + out.getvalue() if not text else out.getvalue() + tail
+
+
+def _split_tail(text: str) -> tuple[str, str]:
+    """The text, and the comments and blank lines that end it: ruamel hangs those on the last
+    item, which an edit may move or remove."""
+    lines = text.splitlines(keepends=True)
+    end = len(lines)
+    while end and (not lines[end - 1].strip() or lines[end - 1].startswith("#")):
+        end -= 1
+    body = "".join(lines[:end])
+    if body and not body.endswith("\n"):
+        body += "\n"
+    return body, "".join(lines[end:])
 
 
 def _load(text: str) -> tuple[Any, Any]:
