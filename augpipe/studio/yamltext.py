@@ -304,10 +304,10 @@ def _keep_comment(items: Any, index: int, mapping: Any, key: str) -> None:
 def _add(data: Any, path: list[int], name: str | None) -> None:
     from ruamel.yaml.comments import CommentedMap
 
-    from augpipe.catalog import REQUIRED, _listing
+    from augpipe.catalog import transform_entries
 
-    known = {n: params for items in _listing().values() for n, _, params in items}
-    if name not in known:
+    palette = {t["name"]: t for g in transform_entries()["groups"] for t in g["transforms"]}
+    if name not in palette:
         raise RecipeError(f"add needs a transform the recipe may use; not '{name}'")
     if path:
         holder, index = _find(data, path)
@@ -316,7 +316,7 @@ def _add(data: Any, path: list[int], name: str | None) -> None:
             raise RecipeError(f"{_label(path)} is not a compose (OneOf, SomeOf, ...) with a transforms list")
     else:
         items = _top_items(data, create=True)
-    params = {k: _starting_value(name, k) for k, default in known[name] if default is REQUIRED}
+    params = {p["name"]: _starting_value(p) for p in palette[name]["params"] if p["required"]}
     params["p"] = 0.5
     if items and all(isinstance(i, dict) and _FULLNAME in i for i in items):  # albumentations' own form
         items.append(_flowed({_FULLNAME: name, **params}))
@@ -324,23 +324,15 @@ def _add(data: Any, path: list[int], name: str | None) -> None:
         items.append(CommentedMap([(name, _flowed(params))]))
 
 
-def _starting_value(name: str, param: str) -> Any:
+def _starting_value(param: dict) -> Any:
+    """What `add` writes for a required parameter (a palette entry's)."""
     from augpipe.dryrun import REFERENCE_SIZE
 
-    side = min(REFERENCE_SIZE)
-    start = _STARTING_VALUES.get(param)
+    start = _STARTING_VALUES.get(param["name"])
     if start is None:
-        entry = next(p for g in _palette() for t in g["transforms"] if t["name"] == name
-                     for p in t["params"] if p["name"] == param)
-        return entry["range"][0] if entry["range"] else None
-    words = {"side": side, "half": side // 2}
+        return param["range"][0] if param["range"] else None
+    words = {"side": min(REFERENCE_SIZE), "half": min(REFERENCE_SIZE) // 2}
     return [words.get(v, v) for v in start] if isinstance(start, list) else words.get(start, start)
-
-
-def _palette() -> list[dict]:
-    from augpipe.catalog import transform_entries
-
-    return transform_entries()["groups"]
 
 
 def _move(items: Any, index: int, by: int, path: list[int]) -> None:
