@@ -136,27 +136,28 @@ def edit(text: str, op: str, path: list[int] = (), name: str | None = None, para
     index of a transform, [2, 0] the first child of the third; `value` is YAML text."""
     if op not in OPS:
         raise RecipeError(f"op is one of {', '.join(OPS)}; not '{op}'")
-    path = [int(i) for i in path]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in path):
+        raise RecipeError(f"a path is a list of 0-based indexes, like [2, 0]; not {list(path)!r}")
+    path = list(path)
+    if op in ("set", "unset") and not (isinstance(param, str) and param):
+        raise RecipeError(f"{op} needs the name of a parameter")
+    if op != "add" and not path:
+        raise RecipeError(f"{op} needs the path of a transform")
     text, tail = _split_tail(text)
     writer, data = _load(text)
     if op == "add":
         _add(data, path, name)
-    elif not path:
-        raise RecipeError(f"{op} needs the path of a transform")
     else:
         items, index = _find(data, path)
         if op == "remove":
             del items[index]
         elif op == "move":
             _move(items, index, by, path)
+        elif op == "unset":
+            _name_of(items[index], path)
+            (_params_of(items[index]) or {}).pop(param, None)
         else:
-            params = _writable_params(items, index, path)
-            if not param:
-                raise RecipeError(f"{op} needs the name of a parameter")
-            if op == "unset":
-                params.pop(param, None)
-            else:
-                params[param] = _flowed(_parse_value(value))
+            _writable_params(items, index, path)[param] = _flowed(_parse_value(value))
     out = io.StringIO()
     writer.dump(data, out)
     return tail + out.getvalue() if not text else out.getvalue() + tail

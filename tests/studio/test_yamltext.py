@@ -165,6 +165,7 @@ def test_unset_remove_and_move():
     out = edit(RECIPE, "unset", [2], param="blur_limit")
     assert specs(out)[2] == {"__class_fullname__": "Blur", "p": 0.2}
     assert edit(RECIPE, "unset", [2], param="absent") == RECIPE
+    assert edit(RECIPE, "unset", [0], param="p") == RECIPE  # a bare name stays bare
     out = edit(RECIPE, "remove", [1])
     assert [s["__class_fullname__"] for s in specs(out)] == ["HorizontalFlip", "Blur", "OneOf"]
     assert "# tilt" not in out and all(c in out for c in COMMENTS if c != "# tilt")
@@ -230,6 +231,8 @@ def test_albumentations_own_form_is_edited_in_place():
     (RECIPE, dict(op="move", path=[3], by=1), "last in its list already"),
     (RECIPE, dict(op="add", name="Lambda"), "not 'Lambda'"),
     (RECIPE, dict(op="rename", path=[0]), "op is one of"),
+    (RECIPE, dict(op="remove", path=["1"]), "a path is a list of 0-based indexes"),
+    (RECIPE, dict(op="set", path=[1], value="1"), "set needs the name of a parameter"),
     ("- HorizontalFlip\n", dict(op="add", name="Blur"), "a recipe is a YAML mapping"),
     ("transforms: [HorizontalFlip\n", dict(op="add", name="Blur"), "not valid YAML at line 2"),
     ("transforms:\n  - {A: {}, B: {}}\n", dict(op="set", path=[0], param="p", value="1"), "cannot be edited here"),
