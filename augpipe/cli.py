@@ -56,6 +56,7 @@ _RERUN = {
     "preview": "the contact sheet was not finished; run the same command again",
     "inspect": "nothing was changed (inspect only reads); run the same command again",
     "check": "nothing was changed (check only reads); run the same command again",
+    "studio": "the studio stopped; a recipe is written only when Save is pressed",
 }
 _RERUN_ANY = "nothing was changed; run the same command again"
 
@@ -569,6 +570,56 @@ def check(
         typer.echo(f"  warning: {warning}")
     if warnings:
         raise typer.Exit(1)
+
+
+@command()
+def studio(
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="An image folder or URI in any format expand reads.")],
+    recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="The recipe file to design (Save writes it, keeping the previous version as .bak; a new .yaml name is made on the first save), or a bundled name to start from. Default: a bundled recipe for the dataset's kind.")] = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="The port; 0 takes a free one.")] = 8765,
+    host: Annotated[str, typer.Option("--host", help="The address to listen on. Anything but loopback lets other machines reach the studio (they still need the token).")] = "127.0.0.1",
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser: only print the URL.")] = False,
+    seed: SeedOpt = 0,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", min=0.0, max=0.99, help="As for expand: only training images are shown.")] = 0.1,
+    split_by: Annotated[str, typer.Option("--split-by", help=f"As for expand ({one_of(SPLIT_BY)}).")] = "content",
+    format: FormatOpt = "auto",
+    layout: Annotated[str, typer.Option("--layout", help="auto, classes (every top folder a class) or splits (train/val/test folders).")] = "auto",
+    voc_zero_based: VocZeroBasedOpt = False,
+) -> None:
+    """Design a recipe live in the browser, on SOURCE's own images: every tile is the row expand writes."""
+    import secrets
+    import webbrowser
+
+    _need_studio()
+    from augpipe.studio import Studio
+    from augpipe.studio.server import LOOPBACK, bind, serve, url_host
+
+    session = Studio(source, recipe, format=format, layout=layout, voc_zero_based=voc_zero_based,
+                     val_fraction=val_fraction, split_by=split_by, seed=seed)
+    if host not in LOOPBACK:
+        typer.echo(f"warning: listening on {host}: other machines can reach the studio (they need its token)", err=True)
+    sock = bind(host, port)
+    token = secrets.token_urlsafe(24)
+    url = f"http://{url_host(host if host not in ('0.0.0.0', '::') else '127.0.0.1')}:{sock.getsockname()[1]}/?token={token}"
+    typer.echo(f"augpipe studio: {session.source} ({session.kind.name}, {len(session.candidates()):,} training images)")
+    typer.echo(f"open {url}")
+    typer.echo("Ctrl-C stops it", err=True)
+    session.warm()
+    if not no_browser:
+        webbrowser.open(url)
+    try:
+        serve(session, sock, token, host)
+    except (KeyboardInterrupt, Terminated):  # uvicorn stops, then passes the signal on
+        pass
+    typer.echo("augpipe studio stopped")
+
+
+def _need_studio() -> None:
+    import importlib.util
+
+    missing = [m for m in ("starlette", "uvicorn", "ruamel.yaml") if importlib.util.find_spec(m.split(".")[0]) is None]
+    if missing:
+        raise UsageError(f"augpipe studio needs {' and '.join(missing)}: pip install 'augpipe[studio]'")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -57,6 +57,8 @@ class Tile:
     caption: str
     applied: list  # [[transform, parameters], ...] as in the `transforms` column
     donors: list[DonorTile] = field(default_factory=list)
+    data: bytes = b""  # the row's image as written (the studio serves it)
+    path: str = ""  # its name, as the row's `image.path`
 
 
 @dataclass
@@ -113,11 +115,11 @@ def _angle(matrix: list) -> float:
     return -math.degrees(math.atan2(matrix[1][0], matrix[0][0]))
 
 
-def _tiles(rows: list[dict], kind, classes: list[str], look=None) -> list[Tile]:
+def _tiles(rows: list[dict], kind, classes: list[str], look=None, original: dict | None = None) -> list[Tile]:
     """A source's rows as expand writes them (or wrote them): each decoded image with its target
     drawn, a caption (the transforms that fired, what became of the target), the lineage and the
     donors. `look(source)`: a donor's picture, or None when it is not at hand."""
-    original = next((r for r in rows if r["copy"] == 0), None)
+    original = next((r for r in rows if r["copy"] == 0), original)
     tiles = [_tile(r, kind, classes, original if r is not original else None) for r in rows]
     for t in tiles:
         t.donors = [DonorTile(name, d["source"], d.get("transforms") or [], look(d["source"]) if look else None)
@@ -137,13 +139,17 @@ def _tile(row: dict, kind, classes: list[str], original: dict | None) -> Tile:
     from augpipe.decode import row_image
 
     applied = _lineage(row)
+    image = row["image"] or {}
+    data, path = image.get("bytes") or b"", image.get("path") or ""
     try:
-        rgb = row_image((row["image"] or {}).get("bytes") or b"")
+        rgb = row_image(data)
     except ValueError:
-        return Tile(row["copy"], np.full((8, 8, 3), TILE_BACKGROUND, np.uint8), "does not decode", applied)
+        return Tile(row["copy"], np.full((8, 8, 3), TILE_BACKGROUND, np.uint8), "does not decode", applied,
+                    data=data, path=path)
     text = caption(applied, row["copy"])
     target = kind.caption(row, original)
-    return Tile(row["copy"], kind.draw(rgb, row, classes), f"{text} | {target}" if target else text, applied)
+    return Tile(row["copy"], kind.draw(rgb, row, classes), f"{text} | {target}" if target else text, applied,
+                data=data, path=path)
 
 
 # ---------------------------------------------------------------- choosing sources
@@ -189,7 +195,7 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     if has_mixes(recipe) and copies:
         planned, note = _planned_training(root, found, recipe, kind, copies, seed, options)
         notes.append(note)
-    maker = _RowMaker(found, store, recipe, kind, copies, seed, options, planned,
+    maker = RowMaker(found, store, recipe, kind, copies, seed, options, planned,
                       DonorReader(partial(read_source, store), kind, max_pixels))
     out_rows, skipped = [], list(found.skipped)
     for rel in _round_robin(_training_by_class(found, planned, kind), rows, seed):
@@ -226,11 +232,20 @@ def _training_by_class(found, planned: dict | None, kind) -> dict:
     return by_class
 
 
+@dataclass(frozen=True)
+class LoadedSource:
+    """A source read and loaded once: its bytes (an original's payload) and `load_sample`'s result."""
+
+    data: bytes
+    loaded: object  # sample.LoadedSample
+
+
 @dataclass
-class _RowMaker:
-    """A source's row of the sheet, made as expand makes its rows. `planned`: the training
-    sources as expand's plan holds them (with their donors), or None: each source's split is
-    decided as it is read."""
+class RowMaker:
+    """A source's tiles, made as expand makes its rows. `planned`: the training sources as
+    expand's plan holds them (with their donors), or None: each source's split is decided as it
+    is read. `sources`: relpath -> LoadedSource, None (held out for validation) or SkipInput,
+    shared by makers of other recipes and seeds (the studio's)."""
 
     found: object
     store: object
@@ -241,35 +256,59 @@ class _RowMaker:
     options: object  # options.ExpandOptions: the split and the largest image, as expand's
     planned: dict | None
     donors: object  # sample.DonorReader
+    sources: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.files = {f.relpath: f for f in self.found.files}
 
-    def row(self, rel: str):
+    def row(self, rel: str, copies: tuple[int, ...] | None = None):
         """(the row, the copies that failed), or None for an image expand holds out for
         validation. Raises SkipInput for an unusable source."""
-        from augpipe.sample import augment_sample
-        from augpipe.store import read_source
+        from augpipe.sample import augment_loaded
 
-        f, item = self._item(rel)
-        data = read_source(self.store, rel)
-        if self.planned is None and self._held_out(f, data):
+        f, item = self._item(rel, copies)
+        source = self.source(rel)
+        if source is None:
             return None
-        extra = [read_source(self.store, name) for name in self.kind.extra_files(item)]
-        result = augment_sample(data, item, self.recipe, self.seed, self.options.max_pixels, kind=self.kind,
-                                extra=extra[0] if extra else None, donors=self.donors)
+        result = augment_loaded(source.loaded, source.data, item, self.recipe, self.seed, kind=self.kind,
+                                donors=self.donors)
         classes = self.found.classes
-        tiles = _tiles(result.rows, self.kind, classes, self._donor_looks(item))
+        original = None if 0 in item.copies else self.kind.values(source.loaded.target, source.loaded.decoded.rgb)
+        tiles = _tiles(result.rows, self.kind, classes, self._donor_looks(item), original)
         failed = [(f"{rel} copy {copy}", reason) for copy, reason in result.failures]
         return PreviewRow(rel, _row_label(f.class_name, result.rows, classes), tiles), failed
 
-    def _item(self, rel: str):
+    def source(self, rel: str) -> LoadedSource | None:
+        """The source read and loaded, once; None when expand holds it out for validation."""
+        if rel not in self.sources:
+            self.sources[rel] = self._loaded(rel)
+        found = self.sources[rel]
+        if isinstance(found, SkipInput):
+            raise found
+        return found
+
+    def _loaded(self, rel: str):
+        from augpipe.sample import load_sample
+        from augpipe.store import read_source
+
+        f, item = self._item(rel)
+        try:
+            data = read_source(self.store, rel)
+            if self.planned is None and self._held_out(f, data):
+                return None
+            extra = [read_source(self.store, name) for name in self.kind.extra_files(item)]
+            return LoadedSource(data, load_sample(data, item, self.kind, self.options.max_pixels,
+                                                  extra[0] if extra else None))
+        except SkipInput as exc:
+            return exc
+
+    def _item(self, rel: str, copies: tuple[int, ...] | None = None):
         import dataclasses
 
         from augpipe.sample import SourceItem
 
         f = self.files[rel]
-        wanted = tuple(range(self.copies + 1))
+        wanted = tuple(range(self.copies + 1)) if copies is None else copies
         if self.planned is not None:
             return f, dataclasses.replace(self.planned[rel], copies=wanted)
         label = self.found.classes.index(f.class_name) if f.class_name is not None else None
@@ -305,21 +344,33 @@ def _planned_training(root, found, recipe, kind, copies: int, seed: int, options
     """The training sources as `expand` plans them, their donors drawn from the whole training
     split as its plan draws them ({relpath: SourceItem}), and a note saying so for the sheet.
     Split by content, every source is read once to hash it (as expand does)."""
+    hashes = content_hashes(root, found, recipe, kind, options)
+    items = planned_training(found, recipe, copies, seed, options, hashes)
+    how = "each source hashed once to split it by content" if options.split_by == "content" else "split by path"
+    return items, f"donors drawn as expand draws them, from the {len(items):,} training images ({how})"
+
+
+def content_hashes(root, found, recipe, kind, options) -> dict | None:
+    """Each source's sha256 as expand's split by content reads it (those that cannot be read
+    leave `found`, as they leave expand's run), or None split by path."""
     from augpipe.engines import make_engine
     from augpipe.jobs import RunSpec
     from augpipe.pipeline import split_hashes
+
+    if options.split_by != "content":
+        return None
+    spec = RunSpec(str(root), "", recipe, 0, options.max_pixels, False, tuple(found.classes), found.labelled,
+                   kind=kind)
+    with make_engine("local", options.workers) as engine:
+        return split_hashes(engine, found, spec, options)[0]
+
+
+def planned_training(found, recipe, copies: int, seed: int, options, hashes: dict | None) -> dict:
+    """{relpath: SourceItem} of the training split as expand's plan makes it, donors drawn."""
     from augpipe.plan import make_plan
 
-    hashes = None
-    if options.split_by == "content":
-        spec = RunSpec(str(root), "", recipe, seed, options.max_pixels, False, tuple(found.classes), found.labelled,
-                       kind=kind)
-        with make_engine("local") as engine:
-            hashes, _ = split_hashes(engine, found, spec, options)
     plan = make_plan(found, recipe, copies, options.val_fraction, False, 2**62, hashes=hashes, seed=seed)
-    items = {s.relpath: s for shard in plan.shards if shard.split == "train" for s in shard.sources}
-    how = "each source hashed once to split it by content" if options.split_by == "content" else "split by path"
-    return items, f"donors drawn as expand draws them, from the {len(items):,} training images ({how})"
+    return {s.relpath: s for shard in plan.shards if shard.split == "train" for s in shard.sources}
 
 
 def _shard_sources_by_class(ds, labelled: bool) -> dict:

@@ -12,7 +12,9 @@ import hashlib
 import inspect
 import json
 import sys
+import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -35,6 +37,9 @@ _NOT_FOR_RECIPES = {
 # These change the pixel type; augpipe writes 8-bit images.
 _FLOAT_OUTPUT = {"Normalize", "ToFloat", "FromFloat"}
 _FULLNAME = "__class_fullname__"
+# Composes and multi-image steps hold random state: each thread its own (the studio renders on
+# threads), the most recently used few kept (the studio makes a recipe an edit)
+_LOCAL = threading.local()
 
 
 class ResizeSpec(BaseModel):
@@ -255,6 +260,20 @@ def import_albumentations():
     every worker) for ToTensorV2, which augpipe never uses. The helpers are blocked only while
     albumentations itself loads: `import albumentations.pytorch` still works afterwards.
     """
+    module = sys.modules.get("albumentations")
+    if module is not None and _IMPORTED:
+        return module
+    with _IMPORTING:  # threads (the studio's) wait for it whole, not a half-loaded module
+        module = _import_albumentations()
+        _IMPORTED.append(True)
+    return module
+
+
+_IMPORTING = threading.Lock()
+_IMPORTED: list = []
+
+
+def _import_albumentations():
     if "albumentations" in sys.modules:
         return sys.modules["albumentations"]
     blocked = "albumentations.pytorch" not in sys.modules
@@ -413,16 +432,19 @@ def is_mix(spec: dict) -> bool:
     return spec[_FULLNAME] in _mixes()
 
 
-_MIXES: dict[str, Any] = {}
+MAX_CACHED = 256
 
 
 def mix_of(spec: dict):
-    """The step a spec names, built once per process."""
+    """The step a spec names, built once per thread (Mosaic holds a Compose, with random state)."""
     key = json.dumps(spec, sort_keys=True)
-    if key not in _MIXES:
+    mixes = getattr(_LOCAL, "mixes", None)
+    if mixes is None or len(mixes) > MAX_CACHED:  # the studio makes a recipe an edit
+        mixes = _LOCAL.mixes = {}
+    if key not in mixes:
         cls = _mixes()[spec[_FULLNAME]]
-        _MIXES[key] = cls(cls.Params.model_validate({k: v for k, v in spec.items() if k != _FULLNAME}))
-    return _MIXES[key]
+        mixes[key] = cls(cls.Params.model_validate({k: v for k, v in spec.items() if k != _FULLNAME}))
+    return mixes[key]
 
 
 def has_mixes(recipe: Recipe) -> bool:
@@ -437,6 +459,8 @@ def parts(recipe: Recipe) -> list[tuple[Recipe | None, dict | None]]:
     recipe of their own or None, the step's spec), the last with None for the step."""
     key = recipe.sha256
     if key not in _PARTS:
+        if len(_PARTS) > MAX_CACHED:
+            _PARTS.clear()
         out, run = [], []
         for spec in [*recipe.transforms, None]:
             if spec is not None and not is_mix(spec):
@@ -514,11 +538,11 @@ def build_transform(spec: dict) -> Any:
         return cls(**params)
 
 
-_COMPOSES: dict[str, Any] = {}
+MAX_COMPOSES = 16
 
 
 def build_compose(recipe: Recipe, kind: Any = None) -> Any:
-    """The recipe's Compose for a target kind (classification when None), built once per process
+    """The recipe's Compose for a target kind (classification when None), built once per thread
     (it holds random state). Masks move with nearest-neighbour interpolation (class indices stay
     indices); for boxes, rotations default to the recipe's `rotate_method`."""
     if kind is None:
@@ -526,8 +550,13 @@ def build_compose(recipe: Recipe, kind: Any = None) -> Any:
 
         kind = kind_for("classification")
     key = (recipe.sha256, kind.name, tuple(kind.albumentations_targets))
-    compose = _COMPOSES.get(key)
-    if compose is None:
+    composes = getattr(_LOCAL, "composes", None)
+    if composes is None:
+        composes = _LOCAL.composes = OrderedDict()
+    compose = composes.get(key)
+    if compose is not None:
+        composes.move_to_end(key)
+    else:
         import cv2
 
         # once, not per image: a catch_warnings() around every call costs more than some transforms
@@ -538,7 +567,9 @@ def build_compose(recipe: Recipe, kind: Any = None) -> Any:
             warnings.simplefilter("ignore")
             compose = compose_class()([build_transform(s) for s in specs], p=1.0, save_applied_params=True,
                                       mask_interpolation=cv2.INTER_NEAREST, **options)
-        _COMPOSES[key] = compose
+        composes[key] = compose
+        while len(composes) > MAX_COMPOSES:
+            composes.popitem(last=False)
     return compose
 
 

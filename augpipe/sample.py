@@ -112,7 +112,15 @@ def augment_sample(data: bytes, item: SourceItem, recipe: Recipe, run_seed: int,
     SkipInput for an unusable source; a copy that fails is left out and reported, never the
     original with it."""
     kind = kind or kind_for("classification")
-    loaded = load_sample(data, item, kind, max_pixels, extra)
+    return augment_loaded(load_sample(data, item, kind, max_pixels, extra), data, item, recipe, run_seed, split,
+                          kind, donors)
+
+
+def augment_loaded(loaded: LoadedSample, data: bytes, item: SourceItem, recipe: Recipe, run_seed: int,
+                   split: str = "train", kind: Target | None = None, donors: Any = None) -> SampleResult:
+    """`augment_sample` after its `load_sample`: the copies of a source loaded once (the studio
+    keeps sources loaded across edits). `data`: the source's bytes, an original's payload."""
+    kind = kind or kind_for("classification")
     decoded, state = loaded.decoded, loaded.target
     rows, failures, dropped, drops = [], [], 0, Counter()
     for copy in item.copies:
