@@ -136,7 +136,8 @@ def edit(text: str, op: str, path: list[int] = (), name: str | None = None, para
     index of a transform, [2, 0] the first child of the third; `value` is YAML text."""
     if op not in OPS:
         raise RecipeError(f"op is one of {', '.join(OPS)}; not '{op}'")
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in path):
+    path = () if path is None else path
+    if not isinstance(path, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in path):
         raise RecipeError(f"a path is a list of 0-based indexes, like [2, 0]; not {list(path)!r}")
     path = list(path)
     if op in ("set", "unset") and not (isinstance(param, str) and param):
@@ -338,7 +339,7 @@ def _starting_value(param: dict) -> Any:
 
 def _move(items: Any, index: int, by: int, path: list[int]) -> None:
     to = index + by
-    if by not in (-1, 1):
+    if isinstance(by, bool) or by not in (-1, 1):
         raise RecipeError(f"move goes by -1 or 1; not {by}")
     if not 0 <= to < len(items):
         raise RecipeError(f"{_label(path)} is {'first' if by < 0 else 'last'} in its list already")
