@@ -138,7 +138,7 @@ def edit(text: str, op: str, path: list[int] = (), name: str | None = None, para
         raise RecipeError(f"op is one of {', '.join(OPS)}; not '{op}'")
     path = () if path is None else path
     if not isinstance(path, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in path):
-        raise RecipeError(f"a path is a list of 0-based indexes, like [2, 0]; not {list(path)!r}")
+        raise RecipeError(f"a path is a list of 0-based indexes, like [2, 0]; not {path!r}")
     path = list(path)
     if op in ("set", "unset") and not (isinstance(param, str) and param):
         raise RecipeError(f"{op} needs the name of a parameter")
@@ -338,9 +338,9 @@ def _starting_value(param: dict) -> Any:
 
 
 def _move(items: Any, index: int, by: int, path: list[int]) -> None:
-    to = index + by
     if isinstance(by, bool) or by not in (-1, 1):
-        raise RecipeError(f"move goes by -1 or 1; not {by}")
+        raise RecipeError(f"move goes by -1 or 1; not {by!r}")
+    to = index + by
     if not 0 <= to < len(items):
         raise RecipeError(f"{_label(path)} is {'first' if by < 0 else 'last'} in its list already")
     items[index], items[to] = items[to], items[index]
