@@ -121,9 +121,7 @@ def studio_times(source: Path, work: Path, edits: int) -> tuple[dict, list[dict]
         wait = WebDriverWait(driver, 60)
         wait.until(lambda d: d.find_element(By.ID, "grid").get_attribute("data-render"))
         cold = {"page_to_grid_s": time.perf_counter() - started}
-        affine = next(li for li in driver.find_elements(By.CSS_SELECTOR, "#chosen li") if "Affine" in li.text)
-        affine.find_element(By.CSS_SELECTOR, "button, a, [tabindex]").click() if affine.find_elements(
-            By.CSS_SELECTOR, "button, a, [tabindex]") else affine.click()
+        next(b for b in driver.find_elements(By.CSS_SELECTOR, "#chosen button") if b.text == "Affine").click()
         wait.until(lambda d: d.find_elements(By.ID, "param-rotate"))
         runs = []
         for k in range(edits):

@@ -110,7 +110,6 @@ class Studio:
         self.checks = _Recent(64)  # (recipe sha, sizes) -> the dry run's event
         self.generation = 0
         self.pool = ThreadPoolExecutor(workers or _cores(), thread_name_prefix="studio-tile")
-        self.checker = ThreadPoolExecutor(1, thread_name_prefix="studio-check")
         self._hashes: dict | None | bool = False  # False: not read yet
         self._plans = _Recent(8)
         self._lock = threading.Lock()
@@ -124,6 +123,8 @@ class Studio:
                 job = self.prepare(self.text, self.seed, newest=False)
                 for row, copy in job.tasks[:4]:
                     job.tile(row, copy)
+                job.check()
+                self.edit(self.text, "unset", path=[0], param="p")  # ruamel's first use is slow
             except Exception:  # noqa: BLE001 - the page will say what is wrong with the recipe
                 pass
 
@@ -132,7 +133,6 @@ class Studio:
     def close(self) -> None:
         self.generation += 1
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.checker.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ what the page starts from
 
