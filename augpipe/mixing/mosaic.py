@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import random
+import threading
 from typing import Literal
 
 import cv2
@@ -142,7 +143,7 @@ def _cell(mosaic, item: dict, placement: tuple[int, int, int, int]) -> dict:
     position = fmixing.get_cell_relative_position(placement, mosaic.target_size)
     crop = fmixing.get_opposite_crop_coords(mosaic.cell_shape, target_shape, position)
     fill_mask = mosaic.fill_mask if mosaic.fill_mask is not None else mosaic.fill
-    pipeline = _cell_pipeline(tuple(mosaic.cell_shape), mosaic.fit_mode, mosaic.interpolation,
+    pipeline = _cell_pipeline(threading.get_ident(), tuple(mosaic.cell_shape), mosaic.fit_mode, mosaic.interpolation,
                               mosaic.mask_interpolation, _hashable(mosaic.fill), _hashable(fill_mask),
                               item.get("bboxes") is not None, item.get("keypoints") is not None)
     # the crop differs cell by cell; A.Crop reads its corners from these at each call
@@ -159,10 +160,10 @@ def _hashable(value):
 
 
 @functools.lru_cache(maxsize=64)
-def _cell_pipeline(cell_shape, fit_mode, interpolation, mask_interpolation, fill, fill_mask, boxes: bool,
-                   keypoints: bool):
-    """The pipeline albumentations 2.0.8's `process_cell_geometry` builds for a cell, built once
-    (its crop's corners set for each cell by `_cell`)."""
+def _cell_pipeline(thread: int, cell_shape, fit_mode, interpolation, mask_interpolation, fill, fill_mask,
+                   boxes: bool, keypoints: bool):
+    """The pipeline albumentations 2.0.8's `process_cell_geometry` builds for a cell, built once a
+    thread (its crop's corners set for each cell by `_cell`: the studio's threads share none)."""
     from augpipe.recipe import import_albumentations
 
     A = import_albumentations()

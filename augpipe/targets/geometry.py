@@ -7,6 +7,7 @@ exactly (no threshold drops a box here).
 from __future__ import annotations
 
 import functools
+import threading
 
 import cv2
 import numpy as np
@@ -30,9 +31,9 @@ def stored_size(shape: tuple[int, ...], orientation: int | None) -> tuple[int, i
 
 
 @functools.lru_cache(maxsize=None)
-def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, kind: type | None):
+def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, kind: type | None, thread: int = 0):
     """The fixed steps, with the kind's own `geometry_options` (boxes: their processor); `kind`
-    is the kind's class, whose options do not depend on a dataset's."""
+    is the kind's class, whose options do not depend on a dataset's. A Compose a thread."""
     from augpipe.recipe import import_albumentations
 
     A = import_albumentations()
@@ -51,7 +52,7 @@ def orient(inputs: dict, stored: tuple[int, int], orientation: int | None, kind:
     if not names:
         return inputs
     w, h = stored
-    out = _compose(names, None, kind)(image=np.zeros((h, w, 1), np.uint8), **inputs)
+    out = _compose(names, None, kind, threading.get_ident())(image=np.zeros((h, w, 1), np.uint8), **inputs)
     out.pop("image")
     return out
 
@@ -62,5 +63,5 @@ def resize(image: np.ndarray, inputs: dict, height: int, width: int, kind: type 
     target kind's class."""
     shrink = height * width < image.shape[0] * image.shape[1]
     interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    out = _compose((), (height, width, interpolation), kind)(image=image, **inputs)
+    out = _compose((), (height, width, interpolation), kind, threading.get_ident())(image=image, **inputs)
     return out.pop("image"), out
