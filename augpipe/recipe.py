@@ -260,8 +260,11 @@ def import_albumentations():
     every worker) for ToTensorV2, which augpipe never uses. The helpers are blocked only while
     albumentations itself loads: `import albumentations.pytorch` still works afterwards.
     """
-    if "albumentations" in sys.modules:
-        return sys.modules["albumentations"]
+    loaded = sys.modules.get("albumentations")
+    # another thread may be importing it (the studio's warm-up): its half-made module is in
+    # sys.modules already; `import` below waits for that thread to finish it
+    if loaded is not None and not getattr(getattr(loaded, "__spec__", None), "_initializing", False):
+        return loaded
     blocked = "albumentations.pytorch" not in sys.modules
     if blocked:
         sys.modules["albumentations.pytorch"] = None  # an import of it raises ImportError

@@ -134,8 +134,15 @@ def js(browser, script: str, *args):
 
 def grid_done(browser, after: str | None = None) -> str:
     """Waits for a complete grid (newer than render `after`): its render id."""
-    until(browser, lambda: js(browser, "return document.getElementById('grid').dataset.render") not in (None, after),
-          f"no complete grid after render {after}")
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        until(browser, lambda: js(browser, "return document.getElementById('grid').dataset.render") not in (None, after),
+              "")
+    except TimeoutException:
+        said = js(browser, "return [document.getElementById('grid-status').textContent, "
+                           "document.getElementById('messages').textContent]")
+        raise AssertionError(f"no complete grid after render {after}; the page says {said}") from None
     return js(browser, "return document.getElementById('grid').dataset.render")
 
 
