@@ -91,9 +91,21 @@
     return Object.entries(params || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(", ");
   }
 
-  function lineage(applied) {
+  // For the hover text: what a reader sets, not albumentations' bookkeeping (the image's
+  // shape, the matrices it derived); the details panel shows everything.
+  const brief = (params) => Object.fromEntries(Object.entries(readable(params)).filter(([k, v]) =>
+    k !== "shape" && !(Array.isArray(v) && v.length && Array.isArray(v[0]))));
+
+  // a multi-image step's donors by their paths (the details panel lists them in full)
+  const readable = (params) => Object.fromEntries(Object.entries(params || {}).map(([k, v]) =>
+    [k, k === "donors" && Array.isArray(v) ? v.map((d) => (d && d.source) || fmt(d)).join(", ") : v]));
+
+  function lineage(applied, all = false) {
     if (!applied || !applied.length) return "no transform fired";
-    return applied.map(([name, params]) => `${name}${Object.keys(params || {}).length ? " " + paramsText(params) : ""}`).join("\n");
+    return applied.map(([name, params]) => {
+      const shown = all ? readable(params) : brief(params);
+      return `${name}${Object.keys(shown).length ? " " + paramsText(shown) : ""}`;
+    }).join("\n");
   }
 
   const samePath = (a, b) => !!a && !!b && a.length === b.length && a.every((v, i) => v === b[i]);
@@ -529,7 +541,10 @@
     job.copies = ev.copies;
     $("command").textContent = ev.command || "";
     unsaved(!!ev.unsaved);
-    $("notes").replaceChildren(...(ev.notes || []).map((n) => el("li", { text: n })));
+    const notes = [...(ev.notes || [])];
+    const asked = int($("copies"), 0, 8, S.state.copies);
+    if (asked > ev.copies.length - 1) notes.push(`the recipe makes ${ev.copies.length - 1} copies of each image`);
+    $("notes").replaceChildren(...notes.map((n) => el("li", { text: n })));
     const grid = el("div", { class: "grid", "data-render": String(ev.render) });
     grid.style.gridTemplateColumns = `minmax(120px, 180px) repeat(${ev.copies.length}, var(--tile))`;
     grid.append(el("div", { class: "colhead" }), ...ev.copies.map((c) => el("div", { class: "colhead", text: c === 0 ? "original" : `copy ${c}` })));
@@ -668,7 +683,7 @@
     const copy = t.copy === 0 ? "original" : `copy ${t.copy}`;
     $("details-title").textContent = `${t.source} · ${copy}`;
     const transforms = (t.applied || []).map(([name, params]) => el("li", {}, el("strong", { text: name }),
-      Object.keys(params || {}).length ? el("ul", {}, Object.entries(params).map(([k, v]) => el("li", {}, el("code", { text: `${k} = ${fmt(v)}` })))) : null));
+      Object.keys(params || {}).length ? el("ul", {}, Object.entries(readable(params)).map(([k, v]) => el("li", {}, el("code", { text: `${k} = ${fmt(v)}` })))) : null));
     const donors = (t.donors || []).map((d) => el("div", { class: "donor" },
       d.src ? el("img", { src: d.src, alt: `donor ${d.source}` }) : null,
       el("div", {}, el("div", {}, el("strong", { text: d.step }), " from ", el("code", { text: d.source })),
