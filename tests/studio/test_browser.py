@@ -319,9 +319,9 @@ def test_tab_to_a_tile_and_enter_opens_its_details(browser, studio):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    open_page(browser, studio)
+    render = open_page(browser, studio)
     browser.find_element(By.ID, "draw").click()  # the last control before the grid: raw bytes now
-    render = grid_done(browser)
+    render = grid_done(browser, render)
     first = tiles(browser)[0]
     assert first["img"].endswith(first["raw"])
     browser.find_element(By.ID, "draw").click()
@@ -358,3 +358,16 @@ def test_detection_boxes_are_drawn_on_the_tiles(browser, work):
         assert re.search(r"box|disc", tile["caption"] + tile["title"]), tile
     finally:
         studio.stop()
+
+
+def test_the_page_without_its_token_is_refused(browser, studio):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, studio)
+    browser.delete_all_cookies()
+    browser.get(studio.origin + "/")
+    said = browser.find_element(By.TAG_NAME, "body").text
+    assert "token" in said and "printed" in said
+    assert not browser.find_elements(By.ID, "yaml")
+    open_page(browser, studio)  # the URL with the token lets it in again
+    assert browser.find_elements(By.CSS_SELECTOR, "#grid .tile")
