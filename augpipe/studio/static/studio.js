@@ -721,9 +721,14 @@
     }, f, " ×")));
   }
 
-  function addFile(path) {
-    path = path.trim();
-    if (!path || S.files.includes(path)) return;
+  // The path as typed when it is a training image, else the first one whose path contains it.
+  async function addFile(typed) {
+    typed = typed.trim();
+    if (!typed) return;
+    const out = await api(`/api/files?q=${encodeURIComponent(typed)}`).catch(() => ({ files: [] }));
+    const found = out.files || [];
+    const path = found.includes(typed) ? typed : found[0] || typed;
+    if (S.files.includes(path)) return;
     S.files = [...S.files, path];
     $("pick-file").value = "";
     drawFiles();
