@@ -124,7 +124,9 @@ def _annotation(param: inspect.Parameter | None) -> Any:
 
 # ---------------------------------------------------------------- docstrings
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(])")
+# a sentence ends before a word that does not start in lower case ("i.e. expected" goes on), or
+# before a list's first item ("...: - a", "... range. * If")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[^a-z\s])|:?\s+[-*]\s")
 
 
 def _first_paragraph(doc: str) -> str:
@@ -132,7 +134,7 @@ def _first_paragraph(doc: str) -> str:
 
 
 def _first_sentence(text: str) -> str:
-    text = " ".join(text.split())
+    text = " ".join(text.split()).replace("``", "`")  # reStructuredText's literals as Markdown's
     return _SENTENCE_END.split(text, 1)[0]
 
 

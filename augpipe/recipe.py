@@ -260,11 +260,22 @@ def import_albumentations():
     every worker) for ToTensorV2, which augpipe never uses. The helpers are blocked only while
     albumentations itself loads: `import albumentations.pytorch` still works afterwards.
     """
-    loaded = sys.modules.get("albumentations")
-    # another thread may be importing it (the studio's warm-up): its half-made module is in
-    # sys.modules already; `import` below waits for that thread to finish it
-    if loaded is not None and not getattr(getattr(loaded, "__spec__", None), "_initializing", False):
-        return loaded
+    module = sys.modules.get("albumentations")
+    if module is not None and _IMPORTED:
+        return module
+    with _IMPORTING:  # threads (the studio's) wait for it whole, not a half-loaded module
+        module = _import_albumentations()
+        _IMPORTED.append(True)
+    return module
+
+
+_IMPORTING = threading.Lock()
+_IMPORTED: list = []
+
+
+def _import_albumentations():
+    if "albumentations" in sys.modules:
+        return sys.modules["albumentations"]
     blocked = "albumentations.pytorch" not in sys.modules
     if blocked:
         sys.modules["albumentations.pytorch"] = None  # an import of it raises ImportError

@@ -85,10 +85,12 @@ class Studio:
 
         from augpipe.formats import scan
         from augpipe.options import DEFAULT_MAX_PIXELS, ExpandOptions
+        from augpipe.recipe import import_albumentations
         from augpipe.sample import DonorReader
         from augpipe.store import normalise_location, open_store, read_source
         from augpipe.targets import for_scan
 
+        import_albumentations()  # here, before the threads that use it
         self.source = normalise_location(source)
         self.flags = {"format": format, "layout": layout, "voc_zero_based": voc_zero_based,
                       "val_fraction": val_fraction, "split_by": split_by}
@@ -108,7 +110,6 @@ class Studio:
         self.checks = _Recent(64)  # (recipe sha, sizes) -> the dry run's event
         self.generation = 0
         self.pool = ThreadPoolExecutor(workers or _cores(), thread_name_prefix="studio-tile")
-        self.checker = ThreadPoolExecutor(1, thread_name_prefix="studio-check")
         self._hashes: dict | None | bool = False  # False: not read yet
         self._plans = _Recent(8)
         self._lock = threading.Lock()
@@ -122,6 +123,8 @@ class Studio:
                 job = self.prepare(self.text, self.seed, newest=False)
                 for row, copy in job.tasks[:4]:
                     job.tile(row, copy)
+                job.check()
+                self.edit(self.text, "unset", path=[0], param="p")  # ruamel's first use is slow
             except Exception:  # noqa: BLE001 - the page will say what is wrong with the recipe
                 pass
 
@@ -130,7 +133,6 @@ class Studio:
     def close(self) -> None:
         self.generation += 1
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.checker.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ what the page starts from
 
@@ -373,7 +375,8 @@ class Job:
         made = self.studio.made.get(key)
         if made is None:
             made = self._made(rel, copy)
-            self.studio.made[key] = made
+            if "failed" not in made:
+                self.studio.made[key] = made
         return {**made, "row": row}
 
     def _made(self, rel: str, copy: int) -> dict:

@@ -162,7 +162,7 @@ async def _state(request):
 async def _catalogue(request):
     from augpipe.catalog import transform_entries
 
-    return _json({"groups": await _off_loop(transform_entries)})
+    return _json(await _off_loop(transform_entries))
 
 
 async def _files(request):
@@ -245,7 +245,7 @@ async def _events(job, draw: bool):
     studio = job.studio
     yield _line(job.start())
     futures = [loop.run_in_executor(studio.pool, job.tile, row, copy) for row, copy in job.tasks]
-    check = loop.run_in_executor(studio.checker, job.check)
+    check = loop.run_in_executor(studio.pool, job.check)  # after the tiles: they come first
     first = None
     try:
         for done in asyncio.as_completed([*futures, check]):

@@ -22,6 +22,7 @@ _YAML_LINE = re.compile(r"not valid YAML at line (\d+)")
 _TRANSFORM = re.compile(r"(?:^|[\s:])transform (\d+(?:\.\d+)*)\b")
 _FIELD = re.compile(r"(?:field|key) '([^']+)'")
 _EMPTY = re.compile(r"'(\w+)' is empty")
+_NAMED = re.compile(r" \w+: (\w+)[= ]")  # after "transform 1": " Affine: rotate=45"
 
 
 def error_line(text: str, message: str) -> int | None:
@@ -45,7 +46,8 @@ def _error_line(text: str, message: str) -> int | None:
         item = _item_node(root, [int(i) - 1 for i in label.group(1).split(".")])
         if item is None:
             return None
-        field = _FIELD.search(message, label.end())
+        # "field 'limit'", or a warning's "rotate=45 ..." / "border_mode 2 ...": the parameter's line
+        field = _FIELD.search(message, label.end()) or _NAMED.match(message, label.end())
         key = _key_node(_params_node(item), field.group(1)) if field else None
         return _line(key or item)
     field = _FIELD.search(message) or _EMPTY.search(message)
@@ -134,29 +136,45 @@ def edit(text: str, op: str, path: list[int] = (), name: str | None = None, para
     index of a transform, [2, 0] the first child of the third; `value` is YAML text."""
     if op not in OPS:
         raise RecipeError(f"op is one of {', '.join(OPS)}; not '{op}'")
-    path = [int(i) for i in path]
+    path = () if path is None else path
+    if not isinstance(path, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in path):
+        raise RecipeError(f"a path is a list of 0-based indexes, like [2, 0]; not {path!r}")
+    path = list(path)
+    if op in ("set", "unset") and not (isinstance(param, str) and param):
+        raise RecipeError(f"{op} needs the name of a parameter")
+    if op != "add" and not path:
+        raise RecipeError(f"{op} needs the path of a transform")
+    text, tail = _split_tail(text)
     writer, data = _load(text)
     if op == "add":
         _add(data, path, name)
-    elif not path:
-        raise RecipeError(f"{op} needs the path of a transform")
     else:
         items, index = _find(data, path)
         if op == "remove":
             del items[index]
         elif op == "move":
             _move(items, index, by, path)
+        elif op == "unset":
+            _name_of(items[index], path)
+            (_params_of(items[index]) or {}).pop(param, None)
         else:
-            params = _writable_params(items, index, path)
-            if not param:
-                raise RecipeError(f"{op} needs the name of a parameter")
-            if op == "unset":
-                params.pop(param, None)
-            else:
-                params[param] = _flowed(_parse_value(value))
+            _writable_params(items, index, path)[param] = _flowed(_parse_value(value))
     out = io.StringIO()
     writer.dump(data, out)
-    return out.getvalue()
+    return tail + out.getvalue() if not text else out.getvalue() + tail
+
+
+def _split_tail(text: str) -> tuple[str, str]:
+    """The text, and the comments and blank lines that end it: ruamel hangs those on the last
+    item, which an edit may move or remove."""
+    lines = text.splitlines(keepends=True)
+    end = len(lines)
+    while end and (not lines[end - 1].strip() or lines[end - 1].startswith("#")):
+        end -= 1
+    body = "".join(lines[:end])
+    if body and not body.endswith("\n"):
+        body += "\n"
+    return body, "".join(lines[end:])
 
 
 def _load(text: str) -> tuple[Any, Any]:
@@ -288,10 +306,10 @@ def _keep_comment(items: Any, index: int, mapping: Any, key: str) -> None:
 def _add(data: Any, path: list[int], name: str | None) -> None:
     from ruamel.yaml.comments import CommentedMap
 
-    from augpipe.catalog import REQUIRED, _listing
+    from augpipe.catalog import transform_entries
 
-    known = {n: params for items in _listing().values() for n, _, params in items}
-    if name not in known:
+    palette = {t["name"]: t for g in transform_entries()["groups"] for t in g["transforms"]}
+    if name not in palette:
         raise RecipeError(f"add needs a transform the recipe may use; not '{name}'")
     if path:
         holder, index = _find(data, path)
@@ -300,7 +318,7 @@ def _add(data: Any, path: list[int], name: str | None) -> None:
             raise RecipeError(f"{_label(path)} is not a compose (OneOf, SomeOf, ...) with a transforms list")
     else:
         items = _top_items(data, create=True)
-    params = {k: _starting_value(name, k) for k, default in known[name] if default is REQUIRED}
+    params = {p["name"]: _starting_value(p) for p in palette[name]["params"] if p["required"]}
     params["p"] = 0.5
     if items and all(isinstance(i, dict) and _FULLNAME in i for i in items):  # albumentations' own form
         items.append(_flowed({_FULLNAME: name, **params}))
@@ -308,29 +326,21 @@ def _add(data: Any, path: list[int], name: str | None) -> None:
         items.append(CommentedMap([(name, _flowed(params))]))
 
 
-def _starting_value(name: str, param: str) -> Any:
+def _starting_value(param: dict) -> Any:
+    """What `add` writes for a required parameter (a palette entry's)."""
     from augpipe.dryrun import REFERENCE_SIZE
 
-    side = min(REFERENCE_SIZE)
-    start = _STARTING_VALUES.get(param)
+    start = _STARTING_VALUES.get(param["name"])
     if start is None:
-        entry = next(p for g in _palette() for t in g["transforms"] if t["name"] == name
-                     for p in t["params"] if p["name"] == param)
-        return entry["range"][0] if entry["range"] else None
-    words = {"side": side, "half": side // 2}
+        return param["range"][0] if param["range"] else None
+    words = {"side": min(REFERENCE_SIZE), "half": min(REFERENCE_SIZE) // 2}
     return [words.get(v, v) for v in start] if isinstance(start, list) else words.get(start, start)
 
 
-def _palette() -> list[dict]:
-    from augpipe.catalog import transform_entries
-
-    return transform_entries()["groups"]
-
-
 def _move(items: Any, index: int, by: int, path: list[int]) -> None:
+    if isinstance(by, bool) or by not in (-1, 1):
+        raise RecipeError(f"move goes by -1 or 1; not {by!r}")
     to = index + by
-    if by not in (-1, 1):
-        raise RecipeError(f"move goes by -1 or 1; not {by}")
     if not 0 <= to < len(items):
         raise RecipeError(f"{_label(path)} is {'first' if by < 0 else 'last'} in its list already")
     items[index], items[to] = items[to], items[index]

@@ -31,6 +31,7 @@ def test_the_whole_palette_is_json():
         for p in entry["params"]:
             assert set(p) == {"name", "type", "default", "required", "range", "choices", "doc"}
             assert p["type"], (entry["name"], p["name"])
+            assert " * " not in p["doc"] and ": - " not in p["doc"]  # one sentence, not a docstring's list
             assert p["range"] is None or (len(p["range"]) == 2 and p["range"] != [None, None])
             if p["required"]:
                 assert p["default"] is None
@@ -49,6 +50,7 @@ def test_known_transforms():
     assert _param("GridDropout", "unit_size_range")["range"] == [2, None]  # inside `... | None`
     assert _entries()["HorizontalFlip"]["doc"] == "Flip the input horizontally around the y-axis."
     assert _param("OneOf", "transforms")["required"]
+    assert _param("Affine", "shear")["doc"].endswith("in the range of `[-45, 45]`.")
 
 
 def test_multi_image_steps_are_described_by_their_own_models():

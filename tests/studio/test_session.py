@@ -26,7 +26,7 @@ transforms:
   - Affine: {scale: [0.7, 1.2], translate_percent: [-0.2, 0.2], border_mode: 0, p: 0.9}
 """
 MOSAIC = """name: mosaic
-copies: 2
+copies: 3
 output: {format: png}
 transforms:
   - HorizontalFlip: {p: 0.5}
