@@ -293,6 +293,14 @@
 
   // ------------------------------------------------------------------ the recipe's transforms and the selected one's form
 
+  // The editor's text replaced by an edit's result, where the user was looking.
+  function setText(text) {
+    const top = ta.scrollTop, left = ta.scrollLeft;
+    ta.value = text;
+    ta.scrollTop = top;
+    ta.scrollLeft = left;
+  }
+
   // keepForm: the change came from the form, which shows it already (and keeps its focus)
   function textChanged(selectAfter, keepForm = false) {
     S.items = scanRecipe(ta.value);
@@ -389,7 +397,7 @@
         return;
       }
       status($("edit-status"), "");
-      ta.value = out.text;
+      setText(out.text);
       textChanged(then(path), op.op === "set" || op.op === "unset");
     });
     return S.edits;
@@ -407,7 +415,7 @@
         return;
       }
       status($("edit-status"), "");
-      ta.value = out.text;
+      setText(out.text);
       const items = scanRecipe(out.text);
       const list = into ? (([...walk(items)].find((i) => samePath(i.path, into)) || {}).children || []) : items;
       const added = list[list.length - 1];
@@ -859,7 +867,8 @@
     const recipe = state.recipe || {};
     $("where").textContent = [state.source, state.kind, `${state.files} training images`,
       recipe.path ? `recipe ${recipe.path}${recipe.bundled ? " (bundled)" : ""}` : "new recipe"].join(" · ");
-    $("save-path").placeholder = recipe.path && !recipe.bundled ? `empty: ${recipe.path}` : `a new file in ${state.cwd}`;
+    $("save-path").placeholder = recipe.path && !recipe.bundled ? `empty: ${recipe.path}`
+      : `${recipe.bundled ? "a bundled recipe: " : ""}a new .yaml file in ${state.cwd}`;
     $("seed").value = String(state.seed);
     $("copies").value = String(state.copies);
     $("rows").value = String(state.rows);
