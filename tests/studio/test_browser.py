@@ -215,9 +215,11 @@ def test_palette_adds_a_transform_and_the_tiles_show_it(browser, studio):
     pictures = raw_pictures(browser, before)
     assert "InvertImg" not in yaml_text(browser)
     assert not any("InvertImg" in t["title"] for t in before)
-    button = browser.find_element(By.CSS_SELECTOR, '#palette [data-transform="InvertImg"]')
-    js(browser, "arguments[0].closest('details').open = true; arguments[0].scrollIntoView()", button)
-    button.click()
+    browser.find_element(By.ID, "filter").send_keys("invert")
+    shown = [b.get_attribute("data-transform") for b in browser.find_elements(By.CSS_SELECTOR, "#palette button")
+             if b.is_displayed()]
+    assert "InvertImg" in shown and "HorizontalFlip" not in shown and len(shown) < 5  # names and doc lines
+    browser.find_element(By.CSS_SELECTOR, '#palette [data-transform="InvertImg"]').click()
     until(browser, lambda: "- InvertImg:" in yaml_text(browser), "InvertImg not added to the YAML")
     grid_done(browser, render)
     after = tiles(browser)
