@@ -232,6 +232,9 @@ def _training_by_class(found, planned: dict | None, kind) -> dict:
     return by_class
 
 
+_NOT_READ = object()
+
+
 @dataclass(frozen=True)
 class LoadedSource:
     """A source read and loaded once: its bytes (an original's payload) and `load_sample`'s result."""
@@ -280,9 +283,9 @@ class RowMaker:
 
     def source(self, rel: str) -> LoadedSource | None:
         """The source read and loaded, once; None when expand holds it out for validation."""
-        if rel not in self.sources:
-            self.sources[rel] = self._loaded(rel)
-        found = self.sources[rel]
+        found = self.sources.get(rel, _NOT_READ)
+        if found is _NOT_READ:
+            found = self.sources[rel] = self._loaded(rel)
         if isinstance(found, SkipInput):
             raise found
         return found

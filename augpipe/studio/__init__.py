@@ -25,6 +25,7 @@ TILE = 320  # the page's tiles: a drawn tile fits in TILE × TILE
 MAX_ROWS, MAX_COPIES = 8, 8
 MAX_SOURCES = 64  # sources kept decoded
 MAX_TILES = 512  # tiles kept encoded (the page asks for them after the event that names them)
+SOURCE_BYTES, TILE_BYTES = 1 << 30, 512 << 20  # the most the decoded sources and the tiles hold
 MAX_FILES = 50  # file names a search returns
 
 
@@ -43,34 +44,61 @@ class Pick:
 
 
 class _Recent(OrderedDict):
-    """A mapping that keeps the `limit` most recently set items."""
+    """A mapping that keeps the most recently set items: at most `limit` of them, and at most
+    `budget` bytes by `weigh(value)`."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, budget: int = 0, weigh=None):
         super().__init__()
-        self.limit = limit
+        self.limit, self.budget, self.weigh, self.used = limit, budget, weigh, 0
+        self.lock = threading.RLock()  # the tiles' threads share it
 
     def __setitem__(self, key, value):
-        super().__setitem__(key, value)
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
+        with self.lock:
+            if key in self:
+                self.pop(key)
+            super().__setitem__(key, value)
+            self.used += self._weight(value)
+            while len(self) > 1 and (len(self) > self.limit or (self.budget and self.used > self.budget)):
+                self.popitem(last=False)
+
+    def get(self, key, default=None):
+        with self.lock:
+            return super().get(key, default)
+
+    def pop(self, key, *default):
+        with self.lock:
+            if key in self:
+                self.used -= self._weight(self[key])
+            return super().pop(key, *default)
+
+    def popitem(self, last: bool = True):
+        with self.lock:
+            key, value = super().popitem(last)
+            self.used -= self._weight(value)
+            return key, value
+
+    def _weight(self, value) -> int:
+        return self.weigh(value) if self.weigh else 0
+
+
+def _pixels_held(value) -> int:
+    """A kept source's decoded bytes (its image; masks are small beside it)."""
+    loaded = getattr(value, "loaded", None)
+    return loaded.decoded.rgb.nbytes if loaded is not None else 0
 
 
 @dataclass
 class Tiles:
     """Encoded tiles by key, the most recent kept: (bytes, media type)."""
 
-    items: _Recent = field(default_factory=lambda: _Recent(MAX_TILES * 3))
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    items: _Recent = field(default_factory=lambda: _Recent(MAX_TILES * 3, TILE_BYTES, lambda v: len(v[0])))
 
     def put(self, key: str, data: bytes, media: str) -> str:
-        with self.lock:
-            self.items[key] = (data, media)
+        self.items[key] = (data, media)
         return key
 
     def get(self, key: str) -> tuple[bytes, str] | None:
-        with self.lock:
-            return self.items.get(key)
+        return self.items.get(key)
 
 
 class Studio:
@@ -103,7 +131,7 @@ class Studio:
         self.workdir = Path(workdir or os.getcwd()).resolve()
         self.recipe_path, self.bundled, self.text = _starting_recipe(recipe, self.kind)
         self.saved_text = self.text if self.recipe_path and self.recipe_path.exists() and not self.bundled else None
-        self.loaded = _Recent(MAX_SOURCES)
+        self.loaded = _Recent(MAX_SOURCES, SOURCE_BYTES, _pixels_held)
         self.donors = DonorReader(partial(read_source, self.store), self.kind, self.options.max_pixels)
         self.tiles = Tiles()
         self.made = _Recent(MAX_TILES)  # (recipe sha, seed, source, copy) -> a tile event
@@ -373,7 +401,7 @@ class Job:
         rel = self.chosen[row]
         key = (self.recipe.sha256, self.seed, rel, copy)
         made = self.studio.made.get(key)
-        if made is None:
+        if made is None or self.studio.tiles.get(made["raw"].split("/")[-2] + "-raw") is None:
             made = self._made(rel, copy)
             if "failed" not in made:
                 self.studio.made[key] = made
