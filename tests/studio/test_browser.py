@@ -274,6 +274,39 @@ def test_a_yaml_error_shows_at_its_line_and_the_last_good_grid_stays(browser, st
     assert bad_line * 20 <= top <= bad_line * 20 + 20
     assert [t["img"] for t in tiles(browser)] == shown
     assert js(browser, "return document.getElementById('grid').dataset.render") == render
+    # mended: the message goes, a new grid comes
+    editor.send_keys(Keys.BACKSPACE * (len("  - NoSuchTransform: {p: 0.5}\n") + 1), "\n")
+    grid_done(browser, render)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#inline .error, #messages .error, #gutter .error")
+
+
+def test_a_dry_run_error_shows_at_its_line_and_brings_back_the_last_good_grid(browser, studio):
+    from selenium.webdriver.common.by import By
+
+    render = open_page(browser, studio)
+    shown = [t["img"] for t in tiles(browser)]
+    text = yaml_text(browser) + "  - RandomCrop: {height: 1000, width: 1000}\n"
+    js(browser, "const t = document.getElementById('yaml'); t.value = arguments[0]; t.dispatchEvent(new Event('input'))", text)
+    line = text.split("\n").index("  - RandomCrop: {height: 1000, width: 1000}") + 1
+    until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#inline .error"), "no inline error")
+    inline = browser.find_element(By.CSS_SELECTOR, "#inline .error")
+    assert int(inline.get_attribute("data-line")) == line and "RandomCrop" in inline.text, inline.text
+    assert js(browser, "return document.getElementById('grid').dataset.render") == render
+    assert [t["img"] for t in tiles(browser)] == shown
+    assert not browser.find_elements(By.CSS_SELECTOR, "#grid .tile.failed")
+
+
+def test_reshuffle_shows_another_seed_and_its_command(browser, studio):
+    from selenium.webdriver.common.by import By
+
+    render = open_page(browser, studio)
+    assert browser.find_element(By.ID, "grid-status").text.startswith("seed 0 ")
+    browser.find_element(By.ID, "reshuffle").click()
+    grid_done(browser, render)
+    seed = browser.find_element(By.ID, "seed").get_attribute("value")
+    assert seed != "0"
+    assert browser.find_element(By.ID, "grid-status").text.startswith(f"seed {seed} ")
+    assert f"--seed {seed}" in browser.find_element(By.ID, "command").text
 
 
 def test_save_writes_the_recipe_and_keeps_the_previous_one(browser, studio, work):
