@@ -866,7 +866,8 @@
     document.documentElement.style.setProperty("--tile", `${state.tile || 320}px`);
     const recipe = state.recipe || {};
     $("where").textContent = [state.source, state.kind, `${state.files} training images`,
-      recipe.path ? `recipe ${recipe.path}${recipe.bundled ? " (bundled)" : ""}` : "new recipe"].join(" · ");
+      state.skipped ? `${state.skipped} files skipped` : null,
+      recipe.path ? `recipe ${recipe.path}${recipe.bundled ? " (bundled)" : ""}` : "new recipe"].filter(Boolean).join(" · ");
     $("save-path").placeholder = recipe.path && !recipe.bundled ? `empty: ${recipe.path}`
       : `${recipe.bundled ? "a bundled recipe: " : ""}a new .yaml file in ${state.cwd}`;
     $("seed").value = String(state.seed);
