@@ -406,3 +406,22 @@ def test_the_page_without_its_token_is_refused(browser, studio):
     assert not browser.find_elements(By.ID, "yaml")
     open_page(browser, studio)  # the URL with the token lets it in again
     assert browser.find_elements(By.CSS_SELECTOR, "#grid .tile")
+
+
+def test_pick_by_class_and_by_file(browser, studio):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    render = open_page(browser, studio)
+    Select(browser.find_element(By.ID, "pick-mode")).select_by_value("class")
+    Select(browser.find_element(By.ID, "pick-class")).select_by_visible_text("dog")
+    render = grid_done(browser, render)
+    assert {t["source"].split("/")[0] for t in tiles(browser)} == {"dog"}
+    Select(browser.find_element(By.ID, "pick-mode")).select_by_value("files")
+    field = browser.find_element(By.ID, "pick-file")
+    field.send_keys("cat_003")  # part of a path: the training image that has it
+    field.send_keys(Keys.ENTER)
+    until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#pick-files button"), "no file chosen")
+    grid_done(browser, render)
+    assert {t["source"] for t in tiles(browser)} == {"cat/cat_003.jpg"}

@@ -465,6 +465,11 @@
   async function render() {
     if (!S.state) return;
     if (S.job) S.job.controller.abort();
+    if ($("pick-mode").value === "files" && !S.files.length) {
+      status($("grid-status"), "type the files to show (part of a path, then Enter)");
+      S.job = null;
+      return;
+    }
     const job = { controller: new AbortController(), t0: performance.now(), draw: $("draw").checked, tiles: new Map(), waiting: new Set(), arrived: new Set() };
     S.job = job;
     $("grid").setAttribute("aria-busy", "true");
