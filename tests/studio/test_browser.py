@@ -208,6 +208,7 @@ def select_transform(browser, name: str):
 
 def test_palette_adds_a_transform_and_the_tiles_show_it(browser, studio):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     render = open_page(browser, studio)
     before = tiles(browser)
@@ -227,6 +228,11 @@ def test_palette_adds_a_transform_and_the_tiles_show_it(browser, studio):
     assert any("InvertImg" in t["title"] for t in after if t["copy"] > 0)
     assert not any("InvertImg" in t["title"] for t in after if t["copy"] == 0)
     assert_changed(browser, pictures, [t for t in after if "InvertImg" in t["title"]])
+    # the edit is the editor's too: Ctrl+Z there takes it back
+    editor = browser.find_element(By.ID, "yaml")
+    js(browser, "arguments[0].focus()", editor)
+    editor.send_keys(Keys.CONTROL, "z")
+    until(browser, lambda: "InvertImg" not in yaml_text(browser), "Ctrl+Z did not undo the add")
 
 
 def test_a_parameter_changed_in_the_form_changes_the_yaml_and_the_tiles(browser, studio):
@@ -415,6 +421,8 @@ def test_pick_by_class_and_by_file(browser, studio):
 
     render = open_page(browser, studio)
     Select(browser.find_element(By.ID, "pick-mode")).select_by_value("class")
+    render = grid_done(browser, render)  # the first class's
+    assert {t["source"].split("/")[0] for t in tiles(browser)} == {"cat"}
     Select(browser.find_element(By.ID, "pick-class")).select_by_visible_text("dog")
     render = grid_done(browser, render)
     assert {t["source"].split("/")[0] for t in tiles(browser)} == {"dog"}

@@ -294,11 +294,22 @@
   // ------------------------------------------------------------------ the recipe's transforms and the selected one's form
 
   // The editor's text replaced by an edit's result, where the user was looking.
+  // As typed text (insertText), so that Ctrl+Z in the editor undoes an edit made by the form or
+  // the palette; the focus goes back where it was.
   function setText(text) {
-    const top = ta.scrollTop, left = ta.scrollLeft;
-    ta.value = text;
+    const active = document.activeElement, top = ta.scrollTop, left = ta.scrollLeft;
+    S.setting = true;
+    try {
+      ta.focus({ preventScroll: true });
+      ta.select();
+      if (!document.execCommand("insertText", false, text) || ta.value !== text) ta.value = text;
+    } finally {
+      S.setting = false;
+    }
+    ta.setSelectionRange(0, 0);
     ta.scrollTop = top;
     ta.scrollLeft = left;
+    if (active && active !== ta && active.isConnected) active.focus({ preventScroll: true });
   }
 
   // keepForm: the change came from the form, which shows it already (and keeps its focus)
@@ -444,6 +455,7 @@
         shown += hit;
       }
       details.hidden = shown === 0;
+      details.querySelector(".count").textContent = `(${shown})`;
       if (q) details.open = true;
     }
   }
@@ -799,6 +811,7 @@
     for (const form of document.querySelectorAll("form")) form.addEventListener("submit", (e) => e.preventDefault());
     const typed = debounce(() => textChanged(), 250);
     ta.addEventListener("input", () => {
+      if (S.setting) return;
       drawGutter();
       typed();
     });
