@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -134,8 +135,15 @@ def js(browser, script: str, *args):
 
 def grid_done(browser, after: str | None = None) -> str:
     """Waits for a complete grid (newer than render `after`): its render id."""
-    until(browser, lambda: js(browser, "return document.getElementById('grid').dataset.render") not in (None, after),
-          f"no complete grid after render {after}")
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        until(browser, lambda: js(browser, "return document.getElementById('grid').dataset.render") not in (None, after),
+              "")
+    except TimeoutException:
+        said = js(browser, "return [document.getElementById('grid-status').textContent, "
+                           "document.getElementById('messages').textContent]")
+        raise AssertionError(f"no complete grid after render {after}; the page says {said}") from None
     return js(browser, "return document.getElementById('grid').dataset.render")
 
 
@@ -200,6 +208,7 @@ def select_transform(browser, name: str):
 
 def test_palette_adds_a_transform_and_the_tiles_show_it(browser, studio):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     render = open_page(browser, studio)
     before = tiles(browser)
@@ -207,9 +216,11 @@ def test_palette_adds_a_transform_and_the_tiles_show_it(browser, studio):
     pictures = raw_pictures(browser, before)
     assert "InvertImg" not in yaml_text(browser)
     assert not any("InvertImg" in t["title"] for t in before)
-    button = browser.find_element(By.CSS_SELECTOR, '#palette [data-transform="InvertImg"]')
-    js(browser, "arguments[0].closest('details').open = true; arguments[0].scrollIntoView()", button)
-    button.click()
+    browser.find_element(By.ID, "filter").send_keys("invert")
+    shown = [b.get_attribute("data-transform") for b in browser.find_elements(By.CSS_SELECTOR, "#palette button")
+             if b.is_displayed()]
+    assert "InvertImg" in shown and "HorizontalFlip" not in shown and len(shown) < 5  # names and doc lines
+    browser.find_element(By.CSS_SELECTOR, '#palette [data-transform="InvertImg"]').click()
     until(browser, lambda: "- InvertImg:" in yaml_text(browser), "InvertImg not added to the YAML")
     grid_done(browser, render)
     after = tiles(browser)
@@ -217,6 +228,11 @@ def test_palette_adds_a_transform_and_the_tiles_show_it(browser, studio):
     assert any("InvertImg" in t["title"] for t in after if t["copy"] > 0)
     assert not any("InvertImg" in t["title"] for t in after if t["copy"] == 0)
     assert_changed(browser, pictures, [t for t in after if "InvertImg" in t["title"]])
+    # the edit is the editor's too: Ctrl+Z there takes it back
+    editor = browser.find_element(By.ID, "yaml")
+    js(browser, "arguments[0].focus()", editor)
+    editor.send_keys(Keys.CONTROL, "z")
+    until(browser, lambda: "InvertImg" not in yaml_text(browser), "Ctrl+Z did not undo the add")
 
 
 def test_a_parameter_changed_in_the_form_changes_the_yaml_and_the_tiles(browser, studio):
@@ -264,6 +280,39 @@ def test_a_yaml_error_shows_at_its_line_and_the_last_good_grid_stays(browser, st
     assert bad_line * 20 <= top <= bad_line * 20 + 20
     assert [t["img"] for t in tiles(browser)] == shown
     assert js(browser, "return document.getElementById('grid').dataset.render") == render
+    # mended: the message goes, a new grid comes
+    editor.send_keys(Keys.BACKSPACE * (len("  - NoSuchTransform: {p: 0.5}\n") + 1), "\n")
+    grid_done(browser, render)
+    assert not browser.find_elements(By.CSS_SELECTOR, "#inline .error, #messages .error, #gutter .error")
+
+
+def test_a_dry_run_error_shows_at_its_line_and_brings_back_the_last_good_grid(browser, studio):
+    from selenium.webdriver.common.by import By
+
+    render = open_page(browser, studio)
+    shown = [t["img"] for t in tiles(browser)]
+    text = yaml_text(browser) + "  - RandomCrop: {height: 1000, width: 1000}\n"
+    js(browser, "const t = document.getElementById('yaml'); t.value = arguments[0]; t.dispatchEvent(new Event('input'))", text)
+    line = text.split("\n").index("  - RandomCrop: {height: 1000, width: 1000}") + 1
+    until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#inline .error"), "no inline error")
+    inline = browser.find_element(By.CSS_SELECTOR, "#inline .error")
+    assert int(inline.get_attribute("data-line")) == line and "RandomCrop" in inline.text, inline.text
+    assert js(browser, "return document.getElementById('grid').dataset.render") == render
+    assert [t["img"] for t in tiles(browser)] == shown
+    assert not browser.find_elements(By.CSS_SELECTOR, "#grid .tile.failed")
+
+
+def test_reshuffle_shows_another_seed_and_its_command(browser, studio):
+    from selenium.webdriver.common.by import By
+
+    render = open_page(browser, studio)
+    assert browser.find_element(By.ID, "grid-status").text.startswith("seed 0 ")
+    browser.find_element(By.ID, "reshuffle").click()
+    grid_done(browser, render)
+    seed = browser.find_element(By.ID, "seed").get_attribute("value")
+    assert seed != "0"
+    assert browser.find_element(By.ID, "grid-status").text.startswith(f"seed {seed} ")
+    assert f"--seed {seed}" in browser.find_element(By.ID, "command").text
 
 
 def test_save_writes_the_recipe_and_keeps_the_previous_one(browser, studio, work):
@@ -311,9 +360,9 @@ def test_tab_to_a_tile_and_enter_opens_its_details(browser, studio):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    open_page(browser, studio)
+    render = open_page(browser, studio)
     browser.find_element(By.ID, "draw").click()  # the last control before the grid: raw bytes now
-    render = grid_done(browser)
+    render = grid_done(browser, render)
     first = tiles(browser)[0]
     assert first["img"].endswith(first["raw"])
     browser.find_element(By.ID, "draw").click()
@@ -343,9 +392,44 @@ def test_detection_boxes_are_drawn_on_the_tiles(browser, work):
         open_page(browser, studio)
         tile = next(t for t in tiles(browser) if t["copy"] == 0)
         drawn, raw = pixels(fetch_bytes(browser, tile["src"])), pixels(fetch_bytes(browser, tile["raw"]))
-        scaled = np.asarray(Image.fromarray(raw).resize(drawn.shape[1::-1], Image.BILINEAR)).astype(int)
+        # scaled as the studio scales a small picture up (nearest): only what is drawn differs much
+        scaled = cv2.resize(raw, drawn.shape[1::-1], interpolation=cv2.INTER_NEAREST).astype(int)
         differs = np.abs(drawn.astype(int) - scaled).max(axis=2) > 80
         assert differs.mean() > 0.01, "no box outline drawn on the tile"
         assert re.search(r"box|disc", tile["caption"] + tile["title"]), tile
     finally:
         studio.stop()
+
+
+def test_the_page_without_its_token_is_refused(browser, studio):
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, studio)
+    browser.delete_all_cookies()
+    browser.get(studio.origin + "/")
+    said = browser.find_element(By.TAG_NAME, "body").text
+    assert "token" in said and "printed" in said
+    assert not browser.find_elements(By.ID, "yaml")
+    open_page(browser, studio)  # the URL with the token lets it in again
+    assert browser.find_elements(By.CSS_SELECTOR, "#grid .tile")
+
+
+def test_pick_by_class_and_by_file(browser, studio):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    render = open_page(browser, studio)
+    Select(browser.find_element(By.ID, "pick-mode")).select_by_value("class")
+    render = grid_done(browser, render)  # the first class's
+    assert {t["source"].split("/")[0] for t in tiles(browser)} == {"cat"}
+    Select(browser.find_element(By.ID, "pick-class")).select_by_visible_text("dog")
+    render = grid_done(browser, render)
+    assert {t["source"].split("/")[0] for t in tiles(browser)} == {"dog"}
+    Select(browser.find_element(By.ID, "pick-mode")).select_by_value("files")
+    field = browser.find_element(By.ID, "pick-file")
+    field.send_keys("cat_003")  # part of a path: the training image that has it
+    field.send_keys(Keys.ENTER)
+    until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#pick-files button"), "no file chosen")
+    grid_done(browser, render)
+    assert {t["source"] for t in tiles(browser)} == {"cat/cat_003.jpg"}

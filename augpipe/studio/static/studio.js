@@ -91,9 +91,21 @@
     return Object.entries(params || {}).map(([k, v]) => `${k}=${fmt(v)}`).join(", ");
   }
 
-  function lineage(applied) {
+  // For the hover text: what a reader sets, not albumentations' bookkeeping (the image's
+  // shape, the matrices it derived); the details panel shows everything.
+  const brief = (params) => Object.fromEntries(Object.entries(readable(params)).filter(([k, v]) =>
+    k !== "shape" && !(Array.isArray(v) && v.length && Array.isArray(v[0]))));
+
+  // a multi-image step's donors by their paths (the details panel lists them in full)
+  const readable = (params) => Object.fromEntries(Object.entries(params || {}).map(([k, v]) =>
+    [k, k === "donors" && Array.isArray(v) ? v.map((d) => (d && d.source) || fmt(d)).join(", ") : v]));
+
+  function lineage(applied, all = false) {
     if (!applied || !applied.length) return "no transform fired";
-    return applied.map(([name, params]) => `${name}${Object.keys(params || {}).length ? " " + paramsText(params) : ""}`).join("\n");
+    return applied.map(([name, params]) => {
+      const shown = all ? readable(params) : brief(params);
+      return `${name}${Object.keys(shown).length ? " " + paramsText(shown) : ""}`;
+    }).join("\n");
   }
 
   const samePath = (a, b) => !!a && !!b && a.length === b.length && a.every((v, i) => v === b[i]);
@@ -281,6 +293,25 @@
 
   // ------------------------------------------------------------------ the recipe's transforms and the selected one's form
 
+  // The editor's text replaced by an edit's result, where the user was looking.
+  // As typed text (insertText), so that Ctrl+Z in the editor undoes an edit made by the form or
+  // the palette; the focus goes back where it was.
+  function setText(text) {
+    const active = document.activeElement, top = ta.scrollTop, left = ta.scrollLeft;
+    S.setting = true;
+    try {
+      ta.focus({ preventScroll: true });
+      ta.select();
+      if (!document.execCommand("insertText", false, text) || ta.value !== text) ta.value = text;
+    } finally {
+      S.setting = false;
+    }
+    ta.setSelectionRange(0, 0);
+    ta.scrollTop = top;
+    ta.scrollLeft = left;
+    if (active && active !== ta && active.isConnected) active.focus({ preventScroll: true });
+  }
+
   // keepForm: the change came from the form, which shows it already (and keeps its focus)
   function textChanged(selectAfter, keepForm = false) {
     S.items = scanRecipe(ta.value);
@@ -377,7 +408,7 @@
         return;
       }
       status($("edit-status"), "");
-      ta.value = out.text;
+      setText(out.text);
       textChanged(then(path), op.op === "set" || op.op === "unset");
     });
     return S.edits;
@@ -395,7 +426,7 @@
         return;
       }
       status($("edit-status"), "");
-      ta.value = out.text;
+      setText(out.text);
       const items = scanRecipe(out.text);
       const list = into ? (([...walk(items)].find((i) => samePath(i.path, into)) || {}).children || []) : items;
       const added = list[list.length - 1];
@@ -424,6 +455,7 @@
         shown += hit;
       }
       details.hidden = shown === 0;
+      details.querySelector(".count").textContent = `(${shown})`;
       if (q) details.open = true;
     }
   }
@@ -445,6 +477,11 @@
   async function render() {
     if (!S.state) return;
     if (S.job) S.job.controller.abort();
+    if ($("pick-mode").value === "files" && !S.files.length) {
+      status($("grid-status"), "type the files to show (part of a path, then Enter)");
+      S.job = null;
+      return;
+    }
     const job = { controller: new AbortController(), t0: performance.now(), draw: $("draw").checked, tiles: new Map(), waiting: new Set(), arrived: new Set() };
     S.job = job;
     $("grid").setAttribute("aria-busy", "true");
@@ -529,7 +566,10 @@
     job.copies = ev.copies;
     $("command").textContent = ev.command || "";
     unsaved(!!ev.unsaved);
-    $("notes").replaceChildren(...(ev.notes || []).map((n) => el("li", { text: n })));
+    const notes = [...(ev.notes || [])];
+    const asked = int($("copies"), 0, 8, S.state.copies);
+    if (asked > ev.copies.length - 1) notes.push(`the recipe makes ${ev.copies.length - 1} copies of each image`);
+    $("notes").replaceChildren(...notes.map((n) => el("li", { text: n })));
     const grid = el("div", { class: "grid", "data-render": String(ev.render) });
     grid.style.gridTemplateColumns = `minmax(120px, 180px) repeat(${ev.copies.length}, var(--tile))`;
     grid.append(el("div", { class: "colhead" }), ...ev.copies.map((c) => el("div", { class: "colhead", text: c === 0 ? "original" : `copy ${c}` })));
@@ -668,7 +708,7 @@
     const copy = t.copy === 0 ? "original" : `copy ${t.copy}`;
     $("details-title").textContent = `${t.source} · ${copy}`;
     const transforms = (t.applied || []).map(([name, params]) => el("li", {}, el("strong", { text: name }),
-      Object.keys(params || {}).length ? el("ul", {}, Object.entries(params).map(([k, v]) => el("li", {}, el("code", { text: `${k} = ${fmt(v)}` })))) : null));
+      Object.keys(params || {}).length ? el("ul", {}, Object.entries(readable(params)).map(([k, v]) => el("li", {}, el("code", { text: `${k} = ${fmt(v)}` })))) : null));
     const donors = (t.donors || []).map((d) => el("div", { class: "donor" },
       d.src ? el("img", { src: d.src, alt: `donor ${d.source}` }) : null,
       el("div", {}, el("div", {}, el("strong", { text: d.step }), " from ", el("code", { text: d.source })),
@@ -706,9 +746,14 @@
     }, f, " ×")));
   }
 
-  function addFile(path) {
-    path = path.trim();
-    if (!path || S.files.includes(path)) return;
+  // The path as typed when it is a training image, else the first one whose path contains it.
+  async function addFile(typed) {
+    typed = typed.trim();
+    if (!typed) return;
+    const out = await api(`/api/files?q=${encodeURIComponent(typed)}`).catch(() => ({ files: [] }));
+    const found = out.files || [];
+    const path = found.includes(typed) ? typed : found[0] || typed;
+    if (S.files.includes(path)) return;
     S.files = [...S.files, path];
     $("pick-file").value = "";
     drawFiles();
@@ -766,6 +811,7 @@
     for (const form of document.querySelectorAll("form")) form.addEventListener("submit", (e) => e.preventDefault());
     const typed = debounce(() => textChanged(), 250);
     ta.addEventListener("input", () => {
+      if (S.setting) return;
       drawGutter();
       typed();
     });
@@ -838,8 +884,10 @@
     document.documentElement.style.setProperty("--tile", `${state.tile || 320}px`);
     const recipe = state.recipe || {};
     $("where").textContent = [state.source, state.kind, `${state.files} training images`,
-      recipe.path ? `recipe ${recipe.path}${recipe.bundled ? " (bundled)" : ""}` : "new recipe"].join(" · ");
-    $("save-path").placeholder = recipe.path && !recipe.bundled ? `empty: ${recipe.path}` : `a new file in ${state.cwd}`;
+      state.skipped ? `${state.skipped} files skipped` : null,
+      recipe.path ? `recipe ${recipe.path}${recipe.bundled ? " (bundled)" : ""}` : "new recipe"].filter(Boolean).join(" · ");
+    $("save-path").placeholder = recipe.path && !recipe.bundled ? `empty: ${recipe.path}`
+      : `${recipe.bundled ? "a bundled recipe: " : ""}a new .yaml file in ${state.cwd}`;
     $("seed").value = String(state.seed);
     $("copies").value = String(state.copies);
     $("rows").value = String(state.rows);
