@@ -269,15 +269,20 @@ def test_a_yaml_error_shows_at_its_line_and_the_last_good_grid_stays(browser, st
     until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#inline .error"), "no inline error")
     inline = browser.find_element(By.CSS_SELECTOR, "#inline .error")
     assert int(inline.get_attribute("data-line")) == bad_line
-    assert "NoSuchTransform" in inline.text
+    message = inline.get_attribute("title")
+    assert "NoSuchTransform" in message and message in inline.text
     listed = browser.find_element(By.CSS_SELECTOR, "#messages .error").text
-    assert listed == f"line {bad_line}: {inline.text}"
+    assert listed == f"line {bad_line}: {message}"
     mark = browser.find_elements(By.CSS_SELECTOR, "#gutter div")[bad_line - 1]
     assert mark.get_attribute("class") == "error" and mark.text == str(bad_line)
-    # the message sits just below its line, in the editor
-    line_top = js(browser, "const t = document.getElementById('yaml'); return t.getBoundingClientRect().top")
-    top = inline.rect["y"] - line_top
-    assert bad_line * 20 <= top <= bad_line * 20 + 20
+    # a one-line band on its own line, after the line's text: the lines below stay readable
+    box = js(browser, "const r = document.getElementById('yaml').getBoundingClientRect(); return [r.left, r.top]")
+    line_top = 8 + (bad_line - 1) * 20  # the textarea's padding, the lines above
+    assert line_top - 1 <= inline.rect["y"] - box[1] and inline.rect["y"] - box[1] + inline.rect["height"] <= line_top + 21
+    char = js(browser, "const c = document.createElement('canvas').getContext('2d'); "
+                       "c.font = getComputedStyle(document.getElementById('yaml')).font; return c.measureText('x').width")
+    assert inline.rect["x"] - box[0] >= 10 + len("  - NoSuchTransform: {p: 0.5}") * char
+    assert js(browser, "return document.getElementById('yaml').scrollLeft") == 0
     assert [t["img"] for t in tiles(browser)] == shown
     assert js(browser, "return document.getElementById('grid').dataset.render") == render
     # mended: the message goes, a new grid comes

@@ -242,14 +242,24 @@
     });
   }
 
+  // The editor wraps long lines: each line's top, height and where its text ends, measured in a
+  // hidden copy of the textarea's text (same font and width), for the gutter and the messages.
+  function measureLines() {
+    const box = $("measure");
+    box.style.width = `${ta.clientWidth}px`;
+    box.replaceChildren(...ta.value.split("\n").map((line) => el("div", {}, line || " ", el("span"))));
+    S.lines = [...box.children].map((d) => ({ top: d.offsetTop, height: d.offsetHeight, endLeft: d.lastChild.offsetLeft, endTop: Math.floor((d.lastChild.offsetTop - d.offsetTop) / LINE_HEIGHT) * LINE_HEIGHT }));
+    return S.lines;
+  }
+
   function drawGutter() {
-    const count = ta.value.split("\n").length;
+    const lines = measureLines();
     const marks = new Map();
     for (const m of messages()) {
       if (m.line && (marks.get(m.line) !== "error")) marks.set(m.line, m.level);
     }
     const gutter = $("gutter");
-    gutter.replaceChildren(...Array.from({ length: count }, (_, i) => el("div", { class: marks.get(i + 1) || null, text: String(i + 1) })));
+    gutter.replaceChildren(...lines.map((line, i) => el("div", { class: marks.get(i + 1) || null, style: `height: ${line.height}px`, text: String(i + 1) })));
     gutter.append(el("div", { style: "height: 40px" }));
     gutter.scrollTop = ta.scrollTop;
   }
@@ -266,17 +276,30 @@
       byLine.get(m.line).push(m);
     }
     const inline = $("inline");
+    // one band on the line itself, after its text: the lines below stay readable
     inline.replaceChildren(...[...byLine].map(([line, ms]) => el("div", {
       class: ms.some((m) => m.level === "error") ? "error" : "warning",
       "data-line": String(line),
-    }, ...ms.map((m) => el("span", { style: "display:block", text: m.message })))));
-    placeInline();
+      title: ms.map((m) => m.message).join("\n"),
+      onclick: () => goToLine(line),
+    }, ms.map((m) => m.message).join(" · "))));
     drawGutter();
+    placeInline();
   }
 
+  const BAND_MIN = 140; // px: a band narrower than this moves left, over the end of its own line
+
   function placeInline() {
+    const lines = S.lines || measureLines();
     for (const box of $("inline").children) {
-      box.style.top = `${EDITOR_PAD + Number(box.dataset.line) * LINE_HEIGHT - ta.scrollTop + 1}px`;
+      const line = lines[Number(box.dataset.line) - 1];
+      if (!line) {
+        box.hidden = true;
+        continue;
+      }
+      box.hidden = false;
+      box.style.top = `${line.top + line.endTop - ta.scrollTop}px`;
+      box.style.left = `${Math.max(EDITOR_PAD, Math.min(line.endLeft + 16, ta.clientWidth - BAND_MIN))}px`;
     }
   }
 
@@ -286,7 +309,8 @@
     const at = lines.slice(0, line - 1).reduce((n, l) => n + l.length + 1, 0);
     ta.focus();
     ta.setSelectionRange(at, at + (lines[line - 1] || "").length);
-    ta.scrollTop = Math.max(0, (line - 3) * LINE_HEIGHT);
+    const at2 = (S.lines || measureLines())[line - 1];
+    ta.scrollTop = Math.max(0, (at2 ? at2.top - EDITOR_PAD : (line - 1) * LINE_HEIGHT) - 2 * LINE_HEIGHT);
   }
 
   const caretLine = () => ta.value.slice(0, ta.selectionStart).split("\n").length - 1;
@@ -297,7 +321,7 @@
   // As typed text (insertText), so that Ctrl+Z in the editor undoes an edit made by the form or
   // the palette; the focus goes back where it was.
   function setText(text) {
-    const active = document.activeElement, top = ta.scrollTop, left = ta.scrollLeft;
+    const active = document.activeElement, top = ta.scrollTop;
     S.setting = true;
     try {
       ta.focus({ preventScroll: true });
@@ -308,7 +332,6 @@
     }
     ta.setSelectionRange(0, 0);
     ta.scrollTop = top;
-    ta.scrollLeft = left;
     if (active && active !== ta && active.isConnected) active.focus({ preventScroll: true });
   }
 
@@ -364,7 +387,9 @@
     const docId = `${id}-doc`;
     const current = item.params[param.name];
     const dflt = param.default === null || param.default === undefined ? "" : fmt(param.default);
-    const label = el("label", { for: id }, param.name, " ", el("span", { class: "type", text: param.type + (param.required ? ", required" : "") }));
+    const range = param.range && param.range.length === 2 ? param.range : null;
+    const label = el("label", { for: id }, param.name, " ", el("span", { class: "type",
+      text: param.type + (range ? ` in ${fmt(range)}` : "") + (param.required ? ", required" : "") }));
     const doc = el("small", { class: "doc", id: docId, text: param.doc || "" });
     const common = { id, name: param.name, "aria-describedby": docId };
     let input;
@@ -380,13 +405,13 @@
       input = el("input", { ...common, type: "checkbox", checked: on });
       input.addEventListener("change", () => edit({ op: "set", param: param.name, value: input.checked ? "true" : "false" }));
       return el("div", { class: "param bool" }, input, label, doc);
-    } else if (/^(int|float)( \| None|, optional)?$/.test(param.type)) {
-      const range = param.range || [];
+    } else if (/^(int|float)( \| None|, optional)?$/.test(param.type) && (current === undefined || current === "" || Number.isFinite(Number(current)))) {
+      // a number field only for a plain number: it would drop the brackets of "[3, 9]"
       input = el("input", {
         ...common, type: "number", step: param.type.startsWith("int") ? "1" : "any",
-        min: range[0] ?? null, max: range[1] ?? null, placeholder: dflt,
+        min: range ? range[0] : null, max: range ? range[1] : null, placeholder: dflt,
       });
-      input.value = current !== undefined && current !== "" && Number.isFinite(Number(current)) ? current : "";
+      input.value = current ?? "";
       input.addEventListener("change", () => edit(input.value === "" ? { op: "unset", param: param.name }
         : { op: "set", param: param.name, value: input.value }));
     } else {
@@ -431,6 +456,8 @@
       const list = into ? (([...walk(items)].find((i) => samePath(i.path, into)) || {}).children || []) : items;
       const added = list[list.length - 1];
       textChanged(added ? added.path : S.selected);
+      const first = $("params").querySelector("input, select, textarea");
+      if (added && first) first.focus();
     });
   }
 
@@ -447,6 +474,7 @@
 
   function filterPalette() {
     const q = $("filter").value.trim().toLowerCase();
+    let total = 0;
     for (const details of $("palette").children) {
       let shown = 0;
       for (const li of details.querySelectorAll("li")) {
@@ -455,10 +483,14 @@
         shown += hit;
       }
       details.hidden = shown === 0;
+      total += shown;
       details.querySelector(".count").textContent = `(${shown})`;
       if (q) details.open = true;
     }
+    $("palette-none").hidden = total > 0;
   }
+
+  const firstShown = () => [...$("palette").querySelectorAll("li:not([hidden]) button")].find((b) => !b.closest("details[hidden]"));
 
   // ------------------------------------------------------------------ rendering
 
@@ -513,12 +545,33 @@
     }
   }
 
+  // the server refuses the pick, not the recipe: said by the picker, the chip it names removed
+  const PICK_ERROR = /: not a training image of |^no training images of class /;
+
+  function pickRefused(message) {
+    const bad = (message.match(/^(.*): not a training image of /) || [])[1];
+    if (bad !== undefined && S.files.includes(bad)) {
+      S.files = S.files.filter((f) => f !== bad);
+      status($("pick-status"), `${message} (removed)`, true);
+      drawFiles();
+      render();
+    } else {
+      status($("pick-status"), message, true);
+    }
+  }
+
   const asMsgs = (list, level) => (list || []).map((m) => ({ line: m.line ?? null, message: m.message, level }));
 
   function handle(job, ev) {
     if (job !== S.job) return;
     switch (ev.type) {
       case "error":
+        if (PICK_ERROR.test(ev.message)) {
+          job.rejected = true;
+          showGrid(S.good);
+          pickRefused(ev.message);
+          break;
+        }
         S.renderMsgs = asMsgs([ev], "error");
         S.checkMsgs = [];
         drawMessages();
@@ -564,14 +617,14 @@
     job.seed = ev.seed;
     job.rows = ev.rows;
     job.copies = ev.copies;
-    $("command").textContent = ev.command || "";
+    showCommand(ev.command);
     unsaved(!!ev.unsaved);
     const notes = [...(ev.notes || [])];
     const asked = int($("copies"), 0, 8, S.state.copies);
     if (asked > ev.copies.length - 1) notes.push(`the recipe makes ${ev.copies.length - 1} copies of each image`);
     $("notes").replaceChildren(...notes.map((n) => el("li", { text: n })));
     const grid = el("div", { class: "grid", "data-render": String(ev.render) });
-    grid.style.gridTemplateColumns = `minmax(120px, 180px) repeat(${ev.copies.length}, var(--tile))`;
+    grid.style.gridTemplateColumns = `minmax(72px, 160px) repeat(${ev.copies.length}, minmax(0, var(--tile)))`;
     grid.append(el("div", { class: "colhead" }), ...ev.copies.map((c) => el("div", { class: "colhead", text: c === 0 ? "original" : `copy ${c}` })));
     ev.rows.forEach((row, r) => {
       const head = el("div", { class: "rowhead", "data-row": String(r) },
@@ -708,7 +761,8 @@
     const copy = t.copy === 0 ? "original" : `copy ${t.copy}`;
     $("details-title").textContent = `${t.source} · ${copy}`;
     const transforms = (t.applied || []).map(([name, params]) => el("li", {}, el("strong", { text: name }),
-      Object.keys(params || {}).length ? el("ul", {}, Object.entries(readable(params)).map(([k, v]) => el("li", {}, el("code", { text: `${k} = ${fmt(v)}` })))) : null));
+      Object.keys(params || {}).length ? el("ul", {}, Object.entries(params).map(([k, v]) => el("li", {},
+        el("code", { text: k === "donors" ? "donors: see below" : `${k} = ${fmt(v)}` })))) : null));
     const donors = (t.donors || []).map((d) => el("div", { class: "donor" },
       d.src ? el("img", { src: d.src, alt: `donor ${d.source}` }) : null,
       el("div", {}, el("div", {}, el("strong", { text: d.step }), " from ", el("code", { text: d.source })),
@@ -752,10 +806,15 @@
     if (!typed) return;
     const out = await api(`/api/files?q=${encodeURIComponent(typed)}`).catch(() => ({ files: [] }));
     const found = out.files || [];
-    const path = found.includes(typed) ? typed : found[0] || typed;
+    const path = found.includes(typed) ? typed : found[0];
+    if (!path) {
+      status($("pick-status"), `no training image's path contains "${typed}"`, true);
+      return;
+    }
+    status($("pick-status"), "");
+    $("pick-file").value = "";
     if (S.files.includes(path)) return;
     S.files = [...S.files, path];
-    $("pick-file").value = "";
     drawFiles();
     render();
   }
@@ -767,6 +826,13 @@
   }, 150);
 
   // ------------------------------------------------------------------ save and the run panel
+
+  // the command as the server words it; before a new recipe's first save it names no file yet
+  function showCommand(command) {
+    if (command !== undefined) $("command").textContent = command || "";
+    $("run-note").hidden = !S.needsSave;
+    $("run-note").textContent = S.needsSave ? "Save the recipe first (type a file name in Save to): the command runs the saved file." : "";
+  }
 
   function unsaved(yes) {
     $("save").textContent = yes ? "Save*" : "Save";
@@ -787,7 +853,8 @@
     }
     unsaved(false);
     status($("save-status"), `saved ${out.saved}${out.backup ? ` (the previous version: ${out.backup})` : ""}`);
-    if (out.command) $("command").textContent = out.command;
+    S.needsSave = false;
+    showCommand(out.command);
   }
 
   async function copyCommand() {
@@ -833,10 +900,21 @@
         save();
       }
     });
-    const later = debounce(render, 250);
+    const later = debounce(() => {
+      limits();
+      render();
+    }, 250);
     for (const id of ["seed", "copies", "rows", "pick-seed"]) $(id).addEventListener("input", later);
-    for (const id of ["pick-class", "draw"]) $(id).addEventListener("change", render);
+    $("pick-class").addEventListener("change", () => {
+      status($("pick-status"), "");
+      render();
+    });
+    $("draw").addEventListener("change", () => {
+      showDrawn();
+      render();
+    });
     $("pick-mode").addEventListener("change", () => {
+      status($("pick-status"), "");
       showPick();
       render();
     });
@@ -862,7 +940,28 @@
     });
     $("pick-file").addEventListener("focus", suggest);
     $("filter").addEventListener("input", filterPalette);
+    $("filter").addEventListener("keydown", (e) => {
+      const first = firstShown();
+      if (!first || e.shiftKey || e.altKey || e.ctrlKey) return;
+      if (e.key === "Enter") {
+        e.preventDefault();
+        first.click();
+      } else if (e.key === "Tab") {
+        e.preventDefault();
+        first.focus();
+      }
+    });
     $("save").addEventListener("click", save);
+    $("save-path").addEventListener("keydown", (e) => {
+      if (e.key === "Enter") {
+        e.preventDefault();
+        save();
+      }
+    });
+    new ResizeObserver(() => {
+      drawGutter();
+      placeInline();
+    }).observe(ta);
     $("copy-command").addEventListener("click", copyCommand);
     $("remove").addEventListener("click", () => edit({ op: "remove" }, () => null));
     $("move-up").addEventListener("click", () => edit({ op: "move", by: -1 }, (p) => [...p.slice(0, -1), p[p.length - 1] - 1]));
@@ -872,6 +971,28 @@
       const fig = $("details").returnTo;
       if (fig && fig.isConnected) fig.focus();
     });
+  }
+
+  // Draw targets on or off shows at once on the grid shown, whatever the next render says
+  function showDrawn() {
+    const draw = $("draw").checked;
+    for (const fig of $("grid").querySelectorAll(".tile")) {
+      const img = fig.querySelector("img");
+      const url = draw ? fig.dataset.src : fig.dataset.raw || fig.dataset.src;
+      if (img && url) img.src = url;
+    }
+  }
+
+  // rows and copies typed past their limits: set to the limit, and said
+  function limits() {
+    const said = [];
+    for (const [id, what] of [["copies", "copies"], ["rows", "rows"]]) {
+      const input = $(id), lo = Number(input.min), hi = Number(input.max), n = Number(input.value);
+      if (input.value === "" || !Number.isFinite(n) || (n >= lo && n <= hi)) continue;
+      input.value = String(Math.min(hi, Math.max(lo, Math.round(n))));
+      said.push(`${what}: ${lo} to ${hi}, set to ${input.value}`);
+    }
+    status($("limit-note"), said.join("; "), said.length > 0);
   }
 
   async function start() {
@@ -895,6 +1016,8 @@
     $("pick-class").replaceChildren(...(state.classes || []).map((c) => el("option", { value: c, text: c })));
     $("pick-mode").querySelector('option[value="class"]').disabled = !(state.classes || []).length;
     ta.value = recipe.text || "";
+    S.needsSave = !recipe.path || !!recipe.bundled;
+    showCommand();
     drawPalette(catalogue);
     showPick();
     showGrid(null);
