@@ -47,11 +47,11 @@ def _browser_or_skip():
 class Studio:
     """`augpipe studio` in a process of its own; its URL read from what it prints."""
 
-    def __init__(self, source: Path, recipe: Path, cwd: Path):
+    def __init__(self, source: Path, recipe: Path | None, cwd: Path):
         self.output: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "augpipe", "studio", str(source), "--recipe", str(recipe), "--port", "0",
-             "--no-browser"], cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [sys.executable, "-m", "augpipe", "studio", str(source), *(["--recipe", str(recipe)] if recipe else []),
+             "--port", "0", "--no-browser"], cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         threading.Thread(target=self._drain, daemon=True).start()
         self.url = self._wait_for_url()
         self.origin = self.url.split("/?", 1)[0]
@@ -247,6 +247,7 @@ def test_a_parameter_changed_in_the_form_changes_the_yaml_and_the_tiles(browser,
     select_transform(browser, "HorizontalFlip")
     field = browser.find_element(By.ID, "param-p")
     assert field.get_attribute("type") == "number"
+    assert "[0, 1]" in browser.find_element(By.CSS_SELECTOR, 'label[for="param-p"]').text
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys("1", Keys.TAB)
     until(browser, lambda: re.search(r"HorizontalFlip: \{p: 1\}", yaml_text(browser)), "p not set in the YAML")
@@ -322,6 +323,7 @@ def test_reshuffle_shows_another_seed_and_its_command(browser, studio):
 
 def test_save_writes_the_recipe_and_keeps_the_previous_one(browser, studio, work):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
 
     open_page(browser, studio)
     recipe = work / "recipe.yaml"
@@ -335,8 +337,7 @@ def test_save_writes_the_recipe_and_keeps_the_previous_one(browser, studio, work
     assert recipe.read_text().endswith("# saved by the browser test\n")
     assert (work / "recipe.yaml.bak").read_text() == previous
     # a new path in the working folder
-    browser.find_element(By.ID, "save-path").send_keys("other.yaml")
-    browser.find_element(By.ID, "save").click()
+    browser.find_element(By.ID, "save-path").send_keys("other.yaml", Keys.ENTER)  # Enter saves
     until(browser, lambda: "other.yaml" in browser.find_element(By.ID, "save-status").text, "not saved as other.yaml")
     assert (work / "other.yaml").read_text() == yaml_text(browser)
 
@@ -438,3 +439,179 @@ def test_pick_by_class_and_by_file(browser, studio):
     until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#pick-files button"), "no file chosen")
     grid_done(browser, render)
     assert {t["source"] for t in tiles(browser)} == {"cat/cat_003.jpg"}
+
+
+def test_a_file_picked_by_part_of_its_path_and_one_the_server_refuses(browser, studio):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    open_page(browser, studio)
+    Select(browser.find_element(By.ID, "pick-mode")).select_by_value("files")
+    field = browser.find_element(By.ID, "pick-file")
+    field.send_keys("zzz_nothing", Keys.ENTER)
+    until(browser, lambda: "zzz_nothing" in browser.find_element(By.ID, "pick-status").text, "no word on no match")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#pick-files button")
+    field.clear()
+    field.send_keys("dog_00", Keys.ENTER)  # a fragment: the first training image that has it, in full
+    until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#pick-files button"), "no file chosen")
+    chip = browser.find_element(By.CSS_SELECTOR, "#pick-files button").get_attribute("aria-label")
+    assert re.fullmatch(r"Remove dog/dog_00\d\.jpg", chip), chip
+    render = grid_done(browser)
+    good = {t["source"] for t in tiles(browser)}
+    assert good == {chip.removeprefix("Remove ")}
+    # a path the server does not know (as a stale or hand-made list would give): the page lists it,
+    # the server refuses the render; the picker says so and drops it, the other file's grid comes back
+    js(browser, """const real = window.fetch;
+        window.fetch = (url, init) => String(url).startsWith('/api/files')
+          ? Promise.resolve(new Response(JSON.stringify({files: ['dog/not_there.jpg']}))) : real(url, init);""")
+    field.send_keys("not_there", Keys.ENTER)
+    until(browser, lambda: "not a training image" in browser.find_element(By.ID, "pick-status").text,
+          "the refusal is not said by the picker")
+    assert "dog/not_there.jpg" in browser.find_element(By.ID, "pick-status").text
+    until(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, "#pick-files button")) == 1, "bad chip kept")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#messages li, #inline div")  # not the recipe's fault
+    render = grid_done(browser, render)
+    assert {t["source"] for t in tiles(browser)} == good
+    # the other controls still show their effect: Draw targets at once, a seed a new grid
+    browser.find_element(By.ID, "draw").click()
+    assert all(t["img"].endswith(t["raw"]) for t in tiles(browser))
+    render = grid_done(browser, render)
+    seed = browser.find_element(By.ID, "seed")
+    seed.send_keys(Keys.CONTROL, "a")
+    seed.send_keys("1234567")
+    grid_done(browser, render)
+    assert browser.find_element(By.ID, "grid-status").text.startswith("seed 1234567 ")
+    assert all(t["img"].endswith(t["raw"]) for t in tiles(browser))
+    # seven digits fit their field
+    assert js(browser, "const s = document.getElementById('seed'); return s.scrollWidth <= s.clientWidth")
+    browser.find_element(By.ID, "draw").click()
+
+
+def test_rows_and_copies_past_their_limits_are_clamped_and_said(browser, studio):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    render = open_page(browser, studio)
+    rows_field = browser.find_element(By.ID, "rows")
+    rows_field.send_keys(Keys.CONTROL, "a")
+    rows_field.send_keys("12")
+    until(browser, lambda: rows_field.get_attribute("value") == "8", "rows not clamped")
+    assert "rows: 1 to 8, set to 8" in browser.find_element(By.ID, "limit-note").text
+    grid_done(browser, render)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#grid .rowhead")) == 8
+    rows_field.send_keys(Keys.CONTROL, "a")
+    rows_field.send_keys("2")
+    until(browser, lambda: not browser.find_element(By.ID, "limit-note").text, "the note stays")
+
+
+def test_a_tuple_parameter_takes_yaml_text(browser, studio):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, studio)
+    select_transform(browser, "RandomBrightnessContrast")
+    field = browser.find_element(By.ID, "param-brightness_limit")
+    assert field.get_attribute("type") == "text"  # a number field would make "[-0.3, 0.3]" "-0.30.3"
+    field.send_keys("[-0.3, 0.3]", Keys.TAB)
+    until(browser, lambda: "brightness_limit: [-0.3, 0.3]" in yaml_text(browser), "the tuple not in the YAML")
+
+
+def test_keyboard_in_the_palette(browser, studio):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, studio)
+    search = browser.find_element(By.ID, "filter")
+    search.clear()
+    search.send_keys("vertical")
+    ActionChains(browser).send_keys(Keys.TAB).perform()  # to the first transform shown, not a group
+    first = [b for b in browser.find_elements(By.CSS_SELECTOR, "#palette button") if b.is_displayed()][0]
+    assert js(browser, "return document.activeElement.dataset.transform") == first.get_attribute("data-transform")
+    js(browser, "document.getElementById('filter').focus()")
+    ActionChains(browser).send_keys(Keys.ENTER).perform()  # adds the first transform shown
+    name = first.get_attribute("data-transform")
+    until(browser, lambda: f"- {name}:" in yaml_text(browser), f"{name} not added by Enter")
+    until(browser, lambda: browser.find_element(By.ID, "selected-name").text == name, "the new one not selected")
+    until(browser, lambda: js(browser, "return document.activeElement.id") == "param-p", "focus not on its first field")
+    # counts follow the filter; nothing matching says so
+    shown = [b for b in browser.find_elements(By.CSS_SELECTOR, "#palette button") if b.is_displayed()]
+    counts = [int(c.text.strip("()")) for c in browser.find_elements(By.CSS_SELECTOR, "#palette .count") if c.is_displayed()]
+    assert sum(counts) == len(shown) > 0
+    assert not browser.find_element(By.ID, "palette-none").is_displayed()
+    search.clear()
+    search.send_keys("zzzz")
+    until(browser, lambda: browser.find_element(By.ID, "palette-none").is_displayed(), "no word on no match")
+    assert browser.find_element(By.ID, "palette-none").text == "No transform matches."
+    search.clear()
+    search.send_keys(" ", Keys.BACKSPACE)
+
+
+@pytest.mark.parametrize("width", [1600, 1920])
+def test_four_columns_fit_and_the_editor_wraps(browser, studio, width):
+    from selenium.webdriver.common.by import By
+
+    size = browser.get_window_size()
+    try:
+        browser.set_window_size(width, 1000)
+        open_page(browser, studio)
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#grid .colhead")) == 5  # the row heads', 4 columns
+        middle = js(browser, "const m = document.querySelector('.middle'); return [m.scrollWidth, m.clientWidth]")
+        assert middle[0] <= middle[1], middle
+        assert js(browser, "return document.body.scrollWidth <= innerWidth")
+        editor = browser.find_element(By.ID, "yaml")
+        long_line = "# " + "a long comment line " * 8
+        js(browser, "const t = arguments[0]; t.value = arguments[1] + t.value; t.dispatchEvent(new Event('input'))",
+           editor, long_line + "\n")
+        assert js(browser, "const t = arguments[0]; return [t.scrollWidth <= t.clientWidth, t.scrollLeft]", editor) == [True, 0]
+        # the gutter's line 2 sits beside the text's line 2, below the wrapped line 1
+        second = browser.find_elements(By.CSS_SELECTOR, "#gutter div")[1].rect["y"]
+        assert second - editor.rect["y"] >= 8 + 2 * 20
+        # the run command wraps at spaces
+        command = js(browser, "const s = getComputedStyle(document.getElementById('command')); "
+                              "return [s.whiteSpace, s.wordBreak, s.overflowWrap]")
+        assert command[:2] == ["pre-wrap", "normal"] and command[2] != "anywhere"
+    finally:
+        browser.set_window_size(size["width"], size["height"])
+
+
+def test_a_mosaic_tiles_details_list_donors_below(browser, work):
+    from selenium.webdriver.common.by import By
+
+    (work / "mosaic.yaml").write_text("copies: 1\noutput: {format: png}\ntransforms:\n"
+                                      "  - Mosaic: {p: 1.0, target_size: [96, 96]}\n")
+    source = make_scenes(work / "mosaic_scenes", n=8, size=(96, 72), fmt="yolo")  # Mosaic wants targets
+    studio = Studio(source, work / "mosaic.yaml", work)
+    try:
+        open_page(browser, studio)
+        fig = browser.find_element(By.CSS_SELECTOR, '#grid .tile[data-copy="1"]')
+        fig.click()
+        dialog = browser.find_element(By.ID, "details")
+        until(browser, lambda: dialog.get_attribute("open") is not None, "details not opened")
+        listed = browser.find_element(By.CSS_SELECTOR, "#details .lineage").text
+        assert "donors: see below" in listed and "donors =" not in listed and "source" not in listed
+        assert re.search(r"^cells = ", listed, re.M), listed  # its other parameters
+        assert browser.find_elements(By.CSS_SELECTOR, "#details .donor")
+        assert js(browser, "const d = document.getElementById('details'); return d.scrollWidth <= d.clientWidth")
+        browser.find_element(By.ID, "details-close").click()
+    finally:
+        studio.stop()
+
+
+def test_a_new_recipe_says_save_first(browser, work):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    studio = Studio(work / "data", None, work)  # a bundled recipe to start from
+    try:
+        open_page(browser, studio)
+        note = browser.find_element(By.ID, "run-note")
+        assert note.is_displayed() and "Save the recipe first" in note.text
+        browser.find_element(By.ID, "save-path").send_keys("fresh.yaml", Keys.ENTER)
+        until(browser, lambda: browser.find_element(By.ID, "save-status").text.startswith("saved"), "not saved")
+        assert not note.is_displayed()
+        assert "--recipe fresh.yaml" in browser.find_element(By.ID, "command").text
+        assert (work / "fresh.yaml").read_text() == yaml_text(browser)
+    finally:
+        studio.stop()
