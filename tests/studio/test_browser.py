@@ -515,6 +515,12 @@ def test_a_tuple_parameter_takes_yaml_text(browser, studio):
     assert field.get_attribute("type") == "text"  # a number field would make "[-0.3, 0.3]" "-0.30.3"
     field.send_keys("[-0.3, 0.3]", Keys.TAB)
     until(browser, lambda: "brightness_limit: [-0.3, 0.3]" in yaml_text(browser), "the tuple not in the YAML")
+    # a list typed into a plain number's field stays a list (the recipe's check then says what it thinks)
+    select_transform(browser, "HorizontalFlip")
+    field = browser.find_element(By.ID, "param-p")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys("[3, 9]")
+    assert field.get_attribute("value") == "[3, 9]"
 
 
 def test_keyboard_in_the_palette(browser, studio):

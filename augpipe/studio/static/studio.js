@@ -414,6 +414,15 @@
       input.value = current ?? "";
       input.addEventListener("change", () => edit(input.value === "" ? { op: "unset", param: param.name }
         : { op: "set", param: param.name, value: input.value }));
+      // a list typed all the same becomes YAML text, not its digits run together (a bracket starts
+      // it afresh: a number field hides where its caret is)
+      input.addEventListener("keydown", (e) => {
+        if (input.type !== "number" || e.key.length !== 1 || !"[(,".includes(e.key)) return;
+        e.preventDefault();
+        const before = e.key === "," ? input.value : "";
+        input.type = "text";
+        input.value = before + e.key;
+      });
     } else {
       input = el("input", { ...common, type: "text", spellcheck: "false", placeholder: dflt });
       input.value = current ?? "";
