@@ -602,7 +602,8 @@ def studio(
     token = secrets.token_urlsafe(24)
     port = sock.getsockname()[1]
     url = f"http://{url_host(host if host not in EVERY_ADDRESS else '127.0.0.1')}:{port}/?token={token}"
-    typer.echo(f"augpipe studio: {session.source} ({session.kind.name}, {len(session.candidates()):,} training images)")
+    typer.echo(f"augpipe studio: {session.source} ({session.kind.name}, {len(session.candidates()):,} images outside "
+               "validation and test folders)")
     typer.echo(f"open {url}")
     if host in EVERY_ADDRESS:
         import socket

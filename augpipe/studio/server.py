@@ -73,7 +73,10 @@ class _Guard:
             return await PlainTextResponse(refusal[1], refusal[0], headers=SECURITY_HEADERS)(scope, receive, send)
         if request.query_params.get("token") and request.url.path == "/":
             response = RedirectResponse("/", 303, headers=SECURITY_HEADERS)
-            response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict")
+            # Lax, not Strict: a link to the printed URL from another site (a notebook on localhost)
+            # is a cross-site navigation, whose redirect would drop a Strict cookie; every POST
+            # needs the page's header token besides
+            response.set_cookie(self.cookie, self.token, httponly=True, samesite="lax")
             return await response(scope, receive, send)
         started = []
 
@@ -231,6 +234,8 @@ async def _save(request):
         return _json(await _off_loop(studio.save, text, body.get("path") or None))
     except RecipeError as exc:
         return _json({"error": f"not saved: {exc}", **studio.located(str(exc), text)})
+    except UnicodeError:
+        return _json({"error": "not saved: the file name is not valid text (a lone surrogate)"})
     except (AugpipeError, OSError, ValueError) as exc:
         return _json({"error": f"not saved: {getattr(exc, 'strerror', None) or exc}"})
 
@@ -270,7 +275,7 @@ def _render_args(body: dict) -> tuple:
         raise ValueError("pick.files: a list of at most 64 paths")
     if cls is not None and not isinstance(cls, str):
         raise ValueError("pick.class: a class name")
-    return (text, _whole(body, "seed", 0, 2**63 - 1, 0), _whole(body, "copies", 0, 1000, 3),
+    return (text, _whole(body, "seed", -(2**63), 2**63 - 1, 0), _whole(body, "copies", 0, 1000, 3),
             _whole(body, "rows", 1, 1000, 4), Pick(mode, _whole(pick, "seed", 0, 2**63 - 1, 0), cls, tuple(files)))
 
 
