@@ -592,7 +592,7 @@ def studio(
 
     _need_studio()
     from augpipe.studio import Studio
-    from augpipe.studio.server import LOOPBACK, bind, serve, url_host
+    from augpipe.studio.server import EVERY_ADDRESS, LOOPBACK, bind, serve, url_host
 
     session = Studio(source, recipe, format=format, layout=layout, voc_zero_based=voc_zero_based,
                      val_fraction=val_fraction, split_by=split_by, seed=seed)
@@ -600,9 +600,16 @@ def studio(
         typer.echo(f"warning: listening on {host}: other machines can reach the studio (they need its token)", err=True)
     sock = bind(host, port)
     token = secrets.token_urlsafe(24)
-    url = f"http://{url_host(host if host not in ('0.0.0.0', '::') else '127.0.0.1')}:{sock.getsockname()[1]}/?token={token}"
-    typer.echo(f"augpipe studio: {session.source} ({session.kind.name}, {len(session.candidates()):,} training images)")
+    port = sock.getsockname()[1]
+    url = f"http://{url_host(host if host not in EVERY_ADDRESS else '127.0.0.1')}:{port}/?token={token}"
+    typer.echo(f"augpipe studio: {session.source} ({session.kind.name}, {len(session.candidates()):,} images outside "
+               "validation and test folders)")
     typer.echo(f"open {url}")
+    if host in EVERY_ADDRESS:
+        import socket
+
+        typer.echo(f"from other machines: http://{socket.gethostname()}:{port}/?token={token} (or this machine's "
+                   "address in place of its name)")
     typer.echo("Ctrl-C stops it", err=True)
     session.warm()
     if not no_browser:
@@ -612,6 +619,10 @@ def studio(
     except (KeyboardInterrupt, Terminated):  # uvicorn stops, then passes the signal on
         pass
     typer.echo("augpipe studio stopped")
+    if _state.get("own_process"):  # a tile still being made (a transform cannot be stopped) is not waited for
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _need_studio() -> None:

@@ -295,15 +295,13 @@ class RowMaker:
         from augpipe.store import read_source
 
         f, item = self._item(rel)
-        try:
+        try:  # loaded before its split is decided: a file expand skips is said so, not held out
             data = read_source(self.store, rel)
-            if self.planned is None and self._held_out(f, data):
-                return None
             extra = [read_source(self.store, name) for name in self.kind.extra_files(item)]
-            return LoadedSource(data, load_sample(data, item, self.kind, self.options.max_pixels,
-                                                  extra[0] if extra else None))
+            loaded = load_sample(data, item, self.kind, self.options.max_pixels, extra[0] if extra else None)
         except SkipInput as exc:
             return exc
+        return None if self.planned is None and self._held_out(f, data) else LoadedSource(data, loaded)
 
     def _item(self, rel: str, copies: tuple[int, ...] | None = None):
         import dataclasses

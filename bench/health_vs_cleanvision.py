@@ -149,7 +149,7 @@ def main() -> None:
         mine, yours = scores(planted, *ours), scores(planted, *theirs)
         images = len(list(folder.iterdir()))
     print(f"{images} images ({args.clean} clean), seed {args.seed}; cleanvision {cleanvision.__version__}")
-    print(f"| issue | augpipe recall | cleanvision recall | augpipe: clean flagged | cleanvision: clean flagged |")
+    print("| issue | augpipe recall | cleanvision recall | augpipe: clean flagged | cleanvision: clean flagged |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for t in TYPES:
         (a, n, fa), (c, _, fc) = mine[t], yours[t]

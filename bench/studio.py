@@ -67,7 +67,8 @@ input.dispatchEvent(new Event('change', {bubbles: true}));
 
 def write_source(root: Path, n: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True)
+    (root / "default").mkdir(parents=True)
+    (root / "annotations").mkdir()
     images, annotations = [], []
     for i in range(n):
         h, w = 480, 640
@@ -84,10 +85,10 @@ def write_source(root: Path, n: int, seed: int = 0) -> Path:
             annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": c + 1,
                                 "bbox": [bx, by, bw, bh], "area": bw * bh, "iscrowd": 0})
         name = f"scene_{i:04d}.jpg"
-        cv2.imwrite(str(root / "images" / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(str(root / "default" / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
         images.append({"id": i + 1, "file_name": name, "width": w, "height": h})
     cats = [{"id": k + 1, "name": n} for k, n in enumerate(("red", "green", "blue"))]
-    (root / "annotations.json").write_text(json.dumps({"images": images, "annotations": annotations,
+    (root / "annotations" / "instances_default.json").write_text(json.dumps({"images": images, "annotations": annotations,
                                                        "categories": cats}))
     return root
 
@@ -113,7 +114,13 @@ def studio_times(source: Path, work: Path, edits: int) -> tuple[dict, list[dict]
                              "--port", "0", "--no-browser"], cwd=work, stdout=subprocess.PIPE, text=True)
     driver = None
     try:
-        url = next(line.split()[1] for line in proc.stdout if line.startswith("open "))
+        said = []
+        for line in proc.stdout:
+            said.append(line)
+            if line.startswith("open "):
+                break
+        url = said[-1].split()[1]
+        kind = said[0].split("(")[1].split(",")[0]  # "augpipe studio: SOURCE (detection, N images ...)"
         driver = browser(work / "profile")
         driver.set_script_timeout(60)
         started = time.perf_counter()
@@ -127,7 +134,7 @@ def studio_times(source: Path, work: Path, edits: int) -> tuple[dict, list[dict]
         for k in range(edits):
             angle = 5 + k
             runs.append(driver.execute_async_script(EDIT, "param-rotate", f"[-{angle}, {angle}]"))
-        return cold, runs
+        return cold, runs, kind
     finally:
         if driver is not None:
             driver.quit()
@@ -157,11 +164,11 @@ def main() -> None:
         work = tmp / "work"
         work.mkdir()
         (work / "bench.yaml").write_text(RECIPE)
-        cold, runs = studio_times(source, work, args.edits)
+        cold, runs, kind = studio_times(source, work, args.edits)
         baseline = preview_seconds(source, work)
     first = [r["first"] for r in runs]
     grid = [r["grid"] for r in runs]
-    print(f"source: {args.images} COCO scenes, 640×480 JPEG; grid: {runs[0]['tiles']} tiles (4 rows × 4, 320 px)")
+    print(f"source: {args.images} COCO scenes ({kind}), 640×480 JPEG; grid: {runs[0]['tiles']} tiles (4 rows × 4, 320 px)")
     print(f"studio, page opened to first grid: {cold['page_to_grid_s']:.2f} s")
     print(f"studio, after an edit ({len(runs)} edits): first tile median {statistics.median(first):.0f} ms "
           f"(max {max(first):.0f}), whole grid median {statistics.median(grid):.0f} ms (max {max(grid):.0f})")

@@ -101,6 +101,28 @@ class Tiles:
         return self.items.get(key)
 
 
+class _Pool:
+    """The tiles' threads, counting those at work: a render that finds them busy with a stale
+    render's tiles (a transform cannot be stopped half-way) gets threads of its own."""
+
+    def __init__(self, workers: int):
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="studio-tile")
+        self.busy = 0
+        self.lock = threading.Lock()
+
+    def run(self, func, *args):
+        with self.lock:
+            self.busy += 1
+        try:
+            return func(*args)
+        finally:
+            with self.lock:
+                self.busy -= 1
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
 class Studio:
     """One source, one recipe file (or none yet), and what is kept between edits: the decoded
     sources, the donors, the tiles already made, the dry runs already run."""
@@ -131,17 +153,20 @@ class Studio:
         self.workdir = Path(workdir or os.getcwd()).resolve()
         self.recipe_path, self.bundled, self.text = _starting_recipe(recipe, self.kind)
         self.saved_text = self.text if self.recipe_path and self.recipe_path.exists() and not self.bundled else None
+        self.saved = {self.recipe_path} if self.recipe_path and not self.bundled else set()  # may be saved over
         self.loaded = _Recent(MAX_SOURCES, SOURCE_BYTES, _pixels_held)
         self.donors = DonorReader(partial(read_source, self.store), self.kind, self.options.max_pixels)
         self.tiles = Tiles()
         self.made = _Recent(MAX_TILES)  # (recipe sha, seed, source, copy) -> a tile event
         self.checks = _Recent(64)  # (recipe sha, sizes) -> the dry run's event
         self.generation = 0
-        self.pool = ThreadPoolExecutor(workers or _cores(), thread_name_prefix="studio-tile")
+        self.workers = workers or _cores()
+        self.pool = _Pool(self.workers)
         self._hashes: dict | None | bool = False  # False: not read yet
         self._plans = _Recent(8)
         self._lock = threading.Lock()
         self._candidates = None
+        self._files = {f.relpath: f for f in self.found.files}
 
     def warm(self) -> None:
         """In the background: the starting recipe's first tiles, so that albumentations is loaded,
@@ -160,7 +185,7 @@ class Studio:
 
     def close(self) -> None:
         self.generation += 1
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
 
     # ------------------------------------------------------------ what the page starts from
 
@@ -181,6 +206,14 @@ class Studio:
             self._candidates = {rel: c for c, rels in by_class.items() for rel in sorted(rels)}
         return self._candidates
 
+    def label(self, rel: str) -> str | None:
+        """An image's class, or the classes of its objects."""
+        f = self._files.get(rel)
+        if f is None or f.class_name is not None:
+            return f.class_name if f is not None else None
+        held = self.kind.held(f, self.found.classes)
+        return ", ".join(sorted(held)) or self.candidates().get(rel)
+
     def files(self, query: str = "", cls: str | None = None) -> list[str]:
         query = query.lower()
         return [rel for rel, c in self.candidates().items()
@@ -199,6 +232,10 @@ class Studio:
         with self._lock:
             self.generation += newest
             generation = self.generation if newest else None
+            if newest and self.pool.busy:  # stale tiles still running: leave them their threads
+                self.pool.close()
+                self.pool = _Pool(self.workers)
+            pool = self.pool
         started = time.perf_counter()
         recipe = parse_recipe(text, self._where())
         warnings = [*recipe.warnings, *check_for_kind(recipe, self.kind)]
@@ -208,7 +245,7 @@ class Studio:
         maker = RowMaker(self.found, self.store, recipe, self.kind, copies, seed, self.options, planned,
                          self.donors, self.loaded)
         chosen, skipped = self._choose(maker, pick, rows, planned)
-        return Job(self, generation, recipe, seed, copies, maker, chosen, skipped, warnings, started)
+        return Job(self, generation, recipe, seed, copies, maker, chosen, skipped, warnings, started, pool)
 
     def _choose(self, maker, pick: Pick, rows: int, planned: dict | None) -> tuple[list[str], list]:
         """(the sources to show, [(source, reason)] for those that cannot be shown)."""
@@ -288,45 +325,58 @@ class Studio:
 
     def save(self, text: str, path: str | None = None) -> dict:
         """The recipe written where the studio was started from, or to a new file inside the
-        working folder: atomically, the previous version kept as NAME.bak. Only a recipe that
-        validates is written."""
-        from augpipe.recipe import parse_recipe
+        working folder: atomically, the previous version kept as NAME.bak (both renamed into
+        place: a link there is replaced, never followed). Only a recipe that validates, for this
+        dataset, is written."""
+        from augpipe.recipe import check_for_kind, parse_recipe
 
         target = self._save_path(path)
-        parse_recipe(text, str(target))
+        check_for_kind(parse_recipe(text, self._shown(target)), self.kind)
         backup = None
         if target.exists():
             backup = target.with_name(target.name + ".bak")
-            backup.write_bytes(target.read_bytes())
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+            _write_atomically(backup, target.read_bytes())
+        _write_atomically(target, text.encode("utf-8"))
         self.recipe_path, self.bundled, self.text, self.saved_text = target, False, text, text
+        self.saved.add(target)
         return {"saved": self._shown(target), "backup": self._shown(backup) if backup else None,
-                "command": self.command()}
+                "command": self.command(), "notes": self.command_notes()}
 
-    def _save_path(self, path: str | None) -> Path:
+    def _save_path(self, path) -> Path:
         if not path:
             if self.recipe_path is None or self.bundled:
                 what = "a bundled recipe" if self.bundled else "no recipe file"
                 raise UsageError(f"the studio was started with {what}: type a new file name to save to")
             return self.recipe_path
+        if not isinstance(path, str) or "\0" in path:
+            raise UsageError("the file name to save to is a text without NUL characters")
         given = Path(path)
+        if not given.suffix:
+            given = given.with_name(given.name + ".yaml")
         target = (self.workdir / given).resolve() if not given.is_absolute() else given.resolve()
         if self.workdir not in target.parents:
             raise UsageError(f"{path}: save inside the working folder {self.workdir}")
         if target.suffix.lower() not in (".yaml", ".yml"):
             raise UsageError(f"{path}: a recipe file ends in .yaml or .yml")
-        if target == self.recipe_path and not self.bundled:
+        if target in self.saved:
             return target
         if os.path.lexists(target):
-            raise UsageError(f"{path} exists and is not the recipe the studio was started with: choose a new name")
+            raise UsageError(f"{path} exists and is not a recipe this studio started from or saved: "
+                             "choose a new name")
         if not target.parent.is_dir():
             raise UsageError(f"{path}: no folder {self._shown(target.parent)}")
         return target
+
+    def command_notes(self) -> list[str]:
+        """What to know before running the command: an earlier run in its output folder."""
+        from augpipe.pipeline import default_out
+        from augpipe.store import is_uri
+
+        out = default_out(self.source)
+        if is_uri(out) or not os.path.lexists(out):
+            return []
+        return [f"{self._shown(Path(out))} exists: expand resumes a run of the same recipe and seed there; "
+                "add --overwrite to replace an earlier one, or --out for another folder"]
 
     def command(self, seed: int | None = None) -> str:
         """The `augpipe expand` command for the recipe file, as the studio reads the source."""
@@ -372,6 +422,7 @@ class Job:
     skipped: list[tuple[str, str]]
     warnings: list[str]
     started: float
+    pool: _Pool | None = None
 
     @property
     def tasks(self) -> list[tuple[int, int]]:
@@ -379,9 +430,9 @@ class Job:
 
     def start(self) -> dict:
         studio, recipe = self.studio, self.recipe
-        rows = [{"source": rel, "class": studio.candidates().get(rel)} for rel in self.chosen]
-        rows += [{"source": rel, "class": studio.candidates().get(rel), "skipped": reason} for rel, reason in self.skipped]
-        notes = list(recipe.notes)
+        rows = [{"source": rel, "class": studio.label(rel)} for rel in self.chosen]
+        rows += [{"source": rel, "class": studio.label(rel), "skipped": reason} for rel, reason in self.skipped]
+        notes = [*recipe.notes, *studio.command_notes()]
         if recipe.copies > self.copies:
             notes.append(f"showing copies 1 to {self.copies} of the {recipe.copies} expand makes of each image")
         if not recipe.keep_original:
@@ -413,6 +464,9 @@ class Job:
             made = self.maker.row(rel, (copy,))
         except SkipInput as exc:
             return {"type": "tile", "copy": copy, "source": rel, "failed": exc.reason}
+        except Exception as exc:  # noqa: BLE001 - one tile's failure, said on it
+            return {"type": "tile", "copy": copy, "source": rel,
+                    "failed": f"unexpected error: {type(exc).__name__}: {str(exc)[:200]}"}
         if made is None:
             return {"type": "tile", "copy": copy, "source": rel, "failed": "held out for validation"}
         row, failed = made
@@ -463,6 +517,21 @@ def _jpeg(rgb, size: int = TILE) -> bytes:
     return buf.tobytes()
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Written beside `path` under a new name, then renamed onto it."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _media(path: str) -> str:
     import mimetypes
 
@@ -478,11 +547,14 @@ def _starting_recipe(ref: str | None, kind) -> tuple[Path | None, bool, str]:
     if ref is None:
         return None, True, starter
     given = Path(ref)
-    if not os.path.lexists(given) and given.suffix in (".yaml", ".yml") and given.parent != Path("recipes"):
+    try:
+        path = resolve_recipe_path(ref)
+    except RecipeError:
+        if os.path.lexists(given) or given.suffix.lower() not in (".yaml", ".yml"):
+            raise
         if not given.parent.is_dir():
-            raise UsageError(f"--recipe {ref}: no folder {given.parent} to make it in")
+            raise UsageError(f"--recipe {ref}: no folder {given.parent} to make it in") from None
         return given.resolve(), False, starter  # a new recipe file, written on the first save
-    path = resolve_recipe_path(ref)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -10,6 +10,8 @@ size. Only the page's own files and tiles made in this session are served.
 from __future__ import annotations
 
 import asyncio
+import errno
+import ipaddress
 import json
 import secrets
 import socket
@@ -22,8 +24,10 @@ from augpipe.errors import AugpipeError, RecipeError
 COOKIE = "augpipe_studio_{port}"  # cookies are not kept apart by port: studios side by side are
 HEADER = "x-augpipe-token"
 MAX_BODY = 1 << 20
+STALE_CHECK = 0.2  # seconds: how soon a stream notices that a newer render replaced it
 STATIC = {"studio.js": "text/javascript", "studio.css": "text/css"}
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
+EVERY_ADDRESS = ("0.0.0.0", "::", "[::]")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
                                "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
@@ -55,6 +59,7 @@ class _Guard:
 
     def __init__(self, app, token: str, hosts: set[str], cookie: str):
         self.app, self.token, self.hosts, self.cookie = app, token, hosts, cookie
+        self.any_address = any(h.startswith("*:") for h in hosts)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -68,7 +73,10 @@ class _Guard:
             return await PlainTextResponse(refusal[1], refusal[0], headers=SECURITY_HEADERS)(scope, receive, send)
         if request.query_params.get("token") and request.url.path == "/":
             response = RedirectResponse("/", 303, headers=SECURITY_HEADERS)
-            response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict")
+            # Lax, not Strict: a link to the printed URL from another site (a notebook on localhost)
+            # is a cross-site navigation, whose redirect would drop a Strict cookie; every POST
+            # needs the page's header token besides
+            response.set_cookie(self.cookie, self.token, httponly=True, samesite="lax")
             return await response(scope, receive, send)
         started = []
 
@@ -84,8 +92,22 @@ class _Guard:
             if not started:
                 await PlainTextResponse(f"unexpected error: {type(exc).__name__}: {exc}", 500)(scope, receive, send)
 
+    def _host_ok(self, host: str) -> bool:
+        """The studio's own names; listening on every address, also any address literal (DNS
+        rebinding needs a name), on its port."""
+        if host in self.hosts:
+            return True
+        name, _, port = host.rpartition(":")
+        if not self.any_address or f"*:{port}" not in self.hosts:
+            return False
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            return False
+        return True
+
     def _refusal(self, request) -> tuple[int, str] | None:
-        if request.headers.get("host", "").lower() not in self.hosts:
+        if not self._host_ok(request.headers.get("host", "").lower()):
             return 403, "augpipe studio: this Host is not the studio's; open the URL augpipe printed"
         given = request.cookies.get(self.cookie) or request.query_params.get("token") or ""
         if not secrets.compare_digest(given.encode(), self.token.encode()):
@@ -196,7 +218,7 @@ async def _edit(request):
     how = {k: body[k] for k in ("path", "name", "param", "value", "by") if k in body}
     try:
         return _json({"text": await _off_loop(studio.edit, str(body.get("text", "")), str(body.get("op", "")), **how)})
-    except (AugpipeError, TypeError, ValueError) as exc:
+    except (AugpipeError, TypeError, ValueError, AttributeError) as exc:
         return _json({"error": str(exc)})
 
 
@@ -205,59 +227,89 @@ async def _save(request):
     if isinstance(body, Exception):
         return _json({"error": str(body)})
     studio = request.app.state.studio
-    text = str(body.get("text", ""))
+    text = body.get("text", "")
+    if not isinstance(text, str):
+        return _json({"error": "not saved: the recipe is a string of YAML"})
     try:
         return _json(await _off_loop(studio.save, text, body.get("path") or None))
     except RecipeError as exc:
         return _json({"error": f"not saved: {exc}", **studio.located(str(exc), text)})
-    except (AugpipeError, OSError) as exc:
+    except UnicodeError:
+        return _json({"error": "not saved: the file name is not valid text (a lone surrogate)"})
+    except (AugpipeError, OSError, ValueError) as exc:
         return _json({"error": f"not saved: {getattr(exc, 'strerror', None) or exc}"})
 
 
 async def _render(request):
     from starlette.responses import StreamingResponse
 
-    from augpipe.studio import Pick
 
     body = await _body(request)
     studio = request.app.state.studio
     if isinstance(body, Exception):
         return _stream([{"type": "error", "line": None, "message": str(body)}])
-    text = str(body.get("text", ""))
-    pick = body.get("pick") or {}
+    text = body.get("text", "")
     try:
-        job = await _off_loop(studio.prepare, text, int(body.get("seed", 0)), int(body.get("copies", 3)),
-                              int(body.get("rows", 4)),
-                              Pick(str(pick.get("mode", "random")), int(pick.get("seed", 0)), pick.get("class"),
-                                   tuple(str(f) for f in pick.get("files") or ())))
+        args = _render_args(body)
+        job = await _off_loop(studio.prepare, *args)
     except RecipeError as exc:
         return _stream([{"type": "error", **studio.located(str(exc), text)}])
-    except (AugpipeError, TypeError, ValueError) as exc:
+    except (AugpipeError, ValueError) as exc:
         return _stream([{"type": "error", "line": None, "message": str(exc)}])
-    return StreamingResponse(_events(job, body.get("draw", True)), media_type="application/x-ndjson")
+    return StreamingResponse(_events(job), media_type="application/x-ndjson")
 
 
-async def _events(job, draw: bool):
-    """The job's events as lines, tiles as they finish; the rest of a stale render is dropped."""
+def _render_args(body: dict) -> tuple:
+    """(text, seed, copies, rows, Pick) from a render's body; ValueError saying what is wrong."""
+    from augpipe.studio import Pick
+
+    text, pick = body.get("text", ""), body.get("pick") or {}
+    if not isinstance(text, str):
+        raise ValueError("text: the recipe is a string of YAML")
+    if not isinstance(pick, dict):
+        raise ValueError("pick: an object like {\"mode\": \"random\", \"seed\": 0}")
+    mode, files, cls = pick.get("mode", "random"), pick.get("files") or [], pick.get("class")
+    if mode not in ("random", "class", "files"):
+        raise ValueError("pick.mode is random, class or files")
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files) or len(files) > 64:
+        raise ValueError("pick.files: a list of at most 64 paths")
+    if cls is not None and not isinstance(cls, str):
+        raise ValueError("pick.class: a class name")
+    return (text, _whole(body, "seed", -(2**63), 2**63 - 1, 0), _whole(body, "copies", 0, 1000, 3),
+            _whole(body, "rows", 1, 1000, 4), Pick(mode, _whole(pick, "seed", 0, 2**63 - 1, 0), cls, tuple(files)))
+
+
+def _whole(body: dict, key: str, low: int, high: int, default: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{key}: a whole number from {low} to {high}")
+    return value
+
+
+async def _events(job):
+    """The job's events as lines, tiles as they finish. A stale render's stream ends at once
+    (within STALE_CHECK s), its waiting tiles are dropped."""
     from augpipe.studio import Stale
 
     loop = asyncio.get_running_loop()
-    studio = job.studio
+    pool = job.pool
     yield _line(job.start())
-    futures = [loop.run_in_executor(studio.pool, job.tile, row, copy) for row, copy in job.tasks]
-    check = loop.run_in_executor(studio.pool, job.check)  # after the tiles: they come first
-    first = None
+    futures = [loop.run_in_executor(pool.executor, pool.run, job.tile, row, copy) for row, copy in job.tasks]
+    futures.append(loop.run_in_executor(pool.executor, pool.run, job.check))  # after the tiles: they come first
+    pending, first = set(futures), None
     try:
-        for done in asyncio.as_completed([*futures, check]):
-            try:
-                event = await done
-            except Stale:
-                return
-            if event["type"] == "tile" and first is None:
-                first = round((time.perf_counter() - job.started) * 1000, 1)
-            yield _line(event)
+        while pending:
+            done, pending = await asyncio.wait(pending, timeout=STALE_CHECK, return_when=asyncio.FIRST_COMPLETED)
             if job.stale():
                 return
+            for future in done:
+                try:
+                    event = future.result()
+                except Stale:
+                    return
+                if event["type"] == "tile" and first is None:
+                    first = round((time.perf_counter() - job.started) * 1000, 1)
+                yield _line(event)
         yield _line({"type": "done", "ms": round((time.perf_counter() - job.started) * 1000, 1), "first_ms": first})
     finally:
         for future in futures:
@@ -314,7 +366,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         from augpipe.errors import UsageError
 
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port)") from None
+        hint = "choose another --port" if exc.errno == errno.EADDRINUSE else "check --host and --port"
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc} ({hint})") from None
     sock.listen(64)
     sock.set_inheritable(True)
     return sock
@@ -330,8 +383,8 @@ def allowed_hosts(host: str, port: int) -> set[str]:
     names = {url_host(host)}
     if host in LOOPBACK:
         names |= {"127.0.0.1", "localhost", "[::1]"}
-    if host in ("0.0.0.0", "::", "[::]"):
-        names |= {"127.0.0.1", "localhost", "[::1]", socket.gethostname(), socket.getfqdn()}
+    if host in EVERY_ADDRESS:
+        names |= {"127.0.0.1", "localhost", "[::1]", socket.gethostname(), socket.getfqdn(), "*"}
     return {f"{name}:{port}".lower() for name in names}
 
 
@@ -342,8 +395,13 @@ def serve(studio, sock: socket.socket, token: str, host: str) -> None:
     port = sock.getsockname()[1]
     config = uvicorn.Config(make_app(studio, token, allowed_hosts(host, port), port), log_level="warning", access_log=False, lifespan="off",
                             timeout_graceful_shutdown=2, server_header=False)
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            studio.generation += 1  # every render stale: their streams end, the shutdown is quick
+            super().handle_exit(sig, frame)
+
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        Server(config).run(sockets=[sock])
     finally:
         studio.close()
         sock.close()

@@ -6,6 +6,7 @@ import json
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -94,7 +95,7 @@ def test_only_the_token_and_the_studios_own_host_get_in(studio):
         opener.open(req, timeout=30)
     assert redirect.value.code == 303 and redirect.value.headers["Location"] == "/"
     cookie = redirect.value.headers["Set-Cookie"]
-    assert studio.token in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert studio.token in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
     status, page, headers = studio.request("/")
     assert status == 200 and studio.token.encode() in page and "script-src 'self'" in headers["Content-Security-Policy"]
 
@@ -176,3 +177,58 @@ def test_a_port_in_use_is_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"augpipe: error: cannot listen on 127.0.0.1:{port}: Address already in use (choose another --port)"]
+
+
+SLOW = "copies: 3\ntransforms:\n  - GlassBlur: {sigma: 0.7, max_delta: 4, iterations: 10, p: 1}\n"
+FAST = "copies: 1\ntransforms:\n  - HorizontalFlip: {p: 1}\n"
+
+
+def test_a_newer_render_does_not_wait_for_a_slow_stale_one_and_sigterm_does_not_either(tmp_path):
+    """A transform cannot be stopped half-way: its stale tiles finish on their own threads while
+    the newer render gets threads of its own; a signal stops the studio without waiting for them."""
+    source = make_folder(tmp_path / "src", per_class=4, size=1600)
+    running = Studio(source, tmp_path)
+    try:
+        slow = threading.Thread(target=running.events, args=({"text": SLOW, "seed": 1, "rows": 2, "copies": 3},),
+                                daemon=True)
+        slow.start()
+        time.sleep(2.5)  # its first tiles are being made: seconds each
+        started = time.monotonic()
+        events = running.events({"text": FAST, "seed": 1, "rows": 2, "copies": 1})
+        took = time.monotonic() - started
+        assert [e["type"] for e in events].count("tile") == 4 and not [e for e in events if "failed" in e]
+        again = threading.Thread(target=running.request, daemon=True,
+                                 args=("/api/render", {"text": SLOW, "seed": 2, "rows": 2, "copies": 3}))
+        again.start()
+        time.sleep(2)  # a render streaming, its tiles being made, when the signal comes
+    finally:
+        stopping = time.monotonic()
+        code, out, err = running.stop()
+    assert took < 4, f"the newer render waited {took:.1f} s"
+    assert code == 0 and time.monotonic() - stopping < 6 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("body", [{"text": RECIPE, "seed": float("inf")}, {"text": RECIPE, "pick": "x"},
+                                  {"text": RECIPE, "pick": {"files": "a.jpg"}}, {"text": 3},
+                                  {"text": RECIPE, "rows": "4"}, {"text": RECIPE, "seed": 2**63}])
+def test_a_render_of_the_wrong_shape_is_an_error_event(studio, body):
+    data = json.dumps(body).encode()  # Infinity: Python's json writes and reads it
+    events = studio.events(body) if "Infinity" not in data.decode() else [
+        json.loads(line) for line in studio.request("/api/render", data)[1].splitlines()]
+    assert len(events) == 1 and events[0]["type"] == "error" and events[0]["line"] is None
+
+
+@pytest.mark.parametrize("path", [123, ["a.yaml"], {"a": 1}, True, "a\u0000b.yaml"])
+def test_a_save_path_of_the_wrong_shape_is_one_line(studio, path):
+    status, data, _ = studio.request("/api/save", {"text": RECIPE, "path": path})
+    assert status == 200 and json.loads(data)["error"].startswith("not saved: ")
+
+
+def test_listening_on_every_address_takes_address_literals_but_no_foreign_name():
+    from augpipe.studio.server import _Guard, allowed_hosts
+
+    every = _Guard(None, "t", allowed_hosts("0.0.0.0", 8765), "c")
+    assert every._host_ok("192.0.2.7:8765") and every._host_ok("[2001:db8::1]:8765") and every._host_ok("localhost:8765")
+    assert not every._host_ok("evil.example:8765") and not every._host_ok("192.0.2.7:80")
+    loopback = _Guard(None, "t", allowed_hosts("127.0.0.1", 8765), "c")
+    assert loopback._host_ok("127.0.0.1:8765") and not loopback._host_ok("192.0.2.7:8765")

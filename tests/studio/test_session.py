@@ -152,3 +152,68 @@ def test_a_bundled_recipe_is_a_template_saved_under_a_new_name(tmp_path):
         assert "--recipe classic-mine.yaml" in studio.command()
     finally:
         studio.close()
+
+
+def test_save_replaces_a_planted_link_never_follows_it_and_can_go_back_to_the_started_file(tmp_path):
+    source = make_folder(tmp_path / "src", per_class=4, size=32)
+    work, outside = tmp_path / "work", tmp_path / "outside"
+    work.mkdir()
+    outside.mkdir()
+    (work / "r.yaml").write_text(FLIPS)
+    (work / "r.yaml.bak").symlink_to(outside / "pwned.bak")
+    studio = Studio(str(source), str(work / "r.yaml"), workdir=work)
+    try:
+        studio.save(FLIPS.replace("copies: 3", "copies: 4"))
+        assert not (outside / "pwned.bak").exists() and not (work / "r.yaml.bak").is_symlink()
+        assert (work / "r.yaml.bak").read_text() == FLIPS
+        assert studio.save(FLIPS, "other")["saved"] == "other.yaml"  # .yaml added
+        assert studio.save(FLIPS, "r.yaml")["saved"] == "r.yaml"  # back to the file it started with
+        with pytest.raises(RecipeError, match="works on detection and segmentation datasets"):
+            studio.save(MOSAIC, "mosaic.yaml")  # valid YAML, but not for this dataset
+        assert not (work / "mosaic.yaml").exists()
+        with pytest.raises(UsageError, match="NUL"):
+            studio.save(FLIPS, "a\0b.yaml")
+        assert sorted(p.name for p in work.iterdir()) == ["other.yaml", "r.yaml", "r.yaml.bak"]
+    finally:
+        studio.close()
+
+
+def test_a_new_recipe_file_in_a_recipes_folder_and_unreadable_images_said_as_expand_says_them(tmp_path, monkeypatch):
+    source = make_folder(tmp_path / "src", per_class=6, size=32)
+    (source / "cat" / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage" * 10)
+    (source / "cat" / "empty.jpg").write_bytes(b"")
+    (tmp_path / "recipes").mkdir()
+    monkeypatch.chdir(tmp_path)
+    studio = Studio(str(source), "recipes/new.yaml", workdir=tmp_path)
+    try:
+        assert studio.state()["recipe"]["path"] == "recipes/new.yaml" and not studio.bundled
+        job = studio.prepare(FLIPS, pick=Pick("files", files=("cat/corrupt.jpg", "cat/empty.jpg")), rows=2)
+        reasons = dict(job.skipped)
+        assert "corrupt" in reasons["cat/corrupt.jpg"] or "not a readable image" in reasons["cat/corrupt.jpg"]
+        assert "empty" in reasons["cat/empty.jpg"]
+        studio.save(FLIPS)
+        assert (tmp_path / "recipes" / "new.yaml").read_text() == FLIPS
+    finally:
+        studio.close()
+
+
+def test_mosaic_tiles_made_on_many_threads_at_once_are_expands_rows(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    source = make_scenes(tmp_path / "src", n=16, fmt="yolo")
+    recipe = tmp_path / "m.yaml"
+    text = MOSAIC.replace("copies: 3", "copies: 6").replace("target_size: [96, 96]", "target_size: [96, 96], cell_shape: [60, 50]")
+    recipe.write_text(text)
+    studio = Studio(str(source), str(recipe), workdir=tmp_path, workers=4)
+    try:
+        job = studio.prepare(text, seed=11, copies=6, rows=8)
+        with ThreadPoolExecutor(4) as pool:
+            tiles = list(pool.map(lambda task: job.tile(*task), job.tasks))
+        raw = {(t["source"], t["copy"]): studio.tiles.get(t["raw"].split("/")[-2] + "-raw")[0]
+               for t in tiles if "failed" not in t}
+    finally:
+        studio.close()
+    assert len(raw) == len(tiles) == len(job.tasks), [t["failed"] for t in tiles if "failed" in t][:3]
+    expand(source, recipe, tmp_path / "out", ExpandOptions(workers=1, progress=False, seed=11))
+    written = {(r["source"], r["copy"]): r["image"]["bytes"] for r in rows(tmp_path / "out", "train")}
+    assert all(data == written[key] for key, data in raw.items())
