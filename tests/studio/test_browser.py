@@ -271,7 +271,7 @@ def test_a_yaml_error_shows_at_its_line_and_the_last_good_grid_stays(browser, st
     inline = browser.find_element(By.CSS_SELECTOR, "#inline .error")
     assert int(inline.get_attribute("data-line")) == bad_line
     message = inline.get_attribute("title")
-    assert "NoSuchTransform" in message and message in inline.text
+    assert "NoSuchTransform" in inline.text and message.endswith(inline.text)
     listed = browser.find_element(By.CSS_SELECTOR, "#messages .error").text
     assert listed == f"line {bad_line}: {message}"
     mark = browser.find_elements(By.CSS_SELECTOR, "#gutter div")[bad_line - 1]
@@ -302,7 +302,9 @@ def test_a_dry_run_error_shows_at_its_line_and_brings_back_the_last_good_grid(br
     line = text.split("\n").index("  - RandomCrop: {height: 1000, width: 1000}") + 1
     until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#inline .error"), "no inline error")
     inline = browser.find_element(By.CSS_SELECTOR, "#inline .error")
-    assert int(inline.get_attribute("data-line")) == line and "RandomCrop" in inline.text, inline.text
+    # a line too long for a band beside it: a mark at the right, the message on hover and in the list
+    assert int(inline.get_attribute("data-line")) == line and "RandomCrop" in inline.get_attribute("title")
+    assert inline.text in ("!", "") or "RandomCrop" in inline.text
     assert js(browser, "return document.getElementById('grid').dataset.render") == render
     assert [t["img"] for t in tiles(browser)] == shown
     assert not browser.find_elements(By.CSS_SELECTOR, "#grid .tile.failed")

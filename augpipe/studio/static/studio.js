@@ -255,11 +255,13 @@
   function drawGutter() {
     const lines = measureLines();
     const marks = new Map();
+    const said = new Map();
     for (const m of messages()) {
       if (m.line && (marks.get(m.line) !== "error")) marks.set(m.line, m.level);
+      if (m.line) said.set(m.line, [...(said.get(m.line) || []), m.message]);
     }
     const gutter = $("gutter");
-    gutter.replaceChildren(...lines.map((line, i) => el("div", { class: marks.get(i + 1) || null, style: `height: ${line.height}px`, text: String(i + 1) })));
+    gutter.replaceChildren(...lines.map((line, i) => el("div", { class: marks.get(i + 1) || null, style: `height: ${line.height}px`, title: (said.get(i + 1) || []).join("\n") || null, text: String(i + 1) })));
     gutter.append(el("div", { style: "height: 40px" }));
     gutter.scrollTop = ta.scrollTop;
   }
@@ -282,24 +284,25 @@
       "data-line": String(line),
       title: ms.map((m) => m.message).join("\n"),
       onclick: () => goToLine(line),
-    }, ms.map((m) => m.message).join(" · "))));
+    }, ms.map((m) => m.message.replace(/^\S+\.ya?ml: /, "")).join(" · "))));  // the band without the file's name
     drawGutter();
     placeInline();
   }
 
-  const BAND_MIN = 140; // px: a band narrower than this moves left, over the end of its own line
+  // px: no band narrower than this; without the room, a "!" in the textarea's right padding
+  // (kept free of text for it), the message on hover and in the list
+  const BAND_MIN = 140, MARK = 20;
 
   function placeInline() {
     const lines = S.lines || measureLines();
     for (const box of $("inline").children) {
       const line = lines[Number(box.dataset.line) - 1];
-      if (!line) {
-        box.hidden = true;
-        continue;
-      }
-      box.hidden = false;
+      box.hidden = !line;
+      if (!line) continue;
+      const compact = line.endLeft + 16 > ta.clientWidth - BAND_MIN;
+      box.classList.toggle("compact", compact);
       box.style.top = `${line.top + line.endTop - ta.scrollTop}px`;
-      box.style.left = `${Math.max(EDITOR_PAD, Math.min(line.endLeft + 16, ta.clientWidth - BAND_MIN))}px`;
+      box.style.left = `${compact ? ta.clientWidth - MARK - 2 : line.endLeft + 16}px`;
     }
   }
 
