@@ -83,7 +83,7 @@
   function fmt(value) {
     if (typeof value === "number" && !Number.isInteger(value)) return String(Math.round(value * 1000) / 1000);
     if (Array.isArray(value)) return `[${value.map(fmt).join(", ")}]`;
-    if (value && typeof value === "object") return JSON.stringify(value);
+    if (value && typeof value === "object") return `{${Object.entries(value).map(([k, v]) => `${k}: ${fmt(v)}`).join(", ")}}`;
     return String(value);
   }
 
