@@ -502,7 +502,8 @@
     $("palette-none").hidden = total > 0;
   }
 
-  const firstShown = () => [...$("palette").querySelectorAll("li:not([hidden]) button")].find((b) => !b.closest("details[hidden]"));
+  // the first transform button on screen (not filtered out, not in a closed group)
+  const firstShown = () => [...$("palette").querySelectorAll("li button")].find((b) => b.getClientRects().length > 0);
 
   // ------------------------------------------------------------------ rendering
 
