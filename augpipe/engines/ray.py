@@ -149,7 +149,9 @@ class RayEngine:
         ray = self._ray
         if self._progress is None:
             self._progress = ray.remote(num_cpus=0)(_Progress).remote()
-        remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)(_run_task)
+        # SPREAD: tasks over every node, not packed on the first while it keeps up (small tasks were)
+        remote = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False,
+                            scheduling_strategy="SPREAD")(_run_task)
         spec_ref = ray.put(spec)
         order = sorted(range(len(items)), key=lambda i: -items[i].cost)
         key = f"{time.monotonic_ns()}"  # this map's tasks, apart from an earlier pass's

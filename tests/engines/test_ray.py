@@ -199,5 +199,7 @@ def test_ray_writes_the_bytes_of_the_local_engine_for_steps_that_take_other_imag
     options = dict(shard_size=8_000, progress=False, seed=5, val_fraction=0.2)
     expand(data, str(recipe), tmp_path / "local", ExpandOptions(workers=1, **options))
     m = expand(data, str(recipe), tmp_path / "ray", ExpandOptions(engine="ray", **options))
-    assert m["engine"]["nodes_used"] == 2 and len(shard_hashes(tmp_path / "local")) > 2
+    # which nodes Ray gives these small tasks is its choice (a node whose worker a test killed may
+    # sit one out); both nodes in use is test_ray_on_two_nodes_writes_the_same_bytes_from_both's
+    assert m["engine"]["nodes"] == 2 and len(shard_hashes(tmp_path / "local")) > 2, m["engine"]
     assert shard_hashes(tmp_path / "ray") == shard_hashes(tmp_path / "local")

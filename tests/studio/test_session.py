@@ -217,3 +217,22 @@ def test_mosaic_tiles_made_on_many_threads_at_once_are_expands_rows(tmp_path):
     expand(source, recipe, tmp_path / "out", ExpandOptions(workers=1, progress=False, seed=11))
     written = {(r["source"], r["copy"]): r["image"]["bytes"] for r in rows(tmp_path / "out", "train")}
     assert all(data == written[key] for key, data in raw.items())
+
+
+def test_a_source_in_an_object_store_gives_the_tiles_the_local_copy_gives(tmp_path, bucket):
+    from conftest import upload
+
+    source = make_scenes(tmp_path / "src", n=10, fmt="coco")
+    upload(source, f"s3://{bucket}/scenes")
+    tiles = {}
+    for where in (str(source), f"s3://{bucket}/scenes"):
+        studio = Studio(where, workdir=tmp_path)
+        try:
+            events = studio.prepare(BOXES, seed=3, copies=2, rows=3, pick=Pick("random", 2)).run()
+            tiles[where] = {(e["source"], e["copy"]): studio.tiles.get(e["raw"].split("/")[-2] + "-raw")[0]
+                            for e in events if e["type"] == "tile"}
+            assert studio.command().startswith(f"augpipe expand {where} ")
+        finally:
+            studio.close()
+    local, remote = tiles.values()
+    assert len(local) == 9 and local == remote
