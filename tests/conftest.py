@@ -204,9 +204,10 @@ def s3_hashes(uri: str) -> dict[str, str]:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster(request):
-    """Two Ray nodes of one CPU each on this machine, shared by the session's Ray tests. Where moto
+    """Two Ray nodes of one CPU each on this machine, shared by a module's Ray tests (a cluster kept
+    for the whole session kept Ray Data's actors busy on a core while every later test ran). Where moto
     is installed the S3 server starts first: the nodes' workers take the environment of their start,
     and the tests that read S3 through Ray need it to point at the server, whichever test runs first."""
     ray = pytest.importorskip("ray")
