@@ -534,15 +534,22 @@ def _footer_lines(preview: Preview, width: int) -> list[str]:
 
 def _fit_tile(rgb: np.ndarray, tile: int, cv2) -> np.ndarray:
     """Scaled to fit, aspect kept, centred on a neutral background; small images stay crisp."""
-    h, w = rgb.shape[:2]
-    scale = tile / max(h, w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    interpolation = cv2.INTER_NEAREST if scale >= 2 else (cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    small = cv2.resize(rgb, (nw, nh), interpolation=interpolation)
+    small = scaled(rgb, tile)
+    nh, nw = small.shape[:2]
     canvas = np.full((tile, tile, 3), TILE_BACKGROUND, np.uint8)
     y, x = (tile - nh) // 2, (tile - nw) // 2
     canvas[y:y + nh, x:x + nw] = small
     return canvas
+
+
+def scaled(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Scaled to fit size × size, aspect kept; small images stay crisp (nearest when enlarged 2× or more)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = size / max(h, w)
+    interpolation = cv2.INTER_NEAREST if scale >= 2 else (cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
 
 
 def _text_width(text: str, scale: float) -> int:

@@ -508,11 +508,10 @@ def _jpeg(rgb, size: int = TILE) -> bytes:
     """The picture scaled to fit size × size (small images stay crisp), as JPEG."""
     import cv2
 
-    h, w = rgb.shape[:2]
-    scale = size / max(h, w)
-    if scale != 1:
-        interpolation = cv2.INTER_NEAREST if scale >= 2 else (cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=interpolation)
+    from augpipe.preview import scaled
+
+    if max(rgb.shape[:2]) != size:
+        rgb = scaled(rgb, size)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
     return buf.tobytes()
 
