@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,30 @@ def test_a_newer_render_makes_the_older_stale_and_tiles_are_kept_between_edits(t
         assert again["src"] == first["src"]  # made once: the same key
         other = studio.prepare(FLIPS, seed=3).tile(0, 1)
         assert other["src"] != first["src"]
+    finally:
+        studio.close()
+
+
+SLOW = "copies: 3\ntransforms:\n  - GlassBlur: {sigma: 0.7, max_delta: 4, iterations: 10, p: 1}\n"
+
+
+def test_a_newer_render_gets_threads_of_its_own_while_stale_tiles_finish(tmp_path):
+    """An order, not a speed: every tile of the newer render is made while the stale render's
+    tile (seconds of GlassBlur at 1600 px) is still on its thread."""
+    source = make_folder(tmp_path / "src", per_class=4, size=1600)
+    studio = Studio(str(source), workdir=tmp_path, workers=2)
+    try:
+        slow = studio.prepare(SLOW, seed=1, copies=3, rows=2)
+        stale = [slow.pool.executor.submit(slow.pool.run, slow.tile, row, copy) for row, copy in slow.tasks]
+        deadline = time.monotonic() + 120  # a bound on a hang
+        while slow.pool.busy < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        new = studio.prepare(FLIPS, seed=1, copies=1, rows=2)
+        assert new.pool is not slow.pool
+        made = [f.result() for f in [new.pool.executor.submit(new.pool.run, new.tile, row, copy)
+                                     for row, copy in new.tasks]]
+        assert len(made) == 4 and not [m for m in made if "failed" in m]
+        assert slow.pool.busy > 0 and not all(f.done() for f in stale)
     finally:
         studio.close()
 
