@@ -99,6 +99,18 @@ ROOT = Path(__file__).parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
+# The suite runs on two pytest-xdist workers (pyproject's addopts). A module stays on one worker (its
+# module fixtures are made once); the modules that start Ray share one, since a test there counts
+# every Ray process on the machine.
+_RAY_MODULES = {"test_ray.py", "test_arrow.py", "test_base.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = "ray" if item.path.name in _RAY_MODULES else item.path.relative_to(config.rootpath).as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def augpipe(*args) -> list[str]:
     return [sys.executable, "-m", "augpipe", *map(str, args)]
 

@@ -161,7 +161,7 @@ def test_the_studio_stops_cleanly_on_sigterm_and_ctrl_c(tmp_path):
         started = time.monotonic()
         code, out, err = running.stop(sig)
         assert code == 0 and "augpipe studio stopped" in out and "Traceback" not in err, err
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < 30  # a bound on a hang, not a speed
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", int(running.host.rsplit(":", 1)[1])), timeout=2)
 

@@ -136,9 +136,7 @@ def test_average_precision_is_the_devkits_on_random_rankings():
         assert average_precision(scores, hits, positives) == pytest.approx(voc_ap(scores, hits, positives), abs=1e-12)
 
 
-def test_two_thousand_resampled_maps_of_200_images_with_50_detections_each_are_quick():
-    import time
-
+def test_two_thousand_resampled_maps_of_200_images_with_50_detections_each():
     from augpipe.training.bootstrap import resamples
     from augpipe.training.metrics import ranked_detections, resampled_map
 
@@ -150,6 +148,5 @@ def test_two_thousand_resampled_maps_of_200_images_with_50_detections_each_are_q
         preds.append(detections(found, rng.random(50), np.r_[labels, rng.integers(0, 3, 47)]))
         truths.append(truth(boxes, labels))
     ranked = ranked_detections(preds, truths, 3)
-    started = time.perf_counter()
     maps = np.concatenate([resampled_map(ranked, w)[0] for w in resamples(200)])
-    assert time.perf_counter() - started < 2.0 and len(maps) == 2000  # about 0.1 s here
+    assert len(maps) == 2000 and np.all((maps >= 0) & (maps <= 1))
