@@ -518,12 +518,12 @@ def shape(
 @command("recipes")
 def list_recipes() -> None:
     """The bundled recipes, one line each."""
-    from augpipe.recipe import bundled_recipes, load_recipe
+    from augpipe.bundled import bundled_recipes, summary
 
     for path in bundled_recipes():
-        r = load_recipe(path)
-        first = r.description.split(". ")[0].rstrip(".")
-        typer.echo(f"{r.name:<10} {first}.")
+        name, description = summary(path)
+        first = description.split(". ")[0].rstrip(".")
+        typer.echo(f"{name:<10} {first}.")
     typer.echo("\nuse one by name: augpipe expand data/ --recipe classic   (show one: augpipe check classic)")
 
 

@@ -16,7 +16,6 @@ import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
 from augpipe import limits
+from augpipe.bundled import bundled_dir, bundled_recipes  # noqa: F401 (imported from here too)
 from augpipe.errors import RecipeError
 from augpipe.limits import check_built, check_caps, check_cost, check_numbers, check_size, missing_targets
 
@@ -107,14 +107,6 @@ class Recipe:
 
 
 # ---------------------------------------------------------------- finding recipes
-
-def bundled_dir() -> Path:
-    return Path(str(resources.files("augpipe") / "recipes"))
-
-
-def bundled_recipes() -> list[Path]:
-    return sorted(bundled_dir().glob("*.yaml"))
-
 
 def resolve_recipe_path(ref: str | Path) -> Path:
     """A path to a file, or the name of a bundled recipe (`flips`, `flips.yaml`, `recipes/flips.yaml`)."""
