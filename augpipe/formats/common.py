@@ -11,7 +11,8 @@ import re
 from collections import Counter
 from pathlib import PurePosixPath
 
-from augpipe.formats.base import EverySkipped, Scan, SourceFile, digest, is_image, no_images, split_of_folder
+from augpipe.formats.base import (EverySkipped, Scan, SourceFile, digest, is_image, no_images,  # noqa: F401 (stem: from here too)
+                                  split_of_folder, stem)
 from augpipe.store import LIST_THREADS, is_arrow_error
 from augpipe.health.base import Problem
 
@@ -87,10 +88,6 @@ def parent(name: str) -> str:
 
 def join(folder: str, name: str) -> str:
     return f"{folder}/{name}" if folder else name
-
-
-def stem(name: str) -> str:
-    return PurePosixPath(name).stem
 
 
 def without_suffix(name: str) -> str:
