@@ -251,6 +251,7 @@ def import_albumentations():
     When torch is installed, `import albumentations` imports it too (about 1 s and 0.5 GB in
     every worker) for ToTensorV2, which augpipe never uses. The helpers are blocked only while
     albumentations itself loads: `import albumentations.pytorch` still works afterwards.
+    In a process augpipe runs from its start, its Hugging Face Hub helpers too (`skip_hub`).
     """
     module = sys.modules.get("albumentations")
     if module is not None and _IMPORTED:
@@ -263,19 +264,30 @@ def import_albumentations():
 
 _IMPORTING = threading.Lock()
 _IMPORTED: list = []
+_UNUSED = ["albumentations.pytorch"]  # blocked while albumentations loads
+
+
+def skip_hub() -> None:
+    """For a process augpipe runs from its start (the command line, its workers): albumentations
+    loads without huggingface_hub (with httpx, trio, filelock...: a third of its import time) for
+    `push_to_hub` and `from_pretrained`, which augpipe never calls. A library caller's
+    albumentations keeps them."""
+    if "huggingface_hub" not in _UNUSED:
+        _UNUSED.append("huggingface_hub")
 
 
 def _import_albumentations():
     if "albumentations" in sys.modules:
         return sys.modules["albumentations"]
-    blocked = "albumentations.pytorch" not in sys.modules
-    if blocked:
-        sys.modules["albumentations.pytorch"] = None  # an import of it raises ImportError
+    blocked = [name for name in _UNUSED if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # an import of it raises ImportError
     try:
         import albumentations
     finally:
-        if blocked and sys.modules.get("albumentations.pytorch", 0) is None:
-            del sys.modules["albumentations.pytorch"]
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
     return albumentations
 
 
