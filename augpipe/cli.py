@@ -160,6 +160,10 @@ def main_options(
 def _start_workers(workers: int | None, engine: str = "local") -> None:
     """Before anything else: workers either fork from this process (when `main` runs it) or
     start from a fork server that takes about a second to import what they need."""
+    if _state.get("own_process"):
+        from augpipe.recipe import skip_hub
+
+        skip_hub()
     if engine != "local":
         return
     from augpipe.engines.local import default_workers, own_process, start_workers_early
@@ -518,12 +522,12 @@ def shape(
 @command("recipes")
 def list_recipes() -> None:
     """The bundled recipes, one line each."""
-    from augpipe.recipe import bundled_recipes, load_recipe
+    from augpipe.bundled import bundled_recipes, summary
 
     for path in bundled_recipes():
-        r = load_recipe(path)
-        first = r.description.split(". ")[0].rstrip(".")
-        typer.echo(f"{r.name:<10} {first}.")
+        name, description = summary(path)
+        first = description.split(". ")[0].rstrip(".")
+        typer.echo(f"{name:<10} {first}.")
     typer.echo("\nuse one by name: augpipe expand data/ --recipe classic   (show one: augpipe check classic)")
 
 

@@ -16,7 +16,6 @@ import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
 from augpipe import limits
+from augpipe.bundled import bundled_dir, bundled_recipes  # noqa: F401 (imported from here too)
 from augpipe.errors import RecipeError
 from augpipe.limits import check_built, check_caps, check_cost, check_numbers, check_size, missing_targets
 
@@ -107,14 +107,6 @@ class Recipe:
 
 
 # ---------------------------------------------------------------- finding recipes
-
-def bundled_dir() -> Path:
-    return Path(str(resources.files("augpipe") / "recipes"))
-
-
-def bundled_recipes() -> list[Path]:
-    return sorted(bundled_dir().glob("*.yaml"))
-
 
 def resolve_recipe_path(ref: str | Path) -> Path:
     """A path to a file, or the name of a bundled recipe (`flips`, `flips.yaml`, `recipes/flips.yaml`)."""
@@ -259,6 +251,7 @@ def import_albumentations():
     When torch is installed, `import albumentations` imports it too (about 1 s and 0.5 GB in
     every worker) for ToTensorV2, which augpipe never uses. The helpers are blocked only while
     albumentations itself loads: `import albumentations.pytorch` still works afterwards.
+    In a process augpipe runs from its start, its Hugging Face Hub helpers too (`skip_hub`).
     """
     module = sys.modules.get("albumentations")
     if module is not None and _IMPORTED:
@@ -271,19 +264,30 @@ def import_albumentations():
 
 _IMPORTING = threading.Lock()
 _IMPORTED: list = []
+_UNUSED = ["albumentations.pytorch"]  # blocked while albumentations loads
+
+
+def skip_hub() -> None:
+    """For a process augpipe runs from its start (the command line, its workers): albumentations
+    loads without huggingface_hub (with httpx, trio, filelock...: a third of its import time) for
+    `push_to_hub` and `from_pretrained`, which augpipe never calls. A library caller's
+    albumentations keeps them."""
+    if "huggingface_hub" not in _UNUSED:
+        _UNUSED.append("huggingface_hub")
 
 
 def _import_albumentations():
     if "albumentations" in sys.modules:
         return sys.modules["albumentations"]
-    blocked = "albumentations.pytorch" not in sys.modules
-    if blocked:
-        sys.modules["albumentations.pytorch"] = None  # an import of it raises ImportError
+    blocked = [name for name in _UNUSED if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # an import of it raises ImportError
     try:
         import albumentations
     finally:
-        if blocked and sys.modules.get("albumentations.pytorch", 0) is None:
-            del sys.modules["albumentations.pytorch"]
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
     return albumentations
 
 

@@ -51,7 +51,6 @@ from augpipe.formats.common import (
     read_files, rings, size_text, split_of_path, text, usable,
 )
 from augpipe.health.base import Problem
-from augpipe.targets.boxes import overhang
 
 name = "coco"
 kinds = ("detection", "keypoints")
@@ -301,6 +300,8 @@ def _image_objects(annotations: list, im: dict, index: dict[int, int], count: in
     """`count`: the keypoints each object has (None: a detection source). The reason an image is
     skipped is its first bad annotation; `flaws` gets ("annotation id N (object k)", Flaw) for
     every one, and for each box within 1 px over the image's edge (the reader clips it)."""
+    from augpipe.targets.boxes import overhang
+
     size = image_size(im.get("width"), im.get("height"))
     boxes, categories, ids, segments, crowd, points = [], [], [], [], [], []
     first = None

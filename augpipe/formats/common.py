@@ -11,10 +11,10 @@ import re
 from collections import Counter
 from pathlib import PurePosixPath
 
-from augpipe.formats.base import EverySkipped, Scan, SourceFile, digest, is_image, no_images, split_of_folder
+from augpipe.formats.base import (EverySkipped, Scan, SourceFile, digest, is_image, no_images,  # noqa: F401 (stem: from here too)
+                                  split_of_folder, stem)
 from augpipe.store import LIST_THREADS, is_arrow_error
 from augpipe.health.base import Problem
-from augpipe.targets.boxes import box_check, box_problem
 
 
 # --format auto reads a layout only when its annotations cover at least this share of the images:
@@ -90,10 +90,6 @@ def join(folder: str, name: str) -> str:
     return f"{folder}/{name}" if folder else name
 
 
-def stem(name: str) -> str:
-    return PurePosixPath(name).stem
-
-
 def without_suffix(name: str) -> str:
     """`a/b/x.jpg` → `a/b/x`."""
     return join(parent(name), stem(name))
@@ -135,6 +131,8 @@ def shown(k: int, box) -> str:
 def check_box(k: int, box: tuple[float, float, float, float], size: tuple[float, float] | None):
     """(box, None) or (None, reason): a COCO [x, y, w, h] box in pixels, checked against the
     image's size when the annotation gives it (the worker checks again against the decoded size)."""
+    from augpipe.targets.boxes import box_check, box_problem
+
     x, y, w, h = box
     why = box_problem(box, size)
     if why is not None:

@@ -20,10 +20,9 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from pathlib import PurePosixPath
 
 from augpipe.errors import SourceError
-from augpipe.formats.base import MaskRef, Scan, SourceFile, is_image
+from augpipe.formats.base import MaskRef, Scan, SourceFile, is_image, suffix as file_suffix
 from augpipe.formats.common import (
     SPLIT_DIR, file_name, finish, read_files, share, split_of_path, stem, text, usable, without_suffix,
 )
@@ -63,7 +62,7 @@ def _pairs(entries: list):
         if not _is_mask(e.name):
             images.append(e.name)
             continue
-        suffix = PurePosixPath(e.name).suffix.lower()
+        suffix = file_suffix(e.name).lower()
         if suffix in LOSSY:
             refused[e.name] = "a JPEG mask (lossy: its pixels are not class indices): use PNG"
         elif suffix in MASK_SUFFIXES:

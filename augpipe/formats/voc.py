@@ -40,7 +40,6 @@ from augpipe.formats.common import (
     stem, text, usable, without_suffix,
 )
 from augpipe.health.base import Problem
-from augpipe.targets.boxes import overhang
 
 name = "voc"
 kinds = ("detection",)
@@ -170,6 +169,8 @@ def _parse(data: bytes, name: str, zero_based: bool = False, flaws: list | None 
     """[(class name, box)] or the reason the image is skipped (its first bad object); `flaws`,
     when given, gets ("object k", Flaw) for every bad object and each box within 1 px over the
     image's edge (clipped here); `sizes`, when given, the image's `<size>` under `name`."""
+    from augpipe.targets.boxes import overhang
+
     try:
         root = ElementTree.fromstring(data)
     except ParseError as exc:

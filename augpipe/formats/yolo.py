@@ -46,8 +46,6 @@ from augpipe.formats.common import (
     without_suffix,
 )
 from augpipe.health.base import Problem
-from augpipe.targets.boxes import box_check, box_problem
-from augpipe.targets.keypoints import side_sensitive
 
 name = "yolo"
 kinds = ("detection", "keypoints")
@@ -450,6 +448,8 @@ def _keypoints(values: list[float], shape: tuple[int, int]) -> tuple[float, ...]
 
 
 def _problem(k: int, box: tuple, values: list[float]) -> Flaw | None:
+    from augpipe.targets.boxes import box_check, box_problem
+
     shown = f"box {k} [{', '.join(f'{v:.4f}' for v in box)}] (normalised cx, cy, w, h)"
     if not all(math.isfinite(v) for v in values):
         return Flaw("annotation_unreadable", f"{shown}: not a number")
@@ -528,6 +528,8 @@ def write(store, items, header, options: dict) -> dict:
 
 def _pose_yaml(header) -> dict:
     """kpt_shape, flip_idx (when known; the identity when no name says a side) and kpt_names."""
+    from augpipe.targets.keypoints import side_sensitive
+
     given = header.kind_options["keypoints"]
     names = list(given["keypoint_names"])
     flip_idx = given["flip_idx"]

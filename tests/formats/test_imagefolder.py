@@ -78,3 +78,15 @@ def test_deeper_folders_belong_to_their_first_level_class_and_hidden_files_are_i
     got = {(r["source"], r["label"]) for r in rows(tmp_path / "out") if r["copy"] == 0}
     assert got == {("cat/indoor/deep/a.jpg", 0), ("dog/b.JPEG", 1)}
     assert m["skipped"] == []
+
+
+@pytest.mark.parametrize("name", ["cat/a.jpg", "a.JPG", "x/y/z.tar.gz", "a/.hidden", "a/.hidden.png", "a/b.", "a/b..",
+                                  "noext", "a/..jpg", "dir.d/file", "dir.d/", "a/b.jpg/", "é/ü.png", "a/b c.jpeg"])
+def test_scan_name_helpers_agree_with_pathlib(name):
+    from pathlib import PurePosixPath
+
+    from augpipe.formats.base import is_image, stem, suffix
+
+    path = PurePosixPath(name)
+    assert (suffix(name), stem(name)) == (path.suffix, path.stem)
+    assert is_image(name) == (path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"))

@@ -1,0 +1,67 @@
+"""Start-up: the commands that only talk (help, recipes, the version) load none of the heavy
+libraries that expanding needs, and `augpipe recipes`, which reads the bundled recipes without
+validating them, says what validating them says."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+
+import pytest
+
+from augpipe.bundled import bundled_recipes
+from augpipe.cli import app
+from augpipe.recipe import load_recipe
+from conftest import ENV, ROOT, augpipe, make_folder
+
+HEAVY = ("albumentations", "cv2", "numpy", "pyarrow", "PIL", "scipy", "pandas", "matplotlib", "torch", "ray")
+COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
+
+
+def imported(*args, full: bool = False) -> tuple[str, set[str]]:
+    """(stdout, the top-level packages imported, or with `full` every module) of `augpipe ARGS`
+    in a process of its own."""
+    cmd = augpipe(*args)
+    done = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True, cwd=ROOT, env=ENV,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*([\w.]+)$", done.stderr, re.MULTILINE)
+    assert "augpipe.cli" in names  # the report was read
+    return done.stdout, set(names) if full else {name.split(".")[0] for name in names}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["recipes"], *[[c, "--help"] for c in COMMANDS]],
+                         ids=" ".join)
+def test_talking_commands_load_no_heavy_library(args):
+    out, packages = imported(*args)
+    assert out.strip()
+    assert not packages & set(HEAVY), sorted(packages & set(HEAVY))
+
+
+def test_recipes_says_what_the_validated_recipes_say():
+    out, _ = imported("recipes")
+    lines = [line for line in out.splitlines() if line.strip()][:-1]  # the last: how to use one
+    expected = []
+    for path in bundled_recipes():
+        recipe = load_recipe(path)
+        first = recipe.description.split(". ")[0].rstrip(".")
+        expected.append(f"{recipe.name:<10} {first}.")
+    assert lines == expected
+
+
+def test_expand_loads_albumentations_without_the_hub(tmp_path):
+    """huggingface_hub (with httpx, trio, filelock) is a third of albumentations' import time, for
+    transforms on the Hub that augpipe never uses."""
+    src = make_folder(tmp_path / "src", per_class=3)
+    _, modules = imported("expand", src, "-r", "flips", "-o", tmp_path / "out", "-w", "1", "-q", full=True)
+    assert "albumentations" in modules
+    assert not {m for m in modules if m.startswith(("huggingface_hub.", "httpx"))}
+
+
+def test_a_library_caller_keeps_albumentations_hub_helpers():
+    code = ("from augpipe.recipe import import_albumentations; import_albumentations(); "
+            "import albumentations.core.hub_mixin as h; print(h.is_huggingface_hub_available)")
+    done = subprocess.run([augpipe()[0], "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120)
+    installed = importlib.util.find_spec("huggingface_hub") is not None
+    assert done.returncode == 0 and done.stdout.strip() == str(installed), done.stderr[-2000:]
