@@ -744,19 +744,37 @@ def _described(segment) -> str:
 def fill_polygon(mask: np.ndarray, points: np.ndarray) -> None:
     """Set the pixels whose centres lie inside the polygon (even-odd rule): a rectangle from 10
     to 37 and 5 to 39 covers 27 × 34 pixels, as in pycocotools, not the 28 × 35 of cv2.fillPoly
-    (on random polygons the two differ in about 2% of the pixels, all on the edge)."""
+    (on random polygons the two differ in about 2% of the pixels, all on the edge). Every row at
+    once: where each edge crosses the row's centre line, sorted, filled between pairs."""
     h, w = mask.shape
     x, y = points[:, 0], points[:, 1]
     x2, y2 = np.roll(x, -1), np.roll(y, -1)
-    for row in range(max(int(np.floor(y.min())), 0), min(int(np.ceil(y.max())), h)):
-        centre = row + 0.5
-        crossing = (y <= centre) != (y2 <= centre)
-        if not crossing.any():
-            continue
-        xa, ya, xb, yb = x[crossing], y[crossing], x2[crossing], y2[crossing]
-        xs = np.sort(xa + (centre - ya) * (xb - xa) / (yb - ya))
-        for a, b in zip(xs[0::2], xs[1::2]):
-            mask[row, max(int(np.ceil(a - 0.5)), 0):min(int(np.ceil(b - 0.5)), w)] = 1
+    top, bottom = max(int(np.floor(y.min())), 0), min(int(np.ceil(y.max())), h)
+    step = max(1, FILL_CELLS // max(len(x), 1))  # rows a block: a polygon of many points is no huge matrix
+    for first in range(top, bottom, step):
+        _fill_rows(mask, x, y, x2, y2, first, min(first + step, bottom))
+
+
+FILL_CELLS = 1 << 20  # rows × edges worked out at once
+
+
+def _fill_rows(mask: np.ndarray, x, y, x2, y2, first: int, last: int) -> None:
+    w = mask.shape[1]
+    centre = (np.arange(first, last) + 0.5)[:, None]
+    crossing = (y <= centre) != (y2 <= centre)
+    if not crossing.any():
+        return
+    with np.errstate(divide="ignore", invalid="ignore"):  # the edges that do not cross: masked out
+        xs = np.where(crossing, x + (centre - y) * (x2 - x) / (y2 - y), np.inf)
+    xs.sort(axis=1)
+    xs = xs[:, :int(crossing.sum(axis=1).max())]
+    edges = np.clip(np.ceil(xs - 0.5), 0, w)  # inf (no crossing) -> w: an empty span
+    starts, ends = edges[:, 0::2].astype(np.intp), edges[:, 1::2].astype(np.intp)
+    row = (np.arange(last - first) * (w + 1))[:, None]  # each span +1 at its start, -1 at its end
+    cells = (last - first) * (w + 1)
+    change = np.bincount((row + starts).ravel(), minlength=cells) - np.bincount((row + ends).ravel(), minlength=cells)
+    inside = np.cumsum(change.reshape(last - first, w + 1)[:, :w], axis=1) > 0
+    mask[first:last][inside] = 1
 
 
 def _rle(rle: dict, shape: tuple[int, int]) -> np.ndarray:
