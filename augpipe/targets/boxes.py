@@ -20,6 +20,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import pyarrow as pa
 
@@ -60,7 +61,7 @@ class Boxes:
 
     def __post_init__(self):
         if self.shaped is None and self.masks is not None:
-            self.shaped = np.array([bool(np.asarray(m).any()) for m in self.masks], bool)
+            self.shaped = np.array([any_pixel(m) for m in self.masks], bool)
 
     def crowd(self) -> np.ndarray:
         return np.zeros(len(self.ids), np.int64) if self.iscrowd is None else np.asarray(self.iscrowd, np.int64)
@@ -247,7 +248,7 @@ class BoxesKind(Target):
 
     def inputs(self, state: Boxes) -> dict:
         inputs = {"bboxes": np.asarray(state.boxes, dtype=np.float64).reshape(-1, 4),
-                  "categories": list(state.categories), "keys": list(range(len(state.boxes)))}
+                  "categories": np.asarray(state.categories).tolist(), "keys": list(range(len(state.boxes)))}
         if state.masks is not None and len(state.masks):
             inputs["masks"] = list(state.masks)
         return inputs
@@ -286,7 +287,7 @@ class BoxesKind(Target):
 
     def values(self, state: Boxes, image) -> dict:
         if state.masks is not None:
-            areas = [float(m.sum()) for m in state.masks]
+            areas = [pixels_in(m) for m in state.masks]
         else:
             areas = [float(w * h) for _, _, w, h in state.boxes]
         # to a thousandth of a pixel: albumentations' normalised round trip leaves 60.0000038 for 60
@@ -612,11 +613,22 @@ def field(row: dict, name: str) -> list:
 
 def mask_extent(mask: np.ndarray) -> np.ndarray | None:
     """The COCO box [x, y, w, h] around a mask's pixels (pixel edges), None when it has none."""
-    cols = np.flatnonzero(np.asarray(mask).any(axis=0))
-    if not len(cols):
-        return None
-    rows = np.flatnonzero(np.asarray(mask).any(axis=1))
-    return np.array([cols[0], rows[0], cols[-1] + 1 - cols[0], rows[-1] + 1 - rows[0]], dtype=np.float64)
+    mask = np.asarray(mask)
+    if mask.dtype != np.uint8 or mask.ndim != 2:
+        mask = (mask != 0).astype(np.uint8).reshape(mask.shape[-2:])
+    x, y, w, h = cv2.boundingRect(mask)  # of the non-zero pixels
+    return None if w == 0 else np.array([x, y, w, h], dtype=np.float64)
+
+
+def pixels_in(mask: np.ndarray) -> float:
+    """The sum of a mask's values (its pixels, for a 0/1 mask), as float(mask.sum()) gives it."""
+    mask = np.asarray(mask)
+    return float(cv2.sumElems(mask)[0]) if mask.dtype == np.uint8 and mask.ndim == 2 else float(mask.sum())
+
+
+def any_pixel(mask: np.ndarray) -> bool:
+    mask = np.asarray(mask)
+    return cv2.countNonZero(mask) > 0 if mask.dtype == np.uint8 and mask.ndim == 2 else bool(mask.any())
 
 
 def _large_enough(box: np.ndarray, bbox_params) -> bool:
@@ -748,7 +760,7 @@ def fill_polygon(mask: np.ndarray, points: np.ndarray) -> None:
     once: where each edge crosses the row's centre line, sorted, filled between pairs."""
     h, w = mask.shape
     x, y = points[:, 0], points[:, 1]
-    x2, y2 = np.roll(x, -1), np.roll(y, -1)
+    x2, y2 = np.concatenate([x[1:], x[:1]]), np.concatenate([y[1:], y[:1]])  # each point's next
     top, bottom = max(int(np.floor(y.min())), 0), min(int(np.ceil(y.max())), h)
     step = max(1, FILL_CELLS // max(len(x), 1))  # rows a block: a polygon of many points is no huge matrix
     for first in range(top, bottom, step):
