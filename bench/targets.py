@@ -9,7 +9,8 @@ The same photos (bench/expand.py's, cut from scikit-image's pictures) four ways:
 (segmentation); the same recipe (flip, rotation ±15°, brightness/contrast), 2 copies, 2 workers.
 Images out a second by expand's own clock for the shard tasks, medians of runs taken in turn.
 Targets (issue 20): detection at least 0.8 of classification, instance masks 0.5, segmentation
-0.7. `--profile KIND` runs one expand of that source with one worker (in this process) under
+0.7. `--cpu` times each run by its CPU seconds instead, one worker in this process (steadier
+where other work shares the machine). `--profile KIND` runs one expand of that source with one worker (in this process) under
 cProfile instead and prints the top entries.
 """
 
@@ -24,6 +25,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -83,13 +85,17 @@ def add_targets(src: Path, work: Path, seed: int = 0) -> dict[str, Path]:
     return {"detection": coco, "instance-masks": polygons, "segmentation": masks}
 
 
-def rate(source: Path, out: Path, recipe: Path, workers: int = 2) -> tuple[float, dict]:
+def rate(source: Path, out: Path, recipe: Path, workers: int = 2, cpu: bool = False) -> tuple[float, dict]:
+    """Rows a second by expand's own clock (its shard tasks), or with `cpu`, by the CPU time of
+    the whole expand run in this process with one worker (steadier on a loaded machine)."""
     from augpipe import ExpandOptions, expand
 
     shutil.rmtree(out, ignore_errors=True)  # a finished output of the same run would be "up to date"
-    m = expand(source, recipe, out, ExpandOptions(workers=workers, progress=False))
+    started = time.process_time()
+    m = expand(source, recipe, out, ExpandOptions(workers=1 if cpu else workers, progress=False))
+    spent = time.process_time() - started if cpu else m["timing"]["process_seconds"]
     shutil.rmtree(out, ignore_errors=True)
-    return sum(c["rows"] for c in m["counts"].values()) / m["timing"]["process_seconds"], m
+    return sum(c["rows"] for c in m["counts"].values()) / spent, m
 
 
 def objects_a_row(m: dict) -> float:
@@ -118,6 +124,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(TARGETS), help="the kinds to time (default: all)")
     parser.add_argument("--profile", choices=["classification", *TARGETS], help="profile one kind, one worker")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--cpu", action="store_true", help="time by CPU seconds, one worker in this process")
     args = parser.parse_args()
 
     from expand import RECIPE, make_dataset
@@ -136,12 +143,13 @@ def main() -> None:
         per_row = {}
         for _ in range(args.repeat):
             for name in kinds:
-                r, m = rate(sources[name], work / f"out-{name}", recipe)
+                r, m = rate(sources[name], work / f"out-{name}", recipe, cpu=args.cpu)
                 runs[name].append(r)
                 per_row[name] = objects_a_row(m)
         base = statistics.median(runs["classification"])
-        print(f"{args.images:,} inputs at {args.size} px, 2 copies, 2 workers; images/s by expand's own clock "
-              f"(shard tasks), median of {args.repeat}")
+        clock = "CPU seconds of the whole run, 1 worker in-process" if args.cpu else \
+            "expand's own clock (shard tasks), 2 workers"
+        print(f"{args.images:,} inputs at {args.size} px, 2 copies; images/s by {clock}, median of {args.repeat}")
         print(f"  {'classification (ImageFolder)':<46} {base:7,.0f}   1.00")
         for name in kinds[1:]:
             r = statistics.median(runs[name])

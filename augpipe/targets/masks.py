@@ -72,5 +72,7 @@ def read_instance_mask(data: bytes) -> np.ndarray:
 def write_instance_mask(mask: np.ndarray) -> bytes:
     """An instance mask as a grey PNG, 255 inside (viewable as it is), 0 outside."""
     mask = np.asarray(mask)
-    inside = cv2.compare(mask, 0, cv2.CMP_GT) if mask.dtype == np.uint8 else (mask > 0).astype(np.uint8) * 255
+    # cv2.compare reads a 1×1 array as a scalar (a 4×1 result); threshold keeps the shape
+    inside = cv2.threshold(mask, 0, 255, cv2.THRESH_BINARY)[1] if mask.dtype == np.uint8 and mask.ndim == 2 else \
+        np.multiply(mask > 0, 255, dtype=np.uint8)
     return grey_png(inside)
