@@ -640,8 +640,7 @@ def lean_box_processor() -> type:
                 out[:, :2] = given[:, :2]
                 out[:, 2:4] = given[:, :2] + given[:, 2:4]
                 corners = out[:, :4].astype(float)
-                corners[:, [0, 2]] /= shape["width"]
-                corners[:, [1, 3]] /= shape["height"]
+                corners /= np.array([shape["width"], shape["height"]] * 2, dtype=float)  # x / float(width)
                 out[:, :4] = np.clip(corners.astype(np.float32), 0, 1)
                 if not (((out[:, :4] >= 0) & (out[:, :4] <= 1)).all()
                         and ((out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])).all()):
@@ -712,11 +711,9 @@ def lean_filter(boxes: np.ndarray, shape: dict, min_area: float, min_visibility:
     areas = ((boxes[:, 2] - boxes[:, 0]) * width) * ((boxes[:, 3] - boxes[:, 1]) * height)
     # clip_bboxes: in pixels (float64), clipped, normalised again
     clipped = boxes * np.array([width, height, width, height, *[1] * (boxes.shape[1] - 4)], dtype=float)
-    xs, ys = clipped[:, 0:4:2], clipped[:, 1:4:2]
-    np.clip(xs, 0, width, out=xs)
-    np.clip(ys, 0, height, out=ys)
-    xs /= width
-    ys /= height
+    corners = clipped[:, :4]
+    np.clip(corners, 0, np.array([width, height, width, height]), out=corners)
+    corners /= np.array([width, height, width, height], dtype=float)  # x / float(width)
     x0, y0, x1, y1 = clipped[:, 0], clipped[:, 1], clipped[:, 2], clipped[:, 3]
     clipped_areas = ((x1 - x0) * width) * ((y1 - y0) * height)
     w, h = float(width), float(height)  # denormalize_bboxes multiplies by a float array

@@ -642,7 +642,8 @@ def _reselect(masks: list, boxes: np.ndarray, keys: np.ndarray) -> list[np.ndarr
     """The instance masks of the boxes that survived, by their key (albumentations keeps every
     mask). A reflecting border mirrors an object into the border and albumentations adds a box
     for the mirror image, with the same key: each such box gets the part of the mask inside it."""
-    repeated = {int(k) for k in keys if (keys == k).sum() > 1}
+    values, counts = np.unique(keys, return_counts=True)
+    repeated = set(values[counts > 1].tolist())
     out = []
     for box, k in zip(boxes, keys):
         mask = np.asarray(masks[int(k)], dtype=np.uint8)
