@@ -772,7 +772,6 @@ FILL_CELLS = 1 << 20  # rows × edges worked out at once
 
 
 def _fill_rows(mask: np.ndarray, x, y, x2, y2, first: int, last: int) -> None:
-    w = mask.shape[1]
     centre = (np.arange(first, last) + 0.5)[:, None]
     crossing = (y <= centre) != (y2 <= centre)
     if not crossing.any():
@@ -781,13 +780,17 @@ def _fill_rows(mask: np.ndarray, x, y, x2, y2, first: int, last: int) -> None:
         xs = np.where(crossing, x + (centre - y) * (x2 - x) / (y2 - y), np.inf)
     xs.sort(axis=1)
     xs = xs[:, :int(crossing.sum(axis=1).max())]
-    edges = np.clip(np.ceil(xs - 0.5), 0, w)  # inf (no crossing) -> w: an empty span
+    # the columns the polygon spans (inside the image); a crossing's pixel edge lies among them
+    w = mask.shape[1]
+    left, right = min(max(int(np.floor(x.min())), 0), w), min(max(int(np.ceil(x.max())), 0), w)
+    edges = np.clip(np.ceil(xs - 0.5), left, right) - left  # inf (no crossing) -> right: an empty span
     starts, ends = edges[:, 0::2].astype(np.intp), edges[:, 1::2].astype(np.intp)
-    row = (np.arange(last - first) * (w + 1))[:, None]  # each span +1 at its start, -1 at its end
-    cells = (last - first) * (w + 1)
+    width = right - left
+    row = (np.arange(last - first) * (width + 1))[:, None]  # each span +1 at its start, -1 at its end
+    cells = (last - first) * (width + 1)
     change = np.bincount((row + starts).ravel(), minlength=cells) - np.bincount((row + ends).ravel(), minlength=cells)
-    inside = np.cumsum(change.reshape(last - first, w + 1)[:, :w], axis=1) > 0
-    mask[first:last][inside] = 1
+    inside = np.cumsum(change.reshape(last - first, width + 1)[:, :width], axis=1) > 0
+    mask[first:last, left:right][inside] = 1
 
 
 def _rle(rle: dict, shape: tuple[int, int]) -> np.ndarray:
