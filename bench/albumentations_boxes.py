@@ -1,4 +1,4 @@
-"""What boxes cost inside albumentations itself, without augpipe: the ceiling for issue 10's
+"""What boxes cost inside albumentations itself, without augpipe: the ceiling for issue 20's
 detection target (0.8 of classification's speed).
 
     python bench/albumentations_boxes.py
@@ -6,10 +6,10 @@ detection target (0.8 of classification's speed).
 A 320×320 JPEG decoded, put through bench/expand.py's transforms (flip, rotation ±15°,
 brightness/contrast) and encoded again, in one process: without boxes, with 5 boxes through
 stock `A.Compose(bbox_params=...)` (as augpipe calls it: COCO format, clipped, two label fields),
-through augpipe's Compose (`recipe.compose_class`, which skips the box filter after a step
-that left the boxes as they were), and with a mask (a PNG decoded and written again, as augpipe
-does: PIL, compression level 1): the ceilings for issue 10's targets (detection 0.8,
-segmentation 0.6). Best of 5 interleaved rounds of 400 images.
+through augpipe's Compose (`recipe.compose_class`: albumentations' box conversions and filter
+done by its lean processor, bit for bit the same), and with a mask (a PNG decoded and written
+again, as augpipe does: read by PIL, written by OpenCV unfiltered): the ceilings for issue 20's
+targets (detection 0.8, segmentation 0.7). Best of 5 interleaved rounds of 400 images.
 """
 
 from __future__ import annotations

@@ -1,23 +1,31 @@
 """Expand with boxes and masks against expand without, in one run.
 
     pip install -e '.[bench]' && python bench/targets.py [--images 2000] [--size 320] [--repeat 3]
+    python bench/targets.py --images 300 --profile instance-masks   # cProfile of one worker
 
-The same photos (bench/expand.py's, cut from scikit-image's pictures) three ways: an ImageFolder
-(classification), a COCO folder with 5 boxes an image on average (detection), and a masks folder
-with a mask an image (segmentation); the same recipe (flip, rotation ±15°, brightness/contrast),
-2 copies, 2 workers. Images out a second by expand's own clock for the shard tasks, medians of
-runs taken in turn. Targets (issue 10): detection at least 0.8 of classification, segmentation
-at least 0.6.
+The same photos (bench/expand.py's, cut from scikit-image's pictures) four ways: an ImageFolder
+(classification), a COCO folder with 5 boxes an image on average (detection), a COCO folder with
+2–5 objects an image, each a polygon (instance masks), and a masks folder with a mask an image
+(segmentation); the same recipe (flip, rotation ±15°, brightness/contrast), 2 copies, 2 workers.
+Images out a second by expand's own clock for the shard tasks, medians of runs taken in turn.
+Targets (issue 20): detection at least 0.8 of classification, instance masks 0.5, segmentation
+0.7. `--cpu` times each run by its CPU seconds instead, one worker in this process (steadier
+where other work shares the machine). `--profile KIND` runs one expand of that source with one worker (in this process) under
+cProfile instead and prints the top entries.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
+import math
+import pstats
 import shutil
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -26,15 +34,28 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+TARGETS = {"detection": 0.8, "instance-masks": 0.5, "segmentation": 0.7}
 
-def add_targets(src: Path, work: Path, seed: int = 0) -> tuple[Path, Path]:
-    """A COCO folder and a masks folder holding the same images as `src` (an ImageFolder)."""
+
+def _polygon(rng, x: int, y: int, w: int, h: int) -> list[float]:
+    """A star-shaped polygon of 8–16 points inside the box."""
+    n = int(rng.integers(8, 17))
+    angles = np.sort(rng.uniform(0, 2 * math.pi, n))
+    radius = rng.uniform(0.6, 1.0, n)
+    px = x + w / 2 + np.cos(angles) * radius * w / 2
+    py = y + h / 2 + np.sin(angles) * radius * h / 2
+    return np.round(np.stack([px, py], axis=1).reshape(-1), 2).tolist()
+
+
+def add_targets(src: Path, work: Path, seed: int = 0) -> dict[str, Path]:
+    """A COCO folder of boxes, a COCO folder of polygons and a masks folder holding the same
+    images as `src` (an ImageFolder)."""
     rng = np.random.default_rng(seed)
-    coco, masks = work / "coco", work / "masks"
-    images, annotations = [], []
+    coco, polygons, masks = work / "coco", work / "coco-polygons", work / "masks"
+    images, annotations, shapes = [], [], []
     for i, path in enumerate(sorted(src.rglob("*.jpg"))):
         name = f"{path.parent.name}_{path.name}"
-        for folder in (coco / "default", masks / "images"):
+        for folder in (coco / "default", polygons / "default", masks / "images"):
             folder.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, folder / name)
         h, w = cv2.imread(str(path)).shape[:2]
@@ -47,23 +68,52 @@ def add_targets(src: Path, work: Path, seed: int = 0) -> tuple[Path, Path]:
             annotations.append({"id": len(annotations) + 1, "image_id": i + 1, "category_id": c + 1,
                                 "bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": 0})
             mask[y:y + bh, x:x + bw] = c + 1
+        for _ in range(int(rng.integers(2, 6))):  # 2–5 objects, each a polygon
+            bw, bh = int(rng.integers(w // 8, w // 2)), int(rng.integers(h // 8, h // 2))
+            x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+            shapes.append({"id": len(shapes) + 1, "image_id": i + 1, "category_id": int(rng.integers(1, 4)),
+                           "bbox": [x, y, bw, bh], "area": bw * bh, "iscrowd": 0,
+                           "segmentation": [_polygon(rng, x, y, bw, bh)]})
         (masks / "masks").mkdir(exist_ok=True)
         cv2.imwrite(str(masks / "masks" / f"{Path(name).stem}.png"), mask)
     cats = [{"id": k + 1, "name": n, "supercategory": "thing"} for k, n in enumerate(("a", "b", "c"))]
-    (coco / "annotations").mkdir(parents=True, exist_ok=True)
-    (coco / "annotations" / "instances_default.json").write_text(
-        json.dumps({"images": images, "annotations": annotations, "categories": cats}))
+    for root, objects in ((coco, annotations), (polygons, shapes)):
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / "instances_default.json").write_text(
+            json.dumps({"images": images, "annotations": objects, "categories": cats}))
     (masks / "classes.txt").write_text("background\na\nb\nc\n")
-    return coco, masks
+    return {"detection": coco, "instance-masks": polygons, "segmentation": masks}
 
 
-def rate(source: Path, out: Path, recipe: Path) -> float:
+def rate(source: Path, out: Path, recipe: Path, workers: int = 2, cpu: bool = False) -> tuple[float, dict]:
+    """Rows a second by expand's own clock (its shard tasks), or with `cpu`, by the CPU time of
+    the whole expand run in this process with one worker (steadier on a loaded machine)."""
     from augpipe import ExpandOptions, expand
 
     shutil.rmtree(out, ignore_errors=True)  # a finished output of the same run would be "up to date"
-    m = expand(source, recipe, out, ExpandOptions(workers=2, progress=False))
+    started = time.process_time()
+    m = expand(source, recipe, out, ExpandOptions(workers=1 if cpu else workers, progress=False))
+    spent = time.process_time() - started if cpu else m["timing"]["process_seconds"]
     shutil.rmtree(out, ignore_errors=True)
-    return sum(c["rows"] for c in m["counts"].values()) / m["timing"]["process_seconds"], m
+    return sum(c["rows"] for c in m["counts"].values()) / spent, m
+
+
+def objects_a_row(m: dict) -> float:
+    rows = sum(c["rows"] for c in m["counts"].values())
+    return sum(sum(c["by_class"].get(k, 0) for k in ("a", "b", "c")) for c in m["counts"].values()) / rows
+
+
+def profile(source: Path, out: Path, recipe: Path, top: int) -> None:
+    """One worker, in this process, under cProfile: the top entries by own and by total time."""
+    rate(source, out, recipe, workers=1)  # imports and first-use costs out of the profile
+    profiler = cProfile.Profile()
+    profiler.enable()
+    r, _ = rate(source, out, recipe, workers=1)
+    profiler.disable()
+    print(f"{r:,.0f} images/s under cProfile (one worker)")
+    stats = pstats.Stats(profiler).strip_dirs()
+    stats.sort_stats("tottime").print_stats(top)
+    stats.sort_stats("cumulative").print_stats(top)
 
 
 def main() -> None:
@@ -71,6 +121,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--size", type=int, default=320)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", nargs="*", choices=list(TARGETS), help="the kinds to time (default: all)")
+    parser.add_argument("--profile", choices=["classification", *TARGETS], help="profile one kind, one worker")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--cpu", action="store_true", help="time by CPU seconds, one worker in this process")
     args = parser.parse_args()
 
     from expand import RECIPE, make_dataset
@@ -80,26 +134,31 @@ def main() -> None:
         recipe = work / "bench.yaml"
         recipe.write_text(RECIPE)
         src = make_dataset(work / "src", args.images, args.size)
-        coco, masks = add_targets(src, work)
-        sources = {"classification": src, "detection": coco, "segmentation": masks}
-        runs = {name: [] for name in sources}
-        boxes = 0
-        for i in range(args.repeat):
-            for name, source in sources.items():
-                r, m = rate(source, work / f"out-{name}", recipe)
+        sources = {"classification": src, **add_targets(src, work)}
+        if args.profile:
+            profile(sources[args.profile], work / "out", recipe, args.top)
+            return
+        kinds = ["classification", *(args.only or TARGETS)]
+        runs = {name: [] for name in kinds}
+        per_row = {}
+        for _ in range(args.repeat):
+            for name in kinds:
+                r, m = rate(sources[name], work / f"out-{name}", recipe, cpu=args.cpu)
                 runs[name].append(r)
-                if name == "detection":
-                    boxes = sum(c["by_class"].get(k, 0) for c in m["counts"].values() for k in ("a", "b", "c"))
-                    rows = sum(c["rows"] for c in m["counts"].values())
+                per_row[name] = objects_a_row(m)
         base = statistics.median(runs["classification"])
-        print(f"{args.images:,} inputs at {args.size} px, 2 copies, 2 workers; images/s by expand's own clock "
-              f"(shard tasks), median of {args.repeat}")
-        print(f"  classification (ImageFolder)        {base:7,.0f}   1.00")
-        for name, target in (("detection", 0.8), ("segmentation", 0.6)):
+        clock = "CPU seconds of the whole run, 1 worker in-process" if args.cpu else \
+            "expand's own clock (shard tasks), 2 workers"
+        print(f"{args.images:,} inputs at {args.size} px, 2 copies; images/s by {clock}, median of {args.repeat}")
+        print(f"  {'classification (ImageFolder)':<46} {base:7,.0f}   1.00")
+        for name in kinds[1:]:
             r = statistics.median(runs[name])
             spread = ", ".join(f"{x / base:.2f}" for x in runs[name])
-            what = f"COCO, {boxes / rows:.1f} boxes a row" if name == "detection" else "masks folder, a mask a row"
-            print(f"  {name:<14} ({what:<22}) {r:7,.0f}   {r / base:.2f}  (runs: {spread}; target {target})")
+            what = {"detection": f"COCO, {per_row[name]:.1f} boxes a row",
+                    "instance-masks": f"COCO polygons, {per_row[name]:.1f} a row",
+                    "segmentation": "masks folder, a mask a row"}[name]
+            print(f"  {name + ' (' + what + ')':<46} {r:7,.0f}   {r / base:.2f}  (runs: {spread}; "
+                  f"target {TARGETS[name]})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

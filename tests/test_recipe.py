@@ -446,7 +446,46 @@ def test_recipe_text_size_is_bounded():
     assert "at most 1000000" in bad("transforms: [HorizontalFlip]\n" + "#" * 1_000_001)
 
 
-def test_compose_filters_boxes_only_after_a_step_that_moved_them_with_the_same_output():
+def test_the_lean_box_filter_is_albumentations_filter_bit_for_bit():
+    import numpy as np
+    from albumentations.core.bbox_utils import filter_bboxes
+
+    from augpipe.recipe import lean_filter
+
+    rng = np.random.default_rng(0)
+    dropped = kept = 0
+    for _ in range(3000):
+        n, columns = int(rng.integers(1, 8)), int(rng.integers(4, 7))
+        boxes = rng.uniform(-0.5, 1.5, (n, columns)).astype(rng.choice([np.float32, np.float64]))
+        boxes[:, 2] = boxes[:, 0] + rng.uniform(-0.1, 0.6, n)  # some of no or negative size, some outside
+        boxes[:, 3] = boxes[:, 1] + rng.uniform(-0.1, 0.6, n)
+        shape = {"height": int(rng.integers(1, 2000)), "width": int(rng.integers(1, 2000))}
+        limits = [float(rng.choice(c)) for c in ([0, 0, 4, 100.5], [0, 0.3, 0.9, 1.0], [0, 1, 3.5], [0, 2])]
+        theirs = filter_bboxes(boxes, shape, *limits)
+        ours = lean_filter(boxes, shape, *limits)
+        assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes() and ours.shape == theirs.shape
+        dropped, kept = dropped + n - len(theirs), kept + len(theirs)
+    assert dropped > 1000 and kept > 1000
+
+
+def _box_steps():
+    import albumentations as A
+
+    return [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.2), A.RandomRotate90(p=0.2), A.ColorJitter(p=0.3),
+            A.RandomCrop(40, 50, p=0.3), A.PadIfNeeded(70, 90, border_mode=0, p=0.3),
+            A.Affine(translate_percent=(-0.3, 0.3), scale=(0.7, 1.3), rotate=(-30, 30), p=0.5),
+            A.Rotate(limit=(-40, 40), rotate_method="ellipse", p=0.4), A.ShiftScaleRotate(p=0.3),
+            A.Perspective(p=0.2), A.RandomResizedCrop((48, 64), p=0.2), A.Resize(50, 70, p=0.2),
+            A.OneOf([A.CenterCrop(30, 30), A.Transpose()], p=0.3), A.RandomBrightnessContrast(p=0.3),
+            A.ToGray(p=0.3)]
+
+
+@pytest.mark.parametrize("thresholds", [{}, {"min_visibility": 0.3, "min_area": 4}, {"min_width": 3, "min_height": 2},
+                                        {"min_visibility": 0.99}], ids=["none", "visibility-area", "sides", "visible"])
+def test_our_compose_gives_albumentations_own_boxes_bit_for_bit(thresholds):
+    """Crops, pads, resizes, rotations, shifts, flips and pixel-only steps on boxes that leave the
+    canvas and get dropped: the boxes, their labels, the image and the record of what fired are
+    those of albumentations' own Compose, to the bit."""
     import random
 
     import albumentations as A
@@ -454,28 +493,58 @@ def test_compose_filters_boxes_only_after_a_step_that_moved_them_with_the_same_o
 
     from augpipe.recipe import compose_class
 
-    def steps():
-        return [A.HorizontalFlip(p=0.5), A.ColorJitter(p=0.5), A.RandomCrop(40, 50, p=0.5),
-                A.Affine(translate_percent=(-0.3, 0.3), scale=(0.7, 1.3), p=0.5), A.ToGray(p=0.3)]
-
-    params = A.BboxParams(format="coco", label_fields=["categories"], clip=True, min_visibility=0.3, min_area=4)
-    ours, theirs = compose_class()(steps(), bbox_params=params, p=1.0), A.Compose(steps(), bbox_params=params, p=1.0)
-    rng = np.random.default_rng(0)
+    params = A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True, **thresholds)
+    ours = compose_class()(_box_steps(), bbox_params=params, p=1.0, save_applied_params=True)
+    theirs = A.Compose(_box_steps(), bbox_params=params, p=1.0, save_applied_params=True)
+    assert type(ours.processors["bboxes"]).__name__ == "LeanBboxProcessor"
+    rng = np.random.default_rng(1)
     image = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
-    filtered = 0
-    for seed in range(60):
-        boxes = np.column_stack([rng.uniform(0, 60, 6), rng.uniform(0, 40, 6), rng.uniform(2, 20, 6), rng.uniform(2, 20, 6)])
+    dropped = emptied = 0
+    for seed in range(200):
+        n = int(rng.integers(0, 8))
+        boxes = np.column_stack([rng.uniform(0, 70, n), rng.uniform(0, 50, n), rng.uniform(0.5, 30, n),
+                                 rng.uniform(0.5, 30, n)])
         boxes[:, 2] = np.minimum(boxes[:, 2], 80 - boxes[:, 0])
         boxes[:, 3] = np.minimum(boxes[:, 3], 60 - boxes[:, 1])
+        categories = rng.integers(0, 5, n).tolist()
         results = []
         for compose in (ours, theirs):
             compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
-            results.append(compose(image=image, bboxes=boxes, categories=list(range(6))))
+            results.append(compose(image=image, bboxes=boxes.reshape(-1, 4), categories=categories,
+                                   keys=list(range(n))))
         a, b = results
         assert np.array_equal(a["image"], b["image"])
-        assert np.array_equal(np.asarray(a["bboxes"]), np.asarray(b["bboxes"])) and list(a["categories"]) == list(b["categories"])
-        filtered += len(b["bboxes"]) < 6
-    assert filtered > 10  # the crops and shifts did drop boxes
+        assert a["bboxes"].dtype == b["bboxes"].dtype and a["bboxes"].tobytes() == b["bboxes"].tobytes()
+        assert list(a["categories"]) == list(b["categories"]) and list(a["keys"]) == list(b["keys"])
+        assert repr(a["applied_transforms"]) == repr(b["applied_transforms"])
+        dropped += len(b["bboxes"]) < n
+        emptied += n > 0 and len(b["bboxes"]) == 0
+    assert dropped > 40 and emptied > 10  # the crops and shifts did drop boxes, some every box
+
+
+def test_our_compose_takes_albumentations_path_for_what_it_does_not_cover():
+    import random
+
+    import albumentations as A
+    import numpy as np
+
+    from augpipe.recipe import compose_class
+
+    voc = A.BboxParams(format="pascal_voc", label_fields=["categories"], clip=True)
+    assert type(compose_class()([A.HorizontalFlip()], bbox_params=voc).processors["bboxes"]).__name__ == \
+        "BboxProcessor"
+    params = A.BboxParams(format="coco", label_fields=["categories"], clip=True)
+    ours, theirs = (c([A.Affine(translate_percent=0.4, p=1)], bbox_params=params) for c in (compose_class(), A.Compose))
+    image = np.zeros((50, 60, 3), np.uint8)
+    for boxes in ([[1, 2, 10, 20], [30, 20, 5, 5]], np.zeros((0, 4)), np.array([[1, 2, 10, 20]], np.int64)):
+        results = []
+        for compose in (ours, theirs):
+            compose.set_random_state(np.random.default_rng(3), random.Random(3))
+            results.append(compose(image=image, bboxes=boxes, categories=[7] * len(boxes)))
+        assert np.array_equal(np.asarray(results[0]["bboxes"]), np.asarray(results[1]["bboxes"]))
+        assert list(results[0]["categories"]) == list(results[1]["categories"])
+    with pytest.raises(ValueError, match="x_max is less than or equal to x_min"):
+        ours(image=image, bboxes=np.array([[60.0, 2, 0.5, 20]]), categories=[1])  # no width once clipped
 
 
 QUIET = dict(progress=False, workers=1)

@@ -34,7 +34,7 @@ def stored_size(shape: tuple[int, ...], orientation: int | None) -> tuple[int, i
 def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, kind: type | None, thread: int = 0):
     """The fixed steps, with the kind's own `geometry_options` (boxes: their processor); `kind`
     is the kind's class, whose options do not depend on a dataset's. A Compose a thread."""
-    from augpipe.recipe import import_albumentations
+    from augpipe.recipe import compose_class, import_albumentations
 
     A = import_albumentations()
     steps = [getattr(A, n)(p=1.0) for n in names]
@@ -42,7 +42,7 @@ def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, kind: 
         h, w, interpolation = resize
         steps.append(A.Resize(h, w, interpolation=interpolation, mask_interpolation=cv2.INTER_NEAREST, p=1.0))
     options = kind.geometry_options() if kind is not None else {}
-    return A.Compose(steps, mask_interpolation=cv2.INTER_NEAREST, p=1.0, **options)
+    return compose_class()(steps, mask_interpolation=cv2.INTER_NEAREST, p=1.0, **options)
 
 
 def orient(inputs: dict, stored: tuple[int, int], orientation: int | None, kind: type | None = None) -> dict:

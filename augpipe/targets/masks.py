@@ -1,11 +1,15 @@
 """Mask PNGs, the one place they are decoded and encoded: semantic masks (class indices, mode L
 or P with the source's palette) and instance masks (mode L, 255 inside). Read with PIL: OpenCV
-expands palette PNGs into colours even with IMREAD_UNCHANGED."""
+expands palette PNGs into colours even with IMREAD_UNCHANGED. Grey ones are written by OpenCV,
+unfiltered and run-length deflated: masks are runs of one value, and libpng's filter search,
+which PIL always does, took four fifths of the time (0.3 ms against 1.5 ms at 320 px, and
+smaller files); PIL writes the palette ones."""
 
 from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 
 from augpipe.errors import SkipInput
@@ -34,13 +38,27 @@ def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
     return np.ascontiguousarray(mask), palette
 
 
+# unfiltered (the filter search is most of libpng's time), deflated by runs at zlib's level 1
+PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE,
+               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+
+
+def grey_png(mask: np.ndarray) -> bytes:
+    """A uint8 (H, W) array as a grey PNG (mode L), as OpenCV writes it."""
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(mask, dtype=np.uint8), PNG_OPTIONS)
+    if not ok:
+        raise ValueError("OpenCV could not encode the mask as PNG")
+    return data.tobytes()
+
+
 def write_mask(mask: np.ndarray, palette: bytes | None) -> bytes:
+    if not palette:
+        return grey_png(mask)
     from PIL import Image
 
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
-    im = Image.frombytes("P" if palette else "L", (mask.shape[1], mask.shape[0]), mask.tobytes())
-    if palette:
-        im.putpalette(palette)
+    im = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
+    im.putpalette(palette)
     buf = io.BytesIO()
     im.save(buf, "PNG", compress_level=1)  # a third of level 6's time; masks are small either way
     return buf.getvalue()
@@ -53,8 +71,8 @@ def read_instance_mask(data: bytes) -> np.ndarray:
 
 def write_instance_mask(mask: np.ndarray) -> bytes:
     """An instance mask as a grey PNG, 255 inside (viewable as it is), 0 outside."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.where(np.asarray(mask) > 0, 255, 0).astype(np.uint8), "L").save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
+    mask = np.asarray(mask)
+    # cv2.compare reads a 1×1 array as a scalar (a 4×1 result); threshold keeps the shape
+    inside = cv2.threshold(mask, 0, 255, cv2.THRESH_BINARY)[1] if mask.dtype == np.uint8 and mask.ndim == 2 else \
+        np.multiply(mask > 0, 255, dtype=np.uint8)
+    return grey_png(inside)

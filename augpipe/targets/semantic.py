@@ -8,9 +8,11 @@ There is no `label` column beside it (`rename_columns` would make two).
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import Counter
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from augpipe.errors import SkipInput
@@ -30,7 +32,31 @@ IGNORE = 255  # the value many datasets give pixels that belong to no class (VOC
 
 
 def values_of(mask: np.ndarray) -> tuple[int, ...]:
-    return tuple(np.flatnonzero(np.bincount(mask.ravel(), minlength=256)).tolist())  # np.unique sorts: 3× slower
+    """The values a uint8 mask holds, in order (OpenCV's histogram: a third of np.bincount's time,
+    which widens every pixel first; np.unique sorts, slower still)."""
+    counts = cv2.calcHist([np.ascontiguousarray(mask, dtype=np.uint8)], [0], None, [256], [0, 256])
+    return tuple(np.flatnonzero(counts.ravel()).tolist())
+
+
+# The values of the masks this process wrote last, by their PNG: a shard counts its rows' classes
+# (`row_classes`) right after they are made, and decoding each mask again cost a fifth of the time.
+_WRITTEN: dict[bytes, tuple[int, ...]] = {}
+MAX_WRITTEN = 64
+_WRITING = threading.Lock()
+
+
+def _written(mask: np.ndarray, palette: bytes | None) -> bytes:
+    data, values = write_mask(mask, palette), values_of(mask)
+    with _WRITING:  # the studio writes on threads
+        if len(_WRITTEN) >= MAX_WRITTEN:
+            _WRITTEN.pop(next(iter(_WRITTEN)))
+        _WRITTEN[data] = values
+    return data
+
+
+def _values_of_png(data: bytes) -> tuple[int, ...]:
+    found = _WRITTEN.get(data)
+    return found if found is not None else values_of(read_mask(data, "annotation")[0])
 
 
 def _named(values, classes) -> Counter:
@@ -70,7 +96,7 @@ class Semantic(Target):
         return sum((self.row_classes(row, classes) for row in rows), Counter())
 
     def row_classes(self, row, classes) -> Counter:
-        return _named(values_of(read_mask(row["annotation"]["bytes"], "annotation")[0]), classes)
+        return _named(_values_of_png(row["annotation"]["bytes"]), classes)
 
     def held(self, src, classes) -> Counter:
         """The classes its mask holds, once `read_held` has read them."""
@@ -113,7 +139,7 @@ class Semantic(Target):
         return Mask(np.ascontiguousarray(result["mask"], dtype=np.uint8), state.palette)
 
     def values(self, state: Mask, image) -> dict:
-        return {"annotation": {"bytes": write_mask(state.mask, state.palette), "path": None}}
+        return {"annotation": {"bytes": _written(state.mask, state.palette), "path": None}}
 
     def caption(self, values: dict, original: dict | None) -> str:
         return "mask"

@@ -433,3 +433,46 @@ def test_audit_row_of_an_expanded_dataset():
     assert [(c, w) for c, w, _ in found.problems] == [("box_duplicate", "object 2 (id 7)")]
     row["objects"]["bbox"][0] = [0, 0, 101, 80]
     assert [(c, w) for c, w, _ in kind.audit_row(row, ["cat", "dog"]).problems][0] == ("box_outside", "object 0 (id 5)")
+
+
+def _fill_row_by_row(mask: np.ndarray, points: np.ndarray) -> None:
+    """What fill_polygon did before it filled every row at once: row by row, the pixel centres
+    between each pair of crossings (spans clipped to the image)."""
+    h, w = mask.shape
+    x, y = points[:, 0], points[:, 1]
+    x2, y2 = np.roll(x, -1), np.roll(y, -1)
+    for row in range(max(int(np.floor(y.min())), 0), min(int(np.ceil(y.max())), h)):
+        centre = row + 0.5
+        crossing = (y <= centre) != (y2 <= centre)
+        xa, ya, xb, yb = x[crossing], y[crossing], x2[crossing], y2[crossing]
+        xs = np.sort(xa + (centre - ya) * (xb - xa) / (yb - ya))
+        for a, b in zip(xs[0::2], xs[1::2]):
+            mask[row, max(int(np.ceil(a - 0.5)), 0):max(min(int(np.ceil(b - 0.5)), w), 0)] = 1
+
+
+def test_polygons_fill_the_same_pixels_as_row_by_row():
+    """Random polygons (self-crossing, on pixel edges and half pixels, over the image's edges, one
+    of thousands of points filled a block of rows at a time) fill the pixels the row-by-row fill did."""
+    from augpipe.targets import boxes
+
+    rng = np.random.default_rng(0)
+    for i in range(1500):
+        h, w = (int(v) for v in rng.integers(1, 90, 2))
+        n = int(rng.integers(3, 40)) if i else 5000
+        points = np.column_stack([rng.uniform(-0.4 * w, 1.4 * w, n), rng.uniform(-0.4 * h, 1.4 * h, n)])
+        points = np.round(points) if i % 3 == 0 else np.round(points * 2) / 2 if i % 3 == 1 else points
+        ours, before = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
+        ours[0, 0] = before[0, 0] = 1  # pixels already set stay set
+        boxes.fill_polygon(ours, points)
+        _fill_row_by_row(before, points)
+        assert np.array_equal(ours, before), i
+
+
+def test_a_polygon_left_of_the_image_fills_nothing():
+    """Row by row, a span wholly left of the image ended at a negative index and filled most of
+    the row from its right end (numpy's slice from the end)."""
+    from augpipe.targets.boxes import fill_polygon
+
+    mask = np.zeros((20, 30), np.uint8)
+    fill_polygon(mask, np.array([[-25.0, 2], [-5, 2], [-5, 12], [-25, 12]]))
+    assert not mask.any()

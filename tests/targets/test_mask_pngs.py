@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -27,3 +29,65 @@ def test_a_32_bit_mask_value_outside_a_byte_is_a_recorded_skip(tmp_path):
         read_mask(buf, "m.tif")
     m = expand(root, "flips", tmp_path / "out", ExpandOptions(copies=0, **QUIET))
     assert any(s["path"] == "images/scene_000.png" and "outside 0..255" in s["reason"] for s in m["skipped"])
+
+
+def _masks(rng):
+    """Masks as augpipe writes them: class indices with runs and noise, 0/1 instance masks, odd sizes."""
+    for h, w in ((1, 1), (3, 7), (48, 64), (320, 320), (101, 57)):
+        runs = np.repeat(rng.integers(0, 6, (h, max(w // 8, 1))), 8, axis=1)[:, :w]
+        noise = rng.integers(0, 256, (h, w))
+        yield runs.astype(np.uint8), False
+        yield noise.astype(np.uint8), False
+        yield (rng.random((h, w)) < 0.3).astype(np.uint8), True
+
+
+def test_mask_pngs_written_by_opencv_read_back_the_same_pixels_in_every_reader():
+    """Grey masks are written by OpenCV now (they were PIL's): the same pixels through augpipe's
+    reader, PIL, OpenCV and Hugging Face datasets' Image feature."""
+    import cv2
+    from datasets import Image as HFImage
+    from PIL import Image
+
+    from augpipe.targets.masks import read_instance_mask, read_mask, write_instance_mask, write_mask
+
+    rng = np.random.default_rng(0)
+    for mask, instance in _masks(rng):
+        data = write_instance_mask(mask) if instance else write_mask(mask, None)
+        stored = np.where(mask > 0, 255, 0).astype(np.uint8) if instance else mask
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.mode == "L" and np.array_equal(np.asarray(im), stored)
+        assert np.array_equal(read_mask(data, "m")[0], stored) and read_mask(data, "m")[1] is None
+        assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), stored)
+        assert np.array_equal(np.asarray(HFImage().decode_example({"bytes": data, "path": None})), stored)
+        if instance:
+            assert np.array_equal(read_instance_mask(data), mask)
+
+
+def test_a_palette_mask_keeps_its_palette_and_indices():
+    from augpipe.targets.masks import read_mask, write_mask
+
+    palette = bytes(range(256)) * 3
+    mask = np.random.default_rng(1).integers(0, 21, (40, 30)).astype(np.uint8)
+    again, kept = read_mask(write_mask(mask, palette), "m")
+    assert np.array_equal(again, mask) and kept[:768] == palette
+
+
+def test_a_rows_mask_classes_are_those_its_png_holds():
+    """`row_classes` takes the values of a mask this process wrote from its writing, and decodes
+    any other: the same classes either way."""
+    from augpipe.targets import kind_for, semantic
+    from augpipe.targets.semantic import Mask, values_of
+
+    kind = kind_for("segmentation")
+    classes = ["background", "a", "b", "c", "d", "e"]
+    rng = np.random.default_rng(2)
+    for mask, _ in _masks(rng):
+        mask = mask % 6
+        row = kind.values(Mask(mask, None), None)
+        expected = {classes[v]: 1 for v in np.unique(mask).tolist() if v}
+        assert row["annotation"]["bytes"] in semantic._WRITTEN
+        assert dict(kind.row_classes(row, classes)) == expected
+        semantic._WRITTEN.clear()  # read back from elsewhere: decoded
+        assert dict(kind.row_classes(row, classes)) == expected
+        assert values_of(mask) == tuple(np.unique(mask).tolist())
