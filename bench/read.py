@@ -23,8 +23,9 @@ OpenCV (augpipe's decode), nothing else.
   (loading and its Arrow cache are not timed).
 
 `--targets`: detection (a COCO folder, 5 boxes an image on average) and segmentation (a masks
-folder, a mask an image), made by bench/targets.py from the same images; the floor decodes the
-images alone, so the readers' target work (boxes, the mask's PNG) counts against them.
+folder, a mask an image), made by bench/targets.py from the same images. Ratios are against the
+images' floor, so the readers' target work (boxes, the mask's PNG) counts against them; a second
+floor decodes the segmentation rows' masks too, and the segmentation readers are given against it.
 """
 
 from __future__ import annotations
@@ -92,17 +93,28 @@ def hf_datasets(src: Path, cache: Path) -> float | str:
     return timed(plain_loader(ds.with_format("torch")))
 
 
-def _decode_all(blobs: list[bytes], barrier, result) -> None:
+def _decode_all(blobs: list[tuple[bytes, ...]], barrier, result) -> None:
+    from augpipe.targets.masks import read_mask
+
     barrier.wait()
     started = time.perf_counter()
-    for data in blobs:
-        decode_rgb(data)
+    for image, *masks in blobs:
+        decode_rgb(image)
+        for mask in masks:
+            read_mask(mask, "mask")
     result.put((len(blobs), time.perf_counter() - started))
 
 
-def decode_floor(files: list[Path], processes: int = WORKERS) -> float:
-    blobs = [p.read_bytes() for p in files]
+def decode_floor(blobs: list[tuple[bytes, ...]], processes: int = WORKERS) -> float:
+    """Rows a second of `processes` processes decoding each row's image (and mask) from memory."""
     return rate_in_processes(_decode_all, [blobs[i::processes] for i in range(processes)])
+
+
+def stored_bytes(out: Path, columns: list[str]) -> list[tuple[bytes, ...]]:
+    from augpipe.dataset import open_dataset
+
+    table = open_dataset(out).read("train", columns)
+    return list(zip(*(table.column(c).combine_chunks().field("bytes").to_pylist() for c in columns)))
 
 
 def expand_as_is(src: Path, out: Path) -> Path:
@@ -136,17 +148,25 @@ def main() -> None:
                f"workers, persistent), {EPOCHS} epochs; torch {torch.__version__}")
     try:
         src = make_dataset(work / "src", args.images, args.size)
-        floor = decode_floor(sorted(src.rglob("*.jpg")))
+        floor = decode_floor([(p.read_bytes(),) for p in sorted(src.rglob("*.jpg"))])
         if args.targets:
             from targets import add_targets
 
             coco, masks = add_targets(src, work)
             rates = {}
             for name, source in (("detection", coco), ("segmentation", masks)):
-                for reader, rate in augpipe_readers(expand_as_is(source, work / f"out-{name}")).items():
+                out = expand_as_is(source, work / f"out-{name}")
+                if name == "segmentation":
+                    rates["decode floor, images and masks (read_mask)"] = decode_floor(
+                        stored_bytes(out, ["image", "annotation"]))
+                for reader, rate in augpipe_readers(out).items():
                     rates[f"{reader}, {name}"] = rate
             print_table(f"{setting}\ntargets: detection 5 boxes an image on average (COCO), segmentation a mask an "
-                        "image; the floor decodes the images alone", floor, rates, [])
+                        "image; ratios against the images' floor", floor, rates, [])
+            with_masks = next(v for k, v in rates.items() if k.startswith("decode floor, images and masks"))
+            for name, value in rates.items():
+                if name.endswith("segmentation"):
+                    print(f"  {name} / the floor with the masks: {value / with_masks:.2f}")
             return
         rates = augpipe_readers(expand_as_is(src, work / "out"))
         rates["torchvision ImageFolder (PILToTensor)"] = torchvision_folder(src)
