@@ -259,8 +259,8 @@ def _size(value, name: str) -> tuple[int, int] | None:
     """A size given as an int (square) or (height, width)."""
     if value is None:
         return None
-    size = (value, value) if isinstance(value, int) else tuple(value)
-    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+    size = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size):
         raise ValueError(f"{name} {value!r}: a positive int or (height, width)")
     return size
 
@@ -644,7 +644,15 @@ class ShardDataset(_WithEpoch, Dataset):
 
     Only the row-group index is read up front. An access reads its row group (64 rows) unless it
     is cached: each process keeps row groups up to `cache_bytes`, so a dataset that fits is read
-    once, and decoding happens in the DataLoader's workers.
+    once, and decoding happens in the DataLoader's workers. A DataLoader asks for a batch at once
+    (`__getitems__`): its images are decoded into one tensor, in shared memory in a worker, which
+    `collate` passes on as it is (`loader` makes such a DataLoader).
+
+    `decode_size` (an int, or (height, width)) decodes each image at the largest JPEG DCT scale,
+    1/2, 1/4 or 1/8, that still covers it, `resize` then resizes to exactly that size (either
+    for a dataset whose targets do not move with the pixels: classification). `decode=False`
+    gives the stored bytes as a 1-D uint8 tensor in place of the image, for `decode_images` (on
+    the GPU) in the main process.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
@@ -819,8 +827,10 @@ class ShardIterable(_WithEpoch, IterableDataset):
     shard order (the same on every rank) and a buffer of `buffer_size` rows are shuffled, seeded by
     (seed, epoch): call `set_epoch` each epoch for a new order.
 
-    Items, `transform`, `box_format`, `convention`, `return_row` and `recipe` as `ShardDataset`'s;
-    the recipe's draws are seeded by (`seed`, the row, the epoch) whatever the shuffle.
+    Items, `transform`, `box_format`, `convention`, `return_row`, `recipe`, `decode_size`, `resize`
+    and `decode` as `ShardDataset`'s; the recipe's draws are seeded by (`seed`, the row, the epoch)
+    whatever the shuffle. With `batch_size` (or `batched(n)`) it yields collated batches, each
+    decoded into one tensor in the worker: give the DataLoader batch_size=None.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
