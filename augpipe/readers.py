@@ -139,8 +139,7 @@ def _items(reader, picks: list[tuple[_Group, int]]) -> list:
     if not (reader.decode and reader.transform is None and reader.augment is None and not reader.return_row):
         return [_item(reader, g, i) for g, i in picks]
     rgbs = [reader.sizing.decode(g.blob(i), g.row(i)) for g, i in picks]
-    targets = [to_target(reader.kind, reader.kind.arrays(g.row(i)), reader.box_format, reader.convention)
-               for g, i in picks]
+    targets = [g.target(i, reader) for g, i in picks]
     images = _batch_images(rgbs, reader.convention)
     if images is None:  # sizes differ
         return [(to_image(rgb, reader.convention), t) for rgb, t in zip(rgbs, targets)]
@@ -148,21 +147,37 @@ def _items(reader, picks: list[tuple[_Group, int]]) -> list:
 
 
 def _one_storage(targets: list) -> list:
-    """Dict targets (detection's boxes, labels, masks) with each field's tensors made views of
-    one tensor for the batch: a worker then sends one shared-memory handle a field, not one a
-    tensor (at 5 boxes an image, 128 handles a batch of 64 cost the main process more than
-    the images did)."""
+    """Dict targets (detection's boxes, labels, masks) as `_Targets`: each field's tensors views
+    of one tensor for the batch."""
     if not targets or not isinstance(targets[0], dict):
         return targets
-    out = [dict(t) for t in targets]
+    fields, rest = {}, [dict(t) for t in targets]
     for key, first in targets[0].items():
         values = [t.get(key) for t in targets]
-        if not all(isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[1:] == first.shape[1:]
-                   and v.dtype == first.dtype for v in values):
-            continue
-        for t, view in zip(out, torch.cat(values).split([len(v) for v in values])):
-            t[key] = view
-    return out
+        if all(isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[1:] == first.shape[1:]
+               and v.dtype == first.dtype for v in values):
+            fields[key] = (torch.cat(values), [len(v) for v in values])
+            for r in rest:
+                del r[key]
+        else:  # a kept target is never handed out as it is
+            for r in rest:
+                r[key] = r[key].clone() if isinstance(r.get(key), torch.Tensor) else r.get(key)
+    return _Targets(list(targets[0]), fields, rest)
+
+
+class _Targets(list):
+    """A batch's dict targets whose fields' tensors are views of one tensor a field. Pickled as
+    those tensors and the rows' counts, so that a worker sends one shared-memory handle a field
+    and the main process makes the views again: at 5 boxes an image, a handle a tensor (128 a
+    batch of 64) cost the main process more than the images did."""
+
+    def __init__(self, keys: list, fields: dict, rest: list[dict]):
+        views = {key: whole.split(counts) for key, (whole, counts) in fields.items()}
+        super().__init__({k: views[k][i] if k in views else r.get(k) for k in keys} for i, r in enumerate(rest))
+        self._state = (keys, fields, rest)
+
+    def __reduce__(self):
+        return _Targets, self._state
 
 
 class _Batch(list):
@@ -211,6 +226,7 @@ class _Group:
         self.data = np.frombuffer(values, np.uint8) if values is not None else np.zeros(0, np.uint8)
         self.valid = data.is_valid().to_numpy(zero_copy_only=False) if data.null_count else None
         self.rest, self.rows, self.nbytes, self.num_rows = table.drop_columns(["image"]), None, table.nbytes, len(table)
+        self.targets: dict[int, object] = {}
 
     def blob(self, i: int) -> np.ndarray:
         if self.valid is not None and not self.valid[i]:
@@ -221,6 +237,16 @@ class _Group:
         if self.rows is None:
             self.rows = self.rest.to_pylist()
         return self.rows[i]
+
+    def target(self, i: int, reader):
+        """Row i's target as the reader gives it, kept when small (a few boxes, not a mask) for the
+        next epoch's batches: they copy it into their own tensors (`_one_storage`), never hand it out."""
+        if i in self.targets:
+            return self.targets[i]
+        target = to_target(reader.kind, reader.kind.arrays(self.row(i)), reader.box_format, reader.convention)
+        if isinstance(target, dict) and sum(v.nbytes for v in target.values() if isinstance(v, torch.Tensor)) <= 2048:
+            self.targets[i] = target
+        return target
 
 
 class _Sizing:
@@ -513,6 +539,8 @@ def collate(batch: list):
         images, targets = batch.images, batch.targets
     else:
         images, targets = _stack([b[0] for b in batch]), [b[1] for b in batch]
+    if isinstance(targets, _Targets):
+        return images, targets
     return images, (list(targets) if isinstance(targets[0], dict) else _stack(targets))
 
 

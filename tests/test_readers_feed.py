@@ -93,11 +93,15 @@ def test_torchvision_convention_batches_as_its_items(photos):
 
 def test_detection_batches_carry_every_target(detection):
     ds = ShardDataset(detection)
-    images, targets = collate(ds.__getitems__(list(range(len(ds)))))
+    everything = list(range(len(ds)))
+    images, targets = collate(ds.__getitems__(everything))
     for k, target in enumerate(targets):
         image, one = ds[k]
         assert torch.equal(images[k], image) and set(target) == set(one)
         assert all(torch.equal(target[key], one[key]) for key in one)
+        target["boxes"] += 100  # what a training loop may do to its batch
+    _, again = collate(ds.__getitems__(everything))  # the next epoch's, from the targets kept
+    assert all(torch.equal(t["boxes"], ds[k][1]["boxes"]) for k, t in enumerate(again))
 
 
 @pytest.mark.parametrize("workers", [0, 2])
