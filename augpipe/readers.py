@@ -281,6 +281,14 @@ class _Sizing:
         return rgb
 
 
+def _check_undecoded(reader) -> None:
+    """`decode=False` gives the stored bytes: nothing that works on pixels can come with it."""
+    given = [name for name, on in (("transform", reader.transform is not None), ("recipe", reader.augment is not None),
+                                   ("decode_size or resize", reader.sizing.decode_size is not None)) if on]
+    if not reader.decode and given:
+        raise ValueError(f"decode=False gives the stored bytes: {', '.join(given)} cannot apply to them")
+
+
 def _size(value, name: str) -> tuple[int, int] | None:
     """A size given as an int (square) or (height, width)."""
     if value is None:
@@ -606,8 +614,10 @@ def _to(value, device):
         return value.to(device, non_blocking=True)
     if isinstance(value, dict):
         return {k: _to(v, device) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to(v, device) for v in value)
+    if isinstance(value, tuple):
+        return tuple(_to(v, device) for v in value)
+    if isinstance(value, list):
+        return [_to(v, device) for v in value]
     return value
 
 
@@ -693,6 +703,7 @@ class ShardDataset(_WithEpoch, Dataset):
         self.box_format, self.seed, self.convention = box_format, seed, convention
         self.sizing, self.decode = _Sizing(self.kind, decode_size, resize), decode
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed, donors=self.ds)
+        _check_undecoded(self)
         self._epoch = _Epoch()
         self._groups: list[tuple[int, int]] = []  # (file index, row group) for each row group
         self._starts: list[int] = []  # first row of each row group
@@ -879,6 +890,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
         self.ds, self.fs, self.files, self.kind, self.classes = _locate(path, split)
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed, donors=self.ds)
         self.sizing = _Sizing(self.kind, decode_size, resize)
+        _check_undecoded(self)
         self.rows = row_counts(self.fs, self.files)
         if return_row:
             self._columns = None

@@ -169,6 +169,9 @@ def test_undecoded_rows_are_the_stored_bytes(photos):
     encoded, labels = collate(ds.__getitems__([0, 1, 2]))
     assert [e.numpy().tobytes() for e in encoded] == stored(photos)[:3]
     assert labels.tolist() == [ShardDataset(photos)[i][1] for i in range(3)]
+    for refused in ({"recipe": "flips"}, {"transform": np.flipud}, {"resize": 16}):
+        with pytest.raises(ValueError, match="decode=False gives the stored bytes"):
+            ShardIterable(photos, decode=False, **refused)
 
 
 def test_a_batch_of_stored_bytes_decodes_as_opencv_does(photos):
@@ -212,3 +215,16 @@ def test_batches_are_pinned_and_moved_where_cuda_is(photos):
     assert images.is_pinned()
     on_gpu, labels = next(iter(loader(ShardDataset(photos), 4, num_workers=2, device="cuda")))
     assert on_gpu.device.type == "cuda" and labels.device.type == "cuda"
+
+
+def test_the_device_loader_moves_detection_targets(detection):
+    torchvision_io()
+    reference = ShardDataset(detection)
+    images, targets = next(iter(loader(ShardDataset(detection, decode=False), 3, num_workers=0, shuffle=False,
+                                       device="cpu")))
+    assert isinstance(targets, list) and len(targets) == 3 == len(images)
+    for k, target in enumerate(targets):
+        image, one = reference[k]
+        assert set(target) == set(one) and all(torch.equal(target[key], one[key]) for key in one)
+        assert image.shape == images[k].shape  # PNG scenes: decoded by OpenCV, the same pixels
+        assert torch.equal(images[k], image)
