@@ -93,15 +93,24 @@ def _to_rgb8(pixels: np.ndarray, head: Header) -> tuple[np.ndarray, str | None]:
     return rgb, (", ".join(notes) if notes else None)
 
 
-def row_image(data: bytes) -> np.ndarray:
-    """A shard row's image as H×W×3 RGB: every reader of shards decodes through here."""
-    if not data:
+def row_image(data, reduce: int = 1) -> np.ndarray:
+    """A shard row's image as H×W×3 RGB: every reader of shards decodes through here. `data`:
+    bytes or a uint8 buffer. `reduce` 2, 4 or 8 decodes at that fraction of the size (JPEG's DCT
+    scaling, OpenCV's IMREAD_REDUCED_COLOR_*: far less work; other formats are decoded, then shrunk)."""
+    if len(data) == 0:
         raise ValueError("image has no bytes")
-    flag = _IMREAD_RGB if _IMREAD_RGB is not None else cv2.IMREAD_COLOR
+    if reduce not in _REDUCED:
+        raise ValueError(f"reduce {reduce}: one of {', '.join(map(str, _REDUCED))}")
+    rgb = _IMREAD_RGB is not None
+    flag = (_REDUCED[reduce] & ~cv2.IMREAD_COLOR | _IMREAD_RGB) if rgb else _REDUCED[reduce]
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if pixels is None:
         raise ValueError("image does not decode")
-    return pixels if _IMREAD_RGB is not None else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return pixels if rgb else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+
+
+_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 def encode(rgb: np.ndarray, fmt: str, quality: int) -> bytes:

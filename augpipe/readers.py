@@ -15,15 +15,20 @@ writes as that source's copy e+1. `collate` batches any kind for a DataLoader.
 from __future__ import annotations
 
 import bisect
+import copy
 import dataclasses
 import functools
+import math
 import types
 import os
 import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
+import cv2
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
@@ -68,10 +73,11 @@ def columns(path: str | os.PathLike) -> list[str]:
     return ds.schema(ds.splits()[0]).names
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
+def decode_rgb(data, reduce: int = 1) -> np.ndarray:
+    """Stored bytes (or a uint8 buffer) as H×W×3 RGB, at 1/`reduce` of the size (JPEG DCT scaling)."""
     from augpipe.decode import row_image
 
-    return row_image(data)
+    return row_image(data, reduce)
 
 
 def to_chw(rgb: np.ndarray) -> torch.Tensor:
@@ -108,19 +114,189 @@ def row_key(row: dict) -> str:
     return row["source"] if copy == 0 else f"{row['source']}\x00{copy}"
 
 
-def _item(row: dict, reader) -> object:
-    """A row as the reader gives it: (image, target), or the row with `return_row`."""
-    kind = reader.kind
-    rgb = decode_rgb(row["image"]["bytes"])
+def _item(reader, group: _Group, i: int) -> object:
+    """Row i of a row group as the reader gives it: (image, target), or the row with `return_row`."""
+    kind, row, blob = reader.kind, group.row(i), group.blob(i)
     arrays = kind.arrays(row)
-    if reader.augment is not None:
-        key = row_key(row)
-        rgb, arrays = reader.augment.augment_arrays(rgb, arrays, reader.augment.draw_seed(key, reader.epoch), key)
-    image = reader.transform(rgb) if reader.transform is not None else to_image(rgb, reader.convention)
+    if not reader.decode:
+        image = torch.from_numpy(blob.copy())  # the stored bytes: `decode_images` decodes a batch
+    else:
+        rgb = reader.sizing.decode(blob, row)
+        if reader.augment is not None:
+            key = row_key(row)
+            rgb, arrays = reader.augment.augment_arrays(rgb, arrays, reader.augment.draw_seed(key, reader.epoch), key)
+        image = reader.transform(rgb) if reader.transform is not None else to_image(rgb, reader.convention)
     target = to_target(kind, arrays, reader.box_format, reader.convention)
     if reader.return_row:
-        return {**row, "image": image, "image_bytes": row["image"]["bytes"], "target": target}
+        return {**row, "image": image, "image_bytes": blob.tobytes(), "target": target}
     return image, target
+
+
+def _items(reader, picks: list[tuple[_Group, int]]) -> list:
+    """Rows as the reader gives them, in order. Decoded images with neither transform, recipe nor
+    `return_row` are made as one batch tensor (in shared memory inside a DataLoader worker, so
+    that `collate` passes it on without a copy); each item's image is a view of it."""
+    if not (reader.decode and reader.transform is None and reader.augment is None and not reader.return_row):
+        return [_item(reader, g, i) for g, i in picks]
+    rgbs = [reader.sizing.decode(g.blob(i), g.row(i)) for g, i in picks]
+    targets = [g.target(i, reader) for g, i in picks]
+    images = _batch_images(rgbs, reader.convention)
+    if images is None:  # sizes differ
+        return [(to_image(rgb, reader.convention), t) for rgb, t in zip(rgbs, targets)]
+    return _Batch(images, _one_storage(targets))
+
+
+def _one_storage(targets: list) -> list:
+    """Dict targets (detection's boxes, labels, masks) as `_Targets`: each field's tensors views
+    of one tensor for the batch."""
+    if not targets or not isinstance(targets[0], dict):
+        return targets
+    fields, rest = {}, [dict(t) for t in targets]
+    for key, first in targets[0].items():
+        values = [t.get(key) for t in targets]
+        if all(isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[1:] == first.shape[1:]
+               and v.dtype == first.dtype for v in values):
+            fields[key] = (torch.cat(values), [len(v) for v in values])
+            for r in rest:
+                del r[key]
+        else:  # a kept target is never handed out as it is
+            for r in rest:
+                r[key] = r[key].clone() if isinstance(r.get(key), torch.Tensor) else r.get(key)
+    return _Targets(list(targets[0]), fields, rest)
+
+
+class _Targets(list):
+    """A batch's dict targets whose fields' tensors are views of one tensor a field. Pickled as
+    those tensors and the rows' counts, so that a worker sends one shared-memory handle a field
+    and the main process makes the views again: at 5 boxes an image, a handle a tensor (128 a
+    batch of 64) cost the main process more than the images did."""
+
+    def __init__(self, keys: list, fields: dict, rest: list[dict]):
+        views = {key: whole.split(counts) for key, (whole, counts) in fields.items()}
+        super().__init__({k: views[k][i] if k in views else r.get(k) for k in keys} for i, r in enumerate(rest))
+        self._state = (keys, fields, rest)
+
+    def __reduce__(self):
+        return _Targets, self._state
+
+
+class _Batch(list):
+    """(image, target) items whose images are views of one N×C×H×W tensor, `images`: `collate`
+    takes that tensor as it is; `default_collate` stacks the views as it would any items."""
+
+    def __init__(self, images: torch.Tensor, targets: list):
+        super().__init__(zip(images, targets))
+        self.images, self.targets = images, targets
+
+
+def _empty(shape: tuple, dtype=torch.uint8) -> torch.Tensor:
+    """A tensor to fill, in shared memory inside a DataLoader worker (as `default_collate` makes
+    its batches), so that sending it to the main process copies nothing."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    elem = torch.empty(0, dtype=dtype)
+    return elem.new(elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)).resize_(shape)
+
+
+def _batch_images(rgbs: list[np.ndarray], convention: str) -> torch.Tensor | None:
+    """H×W×3 arrays of one size as an N×3×H×W batch (float in [0, 1] for torchvision's
+    convention), one copy an image; None when their sizes differ."""
+    if len({rgb.shape for rgb in rgbs}) != 1:
+        return None
+    h, w, c = rgbs[0].shape
+    out = _empty((len(rgbs), c, h, w))
+    planes = out.numpy()
+    for k, rgb in enumerate(rgbs):
+        cv2.split(rgb, list(planes[k]))  # into the batch's planes: 6× numpy's strided copy at 224 px
+    if convention == "torchvision":
+        return _empty(tuple(out.shape), torch.float32).copy_(out).div_(255)
+    return out
+
+
+class _Group:
+    """A row group as the readers take it: the stored image bytes as views of one Arrow buffer
+    (no Python bytes an image), the other columns as Python rows, made the first time one is asked for."""
+
+    def __init__(self, table):
+        images = table.column("image")  # one chunk but where a table spans batches: combining copies
+        data = pc.struct_field(images.chunk(0) if images.num_chunks == 1 else images.combine_chunks(), "bytes")
+        _, offsets, values = data.buffers()
+        wide = pa.types.is_large_binary(data.type)
+        self.offsets = np.frombuffer(offsets, np.int64 if wide else np.int32)[data.offset:data.offset + len(data) + 1]
+        self.data = np.frombuffer(values, np.uint8) if values is not None else np.zeros(0, np.uint8)
+        self.valid = data.is_valid().to_numpy(zero_copy_only=False) if data.null_count else None
+        self.rest, self.rows, self.nbytes, self.num_rows = table.drop_columns(["image"]), None, table.nbytes, len(table)
+        self.targets: dict[int, object] = {}
+
+    def blob(self, i: int) -> np.ndarray:
+        if self.valid is not None and not self.valid[i]:
+            return self.data[:0]
+        return self.data[self.offsets[i]:self.offsets[i + 1]]
+
+    def row(self, i: int) -> dict:
+        if self.rows is None:
+            self.rows = self.rest.to_pylist()
+        return self.rows[i]
+
+    def target(self, i: int, reader):
+        """Row i's target as the reader gives it, kept when small (a few boxes, not a mask) for the
+        next epoch's batches: they copy it into their own tensors (`_one_storage`), never hand it out."""
+        if i in self.targets:
+            return self.targets[i]
+        target = to_target(reader.kind, reader.kind.arrays(self.row(i)), reader.box_format, reader.convention)
+        if isinstance(target, dict) and sum(v.nbytes for v in target.values() if isinstance(v, torch.Tensor)) <= 2048:
+            self.targets[i] = target
+        return target
+
+
+class _Sizing:
+    """How a reader decodes: whole, or reduced by JPEG DCT scaling (1/2, 1/4, 1/8) to the
+    smallest size that still covers `decode_size` (height, width), then resized to exactly
+    `resize` (height, width) when asked (OpenCV, area when shrinking)."""
+
+    def __init__(self, kind, decode_size=None, resize=None):
+        self.decode_size, self.resize = _size(decode_size, "decode_size"), _size(resize, "resize")
+        if self.decode_size is None:
+            self.decode_size = self.resize
+        if self.decode_size is not None and kind.spatial:
+            raise ValueError(f"decode_size and resize are for images whose target does not move with them: a "
+                             f"{kind.name} dataset's would have to: use a recipe with output.resize")
+
+    def columns(self) -> list[str]:
+        return ["width", "height"] if self.decode_size else []
+
+    def reduce(self, height: int, width: int) -> int:
+        """The largest of 8, 4, 2 that still leaves the image at least `decode_size`, else 1."""
+        if self.decode_size is None:
+            return 1
+        h, w = self.decode_size
+        return next((s for s in (8, 4, 2) if height // s >= h and width // s >= w), 1)
+
+    def decode(self, blob, row: dict) -> np.ndarray:
+        rgb = decode_rgb(blob, self.reduce(int(row["height"]), int(row["width"])) if self.decode_size else 1)
+        if self.resize is not None:
+            from augpipe.decode import resize
+
+            rgb = resize(rgb, *self.resize)
+        return rgb
+
+
+def _check_undecoded(reader) -> None:
+    """`decode=False` gives the stored bytes: nothing that works on pixels can come with it."""
+    given = [name for name, on in (("transform", reader.transform is not None), ("recipe", reader.augment is not None),
+                                   ("decode_size or resize", reader.sizing.decode_size is not None)) if on]
+    if not reader.decode and given:
+        raise ValueError(f"decode=False gives the stored bytes: {', '.join(given)} cannot apply to them")
+
+
+def _size(value, name: str) -> tuple[int, int] | None:
+    """A size given as an int (square) or (height, width)."""
+    if value is None:
+        return None
+    size = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size):
+        raise ValueError(f"{name} {value!r}: a positive int or (height, width)")
+    return size
 
 
 def _recipe_transform(recipe, seed: int, kind, epoch_seed: bool, donors=None):
@@ -363,11 +539,17 @@ def _rgb_of(image, convention: str):
 def collate(batch: list):
     """A DataLoader `collate_fn` for any kind: images stacked when they share one size, else a
     list; detection targets (dicts of a varying number of boxes) as a list of dicts; labels and
-    same-size masks stacked as `default_collate` does. Rows (`return_row`) come as a list."""
+    same-size masks stacked as `default_collate` does. Rows (`return_row`) come as a list. A
+    batch the readers made whole (`__getitems__`) keeps its image tensor: no copy."""
     if not batch or not isinstance(batch[0], (tuple, list)):
         return list(batch)
-    images, targets = [b[0] for b in batch], [b[1] for b in batch]
-    return _stack(images), (list(targets) if isinstance(targets[0], dict) else _stack(targets))
+    if isinstance(batch, _Batch):
+        images, targets = batch.images, batch.targets
+    else:
+        images, targets = _stack([b[0] for b in batch]), [b[1] for b in batch]
+    if isinstance(targets, _Targets):
+        return images, targets
+    return images, (list(targets) if isinstance(targets[0], dict) else _stack(targets))
 
 
 def _stack(items: list):
@@ -378,6 +560,107 @@ def _stack(items: list):
         return default_collate(items)
     except (RuntimeError, TypeError):
         return list(items)
+
+
+def decode_images(encoded: list[torch.Tensor], device="cuda") -> torch.Tensor | list[torch.Tensor]:
+    """Stored images (1-D uint8 tensors of their bytes, as a reader with `decode=False` gives
+    them) decoded on `device`: JPEGs by `torchvision.io.decode_jpeg` in one call (nvJPEG on a
+    CUDA device, which decodes a list as a batch), others and JPEGs with an EXIF orientation by
+    OpenCV on the CPU, then moved. C×H×W uint8, stacked when they share a size. Needs torchvision."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from augpipe.headers import read_header
+
+    out: list = [None] * len(encoded)
+    jpegs = [k for k, e in enumerate(encoded) if _plain_jpeg(e, read_header)]
+    if jpegs:
+        for k, image in zip(jpegs, decode_jpeg([encoded[k] for k in jpegs], mode=ImageReadMode.RGB, device=device)):
+            out[k] = image
+    for k, e in enumerate(encoded):
+        if out[k] is None:
+            out[k] = to_chw(decode_rgb(e.numpy())).to(device)
+    return _stack(out)
+
+
+def _plain_jpeg(encoded: torch.Tensor, read_header) -> bool:
+    """A JPEG that decodes upright without its EXIF orientation applied (nvJPEG applies none)."""
+    head = encoded[:2].tolist() == [0xFF, 0xD8] and read_header(encoded.numpy().tobytes())
+    return bool(head) and head.orientation in (None, 1)
+
+
+class DeviceLoader:
+    """Batches of a DataLoader on a device: images decoded there when the reader gives stored bytes
+    (`decode=False`: `decode_images`), else moved (without blocking, from pinned memory); targets'
+    tensors moved too. `len` and `set_epoch` are the loader's and its dataset's."""
+
+    def __init__(self, loader, device):
+        self.loader, self.device = loader, torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.dataset.set_epoch(epoch)
+
+    def __iter__(self):
+        decode = not getattr(self.loader.dataset, "decode", True)
+        for images, targets in self.loader:
+            images = decode_images(images, self.device) if decode else _to(images, self.device)
+            yield images, _to(targets, self.device)
+
+
+def _to(value, device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_to(v, device) for v in value)
+    if isinstance(value, list):
+        return [_to(v, device) for v in value]
+    return value
+
+
+def _as_made(batch):
+    """A batch the stream collated in its worker."""
+    return batch
+
+
+def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_workers: int = 2,
+           pin_memory: bool | None = None, persistent_workers: bool | None = None, device=None,
+           seed: int | None = None, **kwargs):
+    """A `torch.utils.data.DataLoader` over a `ShardDataset` or `ShardIterable` with the defaults a
+    fast feed wants; any other DataLoader argument passes through (`kwargs`):
+
+    - `collate`, which keeps the batch tensor the workers made (no copy in the main process);
+    - a `ShardIterable` yields whole batches from its workers (`batched`; its own `shuffle`), a
+      `ShardDataset` is shuffled by the loader (`shuffle`, default True; `seed` seeds the order);
+    - `persistent_workers` when there are workers (they keep their row-group cache between
+      epochs, and `set_epoch` reaches them), `pin_memory` when CUDA is there.
+
+    With `device`, what comes back yields batches on that device (`DeviceLoader`): moved, or, for
+    a reader made with `decode=False`, decoded there by `decode_images` (nvJPEG on CUDA). Without
+    it, the DataLoader itself."""
+    from torch.utils.data import DataLoader
+
+    persistent_workers = num_workers > 0 if persistent_workers is None else persistent_workers
+    pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+    options = {"num_workers": num_workers, "pin_memory": pin_memory, "persistent_workers": persistent_workers,
+               "collate_fn": collate, **kwargs}
+    if isinstance(dataset, IterableDataset):
+        if shuffle is not None:
+            raise ValueError("a ShardIterable shuffles itself: ShardIterable(..., shuffle=True, seed=...)")
+        if isinstance(dataset, ShardIterable):
+            dataset, options["batch_size"] = dataset.batched(batch_size), None
+            options["collate_fn"] = kwargs.get("collate_fn", _as_made)
+        else:
+            options["batch_size"] = batch_size
+    else:
+        options["batch_size"], options["shuffle"] = batch_size, True if shuffle is None else shuffle
+        if seed is not None:
+            options["generator"] = torch.Generator().manual_seed(seed)
+    out = DataLoader(dataset, **options)
+    return out if device is None else DeviceLoader(out, device)
 
 
 # ---------------------------------------------------------------- map-style
@@ -399,17 +682,28 @@ class ShardDataset(_WithEpoch, Dataset):
 
     Only the row-group index is read up front. An access reads its row group (64 rows) unless it
     is cached: each process keeps row groups up to `cache_bytes`, so a dataset that fits is read
-    once, and decoding happens in the DataLoader's workers.
+    once, and decoding happens in the DataLoader's workers. A DataLoader asks for a batch at once
+    (`__getitems__`): its images are decoded into one tensor, in shared memory in a worker, which
+    `collate` passes on as it is (`loader` makes such a DataLoader).
+
+    `decode_size` (an int, or (height, width)) decodes each image at the largest JPEG DCT scale,
+    1/2, 1/4 or 1/8, that still covers it, `resize` then resizes to exactly that size (either
+    for a dataset whose targets do not move with the pixels: classification). `decode=False`
+    gives the stored bytes as a 1-D uint8 tensor in place of the image, for `decode_images` (on
+    the GPU) in the main process.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  return_row: bool = False, cache_bytes: int = 256 * 2**20, box_format: str = "xyxy",
-                 recipe=None, seed: int = 0, epoch_seed: bool = True, convention: str = "augpipe"):
+                 recipe=None, seed: int = 0, epoch_seed: bool = True, convention: str = "augpipe",
+                 decode_size=None, resize=None, decode: bool = True):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
         check_layout(box_format, convention)
         self.ds, self.fs, self.files, self.kind, self.classes = _locate(path, split)
         self.box_format, self.seed, self.convention = box_format, seed, convention
+        self.sizing, self.decode = _Sizing(self.kind, decode_size, resize), decode
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed, donors=self.ds)
+        _check_undecoded(self)
         self._epoch = _Epoch()
         self._groups: list[tuple[int, int]] = []  # (file index, row group) for each row group
         self._starts: list[int] = []  # first row of each row group
@@ -428,6 +722,7 @@ class ShardDataset(_WithEpoch, Dataset):
             self._columns = ["image", *self.kind.reader_columns()]
             if self.augment is not None:
                 self._columns += ["source", "copy"]
+            self._columns = list(dict.fromkeys(self._columns + self.sizing.columns()))
         self._cache_bytes = cache_bytes
         self._reset()
 
@@ -441,13 +736,18 @@ class ShardDataset(_WithEpoch, Dataset):
         return self._len
 
     def __getitem__(self, index: int):
+        return _item(self, *self._locate(index))
+
+    def __getitems__(self, indices: list[int]) -> list:
+        """A batch of rows, as a DataLoader (torch 2.2 and later) asks for them: see `_items`."""
+        return _items(self, [self._locate(index) for index in indices])
+
+    def _locate(self, index: int) -> tuple[_Group, int]:
         if not -self._len <= index < self._len:
             raise IndexError(index)
         index %= self._len
         g = bisect.bisect_right(self._starts, index) - 1
-        table = self._row_group(g)
-        i = index - self._starts[g]
-        return _item(table.slice(i, 1).to_pylist()[0], self)
+        return self._row_group(g), index - self._starts[g]
 
     def _row_group(self, g: int):
         if self._pid != os.getpid():  # file handles and caches do not cross a fork into workers
@@ -458,7 +758,7 @@ class ShardDataset(_WithEpoch, Dataset):
         f, group = self._groups[g]
         if f not in self._handles:
             self._handles[f] = pq.ParquetFile(self.fs.open_input_file(self.files[f]))
-        table = self._handles[f].read_row_group(group, columns=self._columns).combine_chunks()
+        table = _Group(self._handles[f].read_row_group(group, columns=self._columns))
         self._cache[g] = table
         self._cached_bytes += table.nbytes
         while self._cached_bytes > self._cache_bytes and len(self._cache) > 1:
@@ -566,24 +866,47 @@ class ShardIterable(_WithEpoch, IterableDataset):
     shard order (the same on every rank) and a buffer of `buffer_size` rows are shuffled, seeded by
     (seed, epoch): call `set_epoch` each epoch for a new order.
 
-    Items, `transform`, `box_format`, `convention`, `return_row` and `recipe` as `ShardDataset`'s;
-    the recipe's draws are seeded by (`seed`, the row, the epoch) whatever the shuffle.
+    Items, `transform`, `box_format`, `convention`, `return_row`, `recipe`, `decode_size`, `resize`
+    and `decode` as `ShardDataset`'s; the recipe's draws are seeded by (`seed`, the row, the epoch)
+    whatever the shuffle. With `batch_size` (or `batched(n)`) it yields collated batches, each
+    decoded into one tensor in the worker: give the DataLoader batch_size=None.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  shuffle: bool = False, buffer_size: int = 1000, seed: int = 0, return_row: bool = False,
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = False,
-                 box_format: str = "xyxy", recipe=None, epoch_seed: bool = True, convention: str = "augpipe"):
+                 box_format: str = "xyxy", recipe=None, epoch_seed: bool = True, convention: str = "augpipe",
+                 decode_size=None, resize=None, decode: bool = True, batch_size: int | None = None):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
         check_layout(box_format, convention)
         self.shuffle, self.buffer_size, self.seed, self.box_format = shuffle, buffer_size, seed, box_format
-        self.convention = convention
+        self.convention, self.decode = convention, decode
+        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
+            raise ValueError(f"batch_size {batch_size!r}: a whole number of rows, at least 1")
+        self.batch_size = batch_size
         self._epoch = _Epoch()
         check_ranks(rank, world_size)
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.ds, self.fs, self.files, self.kind, self.classes = _locate(path, split)
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed, donors=self.ds)
+        self.sizing = _Sizing(self.kind, decode_size, resize)
+        _check_undecoded(self)
         self.rows = row_counts(self.fs, self.files)
+        if return_row:
+            self._columns = None
+        else:
+            extra = ["source", "copy"] if self.augment is not None else []
+            self._columns = list(dict.fromkeys(["image", *self.kind.reader_columns(), *extra, *self.sizing.columns()]))
+
+    def batched(self, batch_size: int) -> ShardIterable:
+        """This stream yielding collated batches of `batch_size` rows (give the DataLoader
+        batch_size=None): a batch is decoded into one tensor in the worker and crosses to the main
+        process as it is. It shares this one's epoch (`set_epoch`)."""
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size {batch_size!r}: a whole number of rows, at least 1")
+        out = copy.copy(self)
+        out.batch_size = int(batch_size)
+        return out
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch the shuffle and the recipe's draws are seeded by (it reaches persistent
@@ -611,12 +934,14 @@ class ShardIterable(_WithEpoch, IterableDataset):
         return split_by_node(self._epoch_pieces(), *self._rank_and_world(), self.drop_last)
 
     def __len__(self) -> int:
-        """This rank's rows an epoch."""
-        return _total(self._my_pieces())
+        """This rank's rows an epoch, or its batches when the stream yields batches."""
+        rows = _total(self._my_pieces())
+        return rows if self.batch_size is None else -(-rows // self.batch_size)
 
-    def _read(self, pieces: list[Piece]) -> Iterator[dict]:
-        for batch in self.ds.iter_batches(self.split, pieces=pieces):
-            yield from batch.to_pylist()
+    def _read(self, pieces: list[Piece]) -> Iterator[tuple[_Group, int]]:
+        for batch in self.ds.iter_batches(self.split, self._columns, pieces=pieces):
+            group = _Group(pa.Table.from_batches([batch]))
+            yield from ((group, i) for i in range(group.num_rows))
 
     def __iter__(self):
         rows = self._read(split_by_worker(self._my_pieces()))
@@ -625,8 +950,23 @@ class ShardIterable(_WithEpoch, IterableDataset):
             rank = self._rank_and_world()[0]
             rows = _buffer_shuffle(rows, self.buffer_size,
                                    random.Random(f"{self.seed}/{self.epoch}/{rank}/{info.id if info else 0}"))
-        for row in rows:
-            yield _item(row, self)
+        if self.batch_size is None:
+            for group, i in rows:
+                yield _item(self, group, i)
+            return
+        for picks in _chunks(rows, self.batch_size):
+            yield collate(_items(self, picks))
+
+
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _buffer_shuffle(rows: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:

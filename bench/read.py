@@ -1,11 +1,31 @@
-"""Reading speed: augpipe's ShardDataset against an ImageFolder of the same images, through a
-DataLoader with 2 workers, and against the decode floor.
+"""Reading speed: augpipe's readers against the decode floor, torchvision's ImageFolder and Hugging
+Face `datasets`, on the same JPEGs, through a DataLoader with 2 workers, in one run.
 
-    pip install -e '.[train,bench]' && python bench/read.py [--images 4000] [--size 64]
+    python bench/read.py [--images 3000] [--size 64] [--targets]
+
+Install. The main environment (`pip install -e '.[train,bench]'`) runs everything but the
+torchvision row, which it says it skipped: PyPI's torchvision does not import beside a CPU torch
+of another release. For the whole table, a bench environment with the two from one release:
+
+    python3 -m venv /work/venv-feed
+    /work/venv-feed/bin/pip install torch==2.14.1 torchvision==0.29.1
+    /work/venv-feed/bin/pip install -e '.[train,bench]' -c constraints.txt   # .ci/constraints.txt less its torch pin
 
 The shards hold the very bytes of the files (expand with --copies 0), so every reader decodes
-the same JPEGs; the loaders shuffle, as training does. The decode floor is two processes decoding
-the bytes from memory with OpenCV, nothing else.
+the same JPEGs. Each loader: batch 64, shuffled, 2 workers kept across epochs, 2 epochs timed
+after the first batch; every measurement is taken --repeat times in turn and its best kept. The decode floor is 2 processes decoding the bytes from memory with
+OpenCV (augpipe's decode), nothing else.
+
+- augpipe ShardDataset and ShardIterable through `augpipe.readers.loader` (a DataLoader with
+  augpipe's defaults: batches made whole in the workers);
+- torchvision.datasets.ImageFolder with PILToTensor (uint8 C×H×W, as augpipe gives);
+- Hugging Face datasets: load_dataset("imagefolder") of the same folder, with_format("torch")
+  (loading and its Arrow cache are not timed).
+
+`--targets`: detection (a COCO folder, 5 boxes an image on average) and segmentation (a masks
+folder, a mask an image), made by bench/targets.py from the same images. Ratios are against the
+images' floor, so the readers' target work (boxes, the mask's PNG) counts against them; a second
+floor decodes the segmentation rows' masks too, and the segmentation readers are given against it.
 """
 
 from __future__ import annotations
@@ -18,76 +38,158 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from expand import make_dataset, rate_in_processes  # noqa: E402
 
-from augpipe.readers import ShardDataset, decode_rgb, to_chw  # noqa: E402
+from augpipe.readers import ShardDataset, ShardIterable, decode_rgb, loader  # noqa: E402
+
+BATCH, WORKERS, EPOCHS = 64, 2, 2
+FLOOR = "decode floor (2 processes, bytes in memory)"
+MASKS_FLOOR = "decode floor, images and masks (read_mask)"
+TORCHVISION = "torchvision ImageFolder (PILToTensor)"
+HF = "HF datasets imagefolder, with_format('torch')"
 
 
-class ImageFolderLike(torch.utils.data.Dataset):
-    """What torchvision's ImageFolder does per item: PIL open, convert to RGB, to a tensor."""
-
-    def __init__(self, root: Path):
-        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-        self.items = [(p, i) for i, c in enumerate(classes) for p in sorted((root / c).glob("*.jpg"))]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int):
-        path, label = self.items[index]
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-        return to_chw(rgb), label
-
-
-def through_loader(dataset, epochs: int = 2) -> float:
-    loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, num_workers=2,
-                                         generator=torch.Generator().manual_seed(0), persistent_workers=True)
-    next(iter(loader))  # workers started before the clock
+def timed(batches, epochs: int = EPOCHS) -> float:
+    """Images a second over `epochs` passes, the workers started before the clock."""
+    next(iter(batches))
     n, started = 0, time.perf_counter()
-    for _ in range(epochs):
-        for images, _labels in loader:
+    for epoch in range(epochs):
+        if hasattr(batches, "set_epoch"):
+            batches.set_epoch(epoch)
+        for batch in batches:
+            images = batch["image"] if isinstance(batch, dict) else batch[0]
             n += len(images)
     return n / (time.perf_counter() - started)
 
 
-def _decode_all(blobs: list[bytes], barrier, result) -> None:
+def plain_loader(dataset):
+    """The peers' DataLoader: the same batch, workers and shuffle, default collate."""
+    return torch.utils.data.DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=WORKERS,
+                                       persistent_workers=True, generator=torch.Generator().manual_seed(0))
+
+
+def augpipe_readers(out: Path, suffix: str = "") -> dict:
+    """Each reader's measurement, to run: a fresh loader each time (its workers gone after)."""
+    return {f"augpipe ShardDataset{suffix}":
+            lambda: timed(loader(ShardDataset(out, "train"), BATCH, num_workers=WORKERS, seed=0)),
+            f"augpipe ShardIterable{suffix}":
+            lambda: timed(loader(ShardIterable(out, "train", shuffle=True, seed=0), BATCH, num_workers=WORKERS))}
+
+
+def torchvision_folder(src: Path):
+    try:
+        from torchvision.datasets import ImageFolder
+        from torchvision.transforms import PILToTensor
+    except Exception as exc:  # noqa: BLE001 - an ImportError, or torchvision's own operator error
+        return f"skipped: torchvision does not import here ({str(exc).splitlines()[0][:70]})"
+    return lambda: timed(plain_loader(ImageFolder(str(src), transform=PILToTensor())))
+
+
+def hf_datasets(src: Path, cache: Path):
+    try:
+        import datasets
+    except ImportError:
+        return "skipped: datasets is not installed (pip install -e '.[bench]')"
+    datasets.disable_progress_bars()
+    ds = datasets.load_dataset("imagefolder", data_dir=str(src), split="train", cache_dir=str(cache))
+    return lambda: timed(plain_loader(ds.with_format("torch")))
+
+
+def best_of(measures: dict, repeat: int) -> dict[str, float | str]:
+    """Each measurement's best rate over `repeat` rounds taken in turn (the machine is shared: a
+    round a reader happened to share with another job says little); a string says why it was skipped."""
+    best: dict = {name: m if isinstance(m, str) else 0.0 for name, m in measures.items()}
+    for _ in range(repeat):
+        for name, m in measures.items():
+            if not isinstance(m, str):
+                best[name] = max(best[name], m())
+    return best
+
+
+def _decode_all(blobs: list[tuple[bytes, ...]], barrier, result) -> None:
+    from augpipe.targets.masks import read_mask
+
     barrier.wait()
     started = time.perf_counter()
-    for data in blobs:
-        decode_rgb(data)
+    for image, *masks in blobs:
+        decode_rgb(image)
+        for mask in masks:
+            read_mask(mask, "mask")
     result.put((len(blobs), time.perf_counter() - started))
 
 
-def decode_floor(files: list[Path], processes: int = 2) -> float:
-    blobs = [p.read_bytes() for p in files]
+def decode_floor(blobs: list[tuple[bytes, ...]], processes: int = WORKERS) -> float:
+    """Rows a second of `processes` processes decoding each row's image (and mask) from memory."""
     return rate_in_processes(_decode_all, [blobs[i::processes] for i in range(processes)])
+
+
+def stored_bytes(out: Path, columns: list[str]) -> list[tuple[bytes, ...]]:
+    from augpipe.dataset import open_dataset
+
+    table = open_dataset(out).read("train", columns)
+    return list(zip(*(table.column(c).combine_chunks().field("bytes").to_pylist() for c in columns)))
+
+
+def expand_as_is(src: Path, out: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "augpipe", "expand", str(src), "-r", "flips", "-o", str(out), "--copies", "0",
+                    "--val-fraction", "0", "-q"], check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def print_table(title: str, floor: float, rates: dict[str, float | str], peers: list[str]) -> None:
+    print(title)
+    heads = "".join(f"  {'vs ' + p.split()[0]:>14}" for p in peers)
+    print(f"  {'reader':<46} {'images/s':>9}  {'vs floor':>8}{heads}")
+    for name, value in {FLOOR: floor, **rates}.items():
+        if isinstance(value, str):
+            print(f"  {name:<46} {value}")
+            continue
+        cells = "".join(f"  {value / rates[p]:>14.2f}" if not isinstance(rates.get(p), (str, type(None))) else
+                        f"  {'-':>14}" for p in peers)
+        print(f"  {name:<46} {value:>9,.0f}  {value / floor:>8.2f}{cells}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=4000)
+    parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds taken in turn; each figure is its best")
+    parser.add_argument("--targets", action="store_true", help="detection (5 boxes an image) and segmentation "
+                                                               "(a mask an image) in place of the peers")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="augpipe-read-"))
+    setting = (f"{args.images:,} JPEGs at {args.size}×{args.size}, DataLoader(batch {BATCH}, shuffled, {WORKERS} "
+               f"workers, persistent), {EPOCHS} epochs, best of {args.repeat} rounds; torch {torch.__version__}")
     try:
         src = make_dataset(work / "src", args.images, args.size)
-        subprocess.run([sys.executable, "-m", "augpipe", "expand", str(src), "-r", "flips", "-o", str(work / "out"),
-                        "--copies", "0", "--val-fraction", "0", "-q"], check=True, stdout=subprocess.DEVNULL)
-        floor = decode_floor(sorted(src.rglob("*.jpg")))
-        folder = through_loader(ImageFolderLike(src))
-        shards = through_loader(ShardDataset(work / "out", "train"))
-        print(f"{args.images} JPEGs at {args.size}×{args.size}, DataLoader(batch 64, shuffle, 2 workers), 2 epochs")
-        print(f"  {'reader':<34} {'images/s':>10}  vs floor")
-        for name, value in (("decode floor (2 processes, memory)", floor), ("ImageFolder-style (PIL, files)", folder),
-                            ("augpipe ShardDataset", shards)):
-            print(f"  {name:<34} {value:>10,.0f}  {value / floor:.2f}")
-        print(f"  ShardDataset / ImageFolder: {shards / folder:.2f}")
+        blobs = [(p.read_bytes(),) for p in sorted(src.rglob("*.jpg"))]
+        measures: dict = {FLOOR: lambda: decode_floor(blobs)}
+        if args.targets:
+            from targets import add_targets
+
+            coco, masks = add_targets(src, work)
+            detection = expand_as_is(coco, work / "out-detection")
+            segmentation = expand_as_is(masks, work / "out-segmentation")
+            with_masks = stored_bytes(segmentation, ["image", "annotation"])
+            measures.update(augpipe_readers(detection, ", detection"))
+            measures[MASKS_FLOOR] = lambda: decode_floor(with_masks)
+            measures.update(augpipe_readers(segmentation, ", segmentation"))
+            rates = best_of(measures, args.repeat)
+            floor = rates.pop(FLOOR)
+            print_table(f"{setting}\ntargets: detection 5 boxes an image on average (COCO), segmentation a mask an "
+                        "image; ratios against the images' floor", floor, rates, [])
+            for name, value in rates.items():
+                if name.endswith("segmentation"):
+                    print(f"  {name} / the floor with the masks: {value / rates[MASKS_FLOOR]:.2f}")
+            return
+        measures.update(augpipe_readers(expand_as_is(src, work / "out")))
+        measures[TORCHVISION] = torchvision_folder(src)
+        measures[HF] = hf_datasets(src, work / "hf")
+        rates = best_of(measures, args.repeat)
+        print_table(setting, rates.pop(FLOOR), rates, [TORCHVISION, HF])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

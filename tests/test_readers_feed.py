@@ -1,0 +1,230 @@
+"""The feed's options (issue 20): whole batches from the workers, reduced decodes, stored bytes
+decoded as a batch (on the GPU where there is one), the loader's defaults."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import make_folder, make_scenes
+
+from augpipe import ExpandOptions, expand
+from augpipe.decode import resize as resize_image
+from augpipe.decode import row_image
+from augpipe.readers import ShardDataset, ShardIterable, collate, decode_images, loader
+
+QUIET = {"workers": 1, "progress": False}
+SIDE = 120
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """JPEGs of 120×120 kept as they are (copies 0): the rows hold the files' bytes."""
+    root = tmp_path_factory.mktemp("feed")
+    out = root / "out"
+    expand(make_folder(root / "data", per_class=12, size=SIDE), "flips", out,
+           ExpandOptions(copies=0, val_fraction=0, shard_size=60_000, **QUIET))
+    return out
+
+
+@pytest.fixture(scope="module")
+def detection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("feed-coco")
+    out = root / "out"
+    expand(make_scenes(root / "src", n=10), "flips", out, ExpandOptions(copies=1, val_fraction=0, **QUIET))
+    return out
+
+
+def stored(out) -> list[bytes]:
+    return [row["image_bytes"] for row in ShardDataset(out, return_row=True)]
+
+
+def torchvision_io():
+    try:
+        import torchvision.io
+    except Exception as exc:  # noqa: BLE001 - torchvision of another torch fails with its own error
+        pytest.skip(f"torchvision does not import here: {str(exc).splitlines()[0][:80]}")
+    return torchvision.io
+
+
+# ---------------------------------------------------------------- whole batches
+
+def test_a_batch_is_its_items_stacked(photos):
+    ds = ShardDataset(photos)
+    indices = [7, 0, 23, 3, 3, len(ds) - 1]
+    batch = ds.__getitems__(indices)
+    images, labels = collate(batch)
+    assert images is batch.images and images.shape == (len(indices), 3, SIDE, SIDE) and images.is_contiguous()
+    for k, i in enumerate(indices):
+        image, label = ds[i]
+        assert torch.equal(images[k], image) and labels[k].item() == label
+        assert np.array_equal(image.permute(1, 2, 0).numpy(), row_image(stored(photos)[i]))
+    default = torch.utils.data.default_collate(batch)  # a plain DataLoader's collate stacks the views
+    assert torch.equal(default[0], images) and torch.equal(default[1], labels)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_dataloader_gets_whole_batches_in_the_seeded_order(photos, workers):
+    ds = ShardDataset(photos)
+    index = {ds[i][0].numpy().tobytes(): (i, ds[i][1]) for i in range(len(ds))}
+    assert len(index) == len(ds)
+
+    def order(seed):
+        rows = []
+        for images, labels in loader(ds, 5, num_workers=workers, seed=seed):
+            assert images.shape[1:] == (3, SIDE, SIDE) and len(images) == len(labels) <= 5
+            rows += [index[image.numpy().tobytes()] for image in images]  # KeyError: an image no row holds
+            assert [label for _, label in rows[-len(labels):]] == labels.tolist()
+        return [i for i, _ in rows]
+
+    first = order(3)
+    assert sorted(first) == list(range(len(ds))) and first != sorted(first)
+    assert order(3) == first and order(4) != first  # the same order for the same seed
+
+
+def test_torchvision_convention_batches_as_its_items(photos):
+    ds = ShardDataset(photos, convention="torchvision")
+    images, labels = collate(ds.__getitems__([1, 2, 3]))
+    assert images.dtype == torch.float32 and all(torch.equal(images[k], ds[k + 1][0]) for k in range(3))
+
+
+def test_detection_batches_carry_every_target(detection):
+    ds = ShardDataset(detection)
+    everything = list(range(len(ds)))
+    images, targets = collate(ds.__getitems__(everything))
+    for k, target in enumerate(targets):
+        image, one = ds[k]
+        assert torch.equal(images[k], image) and set(target) == set(one)
+        assert all(torch.equal(target[key], one[key]) for key in one)
+        target["boxes"] += 100  # what a training loop may do to its batch
+    _, again = collate(ds.__getitems__(everything))  # the next epoch's, from the targets kept
+    assert all(torch.equal(t["boxes"], ds[k][1]["boxes"]) for k, t in enumerate(again))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_batched_stream_yields_the_rows_of_the_unbatched_one(photos, workers):
+    plain = ShardIterable(photos, shuffle=True, seed=4, buffer_size=7)
+    rows = list(plain)
+    batches = list(loader(plain, 4, num_workers=workers))
+    if workers == 0:  # one stream: the same order, cut in batches
+        assert torch.equal(torch.cat([b[0] for b in batches]), torch.stack([r[0] for r in rows]))
+        assert torch.cat([b[1] for b in batches]).tolist() == [r[1] for r in rows]
+    assert sorted(torch.cat([b[1] for b in batches]).tolist()) == sorted(r[1] for r in rows)
+    assert sum(len(b[0]) for b in batches) == len(rows) and all(len(b[0]) <= 4 for b in batches)
+    assert len(plain.batched(4)) == -(-len(rows) // 4)
+
+
+def test_the_loaders_defaults(photos):
+    ds = ShardDataset(photos)
+    made = loader(ds, 8)
+    assert made.num_workers == 2 and made.persistent_workers and made.collate_fn is collate
+    assert made.pin_memory == torch.cuda.is_available()
+    assert not loader(ds, 8, num_workers=0).persistent_workers
+    stream = loader(ShardIterable(photos, shuffle=True), 8)
+    assert stream.batch_size is None and stream.dataset.batch_size == 8
+    with pytest.raises(ValueError, match="shuffles itself"):
+        loader(ShardIterable(photos), 8, shuffle=True)
+    with pytest.raises(ValueError, match="batch_size"):
+        ShardIterable(photos).batched(0)
+
+
+# ---------------------------------------------------------------- reduced decodes
+
+@pytest.mark.parametrize("size, reduce", [((30, 30), 4), ((31, 30), 2), (15, 8), ((100, 61), 1), (SIDE, 1)])
+def test_decode_size_is_opencvs_reduced_decode(photos, size, reduce):
+    flag = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}[reduce]
+    ds = ShardDataset(photos, decode_size=size)
+    images, _ = collate(ds.__getitems__([0, 5]))
+    for k, data in zip((0, 5), (stored(photos)[0], stored(photos)[5])):
+        expected = cv2.imdecode(np.frombuffer(data, np.uint8), flag)[..., ::-1]
+        assert expected.shape[:2] == (-(-SIDE // reduce),) * 2
+        assert np.array_equal(ds[k][0].permute(1, 2, 0).numpy(), expected)
+        assert np.array_equal(images[[0, 5].index(k)].permute(1, 2, 0).numpy(), expected)
+
+
+def test_resize_is_exact_after_the_reduced_decode(photos):
+    data = stored(photos)[2]
+    reduced = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_COLOR_4)[..., ::-1]
+    for reader in (ShardDataset(photos, resize=(20, 16)), ShardIterable(photos, resize=(20, 16))):
+        image = (reader[2] if isinstance(reader, ShardDataset) else list(reader)[2])[0]
+        assert image.shape == (3, 20, 16)
+        assert np.array_equal(image.permute(1, 2, 0).numpy(), resize_image(np.ascontiguousarray(reduced), 20, 16))
+
+
+def test_decode_size_is_refused_where_the_target_would_move(detection, photos):
+    with pytest.raises(ValueError, match="target does not move"):
+        ShardDataset(detection, decode_size=32)
+    with pytest.raises(ValueError, match="positive int or"):
+        ShardDataset(photos, resize=(0, 4))
+
+
+# ---------------------------------------------------------------- stored bytes, decoded as a batch
+
+def test_undecoded_rows_are_the_stored_bytes(photos):
+    ds = ShardDataset(photos, decode=False)
+    encoded, labels = collate(ds.__getitems__([0, 1, 2]))
+    assert [e.numpy().tobytes() for e in encoded] == stored(photos)[:3]
+    assert labels.tolist() == [ShardDataset(photos)[i][1] for i in range(3)]
+    for refused in ({"recipe": "flips"}, {"transform": np.flipud}, {"resize": 16}):
+        with pytest.raises(ValueError, match="decode=False gives the stored bytes"):
+            ShardIterable(photos, decode=False, **refused)
+
+
+def test_a_batch_of_stored_bytes_decodes_as_opencv_does(photos):
+    torchvision_io()
+    encoded = [torch.from_numpy(np.frombuffer(d, np.uint8).copy()) for d in stored(photos)[:6]]
+    png = cv2.imencode(".png", np.arange(SIDE * SIDE * 3, dtype=np.uint8).reshape(SIDE, SIDE, 3))[1]
+    encoded.append(torch.from_numpy(png.ravel().copy()))
+    images = decode_images(encoded, device="cpu")
+    assert images.shape == (7, 3, SIDE, SIDE) and images.dtype == torch.uint8
+    for image, e in zip(images, encoded):
+        expected = torch.from_numpy(row_image(e.numpy())).permute(2, 0, 1)
+        difference = (image.int() - expected.int()).abs()
+        assert difference.max() <= 2 and difference.float().mean() < 0.5  # two JPEG decoders' rounding
+
+
+def test_the_device_loader_decodes_undecoded_rows(photos):
+    torchvision_io()
+    ds = ShardDataset(photos, decode=False)
+    decoded = loader(ds, 4, num_workers=0, shuffle=False, device="cpu")
+    images, labels = next(iter(decoded))
+    assert len(decoded) == -(-len(ds) // 4) and images.shape == (4, 3, SIDE, SIDE)
+    reference = ShardDataset(photos)
+    for k, i in enumerate(range(4)):
+        assert (images[k].int() - reference[i][0].int()).abs().max() <= 2 and labels[k] == reference[i][1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA decode (nvJPEG) needs a CUDA device")
+def test_cuda_decode_equals_the_cpu_decode_within_jpeg_rounding(photos):
+    torchvision_io()
+    encoded = [torch.from_numpy(np.frombuffer(d, np.uint8).copy()) for d in stored(photos)[:8]]
+    on_gpu = decode_images(encoded, device="cuda")
+    assert on_gpu.device.type == "cuda" and on_gpu.shape == (8, 3, SIDE, SIDE)
+    for image, data in zip(on_gpu.cpu(), stored(photos)[:8]):
+        difference = (image.int() - torch.from_numpy(row_image(data)).permute(2, 0, 1).int()).abs()
+        assert difference.float().mean() < 1.5 and difference.max() <= 16  # nvJPEG's IDCT and upsampling differ
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA in torch")
+def test_batches_are_pinned_and_moved_where_cuda_is(photos):
+    images, _ = next(iter(loader(ShardDataset(photos), 4, num_workers=2)))
+    assert images.is_pinned()
+    on_gpu, labels = next(iter(loader(ShardDataset(photos), 4, num_workers=2, device="cuda")))
+    assert on_gpu.device.type == "cuda" and labels.device.type == "cuda"
+
+
+def test_the_device_loader_moves_detection_targets(detection):
+    torchvision_io()
+    reference = ShardDataset(detection)
+    images, targets = next(iter(loader(ShardDataset(detection, decode=False), 3, num_workers=0, shuffle=False,
+                                       device="cpu")))
+    assert isinstance(targets, list) and len(targets) == 3 == len(images)
+    for k, target in enumerate(targets):
+        image, one = reference[k]
+        assert set(target) == set(one) and all(torch.equal(target[key], one[key]) for key in one)
+        assert image.shape == images[k].shape  # PNG scenes: decoded by OpenCV, the same pixels
+        assert torch.equal(images[k], image)
