@@ -134,7 +134,9 @@ def augment_loaded(loaded: LoadedSample, data: bytes, item: SourceItem, recipe: 
         except _CopyFailed as exc:
             failures.append((copy, exc.reason))
             continue
-        dropped, drops = dropped + n, drops + lost
+        dropped += n
+        if lost:
+            drops.update(lost)
         payload = data if copy == 0 and _can_keep_bytes(decoded, recipe) else \
             codec.encode(image, recipe.output.format, recipe.output.quality)
         rows.append({
@@ -343,6 +345,8 @@ def _donor_tiles(recipe: Recipe, step: int, seed: int, kind: Target, donors: lis
 
 def _lost(reason: str, kind: Target, before, after) -> Counter:
     """Objects a step dropped, by class: those before less those after."""
+    if before is after:  # untouched (classification's label, a step that moved nothing)
+        return Counter()
     gone = Counter(kind.object_classes(before)) - Counter(kind.object_classes(after))
     return Counter({(reason, c): n for c, n in gone.items()})
 
