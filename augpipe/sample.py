@@ -163,7 +163,8 @@ class _CopyFailed(Exception):
 def _made(decoded: codec.Decoded, state, recipe: Recipe, copy: int, seed: int, kind: Target, donors):
     """One row's (image, target, lineage, drops by reason and class, boxes dropped): the original,
     or an augmented copy (_CopyFailed when its transforms fail), then `output.resize`."""
-    image, target, applied, lost, dropped = decoded.rgb, state, "[]", Counter(), 0
+    image, target, applied, dropped = decoded.rgb, state, "[]", 0
+    lost = Counter() if not copy else None
     if copy:
         try:
             image, target, applied, lost = augment_copy(decoded.rgb, recipe, seed, kind, state, donors)
@@ -320,7 +321,8 @@ def _run_part(rgb: np.ndarray, recipe: Recipe, kind: Target, target, rng, py_rng
     image = _rgb8(result["image"])
     applied = result.get("applied_transforms", [])
     target = kind.outputs(result, target)
-    if any(moves_pixels(name) for name, *_ in applied):
+    # a kind whose targets derive nothing (the base's `moved`: a label) skips the look at each step
+    if type(kind).moved is not Target.moved and any(moves_pixels(name) for name, *_ in applied):
         target = kind.moved(target, recipe.bbox_params)
     return image, target, list(applied)
 
