@@ -57,9 +57,9 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     early = _hash_early(source, options, engine)
     try:
         recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)  # imports albumentations
-        found = early.receive("scan") if early else scan(source, options.layout, options.format,
-                                                         options.voc_zero_based)
-        return _expand_found(source, recipe, out, options, engine, started, started_at, found, early)
+        found, hashed = _early_results(early, options) if early else \
+            (scan(source, options.layout, options.format, options.voc_zero_based), None)
+        return _expand_found(source, recipe, out, options, engine, started, started_at, found, hashed)
     finally:
         if early is not None:
             early.close()
@@ -77,25 +77,38 @@ def _hash_early(source: str, options: ExpandOptions, engine):
 
 
 def _scan_and_hash(send, source: str, options: ExpandOptions, threads: int) -> None:
-    """`_hash_early`'s process: the scan, then `split_hashes`' results, a chunk at a time, hashed
-    by as many threads as the run has workers (reading and sha256 let go of the GIL)."""
+    """`_hash_early`'s process: the scan, then `split_hashes`' results, hashed by as many threads
+    as the run has workers (reading and sha256 let go of the GIL); both sent at the end."""
     from concurrent.futures import ThreadPoolExecutor
 
     from augpipe.formats import scan
     from augpipe.jobs import hash_jobs, hash_named, store_for
 
     found = scan(source, options.layout, options.format, options.voc_zero_based)
-    send("scan", found)
+    names = _hashed_names(found)
+    send("count", len(names))
     store = store_for(source)
+    hashed = []
     with ThreadPoolExecutor(threads) as pool:
-        for chunk in pool.map(lambda job: hash_named(store, job.names, options.max_pixels),
-                              hash_jobs(_hashed_names(found))):
-            send("hashed", chunk)
-    send("hashed", None)
+        for chunk in pool.map(lambda job: hash_named(store, job.names, options.max_pixels), hash_jobs(names)):
+            hashed += chunk
+            send("progress", len(chunk))
+    send("scan", found)
+    send("hashed", hashed)
+
+
+def _early_results(early, options: ExpandOptions) -> tuple:
+    """The scan and `split_hashes`' results from `_hash_early`'s process (a bar while it hashes)."""
+    total = early.receive("count")
+    with progress_bar(total, 0, options.progress, "hash", "file") as bar:
+        found = early.receive("scan", bar.update)
+        hashed = early.receive("hashed")
+    early.close()  # done: the pool forks without it
+    return found, hashed
 
 
 def _expand_found(source: str, recipe, out: str, options: ExpandOptions, engine, started: float, started_at: str,
-                  found, early) -> dict:
+                  found, hashed) -> dict:
     from augpipe.output import OutputFolder
     from augpipe.plan import make_plan
     from augpipe.dryrun import check_recipe
@@ -113,9 +126,7 @@ def _expand_found(source: str, recipe, out: str, options: ExpandOptions, engine,
     kind_warnings = check_for_kind(recipe, spec.kind)
     hashes, sizes = None, None
     if options.split_by == "content":
-        hashes, sizes = split_hashes(engine, found, spec, options, early)
-    if early is not None:
-        early.close()  # done: the pool forks without it
+        hashes, sizes = split_hashes(engine, found, spec, options, hashed)
     warnings = [*found.warnings, *check_recipe(recipe, sizes, spec.kind).warnings, *kind_warnings,
                 *_split_folder_leaks(found.files, hashes)]
     if options.balance and spec.kind.reads_to_balance:
@@ -191,21 +202,18 @@ def _strict(options: ExpandOptions, skipped: list) -> None:
         raise StrictSkipError(f"{path}: {reason} (--strict stops at the first bad input)")
 
 
-def split_hashes(engine, found, spec, options: ExpandOptions, early=None) -> tuple[dict, list]:
-    """Every source read once, in the workers (or in `early`, `_hash_early`'s process): its
-    sha256 decides its split (identical files always share one), its header gives its size for
-    the recipe's dry run."""
+def split_hashes(engine, found, spec, options: ExpandOptions, hashed: list | None = None) -> tuple[dict, list]:
+    """Every source read once, in the workers (or `hashed`: `hash_sources`' results from
+    `_hash_early`'s process): its sha256 decides its split (identical files always share one),
+    its header gives its size for the recipe's dry run."""
     from augpipe.jobs import hash_sources, hash_jobs
 
-    names = _hashed_names(found)
-    results = {}
-    with progress_bar(len(names), 0, options.progress, "hash", "file") as bar:
-        chunks = iter(lambda: early.receive("hashed"), None) if early is not None else \
-            engine.map(hash_sources, hash_jobs(names), spec, bar.update)
-        for chunk in chunks:
-            results.update({name: rest for name, *rest in chunk})
-            if early is not None:
-                bar.update(len(chunk))
+    results = {name: rest for name, *rest in hashed or ()}
+    if hashed is None:
+        names = _hashed_names(found)
+        with progress_bar(len(names), 0, options.progress, "hash", "file") as bar:
+            for chunk in engine.map(hash_sources, hash_jobs(names), spec, bar.update):
+                results.update({name: rest for name, *rest in chunk})
     hashes, sizes, bad = {}, [], []
     for f in found.files:
         sha, width, height, reason = results[f.relpath]

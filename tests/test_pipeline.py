@@ -230,6 +230,12 @@ def test_the_command_says_a_bad_recipe_before_a_missing_source_and_the_source_be
     missing = tmp_path / "nowhere"
     done = run("expand", missing, "-r", tmp_path / "no-recipe.yaml", "-o", tmp_path / "out", "-w", "2", "-q")
     assert done.returncode != 0 and "no-recipe.yaml" in done.stderr and "nowhere" not in done.stderr
+    # a source whose scan and hashes outgrow the pipe: the hashing process, blocked on it, is ended
+    many = make_folder(tmp_path / "many", per_class=800, size=8)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ncopies: 1\ntransforms:\n  - NoSuchTransform: {p: 1}\n")
+    done = run("expand", many, "-r", bad, "-o", tmp_path / "out", "-w", "2", "-q", timeout=60)
+    assert done.returncode != 0 and "NoSuchTransform" in done.stderr
     done = run("expand", missing, "-r", "classic", "-o", tmp_path / "out", "-w", "2", "-q")
     assert done.returncode != 0 and "source folder not found" in done.stderr
     data = make_folder(tmp_path / "data", per_class=3)
