@@ -68,15 +68,19 @@ class HashJob:
 def hash_sources(batch: HashJob, spec: RunSpec, progress: Callable[[int], None] | None = None) -> list[tuple]:
     """(name, sha256, width, height, None) for each source, or (name, None, 0, 0, reason) for
     one that cannot be used. The content decides the split; the sizes size the recipe's dry run."""
+    return hash_named(store_for(spec.source), batch.names, spec.max_pixels, progress)
+
+
+def hash_named(store, names, max_pixels: int, progress: Callable[[int], None] | None = None) -> list[tuple]:
+    """`hash_sources` of these names in `store`."""
     from augpipe.decode import oriented_size
 
-    store = store_for(spec.source)
     out = []
-    for name, data in store.read_many(batch.names, partial(read_or_skip, store)):
+    for name, data in store.read_many(names, partial(read_or_skip, store)):
         try:
             if isinstance(data, SkipInput):
                 raise data
-            width, height = oriented_size(data, spec.max_pixels)
+            width, height = oriented_size(data, max_pixels)
             out.append((name, hashlib.sha256(data).hexdigest(), width, height, None))
         except SkipInput as exc:
             out.append((name, None, 0, 0, exc.reason))

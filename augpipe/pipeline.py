@@ -51,16 +51,71 @@ def expand(source: str | Path, recipe, out: str | Path | None = None, options: E
 
 
 def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, started: float, started_at: str) -> dict:
+    from augpipe.recipe import Recipe, load_recipe
+    from augpipe.formats import scan
+
+    early = _hash_early(source, options, engine)
+    try:
+        recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)  # imports albumentations
+        found, hashed = _early_results(early, options) if early else \
+            (scan(source, options.layout, options.format, options.voc_zero_based), None)
+        return _expand_found(source, recipe, out, options, engine, started, started_at, found, hashed)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _hash_early(source: str, options: ExpandOptions, engine):
+    """The scan and the content hashes in a process forked now, while this one loads the recipe
+    (albumentations' imports, most of the set-up): where this process may fork (the command line's
+    own, the local engine); None elsewhere, and the pool hashes after the scan."""
+    from augpipe.engines.local import Forked, can_fork
+
+    if options.split_by != "content" or engine.name != "local" or not can_fork():
+        return None
+    return Forked(_scan_and_hash, source, options, engine.workers)
+
+
+def _scan_and_hash(send, source: str, options: ExpandOptions, threads: int) -> None:
+    """`_hash_early`'s process: the scan, then `split_hashes`' results, hashed by as many threads
+    as the run has workers (reading and sha256 let go of the GIL); both sent at the end."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from augpipe.formats import scan
+    from augpipe.jobs import hash_jobs, hash_named, store_for
+
+    found = scan(source, options.layout, options.format, options.voc_zero_based)
+    names = _hashed_names(found)
+    send("count", len(names))
+    store = store_for(source)
+    hashed = []
+    with ThreadPoolExecutor(threads) as pool:
+        for chunk in pool.map(lambda job: hash_named(store, job.names, options.max_pixels), hash_jobs(names)):
+            hashed += chunk
+            send("progress", len(chunk))
+    send("scan", found)
+    send("hashed", hashed)
+
+
+def _early_results(early, options: ExpandOptions) -> tuple:
+    """The scan and `split_hashes`' results from `_hash_early`'s process (a bar while it hashes)."""
+    total = early.receive("count")
+    with progress_bar(total, 0, options.progress, "hash", "file") as bar:
+        found = early.receive("scan", bar.update)
+        hashed = early.receive("hashed")
+    early.close()  # done: the pool forks without it
+    return found, hashed
+
+
+def _expand_found(source: str, recipe, out: str, options: ExpandOptions, engine, started: float, started_at: str,
+                  found, hashed) -> dict:
     from augpipe.output import OutputFolder
     from augpipe.plan import make_plan
     from augpipe.dryrun import check_recipe
-    from augpipe.recipe import Recipe, check_for_kind, load_recipe
-    from augpipe.formats import scan
+    from augpipe.recipe import check_for_kind
     from augpipe.store import open_store
     from augpipe.jobs import RunSpec
 
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-    found = scan(source, options.layout, options.format, options.voc_zero_based)
     _check_not_nested(source, out)
     output = OutputFolder(open_store(out))
     output.check_usable()  # before the sources are read: a wrong --out fails at once
@@ -71,7 +126,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     kind_warnings = check_for_kind(recipe, spec.kind)
     hashes, sizes = None, None
     if options.split_by == "content":
-        hashes, sizes = split_hashes(engine, found, spec, options)
+        hashes, sizes = split_hashes(engine, found, spec, options, hashed)
     warnings = [*found.warnings, *check_recipe(recipe, sizes, spec.kind).warnings, *kind_warnings,
                 *_split_folder_leaks(found.files, hashes)]
     if options.balance and spec.kind.reads_to_balance:
@@ -147,17 +202,18 @@ def _strict(options: ExpandOptions, skipped: list) -> None:
         raise StrictSkipError(f"{path}: {reason} (--strict stops at the first bad input)")
 
 
-def split_hashes(engine, found, spec, options: ExpandOptions) -> tuple[dict, list]:
-    """Every source read once, in the workers: its sha256 decides its split (identical files
-    always share one), its header gives its size for the recipe's dry run."""
+def split_hashes(engine, found, spec, options: ExpandOptions, hashed: list | None = None) -> tuple[dict, list]:
+    """Every source read once, in the workers (or `hashed`: `hash_sources`' results from
+    `_hash_early`'s process): its sha256 decides its split (identical files always share one),
+    its header gives its size for the recipe's dry run."""
     from augpipe.jobs import hash_sources, hash_jobs
 
-    masks = sorted({f.target.path for f in found.files if getattr(f.target, "path", None)})
-    names = [(f.relpath, f.size) for f in found.files] + [(m, 0) for m in masks]
-    results = {}
-    with progress_bar(len(names), 0, options.progress, "hash", "file") as bar:
-        for chunk in engine.map(hash_sources, hash_jobs(names), spec, bar.update):
-            results.update({name: rest for name, *rest in chunk})
+    results = {name: rest for name, *rest in hashed or ()}
+    if hashed is None:
+        names = _hashed_names(found)
+        with progress_bar(len(names), 0, options.progress, "hash", "file") as bar:
+            for chunk in engine.map(hash_sources, hash_jobs(names), spec, bar.update):
+                results.update({name: rest for name, *rest in chunk})
     hashes, sizes, bad = {}, [], []
     for f in found.files:
         sha, width, height, reason = results[f.relpath]
@@ -180,6 +236,12 @@ def split_hashes(engine, found, spec, options: ExpandOptions) -> tuple[dict, lis
         if not found.files:
             raise _nothing_usable(found.skipped, found.root)
     return hashes, sizes
+
+
+def _hashed_names(found) -> list[tuple[str, int]]:
+    """(name, size) of what `split_hashes` reads: every source, and the masks they name."""
+    masks = sorted({f.target.path for f in found.files if getattr(f.target, "path", None)})
+    return [(f.relpath, f.size) for f in found.files] + [(m, 0) for m in masks]
 
 
 def _read_held(engine, found, spec, options: ExpandOptions) -> None:

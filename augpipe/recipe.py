@@ -453,7 +453,8 @@ def mix_of(spec: dict):
 
 
 def has_mixes(recipe: Recipe) -> bool:
-    return any(is_mix(s) for s in recipe.transforms)
+    # `parts` is cut once a recipe: asked for every copy, this is a lookup
+    return len(parts(recipe)) > 1
 
 
 _PARTS: dict[str, list] = {}

@@ -138,20 +138,22 @@ def ceiling(files: list[tuple[str, Path]], workers: int) -> float:
 
 # ---------------------------------------------------------------- augpipe
 
-def augpipe_expand(src: Path, out: Path, workers: int, recipe: Path) -> tuple[float, float, int]:
-    """(images/s for the whole command, images/s by its own clock while processing, rows).
+def augpipe_expand(src: Path, out: Path, workers: int, recipe: Path, tree: Path | None = None) -> tuple[float, float, float]:
+    """(images/s for the whole command, images/s by its own clock while processing, set-up seconds).
 
     The own clock starts the pool and runs every shard task; it leaves out Python's start, the
-    imports and the scan, which the whole-command figure includes."""
+    imports, the scan and the content hashes, which the whole-command figure includes. `tree`:
+    run the augpipe in that source tree (an earlier version, for a baseline in the same run)."""
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "augpipe", "expand", str(src), "-r", str(recipe), "-o", str(out),
            "-w", str(workers), "--val-fraction", "0", "-q"]
+    env = {**os.environ, "PYTHONPATH": str(tree)} if tree is not None else None
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - t
-    m = json.loads((out / "_augpipe.json").read_text())
+    m = json.loads(next(p for p in (out / "_augpipe.json", out / "augpipe.json") if p.exists()).read_text())
     rows = sum(c["rows"] for c in m["counts"].values())
-    return rows / wall, rows / m["timing"]["process_seconds"], rows
+    return rows / wall, rows / m["timing"]["process_seconds"], m["timing"]["setup_seconds"]
 
 
 # ---------------------------------------------------------------- peers
@@ -289,28 +291,46 @@ def _pss(proc) -> int:
 
 # ---------------------------------------------------------------- main
 
-def run_size(work: Path, size: int, n: int, recipe: Path, repeat: int) -> tuple[list, dict]:
-    """The ceiling and augpipe, each measured `repeat` times in turn; medians."""
+def run_size(work: Path, size: int, n: int, recipe: Path, repeat: int, baseline: Path | None = None,
+             one_worker: bool = True) -> tuple[list, dict]:
+    """The ceiling and augpipe (and the `baseline` tree's augpipe, -w 2), each measured `repeat`
+    times in turn; medians."""
     src = make_dataset(work / f"src{size}", n, size)
     files = all_files(src)
     runs: dict[str, list[float]] = {}
     for _ in range(repeat):
-        for w in (2, 1):
+        for w in (2, 1) if one_worker else (2,):
             runs.setdefault(f"ceil{w}", []).append(ceiling(files, w))
-            wall, own, _ = augpipe_expand(src, work / f"out{size}-{w}", w, recipe)
+            wall, own, setup = augpipe_expand(src, work / f"out{size}-{w}", w, recipe)
             runs.setdefault(f"own{w}", []).append(own)
             runs.setdefault(f"wall{w}", []).append(wall)
+            runs.setdefault(f"setup{w}", []).append(setup)
+        if baseline is not None:
+            wall, own, setup = augpipe_expand(src, work / f"out{size}-base", 2, recipe, baseline)
+            runs.setdefault("base_own", []).append(own)
+            runs.setdefault("base_wall", []).append(wall)
+            runs.setdefault("base_setup", []).append(setup)
     m = {k: statistics.median(v) for k, v in runs.items()}
     ceil2 = m["ceil2"]
-    rows = [("ceiling, 2 processes", ceil2, "1.00"), ("ceiling, 1 process", m["ceil1"], f"{m['ceil1'] / ceil2:.2f}")]
-    for w in (1, 2):
+    rows = [("ceiling, 2 processes", ceil2, "1.00")]
+    if one_worker:
+        rows.append(("ceiling, 1 process", m["ceil1"], f"{m['ceil1'] / ceil2:.2f}"))
+    for w in (1, 2) if one_worker else (2,):
         rows.append((f"augpipe expand -w {w} (own clock, processing)", m[f"own{w}"], f"{m[f'own{w}'] / ceil2:.2f}"))
         rows.append((f"augpipe expand -w {w} (whole command)", m[f"wall{w}"], f"{m[f'wall{w}'] / ceil2:.2f}"))
-    rows.append(("augpipe 1 -> 2 workers", m["own2"] / m["own1"], "speed-up"))
+        rows.append((f"augpipe expand -w {w}, set-up seconds", m[f"setup{w}"], "manifest's setup_seconds"))
+    if baseline is not None:
+        rows.append((f"baseline -w 2 (own clock), {baseline.name}", m["base_own"], f"{m['base_own'] / ceil2:.2f}"))
+        rows.append((f"baseline -w 2 (whole command), {baseline.name}", m["base_wall"], f"{m['base_wall'] / ceil2:.2f}"))
+        rows.append(("baseline -w 2, set-up seconds", m["base_setup"], "manifest's setup_seconds"))
+    if one_worker:
+        rows.append(("augpipe 1 -> 2 workers", m["own2"] / m["own1"], "speed-up"))
     if repeat > 1:
         spread = [own / c for own, c in zip(runs["own2"], runs["ceil2"])]
         rows.append((f"-w 2 / ceiling, lowest of {repeat} runs", min(spread), f"highest {max(spread):.2f}"))
-    return rows, {"ceiling": ceil2, "src": src, "files": files, 1: m["own1"], 2: m["own2"]}
+        spread = [wall / c for wall, c in zip(runs["wall2"], runs["ceil2"])]
+        rows.append((f"-w 2 whole / ceiling, lowest of {repeat}", min(spread), f"highest {max(spread):.2f}"))
+    return rows, {"ceiling": ceil2, "src": src, "files": files, 1: m.get("own1"), 2: m["own2"]}
 
 
 def run_peers(work: Path, results: dict) -> list[tuple[str, float, str]]:
@@ -352,7 +372,12 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="peak memory at N and 10×N inputs (64 px)")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("--repeat", type=int, default=3, help="measure the ceiling and augpipe this many times; medians")
+    parser.add_argument("--baseline", type=Path, help="also run the augpipe in this source tree (-w 2), e.g. a "
+                        "worktree of an earlier version: `git worktree add ../v020 873d58f`")
+    parser.add_argument("--two-only", action="store_true", help="-w 2 and its ceiling only (no -w 1 runs)")
     args = parser.parse_args()
+    if args.no_peers is False and args.two_only:
+        parser.error("--two-only leaves out what the peers are compared with: add --no-peers")
     work = args.keep or Path(tempfile.mkdtemp(prefix="augpipe-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     recipe = work / "bench.yaml"
@@ -362,7 +387,8 @@ def main() -> None:
     try:
         measured = {}
         for size in args.sizes:
-            rows, measured[size] = run_size(work, size, args.images, recipe, args.repeat)
+            rows, measured[size] = run_size(work, size, args.images, recipe, args.repeat, args.baseline,
+                                            not args.two_only)
             print_rows(f"{size}×{size} px, {args.images * COPIES} images out", rows)
         if args.memory:
             print("\npeak memory of all augpipe processes, 64 px, 2 workers")

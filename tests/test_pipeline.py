@@ -15,7 +15,7 @@ import pytest
 
 from augpipe import ExpandOptions, expand
 from augpipe.errors import OutputError
-from conftest import ENV, augpipe, make_folder, shard_hashes, write_image
+from conftest import ENV, augpipe, make_folder, run, shard_hashes, write_image
 
 QUIET = dict(progress=False, workers=1)
 
@@ -203,3 +203,41 @@ def test_a_source_that_names_every_split_but_no_validation_is_warned_of(tmp_path
     plain = expand(make_folder(tmp_path / "f", per_class=4), "flips", tmp_path / "out2",
                    ExpandOptions(workers=1, progress=False, copies=0, val_fraction=0.5))
     assert not any("no validation split" in w for w in plain.get("warnings", []))
+
+
+@pytest.mark.parametrize("fmt", ["imagefolder", "coco", "masks"])
+def test_the_command_hashing_while_it_imports_writes_what_the_pool_hashing_writes(scenes, tmp_path, fmt):
+    # the command forks a process that scans and hashes while it loads the recipe; a library
+    # caller's pool hashes after the scan: the same splits, skips, identity and bytes
+    if fmt == "imagefolder":
+        source = make_folder(tmp_path / "data", per_class=30)
+        bad = add_bad_inputs(source)
+    else:
+        source, bad = scenes[fmt], {}
+    by_pool, by_command = tmp_path / "pool", tmp_path / "command"
+    expand(source, "classic", by_pool, ExpandOptions(workers=2, shard_size=30_000, val_fraction=0.3, progress=False))
+    done = run("expand", source, "-r", "classic", "-o", by_command, "-w", "2", "--shard-size", "30000",
+               "--val-fraction", "0.3", "-q")
+    assert done.returncode == 0, done.stderr
+    assert len(shard_hashes(by_pool)) > 2 and shard_hashes(by_pool) == shard_hashes(by_command)
+    pool, command = (json.loads((o / "_augpipe.json").read_text()) for o in (by_pool, by_command))
+    assert pool["identity"] == command["identity"] and pool["skipped"] == command["skipped"]
+    assert {s["path"]: s["reason"] for s in command["skipped"]}.keys() == bad.keys()
+    assert pool["warnings"] == command["warnings"]
+
+
+def test_the_command_says_a_bad_recipe_before_a_missing_source_and_the_source_before_a_bad_out(tmp_path):
+    missing = tmp_path / "nowhere"
+    done = run("expand", missing, "-r", tmp_path / "no-recipe.yaml", "-o", tmp_path / "out", "-w", "2", "-q")
+    assert done.returncode != 0 and "no-recipe.yaml" in done.stderr and "nowhere" not in done.stderr
+    # a source whose scan and hashes outgrow the pipe: the hashing process, blocked on it, is ended
+    many = make_folder(tmp_path / "many", per_class=800, size=8)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ncopies: 1\ntransforms:\n  - NoSuchTransform: {p: 1}\n")
+    done = run("expand", many, "-r", bad, "-o", tmp_path / "out", "-w", "2", "-q", timeout=60)
+    assert done.returncode != 0 and "NoSuchTransform" in done.stderr
+    done = run("expand", missing, "-r", "classic", "-o", tmp_path / "out", "-w", "2", "-q")
+    assert done.returncode != 0 and "source folder not found" in done.stderr
+    data = make_folder(tmp_path / "data", per_class=3)
+    done = run("expand", data, "-r", "classic", "-o", data / "inside", "-w", "2", "-q")
+    assert done.returncode != 0 and "inside the source" in done.stderr

@@ -240,3 +240,16 @@ def test_originals_are_the_source_files_bytes_whatever_the_recipes_format(tmp_pa
                     assert r["source"] != "cat/grey.png" or data != grey.read_bytes()
                 else:
                     assert data == (source / r["source"]).read_bytes() and r["image"]["path"] == r["source"]
+
+
+def test_a_copys_streams_are_those_of_default_rng_and_random_with_its_seed():
+    import random
+
+    from augpipe.sample import seeded
+
+    for seed in (0, 1, 12345, sample_seed(0, "cat/a.jpg", 1), 2**63 - 1):
+        rng, py_rng = seeded(seed)
+        ref = np.random.default_rng(seed)
+        assert rng.bit_generator.state == ref.bit_generator.state
+        assert rng.random(8).tolist() == ref.random(8).tolist()
+        assert py_rng.random() == random.Random(seed).random()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import multiprocessing as mp
 import os
+import pickle
 import queue as queue_mod
 import signal
 import sys
@@ -80,6 +81,66 @@ def _pool_context():
     if _FORK_SAFE and threading.active_count() == 1:
         return mp.get_context("fork"), True
     return _fork_server(), False
+
+
+def can_fork() -> bool:
+    """Whether a process may fork from this one now: ours from its start, and no other thread."""
+    return _FORK_SAFE and threading.active_count() == 1
+
+
+class Forked:
+    """`func(send, *args)` in a process forked from this one, for set-up work that overlaps this
+    process's own (the scan and the content hashes, while this one imports albumentations);
+    `send(kind, value)` messages are read here in order. A pipe holds about 64 KB: the child
+    sends small messages while it works and its results at the end, or it would wait for this
+    process to read them. The child dies with this process."""
+
+    def __init__(self, func: Callable, *args):
+        ctx = mp.get_context("fork")
+        self._recv, send = ctx.Pipe(duplex=False)
+        self._proc = ctx.Process(target=_forked_main, args=(send, os.getpid(), func, args), daemon=True)
+        self._proc.start()
+        send.close()
+
+    def receive(self, kind: str, progress: Callable[[int], None] | None = None):
+        """The child's next message of `kind`, its "progress" messages before it passed to
+        `progress`; the child's exception raised here."""
+        while True:
+            try:
+                got, value = self._recv.recv()
+            except EOFError:
+                raise RuntimeError(f"the set-up process ended before its {kind}") from None
+            if got == "error":
+                raise value
+            if got == "progress":
+                if progress is not None:
+                    progress(value)
+                continue
+            if got != kind:
+                raise RuntimeError(f"the set-up process sent {got}, not {kind}")
+            return value
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            self._proc.kill()  # it holds nothing to clean up, and may be blocked writing to the pipe
+        self._proc.join()
+        self._recv.close()
+
+
+def _forked_main(send, parent: int, func: Callable, args: tuple) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's, which ends this process
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, inherited with the fork
+    die_with_parent(parent)
+    try:
+        func(lambda kind, value: send.send((kind, value)), *args)
+    except BaseException as exc:  # noqa: BLE001 - raised again in the parent, as it is
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:  # noqa: BLE001 - one that does not pickle goes as its type and text
+            exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+        send.send(("error", exc))
+    finally:
+        send.close()
 
 
 class LocalEngine:
