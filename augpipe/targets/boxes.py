@@ -669,8 +669,7 @@ def _reselect(masks: list, boxes: np.ndarray, keys: np.ndarray) -> list[np.ndarr
     """The instance masks of the boxes that survived, by their key (albumentations keeps every
     mask). A reflecting border mirrors an object into the border and albumentations adds a box
     for the mirror image, with the same key: each such box gets the part of the mask inside it."""
-    values, counts = np.unique(keys, return_counts=True)
-    repeated = set(values[counts > 1].tolist())
+    repeated = {k for k, n in Counter(keys.tolist()).items() if n > 1}  # not np.unique: a few keys, 20× its time
     out = []
     for box, k in zip(boxes, keys):
         mask = np.asarray(masks[int(k)], dtype=np.uint8)
