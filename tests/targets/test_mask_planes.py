@@ -134,8 +134,10 @@ def test_a_copy_with_packed_masks_is_the_copy_without(seed):
     "MaskDropout: {p: 1.0}",
     "ElasticTransform: {p: 1.0}",
     "OneOf: {transforms: [HorizontalFlip, {GridDistortion: {p: 1.0}}]}",
+    "Mosaic: {p: 0.5}",
 ])
 def test_a_step_that_reads_or_fills_mask_values_keeps_masks_as_a_list(step):
+    """And a multi-image step (its tiles are cut and pasted by augpipe, not albumentations)."""
     recipe = parse_recipe(f"copies: 1\noutput: {{format: png}}\ntransforms:\n  - HorizontalFlip\n  - {step}\n")
     kind = BoxesKind(True).for_recipe(recipe)
     assert not kind.packs_masks
