@@ -11,7 +11,9 @@ Images out a second by expand's own clock for the shard tasks, medians of runs t
 Targets (issue 20): detection at least 0.8 of classification, instance masks 0.5, segmentation
 0.7. `--cpu` times each run by its CPU seconds instead, one worker in this process (steadier
 where other work shares the machine). `--profile KIND` runs one expand of that source with one worker (in this process) under
-cProfile instead and prints the top entries.
+cProfile instead and prints the top entries. `--rows` times `augment_sample` alone on one 320 px
+JPEG (5 boxes, or 4 polygons), CPU ms a row, the best of rounds taken in turn: the least
+disturbed figure on a loaded machine (no reading, no shards).
 """
 
 from __future__ import annotations
@@ -116,6 +118,40 @@ def profile(source: Path, out: Path, recipe: Path, top: int) -> None:
     stats.sort_stats("cumulative").print_stats(top)
 
 
+def row_times(rounds: int = 7, sources: int = 60) -> None:
+    """CPU ms a row of augment_sample (2 copies) by kind, the best of `rounds` taken in turn."""
+    from expand import RECIPE
+
+    from augpipe.formats.base import Objects
+    from augpipe.recipe import parse_recipe
+    from augpipe.sample import SourceItem, augment_sample
+    from augpipe.targets import kind_for
+
+    recipe = parse_recipe(RECIPE)
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (320, 320, 3), np.uint8), (9, 9), 3)
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+    boxes = ((10, 10, 50, 40), (100, 80, 60, 60), (200, 150, 40, 90), (30, 200, 80, 50), (250, 20, 40, 40))
+    ring = np.linspace(0, 2 * math.pi, 12, endpoint=False)
+    polygons = tuple(("polygon", (tuple(np.round(np.stack([x + w / 2 + np.cos(ring) * w / 2.2, y + h / 2 + np.sin(ring) * h / 2.2],
+                                                             axis=1).ravel(), 2).tolist()),)) for x, y, w, h in boxes[:4])
+    cases = {"classification": (None, None),
+             "detection": (kind_for("detection"), Objects(boxes, (0, 1, 2, 0, 1), tuple(range(5)))),
+             "instance-masks": (kind_for("detection", instance_masks=True),
+                                Objects(boxes[:4], (0, 1, 2, 0), tuple(range(4)), segments=polygons))}
+    best = dict.fromkeys(cases, math.inf)
+    for _ in range(rounds):
+        for name, (kind, target) in cases.items():
+            started = time.process_time()
+            for i in range(sources):
+                augment_sample(data, SourceItem(f"a{i}.jpg", 0, (1, 2), target=target), recipe, 0, 10**8, kind=kind)
+            best[name] = min(best[name], (time.process_time() - started) / (2 * sources) * 1e3)
+    print(f"augment_sample alone, 320 px, 2 copies; CPU ms a row, best of {rounds} rounds of {sources} sources")
+    for name, ms in best.items():
+        target = f"  (target {TARGETS[name]})" if name in TARGETS else ""
+        print(f"  {name:<16} {ms:6.2f} ms   {best['classification'] / ms:.2f}{target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=2000)
@@ -125,7 +161,11 @@ def main() -> None:
     parser.add_argument("--profile", choices=["classification", *TARGETS], help="profile one kind, one worker")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--cpu", action="store_true", help="time by CPU seconds, one worker in this process")
+    parser.add_argument("--rows", action="store_true", help="CPU ms a row of augment_sample alone, by kind")
     args = parser.parse_args()
+    if args.rows:
+        row_times()
+        return
 
     from expand import RECIPE, make_dataset
 

@@ -15,6 +15,7 @@ box's corners, which after a rotation or at an edge is not the shape's extent (a
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections import Counter
@@ -27,7 +28,7 @@ import pyarrow as pa
 from augpipe.errors import SkipInput
 from augpipe.row import IMAGE_TYPE, Column, _bytes_array, _image_array
 from augpipe.targets.base import Audit, Target
-from augpipe.targets.masks import read_instance_mask, write_instance_mask
+from augpipe.targets.masks import bit_planes, from_bit_planes, read_instance_mask, write_instance_mask
 
 BBOX = pa.list_(pa.float32(), 4)
 MAX_POINTS_PER_PIXEL = 4  # an object's polygon points, at most, per pixel of its image
@@ -155,6 +156,10 @@ class BoxesKind(Target):
         return {"bbox_params": import_albumentations().BboxParams(format="coco", label_fields=["categories", "keys"],
                                                                   clip=True)}
 
+    # the row's 0/1 instance masks go through albumentations as bits of uint8 planes, 8 a plane
+    # (one warp for 8 masks): set by `for_recipe` when the recipe's steps only pick mask pixels
+    packs_masks = False
+
     def __init__(self, instance_masks: bool = False):
         self.with_masks = instance_masks
         self.albumentations_targets = ("bboxes", "masks") if instance_masks else ("bboxes",)
@@ -246,12 +251,34 @@ class BoxesKind(Target):
             masks = [mask]
         return Boxes(box, np.zeros(1, np.int64), np.zeros(1, np.int64), masks)
 
+    def for_recipe(self, recipe) -> BoxesKind:
+        """With instance masks and a recipe whose steps move mask pixels by position only (or
+        leave them), the kind that packs them (`packs_masks`)."""
+        transforms, kind = getattr(self, "_for", (None, self))  # the last recipe's
+        if transforms is not recipe.transforms:
+            from augpipe.targets.geometry import picks_mask_pixels
+
+            kind = self
+            if self.with_masks and picks_mask_pixels(recipe.transforms):
+                kind = copy.copy(self)
+                kind.packs_masks = True
+                kind._for = (recipe.transforms, kind)
+            self._for = (recipe.transforms, kind)
+        return kind
+
     def inputs(self, state: Boxes) -> dict:
         inputs = {"bboxes": np.asarray(state.boxes, dtype=np.float64).reshape(-1, 4),
                   "categories": np.asarray(state.categories).tolist(), "keys": list(range(len(state.boxes)))}
         if state.masks is not None and len(state.masks):
-            inputs["masks"] = list(state.masks)
+            inputs["masks"] = (self.packs_masks and bit_planes(state.masks)) or list(state.masks)
         return inputs
+
+    def _masks_out(self, result: dict, state: Boxes) -> list:
+        """The masks albumentations gave back, one an object: unpacked when `inputs` packed them
+        (then fewer came back than went in: 2 or more masks make fewer planes)."""
+        masks = result.get("masks", [])
+        n = len(state.masks)
+        return from_bit_planes(masks, n) if self.packs_masks and 0 < len(masks) < n else masks
 
     def outputs(self, result: dict, state: Boxes) -> Boxes:
         boxes = np.asarray(result["bboxes"], dtype=np.float64).reshape(-1, 4)
@@ -263,7 +290,7 @@ class BoxesKind(Target):
         boxes, keys, categories = boxes[kept], keys[kept], categories[kept]
         masks = None
         if state.masks is not None:
-            masks = _reselect(result.get("masks", []), boxes, keys)
+            masks = _reselect(self._masks_out(result, state), boxes, keys)
         return Boxes(boxes, categories, state.ids[keys], masks, dropped=len(state.ids) - len(set(keys.tolist())),
                      shaped=_picked(state.shaped, keys), iscrowd=_picked(state.iscrowd, keys))
 
@@ -642,8 +669,7 @@ def _reselect(masks: list, boxes: np.ndarray, keys: np.ndarray) -> list[np.ndarr
     """The instance masks of the boxes that survived, by their key (albumentations keeps every
     mask). A reflecting border mirrors an object into the border and albumentations adds a box
     for the mirror image, with the same key: each such box gets the part of the mask inside it."""
-    values, counts = np.unique(keys, return_counts=True)
-    repeated = set(values[counts > 1].tolist())
+    repeated = {k for k, n in Counter(keys.tolist()).items() if n > 1}  # not np.unique: a few keys, 20× its time
     out = []
     for box, k in zip(boxes, keys):
         mask = np.asarray(masks[int(k)], dtype=np.uint8)

@@ -65,3 +65,37 @@ def resize(image: np.ndarray, inputs: dict, height: int, width: int, kind: type 
     interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     out = _compose((), (height, width, interpolation), kind, threading.get_ident())(image=image, **inputs)
     return out.pop("image"), out
+
+
+# Steps that move mask pixels without reading their values: each output pixel is one input pixel
+# (nearest neighbour: the recipe's Compose sets mask_interpolation for all) or the fill outside.
+_PICKING = frozenset({
+    "HorizontalFlip", "VerticalFlip", "Transpose", "RandomRotate90", "D4", "SquareSymmetry",
+    "Rotate", "SafeRotate", "Affine", "ShiftScaleRotate", "Perspective",
+    "Crop", "CenterCrop", "RandomCrop", "RandomResizedCrop", "RandomSizedCrop",
+    "Resize", "LongestMaxSize", "SmallestMaxSize", "PadIfNeeded", "Pad",
+})
+_ROUTING = frozenset({"OneOf", "SomeOf", "Sequential", "OneOrOther", "RandomOrder"})
+
+
+def picks_mask_pixels(specs) -> bool:
+    """Whether every step of these recipe specs leaves masks alone (image-only steps) or moves
+    their pixels by position only, 0 outside: then a mask's bits are moved independently of
+    each other, and 0/1 masks can travel as the bits of one plane."""
+    from augpipe.recipe import _FULLNAME, allowed_transforms, import_albumentations
+
+    A = import_albumentations()
+    for spec in specs:
+        name = spec.get(_FULLNAME)
+        if name in _ROUTING:
+            if not picks_mask_pixels(spec.get("transforms", ())):
+                return False
+            continue
+        cls = allowed_transforms().get(name)
+        if cls is None:
+            return False
+        if issubclass(cls, A.ImageOnlyTransform):
+            continue
+        if name not in _PICKING or spec.get("fill_mask", 0) != 0 or spec.get("mask_interpolation", 0) != 0:
+            return False
+    return True

@@ -1,0 +1,150 @@
+"""Instance masks through albumentations as bits of uint8 planes: the masks that come back are
+the ones albumentations' own per-mask path gives, pixel for pixel, on many seeds."""
+
+from __future__ import annotations
+
+import random
+
+import cv2
+import numpy as np
+import pytest
+
+from augpipe.recipe import build_compose, parse_recipe
+from augpipe.sample import augment_copy
+from augpipe.targets.boxes import Boxes, BoxesKind, fill_polygon
+from augpipe.targets.masks import bit_planes, from_bit_planes
+
+# every step that may pack, with reflecting and constant borders, crops, pads and resizes
+PICKING = """\
+copies: 1
+output: {format: png}
+transforms:
+  - HorizontalFlip: {p: 0.5}
+  - OneOf:
+      p: 0.9
+      transforms:
+        - Rotate: {limit: [-40, 40], border_mode: 4, p: 1.0}
+        - Rotate: {limit: [-40, 40], p: 1.0}
+        - SafeRotate: {limit: [-30, 30], p: 1.0}
+        - Affine: {scale: [0.7, 1.3], rotate: [-20, 20], shear: [-10, 10], translate_percent: [-0.1, 0.1], p: 1.0}
+        - ShiftScaleRotate: {p: 1.0}
+        - Perspective: {scale: [0.05, 0.15], p: 1.0}
+  - D4: {p: 0.3}
+  - RandomRotate90: {p: 0.3}
+  - RandomBrightnessContrast: {p: 0.5}
+  - OneOf:
+      p: 0.7
+      transforms:
+        - RandomResizedCrop: {size: [56, 72], scale: [0.3, 1.0], p: 1.0}
+        - RandomCrop: {height: 40, width: 50, p: 1.0}
+        - CenterCrop: {height: 44, width: 60, p: 1.0}
+        - PadIfNeeded: {min_height: 90, min_width: 90, border_mode: 2, p: 1.0}
+        - Resize: {height: 37, width: 83, p: 1.0}
+        - LongestMaxSize: {max_size: 101, p: 1.0}
+"""
+
+
+def _scene(seed: int, n: int, h: int = 61, w: int = 77):
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    boxes, masks = [], []
+    for _ in range(n):
+        bw, bh = int(rng.integers(6, w // 2)), int(rng.integers(6, h // 2))
+        x, y = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+        mask = np.zeros((h, w), np.uint8)
+        angles = np.sort(rng.uniform(0, 2 * np.pi, 9))
+        r = rng.uniform(0.5, 1.0, 9)
+        fill_polygon(mask, np.stack([x + bw / 2 + np.cos(angles) * r * bw / 2,
+                                     y + bh / 2 + np.sin(angles) * r * bh / 2], axis=1))
+        bx, by, bw2, bh2 = cv2.boundingRect(mask)
+        boxes.append([bx, by, bw2, bh2])
+        masks.append(mask)
+    state = Boxes(np.array(boxes, np.float64), rng.integers(0, 3, n), np.arange(n, dtype=np.int64), masks,
+                  shaped=np.ones(n, bool))
+    return rgb, state
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 9, 17])
+def test_bit_planes_give_the_masks_back(n):
+    rng = np.random.default_rng(n)
+    masks = [(rng.random((13, 29)) < 0.4).astype(np.uint8) for _ in range(n)]
+    planes = bit_planes(masks)
+    if n < 2:
+        assert planes is None
+        return
+    assert len(planes) == -(-n // 8) and all(p.dtype == np.uint8 and p.shape == (13, 29) for p in planes)
+    back = from_bit_planes(planes, n)
+    assert all(b.dtype == np.uint8 and np.array_equal(b, m) for b, m in zip(back, masks, strict=True))
+
+
+def test_masks_not_0_1_or_of_other_shapes_are_not_packed():
+    a = np.zeros((5, 6), np.uint8)
+    assert bit_planes([a, np.full((5, 6), 255, np.uint8)]) is None
+    assert bit_planes([a, np.zeros((6, 5), np.uint8)]) is None
+    assert bit_planes([a, np.zeros((5, 6), np.int64)]) is None
+
+
+@pytest.mark.parametrize("seed", range(250))
+def test_packed_masks_are_albumentations_per_mask_warps(seed):
+    """One Compose call per way, the same random streams: masks as a list (albumentations warps
+    each) against 11 masks as 2 bit planes; image, boxes, transforms applied and every mask equal."""
+    recipe = parse_recipe(PICKING)
+    kind = BoxesKind(True).for_recipe(recipe)
+    assert kind.packs_masks
+    rgb, state = _scene(seed, 11)
+    results = []
+    for masks in (list(state.masks), bit_planes(state.masks)):
+        compose = build_compose(recipe, kind)
+        compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        inputs = {**kind.inputs(state), "masks": masks}
+        results.append(compose(image=rgb, **inputs))
+    own, packed = results
+    assert len(packed["masks"]) == 2
+    assert np.array_equal(own["image"], packed["image"])
+    assert np.array_equal(own["bboxes"], packed["bboxes"])
+    assert repr(own["applied_transforms"]) == repr(packed["applied_transforms"])
+    back = from_bit_planes(packed["masks"], 11)
+    for k in range(11):
+        assert back[k].dtype == np.uint8 and np.array_equal(np.asarray(own["masks"][k]), back[k]), k
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_copy_with_packed_masks_is_the_copy_without(seed):
+    """augment_copy (the packing kind) against the same steps with the masks as a list, through
+    the kind's own outputs and moved: boxes, ids and masks equal."""
+    recipe = parse_recipe(PICKING)
+    rgb, state = _scene(seed, 1 + seed % 12)
+    image, got, _, _ = augment_copy(rgb, recipe, seed, BoxesKind(True), state)
+    plain = BoxesKind(True)  # not made for the recipe: masks as a list
+    assert not plain.packs_masks
+    compose = build_compose(recipe, plain)
+    compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+    result = compose(image=rgb, **plain.inputs(state))
+    assert isinstance(result["masks"], list) or len(result["masks"]) == len(state.masks)
+    want = plain.moved(plain.outputs(result, state), recipe.bbox_params)
+    assert np.array_equal(image, result["image"])
+    assert np.array_equal(got.boxes, want.boxes) and np.array_equal(got.ids, want.ids)
+    assert len(got.masks) == len(want.masks)
+    assert all(np.array_equal(g, np.asarray(w)) for g, w in zip(got.masks, want.masks, strict=True))
+
+
+@pytest.mark.parametrize("step", [
+    "CoarseDropout: {fill_mask: 1, p: 1.0}",
+    "Rotate: {fill_mask: 1, p: 1.0}",
+    "MaskDropout: {p: 1.0}",
+    "ElasticTransform: {p: 1.0}",
+    "OneOf: {transforms: [HorizontalFlip, {GridDistortion: {p: 1.0}}]}",
+    "Mosaic: {p: 0.5}",
+])
+def test_a_step_that_reads_or_fills_mask_values_keeps_masks_as_a_list(step):
+    """And a multi-image step (its tiles are cut and pasted by augpipe, not albumentations)."""
+    recipe = parse_recipe(f"copies: 1\noutput: {{format: png}}\ntransforms:\n  - HorizontalFlip\n  - {step}\n")
+    kind = BoxesKind(True).for_recipe(recipe)
+    assert not kind.packs_masks
+    assert isinstance(kind.inputs(_scene(0, 3)[1])["masks"], list)
+
+
+def test_the_bench_recipe_packs_and_a_kind_without_masks_does_not():
+    recipe = parse_recipe(PICKING)
+    assert BoxesKind(True).for_recipe(recipe).packs_masks
+    assert not BoxesKind(False).for_recipe(recipe).packs_masks
