@@ -8,7 +8,7 @@ import pyarrow.parquet  # noqa: F401, E402
 
 import augpipe.engines.local  # noqa: F401, E402
 import augpipe.jobs  # noqa: F401, E402
-from augpipe.recipe import import_albumentations, skip_hub  # noqa: E402
+from augpipe.recipe import import_albumentations  # noqa: E402
 
-skip_hub()  # the fork server and its workers are augpipe's
+# the Hub helpers stay (no skip_hub): a library caller's own forkserver processes share this server
 import_albumentations()

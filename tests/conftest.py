@@ -99,9 +99,9 @@ ROOT = Path(__file__).parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-# The suite runs on two pytest-xdist workers (pyproject's addopts). A module stays on one worker (its
-# module fixtures are made once); the modules that start Ray share one, since a test there counts
-# every Ray process on the machine.
+# The README's test command runs the suite on two pytest-xdist workers (-n 2 --dist loadgroup). A
+# module stays on one worker (its module fixtures are made once); the modules that start Ray share
+# one, since a test there counts every Ray process on the machine.
 _RAY_MODULES = {"test_ray.py", "test_arrow.py", "test_base.py"}
 
 

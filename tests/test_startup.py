@@ -65,3 +65,37 @@ def test_a_library_caller_keeps_albumentations_hub_helpers():
     done = subprocess.run([augpipe()[0], "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120)
     installed = importlib.util.find_spec("huggingface_hub") is not None
     assert done.returncode == 0 and done.stdout.strip() == str(installed), done.stderr[-2000:]
+
+
+FORKSERVER_CALLER = """
+import multiprocessing as mp, sys, tempfile
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from conftest import make_folder
+from augpipe import ExpandOptions, expand
+
+
+def probe(_):
+    import albumentations.core.hub_mixin as h
+    return h.is_huggingface_hub_available
+
+
+if __name__ == "__main__":
+    tmp = Path(tempfile.mkdtemp(dir={tmp!r}))
+    expand(make_folder(tmp / "src", per_class=6), "flips", tmp / "out",
+           ExpandOptions(workers=2, shard_size=20_000, progress=False))
+    with mp.get_context("forkserver").Pool(1) as pool:
+        print(pool.map(probe, [0])[0])
+"""
+
+
+def test_a_library_callers_own_forkserver_processes_keep_albumentations_hub_helpers(tmp_path):
+    """augpipe's workers for a library caller come from multiprocessing's one fork server, which
+    the caller's own forkserver pools share: what augpipe preloads there must leave albumentations
+    whole (found by a hostile test: the Hub helpers were blocked there too)."""
+    script = tmp_path / "caller.py"
+    script.write_text(FORKSERVER_CALLER.format(tests=str(ROOT / "tests"), tmp=str(tmp_path)))
+    done = subprocess.run([augpipe()[0], str(script)], capture_output=True, text=True, cwd=tmp_path, env=ENV,
+                          timeout=300)
+    installed = importlib.util.find_spec("huggingface_hub") is not None
+    assert done.returncode == 0 and done.stdout.strip() == str(installed), done.stderr[-2000:]

@@ -789,12 +789,13 @@ def fill_polygon(mask: np.ndarray, points: np.ndarray) -> None:
     x, y = points[:, 0], points[:, 1]
     x2, y2 = np.concatenate([x[1:], x[:1]]), np.concatenate([y[1:], y[:1]])  # each point's next
     top, bottom = max(int(np.floor(y.min())), 0), min(int(np.ceil(y.max())), h)
-    step = max(1, FILL_CELLS // max(len(x), 1))  # rows a block: a polygon of many points is no huge matrix
+    span = min(max(int(np.ceil(x.max())), 0), w) - min(max(int(np.floor(x.min())), 0), w) + 1
+    step = max(1, FILL_CELLS // max(len(x), span))  # rows a block: no huge matrix for many points or a wide polygon
     for first in range(top, bottom, step):
         _fill_rows(mask, x, y, x2, y2, first, min(first + step, bottom))
 
 
-FILL_CELLS = 1 << 20  # rows × edges worked out at once
+FILL_CELLS = 1 << 20  # rows × edges, and rows × columns, worked out at once
 
 
 def _fill_rows(mask: np.ndarray, x, y, x2, y2, first: int, last: int) -> None:

@@ -476,3 +476,21 @@ def test_a_polygon_left_of_the_image_fills_nothing():
     mask = np.zeros((20, 30), np.uint8)
     fill_polygon(mask, np.array([[-25.0, 2], [-5, 2], [-5, 12], [-25, 12]]))
     assert not mask.any()
+
+
+def test_filling_a_polygon_as_large_as_the_image_holds_little_memory():
+    """Every row of a block at once, but blocks bounded by rows × columns too (found by a hostile
+    test: one 4000 × 4000 polygon took 260 MiB)."""
+    import tracemalloc
+
+    from augpipe.targets.boxes import fill_polygon
+
+    side = 4000
+    mask = np.zeros((side, side), np.uint8)
+    points = np.array([[0.3, 0.2], [side - 0.1, 0.4], [side - 0.2, side - 0.3], [0.1, side - 0.2]])
+    tracemalloc.start()
+    fill_polygon(mask, points)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert int(mask.sum()) == side * side
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
