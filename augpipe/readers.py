@@ -171,7 +171,7 @@ def _one_storage(targets: list) -> list:
         values = [t.get(key) for t in targets]
         if all(isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[1:] == first.shape[1:]
                and v.dtype == first.dtype for v in values):
-            fields[key] = (torch.cat(values), [len(v) for v in values])
+            fields[key] = (torch.cat(values), [v.shape[0] for v in values])  # len() of a tensor: 10× slower
             for r in rest:
                 del r[key]
         else:  # a kept target is never handed out as it is
