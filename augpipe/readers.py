@@ -138,12 +138,27 @@ def _items(reader, picks: list[tuple[_Group, int]]) -> list:
     that `collate` passes it on without a copy); each item's image is a view of it."""
     if not (reader.decode and reader.transform is None and reader.augment is None and not reader.return_row):
         return [_item(reader, g, i) for g, i in picks]
-    rgbs = [reader.sizing.decode(g.blob(i), g.row(i)) for g, i in picks]
-    targets = [g.target(i, reader) for g, i in picks]
+    sized = reader.sizing.decode_size is not None  # else the rows' other columns are not needed
+    rgbs = [reader.sizing.decode(g.blob(i), g.row(i) if sized else None) for g, i in picks]
+    targets = _targets(reader, picks)
     images = _batch_images(rgbs, reader.convention)
     if images is None:  # sizes differ
         return [(to_image(rgb, reader.convention), t) for rgb, t in zip(rgbs, targets)]
     return _Batch(images, _one_storage(targets))
+
+
+def _targets(reader, picks: list[tuple[_Group, int]]) -> list:
+    """The rows' targets as the reader gives them, in order: those kept from an earlier batch, the
+    others converted a row group at a time by the kind (`Target.torch_targets`)."""
+    out, wanted = [], {}
+    for k, (g, i) in enumerate(picks):
+        out.append(g.targets.get(i))
+        if out[-1] is None:
+            wanted.setdefault(id(g), (g, []))[1].append(k)
+    for g, ks in wanted.values():
+        for k, target in zip(ks, g.convert([picks[k][1] for k in ks], reader)):
+            out[k] = target
+    return out
 
 
 def _one_storage(targets: list) -> list:
@@ -156,7 +171,7 @@ def _one_storage(targets: list) -> list:
         values = [t.get(key) for t in targets]
         if all(isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[1:] == first.shape[1:]
                and v.dtype == first.dtype for v in values):
-            fields[key] = (torch.cat(values), [len(v) for v in values])
+            fields[key] = (torch.cat(values), [v.shape[0] for v in values])  # len() of a tensor: 10× slower
             for r in rest:
                 del r[key]
         else:  # a kept target is never handed out as it is
@@ -227,6 +242,7 @@ class _Group:
         self.valid = data.is_valid().to_numpy(zero_copy_only=False) if data.null_count else None
         self.rest, self.rows, self.nbytes, self.num_rows = table.drop_columns(["image"]), None, table.nbytes, len(table)
         self.targets: dict[int, object] = {}
+        self.small: bool | None = None  # whether the first targets converted were all small enough to keep
 
     def blob(self, i: int) -> np.ndarray:
         if self.valid is not None and not self.valid[i]:
@@ -238,15 +254,26 @@ class _Group:
             self.rows = self.rest.to_pylist()
         return self.rows[i]
 
-    def target(self, i: int, reader):
-        """Row i's target as the reader gives it, kept when small (a few boxes, not a mask) for the
-        next epoch's batches: they copy it into their own tensors (`_one_storage`), never hand it out."""
-        if i in self.targets:
-            return self.targets[i]
-        target = to_target(reader.kind, reader.kind.arrays(self.row(i)), reader.box_format, reader.convention)
-        if isinstance(target, dict) and sum(v.nbytes for v in target.values() if isinstance(v, torch.Tensor)) <= 2048:
+    def convert(self, rows: list[int], reader) -> list:
+        """Rows' targets as the reader gives them, converted together by the kind (`Target.torch_targets`).
+        Small targets (a few boxes, not a mask) are kept for the next batches, which copy them
+        into their own tensors (`_one_storage`), never hand them out; once a group's first ones
+        were all small, the rest of the group is converted in one go (a call per batch cost more
+        than the conversion)."""
+        whole = bool(self.small)
+        targets = reader.kind.torch_targets(self.rest, reader.box_format, reader.convention, None if whole else rows)
+        kept = [self._keep(i, target) for i, target in enumerate(targets)] if whole else \
+            [self._keep(i, target) for i, target in zip(rows, targets)]
+        if self.small is None:
+            self.small = all(kept)
+        return [targets[i] for i in rows] if whole else targets
+
+    def _keep(self, i: int, target) -> bool:
+        if isinstance(target, int) or isinstance(target, dict) and \
+                sum(v.nbytes for v in target.values() if isinstance(v, torch.Tensor)) <= 2048:
             self.targets[i] = target
-        return target
+            return True
+        return False
 
 
 class _Sizing:

@@ -47,7 +47,7 @@ from augpipe.readers import ShardDataset, ShardIterable, decode_rgb, loader  # n
 
 BATCH, WORKERS, EPOCHS = 64, 2, 2
 FLOOR = "decode floor (2 processes, bytes in memory)"
-MASKS_FLOOR = "decode floor, images and masks (read_mask)"
+MASKS_FLOOR = "decode floor, images and masks (mask_array)"
 TORCHVISION = "torchvision ImageFolder (PILToTensor)"
 HF = "HF datasets imagefolder, with_format('torch')"
 
@@ -110,14 +110,14 @@ def best_of(measures: dict, repeat: int) -> dict[str, float | str]:
 
 
 def _decode_all(blobs: list[tuple[bytes, ...]], barrier, result) -> None:
-    from augpipe.targets.masks import read_mask
+    from augpipe.targets.semantic import mask_array  # the segmentation kind's decode of a stored mask
 
     barrier.wait()
     started = time.perf_counter()
     for image, *masks in blobs:
         decode_rgb(image)
         for mask in masks:
-            read_mask(mask, "mask")
+            mask_array({"annotation": {"bytes": mask}})
     result.put((len(blobs), time.perf_counter() - started))
 
 
@@ -170,9 +170,9 @@ def main() -> None:
         if args.targets:
             from targets import add_targets
 
-            coco, masks = add_targets(src, work)
-            detection = expand_as_is(coco, work / "out-detection")
-            segmentation = expand_as_is(masks, work / "out-segmentation")
+            made = add_targets(src, work)
+            detection = expand_as_is(made["detection"], work / "out-detection")
+            segmentation = expand_as_is(made["segmentation"], work / "out-segmentation")
             with_masks = stored_bytes(segmentation, ["image", "annotation"])
             measures.update(augpipe_readers(detection, ", detection"))
             measures[MASKS_FLOOR] = lambda: decode_floor(with_masks)

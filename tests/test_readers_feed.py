@@ -228,3 +228,119 @@ def test_the_device_loader_moves_detection_targets(detection):
         assert set(target) == set(one) and all(torch.equal(target[key], one[key]) for key in one)
         assert image.shape == images[k].shape  # PNG scenes: decoded by OpenCV, the same pixels
         assert torch.equal(images[k], image)
+
+
+# ---------------------------------------------------------------- targets a row group at a time
+
+def same_target(a, b) -> bool:
+    if isinstance(a, list):  # a batch's
+        return isinstance(b, list) and len(a) == len(b) and all(same_target(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_target(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor):
+        return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    return type(a) is type(b) and a == b
+
+
+def row_by_row(kind, table, box_format, convention) -> list:
+    return [kind.torch_target(kind.arrays(row), box_format, convention) for row in table.to_pylist()]
+
+
+@pytest.mark.parametrize("box_format", ["xyxy", "xywh"])
+@pytest.mark.parametrize("convention", ["augpipe", "torchvision"])
+def test_boxes_of_a_table_convert_as_row_by_row(box_format, convention):
+    """Rows of 0 to 9 objects (some without any, one without objects at all), sliced as a reader's
+    row group can be: the kind's table conversion gives what its row-by-row one gives."""
+    import pyarrow as pa
+
+    from augpipe.targets.boxes import BoxesKind, objects_array
+
+    rng = np.random.default_rng(3)
+    values = []
+    for _ in range(300):
+        n = int(rng.integers(0, 10))
+        values.append({"bbox": rng.uniform(0, 500, (n, 4)).astype(np.float32), "category": rng.integers(0, 80, n),
+                       "area": rng.uniform(0, 1e4, n), "id": rng.integers(0, 10**6, n), "iscrowd": None})
+    objects = objects_array(values, False)
+    table = pa.table({"objects": objects, "width": pa.array([640] * 300), "height": pa.array([480] * 300)})
+    with_null = pa.table({"objects": pa.concat_arrays([objects.slice(0, 2), pa.nulls(1, objects.type)]),
+                          "width": [1, 1, 1], "height": [1, 1, 1]})
+    kind = BoxesKind()
+    picks = [5, 5, 199, 0, 40]
+    for part, rows in ((table, None), (table.slice(17, 200), None), (table, picks), (table.slice(17, 200), picks),
+                       (with_null, None), (with_null, [2, 0])):
+        got = kind.torch_targets(part, box_format, convention, rows)
+        want = row_by_row(kind, part if rows is None else part.take(rows), box_format, convention)
+        assert len(got) == len(want) == (len(part) if rows is None else len(rows))
+        assert all(same_target(g, w) for g, w in zip(got, want))
+    assert sum(len(t["boxes"]) == 0 for t in kind.torch_targets(table, box_format, convention)) > 10
+
+
+@pytest.fixture(scope="module")
+def boxes(tmp_path_factory):
+    """Detection without instance masks, copies 0 to 2."""
+    root = tmp_path_factory.mktemp("feed-yolo")
+    out = root / "out"
+    expand(make_scenes(root / "src", n=10, fmt="yolo"), "flips", out, ExpandOptions(copies=2, val_fraction=0, **QUIET))
+    return out
+
+
+@pytest.fixture(scope="module")
+def grey_masks(tmp_path_factory):
+    """Segmentation whose source masks are grey: expand writes them as OpenCV's grey PNGs."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("feed-masks")
+    src = make_scenes(root / "src", n=12, fmt="masks")
+    for path in (src / "masks").glob("*.png"):
+        with Image.open(path) as im:
+            indices = np.asarray(im)
+        Image.fromarray(indices, "L").save(path)
+    out = root / "out"
+    expand(src, "flips", out, ExpandOptions(copies=3, val_fraction=0, **QUIET))
+    return out
+
+
+@pytest.fixture(scope="module")
+def palette_masks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("feed-palette")
+    out = root / "out"
+    expand(make_scenes(root / "src", n=8, fmt="masks"), "flips", out, ExpandOptions(copies=1, val_fraction=0, **QUIET))
+    return out
+
+
+def test_stored_masks_decode_as_read_mask_does(grey_masks, palette_masks):
+    """OpenCV's decode of the grey PNGs expand writes, PIL's of the others: pixels as `read_mask`'s."""
+    from augpipe.targets.masks import read_mask, write_mask
+    from augpipe.targets.semantic import decode_mask
+
+    rng = np.random.default_rng(0)
+    made = []
+    for k in range(200):
+        mask = rng.integers(0, 256 if k % 3 == 0 else 6, tuple(rng.integers(1, 90, 2))).astype(np.uint8)
+        made += [write_mask(mask, None), write_mask(mask, bytes(range(256)) * 3)]
+    rows = [r["annotation"]["bytes"] for out in (grey_masks, palette_masks) for r in ShardDataset(out, return_row=True)]
+    assert any(b[25] == 0 for b in rows) and any(b[25] == 3 for b in rows)  # grey and palette PNGs stored
+    for data in made + rows:
+        got, want = decode_mask(data), read_mask(data, "annotation")[0]
+        assert got.dtype == want.dtype == np.uint8 and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", ["photos", "boxes", "detection", "grey_masks", "palette_masks"])
+def test_a_readers_batch_targets_are_its_items(name, request):
+    """Batches convert their rows' targets a row group at a time (ShardDataset, twice: the second
+    from the kept ones; ShardIterable batched): equal to each row's own target."""
+    out = request.getfixturevalue(name)
+    assert (name == "detection") == ShardDataset(out).kind.albumentations_targets.count("masks")
+    for convention in ("augpipe", "torchvision"):
+        ds = ShardDataset(out, convention=convention, box_format="xyxy")
+        indices = list(np.random.default_rng(1).permutation(len(ds))) + [0, 0]
+        want = [ds[i][1] for i in indices]
+        for _ in range(2):
+            got = [target for _, target in ds.__getitems__(indices)]
+            assert len(got) == len(want) and all(same_target(g, w) for g, w in zip(got, want))
+        rows = list(ShardIterable(out, convention=convention))
+        batched = [targets for _, targets in ShardIterable(out, convention=convention, batch_size=5)]
+        assert len(batched) == -(-len(rows) // 5)
+        for k, targets in enumerate(batched):
+            assert same_target(targets, collate(rows[5 * k:5 * k + 5])[1])

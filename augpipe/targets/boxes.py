@@ -389,6 +389,26 @@ class BoxesKind(Target):
             out["masks"] = torch.from_numpy(np.ascontiguousarray(arrays["masks"], dtype=np.uint8))
         return out
 
+    def torch_targets(self, table, box_format, convention, rows=None):
+        """`torch_target` of each row, the boxes and labels of all rows converted at once (each
+        row's tensors views of one tensor a field); with instance masks, row by row."""
+        if self.with_masks:
+            return super().torch_targets(table, box_format, convention, rows)
+        import pyarrow.compute as pc
+        import torch
+
+        objects = (table if rows is None else table.select(["objects"]).take(rows)).column("objects")
+        bbox, category = pc.struct_field(objects, "bbox"), pc.struct_field(objects, "category")
+        counts = pc.fill_null(pc.list_value_length(bbox), 0).to_numpy().tolist()
+        # copies: the tensors are changed in place and handed out; Arrow's buffers are read-only
+        boxes = torch.from_numpy(pc.list_flatten(pc.list_flatten(bbox)).to_numpy().astype(np.float32).reshape(-1, 4))
+        if box_format == "xyxy":
+            boxes[:, 2:] += boxes[:, :2]
+        labels = torch.from_numpy(pc.list_flatten(category).to_numpy().astype(np.int64))
+        if convention == "torchvision":
+            labels += 1
+        return [{"boxes": b, "labels": c} for b, c in zip(boxes.split(counts), labels.split(counts))]
+
     def from_user_target(self, target, shape, box_format, convention):
         import torch
 

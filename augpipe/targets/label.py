@@ -63,6 +63,11 @@ class Label(Target):
         """The label, an int (-1 when unlabelled)."""
         return arrays["label"]
 
+    def torch_targets(self, table, box_format, convention, rows=None):
+        """`torch_target` of each row, from the label column as a whole."""
+        labels = [-1 if label is None else label for label in table.column("label").to_pylist()]
+        return labels if rows is None else [labels[i] for i in rows]
+
     def from_user_target(self, target, shape, box_format, convention):
         return {"label": target}, lambda a: a["label"]
 
