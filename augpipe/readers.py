@@ -593,13 +593,18 @@ def decode_images(encoded: list[torch.Tensor], device="cuda") -> torch.Tensor | 
     """Stored images (1-D uint8 tensors of their bytes, as a reader with `decode=False` gives
     them) decoded on `device`: JPEGs by `torchvision.io.decode_jpeg` in one call (nvJPEG on a
     CUDA device, which decodes a list as a batch), others and JPEGs with an EXIF orientation by
-    OpenCV on the CPU, then moved. C×H×W uint8, stacked when they share a size. Needs torchvision."""
-    from torchvision.io import ImageReadMode, decode_jpeg
-
+    OpenCV on the CPU, then moved. C×H×W uint8, stacked when they share a size. Without
+    torchvision, OpenCV decodes them all on the CPU; a GPU decode needs it."""
     from augpipe.headers import read_header
 
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+    except ImportError:
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"decoding on {device} needs torchvision: pip install torchvision") from None
+        decode_jpeg = None
     out: list = [None] * len(encoded)
-    jpegs = [k for k, e in enumerate(encoded) if _plain_jpeg(e, read_header)]
+    jpegs = [k for k, e in enumerate(encoded) if decode_jpeg is not None and _plain_jpeg(e, read_header)]
     if jpegs:
         for k, image in zip(jpegs, decode_jpeg([encoded[k] for k in jpegs], mode=ImageReadMode.RGB, device=device)):
             out[k] = image
@@ -622,6 +627,8 @@ class DeviceLoader:
 
     def __init__(self, loader, device):
         self.loader, self.device = loader, torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r}: this PyTorch sees no CUDA device (torch.cuda.is_available() is False)")
 
     def __len__(self) -> int:
         return len(self.loader)

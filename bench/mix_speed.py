@@ -49,7 +49,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="augpipe-bench-mix-"))
     try:
-        coco, _ = add_targets(make_dataset(work / "src", args.images, args.size), work)
+        coco = add_targets(make_dataset(work / "src", args.images, args.size), work)["detection"]
         mosaic = {"p": 1, "target_size": [args.size, args.size], "cell_shape": [args.size, args.size]}
         recipes = {BASE: BASE, f"{BASE} + Mosaic p=1": write_recipe(work, "mosaic", (("Mosaic", mosaic, 0),))}
         runs: dict[str, list[tuple[float, float]]] = {name: [] for name in recipes}

@@ -344,3 +344,27 @@ def test_a_readers_batch_targets_are_its_items(name, request):
         assert len(batched) == -(-len(rows) // 5)
         for k, targets in enumerate(batched):
             assert same_target(targets, collate(rows[5 * k:5 * k + 5])[1])
+
+
+def test_stored_bytes_decode_on_the_cpu_without_torchvision_and_cuda_is_asked_for_plainly(photos, monkeypatch):
+    """Without torchvision, OpenCV decodes on the CPU; a CUDA device this PyTorch lacks is one line."""
+    import sys
+
+    import torch
+
+    from augpipe import readers
+
+    out = photos
+    ds = readers.ShardDataset(out, decode=False)
+    stored = [ds[i][0] for i in range(4)]
+    decoded = readers.ShardDataset(out)
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # an import of it raises ImportError
+    monkeypatch.setitem(sys.modules, "torchvision.io", None)
+    images = readers.decode_images(stored, device="cpu")
+    for i in range(4):
+        assert torch.equal(images[i], decoded[i][0])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torchvision|no CUDA device"):
+            readers.decode_images(stored, device="cuda")
+        with pytest.raises(ValueError, match="no CUDA device"):
+            readers.loader(decoded, batch_size=2, device="cuda")
