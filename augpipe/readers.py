@@ -18,11 +18,13 @@ import bisect
 import copy
 import dataclasses
 import functools
+import itertools
 import math
 import types
 import os
 import random
-from collections import OrderedDict
+import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 
 import cv2
@@ -662,7 +664,7 @@ def _as_made(batch):
 
 def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_workers: int = 2,
            pin_memory: bool | None = None, persistent_workers: bool | None = None, device=None,
-           seed: int | None = None, **kwargs):
+           seed: int | None = None, threads: int = 0, **kwargs):
     """A `torch.utils.data.DataLoader` over a `ShardDataset` or `ShardIterable` with the defaults a
     fast feed wants; any other DataLoader argument passes through (`kwargs`):
 
@@ -674,9 +676,17 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
 
     With `device`, what comes back yields batches on that device (`DeviceLoader`): moved, or, for
     a reader made with `decode=False`, decoded there by `decode_images` (nvJPEG on CUDA). Without
-    it, the DataLoader itself."""
+    it, the DataLoader itself.
+
+    `threads=N` makes the batches in N threads of this process instead of worker processes
+    (`ThreadLoader`; OpenCV and Arrow let go of the GIL): no batch crosses a process boundary."""
     from torch.utils.data import DataLoader
 
+    if threads:
+        pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
+        out = ThreadLoader(dataset, batch_size, threads=threads, shuffle=True if shuffle is None else shuffle,
+                           seed=seed, pin_memory=pin_memory, **kwargs)
+        return out if device is None else DeviceLoader(out, device)
     persistent_workers = num_workers > 0 if persistent_workers is None else persistent_workers
     pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
     options = {"num_workers": num_workers, "pin_memory": pin_memory, "persistent_workers": persistent_workers,
@@ -695,6 +705,67 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
             options["generator"] = torch.Generator().manual_seed(seed)
     out = DataLoader(dataset, **options)
     return out if device is None else DeviceLoader(out, device)
+
+
+class ThreadLoader:
+    """Batches of a `ShardDataset` made by threads of this process, in order, a few ahead: each
+    thread decodes a whole batch (`__getitems__`), which reaches the training loop without
+    crossing a process (a DataLoader's workers send every batch through shared memory, which
+    costs about what decoding it does at small sizes). `shuffle` draws each epoch's order from a
+    generator seeded by `seed`. For readers without `recipe=` or `transform=` (their code is not
+    ours to run on several threads at once)."""
+
+    def __init__(self, dataset, batch_size: int = 64, *, threads: int = 2, shuffle: bool = True,
+                 seed: int | None = None, drop_last: bool = False, pin_memory: bool = False):
+        if not isinstance(dataset, ShardDataset):
+            raise ValueError("threads= reads a ShardDataset (a ShardIterable streams in worker processes)")
+        if dataset.augment is not None or dataset.transform is not None:
+            raise ValueError("threads= reads without recipe= or transform=: use worker processes for those")
+        if threads < 1 or batch_size < 1:
+            raise ValueError("threads and batch_size are 1 or more")
+        self.dataset, self.batch_size, self.threads = dataset, batch_size, threads
+        self.shuffle, self.drop_last, self.pin_memory = shuffle, drop_last, pin_memory
+        self.generator = torch.Generator()
+        self.generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)
+
+    def _batches(self) -> list[list[int]]:
+        n = len(self.dataset)
+        order = torch.randperm(n, generator=self.generator).tolist() if self.shuffle else list(range(n))
+        return [order[i:i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)]
+
+    def __iter__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        batches = iter(self._batches())
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="augpipe-feed")
+        try:
+            ahead = deque(pool.submit(self.dataset.__getitems__, b) for b in itertools.islice(batches, 2 * self.threads))
+            while ahead:
+                items = ahead.popleft().result()
+                following = next(batches, None)
+                if following is not None:
+                    ahead.append(pool.submit(self.dataset.__getitems__, following))
+                batch = collate(items)
+                yield _pinned(batch) if self.pin_memory else batch
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pinned(value):
+    if isinstance(value, torch.Tensor):
+        return value.pin_memory()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_pinned(v) for v in value) if type(value) in (list, tuple) else value
+    if isinstance(value, dict):
+        return {k: _pinned(v) for k, v in value.items()}
+    return value
 
 
 # ---------------------------------------------------------------- map-style
@@ -765,9 +836,17 @@ class ShardDataset(_WithEpoch, Dataset):
         self._cached_bytes = 0
         self._handles: dict = {}
         self._pid = os.getpid()
+        self._lock = threading.Lock()  # the cache, for a feed of threads (`loader(threads=...)`)
 
     def __len__(self) -> int:
         return self._len
+
+    def __getstate__(self) -> dict:  # to a spawned worker: a lock does not pickle
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __getitem__(self, index: int):
         return _item(self, *self._locate(index))
@@ -786,6 +865,10 @@ class ShardDataset(_WithEpoch, Dataset):
     def _row_group(self, g: int):
         if self._pid != os.getpid():  # file handles and caches do not cross a fork into workers
             self._reset()
+        with self._lock:
+            return self._cached_group(g)
+
+    def _cached_group(self, g: int):
         if g in self._cache:
             self._cache.move_to_end(g)
             return self._cache[g]

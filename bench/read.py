@@ -76,7 +76,9 @@ def augpipe_readers(out: Path, suffix: str = "") -> dict:
     return {f"augpipe ShardDataset{suffix}":
             lambda: timed(loader(ShardDataset(out, "train"), BATCH, num_workers=WORKERS, seed=0)),
             f"augpipe ShardIterable{suffix}":
-            lambda: timed(loader(ShardIterable(out, "train", shuffle=True, seed=0), BATCH, num_workers=WORKERS))}
+            lambda: timed(loader(ShardIterable(out, "train", shuffle=True, seed=0), BATCH, num_workers=WORKERS)),
+            f"augpipe ShardDataset, {WORKERS} threads{suffix}":
+            lambda: timed(loader(ShardDataset(out, "train"), BATCH, threads=WORKERS, seed=0))}
 
 
 def torchvision_folder(src: Path):

@@ -368,3 +368,54 @@ def test_stored_bytes_decode_on_the_cpu_without_torchvision_and_cuda_is_asked_fo
             readers.decode_images(stored, device="cuda")
         with pytest.raises(ValueError, match="no CUDA device"):
             readers.loader(decoded, batch_size=2, device="cuda")
+
+
+def test_a_feed_of_threads_gives_every_row_once_an_epoch_as_the_dataset_does(photos):
+    """loader(threads=2): batches made by threads of this process (no worker processes), in a
+    seeded order; each batch is its items, every row once an epoch; a small cache shared by the
+    threads (each batch reads row groups the others evict) changes nothing."""
+    import torch
+
+    ds = ShardDataset(photos, cache_bytes=1)
+    items = [ds[i] for i in range(len(ds))]
+    feed = loader(ShardDataset(photos, cache_bytes=1), batch_size=5, threads=2, seed=3)
+    again = loader(ShardDataset(photos), batch_size=5, threads=2, seed=3)
+    assert len(feed) == -(-len(ds) // 5)
+    for epoch in range(2):
+        seen = []
+        for (images, labels), (images2, _) in zip(feed, again):
+            assert torch.equal(images, images2)
+            for image, label in zip(images, labels):
+                matches = [k for k, (im, lab) in enumerate(items) if lab == label and torch.equal(im, image)]
+                assert matches
+                seen.append(matches[0])
+        assert sorted(seen) == list(range(len(ds)))
+    stopped = iter(feed)
+    next(stopped)
+    stopped.close()  # a loop left early: the threads end with it
+    with pytest.raises(ValueError, match="recipe= or transform="):
+        loader(ShardDataset(photos, recipe="flips"), threads=2)
+    with pytest.raises(ValueError, match="ShardDataset"):
+        loader(ShardIterable(photos), threads=2)
+
+
+def test_a_feed_of_threads_carries_detection_targets(detection):
+    ds = ShardDataset(detection)
+    rows = [ds[i] for i in range(len(ds))]
+    seen = []
+    for images, targets in loader(ShardDataset(detection), batch_size=4, threads=2, seed=0):
+        for image, target in zip(images, targets):
+            same = [i for i, (im, t) in enumerate(rows) if (im == image).all() and (t["boxes"] == target["boxes"]).all()
+                    and (t["labels"] == target["labels"]).all() and t["boxes"].shape == target["boxes"].shape]
+            assert same
+            seen.append(same[0])
+    assert len(seen) == len(ds)
+
+
+def test_a_shard_dataset_still_pickles_for_spawned_workers(photos):
+    import pickle
+
+    ds = ShardDataset(photos)
+    ds[0]
+    copy = pickle.loads(pickle.dumps(ShardDataset(photos)))
+    assert (copy[1][0] == ds[1][0]).all()
