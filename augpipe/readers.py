@@ -646,14 +646,19 @@ class DeviceLoader:
 
 
 def _to(value, device):
+    return _each_tensor(value, lambda t: t.to(device, non_blocking=True))
+
+
+def _each_tensor(value, fn):
+    """`fn` on every tensor of a batch, nested in dicts, tuples and lists (a list comes back a list)."""
     if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
+        return fn(value)
     if isinstance(value, dict):
-        return {k: _to(v, device) for k, v in value.items()}
+        return {k: _each_tensor(v, fn) for k, v in value.items()}
     if isinstance(value, tuple):
-        return tuple(_to(v, device) for v in value)
+        return tuple(_each_tensor(v, fn) for v in value)
     if isinstance(value, list):
-        return [_to(v, device) for v in value]
+        return [_each_tensor(v, fn) for v in value]
     return value
 
 
@@ -753,19 +758,9 @@ class ThreadLoader:
                 if following is not None:
                     ahead.append(pool.submit(self.dataset.__getitems__, following))
                 batch = collate(items)
-                yield _pinned(batch) if self.pin_memory else batch
+                yield _each_tensor(batch, torch.Tensor.pin_memory) if self.pin_memory else batch
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _pinned(value):
-    if isinstance(value, torch.Tensor):
-        return value.pin_memory()
-    if isinstance(value, (list, tuple)):
-        return type(value)(_pinned(v) for v in value) if type(value) in (list, tuple) else value
-    if isinstance(value, dict):
-        return {k: _pinned(v) for k, v in value.items()}
-    return value
 
 
 # ---------------------------------------------------------------- map-style
