@@ -23,7 +23,25 @@ from augpipe.formats.base import either
 from augpipe.options import DEVICES, SPLIT_BY, ExpandOptions, TrainOptions, one_of
 from augpipe.signals import Terminated
 
+
+
+def _unset_help_is_false(cls: type) -> type:
+    """Typer coerces each option's value through a pydantic TypeAdapter unless it is a bool
+    already; its help option's unset value is None, so every command imported pydantic (60 ms of
+    a `augpipe recipes`) to coerce it. With False there, nothing is coerced."""
+    class Command(cls):
+        def get_help_option(self, ctx):
+            option = super().get_help_option(ctx)
+            if option is not None:
+                option.default = False
+            return option
+
+    return Command
+
+
+_Group, _Command = _unset_help_is_false(typer.core.TyperGroup), _unset_help_is_false(typer.core.TyperCommand)
 app = typer.Typer(
+    cls=_Group,
     name="augpipe",
     help="Turn a folder of labelled images into an augmented, training-ready Parquet dataset.",
     no_args_is_help=True,
@@ -113,7 +131,7 @@ def _report(func: Callable) -> Callable:
 
 def command(*args, **kwargs) -> Callable:
     def register(func: Callable) -> Callable:
-        return app.command(*args, **kwargs)(_report(func))
+        return app.command(*args, cls=_Command, **kwargs)(_report(func))
 
     return register
 

@@ -30,9 +30,6 @@ import math
 import re
 from collections import defaultdict
 from pathlib import PurePosixPath
-from xml.etree.ElementTree import ParseError
-
-from defusedxml import ElementTree
 
 from augpipe.formats.base import Objects, Option, Scan, SourceFile, is_image
 from augpipe.formats.common import (
@@ -169,6 +166,10 @@ def _parse(data: bytes, name: str, zero_based: bool = False, flaws: list | None 
     """[(class name, box)] or the reason the image is skipped (its first bad object); `flaws`,
     when given, gets ("object k", Flaw) for every bad object and each box within 1 px over the
     image's edge (clipped here); `sizes`, when given, the image's `<size>` under `name`."""
+    from xml.etree.ElementTree import ParseError
+
+    from defusedxml import ElementTree
+
     from augpipe.targets.boxes import overhang
 
     try:

@@ -37,8 +37,6 @@ import math
 import posixpath
 from collections import defaultdict
 
-import yaml
-
 from augpipe.errors import SourceError, UsageError
 from augpipe.formats.base import Objects, Option, Scan, SourceFile, is_image, split_of_folder
 from augpipe.formats.common import (
@@ -183,6 +181,8 @@ def _config(store, name: str, annotation_files: list) -> dict:
     annotation_files.append((name, data))
     if len(data) > MAX_YAML_BYTES:
         raise SourceError(f"{store.display(name)}: {len(data):,} bytes: a dataset file is at most {MAX_YAML_BYTES:,}")
+    import yaml
+
     try:
         config = yaml.safe_load(text(data, name))
     except (yaml.YAMLError, ValueError) as exc:
@@ -522,6 +522,8 @@ def write(store, items, header, options: dict) -> dict:
     data = {**splits, "names": dict(enumerate(header.classes)), "nc": len(header.classes)}
     if options["yolo_task"] == "pose":
         data.update(_pose_yaml(header))
+    import yaml
+
     store.write_bytes("data.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
     return {"images": dict(counts)}
 
