@@ -10,5 +10,5 @@ import augpipe.engines.local  # noqa: F401, E402
 import augpipe.jobs  # noqa: F401, E402
 from augpipe.recipe import import_albumentations  # noqa: E402
 
-# the Hub helpers stay (no skip_hub): a library caller's own forkserver processes share this server
+# the Hub helpers stay (no lean_import): a library caller's own forkserver processes share this server
 import_albumentations()

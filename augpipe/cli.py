@@ -179,9 +179,9 @@ def _start_workers(workers: int | None, engine: str = "local") -> None:
     """Before anything else: workers either fork from this process (when `main` runs it) or
     start from a fork server that takes about a second to import what they need."""
     if _state.get("own_process"):
-        from augpipe.recipe import skip_hub
+        from augpipe.recipe import lean_import
 
-        skip_hub()
+        lean_import()
     if engine != "local":
         return
     from augpipe.engines.local import default_workers, own_process, start_workers_early

@@ -252,7 +252,7 @@ def import_albumentations():
     When torch is installed, `import albumentations` imports it too (about 1 s and 0.5 GB in
     every worker) for ToTensorV2, which augpipe never uses. The helpers are blocked only while
     albumentations itself loads: `import albumentations.pytorch` still works afterwards.
-    In a process augpipe runs from its start, its Hugging Face Hub helpers too (`skip_hub`).
+    In a process augpipe runs from its start, less (`lean_import`).
     """
     module = sys.modules.get("albumentations")
     if module is not None and _IMPORTED:
@@ -266,15 +266,19 @@ def import_albumentations():
 _IMPORTING = threading.Lock()
 _IMPORTED: list = []
 _UNUSED = ["albumentations.pytorch"]  # blocked while albumentations loads
+_LAZY: list[str] = []  # loaded on first use, not while albumentations loads
 
 
-def skip_hub() -> None:
-    """For a process augpipe runs from its start (the command line, its workers): albumentations
-    loads without huggingface_hub (with httpx, trio, filelock...: a third of its import time) for
-    `push_to_hub` and `from_pretrained`, which augpipe never calls. A library caller's
-    albumentations keeps them."""
+def lean_import() -> None:
+    """For a process augpipe runs from its start (the command line, its workers), albumentations
+    loads without what augpipe's runs rarely or never use: its Hugging Face Hub helpers (with
+    httpx, trio, filelock...: a third of its import time) for `push_to_hub` and `from_pretrained`,
+    and SciPy's special functions (a fifth: one transform, RingingOvershoot, calls one) until they
+    are first used. A library caller's albumentations is loaded whole."""
     if "huggingface_hub" not in _UNUSED:
         _UNUSED.append("huggingface_hub")
+    if "scipy.special" not in _LAZY:
+        _LAZY.append("scipy.special")
 
 
 def _import_albumentations():
@@ -283,6 +287,8 @@ def _import_albumentations():
     blocked = [name for name in _UNUSED if name not in sys.modules]
     for name in blocked:
         sys.modules[name] = None  # an import of it raises ImportError
+    for name in _LAZY:
+        _load_on_first_use(name)
     try:
         import albumentations
     finally:
@@ -290,6 +296,25 @@ def _import_albumentations():
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
     return albumentations
+
+
+def _load_on_first_use(name: str) -> None:
+    """Module `name` (a package's submodule) runs when one of its attributes is first read
+    (importlib's LazyLoader). Set on the package too: `from package import name` would otherwise
+    go through the import system, whose look at the module's spec loads it."""
+    import importlib.util
+
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    setattr(sys.modules[parent], child, module)
 
 
 # ---------------------------------------------------------------- one transform

@@ -13,7 +13,7 @@ import pytest
 from augpipe.bundled import bundled_recipes
 from augpipe.cli import app
 from augpipe.recipe import load_recipe
-from conftest import ENV, ROOT, augpipe, make_folder
+from conftest import ENV, ROOT, augpipe, make_folder, shard_hashes
 
 HEAVY = ("albumentations", "cv2", "numpy", "pyarrow", "PIL", "scipy", "pandas", "matplotlib", "torch", "ray")
 COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)
@@ -58,13 +58,36 @@ def test_recipes_says_what_the_validated_recipes_say():
     assert lines == expected
 
 
-def test_expand_loads_albumentations_without_the_hub(tmp_path):
+def test_expand_loads_albumentations_without_the_hub_or_scipy_special(tmp_path):
     """huggingface_hub (with httpx, trio, filelock) is a third of albumentations' import time, for
-    transforms on the Hub that augpipe never uses."""
+    transforms on the Hub that augpipe never uses; scipy.special a fifth, for one transform."""
     src = make_folder(tmp_path / "src", per_class=3)
     _, modules = imported("expand", src, "-r", "flips", "-o", tmp_path / "out", "-w", "1", "-q", full=True)
     assert "albumentations" in modules
-    assert not {m for m in modules if m.startswith(("huggingface_hub.", "httpx"))}
+    assert not {m for m in modules if m.startswith(("huggingface_hub.", "httpx", "scipy.special."))}
+
+
+RINGING = """name: ringing
+transforms:
+  - RingingOvershoot: {blur_limit: [7, 15], p: 1}
+  - GaussNoise: {p: 0.5}
+"""
+
+
+def test_the_transform_that_needs_scipy_special_loads_it_when_it_runs(tmp_path):
+    """The command line's workers load scipy.special on first use: the same shards as a library
+    caller's expand, whose albumentations loaded it whole."""
+    from augpipe import ExpandOptions, expand
+
+    src = make_folder(tmp_path / "src", per_class=4)
+    recipe = tmp_path / "ringing.yaml"
+    recipe.write_text(RINGING)
+    cli = subprocess.run([*augpipe("expand", src, "-r", recipe, "-o", tmp_path / "cli", "-w", "2", "-q")],
+                         capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    expand(src, recipe, tmp_path / "lib", ExpandOptions(workers=1, progress=False))
+    assert shard_hashes(tmp_path / "cli") == shard_hashes(tmp_path / "lib")
+    assert len(shard_hashes(tmp_path / "cli")) >= 1
 
 
 def test_a_library_caller_keeps_albumentations_hub_helpers():
