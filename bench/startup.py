@@ -8,7 +8,8 @@
 - `augpipe expand` at 64×64 px over --images inputs, 2 copies each, 2 workers (bench/expand.py's
   dataset, recipe and ceiling): images out per second, the whole command (Python's start, the
   imports, the recipe, the scan) and by its own clock (`process_seconds`), against the ceiling
-  measured in the same run (medians of --repeat).
+  measured in the same run (medians of --repeat); and the bound on any whole command: the
+  ceiling's work after Python's start and albumentations' import, with nothing else.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+# what a worker needs before its first image, as augpipe's command line loads it
+LOADING = ("from augpipe.recipe import import_albumentations, lean_import; import augpipe.engines.local; "
+           "lean_import(); import_albumentations()")
 COMMANDS = (["--help"], ["recipes"], ["--version"], ["expand", "--help"])
 
 
@@ -62,7 +66,13 @@ def expand_rows(work: Path, images: int, repeat: int) -> list[tuple[str, float, 
         runs.setdefault("whole", []).append(whole)
         runs.setdefault("own", []).append(own)
     m = {k: statistics.median(v) for k, v in runs.items()}
+    # the most any command can reach: Python's start and albumentations' import, then the ceiling's work
+    loading = wall([sys.executable, "-c", LOADING], 5)
+    rows = images * 2
+    bound = rows / (rows / m["ceiling"] + loading)
     return [("ceiling, 2 processes", m["ceiling"], "1.00"),
+            (f"bound: ceiling's work + {loading:.2f} s to start and load albumentations", bound,
+             f"{bound / m['ceiling']:.2f}"),
             ("augpipe expand -w 2 (own clock, processing)", m["own"], f"{m['own'] / m['ceiling']:.2f}"),
             ("augpipe expand -w 2 (whole command)", m["whole"], f"{m['whole'] / m['ceiling']:.2f}"),
             (f"whole command / ceiling, each of {repeat} runs", 0.0,
