@@ -7,6 +7,7 @@ A leaf module: it loads neither OpenCV nor torch.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 from augpipe.engines import ENGINES
@@ -26,6 +27,16 @@ TRAIN_TASKS = ("auto", *MODEL_TASKS)
 def one_of(choices: tuple[str, ...]) -> str:
     """`a, b or c`, as the help and the errors say a choice."""
     return f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
+
+
+def check_numbers(options, integers: tuple[str, ...], reals: tuple[str, ...] = ()) -> None:
+    """A library caller's ExpandOptions(shard_size="30KB") gets this one line, not a TypeError from
+    the first comparison."""
+    for names, kind, what in ((integers, numbers.Integral, "a whole number"), (reals, numbers.Real, "a number")):
+        for name in names:
+            value = getattr(options, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
+                raise UsageError(f"{type(options).__name__}({name}=...) takes {what}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class ExpandOptions:
     repeat_threshold: float | None = None  # --balance's repeat factors (detection); None: plan.repeat_factors'
 
     def __post_init__(self):
+        check_numbers(self, ("copies", "workers", "seed", "shard_size", "max_pixels"),
+                      ("val_fraction", "repeat_threshold"))
         if self.copies is not None and not 0 <= self.copies <= MAX_COPIES:
             raise UsageError(f"--copies must be 0 to {MAX_COPIES:,} (as a recipe's copies)")
         if self.split_by not in SPLIT_BY:
@@ -83,6 +96,7 @@ class TrainOptions:
     log: object = field(default=print, repr=False)  # where progress lines go
 
     def __post_init__(self):
+        check_numbers(self, ("epochs", "batch_size", "size", "seed", "seeds"), ("lr",))
         if self.freeze is not None and self.freeze not in FREEZE:
             raise UsageError("--freeze takes 'features' (every layer but the final 1×1 classifier)")
         if self.device not in DEVICES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -36,3 +37,27 @@ def test_repeat_threshold_is_recorded(cli, tmp_path):
     assert manifest["options"]["repeat_threshold"] == 0.25 and manifest["balance"]["threshold"] == 0.25
     # shares 1/2, 1/3, 1/6: only coin's is under 0.25, its factor sqrt(0.25 * 6)
     assert manifest["balance"]["repeat_factor"] == {"cat": 1.0, "coin": round(1.5 ** 0.5, 4), "cup": 1.0}
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"shard_size": "30KB"}, "ExpandOptions(shard_size=...) takes a whole number, not '30KB'"),
+    ({"workers": 2.5}, "ExpandOptions(workers=...) takes a whole number, not 2.5"),
+    ({"val_fraction": "0.1"}, "ExpandOptions(val_fraction=...) takes a number, not '0.1'"),
+    ({"seed": True}, "ExpandOptions(seed=...) takes a whole number, not True"),
+])
+def test_a_library_callers_option_of_the_wrong_type_gets_one_line(kwargs, needle):
+    from augpipe import ExpandOptions
+    from augpipe.errors import UsageError
+
+    with pytest.raises(UsageError, match=re.escape(needle)):
+        ExpandOptions(**kwargs)
+
+
+def test_numpy_numbers_are_numbers():
+    import numpy as np
+
+    from augpipe import ExpandOptions
+    from augpipe.options import TrainOptions
+
+    assert ExpandOptions(workers=np.int64(2), val_fraction=np.float32(0.25)).workers == 2
+    assert TrainOptions(lr=np.float64(0.01), epochs=np.int32(3)).epochs == 3
