@@ -146,10 +146,12 @@ def _parse_size(text: str) -> int:
     scale = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}[unit]
     if "i" in (m.group(2) or ""):
         scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[unit]
-    size = int(float(m.group(1)) * scale)
+    size = float(m.group(1)) * scale  # inf for 400 digits
     if size < 1:
         raise typer.BadParameter("the size must be positive")
-    return size
+    if size >= 2**63:
+        raise typer.BadParameter("the size is more than any disk holds")
+    return int(size)
 
 
 RecipeOpt = Annotated[str, typer.Option("--recipe", "-r", help="A recipe file, or a bundled recipe's name (see `augpipe recipes`).")]

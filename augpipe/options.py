@@ -7,6 +7,7 @@ A leaf module: it loads neither OpenCV nor torch.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass, field
 
@@ -29,14 +30,21 @@ def one_of(choices: tuple[str, ...]) -> str:
     return f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
 
 
-def check_numbers(options, integers: tuple[str, ...], reals: tuple[str, ...] = ()) -> None:
+def check_numbers(options, integers: tuple[str, ...], reals: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> None:
     """A library caller's ExpandOptions(shard_size="30KB") gets this one line, not a TypeError from
-    the first comparison."""
-    for names, kind, what in ((integers, numbers.Integral, "a whole number"), (reals, numbers.Real, "a number")):
-        for name in names:
-            value = getattr(options, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, kind)):
-                raise UsageError(f"{type(options).__name__}({name}=...) takes {what}, not {value!r}")
+    the first comparison. NumPy's numbers, and a float holding a whole number where one is
+    wanted, become Python's (they are written into the manifest's JSON)."""
+    for name in (*integers, *reals):
+        value = getattr(options, name)
+        if value is None and name in optional:
+            continue
+        whole = name in integers
+        if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) \
+                and (not whole or float(value).is_integer()):
+            object.__setattr__(options, name, int(value) if whole else float(value))
+            continue
+        what = "a whole number" if whole else "a finite number"
+        raise UsageError(f"{type(options).__name__}({name}=...) takes {what}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -60,7 +68,9 @@ class ExpandOptions:
 
     def __post_init__(self):
         check_numbers(self, ("copies", "workers", "seed", "shard_size", "max_pixels"),
-                      ("val_fraction", "repeat_threshold"))
+                      ("val_fraction", "repeat_threshold"), optional=("copies", "workers", "repeat_threshold"))
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers must be 1 or more, not {self.workers}")
         if self.copies is not None and not 0 <= self.copies <= MAX_COPIES:
             raise UsageError(f"--copies must be 0 to {MAX_COPIES:,} (as a recipe's copies)")
         if self.split_by not in SPLIT_BY:
@@ -96,7 +106,12 @@ class TrainOptions:
     log: object = field(default=print, repr=False)  # where progress lines go
 
     def __post_init__(self):
-        check_numbers(self, ("epochs", "batch_size", "size", "seed", "seeds"), ("lr",))
+        check_numbers(self, ("epochs", "batch_size", "size", "seed", "seeds"), ("lr",), optional=("size",))
+        for name in ("epochs", "batch_size", "seeds", "size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be 1 or more, not {getattr(self, name)}")
+        if not self.lr > 0:
+            raise UsageError(f"--lr must be above 0, not {self.lr}")
         if self.freeze is not None and self.freeze not in FREEZE:
             raise UsageError("--freeze takes 'features' (every layer but the final 1×1 classifier)")
         if self.device not in DEVICES:

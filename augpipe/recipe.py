@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
+import importlib
 import inspect
 import json
 import sys
 import threading
+import types
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -299,22 +301,39 @@ def _import_albumentations():
 
 
 def _load_on_first_use(name: str) -> None:
-    """Module `name` (a package's submodule) runs when one of its attributes is first read
-    (importlib's LazyLoader). Set on the package too: `from package import name` would otherwise
-    go through the import system, whose look at the module's spec loads it."""
+    """Module `name` (a package's submodule) stands in sys.modules, and on its package, as a
+    `_FirstUse` until one of its attributes is read."""
     import importlib.util
 
-    if name in sys.modules:
+    if name in sys.modules or importlib.util.find_spec(name) is None:
         return
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        return
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
     parent, _, child = name.rpartition(".")
-    setattr(sys.modules[parent], child, module)
+    stand_in = _FirstUse(name)
+    sys.modules[name] = stand_in
+    setattr(sys.modules[parent], child, stand_in)
+
+
+class _FirstUse(types.ModuleType):
+    """Loads the module it stands for when an attribute is first read, once, under a lock
+    (importlib's LazyLoader is not thread-safe before Python 3.12: threads saw half a module),
+    and from then on holds the module's attributes as its own."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.__dict__["_first_use"] = threading.Lock()
+
+    def __getattr__(self, attr: str):
+        with self.__dict__["_first_use"]:
+            if "_loaded" not in self.__dict__:
+                if sys.modules.get(self.__name__) is self:
+                    del sys.modules[self.__name__]  # the import below loads the real one
+                module = importlib.import_module(self.__name__)
+                self.__dict__.update(module.__dict__)
+                self.__dict__["_loaded"] = True
+        try:
+            return self.__dict__[attr]
+        except KeyError:
+            raise AttributeError(f"module {self.__name__!r} has no attribute {attr!r}") from None
 
 
 # ---------------------------------------------------------------- one transform

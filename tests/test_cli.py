@@ -95,6 +95,8 @@ def test_expand_errors_are_one_line_with_exit_2(cli, tmp_path, folder):
     assert_one_line_error(cli("expand", folder, "-r", "flips", "-o", folder / "inside"), 2, "inside the source")
     bad_size = cli("expand", folder, "-r", "flips", "--shard-size", "lots")
     assert bad_size.exit_code == 2 and "not a size" in bad_size.output and "Traceback" not in bad_size.output
+    huge = cli("expand", folder, "-r", "flips", "--shard-size", "9" * 400)
+    assert huge.exit_code == 2 and "more than any disk holds" in huge.output and "Traceback" not in huge.output
 
 
 def test_expand_refuses_other_output_and_overwrite_replaces_it(cli, folder, tmp_path):

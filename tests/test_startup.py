@@ -67,6 +67,36 @@ def test_expand_loads_albumentations_without_the_hub_or_scipy_special(tmp_path):
     assert not {m for m in modules if m.startswith(("huggingface_hub.", "httpx", "scipy.special."))}
 
 
+THREADS = """
+import sys, threading
+import numpy as np
+from augpipe.recipe import import_albumentations, lean_import
+lean_import()
+A = import_albumentations()
+assert "scipy.special._ufuncs" not in sys.modules
+errors = []
+def run():
+    try:
+        A.RingingOvershoot(p=1)(image=np.zeros((32, 32, 3), np.uint8))
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=run) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+import scipy, scipy.special
+print(errors, scipy.special is sys.modules["scipy.special"], type(scipy.special).__name__)
+"""
+
+
+def test_scipy_special_loads_once_when_threads_first_need_it_together():
+    """A hostile test: with importlib's LazyLoader (Python 3.11), 7 of 8 threads saw half a module."""
+    done = subprocess.run([augpipe()[0], "-c", THREADS], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]", "True", "module"]
+
+
 RINGING = """name: ringing
 transforms:
   - RingingOvershoot: {blur_limit: [7, 15], p: 1}

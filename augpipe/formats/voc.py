@@ -178,6 +178,8 @@ def _parse(data: bytes, name: str, zero_based: bool = False, flaws: list | None 
         return Flaw("annotation_unreadable", f"{name}: malformed XML ({exc})")
     except ValueError as exc:  # defusedxml: entities, DTDs, external references
         return Flaw("annotation_unreadable", f"{name}: refused XML ({type(exc).__name__})")
+    except LookupError as exc:  # <?xml encoding="..."?> that Python does not know
+        return Flaw("annotation_unreadable", f"{name}: malformed XML ({exc})")
     if root.tag != "annotation":
         return Flaw("annotation_unreadable", f"{name}: not a Pascal VOC annotation (its root is <{root.tag}>, "
                                              "not <annotation>)")

@@ -34,6 +34,8 @@ def normalise_location(location: str | os.PathLike) -> str:
     from urllib.parse import unquote
 
     text = str(location)
+    if not text.strip():  # '' would be the working directory to the operating system
+        raise StoreError("an empty path names no folder: write the folder's path (. for this one)")
     if not is_uri(text) or text.startswith("file://"):
         return text
     scheme, _, rest = text.partition("://")

@@ -46,6 +46,8 @@ def test_voc_beside_the_images(tmp_path):
     write(root / "train/nonumber.xml", voc_xml([("dog", ("1", "x", "5", "5"), 0)]))
     img(root / "train/evil.jpg")
     write(root / "train/evil.xml", '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e "boom">]><annotation>&e;</annotation>')
+    img(root / "train/encoding.jpg")
+    write(root / "train/encoding.xml", '<?xml version="1.0" encoding="nosuch-enc"?><annotation></annotation>')
     found = scan(root)
     assert (found.format, found.task, found.classes) == ("voc", "detection", ["bird", "cat", "dog"])
     files = by_path(found)
@@ -65,6 +67,7 @@ def test_voc_beside_the_images(tmp_path):
     assert skipped["train/broken.jpg"].startswith("train/broken.xml: malformed XML (")
     assert skipped["train/nonumber.jpg"] == "box 0: <ymin> 'x' is not a number"
     assert skipped["train/evil.jpg"] == "train/evil.xml: refused XML (EntitiesForbidden)"
+    assert skipped["train/encoding.jpg"].startswith("train/encoding.xml: malformed XML (unknown encoding")
 
 
 def test_voc_in_the_devkits_convention_or_zero_based(tmp_path):
