@@ -709,9 +709,51 @@ EPSILON = 1e-7  # albumentations' filter_bboxes's
 def lean_filter(boxes: np.ndarray, shape: dict, min_area: float, min_visibility: float, min_width: float,
                 min_height: float) -> np.ndarray:
     """albumentations' `filter_bboxes` (no aspect-ratio limit), operation for operation: the
-    boxes clipped to the image, those too small or too little visible dropped."""
+    boxes clipped to the image, those too small or too little visible dropped. The x and y of a
+    step are one operation on a pair of columns (the same arithmetic, element by element, in the
+    same types: half the numpy calls), the constants made once an image size."""
     if len(boxes) == 0:
         return np.array([], dtype=np.float32).reshape(0, 4)
+    if boxes.dtype not in (np.float32, np.float64):
+        return _lean_filter(boxes, shape, min_area, min_visibility, min_width, min_height)
+    height, width = shape["height"], shape["width"]
+    sides, scale, limits = _filter_constants(width, height, boxes.shape[1], boxes.dtype.str, min_width, min_height)
+    # ((x1 - x0) * width) * ((y1 - y0) * height), in the boxes' own type (width is a weak scalar)
+    extent = boxes[:, 2:4] - boxes[:, 0:2]
+    extent *= sides
+    areas = extent[:, 0] * extent[:, 1]
+    # clip_bboxes: in pixels (float64), clipped, normalised again
+    clipped = boxes * scale
+    corners = clipped[:, :4]
+    corners.clip(0, scale[:4], out=corners)
+    corners /= scale[:4]  # x / float(width)
+    pixels = clipped[:, 0:4] * scale[:4]  # x0 * w, y0 * h, x1 * w, y1 * h with float w, h
+    clipped_areas = (clipped[:, 2:4] - clipped[:, 0:2]) * scale[:2]
+    clipped_areas = clipped_areas[:, 0] * clipped_areas[:, 1]
+    keep = ((areas >= EPSILON) & (clipped_areas >= min_area - EPSILON)
+            & (clipped_areas / (areas + EPSILON) >= min_visibility)
+            & ((pixels[:, 2:4] - pixels[:, 0:2]) >= limits).all(axis=1))
+    if keep.all():
+        return clipped
+    kept = clipped[keep]
+    return np.array([], dtype=np.float32).reshape(0, 4) if len(kept) == 0 else kept
+
+
+@functools.lru_cache(maxsize=64)
+def _filter_constants(width: int, height: int, columns: int, dtype: str, min_width: float, min_height: float):
+    """[width, height] in the boxes' type; [w, h, w, h, 1, ...] in float64 (`clip_bboxes`'s
+    scale, its clip bounds and divisor, and `denormalize_bboxes`'s float w, h); the limits on
+    width and height less EPSILON. Read-only: they are shared."""
+    sides = np.array([width, height], dtype=np.dtype(dtype))
+    scale = np.array([width, height, width, height, *[1] * (columns - 4)], dtype=float)
+    limits = np.array([min_width - EPSILON, min_height - EPSILON], dtype=float)
+    for a in (sides, scale, limits):
+        a.flags.writeable = False
+    return sides, scale, limits
+
+
+def _lean_filter(boxes: np.ndarray, shape: dict, min_area: float, min_visibility: float, min_width: float,
+                 min_height: float) -> np.ndarray:
     height, width = shape["height"], shape["width"]
     areas = ((boxes[:, 2] - boxes[:, 0]) * width) * ((boxes[:, 3] - boxes[:, 1]) * height)
     # clip_bboxes: in pixels (float64), clipped, normalised again
