@@ -634,21 +634,19 @@ def lean_box_processor() -> type:
                     return super().preprocess(data)
                 shape = get_shape(data)
                 self.is_sequence_input["bboxes"] = False
-                columns = [boxes]
-                for name in self.params.label_fields:
+                # as convert_bboxes_to_albumentations: the columns as float32 (boxes and labels, as
+                # np.hstack(...).astype(np.float32) rounds them), corners, then normalised in float64
+                out = np.empty((len(boxes), 4 + len(self.params.label_fields)), np.float32)
+                out[:, :4] = boxes
+                for k, name in enumerate(self.params.label_fields):
                     self._validate_label_field_length(data, "bboxes", name)
-                    columns.append(self.label_manager.process_field("bboxes", name, data.pop(name)))
-                # as convert_bboxes_to_albumentations: float32, corners, then normalised in float64
-                given = np.hstack(columns).astype(np.float32)
-                out = np.zeros_like(given)
-                out[:, 4:] = given[:, 4:]
-                out[:, :2] = given[:, :2]
-                out[:, 2:4] = given[:, :2] + given[:, 2:4]
+                    out[:, 4 + k] = self.label_manager.process_field("bboxes", name, data.pop(name)).reshape(-1)
+                out[:, 2:4] += out[:, :2]
                 corners = out[:, :4].astype(float)
-                corners /= np.array([shape["width"], shape["height"]] * 2, dtype=float)  # x / float(width)
-                out[:, :4] = np.clip(corners.astype(np.float32), 0, 1)
-                if not (((out[:, :4] >= 0) & (out[:, :4] <= 1)).all()
-                        and ((out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])).all()):
+                corners /= _filter_constants(shape["width"], shape["height"], 4, "<f8", 0, 0)[1]  # x / float(width)
+                out[:, :4] = corners
+                np.clip(out[:, :4], 0, 1, out=out[:, :4])
+                if not _ordered(out):  # a corner not a number, or of no width or height
                     check_bboxes(out)  # albumentations' own error
                 data["bboxes"] = out
 
@@ -685,18 +683,14 @@ def lean_box_processor() -> type:
                     for name in self.params.label_fields:
                         data[name] = self.label_manager.handle_empty_data()
                     return data
-                if not (((boxes[:, :4] >= 0) & (boxes[:, :4] <= 1)).all()
-                        and ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()):
+                if not _ordered(boxes):  # clipped to [0, 1] by the filter: in range unless not a number
                     check_bboxes(boxes)
-                # as convert_bboxes_from_albumentations to COCO
-                out = np.zeros_like(boxes)
-                out[:, 4:] = boxes[:, 4:]
-                pixels = boxes[:, :4] * np.array([shape["width"], shape["height"]] * 2, dtype=float)
-                out[:, :2] = pixels[:, :2]
-                out[:, 2:4] = pixels[:, 2:4] - pixels[:, :2]
+                # as convert_bboxes_from_albumentations to COCO: in pixels (float64), x, y, w, h
+                pixels = boxes[:, :4] * _filter_constants(shape["width"], shape["height"], 4, "<f8", 0, 0)[1]
+                pixels[:, 2:4] -= pixels[:, :2]
                 for k, name in enumerate(self.params.label_fields):
-                    data[name] = self.label_manager.restore_field("bboxes", name, out[:, 4 + k])
-                data["bboxes"] = out[:, :4]
+                    data[name] = self.label_manager.restore_field("bboxes", name, boxes[:, 4 + k])
+                data["bboxes"] = pixels.astype(boxes.dtype, copy=False)
                 return data
 
         _LEAN.append(LeanBboxProcessor)
@@ -704,6 +698,12 @@ def lean_box_processor() -> type:
 
 
 EPSILON = 1e-7  # albumentations' filter_bboxes's
+
+
+def _ordered(boxes: np.ndarray) -> bool:
+    """Every box's x_max past its x_min and y_max past its y_min (False for a corner that is not
+    a number): with corners clipped to [0, 1], what albumentations' `check_bboxes` asks."""
+    return bool((boxes[:, 2:4] > boxes[:, 0:2]).all())
 
 
 def lean_filter(boxes: np.ndarray, shape: dict, min_area: float, min_visibility: float, min_width: float,
