@@ -286,8 +286,9 @@ class BoxesKind(Target):
         # of a reflecting border) is no object
         keys = np.asarray(result["keys"], dtype=np.float64).astype(np.int64)
         categories = np.asarray(result["categories"], dtype=np.float64).astype(np.int64)
-        kept = (np.round(boxes[:, 2], 3) > 0) & (np.round(boxes[:, 3], 3) > 0)  # as written: to 0.001 px
-        boxes, keys, categories = boxes[kept], keys[kept], categories[kept]
+        kept = (boxes[:, 2:4].round(3) > 0).all(axis=1)  # as written: to 0.001 px
+        if not kept.all():
+            boxes, keys, categories = boxes[kept], keys[kept], categories[kept]
         masks = None
         if state.masks is not None:
             masks = _reselect(self._masks_out(result, state), boxes, keys)
@@ -316,7 +317,7 @@ class BoxesKind(Target):
         if state.masks is not None:
             areas = [pixels_in(m) for m in state.masks]
         else:
-            areas = [float(w * h) for _, _, w, h in state.boxes]
+            areas = (state.boxes[:, 2] * state.boxes[:, 3]).astype(np.float64)  # w * h in the boxes' type
         # to a thousandth of a pixel: albumentations' normalised round trip leaves 60.0000038 for 60
         objects = {"bbox": np.round(state.boxes, 3).astype(np.float32), "category": state.categories,
                    "area": np.round(areas, 3), "id": state.ids, "iscrowd": state.crowd()}
