@@ -833,12 +833,13 @@ def _fill_rows(mask: np.ndarray, x, y, x2, y2, first: int, last: int) -> None:
     left, right = min(max(int(np.floor(x.min())), 0), w), min(max(int(np.ceil(x.max())), 0), w)
     edges = np.clip(np.ceil(xs - 0.5), left, right) - left  # inf (no crossing) -> right: an empty span
     starts, ends = edges[:, 0::2].astype(np.intp), edges[:, 1::2].astype(np.intp)
-    width = right - left
-    row = (np.arange(last - first) * (width + 1))[:, None]  # each span +1 at its start, -1 at its end
-    cells = (last - first) * (width + 1)
-    change = np.bincount((row + starts).ravel(), minlength=cells) - np.bincount((row + ends).ravel(), minlength=cells)
-    inside = np.cumsum(change.reshape(last - first, width + 1)[:, :width], axis=1) > 0
-    mask[first:last, left:right][inside] = 1
+    # each span's pixels by their index in the rows: the spans' starts, each repeated as long as
+    # its span, plus 0, 1, 2... within it (spans of a row are apart: pairs of sorted crossings)
+    lengths = (ends - starts).ravel()
+    begin = (starts + (np.arange(first, last) * mask.shape[1] + left)[:, None]).ravel()
+    offsets = np.cumsum(lengths)
+    pixels = np.repeat(begin - (offsets - lengths), lengths) + np.arange(offsets[-1] if len(offsets) else 0)
+    mask.put(pixels, 1)  # by index in the flattened rows, the mask contiguous or not
 
 
 def _rle(rle: dict, shape: tuple[int, int]) -> np.ndarray:
