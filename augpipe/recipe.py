@@ -678,21 +678,19 @@ def lean_box_processor() -> type:
                     return super().preprocess(data)
                 shape = get_shape(data)
                 self.is_sequence_input["bboxes"] = False
-                columns = [boxes]
-                for name in self.params.label_fields:
+                # as convert_bboxes_to_albumentations: the columns as float32 (boxes and labels, as
+                # np.hstack(...).astype(np.float32) rounds them), corners, then normalised in float64
+                out = np.empty((len(boxes), 4 + len(self.params.label_fields)), np.float32)
+                out[:, :4] = boxes
+                for k, name in enumerate(self.params.label_fields):
                     self._validate_label_field_length(data, "bboxes", name)
-                    columns.append(self.label_manager.process_field("bboxes", name, data.pop(name)))
-                # as convert_bboxes_to_albumentations: float32, corners, then normalised in float64
-                given = np.hstack(columns).astype(np.float32)
-                out = np.zeros_like(given)
-                out[:, 4:] = given[:, 4:]
-                out[:, :2] = given[:, :2]
-                out[:, 2:4] = given[:, :2] + given[:, 2:4]
+                    out[:, 4 + k] = self.label_manager.process_field("bboxes", name, data.pop(name)).reshape(-1)
+                out[:, 2:4] += out[:, :2]
                 corners = out[:, :4].astype(float)
-                corners /= np.array([shape["width"], shape["height"]] * 2, dtype=float)  # x / float(width)
-                out[:, :4] = np.clip(corners.astype(np.float32), 0, 1)
-                if not (((out[:, :4] >= 0) & (out[:, :4] <= 1)).all()
-                        and ((out[:, 2] > out[:, 0]) & (out[:, 3] > out[:, 1])).all()):
+                corners /= _filter_constants(shape["width"], shape["height"], 4, "<f8", 0, 0)[1]  # x / float(width)
+                out[:, :4] = corners
+                np.clip(out[:, :4], 0, 1, out=out[:, :4])
+                if not _ordered(out):  # a corner not a number, or of no width or height
                     check_bboxes(out)  # albumentations' own error
                 data["bboxes"] = out
 
@@ -729,18 +727,14 @@ def lean_box_processor() -> type:
                     for name in self.params.label_fields:
                         data[name] = self.label_manager.handle_empty_data()
                     return data
-                if not (((boxes[:, :4] >= 0) & (boxes[:, :4] <= 1)).all()
-                        and ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()):
+                if not _ordered(boxes):  # clipped to [0, 1] by the filter: in range unless not a number
                     check_bboxes(boxes)
-                # as convert_bboxes_from_albumentations to COCO
-                out = np.zeros_like(boxes)
-                out[:, 4:] = boxes[:, 4:]
-                pixels = boxes[:, :4] * np.array([shape["width"], shape["height"]] * 2, dtype=float)
-                out[:, :2] = pixels[:, :2]
-                out[:, 2:4] = pixels[:, 2:4] - pixels[:, :2]
+                # as convert_bboxes_from_albumentations to COCO: in pixels (float64), x, y, w, h
+                pixels = boxes[:, :4] * _filter_constants(shape["width"], shape["height"], 4, "<f8", 0, 0)[1]
+                pixels[:, 2:4] -= pixels[:, :2]
                 for k, name in enumerate(self.params.label_fields):
-                    data[name] = self.label_manager.restore_field("bboxes", name, out[:, 4 + k])
-                data["bboxes"] = out[:, :4]
+                    data[name] = self.label_manager.restore_field("bboxes", name, boxes[:, 4 + k])
+                data["bboxes"] = pixels.astype(boxes.dtype, copy=False)
                 return data
 
         _LEAN.append(LeanBboxProcessor)
@@ -750,12 +744,91 @@ def lean_box_processor() -> type:
 EPSILON = 1e-7  # albumentations' filter_bboxes's
 
 
+def _ordered(boxes: np.ndarray) -> bool:
+    """Every box's x_max past its x_min and y_max past its y_min (False for a corner that is not
+    a number): with corners clipped to [0, 1], what albumentations' `check_bboxes` asks."""
+    return bool((boxes[:, 2:4] > boxes[:, 0:2]).all())
+
+
 def lean_filter(boxes: np.ndarray, shape: dict, min_area: float, min_visibility: float, min_width: float,
                 min_height: float) -> np.ndarray:
     """albumentations' `filter_bboxes` (no aspect-ratio limit), operation for operation: the
-    boxes clipped to the image, those too small or too little visible dropped."""
+    boxes clipped to the image, those too small or too little visible dropped. The x and y of a
+    step are one operation on a pair of columns (the same arithmetic, element by element, in the
+    same types: half the numpy calls), the constants made once an image size."""
     if len(boxes) == 0:
         return np.array([], dtype=np.float32).reshape(0, 4)
+    if boxes.dtype not in (np.float32, np.float64):
+        return _lean_filter(boxes, shape, min_area, min_visibility, min_width, min_height)
+    height, width = shape["height"], shape["width"]
+    sides, scale, limits = _filter_constants(width, height, boxes.shape[1], boxes.dtype.str, min_width, min_height)
+    # ((x1 - x0) * width) * ((y1 - y0) * height), in the boxes' own type (width is a weak scalar)
+    extent = boxes[:, 2:4] - boxes[:, 0:2]
+    extent *= sides
+    areas = extent[:, 0] * extent[:, 1]
+    if len(boxes) <= FEW_BOXES:
+        return _few_boxes(boxes, areas, float(width), float(height), min_area, min_visibility, min_width, min_height)
+    # clip_bboxes: in pixels (float64), clipped, normalised again
+    clipped = boxes * scale
+    for columns, side in (([0, 2], width), ([1, 3], height)):  # as clip_bboxes: by scalars (-0.0 stays)
+        clipped[:, columns] = np.clip(clipped[:, columns], 0, side)
+    clipped[:, :4] /= scale[:4]  # x / float(width)
+    pixels = clipped[:, 0:4] * scale[:4]  # x0 * w, y0 * h, x1 * w, y1 * h with float w, h
+    clipped_areas = (clipped[:, 2:4] - clipped[:, 0:2]) * scale[:2]
+    clipped_areas = clipped_areas[:, 0] * clipped_areas[:, 1]
+    keep = ((areas >= EPSILON) & (clipped_areas >= min_area - EPSILON)
+            & (clipped_areas / (areas + EPSILON) >= min_visibility)
+            & ((pixels[:, 2:4] - pixels[:, 0:2]) >= limits).all(axis=1))
+    if keep.all():
+        return clipped
+    kept = clipped[keep]
+    return np.array([], dtype=np.float32).reshape(0, 4) if len(kept) == 0 else kept
+
+
+FEW_BOXES = 16  # up to this many, the filter's float64 arithmetic is done in Python
+
+
+def _few_boxes(boxes: np.ndarray, areas: np.ndarray, w: float, h: float, min_area: float, min_visibility: float,
+               min_width: float, min_height: float) -> np.ndarray:
+    """`lean_filter` after its areas (in the boxes' own type, and so their sum with EPSILON): the
+    rest is float64 arithmetic, done on Python floats (IEEE doubles, numpy's float64: the same
+    results operation for operation), a box at a time, in place of two dozen numpy calls on a
+    few rows. np.clip's rule with scalar bounds (albumentations' `clip_bboxes`): a value below 0
+    becomes 0.0, one above the side the side, any other stays (-0.0 and NaN too)."""
+    epsilon = float(areas.dtype.type(EPSILON))  # `areas >= EPSILON` compares in the areas' type
+    min_area, min_width, min_height = min_area - EPSILON, min_width - EPSILON, min_height - EPSILON
+    rows = []
+    for row, area, shrunk in zip(boxes.tolist(), areas.tolist(), (areas + EPSILON).tolist()):
+        corners = []
+        for v, side in zip(row[:4], (w, h, w, h)):
+            v *= side
+            v = 0.0 if v < 0.0 else side if v > side else v
+            corners.append(v / side)
+        x0, y0, x1, y1 = corners
+        clipped_area = ((x1 - x0) * w) * ((y1 - y0) * h)
+        if (area >= epsilon and clipped_area >= min_area and clipped_area / shrunk >= min_visibility
+                and x1 * w - x0 * w >= min_width and y1 * h - y0 * h >= min_height):
+            rows.append(corners + [v * 1.0 for v in row[4:]])
+    if not rows:
+        return np.array([], dtype=np.float32).reshape(0, 4)
+    return np.array(rows, dtype=np.float64)
+
+
+@functools.lru_cache(maxsize=64)
+def _filter_constants(width: int, height: int, columns: int, dtype: str, min_width: float, min_height: float):
+    """[width, height] in the boxes' type; [w, h, w, h, 1, ...] in float64 (`clip_bboxes`'s
+    scale, its clip bounds and divisor, and `denormalize_bboxes`'s float w, h); the limits on
+    width and height less EPSILON. Read-only: they are shared."""
+    sides = np.array([width, height], dtype=np.dtype(dtype))
+    scale = np.array([width, height, width, height, *[1] * (columns - 4)], dtype=float)
+    limits = np.array([min_width - EPSILON, min_height - EPSILON], dtype=float)
+    for a in (sides, scale, limits):
+        a.flags.writeable = False
+    return sides, scale, limits
+
+
+def _lean_filter(boxes: np.ndarray, shape: dict, min_area: float, min_visibility: float, min_width: float,
+                 min_height: float) -> np.ndarray:
     height, width = shape["height"], shape["width"]
     areas = ((boxes[:, 2] - boxes[:, 0]) * width) * ((boxes[:, 3] - boxes[:, 1]) * height)
     # clip_bboxes: in pixels (float64), clipped, normalised again

@@ -12,7 +12,7 @@ Targets (issue 20): detection at least 0.8 of classification, instance masks 0.5
 0.7. `--cpu` times each run by its CPU seconds instead, one worker in this process (steadier
 where other work shares the machine). `--profile KIND` runs one expand of that source with one worker (in this process) under
 cProfile instead and prints the top entries. `--rows` times `augment_sample` alone on one 320 px
-JPEG (5 boxes, or 4 polygons), CPU ms a row, the best of rounds taken in turn: the least
+JPEG (5 boxes, 4 polygons, or a mask of 3 classes), CPU ms a row, the best of rounds taken in turn: the least
 disturbed figure on a loaded machine (no reading, no shards).
 """
 
@@ -122,10 +122,11 @@ def row_times(rounds: int = 7, sources: int = 60) -> None:
     """CPU ms a row of augment_sample (2 copies) by kind, the best of `rounds` taken in turn."""
     from expand import RECIPE
 
-    from augpipe.formats.base import Objects
+    from augpipe.formats.base import MaskRef, Objects
     from augpipe.recipe import parse_recipe
     from augpipe.sample import SourceItem, augment_sample
     from augpipe.targets import kind_for
+    from augpipe.targets.semantic import Semantic
 
     recipe = parse_recipe(RECIPE)
     rng = np.random.default_rng(0)
@@ -135,16 +136,21 @@ def row_times(rounds: int = 7, sources: int = 60) -> None:
     ring = np.linspace(0, 2 * math.pi, 12, endpoint=False)
     polygons = tuple(("polygon", (tuple(np.round(np.stack([x + w / 2 + np.cos(ring) * w / 2.2, y + h / 2 + np.sin(ring) * h / 2.2],
                                                              axis=1).ravel(), 2).tolist()),)) for x, y, w, h in boxes[:4])
-    cases = {"classification": (None, None),
-             "detection": (kind_for("detection"), Objects(boxes, (0, 1, 2, 0, 1), tuple(range(5)))),
+    mask = np.zeros((320, 320), np.uint8)
+    for k, (x, y, w, h) in enumerate(boxes):
+        mask[y:y + h, x:x + w] = k % 3 + 1
+    cases = {"classification": (None, None, None),
+             "detection": (kind_for("detection"), Objects(boxes, (0, 1, 2, 0, 1), tuple(range(5))), None),
              "instance-masks": (kind_for("detection", instance_masks=True),
-                                Objects(boxes[:4], (0, 1, 2, 0), tuple(range(4)), segments=polygons))}
+                                Objects(boxes[:4], (0, 1, 2, 0), tuple(range(4)), segments=polygons), None),
+             "segmentation": (Semantic(4), MaskRef("a.png"), cv2.imencode(".png", mask)[1].tobytes())}
     best = dict.fromkeys(cases, math.inf)
     for _ in range(rounds):
-        for name, (kind, target) in cases.items():
+        for name, (kind, target, extra) in cases.items():
             started = time.process_time()
             for i in range(sources):
-                augment_sample(data, SourceItem(f"a{i}.jpg", 0, (1, 2), target=target), recipe, 0, 10**8, kind=kind)
+                augment_sample(data, SourceItem(f"a{i}.jpg", 0, (1, 2), target=target), recipe, 0, 10**8, kind=kind,
+                               extra=extra)
             best[name] = min(best[name], (time.process_time() - started) / (2 * sources) * 1e3)
     print(f"augment_sample alone, 320 px, 2 copies; CPU ms a row, best of {rounds} rounds of {sources} sources")
     for name, ms in best.items():

@@ -310,7 +310,12 @@ def palette_masks(tmp_path_factory):
 
 
 def test_stored_masks_decode_as_read_mask_does(grey_masks, palette_masks):
-    """OpenCV's decode of the grey PNGs expand writes, PIL's of the others: pixels as `read_mask`'s."""
+    """OpenCV's decode of the grey PNGs expand writes (`read_mask`, `decode_mask`), PIL's of the
+    others: pixels as PIL reads them, and the palette PIL gives."""
+    import io
+
+    from PIL import Image
+
     from augpipe.targets.masks import read_mask, write_mask
     from augpipe.targets.semantic import decode_mask
 
@@ -322,8 +327,11 @@ def test_stored_masks_decode_as_read_mask_does(grey_masks, palette_masks):
     rows = [r["annotation"]["bytes"] for out in (grey_masks, palette_masks) for r in ShardDataset(out, return_row=True)]
     assert any(b[25] == 0 for b in rows) and any(b[25] == 3 for b in rows)  # grey and palette PNGs stored
     for data in made + rows:
-        got, want = decode_mask(data), read_mask(data, "annotation")[0]
-        assert got.dtype == want.dtype == np.uint8 and np.array_equal(got, want)
+        with Image.open(io.BytesIO(data)) as im:
+            want, palette = np.asarray(im, dtype=np.uint8), bytes(im.getpalette() or []) if im.mode == "P" else None
+        for got in (decode_mask(data), read_mask(data, "annotation")[0]):
+            assert got.dtype == want.dtype == np.uint8 and np.array_equal(got, want)
+        assert read_mask(data, "annotation")[1] == palette
 
 
 @pytest.mark.parametrize("name", ["photos", "boxes", "detection", "grey_masks", "palette_masks"])

@@ -454,15 +454,20 @@ def test_the_lean_box_filter_is_albumentations_filter_bit_for_bit():
 
     rng = np.random.default_rng(0)
     dropped = kept = 0
-    for _ in range(3000):
-        n, columns = int(rng.integers(1, 8)), int(rng.integers(4, 7))
+    special = np.array([0.0, -0.0, 1.0, 1e-9, -1e-9, 1 - 1e-9, np.nan, np.inf, -np.inf])
+    for k in range(3000):
+        # a few boxes (the filter's Python arithmetic) and many (numpy's)
+        n, columns = int(rng.integers(1, 8) if k % 4 else rng.integers(14, 30)), int(rng.integers(4, 7))
         boxes = rng.uniform(-0.5, 1.5, (n, columns)).astype(rng.choice([np.float32, np.float64]))
         boxes[:, 2] = boxes[:, 0] + rng.uniform(-0.1, 0.6, n)  # some of no or negative size, some outside
         boxes[:, 3] = boxes[:, 1] + rng.uniform(-0.1, 0.6, n)
+        if k % 7 == 0:  # on the edges, signed zeros, not numbers
+            boxes.flat[rng.integers(0, boxes.size, 3)] = rng.choice(special, 3)
         shape = {"height": int(rng.integers(1, 2000)), "width": int(rng.integers(1, 2000))}
         limits = [float(rng.choice(c)) for c in ([0, 0, 4, 100.5], [0, 0.3, 0.9, 1.0], [0, 1, 3.5], [0, 2])]
-        theirs = filter_bboxes(boxes, shape, *limits)
-        ours = lean_filter(boxes, shape, *limits)
+        with np.errstate(all="ignore"):
+            theirs = filter_bboxes(boxes, shape, *limits)
+            ours = lean_filter(boxes, shape, *limits)
         assert ours.dtype == theirs.dtype and ours.tobytes() == theirs.tobytes() and ours.shape == theirs.shape
         dropped, kept = dropped + n - len(theirs), kept + len(theirs)
     assert dropped > 1000 and kept > 1000

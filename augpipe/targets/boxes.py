@@ -286,8 +286,9 @@ class BoxesKind(Target):
         # of a reflecting border) is no object
         keys = np.asarray(result["keys"], dtype=np.float64).astype(np.int64)
         categories = np.asarray(result["categories"], dtype=np.float64).astype(np.int64)
-        kept = (np.round(boxes[:, 2], 3) > 0) & (np.round(boxes[:, 3], 3) > 0)  # as written: to 0.001 px
-        boxes, keys, categories = boxes[kept], keys[kept], categories[kept]
+        kept = (boxes[:, 2:4].round(3) > 0).all(axis=1)  # as written: to 0.001 px
+        if not kept.all():
+            boxes, keys, categories = boxes[kept], keys[kept], categories[kept]
         masks = None
         if state.masks is not None:
             masks = _reselect(self._masks_out(result, state), boxes, keys)
@@ -316,7 +317,7 @@ class BoxesKind(Target):
         if state.masks is not None:
             areas = [pixels_in(m) for m in state.masks]
         else:
-            areas = [float(w * h) for _, _, w, h in state.boxes]
+            areas = (state.boxes[:, 2] * state.boxes[:, 3]).astype(np.float64)  # w * h in the boxes' type
         # to a thousandth of a pixel: albumentations' normalised round trip leaves 60.0000038 for 60
         objects = {"bbox": np.round(state.boxes, 3).astype(np.float32), "category": state.categories,
                    "area": np.round(areas, 3), "id": state.ids, "iscrowd": state.crowd()}
@@ -832,12 +833,13 @@ def _fill_rows(mask: np.ndarray, x, y, x2, y2, first: int, last: int) -> None:
     left, right = min(max(int(np.floor(x.min())), 0), w), min(max(int(np.ceil(x.max())), 0), w)
     edges = np.clip(np.ceil(xs - 0.5), left, right) - left  # inf (no crossing) -> right: an empty span
     starts, ends = edges[:, 0::2].astype(np.intp), edges[:, 1::2].astype(np.intp)
-    width = right - left
-    row = (np.arange(last - first) * (width + 1))[:, None]  # each span +1 at its start, -1 at its end
-    cells = (last - first) * (width + 1)
-    change = np.bincount((row + starts).ravel(), minlength=cells) - np.bincount((row + ends).ravel(), minlength=cells)
-    inside = np.cumsum(change.reshape(last - first, width + 1)[:, :width], axis=1) > 0
-    mask[first:last, left:right][inside] = 1
+    # each span's pixels by their index in the rows: the spans' starts, each repeated as long as
+    # its span, plus 0, 1, 2... within it (spans of a row are apart: pairs of sorted crossings)
+    lengths = (ends - starts).ravel()
+    begin = (starts + (np.arange(first, last) * mask.shape[1] + left)[:, None]).ravel()
+    offsets = np.cumsum(lengths)
+    pixels = np.repeat(begin - (offsets - lengths), lengths) + np.arange(offsets[-1] if len(offsets) else 0)
+    mask.put(pixels, 1)  # by index in the flattened rows, the mask contiguous or not
 
 
 def _rle(rle: dict, shape: tuple[int, int]) -> np.ndarray:

@@ -91,3 +91,20 @@ def test_a_rows_mask_classes_are_those_its_png_holds():
         semantic._WRITTEN.clear()  # read back from elsewhere: decoded
         assert dict(kind.row_classes(row, classes)) == expected
         assert values_of(mask) == tuple(np.unique(mask).tolist())
+
+
+def test_values_of_a_mask_are_its_unique_values():
+    """`values_of` (least and greatest, then each value between them when they are few, else a
+    histogram): np.unique's values on masks of every shape and spread of values."""
+    from augpipe.targets.semantic import FEW_VALUES, values_of
+
+    rng = np.random.default_rng(5)
+    for k in range(600):
+        h, w = (int(v) for v in rng.integers(1, 40, 2)) if k % 5 else (1, int(rng.integers(1, 6)))
+        low = int(rng.integers(0, 256))
+        spread = int(rng.integers(0, FEW_VALUES + 3)) if k % 4 else int(rng.integers(0, 256))
+        mask = rng.integers(low, min(low + spread, 255) + 1, (h, w)).astype(np.uint8)
+        if k % 3 == 0:
+            mask[mask == mask.flat[0]] = mask.max()  # a gap among the values
+        assert values_of(mask) == tuple(np.unique(mask).tolist()), (k, mask)
+    assert values_of(np.zeros((0, 4), np.uint8)) == ()
