@@ -162,6 +162,11 @@ class Semantic(Target):
     def to_arrays(self, state: Mask, shape) -> dict:
         return {"mask": state.mask}
 
+    stacked = ("annotation", np.int64)
+
+    def stacked_array(self, data) -> np.ndarray:
+        return decode_mask(data)
+
     def torch_target(self, arrays, box_format, convention):
         """The mask, int64 [H, W] of class indices."""
         import torch
@@ -258,15 +263,16 @@ def mask_array(row: dict) -> np.ndarray:
     return decode_mask((row.get("annotation") or {}).get("bytes") or b"")
 
 
-def decode_mask(data: bytes) -> np.ndarray:
+def decode_mask(data) -> np.ndarray:
     """A stored mask's class indices, as `read_mask` gives them: an 8-bit grey PNG (as expand
     writes them) by OpenCV, a fifth of PIL's time; any other (palette PNGs, whose indices OpenCV
-    would expand into colours) by `read_mask`."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[24:26] == b"\x08\x00":  # IHDR: bit depth 8, colour type 0
+    would expand into colours) by `read_mask`. `data`: bytes or a uint8 buffer."""
+    head = bytes(data[:26])
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[24:26] == b"\x08\x00":  # IHDR: bit depth 8, colour type 0
         mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if mask is not None and mask.ndim == 2 and mask.dtype == np.uint8:
             return mask
-    return read_mask(data, "annotation")[0]
+    return read_mask(bytes(data), "annotation")[0]
 
 
 KIND = Semantic
