@@ -1221,11 +1221,12 @@ def _chunks(items: Iterator, size: int) -> Iterator[list]:
 
 def _buffer_shuffle(rows: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
     buffer: list = []
+    draw = rng._randbelow  # what rng.randrange(size) returns, without its checks: a row's cost
     for row in rows:
         if len(buffer) < size:
             buffer.append(row)
             continue
-        k = rng.randrange(size)
+        k = draw(size)
         yield buffer[k]
         buffer[k] = row
     rng.shuffle(buffer)
