@@ -10,6 +10,11 @@ convention (uint8 images, labels from 0) or, with `convention="torchvision"`, in
 torchvision's detection models take (float images in [0, 1], labels from 1, 0 the background);
 both can apply a recipe at read time (`RecipeTransform`): epoch e of an original row is what `expand --seed S`
 writes as that source's copy e+1. `collate` batches any kind for a DataLoader.
+
+`loader` makes the fast feed of either: a DataLoader whose workers make whole batches, or with
+`threads=N` a `ThreadLoader` (the batches made by N threads of this process: no batch crosses a
+process). A batch's images are decoded into one N×3×H×W tensor, and a segmentation batch's masks
+into one N×H×W int64 tensor.
 """
 
 from __future__ import annotations
@@ -213,8 +218,7 @@ def _one_storage(targets: list) -> list:
     fields, rest = {}, [dict(t) for t in targets]
     for key, first in targets[0].items():
         values = [t.get(key) for t in targets]
-        if all(isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[1:] == first.shape[1:]
-               and v.dtype == first.dtype for v in values):
+        if _one_layout(values, first):
             fields[key] = (torch.cat(values), [v.shape[0] for v in values])  # len() of a tensor: 10× slower
             for r in rest:
                 del r[key]
@@ -222,6 +226,17 @@ def _one_storage(targets: list) -> list:
             for r in rest:
                 r[key] = r[key].clone() if isinstance(r.get(key), torch.Tensor) else r.get(key)
     return _Targets(list(targets[0]), fields, rest)
+
+
+def _one_layout(values: list, first) -> bool:
+    """Tensors of one dtype and one shape but their first dimension's (one set: a row's cost)."""
+    if not isinstance(first, torch.Tensor) or first.ndim == 0:
+        return False
+    try:
+        return {(v.dtype, v.shape[1:]) for v in values} == {(first.dtype, first.shape[1:])} and \
+            all(isinstance(v, torch.Tensor) for v in values)
+    except AttributeError:  # a value that is not a tensor
+        return False
 
 
 class _Targets(list):
@@ -753,7 +768,8 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
     it, the DataLoader itself.
 
     `threads=N` makes the batches in N threads of this process instead of worker processes
-    (`ThreadLoader`; OpenCV and Arrow let go of the GIL): no batch crosses a process boundary."""
+    (`ThreadLoader`; OpenCV and Arrow let go of the GIL): no batch crosses a process boundary. A
+    `ShardIterable` gives there what N workers would give, in the same order."""
     from torch.utils.data import DataLoader
 
     if threads:
