@@ -414,6 +414,21 @@ def test_a_feed_of_threads_is_the_datasets_batches_in_the_seeded_order(photos):
             assert images.is_contiguous() and torch.equal(images, want_images) and torch.equal(labels, want_labels)
 
 
+def test_an_error_in_a_feeds_thread_reaches_the_loop(photos, monkeypatch):
+    ds = ShardDataset(photos)
+    made = []
+
+    def failing(indices):
+        made.append(indices)
+        if len(made) == 3:
+            raise OSError("shard unreadable")
+        return collate(ds.__getitems__(indices))
+
+    monkeypatch.setattr(ds, "_collated", failing)
+    with pytest.raises(OSError, match="shard unreadable"):
+        list(loader(ds, batch_size=4, threads=2, seed=0))
+
+
 @pytest.mark.filterwarnings("ignore:Length of IterableDataset")  # the DataLoader's len() of a stream in workers
 @pytest.mark.parametrize("name", ["photos", "detection"])
 def test_a_feed_of_threads_streams_what_the_workers_do(name, request):
