@@ -10,6 +10,11 @@ convention (uint8 images, labels from 0) or, with `convention="torchvision"`, in
 torchvision's detection models take (float images in [0, 1], labels from 1, 0 the background);
 both can apply a recipe at read time (`RecipeTransform`): epoch e of an original row is what `expand --seed S`
 writes as that source's copy e+1. `collate` batches any kind for a DataLoader.
+
+`loader` makes the fast feed of either: a DataLoader whose workers make whole batches, or with
+`threads=N` a `ThreadLoader` (the batches made by N threads of this process: no batch crosses a
+process). A batch's images are decoded into one N×3×H×W tensor, and a segmentation batch's masks
+into one N×H×W int64 tensor.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import itertools
 import math
 import types
 import os
+import queue
 import random
 import threading
 from collections import OrderedDict, deque
@@ -134,24 +140,53 @@ def _item(reader, group: _Group, i: int) -> object:
     return image, target
 
 
+def _plain(reader) -> bool:
+    """Decoded images with neither transform, recipe nor `return_row`: made a batch at a time."""
+    return reader.decode and reader.transform is None and reader.augment is None and not reader.return_row
+
+
 def _items(reader, picks: list[tuple[_Group, int]]) -> list:
-    """Rows as the reader gives them, in order. Decoded images with neither transform, recipe nor
-    `return_row` are made as one batch tensor (in shared memory inside a DataLoader worker, so
-    that `collate` passes it on without a copy); each item's image is a view of it."""
-    if not (reader.decode and reader.transform is None and reader.augment is None and not reader.return_row):
+    """Rows as the reader gives them, in order. Plain decoded images (`_plain`) are made as one
+    batch tensor (in shared memory inside a DataLoader worker, so that `collate` passes it on
+    without a copy); each item's image is a view of it."""
+    if not _plain(reader):
         return [_item(reader, g, i) for g, i in picks]
-    sized = reader.sizing.decode_size is not None  # else the rows' other columns are not needed
-    rgbs = [reader.sizing.decode(g.blob(i), g.row(i) if sized else None) for g, i in picks]
-    targets = _targets(reader, picks)
-    images = _batch_images(rgbs, reader.convention)
-    if images is None:  # sizes differ
-        return [(to_image(rgb, reader.convention), t) for rgb, t in zip(rgbs, targets)]
+    images, targets = _decoded(reader, picks)
+    if isinstance(images, list):  # sizes differ
+        return list(zip(images, targets))
     return _Batch(images, _one_storage(targets))
 
 
-def _targets(reader, picks: list[tuple[_Group, int]]) -> list:
+def _batch(reader, picks: list[tuple[_Group, int]]):
+    """`collate(_items(reader, picks))`, without making the items of a batch tensor."""
+    if not _plain(reader):
+        return collate(_items(reader, picks))
+    images, targets = _decoded(reader, picks)
+    if isinstance(images, list):
+        return collate(list(zip(images, targets)))
+    return images, _collated_targets(_one_storage(targets))
+
+
+def _decoded(reader, picks: list[tuple[_Group, int]]) -> tuple[torch.Tensor | list, list]:
+    """The rows' images, one N×C×H×W tensor (a list when their sizes differ), and targets."""
+    from augpipe.decode import row_images
+
+    blobs = [g.blob(i) for g, i in picks]
+    if reader.sizing.decode_size is None:  # the rows' other columns are not needed
+        rgbs = row_images(blobs) if reader.sizing.resize is None else [reader.sizing.decode(b, None) for b in blobs]
+    else:
+        rgbs = [reader.sizing.decode(b, g.row(i)) for b, (g, i) in zip(blobs, picks)]
+    targets = _targets(reader, picks)
+    images = _batch_images(rgbs, reader.convention)
+    return (images if images is not None else [to_image(rgb, reader.convention) for rgb in rgbs]), targets
+
+
+def _targets(reader, picks: list[tuple[_Group, int]]) -> list | torch.Tensor:
     """The rows' targets as the reader gives them, in order: those kept from an earlier batch, the
-    others converted a row group at a time by the kind (`Target.torch_targets`)."""
+    others converted a row group at a time by the kind (`Target.torch_targets`); a kind's that
+    stack (`Target.stacked`: semantic masks) as one tensor."""
+    if reader.kind.stacked is not None:
+        return _stacked_targets(reader.kind, picks)
     out, wanted = [], {}
     for k, (g, i) in enumerate(picks):
         out.append(g.targets.get(i))
@@ -163,16 +198,27 @@ def _targets(reader, picks: list[tuple[_Group, int]]) -> list:
     return out
 
 
+def _stacked_targets(kind, picks: list[tuple[_Group, int]]) -> torch.Tensor | list:
+    """The rows' arrays (`Target.stacked_array`, decoded from the stored bytes) as one N×... tensor
+    of the kind's dtype, each cast as it is copied in (a list of tensors where their shapes differ)."""
+    column, dtype = kind.stacked
+    arrays = [kind.stacked_array(g.bytes_of(column)[i]) for g, i in picks]
+    if len({a.shape for a in arrays}) != 1:
+        return [torch.from_numpy(a.astype(dtype)) for a in arrays]
+    out = _empty((len(arrays), *arrays[0].shape), torch.from_numpy(np.empty(0, dtype)).dtype)
+    np.stack(arrays, out=out.numpy())
+    return out
+
+
 def _one_storage(targets: list) -> list:
     """Dict targets (detection's boxes, labels, masks) as `_Targets`: each field's tensors views
     of one tensor for the batch."""
-    if not targets or not isinstance(targets[0], dict):
+    if isinstance(targets, torch.Tensor) or not targets or not isinstance(targets[0], dict):
         return targets
     fields, rest = {}, [dict(t) for t in targets]
     for key, first in targets[0].items():
         values = [t.get(key) for t in targets]
-        if all(isinstance(v, torch.Tensor) and v.ndim >= 1 and v.shape[1:] == first.shape[1:]
-               and v.dtype == first.dtype for v in values):
+        if _one_layout(values, first):
             fields[key] = (torch.cat(values), [v.shape[0] for v in values])  # len() of a tensor: 10× slower
             for r in rest:
                 del r[key]
@@ -180,6 +226,17 @@ def _one_storage(targets: list) -> list:
             for r in rest:
                 r[key] = r[key].clone() if isinstance(r.get(key), torch.Tensor) else r.get(key)
     return _Targets(list(targets[0]), fields, rest)
+
+
+def _one_layout(values: list, first) -> bool:
+    """Tensors of one dtype and one shape but their first dimension's (one set: a row's cost)."""
+    if not isinstance(first, torch.Tensor) or first.ndim == 0:
+        return False
+    try:
+        return {(v.dtype, v.shape[1:]) for v in values} == {(first.dtype, first.shape[1:])} and \
+            all(isinstance(v, torch.Tensor) for v in values)
+    except AttributeError:  # a value that is not a tensor
+        return False
 
 
 class _Targets(list):
@@ -215,19 +272,46 @@ def _empty(shape: tuple, dtype=torch.uint8) -> torch.Tensor:
     return elem.new(elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)).resize_(shape)
 
 
+SPLIT_BYTES = 256 * 2**10  # images split into planes by one OpenCV call, at most (see _batch_images)
+
+
 def _batch_images(rgbs: list[np.ndarray], convention: str) -> torch.Tensor | None:
     """H×W×3 arrays of one size as an N×3×H×W batch (float in [0, 1] for torchvision's
-    convention), one copy an image; None when their sizes differ."""
+    convention); None when their sizes differ."""
     if len({rgb.shape for rgb in rgbs}) != 1:
         return None
     h, w, c = rgbs[0].shape
     out = _empty((len(rgbs), c, h, w))
-    planes = out.numpy()
-    for k, rgb in enumerate(rgbs):
-        cv2.split(rgb, list(planes[k]))  # into the batch's planes: 6× numpy's strided copy at 224 px
+    planes = out.numpy().reshape(len(rgbs), c, h * w)
+    # OpenCV splits into the batch's planes (6× numpy's strided copy at 224 px): small images
+    # stacked and split by one call (its cost is mostly the call's at 64 px), large ones one by
+    # one (a large span of planes written at once is slower)
+    step = max(1, SPLIT_BYTES // rgbs[0].nbytes)
+    for k in range(0, len(rgbs), step):
+        chunk = rgbs[k] if step == 1 else np.stack(rgbs[k:k + step])
+        cv2.split(chunk.reshape(-1, h * w, c), [planes[k:k + step, channel] for channel in range(c)])
     if convention == "torchvision":
         return _empty(tuple(out.shape), torch.float32).copy_(out).div_(255)
     return out
+
+
+class _Bytes:
+    """A struct<bytes, path> column's bytes as views of its Arrow buffer (no Python bytes a row)."""
+
+    def __init__(self, column):
+        # one chunk but where a table spans batches: combining copies
+        data = pc.struct_field(column.chunk(0) if column.num_chunks == 1 else column.combine_chunks(), "bytes")
+        _, offsets, values = data.buffers()
+        wide = pa.types.is_large_binary(data.type)
+        # Python ints: a row's slice costs less than with numpy's
+        self.offsets = np.frombuffer(offsets, np.int64 if wide else np.int32)[data.offset:data.offset + len(data) + 1].tolist()
+        self.data = np.frombuffer(values, np.uint8) if values is not None else np.zeros(0, np.uint8)
+        self.valid = data.is_valid().to_numpy(zero_copy_only=False) if data.null_count else None
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        if self.valid is not None and not self.valid[i]:
+            return self.data[:0]
+        return self.data[self.offsets[i]:self.offsets[i + 1]]
 
 
 class _Group:
@@ -235,21 +319,17 @@ class _Group:
     (no Python bytes an image), the other columns as Python rows, made the first time one is asked for."""
 
     def __init__(self, table):
-        images = table.column("image")  # one chunk but where a table spans batches: combining copies
-        data = pc.struct_field(images.chunk(0) if images.num_chunks == 1 else images.combine_chunks(), "bytes")
-        _, offsets, values = data.buffers()
-        wide = pa.types.is_large_binary(data.type)
-        self.offsets = np.frombuffer(offsets, np.int64 if wide else np.int32)[data.offset:data.offset + len(data) + 1]
-        self.data = np.frombuffer(values, np.uint8) if values is not None else np.zeros(0, np.uint8)
-        self.valid = data.is_valid().to_numpy(zero_copy_only=False) if data.null_count else None
+        self.blob = _Bytes(table.column("image")).__getitem__
         self.rest, self.rows, self.nbytes, self.num_rows = table.drop_columns(["image"]), None, table.nbytes, len(table)
         self.targets: dict[int, object] = {}
         self.small: bool | None = None  # whether the first targets converted were all small enough to keep
+        self._bytes: dict[str, _Bytes] = {}
 
-    def blob(self, i: int) -> np.ndarray:
-        if self.valid is not None and not self.valid[i]:
-            return self.data[:0]
-        return self.data[self.offsets[i]:self.offsets[i + 1]]
+    def bytes_of(self, column: str) -> _Bytes:
+        """Another struct<bytes, path> column's bytes (a semantic mask's), as the image's."""
+        if column not in self._bytes:
+            self._bytes[column] = _Bytes(self.rest.column(column))
+        return self._bytes[column]
 
     def row(self, i: int) -> dict:
         if self.rows is None:
@@ -576,9 +656,13 @@ def collate(batch: list):
         images, targets = batch.images, batch.targets
     else:
         images, targets = _stack([b[0] for b in batch]), [b[1] for b in batch]
-    if isinstance(targets, _Targets):
-        return images, targets
-    return images, (list(targets) if isinstance(targets[0], dict) else _stack(targets))
+    return images, _collated_targets(targets)
+
+
+def _collated_targets(targets: list):
+    if isinstance(targets, (_Targets, torch.Tensor)):
+        return targets
+    return list(targets) if isinstance(targets[0], dict) else _stack(targets)
 
 
 def _stack(items: list):
@@ -684,13 +768,14 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
     it, the DataLoader itself.
 
     `threads=N` makes the batches in N threads of this process instead of worker processes
-    (`ThreadLoader`; OpenCV and Arrow let go of the GIL): no batch crosses a process boundary."""
+    (`ThreadLoader`; OpenCV and Arrow let go of the GIL): no batch crosses a process boundary. A
+    `ShardIterable` gives there what N workers would give, in the same order."""
     from torch.utils.data import DataLoader
 
     if threads:
         pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        out = ThreadLoader(dataset, batch_size, threads=threads, shuffle=True if shuffle is None else shuffle,
-                           seed=seed, pin_memory=pin_memory, **kwargs)
+        out = ThreadLoader(dataset, batch_size, threads=threads, shuffle=shuffle, seed=seed, pin_memory=pin_memory,
+                           **kwargs)
         return out if device is None else DeviceLoader(out, device)
     persistent_workers = num_workers > 0 if persistent_workers is None else persistent_workers
     pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
@@ -713,27 +798,42 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
 
 
 class ThreadLoader:
-    """Batches of a `ShardDataset` made by threads of this process, in order, a few ahead: each
-    thread decodes a whole batch (`__getitems__`), which reaches the training loop without
-    crossing a process (a DataLoader's workers send every batch through shared memory, which
-    costs about what decoding it does at small sizes). `shuffle` draws each epoch's order from a
-    generator seeded by `seed`. For readers without `recipe=` or `transform=` (their code is not
-    ours to run on several threads at once)."""
+    """Batches made by N threads of this process, in order, a few ahead (OpenCV and Arrow let go of
+    the GIL), which reach the training loop without crossing a process (a DataLoader's workers send
+    every batch through shared memory, which costs about what decoding it does at small sizes):
 
-    def __init__(self, dataset, batch_size: int = 64, *, threads: int = 2, shuffle: bool = True,
+    - of a `ShardDataset`: thread k makes batches k, k+N, k+2N... of the epoch's order (`shuffle`,
+      default True, draws it from a generator seeded by `seed`), `drop_last` as a DataLoader's;
+    - of a `ShardIterable`: thread k streams what DataLoader worker k of N would (its share of the
+      rank's rows, its shuffle buffer seeded alike), batches of `batch_size`, taken in turn as a
+      DataLoader takes its workers': the batches and order of `loader(stream, num_workers=N)`.
+
+    The same items as the reader gives. For readers without `recipe=` or `transform=` (their code
+    is not ours to run on several threads at once)."""
+
+    def __init__(self, dataset, batch_size: int = 64, *, threads: int = 2, shuffle: bool | None = None,
                  seed: int | None = None, drop_last: bool = False, pin_memory: bool = False):
-        if not isinstance(dataset, ShardDataset):
-            raise ValueError("threads= reads a ShardDataset (a ShardIterable streams in worker processes)")
+        if not isinstance(dataset, (ShardDataset, ShardIterable)):
+            raise ValueError("threads= reads a ShardDataset or a ShardIterable")
         if dataset.augment is not None or dataset.transform is not None:
             raise ValueError("threads= reads without recipe= or transform=: use worker processes for those")
         if threads < 1 or batch_size < 1:
             raise ValueError("threads and batch_size are 1 or more")
+        if isinstance(dataset, ShardIterable):
+            if shuffle is not None:
+                raise ValueError("a ShardIterable shuffles itself: ShardIterable(..., shuffle=True, seed=...)")
+            if drop_last:
+                raise ValueError("drop_last is a ShardIterable's own: ShardIterable(..., drop_last=True)")
+            dataset = dataset.batched(batch_size)
         self.dataset, self.batch_size, self.threads = dataset, batch_size, threads
-        self.shuffle, self.drop_last, self.pin_memory = shuffle, drop_last, pin_memory
+        self.shuffle, self.drop_last, self.pin_memory = shuffle is not False, drop_last, pin_memory
         self.generator = torch.Generator()
         self.generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
 
     def __len__(self) -> int:
+        if isinstance(self.dataset, ShardIterable):
+            pieces = self.dataset._my_pieces()
+            return sum(-(-_total(_share(pieces, k, self.threads)) // self.batch_size) for k in range(self.threads))
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
@@ -745,22 +845,58 @@ class ThreadLoader:
         order = torch.randperm(n, generator=self.generator).tolist() if self.shuffle else list(range(n))
         return [order[i:i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)]
 
-    def __iter__(self):
-        from concurrent.futures import ThreadPoolExecutor
+    def _sources(self) -> list[Iterator]:
+        """Each thread's batches, in its order."""
+        if isinstance(self.dataset, ShardIterable):
+            return [self.dataset._stream(k, self.threads) for k in range(self.threads)]
+        batches = self._batches()
+        return [map(self.dataset._collated, batches[k::self.threads]) for k in range(self.threads)]
 
-        batches = iter(self._batches())
-        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="augpipe-feed")
+    def __iter__(self):
+        sources, stop = self._sources(), threading.Event()
+        queues = [queue.Queue(2) for _ in sources]
+        threads = [threading.Thread(target=_produce, args=(source, made, stop), name=f"augpipe-feed-{k}", daemon=True)
+                   for k, (source, made) in enumerate(zip(sources, queues))]
+        for thread in threads:
+            thread.start()
         try:
-            ahead = deque(pool.submit(self.dataset.__getitems__, b) for b in itertools.islice(batches, 2 * self.threads))
-            while ahead:
-                items = ahead.popleft().result()
-                following = next(batches, None)
-                if following is not None:
-                    ahead.append(pool.submit(self.dataset.__getitems__, following))
-                batch = collate(items)
-                yield _each_tensor(batch, torch.Tensor.pin_memory) if self.pin_memory else batch
+            turns = deque(queues)  # in turn, each till its thread has no more
+            while turns:
+                made = turns.popleft()
+                batch, error = made.get()
+                if error is not None:
+                    raise error
+                if batch is not _DONE:
+                    turns.append(made)
+                    yield _each_tensor(batch, torch.Tensor.pin_memory) if self.pin_memory else batch
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+
+_DONE = object()
+
+
+def _produce(source: Iterator, made: queue.Queue, stop: threading.Event) -> None:
+    """A `ThreadLoader` thread: its batches into `made`, then `_DONE` or the error, till `stop`."""
+    try:
+        for batch in source:
+            if not _put(made, (batch, None), stop):
+                return
+        _put(made, (_DONE, None), stop)
+    except BaseException as error:  # noqa: BLE001 - raised again in the loop that reads
+        _put(made, (None, error), stop)
+
+
+def _put(made: queue.Queue, item: tuple, stop: threading.Event) -> bool:
+    while not stop.is_set():
+        try:
+            made.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            pass
+    return False
 
 
 # ---------------------------------------------------------------- map-style
@@ -848,7 +984,24 @@ class ShardDataset(_WithEpoch, Dataset):
 
     def __getitems__(self, indices: list[int]) -> list:
         """A batch of rows, as a DataLoader (torch 2.2 and later) asks for them: see `_items`."""
-        return _items(self, [self._locate(index) for index in indices])
+        return _items(self, self._picks(indices))
+
+    def _collated(self, indices: list[int]):
+        """`collate(self.__getitems__(indices))`, as a `ThreadLoader` makes it."""
+        return _batch(self, self._picks(indices))
+
+    def _picks(self, indices: list[int]) -> list[tuple[_Group, int]]:
+        """(row group, row) of each index, each row group looked up once."""
+        groups, out = {}, []
+        for index in indices:
+            if not -self._len <= index < self._len:
+                raise IndexError(index)
+            index %= self._len
+            g = bisect.bisect_right(self._starts, index) - 1
+            if g not in groups:
+                groups[g] = self._row_group(g)
+            out.append((groups[g], index - self._starts[g]))
+        return out
 
     def _locate(self, index: int) -> tuple[_Group, int]:
         if not -self._len <= index < self._len:
@@ -939,10 +1092,13 @@ def split_by_node(pieces: list[Piece], rank: int, world_size: int, drop_last: bo
 def split_by_worker(pieces: list[Piece]) -> list[Piece]:
     """This DataLoader worker's contiguous share of the rank's rows (all of them outside a worker)."""
     info = get_worker_info()
-    if info is None:
-        return pieces
+    return pieces if info is None else _share(pieces, info.id, info.num_workers)
+
+
+def _share(pieces: list[Piece], worker: int, workers: int) -> list[Piece]:
+    """Worker `worker` of `workers`'s contiguous share of the rows."""
     total = _total(pieces)
-    return _slice(pieces, total * info.id // info.num_workers, total * (info.id + 1) // info.num_workers)
+    return _slice(pieces, total * worker // workers, total * (worker + 1) // workers)
 
 
 def check_ranks(rank, world_size) -> None:
@@ -1053,41 +1209,40 @@ class ShardIterable(_WithEpoch, IterableDataset):
     def _read(self, pieces: list[Piece]) -> Iterator[tuple[_Group, int]]:
         for batch in self.ds.iter_batches(self.split, self._columns, pieces=pieces):
             group = _Group(pa.Table.from_batches([batch]))
-            yield from ((group, i) for i in range(group.num_rows))
+            yield from zip(itertools.repeat(group), range(group.num_rows))
 
     def __iter__(self):
-        rows = self._read(split_by_worker(self._my_pieces()))
+        info = get_worker_info()
+        return self._stream(*((info.id, info.num_workers) if info else (0, 1)))
+
+    def _stream(self, worker: int, workers: int) -> Iterator:
+        """What DataLoader worker `worker` of `workers` yields (a `ThreadLoader`'s thread too)."""
+        rows = self._read(_share(self._my_pieces(), worker, workers))
         if self.shuffle:
-            info = get_worker_info()
             rank = self._rank_and_world()[0]
-            rows = _buffer_shuffle(rows, self.buffer_size,
-                                   random.Random(f"{self.seed}/{self.epoch}/{rank}/{info.id if info else 0}"))
+            rows = _buffer_shuffle(rows, self.buffer_size, random.Random(f"{self.seed}/{self.epoch}/{rank}/{worker}"))
         if self.batch_size is None:
             for group, i in rows:
                 yield _item(self, group, i)
             return
         for picks in _chunks(rows, self.batch_size):
-            yield collate(_items(self, picks))
+            yield _batch(self, picks)
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
+    items = iter(items)
+    while chunk := list(itertools.islice(items, size)):
         yield chunk
 
 
 def _buffer_shuffle(rows: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
     buffer: list = []
+    draw = rng._randbelow  # what rng.randrange(size) returns, without its checks: a row's cost
     for row in rows:
         if len(buffer) < size:
             buffer.append(row)
             continue
-        k = rng.randrange(size)
+        k = draw(size)
         yield buffer[k]
         buffer[k] = row
     rng.shuffle(buffer)

@@ -17,7 +17,8 @@ after the first batch; every measurement is taken --repeat times in turn and its
 OpenCV (augpipe's decode), nothing else.
 
 - augpipe ShardDataset and ShardIterable through `augpipe.readers.loader` (a DataLoader with
-  augpipe's defaults: batches made whole in the workers);
+  augpipe's defaults: batches made whole in the workers), and each through `loader(threads=2)`
+  (`ThreadLoader`: the batches made by 2 threads of the main process);
 - torchvision.datasets.ImageFolder with PILToTensor (uint8 C×H×W, as augpipe gives);
 - Hugging Face datasets: load_dataset("imagefolder") of the same folder, with_format("torch")
   (loading and its Arrow cache are not timed).
@@ -78,7 +79,9 @@ def augpipe_readers(out: Path, suffix: str = "") -> dict:
             f"augpipe ShardIterable{suffix}":
             lambda: timed(loader(ShardIterable(out, "train", shuffle=True, seed=0), BATCH, num_workers=WORKERS)),
             f"augpipe ShardDataset, {WORKERS} threads{suffix}":
-            lambda: timed(loader(ShardDataset(out, "train"), BATCH, threads=WORKERS, seed=0))}
+            lambda: timed(loader(ShardDataset(out, "train"), BATCH, threads=WORKERS, seed=0)),
+            f"augpipe ShardIterable, {WORKERS} threads{suffix}":
+            lambda: timed(loader(ShardIterable(out, "train", shuffle=True, seed=0), BATCH, threads=WORKERS))}
 
 
 def torchvision_folder(src: Path):

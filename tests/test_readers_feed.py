@@ -403,8 +403,58 @@ def test_a_feed_of_threads_gives_every_row_once_an_epoch_as_the_dataset_does(pho
     stopped.close()  # a loop left early: the threads end with it
     with pytest.raises(ValueError, match="recipe= or transform="):
         loader(ShardDataset(photos, recipe="flips"), threads=2)
-    with pytest.raises(ValueError, match="ShardDataset"):
-        loader(ShardIterable(photos), threads=2)
+    with pytest.raises(ValueError, match="shuffles itself"):
+        loader(ShardIterable(photos), threads=2, shuffle=True)
+
+
+def test_a_feed_of_threads_is_the_datasets_batches_in_the_seeded_order(photos):
+    """Each batch is `collate(__getitems__)` of the next indices of the seeded order, whichever
+    thread made it; with shuffle=False, the rows in order."""
+    ds = ShardDataset(photos)
+    for threads, shuffle in ((1, True), (2, True), (3, False)):
+        feed = loader(ShardDataset(photos), batch_size=7, threads=threads, seed=5, shuffle=shuffle, drop_last=True)
+        order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(5)).tolist() if shuffle \
+            else list(range(len(ds)))
+        batches = list(feed)
+        assert len(batches) == len(feed) == len(ds) // 7
+        for k, (images, labels) in enumerate(batches):
+            want_images, want_labels = collate(ds.__getitems__(order[7 * k:7 * k + 7]))
+            assert images.is_contiguous() and torch.equal(images, want_images) and torch.equal(labels, want_labels)
+
+
+def test_an_error_in_a_feeds_thread_reaches_the_loop(photos, monkeypatch):
+    ds = ShardDataset(photos)
+    made = []
+
+    def failing(indices):
+        made.append(indices)
+        if len(made) == 3:
+            raise OSError("shard unreadable")
+        return collate(ds.__getitems__(indices))
+
+    monkeypatch.setattr(ds, "_collated", failing)
+    with pytest.raises(OSError, match="shard unreadable"):
+        list(loader(ds, batch_size=4, threads=2, seed=0))
+
+
+@pytest.mark.filterwarnings("ignore:Length of IterableDataset")  # the DataLoader's len() of a stream in workers
+@pytest.mark.parametrize("name", ["photos", "detection"])
+def test_a_feed_of_threads_streams_what_the_workers_do(name, request):
+    """loader(stream, threads=N): the batches, in the order, of loader(stream, num_workers=N), each
+    epoch (set_epoch); one thread: the unbatched stream's rows cut in batches."""
+    out = request.getfixturevalue(name)
+    stream = ShardIterable(out, shuffle=True, seed=4, buffer_size=7)
+    threads, workers = loader(stream, 4, threads=2), loader(stream, 4, num_workers=2)
+    for epoch in (0, 1):
+        threads.set_epoch(epoch)  # the stream's epoch, which the workers' copy shares
+        got, want = list(threads), list(workers)
+        assert len(got) == len(want) == len(threads)
+        for (images, targets), (images2, targets2) in zip(got, want):
+            assert same_target(images, images2) and same_target(list(targets), list(targets2))
+    rows = list(stream)
+    for k, (images, targets) in enumerate(loader(stream, 3, threads=1)):
+        want_images, want_targets = collate(rows[3 * k:3 * k + 3])
+        assert same_target(images, want_images) and same_target(list(targets), list(want_targets))
 
 
 def test_a_feed_of_threads_carries_detection_targets(detection):

@@ -92,10 +92,16 @@ class Target:
                                   readers convert the rows they take this way (default: row by row)
         from_user_target(target, shape, box_format, convention)
                                   a user's torch target as arrays, and how to give the result back
+        stacked, stacked_array(data)
+                                  for a kind whose `torch_target` is one array a row, decoded from a
+                                  struct<bytes> column (semantic: the mask): (that column, the
+                                  target's numpy dtype), and a stored value's array (any dtype that
+                                  casts to it); the readers decode a batch's into one tensor
     """
 
     name = ""
     albumentations_targets: tuple[str, ...] = ()
+    stacked: tuple[str, type] | None = None
     spatial = False
     counted = "rows"
     train_tasks: tuple[str, ...] = ()
@@ -229,6 +235,9 @@ class Target:
         not row by row) overrides it."""
         table = table if rows is None else table.take(rows)
         return [self.torch_target(self.arrays(row), box_format, convention) for row in table.to_pylist()]
+
+    def stacked_array(self, data):
+        raise NotImplementedError
 
     def from_user_target(self, target, shape, box_format: str, convention: str):
         """(arrays, restore): the target in the kind's arrays, and a function from the augmented

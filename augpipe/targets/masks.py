@@ -18,7 +18,7 @@ from augpipe.errors import SkipInput
 
 def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
     """Class indices as stored (a palette PNG's indices, not its colours), and the palette."""
-    grey = _grey_png(data)
+    grey = grey_png_pixels(data)
     if grey is not None:
         return grey, None
     from PIL import Image, UnidentifiedImageError
@@ -42,10 +42,12 @@ def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
     return np.ascontiguousarray(mask), palette
 
 
-def _grey_png(data: bytes) -> np.ndarray | None:
+def grey_png_pixels(data) -> np.ndarray | None:
     """An 8-bit grey PNG's pixels as PIL reads them (mode L), by OpenCV; None for any other file,
-    or one OpenCV cannot read as a single uint8 channel (PIL then reads it, or says why not)."""
-    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[24:26] != b"\x08\x00":  # IHDR: bit depth 8, colour type 0
+    or one OpenCV cannot read as a single uint8 channel (PIL then reads it, or says why not).
+    `data`: bytes or a uint8 buffer."""
+    head = bytes(data[:26])
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[24:26] != b"\x08\x00":  # IHDR: bit depth 8, colour type 0
         return None
     mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # no EXIF turn, as PIL
     return mask if mask is not None and mask.ndim == 2 and mask.dtype == np.uint8 else None

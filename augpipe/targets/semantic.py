@@ -19,7 +19,7 @@ from augpipe.errors import SkipInput
 from augpipe.row import image_column
 from augpipe.targets.base import Audit, Target
 from augpipe.targets.geometry import orient, stored_size
-from augpipe.targets.masks import read_mask, write_mask
+from augpipe.targets.masks import grey_png_pixels, read_mask, write_mask
 
 
 @dataclass
@@ -174,6 +174,11 @@ class Semantic(Target):
     def to_arrays(self, state: Mask, shape) -> dict:
         return {"mask": state.mask}
 
+    stacked = ("annotation", np.int64)
+
+    def stacked_array(self, data) -> np.ndarray:
+        return decode_mask(data)
+
     def torch_target(self, arrays, box_format, convention):
         """The mask, int64 [H, W] of class indices."""
         import torch
@@ -270,9 +275,11 @@ def mask_array(row: dict) -> np.ndarray:
     return decode_mask((row.get("annotation") or {}).get("bytes") or b"")
 
 
-def decode_mask(data: bytes) -> np.ndarray:
-    """A stored mask's class indices, as `read_mask` gives them."""
-    return read_mask(data, "annotation")[0]
+def decode_mask(data) -> np.ndarray:
+    """A stored mask's class indices, as `read_mask` gives them. `data`: bytes or a uint8 buffer
+    (an 8-bit grey PNG, as expand writes them, is decoded from it by OpenCV without a copy)."""
+    grey = grey_png_pixels(data)
+    return grey if grey is not None else read_mask(bytes(data), "annotation")[0]
 
 
 KIND = Semantic
