@@ -19,6 +19,7 @@ into one N×H×W int64 tensor.
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import copy
 import dataclasses
@@ -30,6 +31,7 @@ import os
 import queue
 import random
 import threading
+import warnings
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 
@@ -69,7 +71,8 @@ def _locate(path, split: str):
     ds = open_dataset(path)
     names = [s["name"] for s in ds.shards(split)]
     if not names:
-        raise FileNotFoundError(f"no {split} shards in {path}")
+        held = [name for name in ds.splits() if ds.shards(name)]
+        raise FileNotFoundError(f"no {split} shards in {path}: its splits are {', '.join(held) or 'none'}")
     return (ds, *ds.store.arrow(names), ds.kind, list(ds.classes))
 
 
@@ -751,13 +754,14 @@ def _as_made(batch):
     return batch
 
 
-def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_workers: int = 2,
+def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_workers: int | None = None,
            pin_memory: bool | None = None, persistent_workers: bool | None = None, device=None,
            seed: int | None = None, threads: int = 0, **kwargs):
     """A `torch.utils.data.DataLoader` over a `ShardDataset` or `ShardIterable` with the defaults a
     fast feed wants; any other DataLoader argument passes through (`kwargs`):
 
-    - `collate`, which keeps the batch tensor the workers made (no copy in the main process);
+    - `num_workers` 2, and `collate`, which keeps the batch tensor the workers made (no copy in
+      the main process);
     - a `ShardIterable` yields whole batches from its workers (`batched`; its own `shuffle`), a
       `ShardDataset` is shuffled by the loader (`shuffle`, default True; `seed` seeds the order);
     - `persistent_workers` when there are workers (they keep their row-group cache between
@@ -769,14 +773,20 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
 
     `threads=N` makes the batches in N threads of this process instead of worker processes
     (`ThreadLoader`; OpenCV and Arrow let go of the GIL): no batch crosses a process boundary. A
-    `ShardIterable` gives there what N workers would give, in the same order."""
+    `ShardIterable` gives there what N workers would give, in the same order; a `ShardDataset` the
+    same rows each epoch, in an order of its own drawn from `seed` (as reproducible, not the
+    DataLoader's: its draws from the generator are its own)."""
     from torch.utils.data import DataLoader
 
     if threads:
+        if num_workers is not None or persistent_workers is not None:
+            raise ValueError("threads= makes the batches in this process: num_workers= and persistent_workers= are "
+                             "for worker processes; give one or the other")
         pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         out = ThreadLoader(dataset, batch_size, threads=threads, shuffle=shuffle, seed=seed, pin_memory=pin_memory,
                            **kwargs)
         return out if device is None else DeviceLoader(out, device)
+    num_workers = 2 if num_workers is None else num_workers
     persistent_workers = num_workers > 0 if persistent_workers is None else persistent_workers
     pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
     options = {"num_workers": num_workers, "pin_memory": pin_memory, "persistent_workers": persistent_workers,
@@ -825,6 +835,9 @@ class ThreadLoader:
             if drop_last:
                 raise ValueError("drop_last is a ShardIterable's own: ShardIterable(..., drop_last=True)")
             dataset = dataset.batched(batch_size)
+        if pin_memory and not torch.cuda.is_available():  # as a DataLoader does
+            warnings.warn("pin_memory=True, but no accelerator is found: memory is not pinned", stacklevel=2)
+            pin_memory = False
         self.dataset, self.batch_size, self.threads = dataset, batch_size, threads
         self.shuffle, self.drop_last, self.pin_memory = shuffle is not False, drop_last, pin_memory
         self.generator = torch.Generator()
@@ -859,6 +872,8 @@ class ThreadLoader:
                    for k, (source, made) in enumerate(zip(sources, queues))]
         for thread in threads:
             thread.start()
+        feeds = _FEEDS  # still this dict when the interpreter's end has emptied the module
+        feeds[id(stop)] = (stop, threads)
         try:
             turns = deque(queues)  # in turn, each till its thread has no more
             while turns:
@@ -873,9 +888,22 @@ class ThreadLoader:
             stop.set()
             for thread in threads:
                 thread.join()
+            feeds.pop(id(stop), None)
 
 
 _DONE = object()
+_FEEDS: dict[int, tuple[threading.Event, list[threading.Thread]]] = {}  # the feeds whose threads run
+
+
+@atexit.register
+def _stop_feeds() -> None:
+    """At exit, a feed still held (an iterator kept past its last step) has its threads stopped
+    and waited for: a thread still in OpenCV or torch as the interpreter ends aborts the process."""
+    for stop, _ in list(_FEEDS.values()):
+        stop.set()
+    for _, threads in list(_FEEDS.values()):
+        for thread in threads:
+            thread.join(timeout=10)
 
 
 def _produce(source: Iterator, made: queue.Queue, stop: threading.Event) -> None:

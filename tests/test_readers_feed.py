@@ -408,18 +408,53 @@ def test_a_feed_of_threads_gives_every_row_once_an_epoch_as_the_dataset_does(pho
 
 
 def test_a_feed_of_threads_is_the_datasets_batches_in_the_seeded_order(photos):
-    """Each batch is `collate(__getitems__)` of the next indices of the seeded order, whichever
-    thread made it; with shuffle=False, the rows in order."""
+    """Each batch is `collate(__getitems__)` of the next indices of the seeded order, each epoch
+    the generator's next, whichever thread made it; with shuffle=False, the rows in order."""
     ds = ShardDataset(photos)
     for threads, shuffle in ((1, True), (2, True), (3, False)):
         feed = loader(ShardDataset(photos), batch_size=7, threads=threads, seed=5, shuffle=shuffle, drop_last=True)
-        order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(5)).tolist() if shuffle \
-            else list(range(len(ds)))
-        batches = list(feed)
-        assert len(batches) == len(feed) == len(ds) // 7
-        for k, (images, labels) in enumerate(batches):
-            want_images, want_labels = collate(ds.__getitems__(order[7 * k:7 * k + 7]))
-            assert images.is_contiguous() and torch.equal(images, want_images) and torch.equal(labels, want_labels)
+        generator = torch.Generator().manual_seed(5)
+        for _ in (0, 1):
+            order = torch.randperm(len(ds), generator=generator).tolist() if shuffle else list(range(len(ds)))
+            batches = list(feed)
+            assert len(batches) == len(feed) == len(ds) // 7
+            for k, (images, labels) in enumerate(batches):
+                want_images, want_labels = collate(ds.__getitems__(order[7 * k:7 * k + 7]))
+                assert images.is_contiguous() and torch.equal(images, want_images) and torch.equal(labels, want_labels)
+
+
+def test_a_feed_of_threads_refuses_worker_options_and_pins_only_with_an_accelerator(photos):
+    with pytest.raises(ValueError, match="num_workers= and persistent_workers= are for worker processes"):
+        loader(ShardDataset(photos), threads=2, num_workers=4)
+    if not torch.cuda.is_available():
+        with pytest.warns(UserWarning, match="no accelerator"):
+            feed = loader(ShardDataset(photos), 4, threads=2, pin_memory=True)
+        images, _ = next(iter(feed))
+        assert not images.is_pinned()
+
+
+HELD_AT_EXIT = """
+import sys
+from augpipe.readers import ShardDataset, ShardIterable, loader
+feeds = [iter(loader(ShardDataset(sys.argv[1]), 2, threads=2)), iter(loader(ShardIterable(sys.argv[1]), 2, threads=2))]
+for feed in feeds:
+    next(feed)
+print("held")
+"""
+
+
+def test_a_feed_held_at_exit_lets_the_process_end_cleanly(photos):
+    """A new user's finding: an iterator kept past its last step aborted Python at exit (134)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", HELD_AT_EXIT, str(photos)], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "held"), done.stderr[-2000:]
+
+
+def test_a_split_the_dataset_lacks_is_named_with_those_it_has(photos):
+    with pytest.raises(FileNotFoundError, match="no val shards in .*: its splits are train"):
+        ShardDataset(photos, split="val")
 
 
 def test_an_error_in_a_feeds_thread_reaches_the_loop(photos, monkeypatch):
