@@ -827,9 +827,11 @@ class ThreadLoader:
             raise ValueError("threads= reads a ShardDataset or a ShardIterable")
         if dataset.augment is not None or dataset.transform is not None:
             raise ValueError("threads= reads without recipe= or transform=: use worker processes for those")
-        if threads < 1 or batch_size < 1:
-            raise ValueError("threads and batch_size are 1 or more")
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in (threads, batch_size)):
+            raise ValueError(f"threads and batch_size are whole numbers, 1 or more, not {threads!r} and {batch_size!r}")
         if isinstance(dataset, ShardIterable):
+            if seed is not None:
+                raise ValueError("a ShardIterable seeds itself: ShardIterable(..., seed=...)")
             if shuffle is not None:
                 raise ValueError("a ShardIterable shuffles itself: ShardIterable(..., shuffle=True, seed=...)")
             if drop_last:

@@ -334,7 +334,18 @@ def test_stored_masks_decode_as_read_mask_does(grey_masks, palette_masks):
         assert read_mask(data, "annotation")[1] == palette
 
 
-@pytest.mark.parametrize("name", ["photos", "boxes", "detection", "grey_masks", "palette_masks"])
+@pytest.fixture(scope="module")
+def people(tmp_path_factory):
+    """COCO person keypoints (a hostile test: batches dropped them)."""
+    from keypointed import coco_keypoints
+
+    root = tmp_path_factory.mktemp("feed-keypoints")
+    out = root / "out"
+    expand(coco_keypoints(root / "src", n=6), "flips", out, ExpandOptions(copies=1, val_fraction=0, **QUIET))
+    return out
+
+
+@pytest.mark.parametrize("name", ["photos", "boxes", "detection", "grey_masks", "palette_masks", "people"])
 def test_a_readers_batch_targets_are_its_items(name, request):
     """Batches convert their rows' targets a row group at a time (ShardDataset, twice: the second
     from the kept ones; ShardIterable batched): equal to each row's own target."""
@@ -352,6 +363,10 @@ def test_a_readers_batch_targets_are_its_items(name, request):
         assert len(batched) == -(-len(rows) // 5)
         for k, targets in enumerate(batched):
             assert same_target(targets, collate(rows[5 * k:5 * k + 5])[1])
+        threaded = [t for _, targets in loader(ShardDataset(out, convention=convention), 4, threads=2, shuffle=False)
+                    for t in (targets.tolist() if isinstance(targets, torch.Tensor) and targets.ndim == 1
+                              else list(targets))]
+        assert same_target(threaded, [ds[i][1] for i in range(len(ds))])
 
 
 def test_stored_bytes_decode_on_the_cpu_without_torchvision_and_cuda_is_asked_for_plainly(photos, monkeypatch):
@@ -426,6 +441,11 @@ def test_a_feed_of_threads_is_the_datasets_batches_in_the_seeded_order(photos):
 def test_a_feed_of_threads_refuses_worker_options_and_pins_only_with_an_accelerator(photos):
     with pytest.raises(ValueError, match="num_workers= and persistent_workers= are for worker processes"):
         loader(ShardDataset(photos), threads=2, num_workers=4)
+    with pytest.raises(ValueError, match="seeds itself"):
+        loader(ShardIterable(photos), threads=2, seed=3)
+    for threads, batch_size in ((True, 4), (2, 2.5), (-1, 4)):
+        with pytest.raises(ValueError, match="whole numbers, 1 or more"):
+            loader(ShardDataset(photos), batch_size, threads=threads)
     if not torch.cuda.is_available():
         with pytest.warns(UserWarning, match="no accelerator"):
             feed = loader(ShardDataset(photos), 4, threads=2, pin_memory=True)

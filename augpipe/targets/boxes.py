@@ -392,8 +392,9 @@ class BoxesKind(Target):
 
     def torch_targets(self, table, box_format, convention, rows=None):
         """`torch_target` of each row, the boxes and labels of all rows converted at once (each
-        row's tensors views of one tensor a field); with instance masks, row by row."""
-        if self.with_masks:
+        row's tensors views of one tensor a field); with instance masks, or for a kind whose rows
+        hold more (keypoints), row by row."""
+        if self.with_masks or type(self).torch_target is not BoxesKind.torch_target:
             return super().torch_targets(table, box_format, convention, rows)
         import pyarrow.compute as pc
         import torch
