@@ -1168,14 +1168,19 @@ class ShardIterable(_WithEpoch, IterableDataset):
     and `decode` as `ShardDataset`'s; the recipe's draws are seeded by (`seed`, the row, the epoch)
     whatever the shuffle. With `batch_size` (or `batched(n)`) it yields collated batches, each
     decoded into one tensor in the worker: give the DataLoader batch_size=None.
+
+    Each process keeps the shards it read whole, up to `cache_bytes`, for the next epochs (their
+    rows and converted targets; 0 reads every epoch again).
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  shuffle: bool = False, buffer_size: int = 1000, seed: int = 0, return_row: bool = False,
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = False,
                  box_format: str = "xyxy", recipe=None, epoch_seed: bool = True, convention: str = "augpipe",
-                 decode_size=None, resize=None, decode: bool = True, batch_size: int | None = None):
+                 decode_size=None, resize=None, decode: bool = True, batch_size: int | None = None,
+                 cache_bytes: int = 256 * 2**20):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
+        self._cache = _ShardCache(cache_bytes)
         check_layout(box_format, convention)
         self.shuffle, self.buffer_size, self.seed, self.box_format = shuffle, buffer_size, seed, box_format
         self.convention, self.decode = convention, decode
@@ -1237,9 +1242,28 @@ class ShardIterable(_WithEpoch, IterableDataset):
         return rows if self.batch_size is None else -(-rows // self.batch_size)
 
     def _read(self, pieces: list[Piece]) -> Iterator[tuple[_Group, int]]:
-        for batch in self.ds.iter_batches(self.split, self._columns, pieces=pieces):
+        """The pieces' rows as (row group, index in it): a whole shard from the cache when an
+        earlier epoch read it whole, else read (and kept, when it fits)."""
+        for shard, first, stop in pieces:
+            whole = (first, stop) == (0, self.rows[shard])
+            groups = self._cache.get(shard) if whole else None
+            if groups is None:
+                groups = self._read_piece(shard, first, stop, keep=whole)
+            for group in groups:
+                yield from zip(itertools.repeat(group), range(group.num_rows))
+
+    def _read_piece(self, shard: int, first: int, stop: int, keep: bool) -> Iterator[_Group]:
+        kept, size = [], 0
+        for batch in self.ds.iter_batches(self.split, self._columns, pieces=[(shard, first, stop)]):
             group = _Group(pa.Table.from_batches([batch]))
-            yield from zip(itertools.repeat(group), range(group.num_rows))
+            if keep and size + group.nbytes <= self._cache.limit:
+                kept.append(group)
+                size += group.nbytes
+            else:
+                keep = False
+            yield group
+        if keep:
+            self._cache.put(shard, kept)
 
     def __iter__(self):
         info = get_worker_info()
@@ -1257,6 +1281,37 @@ class ShardIterable(_WithEpoch, IterableDataset):
             return
         for picks in _chunks(rows, self.batch_size):
             yield _batch(self, picks)
+
+
+class _ShardCache:
+    """A stream's shards read whole, as their row groups (`_Group`s, with the targets they keep),
+    for the next epochs, up to `limit` bytes in this process, the least recently read dropped
+    first. Shared by a feed's threads; not carried into a worker process (each fills its own)."""
+
+    def __init__(self, limit: int):
+        self.limit, self._lock, self._shards, self._bytes = limit, threading.Lock(), OrderedDict(), 0
+
+    def __getstate__(self) -> dict:
+        return {"limit": self.limit}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["limit"])
+
+    def get(self, shard: int) -> list | None:
+        with self._lock:
+            groups = self._shards.get(shard)
+            if groups is not None:
+                self._shards.move_to_end(shard)
+            return groups
+
+    def put(self, shard: int, groups: list) -> None:
+        with self._lock:
+            if shard in self._shards:
+                return
+            self._shards[shard] = groups
+            self._bytes += sum(g.nbytes for g in groups)
+            while self._bytes > self.limit and len(self._shards) > 1:
+                self._bytes -= sum(g.nbytes for g in self._shards.popitem(last=False)[1])
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:

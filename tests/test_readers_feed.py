@@ -472,6 +472,20 @@ def test_a_feed_held_at_exit_lets_the_process_end_cleanly(photos):
     assert (done.returncode, done.stdout.strip()) == (0, "held"), done.stderr[-2000:]
 
 
+@pytest.mark.parametrize("name", ["photos", "detection"])
+def test_a_stream_read_from_its_cache_is_the_stream_read_again(name, request):
+    """Shards kept from an earlier epoch give the very items a stream that reads again gives."""
+    out = request.getfixturevalue(name)
+    for batch_size in (None, 3):
+        kept = ShardIterable(out, shuffle=True, seed=2, buffer_size=5, batch_size=batch_size)
+        fresh = ShardIterable(out, shuffle=True, seed=2, buffer_size=5, batch_size=batch_size, cache_bytes=0)
+        for epoch in (0, 1, 2):
+            kept.set_epoch(epoch)
+            fresh.set_epoch(epoch)
+            assert same_target([list(item) for item in kept], [list(item) for item in fresh])
+        assert kept._cache._shards and not fresh._cache._shards
+
+
 def test_a_split_the_dataset_lacks_is_named_with_those_it_has(photos):
     with pytest.raises(FileNotFoundError, match="no val shards in .*: its splits are train"):
         ShardDataset(photos, split="val")
