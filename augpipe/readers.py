@@ -317,6 +317,55 @@ class _Bytes:
         return self.data[self.offsets[i]:self.offsets[i + 1]]
 
 
+class _ByteCache:
+    """What a reader keeps (row groups, a stream's whole shards) up to `limit` bytes in this
+    process, the least recently used dropped first (one at least stays). A feed's threads share
+    it under its lock; a worker process starts it empty (each fills its own)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._clear()
+
+    def _clear(self) -> None:
+        self.lock, self._items, self._bytes, self._pid = threading.Lock(), OrderedDict(), 0, os.getpid()
+
+    def __getstate__(self) -> dict:
+        return {"limit": self.limit}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["limit"])
+
+    def get_or_make(self, key, make: Callable[[], tuple[object, int]] | None = None):
+        """The value kept under `key`; else, with `make`, the one it makes (value, its bytes), kept,
+        made under the lock (threads asking for one key read it once); else None."""
+        if self._pid != os.getpid():  # a lock or a copy forked from another process is not this one's
+            self._clear()
+        with self.lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][0]
+            if make is None:
+                return None
+            value, nbytes = make()
+            self._put(key, value, nbytes)
+            return value
+
+    def put(self, key, value, nbytes: int) -> None:
+        with self.lock:
+            self._put(key, value, nbytes)
+
+    def _put(self, key, value, nbytes: int) -> None:
+        if key in self._items:
+            return
+        self._items[key] = (value, nbytes)
+        self._bytes += nbytes
+        while self._bytes > self.limit and len(self._items) > 1:
+            self._bytes -= self._items.popitem(last=False)[1][1]
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+
 class _Group:
     """A row group as the readers take it: the stored image bytes as views of one Arrow buffer
     (no Python bytes an image), the other columns as Python rows, made the first time one is asked for."""
@@ -993,21 +1042,12 @@ class ShardDataset(_WithEpoch, Dataset):
         self._reset()
 
     def _reset(self) -> None:
-        self._cache: OrderedDict = OrderedDict()
-        self._cached_bytes = 0
+        self._cache = _ByteCache(self._cache_bytes)  # its lock guards the file handles too
         self._handles: dict = {}
         self._pid = os.getpid()
-        self._lock = threading.Lock()  # the cache, for a feed of threads (`loader(threads=...)`)
 
     def __len__(self) -> int:
         return self._len
-
-    def __getstate__(self) -> dict:  # to a spawned worker: a lock does not pickle
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def __getitem__(self, index: int):
         return _item(self, *self._locate(index))
@@ -1043,22 +1083,14 @@ class ShardDataset(_WithEpoch, Dataset):
     def _row_group(self, g: int):
         if self._pid != os.getpid():  # file handles and caches do not cross a fork into workers
             self._reset()
-        with self._lock:
-            return self._cached_group(g)
+        return self._cache.get_or_make(g, lambda: self._read_group(g))
 
-    def _cached_group(self, g: int):
-        if g in self._cache:
-            self._cache.move_to_end(g)
-            return self._cache[g]
+    def _read_group(self, g: int) -> tuple[_Group, int]:
         f, group = self._groups[g]
         if f not in self._handles:
             self._handles[f] = pq.ParquetFile(self.fs.open_input_file(self.files[f]))
         table = _Group(self._handles[f].read_row_group(group, columns=self._columns))
-        self._cache[g] = table
-        self._cached_bytes += table.nbytes
-        while self._cached_bytes > self._cache_bytes and len(self._cache) > 1:
-            self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
-        return table
+        return table, table.nbytes
 
     def labels(self) -> list[int | None]:
         """Every row's label, in order, without decoding an image (classification)."""
@@ -1180,7 +1212,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
                  decode_size=None, resize=None, decode: bool = True, batch_size: int | None = None,
                  cache_bytes: int = 256 * 2**20):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
-        self._cache = _ShardCache(cache_bytes)
+        self._cache = _ByteCache(cache_bytes)
         check_layout(box_format, convention)
         self.shuffle, self.buffer_size, self.seed, self.box_format = shuffle, buffer_size, seed, box_format
         self.convention, self.decode = convention, decode
@@ -1246,7 +1278,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
         earlier epoch read it whole, else read (and kept, when it fits)."""
         for shard, first, stop in pieces:
             whole = (first, stop) == (0, self.rows[shard])
-            groups = self._cache.get(shard) if whole else None
+            groups = self._cache.get_or_make(shard) if whole else None
             if groups is None:
                 groups = self._read_piece(shard, first, stop, keep=whole)
             for group in groups:
@@ -1263,7 +1295,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
                 keep = False
             yield group
         if keep:
-            self._cache.put(shard, kept)
+            self._cache.put(shard, kept, size)
 
     def __iter__(self):
         info = get_worker_info()
@@ -1281,37 +1313,6 @@ class ShardIterable(_WithEpoch, IterableDataset):
             return
         for picks in _chunks(rows, self.batch_size):
             yield _batch(self, picks)
-
-
-class _ShardCache:
-    """A stream's shards read whole, as their row groups (`_Group`s, with the targets they keep),
-    for the next epochs, up to `limit` bytes in this process, the least recently read dropped
-    first. Shared by a feed's threads; not carried into a worker process (each fills its own)."""
-
-    def __init__(self, limit: int):
-        self.limit, self._lock, self._shards, self._bytes = limit, threading.Lock(), OrderedDict(), 0
-
-    def __getstate__(self) -> dict:
-        return {"limit": self.limit}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["limit"])
-
-    def get(self, shard: int) -> list | None:
-        with self._lock:
-            groups = self._shards.get(shard)
-            if groups is not None:
-                self._shards.move_to_end(shard)
-            return groups
-
-    def put(self, shard: int, groups: list) -> None:
-        with self._lock:
-            if shard in self._shards:
-                return
-            self._shards[shard] = groups
-            self._bytes += sum(g.nbytes for g in groups)
-            while self._bytes > self.limit and len(self._shards) > 1:
-                self._bytes -= sum(g.nbytes for g in self._shards.popitem(last=False)[1])
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:

@@ -30,12 +30,17 @@ def photos(tmp_path_factory):
     return out
 
 
+def expanded(tmp_path_factory, name: str, make_source, copies: int):
+    """A source made by `make_source(folder)` under a new folder, expanded with flips."""
+    root = tmp_path_factory.mktemp(name)
+    out = root / "out"
+    expand(make_source(root / "src"), "flips", out, ExpandOptions(copies=copies, val_fraction=0, **QUIET))
+    return out
+
+
 @pytest.fixture(scope="module")
 def detection(tmp_path_factory):
-    root = tmp_path_factory.mktemp("feed-coco")
-    out = root / "out"
-    expand(make_scenes(root / "src", n=10), "flips", out, ExpandOptions(copies=1, val_fraction=0, **QUIET))
-    return out
+    return expanded(tmp_path_factory, "feed-coco", lambda src: make_scenes(src, n=10), copies=1)
 
 
 def stored(out) -> list[bytes]:
@@ -279,10 +284,7 @@ def test_boxes_of_a_table_convert_as_row_by_row(box_format, convention):
 @pytest.fixture(scope="module")
 def boxes(tmp_path_factory):
     """Detection without instance masks, copies 0 to 2."""
-    root = tmp_path_factory.mktemp("feed-yolo")
-    out = root / "out"
-    expand(make_scenes(root / "src", n=10, fmt="yolo"), "flips", out, ExpandOptions(copies=2, val_fraction=0, **QUIET))
-    return out
+    return expanded(tmp_path_factory, "feed-yolo", lambda src: make_scenes(src, n=10, fmt="yolo"), copies=2)
 
 
 @pytest.fixture(scope="module")
@@ -303,10 +305,7 @@ def grey_masks(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def palette_masks(tmp_path_factory):
-    root = tmp_path_factory.mktemp("feed-palette")
-    out = root / "out"
-    expand(make_scenes(root / "src", n=8, fmt="masks"), "flips", out, ExpandOptions(copies=1, val_fraction=0, **QUIET))
-    return out
+    return expanded(tmp_path_factory, "feed-palette", lambda src: make_scenes(src, n=8, fmt="masks"), copies=1)
 
 
 def test_stored_masks_decode_as_read_mask_does(grey_masks, palette_masks):
@@ -339,10 +338,7 @@ def people(tmp_path_factory):
     """COCO person keypoints (a hostile test: batches dropped them)."""
     from keypointed import coco_keypoints
 
-    root = tmp_path_factory.mktemp("feed-keypoints")
-    out = root / "out"
-    expand(coco_keypoints(root / "src", n=6), "flips", out, ExpandOptions(copies=1, val_fraction=0, **QUIET))
-    return out
+    return expanded(tmp_path_factory, "feed-keypoints", lambda src: coco_keypoints(src, n=6), copies=1)
 
 
 @pytest.mark.parametrize("name", ["photos", "boxes", "detection", "grey_masks", "palette_masks", "people"])
@@ -483,7 +479,7 @@ def test_a_stream_read_from_its_cache_is_the_stream_read_again(name, request):
             kept.set_epoch(epoch)
             fresh.set_epoch(epoch)
             assert same_target([list(item) for item in kept], [list(item) for item in fresh])
-        assert kept._cache._shards and not fresh._cache._shards
+        assert kept._cache and not fresh._cache
 
 
 def test_a_split_the_dataset_lacks_is_named_with_those_it_has(photos):
