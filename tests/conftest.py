@@ -113,6 +113,16 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(group))
 
 
+def peak_bytes(setup: str, measured: str) -> int:
+    """The most memory (Python's and numpy's allocators) that `measured` held, run after `setup` in
+    a process of its own: threads a test left in this one allocate too, and tracemalloc counts them."""
+    code = (f"import tracemalloc\n{setup}\ntracemalloc.start()\n{measured}\n"
+            "print(tracemalloc.get_traced_memory()[1])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout.split()[-1])
+
+
 def augpipe(*args) -> list[str]:
     return [sys.executable, "-m", "augpipe", *map(str, args)]
 

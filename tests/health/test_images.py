@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tracemalloc
 import warnings
 from collections import defaultdict
 
@@ -14,6 +13,7 @@ import pytest
 from augpipe.decode import decode
 from augpipe.demo import make_shapes
 from augpipe.health.images import JUDGED, _components, _near_pairs, _outliers, facts, judge, measure
+from conftest import peak_bytes
 from planted_images import (
     blurry, bright, brightened, clean_files, cropped, dark, encode, grey, low_information, motion_blurred, night,
     object_on_white, planted, resized, snow, stored, triangle_on_white, varied,
@@ -208,11 +208,12 @@ def test_a_group_of_copies_is_one_problem_however_large():
 
 def test_the_rarity_of_a_size_is_counted_without_comparing_every_pair():
     n = 20000
-    landscape_and_portrait = np.log(np.r_[np.full(n // 2 + 1, 256.0), np.full(n // 2 - 1, 1024.0)])
-    tracemalloc.start()
-    assert _outliers(landscape_and_portrait, 2.0) == []
-    assert tracemalloc.get_traced_memory()[1] < 20 * n * 8  # a few arrays of n, not n × n/2
-    tracemalloc.stop()
+    setup = f"""
+import numpy as np
+from augpipe.health.images import _outliers
+n = {n}
+landscape_and_portrait = np.log(np.r_[np.full(n // 2 + 1, 256.0), np.full(n // 2 - 1, 1024.0)])"""
+    assert peak_bytes(setup, "assert _outliers(landscape_and_portrait, 2.0) == []") < 20 * n * 8  # arrays of n, not n²/2
     few = np.log(np.r_[np.full(100, 256.0), [1024.0, 1030.0]])
     assert _outliers(few, 2.0) == [100, 101]
 

@@ -22,7 +22,7 @@ from augpipe.recipe import parse_recipe
 from augpipe.sample import SourceItem, augment_sample, moves_pixels
 from augpipe.targets import kind_for
 from augpipe.targets.boxes import _rle
-from conftest import H, W, boxes_of, extent, make_scenes, picture, recipe, segmented
+from conftest import H, W, boxes_of, extent, make_scenes, peak_bytes, picture, recipe, segmented
 
 TRAIN_ONLY = dict(progress=False, workers=1, val_fraction=0)
 
@@ -481,16 +481,12 @@ def test_a_polygon_left_of_the_image_fills_nothing():
 def test_filling_a_polygon_as_large_as_the_image_holds_little_memory():
     """Every row of a block at once, but blocks bounded by rows × columns too (found by a hostile
     test: one 4000 × 4000 polygon took 260 MiB)."""
-    import tracemalloc
-
-    from augpipe.targets.boxes import fill_polygon
-
-    side = 4000
-    mask = np.zeros((side, side), np.uint8)
-    points = np.array([[0.3, 0.2], [side - 0.1, 0.4], [side - 0.2, side - 0.3], [0.1, side - 0.2]])
-    tracemalloc.start()
-    fill_polygon(mask, points)
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert int(mask.sum()) == side * side
+    setup = """
+import numpy as np
+from augpipe.targets.boxes import fill_polygon
+side = 4000
+mask = np.zeros((side, side), np.uint8)
+points = np.array([[0.3, 0.2], [side - 0.1, 0.4], [side - 0.2, side - 0.3], [0.1, side - 0.2]])"""
+    measured = "fill_polygon(mask, points)\nassert int(mask.sum()) == side * side"
+    peak = peak_bytes(setup, measured)
     assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB"
