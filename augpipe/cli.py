@@ -3,7 +3,6 @@
 Errors become one line each, from the table in `_report`, with `--debug` for the traceback.
 """
 
-from __future__ import annotations
 
 import errno
 import functools
@@ -17,10 +16,9 @@ import typer
 
 from augpipe import __version__
 from augpipe.engines import ENGINES
-from augpipe.errors import AugpipeError, UsageError
+from augpipe.errors import AugpipeError, UsageError, one_of
 from augpipe.formats import FORMATS, WRITERS, module as format_module
-from augpipe.formats.base import either
-from augpipe.options import DEVICES, SPLIT_BY, ExpandOptions, TrainOptions, one_of
+from augpipe.options import DEVICES, SPLIT_BY, ExpandOptions, TrainOptions
 from augpipe.signals import Terminated
 
 
@@ -36,7 +34,51 @@ def _unset_help_is_false(cls: type) -> type:
                 option.default = False
             return option
 
+        def format_help(self, ctx, formatter):
+            _import_rich_help()
+            return super().format_help(ctx, formatter)
+
     return Command
+
+
+def _import_rich_help() -> None:
+    """typer's help renderer imports rich's Markdown (with markdown-it) and Traceback at its top, a
+    quarter of an `augpipe --help`, for help written in Markdown and for tracebacks: neither is
+    used by a help in rich markup. Both stand in as classes that load the real one when called."""
+    if "typer.rich_utils" in sys.modules:
+        return
+    stand_ins = {name: _LoadsOnUse(name, cls) for name, cls in
+                 (("rich.markdown", "Markdown"), ("rich.traceback", "Traceback")) if name not in sys.modules}
+    for name, module in stand_ins.items():
+        sys.modules[name] = module
+    try:
+        import typer.rich_utils  # noqa: F401
+    finally:
+        for name, module in stand_ins.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]  # the next import of it loads the real module
+
+
+class _LoadsOnUse(type(sys)):
+    """A module whose one class, called or asked for an attribute, is the real module's."""
+
+    def __init__(self, name: str, cls: str):
+        super().__init__(name)
+        module = name
+
+        class Real(type):
+            def __getattr__(self, key):
+                return getattr(self.real(), key)
+
+            def __call__(self, *args, **kwargs):
+                return self.real()(*args, **kwargs)
+
+            def real(self):
+                import importlib
+
+                return getattr(importlib.import_module(module), cls)
+
+        setattr(self, cls, Real(cls, (), {}))
 
 
 _Group, _Command = _unset_help_is_false(typer.core.TyperGroup), _unset_help_is_false(typer.core.TyperCommand)
@@ -194,7 +236,7 @@ def _start_workers(workers: int | None, engine: str = "local") -> None:
         start_workers_early()
 
 
-FormatOpt = Annotated[str, typer.Option("--format", help=f"The source's layout: {either(['auto', *FORMATS])}.")]
+FormatOpt = Annotated[str, typer.Option("--format", help=f"The source's layout: {one_of(['auto', *FORMATS])}.")]
 VocZeroBasedOpt = Annotated[bool, typer.Option("--voc-zero-based", help="VOC files hold 0-based pixel edges (tools that write xmin = x); default: the devkit's 1-based xmin/ymin.")]
 SourceArg = Annotated[str, typer.Argument(metavar="SOURCE", help="Image folder or URI (s3://, gs://): one sub-folder per class; optional train/ val/ test/.")]
 
@@ -396,7 +438,7 @@ def _export_formats() -> str:
     for name in WRITERS:
         for kind in format_module(name).kinds:
             by_kind.setdefault(kind, []).append(name)
-    return ", ".join(f"{either(names)} ({kind})" for kind, names in by_kind.items()) + "."
+    return ", ".join(f"{one_of(names)} ({kind})" for kind, names in by_kind.items()) + "."
 
 
 def _export_help(key: str) -> str:

@@ -1,6 +1,12 @@
 """The errors a user can cause. The CLI turns each into one line and an exit code."""
 
 
+def one_of(choices) -> str:
+    """`a`, `a or b`, `a, b or c`: a choice as the errors and the help name it."""
+    choices = list(choices)
+    return f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
+
+
 class AugpipeError(Exception):
     """A problem with the user's input: reported as one line, exit code 2."""
 

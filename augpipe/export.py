@@ -28,9 +28,9 @@ import json
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from augpipe.errors import OutputError, SourceError, UsageError
+from augpipe.errors import OutputError, SourceError, UsageError, one_of
 from augpipe.formats import WRITERS, module
-from augpipe.formats.base import Header, Item, either, item_of
+from augpipe.formats.base import Header, Item, item_of
 
 MARKER = ".augpipe-export"
 
@@ -53,7 +53,7 @@ def export(location, fmt: str, out, progress: bool = True, **given) -> dict:
     header = _header(ds)
     if header.kind not in writer.kinds:
         fits = [f for f in WRITERS if header.kind in module(f).kinds]
-        raise UsageError(f"{ds.location} is a {header.kind} dataset: {fmt} holds {either(writer.kinds)} "
+        raise UsageError(f"{ds.location} is a {header.kind} dataset: {fmt} holds {one_of(writer.kinds)} "
                          f"(use {' or '.join(fits)})")
     _check_given(fmt, given)
     options = writer.options(given, header, ds.location)

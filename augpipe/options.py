@@ -12,7 +12,7 @@ import numbers
 from dataclasses import dataclass, field
 
 from augpipe.engines import ENGINES
-from augpipe.errors import UsageError
+from augpipe.errors import UsageError, one_of
 from augpipe.training.model import TASKS as MODEL_TASKS
 
 # About 36 bytes a pixel at the peak of one image's augmentation (decode, transforms, encode):
@@ -23,11 +23,6 @@ SPLIT_BY = ("content", "path")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 FREEZE = ("features",)
 TRAIN_TASKS = ("auto", *MODEL_TASKS)
-
-
-def one_of(choices: tuple[str, ...]) -> str:
-    """`a, b or c`, as the help and the errors say a choice."""
-    return f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
 
 
 def check_numbers(options, integers: tuple[str, ...], reals: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> None:

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from augpipe import ExpandOptions, expand
-from augpipe.errors import SourceError, UsageError
+from augpipe.errors import UsageError
 from augpipe.formats import scan
 from augpipe.formats.base import Objects, Scan, SourceFile
 from augpipe.plan import make_plan, repeat_factors

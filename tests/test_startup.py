@@ -47,6 +47,28 @@ def test_a_command_given_no_option_loads_no_pydantic(args):
     assert "pydantic" not in packages
 
 
+@pytest.mark.parametrize("args", [["--help"], ["export", "--help"]], ids=" ".join)
+def test_help_loads_no_markdown_parser(args):
+    """typer's help renderer imports rich's Markdown and Traceback for what a help in rich markup
+    never shows (markdown-it alone is a fifth of an `augpipe --help`)."""
+    out, modules = imported(*args, full=True)
+    assert "Usage: augpipe" in out and "╭─ Options" in out  # still rich's panels
+    assert not {m for m in modules if m.startswith(("markdown_it", "rich.markdown", "rich.traceback"))}
+
+
+def test_the_real_markdown_and_traceback_load_after_a_help():
+    from typer.testing import CliRunner
+
+    assert CliRunner().invoke(app, ["--help"]).exit_code == 0
+    from rich.markdown import Markdown
+    from rich.traceback import Traceback
+
+    assert Markdown.__module__ == "rich.markdown" and hasattr(Traceback, "from_exception")
+    import typer.rich_utils
+
+    assert typer.rich_utils.Markdown("*a*").markup == "*a*"  # the stand-in gives the real one
+
+
 def test_recipes_says_what_the_validated_recipes_say():
     out, _ = imported("recipes")
     lines = [line for line in out.splitlines() if line.strip()][:-1]  # the last: how to use one

@@ -1,6 +1,6 @@
 """Formats: the layouts augpipe reads and writes, one module each (`formats/<name>.py`, the
-`Format` and `Writer` protocols of base.py), found here by name and imported when first used. The
-one place that lists a format.
+`Format` and `Writer` protocols of base.py), found here by name and imported when first used (this module loads none of them: the
+command line's help reads FORMATS). The one place that lists a format.
 
 Reading: a module's `matches(entries)` is the share of the images its annotations cover (None when
 its files are absent); `detect` names the first that covers at least half of them (EVIDENCE),
@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import importlib
 import unicodedata
+from typing import TYPE_CHECKING
 
 from augpipe.errors import SourceError, StoreError
-from augpipe.formats.base import EverySkipped, Scan, is_image, split_of_folder
-from augpipe.formats.common import EVIDENCE
-from augpipe.formats.imagefolder import LAYOUTS
+
+if TYPE_CHECKING:
+    from augpipe.formats.base import Scan
 
 # In the order they are tried: the first whose files are present reads the source.
 FORMATS = ("coco", "yolo", "voc", "masks", "labelfiles", "imagefolder")
@@ -32,6 +33,8 @@ def module(name: str):
 
 def scan(root: str, layout: str = "auto", format: str = "auto", voc_zero_based: bool = False) -> Scan:
     """`voc_zero_based`: VOC files hold 0-based edges (else the devkit's 1-based pixels)."""
+    from augpipe.formats.base import EverySkipped
+    from augpipe.formats.imagefolder import LAYOUTS
     from augpipe.store import open_store
 
     if format != "auto" and format not in FORMATS:
@@ -89,6 +92,8 @@ def detect(entries: list) -> str:
 def choose(entries: list) -> tuple[str, list[str]]:
     """The layout --format auto reads, and a line for each other layout that was plausible or
     had some evidence: the first whose annotations cover at least EVIDENCE of the images."""
+    from augpipe.formats.common import EVIDENCE
+
     shares = {name: _share(module(name).matches(entries)) for name in FORMATS[:-1]}
     fits = [name for name, part in shares.items() if part is not None and part >= EVIDENCE]
     chosen = fits[0] if fits else FORMATS[-1]
@@ -117,6 +122,8 @@ def _share(found) -> float | None:
 
 def _class_folders(entries: list) -> list[str]:
     """The folders holding images directly below the root or a split folder (classes, to ImageFolder)."""
+    from augpipe.formats.base import is_image, split_of_folder
+
     found = set()
     for e in entries:
         parts = e.name.split("/")

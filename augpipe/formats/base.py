@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from augpipe.errors import SourceError
+from augpipe.errors import SourceError, one_of
 
 # Split folder names, matched case-insensitively; `valid` is Roboflow's.
 SPLIT_FOLDERS = {"train": "train", "val": "validation", "valid": "validation", "validation": "validation",
@@ -170,16 +170,11 @@ class Option:
 
     def names(self) -> str:
         """The choices' names as a sentence: `detect or segment`."""
-        return either(list(self.choices))
+        return one_of(list(self.choices))
 
     def text(self) -> str:
         """The choices as a sentence: `detect (box lines) or segment (…)`."""
-        return either([f"{name} ({what})" for name, what in self.choices.items()])
-
-
-def either(names: list[str]) -> str:
-    """`a`, `a or b`, `a, b or c`."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        return one_of([f"{name} ({what})" for name, what in self.choices.items()])
 
 
 class Format(Protocol):

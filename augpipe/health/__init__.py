@@ -260,13 +260,13 @@ def failing(problems: list[dict], names: list[str]) -> list[str]:
 def fail_on_names(text: str | None) -> list[str]:
     """--fail-on's comma-separated groups and checks, each known, or a one-line UsageError."""
     from augpipe.errors import UsageError
-    from augpipe.formats.base import either
+    from augpipe.errors import one_of
 
     if not text:
         return []
     names = [n.strip() for n in text.split(",") if n.strip()]
     for name in names:
         if name != "all" and name not in GROUPS and name not in CHECKS:
-            raise UsageError(f"--fail-on: unknown check '{name}': name groups ({either(['all', *GROUPS])}) "
+            raise UsageError(f"--fail-on: unknown check '{name}': name groups ({one_of(['all', *GROUPS])}) "
                              f"or checks ({', '.join(CHECKS)})")
     return names
