@@ -75,6 +75,16 @@ class Boxes:
                      self.dropped + len(self.ids) - len(ids), _picked(self.shaped, keep), _picked(self.iscrowd, keep))
 
 
+def _planes_of(state: Boxes) -> list[np.ndarray] | None:
+    """`bit_planes` of a state's masks, packed once: every copy of a source starts from the state
+    it loaded (masks are never changed in place; a changed state is a new Boxes, without them)."""
+    try:
+        return state._planes
+    except AttributeError:
+        state._planes = bit_planes(state.masks)
+        return state._planes
+
+
 def _picked(values: np.ndarray | None, keep) -> np.ndarray | None:
     return None if values is None else np.asarray(values)[keep]
 
@@ -240,7 +250,8 @@ class BoxesKind(Target):
         masks = _masks(objects, size) if self.with_masks else None
         iscrowd = np.asarray(objects.iscrowd, dtype=np.int64) if objects.iscrowd else None
         state = _without_empty(Boxes(boxes, categories, ids, masks, iscrowd=iscrowd), objects)
-        return dataclasses.replace(self.outputs(self.inputs(state), state), discarded=state.discarded)
+        # the form a copy's objects take (no packing: its planes would only be unpacked)
+        return dataclasses.replace(self.outputs(self.inputs(state, pack=False), state), discarded=state.discarded)
 
     def example(self, width: int, height: int) -> Boxes:
         box = np.array([[width / 4, height / 4, width / 2, height / 2]])
@@ -266,11 +277,11 @@ class BoxesKind(Target):
             self._for = (recipe.transforms, kind)
         return kind
 
-    def inputs(self, state: Boxes) -> dict:
+    def inputs(self, state: Boxes, pack: bool = True) -> dict:
         inputs = {"bboxes": np.asarray(state.boxes, dtype=np.float64).reshape(-1, 4),
                   "categories": np.asarray(state.categories).tolist(), "keys": list(range(len(state.boxes)))}
         if state.masks is not None and len(state.masks):
-            inputs["masks"] = (self.packs_masks and bit_planes(state.masks)) or list(state.masks)
+            inputs["masks"] = (pack and self.packs_masks and _planes_of(state)) or list(state.masks)
         return inputs
 
     def _masks_out(self, result: dict, state: Boxes) -> list:
@@ -735,42 +746,43 @@ def _absolute(objects, size: tuple[int, int]) -> np.ndarray:
 
 
 def _checked(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Boxes inside the image, or SkipInput naming the first that is not (in pixels)."""
-    w, h = size
-    for k, box in enumerate(boxes):
+    """Boxes inside the image, or SkipInput naming the first that is not (in pixels); clipped to it."""
+    for k, box in enumerate(boxes.tolist()):  # Python floats: numpy's scalars cost 10 times as much
         why = box_problem(box, size)
         if why is not None:
             raise SkipInput(f"box {k} [{', '.join(f'{v:.1f}' for v in box)}]: {why}")
-    x0 = np.clip(boxes[:, 0], 0, w)
-    y0 = np.clip(boxes[:, 1], 0, h)
-    x1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w)
-    y1 = np.clip(boxes[:, 1] + boxes[:, 3], 0, h)
-    return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1) if len(boxes) else boxes
+    if not len(boxes):
+        return boxes
+    w, h = size
+    # the corners x0, x1 and y0, y1 by scalar bounds (array bounds turn -0.0 into 0.0)
+    xs = np.clip(boxes[:, 0::2].cumsum(axis=1), 0, w)
+    ys = np.clip(boxes[:, 1::2].cumsum(axis=1), 0, h)
+    return np.stack([xs[:, 0], ys[:, 0], xs[:, 1] - xs[:, 0], ys[:, 1] - ys[:, 0]], axis=1)
 
 
 def _masks(objects, size: tuple[int, int]) -> list[np.ndarray]:
-    """Each object's instance mask: polygons filled, RLE decoded; an object without one gets its
-    box, filled."""
+    """Each object's instance mask: polygons filled (all of them at once), RLE decoded; an object
+    without one gets its box, filled."""
     w, h = size
-    out = []
     segments = objects.segments or (None,) * len(objects.categories)
+    masks = np.zeros((len(segments), h, w), np.uint8)
+    polygons = []
     for k, (box, segment) in enumerate(zip(_absolute(objects, size), segments)):
-        mask = np.zeros((h, w), np.uint8)
         if segment is None:
             x, y, bw, bh = box
-            fill_polygon(mask, np.array([[x, y], [x + bw, y], [x + bw, y + bh], [x, y + bh]]))
+            polygons.append((k, np.array([[x, y], [x + bw, y], [x + bw, y + bh], [x, y + bh]])))
         elif segment[0] == "polygon":
             scale = np.array([w, h], dtype=np.float64) if objects.normalised else 1.0
             points = sum(len(p) for p in segment[1]) // 2
             if points > MAX_POINTS_PER_PIXEL * w * h + 64:
                 # more corners than the image has pixel corners draw nothing more, and cost a fill each
                 raise SkipInput(f"box {k}: its polygons have {points:,} points, more than a {w}×{h} image can show")
-            for p in segment[1]:
-                fill_polygon(mask, _polygon(k, np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale, size))
+            polygons.extend((k, _polygon(k, np.asarray(p, dtype=np.float64).reshape(-1, 2) * scale, size))
+                            for p in segment[1])
         else:
-            mask = _rle(segment[1], (h, w))
-        out.append(mask)
-    return out
+            masks[k] = _rle(segment[1], (h, w))
+    fill_polygons(masks, polygons)
+    return list(masks)
 
 
 def _polygon(k: int, points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -805,42 +817,64 @@ def _described(segment) -> str:
 def fill_polygon(mask: np.ndarray, points: np.ndarray) -> None:
     """Set the pixels whose centres lie inside the polygon (even-odd rule): a rectangle from 10
     to 37 and 5 to 39 covers 27 × 34 pixels, as in pycocotools, not the 28 × 35 of cv2.fillPoly
-    (on random polygons the two differ in about 2% of the pixels, all on the edge). Every row at
-    once: where each edge crosses the row's centre line, sorted, filled between pairs."""
-    h, w = mask.shape
-    x, y = points[:, 0], points[:, 1]
-    x2, y2 = np.concatenate([x[1:], x[:1]]), np.concatenate([y[1:], y[:1]])  # each point's next
-    top, bottom = max(int(np.floor(y.min())), 0), min(int(np.ceil(y.max())), h)
-    span = min(max(int(np.ceil(x.max())), 0), w) - min(max(int(np.floor(x.min())), 0), w) + 1
-    step = max(1, FILL_CELLS // max(len(x), span))  # rows a block: no huge matrix for many points or a wide polygon
-    for first in range(top, bottom, step):
-        _fill_rows(mask, x, y, x2, y2, first, min(first + step, bottom))
+    (on random polygons the two differ in about 2% of the pixels, all on the edge)."""
+    fill_polygons(mask[None], [(0, points)])
 
 
-FILL_CELLS = 1 << 20  # rows × edges, and rows × columns, worked out at once
+def fill_polygons(masks: np.ndarray, polygons: list[tuple[int, np.ndarray]]) -> None:
+    """`fill_polygon` of each (k, points) into masks[k] (K × H × W), every polygon and row at once:
+    where each edge crosses a row's centre line, sorted, filled between pairs. Row r of polygon p
+    is the image's row top[p] + r. Polygons are padded to one length by points at infinity, whose
+    edges cross nothing (each polygon crosses a row an even number of times: its pairs are its own)."""
+    if not polygons:
+        return
+    _, h, w = masks.shape
+    longest = max(len(points) for _, points in polygons)
+    x, y, x2, y2 = np.full((4, len(polygons), 1, longest), np.inf)
+    for i, (_, points) in enumerate(polygons):
+        n = len(points)
+        x[i, 0, :n], y[i, 0, :n] = points[:, 0], points[:, 1]
+        # each point's next, the last's the first
+        x2[i, 0, :n - 1], y2[i, 0, :n - 1], x2[i, 0, n - 1], y2[i, 0, n - 1] = x[i, 0, 1:n], y[i, 0, 1:n], x[i, 0, 0], y[i, 0, 0]
+    real = np.isfinite(y)
+    top = np.clip(np.floor(np.where(real, y, np.inf).min(axis=2)), 0, h).astype(np.intp)  # P × 1
+    bottom = np.clip(np.ceil(np.where(real, y, -np.inf).max(axis=2)), 0, h).astype(np.intp)
+    rows = int((bottom - top).max(initial=0))
+    xr = x[real]
+    span = min(max(int(np.ceil(xr.max())), 0), w) - min(max(int(np.floor(xr.min())), 0), w) + 1
+    # rows a block: no huge matrix for many points or a wide polygon
+    step = max(1, FILL_CELLS // (len(polygons) * max(longest, span)))
+    base = np.array([k for k, _ in polygons], np.intp)[:, None] * (h * w) + top * w  # each polygon's first row
+    for first in range(0, rows, step):
+        _fill_rows(masks, x, y, x2, y2, top, bottom, base, first, min(first + step, rows))
 
 
-def _fill_rows(mask: np.ndarray, x, y, x2, y2, first: int, last: int) -> None:
-    centre = (np.arange(first, last) + 0.5)[:, None]
-    crossing = (y <= centre) != (y2 <= centre)
+FILL_CELLS = 1 << 20  # polygons × rows × edges, and × columns, worked out at once
+
+
+def _fill_rows(masks: np.ndarray, x, y, x2, y2, top, bottom, base, first: int, last: int) -> None:
+    offset = np.arange(first, last)
+    row = top + offset  # P × rows: the image's rows; past a polygon's own last row, a centre line at infinity
+    centre = np.where(row < bottom, row + 0.5, np.inf)[:, :, None]
+    crossing = (y <= centre) != (y2 <= centre)  # polygons × rows × edges
     if not crossing.any():
         return
     with np.errstate(divide="ignore", invalid="ignore"):  # the edges that do not cross: masked out
         xs = np.where(crossing, x + (centre - y) * (x2 - x) / (y2 - y), np.inf)
-    xs.sort(axis=1)
-    xs = xs[:, :int(crossing.sum(axis=1).max())]
-    # the columns the polygon spans (inside the image); a crossing's pixel edge lies among them
-    w = mask.shape[1]
-    left, right = min(max(int(np.floor(x.min())), 0), w), min(max(int(np.ceil(x.max())), 0), w)
-    edges = np.clip(np.ceil(xs - 0.5), left, right) - left  # inf (no crossing) -> right: an empty span
-    starts, ends = edges[:, 0::2].astype(np.intp), edges[:, 1::2].astype(np.intp)
-    # each span's pixels by their index in the rows: the spans' starts, each repeated as long as
+    xs.sort(axis=2)
+    xs = xs[:, :, :int(crossing.sum(axis=2).max())]
+    # a crossing's pixel edge lies among the columns its polygon spans: clipped to the image, that
+    # is the clip to the polygon's own columns inside it
+    w = masks.shape[2]
+    edges = np.clip(np.ceil(xs - 0.5), 0, w)  # inf (no crossing) -> w: an empty span
+    starts, ends = edges[:, :, 0::2].astype(np.intp), edges[:, :, 1::2].astype(np.intp)
+    # each span's pixels by their index in the masks: the spans' starts, each repeated as long as
     # its span, plus 0, 1, 2... within it (spans of a row are apart: pairs of sorted crossings)
     lengths = (ends - starts).ravel()
-    begin = (starts + (np.arange(first, last) * mask.shape[1] + left)[:, None]).ravel()
+    begin = (starts + (base + offset * w)[:, :, None]).ravel()
     offsets = np.cumsum(lengths)
     pixels = np.repeat(begin - (offsets - lengths), lengths) + np.arange(offsets[-1] if len(offsets) else 0)
-    mask.put(pixels, 1)  # by index in the flattened rows, the mask contiguous or not
+    masks.put(pixels, 1)  # by index in the flattened masks, contiguous or not
 
 
 def _rle(rle: dict, shape: tuple[int, int]) -> np.ndarray:

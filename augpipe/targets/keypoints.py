@@ -174,8 +174,8 @@ class KeypointsKind(BoxesKind):
         return KeypointsKind(self.with_masks, self.keypoint_names, self.skeleton,
                              flip_from_map(mapping, self.keypoint_names, recipe.path))
 
-    def inputs(self, state: Keypoints) -> dict:
-        inputs = super().inputs(state)
+    def inputs(self, state: Keypoints, pack: bool = True) -> dict:
+        inputs = super().inputs(state, pack)
         points = np.concatenate([state.points[:, :, :2].reshape(-1, 2), _probes(state.boxes).reshape(-1, 2)])
         inputs["keypoints"], inputs["keypoint_index"] = points, list(range(len(points)))
         return inputs

@@ -153,7 +153,7 @@ def test_an_unforeseen_failure_in_one_annotation_is_a_recorded_skip(monkeypatch)
     def broken(*args):
         raise OverflowError("cannot convert float infinity to integer")
 
-    monkeypatch.setattr(boxes, "fill_polygon", broken)
+    monkeypatch.setattr(boxes, "fill_polygons", broken)
     objects = Objects(((1.0, 1.0, 10.0, 10.0),), (0,), (1,), segments=(("polygon", ((1, 1, 11, 1, 11, 11),)),))
     with pytest.raises(SkipInput, match="its annotation cannot be used: OverflowError: cannot convert float"):
         augment_sample(blank_png(64, 48), SourceItem("a.png", None, (0,), target=objects), _recipe(), 0, 10**8,
@@ -466,6 +466,30 @@ def test_polygons_fill_the_same_pixels_as_row_by_row():
         boxes.fill_polygon(ours, points)
         _fill_row_by_row(before, points)
         assert np.array_equal(ours, before), i
+
+
+def test_all_of_a_rows_polygons_filled_at_once_fill_what_each_filled_alone_did():
+    """Objects of several polygons of different lengths (their padding crossing nothing), in
+    different rows, over the edges, self-crossing, with RLE-like masks already set: each mask the
+    union of its polygons' row-by-row fills."""
+    from augpipe.targets.boxes import fill_polygons
+
+    rng = np.random.default_rng(1)
+    for i in range(400):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        k = int(rng.integers(1, 6))
+        masks, expected = np.zeros((k, h, w), np.uint8), np.zeros((k, h, w), np.uint8)
+        masks[0, -1, -1] = expected[0, -1, -1] = 1
+        polygons = []
+        for obj in range(k):
+            for _ in range(int(rng.integers(0, 4))):
+                n = int(rng.integers(3, 30))
+                points = np.column_stack([rng.uniform(-0.4 * w, 1.4 * w, n), rng.uniform(-0.4 * h, 1.4 * h, n)])
+                points = np.round(points) if i % 3 == 0 else np.round(points * 2) / 2 if i % 3 == 1 else points
+                polygons.append((obj, points))
+                _fill_row_by_row(expected[obj], points)
+        fill_polygons(masks, polygons)
+        assert np.array_equal(masks, expected), i
 
 
 def test_a_polygon_left_of_the_image_fills_nothing():

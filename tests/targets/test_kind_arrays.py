@@ -71,3 +71,33 @@ def test_one_box_check():
     assert box_problem((0, 0, 5, -1)) == "height ≤ 0"
     assert box_problem((float("nan"), 0, 5, 5), (10, 10)) == "not a number"
     assert box_problem((0, 0, 1e9, 5)) is None  # no image size: no edge to be over
+
+
+def test_boxes_checked_in_python_floats_refuse_and_clip_as_numpy_did():
+    """`_checked` asks box_problem of each box as Python floats and clips the corners in one call:
+    the first refusal and its message as with numpy's scalars, and the boxes clipped as four
+    clips did, bit for bit (signed zeros too)."""
+    from augpipe.errors import SkipInput
+    from augpipe.targets.boxes import EDGE, _checked
+
+    rng = np.random.default_rng(5)
+    edges = [0.0, -EDGE, -EDGE - 1e-9, 10 + EDGE, 10 + EDGE + 1e-9, np.nan, np.inf, -np.inf, -0.0]
+    refused = 0
+    for _ in range(3000):
+        boxes = rng.uniform(-3, 13, (int(rng.integers(0, 6)), 4))
+        boxes[rng.random(boxes.shape) < 0.08] = rng.choice(edges)
+        boxes[:, 2:] = np.where(rng.random((len(boxes), 2)) < 0.05, -boxes[:, 2:], boxes[:, 2:])
+        boxes[:, :2][rng.random((len(boxes), 2)) < 0.05] = -0.0
+        first = next(((k, why) for k, box in enumerate(boxes) if (why := box_problem(box, (10, 10)))), None)
+        if first is None:
+            x0, y0 = np.clip(boxes[:, 0], 0, 10), np.clip(boxes[:, 1], 0, 10)
+            x1, y1 = np.clip(boxes[:, 0] + boxes[:, 2], 0, 10), np.clip(boxes[:, 1] + boxes[:, 3], 0, 10)
+            before = np.stack([x0, y0, x1 - x0, y1 - y0], axis=1) if len(boxes) else boxes
+            assert _checked(boxes, (10, 10)).tobytes() == before.tobytes()
+            continue
+        refused += 1
+        k, why = first
+        with pytest.raises(SkipInput) as caught:
+            _checked(boxes, (10, 10))
+        assert caught.value.reason == f"box {k} [{', '.join(f'{v:.1f}' for v in boxes[k])}]: {why}"
+    assert 300 < refused < 2900

@@ -42,8 +42,8 @@ def _masks(rng):
 
 
 def test_mask_pngs_written_by_opencv_read_back_the_same_pixels_in_every_reader():
-    """Grey masks are written by OpenCV now (they were PIL's): the same pixels through augpipe's
-    reader, PIL, OpenCV and Hugging Face datasets' Image feature."""
+    """Grey masks are written by OpenCV (they were PIL's), instance masks at 1 bit a pixel: the
+    same pixels through augpipe's reader, PIL, OpenCV and Hugging Face datasets' Image feature."""
     import cv2
     from datasets import Image as HFImage
     from PIL import Image
@@ -53,15 +53,36 @@ def test_mask_pngs_written_by_opencv_read_back_the_same_pixels_in_every_reader()
     rng = np.random.default_rng(0)
     for mask, instance in _masks(rng):
         data = write_instance_mask(mask) if instance else write_mask(mask, None)
-        stored = np.where(mask > 0, 255, 0).astype(np.uint8) if instance else mask
+        stored = (mask > 0).astype(np.uint8) if instance else mask  # mode "1" reads as 0 and 1
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(io.BytesIO(data)) as im:
-            assert im.mode == "L" and np.array_equal(np.asarray(im), stored)
+            im.verify()  # the chunks' CRCs
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.mode == ("1" if instance else "L") and np.array_equal(np.asarray(im, np.uint8), stored)
         assert np.array_equal(read_mask(data, "m")[0], stored) and read_mask(data, "m")[1] is None
-        assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED), stored)
-        assert np.array_equal(np.asarray(HFImage().decode_example({"bytes": data, "path": None})), stored)
+        assert np.array_equal(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED),
+                              stored * 255 if instance else stored)  # libpng widens 1 bit to 255
+        assert np.array_equal(np.asarray(HFImage().decode_example({"bytes": data, "path": None}), np.uint8), stored)
         if instance:
             assert np.array_equal(read_instance_mask(data), mask)
+
+
+def test_instance_masks_of_any_shape_and_type_pack_to_one_bit_and_old_8_bit_ones_still_read():
+    """Widths that are no multiple of 8 (a row's last byte part padding), one pixel, booleans,
+    wider integers and floats: any value but 0 is inside. 0.3's masks (8-bit, 255 inside) read the same."""
+    from PIL import Image
+
+    from augpipe.targets.masks import grey_png, read_instance_mask, write_instance_mask
+
+    rng = np.random.default_rng(3)
+    for h, w in [(1, 1), (1, 9), (7, 8), (5, 13), (33, 100), (480, 641)]:
+        inside = rng.random((h, w)) < 0.3
+        for mask in (inside, inside.astype(np.uint8) * 7, inside.astype(np.int64) * -3, inside * 0.5):
+            data = write_instance_mask(mask)
+            with Image.open(io.BytesIO(data)) as im:
+                assert (im.mode, im.size) == ("1", (w, h)) and np.array_equal(np.asarray(im), inside)
+            assert np.array_equal(read_instance_mask(data), inside.astype(np.uint8))
+        assert np.array_equal(read_instance_mask(grey_png(inside.astype(np.uint8) * 255)), inside.astype(np.uint8))
 
 
 def test_a_palette_mask_keeps_its_palette_and_indices():
