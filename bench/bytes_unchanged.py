@@ -5,8 +5,9 @@ each tree (its CLI in a subprocess), and compare every shard's sha256.
     python bench/bytes_unchanged.py /path/to/other/checkout [--this .] [--decoded]
 
 Exit status 0 when every shard is byte-identical. `--decoded`: where shards differ, their rows
-are compared with each instance mask decoded (augpipe's reader, PIL and OpenCV agree, tested),
-every other value as it is: the same rows with masks stored another way pass."""
+are compared with each mask decoded (instance masks' pixels; a segmentation mask's class indices
+and palette: augpipe's reader, PIL and OpenCV agree, tested), every other value as it is: the
+same rows with masks stored another way pass."""
 
 from __future__ import annotations
 
@@ -46,10 +47,10 @@ def expand(tree: Path, source: Path, recipe: str, out: Path) -> dict[str, str]:
 
 
 def decoded_rows(out: Path) -> list[dict]:
-    """Every row of a run's shards, in order, each instance mask as its 0/1 pixels' bytes."""
+    """Every row of a run's shards, in order, each mask as its pixels' bytes."""
     import pyarrow.parquet as pq
 
-    from augpipe.targets.masks import read_instance_mask
+    from augpipe.targets.masks import read_instance_mask, read_mask
 
     rows = []
     for shard in sorted(out.rglob("*.parquet")):
@@ -57,6 +58,9 @@ def decoded_rows(out: Path) -> list[dict]:
             masks = (row.get("objects") or {}).get("mask")
             if masks is not None:
                 row["objects"]["mask"] = [read_instance_mask(m["bytes"]).tobytes() for m in masks]
+            if row.get("annotation"):
+                mask, palette = read_mask(row["annotation"]["bytes"], "annotation")
+                row["annotation"] = (mask.tobytes(), mask.shape, palette, row["annotation"]["path"])
             rows.append(row)
     return rows
 
