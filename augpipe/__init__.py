@@ -2,7 +2,7 @@
 
 import os as _os
 
-__version__ = "0.3.0"
+__version__ = "0.4.0.dev0"
 
 # albumentations asks the network for a newer version at import: not from a data pipeline
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")

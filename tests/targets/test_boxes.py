@@ -470,9 +470,10 @@ def test_polygons_fill_the_same_pixels_as_row_by_row():
 
 def test_all_of_a_rows_polygons_filled_at_once_fill_what_each_filled_alone_did():
     """Objects of several polygons of different lengths (their padding crossing nothing), in
-    different rows, over the edges, self-crossing, with RLE-like masks already set: each mask the
-    union of its polygons' row-by-row fills."""
-    from augpipe.targets.boxes import fill_polygons
+    different rows, over the edges, self-crossing, empty, with pixels already set; every fourth
+    image one long polygon among short ones (filled in groups apart): each mask the union of its
+    polygons' row-by-row fills."""
+    from augpipe.targets.boxes import _alike, fill_polygons
 
     rng = np.random.default_rng(1)
     for i in range(400):
@@ -482,14 +483,20 @@ def test_all_of_a_rows_polygons_filled_at_once_fill_what_each_filled_alone_did()
         masks[0, -1, -1] = expected[0, -1, -1] = 1
         polygons = []
         for obj in range(k):
-            for _ in range(int(rng.integers(0, 4))):
-                n = int(rng.integers(3, 30))
+            for part in range(int(rng.integers(0, 4))):
+                n = 600 if i % 4 == 0 and obj == part == 0 else int(rng.integers(0, 30))
                 points = np.column_stack([rng.uniform(-0.4 * w, 1.4 * w, n), rng.uniform(-0.4 * h, 1.4 * h, n)])
                 points = np.round(points) if i % 3 == 0 else np.round(points * 2) / 2 if i % 3 == 1 else points
                 polygons.append((obj, points))
-                _fill_row_by_row(expected[obj], points)
-        fill_polygons(masks, polygons)
+                if n:
+                    _fill_row_by_row(expected[obj], points)
+        fill_polygons(list(masks), polygons)
         assert np.array_equal(masks, expected), i
+    rows, sizes = np.array([900, 8, 8, 9] + [10] * 50), np.array([20000, 4, 4, 5] + [6] * 50)
+    groups = _alike(rows, sizes)
+    assert groups[0] == [0] and sorted(sum(groups, [])) == list(range(54))
+    for group in groups:  # padded work at most 1.5 times the group's own, past a small allowance
+        assert len(group) * rows[group].max() * sizes[group].max() <= 1.5 * (rows[group] * sizes[group]).sum() + 4096
 
 
 def test_a_polygon_left_of_the_image_fills_nothing():
