@@ -91,13 +91,16 @@ def read_instance_mask(data: bytes) -> np.ndarray:
 
 
 def write_instance_mask(mask: np.ndarray) -> bytes:
-    """An instance mask as a 1-bit grey PNG, white inside (viewable as it is; PIL's mode "1").
+    """An instance mask (H × W, or H × W × 1; inside where > 0) as a 1-bit grey PNG, white inside
+    (viewable as it is; PIL's mode "1").
     OpenCV deflates the packed rows as an 8-bit image an eighth as wide, whose header then says
     what they are: a quarter of the time of its own 1-bit writer, which packs pixel by pixel, and
     an eighth of the data to deflate against 8 bits (0.05 ms against 0.21 ms at 320 px)."""
     mask = np.asarray(mask)
-    if mask.dtype.kind not in "biu":
-        mask = mask > 0
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[:, :, 0]
+    if mask.dtype not in (np.uint8, np.bool_):
+        mask = mask > 0  # inside, as 0.3 had it: a negative value is not
     height, width = mask.shape
     packed = grey_png(np.packbits(mask, axis=1))  # packbits: any value but 0 is a 1 bit
     if packed[8:16] != b"\x00\x00\x00\x0dIHDR":

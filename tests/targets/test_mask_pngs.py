@@ -69,7 +69,8 @@ def test_mask_pngs_written_by_opencv_read_back_the_same_pixels_in_every_reader()
 
 def test_instance_masks_of_any_shape_and_type_pack_to_one_bit_and_old_8_bit_ones_still_read():
     """Widths that are no multiple of 8 (a row's last byte part padding), one pixel, booleans,
-    wider integers and floats: any value but 0 is inside. 0.3's masks (8-bit, 255 inside) read the same."""
+    wider integers (a negative value outside, as in 0.3), floats, a trailing channel: inside where
+    greater than 0. 0.3's masks (8-bit, 255 inside) read the same."""
     from PIL import Image
 
     from augpipe.targets.masks import grey_png, read_instance_mask, write_instance_mask
@@ -77,7 +78,8 @@ def test_instance_masks_of_any_shape_and_type_pack_to_one_bit_and_old_8_bit_ones
     rng = np.random.default_rng(3)
     for h, w in [(1, 1), (1, 9), (7, 8), (5, 13), (33, 100), (480, 641)]:
         inside = rng.random((h, w)) < 0.3
-        for mask in (inside, inside.astype(np.uint8) * 7, inside.astype(np.int64) * -3, inside * 0.5):
+        for mask in (inside, inside.astype(np.uint8) * 7, inside.astype(np.int64) * 3 - (~inside) * 2, inside * 0.5,
+                     inside.astype(np.uint8)[:, :, None]):
             data = write_instance_mask(mask)
             with Image.open(io.BytesIO(data)) as im:
                 assert (im.mode, im.size) == ("1", (w, h)) and np.array_equal(np.asarray(im), inside)
