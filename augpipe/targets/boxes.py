@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -64,6 +65,12 @@ class Boxes:
         if self.shaped is None and self.masks is not None:
             self.shaped = np.array([any_pixel(m) for m in self.masks], bool)
 
+    @functools.cached_property
+    def planes(self) -> list[np.ndarray] | None:
+        """`bit_planes` of the masks, packed once: every copy of a source starts from the state it
+        loaded (masks are never changed in place; a changed state is a new Boxes)."""
+        return bit_planes(self.masks)
+
     def crowd(self) -> np.ndarray:
         return np.zeros(len(self.ids), np.int64) if self.iscrowd is None else np.asarray(self.iscrowd, np.int64)
 
@@ -73,16 +80,6 @@ class Boxes:
         ids = self.ids[keep]
         return Boxes((self.boxes if boxes is None else boxes)[keep], self.categories[keep], ids, masks,
                      self.dropped + len(self.ids) - len(ids), _picked(self.shaped, keep), _picked(self.iscrowd, keep))
-
-
-def _planes_of(state: Boxes) -> list[np.ndarray] | None:
-    """`bit_planes` of a state's masks, packed once: every copy of a source starts from the state
-    it loaded (masks are never changed in place; a changed state is a new Boxes, without them)."""
-    try:
-        return state._planes
-    except AttributeError:
-        state._planes = bit_planes(state.masks)
-        return state._planes
 
 
 def _picked(values: np.ndarray | None, keep) -> np.ndarray | None:
@@ -281,7 +278,7 @@ class BoxesKind(Target):
         inputs = {"bboxes": np.asarray(state.boxes, dtype=np.float64).reshape(-1, 4),
                   "categories": np.asarray(state.categories).tolist(), "keys": list(range(len(state.boxes)))}
         if state.masks is not None and len(state.masks):
-            inputs["masks"] = (pack and self.packs_masks and _planes_of(state)) or list(state.masks)
+            inputs["masks"] = (pack and self.packs_masks and state.planes) or list(state.masks)
         return inputs
 
     def _masks_out(self, result: dict, state: Boxes) -> list:

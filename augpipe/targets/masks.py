@@ -86,8 +86,7 @@ def write_mask(mask: np.ndarray, palette: bytes | None) -> bytes:
 
 def read_instance_mask(data: bytes) -> np.ndarray:
     """An instance mask as uint8 0/1 (H, W): any stored value but 0 is inside (0.3 wrote 255)."""
-    mask = read_mask(data, "instance mask")[0]
-    return cv2.threshold(mask, 0, 1, cv2.THRESH_BINARY)[1] if mask.ndim == 2 else (mask > 0).astype(np.uint8)
+    return cv2.threshold(read_mask(data, "instance mask")[0], 0, 1, cv2.THRESH_BINARY)[1]
 
 
 def write_instance_mask(mask: np.ndarray) -> bytes:
