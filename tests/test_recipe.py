@@ -475,6 +475,7 @@ def test_the_lean_box_filter_is_albumentations_filter_bit_for_bit():
 
 def _box_steps():
     import albumentations as A
+    import cv2
 
     return [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.2), A.RandomRotate90(p=0.2), A.ColorJitter(p=0.3),
             A.RandomCrop(40, 50, p=0.3), A.PadIfNeeded(70, 90, border_mode=0, p=0.3),
@@ -482,6 +483,8 @@ def _box_steps():
             A.Rotate(limit=(-40, 40), rotate_method="ellipse", p=0.4), A.ShiftScaleRotate(p=0.3),
             A.Perspective(p=0.2), A.RandomResizedCrop((48, 64), p=0.2), A.Resize(50, 70, p=0.2),
             A.OneOf([A.CenterCrop(30, 30), A.Transpose()], p=0.3), A.RandomBrightnessContrast(p=0.3),
+            A.SafeRotate(limit=(-20, 20), p=0.3), A.Affine(rotate=(-20, 20), rotate_method="ellipse", p=0.3),
+            A.Affine(rotate=(-20, 20), border_mode=cv2.BORDER_REFLECT_101, p=0.2), A.Rotate(crop_border=True, p=0.2),
             A.ToGray(p=0.3)]
 
 
@@ -584,3 +587,110 @@ def test_a_recipe_key_of_another_kind_is_a_warning_on_this_one():
     recipe = parse_recipe("keypoint_flip: {left_eye: right_eye}\ntransforms: [{HorizontalFlip: {p: 0.5}}]", "r.yaml")
     assert check_for_kind(recipe, kind_for("detection")) == [
         "keypoint_flip: this detection dataset does not use it (another kind of target does)"]
+
+
+def test_the_lean_box_affine_is_albumentations_bboxes_affine_bit_for_bit():
+    """Rotations, shears, scales and shifts (and the identity, and matrices albumentations takes
+    for one) of boxes in and out of the canvas, in both rotate methods, float32 and float64, with
+    label columns and with corners that are not numbers: the boxes of albumentations'
+    `bboxes_affine`, to the bit; reflected borders take its own path."""
+    import cv2
+    import numpy as np
+    from albumentations.augmentations.geometric import functional as F
+
+    from augpipe.recipe import lean_bboxes_affine
+
+    rng = np.random.default_rng(0)
+    special = np.array([0.0, -0.0, 1.0, np.nan, np.inf, -np.inf])
+    dropped = kept = 0
+    for k in range(3000):
+        n, columns = int(rng.integers(1, 9)), int(rng.integers(4, 7))
+        boxes = rng.uniform(-0.3, 1.1, (n, columns))
+        boxes[:, 2:4] = boxes[:, 0:2] + rng.uniform(0.001, 0.6, (n, 2))
+        boxes = boxes.astype(rng.choice([np.float32, np.float64]))
+        if k % 11 == 0:
+            boxes.flat[rng.integers(0, boxes.size, 2)] = rng.choice(special, 2)
+        h, w = int(rng.integers(1, 1500)), int(rng.integers(1, 1500))
+        out_shape = (h, w) if k % 3 else (int(rng.integers(1, 1500)), int(rng.integers(1, 1500)))
+        matrix = np.vstack([cv2.getRotationMatrix2D((w * rng.uniform(0, 1), h * rng.uniform(0, 1)),
+                                                    float(rng.uniform(-180, 180)), float(rng.uniform(0.3, 2))),
+                            [0, 0, 1]])
+        if k % 5 == 0:
+            matrix[:2, :2] += rng.uniform(-0.3, 0.3, (2, 2))  # shear
+        if k % 13 == 0:
+            matrix = np.eye(3) + (0 if k % 2 else 1e-9)  # the identity, and a matrix allclose to it
+        if k % 17 == 0:
+            matrix[:2] = rng.choice([0.0, -0.0, 1.0], (2, 3))  # degenerate: every point on a line or one point
+        method = rng.choice(["ellipse", "largest_box"])
+        borders = [cv2.BORDER_CONSTANT, cv2.BORDER_REPLICATE] + [cv2.BORDER_REFLECT_101] * (k % 17 != 0)
+        border = int(rng.choice(borders))  # reflected: albumentations' own path (which inverts the matrix)
+        with np.errstate(all="ignore"):
+            theirs = F.bboxes_affine(boxes, matrix, method, (h, w), border, out_shape)
+            ours = lean_bboxes_affine(boxes, matrix, method, (h, w), border, out_shape)
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape and ours.tobytes() == theirs.tobytes(), k
+        if border != cv2.BORDER_REFLECT_101:  # reflected boxes come back more than went in
+            dropped, kept = dropped + n - len(theirs), kept + len(theirs)
+    assert dropped > 500 and kept > 3000
+    empty = np.zeros((0, 6), np.float32)
+    assert lean_bboxes_affine(empty, np.eye(3), "ellipse", (5, 5), 0, (5, 5)) is empty
+
+
+def test_our_compose_moves_boxes_by_the_lean_affine_where_it_covers():
+    import albumentations as A
+
+    from augpipe.recipe import compose_class
+
+    params = A.BboxParams(format="coco", label_fields=["categories"], clip=True)
+    steps = [A.Affine(), A.ShiftScaleRotate(), A.SafeRotate(), A.Rotate(), A.Rotate(crop_border=True),
+             A.OneOf([A.Rotate(rotate_method="ellipse")]), A.Perspective()]
+    compose = compose_class()(steps, bbox_params=params)
+    leaned = [getattr(t._key2func["bboxes"], "func", None) is not None
+              for t in [*compose.transforms[:5], compose.transforms[5].transforms[0], compose.transforms[6]]]
+    assert leaned == [True, True, True, True, False, True, False]
+
+
+def test_the_lean_box_conversions_are_albumentations_own_bit_for_bit():
+    """COCO boxes in pixels into albumentations' form and back (`preprocess`, `postprocess`), few
+    boxes and many, over the edges, of no size, with signed zeros and corners not numbers: the
+    arrays and labels of albumentations' own BboxProcessor, or its own error."""
+    import albumentations as A
+    import numpy as np
+    from albumentations.core.bbox_utils import BboxProcessor
+
+    from augpipe.recipe import lean_box_processor
+
+    params = A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True)
+    ours, theirs = lean_box_processor()(params), BboxProcessor(params)
+    rng = np.random.default_rng(5)
+    special = np.array([0.0, -0.0, -1e-300, 1e-300, np.nan, np.inf])
+    errors = converted = 0
+    for k in range(2000):
+        n = int(rng.integers(1, 8) if k % 4 else rng.integers(14, 30))
+        h, w = int(rng.integers(1, 900)), int(rng.integers(1, 900))
+        boxes = np.column_stack([rng.uniform(-20, w, n), rng.uniform(-20, h, n), rng.uniform(0, w / 2, n),
+                                 rng.uniform(0, h / 2, n)])
+        if k % 5 == 0:
+            boxes.flat[rng.integers(0, boxes.size, 2)] = rng.choice(special, 2)
+        categories = rng.integers(0, 9, n).tolist()
+        results = []
+        for proc in (ours, theirs):
+            data = {"image": np.zeros((h, w, 1), np.uint8), "bboxes": boxes.copy(), "categories": list(categories),
+                    "keys": list(range(n))}
+            try:
+                proc.preprocess(data)
+                before = data["bboxes"].copy()
+                proc.postprocess(data)
+                results.append((before, data))
+            except ValueError as exc:
+                results.append(str(exc))
+        if isinstance(results[0], str) or isinstance(results[1], str):
+            assert results[0] == results[1], k
+            errors += 1
+            continue
+        (a, ours_out), (b, theirs_out) = results
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), k
+        a, b = ours_out["bboxes"], theirs_out["bboxes"]
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), k
+        assert ours_out["categories"] == theirs_out["categories"] and ours_out["keys"] == theirs_out["keys"], k
+        converted += len(a) > 0
+    assert errors > 20 and converted > 1000

@@ -45,6 +45,7 @@ TINY = 2.0
 DUPLICATE_IOU = 0.9
 SLACK = 1e-6
 ROW_SLACK = 0.002
+FEW_BOXES = 16  # up to this many, a source's boxes are checked and clipped in Python floats
 
 
 @dataclass
@@ -294,8 +295,9 @@ class BoxesKind(Target):
         # of a reflecting border) is no object
         keys = np.asarray(result["keys"], dtype=np.float64).astype(np.int64)
         categories = np.asarray(result["categories"], dtype=np.float64).astype(np.int64)
-        kept = (boxes[:, 2:4].round(3) > 0).all(axis=1)  # as written: to 0.001 px
-        if not kept.all():
+        # as written: to 0.001 px (np.round(v, 3) > 0 is rint(v * 1000) > 0: v * 1000 > 0.5)
+        if not all(w * 1000.0 > 0.5 and h * 1000.0 > 0.5 for w, h in boxes[:, 2:4].tolist()):
+            kept = (boxes[:, 2:4].round(3) > 0).all(axis=1)
             boxes, keys, categories = boxes[kept], keys[kept], categories[kept]
         masks = None
         if state.masks is not None:
@@ -744,13 +746,22 @@ def _absolute(objects, size: tuple[int, int]) -> np.ndarray:
 
 def _checked(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Boxes inside the image, or SkipInput naming the first that is not (in pixels); clipped to it."""
-    for k, box in enumerate(boxes.tolist()):  # Python floats: numpy's scalars cost 10 times as much
+    rows = boxes.tolist()  # Python floats: numpy's scalars cost 10 times as much
+    for k, box in enumerate(rows):
         why = box_problem(box, size)
         if why is not None:
             raise SkipInput(f"box {k} [{', '.join(f'{v:.1f}' for v in box)}]: {why}")
     if not len(boxes):
         return boxes
     w, h = size
+    if len(rows) <= FEW_BOXES:  # np.clip's rule with scalar bounds (-0.0 stays), on Python floats
+        w, h = float(w), float(h)
+        out = []
+        for x, y, bw, bh in rows:
+            x0, y0, x1, y1 = (0.0 if v < 0.0 else side if v > side else v
+                              for v, side in ((x, w), (y, h), (x + bw, w), (y + bh, h)))
+            out.append([x0, y0, x1 - x0, y1 - y0])
+        return np.array(out, dtype=np.float64)
     # the corners x0, x1 and y0, y1 by scalar bounds (array bounds turn -0.0 into 0.0)
     xs = np.clip(boxes[:, 0::2].cumsum(axis=1), 0, w)
     ys = np.clip(boxes[:, 1::2].cumsum(axis=1), 0, h)

@@ -101,3 +101,21 @@ def test_boxes_checked_in_python_floats_refuse_and_clip_as_numpy_did():
             _checked(boxes, (10, 10))
         assert caught.value.reason == f"box {k} [{', '.join(f'{v:.1f}' for v in boxes[k])}]: {why}"
     assert 300 < refused < 2900
+
+
+def test_a_box_is_kept_when_it_has_size_to_a_thousandth_of_a_pixel_as_numpy_rounds():
+    """`outputs` keeps a box whose width and height round (np.round, 3 decimals) above 0; asked in
+    Python floats as w * 1000 > 0.5. The two agree at the rounding edge, and on zeros, negative
+    sizes, infinities and not-numbers."""
+    edge = [0.0005, np.nextafter(0.0005, 1), np.nextafter(0.0005, 0), 0.0015, 0.0, -0.0, -0.001, 1e-300,
+            np.inf, -np.inf, np.nan, 0.00049999999999999, 0.000500000000000001, 3.2]
+    rng = np.random.default_rng(0)
+    values = np.concatenate([edge, rng.uniform(0, 0.002, 5000), rng.uniform(-1, 1, 1000)])
+    with np.errstate(invalid="ignore"):
+        numpy_rule = np.round(values, 3) > 0
+    assert [v * 1000.0 > 0.5 for v in values.tolist()] == numpy_rule.tolist()
+    kind = kind_for("detection")
+    state = kind.example(40, 30)
+    boxes = np.array([[1, 1, 5, 5], [2, 2, 0.0004, 5], [3, 3, 5, 0.0006], [4, 4, np.nan, 1]], float)
+    result = {"bboxes": boxes, "keys": [0, 0, 0, 0], "categories": [1, 2, 3, 4]}
+    assert kind.outputs(result, state).categories.tolist() == [1, 3]
