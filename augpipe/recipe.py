@@ -676,8 +676,9 @@ def lean_box_processor() -> type:
             def preprocess(self, data: dict) -> None:
                 boxes = data.get("bboxes")
                 if not (isinstance(boxes, np.ndarray) and boxes.ndim == 2 and boxes.shape[1] == 4 and len(boxes)
-                        and boxes.dtype.kind == "f" and all(k not in data for k in self._additional_names())):
-                    return super().preprocess(data)
+                        and boxes.dtype.kind == "f" and all(k not in data for k in self._additional_names())
+                        and self._numeric_labels()):
+                    return super().preprocess(data)  # the first call settles how labels are encoded
                 shape = get_shape(data)
                 self.is_sequence_input["bboxes"] = False
                 # as convert_bboxes_to_albumentations: the columns as float32 (boxes and labels, as
@@ -747,6 +748,11 @@ def lean_box_processor() -> type:
                 data["bboxes"] = pixels.astype(boxes.dtype, copy=False)
                 return data
 
+            def _numeric_labels(self) -> bool:
+                """Every label field was seen before, as numbers (cast to float32 as they are)."""
+                fields = self.label_manager.metadata.get("bboxes", {})
+                return all((m := fields.get(name)) is not None and m.is_numerical for name in self.params.label_fields)
+
             def _plain_labels(self) -> bool:
                 """Every label field came in as a list of numbers (restored as the list of floats)."""
                 fields = self.label_manager.metadata.get("bboxes", {})
@@ -785,9 +791,11 @@ def lean_filter(boxes: np.ndarray, shape: dict, min_area: float, min_visibility:
     same types: half the numpy calls), the constants made once an image size."""
     if len(boxes) == 0:
         return np.array([], dtype=np.float32).reshape(0, 4)
-    if boxes.dtype not in (np.float32, np.float64):
-        return _lean_filter(boxes, shape, min_area, min_visibility, min_width, min_height)
     height, width = shape["height"], shape["width"]
+    if boxes.dtype not in (np.float32, np.float64) or type(width) is not int or type(height) is not int:
+        from albumentations.core.bbox_utils import filter_bboxes  # other types: its own arithmetic
+
+        return filter_bboxes(boxes, shape, min_area, min_visibility, min_width, min_height)
     if len(boxes) <= FEW_BOXES:  # the areas too in Python floats
         return _few_boxes(boxes, None, float(width), float(height), min_area, min_visibility, min_width, min_height)
     sides, scale, limits = _filter_constants(width, height, boxes.shape[1], boxes.dtype.str, min_width, min_height)
@@ -875,25 +883,6 @@ def _filter_constants(width: int, height: int, columns: int, dtype: str, min_wid
     for a in (sides, scale, limits):
         a.flags.writeable = False
     return sides, scale, limits
-
-
-def _lean_filter(boxes: np.ndarray, shape: dict, min_area: float, min_visibility: float, min_width: float,
-                 min_height: float) -> np.ndarray:
-    height, width = shape["height"], shape["width"]
-    areas = ((boxes[:, 2] - boxes[:, 0]) * width) * ((boxes[:, 3] - boxes[:, 1]) * height)
-    # clip_bboxes: in pixels (float64), clipped, normalised again
-    clipped = boxes * np.array([width, height, width, height, *[1] * (boxes.shape[1] - 4)], dtype=float)
-    corners = clipped[:, :4]
-    np.clip(corners, 0, np.array([width, height, width, height]), out=corners)
-    corners /= np.array([width, height, width, height], dtype=float)  # x / float(width)
-    x0, y0, x1, y1 = clipped[:, 0], clipped[:, 1], clipped[:, 2], clipped[:, 3]
-    clipped_areas = ((x1 - x0) * width) * ((y1 - y0) * height)
-    w, h = float(width), float(height)  # denormalize_bboxes multiplies by a float array
-    keep = ((areas >= EPSILON) & (clipped_areas >= min_area - EPSILON)
-            & (clipped_areas / (areas + EPSILON) >= min_visibility)
-            & (x1 * w - x0 * w >= min_width - EPSILON) & (y1 * h - y0 * h >= min_height - EPSILON))
-    kept = clipped[keep]
-    return np.array([], dtype=np.float32).reshape(0, 4) if len(kept) == 0 else kept
 
 
 def lean_affine_boxes(transforms) -> None:

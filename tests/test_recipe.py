@@ -694,3 +694,28 @@ def test_the_lean_box_conversions_are_albumentations_own_bit_for_bit():
         assert ours_out["categories"] == theirs_out["categories"] and ours_out["keys"] == theirs_out["keys"], k
         converted += len(a) > 0
     assert errors > 20 and converted > 1000
+
+
+def test_the_lean_box_paths_give_albumentations_way_for_what_they_do_not_cover():
+    """The hostile tester's three: labels albumentations takes as not numbers (np.int64 past
+    2^53), an image size given as numpy integers, boxes of another float type."""
+    import albumentations as A
+    import numpy as np
+    from albumentations.core.bbox_utils import filter_bboxes
+
+    from augpipe.recipe import compose_class, lean_filter
+
+    params = A.BboxParams(format="coco", label_fields=["categories"], clip=True)
+    image = np.zeros((50, 50, 3), np.uint8)
+    for labels in ([np.int64(2**60 + 2**36 + 1)], [3], [np.int64(7)]):
+        got = [c([A.HorizontalFlip(p=1)], bbox_params=params)(image=image, bboxes=np.array([[1.0, 2, 10, 10]]),
+                                                             categories=labels)["categories"]
+               for c in (compose_class(), A.Compose)]
+        assert repr(got[0]) == repr(got[1])
+    rng = np.random.default_rng(0)
+    boxes = rng.uniform(0, 1, (14, 5)).astype(np.float32)
+    boxes[:, 2:4] = boxes[:, :2] + rng.uniform(1e-4, 0.3, (14, 2)).astype(np.float32)
+    for shape in ({"height": np.int64(1274), "width": np.int64(768)}, {"height": 1274, "width": 768}):
+        for b in (boxes, boxes[:5], boxes.astype(np.longdouble), boxes.astype(np.float16)):
+            theirs, ours = filter_bboxes(b, shape, 0, 1.0, 0, 0), lean_filter(b, shape, 0, 1.0, 0, 0)
+            assert ours.dtype == theirs.dtype and ours.shape == theirs.shape and ours.tobytes() == theirs.tobytes()
