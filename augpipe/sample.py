@@ -355,7 +355,10 @@ def _lost(reason: str, kind: Target, before, after) -> Counter:
     """Objects a step dropped, by class: those before less those after."""
     if before is after:  # untouched (classification's label, a step that moved nothing)
         return Counter()
-    gone = Counter(kind.object_classes(before)) - Counter(kind.object_classes(after))
+    classes_before, classes_after = kind.object_classes(before), kind.object_classes(after)
+    if classes_before == classes_after:  # the same objects kept (in the same order)
+        return Counter()
+    gone = Counter(classes_before) - Counter(classes_after)
     return Counter({(reason, c): n for c, n in gone.items()})
 
 

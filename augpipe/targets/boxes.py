@@ -83,6 +83,15 @@ class Boxes:
                      self.dropped + len(self.ids) - len(ids), _picked(self.shaped, keep), _picked(self.iscrowd, keep))
 
 
+def _categories(row: dict) -> list[int]:
+    categories = row["objects"]["category"]
+    return categories.tolist() if isinstance(categories, np.ndarray) else categories
+
+
+def _class_name(c: int, classes: list[str]) -> str:
+    return classes[c] if 0 <= c < len(classes) else str(c)
+
+
 def _picked(values: np.ndarray | None, keep) -> np.ndarray | None:
     return None if values is None else np.asarray(values)[keep]
 
@@ -199,10 +208,10 @@ class BoxesKind(Target):
 
     def count(self, rows, classes, src) -> Counter:
         """Objects a class."""
-        return sum((self.row_classes(row, classes) for row in rows), Counter())
+        return Counter(_class_name(c, classes) for row in rows for c in _categories(row))
 
     def row_classes(self, row, classes) -> Counter:
-        return Counter(classes[c] if 0 <= c < len(classes) else str(c) for c in row["objects"]["category"])
+        return Counter(_class_name(c, classes) for c in _categories(row))
 
     def object_classes(self, state: Boxes) -> list[int]:
         return [] if state is None else state.categories.tolist()
