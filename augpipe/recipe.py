@@ -909,17 +909,18 @@ def _lean_affine_step(t, bboxes: np.ndarray, bbox_matrix: np.ndarray, output_sha
                               shape if output_shape is None else output_shape)
 
 
-_CIRCLE: list = []  # sines, cosines, reflected border modes, albumentations' own bboxes_affine
-
-
-def _make_circle() -> None:
-    """albumentations' 360 sines and cosines of the ellipse method (float32, as it makes them),
-    made once, with what the lean path needs of albumentations (not imported on each call)."""
+@functools.cache
+def _affine_parts() -> tuple:
+    """albumentations' 360 sines and cosines of the ellipse method (float32, as it makes them), its
+    reflected border modes and its own `bboxes_affine`: made and imported once, not each call."""
     from albumentations.augmentations.geometric.functional import bboxes_affine
     from albumentations.core.type_definitions import REFLECT_BORDER_MODES
 
     angles = np.radians(np.arange(0, 360, dtype=np.float32))
-    _CIRCLE.extend([np.sin(angles), np.cos(angles), frozenset(REFLECT_BORDER_MODES), bboxes_affine])
+    return np.sin(angles), np.cos(angles), frozenset(REFLECT_BORDER_MODES), bboxes_affine
+
+
+_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
 def lean_bboxes_affine(bboxes: np.ndarray, matrix: np.ndarray, rotate_method: str, image_shape, border_mode: int,
@@ -932,13 +933,12 @@ def lean_bboxes_affine(bboxes: np.ndarray, matrix: np.ndarray, rotate_method: st
     tests/test_recipe.py compares the two on random arrays."""
     if len(bboxes) == 0:
         return bboxes
-    if not _CIRCLE:
-        _make_circle()
-    if (border_mode in _CIRCLE[2] or rotate_method not in ("ellipse", "largest_box") or matrix.shape != (3, 3)
+    _, _, reflecting, theirs = _affine_parts()
+    if (border_mode in reflecting or rotate_method not in ("ellipse", "largest_box") or matrix.shape != (3, 3)
             or matrix.dtype != np.float64 or matrix[2].tolist() != [0.0, 0.0, 1.0]):
-        return _CIRCLE[3](bboxes, matrix, rotate_method, image_shape, border_mode, output_shape)
-    identity = np.eye(3).ravel().tolist()  # np.allclose(matrix, I): |a - b| <= 1e-8 + 1e-5 |b|
-    if all(abs(a - b) <= 1e-08 + 1e-05 * abs(b) for a, b in zip(matrix.ravel().tolist(), identity)):
+        return theirs(bboxes, matrix, rotate_method, image_shape, border_mode, output_shape)
+    # np.allclose(matrix, I): |a - b| <= 1e-8 + 1e-5 |b|, element by element
+    if all(abs(a - b) <= 1e-08 + 1e-05 * abs(b) for a, b in zip(matrix.ravel().tolist(), _IDENTITY)):
         return bboxes
     h, w = image_shape[:2]
     boxes = bboxes * np.array([w, h, w, h, *[1] * (bboxes.shape[1] - 4)], dtype=float)  # denormalize_bboxes
@@ -968,7 +968,7 @@ def lean_bboxes_affine(bboxes: np.ndarray, matrix: np.ndarray, rotate_method: st
 def _ellipse_points(boxes: np.ndarray) -> np.ndarray:
     """`bboxes_affine_ellipse`'s points, as rows [x, y, 1]: each box's inscribed ellipse at 360
     whole degrees (float32 sines and cosines, as albumentations makes them)."""
-    sin, cos = _CIRCLE[:2]
+    sin, cos, _, _ = _affine_parts()
     half_w = (boxes[:, 2] - boxes[:, 0]) / 2
     half_h = (boxes[:, 3] - boxes[:, 1]) / 2
     x = half_w[:, None] * sin
