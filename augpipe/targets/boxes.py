@@ -841,94 +841,84 @@ def fill_polygon(mask: np.ndarray, points: np.ndarray) -> None:
 
 
 def fill_polygons(masks: list[np.ndarray], polygons: list[tuple[int, np.ndarray]]) -> None:
-    """`fill_polygon` of each (k, points) into masks[k] (H × W arrays of one shape): polygons of a
-    like size at once (`_alike`), each group's rows at once. A polygon of no point fills nothing."""
+    """`fill_polygon` of each (k, points) into masks[k] (H × W arrays of one shape), edge by edge:
+    each edge's crossings of the rows' centre lines (work in proportion to what is filled, not to
+    rows × edges), sorted by polygon, row and place, then filled between pairs. A polygon of no
+    point fills nothing."""
     polygons = [(k, points) for k, points in polygons if len(points)]
     if not polygons:
         return
     h, w = masks[0].shape
     sizes = np.array([len(points) for _, points in polygons])
-    points = np.concatenate([points for _, points in polygons])
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    low, high = np.minimum.reduceat(points, starts), np.maximum.reduceat(points, starts)
-    top, bottom = np.clip(np.floor(low[:, 1]), 0, h).astype(np.intp), np.clip(np.ceil(high[:, 1]), 0, h).astype(np.intp)
-    spans = np.clip(np.ceil(high[:, 0]), 0, w) - np.clip(np.floor(low[:, 0]), 0, w) + 1
-    for group in _alike(bottom - top, sizes):
-        _fill_group(masks, [polygons[i] for i in group], top[group], bottom[group], int(spans[group].max()))
-
-
-def _alike(rows: np.ndarray, sizes: np.ndarray) -> list[list[int]]:
-    """The polygons in groups whose padded work (polygons × the most rows × the most points) is at
-    most half as much again as their own (past ALIKE_SLACK), largest first: one long polygon among
-    many short ones is filled alone."""
-    work = np.maximum(rows, 1) * sizes
-    groups, most_rows, most_points, own = [], 0, 0, 0
-    for i in np.argsort(-work, kind="stable").tolist():
-        r, n = max(most_rows, int(rows[i])), max(most_points, int(sizes[i]))
-        if groups and 2 * (len(groups[-1]) + 1) * max(r, 1) * n <= 3 * (own + int(work[i])) + 2 * ALIKE_SLACK:
-            groups[-1].append(i)
-            most_rows, most_points, own = r, n, own + int(work[i])
-        else:
-            groups.append([i])
-            most_rows, most_points, own = int(rows[i]), int(sizes[i]), int(work[i])
-    return groups
-
-
-ALIKE_SLACK = 4096  # cells of padding a group may hold besides: small polygons go together
-
-
-def _fill_group(masks: list[np.ndarray], polygons: list[tuple[int, np.ndarray]], top: np.ndarray,
-                bottom: np.ndarray, span: int) -> None:
-    """Every row of every polygon at once: where each edge crosses a row's centre line, sorted,
-    filled between pairs. Row r of polygon p is the image's row top[p] + r. Polygons are padded to
-    one length by points at infinity, whose edges cross nothing (each polygon crosses a row an
-    even number of times: its pairs are its own)."""
-    longest = max(len(points) for _, points in polygons)
-    x, y, x2, y2 = np.full((4, len(polygons), 1, longest), np.inf)
-    for i, (_, points) in enumerate(polygons):
-        n = len(points)
-        x[i, 0, :n], y[i, 0, :n] = points[:, 0], points[:, 1]
-        # each point's next, the last's the first
-        x2[i, 0, :n - 1], y2[i, 0, :n - 1], x2[i, 0, n - 1], y2[i, 0, n - 1] = x[i, 0, 1:n], y[i, 0, 1:n], x[i, 0, 0], y[i, 0, 0]
-    top, bottom = top[:, None], bottom[:, None]  # P × 1
-    rows = int((bottom - top).max(initial=0))
-    # rows a block: no huge matrix for many points or a wide polygon
-    step = max(1, FILL_CELLS // (len(polygons) * max(longest, span)))
-    into = [masks[k] for k, _ in polygons]
-    for first in range(0, rows, step):
-        _fill_rows(into, x, y, x2, y2, top, bottom, first, min(first + step, rows))
-
-
-FILL_CELLS = 1 << 20  # polygons × rows × edges, and × columns, worked out at once
-
-
-def _fill_rows(masks: list[np.ndarray], x, y, x2, y2, top, bottom, first: int, last: int) -> None:
-    """Rows first to last of each polygon into its mask (masks[p] for polygon p)."""
-    offset = np.arange(first, last)
-    row = top + offset  # P × rows: the image's rows; past a polygon's own last row, a centre line at infinity
-    centre = np.where(row < bottom, row + 0.5, np.inf)[:, :, None]
-    crossing = (y <= centre) != (y2 <= centre)  # polygons × rows × edges
-    if not crossing.any():
+    x, y = np.concatenate([points for _, points in polygons]).astype(np.float64, copy=False).T
+    after, ends = np.arange(1, len(x) + 1), np.cumsum(sizes)  # each point's next, the last's its polygon's first
+    after[ends - 1] = ends - sizes
+    x2, y2 = x[after], y[after]
+    polygon = np.repeat(np.arange(len(polygons)), sizes)
+    # the rows whose centre r + 0.5 an edge crosses: low <= r + 0.5 < high (none for a level edge)
+    first, last = _first_row_at(np.minimum(y, y2), h), _first_row_at(np.maximum(y, y2), h)
+    owners = [k for k, _ in polygons]
+    top, bottom = int(first.min()), int(last.max())
+    band = max(1, FILL_CELLS // len(x))  # rows a pass: little memory for many long edges
+    if bottom - top <= band:
+        _fill_band(masks, owners, (x, y, x2, y2), polygon, first, last)
         return
-    with np.errstate(divide="ignore", invalid="ignore"):  # the edges that do not cross: masked out
-        xs = np.where(crossing, x + (centre - y) * (x2 - x) / (y2 - y), np.inf)
-    xs.sort(axis=2)
-    xs = xs[:, :, :int(crossing.sum(axis=2).max())]
-    # a crossing's pixel edge lies among the columns its polygon spans: clipped to the image, that
-    # is the clip to the polygon's own columns inside it
-    w = masks[0].shape[1]
-    edges = np.clip(np.ceil(xs - 0.5), 0, w)  # inf (no crossing) -> w: an empty span
-    starts, ends = edges[:, :, 0::2].astype(np.intp), edges[:, :, 1::2].astype(np.intp)
-    # each span's pixels by their index in its mask: the spans' starts, each repeated as long as
-    # its span, plus 0, 1, 2... within it (spans of a row are apart: pairs of sorted crossings)
-    lengths = ends - starts
-    begin = (starts + (row * w)[:, :, None]).ravel()
-    offsets = np.cumsum(lengths.ravel())
-    pixels = np.repeat(begin - (offsets - lengths.ravel()), lengths.ravel()) + np.arange(offsets[-1] if len(offsets) else 0)
-    ends_at = np.cumsum(lengths.reshape(len(masks), -1).sum(axis=1)).tolist()  # each polygon's pixels, in turn
-    for mask, start, end in zip(masks, [0, *ends_at], ends_at):
-        if end > start:
-            mask.put(pixels[start:end], 1)  # by index in the flattened rows, the mask contiguous or not
+    for row in range(top, bottom, band):
+        _fill_band(masks, owners, (x, y, x2, y2), polygon, np.clip(first, row, row + band), np.clip(last, row, row + band))
+
+
+FILL_CELLS = 1 << 20  # crossings, and pixels, worked out at once
+
+
+def _first_row_at(v: np.ndarray, h: int) -> np.ndarray:
+    """The first row r whose centre r + 0.5 is at or past v, within 0..h: ceil(v - 0.5), put right
+    where the subtraction rounded."""
+    r = np.ceil(v - 0.5)
+    r -= r - 0.5 >= v
+    r += r + 0.5 < v
+    return np.minimum(np.maximum(r, 0), h).astype(np.intp)
+
+
+def _fill_band(masks, owners: list[int], edges, polygon: np.ndarray, first: np.ndarray, last: np.ndarray) -> None:
+    """The crossings of rows first[e] to last[e] of each edge e, filled into their polygons' masks."""
+    x, y, x2, y2 = edges
+    counts = last - first
+    total = int(counts.sum())
+    if not total:
+        return
+    edge = np.repeat(np.arange(len(counts)), counts)
+    row = first[edge] + np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    xa, ya = x[edge], y[edge]
+    xs = xa + (row + 0.5 - ya) * (x2[edge] - xa) / (y2[edge] - ya)  # as the row-by-row fill worked it out
+    h, w = masks[0].shape
+    line = polygon[edge] * h + row  # a polygon's row: an even number of crossings, paired in order
+    order = np.lexsort((xs, line))
+    xs = np.ceil(xs[order] - 0.5)
+    line, xs = line[order], np.minimum(np.maximum(xs, 0, out=xs), w, out=xs).astype(np.intp)
+    starts, lengths = xs[0::2], xs[1::2] - xs[0::2]
+    owner, row = np.divmod(line[0::2], h)
+    _fill_spans(masks, owners, owner, row * w + starts, lengths)
+
+
+def _fill_spans(masks, owners: list[int], owner: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
+    """Set `lengths` pixels from each flat index in `starts`, in masks[owners[owner]] (the spans
+    ordered by owner), at most FILL_CELLS pixels a pass."""
+    ends = np.cumsum(lengths)
+    cuts = [0, len(ends)] if ends[-1] <= FILL_CELLS else \
+        [0, *np.searchsorted(ends, np.arange(FILL_CELLS, int(ends[-1]), FILL_CELLS), side="right").tolist(), len(ends)]
+    for a, b in zip(cuts, cuts[1:]):
+        if b <= a or ends[b - 1] == ends[a] - lengths[a]:
+            continue
+        begin = ends[a:b] - lengths[a:b] - (ends[a] - lengths[a])  # each span's first pixel among the pass's
+        pixels = np.repeat(starts[a:b] - begin, lengths[a:b]) + np.arange(ends[b - 1] - ends[a] + lengths[a])
+        bounds = np.searchsorted(owner[a:b], np.arange(len(owners) + 1)).tolist()
+        for p, (i, j) in enumerate(zip(bounds, bounds[1:])):
+            if j > i:
+                mask, at = masks[owners[p]], pixels[begin[i]:begin[j - 1] + lengths[a + j - 1]]
+                if mask.flags.c_contiguous:
+                    mask.reshape(-1)[at] = 1
+                else:
+                    mask.put(at, 1)
 
 
 def _rle(rle: dict, shape: tuple[int, int]) -> np.ndarray:

@@ -469,11 +469,11 @@ def test_polygons_fill_the_same_pixels_as_row_by_row():
 
 
 def test_all_of_a_rows_polygons_filled_at_once_fill_what_each_filled_alone_did():
-    """Objects of several polygons of different lengths (their padding crossing nothing), in
-    different rows, over the edges, self-crossing, empty, with pixels already set; every fourth
-    image one long polygon among short ones (filled in groups apart): each mask the union of its
+    """Objects of several polygons of different lengths, in different rows, over the edges,
+    self-crossing, empty, with pixels already set; every fourth image one long polygon among short
+    ones; every seventh with points a hair off the half pixels: each mask the union of its
     polygons' row-by-row fills."""
-    from augpipe.targets.boxes import _alike, fill_polygons
+    from augpipe.targets.boxes import fill_polygons
 
     rng = np.random.default_rng(1)
     for i in range(400):
@@ -487,16 +487,36 @@ def test_all_of_a_rows_polygons_filled_at_once_fill_what_each_filled_alone_did()
                 n = 600 if i % 4 == 0 and obj == part == 0 else int(rng.integers(0, 30))
                 points = np.column_stack([rng.uniform(-0.4 * w, 1.4 * w, n), rng.uniform(-0.4 * h, 1.4 * h, n)])
                 points = np.round(points) if i % 3 == 0 else np.round(points * 2) / 2 if i % 3 == 1 else points
+                if i % 7 == 0:
+                    points = points + 1e-13 * rng.standard_normal(points.shape)
                 polygons.append((obj, points))
                 if n:
                     _fill_row_by_row(expected[obj], points)
         fill_polygons(list(masks), polygons)
         assert np.array_equal(masks, expected), i
-    rows, sizes = np.array([900, 8, 8, 9] + [10] * 50), np.array([20000, 4, 4, 5] + [6] * 50)
-    groups = _alike(rows, sizes)
-    assert groups[0] == [0] and sorted(sum(groups, [])) == list(range(54))
-    for group in groups:  # padded work at most 1.5 times the group's own, past a small allowance
-        assert len(group) * rows[group].max() * sizes[group].max() <= 1.5 * (rows[group] * sizes[group]).sum() + 4096
+
+
+def test_many_long_edges_are_filled_a_band_of_rows_at_a_time(monkeypatch):
+    """A zigzag of 3,000 edges each crossing most rows (millions of crossings) is worked out a
+    band of rows at a time, and its pixels a bounded number at a time: the same pixels as the
+    row-by-row fill, with the bounds made small enough to take several passes."""
+    from augpipe.targets import boxes
+
+    monkeypatch.setattr(boxes, "FILL_CELLS", 1 << 14)
+    h, w = 300, 200
+    n = 3000
+    xs = np.linspace(0.3, w - 0.3, n)
+    ys = np.where(np.arange(n) % 2, h - 0.7, 0.6)
+    points = np.column_stack([xs, ys])
+    ours, before = np.zeros((h, w), np.uint8), np.zeros((h, w), np.uint8)
+    boxes.fill_polygon(ours, points)
+    _fill_row_by_row(before, points)
+    assert ours.any() and np.array_equal(ours, before)
+    ours[:], before[:] = 0, 0
+    square = np.array([[0.2, 0.4], [w - 0.3, 0.1], [w - 0.1, h - 0.2], [0.4, h - 0.4]])  # 60,000 pixels: 4 passes
+    boxes.fill_polygon(ours, square)
+    _fill_row_by_row(before, square)
+    assert ours.sum() > 3 * (1 << 14) and np.array_equal(ours, before)
 
 
 def test_a_polygon_left_of_the_image_fills_nothing():

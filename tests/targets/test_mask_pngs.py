@@ -131,3 +131,104 @@ def test_values_of_a_mask_are_its_unique_values():
             mask[mask == mask.flat[0]] = mask.max()  # a gap among the values
         assert values_of(mask) == tuple(np.unique(mask).tolist()), (k, mask)
     assert values_of(np.zeros((0, 4), np.uint8)) == ()
+
+
+def _opencv_grey(data: bytes):
+    """What grey_png_pixels gave before it inflated any PNG itself: OpenCV's pixels, 1-bit as 0/1."""
+    import cv2
+
+    mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if mask is None or mask.ndim != 2 or mask.dtype != np.uint8:
+        return None
+    return (mask > 0).astype(np.uint8) if data[24] == 1 else mask
+
+
+def _grey_pngs(rng, n: int):
+    """Grey PNGs as OpenCV writes them (every filter, level and strategy), as PIL writes them
+    (adaptive filters, 1-bit, with a pHYs chunk), and as augpipe writes them; some with a byte
+    changed or cut short."""
+    import cv2
+    from PIL import Image
+
+    from augpipe.targets.masks import grey_png, write_instance_mask
+
+    for i in range(n):
+        h, w = (int(v) for v in rng.integers(1, 90, 2))
+        style = i % 4
+        mask = (rng.integers(0, 256, (h, w)) if style == 0 else rng.integers(0, 4, (h, w)) if style == 1
+                else np.repeat(rng.integers(0, 6, (h, 1)), w, axis=1) if style == 2
+                else (rng.random((h, w)) < 0.2) * 255).astype(np.uint8)
+        way = i % 5
+        if way == 0:
+            options = [cv2.IMWRITE_PNG_COMPRESSION, int(rng.integers(0, 10)), cv2.IMWRITE_PNG_FILTER,
+                       int(rng.choice([8, 16, 32, 64, 128, 248])), cv2.IMWRITE_PNG_STRATEGY, int(rng.integers(0, 5))]
+            data = cv2.imencode(".png", mask, options)[1].tobytes()
+        elif way == 1:
+            data = cv2.imencode(".png", mask)[1].tobytes()
+        elif way == 2:
+            buf = io.BytesIO()
+            Image.fromarray(mask).save(buf, "PNG", compress_level=int(rng.integers(0, 10)))
+            data = buf.getvalue()
+        elif way == 3:
+            buf = io.BytesIO()
+            Image.fromarray(mask > 127).save(buf, "PNG", dpi=(72, 72))
+            data = buf.getvalue()
+        else:
+            data = write_instance_mask(mask) if i % 2 else grey_png(mask)
+        if i % 9 == 0:
+            changed = bytearray(data)
+            changed[int(rng.integers(8, len(data)))] ^= int(rng.integers(1, 256))
+            data = bytes(changed)
+        if i % 23 == 0:
+            data = data[:int(rng.integers(0, len(data)))]
+        yield data
+
+
+def test_grey_pngs_inflated_by_augpipe_give_opencvs_pixels():
+    """The PNGs augpipe inflates itself (grey, 8 or 1 bit, rows unfiltered or by Sub or Up: OpenCV's
+    own, augpipe's) give OpenCV's pixels, writable and C-ordered; any it does not (PIL's adaptive
+    filters, a bad CRC, a cut) go to OpenCV as before, which reads or refuses them as it did."""
+    from augpipe.targets.masks import _plain_grey_png, grey_png_pixels
+
+    rng = np.random.default_rng(3)
+    inflated = fallen_back = 0
+    for i, data in enumerate(_grey_pngs(rng, 1500)):
+        fast = _plain_grey_png(data) if len(data) >= 26 and data[24:26] in (b"\x08\x00", b"\x01\x00") else None
+        before = _opencv_grey(data) if len(data) >= 26 else None
+        if fast is None:
+            fallen_back += 1
+        else:
+            inflated += 1
+            assert before is not None and fast.dtype == np.uint8 and fast.shape == before.shape, i
+            assert np.array_equal(fast, before) and fast.flags.writeable and fast.flags.c_contiguous, i
+        got = grey_png_pixels(data) if len(data) >= 26 else None
+        assert (got is None) == (before is None) and (got is None or np.array_equal(got, before)), i
+    assert inflated > 700 and fallen_back > 300  # both ways taken, on this many files
+
+
+def test_sub_and_up_rows_mixed_and_long_runs_of_up_rows_unfilter_as_libpng_does(monkeypatch):
+    """Rows filtered by None, Sub and Up in any order (libpng's own choice per row with a filter
+    set); the running sums in bands of rows (their bound made small, as a huge image's would be)."""
+    import cv2
+
+    from augpipe.targets import masks
+
+    monkeypatch.setattr(masks, "INT32_SUMS", 255 * 3001 * 7)
+
+    rng = np.random.default_rng(4)
+    for h, w in ((600, 900), (5, 3000), (2000, 7)):
+        mask = rng.integers(0, 256, (h, w)).astype(np.uint8)
+        mask[h // 3:] = mask[h // 3]  # a long run of equal rows: libpng's Up
+        data = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE | cv2.IMWRITE_PNG_FILTER_SUB
+                                           | cv2.IMWRITE_PNG_FILTER_UP])[1].tobytes()
+        assert np.array_equal(masks._plain_grey_png(data), mask)
+    rows = rng.integers(0, 256, (50, 40)).astype(np.uint8)
+    filters = rng.integers(0, 3, 50).astype(np.uint8)
+    expected = np.zeros_like(rows)
+    for r, f in enumerate(filters):  # the PNG specification, a byte at a time
+        for c in range(40):
+            left = int(expected[r, c - 1]) if c else 0
+            up = int(expected[r - 1, c]) if r else 0
+            expected[r, c] = (int(rows[r, c]) + (0 if f == 0 else left if f == 1 else up)) % 256
+    assert np.array_equal(masks._unfiltered(filters, rows), expected)
+    assert masks._unfiltered(np.array([0, 3], np.uint8), rows[:2]) is None  # Average: libpng's
