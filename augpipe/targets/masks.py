@@ -25,6 +25,10 @@ def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
     grey = grey_png_pixels(data)
     if grey is not None:
         return grey, None
+    if bytes(data[:8]) == PNG_SIGNATURE and bytes(data[24:26]) == b"\x08\x03":  # 8-bit palette
+        plain = _plain_png(data)
+        if plain is not None:
+            return plain
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -51,60 +55,88 @@ def grey_png_pixels(data) -> np.ndarray | None:
     None for any other file, or one OpenCV cannot read as a single uint8 channel (PIL then reads
     it, or says why not). `data`: bytes or a uint8 buffer."""
     head = bytes(data[:26])
-    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[24:26] not in (b"\x08\x00", b"\x01\x00"):  # IHDR: depth, grey
+    if head[:8] != PNG_SIGNATURE or head[24:26] not in (b"\x08\x00", b"\x01\x00"):  # IHDR: depth, grey
         return None
-    fast = _plain_grey_png(data)
-    if fast is not None:
-        return fast
+    plain = _plain_png(data)
+    if plain is not None:
+        return plain[0]
     mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # no EXIF turn, as PIL
     if mask is None or mask.ndim != 2 or mask.dtype != np.uint8:
         return None
     return cv2.threshold(mask, 0, 1, cv2.THRESH_BINARY)[1] if head[24] == 1 else mask  # libpng: 1 -> 255
 
 
-# Chunks that change nothing OpenCV gives for a grey PNG; any other (tRNS, sBIT, ...) goes to OpenCV.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Chunks that change nothing OpenCV or PIL give for the pixels; any other (sBIT, gAMA, ...) goes to them.
 _PLAIN_CHUNKS = frozenset((b"IDAT", b"IEND", b"pHYs", b"tEXt", b"zTXt", b"iTXt", b"tIME"))
+_PALETTE_CHUNKS = _PLAIN_CHUNKS | {b"PLTE", b"tRNS"}  # a palette's transparency: not its indices
 _NONE, _SUB, _UP = 0, 1, 2
 
 
-def _plain_grey_png(data) -> np.ndarray | None:
-    """The pixels of a non-interlaced 8- or 1-bit grey PNG whose rows are unfiltered or filtered
-    by Sub or Up (OpenCV's own files, PIL's palette ones, ours) as `grey_png_pixels` gives them,
-    inflated by zlib-ng (a twentieth of libpng's time on OpenCV's run-length files: 0.7 ms at
-    320 px) and the filters undone a whole image at a time by OpenCV's integral; None for any
-    other PNG, or any that does not check out (CRCs, lengths), which libpng then reads or refuses."""
+def _plain_png(data) -> tuple[np.ndarray, bytes | None] | None:
+    """(pixels, palette) of a non-interlaced 8- or 1-bit grey PNG, or an 8-bit palette one, whose
+    rows are unfiltered or filtered by Sub or Up (OpenCV's files, PIL's palette ones, ours): as
+    OpenCV reads a grey one (1-bit as 0 and 1) and PIL a palette one (its indices, and the palette
+    `getpalette` gives); inflated by zlib-ng (a twentieth of libpng's time on OpenCV's run-length
+    files: 0.7 ms at 320 px), the filters undone a whole image at a time by OpenCV's integral.
+    None for any other PNG, or any that does not check out (CRCs, lengths): OpenCV or PIL then
+    reads or refuses it."""
     view = memoryview(data).cast("B")
     if len(view) < 57:  # signature, IHDR, IEND
         return None
     width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", view[16:29])
-    if view[8:16] != b"\x00\x00\x00\x0dIHDR" or colour or interlace or not 0 < width * height <= 2**30:  # OpenCV's own limit
+    if view[8:16] != b"\x00\x00\x00\x0dIHDR" or (depth, colour) not in ((8, 0), (1, 0), (8, 3)) or interlace \
+            or not 0 < width * height <= 2**30:  # OpenCV's own limit
         return None
+    chunks = _chunks(view, _PALETTE_CHUNKS if colour == 3 else _PLAIN_CHUNKS)
+    if chunks is None:
+        return None
+    idat, palette = chunks
+    if colour == 3 and (palette is None or not 3 <= len(palette) <= 768 or len(palette) % 3):
+        return None
+    stride = (width * depth + 7) // 8
     ng = zlib_ng()
-    idat, at, seen_end = [], 8, False
-    while at + 12 <= len(view) and not seen_end:
+    try:
+        inflater = ng.decompressobj()
+        raw = inflater.decompress(idat, height * (stride + 1))
+    except ng.error:
+        return None
+    if len(raw) != height * (stride + 1) or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
+        return None
+    rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
+    pixels = _unfiltered(rows[:, 0], rows[:, 1:])
+    if pixels is None:
+        return None
+    if depth == 1:
+        pixels = np.unpackbits(pixels, axis=1, count=width)  # 0 and 1, as PIL's mode "1" reads them
+    return pixels, palette
+
+
+def _chunks(view: memoryview, allowed: frozenset) -> tuple[bytes | memoryview, bytes | None] | None:
+    """A PNG's image data (its IDAT chunks, one after another, joined) and its palette (PLTE,
+    before them), every chunk's CRC checked and each of a kind allowed; None otherwise, or with
+    no image data or no end."""
+    ng = zlib_ng()
+    idat, palette, at = [], None, 8
+    while at + 12 <= len(view):
         size, name = struct.unpack(">I4s", view[at:at + 8])
         chunk, after = view[at + 8:at + 8 + size], at + 12 + size
-        if (name not in _PLAIN_CHUNKS and at != 8) or after > len(view) or (idat and name == b"IDAT" and idat[-1][1] != at):
+        if (name not in allowed and at != 8) or after > len(view) or (idat and name == b"IDAT" and idat[-1][1] != at):
             return None
         if ng.crc32(chunk, ng.crc32(name)) != struct.unpack(">I", view[after - 4:after])[0]:
             return None
         if name == b"IDAT":
             idat.append((chunk, after))
-        seen_end, at = name == b"IEND", after
-    stride = (width * depth + 7) // 8
-    try:
-        inflater = ng.decompressobj()
-        raw = inflater.decompress(b"".join(c for c, _ in idat) if len(idat) != 1 else idat[0][0], height * (stride + 1))
-    except ng.error:
-        return None
-    if not seen_end or not idat or len(raw) != height * (stride + 1) or not inflater.eof or inflater.unconsumed_tail \
-            or inflater.unused_data:
-        return None
-    rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
-    pixels = _unfiltered(rows[:, 0], rows[:, 1:])
-    if pixels is None or depth == 8:
-        return pixels
-    return np.unpackbits(pixels, axis=1, count=width)  # 1-bit: 0 and 1, as PIL's mode "1" reads them
+        elif name == b"PLTE":
+            if palette is not None or idat:
+                return None
+            palette = bytes(chunk)
+        elif name == b"tRNS" and (palette is None or idat):
+            return None
+        elif name == b"IEND":
+            return (idat[0][0] if len(idat) == 1 else b"".join(c for c, _ in idat), palette) if idat else None
+        at = after
+    return None
 
 
 def _unfiltered(filters: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
@@ -173,6 +205,8 @@ def grey_png(mask: np.ndarray) -> bytes:
 def write_mask(mask: np.ndarray, palette: bytes | None) -> bytes:
     if not palette:
         return grey_png(mask)
+    if 3 <= len(palette) <= 768 and len(palette) % 3 == 0:
+        return _palette_png(mask, palette)
     from PIL import Image
 
     mask = np.ascontiguousarray(mask, dtype=np.uint8)
@@ -181,6 +215,20 @@ def write_mask(mask: np.ndarray, palette: bytes | None) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "PNG", compress_level=1)  # a third of level 6's time; masks are small either way
     return buf.getvalue()
+
+
+def _palette_png(mask: np.ndarray, palette: bytes) -> bytes:
+    """The indices as an 8-bit palette PNG (mode P) with this palette: OpenCV's grey PNG of them,
+    its header then saying they are a palette's, which a PLTE chunk gives (a third of PIL's
+    time: it filters and deflates slower). PIL writes the same palette and indices (4 bits or
+    fewer a pixel when the palette has 16 colours or fewer)."""
+    grey = grey_png(mask)
+    if grey[8:16] != b"\x00\x00\x00\x0dIHDR" or grey[25] != 0:
+        raise ValueError("OpenCV's PNG does not start with a grey image's header")
+    ihdr = b"IHDR" + grey[16:25] + b"\x03" + grey[26:29]
+    plte = b"PLTE" + palette
+    return (grey[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + struct.pack(">I", len(palette)) + plte
+            + struct.pack(">I", zlib.crc32(plte)) + grey[33:])
 
 
 def read_instance_mask(data: bytes) -> np.ndarray:

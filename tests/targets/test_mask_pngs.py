@@ -188,12 +188,13 @@ def test_grey_pngs_inflated_by_augpipe_give_opencvs_pixels():
     """The PNGs augpipe inflates itself (grey, 8 or 1 bit, rows unfiltered or by Sub or Up: OpenCV's
     own, augpipe's) give OpenCV's pixels, writable and C-ordered; any it does not (PIL's adaptive
     filters, a bad CRC, a cut) go to OpenCV as before, which reads or refuses them as it did."""
-    from augpipe.targets.masks import _plain_grey_png, grey_png_pixels
+    from augpipe.targets.masks import _plain_png, grey_png_pixels
 
     rng = np.random.default_rng(3)
     inflated = fallen_back = 0
     for i, data in enumerate(_grey_pngs(rng, 1500)):
-        fast = _plain_grey_png(data) if len(data) >= 26 and data[24:26] in (b"\x08\x00", b"\x01\x00") else None
+        plain = _plain_png(data) if len(data) >= 26 and data[24:26] in (b"\x08\x00", b"\x01\x00") else None
+        fast = None if plain is None else plain[0]
         before = _opencv_grey(data) if len(data) >= 26 else None
         if fast is None:
             fallen_back += 1
@@ -221,7 +222,7 @@ def test_sub_and_up_rows_mixed_and_long_runs_of_up_rows_unfilter_as_libpng_does(
         mask[h // 3:] = mask[h // 3]  # a long run of equal rows: libpng's Up
         data = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE | cv2.IMWRITE_PNG_FILTER_SUB
                                            | cv2.IMWRITE_PNG_FILTER_UP])[1].tobytes()
-        assert np.array_equal(masks._plain_grey_png(data), mask)
+        assert np.array_equal(masks._plain_png(data)[0], mask)
     rows = rng.integers(0, 256, (50, 40)).astype(np.uint8)
     filters = rng.integers(0, 3, 50).astype(np.uint8)
     expected = np.zeros_like(rows)
@@ -232,3 +233,86 @@ def test_sub_and_up_rows_mixed_and_long_runs_of_up_rows_unfilter_as_libpng_does(
             expected[r, c] = (int(rows[r, c]) + (0 if f == 0 else left if f == 1 else up)) % 256
     assert np.array_equal(masks._unfiltered(filters, rows), expected)
     assert masks._unfiltered(np.array([0, 3], np.uint8), rows[:2]) is None  # Average: libpng's
+
+
+def _palette_pngs(rng, n: int):
+    """(indices, palette, PNG): palette PNGs as PIL writes them (1 to 256 colours: PIL packs 16 or
+    fewer into 1, 2 or 4 bits, which PIL then reads), some with transparency, some as augpipe
+    writes them, some with a byte changed or cut short."""
+    from PIL import Image
+
+    from augpipe.targets.masks import write_mask
+
+    for i in range(n):
+        h, w = (int(v) for v in rng.integers(1, 70, 2))
+        colours = int(rng.choice([1, 2, 4, 16, 17, 100, 256]))
+        palette = rng.integers(0, 256, 3 * colours).astype(np.uint8).tobytes()
+        indices = rng.integers(0, colours, (h, w)).astype(np.uint8)
+        if i % 3 == 0:
+            indices = np.repeat(indices[:, :1], w, axis=1)
+        if i % 2:
+            data = write_mask(indices, palette)
+        else:
+            im = Image.frombytes("P", (w, h), indices.tobytes())
+            im.putpalette(palette)
+            buf = io.BytesIO()
+            im.save(buf, "PNG", compress_level=int(rng.integers(0, 10)),
+                    **({"transparency": int(rng.integers(0, colours))} if i % 4 == 0 else {}))
+            data = buf.getvalue()
+        if i % 11 == 0:
+            changed = bytearray(data)
+            changed[int(rng.integers(8, len(data)))] ^= int(rng.integers(1, 256))
+            data = bytes(changed)
+        if i % 29 == 0:
+            data = data[:int(rng.integers(0, len(data)))]
+        yield indices, palette, data
+
+
+def test_palette_masks_read_as_pil_reads_them_and_write_what_pil_reads_back():
+    """A palette mask's indices and palette come out as PIL gives them, whether augpipe inflated
+    it or PIL read it; augpipe's own palette PNGs (OpenCV's deflate, the header rewritten) read
+    back in PIL, OpenCV's header check and Hugging Face datasets as the indices and palette given."""
+    from PIL import Image
+
+    from augpipe.targets.masks import _plain_png, read_mask
+
+    rng = np.random.default_rng(5)
+    inflated = 0
+    for i, (indices, palette, data) in enumerate(_palette_pngs(rng, 600)):
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                expected = (np.asarray(im, np.uint8), bytes(im.getpalette() or [])) if im.mode == "P" else None
+        except Exception:  # noqa: BLE001 - PIL refuses it: so must augpipe
+            expected = None
+        if expected is None:
+            with pytest.raises(SkipInput):
+                read_mask(data, "m.png")
+            continue
+        got = read_mask(data, "m.png")
+        assert np.array_equal(got[0], expected[0]) and got[1] == expected[1], i
+        inflated += _plain_png(data) is not None
+        if i % 2 and i % 11 and i % 29:  # augpipe's, untouched: the indices and palette it was given
+            assert np.array_equal(expected[0], indices) and expected[1] == palette, i
+    assert inflated > 300
+
+
+def test_a_palette_mask_written_by_augpipe_is_a_valid_png_everywhere():
+    """Its chunks' CRCs check out in PIL; Hugging Face datasets decodes mode P with the indices
+    and palette; libpng (OpenCV) expands it into the palette's colours."""
+    import cv2
+    from datasets import Image as HFImage
+    from PIL import Image
+
+    from augpipe.targets.masks import write_mask
+
+    palette = bytes(range(256)) * 3
+    indices = (np.arange(40 * 30).reshape(30, 40) % 256).astype(np.uint8)
+    data = write_mask(indices, palette)
+    with Image.open(io.BytesIO(data)) as im:
+        im.verify()  # every chunk's CRC
+    decoded = HFImage().decode_example({"bytes": data, "path": None})
+    assert decoded.mode == "P" and np.array_equal(np.asarray(decoded), indices) and bytes(decoded.getpalette()) == palette
+    colours = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # libpng expands it: a valid file
+    rgb = np.frombuffer(palette, np.uint8).reshape(256, 3)
+    assert np.array_equal(colours[..., ::-1], rgb[indices])
