@@ -843,31 +843,39 @@ def fill_polygon(mask: np.ndarray, points: np.ndarray) -> None:
 def fill_polygons(masks: list[np.ndarray], polygons: list[tuple[int, np.ndarray]]) -> None:
     """`fill_polygon` of each (k, points) into masks[k] (H × W arrays of one shape), edge by edge:
     each edge's crossings of the rows' centre lines (work in proportion to what is filled, not to
-    rows × edges), sorted by polygon, row and place, then filled between pairs. A polygon of no
-    point fills nothing."""
+    rows × edges), sorted by polygon, row and place, then filled between pairs; in bands of rows
+    of at most FILL_CELLS crossings. A polygon of no point fills nothing; a point that is not a
+    number is a ValueError (`_polygon` turns a source's into a recorded skip first)."""
     polygons = [(k, points) for k, points in polygons if len(points)]
     if not polygons:
         return
     h, w = masks[0].shape
     sizes = np.array([len(points) for _, points in polygons])
     x, y = np.concatenate([points for _, points in polygons]).astype(np.float64, copy=False).T
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise ValueError("a polygon point is not a number")
     after, ends = np.arange(1, len(x) + 1), np.cumsum(sizes)  # each point's next, the last's its polygon's first
     after[ends - 1] = ends - sizes
-    x2, y2 = x[after], y[after]
+    edges = (x, y, x[after], y[after])
     polygon = np.repeat(np.arange(len(polygons)), sizes)
-    # the rows whose centre r + 0.5 an edge crosses: low <= r + 0.5 < high (none for a level edge)
-    first, last = _first_row_at(np.minimum(y, y2), h), _first_row_at(np.maximum(y, y2), h)
     owners = [k for k, _ in polygons]
-    top, bottom = int(first.min()), int(last.max())
-    band = max(1, FILL_CELLS // len(x))  # rows a pass: little memory for many long edges
-    if bottom - top <= band:
-        _fill_band(masks, owners, (x, y, x2, y2), polygon, first, last)
+    # the rows whose centre r + 0.5 an edge crosses: low <= r + 0.5 < high (none for a level edge)
+    first, last = _first_row_at(np.minimum(y, edges[3]), h), _first_row_at(np.maximum(y, edges[3]), h)
+    total = int((last - first).sum())
+    if total <= FILL_CELLS:
+        _fill_band(masks, owners, edges, polygon, first, last)
         return
-    for row in range(top, bottom, band):
-        _fill_band(masks, owners, (x, y, x2, y2), polygon, np.clip(first, row, row + band), np.clip(last, row, row + band))
+    crossings = np.cumsum(np.bincount(first, minlength=h + 1) - np.bincount(last, minlength=h + 1))[:h]
+    done = np.cumsum(crossings)  # crossings in the rows up to each
+    cuts = sorted({0, h, *(np.searchsorted(done, np.arange(FILL_CELLS, total, FILL_CELLS)) + 1).tolist()})
+    for top, bottom in zip(cuts, cuts[1:]):
+        near = np.flatnonzero((first < bottom) & (last > top))
+        if len(near):
+            _fill_band(masks, owners, tuple(v[near] for v in edges), polygon[near],
+                       np.maximum(first[near], top), np.minimum(last[near], bottom))
 
 
-FILL_CELLS = 1 << 20  # crossings, and pixels, worked out at once
+FILL_CELLS = 1 << 18  # crossings, and pixels, worked out at once
 
 
 def _first_row_at(v: np.ndarray, h: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Mask PNGs, the one place they are decoded and encoded: semantic masks (class indices, mode L
 or P with the source's palette) and instance masks (1-bit grey, mode "1": white inside). 8- and
-1-bit grey PNGs are inflated by zlib-ng when their rows are unfiltered or filtered by Sub or Up
+1-bit grey PNGs are inflated by zlib-ng when their rows are unfiltered or filtered by Sub
 (OpenCV's files and ours), else read by OpenCV (a fifth of PIL's time); any other by PIL: OpenCV
 expands palette PNGs into colours even with IMREAD_UNCHANGED. Grey ones are written by OpenCV unfiltered
 (libpng's filter search, which PIL always does, took four fifths of the time: 0.3 ms against
@@ -70,23 +70,29 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Chunks that change nothing OpenCV or PIL give for the pixels; any other (sBIT, gAMA, ...) goes to them.
 _PLAIN_CHUNKS = frozenset((b"IDAT", b"IEND", b"pHYs", b"tEXt", b"zTXt", b"iTXt", b"tIME"))
 _PALETTE_CHUNKS = _PLAIN_CHUNKS | {b"PLTE", b"tRNS"}  # a palette's transparency: not its indices
-_NONE, _SUB, _UP = 0, 1, 2
+_SUB = 1  # the filter whose rows are undone here; None (0) needs nothing, any other is libpng's
+MAX_SIDE = 1_000_000  # libpng's limit on a side as OpenCV builds it: a larger image is theirs to refuse
+MAX_PIXELS = 2**26  # past this (PIL's bomb warning is at 89M pixels) PIL or OpenCV reads it, or refuses
 
 
 def _plain_png(data) -> tuple[np.ndarray, bytes | None] | None:
     """(pixels, palette) of a non-interlaced 8- or 1-bit grey PNG, or an 8-bit palette one, whose
-    rows are unfiltered or filtered by Sub or Up (OpenCV's files, PIL's palette ones, ours): as
+    rows are unfiltered or filtered by Sub (OpenCV's files, PIL's palette ones, ours): as
     OpenCV reads a grey one (1-bit as 0 and 1) and PIL a palette one (its indices, and the palette
     `getpalette` gives); inflated by zlib-ng (a twentieth of libpng's time on OpenCV's run-length
     files: 0.7 ms at 320 px), the filters undone a whole image at a time by OpenCV's integral.
     None for any other PNG, or any that does not check out (CRCs, lengths): OpenCV or PIL then
     reads or refuses it."""
-    view = memoryview(data).cast("B")
+    try:
+        view = memoryview(data).cast("B")
+    except (TypeError, ValueError, BufferError):  # not one run of bytes: OpenCV or PIL says why
+        return None
     if len(view) < 57:  # signature, IHDR, IEND
         return None
-    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", view[16:29])
-    if view[8:16] != b"\x00\x00\x00\x0dIHDR" or (depth, colour) not in ((8, 0), (1, 0), (8, 3)) or interlace \
-            or not 0 < width * height <= 2**30:  # OpenCV's own limit
+    width, height, depth, colour, compression, method, interlace = struct.unpack(">IIBBBBB", view[16:29])
+    if view[8:16] != b"\x00\x00\x00\x0dIHDR" or (depth, colour) not in ((8, 0), (1, 0), (8, 3)) \
+            or (compression, method, interlace) != (0, 0, 0) or not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE) \
+            or width * height > MAX_PIXELS:
         return None
     chunks = _chunks(view, _PALETTE_CHUNKS if colour == 3 else _PLAIN_CHUNKS)
     if chunks is None:
@@ -94,19 +100,10 @@ def _plain_png(data) -> tuple[np.ndarray, bytes | None] | None:
     idat, palette = chunks
     if colour == 3 and (palette is None or not 3 <= len(palette) <= 768 or len(palette) % 3):
         return None
-    stride = (width * depth + 7) // 8
-    ng = zlib_ng()
-    try:
-        inflater = ng.decompressobj()
-        raw = inflater.decompress(idat, height * (stride + 1))
-    except ng.error:
+    raw = _inflated(idat, height, (width * depth + 7) // 8 + 1)
+    if raw is None:
         return None
-    if len(raw) != height * (stride + 1) or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
-        return None
-    rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
-    pixels = _unfiltered(rows[:, 0], rows[:, 1:])
-    if pixels is None:
-        return None
+    pixels = _unfiltered(raw[:, 0], raw[:, 1:])
     if depth == 1:
         pixels = np.unpackbits(pixels, axis=1, count=width)  # 0 and 1, as PIL's mode "1" reads them
     return pixels, palette
@@ -139,28 +136,39 @@ def _chunks(view: memoryview, allowed: frozenset) -> tuple[bytes | memoryview, b
     return None
 
 
-def _unfiltered(filters: np.ndarray, rows: np.ndarray) -> np.ndarray | None:
-    """PNG rows (1 byte a pixel or less) with their None, Sub and Up filters undone; None when
-    a row has another filter. A Sub row is its own running sum, an Up row its column's from the
-    last row not Up."""
-    kinds = set(filters.tobytes())
-    if not kinds <= {_NONE, _SUB, _UP}:
+def _inflated(idat, height: int, row: int) -> np.ndarray | None:
+    """The rows (height × row bytes, each its filter's byte first), inflated a block of rows at a
+    time; None as soon as a row's filter is neither None nor Sub (libpng's to undo then), or the
+    data do not inflate to exactly the rows."""
+    ng = zlib_ng()
+    out = np.empty((height, row), np.uint8)
+    inflater, done, block = ng.decompressobj(), 0, max(1, 2**16 // row)
+    try:
+        while done < height:
+            part = inflater.decompress(idat, min(block, height - done) * row)
+            idat = inflater.unconsumed_tail
+            rows = len(part) // row
+            if not rows or len(part) % row:
+                return None
+            out.reshape(-1)[done * row:done * row + len(part)] = np.frombuffer(part, np.uint8)
+            if out[done:done + rows, 0].max() > _SUB:
+                return None
+            done += rows
+    except ng.error:
         return None
-    if kinds == {_SUB}:  # OpenCV's
+    return out if inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data else None
+
+
+def _unfiltered(filters: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """PNG rows (1 byte a pixel or less) filtered by None or Sub, undone: a Sub row is its own
+    running sum."""
+    if not filters.any():
+        return rows.copy()  # writable and C-ordered, as OpenCV's
+    if filters.all():  # OpenCV's
         return _running(rows)
-    out = rows.copy()  # writable and C-ordered, as OpenCV's
-    if kinds == {_NONE}:
-        return out
-    if _SUB in kinds:
-        sub = np.flatnonzero(filters == _SUB)
-        out[sub] = _running(rows[sub])
-    if _UP in kinds:
-        up = filters == _UP
-        starts = np.flatnonzero(up & ~np.concatenate([[False], up[:-1]]))
-        ends = np.flatnonzero(up & ~np.concatenate([up[1:], [False]])) + 1
-        for start, end in zip(starts.tolist(), ends.tolist()):
-            run = rows[start:end] if start == 0 else np.concatenate([out[start - 1:start], rows[start:end]])
-            out[start:end] = _running(np.ascontiguousarray(run.T)).T[-(end - start):]
+    out = rows.copy()
+    sub = np.flatnonzero(filters)
+    out[sub] = _running(rows[sub])
     return out
 
 
