@@ -230,13 +230,19 @@ def _palette_png(mask: np.ndarray, palette: bytes) -> bytes:
     its header then saying they are a palette's, which a PLTE chunk gives (a third of PIL's
     time: it filters and deflates slower). PIL writes the same palette and indices (4 bits or
     fewer a pixel when the palette has 16 colours or fewer)."""
-    grey = grey_png(mask)
-    if grey[8:16] != b"\x00\x00\x00\x0dIHDR" or grey[25] != 0:
-        raise ValueError("OpenCV's PNG does not start with a grey image's header")
-    ihdr = b"IHDR" + grey[16:25] + b"\x03" + grey[26:29]
-    plte = b"PLTE" + palette
-    return (grey[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + struct.pack(">I", len(palette)) + plte
-            + struct.pack(">I", zlib.crc32(plte)) + grey[33:])
+    height, width = mask.shape[:2]
+    return _retitled(grey_png(mask), width, height, depth=8, colour=3, chunks=((b"PLTE", palette),))
+
+
+def _retitled(png: bytes, width: int, height: int, depth: int, colour: int, chunks=()) -> bytes:
+    """OpenCV's grey PNG with its header saying otherwise (size, bits a pixel, colour type) and
+    these chunks after it, each with its length and CRC: the image data stays OpenCV's."""
+    if png[8:16] != b"\x00\x00\x00\x0dIHDR":
+        raise ValueError("OpenCV's PNG does not start with its header")
+    out = [png[:8]]
+    for name, data in ((b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)), *chunks):
+        out.append(struct.pack(">I", len(data)) + name + data + struct.pack(">I", zlib.crc32(name + data)))
+    return b"".join(out) + png[33:]
 
 
 def read_instance_mask(data: bytes) -> np.ndarray:
@@ -257,10 +263,7 @@ def write_instance_mask(mask: np.ndarray) -> bytes:
         mask = mask > 0  # inside, as 0.3 had it: a negative value is not
     height, width = mask.shape
     packed = grey_png(np.packbits(mask, axis=1))  # packbits: any value but 0 is a 1 bit
-    if packed[8:16] != b"\x00\x00\x00\x0dIHDR":
-        raise ValueError("OpenCV's PNG does not start with its header")
-    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)  # 1 bit, grey
-    return packed[:12] + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + packed[33:]
+    return _retitled(packed, width, height, depth=1, colour=0)
 
 
 PLANE_BITS = 8  # 0/1 masks a uint8 plane

@@ -143,6 +143,15 @@ def _opencv_grey(data: bytes):
     return (mask > 0).astype(np.uint8) if data[24] == 1 else mask
 
 
+def _damaged(data: bytes, rng, changed: bool, cut: bool) -> bytes:
+    """A file with one byte past the signature changed, and/or cut short."""
+    if changed:
+        damaged = bytearray(data)
+        damaged[int(rng.integers(8, len(data)))] ^= int(rng.integers(1, 256))
+        data = bytes(damaged)
+    return data[:int(rng.integers(0, len(data)))] if cut else data
+
+
 def _grey_pngs(rng, n: int):
     """Grey PNGs as OpenCV writes them (every filter, level and strategy), as PIL writes them
     (adaptive filters, 1-bit, with a pHYs chunk), and as augpipe writes them; some with a byte
@@ -175,13 +184,7 @@ def _grey_pngs(rng, n: int):
             data = buf.getvalue()
         else:
             data = write_instance_mask(mask) if i % 2 else grey_png(mask)
-        if i % 9 == 0:
-            changed = bytearray(data)
-            changed[int(rng.integers(8, len(data)))] ^= int(rng.integers(1, 256))
-            data = bytes(changed)
-        if i % 23 == 0:
-            data = data[:int(rng.integers(0, len(data)))]
-        yield data
+        yield _damaged(data, rng, changed=i % 9 == 0, cut=i % 23 == 0)
 
 
 def test_grey_pngs_inflated_by_augpipe_give_opencvs_pixels():
@@ -276,13 +279,7 @@ def _palette_pngs(rng, n: int):
             im.save(buf, "PNG", compress_level=int(rng.integers(0, 10)),
                     **({"transparency": int(rng.integers(0, colours))} if i % 4 == 0 else {}))
             data = buf.getvalue()
-        if i % 11 == 0:
-            changed = bytearray(data)
-            changed[int(rng.integers(8, len(data)))] ^= int(rng.integers(1, 256))
-            data = bytes(changed)
-        if i % 29 == 0:
-            data = data[:int(rng.integers(0, len(data)))]
-        yield indices, palette, data
+        yield indices, palette, _damaged(data, rng, changed=i % 11 == 0, cut=i % 29 == 0)
 
 
 def test_palette_masks_read_as_pil_reads_them_and_write_what_pil_reads_back():
