@@ -129,7 +129,23 @@ def end(*_):
         time.sleep(0.3)
     os._exit(0)
 
+def end_tagged(*_):
+    # the library shut its processes down the normal way: end those that outlived that
+    for _ in range(50):
+        pids = list(tagged())
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        time.sleep(0.1)
+    os._exit(0)
+
 signal.signal(signal.SIGTERM, end)
+signal.signal(signal.SIGUSR1, end_tagged)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})  # blocked until now: a release while starting waits
 for item in sys.argv[2:]:
     pid, started = item.split(":")
     seen[int(pid)] = started
@@ -148,8 +164,8 @@ def guard(pids: list[int], tag: str = "") -> subprocess.Popen | None:
     this one dies, however it dies (Linux): for the processes a library starts for us and would
     leave behind when we are killed (Ray's agents wait a minute to report their raylet's death to
     a GCS that died with it). With `tag` (set as os.environ[GUARD_TAG] before the library starts
-    anything), every process that inherited it is ended too, orphans included. Kill the guard
-    itself (SIGKILL) once those processes are shut down the normal way."""
+    anything), every process that inherited it is ended too, orphans included. Once those
+    processes are shut down the normal way, `release` the guard."""
     if not sys.platform.startswith("linux"):
         return None
     items = [f"{p}:{s}" for p in pids if (s := process_start(p)) is not None]
@@ -158,4 +174,25 @@ def guard(pids: list[int], tag: str = "") -> subprocess.Popen | None:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**{k: v for k, v in os.environ.items() if k != GUARD_TAG},
                                  "AUGPIPE_GUARDED": str(os.getpid())},
-                            preexec_fn=lambda: _parent_death_signal(signal.SIGTERM))
+                            preexec_fn=_guard_starts)
+
+
+def _guard_starts() -> None:
+    _parent_death_signal(signal.SIGTERM)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+
+
+def release(guarded: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    """The guard's processes were shut down the normal way: it ends those of them that carry its
+    tag and outlived that (under load Ray's workers and agents linger after `ray.shutdown`),
+    ending nothing else, and exits."""
+    if guarded is None:
+        return
+    try:
+        guarded.send_signal(signal.SIGUSR1)
+        guarded.wait(timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    finally:
+        guarded.kill()
+        guarded.wait()

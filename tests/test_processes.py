@@ -47,3 +47,36 @@ def test_library_workers_die_with_their_parent(tmp_path, big):
     proc.wait(timeout=30)
     time.sleep(2)
     assert session_processes(proc.pid) == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux's")
+def test_a_released_guard_ends_what_outlived_a_normal_shutdown_and_nothing_else():
+    """Under load Ray's workers and agents can outlive `ray.shutdown`: released, the guard ends
+    whatever carries its tag, orphans in sessions of their own included, and leaves the rest."""
+    from augpipe.processes import GUARD_TAG, guard, release
+
+    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
+    tag = f"test-{os.getpid()}-{time.time_ns()}"
+    guarded = guard([], tag)
+    tagged = subprocess.Popen([sys.executable, "-c", stubborn], env={**os.environ, GUARD_TAG: tag},
+                              start_new_session=True)
+    other = subprocess.Popen([sys.executable, "-c", stubborn], start_new_session=True)
+    try:
+        started = time.monotonic()
+        release(guarded)
+        assert guarded.returncode is not None and time.monotonic() - started < 10
+        tagged.wait(timeout=5)
+        assert tagged.returncode == -signal.SIGKILL
+        assert _alive(other.pid)
+    finally:
+        for proc in (tagged, other):
+            proc.kill()
+            proc.wait()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from augpipe import signals
 from augpipe.engines import Batched
 from augpipe.errors import AugpipeError, EngineError, UsageError
-from augpipe.processes import GUARD_TAG, descendants, guard
+from augpipe.processes import GUARD_TAG, descendants, guard, release
 
 MAX_RETRIES = 3
 POLL_SECONDS = 0.2
@@ -106,16 +106,19 @@ class RayEngine:
         # before ray.init: a run killed during Ray's start-up takes what Ray had started with it
         os.environ[GUARD_TAG] = f"{os.getpid()}-{time.time_ns()}"
         self._guard = guard([], os.environ[GUARD_TAG])
-        ray.init(address="local", num_cpus=self.workers, include_dashboard=False, **options)
+        try:
+            ray.init(address="local", num_cpus=self.workers, include_dashboard=False, **options)
+        finally:
+            # Ray's processes inherited the tag (the workers from the raylet); what else this
+            # process starts from now on is not Ray's
+            os.environ.pop(GUARD_TAG, None)
         self._started_here = True
 
     def _end_guard(self) -> None:
-        """Ray's processes were ended the normal way: the guard goes, ending nothing."""
+        """Ray's processes were ended the normal way: the guard ends those that outlived that."""
         os.environ.pop(GUARD_TAG, None)
-        if self._guard is not None:
-            self._guard.kill()
-            self._guard.wait()
-            self._guard = None
+        release(self._guard)
+        self._guard = None
 
     def __exit__(self, *exc) -> None:
         ray = self._ray
