@@ -129,23 +129,7 @@ def end(*_):
         time.sleep(0.3)
     os._exit(0)
 
-def end_tagged(*_):
-    # the library shut its processes down the normal way: end those that outlived that
-    for _ in range(50):
-        pids = list(tagged())
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        time.sleep(0.1)
-    os._exit(0)
-
 signal.signal(signal.SIGTERM, end)
-signal.signal(signal.SIGUSR1, end_tagged)
-signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})  # blocked until now: a release while starting waits
 for item in sys.argv[2:]:
     pid, started = item.split(":")
     seen[int(pid)] = started
@@ -164,8 +148,8 @@ def guard(pids: list[int], tag: str = "") -> subprocess.Popen | None:
     this one dies, however it dies (Linux): for the processes a library starts for us and would
     leave behind when we are killed (Ray's agents wait a minute to report their raylet's death to
     a GCS that died with it). With `tag` (set as os.environ[GUARD_TAG] before the library starts
-    anything), every process that inherited it is ended too, orphans included. Once those
-    processes are shut down the normal way, `release` the guard."""
+    anything), every process that inherited it is ended too, orphans included. Kill the guard
+    itself (SIGKILL) once those processes are shut down the normal way."""
     if not sys.platform.startswith("linux"):
         return None
     items = [f"{p}:{s}" for p in pids if (s := process_start(p)) is not None]
@@ -178,21 +162,25 @@ def guard(pids: list[int], tag: str = "") -> subprocess.Popen | None:
 
 
 def _guard_starts() -> None:
+    """The guard's process, before its program: ended by SIGTERM when this one dies; deaf to a
+    terminal's Ctrl-C and hang-up, which reach its whole process group (this one ends by them)"""
     _parent_death_signal(signal.SIGTERM)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an ignored signal stays ignored across exec
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
-def release(guarded: subprocess.Popen | None, timeout: float = 10.0) -> None:
-    """The guard's processes were shut down the normal way: it ends those of them that carry its
-    tag and outlived that (under load Ray's workers and agents linger after `ray.shutdown`),
-    ending nothing else, and exits."""
-    if guarded is None:
-        return
-    try:
-        guarded.send_signal(signal.SIGUSR1)
-        guarded.wait(timeout)
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    finally:
-        guarded.kill()
-        guarded.wait()
+def tree_of(roots: list[int]) -> list[tuple[int, str]]:
+    """`roots` and every live process below them, each with its start time."""
+    pids = set(roots).union(*(descendants(pid) for pid in roots))
+    return [(pid, started) for pid in sorted(pids) if (started := process_start(pid)) is not None]
+
+
+def end_leftovers(tree: list[tuple[int, str]]) -> None:
+    """SIGKILL what is still alive of `tree` (from `tree_of`), the very processes (their start
+    times checked): a library's shut down the normal way, of which some outlived that."""
+    for pid, started in tree:
+        if process_start(pid) == started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -49,6 +49,7 @@ def test_library_workers_die_with_their_parent(tmp_path, big):
     assert session_processes(proc.pid) == []
 
 
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -57,26 +58,51 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux's")
-def test_a_released_guard_ends_what_outlived_a_normal_shutdown_and_nothing_else():
-    """Under load Ray's workers and agents can outlive `ray.shutdown`: released, the guard ends
-    whatever carries its tag, orphans in sessions of their own included, and leaves the rest."""
-    from augpipe.processes import GUARD_TAG, guard, release
+STUBBORN = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
 
-    stubborn = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
-    tag = f"test-{os.getpid()}-{time.time_ns()}"
-    guarded = guard([], tag)
-    tagged = subprocess.Popen([sys.executable, "-c", stubborn], env={**os.environ, GUARD_TAG: tag},
-                              start_new_session=True)
-    other = subprocess.Popen([sys.executable, "-c", stubborn], start_new_session=True)
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+def test_leftovers_of_a_tree_are_ended_and_nothing_else():
+    """What a library shut down the normal way and outlived that (Ray's workers and agents under
+    load): the tree seen before, ended after, orphans in sessions of their own included; a sibling
+    outside the tree stays."""
+    from augpipe.processes import end_leftovers, tree_of
+
+    spawn = f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {STUBBORN!r}], start_new_session=True)\ntime.sleep(60)\n"
+    root = subprocess.Popen([sys.executable, "-c", spawn])
+    other = subprocess.Popen([sys.executable, "-c", STUBBORN], start_new_session=True)
     try:
-        started = time.monotonic()
-        release(guarded)
-        assert guarded.returncode is not None and time.monotonic() - started < 10
-        tagged.wait(timeout=5)
-        assert tagged.returncode == -signal.SIGKILL
-        assert _alive(other.pid)
+        deadline = time.monotonic() + 10
+        while len(tree := tree_of([root.pid])) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(tree) == 2 and other.pid not in dict(tree)
+        end_leftovers(tree)
+        root.wait(timeout=5)
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid, _ in tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid, _ in tree) and _alive(other.pid)
     finally:
-        for proc in (tagged, other):
+        for proc in (root, other):
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux's")
+def test_the_guard_outlives_a_terminals_ctrl_c():
+    """Ctrl-C reaches the whole process group: the guard stays to end what the command leaves if
+    the command is then killed during its cleanup."""
+    from augpipe.processes import guard
+
+    guarded = guard([])
+    try:
+        time.sleep(0.5)
+        guarded.send_signal(signal.SIGINT)
+        guarded.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert guarded.poll() is None
+        guarded.terminate()
+        assert guarded.wait(timeout=5) == 0  # SIGTERM: it ends what it guards and exits
+    finally:
+        guarded.kill()
+        guarded.wait()

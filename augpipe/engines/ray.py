@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from augpipe import signals
 from augpipe.engines import Batched
 from augpipe.errors import AugpipeError, EngineError, UsageError
-from augpipe.processes import GUARD_TAG, descendants, guard, release
+from augpipe.processes import GUARD_TAG, descendants, end_leftovers, guard, tree_of
 
 MAX_RETRIES = 3
 POLL_SECONDS = 0.2
@@ -115,10 +115,12 @@ class RayEngine:
         self._started_here = True
 
     def _end_guard(self) -> None:
-        """Ray's processes were ended the normal way: the guard ends those that outlived that."""
+        """Ray's processes were ended the normal way: the guard goes, ending nothing."""
         os.environ.pop(GUARD_TAG, None)
-        release(self._guard)
-        self._guard = None
+        if self._guard is not None:
+            self._guard.kill()
+            self._guard.wait()
+            self._guard = None
 
     def __exit__(self, *exc) -> None:
         ray = self._ray
@@ -135,8 +137,10 @@ class RayEngine:
             pass
         finally:
             if self._started_here:
+                ours = _ray_processes(ray)
                 ray.shutdown()
-                self._end_guard()  # Ray ended its processes itself
+                end_leftovers(ours)  # under load its workers and agents outlive the shutdown a while
+                self._end_guard()
 
     def describe(self) -> dict:
         ray = self._ray
@@ -176,6 +180,18 @@ class RayEngine:
         done, self.retried, self.nodes_used = self._ray.get(self._progress.take.remote())
         if done:
             on_progress(done)
+
+
+def _ray_processes(ray) -> list[tuple[int, str]]:
+    """The processes of the Ray started for the run: its node's (GCS, raylet, ...) and all below
+    them (workers, agents), not others of this process's children. (Ray names its node's
+    processes only in a private attribute; none are named where that moved.)"""
+    try:
+        node = ray._private.worker._global_node
+        roots = [info.process.pid for infos in node.all_processes.values() for info in infos]
+    except Exception:  # noqa: BLE001 - another Ray's layout
+        return []
+    return tree_of(roots)
 
 
 def _first_line(exc: BaseException) -> str:

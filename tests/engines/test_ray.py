@@ -190,6 +190,38 @@ def test_ray_started_for_the_run_ends_with_it(tmp_path, how):
     assert _ray_processes() - before == set()
 
 
+def test_a_library_callers_own_processes_outlive_the_ray_it_started(tmp_path):
+    """A caller whose other thread starts processes while the run starts and ends its own Ray:
+    none of them is ended with Ray's, and none of Ray's is left."""
+    pytest.importorskip("ray")
+    data = make_folder(tmp_path / "data", per_class=6, size=48)
+    script = f"""
+import subprocess, threading, time
+from augpipe import ExpandOptions, expand
+kids, stop = [], threading.Event()
+def spawn():
+    while not stop.is_set():
+        kids.append(subprocess.Popen(["sleep", "120"]))
+        stop.wait(0.1)
+threading.Thread(target=spawn, daemon=True).start()
+expand({str(data)!r}, "flips", {str(tmp_path / "out")!r}, ExpandOptions(engine="ray", workers=1, progress=False))
+stop.set()
+print(len(kids), sum(kid.poll() is not None for kid in kids))
+for kid in kids:
+    kid.kill()
+"""
+    env = {k: v for k, v in {**ENV, **os.environ}.items() if k != "RAY_ADDRESS"}
+    before = _ray_processes()
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    started, ended = (int(n) for n in done.stdout.split())
+    assert started > 5 and ended == 0
+    deadline = time.monotonic() + 20
+    while _ray_processes() - before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _ray_processes() - before == set()
+
+
 def test_ray_writes_the_bytes_of_the_local_engine_for_steps_that_take_other_images(ray_cluster, tmp_path):
     from conftest import class_scenes
 
