@@ -57,7 +57,7 @@ def grey_png_pixels(data) -> np.ndarray | None:
     head = bytes(data[:26])
     if head[:8] != PNG_SIGNATURE or head[24:26] not in (b"\x08\x00", b"\x01\x00"):  # IHDR: depth, grey
         return None
-    plain = _plain_png(data)
+    plain = _plain_png(data) if int.from_bytes(head[16:20], "big") * int.from_bytes(head[20:24], "big") > SMALL else None
     if plain is not None:
         return plain[0]
     mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # no EXIF turn, as PIL
@@ -72,6 +72,9 @@ _PLAIN_CHUNKS = frozenset((b"IDAT", b"IEND", b"pHYs", b"tEXt", b"zTXt", b"iTXt",
 _PALETTE_CHUNKS = _PLAIN_CHUNKS | {b"PLTE", b"tRNS"}  # a palette's transparency: not its indices
 _SUB = 1  # the filter whose rows are undone here; None (0) needs nothing, any other is libpng's
 MAX_SIDE = 1_000_000  # libpng's limit on a side as OpenCV builds it: a larger image is theirs to refuse
+# OpenCV's one call outruns the inflater's steps up to about 80 × 80 px (ours and OpenCV's own
+# files), alone and far more on threads: it lets go of the GIL once, the inflater's steps many times
+SMALL = 64 * 64
 MAX_PIXELS = 2**26  # past this (PIL's bomb warning is at 89M pixels) PIL or OpenCV reads it, or refuses
 
 
