@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 
 def process_start(pid: int) -> str | None:
@@ -85,6 +86,20 @@ def start(pid):
     except (OSError, IndexError):
         return None
 
+folders = [f.encode() for f in os.environ.get("AUGPIPE_GUARD_FOLDERS", "").split(os.pathsep) if f]
+titles = tuple(t.encode() for t in os.environ.get("AUGPIPE_GUARD_TITLES", "").split(os.pathsep) if t)
+
+def mine(pid):
+    # the library's: its command line names a file of the library, or its title is the library's
+    if not folders and not titles:
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            args = fh.read().split(b"\0")
+    except OSError:
+        return False
+    return args[0].startswith(titles) or any(f in a for a in args for f in folders)
+
 def look():
     children = {}
     for entry in os.listdir("/proc"):
@@ -94,12 +109,15 @@ def look():
                     children.setdefault(int(fh.read().rsplit(b")", 1)[1].split()[1]), []).append(int(entry))
             except (OSError, IndexError, ValueError):
                 pass
-    todo = [parent]
+    todo = [(parent, False)]
     while todo:
-        for child in children.get(todo.pop(), []):
+        pid, inside = todo.pop()
+        for child in children.get(pid, []):
             if child != os.getpid():
-                seen.setdefault(child, start(child))
-                todo.append(child)
+                ours = inside or child in seen or mine(child)
+                if ours:
+                    seen.setdefault(child, start(child))
+                todo.append((child, ours))
 
 def tagged():
     # what the run started, found by the variable it inherited: a process whose parent died
@@ -108,7 +126,7 @@ def tagged():
         if entry.isdigit() and int(entry) != os.getpid():
             try:
                 with open(f"/proc/{entry}/environ", "rb") as fh:
-                    if tag in fh.read().split(b"\0"):
+                    if tag in fh.read().split(b"\0") and mine(int(entry)):
                         yield int(entry)
             except OSError:
                 pass
@@ -143,13 +161,15 @@ while True:
 GUARD_TAG = "AUGPIPE_GUARD_TAG"
 
 
-def guard(pids: list[int], tag: str = "") -> subprocess.Popen | None:
+def guard(pids: list[int], tag: str = "", library: Library | None = None) -> subprocess.Popen | None:
     """A small process that ends `pids`, and whatever this process starts while it runs, when
     this one dies, however it dies (Linux): for the processes a library starts for us and would
     leave behind when we are killed (Ray's agents wait a minute to report their raylet's death to
-    a GCS that died with it). With `tag` (set as os.environ[GUARD_TAG] before the library starts
-    anything), every process that inherited it is ended too, orphans included. Kill the guard
-    itself (SIGKILL) once those processes are shut down the normal way."""
+    a GCS that died with it). With `library`, only its processes (`Library.runs`) and all below
+    them: the caller's own children are not ours to end. With `tag` (set as os.environ[GUARD_TAG]
+    before the library starts anything), every such process that inherited it is ended too,
+    orphans included. Kill the guard itself (SIGKILL) once those processes are shut down the
+    normal way."""
     if not sys.platform.startswith("linux"):
         return None
     items = [f"{p}:{s}" for p in pids if (s := process_start(p)) is not None]
@@ -157,7 +177,9 @@ def guard(pids: list[int], tag: str = "") -> subprocess.Popen | None:
     return subprocess.Popen([sys.executable, "-c", _GUARD, marker, *items], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**{k: v for k, v in os.environ.items() if k != GUARD_TAG},
-                                 "AUGPIPE_GUARDED": str(os.getpid())},
+                                 "AUGPIPE_GUARDED": str(os.getpid()),
+                                 "AUGPIPE_GUARD_FOLDERS": os.pathsep.join(library.folders if library else ()),
+                                 "AUGPIPE_GUARD_TITLES": os.pathsep.join(library.titles if library else ())},
                             preexec_fn=_guard_starts)
 
 
@@ -167,6 +189,23 @@ def _guard_starts() -> None:
     _parent_death_signal(signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # an ignored signal stays ignored across exec
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+@dataclass(frozen=True)
+class Library:
+    """How a library's own processes are told from others: their command line names a file in
+    one of `folders`, or their title (a process that renamed itself) starts with one of `titles`."""
+
+    folders: tuple[str, ...]
+    titles: tuple[str, ...] = ()
+
+    def runs(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                args = fh.read().decode(errors="replace").split("\0")
+        except OSError:
+            return False
+        return args[0].startswith(self.titles) or any(f in a for a in args for f in self.folders)
 
 
 def tree_of(roots: list[int]) -> list[tuple[int, str]]:

@@ -248,12 +248,23 @@ def ray_cluster(request):
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, logging_level=logging.ERROR, log_to_driver=False)
+        _a_worker_on_each_node(ray)
         os.environ["RAY_ADDRESS"] = cluster.address
         yield cluster
     finally:
         os.environ.pop("RAY_ADDRESS", None)
         ray.shutdown()
         cluster.shutdown()
+
+
+def _a_worker_on_each_node(ray) -> None:
+    """A worker started on each node, as a cluster in use has them: on a fast machine the first
+    node's worker otherwise finished a small run's few tasks before the second's had started."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ready = ray.remote(num_cpus=1)(lambda: None)
+    ray.get([ready.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote()
+             for node in ray.nodes() if node["Alive"]])
 
 
 @pytest.fixture(scope="session")

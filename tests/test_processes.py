@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import ENV, augpipe, session_processes, wait_for_shards
+from conftest import ENV, ROOT, augpipe, session_processes, wait_for_shards
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
@@ -106,3 +106,50 @@ def test_the_guard_outlives_a_terminals_ctrl_c():
     finally:
         guarded.kill()
         guarded.wait()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux's")
+def test_the_guard_of_a_library_ends_its_processes_and_not_the_callers(tmp_path):
+    """The guarding process killed: the library's processes (told by their command line) and all
+    below them end; the caller's own children, in its session or their own and carrying the tag
+    alike, stay."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "prog.py").write_text(
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen(['sleep', '60'])\nopen({str(lib / 'child')!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n")
+    driver = f"""
+import os, subprocess, sys, time
+from augpipe.processes import GUARD_TAG, Library, guard
+os.environ[GUARD_TAG] = "test-tag"
+guarded = guard([], "test-tag", Library(({str(lib)!r},)))
+library = subprocess.Popen([sys.executable, {str(lib / 'prog.py')!r}])
+own = subprocess.Popen(["sleep", "60"])
+own_session = subprocess.Popen(["sleep", "60"], start_new_session=True)
+while not os.path.exists({str(lib / 'child')!r}):
+    time.sleep(0.05)
+time.sleep(1.2)  # the guard looks twice a second
+print(library.pid, open({str(lib / 'child')!r}).read(), own.pid, own_session.pid, flush=True)
+time.sleep(60)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    pids = []
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 4, pids
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in pids[:2]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [_alive(pid) for pid in pids] == [False, False, True, True]
+    finally:
+        proc.kill()
+        proc.wait()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

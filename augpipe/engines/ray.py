@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 
 from augpipe import signals
 from augpipe.engines import Batched
 from augpipe.errors import AugpipeError, EngineError, UsageError
-from augpipe.processes import GUARD_TAG, descendants, end_leftovers, guard, tree_of
+from augpipe.processes import GUARD_TAG, Library, descendants, end_leftovers, guard, tree_of
 
 MAX_RETRIES = 3
 POLL_SECONDS = 0.2
@@ -42,6 +43,7 @@ class RayEngine:
         self._ray = None
         self._started_here = False
         self._guard = None
+        self._sigterm = None  # the caller's SIGTERM handler, which ray.init replaces with its own
         self._progress = None
         self._pending: list = []
         self.retried = 0
@@ -53,6 +55,7 @@ class RayEngine:
     def __enter__(self) -> RayEngine:
         ray = self._ray = _import_ray()
         if not ray.is_initialized():
+            self._sigterm = _main_thread_sigterm()
             os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a data job does not report home
             # Ray's C++ side otherwise catches SIGTERM itself, prints a stack and aborts the driver
@@ -91,11 +94,9 @@ class RayEngine:
             ray.shutdown()
         except Exception:  # noqa: BLE001 - half started: what follows ends the rest
             pass
-        for pid in set(descendants(os.getpid())) - before:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        started = set(descendants(os.getpid())) - before
+        lib = _library(ray)
+        end_leftovers(tree_of([pid for pid in started if lib.runs(pid)]))  # not the caller's own
         self._end_guard()
 
     def _init(self, ray) -> None:
@@ -105,7 +106,7 @@ class RayEngine:
             return
         # before ray.init: a run killed during Ray's start-up takes what Ray had started with it
         os.environ[GUARD_TAG] = f"{os.getpid()}-{time.time_ns()}"
-        self._guard = guard([], os.environ[GUARD_TAG])
+        self._guard = guard([], os.environ[GUARD_TAG], _library(ray))
         try:
             ray.init(address="local", num_cpus=self.workers, include_dashboard=False, **options)
         finally:
@@ -115,12 +116,15 @@ class RayEngine:
         self._started_here = True
 
     def _end_guard(self) -> None:
-        """Ray's processes were ended the normal way: the guard goes, ending nothing."""
+        """Ray's processes were ended the normal way: the guard goes, ending nothing, and the
+        caller's SIGTERM handler is back."""
         os.environ.pop(GUARD_TAG, None)
         if self._guard is not None:
             self._guard.kill()
             self._guard.wait()
             self._guard = None
+        if self._sigterm is not None and _main_thread_sigterm() is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
 
     def __exit__(self, *exc) -> None:
         ray = self._ray
@@ -138,9 +142,11 @@ class RayEngine:
         finally:
             if self._started_here:
                 ours = _ray_processes(ray)
-                ray.shutdown()
-                end_leftovers(ours)  # under load its workers and agents outlive the shutdown a while
-                self._end_guard()
+                try:
+                    ray.shutdown()  # a second Ctrl-C may cut it short
+                finally:
+                    end_leftovers(ours)  # under load its workers and agents outlive the shutdown a while
+                    self._end_guard()
 
     def describe(self) -> dict:
         ray = self._ray
@@ -180,6 +186,20 @@ class RayEngine:
         done, self.retried, self.nodes_used = self._ray.get(self._progress.take.remote())
         if done:
             on_progress(done)
+
+
+def _main_thread_sigterm():
+    """SIGTERM's handler, where this is the main thread (which alone may set it); else None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.getsignal(signal.SIGTERM)
+
+
+def _library(ray) -> Library:
+    """Ray's processes: its programs and scripts are files in its package; its workers and agents
+    rename themselves "ray::..."."""
+    folder = os.path.dirname(getattr(ray, "__file__", None) or "") or "/nonexistent-ray"
+    return Library(tuple({folder, os.path.realpath(folder)}), ("ray::",))
 
 
 def _ray_processes(ray) -> list[tuple[int, str]]:
@@ -237,8 +257,12 @@ def _run_task(func: Callable, item, spec, progress, task_key: str, kill_once: st
     """One task on a Ray worker: progress batched to the driver's actor, at most every 0.1 s."""
     import ray
 
-    progress.start.remote(task_key, ray.get_runtime_context().get_node_id())
-    batched = Batched(lambda n: progress.add.remote(task_key, n))
+    # awaited: the actor takes one caller's calls in order but not the driver's among them, so a
+    # call still on its way when the task's result reaches the driver would be missed by its last
+    # look (a node used, counted as not; the last images)
+    ray.get(progress.start.remote(task_key, ray.get_runtime_context().get_node_id()))
+    last = [None]
+    batched = Batched(lambda n: last.__setitem__(0, progress.add.remote(task_key, n)))
     report = batched
     if kill_once and func.__name__ == "write_shard" and task_key.endswith("/0"):
         report = _DieOnce(batched, kill_once)
@@ -246,6 +270,8 @@ def _run_task(func: Callable, item, spec, progress, task_key: str, kill_once: st
         return func(item, spec, report)
     finally:
         batched.flush()
+        if last[0] is not None:
+            ray.get(last[0])
 
 
 class _DieOnce:

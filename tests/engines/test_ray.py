@@ -237,3 +237,62 @@ def test_ray_writes_the_bytes_of_the_local_engine_for_steps_that_take_other_imag
     # sit one out); both nodes in use is test_ray_on_two_nodes_writes_the_same_bytes_from_both's
     assert m["engine"]["nodes"] == 2 and len(shard_hashes(tmp_path / "local")) > 2, m["engine"]
     assert shard_hashes(tmp_path / "ray") == shard_hashes(tmp_path / "local")
+
+
+class _StartingRay(_FakeRay):
+    """A Ray whose start runs one of its programs (a file in its package folder) while the
+    caller starts a process of its own, then fails as `_FakeRay` does; or, with `fails=0`,
+    starts, and its shutdown is cut short by a second Ctrl-C."""
+
+    def __init__(self, folder: Path, fails: int):
+        super().__init__(fails)
+        folder.mkdir(exist_ok=True)
+        (folder / "gcs.py").write_text("import time\ntime.sleep(60)\n")
+        self.__file__, self.started = str(folder / "__init__.py"), []
+
+    def init(self, **kwargs) -> None:
+        self.started.append(subprocess.Popen([sys.executable, str(Path(self.__file__).parent / "gcs.py")]))
+        self.started.append(subprocess.Popen(["sleep", "60"]))  # the caller's other thread's
+        node = type("Node", (), {"all_processes": {"gcs": [type("Info", (), {"process": self.started[-2]})]}})
+        self._private = type("P", (), {"worker": type("W", (), {"_global_node": node})})
+        signal.signal(signal.SIGTERM, lambda *_: None)  # as ray.init does
+        super().init(**kwargs)
+
+    def shutdown(self) -> None:
+        if not self.fails:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc")
+@pytest.mark.parametrize("fails", [0, 2])
+def test_a_start_or_shutdown_cut_short_ends_rays_processes_and_not_the_callers(monkeypatch, tmp_path, fails):
+    """Ray's start failing (what it had started is ended) or its shutdown cut short by a second
+    Ctrl-C (the leftovers still ended, the guard gone): the caller's own process stays."""
+    from augpipe.engines import ray as engine
+    from augpipe.errors import EngineError
+
+    fake = _StartingRay(tmp_path / "ray", fails)
+    monkeypatch.setattr(engine, "_import_ray", lambda: fake)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    ray_engine, handler = engine.RayEngine(1), signal.getsignal(signal.SIGTERM)
+    try:
+        if fails:
+            with pytest.raises(EngineError, match="a local Ray did not start, twice"):
+                ray_engine.__enter__()
+        else:
+            ray_engine.__enter__()
+            with pytest.raises(KeyboardInterrupt):
+                ray_engine.__exit__(None, None, None)
+        for proc in fake.started[::2]:  # Ray's
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        assert [proc.poll() for proc in fake.started] == [-signal.SIGKILL, None] * (fails or 1)
+        assert ray_engine._guard is None and "GUARD" not in "".join(os.environ)
+        assert signal.getsignal(signal.SIGTERM) is handler  # the caller's, not Ray's
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        for proc in fake.started:
+            proc.kill()
+            proc.wait()
