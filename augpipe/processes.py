@@ -89,15 +89,24 @@ def start(pid):
 folders = [f.encode() for f in os.environ.get("AUGPIPE_GUARD_FOLDERS", "").split(os.pathsep) if f]
 titles = tuple(t.encode() for t in os.environ.get("AUGPIPE_GUARD_TITLES", "").split(os.pathsep) if t)
 
-def mine(pid):
-    # the library's: its command line names a file of the library, or its title is the library's
-    if not folders and not titles:
-        return True
+def cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            args = fh.read().split(b"\0")
+            return fh.read()
     except OSError:
+        return None
+
+guarded_args = cmdline(parent)
+
+def mine(pid):
+    # the library's: its command line names a file of the library, or its title is the library's
+    # (one forked from the guarded process, not yet running its own program, is looked at again)
+    if not folders and not titles:
+        return True
+    got = cmdline(pid)
+    if got is None or got == guarded_args:
         return False
+    args = got.split(b"\0")
     return args[0].startswith(titles) or any(f in a for a in args for f in folders)
 
 def look():
@@ -200,11 +209,17 @@ class Library:
     titles: tuple[str, ...] = ()
 
     def runs(self, pid: int) -> bool:
+        """Whether `pid` is one of the library's (not one forked from this process that has not
+        yet started its own program: it has this one's command line)."""
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                args = fh.read().decode(errors="replace").split("\0")
+                got = fh.read()
+            with open("/proc/self/cmdline", "rb") as fh:
+                if got == fh.read():
+                    return False
         except OSError:
             return False
+        args = got.decode(errors="replace").split("\0")
         return args[0].startswith(self.titles) or any(f in a for a in args for f in self.folders)
 
 

@@ -133,7 +133,8 @@ time.sleep(1.2)  # the guard looks twice a second
 print(library.pid, open({str(lib / 'child')!r}).read(), own.pid, own_session.pid, flush=True)
 time.sleep(60)
 """
-    proc = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, text=True,
+    (tmp_path / "driver.py").write_text(driver)  # not in its command line: its children start as it
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "driver.py")], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     pids = []
     try:
