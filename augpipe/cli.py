@@ -144,6 +144,9 @@ def _error_table(exc: BaseException) -> tuple[int, str]:
         return 2, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
     if isinstance(exc, MemoryError):
         return CRASHED, "out of memory: try fewer --workers, or smaller --copies or --max-pixels"
+    pool = sys.modules.get("concurrent.futures.process")  # loaded where a pool ran
+    if pool is not None and isinstance(exc, pool.BrokenProcessPool):
+        return CRASHED, f"a worker process died (killed, or out of memory): {rerun}"
     return CRASHED, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+from augpipe.processes import descendants
 from conftest import ENV, augpipe, session_processes, wait_for_shards
 
 
@@ -26,3 +27,22 @@ def test_three_ctrl_cs_print_one_line(tmp_path, big):
         "augpipe: error: interrupted: finished shards are kept; run the same command again to resume"], err
     time.sleep(1)
     assert session_processes(proc.pid) == []
+
+
+def test_a_worker_killed_mid_run_ends_the_run_in_one_line_and_a_rerun_finishes(tmp_path, big):
+    """SIGTERM to one of the local engine's workers ends it (as the engine's own clean-up does):
+    the run says so in one line, and the same command again finishes the output."""
+    out = tmp_path / "out"
+    command = augpipe("expand", big, "-r", "classic", "-k", "4", "--shard-size", "100KB", "-o", out, "-w", "2", "-q")
+    proc = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    wait_for_shards(out)
+    workers = descendants(proc.pid)  # the pool's
+    assert workers
+    os.kill(workers[0], signal.SIGTERM)
+    proc.wait(timeout=60)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 3 and err.strip().splitlines() == [
+        "augpipe: error: a worker process died (killed, or out of memory): finished shards are kept; run the same "
+        "command again to resume"], err
+    again = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr

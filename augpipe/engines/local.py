@@ -331,6 +331,9 @@ def _init_worker(progress, parent: int, environ: dict) -> None:
     if not alive(parent):
         os._exit(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, once
+    # the parent's terminate() ends a worker at once: a forked worker had the parent's handler,
+    # which only noted it (the parent deferred signals as it forked) and let the task run on
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _QUEUE = progress
     limit_threads()
     tune_allocator()
