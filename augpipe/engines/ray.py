@@ -261,8 +261,13 @@ def _run_task(func: Callable, item, spec, progress, task_key: str, kill_once: st
     # call still on its way when the task's result reaches the driver would be missed by its last
     # look (a node used, counted as not; the last images)
     ray.get(progress.start.remote(task_key, ray.get_runtime_context().get_node_id()))
-    last = [None]
-    batched = Batched(lambda n: last.__setitem__(0, progress.add.remote(task_key, n)))
+    last = None
+
+    def add(n: int) -> None:
+        nonlocal last
+        last = progress.add.remote(task_key, n)
+
+    batched = Batched(add)
     report = batched
     if kill_once and func.__name__ == "write_shard" and task_key.endswith("/0"):
         report = _DieOnce(batched, kill_once)
@@ -270,8 +275,8 @@ def _run_task(func: Callable, item, spec, progress, task_key: str, kill_once: st
         return func(item, spec, report)
     finally:
         batched.flush()
-        if last[0] is not None:
-            ray.get(last[0])
+        if last is not None:
+            ray.get(last)
 
 
 class _DieOnce:

@@ -57,7 +57,8 @@ def grey_png_pixels(data) -> np.ndarray | None:
     head = bytes(data[:26])
     if head[:8] != PNG_SIGNATURE or head[24:26] not in (b"\x08\x00", b"\x01\x00"):  # IHDR: depth, grey
         return None
-    plain = _plain_png(data) if int.from_bytes(head[16:20], "big") * int.from_bytes(head[20:24], "big") > SMALL else None
+    width, height = struct.unpack(">II", head[16:24])
+    plain = _plain_png(data) if width * height > SMALL else None
     if plain is not None:
         return plain[0]
     mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)  # no EXIF turn, as PIL
