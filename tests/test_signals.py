@@ -31,9 +31,10 @@ def test_three_ctrl_cs_print_one_line(tmp_path, big):
 
 def test_a_worker_killed_mid_run_ends_the_run_in_one_line_and_a_rerun_finishes(tmp_path, big):
     """SIGTERM to one of the local engine's workers ends it (as the engine's own clean-up does):
-    the run says so in one line, and the same command again finishes the output."""
+    the run says so in one line, and the same command again finishes the output. 16 copies: a
+    run of 4 could end before the signal on a fast machine."""
     out = tmp_path / "out"
-    command = augpipe("expand", big, "-r", "classic", "-k", "4", "--shard-size", "100KB", "-o", out, "-w", "2", "-q")
+    command = augpipe("expand", big, "-r", "classic", "-k", "16", "--shard-size", "100KB", "-o", out, "-w", "2", "-q")
     proc = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     wait_for_shards(out)
     workers = descendants(proc.pid)  # the pool's

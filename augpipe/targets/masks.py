@@ -2,11 +2,8 @@
 or P with the source's palette) and instance masks (1-bit grey, mode "1": white inside). 8- and
 1-bit grey PNGs are inflated by zlib-ng when their rows are unfiltered or filtered by Sub
 (OpenCV's files and ours), else read by OpenCV (a fifth of PIL's time); any other by PIL: OpenCV
-expands palette PNGs into colours even with IMREAD_UNCHANGED. Grey ones are written by OpenCV unfiltered
-(libpng's filter search, which PIL always does, took four fifths of the time: 0.3 ms against
-1.5 ms at 320 px) at zlib's level 1 with its default matching, not its run-length strategy: as
-fast to write, a quarter larger, and read 1.7 to 2.5 times as fast at 320 and 640 px (runs
-copied from the row above, not a byte at a time); PIL writes the palette ones."""
+expands palette PNGs into colours even with IMREAD_UNCHANGED. All are written by `png`: unfiltered
+rows, deflated by zlib-ng's run-length strategy."""
 
 from __future__ import annotations
 
@@ -201,17 +198,32 @@ def zlib_ng():
     return module
 
 
-# unfiltered (the filter search is most of libpng's time), zlib's level 1 and default matching
-PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE,
-               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_DEFAULT]
+def png(rows: np.ndarray, width: int, height: int, depth: int = 8, colour: int = 0, chunks=()) -> bytes:
+    """A PNG of these rows of bytes (height × bytes a row, uint8), its header saying the size,
+    bits a pixel and colour type, and these chunks (name, data) before its image data. Rows
+    unfiltered (libpng's filter search, which PIL always does, took four fifths of its time) and
+    deflated by zlib-ng's run-length strategy: a quarter of OpenCV's time at 320 px (35 against
+    128 µs a mask; its zlib at level 1 is most of that), a third smaller, read as fast."""
+    rows = np.asarray(rows, dtype=np.uint8)
+    if rows.ndim != 2 or 0 in rows.shape or not (0 < width and 0 < height):
+        raise ValueError(f"a PNG needs at least one pixel, not {width}×{height}")
+    lines = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8)
+    lines[:, 0] = 0  # filter None
+    lines[:, 1:] = rows
+    ng = zlib_ng()
+    deflate = ng.compressobj(1, ng.DEFLATED, 15, 8, ng.Z_RLE)
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    body = ((b"IHDR", header), *chunks, (b"IDAT", deflate.compress(lines) + deflate.flush()), (b"IEND", b""))
+    return PNG_SIGNATURE + b"".join(struct.pack(">I", len(data)) + name + data +
+                                    struct.pack(">I", zlib.crc32(data, zlib.crc32(name))) for name, data in body)
 
 
 def grey_png(mask: np.ndarray) -> bytes:
-    """A uint8 (H, W) array as a grey PNG (mode L), as OpenCV writes it."""
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(mask, dtype=np.uint8), PNG_OPTIONS)
-    if not ok:
-        raise ValueError("OpenCV could not encode the mask as PNG")
-    return data.tobytes()
+    """A uint8 (H, W) array as a grey PNG (mode L)."""
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"a grey mask is H × W, not {mask.shape}")
+    return png(mask, mask.shape[1], mask.shape[0])
 
 
 def write_mask(mask: np.ndarray, palette: bytes | None) -> bytes:
@@ -230,23 +242,11 @@ def write_mask(mask: np.ndarray, palette: bytes | None) -> bytes:
 
 
 def _palette_png(mask: np.ndarray, palette: bytes) -> bytes:
-    """The indices as an 8-bit palette PNG (mode P) with this palette: OpenCV's grey PNG of them,
-    its header then saying they are a palette's, which a PLTE chunk gives (a third of PIL's
-    time: it filters and deflates slower). PIL writes the same palette and indices (4 bits or
-    fewer a pixel when the palette has 16 colours or fewer)."""
+    """The indices as an 8-bit palette PNG (mode P) with this palette (a PLTE chunk). PIL reads
+    the same palette and indices as from its own file (which has 4 bits or fewer a pixel when
+    the palette has 16 colours or fewer), written in a fifth of its time."""
     height, width = mask.shape[:2]
-    return _retitled(grey_png(mask), width, height, depth=8, colour=3, chunks=((b"PLTE", palette),))
-
-
-def _retitled(png: bytes, width: int, height: int, depth: int, colour: int, chunks=()) -> bytes:
-    """OpenCV's grey PNG with its header saying otherwise (size, bits a pixel, colour type) and
-    these chunks after it, each with its length and CRC: the image data stays OpenCV's."""
-    if png[8:16] != b"\x00\x00\x00\x0dIHDR":
-        raise ValueError("OpenCV's PNG does not start with its header")
-    out = [png[:8]]
-    for name, data in ((b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)), *chunks):
-        out.append(struct.pack(">I", len(data)) + name + data + struct.pack(">I", zlib.crc32(name + data)))
-    return b"".join(out) + png[33:]
+    return png(mask, width, height, depth=8, colour=3, chunks=((b"PLTE", palette),))
 
 
 def read_instance_mask(data: bytes) -> np.ndarray:
@@ -257,17 +257,14 @@ def read_instance_mask(data: bytes) -> np.ndarray:
 def write_instance_mask(mask: np.ndarray) -> bytes:
     """An instance mask (H × W, or H × W × 1; inside where > 0) as a 1-bit grey PNG, white inside
     (viewable as it is; PIL's mode "1").
-    OpenCV deflates the packed rows as an 8-bit image an eighth as wide, whose header then says
-    what they are: a quarter of the time of its own 1-bit writer, which packs pixel by pixel, and
-    an eighth of the data to deflate against 8 bits (0.05 ms against 0.21 ms at 320 px)."""
+    The rows packed by numpy, 8 pixels a byte: an eighth of the data to deflate against 8 bits."""
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[2] == 1:
         mask = mask[:, :, 0]
     if mask.dtype not in (np.uint8, np.bool_):
         mask = mask > 0  # inside, as 0.3 had it: a negative value is not
     height, width = mask.shape
-    packed = grey_png(np.packbits(mask, axis=1))  # packbits: any value but 0 is a 1 bit
-    return _retitled(packed, width, height, depth=1, colour=0)
+    return png(np.packbits(mask, axis=1), width, height, depth=1)  # packbits: any value but 0 is a 1 bit
 
 
 PLANE_BITS = 8  # 0/1 masks a uint8 plane

@@ -41,9 +41,11 @@ def _masks(rng):
         yield (rng.random((h, w)) < 0.3).astype(np.uint8), True
 
 
-def test_mask_pngs_written_by_opencv_read_back_the_same_pixels_in_every_reader():
-    """Grey masks are written by OpenCV (they were PIL's), instance masks at 1 bit a pixel: the
-    same pixels through augpipe's reader, PIL, OpenCV and Hugging Face datasets' Image feature."""
+def test_mask_pngs_read_back_the_same_pixels_in_every_reader():
+    """Grey masks (augpipe's writer: unfiltered rows, zlib-ng's run-length deflate; they were
+    OpenCV's, and PIL's before), instance masks at 1 bit a pixel: the same pixels through
+    augpipe's reader, PIL, OpenCV and Hugging Face datasets' Image feature, and the same bytes
+    each time they are written."""
     import cv2
     from datasets import Image as HFImage
     from PIL import Image
@@ -65,6 +67,7 @@ def test_mask_pngs_written_by_opencv_read_back_the_same_pixels_in_every_reader()
         assert np.array_equal(np.asarray(HFImage().decode_example({"bytes": data, "path": None}), np.uint8), stored)
         if instance:
             assert np.array_equal(read_instance_mask(data), mask)
+        assert data == (write_instance_mask(mask) if instance else write_mask(mask, None))
 
 
 def test_instance_masks_of_any_shape_and_type_pack_to_one_bit_and_old_8_bit_ones_still_read():
@@ -88,12 +91,24 @@ def test_instance_masks_of_any_shape_and_type_pack_to_one_bit_and_old_8_bit_ones
 
 
 def test_a_palette_mask_keeps_its_palette_and_indices():
+    """augpipe's reader, PIL and Hugging Face datasets read the indices and the palette back."""
+    from datasets import Image as HFImage
+    from PIL import Image
+
     from augpipe.targets.masks import read_mask, write_mask
 
-    palette = bytes(range(256)) * 3
-    mask = np.random.default_rng(1).integers(0, 21, (40, 30)).astype(np.uint8)
-    again, kept = read_mask(write_mask(mask, palette), "m")
-    assert np.array_equal(again, mask) and kept[:768] == palette
+    rng = np.random.default_rng(1)
+    for palette, (h, w) in ((bytes(range(256)) * 3, (40, 30)), (bytes(rng.integers(0, 256, 63, np.uint8)), (1, 7)),
+                            (bytes(range(60)), (333, 501))):
+        mask = rng.integers(0, len(palette) // 3, (h, w)).astype(np.uint8)
+        data = write_mask(mask, palette)
+        again, kept = read_mask(data, "m")
+        assert np.array_equal(again, mask) and kept[:len(palette)] == palette
+        with Image.open(io.BytesIO(data)) as im:
+            assert im.mode == "P" and np.array_equal(np.asarray(im), mask)
+            assert bytes(im.getpalette())[:len(palette)] == palette
+        decoded = HFImage().decode_example({"bytes": data, "path": None})
+        assert decoded.mode == "P" and np.array_equal(np.asarray(decoded), mask)
 
 
 def test_a_rows_mask_classes_are_those_its_png_holds():
