@@ -215,42 +215,55 @@ def _stacked_targets(kind, picks: list[tuple[_Group, int]]) -> torch.Tensor | li
 
 def _one_storage(targets: list) -> list:
     """Dict targets (detection's boxes, labels, masks) as `_Targets`: each field's tensors views
-    of one tensor for the batch."""
+    of one tensor for the batch, a copy (a kept target is never handed out as it is)."""
     if isinstance(targets, torch.Tensor) or not targets or not isinstance(targets[0], dict):
         return targets
-    fields, rest = {}, [dict(t) for t in targets]
-    for key, first in targets[0].items():
+    keys, fields, others = list(targets[0]), {}, []
+    for key in keys:
         values = [t.get(key) for t in targets]
-        if _one_layout(values, first):
-            fields[key] = (torch.cat(values), [v.shape[0] for v in values])  # len() of a tensor: 10× slower
-            for r in rest:
-                del r[key]
-        else:  # a kept target is never handed out as it is
-            for r in rest:
-                r[key] = r[key].clone() if isinstance(r.get(key), torch.Tensor) else r.get(key)
-    return _Targets(list(targets[0]), fields, rest)
+        whole = _joined(values)
+        if whole is not None:
+            fields[key] = (whole, [v.shape[0] for v in values])  # len() of a tensor: 3× slower
+        else:
+            others.append(key)
+    rest = [{k: _copied(t.get(k)) for k in others} for t in targets] if others or not fields else None
+    return _Targets(keys, fields, rest)
 
 
-def _one_layout(values: list, first) -> bool:
-    """Tensors of one dtype and one shape but their first dimension's (one set: a row's cost)."""
+def _copied(value):
+    return value.clone() if isinstance(value, torch.Tensor) else value
+
+
+def _joined(values: list) -> torch.Tensor | None:
+    """Tensors of one dtype and one shape but their first dimension's, joined; else None. One
+    dtype and one number of dimensions are checked (a set: a row's cost), `torch.cat` refuses
+    any other difference."""
+    first = values[0]
     if not isinstance(first, torch.Tensor) or first.ndim == 0:
-        return False
+        return None
     try:
-        return {(v.dtype, v.shape[1:]) for v in values} == {(first.dtype, first.shape[1:])} and \
-            all(isinstance(v, torch.Tensor) for v in values)
-    except AttributeError:  # a value that is not a tensor
-        return False
+        if {(v.dtype, v.ndim) for v in values} != {(first.dtype, first.ndim)}:
+            return None
+        return torch.cat(values)
+    except (AttributeError, TypeError, RuntimeError):  # a value that is not a tensor; other sizes
+        return None
 
 
 class _Targets(list):
-    """A batch's dict targets whose fields' tensors are views of one tensor a field. Pickled as
-    those tensors and the rows' counts, so that a worker sends one shared-memory handle a field
-    and the main process makes the views again: at 5 boxes an image, a handle a tensor (128 a
-    batch of 64) cost the main process more than the images did."""
+    """A batch's dict targets whose fields' tensors are views of one tensor a field (`rest`: the
+    other fields, row by row, or None). Pickled as those tensors and the rows' counts, so that a
+    worker sends one shared-memory handle a field and the main process makes the views again: at
+    5 boxes an image, a handle a tensor (128 a batch of 64) cost the main process more than the
+    images did."""
 
-    def __init__(self, keys: list, fields: dict, rest: list[dict]):
-        views = {key: whole.split(counts) for key, (whole, counts) in fields.items()}
-        super().__init__({k: views[k][i] if k in views else r.get(k) for k in keys} for i, r in enumerate(rest))
+    def __init__(self, keys: list, fields: dict, rest: list[dict] | None):
+        columns = [whole.split_with_sizes(counts) if key in fields else None
+                   for key, (whole, counts) in ((k, fields.get(k, (None, None))) for k in keys)]
+        if rest is None:
+            super().__init__(dict(zip(keys, row)) for row in zip(*columns))
+        else:
+            super().__init__({k: c[i] if c is not None else r[k] for k, c in zip(keys, columns)}
+                             for i, r in enumerate(rest))
         self._state = (keys, fields, rest)
 
     def __reduce__(self):
@@ -317,6 +330,14 @@ class _Bytes:
         return self.data[self.offsets[i]:self.offsets[i + 1]]
 
 
+_PID = [os.getpid()]  # this process's, kept by a fork's child: a look costs no system call a row group
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
+def _pid() -> int:
+    return _PID[0]
+
+
 class _ByteCache:
     """What a reader keeps (row groups, a stream's whole shards) up to `limit` bytes in this
     process, the least recently used dropped first (one at least stays). A feed's threads share
@@ -327,7 +348,7 @@ class _ByteCache:
         self._clear()
 
     def _clear(self) -> None:
-        self.lock, self._items, self._bytes, self._pid = threading.Lock(), OrderedDict(), 0, os.getpid()
+        self.lock, self._items, self._bytes, self._pid = threading.Lock(), OrderedDict(), 0, _pid()
 
     def __getstate__(self) -> dict:
         return {"limit": self.limit}
@@ -338,7 +359,7 @@ class _ByteCache:
     def get_or_make(self, key, make: Callable[[], tuple[object, int]] | None = None):
         """The value kept under `key`; else, with `make`, the one it makes (value, its bytes), kept,
         made under the lock (threads asking for one key read it once); else None."""
-        if self._pid != os.getpid():  # a lock or a copy forked from another process is not this one's
+        if self._pid != _pid():  # a lock or a copy forked from another process is not this one's
             self._clear()
         with self.lock:
             if key in self._items:
@@ -1044,7 +1065,7 @@ class ShardDataset(_WithEpoch, Dataset):
     def _reset(self) -> None:
         self._cache = _ByteCache(self._cache_bytes)  # its lock guards the file handles too
         self._handles: dict = {}
-        self._pid = os.getpid()
+        self._pid = _pid()
 
     def __len__(self) -> int:
         return self._len
@@ -1081,7 +1102,7 @@ class ShardDataset(_WithEpoch, Dataset):
         return self._row_group(g), index - self._starts[g]
 
     def _row_group(self, g: int):
-        if self._pid != os.getpid():  # file handles and caches do not cross a fork into workers
+        if self._pid != _pid():  # file handles and caches do not cross a fork into workers
             self._reset()
         return self._cache.get_or_make(g, lambda: self._read_group(g))
 

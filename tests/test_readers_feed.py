@@ -542,3 +542,33 @@ def test_a_shard_dataset_still_pickles_for_spawned_workers(photos):
     ds[0]
     copy = pickle.loads(pickle.dumps(ShardDataset(photos)))
     assert (copy[1][0] == ds[1][0]).all()
+
+
+def test_a_batchs_dict_targets_are_copies_in_one_tensor_a_field_where_their_layouts_agree():
+    """`_one_storage`: fields whose tensors share a dtype and all but their first size become
+    views of one tensor; any other field (another dtype, another number of dimensions, a
+    value that is no tensor, a size cat refuses) is copied row by row. Either way nothing handed
+    out is the kept tensor, and a pickled batch (a worker's) makes the same targets again."""
+    import pickle
+
+    from augpipe.readers import _one_storage
+
+    kept = [{"boxes": torch.arange(8, dtype=torch.float32).reshape(2, 4) + k, "labels": torch.tensor([k, k]),
+             "odd": torch.zeros(2, 3) if k else torch.zeros(0), "mixed": torch.ones(1, dtype=torch.int64 if k else torch.int32),
+             "wide": torch.zeros(1, 2 + k), "name": f"row{k}"} for k in range(3)]
+    before = [{key: v.clone() if isinstance(v, torch.Tensor) else v for key, v in t.items()} for t in kept]
+    batch = _one_storage(kept)
+    assert batch._state[2] is not None and set(batch._state[1]) == {"boxes", "labels"}
+    for again in (batch, pickle.loads(pickle.dumps(batch))):
+        assert len(again) == 3
+        for got, want in zip(again, before):
+            assert list(got) == list(want)
+            for key, value in want.items():
+                assert (torch.equal(got[key], value) and got[key].dtype == value.dtype) if isinstance(value, torch.Tensor) \
+                    else got[key] == value
+    for got in batch:
+        for key in ("boxes", "labels", "odd", "mixed", "wide"):
+            got[key].add_(1)
+    for mine, want in zip(kept, before):
+        assert all(torch.equal(mine[key], want[key]) for key in ("boxes", "labels", "odd", "mixed", "wide"))
+    assert _one_storage([{}, {}]) == [{}, {}]
