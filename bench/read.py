@@ -14,7 +14,9 @@ of another release. For the whole table, a bench environment with the two from o
 The shards hold the very bytes of the files (expand with --copies 0), so every reader decodes
 the same JPEGs. Each loader: batch 64, shuffled, 2 workers kept across epochs, 2 epochs timed
 after the first batch; every measurement is taken --repeat times in turn and its best kept. The decode floor is 2 processes decoding the bytes from memory with
-OpenCV (augpipe's decode), nothing else.
+OpenCV (augpipe's decode), nothing else; a second floor is the same decode by 2 threads of one
+process (each image's decode lets go of the GIL and takes it back), the most a feed of threads
+can reach, and the threaded readers are also given against it.
 
 - augpipe ShardDataset and ShardIterable through `augpipe.readers.loader` (a DataLoader with
   augpipe's defaults: batches made whole in the workers), and each through `loader(threads=2)`
@@ -48,6 +50,7 @@ from augpipe.readers import ShardDataset, ShardIterable, decode_rgb, loader  # n
 
 BATCH, WORKERS, EPOCHS = 64, 2, 2
 FLOOR = "decode floor (2 processes, bytes in memory)"
+THREADS_FLOOR = "decode floor, 2 threads of one process"
 MASKS_FLOOR = "decode floor, images and masks (mask_array)"
 TORCHVISION = "torchvision ImageFolder (PILToTensor)"
 HF = "HF datasets imagefolder, with_format('torch')"
@@ -131,6 +134,29 @@ def decode_floor(blobs: list[tuple[bytes, ...]], processes: int = WORKERS) -> fl
     return rate_in_processes(_decode_all, [blobs[i::processes] for i in range(processes)])
 
 
+def decode_floor_threads(blobs: list[tuple[bytes, ...]], threads: int = WORKERS) -> float:
+    """The same decode by `threads` threads of this process (OpenCV lets go of the GIL for each
+    image, and takes it back after): the most a feed of threads can give here."""
+    import queue
+    import threading
+
+    barrier, result = threading.Barrier(threads), queue.Queue()
+    workers = [threading.Thread(target=_decode_all, args=(blobs[i::threads], barrier, result)) for i in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    got = [result.get() for _ in workers]
+    return sum(n for n, _ in got) / max(s for _, s in got)
+
+
+def print_threads(rates: dict, floor: float) -> None:
+    print(f"  the feeds of threads against the threads' floor ({floor:,.0f} images/s):")
+    for name, value in rates.items():
+        if "threads" in name and not isinstance(value, str) and name != THREADS_FLOOR:
+            print(f"    {name}: {value / floor:.2f}")
+
+
 def stored_bytes(out: Path, columns: list[str]) -> list[tuple[bytes, ...]]:
     from augpipe.dataset import open_dataset
 
@@ -171,7 +197,7 @@ def main() -> None:
     try:
         src = make_dataset(work / "src", args.images, args.size)
         blobs = [(p.read_bytes(),) for p in sorted(src.rglob("*.jpg"))]
-        measures: dict = {FLOOR: lambda: decode_floor(blobs)}
+        measures: dict = {FLOOR: lambda: decode_floor(blobs), THREADS_FLOOR: lambda: decode_floor_threads(blobs)}
         if args.targets:
             from targets import add_targets
 
@@ -189,12 +215,14 @@ def main() -> None:
             for name, value in rates.items():
                 if name.endswith("segmentation"):
                     print(f"  {name} / the floor with the masks: {value / rates[MASKS_FLOOR]:.2f}")
+            print_threads({k: v for k, v in rates.items() if k.endswith("detection")}, rates[THREADS_FLOOR])
             return
         measures.update(augpipe_readers(expand_as_is(src, work / "out")))
         measures[TORCHVISION] = torchvision_folder(src)
         measures[HF] = hf_datasets(src, work / "hf")
         rates = best_of(measures, args.repeat)
         print_table(setting, rates.pop(FLOOR), rates, [TORCHVISION, HF])
+        print_threads(rates, rates[THREADS_FLOOR])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
