@@ -3,7 +3,7 @@ or P with the source's palette) and instance masks (1-bit grey, mode "1": white 
 1-bit grey PNGs are inflated by zlib-ng when their rows are unfiltered or filtered by Sub
 (OpenCV's files and ours), else read by OpenCV (a fifth of PIL's time); any other by PIL: OpenCV
 expands palette PNGs into colours even with IMREAD_UNCHANGED. All are written by `png`: unfiltered
-rows, deflated by zlib-ng's run-length strategy."""
+rows, deflated by zlib-ng at level 1."""
 
 from __future__ import annotations
 
@@ -202,8 +202,10 @@ def png(rows: np.ndarray, width: int, height: int, depth: int = 8, colour: int =
     """A PNG of these rows of bytes (height × bytes a row, uint8), its header saying the size,
     bits a pixel and colour type, and these chunks (name, data) before its image data. Rows
     unfiltered (libpng's filter search, which PIL always does, took four fifths of its time) and
-    deflated by zlib-ng's run-length strategy: a quarter of OpenCV's time at 320 px (35 against
-    128 µs a mask; its zlib at level 1 is most of that), a third smaller, read as fast."""
+    deflated by zlib-ng at level 1: a third of OpenCV's time at 320 px (41 against 128 µs a
+    mask; its zlib is most of that), read as fast by augpipe, PIL and OpenCV, about twice as
+    large (3 KB). Not the run-length strategy: a fifth smaller, but PIL and OpenCV read its runs
+    a byte at a time, two to three times slower."""
     rows = np.asarray(rows, dtype=np.uint8)
     if rows.ndim != 2 or 0 in rows.shape or not (0 < width and 0 < height):
         raise ValueError(f"a PNG needs at least one pixel, not {width}×{height}")
@@ -211,7 +213,7 @@ def png(rows: np.ndarray, width: int, height: int, depth: int = 8, colour: int =
     lines[:, 0] = 0  # filter None
     lines[:, 1:] = rows
     ng = zlib_ng()
-    deflate = ng.compressobj(1, ng.DEFLATED, 15, 8, ng.Z_RLE)
+    deflate = ng.compressobj(1, ng.DEFLATED, 15, 8, ng.Z_DEFAULT_STRATEGY)
     header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
     body = ((b"IHDR", header), *chunks, (b"IDAT", deflate.compress(lines) + deflate.flush()), (b"IEND", b""))
     return PNG_SIGNATURE + b"".join(struct.pack(">I", len(data)) + name + data +
