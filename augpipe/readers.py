@@ -156,7 +156,7 @@ def _items(reader, picks: list[tuple[_Group, int]]) -> list:
         return [_item(reader, g, i) for g, i in picks]
     images, targets = _decoded(reader, picks)
     if isinstance(images, list):  # sizes differ
-        return list(zip(images, targets))
+        return list(zip(images, _one_storage(targets)))
     return _Batch(images, _one_storage(targets))
 
 
@@ -166,7 +166,7 @@ def _batch(reader, picks: list[tuple[_Group, int]]):
         return collate(_items(reader, picks))
     images, targets = _decoded(reader, picks)
     if isinstance(images, list):
-        return collate(list(zip(images, targets)))
+        return collate(list(zip(images, _one_storage(targets))))
     return images, _collated_targets(_one_storage(targets))
 
 

@@ -221,14 +221,32 @@ def png(rows: np.ndarray, width: int, height: int, depth: int = 8, colour: int =
 
 
 def grey_png(mask: np.ndarray) -> bytes:
-    """A uint8 (H, W) array as a grey PNG (mode L)."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"a grey mask is H × W, not {mask.shape}")
+    """Class indices (H × W, or H × W × 1) as a grey PNG (mode L)."""
+    mask = class_indices(mask)
     return png(mask, mask.shape[1], mask.shape[0])
 
 
+def class_indices(mask) -> np.ndarray:
+    """A mask as H × W uint8 class indices; ValueError for any other shape, and for values that
+    are not whole numbers from 0 to 255 (never wrapped or cut to another class)."""
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[2] == 1:
+        mask = mask[:, :, 0]
+    if mask.ndim != 2 or 0 in mask.shape:
+        raise ValueError(f"a mask is H × W class indices, not an array of shape {mask.shape}")
+    if mask.dtype == np.uint8:
+        return mask
+    if mask.dtype.kind not in "biuf":
+        raise ValueError(f"a mask holds class indices, not {mask.dtype} values")
+    if mask.dtype.kind == "f" and not (np.isfinite(mask).all() and np.array_equal(mask, np.floor(mask))):
+        raise ValueError("a mask's class indices must be whole numbers from 0 to 255")
+    if mask.min() < 0 or mask.max() > 255:
+        raise ValueError(f"a mask's class indices must be 0 to 255, not {mask.min():g} to {mask.max():g}")
+    return mask.astype(np.uint8)
+
+
 def write_mask(mask: np.ndarray, palette: bytes | None) -> bytes:
+    mask = class_indices(mask)
     if not palette:
         return grey_png(mask)
     if 3 <= len(palette) <= 768 and len(palette) % 3 == 0:
@@ -263,6 +281,8 @@ def write_instance_mask(mask: np.ndarray) -> bytes:
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[2] == 1:
         mask = mask[:, :, 0]
+    if mask.ndim != 2 or 0 in mask.shape:
+        raise ValueError(f"an instance mask is H × W, not an array of shape {mask.shape}")
     if mask.dtype not in (np.uint8, np.bool_):
         mask = mask > 0  # inside, as 0.3 had it: a negative value is not
     height, width = mask.shape

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -345,3 +346,30 @@ def test_a_palette_mask_written_by_augpipe_is_a_valid_png_everywhere():
     colours = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # libpng expands it: a valid file
     rgb = np.frombuffer(palette, np.uint8).reshape(256, 3)
     assert np.array_equal(colours[..., ::-1], rgb[indices])
+
+
+def test_a_mask_that_is_not_class_indices_is_refused_never_wrapped():
+    """Values past 0..255, fractions, NaN, strings and shapes other than H × W (or H × W × 1) are
+    refused in one line; whole numbers of any type in range are written as they are (the
+    hostile tester's: 300 was written as 44, -1 as 255, 1.7 as 1)."""
+    import torch
+
+    from augpipe.targets import kind_for
+    from augpipe.targets.masks import read_mask, write_instance_mask, write_mask
+
+    for bad, says in ((np.full((4, 4), 300), "0 to 255, not 300 to 300"), (np.full((4, 4), -1, np.int16), "0 to 255"),
+                      (np.full((4, 4), 1.7), "whole numbers"), (np.full((4, 4), np.nan), "whole numbers"),
+                      (np.array([["a"]]), "not <U1"), (np.zeros((5, 5, 3), np.uint8), "shape (5, 5, 3)"),
+                      (np.zeros(5, np.uint8), "shape (5,)"), (np.zeros((0, 3), np.uint8), "shape (0, 3)")):
+        for palette in (None, bytes(range(30))):
+            with pytest.raises(ValueError, match=re.escape(says)):
+                write_mask(bad, palette)
+    for good in (np.full((4, 3), 2.0), np.full((4, 3), 2, np.int64), np.full((4, 3, 1), 2, np.uint16)):
+        assert np.array_equal(read_mask(write_mask(good, None), "m")[0], np.full((4, 3), 2, np.uint8))
+    with pytest.raises(ValueError, match=re.escape("shape (5, 5, 3)")):
+        write_instance_mask(np.zeros((5, 5, 3)))
+    kind = kind_for("segmentation")
+    with pytest.raises(ValueError, match="whole numbers"):
+        kind.from_user_target(torch.full((4, 4), 0.5), (4, 4), "xyxy", "augpipe")
+    arrays, restore = kind.from_user_target(torch.ones(4, 4), (4, 4), "xyxy", "augpipe")
+    assert arrays["mask"].dtype == np.uint8 and restore(arrays).dtype == torch.float32
