@@ -257,8 +257,7 @@ class _Targets(list):
     images did."""
 
     def __init__(self, keys: list, fields: dict, rest: list[dict] | None):
-        columns = [whole.split_with_sizes(counts) if key in fields else None
-                   for key, (whole, counts) in ((k, fields.get(k, (None, None))) for k in keys)]
+        columns = [fields[k][0].split_with_sizes(fields[k][1]) if k in fields else None for k in keys]
         if rest is None:
             super().__init__(dict(zip(keys, row)) for row in zip(*columns))
         else:

@@ -202,7 +202,7 @@ def png(rows: np.ndarray, width: int, height: int, depth: int = 8, colour: int =
     """A PNG of these rows of bytes (height × bytes a row, uint8), its header saying the size,
     bits a pixel and colour type, and these chunks (name, data) before its image data. Rows
     unfiltered (libpng's filter search, which PIL always does, took four fifths of its time) and
-    deflated by zlib-ng at level 1: a third of OpenCV's time at 320 px (41 against 128 µs a
+    deflated by zlib-ng at level 1: a third of OpenCV's time at 320 px (35 against 112–128 µs a
     mask; its zlib is most of that), read as fast by augpipe, PIL and OpenCV, about twice as
     large (3 KB). Not the run-length strategy: a fifth smaller, but PIL and OpenCV read its runs
     a byte at a time, two to three times slower."""
