@@ -228,33 +228,39 @@ def grey_png(mask: np.ndarray) -> bytes:
 
 def class_indices(mask) -> np.ndarray:
     """A mask as H × W uint8 class indices; ValueError for any other shape, and for values that
-    are not whole numbers from 0 to 255 (never wrapped or cut to another class)."""
+    are not whole numbers from 0 to 255 (`checked_indices`)."""
     mask = np.asarray(mask)
     if mask.ndim == 3 and mask.shape[2] == 1:
         mask = mask[:, :, 0]
     if mask.ndim != 2 or 0 in mask.shape:
         raise ValueError(f"a mask is H × W class indices, not an array of shape {mask.shape}")
-    if mask.dtype == np.uint8:
-        return mask
-    if mask.dtype.kind not in "biuf":
-        raise ValueError(f"a mask holds class indices, not {mask.dtype} values")
-    if mask.dtype.kind == "f" and not (np.isfinite(mask).all() and np.array_equal(mask, np.floor(mask))):
+    return checked_indices(mask)
+
+
+def checked_indices(values: np.ndarray) -> np.ndarray:
+    """Class indices of any shape as uint8; ValueError for values that are not whole numbers from
+    0 to 255 (never wrapped or cut to another class)."""
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype.kind not in "biuf":
+        raise ValueError(f"a mask holds class indices, not {values.dtype} values")
+    if values.dtype.kind == "f" and not (np.isfinite(values).all() and np.array_equal(values, np.floor(values))):
         raise ValueError("a mask's class indices must be whole numbers from 0 to 255")
-    if mask.min() < 0 or mask.max() > 255:
-        raise ValueError(f"a mask's class indices must be 0 to 255, not {mask.min():g} to {mask.max():g}")
-    return mask.astype(np.uint8)
+    if values.size and (values.min() < 0 or values.max() > 255):
+        raise ValueError(f"a mask's class indices must be 0 to 255, not {values.min():g} to {values.max():g}")
+    return values.astype(np.uint8)
 
 
 def write_mask(mask: np.ndarray, palette: bytes | None) -> bytes:
     mask = class_indices(mask)
+    height, width = mask.shape
     if not palette:
-        return grey_png(mask)
+        return png(mask, width, height)
     if 3 <= len(palette) <= 768 and len(palette) % 3 == 0:
         return _palette_png(mask, palette)
     from PIL import Image
 
-    mask = np.ascontiguousarray(mask, dtype=np.uint8)
-    im = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
+    im = Image.frombytes("P", (width, height), mask.tobytes())
     im.putpalette(palette)
     buf = io.BytesIO()
     im.save(buf, "PNG", compress_level=1)  # a third of level 6's time; masks are small either way
@@ -265,8 +271,7 @@ def _palette_png(mask: np.ndarray, palette: bytes) -> bytes:
     """The indices as an 8-bit palette PNG (mode P) with this palette (a PLTE chunk). PIL reads
     the same palette and indices as from its own file (which has 4 bits or fewer a pixel when
     the palette has 16 colours or fewer), written in a fifth of its time."""
-    height, width = mask.shape[:2]
-    return png(mask, width, height, depth=8, colour=3, chunks=((b"PLTE", palette),))
+    return png(mask, mask.shape[1], mask.shape[0], depth=8, colour=3, chunks=((b"PLTE", palette),))
 
 
 def read_instance_mask(data: bytes) -> np.ndarray:

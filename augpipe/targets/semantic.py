@@ -19,7 +19,7 @@ from augpipe.errors import SkipInput
 from augpipe.row import image_column
 from augpipe.targets.base import Audit, Target
 from augpipe.targets.geometry import orient, stored_size
-from augpipe.targets.masks import class_indices, grey_png_pixels, read_mask, write_mask
+from augpipe.targets.masks import checked_indices, grey_png_pixels, read_mask, write_mask
 
 
 @dataclass
@@ -200,8 +200,7 @@ class Semantic(Target):
         tensor = isinstance(target, torch.Tensor)
         dtype = target.dtype
         mask = np.asarray(target.cpu() if tensor else target)
-        class_indices(mask.reshape(mask.shape[0], -1) if mask.ndim >= 2 else mask)  # the values checked, the shape kept
-        return ({"mask": mask.astype(np.uint8)},
+        return ({"mask": checked_indices(mask)},
                 lambda a: torch.from_numpy(a["mask"]).to(dtype) if tensor else a["mask"].astype(mask.dtype))
 
     def verify(self, row, width, height, classes):
