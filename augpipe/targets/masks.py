@@ -41,7 +41,9 @@ def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
                     raise SkipInput(f"mask {name} has values outside 0..255 ({low}..{high})")
                 mask = values.astype(np.uint8)
             else:
-                raise SkipInput(f"mask {name} is {im.mode}, not class indices (mode L or P)")
+                # no file name: one reason for every such mask, counted once in the run's summary
+                raise SkipInput(f"a mask is {im.mode}, not class indices (mode L or P): save each class's "
+                                "index as a grey (L) or palette (P) PNG, not its colour")
     except (UnidentifiedImageError, OSError, ValueError):
         raise SkipInput(f"mask {name} is not a readable image") from None
     return np.ascontiguousarray(mask), palette

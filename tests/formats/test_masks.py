@@ -123,3 +123,19 @@ def test_a_clean_masks_source_has_no_problems(tmp_path):
     img(tmp_path / "seg/images/a.jpg")
     palette_mask(tmp_path / "seg/masks/a.png")
     assert scan(tmp_path / "seg").problems == []
+
+
+def test_colour_masks_are_skipped_for_one_reason_that_says_what_to_do(tmp_path):
+    """Masks saved as RGB colours (as many tools write them): every input skipped for one reason,
+    counted once, that says how to store a mask (the new user's: a reason a file, each "(1)")."""
+    from augpipe import ExpandOptions, expand
+    from conftest import make_scenes
+
+    src = make_scenes(tmp_path / "src", n=4, fmt="masks")
+    for mask in (src / "masks").glob("*.png"):
+        with Image.open(mask) as im:
+            im.convert("RGB").save(mask)
+    with pytest.raises(SourceError) as error:
+        expand(src, "flips", tmp_path / "out", ExpandOptions(workers=1, progress=False))
+    assert str(error.value).endswith(": a mask is RGB, not class indices (mode L or P): save each class's index as a "
+                                     "grey (L) or palette (P) PNG, not its colour (4)"), str(error.value)
