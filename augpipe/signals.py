@@ -8,6 +8,7 @@ Elsewhere it is raised at once. Further signals are ignored: the clean-up must n
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -17,10 +18,15 @@ class Terminated(BaseException):
     """SIGTERM: the run stops as for Ctrl-C, cleaning up on its way out."""
 
 
-_state = {"defer": 0, "pending": None, "installed": False}
+_state = {"defer": 0, "pending": None, "installed": False, "pid": None}
 
 
 def _handler(signum, frame) -> None:
+    if os.getpid() != _state["pid"]:  # a process forked from this one, before it set its own
+        in_worker(signum, frame)
+        return
+    # ignored, not Python no-ops: the interpreter's exit sets a Python handler back to the
+    # default, and a late Ctrl-C would then kill the process mid-way through its clean-up
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     exc = KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
@@ -30,11 +36,27 @@ def _handler(signum, frame) -> None:
         raise exc
 
 
+def in_worker(signum, frame) -> None:
+    """The handler of a process augpipe starts for a run (a worker, a set-up process): SIGTERM
+    (the parent's terminate()) ends it at once; Ctrl-C is the parent's to handle. A Python
+    function, not SIG_DFL and SIG_IGN, so that a signal caught under the handler it inherited
+    is handled, not reported by CPython as "ignored due to race condition" (a worker ends by
+    os._exit, so the interpreter's exit never sets this handler back to the default)."""
+    if signum == signal.SIGTERM:
+        os._exit(128 + signum)
+
+
 def install() -> None:
     """For a process augpipe owns (the command line)."""
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
-    _state["installed"] = True
+    _state["installed"], _state["pid"] = True, os.getpid()
+
+
+def install_in_worker() -> None:
+    """For a process augpipe starts for a run, first thing (`in_worker`)."""
+    signal.signal(signal.SIGINT, in_worker)
+    signal.signal(signal.SIGTERM, in_worker)
 
 
 def reinstall() -> None:

@@ -47,3 +47,42 @@ def test_a_worker_killed_mid_run_ends_the_run_in_one_line_and_a_rerun_finishes(t
         "command again to resume"], err
     again = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
+
+
+CHILD = r"""
+import os, signal, sys, time
+from augpipe import signals
+
+signals.install()
+pid = os.fork()
+if pid == 0:  # a worker forked before it set its own handlers: SIGTERM ends it, Ctrl-C does not
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+except KeyboardInterrupt:
+    print("interrupted")
+os.kill(os.getpid(), signal.SIGINT)  # the clean-up goes on: later signals are ignored
+os.kill(os.getpid(), signal.SIGTERM)
+time.sleep(0.2)
+print("cleaned up")
+"""
+
+
+def test_signals_on_their_way_are_handled_never_reported_as_a_race():
+    """A process forked from the command line before it set its own handlers ends on SIGTERM and
+    goes on after Ctrl-C (the command line's handler knows it is not in its own process); a
+    worker's own handlers are Python functions. A worker had set SIG_IGN and SIG_DFL over the
+    inherited handler, and a signal caught under that one made CPython print a traceback,
+    "Signal 15 ignored due to race condition" (CI, test_three_ctrl_cs_print_one_line)."""
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CHILD], env=ENV, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split("\n")[:3] == ["child 143", "interrupted", "cleaned up"], done.stdout + done.stderr
+    assert done.stderr == "" and done.returncode == 0, done.stderr

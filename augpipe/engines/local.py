@@ -11,7 +11,6 @@ import multiprocessing as mp
 import os
 import pickle
 import queue as queue_mod
-import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -148,8 +147,7 @@ class Forked:
 
 
 def _forked_main(send, parent: int, func: Callable, args: tuple) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's, which ends this process
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, inherited with the fork
+    signals.install_in_worker()  # Ctrl-C is the parent's, which ends this process; SIGTERM ends it
     die_with_parent(parent)
     try:
         func(lambda kind, value: send.send((kind, value)), *args)
@@ -321,6 +319,10 @@ def _release_fork_server() -> None:
 
 def _init_worker(progress, parent: int, environ: dict) -> None:
     global _QUEUE
+    # first: a forked worker had the parent's handler, which only noted a signal (the parent
+    # deferred signals as it forked): the parent's terminate() ends a worker at once, and Ctrl-C
+    # is the parent's to handle, once
+    signals.install_in_worker()
     # A fork server keeps the environment it started with: a worker takes its parent's of now
     # (credentials and endpoints set since, AWS_ENDPOINT_URL, ...)
     os.environ.clear()
@@ -330,10 +332,6 @@ def _init_worker(progress, parent: int, environ: dict) -> None:
     die_with_parent(os.getppid())
     if not alive(parent):
         os._exit(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, once
-    # the parent's terminate() ends a worker at once: a forked worker had the parent's handler,
-    # which only noted it (the parent deferred signals as it forked) and let the task run on
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _QUEUE = progress
     limit_threads()
     tune_allocator()
