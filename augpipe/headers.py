@@ -38,23 +38,36 @@ def read_header(data: bytes) -> Header:
     return header or _pil(data)
 
 
+def jpeg_frame(data) -> tuple[int, int, int, int | None] | None:
+    """(width, height, components, EXIF orientation) of a JPEG in any uint8 buffer (a numpy view
+    of a shard's bytes, without a copy); None if it is not a JPEG or its header does not parse."""
+    view = memoryview(data)
+    return _frame(view) if view[:2] == b"\xff\xd8" else None
+
+
 def _jpeg(data: bytes) -> Header | None:
-    i, orientation = 2, None
-    while i + 4 <= len(data):
+    frame = _frame(data)
+    if frame is None:
+        return None
+    width, height, components, orientation = frame
+    mode = {1: "L", 3: "RGB", 4: "CMYK"}.get(components)
+    return Header("jpeg", width, height, mode, False, orientation) if mode else None
+
+
+def _frame(data) -> tuple[int, int, int, int | None] | None:
+    i, n, orientation = 2, len(data), None
+    while i + 4 <= n:
         if data[i] != 0xFF:
             return None
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        length = int.from_bytes(data[i + 2:i + 4], "big")
+        length = data[i + 2] << 8 | data[i + 3]
         if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
-            orientation = _exif_orientation(data[i + 10:i + 2 + length])
-        elif marker in _SOF and i + 10 <= len(data):
-            height = int.from_bytes(data[i + 5:i + 7], "big")
-            width = int.from_bytes(data[i + 7:i + 9], "big")
-            mode = {1: "L", 3: "RGB", 4: "CMYK"}.get(data[i + 9])
-            return Header("jpeg", width, height, mode, False, orientation) if mode else None
+            orientation = _exif_orientation(bytes(data[i + 10:i + 2 + length]))
+        elif marker in _SOF and i + 10 <= n:
+            return data[i + 7] << 8 | data[i + 8], data[i + 5] << 8 | data[i + 6], data[i + 9], orientation
         elif marker == 0xDA:  # image data before any frame header: leave it to PIL
             return None
         i += 2 + length

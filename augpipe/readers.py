@@ -175,13 +175,25 @@ def _decoded(reader, picks: list[tuple[_Group, int]]) -> tuple[torch.Tensor | li
     from augpipe.decode import row_images
 
     blobs = [g.blob(i) for g, i in picks]
-    if reader.sizing.decode_size is None:  # the rows' other columns are not needed
-        rgbs = row_images(blobs) if reader.sizing.resize is None else [reader.sizing.decode(b, None) for b in blobs]
+    if reader.sizing.decode_size is None and reader.sizing.resize is None:  # the rows' other columns are not needed
+        rgbs = _jpegs(blobs)
+        rgbs = row_images(blobs) if rgbs is None else rgbs
+    elif reader.sizing.decode_size is None:
+        rgbs = [reader.sizing.decode(b, None) for b in blobs]
     else:
         rgbs = [reader.sizing.decode(b, g.row(i)) for b, (g, i) in zip(blobs, picks)]
     targets = _targets(reader, picks)
     images = _batch_images(rgbs, reader.convention)
     return (images if images is not None else [to_image(rgb, reader.convention) for rgb in rgbs]), targets
+
+
+def _jpegs(blobs: list) -> np.ndarray | None:
+    """The common case: JPEGs of one size, decoded into one N×H×W×3 array; else None."""
+    from augpipe.decode import jpegs_into, jpegs_size
+
+    size = jpegs_size(blobs)
+    out = np.empty((len(blobs), *size, 3), np.uint8) if size is not None else None
+    return out if out is not None and jpegs_into(blobs, out) else None
 
 
 def _targets(reader, picks: list[tuple[_Group, int]]) -> list | torch.Tensor:
@@ -290,10 +302,11 @@ def _empty(shape: tuple, dtype=torch.uint8) -> torch.Tensor:
 SPLIT_BYTES = 256 * 2**10  # images split into planes by one OpenCV call, at most (see _batch_images)
 
 
-def _batch_images(rgbs: list[np.ndarray], convention: str) -> torch.Tensor | None:
-    """H×W×3 arrays of one size as an N×3×H×W batch (float in [0, 1] for torchvision's
-    convention); None when their sizes differ."""
-    if len({rgb.shape for rgb in rgbs}) != 1:
+def _batch_images(rgbs: list[np.ndarray] | np.ndarray, convention: str) -> torch.Tensor | None:
+    """H×W×3 arrays of one size (a list, or one N×H×W×3 array) as an N×3×H×W batch (float in
+    [0, 1] for torchvision's convention); None when their sizes differ."""
+    joined = isinstance(rgbs, np.ndarray)
+    if not joined and len({rgb.shape for rgb in rgbs}) != 1:
         return None
     h, w, c = rgbs[0].shape
     out = _empty((len(rgbs), c, h, w))
@@ -303,7 +316,10 @@ def _batch_images(rgbs: list[np.ndarray], convention: str) -> torch.Tensor | Non
     # one (a large span of planes written at once is slower)
     step = max(1, SPLIT_BYTES // rgbs[0].nbytes)
     for k in range(0, len(rgbs), step):
-        chunk = rgbs[k] if step == 1 else np.concatenate(rgbs[k:k + step])  # np.stack: the same, in more Python
+        if joined or step == 1:
+            chunk = rgbs[k:k + step] if joined else rgbs[k]
+        else:
+            chunk = np.concatenate(rgbs[k:k + step])  # np.stack: the same, in more Python
         cv2.split(chunk.reshape(-1, h * w, c), [planes[k:k + step, channel] for channel in range(c)])
     if convention == "torchvision":
         return _empty(tuple(out.shape), torch.float32).copy_(out).div_(255)
@@ -841,7 +857,7 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
     it, the DataLoader itself.
 
     `threads=N` makes the batches in N threads of this process instead of worker processes
-    (`ThreadLoader`; OpenCV and Arrow let go of the GIL): no batch crosses a process boundary. A
+    (`ThreadLoader`; the decoders and Arrow let go of the GIL): no batch crosses a process boundary. A
     `ShardIterable` gives there what N workers would give, in the same order; a `ShardDataset` the
     same rows each epoch, in an order of its own drawn from `seed` (as reproducible, not the
     DataLoader's: its draws from the generator are its own)."""
@@ -877,7 +893,7 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
 
 
 class ThreadLoader:
-    """Batches made by N threads of this process, in order, a few ahead (OpenCV and Arrow let go of
+    """Batches made by N threads of this process, in order, a few ahead (the decoders and Arrow let go of
     the GIL), which reach the training loop without crossing a process (a DataLoader's workers send
     every batch through shared memory, which costs about what decoding it does at small sizes):
 

@@ -13,10 +13,12 @@ of another release. For the whole table, a bench environment with the two from o
 
 The shards hold the very bytes of the files (expand with --copies 0), so every reader decodes
 the same JPEGs. Each loader: batch 64, shuffled, 2 workers kept across epochs, 2 epochs timed
-after the first batch; every measurement is taken --repeat times in turn and its best kept. The decode floor is 2 processes decoding the bytes from memory with
-OpenCV (augpipe's decode), nothing else; a second floor is the same decode by 2 threads of one
+after the first batch; every measurement is taken --repeat times in turn and its best kept. The
+decode floor is 2 processes decoding the bytes from memory with libjpeg-turbo's own API
+(`simplejpeg.decode_jpeg`, augpipe's JPEG decoder, called bare), nothing else; a second floor is the same decode by 2 threads of one
 process (each image's decode lets go of the GIL and takes it back), the most a feed of threads
-can reach, and the threaded readers are also given against it.
+can reach, and the threaded readers are also given against it. A third is OpenCV's imdecode in 2
+processes (augpipe's decode before, and most scripts'), for the decoder's own gain.
 
 - augpipe ShardDataset and ShardIterable through `augpipe.readers.loader` (a DataLoader with
   augpipe's defaults: batches made whole in the workers), and each through `loader(threads=2)`
@@ -34,6 +36,7 @@ floor decodes the segmentation rows' masks too, and the segmentation readers are
 from __future__ import annotations
 
 import argparse
+import functools
 import shutil
 import subprocess
 import sys
@@ -46,11 +49,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from expand import make_dataset, rate_in_processes  # noqa: E402
 
-from augpipe.readers import ShardDataset, ShardIterable, decode_rgb, loader  # noqa: E402
+from augpipe.readers import ShardDataset, ShardIterable, loader  # noqa: E402
 
 BATCH, WORKERS, EPOCHS = 64, 2, 2
 FLOOR = "decode floor (2 processes, bytes in memory)"
 THREADS_FLOOR = "decode floor, 2 threads of one process"
+OPENCV_FLOOR = "decode floor by OpenCV's imdecode (2 processes)"
 MASKS_FLOOR = "decode floor, images and masks (mask_array)"
 TORCHVISION = "torchvision ImageFolder (PILToTensor)"
 HF = "HF datasets imagefolder, with_format('torch')"
@@ -117,21 +121,30 @@ def best_of(measures: dict, repeat: int) -> dict[str, float | str]:
     return best
 
 
-def _decode_all(blobs: list[tuple[bytes, ...]], barrier, result) -> None:
+def _decode_all(blobs: list[tuple[bytes, ...]], barrier, result, opencv: bool = False) -> None:
+    import cv2
+    import numpy as np
+    import simplejpeg
+
     from augpipe.targets.semantic import mask_array  # the segmentation kind's decode of a stored mask
 
     barrier.wait()
     started = time.perf_counter()
     for image, *masks in blobs:
-        decode_rgb(image)
+        if opencv:
+            cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR_RGB)
+        else:
+            simplejpeg.decode_jpeg(image, "rgb")
         for mask in masks:
             mask_array({"annotation": {"bytes": mask}})
     result.put((len(blobs), time.perf_counter() - started))
 
 
-def decode_floor(blobs: list[tuple[bytes, ...]], processes: int = WORKERS) -> float:
-    """Rows a second of `processes` processes decoding each row's image (and mask) from memory."""
-    return rate_in_processes(_decode_all, [blobs[i::processes] for i in range(processes)])
+def decode_floor(blobs: list[tuple[bytes, ...]], processes: int = WORKERS, opencv: bool = False) -> float:
+    """Rows a second of `processes` processes decoding each row's image (and mask) from memory,
+    by libjpeg-turbo's own API (simplejpeg, augpipe's JPEG decoder, called as it is: the fastest
+    decode of these bytes known here) or by OpenCV's imdecode."""
+    return rate_in_processes(functools.partial(_decode_all, opencv=opencv), [blobs[i::processes] for i in range(processes)])
 
 
 def decode_floor_threads(blobs: list[tuple[bytes, ...]], threads: int = WORKERS) -> float:
@@ -197,7 +210,8 @@ def main() -> None:
     try:
         src = make_dataset(work / "src", args.images, args.size)
         blobs = [(p.read_bytes(),) for p in sorted(src.rglob("*.jpg"))]
-        measures: dict = {FLOOR: lambda: decode_floor(blobs), THREADS_FLOOR: lambda: decode_floor_threads(blobs)}
+        measures: dict = {FLOOR: lambda: decode_floor(blobs), THREADS_FLOOR: lambda: decode_floor_threads(blobs),
+                          OPENCV_FLOOR: lambda: decode_floor(blobs, opencv=True)}
         if args.targets:
             from targets import add_targets
 

@@ -620,3 +620,50 @@ def test_targets_handed_out_in_batches_of_mixed_sizes_are_copies(tmp_path_factor
                 target["labels"] += 1
                 row += 1
         assert row == len(ds) and lists
+
+
+@pytest.fixture(scope="module")
+def jpeg_kinds(tmp_path_factory):
+    """Files of one class, 48×36 as decoded (copies 0): JPEGs of each subsampling and progressive
+    (stored as they are), grey, CMYK and EXIF-turned ones (stored as expand writes them), a PNG."""
+    import io
+
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("kinds")
+    y, x = np.mgrid[0:36, 0:48]
+    rgb = np.dstack([x * 5, y * 7, (x * y) % 256]).astype(np.uint8)
+    folder = root / "src" / "cat"
+    folder.mkdir(parents=True)
+    turn = Image.Exif()
+    turn[0x0112] = 6
+    kinds = {"420": {}, "444": {"subsampling": 0}, "422": {"subsampling": 1}, "progressive": {"progressive": True}}
+    for name, options in kinds.items():
+        Image.fromarray(rgb).save(folder / f"{name}.jpg", "JPEG", **options)
+    Image.fromarray(rgb).convert("L").save(folder / "grey.jpg", "JPEG")
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg", "JPEG")
+    Image.fromarray(np.ascontiguousarray(np.rot90(rgb, 1))).save(folder / "turned.jpg", "JPEG", exif=turn)
+    (folder / "plain.png").write_bytes(cv2.imencode(".png", rgb)[1].tobytes())
+    out = root / "out"
+    expand(root / "src", "flips", out, ExpandOptions(copies=0, val_fraction=0, **QUIET))
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    return out, files
+
+
+def test_batches_of_any_kind_of_image_are_opencvs_pixels(jpeg_kinds):
+    """Plain JPEGs of one size are decoded into one array by libjpeg-turbo, a batch with others
+    image by image: either way each image is OpenCV's decode of the stored bytes, in a batch and
+    through the threads' feed."""
+    out, files = jpeg_kinds
+    ds, rows = ShardDataset(out), ShardDataset(out, return_row=True)
+    names = [rows[i]["source"].rsplit("/", 1)[-1] for i in range(len(ds))]
+    want = [torch.from_numpy(cv2.imdecode(np.frombuffer(rows[i]["image_bytes"], np.uint8), cv2.IMREAD_COLOR_RGB))
+            .permute(2, 0, 1) for i in range(len(ds))]
+    assert sorted(names) == sorted(files) and rows[names.index("444.jpg")]["image_bytes"] == files["444.jpg"]
+    plain = [i for i, name in enumerate(names) if name in {"420.jpg", "444.jpg", "422.jpg", "progressive.jpg", "grey.jpg"}]
+    for indices in (plain, list(range(len(ds)))):
+        images, _ = collate(ds.__getitems__(indices))
+        for image, i in zip(images, indices):
+            assert torch.equal(image, want[i]), names[i]
+    fed = torch.cat([images for images, _ in loader(ds, 3, threads=2, shuffle=False)])
+    assert torch.equal(fed, torch.stack(want))
