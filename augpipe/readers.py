@@ -767,8 +767,8 @@ def decode_images(encoded: list[torch.Tensor], device="cuda") -> torch.Tensor | 
     """Stored images (1-D uint8 tensors of their bytes, as a reader with `decode=False` gives
     them) decoded on `device`: JPEGs by `torchvision.io.decode_jpeg` in one call (nvJPEG on a
     CUDA device, which decodes a list as a batch), others and JPEGs with an EXIF orientation by
-    OpenCV on the CPU, then moved. C×H×W uint8, stacked when they share a size. Without
-    torchvision, OpenCV decodes them all on the CPU; a GPU decode needs it."""
+    augpipe's decode on the CPU, then moved. C×H×W uint8, stacked when they share a size. Without
+    torchvision, augpipe's decode takes them all on the CPU; a GPU decode needs it."""
     from augpipe.headers import read_header
 
     try:
