@@ -305,7 +305,7 @@ def demo(
         typer.echo("training: skipped, PyTorch is not installed (pip install 'augpipe[train]' adds it)")
     else:
         typer.echo(f"training: validation accuracy {result['final_val_acc']:.3f} after {_plural(len(result['history']), 'epoch')} "
-                   f"(always guessing one class: {result['majority_baseline']:.3f}); curves: {folder / 'run' / 'curves.png'}")
+                   f"(always guessing the training set's commonest class, {result['majority_class']}: {result['majority_baseline']:.3f}); curves: {folder / 'run' / 'curves.png'}")
     typer.echo(f"next: augpipe inspect {manifest['out']} --verify   or   augpipe preview {data} --recipe flips")
 
 

@@ -241,8 +241,10 @@ def _size_warning(recipe: Recipe, passed: list[_Trial], sizes: list[Size]) -> st
     width, height = suggest_size(sizes or [REFERENCE_SIZE])
     why = ("the median image's scale and aspect" if sizes else f"the {_show(REFERENCE_SIZE)} test image's size; "
            "expand proposes your images' median scale and aspect") + f", in multiples of {MULTIPLE}"
-    fix = (f"rows of different sizes fail to batch (\"stack expects each tensor to be equal size\"): add "
-           f"output: {{resize: {{height: {height}, width: {width}}}}} ({why})")
+    fix = (f"rows of different sizes do not stack into one batch tensor (a DataLoader's default collate fails: "
+           f"\"stack expects each tensor to be equal size\"; augpipe's collate gives a list): add "
+           f"output: {{resize: {{height: {height}, width: {width}}}}} ({why}; every image is stretched to it, "
+           f"or crop first, e.g. A.RandomResizedCrop)")
     sizes_differ = len(set(sizes)) > 1
     shown = " or ".join(_show(s) for s in copies[:3]) + (" or ..." if len(copies) > 3 else "")
     if recipe.keep_original and copies != [first.size]:
