@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import cv2
@@ -57,7 +58,7 @@ def decode(data: bytes, max_pixels: int) -> Decoded:
     head = usable_header(data, max_pixels)
     buffer = np.frombuffer(data, np.uint8)
     plain = head.format == "jpeg" and head.mode == "RGB"  # the common case: RGB written directly, no conversion pass
-    rgb = _libjpeg(data, 3, head.orientation) if plain else None
+    rgb = _libjpeg(data, (head.width, head.height, 3, head.orientation)) if plain else None
     if rgb is not None:
         conversion = None
     elif plain and _IMREAD_RGB is not None:
@@ -97,12 +98,19 @@ def _to_rgb8(pixels: np.ndarray, head: Header) -> tuple[np.ndarray, str | None]:
     return rgb, (", ".join(notes) if notes else None)
 
 
-def _libjpeg(data, components: int, orientation: int | None) -> np.ndarray | None:
+# OpenCV refuses larger images before it allocates (its CV_IO_MAX_IMAGE_PIXELS, 2^30 unless set):
+# simplejpeg would decode them first, so they go to OpenCV
+_MAX_PIXELS = int(os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", 1 << 30))
+_BATCH_PIXELS = 1 << 24  # larger images are decoded one by one, not into one batch array
+
+
+def _libjpeg(data, frame: tuple[int, int, int, int | None]) -> np.ndarray | None:
     """A JPEG's RGB pixels by libjpeg-turbo's own API (simplejpeg), which gives OpenCV's pixels
     (the same libjpeg-turbo, its default DCT and upsampling) 1.2-1.8× faster. None where OpenCV
     decodes it: not a grey or YCbCr JPEG (CMYK), an EXIF orientation to apply (OpenCV turns the
-    pixels), or data libjpeg-turbo warns about (simplejpeg refuses what OpenCV may decode in part)."""
-    if components not in (1, 3) or orientation not in (None, 1):
+    pixels), over OpenCV's pixel limit, or data libjpeg-turbo warns about (simplejpeg refuses
+    what OpenCV may decode in part). `frame`: `headers.jpeg_frame`'s."""
+    if not _plain(frame):
         return None
     try:
         return simplejpeg.decode_jpeg(data, "rgb")
@@ -110,23 +118,30 @@ def _libjpeg(data, components: int, orientation: int | None) -> np.ndarray | Non
         return None
 
 
+def _plain(frame) -> bool:
+    width, height, components, orientation = frame
+    return components in (1, 3) and orientation in (None, 1) and width * height <= _MAX_PIXELS
+
+
 def jpegs_size(blobs: list) -> tuple[int, int] | None:
     """(height, width) shared by JPEGs that `jpegs_into` decodes (grey or YCbCr, no EXIF
-    orientation to apply); None if any is not one or their sizes differ."""
+    orientation to apply, 16 megapixels at most); None if any is not one or their sizes differ."""
     frames = [jpeg_frame(blob) for blob in blobs]
     size = frames[0][:2] if frames and frames[0] is not None else None
-    if size is None or not all(f is not None and f[:2] == size and f[2] in (1, 3) and f[3] in (None, 1) for f in frames):
+    if size is None or size[0] * size[1] > _BATCH_PIXELS or not all(f is not None and f[:2] == size and _plain(f)
+                                                                      for f in frames):
         return None
     return size[1], size[0]
 
 
 def jpegs_into(blobs: list, out: np.ndarray) -> bool:
     """JPEGs of `jpegs_size` decoded by libjpeg-turbo straight into `out`, one N×H×W×3 uint8
-    array: no array an image, no copy to join them. False if one raises (`row_images` then
-    decodes them, giving what OpenCV gives)."""
+    array: no array an image, no copy to join them. False if one raises or is not the size its
+    header said to augpipe (`row_images` then decodes them, giving what OpenCV gives)."""
     try:
         for blob, pixels in zip(blobs, out):
-            simplejpeg.decode_jpeg(blob, "rgb", buffer=pixels)
+            if simplejpeg.decode_jpeg(blob, "rgb", buffer=pixels).shape != pixels.shape:
+                return False
     except ValueError:
         return False
     return True
@@ -139,7 +154,7 @@ def row_image(data, reduce: int = 1) -> np.ndarray:
     if len(data) == 0:
         raise ValueError("image has no bytes")
     frame = jpeg_frame(data) if reduce == 1 else None
-    if frame is not None and (rgb := _libjpeg(data, *frame[2:])) is not None:
+    if frame is not None and (rgb := _libjpeg(data, frame)) is not None:
         return rgb
     pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _flag(reduce))
     if pixels is None:

@@ -55,23 +55,29 @@ def _jpeg(data: bytes) -> Header | None:
 
 
 def _frame(data) -> tuple[int, int, int, int | None] | None:
-    i, n, orientation = 2, len(data), None
-    while i + 4 <= n:
+    """The first frame header's fields and the first EXIF block's orientation, read up to the scan
+    (OpenCV reads EXIF so, wherever before the scan it is: a block after the frame header counts,
+    a second one does not)."""
+    i, n, frame, orientation, exif = 2, len(data), None, None, False
+    while i + 2 <= n:
         if data[i] != 0xFF:
-            return None
+            break
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM and RSTn stand alone: no length
+            i += 2
+            continue
+        if marker == 0xDA or i + 4 > n:  # the scan: image data follows
+            break
         length = data[i + 2] << 8 | data[i + 3]
-        if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
-            orientation = _exif_orientation(bytes(data[i + 10:i + 2 + length]))
-        elif marker in _SOF and i + 10 <= n:
-            return data[i + 7] << 8 | data[i + 8], data[i + 5] << 8 | data[i + 6], data[i + 9], orientation
-        elif marker == 0xDA:  # image data before any frame header: leave it to PIL
-            return None
+        if marker == 0xE1 and not exif and data[i + 4:i + 10] == b"Exif\0\0":
+            orientation, exif = _exif_orientation(bytes(data[i + 10:i + 2 + length])), True
+        elif marker in _SOF and frame is None and i + 10 <= n:
+            frame = data[i + 7] << 8 | data[i + 8], data[i + 5] << 8 | data[i + 6], data[i + 9]
         i += 2 + length
-    return None
+    return (*frame, orientation) if frame is not None else None
 
 
 def _exif_orientation(tiff: bytes) -> int | None:

@@ -96,3 +96,75 @@ def test_plain_jpegs_take_libjpeg_turbos_api_the_rest_opencv(monkeypatch):
     by = {name for name, data in jpegs.items() if data in taken}
     # tried on a truncated one, which OpenCV then decodes; not on one without a frame header
     assert by == set(jpegs) - {"CMYK", "EXIF orientation 6", "no image data"}, by
+
+
+def _segments(data: bytes) -> tuple[list[bytes], bytes]:
+    """A JPEG's marker segments before its scan, and the rest (the scan on)."""
+    i, out = 2, []
+    while data[i + 1] != 0xDA:
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        out.append(data[i:i + 2 + length])
+        i += 2 + length
+    return out, data[i:]
+
+
+def _exif_block(orientation: int) -> bytes:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    payload = exif.tobytes()  # b"Exif\0\0" and the TIFF block
+    return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def test_exif_is_read_as_opencv_reads_it_anywhere_before_the_scan_the_first_block_counting():
+    import cv2
+    import numpy as np
+
+    from augpipe.decode import decode, row_image
+
+    plain = _jpegs()["4:2:0"]
+    segments, scan = _segments(plain)
+    frame_at = next(k for k, s in enumerate(segments) if s[1] == 0xC0)
+    after_frame = segments[:frame_at + 1] + [_exif_block(6)] + segments[frame_at + 1:]
+    files = {"after the frame header": b"\xff\xd8" + b"".join(after_frame) + scan,
+             "6 then 1": b"\xff\xd8" + _exif_block(6) + _exif_block(1) + b"".join(segments) + scan,
+             "1 then 6": b"\xff\xd8" + _exif_block(1) + _exif_block(6) + b"".join(segments) + scan}
+    for name, data in files.items():
+        want = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+        assert np.array_equal(row_image(data), want), name
+        source = decode(data, 10**8)
+        assert np.array_equal(source.rgb, want) and source.oriented == (name != "1 then 6"), name
+        assert want.shape[:2] == ((61, 45) if source.oriented else (45, 61)), name
+
+
+def test_a_batch_decoded_into_one_array_is_checked_against_what_libjpeg_found():
+    import numpy as np
+
+    from augpipe.decode import jpegs_into, jpegs_size
+    from augpipe.headers import jpeg_frame
+
+    plain = _jpegs()["4:2:0"]
+    assert jpeg_frame(plain[:2] + b"\xff\x01" + plain[2:])[:2] == (61, 45)  # TEM stands alone, no length
+    assert jpegs_size([plain, plain]) == (45, 61) and jpegs_into([plain], np.empty((1, 45, 61, 3), np.uint8))
+    assert not jpegs_into([plain], np.empty((1, 60, 61, 3), np.uint8))  # a header read wrong: not the array's size
+
+
+def test_over_opencvs_pixel_limit_a_jpeg_is_left_to_opencv_which_refuses_it_before_decoding(monkeypatch):
+    import simplejpeg
+
+    import augpipe.decode as decoding
+
+    plain = _jpegs()["4:2:0"]
+    segments, scan = _segments(plain)
+    huge = [s[:5] + (40000).to_bytes(2, "big") * 2 + s[9:] if s[1] == 0xC0 else s for s in segments]
+    data = b"\xff\xd8" + b"".join(huge) + scan
+    assert decoding.jpeg_frame(data)[:2] == (40000, 40000)
+    taken, decode_jpeg = [], simplejpeg.decode_jpeg
+    monkeypatch.setattr(decoding.simplejpeg, "decode_jpeg", lambda *a, **k: taken.append(1) or decode_jpeg(*a, **k))
+    for call in (lambda: decoding.row_image(data), lambda: decoding.row_images([data, data])):
+        try:
+            call()
+        except (ValueError, decoding.cv2.error):
+            pass
+    assert decoding.jpegs_size([data, data]) is None and taken == []
