@@ -156,7 +156,10 @@ def row_image(data, reduce: int = 1) -> np.ndarray:
     frame = jpeg_frame(data) if reduce == 1 else None
     if frame is not None and (rgb := _libjpeg(data, frame)) is not None:
         return rgb
-    pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _flag(reduce))
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), _flag(reduce))
+    except cv2.error:  # past OpenCV's pixel limit
+        pixels = None
     if pixels is None:
         raise ValueError("image does not decode")
     return pixels if _IMREAD_RGB is not None else cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
