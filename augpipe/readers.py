@@ -177,7 +177,8 @@ def _decoded(reader, picks: list[tuple[_Group, int]]) -> tuple[torch.Tensor | li
     blobs = [g.blob(i) for g, i in picks]
     if reader.sizing.decode_size is None and reader.sizing.resize is None:  # the rows' other columns are not needed
         rgbs = _jpegs(blobs)
-        rgbs = row_images(blobs) if rgbs is None else rgbs
+        if rgbs is None:  # other formats or sizes: image by image
+            rgbs = row_images(blobs)
     elif reader.sizing.decode_size is None:
         rgbs = [reader.sizing.decode(b, None) for b in blobs]
     else:
@@ -316,8 +317,10 @@ def _batch_images(rgbs: list[np.ndarray] | np.ndarray, convention: str) -> torch
     # one (a large span of planes written at once is slower)
     step = max(1, SPLIT_BYTES // rgbs[0].nbytes)
     for k in range(0, len(rgbs), step):
-        if joined or step == 1:
-            chunk = rgbs[k:k + step] if joined else rgbs[k]
+        if joined:
+            chunk = rgbs[k:k + step]
+        elif step == 1:
+            chunk = rgbs[k]
         else:
             chunk = np.concatenate(rgbs[k:k + step])  # np.stack: the same, in more Python
         cv2.split(chunk.reshape(-1, h * w, c), [planes[k:k + step, channel] for channel in range(c)])

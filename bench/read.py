@@ -148,8 +148,8 @@ def decode_floor(blobs: list[tuple[bytes, ...]], processes: int = WORKERS, openc
 
 
 def decode_floor_threads(blobs: list[tuple[bytes, ...]], threads: int = WORKERS) -> float:
-    """The same decode by `threads` threads of this process (OpenCV lets go of the GIL for each
-    image, and takes it back after): the most a feed of threads can give here."""
+    """The same decode by `threads` threads of this process (the decoder lets go of the GIL for
+    each image, and takes it back after): the most a feed of threads can give here."""
     import queue
     import threading
 
