@@ -123,10 +123,10 @@ def _plain(frame) -> bool:
     return components in (1, 3) and orientation in (None, 1) and width * height <= _MAX_PIXELS
 
 
-def jpegs_size(blobs: list) -> tuple[int, int] | None:
+def jpegs_size(frames: list) -> tuple[int, int] | None:
     """(height, width) shared by JPEGs that `jpegs_into` decodes (grey or YCbCr, no EXIF
-    orientation to apply, 16 megapixels at most); None if any is not one or their sizes differ."""
-    frames = [jpeg_frame(blob) for blob in blobs]
+    orientation to apply, 16 megapixels at most), given their `jpeg_frame`s; None if any is not
+    one or their sizes differ."""
     size = frames[0][:2] if frames and frames[0] is not None else None
     if size is None or size[0] * size[1] > _BATCH_PIXELS or not all(f is not None and f[:2] == size and _plain(f)
                                                                       for f in frames):

@@ -26,10 +26,12 @@ import dataclasses
 import functools
 import itertools
 import math
+import mmap
 import types
 import os
 import queue
 import random
+import sys
 import threading
 import warnings
 from collections import OrderedDict, deque
@@ -44,6 +46,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
+from augpipe.headers import jpeg_frame
 
 BOX_FORMATS = ("xyxy", "xywh")
 # augpipe: CHW uint8 images, class indices from 0. torchvision: CHW float32 images in [0, 1] and
@@ -95,10 +98,11 @@ def to_chw(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
 
 
-def to_image(rgb: np.ndarray, convention: str = "augpipe") -> torch.Tensor:
+def to_image(rgb: np.ndarray, convention: str = "augpipe", channels_last: bool = False) -> torch.Tensor:
     """An H×W×3 uint8 array as the convention's image: C×H×W uint8, or float32 in [0, 1] for
-    torchvision (what `torchvision.transforms.functional.to_tensor` gives)."""
-    chw = to_chw(rgb)
+    torchvision (what `torchvision.transforms.functional.to_tensor` gives). `channels_last`: a
+    C×H×W view of the array's H×W×3 memory, no copy (as torch's `channels_last` memory format)."""
+    chw = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1) if channels_last else to_chw(rgb)
     return chw.to(torch.float32).div_(255) if convention == "torchvision" else chw
 
 
@@ -136,7 +140,8 @@ def _item(reader, group: _Group, i: int) -> object:
         if reader.augment is not None:
             key = row_key(row)
             rgb, arrays = reader.augment.augment_arrays(rgb, arrays, reader.augment.draw_seed(key, reader.epoch), key)
-        image = reader.transform(rgb) if reader.transform is not None else to_image(rgb, reader.convention)
+        image = reader.transform(rgb) if reader.transform is not None else \
+            to_image(rgb, reader.convention, reader.channels_last)
     target = to_target(kind, arrays, reader.box_format, reader.convention)
     if reader.return_row:
         return {**row, "image": image, "image_bytes": blob.tobytes(), "target": target}
@@ -176,7 +181,8 @@ def _decoded(reader, picks: list[tuple[_Group, int]]) -> tuple[torch.Tensor | li
 
     blobs = [g.blob(i) for g, i in picks]
     if reader.sizing.decode_size is None and reader.sizing.resize is None:  # the rows' other columns are not needed
-        rgbs = _jpegs(blobs)
+        in_place = reader.channels_last and reader.convention == "augpipe"  # decoded into the batch itself
+        rgbs = _jpegs(blobs, [g.frame(i) for g, i in picks], in_place)
         if rgbs is None:  # other formats or sizes: image by image
             rgbs = row_images(blobs)
     elif reader.sizing.decode_size is None:
@@ -184,17 +190,23 @@ def _decoded(reader, picks: list[tuple[_Group, int]]) -> tuple[torch.Tensor | li
     else:
         rgbs = [reader.sizing.decode(b, g.row(i)) for b, (g, i) in zip(blobs, picks)]
     targets = _targets(reader, picks)
-    images = _batch_images(rgbs, reader.convention)
-    return (images if images is not None else [to_image(rgb, reader.convention) for rgb in rgbs]), targets
+    images = _batch_images(rgbs, reader.convention, reader.channels_last)
+    if images is None:
+        images = [to_image(rgb, reader.convention, reader.channels_last) for rgb in rgbs]
+    return images, targets
 
 
-def _jpegs(blobs: list) -> np.ndarray | None:
-    """The common case: JPEGs of one size, decoded into one N×H×W×3 array; else None."""
+def _jpegs(blobs: list, frames: list, in_place: bool = False) -> torch.Tensor | None:
+    """The common case: JPEGs of one size, decoded into one N×H×W×3 uint8 tensor (`in_place`:
+    one a batch can be, `_empty`'s); else None."""
     from augpipe.decode import jpegs_into, jpegs_size
 
-    size = jpegs_size(blobs)
-    out = np.empty((len(blobs), *size, 3), np.uint8) if size is not None else None
-    return out if out is not None and jpegs_into(blobs, out) else None
+    size = jpegs_size(frames)
+    if size is None:
+        return None
+    shape = (len(blobs), *size, 3)
+    out = _empty(shape) if in_place else torch.from_numpy(np.empty(shape, np.uint8))
+    return out if jpegs_into(blobs, out.numpy()) else None
 
 
 def _targets(reader, picks: list[tuple[_Group, int]]) -> list | torch.Tensor:
@@ -293,21 +305,54 @@ class _Batch(list):
 
 def _empty(shape: tuple, dtype=torch.uint8) -> torch.Tensor:
     """A tensor to fill, in shared memory inside a DataLoader worker (as `default_collate` makes
-    its batches), so that sending it to the main process copies nothing."""
+    its batches), so that sending it to the main process copies nothing. Elsewhere numpy's memory:
+    numpy asks the kernel for huge pages for large arrays, torch does not, and a batch's first
+    writes then fault a page every 4 KB (at 224 px, a quarter of the time decoding took)."""
     if get_worker_info() is None:
-        return torch.empty(shape, dtype=dtype)
+        return torch.from_numpy(np.empty(shape, torch.empty(0, dtype=dtype).numpy().dtype))
     elem = torch.empty(0, dtype=dtype)
-    return elem.new(elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)).resize_(shape)
+    out = elem.new(elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)).resize_(shape)
+    _populate(out.data_ptr(), out.nbytes)
+    return out
+
+
+def _populate(address: int, nbytes: int) -> None:
+    """Has Linux (5.14 and later) back new shared memory with pages in one call (madvise's
+    MADV_POPULATE_WRITE) where the batch's first writes would fault them in one by one: shared
+    memory gets no huge pages, and at 224 px a worker spent a third of its time in those faults.
+    Elsewhere, or refused, nothing: the writes fault them in."""
+    madvise = _madvise()
+    if madvise is not None and nbytes:
+        start = address & ~(mmap.PAGESIZE - 1)
+        madvise(start, nbytes + address - start, 23)  # MADV_POPULATE_WRITE, in linux/mman.h
+
+
+@functools.cache
+def _madvise():
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes, madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+    return madvise
 
 
 SPLIT_BYTES = 256 * 2**10  # images split into planes by one OpenCV call, at most (see _batch_images)
 
 
-def _batch_images(rgbs: list[np.ndarray] | np.ndarray, convention: str) -> torch.Tensor | None:
-    """H×W×3 arrays of one size (a list, or one N×H×W×3 array) as an N×3×H×W batch (float in
-    [0, 1] for torchvision's convention); None when their sizes differ."""
-    joined = isinstance(rgbs, np.ndarray)
-    if not joined and len({rgb.shape for rgb in rgbs}) != 1:
+def _batch_images(rgbs: list[np.ndarray] | torch.Tensor, convention: str, channels_last: bool = False) -> torch.Tensor | None:
+    """H×W×3 arrays of one size (a list, or one N×H×W×3 tensor) as an N×3×H×W batch (float in
+    [0, 1] for torchvision's convention), channels-last where asked; None when their sizes differ."""
+    if channels_last:
+        return _channels_last(rgbs, convention)
+    joined = isinstance(rgbs, torch.Tensor)
+    if joined:
+        rgbs = rgbs.numpy()
+    elif len({rgb.shape for rgb in rgbs}) != 1:
         return None
     h, w, c = rgbs[0].shape
     out = _empty((len(rgbs), c, h, w))
@@ -327,6 +372,20 @@ def _batch_images(rgbs: list[np.ndarray] | np.ndarray, convention: str) -> torch
     if convention == "torchvision":
         return _empty(tuple(out.shape), torch.float32).copy_(out).div_(255)
     return out
+
+
+def _channels_last(rgbs: list[np.ndarray] | torch.Tensor, convention: str) -> torch.Tensor | None:
+    """`_batch_images` in torch's channels_last memory format: N×3×H×W over N×H×W×3 memory, the
+    decoded pixels as they are (a tensor decoded in place is the batch), no split into planes."""
+    if isinstance(rgbs, torch.Tensor):
+        if convention == "augpipe":
+            return rgbs.permute(0, 3, 1, 2)
+    elif len({rgb.shape for rgb in rgbs}) != 1:
+        return None
+    else:
+        rgbs = torch.from_numpy(np.stack(rgbs))
+    out = _empty(tuple(rgbs.shape), torch.float32 if convention == "torchvision" else torch.uint8).copy_(rgbs)
+    return (out.div_(255) if convention == "torchvision" else out).permute(0, 3, 1, 2)
 
 
 class _Bytes:
@@ -405,6 +464,9 @@ class _ByteCache:
         return bool(self._items)
 
 
+_UNREAD = object()
+
+
 class _Group:
     """A row group as the readers take it: the stored image bytes as views of one Arrow buffer
     (no Python bytes an image), the other columns as Python rows, made the first time one is asked for."""
@@ -415,6 +477,15 @@ class _Group:
         self.targets: dict[int, object] = {}
         self.small: bool | None = None  # whether the first targets converted were all small enough to keep
         self._bytes: dict[str, _Bytes] = {}
+        self._frames: list = [_UNREAD] * self.num_rows
+
+    def frame(self, i: int) -> tuple | None:
+        """Row i's image's `jpeg_frame`, parsed once: a kept row group's next epochs parse no header
+        (at 64 px the parse was an eighth of a batch's time)."""
+        frame = self._frames[i]
+        if frame is _UNREAD:
+            frame = self._frames[i] = jpeg_frame(self.blob(i))
+        return frame
 
     def bytes_of(self, column: str) -> _Bytes:
         """Another struct<bytes, path> column's bytes (a semantic mask's), as the image's."""
@@ -758,8 +829,11 @@ def _collated_targets(targets: list):
 
 def _stack(items: list):
     if isinstance(items[0], torch.Tensor):
-        shapes = {tuple(t.shape) for t in items}
-        return torch.stack(items) if len(shapes) == 1 else list(items)
+        if len({tuple(t.shape) for t in items}) != 1:
+            return list(items)
+        if items[0].ndim == 3 and items[0].shape[0] > 1 and items[0].stride(0) == 1:  # channels-last images stay so
+            return torch.stack([t.permute(1, 2, 0) for t in items]).permute(0, 3, 1, 2)
+        return torch.stack(items)
     try:
         return default_collate(items)
     except (RuntimeError, TypeError):
@@ -1045,17 +1119,23 @@ class ShardDataset(_WithEpoch, Dataset):
     for a dataset whose targets do not move with the pixels: classification). `decode=False`
     gives the stored bytes as a 1-D uint8 tensor in place of the image, for `decode_images` (on
     the GPU) in the main process.
+
+    `channels_last=True` gives the images in torch's channels_last memory format: C×H×W (a
+    batch N×C×H×W) over H×W×C memory, as FFCV can. A batch's JPEGs are then decoded straight into
+    it, with no split into planes. The values are the same, the strides differ: `.contiguous()`
+    gives the usual layout (`.view` needs it); convolutional models take it as it is, and often
+    run faster so (`model.to(memory_format=torch.channels_last)`). A `transform`'s output is its own.
     """
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  return_row: bool = False, cache_bytes: int = 256 * 2**20, box_format: str = "xyxy",
                  recipe=None, seed: int = 0, epoch_seed: bool = True, convention: str = "augpipe",
-                 decode_size=None, resize=None, decode: bool = True):
+                 decode_size=None, resize=None, decode: bool = True, channels_last: bool = False):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
         check_layout(box_format, convention)
         self.ds, self.fs, self.files, self.kind, self.classes = _locate(path, split)
         self.box_format, self.seed, self.convention = box_format, seed, convention
-        self.sizing, self.decode = _Sizing(self.kind, decode_size, resize), decode
+        self.sizing, self.decode, self.channels_last = _Sizing(self.kind, decode_size, resize), decode, channels_last
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed, donors=self.ds)
         _check_undecoded(self)
         self._epoch = _Epoch()
@@ -1235,8 +1315,8 @@ class ShardIterable(_WithEpoch, IterableDataset):
     shard order (the same on every rank) and a buffer of `buffer_size` rows are shuffled, seeded by
     (seed, epoch): call `set_epoch` each epoch for a new order.
 
-    Items, `transform`, `box_format`, `convention`, `return_row`, `recipe`, `decode_size`, `resize`
-    and `decode` as `ShardDataset`'s; the recipe's draws are seeded by (`seed`, the row, the epoch)
+    Items, `transform`, `box_format`, `convention`, `return_row`, `recipe`, `decode_size`, `resize`,
+    `decode` and `channels_last` as `ShardDataset`'s; the recipe's draws are seeded by (`seed`, the row, the epoch)
     whatever the shuffle. With `batch_size` (or `batched(n)`) it yields collated batches, each
     decoded into one tensor in the worker: give the DataLoader batch_size=None.
 
@@ -1249,12 +1329,12 @@ class ShardIterable(_WithEpoch, IterableDataset):
                  rank: int | None = None, world_size: int | None = None, drop_last: bool = False,
                  box_format: str = "xyxy", recipe=None, epoch_seed: bool = True, convention: str = "augpipe",
                  decode_size=None, resize=None, decode: bool = True, batch_size: int | None = None,
-                 cache_bytes: int = 256 * 2**20):
+                 cache_bytes: int = 256 * 2**20, channels_last: bool = False):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
         self._cache = _ByteCache(cache_bytes)
         check_layout(box_format, convention)
         self.shuffle, self.buffer_size, self.seed, self.box_format = shuffle, buffer_size, seed, box_format
-        self.convention, self.decode = convention, decode
+        self.convention, self.decode, self.channels_last = convention, decode, channels_last
         if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
             raise ValueError(f"batch_size {batch_size!r}: a whole number of rows, at least 1")
         self.batch_size = batch_size

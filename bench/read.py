@@ -1,7 +1,7 @@
 """Reading speed: augpipe's readers against the decode floor, torchvision's ImageFolder and Hugging
 Face `datasets`, on the same JPEGs, through a DataLoader with 2 workers, in one run.
 
-    python bench/read.py [--images 3000] [--size 64] [--targets]
+    python bench/read.py [--images 3000] [--size 64] [--targets] [--channels-last]
 
 Install. The main environment (`pip install -e '.[train,bench]'`) runs everything but the
 torchvision row, which it says it skipped: PyPI's torchvision does not import beside a CPU torch
@@ -15,7 +15,8 @@ The shards hold the very bytes of the files (expand with --copies 0), so every r
 the same JPEGs. Each loader: batch 64, shuffled, 2 workers kept across epochs, 2 epochs timed
 after the first batch; every measurement is taken --repeat times in turn and its best kept. The
 decode floor is 2 processes decoding the bytes from memory with libjpeg-turbo's own API
-(`simplejpeg.decode_jpeg`, augpipe's JPEG decoder, called bare), nothing else; a second floor is the same decode by 2 threads of one
+(`simplejpeg.decode_jpeg`, augpipe's JPEG decoder, called bare), nothing else, as many times as
+the readers' timed epochs (one pass of 4,000 images at 64 px took 25 ms: a noisy clock); a second floor is the same decode by 2 threads of one
 process (each image's decode lets go of the GIL and takes it back), the most a feed of threads
 can reach, and the threaded readers are also given against it. A third is OpenCV's imdecode in 2
 processes (augpipe's decode before, and most scripts'), for the decoder's own gain.
@@ -26,6 +27,9 @@ processes (augpipe's decode before, and most scripts'), for the decoder's own ga
 - torchvision.datasets.ImageFolder with PILToTensor (uint8 C×H×W, as augpipe gives);
 - Hugging Face datasets: load_dataset("imagefolder") of the same folder, with_format("torch")
   (loading and its Arrow cache are not timed).
+
+`--channels-last`: also each reader with `channels_last=True` (the batch in torch's channels_last
+memory format, each JPEG decoded straight into it).
 
 `--targets`: detection (a COCO folder, 5 boxes an image on average) and segmentation (a masks
 folder, a mask an image), made by bench/targets.py from the same images. Ratios are against the
@@ -79,16 +83,19 @@ def plain_loader(dataset):
                                        persistent_workers=True, generator=torch.Generator().manual_seed(0))
 
 
-def augpipe_readers(out: Path, suffix: str = "") -> dict:
-    """Each reader's measurement, to run: a fresh loader each time (its workers gone after)."""
+def augpipe_readers(out: Path, suffix: str = "", **options) -> dict:
+    """Each reader's measurement, to run: a fresh loader each time (its workers gone after).
+    `options`: the readers' (channels_last=True)."""
     return {f"augpipe ShardDataset{suffix}":
-            lambda: timed(loader(ShardDataset(out, "train"), BATCH, num_workers=WORKERS, seed=0)),
+            lambda: timed(loader(ShardDataset(out, "train", **options), BATCH, num_workers=WORKERS, seed=0)),
             f"augpipe ShardIterable{suffix}":
-            lambda: timed(loader(ShardIterable(out, "train", shuffle=True, seed=0), BATCH, num_workers=WORKERS)),
+            lambda: timed(loader(ShardIterable(out, "train", shuffle=True, seed=0, **options), BATCH,
+                                 num_workers=WORKERS)),
             f"augpipe ShardDataset, {WORKERS} threads{suffix}":
-            lambda: timed(loader(ShardDataset(out, "train"), BATCH, threads=WORKERS, seed=0)),
+            lambda: timed(loader(ShardDataset(out, "train", **options), BATCH, threads=WORKERS, seed=0)),
             f"augpipe ShardIterable, {WORKERS} threads{suffix}":
-            lambda: timed(loader(ShardIterable(out, "train", shuffle=True, seed=0), BATCH, threads=WORKERS))}
+            lambda: timed(loader(ShardIterable(out, "train", shuffle=True, seed=0, **options), BATCH,
+                                 threads=WORKERS))}
 
 
 def torchvision_folder(src: Path):
@@ -130,18 +137,20 @@ def _decode_all(blobs: list[tuple[bytes, ...]], barrier, result, opencv: bool = 
 
     barrier.wait()
     started = time.perf_counter()
-    for image, *masks in blobs:
-        if opencv:
-            cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR_RGB)
-        else:
-            simplejpeg.decode_jpeg(image, "rgb")
-        for mask in masks:
-            mask_array({"annotation": {"bytes": mask}})
-    result.put((len(blobs), time.perf_counter() - started))
+    for _ in range(EPOCHS):  # the images the readers are timed on (4,000 at 64 px took 25 ms once: noise)
+        for image, *masks in blobs:
+            if opencv:
+                cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR_RGB)
+            else:
+                simplejpeg.decode_jpeg(image, "rgb")
+            for mask in masks:
+                mask_array({"annotation": {"bytes": mask}})
+    result.put((EPOCHS * len(blobs), time.perf_counter() - started))
 
 
 def decode_floor(blobs: list[tuple[bytes, ...]], processes: int = WORKERS, opencv: bool = False) -> float:
     """Rows a second of `processes` processes decoding each row's image (and mask) from memory,
+    once an epoch of the readers' timed epochs,
     by libjpeg-turbo's own API (simplejpeg, augpipe's JPEG decoder, called as it is: the fastest
     decode of these bytes known here) or by OpenCV's imdecode."""
     return rate_in_processes(functools.partial(_decode_all, opencv=opencv), [blobs[i::processes] for i in range(processes)])
@@ -186,14 +195,15 @@ def expand_as_is(src: Path, out: Path) -> Path:
 def print_table(title: str, floor: float, rates: dict[str, float | str], peers: list[str]) -> None:
     print(title)
     heads = "".join(f"  {'vs ' + p.split()[0]:>14}" for p in peers)
-    print(f"  {'reader':<46} {'images/s':>9}  {'vs floor':>8}{heads}")
+    width = max(46, *map(len, rates))
+    print(f"  {'reader':<{width}} {'images/s':>9}  {'vs floor':>8}{heads}")
     for name, value in {FLOOR: floor, **rates}.items():
         if isinstance(value, str):
-            print(f"  {name:<46} {value}")
+            print(f"  {name:<{width}} {value}")
             continue
         cells = "".join(f"  {value / rates[p]:>14.2f}" if not isinstance(rates.get(p), (str, type(None))) else
                         f"  {'-':>14}" for p in peers)
-        print(f"  {name:<46} {value:>9,.0f}  {value / floor:>8.2f}{cells}")
+        print(f"  {name:<{width}} {value:>9,.0f}  {value / floor:>8.2f}{cells}")
 
 
 def main() -> None:
@@ -203,6 +213,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="rounds taken in turn; each figure is its best")
     parser.add_argument("--targets", action="store_true", help="detection (5 boxes an image) and segmentation "
                                                                "(a mask an image) in place of the peers")
+    parser.add_argument("--channels-last", action="store_true", help="also each reader with channels_last=True")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="augpipe-read-"))
     setting = (f"{args.images:,} JPEGs at {args.size}×{args.size}, DataLoader(batch {BATCH}, shuffled, {WORKERS} "
@@ -220,18 +231,25 @@ def main() -> None:
             segmentation = expand_as_is(made["segmentation"], work / "out-segmentation")
             with_masks = stored_bytes(segmentation, ["image", "annotation"])
             measures.update(augpipe_readers(detection, ", detection"))
+            if args.channels_last:
+                measures.update(augpipe_readers(detection, ", detection, channels_last", channels_last=True))
             measures[MASKS_FLOOR] = lambda: decode_floor(with_masks)
             measures.update(augpipe_readers(segmentation, ", segmentation"))
+            if args.channels_last:
+                measures.update(augpipe_readers(segmentation, ", segmentation, channels_last", channels_last=True))
             rates = best_of(measures, args.repeat)
             floor = rates.pop(FLOOR)
             print_table(f"{setting}\ntargets: detection 5 boxes an image on average (COCO), segmentation a mask an "
                         "image; ratios against the images' floor", floor, rates, [])
             for name, value in rates.items():
-                if name.endswith("segmentation"):
+                if "segmentation" in name:
                     print(f"  {name} / the floor with the masks: {value / rates[MASKS_FLOOR]:.2f}")
-            print_threads({k: v for k, v in rates.items() if k.endswith("detection")}, rates[THREADS_FLOOR])
+            print_threads({k: v for k, v in rates.items() if "threads, detection" in k}, rates[THREADS_FLOOR])
             return
-        measures.update(augpipe_readers(expand_as_is(src, work / "out")))
+        out = expand_as_is(src, work / "out")
+        measures.update(augpipe_readers(out))
+        if args.channels_last:
+            measures.update(augpipe_readers(out, ", channels_last", channels_last=True))
         measures[TORCHVISION] = torchvision_folder(src)
         measures[HF] = hf_datasets(src, work / "hf")
         rates = best_of(measures, args.repeat)

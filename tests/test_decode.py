@@ -147,7 +147,7 @@ def test_a_batch_decoded_into_one_array_is_checked_against_what_libjpeg_found():
 
     plain = _jpegs()["4:2:0"]
     assert jpeg_frame(plain[:2] + b"\xff\x01" + plain[2:])[:2] == (61, 45)  # TEM stands alone, no length
-    assert jpegs_size([plain, plain]) == (45, 61) and jpegs_into([plain], np.empty((1, 45, 61, 3), np.uint8))
+    assert jpegs_size([jpeg_frame(plain)] * 2) == (45, 61) and jpegs_into([plain], np.empty((1, 45, 61, 3), np.uint8))
     assert not jpegs_into([plain], np.empty((1, 60, 61, 3), np.uint8))  # a header read wrong: not the array's size
 
 
@@ -166,4 +166,4 @@ def test_over_opencvs_pixel_limit_a_jpeg_is_left_to_opencv_which_refuses_it_befo
     for call in (lambda: decoding.row_image(data), lambda: decoding.row_images([data, data])):
         with pytest.raises(ValueError, match="image does not decode"):  # a reader's error, not OpenCV's
             call()
-    assert decoding.jpegs_size([data, data]) is None and taken == []
+    assert decoding.jpegs_size([decoding.jpeg_frame(data)] * 2) is None and taken == []

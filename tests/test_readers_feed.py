@@ -626,8 +626,6 @@ def test_targets_handed_out_in_batches_of_mixed_sizes_are_copies(tmp_path_factor
 def jpeg_kinds(tmp_path_factory):
     """Files of one class, 48×36 as decoded (copies 0): JPEGs of each subsampling and progressive
     (stored as they are), grey, CMYK and EXIF-turned ones (stored as expand writes them), a PNG."""
-    import io
-
     from PIL import Image
 
     root = tmp_path_factory.mktemp("kinds")
@@ -667,3 +665,48 @@ def test_batches_of_any_kind_of_image_are_opencvs_pixels(jpeg_kinds):
             assert torch.equal(image, want[i]), names[i]
     fed = torch.cat([images for images, _ in loader(ds, 3, threads=2, shuffle=False)])
     assert torch.equal(fed, torch.stack(want))
+
+
+def _feeds(reader) -> list:
+    """The batches of each of the readers' feeds, in order where the feed has one."""
+    if isinstance(reader, ShardIterable):
+        batched = reader.batched(5)
+        return [list(loader(batched, num_workers=0)), list(loader(reader, 5, threads=2))]
+    return [[collate(reader.__getitems__(list(range(k, min(k + 5, len(reader)))))) for k in range(0, len(reader), 5)],
+            list(loader(reader, 5, shuffle=False, num_workers=2)), list(loader(reader, 5, shuffle=False, threads=2))]
+
+
+@pytest.mark.parametrize("convention", ["augpipe", "torchvision"])
+@pytest.mark.parametrize("name", ["photos", "jpeg_kinds", "detection"])
+def test_channels_last_gives_the_same_images_in_torchs_channels_last_format(name, convention, request):
+    """Every item and batch of every feed: the values of the usual layout, torch's channels_last
+    strides (a batch of plain JPEGs decoded into it, one of mixed kinds copied in, items stacked)."""
+    out = request.getfixturevalue(name)
+    out = out[0] if name == "jpeg_kinds" else out
+    for reader in (ShardDataset, ShardIterable):
+        plain, last = reader(out, convention=convention), reader(out, convention=convention, channels_last=True)
+        items = list(zip(plain, last)) if reader is ShardIterable else [(plain[i], last[i]) for i in range(len(plain))]
+        for (image, target), (other, again) in items:
+            assert torch.equal(image, other) and other.stride()[0] == 1 and image.is_contiguous()
+            assert str(target) == str(again)
+        stacked = collate([item for _, item in items])[0]
+        assert torch.equal(stacked, collate([item for item, _ in items])[0])
+        assert stacked.is_contiguous(memory_format=torch.channels_last)
+        for usual, batches in zip(_feeds(plain), _feeds(last)):
+            assert len(usual) == len(batches)
+            for (images, _), (others, _) in zip(usual, batches):
+                assert torch.equal(images, others) and images.is_contiguous()
+                assert others.is_contiguous(memory_format=torch.channels_last) and others.dtype == images.dtype
+
+
+def test_a_row_groups_headers_are_parsed_once(photos, monkeypatch):
+    """The next epochs of a kept row group parse no JPEG header again."""
+    import augpipe.readers as readers
+    from augpipe.headers import jpeg_frame
+
+    parsed = []
+    monkeypatch.setattr(readers, "jpeg_frame", lambda data: parsed.append(1) or jpeg_frame(data))
+    ds = ShardDataset(photos)
+    for _ in range(3):
+        assert sum(len(images) for images, _ in loader(ds, 5, threads=2)) == len(ds)
+    assert len(parsed) == len(ds)
