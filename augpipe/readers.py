@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
+from augpipe.decode import jpegs_into, jpegs_size, row_image, row_images
 from augpipe.headers import jpeg_frame
 
 BOX_FORMATS = ("xyxy", "xywh")
@@ -89,8 +90,6 @@ def columns(path: str | os.PathLike) -> list[str]:
 
 def decode_rgb(data, reduce: int = 1) -> np.ndarray:
     """Stored bytes (or a uint8 buffer) as H×W×3 RGB, at 1/`reduce` of the size (JPEG DCT scaling)."""
-    from augpipe.decode import row_image
-
     return row_image(data, reduce)
 
 
@@ -177,8 +176,6 @@ def _batch(reader, picks: list[tuple[_Group, int]]):
 
 def _decoded(reader, picks: list[tuple[_Group, int]]) -> tuple[torch.Tensor | list, list]:
     """The rows' images, one N×C×H×W tensor (a list when their sizes differ), and targets."""
-    from augpipe.decode import row_images
-
     blobs = [g.blob(i) for g, i in picks]
     if reader.sizing.decode_size is None and reader.sizing.resize is None:  # the rows' other columns are not needed
         in_place = reader.channels_last and reader.convention == "augpipe"  # decoded into the batch itself
@@ -199,14 +196,23 @@ def _decoded(reader, picks: list[tuple[_Group, int]]) -> tuple[torch.Tensor | li
 def _jpegs(blobs: list, frames: list, in_place: bool = False) -> torch.Tensor | None:
     """The common case: JPEGs of one size, decoded into one N×H×W×3 uint8 tensor (`in_place`:
     one a batch can be, `_empty`'s); else None."""
-    from augpipe.decode import jpegs_into, jpegs_size
-
     size = jpegs_size(frames)
     if size is None:
         return None
     shape = (len(blobs), *size, 3)
-    out = _empty(shape) if in_place else torch.from_numpy(np.empty(shape, np.uint8))
+    out = _off_boundary(shape, in_place)
     return out if jpegs_into(blobs, out.numpy()) else None
+
+
+def _off_boundary(shape: tuple, in_place: bool) -> torch.Tensor:
+    """A uint8 tensor to decode into whose first byte lies 16 bytes past a 32-byte boundary.
+    libjpeg-turbo's SIMD code writes an output row that starts on such a boundary with
+    non-temporal stores, which go around the cache: a decode 1.2-1.4× slower at 64 px (rows of
+    192 bytes all start on one when the batch does), and the pixels read back from memory."""
+    n = math.prod(shape)
+    flat = _empty((n + 32,)) if in_place else torch.from_numpy(np.empty(n + 32, np.uint8))
+    start = (16 - flat.data_ptr()) % 32
+    return flat[start:start + n].view(shape)
 
 
 def _targets(reader, picks: list[tuple[_Group, int]]) -> list | torch.Tensor:
@@ -309,11 +315,16 @@ def _empty(shape: tuple, dtype=torch.uint8) -> torch.Tensor:
     numpy asks the kernel for huge pages for large arrays, torch does not, and a batch's first
     writes then fault a page every 4 KB (at 224 px, a quarter of the time decoding took)."""
     if get_worker_info() is None:
-        return torch.from_numpy(np.empty(shape, torch.empty(0, dtype=dtype).numpy().dtype))
+        return torch.from_numpy(np.empty(shape, _numpy_dtype(dtype)))
     elem = torch.empty(0, dtype=dtype)
     out = elem.new(elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)).resize_(shape)
     _populate(out.data_ptr(), out.nbytes)
     return out
+
+
+@functools.cache
+def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
+    return torch.empty(0, dtype=dtype).numpy().dtype
 
 
 def _populate(address: int, nbytes: int) -> None:
@@ -828,6 +839,8 @@ def _collated_targets(targets: list):
 
 
 def _stack(items: list):
+    if all(type(item) is int for item in items):  # labels: default_collate's int64 tensor, in a third of its time
+        return torch.from_numpy(np.array(items, np.int64))
     if isinstance(items[0], torch.Tensor):
         if len({tuple(t.shape) for t in items}) != 1:
             return list(items)
@@ -953,6 +966,8 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
     pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
     options = {"num_workers": num_workers, "pin_memory": pin_memory, "persistent_workers": persistent_workers,
                "collate_fn": collate, **kwargs}
+    if num_workers > 0:
+        options["worker_init_fn"] = functools.partial(_start_worker, kwargs.get("worker_init_fn"))
     if isinstance(dataset, IterableDataset):
         if shuffle is not None:
             raise ValueError("a ShardIterable shuffles itself: ShardIterable(..., shuffle=True, seed=...)")
@@ -967,6 +982,20 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
             options["generator"] = torch.Generator().manual_seed(seed)
     out = DataLoader(dataset, **options)
     return out if device is None else DeviceLoader(out, device)
+
+
+def _start_worker(then: Callable | None, worker_id: int) -> None:
+    """A loader's worker sends its batches by shared-memory file name, not file descriptor
+    (torch's "file_system" sharing): the main process opens each by name, where it asked the
+    worker for a descriptor over a socket, a connection a tensor (at 64 px, 1.27× the images a
+    second through 2 workers; the same at 224 px). torch's torch_shm_manager unlinks the files
+    once every process using them is gone, killed or not. Then the caller's worker_init_fn."""
+    import torch.multiprocessing
+
+    if "file_system" in torch.multiprocessing.get_all_sharing_strategies():
+        torch.multiprocessing.set_sharing_strategy("file_system")
+    if then is not None:
+        then(worker_id)
 
 
 class ThreadLoader:

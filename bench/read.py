@@ -16,7 +16,9 @@ the same JPEGs. Each loader: batch 64, shuffled, 2 workers kept across epochs, 2
 after the first batch; every measurement is taken --repeat times in turn and its best kept. The
 decode floor is 2 processes decoding the bytes from memory with libjpeg-turbo's own API
 (`simplejpeg.decode_jpeg`, augpipe's JPEG decoder, called bare), nothing else, as many times as
-the readers' timed epochs (one pass of 4,000 images at 64 px took 25 ms: a noisy clock); a second floor is the same decode by 2 threads of one
+the readers' timed epochs (one pass of 4,000 images at 64 px took 25 ms: a noisy clock), into
+a batch of buffers at the alignment the decoder writes fastest to (see `_slots`); a second floor
+is the same decode by 2 threads of one
 process (each image's decode lets go of the GIL and takes it back), the most a feed of threads
 can reach, and the threaded readers are also given against it. A third is OpenCV's imdecode in 2
 processes (augpipe's decode before, and most scripts'), for the decoder's own gain.
@@ -135,17 +137,33 @@ def _decode_all(blobs: list[tuple[bytes, ...]], barrier, result, opencv: bool = 
 
     from augpipe.targets.semantic import mask_array  # the segmentation kind's decode of a stored mask
 
+    slots = _slots(blobs)
     barrier.wait()
     started = time.perf_counter()
     for _ in range(EPOCHS):  # the images the readers are timed on (4,000 at 64 px took 25 ms once: noise)
-        for image, *masks in blobs:
+        for k, (image, *masks) in enumerate(blobs):
             if opencv:
                 cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR_RGB)
             else:
-                simplejpeg.decode_jpeg(image, "rgb")
+                simplejpeg.decode_jpeg(image, "rgb", buffer=slots[k % BATCH])
             for mask in masks:
                 mask_array({"annotation": {"bytes": mask}})
     result.put((EPOCHS * len(blobs), time.perf_counter() - started))
+
+
+def _slots(blobs: list[tuple[bytes, ...]]):
+    """A batch of output buffers for the bare decoder, the first 16 bytes past a 32-byte boundary
+    as augpipe's readers decode into (`readers._off_boundary`): libjpeg-turbo writes rows that
+    start on such a boundary with non-temporal stores, 1.2-1.4× slower at 64 px, and an array it
+    allocates itself lands on one or not as the process's heap falls (this floor came out at
+    60,000 or at 90,000 images/s at 64 px, run by run)."""
+    import numpy as np
+    import simplejpeg
+
+    height, width = (max(side) for side in zip(*(simplejpeg.decode_jpeg_header(b[0])[:2] for b in blobs)))
+    flat = np.empty(BATCH * height * width * 3 + 32, np.uint8)
+    start = (16 - flat.ctypes.data) % 32
+    return flat[start:start + BATCH * height * width * 3].reshape(BATCH, -1)
 
 
 def decode_floor(blobs: list[tuple[bytes, ...]], processes: int = WORKERS, opencv: bool = False) -> float:

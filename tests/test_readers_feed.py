@@ -710,3 +710,25 @@ def test_a_row_groups_headers_are_parsed_once(photos, monkeypatch):
     for _ in range(3):
         assert sum(len(images) for images, _ in loader(ds, 5, threads=2)) == len(ds)
     assert len(parsed) == len(ds)
+
+
+def _shares_by_file_name(worker_id: int) -> None:
+    import torch.multiprocessing
+
+    if torch.multiprocessing.get_sharing_strategy() != "file_system":
+        raise RuntimeError(f"worker {worker_id} shares by {torch.multiprocessing.get_sharing_strategy()}")
+
+
+def test_a_loaders_workers_share_batches_by_file_name_and_run_the_callers_start(photos):
+    """The workers send batches by shared-memory file name (no socket a tensor), and a caller's
+    worker_init_fn still runs in each, after that."""
+    ds = ShardDataset(photos)
+    batches = list(loader(ds, 7, shuffle=False, num_workers=2, worker_init_fn=_shares_by_file_name))
+    assert torch.equal(torch.cat([images for images, _ in batches]), torch.stack([ds[i][0] for i in range(len(ds))]))
+    assert torch.multiprocessing.get_sharing_strategy() == "file_descriptor"  # this process's is left alone
+
+    def fails(worker_id):
+        raise RuntimeError(f"the caller's own start, worker {worker_id}")
+
+    with pytest.raises(RuntimeError, match="the caller's own start"):
+        list(loader(ds, 7, num_workers=1, worker_init_fn=fails))
