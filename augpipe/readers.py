@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
+
 from augpipe.decode import jpegs_into, jpegs_size, row_image, row_images
 from augpipe.headers import jpeg_frame
 
@@ -355,7 +356,8 @@ def _madvise():
 SPLIT_BYTES = 256 * 2**10  # images split into planes by one OpenCV call, at most (see _batch_images)
 
 
-def _batch_images(rgbs: list[np.ndarray] | torch.Tensor, convention: str, channels_last: bool = False) -> torch.Tensor | None:
+def _batch_images(rgbs: list[np.ndarray] | torch.Tensor, convention: str,
+                  channels_last: bool = False) -> torch.Tensor | None:
     """H×W×3 arrays of one size (a list, or one N×H×W×3 tensor) as an N×3×H×W batch (float in
     [0, 1] for torchvision's convention), channels-last where asked; None when their sizes differ."""
     if channels_last:

@@ -40,12 +40,12 @@ def limit_threads() -> None:
 
 def tune_allocator() -> None:
     """Fixed thresholds for glibc's malloc in a process of ours: arrays up to 1 MB from its heap,
-    which grows 32 MB ahead and keeps up to 32 MB freed (trimmed past 16 MB, down to that pad). By default it gives freed
-    memory at the heap's top back to the system and serves arrays past a threshold it moves by
-    mmap, each once: a copy's masks and their PNGs' buffers then had their pages faulted in
-    afresh, copy after copy (a seventh of an instance-mask copy's time, by bench/targets.py);
-    growing the heap by its default 128 KB at a time left 80,000 more page faults in a 3,200-input
-    expand at 320 px, its set-up 0.1 s longer. Elsewhere, nothing."""
+    which grows 32 MB ahead and keeps up to 32 MB freed (trimmed past 16 MB, down to that pad).
+    By default it gives freed memory at the heap's top back to the system and serves arrays past
+    a threshold it moves by mmap, each once: a copy's masks and their PNGs' buffers then had their
+    pages faulted in afresh, copy after copy (a seventh of an instance-mask copy's time, by
+    bench/targets.py); growing the heap by its default 128 KB at a time left 80,000 more page
+    faults in a 3,200-input expand at 320 px, its set-up 0.1 s longer. Elsewhere, nothing."""
     if not sys.platform.startswith("linux"):
         return
     import ctypes
