@@ -147,6 +147,8 @@ class Manifest:
         """A manifest that readers can rely on, or one line saying what is wrong with it."""
         m = read_manifest(store)
         where = store.display(MANIFEST)
+        if m is None and not store.exists():
+            raise SourceError(f"{store.display()} does not exist")
         if m is None:
             raise SourceError(f"{store.display()} has no readable {MANIFEST}: not an augpipe dataset "
                               "(augpipe expand makes one)")

@@ -487,6 +487,16 @@ def test_a_split_the_dataset_lacks_is_named_with_those_it_has(photos):
         ShardDataset(photos, split="val")
 
 
+def test_a_path_that_is_not_there_is_said_so(tmp_path):
+    """A typo says the path does not exist; a folder that is there but not a dataset says that."""
+    from augpipe.errors import SourceError
+
+    with pytest.raises(SourceError, match="does not exist$"):
+        ShardDataset(tmp_path / "typo")
+    with pytest.raises(SourceError, match="not an augpipe dataset"):
+        ShardIterable(tmp_path)
+
+
 def test_an_error_in_a_feeds_thread_reaches_the_loop(photos, monkeypatch):
     ds = ShardDataset(photos)
     made = []
