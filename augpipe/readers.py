@@ -842,17 +842,25 @@ def _collated_targets(targets: list):
 
 def _stack(items: list):
     if all(type(item) is int for item in items):  # labels: default_collate's int64 tensor, in a third of its time
-        return torch.from_numpy(np.array(items, np.int64))
+        try:
+            return torch.from_numpy(np.array(items, np.int64))
+        except OverflowError:  # past int64: default_collate's error
+            pass
     if isinstance(items[0], torch.Tensor):
         if len({tuple(t.shape) for t in items}) != 1:
             return list(items)
-        if items[0].ndim == 3 and items[0].shape[0] > 1 and items[0].stride(0) == 1:  # channels-last images stay so
+        if _channels_last_image(items[0]):  # stacked channels-last too
             return torch.stack([t.permute(1, 2, 0) for t in items]).permute(0, 3, 1, 2)
         return torch.stack(items)
     try:
         return default_collate(items)
     except (RuntimeError, TypeError):
         return list(items)
+
+
+def _channels_last_image(t: torch.Tensor) -> bool:
+    """A C×H×W tensor over H×W×C memory (`channels_last=True`'s items), C > 1."""
+    return t.ndim == 3 and t.shape[0] > 1 and t.stride() == (1, t.shape[2] * t.shape[0], t.shape[0])
 
 
 def decode_images(encoded: list[torch.Tensor], device="cuda") -> torch.Tensor | list[torch.Tensor]:
@@ -991,9 +999,16 @@ def _start_worker(then: Callable | None, worker_id: int) -> None:
     (torch's "file_system" sharing): the main process opens each by name, where it asked the
     worker for a descriptor over a socket, a connection a tensor (at 64 px, 1.27× the images a
     second through 2 workers; the same at 224 px). torch's torch_shm_manager unlinks the files
-    once every process using them is gone, killed or not. Then the caller's worker_init_fn."""
+    once every process using them is gone, killed or not.
+
+    A worker a fork server started lets go of the server's "alive" pipe: else the server, the
+    worker's parent, outlives a killed main process, and torch's watchdog, which watches the
+    parent, keeps the worker (and its shared files) alive. Then the caller's worker_init_fn."""
     import torch.multiprocessing
 
+    from augpipe.engines.local import release_fork_server
+
+    release_fork_server()
     if "file_system" in torch.multiprocessing.get_all_sharing_strategies():
         torch.multiprocessing.set_sharing_strategy("file_system")
     if then is not None:

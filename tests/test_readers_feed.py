@@ -742,3 +742,41 @@ def test_a_loaders_workers_share_batches_by_file_name_and_run_the_callers_start(
 
     with pytest.raises(RuntimeError, match="the caller's own start"):
         list(loader(ds, 7, num_workers=1, worker_init_fn=fails))
+
+
+KILLED = """
+import os, sys, time
+from augpipe.readers import ShardDataset, loader
+if __name__ == "__main__":
+    batches = loader(ShardDataset(sys.argv[1]), 2, num_workers=2, multiprocessing_context="forkserver")
+    for _ in batches:
+        print(*[w.pid for w in batches._iterator._workers], flush=True)
+        time.sleep(60)
+"""
+
+
+def test_a_loaders_fork_server_workers_die_with_a_killed_main_process(photos, tmp_path):
+    """With a fork server, the workers' parent is the server, which a worker kept alive by holding
+    its pipe: a killed main process left them running, and their batches' shared files with them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from augpipe.processes import alive
+
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    main = subprocess.Popen([sys.executable, str(script), str(photos)], stdout=subprocess.PIPE, text=True)
+    workers = [int(pid) for pid in main.stdout.readline().split()]
+    assert len(workers) == 2 and all(alive(pid) for pid in workers)
+    main.send_signal(signal.SIGKILL)
+    main.wait()
+    deadline = time.monotonic() + 30
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = [pid for pid in workers if alive(pid)]
+    for pid in left:  # a failing run leaves no process behind it
+        os.kill(pid, signal.SIGKILL)
+    assert not left

@@ -301,7 +301,7 @@ def _feed(pool: ProcessPoolExecutor, waiting: _Waiting, func: Callable, spec, fu
             return
 
 
-def _release_fork_server() -> None:
+def release_fork_server() -> None:
     """A worker started by the fork server holds the write end of the server's "alive" pipe, so
     that the server outlives its client while any worker lives, and the workers (who die with the
     server) would outlive it too. Let go of it: the server then exits with our process."""
@@ -331,7 +331,7 @@ def _init_worker(progress, parent: int, environ: dict) -> None:
     os.environ.clear()
     os.environ.update(environ)
     # With a fork server the kernel's parent is the fork server, which exits with `parent`.
-    _release_fork_server()
+    release_fork_server()
     die_with_parent(os.getppid())
     if not alive(parent):
         os._exit(1)
