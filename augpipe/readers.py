@@ -47,7 +47,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-from augpipe.decode import jpegs_into, jpegs_size, row_image, row_images
+from augpipe.decode import boundary_offset, jpegs_into, jpegs_size, off_boundary, row_image, row_images
 from augpipe.headers import jpeg_frame
 
 BOX_FORMATS = ("xyxy", "xywh")
@@ -206,13 +206,14 @@ def _jpegs(blobs: list, frames: list, in_place: bool = False) -> torch.Tensor | 
 
 
 def _off_boundary(shape: tuple, in_place: bool) -> torch.Tensor:
-    """A uint8 tensor to decode into whose first byte lies 16 bytes past a 32-byte boundary.
-    libjpeg-turbo's SIMD code writes an output row that starts on such a boundary with
-    non-temporal stores, which go around the cache: a decode 1.2-1.4× slower at 64 px (rows of
-    192 bytes all start on one when the batch does), and the pixels read back from memory."""
+    """A uint8 tensor to decode into whose first byte lies 16 bytes past a 32-byte boundary
+    (`decode.off_boundary`): at 64 px a batch that starts on one has every row of 192 bytes start
+    on one, each decoded 1.2-1.4× slower, its pixels left out of the cache."""
     n = math.prod(shape)
-    flat = _empty((n + 32,)) if in_place else torch.from_numpy(np.empty(n + 32, np.uint8))
-    start = (16 - flat.data_ptr()) % 32
+    if not in_place:
+        return torch.from_numpy(off_boundary(n)).view(shape)
+    flat = _empty((n + 32,))
+    start = boundary_offset(flat.data_ptr())
     return flat[start:start + n].view(shape)
 
 
