@@ -26,12 +26,10 @@ import dataclasses
 import functools
 import itertools
 import math
-import mmap
 import types
 import os
 import queue
 import random
-import sys
 import threading
 import warnings
 from collections import OrderedDict, deque
@@ -47,6 +45,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
+from augpipe import worker_memory
 from augpipe.decode import boundary_offset, jpegs_into, jpegs_size, off_boundary, row_image, row_images
 from augpipe.headers import jpeg_frame
 
@@ -312,46 +311,18 @@ class _Batch(list):
 
 
 def _empty(shape: tuple, dtype=torch.uint8) -> torch.Tensor:
-    """A tensor to fill, in shared memory inside a DataLoader worker (as `default_collate` makes
-    its batches), so that sending it to the main process copies nothing. Elsewhere numpy's memory:
-    numpy asks the kernel for huge pages for large arrays, torch does not, and a batch's first
-    writes then fault a page every 4 KB (at 224 px, a quarter of the time decoding took)."""
+    """A tensor to fill: inside a DataLoader worker, shared memory (`worker_memory.empty`), so that
+    sending it to the main process copies nothing. Elsewhere numpy's memory: numpy asks the kernel
+    for huge pages for large arrays, torch does not, and a batch's first writes then fault a page
+    every 4 KB (at 224 px, a quarter of the time decoding took)."""
     if get_worker_info() is None:
         return torch.from_numpy(np.empty(shape, _numpy_dtype(dtype)))
-    elem = torch.empty(0, dtype=dtype)
-    out = elem.new(elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)).resize_(shape)
-    _populate(out.data_ptr(), out.nbytes)
-    return out
+    return worker_memory.empty(shape, dtype)
 
 
 @functools.cache
 def _numpy_dtype(dtype: torch.dtype) -> np.dtype:
     return torch.empty(0, dtype=dtype).numpy().dtype
-
-
-def _populate(address: int, nbytes: int) -> None:
-    """Has Linux (5.14 and later) back new shared memory with pages in one call (madvise's
-    MADV_POPULATE_WRITE) where the batch's first writes would fault them in one by one: shared
-    memory gets no huge pages, and at 224 px a worker spent a third of its time in those faults.
-    Elsewhere, or refused, nothing: the writes fault them in."""
-    madvise = _madvise()
-    if madvise is not None and nbytes:
-        start = address & ~(mmap.PAGESIZE - 1)
-        madvise(start, nbytes + address - start, 23)  # MADV_POPULATE_WRITE, in linux/mman.h
-
-
-@functools.cache
-def _madvise():
-    if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
-        return None
-    madvise.argtypes, madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
-    return madvise
 
 
 SPLIT_BYTES = 256 * 2**10  # images split into planes by one OpenCV call, at most (see _batch_images)
@@ -1012,6 +983,7 @@ def _start_worker(then: Callable | None, worker_id: int) -> None:
     release_fork_server()
     if "file_system" in torch.multiprocessing.get_all_sharing_strategies():
         torch.multiprocessing.set_sharing_strategy("file_system")
+        worker_memory.enable()
     if then is not None:
         then(worker_id)
 

@@ -780,3 +780,57 @@ def test_a_loaders_fork_server_workers_die_with_a_killed_main_process(photos, tm
     for pid in left:  # a failing run leaves no process behind it
         os.kill(pid, signal.SIGKILL)
     assert not left
+
+
+# ---------------------------------------------------------------- a worker's batch memory
+
+def test_batches_held_past_the_workers_slots_keep_their_pixels(photos):
+    """A worker reuses a slot of shared memory only once the main process has let go of what it
+    sent from it: batches held (more than the workers' slots) keep their pixels, batches let go
+    of free their slots (the main process maps no new segment epoch after epoch), and an ended
+    worker's segments are let go of."""
+    from augpipe import worker_memory
+
+    ds = ShardDataset(photos)
+    expected = torch.stack([ds[i][0] for i in range(len(ds))])
+    held = []
+    for _ in range(3):
+        held += [images for images, _ in loader(ds, 2, shuffle=False, num_workers=2, persistent_workers=False)]
+    assert len(held) > 2 * worker_memory.SLOTS
+    for k in range(0, len(held), len(ds) // 2):
+        assert torch.equal(torch.cat(held[k:k + len(ds) // 2]), expected)
+    del held
+    batches = loader(ds, 2, shuffle=False, num_workers=2)
+    for _ in range(5):
+        assert torch.equal(torch.cat([images for images, _ in batches]), expected)
+    mapped = len(worker_memory._KEPT)
+    for _ in range(5):
+        for _ in batches:
+            pass
+    assert len(worker_memory._KEPT) == mapped <= 2 * 6
+    assert all(worker_memory._alive(int(whole[:32].view(np.int64)[2])) for whole in worker_memory._KEPT.values())
+
+
+_SENT: list = []
+
+
+def _sends_again(items):
+    """A collate that sends its batch's images twice, keeps them and sends them again with the next
+    batch (their slot is not reused while the worker holds them), a bfloat16 tensor (no numpy
+    dtype: sent by torch) and a strided view."""
+    images, labels = collate(items)
+    again = _SENT[-1] if _SENT else images
+    _SENT[:] = [images]
+    return images, labels, images, again, labels.to(torch.bfloat16), images[:, :, ::2]
+
+
+def test_a_slots_tensors_sent_twice_or_kept_and_tensors_torch_sends_arrive_whole(photos):
+    ds = ShardDataset(photos)
+    expected = torch.stack([ds[i][0] for i in range(len(ds))])
+    batches = list(loader(ds, 3, shuffle=False, num_workers=1, collate_fn=_sends_again))
+    for k, (images, labels, same, again, bf16, strided) in enumerate(batches):
+        assert torch.equal(images, expected[3 * k:3 * k + 3]) and torch.equal(same, images)
+        assert torch.equal(again, expected[3 * max(k - 1, 0):3 * max(k - 1, 0) + 3])
+        assert labels.dtype == torch.int64 and bf16.dtype == torch.bfloat16
+        assert torch.equal(bf16, labels.to(torch.bfloat16))
+        assert torch.equal(strided, images[:, :, ::2]) and strided.stride() == images[:, :, ::2].stride()

@@ -1,0 +1,199 @@
+"""A DataLoader worker's batch memory: shared-memory slots reused batch after batch.
+
+A batch a worker makes must reach the main process in shared memory. Made new each batch (as
+`default_collate` does), that memory cost the worker a file (a round trip to torch's
+torch_shm_manager) and its pages (at 64 px, 0.8 ms a batch of 64: half what decoding it took),
+and the main process a mapping of its own. A worker that `enable`s this module keeps a few slots
+instead, each a shared-memory segment (torch's, so that torch_shm_manager removes it once every
+process using it has gone, killed or not), and reuses one once the main process has let go of
+what it sent from it:
+
+- a slot's first bytes count the tensors sent from it (written by the worker only) and those
+  the main process has let go of (written by the main process only), then name the worker (its
+  pid) and whether it has dropped the slot;
+- a tensor from a slot is sent as the segment (torch's handle; the main process maps it once and
+  keeps it, `_KEPT`, till the worker has ended or dropped it) and where in it the tensor lies;
+  the main process hands the training loop a tensor of that memory whose end (its last view gone)
+  counts as let go of;
+- a slot is free when both counts agree and the worker holds nothing of it (so a tensor sent
+  again, or kept by a collate, never finds its memory reused). With every slot in use and
+  `SLOTS` of them, a batch is new shared memory, sent as torch sends any tensor.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import mmap
+import os
+import sys
+import threading
+import weakref
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+HEADER = 64  # bytes before a slot's data: the counts, and the data on a cache line of its own
+SLOTS = 16  # a worker's slots at most (a worker has 2 batches ahead by default, the loop 1 or 2)
+KEPT = 32  # segments the main process keeps mapped at most, the most recently used
+
+
+class _Slot:
+    def __init__(self, nbytes: int):
+        self.segment = new_shared((HEADER + nbytes,), torch.uint8)
+        self.array = self.segment.numpy()
+        # sent (the worker's), let go of (the main process's), the worker's pid, dropped by it
+        self.counts = self.array[:32].view(np.int64)
+        self.counts[2] = os.getpid()
+        self.capacity = nbytes
+        self.held: weakref.ref | None = None  # the array handed out in this process
+        self.address = self.array.ctypes.data + HEADER
+
+    def free(self) -> bool:
+        return (self.held is None or self.held() is None) and self.counts[0] == self.counts[1]
+
+
+_SLOTS: dict[int, _Slot] = {}  # a slot's data address → the slot
+
+
+def empty(shape: tuple, dtype=torch.uint8) -> torch.Tensor:
+    """A tensor to fill and send to the main process: from a free slot where this worker
+    `enable`d slots, else new shared memory."""
+    nbytes = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+    array = _take(nbytes) if _ENABLED and nbytes else None
+    if array is None:
+        return new_shared(shape, dtype)
+    return torch.from_numpy(array).view(dtype).view(shape)
+
+
+def _take(nbytes: int) -> np.ndarray | None:
+    slot = min((s for s in _SLOTS.values() if s.capacity >= nbytes and s.free()), key=lambda s: s.capacity,
+               default=None)
+    if slot is None:
+        if len(_SLOTS) >= SLOTS:
+            small = next((s for s in _SLOTS.values() if s.free()), None)
+            if small is None:
+                return None
+            del _SLOTS[small.address]
+            small.counts[3] = 1  # the main process lets go of its mapping
+        slot = _Slot(nbytes)
+        _SLOTS[slot.address] = slot
+    array = slot.array[HEADER:HEADER + nbytes]
+    slot.held = weakref.ref(array)
+    return array
+
+
+def new_shared(shape: tuple, dtype=torch.uint8) -> torch.Tensor:
+    """New shared memory as `default_collate` makes it in a worker, its pages in place."""
+    elem = torch.empty(0, dtype=dtype)
+    out = elem.new(elem._typed_storage()._new_shared(math.prod(shape), device=elem.device)).resize_(shape)
+    _populate(out.data_ptr(), out.nbytes)
+    return out
+
+
+_ENABLED = False
+
+
+def enable() -> None:
+    """In a DataLoader worker: batches from slots, and tensors of a slot sent as such."""
+    global _ENABLED
+    from multiprocessing.reduction import ForkingPickler
+
+    from torch.multiprocessing.reductions import reduce_tensor
+
+    ForkingPickler.register(torch.Tensor, functools.partial(_reduce, reduce_tensor))
+    _ENABLED = True
+
+
+def _reduce(reduce_tensor, tensor: torch.Tensor):
+    """A worker's pickling of a tensor for the main process (`ForkingPickler`, in the queue's
+    thread): a tensor of a slot as the slot and its place in it, a small one (labels, boxes) as
+    its bytes (a new shared file costs both processes far more than copying them); any other as
+    torch does."""
+    if tensor.device.type != "cpu" or type(tensor) is not torch.Tensor or tensor.requires_grad:
+        return reduce_tensor(tensor)
+    storage = tensor.untyped_storage()
+    slot = _SLOTS.get(storage.data_ptr())
+    if slot is not None and slot.held is not None and slot.held() is not None and storage.nbytes() <= slot.capacity:
+        slot.counts[0] += 1  # before anything else: the slot is not free till the main process lets go of it
+        return _rebuilt, (slot.segment.untyped_storage(), storage.nbytes(), tensor.dtype, tuple(tensor.shape),
+                          tensor.stride(), tensor.storage_offset())
+    if tensor.nbytes <= SMALL and tensor.is_contiguous() and tensor.dtype in _NUMPY \
+            and not tensor.is_conj() and not tensor.is_neg():
+        return torch.from_numpy, (tensor.numpy().copy(),)
+    return reduce_tensor(tensor)
+
+
+SMALL = 64 * 2**10  # bytes a tensor sent by value at most
+_NUMPY = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.float32,
+          torch.float64, torch.bool, torch.complex64, torch.complex128}
+_KEPT: OrderedDict[int, np.ndarray] = OrderedDict()  # main-process mappings of segments, by address
+_LOCK = threading.Lock()  # the let-go count: a tensor may end in any thread (pin_memory's)
+
+
+def _rebuilt(segment: torch.UntypedStorage, nbytes: int, dtype, shape: tuple, stride: tuple,
+             offset: int) -> torch.Tensor:
+    """In the main process: the tensor sent, over the slot's memory, counted let go of when its
+    last view ends (`weakref.finalize` of the array under it)."""
+    address = segment.data_ptr()
+    with _LOCK:
+        whole = _KEPT.get(address)
+        if whole is None:  # kept mapped: the slot's next batch finds it in torch's cache, no new mapping
+            _forget_gone()  # a new segment: often a new worker's, an earlier loader's gone
+            whole = _KEPT[address] = torch.empty(0, dtype=torch.uint8).set_(segment).numpy()
+        _KEPT.move_to_end(address)
+        while len(_KEPT) > KEPT:
+            _KEPT.popitem(last=False)
+    array = whole[HEADER:HEADER + nbytes]
+    weakref.finalize(array, _let_go, whole[:16].view(np.int64))
+    return torch.from_numpy(array).view(dtype).as_strided(shape, stride, offset)
+
+
+def _forget_gone() -> None:
+    """Lets go of the segments of workers that have ended, and those their workers dropped (the
+    memory is freed once no tensor of it is left)."""
+    for address, whole in list(_KEPT.items()):
+        _, _, pid, dropped = whole[:32].view(np.int64)
+        if dropped or not _alive(int(pid)):
+            del _KEPT[address]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: alive
+        pass
+    return True
+
+
+def _let_go(counts: np.ndarray) -> None:
+    with _LOCK:
+        counts[1] += 1
+
+
+def _populate(address: int, nbytes: int) -> None:
+    """Has Linux (5.14 and later) back new shared memory with pages in one call (madvise's
+    MADV_POPULATE_WRITE) where the batch's first writes would fault them in one by one: shared
+    memory gets no huge pages, and at 224 px a worker spent a third of its time in those faults.
+    Elsewhere, or refused, nothing: the writes fault them in."""
+    madvise = _madvise()
+    if madvise is not None and nbytes:
+        start = address & ~(mmap.PAGESIZE - 1)
+        madvise(start, nbytes + address - start, 23)  # MADV_POPULATE_WRITE, in linux/mman.h
+
+
+@functools.cache
+def _madvise():
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes, madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+    return madvise
