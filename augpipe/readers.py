@@ -32,6 +32,7 @@ import queue
 import random
 import threading
 import warnings
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 
@@ -42,7 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import torch
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
 from augpipe import worker_memory
@@ -933,8 +934,6 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
     `ShardIterable` gives there what N workers would give, in the same order; a `ShardDataset` the
     same rows each epoch, in an order of its own drawn from `seed` (as reproducible, not the
     DataLoader's: its draws from the generator are its own)."""
-    from torch.utils.data import DataLoader
-
     if threads:
         if num_workers is not None or persistent_workers is not None:
             raise ValueError("threads= makes the batches in this process: num_workers= and persistent_workers= are "
@@ -962,8 +961,20 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
         options["batch_size"], options["shuffle"] = batch_size, True if shuffle is None else shuffle
         if seed is not None:
             options["generator"] = torch.Generator().manual_seed(seed)
-    out = DataLoader(dataset, **options)
+    out = _Loader(dataset, **options)
     return out if device is None else DeviceLoader(out, device)
+
+
+class _Loader(DataLoader):
+    """`loader`'s DataLoader: once an iterator's workers have ended, this process lets go of the
+    shared memory they sent batches in (`worker_memory.forget_gone`; torch has joined them by
+    then, in the iterator's `__del__`)."""
+
+    def _get_iterator(self):
+        iterator = super()._get_iterator()
+        if self.num_workers > 0:
+            weakref.finalize(iterator, worker_memory.forget_gone)
+        return iterator
 
 
 def _start_worker(then: Callable | None, worker_id: int) -> None:

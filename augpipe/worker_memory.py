@@ -36,7 +36,7 @@ import torch
 
 HEADER = 64  # bytes before a slot's data: the counts, and the data on a cache line of its own
 SLOTS = 16  # a worker's slots at most (a worker has 2 batches ahead by default, the loop 1 or 2)
-KEPT = 32  # segments the main process keeps mapped at most, the most recently used
+KEPT = 256  # segments the main process keeps mapped at most (past those its workers ended or dropped)
 
 
 class _Slot:
@@ -99,20 +99,42 @@ def enable() -> None:
     """In a DataLoader worker: batches from slots, and tensors of a slot sent as such."""
     global _ENABLED
     from multiprocessing.reduction import ForkingPickler
+    from multiprocessing.util import Finalize
 
     from torch.multiprocessing.reductions import reduce_tensor
 
     ForkingPickler.register(torch.Tensor, functools.partial(_reduce, reduce_tensor))
+    # a worker ends by os._exit, past atexit: multiprocessing's own finalizers still run there
+    Finalize(None, _drop_all, exitpriority=0)
     _ENABLED = True
+
+
+def _drop_all() -> None:
+    """At a worker's end: its slots dropped and marked so (torch counts each process holding a
+    shared file and removes it at 0: a slot still held at the end would stay in /dev/shm while
+    the main process lives)."""
+    for slot in _SLOTS.values():
+        slot.counts[3] = 1
+    _SLOTS.clear()
 
 
 def _reduce(reduce_tensor, tensor: torch.Tensor):
     """A worker's pickling of a tensor for the main process (`ForkingPickler`, in the queue's
     thread): a tensor of a slot as the slot and its place in it, a small one (labels, boxes) as
     its bytes (a new shared file costs both processes far more than copying them); any other as
-    torch does."""
-    if tensor.device.type != "cpu" or type(tensor) is not torch.Tensor or tensor.requires_grad:
-        return reduce_tensor(tensor)
+    torch does. Never raises where torch would not: an error in the queue's thread loses the
+    batch, and the loop waits for it for ever."""
+    try:
+        sent = _sent(tensor)
+    except Exception:  # noqa: BLE001 - a kind of tensor not foreseen: torch's way
+        sent = None
+    return sent if sent is not None else reduce_tensor(tensor)
+
+
+def _sent(tensor: torch.Tensor) -> tuple | None:
+    if tensor.device.type != "cpu" or type(tensor) is not torch.Tensor or tensor.requires_grad \
+            or tensor.layout != torch.strided or tensor.is_nested or tensor.is_quantized:
+        return None
     storage = tensor.untyped_storage()
     slot = _SLOTS.get(storage.data_ptr())
     if slot is not None and slot.held is not None and slot.held() is not None and storage.nbytes() <= slot.capacity:
@@ -122,14 +144,16 @@ def _reduce(reduce_tensor, tensor: torch.Tensor):
     if tensor.nbytes <= SMALL and tensor.is_contiguous() and tensor.dtype in _NUMPY \
             and not tensor.is_conj() and not tensor.is_neg():
         return torch.from_numpy, (tensor.numpy().copy(),)
-    return reduce_tensor(tensor)
+    return None
 
 
 SMALL = 64 * 2**10  # bytes a tensor sent by value at most
 _NUMPY = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.float32,
           torch.float64, torch.bool, torch.complex64, torch.complex128}
 _KEPT: OrderedDict[int, np.ndarray] = OrderedDict()  # main-process mappings of segments, by address
-_LOCK = threading.Lock()  # the let-go count: a tensor may end in any thread (pin_memory's)
+# the let-go count and _KEPT: a tensor may end in any thread (pin_memory's), and in the middle of
+# `_rebuilt`, holding the lock, where the cyclic collector ends one caught in a cycle: reentrant
+_LOCK = threading.RLock()
 
 
 def _rebuilt(segment: torch.UntypedStorage, nbytes: int, dtype, shape: tuple, stride: tuple,
@@ -140,23 +164,25 @@ def _rebuilt(segment: torch.UntypedStorage, nbytes: int, dtype, shape: tuple, st
     with _LOCK:
         whole = _KEPT.get(address)
         if whole is None:  # kept mapped: the slot's next batch finds it in torch's cache, no new mapping
-            _forget_gone()  # a new segment: often a new worker's, an earlier loader's gone
+            forget_gone()  # a new segment: often a new worker's, an earlier loader's gone
             whole = _KEPT[address] = torch.empty(0, dtype=torch.uint8).set_(segment).numpy()
         _KEPT.move_to_end(address)
         while len(_KEPT) > KEPT:
             _KEPT.popitem(last=False)
     array = whole[HEADER:HEADER + nbytes]
-    weakref.finalize(array, _let_go, whole[:16].view(np.int64))
+    weakref.finalize(array, _let_go, whole[:32].view(np.int64), os.getpid())
     return torch.from_numpy(array).view(dtype).as_strided(shape, stride, offset)
 
 
-def _forget_gone() -> None:
-    """Lets go of the segments of workers that have ended, and those their workers dropped (the
-    memory is freed once no tensor of it is left)."""
-    for address, whole in list(_KEPT.items()):
-        _, _, pid, dropped = whole[:32].view(np.int64)
-        if dropped or not _alive(int(pid)):
-            del _KEPT[address]
+def forget_gone() -> None:
+    """In the main process: lets go of the segments of workers that have ended, and of those their
+    workers dropped (the memory is freed once no tensor of it is left). `readers.loader` calls it
+    as an iterator of its workers ends."""
+    with _LOCK:
+        for address, whole in list(_KEPT.items()):
+            _, _, pid, dropped = whole[:32].view(np.int64)
+            if dropped or not _alive(int(pid)):
+                del _KEPT[address]
 
 
 def _alive(pid: int) -> bool:
@@ -169,9 +195,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _let_go(counts: np.ndarray) -> None:
+def _let_go(counts: np.ndarray, pid: int) -> None:
+    """Counts a tensor let go of, in the process that rebuilt it only: a child it forked, which
+    ends its copy of the tensor too, must not count it again (the worker would reuse the slot
+    while this process still holds the tensor)."""
+    if os.getpid() != pid:
+        return
     with _LOCK:
         counts[1] += 1
+        if counts[3]:  # its worker has dropped the slot or ended: this process lets go of the mapping
+            _KEPT.pop(counts.ctypes.data, None)
 
 
 def _populate(address: int, nbytes: int) -> None:

@@ -834,3 +834,87 @@ def test_a_slots_tensors_sent_twice_or_kept_and_tensors_torch_sends_arrive_whole
         assert labels.dtype == torch.int64 and bf16.dtype == torch.bfloat16
         assert torch.equal(bf16, labels.to(torch.bfloat16))
         assert torch.equal(strided, images[:, :, ::2]) and strided.stride() == images[:, :, ::2].stride()
+
+
+REENTERED = """
+import os
+import numpy as np
+from augpipe import worker_memory
+counts = np.zeros(4, np.int64)
+with worker_memory._LOCK:  # as _rebuilt holds it when the cyclic collector ends a batch caught in a cycle
+    worker_memory._let_go(counts, os.getpid())
+print(counts[1])
+"""
+
+
+def test_a_batch_ended_while_a_batch_is_rebuilt_does_not_deadlock():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", REENTERED], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr[-2000:]
+
+
+def _torch_files_of(pids: list[int]) -> list[str]:
+    import os
+
+    return [name for name in os.listdir("/dev/shm") if any(name.startswith(f"torch_{pid}_") for pid in pids)]
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/dev/shm"), reason="torch's shared files live in /dev/shm")
+@pytest.mark.parametrize("persistent", [True, False])
+def test_an_ended_loaders_shared_memory_is_gone(photos, persistent):
+    """A worker's slots are dropped as it ends (it ends by os._exit), and this process lets go of
+    their mappings once the loader's iterator ends: no shared file is left of its workers."""
+    import gc
+
+    from augpipe import worker_memory
+
+    ds = ShardDataset(photos, convention="torchvision")
+    pids = []
+    for _ in range(3):
+        batches = loader(ds, 4, num_workers=2, persistent_workers=persistent)
+        iterator = iter(batches)
+        pids += [w.pid for w in iterator._workers]
+        kept = [images for images, _ in iterator]
+        assert _torch_files_of(pids)  # the batches held are in the workers' shared memory
+        del kept, iterator, batches
+        gc.collect()
+    assert not _torch_files_of(pids)
+    assert not [w for w in worker_memory._KEPT.values() if int(w[:32].view(np.int64)[2]) in pids]
+
+
+def test_a_forked_child_ending_its_copy_of_a_batch_does_not_free_the_slot(photos):
+    import gc
+    import os
+
+    from augpipe import worker_memory
+
+    batches = loader(ShardDataset(photos), 4, shuffle=False, num_workers=1)
+    for images, _ in batches:
+        slots = [w[:32].view(np.int64) for w in worker_memory._KEPT.values()]
+        before = [int(c[1]) for c in slots]
+        child = os.fork()
+        if child == 0:
+            del images
+            gc.collect()
+            os._exit(0)
+        os.waitpid(child, 0)
+        assert [int(c[1]) for c in slots] == before
+        break
+
+
+def _sparse_and_nested(items):
+    images, labels = collate(items)
+    one_hot = torch.nn.functional.one_hot(labels, 4).to_sparse()
+    return images, one_hot, torch.nested.nested_tensor([images[0], images[0, :, :5]])
+
+
+def test_tensors_without_plain_storage_are_sent_as_torch_sends_them(photos):
+    """A sparse or nested tensor has no storage to look at: sent by torch (an error in the
+    worker's queue thread would lose the batch and leave the loop waiting)."""
+    ds = ShardDataset(photos)
+    batches = loader(ds, 4, shuffle=False, num_workers=1, collate_fn=_sparse_and_nested, timeout=60)
+    images, one_hot, nested = next(iter(batches))
+    assert torch.equal(one_hot.to_dense(), torch.nn.functional.one_hot(torch.tensor([ds[i][1] for i in range(4)]), 4))
+    assert nested.is_nested and torch.equal(nested.unbind()[1], images[0, :, :5])
