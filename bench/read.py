@@ -1,7 +1,7 @@
 """Reading speed: augpipe's readers against the decode floor, torchvision's ImageFolder and Hugging
 Face `datasets`, on the same JPEGs, through a DataLoader with 2 workers, in one run.
 
-    python bench/read.py [--images 3000] [--size 64] [--targets] [--channels-last]
+    python bench/read.py [--images 3000] [--size 64] [--targets] [--channels-last] [--warm 1]
 
 Install. The main environment (`pip install -e '.[train,bench]'`) runs everything but the
 torchvision row, which it says it skipped: PyPI's torchvision does not import beside a CPU torch
@@ -13,7 +13,8 @@ of another release. For the whole table, a bench environment with the two from o
 
 The shards hold the very bytes of the files (expand with --copies 0), so every reader decodes
 the same JPEGs. Each loader: batch 64, shuffled, 2 workers kept across epochs, 2 epochs timed
-after the first batch; every measurement is taken --repeat times in turn and its best kept. The
+after the first batch (`--warm N`: after N more epochs, a long run's steady state: each worker
+has read its row groups and parsed their headers); every measurement is taken --repeat times in turn and its best kept. The
 decode floor is 2 processes decoding the bytes from memory with libjpeg-turbo's own API
 (`simplejpeg.decode_jpeg`, augpipe's JPEG decoder, called bare), nothing else, as many times as
 the readers' timed epochs (one pass of 4,000 images at 64 px took 25 ms: a noisy clock), into
@@ -58,6 +59,7 @@ from expand import make_dataset, rate_in_processes  # noqa: E402
 from augpipe.readers import ShardDataset, ShardIterable, loader  # noqa: E402
 
 BATCH, WORKERS, EPOCHS = 64, 2, 2
+WARM = [0]  # whole epochs each loader reads before the clock (--warm)
 FLOOR = "decode floor (2 processes, bytes in memory)"
 THREADS_FLOOR = "decode floor, 2 threads of one process"
 OPENCV_FLOOR = "decode floor by OpenCV's imdecode (2 processes)"
@@ -67,10 +69,16 @@ HF = "HF datasets imagefolder, with_format('torch')"
 
 
 def timed(batches, epochs: int = EPOCHS) -> float:
-    """Images a second over `epochs` passes, the workers started before the clock."""
+    """Images a second over `epochs` passes, the workers started before the clock (and with
+    --warm, that many epochs read before it: each worker's row-group cache filled)."""
     next(iter(batches))
+    for epoch in range(WARM[0]):
+        if hasattr(batches, "set_epoch"):
+            batches.set_epoch(epoch)
+        for _ in batches:
+            pass
     n, started = 0, time.perf_counter()
-    for epoch in range(epochs):
+    for epoch in range(WARM[0], WARM[0] + epochs):
         if hasattr(batches, "set_epoch"):
             batches.set_epoch(epoch)
         for batch in batches:
@@ -232,10 +240,15 @@ def main() -> None:
     parser.add_argument("--targets", action="store_true", help="detection (5 boxes an image) and segmentation "
                                                                "(a mask an image) in place of the peers")
     parser.add_argument("--channels-last", action="store_true", help="also each reader with channels_last=True")
+    parser.add_argument("--warm", type=int, default=0, help="epochs each loader reads before the clock: the steady "
+                                                             "state of a long run (default 0: the first epochs, "
+                                                             "their row groups read and headers parsed, are timed)")
     args = parser.parse_args()
+    WARM[0] = args.warm
     work = Path(tempfile.mkdtemp(prefix="augpipe-read-"))
     setting = (f"{args.images:,} JPEGs at {args.size}×{args.size}, DataLoader(batch {BATCH}, shuffled, {WORKERS} "
-               f"workers, persistent), {EPOCHS} epochs, best of {args.repeat} rounds; torch {torch.__version__}")
+               f"workers, persistent), {EPOCHS} epochs{f' after {args.warm} untimed' if args.warm else ''}, best of "
+               f"{args.repeat} rounds; torch {torch.__version__}")
     try:
         src = make_dataset(work / "src", args.images, args.size)
         blobs = [(p.read_bytes(),) for p in sorted(src.rglob("*.jpg"))]
