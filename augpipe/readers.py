@@ -31,6 +31,7 @@ import os
 import queue
 import random
 import threading
+import time
 import warnings
 import weakref
 from collections import OrderedDict, deque
@@ -1082,7 +1083,21 @@ class ThreadLoader:
             stop.set()
             for thread in threads:
                 thread.join()
+                _ended(thread)
             feeds.pop(id(stop), None)
+
+
+def _ended(thread: threading.Thread, timeout: float = 2.0) -> None:
+    """Waits till a joined thread's OS thread has gone too (on Linux it leaves /proc/self/task).
+    `join` returns once Python is done with a thread, before C libraries' thread-exit handlers run
+    (OpenCV releases a thread's data under a lock of its own): a DataLoader that forked its workers
+    in that moment gave them the lock held, and a worker hung in its first OpenCV call."""
+    task = f"/proc/self/task/{thread.native_id}"
+    if thread.native_id is None or not os.path.isdir("/proc/self/task"):
+        return
+    deadline = time.monotonic() + timeout
+    while os.path.exists(task) and time.monotonic() < deadline:
+        time.sleep(0.0002)
 
 
 _DONE = object()

@@ -34,6 +34,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from augpipe.processes import alive
+
 HEADER = 64  # bytes before a slot's data: the counts, and the data on a cache line of its own
 SLOTS = 16  # a worker's slots at most (a worker has 2 batches ahead by default, the loop 1 or 2)
 KEPT = 256  # segments the main process keeps mapped at most (past those its workers ended or dropped)
@@ -181,18 +183,8 @@ def forget_gone() -> None:
     with _LOCK:
         for address, whole in list(_KEPT.items()):
             _, _, pid, dropped = whole[:32].view(np.int64)
-            if dropped or not _alive(int(pid)):
+            if dropped or not alive(int(pid)):
                 del _KEPT[address]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # another user's: alive
-        pass
-    return True
 
 
 def _let_go(counts: np.ndarray, pid: int) -> None:

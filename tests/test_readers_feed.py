@@ -790,6 +790,7 @@ def test_batches_held_past_the_workers_slots_keep_their_pixels(photos):
     of free their slots (the main process maps no new segment epoch after epoch), and an ended
     worker's segments are let go of."""
     from augpipe import worker_memory
+    from augpipe.processes import alive
 
     ds = ShardDataset(photos)
     expected = torch.stack([ds[i][0] for i in range(len(ds))])
@@ -808,7 +809,7 @@ def test_batches_held_past_the_workers_slots_keep_their_pixels(photos):
         for _ in batches:
             pass
     assert len(worker_memory._KEPT) == mapped <= 2 * 6
-    assert all(worker_memory._alive(int(whole[:32].view(np.int64)[2])) for whole in worker_memory._KEPT.values())
+    assert all(alive(int(whole[:32].view(np.int64)[2])) for whole in worker_memory._KEPT.values())
 
 
 _SENT: list = []
@@ -910,6 +911,7 @@ def _sparse_and_nested(items):
     return images, one_hot, torch.nested.nested_tensor([images[0], images[0, :, :5]])
 
 
+@pytest.mark.filterwarnings("ignore:Sparse invariant checks", "ignore:The PyTorch API of nested tensors")
 def test_tensors_without_plain_storage_are_sent_as_torch_sends_them(photos):
     """A sparse or nested tensor has no storage to look at: sent by torch (an error in the
     worker's queue thread would lose the batch and leave the loop waiting)."""
@@ -918,3 +920,17 @@ def test_tensors_without_plain_storage_are_sent_as_torch_sends_them(photos):
     images, one_hot, nested = next(iter(batches))
     assert torch.equal(one_hot.to_dense(), torch.nn.functional.one_hot(torch.tensor([ds[i][1] for i in range(4)]), 4))
     assert nested.is_nested and torch.equal(nested.unbind()[1], images[0, :, :5])
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self/task"), reason="Linux's /proc lists a process's threads")
+def test_a_feed_of_threads_ends_with_its_threads_gone(photos):
+    """The loop ends once the feed's OS threads have ended, their C libraries' exit handlers run
+    (a DataLoader forking its workers just after must not copy a lock one of them held)."""
+    import os
+    import threading
+
+    for _ in range(5):
+        tasks = []
+        for _ in loader(ShardDataset(photos), 4, threads=2):
+            tasks += [t.native_id for t in threading.enumerate() if t.name.startswith("augpipe-feed")]
+        assert tasks and not [tid for tid in set(tasks) if os.path.exists(f"/proc/self/task/{tid}")]
