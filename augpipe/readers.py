@@ -1092,10 +1092,9 @@ def _ended(thread: threading.Thread, timeout: float = 2.0) -> None:
     `join` returns once Python is done with a thread, before C libraries' thread-exit handlers run
     (OpenCV releases a thread's data under a lock of its own): a DataLoader that forked its workers
     in that moment gave them the lock held, and a worker hung in its first OpenCV call."""
-    task = f"/proc/self/task/{thread.native_id}"
     if thread.native_id is None or not os.path.isdir("/proc/self/task"):
         return
-    deadline = time.monotonic() + timeout
+    task, deadline = f"/proc/self/task/{thread.native_id}", time.monotonic() + timeout
     while os.path.exists(task) and time.monotonic() < deadline:
         time.sleep(0.0002)
 

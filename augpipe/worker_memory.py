@@ -45,8 +45,7 @@ class _Slot:
     def __init__(self, nbytes: int):
         self.segment = new_shared((HEADER + nbytes,), torch.uint8)
         self.array = self.segment.numpy()
-        # sent (the worker's), let go of (the main process's), the worker's pid, dropped by it
-        self.counts = self.array[:32].view(np.int64)
+        self.counts = _header(self.array)
         self.counts[2] = os.getpid()
         self.capacity = nbytes
         self.held: weakref.ref | None = None  # the array handed out in this process
@@ -56,13 +55,19 @@ class _Slot:
         return (self.held is None or self.held() is None) and self.counts[0] == self.counts[1]
 
 
+def _header(segment: np.ndarray) -> np.ndarray:
+    """A segment's counts: sent (the worker's), let go of (the main process's), the worker's pid,
+    whether the worker dropped it."""
+    return segment[:32].view(np.int64)
+
+
 _SLOTS: dict[int, _Slot] = {}  # a slot's data address → the slot
 
 
 def empty(shape: tuple, dtype=torch.uint8) -> torch.Tensor:
     """A tensor to fill and send to the main process: from a free slot where this worker
     `enable`d slots, else new shared memory."""
-    nbytes = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+    nbytes = math.prod(shape) * dtype.itemsize
     array = _take(nbytes) if _ENABLED and nbytes else None
     if array is None:
         return new_shared(shape, dtype)
@@ -172,7 +177,7 @@ def _rebuilt(segment: torch.UntypedStorage, nbytes: int, dtype, shape: tuple, st
         while len(_KEPT) > KEPT:
             _KEPT.popitem(last=False)
     array = whole[HEADER:HEADER + nbytes]
-    weakref.finalize(array, _let_go, whole[:32].view(np.int64), os.getpid())
+    weakref.finalize(array, _let_go, _header(whole), os.getpid())
     return torch.from_numpy(array).view(dtype).as_strided(shape, stride, offset)
 
 
@@ -182,7 +187,7 @@ def forget_gone() -> None:
     as an iterator of its workers ends."""
     with _LOCK:
         for address, whole in list(_KEPT.items()):
-            _, _, pid, dropped = whole[:32].view(np.int64)
+            _, _, pid, dropped = _header(whole)
             if dropped or not alive(int(pid)):
                 del _KEPT[address]
 

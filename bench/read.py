@@ -14,7 +14,8 @@ of another release. For the whole table, a bench environment with the two from o
 The shards hold the very bytes of the files (expand with --copies 0), so every reader decodes
 the same JPEGs. Each loader: batch 64, shuffled, 2 workers kept across epochs, 2 epochs timed
 after the first batch (`--warm N`: after N more epochs, a long run's steady state: each worker
-has read its row groups and parsed their headers); every measurement is taken --repeat times in turn and its best kept. The
+has read its row groups and parsed their headers); every measurement is taken --repeat times in
+turn and its best kept. The
 decode floor is 2 processes decoding the bytes from memory with libjpeg-turbo's own API
 (`simplejpeg.decode_jpeg`, augpipe's JPEG decoder, called bare), nothing else, as many times as
 the readers' timed epochs (one pass of 4,000 images at 64 px took 25 ms: a noisy clock), into
@@ -59,7 +60,7 @@ from expand import make_dataset, rate_in_processes  # noqa: E402
 from augpipe.readers import ShardDataset, ShardIterable, loader  # noqa: E402
 
 BATCH, WORKERS, EPOCHS = 64, 2, 2
-WARM = [0]  # whole epochs each loader reads before the clock (--warm)
+WARM = 0  # whole epochs each loader reads before the clock (--warm)
 FLOOR = "decode floor (2 processes, bytes in memory)"
 THREADS_FLOOR = "decode floor, 2 threads of one process"
 OPENCV_FLOOR = "decode floor by OpenCV's imdecode (2 processes)"
@@ -72,13 +73,13 @@ def timed(batches, epochs: int = EPOCHS) -> float:
     """Images a second over `epochs` passes, the workers started before the clock (and with
     --warm, that many epochs read before it: each worker's row-group cache filled)."""
     next(iter(batches))
-    for epoch in range(WARM[0]):
+    for epoch in range(WARM):
         if hasattr(batches, "set_epoch"):
             batches.set_epoch(epoch)
         for _ in batches:
             pass
     n, started = 0, time.perf_counter()
-    for epoch in range(WARM[0], WARM[0] + epochs):
+    for epoch in range(WARM, WARM + epochs):
         if hasattr(batches, "set_epoch"):
             batches.set_epoch(epoch)
         for batch in batches:
@@ -244,7 +245,8 @@ def main() -> None:
                                                              "state of a long run (default 0: the first epochs, "
                                                              "their row groups read and headers parsed, are timed)")
     args = parser.parse_args()
-    WARM[0] = args.warm
+    global WARM
+    WARM = args.warm
     work = Path(tempfile.mkdtemp(prefix="augpipe-read-"))
     setting = (f"{args.images:,} JPEGs at {args.size}×{args.size}, DataLoader(batch {BATCH}, shuffled, {WORKERS} "
                f"workers, persistent), {EPOCHS} epochs{f' after {args.warm} untimed' if args.warm else ''}, best of "
