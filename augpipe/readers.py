@@ -317,7 +317,7 @@ def _empty(shape: tuple, dtype=torch.uint8) -> torch.Tensor:
     sending it to the main process copies nothing. Elsewhere numpy's memory: numpy asks the kernel
     for huge pages for large arrays, torch does not, and a batch's first writes then fault a page
     every 4 KB (at 224 px, a quarter of the time decoding took)."""
-    if get_worker_info() is None:
+    if get_worker_info() is None and not worker_memory.enabled():
         return torch.from_numpy(np.empty(shape, _numpy_dtype(dtype)))
     return worker_memory.empty(shape, dtype)
 
@@ -915,7 +915,7 @@ def _as_made(batch):
 
 def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_workers: int | None = None,
            pin_memory: bool | None = None, persistent_workers: bool | None = None, device=None,
-           seed: int | None = None, threads: int = 0, **kwargs):
+           seed: int | None = None, threads: int = 0, processes: int = 0, **kwargs):
     """A `torch.utils.data.DataLoader` over a `ShardDataset` or `ShardIterable` with the defaults a
     fast feed wants; any other DataLoader argument passes through (`kwargs`):
 
@@ -934,14 +934,26 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
     (`ThreadLoader`; the decoders and Arrow let go of the GIL): no batch crosses a process boundary. A
     `ShardIterable` gives there what N workers would give, in the same order; a `ShardDataset` the
     same rows each epoch, in an order of its own drawn from `seed` (as reproducible, not the
-    DataLoader's: its draws from the generator are its own)."""
-    if threads:
+    DataLoader's: its draws from the generator are its own).
+
+    `processes=N` makes them in N processes of augpipe's own instead of a DataLoader's workers
+    (`process_feed.ProcessLoader`): the batches and order of `threads=N`, a recipe or transform
+    allowed, none of a DataLoader's messages a batch; they live as long as the loader."""
+    if threads and processes:
+        raise ValueError("threads= and processes= are two feeds: give one or the other")
+    if threads or processes:
         if num_workers is not None or persistent_workers is not None:
-            raise ValueError("threads= makes the batches in this process: num_workers= and persistent_workers= are "
-                             "for worker processes; give one or the other")
+            raise ValueError(f"{'threads' if threads else 'processes'}= is a feed of its own: num_workers= and "
+                             "persistent_workers= are a DataLoader's; give one or the other")
         pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        out = ThreadLoader(dataset, batch_size, threads=threads, shuffle=shuffle, seed=seed, pin_memory=pin_memory,
-                           **kwargs)
+        if threads:
+            out = ThreadLoader(dataset, batch_size, threads=threads, shuffle=shuffle, seed=seed, pin_memory=pin_memory,
+                               **kwargs)
+        else:
+            from augpipe.process_feed import ProcessLoader
+
+            out = ProcessLoader(dataset, batch_size, processes=processes, shuffle=shuffle, seed=seed,
+                                pin_memory=pin_memory, **kwargs)
         return out if device is None else DeviceLoader(out, device)
     num_workers = 2 if num_workers is None else num_workers
     persistent_workers = num_workers > 0 if persistent_workers is None else persistent_workers
@@ -1018,8 +1030,7 @@ class ThreadLoader:
                  seed: int | None = None, drop_last: bool = False, pin_memory: bool = False):
         if not isinstance(dataset, (ShardDataset, ShardIterable)):
             raise ValueError("threads= reads a ShardDataset or a ShardIterable")
-        if dataset.augment is not None or dataset.transform is not None:
-            raise ValueError("threads= reads without recipe= or transform=: use worker processes for those")
+        self._allowed(dataset)
         if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in (threads, batch_size)):
             raise ValueError(f"threads and batch_size are whole numbers, 1 or more, not {threads!r} and {batch_size!r}")
         if isinstance(dataset, ShardIterable):
@@ -1037,6 +1048,11 @@ class ThreadLoader:
         self.shuffle, self.drop_last, self.pin_memory = shuffle is not False, drop_last, pin_memory
         self.generator = torch.Generator()
         self.generator.manual_seed(seed if seed is not None else int(torch.empty((), dtype=torch.int64).random_()))
+
+    def _allowed(self, dataset) -> None:
+        if dataset.augment is not None or dataset.transform is not None:
+            raise ValueError("threads= reads without recipe= or transform=: use processes= or worker processes for "
+                             "those")
 
     def __len__(self) -> int:
         if isinstance(self.dataset, ShardIterable):

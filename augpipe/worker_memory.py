@@ -50,9 +50,25 @@ class _Slot:
         self.capacity = nbytes
         self.held: weakref.ref | None = None  # the array handed out in this process
         self.address = self.array.ctypes.data + HEADER
+        self.sent = _Segment(self.segment.untyped_storage())
 
     def free(self) -> bool:
         return (self.held is None or self.held() is None) and self.counts[0] == self.counts[1]
+
+
+class _Segment:
+    """A slot's shared file as torch's "file_system" reducer sends a storage, its name asked for
+    once (torch asks for it each time)."""
+
+    def __init__(self, storage: torch.UntypedStorage):
+        from torch.multiprocessing.reductions import rebuild_storage_filename
+
+        self.storage = storage
+        self.reduced = (rebuild_storage_filename, (type(storage), *storage._share_filename_cpu_()))
+
+    def __reduce__(self):
+        self.storage._shared_incref()  # torch's: the receiver's rebuild takes it back
+        return self.reduced
 
 
 def _header(segment: np.ndarray) -> np.ndarray:
@@ -102,6 +118,11 @@ def new_shared(shape: tuple, dtype=torch.uint8) -> torch.Tensor:
 _ENABLED = False
 
 
+def enabled() -> bool:
+    """Whether this process makes its batches in slots (a worker `readers.loader` started)."""
+    return _ENABLED
+
+
 def enable() -> None:
     """In a DataLoader worker: batches from slots, and tensors of a slot sent as such."""
     global _ENABLED
@@ -146,12 +167,18 @@ def _sent(tensor: torch.Tensor) -> tuple | None:
     slot = _SLOTS.get(storage.data_ptr())
     if slot is not None and slot.held is not None and slot.held() is not None and storage.nbytes() <= slot.capacity:
         slot.counts[0] += 1  # before anything else: the slot is not free till the main process lets go of it
-        return _rebuilt, (slot.segment.untyped_storage(), storage.nbytes(), tensor.dtype, tuple(tensor.shape),
-                          tensor.stride(), tensor.storage_offset())
+        return _rebuilt, (slot.sent, storage.nbytes(), tensor.dtype, tuple(tensor.shape), tensor.stride(),
+                          tensor.storage_offset())
     if tensor.nbytes <= SMALL and tensor.is_contiguous() and tensor.dtype in _NUMPY \
             and not tensor.is_conj() and not tensor.is_neg():
-        return torch.from_numpy, (tensor.numpy().copy(),)
+        array = tensor.numpy()
+        return _from_bytes, (array.tobytes(), array.dtype.str, array.shape)
     return None
+
+
+def _from_bytes(data: bytes, dtype: str, shape: tuple) -> torch.Tensor:
+    """A small tensor sent by value (half the time numpy's own pickling takes, both ends)."""
+    return torch.from_numpy(np.frombuffer(bytearray(data), dtype).reshape(shape))
 
 
 SMALL = 64 * 2**10  # bytes a tensor sent by value at most

@@ -26,8 +26,9 @@ can reach, and the threaded readers are also given against it. A third is OpenCV
 processes (augpipe's decode before, and most scripts'), for the decoder's own gain.
 
 - augpipe ShardDataset and ShardIterable through `augpipe.readers.loader` (a DataLoader with
-  augpipe's defaults: batches made whole in the workers), and each through `loader(threads=2)`
-  (`ThreadLoader`: the batches made by 2 threads of the main process);
+  augpipe's defaults: batches made whole in the workers), each through `loader(threads=2)`
+  (`ThreadLoader`: the batches made by 2 threads of the main process), and each through
+  `loader(processes=2)` (`ProcessLoader`: 2 processes of augpipe's own, no DataLoader);
 - torchvision.datasets.ImageFolder with PILToTensor (uint8 C×H×W, as augpipe gives);
 - Hugging Face datasets: load_dataset("imagefolder") of the same folder, with_format("torch")
   (loading and its Arrow cache are not timed).
@@ -106,7 +107,20 @@ def augpipe_readers(out: Path, suffix: str = "", **options) -> dict:
             lambda: timed(loader(ShardDataset(out, "train", **options), BATCH, threads=WORKERS, seed=0)),
             f"augpipe ShardIterable, {WORKERS} threads{suffix}":
             lambda: timed(loader(ShardIterable(out, "train", shuffle=True, seed=0, **options), BATCH,
-                                 threads=WORKERS))}
+                                 threads=WORKERS)),
+            f"augpipe ShardDataset, {WORKERS} processes{suffix}":
+            lambda: closed(loader(ShardDataset(out, "train", **options), BATCH, processes=WORKERS, seed=0)),
+            f"augpipe ShardIterable, {WORKERS} processes{suffix}":
+            lambda: closed(loader(ShardIterable(out, "train", shuffle=True, seed=0, **options), BATCH,
+                                  processes=WORKERS))}
+
+
+def closed(batches) -> float:
+    """`timed`, then the feed's processes ended (`ProcessLoader.close`)."""
+    try:
+        return timed(batches)
+    finally:
+        batches.close()
 
 
 def torchvision_folder(src: Path):

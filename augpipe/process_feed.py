@@ -1,0 +1,222 @@
+"""A feed of worker processes of augpipe's own (`readers.loader(..., processes=N)`).
+
+A DataLoader's worker gets each batch's indices in a message, sends the batch through a queue
+whose thread pickles it, and the main process answers with the next indices: at 64 px that
+machinery and its wake-ups cost the two cores about a third of what decoding the batch did. Here:
+
+- each process gets its epoch's batches in one message (a `ThreadLoader`'s share: batches
+  k, k+N, ... of the epoch's order; of a `ShardIterable`, what DataLoader worker k would stream);
+- it makes each batch into `worker_memory` slots and sends it on its pipe (a slot's tensor is a
+  few numbers there, labels and boxes their bytes);
+- the main process takes the processes' batches in turn, as a `ThreadLoader` takes its threads',
+  and grants a process one batch more for each it takes by a semaphore (no message);
+- an epoch left early is called off in each process (a flag in shared memory), whose batches in
+  flight are read and dropped before the next epoch starts.
+
+The processes live as long as the loader (`close`, the loader collected, or this process's
+end). They end on their own once this process is gone (they look at their parent whenever they
+wait), and a process that dies is reported, and new ones start for the next epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import weakref
+from collections import deque
+
+import torch
+import torch.multiprocessing
+
+from augpipe.readers import ShardIterable, ThreadLoader, _each_tensor
+
+_LOOK = 1.0  # seconds a waiting process waits before it looks whether its parent is still there
+
+
+class ProcessLoader(ThreadLoader):
+    """Batches made by N processes of augpipe's own, in the order a `ThreadLoader` of N threads
+    gives them, the same items; a reader's `recipe=` or `transform=` runs in each process. See
+    the module's text. `prefetch`: batches a process makes ahead of the loop, at most."""
+
+    def __init__(self, dataset, batch_size: int = 64, *, processes: int = 2, shuffle: bool | None = None,
+                 seed: int | None = None, drop_last: bool = False, pin_memory: bool = False, prefetch: int = 2):
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in (processes, prefetch)):
+            raise ValueError(f"processes and prefetch are whole numbers, 1 or more, not {processes!r} and {prefetch!r}")
+        super().__init__(dataset, batch_size, threads=processes, shuffle=shuffle, seed=seed, drop_last=drop_last,
+                         pin_memory=pin_memory)
+        self.prefetch = prefetch
+        self._workers: list[_Worker] | None = None
+        self._run: deque | None = None
+
+    def _allowed(self, dataset) -> None:
+        """Any reader: a recipe or a transform runs in each process on its own."""
+
+    def __iter__(self):
+        """An epoch's batches. A new iteration calls off one still going (an iterator left
+        unfinished and still held), which then ends."""
+        if self._run is not None:
+            self._call_off(self._run)
+        workers = self._start()
+        epoch = getattr(self.dataset, "epoch", 0)
+        batches = None if isinstance(self.dataset, ShardIterable) else self._batches()
+        for k, worker in enumerate(workers):
+            worker.stop.value = 0
+            worker.tell((epoch, None if batches is None else batches[k::self.threads]))
+        run = self._run = deque(workers)  # the processes still in the epoch, the next to take from first
+        try:
+            while run:
+                worker = run.popleft()
+                kind, value = worker.receive()
+                if kind == "batch":
+                    worker.grants.release()
+                    run.append(worker)
+                    yield _each_tensor(value, torch.Tensor.pin_memory) if self.pin_memory else value
+                    if self._run is not run:  # called off by a new iteration
+                        return
+                elif kind == "error":
+                    value.reraise()
+        except _Gone:
+            self.close()  # the next epoch starts new processes
+            raise
+        finally:
+            if self._run is run:
+                self._call_off(run)
+
+    def _start(self) -> list[_Worker]:
+        if self._workers is not None and all(w.process.is_alive() for w in self._workers):
+            return self._workers
+        self.close()
+        context = torch.multiprocessing.get_context(torch.multiprocessing.get_start_method())
+        self._workers = [_Worker(context, self.dataset, k, self.threads, self.prefetch) for k in range(self.threads)]
+        self._finalizer = weakref.finalize(self, _stop, self._workers)
+        return self._workers
+
+    def _call_off(self, run: deque) -> None:
+        """An epoch ended or left early: each process still in it is told to stop, and what it
+        sends till it has is read and dropped (each batch granted back), so that the next epoch
+        starts clean."""
+        self._run = None
+        for worker in run:
+            worker.stop.value = 1
+        try:
+            for worker in run:
+                while worker.receive()[0] == "batch":
+                    worker.grants.release()
+        except _Gone:  # a process is gone: the next epoch starts new ones
+            self.close()
+
+    def close(self) -> None:
+        """Ends the processes (also done as the loader is collected, or this process ends)."""
+        if self._workers is not None:
+            self._run = None
+            self._finalizer()
+            self._workers = None
+
+
+class _Gone(RuntimeError):
+    pass
+
+
+class _Worker:
+    """A feed process, its pipe, its grants (a semaphore: `prefetch` to start, one more for each
+    batch the main process takes) and its epoch's call-off (`stop`)."""
+
+    def __init__(self, context, dataset, k: int, n: int, prefetch: int):
+        self.k, self.grants, self.stop = k, context.Semaphore(prefetch), context.RawValue("b", 0)
+        self.conn, theirs = context.Pipe()
+        self.process = context.Process(target=_work, args=(dataset, k, n, theirs, self.grants, self.stop, os.getpid()),
+                                       name=f"augpipe-feed-{k}", daemon=True)
+        self.process.start()
+        theirs.close()
+
+    def tell(self, message) -> None:
+        try:
+            self.conn.send(message)
+        except OSError:
+            self._gone()
+
+    def receive(self) -> tuple[str, object]:
+        """The process's next message; `_Gone` if it ended without one (only the process holds
+        the pipe's other end: its end is the pipe's end)."""
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            self._gone()
+
+    def _gone(self):
+        self.process.join(5)
+        raise _Gone(f"feed process {self.k} ended unexpectedly (exit code {self.process.exitcode})") from None
+
+
+def _stop(workers: list[_Worker]) -> None:
+    for worker in workers:
+        worker.stop.value = 1  # a process in an epoch stops there, woken by a grant
+        worker.grants.release()
+        try:
+            worker.conn.send(None)
+        except OSError:
+            pass
+    for worker in workers:
+        worker.process.join(5)
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(5)
+        worker.conn.close()
+
+
+def _work(dataset, k: int, n: int, conn, grants, stop, parent: int) -> None:
+    """A feed process: epoch after epoch, its batches as it is granted them, till told to end."""
+    from augpipe.readers import _start_worker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle, once
+    _start_worker(None, k)
+    torch.set_num_threads(1)
+    while True:
+        while not conn.poll(_LOOK):
+            if os.getppid() != parent:
+                return
+        job = conn.recv()
+        if job is None:
+            return
+        if isinstance(job, tuple):
+            try:
+                _epoch(dataset, k, n, conn, grants, stop, parent, *job)
+            except _Closed:
+                return
+
+
+def _epoch(dataset, k: int, n: int, conn, grants, stop, parent: int, epoch: int, batches: list | None) -> None:
+    from torch._utils import ExceptionWrapper
+
+    granted = False  # a grant taken for a batch not sent yet: given back if none is
+    try:
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        source = dataset._stream(k, n) if batches is None else map(dataset._collated, batches)
+        while True:
+            while not grants.acquire(timeout=_LOOK):
+                if os.getppid() != parent:
+                    raise _Closed
+            granted = True
+            if stop.value:
+                grants.release()
+                conn.send(("stopped", None))
+                return
+            batch = next(source, _END)
+            if batch is _END:
+                grants.release()
+                conn.send(("done", None))
+                return
+            conn.send(("batch", batch))
+            granted = False
+    except Exception:  # noqa: BLE001 - raised again in the main process, as a DataLoader's worker's
+        if granted:
+            grants.release()
+        conn.send(("error", ExceptionWrapper(where=f"in feed process {k}")))
+
+
+class _Closed(Exception):
+    """The main process has closed the loader, or is gone."""
+
+
+_END = object()

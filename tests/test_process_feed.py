@@ -1,0 +1,249 @@
+"""loader(..., processes=N): a feed of augpipe's own processes (issue 20): the batches and order of
+threads=N, a recipe run there, epochs left early or failing, processes killed, and nothing left
+behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import make_folder, make_scenes
+
+from augpipe import ExpandOptions, expand
+from augpipe.processes import alive
+from augpipe.readers import ShardDataset, ShardIterable, collate, loader
+
+QUIET = {"workers": 1, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("process-feed")
+    expand(make_folder(root / "data", per_class=12, size=48), "flips", root / "out",
+           ExpandOptions(copies=1, val_fraction=0, shard_size=20_000, **QUIET))
+    return root / "out"
+
+
+@pytest.fixture(scope="module")
+def detection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("process-feed-coco")
+    expand(make_scenes(root / "src", n=10), "flips", root / "out", ExpandOptions(copies=1, val_fraction=0, **QUIET))
+    return root / "out"
+
+
+def same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def pids(feed) -> list[int]:
+    return [worker.process.pid for worker in feed._workers]
+
+
+def gone(pid_list: list[int], seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(alive(pid) for pid in pid_list) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in pid_list if alive(pid)]
+    for pid in left:  # a failing run leaves no process behind it
+        os.kill(pid, signal.SIGKILL)
+    return not left
+
+
+@pytest.mark.parametrize("name, kind", [("photos", "dataset"), ("photos", "stream"), ("detection", "dataset"),
+                                        ("detection", "stream")])
+def test_processes_give_the_batches_and_order_of_threads(name, kind, request):
+    """Epoch after epoch (set_epoch), a ShardDataset's seeded order or a stream's shares, with
+    `len` agreeing; batches of 5 from 2 processes against 2 threads."""
+    out = request.getfixturevalue(name)
+
+    def reader():
+        return ShardDataset(out) if kind == "dataset" else ShardIterable(out, shuffle=True, seed=4, buffer_size=7)
+
+    options = {"seed": 3} if kind == "dataset" else {}
+    feed, threads = loader(reader(), 5, processes=2, **options), loader(reader(), 5, threads=2, **options)
+    try:
+        for epoch in (0, 1):
+            feed.set_epoch(epoch)
+            threads.set_epoch(epoch)
+            got, want = list(feed), list(threads)
+            assert len(got) == len(want) == len(feed) > 2
+            assert all(same(list(g), list(w)) for g, w in zip(got, want))
+    finally:
+        feed.close()
+
+
+def test_a_recipe_runs_in_the_processes_as_the_reader_draws_it(photos):
+    """A reader's recipe (refused by threads=) runs in each process, seeded by the epoch given
+    to the loader: batch k is collate(__getitems__) of the seeded order's k-th indices."""
+    ds = ShardDataset(photos, recipe="flips", seed=2)
+    feed = loader(ShardDataset(photos, recipe="flips", seed=2), 4, processes=2, seed=1)
+    generator = torch.Generator().manual_seed(1)
+    try:
+        for epoch in (0, 3):
+            feed.set_epoch(epoch)
+            ds.set_epoch(epoch)
+            order = torch.randperm(len(ds), generator=generator).tolist()
+            for k, batch in enumerate(feed):
+                assert same(list(batch), list(collate(ds.__getitems__(order[4 * k:4 * k + 4]))))
+    finally:
+        feed.close()
+
+
+def test_an_epoch_left_early_or_taken_over_leaves_the_next_whole(photos):
+    """A loop left after 2 batches, an iterator dropped after 1, and a second iteration started
+    while a first is held (the first then ends): each next epoch gives every row once, in the
+    processes started first."""
+    feed = loader(ShardDataset(photos), 3, processes=2, seed=0, prefetch=1)
+    try:
+        for k, _ in enumerate(feed):
+            if k == 1:
+                break
+        started = pids(feed)
+        next(iter(feed))
+        first = iter(feed)
+        next(first)
+        second = list(feed)
+        assert list(first) == []
+        labels = torch.cat([labels for _, labels in second])
+        assert len(labels) == len(ShardDataset(photos)) and pids(feed) == started
+        assert sorted(labels.tolist()) == sorted(ShardDataset(photos).labels())
+    finally:
+        feed.close()
+    assert gone(started)
+
+
+def test_an_error_in_a_process_reaches_the_loop_as_itself(photos, monkeypatch):
+    """The reader's error, of its own type and with the process's traceback, as a DataLoader's
+    worker's; the processes carry on, and the next epoch is whole."""
+    ds = ShardDataset(photos)
+    real = ds._collated
+
+    def failing(indices):
+        if ds.epoch == 0 and 5 in indices:
+            raise OSError("shard unreadable")
+        return real(indices)
+
+    monkeypatch.setattr(ds, "_collated", failing)  # in each forked process's copy too
+    feed = loader(ds, 4, processes=2, seed=0)
+    try:
+        with pytest.raises(OSError, match="shard unreadable") as raised:
+            list(feed)
+        assert "in feed process" in str(raised.value)
+        feed.set_epoch(1)
+        assert sum(len(images) for images, _ in feed) == len(ds)
+    finally:
+        feed.close()
+
+
+def test_a_killed_process_is_said_so_and_the_next_epoch_starts_new_ones(photos):
+    feed = loader(ShardDataset(photos), 2, processes=2, seed=0)
+    try:
+        batches = iter(feed)
+        next(batches)
+        victim = pids(feed)[1]
+        os.kill(victim, signal.SIGKILL)
+        with pytest.raises(RuntimeError, match=r"feed process 1 ended unexpectedly \(exit code -9\)"):
+            for _ in batches:
+                pass
+        assert sum(len(images) for images, _ in feed) == len(ShardDataset(photos))
+        assert victim not in pids(feed)
+    finally:
+        feed.close()
+
+
+def test_the_processes_end_with_close_and_with_the_loader(photos):
+    feed = loader(ShardDataset(photos), 4, processes=2)
+    next(iter(feed))
+    started = pids(feed)
+    feed.close()
+    assert gone(started, 5)
+    feed = loader(ShardDataset(photos), 4, processes=2)
+    held = iter(feed)
+    next(held)
+    started = pids(feed)
+    del feed, held
+    assert gone(started, 10)
+
+
+def test_options_a_feed_of_processes_refuses(photos):
+    with pytest.raises(ValueError, match="give one or the other"):
+        loader(ShardDataset(photos), processes=2, threads=2)
+    with pytest.raises(ValueError, match="persistent_workers= are a DataLoader's"):
+        loader(ShardDataset(photos), processes=2, num_workers=2)
+    for processes, prefetch in ((True, 2), (2, 0), (-1, 2), (2, 1.5)):
+        with pytest.raises(ValueError, match="whole numbers, 1 or more"):
+            loader(ShardDataset(photos), processes=processes, prefetch=prefetch)
+    with pytest.raises(ValueError, match="shuffles itself"):
+        loader(ShardIterable(photos), processes=2, shuffle=True)
+
+
+def test_batches_held_past_the_processes_slots_keep_their_pixels(photos):
+    """More batches held than the processes' slots (16 each), over 2 epochs: each keeps its
+    pixels (a slot is reused only once what it sent has ended here)."""
+    ds = ShardDataset(photos)
+    feed = loader(ShardDataset(photos), 1, processes=2, seed=5)
+    generator = torch.Generator().manual_seed(5)
+    try:
+        held = []
+        for _ in range(2):
+            order = torch.randperm(len(ds), generator=generator).tolist()
+            held += [(batch, order[k]) for k, batch in enumerate(feed)]
+        assert len(held) > 2 * 16 * 2
+        for (images, labels), index in held:
+            image, label = ds[index]
+            assert torch.equal(images[0], image) and labels.tolist() == [label]
+    finally:
+        feed.close()
+
+
+HELD = """
+import os, sys
+from augpipe.readers import ShardDataset, loader
+feed = loader(ShardDataset(sys.argv[1]), 2, processes=2)
+held = iter(feed)
+next(held)
+print(*[w.process.pid for w in feed._workers], flush=True)
+if sys.argv[2] == "wait":
+    sys.stdin.read()
+"""
+
+
+def shared_files(pid_list: list[int]) -> list[str]:
+    """torch's shared files of these processes (their names carry the pid that made them)."""
+    if not os.path.isdir("/dev/shm"):
+        return []
+    return [name for name in os.listdir("/dev/shm") if any(f"_{pid}_" in name for pid in pid_list)]
+
+
+@pytest.mark.parametrize("how", ["exit", "killed"])
+def test_a_main_process_that_ends_or_is_killed_leaves_nothing(photos, tmp_path, how):
+    """A loop held at the interpreter's exit ends cleanly (0); a SIGKILLed main process's feed
+    processes end on their own, and their shared files go with them."""
+    script = tmp_path / "held.py"
+    script.write_text(HELD)
+    main = subprocess.Popen([sys.executable, str(script), str(photos), "wait" if how == "killed" else "exit"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = [int(pid) for pid in main.stdout.readline().split()]
+    assert len(started) == 2
+    if how == "killed":
+        main.send_signal(signal.SIGKILL)
+    _, err = main.communicate(timeout=60)
+    assert main.returncode == (-9 if how == "killed" else 0), err[-2000:]
+    assert gone(started, 20)
+    deadline = time.monotonic() + 10
+    while shared_files(started) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not shared_files(started)
