@@ -28,6 +28,7 @@ from collections import deque
 import torch
 import torch.multiprocessing
 
+from augpipe.processes import alive, process_start
 from augpipe.readers import ShardIterable, ThreadLoader, _each_tensor
 
 _LOOK = 1.0  # seconds a waiting process waits before it looks whether its parent is still there
@@ -36,15 +37,20 @@ _LOOK = 1.0  # seconds a waiting process waits before it looks whether its paren
 class ProcessLoader(ThreadLoader):
     """Batches made by N processes of augpipe's own, in the order a `ThreadLoader` of N threads
     gives them, the same items; a reader's `recipe=` or `transform=` runs in each process. See
-    the module's text. `prefetch`: batches a process makes ahead of the loop, at most."""
+    the module's text. `prefetch`: batches a process makes ahead of the loop, at most;
+    `multiprocessing_context`: how they start, as a DataLoader's (default: this platform's)."""
 
     def __init__(self, dataset, batch_size: int = 64, *, processes: int = 2, shuffle: bool | None = None,
-                 seed: int | None = None, drop_last: bool = False, pin_memory: bool = False, prefetch: int = 2):
+                 seed: int | None = None, drop_last: bool = False, pin_memory: bool = False, prefetch: int = 2,
+                 multiprocessing_context=None):
         if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in (processes, prefetch)):
             raise ValueError(f"processes and prefetch are whole numbers, 1 or more, not {processes!r} and {prefetch!r}")
         super().__init__(dataset, batch_size, threads=processes, shuffle=shuffle, seed=seed, drop_last=drop_last,
                          pin_memory=pin_memory)
         self.prefetch = prefetch
+        if multiprocessing_context is None or isinstance(multiprocessing_context, str):
+            multiprocessing_context = torch.multiprocessing.get_context(multiprocessing_context)
+        self.context = multiprocessing_context
         self._workers: list[_Worker] | None = None
         self._run: deque | None = None
 
@@ -86,8 +92,7 @@ class ProcessLoader(ThreadLoader):
         if self._workers is not None and all(w.process.is_alive() for w in self._workers):
             return self._workers
         self.close()
-        context = torch.multiprocessing.get_context(torch.multiprocessing.get_start_method())
-        self._workers = [_Worker(context, self.dataset, k, self.threads, self.prefetch) for k in range(self.threads)]
+        self._workers = [_Worker(self.context, self.dataset, k, self.threads, self.prefetch) for k in range(self.threads)]
         self._finalizer = weakref.finalize(self, _stop, self._workers)
         return self._workers
 
@@ -124,7 +129,8 @@ class _Worker:
     def __init__(self, context, dataset, k: int, n: int, prefetch: int):
         self.k, self.grants, self.stop = k, context.Semaphore(prefetch), context.RawValue("b", 0)
         self.conn, theirs = context.Pipe()
-        self.process = context.Process(target=_work, args=(dataset, k, n, theirs, self.grants, self.stop, os.getpid()),
+        parent = (os.getpid(), process_start(os.getpid()))
+        self.process = context.Process(target=_work, args=(dataset, k, n, theirs, self.grants, self.stop, parent),
                                        name=f"augpipe-feed-{k}", daemon=True)
         self.process.start()
         theirs.close()
@@ -164,16 +170,17 @@ def _stop(workers: list[_Worker]) -> None:
         worker.conn.close()
 
 
-def _work(dataset, k: int, n: int, conn, grants, stop, parent: int) -> None:
+def _work(dataset, k: int, n: int, conn, grants, stop, parent: tuple) -> None:
     """A feed process: epoch after epoch, its batches as it is granted them, till told to end."""
     from augpipe.readers import _start_worker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle, once
     _start_worker(None, k)
     torch.set_num_threads(1)
+    parent = (*parent, os.getppid())
     while True:
         while not conn.poll(_LOOK):
-            if os.getppid() != parent:
+            if _orphaned(parent):
                 return
         job = conn.recv()
         if job is None:
@@ -185,7 +192,14 @@ def _work(dataset, k: int, n: int, conn, grants, stop, parent: int) -> None:
                 return
 
 
-def _epoch(dataset, k: int, n: int, conn, grants, stop, parent: int, epoch: int, batches: list | None) -> None:
+def _orphaned(parent: tuple) -> bool:
+    """Whether the main process is gone: this process has a new parent (it was the main
+    process, or a fork server), or the main process (pid, start) is no more."""
+    pid, started, first_parent = parent
+    return os.getppid() != first_parent or not alive(pid, started)
+
+
+def _epoch(dataset, k: int, n: int, conn, grants, stop, parent: tuple, epoch: int, batches: list | None) -> None:
     from torch._utils import ExceptionWrapper
 
     granted = False  # a grant taken for a batch not sent yet: given back if none is
@@ -195,7 +209,7 @@ def _epoch(dataset, k: int, n: int, conn, grants, stop, parent: int, epoch: int,
         source = dataset._stream(k, n) if batches is None else map(dataset._collated, batches)
         while True:
             while not grants.acquire(timeout=_LOOK):
-                if os.getppid() != parent:
+                if _orphaned(parent):
                     raise _Closed
             granted = True
             if stop.value:

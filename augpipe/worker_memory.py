@@ -57,16 +57,21 @@ class _Slot:
 
 
 class _Segment:
-    """A slot's shared file as torch's "file_system" reducer sends a storage, its name asked for
-    once (torch asks for it each time)."""
+    """A slot's shared memory as torch's reducer sends a storage, under "file_system" sharing
+    its file's name asked for once (torch asks each time; under another strategy, which asking
+    for a name would move the memory from under the slot's arrays, torch's own way)."""
 
     def __init__(self, storage: torch.UntypedStorage):
-        from torch.multiprocessing.reductions import rebuild_storage_filename
-
-        self.storage = storage
-        self.reduced = (rebuild_storage_filename, (type(storage), *storage._share_filename_cpu_()))
+        self.storage, self.reduced = storage, None
 
     def __reduce__(self):
+        from torch.multiprocessing import get_sharing_strategy
+        from torch.multiprocessing.reductions import rebuild_storage_filename, reduce_storage
+
+        if self.reduced is None:
+            if get_sharing_strategy() != "file_system" or not self.storage.is_shared():
+                return reduce_storage(self.storage)
+            self.reduced = (rebuild_storage_filename, (type(self.storage), *self.storage._share_filename_cpu_()))
         self.storage._shared_incref()  # torch's: the receiver's rebuild takes it back
         return self.reduced
 

@@ -85,6 +85,17 @@ def test_processes_give_the_batches_and_order_of_threads(name, kind, request):
         feed.close()
 
 
+@pytest.mark.parametrize("start", ["forkserver", "spawn"])
+def test_processes_started_by_a_fork_server_or_spawned_give_the_same_batches(photos, start):
+    """The reader pickled to them, as to a DataLoader's workers started so."""
+    feed = loader(ShardDataset(photos), 6, processes=2, seed=1, multiprocessing_context=start)
+    try:
+        want = list(loader(ShardDataset(photos), 6, threads=2, seed=1))
+        assert same([list(b) for b in feed], [list(b) for b in want])
+    finally:
+        feed.close()
+
+
 def test_a_recipe_runs_in_the_processes_as_the_reader_draws_it(photos):
     """A reader's recipe (refused by threads=) runs in each process, seeded by the epoch given
     to the loader: batch k is collate(__getitems__) of the seeded order's k-th indices."""
