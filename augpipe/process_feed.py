@@ -65,11 +65,11 @@ class ProcessLoader(ThreadLoader):
         workers = self._start()
         epoch = getattr(self.dataset, "epoch", 0)
         batches = None if isinstance(self.dataset, ShardIterable) else self._batches()
-        for k, worker in enumerate(workers):
-            worker.stop.value = 0
-            worker.tell((epoch, None if batches is None else batches[k::self.threads]))
         run = self._run = deque(workers)  # the processes still in the epoch, the next to take from first
         try:
+            for k, worker in enumerate(workers):
+                worker.stop.value = 0
+                worker.tell((epoch, None if batches is None else batches[k::self.threads]))
             while run:
                 worker = run.popleft()
                 kind, value = worker.receive()
