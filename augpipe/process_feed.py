@@ -59,34 +59,44 @@ class ProcessLoader(ThreadLoader):
 
     def __iter__(self):
         """An epoch's batches. A new iteration calls off one still going (an iterator left
-        unfinished and still held), which then ends."""
+        unfinished and still held), which then ends. Anything raised here but at a `yield` (Ctrl-C
+        in the middle of a receive) leaves the pipes in a state not known: the processes are
+        ended, and the next epoch starts new ones."""
         if self._run is not None:
             self._call_off(self._run)
-        workers = self._start()
-        epoch = getattr(self.dataset, "epoch", 0)
-        batches = None if isinstance(self.dataset, ShardIterable) else self._batches()
-        run = self._run = deque(workers)  # the processes still in the epoch, the next to take from first
+        run = deque()
         try:
+            workers = self._start()
+            epoch = getattr(self.dataset, "epoch", 0)
+            batches = None if isinstance(self.dataset, ShardIterable) else self._batches()
+            self._run = run  # the processes in the epoch, the next to take from first
             for k, worker in enumerate(workers):
-                worker.stop.value = 0
-                worker.tell((epoch, None if batches is None else batches[k::self.threads]))
+                worker.begin((epoch, None if batches is None else batches[k::self.threads]), self.prefetch)
+                run.append(worker)
             while run:
-                worker = run.popleft()
+                worker = run[0]
                 kind, value = worker.receive()
-                if kind == "batch":
-                    worker.grants.release()
-                    run.append(worker)
+                if kind != "batch":
+                    run.popleft()
+                    if kind == "error":
+                        self._call_off(run)
+                        value.reraise()
+                    continue
+                run.rotate(-1)
+                worker.grants.release()
+                try:
                     yield _each_tensor(value, torch.Tensor.pin_memory) if self.pin_memory else value
-                    if self._run is not run:  # called off by a new iteration
-                        return
-                elif kind == "error":
-                    value.reraise()
-        except _Gone:
-            self.close()  # the next epoch starts new processes
-            raise
-        finally:
+                except BaseException:  # the loop left: a known state
+                    if self._run is run:
+                        self._call_off(run)
+                    raise
+                if self._run is not run:  # called off by a new iteration
+                    return
+        except BaseException:
             if self._run is run:
-                self._call_off(run)
+                self.close()
+            raise
+        self._run = None
 
     def _start(self) -> list[_Worker]:
         if self._workers is not None and all(w.process.is_alive() for w in self._workers):
@@ -97,18 +107,22 @@ class ProcessLoader(ThreadLoader):
         return self._workers
 
     def _call_off(self, run: deque) -> None:
-        """An epoch ended or left early: each process still in it is told to stop, and what it
-        sends till it has is read and dropped (each batch granted back), so that the next epoch
-        starts clean."""
+        """An epoch left early: each process still in it is told to stop (and woken, should it
+        wait for a grant), and what it sends till it has is read and dropped, so that the next
+        epoch starts clean. Interrupted, or a process gone: the processes are ended."""
         self._run = None
-        for worker in run:
-            worker.stop.value = 1
         try:
             for worker in run:
+                worker.stop.value = 1
+                worker.grants.release()
+            for worker in run:
                 while worker.receive()[0] == "batch":
-                    worker.grants.release()
-        except _Gone:  # a process is gone: the next epoch starts new ones
+                    pass
+        except _Gone:
             self.close()
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         """Ends the processes (also done as the loader is collected, or this process ends)."""
@@ -134,6 +148,16 @@ class _Worker:
                                        name=f"augpipe-feed-{k}", daemon=True)
         self.process.start()
         theirs.close()
+
+    def begin(self, job: tuple, prefetch: int) -> None:
+        """An epoch's job, the process waiting for one: its grants reset to `prefetch` (a
+        call-off woke it with one more), its call-off flag down."""
+        while self.grants.acquire(False):
+            pass
+        for _ in range(prefetch):
+            self.grants.release()
+        self.stop.value = 0
+        self.tell(job)
 
     def tell(self, message) -> None:
         try:

@@ -258,3 +258,66 @@ def test_a_main_process_that_ends_or_is_killed_leaves_nothing(photos, tmp_path, 
     while shared_files(started) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not shared_files(started)
+
+
+INTERRUPTED = """
+import os, signal, sys, threading, time
+import torch
+from augpipe.readers import ShardDataset, loader
+
+
+def slow(rgb):  # the loop then waits in the feed when Ctrl-C comes
+    time.sleep(0.01)
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1)
+
+
+def interrupt(after):
+    threading.Timer(after, os.kill, (os.getpid(), signal.SIGINT)).start()
+
+
+feed = loader(ShardDataset(sys.argv[1], transform=slow), 8, processes=2, seed=1)
+generator = torch.Generator().manual_seed(1)
+rows = ShardDataset(sys.argv[1]).labels()
+
+
+def epoch_right(epoch):
+    feed.set_epoch(epoch)
+    order = torch.randperm(len(rows), generator=generator).tolist()
+    got = [labels.tolist() for _, labels in feed]
+    return got == [[rows[i] for i in order[k:k + 8]] for k in range(0, len(order), 8)]
+
+
+torch.randperm(len(rows), generator=generator)  # epoch 0's draw
+try:
+    batches = iter(feed)
+    next(batches)
+    interrupt(0.05)
+    for _ in batches:  # Ctrl-C while the loop waits for a batch
+        pass
+    print("not interrupted")
+except KeyboardInterrupt:
+    print("interrupted")
+print(epoch_right(1), epoch_right(2))
+torch.randperm(len(rows), generator=generator)  # epoch 3's draw
+try:
+    for k, _ in enumerate(feed):
+        if k == 2:
+            interrupt(0.02)
+            break  # the epoch is called off: Ctrl-C comes while its batches in flight are read
+    time.sleep(0.5)
+except KeyboardInterrupt:
+    pass
+print(epoch_right(4), epoch_right(5))
+feed.close()
+"""
+
+
+def test_ctrl_c_in_the_feed_leaves_the_next_epochs_right(photos, tmp_path):
+    """The hostile tester's finding: Ctrl-C while the loop waited for a batch left that process's
+    batches in its pipe, and the next epochs began with them (and Ctrl-C while an epoch was called
+    off, the same). Now a receive cut short ends the processes, and the next epoch starts new ones."""
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED)
+    done = subprocess.run([sys.executable, str(script), str(photos)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["interrupted", "True", "True", "True", "True"], done.stdout + done.stderr[-3000:]
