@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import signal
+import warnings
 import weakref
 from collections import deque
 
@@ -63,6 +64,9 @@ class ProcessLoader(ThreadLoader):
         in the middle of a receive) leaves the pipes in a state not known: the processes are
         ended, and the next epoch starts new ones."""
         if self._run is not None:
+            warnings.warn("a new iteration over a processes= feed called off the epoch a loop still held, which "
+                          "ends there (its batches not taken are not read): take a batch to look at from another "
+                          "loader, or from the loop's own batches", stacklevel=2)
             self._call_off(self._run)
         run = deque()
         try:

@@ -983,6 +983,11 @@ class _Loader(DataLoader):
     shared memory they sent batches in (`worker_memory.forget_gone`; torch has joined them by
     then, in the iterator's `__del__`)."""
 
+    def set_epoch(self, epoch: int) -> None:
+        """The reader's epoch (its shuffle and recipe draws), as `threads=` and `processes=`
+        feeds take it; persistent workers see it."""
+        self.dataset.set_epoch(epoch)
+
     def _get_iterator(self):
         iterator = super()._get_iterator()
         if self.num_workers > 0:

@@ -126,7 +126,8 @@ def test_an_epoch_left_early_or_taken_over_leaves_the_next_whole(photos):
         next(iter(feed))
         first = iter(feed)
         next(first)
-        second = list(feed)
+        with pytest.warns(UserWarning, match="called off the epoch a loop still held"):
+            second = list(feed)
         assert list(first) == []
         labels = torch.cat([labels for _, labels in second])
         assert len(labels) == len(ShardDataset(photos)) and pids(feed) == started
@@ -321,3 +322,15 @@ def test_ctrl_c_in_the_feed_leaves_the_next_epochs_right(photos, tmp_path):
     done = subprocess.run([sys.executable, str(script), str(photos)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["interrupted", "True", "True", "True", "True"], done.stdout + done.stderr[-3000:]
+
+
+def test_every_feed_takes_set_epoch(photos):
+    """A new user's finding: the DataLoader `loader` returns had no set_epoch, where the other
+    feeds had; it sets the reader's, which its persistent workers see."""
+    for options in ({}, {"num_workers": 0}, {"threads": 2}, {"processes": 2}):
+        ds = ShardDataset(photos, recipe=None if "threads" in options else "flips")
+        feed = loader(ds, 4, **options)
+        feed.set_epoch(3)
+        assert ds.epoch == 3
+        if options.get("processes"):
+            feed.close()
