@@ -46,6 +46,22 @@ def write_image(path: Path, size: int = 32, seed: int = 0, fmt: str = ".jpg") ->
     return path
 
 
+def gone(pids: list[int], seconds: float = 20) -> bool:
+    """Whether these processes end within `seconds`; any left are killed (a failing test leaves
+    no process behind it)."""
+    import signal
+
+    from augpipe.processes import alive
+
+    deadline = time.monotonic() + seconds
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in pids if alive(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return not left
+
+
 def make_folder(root: Path, classes=("cat", "dog"), per_class: int = 10, size: int = 32) -> Path:
     for ci, name in enumerate(classes):
         for i in range(per_class):

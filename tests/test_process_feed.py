@@ -14,10 +14,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import make_folder, make_scenes
+from conftest import gone, make_folder, make_scenes
 
 from augpipe import ExpandOptions, expand
-from augpipe.processes import alive
 from augpipe.readers import ShardDataset, ShardIterable, collate, loader
 
 QUIET = {"workers": 1, "progress": False}
@@ -50,16 +49,6 @@ def same(a, b) -> bool:
 
 def pids(feed) -> list[int]:
     return [worker.process.pid for worker in feed._workers]
-
-
-def gone(pid_list: list[int], seconds: float = 20) -> bool:
-    deadline = time.monotonic() + seconds
-    while any(alive(pid) for pid in pid_list) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [pid for pid in pid_list if alive(pid)]
-    for pid in left:  # a failing run leaves no process behind it
-        os.kill(pid, signal.SIGKILL)
-    return not left
 
 
 @pytest.mark.parametrize("name, kind", [("photos", "dataset"), ("photos", "stream"), ("detection", "dataset"),

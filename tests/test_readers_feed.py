@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import make_folder, make_scenes
+from conftest import gone, make_folder, make_scenes
 
 from augpipe import ExpandOptions, expand
 from augpipe.decode import resize as resize_image
@@ -758,11 +758,9 @@ if __name__ == "__main__":
 def test_a_loaders_fork_server_workers_die_with_a_killed_main_process(photos, tmp_path):
     """With a fork server, the workers' parent is the server, which a worker kept alive by holding
     its pipe: a killed main process left them running, and their batches' shared files with them."""
-    import os
     import signal
     import subprocess
     import sys
-    import time
 
     from augpipe.processes import alive
 
@@ -773,13 +771,7 @@ def test_a_loaders_fork_server_workers_die_with_a_killed_main_process(photos, tm
     assert len(workers) == 2 and all(alive(pid) for pid in workers)
     main.send_signal(signal.SIGKILL)
     main.wait()
-    deadline = time.monotonic() + 30
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = [pid for pid in workers if alive(pid)]
-    for pid in left:  # a failing run leaves no process behind it
-        os.kill(pid, signal.SIGKILL)
-    assert not left
+    assert gone(workers, 30)
 
 
 # ---------------------------------------------------------------- a worker's batch memory
