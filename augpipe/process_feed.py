@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import warnings
 import weakref
 from collections import deque
@@ -54,53 +55,75 @@ class ProcessLoader(ThreadLoader):
         self.context = multiprocessing_context
         self._workers: list[_Worker] | None = None
         self._run: deque | None = None
+        self._lock = threading.RLock()
 
     def _allowed(self, dataset) -> None:
         """Any reader: a recipe or a transform runs in each process on its own."""
 
     def __iter__(self):
         """An epoch's batches. A new iteration calls off one still going (an iterator left
-        unfinished and still held), which then ends. Anything raised here but at a `yield` (Ctrl-C
-        in the middle of a receive) leaves the pipes in a state not known: the processes are
-        ended, and the next epoch starts new ones."""
+        unfinished and still held, in this thread or another), which then ends. Anything raised
+        here but at a `yield` (Ctrl-C in the middle of a receive) leaves the pipes in a state not
+        known: the processes are ended, and the next epoch starts new ones. One thread at a time
+        talks to the processes (`_lock`); none holds it across a `yield`."""
+        with self._lock:
+            run = self._begin()
+        while True:
+            with self._lock:
+                if self._run is not run:  # called off by a new iteration
+                    return
+                batch = self._take(run)
+            if batch is _END:
+                return
+            try:
+                yield batch
+            except BaseException:  # the loop left: a known state
+                with self._lock:
+                    if self._run is run:
+                        self._call_off(run)
+                raise
+
+    def _begin(self) -> deque:
         if self._run is not None:
             warnings.warn("a new iteration over a processes= feed called off the epoch a loop still held, which "
                           "ends there (its batches not taken are not read): take a batch to look at from another "
-                          "loader, or from the loop's own batches", stacklevel=2)
+                          "loader, or from the loop's own batches", stacklevel=3)
             self._call_off(self._run)
-        run = deque()
+        run = deque()  # the processes in the epoch, the next to take from first
         try:
             workers = self._start()
             epoch = getattr(self.dataset, "epoch", 0)
             batches = None if isinstance(self.dataset, ShardIterable) else self._batches()
-            self._run = run  # the processes in the epoch, the next to take from first
+            self._run = run
             for k, worker in enumerate(workers):
                 worker.begin((epoch, None if batches is None else batches[k::self.threads]), self.prefetch)
                 run.append(worker)
+        except BaseException:
+            if self._run is run:
+                self.close()
+            raise
+        return run
+
+    def _take(self, run: deque):
+        """The next batch, in turn, or `_END` once every process has ended its epoch."""
+        try:
             while run:
                 worker = run[0]
                 kind, value = worker.receive()
-                if kind != "batch":
-                    run.popleft()
-                    if kind == "error":
-                        self._call_off(run)
-                        value.reraise()
-                    continue
-                run.rotate(-1)
-                worker.grants.release()
-                try:
-                    yield _each_tensor(value, torch.Tensor.pin_memory) if self.pin_memory else value
-                except BaseException:  # the loop left: a known state
-                    if self._run is run:
-                        self._call_off(run)
-                    raise
-                if self._run is not run:  # called off by a new iteration
-                    return
+                if kind == "batch":
+                    run.rotate(-1)
+                    worker.grants.release()
+                    return _each_tensor(value, torch.Tensor.pin_memory) if self.pin_memory else value
+                run.popleft()
+                if kind == "error":
+                    self._call_off(run)
+                    value.reraise()
         except BaseException:
             if self._run is run:
                 self.close()
             raise
         self._run = None
+        return _END
 
     def _start(self) -> list[_Worker]:
         if self._workers is not None and all(w.process.is_alive() for w in self._workers):
@@ -130,10 +153,11 @@ class ProcessLoader(ThreadLoader):
 
     def close(self) -> None:
         """Ends the processes (also done as the loader is collected, or this process ends)."""
-        if self._workers is not None:
-            self._run = None
-            self._finalizer()
-            self._workers = None
+        with self._lock:
+            if self._workers is not None:
+                self._run = None
+                self._finalizer()
+                self._workers = None
 
 
 class _Gone(RuntimeError):

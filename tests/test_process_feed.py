@@ -323,3 +323,37 @@ def test_every_feed_takes_set_epoch(photos):
         assert ds.epoch == 3
         if options.get("processes"):
             feed.close()
+
+
+def test_two_threads_reading_one_feed_take_turns(photos):
+    """The hostile tester's finding: a second thread's iteration called the first's epoch off
+    while the first read the same pipes (unpickling errors, a live process said to be gone, a
+    hang). Now one thread talks to the processes at a time: one thread gets the whole epoch,
+    the other what it took before it was called off, and the feed goes on whole."""
+    import threading
+    import warnings
+
+    feed = loader(ShardDataset(photos), 4, processes=2, seed=1)
+    rows = len(ShardDataset(photos))
+    try:
+        for _ in range(5):
+            got = {}
+
+            def eat(name):
+                try:
+                    got[name] = sum(len(labels) for _, labels in feed)
+                except BaseException as error:  # noqa: BLE001 - reported by the assert below
+                    got[name] = repr(error)
+
+            with warnings.catch_warnings():  # the one called off is warned, when the threads overlap
+                warnings.simplefilter("ignore")
+                threads = [threading.Thread(target=eat, args=(name,)) for name in "ab"]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(60)
+            assert not any(thread.is_alive() for thread in threads)
+            assert all(isinstance(n, int) for n in got.values()) and rows in got.values(), got
+        assert sum(len(labels) for _, labels in feed) == rows
+    finally:
+        feed.close()
