@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 import warnings
 import weakref
 from collections import deque
@@ -214,11 +215,17 @@ def _stop(workers: list[_Worker]) -> None:
             worker.conn.send(None)
         except OSError:
             pass
+    deadline = time.monotonic() + 5
     for worker in workers:
-        worker.process.join(5)
+        while worker.process.is_alive() and time.monotonic() < deadline:
+            try:  # what it still sends is read and dropped: a process in the middle of a send ends too
+                if worker.conn.poll(0.05):
+                    worker.conn.recv_bytes()
+            except (EOFError, OSError):
+                worker.process.join(0.05)
         if worker.process.is_alive():
             worker.process.kill()
-            worker.process.join(5)
+        worker.process.join(5)
         worker.conn.close()
 
 
