@@ -31,8 +31,9 @@ from collections import deque
 import torch
 import torch.multiprocessing
 
+from augpipe import worker_memory
 from augpipe.processes import alive, process_start
-from augpipe.readers import ShardIterable, ThreadLoader, _each_tensor
+from augpipe.readers import ShardIterable, ThreadLoader, _each_tensor, _Epoch
 
 _LOOK = 1.0  # seconds a waiting process waits before it looks whether its parent is still there
 
@@ -220,13 +221,16 @@ def _stop(workers: list[_Worker]) -> None:
         while worker.process.is_alive() and time.monotonic() < deadline:
             try:  # what it still sends is read and dropped: a process in the middle of a send ends too
                 if worker.conn.poll(0.05):
-                    worker.conn.recv_bytes()
+                    worker.conn.recv()  # unpickled: its shared memory is counted let go of
             except (EOFError, OSError):
                 worker.process.join(0.05)
+            except Exception:  # noqa: BLE001 - a message cut short by the process's end
+                pass
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join(5)
         worker.conn.close()
+    worker_memory.forget_gone()  # their slots' mappings here: torch removes the files once no one holds them
 
 
 def _work(dataset, k: int, n: int, conn, grants, stop, parent: tuple) -> None:
@@ -236,6 +240,8 @@ def _work(dataset, k: int, n: int, conn, grants, stop, parent: tuple) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle, once
     _start_worker(None, k)
     torch.set_num_threads(1)
+    if isinstance(getattr(dataset, "_epoch", None), _Epoch):  # each job's own: set_epoch here must not reach
+        dataset._epoch = _Epoch(shared=False)                 # the main process (it may have set the next)
     parent = (*parent, os.getppid())
     while True:
         while not conn.poll(_LOOK):

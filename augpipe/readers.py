@@ -571,8 +571,10 @@ class _Epoch:
     """The epoch, in shared memory: `set_epoch` in the main process reaches DataLoader workers
     that persist across epochs (`persistent_workers=True`), forked or spawned."""
 
-    def __init__(self):
-        self.value = torch.zeros((), dtype=torch.int64).share_memory_()
+    def __init__(self, shared: bool = True):
+        self.value = torch.zeros((), dtype=torch.int64)
+        if shared:
+            self.value.share_memory_()
 
     def get(self) -> int:
         return int(self.value)

@@ -357,3 +357,23 @@ def test_two_threads_reading_one_feed_take_turns(photos):
         assert sum(len(labels) for _, labels in feed) == rows
     finally:
         feed.close()
+
+
+def test_set_epoch_during_an_epoch_is_kept_for_the_next(photos):
+    """The hostile tester's finding: a process starting its share late set the reader's epoch
+    (shared memory, for the DataLoader's workers) back to the running one, undoing the main
+    process's set_epoch for the next epoch (7 of 20 epochs with 4 processes). Now each process
+    keeps its job's epoch to itself."""
+    ds = ShardDataset(photos)
+    feed = loader(ds, 2, processes=4, seed=0)
+    try:
+        for epoch in range(12):
+            feed.set_epoch(epoch)
+            batches = iter(feed)
+            next(batches)
+            feed.set_epoch(1000 + epoch)  # the next epoch's, set while this one runs
+            for _ in batches:
+                pass
+            assert ds.epoch == 1000 + epoch
+    finally:
+        feed.close()
