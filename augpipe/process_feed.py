@@ -294,7 +294,7 @@ def _epoch(dataset, k: int, n: int, conn, grants, stop, parent: tuple, epoch: in
         conn.send(("error", ExceptionWrapper(where=f"in feed process {k}")))
 
 
-class _Closed(Exception):
+class _Closed(BaseException):
     """The main process has closed the loader, or is gone."""
 
 

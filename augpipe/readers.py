@@ -1232,6 +1232,11 @@ class ShardDataset(_WithEpoch, Dataset):
         self._handles: dict = {}
         self._pid = _pid()
 
+    def __getstate__(self) -> dict:
+        """Pickled without its open files (a reader that has read a row goes to spawned workers
+        too); the copy opens its own."""
+        return {**self.__dict__, "_handles": {}}
+
     def __len__(self) -> int:
         return self._len
 

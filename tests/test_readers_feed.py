@@ -552,6 +552,8 @@ def test_a_shard_dataset_still_pickles_for_spawned_workers(photos):
     ds[0]
     copy = pickle.loads(pickle.dumps(ShardDataset(photos)))
     assert (copy[1][0] == ds[1][0]).all()
+    used = pickle.loads(pickle.dumps(ds))  # the hostile tester's: one that has read a row, its files open
+    assert (used[2][0] == ds[2][0]).all() and ds._handles
 
 
 def test_a_batchs_dict_targets_are_copies_in_one_tensor_a_field_where_their_layouts_agree():
