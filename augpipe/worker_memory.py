@@ -65,10 +65,10 @@ class _Segment:
         self.storage, self.reduced = storage, None
 
     def __reduce__(self):
-        from torch.multiprocessing import get_sharing_strategy
-        from torch.multiprocessing.reductions import rebuild_storage_filename, reduce_storage
-
         if self.reduced is None:
+            from torch.multiprocessing import get_sharing_strategy
+            from torch.multiprocessing.reductions import rebuild_storage_filename, reduce_storage
+
             if get_sharing_strategy() != "file_system" or not self.storage.is_shared():
                 return reduce_storage(self.storage)
             self.reduced = (rebuild_storage_filename, (type(self.storage), *self.storage._share_filename_cpu_()))
