@@ -142,8 +142,7 @@ class ProcessLoader(ThreadLoader):
         self._run = None
         try:
             for worker in run:
-                worker.stop.value = 1
-                worker.grants.release()
+                worker.halt()
             for worker in run:
                 while worker.receive()[0] == "batch":
                     pass
@@ -189,6 +188,11 @@ class _Worker:
         self.stop.value = 0
         self.tell(job)
 
+    def halt(self) -> None:
+        """A process in an epoch stops there, woken by a grant should it wait for one."""
+        self.stop.value = 1
+        self.grants.release()
+
     def tell(self, message) -> None:
         try:
             self.conn.send(message)
@@ -210,8 +214,7 @@ class _Worker:
 
 def _stop(workers: list[_Worker]) -> None:
     for worker in workers:
-        worker.stop.value = 1  # a process in an epoch stops there, woken by a grant
-        worker.grants.release()
+        worker.halt()
         try:
             worker.conn.send(None)
         except OSError:
@@ -250,11 +253,10 @@ def _work(dataset, k: int, n: int, conn, grants, stop, parent: tuple) -> None:
         job = conn.recv()
         if job is None:
             return
-        if isinstance(job, tuple):
-            try:
-                _epoch(dataset, k, n, conn, grants, stop, parent, *job)
-            except _Closed:
-                return
+        try:
+            _epoch(dataset, k, n, conn, grants, stop, parent, *job)
+        except _Closed:
+            return
 
 
 def _orphaned(parent: tuple) -> bool:
@@ -267,7 +269,6 @@ def _orphaned(parent: tuple) -> bool:
 def _epoch(dataset, k: int, n: int, conn, grants, stop, parent: tuple, epoch: int, batches: list | None) -> None:
     from torch._utils import ExceptionWrapper
 
-    granted = False  # a grant taken for a batch not sent yet: given back if none is
     try:
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
@@ -276,21 +277,15 @@ def _epoch(dataset, k: int, n: int, conn, grants, stop, parent: tuple, epoch: in
             while not grants.acquire(timeout=_LOOK):
                 if _orphaned(parent):
                     raise _Closed
-            granted = True
-            if stop.value:
-                grants.release()
+            if stop.value:  # grants are reset at the next epoch's start: none is given back
                 conn.send(("stopped", None))
                 return
             batch = next(source, _END)
             if batch is _END:
-                grants.release()
                 conn.send(("done", None))
                 return
             conn.send(("batch", batch))
-            granted = False
     except Exception:  # noqa: BLE001 - raised again in the main process, as a DataLoader's worker's
-        if granted:
-            grants.release()
         conn.send(("error", ExceptionWrapper(where=f"in feed process {k}")))
 
 
