@@ -33,7 +33,7 @@ import torch.multiprocessing
 
 from augpipe import worker_memory
 from augpipe.processes import alive, process_start
-from augpipe.readers import ShardIterable, ThreadLoader, _each_tensor, _Epoch
+from augpipe.readers import ShardDataset, ShardIterable, ThreadLoader, _each_tensor, _Epoch
 
 _LOOK = 1.0  # seconds a waiting process waits before it looks whether its parent is still there
 
@@ -245,6 +245,8 @@ def _work(dataset, k: int, n: int, conn, grants, stop, parent: tuple) -> None:
     torch.set_num_threads(1)
     if isinstance(getattr(dataset, "_epoch", None), _Epoch):  # each job's own: set_epoch here must not reach
         dataset._epoch = _Epoch(shared=False)                 # the main process (it may have set the next)
+    if isinstance(dataset, (ShardDataset, ShardIterable)):
+        dataset._sends = True  # each batch is sent as made: its dict targets made on the other side
     parent = (*parent, os.getppid())
     while True:
         while not conn.poll(_LOOK):

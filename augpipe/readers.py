@@ -162,22 +162,23 @@ def _items(reader, picks: list[tuple[_Group, int]]) -> list:
         return [_item(reader, g, i) for g, i in picks]
     images, targets = _decoded(reader, picks)
     if isinstance(images, list):  # sizes differ
-        return list(zip(images, _one_storage(targets)))
-    return _Batch(images, _one_storage(targets))
+        return list(zip(images, targets))
+    return _Batch(images, targets)
 
 
 def _batch(reader, picks: list[tuple[_Group, int]]):
     """`collate(_items(reader, picks))`, without making the items of a batch tensor."""
     if not _plain(reader):
         return collate(_items(reader, picks))
-    images, targets = _decoded(reader, picks)
+    images, targets = _decoded(reader, picks, reader._sends)
     if isinstance(images, list):
-        return collate(list(zip(images, _one_storage(targets))))
-    return images, _collated_targets(_one_storage(targets))
+        return collate(list(zip(images, targets)))
+    return images, _collated_targets(targets)
 
 
-def _decoded(reader, picks: list[tuple[_Group, int]]) -> tuple[torch.Tensor | list, list]:
-    """The rows' images, one N×C×H×W tensor (a list when their sizes differ), and targets."""
+def _decoded(reader, picks: list[tuple[_Group, int]], sent: bool = False) -> tuple[torch.Tensor | list, list]:
+    """The rows' images, one N×C×H×W tensor (a list when their sizes differ), and targets
+    (`_batch_targets`)."""
     blobs = [g.blob(i) for g, i in picks]
     if reader.sizing.decode_size is None and reader.sizing.resize is None:  # the rows' other columns are not needed
         in_place = reader.channels_last and reader.convention == "augpipe"  # decoded into the batch itself
@@ -188,7 +189,7 @@ def _decoded(reader, picks: list[tuple[_Group, int]]) -> tuple[torch.Tensor | li
         rgbs = [reader.sizing.decode(b, None) for b in blobs]
     else:
         rgbs = [reader.sizing.decode(b, g.row(i)) for b, (g, i) in zip(blobs, picks)]
-    targets = _targets(reader, picks)
+    targets = _batch_targets(reader, picks, sent)
     images = _batch_images(rgbs, reader.convention, reader.channels_last)
     if images is None:
         images = [to_image(rgb, reader.convention, reader.channels_last) for rgb in rgbs]
@@ -216,6 +217,32 @@ def _off_boundary(shape: tuple, in_place: bool) -> torch.Tensor:
     flat = _empty((n + 32,))
     start = boundary_offset(flat.data_ptr())
     return flat[start:start + n].view(shape)
+
+
+def _batch_targets(reader, picks: list[tuple[_Group, int]], sent: bool = False) -> list | torch.Tensor:
+    """The rows' targets, a batch's own: dict targets as `_Targets` (`sent`: as `_Sent`, for a
+    batch pickled as soon as it is made), gathered from their row groups' packed arrays
+    (`_Group.packed`) where every row's group has them, else converted and joined."""
+    joined = _Sent if sent else _Targets
+    if reader.kind.stacked is None:
+        fields = _gathered(picks)
+        if fields is not None:
+            return joined(picks[0][0].keys, fields, None)
+    return _one_storage(_targets(reader, picks), joined)
+
+
+def _gathered(picks: list[tuple[_Group, int]]) -> dict | None:
+    """`_Targets`' fields for the rows, each a numpy concatenation of the rows' arrays (a tenth of
+    `torch.cat`'s time at 64 rows); None unless every row's group is packed with the same keys."""
+    keys = picks[0][0].keys
+    try:
+        rows = [g.packed[i] for g, i in picks]
+    except TypeError:  # a group not packed
+        return None
+    if keys is None or any(g.keys != keys for g, _ in picks):
+        return None
+    return {key: (torch.from_numpy(np.concatenate(column)), [len(a) for a in column])
+            for key, column in zip(keys, zip(*rows))}
 
 
 def _targets(reader, picks: list[tuple[_Group, int]]) -> list | torch.Tensor:
@@ -247,9 +274,9 @@ def _stacked_targets(kind, picks: list[tuple[_Group, int]]) -> torch.Tensor | li
     return out
 
 
-def _one_storage(targets: list) -> list:
-    """Dict targets (detection's boxes, labels, masks) as `_Targets`: each field's tensors views
-    of one tensor for the batch, a copy (a kept target is never handed out as it is)."""
+def _one_storage(targets: list, joined: type = None) -> list:
+    """Dict targets (detection's boxes, labels, masks) as `_Targets` (or `joined`): each field's
+    tensors views of one tensor for the batch, a copy (a kept target is never handed out as it is)."""
     if isinstance(targets, torch.Tensor) or not targets or not isinstance(targets[0], dict):
         return targets
     keys, fields, others = list(targets[0]), {}, []
@@ -261,7 +288,7 @@ def _one_storage(targets: list) -> list:
         else:
             others.append(key)
     rest = [{k: _copied(t.get(k)) for k in others} for t in targets] if others or not fields else None
-    return _Targets(keys, fields, rest)
+    return (joined or _Targets)(keys, fields, rest)
 
 
 def _copied(value):
@@ -297,6 +324,18 @@ class _Targets(list):
         else:
             super().__init__({k: c[i] if c is not None else r[k] for k, c in zip(keys, columns)}
                              for i, r in enumerate(rest))
+        self._state = (keys, fields, rest)
+
+    def __reduce__(self):
+        return _Targets, self._state
+
+
+class _Sent:
+    """`_Targets` not made yet: a feed process's batch, pickled as soon as it is made, becomes
+    `_Targets` in the process that takes it (making the rows' dicts and views there only halves
+    their cost)."""
+
+    def __init__(self, keys: list, fields: dict, rest: list[dict] | None):
         self._state = (keys, fields, rest)
 
     def __reduce__(self):
@@ -463,6 +502,8 @@ class _Group:
         self.rest, self.rows, self.nbytes, self.num_rows = table.drop_columns(["image"]), None, table.nbytes, len(table)
         self.targets: dict[int, object] = {}
         self.small: bool | None = None  # whether the first targets converted were all small enough to keep
+        self.keys: tuple | None = None  # with `packed`: the rows' dict keys
+        self.packed: list[tuple] | None = None  # each row's target as numpy views, a field each (`_pack`)
         self._bytes: dict[str, _Bytes] = {}
         self._frames: list = [_UNREAD] * self.num_rows
 
@@ -497,6 +538,8 @@ class _Group:
             [self._keep(i, target) for i, target in zip(rows, targets)]
         if self.small is None:
             self.small = all(kept)
+        if whole and all(kept):
+            self.keys, self.packed = _pack(targets)
         return [targets[i] for i in rows] if whole else targets
 
     def _keep(self, i: int, target) -> bool:
@@ -505,6 +548,27 @@ class _Group:
             self.targets[i] = target
             return True
         return False
+
+
+def _pack(targets: list) -> tuple[tuple | None, list | None]:
+    """A row group's kept dict targets as (keys, each row's fields as numpy views, in the keys'
+    order), so that a batch's are gathered by numpy (`_gathered`); (None, None) unless every row
+    has the same keys and each field is a tensor numpy takes, of one dtype and one size but the
+    first across the rows."""
+    if not targets or not isinstance(targets[0], dict) or not targets[0]:
+        return None, None
+    keys = tuple(targets[0])
+    if any(tuple(t) != keys for t in targets):
+        return None, None
+    for key in keys:
+        values = [t[key] for t in targets]
+        first = values[0]
+        if type(first) is not torch.Tensor or first.ndim == 0 or first.dtype not in worker_memory.NUMPY_DTYPES:
+            return None, None
+        if any(type(v) is not torch.Tensor or v.dtype != first.dtype or v.ndim != first.ndim or v.shape[1:] != first.shape[1:]
+               or v.requires_grad or v.is_conj() or v.is_neg() for v in values):
+            return None, None
+    return keys, [tuple(t[key].numpy() for key in keys) for t in targets]
 
 
 class _Sizing:
@@ -811,7 +875,7 @@ def collate(batch: list):
 
 
 def _collated_targets(targets: list):
-    if isinstance(targets, (_Targets, torch.Tensor)):
+    if isinstance(targets, (_Targets, _Sent, torch.Tensor)):
         return targets
     return list(targets) if isinstance(targets[0], dict) else _stack(targets)
 
@@ -1194,6 +1258,8 @@ class ShardDataset(_WithEpoch, Dataset):
     run faster so (`model.to(memory_format=torch.channels_last)`). A `transform`'s output is its own.
     """
 
+    _sends = False  # in a `processes=` feed's process: its batches are pickled as soon as made
+
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  return_row: bool = False, cache_bytes: int = 256 * 2**20, box_format: str = "xyxy",
                  recipe=None, seed: int = 0, epoch_seed: bool = True, convention: str = "augpipe",
@@ -1395,6 +1461,8 @@ class ShardIterable(_WithEpoch, IterableDataset):
     Each process keeps the shards it read whole, up to `cache_bytes`, for the next epochs (their
     rows and converted targets; 0 reads every epoch again).
     """
+
+    _sends = False  # as ShardDataset's
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  shuffle: bool = False, buffer_size: int = 1000, seed: int = 0, return_row: bool = False,

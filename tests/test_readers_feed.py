@@ -928,3 +928,58 @@ def test_a_feed_of_threads_ends_with_its_threads_gone(photos):
         for _ in loader(ShardDataset(photos), 4, threads=2):
             tasks += [t.native_id for t in threading.enumerate() if t.name.startswith("augpipe-feed")]
         assert tasks and not [tid for tid in set(tasks) if os.path.exists(f"/proc/self/task/{tid}")]
+
+
+@pytest.mark.parametrize("feed", ["threads", "processes", "dataloader"])
+def test_detection_batches_gathered_from_kept_row_groups_are_each_rows_own_and_copies(boxes, feed):
+    """From a row group's second batch on, a batch's boxes and labels are gathered from the
+    group's kept targets (`_Group.packed`): every feed's batches, epoch after epoch, hold each
+    row's own target as the reader gives it row by row, and changing one in place reaches
+    neither the next epochs nor another row."""
+    rows = [t for _, t in ShardDataset(boxes)]
+    options = {"threads": 2} if feed == "threads" else {"processes": 2} if feed == "processes" else {"num_workers": 2}
+    batches = loader(ShardDataset(boxes), 3, shuffle=False, **options)
+    try:
+        for epoch in range(3):
+            got = [t for _, targets in batches for t in targets]
+            assert len(got) == len(rows) and all(same_target(g, w) for g, w in zip(got, rows)), epoch
+            for t in got:
+                t["boxes"].add_(1000)
+                t["labels"].fill_(-5)
+    finally:
+        getattr(batches, "close", lambda: None)()
+    ds = ShardDataset(boxes)
+    list(loader(ds, 3, shuffle=False, threads=1))
+    list(loader(ds, 3, shuffle=False, threads=1))
+    assert any(g.packed is not None for g, _ in ds._picks(list(range(len(ds)))))  # the gathered path was taken
+
+
+def test_row_groups_pack_only_targets_numpy_can_gather_alike():
+    """`_pack`: every row the same keys, each field a plain tensor of one dtype and one size past
+    the first; anything else is left to `_one_storage` (None, None)."""
+    from augpipe.readers import _gathered, _pack
+
+    def rows(**change):
+        out = [{"boxes": torch.arange(4 * k, dtype=torch.float32).reshape(k, 4), "labels": torch.arange(k)}
+               for k in (2, 0, 3)]
+        out[1].update(change)
+        return out
+
+    keys, packed = _pack(rows())
+    assert keys == ("boxes", "labels") and len(packed) == 3
+    assert _pack(rows(labels=torch.arange(0, dtype=torch.int32))) == (None, None)
+    assert _pack(rows(boxes=torch.zeros(0, 5))) == (None, None)
+    assert _pack(rows(name="x")) == (None, None)
+    assert _pack(rows(labels=torch.tensor(3))) == (None, None)
+    assert _pack([{"labels": torch.arange(2)}, {"boxes": torch.zeros(1, 4), "labels": torch.arange(1)}]) == (None, None)
+    assert _pack([{"boxes": torch.zeros(1, 4, dtype=torch.bfloat16)}]) == (None, None)
+    assert _pack([3, 4]) == (None, None) and _pack([{}, {}]) == (None, None)
+
+    class Group:
+        def __init__(self, targets):
+            self.keys, self.packed = _pack(targets)
+
+    one, other = Group(rows()), Group([{"boxes": torch.ones(1, 4), "labels": torch.tensor([9])}])
+    fields = _gathered([(one, 2), (other, 0), (one, 1), (one, 0)])
+    assert fields["boxes"][1] == [3, 1, 0, 2] and fields["labels"][0].tolist() == [0, 1, 2, 9, 0, 1]
+    assert _gathered([(one, 0), (Group([3]), 0)]) is None
