@@ -221,28 +221,30 @@ def _off_boundary(shape: tuple, in_place: bool) -> torch.Tensor:
 
 def _batch_targets(reader, picks: list[tuple[_Group, int]], sent: bool = False) -> list | torch.Tensor:
     """The rows' targets, a batch's own: dict targets as `_Targets` (`sent`: as `_Sent`, for a
-    batch pickled as soon as it is made), gathered from their row groups' packed arrays
-    (`_Group.packed`) where every row's group has them, else converted and joined."""
+    batch pickled as soon as it is made), gathered from their row groups' `_Columns` where the
+    kind has them, else converted and joined."""
     joined = _Sent if sent else _Targets
-    if reader.kind.stacked is None:
-        fields = _gathered(picks)
-        if fields is not None:
-            return joined(picks[0][0].keys, fields, None)
+    gathered = _gathered(reader, picks)
+    if gathered is not None:
+        return joined(*gathered, None)
     return _one_storage(_targets(reader, picks), joined)
 
 
-def _gathered(picks: list[tuple[_Group, int]]) -> dict | None:
-    """`_Targets`' fields for the rows, each a numpy concatenation of the rows' arrays (a tenth of
-    `torch.cat`'s time at 64 rows); None unless every row's group is packed with the same keys."""
-    keys = picks[0][0].keys
-    try:
-        rows = [g.packed[i] for g, i in picks]
-    except TypeError:  # a group not packed
+def _gathered(reader, picks: list[tuple[_Group, int]]) -> tuple[tuple, dict] | None:
+    """`_Targets`' keys and fields for the rows, each field a numpy concatenation of the rows'
+    slices of their row groups' `_Columns` (a tenth of `torch.cat`'s time for 64 tensors); None
+    for a kind that has none (`Target.torch_columns`)."""
+    first = picks[0][0].columns(reader)
+    if first is None:
         return None
-    if keys is None or any(g.keys != keys for g, _ in picks):
-        return None
-    return {key: (torch.from_numpy(np.concatenate(column)), [len(a) for a in column])
-            for key, column in zip(keys, zip(*rows))}
+    parts, counts = [[] for _ in first.keys], []
+    for g, i in picks:
+        columns = g.columns(reader)
+        start, stop = columns.spans[i]
+        counts.append(stop - start)
+        for part, array in zip(parts, columns.arrays):
+            part.append(array[start:stop])
+    return first.keys, {key: (torch.from_numpy(np.concatenate(part)), counts) for key, part in zip(first.keys, parts)}
 
 
 def _targets(reader, picks: list[tuple[_Group, int]]) -> list | torch.Tensor:
@@ -502,8 +504,7 @@ class _Group:
         self.rest, self.rows, self.nbytes, self.num_rows = table.drop_columns(["image"]), None, table.nbytes, len(table)
         self.targets: dict[int, object] = {}
         self.small: bool | None = None  # whether the first targets converted were all small enough to keep
-        self.keys: tuple | None = None  # with `packed`: the rows' dict keys
-        self.packed: list[tuple] | None = None  # each row's target as numpy views, a field each (`_pack`)
+        self._columns: _Columns | None | object = _UNREAD
         self._bytes: dict[str, _Bytes] = {}
         self._frames: list = [_UNREAD] * self.num_rows
 
@@ -538,9 +539,15 @@ class _Group:
             [self._keep(i, target) for i, target in zip(rows, targets)]
         if self.small is None:
             self.small = all(kept)
-        if whole and all(kept):
-            self.keys, self.packed = _pack(targets)
         return [targets[i] for i in rows] if whole else targets
+
+    def columns(self, reader) -> _Columns | None:
+        """The group's targets as one array a field, converted the first time (None for a kind
+        without `torch_columns`)."""
+        if self._columns is _UNREAD:
+            made = reader.kind.torch_columns(self.rest, reader.box_format, reader.convention)
+            self._columns = None if made is None else _Columns(*made)
+        return self._columns
 
     def _keep(self, i: int, target) -> bool:
         if isinstance(target, int) or isinstance(target, dict) and \
@@ -550,25 +557,15 @@ class _Group:
         return False
 
 
-def _pack(targets: list) -> tuple[tuple | None, list | None]:
-    """A row group's kept dict targets as (keys, each row's fields as numpy views, in the keys'
-    order), so that a batch's are gathered by numpy (`_gathered`); (None, None) unless every row
-    has the same keys and each field is a tensor numpy takes, of one dtype and one size but the
-    first across the rows."""
-    if not targets or not isinstance(targets[0], dict) or not targets[0]:
-        return None, None
-    keys = tuple(targets[0])
-    if any(tuple(t) != keys for t in targets):
-        return None, None
-    for key in keys:
-        values = [t[key] for t in targets]
-        first = values[0]
-        if type(first) is not torch.Tensor or first.ndim == 0 or first.dtype not in worker_memory.NUMPY_DTYPES:
-            return None, None
-        if any(type(v) is not torch.Tensor or v.dtype != first.dtype or v.ndim != first.ndim or v.shape[1:] != first.shape[1:]
-               or v.requires_grad or v.is_conj() or v.is_neg() for v in values):
-            return None, None
-    return keys, [tuple(t[key].numpy() for key in keys) for t in targets]
+class _Columns:
+    """A row group's targets as the kind lays them end to end (`Target.torch_columns`), as numpy
+    arrays, and each row's (start, stop) in them."""
+
+    def __init__(self, fields: dict, counts: list[int]):
+        self.keys = tuple(fields)
+        self.arrays = [value.numpy() for value in fields.values()]
+        ends = list(itertools.accumulate(counts))
+        self.spans = list(zip([0, *ends], ends))
 
 
 class _Sizing:

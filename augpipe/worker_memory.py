@@ -174,7 +174,7 @@ def _sent(tensor: torch.Tensor) -> tuple | None:
         slot.counts[0] += 1  # before anything else: the slot is not free till the main process lets go of it
         return _rebuilt, (slot.sent, storage.nbytes(), tensor.dtype, tuple(tensor.shape), tensor.stride(),
                           tensor.storage_offset())
-    if tensor.nbytes <= SMALL and tensor.is_contiguous() and tensor.dtype in NUMPY_DTYPES \
+    if tensor.nbytes <= SMALL and tensor.is_contiguous() and tensor.dtype in _NUMPY \
             and not tensor.is_conj() and not tensor.is_neg():
         array = tensor.numpy()
         return _from_bytes, (array.tobytes(), array.dtype.str, array.shape)
@@ -187,7 +187,7 @@ def _from_bytes(data: bytes, dtype: str, shape: tuple) -> torch.Tensor:
 
 
 SMALL = 64 * 2**10  # bytes a tensor sent by value at most
-NUMPY_DTYPES = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.float32,
+_NUMPY = {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.float32,
           torch.float64, torch.bool, torch.complex64, torch.complex128}
 _KEPT: OrderedDict[int, np.ndarray] = OrderedDict()  # main-process mappings of segments, by address
 # the let-go count and _KEPT: a tensor may end in any thread (pin_memory's), and in the middle of

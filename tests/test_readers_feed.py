@@ -933,7 +933,7 @@ def test_a_feed_of_threads_ends_with_its_threads_gone(photos):
 @pytest.mark.parametrize("feed", ["threads", "processes", "dataloader"])
 def test_detection_batches_gathered_from_kept_row_groups_are_each_rows_own_and_copies(boxes, feed):
     """From a row group's second batch on, a batch's boxes and labels are gathered from the
-    group's kept targets (`_Group.packed`): every feed's batches, epoch after epoch, hold each
+    group's targets laid end to end (`_Group.columns`): every feed's batches, epoch after epoch, hold each
     row's own target as the reader gives it row by row, and changing one in place reaches
     neither the next epochs nor another row."""
     rows = [t for _, t in ShardDataset(boxes)]
@@ -951,35 +951,24 @@ def test_detection_batches_gathered_from_kept_row_groups_are_each_rows_own_and_c
     ds = ShardDataset(boxes)
     list(loader(ds, 3, shuffle=False, threads=1))
     list(loader(ds, 3, shuffle=False, threads=1))
-    assert any(g.packed is not None for g, _ in ds._picks(list(range(len(ds)))))  # the gathered path was taken
+    assert all(g._columns is not None for g, _ in ds._picks(list(range(len(ds)))))  # the gathered path was taken
 
 
-def test_row_groups_pack_only_targets_numpy_can_gather_alike():
-    """`_pack`: every row the same keys, each field a plain tensor of one dtype and one size past
-    the first; anything else is left to `_one_storage` (None, None)."""
-    from augpipe.readers import _gathered, _pack
-
-    def rows(**change):
-        out = [{"boxes": torch.arange(4 * k, dtype=torch.float32).reshape(k, 4), "labels": torch.arange(k)}
-               for k in (2, 0, 3)]
-        out[1].update(change)
-        return out
-
-    keys, packed = _pack(rows())
-    assert keys == ("boxes", "labels") and len(packed) == 3
-    assert _pack(rows(labels=torch.arange(0, dtype=torch.int32))) == (None, None)
-    assert _pack(rows(boxes=torch.zeros(0, 5))) == (None, None)
-    assert _pack(rows(name="x")) == (None, None)
-    assert _pack(rows(labels=torch.tensor(3))) == (None, None)
-    assert _pack([{"labels": torch.arange(2)}, {"boxes": torch.zeros(1, 4), "labels": torch.arange(1)}]) == (None, None)
-    assert _pack([{"boxes": torch.zeros(1, 4, dtype=torch.bfloat16)}]) == (None, None)
-    assert _pack([3, 4]) == (None, None) and _pack([{}, {}]) == (None, None)
-
-    class Group:
-        def __init__(self, targets):
-            self.keys, self.packed = _pack(targets)
-
-    one, other = Group(rows()), Group([{"boxes": torch.ones(1, 4), "labels": torch.tensor([9])}])
-    fields = _gathered([(one, 2), (other, 0), (one, 1), (one, 0)])
-    assert fields["boxes"][1] == [3, 1, 0, 2] and fields["labels"][0].tolist() == [0, 1, 2, 9, 0, 1]
-    assert _gathered([(one, 0), (Group([3]), 0)]) is None
+def test_a_kinds_columns_are_its_rows_targets_laid_end_to_end(boxes, detection):
+    """`Target.torch_columns`: boxes alone give every row's `torch_target` end to end, in both box
+    formats and conventions; kinds with instance masks (and the label kind) give None, and their
+    batches are joined as before."""
+    for out, joined in ((boxes, True), (detection, False)):
+        ds = ShardDataset(out)
+        group = ds._picks([0])[0][0]
+        for box_format, convention in (("xyxy", "augpipe"), ("xywh", "torchvision")):
+            made = ds.kind.torch_columns(group.rest, box_format, convention)
+            assert (made is not None) == joined
+            if made is None:
+                continue
+            fields, counts = made
+            rows = ds.kind.torch_targets(group.rest, box_format, convention)
+            assert sum(counts) == len(fields["boxes"]) and len(counts) == group.num_rows
+            assert list(fields) == ["boxes", "labels"] and fields["boxes"].dtype == torch.float32
+            assert same_target([{"boxes": b, "labels": c} for b, c in zip(fields["boxes"].split(counts),
+                                                                          fields["labels"].split(counts))], rows)

@@ -90,6 +90,11 @@ class Target:
         torch_targets(table, box_format, convention, rows)
                                   a table's rows' `torch_target`s (those at `rows`, in order): the
                                   readers convert the rows they take this way (default: row by row)
+        torch_columns(table, box_format, convention)
+                                  a table's rows' `torch_target`s laid end to end: ({field: one
+                                  tensor}, each row's count, every field's first size), or None
+                                  (default: a kind whose targets are not dicts of that form); the
+                                  readers gather a batch's from these
         from_user_target(target, shape, box_format, convention)
                                   a user's torch target as arrays, and how to give the result back
         stacked, stacked_array(data)
@@ -235,6 +240,9 @@ class Target:
         not row by row) overrides it."""
         table = table if rows is None else table.take(rows)
         return [self.torch_target(self.arrays(row), box_format, convention) for row in table.to_pylist()]
+
+    def torch_columns(self, table, box_format: str, convention: str) -> tuple[dict, list[int]] | None:
+        return None
 
     def stacked_array(self, data):
         raise NotImplementedError

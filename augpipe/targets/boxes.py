@@ -413,12 +413,25 @@ class BoxesKind(Target):
         """`torch_target` of each row, the boxes and labels of all rows converted at once (each
         row's tensors views of one tensor a field); with instance masks, or for a kind whose rows
         hold more (keypoints), row by row."""
-        if self.with_masks or type(self).torch_target is not BoxesKind.torch_target:
+        if not self._joined_targets():
             return super().torch_targets(table, box_format, convention, rows)
+        fields, counts = self.torch_columns(table if rows is None else table.select(["objects"]).take(rows),
+                                           box_format, convention)
+        boxes, labels = fields["boxes"], fields["labels"]
+        return [{"boxes": b, "labels": c} for b, c in zip(boxes.split(counts), labels.split(counts))]
+
+    def _joined_targets(self) -> bool:
+        return not self.with_masks and type(self).torch_target is BoxesKind.torch_target
+
+    def torch_columns(self, table, box_format, convention):
+        """Every row's boxes and labels, one tensor each (None with instance masks, or for a kind
+        whose rows hold more: keypoints)."""
+        if not self._joined_targets():
+            return None
         import pyarrow.compute as pc
         import torch
 
-        objects = (table if rows is None else table.select(["objects"]).take(rows)).column("objects")
+        objects = table.column("objects")
         bbox, category = pc.struct_field(objects, "bbox"), pc.struct_field(objects, "category")
         counts = pc.fill_null(pc.list_value_length(bbox), 0).to_numpy().tolist()
         # copies: the tensors are changed in place and handed out; Arrow's buffers are read-only
@@ -428,7 +441,7 @@ class BoxesKind(Target):
         labels = torch.from_numpy(pc.list_flatten(category).to_numpy().astype(np.int64))
         if convention == "torchvision":
             labels += 1
-        return [{"boxes": b, "labels": c} for b, c in zip(boxes.split(counts), labels.split(counts))]
+        return {"boxes": boxes, "labels": labels}, counts
 
     def from_user_target(self, target, shape, box_format, convention):
         import torch
