@@ -35,7 +35,7 @@ import time
 import warnings
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -454,6 +454,13 @@ class _ByteCache:
 
     def _clear(self) -> None:
         self.lock, self._items, self._bytes, self._pid = threading.Lock(), OrderedDict(), 0, _pid()
+        self.full = self.limit <= 0  # something was dropped, or did not fit
+
+    def roomy(self) -> bool:
+        """Whether everything offered so far was kept (in this process)."""
+        if self._pid != _pid():
+            self._clear()
+        return not self.full
 
     def __getstate__(self) -> dict:
         return {"limit": self.limit}
@@ -487,6 +494,7 @@ class _ByteCache:
         self._bytes += nbytes
         while self._bytes > self.limit and len(self._items) > 1:
             self._bytes -= self._items.popitem(last=False)[1][1]
+            self.full = True
 
     def __bool__(self) -> bool:
         return bool(self._items)
@@ -1530,15 +1538,17 @@ class ShardIterable(_WithEpoch, IterableDataset):
         return rows if self.batch_size is None else -(-rows // self.batch_size)
 
     def _read(self, pieces: list[Piece]) -> Iterator[tuple[_Group, int]]:
-        """The pieces' rows as (row group, index in it): a whole shard from the cache when an
-        earlier epoch read it whole, else read (and kept, when it fits)."""
+        """The pieces' rows as (row group, index in it), from the shard kept whole when an earlier
+        epoch read it, else read whole and kept, while everything read has fitted the cache (a
+        piece of a shard too: a share's first and last shards change hands each epoch); else
+        only the piece is read."""
         for shard, first, stop in pieces:
-            whole = (first, stop) == (0, self.rows[shard])
-            groups = self._cache.get_or_make(shard) if whole else None
+            groups = self._cache.get_or_make(shard)
+            if groups is None and ((first, stop) == (0, self.rows[shard]) or self._cache.roomy()):
+                groups = self._read_piece(shard, 0, self.rows[shard], keep=True)
             if groups is None:
-                groups = self._read_piece(shard, first, stop, keep=whole)
-            for group in groups:
-                yield from zip(itertools.repeat(group), range(group.num_rows))
+                groups, first, stop = self._read_piece(shard, first, stop, keep=False), 0, stop - first
+            yield from _rows_between(groups, first, stop)
 
     def _read_piece(self, shard: int, first: int, stop: int, keep: bool) -> Iterator[_Group]:
         kept, size = [], 0
@@ -1547,8 +1557,8 @@ class ShardIterable(_WithEpoch, IterableDataset):
             if keep and size + group.nbytes <= self._cache.limit:
                 kept.append(group)
                 size += group.nbytes
-            else:
-                keep = False
+            elif keep:
+                keep, self._cache.full = False, True
             yield group
         if keep:
             self._cache.put(shard, kept, size)
@@ -1569,6 +1579,17 @@ class ShardIterable(_WithEpoch, IterableDataset):
             return
         for picks in _chunks(rows, self.batch_size):
             yield _batch(self, picks)
+
+
+def _rows_between(groups: Iterable[_Group], first: int, stop: int) -> Iterator[tuple[_Group, int]]:
+    """Rows first..stop of the groups laid end to end, as (group, index in it); every group is
+    gone through (a shard read whole is kept at its end)."""
+    position = 0
+    for group in groups:
+        lo, hi = max(first - position, 0), min(stop - position, group.num_rows)
+        if lo < hi:
+            yield from zip(itertools.repeat(group), range(lo, hi))
+        position += group.num_rows
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:

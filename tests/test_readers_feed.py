@@ -972,3 +972,35 @@ def test_a_kinds_columns_are_its_rows_targets_laid_end_to_end(boxes, detection):
             assert list(fields) == ["boxes", "labels"] and fields["boxes"].dtype == torch.float32
             assert same_target([{"boxes": b, "labels": c} for b, c in zip(fields["boxes"].split(counts),
                                                                           fields["labels"].split(counts))], rows)
+
+
+@pytest.mark.parametrize("cache_bytes", [256 * 2**20, 0])
+def test_a_streams_shares_read_each_shard_once_while_it_fits(photos, cache_bytes):
+    """A worker's share starts or ends inside a shard, which changes hands each epoch: a piece of a
+    shard is read as the whole shard and kept while everything read has fitted, so no share reads
+    a shard twice; with no cache each piece alone is read every epoch. Either way each share is
+    its run of the epoch's rows, as one reader of the whole split gives them."""
+    from augpipe.readers import _share
+
+    whole = ShardIterable(photos, return_row=True, shuffle=True, seed=2, buffer_size=1)  # the shards' order alone
+    shares = [ShardIterable(photos, return_row=True, shuffle=True, seed=2, buffer_size=1, cache_bytes=cache_bytes)
+              for _ in range(2)]
+    reads = {0: [], 1: []}
+    for k, share in enumerate(shares):
+        read = share.ds.iter_batches
+        share.ds.iter_batches = lambda *a, _read=read, _k=k, **kw: (reads[_k].append(kw["pieces"][0]), _read(*a, **kw))[1]
+    cut = 0
+    for epoch in range(4):
+        for reader in (whole, *shares):
+            reader.set_epoch(epoch)
+        pieces = [_share(shares[0]._my_pieces(), k, 2) for k in range(2)]
+        cut += sum(p[1:] != (0, shares[0].rows[p[0]]) for share in pieces for p in share)
+        got = [row["source"] for k, share in enumerate(shares) for row in share._stream(k, 2)]
+        assert got == [row["source"] for row in whole], epoch
+    assert cut >= 2 and len(shares[0].files) >= 3
+    for k in range(2):
+        shards = [p[0] for p in reads[k]]
+        if cache_bytes:
+            assert all(p[1:] == (0, shares[0].rows[p[0]]) for p in reads[k]) and len(shards) == len(set(shards))
+        else:
+            assert len(shards) > len(set(shards))
