@@ -171,9 +171,7 @@ def _batch(reader, picks: list[tuple[_Group, int]]):
     if not _plain(reader):
         return collate(_items(reader, picks))
     images, targets = _decoded(reader, picks, reader._sends)
-    if isinstance(images, list):
-        return collate(list(zip(images, targets)))
-    return images, _collated_targets(targets)
+    return _stack(images) if isinstance(images, list) else images, _collated_targets(targets)
 
 
 def _decoded(reader, picks: list[tuple[_Group, int]], sent: bool = False) -> tuple[torch.Tensor | list, list]:
@@ -455,12 +453,16 @@ class _ByteCache:
     def _clear(self) -> None:
         self.lock, self._items, self._bytes, self._pid = threading.Lock(), OrderedDict(), 0, _pid()
         self.full = self.limit <= 0  # something was dropped, or did not fit
+        self.passes = 0  # a stream's passes begun in this process (`again`)
 
-    def roomy(self) -> bool:
-        """Whether everything offered so far was kept (in this process)."""
+    def again(self) -> bool:
+        """Whether everything offered so far was kept and a stream's pass began here before this
+        one (counted: a process that reads one epoch only never reads more than it needs)."""
         if self._pid != _pid():
             self._clear()
-        return not self.full
+        with self.lock:
+            self.passes += 1
+            return self.passes > 1 and not self.full
 
     def __getstate__(self) -> dict:
         return {"limit": self.limit}
@@ -1537,14 +1539,14 @@ class ShardIterable(_WithEpoch, IterableDataset):
         rows = _total(self._my_pieces())
         return rows if self.batch_size is None else -(-rows // self.batch_size)
 
-    def _read(self, pieces: list[Piece]) -> Iterator[tuple[_Group, int]]:
+    def _read(self, pieces: list[Piece], whole: bool = False) -> Iterator[tuple[_Group, int]]:
         """The pieces' rows as (row group, index in it), from the shard kept whole when an earlier
-        epoch read it, else read whole and kept, while everything read has fitted the cache (a
-        piece of a shard too: a share's first and last shards change hands each epoch); else
-        only the piece is read."""
+        epoch read it, else read (and kept, when it fits). `whole`: a piece of a shard is read as
+        the whole shard, and kept (a share's first and last shards change hands each epoch: a
+        process that reads several epochs, while all it read has fitted the cache)."""
         for shard, first, stop in pieces:
             groups = self._cache.get_or_make(shard)
-            if groups is None and ((first, stop) == (0, self.rows[shard]) or self._cache.roomy()):
+            if groups is None and (whole or (first, stop) == (0, self.rows[shard])):
                 groups = self._read_piece(shard, 0, self.rows[shard], keep=True)
             if groups is None:
                 groups, first, stop = self._read_piece(shard, first, stop, keep=False), 0, stop - first
@@ -1569,7 +1571,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
 
     def _stream(self, worker: int, workers: int) -> Iterator:
         """What DataLoader worker `worker` of `workers` yields (a `ThreadLoader`'s thread too)."""
-        rows = self._read(_share(self._my_pieces(), worker, workers))
+        rows = self._read(_share(self._my_pieces(), worker, workers), self._cache.again())
         if self.shuffle:
             rank = self._rank_and_world()[0]
             rows = _buffer_shuffle(rows, self.buffer_size, random.Random(f"{self.seed}/{self.epoch}/{rank}/{worker}"))
