@@ -1466,7 +1466,8 @@ class ShardIterable(_WithEpoch, IterableDataset):
     decoded into one tensor in the worker: give the DataLoader batch_size=None.
 
     Each process keeps the shards it read whole, up to `cache_bytes`, for the next epochs (their
-    rows and converted targets; 0 reads every epoch again).
+    rows and converted targets; 0 reads every epoch again); from its second epoch on, while all it
+    read has fitted, a shard it needs part of is read whole and kept too.
     """
 
     _sends = False  # as ShardDataset's
