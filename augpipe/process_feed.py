@@ -132,7 +132,7 @@ class ProcessLoader(ThreadLoader):
             return self._workers
         self.close()
         self._workers = [_Worker(self.context, self.dataset, k, self.threads, self.prefetch) for k in range(self.threads)]
-        self._finalizer = weakref.finalize(self, _stop, self._workers)
+        self._finalizer = weakref.finalize(self, _stop, self._workers, os.getpid())
         return self._workers
 
     def _call_off(self, run: deque) -> None:
@@ -212,7 +212,9 @@ class _Worker:
         raise _Gone(f"feed process {self.k} ended unexpectedly (exit code {self.process.exitcode})") from None
 
 
-def _stop(workers: list[_Worker]) -> None:
+def _stop(workers: list[_Worker], owner: int) -> None:
+    if os.getpid() != owner:  # a forked process's copy of the loader, collected there: not its processes
+        return
     for worker in workers:
         worker.halt()
         try:

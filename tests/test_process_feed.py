@@ -179,6 +179,37 @@ def test_the_processes_end_with_close_and_with_the_loader(photos):
     assert gone(started, 10)
 
 
+FORKED_COPY = """
+import gc, os, sys
+from augpipe.readers import ShardDataset, loader
+feed = loader(ShardDataset(sys.argv[1]), 4, processes=2)
+rows = sum(len(images) for images, _ in feed)
+started = [w.process.pid for w in feed._workers]
+child = os.fork()
+if child == 0:  # a process forked while the feed lives (a DataLoader's worker, say) drops its copy
+    del feed
+    gc.collect()
+    sys.stderr.flush()
+    os._exit(0)
+os.waitpid(child, 0)
+again = sum(len(images) for images, _ in feed)
+print(rows, again, [w.process.pid for w in feed._workers] == started, flush=True)
+feed.close()
+"""
+
+
+def test_a_forked_copy_of_a_feed_collected_there_leaves_the_processes_be(photos, tmp_path):
+    """The loader's finalizer runs in the process that started the feed's processes only: a forked
+    process's copy, collected there, had told them to end (and failed testing them: "can only
+    test a child process", the new user's)."""
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED_COPY)
+    done = subprocess.run([sys.executable, str(script), str(photos)], capture_output=True, text=True, timeout=120)
+    rows = len(ShardDataset(photos))
+    assert done.returncode == 0 and done.stdout.split() == [str(rows), str(rows), "True"], done.stdout + done.stderr
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 def test_options_a_feed_of_processes_refuses(photos):
     with pytest.raises(ValueError, match="give one or the other"):
         loader(ShardDataset(photos), processes=2, threads=2)
