@@ -56,6 +56,7 @@ class ProcessLoader(ThreadLoader):
             multiprocessing_context = torch.multiprocessing.get_context(multiprocessing_context)
         self.context = multiprocessing_context
         self._workers: list[_Worker] | None = None
+        self._owner: int | None = None  # the process that started them: a forked copy of the loader is not it
         self._run: deque | None = None
         self._lock = threading.RLock()
 
@@ -106,8 +107,15 @@ class ProcessLoader(ThreadLoader):
             raise
         return run
 
+    def _ours(self) -> bool:
+        return self._owner == os.getpid()
+
     def _take(self, run: deque):
-        """The next batch, in turn, or `_END` once every process has ended its epoch."""
+        """The next batch, in turn, or `_END` once every process has ended its epoch (at once in a
+        forked process: the epoch and its processes are its parent's)."""
+        if not self._ours():
+            self._run = None
+            return _END
         try:
             while run:
                 worker = run[0]
@@ -128,18 +136,24 @@ class ProcessLoader(ThreadLoader):
         return _END
 
     def _start(self) -> list[_Worker]:
+        if self._workers is not None and not self._ours():  # a forked copy: its parent's processes, left be
+            self._workers = self._run = None
         if self._workers is not None and all(w.process.is_alive() for w in self._workers):
             return self._workers
         self.close()
         self._workers = [_Worker(self.context, self.dataset, k, self.threads, self.prefetch) for k in range(self.threads)]
-        self._finalizer = weakref.finalize(self, _stop, self._workers, os.getpid())
+        self._owner = os.getpid()
+        self._finalizer = weakref.finalize(self, _stop, self._workers, self._owner)
         return self._workers
 
     def _call_off(self, run: deque) -> None:
         """An epoch left early: each process still in it is told to stop (and woken, should it
         wait for a grant), and what it sends till it has is read and dropped, so that the next
-        epoch starts clean. Interrupted, or a process gone: the processes are ended."""
+        epoch starts clean. Interrupted, or a process gone: the processes are ended. In a forked
+        process, nothing: the processes are its parent's."""
         self._run = None
+        if not self._ours():
+            return
         try:
             for worker in run:
                 worker.halt()
@@ -176,6 +190,7 @@ class _Worker:
         self.process = context.Process(target=_work, args=(dataset, k, n, theirs, self.grants, self.stop, parent),
                                        name=f"augpipe-feed-{k}", daemon=True)
         self.process.start()
+        _FEEDS.add(self.process)
         theirs.close()
 
     def begin(self, job: tuple, prefetch: int) -> None:
@@ -210,6 +225,22 @@ class _Worker:
     def _gone(self):
         self.process.join(5)
         raise _Gone(f"feed process {self.k} ended unexpectedly (exit code {self.process.exitcode})") from None
+
+
+_FEEDS: weakref.WeakSet = weakref.WeakSet()  # the feed processes this process started
+
+
+def _forget_feeds() -> None:
+    """In a process forked from this one (by `os.fork`, not multiprocessing): multiprocessing's
+    exit there would terminate every daemon process in its copy of this one's children, our feed
+    processes among them."""
+    import multiprocessing.process
+
+    getattr(multiprocessing.process, "_children", set()).difference_update(_FEEDS)
+    _FEEDS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_feeds)
 
 
 def _stop(workers: list[_Worker], owner: int) -> None:

@@ -36,6 +36,7 @@ import warnings
 import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
+from multiprocessing.reduction import ForkingPickler
 
 import cv2
 import numpy as np
@@ -327,7 +328,20 @@ class _Targets(list):
         self._state = (keys, fields, rest)
 
     def __reduce__(self):
-        return _Targets, self._state
+        """A copy or a pickle (`copy.deepcopy`, `torch.save`) holds the rows as they are now, a
+        plain list; a feed's transport (`ForkingPickler`) sends the batch as made (`_sent_as_made`)."""
+        return list, (list(self),)
+
+
+def _sent_as_made(targets: _Targets):
+    """`_Targets` as a worker's batch crosses to the main process: the fields' tensors and the
+    rows' counts (a shared-memory handle a field, not one a row's tensor); its views are made
+    again there. In-place changes to the tensors travel; a change to the rows' dicts made in the
+    worker's own `collate_fn` would not."""
+    return _Targets, targets._state
+
+
+ForkingPickler.register(_Targets, _sent_as_made)
 
 
 class _Sent:
@@ -453,16 +467,21 @@ class _ByteCache:
     def _clear(self) -> None:
         self.lock, self._items, self._bytes, self._pid = threading.Lock(), OrderedDict(), 0, _pid()
         self.full = self.limit <= 0  # something was dropped, or did not fit
-        self.passes = 0  # a stream's passes begun in this process (`again`)
+        self.first_epoch: int | None = None  # the epoch of a stream's first pass in this process (`again`)
 
-    def again(self) -> bool:
-        """Whether everything offered so far was kept and a stream's pass began here before this
-        one (counted: a process that reads one epoch only never reads more than it needs)."""
+    def again(self, epoch: int) -> bool:
+        """Whether a stream's pass of another epoch began in this process before, and everything
+        offered since has been kept (a process that reads one epoch never reads more than it needs;
+        the threads of one feed share an epoch)."""
         if self._pid != _pid():
             self._clear()
         with self.lock:
-            self.passes += 1
-            return self.passes > 1 and not self.full
+            if self.first_epoch is None:
+                self.first_epoch = epoch
+            return epoch != self.first_epoch and not self.full
+
+    def fits(self, nbytes: float) -> bool:
+        return self._bytes + nbytes <= self.limit
 
     def __getstate__(self) -> dict:
         return {"limit": self.limit}
@@ -1471,6 +1490,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
     """
 
     _sends = False  # as ShardDataset's
+    _row_bytes = 0.0  # the most bytes a row has taken in a row group read here (`_read`'s estimate of a shard)
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
                  shuffle: bool = False, buffer_size: int = 1000, seed: int = 0, return_row: bool = False,
@@ -1547,6 +1567,8 @@ class ShardIterable(_WithEpoch, IterableDataset):
         process that reads several epochs, while all it read has fitted the cache)."""
         for shard, first, stop in pieces:
             groups = self._cache.get_or_make(shard)
+            if groups is None and whole and (first, stop) != (0, self.rows[shard]):
+                whole = self._cache.fits(self._row_bytes * self.rows[shard])  # as far as the rows read so far say
             if groups is None and (whole or (first, stop) == (0, self.rows[shard])):
                 groups = self._read_piece(shard, 0, self.rows[shard], keep=True)
             if groups is None:
@@ -1557,6 +1579,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
         kept, size = [], 0
         for batch in self.ds.iter_batches(self.split, self._columns, pieces=[(shard, first, stop)]):
             group = _Group(pa.Table.from_batches([batch]))
+            self._row_bytes = max(self._row_bytes, group.nbytes / max(group.num_rows, 1))
             if keep and size + group.nbytes <= self._cache.limit:
                 kept.append(group)
                 size += group.nbytes
@@ -1572,7 +1595,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
 
     def _stream(self, worker: int, workers: int) -> Iterator:
         """What DataLoader worker `worker` of `workers` yields (a `ThreadLoader`'s thread too)."""
-        rows = self._read(_share(self._my_pieces(), worker, workers), self._cache.again())
+        rows = self._read(_share(self._my_pieces(), worker, workers), self._cache.again(self.epoch))
         if self.shuffle:
             rank = self._rank_and_world()[0]
             rows = _buffer_shuffle(rows, self.buffer_size, random.Random(f"{self.seed}/{self.epoch}/{rank}/{worker}"))

@@ -185,28 +185,38 @@ from augpipe.readers import ShardDataset, loader
 feed = loader(ShardDataset(sys.argv[1]), 4, processes=2)
 rows = sum(len(images) for images, _ in feed)
 started = [w.process.pid for w in feed._workers]
+held = iter(feed)
+first = len(next(held)[0])
 child = os.fork()
-if child == 0:  # a process forked while the feed lives (a DataLoader's worker, say) drops its copy
-    del feed
-    gc.collect()
-    sys.stderr.flush()
-    os._exit(0)
+if child == 0:  # a process forked while the feed lives (a script's os.fork) drops its copies
+    if sys.argv[2] == "collect":
+        del held, feed
+        gc.collect()
+        sys.stderr.flush()
+        os._exit(0)
+    again = sum(len(images) for images, _ in feed)  # its own processes: the parent's are left be
+    print("child", again, flush=True)
+    sys.exit(0)  # multiprocessing's exit, the held iterator and the loader collected there
 os.waitpid(child, 0)
-again = sum(len(images) for images, _ in feed)
-print(rows, again, [w.process.pid for w in feed._workers] == started, flush=True)
+rest = first + sum(len(images) for images, _ in held)
+print(rows, rest, [w.process.pid for w in feed._workers] == started, flush=True)
 feed.close()
 """
 
 
-def test_a_forked_copy_of_a_feed_collected_there_leaves_the_processes_be(photos, tmp_path):
-    """The loader's finalizer runs in the process that started the feed's processes only: a forked
-    process's copy, collected there, had told them to end (and failed testing them: "can only
-    test a child process", the new user's)."""
+@pytest.mark.parametrize("how", ["collect", "exit"])
+def test_a_forked_copy_of_a_feed_leaves_the_processes_be(photos, tmp_path, how):
+    """A process forked (by os.fork) while a feed is in an epoch holds a copy of the loader, of
+    the epoch's iterator and of multiprocessing's children. Collected there, or at its exit,
+    they neither call the epoch off, nor end, test or drain the parent's processes (the
+    new user's: "can only test a child process"; the hostile tester's: the parent waited for
+    ever, or its processes were terminated); iterated there, the copy starts its own."""
     script = tmp_path / "forked.py"
     script.write_text(FORKED_COPY)
-    done = subprocess.run([sys.executable, str(script), str(photos)], capture_output=True, text=True, timeout=120)
-    rows = len(ShardDataset(photos))
-    assert done.returncode == 0 and done.stdout.split() == [str(rows), str(rows), "True"], done.stdout + done.stderr
+    done = subprocess.run([sys.executable, str(script), str(photos), how], capture_output=True, text=True, timeout=120)
+    rows = str(len(ShardDataset(photos)))
+    want = ([] if how == "collect" else ["child", rows]) + [rows, rows, "True"]
+    assert done.returncode == 0 and done.stdout.split() == want, done.stdout + done.stderr
     assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 

@@ -974,22 +974,25 @@ def test_a_kinds_columns_are_its_rows_targets_laid_end_to_end(boxes, detection):
                                                                           fields["labels"].split(counts))], rows)
 
 
-@pytest.mark.parametrize("cache_bytes", [256 * 2**20, 0])
-def test_a_streams_shares_read_each_shard_once_while_it_fits(photos, cache_bytes):
+@pytest.mark.parametrize("cache_bytes, shared", [(256 * 2**20, False), (256 * 2**20, True), (0, False)])
+def test_a_streams_shares_read_each_shard_once_while_it_fits(photos, cache_bytes, shared):
     """A worker's share starts or ends inside a shard, which changes hands each epoch. A first
-    pass reads its pieces alone (a process that streams once reads no more than it needs); later
-    passes read a piece as the whole shard and keep it while everything read has fitted, so no
-    shard is read twice; with no cache each piece alone is read every epoch. Either way each share
-    is its run of the epoch's rows, as one reader of the whole split gives them."""
+    epoch reads its pieces alone (a process that streams once reads no more than it needs; the
+    threads of one feed share a reader and an epoch); later epochs read a piece as the whole shard
+    and keep it while everything read has fitted and the shard should fit too, so no shard is read
+    twice; with no cache, or one too small, each piece alone is read every epoch. Either way each
+    share is its run of the epoch's rows, as one reader of the whole split gives them."""
     from augpipe.readers import _share
 
     whole = ShardIterable(photos, return_row=True, shuffle=True, seed=2, buffer_size=1)  # the shards' order alone
     shares = [ShardIterable(photos, return_row=True, shuffle=True, seed=2, buffer_size=1, cache_bytes=cache_bytes)
-              for _ in range(2)]
-    reads = {0: [], 1: []}
-    for k, share in enumerate(shares):
+              for _ in range(1 if shared else 2)]
+    reads = {id(share): [] for share in shares}
+    for share in shares:
         read = share.ds.iter_batches
-        share.ds.iter_batches = lambda *a, _read=read, _k=k, **kw: (reads[_k].append(kw["pieces"][0]), _read(*a, **kw))[1]
+        share.ds.iter_batches = lambda *a, _read=read, _k=id(share), **kw: (reads[_k].append(kw["pieces"][0]),
+                                                                          _read(*a, **kw))[1]
+    shares = shares * 2 if shared else shares
     cut, first = 0, None
     for epoch in range(4):
         for reader in (whole, *shares):
@@ -998,15 +1001,56 @@ def test_a_streams_shares_read_each_shard_once_while_it_fits(photos, cache_bytes
         cut += sum(p[1:] != (0, shares[0].rows[p[0]]) for share in pieces for p in share)
         got = [row["source"] for k, share in enumerate(shares) for row in share._stream(k, 2)]
         assert got == [row["source"] for row in whole], epoch
-        if epoch == 0:
-            assert reads == {0: pieces[0], 1: pieces[1]}  # no more than the first pass needs
-            first = {k: list(reads[k]) for k in reads}
+        if epoch == 0:  # no more than the first epoch needs
+            assert [p for k in reads for p in reads[k]] == pieces[0] + pieces[1]
+            first = {k: len(reads[k]) for k in reads}
     assert cut >= 3 and len(shares[0].files) >= 3
-    for k in range(2):
-        later = reads[k][len(first[k]):]
-        if cache_bytes:
+    for k in reads:
+        later = reads[k][first[k]:]
+        is_whole = [p[1:] == (0, shares[0].rows[p[0]]) for p in reads[k]]
+        if cache_bytes > 1:
             assert all(p[1:] == (0, shares[0].rows[p[0]]) for p in later)
-            whole_reads = [p[0] for p in reads[k] if p[1:] == (0, shares[0].rows[p[0]])]
+            whole_reads = [p[0] for p, w in zip(reads[k], is_whole) if w]
             assert len(whole_reads) == len(set(whole_reads))
         else:
             assert any(p[1:] != (0, shares[0].rows[p[0]]) for p in later)
+
+
+@pytest.mark.parametrize("cache_bytes", [256 * 2**20, 1])
+def test_a_rank_inside_one_shard_reads_the_shard_whole_only_where_it_would_fit(photos, cache_bytes):
+    """Ranks whose rows lie inside one shard: a first epoch reads their piece alone; later ones
+    read the shard whole (and keep it) only where it should fit the cache, as far as the rows read
+    so far say (the hostile tester's: one too large was read whole, then dropped)."""
+    for rank in range(8):
+        reader = ShardIterable(photos, shuffle=True, seed=2, rank=rank, world_size=8, cache_bytes=cache_bytes)
+        reads = []
+        read = reader.ds.iter_batches
+        reader.ds.iter_batches = lambda *a, _read=read, **kw: (reads.append(kw["pieces"][0]), _read(*a, **kw))[1]
+        for epoch in range(3):
+            reader.set_epoch(epoch)
+            before, pieces = len(reads), reader._my_pieces()
+            assert sum(1 for _ in reader) == sum(stop - first for _, first, stop in pieces)
+            got = reads[before:]
+            if epoch == 0 or cache_bytes == 1:
+                assert got == pieces, (rank, epoch)
+            else:
+                assert all(p[1:] == (0, reader.rows[p[0]]) for p in got), (rank, epoch)
+
+
+def test_a_batchs_targets_copied_or_pickled_keep_what_the_loop_changed(boxes):
+    """A batch's detection targets (`_Targets`) copied, deep-copied or pickled (torch.save) hold
+    the rows as they are, edits included: only a feed's own transport sends them as made."""
+    import copy
+    import pickle
+
+    for feed in ({"threads": 2}, {"num_workers": 0}, {"processes": 2}):
+        batches = loader(ShardDataset(boxes), 4, shuffle=False, **feed)
+        try:
+            _, targets = next(iter(batches))
+        finally:
+            getattr(batches, "close", lambda: None)()
+        targets[0]["boxes"] = targets[0]["boxes"][:0]
+        targets[1]["extra"] = 7
+        targets.append({"boxes": torch.zeros(1, 4), "labels": torch.tensor([3])})
+        for again in (copy.copy(targets), copy.deepcopy(targets), pickle.loads(pickle.dumps(targets))):
+            assert isinstance(again, list) and same_target(list(again), list(targets)), feed
