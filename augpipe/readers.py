@@ -1567,9 +1567,9 @@ class ShardIterable(_WithEpoch, IterableDataset):
         process that reads several epochs, while all it read has fitted the cache)."""
         for shard, first, stop in pieces:
             groups = self._cache.get_or_make(shard)
-            if groups is None and whole and (first, stop) != (0, self.rows[shard]):
-                whole = self._cache.fits(self._row_bytes * self.rows[shard])  # as far as the rows read so far say
-            if groups is None and (whole or (first, stop) == (0, self.rows[shard])):
+            piece = (first, stop) != (0, self.rows[shard])
+            # a piece read whole where the shard should fit, as far as the rows read so far say
+            if groups is None and (not piece or whole and self._cache.fits(self._row_bytes * self.rows[shard])):
                 groups = self._read_piece(shard, 0, self.rows[shard], keep=True)
             if groups is None:
                 groups, first, stop = self._read_piece(shard, first, stop, keep=False), 0, stop - first
