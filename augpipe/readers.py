@@ -333,7 +333,7 @@ class _Targets(list):
         return list, (list(self),)
 
 
-def _sent_as_made(targets: _Targets):
+def _sent_as_made(targets: _Targets | _Sent):
     """`_Targets` as a worker's batch crosses to the main process: the fields' tensors and the
     rows' counts (a shared-memory handle a field, not one a row's tensor); its views are made
     again there. In-place changes to the tensors travel; a change to the rows' dicts made in the
@@ -352,8 +352,7 @@ class _Sent:
     def __init__(self, keys: list, fields: dict, rest: list[dict] | None):
         self._state = (keys, fields, rest)
 
-    def __reduce__(self):
-        return _Targets, self._state
+    __reduce__ = _sent_as_made
 
 
 class _Batch(list):
