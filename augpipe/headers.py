@@ -45,6 +45,65 @@ def jpeg_frame(data) -> tuple[int, int, int, int | None] | None:
     return _frame(view) if view[:2] == b"\xff\xd8" else None
 
 
+def jpeg_frames(data, offsets) -> list:
+    """`jpeg_frame` of each image laid end to end in one uint8 array (image k is
+    data[offsets[k]:offsets[k + 1]]). JPEGs written alike (one encoder, one quality) share their
+    run of marker segments up to the scan: the images whose markers and lengths all sit where the
+    first one's do are read at once, where `_frame`'s walk would go the same way (the others, and
+    a first one with EXIF, fill bytes or standalone markers, one by one)."""
+    import numpy as np
+
+    starts = np.asarray(offsets[:-1], np.int64)
+    ends = np.asarray(offsets[1:], np.int64)
+    frames = [None] * len(starts)
+    walk = _walk(data[starts[0]:ends[0]]) if len(starts) >= _AT_ONCE else None
+    if walk is not None:
+        checked, sof = walk
+        same = ends - starts > checked.max() + 10  # `_frame`'s bounds, met on every step
+        rows = np.flatnonzero(same)
+        same[rows] = (data[starts[rows, None] + checked] == data[starts[0] + checked]).all(axis=1)
+        at = starts[same] + sof
+        widths = (data[at + 7].astype(np.int64) << 8 | data[at + 8]).tolist()
+        heights = (data[at + 5].astype(np.int64) << 8 | data[at + 6]).tolist()
+        for k, width, height, components in zip(np.flatnonzero(same).tolist(), widths, heights, data[at + 9].tolist()):
+            frames[k] = (width, height, components, None)
+        left = np.flatnonzero(~same).tolist()
+    else:
+        left = range(len(starts))
+    for k in left:
+        frames[k] = jpeg_frame(data[starts[k]:ends[k]])
+    return frames
+
+
+_AT_ONCE = 8  # fewer images: one by one costs as little
+
+
+def _walk(data):
+    """The byte positions `_frame` reads the markers and lengths of on its way to the scan, and
+    the frame header's position, where the walk meets only plain segments (no EXIF block, fill
+    byte or standalone marker) and one frame header; else None."""
+    import numpy as np
+
+    view = memoryview(data)
+    if view[:2] != b"\xff\xd8":
+        return None
+    i, n, positions, sof = 2, len(view), [0, 1], None
+    while i + 4 <= n and view[i] == 0xFF:
+        marker = view[i + 1]
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD7 or marker == 0xE1:
+            return None
+        positions += [i, i + 1]
+        if marker == 0xDA:
+            return (np.array(positions), sof) if sof is not None else None
+        positions += [i + 2, i + 3]
+        if marker in _SOF:
+            if sof is not None:
+                return None
+            sof = i
+        i += 2 + (view[i + 2] << 8 | view[i + 3])
+    return None
+
+
 def _jpeg(data: bytes) -> Header | None:
     frame = _frame(data)
     if frame is None:

@@ -151,6 +151,46 @@ def test_a_batch_decoded_into_one_array_is_checked_against_what_libjpeg_found():
     assert not jpegs_into([plain], np.empty((1, 60, 61, 3), np.uint8))  # a header read wrong: not the array's size
 
 
+def test_many_jpegs_headers_read_together_are_each_ones_own():
+    """`jpeg_frames` over images laid end to end gives each one's `jpeg_frame`, whichever comes
+    first: the same encoder at other sizes, EXIF before or after the frame header, fill bytes, a
+    standalone marker, other subsamplings, grey, CMYK, progressive, PNG, damaged and empty ones."""
+    import random
+
+    import cv2
+    import numpy as np
+
+    from augpipe.headers import jpeg_frame, jpeg_frames
+
+    kinds = list(_jpegs().values())
+    plain = _jpegs()["4:2:0"]
+    segments, scan = _segments(plain)
+    frame_at = next(k for k, s in enumerate(segments) if s[1] == 0xC0)
+    rng = np.random.default_rng(0)
+    same_encoder = [cv2.imencode(".jpg", rng.integers(0, 256, (h, w, 3), np.uint8))[1].tobytes()
+                    for h, w in [(64, 64)] * 12 + [(64, 48), (300, 7), (1, 1), (65500, 2)]]
+    odd = [b"\xff\xd8" + b"".join(segments[:frame_at + 1]) + _exif_block(6) + b"".join(segments[frame_at + 1:]) + scan,
+           b"\xff\xd8" + _exif_block(3) + b"".join(segments) + scan,
+           plain[:2] + b"\xff\x01" + plain[2:], plain[:2] + b"\xff" + plain[2:],
+           cv2.imencode(".png", rng.integers(0, 256, (8, 8, 3), np.uint8))[1].tobytes(),
+           same_encoder[0][:150], same_encoder[0][:400], b"", b"\xff\xd8", b"\xff\xd8\xff\xda"]
+    second_frame = [s[:5] + (99).to_bytes(2, "big") * 2 + s[9:] if s[1] == 0xC0 else s for s in segments]
+    odd.append(b"\xff\xd8" + b"".join(segments[:frame_at + 1] + second_frame[frame_at:]) + scan)  # the first counts
+    everything = same_encoder + kinds + odd
+    shuffle = random.Random(0).shuffle
+    for trial in range(len(everything) + 10):
+        images = list(everything)
+        if trial < len(everything):  # each one first: the others are compared with its markers
+            images.insert(0, images.pop(trial))
+            images += same_encoder
+        else:
+            shuffle(images)
+        offsets = np.concatenate([[0], np.cumsum([len(b) for b in images])]).tolist()
+        laid = np.frombuffer(b"".join(images), np.uint8)
+        assert jpeg_frames(laid, offsets) == [jpeg_frame(b) for b in images], trial
+    assert jpeg_frames(np.zeros(0, np.uint8), [0]) == []
+
+
 def test_over_opencvs_pixel_limit_a_jpeg_is_left_to_opencv_which_refuses_it_before_decoding(monkeypatch):
     import simplejpeg
 

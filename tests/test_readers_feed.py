@@ -716,8 +716,12 @@ def test_a_row_groups_headers_are_parsed_once(photos, monkeypatch):
     import augpipe.readers as readers
     from augpipe.headers import jpeg_frame
 
+    from augpipe.headers import jpeg_frames
+
     parsed = []
     monkeypatch.setattr(readers, "jpeg_frame", lambda data: parsed.append(1) or jpeg_frame(data))
+    monkeypatch.setattr(readers, "jpeg_frames", lambda data, offsets: parsed.extend([1] * (len(offsets) - 1)) or
+                        jpeg_frames(data, offsets))
     ds = ShardDataset(photos)
     for _ in range(3):
         assert sum(len(images) for images, _ in loader(ds, 5, threads=2)) == len(ds)
