@@ -182,3 +182,21 @@ def test_a_library_callers_own_forkserver_processes_keep_albumentations_hub_help
                           timeout=300)
     installed = importlib.util.find_spec("huggingface_hub") is not None
     assert done.returncode == 0 and done.stdout.strip() == str(installed), done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("working_thread", [False, True], ids=["handlers", "a thread still working"])
+def test_a_command_leaves_after_the_exit_handlers_and_the_threads_still_working(tmp_path, working_thread):
+    """`augpipe` skips the interpreter's teardown at its end, never what Python runs at exit: the
+    exit handlers (multiprocessing's, logging's, a library's) and a thread that is not a daemon."""
+    (tmp_path / "sitecustomize.py").write_text(f"""
+import atexit, pathlib, threading, time
+here = pathlib.Path({str(tmp_path)!r})
+atexit.register(lambda: (here / "handler").write_text("ran"))
+if {working_thread}:
+    threading.Thread(target=lambda: (time.sleep(1), (here / "thread").write_text("done"))).start()
+""")
+    env = {**ENV, "PYTHONPATH": f"{tmp_path}:{ENV.get('PYTHONPATH', '')}"}
+    done = subprocess.run(augpipe("recipes"), capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert done.returncode == 0 and "classification" in done.stdout, done.stderr[-2000:]
+    assert (tmp_path / "handler").read_text() == "ran"
+    assert (tmp_path / "thread").exists() == working_thread
