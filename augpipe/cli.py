@@ -721,27 +721,30 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("augpipe: error: interrupted", err=True)
-        _exit(130)
-    _exit(code if isinstance(code, int) else 0)
+        _exit(130, argv is None)
+    _exit(code if isinstance(code, int) else 0, argv is None)
 
 
-def _exit(code: int) -> None:
-    """Exit with `code`, without the interpreter's teardown once nothing is left to finish: its
-    freeing of every module took 0.1 s of a short run. After the exit handlers (multiprocessing's,
-    logging's), where no thread but daemons is left; else Python's own exit. After a run on Ray,
-    without the handlers too: Ray's threads can crash the teardown once the run is over and cleaned
-    up (a SIGSEGV after a SIGTERM, seen with Ray 2.60)."""
+def _exit(code: int, command_line: bool = False) -> None:
+    """Exit with `code`. The command line's own call (`main()`, the `augpipe` script's and
+    `python -m augpipe`'s) leaves without the interpreter's teardown once nothing is left to
+    finish: its freeing of every module took 0.1 s of a short run. After the exit handlers
+    (multiprocessing's, logging's), where no thread but daemons is left; else Python's own exit,
+    as for a program that calls `main(argv)` itself. After a run on Ray, without the handlers
+    too, whoever called: Ray's threads can crash the teardown once the run is over and cleaned up
+    (a SIGSEGV after a SIGTERM, seen with Ray 2.60)."""
     import threading
 
     if "ray" not in sys.modules:
-        if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
-            sys.exit(code)  # a thread still working (an executor's): Python joins it, as ever
+        if not command_line or any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+            sys.exit(code)  # a caller of its own, or a thread still working (an executor's): Python's exit
         import atexit
 
         atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: started with the descriptor closed
+                stream.flush()
         except (OSError, ValueError):  # a reader that left, a closed stream: nothing more to say
             pass
     os._exit(code)

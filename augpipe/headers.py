@@ -46,13 +46,14 @@ def jpeg_frame(data) -> tuple[int, int, int, int | None] | None:
 
 
 def jpeg_frames(data, offsets) -> list:
-    """`jpeg_frame` of each image laid end to end in one uint8 array (image k is
+    """`jpeg_frame` of each image laid end to end in one uint8 buffer (image k is
     data[offsets[k]:offsets[k + 1]]). JPEGs written alike (one encoder, one quality) share their
     run of marker segments up to the scan: the images whose markers and lengths all sit where the
     first one's do are read at once, where `_frame`'s walk would go the same way (the others, and
     a first one with EXIF, fill bytes or standalone markers, one by one)."""
     import numpy as np
 
+    data = data if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
     starts = np.asarray(offsets[:-1], np.int64)
     ends = np.asarray(offsets[1:], np.int64)
     frames = [None] * len(starts)
@@ -76,6 +77,7 @@ def jpeg_frames(data, offsets) -> list:
 
 
 _AT_ONCE = 8  # fewer images: one by one costs as little
+_MOST_SEGMENTS = 64  # an encoder's header has about ten: a longer walk is read image by image
 
 
 def _walk(data):
@@ -88,7 +90,7 @@ def _walk(data):
     if view[:2] != b"\xff\xd8":
         return None
     i, n, positions, sof = 2, len(view), [0, 1], None
-    while i + 4 <= n and view[i] == 0xFF:
+    while i + 4 <= n and view[i] == 0xFF and len(positions) < 4 * _MOST_SEGMENTS:
         marker = view[i + 1]
         if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD7 or marker == 0xE1:
             return None

@@ -189,6 +189,12 @@ def test_many_jpegs_headers_read_together_are_each_ones_own():
         laid = np.frombuffer(b"".join(images), np.uint8)
         assert jpeg_frames(laid, offsets) == [jpeg_frame(b) for b in images], trial
     assert jpeg_frames(np.zeros(0, np.uint8), [0]) == []
+    as_bytes = b"".join(same_encoder)
+    offsets = np.concatenate([[0], np.cumsum([len(b) for b in same_encoder])]).tolist()
+    assert jpeg_frames(as_bytes, offsets) == jpeg_frames(memoryview(as_bytes), offsets) == list(map(jpeg_frame, same_encoder))
+    comments = plain[:2] + b"\xff\xfe\x00\x02" * 100 + plain[2:]  # a header of 100 more segments: one by one
+    assert jpeg_frames(np.frombuffer(comments * 10, np.uint8), list(range(0, 11 * len(comments), len(comments)))) == \
+        [jpeg_frame(comments)] * 10
 
 
 def test_over_opencvs_pixel_limit_a_jpeg_is_left_to_opencv_which_refuses_it_before_decoding(monkeypatch):

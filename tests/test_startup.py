@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import subprocess
+import sys
 
 import pytest
 
@@ -200,3 +201,35 @@ if {working_thread}:
     assert done.returncode == 0 and "classification" in done.stdout, done.stderr[-2000:]
     assert (tmp_path / "handler").read_text() == "ran"
     assert (tmp_path / "thread").exists() == working_thread
+
+
+def test_a_command_started_without_its_output_streams_ends_as_it_would_with_them(tmp_path):
+    """Python gives no sys.stdout (sys.stderr) where the descriptor was closed at the start: the
+    exit goes on without it."""
+    cmd = " ".join(augpipe("--version"))
+    for closed, code in (("1", 0), ("2", 0)):
+        done = subprocess.run(["sh", "-c", f"exec {cmd} {closed}>&-"], capture_output=True, text=True, cwd=ROOT,
+                              env=ENV, timeout=120)
+        assert done.returncode == code and "Traceback" not in done.stderr, (closed, done.stderr[-2000:])
+    done = subprocess.run(["sh", "-c", f"exec {' '.join(augpipe('expand', tmp_path / 'none', '-r', 'flips'))} 2>&-"],
+                          capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120)
+    assert done.returncode == 2
+
+
+def test_a_program_that_calls_main_itself_carries_on_after_it(tmp_path):
+    """`main(argv)` ends by SystemExit, as Python's exit: the caller's except, files and handlers
+    stay its own."""
+    script = tmp_path / "host.py"
+    script.write_text(f"""
+from augpipe.cli import main
+log = open({str(tmp_path / 'log')!r}, "w")
+for argv in (["recipes"], ["--version"], ["expand", {str(tmp_path / 'none')!r}, "-r", "flips"]):
+    try:
+        main(argv)
+    except SystemExit as exc:
+        log.write(f"{{argv[0]}} {{exc.code}}\\n")
+print("host: all done")
+""")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=120)
+    assert done.returncode == 0 and "host: all done" in done.stdout, done.stderr[-2000:]
+    assert (tmp_path / "log").read_text().split() == ["recipes", "0", "--version", "0", "expand", "2"]
