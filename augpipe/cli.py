@@ -298,11 +298,13 @@ def demo(
     typer.echo(f"sample dataset: {data}  ({sum(c['sources'] for c in manifest['counts'].values())} images)")
     typer.echo("\n".join(expand_summary(manifest)))
     typer.echo(f"preview: {sheet}")
-    from augpipe.demo import train_demo
+    from augpipe.demo import train_demo, train_missing
 
     result = train_demo(folder, seed=seed, progress=not quiet, log=lambda line: None)
     if result is None:
-        typer.echo("training: skipped, PyTorch is not installed (pip install 'augpipe[train]' adds it)")
+        missing = " and ".join("PyTorch" if name == "torch" else name for name in train_missing())
+        typer.echo(f"training: skipped, {missing} {'is' if ' and ' not in missing else 'are'} not installed "
+                   "(pip install 'augpipe[train]' adds it)")
     else:
         typer.echo(f"training: validation accuracy {result['final_val_acc']:.3f} after {_plural(len(result['history']), 'epoch')} "
                    f"(always guessing the training set's commonest class, {result['majority_class']}: {result['majority_baseline']:.3f}); curves: {folder / 'run' / 'curves.png'}")

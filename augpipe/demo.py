@@ -87,11 +87,17 @@ def run_demo(folder: str | Path, workers: int | None = None, seed: int = 0, prog
     return data, manifest, sheet
 
 
-def train_demo(folder: str | Path, seed: int = 0, progress: bool = True, log=print) -> dict | None:
-    """A short training run on the expanded sample, when the train extra is installed."""
+def train_missing() -> list[str]:
+    """What the demo's training needs and is not installed (the train extra's)."""
     import importlib.util
 
-    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("matplotlib") is None:
+    return [name for name in ("torch", "matplotlib") if importlib.util.find_spec(name) is None]
+
+
+def train_demo(folder: str | Path, seed: int = 0, progress: bool = True, log=print) -> dict | None:
+    """A short training run on the expanded sample, when the train extra is installed (None where
+    it is not: `train_missing`)."""
+    if train_missing():
         return None
     from augpipe.options import TrainOptions
     from augpipe.training.run import train
