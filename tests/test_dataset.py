@@ -75,3 +75,39 @@ def test_a_manifest_whose_kind_does_not_match_its_shards_is_one_line(tmp_path, c
         assert result.exit_code == 2 and "has no 'label' column, which its manifest's classification kind needs: " \
             "the manifest does not match its shards" in result.output, result.output
         assert not (tmp_path / "p.png").exists()
+
+
+def test_local_shards_are_read_in_the_calling_thread_and_remote_ones_ahead_by_arrows_threads(dataset, monkeypatch):
+    """A local file's row group is read where it is needed, without Arrow's threads or ranges
+    fetched ahead (they cost a stream's cold row group more than its read); a remote store's
+    column chunks are fetched ahead together by Arrow's threads, one round trip."""
+    import fsspec
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from augpipe.dataset import parquet_file, read_threads
+    from augpipe.readers import ShardDataset, ShardIterable
+
+    reads = []  # (the file's pre_buffer, the read's use_threads)
+    make, read_row_group = pq.ParquetFile.__init__, pq.ParquetFile.read_row_group
+
+    def made(self, *args, **kwargs):
+        self.pre_buffered = kwargs.get("pre_buffer", True)
+        make(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "__init__", made)
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, *a, **k: reads.append(
+        (self.pre_buffered, k.get("use_threads", True))) or read_row_group(self, *a, **k))
+    rows = sum(b.num_rows for b in dataset.iter_batches("train", ["source"]))
+    items = ShardDataset(dataset.location)[0], next(iter(ShardIterable(dataset.location)))
+    assert rows and all(item is not None for item in items)
+    assert len(reads) >= 3 and set(reads) == {(False, False)}
+
+    memory = fsspec.filesystem("memory")
+    shard = dataset.location + "/" + dataset.shards("train")[0]["name"]
+    with open(shard, "rb") as src, memory.open("/shard.parquet", "wb") as dst:
+        dst.write(src.read())
+    remote = pafs.PyFileSystem(pafs.FSSpecHandler(memory))
+    reader = parquet_file(remote, remote.open_input_file("/shard.parquet"))
+    assert reader.pre_buffered is True and read_threads(reader) is True
+    assert reader.read_row_group(0).num_rows == reader.metadata.row_group(0).num_rows
