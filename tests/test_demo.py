@@ -18,10 +18,13 @@ def test_demo_without_the_train_extra_names_what_is_missing(tmp_path, cli, monke
     import importlib.util
 
     find_spec = importlib.util.find_spec
-    for missing, said in ((("matplotlib",), "matplotlib is not installed"), (("torch",), "PyTorch is not installed"),
-                          (("torch", "matplotlib"), "PyTorch and matplotlib are not installed")):
-        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, m=missing: None if name in m else find_spec(name, *a))
+    absent = {name for name in ("torch", "matplotlib") if find_spec(name) is None}  # a core-only environment's
+    names = {"torch": "PyTorch", "matplotlib": "matplotlib"}
+    for hidden in (("matplotlib",), ("torch",), ("torch", "matplotlib")):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, h=hidden: None if name in h else find_spec(name, *a))
         result = cli("demo", tmp_path / "proj", "-q", "-w", "1")
         monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+        missing = [names[n] for n in ("torch", "matplotlib") if n in hidden or n in absent]
+        said = " and ".join(missing) + (" is" if len(missing) == 1 else " are")
         assert result.exit_code == 0, result.output
-        assert f"training: skipped, {said} (pip install 'augpipe[train]' adds it)" in result.output
+        assert f"training: skipped, {said} not installed (pip install 'augpipe[train]' adds it)" in result.output
