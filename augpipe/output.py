@@ -105,7 +105,18 @@ _WHY = {
 
 def _differences(identity: dict, previous: dict) -> str:
     keys = [k for k in identity if identity.get(k) != previous.get(k)]
-    return "; ".join(_WHY.get(k, f"made with another {k}") for k in keys) or "made with other settings"
+    return "; ".join(_why(k, identity, previous) for k in keys) or "made with other settings"
+
+
+def _why(key: str, identity: dict, previous: dict) -> str:
+    """One difference in words; the options by name, as they were and are (copies 3, now 2)."""
+    was, now = previous.get(key), identity.get(key)
+    if key == "options" and isinstance(was, dict) and isinstance(now, dict):
+        changed = [f"{name} {was.get(name, 'unset')}, now {now.get(name, 'unset')}"
+                   for name in sorted(set(was) | set(now)) if was.get(name) != now.get(name)]
+        if changed:
+            return f"{_WHY[key]} ({'; '.join(changed)})"
+    return _WHY.get(key, f"made with another {key}")
 
 
 class OutputFolder:
