@@ -42,8 +42,8 @@ CHECKS: dict[str, Check] = {
     "grayscale": Check("images", "grayscale images among colour ones"),
     "exif_rotated": Check("images", "images turned by their EXIF orientation"),
     # duplicates within a split, and leakage: the same content in two splits
-    "exact_duplicate": Check("duplicates", "exact duplicates within a split"),
-    "near_duplicate": Check("duplicates", "near duplicates within a split"),
+    "exact_duplicate": Check("duplicates", "exact duplicates within a split (or not split yet)"),
+    "near_duplicate": Check("duplicates", "near duplicates within a split (or not split yet)"),
     "exact_leak": Check("leakage", "exact duplicates across splits"),
     "near_leak": Check("leakage", "near duplicates across splits"),
 }
