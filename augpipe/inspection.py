@@ -72,6 +72,8 @@ def inspect_output(location, verify: bool = False, source: str | None = None, pr
     }
     if verify:
         facts["problems"] = verify_output(ds, source, progress)
+        if source is not None:
+            facts["verified_against"] = str(source)
     return facts
 
 
@@ -356,7 +358,9 @@ def output_report(f: dict) -> list[str]:
     lines.append(f"  skipped   {f.get('skipped_count', len(f['skipped'])):,} inputs")
     lines += [f"    {s['path']}: {s['reason']}" for s in f["skipped"][:SHOWN]]
     if "problems" in f:
-        lines += _problem_lines(f["problems"], "verify: every shard re-read, checksums, images, labels, splits and donors checked")
+        against = f", every row and donor against its file in {f['verified_against']}" if f.get("verified_against") else ""
+        lines += _problem_lines(f["problems"], "verify: every shard re-read, checksums, images, labels, splits and "
+                                f"donors checked{against}")
     return lines
 
 

@@ -25,7 +25,9 @@ QUIET = dict(progress=False, workers=1)
 def test_verify_with_source_finds_a_changed_source(tmp_path, folder, cli):
     out = tmp_path / "out"
     expand(folder, "flips", out, ExpandOptions(**QUIET))
-    assert cli("inspect", out, "--verify", "--source", folder).exit_code == 0
+    clean = cli("inspect", out, "--verify", "--source", folder)
+    assert clean.exit_code == 0 and f"every row and donor against its file in {folder}: all is well" in clean.output
+    assert "against its file" not in cli("inspect", out, "--verify").output
     write_image(folder / "dog" / "dog_004.jpg", seed=77)
     result = cli("inspect", out, "--verify", "--source", folder)
     assert result.exit_code == 1 and "source dog/dog_004.jpg: changed since it was expanded" in result.output
