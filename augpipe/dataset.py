@@ -105,11 +105,10 @@ def _unreadable(location: str, name: str, exc: BaseException) -> SourceError:
 
 
 def parquet_file(fs, fh):
-    """A ParquetFile on a file `fs` opened, read as suits where it lies: from a remote store, a
-    row group's column chunks fetched ahead together (`pre_buffer`: one round trip) by Arrow's
-    threads; from a local file, each read when it is needed, in the calling thread (the ranges'
-    copy and the threads cost a stream's cold row group 1.3-1.7× its read). `read_threads` says
-    which for `read_row_group`."""
+    """A ParquetFile on a file `fs` opened, read as suits where it lies (`read_group`): from a
+    remote store, a row group's column chunks fetched ahead together (`pre_buffer`: one round
+    trip) by Arrow's threads; from a local file, each read when it is needed, in the calling
+    thread (the ranges' copy and the threads cost a stream's cold row group 1.3-1.7× its read)."""
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
@@ -119,9 +118,9 @@ def parquet_file(fs, fh):
     return reader
 
 
-def read_threads(reader) -> bool:
-    """`read_row_group`'s use_threads for a `parquet_file` (Arrow's default for any other)."""
-    return getattr(reader, "augpipe_threads", True)
+def read_group(reader, g: int, columns: list[str] | None):
+    """Row group `g` of a `parquet_file` (any other ParquetFile: by Arrow's default, threads)."""
+    return reader.read_row_group(g, columns=columns, use_threads=getattr(reader, "augpipe_threads", True))
 
 
 def _row_batches(reader, columns: list[str] | None, lo: int, hi: int | None, where: tuple[str, list] | None):
@@ -129,7 +128,6 @@ def _row_batches(reader, columns: list[str] | None, lo: int, hi: int | None, whe
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    threads = read_threads(reader)
     start = 0
     for g in range(reader.metadata.num_row_groups):
         n = reader.metadata.row_group(g).num_rows
@@ -139,11 +137,11 @@ def _row_batches(reader, columns: list[str] | None, lo: int, hi: int | None, whe
             continue
         keep = None
         if where is not None:
-            key = reader.read_row_group(g, columns=[where[0]], use_threads=threads).column(0).slice(a, b - a)
+            key = read_group(reader, g, [where[0]]).column(0).slice(a, b - a)
             keep = pc.is_in(key, value_set=pa.array(where[1], key.type))
             if not pc.any(keep).as_py():
                 continue
-        table = reader.read_row_group(g, columns=columns, use_threads=threads)
+        table = read_group(reader, g, columns)
         table = table.slice(a, b - a) if (a, b) != (0, n) else table
         yield from _leaves(table if keep is None else table.filter(keep), columns).to_batches()
 

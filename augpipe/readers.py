@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_in
 from torch.utils.data._utils.collate import default_collate
 
 from augpipe import worker_memory
-from augpipe.dataset import parquet_file, read_threads
+from augpipe.dataset import parquet_file, read_group
 from augpipe.decode import boundary_offset, jpegs_into, jpegs_size, off_boundary, row_image, row_images
 from augpipe.headers import jpeg_frame, jpeg_frames
 
@@ -1379,8 +1379,7 @@ class ShardDataset(_WithEpoch, Dataset):
         f, group = self._groups[g]
         if f not in self._handles:
             self._handles[f] = parquet_file(self.fs, self.fs.open_input_file(self.files[f]))
-        reader = self._handles[f]
-        table = _Group(reader.read_row_group(group, columns=self._columns, use_threads=read_threads(reader)))
+        table = _Group(read_group(self._handles[f], group, self._columns))
         return table, table.nbytes
 
     def labels(self) -> list[int | None]:

@@ -85,7 +85,7 @@ def test_local_shards_are_read_in_the_calling_thread_and_remote_ones_ahead_by_ar
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
-    from augpipe.dataset import parquet_file, read_threads
+    from augpipe.dataset import parquet_file, read_group
     from augpipe.readers import ShardDataset, ShardIterable
 
     reads = []  # (the file's pre_buffer, the read's use_threads)
@@ -109,5 +109,6 @@ def test_local_shards_are_read_in_the_calling_thread_and_remote_ones_ahead_by_ar
         dst.write(src.read())
     remote = pafs.PyFileSystem(pafs.FSSpecHandler(memory))
     reader = parquet_file(remote, remote.open_input_file("/shard.parquet"))
-    assert reader.pre_buffered is True and read_threads(reader) is True
-    assert reader.read_row_group(0).num_rows == reader.metadata.row_group(0).num_rows
+    assert reader.pre_buffered is True and reader.augpipe_threads is True
+    assert read_group(reader, 0, None).num_rows == reader.metadata.row_group(0).num_rows
+    assert reads[-1] == (True, True)
