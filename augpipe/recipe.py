@@ -681,6 +681,12 @@ def lean_box_processor() -> type:
                     return super().preprocess(data)  # the first call settles how labels are encoded
                 shape = get_shape(data)
                 self.is_sequence_input["bboxes"] = False
+                key = _preprocess_key(boxes, shape, [data.get(name) for name in self.params.label_fields])
+                if key is not None and self._converted is not None and self._converted[0] == key:
+                    for name in self.params.label_fields:  # as process_field takes them
+                        data.pop(name)
+                    data["bboxes"] = self._converted[1].copy()
+                    return None
                 # as convert_bboxes_to_albumentations: the columns as float32 (boxes and labels, as
                 # np.hstack(...).astype(np.float32) rounds them), corners, then normalised in float64
                 out = np.empty((len(boxes), 4 + len(self.params.label_fields)), np.float32)
@@ -702,24 +708,37 @@ def lean_box_processor() -> type:
                 if not ordered:  # a corner not a number, or of no width or height
                     check_bboxes(out)  # albumentations' own error
                 data["bboxes"] = out
+                if key is not None:
+                    self._converted = (key, out.copy())
+                return None
 
             def _additional_names(self) -> list[str]:
                 return [k for k in self.data_fields if k != "bboxes"]
 
-            _fixed = None  # (what, shape) of the last boxes the filter gave back unchanged
+            # the last boxes `preprocess` converted: (what they and their labels were, the result).
+            # An image's copies convert the same boxes, each after the same steps as the last
+            _converted = None
+            _filtered = None  # {(boxes, image size): what the filter gave back}, the last few
 
             def filter(self, data: np.ndarray, shape) -> np.ndarray:
-                """Boxes the filter gave back bit for bit unchanged are its fixed point: filtered
-                again (after a step that did not move them), they are given back as they are.
-                Filtering twice is not always filtering once: a box a crop leaves wholly outside
-                passes one filter, clipped to no area, and the next drops it."""
+                """The filter's result for boxes it was given lately (the same boxes, after a step
+                that did not move them, or in an image's next copy) is given back again; boxes it
+                gave back bit for bit unchanged are given back as they are. Filtering twice is
+                not always filtering once: a box a crop leaves wholly outside passes one filter,
+                clipped to no area, and the next drops it."""
                 what = (data.dtype.str, data.shape, data.tobytes())
-                if self._fixed == (what, shape):
-                    return data
+                key = (*what, *shape.items())
+                seen = self._filtered
+                if seen is None:
+                    seen = self._filtered = {}
+                got = seen.get(key)
+                if got is not None:
+                    return data if got is _UNCHANGED else got.copy()
                 p = self.params
                 out = lean_filter(data, shape, p.min_area, p.min_visibility, p.min_width, p.min_height)
-                if (out.dtype.str, out.shape, out.tobytes()) == what:
-                    self._fixed = (what, dict(shape))
+                seen[key] = _UNCHANGED if (out.dtype.str, out.shape, out.tobytes()) == what else out.copy()
+                if len(seen) > FILTERED_KEPT:
+                    del seen[next(iter(seen))]
                 return out
 
             def postprocess(self, data: dict) -> dict:
@@ -775,6 +794,18 @@ def lean_box_processor() -> type:
 
 
 EPSILON = 1e-7  # albumentations' filter_bboxes's
+FILTERED_KEPT = 8  # the filter's results a box processor keeps (`filter`)
+_UNCHANGED = object()  # the filter gave its boxes back as they were
+
+
+def _preprocess_key(boxes: np.ndarray, shape: dict, labels: list):
+    """What decides `preprocess`'s result for these boxes: their bytes, the image's size, and
+    each label field's values with their types (a label field that is not a list: None, not
+    kept)."""
+    if not all(type(field) is list for field in labels):
+        return None
+    return (boxes.dtype.str, boxes.shape, boxes.tobytes(), *shape.items(),
+            *((tuple(field), tuple(map(type, field))) for field in labels))
 
 
 def _ordered(boxes: np.ndarray) -> bool:

@@ -530,6 +530,44 @@ def test_our_compose_gives_albumentations_own_boxes_bit_for_bit(thresholds):
     assert dropped > 40 and emptied > 10  # the crops and shifts did drop boxes, some every box
 
 
+@pytest.mark.parametrize("thresholds", [{}, {"min_visibility": 0.3, "min_area": 4}], ids=["none", "visibility-area"])
+def test_an_images_copies_give_albumentations_own_boxes_bit_for_bit(thresholds):
+    """The same boxes through the same Compose copy after copy (as an image's copies go, which
+    the box processor's kept conversions and filter results serve): each copy's boxes and labels
+    are those of albumentations' own Compose, whatever the caller did to an earlier copy's."""
+    import random
+
+    import albumentations as A
+    import numpy as np
+
+    from augpipe.recipe import compose_class
+
+    params = A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True, **thresholds)
+    ours = compose_class()(_box_steps(), bbox_params=params, p=1.0, save_applied_params=True)
+    theirs = A.Compose(_box_steps(), bbox_params=params, p=1.0, save_applied_params=True)
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    served = 0
+    for source in range(40):
+        n = int(rng.integers(1, 7))
+        boxes = np.column_stack([rng.uniform(0, 60, n), rng.uniform(0, 40, n), rng.uniform(1, 20, n),
+                                 rng.uniform(1, 20, n)])
+        categories = rng.integers(0, 5, n).tolist()
+        for copy in range(4):
+            seed = source * 10 + copy
+            results = []
+            for compose in (ours, theirs):
+                compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+                results.append(compose(image=image, bboxes=boxes.copy(), categories=list(categories),
+                                       keys=list(range(n))))
+            a, b = results
+            assert a["bboxes"].dtype == b["bboxes"].dtype and a["bboxes"].tobytes() == b["bboxes"].tobytes()
+            assert list(a["categories"]) == list(b["categories"]) and list(a["keys"]) == list(b["keys"])
+            a["bboxes"][...] = -1.0  # what a caller does with its copy's boxes reaches no other copy
+        served += ours.processors["bboxes"]._converted is not None
+    assert served == 40
+
+
 def test_our_compose_takes_albumentations_path_for_what_it_does_not_cover():
     import random
 
