@@ -496,6 +496,9 @@ def transforms(
         for transform, params in items:
             shown = ", ".join(f"{p}={d}" for p, d in params)
             typer.echo(f"  {transform}({shown})")
+        if any(p == "rotate_method" for _, params in items for p, _ in params):
+            typer.echo("  (rotate_method: where a step does not set it, the recipe's rotate_method, ellipse by default,"
+                       " not albumentations' largest_box)")
 
 
 def _need_torch(what: str) -> None:

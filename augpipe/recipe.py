@@ -681,7 +681,8 @@ def lean_box_processor() -> type:
                     return super().preprocess(data)  # the first call settles how labels are encoded
                 shape = get_shape(data)
                 self.is_sequence_input["bboxes"] = False
-                key = _preprocess_key(boxes, shape, [data.get(name) for name in self.params.label_fields])
+                key = _preprocess_key(boxes, shape, self.params.label_fields,
+                                      [data.get(name) for name in self.params.label_fields])
                 if key is not None and self._converted is not None and self._converted[0] == key:
                     for name in self.params.label_fields:  # as process_field takes them
                         data.pop(name)
@@ -727,14 +728,14 @@ def lean_box_processor() -> type:
                 not always filtering once: a box a crop leaves wholly outside passes one filter,
                 clipped to no area, and the next drops it."""
                 what = (data.dtype.str, data.shape, data.tobytes())
-                key = (*what, *shape.items())
+                p = self.params
+                key = (*what, *shape.items(), p.min_area, p.min_visibility, p.min_width, p.min_height)
                 seen = self._filtered
                 if seen is None:
                     seen = self._filtered = {}
                 got = seen.get(key)
                 if got is not None:
                     return data if got is _UNCHANGED else got.copy()
-                p = self.params
                 out = lean_filter(data, shape, p.min_area, p.min_visibility, p.min_width, p.min_height)
                 seen[key] = _UNCHANGED if (out.dtype.str, out.shape, out.tobytes()) == what else out.copy()
                 if len(seen) > FILTERED_KEPT:
@@ -798,14 +799,14 @@ FILTERED_KEPT = 8  # the filter's results a box processor keeps (`filter`)
 _UNCHANGED = object()  # the filter gave its boxes back as they were
 
 
-def _preprocess_key(boxes: np.ndarray, shape: dict, labels: list):
+def _preprocess_key(boxes: np.ndarray, shape: dict, names, labels: list):
     """What decides `preprocess`'s result for these boxes: their bytes, the image's size, and
-    each label field's values with their types (a label field that is not a list: None, not
-    kept)."""
-    if not all(type(field) is list for field in labels):
+    each label field's values; None (not kept) unless every label field is a list of Python ints
+    (as augpipe passes them: no -0.0 equal to 0.0, nothing a caller changes in place)."""
+    if not all(type(field) is list and all(type(v) is int for v in field) for field in labels):
         return None
-    return (boxes.dtype.str, boxes.shape, boxes.tobytes(), *shape.items(),
-            *((tuple(field), tuple(map(type, field))) for field in labels))
+    return (boxes.dtype.str, boxes.shape, boxes.tobytes(), *shape.items(), tuple(names),
+            *(tuple(field) for field in labels))
 
 
 def _ordered(boxes: np.ndarray) -> bool:

@@ -215,6 +215,10 @@ def test_transforms_lists_groups_from_albumentations(cli):
         assert group in result.output
     assert "  HorizontalFlip(p=0.5)" in result.output and "RandomResizedCrop(size=required" in result.output
     assert "Lambda" not in result.output
+    # albumentations' default for rotate_method is not what a recipe's boxes get
+    geometric = cli("transforms", "geometric").output
+    assert "rotate_method='largest_box'" in geometric and "the recipe's rotate_method, ellipse by default" in geometric
+    assert "rotate_method" not in cli("transforms", "colour").output
 
 
 QUIET = dict(progress=False, workers=1)

@@ -568,6 +568,45 @@ def test_an_images_copies_give_albumentations_own_boxes_bit_for_bit(thresholds):
     assert served == 40
 
 
+def test_what_the_box_processor_keeps_never_stands_for_other_labels_or_thresholds():
+    """The hostile tester's three: a label 0.0 then -0.0 (equal, not the same bits), a label
+    changed in place between calls, thresholds changed on a live Compose."""
+    import random
+    import struct
+
+    import albumentations as A
+    import numpy as np
+
+    from augpipe.recipe import compose_class
+
+    def both(steps, labels_of, before=lambda k, composes: None, calls=3):
+        params = A.BboxParams(format="coco", label_fields=["categories"], clip=True)
+        composes = [c(steps(), bbox_params=params, p=1.0) for c in (compose_class(), A.Compose)]
+        for k in range(calls):
+            before(k, composes)
+            got = []
+            for compose in composes:
+                compose.set_random_state(np.random.default_rng(0), random.Random(0))
+                got.append(compose(image=np.zeros((60, 80, 3), np.uint8), bboxes=np.array([[10.0, 10, 20, 20]]),
+                                   categories=labels_of(k)))
+            a, b = got
+            assert a["bboxes"].tobytes() == b["bboxes"].tobytes() and a["bboxes"].shape == b["bboxes"].shape, k
+            assert [struct.pack("<d", float(v)) for v in a["categories"]] == \
+                [struct.pack("<d", float(v)) for v in b["categories"]], k
+
+    both(lambda: [A.HorizontalFlip(p=0.0)], lambda k: [[0.0], [0.0], [-0.0]][k])
+    held = np.array(3.0)
+
+    def change(k, composes):
+        held[...] = 3.0 + 4 * (k == 2)
+    both(lambda: [A.HorizontalFlip(p=0.0)], lambda k: [1] if k == 0 else [held], change)
+
+    def stricter(k, composes):
+        for compose in composes:
+            compose.processors["bboxes"].params.min_area = 100.0 * (k == 2)
+    both(lambda: [A.NoOp()], lambda k: [1], stricter)
+
+
 def test_our_compose_takes_albumentations_path_for_what_it_does_not_cover():
     import random
 

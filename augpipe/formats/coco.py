@@ -481,13 +481,22 @@ def files(split: str, name: str, options: dict) -> list[str]:
     return [f"images/{SPLIT_DIR[split]}/{name}" if options["coco_layout"] == "images" else f"{SPLIT_DIR[split]}/{name}"]
 
 
+def _info() -> dict:
+    """COCO's `info` block (pycocotools' `COCO.info()` reads it): who wrote the file, no date, so
+    that the same shards give the same file."""
+    from augpipe import __version__
+
+    return {"description": "exported by augpipe", "version": __version__, "contributor": "augpipe"}
+
+
 def write(store, items, header, options: dict) -> dict:
     ids_of = _category_ids(header)
     categories = [{"id": ids_of[i], "name": n, "supercategory": "none", **_category_fields(header)}
                   for i, n in enumerate(header.classes)]
     books: dict[str, dict] = {}
     for item in items:
-        book = books.setdefault(item.split, {"images": [], "annotations": [], "categories": categories})
+        book = books.setdefault(item.split, {"info": _info(), "licenses": [], "images": [], "annotations": [],
+                                             "categories": categories})
         store.write_bytes(files(item.split, item.name, options)[0], item.data, sync=False)
         image_id = len(book["images"]) + 1
         book["images"].append({"id": image_id, "file_name": item.name, "width": item.width, "height": item.height})

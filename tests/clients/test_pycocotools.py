@@ -83,6 +83,10 @@ def test_without_masks_boxes_and_their_areas(datasets, tmp_path):
             assert box_error(a["bbox"], o["box"]) <= 1e-3
             assert a["area"] == pytest.approx(o["box"][2] * o["box"][3], abs=1e-2)
     assert self_eval(gt, "bbox") == 1.0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        gt.info()  # COCO's info block, which pycocotools prints
+    assert "description: exported by augpipe" in printed.getvalue()
 
 
 def random_masks(n: int, seed: int = 0):
