@@ -193,10 +193,10 @@ def _check_inside(dest: str, source: str) -> None:
 
 def _items(ds, writer, renamed: dict, progress: bool) -> Iterator[Item]:
     """Every row as an Item, split by split, a row group at a time."""
-    from tqdm import tqdm
+    from augpipe.pipeline import progress_bar
 
     total = sum(s["rows"] for s in ds.shards())
-    with tqdm(total=total, unit="row", desc="export", disable=not progress, leave=False) as bar:
+    with progress_bar(total, 0, progress, "export", "row") as bar:
         for split in ds.splits():
             for batch in ds.iter_batches(split):
                 for row in batch.to_pylist():

@@ -358,9 +358,11 @@ def output_report(f: dict) -> list[str]:
     lines.append(f"  skipped   {f.get('skipped_count', len(f['skipped'])):,} inputs")
     lines += [f"    {s['path']}: {s['reason']}" for s in f["skipped"][:SHOWN]]
     if "problems" in f:
-        against = f", every row and donor against its file in {f['verified_against']}" if f.get("verified_against") else ""
-        lines += _problem_lines(f["problems"], "verify: every shard re-read, checksums, images, labels, splits and "
-                                f"donors checked{against}")
+        mixed = bool(f.get("mixing"))
+        rows = "every row and donor" if mixed else "every row"
+        against = f", {rows} against its file in {f['verified_against']}" if f.get("verified_against") else ""
+        checked = "checksums, images, labels, splits and donors" if mixed else "checksums, images, labels and splits"
+        lines += _problem_lines(f["problems"], f"verify: every shard re-read, {checked} checked{against}")
     return lines
 
 

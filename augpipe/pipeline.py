@@ -437,9 +437,14 @@ def _place(location: str) -> tuple:
 
 
 def progress_bar(total: int, initial: int, enabled: bool, desc: str, unit: str):
+    """The one progress bar of long work. A step's bar is wiped at its end on a terminal; written
+    to a log (stderr not a terminal), every bar ends on its final count, a line of its own, where
+    a wiped one would leave its first line behind."""
+    import sys
+
     from tqdm import tqdm
 
     tqdm.monitor_interval = 0  # no monitor thread: workers may fork from this process
-
+    terminal = sys.stderr is not None and sys.stderr.isatty()
     return tqdm(total=total, initial=initial, unit=unit, desc=desc, disable=not enabled, smoothing=0.1,
-                dynamic_ncols=True, leave=desc == "expand")
+                dynamic_ncols=True, leave=desc == "expand" or not terminal)

@@ -243,7 +243,10 @@ def _top_level_message(exc: ValidationError) -> str:
 
 
 def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
+    # a name that is the word's first part (fill for fill_value) first, then the close spellings
+    close = [o for o in options if word.startswith(o + "_") or o.startswith(word + "_")]
+    close += [c for c in difflib.get_close_matches(word, options, n=3, cutoff=0.6) if c not in close]
+    close = close[:3]
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
@@ -558,7 +561,12 @@ def _field_message(exc: ValidationError) -> str:
         if msg not in by_field.setdefault(fld, []):
             by_field[fld].append(msg)
     fld, msgs = next(iter(by_field.items()))
+    if fld == "border_mode":
+        msgs[-1] += f" (OpenCV's border modes: {BORDER_MODES})"
     return '; or '.join(msgs) if fld == "?" else f"field '{fld}': {'; or '.join(msgs)}"
+
+
+BORDER_MODES = "0 constant (fill), 1 replicate, 2 reflect, 3 wrap, 4 reflect_101"
 
 
 def _fixed_range_warnings(transform: Any, given: dict, label: str) -> list[str]:

@@ -222,3 +222,19 @@ def test_export_into_an_export_writes_the_same_dataset_again_and_refuses_another
     assert result.exit_code == 2 and f"holds a yolo export of {one.resolve()}" in result.output
     result = cli("export", one, "--format", "coco", "--out", out)
     assert result.exit_code == 2 and "holds a yolo export of this dataset" in result.output
+
+
+def test_bars_written_to_a_log_end_on_their_final_count(tmp_path, folder):
+    """stderr not a terminal (a log, CI): each bar's last state is its whole count on a line of
+    its own, not the first 0% that a bar wiped at its end leaves behind."""
+    from conftest import run
+
+    done = run("expand", folder, "-r", "flips", "-o", tmp_path / "out", "-w", "1")
+    assert done.returncode == 0, done.stderr
+    exported = run("export", tmp_path / "out", "-f", "imagefolder", "-o", tmp_path / "exported")
+    assert exported.returncode == 0, exported.stderr
+    for log, bars in ((done.stderr, ("hash", "expand")), (exported.stderr, ("export",))):
+        lines = log.splitlines()
+        for bar in bars:
+            last = [line.split("\r")[-1] for line in lines if f"{bar}:" in line][-1]
+            assert f"{bar}: 100%" in last, log

@@ -61,11 +61,15 @@ def test_unknown_transform_suggests_the_closest_names():
 def test_unknown_parameter_is_an_error_not_a_warning():
     msg = bad("transforms: [{Rotate: {limt: 10, p: 0.5}}]")
     assert "transform 1 Rotate: field 'limt'" in msg and "'limit'" in msg
+    # albumentations 1's name for a parameter that 2 shortened: the short one first
+    assert "(did you mean 'fill', 'fill_mask'?)" in bad("transforms: [{Rotate: {fill_value: 0}}]")
 
 
 def test_wrong_type_names_the_field():
     msg = bad("transforms: [{Rotate: {limit: ten, p: 0.5}}]")
     assert "transform 1 Rotate: field 'limit'" in msg and "valid number" in msg
+    assert "or 4 (OpenCV's border modes: 0 constant (fill), 1 replicate, 2 reflect, 3 wrap, 4 reflect_101)" in \
+        bad("transforms: [{Rotate: {border_mode: 7}}]")
 
 
 def test_probability_out_of_range():

@@ -90,7 +90,7 @@ def test_every_box_lies_on_its_colour_and_every_visible_object_has_its_box(paint
     assert checked > 100
 
 
-def test_donors_are_training_sources_recorded_with_their_content(painted, tmp_path):
+def test_donors_are_training_sources_recorded_with_their_content(painted, tmp_path, cli):
     expand(painted, _recipe(tmp_path, STEPS["all"]), tmp_path / "out", ExpandOptions(val_fraction=0.3, **QUIET))
     train = {r["source"]: r["source_sha256"] for r in rows(tmp_path / "out", "train")}
     validation = {r["source"] for r in rows(tmp_path / "out", "validation")}
@@ -104,6 +104,9 @@ def test_donors_are_training_sources_recorded_with_their_content(painted, tmp_pa
                 assert donor["sha256"] == hashlib.sha256(data).hexdigest() == train[donor["source"]]
                 used += 1
     assert used >= 3 * 4  # a mosaic's three and a paste's one, in every copy
+    verified = cli("inspect", tmp_path / "out", "--verify", "--source", painted)
+    assert verified.exit_code == 0 and "splits and donors checked, every row and donor against its file" in \
+        verified.output
 
 
 def test_the_same_bytes_with_one_or_two_workers_and_after_a_resume(painted, tmp_path):
