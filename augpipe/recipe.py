@@ -566,7 +566,9 @@ def _field_message(exc: ValidationError) -> str:
     return '; or '.join(msgs) if fld == "?" else f"field '{fld}': {'; or '.join(msgs)}"
 
 
-BORDER_MODES = "0 constant (fill), 1 replicate, 2 reflect, 3 wrap, 4 reflect_101"
+BORDER_NAMES = {0: "BORDER_CONSTANT", 1: "BORDER_REPLICATE", 2: "BORDER_REFLECT", 3: "BORDER_WRAP",
+                4: "BORDER_REFLECT_101"}  # OpenCV's, as albumentations takes them
+BORDER_MODES = "0 constant (fill), " + ", ".join(f"{k} {v[7:].lower()}" for k, v in BORDER_NAMES.items() if k)
 
 
 def _fixed_range_warnings(transform: Any, given: dict, label: str) -> list[str]:
@@ -1036,7 +1038,7 @@ def with_rotate_method(spec: dict, method: str) -> dict:
     return spec
 
 
-REFLECTING = {2: "BORDER_REFLECT", 3: "BORDER_WRAP", 4: "BORDER_REFLECT_101"}
+REFLECTING = {k: BORDER_NAMES[k] for k in (2, 3, 4)}
 
 
 def check_for_kind(recipe: Recipe, kind: Any) -> list[str]:
