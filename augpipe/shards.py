@@ -4,8 +4,11 @@ What goes in a row is `augpipe.row`'s to say."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import mmap
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -64,32 +67,145 @@ class ShardWriter:
 
 
 class _HashingFile:
-    """The file a shard is written to, hashed on the way out: no second read of the shard."""
+    """The file a shard is written to, hashed on the way out: no second read of the shard.
+
+    Where the file system takes it, the file is written around the page cache (O_DIRECT):
+    copying a shard into new page-cache pages cost a worker as much system time as the rest of
+    its work (bench/write.py), and the run that writes a shard does not read it back. Elsewhere
+    (no O_DIRECT, or a file system that refuses it) it is an ordinary file; the bytes on disk are
+    the same either way."""
 
     closed = False
 
     def __init__(self, path: Path):
-        self._fh = open(path, "wb")
+        self._fd, direct = _open_new(path)
         self._hash = hashlib.sha256()
         self._size = 0
+        self._direct = _DirectWriter(self._fd) if direct else None
 
     def write(self, data) -> int:
         self._hash.update(data)
-        self._size += len(data)
-        return self._fh.write(data)
+        n = len(data)
+        self._size += n
+        if self._direct is None:
+            _write_all(self._fd, data)
+        else:
+            self._direct.write(data)
+        return n
 
     def tell(self) -> int:
         return self._size
 
     def flush(self) -> None:
-        self._fh.flush()
+        """Nothing: a shard is published only once it is whole and synced."""
 
     def sync_and_close(self) -> tuple[str, int]:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        if self._direct is not None:
+            self._direct.finish()
+        os.fsync(self._fd)
         self.close()
         return self._hash.hexdigest(), self._size
 
     def close(self) -> None:
-        self._fh.close()
-        self.closed = True
+        if not self.closed:
+            self.closed = True
+            try:
+                if self._direct is not None:
+                    self._direct.close()
+            finally:
+                os.close(self._fd)
+
+
+class _DirectWriter:
+    """Bytes to a file opened O_DIRECT, in whole aligned blocks. Two blocks take turns: one fills
+    while a thread writes the other, since the write waits on the device, not on the CPU. If the
+    file system refuses a write (EINVAL), the file goes on as an ordinary one."""
+
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._blocks = [mmap.mmap(-1, DIRECT_BLOCK) for _ in range(2)]  # page-aligned
+        self._fill = 0
+        self._direct = True
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="augpipe-shard-write")
+        self._pending: Future | None = None
+
+    def write(self, data) -> None:
+        with memoryview(data) as view:
+            done, n = 0, len(view)
+            while done < n:
+                take = min(n - done, DIRECT_BLOCK - self._fill)
+                self._blocks[0][self._fill:self._fill + take] = view[done:done + take]
+                self._fill += take
+                done += take
+                if self._fill == DIRECT_BLOCK:
+                    self._wait()
+                    self._pending = self._thread.submit(self._write, self._blocks[0], DIRECT_BLOCK)
+                    self._blocks.reverse()
+                    self._fill = 0
+
+    def finish(self) -> None:
+        """The rest: its aligned part as the blocks went, the tail by an ordinary write."""
+        self._wait()
+        whole = self._fill - self._fill % _ALIGN
+        self._write(self._blocks[0], whole)
+        if whole < self._fill:
+            self._ordinary()
+            with memoryview(self._blocks[0]) as view:
+                _write_all(self._fd, view[whole:self._fill])
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)  # a write still running finishes; its error was or is not wanted
+        for block in self._blocks:
+            try:
+                block.close()
+            except BufferError:  # a failed write's traceback still holds a view of it: freed with that
+                pass
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # the write's error, if it had one
+
+    def _write(self, block: mmap.mmap, nbytes: int) -> None:
+        with memoryview(block) as view:
+            written = 0
+            if self._direct:
+                try:
+                    written = os.write(self._fd, view[:nbytes])
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+            if written < nbytes:
+                self._ordinary()
+                _write_all(self._fd, view[written:nbytes])
+
+    def _ordinary(self) -> None:
+        if self._direct:
+            import fcntl  # where there is O_DIRECT (Linux), there is fcntl
+
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) & ~_O_DIRECT)
+            self._direct = False
+
+
+# O_DIRECT writes go out a block of this size at a time
+DIRECT_BLOCK = 2 << 20
+_ALIGN = 4096  # the largest logical block size a disk asks O_DIRECT to align to
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+def _open_new(path: Path) -> tuple[int, bool]:
+    """A new file for writing, O_DIRECT where the system and its file system take it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
+    if _O_DIRECT:
+        try:
+            return os.open(path, flags | _O_DIRECT, 0o666), True
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+    return os.open(path, flags, 0o666), False
+
+
+def _write_all(fd: int, data) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

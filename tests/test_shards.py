@@ -1,0 +1,97 @@
+"""A shard's file: written around the page cache where the file system allows it, the same bytes
+and checksum as an ordinary file whatever the writes' sizes, and an ordinary file where the file
+system refuses."""
+
+import errno
+import fcntl
+import hashlib
+import os
+import random
+
+import pytest
+
+from augpipe import shards
+from augpipe.shards import DIRECT_BLOCK, _HashingFile
+
+SIZES = [0, 1, 4095, 4096, 4097, DIRECT_BLOCK - 1, DIRECT_BLOCK, DIRECT_BLOCK + 1, 3 * DIRECT_BLOCK + 12_345]
+
+
+def _pieces(total: int, rng: random.Random) -> list[bytes]:
+    """`total` random bytes cut at random places, from single bytes to more than a block."""
+    data = rng.randbytes(total)
+    out, at = [], 0
+    while at < total:
+        step = rng.choice([1, 7, 4096, 65_537, DIRECT_BLOCK + 3, rng.randrange(1, 300_000)])
+        out.append(data[at:at + step])
+        at += step
+    return out
+
+
+def _direct(fd: int) -> bool:
+    return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & getattr(os, "O_DIRECT", 0))
+
+
+@pytest.mark.parametrize("total", SIZES)
+def test_a_shard_file_holds_exactly_what_was_written_and_its_checksum(tmp_path, total):
+    pieces = _pieces(total, random.Random(total))
+    sink = _HashingFile(tmp_path / "s.tmp")
+    for piece in pieces:
+        assert sink.write(piece) == len(piece)
+    assert sink.tell() == total
+    digest, size = sink.sync_and_close()
+    written = (tmp_path / "s.tmp").read_bytes()
+    assert written == b"".join(pieces)
+    assert (digest, size) == (hashlib.sha256(written).hexdigest(), total)
+
+
+def test_the_file_goes_around_the_page_cache_where_the_file_system_takes_it(tmp_path):
+    probe = tmp_path / "probe"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
+    except (AttributeError, OSError):
+        pytest.skip("this file system does not take O_DIRECT")
+    sink = _HashingFile(tmp_path / "s.tmp")
+    assert _direct(sink._fd)
+    sink.write(b"x" * (DIRECT_BLOCK + 10))
+    sink.sync_and_close()
+    assert (tmp_path / "s.tmp").read_bytes() == b"x" * (DIRECT_BLOCK + 10)
+
+
+def _refusing_direct_writes(monkeypatch, error: int, calls: list):
+    """os.write as a file system that opens O_DIRECT files but fails their writes with `error`."""
+    real = os.write
+
+    def write(fd, data):
+        if _direct(fd):
+            calls.append(len(data))
+            raise OSError(error, os.strerror(error))
+        return real(fd, data)
+
+    monkeypatch.setattr(shards.os, "write", write)
+
+
+def test_a_file_system_that_refuses_direct_writes_gets_an_ordinary_file(tmp_path, monkeypatch):
+    refused: list = []
+    _refusing_direct_writes(monkeypatch, errno.EINVAL, refused)
+    pieces = _pieces(2 * DIRECT_BLOCK + 999, random.Random(1))
+    sink = _HashingFile(tmp_path / "s.tmp")
+    opened_direct = _direct(sink._fd)
+    for piece in pieces:
+        sink.write(piece)
+    digest, size = sink.sync_and_close()
+    written = (tmp_path / "s.tmp").read_bytes()
+    assert written == b"".join(pieces) and digest == hashlib.sha256(written).hexdigest()
+    assert len(refused) == opened_direct  # refused once, then ordinary writes
+
+
+def test_a_full_disk_is_an_error_from_the_shard_writer_not_a_lost_write(tmp_path, monkeypatch):
+    sink = _HashingFile(tmp_path / "s.tmp")
+    if not _direct(sink._fd):
+        pytest.skip("this file system does not take O_DIRECT")
+    _refusing_direct_writes(monkeypatch, errno.ENOSPC, [])
+    with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)):
+        for _ in range(4):  # the first full block's write fails on the writing thread: the next one raises
+            sink.write(b"y" * DIRECT_BLOCK)
+        sink.sync_and_close()
+    sink.close()  # what an aborted shard does next: no second error
+    assert sink.closed
