@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from augpipe.errors import OutputError, SkipInput, StrictSkipError
 from augpipe.layout import record_name
@@ -137,7 +138,7 @@ def write_shard(shard: ShardJob, spec: RunSpec, progress: Callable[[int], None] 
     except OSError as exc:
         writer.abort()
         if exc.errno in _FULL:  # name the shard: the error alone says neither where nor what to do
-            raise OSError(exc.errno, exc.strerror, out.display(shard.name)) from None
+            raise OSError(exc.errno, exc.strerror, _full_where(out, shard.name, writer.tmp)) from None
         raise
     except BaseException:
         writer.abort()
@@ -147,6 +148,15 @@ def write_shard(shard: ShardJob, spec: RunSpec, progress: Callable[[int], None] 
     # record is not synced: one lost in a crash costs that shard's redo, no more.
     out.write_bytes(record_name(shard.name), record.to_json(), sync=False)
     return record
+
+
+def _full_where(out, name: str, tmp: Path) -> str:
+    """Where the space ran out: the shard, or, for an output that is not a local folder (a bucket),
+    the local copy the shard is finished in before its upload."""
+    shown = out.display(name)
+    local = Path(shown).parent
+    inside = local.is_dir() and tmp.resolve().is_relative_to(local.resolve())
+    return shown if inside else f"{tmp} (the local copy of {shown})"
 
 
 def _read_sources(store, sources, kind):

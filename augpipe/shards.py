@@ -194,15 +194,32 @@ _O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 def _open_new(path: Path) -> tuple[int, bool]:
-    """A new file for writing, O_DIRECT where the system and its file system take it."""
+    """A new file for writing, O_DIRECT where the system and its file system take it, and where
+    there is a page cache to go around (not in tmpfs or ramfs, whose files are their pages)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
-    if _O_DIRECT:
+    if _O_DIRECT and not in_memory(path.parent):
         try:
             return os.open(path, flags | _O_DIRECT, 0o666), True
         except OSError as exc:
             if exc.errno != errno.EINVAL:
                 raise
     return os.open(path, flags, 0o666), False
+
+
+_IN_MEMORY = {0x01021994, 0x858458F6}  # statfs f_type of tmpfs and ramfs
+
+
+def in_memory(folder: Path) -> bool:
+    """Whether `folder` is on a file system held in memory (tmpfs, ramfs), by statfs(2)."""
+    import ctypes
+
+    buf = ctypes.create_string_buffer(256)  # struct statfs: 120 bytes on 64-bit Linux, f_type first
+    try:
+        if ctypes.CDLL(None, use_errno=True).statfs(os.fsencode(folder), buf) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    return ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF in _IN_MEMORY
 
 
 def _write_all(fd: int, data) -> None:

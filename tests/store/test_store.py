@@ -14,7 +14,7 @@ import pytest
 from augpipe import ExpandOptions, expand
 from augpipe.errors import StoreError
 from augpipe.store import LocalStore, normalise_location, open_store
-from conftest import make_folder, run, upload, write_image
+from conftest import make_folder, one_line, run, upload, write_image
 
 QUIET = dict(progress=False, workers=1)
 
@@ -157,3 +157,25 @@ def test_a_file_linked_into_a_sibling_class_is_read_once_in_its_own_place(cli, t
     entries = {e.name: e.problem for e in LocalStore(data).list_files()}
     assert entries["dog/dup.jpg"] == "a link to a file read in its own place (cat/cat_000.jpg)"
     assert entries["dog/outside.jpg"] is None  # nothing else reaches it: read through its link
+
+
+def test_a_full_disk_names_the_file_that_filled_a_local_shard_or_a_buckets_local_copy(tmp_path, s3_server, bucket):
+    """Out of space (here a file-size limit: EFBIG), expand stops in one line naming what filled:
+    the shard itself in a local output; for a bucket, the local copy a shard is finished in
+    before its upload, not the bucket."""
+    import resource
+    import subprocess
+
+    from conftest import ENV, augpipe
+
+    data = make_folder(tmp_path / "data", per_class=40, size=96)
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+
+    for out, needle in ((tmp_path / "out", str(tmp_path / "out" / "train-")),
+                        (f"s3://{bucket}/x", f"(the local copy of s3://{bucket}/x/train-")):
+        result = subprocess.run(augpipe("expand", data, "-r", "flips", "-o", out, "-w", "1", "-q"), env={**ENV, **os.environ},
+                                preexec_fn=small_files, capture_output=True, text=True, timeout=120)
+        line = one_line(result.stderr)
+        assert result.returncode == 2 and "free some space" in line and needle in line, line
