@@ -7,6 +7,7 @@ workers; each process builds its own `albumentations.Compose` from it (`build_co
 from __future__ import annotations
 
 import array
+import contextlib
 import difflib
 import functools
 import hashlib
@@ -285,6 +286,10 @@ def lean_import() -> None:
         _UNUSED.append("huggingface_hub")
     if "scipy.special" not in _LAZY:
         _LAZY.append("scipy.special")
+    _LEAN_PROCESS.append(True)
+
+
+_LEAN_PROCESS: list = []
 
 
 def _import_albumentations():
@@ -296,12 +301,35 @@ def _import_albumentations():
     for name in _LAZY:
         _load_on_first_use(name)
     try:
-        import albumentations
+        with _schemas_built_on_first_use(bool(_LEAN_PROCESS)):
+            import albumentations
     finally:
         for name in blocked:
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
     return albumentations
+
+
+@contextlib.contextmanager
+def _schemas_built_on_first_use(lean: bool):
+    """While albumentations loads in a lean process, pydantic builds each model's validator when
+    the model is first used, not when its class is made (pydantic's `defer_build`, made the default
+    for the while through its config defaults): building the hundred-odd transforms' schemas took
+    60 ms of a 175 ms import, and a run uses a few. Nothing changes where pydantic keeps no such
+    default."""
+    try:
+        from pydantic._internal._config import config_defaults
+    except ImportError:
+        config_defaults = {}
+    if not lean or "defer_build" not in config_defaults:
+        yield
+        return
+    before = config_defaults["defer_build"]
+    config_defaults["defer_build"] = True
+    try:
+        yield
+    finally:
+        config_defaults["defer_build"] = before
 
 
 def _load_on_first_use(name: str) -> None:

@@ -143,6 +143,39 @@ def test_the_transform_that_needs_scipy_special_loads_it_when_it_runs(tmp_path):
     assert len(shard_hashes(tmp_path / "cli")) >= 1
 
 
+DEFERRED = """
+from augpipe.recipe import lean_import, import_albumentations
+{lean}
+A = import_albumentations()
+from pydantic import BaseModel, ValidationError
+from pydantic._internal._config import config_defaults
+print(A.Blur.InitSchema.__pydantic_complete__, config_defaults["defer_build"])
+try:
+    A.Blur(blur_limit="x")
+except ValueError as exc:  # albumentations' own, from pydantic's ValidationError
+    print(str(exc).splitlines()[0], isinstance(exc.__cause__, ValidationError))
+print(A.Blur(blur_limit=(3, 9)).blur_limit)
+class Late(BaseModel):  # made after albumentations: built as pydantic builds any model
+    x: int
+print(Late.__pydantic_complete__)
+"""
+
+
+def test_a_command_line_process_builds_a_transforms_schema_when_it_is_first_used():
+    """albumentations' transform schemas, in a process augpipe runs from its start, are built on
+    first use (most never are in a run); their checks are the same as a library caller's."""
+    said = {}
+    for lean in (True, False):
+        code = DEFERRED.format(lean="lean_import()" if lean else "")
+        done = subprocess.run([augpipe()[0], "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        said[lean] = done.stdout.splitlines()
+    assert said[True][0] == "False False" and said[False][0] == "True False"
+    assert said[True][1:] == said[False][1:] and said[True][-1] == "True"
+    assert said[True][1] == "2 validation errors for InitSchema True" and said[True][2] == "(3, 9)"
+
+
 def test_a_library_caller_keeps_albumentations_hub_helpers():
     code = ("from augpipe.recipe import import_albumentations; import_albumentations(); "
             "import albumentations.core.hub_mixin as h; print(h.is_huggingface_hub_available)")
