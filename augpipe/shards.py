@@ -197,7 +197,7 @@ def _open_new(path: Path) -> tuple[int, bool]:
     """A new file for writing, O_DIRECT where the system and its file system take it, and where
     there is a page cache to go around (not in tmpfs or ramfs, whose files are their pages)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0)
-    if _O_DIRECT and not in_memory(path.parent):
+    if _O_DIRECT and not file_system_in_memory(path.parent):
         try:
             return os.open(path, flags | _O_DIRECT, 0o666), True
         except OSError as exc:
@@ -209,7 +209,7 @@ def _open_new(path: Path) -> tuple[int, bool]:
 _IN_MEMORY = {0x01021994, 0x858458F6}  # statfs f_type of tmpfs and ramfs
 
 
-def in_memory(folder: Path) -> bool:
+def file_system_in_memory(folder: Path) -> bool:
     """Whether `folder` is on a file system held in memory (tmpfs, ramfs), by statfs(2)."""
     import ctypes
 

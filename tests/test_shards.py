@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from augpipe import shards
-from augpipe.shards import DIRECT_BLOCK, _HashingFile, in_memory
+from augpipe.shards import DIRECT_BLOCK, _HashingFile, file_system_in_memory
 
 SIZES = [0, 1, 4095, 4096, 4097, DIRECT_BLOCK - 1, DIRECT_BLOCK, DIRECT_BLOCK + 1, 3 * DIRECT_BLOCK + 12_345]
 
@@ -53,7 +53,7 @@ def test_the_file_goes_around_the_page_cache_where_the_file_system_takes_it(tmp_
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
     except (AttributeError, OSError):
         pytest.skip("this file system does not take O_DIRECT")
-    if in_memory(tmp_path):
+    if file_system_in_memory(tmp_path):
         pytest.skip("the temporary folder is in memory (tmpfs): no page cache to go around")
     sink = _HashingFile(tmp_path / "s.tmp")
     assert _direct(sink._fd)
@@ -66,9 +66,9 @@ def test_a_file_system_in_memory_gets_an_ordinary_file(tmp_path):
     """tmpfs takes O_DIRECT (Linux 6.6 and later), but its files are their page-cache pages:
     going around them would only add a copy."""
     shm = Path("/dev/shm")
-    if not (shm.is_dir() and os.access(shm, os.W_OK) and in_memory(shm)):
+    if not (shm.is_dir() and os.access(shm, os.W_OK) and file_system_in_memory(shm)):
         pytest.skip("no tmpfs at /dev/shm")
-    assert not in_memory(Path("/proc/self")) and not in_memory(tmp_path / "missing")
+    assert not file_system_in_memory(Path("/proc/self")) and not file_system_in_memory(tmp_path / "missing")
     folder = Path(tempfile.mkdtemp(dir=shm))
     try:
         sink = _HashingFile(folder / "s.tmp")

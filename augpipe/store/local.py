@@ -218,7 +218,7 @@ def read_regular_file(path: str | os.PathLike) -> bytes:
     return parts[0] if len(parts) == 2 else b"".join(parts)
 
 
-def in_memory(paths: list, sample: int = 16) -> bool:
+def in_page_cache(paths: list, sample: int = 16) -> bool:
     """Whether these files seem to be in the page cache: `sample` of them, spread over the list,
     read whole without waiting for a disk (RWF_NOWAIT). False where the system cannot tell."""
     nowait = getattr(os, "RWF_NOWAIT", None)

@@ -185,19 +185,19 @@ def test_files_in_the_page_cache_are_told_from_files_on_the_disk_alone(tmp_path)
     """What decides the content hashing's threads: files just read are in memory; a file written
     around the page cache (augpipe's shard file, O_DIRECT) is on the disk alone."""
     from augpipe.shards import _HashingFile
-    from augpipe.shards import in_memory as held_in_memory
-    from augpipe.store.local import in_memory
+    from augpipe.shards import file_system_in_memory
+    from augpipe.store.local import in_page_cache
 
     warm = [tmp_path / f"w{i}.bin" for i in range(20)]
     for path in warm:
         path.write_bytes(os.urandom(50_000))
         path.read_bytes()
-    assert in_memory(warm) is hasattr(os, "RWF_NOWAIT")
-    assert in_memory([]) is False and in_memory([tmp_path / "missing"]) is hasattr(os, "RWF_NOWAIT")
+    assert in_page_cache(warm) is hasattr(os, "RWF_NOWAIT")
+    assert in_page_cache([]) is False and in_page_cache([tmp_path / "missing"]) is hasattr(os, "RWF_NOWAIT")
     sink = _HashingFile(tmp_path / "cold.bin")
     direct = bool(sink._direct)
     sink.write(os.urandom(3 << 20))
     sink.sync_and_close()
-    if not direct or held_in_memory(tmp_path):
+    if not direct or file_system_in_memory(tmp_path):
         pytest.skip("this file system keeps every file in memory or takes no O_DIRECT")
-    assert in_memory([*warm, tmp_path / "cold.bin"], sample=21) is False
+    assert in_page_cache([*warm, tmp_path / "cold.bin"], sample=21) is False
