@@ -83,13 +83,12 @@ def _scan_and_hash(send, source: str, options: ExpandOptions, threads: int) -> N
 
     from augpipe.formats import scan
     from augpipe.jobs import hash_jobs, hash_named, store_for
-    from augpipe.store.local import LocalStore, in_page_cache
 
     found = scan(source, options.layout, options.format, options.voc_zero_based)
     names = _hashed_names(found)
     send("count", len(names))
     store = store_for(source)
-    if isinstance(store, LocalStore) and in_page_cache([store.path(n) for n, _ in names]):
+    if store.in_memory([n for n, _ in names]):
         threads = 1  # reads that wait on nothing: a second thread only contends for the GIL (bench.md)
     hashed = []
     with ThreadPoolExecutor(threads) as pool:

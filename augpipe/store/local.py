@@ -143,6 +143,9 @@ class LocalStore:
     def sha256(self, name: str) -> str | None:
         return stream_sha256(lambda: open(self.path(name), "rb"))
 
+    def in_memory(self, names: list[str]) -> bool:
+        return in_page_cache([self.path(n) for n in names])
+
     def write_bytes(self, name: str, data: bytes, sync: bool = True) -> None:
         """Atomically: a temporary file beside it, then a rename."""
         path = self.path(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -112,3 +113,10 @@ def test_a_file_in_the_way_is_said_by_the_local_store_only(store, tmp_path):
 def test_pyarrow_errors_reading_one_key_are_a_recorded_skip(exc):
     with pytest.raises(SkipInput, match="cannot read"):
         read_source(RefusingStore(exc), "a//b.jpg")
+
+
+def test_a_store_says_whether_its_reads_wait(store):
+    """Local files just written and read are in memory; an object store's reads are round trips."""
+    store.write_bytes("a/x.bin", b"x" * 50_000)
+    store.read_bytes("a/x.bin")
+    assert store.in_memory(["a/x.bin"]) is (isinstance(store, LocalStore) and hasattr(os, "RWF_NOWAIT"))
