@@ -223,7 +223,8 @@ def read_regular_file(path: str | os.PathLike) -> bytes:
 
 def in_page_cache(paths: list, sample: int = 16) -> bool:
     """Whether these files seem to be in the page cache: `sample` of them, spread over the list,
-    read whole without waiting for a disk (RWF_NOWAIT). False where the system cannot tell."""
+    each read (its first MB) without waiting for a disk (RWF_NOWAIT). False where the system
+    cannot tell."""
     nowait = getattr(os, "RWF_NOWAIT", None)
     if nowait is None or not hasattr(os, "preadv") or not paths:
         return False
@@ -234,7 +235,7 @@ def in_page_cache(paths: list, sample: int = 16) -> bool:
         except OSError:
             continue  # the hashing says what is wrong with it
         try:
-            size = os.fstat(fd).st_size
+            size = min(os.fstat(fd).st_size, 1 << 20)
             if size and os.preadv(fd, [bytearray(size)], 0, nowait) < size:
                 return False
         except OSError:  # EAGAIN: not in memory; others: cannot tell
