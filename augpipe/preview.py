@@ -154,21 +154,36 @@ def _tile(row: dict, kind, classes: list[str], original: dict | None) -> Tile:
 
 # ---------------------------------------------------------------- choosing sources
 
-def _round_robin(by_class: dict, rows: int, seed: int) -> list:
-    """Up to `rows` items drawn across classes: every class before any class twice."""
+def _class_queues(by_class: dict, seed: int) -> list[list]:
+    """Each class's items in a seeded random order, the classes in name order."""
     rng = random.Random(seed)
     queues = []
     for name in sorted(by_class, key=lambda c: (c is None, c or "")):
         items = sorted(by_class[name])
         rng.shuffle(items)
         queues.append(items)
-    order = []
-    while queues and len(order) < rows * 3:  # spares, in case some sources are skipped
-        for q in queues:
-            if q:
-                order.append(q.pop(0))
+    return queues
+
+
+def _round_robin(queues: list[list], rows: int, make) -> list:
+    """Up to `rows` of `make(item)`'s results, every class before any class twice: a class whose
+    item gives None (skipped, or held out for validation) offers its next one, up to
+    `TRIES_A_TURN` a turn."""
+    made = []
+    while queues and len(made) < rows:
+        for queue in queues:
+            for _ in range(min(TRIES_A_TURN, len(queue))):
+                result = make(queue.pop(0))
+                if result is not None:
+                    made.append(result)
+                    break
+            if len(made) == rows:
+                break
         queues = [q for q in queues if q]
-    return order
+    return made
+
+
+TRIES_A_TURN = 8
 
 
 def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None = None, seed: int = 0,
@@ -197,18 +212,20 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
         notes.append(note)
     maker = RowMaker(found, store, recipe, kind, copies, seed, options, planned,
                       DonorReader(partial(read_source, store), kind, max_pixels))
-    out_rows, skipped = [], list(found.skipped)
-    for rel in _round_robin(_training_by_class(found, planned, kind), rows, seed):
-        if len(out_rows) == rows:
-            break
+    skipped = list(found.skipped)
+
+    def make(rel):
         try:
             made = maker.row(rel)
         except SkipInput as exc:
             skipped.append((rel, exc.reason))
-            continue
-        if made is not None:
-            out_rows.append(made[0])
-            skipped += made[1]
+            return None
+        if made is None:
+            return None
+        skipped.extend(made[1])
+        return made[0]
+
+    out_rows = _round_robin(_class_queues(_training_by_class(found, planned, kind), seed), rows, make)
     if not out_rows:
         raise SourceError(f"nothing to preview in {root}: every image tried was skipped "
                           f"({skipped[-1][1] if skipped else 'no training images'})")
@@ -406,7 +423,7 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     by_class = _shard_sources_by_class(ds, labelled)
     if not by_class:
         raise SourceError(f"{ds.location} has no training rows to preview")
-    chosen = _round_robin({k: list(v) for k, v in by_class.items()}, rows, seed)[:rows]
+    chosen = _round_robin(_class_queues(by_class, seed), rows, lambda source: source)
     target_columns = [c.name for c in kind.columns(names, ds.manifest.labelled)]
     grouped = defaultdict(list)
     for batch in ds.iter_batches("train", ["image", "source", "copy", "transforms", *target_columns],

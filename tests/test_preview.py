@@ -37,6 +37,15 @@ def test_rows_are_drawn_across_classes(tmp_path):
     assert sorted(r.class_name for r in preview.rows) == ["a", "b", "c"]
 
 
+def test_a_class_whose_first_picks_are_held_out_still_has_its_row(tmp_path):
+    """A pick that expand holds out for validation gives its turn to its class's next image, not
+    to the next class (a new user's five classes once previewed as six rows without one)."""
+    data = make_folder(tmp_path / "data", classes=("a", "b", "c", "d"), per_class=8)
+    for seed in range(8):
+        preview = preview_source(data, FLIPS, rows=4, val_fraction=0.5, seed=seed)
+        assert sorted(r.class_name for r in preview.rows) == ["a", "b", "c", "d"], seed
+
+
 def test_captions_name_the_transforms_that_fired(folder):
     preview = preview_source(folder, FLIPS, rows=4, copies=4, val_fraction=0)
     for row in preview.rows:

@@ -249,7 +249,19 @@ class Studio:
 
     def _choose(self, maker, pick: Pick, rows: int, planned: dict | None) -> tuple[list[str], list]:
         """(the sources to show, [(source, reason)] for those that cannot be shown)."""
-        from augpipe.preview import _round_robin
+        from augpipe.preview import _class_queues, _round_robin
+
+        skipped: list = []
+
+        def usable(rel: str) -> str | None:
+            try:
+                ok = planned is not None or maker.source(rel) is not None
+            except SkipInput as exc:
+                skipped.append((rel, exc.reason))
+                return None
+            if not ok and pick.mode == "files":
+                skipped.append((rel, "held out for validation: expand never augments it"))
+            return rel if ok else None
 
         pool = {rel: c for rel, c in self.candidates().items() if planned is None or rel in planned}
         if pick.mode == "files":
@@ -257,6 +269,12 @@ class Studio:
             unknown = [f for f in order if f not in self.candidates()]
             if unknown:
                 raise UsageError(f"{unknown[0]}: not a training image of {self.source}")
+            chosen = []
+            for rel in order:
+                if len(chosen) == rows:
+                    break
+                if usable(rel) is not None:
+                    chosen.append(rel)
         else:
             if pick.mode == "class":
                 pool = {rel: c for rel, c in pool.items() if c == pick.cls}
@@ -265,20 +283,7 @@ class Studio:
             by_class: dict = {}
             for rel, c in pool.items():
                 by_class.setdefault(c, []).append(rel)
-            order = _round_robin(by_class, rows, pick.seed)
-        chosen, skipped = [], []
-        for rel in order:
-            if len(chosen) == rows:
-                break
-            try:
-                usable = planned is not None or maker.source(rel) is not None
-            except SkipInput as exc:
-                skipped.append((rel, exc.reason))
-                continue
-            if usable:
-                chosen.append(rel)
-            elif pick.mode == "files":
-                skipped.append((rel, "held out for validation: expand never augments it"))
+            chosen = _round_robin(_class_queues(by_class, pick.seed), rows, usable)
         if not chosen and not skipped:
             raise SourceError(f"no training images to show in {self.source}")
         return chosen, skipped
