@@ -121,9 +121,9 @@ def _claim(store, marker: dict) -> None:
                                         f"{held.get('from')} (by an earlier augpipe, with no identity recorded)")
     state = "" if held.get("complete", True) else ", unfinished"
     if same and held.get("format") == marker["format"]:  # only the format's options differ
-        raise OutputError(f"{store.display()} holds a {marker['format']} export of this dataset{state} written "
+        raise OutputError(f"{store.display()} holds an export ({marker['format']}) of this dataset{state} written "
                           f"with {_shown(held)}: choose a new --out for {_shown(marker)}")
-    raise OutputError(f"{store.display()} holds a {held.get('format')} export of {what}{state}: "
+    raise OutputError(f"{store.display()} holds an export ({held.get('format')}) of {what}{state}: "
                       f"choose a new --out for {marker['format']}{'' if same else ' of ' + marker['from']}")
 
 

@@ -105,7 +105,14 @@ _WHY = {
 
 def _differences(identity: dict, previous: dict) -> str:
     keys = [k for k in identity if identity.get(k) != previous.get(k)]
+    if "source_files" in keys and _split_by(identity) != _split_by(previous):
+        keys.remove("source_files")  # the files are told apart another way (content or path), not changed
     return "; ".join(_why(k, identity, previous) for k in keys) or "made with other settings"
+
+
+def _split_by(identity: dict):
+    options = identity.get("options")
+    return options.get("split_by") if isinstance(options, dict) else None
 
 
 def _why(key: str, identity: dict, previous: dict) -> str:

@@ -219,9 +219,9 @@ def test_export_into_an_export_writes_the_same_dataset_again_and_refuses_another
     assert json.loads((out / ".augpipe-export").read_text())["complete"] is True
     assert len(files_below(out / "images")) == 16
     result = cli("export", two, "--format", "yolo", "--out", out)
-    assert result.exit_code == 2 and f"holds a yolo export of {one.resolve()}" in result.output
+    assert result.exit_code == 2 and f"holds an export (yolo) of {one.resolve()}" in result.output
     result = cli("export", one, "--format", "coco", "--out", out)
-    assert result.exit_code == 2 and "holds a yolo export of this dataset" in result.output
+    assert result.exit_code == 2 and "holds an export (yolo) of this dataset" in result.output
 
 
 def test_bars_written_to_a_log_end_on_their_final_count(tmp_path, folder):

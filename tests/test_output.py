@@ -198,6 +198,9 @@ def test_rerun_is_up_to_date_and_another_recipe_is_refused_without_overwrite(fol
         expand(folder, "flips", out, ExpandOptions(seed=9, **QUIET))
     with pytest.raises(OutputError, match=r"made with other options \(copies 2, now 3; val_fraction 0.1, now 0.2\): "):
         expand(folder, "flips", out, ExpandOptions(copies=3, val_fraction=0.2, **QUIET))
+    with pytest.raises(OutputError) as caught:  # the files are named by path now, not changed
+        expand(folder, "flips", out, ExpandOptions(split_by="path", **QUIET))
+    assert "(split_by content, now path)" in str(caught.value) and "source files" not in str(caught.value)
     m = expand(folder, "rotations", out, ExpandOptions(overwrite=True, **QUIET))
     assert m["recipe"]["name"] == "rotations"
     assert {p.name for p in out.glob("*.parquet")} == {s["name"] for s in m["shards"]}
