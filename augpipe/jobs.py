@@ -1,4 +1,4 @@
-"""The pure jobs every engine runs: hashing sources, and writing one shard.
+"""The pure jobs every engine runs: writing one shard (and hashing sources: `augpipe.hashing`).
 
 Each is a function of (job, spec, progress) whose result depends only on the job's inputs,
 the recipe and the seed: the local pool and Ray run the same functions and write the same bytes.
@@ -7,7 +7,6 @@ the recipe and the seed: the local pool and Ray run the same functions and write
 from __future__ import annotations
 
 import errno
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from augpipe.recipe import Recipe
 from augpipe.row import row_spec
 from augpipe.sample import DonorReader, augment_sample
 from augpipe.shards import ShardWriter
-from augpipe.store import open_store, read_source
+from augpipe.store import read_or_skip, read_source, store_for
 from augpipe.targets import Target, kind_for
 
 
@@ -47,53 +46,7 @@ class RunSpec:
         return row_spec(self.kind, self.classes, self.labelled)
 
 
-_STORES: dict[str, object] = {}
 _FULL = {getattr(errno, n) for n in ("ENOSPC", "EFBIG", "EDQUOT") if hasattr(errno, n)}
-
-
-def store_for(location: str):
-    """One store per location per process (an S3 client is worth keeping)."""
-    if location not in _STORES:
-        _STORES[location] = open_store(location)
-    return _STORES[location]
-
-
-# ---------------------------------------------------------------- hashing
-
-@dataclass(frozen=True)
-class HashJob:
-    names: tuple[str, ...]
-    cost: int  # bytes to read
-
-
-def hash_sources(batch: HashJob, spec: RunSpec, progress: Callable[[int], None] | None = None) -> list[tuple]:
-    """(name, sha256, width, height, None) for each source, or (name, None, 0, 0, reason) for
-    one that cannot be used. The content decides the split; the sizes size the recipe's dry run."""
-    return hash_named(store_for(spec.source), batch.names, spec.max_pixels, progress)
-
-
-def hash_named(store, names, max_pixels: int, progress: Callable[[int], None] | None = None) -> list[tuple]:
-    """`hash_sources` of these names in `store`."""
-    from augpipe.decode import oriented_size
-
-    out = []
-    for name, data in store.read_many(names, partial(read_or_skip, store)):
-        try:
-            if isinstance(data, SkipInput):
-                raise data
-            width, height = oriented_size(data, max_pixels)
-            out.append((name, hashlib.sha256(data).hexdigest(), width, height, None))
-        except SkipInput as exc:
-            out.append((name, None, 0, 0, exc.reason))
-        if progress is not None:
-            progress(1)
-    return out
-
-
-def hash_jobs(names: list[tuple[str, int]], per_job: int = 256) -> list[HashJob]:
-    """(name, size) pairs in jobs of `per_job` files."""
-    return [HashJob(tuple(n for n, _ in names[i:i + per_job]), sum(s for _, s in names[i:i + per_job]))
-            for i in range(0, len(names), per_job)]
 
 
 @dataclass(frozen=True)
@@ -166,14 +119,6 @@ def _read_sources(store, sources, kind):
     reads = store.read_many(names, partial(read_or_skip, store))
     for src in sources:
         yield src, [next(reads)[1] for _ in range(1 + len(kind.extra_files(src)))]
-
-
-def read_or_skip(store, name: str):
-    """A source's bytes, or the SkipInput saying why not (returned: a read ahead does not raise)."""
-    try:
-        return read_source(store, name)
-    except SkipInput as exc:
-        return exc
 
 
 def _augmented(src, data: list, shard: ShardJob, spec: RunSpec, kind, donors: DonorReader):

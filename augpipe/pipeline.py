@@ -76,25 +76,24 @@ def _hash_early(source: str, options: ExpandOptions, engine):
     return Forked(_scan_and_hash, source, options, engine.workers)
 
 
-def _scan_and_hash(send, source: str, options: ExpandOptions, threads: int) -> None:
-    """`_hash_early`'s process: the scan, then `split_hashes`' results, hashed by as many threads
-    as the run has workers (reading and sha256 let go of the GIL); both sent at the end."""
-    from concurrent.futures import ThreadPoolExecutor
-
+def _scan_and_hash(send, source: str, options: ExpandOptions, workers: int) -> None:
+    """`_hash_early`'s process: the scan, then `split_hashes`' results, hashed by as many
+    processes or threads as the run has workers; both sent at the end."""
     from augpipe.formats import scan
-    from augpipe.jobs import hash_jobs, hash_named, store_for
+    from augpipe.hashing import hash_in_processes, hash_in_threads, hash_jobs
+    from augpipe.store import store_for
 
     found = scan(source, options.layout, options.format, options.voc_zero_based)
     names = _hashed_names(found)
     send("count", len(names))
     store = store_for(source)
+    jobs = hash_jobs(names)
+    # Reads that wait on nothing leave the digests, CPU alone: threads of one process would
+    # contend for the GIL (bench.md), processes do not. Reads that wait overlap in threads.
     if store.in_memory([n for n, _ in names]):
-        threads = 1  # reads that wait on nothing: a second thread only contends for the GIL (bench.md)
-    hashed = []
-    with ThreadPoolExecutor(threads) as pool:
-        for chunk in pool.map(lambda job: hash_named(store, job.names, options.max_pixels), hash_jobs(names)):
-            hashed += chunk
-            send("progress", len(chunk))
+        hashed = hash_in_processes(jobs, store, options.max_pixels, workers, send)
+    else:
+        hashed = hash_in_threads(jobs, store, options.max_pixels, workers, send)
     send("scan", found)
     send("hashed", hashed)
 
@@ -208,7 +207,7 @@ def split_hashes(engine, found, spec, options: ExpandOptions, hashed: list | Non
     """Every source read once, in the workers (or `hashed`: `hash_sources`' results from
     `_hash_early`'s process): its sha256 decides its split (identical files always share one),
     its header gives its size for the recipe's dry run."""
-    from augpipe.jobs import hash_sources, hash_jobs
+    from augpipe.hashing import hash_jobs, hash_sources
 
     results = {name: rest for name, *rest in hashed or ()}
     if hashed is None:

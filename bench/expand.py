@@ -68,6 +68,9 @@ def as_installed(*trees: Path) -> None:
         compileall.compile_dir(folder, quiet=1)
 
 
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
 # ---------------------------------------------------------------- data
 
 def make_dataset(root: Path, n: int, size: int, seed: int = 0) -> Path:
@@ -168,9 +171,12 @@ def augpipe_expand(src: Path, out: Path, workers: int, recipe: Path, tree: Path 
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "augpipe", "expand", str(src), "-r", str(recipe), "-o", str(out),
            "-w", str(workers), "--val-fraction", "0", "-q"]
-    env = {**os.environ, "PYTHONPATH": str(tree)} if tree is not None else None
+    # `python -m` puts the working folder first on the path: run in the tree itself, or a baseline
+    # run from this checkout would be this checkout's augpipe again
+    tree = tree or CHECKOUT
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=tree)
     wall = time.perf_counter() - t
     m = json.loads(next(p for p in (out / "_augpipe.json", out / "augpipe.json") if p.exists()).read_text())
     rows = sum(c["rows"] for c in m["counts"].values())

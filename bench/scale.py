@@ -40,7 +40,7 @@ def main() -> None:
     from augpipe.plan import make_plan
     from augpipe.recipe import load_recipe
     from augpipe.formats.base import Scan, SourceFile
-    from augpipe.jobs import hash_jobs
+    from augpipe.hashing import hash_jobs
 
     recipe = load_recipe("classic")
     base = rss_mb()

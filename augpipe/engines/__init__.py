@@ -1,4 +1,4 @@
-"""Engines run pure tasks (`jobs.hash_sources`, `jobs.write_shard`) and hand back their results.
+"""Engines run pure tasks (`hashing.hash_sources`, `jobs.write_shard`) and hand back their results.
 
 The contract is `engines.base.Engine`; one is chosen here: `with make_engine(...) as engine:
 engine.map(func, items, spec, progress)` yields each item's result as it finishes. Engines are

@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 
 class Task(Protocol):
-    """A pure task (`jobs.hash_sources`, `jobs.write_shard`): a module-level function, so that it
+    """A pure task (`hashing.hash_sources`, `jobs.write_shard`): a module-level function, so that it
     pickles, whose result depends only on its item and the run's spec. `progress(n)` says n more
     images are done; the engine may batch it. Items have a `cost` (bytes or rows to handle)."""
 

@@ -11,6 +11,7 @@ import multiprocessing as mp
 import os
 import pickle
 import queue as queue_mod
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -115,13 +116,19 @@ class Forked:
     process's own (the scan and the content hashes, while this one imports albumentations);
     `send(kind, value)` messages are read here in order. A pipe holds about 64 KB: the child
     sends small messages while it works and its results at the end, or it would wait for this
-    process to read them. The child dies with this process."""
+    process to read them. The child dies with this process. It is forked with `os.fork`, not
+    as a multiprocessing Process, so that such a child may fork helpers of its own."""
 
     def __init__(self, func: Callable, *args):
-        ctx = mp.get_context("fork")
-        self._recv, send = ctx.Pipe(duplex=False)
-        self._proc = ctx.Process(target=_forked_main, args=(send, os.getpid(), func, args), daemon=True)
-        self._proc.start()
+        self._recv, send = mp.Pipe(duplex=False)
+        parent = os.getpid()
+        self._pid: int | None = os.fork()
+        if self._pid == 0:
+            try:
+                self._recv.close()
+                _forked_main(send, parent, func, args)
+            finally:
+                os._exit(0)  # never back into the caller's stack; no atexit of the parent's
         send.close()
 
     def receive(self, kind: str, progress: Callable[[int], None] | None = None):
@@ -143,9 +150,16 @@ class Forked:
             return value
 
     def close(self) -> None:
-        if self._proc.is_alive():
-            self._proc.kill()  # it holds nothing to clean up, and may be blocked writing to the pipe
-        self._proc.join()
+        """Ends the child (it holds nothing to clean up, and may be blocked writing to the pipe)
+        and reaps it; a second call does nothing."""
+        if self._pid is None:
+            return
+        try:
+            os.kill(self._pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self._pid, 0)
+        self._pid = None
         self._recv.close()
 
 

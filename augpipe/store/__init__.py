@@ -15,11 +15,12 @@ from pathlib import Path
 from augpipe.errors import StoreError
 from augpipe.store.arrow import ArrowStore, _cause
 from augpipe.store.base import (LIST_THREADS, PREFETCH, Entry, NotRegularFile, Store, hidden, is_arrow_error,
-                                read_source)
+                                read_or_skip, read_source)
 from augpipe.store.local import LocalStore, read_regular_file
 
 __all__ = ["LIST_THREADS", "PREFETCH", "ArrowStore", "Entry", "LocalStore", "NotRegularFile", "Store", "hidden",
-           "is_arrow_error", "is_uri", "normalise_location", "open_store", "read_regular_file", "read_source"]
+           "is_arrow_error", "is_uri", "normalise_location", "open_store", "read_or_skip", "read_regular_file",
+           "read_source", "store_for"]
 
 
 def is_uri(location: str | os.PathLike) -> bool:
@@ -50,6 +51,16 @@ def normalise_location(location: str | os.PathLike) -> str:
                              "empty, encoded '/' or control-character parts: object stores have no folders to "
                              "climb): write the path without it")
     return f"{scheme}://{'/'.join(parts)}{mark}{query}"
+
+
+_STORES: dict[str, Store] = {}
+
+
+def store_for(location: str) -> Store:
+    """One store per location per process (an S3 client is worth keeping)."""
+    if location not in _STORES:
+        _STORES[location] = open_store(location)
+    return _STORES[location]
 
 
 def open_store(location: str | os.PathLike) -> Store:

@@ -123,6 +123,14 @@ def read_source(store: Store, name: str) -> bytes:
         raise SkipInput(f"cannot read: {(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
 
 
+def read_or_skip(store: Store, name: str):
+    """A source's bytes, or the SkipInput saying why not (returned: a read ahead does not raise)."""
+    try:
+        return read_source(store, name)
+    except SkipInput as exc:
+        return exc
+
+
 def is_arrow_error(exc: BaseException) -> bool:
     """pyarrow's own error for one key (ArrowInvalid: a key it cannot address): that key's problem."""
     import pyarrow as pa
