@@ -57,6 +57,8 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
     early = _hash_early(source, options, engine)
     try:
         recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)  # imports albumentations
+        if early is not None:
+            import augpipe.jobs  # noqa: F401 - the shard task's imports (pyarrow's writer...) while the hashes come
         found, hashed = _early_results(early, options) if early else \
             (scan(source, options.layout, options.format, options.voc_zero_based), None)
         return _expand_found(source, recipe, out, options, engine, started, started_at, found, hashed)
