@@ -68,7 +68,11 @@ def as_installed(*trees: Path) -> None:
         compileall.compile_dir(folder, quiet=1)
 
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+def augpipe_tree() -> Path:
+    """The folder holding the augpipe this Python imports (PYTHONPATH's, or the installed one)."""
+    import augpipe
+
+    return Path(augpipe.__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------- data
@@ -172,8 +176,8 @@ def augpipe_expand(src: Path, out: Path, workers: int, recipe: Path, tree: Path 
     cmd = [sys.executable, "-m", "augpipe", "expand", str(src), "-r", str(recipe), "-o", str(out),
            "-w", str(workers), "--val-fraction", "0", "-q"]
     # `python -m` puts the working folder first on the path: run in the tree itself, or a baseline
-    # run from this checkout would be this checkout's augpipe again
-    tree = tree or CHECKOUT
+    # run from a checkout would be that checkout's augpipe again
+    tree = tree or augpipe_tree()
     env = {**os.environ, "PYTHONPATH": str(tree)}
     t = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=tree)

@@ -35,11 +35,14 @@ COMMANDS = (["--help"], ["recipes"], ["--version"], ["expand", "--help"])
 
 
 def wall(cmd: list[str], runs: int) -> float:
-    """Median wall seconds of `cmd` (its output thrown away)."""
+    """Median wall seconds of `cmd` (its output thrown away), run in the tree of the augpipe this
+    Python imports: `python -m` looks in the working folder first."""
+    from expand import augpipe_tree
+
     times = []
     for _ in range(runs):
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=augpipe_tree())
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
