@@ -70,16 +70,18 @@ def hash_in_threads(jobs: list[HashJob], store, max_pixels: int, threads: int, s
 def hash_in_processes(jobs: list[HashJob], store, max_pixels: int, processes: int, send) -> list[tuple]:
     """The same, the jobs cut into `processes` runs in order: the first run in this process,
     each other in a process forked from it (reads that wait on nothing leave the digests, CPU
-    alone, and threads of one process would contend for the GIL)."""
+    alone, and threads of one process would contend for the GIL). A helper sends its progress
+    through `send` itself, as it goes (a message that small is one atomic write to a pipe), and
+    its results to this process."""
     from augpipe.engines.local import Forked
 
     n = min(processes, len(jobs))
     runs = [jobs[k * len(jobs) // n:(k + 1) * len(jobs) // n] for k in range(n)]
-    helpers = [Forked(_hash_helper, run, store, max_pixels) for run in runs[1:]]
+    helpers = [Forked(_hash_helper, run, store, max_pixels, send) for run in runs[1:]]
     try:
         hashed = _hash_run(runs[0] if runs else [], store, max_pixels, send)
         for helper in helpers:
-            hashed += helper.receive("hashed", lambda done: send("progress", done))
+            hashed += helper.receive("hashed")
         return hashed
     finally:
         for helper in helpers:
@@ -95,5 +97,5 @@ def _hash_run(jobs: list[HashJob], store, max_pixels: int, send) -> list[tuple]:
     return hashed
 
 
-def _hash_helper(send, jobs: list[HashJob], store, max_pixels: int) -> None:
-    send("hashed", _hash_run(jobs, store, max_pixels, send))
+def _hash_helper(results, jobs: list[HashJob], store, max_pixels: int, progress) -> None:
+    results("hashed", _hash_run(jobs, store, max_pixels, progress))
