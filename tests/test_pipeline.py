@@ -4,6 +4,7 @@ mode, and failures that stop a run."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -226,75 +227,79 @@ def test_the_command_hashing_while_it_imports_writes_what_the_pool_hashing_write
     assert pool["warnings"] == command["warnings"]
 
 
-def _early_hashes(source: Path, workers: int) -> tuple[list, list, list]:
-    """What `_hash_early`'s process sends, run as the command runs it: (kinds sent, progress, hashes)."""
-    from augpipe.engines.local import Forked
-    from augpipe.pipeline import _scan_and_hash
+# What `_hash_early`'s process sends, run as the command runs it: forked from a process of one
+# thread (this one has pytest's), `hash_named` wrapped to note the process and to fail on a name.
+_EARLY = """
+import json, os, sys
+from augpipe import ExpandOptions, hashing
+from augpipe.engines.local import Forked
+from augpipe.pipeline import _scan_and_hash
 
-    early = Forked(_scan_and_hash, str(source), ExpandOptions(), workers)
-    try:
-        total, progress = early.receive("count"), []
-        early.receive("scan", progress.append)
-        return total, progress, early.receive("hashed")
-    finally:
-        early.close()
+source, workers, noted, failing = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+hash_named = hashing.hash_named
+
+def wrapped(store, names, *args):
+    with open(noted, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+    if failing in names:
+        raise MemoryError(f"no memory for {failing}")
+    return hash_named(store, names, *args)
+
+hashing.hash_named = wrapped
+early = Forked(_scan_and_hash, source, ExpandOptions(), workers)
+try:
+    total, progress = early.receive("count"), []
+    early.receive("scan", progress.append)
+    print(json.dumps([total, progress, early.receive("hashed")]))
+except MemoryError as exc:
+    print(json.dumps(["error", str(exc)]))
+finally:
+    early.close()
+print(json.dumps(sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and p != str(os.getpid())
+                        and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid()))))
+"""
 
 
-def test_sources_in_memory_are_hashed_by_as_many_processes_as_workers(tmp_path, monkeypatch):
+def _early_hashes(source: Path, workers: int, noted: Path, failing: str = "") -> tuple[list, list]:
+    """(what the process sent, the children left behind)."""
+    done = subprocess.run([sys.executable, "-c", _EARLY, str(source), str(workers), str(noted), failing],
+                          env={**ENV, **os.environ}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    sent, left = (json.loads(line) for line in done.stdout.splitlines())
+    return sent, left
+
+
+def test_sources_in_memory_are_hashed_by_as_many_processes_as_workers(tmp_path):
     # reads that wait on nothing leave the digests, CPU alone: threads would contend for the GIL,
     # so the hashing process forks a helper a worker; the results, in the jobs' order, are one
     # process's, and no helper outlives the pass
-    import os
-
-    from augpipe import hashing
-    from augpipe.processes import descendants
+    from augpipe.hashing import hash_named
     from augpipe.store import open_store
 
     source = make_folder(tmp_path / "data", classes=("a", "b", "c"), per_class=300, size=8)  # 4 jobs of 256
     names = sorted(str(p.relative_to(source)) for p in source.rglob("*.jpg"))
     if not open_store(source).in_memory(names):
         pytest.skip("the files just written are not in the page cache here")
-    hashed_by = tmp_path / "pids"
-    hash_named = hashing.hash_named
-
-    def recorded(store, names, *args):
-        with open(hashed_by, "a") as f:
-            f.write(f"{os.getpid()}\n")
-        return hash_named(store, names, *args)
-
-    monkeypatch.setattr(hashing, "hash_named", recorded)
-    before = descendants(os.getpid())  # the session's own servers
-    total, progress, hashed = _early_hashes(source, 2)
-    assert total == 900 and sum(progress) == 900
-    assert hashed == hash_named(open_store(source), names, 25_000_000)
-    assert len(set(hashed_by.read_text().split())) == 2
-    assert descendants(os.getpid()) == before
-    hashed_by.unlink()
-    assert _early_hashes(source, 1)[2] == hashed and len(set(hashed_by.read_text().split())) == 1
+    noted = tmp_path / "pids"
+    (total, progress, hashed), left = _early_hashes(source, 2, noted)
+    assert total == 900 and sum(progress) == 900 and left == []
+    assert [tuple(h) for h in hashed] == hash_named(open_store(source), names, 25_000_000)
+    assert len(set(noted.read_text().split())) == 2
+    noted.unlink()
+    (_, _, alone), left = _early_hashes(source, 1, noted)
+    assert alone == hashed and len(set(noted.read_text().split())) == 1 and left == []
 
 
-def test_a_hashing_helpers_error_reaches_the_command(tmp_path, monkeypatch):
-    import os
-
-    from augpipe import hashing
-    from augpipe.processes import descendants
+def test_a_hashing_helpers_error_reaches_the_command(tmp_path):
     from augpipe.store import open_store
 
     source = make_folder(tmp_path / "data", classes=("a", "b"), per_class=300, size=8)
     if not open_store(source).in_memory(["a/a_000.jpg"]):
         pytest.skip("the files just written are not in the page cache here")
-    hash_named = hashing.hash_named
-
-    def failing(store, names, *args):
-        if "b/b_299.jpg" in names:  # in the last job: the helper's
-            raise MemoryError("no memory for b_299")
-        return hash_named(store, names, *args)
-
-    monkeypatch.setattr(hashing, "hash_named", failing)
-    before = descendants(os.getpid())
-    with pytest.raises(MemoryError, match="b_299"):
-        _early_hashes(source, 2)
-    assert descendants(os.getpid()) == before
+    noted = tmp_path / "pids"
+    sent, left = _early_hashes(source, 2, noted, failing="b/b_299.jpg")  # in the last job: the helper's
+    assert sent == ["error", "no memory for b/b_299.jpg"] and left == []
+    assert len(set(noted.read_text().split())) == 2
 
 
 def test_the_command_says_a_bad_recipe_before_a_missing_source_and_the_source_before_a_bad_out(tmp_path):
