@@ -103,7 +103,8 @@ def _scan_and_hash(send, source: str, options: ExpandOptions, workers: int) -> N
 def _early_results(early, options: ExpandOptions) -> tuple:
     """The scan and `split_hashes`' results from `_hash_early`'s process (a bar while it hashes)."""
     total = early.receive("count")
-    with progress_bar(total, 0, options.progress, "hash", "file") as bar:
+    done = early.progress_so_far()  # hashed while the recipe loaded: a bar only for what is left
+    with progress_bar(total, done, options.progress and done < total, "hash", "file") as bar:
         found = early.receive("scan", bar.update)
         hashed = early.receive("hashed")
     early.close()  # done: the pool forks without it

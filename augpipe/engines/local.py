@@ -121,6 +121,7 @@ class Forked:
 
     def __init__(self, func: Callable, *args):
         self._recv, send = mp.Pipe(duplex=False)
+        self._held: list[tuple] = []
         parent = os.getpid()
         self._pid: int | None = os.fork()
         if self._pid == 0:
@@ -135,10 +136,7 @@ class Forked:
         """The child's next message of `kind`, its "progress" messages before it passed to
         `progress`; the child's exception raised here."""
         while True:
-            try:
-                got, value = self._recv.recv()
-            except EOFError:
-                raise RuntimeError(f"the set-up process ended before its {kind}") from None
+            got, value = self._held.pop(0) if self._held else self._next()
             if got == "error":
                 raise value
             if got == "progress":
@@ -148,6 +146,27 @@ class Forked:
             if got != kind:
                 raise RuntimeError(f"the set-up process sent {got}, not {kind}")
             return value
+
+    def progress_so_far(self) -> int:
+        """The progress the child has sent and this process not yet read, taken without waiting
+        (any other message is kept for `receive`)."""
+        done = 0
+        while not self._held and self._recv.poll(0):
+            try:
+                got, value = self._next()
+            except RuntimeError:  # the child is gone: `receive` says so
+                break
+            if got == "progress":
+                done += value
+            else:
+                self._held.append((got, value))
+        return done
+
+    def _next(self) -> tuple:
+        try:
+            return self._recv.recv()
+        except EOFError:
+            raise RuntimeError("the set-up process ended before its results") from None
 
     def close(self) -> None:
         """Ends the child (it holds nothing to clean up, and may be blocked writing to the pipe)
