@@ -147,6 +147,9 @@ def _error_table(exc: BaseException) -> tuple[int, str]:
     pool = sys.modules.get("concurrent.futures.process")  # loaded where a pool ran
     if pool is not None and isinstance(exc, pool.BrokenProcessPool):
         return CRASHED, f"a worker process died (killed, or out of memory): {rerun}"
+    local = sys.modules.get("augpipe.engines.local")
+    if local is not None and isinstance(exc, local.ProcessDied):
+        return CRASHED, f"the process hashing the sources died (killed, or out of memory): {rerun}"
     return CRASHED, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 

@@ -38,6 +38,8 @@ def usable_header(data: bytes, max_pixels: int) -> Header:
     if not data:
         raise SkipInput("empty file (0 bytes)")
     head = read_header(data)
+    if head.width <= 0 or head.height <= 0:
+        raise SkipInput(f"no pixels: its header says {head.width}×{head.height}")
     if head.width * head.height > max_pixels:
         raise SkipInput(
             f"too large: {head.width}×{head.height} = {head.width * head.height:,} pixels, "

@@ -43,7 +43,18 @@ def in_worker(signum, frame) -> None:
     is handled, not reported by CPython as "ignored due to race condition" (a worker ends by
     os._exit, so the interpreter's exit never sets this handler back to the default)."""
     if signum == signal.SIGTERM:
+        for end in _AT_TERM:  # its own children first (a hashing process's helpers): they are reaped
+            end()
         os._exit(128 + signum)
+
+
+_AT_TERM: list = []
+
+
+def at_term(end) -> None:
+    """`end()` runs in a process augpipe started when SIGTERM ends it, before it exits."""
+    if end not in _AT_TERM:
+        _AT_TERM.append(end)
 
 
 def install() -> None:

@@ -254,3 +254,12 @@ def test_balance_evens_out_a_detection_datasets_objects(cli, tmp_path):
     backgrounds = [r for r in written if r["source"] in ("default/c018.png", "default/c019.png")]
     assert len(backgrounds) == 2 * 3  # 2 copies and the original each, never more
     assert "balance" not in runs["plain"][0]
+
+
+def test_a_set_up_process_that_died_is_named_with_what_to_do():
+    from augpipe.cli import _error_table
+    from augpipe.engines.local import ProcessDied
+
+    code, message = _error_table(ProcessDied("a set-up process ended before its results"))
+    assert code == 3 and "unexpected" not in message
+    assert message.startswith("the process hashing the sources died (killed, or out of memory): ")

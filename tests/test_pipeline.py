@@ -317,3 +317,47 @@ def test_the_command_says_a_bad_recipe_before_a_missing_source_and_the_source_be
     data = make_folder(tmp_path / "data", per_class=3)
     done = run("expand", data, "-r", "classic", "-o", data / "inside", "-w", "2", "-q")
     assert done.returncode != 0 and "inside the source" in done.stderr
+
+
+def test_an_image_whose_header_says_it_has_no_pixels_is_skipped_not_a_crash(tmp_path):
+    # a PNG that says 0×0 or 5×0 passed the content pass with no size, and the recipe's dry run
+    # divided by it (ValueError: cannot convert float NaN to integer) when most images were such
+    data = make_folder(tmp_path / "data", per_class=2)
+    for k in range(6):
+        (data / "cat" / f"none{k}.png").write_bytes(bomb_png(0, 0) if k % 2 else bomb_png(5, 0))
+    done = run("expand", data, "-r", "flips", "-o", tmp_path / "out", "-w", "2", "-q")
+    assert done.returncode == 0, done.stderr
+    skipped = {s["path"]: s["reason"] for s in json.loads((tmp_path / "out" / "_augpipe.json").read_text())["skipped"]}
+    assert skipped == {f"cat/none{k}.png": f"no pixels: its header says {'0×0' if k % 2 else '5×0'}" for k in range(6)}
+    assert "Warning" not in done.stderr, done.stderr
+
+
+_HELPERS = """
+import os, sys, time
+from augpipe.engines.local import Forked
+
+def helper(send):
+    time.sleep(60)
+
+def hashing(send):
+    helpers = [Forked(helper), Forked(helper)]
+    send("helpers", [h._pid for h in helpers])
+    time.sleep(60)
+
+hashing_process = Forked(hashing)
+helpers = hashing_process.receive("helpers")
+started = time.monotonic()
+hashing_process.close()
+print(round(time.monotonic() - started, 1), [os.path.exists(f"/proc/{pid}") for pid in helpers])
+"""
+
+
+def test_a_set_up_process_closed_mid_work_reaps_its_helpers_before_it_ends():
+    """Interrupted while the hashing process's helpers run (a Ctrl-C, an error elsewhere), the
+    command ends that process, which ends and reaps its helpers first: none is left a zombie for
+    the system to reap (a SIGKILL left them so)."""
+    done = subprocess.run([sys.executable, "-c", _HELPERS], env={**ENV, **os.environ}, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    seconds, left = done.stdout.split(" ", 1)
+    assert left.strip() == "[False, False]" and float(seconds) < 1.5, done.stdout

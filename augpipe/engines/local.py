@@ -123,14 +123,26 @@ class Forked:
         self._recv, send = mp.Pipe(duplex=False)
         self._held: list[tuple] = []
         parent = os.getpid()
-        self._pid: int | None = os.fork()
+        # A signal reaching the child before it has its own handler and state would run the
+        # parent's on the parent's copies (ending the parent's other children): held until then.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._pid: int | None = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            raise
         if self._pid == 0:
             try:
+                _LIVE.clear()  # the parent's other children are not this one's to end
                 self._recv.close()
+                signals.install_in_worker()
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
                 _forked_main(send, parent, func, args)
             finally:
                 os._exit(0)  # never back into the caller's stack; no atexit of the parent's
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         send.close()
+        _LIVE.append(self)
 
     def receive(self, kind: str, progress: Callable[[int], None] | None = None):
         """The child's next message of `kind`, its "progress" messages before it passed to
@@ -154,7 +166,7 @@ class Forked:
         while not self._held and self._recv.poll(0):
             try:
                 got, value = self._next()
-            except RuntimeError:  # the child is gone: `receive` says so
+            except ProcessDied:  # the child is gone: `receive` says so
                 break
             if got == "progress":
                 done += value
@@ -166,20 +178,54 @@ class Forked:
         try:
             return self._recv.recv()
         except EOFError:
-            raise RuntimeError("the set-up process ended before its results") from None
+            raise ProcessDied("a set-up process ended before its results") from None
 
     def close(self) -> None:
-        """Ends the child (it holds nothing to clean up, and may be blocked writing to the pipe)
-        and reaps it; a second call does nothing."""
+        """Ends the child and reaps it; a second call does nothing. SIGTERM first: the child
+        ends and reaps its own helpers (`signals.in_worker`), where a SIGKILL would leave them to
+        the system; SIGKILL if it has not ended within a second or two."""
         if self._pid is None:
             return
-        try:
-            os.kill(self._pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        os.waitpid(self._pid, 0)
+        _signal(self._pid, signal.SIGTERM)
+        if not _reaped(self._pid, within=2.0):
+            _signal(self._pid, signal.SIGKILL)
+            os.waitpid(self._pid, 0)
         self._pid = None
+        _LIVE.remove(self)
         self._recv.close()
+
+
+class ProcessDied(RuntimeError):
+    """A set-up process (or one of its helpers) ended without its results: killed, or out of memory."""
+
+
+_LIVE: list[Forked] = []  # this process's Forked children not yet closed
+
+
+def _end_live() -> None:
+    for forked in list(_LIVE):
+        forked.close()
+
+
+signals.at_term(_end_live)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _reaped(pid: int, within: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + within
+    while os.waitpid(pid, os.WNOHANG)[0] == 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True
 
 
 def _forked_main(send, parent: int, func: Callable, args: tuple) -> None:
