@@ -405,6 +405,7 @@ def _init_worker(progress, parent: int, environ: dict) -> None:
     # deferred signals as it forked): the parent's terminate() ends a worker at once, and Ctrl-C
     # is the parent's to handle, once
     signals.install_in_worker()
+    _LIVE.clear()  # a set-up process of the parent's is not a worker's to end
     # A fork server keeps the environment it started with: a worker takes its parent's of now
     # (credentials and endpoints set since, AWS_ENDPOINT_URL, ...)
     os.environ.clear()
