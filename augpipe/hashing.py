@@ -5,8 +5,9 @@ while the command loads the recipe imports no more than a store and the image he
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from augpipe.errors import SkipInput
@@ -30,8 +31,6 @@ def hash_sources(batch: HashJob, spec: RunSpec, progress: Callable[[int], None] 
 
 def hash_named(store, names, max_pixels: int, progress: Callable[[int], None] | None = None) -> list[tuple]:
     """`hash_sources` of these names in `store`."""
-    from functools import partial
-
     from augpipe.decode import oriented_size
 
     out = []
@@ -59,12 +58,8 @@ def hash_in_threads(jobs: list[HashJob], store, max_pixels: int, threads: int, s
     `send("progress", n)` after each."""
     from concurrent.futures import ThreadPoolExecutor
 
-    hashed = []
     with ThreadPoolExecutor(threads) as pool:
-        for chunk in pool.map(lambda job: hash_named(store, job.names, max_pixels), jobs):
-            hashed += chunk
-            send("progress", len(chunk))
-    return hashed
+        return _joined(pool.map(lambda job: hash_named(store, job.names, max_pixels), jobs), send)
 
 
 def hash_in_processes(jobs: list[HashJob], store, max_pixels: int, processes: int, send) -> list[tuple]:
@@ -89,9 +84,13 @@ def hash_in_processes(jobs: list[HashJob], store, max_pixels: int, processes: in
 
 
 def _hash_run(jobs: list[HashJob], store, max_pixels: int, send) -> list[tuple]:
+    return _joined((hash_named(store, job.names, max_pixels) for job in jobs), send)
+
+
+def _joined(chunks: Iterable[list[tuple]], send) -> list[tuple]:
+    """The jobs' results in order, `send("progress", n)` after each."""
     hashed = []
-    for job in jobs:
-        chunk = hash_named(store, job.names, max_pixels)
+    for chunk in chunks:
         hashed += chunk
         send("progress", len(chunk))
     return hashed
