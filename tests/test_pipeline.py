@@ -255,8 +255,16 @@ except MemoryError as exc:
     print(json.dumps(["error", str(exc)]))
 finally:
     early.close()
+
+def parent_of(pid):
+    try:  # any process on the machine may end between the listing and the read
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[1]
+    except OSError:
+        return None
+
 print(json.dumps(sorted(int(p) for p in os.listdir("/proc") if p.isdigit() and p != str(os.getpid())
-                        and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == str(os.getpid()))))
+                        and parent_of(p) == str(os.getpid()))))
 """
 
 
