@@ -474,6 +474,7 @@ class _ByteCache:
         self.lock, self._items, self._bytes, self._pid = threading.Lock(), OrderedDict(), 0, _pid()
         self.full = self.limit <= 0  # something was dropped, or did not fit
         self.first_epoch: int | None = None  # the epoch of a stream's first pass in this process (`again`)
+        self.warmed = False  # a stream has read the shards its shares had not (`ShardIterable._keep_the_rest`)
 
     def again(self, epoch: int) -> bool:
         """Whether a stream's pass of another epoch began in this process before, and everything
@@ -1066,6 +1067,7 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
             raise ValueError("a ShardIterable shuffles itself: ShardIterable(..., shuffle=True, seed=...)")
         if isinstance(dataset, ShardIterable):
             dataset, options["batch_size"] = dataset.batched(batch_size), None
+            dataset._keeps = persistent_workers or num_workers == 0
             options["collate_fn"] = kwargs.get("collate_fn", _as_made)
         else:
             options["batch_size"] = batch_size
@@ -1145,6 +1147,7 @@ class ThreadLoader:
             if drop_last:
                 raise ValueError("drop_last is a ShardIterable's own: ShardIterable(..., drop_last=True)")
             dataset = dataset.batched(batch_size)
+            dataset._keeps = True  # the feed's threads or processes read every epoch
         if pin_memory and not torch.cuda.is_available():  # as a DataLoader does
             warnings.warn("pin_memory=True, but no accelerator is found: memory is not pinned", stacklevel=2)
             pin_memory = False
@@ -1493,10 +1496,14 @@ class ShardIterable(_WithEpoch, IterableDataset):
 
     Each process keeps the shards it read whole, up to `cache_bytes`, for the next epochs (their
     rows and converted targets; 0 reads every epoch again); from its second epoch on, while all it
-    read has fitted, a shard it needs part of is read whole and kept too.
+    read has fitted, a shard it needs part of is read whole and kept too, and at that pass's end the
+    split's shards it has not kept are read and kept where all of them fit (a share moves each
+    epoch). A process known to read epoch after epoch (`loader`'s threads and processes, its
+    persistent workers) does both from its first epoch.
     """
 
     _sends = False  # as ShardDataset's
+    _keeps = False  # read by a process that reads epoch after epoch (a feed's, a persistent worker): `_keep_the_rest`
     _row_bytes = 0.0  # the most bytes a row has taken in a row group read here (`_read`'s estimate of a shard)
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
@@ -1602,16 +1609,35 @@ class ShardIterable(_WithEpoch, IterableDataset):
 
     def _stream(self, worker: int, workers: int) -> Iterator:
         """What DataLoader worker `worker` of `workers` yields (a `ThreadLoader`'s thread too)."""
-        rows = self._read(_share(self._my_pieces(), worker, workers), self._cache.again(self.epoch))
+        keeps = self._cache.again(self.epoch) or self._keeps and not self._cache.full
+        rows = self._read(_share(self._my_pieces(), worker, workers), keeps)
         if self.shuffle:
             rank = self._rank_and_world()[0]
             rows = _buffer_shuffle(rows, self.buffer_size, random.Random(f"{self.seed}/{self.epoch}/{rank}/{worker}"))
         if self.batch_size is None:
-            for group, i in rows:
-                yield _item(self, group, i)
+            yield from (_item(self, group, i) for group, i in rows)
+        else:
+            yield from (_batch(self, picks) for picks in _chunks(rows, self.batch_size))
+        if keeps:
+            self._keep_the_rest()
+
+    def _keep_the_rest(self) -> None:
+        """Reads and keeps every shard of the split not kept yet, when all of them fit. A share
+        moves each epoch (the shards' order is shuffled), so a process that keeps only what its
+        shares read meets a shard it has not kept epoch after epoch; read once, at a pass's end,
+        they cost less (at 64 px, 4,000 rows: epochs of 58 ms against 56-70). Once a process."""
+        with self._cache.lock:
+            if self._cache.warmed:
+                return
+            self._cache.warmed = True
+        missing = [i for i, n in enumerate(self.rows) if n and self._cache.get_or_make(i) is None]
+        if not missing or self._cache.full or not self._cache.fits(self._row_bytes * sum(self.rows[i] for i in missing)):
             return
-        for picks in _chunks(rows, self.batch_size):
-            yield _batch(self, picks)
+        for shard in missing:
+            if self._cache.full:  # the estimate was short
+                return
+            for _ in self._read_piece(shard, 0, self.rows[shard], keep=True):
+                pass
 
 
 def _rows_between(groups: Iterable[_Group], first: int, stop: int) -> Iterator[tuple[_Group, int]]:

@@ -1021,6 +1021,35 @@ def test_a_streams_shares_read_each_shard_once_while_it_fits(photos, cache_bytes
 
 
 @pytest.mark.parametrize("cache_bytes", [256 * 2**20, 1])
+def test_a_feeds_stream_keeps_what_its_shares_did_not_read_after_its_first_pass(photos, cache_bytes):
+    """A feed's threads or processes read epoch after epoch, and a share moves each epoch: at the
+    end of its first pass a stream reads once, whole, every shard it has not kept, where all of
+    them fit, and no later epoch reads a shard; where they do not fit, it reads no more than it
+    needs. Either way the batches are those of a stream that keeps nothing."""
+    import torch
+
+    feed = loader(ShardIterable(photos, shuffle=True, seed=2, buffer_size=5, cache_bytes=cache_bytes), 3, threads=2)
+    fresh = loader(ShardIterable(photos, shuffle=True, seed=2, buffer_size=5, cache_bytes=0), 3, threads=2)
+    stream, reads = feed.dataset, []
+    read = stream.ds.iter_batches
+    stream.ds.iter_batches = lambda *a, **kw: (reads.append(kw["pieces"][0]), read(*a, **kw))[1]
+    shards = [i for i, n in enumerate(stream.rows) if n]
+    assert len(shards) >= 3
+    for epoch in range(3):
+        feed.set_epoch(epoch)
+        fresh.set_epoch(epoch)
+        got, want = list(feed), list(fresh)
+        assert [b[1].tolist() for b in got] == [b[1].tolist() for b in want], epoch
+        assert all(torch.equal(a[0], b[0]) for a, b in zip(got, want))
+        if epoch == 0:
+            first = len(reads)
+            kept = sorted(k for k in stream._cache._items)
+            assert kept == (shards if cache_bytes > 1 else []), kept
+            assert sorted({p[0] for p in reads}) == shards
+    assert (len(reads) == first) == (cache_bytes > 1)
+
+
+@pytest.mark.parametrize("cache_bytes", [256 * 2**20, 1])
 def test_a_rank_inside_one_shard_reads_the_shard_whole_only_where_it_would_fit(photos, cache_bytes):
     """Ranks whose rows lie inside one shard: a first epoch reads their piece alone; later ones
     read the shard whole (and keep it) only where it should fit the cache, as far as the rows read
