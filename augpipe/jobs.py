@@ -21,7 +21,7 @@ from augpipe.output import TMP_DIR, RunLock
 from augpipe.plan import ShardJob
 from augpipe.recipe import Recipe
 from augpipe.row import row_spec
-from augpipe.sample import DonorReader, augment_sample
+from augpipe.sample import DonorReader, augment_sample, make_streams, sample_seed
 from augpipe.shards import ShardWriter
 from augpipe.store import read_or_skip, read_source, store_for
 from augpipe.targets import Target, kind_for
@@ -82,7 +82,9 @@ def write_shard(shard: ShardJob, spec: RunSpec, progress: Callable[[int], None] 
     tally = _Tally()
     donors = DonorReader(partial(read_source, store_for(spec.source)), kind, spec.max_pixels)
     try:
-        for src, data in _read_sources(store_for(spec.source), shard.sources, kind):
+        for i, (src, data) in enumerate(_read_sources(store_for(spec.source), shard.sources, kind)):
+            if i % STREAMS_AHEAD == 0:
+                _make_streams(shard.sources[i:i + STREAMS_AHEAD], spec.seed)
             tally.add(src, _augmented(src, data, shard, spec, kind, donors), spec, kind, writer)
             if progress is not None:
                 progress(len(src.copies))
@@ -96,11 +98,21 @@ def write_shard(shard: ShardJob, spec: RunSpec, progress: Callable[[int], None] 
     except BaseException:
         writer.abort()
         raise
+    finally:
+        make_streams(())  # the streams of copies that were not made (a source skipped)
     record = tally.record(shard, rows, size, digest, round(time.perf_counter() - started, 3), spec.classes)
     # After the shard: a resume takes a shard as done only when its record agrees with it. The
     # record is not synced: one lost in a crash costs that shard's redo, no more.
     out.write_bytes(record_name(shard.name), record.to_json(), sync=False)
     return record
+
+
+# the sources whose copies' random streams are made together: a few MB at most
+STREAMS_AHEAD = 128
+
+
+def _make_streams(sources, seed: int) -> None:
+    make_streams(sample_seed(seed, src.relpath, copy) for src in sources for copy in src.copies if copy)
 
 
 def _full_where(out, name: str, tmp: Path) -> str:

@@ -64,3 +64,53 @@ def test_a_mask_that_changes_during_the_run_is_a_recorded_skip(scenes):
     with pytest.raises(SkipInput, match="its mask changed during the run"):
         augment_sample(store.read_bytes(f.relpath), task, recipe("[HorizontalFlip]"), 0, 10**8,
                        kind=kind_for("segmentation"), extra=store.read_bytes(f.target.path))
+
+
+def test_a_copys_random_streams_made_ahead_are_those_made_when_asked():
+    import random
+
+    import numpy as np
+
+    from augpipe.sample import _MADE, make_streams, seeded
+
+    def draws(streams):
+        rng, py_rng = streams
+        return rng.integers(0, 2**62, 4).tolist(), rng.random(), py_rng.random(), py_rng.getrandbits(64)
+
+    fresh = draws((np.random.default_rng(7), random.Random(7)))
+    make_streams([7, 8])
+    assert set(_MADE) == {7, 8}
+    assert draws(seeded(7)) == fresh and 7 not in _MADE  # handed out once
+    assert draws(seeded(7)) == fresh  # asked again: made again, the same
+    make_streams([9])
+    assert set(_MADE) == {9}  # those not taken are let go
+    make_streams(())
+
+
+def test_a_shards_rows_are_the_pure_functions_whatever_streams_were_made_ahead(tmp_path, monkeypatch):
+    """The shard task makes its copies' random streams a run of sources at a time; its rows are
+    `augment_sample`'s, called on each source alone, byte for byte."""
+    import pyarrow.parquet as pq
+
+    from augpipe import jobs
+    from augpipe.formats import scan
+    from augpipe.jobs import RunSpec, write_shard
+    from augpipe.plan import make_plan
+    from augpipe.recipe import load_recipe
+    from conftest import make_folder
+
+    folder = make_folder(tmp_path / "data", per_class=4)
+    monkeypatch.setattr(jobs, "STREAMS_AHEAD", 3)
+    out = tmp_path / "out"
+    (out / ".augpipe" / "tmp").mkdir(parents=True)
+    recipe = load_recipe("classic")
+    found = scan(str(folder))
+    task = make_plan(found, recipe, 3, 0.0, False, 1 << 30).shards[0]
+    assert len(task.sources) > 3
+    write_shard(task, RunSpec(str(folder), str(out), recipe, 5, 10**8, False, tuple(found.classes), True))
+    got = pq.read_table(next(out.glob("*.parquet"))).to_pylist()
+    want = [row for item in task.sources
+            for row in augment_sample((folder / item.relpath).read_bytes(), item, recipe, 5, 10**8).rows]
+    assert len(got) == len(want) == sum(len(item.copies) for item in task.sources)
+    assert [(r["source"], r["copy"], r["image"]["bytes"]) for r in got] == \
+           [(r["source"], r["copy"], r["image"]["bytes"]) for r in want]
