@@ -1636,8 +1636,9 @@ class ShardIterable(_WithEpoch, IterableDataset):
         for shard in missing:
             if self._cache.full:  # the estimate was short
                 return
-            for _ in self._read_piece(shard, 0, self.rows[shard], keep=True):
-                pass
+            for group in self._read_piece(shard, 0, self.rows[shard], keep=True):
+                if self.decode and group.num_rows:
+                    group.frame(0)  # the headers parsed now too, not in the next epoch's batches
 
 
 def _rows_between(groups: Iterable[_Group], first: int, stop: int) -> Iterator[tuple[_Group, int]]:
