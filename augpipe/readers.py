@@ -50,6 +50,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from augpipe import worker_memory
 from augpipe.dataset import parquet_file, read_group
+from augpipe.errors import SourceError
 from augpipe.decode import boundary_offset, jpegs_into, jpegs_size, off_boundary, row_image, row_images
 from augpipe.headers import jpeg_frame, jpeg_frames
 
@@ -1397,12 +1398,20 @@ class ShardDataset(_WithEpoch, Dataset):
 Piece = tuple[int, int, int]  # (shard index, first row, end row): a contiguous run of one shard's rows
 
 
-def row_counts(fs: pafs.FileSystem, files: list[str]) -> list[int]:
-    """Each shard's rows, from its Parquet footer."""
+def row_counts(ds, split: str, fs: pafs.FileSystem, files: list[str]) -> list[int]:
+    """Each shard's rows, from its Parquet footer; a shard missing or damaged is one line."""
+    from augpipe.dataset import _unreadable
+
     counts = []
-    for name in files:
-        with fs.open_input_file(name) as fh:
-            counts.append(pq.ParquetFile(fh).metadata.num_rows)
+    for shard, path in zip(ds.shards(split), files):
+        try:
+            with fs.open_input_file(path) as fh:
+                counts.append(pq.ParquetFile(fh).metadata.num_rows)
+        except FileNotFoundError:
+            raise SourceError(f"{ds.location}: shard {shard['name']} is missing: augpipe inspect --verify lists "
+                              "the damage") from None
+        except (OSError, pa.ArrowException) as exc:
+            raise _unreadable(ds.location, shard["name"], exc) from None
     return counts
 
 
@@ -1527,7 +1536,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
         self.augment = _recipe_transform(recipe, seed, self.kind, epoch_seed, donors=self.ds)
         self.sizing = _Sizing(self.kind, decode_size, resize)
         _check_undecoded(self)
-        self.rows = row_counts(self.fs, self.files)
+        self.rows = row_counts(self.ds, split, self.fs, self.files)
         if return_row:
             self._columns = None
         else:
@@ -1636,9 +1645,12 @@ class ShardIterable(_WithEpoch, IterableDataset):
         for shard in missing:
             if self._cache.full:  # the estimate was short
                 return
-            for group in self._read_piece(shard, 0, self.rows[shard], keep=True):
-                if self.decode and group.num_rows:
-                    group.frame(0)  # the headers parsed now too, not in the next epoch's batches
+            try:
+                for group in self._read_piece(shard, 0, self.rows[shard], keep=True):
+                    if self.decode and group.num_rows:
+                        group.frame(0)  # the headers parsed now too, not in the next epoch's batches
+            except (SourceError, OSError, pa.ArrowException):
+                return  # read ahead: a shard that cannot be read fails the pass that needs it, not this one
 
 
 def _rows_between(groups: Iterable[_Group], first: int, stop: int) -> Iterator[tuple[_Group, int]]:

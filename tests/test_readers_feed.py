@@ -1049,6 +1049,26 @@ def test_a_feeds_stream_keeps_what_its_shares_did_not_read_after_its_first_pass(
     assert (len(reads) == first) == (cache_bytes > 1)
 
 
+def test_a_shard_read_ahead_that_cannot_be_read_fails_only_the_pass_that_needs_it(photos, tmp_path):
+    """What a stream reads ahead at its first pass's end is for later epochs: a shard damaged
+    there leaves that pass whole, and fails, named, the pass whose rows it holds."""
+    import shutil
+
+    from augpipe.errors import SourceError
+
+    out = tmp_path / "out"
+    shutil.copytree(photos, out)
+    names = [s["name"] for s in ShardIterable(out).ds.shards("train")]
+    stream = ShardIterable(out, return_row=True, rank=0, world_size=len(names))  # the first shard's rows
+    stream._keeps = True
+    (out / names[-1]).write_bytes(b"not parquet")
+    assert [row["source"] for row in stream] == [row["source"] for row in ShardIterable(photos, return_row=True,
+                                                                                         rank=0, world_size=len(names))]
+    assert stream._cache.get_or_make(0) and stream._cache.get_or_make(len(names) - 1) is None
+    with pytest.raises(SourceError, match=f"shard {names[-1]} cannot be read"):
+        list(ShardIterable(out, return_row=True, rank=len(names) - 1, world_size=len(names)))
+
+
 @pytest.mark.parametrize("cache_bytes", [256 * 2**20, 1])
 def test_a_rank_inside_one_shard_reads_the_shard_whole_only_where_it_would_fit(photos, cache_bytes):
     """Ranks whose rows lie inside one shard: a first epoch reads their piece alone; later ones
