@@ -1066,6 +1066,8 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
     if isinstance(dataset, IterableDataset):
         if shuffle is not None:
             raise ValueError("a ShardIterable shuffles itself: ShardIterable(..., shuffle=True, seed=...)")
+        if seed is not None and isinstance(dataset, ShardIterable):  # as threads= and processes= refuse it
+            raise ValueError("a ShardIterable seeds itself: ShardIterable(..., seed=...)")
         if isinstance(dataset, ShardIterable):
             dataset, options["batch_size"] = dataset.batched(batch_size), None
             dataset._keeps = persistent_workers or num_workers == 0

@@ -7,9 +7,11 @@ Install. The main environment (`pip install -e '.[train,bench]'`) runs everythin
 torchvision row, which it says it skipped: PyPI's torchvision does not import beside a CPU torch
 of another release. For the whole table, a bench environment with the two from one release:
 
-    python3 -m venv /work/venv-feed
-    /work/venv-feed/bin/pip install torch==2.14.1 torchvision==0.29.1
-    /work/venv-feed/bin/pip install -e '.[train,bench]' -c constraints.txt   # .ci/constraints.txt less its torch pin
+    python3 -m venv venv-feed
+    venv-feed/bin/pip install torch==2.14.1 torchvision==0.29.1
+    grep -v '^torch' .ci/constraints.txt > feed-constraints.txt   # the constraints less their torch pin
+    venv-feed/bin/pip install -e '.[train,bench]' -c feed-constraints.txt
+    venv-feed/bin/python bench/read.py
 
 The shards hold the very bytes of the files (expand with --copies 0), so every reader decodes
 the same JPEGs. Each loader: batch 64, shuffled, 2 workers kept across epochs, 2 epochs timed

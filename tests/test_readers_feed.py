@@ -437,8 +437,9 @@ def test_a_feed_of_threads_is_the_datasets_batches_in_the_seeded_order(photos):
 def test_a_feed_of_threads_refuses_worker_options_and_pins_only_with_an_accelerator(photos):
     with pytest.raises(ValueError, match="num_workers= and persistent_workers= are a DataLoader's"):
         loader(ShardDataset(photos), threads=2, num_workers=4)
-    with pytest.raises(ValueError, match="seeds itself"):
-        loader(ShardIterable(photos), threads=2, seed=3)
+    for feed in ({"threads": 2}, {"processes": 2}, {}):  # a DataLoader's too: it would not use it
+        with pytest.raises(ValueError, match="seeds itself"):
+            loader(ShardIterable(photos), seed=3, **feed)
     for threads, batch_size in ((True, 4), (2, 2.5), (-1, 4)):
         with pytest.raises(ValueError, match="whole numbers, 1 or more"):
             loader(ShardDataset(photos), batch_size, threads=threads)
