@@ -82,9 +82,10 @@ def write_shard(shard: ShardJob, spec: RunSpec, progress: Callable[[int], None] 
     tally = _Tally()
     donors = DonorReader(partial(read_source, store_for(spec.source)), kind, spec.max_pixels)
     try:
+        made = 0  # the sources before this one have their copies' streams made
         for i, (src, data) in enumerate(_read_sources(store_for(spec.source), shard.sources, kind)):
-            if i % STREAMS_AHEAD == 0:
-                _make_streams(shard.sources[i:i + STREAMS_AHEAD], spec.seed)
+            if i == made:
+                made = _make_streams(shard.sources, i, spec.seed)
             tally.add(src, _augmented(src, data, shard, spec, kind, donors), spec, kind, writer)
             if progress is not None:
                 progress(len(src.copies))
@@ -107,12 +108,19 @@ def write_shard(shard: ShardJob, spec: RunSpec, progress: Callable[[int], None] 
     return record
 
 
-# the sources whose copies' random streams are made together: a few MB at most
-STREAMS_AHEAD = 128
+# the copies whose random streams are made together (3.5 KB each), a source's at least
+STREAMS_AHEAD = 256
 
 
-def _make_streams(sources, seed: int) -> None:
-    make_streams(sample_seed(seed, src.relpath, copy) for src in sources for copy in src.copies if copy)
+def _make_streams(sources, first: int, seed: int) -> int:
+    """Makes the random streams of the copies of sources[first:end] (`make_streams`), as many
+    sources as STREAMS_AHEAD copies allow, one at least; returns end."""
+    end, copies = first, 0
+    while end < len(sources) and (end == first or copies + len(sources[end].copies) <= STREAMS_AHEAD):
+        copies += len(sources[end].copies)
+        end += 1
+    make_streams(sample_seed(seed, src.relpath, copy) for src in sources[first:end] for copy in src.copies if copy)
+    return end
 
 
 def _full_where(out, name: str, tmp: Path) -> str:

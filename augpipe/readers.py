@@ -475,7 +475,8 @@ class _ByteCache:
         self.lock, self._items, self._bytes, self._pid = threading.Lock(), OrderedDict(), 0, _pid()
         self.full = self.limit <= 0  # something was dropped, or did not fit
         self.first_epoch: int | None = None  # the epoch of a stream's first pass in this process (`again`)
-        self.warmed = False  # a stream has read the shards its shares had not (`ShardIterable._keep_the_rest`)
+        self.reading: set = set()  # the shards a pass is reading now
+        self.ahead: str | None = None  # a stream's read-ahead (`ShardIterable._read_ahead`): "busy" in a thread, or "done"
 
     def again(self, epoch: int) -> bool:
         """Whether a stream's pass of another epoch began in this process before, and everything
@@ -1070,7 +1071,6 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
             raise ValueError("a ShardIterable seeds itself: ShardIterable(..., seed=...)")
         if isinstance(dataset, ShardIterable):
             dataset, options["batch_size"] = dataset.batched(batch_size), None
-            dataset._keeps = persistent_workers or num_workers == 0
             options["collate_fn"] = kwargs.get("collate_fn", _as_made)
         else:
             options["batch_size"] = batch_size
@@ -1150,7 +1150,6 @@ class ThreadLoader:
             if drop_last:
                 raise ValueError("drop_last is a ShardIterable's own: ShardIterable(..., drop_last=True)")
             dataset = dataset.batched(batch_size)
-            dataset._keeps = True  # the feed's threads or processes read every epoch
         if pin_memory and not torch.cuda.is_available():  # as a DataLoader does
             warnings.warn("pin_memory=True, but no accelerator is found: memory is not pinned", stacklevel=2)
             pin_memory = False
@@ -1514,7 +1513,6 @@ class ShardIterable(_WithEpoch, IterableDataset):
     """
 
     _sends = False  # as ShardDataset's
-    _keeps = False  # read by a process that reads epoch after epoch (a feed's, a persistent worker): `_keep_the_rest`
     _row_bytes = 0.0  # the most bytes a row has taken in a row group read here (`_read`'s estimate of a shard)
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
@@ -1602,17 +1600,21 @@ class ShardIterable(_WithEpoch, IterableDataset):
 
     def _read_piece(self, shard: int, first: int, stop: int, keep: bool) -> Iterator[_Group]:
         kept, size = [], 0
-        for batch in self.ds.iter_batches(self.split, self._columns, pieces=[(shard, first, stop)]):
-            group = _Group(pa.Table.from_batches([batch]))
-            self._row_bytes = max(self._row_bytes, group.nbytes / max(group.num_rows, 1))
-            if keep and size + group.nbytes <= self._cache.limit:
-                kept.append(group)
-                size += group.nbytes
-            elif keep:
-                keep, self._cache.full = False, True
-            yield group
-        if keep:
-            self._cache.put(shard, kept, size)
+        self._cache.reading.add(shard)  # the pass's batches go on meanwhile: not to be read ahead too
+        try:
+            for batch in self.ds.iter_batches(self.split, self._columns, pieces=[(shard, first, stop)]):
+                group = _Group(pa.Table.from_batches([batch]))
+                self._row_bytes = max(self._row_bytes, group.nbytes / max(group.num_rows, 1))
+                if keep and size + group.nbytes <= self._cache.limit:
+                    kept.append(group)
+                    size += group.nbytes
+                elif keep:
+                    keep, self._cache.full = False, True
+                yield group
+            if keep:
+                self._cache.put(shard, kept, size)
+        finally:
+            self._cache.reading.discard(shard)
 
     def __iter__(self):
         info = get_worker_info()
@@ -1620,39 +1622,74 @@ class ShardIterable(_WithEpoch, IterableDataset):
 
     def _stream(self, worker: int, workers: int) -> Iterator:
         """What DataLoader worker `worker` of `workers` yields (a `ThreadLoader`'s thread too)."""
-        keeps = self._cache.again(self.epoch) or self._keeps and not self._cache.full
-        rows = self._read(_share(self._my_pieces(), worker, workers), keeps)
+        again = self._cache.again(self.epoch)
+        rows = self._read(_share(self._my_pieces(), worker, workers), again)
         if self.shuffle:
             rank = self._rank_and_world()[0]
             rows = _buffer_shuffle(rows, self.buffer_size, random.Random(f"{self.seed}/{self.epoch}/{rank}/{worker}"))
-        if self.batch_size is None:
-            yield from (_item(self, group, i) for group, i in rows)
-        else:
-            yield from (_batch(self, picks) for picks in _chunks(rows, self.batch_size))
-        if keeps:
-            self._keep_the_rest()
+        # a share moves each epoch when shuffled: from a second pass on, one shard not kept yet is read
+        # ahead a step (`_read_ahead`), so later epochs meet none
+        ahead = self._read_ahead() if again and self.shuffle else _NOTHING_AHEAD()
+        try:
+            if self.batch_size is None:
+                for k, (group, i) in enumerate(rows):
+                    if k % 16 == 0:
+                        next(ahead, None)
+                    yield _item(self, group, i)
+            else:
+                for picks in _chunks(rows, self.batch_size):
+                    yield _batch(self, picks)
+                    next(ahead, None)
+        finally:
+            ahead.close()
 
-    def _keep_the_rest(self) -> None:
-        """Reads and keeps every shard of the split not kept yet, when all of them fit. A share
-        moves each epoch (the shards' order is shuffled), so a process that keeps only what its
-        shares read meets a shard it has not kept epoch after epoch; read once, at a pass's end,
-        they cost less (at 64 px, 4,000 rows: epochs of 58 ms against 56-70). Once a process."""
-        with self._cache.lock:
-            if self._cache.warmed:
+    def _read_ahead(self) -> Iterator[None]:
+        """Reads and keeps, one a step, the split's shards this process has not kept, while each
+        fits the room left (none is dropped for one), pass after pass till done; one thread at a
+        time. A shard that cannot be read is left to the pass whose rows it holds (it fails naming it)."""
+        cache = self._cache
+        with cache.lock:
+            if cache.ahead is not None:
                 return
-            self._cache.warmed = True
-        missing = [i for i, n in enumerate(self.rows) if n and self._cache.get_or_make(i) is None]
-        if not missing or self._cache.full or not self._cache.fits(self._row_bytes * sum(self.rows[i] for i in missing)):
-            return
-        for shard in missing:
-            if self._cache.full:  # the estimate was short
-                return
-            try:
-                for group in self._read_piece(shard, 0, self.rows[shard], keep=True):
-                    if self.decode and group.num_rows:
-                        group.frame(0)  # the headers parsed now too, not in the next epoch's batches
-            except (SourceError, OSError, pa.ArrowException):
-                return  # read ahead: a shard that cannot be read fails the pass that needs it, not this one
+            cache.ahead = "busy"
+        try:
+            for shard in self._not_kept():
+                if not self._keep_whole(shard):
+                    break
+                yield
+            cache.ahead = "done"
+        finally:
+            if cache.ahead == "busy":
+                cache.ahead = None  # a pass ended first: the next goes on
+
+    def _not_kept(self) -> Iterator[int]:
+        for shard, rows in enumerate(self.rows):
+            if rows and shard not in self._cache.reading and self._cache.get_or_make(shard) is None:
+                yield shard
+
+    def _keep_whole(self, shard: int) -> bool:
+        """Reads a shard whole and keeps it, if it fits the room left: whether it did."""
+        rows = self.rows[shard]
+        made = self.ds.shards(self.split)[shard].get("bytes", 0)
+        if self._cache.full or not self._cache.fits(max(self._row_bytes * rows, made)):
+            return False
+        try:
+            groups = list(self._read_piece(shard, 0, rows, keep=False))
+        except (SourceError, OSError, pa.ArrowException):
+            return False
+        size = sum(group.nbytes for group in groups)
+        if not self._cache.fits(size):
+            return False
+        if self.decode:
+            for group in groups:
+                if group.num_rows:
+                    group.frame(0)  # the headers parsed now too, not in a later epoch's batches
+        self._cache.put(shard, groups, size)
+        return True
+
+
+def _NOTHING_AHEAD() -> Iterator[None]:
+    yield from ()
 
 
 def _rows_between(groups: Iterable[_Group], first: int, stop: int) -> Iterator[tuple[_Group, int]]:

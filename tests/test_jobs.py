@@ -88,8 +88,9 @@ def test_a_copys_random_streams_made_ahead_are_those_made_when_asked():
 
 
 def test_a_shards_rows_are_the_pure_functions_whatever_streams_were_made_ahead(tmp_path, monkeypatch):
-    """The shard task makes its copies' random streams a run of sources at a time; its rows are
-    `augment_sample`'s, called on each source alone, byte for byte."""
+    """The shard task makes its copies' random streams a run of sources at a time (as many as
+    STREAMS_AHEAD copies allow, one source at least); its rows are `augment_sample`'s, called on
+    each source alone, byte for byte."""
     import pyarrow.parquet as pq
 
     from augpipe import jobs
@@ -100,7 +101,7 @@ def test_a_shards_rows_are_the_pure_functions_whatever_streams_were_made_ahead(t
     from conftest import make_folder
 
     folder = make_folder(tmp_path / "data", per_class=4)
-    monkeypatch.setattr(jobs, "STREAMS_AHEAD", 3)
+    monkeypatch.setattr(jobs, "STREAMS_AHEAD", 7)  # two sources' 3 copies a time
     out = tmp_path / "out"
     (out / ".augpipe" / "tmp").mkdir(parents=True)
     recipe = load_recipe("classic")
@@ -114,3 +115,19 @@ def test_a_shards_rows_are_the_pure_functions_whatever_streams_were_made_ahead(t
     assert len(got) == len(want) == sum(len(item.copies) for item in task.sources)
     assert [(r["source"], r["copy"], r["image"]["bytes"]) for r in got] == \
            [(r["source"], r["copy"], r["image"]["bytes"]) for r in want]
+
+
+def test_the_streams_made_ahead_are_bounded_by_copies_not_sources(monkeypatch):
+    from types import SimpleNamespace
+
+    from augpipe import jobs
+    from augpipe.sample import _MADE, make_streams
+
+    monkeypatch.setattr(jobs, "STREAMS_AHEAD", 7)
+    sources = [SimpleNamespace(relpath=f"s{i}", copies=tuple(range(n))) for i, n in enumerate([3, 3, 3, 300, 1, 1])]
+    ends, first = [], 0
+    while first < len(sources):
+        first = jobs._make_streams(sources, first, 0)
+        ends.append((first, len(_MADE)))
+    assert ends == [(2, 4), (3, 2), (4, 299), (6, 0)]  # copy 0 (the original) draws nothing
+    make_streams(())

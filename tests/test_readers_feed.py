@@ -1021,38 +1021,74 @@ def test_a_streams_shares_read_each_shard_once_while_it_fits(photos, cache_bytes
             assert any(p[1:] != (0, shares[0].rows[p[0]]) for p in later)
 
 
+def _counting_reads(stream) -> list:
+    reads, read = [], stream.ds.iter_batches
+    stream.ds.iter_batches = lambda *a, **kw: (reads.append(kw["pieces"][0]), read(*a, **kw))[1]
+    return reads
+
+
 @pytest.mark.parametrize("cache_bytes", [256 * 2**20, 1])
-def test_a_feeds_stream_keeps_what_its_shares_did_not_read_after_its_first_pass(photos, cache_bytes):
-    """A feed's threads or processes read epoch after epoch, and a share moves each epoch: at the
-    end of its first pass a stream reads once, whole, every shard it has not kept, where all of
-    them fit, and no later epoch reads a shard; where they do not fit, it reads no more than it
-    needs. Either way the batches are those of a stream that keeps nothing."""
+def test_a_shuffled_streams_second_pass_reads_ahead_what_its_shares_did_not(photos, cache_bytes):
+    """A shuffled stream's share moves each epoch. A first pass reads what it needs, no more (a
+    loader made for one epoch reads no more); from a second, the shards not kept are read ahead,
+    one a batch, where each fits the room left, and later epochs read no shard; where they do not
+    fit, the feed reads what it needs. Either way the batches are those of a stream that keeps nothing."""
     import torch
+
+    from augpipe.readers import _share
 
     feed = loader(ShardIterable(photos, shuffle=True, seed=2, buffer_size=5, cache_bytes=cache_bytes), 3, threads=2)
     fresh = loader(ShardIterable(photos, shuffle=True, seed=2, buffer_size=5, cache_bytes=0), 3, threads=2)
-    stream, reads = feed.dataset, []
-    read = stream.ds.iter_batches
-    stream.ds.iter_batches = lambda *a, **kw: (reads.append(kw["pieces"][0]), read(*a, **kw))[1]
+    stream = feed.dataset
+    reads = _counting_reads(stream)
     shards = [i for i, n in enumerate(stream.rows) if n]
     assert len(shards) >= 3
-    for epoch in range(3):
+    for epoch in range(4):
         feed.set_epoch(epoch)
         fresh.set_epoch(epoch)
+        pieces = [piece for k in range(2) for piece in _share(stream._my_pieces(), k, 2)]
+        before = len(reads)
         got, want = list(feed), list(fresh)
         assert [b[1].tolist() for b in got] == [b[1].tolist() for b in want], epoch
         assert all(torch.equal(a[0], b[0]) for a, b in zip(got, want))
         if epoch == 0:
-            first = len(reads)
-            kept = sorted(k for k in stream._cache._items)
-            assert kept == (shards if cache_bytes > 1 else []), kept
-            assert sorted({p[0] for p in reads}) == shards
-    assert (len(reads) == first) == (cache_bytes > 1)
+            assert sorted(reads) == sorted(pieces)  # no more than the pass needs
+        if epoch == 1:
+            assert sorted(stream._cache._items) == (shards if cache_bytes > 1 else [])
+        if epoch >= 2:
+            assert (len(reads) == before) == (cache_bytes > 1), epoch
+    assert not stream._cache.full or cache_bytes == 1
+
+
+def test_a_stream_read_in_order_reads_no_shard_ahead(photos):
+    """Unshuffled, a rank's share is the same each epoch: nothing is read ahead."""
+    stream = ShardIterable(photos, return_row=True, rank=0, world_size=2)
+    reads = _counting_reads(stream)
+    for epoch in range(3):
+        stream.set_epoch(epoch)
+        assert sum(1 for _ in stream) == sum(stop - first for _, first, stop in stream._my_pieces())
+    mine = {shard for shard, _, _ in stream._my_pieces()}
+    assert {p[0] for p in reads} == mine and set(stream._cache._items) <= mine
+
+
+def test_reading_ahead_drops_nothing_kept_for_a_shard(photos):
+    """A shard read ahead that does not fit the room left is let go, even where the estimate
+    (the largest row read so far) said it would: nothing kept is dropped for it, and the cache is
+    not taken as full (the hostile tester's: rows of other sizes further on made it drop the
+    process's own shards, then read its share again every epoch)."""
+    whole = ShardIterable(photos, return_row=True)
+    sizes = [sum(g.nbytes for g in whole._read_piece(s, 0, n, keep=False)) for s, n in enumerate(whole.rows)]
+    stream = ShardIterable(photos, return_row=True, cache_bytes=sizes[0] + sizes[1] // 2)
+    assert stream._keep_whole(0) and list(stream._cache._items) == [0]
+    stream._row_bytes = 1.0  # an estimate far too low
+    stream.ds.shards("train")[1]["bytes"] = 1
+    assert not stream._keep_whole(1)
+    assert list(stream._cache._items) == [0] and not stream._cache.full
 
 
 def test_a_shard_read_ahead_that_cannot_be_read_fails_only_the_pass_that_needs_it(photos, tmp_path):
-    """What a stream reads ahead at its first pass's end is for later epochs: a shard damaged
-    there leaves that pass whole, and fails, named, the pass whose rows it holds."""
+    """What a stream reads ahead is for later epochs: a shard damaged there leaves the pass
+    whole, and fails, named, the pass whose rows it holds."""
     import shutil
 
     from augpipe.errors import SourceError
@@ -1060,14 +1096,17 @@ def test_a_shard_read_ahead_that_cannot_be_read_fails_only_the_pass_that_needs_i
     out = tmp_path / "out"
     shutil.copytree(photos, out)
     names = [s["name"] for s in ShardIterable(out).ds.shards("train")]
-    stream = ShardIterable(out, return_row=True, rank=0, world_size=len(names))  # the first shard's rows
-    stream._keeps = True
-    (out / names[-1]).write_bytes(b"not parquet")
-    assert [row["source"] for row in stream] == [row["source"] for row in ShardIterable(photos, return_row=True,
-                                                                                         rank=0, world_size=len(names))]
-    assert stream._cache.get_or_make(0) and stream._cache.get_or_make(len(names) - 1) is None
-    with pytest.raises(SourceError, match=f"shard {names[-1]} cannot be read"):
-        list(ShardIterable(out, return_row=True, rank=len(names) - 1, world_size=len(names)))
+    stream = ShardIterable(out, return_row=True, shuffle=True, seed=4, buffer_size=2, rank=0, world_size=len(names))
+    twin = ShardIterable(photos, return_row=True, shuffle=True, seed=4, buffer_size=2, rank=0, world_size=len(names))
+    list(stream)  # a first pass
+    stream.set_epoch(1)
+    twin.set_epoch(1)
+    damaged = next(s for s in range(len(names)) if s not in {p[0] for p in stream._my_pieces()})
+    (out / names[damaged]).write_bytes(b"not parquet")
+    assert [row["source"] for row in stream] == [row["source"] for row in twin]
+    assert stream._cache.ahead == "done" and stream._cache.get_or_make(damaged) is None
+    with pytest.raises(SourceError, match=f"shard {names[damaged]} cannot be read"):
+        list(ShardIterable(out, return_row=True))
 
 
 @pytest.mark.parametrize("cache_bytes", [256 * 2**20, 1])
