@@ -1506,10 +1506,8 @@ class ShardIterable(_WithEpoch, IterableDataset):
 
     Each process keeps the shards it read whole, up to `cache_bytes`, for the next epochs (their
     rows and converted targets; 0 reads every epoch again); from its second epoch on, while all it
-    read has fitted, a shard it needs part of is read whole and kept too, and at that pass's end the
-    split's shards it has not kept are read and kept where all of them fit (a share moves each
-    epoch). A process known to read epoch after epoch (`loader`'s threads and processes, its
-    persistent workers) does both from its first epoch.
+    read has fitted, a shard it needs part of is read whole and kept too, and a shuffled stream
+    reads ahead the split's shards it has not kept, one a batch, while each fits (`_read_ahead`).
     """
 
     _sends = False  # as ShardDataset's
