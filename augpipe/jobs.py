@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import islice
 from pathlib import Path
 
 from augpipe.errors import OutputError, SkipInput, StrictSkipError
@@ -108,18 +109,20 @@ def write_shard(shard: ShardJob, spec: RunSpec, progress: Callable[[int], None] 
     return record
 
 
-# the copies whose random streams are made together (3.5 KB each), a source's at least
+# the copies whose random streams are made together, at most (3.5-4 KB each)
 STREAMS_AHEAD = 256
 
 
 def _make_streams(sources, first: int, seed: int) -> int:
     """Makes the random streams of the copies of sources[first:end] (`make_streams`), as many
-    sources as STREAMS_AHEAD copies allow, one at least; returns end."""
+    sources as STREAMS_AHEAD copies allow, one at least; returns end. Of a source with more copies
+    (`--balance` can give one 100,000), the first STREAMS_AHEAD: `seeded` makes the rest as asked."""
     end, copies = first, 0
     while end < len(sources) and (end == first or copies + len(sources[end].copies) <= STREAMS_AHEAD):
         copies += len(sources[end].copies)
         end += 1
-    make_streams(sample_seed(seed, src.relpath, copy) for src in sources[first:end] for copy in src.copies if copy)
+    seeds = (sample_seed(seed, src.relpath, copy) for src in sources[first:end] for copy in src.copies if copy)
+    make_streams(islice(seeds, STREAMS_AHEAD))
     return end
 
 

@@ -87,10 +87,11 @@ def test_a_copys_random_streams_made_ahead_are_those_made_when_asked():
     make_streams(())
 
 
-def test_a_shards_rows_are_the_pure_functions_whatever_streams_were_made_ahead(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ahead", [7, 2])  # two sources' 3 copies a time; of one source, 2 of its 3
+def test_a_shards_rows_are_the_pure_functions_whatever_streams_were_made_ahead(tmp_path, monkeypatch, ahead):
     """The shard task makes its copies' random streams a run of sources at a time (as many as
-    STREAMS_AHEAD copies allow, one source at least); its rows are `augment_sample`'s, called on
-    each source alone, byte for byte."""
+    STREAMS_AHEAD copies allow, one source at least, STREAMS_AHEAD at most); its rows are
+    `augment_sample`'s, called on each source alone, byte for byte."""
     import pyarrow.parquet as pq
 
     from augpipe import jobs
@@ -101,7 +102,7 @@ def test_a_shards_rows_are_the_pure_functions_whatever_streams_were_made_ahead(t
     from conftest import make_folder
 
     folder = make_folder(tmp_path / "data", per_class=4)
-    monkeypatch.setattr(jobs, "STREAMS_AHEAD", 7)  # two sources' 3 copies a time
+    monkeypatch.setattr(jobs, "STREAMS_AHEAD", ahead)
     out = tmp_path / "out"
     (out / ".augpipe" / "tmp").mkdir(parents=True)
     recipe = load_recipe("classic")
@@ -129,5 +130,7 @@ def test_the_streams_made_ahead_are_bounded_by_copies_not_sources(monkeypatch):
     while first < len(sources):
         first = jobs._make_streams(sources, first, 0)
         ends.append((first, len(_MADE)))
-    assert ends == [(2, 4), (3, 2), (4, 299), (6, 0)]  # copy 0 (the original) draws nothing
+    # copy 0 (the original) draws nothing; of a source of more copies, STREAMS_AHEAD (memory
+    # flat where --balance gives a source 100,000 copies: the rest are made when asked)
+    assert ends == [(2, 4), (3, 2), (4, 7), (6, 0)]
     make_streams(())
