@@ -1597,11 +1597,12 @@ class ShardIterable(_WithEpoch, IterableDataset):
             yield from _rows_between(groups, first, stop)
 
     def _read_piece(self, shard: int, first: int, stop: int, keep: bool) -> Iterator[_Group]:
-        kept, size = [], 0
+        kept, size, read = [], 0, 0
         self._cache.reading.add(shard)  # the pass's batches go on meanwhile: not to be read ahead too
         try:
             for batch in self.ds.iter_batches(self.split, self._columns, pieces=[(shard, first, stop)]):
                 group = _Group(pa.Table.from_batches([batch]))
+                read += group.num_rows
                 self._row_bytes = max(self._row_bytes, group.nbytes / max(group.num_rows, 1))
                 if keep and size + group.nbytes <= self._cache.limit:
                     kept.append(group)
@@ -1609,6 +1610,11 @@ class ShardIterable(_WithEpoch, IterableDataset):
                 elif keep:
                     keep, self._cache.full = False, True
                 yield group
+            if read < stop - first:  # a shard replaced since the stream counted its rows: not a short epoch
+                name = self.ds.shards(self.split)[shard]["name"]
+                raise SourceError(f"{self.ds.location}: shard {name} has {first + read} rows where it had "
+                                  f"{self.rows[shard]} when the stream was opened: open it again, or augpipe "
+                                  "inspect --verify lists the damage")
             if keep:
                 self._cache.put(shard, kept, size)
         finally:
