@@ -9,6 +9,8 @@ brightness/contrast:
 - ceiling: as many processes as workers, each decoding, augmenting and JPEG-encoding bytes
   held in memory (no files, no Parquet);
 - augpipe expand with 1 and 2 workers, timed as the whole command and by its own clock;
+- the bound on any whole command: the ceiling's work after Python's start and albumentations'
+  import, nothing else (as bench/startup.py gives it at 64 px);
 - peers: a single-process albumentations loop writing files, a multiprocessing.Pool(2) loop
   writing files, Augmentor's Pipeline.sample(multi_threaded=True), and Hugging Face datasets
   (load_dataset("imagefolder") + map(num_proc=2) + to_parquet).
@@ -322,6 +324,15 @@ def _pss(proc) -> int:
 
 # ---------------------------------------------------------------- main
 
+def loading_bound(rows: int, ceiling_rate: float) -> tuple[float, float]:
+    """(images/s, seconds to load): the most any whole command could reach, the ceiling's work
+    after Python's start and albumentations' import, nothing else (bench/startup.py's bound)."""
+    from startup import LOADING, wall
+
+    loading = wall([sys.executable, "-c", LOADING], 5)
+    return rows / (rows / ceiling_rate + loading), loading
+
+
 def run_size(work: Path, size: int, n: int, recipe: Path, repeat: int, baseline: Path | None = None,
              one_worker: bool = True) -> tuple[list, dict]:
     """The ceiling and augpipe (and the `baseline` tree's augpipe, -w 2), each measured `repeat`
@@ -356,6 +367,8 @@ def run_size(work: Path, size: int, n: int, recipe: Path, repeat: int, baseline:
         rows.append((f"baseline -w 2 (own clock), {baseline.name}", m["base_own"], f"{m['base_own'] / ceil2:.2f}"))
         rows.append((f"baseline -w 2 (whole command), {baseline.name}", m["base_wall"], f"{m['base_wall'] / ceil2:.2f}"))
         rows.append(("baseline -w 2, set-up seconds", m["base_setup"], "manifest's setup_seconds"))
+    bound = loading_bound(n * COPIES, ceil2)
+    rows.append((f"bound: ceiling's work + {bound[1]:.2f} s to start, load", bound[0], f"{bound[0] / ceil2:.2f}"))
     if one_worker:
         rows.append(("augpipe 1 -> 2 workers", m["own2"] / m["own1"], "speed-up"))
     rows.append(("ceiling with augpipe's decode, 2 processes", m["ceil2a"], f"{m['ceil2a'] / ceil2:.2f}"))
