@@ -1070,7 +1070,9 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
         if seed is not None and isinstance(dataset, ShardIterable):  # as threads= and processes= refuse it
             raise ValueError("a ShardIterable seeds itself: ShardIterable(..., seed=...)")
         if isinstance(dataset, ShardIterable):
-            dataset, options["batch_size"] = dataset.batched(batch_size), None
+            if kwargs.get("drop_last"):
+                raise ValueError(_NO_DROP_LAST)
+            dataset, options["batch_size"] = dataset.batched(batch_size, num_workers), None
             options["collate_fn"] = kwargs.get("collate_fn", _as_made)
         else:
             options["batch_size"] = batch_size
@@ -1080,6 +1082,11 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
             options["generator"] = torch.Generator().manual_seed(seed)
     out = _Loader(dataset, **options)
     return out if device is None else DeviceLoader(out, device)
+
+
+_NO_DROP_LAST = ("drop_last= does not apply to a ShardIterable's batches: each worker's share ends with a short "
+                 "batch of its own, which len() counts; ShardIterable(..., drop_last=True) drops the rows past "
+                 "an even share of the ranks")
 
 
 class _Loader(DataLoader):
@@ -1148,7 +1155,7 @@ class ThreadLoader:
             if shuffle is not None:
                 raise ValueError("a ShardIterable shuffles itself: ShardIterable(..., shuffle=True, seed=...)")
             if drop_last:
-                raise ValueError("drop_last is a ShardIterable's own: ShardIterable(..., drop_last=True)")
+                raise ValueError(_NO_DROP_LAST)
             dataset = dataset.batched(batch_size)
         if pin_memory and not torch.cuda.is_available():  # as a DataLoader does
             warnings.warn("pin_memory=True, but no accelerator is found: memory is not pinned", stacklevel=2)
@@ -1165,8 +1172,7 @@ class ThreadLoader:
 
     def __len__(self) -> int:
         if isinstance(self.dataset, ShardIterable):
-            pieces = self.dataset._my_pieces()
-            return sum(-(-_total(_share(pieces, k, self.threads)) // self.batch_size) for k in range(self.threads))
+            return self.dataset.batches(self.batch_size, self.threads)
         n = len(self.dataset)
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
@@ -1511,6 +1517,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
     """
 
     _sends = False  # as ShardDataset's
+    _workers = 1  # the streams its batches are counted over (`batched`)
     _row_bytes = 0.0  # the most bytes a row has taken in a row group read here (`_read`'s estimate of a shard)
 
     def __init__(self, path: str | os.PathLike, split: str = "train", transform: Callable | None = None,
@@ -1541,14 +1548,15 @@ class ShardIterable(_WithEpoch, IterableDataset):
             extra = ["source", "copy"] if self.augment is not None else []
             self._columns = list(dict.fromkeys(["image", *self.kind.reader_columns(), *extra, *self.sizing.columns()]))
 
-    def batched(self, batch_size: int) -> ShardIterable:
+    def batched(self, batch_size: int, workers: int = 1) -> ShardIterable:
         """This stream yielding collated batches of `batch_size` rows (give the DataLoader
         batch_size=None): a batch is decoded into one tensor in the worker and crosses to the main
-        process as it is. It shares this one's epoch (`set_epoch`)."""
+        process as it is. It shares this one's epoch (`set_epoch`). `workers`: the DataLoader's
+        (`loader` gives it), for `len`: each worker's share ends with a short batch of its own."""
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"batch_size {batch_size!r}: a whole number of rows, at least 1")
         out = copy.copy(self)
-        out.batch_size = int(batch_size)
+        out.batch_size, out._workers = int(batch_size), max(int(workers), 1)
         return out
 
     def set_epoch(self, epoch: int) -> None:
@@ -1577,9 +1585,16 @@ class ShardIterable(_WithEpoch, IterableDataset):
         return split_by_node(self._epoch_pieces(), *self._rank_and_world(), self.drop_last)
 
     def __len__(self) -> int:
-        """This rank's rows an epoch, or its batches when the stream yields batches."""
-        rows = _total(self._my_pieces())
-        return rows if self.batch_size is None else -(-rows // self.batch_size)
+        """This rank's rows an epoch, or its batches when the stream yields batches (as many as
+        `batched`'s `workers` yield: a learning-rate schedule sized by it meets every step)."""
+        if self.batch_size is None:
+            return _total(self._my_pieces())
+        return self.batches(self.batch_size, self._workers)
+
+    def batches(self, batch_size: int, workers: int = 1) -> int:
+        """This rank's batches of `batch_size` rows an epoch, read by `workers` streams."""
+        pieces = self._my_pieces()
+        return sum(-(-_total(_share(pieces, k, workers)) // batch_size) for k in range(workers))
 
     def _read(self, pieces: list[Piece], whole: bool = False) -> Iterator[tuple[_Group, int]]:
         """The pieces' rows as (row group, index in it), from the shard kept whole when an earlier

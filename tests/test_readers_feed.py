@@ -434,6 +434,30 @@ def test_a_feed_of_threads_is_the_datasets_batches_in_the_seeded_order(photos):
                 assert images.is_contiguous() and torch.equal(images, want_images) and torch.equal(labels, want_labels)
 
 
+def test_a_streams_length_is_the_batches_its_workers_yield_on_every_feed(photos):
+    """Each worker's share of a stream ends with a short batch of its own: len() counts them, so
+    a schedule sized by it (OneCycleLR's total_steps) meets every step of the epoch, where it
+    raised past its last; drop_last= says what it would not do, where torch's own error came."""
+    ds = ShardIterable(photos, shuffle=True, seed=2)
+    for feed in ({"num_workers": 0}, {"num_workers": 2}, {"num_workers": 3}, {"threads": 2}, {"processes": 2}):
+        reader = loader(ds, batch_size=5, **feed)
+        try:
+            steps = len(reader)
+            optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=0.1)
+            schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=steps)
+            batches = 0
+            for _ in reader:
+                optimizer.step()
+                schedule.step()
+                batches += 1
+            assert batches == steps, feed
+        finally:
+            getattr(reader, "close", lambda: None)()
+    assert len(loader(ds, batch_size=5, num_workers=2)) > -(-len(ds) // 5)  # the case the test is about
+    with pytest.raises(ValueError, match="does not apply to a ShardIterable's batches"):
+        loader(ds, batch_size=5, drop_last=True)
+
+
 def test_a_feed_of_threads_refuses_worker_options_and_pins_only_with_an_accelerator(photos):
     with pytest.raises(ValueError, match="num_workers= and persistent_workers= are a DataLoader's"):
         loader(ShardDataset(photos), threads=2, num_workers=4)
