@@ -21,6 +21,7 @@ wait), and a process that dies is reported, and new ones start for the next epoc
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 import time
@@ -32,6 +33,7 @@ import torch
 import torch.multiprocessing
 
 from augpipe import worker_memory
+from augpipe.errors import AugpipeError
 from augpipe.processes import alive, process_start
 from augpipe.readers import ShardDataset, ShardIterable, ThreadLoader, _each_tensor, _Epoch
 
@@ -127,6 +129,8 @@ class ProcessLoader(ThreadLoader):
                 run.popleft()
                 if kind == "error":
                     self._call_off(run)
+                    if isinstance(value, BaseException):
+                        raise value
                     value.reraise()
         except BaseException:
             if self._run is run:
@@ -320,8 +324,20 @@ def _epoch(dataset, k: int, n: int, conn, grants, stop, parent: tuple, epoch: in
                 conn.send(("done", None))
                 return
             conn.send(("batch", batch))
-    except Exception:  # noqa: BLE001 - raised again in the main process, as a DataLoader's worker's
-        conn.send(("error", ExceptionWrapper(where=f"in feed process {k}")))
+    except Exception as exc:  # noqa: BLE001 - raised again in the main process
+        conn.send(("error", exc if _as_is(exc) else ExceptionWrapper(where=f"in feed process {k}")))
+
+
+def _as_is(exc: Exception) -> bool:
+    """augpipe's own one line (a shard or row named) is raised in the main process as it is, where
+    it pickles whole; anything else as a DataLoader's worker's error, its traceback in its message."""
+    if not isinstance(exc, AugpipeError):
+        return False
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # noqa: BLE001 - an error of its own making (arguments of its own)
+        return False
+    return True
 
 
 class _Closed(BaseException):

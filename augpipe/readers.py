@@ -140,7 +140,7 @@ def _item(reader, group: _Group, i: int) -> object:
     if not reader.decode:
         image = torch.from_numpy(blob.copy())  # the stored bytes: `decode_images` decodes a batch
     else:
-        rgb = reader.sizing.decode(blob, row)
+        rgb = _named(group, i, reader.sizing.decode, blob, row)
         if reader.augment is not None:
             key = row_key(row)
             rgb, arrays = reader.augment.augment_arrays(rgb, arrays, reader.augment.draw_seed(key, reader.epoch), key)
@@ -185,16 +185,28 @@ def _decoded(reader, picks: list[tuple[_Group, int]], sent: bool = False) -> tup
         in_place = reader.channels_last and reader.convention == "augpipe"  # decoded into the batch itself
         rgbs = _jpegs(blobs, [g.frame(i) for g, i in picks], in_place)
         if rgbs is None:  # other formats or sizes: image by image
-            rgbs = row_images(blobs)
+            try:
+                rgbs = row_images(blobs)
+            except ValueError:
+                rgbs = [_named(g, i, row_image, b) for b, (g, i) in zip(blobs, picks)]
     elif reader.sizing.decode_size is None:
-        rgbs = [reader.sizing.decode(b, None) for b in blobs]
+        rgbs = [_named(g, i, reader.sizing.decode, b, None) for b, (g, i) in zip(blobs, picks)]
     else:
-        rgbs = [reader.sizing.decode(b, g.row(i)) for b, (g, i) in zip(blobs, picks)]
+        rgbs = [_named(g, i, reader.sizing.decode, b, g.row(i)) for b, (g, i) in zip(blobs, picks)]
     targets = _batch_targets(reader, picks, sent)
     images = _batch_images(rgbs, reader.convention, reader.channels_last)
     if images is None:
         images = [to_image(rgb, reader.convention, reader.channels_last) for rgb in rgbs]
     return images, targets
+
+
+def _named(group: _Group, i: int, decode: Callable, *args):
+    """`decode(*args)` of the group's row i; an image that does not decode is named by its shard
+    and row, where the decoder's error said neither."""
+    try:
+        return decode(*args)
+    except ValueError as exc:
+        raise SourceError(f"{group.named(i)}: {exc} (augpipe inspect --verify lists the damage)") from None
 
 
 def _jpegs(blobs: list, frames: list, in_place: bool = False) -> torch.Tensor | None:
@@ -537,7 +549,8 @@ class _Group:
     """A row group as the readers take it: the stored image bytes as views of one Arrow buffer
     (no Python bytes an image), the other columns as Python rows, made the first time one is asked for."""
 
-    def __init__(self, table):
+    def __init__(self, table, where: tuple[str, int] = ("a shard", 0)):
+        self.where = where  # (its shard's name, its first row there): what a row that fails is named by
         self._images = _Bytes(table.column("image"))
         self.blob = self._images.__getitem__
         self.rest, self.rows, self.nbytes, self.num_rows = table.drop_columns(["image"]), None, table.nbytes, len(table)
@@ -560,6 +573,9 @@ class _Group:
         if column not in self._bytes:
             self._bytes[column] = _Bytes(self.rest.column(column))
         return self._bytes[column]
+
+    def named(self, i: int) -> str:
+        return f"{self.where[0]} row {self.where[1] + i}"
 
     def row(self, i: int) -> dict:
         if self.rows is None:
@@ -1318,6 +1334,7 @@ class ShardDataset(_WithEpoch, Dataset):
         self._epoch = _Epoch()
         self._groups: list[tuple[int, int]] = []  # (file index, row group) for each row group
         self._starts: list[int] = []  # first row of each row group
+        self._in_file: list[int] = []  # first row of each row group in its file
         total = 0
         for f, name in enumerate(self.files):
             with self.fs.open_input_file(name) as fh:
@@ -1325,6 +1342,7 @@ class ShardDataset(_WithEpoch, Dataset):
             for g in range(meta.num_row_groups):
                 self._groups.append((f, g))
                 self._starts.append(total)
+                self._in_file.append(total - self._starts[len(self._starts) - 1 - g])
                 total += meta.row_group(g).num_rows
         self._len = total
         if return_row:
@@ -1390,7 +1408,7 @@ class ShardDataset(_WithEpoch, Dataset):
         f, group = self._groups[g]
         if f not in self._handles:
             self._handles[f] = parquet_file(self.fs, self.fs.open_input_file(self.files[f]))
-        table = _Group(read_group(self._handles[f], group, self._columns))
+        table = _Group(read_group(self._handles[f], group, self._columns), (_shard_name(self.files[f]), self._in_file[g]))
         return table, table.nbytes
 
     def labels(self) -> list[int | None]:
@@ -1403,6 +1421,10 @@ class ShardDataset(_WithEpoch, Dataset):
 # ---------------------------------------------------------------- streaming
 
 Piece = tuple[int, int, int]  # (shard index, first row, end row): a contiguous run of one shard's rows
+
+
+def _shard_name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def row_counts(ds, split: str, fs: pafs.FileSystem, files: list[str]) -> list[int]:
@@ -1613,10 +1635,11 @@ class ShardIterable(_WithEpoch, IterableDataset):
 
     def _read_piece(self, shard: int, first: int, stop: int, keep: bool) -> Iterator[_Group]:
         kept, size, read = [], 0, 0
+        name = self.ds.shards(self.split)[shard]["name"]
         self._cache.reading.add(shard)  # the pass's batches go on meanwhile: not to be read ahead too
         try:
             for batch in self.ds.iter_batches(self.split, self._columns, pieces=[(shard, first, stop)]):
-                group = _Group(pa.Table.from_batches([batch]))
+                group = _Group(pa.Table.from_batches([batch]), (name, first + read))
                 read += group.num_rows
                 self._row_bytes = max(self._row_bytes, group.nbytes / max(group.num_rows, 1))
                 if keep and size + group.nbytes <= self._cache.limit:
@@ -1626,7 +1649,6 @@ class ShardIterable(_WithEpoch, IterableDataset):
                     keep, self._cache.full = False, True
                 yield group
             if read < stop - first:  # a shard replaced since the stream counted its rows: not a short epoch
-                name = self.ds.shards(self.split)[shard]["name"]
                 raise SourceError(f"{self.ds.location}: shard {name} has {first + read} rows where it had "
                                   f"{self.rows[shard]} when the stream was opened: open it again, or augpipe "
                                   "inspect --verify lists the damage")

@@ -1198,3 +1198,45 @@ def test_a_batchs_targets_copied_or_pickled_keep_what_the_loop_changed(boxes):
         targets.append({"boxes": torch.zeros(1, 4), "labels": torch.tensor([3])})
         for again in (copy.copy(targets), copy.deepcopy(targets), pickle.loads(pickle.dumps(targets))):
             assert isinstance(again, list) and same_target(list(again), list(targets)), feed
+
+
+@pytest.mark.parametrize("damage", [b"", b"not an image at all"])
+def test_a_row_whose_image_does_not_decode_is_named_by_its_shard_and_row_on_every_path(photos, tmp_path, damage):
+    """A row's stored image emptied or garbled after expand: every reader's error names the shard
+    and the row in it (inspect's own numbering), where the decoder's said neither ("image has
+    no bytes" / "image does not decode", a hostile tester's finding)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from augpipe.errors import SourceError
+
+    out = tmp_path / "out"
+    shutil.copytree(photos, out)
+    names = [s["name"] for s in ShardIterable(out).ds.shards("train")]
+    shard, row = names[-1], 2
+    table = pq.read_table(out / shard)
+    images = table.column("image").combine_chunks()
+    stored = images.field("bytes").to_pylist()
+    stored[row] = damage
+    damaged = pa.StructArray.from_arrays([pa.array(stored, pa.binary()), images.field("path")], ["bytes", "path"])
+    pq.write_table(table.set_column(table.schema.get_field_index("image"), "image", damaged), out / shard,
+                   row_group_size=2)  # row 2 is the second group's first: each group's start counts
+    said = f"{shard} row {row}: image (has no bytes|does not decode)"
+    index = sum(ShardIterable(out).rows[:-1]) + row
+    readers = {"dataset[i]": lambda: ShardDataset(out)[index],
+               "dataset, threads": lambda: list(loader(ShardDataset(out), batch_size=4, threads=2)),
+               "dataset, decode_size": lambda: list(loader(ShardDataset(out, decode_size=(30, 30)), 4, num_workers=0)),
+               "dataset, return_row": lambda: [ShardDataset(out, return_row=True)[index]],
+               "stream": lambda: list(ShardIterable(out)),
+               "stream, batches": lambda: list(loader(ShardIterable(out), batch_size=4, num_workers=0))}
+    for read in readers.values():
+        with pytest.raises(SourceError, match=said):
+            read()
+    feed = loader(ShardDataset(out), batch_size=4, processes=2)
+    try:  # from a feed's own process, as it was raised: one line, not a traceback in a message
+        with pytest.raises(SourceError, match=f"^{said}"):
+            list(feed)
+    finally:
+        feed.close()
