@@ -1111,8 +1111,9 @@ class _Loader(DataLoader):
     then, in the iterator's `__del__`)."""
 
     def set_epoch(self, epoch: int) -> None:
-        """The reader's epoch (its shuffle and recipe draws), as `threads=` and `processes=`
-        feeds take it; persistent workers see it."""
+        """The reader's epoch, as `threads=` and `processes=` feeds take it; persistent workers see
+        it: a `ShardIterable`'s shuffle and a `recipe=`'s draws. A `ShardDataset`'s order is the
+        loader's own (its generator, seeded by `seed=`, moves on each epoch)."""
         self.dataset.set_epoch(epoch)
 
     def _get_iterator(self):

@@ -326,7 +326,8 @@ def _pss(proc) -> int:
 
 def loading_bound(rows: int, ceiling_rate: float) -> tuple[float, float]:
     """(images/s, seconds to load): the most any whole command could reach, the ceiling's work
-    after Python's start and albumentations' import, nothing else (bench/startup.py's bound)."""
+    after Python's start and the imports a worker needs before its first image (albumentations,
+    numpy, OpenCV, pydantic and augpipe's recipe module: bench/startup.py's LOADING), nothing else."""
     from startup import LOADING, wall
 
     loading = wall([sys.executable, "-c", LOADING], 5)
@@ -362,22 +363,28 @@ def run_size(work: Path, size: int, n: int, recipe: Path, repeat: int, baseline:
     for w in (1, 2) if one_worker else (2,):
         rows.append((f"augpipe expand -w {w} (own clock, processing)", m[f"own{w}"], f"{m[f'own{w}'] / ceil2:.2f}"))
         rows.append((f"augpipe expand -w {w} (whole command)", m[f"wall{w}"], f"{m[f'wall{w}'] / ceil2:.2f}"))
-        rows.append((f"augpipe expand -w {w}, set-up seconds", m[f"setup{w}"], "manifest's setup_seconds"))
+        rows.append((f"augpipe expand -w {w}, set-up", None, f"{m[f'setup{w}']:.2f} s (the manifest's setup_seconds)"))
     if baseline is not None:
         rows.append((f"baseline -w 2 (own clock), {baseline.name}", m["base_own"], f"{m['base_own'] / ceil2:.2f}"))
         rows.append((f"baseline -w 2 (whole command), {baseline.name}", m["base_wall"], f"{m['base_wall'] / ceil2:.2f}"))
-        rows.append(("baseline -w 2, set-up seconds", m["base_setup"], "manifest's setup_seconds"))
-    bound = loading_bound(n * COPIES, ceil2)
-    rows.append((f"bound: ceiling's work + {bound[1]:.2f} s to start, load", bound[0], f"{bound[0] / ceil2:.2f}"))
+        rows.append(("baseline -w 2, set-up", None, f"{m['base_setup']:.2f} s (the manifest's setup_seconds)"))
+    bound, loading = loading_bound(n * COPIES, ceil2)
+    rows.append((f"bound: ceiling + {loading:.2f} s start and imports", bound, f"{bound / ceil2:.2f}, the most any "
+                 "whole command reaches"))
+    rows.append(("augpipe -w 2 whole command / the bound", None, f"{m['wall2'] / bound:.2f}"))
     if one_worker:
-        rows.append(("augpipe 1 -> 2 workers", m["own2"] / m["own1"], "speed-up"))
+        rows.append(("augpipe 1 -> 2 workers", None, f"{m['own2'] / m['own1']:.2f}× (own clock)"))
     rows.append(("ceiling with augpipe's decode, 2 processes", m["ceil2a"], f"{m['ceil2a'] / ceil2:.2f}"))
-    rows.append(("-w 2 / that ceiling: own clock, whole", m["own2"] / m["ceil2a"], f"whole {m['wall2'] / m['ceil2a']:.2f}"))
+    rows.append(("-w 2 / that ceiling", None, f"own clock {m['own2'] / m['ceil2a']:.2f}, whole {m['wall2'] / m['ceil2a']:.2f}"))
     if repeat > 1:
         spread = [own / c for own, c in zip(runs["own2"], runs["ceil2"])]
-        rows.append((f"-w 2 / ceiling, lowest of {repeat} runs", min(spread), f"highest {max(spread):.2f}"))
+        rows.append((f"-w 2 own clock / ceiling, {repeat} runs", None, f"{min(spread):.2f}–{max(spread):.2f}"))
         spread = [wall / c for wall, c in zip(runs["wall2"], runs["ceil2"])]
-        rows.append((f"-w 2 whole / ceiling, lowest of {repeat}", min(spread), f"highest {max(spread):.2f}"))
+        rows.append((f"-w 2 whole / ceiling, {repeat} runs", None, f"{min(spread):.2f}–{max(spread):.2f}"))
+    work_seconds = n * COPIES / ceil2
+    if work_seconds < 2:
+        rows.append(("note", None, f"the ceiling's work is {work_seconds:.2f} s: so short a run's ratios are "
+                     "noise, and its bound is low by construction (--images 2000 or more)"))
     return rows, {"ceiling": ceil2, "src": src, "files": files, 1: m.get("own1"), 2: m["own2"]}
 
 
@@ -400,7 +407,7 @@ def run_peers(work: Path, results: dict) -> list[tuple[str, float, str]]:
     for name, speed in speeds.items():
         if name.startswith(("Augmentor", "HF")):
             short = name.replace(" sample(multi_threaded)", "").replace(" map(num_proc=2)", "")
-            rows.append((f"augpipe -w 2 / {short}", results[2] / speed, "ratio"))
+            rows.append((f"augpipe -w 2 / {short}", None, f"{results[2] / speed:.2f}×"))
     return rows
 
 
@@ -408,8 +415,8 @@ def print_rows(title: str, rows: list) -> None:
     print(f"\n{title}")
     print(f"  {'what':<44} {'images/s':>10}  vs ceiling (2 processes)")
     for name, value, ratio in rows:
-        shown = f"{value:>10,.2f}" if value < 10 else f"{value:>10,.1f}"
-        print(f"  {name:<44} {shown}  {ratio}")
+        shown = "" if value is None else f"{value:,.2f}" if value < 10 else f"{value:,.1f}"
+        print(f"  {name:<44} {shown:>10}  {ratio}")
 
 
 def main() -> None:
@@ -432,7 +439,7 @@ def main() -> None:
     recipe = work / "bench.yaml"
     recipe.write_text(RECIPE)
     print(f"augpipe bench: {args.images} inputs, {COPIES} copies each, {os.cpu_count()} cores, "
-          f"medians of {args.repeat} runs, work in {work}")
+          f"{f'medians of {args.repeat} runs' if args.repeat > 1 else '1 run'}, work in {work}")
     try:
         measured = {}
         for size in args.sizes:
