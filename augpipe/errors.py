@@ -25,6 +25,11 @@ class SourceError(AugpipeError):
     """A source folder that cannot be used (missing, empty, unreadable)."""
 
 
+class DamagedRow(SourceError, ValueError):
+    """A shard's row whose image or target cannot be read, named by its shard and its row there
+    (a ValueError too, as the decoder's own error was, for code that caught that)."""
+
+
 class OutputError(AugpipeError):
     """An output folder that cannot be written, or holds another run's output."""
 

@@ -306,8 +306,6 @@ def _orphaned(parent: tuple) -> bool:
 
 
 def _epoch(dataset, k: int, n: int, conn, grants, stop, parent: tuple, epoch: int, batches: list | None) -> None:
-    from torch._utils import ExceptionWrapper
-
     try:
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
@@ -325,7 +323,20 @@ def _epoch(dataset, k: int, n: int, conn, grants, stop, parent: tuple, epoch: in
                 return
             conn.send(("batch", batch))
     except Exception as exc:  # noqa: BLE001 - raised again in the main process
-        conn.send(("error", exc if _as_is(exc) else ExceptionWrapper(where=f"in feed process {k}")))
+        conn.send(("error", exc if _as_is(exc) else _wrapped(k)))
+
+
+def _wrapped(k: int):
+    """The error as a DataLoader's worker sends it: its traceback in its message; as a RuntimeError
+    where its class does not pickle (one made inside a function), which would end the process."""
+    from torch._utils import ExceptionWrapper
+
+    wrapper = ExceptionWrapper(where=f"in feed process {k}")
+    try:
+        pickle.dumps(wrapper)
+    except Exception:  # noqa: BLE001 - any pickling failure
+        wrapper.exc_type = RuntimeError
+    return wrapper
 
 
 def _as_is(exc: Exception) -> bool:

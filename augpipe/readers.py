@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import numbers
 import types
 import os
 import queue
@@ -50,7 +51,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from augpipe import worker_memory
 from augpipe.dataset import parquet_file, read_group
-from augpipe.errors import SourceError
+from augpipe.errors import DamagedRow, SkipInput, SourceError
 from augpipe.decode import boundary_offset, jpegs_into, jpegs_size, off_boundary, row_image, row_images
 from augpipe.headers import jpeg_frame, jpeg_frames
 
@@ -136,7 +137,7 @@ def row_key(row: dict) -> str:
 def _item(reader, group: _Group, i: int) -> object:
     """Row i of a row group as the reader gives it: (image, target), or the row with `return_row`."""
     kind, row, blob = reader.kind, group.row(i), group.blob(i)
-    arrays = kind.arrays(row)
+    arrays = _named(group, i, kind.arrays, row)
     if not reader.decode:
         image = torch.from_numpy(blob.copy())  # the stored bytes: `decode_images` decodes a batch
     else:
@@ -146,7 +147,7 @@ def _item(reader, group: _Group, i: int) -> object:
             rgb, arrays = reader.augment.augment_arrays(rgb, arrays, reader.augment.draw_seed(key, reader.epoch), key)
         image = reader.transform(rgb) if reader.transform is not None else \
             to_image(rgb, reader.convention, reader.channels_last)
-    target = to_target(kind, arrays, reader.box_format, reader.convention)
+    target = _named(group, i, to_target, kind, arrays, reader.box_format, reader.convention)
     if reader.return_row:
         return {**row, "image": image, "image_bytes": blob.tobytes(), "target": target}
     return image, target
@@ -193,20 +194,30 @@ def _decoded(reader, picks: list[tuple[_Group, int]], sent: bool = False) -> tup
         rgbs = [_named(g, i, reader.sizing.decode, b, None) for b, (g, i) in zip(blobs, picks)]
     else:
         rgbs = [_named(g, i, reader.sizing.decode, b, g.row(i)) for b, (g, i) in zip(blobs, picks)]
-    targets = _batch_targets(reader, picks, sent)
+    try:
+        targets = _batch_targets(reader, picks, sent)
+    except _UNREADABLE:  # a row's target does not decode (a mask's PNG): which, each row on its own
+        for g, i in picks:
+            _named(g, i, _batch_targets, reader, [(g, i)], sent)
+        raise
     images = _batch_images(rgbs, reader.convention, reader.channels_last)
     if images is None:
         images = [to_image(rgb, reader.convention, reader.channels_last) for rgb in rgbs]
     return images, targets
 
 
-def _named(group: _Group, i: int, decode: Callable, *args):
-    """`decode(*args)` of the group's row i; an image that does not decode is named by its shard
-    and row, where the decoder's error said neither."""
+def _named(group: _Group, i: int, read: Callable, *args):
+    """`read(*args)` of the group's row i (its image's decode, its target's); a row that does not
+    read is named by its shard and row, where the decoder's error said neither."""
     try:
-        return decode(*args)
-    except ValueError as exc:
-        raise SourceError(f"{group.named(i)}: {exc} (augpipe inspect --verify lists the damage)") from None
+        return read(*args)
+    except DamagedRow:
+        raise
+    except _UNREADABLE as exc:
+        raise DamagedRow(f"{group.named(i)}: {exc} (augpipe inspect --verify lists the damage)") from None
+
+
+_UNREADABLE = (ValueError, SkipInput)  # what a decoder or a kind's reading of a row raises for damaged bytes
 
 
 def _jpegs(blobs: list, frames: list, in_place: bool = False) -> torch.Tensor | None:
@@ -972,17 +983,36 @@ def decode_images(encoded: list[torch.Tensor], device="cuda") -> torch.Tensor | 
     out: list = [None] * len(encoded)
     jpegs = [k for k, e in enumerate(encoded) if decode_jpeg is not None and _plain_jpeg(e, read_header)]
     if jpegs:
-        for k, image in zip(jpegs, decode_jpeg([encoded[k] for k in jpegs], mode=ImageReadMode.RGB, device=device)):
+        def decoded(ks):
+            return decode_jpeg([encoded[k] for k in ks], mode=ImageReadMode.RGB, device=device)
+        try:
+            images = decoded(jpegs)
+        except RuntimeError:  # one does not decode: which, each on its own
+            images = [_in_batch(k, lambda k=k: decoded([k])[0]) for k in jpegs]
+        for k, image in zip(jpegs, images):
             out[k] = image
     for k, e in enumerate(encoded):
         if out[k] is None:
-            out[k] = to_chw(decode_rgb(e.numpy())).to(device)
+            out[k] = _in_batch(k, lambda e=e: to_chw(decode_rgb(e.numpy()))).to(device)
     return _stack(out)
+
+
+def _in_batch(k: int, decode: Callable):
+    """`decode()` of a batch's image k; one that does not decode is one error whichever decoder
+    was there (torchvision's RuntimeError, augpipe's ValueError)."""
+    try:
+        return decode()
+    except (RuntimeError, ValueError, SkipInput) as exc:
+        raise DamagedRow(f"image {k} of the batch does not decode ({str(exc).splitlines()[0][:120]}): a reader with "
+                         "decode=True, or augpipe inspect --verify, names its shard and row") from None
 
 
 def _plain_jpeg(encoded: torch.Tensor, read_header) -> bool:
     """A JPEG that decodes upright without its EXIF orientation applied (nvJPEG applies none)."""
-    head = encoded[:2].tolist() == [0xFF, 0xD8] and read_header(encoded.numpy().tobytes())
+    try:
+        head = encoded[:2].tolist() == [0xFF, 0xD8] and read_header(encoded.numpy().tobytes())
+    except SkipInput:  # a header cut short: augpipe's decode says so
+        return False
     return bool(head) and head.orientation in (None, 1)
 
 
@@ -1031,7 +1061,7 @@ def _as_made(batch):
     return batch
 
 
-def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_workers: int | None = None,
+def loader(dataset, batch_size: int | None = None, *, shuffle: bool | None = None, num_workers: int | None = None,
            pin_memory: bool | None = None, persistent_workers: bool | None = None, device=None,
            seed: int | None = None, threads: int = 0, processes: int = 0, **kwargs):
     """A `torch.utils.data.DataLoader` over a `ShardDataset` or `ShardIterable` with the defaults a
@@ -1056,7 +1086,10 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
 
     `processes=N` makes them in N processes of augpipe's own instead of a DataLoader's workers
     (`process_feed.ProcessLoader`): the batches and order of `threads=N`, a recipe or transform
-    allowed, none of a DataLoader's messages a batch; they live as long as the loader."""
+    allowed, none of a DataLoader's messages a batch; they live as long as the loader.
+
+    `batch_size`: 64, or a `ShardIterable`'s own where it was made with one."""
+    batch_size = _batch_size(dataset, batch_size)
     if threads and processes:
         raise ValueError("threads= and processes= are two feeds: give one or the other")
     if threads or processes:
@@ -1103,6 +1136,14 @@ def loader(dataset, batch_size: int = 64, *, shuffle: bool | None = None, num_wo
 _NO_DROP_LAST = ("drop_last= does not apply to a ShardIterable's batches: each worker's share ends with a short "
                  "batch of its own, which len() counts; ShardIterable(..., drop_last=True) drops the rows past "
                  "an even share of the ranks")
+
+
+def _batch_size(dataset, asked: int | None) -> int:
+    own = getattr(dataset, "batch_size", None) if isinstance(dataset, ShardIterable) else None
+    if asked is not None and own is not None and asked != own:
+        raise ValueError(f"batch_size={asked}, where the stream makes batches of {own} (ShardIterable(..., "
+                         f"batch_size={own})): give one or the other")
+    return asked if asked is not None else own if own is not None else 64
 
 
 class _Loader(DataLoader):
@@ -1424,6 +1465,17 @@ class ShardDataset(_WithEpoch, Dataset):
 Piece = tuple[int, int, int]  # (shard index, first row, end row): a contiguous run of one shard's rows
 
 
+def _check_batches(batch_size, workers) -> None:
+    if not _whole(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size {batch_size!r}: a whole number of rows, at least 1")
+    if not _whole(workers) or workers < 0:
+        raise ValueError(f"workers {workers!r}: a whole number, 0 or more (a DataLoader's num_workers)")
+
+
+def _whole(n) -> bool:
+    return isinstance(n, numbers.Real) and not isinstance(n, bool) and int(n) == n
+
+
 def _shard_name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 
@@ -1531,7 +1583,8 @@ class ShardIterable(_WithEpoch, IterableDataset):
     Items, `transform`, `box_format`, `convention`, `return_row`, `recipe`, `decode_size`, `resize`,
     `decode` and `channels_last` as `ShardDataset`'s; the recipe's draws are seeded by (`seed`, the row, the epoch)
     whatever the shuffle. With `batch_size` (or `batched(n)`) it yields collated batches, each
-    decoded into one tensor in the worker: give the DataLoader batch_size=None.
+    decoded into one tensor in the worker: give the DataLoader batch_size=None, and for its `len()`
+    `batched(n, workers=num_workers)` (each worker's share ends with a short batch; `loader` does this).
 
     Each process keeps the shards it read whole, up to `cache_bytes`, for the next epochs (their
     rows and converted targets; 0 reads every epoch again); from its second epoch on, while all it
@@ -1554,9 +1607,9 @@ class ShardIterable(_WithEpoch, IterableDataset):
         check_layout(box_format, convention)
         self.shuffle, self.buffer_size, self.seed, self.box_format = shuffle, buffer_size, seed, box_format
         self.convention, self.decode, self.channels_last = convention, decode, channels_last
-        if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1):
-            raise ValueError(f"batch_size {batch_size!r}: a whole number of rows, at least 1")
-        self.batch_size = batch_size
+        if batch_size is not None:
+            _check_batches(batch_size, 1)
+        self.batch_size = None if batch_size is None else int(batch_size)
         self._epoch = _Epoch()
         check_ranks(rank, world_size)
         self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
@@ -1576,8 +1629,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
         batch_size=None): a batch is decoded into one tensor in the worker and crosses to the main
         process as it is. It shares this one's epoch (`set_epoch`). `workers`: the DataLoader's
         (`loader` gives it), for `len`: each worker's share ends with a short batch of its own."""
-        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size {batch_size!r}: a whole number of rows, at least 1")
+        _check_batches(batch_size, workers)
         out = copy.copy(self)
         out.batch_size, out._workers = int(batch_size), max(int(workers), 1)
         return out
@@ -1615,7 +1667,10 @@ class ShardIterable(_WithEpoch, IterableDataset):
         return self.batches(self.batch_size, self._workers)
 
     def batches(self, batch_size: int, workers: int = 1) -> int:
-        """This rank's batches of `batch_size` rows an epoch, read by `workers` streams."""
+        """This rank's batches of `batch_size` rows an epoch, read by `workers` streams (0: one,
+        a DataLoader's own process)."""
+        _check_batches(batch_size, workers)
+        workers = max(int(workers), 1)
         pieces = self._my_pieces()
         return sum(-(-_total(_share(pieces, k, workers)) // batch_size) for k in range(workers))
 

@@ -1200,31 +1200,45 @@ def test_a_batchs_targets_copied_or_pickled_keep_what_the_loop_changed(boxes):
             assert isinstance(again, list) and same_target(list(again), list(targets)), feed
 
 
-@pytest.mark.parametrize("damage", [b"", b"not an image at all"])
-def test_a_row_whose_image_does_not_decode_is_named_by_its_shard_and_row_on_every_path(photos, tmp_path, damage):
-    """A row's stored image emptied or garbled after expand: every reader's error names the shard
-    and the row in it (inspect's own numbering), where the decoder's said neither ("image has
-    no bytes" / "image does not decode", a hostile tester's finding)."""
+def damaged(out, tmp_path, column: str, row: int, data: bytes):
+    """A copy of `out` whose last train shard's `row` holds `data` in `column` (a struct<bytes,
+    path>), in row groups of 2; (the copy, that shard's name)."""
     import shutil
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from augpipe.errors import SourceError
-
-    out = tmp_path / "out"
-    shutil.copytree(photos, out)
-    names = [s["name"] for s in ShardIterable(out).ds.shards("train")]
-    shard, row = names[-1], 2
-    table = pq.read_table(out / shard)
-    images = table.column("image").combine_chunks()
-    stored = images.field("bytes").to_pylist()
-    stored[row] = damage
-    damaged = pa.StructArray.from_arrays([pa.array(stored, pa.binary()), images.field("path")], ["bytes", "path"])
-    pq.write_table(table.set_column(table.schema.get_field_index("image"), "image", damaged), out / shard,
+    copy = tmp_path / f"damaged-{column}"
+    shutil.copytree(out, copy)
+    shard = [s["name"] for s in ShardIterable(copy).ds.shards("train")][-1]
+    table = pq.read_table(copy / shard)
+    cells = table.column(column).combine_chunks()
+    stored = cells.field("bytes").to_pylist()
+    stored[row] = data
+    changed = pa.StructArray.from_arrays([pa.array(stored, pa.binary()), cells.field("path")], ["bytes", "path"])
+    pq.write_table(table.set_column(table.schema.get_field_index(column), column, changed), copy / shard,
                    row_group_size=2)  # row 2 is the second group's first: each group's start counts
-    said = f"{shard} row {row}: image (has no bytes|does not decode)"
-    index = sum(ShardIterable(out).rows[:-1]) + row
+    return copy, shard
+
+
+def _raising_transform(image):
+    class Local(RuntimeError):
+        """An error class made inside a function: it does not pickle."""
+
+    raise Local("a transform's own error")
+
+
+@pytest.mark.parametrize("damage", [b"", b"not an image at all"])
+def test_a_row_whose_image_does_not_decode_is_named_by_its_shard_and_row_on_every_path(photos, tmp_path, damage):
+    """A row's stored image emptied or garbled after expand: every reader's error names the shard
+    and the row in it (inspect's own numbering), where the decoder's said neither ("image has
+    no bytes" / "image does not decode", a hostile tester's finding); a ValueError still, as the
+    decoder's was."""
+    from augpipe.errors import DamagedRow
+
+    out, shard = damaged(photos, tmp_path, "image", 2, damage)
+    said = f"{shard} row 2: image (has no bytes|does not decode)"
+    index = sum(ShardIterable(out).rows[:-1]) + 2
     readers = {"dataset[i]": lambda: ShardDataset(out)[index],
                "dataset, threads": lambda: list(loader(ShardDataset(out), batch_size=4, threads=2)),
                "dataset, decode_size": lambda: list(loader(ShardDataset(out, decode_size=(30, 30)), 4, num_workers=0)),
@@ -1232,11 +1246,57 @@ def test_a_row_whose_image_does_not_decode_is_named_by_its_shard_and_row_on_ever
                "stream": lambda: list(ShardIterable(out)),
                "stream, batches": lambda: list(loader(ShardIterable(out), batch_size=4, num_workers=0))}
     for read in readers.values():
-        with pytest.raises(SourceError, match=said):
+        with pytest.raises(DamagedRow, match=said) as raised:
             read()
+        assert isinstance(raised.value, ValueError)
     feed = loader(ShardDataset(out), batch_size=4, processes=2)
     try:  # from a feed's own process, as it was raised: one line, not a traceback in a message
-        with pytest.raises(SourceError, match=f"^{said}"):
+        with pytest.raises(DamagedRow, match=f"^{said}"):
             list(feed)
     finally:
         feed.close()
+    stored = loader(ShardDataset(out, decode=False), batch_size=len(ShardDataset(out)), num_workers=0,
+                    shuffle=False, device="cpu")
+    with pytest.raises(DamagedRow, match=f"image {index} of the batch does not decode"):
+        list(stored)  # decoded after the reader, by decode_images: whichever decoder is installed
+
+
+def test_a_mask_that_does_not_decode_is_named_by_its_shard_and_row(tmp_path_factory, tmp_path):
+    """A segmentation row's mask PNG garbled: the reader names its shard and row (it raised
+    expand's own SkipInput, naming neither, wrapped in a worker's traceback)."""
+    from augpipe.errors import DamagedRow
+
+    masks = expanded(tmp_path_factory, "feed-masks", lambda src: make_scenes(src, n=6, fmt="masks"), copies=0)
+    out, shard = damaged(masks, tmp_path, "annotation", 3, b"not a png")
+    said = f"{shard} row 3: mask annotation is not a readable image"
+    for read in (lambda: list(ShardIterable(out)), lambda: list(loader(ShardDataset(out), 4, threads=2)),
+                 lambda: list(loader(ShardIterable(out), 4, num_workers=0))):
+        with pytest.raises(DamagedRow, match=said):
+            read()
+
+
+def test_an_error_whose_class_does_not_pickle_reaches_the_loop_from_a_feed_process(photos):
+    """A transform's error of a class the main process cannot rebuild by name comes as a
+    RuntimeError with its traceback; the feed process lives on (it died sending it)."""
+    feed = loader(ShardDataset(photos, transform=_raising_transform), batch_size=4, processes=1)
+    try:
+        for _ in range(2):  # the same process, the next epoch
+            with pytest.raises(RuntimeError, match="a transform's own error"):
+                list(feed)
+    finally:
+        feed.close()
+
+
+def test_a_streams_own_batch_size_is_the_loaders_and_batches_checks_its_arguments(photos):
+    stream = ShardIterable(photos, batch_size=8)
+    for feed in ({"num_workers": 0}, {"threads": 2}):
+        batches = list(loader(stream, **feed))
+        assert max(len(b[0]) for b in batches) == 8 and len(batches) == len(loader(stream, **feed))
+    with pytest.raises(ValueError, match="where the stream makes batches of 8"):
+        loader(stream, 16)
+    assert stream.batches(8, 0) == len(stream.batched(8, 0)) == -(-len(ShardIterable(photos)) // 8)
+    for wrong in ((0, 1), (8, 2.5), (8, -1), (True, 1)):
+        with pytest.raises(ValueError, match="a whole number"):
+            stream.batches(*wrong)
+        with pytest.raises(ValueError, match="a whole number"):
+            stream.batched(*wrong)
