@@ -17,7 +17,7 @@ def read_boxes(ds, split: str, size: int, progress: bool):
     table = ds.read(split, columns=[*COMMON, "objects.bbox", "objects.category", "objects.id", "width", "height"])
     if table is None:
         return None
-    x = decode_images(table, split, size, progress)
+    x = decode_images(table, split, size, progress, ds.shards(split))
     kind = ds.kind
     bbox, category, ids = (table.column(n).to_pylist() for n in ("bbox", "category", "id"))
     widths, heights = table.column("width").to_pylist(), table.column("height").to_pylist()

@@ -18,7 +18,7 @@ def load_split(ds, split: str, size: int, progress: bool = True) -> Split | None
     table = ds.read(split, columns=["image", "label", "source", "copy", "source_sha256"])
     if table is None:
         return None
-    x = decode_images(table, split, size, progress)
+    x = decode_images(table, split, size, progress, ds.shards(split))
     labels = table.column("label").to_pylist()
     if any(label is None for label in labels):
         raise SourceError("this dataset is unlabelled: training needs class folders")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from augpipe.errors import SourceError
+from augpipe.errors import DamagedRow, SourceError
 
 MEAN, STD = 0.5, 0.25
 COMMON = ["image", "source", "copy", "source_sha256"]
@@ -46,8 +46,10 @@ def subset(split: Split, keep: list[int]) -> Split:
                  [split.copies[i] for i in keep], [split.contents[i] for i in keep] if split.contents else [])
 
 
-def decode_images(table, split: str, size: int, progress: bool = True):
-    """The table's images, decoded and resized to size×size: a uint8 tensor N×3×S×S."""
+def decode_images(table, split: str, size: int, progress: bool = True, shards: list[dict] | None = None):
+    """The table's images, decoded and resized to size×size: a uint8 tensor N×3×S×S. `shards`: the
+    split's, in the table's order (`ds.shards(split)`): a row that does not decode is named by its
+    shard and its row there, as the readers and `inspect --verify` name it."""
     import torch
     from tqdm import tqdm
 
@@ -58,9 +60,18 @@ def decode_images(table, split: str, size: int, progress: bool = True):
     for i, data in enumerate(tqdm(images, desc=f"decode {split}", unit="img", disable=not progress, leave=False)):
         try:
             x[i] = resize(row_image(data), size, size)
-        except ValueError:
-            raise SourceError(f"{split} row {i}: image does not decode (augpipe inspect --verify shows more)") from None
+        except ValueError as exc:
+            raise DamagedRow(f"{_row_named(split, i, shards)}: {exc} (augpipe inspect --verify lists the damage)") from None
     return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+
+def _row_named(split: str, i: int, shards: list[dict] | None) -> str:
+    """Row i of a split read whole, named by its shard and its row there (else by the split)."""
+    for shard in shards or ():
+        if i < shard["rows"]:
+            return f"{shard['name']} row {i}"
+        i -= shard["rows"]
+    return f"{split} row {i}"
 
 
 def lineage(table) -> tuple[list[str], list[int], list[str]]:

@@ -43,7 +43,7 @@ def read_masks(ds, split: str, size: int, progress: bool, classes: int):
     table = ds.read(split, columns=[*COMMON, *kind.reader_columns()])
     if table is None:
         return None
-    x = decode_images(table, split, size, progress)
+    x = decode_images(table, split, size, progress, ds.shards(split))
     masks = np.zeros((len(x), size, size), np.uint8)
     if semantic:
         for i, annotation in enumerate(table.column("annotation").to_pylist()):

@@ -632,3 +632,23 @@ def test_a_clear_loss_is_called_one_and_points_to_seeds():
     assert interval["high"] < 0 and "augmentation hurt, by more than the choice of validation images" in line
     assert line.endswith("(training's own randomness is not in it: --seeds N repeats both runs)")
     assert not train_module.interval_line({**compare, "seeds": {}}).endswith("repeats both runs)")
+
+
+def test_a_row_that_does_not_decode_is_named_by_its_shard_and_row(cli, colours, tmp_path):
+    """train reads each split whole: a damaged row is named as the readers and inspect --verify
+    name it (its shard, its row there), where it said "train row 386" of the split read whole."""
+    import pyarrow as pa
+
+    out = tmp_path / "out"
+    shutil.copytree(colours, out)
+    shard = [s for s in json.loads((out / "_augpipe.json").read_text())["shards"] if s["split"] == "train"][-1]
+    table = pq.read_table(out / shard["name"])
+    images = table.column("image").combine_chunks()
+    stored = images.field("bytes").to_pylist()
+    stored[3] = b"not an image"
+    damaged = pa.StructArray.from_arrays([pa.array(stored, pa.binary()), images.field("path")], ["bytes", "path"])
+    pq.write_table(table.set_column(table.schema.get_field_index("image"), "image", damaged), out / shard["name"])
+    result = cli("train", out, "--epochs", "1", "--out", tmp_path / "run", "-q")
+    last = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 2 and last.startswith("augpipe: error: ") and "Traceback" not in result.output
+    assert f"{shard['name']} row 3: image does not decode" in last
