@@ -30,6 +30,19 @@ class DamagedRow(SourceError, ValueError):
     (a ValueError too, as the decoder's own error was, for code that caught that)."""
 
 
+class BadRow(ValueError):
+    """A row of a table a kind reads whole whose fields do not hold together (more categories than
+    boxes): `row`, its index in that table, for the reader to name it (`DamagedRow`)."""
+
+    row = 0
+
+
+def bad_row(row: int, reason: str) -> BadRow:
+    exc = BadRow(reason)
+    exc.row = row
+    return exc
+
+
 class OutputError(AugpipeError):
     """An output folder that cannot be written, or holds another run's output."""
 

@@ -51,7 +51,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from augpipe import worker_memory
 from augpipe.dataset import parquet_file, read_group
-from augpipe.errors import DamagedRow, SkipInput, SourceError
+from augpipe.errors import BadRow, DamagedRow, SkipInput, SourceError
 from augpipe.decode import boundary_offset, jpegs_into, jpegs_size, off_boundary, row_image, row_images
 from augpipe.headers import jpeg_frame, jpeg_frames
 
@@ -600,7 +600,10 @@ class _Group:
         were all small, the rest of the group is converted in one go (a call per batch cost more
         than the conversion)."""
         whole = bool(self.small)
-        targets = reader.kind.torch_targets(self.rest, reader.box_format, reader.convention, None if whole else rows)
+        try:
+            targets = reader.kind.torch_targets(self.rest, reader.box_format, reader.convention, None if whole else rows)
+        except BadRow as exc:
+            raise DamagedRow(f"{self.named(exc.row)}: {exc} (augpipe inspect --verify lists the damage)") from None
         kept = [self._keep(i, target) for i, target in enumerate(targets)] if whole else \
             [self._keep(i, target) for i, target in zip(rows, targets)]
         if self.small is None:
@@ -611,7 +614,10 @@ class _Group:
         """The group's targets as one array a field, converted the first time (None for a kind
         without `torch_columns`)."""
         if self._columns is _UNREAD:
-            made = reader.kind.torch_columns(self.rest, reader.box_format, reader.convention)
+            try:
+                made = reader.kind.torch_columns(self.rest, reader.box_format, reader.convention)
+            except BadRow as exc:
+                raise DamagedRow(f"{self.named(exc.row)}: {exc} (augpipe inspect --verify lists the damage)") from None
             self._columns = None if made is None else _Columns(*made)
         return self._columns
 
@@ -987,22 +993,43 @@ def decode_images(encoded: list[torch.Tensor], device="cuda") -> torch.Tensor | 
             return decode_jpeg([encoded[k] for k in ks], mode=ImageReadMode.RGB, device=device)
         try:
             images = decoded(jpegs)
-        except RuntimeError:  # one does not decode: which, each on its own
-            images = [_in_batch(k, lambda k=k: decoded([k])[0]) for k in jpegs]
+        except RuntimeError as refused:
+            images = _one_by_one(jpegs, decoded, encoded, refused, device)
         for k, image in zip(jpegs, images):
             out[k] = image
     for k, e in enumerate(encoded):
         if out[k] is None:
-            out[k] = _in_batch(k, lambda e=e: to_chw(decode_rgb(e.numpy()))).to(device)
+            out[k] = _on_cpu(k, e).to(device)
     return _stack(out)
 
 
+def _one_by_one(ks: list[int], decoded: Callable, encoded: list[torch.Tensor], refused: RuntimeError, device) -> list:
+    """The batch's JPEGs one at a time, once torchvision refused them together: one it refuses is
+    decoded as a reader with decode=True decodes it (augpipe's decoder, on the CPU; a damaged row
+    where that fails too). Where it refuses every one and augpipe's decoder takes them all, the
+    error is the device's or torchvision's, not the images': raised as it came."""
+    out, cpu = [], 0
+    for k in ks:
+        try:
+            out.append(decoded([k])[0])
+        except RuntimeError:
+            out.append(_on_cpu(k, encoded[k]).to(device))
+            cpu += 1
+    if cpu == len(ks):
+        raise refused
+    return out
+
+
+def _on_cpu(k: int, encoded: torch.Tensor) -> torch.Tensor:
+    return _in_batch(k, lambda: to_chw(decode_rgb(encoded.numpy())))
+
+
 def _in_batch(k: int, decode: Callable):
-    """`decode()` of a batch's image k; one that does not decode is one error whichever decoder
-    was there (torchvision's RuntimeError, augpipe's ValueError)."""
+    """`decode()` of a batch's image k by augpipe's decoder; one that does not decode is a
+    damaged row, whichever decoder refused it first."""
     try:
         return decode()
-    except (RuntimeError, ValueError, SkipInput) as exc:
+    except (ValueError, SkipInput) as exc:
         raise DamagedRow(f"image {k} of the batch does not decode ({str(exc).splitlines()[0][:120]}): a reader with "
                          "decode=True, or augpipe inspect --verify, names its shard and row") from None
 
@@ -1473,7 +1500,7 @@ def _check_batches(batch_size, workers) -> None:
 
 
 def _whole(n) -> bool:
-    return isinstance(n, numbers.Real) and not isinstance(n, bool) and int(n) == n
+    return isinstance(n, numbers.Real) and not isinstance(n, bool) and math.isfinite(n) and int(n) == n
 
 
 def _shard_name(path: str) -> str:
@@ -1670,7 +1697,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
         """This rank's batches of `batch_size` rows an epoch, read by `workers` streams (0: one,
         a DataLoader's own process)."""
         _check_batches(batch_size, workers)
-        workers = max(int(workers), 1)
+        batch_size, workers = int(batch_size), max(int(workers), 1)
         pieces = self._my_pieces()
         return sum(-(-_total(_share(pieces, k, workers)) // batch_size) for k in range(workers))
 

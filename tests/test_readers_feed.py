@@ -1300,3 +1300,34 @@ def test_a_streams_own_batch_size_is_the_loaders_and_batches_checks_its_argument
             stream.batches(*wrong)
         with pytest.raises(ValueError, match="a whole number"):
             stream.batched(*wrong)
+
+
+@pytest.mark.parametrize("change", ["a category more", "a category less"])
+def test_a_detection_row_whose_boxes_and_categories_differ_in_number_is_named(detection, tmp_path, change):
+    """A row with more categories than boxes gave the batch's next rows its labels, silently (a
+    batch's labels are cut by the boxes' counts), or a RuntimeError naming nothing; ds[i] handed
+    out boxes and labels that did not pair (a hostile tester's finding)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from augpipe.errors import DamagedRow
+
+    out = tmp_path / "out"
+    shutil.copytree(detection, out)
+    shard = [s["name"] for s in ShardIterable(out).ds.shards("train")][-1]
+    table = pq.read_table(out / shard)
+    objects = table.column("objects").to_pylist()
+    row = next(k for k, o in enumerate(objects) if o["category"])
+    objects[row]["category"] = objects[row]["category"] + [0] if change == "a category more" else \
+        objects[row]["category"][:-1]
+    changed = pa.array(objects, table.schema.field("objects").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("objects"), "objects", changed), out / shard)
+    index = sum(ShardIterable(out).rows[:-1]) + row
+    said = f"{shard} row {row}: \\d+ boxes but \\d+ categories"
+    for read in (lambda: ShardDataset(out)[index], lambda: ShardDataset(out).__getitems__(list(range(len(ShardDataset(out))))),
+                 lambda: list(ShardIterable(out, batch_size=64)), lambda: list(ShardIterable(out)),
+                 lambda: list(loader(ShardDataset(out), 64, threads=2))):
+        with pytest.raises(DamagedRow, match=said):
+            read()

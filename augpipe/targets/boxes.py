@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from augpipe.errors import SkipInput
+from augpipe.errors import BadRow, SkipInput, bad_row
 from augpipe.row import IMAGE_TYPE, Column, _bytes_array, _image_array
 from augpipe.targets.base import Audit, Target
 from augpipe.targets.masks import bit_planes, from_bit_planes, read_instance_mask, write_instance_mask
@@ -415,8 +415,11 @@ class BoxesKind(Target):
         hold more (keypoints), row by row."""
         if not self._joined_targets():
             return super().torch_targets(table, box_format, convention, rows)
-        fields, counts = self.torch_columns(table if rows is None else table.select(["objects"]).take(rows),
-                                           box_format, convention)
+        try:
+            fields, counts = self.torch_columns(table if rows is None else table.select(["objects"]).take(rows),
+                                               box_format, convention)
+        except BadRow as exc:
+            raise bad_row(exc.row if rows is None else rows[exc.row], str(exc)) from None
         boxes, labels = fields["boxes"], fields["labels"]
         return [{"boxes": b, "labels": c} for b, c in zip(boxes.split(counts), labels.split(counts))]
 
@@ -433,7 +436,9 @@ class BoxesKind(Target):
 
         objects = table.column("objects")
         bbox, category = pc.struct_field(objects, "bbox"), pc.struct_field(objects, "category")
-        counts = pc.fill_null(pc.list_value_length(bbox), 0).to_numpy().tolist()
+        counts = pc.fill_null(pc.list_value_length(bbox), 0).to_numpy()
+        _check_counts(counts, pc.fill_null(pc.list_value_length(category), 0).to_numpy(), bbox)
+        counts = counts.tolist()
         # copies: the tensors are changed in place and handed out; Arrow's buffers are read-only
         boxes = torch.from_numpy(pc.list_flatten(pc.list_flatten(bbox)).to_numpy().astype(np.float32).reshape(-1, 4))
         if box_format == "xyxy":
@@ -641,7 +646,9 @@ def _mask_problems(objects, size: tuple[int, int], ids) -> list[tuple[str, str, 
 
 def arrays(row: dict, masks: bool) -> dict:
     """boxes float32 (N, 4) COCO [x, y, w, h] in pixels, labels and ids int64 (N,), iscrowd int64
-    (N,) when the row has it, and with instance masks, masks uint8 (N, H, W) of 0/1."""
+    (N,) when the row has it, and with instance masks, masks uint8 (N, H, W) of 0/1 (an object
+    stored without one has none). A row whose fields do not hold together (a box of 3 numbers,
+    more categories than boxes) is a ValueError."""
     out = {"boxes": np.asarray(field(row, "bbox"), dtype=np.float32).reshape(-1, 4),
            "labels": np.asarray(field(row, "category"), dtype=np.int64),
            "ids": np.asarray(field(row, "id"), dtype=np.int64)}
@@ -651,7 +658,25 @@ def arrays(row: dict, masks: bool) -> dict:
         h, w = int(row["height"]), int(row["width"])
         decoded = [read_instance_mask(m["bytes"]) for m in field(row, "mask") if m]
         out["masks"] = np.stack(decoded) if decoded else np.zeros((0, h, w), np.uint8)
+    n = len(out["boxes"])
+    for name, what in (("labels", "categories"), ("ids", "ids"), ("iscrowd", "iscrowd flags")):
+        if name in out and len(out[name]) != n:
+            raise ValueError(f"{n} boxes but {len(out[name])} {what}")
     return out
+
+
+def _check_counts(boxes, categories, bbox) -> None:
+    """Each row's boxes of 4 numbers, as many as its categories; else `BadRow` naming the first
+    row that is not (its batch's labels would go to the next rows' boxes)."""
+    import pyarrow.compute as pc
+
+    if not np.array_equal(boxes, categories):
+        k = int(np.flatnonzero(boxes != categories)[0])
+        raise bad_row(k, f"{boxes[k]} boxes but {categories[k]} categories")
+    sides = pc.fill_null(pc.list_value_length(pc.list_flatten(bbox)), 0).to_numpy(zero_copy_only=False)
+    if len(sides) and (sides != 4).any():
+        box = int(np.flatnonzero(sides != 4)[0])
+        raise bad_row(int(pc.list_parent_indices(bbox).to_numpy()[box]), "a box that is not 4 numbers")
 
 
 def _numpy(value):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from augpipe.errors import DamagedRow, SourceError
+from augpipe.errors import DamagedRow, SkipInput, SourceError
 
 MEAN, STD = 0.5, 0.25
 COMMON = ["image", "source", "copy", "source_sha256"]
@@ -58,11 +58,18 @@ def decode_images(table, split: str, size: int, progress: bool = True, shards: l
     images = table.column("image").combine_chunks().field("bytes").to_pylist()
     x = np.empty((len(images), size, size, 3), np.uint8)
     for i, data in enumerate(tqdm(images, desc=f"decode {split}", unit="img", disable=not progress, leave=False)):
-        try:
-            x[i] = resize(row_image(data), size, size)
-        except ValueError as exc:
-            raise DamagedRow(f"{_row_named(split, i, shards)}: {exc} (augpipe inspect --verify lists the damage)") from None
+        x[i] = read_row(split, i, shards, lambda: resize(row_image(data), size, size))
     return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+
+
+def read_row(split: str, i: int, shards: list[dict] | None, read):
+    """`read()` of row i of a split read whole; a row whose image or target does not read is named
+    by its shard and its row there (`shards`: the split's, in the table's order), as the readers
+    and `inspect --verify` name it."""
+    try:
+        return read()
+    except (ValueError, SkipInput) as exc:
+        raise DamagedRow(f"{_row_named(split, i, shards)}: {exc} (augpipe inspect --verify lists the damage)") from None
 
 
 def _row_named(split: str, i: int, shards: list[dict] | None) -> str:

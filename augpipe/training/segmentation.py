@@ -15,7 +15,7 @@ import numpy as np
 
 from augpipe.errors import SourceError
 from augpipe.training.base import Task, batches, best, image_of
-from augpipe.training.data import COMMON, Split, decode_images, lineage, normalise
+from augpipe.training.data import COMMON, Split, decode_images, lineage, normalise, read_row
 from augpipe.training.metrics import class_iou, confusion, mean_of_known, segmentation_scores
 
 IGNORE = 255
@@ -43,16 +43,17 @@ def read_masks(ds, split: str, size: int, progress: bool, classes: int):
     table = ds.read(split, columns=[*COMMON, *kind.reader_columns()])
     if table is None:
         return None
-    x = decode_images(table, split, size, progress, ds.shards(split))
+    shards = ds.shards(split)
+    x = decode_images(table, split, size, progress, shards)
     masks = np.zeros((len(x), size, size), np.uint8)
     if semantic:
         for i, annotation in enumerate(table.column("annotation").to_pylist()):
-            masks[i] = resize_mask(kind.arrays({"annotation": annotation})["mask"], size)
+            masks[i] = read_row(split, i, shards, lambda: resize_mask(kind.arrays({"annotation": annotation})["mask"], size))
     else:
         rows = zip(table.column("objects").to_pylist(), table.column("width").to_pylist(),
                    table.column("height").to_pylist())
         for i, (objects, w, h) in enumerate(rows):
-            target = kind.arrays({"objects": objects, "width": w, "height": h})
+            target = read_row(split, i, shards, lambda: kind.arrays({"objects": objects, "width": w, "height": h}))
             masks[i] = resize_mask(paint(target["masks"], target["labels"], h, w), size)
     bad = sorted(set(np.unique(masks).tolist()) - set(range(classes)) - {IGNORE})
     if bad:

@@ -118,3 +118,31 @@ def test_one_training_step_of_mask_rcnn_with_an_empty_image(dataset):
                                   min_size=64, max_size=128)
     losses = _one_step(model, torch.utils.data.DataLoader(batch, batch_size=3, collate_fn=collate))
     assert "loss_mask" in losses and all(math.isfinite(v) for v in losses.values()), losses
+
+
+def test_decode_images_takes_what_the_readers_take_and_leaves_a_devices_error_its_own():
+    """torchvision's decode_jpeg refuses a JPEG whose data is cut short, which OpenCV, augpipe's
+    decoder, decodes (what a reader with decode=True gives): decode_images gives that image too,
+    not a "damaged row" for one reader and a picture for the other; garbage is a DamagedRow; a
+    device that cannot decode (no CUDA here) is its own error, not the images' (a hostile
+    tester's findings)."""
+    import cv2
+
+    from augpipe.errors import DamagedRow
+    from augpipe.readers import decode_images, row_image
+
+    rgb = (np.arange(32 * 48 * 3) % 251).astype(np.uint8).reshape(32, 48, 3)
+    whole = cv2.imencode(".jpg", rgb)[1].tobytes()
+    half = len(whole) // 2  # the entropy-coded data garbled, its end marker kept
+    corrupt = whole[:half] + bytes(255 - c for c in whole[half:-2]) + b"\xff\xd9"
+    as_tensor = [torch.frombuffer(bytearray(b), dtype=torch.uint8) for b in (whole, corrupt)]
+    with pytest.raises(RuntimeError):
+        torchvision.io.decode_jpeg(as_tensor[1])  # the case: torchvision refuses what OpenCV decodes
+    images = decode_images(as_tensor, device="cpu")
+    assert torch.equal(images[1], torch.from_numpy(row_image(corrupt)).permute(2, 0, 1))
+    with pytest.raises(DamagedRow, match="image 1 of the batch does not decode"):
+        decode_images([as_tensor[0], torch.frombuffer(bytearray(b"\xff\xd8 not a jpeg"), dtype=torch.uint8)], device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError) as raised:
+            decode_images(as_tensor[:1] * 2, device="cuda")
+        assert not isinstance(raised.value, DamagedRow)

@@ -652,3 +652,24 @@ def test_a_row_that_does_not_decode_is_named_by_its_shard_and_row(cli, colours, 
     last = result.output.strip().splitlines()[-1]
     assert result.exit_code == 2 and last.startswith("augpipe: error: ") and "Traceback" not in result.output
     assert f"{shard['name']} row 3: image does not decode" in last
+
+
+def test_a_mask_that_does_not_decode_is_named_by_its_shard_and_row(cli, seg_scenes, tmp_path):
+    """A segmentation row's mask PNG garbled: train names it, exit 2, where it said "unexpected
+    error: SkipInput: mask annotation is not a readable image" (exit 3; a hostile tester's finding)."""
+    import pyarrow as pa
+
+    out = tmp_path / "out"
+    shutil.copytree(seg_scenes, out)
+    shard = [s for s in json.loads((out / "_augpipe.json").read_text())["shards"] if s["split"] == "train"][-1]
+    table = pq.read_table(out / shard["name"])
+    masks = table.column("annotation").combine_chunks()
+    stored = masks.field("bytes").to_pylist()
+    stored[1] = b"not a png"
+    damaged = pa.StructArray.from_arrays([pa.array(stored, pa.binary()), masks.field("path")], ["bytes", "path"])
+    pq.write_table(table.set_column(table.schema.get_field_index("annotation"), "annotation", damaged),
+                   out / shard["name"])
+    result = cli("train", out, "--epochs", "1", "--out", tmp_path / "run", "-q")
+    last = result.output.strip().splitlines()[-1]
+    assert result.exit_code == 2 and last.startswith("augpipe: error: ") and "Traceback" not in result.output
+    assert f"{shard['name']} row 1: mask annotation is not a readable image" in last
