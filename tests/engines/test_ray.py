@@ -48,17 +48,30 @@ class _FakeRay:
         pass
 
 
-def _ray_processes() -> set[int]:
+def _ray_processes(mark: str) -> set[int]:
+    """Ray's processes (its programs in their command lines) whose environment holds `mark`: a
+    run's own, which all inherit its driver's, and not another test's Ray, started meanwhile by
+    the other pytest worker (a CI run found that one's four)."""
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+                if not (b"raylet" in cmd or b"gcs_server" in cmd or b"ray::" in cmd or b"default_worker.py" in cmd):
+                    continue
+                if mark.encode() in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                    found.add(int(entry))
             except OSError:
                 continue
-            if b"raylet" in cmd or b"gcs_server" in cmd or b"ray::" in cmd or b"default_worker.py" in cmd:
-                found.add(int(entry))
     return found
+
+
+def _marked(env: dict) -> tuple[dict, str]:
+    """`env` with a mark of this run's own, and the mark (`_ray_processes`)."""
+    import uuid
+
+    mark = f"AUGPIPE_TEST_RUN={uuid.uuid4().hex}"
+    return {**env, "AUGPIPE_TEST_RUN": mark.split("=", 1)[1]}, mark
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guard is Linux's")
@@ -159,8 +172,8 @@ def test_ray_started_for_the_run_ends_with_it(tmp_path, how):
     SIGKILL of the command takes Ray's processes with it too (its agents would linger a minute)."""
     pytest.importorskip("ray")
     data = make_folder(tmp_path / "data", per_class=200, size=96)
-    env = {k: v for k, v in {**ENV, **os.environ}.items() if k != "RAY_ADDRESS"}
-    before = _ray_processes()
+    env, mark = _marked({k: v for k, v in {**ENV, **os.environ}.items() if k != "RAY_ADDRESS"})
+    before = _ray_processes(mark)
     proc = subprocess.Popen(augpipe("expand", data, "-r", "classic", "-k", "3", "--shard-size", "60KB", "-o",
                                     tmp_path / "out", "--engine", "ray", "-w", "2", "-q"),
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -185,9 +198,9 @@ def test_ray_started_for_the_run_ends_with_it(tmp_path, how):
         assert proc.returncode == 143, err
         assert ours == ["augpipe: error: terminated: finished shards are kept; run the same command again to resume"]
     deadline = time.monotonic() + 20  # a moment to go under load; lingering agents stay a minute
-    while _ray_processes() - before and time.monotonic() < deadline:
+    while _ray_processes(mark) - before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _ray_processes() - before == set()
+    assert _ray_processes(mark) - before == set()
 
 
 def test_a_library_callers_own_processes_outlive_the_ray_it_started(tmp_path):
@@ -210,16 +223,16 @@ print(len(kids), sum(kid.poll() is not None for kid in kids))
 for kid in kids:
     kid.kill()
 """
-    env = {k: v for k, v in {**ENV, **os.environ}.items() if k != "RAY_ADDRESS"}
-    before = _ray_processes()
+    env, mark = _marked({k: v for k, v in {**ENV, **os.environ}.items() if k != "RAY_ADDRESS"})
+    before = _ray_processes(mark)
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     started, ended = (int(n) for n in done.stdout.split())
     assert started > 5 and ended == 0
     deadline = time.monotonic() + 20
-    while _ray_processes() - before and time.monotonic() < deadline:
+    while _ray_processes(mark) - before and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _ray_processes() - before == set()
+    assert _ray_processes(mark) - before == set()
 
 
 def test_ray_writes_the_bytes_of_the_local_engine_for_steps_that_take_other_images(ray_cluster, tmp_path):
