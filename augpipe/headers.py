@@ -185,5 +185,7 @@ def _pil(data: bytes) -> Header:
                 pass
             alpha = "A" in im.mode or "transparency" in im.info
             return Header(_PIL_FORMATS.get(im.format, im.format), *im.size, im.mode, alpha, orientation)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    # ImportError: ultralytics, once imported, patches Image.open to load a HEIF plugin on an image
+    # PIL cannot identify, and raises that where the plugin is not installed
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, ImportError):
         raise SkipInput("not a readable image (unknown format or corrupt header)") from None

@@ -8,6 +8,7 @@ import shutil
 
 import cv2
 import numpy as np
+import pytest
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -253,3 +254,25 @@ def test_a_copys_streams_are_those_of_default_rng_and_random_with_its_seed():
         assert rng.bit_generator.state == ref.bit_generator.state
         assert rng.random(8).tolist() == ref.random(8).tolist()
         assert py_rng.random() == random.Random(seed).random()
+
+
+def test_a_header_pil_cannot_identify_is_a_skip_under_ultralytics_patch_of_image_open(monkeypatch):
+    """ultralytics, once imported, patches PIL's Image.open to load a HEIF plugin on an image PIL
+    cannot identify, and raises ModuleNotFoundError where the plugin is not installed (as CI's
+    clients environment has it): garbage is still a skip, not that error."""
+    from PIL import Image
+
+    from augpipe.errors import SkipInput
+    from augpipe.headers import read_header
+
+    opened = Image.open
+
+    def patched(fp, *args, **kwargs):
+        try:
+            return opened(fp, *args, **kwargs)
+        except Image.UnidentifiedImageError:
+            raise ModuleNotFoundError("No module named 'pi_heif'") from None
+
+    monkeypatch.setattr(Image, "open", patched)
+    with pytest.raises(SkipInput, match="not a readable image"):
+        read_header(b"\xff\xd8 not a jpeg")
