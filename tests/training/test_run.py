@@ -634,20 +634,26 @@ def test_a_clear_loss_is_called_one_and_points_to_seeds():
     assert not train_module.interval_line({**compare, "seeds": {}}).endswith("repeats both runs)")
 
 
-def test_a_row_that_does_not_decode_is_named_by_its_shard_and_row(cli, colours, tmp_path):
-    """train reads each split whole: a damaged row is named as the readers and inspect --verify
-    name it (its shard, its row there), where it said "train row 386" of the split read whole."""
+def _damaged(dataset: Path, tmp_path: Path, column: str, row: int, data: bytes) -> tuple[Path, dict]:
+    """A copy of `dataset` whose last train shard's `row` holds `data` in `column` (struct<bytes,
+    path>); (the copy, that shard's manifest entry)."""
     import pyarrow as pa
 
     out = tmp_path / "out"
-    shutil.copytree(colours, out)
+    shutil.copytree(dataset, out)
     shard = [s for s in json.loads((out / "_augpipe.json").read_text())["shards"] if s["split"] == "train"][-1]
     table = pq.read_table(out / shard["name"])
-    images = table.column("image").combine_chunks()
-    stored = images.field("bytes").to_pylist()
-    stored[3] = b"not an image"
-    damaged = pa.StructArray.from_arrays([pa.array(stored, pa.binary()), images.field("path")], ["bytes", "path"])
-    pq.write_table(table.set_column(table.schema.get_field_index("image"), "image", damaged), out / shard["name"])
+    cells = table.column(column).combine_chunks()
+    stored = cells.field("bytes").to_pylist()
+    stored[row] = data
+    changed = pa.StructArray.from_arrays([pa.array(stored, pa.binary()), cells.field("path")], ["bytes", "path"])
+    pq.write_table(table.set_column(table.schema.get_field_index(column), column, changed), out / shard["name"])
+    return out, shard
+
+def test_a_row_that_does_not_decode_is_named_by_its_shard_and_row(cli, colours, tmp_path):
+    """train reads each split whole: a damaged row is named as the readers and inspect --verify
+    name it (its shard, its row there), where it said "train row 386" of the split read whole."""
+    out, shard = _damaged(colours, tmp_path, "image", 3, b"not an image")
     result = cli("train", out, "--epochs", "1", "--out", tmp_path / "run", "-q")
     last = result.output.strip().splitlines()[-1]
     assert result.exit_code == 2 and last.startswith("augpipe: error: ") and "Traceback" not in result.output
@@ -657,18 +663,7 @@ def test_a_row_that_does_not_decode_is_named_by_its_shard_and_row(cli, colours, 
 def test_a_mask_that_does_not_decode_is_named_by_its_shard_and_row(cli, seg_scenes, tmp_path):
     """A segmentation row's mask PNG garbled: train names it, exit 2, where it said "unexpected
     error: SkipInput: mask annotation is not a readable image" (exit 3; a hostile tester's finding)."""
-    import pyarrow as pa
-
-    out = tmp_path / "out"
-    shutil.copytree(seg_scenes, out)
-    shard = [s for s in json.loads((out / "_augpipe.json").read_text())["shards"] if s["split"] == "train"][-1]
-    table = pq.read_table(out / shard["name"])
-    masks = table.column("annotation").combine_chunks()
-    stored = masks.field("bytes").to_pylist()
-    stored[1] = b"not a png"
-    damaged = pa.StructArray.from_arrays([pa.array(stored, pa.binary()), masks.field("path")], ["bytes", "path"])
-    pq.write_table(table.set_column(table.schema.get_field_index("annotation"), "annotation", damaged),
-                   out / shard["name"])
+    out, shard = _damaged(seg_scenes, tmp_path, "annotation", 1, b"not a png")
     result = cli("train", out, "--epochs", "1", "--out", tmp_path / "run", "-q")
     last = result.output.strip().splitlines()[-1]
     assert result.exit_code == 2 and last.startswith("augpipe: error: ") and "Traceback" not in result.output
