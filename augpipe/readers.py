@@ -214,7 +214,7 @@ def _named(group: _Group, i: int, read: Callable, *args):
     except DamagedRow:
         raise
     except _UNREADABLE as exc:
-        raise DamagedRow(f"{group.named(i)}: {exc} (augpipe inspect --verify lists the damage)") from None
+        raise group.damaged(i, exc) from None
 
 
 _UNREADABLE = (ValueError, SkipInput)  # what a decoder or a kind's reading of a row raises for damaged bytes
@@ -585,8 +585,9 @@ class _Group:
             self._bytes[column] = _Bytes(self.rest.column(column))
         return self._bytes[column]
 
-    def named(self, i: int) -> str:
-        return f"{self.where[0]} row {self.where[1] + i}"
+    def damaged(self, i: int, exc: Exception) -> DamagedRow:
+        """Row i's error, named by its shard and its row there (inspect --verify's numbering)."""
+        return DamagedRow(f"{self.where[0]} row {self.where[1] + i}: {exc} (augpipe inspect --verify lists the damage)")
 
     def row(self, i: int) -> dict:
         if self.rows is None:
@@ -603,7 +604,7 @@ class _Group:
         try:
             targets = reader.kind.torch_targets(self.rest, reader.box_format, reader.convention, None if whole else rows)
         except BadRow as exc:
-            raise DamagedRow(f"{self.named(exc.row)}: {exc} (augpipe inspect --verify lists the damage)") from None
+            raise self.damaged(exc.row, exc) from None
         kept = [self._keep(i, target) for i, target in enumerate(targets)] if whole else \
             [self._keep(i, target) for i, target in zip(rows, targets)]
         if self.small is None:
@@ -617,7 +618,7 @@ class _Group:
             try:
                 made = reader.kind.torch_columns(self.rest, reader.box_format, reader.convention)
             except BadRow as exc:
-                raise DamagedRow(f"{self.named(exc.row)}: {exc} (augpipe inspect --verify lists the damage)") from None
+                raise self.damaged(exc.row, exc) from None
             self._columns = None if made is None else _Columns(*made)
         return self._columns
 
