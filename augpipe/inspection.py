@@ -98,8 +98,9 @@ class _Census:
         self.donor_images: dict[str, set] = defaultdict(set)
 
     def add(self, split: str, batch) -> None:
-        self.widths += batch.column("width").to_pylist()
-        self.heights += batch.column("height").to_pylist()
+        # a null size (a row edited by hand) is --verify's to list, not a size
+        self.widths += [w for w in batch.column("width").to_pylist() if w is not None]
+        self.heights += [h for h in batch.column("height").to_pylist() if h is not None]
         if "transforms" in batch.schema.names:
             self._donors(batch.column("transforms"))
         if not self.classes:
@@ -290,17 +291,21 @@ def _row_problems(row: dict, split: str, kind, classes: list[str]) -> list[str]:
     from augpipe.decode import row_image
 
     problems = []
+    width, height = row.get("width"), row.get("height")
     try:
         rgb = row_image((row["image"] or {}).get("bytes") or b"")
     except ValueError:
         problems.append("image does not decode")
     else:
-        if (row.get("width"), row.get("height")) != (rgb.shape[1], rgb.shape[0]):
-            problems.append(f"image is {rgb.shape[1]}×{rgb.shape[0]}, the row says "
-                            f"{row.get('width')}×{row.get('height')}")
+        if (width, height) != (rgb.shape[1], rgb.shape[0]):
+            problems.append(f"image is {rgb.shape[1]}×{rgb.shape[0]}, the row says {width}×{height}")
+            width, height = rgb.shape[1], rgb.shape[0]  # the target is checked against the image itself
         if row["copy"] != 0 and np.ptp(rgb) == 0:
             problems.append(f"copy {row['copy']} is a single flat colour (a degenerate transform?)")
-    problems += kind.verify(row, row.get("width"), row.get("height"), classes)
+    if isinstance(width, int) and isinstance(height, int):
+        problems += kind.verify(row, width, height, classes)
+    else:
+        problems.append(f"the row's size is {width}×{height}: its target cannot be checked")
     if row.get("split", split) != split:
         problems.append(f"a {row['split']} row in a {split} shard")
     if split != "train" and row["copy"] != 0:

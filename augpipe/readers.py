@@ -52,6 +52,7 @@ from torch.utils.data._utils.collate import default_collate
 from augpipe import worker_memory
 from augpipe.dataset import parquet_file, read_group
 from augpipe.errors import BadRow, DamagedRow, SkipInput, SourceError
+from augpipe.targets.base import row_size
 from augpipe.decode import boundary_offset, jpegs_into, jpegs_size, off_boundary, row_image, row_images
 from augpipe.headers import jpeg_frame, jpeg_frames
 
@@ -664,8 +665,19 @@ class _Sizing:
         h, w = self.decode_size
         return next((s for s in (8, 4, 2) if height // s >= h and width // s >= w), 1)
 
+    def _scale(self, blob, row: dict) -> int:
+        """`reduce` by the row's size; a row without one (a null, by hand) by its JPEG's header."""
+        try:
+            width, height = row_size(row)
+        except SkipInput:
+            frame = jpeg_frame(blob)
+            if frame is None:  # not a JPEG: no DCT scaling either way
+                return 1
+            width, height = frame[:2]
+        return self.reduce(height, width)
+
     def decode(self, blob, row: dict) -> np.ndarray:
-        rgb = decode_rgb(blob, self.reduce(int(row["height"]), int(row["width"])) if self.decode_size else 1)
+        rgb = decode_rgb(blob, self._scale(blob, row) if self.decode_size else 1)
         if self.resize is not None:
             from augpipe.decode import resize
 

@@ -238,3 +238,19 @@ def test_bars_written_to_a_log_end_on_their_final_count(tmp_path, folder):
         for bar in bars:
             last = [line.split("\r")[-1] for line in lines if f"{bar}:" in line][-1]
             assert f"{bar}: 100%" in last, log
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "voc"])
+def test_a_row_without_its_size_is_exported_at_its_image_size(scenes, tmp_path, fmt):
+    out = tmp_path / "x"
+    expand(scenes["coco"], recipe("[HorizontalFlip]", copies=1), out, ExpandOptions(val_fraction=0, **QUIET))
+    export(out, fmt, tmp_path / "whole", progress=False)
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["width"] = None  # a row edited by hand
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    export(out, fmt, tmp_path / "edited", progress=False)
+    whole, edited = files_below(tmp_path / "whole"), files_below(tmp_path / "edited")
+    assert whole == edited
+    assert all((tmp_path / "whole" / f).read_bytes() == (tmp_path / "edited" / f).read_bytes() for f in whole)

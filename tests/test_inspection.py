@@ -302,3 +302,21 @@ def test_a_mask_that_does_not_read_is_left_out_of_the_counts_and_said(kinds, tmp
     truth = Counter(class_counts(kinds["segmentation"])["train"]["after"]["rows"])
     assert facts["class_counts"]["train"]["after"]["rows"] == dict(truth - lost)
     assert "    not counted: 1 row whose target does not read (--verify lists them)" in cli("inspect", out, "-q").output
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_row_without_its_size_is_listed_not_a_crash(kinds, name, tmp_path, cli):
+    out = _copy_tree(kinds[name], tmp_path / "out")
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    width = rows[0]["width"]
+    rows[0]["height"] = None
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    verified = cli("inspect", out, "--verify", "-q")
+    assert verified.exit_code == 1 and "unexpected" not in verified.output
+    assert f"{shard.name} row 0 ({rows[0]['source']}): image is " in verified.output
+    assert f"the row says {width}×None" in verified.output
+    health = cli("inspect", out, "--fail-on", "annotation_unreadable", "-q")
+    assert health.exit_code == 1 and "unexpected" not in health.output
+    assert f"the row's size is {width}×None" in health.output

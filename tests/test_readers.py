@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -551,3 +553,15 @@ def test_a_recipe_that_takes_other_images_needs_donors(tmp_path):
     recipe.write_text(MIXED)
     with pytest.raises(ValueError, match="has steps that take other images: give donors="):
         RecipeTransform(str(recipe), kind="detection")
+
+
+def test_decode_size_reads_a_row_without_its_size_by_its_header(folder, tmp_path):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(val_fraction=0, progress=False, workers=1))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["height"] = None  # a row edited by hand
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    whole, reduced = ShardDataset(out), ShardDataset(out, decode_size=8)
+    assert reduced[0][0].shape == reduced[1][0].shape and reduced[0][0].shape[1] < whole[0][0].shape[1]

@@ -138,7 +138,23 @@ def item_of(split: str, name: str, row: dict) -> Item:
         target = objects_of(row)
     elif "annotation" in row:
         target = row["annotation"]["bytes"]
-    return Item(split, name, row["image"]["bytes"], row["width"], row["height"], target)
+    width, height = _row_size(name, row)
+    return Item(split, name, row["image"]["bytes"], width, height, target)
+
+
+def _row_size(name: str, row: dict) -> tuple[int, int]:
+    """The row's (width, height); where it has none (a null, edited by hand), its image's header's."""
+    from augpipe.decode import oriented_size
+    from augpipe.errors import SkipInput
+    from augpipe.targets.base import row_size
+
+    try:
+        return row_size(row)
+    except SkipInput as exc:
+        try:
+            return oriented_size((row.get("image") or {}).get("bytes") or b"", 1 << 62)
+        except (SkipInput, ValueError) as unread:
+            raise SourceError(f"{name}: {exc.reason}, and its image's header does not read ({unread})") from None
 
 
 # a row's per-object columns that Objects holds under its own names (`area` is the box's, derived)
@@ -155,7 +171,7 @@ def objects_of(row: dict) -> Objects:
     return Objects(tuple(tuple(b) for b, _, _ in held), tuple(int(c) for _, c, _ in held),
                    tuple(objects.get("id") or ()), segments if any(segments) else None,
                    iscrowd=tuple(0 if c is None else int(c) for c in objects.get("iscrowd") or ()),
-                   canvas=(row["width"], row["height"]),
+                   canvas=_row_size("", row),
                    fields={k: tuple(v) for k, v in objects.items() if k not in _OWN and v is not None})
 
 

@@ -5,6 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from augpipe.errors import SkipInput
+
+
+def row_size(row: dict) -> tuple[int, int]:
+    """A row's (width, height); a row without one (a null, edited by hand) does not read."""
+    size = row.get("width"), row.get("height")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise SkipInput(f"the row's size is {size[0]}×{size[1]}, not two positive whole numbers")
+    return size
+
 
 @dataclass
 class Audit:

@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from augpipe.errors import BadRow, SkipInput, bad_row
 from augpipe.row import IMAGE_TYPE, Column, _bytes_array, _image_array
-from augpipe.targets.base import Audit, Target
+from augpipe.targets.base import Audit, Target, row_size
 from augpipe.targets.masks import bit_planes, from_bit_planes, read_instance_mask, write_instance_mask
 
 BBOX = pa.list_(pa.float32(), 4)
@@ -506,7 +506,7 @@ class BoxesKind(Target):
         return found
 
     def audit_row(self, row, classes) -> Audit:
-        size = (int(row["width"]), int(row["height"]))
+        size = row_size(row)
         boxes = np.asarray(field(row, "bbox"), dtype=np.float64).reshape(-1, 4)
         return audit_boxes(boxes, field(row, "category"), field(row, "id") or range(len(boxes)), size, classes,
                            ROW_SLACK)
@@ -655,7 +655,7 @@ def arrays(row: dict, masks: bool) -> dict:
     if "iscrowd" in (row.get("objects") or {}):
         out["iscrowd"] = np.asarray(field(row, "iscrowd"), dtype=np.int64)
     if masks:
-        h, w = int(row["height"]), int(row["width"])
+        w, h = row_size(row)
         decoded = [read_instance_mask(m["bytes"]) for m in field(row, "mask") if m]
         out["masks"] = np.stack(decoded) if decoded else np.zeros((0, h, w), np.uint8)
     n = len(out["boxes"])

@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from augpipe.errors import SkipInput, SourceError, UsageError
 from augpipe.row import Column
+from augpipe.targets.base import row_size
 from augpipe.targets.boxes import (
     EDGE,
     ROW_SLACK,
@@ -246,7 +247,7 @@ class KeypointsKind(BoxesKind):
         return self._audited(found, points, objects.ids or range(n), size, 0.0)
 
     def audit_row(self, row, classes):
-        size = (int(row["width"]), int(row["height"]))
+        size = row_size(row)
         points = points_of(row, self.k)
         return self._audited(super().audit_row(row, classes), points, field(row, "id") or range(len(points)), size,
                              ROW_SLACK)

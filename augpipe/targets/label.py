@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from augpipe.row import label_column
-from augpipe.targets.base import Audit, Target
+from augpipe.targets.base import Audit, Target, row_size
 
 
 class Label(Target):
@@ -48,7 +48,7 @@ class Label(Target):
     def audit_row(self, row, classes) -> Audit:
         label = row.get("label")
         name = None if label is None else classes[label] if 0 <= label < len(classes) else f"class {label}"
-        return _audit(name, classes, (int(row["width"]), int(row["height"])))
+        return _audit(name, classes, row_size(row))
 
     def arrays(self, row):
         return {"label": -1 if row.get("label") is None else int(row["label"])}

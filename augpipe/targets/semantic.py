@@ -17,7 +17,7 @@ import numpy as np
 
 from augpipe.errors import SkipInput
 from augpipe.row import image_column
-from augpipe.targets.base import Audit, Target
+from augpipe.targets.base import Audit, Target, row_size
 from augpipe.targets.geometry import orient, stored_size
 from augpipe.targets.masks import checked_indices, grey_png_pixels, read_mask, write_mask
 
@@ -244,7 +244,7 @@ class Semantic(Target):
         except SkipInput as exc:
             return Audit([("annotation_unreadable", "annotation", exc.reason)])
         found = audit_mask(mask, classes, "annotation")
-        if mask.shape != (int(row["height"]), int(row["width"])):
+        if mask.shape != row_size(row)[::-1]:
             found.problems.append(("annotation_unreadable", "annotation", f"the mask is {mask.shape[1]}×"
                                    f"{mask.shape[0]}, the image {row['width']}×{row['height']}"))
         return found
