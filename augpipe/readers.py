@@ -1001,19 +1001,21 @@ def decode_images(encoded: list[torch.Tensor], device="cuda") -> torch.Tensor | 
         decode_jpeg = None
     out: list = [None] * len(encoded)
     jpegs = [k for k, e in enumerate(encoded) if decode_jpeg is not None and _plain_jpeg(e, read_header)]
+    # torchvision decodes on a CUDA device, and on the CPU for any other it is given: moved after
+    decode_on = device if torch.device(device).type == "cuda" else "cpu"
     if jpegs:
         def decoded(ks):
-            return decode_jpeg([encoded[k] for k in ks], mode=ImageReadMode.RGB, device=device)
+            return decode_jpeg([encoded[k] for k in ks], mode=ImageReadMode.RGB, device=decode_on)
         try:
             images = decoded(jpegs)
         except RuntimeError as refused:
-            images = _one_by_one(jpegs, decoded, encoded, refused, device)
+            images = _one_by_one(jpegs, decoded, encoded, refused, decode_on)
         for k, image in zip(jpegs, images):
             out[k] = image
     for k, e in enumerate(encoded):
         if out[k] is None:
-            out[k] = _on_cpu(k, e).to(device)
-    return _stack(out)
+            out[k] = _on_cpu(k, e)
+    return _stack([image.to(device) for image in out])
 
 
 def _one_by_one(ks: list[int], decoded: Callable, encoded: list[torch.Tensor], refused: RuntimeError, device) -> list:

@@ -146,3 +146,5 @@ def test_decode_images_takes_what_the_readers_take_and_leaves_a_devices_error_it
         with pytest.raises(RuntimeError) as raised:
             decode_images(as_tensor[:1] * 2, device="cuda")
         assert not isinstance(raised.value, DamagedRow)
+    on_meta = decode_images(as_tensor, device="meta")  # torchvision decodes on the CPU for it: moved there
+    assert on_meta.device.type == "meta" and on_meta.shape == (2, 3, 32, 48)
