@@ -1,7 +1,7 @@
 """Reading speed: augpipe's readers against the decode floor, torchvision's ImageFolder and Hugging
 Face `datasets`, on the same JPEGs, through a DataLoader with 2 workers, in one run.
 
-    python bench/read.py [--images 3000] [--size 64] [--targets] [--channels-last] [--warm 1]
+    python bench/read.py [--images 3000] [--size 64] [--targets] [--channels-last] [--warm 1] [--epochs 2]
 
 Install. The main environment (`pip install -e '.[train,bench]'`) runs everything but the
 torchvision row, which it says it skipped: PyPI's torchvision does not import beside a CPU torch
@@ -15,7 +15,7 @@ of another release. For the whole table, a bench environment with the two from o
 
 The shards hold the very bytes of the files (expand with --copies 0), so every reader decodes
 the same JPEGs. Each loader: batch 64, shuffled, 2 workers kept across epochs, 2 epochs timed
-after the first batch (`--warm N`: after N more epochs, a long run's steady state: each worker
+(`--epochs N`: N, a longer window on a noisy machine) after the first batch (`--warm N`: after N more epochs, a long run's steady state: each worker
 has read its row groups and parsed their headers); every measurement is taken --repeat times in
 turn and its best kept. The
 decode floor is 2 processes decoding the bytes from memory with libjpeg-turbo's own API
@@ -72,7 +72,7 @@ TORCHVISION = "torchvision ImageFolder (PILToTensor)"
 HF = "HF datasets imagefolder, with_format('torch')"
 
 
-def timed(batches, epochs: int = EPOCHS) -> float:
+def timed(batches, epochs: int | None = None) -> float:
     """Images a second over `epochs` passes, the workers started before the clock (and with
     --warm, that many epochs read before it: each worker's row-group cache filled)."""
     next(iter(batches))
@@ -82,7 +82,7 @@ def timed(batches, epochs: int = EPOCHS) -> float:
         for _ in batches:
             pass
     n, started = 0, time.perf_counter()
-    for epoch in range(WARM, WARM + epochs):
+    for epoch in range(WARM, WARM + (epochs or EPOCHS)):
         if hasattr(batches, "set_epoch"):
             batches.set_epoch(epoch)
         for batch in batches:
@@ -155,7 +155,7 @@ def best_of(measures: dict, repeat: int) -> dict[str, float | str]:
     return best
 
 
-def _decode_all(blobs: list[tuple[bytes, ...]], barrier, result, opencv: bool = False) -> None:
+def _decode_all(blobs: list[tuple[bytes, ...]], barrier, result, opencv: bool = False, epochs: int = EPOCHS) -> None:
     import cv2
     import numpy as np
     import simplejpeg
@@ -165,7 +165,7 @@ def _decode_all(blobs: list[tuple[bytes, ...]], barrier, result, opencv: bool = 
     slots = _slots(blobs)
     barrier.wait()
     started = time.perf_counter()
-    for _ in range(EPOCHS):  # the images the readers are timed on (4,000 at 64 px took 25 ms once: noise)
+    for _ in range(epochs):  # the images the readers are timed on (4,000 at 64 px took 25 ms once: noise)
         for k, (image, *masks) in enumerate(blobs):
             if opencv:
                 cv2.imdecode(np.frombuffer(image, np.uint8), cv2.IMREAD_COLOR_RGB)
@@ -173,7 +173,7 @@ def _decode_all(blobs: list[tuple[bytes, ...]], barrier, result, opencv: bool = 
                 simplejpeg.decode_jpeg(image, "rgb", buffer=slots[k % BATCH])
             for mask in masks:
                 mask_array({"annotation": {"bytes": mask}})
-    result.put((EPOCHS * len(blobs), time.perf_counter() - started))
+    result.put((epochs * len(blobs), time.perf_counter() - started))
 
 
 def _slots(blobs: list[tuple[bytes, ...]]):
@@ -196,7 +196,8 @@ def decode_floor(blobs: list[tuple[bytes, ...]], processes: int = WORKERS, openc
     once an epoch of the readers' timed epochs,
     by libjpeg-turbo's own API (simplejpeg, augpipe's JPEG decoder, called as it is: the fastest
     decode of these bytes known here) or by OpenCV's imdecode."""
-    return rate_in_processes(functools.partial(_decode_all, opencv=opencv), [blobs[i::processes] for i in range(processes)])
+    return rate_in_processes(functools.partial(_decode_all, opencv=opencv, epochs=EPOCHS),
+                             [blobs[i::processes] for i in range(processes)])
 
 
 def decode_floor_threads(blobs: list[tuple[bytes, ...]], threads: int = WORKERS) -> float:
@@ -206,7 +207,8 @@ def decode_floor_threads(blobs: list[tuple[bytes, ...]], threads: int = WORKERS)
     import threading
 
     barrier, result = threading.Barrier(threads), queue.Queue()
-    workers = [threading.Thread(target=_decode_all, args=(blobs[i::threads], barrier, result)) for i in range(threads)]
+    workers = [threading.Thread(target=_decode_all, args=(blobs[i::threads], barrier, result, False, EPOCHS))
+               for i in range(threads)]
     for thread in workers:
         thread.start()
     for thread in workers:
@@ -260,13 +262,15 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=0, help="epochs each loader reads before the clock: the steady "
                                                              "state of a long run (default 0: the first epochs, "
                                                              "their row groups read and headers parsed, are timed)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs timed (default 2; at 64 px an epoch of "
+                                                                    "3,000 images is a tenth of a second)")
     args = parser.parse_args()
-    global WARM
-    WARM = args.warm
+    global WARM, EPOCHS
+    WARM, EPOCHS = args.warm, args.epochs
     work = Path(tempfile.mkdtemp(prefix="augpipe-read-"))
     setting = (f"{args.images:,} JPEGs at {args.size}×{args.size}, DataLoader(batch {BATCH}, shuffled, {WORKERS} "
-               f"workers, persistent), {EPOCHS} epochs{f' after {args.warm} untimed' if args.warm else ''}, best of "
-               f"{args.repeat} rounds; torch {torch.__version__}")
+               f"workers, persistent), {EPOCHS} epochs{f' after {args.warm} untimed' if args.warm else ''}, "
+               f"{f'best of {args.repeat} rounds' if args.repeat > 1 else '1 round'}; torch {torch.__version__}")
     try:
         src = make_dataset(work / "src", args.images, args.size)
         blobs = [(p.read_bytes(),) for p in sorted(src.rglob("*.jpg"))]
