@@ -11,6 +11,8 @@ An expanded dataset's facts (`inspect_output`), every row read once:
                     holding each class) and, where the kind has objects, "objects" (of each class)
                     -> {class: n}; what augmentation changed, counted from the rows themselves
     unread_targets  rows left out of class_counts: their target does not read (a damaged mask)
+    unchanged       augmented training rows no transform changed (none fired: each its source again,
+                    re-encoded), from the rows' lineage
     counted         what the manifest's by_class counts ("rows", "objects", "images": rows holding it)
     mixing          multi-image step -> {rows, donor_images}: training rows it made, distinct donors
     dropped_by      reason -> class -> objects the recipe dropped (the manifest's)
@@ -63,6 +65,7 @@ def inspect_output(location, verify: bool = False, source: str | None = None, pr
         "height": _spread(census.heights),
         "class_counts": census.class_counts(),
         "unread_targets": census.unread,
+        "unchanged": census.unchanged,
         "skipped": m.skipped,
         "skipped_count": m.total_skipped,
         "counted": ds.kind.counted,
@@ -94,6 +97,7 @@ class _Census:
         self.heights: list[int] = []
         self.counts: dict = {}  # split -> "before"/"after" -> "rows"/"objects" -> Counter
         self.unread = 0  # rows whose target does not read, not counted
+        self.unchanged = 0  # augmented rows no transform changed (each its source again)
         self.donor_rows: Counter = Counter()
         self.donor_images: dict[str, set] = defaultdict(set)
 
@@ -103,6 +107,7 @@ class _Census:
         self.heights += [h for h in batch.column("height").to_pylist() if h is not None]
         if "transforms" in batch.schema.names:
             self._donors(batch.column("transforms"))
+            self._unchanged(batch)
         if not self.classes:
             return
         counts = self.counts.setdefault(split, {when: {what: Counter() for what in self._what()}
@@ -121,6 +126,12 @@ class _Census:
 
     def _what(self) -> tuple[str, ...]:
         return ("rows", "objects") if self.objects else ("rows",)
+
+    def _unchanged(self, batch) -> None:
+        import pyarrow.compute as pc
+
+        fired = pc.fill_null(pc.not_equal(batch.column("transforms"), "[]"), True)
+        self.unchanged += batch.num_rows - pc.sum(pc.or_(fired, pc.equal(batch.column("copy"), 0))).as_py()
 
     def _donors(self, column) -> None:
         import pyarrow.compute as pc
@@ -352,7 +363,9 @@ def output_report(f: dict) -> list[str]:
         f"  source    {f['source']}",
     ]
     for split, c in f["splits"].items():
-        lines.append(f"  {split:<9} {c['rows']:,} rows: {c['originals']:,} originals, {c['augmented']:,} augmented")
+        unchanged = f.get("unchanged") if split == "train" else 0
+        same = f" ({unchanged:,} unchanged: no transform fired)" if unchanged else ""
+        lines.append(f"  {split:<9} {c['rows']:,} rows: {c['originals']:,} originals, {c['augmented']:,} augmented{same}")
     size = f"{f['bytes'] / 1e6:.1f} MB"
     lines.append(f"  shards    {f['shards']} files, {size}")
     lines += _sizes_line(f)

@@ -320,3 +320,17 @@ def test_a_row_without_its_size_is_listed_not_a_crash(kinds, name, tmp_path, cli
     health = cli("inspect", out, "--fail-on", "annotation_unreadable", "-q")
     assert health.exit_code == 1 and "unexpected" not in health.output
     assert f"the row's size is {width}×None" in health.output
+
+
+def test_inspect_counts_the_copies_no_transform_changed(folder, tmp_path, cli):
+    from augpipe.decode import row_image
+
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(val_fraction=0, **QUIET))  # a quarter of copies: neither flip
+    rows = pq.read_table(out, columns=["image", "source", "copy"]).to_pylist()
+    original = {r["source"]: row_image(r["image"]["bytes"]).astype(int) for r in rows if r["copy"] == 0}
+    same = sum(np.abs(row_image(r["image"]["bytes"]) - original[r["source"]]).mean() < 4 for r in rows if r["copy"])
+    facts = json.loads(cli("inspect", out, "--json", "-q").output)
+    assert 0 < same < len(rows) - len(original) and facts["unchanged"] == same
+    text = cli("inspect", out, "-q").output
+    assert f"augmented ({same:,} unchanged: no transform fired)" in text
