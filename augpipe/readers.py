@@ -990,13 +990,14 @@ def decode_images(encoded: list[torch.Tensor], device="cuda") -> torch.Tensor | 
     them) decoded on `device`: JPEGs by `torchvision.io.decode_jpeg` in one call (nvJPEG on a
     CUDA device, which decodes a list as a batch), others and JPEGs with an EXIF orientation by
     augpipe's decode on the CPU, then moved. C×H×W uint8, stacked when they share a size. Without
-    torchvision, augpipe's decode takes them all on the CPU; a GPU decode needs it."""
+    torchvision, augpipe's decode takes them all on the CPU; a CUDA decode needs it."""
     from augpipe.headers import read_header
 
+    _check_encoded(encoded)
     try:
         from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:
-        if torch.device(device).type != "cpu":
+        if torch.device(device).type == "cuda":
             raise ValueError(f"decoding on {device} needs torchvision: pip install torchvision") from None
         decode_jpeg = None
     out: list = [None] * len(encoded)
@@ -1016,6 +1017,25 @@ def decode_images(encoded: list[torch.Tensor], device="cuda") -> torch.Tensor | 
         if out[k] is None:
             out[k] = _on_cpu(k, e)
     return _stack([image.to(device) for image in out])
+
+
+def _check_encoded(encoded) -> None:
+    """A list of 1-D uint8 tensors (a `decode=False` batch's images, `batch[0]`), or one line."""
+    if isinstance(encoded, torch.Tensor) or not isinstance(encoded, (list, tuple)) or not all(
+            isinstance(e, torch.Tensor) and e.dtype == torch.uint8 and e.dim() == 1 for e in encoded):
+        if isinstance(encoded, (list, tuple)):
+            what = f"a {type(encoded).__name__} holding {', '.join(sorted({_described(e) for e in encoded}))}"
+        else:
+            what = f"one {_described(encoded).removesuffix('s')}" if isinstance(encoded, torch.Tensor) else \
+                type(encoded).__name__
+        raise ValueError(f"decode_images takes a list of 1-D uint8 tensors, each an image's stored bytes (a "
+                         f"decode=False batch's images: batch[0]), not {what}")
+
+
+def _described(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{value.dim()}-D {str(value.dtype).removeprefix('torch.')} tensors"
+    return type(value).__name__
 
 
 def _one_by_one(ks: list[int], decoded: Callable, encoded: list[torch.Tensor], refused: RuntimeError, device) -> list:
@@ -1129,6 +1149,8 @@ def loader(dataset, batch_size: int | None = None, *, shuffle: bool | None = Non
     `processes=N` makes them in N processes of augpipe's own instead of a DataLoader's workers
     (`process_feed.ProcessLoader`): the batches and order of `threads=N`, a recipe or transform
     allowed, none of a DataLoader's messages a batch; they live as long as the loader.
+
+    `threads=0` and `processes=0` (the defaults): the DataLoader.
 
     `batch_size`: 64, or a `ShardIterable`'s own where it was made with one."""
     batch_size = _batch_size(dataset, batch_size)

@@ -387,6 +387,11 @@ def test_stored_bytes_decode_on_the_cpu_without_torchvision_and_cuda_is_asked_fo
             readers.decode_images(stored, device="cuda")
         with pytest.raises(ValueError, match="no CUDA device"):
             readers.loader(decoded, batch_size=2, device="cuda")
+    on_meta = readers.decode_images(stored, device="meta")  # any other device: decoded on the CPU, moved
+    assert on_meta.device.type == "meta" and on_meta.shape == images.shape
+    batch = next(iter(readers.loader(ds, 4, num_workers=0, shuffle=False)))
+    with pytest.raises(ValueError, match=r"a list of 1-D uint8 tensors.*batch\[0\]\), not a tuple holding"):
+        readers.decode_images(batch)  # the whole (images, labels) batch, not its images
 
 
 def test_a_feed_of_threads_gives_every_row_once_an_epoch_as_the_dataset_does(photos):
