@@ -1,5 +1,6 @@
 """Reading speed: augpipe's readers against the decode floor, torchvision's ImageFolder and Hugging
-Face `datasets`, on the same JPEGs, through a DataLoader with 2 workers, in one run.
+Face `datasets`, on the same JPEGs, each through a DataLoader with 2 workers (augpipe's also
+through 2 threads and 2 processes of its own), in one run.
 
     python bench/read.py [--images 3000] [--size 64] [--targets] [--channels-last] [--warm 1] [--epochs 2]
 
@@ -46,7 +47,6 @@ floor decodes the segmentation rows' masks too, and the segmentation readers are
 
 from __future__ import annotations
 
-import argparse
 import functools
 import shutil
 import subprocess
@@ -58,12 +58,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from expand import make_dataset, rate_in_processes  # noqa: E402
+from expand import arguments, make_dataset, rate_in_processes  # noqa: E402
 
 from augpipe.readers import ShardDataset, ShardIterable, loader  # noqa: E402
 
 BATCH, WORKERS, EPOCHS = 64, 2, 2
 WARM = 0  # whole epochs each loader reads before the clock (--warm)
+_IMAGES = [3000]  # the run's --images: the floor's timed work, for its note
 FLOOR = "decode floor (2 processes, bytes in memory)"
 THREADS_FLOOR = "decode floor, 2 threads of one process"
 OPENCV_FLOOR = "decode floor by OpenCV's imdecode (2 processes)"
@@ -249,27 +250,47 @@ def print_table(title: str, floor: float, rates: dict[str, float | str], peers: 
         cells = "".join(f"  {value / rates[p]:>14.2f}" if not isinstance(rates.get(p), (str, type(None))) else
                         f"  {'-':>14}" for p in peers)
         print(f"  {name:<{width}} {value:>9,.0f}  {value / floor:>8.2f}{cells}")
+    for note in _notes(floor, rates):
+        print(f"  note: {note}")
+
+
+def _notes(floor: float, rates: dict) -> list[str]:
+    """What makes a table's ratios less than they seem: a short clock, a floor measured low."""
+    notes = []
+    seconds = EPOCHS * _IMAGES[0] / floor
+    if seconds < 1:
+        notes.append(f"the floor's timed work is {seconds:.2f} s: so short a window is noisy (more --epochs or "
+                     "--images, for a second or more)")
+    above = [name for name, value in rates.items() if isinstance(value, float) and value > floor]
+    if above:
+        notes.append(f"{', '.join(above)} above the floor, which is the decode alone: "
+                     "nothing that decodes too can pass it, so the machine was busier while the floor was "
+                     "measured (another load): rerun on a quiet machine")
+    return notes
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=3000)
-    parser.add_argument("--size", type=int, default=64)
+    parser = arguments(__doc__)
+    parser.add_argument("--images", type=int, default=3000, help="JPEGs")
+    parser.add_argument("--size", type=int, default=64, help="their side in pixels")
     parser.add_argument("--repeat", type=int, default=3, help="rounds taken in turn; each figure is its best")
     parser.add_argument("--targets", action="store_true", help="detection (5 boxes an image) and segmentation "
                                                                "(a mask an image) in place of the peers")
     parser.add_argument("--channels-last", action="store_true", help="also each reader with channels_last=True")
     parser.add_argument("--warm", type=int, default=0, help="epochs each loader reads before the clock: the steady "
-                                                             "state of a long run (default 0: the first epochs, "
-                                                             "their row groups read and headers parsed, are timed)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs timed (default 2; at 64 px an epoch of "
-                                                                    "3,000 images is a tenth of a second)")
+                                                             "state of a long run (0: the first epochs, their row "
+                                                             "groups read and headers parsed, are timed; the "
+                                                             "README's figures are --warm 1)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs timed (at 64 px an epoch of 3,000 images "
+                                                                    "is a tenth of a second: more for a steadier "
+                                                                    "figure on a busy machine)")
     args = parser.parse_args()
     global WARM, EPOCHS
     WARM, EPOCHS = args.warm, args.epochs
+    _IMAGES[0] = args.images
     work = Path(tempfile.mkdtemp(prefix="augpipe-read-"))
-    setting = (f"{args.images:,} JPEGs at {args.size}×{args.size}, DataLoader(batch {BATCH}, shuffled, {WORKERS} "
-               f"workers, persistent), {EPOCHS} epochs{f' after {args.warm} untimed' if args.warm else ''}, "
+    setting = (f"{args.images:,} JPEGs at {args.size}×{args.size}, batch {BATCH}, shuffled, {WORKERS} workers "
+               f"(a DataLoader's, persistent; or {WORKERS} threads, {WORKERS} processes), {EPOCHS} epochs{f' after {args.warm} untimed' if args.warm else ''}, "
                f"{f'best of {args.repeat} rounds' if args.repeat > 1 else '1 round'}; torch {torch.__version__}")
     try:
         src = make_dataset(work / "src", args.images, args.size)
