@@ -232,14 +232,17 @@ def _start_workers(workers: int | None, engine: str = "local") -> None:
         from augpipe.recipe import lean_import
 
         lean_import()
-    if engine != "local":
-        return
-    from augpipe.engines.local import default_workers, own_process, start_workers_early
+    from augpipe import signals
 
-    if (workers or default_workers()) > 1:
-        if _state.get("own_process"):
-            own_process()
-        start_workers_early()
+    if engine == "local":
+        from augpipe.engines.local import default_workers, own_process, start_workers_early
+
+        if (workers or default_workers()) > 1:
+            if _state.get("own_process"):
+                own_process()
+            start_workers_early()
+
+    signals.check()  # a signal lost in the imports above (`signals.lost`) is raised here
 
 
 FormatOpt = Annotated[str, typer.Option("--format", help=f"The source's layout: {one_of(['auto', *FORMATS])}.")]
@@ -727,9 +730,11 @@ def main(argv: list[str] | None = None) -> None:
             exc.ctx.command_path or "") else ""
         typer.echo(f"augpipe: error: {exc.format_message()} (see augpipe{command} --help)", err=True)
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("augpipe: error: interrupted", err=True)
-        _exit(130, argv is None)
+    except (typer.Abort, KeyboardInterrupt, signals.Terminated) as exc:  # before a command ran: its parsing
+        signals.handled()
+        terminated = isinstance(exc, signals.Terminated)
+        typer.echo(f"augpipe: error: {'terminated' if terminated else 'interrupted'}", err=True)
+        _exit(143 if terminated else 130, argv is None)
     _exit(code if isinstance(code, int) else 0, argv is None)
 
 

@@ -126,6 +126,15 @@ def _why(key: str, identity: dict, previous: dict) -> str:
     return _WHY.get(key, f"made with another {key}")
 
 
+def _unread_then(manifest: dict, read_now) -> list[str]:
+    """The sources a finished run skipped for want of reading them (`store.base.unread`) that are
+    among `read_now`."""
+    from augpipe.store.base import unread
+
+    return [s["path"] for s in manifest.get("skipped") or [] if isinstance(s, dict)
+            and s.get("path") in read_now and unread(str(s.get("reason")))]
+
+
 class OutputFolder:
     """One run's output: a local folder or an object-store prefix."""
 
@@ -145,9 +154,11 @@ class OutputFolder:
             raise OutputError(f"output folder {store.display()} is not empty and holds no augpipe output "
                               f"(e.g. {names[0]}): choose another --out")
 
-    def prepare(self, identity: dict, overwrite: bool, shards: list[str] = ()) -> dict | None:
+    def prepare(self, identity: dict, overwrite: bool, shards: list[str] = (), read_now=frozenset()) -> dict | None:
         """Own the folder and make it ready for a run that will write `shards`. Returns the
-        finished manifest of this very run, if there is one (nothing to do)."""
+        finished manifest of this very run, if there is one (nothing to do): not where it skipped
+        a source it could not read that this run's scan found readable (`read_now`: the paths it
+        plans; gone for a moment, a permission since given back), which would stay out for good."""
         self.check_usable()
         try:
             self.store.makedirs()
@@ -164,7 +175,8 @@ class OutputFolder:
             self.remove_previous()
         self._remove_temporaries()
         done = self._readable_manifest()
-        if done is not None and done.get("identity") == identity and self._complete(done):
+        if done is not None and done.get("identity") == identity and self._complete(done) and \
+                not _unread_then(done, read_now):
             self.store.delete_tree(WORK_DIR)  # a run killed after its manifest landed left these
             return done
         try:
@@ -203,7 +215,18 @@ class OutputFolder:
         return m.get("identity") if isinstance(m, dict) else None
 
     def _complete(self, m: dict) -> bool:
-        return all(self.store.size(s["name"]) == s["bytes"] for s in m.get("shards", []))
+        """Every shard the manifest lists there at its size and, on a local disk, its sha256 (a
+        shard damaged at the same size is no finished output; a bucket's are not read whole for it:
+        `augpipe inspect --verify` does)."""
+        from augpipe.store.local import LocalStore
+
+        shards = m.get("shards", [])
+        if not all(self.store.size(s["name"]) == s["bytes"] for s in shards):
+            return False
+        if not isinstance(self.store, LocalStore):
+            return True
+        with ThreadPoolExecutor(8) as pool:
+            return all(pool.map(lambda s: self.store.sha256(s["name"]) == s["sha256"], shards))
 
     def remove_previous(self) -> None:
         """Another run's output, for --overwrite: the shards its manifest lists, or that the run

@@ -141,7 +141,8 @@ def _expand_found(source: str, recipe, out: str, options: ExpandOptions, engine,
     settings = _settings(copies, options, found)
     identity = _identity(recipe, options.seed, source, found.files, hashes, settings, found.annotations)
     try:
-        done = output.prepare(identity, options.overwrite, [s.name for s in plan.shards])
+        done = output.prepare(identity, options.overwrite, [s.name for s in plan.shards],
+                              {f.relpath for f in found.files})
         if done is not None:
             return {**done, "up_to_date": True, "out": out}
         setup_seconds = time.perf_counter() - started

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -18,7 +19,7 @@ class Terminated(BaseException):
     """SIGTERM: the run stops as for Ctrl-C, cleaning up on its way out."""
 
 
-_state = {"defer": 0, "pending": None, "installed": False, "pid": None}
+_state = {"defer": 0, "pending": None, "raised": None, "installed": False, "pid": None}
 
 
 def _handler(signum, frame) -> None:
@@ -30,6 +31,7 @@ def _handler(signum, frame) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     exc = KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+    _state["raised"] = exc  # `check()` raises it again should it be lost on its way (`lost`)
     if _state["defer"]:
         _state["pending"] = exc
     else:
@@ -94,8 +96,24 @@ def deferred():
 
 def check() -> None:
     exc, _state["pending"] = _state["pending"], None
+    if exc is None:
+        exc = lost()
     if exc is not None:
         raise exc
+
+
+def lost() -> BaseException | None:
+    """The signal raised before, where the run goes on as if it never came: code not augpipe's
+    swallowed it (a handler runs between any two bytecodes: one that ran inside the compile of an
+    import lost its exception there), and further signals are ignored since. None while an
+    exception is being handled (the clean-up the first raise started) or none came."""
+    raised = _state["raised"]
+    return raised if raised is not None and sys.exc_info()[1] is None else None
+
+
+def handled() -> None:
+    """The signal's exception reached the command's end: nothing is lost."""
+    _state["raised"] = None
 
 
 def checked(on_progress):

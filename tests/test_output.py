@@ -269,3 +269,41 @@ def test_a_damaged_manifest_is_no_finished_output_and_a_rerun_writes_a_whole_one
     (out / "_augpipe.json").write_text(damage)
     again = expand(source, "flips", out, ExpandOptions(workers=1, progress=False))
     assert not again.get("up_to_date") and json.loads((out / "_augpipe.json").read_text())["shards"] == first["shards"]
+
+
+def test_a_shard_of_a_finished_output_damaged_at_the_same_size_is_redone(tmp_path, folder):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))
+    expected = shard_hashes(out)
+    damaged = out / sorted(expected)[0]
+    raw = bytearray(damaged.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(raw))
+    again = expand(folder, "flips", out, ExpandOptions(**QUIET))
+    assert not again.get("up_to_date") and shard_hashes(out) == expected
+
+
+def test_a_source_unread_in_a_finished_run_is_read_by_the_next(tmp_path, monkeypatch):
+    """A file gone for a moment while the shards were written is a recorded skip; once it is back,
+    the same command reads it (it said "nothing to do", the skip kept for good)."""
+    import augpipe.pipeline as pipeline
+
+    data = make_folder(tmp_path / "data", per_class=6)
+    gone = sorted(data.rglob("*.jpg"))[3]
+    kept = gone.read_bytes()
+    write_shards = pipeline._write_shards
+
+    def meanwhile_gone(*args):
+        gone.unlink()
+        return write_shards(*args)
+
+    monkeypatch.setattr(pipeline, "_write_shards", meanwhile_gone)
+    first = expand(data, "flips", tmp_path / "out", ExpandOptions(**QUIET))
+    assert [s["reason"] for s in first["skipped"]] == ["vanished during the run (not found)"]
+    monkeypatch.setattr(pipeline, "_write_shards", write_shards)
+    gone.write_bytes(kept)
+    again = expand(data, "flips", tmp_path / "out", ExpandOptions(**QUIET))
+    assert not again.get("up_to_date") and again["skipped"] == []
+    expand(data, "flips", tmp_path / "clean", ExpandOptions(**QUIET))
+    assert shard_hashes(tmp_path / "out") == shard_hashes(tmp_path / "clean")
+    assert expand(data, "flips", tmp_path / "out", ExpandOptions(**QUIET)).get("up_to_date")

@@ -177,7 +177,7 @@ class Forked:
     def _next(self) -> tuple:
         try:
             return self._recv.recv()
-        except EOFError:
+        except (EOFError, OSError):  # OSError: "got end of file during message", killed while it sent one
             raise ProcessDied("a set-up process ended before its results") from None
 
     def close(self) -> None:

@@ -105,22 +105,33 @@ def hidden(name: str) -> bool:
     return any(part.startswith(".") and part not in (".", "..") for part in name.split("/"))
 
 
+_NOT_REGULAR, _A_FOLDER, _VANISHED = ("not a regular file (a pipe, socket or device)", "is a folder, not a file",
+                                      "vanished during the run (not found)")
+_CANNOT_READ = "cannot read: "
+
+
 def read_source(store: Store, name: str) -> bytes:
     """A source file's bytes, or SkipInput with the reason it cannot be read."""
     try:
         return store.read_bytes(name)
     except NotRegularFile:
-        raise SkipInput("not a regular file (a pipe, socket or device)") from None
+        raise SkipInput(_NOT_REGULAR) from None
     except IsADirectoryError:
-        raise SkipInput("is a folder, not a file") from None
+        raise SkipInput(_A_FOLDER) from None
     except FileNotFoundError:
-        raise SkipInput("vanished during the run (not found)") from None
+        raise SkipInput(_VANISHED) from None
     except OSError as exc:
-        raise SkipInput(f"cannot read: {exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]}") from None
+        raise SkipInput(f"{_CANNOT_READ}{exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]}") from None
     except Exception as exc:
         if not is_arrow_error(exc):
             raise
-        raise SkipInput(f"cannot read: {(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
+        raise SkipInput(f"{_CANNOT_READ}{(str(exc).splitlines() or [type(exc).__name__])[0]}") from None
+
+
+def unread(reason: str) -> bool:
+    """Whether a skip's reason is `read_source`'s: the file was not read (gone, not permitted, an
+    I/O error, replaced by a folder), which says nothing of its content: a later run may read it."""
+    return reason in (_NOT_REGULAR, _A_FOLDER, _VANISHED) or reason.startswith(_CANNOT_READ)
 
 
 def read_or_skip(store: Store, name: str):
