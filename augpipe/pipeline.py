@@ -60,7 +60,7 @@ def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, start
         if early is not None:
             import augpipe.jobs  # noqa: F401 - the shard task's imports (pyarrow's writer...) while the hashes come
         found, hashed = _early_results(early, options) if early else \
-            (scan(source, options.layout, options.format, options.voc_zero_based), None)
+            (scan(source, options.layout, options.format, options.voc_zero_based).within(options.max_pixels), None)
         return _expand_found(source, recipe, out, options, engine, started, started_at, found, hashed)
     finally:
         if early is not None:
@@ -85,7 +85,7 @@ def _scan_and_hash(send, source: str, options: ExpandOptions, workers: int) -> N
     from augpipe.hashing import hash_in_processes, hash_in_threads, hash_jobs
     from augpipe.store import store_for
 
-    found = scan(source, options.layout, options.format, options.voc_zero_based)
+    found = scan(source, options.layout, options.format, options.voc_zero_based).within(options.max_pixels)
     names = _hashed_names(found)
     send("count", len(names))
     store = store_for(source)

@@ -199,12 +199,12 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     from augpipe.targets import for_scan
 
     recipe = load_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
-    found = scan(str(root), layout, format, voc_zero_based)
+    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
+    found = scan(str(root), layout, format, voc_zero_based).within(max_pixels)
     kind = for_scan(found)
     check_for_kind(recipe, kind)
     store = open_store(str(root))
     copies = recipe.copies if copies is None else copies
-    max_pixels = max_pixels or DEFAULT_MAX_PIXELS
     options = ExpandOptions(progress=False, val_fraction=val_fraction, split_by=split_by, max_pixels=max_pixels)
     planned, notes = None, []
     if has_mixes(recipe) and copies:

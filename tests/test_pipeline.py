@@ -369,3 +369,18 @@ def test_a_set_up_process_closed_mid_work_reaps_its_helpers_before_it_ends():
     assert done.returncode == 0, done.stderr
     seconds, left = done.stdout.split(" ", 1)
     assert left.strip() == "[False, False]" and float(seconds) < 1.5, done.stdout
+
+
+def test_a_file_larger_than_any_image_of_max_pixels_is_skipped_unread(tmp_path, folder, cli):
+    """A 3 GB file (sparse: no disk) named .png: skipped as listed, where it was read whole (6 GB
+    of memory) to learn it is no image, and a memory limit ended the run."""
+    data = tmp_path / "with-a-huge-file"
+    shutil.copytree(folder, data)
+    huge = next(p for p in sorted(data.iterdir()) if p.is_dir()) / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate(3 << 30)
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(progress=False, workers=2))
+    rel = huge.relative_to(data).as_posix()
+    assert [s["path"] for s in m["skipped"]] == [rel]
+    assert m["skipped"][0]["reason"].startswith("too large a file for an image of at most 25,000,000 pixels")
+    assert rel in cli("inspect", data, "-q").output

@@ -10,6 +10,7 @@ detection target the same `Objects` the readers produce.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -93,6 +94,19 @@ class Scan:
     # every label problem found while reading the annotations (augpipe.health.base.Problem), all of
     # a file's, not only the first (which `skipped` gives as the reason the image is skipped)
     problems: list = field(default_factory=list)
+
+    def within(self, max_pixels: int) -> Scan:
+        """This scan less the files larger than any image of `max_pixels` pixels could be (16-bit
+        RGBA uncompressed, and 16 MB of metadata), skipped as they are listed: a 3 GB file that
+        is no image was read whole, twice over in memory, to learn it is not one."""
+        limit = max_pixels * 8 + (16 << 20)
+        large = [f for f in self.files if f.size > limit]
+        if not large:
+            return self
+        why = (f"too large a file for an image of at most {max_pixels:,} pixels (--max-pixels): more than "
+               f"{limit / 1e6:,.0f} MB")
+        return dataclasses.replace(self, files=[f for f in self.files if f.size <= limit],
+                                   skipped=[*self.skipped, *((f.relpath, f"{why} ({f.size / 1e6:,.0f} MB)") for f in large)])
 
 
 class EverySkipped(SourceError):

@@ -88,6 +88,7 @@ def source_health(root: str, format: str = "auto", layout: str = "auto", max_pix
     store = open_store(str(root))
     # an image left out for its labels is still measured: its leak or darkness is there once they are fixed
     loose = [SourceFile(p, split_of_path(p), None, 0) for p, _ in found.skipped if is_image(p)]
+    found = found.within(max_pixels or DEFAULT_MAX_PIXELS)  # listed as unreadable, not read whole
     examined = _examine_all(store, found, kind, loose, max_pixels or DEFAULT_MAX_PIXELS, progress)
     stats = [e.stats for e in examined if e.stats is not None]
     audited = [(e.split, e.audit) for e in examined if e.audit is not None and not e.loose]
