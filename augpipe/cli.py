@@ -427,6 +427,10 @@ def _inspected(path: str, verify: bool, source, format: str, layout: str, progre
 
         health = dataset_health(path, verify=verify, source=source, progress=progress)
         return health.facts, output_report(health.facts) + problem_lines(health.facts["health"]["problems"]), health
+    from augpipe.manifest import check_finished
+    from augpipe.store import open_store
+
+    check_finished(open_store(path))
     if verify:
         raise UsageError(f"--verify re-reads an expanded dataset's shards; {path} is a source folder (no "
                          f"{MANIFEST}): its health report is this command without --verify")

@@ -10,6 +10,7 @@ SPLITS = ("train", "validation", "test")
 MANIFEST = "_augpipe.json"
 LEGACY_MANIFEST = "augpipe.json"  # augpipe 0.2 and earlier
 WORK_DIR = ".augpipe"  # records and temporary files of a run in progress
+RUN_FILE = f"{WORK_DIR}/run.json"  # the run's identity and planned shards: a run that has not finished
 LOCK = ".augpipe.lock"  # the run that owns the folder
 SKIPPED = "_augpipe_skipped.jsonl"  # skipped inputs, once there are too many for the manifest
 

@@ -16,9 +16,18 @@ from dataclasses import dataclass, field
 
 from augpipe import __version__
 from augpipe.errors import SourceError
-from augpipe.layout import LEGACY_MANIFEST, MANIFEST, SKIPPED, SPLITS
+from augpipe.layout import LEGACY_MANIFEST, MANIFEST, RUN_FILE, SKIPPED, SPLITS
 
 SKIPPED_INLINE = 1000  # more skipped inputs than this go to a sidecar file, one JSON line each
+
+
+def check_finished(store) -> None:
+    """One line where the folder is an expand's that has not finished (its run record, no manifest):
+    its shards are some of a dataset's, not one (a directory reader would give part of it)."""
+    if store.exists(RUN_FILE):
+        raise SourceError(f"{store.display()} is an augpipe expand that has not finished (running, or stopped before "
+                          f"its {MANIFEST}): not a dataset until it has; run the same expand command again to finish it "
+                          "(it resumes)")
 
 
 def read_manifest(store) -> dict | None:
@@ -150,6 +159,7 @@ class Manifest:
         if m is None and not store.exists():
             raise SourceError(f"{store.display()} does not exist")
         if m is None:
+            check_finished(store)
             raise SourceError(f"{store.display()} has no readable {MANIFEST}: not an augpipe dataset "
                               "(augpipe expand makes one)")
         if not isinstance(m, dict):

@@ -17,11 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from augpipe.errors import OutputError, RunLockedError, SourceError
-from augpipe.layout import LEGACY_MANIFEST, LOCK, MANIFEST, SKIPPED, WORK_DIR, is_shard_name, record_name
+from augpipe.layout import LEGACY_MANIFEST, LOCK, MANIFEST, RUN_FILE, SKIPPED, WORK_DIR, is_shard_name, record_name
 from augpipe.manifest import Manifest, ShardRecord, read_manifest
 from augpipe.processes import alive, process_start
 
-RUN_FILE = f"{WORK_DIR}/run.json"
 TMP_DIR = f"{WORK_DIR}/tmp"
 LOCK_SETTLE = 1.0  # seconds, where an object store offers no conditional write
 OURS = {MANIFEST, LEGACY_MANIFEST, LOCK, WORK_DIR, SKIPPED}

@@ -307,3 +307,15 @@ def test_a_source_unread_in_a_finished_run_is_read_by_the_next(tmp_path, monkeyp
     expand(data, "flips", tmp_path / "clean", ExpandOptions(**QUIET))
     assert shard_hashes(tmp_path / "out") == shard_hashes(tmp_path / "clean")
     assert expand(data, "flips", tmp_path / "out", ExpandOptions(**QUIET)).get("up_to_date")
+
+
+def test_an_unfinished_output_is_said_to_be_one(tmp_path, folder, cli):
+    """Its shards are part of a dataset: inspect read it as a source ('no images found'), export
+    and the readers said only that it had no manifest."""
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))
+    as_if_killed(out)
+    for args in (("inspect", out), ("inspect", out, "--verify"), ("export", out, "-f", "imagefolder", "-o", tmp_path / "x")):
+        result = cli(*args)
+        assert result.exit_code == 2 and f"{out} is an augpipe expand that has not finished" in result.output, args
+        assert "run the same expand command again to finish it" in result.output
