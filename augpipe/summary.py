@@ -85,7 +85,9 @@ def expand_summary(m: dict) -> list[str]:
     n_classes = len(m["classes"])
     kind = f"{n_classes} classes" if m["labelled"] else "unlabelled"
     n_skipped = m.get("skipped_count", len(m["skipped"]))
-    lines.append(f"  inputs      {inputs + n_skipped:,} images, {kind}{note}")
+    # what was skipped is counted apart: not every entry skipped is an image (a folder, a link to one)
+    left_out = f" (and {n_skipped:,} {'entry' if n_skipped == 1 else 'entries'} skipped, below)" if n_skipped else ""
+    lines.append(f"  inputs      {inputs:,} images{left_out}, {kind}{note}")
     for split, c in counts.items():
         extra = f" ({c['originals']:,} originals + {c['augmented']:,} augmented)" if c["augmented"] else ""
         lines.append(f"  {split:<11} {c['rows']:,} rows from {c['sources']:,} images{extra}")

@@ -93,9 +93,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of the ceiling and expand; medians")
     parser.add_argument("--no-expand", action="store_true", help="the talking commands only")
     args = parser.parse_args()
-    from expand import as_installed
+    from expand import as_installed, bytecode_note
 
     as_installed()
+    if bytecode_note():
+        print(bytecode_note())
     print(f"augpipe start-up: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"\n  {'command':<40} {'seconds':>8}  {'less python -c pass':>20}")
     rows = talking_rows(args.runs)

@@ -56,3 +56,21 @@ def test_the_objects_the_recipe_dropped_are_shown_by_reason_and_class(kinds, nam
     line = re.search(r"\n {16}transforms: (\d+) \((.*)\)", text)
     assert int(line[1]) == total
     assert {c: int(n) for c, n in (part.rsplit(" ", 1) for part in line[2].split(", "))} == lost
+
+
+def test_inputs_counts_the_images_used_and_the_skipped_apart(tmp_path, folder):
+    """A source with a link to a big folder said 'inputs 15,613 images' for 420 (a hostile tester's)."""
+    import shutil
+
+    from augpipe import ExpandOptions, expand
+    from augpipe.summary import expand_summary
+
+    data = tmp_path / "with-others"
+    shutil.copytree(folder, data)
+    first = next(p for p in sorted(data.iterdir()) if p.is_dir())
+    for k in range(3):
+        (first / f"notes{k}.jpg").write_text("not an image")
+    m = expand(data, "flips", tmp_path / "out", ExpandOptions(progress=False, workers=1))
+    used = sum(c["sources"] for c in m["counts"].values())
+    line = next(line for line in expand_summary(m) if line.startswith("  inputs"))
+    assert line.startswith(f"  inputs      {used:,} images (and 3 entries skipped, below), ")
