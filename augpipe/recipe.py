@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import os
 import sys
 import threading
 import types
@@ -300,6 +301,7 @@ def _import_albumentations():
         sys.modules[name] = None  # an import of it raises ImportError
     for name in _LAZY:
         _load_on_first_use(name)
+    no_check = _no_update_check()
     try:
         with _schemas_built_on_first_use(bool(_LEAN_PROCESS)):
             import albumentations
@@ -307,7 +309,26 @@ def _import_albumentations():
         for name in blocked:
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
+        if no_check is not None and sys.modules.get(_CHECK_VERSION) is no_check:
+            del sys.modules[_CHECK_VERSION]  # an import of it later loads the real one
     return albumentations
+
+
+_CHECK_VERSION = "albumentations.check_version"
+
+
+def _no_update_check() -> types.ModuleType | None:
+    """While albumentations loads with its update check off (augpipe turns it off: no network
+    from a data pipeline), its check_version module stands in as a no-op: the real one imports
+    urllib.request and http.client, a quarter of albumentations' own import, for a check that does
+    not run."""
+    if sys.modules.get(_CHECK_VERSION) is not None or \
+            os.environ.get("NO_ALBUMENTATIONS_UPDATE", "").lower() not in {"true", "1"}:
+        return None
+    stand_in = types.ModuleType(_CHECK_VERSION)
+    stand_in.check_for_updates = lambda *args, **kwargs: None
+    sys.modules[_CHECK_VERSION] = stand_in
+    return stand_in
 
 
 @contextlib.contextmanager

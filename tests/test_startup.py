@@ -88,6 +88,20 @@ def test_expand_loads_albumentations_without_the_hub_or_scipy_special(tmp_path):
     _, modules = imported("expand", src, "-r", "flips", "-o", tmp_path / "out", "-w", "1", "-q", full=True)
     assert "albumentations" in modules
     assert not {m for m in modules if m.startswith(("huggingface_hub.", "httpx", "scipy.special."))}
+    # nor its update check's urllib.request and http.client, for a check augpipe turns off
+    assert not {"urllib.request", "http.client"} & set(modules)
+
+
+def test_albumentations_update_check_is_its_own_once_loaded():
+    """The no-op that stands in for albumentations.check_version while albumentations loads is
+    gone after: an import of the module gives the real one (a command line's process: a library
+    caller's albumentations loads its Hub helpers, which import urllib.request themselves)."""
+    code = ("import sys\nfrom augpipe.recipe import import_albumentations, lean_import\nlean_import()\n"
+            "import_albumentations()\n"
+            "print('urllib.request' in sys.modules)\nimport albumentations.check_version as c\n"
+            "print('urllib.request' in sys.modules, hasattr(c, 'fetch_version_info'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.stdout.split() == ["False", "True", "True"], done.stderr
 
 
 THREADS = """
