@@ -19,6 +19,7 @@ from augpipe.engines import ENGINES
 from augpipe.errors import AugpipeError, UsageError, one_of
 from augpipe.formats import FORMATS, WRITERS, module as format_module
 from augpipe.options import DEVICES, SPLIT_BY, ExpandOptions, TrainOptions
+from augpipe import signals
 from augpipe.signals import Terminated
 
 
@@ -168,6 +169,8 @@ def _report(func: Callable) -> Callable:
             sys.stderr.close()
             raise typer.Exit(1) from None
         except BaseException as exc:  # every failure leaves as one line and an exit code
+            if isinstance(exc, (KeyboardInterrupt, Terminated)):
+                signals.handled()  # this command's end: a later one in this process starts clean
             if _state["debug"]:
                 raise
             code, message = _error_table(exc)
@@ -722,9 +725,17 @@ def main(argv: list[str] | None = None) -> None:
     # OpenBLAS's idle threads spin, taking time from the workers; augpipe does no linear algebra
     # worth a thread (the trainer's torch has its own). Before numpy loads: cli imports no numpy.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from augpipe import signals
+    previous = signals.install()  # one Ctrl-C is enough; further ones while the run cleans up are ignored
+    try:
+        code = _run(argv)
+    finally:
+        if argv is not None:  # a program that calls main itself gets its own handlers back
+            signals.restore(previous)
+    _exit(code, argv is None)
 
-    signals.install()  # one Ctrl-C is enough; further ones while the run cleans up are ignored
+
+def _run(argv: list[str] | None) -> int:
+    """The command's exit code; every failure one line."""
     try:
         code = app(args=argv, prog_name="augpipe", standalone_mode=False)
     except typer.TyperException as exc:  # usage errors: one line, as every other error
@@ -733,13 +744,13 @@ def main(argv: list[str] | None = None) -> None:
         command = f" {exc.ctx.command_path.split(' ', 1)[1]}" if getattr(exc, "ctx", None) and " " in (
             exc.ctx.command_path or "") else ""
         typer.echo(f"augpipe: error: {exc.format_message()} (see augpipe{command} --help)", err=True)
-        sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt, signals.Terminated) as exc:  # before a command ran: its parsing
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt, Terminated) as exc:  # before a command ran: its parsing
         signals.handled()
-        terminated = isinstance(exc, signals.Terminated)
+        terminated = isinstance(exc, Terminated)
         typer.echo(f"augpipe: error: {'terminated' if terminated else 'interrupted'}", err=True)
-        _exit(143 if terminated else 130, argv is None)
-    _exit(code if isinstance(code, int) else 0, argv is None)
+        return 143 if terminated else 130
+    return code if isinstance(code, int) else 0
 
 
 def _exit(code: int, command_line: bool = False) -> None:

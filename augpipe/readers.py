@@ -994,16 +994,18 @@ def decode_images(encoded: list[torch.Tensor], device="cuda") -> torch.Tensor | 
     from augpipe.headers import read_header
 
     _check_encoded(encoded)
+    device = checked_device(device)
+    encoded = [e.contiguous() for e in encoded]  # a view with strides (a column of a 2-D tensor) decodes too
     try:
         from torchvision.io import ImageReadMode, decode_jpeg
     except ImportError:
-        if torch.device(device).type == "cuda":
+        if device.type == "cuda":
             raise ValueError(f"decoding on {device} needs torchvision: pip install torchvision") from None
         decode_jpeg = None
     out: list = [None] * len(encoded)
     jpegs = [k for k, e in enumerate(encoded) if decode_jpeg is not None and _plain_jpeg(e, read_header)]
     # torchvision decodes on a CUDA device, and on the CPU for any other it is given: moved after
-    decode_on = device if torch.device(device).type == "cuda" else "cpu"
+    decode_on = device if device.type == "cuda" else torch.device("cpu")
     if jpegs:
         def decoded(ks):
             return decode_jpeg([encoded[k] for k in ks], mode=ImageReadMode.RGB, device=decode_on)
@@ -1017,6 +1019,18 @@ def decode_images(encoded: list[torch.Tensor], device="cuda") -> torch.Tensor | 
         if out[k] is None:
             out[k] = _on_cpu(k, e)
     return _stack([image.to(device) for image in out])
+
+
+def checked_device(device) -> torch.device:
+    """`device` as torch names it, or one line: one torch does not know, or CUDA where this
+    PyTorch sees none (torchvision's nvJPEG printed pages of C++ frames before its own error)."""
+    try:
+        on = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r}: not a device torch knows ({str(exc).splitlines()[0][:120]})") from None
+    if on.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: this PyTorch sees no CUDA device (torch.cuda.is_available() is False)")
+    return on
 
 
 def _check_encoded(encoded) -> None:
@@ -1084,9 +1098,7 @@ class DeviceLoader:
     tensors moved too. `len` and `set_epoch` are the loader's and its dataset's."""
 
     def __init__(self, loader, device):
-        self.loader, self.device = loader, torch.device(device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={device!r}: this PyTorch sees no CUDA device (torch.cuda.is_available() is False)")
+        self.loader, self.device = loader, checked_device(device)
 
     def __len__(self) -> int:
         return len(self.loader)

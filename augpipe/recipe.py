@@ -310,7 +310,8 @@ def _import_albumentations():
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
         if no_check is not None and sys.modules.get(_CHECK_VERSION) is no_check:
-            del sys.modules[_CHECK_VERSION]  # an import of it later loads the real one
+            del sys.modules[_CHECK_VERSION]
+            _load_on_first_use(_CHECK_VERSION)  # the real one, at its first use (as albumentations.check_version too)
     return albumentations
 
 

@@ -59,11 +59,21 @@ def at_term(end) -> None:
         _AT_TERM.append(end)
 
 
-def install() -> None:
-    """For a process augpipe owns (the command line)."""
+def install() -> tuple:
+    """For a process augpipe owns (the command line). Returns the handlers it replaced (`restore`)."""
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
-    _state["installed"], _state["pid"] = True, os.getpid()
+    _state["installed"], _state["pid"], _state["raised"], _state["pending"] = True, os.getpid(), None, None
+    return previous
+
+
+def restore(previous: tuple) -> None:
+    """The handlers `install` replaced, back: a program that called the command line itself
+    keeps its own Ctrl-C (ours, or ignored after a signal, would stay)."""
+    for sig, handler in zip((signal.SIGINT, signal.SIGTERM), previous):
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+    _state["installed"], _state["raised"], _state["pending"] = False, None, None
 
 
 def install_in_worker() -> None:

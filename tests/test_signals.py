@@ -135,3 +135,32 @@ main()
 """, "expand", folder, "-r", "flips", "-o", tmp_path / "out", "-q")
     assert done.returncode == 143 and done.stderr.strip().splitlines()[-1].startswith("augpipe: error: terminated")
     assert "Traceback" not in done.stderr
+
+
+def test_a_program_that_calls_main_twice_runs_the_second_after_an_interrupted_first(tmp_path, folder):
+    """The first call's Ctrl-C is that call's: the second ran as 'interrupted' too, and so did a
+    library call after (a hostile tester's); and the program's own Ctrl-C handler is back after each."""
+    done = _run_python("""
+import os, signal, sys, time
+import augpipe.pipeline as pipeline
+from augpipe.cli import main
+mine = lambda signum, frame: None
+signal.signal(signal.SIGINT, mine)
+expand = pipeline._expand
+def interrupted(*args):
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+pipeline._expand = interrupted
+src, out = sys.argv[1:3]
+for k in range(2):
+    try:
+        main(["expand", src, "-r", "flips", "-o", f"{out}{k}", "-q"])
+    except SystemExit as exc:
+        print("result", k, exc.code, signal.getsignal(signal.SIGINT) is mine)
+    pipeline._expand = expand
+import augpipe
+augpipe.expand(src, "flips", f"{out}2", augpipe.ExpandOptions(progress=False, workers=1))
+print("result library ok")
+""", folder, tmp_path / "out")
+    results = [line for line in done.stdout.splitlines() if line.startswith("result ")]
+    assert results == ["result 0 130 True", "result 1 0 True", "result library ok"], done.stdout + done.stderr

@@ -98,10 +98,11 @@ def test_albumentations_update_check_is_its_own_once_loaded():
     caller's albumentations loads its Hub helpers, which import urllib.request themselves)."""
     code = ("import sys\nfrom augpipe.recipe import import_albumentations, lean_import\nlean_import()\n"
             "import_albumentations()\n"
-            "print('urllib.request' in sys.modules)\nimport albumentations.check_version as c\n"
-            "print('urllib.request' in sys.modules, hasattr(c, 'fetch_version_info'))")
+            "print('urllib.request' in sys.modules)\nimport albumentations\n"
+            "print(hasattr(albumentations.check_version, 'fetch_version_info'), 'urllib.request' in sys.modules)\n"
+            "import albumentations.check_version as c\nprint(c.check_for_updates.__module__)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
-    assert done.stdout.split() == ["False", "True", "True"], done.stderr
+    assert done.stdout.split() == ["False", "True", "True", "albumentations.check_version"], done.stderr
 
 
 THREADS = """

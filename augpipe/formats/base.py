@@ -96,10 +96,11 @@ class Scan:
     problems: list = field(default_factory=list)
 
     def within(self, max_pixels: int) -> Scan:
-        """This scan less the files larger than any image of `max_pixels` pixels could be (16-bit
-        RGBA uncompressed, and 16 MB of metadata), skipped as they are listed: a 3 GB file that
-        is no image was read whole, twice over in memory, to learn it is not one."""
-        limit = max_pixels * 8 + (16 << 20)
+        """This scan less the files larger than any image of `max_pixels` pixels could be, skipped
+        as they are listed: a 3 GB file that is no image was read whole, twice over in memory, to
+        learn it is not one. 32 bytes a pixel and 64 MB: 16-bit RGBA uncompressed is 8, and a
+        multi-page TIFF holds pages after the first it is read by."""
+        limit = max_pixels * 32 + (64 << 20)
         large = [f for f in self.files if f.size > limit]
         if not large:
             return self

@@ -142,9 +142,13 @@ def test_decode_images_takes_what_the_readers_take_and_leaves_a_devices_error_it
     assert torch.equal(images[1], torch.from_numpy(row_image(corrupt)).permute(2, 0, 1))
     with pytest.raises(DamagedRow, match="image 1 of the batch does not decode"):
         decode_images([as_tensor[0], torch.frombuffer(bytearray(b"\xff\xd8 not a jpeg"), dtype=torch.uint8)], device="cpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError) as raised:
+    if not torch.cuda.is_available():  # one line, before torchvision's nvJPEG prints pages of C++ frames
+        with pytest.raises(ValueError, match="this PyTorch sees no CUDA device") as raised:
             decode_images(as_tensor[:1] * 2, device="cuda")
         assert not isinstance(raised.value, DamagedRow)
+    strided = torch.from_numpy(np.stack([np.frombuffer(whole, np.uint8)] * 2, 1).copy())[:, 0]
+    assert torch.equal(decode_images([strided], device="cpu")[0], images[0])  # a view with strides decodes
+    with pytest.raises(ValueError, match="not a device torch knows"):
+        decode_images(as_tensor, device="nonsense")
     on_meta = decode_images(as_tensor, device="meta")  # torchvision decodes on the CPU for it: moved there
     assert on_meta.device.type == "meta" and on_meta.shape == (2, 3, 32, 48)
