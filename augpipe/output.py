@@ -156,8 +156,9 @@ class OutputFolder:
     def prepare(self, identity: dict, overwrite: bool, shards: list[str] = (), read_now=frozenset()) -> dict | None:
         """Own the folder and make it ready for a run that will write `shards`. Returns the
         finished manifest of this very run, if there is one (nothing to do): not where it skipped
-        a source it could not read that this run's scan found readable (`read_now`: the paths it
-        plans; gone for a moment, a permission since given back), which would stay out for good."""
+        a source it could not read while it wrote its shards that this run's scan found readable
+        (`read_now`: the paths it plans; gone for a moment, a read error), which would stay out for
+        good. (A source its scan could not list is another source set: another run's output.)"""
         self.check_usable()
         try:
             self.store.makedirs()
