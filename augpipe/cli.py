@@ -235,8 +235,6 @@ def _start_workers(workers: int | None, engine: str = "local") -> None:
         from augpipe.recipe import lean_import
 
         lean_import()
-    from augpipe import signals
-
     if engine == "local":
         from augpipe.engines.local import default_workers, own_process, start_workers_early
 

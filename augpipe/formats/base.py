@@ -148,12 +148,12 @@ class Item:
 
 def item_of(split: str, name: str, row: dict) -> Item:
     """A shard row as an Item: the one place rows become the formats' annotation type."""
+    width, height = _row_size(name, row)
     target = None
     if "objects" in row:
-        target = objects_of(row)
+        target = objects_of(row, (width, height))
     elif "annotation" in row:
         target = row["annotation"]["bytes"]
-    width, height = _row_size(name, row)
     return Item(split, name, row["image"]["bytes"], width, height, target)
 
 
@@ -176,8 +176,8 @@ def _row_size(name: str, row: dict) -> tuple[int, int]:
 _OWN = ("bbox", "category", "id", "iscrowd", "area", "mask")
 
 
-def objects_of(row: dict) -> Objects:
-    """A row's `objects` column: boxes COCO [x, y, w, h] in pixels on its width × height."""
+def objects_of(row: dict, canvas: tuple[int, int]) -> Objects:
+    """A row's `objects` column: boxes COCO [x, y, w, h] in pixels on its image, `canvas` (width, height)."""
     objects = row.get("objects") or {}
     bboxes = objects.get("bbox") or []
     masks = objects.get("mask") or [None] * len(bboxes)
@@ -186,7 +186,7 @@ def objects_of(row: dict) -> Objects:
     return Objects(tuple(tuple(b) for b, _, _ in held), tuple(int(c) for _, c, _ in held),
                    tuple(objects.get("id") or ()), segments if any(segments) else None,
                    iscrowd=tuple(0 if c is None else int(c) for c in objects.get("iscrowd") or ()),
-                   canvas=_row_size("", row),
+                   canvas=canvas,
                    fields={k: tuple(v) for k, v in objects.items() if k not in _OWN and v is not None})
 
 
