@@ -349,6 +349,12 @@ class LocalEngine:
                 proc.terminate()
             for proc in processes:
                 proc.join(timeout=2)
+            # its manager thread ends once it sees them gone: waited for here, not at the interpreter's
+            # exit, where CPython's wake-up of it races the thread closing its pipe ("Exception ignored
+            # ... Bad file descriptor" after a Ctrl-C's one line, seen once in CI)
+            manager = getattr(pool, "_executor_manager_thread", None)
+            if manager is not None:
+                manager.join(timeout=2)
         else:
             pool.shutdown()
 
