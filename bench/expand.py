@@ -464,8 +464,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     recipe = work / "bench.yaml"
     recipe.write_text(RECIPE)
-    if bytecode_note():
-        print(bytecode_note())
+    if note := bytecode_note():
+        print(note)
     print(f"augpipe bench: {args.images} inputs, {COPIES} copies each, {os.cpu_count()} cores, "
           f"{f'medians of {args.repeat} runs' if args.repeat > 1 else '1 run'}, work in {work}")
     try:

@@ -96,8 +96,8 @@ def main() -> None:
     from expand import as_installed, bytecode_note
 
     as_installed()
-    if bytecode_note():
-        print(bytecode_note())
+    if note := bytecode_note():
+        print(note)
     print(f"augpipe start-up: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     print(f"\n  {'command':<40} {'seconds':>8}  {'less python -c pass':>20}")
     rows = talking_rows(args.runs)
