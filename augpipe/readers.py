@@ -571,13 +571,16 @@ class _Group:
         self._columns: _Columns | None | object = _UNREAD
         self._bytes: dict[str, _Bytes] = {}
         self._frames: list | None = None
+        self._parsing = threading.Lock()  # a feed's threads that share the group parse it once
 
     def frame(self, i: int) -> tuple | None:
         """Row i's image's `jpeg_frame`. The group's rows are parsed together when one is first
         asked for (`jpeg_frames`: a third of the cost a row) and kept: a kept row group's next
         epochs parse no header (at 64 px the parse one by one was an eighth of a batch's time)."""
         if self._frames is None:
-            self._frames = self._images.frames()
+            with self._parsing:
+                if self._frames is None:
+                    self._frames = self._images.frames()
         return self._frames[i]
 
     def bytes_of(self, column: str) -> _Bytes:
