@@ -15,6 +15,9 @@ brightness/contrast:
 - augpipe expand with 1 and 2 workers, timed as the whole command and by its own clock;
 - the bound on any whole command: the ceiling's work after Python's start and albumentations'
   import, nothing else (as bench/startup.py gives it at 64 px);
+- the ceiling with its files: the same processes reading the sources from their files and
+  writing the images and a label to Parquet (pyarrow), nothing more, and its bound: what any
+  command that reads files and writes Parquet could reach;
 - peers: a single-process albumentations loop writing files, a multiprocessing.Pool(2) loop
   writing files, Augmentor's Pipeline.sample(multi_threaded=True), and Hugging Face datasets
   (load_dataset("imagefolder") + map(num_proc=2) + to_parquet).
@@ -186,6 +189,57 @@ def ceiling(files: list[tuple[str, Path]], workers: int, decoder: str = "opencv"
     return rate_in_processes(functools.partial(_ceiling_worker, decoder=decoder), [blobs[i::workers] for i in range(workers)])
 
 
+def _files_ceiling_worker(part: list[tuple[str, str]], barrier, result, out: str = "", label: dict | None = None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cv2.setNumThreads(1)
+    transform = compose()
+    schema = pa.schema([("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())])
+
+    def table(images: list[tuple[bytes, str]], labels: list[int]) -> pa.Table:
+        image = pa.StructArray.from_arrays([pa.array([d for d, _ in images], pa.binary()),
+                                            pa.array([p for _, p in images], pa.string())],
+                                           fields=list(schema.field("image").type))
+        return pa.Table.from_arrays([image, pa.array(labels, pa.int64())], schema=schema)
+
+    table([(b"", "")], [0])  # untimed: pa.array's first call imports pandas (0.2-0.35 s), augpipe's never does
+    barrier.wait()
+    t = time.perf_counter()
+    n = 0
+    with pq.ParquetWriter(out, schema, compression={"image.bytes": "NONE", "image.path": "ZSTD", "label": "ZSTD"}) as writer:
+        for start in range(0, len(part), 256):
+            images, labels = [], []
+            for rel, path in part[start:start + 256]:
+                for c, data in enumerate(augment_bytes(Path(path).read_bytes(), transform, rel), 1):
+                    images.append((data, f"{rel}_{c}.jpg"))
+                    labels.append(label[rel.split("/")[0]])
+            writer.write_table(table(images, labels))
+            n += len(images)
+    result.put((n, time.perf_counter() - t))
+
+
+def files_ceiling(files: list[tuple[str, Path]], workers: int, folder: Path) -> float:
+    """The ceiling's work with what any tool that writes Parquet must add: each process reads its
+    sources from the files (the page cache's, as warm as augpipe's) and writes the images with a
+    label into a Parquet file of its own (pyarrow, 256 sources a row group, image bytes stored
+    as they are), no more: no hashes, checks, lineage, fsync or manifest, which augpipe adds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    label = {name: k for k, name in enumerate(sorted({rel.split("/")[0] for rel, _ in files}))}
+    parts = [[(rel, str(p)) for rel, p in files[i::workers]] for i in range(workers)]
+    targets = [functools.partial(_files_ceiling_worker, out=str(folder / f"part-{i}.parquet"), label=label)
+               for i in range(workers)]
+    try:
+        return rate_in_processes(_each, list(zip(targets, parts)))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _each(job, barrier, result) -> None:
+    target, part = job
+    target(part, barrier, result)
+
+
 # ---------------------------------------------------------------- augpipe
 
 def augpipe_expand(src: Path, out: Path, workers: int, recipe: Path, tree: Path | None = None) -> tuple[float, float, float]:
@@ -354,6 +408,17 @@ def loading_bound(rows: int, ceiling_rate: float) -> tuple[float, float]:
     return rows / (rows / ceiling_rate + loading), loading
 
 
+def files_rows(files_rate: float, ceiling_rate: float, loading: float, rows: int, own: float,
+               whole: float) -> list[tuple[str, float | None, str]]:
+    """The rows of `files_ceiling` and of its bound (its work after `loading`): what any command
+    that reads its sources and writes Parquet could reach, and augpipe against both."""
+    bound = rows / (rows / files_rate + loading)
+    return [("ceiling reading its files and writing Parquet", files_rate, f"{files_rate / ceiling_rate:.2f}"),
+            (f"bound with the files: that + {loading:.2f} s", bound, f"{bound / ceiling_rate:.2f}, the most a "
+             "command that reads and writes files reaches"),
+            ("augpipe -w 2 against these two", None, f"own clock {own / files_rate:.2f}, whole {whole / bound:.2f}")]
+
+
 def run_size(work: Path, size: int, n: int, recipe: Path, repeat: int, baseline: Path | None = None,
              one_worker: bool = True) -> tuple[list, dict]:
     """The ceiling and augpipe (and the `baseline` tree's augpipe, -w 2), each measured `repeat`
@@ -366,6 +431,7 @@ def run_size(work: Path, size: int, n: int, recipe: Path, repeat: int, baseline:
             runs.setdefault(f"ceil{w}", []).append(ceiling(files, w))
             if w == 2:
                 runs.setdefault("ceil2a", []).append(ceiling(files, w, "augpipe"))
+                runs.setdefault("files2", []).append(files_ceiling(files, w, work / "files-ceiling"))
             wall, own, setup = augpipe_expand(src, work / f"out{size}-{w}", w, recipe)
             runs.setdefault(f"own{w}", []).append(own)
             runs.setdefault(f"wall{w}", []).append(wall)
@@ -392,6 +458,7 @@ def run_size(work: Path, size: int, n: int, recipe: Path, repeat: int, baseline:
     rows.append((f"bound: ceiling + {loading:.2f} s start and imports", bound, f"{bound / ceil2:.2f}, the most any "
                  "whole command reaches"))
     rows.append(("augpipe -w 2 whole command / the bound", None, f"{m['wall2'] / bound:.2f}"))
+    rows.extend(files_rows(m["files2"], ceil2, loading, n * COPIES, m["own2"], m["wall2"]))
     if one_worker:
         rows.append(("augpipe 1 -> 2 workers", None, f"{m['own2'] / m['own1']:.2f}× (own clock)"))
     rows.append(("ceiling with augpipe's decode, 2 processes", m["ceil2a"], f"{m['ceil2a'] / ceil2:.2f}"))

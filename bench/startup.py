@@ -9,7 +9,9 @@
   dataset, recipe and ceiling): images out per second, the whole command (Python's start, the
   imports, the recipe, the scan) and by its own clock (`process_seconds`), against the ceiling
   measured in the same run (medians of --repeat); and the bound on any whole command: the
-  ceiling's work after Python's start and albumentations' import, with nothing else.
+  ceiling's work after Python's start and albumentations' import, with nothing else; and the
+  same with the ceiling reading its files and writing Parquet (bench/expand.py's `files_ceiling`):
+  the most a command that reads and writes files could reach.
 
 augpipe's modules are compiled to bytecode first, as an install leaves them (`as_installed`).
 """
@@ -59,7 +61,7 @@ def talking_rows(runs: int) -> list[tuple[str, float]]:
 
 
 def expand_rows(work: Path, images: int, repeat: int) -> list[tuple[str, float, str]]:
-    from expand import RECIPE, all_files, augpipe_expand, ceiling, make_dataset
+    from expand import RECIPE, all_files, augpipe_expand, ceiling, files_ceiling, files_rows, make_dataset
 
     recipe = work / "bench.yaml"
     recipe.write_text(RECIPE)
@@ -68,6 +70,7 @@ def expand_rows(work: Path, images: int, repeat: int) -> list[tuple[str, float, 
     runs: dict[str, list[float]] = {}
     for _ in range(repeat):
         runs.setdefault("ceiling", []).append(ceiling(files, 2))
+        runs.setdefault("files", []).append(files_ceiling(files, 2, work / "files-ceiling"))
         whole, own, _ = augpipe_expand(src, work / "out64", 2, recipe)
         runs.setdefault("whole", []).append(whole)
         runs.setdefault("own", []).append(own)
@@ -82,6 +85,8 @@ def expand_rows(work: Path, images: int, repeat: int) -> list[tuple[str, float, 
             ("augpipe expand -w 2 (own clock, processing)", m["own"], f"{m['own'] / m['ceiling']:.2f}"),
             ("augpipe expand -w 2 (whole command)", m["whole"], f"{m['whole'] / m['ceiling']:.2f}"),
             ("whole command / the bound", 0.0, f"{m['whole'] / bound:.2f}"),
+            *((name, value or 0.0, ratio) for name, value, ratio in
+              files_rows(m["files"], m["ceiling"], loading, rows, m["own"], m["whole"])),
             (f"whole command / ceiling, each of {repeat} runs", 0.0,
              ", ".join(f"{w / c:.2f}" for w, c in zip(runs["whole"], runs["ceiling"])))]
 
