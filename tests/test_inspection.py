@@ -85,6 +85,33 @@ def test_verify_finds_a_box_outside_its_image(scenes, tmp_path, cli):
     assert result.exit_code == 1 and "outside the 80×64 image" in result.output
 
 
+@pytest.mark.parametrize("damage", ["one mask fewer", "a null mask"])
+def test_verify_and_the_readers_refuse_objects_without_their_instance_masks(scenes, tmp_path, cli, damage):
+    """expand writes a mask for each object; a row whose masks do not pair with its boxes (one cut
+    off, one null) is damage: --verify lists it, and a reader names the row where it gave 3 boxes
+    with 2 masks (a hostile look at --verify's gaps)."""
+    from augpipe.errors import DamagedRow
+    from augpipe.readers import ShardDataset
+
+    out = tmp_path / "out"
+    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    k = next(i for i, r in enumerate(rows) if len(r["objects"]["mask"]) >= 2)
+    masks = rows[k]["objects"]["mask"]
+    rows[k]["objects"]["mask"] = masks[:-1] if damage == "one mask fewer" else [None, *masks[1:]]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    n = len(masks)
+    said = f"{n} boxes but {n - 1} instance masks" if damage == "one mask fewer" else "object 0 has no instance mask"
+    result = cli("inspect", out, "--verify")
+    assert result.exit_code == 1 and f"row {k} " in result.output and said in result.output
+    dataset = ShardDataset(out, "train")
+    with pytest.raises(DamagedRow, match=f"{shard.name} row {k}: {said}"):
+        dataset[k]
+    assert len(dataset[k - 1 if k else k + 1][1]["masks"]) == len(dataset[k - 1 if k else k + 1][1]["boxes"])
+
+
 # ---------------------------------------------------------------- a dataset made with multi-image steps
 
 @pytest.fixture(scope="module")

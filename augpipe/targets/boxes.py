@@ -477,7 +477,12 @@ class BoxesKind(Target):
         for k, c in enumerate(categories):
             if not 0 <= c < len(classes):
                 problems.append(f"box {k}: category {c} outside the {len(classes)} classes")
-        for k, m in enumerate(field(row, "mask")):
+        stored = field(row, "mask")
+        if self.with_masks and (why := _masks_unpaired(stored, len(boxes))):
+            problems.append(why)
+        for k, m in enumerate(stored):
+            if not m or m.get("bytes") is None:
+                continue
             try:
                 shape = read_instance_mask(m["bytes"]).shape
             except Exception:  # noqa: BLE001 - any failure to decode is the problem reported
@@ -646,23 +651,33 @@ def _mask_problems(objects, size: tuple[int, int], ids) -> list[tuple[str, str, 
 
 def arrays(row: dict, masks: bool) -> dict:
     """boxes float32 (N, 4) COCO [x, y, w, h] in pixels, labels and ids int64 (N,), iscrowd int64
-    (N,) when the row has it, and with instance masks, masks uint8 (N, H, W) of 0/1 (an object
-    stored without one has none). A row whose fields do not hold together (a box of 3 numbers,
-    more categories than boxes) is a ValueError."""
+    (N,) when the row has it, and with instance masks, masks uint8 (N, H, W) of 0/1. A row whose
+    fields do not hold together (a box of 3 numbers, more categories than boxes, an object without
+    its mask: expand writes one for each) is a ValueError."""
     out = {"boxes": np.asarray(field(row, "bbox"), dtype=np.float32).reshape(-1, 4),
            "labels": np.asarray(field(row, "category"), dtype=np.int64),
            "ids": np.asarray(field(row, "id"), dtype=np.int64)}
     if "iscrowd" in (row.get("objects") or {}):
         out["iscrowd"] = np.asarray(field(row, "iscrowd"), dtype=np.int64)
+    n = len(out["boxes"])
     if masks:
         w, h = row_size(row)
-        decoded = [read_instance_mask(m["bytes"]) for m in field(row, "mask") if m]
-        out["masks"] = np.stack(decoded) if decoded else np.zeros((0, h, w), np.uint8)
-    n = len(out["boxes"])
+        stored = field(row, "mask")
+        if why := _masks_unpaired(stored, n):
+            raise ValueError(why)
+        out["masks"] = np.stack([read_instance_mask(m["bytes"]) for m in stored]) if n else np.zeros((0, h, w), np.uint8)
     for name, what in (("labels", "categories"), ("ids", "ids"), ("iscrowd", "iscrowd flags")):
         if name in out and len(out[name]) != n:
             raise ValueError(f"{n} boxes but {len(out[name])} {what}")
     return out
+
+
+def _masks_unpaired(stored: list, n: int) -> str | None:
+    """Why a row's instance masks do not pair with its n boxes (their count, a mask missing)."""
+    if len(stored) != n:
+        return f"{n} boxes but {len(stored)} instance masks"
+    missing = [k for k, m in enumerate(stored) if not m or m.get("bytes") is None]
+    return f"object {missing[0]} has no instance mask" if missing else None
 
 
 def _check_counts(boxes, categories, bbox) -> None:
