@@ -17,7 +17,8 @@ t() { echo "### $* ($(date +%H:%M:%S))"; }
 bars() { grep -v '%|'; }
 t "item 4: expand at 320 px"; $PY "$B/expand.py" --sizes 320 --images 3200 --no-peers --two-only --repeat 5 2>&1 | bars
 t "item 3: start-up and 64 px"; $PY "$B/startup.py" 2>&1 | bars
-t "item 2: targets"; $PY "$B/targets.py" --images 1000 --repeat 3 2>&1 | bars
+t "item 2: targets"; $PY "$B/targets.py" --images 2000 --repeat 5 2>&1 | bars
+t "item 2: targets, by CPU seconds (steadier)"; $PY "$B/targets.py" --images 1000 --repeat 3 --cpu 2>&1 | bars
 t "item 4: memory"; $PY "$B/expand.py" --sizes 64 --images 2000 --no-peers --two-only --memory --repeat 1 2>&1 | bars
 t "item 1: read 64 px"; $FEED "$B/read.py" --size 64 --images 4000 --channels-last --warm 1 --epochs 15 2>&1 | bars
 t "item 1: read 64 px, boxes and masks"; $FEED "$B/read.py" --size 64 --images 3000 --targets --warm 1 --epochs 15 2>&1 | bars
