@@ -28,7 +28,7 @@ import json
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 
-from augpipe.errors import OutputError, SourceError, UsageError, one_of
+from augpipe.errors import OutputError, SkipInput, SourceError, UsageError, one_of
 from augpipe.formats import WRITERS, module
 from augpipe.formats.base import Header, Item, item_of
 
@@ -62,7 +62,11 @@ def export(location, fmt: str, out, progress: bool = True, **given) -> dict:
     _claim(store, marker)
     renamed = _plan(ds, writer, options)  # every name, before anything is written
     store.write_bytes(MARKER, json.dumps({**marker, "complete": False}).encode())
-    counts = writer.write(store, _items(ds, writer, renamed, progress), header, options)
+    at: list[str] = []
+    try:
+        counts = writer.write(store, _items(ds, writer, renamed, progress, at), header, options)
+    except SkipInput as exc:  # a row's stored mask that does not read, met as the writer converts it
+        raise SourceError(f"{at[-1] if at else ds.location}: {exc.reason}") from None
     store.write_bytes(MARKER, json.dumps({**marker, "complete": True}).encode())
     return {"format": fmt, "out": store.display(), **counts, "renamed": len(renamed), **options,
             "masks_left_out": header.instance_masks and not writer.keeps_masks(options)}
@@ -191,8 +195,9 @@ def _check_inside(dest: str, source: str) -> None:
                           "inside --out ('..', absolute, an empty part or NUL): refused")
 
 
-def _items(ds, writer, renamed: dict, progress: bool) -> Iterator[Item]:
-    """Every row as an Item, split by split, a row group at a time."""
+def _items(ds, writer, renamed: dict, progress: bool, at: list[str]) -> Iterator[Item]:
+    """Every row as an Item, split by split, a row group at a time; `at` ends with the name of
+    the one handed out last."""
     from augpipe.pipeline import progress_bar
 
     total = sum(s["rows"] for s in ds.shards())
@@ -200,5 +205,6 @@ def _items(ds, writer, renamed: dict, progress: bool) -> Iterator[Item]:
         for split in ds.splits():
             for batch in ds.iter_batches(split):
                 for row in batch.to_pylist():
-                    yield item_of(split, renamed.get(_key(row)) or writer.image_name(row, ds.classes), row)
+                    at[:] = [renamed.get(_key(row)) or writer.image_name(row, ds.classes)]
+                    yield item_of(split, at[0], row)
                     bar.update(1)

@@ -897,8 +897,13 @@ class DatasetDonors:
             columns = ["image", "source", "source_sha256", *self.kind.reader_columns()]
             row = next(self.ds.iter_batches("train", list(dict.fromkeys(columns)),
                                             pieces=[(shard, index, index + 1)])).to_pylist()[0]
-            rgb = decode_rgb(row["image"]["bytes"])
-            state = self.kind.from_arrays(self.kind.arrays(row), rgb.shape)
+            try:
+                rgb = decode_rgb(row["image"]["bytes"] or b"")
+                state = self.kind.from_arrays(self.kind.arrays(row), rgb.shape)
+            except _UNREADABLE as exc:
+                name = self.ds.shards("train")[shard]["name"]
+                raise DamagedRow(f"{name} row {index} (a donor, the original of {source}): {exc} "
+                                 "(augpipe inspect --verify lists the damage)") from None
             self.cache[source] = Donor(source, row["source_sha256"], rgb, state)
         return self.cache[source]
 

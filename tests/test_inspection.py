@@ -85,31 +85,79 @@ def test_verify_finds_a_box_outside_its_image(scenes, tmp_path, cli):
     assert result.exit_code == 1 and "outside the 80×64 image" in result.output
 
 
-@pytest.mark.parametrize("damage", ["one mask fewer", "a null mask"])
-def test_verify_and_the_readers_refuse_objects_without_their_instance_masks(scenes, tmp_path, cli, damage):
-    """expand writes a mask for each object; a row whose masks do not pair with its boxes (one cut
-    off, one null) is damage: --verify lists it, and a reader names the row where it gave 3 boxes
-    with 2 masks (a hostile look at --verify's gaps)."""
+def _small_mask() -> dict:
+    return {"bytes": cv2.imencode(".png", np.ones((8, 10), np.uint8))[1].tobytes(), "path": None}
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("one mask fewer", "{n} boxes but {m} instance masks"),
+    ("a null mask", "instance mask 0 is missing"),
+    ("a mask of another size", "instance mask 0 is 10×8, the image 80×64"),
+])
+def test_instance_masks_that_do_not_pair_with_their_boxes_are_named_everywhere(scenes, tmp_path, cli, damage, said):
+    """expand writes a mask for each object, at its image's size; a row whose masks do not (one cut
+    off, one null, one of another size) is damage: --verify lists it, the readers name the row
+    (they gave 3 boxes with 2 masks, or the small mask as it was), export refuses it in one line
+    (it paired boxes with the masks left, or wrote the box as the object's outline), and a
+    recipe's donor is named too. The rows before it hold no objects, so that a reader converts
+    the whole row group at once: the row it names is still the damaged one (a hostile tester's)."""
     from augpipe.errors import DamagedRow
-    from augpipe.readers import ShardDataset
+    from augpipe.readers import DatasetDonors, ShardDataset, loader
+    from augpipe.recipe import load_recipe
 
     out = tmp_path / "out"
     expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
     shard = next(out.glob("train-*.parquet"))
     table = pq.read_table(shard)
     rows = table.to_pylist()
-    k = next(i for i, r in enumerate(rows) if len(r["objects"]["mask"]) >= 2)
+    for row in rows[:4]:  # no objects: small targets, kept, and the rest of the group converted in one go
+        row["objects"] = {k: [] for k in row["objects"]}
+    k = next(i for i, r in enumerate(rows) if i > 4 and r["copy"] == 0 and len(r["objects"]["mask"]) >= 2)  # a donor
     masks = rows[k]["objects"]["mask"]
-    rows[k]["objects"]["mask"] = masks[:-1] if damage == "one mask fewer" else [None, *masks[1:]]
+    rows[k]["objects"]["mask"] = {"one mask fewer": masks[:-1], "a null mask": [None, *masks[1:]],
+                                  "a mask of another size": [_small_mask(), *masks[1:]]}[damage]
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
-    n = len(masks)
-    said = f"{n} boxes but {n - 1} instance masks" if damage == "one mask fewer" else "object 0 has no instance mask"
+    m = len(masks) - 1
+    said = said.format(n=len(masks), m=m).replace(f"{m} instance masks", f"{m} instance mask{'' if m == 1 else 's'}")
+    named = f"{shard.name} row {k}: {said}"
+
     result = cli("inspect", out, "--verify")
     assert result.exit_code == 1 and f"row {k} " in result.output and said in result.output
     dataset = ShardDataset(out, "train")
-    with pytest.raises(DamagedRow, match=f"{shard.name} row {k}: {said}"):
+    with pytest.raises(DamagedRow, match=re.escape(named)):
         dataset[k]
-    assert len(dataset[k - 1 if k else k + 1][1]["masks"]) == len(dataset[k - 1 if k else k + 1][1]["boxes"])
+    assert len(dataset[k + 1][1]["masks"]) == len(dataset[k + 1][1]["boxes"])
+    fresh = ShardDataset(out, "train")
+    fresh.__getitems__([0, 1, 2, 3])  # the empty rows: the group's next targets are converted together
+    with pytest.raises(DamagedRow, match=re.escape(named)):
+        fresh.__getitems__([k - 1, k, k + 1])
+    with pytest.raises(DamagedRow, match=re.escape(named)):
+        for _ in loader(ShardDataset(out, "train"), 4, threads=2, seed=0):
+            pass
+
+    exported = cli("export", out, "--format", "coco", "--out", tmp_path / "coco")
+    assert exported.exit_code != 0 and said in exported.output and "Traceback" not in exported.output
+    assert len(exported.output.strip().splitlines()[-1]) < 300 and "scene_" in exported.output.strip().splitlines()[-1]
+
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text("transforms:\n  - Mosaic: {p: 1, target_size: [64, 80], cell_shape: [32, 40]}\n")
+    donors = DatasetDonors(out, load_recipe(recipe))  # what ShardDataset(out, recipe=...) draws from
+    with pytest.raises(DamagedRow, match=re.escape(f"{shard.name} row {k} (a donor, the original of ")):
+        donors.load(rows[k]["source"])
+
+
+def test_a_trainer_of_boxes_reads_an_instance_masks_dataset_without_its_masks(scenes):
+    """The trainers read the boxes alone: the masks' check is the readers' (it refused every row
+    of a COCO dataset with polygons, "3 boxes but 0 instance masks", until a hostile tester ran
+    `augpipe train` on one)."""
+    from augpipe.dataset import open_dataset
+    from augpipe.training.boxes import read_boxes
+
+    out = scenes["coco"].parent / "out-for-train"
+    if not out.exists():
+        expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    images, boxes, labels, _ = read_boxes(open_dataset(out), "train", 32, False)
+    assert len(images) == len(boxes) == len(labels) > 0 and sum(len(b) for b in boxes) > 0
 
 
 # ---------------------------------------------------------------- a dataset made with multi-image steps

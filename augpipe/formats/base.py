@@ -151,10 +151,38 @@ def item_of(split: str, name: str, row: dict) -> Item:
     width, height = _row_size(name, row)
     target = None
     if "objects" in row:
+        if why := _unpaired(row.get("objects") or {}, (width, height)):
+            raise SourceError(f"{name}: {why}")
         target = objects_of(row, (width, height))
     elif "annotation" in row:
         target = row["annotation"]["bytes"]
     return Item(split, name, row["image"]["bytes"], width, height, target)
+
+
+def _unpaired(objects: dict, canvas: tuple[int, int]) -> str | None:
+    """Why a row's objects' fields do not pair up (their categories, their instance masks), which
+    `objects_of` would pair to the shorter."""
+    from augpipe.targets.boxes import masks_unpaired
+
+    n, categories = len(objects.get("bbox") or ()), len(objects.get("category") or ())
+    if categories != n:
+        return f"{n} box{'' if n == 1 else 'es'} but {categories} categor{'y' if categories == 1 else 'ies'}"
+    if "mask" not in objects:
+        return None
+    masks = list(objects["mask"] or ())
+    if why := masks_unpaired(masks, n):
+        return why
+    for k, m in enumerate(masks):  # a PNG's size from its header: the writers decode them one by one later
+        if (size := png_size(m["bytes"])) is not None and size != canvas:
+            return f"instance mask {k} is {size[0]}×{size[1]}, the image {canvas[0]}×{canvas[1]}"
+    return None
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """A PNG's (width, height) from its header; None for other bytes."""
+    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
 def _row_size(name: str, row: dict) -> tuple[int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from augpipe.errors import SkipInput
+from augpipe.errors import SkipInput, bad_row
 
 
 def row_size(row: dict) -> tuple[int, int]:
@@ -249,7 +249,13 @@ class Target:
         indices `rows`, in order. A kind whose rows convert faster together (columns as arrays once,
         not row by row) overrides it."""
         table = table if rows is None else table.take(rows)
-        return [self.torch_target(self.arrays(row), box_format, convention) for row in table.to_pylist()]
+        out = []
+        for k, row in enumerate(table.to_pylist()):
+            try:
+                out.append(self.torch_target(self.arrays(row), box_format, convention))
+            except (ValueError, SkipInput) as exc:  # the row's fields do not hold together, or do not decode
+                raise bad_row(k if rows is None else rows[k], str(exc)) from None
+        return out
 
     def torch_columns(self, table, box_format: str, convention: str) -> tuple[dict, list[int]] | None:
         return None

@@ -478,18 +478,15 @@ class BoxesKind(Target):
             if not 0 <= c < len(classes):
                 problems.append(f"box {k}: category {c} outside the {len(classes)} classes")
         stored = field(row, "mask")
-        if self.with_masks and (why := _masks_unpaired(stored, len(boxes))):
+        if self.with_masks and (why := masks_unpaired(stored, len(boxes))):
             problems.append(why)
         for k, m in enumerate(stored):
             if not m or m.get("bytes") is None:
                 continue
             try:
-                shape = read_instance_mask(m["bytes"]).shape
-            except Exception:  # noqa: BLE001 - any failure to decode is the problem reported
-                problems.append(f"mask {k} does not decode")
-                continue
-            if shape[:2] != (height, width):
-                problems.append(f"mask {k} is {shape[1]}×{shape[0]}, the image {width}×{height}")
+                _instance_mask(k, m["bytes"], (width, height))
+            except ValueError as exc:
+                problems.append(str(exc))
         return problems
 
     # ------------------------------------------------------------ health
@@ -660,24 +657,36 @@ def arrays(row: dict, masks: bool) -> dict:
     if "iscrowd" in (row.get("objects") or {}):
         out["iscrowd"] = np.asarray(field(row, "iscrowd"), dtype=np.int64)
     n = len(out["boxes"])
-    if masks:
+    if masks and "mask" in (row.get("objects") or {}):  # a reader of the boxes alone (a trainer's) leaves the masks out
         w, h = row_size(row)
         stored = field(row, "mask")
-        if why := _masks_unpaired(stored, n):
+        if why := masks_unpaired(stored, n):
             raise ValueError(why)
-        out["masks"] = np.stack([read_instance_mask(m["bytes"]) for m in stored]) if n else np.zeros((0, h, w), np.uint8)
+        decoded = [_instance_mask(k, m["bytes"], (w, h)) for k, m in enumerate(stored)]
+        out["masks"] = np.stack(decoded) if n else np.zeros((0, h, w), np.uint8)
     for name, what in (("labels", "categories"), ("ids", "ids"), ("iscrowd", "iscrowd flags")):
         if name in out and len(out[name]) != n:
             raise ValueError(f"{n} boxes but {len(out[name])} {what}")
     return out
 
 
-def _masks_unpaired(stored: list, n: int) -> str | None:
+def masks_unpaired(stored: list, n: int) -> str | None:
     """Why a row's instance masks do not pair with its n boxes (their count, a mask missing)."""
     if len(stored) != n:
-        return f"{n} boxes but {len(stored)} instance masks"
+        return f"{n} box{'' if n == 1 else 'es'} but {len(stored)} instance mask{'' if len(stored) == 1 else 's'}"
     missing = [k for k, m in enumerate(stored) if not m or m.get("bytes") is None]
-    return f"object {missing[0]} has no instance mask" if missing else None
+    return f"instance mask {missing[0]} is missing" if missing else None
+
+
+def _instance_mask(k: int, data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """A row's instance mask k, its image's size (w, h), or a ValueError saying what it is."""
+    try:
+        mask = read_instance_mask(data)
+    except Exception:  # noqa: BLE001 - any failure to decode is the damage reported
+        raise ValueError(f"instance mask {k} does not decode") from None
+    if mask.shape[:2] != (size[1], size[0]):
+        raise ValueError(f"instance mask {k} is {mask.shape[1]}×{mask.shape[0]}, the image {size[0]}×{size[1]}")
+    return mask
 
 
 def _check_counts(boxes, categories, bbox) -> None:

@@ -17,8 +17,10 @@ import numpy as np
 from augpipe.errors import SkipInput
 
 
-def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
-    """Class indices as stored (a palette PNG's indices, not its colours), and the palette."""
+def read_mask(data: bytes, name: str, subject: str | None = None) -> tuple[np.ndarray, bytes | None]:
+    """Class indices as stored (a palette PNG's indices, not its colours), and the palette.
+    `subject`: what an error calls it (default "mask NAME")."""
+    subject = subject or f"mask {name}"
     grey = grey_png_pixels(data)
     if grey is not None:
         return grey, None
@@ -38,14 +40,14 @@ def read_mask(data: bytes, name: str) -> tuple[np.ndarray, bytes | None]:
                 values = np.asarray(im)
                 low, high = int(values.min(initial=0)), int(values.max(initial=0))
                 if low < 0 or high > 255:  # a 32-bit −2 would wrap to 254, another class
-                    raise SkipInput(f"mask {name} has values outside 0..255 ({low}..{high})")
+                    raise SkipInput(f"{subject} has values outside 0..255 ({low}..{high})")
                 mask = values.astype(np.uint8)
             else:
                 # no file name: one reason for every such mask, counted once in the run's summary
                 raise SkipInput(f"a mask is {im.mode}, not class indices (mode L or P): save each class's "
                                 "index as a grey (L) or palette (P) PNG, not its colour")
     except (UnidentifiedImageError, OSError, ValueError):
-        raise SkipInput(f"mask {name} is not a readable image") from None
+        raise SkipInput(f"{subject} is not a readable image") from None
     return np.ascontiguousarray(mask), palette
 
 
@@ -278,7 +280,7 @@ def _palette_png(mask: np.ndarray, palette: bytes) -> bytes:
 
 def read_instance_mask(data: bytes) -> np.ndarray:
     """An instance mask as uint8 0/1 (H, W): any stored value but 0 is inside (0.3 wrote 255)."""
-    return cv2.threshold(read_mask(data, "instance mask")[0], 0, 1, cv2.THRESH_BINARY)[1]
+    return cv2.threshold(read_mask(data, "", "an instance mask")[0], 0, 1, cv2.THRESH_BINARY)[1]
 
 
 def write_instance_mask(mask: np.ndarray) -> bytes:
