@@ -92,7 +92,7 @@ def _small_mask() -> dict:
 @pytest.mark.parametrize("damage, said", [
     ("one mask fewer", "{n} boxes but {m} instance masks"),
     ("a null mask", "instance mask 0 is missing"),
-    ("a mask of another size", "instance mask 0 is 10×8, the image 80×64"),
+    ("a mask of another size", "instance mask 0 is 10×8, the row's size 80×64"),
 ])
 def test_instance_masks_that_do_not_pair_with_their_boxes_are_named_everywhere(scenes, tmp_path, cli, damage, said):
     """expand writes a mask for each object, at its image's size; a row whose masks do not (one cut
@@ -144,6 +144,50 @@ def test_instance_masks_that_do_not_pair_with_their_boxes_are_named_everywhere(s
     donors = DatasetDonors(out, load_recipe(recipe))  # what ShardDataset(out, recipe=...) draws from
     with pytest.raises(DamagedRow, match=re.escape(f"{shard.name} row {k} (a donor, the original of ")):
         donors.load(rows[k]["source"])
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("a null category", "no category (null)"),
+    ("one category fewer", "{n} boxes but {m} categories"),
+    ("one id fewer", "{n} boxes but {m} ids"),
+])
+def test_boxes_whose_fields_do_not_pair_are_named_by_verify_readers_export_and_train(scenes, tmp_path, cli,
+                                                                                     damage, said):
+    """A second hostile tester's: a null category was a TypeError in the readers, export, train and
+    `--verify` itself; a row with an id fewer was refused by the readers but passed by `--verify`;
+    train named no row ("unexpected error: ValueError: 2 boxes but 1 categories")."""
+    from augpipe.dataset import open_dataset
+    from augpipe.errors import DamagedRow
+    from augpipe.readers import ShardDataset
+    from augpipe.training.boxes import read_boxes
+
+    out = tmp_path / "out"
+    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[1]["objects"] = {k: [] for k in rows[1]["objects"]}
+    rows[2]["objects"] = {k: None for k in rows[2]["objects"]}  # every list null: no objects, as readers take it
+    k = next(i for i, r in enumerate(rows) if i > 2 and len(r["objects"]["bbox"]) >= 2)
+    objects, n = rows[k]["objects"], len(rows[k]["objects"]["bbox"])
+    if damage == "a null category":
+        objects["category"][0] = None
+    else:
+        field = "category" if damage == "one category fewer" else "id"
+        objects[field] = objects[field][:-1]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    said = said.format(n=n, m=n - 1)
+
+    result = cli("inspect", out, "--verify")
+    assert result.exit_code == 1 and f"row {k} " in result.output and said in result.output
+    assert "row 2 " not in result.output and "Traceback" not in result.output
+    with pytest.raises(DamagedRow, match=re.escape(f"{shard.name} row {k}")):
+        ShardDataset(out, "train")[k]
+    if damage != "one id fewer":  # the exports and the trainers read no ids
+        exported = cli("export", out, "--format", "coco", "--out", tmp_path / "coco")
+        assert exported.exit_code == 2 and said.split(" (")[0] in exported.output and "Traceback" not in exported.output
+        with pytest.raises(DamagedRow, match=re.escape(f"{shard.name} row {k}: ")):
+            read_boxes(open_dataset(out), "train", 32, False)
 
 
 def test_a_trainer_of_boxes_reads_an_instance_masks_dataset_without_its_masks(scenes):

@@ -167,6 +167,8 @@ def _unpaired(objects: dict, canvas: tuple[int, int]) -> str | None:
     n, categories = len(objects.get("bbox") or ()), len(objects.get("category") or ())
     if categories != n:
         return f"{n} box{'' if n == 1 else 'es'} but {categories} categor{'y' if categories == 1 else 'ies'}"
+    if None in (listed := list(objects.get("category") or ())):
+        return f"box {listed.index(None)} has no category (null)"
     if "mask" not in objects:
         return None
     masks = list(objects["mask"] or ())
@@ -174,7 +176,7 @@ def _unpaired(objects: dict, canvas: tuple[int, int]) -> str | None:
         return why
     for k, m in enumerate(masks):  # a PNG's size from its header: the writers decode them one by one later
         if (size := png_size(m["bytes"])) is not None and size != canvas:
-            return f"instance mask {k} is {size[0]}×{size[1]}, the image {canvas[0]}×{canvas[1]}"
+            return f"instance mask {k} is {size[0]}×{size[1]}, the row's size {canvas[0]}×{canvas[1]}"
     return None
 
 

@@ -84,12 +84,14 @@ class Boxes:
 
 
 def _categories(row: dict) -> list[int]:
-    categories = row["objects"]["category"]
+    categories = (row.get("objects") or {}).get("category")
+    if categories is None:
+        return []
     return categories.tolist() if isinstance(categories, np.ndarray) else categories
 
 
-def _class_name(c: int, classes: list[str]) -> str:
-    return classes[c] if 0 <= c < len(classes) else str(c)
+def _class_name(c: int | None, classes: list[str]) -> str:
+    return classes[c] if c is not None and 0 <= c < len(classes) else str(c)
 
 
 def _picked(values: np.ndarray | None, keep) -> np.ndarray | None:
@@ -437,7 +439,7 @@ class BoxesKind(Target):
         objects = table.column("objects")
         bbox, category = pc.struct_field(objects, "bbox"), pc.struct_field(objects, "category")
         counts = pc.fill_null(pc.list_value_length(bbox), 0).to_numpy()
-        _check_counts(counts, pc.fill_null(pc.list_value_length(category), 0).to_numpy(), bbox)
+        _check_counts(counts, pc.fill_null(pc.list_value_length(category), 0).to_numpy(), bbox, category)
         counts = counts.tolist()
         # copies: the tensors are changed in place and handed out; Arrow's buffers are read-only
         boxes = torch.from_numpy(pc.list_flatten(pc.list_flatten(bbox)).to_numpy().astype(np.float32).reshape(-1, 4))
@@ -475,8 +477,14 @@ class BoxesKind(Target):
             elif why is not None:
                 problems.append(f"box {k} {list(box)}: not a box of positive size")
         for k, c in enumerate(categories):
-            if not 0 <= c < len(classes):
+            if c is None:
+                problems.append(f"box {k}: no category (null)")
+            elif not 0 <= c < len(classes):
                 problems.append(f"box {k}: category {c} outside the {len(classes)} classes")
+        for name, what in (("id", "ids"), ("iscrowd", "iscrowd flags")):  # what the readers pair with the boxes
+            values = (row.get("objects") or {}).get(name)
+            if values is not None and len(values) != len(boxes):
+                problems.append(f"{len(boxes)} boxes but {len(values)} {what}")
         stored = field(row, "mask")
         if self.with_masks and (why := masks_unpaired(stored, len(boxes))):
             problems.append(why)
@@ -651,8 +659,11 @@ def arrays(row: dict, masks: bool) -> dict:
     (N,) when the row has it, and with instance masks, masks uint8 (N, H, W) of 0/1. A row whose
     fields do not hold together (a box of 3 numbers, more categories than boxes, an object without
     its mask: expand writes one for each) is a ValueError."""
+    categories = field(row, "category")
+    if None in categories:
+        raise ValueError(f"box {categories.index(None)} has no category (null)")
     out = {"boxes": np.asarray(field(row, "bbox"), dtype=np.float32).reshape(-1, 4),
-           "labels": np.asarray(field(row, "category"), dtype=np.int64),
+           "labels": np.asarray(categories, dtype=np.int64),
            "ids": np.asarray(field(row, "id"), dtype=np.int64)}
     if "iscrowd" in (row.get("objects") or {}):
         out["iscrowd"] = np.asarray(field(row, "iscrowd"), dtype=np.int64)
@@ -685,14 +696,19 @@ def _instance_mask(k: int, data: bytes, size: tuple[int, int]) -> np.ndarray:
     except Exception:  # noqa: BLE001 - any failure to decode is the damage reported
         raise ValueError(f"instance mask {k} does not decode") from None
     if mask.shape[:2] != (size[1], size[0]):
-        raise ValueError(f"instance mask {k} is {mask.shape[1]}×{mask.shape[0]}, the image {size[0]}×{size[1]}")
+        raise ValueError(f"instance mask {k} is {mask.shape[1]}×{mask.shape[0]}, the row's size {size[0]}×{size[1]}")
     return mask
 
 
-def _check_counts(boxes, categories, bbox) -> None:
-    """Each row's boxes of 4 numbers, as many as its categories; else `BadRow` naming the first
-    row that is not (its batch's labels would go to the next rows' boxes)."""
+def _check_counts(boxes, categories, bbox, category=None) -> None:
+    """Each row's boxes of 4 numbers, as many as its categories, none of them null; else `BadRow`
+    naming the first row that is not (its batch's labels would go to the next rows' boxes)."""
     import pyarrow.compute as pc
+
+    if category is not None and pc.list_flatten(category).null_count:
+        flat = pc.list_flatten(category)
+        first = int(np.flatnonzero(pc.is_null(flat).to_numpy(zero_copy_only=False))[0])
+        raise bad_row(int(pc.list_parent_indices(category).to_numpy()[first]), "a box has no category (null)")
 
     if not np.array_equal(boxes, categories):
         k = int(np.flatnonzero(boxes != categories)[0])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from augpipe.training.data import COMMON, decode_images, lineage
+from augpipe.training.data import COMMON, decode_images, lineage, read_row
 
 
 def read_boxes(ds, split: str, size: int, progress: bool):
@@ -22,8 +22,9 @@ def read_boxes(ds, split: str, size: int, progress: bool):
     bbox, category, ids = (table.column(n).to_pylist() for n in ("bbox", "category", "id"))
     widths, heights = table.column("width").to_pylist(), table.column("height").to_pylist()
     boxes, labels = [], []
-    for b, c, i, w, h in zip(bbox, category, ids, widths, heights):
-        target = kind.arrays({"objects": {"bbox": b, "category": c, "id": i}, "width": w, "height": h})
+    for k, (b, c, i, w, h) in enumerate(zip(bbox, category, ids, widths, heights)):
+        row = {"objects": {"bbox": b, "category": c, "id": i}, "width": w, "height": h}
+        target = read_row(split, k, ds.shards(split), lambda: kind.arrays(row))
         boxes.append((target["boxes"] / np.array([w, h, w, h], np.float32)).astype(np.float32))
         labels.append(target["labels"])
     return x, boxes, labels, lineage(table)

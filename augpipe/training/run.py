@@ -465,7 +465,7 @@ def interval_line(compare: dict, scores: tuple[float, float] | None = None) -> s
              f"{plural(n, 'validation image')} (paired bootstrap; one image is {1 / n:.3f} of them)")
     if scores is not None and scores[0] == scores[1] and scores[0] in (0, 1):
         why = ("both models score 1.000: at the ceiling, these validation images are too easy to show a lift"
-               if scores[0] == 1 else "both models score 0.000: neither learned; train longer (--steps) before comparing")
+               if scores[0] == 1 else "both models score 0.000: neither learned; train longer (--epochs) before comparing")
         return f"{shown}: {why}"
     if compare["verdict"] in VERDICTS:
         seeds = "" if "seeds" in compare or compare["verdict"] not in ("lift", "loss") else \
