@@ -700,13 +700,13 @@ def _instance_mask(k: int, data: bytes, size: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def _check_counts(boxes, categories, bbox, category=None) -> None:
+def _check_counts(boxes, categories, bbox, category) -> None:
     """Each row's boxes of 4 numbers, as many as its categories, none of them null; else `BadRow`
     naming the first row that is not (its batch's labels would go to the next rows' boxes)."""
     import pyarrow.compute as pc
 
-    if category is not None and pc.list_flatten(category).null_count:
-        flat = pc.list_flatten(category)
+    flat = pc.list_flatten(category)
+    if flat.null_count:
         first = int(np.flatnonzero(pc.is_null(flat).to_numpy(zero_copy_only=False))[0])
         raise bad_row(int(pc.list_parent_indices(category).to_numpy()[first]), "a box has no category (null)")
 
