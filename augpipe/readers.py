@@ -143,6 +143,8 @@ def _item(reader, group: _Group, i: int) -> object:
         image = torch.from_numpy(blob.copy())  # the stored bytes: `decode_images` decodes a batch
     else:
         rgb = _named(group, i, reader.sizing.decode, blob, row)
+        if _stored_sizes(reader) and "mask" in arrays:
+            _masks_fit([(group, i)], [rgb.shape[:2]], [arrays["mask"].shape[:2]])
         if reader.augment is not None:
             key = row_key(row)
             rgb, arrays = reader.augment.augment_arrays(rgb, arrays, reader.augment.draw_seed(key, reader.epoch), key)
@@ -204,7 +206,23 @@ def _decoded(reader, picks: list[tuple[_Group, int]], sent: bool = False) -> tup
     images = _batch_images(rgbs, reader.convention, reader.channels_last)
     if images is None:
         images = [to_image(rgb, reader.convention, reader.channels_last) for rgb in rgbs]
+    if _stored_sizes(reader) and not (isinstance(images, torch.Tensor) and isinstance(targets, torch.Tensor)
+                                      and images.shape[-2:] == targets.shape[-2:]):
+        _masks_fit(picks, [image.shape[-2:] for image in images], [mask.shape[-2:] for mask in targets])
     return images, targets
+
+
+def _stored_sizes(reader) -> bool:
+    """Whether the reader gives a kind's stacked targets (semantic masks) and images at their stored sizes."""
+    return reader.kind.stacked is not None and reader.sizing.decode_size is None and reader.sizing.resize is None
+
+
+def _masks_fit(picks: list[tuple[_Group, int]], images: list, masks: list) -> None:
+    """Each row's mask of its image's size, (height, width) each, or the row named (a reader gave
+    both, silently)."""
+    for (g, i), (h, w), (mh, mw) in zip(picks, images, masks):
+        if (h, w) != (mh, mw):
+            raise g.damaged(i, ValueError(f"mask is {mw}×{mh}, the image {w}×{h}"))
 
 
 def _named(group: _Group, i: int, read: Callable, *args):

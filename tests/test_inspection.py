@@ -190,6 +190,40 @@ def test_boxes_whose_fields_do_not_pair_are_named_by_verify_readers_export_and_t
             read_boxes(open_dataset(out), "train", 32, False)
 
 
+def test_a_semantic_mask_not_of_its_images_size_is_named_by_readers_export_and_train(scenes, tmp_path, cli):
+    """A second hostile tester's: a segmentation row whose mask is another size than its image was
+    read by most reader paths as both, silently (with a recipe, albumentations' error named no row),
+    exported as it was and stretched by the trainer; `--verify` alone listed it."""
+    from augpipe.dataset import open_dataset
+    from augpipe.errors import DamagedRow
+    from augpipe.readers import ShardDataset, loader
+    from augpipe.training.segmentation import read_masks
+
+    out = tmp_path / "out"
+    expand(scenes["masks"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    k = 5
+    rows[k]["annotation"]["bytes"] = cv2.imencode(".png", np.zeros((32, 40), np.uint8))[1].tobytes()
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    w, h = rows[k]["width"], rows[k]["height"]
+    named = re.escape(f"{shard.name} row {k}: mask is 40×32, the ")
+
+    assert f"row {k} " in cli("inspect", out, "--verify").output
+    with pytest.raises(DamagedRow, match=named):
+        ShardDataset(out, "train")[k]
+    with pytest.raises(DamagedRow, match=named):
+        ShardDataset(out, "train").__getitems__([k - 1, k, k + 1])
+    with pytest.raises(DamagedRow, match=named):
+        for _ in loader(ShardDataset(out, "train", recipe="flips"), 4, num_workers=0, seed=0):
+            pass
+    exported = cli("export", out, "--format", "masks", "--out", tmp_path / "masks")
+    assert exported.exit_code == 2 and f"mask is 40×32, the row's size {w}×{h}" in exported.output
+    with pytest.raises(DamagedRow, match=named):
+        read_masks(open_dataset(out), "train", 32, False, 3)
+
+
 def test_a_trainer_of_boxes_reads_an_instance_masks_dataset_without_its_masks(scenes):
     """The trainers read the boxes alone: the masks' check is the readers' (it refused every row
     of a COCO dataset with polygons, "3 boxes but 0 instance masks", until a hostile tester ran

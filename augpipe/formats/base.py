@@ -156,6 +156,8 @@ def item_of(split: str, name: str, row: dict) -> Item:
         target = objects_of(row, (width, height))
     elif "annotation" in row:
         target = row["annotation"]["bytes"]
+        if (size := png_size(target or b"")) is not None and size != (width, height):
+            raise SourceError(f"{name}: mask is {size[0]}×{size[1]}, the row's size {width}×{height}")
     return Item(split, name, row["image"]["bytes"], width, height, target)
 
 

@@ -166,7 +166,15 @@ class Semantic(Target):
         return overlay(rgb, mask.astype(np.int64) - 1)  # 0 is the background: not drawn
 
     def arrays(self, row):
-        return {"mask": mask_array(row)}
+        """The mask, of the row's size (a ValueError where it is not: a reader gave both, silently)."""
+        mask = mask_array(row)
+        try:
+            width, height = row_size(row)
+        except SkipInput:  # a row without its size (edited by hand): the image's, which the reader decodes
+            return {"mask": mask}
+        if mask.shape[:2] != (height, width):
+            raise ValueError(f"mask is {mask.shape[1]}×{mask.shape[0]}, the row's size {width}×{height}")
+        return {"mask": mask}
 
     def from_arrays(self, arrays, shape) -> Mask:
         return Mask(np.ascontiguousarray(arrays["mask"], dtype=np.uint8), None)

@@ -40,15 +40,18 @@ def read_masks(ds, split: str, size: int, progress: bool, classes: int):
     """(images, masks uint8 N×S×S, lineage) or None without the split."""
     kind = ds.kind
     semantic = kind.name == "segmentation"
-    table = ds.read(split, columns=[*COMMON, *kind.reader_columns()])
+    table = ds.read(split, columns=[*COMMON, *kind.reader_columns(), "width", "height"])
     if table is None:
         return None
     shards = ds.shards(split)
     x = decode_images(table, split, size, progress, shards)
     masks = np.zeros((len(x), size, size), np.uint8)
     if semantic:
-        for i, annotation in enumerate(table.column("annotation").to_pylist()):
-            masks[i] = read_row(split, i, shards, lambda: resize_mask(kind.arrays({"annotation": annotation})["mask"], size))
+        rows = zip(table.column("annotation").to_pylist(), table.column("width").to_pylist(),
+                   table.column("height").to_pylist())
+        for i, (annotation, w, h) in enumerate(rows):  # the row's size: a mask of another is named, not stretched
+            row = {"annotation": annotation, "width": w, "height": h}
+            masks[i] = read_row(split, i, shards, lambda: resize_mask(kind.arrays(row)["mask"], size))
     else:
         rows = zip(table.column("objects").to_pylist(), table.column("width").to_pylist(),
                    table.column("height").to_pylist())
