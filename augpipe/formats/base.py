@@ -156,7 +156,7 @@ def item_of(split: str, name: str, row: dict) -> Item:
         target = objects_of(row, (width, height))
     elif "annotation" in row:
         target = row["annotation"]["bytes"]
-        if (size := png_size(target or b"")) is not None and size != (width, height):
+        if (size := stored_size(target or b"")) is not None and size != (width, height):
             raise SourceError(f"{name}: mask is {size[0]}×{size[1]}, the row's size {width}×{height}")
     return Item(split, name, row["image"]["bytes"], width, height, target)
 
@@ -176,17 +176,23 @@ def _unpaired(objects: dict, canvas: tuple[int, int]) -> str | None:
     masks = list(objects["mask"] or ())
     if why := masks_unpaired(masks, n):
         return why
-    for k, m in enumerate(masks):  # a PNG's size from its header: the writers decode them one by one later
-        if (size := png_size(m["bytes"])) is not None and size != canvas:
+    for k, m in enumerate(masks):  # the size in its header: the writers decode them one by one later
+        if (size := stored_size(m["bytes"])) is not None and size != canvas:
             return f"instance mask {k} is {size[0]}×{size[1]}, the row's size {canvas[0]}×{canvas[1]}"
     return None
 
 
-def png_size(data: bytes) -> tuple[int, int] | None:
-    """A PNG's (width, height) from its header; None for other bytes."""
-    if len(data) < 24 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+def stored_size(data: bytes) -> tuple[int, int] | None:
+    """A stored mask's (width, height) as its header gives it; None where none reads (the writer's
+    decode then says so)."""
+    from augpipe.errors import SkipInput
+    from augpipe.headers import read_header
+
+    try:
+        header = read_header(data)
+    except SkipInput:
         return None
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return header.width, header.height
 
 
 def _row_size(name: str, row: dict) -> tuple[int, int]:
