@@ -30,7 +30,7 @@ from pathlib import PurePosixPath
 
 from augpipe.errors import OutputError, SkipInput, SourceError, UsageError, one_of
 from augpipe.formats import WRITERS, module
-from augpipe.formats.base import Header, Item, item_of
+from augpipe.formats.base import Header, Item, item_of, outside_classes
 
 MARKER = ".augpipe-export"
 
@@ -146,9 +146,13 @@ def _plan(ds, writer, options: dict) -> dict[tuple, str]:
     colliding, or a name that would leave the folder, is refused in one line."""
     rows = []  # (split, key, name)
     for split in ds.splits():
-        for batch in ds.iter_batches(split, ["image.path", "source", *writer.NAME_COLUMNS]):
+        held = [c for c in ("label", "objects.category") if c.split(".")[0] in ds.schema(split).names]
+        for batch in ds.iter_batches(split, list(dict.fromkeys(["image.path", "source", *writer.NAME_COLUMNS, *held]))):
             for row in batch.to_pylist():
                 row["image"] = {"path": row.pop("path")}  # the image's path without its bytes
+                if why := outside_classes({"label": row.get("label"), "objects": {"category": row.get("category")}},
+                                          len(ds.classes)):
+                    raise SourceError(f"{row['image']['path'] or row['source']}: {why}")
                 rows.append((split, _key(row), writer.image_name(row, ds.classes)))
     owner: dict[str, int] = {}
     folders: set[str] = set()

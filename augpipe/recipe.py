@@ -1047,7 +1047,12 @@ def lean_bboxes_affine(bboxes: np.ndarray, matrix: np.ndarray, rotate_method: st
     # each column reduced along a strided axis, as albumentations does: numpy's element-by-element
     # loop in both, so a tie of 0.0 and -0.0 goes the same way
     x, y = moved[:, :, 0], moved[:, :, 1]
-    out = np.column_stack([x.min(axis=1), y.min(axis=1), x.max(axis=1), y.max(axis=1), boxes[:, 4:]])
+    out = np.empty(boxes.shape, np.result_type(moved.dtype, boxes.dtype))  # as np.column_stack makes it
+    x.min(axis=1, out=out[:, 0])
+    y.min(axis=1, out=out[:, 1])
+    x.max(axis=1, out=out[:, 2])
+    y.max(axis=1, out=out[:, 3])
+    out[:, 4:] = boxes[:, 4:]
     rows, cols = output_shape[:2]
     # validate_bboxes: the boxes with a part on the canvas
     if not all(x1 > 0 and y1 > 0 and x0 < cols and y0 < rows for x0, y0, x1, y1 in out[:, :4].tolist()):
@@ -1063,11 +1068,14 @@ def _ellipse_points(boxes: np.ndarray) -> np.ndarray:
     sin, cos, _, _ = _affine_parts()
     half_w = (boxes[:, 2] - boxes[:, 0]) / 2
     half_h = (boxes[:, 3] - boxes[:, 1]) / 2
-    x = half_w[:, None] * sin
+    points = np.empty((len(boxes), len(sin), 3), np.result_type(half_w.dtype, sin.dtype))
+    x, y = points[:, :, 0], points[:, :, 1]  # made in place: the same operations, without a stack
+    np.multiply(half_w[:, None], sin, out=x)
     x += (boxes[:, 0] + half_w)[:, None]
-    y = half_h[:, None] * cos
+    np.multiply(half_h[:, None], cos, out=y)
     y += (boxes[:, 1] + half_h)[:, None]
-    return np.stack([x, y, np.ones_like(x)], axis=-1)
+    points[:, :, 2] = 1
+    return points
 
 
 def _corner_points(boxes: np.ndarray) -> np.ndarray:

@@ -487,3 +487,67 @@ def test_inspect_counts_the_copies_no_transform_changed(folder, tmp_path, cli):
     assert 0 < same < len(rows) - len(original) and facts["unchanged"] == same
     text = cli("inspect", out, "-q").output
     assert f"augmented ({same:,} unchanged: no transform fired)" in text
+
+
+@pytest.mark.parametrize("fmt, damage", [
+    ("coco", 7), ("voc", 3), ("yolo", -1), ("coco", -1),
+])
+def test_a_category_outside_the_classes_is_refused_by_export_before_it_writes(scenes, tmp_path, cli, fmt, damage):
+    """A hostile tester's: a box whose category is not one of the dataset's classes was an
+    "unexpected error: IndexError" from the COCO and VOC writers, written as it was by YOLO's, and
+    -1 went silently to the last class. Export now refuses it in one line naming the image, before
+    it writes anything."""
+    out = tmp_path / "out"
+    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    k = next(i for i, r in enumerate(rows) if len(r["objects"]["bbox"]) >= 2)
+    classes = len(json.loads((out / "_augpipe.json").read_text())["classes"])
+    category = classes + damage if damage > 0 else damage
+    rows[k]["objects"]["category"][1] = category
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+
+    exported = cli("export", out, "--format", fmt, "--out", tmp_path / fmt)
+    said = f"{rows[k]['image']['path']}: box 1's category {category} is not one of the dataset's {classes} classes"
+    assert exported.exit_code == 2 and said in exported.output and "Traceback" not in exported.output
+    assert not (tmp_path / fmt).exists() or not any((tmp_path / fmt).iterdir())
+
+
+def test_a_label_outside_the_classes_is_refused_by_export(folder, tmp_path, cli):
+    """The same for a classification row's label: imagefolder indexed its class list with it
+    (an IndexError, or -1 the last class's folder)."""
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[3]["label"] = -1
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    exported = cli("export", out, "--format", "imagefolder", "--out", tmp_path / "folder")
+    assert exported.exit_code == 2 and f"{rows[3]['image']['path']}: label -1 is not one of" in exported.output
+    assert not (tmp_path / "folder").exists() or not any((tmp_path / "folder").iterdir())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), None])
+def test_a_box_that_is_not_finite_is_named_by_the_readers(scenes, tmp_path, bad):
+    """A hostile tester's: a NaN box was handed to training by the readers without a recipe (with
+    one, albumentations' error named no row), and a null number in a box was an ArrowInvalid."""
+    from augpipe.errors import DamagedRow
+    from augpipe.readers import ShardDataset, loader
+
+    out = tmp_path / "out"
+    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    k = next(i for i, r in enumerate(rows) if i > 2 and len(r["objects"]["bbox"]) >= 2)
+    rows[k]["objects"]["bbox"][1][2] = bad
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    named = re.escape(f"{shard.name} row {k}: box 1 holds a number that is not finite")
+    with pytest.raises(DamagedRow, match=named):
+        ShardDataset(out, "train")[k]
+    with pytest.raises(DamagedRow, match=named):
+        list(loader(ShardDataset(out, "train"), 64, threads=1))
+    with pytest.raises(DamagedRow, match=named):
+        ShardDataset(out, "train", recipe="flips")[k]

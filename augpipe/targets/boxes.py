@@ -442,7 +442,10 @@ class BoxesKind(Target):
         _check_counts(counts, pc.fill_null(pc.list_value_length(category), 0).to_numpy(), bbox, category)
         counts = counts.tolist()
         # copies: the tensors are changed in place and handed out; Arrow's buffers are read-only
-        boxes = torch.from_numpy(pc.list_flatten(pc.list_flatten(bbox)).to_numpy().astype(np.float32).reshape(-1, 4))
+        values = pc.list_flatten(pc.list_flatten(bbox)).to_numpy(zero_copy_only=False)  # a null as NaN
+        if (k := not_finite(values)) is not None:
+            raise bad_row(int(pc.list_parent_indices(bbox).to_numpy()[k]), f"box {_in_row(bbox, k)} {NOT_FINITE}")
+        boxes = torch.from_numpy(values.astype(np.float32).reshape(-1, 4))
         if box_format == "xyxy":
             boxes[:, 2:] += boxes[:, :2]
         labels = torch.from_numpy(pc.list_flatten(category).to_numpy().astype(np.int64))
@@ -668,6 +671,8 @@ def arrays(row: dict, masks: bool) -> dict:
     if "iscrowd" in (row.get("objects") or {}):
         out["iscrowd"] = np.asarray(field(row, "iscrowd"), dtype=np.int64)
     n = len(out["boxes"])
+    if (k := not_finite(out["boxes"])) is not None:  # a null read as NaN too
+        raise ValueError(f"box {k} {NOT_FINITE}")
     if masks and "mask" in (row.get("objects") or {}):  # a reader of the boxes alone (a trainer's) leaves the masks out
         w, h = row_size(row)
         stored = field(row, "mask")
@@ -679,6 +684,23 @@ def arrays(row: dict, masks: bool) -> dict:
         if name in out and len(out[name]) != n:
             raise ValueError(f"{n} boxes but {len(out[name])} {what}")
     return out
+
+
+NOT_FINITE = "holds a number that is not finite (NaN, infinite or null)"
+
+
+def not_finite(values: np.ndarray) -> int | None:
+    """The first box (4 numbers a box, end to end) holding a number that is not finite, or None."""
+    bad = ~np.isfinite(values.reshape(-1, 4)).all(axis=1)
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def _in_row(bbox, k: int) -> int:
+    """Box k of a column's boxes end to end, counted within its row."""
+    import pyarrow.compute as pc
+
+    parents = pc.list_parent_indices(bbox).to_numpy()
+    return int(k - np.searchsorted(parents, parents[k]))
 
 
 def masks_unpaired(stored: list, n: int) -> str | None:
