@@ -30,7 +30,7 @@ from pathlib import PurePosixPath
 
 from augpipe.errors import OutputError, SkipInput, SourceError, UsageError, one_of
 from augpipe.formats import WRITERS, module
-from augpipe.formats.base import Header, Item, item_of, outside_classes
+from augpipe.formats.base import Header, Item, item_of
 
 MARKER = ".augpipe-export"
 
@@ -145,14 +145,13 @@ def _plan(ds, writer, options: dict) -> dict[tuple, str]:
     (by name, or by case alone): each gets a short hash of its source path. Anything still
     colliding, or a name that would leave the folder, is refused in one line."""
     rows = []  # (split, key, name)
+    classes = ds.classes if ds.manifest.labelled else []
     for split in ds.splits():
-        held = [c for c in ("label", "objects.category") if c.split(".")[0] in ds.schema(split).names]
-        for batch in ds.iter_batches(split, list(dict.fromkeys(["image.path", "source", *writer.NAME_COLUMNS, *held]))):
+        columns = ["image.path", *(c for c in ds.schema(split).names if c != "image")]
+        for batch in ds.iter_batches(split, columns):
             for row in batch.to_pylist():
                 row["image"] = {"path": row.pop("path")}  # the image's path without its bytes
-                if why := outside_classes({"label": row.get("label"), "objects": {"category": row.get("category")}},
-                                          len(ds.classes)):
-                    raise SourceError(f"{row['image']['path'] or row['source']}: {why}")
+                _check_target(ds.kind, row, classes)
                 rows.append((split, _key(row), writer.image_name(row, ds.classes)))
     owner: dict[str, int] = {}
     folders: set[str] = set()
@@ -177,6 +176,21 @@ def _plan(ds, writer, options: dict) -> dict[tuple, str]:
                 raise SourceError(f"{rows[j][1][0]} and {key[0]} would both be written to {dest}: "
                                   "export cannot name them apart")
     return renamed
+
+
+def _check_target(kind, row: dict, classes: list[str]) -> None:
+    """A row whose target `inspect --verify` lists as damaged is refused before anything is
+    written: a writer would index its class list with a category outside it, write a NaN box into
+    COCO's JSON or YOLO's lines, or fail half-way (a row without its size is read at its image's
+    size as the writer reaches it, and checked there)."""
+    from augpipe.inspection import target_problems
+
+    width, height = row.get("width"), row.get("height")
+    if not (isinstance(width, int) and isinstance(height, int)):
+        return
+    if problems := target_problems(kind, row, width, height, classes):
+        name = row["image"]["path"] or row["source"]
+        raise SourceError(f"{name}: {problems[0]} (augpipe inspect --verify lists the damage)")
 
 
 def _key(row: dict) -> tuple:

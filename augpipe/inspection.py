@@ -296,6 +296,15 @@ def _donor_problems(seen: _Seen, failed: set) -> list[str]:
     return out
 
 
+def target_problems(kind, row: dict, width: int, height: int, classes: list[str]) -> list[str]:
+    """The kind's `verify` of a row's target; one that fails on what it finds (a type no check
+    foresaw) is that row's problem, and the rows after it are still checked."""
+    try:
+        return kind.verify(row, width, height, classes)
+    except Exception as exc:  # noqa: BLE001 - a stored row's damage, whatever it is
+        return [f"its target cannot be checked ({type(exc).__name__}: {str(exc)[:80]})"]
+
+
 def _row_problems(row: dict, split: str, kind, classes: list[str]) -> list[str]:
     import numpy as np
 
@@ -314,7 +323,7 @@ def _row_problems(row: dict, split: str, kind, classes: list[str]) -> list[str]:
         if row["copy"] != 0 and np.ptp(rgb) == 0:
             problems.append(f"copy {row['copy']} is a single flat colour (a degenerate transform?)")
     if isinstance(width, int) and isinstance(height, int):
-        problems += kind.verify(row, width, height, classes)
+        problems += target_problems(kind, row, width, height, classes)
     else:
         problems.append(f"the row's size is {width}×{height}: its target cannot be checked")
     if row.get("split", split) != split:

@@ -219,7 +219,7 @@ def test_a_semantic_mask_not_of_its_images_size_is_named_by_readers_export_and_t
         for _ in loader(ShardDataset(out, "train", recipe="flips"), 4, num_workers=0, seed=0):
             pass
     exported = cli("export", out, "--format", "masks", "--out", tmp_path / "masks")
-    assert exported.exit_code == 2 and f"mask is 40×32, the row's size {w}×{h}" in exported.output
+    assert exported.exit_code == 2 and f"mask is 40×32, the image {w}×{h}" in exported.output  # --verify's words
     with pytest.raises(DamagedRow, match=named):
         read_masks(open_dataset(out), "train", 32, False, 3)
 
@@ -509,9 +509,57 @@ def test_a_category_outside_the_classes_is_refused_by_export_before_it_writes(sc
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
 
     exported = cli("export", out, "--format", fmt, "--out", tmp_path / fmt)
-    said = f"{rows[k]['image']['path']}: box 1's category {category} is not one of the dataset's {classes} classes"
+    said = f"{rows[k]['image']['path']}: box 1: category {category} outside the {classes} classes"
     assert exported.exit_code == 2 and said in exported.output and "Traceback" not in exported.output
     assert not (tmp_path / fmt).exists() or not any((tmp_path / fmt).iterdir())
+
+
+@pytest.mark.parametrize("fmt", ["coco", "voc", "yolo"])
+@pytest.mark.parametrize("damage, said", [
+    ("nan", "box 1 [{x}, {y}, nan, {h}]: not a number"), ("inf", "box 1 [{x}, {y}, inf, {h}]: not a number"),
+    ("a null number", "box 1 [{x}, {y}, None, {h}]: not 4 numbers"), ("a null box", "box 1 None: not 4 numbers"),
+])
+def test_a_box_that_is_not_4_finite_numbers_is_refused_by_export_before_it_writes(scenes, tmp_path, cli, fmt,
+                                                                               damage, said):
+    """A second hostile tester's: COCO's JSON held NaN and Infinity (not JSON) and YOLO's lines
+    "nan", both exiting 0; VOC and a null number failed half-way ("unexpected error"), files
+    written. Export refuses what `inspect --verify` lists, before it writes anything."""
+    out = tmp_path / "out"
+    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    k = next(i for i, r in enumerate(rows) if len(r["objects"]["bbox"]) >= 2)
+    x, y, _, h = rows[k]["objects"]["bbox"][1]
+    if damage == "a null box":
+        rows[k]["objects"]["bbox"][1] = None
+    else:
+        rows[k]["objects"]["bbox"][1][2] = {"nan": float("nan"), "inf": float("inf"), "a null number": None}[damage]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+
+    verified = cli("inspect", out, "--verify")
+    said = said.format(x=x, y=y, h=h)
+    assert verified.exit_code == 1 and f"row {k} " in verified.output and said in verified.output
+    exported = cli("export", out, "--format", fmt, "--out", tmp_path / fmt)
+    assert exported.exit_code == 2 and f"{rows[k]['image']['path']}: {said}" in exported.output
+    assert "Traceback" not in exported.output and "unexpected" not in exported.output
+    assert not (tmp_path / fmt).exists() or not any((tmp_path / fmt).iterdir())
+
+
+def test_verify_checks_the_rows_after_one_whose_target_it_cannot_check(scenes, tmp_path, cli):
+    """`--verify` gave up on a shard at a row whose box held a null ("unreadable after row 3"), so a
+    later row's category outside the classes went unlisted."""
+    out = tmp_path / "out"
+    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[3]["objects"]["bbox"][0] = [1.0, None, 3.0, 4.0]
+    rows[5]["objects"]["category"] = [9] * len(rows[5]["objects"]["category"])
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    result = cli("inspect", out, "--verify")
+    assert result.exit_code == 1 and "unreadable" not in result.output
+    assert "row 3 " in result.output and "row 5 " in result.output and "category 9 outside" in result.output
 
 
 def test_a_label_outside_the_classes_is_refused_by_export(folder, tmp_path, cli):
@@ -525,8 +573,28 @@ def test_a_label_outside_the_classes_is_refused_by_export(folder, tmp_path, cli)
     rows[3]["label"] = -1
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
     exported = cli("export", out, "--format", "imagefolder", "--out", tmp_path / "folder")
-    assert exported.exit_code == 2 and f"{rows[3]['image']['path']}: label -1 is not one of" in exported.output
+    assert exported.exit_code == 2 and f"{rows[3]['image']['path']}: label -1 outside the" in exported.output
     assert not (tmp_path / "folder").exists() or not any((tmp_path / "folder").iterdir())
+
+
+def test_a_label_in_an_unlabelled_dataset_is_listed_by_verify_and_refused_by_export(tmp_path, cli):
+    """An unlabelled dataset (no classes) whose row holds a label: `--verify` said all is well,
+    export refused it ("0 classes (0 to -1)"); now both say the same."""
+    src = tmp_path / "flat"
+    src.mkdir()
+    for i in range(4):
+        write_image(src / f"im{i}.png", 40, seed=i, fmt=".png")
+    out = tmp_path / "out"
+    expand(src, "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[1]["label"] = 0
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    said = "label 0, but the dataset has no classes"
+    assert said in cli("inspect", out, "--verify").output
+    exported = cli("export", out, "--format", "imagefolder", "--out", tmp_path / "folder")
+    assert exported.exit_code == 2 and said in exported.output
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), None])
@@ -551,3 +619,51 @@ def test_a_box_that_is_not_finite_is_named_by_the_readers(scenes, tmp_path, bad)
         list(loader(ShardDataset(out, "train"), 64, threads=1))
     with pytest.raises(DamagedRow, match=named):
         ShardDataset(out, "train", recipe="flips")[k]
+
+
+@pytest.mark.parametrize("value", [9, -1])
+def test_a_category_outside_the_classes_is_named_by_the_readers_and_train(scenes, tmp_path, cli, value):
+    """A hostile tester's: the readers gave a category outside the classes to the model (torch's
+    own error, or with -1 none: train ran on), and train said "unexpected error: IndexError"."""
+    from augpipe.errors import DamagedRow
+    from augpipe.readers import ShardDataset, ShardIterable, loader
+
+    out = tmp_path / "out"
+    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    k = next(i for i, r in enumerate(rows) if i > 2 and len(r["objects"]["bbox"]) >= 2)
+    rows[k]["objects"]["category"][1] = value
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    classes = len(json.loads((out / "_augpipe.json").read_text())["classes"])
+    named = re.escape(f"{shard.name} row {k}: box 1: category {value} outside the {classes} classes")
+    with pytest.raises(DamagedRow, match=named):
+        ShardDataset(out, "train")[k]
+    with pytest.raises(DamagedRow, match=named):
+        ShardDataset(out, "train", recipe="flips")[k]
+    with pytest.raises(DamagedRow, match=named):
+        list(loader(ShardIterable(out, "train"), 8, threads=1))
+    assert ShardDataset(out, "train")[k - 1] is not None  # the rows around it read
+    trained = cli("train", out, "--task", "detection", "--epochs", "1")
+    assert trained.exit_code == 2 and f"row {k}" in trained.output and "unexpected" not in trained.output
+
+
+def test_a_label_outside_the_classes_is_named_by_the_readers_and_train(folder, tmp_path, cli):
+    from augpipe.errors import DamagedRow
+    from augpipe.readers import ShardDataset, loader
+
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(val_fraction=0.3, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[4]["label"] = 7
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    named = re.escape(f"{shard.name} row 4: label 7 outside the")
+    with pytest.raises(DamagedRow, match=named):
+        ShardDataset(out, "train")[4]
+    with pytest.raises(DamagedRow, match=named):
+        list(loader(ShardDataset(out, "train"), 8, threads=1))
+    trained = cli("train", out, "--epochs", "1")
+    assert trained.exit_code == 2 and "row 4" in trained.output and "unexpected" not in trained.output

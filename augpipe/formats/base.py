@@ -161,18 +161,6 @@ def item_of(split: str, name: str, row: dict) -> Item:
     return Item(split, name, row["image"]["bytes"], width, height, target)
 
 
-def outside_classes(row: dict, classes: int) -> str | None:
-    """Why a row's label or one of its categories is not a class of the dataset's (0 to classes - 1):
-    a writer would index its class list with it (an IndexError, or -1 the last class, silently)."""
-    label = row.get("label")
-    if label is not None and not 0 <= label < classes:
-        return f"label {label} is not one of the dataset's {classes} classes (0 to {classes - 1})"
-    for k, c in enumerate((row.get("objects") or {}).get("category") or ()):
-        if c is not None and not 0 <= c < classes:
-            return f"box {k}'s category {c} is not one of the dataset's {classes} classes (0 to {classes - 1})"
-    return None
-
-
 def _unpaired(objects: dict, canvas: tuple[int, int]) -> str | None:
     """Why a row's objects' fields do not pair up (their categories, their instance masks), which
     `objects_of` would pair to the shorter."""

@@ -42,7 +42,9 @@ def kind_for(name: str, **options) -> Target:
 
 def for_manifest(manifest: dict) -> Target:
     """A dataset's target kind, from its manifest: the one place it is derived."""
-    return _kind_class(manifest.get("task", "classification")).of_manifest(manifest)
+    kind = _kind_class(manifest.get("task", "classification")).of_manifest(manifest)
+    kind.known_classes = len(manifest.get("classes") or ())
+    return kind
 
 
 def for_scan(scan) -> Target:

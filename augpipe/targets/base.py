@@ -94,6 +94,9 @@ class Target:
                                   clipping, on the decoded (upright) image's (width, height): an Audit
         audit_row(row, classes)   the same for a row of an expanded dataset
     arrays and torch
+        known_classes             the dataset's number of classes (`for_manifest` sets it; None for a
+                                  kind made otherwise): a row's label or category outside them is a
+                                  damaged row to `arrays` and `torch_targets` (a model would index with it)
         arrays(row)               a row's target as numpy arrays
         from_arrays(arrays, shape), to_arrays(state, shape)   arrays <-> state
         torch_target(arrays, box_format, convention)           arrays as the readers give them
@@ -123,6 +126,7 @@ class Target:
     target_words: dict[str, str] = {}
     balancing: str | None = None
     balance_refusal = "--balance needs classes to balance"
+    known_classes: int | None = None
 
     @classmethod
     def of_scan(cls, scan) -> Target:
@@ -234,6 +238,14 @@ class Target:
 
     def arrays(self, row: dict) -> dict:
         raise NotImplementedError
+
+    def class_problem(self, label) -> str | None:
+        """Why a label or category is not one of the dataset's classes (None when it is, or when
+        the kind does not know them)."""
+        n = self.known_classes
+        if n is None or label is None or 0 <= label < n:
+            return None
+        return f"label {label}, but the dataset has no classes" if n == 0 else f"label {label} outside the {n} classes"
 
     def from_arrays(self, arrays: dict, shape):
         raise NotImplementedError

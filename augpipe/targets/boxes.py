@@ -363,7 +363,13 @@ class BoxesKind(Target):
         return draw_boxes(image, field(values, "bbox"), field(values, "category"), classes)
 
     def arrays(self, row):
-        return arrays(row, self.with_masks)
+        out = arrays(row, self.with_masks)
+        if self.known_classes is not None and (why := next(filter(None, map(self.class_problem, out["labels"].tolist())), None)):
+            raise ValueError(why.replace("label", f"box {self._first_outside(out['labels'])}: category", 1))
+        return out
+
+    def _first_outside(self, labels: np.ndarray) -> int:
+        return int(np.flatnonzero((labels < 0) | (labels >= self.known_classes))[0])
 
     def from_arrays(self, arrays: dict, shape) -> Boxes:
         """Instance masks when the kind has them or the arrays give them."""
@@ -449,6 +455,10 @@ class BoxesKind(Target):
         if box_format == "xyxy":
             boxes[:, 2:] += boxes[:, :2]
         labels = torch.from_numpy(pc.list_flatten(category).to_numpy().astype(np.int64))
+        if self.known_classes is not None and len(labels) and (labels.min() < 0 or labels.max() >= self.known_classes):
+            k = self._first_outside(labels.numpy())
+            why = self.class_problem(int(labels[k])).replace("label", f"box {_in_row(category, k)}: category", 1)
+            raise bad_row(int(pc.list_parent_indices(category).to_numpy()[k]), why)
         if convention == "torchvision":
             labels += 1
         return {"boxes": boxes, "labels": labels}, counts
@@ -474,11 +484,14 @@ class BoxesKind(Target):
         if len(boxes) != len(categories):
             problems.append(f"{len(boxes)} boxes but {len(categories)} categories")
         for k, box in enumerate(boxes):
+            if box is None or len(box) != 4 or None in box:
+                problems.append(f"box {k} {box}: not 4 numbers")
+                continue
             why = box_problem(box, (width, height))
             if why is not None and why.startswith("outside"):
                 problems.append(f"box {k} {[round(v, 1) for v in box]}: {why}")
             elif why is not None:
-                problems.append(f"box {k} {list(box)}: not a box of positive size")
+                problems.append(f"box {k} {list(box)}: {why}")
         for k, c in enumerate(categories):
             if c is None:
                 problems.append(f"box {k}: no category (null)")
@@ -665,7 +678,10 @@ def arrays(row: dict, masks: bool) -> dict:
     categories = field(row, "category")
     if None in categories:
         raise ValueError(f"box {categories.index(None)} has no category (null)")
-    out = {"boxes": np.asarray(field(row, "bbox"), dtype=np.float32).reshape(-1, 4),
+    given = field(row, "bbox")
+    if (k := next((k for k, b in enumerate(given) if b is None or len(b) != 4), None)) is not None:
+        raise ValueError(f"box {k} is not 4 numbers ({given[k]})")
+    out = {"boxes": np.asarray(given, dtype=np.float32).reshape(-1, 4),
            "labels": np.asarray(categories, dtype=np.int64),
            "ids": np.asarray(field(row, "id"), dtype=np.int64)}
     if "iscrowd" in (row.get("objects") or {}):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from augpipe.errors import bad_row
 from augpipe.row import label_column
 from augpipe.targets.base import Audit, Target, row_size
 
@@ -37,6 +38,8 @@ class Label(Target):
 
     def verify(self, row, width, height, classes):
         label = row.get("label")
+        if label is not None and not classes:
+            return [f"label {label}, but the dataset has no classes"]
         if classes and (label is None or not 0 <= label < len(classes)):
             return [f"label {label} outside the {len(classes)} classes"]
         return []
@@ -51,6 +54,8 @@ class Label(Target):
         return _audit(name, classes, row_size(row))
 
     def arrays(self, row):
+        if why := self.class_problem(row.get("label")):
+            raise ValueError(why)
         return {"label": -1 if row.get("label") is None else int(row["label"])}
 
     def from_arrays(self, arrays, shape):
@@ -66,6 +71,10 @@ class Label(Target):
     def torch_targets(self, table, box_format, convention, rows=None):
         """`torch_target` of each row, from the label column as a whole."""
         labels = [-1 if label is None else label for label in table.column("label").to_pylist()]
+        picked = range(len(labels)) if rows is None else rows
+        if self.known_classes is not None and (bad := next((i for i in picked if labels[i] != -1 and
+                                                            not 0 <= labels[i] < self.known_classes), None)) is not None:
+            raise bad_row(bad, self.class_problem(labels[bad]))
         return labels if rows is None else [labels[i] for i in rows]
 
     def from_user_target(self, target, shape, box_format, convention):

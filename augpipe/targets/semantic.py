@@ -221,7 +221,7 @@ class Semantic(Target):
         if mask.shape != (height, width):
             problems.append(f"mask is {mask.shape[1]}×{mask.shape[0]}, the image {width}×{height}")
         if classes:
-            extra = sorted(set(np.unique(mask).tolist()) - set(range(len(classes))) - {IGNORE})
+            extra = sorted(set(values_of(mask)) - set(range(len(classes))) - {IGNORE})
             if extra:
                 problems.append(f"mask values {extra[:5]} outside the {len(classes)} classes")
         return problems

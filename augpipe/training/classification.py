@@ -9,7 +9,7 @@ import numpy as np
 from augpipe.errors import SourceError
 from augpipe.training.base import Task, best, plot_curves
 from augpipe.training.bootstrap import mean_scorer
-from augpipe.training.data import Split, decode_images, lineage, normalise, plural
+from augpipe.training.data import Split, damaged_row, decode_images, lineage, normalise, plural
 
 
 def load_split(ds, split: str, size: int, progress: bool = True) -> Split | None:
@@ -22,6 +22,8 @@ def load_split(ds, split: str, size: int, progress: bool = True) -> Split | None
     labels = table.column("label").to_pylist()
     if any(label is None for label in labels):
         raise SourceError("this dataset is unlabelled: training needs class folders")
+    if (bad := next(((i, why) for i, label in enumerate(labels) if (why := ds.kind.class_problem(label))), None)):
+        raise damaged_row(split, bad[0], ds.shards(split), bad[1])
     return Split(x, torch.tensor(labels, dtype=torch.int64), *lineage(table))
 
 

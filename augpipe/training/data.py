@@ -69,7 +69,11 @@ def read_row(split: str, i: int, shards: list[dict] | None, read):
     try:
         return read()
     except (ValueError, SkipInput) as exc:
-        raise DamagedRow(f"{_row_named(split, i, shards)}: {exc} (augpipe inspect --verify lists the damage)") from None
+        raise damaged_row(split, i, shards, str(exc)) from None
+
+
+def damaged_row(split: str, i: int, shards: list[dict] | None, why: str) -> DamagedRow:
+    return DamagedRow(f"{_row_named(split, i, shards)}: {why} (augpipe inspect --verify lists the damage)")
 
 
 def _row_named(split: str, i: int, shards: list[dict] | None) -> str:
