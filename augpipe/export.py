@@ -188,7 +188,7 @@ def _check_target(kind, row: dict, classes: list[str]) -> None:
     width, height = row.get("width"), row.get("height")
     if not (isinstance(width, int) and isinstance(height, int)):
         return
-    if problems := target_problems(kind, row, width, height, classes):
+    if problems := target_problems(kind, row, width, height, classes, decode=False):  # the writers decode masks
         name = row["image"]["path"] or row["source"]
         raise SourceError(f"{name}: {problems[0]} (augpipe inspect --verify lists the damage)")
 

@@ -296,11 +296,11 @@ def _donor_problems(seen: _Seen, failed: set) -> list[str]:
     return out
 
 
-def target_problems(kind, row: dict, width: int, height: int, classes: list[str]) -> list[str]:
+def target_problems(kind, row: dict, width: int, height: int, classes: list[str], decode: bool = True) -> list[str]:
     """The kind's `verify` of a row's target; one that fails on what it finds (a type no check
     foresaw) is that row's problem, and the rows after it are still checked."""
     try:
-        return kind.verify(row, width, height, classes)
+        return kind.verify(row, width, height, classes, decode)
     except Exception as exc:  # noqa: BLE001 - a stored row's damage, whatever it is
         return [f"its target cannot be checked ({type(exc).__name__}: {str(exc)[:80]})"]
 

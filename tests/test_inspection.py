@@ -649,21 +649,28 @@ def test_a_category_outside_the_classes_is_named_by_the_readers_and_train(scenes
     assert trained.exit_code == 2 and f"row {k}" in trained.output and "unexpected" not in trained.output
 
 
-def test_a_label_outside_the_classes_is_named_by_the_readers_and_train(folder, tmp_path, cli):
+@pytest.mark.parametrize("value", [7, -1, None])
+def test_a_label_outside_the_classes_is_named_by_the_readers_and_train(folder, tmp_path, cli, value):
+    """A second tester's: a stored -1 (what the readers give for "unlabelled") passed every batched
+    reader, and a null label in a labelled dataset was read as -1 and made train say the dataset
+    is unlabelled."""
     from augpipe.errors import DamagedRow
-    from augpipe.readers import ShardDataset, loader
+    from augpipe.readers import ShardDataset, ShardIterable, loader
 
     out = tmp_path / "out"
     expand(folder, "flips", out, ExpandOptions(val_fraction=0.3, **QUIET))
     shard = next(out.glob("train-*.parquet"))
     table = pq.read_table(shard)
     rows = table.to_pylist()
-    rows[4]["label"] = 7
+    rows[4]["label"] = value
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
-    named = re.escape(f"{shard.name} row 4: label 7 outside the")
+    named = re.escape(f"{shard.name} row 4: label {value} outside the")
     with pytest.raises(DamagedRow, match=named):
         ShardDataset(out, "train")[4]
     with pytest.raises(DamagedRow, match=named):
         list(loader(ShardDataset(out, "train"), 8, threads=1))
+    with pytest.raises(DamagedRow, match=named):
+        list(loader(ShardIterable(out, "train"), 8, threads=1))
+    assert f"row 4 " in cli("inspect", out, "--verify").output
     trained = cli("train", out, "--epochs", "1")
     assert trained.exit_code == 2 and "row 4" in trained.output and "unexpected" not in trained.output

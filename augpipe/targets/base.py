@@ -87,7 +87,10 @@ class Target:
         moved(state, bbox_params) the state after a step that moved pixels
         spatial                   whether a resize moves the target with the image
     looking at rows
-        caption(values, original), draw(rgb, values, classes), verify(row, width, height, classes)
+        caption(values, original), draw(rgb, values, classes)
+        verify(row, width, height, classes, decode)
+                                  what is wrong with a row's target (`inspect --verify`, and export
+                                  before it writes); decode=False: no instance mask decoded, only its header read
     health (`augpipe inspect`)
         audit(src, extra, size, classes)
                                   one source image's labels as its format read them, before any
@@ -223,7 +226,7 @@ class Target:
     def draw(self, rgb, values: dict, classes: list[str]):
         return rgb
 
-    def verify(self, row: dict, width: int, height: int, classes: list[str]) -> list[str]:
+    def verify(self, row: dict, width: int, height: int, classes: list[str], decode: bool = True) -> list[str]:
         return []
 
     # ------------------------------------------------------------ health
@@ -241,9 +244,9 @@ class Target:
 
     def class_problem(self, label) -> str | None:
         """Why a label or category is not one of the dataset's classes (None when it is, or when
-        the kind does not know them)."""
+        the kind does not know them); a null label is one only where the dataset has classes."""
         n = self.known_classes
-        if n is None or label is None or 0 <= label < n:
+        if n is None or (label is None and n == 0) or (label is not None and 0 <= label < n):
             return None
         return f"label {label}, but the dataset has no classes" if n == 0 else f"label {label} outside the {n} classes"
 

@@ -478,7 +478,7 @@ class BoxesKind(Target):
         tensors = isinstance(target["boxes"], torch.Tensor) or convention == "torchvision"
         return arrays, lambda a: _restored(target, a, n, box_format, tensors)
 
-    def verify(self, row, width, height, classes):
+    def verify(self, row, width, height, classes, decode=True):
         problems = []
         boxes, categories = field(row, "bbox"), field(row, "category")
         if len(boxes) != len(categories):
@@ -508,7 +508,7 @@ class BoxesKind(Target):
             if not m or m.get("bytes") is None:
                 continue
             try:
-                _instance_mask(k, m["bytes"], (width, height))
+                _instance_mask(k, m["bytes"], (width, height)) if decode else _mask_header(k, m["bytes"], (width, height))
             except ValueError as exc:
                 problems.append(str(exc))
         return problems
@@ -736,6 +736,19 @@ def _instance_mask(k: int, data: bytes, size: tuple[int, int]) -> np.ndarray:
     if mask.shape[:2] != (size[1], size[0]):
         raise ValueError(f"instance mask {k} is {mask.shape[1]}×{mask.shape[0]}, the row's size {size[0]}×{size[1]}")
     return mask
+
+
+def _mask_header(k: int, data: bytes, size: tuple[int, int]) -> None:
+    """`_instance_mask`'s size check from the mask's header alone (a ValueError when it is not
+    the row's size); one whose header does not read is left to its decode."""
+    from augpipe.headers import read_header
+
+    try:
+        header = read_header(data)
+    except SkipInput:
+        return
+    if (header.width, header.height) != size:
+        raise ValueError(f"instance mask {k} is {header.width}×{header.height}, the row's size {size[0]}×{size[1]}")
 
 
 def _check_counts(boxes, categories, bbox, category) -> None:

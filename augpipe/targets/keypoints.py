@@ -220,8 +220,8 @@ class KeypointsKind(BoxesKind):
                     cv2.circle(image, _at(p[j]), thickness, OUTLINE, -1, cv2.LINE_AA)
         return image
 
-    def verify(self, row, width, height, classes):
-        problems = super().verify(row, width, height, classes)
+    def verify(self, row, width, height, classes, decode=True):
+        problems = super().verify(row, width, height, classes, decode)
         given = field(row, "keypoints")
         if len(given) != len(field(row, "bbox")):
             return problems + [f"{len(field(row, 'bbox'))} boxes but {len(given)} objects with keypoints"]

@@ -36,7 +36,7 @@ class Label(Target):
     def held(self, src, classes) -> Counter:
         return Counter({src.class_name: 1})
 
-    def verify(self, row, width, height, classes):
+    def verify(self, row, width, height, classes, decode=True):
         label = row.get("label")
         if label is not None and not classes:
             return [f"label {label}, but the dataset has no classes"]
@@ -70,11 +70,13 @@ class Label(Target):
 
     def torch_targets(self, table, box_format, convention, rows=None):
         """`torch_target` of each row, from the label column as a whole."""
-        labels = [-1 if label is None else label for label in table.column("label").to_pylist()]
-        picked = range(len(labels)) if rows is None else rows
-        if self.known_classes is not None and (bad := next((i for i in picked if labels[i] != -1 and
-                                                            not 0 <= labels[i] < self.known_classes), None)) is not None:
-            raise bad_row(bad, self.class_problem(labels[bad]))
+        stored = table.column("label").to_pylist()
+        picked = range(len(stored)) if rows is None else rows
+        if self.known_classes is not None:  # a stored -1 is no class either: not unlabelled
+            bad = next((i for i in picked if self.class_problem(stored[i])), None)
+            if bad is not None:
+                raise bad_row(bad, self.class_problem(stored[bad]))
+        labels = [-1 if label is None else label for label in stored]
         return labels if rows is None else [labels[i] for i in rows]
 
     def from_user_target(self, target, shape, box_format, convention):

@@ -211,7 +211,7 @@ class Semantic(Target):
         return ({"mask": checked_indices(mask)},
                 lambda a: torch.from_numpy(a["mask"]).to(dtype) if tensor else a["mask"].astype(mask.dtype))
 
-    def verify(self, row, width, height, classes):
+    def verify(self, row, width, height, classes, decode=True):
         data = (row.get("annotation") or {}).get("bytes")
         try:
             mask, _ = read_mask(data or b"", "annotation")

@@ -20,7 +20,7 @@ def load_split(ds, split: str, size: int, progress: bool = True) -> Split | None
         return None
     x = decode_images(table, split, size, progress, ds.shards(split))
     labels = table.column("label").to_pylist()
-    if any(label is None for label in labels):
+    if not ds.classes:
         raise SourceError("this dataset is unlabelled: training needs class folders")
     if (bad := next(((i, why) for i, label in enumerate(labels) if (why := ds.kind.class_problem(label))), None)):
         raise damaged_row(split, bad[0], ds.shards(split), bad[1])
