@@ -489,6 +489,16 @@ def test_inspect_counts_the_copies_no_transform_changed(folder, tmp_path, cli):
     assert f"augmented ({same:,} unchanged: no transform fired)" in text
 
 
+def _expanded(source: Path, tmp_path: Path, val_fraction: float = 0) -> tuple:
+    """`source` expanded with flips into tmp_path/out: (out, its first train shard, that shard's
+    table and rows), for a test to damage a row and write the shard back."""
+    out = tmp_path / "out"
+    expand(source, "flips", out, ExpandOptions(val_fraction=val_fraction, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    return out, shard, table, table.to_pylist()
+
+
 @pytest.mark.parametrize("fmt, damage", [
     ("coco", 7), ("voc", 3), ("yolo", -1), ("coco", -1),
 ])
@@ -497,11 +507,7 @@ def test_a_category_outside_the_classes_is_refused_by_export_before_it_writes(sc
     "unexpected error: IndexError" from the COCO and VOC writers, written as it was by YOLO's, and
     -1 went silently to the last class. Export now refuses it in one line naming the image, before
     it writes anything."""
-    out = tmp_path / "out"
-    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
-    shard = next(out.glob("train-*.parquet"))
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
+    out, shard, table, rows = _expanded(scenes["coco"], tmp_path)
     k = next(i for i, r in enumerate(rows) if len(r["objects"]["bbox"]) >= 2)
     classes = len(json.loads((out / "_augpipe.json").read_text())["classes"])
     category = classes + damage if damage > 0 else damage
@@ -524,11 +530,7 @@ def test_a_box_that_is_not_4_finite_numbers_is_refused_by_export_before_it_write
     """A second hostile tester's: COCO's JSON held NaN and Infinity (not JSON) and YOLO's lines
     "nan", both exiting 0; VOC and a null number failed half-way ("unexpected error"), files
     written. Export refuses what `inspect --verify` lists, before it writes anything."""
-    out = tmp_path / "out"
-    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
-    shard = next(out.glob("train-*.parquet"))
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
+    out, shard, table, rows = _expanded(scenes["coco"], tmp_path)
     k = next(i for i, r in enumerate(rows) if len(r["objects"]["bbox"]) >= 2)
     x, y, _, h = rows[k]["objects"]["bbox"][1]
     if damage == "a null box":
@@ -549,11 +551,7 @@ def test_a_box_that_is_not_4_finite_numbers_is_refused_by_export_before_it_write
 def test_verify_checks_the_rows_after_one_whose_target_it_cannot_check(scenes, tmp_path, cli):
     """`--verify` gave up on a shard at a row whose box held a null ("unreadable after row 3"), so a
     later row's category outside the classes went unlisted."""
-    out = tmp_path / "out"
-    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
-    shard = next(out.glob("train-*.parquet"))
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
+    out, shard, table, rows = _expanded(scenes["coco"], tmp_path)
     rows[3]["objects"]["bbox"][0] = [1.0, None, 3.0, 4.0]
     rows[5]["objects"]["category"] = [9] * len(rows[5]["objects"]["category"])
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
@@ -565,11 +563,7 @@ def test_verify_checks_the_rows_after_one_whose_target_it_cannot_check(scenes, t
 def test_a_label_outside_the_classes_is_refused_by_export(folder, tmp_path, cli):
     """The same for a classification row's label: imagefolder indexed its class list with it
     (an IndexError, or -1 the last class's folder)."""
-    out = tmp_path / "out"
-    expand(folder, "flips", out, ExpandOptions(val_fraction=0, **QUIET))
-    shard = next(out.glob("train-*.parquet"))
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
+    out, shard, table, rows = _expanded(folder, tmp_path)
     rows[3]["label"] = -1
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
     exported = cli("export", out, "--format", "imagefolder", "--out", tmp_path / "folder")
@@ -584,11 +578,7 @@ def test_a_label_in_an_unlabelled_dataset_is_listed_by_verify_and_refused_by_exp
     src.mkdir()
     for i in range(4):
         write_image(src / f"im{i}.png", 40, seed=i, fmt=".png")
-    out = tmp_path / "out"
-    expand(src, "flips", out, ExpandOptions(val_fraction=0, **QUIET))
-    shard = next(out.glob("train-*.parquet"))
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
+    out, shard, table, rows = _expanded(src, tmp_path)
     rows[1]["label"] = 0
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
     said = "label 0, but the dataset has no classes"
@@ -604,11 +594,7 @@ def test_a_box_that_is_not_finite_is_named_by_the_readers(scenes, tmp_path, bad)
     from augpipe.errors import DamagedRow
     from augpipe.readers import ShardDataset, loader
 
-    out = tmp_path / "out"
-    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
-    shard = next(out.glob("train-*.parquet"))
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
+    out, shard, table, rows = _expanded(scenes["coco"], tmp_path)
     k = next(i for i, r in enumerate(rows) if i > 2 and len(r["objects"]["bbox"]) >= 2)
     rows[k]["objects"]["bbox"][1][2] = bad
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
@@ -628,11 +614,7 @@ def test_a_category_outside_the_classes_is_named_by_the_readers_and_train(scenes
     from augpipe.errors import DamagedRow
     from augpipe.readers import ShardDataset, ShardIterable, loader
 
-    out = tmp_path / "out"
-    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
-    shard = next(out.glob("train-*.parquet"))
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
+    out, shard, table, rows = _expanded(scenes["coco"], tmp_path)
     k = next(i for i, r in enumerate(rows) if i > 2 and len(r["objects"]["bbox"]) >= 2)
     rows[k]["objects"]["category"][1] = value
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
@@ -657,11 +639,7 @@ def test_a_label_outside_the_classes_is_named_by_the_readers_and_train(folder, t
     from augpipe.errors import DamagedRow
     from augpipe.readers import ShardDataset, ShardIterable, loader
 
-    out = tmp_path / "out"
-    expand(folder, "flips", out, ExpandOptions(val_fraction=0.3, **QUIET))
-    shard = next(out.glob("train-*.parquet"))
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
+    out, shard, table, rows = _expanded(folder, tmp_path, val_fraction=0.3)
     rows[4]["label"] = value
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
     named = re.escape(f"{shard.name} row 4: label {value} outside the")
@@ -671,6 +649,6 @@ def test_a_label_outside_the_classes_is_named_by_the_readers_and_train(folder, t
         list(loader(ShardDataset(out, "train"), 8, threads=1))
     with pytest.raises(DamagedRow, match=named):
         list(loader(ShardIterable(out, "train"), 8, threads=1))
-    assert f"row 4 " in cli("inspect", out, "--verify").output
+    assert "row 4 " in cli("inspect", out, "--verify").output
     trained = cli("train", out, "--epochs", "1")
     assert trained.exit_code == 2 and "row 4" in trained.output and "unexpected" not in trained.output
