@@ -210,17 +210,35 @@ class Library:
 
     def runs(self, pid: int) -> bool:
         """Whether `pid` is one of the library's (not one forked from this process that has not
-        yet started its own program: it has this one's command line)."""
+        yet started its own program: it has this one's command line). A process still inside its
+        exec has no command line yet (its starter may already have been told the exec went
+        through): it is looked at again, for up to MID_EXEC seconds."""
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                got = fh.read()
-            with open("/proc/self/cmdline", "rb") as fh:
-                if got == fh.read():
-                    return False
+            got = _cmdline(pid)
+            for _ in range(int(MID_EXEC / 0.005)):
+                if got or _state(pid) in (b"Z", b"X"):  # a dead one has none either
+                    break
+                time.sleep(0.005)
+                got = _cmdline(pid)
+            if got == _cmdline("self"):
+                return False
         except OSError:
             return False
         args = got.decode(errors="replace").split("\0")
         return args[0].startswith(self.titles) or any(f in a for a in args for f in self.folders)
+
+
+MID_EXEC = 0.2
+
+
+def _cmdline(pid) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        return fh.read()
+
+
+def _state(pid: int) -> bytes:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        return fh.read().rsplit(b")", 1)[1].split()[0]
 
 
 def tree_of(roots: list[int]) -> list[tuple[int, str]]:

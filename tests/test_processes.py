@@ -154,3 +154,34 @@ time.sleep(60)
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def test_a_process_still_inside_its_exec_is_looked_at_again(monkeypatch, tmp_path):
+    """CI, on a loaded machine: a Ray program the failed start had just launched was not ended,
+    because its command line was read while it was still inside its exec (empty: the caller had
+    been told the exec went through). Such a process is read again; a dead one is not waited for."""
+    import augpipe.processes as processes
+    from augpipe.processes import Library
+
+    script = tmp_path / "lib" / "prog.py"
+    script.parent.mkdir()
+    script.write_text("import time\ntime.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, str(script)])
+    try:
+        real, reads = processes._cmdline, []
+
+        def mid_exec(pid):
+            reads.append(pid)
+            return b"" if pid == proc.pid and reads.count(proc.pid) <= 3 else real(pid)
+
+        monkeypatch.setattr(processes, "_cmdline", mid_exec)
+        assert Library((str(script.parent),)).runs(proc.pid) and reads.count(proc.pid) == 4
+    finally:
+        proc.kill()
+        proc.wait()
+    dead = subprocess.Popen(["true"])
+    while processes._state(dead.pid) != b"Z":
+        time.sleep(0.01)
+    started = time.perf_counter()
+    assert not Library((str(script.parent),)).runs(dead.pid) and time.perf_counter() - started < processes.MID_EXEC / 2
+    dead.wait()
