@@ -8,6 +8,14 @@ from dataclasses import dataclass, field
 from augpipe.errors import SkipInput, bad_row
 
 
+def label_problem(label, classes: int) -> str | None:
+    """Why a label or category is not one of `classes` classes (None when it is); a null label is
+    one only where there are classes."""
+    if (label is None and classes == 0) or (label is not None and 0 <= label < classes):
+        return None
+    return f"label {label}, but the dataset has no classes" if classes == 0 else f"label {label} outside the {classes} classes"
+
+
 def row_size(row: dict) -> tuple[int, int]:
     """A row's (width, height); a row without one (a null, edited by hand) does not read."""
     size = row.get("width"), row.get("height")
@@ -243,12 +251,8 @@ class Target:
         raise NotImplementedError
 
     def class_problem(self, label) -> str | None:
-        """Why a label or category is not one of the dataset's classes (None when it is, or when
-        the kind does not know them); a null label is one only where the dataset has classes."""
-        n = self.known_classes
-        if n is None or (label is None and n == 0) or (label is not None and 0 <= label < n):
-            return None
-        return f"label {label}, but the dataset has no classes" if n == 0 else f"label {label} outside the {n} classes"
+        """`label_problem` against the dataset's classes; None when the kind does not know them."""
+        return None if self.known_classes is None else label_problem(label, self.known_classes)
 
     def from_arrays(self, arrays: dict, shape):
         raise NotImplementedError

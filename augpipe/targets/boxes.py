@@ -364,12 +364,17 @@ class BoxesKind(Target):
 
     def arrays(self, row):
         out = arrays(row, self.with_masks)
-        if self.known_classes is not None and (why := next(filter(None, map(self.class_problem, out["labels"].tolist())), None)):
-            raise ValueError(why.replace("label", f"box {self._first_outside(out['labels'])}: category", 1))
+        if found := self._category_outside(out["labels"]):
+            raise ValueError(f"box {found[0]}: {found[1]}")
         return out
 
-    def _first_outside(self, labels: np.ndarray) -> int:
-        return int(np.flatnonzero((labels < 0) | (labels >= self.known_classes))[0])
+    def _category_outside(self, labels: np.ndarray) -> tuple[int, str] | None:
+        """The first of these categories outside the dataset's classes (its place, and why), or None."""
+        n = self.known_classes
+        if n is None or not len(labels) or (labels.min() >= 0 and labels.max() < n):
+            return None
+        k = int(np.flatnonzero((labels < 0) | (labels >= n))[0])
+        return k, self.class_problem(int(labels[k])).replace("label", "category", 1)
 
     def from_arrays(self, arrays: dict, shape) -> Boxes:
         """Instance masks when the kind has them or the arrays give them."""
@@ -455,10 +460,9 @@ class BoxesKind(Target):
         if box_format == "xyxy":
             boxes[:, 2:] += boxes[:, :2]
         labels = torch.from_numpy(pc.list_flatten(category).to_numpy().astype(np.int64))
-        if self.known_classes is not None and len(labels) and (labels.min() < 0 or labels.max() >= self.known_classes):
-            k = self._first_outside(labels.numpy())
-            why = self.class_problem(int(labels[k])).replace("label", f"box {_in_row(category, k)}: category", 1)
-            raise bad_row(int(pc.list_parent_indices(category).to_numpy()[k]), why)
+        if found := self._category_outside(labels.numpy()):
+            k, why = found
+            raise bad_row(int(pc.list_parent_indices(category).to_numpy()[k]), f"box {_in_row(category, k)}: {why}")
         if convention == "torchvision":
             labels += 1
         return {"boxes": boxes, "labels": labels}, counts

@@ -6,7 +6,7 @@ from collections import Counter
 
 from augpipe.errors import bad_row
 from augpipe.row import label_column
-from augpipe.targets.base import Audit, Target, row_size
+from augpipe.targets.base import Audit, Target, label_problem, row_size
 
 
 class Label(Target):
@@ -37,12 +37,8 @@ class Label(Target):
         return Counter({src.class_name: 1})
 
     def verify(self, row, width, height, classes, decode=True):
-        label = row.get("label")
-        if label is not None and not classes:
-            return [f"label {label}, but the dataset has no classes"]
-        if classes and (label is None or not 0 <= label < len(classes)):
-            return [f"label {label} outside the {len(classes)} classes"]
-        return []
+        why = label_problem(row.get("label"), len(classes))
+        return [why] if why else []
 
     def audit(self, src, extra, size, classes) -> Audit:
         """Its class (classification: the folder or label file gave it; None when unlabelled)."""
