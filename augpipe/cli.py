@@ -265,7 +265,7 @@ def expand(
     shard_size: Annotated[int, typer.Option("--shard-size", parser=_parse_size, metavar="SIZE", help="Largest shard, about: e.g. 256MB, 1GB.")] = "256MB",
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Skip images with more pixels than this (decompression bombs; about 36 bytes a pixel at the peak, per worker).")] = 25_000_000,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first input that would be skipped.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an output made with another recipe, seed or source.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what OUT holds: an output made with another recipe, seed or source, or this run's own (every shard written anew: how a damaged shard is mended).")] = False,
     layout: Annotated[str, typer.Option("--layout", help="auto, classes (every top folder a class) or splits (train/val/test folders).")] = "auto",
     split_by: Annotated[str, typer.Option("--split-by", help=f"{one_of(SPLIT_BY)}: by content, identical files share a split (every source is read once more).")] = "content",
     engine: Annotated[str, typer.Option("--engine", help=f"{one_of(ENGINES)}: local runs worker processes; ray a Ray cluster (RAY_ADDRESS, or a local one started for the run).")] = "local",

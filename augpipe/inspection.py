@@ -390,7 +390,20 @@ def output_report(f: dict) -> list[str]:
         against = f", {rows} against its file in {f['verified_against']}" if f.get("verified_against") else ""
         checked = "checksums, images, labels, splits and donors" if mixed else "checksums, images, labels and splits"
         lines += _problem_lines(f["problems"], f"verify: every shard re-read, {checked} checked{against}")
+        lines += _mend_line(f["problems"])
     return lines
+
+
+def _mend_line(problems: list[str]) -> list[str]:
+    """How to mend a shard of the manifest's damaged since it was written (its checksum, its rows,
+    gone): not a shard the manifest does not list, which the run never wrote."""
+    from augpipe.layout import is_shard_name
+
+    if not any(is_shard_name(p.split(":", 1)[0].split(" row ", 1)[0]) and not p.endswith("not in the manifest")
+               for p in problems):
+        return []
+    return ["  mend      expand again with the same source, recipe and seed and --overwrite: every shard is "
+            "written anew"]
 
 
 def _balance_lines(balance: dict | None) -> list[str]:

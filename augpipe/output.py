@@ -155,7 +155,8 @@ class OutputFolder:
 
     def prepare(self, identity: dict, overwrite: bool, shards: list[str] = (), read_now=frozenset()) -> dict | None:
         """Own the folder and make it ready for a run that will write `shards`. Returns the
-        finished manifest of this very run, if there is one (nothing to do): not where it skipped
+        finished manifest of this very run, if there is one and `overwrite` is not asked (nothing
+        to do; with it, every shard is written anew, none kept from an interrupted run): not where it skipped
         a source it could not read while it wrote its shards that this run's scan found readable
         (`read_now`: the paths it plans; gone for a moment, a read error), which would stay out for
         good. (A source its scan could not list is another source set: another run's output.)"""
@@ -174,7 +175,9 @@ class OutputFolder:
                 raise RunLockedError(f"{self.store.display()}: another run took the lock: nothing was removed")
             self.remove_previous()
         self._remove_temporaries()
-        done = self._readable_manifest()
+        if overwrite:  # asked for: this very run's output is written again too, not kept nor resumed
+            self.store.delete_tree(WORK_DIR)
+        done = None if overwrite else self._readable_manifest()
         if done is not None and done.get("identity") == identity and self._complete(done) and \
                 not _unread_then(done, read_now):
             self.store.delete_tree(WORK_DIR)  # a run killed after its manifest landed left these

@@ -389,10 +389,13 @@ def _feed(pool: ProcessPoolExecutor, waiting: _Waiting, func: Callable, spec, fu
 def release_fork_server() -> None:
     """A worker started by the fork server holds the write end of the server's "alive" pipe, so
     that the server outlives its client while any worker lives, and the workers (who die with the
-    server) would outlive it too. Let go of it: the server then exits with our process."""
+    server) would outlive it too. Let go of it: the server then exits with our process. A worker
+    forked from a process that never started a fork server has no such pipe, nor the module
+    (importing it cost each worker 5-8 ms before its first task)."""
+    forkserver = sys.modules.get("multiprocessing.forkserver")
+    if forkserver is None:
+        return
     try:
-        from multiprocessing import forkserver
-
         server = forkserver._forkserver
         fd = server._forkserver_alive_fd
     except AttributeError:  # another Python's internals: the watchdog below still holds

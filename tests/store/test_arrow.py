@@ -82,6 +82,23 @@ def test_rerun_on_s3_is_up_to_date_and_another_recipe_is_refused(data, bucket):
     assert done.returncode == 2 and "holds output made with another recipe" in done.stderr
 
 
+def test_a_shard_damaged_at_its_size_in_a_bucket_is_mended_by_overwrite(data, bucket):
+    source, out = s3_source(data, bucket), f"s3://{bucket}/out"
+    options = dict(workers=1, progress=False, shard_size=30_000)
+    expand(source, "flips", out, ExpandOptions(**options))
+    expected = s3_hashes(out)
+    s3 = boto3.client("s3")
+    key = f"out/{sorted(expected)[0]}"
+    raw = bytearray(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    raw[len(raw) // 2] ^= 0xFF
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(raw))
+    assert expand(source, "flips", out, ExpandOptions(**options)).get("up_to_date")  # by size, as documented
+    told = run("inspect", out, "--verify")
+    assert told.returncode == 1 and "checksum mismatch" in told.stdout and "--overwrite" in told.stdout
+    assert not expand(source, "flips", out, ExpandOptions(overwrite=True, **options)).get("up_to_date")
+    assert s3_hashes(out) == expected
+
+
 def test_a_prefix_that_is_not_augpipe_output_is_never_written_into(data, bucket):
     import boto3
 
