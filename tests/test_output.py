@@ -111,56 +111,59 @@ def test_with_split_by_path_a_touched_source_is_noticed_by_its_mtime(tmp_path, f
         expand(folder, "flips", out, options)
 
 
-def test_a_kept_shard_damaged_at_the_same_size_is_redone_on_resume(tmp_path):
-    data = make_folder(tmp_path / "data", per_class=40)
-    out = tmp_path / "out"
-    options = ExpandOptions(workers=1, shard_size=30_000, progress=False)
-    expand(data, "flips", out, options)
-    expected = shard_hashes(out)
-    manifest = as_if_killed(out)
-    damaged = out / manifest["shards"][1]["name"]
-    raw = bytearray(damaged.read_bytes())
+SHARDED = dict(workers=1, shard_size=30_000, progress=False)
+
+
+def _sharded(tmp_path) -> tuple[Path, Path, dict]:
+    """A source expanded into a few shards: (source, output, the shards' sha256)."""
+    data, out = make_folder(tmp_path / "data", per_class=40), tmp_path / "out"
+    expand(data, "flips", out, ExpandOptions(**SHARDED))
+    return data, out, shard_hashes(out)
+
+
+def _damage(shard: Path) -> None:
+    """One byte in the middle of the shard flipped: the same size, another content."""
+    raw = bytearray(shard.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
-    damaged.write_bytes(bytes(raw))
-    done = expand(data, "flips", out, options)
+    shard.write_bytes(bytes(raw))
+
+
+def _verify(out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "augpipe", "inspect", str(out), "--verify"], capture_output=True,
+                          text=True, env=ENV, stdin=subprocess.DEVNULL)
+
+
+def test_a_kept_shard_damaged_at_the_same_size_is_redone_on_resume(tmp_path):
+    data, out, expected = _sharded(tmp_path)
+    manifest = as_if_killed(out)
+    _damage(out / manifest["shards"][1]["name"])
+    done = expand(data, "flips", out, ExpandOptions(**SHARDED))
     assert shard_hashes(out) == expected
     assert done["timing"]["shards_resumed"] == len(expected) - 1
 
 
 def test_overwrite_writes_this_runs_own_output_anew_and_verify_names_it_as_the_mend(tmp_path):
-    data = make_folder(tmp_path / "data", per_class=40)
-    out = tmp_path / "out"
-    options = dict(workers=1, shard_size=30_000, progress=False)
-    expand(data, "flips", out, ExpandOptions(**options))
-    expected = shard_hashes(out)
-    assert expand(data, "flips", out, ExpandOptions(**options)).get("up_to_date")
+    data, out, expected = _sharded(tmp_path)
+    assert expand(data, "flips", out, ExpandOptions(**SHARDED)).get("up_to_date")
     damaged = out / json.loads((out / "_augpipe.json").read_text())["shards"][1]["name"]
-    raw = bytearray(damaged.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    damaged.write_bytes(bytes(raw))
-    told = subprocess.run([sys.executable, "-m", "augpipe", "inspect", str(out), "--verify"], capture_output=True,
-                          text=True, env=ENV, stdin=subprocess.DEVNULL)
+    _damage(damaged)
+    told = _verify(out)
     assert told.returncode == 1 and f"{damaged.name}: checksum mismatch" in told.stdout
     assert "mend      expand again with the same source, recipe and seed and --overwrite" in told.stdout
-    again = expand(data, "flips", out, ExpandOptions(overwrite=True, **options))
+    again = expand(data, "flips", out, ExpandOptions(overwrite=True, **SHARDED))
     assert not again.get("up_to_date") and again["timing"]["shards_resumed"] == 0
     assert shard_hashes(out) == expected
-    assert expand(data, "flips", out, ExpandOptions(overwrite=True, **options))["timing"]["shards_resumed"] == 0
-    told = subprocess.run([sys.executable, "-m", "augpipe", "inspect", str(out), "--verify"], capture_output=True,
-                          text=True, env=ENV, stdin=subprocess.DEVNULL)
+    assert expand(data, "flips", out, ExpandOptions(overwrite=True, **SHARDED))["timing"]["shards_resumed"] == 0
+    told = _verify(out)
     assert told.returncode == 0 and "  mend  " not in told.stdout and "all is well" in told.stdout
 
 
 def test_overwrite_after_an_interrupted_run_of_the_same_arguments_keeps_no_shard(tmp_path):
-    data = make_folder(tmp_path / "data", per_class=40)
-    out = tmp_path / "out"
-    options = dict(workers=1, shard_size=30_000, progress=False)
-    expand(data, "flips", out, ExpandOptions(**options))
-    expected = shard_hashes(out)
+    data, out, expected = _sharded(tmp_path)
     as_if_killed(out)
-    assert expand(data, "flips", out, ExpandOptions(**options))["timing"]["shards_resumed"] == len(expected)
+    assert expand(data, "flips", out, ExpandOptions(**SHARDED))["timing"]["shards_resumed"] == len(expected)
     as_if_killed(out)
-    done = expand(data, "flips", out, ExpandOptions(overwrite=True, **options))
+    done = expand(data, "flips", out, ExpandOptions(overwrite=True, **SHARDED))
     assert done["timing"]["shards_resumed"] == 0 and shard_hashes(out) == expected
 
 
@@ -168,8 +171,7 @@ def test_verify_names_no_mend_for_a_shard_the_run_never_wrote(tmp_path, folder):
     out = tmp_path / "out"
     expand(folder, "flips", out, ExpandOptions(**QUIET))
     shutil.copy(next(out.glob("train-0*.parquet")), out / "train-00007-of-00009.parquet")
-    told = subprocess.run([sys.executable, "-m", "augpipe", "inspect", str(out), "--verify"], capture_output=True,
-                          text=True, env=ENV, stdin=subprocess.DEVNULL)
+    told = _verify(out)
     assert told.returncode == 1 and "extra shard, not in the manifest" in told.stdout and "  mend  " not in told.stdout
 
 
