@@ -110,6 +110,8 @@ typer.core.TyperOption.display_type_rich = _flag_type(typer.core.TyperOption.dis
 # What each command interrupted part-way (or stopped by a full disk) leaves, and what to do
 _RERUN = {
     "expand": "finished shards are kept; run the same command again to resume",
+    "expand --overwrite": "finished shards are kept; run the same command again without --overwrite to resume (with "
+                          "it, every shard is written anew)",
     "export": "the export is unfinished; run the same command again to write it again",
     "train": "train writes model.pt and its metrics only at the end of a run, so nothing of this one is kept; "
              "run the same command again to train from the start",
@@ -265,7 +267,7 @@ def expand(
     shard_size: Annotated[int, typer.Option("--shard-size", parser=_parse_size, metavar="SIZE", help="Largest shard, about: e.g. 256MB, 1GB.")] = "256MB",
     max_pixels: Annotated[int, typer.Option("--max-pixels", min=1, help="Skip images with more pixels than this (decompression bombs; about 36 bytes a pixel at the peak, per worker).")] = 25_000_000,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first input that would be skipped.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what OUT holds: an output made with another recipe, seed or source, or this run's own (every shard written anew: how a damaged shard is mended).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the augpipe output in OUT (only what augpipe wrote there): one made with other arguments (recipe, seed, options or source), or this run's own, every shard written anew.")] = False,
     layout: Annotated[str, typer.Option("--layout", help="auto, classes (every top folder a class) or splits (train/val/test folders).")] = "auto",
     split_by: Annotated[str, typer.Option("--split-by", help=f"{one_of(SPLIT_BY)}: by content, identical files share a split (every source is read once more).")] = "content",
     engine: Annotated[str, typer.Option("--engine", help=f"{one_of(ENGINES)}: local runs worker processes; ray a Ray cluster (RAY_ADDRESS, or a local one started for the run).")] = "local",
@@ -274,6 +276,8 @@ def expand(
     quiet: QuietOpt = False,
 ) -> None:
     """Augment an image folder into Parquet shards (train/validation/test) with a manifest."""
+    if overwrite:
+        _state["command"] = "expand --overwrite"  # what resumes an interrupted run is said without it
     _start_workers(workers, engine)
     from augpipe.pipeline import expand as run_expand
     from augpipe.summary import expand_summary

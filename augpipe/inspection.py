@@ -251,7 +251,7 @@ def _verify_rows(ds, shard: dict, m, seen: _Seen, bar) -> list[str]:
         reader = pq.ParquetFile(ds.open(name))
         rows = reader.metadata.num_rows
     except Exception as exc:  # noqa: BLE001 - any damage is a problem to report, not a crash
-        return [f"{name}: cannot be read as Parquet ({type(exc).__name__}: {str(exc)[:80]})"]
+        return [f"{name}: cannot be read as Parquet ({_said(exc)})"]
     problems = []
     if rows != shard["rows"]:
         problems.append(f"{name}: {rows} rows, the manifest says {shard['rows']}")
@@ -271,8 +271,19 @@ def _verify_rows(ds, shard: dict, m, seen: _Seen, bar) -> list[str]:
                 index += 1
             bar.update(batch.num_rows)
     except Exception as exc:  # noqa: BLE001
-        problems.append(f"{name}: unreadable after row {index} ({type(exc).__name__}: {str(exc)[:80]})")
+        problems.append(f"{name}: unreadable after row {index} ({_said(exc)})")
     return problems
+
+
+def _said(exc: BaseException) -> str:
+    """An error in a problem's line: its first line, whole words (a SourceError already names the
+    shard and says what to do: the cause it gives in brackets)."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, SourceError) and "(" in text:
+        text = text.split("(", 1)[1].rsplit("):", 1)[0]
+    else:
+        text = f"{type(exc).__name__}: {text}"
+    return text if len(text) <= 160 else text[:160].rsplit(" ", 1)[0] + " ..."
 
 
 def _donor_problems(seen: _Seen, failed: set) -> list[str]:
@@ -395,15 +406,15 @@ def output_report(f: dict) -> list[str]:
 
 
 def _mend_line(problems: list[str]) -> list[str]:
-    """How to mend a shard of the manifest's damaged since it was written (its checksum, its rows,
-    gone): not a shard the manifest does not list, which the run never wrote."""
+    """How to mend a shard of the manifest's damaged since it was written (its checksum, its row
+    count, its Parquet, gone): not a row's own problem, which a rerun writes again as it was (a
+    copy of one flat colour), nor a shard the manifest does not list, which the run never wrote."""
     from augpipe.layout import is_shard_name
 
-    if not any(is_shard_name(p.split(":", 1)[0].split(" row ", 1)[0]) and not p.endswith("not in the manifest")
-               for p in problems):
+    if not any(is_shard_name(p.split(":", 1)[0]) and not p.endswith("not in the manifest") for p in problems):
         return []
-    return ["  mend      expand again with the same source, recipe and seed and --overwrite: every shard is "
-            "written anew"]
+    return ["  mend      run the same augpipe expand again, every argument as before (the source, recipe, seed and "
+            "options this manifest records): it writes the output anew; in a bucket, add --overwrite"]
 
 
 def _balance_lines(balance: dict | None) -> list[str]:

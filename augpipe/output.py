@@ -140,6 +140,7 @@ class OutputFolder:
     def __init__(self, store):
         self.store = store
         self.lock: RunLock | None = None
+        self.mended: str | None = None  # why a finished output of this very run is written again
 
     def check_usable(self) -> None:
         """Before anything is written: the place is a folder that is empty or augpipe's."""
@@ -178,10 +179,12 @@ class OutputFolder:
         if overwrite:  # asked for: this very run's output is written again too, not kept nor resumed
             self.store.delete_tree(WORK_DIR)
         done = None if overwrite else self._readable_manifest()
-        if done is not None and done.get("identity") == identity and self._complete(done) and \
-                not _unread_then(done, read_now):
-            self.store.delete_tree(WORK_DIR)  # a run killed after its manifest landed left these
-            return done
+        if done is not None and done.get("identity") == identity:
+            if not self._complete(done):
+                self.mended = "a shard of this output was damaged or gone since it was written: every shard written anew"
+            elif not _unread_then(done, read_now):
+                self.store.delete_tree(WORK_DIR)  # a run killed after its manifest landed left these
+                return done
         try:
             self.store.delete_tree(TMP_DIR)
             self.store.makedirs(TMP_DIR)

@@ -172,7 +172,7 @@ def _expand_found(source: str, recipe, out: str, options: ExpandOptions, engine,
         output.finish(manifest)
     finally:
         output.release()
-    return {**manifest.to_dict(), "out": out}
+    return {**manifest.to_dict(), "out": out, **({"mended": output.mended} if output.mended else {})}
 
 
 def _settings(copies: int, options: ExpandOptions, found) -> dict:

@@ -1275,12 +1275,23 @@ def _start_worker(then: Callable | None, worker_id: int) -> None:
 
     A worker a fork server started lets go of the server's "alive" pipe: else the server, the
     worker's parent, outlives a killed main process, and torch's watchdog, which watches the
-    parent, keeps the worker (and its shared files) alive. Then the caller's worker_init_fn."""
+    parent, keeps the worker (and its shared files) alive. It dies with the server: torch's
+    watchdog takes its parent's pid only after the worker_init_fns, and a main process killed
+    before then left the workers to init, watched by nobody (a hostile tester's, with a slow
+    worker_init_fn). Then the caller's worker_init_fn."""
+    import multiprocessing
+
     import torch.multiprocessing
 
     from augpipe.engines.local import release_fork_server
+    from augpipe.processes import die_with_parent
 
     release_fork_server()
+    main = multiprocessing.parent_process()  # the process that asked for this worker
+    if main is not None and main.pid != os.getppid():  # started by a fork server, one thread: its death signal is safe
+        die_with_parent(os.getppid())
+        if not main.is_alive():
+            os._exit(1)
     if "file_system" in torch.multiprocessing.get_all_sharing_strategies():
         torch.multiprocessing.set_sharing_strategy("file_system")
         worker_memory.enable()
@@ -1549,10 +1560,18 @@ class ShardDataset(_WithEpoch, Dataset):
         return self._cache.get_or_make(g, lambda: self._read_group(g))
 
     def _read_group(self, g: int) -> tuple[_Group, int]:
+        """Row group g; a shard gone or damaged since the reader was made is one line naming it
+        (a page that does not decode was pyarrow's OSError, "Couldn't deserialize thrift")."""
+        from augpipe.dataset import _unreadable
+
         f, group = self._groups[g]
-        if f not in self._handles:
-            self._handles[f] = parquet_file(self.fs, self.fs.open_input_file(self.files[f]))
-        table = _Group(read_group(self._handles[f], group, self._columns), (_shard_name(self.files[f]), self._in_file[g]))
+        try:
+            if f not in self._handles:
+                self._handles[f] = parquet_file(self.fs, self.fs.open_input_file(self.files[f]))
+            read = read_group(self._handles[f], group, self._columns)
+        except (OSError, pa.ArrowException) as exc:
+            raise _unreadable(self.ds.location, _shard_name(self.files[f]), exc) from None
+        table = _Group(read, (_shard_name(self.files[f]), self._in_file[g]))
         return table, table.nbytes
 
     def labels(self) -> list[int | None]:

@@ -111,6 +111,8 @@ def expand_summary(m: dict) -> list[str]:
         lines.append(f"  warning     {warning}")
     n_bytes = sum(s["bytes"] for s in m["shards"])
     lines.append(f"  shards      {len(m['shards'])} files, {_size(n_bytes)}")
+    if m.get("mended"):
+        lines.append(f"  mended      {m['mended']}")
     if m.get("up_to_date"):
         lines.append("  time        nothing to do: this output is complete and up to date")
     else:

@@ -149,13 +149,23 @@ def test_overwrite_writes_this_runs_own_output_anew_and_verify_names_it_as_the_m
     _damage(damaged)
     told = _verify(out)
     assert told.returncode == 1 and f"{damaged.name}: checksum mismatch" in told.stdout
-    assert "mend      expand again with the same source, recipe and seed and --overwrite" in told.stdout
+    assert "mend      run the same augpipe expand again, every argument as before" in told.stdout
     again = expand(data, "flips", out, ExpandOptions(overwrite=True, **SHARDED))
     assert not again.get("up_to_date") and again["timing"]["shards_resumed"] == 0
     assert shard_hashes(out) == expected
     assert expand(data, "flips", out, ExpandOptions(overwrite=True, **SHARDED))["timing"]["shards_resumed"] == 0
     told = _verify(out)
     assert told.returncode == 0 and "  mend  " not in told.stdout and "all is well" in told.stdout
+
+
+def test_a_rerun_over_a_damaged_shard_writes_the_output_anew_and_says_why(tmp_path):
+    data, out, expected = _sharded(tmp_path)
+    _damage(out / json.loads((out / "_augpipe.json").read_text())["shards"][0]["name"])
+    again = expand(data, "flips", out, ExpandOptions(**SHARDED))
+    assert not again.get("up_to_date") and shard_hashes(out) == expected
+    assert again["mended"] == "a shard of this output was damaged or gone since it was written: every shard written anew"
+    assert "mended" not in json.loads((out / "_augpipe.json").read_text())
+    assert "mended" not in expand(data, "flips", out, ExpandOptions(**SHARDED))
 
 
 def test_overwrite_after_an_interrupted_run_of_the_same_arguments_keeps_no_shard(tmp_path):
@@ -173,6 +183,16 @@ def test_verify_names_no_mend_for_a_shard_the_run_never_wrote(tmp_path, folder):
     shutil.copy(next(out.glob("train-0*.parquet")), out / "train-00007-of-00009.parquet")
     told = _verify(out)
     assert told.returncode == 1 and "extra shard, not in the manifest" in told.stdout and "  mend  " not in told.stdout
+
+
+def test_verify_names_no_mend_for_a_rows_own_problem_that_a_rerun_writes_again(tmp_path, folder):
+    """A black source's copies are of one flat colour: a rerun writes them so again (a hostile
+    tester's: the mend line followed, the same problem and the same line)."""
+    Image.new("RGB", (40, 30)).save(folder / "cat" / "black.png")
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    told = _verify(out)
+    assert told.returncode == 1 and "is a single flat colour" in told.stdout and "  mend  " not in told.stdout
 
 
 def test_overwrite_deletes_only_what_augpipe_wrote(tmp_path, folder):

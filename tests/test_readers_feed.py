@@ -810,6 +810,44 @@ def test_a_loaders_fork_server_workers_die_with_a_killed_main_process(photos, tm
     assert gone(workers, 30)
 
 
+KILLED_IN_INIT = """
+import os, sys, time
+from augpipe.readers import ShardDataset, loader
+
+def slow(worker_id):
+    with open(os.path.join(sys.argv[2], str(os.getpid())), "w"):
+        pass
+    time.sleep(60)
+
+if __name__ == "__main__":
+    for _ in loader(ShardDataset(sys.argv[1]), 2, num_workers=2, multiprocessing_context="forkserver",
+                    worker_init_fn=slow):
+        pass
+"""
+
+
+def test_a_loaders_fork_server_workers_die_with_a_main_process_killed_while_they_start(photos, tmp_path):
+    """torch's watchdog takes the worker's parent only after the worker_init_fns: a main process
+    killed while they ran left the workers running for good (a hostile tester's)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script, started = tmp_path / "killed.py", tmp_path / "started"
+    script.write_text(KILLED_IN_INIT)
+    started.mkdir()
+    main = subprocess.Popen([sys.executable, str(script), str(photos), str(started)])
+    deadline = time.monotonic() + 60
+    while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = [int(p.name) for p in started.iterdir()]
+    assert len(workers) == 2
+    main.send_signal(signal.SIGKILL)
+    main.wait()
+    assert gone(workers, 30)
+
+
 # ---------------------------------------------------------------- a worker's batch memory
 
 def test_batches_held_past_the_workers_slots_keep_their_pixels(photos):
@@ -1136,6 +1174,32 @@ def test_a_shard_read_ahead_that_cannot_be_read_fails_only_the_pass_that_needs_i
     assert stream._cache.ahead == "done" and stream._cache.get_or_make(damaged) is None
     with pytest.raises(SourceError, match=f"shard {names[damaged]} cannot be read"):
         list(ShardIterable(out, return_row=True))
+
+
+def test_a_page_of_a_shard_that_does_not_decode_is_named_by_every_reader(photos, tmp_path):
+    """A shard whose footer reads but one of its column's pages does not (bytes flipped at the
+    label column's first page): ShardDataset's rows, alone and through loader(), were pyarrow's
+    "Couldn't deserialize thrift" traceback, not one line naming the shard (a new user's)."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from augpipe.errors import SourceError
+
+    out = tmp_path / "out"
+    shutil.copytree(photos, out)
+    name = ShardDataset(out).ds.shards("train")[0]["name"]
+    column = next(c for c in (pq.ParquetFile(out / name).metadata.row_group(0).column(k) for k in range(99))
+                  if c.path_in_schema == "label")
+    raw = bytearray((out / name).read_bytes())
+    at = column.dictionary_page_offset or column.data_page_offset
+    raw[at:at + 4] = bytes(b ^ 0xFF for b in raw[at:at + 4])
+    (out / name).write_bytes(bytes(raw))
+    for read in (lambda: [ShardDataset(out)[i] for i in range(len(ShardDataset(out)))],
+                 lambda: list(loader(ShardDataset(out), 16, num_workers=0)),
+                 lambda: list(loader(ShardDataset(out), 16, threads=2))):
+        with pytest.raises(SourceError, match=f"shard {name} cannot be read .*augpipe inspect --verify"):
+            read()
 
 
 @pytest.mark.parametrize("cache_bytes", [256 * 2**20, 0])

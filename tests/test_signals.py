@@ -7,15 +7,24 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from augpipe.processes import descendants
 from conftest import ENV, augpipe, session_processes, wait_for_shards
 
 
-def test_three_ctrl_cs_print_one_line(tmp_path, big):
+RESUME = "finished shards are kept; run the same command again to resume"
+# with it the same command writes every shard anew: a hostile tester followed "the same command" and nothing resumed
+RESUME_OVERWRITE = ("finished shards are kept; run the same command again without --overwrite to resume (with it, "
+                    "every shard is written anew)")
+
+
+@pytest.mark.parametrize("overwrite, rerun", [((), RESUME), (("--overwrite",), RESUME_OVERWRITE)])
+def test_three_ctrl_cs_print_one_line(tmp_path, big, overwrite, rerun):
     out = tmp_path / "out"
     proc = subprocess.Popen(augpipe("expand", big, "-r", "classic", "-k", "4", "--shard-size", "100KB", "-o", out,
-                                    "-w", "2", "-q"), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                                    "-w", "2", "-q", *overwrite), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
     wait_for_shards(out)
     for _ in range(3):
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole foreground group
@@ -23,8 +32,7 @@ def test_three_ctrl_cs_print_one_line(tmp_path, big):
     proc.wait(timeout=60)
     err = proc.stderr.read().decode()
     assert proc.returncode == 130
-    assert err.strip().splitlines() == [
-        "augpipe: error: interrupted: finished shards are kept; run the same command again to resume"], err
+    assert err.strip().splitlines() == [f"augpipe: error: interrupted: {rerun}"], err
     time.sleep(1)
     assert session_processes(proc.pid) == []
 
