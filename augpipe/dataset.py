@@ -100,8 +100,11 @@ class Dataset:
 
 
 def _unreadable(location: str, name: str, exc: BaseException) -> SourceError:
-    return SourceError(f"{location}: shard {name} cannot be read ({str(exc).splitlines()[0][:120]}): "
-                       "augpipe inspect --verify lists the damage")
+    """One line naming the shard; `reason`: the cause alone (`inspect --verify` names the shard itself)."""
+    reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    error = SourceError(f"{location}: shard {name} cannot be read ({reason}): augpipe inspect --verify lists the damage")
+    error.reason = reason
+    return error
 
 
 def parquet_file(fs, fh):

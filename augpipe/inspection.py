@@ -276,13 +276,9 @@ def _verify_rows(ds, shard: dict, m, seen: _Seen, bar) -> list[str]:
 
 
 def _said(exc: BaseException) -> str:
-    """An error in a problem's line: its first line, whole words (a SourceError already names the
-    shard and says what to do: the cause it gives in brackets)."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    if isinstance(exc, SourceError) and "(" in text:
-        text = text.split("(", 1)[1].rsplit("):", 1)[0]
-    else:
-        text = f"{type(exc).__name__}: {text}"
+    """An error in a problem's line: its first line, whole words; of a shard that does not read,
+    the cause alone (its line already names the shard)."""
+    text = getattr(exc, "reason", None) or f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
     return text if len(text) <= 160 else text[:160].rsplit(" ", 1)[0] + " ..."
 
 
@@ -313,7 +309,7 @@ def target_problems(kind, row: dict, width: int, height: int, classes: list[str]
     try:
         return kind.verify(row, width, height, classes, decode)
     except Exception as exc:  # noqa: BLE001 - a stored row's damage, whatever it is
-        return [f"its target cannot be checked ({type(exc).__name__}: {str(exc)[:80]})"]
+        return [f"its target cannot be checked ({_said(exc)})"]
 
 
 def _row_problems(row: dict, split: str, kind, classes: list[str]) -> list[str]:
