@@ -65,6 +65,7 @@ def inspect_output(location, verify: bool = False, source: str | None = None, pr
         "height": _spread(census.heights),
         "class_counts": census.class_counts(),
         "unread_targets": census.unread,
+        "unread_shards": census.unread_shards,
         "unchanged": census.unchanged,
         "skipped": m.skipped,
         "skipped_count": m.total_skipped,
@@ -75,6 +76,8 @@ def inspect_output(location, verify: bool = False, source: str | None = None, pr
     }
     if verify:
         facts["problems"] = verify_output(ds, source, progress)
+        if mend := mend_advice(facts["problems"]):
+            facts["mend"] = mend
         if source is not None:
             facts["verified_against"] = str(source)
     return facts
@@ -97,6 +100,7 @@ class _Census:
         self.heights: list[int] = []
         self.counts: dict = {}  # split -> "before"/"after" -> "rows"/"objects" -> Counter
         self.unread = 0  # rows whose target does not read, not counted
+        self.unread_shards: dict[str, int] = {}  # a shard that does not read: its rows not read
         self.unchanged = 0  # augmented rows no transform changed (each its source again)
         self.donor_rows: Counter = Counter()
         self.donor_images: dict[str, set] = defaultdict(set)
@@ -164,12 +168,16 @@ def _census(ds, progress: bool) -> _Census:
     with rows_bar(ds, "inspect", progress) as bar:
         for split in ds.splits():
             columns = ["width", "height", "copy", *targets, *(["transforms"] if split == "train" else [])]
-            try:
-                for batch in ds.iter_batches(split, columns):
-                    census.add(split, batch)
-                    bar.update(batch.num_rows)
-            except SourceError:  # reported by --verify; the summary shows what it can read
-                continue
+            for position, shard in enumerate(ds.shards(split)):
+                read = 0
+                try:
+                    for batch in ds.iter_batches(split, columns, pieces=[(position, 0, None)]):
+                        census.add(split, batch)
+                        read += batch.num_rows
+                        bar.update(batch.num_rows)
+                except SourceError:  # --verify lists the damage; the summary counts what reads
+                    census.unread_shards[shard["name"]] = max(shard["rows"] - read, 0)
+                    bar.update(max(shard["rows"] - read, 0))
     return census
 
 
@@ -315,15 +323,19 @@ def target_problems(kind, row: dict, width: int, height: int, classes: list[str]
 def _row_problems(row: dict, split: str, kind, classes: list[str]) -> list[str]:
     import numpy as np
 
-    from augpipe.decode import row_image
+    from augpipe.decode import row_image_warned
 
     problems = []
     width, height = row.get("width"), row.get("height")
     try:
-        rgb = row_image((row["image"] or {}).get("bytes") or b"")
+        rgb, warning = row_image_warned((row["image"] or {}).get("bytes") or b"")
     except ValueError:
         problems.append("image does not decode")
     else:
+        # a copy's bytes are augpipe's own encoding, whole when written: libjpeg's warning is damage
+        # since (an original keeps its source's bytes, warnings and all)
+        if warning and row["copy"] != 0:
+            problems.append(f"{DAMAGED_IMAGE} ({warning}): it decodes to a partly wrong picture")
         if (width, height) != (rgb.shape[1], rgb.shape[0]):
             problems.append(f"image is {rgb.shape[1]}×{rgb.shape[0]}, the row says {width}×{height}")
             width, height = rgb.shape[1], rgb.shape[0]  # the target is checked against the image itself
@@ -384,6 +396,7 @@ def output_report(f: dict) -> list[str]:
         lines.append(f"  {split:<9} {c['rows']:,} rows: {c['originals']:,} originals, {c['augmented']:,} augmented{same}")
     size = f"{f['bytes'] / 1e6:.1f} MB"
     lines.append(f"  shards    {f['shards']} files, {size}")
+    lines += _unread_shards_line(f)
     lines += _sizes_line(f)
     lines += _class_table(f)
     lines += _balance_lines(f.get("balance"))
@@ -397,20 +410,25 @@ def output_report(f: dict) -> list[str]:
         against = f", {rows} against its file in {f['verified_against']}" if f.get("verified_against") else ""
         checked = "checksums, images, labels, splits and donors" if mixed else "checksums, images, labels and splits"
         lines += _problem_lines(f["problems"], f"verify: every shard re-read, {checked} checked{against}")
-        lines += _mend_line(f["problems"])
+        lines += [f"  mend      {f['mend']}"] if f.get("mend") else []
     return lines
 
 
-def _mend_line(problems: list[str]) -> list[str]:
+def mend_advice(problems: list[str]) -> str | None:
     """How to mend a shard of the manifest's damaged since it was written (its checksum, its row
-    count, its Parquet, gone): not a row's own problem, which a rerun writes again as it was (a
-    copy of one flat colour), nor a shard the manifest does not list, which the run never wrote."""
+    count, its Parquet, gone, a copy's image data): not a row's own problem, which a rerun writes
+    again as it was (a copy of one flat colour), nor a shard the manifest does not list, which the
+    run never wrote."""
     from augpipe.layout import is_shard_name
 
-    if not any(is_shard_name(p.split(":", 1)[0]) and not p.endswith("not in the manifest") for p in problems):
-        return []
-    return ["  mend      run the same augpipe expand again, every argument as before (the source, recipe, seed and "
-            "options this manifest records): it writes the output anew; in a bucket, add --overwrite"]
+    if not any((is_shard_name(p.split(":", 1)[0]) and not p.endswith("not in the manifest"))
+               or DAMAGED_IMAGE in p for p in problems):
+        return None
+    return ("run the same augpipe expand again, every argument as before (the source, recipe, seed and "
+            "options this manifest records): it writes the output anew; in a bucket, add --overwrite")
+
+
+DAMAGED_IMAGE = "image data is damaged"
 
 
 def _balance_lines(balance: dict | None) -> list[str]:
@@ -445,6 +463,16 @@ def _class_table(f: dict) -> list[str]:
     if f.get("unread_targets"):
         lines.append(f"    not counted: {plural(f['unread_targets'], 'row')} whose target does not read (--verify lists them)")
     return lines
+
+
+def _unread_shards_line(f: dict) -> list[str]:
+    """The shards whose rows (or the rest of them) could not be read: left out of the sizes and classes."""
+    unread = f.get("unread_shards") or {}
+    if not unread:
+        return []
+    names = ", ".join(list(unread)[:3]) + (", ..." if len(unread) > 3 else "")
+    return [f"  unread    {plural(len(unread), 'shard')} ({names}): {plural(sum(unread.values()), 'row')} left out of "
+            "the sizes and classes below; --verify lists the damage"]
 
 
 def _cell(counts: dict, split: dict, what: str, c: str) -> str:

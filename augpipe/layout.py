@@ -27,5 +27,14 @@ def is_shard_name(name: str, split: str | None = None) -> bool:
     return m is not None and (split is None or m.group(1) == split)
 
 
+def shards_among(names) -> list[str]:
+    """The names among these that are augpipe's shard names."""
+    return [n for n in names if is_shard_name(n)]
+
+
+def listed(names: list[str], shown: int = 2) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
 def record_name(shard: str) -> str:
     return f"{WORK_DIR}/done/{shard}.json"

@@ -16,18 +16,24 @@ from dataclasses import dataclass, field
 
 from augpipe import __version__
 from augpipe.errors import SourceError
-from augpipe.layout import LEGACY_MANIFEST, MANIFEST, RUN_FILE, SKIPPED, SPLITS
+from augpipe.layout import LEGACY_MANIFEST, MANIFEST, RUN_FILE, SKIPPED, SPLITS, listed, shards_among
 
 SKIPPED_INLINE = 1000  # more skipped inputs than this go to a sidecar file, one JSON line each
 
 
 def check_finished(store) -> None:
     """One line where the folder is an expand's that has not finished (its run record, no manifest):
-    its shards are some of a dataset's, not one (a directory reader would give part of it)."""
+    its shards are some of a dataset's, not one (a directory reader would give part of it); and
+    where it holds augpipe's shards but no manifest (deleted), not a source folder."""
     if store.exists(RUN_FILE):
         raise SourceError(f"{store.display()} is an augpipe expand that has not finished (running, or stopped before "
                           f"its {MANIFEST}): not a dataset until it has; run the same expand command again to finish it "
                           "(it resumes)")
+    shards = [] if has_manifest(store) else shards_among(store.names())
+    if shards:
+        raise SourceError(f"{store.display()} holds augpipe shards ({listed(shards)}) but no {MANIFEST}: augpipe reads "
+                          "an expanded dataset by its manifest, and it is gone; put it back, or expand the source "
+                          "again into another --out")
 
 
 def read_manifest(store) -> dict | None:

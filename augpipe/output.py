@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from augpipe.errors import OutputError, RunLockedError, SourceError
-from augpipe.layout import LEGACY_MANIFEST, LOCK, MANIFEST, RUN_FILE, SKIPPED, WORK_DIR, is_shard_name, record_name
+from augpipe.layout import (LEGACY_MANIFEST, LOCK, MANIFEST, RUN_FILE, SKIPPED, WORK_DIR, is_shard_name, listed,
+                            record_name, shards_among)
 from augpipe.manifest import Manifest, ShardRecord, read_manifest
 from augpipe.processes import alive, process_start
 
@@ -151,6 +152,10 @@ class OutputFolder:
             raise OutputError(f"cannot write to {store.display()}: {problem}: remove it or choose another --out")
         names = store.names()
         if names and not any(n in OURS for n in names):
+            if shards := shards_among(names):
+                raise OutputError(f"output folder {store.display()} holds augpipe shards ({listed(shards)}) but no "
+                                  f"{MANIFEST}: augpipe cannot tell which run wrote them, so it replaces none; put "
+                                  "the manifest back, delete them yourself, or choose another --out")
             raise OutputError(f"output folder {store.display()} is not empty and holds no augpipe output "
                               f"(e.g. {names[0]}): choose another --out")
 

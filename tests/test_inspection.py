@@ -652,3 +652,76 @@ def test_a_label_outside_the_classes_is_named_by_the_readers_and_train(folder, t
     assert "row 4 " in cli("inspect", out, "--verify").output
     trained = cli("train", out, "--epochs", "1")
     assert trained.exit_code == 2 and "row 4" in trained.output and "unexpected" not in trained.output
+
+
+def test_verify_names_the_row_of_a_copy_whose_image_data_was_damaged(folder, tmp_path, cli):
+    """A copy's JPEG with a byte flipped in its scan still decodes, partly wrong (libjpeg warns on
+    stderr): only the shard's checksum said so, not which row (a new user's)."""
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    k = next(k for k, row in enumerate(rows) if row["copy"])
+    rows[k]["image"]["bytes"], warning = _flipped_but_decodable(rows[k]["image"]["bytes"])
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    result = cli("inspect", out, "--verify", "--json", "-q")
+    facts = json.loads(result.output)
+    assert result.exit_code == 1
+    named = [p for p in facts["problems"] if p.startswith(f"{shard.name} row {k} ")]
+    assert named == [f"{shard.name} row {k} ({rows[k]['source']}): image data is damaged ({warning}): it decodes to "
+                     "a partly wrong picture"], facts["problems"]
+    assert facts["mend"].startswith("run the same augpipe expand again, every argument as before")
+    assert f"  mend      {facts['mend']}" in cli("inspect", out, "--verify", "-q").output
+
+
+def _flipped_but_decodable(data: bytes) -> tuple[bytes, str]:
+    """`data` with the first byte of its scan whose flip makes libjpeg-turbo warn while OpenCV
+    still decodes it, and the warning."""
+    import simplejpeg
+
+    assert data[:2] == b"\xff\xd8"
+    for at in range(data.index(b"\xff\xda") + 16, len(data) - 2):
+        damaged = bytearray(data)
+        damaged[at] ^= 0x55
+        try:
+            simplejpeg.decode_jpeg(bytes(damaged))
+        except ValueError as exc:
+            if cv2.imdecode(np.frombuffer(bytes(damaged), np.uint8), cv2.IMREAD_COLOR) is not None:
+                return bytes(damaged), str(exc)
+    raise AssertionError("no flip that decodes with a warning")
+
+
+def test_an_originals_own_jpeg_warning_is_no_damage(tmp_path, cli):
+    """An original keeps its source's bytes, libjpeg's warnings and all: not augpipe's damage."""
+    from conftest import make_folder
+
+    data = make_folder(tmp_path / "data", per_class=4)
+    source = sorted(data.glob("*/*.jpg"))[0]
+    jpeg = cv2.imencode(".jpg", np.random.default_rng(0).integers(0, 255, (24, 32, 3), np.uint8))[1].tobytes()
+    source.write_bytes(jpeg[:-2] + b"\x00\x00\xff\xd9")  # 2 bytes before the end marker
+    out = tmp_path / "out"
+    expand(data, "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    kept = [r for r in _rows(out) if r["copy"] == 0 and r["source"].endswith(source.name)]
+    assert kept and kept[0]["image"]["bytes"].endswith(b"\x00\x00\xff\xd9")
+    result = cli("inspect", out, "--verify", "-q")
+    assert result.exit_code == 0 and "damaged" not in result.output, result.output
+
+
+def test_a_shard_that_does_not_read_is_left_out_of_the_counts_and_named(folder, tmp_path, cli):
+    """The census stopped at it and counted none of its split's later shards (a hostile tester's)."""
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(shard_size=30_000, val_fraction=0, **QUIET))
+    manifest = json.loads((out / "_augpipe.json").read_text())
+    train = [s for s in manifest["shards"] if s["split"] == "train"]
+    assert len(train) >= 3
+    broken = out / train[0]["name"]
+    broken.write_bytes(broken.read_bytes()[:100])
+    names = manifest["classes"]
+    truth = Counter(names[v] for s in train[1:] for v in pq.read_table(out / s["name"], columns=["label"])["label"].to_pylist())
+    facts = json.loads(cli("inspect", out, "--json", "-q").output)
+    assert facts["unread_shards"] == {train[0]["name"]: train[0]["rows"]}
+    assert facts["class_counts"]["train"]["after"]["rows"] == dict(truth)
+    text = cli("inspect", out, "-q").output
+    assert (f"  unread    1 shard ({train[0]['name']}): {train[0]['rows']} rows left out of the sizes and classes "
+            "below; --verify lists the damage") in text

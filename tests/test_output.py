@@ -387,3 +387,26 @@ def test_an_unfinished_output_is_said_to_be_one(tmp_path, folder, cli):
         result = cli(*args)
         assert result.exit_code == 2 and f"{out} is an augpipe expand that has not finished" in result.output, args
         assert "run the same expand command again to finish it" in result.output
+
+
+def test_a_folder_of_shards_whose_manifest_was_deleted_is_said_to_be_one_and_kept(tmp_path, folder, cli):
+    """A new user's: inspect read it as a source folder, expand said it 'holds no augpipe output'."""
+    from augpipe.errors import SourceError
+    from augpipe.readers import ShardDataset
+
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))
+    (out / "_augpipe.json").unlink()
+    before = shard_hashes(out)
+    names = sorted(before)
+    said = f"{out} holds augpipe shards ({', '.join(names[:2])}{', ...' if len(names) > 2 else ''}) but no _augpipe.json"
+    for args in (("inspect", out), ("inspect", out, "--verify"), ("export", out, "-f", "imagefolder", "-o", tmp_path / "x")):
+        result = cli(*args)
+        assert result.exit_code == 2 and said in result.output and "put it back" in result.output, args
+    with pytest.raises(SourceError, match="but no _augpipe.json"):
+        ShardDataset(out)
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match=r"holds augpipe shards \(.*\) but no _augpipe.json: augpipe cannot tell "
+                                              "which run wrote them, so it replaces none"):
+            expand(folder, "flips", out, ExpandOptions(overwrite=overwrite, **QUIET))
+    assert shard_hashes(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)
