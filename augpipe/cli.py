@@ -153,7 +153,9 @@ def _error_table(exc: BaseException) -> tuple[int, str]:
     local = sys.modules.get("augpipe.engines.local")
     if local is not None and isinstance(exc, local.ProcessDied):
         return CRASHED, f"the process hashing the sources died (killed, or out of memory): {rerun}"
-    return CRASHED, f"unexpected error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+    command = (_state.get("command") or "COMMAND").split()[0]
+    return CRASHED, (f"unexpected error: {type(exc).__name__}: {exc} (for the traceback: augpipe --debug {command} "
+                     "..., or AUGPIPE_DEBUG=1)")
 
 
 _FULL = {getattr(errno, n) for n in ("ENOSPC", "EFBIG", "EDQUOT") if hasattr(errno, n)}
@@ -360,9 +362,10 @@ def preview(
     check_sheet_path(out)
     if is_dataset(source):
         result = preview_shards(source, rows=rows, copies=copies, seed=seed)
-    elif recipe is None:
-        raise UsageError(f"{source} is an image folder: preview needs --recipe (an expanded dataset does not)")
     else:
+        _no_shards(source)
+        if recipe is None:
+            raise UsageError(f"{source} is an image folder: preview needs --recipe (an expanded dataset does not)")
         result = preview_source(source, recipe, rows=rows, copies=copies, seed=seed, val_fraction=val_fraction,
                                 split_by=split_by, format=format, voc_zero_based=voc_zero_based)
     typer.echo(f"contact sheet: {write_sheet(result, out, tile)}")
@@ -432,15 +435,21 @@ def _inspected(path: str, verify: bool, source, format: str, layout: str, progre
 
         health = dataset_health(path, verify=verify, source=source, progress=progress)
         return health.facts, output_report(health.facts) + problem_lines(health.facts["health"]["problems"]), health
-    from augpipe.manifest import check_finished
-    from augpipe.store import open_store
-
-    check_finished(open_store(path))
+    _no_shards(path)
     if verify:
         raise UsageError(f"--verify re-reads an expanded dataset's shards; {path} is a source folder (no "
                          f"{MANIFEST}): its health report is this command without --verify")
     health = source_health(path, format=format, layout=layout, progress=progress)
     return health.facts, source_lines(health.facts), health
+
+
+def _no_shards(path: str) -> None:
+    """One line where a folder of augpipe's shards is no dataset (yet, or any more), which is no
+    source folder either: an expand that has not finished, or shards whose manifest was deleted."""
+    from augpipe.manifest import check_finished
+    from augpipe.store import open_store
+
+    check_finished(open_store(path))
 
 
 def _outside_source(html_dir: Path, source: str) -> None:

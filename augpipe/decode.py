@@ -186,14 +186,18 @@ def row_image(data, reduce: int = 1) -> np.ndarray:
 def row_image_warned(data) -> tuple[np.ndarray, str | None]:
     """`row_image`, and libjpeg-turbo's warning on a JPEG it decodes only with one ("Corrupt JPEG
     data: ...", "Premature end of JPEG file"): its data changed, the picture partly wrong, though
-    it decodes all the same (OpenCV decodes what it can); None for any other image."""
+    it decodes all the same; None for any other image."""
     frame = jpeg_frame(data)
     if frame is None or not _plain(frame):
         return row_image(data), None
     try:
         return simplejpeg.decode_jpeg(data, "rgb", buffer=off_boundary(frame[0] * frame[1] * 3)), None
     except ValueError as exc:
-        return row_image(data), (str(exc).splitlines() or [""])[0] or "libjpeg-turbo refused it"
+        warning = (str(exc).splitlines() or [""])[0] or "libjpeg-turbo refused it"
+    try:  # what it decodes all the same (OpenCV's pixels), without libjpeg's line on stderr
+        return simplejpeg.decode_jpeg(data, "rgb", strict=False), warning
+    except ValueError:
+        return row_image(data), warning
 
 
 def row_images(blobs: list, reduce: int = 1) -> list[np.ndarray]:

@@ -27,7 +27,7 @@ import hashlib
 import statistics
 from collections import Counter, defaultdict
 
-from augpipe.errors import SkipInput, SourceError
+from augpipe.errors import SkipInput
 from augpipe.layout import SPLITS
 
 SHOWN = 10  # problems, duplicates or skipped files shown in the text report
@@ -76,7 +76,7 @@ def inspect_output(location, verify: bool = False, source: str | None = None, pr
     }
     if verify:
         facts["problems"] = verify_output(ds, source, progress)
-        if mend := mend_advice(facts["problems"]):
+        if mend := mend_advice(facts["problems"], ds):
             facts["mend"] = mend
         if source is not None:
             facts["verified_against"] = str(source)
@@ -106,6 +106,11 @@ class _Census:
         self.donor_images: dict[str, set] = defaultdict(set)
 
     def add(self, split: str, batch) -> None:
+        import pyarrow.types as pat
+
+        for name in ("width", "height", "copy"):  # a column of another type: a damaged shard
+            if not pat.is_integer(batch.schema.field(name).type):
+                raise ValueError(f"its {name} column holds {batch.schema.field(name).type}, not whole numbers")
         # a null size (a row edited by hand) is --verify's to list, not a size
         self.widths += [w for w in batch.column("width").to_pylist() if w is not None]
         self.heights += [h for h in batch.column("height").to_pylist() if h is not None]
@@ -175,7 +180,8 @@ def _census(ds, progress: bool) -> _Census:
                         census.add(split, batch)
                         read += batch.num_rows
                         bar.update(batch.num_rows)
-                except SourceError:  # --verify lists the damage; the summary counts what reads
+                except Exception:  # noqa: BLE001 - a shard's damage (unreadable, a column of another type):
+                    # --verify lists it; the summary counts what reads
                     census.unread_shards[shard["name"]] = max(shard["rows"] - read, 0)
                     bar.update(max(shard["rows"] - read, 0))
     return census
@@ -231,11 +237,15 @@ def verify_output(ds, source: str | None = None, progress: bool = True) -> list[
     seen = _Seen()
     with rows_bar(ds, "verify", progress) as bar:
         for shard in m.shards:
-            if store.size(shard["name"]) is None:
+            size = store.size(shard["name"])
+            if size is None:
                 problems.append(f"{shard['name']}: missing")
                 continue
             digest = store.sha256(shard["name"])
-            if digest != shard["sha256"]:
+            if size != shard["bytes"]:
+                cut = " (cut short?)" if size < shard["bytes"] else ""
+                problems.append(f"{shard['name']}: {size:,} bytes, the manifest says {shard['bytes']:,}{cut}")
+            elif digest != shard["sha256"]:
                 problems.append(f"{shard['name']}: checksum mismatch (sha256 {digest[:12]}, "
                                 f"manifest {shard['sha256'][:12]})")
             problems += _verify_rows(ds, shard, m, seen, bar)
@@ -327,14 +337,13 @@ def _row_problems(row: dict, split: str, kind, classes: list[str]) -> list[str]:
 
     problems = []
     width, height = row.get("width"), row.get("height")
+    data = (row["image"] or {}).get("bytes") or b""
     try:
-        rgb, warning = row_image_warned((row["image"] or {}).get("bytes") or b"")
+        rgb, warning = row_image_warned(data)
     except ValueError:
         problems.append("image does not decode")
     else:
-        # a copy's bytes are augpipe's own encoding, whole when written: libjpeg's warning is damage
-        # since (an original keeps its source's bytes, warnings and all)
-        if warning and row["copy"] != 0:
+        if warning and not _sources_own_bytes(row, data):
             problems.append(f"{DAMAGED_IMAGE} ({warning}): it decodes to a partly wrong picture")
         if (width, height) != (rgb.shape[1], rgb.shape[0]):
             problems.append(f"image is {rgb.shape[1]}×{rgb.shape[0]}, the row says {width}×{height}")
@@ -350,6 +359,17 @@ def _row_problems(row: dict, split: str, kind, classes: list[str]) -> list[str]:
     if split != "train" and row["copy"] != 0:
         problems.append(f"augmented row (copy {row['copy']}) in {split}")
     return problems
+
+
+def _sources_own_bytes(row: dict, data: bytes) -> bool:
+    """An original that holds its source's bytes as they were (libjpeg's warnings on them are the
+    source's own). Any other row's image is augpipe's encoding, whole when written, so a warning
+    on it is damage since: a copy, an original re-encoded (turned, converted, resized), or one
+    whose bytes no longer match its source's sha256."""
+    if row["copy"] != 0:
+        return False
+    sha = row.get("source_sha256")
+    return not sha or hashlib.sha256(data).hexdigest() == sha  # without its sha256 (hand-made), trusted
 
 
 def _shared_across_splits(seen: dict) -> list[str]:
@@ -414,18 +434,57 @@ def output_report(f: dict) -> list[str]:
     return lines
 
 
-def mend_advice(problems: list[str]) -> str | None:
+def mend_advice(problems: list[str], ds) -> str | None:
     """How to mend a shard of the manifest's damaged since it was written (its checksum, its row
-    count, its Parquet, gone, a copy's image data): not a row's own problem, which a rerun writes
-    again as it was (a copy of one flat colour), nor a shard the manifest does not list, which the
-    run never wrote."""
+    count, its Parquet, gone, an image's data): the expand that made it, again. Not for a row's own
+    problem, which a rerun writes again as it was (a copy of one flat colour), nor for a shard the
+    manifest does not list, which the run never wrote."""
     from augpipe.layout import is_shard_name
 
     if not any((is_shard_name(p.split(":", 1)[0]) and not p.endswith("not in the manifest"))
                or DAMAGED_IMAGE in p for p in problems):
         return None
-    return ("run the same augpipe expand again, every argument as before (the source, recipe, seed and "
-            "options this manifest records): it writes the output anew; in a bucket, add --overwrite")
+    command, why = expand_command(ds)
+    gone = f" ({why}: write this manifest's recipe.text to a file and give that as --recipe)" if why else ""
+    return f"run the expand that made it again, which writes the output anew: {command}{gone}"
+
+
+def expand_command(ds) -> tuple[str, str | None]:
+    """The `augpipe expand` command that writes this dataset again, byte for byte, as its manifest
+    records the source, recipe, seed and options; and why RECIPE.yaml stands for its recipe, where
+    no file holds it now. A bucket's output with --overwrite: its shards are checked
+    by size only, so one damaged at its size would be kept."""
+    import shlex
+
+    from augpipe.options import expand_arguments
+    from augpipe.store.local import LocalStore
+
+    m = ds.manifest
+    recipe, gone = _recipe_argument(m.recipe)
+    args = ["augpipe", "expand", str(m.source), "--recipe", recipe, "--out", ds.location]
+    args += ["--seed", str(m.seed)] if m.seed else []
+    args += expand_arguments(m.options or {})
+    args += [] if isinstance(ds.store, LocalStore) else ["--overwrite"]
+    return " ".join(shlex.quote(a) for a in args), gone
+
+
+def _recipe_argument(recipe: dict) -> tuple[str, str | None]:
+    """A bundled recipe by its name; a file by its path while it holds the recipe the manifest
+    records (its sha256); else RECIPE.yaml, and why."""
+    from pathlib import Path
+
+    from augpipe.bundled import bundled_dir
+
+    path = str(recipe.get("path") or "")
+    if not path or path.startswith("<"):  # parse_recipe's "<recipe>": given as text
+        return "RECIPE.yaml", "the recipe was given as text, not as a file"
+    if Path(path).parent == bundled_dir() and (bundled_dir() / Path(path).name).is_file():
+        return Path(path).stem, None
+    try:
+        same = hashlib.sha256(Path(path).read_text(encoding="utf-8").encode("utf-8")).hexdigest() == recipe.get("sha256")
+    except (OSError, UnicodeDecodeError):
+        same = False
+    return (path, None) if same else ("RECIPE.yaml", f"the recipe file {path} is gone or changed since")
 
 
 DAMAGED_IMAGE = "image data is damaged"

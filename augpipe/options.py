@@ -42,6 +42,32 @@ def check_numbers(options, integers: tuple[str, ...], reals: tuple[str, ...] = (
         raise UsageError(f"{type(options).__name__}({name}=...) takes {what}, not {value!r}")
 
 
+# The manifest's `options` (what decides an output) as `augpipe expand` takes them, and the command
+# line's defaults (its --shard-size 256MB is 256,000,000 bytes)
+EXPAND_FLAGS = {"copies": "--copies", "val_fraction": "--val-fraction", "balance": "--balance",
+                "repeat_threshold": "--repeat-threshold", "shard_size": "--shard-size", "max_pixels": "--max-pixels",
+                "layout": "--layout", "split_by": "--split-by", "format": "--format",
+                "voc_zero_based": "--voc-zero-based"}
+_CLI_DEFAULTS = {"val_fraction": 0.1, "balance": False, "shard_size": 256_000_000,
+                 "max_pixels": DEFAULT_MAX_PIXELS, "layout": "auto", "split_by": "content", "voc_zero_based": False}
+
+
+def expand_arguments(options: dict, keys=None) -> list[str]:
+    """`augpipe expand`'s arguments that give these recorded options: `keys`' (every one, at its
+    default too), or else those past the command line's defaults."""
+    args = []
+    for key, flag in EXPAND_FLAGS.items():
+        value = options.get(key)
+        if key not in options or (keys is None and key in _CLI_DEFAULTS and value == _CLI_DEFAULTS[key]) \
+                or (keys is not None and key not in keys):
+            continue
+        if isinstance(value, bool):
+            args += [flag] if value else []  # off: the flag left out
+        elif value is not None:
+            args += [flag, str(value)]
+    return args
+
+
 @dataclass(frozen=True)
 class ExpandOptions:
     copies: int | None = None  # None: the recipe's

@@ -110,6 +110,21 @@ def _differences(identity: dict, previous: dict) -> str:
     return "; ".join(_why(k, identity, previous) for k in keys) or "made with other settings"
 
 
+def _as_made(identity: dict, previous: dict) -> str:
+    """Where only expand's options differ: the arguments that give those it was made with (to
+    resume or mend that output, not replace it)."""
+    from augpipe.options import EXPAND_FLAGS, expand_arguments
+
+    was, now = previous.get("options"), identity.get("options")
+    if not (isinstance(was, dict) and isinstance(now, dict)) or \
+            any(identity.get(k) != previous.get(k) for k in set(identity) | set(previous) if k != "options"):
+        return ""
+    changed = {k for k in set(was) | set(now) if was.get(k) != now.get(k)}
+    if not changed or not changed <= set(EXPAND_FLAGS) or not all(k in was for k in changed):
+        return ""
+    return f"; or, to resume or mend it, give the options it was made with: {' '.join(expand_arguments(was, changed))}"
+
+
 def _split_by(identity: dict):
     options = identity.get("options")
     return options.get("split_by") if isinstance(options, dict) else None
@@ -151,11 +166,13 @@ class OutputFolder:
         if problem is not None:
             raise OutputError(f"cannot write to {store.display()}: {problem}: remove it or choose another --out")
         names = store.names()
+        shards = shards_among(names)
+        # shards no manifest and no run record claim (leftovers such as the lock prove nothing)
+        if shards and MANIFEST not in names and LEGACY_MANIFEST not in names and not store.exists(RUN_FILE):
+            raise OutputError(f"output folder {store.display()} holds augpipe shards ({listed(shards)}) but no "
+                              f"{MANIFEST}: augpipe cannot tell which run wrote them, so it replaces none; put "
+                              "the manifest back, delete them yourself, or choose another --out")
         if names and not any(n in OURS for n in names):
-            if shards := shards_among(names):
-                raise OutputError(f"output folder {store.display()} holds augpipe shards ({listed(shards)}) but no "
-                                  f"{MANIFEST}: augpipe cannot tell which run wrote them, so it replaces none; put "
-                                  "the manifest back, delete them yourself, or choose another --out")
             raise OutputError(f"output folder {store.display()} is not empty and holds no augpipe output "
                               f"(e.g. {names[0]}): choose another --out")
 
@@ -173,10 +190,12 @@ class OutputFolder:
         except OSError as exc:
             raise OutputError(f"cannot write to {self.store.display()}: {exc.strerror or exc}") from None
         previous = self._previous_identity()
+        if previous is None:
+            self._check_strangers(shards)
         if previous is not None and previous != identity:
             if not overwrite:
                 raise OutputError(f"{self.store.display()} holds output {_differences(identity, previous)}: "
-                                  "use --overwrite to replace it, or another --out")
+                                  f"use --overwrite to replace it, or another --out{_as_made(identity, previous)}")
             if not self.lock.owned():  # nothing is removed but by the run that holds the folder
                 raise RunLockedError(f"{self.store.display()}: another run took the lock: nothing was removed")
             self.remove_previous()
@@ -217,6 +236,18 @@ class OutputFolder:
             return Manifest.load(self.store).to_dict()
         except SourceError:
             return None
+
+    def _check_strangers(self, planned) -> None:
+        """Shards beside a manifest that does not read (and no run record): this run writes those of
+        the names it plans over them, whole (the same run again); any other it cannot tell whose it
+        is, and would leave beside its own."""
+        if read_manifest(self.store) is not None:
+            return
+        strangers = [n for n in shards_among(self.store.names()) if n not in set(planned)]
+        if strangers:
+            raise OutputError(f"{self.store.display()} holds augpipe shards ({listed(strangers)}) this run would not "
+                              f"write, and its {MANIFEST} does not read: augpipe cannot tell which run wrote them, so "
+                              "it replaces none; delete them yourself, or choose another --out")
 
     def _previous_identity(self) -> dict | None:
         run = _read_json(self.store, RUN_FILE)

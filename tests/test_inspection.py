@@ -671,7 +671,9 @@ def test_verify_names_the_row_of_a_copy_whose_image_data_was_damaged(folder, tmp
     named = [p for p in facts["problems"] if p.startswith(f"{shard.name} row {k} ")]
     assert named == [f"{shard.name} row {k} ({rows[k]['source']}): image data is damaged ({warning}): it decodes to "
                      "a partly wrong picture"], facts["problems"]
-    assert facts["mend"].startswith("run the same augpipe expand again, every argument as before")
+    assert facts["mend"] == (f"run the expand that made it again, which writes the output anew: augpipe expand "
+                             f"{folder} --recipe flips --out {out} --copies 2 --shard-size {256 * 2**20} --format "
+                             "imagefolder")
     assert f"  mend      {facts['mend']}" in cli("inspect", out, "--verify", "-q").output
 
 
@@ -725,3 +727,41 @@ def test_a_shard_that_does_not_read_is_left_out_of_the_counts_and_named(folder, 
     text = cli("inspect", out, "-q").output
     assert (f"  unread    1 shard ({train[0]['name']}): {train[0]['rows']} rows left out of the sizes and classes "
             "below; --verify lists the damage") in text
+
+
+def test_verify_names_an_original_augpipe_re_encoded_whose_data_was_damaged(tmp_path, cli):
+    """A grey JPEG's original is augpipe's RGB encoding, not its source's bytes: its damage is
+    augpipe's to name, as a copy's (a hostile tester's: every original was exempt)."""
+    from PIL import Image
+
+    from conftest import make_folder
+
+    data = make_folder(tmp_path / "data", per_class=4)
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (40, 40), np.uint8), "L").save(data / "cat" / "grey.jpg")
+    out = tmp_path / "out"
+    expand(data, "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = next(out.glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    k = next(k for k, row in enumerate(rows) if row["copy"] == 0 and row["source"] == "cat/grey.jpg")
+    rows[k]["image"]["bytes"], warning = _flipped_but_decodable(rows[k]["image"]["bytes"])
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    problems = json.loads(cli("inspect", out, "--verify", "--json", "-q").output)["problems"]
+    assert f"{shard.name} row {k} (cat/grey.jpg): image data is damaged ({warning}): it decodes to a partly wrong " \
+           "picture" in problems, problems
+
+
+@pytest.mark.parametrize("column, value", [("copy", None), ("width", "wide")])
+def test_a_shard_whose_columns_are_of_another_type_is_named_not_a_crash(folder, tmp_path, cli, column, value):
+    """inspect crashed ('unexpected error: TypeError') on a shard rewritten with a column of nulls
+    or strings (a hostile tester's): it is a shard that does not read, counted out and named."""
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(shard_size=30_000, val_fraction=0, **QUIET))
+    shards = sorted(out.glob("train-*.parquet"))
+    table = pq.read_table(shards[0])
+    index = table.schema.get_field_index(column)
+    pq.write_table(table.set_column(index, column, pa.array([value] * table.num_rows)), shards[0])
+    result = cli("inspect", out, "--json", "-q")
+    assert result.exit_code == 0, result.output
+    facts = json.loads(result.output)
+    assert facts["unread_shards"] == {shards[0].name: table.num_rows}

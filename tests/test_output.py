@@ -149,7 +149,8 @@ def test_overwrite_writes_this_runs_own_output_anew_and_verify_names_it_as_the_m
     _damage(damaged)
     told = _verify(out)
     assert told.returncode == 1 and f"{damaged.name}: checksum mismatch" in told.stdout
-    assert "mend      run the same augpipe expand again, every argument as before" in told.stdout
+    assert f"  mend      run the expand that made it again, which writes the output anew: augpipe expand {data} " \
+           f"--recipe flips --out {out} --copies " in told.stdout
     again = expand(data, "flips", out, ExpandOptions(overwrite=True, **SHARDED))
     assert not again.get("up_to_date") and again["timing"]["shards_resumed"] == 0
     assert shard_hashes(out) == expected
@@ -400,7 +401,8 @@ def test_a_folder_of_shards_whose_manifest_was_deleted_is_said_to_be_one_and_kep
     before = shard_hashes(out)
     names = sorted(before)
     said = f"{out} holds augpipe shards ({', '.join(names[:2])}{', ...' if len(names) > 2 else ''}) but no _augpipe.json"
-    for args in (("inspect", out), ("inspect", out, "--verify"), ("export", out, "-f", "imagefolder", "-o", tmp_path / "x")):
+    for args in (("inspect", out), ("inspect", out, "--verify"), ("export", out, "-f", "imagefolder", "-o", tmp_path / "x"),
+                 ("preview", out, "-o", tmp_path / "sheet.png"), ("preview", out, "-r", "flips", "-o", tmp_path / "s.png")):
         result = cli(*args)
         assert result.exit_code == 2 and said in result.output and "put it back" in result.output, args
     with pytest.raises(SourceError, match="but no _augpipe.json"):
@@ -410,3 +412,72 @@ def test_a_folder_of_shards_whose_manifest_was_deleted_is_said_to_be_one_and_kep
                                               "which run wrote them, so it replaces none"):
             expand(folder, "flips", out, ExpandOptions(overwrite=overwrite, **QUIET))
     assert shard_hashes(out) == before and sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(augpipe(*args), capture_output=True, text=True, env=ENV, stdin=subprocess.DEVNULL)
+
+
+def test_verify_prints_the_command_that_mends_and_it_does(tmp_path):
+    """A new user's: 'every argument as before' left out the --shard-size they had given, and the
+    rerun was refused as another run's (or, with --overwrite, would have sharded it anew)."""
+    import shlex
+
+    data, out = make_folder(tmp_path / "data", per_class=12), tmp_path / "out"
+    given = ["--copies", "3", "--shard-size", "20KB", "--seed", "7", "--val-fraction", "0.2"]
+    assert _cli("expand", data, "-r", "flips", "--out", out, *given, "-q").returncode == 0
+    expected = shard_hashes(out)
+    _damage(out / sorted(expected)[1])
+    told = _verify(out)
+    command = next(line for line in told.stdout.splitlines() if line.startswith("  mend      ")).split(": ", 1)[1]
+    assert command == (f"augpipe expand {data} --recipe flips --out {out} --seed 7 --copies 3 --val-fraction 0.2 "
+                       "--shard-size 20000 --format imagefolder")
+    again = _cli(*shlex.split(command)[1:], "-q")
+    assert again.returncode == 0 and "mended      a shard of this output was damaged" in again.stdout
+    assert shard_hashes(out) == expected and _verify(out).returncode == 0
+    refused = _cli("expand", data, "-r", "flips", "--out", out, *given[:2], "--seed", "7", "--val-fraction", "0.2", "-q")
+    assert refused.returncode == 2 and refused.stderr.strip().endswith(
+        "or, to resume or mend it, give the options it was made with: --shard-size 20000"), refused.stderr
+
+
+def test_the_mend_names_a_recipe_file_gone_since_and_where_its_text_is(tmp_path):
+    data, out, recipe = make_folder(tmp_path / "data", per_class=6), tmp_path / "out", tmp_path / "mine.yaml"
+    shutil.copy(Path(__file__).parents[1] / "augpipe" / "recipes" / "flips.yaml", recipe)
+    expand(data, str(recipe), out, ExpandOptions(**QUIET))
+    _damage(next(out.glob("train-*.parquet")))
+    assert f"--recipe {recipe} --out {out}" in _verify(out).stdout
+    recipe.write_text(recipe.read_text() + "# edited\n")
+    # the library's default shard size is 256 MiB, the command line's 256 MB: named, it gives the same shards
+    assert (f"--recipe RECIPE.yaml --out {out} --copies 2 --shard-size {256 * 2**20} --format imagefolder (the recipe "
+            f"file {recipe} is gone or "
+            "changed since: write this manifest's recipe.text to a file and give that as --recipe)") in _verify(out).stdout
+
+
+@pytest.mark.parametrize("leftover", [".augpipe.lock", ".augpipe", "_augpipe_skipped.jsonl"])
+def test_shards_without_a_manifest_are_replaced_by_no_run_whatever_augpipe_file_is_left(tmp_path, folder, leftover):
+    """A hostile tester's: any of augpipe's own names beside them let a run of other options write
+    its shards among them (a lock file, a work folder, a skipped list prove nothing)."""
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))
+    (out / "_augpipe.json").unlink()
+    (out / leftover).mkdir() if leftover == ".augpipe" else (out / leftover).write_text("")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="but no _augpipe.json: augpipe cannot tell which run wrote them"):
+            expand(folder, "flips", out, ExpandOptions(overwrite=overwrite, shard_size=30_000, seed=5, **QUIET))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_shards_beside_a_manifest_that_does_not_read_are_replaced_only_by_the_same_names(tmp_path, folder):
+    """A run that would write other names would leave its shards beside them (a hostile tester's
+    'mixed' folder); the same run writes over each of them, whole (as before)."""
+    out = tmp_path / "out"
+    first = expand(folder, "flips", out, ExpandOptions(**QUIET))
+    (out / "_augpipe.json").write_text("{")
+    before = shard_hashes(out)
+    with pytest.raises(OutputError, match=r"holds augpipe shards \(train-00000-of-00001.parquet.*\) this run would "
+                                          "not write, and its _augpipe.json does not read"):
+        expand(folder, "flips", out, ExpandOptions(shard_size=30_000, overwrite=True, **QUIET))
+    assert shard_hashes(out) == before
+    again = expand(folder, "flips", out, ExpandOptions(**QUIET))
+    assert again["shards"] == first["shards"] and shard_hashes(out) == before
