@@ -243,8 +243,7 @@ def verify_output(ds, source: str | None = None, progress: bool = True) -> list[
                 continue
             digest = store.sha256(shard["name"])
             if size != shard["bytes"]:
-                cut = " (cut short?)" if size < shard["bytes"] else ""
-                problems.append(f"{shard['name']}: {size:,} bytes, the manifest says {shard['bytes']:,}{cut}")
+                problems.append(f"{shard['name']}: {size:,} bytes, the manifest says {shard['bytes']:,}")
             elif digest != shard["sha256"]:
                 problems.append(f"{shard['name']}: checksum mismatch (sha256 {digest[:12]}, "
                                 f"manifest {shard['sha256'][:12]})")
@@ -478,13 +477,17 @@ def _recipe_argument(recipe: dict) -> tuple[str, str | None]:
     path = str(recipe.get("path") or "")
     if not path or path.startswith("<"):  # parse_recipe's "<recipe>": given as text
         return "RECIPE.yaml", "the recipe was given as text, not as a file"
-    if Path(path).parent == bundled_dir() and (bundled_dir() / Path(path).name).is_file():
-        return Path(path).stem, None
+    bundled = bundled_dir() / Path(path).name
+    named = Path(path).parent == bundled_dir()  # this augpipe's bundled recipe of that name, if unchanged
     try:
-        same = hashlib.sha256(Path(path).read_text(encoding="utf-8").encode("utf-8")).hexdigest() == recipe.get("sha256")
+        text = (bundled if named else Path(path)).read_text(encoding="utf-8")
+        same = hashlib.sha256(text.encode("utf-8")).hexdigest() == recipe.get("sha256")
     except (OSError, UnicodeDecodeError):
         same = False
-    return (path, None) if same else ("RECIPE.yaml", f"the recipe file {path} is gone or changed since")
+    if same:
+        return (Path(path).stem if named else path), None
+    what = f"the bundled recipe {Path(path).stem} of this augpipe" if named else f"the recipe file {path}"
+    return "RECIPE.yaml", f"{what} is gone or changed since"
 
 
 DAMAGED_IMAGE = "image data is damaged"

@@ -228,7 +228,7 @@ def build_manifest(*, identity: dict, recipe, source: str, seed: int, options: d
         "source": source,
         "seed": seed,
         "options": options,
-        "recipe": {"name": recipe.name, "path": recipe.path, "sha256": recipe.sha256, "text": recipe.text},
+        "recipe": {"name": recipe.name, "path": _absolute(recipe.path), "sha256": recipe.sha256, "text": recipe.text},
         "classes": list(classes),
         "labelled": labelled,
         "counts": _counts(records),
@@ -260,3 +260,11 @@ def _counts(records: list[ShardRecord]) -> dict:
             **({"rows_by_class": dict(sorted(holding.items()))} if holding else {}),
         }
     return counts
+
+
+def _absolute(path: str | None) -> str | None:
+    """A recipe file's path whatever folder a later command runs in (`inspect --verify` names it
+    in the command that mends the output); "<recipe>", a recipe given as text, as it is."""
+    import os
+
+    return os.path.abspath(path) if path and not path.startswith("<") else path

@@ -122,7 +122,10 @@ def _as_made(identity: dict, previous: dict) -> str:
     changed = {k for k in set(was) | set(now) if was.get(k) != now.get(k)}
     if not changed or not changed <= set(EXPAND_FLAGS) or not all(k in was for k in changed):
         return ""
-    return f"; or, to resume or mend it, give the options it was made with: {' '.join(expand_arguments(was, changed))}"
+    given = " ".join(expand_arguments(was, changed))
+    off = ", ".join(EXPAND_FLAGS[k] for k in sorted(changed) if was[k] is False)  # a switch it was made without
+    said = " and ".join(part for part in (given, off and f"without {off}") if part)
+    return f"; or, to resume or mend it, give the options it was made with: {said}"
 
 
 def _split_by(identity: dict):
@@ -241,8 +244,11 @@ class OutputFolder:
         """Shards beside a manifest that does not read (and no run record): this run writes those of
         the names it plans over them, whole (the same run again); any other it cannot tell whose it
         is, and would leave beside its own."""
-        if read_manifest(self.store) is not None:
-            return
+        manifest = read_manifest(self.store)
+        if isinstance(manifest, dict) and isinstance(manifest.get("shards"), list):
+            return  # it says which shards are whose
+        # a run record that does not read: its shard records are no run's this one can tell
+        self.store.delete_tree(f"{WORK_DIR}/done")
         strangers = [n for n in shards_among(self.store.names()) if n not in set(planned)]
         if strangers:
             raise OutputError(f"{self.store.display()} holds augpipe shards ({listed(strangers)}) this run would not "
@@ -254,7 +260,8 @@ class OutputFolder:
         if isinstance(run, dict) and isinstance(run.get("identity"), dict):
             return run["identity"]
         m = read_manifest(self.store)
-        return m.get("identity") if isinstance(m, dict) else None
+        identity = m.get("identity") if isinstance(m, dict) else None
+        return identity if isinstance(identity, dict) else None
 
     def _complete(self, m: dict) -> bool:
         """Every shard the manifest lists there at its size and, on a local disk, its sha256 (a

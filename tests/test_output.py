@@ -481,3 +481,49 @@ def test_shards_beside_a_manifest_that_does_not_read_are_replaced_only_by_the_sa
     assert shard_hashes(out) == before
     again = expand(folder, "flips", out, ExpandOptions(**QUIET))
     assert again["shards"] == first["shards"] and shard_hashes(out) == before
+
+
+def test_the_records_of_a_run_whose_record_does_not_read_are_kept_for_no_run(tmp_path):
+    """A hostile tester's: a killed run's record damaged, another seed's run kept its finished
+    shards as its own, and --verify found nothing wrong."""
+    data, out = make_folder(tmp_path / "data", per_class=40), tmp_path / "out"
+    expand(data, "flips", out, ExpandOptions(seed=1, **SHARDED))
+    as_if_killed(out)
+    (out / ".augpipe" / "run.json").write_text('{"identity": ')
+    done = expand(data, "flips", out, ExpandOptions(seed=2, **SHARDED))
+    assert done["timing"]["shards_resumed"] == 0
+    clean = tmp_path / "clean"
+    expand(data, "flips", clean, ExpandOptions(seed=2, **SHARDED))
+    assert shard_hashes(out) == shard_hashes(clean)
+
+
+@pytest.mark.parametrize("manifest", ["{}", "[]", '{"identity": 5}'])
+def test_a_manifest_that_lists_no_shards_claims_none(tmp_path, folder, manifest):
+    """JSON that is no manifest let a run of another shard size write beside the shards (a
+    hostile tester's), and an identity that is no object crashed expand."""
+    out = tmp_path / "out"
+    first = expand(folder, "flips", out, ExpandOptions(shard_size=30_000, **QUIET))
+    (out / "_augpipe.json").write_text(manifest)
+    before = shard_hashes(out)
+    with pytest.raises(OutputError, match="this run would not write, and its _augpipe.json does not read"):
+        expand(folder, "flips", out, ExpandOptions(**QUIET))
+    assert shard_hashes(out) == before
+    assert expand(folder, "flips", out, ExpandOptions(shard_size=30_000, **QUIET))["shards"] == first["shards"]
+
+
+def test_a_refusal_for_options_names_a_switch_the_output_was_made_without(tmp_path, folder):
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(shard_size=30_000, **QUIET))
+    with pytest.raises(OutputError) as refused:
+        expand(folder, "flips", out, ExpandOptions(balance=True, **QUIET))
+    assert str(refused.value).endswith("give the options it was made with: --shard-size 30000 and without --balance")
+
+
+def test_the_mend_names_a_recipe_given_by_a_relative_path_from_any_folder(tmp_path, folder, monkeypatch):
+    out = tmp_path / "out"
+    shutil.copy(Path(__file__).parents[1] / "augpipe" / "recipes" / "flips.yaml", tmp_path / "my recipe.yaml")
+    monkeypatch.chdir(tmp_path)
+    expand(folder, "my recipe.yaml", out, ExpandOptions(**QUIET))
+    _damage(next(out.glob("train-*.parquet")))
+    monkeypatch.chdir(folder)
+    assert f"--recipe '{tmp_path / 'my recipe.yaml'}' --out {out}" in _verify(out).stdout
