@@ -163,6 +163,22 @@ def _leaves(table, columns: list[str] | None):
     return pa.table(picked)
 
 
+def changed_shards(store, shards: list[dict]) -> list[str]:
+    """The shards whose bytes are not those the manifest records: gone, another size, or on a
+    local disk another sha256 (a bucket's are not read whole for it: `augpipe inspect --verify` does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from augpipe.store.local import LocalStore
+
+    changed = [s["name"] for s in shards if store.size(s["name"]) != s["bytes"]]
+    if isinstance(store, LocalStore):
+        rest = [s for s in shards if s["name"] not in changed]
+        with ThreadPoolExecutor(8) as pool:
+            changed += [s["name"] for s, digest in zip(rest, pool.map(lambda s: store.sha256(s["name"]), rest))
+                        if digest != s["sha256"]]
+    return changed
+
+
 def is_dataset(location) -> bool:
     return has_manifest(open_store(location))
 

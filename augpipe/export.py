@@ -43,7 +43,7 @@ def export(location, fmt: str, out, progress: bool = True, **given) -> dict:
     `segment`; by default `segment` when the dataset has instance masks), coco_layout (`images`,
     the default, or `split`), voc_zero_based (0-based corners as the shards hold them, instead of
     the devkit's 1-based whole pixels)."""
-    from augpipe.dataset import open_dataset
+    from augpipe.dataset import changed_shards, open_dataset
     from augpipe.store import open_store
 
     if fmt not in WRITERS:
@@ -69,7 +69,8 @@ def export(location, fmt: str, out, progress: bool = True, **given) -> dict:
         raise SourceError(f"{at[-1] if at else ds.location}: {exc.reason}") from None
     store.write_bytes(MARKER, json.dumps({**marker, "complete": True}).encode())
     return {"format": fmt, "out": store.display(), **counts, "renamed": len(renamed), **options,
-            "masks_left_out": header.instance_masks and not writer.keeps_masks(options)}
+            "masks_left_out": header.instance_masks and not writer.keeps_masks(options),
+            "changed_shards": changed_shards(ds.store, ds.manifest.shards)}
 
 
 def _header(ds) -> Header:

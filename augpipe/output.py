@@ -267,15 +267,9 @@ class OutputFolder:
         """Every shard the manifest lists there at its size and, on a local disk, its sha256 (a
         shard damaged at the same size is no finished output; a bucket's are not read whole for it:
         `augpipe inspect --verify` does)."""
-        from augpipe.store.local import LocalStore
+        from augpipe.dataset import changed_shards
 
-        shards = m.get("shards", [])
-        if not all(self.store.size(s["name"]) == s["bytes"] for s in shards):
-            return False
-        if not isinstance(self.store, LocalStore):
-            return True
-        with ThreadPoolExecutor(8) as pool:
-            return all(pool.map(lambda s: self.store.sha256(s["name"]) == s["sha256"], shards))
+        return not changed_shards(self.store, m.get("shards", []))
 
     def remove_previous(self) -> None:
         """Another run's output, for --overwrite: the shards its manifest lists, or that the run

@@ -254,3 +254,19 @@ def test_a_row_without_its_size_is_exported_at_its_image_size(scenes, tmp_path, 
     whole, edited = files_below(tmp_path / "whole"), files_below(tmp_path / "edited")
     assert whole == edited
     assert all((tmp_path / "whole" / f).read_bytes() == (tmp_path / "edited" / f).read_bytes() for f in whole)
+
+
+def test_an_export_of_shards_changed_since_expand_says_so(cli, tmp_path, folder):
+    """A new user's: export wrote a damaged image without a word, where --verify listed its shard."""
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(**QUIET))
+    clean = cli("export", out, "-f", "imagefolder", "-o", tmp_path / "clean")
+    assert clean.exit_code == 0 and "changed since" not in clean.output
+    shard = sorted(out.glob("train-*.parquet"))[0]
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["image"]["bytes"] = rows[0]["image"]["bytes"][:-2] + b"\x00\xff\xd9"
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    told = cli("export", out, "-f", "imagefolder", "-o", tmp_path / "x")
+    assert told.exit_code == 0 and (f"warning: 1 shard changed since expand wrote it ({shard.name}): exported as "
+                                    "it is now; augpipe inspect --verify lists the damage") in told.output

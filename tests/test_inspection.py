@@ -765,3 +765,23 @@ def test_a_shard_whose_columns_are_of_another_type_is_named_not_a_crash(folder, 
     assert result.exit_code == 0, result.output
     facts = json.loads(result.output)
     assert facts["unread_shards"] == {shards[0].name: table.num_rows}
+
+
+def test_a_label_column_rewritten_as_text_is_named_by_the_readers_verify_and_train(folder, tmp_path, cli):
+    """A hostile tester's: ShardDataset raised a raw TypeError ('<' between str and int)."""
+    from augpipe.errors import DamagedRow
+    from augpipe.readers import ShardDataset, ShardIterable, loader
+
+    out, shard, table, rows = _expanded(folder, tmp_path, val_fraction=0.3)
+    texts = pa.array([None if r["label"] is None else str(r["label"]) for r in rows], pa.string())
+    pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", texts), shard)
+    named = re.escape(f"{shard.name} row ") + r"\d+: label '\d+' is not a class index"
+    with pytest.raises(DamagedRow, match=named):
+        ShardDataset(out, "train")[0]
+    for reader in (ShardDataset(out, "train"), ShardIterable(out, "train")):
+        with pytest.raises(DamagedRow, match=named):
+            list(loader(reader, 8, threads=1))
+    verified = cli("inspect", out, "--verify")
+    assert verified.exit_code == 1 and "is not a class index" in verified.output
+    trained = cli("train", out, "--epochs", "1")
+    assert trained.exit_code == 2 and "is not a class index" in trained.output and "unexpected" not in trained.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -11,6 +12,8 @@ from augpipe.errors import SkipInput, bad_row
 def label_problem(label, classes: int) -> str | None:
     """Why a label or category is not one of `classes` classes (None when it is); a null label is
     one only where there are classes."""
+    if label is not None and (isinstance(label, bool) or not isinstance(label, numbers.Real)):
+        return f"label {label!r} is not a class index"  # a column rewritten as text
     if (label is None and classes == 0) or (label is not None and 0 <= label < classes):
         return None
     return f"label {label}, but the dataset has no classes" if classes == 0 else f"label {label} outside the {classes} classes"
