@@ -354,9 +354,8 @@ def hashing(send):
 
 hashing_process = Forked(hashing)
 helpers = hashing_process.receive("helpers")
-started = time.monotonic()
 hashing_process.close()
-print(round(time.monotonic() - started, 1), [os.path.exists(f"/proc/{pid}") for pid in helpers])
+print(hashing_process.status, [os.path.exists(f"/proc/{pid}") for pid in helpers])
 """
 
 
@@ -367,8 +366,10 @@ def test_a_set_up_process_closed_mid_work_reaps_its_helpers_before_it_ends():
     done = subprocess.run([sys.executable, "-c", _HELPERS], env={**ENV, **os.environ}, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    seconds, left = done.stdout.split(" ", 1)
-    assert left.strip() == "[False, False]" and float(seconds) < 1.5, done.stdout
+    status, left = done.stdout.split(" ", 1)
+    # ended by its SIGTERM handler (128 + 15), which ended and reaped its helpers; not SIGKILLed
+    # (-9), which leaves them to the system (timed before: 2.0 s once on a loaded CI machine)
+    assert status == "143" and left.strip() == "[False, False]", done.stdout
 
 
 def test_a_file_larger_than_any_image_of_max_pixels_is_skipped_unread(tmp_path, folder, cli):

@@ -183,13 +183,16 @@ class Forked:
     def close(self) -> None:
         """Ends the child and reaps it; a second call does nothing. SIGTERM first: the child
         ends and reaps its own helpers (`signals.in_worker`), where a SIGKILL would leave them to
-        the system; SIGKILL if it has not ended within a second or two."""
+        the system; SIGKILL if it has not ended within `TERM_GRACE` seconds. `status`: how it
+        ended, as `os.waitstatus_to_exitcode` gives it (128 + 15 by its SIGTERM handler)."""
         if self._pid is None:
             return
         _signal(self._pid, signal.SIGTERM)
-        if not _reaped(self._pid, within=2.0):
+        status = _reaped(self._pid, within=TERM_GRACE)
+        if status is None:
             _signal(self._pid, signal.SIGKILL)
-            os.waitpid(self._pid, 0)
+            status = os.waitpid(self._pid, 0)[1]
+        self.status = os.waitstatus_to_exitcode(status)
         self._pid = None
         _LIVE.remove(self)
         self._recv.close()
@@ -217,15 +220,23 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _reaped(pid: int, within: float) -> bool:
+# Seconds a set-up process is given to end on SIGTERM before SIGKILL: it ends its own helpers
+# first, each given as long (on a loaded machine, two seconds were not always enough for that)
+TERM_GRACE = 5.0
+
+
+def _reaped(pid: int, within: float) -> int | None:
+    """The child's wait status once it has ended, within `within` seconds; None if it has not."""
     import time
 
     deadline = time.monotonic() + within
-    while os.waitpid(pid, os.WNOHANG)[0] == 0:
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
         if time.monotonic() > deadline:
-            return False
+            return None
         time.sleep(0.002)
-    return True
 
 
 def _forked_main(send, parent: int, func: Callable, args: tuple) -> None:
