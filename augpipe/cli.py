@@ -502,9 +502,11 @@ def export(
         typer.echo(f"{_plural(done['renamed'], 'file')} renamed with a short hash of the source path "
                    "(their names would have collided, e.g. a.png re-encoded beside a.jpg)")
     if changed := done["changed_shards"]:
+        from augpipe.layout import listed
+
         one = len(changed) == 1
         typer.echo(f"warning: {_plural(len(changed), 'shard')} changed since expand wrote {'it' if one else 'them'} "
-                   f"({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}): exported as "
+                   f"({listed(changed, 3)}): exported as "
                    f"{'it is' if one else 'they are'} now; augpipe inspect --verify lists the damage", err=True)
 
 

@@ -28,7 +28,7 @@ import statistics
 from collections import Counter, defaultdict
 
 from augpipe.errors import SkipInput
-from augpipe.layout import SPLITS
+from augpipe.layout import SPLITS, listed
 
 SHOWN = 10  # problems, duplicates or skipped files shown in the text report
 
@@ -532,8 +532,7 @@ def _unread_shards_line(f: dict) -> list[str]:
     unread = f.get("unread_shards") or {}
     if not unread:
         return []
-    names = ", ".join(list(unread)[:3]) + (", ..." if len(unread) > 3 else "")
-    return [f"  unread    {plural(len(unread), 'shard')} ({names}): {plural(sum(unread.values()), 'row')} left out of "
+    return [f"  unread    {plural(len(unread), 'shard')} ({listed(list(unread), 3)}): {plural(sum(unread.values()), 'row')} left out of "
             "the sizes and classes below; --verify lists the damage"]
 
 

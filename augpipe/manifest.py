@@ -29,11 +29,19 @@ def check_finished(store) -> None:
         raise SourceError(f"{store.display()} is an augpipe expand that has not finished (running, or stopped before "
                           f"its {MANIFEST}): not a dataset until it has; run the same expand command again to finish it "
                           "(it resumes)")
-    shards = [] if has_manifest(store) else shards_among(store.names())
+    shards = unclaimed_shards(store)
     if shards:
         raise SourceError(f"{store.display()} holds augpipe shards ({listed(shards)}) but no {MANIFEST}: augpipe reads "
                           "an expanded dataset by its manifest, and it is gone; put it back, or expand the source "
                           "again into another --out")
+
+
+def unclaimed_shards(store, names: list[str] | None = None) -> list[str]:
+    """augpipe's shards in the folder (`names`: its listing, where the caller has it) that neither
+    a manifest nor a run record claims: their manifest was deleted."""
+    if has_manifest(store) or store.exists(RUN_FILE):
+        return []
+    return shards_among(store.names() if names is None else names)
 
 
 def read_manifest(store) -> dict | None:

@@ -52,15 +52,18 @@ _CLI_DEFAULTS = {"val_fraction": 0.1, "balance": False, "shard_size": 256_000_00
                  "max_pixels": DEFAULT_MAX_PIXELS, "layout": "auto", "split_by": "content", "voc_zero_based": False}
 
 
+_NONE = object()  # no default: always given
+
+
 def expand_arguments(options: dict, keys=None) -> list[str]:
     """`augpipe expand`'s arguments that give these recorded options: `keys`' (every one, at its
     default too), or else those past the command line's defaults."""
+    wanted = set(keys) if keys is not None else {k for k, v in options.items() if _CLI_DEFAULTS.get(k, _NONE) != v}
     args = []
     for key, flag in EXPAND_FLAGS.items():
-        value = options.get(key)
-        if key not in options or (keys is None and key in _CLI_DEFAULTS and value == _CLI_DEFAULTS[key]) \
-                or (keys is not None and key not in keys):
+        if key not in options or key not in wanted:
             continue
+        value = options[key]
         if isinstance(value, bool):
             args += [flag] if value else []  # off: the flag left out
         elif value is not None:

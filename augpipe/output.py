@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from augpipe.errors import OutputError, RunLockedError, SourceError
 from augpipe.layout import (LEGACY_MANIFEST, LOCK, MANIFEST, RUN_FILE, SKIPPED, WORK_DIR, is_shard_name, listed,
                             record_name, shards_among)
-from augpipe.manifest import Manifest, ShardRecord, read_manifest
+from augpipe.manifest import Manifest, ShardRecord, read_manifest, unclaimed_shards
 from augpipe.processes import alive, process_start
 
 TMP_DIR = f"{WORK_DIR}/tmp"
@@ -169,9 +169,7 @@ class OutputFolder:
         if problem is not None:
             raise OutputError(f"cannot write to {store.display()}: {problem}: remove it or choose another --out")
         names = store.names()
-        shards = shards_among(names)
-        # shards no manifest and no run record claim (leftovers such as the lock prove nothing)
-        if shards and MANIFEST not in names and LEGACY_MANIFEST not in names and not store.exists(RUN_FILE):
+        if shards := unclaimed_shards(store, names):  # leftovers such as the lock prove nothing
             raise OutputError(f"output folder {store.display()} holds augpipe shards ({listed(shards)}) but no "
                               f"{MANIFEST}: augpipe cannot tell which run wrote them, so it replaces none; put "
                               "the manifest back, delete them yourself, or choose another --out")
@@ -195,6 +193,7 @@ class OutputFolder:
         previous = self._previous_identity()
         if previous is None:
             self._check_strangers(shards)
+            self.store.delete_tree(f"{WORK_DIR}/done")  # shard records of no run this one can tell
         if previous is not None and previous != identity:
             if not overwrite:
                 raise OutputError(f"{self.store.display()} holds output {_differences(identity, previous)}: "
@@ -247,8 +246,6 @@ class OutputFolder:
         manifest = read_manifest(self.store)
         if isinstance(manifest, dict) and isinstance(manifest.get("shards"), list):
             return  # it says which shards are whose
-        # a run record that does not read: its shard records are no run's this one can tell
-        self.store.delete_tree(f"{WORK_DIR}/done")
         strangers = [n for n in shards_among(self.store.names()) if n not in set(planned)]
         if strangers:
             raise OutputError(f"{self.store.display()} holds augpipe shards ({listed(strangers)}) this run would not "
