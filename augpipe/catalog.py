@@ -72,6 +72,24 @@ def catalog() -> dict[str, list[tuple[str, list[tuple[str, str]]]]]:
             for g, items in _listing().items()}
 
 
+def chosen(groups: dict[str, list], word: str) -> dict[str, list]:
+    """The groups, or the one transform, that `augpipe transforms WORD` shows: a group by its name
+    in any case, with - or _ for its spaces, or by one of its words alone (noise: "noise and
+    blur"), or a transform by its name. ValueError naming the choices when none, or more, fit."""
+    said = " ".join(re.split(r"[\s_-]+", word.strip().lower()))
+    fit = [g for g in groups if g.lower() == said] or [g for g in groups if said in g.lower().split()]
+    if len(fit) == 1:
+        return {fit[0]: groups[fit[0]]}
+    named = {g: [t for t in items if t[0].lower() == said.replace(" ", "")] for g, items in groups.items()}
+    named = {g: items for g, items in named.items() if items}
+    if named and not fit:
+        return named
+    names = ", ".join(repr(g) if " " in g else g for g in groups)
+    if fit:
+        raise ValueError(f"group '{word}' could be {' or '.join(fit)}: give its whole name, in quotes")
+    raise ValueError(f"no group or transform '{word}': choose a group from {names}, or name a transform")
+
+
 @functools.lru_cache(maxsize=1)
 def transform_entries() -> dict:
     """The studio's palette (GET /api/catalogue): catalog()'s groups and transforms, each with the

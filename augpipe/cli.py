@@ -512,17 +512,19 @@ def export(
 
 @command()
 def transforms(
-    group: Annotated[Optional[str], typer.Argument(help="Only this group, e.g. geometric.")] = None,
+    group: Annotated[Optional[str], typer.Argument(
+        help="Only this group (e.g. geometric, noise), or this transform (e.g. GaussNoise).")] = None,
 ) -> None:
     """The transforms a recipe may use, grouped, with their parameters and defaults (from albumentations)."""
-    from augpipe.catalog import catalog
+    from augpipe.catalog import catalog, chosen
 
     groups = catalog()
-    if group is not None and group not in groups:
-        raise UsageError(f"no group '{group}': choose from {', '.join(groups)}")
+    if group is not None:
+        try:
+            groups = chosen(groups, group)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     for name, items in groups.items():
-        if group is not None and name != group:
-            continue
         typer.echo(f"{name}:")
         for transform, params in items:
             shown = ", ".join(f"{p}={d}" for p, d in params)

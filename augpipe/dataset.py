@@ -62,6 +62,8 @@ class Dataset:
                                   f"{self.manifest.task} kind needs: the manifest does not match its shards")
             try:
                 yield from _row_batches(reader, columns, lo, hi, where)
+            except GeneratorExit:  # closed, maybe as the interpreter ends and empties pyarrow's module
+                raise
             except (OSError, pa.ArrowException) as exc:
                 raise _unreadable(self.location, name, exc) from None
 

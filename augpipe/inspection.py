@@ -524,7 +524,21 @@ def _class_table(f: dict) -> list[str]:
         lines.append(f"    in no row: {', '.join(absent[:SHOWN])}{', ...' if len(absent) > SHOWN else ''}")
     if f.get("unread_targets"):
         lines.append(f"    not counted: {plural(f['unread_targets'], 'row')} whose target does not read (--verify lists them)")
-    return lines
+    return lines + _outside_line(f, columns)
+
+
+def _outside_line(f: dict, columns: list[tuple[str, str]]) -> list[str]:
+    """Labels or categories no class of the manifest has (a row edited by hand): counted under
+    their own value, which the table above leaves out."""
+    counts, known = f.get("class_counts") or {}, set(f["classes"])
+    outside = Counter()
+    for split, what in columns:
+        if what == "rows":
+            outside.update({c: n for c, n in counts[split]["after"][what].items() if c not in known})
+    if not outside:
+        return []
+    values = ", ".join(f"{c} in {plural(n, 'row')}" for c, n in outside.most_common(SHOWN))
+    return [f"    not a class: {values}{', ...' if len(outside) > SHOWN else ''} (--verify lists them)"]
 
 
 def _unread_shards_line(f: dict) -> list[str]:

@@ -64,8 +64,9 @@ class Tile:
 @dataclass
 class PreviewRow:
     source: str
-    class_name: str | None
+    class_name: str | None  # its label on the sheet: its class, or its objects' classes
     tiles: list[Tile]
+    held: tuple[str, ...] = ()  # detection: its original's objects' classes, each once
 
 
 @dataclass
@@ -296,7 +297,7 @@ class RowMaker:
         original = None if 0 in item.copies else self.kind.values(source.loaded.target, source.loaded.decoded.rgb)
         tiles = _tiles(result.rows, self.kind, classes, self._donor_looks(item), original)
         failed = [(f"{rel} copy {copy}", reason) for copy, reason in result.failures]
-        return PreviewRow(rel, _row_label(f.class_name, result.rows, classes), tiles), failed
+        return _preview_row(rel, f.class_name, result.rows, classes, tiles), failed
 
     def source(self, rel: str) -> LoadedSource | None:
         """The source read and loaded, once; None when expand holds it out for validation."""
@@ -435,8 +436,7 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     for source in chosen:
         found = sorted(grouped[source], key=lambda r: r["copy"])[: (copies + 1) if copies is not None else None]
         label = found[0].get("label") if found else None
-        out_rows.append(PreviewRow(source, _row_label(_class_name(names, label), found, names),
-                                   _tiles(found, kind, names, look)))
+        out_rows.append(_preview_row(source, _class_name(names, label), found, names, _tiles(found, kind, names, look)))
     skipped = [(s["path"], s["reason"]) for s in ds.manifest.skipped]
     title = ds.location.rstrip("/").rsplit("/", 1)[-1]
     return Preview(f"{title}: recipe {ds.manifest.recipe.get('name')} | seed {ds.manifest.seed}",
@@ -466,16 +466,26 @@ def _shard_donors(ds, grouped: dict, target_columns: list[str]):
     return look
 
 
-def _row_label(class_name: str | None, rows: list[dict], classes: list[str]) -> str | None:
-    """A row's label on the sheet: its class; for detection, the classes of its objects."""
+def _preview_row(source: str, class_name: str | None, rows: list[dict], classes: list[str], tiles) -> PreviewRow:
+    """A sheet's row; labelled by its class, or for detection by its objects' classes."""
+    held = _objects_classes(rows, classes) if class_name is None else ()
+    if held is not None and class_name is None:
+        label = ", ".join(held) or "(no objects)"
+    elif class_name is None and rows and "annotation" in rows[0]:
+        label = "mask"
+    else:
+        label = class_name
+    return PreviewRow(source, label, tiles, held or ())
+
+
+def _objects_classes(rows: list[dict], classes: list[str]) -> tuple[str, ...] | None:
+    """The classes of the first row's objects, each once (None: rows without objects)."""
     from augpipe.targets.boxes import field
 
-    if class_name is None and rows and "objects" in rows[0]:
-        present = sorted({int(c) for c in field(rows[0], "category")})
-        return ", ".join(classes[c] if 0 <= c < len(classes) else str(c) for c in present) or "(no objects)"
-    if class_name is None and rows and "annotation" in rows[0]:
-        return "mask"
-    return class_name
+    if not (rows and "objects" in rows[0]):
+        return None
+    present = sorted({int(c) for c in field(rows[0], "category")})
+    return tuple(classes[c] if 0 <= c < len(classes) else str(c) for c in present)
 
 
 def _class_name(names: list[str], label) -> str | None:
@@ -508,6 +518,15 @@ class Layout:
 MAX_FOOTER = 8
 
 
+def sheet_title(preview: Preview) -> str:
+    """The sheet's title: what made it, and its rows' classes (detection: their objects'), each once."""
+    if any(r.held for r in preview.rows):
+        classes = "classes: " + ", ".join(dict.fromkeys(c for r in preview.rows for c in r.held))
+    else:
+        classes = "rows: " + ", ".join(dict.fromkeys(str(r.class_name) for r in preview.rows))
+    return f"{preview.title} | {classes}"
+
+
 def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
     """The contact sheet as an RGB array: a row a source, the original first, captions below."""
     import cv2
@@ -518,8 +537,7 @@ def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
     footer = _footer_lines(preview, layout.size(0, columns, 0)[1] - 16)
     height, width = layout.size(len(preview.rows), columns, len(footer))
     sheet = np.full((height, width, 3), BACKGROUND, np.uint8)
-    classes = ", ".join(dict.fromkeys(str(r.class_name) for r in preview.rows))
-    _text(sheet, _fit(f"{preview.title} | rows: {classes}", width - 16, 0.5), (8, 20), 0.5)
+    _text(sheet, _fit(sheet_title(preview), width - 16, 0.5), (8, 20), 0.5)
     for i, row in enumerate(preview.rows):
         y = layout.tile_origin(i, 0)[1]
         _text(sheet, _fit(str(row.class_name or "(unlabelled)"), layout.label_width - 12, 0.45), (8, y + tile // 2), 0.45)

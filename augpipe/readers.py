@@ -1383,10 +1383,12 @@ class ThreadLoader:
                     yield _each_tensor(batch, torch.Tensor.pin_memory) if self.pin_memory else batch
         finally:
             stop.set()
-            for thread in threads:
-                thread.join()
-                _ended(thread)
-            feeds.pop(id(stop), None)
+            # gone from feeds: the interpreter's end stopped and joined them (`_stop_feeds`), and
+            # this generator is closed after it has emptied the module
+            if feeds.pop(id(stop), None) is not None:
+                for thread in threads:
+                    thread.join()
+                    _ended(thread)
 
 
 def _ended(thread: threading.Thread, timeout: float = 2.0) -> None:
@@ -1414,6 +1416,7 @@ def _stop_feeds() -> None:
     for _, threads in list(_FEEDS.values()):
         for thread in threads:
             thread.join(timeout=10)
+    _FEEDS.clear()
 
 
 def _produce(source: Iterator, made: queue.Queue, stop: threading.Event) -> None:

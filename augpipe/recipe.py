@@ -252,6 +252,16 @@ def _did_you_mean(word: str, options: list[str]) -> str:
     return f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
 
 
+def _not_a_parameter(here: str, key: str, name: str, shown: list[str], known: list[str]) -> str:
+    """A field the step does not take: the close spellings, or else its parameters (a name an
+    older albumentations used, var_limit for GaussNoise's std_range, is close to none)."""
+    hint = _did_you_mean(key, known)
+    if not hint:
+        names = [k for k in shown if k not in ("always_apply", "strict")]
+        hint = f" (it takes {', '.join(names)}: augpipe transforms {name})" if names else ""
+    return f"{here}: field '{key}' is not a parameter of {name}{hint}"
+
+
 # ---------------------------------------------------------------- albumentations
 
 def import_albumentations():
@@ -477,7 +487,7 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
         known.update({k: None for k in schema.model_fields if k not in ("strict", "always_apply")})
     for key in params:
         if key not in known:
-            raise RecipeError(f"{here}: field '{key}' is not a parameter of {name}{_did_you_mean(key, list(known))}")
+            raise RecipeError(_not_a_parameter(here, key, name, list(init_parameters(cls)), list(known)))
     reason = refusal(name, params)
     if reason:
         raise RecipeError(f"{here}: {reason}")
@@ -510,7 +520,7 @@ def _check_mix(name: str, params: dict, label: str, here: str, notes: list[str])
     known = list(_mixes()[name].Params.model_fields)
     for key, value in params.items():
         if key not in known:
-            raise RecipeError(f"{here}: field '{key}' is not a parameter of {name}{_did_you_mean(key, known)}")
+            raise RecipeError(_not_a_parameter(here, key, name, known, known))
         check_numbers(value, here, key)
     check_caps(name, params, here)
     try:

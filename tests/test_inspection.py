@@ -785,3 +785,18 @@ def test_a_label_column_rewritten_as_text_is_named_by_the_readers_verify_and_tra
     assert verified.exit_code == 1 and "is not a class index" in verified.output
     trained = cli("train", out, "--epochs", "1")
     assert trained.exit_code == 2 and "is not a class index" in trained.output and "unexpected" not in trained.output
+
+
+def test_rows_whose_label_is_no_class_are_said_beside_the_class_table(folder, tmp_path, cli):
+    """A label edited to no class (null, past the classes, negative) was left out of inspect's
+    table without a word: the rows of each class summed to fewer than the split's rows."""
+    out, shard, table, rows = _expanded(folder, tmp_path)
+    labels = [r["label"] for r in rows]
+    labels[:3] = [None, 99, -1]
+    pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels, pa.int64())), shard)
+    said = cli("inspect", out)
+    assert said.exit_code == 0
+    assert "not a class: -1 in 1 row, 99 in 1 row, None in 1 row (--verify lists them)" in said.output
+    facts = json.loads(cli("inspect", out, "--json", "-q").output)
+    assert {k: facts["class_counts"]["train"]["after"]["rows"][k] for k in ("None", "99", "-1")} == \
+        {"None": 1, "99": 1, "-1": 1}

@@ -385,3 +385,25 @@ def test_a_file_larger_than_any_image_of_max_pixels_is_skipped_unread(tmp_path, 
     assert [s["path"] for s in m["skipped"]] == [rel]
     assert m["skipped"][0]["reason"].startswith("too large a file for an image of at most 25,000,000 pixels")
     assert rel in cli("inspect", data, "-q").output
+
+
+def test_a_class_that_validation_holds_no_image_of_is_warned_of(tmp_path):
+    """A new user's: 60 images in 3 classes, the default --val-fraction held out 4, none of one
+    class, and nothing said so (the split hashes each image alone; it is not drawn class by class)."""
+    from augpipe.plan import is_validation
+    from conftest import write_image
+
+    root = make_folder(tmp_path / "src", per_class=12)
+    names = [f"rare_{i:03d}.jpg" for i in range(200) if not is_validation(f"rare/rare_{i:03d}.jpg", 0.3)][:3]
+    for i, name in enumerate(names):
+        write_image(root / "rare" / name, size=32, seed=5000 + i)
+    options = dict(workers=1, progress=False, copies=0, val_fraction=0.3, split_by="path")
+    m = expand(root, "flips", tmp_path / "out", ExpandOptions(**options))
+    assert m["counts"]["validation"]["rows"] > 0
+    said = [w for w in m["warnings"] if w.startswith("validation holds no image of")]
+    assert said == ["validation holds no image of 1 class: rare (3 in training); its scores say nothing of it "
+                    "(a larger --val-fraction, or a val/ folder that holds each class)"], m["warnings"]
+    shutil.rmtree(root / "rare")
+    m = expand(root, "flips", tmp_path / "out2", ExpandOptions(**options))
+    assert {"cat", "dog"} <= set(m["counts"]["validation"]["by_class"]), m["counts"]
+    assert not any(w.startswith("validation holds no image of") for w in m["warnings"])

@@ -16,7 +16,8 @@ import pytest
 from augpipe import ExpandOptions, expand
 from augpipe.dataset import open_dataset
 from augpipe.decode import decode
-from augpipe.preview import Layout, caption, donor_caption, preview_shards, preview_source, render_sheet, write_html
+from augpipe.preview import (Layout, caption, donor_caption, preview_shards, preview_source, render_sheet, sheet_title,
+                             write_html)
 from augpipe.recipe import parse_recipe
 from conftest import make_folder, write_image
 
@@ -435,3 +436,37 @@ def test_preview_of_objects_shows_a_rare_class_from_the_source_and_from_shards(t
     assert coin in shown and len(set(shown)) == 3
     expand(data, "flips", tmp_path / "out", ExpandOptions(val_fraction=0, progress=False, workers=1))
     assert coin in [r.source for r in preview_shards(tmp_path / "out", rows=3).rows]
+
+
+def test_a_detection_sheets_title_names_each_class_once(tmp_path):
+    """A new user's: the title joined each row's classes ("rows: blue, green, blue, red, green,
+    blue" over 3 rows), so it read as twice the rows the sheet has."""
+    from conftest import make_scenes
+
+    source = make_scenes(tmp_path / "data", n=12, fmt="coco")
+    for preview in (preview_source(source, FLIPS, rows=4, val_fraction=0),
+                    preview_shards(_expanded_scenes(source, tmp_path / "out"), rows=4)):
+        held = [c for r in preview.rows for c in r.held]
+        assert len(held) > len(set(held)), "the rows share no class: the test shows nothing"
+        assert sheet_title(preview) == f"{preview.title} | classes: {', '.join(dict.fromkeys(held))}"
+        assert all(r.class_name == ", ".join(r.held) for r in preview.rows)
+
+
+def _expanded_scenes(source: Path, out: Path) -> Path:
+    expand(source, FLIPS, out, ExpandOptions(val_fraction=0, progress=False))
+    return out
+
+
+def test_transforms_finds_a_group_by_a_word_of_its_name_or_a_transform_by_its_own(cli):
+    """A new user's: `augpipe transforms noise` was "no group 'noise'", the list not showing that
+    "noise and blur" is one name, to be quoted."""
+    whole = cli("transforms", "noise and blur").output
+    assert whole.startswith("noise and blur:\n") and "  GaussNoise(" in whole
+    for word in ("noise", "Blur", "noise-and-blur", "NOISE_AND_BLUR"):
+        assert cli("transforms", word).output == whole, word
+    one = cli("transforms", "gaussnoise")
+    assert one.exit_code == 0 and one.output.splitlines()[0] == "noise and blur:"
+    assert [line.split("(")[0] for line in one.output.splitlines()[1:]] == ["  GaussNoise"]
+    assert cli("transforms", "other").output.startswith("other:\n")
+    wrong = cli("transforms", "xyz")
+    assert wrong.exit_code == 2 and "'noise and blur'" in wrong.output and "Traceback" not in wrong.output

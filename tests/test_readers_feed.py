@@ -485,17 +485,21 @@ from augpipe.readers import ShardDataset, ShardIterable, loader
 feeds = [iter(loader(ShardDataset(sys.argv[1]), 2, threads=2)), iter(loader(ShardIterable(sys.argv[1]), 2, threads=2))]
 for feed in feeds:
     next(feed)
+it = iter(loader(ShardDataset(sys.argv[1]), 2, threads=2))
+images, labels = next(it)
 print("held")
 """
 
 
 def test_a_feed_held_at_exit_lets_the_process_end_cleanly(photos):
-    """A new user's finding: an iterator kept past its last step aborted Python at exit (134)."""
+    """A new user's finding: an iterator kept past its last step aborted Python at exit (134);
+    another's: one kept in a module's variable printed "Exception ignored ... TypeError: 'NoneType'
+    object is not callable" as the interpreter closed it after emptying augpipe's module."""
     import subprocess
     import sys
 
     done = subprocess.run([sys.executable, "-c", HELD_AT_EXIT, str(photos)], capture_output=True, text=True, timeout=120)
-    assert (done.returncode, done.stdout.strip()) == (0, "held"), done.stderr[-2000:]
+    assert (done.returncode, done.stdout.strip(), done.stderr) == (0, "held", "")
 
 
 @pytest.mark.parametrize("name", ["photos", "detection"])

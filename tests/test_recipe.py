@@ -63,6 +63,11 @@ def test_unknown_parameter_is_an_error_not_a_warning():
     assert "transform 1 Rotate: field 'limt'" in msg and "'limit'" in msg
     # albumentations 1's name for a parameter that 2 shortened: the short one first
     assert "(did you mean 'fill', 'fill_mask'?)" in bad("transforms: [{Rotate: {fill_value: 0}}]")
+    # close to none (a new user's, albumentations 1's var_limit): the parameters it takes
+    assert bad("transforms: [{GaussNoise: {var_limit: [10, 50]}}]").endswith(
+        "transform 1 GaussNoise: field 'var_limit' is not a parameter of GaussNoise (it takes std_range, "
+        "mean_range, per_channel, noise_scale_factor, p: augpipe transforms GaussNoise)")
+    assert "is not a parameter of Mosaic (it takes p, grid_yx, " in bad("transforms: [{Mosaic: {zzz: 1}}]")
 
 
 def test_wrong_type_names_the_field():

@@ -66,6 +66,7 @@ def dataset_health(location, verify: bool = False, source: str | None = None, pr
     before, after, stats, problems = _read_rows(ds, progress)
     judged = images.judge(stats)
     classes = ds.classes if ds.manifest.labelled else []
+    problems += labels.coverage(before, classes, ds.kind)
     facts["health"] = {
         "labels_before": labels.summarise(before, classes),
         "labels": labels.summarise(after, classes),

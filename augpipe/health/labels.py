@@ -154,6 +154,12 @@ def _unlabelled(seen: list, classes: list[str], kind) -> list[Problem]:
             for path, split, _, audit in seen if int(audit.facts.get("objects", 0)) == 0]
 
 
+def coverage(audits: list, classes: list[str], kind) -> list[Problem]:
+    """`across`'s classes that never occur, or not in every split, from (split, Audit) pairs: an
+    expanded dataset's originals (its rows before augmentation)."""
+    return _absent([(None, split, None, audit) for split, audit in audits], classes, kind)
+
+
 def _absent(seen: list, classes: list[str], kind) -> list[Problem]:
     """Classes that never occur; with two or more splits, each split a class occurs in others but not in."""
     counts: dict = defaultdict(Counter)

@@ -54,3 +54,30 @@ def test_the_rows_health_page_draws_rows_and_what_augmentation_changed(expanded,
     assert "plots/classes.png" in parsed.images and any(s.startswith("thumbs/") for s in parsed.images)
     for src in parsed.images:
         assert cv2.imread(str(site / src)) is not None, src
+
+
+@pytest.mark.parametrize("layout", ["folders", "yolo"])
+def test_a_class_validation_holds_none_of_is_found_in_the_expanded_rows_as_in_the_source(tmp_path, cli, layout):
+    """A new user's: `--fail-on coverage` found a class missing from validation in the source
+    and not in the same data expanded ("no problems found", exit 0)."""
+    from conftest import write_image
+    from test_labels import yolo
+
+    if layout == "yolo":
+        data = yolo(tmp_path / "data", "[a, b]", {"train/one": "0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n",
+                                                  "train/two": "1 0.5 0.5 0.2 0.2\n", "val/three": "0 0.5 0.5 0.2 0.2\n"})
+        missing, detail = "b", "occurs in train (2) but not in validation (1 images)"
+    else:
+        data = tmp_path / "data"
+        for split, cls, n in (("train", "a", 3), ("train", "b", 3), ("val", "a", 2)):
+            for i in range(n):
+                write_image(data / split / cls / f"{cls}{i}.jpg", size=32, seed=len(split) * 100 + ord(cls) * 10 + i)
+        missing, detail = "b", "occurs in train (3) but not in validation (2 images)"
+    expand(data, "flips", tmp_path / "out", ExpandOptions(**QUIET))
+    for where in (data, tmp_path / "out"):
+        result = cli("inspect", where, "--json", "-q", "--fail-on", "coverage")
+        assert result.exit_code == 1, (where, result.output[-500:])
+        problems = json.loads(result.output.split("\n--fail-on")[0])["health"]["problems"] if where != data else \
+            json.loads(result.output.split("\n--fail-on")[0])["problems"]
+        absent = [p for p in problems if p["check"] == "class_absent"]
+        assert [(p["path"], p["split"], p["detail"]) for p in absent] == [(missing, "validation", detail)], absent
