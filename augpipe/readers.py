@@ -1729,7 +1729,9 @@ class ShardIterable(_WithEpoch, IterableDataset):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
         self._cache = _ByteCache(cache_bytes)
         check_layout(box_format, convention)
-        self.shuffle, self.buffer_size, self.seed, self.box_format = shuffle, buffer_size, seed, box_format
+        if not _whole(buffer_size) or buffer_size < 1:  # 0 drew from an empty buffer, forever
+            raise ValueError(f"buffer_size {buffer_size!r}: a whole number of rows, at least 1")
+        self.shuffle, self.buffer_size, self.seed, self.box_format = shuffle, int(buffer_size), seed, box_format
         self.convention, self.decode, self.channels_last = convention, decode, channels_last
         if batch_size is not None:
             _check_batches(batch_size, 1)

@@ -263,3 +263,27 @@ def test_a_set_up_process_that_died_is_named_with_what_to_do():
     code, message = _error_table(ProcessDied("a set-up process ended before its results"))
     assert code == 3 and "unexpected" not in message
     assert message.startswith("the process hashing the sources died (killed, or out of memory): ")
+
+
+OMP_POLICY = """
+import os
+from augpipe.cli import main
+try:
+    main(["--version"])
+except SystemExit:
+    pass
+print(os.environ["OMP_WAIT_POLICY"])
+"""
+
+
+def test_the_command_line_makes_torch_threads_wait_passively_unless_told_otherwise():
+    """A new user's `augpipe demo` trained at a tenth of its speed beside another busy process:
+    torch's OpenMP threads spun while they waited (measured in augpipe/cli.py's main)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for given, kept in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        run_env = env if given is None else {**env, "OMP_WAIT_POLICY": given}
+        done = subprocess.run([sys.executable, "-c", OMP_POLICY], capture_output=True, text=True, env=run_env, timeout=60)
+        assert done.stdout.strip().splitlines()[-1] == kept, done.stderr[-1000:]

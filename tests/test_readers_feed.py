@@ -463,6 +463,15 @@ def test_a_streams_length_is_the_batches_its_workers_yield_on_every_feed(photos)
         loader(ds, batch_size=5, drop_last=True)
 
 
+@pytest.mark.parametrize("size", [0, -5, 2.5, True, "10"])
+def test_a_streams_buffer_size_is_a_whole_number_of_rows(photos, size):
+    """A hostile tester's: buffer_size=0 with shuffle=True drew from an empty buffer forever (a
+    hang in next(), and in every feed over it)."""
+    with pytest.raises(ValueError, match=f"buffer_size {size!r}: a whole number of rows, at least 1"):
+        ShardIterable(photos, shuffle=True, buffer_size=size)
+    assert len(list(ShardIterable(photos, shuffle=True, buffer_size=1))) == len(ShardDataset(photos))
+
+
 def test_a_feed_of_threads_refuses_worker_options_and_pins_only_with_an_accelerator(photos):
     with pytest.raises(ValueError, match="num_workers= and persistent_workers= are a DataLoader's"):
         loader(ShardDataset(photos), threads=2, num_workers=4)

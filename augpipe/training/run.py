@@ -331,6 +331,9 @@ def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
     train_data = task.load(ds, "train", opts.progress)
     val_data = task.load(ds, "validation", opts.progress)
     check_dataset(train_data, val_data, classes, task.min_classes)
+    unscored = _unscored_classes(task, train_data, val_data)
+    if unscored:
+        log(f"warning: {unscored}")
     task.prepare(train_data, val_data, log)
     data = (train_data, val_data, opts.epochs * math.ceil(len(train_data) / opts.batch_size), device)
     what = "" if task.name == "classification" else f" {task.name}"
@@ -340,6 +343,8 @@ def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
     history, pred, compared = _fit_both(model, task, opts, data)
     result = {"task": task.name, "arch": opts.arch, "size": opts.size, "classes": classes, "device": str(device),
               "options": _plain(opts), "history": history}
+    if unscored:
+        result["validation_warning"] = unscored
     if task.name == "classification" and _at_chance(history, len(classes)):
         result["warning"] = (f"training accuracy stays at chance ({history[-1]['train_acc']:.2f} for "
                              f"{len(classes)} classes): are the labels scrambled or the images blank?")
@@ -351,6 +356,20 @@ def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
     result.update(task.report(pred, val_data, train_data, history))
     _write_outputs(out, model, task, result, val_data, pred, earlier)
     return result
+
+
+def _unscored_classes(task, train_data, val_data) -> str | None:
+    """Classification: the classes training holds and validation none of (its accuracy, and the
+    baseline's, say nothing of them)."""
+    if task.name != "classification":
+        return None
+    held = {"train": set(train_data.y.tolist()), "validation": set(val_data.y.tolist())}
+    missing = [task.classes[k] for k in sorted(held["train"] - held["validation"])]
+    if not missing:
+        return None
+    named = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+    return (f"validation holds no row of {plural(len(missing), 'class')} ({named}): the accuracies below say "
+            f"nothing of {'it' if len(missing) == 1 else 'them'}")
 
 
 def _new_model(task, opts: TrainOptions, ckpt: dict | None, log):

@@ -668,3 +668,22 @@ def test_a_mask_that_does_not_decode_is_named_by_its_shard_and_row(cli, seg_scen
     last = result.output.strip().splitlines()[-1]
     assert result.exit_code == 2 and last.startswith("augpipe: error: ") and "Traceback" not in result.output
     assert f"{shard['name']} row 1: mask annotation is not a readable image" in last
+
+
+def test_training_says_which_classes_validation_holds_none_of(tmp_path):
+    """A new user's: validation held no image of one class, and train scored it, and a baseline of
+    always guessing that class, without a word."""
+    for name, (split, n) in {"a": ("train", 8), "b": ("train", 8), "c": ("train", 8)}.items():
+        for i in range(n):
+            write_image(tmp_path / "data" / split / name / f"{i}.png", size=16, seed=ord(name) * 100 + i)
+    for name in ("a", "b"):
+        write_image(tmp_path / "data" / "val" / name / "v.png", size=16, seed=ord(name) * 100 + 50)
+    expand(tmp_path / "data", "flips", tmp_path / "out", ExpandOptions(**QUIET))
+    lines = []
+    result = train(tmp_path / "out", tmp_path / "run", TrainOptions(epochs=1, size=16, progress=False, log=lines.append))
+    said = "validation holds no row of 1 class (c): the accuracies below say nothing of it"
+    assert result["validation_warning"] == said and f"warning: {said}" in lines
+    shutil.rmtree(tmp_path / "data" / "train" / "c")
+    expand(tmp_path / "data", "flips", tmp_path / "out2", ExpandOptions(**QUIET))
+    assert "validation_warning" not in train(tmp_path / "out2", tmp_path / "run2",
+                                             TrainOptions(epochs=1, size=16, progress=False, log=lambda *a: None))
