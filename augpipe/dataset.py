@@ -56,16 +56,20 @@ class Dataset:
 
         pieces = pieces if pieces is not None else [(i, 0, None) for i in range(len(self.shards(split)))]
         for (_, lo, hi), (name, reader) in zip(pieces, self._shard_readers(split, [p[0] for p in pieces])):
-            missing = [c for c in columns or () if c.split(".")[0] not in reader.schema_arrow.names]
-            if missing:
-                raise SourceError(f"{self.location}: shard {name} has no {missing[0]!r} column, which its manifest's "
-                                  f"{self.manifest.task} kind needs: the manifest does not match its shards")
+            self.check_columns(name, reader.schema_arrow.names, columns or ())
             try:
                 yield from _row_batches(reader, columns, lo, hi, where)
             except GeneratorExit:  # closed, maybe as the interpreter ends and empties pyarrow's module
                 raise
             except (OSError, pa.ArrowException) as exc:
                 raise _unreadable(self.location, name, exc) from None
+
+    def check_columns(self, name: str, held: list[str], columns) -> None:
+        """A shard lacking a column its kind's readers need (`objects.bbox`: `objects`) is one line."""
+        missing = [c for c in columns if c.split(".")[0] not in held]
+        if missing:
+            raise SourceError(f"{self.location}: shard {name} has no {missing[0]!r} column, which its manifest's "
+                              f"{self.manifest.task} kind needs: the manifest does not match its shards")
 
     def _shard_readers(self, split: str, indices: list[int]):
         """(name, an open ParquetFile) of each shard of the split at these indices, one open at a time."""

@@ -289,9 +289,10 @@ def _classes_not_validated(found, kind, hashes: dict | None, val_fraction: float
     few images can miss it; its score then says nothing of that class."""
     if not found.classes or kind.reads_to_balance:  # a mask's classes are known only once it is read
         return []
+    from augpipe.layout import SPLITS
     from augpipe.plan import assign_split
 
-    held: dict[str, Counter] = {"train": Counter(), "validation": Counter()}
+    held: dict[str, Counter] = {split: Counter() for split in SPLITS}
     for f in found.files:
         held[assign_split(f, val_fraction, (hashes or {}).get(f.relpath))].update(kind.held(f, found.classes).keys())
     if not held["validation"]:

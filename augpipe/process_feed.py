@@ -285,6 +285,7 @@ def _work(dataset, k: int, n: int, conn, grants, stop, parent: tuple) -> None:
     if isinstance(dataset, (ShardDataset, ShardIterable)):
         dataset._sends = True  # each batch is sent as made: its dict targets made on the other side
     parent = (*parent, os.getppid())
+    threading.Thread(target=_watch, args=(parent,), name="augpipe-feed-watch", daemon=True).start()
     while True:
         while not conn.poll(_LOOK):
             if _orphaned(parent):
@@ -296,6 +297,16 @@ def _work(dataset, k: int, n: int, conn, grants, stop, parent: tuple) -> None:
             _epoch(dataset, k, n, conn, grants, stop, parent, *job)
         except _Closed:
             return
+
+
+def _watch(parent: tuple) -> None:
+    """Ends this process once the main process is gone, whatever it is doing: a batch that never
+    ends (a transform in an endless loop) kept it busy past its parent's death, which the waits
+    between batches alone look for."""
+    while True:
+        time.sleep(_LOOK)
+        if _orphaned(parent):
+            os._exit(1)
 
 
 def _orphaned(parent: tuple) -> bool:

@@ -718,10 +718,18 @@ def _size(value, name: str) -> tuple[int, int] | None:
     """A size given as an int (square) or (height, width)."""
     if value is None:
         return None
-    size = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    try:
+        size = (value, value) if isinstance(value, (numbers.Number, str)) else tuple(value)
+    except TypeError:
+        size = ()
     if len(size) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in size):
         raise ValueError(f"{name} {value!r}: a positive int or (height, width)")
+    if max(size) > MAX_SIDE:  # past any image a decode makes: a typo (OpenCV asked for 30 GB)
+        raise ValueError(f"{name} {value!r}: at most {MAX_SIDE:,} pixels a side")
     return size
+
+
+MAX_SIDE = 65_535  # JPEG's own limit on a side
 
 
 def _recipe_transform(recipe, seed: int, kind, epoch_seed: bool, donors=None):
@@ -1192,6 +1200,7 @@ def loader(dataset, batch_size: int | None = None, *, shuffle: bool | None = Non
 
     `batch_size`: 64, or a `ShardIterable`'s own where it was made with one."""
     batch_size = _batch_size(dataset, batch_size)
+    check_seed(seed)
     if threads and processes:
         raise ValueError("threads= and processes= are two feeds: give one or the other")
     if threads or processes:
@@ -1494,9 +1503,10 @@ class ShardDataset(_WithEpoch, Dataset):
         self._starts: list[int] = []  # first row of each row group
         self._in_file: list[int] = []  # first row of each row group in its file
         total = 0
-        for f, name in enumerate(self.files):
-            with self.fs.open_input_file(name) as fh:
-                meta = pq.ParquetFile(fh).metadata
+        held = {}  # each shard's columns
+        for f, (shard, name) in enumerate(zip(self.ds.shards(split), self.files)):
+            meta = footer(self.ds, shard["name"], self.fs, name)
+            held[shard["name"]] = meta.schema.to_arrow_schema().names
             for g in range(meta.num_row_groups):
                 self._groups.append((f, g))
                 self._starts.append(total)
@@ -1510,6 +1520,8 @@ class ShardDataset(_WithEpoch, Dataset):
             if self.augment is not None:
                 self._columns += ["source", "copy"]
             self._columns = list(dict.fromkeys(self._columns + self.sizing.columns()))
+            for shard, names in held.items():
+                self.ds.check_columns(shard, names, self._columns)
         self._cache_bytes = cache_bytes
         self._reset()
 
@@ -1596,6 +1608,12 @@ def _check_batches(batch_size, workers) -> None:
         raise ValueError(f"workers {workers!r}: a whole number, 0 or more (a DataLoader's num_workers)")
 
 
+def check_seed(seed) -> None:
+    """A seed torch's generators take: a whole number of 64 bits (or None)."""
+    if seed is not None and not (_whole(seed) and -2**63 <= seed < 2**64):
+        raise ValueError(f"seed {seed!r}: a whole number of 64 bits")
+
+
 def _whole(n) -> bool:
     return isinstance(n, numbers.Real) and not isinstance(n, bool) and math.isfinite(n) and int(n) == n
 
@@ -1606,19 +1624,20 @@ def _shard_name(path: str) -> str:
 
 def row_counts(ds, split: str, fs: pafs.FileSystem, files: list[str]) -> list[int]:
     """Each shard's rows, from its Parquet footer; a shard missing or damaged is one line."""
+    return [footer(ds, shard["name"], fs, path).num_rows for shard, path in zip(ds.shards(split), files)]
+
+
+def footer(ds, name: str, fs: pafs.FileSystem, path: str):
+    """A shard's Parquet metadata; a shard missing or damaged is one line naming it."""
     from augpipe.dataset import _unreadable
 
-    counts = []
-    for shard, path in zip(ds.shards(split), files):
-        try:
-            with fs.open_input_file(path) as fh:
-                counts.append(pq.ParquetFile(fh).metadata.num_rows)
-        except FileNotFoundError:
-            raise SourceError(f"{ds.location}: shard {shard['name']} is missing: augpipe inspect --verify lists "
-                              "the damage") from None
-        except (OSError, pa.ArrowException) as exc:
-            raise _unreadable(ds.location, shard["name"], exc) from None
-    return counts
+    try:
+        with fs.open_input_file(path) as fh:
+            return pq.ParquetFile(fh).metadata
+    except FileNotFoundError:
+        raise SourceError(f"{ds.location}: shard {name} is missing: augpipe inspect --verify lists the damage") from None
+    except (OSError, pa.ArrowException) as exc:
+        raise _unreadable(ds.location, name, exc) from None
 
 
 def _total(pieces: list[Piece]) -> int:

@@ -3,6 +3,8 @@ decoded as a batch (on the GPU where there is one), the loader's defaults."""
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from conftest import gone, make_folder, make_scenes
 from augpipe import ExpandOptions, expand
 from augpipe.decode import resize as resize_image
 from augpipe.decode import row_image
+from augpipe.errors import DamagedRow, SourceError
 from augpipe.readers import ShardDataset, ShardIterable, collate, decode_images, loader
 
 QUIET = {"workers": 1, "progress": False}
@@ -1413,3 +1416,129 @@ def test_a_detection_row_whose_boxes_and_categories_differ_in_number_is_named(de
                  lambda: list(loader(ShardDataset(out), 64, threads=2))):
         with pytest.raises(DamagedRow, match=said):
             read()
+
+
+KILLED_MID_BATCH = """
+import os, sys
+from augpipe.readers import ShardDataset, ShardIterable, loader
+
+def endless(item):
+    with open(os.path.join(sys.argv[2], str(os.getpid())), "w"):
+        pass
+    while True:
+        pass
+
+if __name__ == "__main__":
+    ds = (ShardIterable if sys.argv[3] == "stream" else ShardDataset)(sys.argv[1], transform=endless)
+    next(iter(loader(ds, 2, processes=2)))
+"""
+
+
+@pytest.mark.parametrize("reader", ["stream", "dataset"])
+def test_feed_processes_busy_in_a_batch_die_with_a_killed_main_process(photos, tmp_path, reader):
+    """A hostile tester's: a feed process looked for its parent only between batches, and one in
+    a batch that never ends (an endless transform; buffer_size=0 once) ran on at full speed after
+    the main process was killed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script, started = tmp_path / "killed.py", tmp_path / "started"
+    script.write_text(KILLED_MID_BATCH)
+    started.mkdir()
+    main = subprocess.Popen([sys.executable, str(script), str(photos), str(started), reader])
+    deadline = time.monotonic() + 60
+    while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = [int(p.name) for p in started.iterdir()]
+    assert len(workers) == 2
+    main.send_signal(signal.SIGKILL)
+    main.wait()
+    assert gone(workers, 30)
+
+
+def _damaged_copy(photos, tmp_path, damage) -> tuple:
+    """A copy of `photos` whose first train shard `damage(path)` changed: (the copy, that shard's name)."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(photos, out)
+    shard = sorted(out.glob("train-*.parquet"))[0]
+    damage(shard)
+    return out, shard.name
+
+
+def _without(column: str):
+    import pyarrow.parquet as pq
+
+    return lambda shard: pq.write_table(pq.read_table(shard).drop_columns([column]), shard)
+
+
+FEEDS = [{}, {"threads": 2}, {"processes": 2}]
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda shard: shard.write_bytes(shard.read_bytes()[:-100]), "cannot be read (Parquet magic bytes not found"),
+    (lambda shard: shard.write_bytes(b""), "cannot be read (Parquet file size is 0 bytes)"),
+    (lambda shard: shard.unlink(), "is missing: augpipe inspect --verify lists the damage"),
+    (_without("image"), "has no 'image' column, which its manifest's classification kind needs"),
+    (_without("label"), "has no 'label' column, which its manifest's classification kind needs"),
+], ids=["truncated", "empty", "deleted", "no image", "no label"])
+def test_a_shard_dataset_over_a_damaged_shard_names_it_in_one_line_as_the_stream_does(photos, tmp_path, damage, said):
+    """A hostile tester's: ShardDataset (and every feed over it) raised pyarrow's ArrowInvalid,
+    an OSError or a KeyError naming no shard, where the stream gave a line naming it."""
+    out, name = _damaged_copy(photos, tmp_path, damage)
+    for make in (lambda: ShardDataset(out), lambda: list(ShardIterable(out))):
+        with pytest.raises(SourceError, match=re.escape(f"shard {name} ") + ".*" + re.escape(said)):
+            make()
+
+
+def test_a_label_column_of_floats_gives_whole_labels_and_names_a_fraction(photos, tmp_path):
+    """A hostile tester's: a label column rewritten as float64 went into every batch as float64
+    (cross_entropy refused it) and 1.5 went through, where an item truncated it to 1."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def as_floats(fraction: bool):
+        def damage(shard):
+            table = pq.read_table(shard)
+            labels = [float(v) for v in table.column("label").to_pylist()]
+            if fraction:
+                labels[1] = 1.5
+            pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", pa.array(labels)), shard)
+        return damage
+
+    out, _ = _damaged_copy(photos, tmp_path / "whole", as_floats(False))
+    for feed in FEEDS:
+        for reader in (ShardDataset(out), ShardIterable(out)):
+            _, labels = next(iter(loader(reader, 4, **feed)))
+            assert labels.dtype == torch.int64, (feed, reader)
+    assert type(ShardDataset(out)[0][1]) is int
+    out, name = _damaged_copy(photos, tmp_path / "fraction", as_floats(True))
+    with pytest.raises(DamagedRow, match=re.escape(f"{name} row 1: label 1.5 is not a class index")):
+        ShardDataset(out)[1]
+    for feed in FEEDS:
+        with pytest.raises(DamagedRow, match="label 1.5 is not a class index"):
+            list(loader(ShardDataset(out), 4, **feed))
+
+
+@pytest.mark.parametrize("name, value, said", [
+    ("resize", 2.5, "a positive int or (height, width)"), ("decode_size", 1.5, "a positive int or (height, width)"),
+    ("decode_size", float("nan"), "a positive int or (height, width)"), ("resize", "ab", "a positive int or"),
+    ("resize", 100_000, "at most 65,535 pixels a side"),
+])
+def test_a_readers_sizes_are_refused_in_one_line(photos, name, value, said):
+    """A hostile tester's: resize=2.5 was "TypeError: 'float' object is not iterable", resize=100000
+    OpenCV's failure to allocate 30 GB at the first batch."""
+    for reader in (ShardDataset, ShardIterable):
+        with pytest.raises(ValueError, match=re.escape(f"{name} {value!r}: {said}")):
+            reader(photos, **{name: value})
+
+
+@pytest.mark.parametrize("seed", ["x", 2**70, 1.5, True])
+def test_a_loaders_seed_is_a_whole_number_of_64_bits(photos, seed):
+    """A hostile tester's: torch's own "manual_seed expected a long, but got str" or "Overflow"."""
+    for feed in ({}, {"threads": 2}, {"processes": 2}):
+        with pytest.raises(ValueError, match=re.escape(f"seed {seed!r}: a whole number of 64 bits")):
+            loader(ShardDataset(photos), 4, seed=seed, **feed)

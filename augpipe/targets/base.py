@@ -14,6 +14,8 @@ def label_problem(label, classes: int) -> str | None:
     one only where there are classes."""
     if label is not None and (isinstance(label, bool) or not isinstance(label, numbers.Real)):
         return f"label {label!r} is not a class index"  # a column rewritten as text
+    if isinstance(label, float) and label.is_integer() is False and label == label:  # 1.5, not NaN
+        return f"label {label!r} is not a class index"  # a column rewritten as floats
     if (label is None and classes == 0) or (label is not None and 0 <= label < classes):
         return None
     return f"label {label}, but the dataset has no classes" if classes == 0 else f"label {label} outside the {classes} classes"

@@ -72,7 +72,7 @@ class Label(Target):
             bad = next((i for i in picked if self.class_problem(stored[i])), None)
             if bad is not None:
                 raise bad_row(bad, self.class_problem(stored[bad]))
-        labels = [-1 if label is None else label for label in stored]
+        labels = [-1 if label is None else int(label) for label in stored]  # a float column's 1.0: 1
         return labels if rows is None else [labels[i] for i in rows]
 
     def from_user_target(self, target, shape, box_format, convention):
