@@ -80,6 +80,9 @@ def _locate(path, split: str):
     from augpipe.dataset import open_dataset
 
     ds = open_dataset(path)
+    if not isinstance(split, str):  # None was every split's shards: validation read as training
+        raise ValueError(f"split {split!r}: one split's name, such as 'train' (its splits are "
+                         f"{', '.join(name for name in ds.splits() if ds.shards(name)) or 'none'})")
     names = [s["name"] for s in ds.shards(split)]
     if not names:
         held = [name for name in ds.splits() if ds.shards(name)]
@@ -510,6 +513,8 @@ class _ByteCache:
     it under its lock; a worker process starts it empty (each fills its own)."""
 
     def __init__(self, limit: int):
+        if not _whole(limit) or limit < 0:
+            raise ValueError(f"cache_bytes {limit!r}: a whole number of bytes, 0 or more")
         self.limit = limit
         self._clear()
 
@@ -755,6 +760,8 @@ class _Epoch:
         return int(self.value)
 
     def set(self, epoch: int) -> None:
+        if not _whole(epoch) or not 0 <= epoch < 2**63:
+            raise ValueError(f"epoch {epoch!r}: a whole number, 0 or more")
         self.value.fill_(int(epoch))
 
 

@@ -1542,3 +1542,20 @@ def test_a_loaders_seed_is_a_whole_number_of_64_bits(photos, seed):
     for feed in ({}, {"threads": 2}, {"processes": 2}):
         with pytest.raises(ValueError, match=re.escape(f"seed {seed!r}: a whole number of 64 bits")):
             loader(ShardDataset(photos), 4, seed=seed, **feed)
+
+
+def test_a_readers_split_epoch_and_cache_are_refused_in_one_line(photos):
+    """A hostile tester's: split=None read every split's rows (validation's among training's)
+    without a word; set_epoch("a") and cache_bytes="x" were Python's own errors, set_epoch(1.5)
+    taken as 1."""
+    for reader in (ShardDataset, ShardIterable):
+        with pytest.raises(ValueError, match=re.escape("split None: one split's name, such as 'train' (its splits are train)")):
+            reader(photos, split=None)
+        with pytest.raises(ValueError, match=re.escape("cache_bytes 'x': a whole number of bytes, 0 or more")):
+            reader(photos, cache_bytes="x")
+        made = reader(photos)
+        for epoch in ("a", None, 1.5, -1):
+            with pytest.raises(ValueError, match=re.escape(f"epoch {epoch!r}: a whole number, 0 or more")):
+                made.set_epoch(epoch)
+        made.set_epoch(3)
+        assert made.epoch == 3
