@@ -138,7 +138,6 @@ def _expand_found(source: str, recipe, out: str, options: ExpandOptions, engine,
     plan = make_plan(found, recipe, copies, options.val_fraction, options.balance, options.shard_size, hashes,
                      options.repeat_threshold, seed=options.seed)
     warnings += _no_validation(found, plan, options.val_fraction)
-    warnings += _classes_not_validated(found, spec.kind, hashes, options.val_fraction)
     settings = _settings(copies, options, found)
     identity = _identity(recipe, options.seed, source, found.files, hashes, settings, found.annotations)
     try:
@@ -158,7 +157,7 @@ def _expand_found(source: str, recipe, out: str, options: ExpandOptions, engine,
         if not sum(r.rows for r in all_records):
             output.remove_previous()
             raise _nothing_usable(found.skipped + [tuple(s) for r in all_records for s in r.skipped], source)
-        warnings += _label_warnings(all_records, found.format)
+        warnings += _label_warnings(all_records, found.format) + _classes_not_validated(all_records, found)
         seconds = time.perf_counter() - started
         manifest = _manifest(identity, recipe, source, options, settings, found, all_records, warnings, engine,
                              plan.balance, {
@@ -283,28 +282,24 @@ def _no_validation(found, plan, val_fraction: float) -> list[str]:
             "(--val-fraction holds out only images without one): add a val/ folder or a validation annotation file"]
 
 
-def _classes_not_validated(found, kind, hashes: dict | None, val_fraction: float) -> list[str]:
-    """A warning when validation holds no image of a class training holds: the split is a hash of
-    each image alone (adding images never moves one), not drawn class by class, so a class of a
-    few images can miss it; its score then says nothing of that class."""
-    if not found.classes or kind.reads_to_balance:  # a mask's classes are known only once it is read
-        return []
-    from augpipe.layout import SPLITS
-    from augpipe.plan import assign_split
-
-    held: dict[str, Counter] = {split: Counter() for split in SPLITS}
-    for f in found.files:
-        held[assign_split(f, val_fraction, (hashes or {}).get(f.relpath))].update(kind.held(f, found.classes).keys())
+def _classes_not_validated(records: list, found) -> list[str]:
+    """A warning when validation holds no row of a class training holds, from the shards' own
+    counts: the split is a hash of each image alone (adding images never moves one), not drawn
+    class by class, so a class of a few images can miss it; its scores then say nothing of it."""
+    held = {split: set() for split in ("train", "validation")}
+    for r in records:
+        if r.split in held:
+            held[r.split].update(c for c, n in r.by_class.items() if n)
     if not held["validation"]:
         return []
-    missing = [c for c in found.classes if held["train"][c] and not held["validation"][c]]
+    missing = [c for c in found.classes if c in held["train"] and c not in held["validation"]]
     if not missing:
         return []
-    shown = ", ".join(f"{c} ({held['train'][c]} in training)" for c in missing[:5]) + (", ..." if len(missing) > 5 else "")
+    shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
     fix = ("a larger --val-fraction, or a val/ folder that holds each class" if any(f.split is None for f in found.files)
            else "a validation folder or file that holds each class")
-    return [f"validation holds no image of {len(missing)} class{'' if len(missing) == 1 else 'es'}: {shown}; its scores say "
-            f"nothing of {'it' if len(missing) == 1 else 'them'} ({fix})"]
+    return [f"validation holds no image of {len(missing)} class{'' if len(missing) == 1 else 'es'} ({shown}): its "
+            f"scores say nothing of {'it' if len(missing) == 1 else 'them'} ({fix})"]
 
 
 def _split_folder_leaks(files, hashes: dict | None) -> list[str]:

@@ -401,7 +401,7 @@ def test_a_class_that_validation_holds_no_image_of_is_warned_of(tmp_path):
     m = expand(root, "flips", tmp_path / "out", ExpandOptions(**options))
     assert m["counts"]["validation"]["rows"] > 0
     said = [w for w in m["warnings"] if w.startswith("validation holds no image of")]
-    assert said == ["validation holds no image of 1 class: rare (3 in training); its scores say nothing of it "
+    assert said == ["validation holds no image of 1 class (rare): its scores say nothing of it "
                     "(a larger --val-fraction, or a val/ folder that holds each class)"], m["warnings"]
     shutil.rmtree(root / "rare")
     m = expand(root, "flips", tmp_path / "out2", ExpandOptions(**options))
