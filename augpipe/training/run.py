@@ -364,7 +364,7 @@ def _unscored_classes(task, train_data, val_data) -> str | None:
     if task.name != "classification":
         return None
     held = {"train": set(train_data.y.tolist()), "validation": set(val_data.y.tolist())}
-    missing = [task.classes[k] for k in sorted(held["train"] - held["validation"])]
+    missing = [task.classes[k] for k in sorted(held["train"] - held["validation"]) if 0 <= k < len(task.classes)]
     if not missing:
         return None
     named = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
