@@ -468,14 +468,11 @@ def _shard_donors(ds, grouped: dict, target_columns: list[str]):
 
 def _preview_row(source: str, class_name: str | None, rows: list[dict], classes: list[str], tiles) -> PreviewRow:
     """A sheet's row; labelled by its class, or for detection by its objects' classes."""
-    held = _objects_classes(rows, classes) if class_name is None else ()
-    if held is not None and class_name is None:
-        label = ", ".join(held) or "(no objects)"
-    elif class_name is None and rows and "annotation" in rows[0]:
-        label = "mask"
-    else:
-        label = class_name
-    return PreviewRow(source, label, tiles, held or ())
+    held = _objects_classes(rows, classes) if class_name is None else None
+    if held is not None:
+        return PreviewRow(source, ", ".join(held) or "(no objects)", tiles, held)
+    mask = class_name is None and rows and "annotation" in rows[0]
+    return PreviewRow(source, "mask" if mask else class_name, tiles)
 
 
 def _objects_classes(rows: list[dict], classes: list[str]) -> tuple[str, ...] | None:

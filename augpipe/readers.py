@@ -513,8 +513,7 @@ class _ByteCache:
     it under its lock; a worker process starts it empty (each fills its own)."""
 
     def __init__(self, limit: int):
-        if not _whole(limit) or limit < 0:
-            raise ValueError(f"cache_bytes {limit!r}: a whole number of bytes, 0 or more")
+        check_count("cache_bytes", limit, 0, " of bytes")
         self.limit = limit
         self._clear()
 
@@ -760,8 +759,7 @@ class _Epoch:
         return int(self.value)
 
     def set(self, epoch: int) -> None:
-        if not _whole(epoch) or not 0 <= epoch < 2**63:
-            raise ValueError(f"epoch {epoch!r}: a whole number, 0 or more")
+        check_count("epoch", epoch, 0)
         self.value.fill_(int(epoch))
 
 
@@ -1609,16 +1607,20 @@ Piece = tuple[int, int, int]  # (shard index, first row, end row): a contiguous 
 
 
 def _check_batches(batch_size, workers) -> None:
-    if not _whole(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size {batch_size!r}: a whole number of rows, at least 1")
-    if not _whole(workers) or workers < 0:
-        raise ValueError(f"workers {workers!r}: a whole number, 0 or more (a DataLoader's num_workers)")
+    check_count("batch_size", batch_size, 1, " of rows")
+    check_count("workers", workers, 0, "", " (a DataLoader's num_workers)")
 
 
 def check_seed(seed) -> None:
     """A seed torch's generators take: a whole number of 64 bits (or None)."""
     if seed is not None and not (_whole(seed) and -2**63 <= seed < 2**64):
         raise ValueError(f"seed {seed!r}: a whole number of 64 bits")
+
+
+def check_count(name: str, value, least: int, of: str = "", why: str = "") -> None:
+    """`value` a whole number from `least` (0 or 1) up, under 2**63 (a torch int64), or one line."""
+    if not (_whole(value) and least <= value < 2**63):
+        raise ValueError(f"{name} {value!r}: a whole number{of}, {'at least 1' if least else '0 or more'}{why}")
 
 
 def _whole(n) -> bool:
@@ -1755,8 +1757,7 @@ class ShardIterable(_WithEpoch, IterableDataset):
         self.path, self.split, self.transform, self.return_row = str(path), split, transform, return_row
         self._cache = _ByteCache(cache_bytes)
         check_layout(box_format, convention)
-        if not _whole(buffer_size) or buffer_size < 1:  # 0 drew from an empty buffer, forever
-            raise ValueError(f"buffer_size {buffer_size!r}: a whole number of rows, at least 1")
+        check_count("buffer_size", buffer_size, 1, " of rows")  # 0 drew from an empty buffer, forever
         self.shuffle, self.buffer_size, self.seed, self.box_format = shuffle, int(buffer_size), seed, box_format
         self.convention, self.decode, self.channels_last = convention, decode, channels_last
         if batch_size is not None:

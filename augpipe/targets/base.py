@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ def label_problem(label, classes: int) -> str | None:
     one only where there are classes."""
     if label is not None and (isinstance(label, bool) or not isinstance(label, numbers.Real)):
         return f"label {label!r} is not a class index"  # a column rewritten as text
-    if isinstance(label, float) and label.is_integer() is False and label == label:  # 1.5, not NaN
+    if isinstance(label, float) and not math.isnan(label) and not label.is_integer():  # 1.5
         return f"label {label!r} is not a class index"  # a column rewritten as floats
     if (label is None and classes == 0) or (label is not None and 0 <= label < classes):
         return None
