@@ -57,6 +57,9 @@ def export(location, fmt: str, out, progress: bool = True, **given) -> dict:
                          f"(use {' or '.join(fits)})")
     _check_given(fmt, given)
     options = writer.options(given, header, ds.location)
+    from augpipe.pipeline import check_not_nested
+
+    check_not_nested(ds.location, str(out), "dataset")  # its readers (pandas, HF) would take the files for rows
     store = open_store(str(out))
     marker = {"from": _where(ds), "identity": _identity(ds), "format": fmt, **options}
     _claim(store, marker)

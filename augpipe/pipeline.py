@@ -120,7 +120,7 @@ def _expand_found(source: str, recipe, out: str, options: ExpandOptions, engine,
     from augpipe.store import open_store
     from augpipe.jobs import RunSpec
 
-    _check_not_nested(source, out)
+    check_not_nested(source, out)
     output = OutputFolder(open_store(out))
     output.check_usable()  # before the sources are read: a wrong --out fails at once
     _strict(options, found.skipped)
@@ -380,7 +380,7 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
         identity=identity, recipe=recipe, source=_shown(source), seed=options.seed, options=settings,
         classes=found.classes, labelled=found.labelled, records=records, scan_skipped=found.skipped,
         timing=timing, engine=engine.describe(), task=found.task,
-        extra={"format": found.format, **for_scan(found).manifest_fields(),
+        extra={"format": found.format, **for_scan(found).for_recipe(recipe).manifest_fields(),  # the flip applied
                **({"category_ids": found.category_ids} if found.category_ids is not None else {}),
                "dropped_boxes": sum(r.dropped_boxes for r in records),
                "dropped_by": dropped_by(records),
@@ -439,15 +439,17 @@ def _identity(recipe, seed: int, source: str, files, hashes: dict | None, settin
     }
 
 
-def _check_not_nested(source: str, out: str) -> None:
+def check_not_nested(source: str, out: str, what: str = "source") -> None:
+    """An output inside what it is made from is refused (`what`: "source", "dataset"): the next
+    read of that would take the output's files for its own."""
     (s_kind, s_place), (o_kind, o_place) = _place(source), _place(out)
     if s_kind != o_kind:
         return
     if s_kind == "local":
         if o_place == s_place or s_place in o_place.parents:
-            raise OutputError(f"the output folder {out} is inside the source folder {source}: choose another --out")
+            raise OutputError(f"the output folder {out} is inside the {what} folder {source}: choose another --out")
     elif o_place == s_place or o_place.startswith(s_place + "/"):
-        raise OutputError(f"the output {out} is inside the source {source}: choose another --out")
+        raise OutputError(f"the output {out} is inside the {what} {source}: choose another --out")
 
 
 def _place(location: str) -> tuple:

@@ -57,9 +57,16 @@ class _Slot:
 
 
 class _Segment:
-    """A slot's shared memory as torch's reducer sends a storage, under "file_system" sharing
-    its file's name asked for once (torch asks each time; under another strategy, which asking
-    for a name would move the memory from under the slot's arrays, torch's own way)."""
+    """A slot's shared memory as sent to the main process under "file_system" sharing: its file's
+    name, asked for once (torch asks each time; under another strategy, which asking for a name
+    would move the memory from under the slot's arrays, torch's own way).
+
+    Without torch's count of a storage in transit (its sender adds one to the file's count of
+    users each time, its receiver takes it back): a batch never received (a loop's `break` leaves
+    a DataLoader's prefetched batches in its queue) kept its file in /dev/shm as long as the main
+    process lived. The file is counted by who maps it: the worker while it keeps the slot, which
+    it lets go of only once every tensor sent from it has been let go of (`_Slot.free`), or as it
+    ends; the main process from its first batch of the slot till it lets go of it."""
 
     def __init__(self, storage: torch.UntypedStorage):
         self.storage, self.reduced = storage, None
@@ -67,13 +74,24 @@ class _Segment:
     def __reduce__(self):
         if self.reduced is None:
             from torch.multiprocessing import get_sharing_strategy
-            from torch.multiprocessing.reductions import rebuild_storage_filename, reduce_storage
+            from torch.multiprocessing.reductions import reduce_storage
 
             if get_sharing_strategy() != "file_system" or not self.storage.is_shared():
                 return reduce_storage(self.storage)
-            self.reduced = (rebuild_storage_filename, (type(self.storage), *self.storage._share_filename_cpu_()))
-        self.storage._shared_incref()  # torch's: the receiver's rebuild takes it back
+            self.reduced = (_mapped, (type(self.storage), *self.storage._share_filename_cpu_()))
         return self.reduced
+
+
+def _mapped(cls, manager, handle, size: int) -> torch.UntypedStorage:
+    """In the main process: a slot's file, mapped once (torch's `rebuild_storage_filename`, less
+    taking back a count the sender did not add)."""
+    from torch.multiprocessing.reductions import StorageWeakRef, shared_cache, storage_from_cache
+
+    storage = storage_from_cache(cls, handle)
+    if storage is None:
+        storage = cls._new_shared_filename_cpu(manager, handle, size)
+        shared_cache[handle] = StorageWeakRef(storage)
+    return storage
 
 
 def _header(segment: np.ndarray) -> np.ndarray:
@@ -145,10 +163,65 @@ def enable() -> None:
 def _drop_all() -> None:
     """At a worker's end: its slots dropped and marked so (torch counts each process holding a
     shared file and removes it at 0: a slot still held at the end would stay in /dev/shm while
-    the main process lives)."""
+    the main process lives). A slot whose batch this worker still holds (made, not yet sent: a
+    loop's `break` ends the workers mid-batch) is never closed, the worker ending by os._exit:
+    it is counted let go of here (`_let_go_held`). What the queue's thread sends of a slot after
+    this goes by value, not into a new shared file of torch's, which would be counted in transit
+    for ever."""
     for slot in _SLOTS.values():
         slot.counts[3] = 1
+        _GONE.add(slot.address)
+        if slot.held is not None and slot.held() is not None:
+            _let_go_held(slot.segment.untyped_storage())
     _SLOTS.clear()
+
+
+_GONE: set[int] = set()  # the data addresses of the slots this worker dropped as it ended
+_HELD: list = []  # slots let go of at the end but still mapped here: never closed (see _let_go_held)
+
+
+def _let_go_held(storage: torch.UntypedStorage) -> None:
+    """This process's count of a slot's file taken back though its mapping stays (a batch still
+    holds it): the file's name removed where that leaves no user, as torch's close would have.
+    The storage is kept (`_HELD`) so that no close counts it again, should the interpreter's end
+    free it (a spawned worker's). Only where torch's count lies as this module knows it."""
+    from torch.multiprocessing import get_sharing_strategy
+
+    if get_sharing_strategy() != "file_system" or not storage.is_shared() or not _count_readable():
+        return
+    _HELD.append(storage)
+    storage._shared_decref()
+    if _users(storage) == 0:
+        try:
+            import _posixshmem
+
+            _posixshmem.shm_unlink(storage._share_filename_cpu_()[1].decode())
+        except (OSError, ImportError):  # removed already by the last user's close
+            pass
+
+
+def _users(storage: torch.UntypedStorage) -> int:
+    """torch's count of a shared file's users, kept just before the storage's data."""
+    import ctypes
+
+    return ctypes.c_int32.from_address(storage.data_ptr() - _COUNT_OFFSET).value
+
+
+_COUNT_OFFSET = 64  # torch's RefcountedMapAllocator: the count, then the data 64 bytes on
+
+
+@functools.cache
+def _count_readable() -> bool:
+    """Whether torch's count lies where `_users` reads it: read on a file of one's own."""
+    probe = new_shared((1,)).untyped_storage()
+    try:
+        before = _users(probe)
+        probe._shared_incref()
+        after = _users(probe)
+        probe._shared_decref()
+        return (before, after, _users(probe)) == (1, 2, 1)
+    except Exception:  # noqa: BLE001 - another torch: the file is left to its manager
+        return False
 
 
 def _reduce(reduce_tensor, tensor: torch.Tensor):
@@ -169,6 +242,9 @@ def _sent(tensor: torch.Tensor) -> tuple | None:
             or tensor.layout != torch.strided or tensor.is_nested or tensor.is_quantized:
         return None
     storage = tensor.untyped_storage()
+    if storage.data_ptr() in _GONE:  # after the worker's end: torch's way would make a new file of it
+        array = tensor.contiguous().numpy()
+        return _from_bytes, (array.tobytes(), array.dtype.str, array.shape)
     slot = _SLOTS.get(storage.data_ptr())
     if slot is not None and slot.held is not None and slot.held() is not None and storage.nbytes() <= slot.capacity:
         slot.counts[0] += 1  # before anything else: the slot is not free till the main process lets go of it

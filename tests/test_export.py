@@ -5,10 +5,12 @@ themselves load the exports in tests/clients/."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -137,6 +139,27 @@ def test_export_refuses_a_class_or_a_row_path_that_would_leave_out(tmp_path, sce
         result = cli("export", out, "--format", fmt, "--out", tmp_path / "x" / fmt)
         assert result.exit_code == 2 and "'../../../x.png'" in result.output and "inside --out" in result.output
     assert files_below(tmp_path / "x") == [] and not (tmp_path / "x.png").exists()
+
+
+def test_export_never_writes_through_a_link_inside_its_out_nor_into_its_dataset(tmp_path, scenes, cli):
+    """A folder of an earlier export made a link to a folder augpipe did not make: the export run
+    again wrote its labels there. And an --out inside the dataset: its readers (pandas reads the
+    whole folder) took the export's files for shards."""
+    out = tmp_path / "det"
+    expand(scenes["coco"], "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    assert cli("export", out, "--format", "yolo", "--out", tmp_path / "y").exit_code == 0
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep.txt").write_text("mine")
+    shutil.rmtree(tmp_path / "y" / "labels" / "train")
+    (tmp_path / "y" / "labels" / "train").symlink_to(victim)
+    result = cli("export", out, "--format", "yolo", "--out", tmp_path / "y")
+    assert result.exit_code == 2 and "is a link" in result.output, result.output
+    assert files_below(victim) == ["keep.txt"]
+    result = cli("export", out, "--format", "yolo", "--out", out / "yolo")
+    assert result.exit_code == 2 and "inside the dataset folder" in result.output, result.output
+    assert not (out / "yolo").exists()
+    assert len(pd.read_parquet(out)) == sum(c["rows"] for c in json.loads((out / "_augpipe.json").read_text())["counts"].values())
 
 
 def test_export_imagefolder_keeps_the_path_below_the_class_folder(tmp_path):

@@ -183,12 +183,12 @@ def test_strict_with_workers_fails_in_one_line_and_leaves_no_process(tmp_path):
     ("s3://src/cls1?region=us-east-1", "s3://src/cls1/out"), ("s3://src/cls1", "s3://src/cls1/out?region=x"),
     ("S3://src/cls1", "s3://src/cls1/out"), ("file://{tmp}/cls", "{tmp}/cls/out"), ("{tmp}/cls", "file://{tmp}/cls/o")])
 def test_an_output_inside_its_source_is_refused_however_spelt(source, out, tmp_path):
-    from augpipe.pipeline import _check_not_nested
+    from augpipe.pipeline import check_not_nested
 
     with pytest.raises(OutputError, match="inside the source"):
-        _check_not_nested(source.format(tmp=tmp_path), out.format(tmp=tmp_path))
-    _check_not_nested(f"{tmp_path}/cls", f"{tmp_path}/cls-x")
-    _check_not_nested("s3://src/cls1", "s3://src/cls10")
+        check_not_nested(source.format(tmp=tmp_path), out.format(tmp=tmp_path))
+    check_not_nested(f"{tmp_path}/cls", f"{tmp_path}/cls-x")
+    check_not_nested("s3://src/cls1", "s3://src/cls10")
 
 
 def test_a_source_that_names_every_split_but_no_validation_is_warned_of(tmp_path):

@@ -967,6 +967,33 @@ def test_an_ended_loaders_shared_memory_is_gone(photos, persistent):
     assert not [w for w in worker_memory._KEPT.values() if int(w[:32].view(np.int64)[2]) in pids]
 
 
+@pytest.mark.skipif(not __import__("os").path.isdir("/dev/shm"), reason="torch's shared files live in /dev/shm")
+@pytest.mark.parametrize("persistent", [True, False])
+def test_a_loader_left_by_break_leaves_no_shared_file(photos, persistent):
+    """A loop's `break` leaves batches in a loader's queue, never read, and workers ended mid-batch
+    holding one: torch's count of a file's users, raised for each batch sent and taken back by the
+    receiver, and the worker's mapping, never closed at its os._exit, kept their files in /dev/shm
+    as long as this process lived (about one a loader)."""
+    import gc
+    import time
+
+    ds = ShardDataset(photos, convention="torchvision")
+    pids = []
+    for _ in range(8):
+        batches = loader(ds, 2, num_workers=2, persistent_workers=persistent)
+        iterator = iter(batches)
+        pids += [w.pid for w in iterator._workers]
+        for k, batch in enumerate(iterator):
+            if k == 1:
+                break
+        del iterator, batches, batch
+        gc.collect()
+    deadline = time.monotonic() + 10
+    while _torch_files_of(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _torch_files_of(pids)
+
+
 def test_a_forked_child_ending_its_copy_of_a_batch_does_not_free_the_slot(photos):
     import gc
     import os

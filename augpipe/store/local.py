@@ -151,7 +151,7 @@ class LocalStore:
     def write_bytes(self, name: str, data: bytes, sync: bool = True) -> None:
         """Atomically: a temporary file beside it, then a rename."""
         path = self.path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._folder(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as fh:
@@ -167,25 +167,56 @@ class LocalStore:
     def temp_dir(self, work: str) -> Path:
         """Where a shard is written before it is published: inside the output, so that the
         publishing rename stays on one file system."""
-        folder = self.path(work)
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        return self._folder(self.path(work))
 
     def publish(self, local_file: Path, name: str) -> None:
-        os.replace(local_file, self.path(name))
+        path = self.path(name)
+        self._check_links(path.parent)
+        os.replace(local_file, path)
 
     def delete(self, name: str) -> None:
-        self.path(name).unlink(missing_ok=True)
+        path = self.path(name)
+        self._check_links(path.parent)
+        path.unlink(missing_ok=True)
 
     def delete_tree(self, name: str) -> None:
         import shutil
 
-        shutil.rmtree(self.path(name), ignore_errors=True)
+        path = self.path(name)
+        self._check_links(path)
+        shutil.rmtree(path, ignore_errors=True)
 
     def makedirs(self, name: str = "") -> None:
-        self.path(name).mkdir(parents=True, exist_ok=True)
+        self._folder(self.path(name))
+
+    def _folder(self, folder: Path) -> Path:
+        """The folder, made where missing, once no folder below the root on the way is a link."""
+        self._check_links(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def _check_links(self, folder: Path) -> None:
+        """A link below the root on the way to `folder` (the root itself is the caller's: they
+        named it) is refused: what is written, replaced or deleted through it lands in a folder
+        augpipe did not make (an export's labels/train made a link to another folder, then the
+        export run again, wrote its files there)."""
+        if folder == self.root:
+            return
+        try:
+            parts = folder.relative_to(self.root).parts
+        except ValueError:
+            return
+        at = self.root
+        for part in parts:
+            at = at / part
+            if at.is_symlink():
+                from augpipe.errors import OutputError
+
+                raise OutputError(f"{at} is a link (to {os.readlink(at)}): augpipe writes only into folders it "
+                                  f"made inside {self.root}; remove the link, or choose a new output")
 
     def create_exclusive(self, name: str, data: bytes) -> bool:
+        self._check_links(self.path(name).parent)
         try:
             fd = os.open(self.path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:

@@ -173,7 +173,7 @@ class KeypointsKind(BoxesKind):
         if not mapping or not self.keypoint_names:  # no dataset yet (`augpipe check`): its names are unknown
             return self
         return KeypointsKind(self.with_masks, self.keypoint_names, self.skeleton,
-                             flip_from_map(mapping, self.keypoint_names, recipe.path))
+                             flip_from_map(mapping, self.keypoint_names, recipe.path, self.flip_idx))
 
     def inputs(self, state: Keypoints, pack: bool = True) -> dict:
         inputs = super().inputs(state, pack)
@@ -365,19 +365,27 @@ def paired_by_name(names: tuple[str, ...]) -> tuple[int, ...] | None:
     return tuple(index[p.lower()] if (p := _partner(n)) is not None else i for i, n in enumerate(names))
 
 
-def flip_from_map(mapping: dict[str, str], names: tuple[str, ...], where: str) -> tuple[int, ...]:
+def flip_from_map(mapping: dict[str, str], names: tuple[str, ...], where: str,
+                  base: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """A recipe's `keypoint_flip` ({a: b}: a and b swap places in a mirror image; b: a may be given
-    too) as flip_idx."""
-    flip = list(range(len(names)))
+    too; a: a, a stays) as flip_idx, over `base` (the dataset's flip_idx, or its left_*/right_*
+    pairs): the names the map gives are paired as it says, the rest as before, but for one whose
+    partner the map took (it then stays). A map of one pair left every other pair unswapped."""
+    given: dict[int, int] = {}
     for a, b in mapping.items():
         for n in (a, b):
             if n not in names:
                 raise UsageError(f"{where}: keypoint_flip names {n!r}, not one of the keypoints ({', '.join(names)})")
         i, j = names.index(a), names.index(b)
-        if flip[i] not in (i, j) or flip[j] not in (i, j):
-            twice = a if flip[i] not in (i, j) else b
-            raise UsageError(f"{where}: keypoint_flip pairs {twice!r} with two keypoints; each swaps with one")
-        flip[i], flip[j] = j, i
+        for x, y in ((i, j), (j, i)):
+            if given.get(x, y) != y:
+                raise UsageError(f"{where}: keypoint_flip pairs {names[x]!r} with two keypoints; each swaps with one")
+            given[x] = y
+    flip = list(base if base is not None else range(len(names)))
+    for i, j in given.items():
+        if flip[i] not in given:  # its former partner, whom the map does not name, stays
+            flip[flip[i]] = flip[i]
+        flip[i] = j
     return tuple(flip)
 
 

@@ -112,3 +112,20 @@ def test_yolo_task_pose_needs_keypoints_and_detect_leaves_them_out(cli, tmp_path
     assert result.exit_code == 0, result.output
     assert all(len(ln.split()) == 5 for f in (tmp_path / "d" / "labels").rglob("*.txt") for ln in f.read_text().splitlines())
     assert "kpt_shape" not in yaml.safe_load((tmp_path / "d" / "data.yaml").read_text())
+
+
+def test_a_map_of_one_pair_leaves_the_other_pairs_swapped_and_the_manifest_says_the_flip_applied(cli, tmp_path):
+    """A recipe's keypoint_flip of the eyes alone turned the name pairs off for the hands (a
+    flipped copy's left hand was the original's left hand mirrored), and the manifest kept the
+    dataset's flip_idx, which was not what was applied."""
+    src = coco_keypoints(tmp_path / "src", n=2)
+    for line, flip_idx in [("{left_eye: right_eye}", [1, 0, 2, 4, 3]), ("{left_eye: left_eye}", [0, 1, 2, 4, 3])]:
+        (tmp_path / "r.yaml").write_text(f"keypoint_flip: {line}\n{FLIP}")
+        out = tmp_path / f"ds-{len(flip_idx)}-{line.count('right')}"
+        result = cli("expand", src, "--recipe", tmp_path / "r.yaml", "--out", out, "-w", "1", "-q")
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "_augpipe.json").read_text())["keypoints"]["flip_idx"] == flip_idx
+        rows = by_name(out)
+        original, flipped = points(rows["p0.png"]), points(rows["p0.aug1.png"])
+        hand = NAMES.index("left_hand")  # seen in the mirror where the right hand was
+        assert flipped[:, hand, 0] == pytest.approx(SIZE[0] - 1 - original[:, flip_idx[hand], 0], abs=1e-3)

@@ -184,9 +184,15 @@ def test_a_recipe_s_keypoint_flip_map_is_the_flip_map():
     assert out.points[0, 1].tolist() == [W - 1 - 60, 30, 1]  # the right paw's mirror, hidden as it was
     both_ways = parse_recipe(f"keypoint_flip: {{left_hand: right_paw, right_paw: left_hand}}\n{FLIP}", "r.yaml")
     assert hands.for_recipe(both_ways).flip_idx == (0, 2, 1)
-    # the dataset's own flip_idx gives way to the recipe's map
-    assert KeypointsKind(False, FACE).for_recipe(parse_recipe(f"keypoint_flip: {{nose: nose}}\n{FLIP}")).flip_idx \
-        == (0, 1, 2, 3, 4)
+    # the map's pairs win over the dataset's (its flip_idx, or its names'); the keypoints it does
+    # not name keep theirs (a map of one pair left every other pair unswapped), but for one whose
+    # partner the map took
+    face = KeypointsKind(False, FACE)
+    for line, flip_idx in [("{nose: nose}", (0, 2, 1, 4, 3)), ("{left_eye: right_eye}", (0, 2, 1, 4, 3)),
+                           ("{left_eye: left_eye}", (0, 1, 2, 4, 3)), ("{left_eye: left_ear}", (0, 3, 2, 1, 4))]:
+        assert face.for_recipe(parse_recipe(f"keypoint_flip: {line}\n{FLIP}")).flip_idx == flip_idx, line
+    given = KeypointsKind(False, FACE, flip_idx=(0, 1, 2, 4, 3))  # the dataset's own: ears only
+    assert given.for_recipe(parse_recipe(f"keypoint_flip: {{left_eye: right_eye}}\n{FLIP}")).flip_idx == (0, 2, 1, 4, 3)
 
 
 def test_a_keypoint_flip_map_is_taken_as_it_is_before_a_dataset_names_the_keypoints(cli, tmp_path):
