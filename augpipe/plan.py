@@ -162,13 +162,21 @@ def with_donors(items: list[SourceItem], recipe: Recipe, seed: int, kind, classe
         return items
     refs = {it.relpath: dataclasses.replace(it, copies=()) for it in items}
     pools = donor_pools(recipe, list(refs.values()), kind, classes)
+    wanted = tuple(mix_of(spec).donors() for _, spec in parts(recipe) if spec is not None)
     out = []
     for it in items:
-        donors = tuple((copy, tuple(tuple(refs[name] for name in step) for step in
-                                    draw_donors(recipe, pools, sample_seed(seed, it.relpath, copy), donor_key(it))))
-                       for copy in it.copies if copy)
-        out.append(dataclasses.replace(it, donors=donors))
+        donors = []
+        for copy in it.copies:
+            if copy:
+                drawn = draw_donors(recipe, pools, sample_seed(seed, it.relpath, copy), donor_key(it), SPARES)
+                donors.append((copy, tuple(tuple(refs[name] for name in step) for step in drawn)))
+        out.append(dataclasses.replace(it, donors=tuple(donors), donors_wanted=wanted))
     return out
+
+
+# Donors drawn beyond a step's own, each step, for a copy to take in their order where one of its
+# donors cannot be read (found only as the work reads it): a bad image cost every copy drawing it.
+SPARES = 2
 
 
 def donor_key(item) -> str:
@@ -184,14 +192,23 @@ def donor_pools(recipe: Recipe, items: list, kind, classes) -> list[DonorPool]:
     return [donor_pool(mix_of(spec), ordered, kind, classes) for _, spec in parts(recipe) if spec is not None]
 
 
-def draw_donors(recipe: Recipe, pools: list[DonorPool], row_seed: int, own: str) -> tuple[tuple[str, ...], ...]:
+def draw_donors(recipe: Recipe, pools: list[DonorPool], row_seed: int, own: str,
+                spares: int = 0) -> tuple[tuple[str, ...], ...]:
     """One row's donors, a tuple a step (what `SourceItem.donors` lists for the copy): never the
     row's own content, and no donor twice in the row (but a mosaic's cells, once the split has
-    no other: two copies of one donor pasted or blended in place would label its objects twice)."""
+    no other: two copies of one donor pasted or blended in place would label its objects twice).
+    `spares`: that many more a step after its own, drawn once every step has its own (so that
+    the own are the same with or without them), for a copy to take where one of its own cannot be
+    read."""
     steps = [mix_of(spec) for _, spec in parts(recipe) if spec is not None]
     taken: set = set()
-    return tuple(tuple(pool.pick(row_seed, k, mix.donors(), frozenset({own}), taken, mix.repeats_donors))
-                 for k, (mix, pool) in enumerate(zip(steps, pools)))
+    drawn = [pool.pick(row_seed, k, mix.donors(), frozenset({own}), taken, mix.repeats_donors)
+             for k, (mix, pool) in enumerate(zip(steps, pools))]
+    if spares:
+        for k, (mix, pool) in enumerate(zip(steps, pools)):
+            if len(drawn[k]) == mix.donors():  # short: the split has no other to draw
+                drawn[k] += pool.pick(row_seed, f"{k} spares", spares, frozenset({own}), taken, mix.repeats_donors)
+    return tuple(tuple(step) for step in drawn)
 
 
 def donor_pool(mix, items: list, kind, classes) -> DonorPool:

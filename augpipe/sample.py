@@ -38,6 +38,9 @@ class SourceItem:
     extra_sha256: str | None = None  # likewise for the file the target needs (a semantic mask)
     # (copy, its donors: a tuple for each of the recipe's multi-image steps): see augpipe.mixing
     donors: tuple[tuple[int, tuple[tuple[SourceItem, ...], ...]], ...] = ()
+    # how many donors each step takes; the rest of a step's are spares (`plan.SPARES`), taken in
+    # their order where one cannot be read. () when each step takes all it lists.
+    donors_wanted: tuple[int, ...] = ()
 
     def donors_of(self, copy: int) -> tuple[tuple[SourceItem, ...], ...]:
         return next((d for c, d in self.donors if c == copy), ())
@@ -196,7 +199,9 @@ class DonorReader:
         self.used = 0
 
     def __call__(self, item: SourceItem, copy: int) -> list[Sequence[Donor]]:
-        return [_Donors(self, step) for step in item.donors_of(copy)]
+        steps = item.donors_of(copy)
+        wanted = item.donors_wanted or [len(step) for step in steps]
+        return [_Donors(self, step, min(n, len(step))) for step, n in zip(steps, wanted)]
 
     def load(self, ref: SourceItem) -> Donor:
         found = self.cache.pop(ref.relpath, None)
@@ -221,16 +226,30 @@ class DonorReader:
 
 
 class _Donors(Sequence):
-    """One copy's donors, each loaded when a step asks for it (a step that does not fire reads none)."""
+    """One step's donors of a copy, each loaded when the step asks for it (a step that does not
+    fire reads none): `wanted` of them, from `refs` in their order, one that cannot be read passed
+    over for the next (the spares after the step's own)."""
 
-    def __init__(self, reader: DonorReader, refs: tuple[SourceItem, ...]):
-        self.reader, self.refs = reader, refs
+    def __init__(self, reader: DonorReader, refs: tuple[SourceItem, ...], wanted: int):
+        self.reader, self.refs, self.wanted = reader, refs, wanted
+        self.chosen: list[Donor] = []
+        self.tried, self.failed = 0, None
 
     def __len__(self) -> int:
-        return len(self.refs)
+        return self.wanted
 
     def __getitem__(self, k):
-        return self.reader.load(self.refs[k])
+        if not 0 <= k < self.wanted:
+            raise IndexError(k)
+        while len(self.chosen) <= k:
+            if self.tried == len(self.refs):
+                raise self.failed
+            self.tried += 1
+            try:
+                self.chosen.append(self.reader.load(self.refs[self.tried - 1]))
+            except DonorError as exc:
+                self.failed = self.failed or exc
+        return self.chosen[k]
 
 
 def _weight(found) -> int:

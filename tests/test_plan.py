@@ -100,12 +100,15 @@ def test_donors_come_from_the_training_split_only_and_never_the_row_itself(tmp_p
     train = {it.relpath for it in _train_items(plan)}
     validation = {it.relpath for s in plan.shards if s.split == "validation" for it in s.sources}
     assert validation and train
+    from augpipe.plan import SPARES
+
     for it in _train_items(plan):
         assert [c for c, _ in it.donors] == [1, 2, 3]  # every augmented copy, never the original
+        assert it.donors_wanted == (3, 1)  # a 2×2 mosaic's three other cells, then MixUp's one
         for _, (mosaic, mixup) in it.donors:
             donors = mosaic + mixup
-            assert (len(mosaic), len(mixup)) == (3, 1)  # a 2×2 mosaic's three other cells, then MixUp's one
-            assert len({d.relpath for d in donors}) == 4  # none twice in a row while there are others
+            assert (len(mosaic), len(mixup)) == (3 + SPARES, 1 + SPARES)  # each step's spares after its own
+            assert len({d.relpath for d in donors}) == 4 + 2 * SPARES  # none twice in a row while there are others
             assert {d.relpath for d in donors} <= train - {it.relpath}
             assert all(d.copies == () and d.sha256 is None for d in donors)
     assert all(not it.donors for s in plan.shards if s.split == "validation" for it in s.sources)

@@ -135,22 +135,41 @@ def test_the_same_bytes_from_and_to_an_object_store(painted, tmp_path, bucket):
     assert s3_hashes(f"s3://{bucket}/out") == shard_hashes(tmp_path / "local")
 
 
-def test_a_donor_that_cannot_be_used_fails_the_copies_that_drew_it_never_the_run(painted, tmp_path):
+def test_a_donor_that_cannot_be_used_is_passed_over_for_a_spare(painted, tmp_path):
+    """A source found unreadable only as the work reads it (listed as skipped) was still a donor:
+    every copy that drew it failed. A copy now takes the next of its step's spares (drawn with its
+    own donors, the same on every machine), and the worker count changes no byte."""
     data = tmp_path / "data"
     import shutil
 
     shutil.copytree(painted, data)
     broken = sorted((data / "default").glob("*.png"))[3]
     broken.write_bytes(broken.read_bytes()[:200])  # a truncated PNG: it hashes, then fails to decode
-    m = expand(data, _recipe(tmp_path, STEPS["copypaste"]), tmp_path / "out",
-               ExpandOptions(val_fraction=0, **QUIET))
+    recipe = _recipe(tmp_path, STEPS["copypaste"])
+    m = expand(data, recipe, tmp_path / "out", ExpandOptions(val_fraction=0, **QUIET))
     name = f"default/{broken.name}"
-    assert [s["path"] for s in m["skipped"]] == [name]
-    failed = [f for f in m["failed_copies"] if name in f["reason"]]
-    assert failed and all(f["reason"].startswith(f"its donor {name} cannot be used: ") for f in failed)
-    made = {(r["source"], r["copy"]) for r in rows(tmp_path / "out")}
-    assert not {(f["path"], f["copy"]) for f in failed} & made
-    assert len(made) == 17 * 4 - len(failed)
+    assert [s["path"] for s in m["skipped"]] == [name] and m["failed_copies"] == []
+    made = rows(tmp_path / "out")
+    assert len(made) == 17 * 4
+    donors = [d["source"] for r in made for _, params in json.loads(r["transforms"]) for d in params.get("donors", ())]
+    assert len(donors) == 17 * 3 * 2 and name not in donors
+    expand(data, recipe, tmp_path / "two", ExpandOptions(val_fraction=0, progress=False, workers=2))
+    assert shard_hashes(tmp_path / "two") == shard_hashes(tmp_path / "out")
+
+
+def test_a_copy_whose_donors_and_spares_all_fail_fails_with_the_first_reason():
+    from augpipe.sample import DonorError, SourceItem, _Donors
+
+    class Reader:
+        def load(self, ref):
+            if ref.relpath.startswith("bad"):
+                raise DonorError(f"its donor {ref.relpath} cannot be used: truncated")
+            return ref.relpath
+
+    refs = tuple(SourceItem(name, 0, ()) for name in ("bad1", "good1", "bad2", "good2"))
+    assert [*_Donors(Reader(), refs, 2)] == ["good1", "good2"]
+    with pytest.raises(DonorError, match="its donor bad1 cannot be used"):
+        _Donors(Reader(), refs[:3], 2)[1]
 
 
 def test_drops_are_counted_by_reason_and_class(painted, tmp_path):
