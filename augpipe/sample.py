@@ -182,7 +182,7 @@ def _made(decoded: codec.Decoded, state, recipe: Recipe, copy: int, seed: int, k
     size = recipe.output.resize
     if size is not None:
         before = target
-        image, target = resize(image, target, kind, size.height, size.width)
+        image, target = resize(image, target, kind, size.height, size.width, recipe.bbox_params)
         dropped += getattr(target, "dropped", 0)
         lost = lost + _lost("resize", kind, before, target)
     return image, target, applied, lost, dropped
@@ -275,16 +275,17 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def resize(image: np.ndarray, target, kind: Target, height: int, width: int):
-    """`output.resize` of an image and its target together."""
+def resize(image: np.ndarray, target, kind: Target, height: int, width: int, bbox_params=None):
+    """`output.resize` of an image and its target together; boxes judged by `bbox_params`'s sizes
+    (the recipe's) as after any of its steps."""
     if not kind.spatial:
         return codec.resize(image, height, width), target
     from augpipe.targets.geometry import resize
 
     moves = image.shape[:2] != (height, width)
-    image, result = resize(image, kind.inputs(target), height, width, type(kind))
+    image, result = resize(image, kind.inputs(target), height, width, type(kind), bbox_params)
     target = kind.outputs(result, target)
-    return image, kind.moved(target) if moves else target
+    return image, kind.moved(target, bbox_params) if moves else target
 
 
 def apply_recipe(rgb: np.ndarray, recipe: Recipe, seed: int, kind: Target | None = None, target=None,

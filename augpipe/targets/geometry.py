@@ -1,7 +1,8 @@
 """The fixed geometry every target shares with its image: EXIF orientation and `output.resize`.
 
 Both go through albumentations, as the recipe does, so that boxes and masks follow the pixels
-exactly (no threshold drops a box here).
+exactly. No threshold drops a box in an EXIF turn (the source's own geometry); a resize judges
+boxes by the recipe's `bbox_params` sizes, as each of its steps does.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ def stored_size(shape: tuple[int, ...], orientation: int | None) -> tuple[int, i
 
 
 @functools.lru_cache(maxsize=None)
-def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, kind: type | None, thread: int = 0):
-    """The fixed steps, with the kind's own `geometry_options` (boxes: their processor); `kind`
-    is the kind's class, whose options do not depend on a dataset's. A Compose a thread."""
+def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, kind: type | None, thread: int = 0,
+             limits: tuple[float, float, float] | None = None):
+    """The fixed steps, with the kind's own `geometry_options` (boxes: their processor, judging
+    boxes by `limits`, (min_area, min_width, min_height), when given); `kind` is the kind's class,
+    whose options do not depend on a dataset's. A Compose a thread."""
     from augpipe.recipe import compose_class, import_albumentations
 
     A = import_albumentations()
@@ -42,6 +45,10 @@ def _compose(names: tuple[str, ...], resize: tuple[int, int, int] | None, kind: 
         h, w, interpolation = resize
         steps.append(A.Resize(h, w, interpolation=interpolation, mask_interpolation=cv2.INTER_NEAREST, p=1.0))
     options = kind.geometry_options() if kind is not None else {}
+    if limits is not None and "bbox_params" in options:
+        b = options["bbox_params"]
+        options["bbox_params"] = A.BboxParams(format=b.format, label_fields=b.label_fields, clip=b.clip,
+                                              **dict(zip(("min_area", "min_width", "min_height"), limits)))
     return compose_class()(steps, mask_interpolation=cv2.INTER_NEAREST, p=1.0, **options)
 
 
@@ -57,13 +64,14 @@ def orient(inputs: dict, stored: tuple[int, int], orientation: int | None, kind:
     return out
 
 
-def resize(image: np.ndarray, inputs: dict, height: int, width: int, kind: type | None = None
-           ) -> tuple[np.ndarray, dict]:
+def resize(image: np.ndarray, inputs: dict, height: int, width: int, kind: type | None = None,
+           bbox_params=None) -> tuple[np.ndarray, dict]:
     """`output.resize` of the image and its targets together (area when shrinking); `kind` the
-    target kind's class."""
+    target kind's class; `bbox_params` the recipe's, whose sizes judge the resized boxes."""
     shrink = height * width < image.shape[0] * image.shape[1]
     interpolation = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    out = _compose((), (height, width, interpolation), kind, threading.get_ident())(image=image, **inputs)
+    limits = None if bbox_params is None else (bbox_params.min_area, bbox_params.min_width, bbox_params.min_height)
+    out = _compose((), (height, width, interpolation), kind, threading.get_ident(), limits)(image=image, **inputs)
     return out.pop("image"), out
 
 

@@ -102,6 +102,27 @@ def test_exif_orientation_turns_the_image_and_leaves_the_boxes_on_the_upright_im
     assert boxes_of(row) == [[10, 20, 30, 15]]
 
 
+@pytest.mark.parametrize("polygons", [None, [[10, 10, 71, 10, 71, 16, 10, 16], None]])
+def test_resize_judges_boxes_by_the_recipes_sizes_and_counts_what_it_drops(polygons):
+    """`bbox_params` min_height 2 and min_area 50, and a resize to 10 px high: a 6 px high box
+    became 0.6 px and was written (with masks, 1 px), counted as dropped by nothing."""
+    boxes = [[10, 10, 61, 6], [10, 30, 60, 25]]
+    text = ("copies: 1\noutput: {format: png, resize: {height: 10, width: 100}}\n"
+            "bbox_params: {min_height: 2, min_area: 50}\ntransforms: [{HorizontalFlip: {p: 1}}]\n")
+    if polygons is None:
+        result = augment_sample(picture(boxes), SourceItem("a.png", None, (0, 1), target=Objects(
+            tuple(tuple(b) for b in boxes), (0, 0), (0, 1))), parse_recipe(text), 0, 10**8,
+            kind=kind_for("detection"))
+    else:
+        result = segmented(boxes, polygons, "[{HorizontalFlip: {p: 1}}]",
+                           output="{format: png, resize: {height: 10, width: 100}}",
+                           top="bbox_params: {min_height: 2, min_area: 50}\n")
+    for row in result.rows:
+        kept = boxes_of(row)  # the tall one: 25 px → 4.17 (with a mask, its extent: 5 whole pixels)
+        assert len(kept) == 1 and kept[0][3] == pytest.approx(25 * 10 / H if polygons is None else 5, abs=1e-3)
+    assert result.drops == {("resize", 0): 2} and result.dropped == 2
+
+
 def test_resize_gives_objects_their_resized_masks_extent():
     boxes = [[10, 10, 31, 21], [50, 30, 30, 20]]
     polygons = [[10, 10, 41, 10, 41, 31, 10, 31], None]
