@@ -75,9 +75,15 @@ def catalog() -> dict[str, list[tuple[str, list[tuple[str, str]]]]]:
 def chosen(groups: dict[str, list], word: str) -> dict[str, list]:
     """The groups, or the one transform, that `augpipe transforms WORD` shows: a group by its name
     in any case, with - or _ for its spaces, or by one of its words alone (noise: "noise and
-    blur"), or a transform by its name. ValueError naming the choices when none, or more, fit."""
+    blur"), one or many (crop: "crops", whose list holds Crop too), or a transform by its name
+    (as written, it comes first: Crop). ValueError naming the choices when none, or more, fit."""
+    exact = {g: [t for t in items if t[0] == word.strip()] for g, items in groups.items()}
+    exact = {g: items for g, items in exact.items() if items}
+    if exact:
+        return exact
     said = " ".join(re.split(r"[\s_-]+", word.strip().lower()))
-    fit = [g for g in groups if g.lower() == said] or [g for g in groups if said in g.lower().split()]
+    forms = {said, said + "s", said.removesuffix("s")}
+    fit = [g for g in groups if g.lower() in forms] or [g for g in groups if forms & set(g.lower().split())]
     if len(fit) == 1:
         return {fit[0]: groups[fit[0]]}
     named = {g: [t for t in items if t[0].lower() == said.replace(" ", "")] for g, items in groups.items()}

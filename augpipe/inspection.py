@@ -520,6 +520,8 @@ def _class_table(f: dict) -> list[str]:
     if len(held) > SHOWN * 2:
         lines.append(f"    ... {len(held) - SHOWN * 2} more (--json lists all)")
     absent = [c for c in f["classes"] if c not in held]
+    if f.get("task") == "segmentation":  # value 0, the background, is no class a row holds: never counted
+        absent = [c for c in absent if c != f["classes"][0]]
     if absent:
         lines.append(f"    in no row: {', '.join(absent[:SHOWN])}{', ...' if len(absent) > SHOWN else ''}")
     if f.get("unread_targets"):

@@ -157,7 +157,8 @@ def _expand_found(source: str, recipe, out: str, options: ExpandOptions, engine,
         if not sum(r.rows for r in all_records):
             output.remove_previous()
             raise _nothing_usable(found.skipped + [tuple(s) for r in all_records for s in r.skipped], source)
-        warnings += _label_warnings(all_records, found.format) + _classes_not_validated(all_records, found)
+        warnings += _label_warnings(all_records, found.format) + _classes_not_validated(all_records, found) \
+            + _mostly_skipped(found, all_records)
         seconds = time.perf_counter() - started
         manifest = _manifest(identity, recipe, source, options, settings, found, all_records, warnings, engine,
                              plan.balance, {
@@ -280,6 +281,19 @@ def _no_validation(found, plan, val_fraction: float) -> list[str]:
         return []
     return ["the source gives every image its split and none is validation, so there is no validation split "
             "(--val-fraction holds out only images without one): add a val/ folder or a validation annotation file"]
+
+
+def _mostly_skipped(found, records: list) -> list[str]:
+    """A warning when most inputs were skipped: a run that keeps a quarter of its sources exits 0,
+    and its summary's list of reasons can read as a few bad files (a new user's classes.txt
+    without the background skipped 30 of 40 masks)."""
+    skipped = [*found.skipped, *(tuple(s) for r in records for s in r.skipped)]
+    inputs = len(skipped) + sum(r.sources for r in records)
+    if not inputs or len(skipped) * 2 <= inputs:
+        return []
+    path, reason = min(skipped)
+    return [f"{len(skipped):,} of {inputs:,} inputs were skipped ({len(skipped) / inputs:.0%}), the first {path}: "
+            f"{reason} (all in the manifest's skipped; --strict stops at the first)"]
 
 
 def _classes_not_validated(records: list, found) -> list[str]:

@@ -17,6 +17,8 @@ def _size(n: float) -> str:
 def _engine(e: dict, timing: dict) -> str:
     workers = e.get("workers", timing.get("workers", 1))
     text = f"{e.get('name', 'local')}: {workers} worker{'' if workers == 1 else 's'}"
+    if e.get("asked", workers) > workers:  # `-w 2` and one shard to write: say why one ran
+        text += f" (of {e['asked']} asked: a worker a shard, {workers} to write)"
     if e.get("name") == "ray":
         text += f" on {e.get('nodes', 1)} node{'' if e.get('nodes', 1) == 1 else 's'}, {e.get('cpus', 0):g} CPUs"
     retried = e.get("retried_tasks", 0)
@@ -83,14 +85,14 @@ def expand_summary(m: dict) -> list[str]:
     converted = sum(conv.values())
     note = f"; {converted} converted to 8-bit RGB ({', '.join(f'{k}: {v}' for k, v in conv.items())})" if conv else ""
     n_classes = len(m["classes"])
-    kind = f"{n_classes} classes" if m["labelled"] else "unlabelled"
+    kind = _count(n_classes, "class", "classes") if m["labelled"] else "unlabelled"
     n_skipped = m.get("skipped_count", len(m["skipped"]))
     # what was skipped is counted apart: not every entry skipped is an image (a folder, a link to one)
     left_out = f" (and {n_skipped:,} {'entry' if n_skipped == 1 else 'entries'} skipped, below)" if n_skipped else ""
-    lines.append(f"  inputs      {inputs:,} images{left_out}, {kind}{note}")
+    lines.append(f"  inputs      {_count(inputs, 'image')}{left_out}, {kind}{note}")
     for split, c in counts.items():
-        extra = f" ({c['originals']:,} originals + {c['augmented']:,} augmented)" if c["augmented"] else ""
-        lines.append(f"  {split:<11} {c['rows']:,} rows from {c['sources']:,} images{extra}")
+        extra = f" ({_count(c['originals'], 'original')} + {c['augmented']:,} augmented)" if c["augmented"] else ""
+        lines.append(f"  {split:<11} {_count(c['rows'], 'row')} from {_count(c['sources'], 'image')}{extra}")
     if m["labelled"]:
         lines += _class_lines(counts.get("train", {}), m.get("counted", "rows"))
     if m.get("balance"):
@@ -110,7 +112,7 @@ def expand_summary(m: dict) -> list[str]:
     for warning in m.get("warnings") or []:
         lines.append(f"  warning     {warning}")
     n_bytes = sum(s["bytes"] for s in m["shards"])
-    lines.append(f"  shards      {len(m['shards'])} files, {_size(n_bytes)}")
+    lines.append(f"  shards      {_count(len(m['shards']), 'file')}, {_size(n_bytes)}")
     if m.get("mended"):
         lines.append(f"  mended      {m['mended']}")
     if m.get("up_to_date"):
@@ -124,3 +126,8 @@ def expand_summary(m: dict) -> list[str]:
         lines.append(f"  engine      {_engine(m.get('engine') or {}, timing)}")
     lines.append(f"  manifest    {m.get('out', '.').rstrip('/')}/_augpipe.json")
     return lines
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """`1 row`, `2 rows`, `1 class`, `3 classes`."""
+    return f"{n:,} {one if n == 1 else many or one + 's'}"

@@ -409,8 +409,14 @@ def test_inspect_names_the_classes_no_row_holds(kinds, cli):
     truth = class_counts(out)
     classes = json.loads((out / "_augpipe.json").read_text())["classes"]
     absent = [c for c in classes if not any(truth[s]["after"]["rows"].get(c) for s in truth)]
-    assert absent == ["background"]  # value 0 is no class
-    assert "    in no row: background" in cli("inspect", out, "-q").output.splitlines()
+    assert absent == ["background"]  # value 0 is no class a row holds: not named as missing (a new user's
+    assert not [line for line in cli("inspect", out, "-q").output.splitlines() if "in no row" in line]  # question)
+    from augpipe.inspection import _class_table
+
+    counts = {"train": {"before": {"rows": {"a": 1}}, "after": {"rows": {"a": 3}}}}
+    for task, line in [("segmentation", "    in no row: b"), ("classification", "    in no row: background, b")]:
+        f = {"task": task, "classes": ["background", "a", "b"], "class_counts": counts, "splits": {"train": {}}}
+        assert line in _class_table(f), task
 
 
 @pytest.mark.parametrize("name", OBJECTS)

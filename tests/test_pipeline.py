@@ -407,3 +407,20 @@ def test_a_class_that_validation_holds_no_image_of_is_warned_of(tmp_path):
     m = expand(root, "flips", tmp_path / "out2", ExpandOptions(**options))
     assert {"cat", "dog"} <= set(m["counts"]["validation"]["by_class"]), m["counts"]
     assert not any(w.startswith("validation holds no image of") for w in m["warnings"])
+
+
+def test_a_classes_list_without_the_background_is_hinted_at_and_a_mostly_skipped_run_warned_of(tmp_path, cli):
+    """A new user's classes.txt without the background: 30 of 40 masks skipped for a value past
+    the names, the run exited 0, nothing said how most of the source was lost nor why."""
+    from conftest import SCENE_CLASSES, make_scenes
+
+    src = make_scenes(tmp_path / "seg", n=8, fmt="masks")
+    (src / "classes.txt").write_text("".join(f"{c}\n" for c in SCENE_CLASSES))  # no background line
+    hint = "the first the background (0); a list without it names one class too few"
+    inspected = cli("inspect", src)
+    assert hint in inspected.output, inspected.output
+    result = cli("expand", src, "--recipe", "flips", "--out", tmp_path / "out", "-w", "1", "-q")
+    assert result.exit_code == 0, result.output
+    warnings = json.loads((tmp_path / "out" / "_augpipe.json").read_text())["warnings"]
+    skipped = [w for w in warnings if "inputs were skipped" in w]
+    assert len(skipped) == 1 and hint in skipped[0] and skipped[0].startswith(tuple(f"{k} of 8 inputs" for k in range(5, 9)))

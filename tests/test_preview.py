@@ -462,11 +462,17 @@ def test_transforms_finds_a_group_by_a_word_of_its_name_or_a_transform_by_its_ow
     "noise and blur" is one name, to be quoted."""
     whole = cli("transforms", "noise and blur").output
     assert whole.startswith("noise and blur:\n") and "  GaussNoise(" in whole
-    for word in ("noise", "Blur", "noise-and-blur", "NOISE_AND_BLUR"):
+    for word in ("noise", "blur", "noise-and-blur", "NOISE_AND_BLUR"):
         assert cli("transforms", word).output == whole, word
     one = cli("transforms", "gaussnoise")
     assert one.exit_code == 0 and one.output.splitlines()[0] == "noise and blur:"
     assert [line.split("(")[0] for line in one.output.splitlines()[1:]] == ["  GaussNoise"]
     assert cli("transforms", "other").output.startswith("other:\n")
+    # a group by one or many of its word (a new user's `crop` showed Crop alone, under "crops:",
+    # as if it were the group); a transform as written comes first
+    crops = cli("transforms", "crop").output
+    assert crops == cli("transforms", "crops").output and crops.count("\n") > 5 and "  Crop(" in crops
+    assert [line.split("(")[0] for line in cli("transforms", "Crop").output.splitlines()] == ["crops:", "  Crop"]
+    assert [line.split("(")[0] for line in cli("transforms", "Blur").output.splitlines()] == ["noise and blur:", "  Blur"]
     wrong = cli("transforms", "xyz")
     assert wrong.exit_code == 2 and "'noise and blur'" in wrong.output and "Traceback" not in wrong.output

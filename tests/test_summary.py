@@ -74,3 +74,18 @@ def test_inputs_counts_the_images_used_and_the_skipped_apart(tmp_path, folder):
     used = sum(c["sources"] for c in m["counts"].values())
     line = next(line for line in expand_summary(m) if line.startswith("  inputs"))
     assert line.startswith(f"  inputs      {used:,} images (and 3 entries skipped, below), ")
+
+
+def test_counts_of_one_are_singular_and_workers_fewer_than_asked_say_why(tmp_path):
+    """A new user's: `1 classes`, `1 files`, `1 rows from 1 images`, and `engine local: 1 worker`
+    after `-w 2` (one shard to write)."""
+    from augpipe import ExpandOptions, expand
+    from conftest import write_image
+
+    write_image(tmp_path / "data" / "only" / "a.png")
+    m = expand(tmp_path / "data", "flips", tmp_path / "out", ExpandOptions(progress=False, workers=2, copies=0,
+                                                                           val_fraction=0))
+    lines = expand_summary(m)
+    assert "  inputs      1 image, 1 class" in lines and "  train       1 row from 1 image" in lines, lines
+    assert [line.split(",")[0] for line in lines if line.startswith("  shards")] == ["  shards      1 file"]
+    assert "  engine      local: 1 worker (of 2 asked: a worker a shard, 1 to write)" in lines

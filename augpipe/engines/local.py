@@ -279,7 +279,7 @@ class LocalEngine:
 
     def describe(self) -> dict:
         return {"name": self.name, "nodes": 1, "cpus": default_workers(), "workers": self.used_workers,
-                "retried_tasks": 0}
+                "asked": self.workers, "retried_tasks": 0}
 
     def map(self, func: Callable, items: list, spec, on_progress: Callable[[int], None]) -> Iterator:
         """func(item, spec, progress) for every item, results as they finish; the costliest first,

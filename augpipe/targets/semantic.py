@@ -71,6 +71,13 @@ def _values_of_png(data: bytes) -> tuple[int, ...]:
     return found if found is not None else values_of(read_mask(data, "annotation")[0])
 
 
+def background_hint(past: list[int], classes: int) -> str:
+    """Where the values past the names stop one short (3 names, values up to 3): the names were
+    likely given without the background, which value 0 is."""
+    return (f": the names are of values 0–{classes - 1}, the first the background (0); a list without it "
+            "names one class too few") if past and max(past) == classes else ""
+
+
 def _named(values, classes) -> Counter:
     """A class a value, past the background (0) and IGNORE."""
     return Counter(classes[v] for v in values if 0 < v < len(classes) and v != IGNORE)
@@ -136,7 +143,7 @@ class Semantic(Target):
             extra = sorted(set(values_of(mask)) - set(range(self.classes)) - {IGNORE})
             if extra:
                 raise SkipInput(f"mask {src.target.path} has values {extra[:5]} past the {self.classes} named "
-                                f"classes (0–{self.classes - 1}, and {IGNORE} for none)")
+                                f"classes (0–{self.classes - 1}, and {IGNORE} for none){background_hint(extra, self.classes)}")
         return Mask(orient({"mask": mask}, stored, decoded.orientation)["mask"], palette)
 
     def example(self, width: int, height: int) -> Mask:
@@ -268,7 +275,8 @@ def audit_mask(mask: np.ndarray, classes: list[str], name: str) -> Audit:
     if past:
         problems.append(("mask_values", name, f"values {past[:5]}{' …' if len(past) > 5 else ''} "
                                               f"({int(pixels[past].sum()):,} pixels) past the {len(classes)} classes "
-                                              f"(0–{len(classes) - 1}, and {IGNORE} for none)"))
+                                              f"(0–{len(classes) - 1}, and {IGNORE} for none)"
+                                              f"{background_hint(past, len(classes))}"))
     held = Counter(classes[v] if v < len(classes) else str(v) for v in values if v not in (0, IGNORE))
     facts = {"size": [int(mask.shape[1]), int(mask.shape[0])], "objects": len(held), "classes": dict(held),
              "mask_pixels": {(classes[v] if v < len(classes) else str(v)): int(pixels[v]) for v in values}}
