@@ -247,10 +247,15 @@ def _size_warning(recipe: Recipe, passed: list[_Trial], sizes: list[Size]) -> st
            f"or crop first, e.g. A.RandomResizedCrop)")
     sizes_differ = len(set(sizes)) > 1
     shown = " or ".join(_show(s) for s in copies[:3]) + (" or ..." if len(copies) > 3 else "")
+    fixed = [s for s in copies if s != first.size]
+    image = f"a {_show(first.size)} image" if sizes else f"the {_show(first.size)} test image"
+    if not sizes and len(fixed) == 1:  # `augpipe check` alone: the user's images may be that size
+        fix += (f"; images of {_show(fixed[0])} give one size only (expand checks your own images' sizes, "
+                "and warns only where they differ)")
     if recipe.keep_original and copies != [first.size]:
-        return f"originals keep their size but copies of a {_show(first.size)} image come out at {shown}: {fix}"
+        return f"originals keep their size but copies of {image} come out at {shown}: {fix}"
     if len(copies) > 1:
-        return f"copies of a {_show(first.size)} image come out at different sizes ({shown}): {fix}"
+        return f"copies of {image} come out at different sizes ({shown}): {fix}"
     ends = {s for t in passed for s in t.outputs}
     if sizes_differ and (recipe.keep_original or len(ends) > 1):
         return f"the images differ in size and so will the rows: {fix}"

@@ -1170,7 +1170,9 @@ def _walk(specs, prefix: str):
 
 
 def describe(recipe: Recipe) -> list[str]:
-    """One line a transform, with every parameter the user gave and p."""
+    """One line a transform, with every parameter the user gave and p; under it, the defaults that
+    act where not given (a new user's ColorJitter of brightness and contrast turned yellow stars
+    blue: its hue defaults to the whole colour wheel, which nothing showed)."""
     lines = []
 
     def walk(specs: tuple[dict, ...] | list[dict], prefix: str, depth: int) -> None:
@@ -1183,8 +1185,25 @@ def describe(recipe: Recipe) -> list[str]:
             shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
             text = ", ".join(t for t in (shown, params_text) if t)
             lines.append(f"{'  ' * depth}{prefix}{i}. {spec[_FULLNAME]}({text})")
+            defaults = _acting_defaults(spec, params)
+            if defaults:
+                lines.append(f"{'  ' * depth}   defaults: {defaults}")
             if "transforms" in spec:
                 walk(spec["transforms"], f"{prefix}{i}.", depth + 1)
 
     walk(recipe.transforms, "", 0)
     return lines
+
+
+def _acting_defaults(spec: dict, given: dict) -> str:
+    """The parameters of a step's transform that are not given and act by their default (not
+    None: an option left off), as `augpipe transforms` shows them."""
+    if is_mix(spec) or "transforms" in spec:
+        return ""
+    cls = allowed_transforms().get(spec[_FULLNAME])
+    if cls is None:
+        return ""
+    from augpipe.catalog import REQUIRED, parameters
+
+    return ", ".join(f"{k}={d!r}" for k, d in parameters(cls)  # rotate_method: the recipe's own, for boxes
+                     if k not in given and k not in ("p", "rotate_method") and d is not None and d is not REQUIRED)

@@ -139,6 +139,18 @@ def test_missing_p_takes_the_default_quietly_and_check_shows_it():
     assert "p=0.5 (default)" in describe(recipe)[0]
 
 
+def test_check_shows_the_defaults_that_act_where_a_parameter_is_not_given():
+    """A new user's ColorJitter of brightness and contrast recoloured yellow stars blue: its hue
+    defaults to the whole colour wheel, and check showed only what was given."""
+    recipe = parse_recipe("transforms: [{ColorJitter: {brightness: [0.8, 1.2], contrast: [0.8, 1.2]}}, "
+                          "{Rotate: {limit: 5}}, {OneOf: {transforms: [HorizontalFlip]}}]", "r.yaml")
+    lines = describe(recipe)
+    assert lines[1] == "   defaults: saturation=(0.8, 1.2), hue=(-0.5, 0.5)"
+    rotate = lines[lines.index(next(line for line in lines if line.startswith("2. Rotate"))) + 1]
+    assert "interpolation=1" in rotate and "rotate_method" not in rotate  # the recipe's own, for boxes
+    assert not any("defaults" in line for line in lines if line.startswith(("3.", "  3.1.")))
+
+
 def test_single_value_range_warns():
     recipe = parse_recipe("transforms: [{Affine: {translate_percent: 0.1, p: 0.5}}]", "r.yaml")
     assert any("translate_percent=0.1 is a fixed value" in w for w in recipe.warnings)
@@ -306,8 +318,14 @@ def test_sized_check_fails_when_every_size_fails():
 def test_copies_and_originals_of_different_sizes_warn():
     crop = "transforms: [{RandomCrop: {height: 224, width: 224}}]"
     (warning,) = checked(crop).warnings
-    assert "originals keep their size but copies of a 256×256 image come out at 224×224" in warning
+    assert "originals keep their size but copies of the 256×256 test image come out at 224×224" in warning
     assert "add output: {resize: {height: 256, width: 256}} (the 256×256 test image's" in warning  # not the crop's
+    # without the user's images (`augpipe check`), the size that gives one size only is said (a new
+    # user's 128×96 images, cropped to 128×96, were told to stretch them to 256×256)
+    assert warning.endswith("; images of 224×224 give one size only (expand checks your own images' sizes, and "
+                            "warns only where they differ)")
+    (sized,) = checked(crop, [(300, 300)]).warnings
+    assert "copies of a 300×300 image come out at" in sized and "give one size only" not in sized
     (warning,) = checked("keep_original: false\ntransforms: [{RandomCrop: {height: 224, width: 224, p: 0.5}}]").warnings
     assert "come out at different sizes (224×224 or 256×256)" in warning
     assert checked("keep_original: false\ntransforms: [{RandomCrop: {height: 224, width: 224, p: 1}}]").warnings == ()
