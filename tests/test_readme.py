@@ -17,7 +17,7 @@ import yaml
 from augpipe import ExpandOptions, expand
 from augpipe.cli import app
 from augpipe.recipe import parse_recipe
-from conftest import make_folder
+from conftest import make_folder, make_scenes
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -42,10 +42,14 @@ def command_lines() -> list[str]:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    """A folder with what the README's Python blocks name: data/ and data-expanded/."""
+    """A folder with what the README's Python blocks name: data/ and data-expanded/, and a
+    detection and a segmentation dataset, det-expanded/ and seg-expanded/."""
     root = tmp_path_factory.mktemp("readme")
     make_folder(root / "data", per_class=12)
     expand(root / "data", "flips", root / "data-expanded", ExpandOptions(workers=1, progress=False))
+    for fmt, name in (("coco", "det-expanded"), ("masks", "seg-expanded")):
+        expand(make_scenes(root / f"{fmt}-src", n=6, fmt=fmt), "flips", root / name,
+               ExpandOptions(workers=1, progress=False))
     return root
 
 
