@@ -79,7 +79,8 @@ def export(location, fmt: str, out, progress: bool = True, **given) -> dict:
 def _header(ds) -> Header:
     """What the manifest tells a writer (the one place export reads it for them)."""
     m = ds.manifest
-    return Header(m.task, ds.classes, m.instance_masks, m.category_ids, ds.kind.manifest_fields())
+    return Header(m.task, ds.classes, m.instance_masks, m.category_ids, ds.kind.manifest_fields(),
+                  m.category_supercategories)
 
 
 def _check_given(fmt: str, given: dict) -> None:

@@ -128,6 +128,7 @@ class Manifest:
     options: dict = field(default_factory=dict)
     instance_masks: bool = False
     category_ids: list | None = None
+    category_supercategories: list | None = None
     skipped_count: int | None = None  # with `skipped_file`: how many in all
     extra: dict = field(default_factory=dict)
     _order: tuple = field(default=(), repr=False, compare=False)  # the keys as they came

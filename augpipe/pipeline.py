@@ -396,6 +396,8 @@ def _manifest(identity, recipe, source, options, settings, found, records, warni
         timing=timing, engine=engine.describe(), task=found.task,
         extra={"format": found.format, **for_scan(found).for_recipe(recipe).manifest_fields(),  # the flip applied
                **({"category_ids": found.category_ids} if found.category_ids is not None else {}),
+               **({"category_supercategories": found.category_supercategories}
+                  if found.category_supercategories is not None else {}),
                "dropped_boxes": sum(r.dropped_boxes for r in records),
                "dropped_by": dropped_by(records),
                "dropped_objects": [{"path": p, "reason": r} for p, r in

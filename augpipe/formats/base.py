@@ -87,6 +87,7 @@ class Scan:
     annotations: str = ""  # sha256 of the annotation files read: part of the run's identity
     warnings: list[str] = field(default_factory=list)  # how --format auto chose, when it was not clear-cut
     category_ids: list[int] | None = None  # COCO: each class's category id in the source, kept by the export
+    category_supercategories: list[str] | None = None  # COCO: each class's supercategory, kept likewise
     kind_options: dict = field(default_factory=dict)  # per-dataset values the target kind needs
     # where each object of an image was read, where the format says more than its position
     # (YOLO: "labels/x.txt line 3"): the health report's problems name it
@@ -130,6 +131,7 @@ class Header:
     instance_masks: bool = False  # detection: the objects carry masks
     category_ids: list[int] | None = None  # COCO's ids of the classes, when the source was COCO
     kind_options: dict = field(default_factory=dict)  # what the kind records (Target.manifest_fields)
+    supercategories: list[str] | None = None  # COCO's supercategories of the classes, likewise
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,7 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
         more = f" (and {len(names) - 1} more annotation files)" if len(names) > 1 else ""
         raise SourceError(f"{store.display(first)}: {failed[first]}{more}")
     skipped += failed.items()
-    classes, index = _categories(read_ok)
+    classes, index, supercategories = _categories(read_ok)
     kind_options = _keypoint_options(read_ok)
     count = len(kind_options["keypoint_names"]) if kind_options else None  # keypoints per object
     images = {e.name: e for e in entries if is_image(e.name)}
@@ -113,7 +113,8 @@ def read(store, entries: list, layout: str = "auto") -> Scan:
     problems += [Problem("no_labels", p, detail=why) for p, why in unclaimed]
     found = finish(store, files, skipped, classes, "keypoints" if kind_options else "detection", "coco",
                    [(n, d) for n, d in raw.items() if isinstance(d, bytes)], problems=problems)
-    found.category_ids = sorted(index, key=index.get)  # the export writes them back
+    found.category_ids = sorted(index, key=index.get)  # the export writes them back, and the supercategories
+    found.category_supercategories = supercategories
     found.kind_options = kind_options or {}
     return found
 
@@ -195,8 +196,9 @@ def _parse(f: _File, data: bytes) -> None:
             raise ValueError(f"categories[{i}] is not {{\"id\": int, \"name\": str}}")
 
 
-def _categories(files: list[_File]) -> tuple[list[str], dict[int, int]]:
-    """Every JSON's categories, one list: sorted by id, indices 0..n-1."""
+def _categories(files: list[_File]) -> tuple[list[str], dict[int, int], list[str]]:
+    """Every JSON's categories, one list: sorted by id, indices 0..n-1; and each one's supercategory
+    (as text; "none" where there is none)."""
     known: dict[int, tuple[dict, str]] = {}
     for f in files:
         for c in f.categories:
@@ -211,7 +213,8 @@ def _categories(files: list[_File]) -> tuple[list[str], dict[int, int]]:
     if placeholder is not None and str(placeholder[0].get("supercategory", "")).lower() == "none" and 0 not in used:
         del known[0]  # Roboflow's dataset-wide category, the parent of the real ones
     ids = sorted(known)
-    return [known[i][0]["name"] for i in ids], {cid: k for k, cid in enumerate(ids)}
+    return ([known[i][0]["name"] for i in ids], {cid: k for k, cid in enumerate(ids)},
+            [str(known[i][0].get("supercategory") or "none") for i in ids])
 
 
 class _Finder:
@@ -491,7 +494,8 @@ def _info() -> dict:
 
 def write(store, items, header, options: dict) -> dict:
     ids_of = _category_ids(header)
-    categories = [{"id": ids_of[i], "name": n, "supercategory": "none", **_category_fields(header)}
+    parents = _supercategories(header)
+    categories = [{"id": ids_of[i], "name": n, "supercategory": parents[i], **_category_fields(header)}
                   for i, n in enumerate(header.classes)]
     books: dict[str, dict] = {}
     for item in items:
@@ -506,6 +510,14 @@ def write(store, items, header, options: dict) -> dict:
         store.write_bytes(f"annotations/instances_{SPLIT_DIR[split]}.json",
                           json.dumps(book, ensure_ascii=False).encode())
     return {"images": {s: len(b["images"]) for s, b in books.items()}}
+
+
+def _supercategories(header) -> list[str]:
+    """The source's supercategories when expand recorded them (a COCO source), else "none"."""
+    given = header.supercategories
+    if isinstance(given, list) and len(given) == len(header.classes) and all(isinstance(s, str) for s in given):
+        return given
+    return ["none"] * len(header.classes)
 
 
 def _category_ids(header) -> list[int]:

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import by_path, coco_ann, coco_image, img, reasons, write
-from written import assert_same_boxes, mask_pixels, masked, round_trip, rows  # noqa: F401 (masked: a fixture)
+from written import assert_same_boxes, boxes, mask_pixels, masked, round_trip, rows  # noqa: F401 (fixtures)
 
 from augpipe import ExpandOptions, expand
 from augpipe.errors import SourceError
@@ -237,6 +237,18 @@ def test_coco_carries_every_mask_its_area_and_the_objects_ids(masked, tmp_path):
             for polygon in a["segmentation"]:
                 fill_polygon(filled, np.asarray(polygon, float).reshape(-1, 2))
             assert np.array_equal(filled, mask)
+
+
+def test_coco_keeps_each_categorys_supercategory(masked, boxes, tmp_path):
+    """A new user's `supercategory: "shape"` came back as "none": a COCO source's are recorded in the
+    manifest and written back; a source of another format has none to give."""
+    assert json.loads((masked / "_augpipe.json").read_text())["category_supercategories"] == ["shape", "shape"]
+    export(masked, "coco", tmp_path / "c", progress=False)
+    book = json.loads((tmp_path / "c" / "annotations" / "instances_train.json").read_text())
+    assert [c["supercategory"] for c in book["categories"]] == ["shape", "shape"]
+    export(boxes, "coco", tmp_path / "y", progress=False)
+    book = json.loads((tmp_path / "y" / "annotations" / "instances_train.json").read_text())
+    assert {c["supercategory"] for c in book["categories"]} == {"none"}
 
 
 def test_coco_layouts(masked, tmp_path):
