@@ -354,8 +354,24 @@ def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
         if opts.seeds > 1:
             compared["seeds"] = _other_seeds(task, opts, ckpt, data, compared["lift"])
     result.update(task.report(pred, val_data, train_data, history))
+    no_better = _no_better_than_baseline(result)
+    if no_better:
+        result["warning"] = no_better
+        log(f"warning: {no_better}")
     _write_outputs(out, model, task, result, val_data, pred, earlier)
     return result
+
+
+def _no_better_than_baseline(result: dict) -> str | None:
+    """Segmentation: a model whose best mean IoU is the baseline's has learnt nothing yet (a new
+    user's 2 epochs scored exactly always predicting the background, and nothing said so)."""
+    if result.get("task") != "segmentation" or result.get("warning"):
+        return None
+    best, b = result["best_val_miou"], result["baseline"]
+    if best > b["mean_iou"] + 1e-6:
+        return None
+    return (f"the best mean IoU ({best:.3f}) is no better than always predicting '{b['class']}' "
+            f"({b['mean_iou']:.3f}): the model has learnt nothing yet (more --epochs, or look at the masks)")
 
 
 def _unscored_classes(task, train_data, val_data) -> str | None:

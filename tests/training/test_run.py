@@ -687,3 +687,14 @@ def test_training_says_which_classes_validation_holds_none_of(tmp_path):
     expand(tmp_path / "data", "flips", tmp_path / "out2", ExpandOptions(**QUIET))
     assert "validation_warning" not in train(tmp_path / "out2", tmp_path / "run2",
                                              TrainOptions(epochs=1, size=16, progress=False, log=lambda *a: None))
+
+
+def test_a_segmentation_model_no_better_than_the_baseline_is_warned_of():
+    """A new user's 2 epochs scored exactly always predicting the background, and nothing said so."""
+    from augpipe.training.run import _no_better_than_baseline
+
+    result = {"task": "segmentation", "best_val_miou": 0.221, "baseline": {"class": "background", "mean_iou": 0.221}}
+    warning = _no_better_than_baseline(result)
+    assert warning.startswith("the best mean IoU (0.221) is no better than always predicting 'background' (0.221)")
+    assert _no_better_than_baseline({**result, "best_val_miou": 0.3}) is None
+    assert _no_better_than_baseline({**result, "task": "detection"}) is None
