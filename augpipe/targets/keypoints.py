@@ -153,10 +153,12 @@ class KeypointsKind(BoxesKind):
         """Refuses a reflecting border (albumentations copies each keypoint into the mirror images;
         detection only warns of it, so nothing is left to warn of), and a recipe that can mirror the
         image when the keypoints' names say left or right but no flip map says which is which."""
-        for spec in _specs(recipe.transforms):
-            if spec.get("border_mode") in REFLECTING_BORDERS:
-                raise UsageError(f"{recipe.path}: {spec[_NAME]}: border_mode {spec['border_mode']} "
-                                 "mirrors keypoints into the border; border_mode: 0 fills it instead")
+        reflecting = [f"{s[_NAME]}: border_mode {s['border_mode']}" for s in _specs(recipe.transforms)
+                      if s.get("border_mode") in REFLECTING_BORDERS]
+        if reflecting:  # every such step at once (a new user met the bundled classic's one by one)
+            raise UsageError(f"{recipe.path}: {'; '.join(reflecting)}: "
+                             f"{'mirrors' if len(reflecting) == 1 else 'each mirrors'} keypoints into the border; "
+                             "border_mode: 0 fills it instead")
         kind = self.for_recipe(recipe)
         mirror = next((s[_NAME] for s in _specs(recipe.transforms) if _mirrors(s)), None)
         if mirror and kind.flip_idx is None and side_sensitive(self.keypoint_names):

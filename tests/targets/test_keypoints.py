@@ -355,7 +355,8 @@ def test_augpipe_check_takes_task_keypoints(cli):
     result = cli("check", "flips", "--task", "keypoints")
     assert result.exit_code == 0 and "recipe 'flips' is valid" in result.output
     refused = cli("check", "classic", "--task", "keypoints")
-    assert refused.exit_code == 2 and "Rotate: border_mode 4 mirrors keypoints into the border" in refused.output
+    assert refused.exit_code == 2 and "Rotate: border_mode 4; Affine: border_mode 4: each mirrors keypoints into " \
+        "the border" in refused.output  # every such step at once (a new user met them one by one)
 
 
 # ---------------------------------------------------------------- audit (augpipe inspect)
