@@ -156,9 +156,8 @@ class KeypointsKind(BoxesKind):
         reflecting = [f"{s[_NAME]}: border_mode {s['border_mode']}" for s in _specs(recipe.transforms)
                       if s.get("border_mode") in REFLECTING_BORDERS]
         if reflecting:  # every such step at once (a new user met the bundled classic's one by one)
-            raise UsageError(f"{recipe.path}: {'; '.join(reflecting)}: "
-                             f"{'mirrors' if len(reflecting) == 1 else 'each mirrors'} keypoints into the border; "
-                             "border_mode: 0 fills it instead")
+            raise UsageError(f"{recipe.path}: {'; '.join(reflecting)}{' ' if len(reflecting) == 1 else ': each '}"
+                             "mirrors keypoints into the border; border_mode: 0 fills it instead")
         kind = self.for_recipe(recipe)
         mirror = next((s[_NAME] for s in _specs(recipe.transforms) if _mirrors(s)), None)
         if mirror and kind.flip_idx is None and side_sensitive(self.keypoint_names):
