@@ -343,7 +343,7 @@ def preview(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help="An image folder (needs --recipe), or an expanded dataset (folder or URI).")],
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="A recipe file or bundled name; not needed for an expanded dataset.")] = None,
     rows: Annotated[int, typer.Option("--rows", min=1, max=100, help="Source images, one a row, drawn across classes.")] = 6,
-    copies: Annotated[Optional[int], typer.Option("--copies", "-k", min=0, max=32, help="Augmented copies a row. Default: the recipe's (all, from shards).")] = None,
+    copies: Annotated[Optional[int], typer.Option("--copies", "-k", min=0, max=32, help="Augmented copies a row. Default: the recipe's (from shards: all, at most 8).")] = None,
     seed: SeedOpt = 0,
     out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="Where to write the contact sheet (.png or .jpg).")] = Path("preview.png"),
     html_dir: Annotated[Optional[Path], typer.Option("--html", metavar="DIR", help="Also write a static page with every tile and its parameters to this folder (new, empty, or an earlier gallery).")] = None,
@@ -360,6 +360,9 @@ def preview(
     _local(out, "--out")
     _local(html_dir, "--html")
     check_sheet_path(out)
+    _outside_source(out, source, "--out")
+    if html_dir is not None:
+        _outside_source(html_dir, source)
     if is_dataset(source):
         result = preview_shards(source, rows=rows, copies=copies, seed=seed)
     else:
@@ -396,6 +399,8 @@ def inspect(
 
     if source is not None and not verify:
         raise UsageError("--source compares rows with their sources: use it with --verify")
+    if source is not None:
+        _source_folder(source)
     names = fail_on_names(fail_on)
     _local(html_dir, "--html")
     if html_dir is not None:
@@ -416,6 +421,16 @@ def inspect(
         typer.echo(f"--fail-on: {', '.join(found)} found problems", err=True)
     if found or (verify and facts.get("problems")):
         raise typer.Exit(1)
+
+
+def _source_folder(source: str) -> None:
+    """--source names a folder that is there: else every row was "vanished during the run"."""
+    from augpipe.store import open_store
+
+    store = open_store(source)
+    if not store.is_dir():
+        what = "is a file, not a folder" if store.exists() else "does not exist"
+        raise UsageError(f"--source {source} {what}: give the folder the dataset was expanded from")
 
 
 def _inspected(path: str, verify: bool, source, format: str, layout: str, progress: bool, checked: bool):
@@ -452,12 +467,13 @@ def _no_shards(path: str) -> None:
     check_finished(open_store(path))
 
 
-def _outside_source(html_dir: Path, source: str) -> None:
-    """A report written inside the source would be read as part of it next time (a class `report`)."""
+def _outside_source(written: Path, source: str, flag: str = "--html") -> None:
+    """A report or sheet written inside the source would be read as part of it next time (a class
+    `report`, a training image `sheet.png`)."""
     from augpipe.store import is_uri
 
-    if not is_uri(source) and html_dir.resolve().is_relative_to(Path(source).resolve()):
-        raise UsageError(f"--html {html_dir} is inside {source}: the report would be read as part of it next time; "
+    if not is_uri(source) and written.resolve().is_relative_to(Path(source).resolve()):
+        raise UsageError(f"{flag} {written} is inside {source}: it would be read as part of it next time; "
                          "write it beside")
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from augpipe.errors import SkipInput, SourceError
 from augpipe.inspection import mixed_steps
+from augpipe.targets.drawing import drawable
 
 BACKGROUND = (238, 238, 238)
 TILE_BACKGROUND = (128, 128, 128)
@@ -433,14 +434,21 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
             grouped[r["source"]].append(r)
     out_rows = []
     look = _shard_donors(ds, grouped, target_columns)
+    most = max((len(grouped[s]) - 1 for s in chosen), default=0)
+    shown = ""
+    if copies is None and most > SHARD_COPIES:  # --balance's rows: 30 copies made a sheet 18,080 px wide
+        copies, shown = SHARD_COPIES, f" | {SHARD_COPIES} of up to {most} copies a row (--copies for more)"
     for source in chosen:
         found = sorted(grouped[source], key=lambda r: r["copy"])[: (copies + 1) if copies is not None else None]
         label = found[0].get("label") if found else None
         out_rows.append(_preview_row(source, _class_name(names, label), found, names, _tiles(found, kind, names, look)))
     skipped = [(s["path"], s["reason"]) for s in ds.manifest.skipped]
     title = ds.location.rstrip("/").rsplit("/", 1)[-1]
-    return Preview(f"{title}: recipe {ds.manifest.recipe.get('name')} | seed {ds.manifest.seed}",
+    return Preview(f"{title}: recipe {ds.manifest.recipe.get('name')} | seed {ds.manifest.seed}{shown}",
                    out_rows, skipped)
+
+
+SHARD_COPIES = 8  # a shards' preview's copies a row, unless asked for more
 
 
 def _shard_donors(ds, grouped: dict, target_columns: list[str]):
@@ -587,7 +595,7 @@ def scaled(rgb: np.ndarray, size: int) -> np.ndarray:
 def _text_width(text: str, scale: float) -> int:
     import cv2
 
-    plain = text.replace("°", "o")
+    plain = drawable(text.replace("°", "o"))
     return cv2.getTextSize(plain, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
 
 
@@ -627,7 +635,7 @@ def _text(img: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> 
     x, y = origin
     parts = text.split("°")
     for k, part in enumerate(parts):
-        ascii_part = part.encode("ascii", "replace").decode()
+        ascii_part = drawable(part)
         cv2.putText(img, ascii_part, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, INK, 1, cv2.LINE_AA)
         x += cv2.getTextSize(ascii_part, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0]
         if k < len(parts) - 1:

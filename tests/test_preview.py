@@ -476,3 +476,31 @@ def test_transforms_finds_a_group_by_a_word_of_its_name_or_a_transform_by_its_ow
     assert [line.split("(")[0] for line in cli("transforms", "Blur").output.splitlines()] == ["noise and blur:", "  Blur"]
     wrong = cli("transforms", "xyz")
     assert wrong.exit_code == 2 and "'noise and blur'" in wrong.output and "Traceback" not in wrong.output
+
+
+def test_text_on_a_sheet_spells_out_signs_and_drops_accents():
+    """OpenCV's Hershey fonts drew '?' for each non-ASCII character: a skipped image's `width ≤ 0`
+    read `width ? 0`, the opposite, and a class grün `gr?n` (a hostile tester's)."""
+    from augpipe.targets.drawing import drawable
+
+    assert drawable("width ≤ 0, outside the 64×48 image") == "width <= 0, outside the 64x48 image"
+    assert drawable("grün/ä, Straße – x → y") == "grun/a, Strasse - x -> y"
+    assert drawable("東京") == "??"
+
+
+def test_a_sheet_is_not_written_inside_the_folder_it_previews(tmp_path, cli, folder):
+    """A sheet written into the source became one of its images (a class a, 7 images where there
+    were 6); inspect --html refused the same, preview did not (a hostile tester's)."""
+    result = cli("preview", folder, "--recipe", "flips", "--out", folder / "a" / "sheet.png")
+    assert result.exit_code == 2 and "is inside" in result.output and not (folder / "a" / "sheet.png").exists()
+
+
+def test_a_shards_preview_shows_at_most_8_copies_a_row_unless_asked(tmp_path, folder):
+    """--balance gave an image 130 rows: its preview was 18,080 px wide (a new user's)."""
+    from augpipe.preview import SHARD_COPIES, preview_shards
+
+    expand(folder, "flips", tmp_path / "out", ExpandOptions(copies=10, val_fraction=0, workers=1, progress=False))
+    sheet = preview_shards(tmp_path / "out", rows=2)
+    assert [len(r.tiles) for r in sheet.rows] == [1 + SHARD_COPIES] * 2 and SHARD_COPIES == 8
+    assert sheet.title.endswith(f"| {SHARD_COPIES} of up to 10 copies a row (--copies for more)")
+    assert [len(r.tiles) for r in preview_shards(tmp_path / "out", rows=2, copies=10).rows] == [11, 11]

@@ -570,6 +570,9 @@ def audit_boxes(boxes: np.ndarray, categories, ids, size: tuple[int, int], class
     problems = []
     w, h = size
     categories, ids = [int(c) for c in categories], list(ids)
+    if not len(boxes) == len(categories) == len(ids):  # a row edited by hand: as --verify says it
+        return Audit([("annotation_unreadable", "objects", f"{len(boxes)} boxes but {len(categories)} categories "
+                       f"and {len(ids)} ids")], {"size": [w, h], "objects": 0, "classes": {}, "boxes": []}, ())
     named = [0 <= c < len(classes) for c in categories]
     for k, box in enumerate(boxes):
         if not named[k]:

@@ -11,6 +11,20 @@ PALETTE = np.array([(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)
 ALPHA = 0.45
 
 
+_SPELLED = str.maketrans({"×": "x", "≤": "<=", "≥": ">=", "−": "-", "–": "-", "—": "-", "→": "->", "…": "...",
+                          "·": ".", "’": "'", "‘": "'", "“": '"', "”": '"', "ß": "ss", "æ": "ae", "ø": "o"})
+
+
+def drawable(text: str) -> str:
+    """Text in the ASCII that OpenCV's Hershey fonts draw: signs spelled out (× x, ≤ <=), accents
+    dropped (grün: grun), anything else '?' (OpenCV's own drew '?' for each: `width ? 0` read as
+    the opposite of `width ≤ 0`)."""
+    import unicodedata
+
+    spelled = unicodedata.normalize("NFKD", text.translate(_SPELLED))
+    return "".join(c for c in spelled if not unicodedata.combining(c)).encode("ascii", "replace").decode()
+
+
 def colour(index: int) -> tuple[int, int, int]:
     return tuple(int(v) for v in PALETTE[index % len(PALETTE)])
 
@@ -39,7 +53,7 @@ def draw_boxes(rgb: np.ndarray, boxes, categories, classes: list[str], scale: fl
         x, y, w, h = (float(v) * scale for v in box)
         p0, p1 = (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h)))
         cv2.rectangle(out, p0, p1, colour(int(c)), thickness, cv2.LINE_AA)
-        name = classes[int(c)] if 0 <= int(c) < len(classes) else str(int(c))
+        name = drawable(classes[int(c)] if 0 <= int(c) < len(classes) else str(int(c)))
         size = max(0.3, side / 350)
         (tw, th), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, size, 1)
         top = max(p0[1], th + 2)

@@ -156,6 +156,8 @@ def layer_table(arch: str, size: int, classes: int, in_channels: int = 3, comple
         raise ArchError(f"the last layer gives {channels} channels for {classes} classes: end with c{{classes}}k1-gap")
     if not global_pooled:
         raise ArchError("end with gap (or gmp), so that each class gets one score")
+    if not any(r.params for r in rows):  # `gap` alone where the image's 3 channels are 3 classes
+        raise ArchError(f"--arch {arch}: no layer has weights to learn; give it a conv layer (c{{classes}}k1, ...)")
     return rows
 
 

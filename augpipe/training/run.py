@@ -120,7 +120,7 @@ def load_checkpoint(path: str | Path) -> dict:
                          f"only a model.pt that augpipe train wrote loads") from None
     except Exception as exc:  # a file we did not write: torch raises anything from OSError to KeyError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"--init {path}: cannot load ({first})") from None
+        raise UsageError(f"--init {path}: not a model.pt torch can read ({type(exc).__name__}: {first})") from None
     if not (isinstance(ckpt, dict) and all(k in ckpt for k in CHECKPOINT_KEYS) and isinstance(ckpt["arch"], str)
             and isinstance(ckpt["size"], int) and isinstance(ckpt["state_dict"], dict)):
         raise UsageError(f"--init {path}: not a model.pt from augpipe train (needs {', '.join(CHECKPOINT_KEYS)})")
@@ -247,7 +247,7 @@ def _plan(path, opts: TrainOptions) -> tuple[object, object, TrainOptions, objec
     (the dataset, the task, the options with task, arch and size settled, device, checkpoint)."""
     from augpipe.dataset import open_dataset
 
-    if not -2**63 <= opts.seed < 2**64:
+    if not 0 <= opts.seed < 2**64:  # as --help says (torch takes negatives too: one number, two spellings)
         raise UsageError(f"--seed {opts.seed}: torch's seeds are 64 bits: use a whole number from 0 to {2**64 - 1}")
     if opts.seeds > 1 and not opts.compare:
         raise UsageError("--seeds repeats --compare's two runs with more seeds: use it with --compare")
@@ -323,7 +323,10 @@ def _mark(out: Path, files: list[str], complete: bool) -> None:
 # ---------------------------------------------------------------- the command
 
 def train(path: str | Path, out: str | Path, opts: TrainOptions) -> dict:
+    from augpipe.pipeline import check_not_nested
+
     out, log = Path(out), opts.log
+    check_not_nested(str(path), str(out), "dataset")  # its readers would take the run's files for its own
     earlier = claim_output(out)
     ds, task, opts, device, ckpt = _plan(path, opts)
     classes = task.classes

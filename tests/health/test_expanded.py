@@ -81,3 +81,31 @@ def test_a_class_validation_holds_none_of_is_found_in_the_expanded_rows_as_in_th
             json.loads(result.output.split("\n--fail-on")[0])["problems"]
         absent = [p for p in problems if p["check"] == "class_absent"]
         assert [(p["path"], p["split"], p["detail"]) for p in absent] == [(missing, "validation", detail)], absent
+
+
+def test_a_row_whose_boxes_and_categories_differ_in_number_is_a_problem_not_a_crash(tmp_path, cli):
+    """A row edited to 3 boxes and 1 category: --verify said so, the health report (--fail-on,
+    --html) ended in IndexError, exit 3 (a hostile tester's)."""
+    import pyarrow as pa
+
+    from conftest import make_scenes
+
+    out = tmp_path / "ds"
+    expand(make_scenes(tmp_path / "coco", n=6), "flips", out, ExpandOptions(val_fraction=0, workers=1, progress=False))
+    shard = sorted(out.glob("train-*.parquet"))[0]
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    k = next(i for i, r in enumerate(rows) if len(r["objects"]["bbox"]) > 1)
+    rows[k]["objects"]["category"] = rows[k]["objects"]["category"][:1]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    manifest = json.loads((out / "_augpipe.json").read_text())  # the checksums re-stamped: only the rows tell
+    import hashlib
+
+    for s in manifest["shards"]:
+        if s["name"] == shard.name:
+            s["sha256"], s["bytes"] = hashlib.sha256(shard.read_bytes()).hexdigest(), shard.stat().st_size
+    (out / "_augpipe.json").write_text(json.dumps(manifest))
+    result = cli("inspect", out, "-q", "--fail-on", "all", "--json")
+    assert result.exit_code == 1, result.output
+    found = [p for p in json.loads(result.stdout)["health"]["problems"] if p["check"] == "annotation_unreadable"]
+    assert found and "boxes but 1 categories" in found[0]["detail"], found

@@ -344,7 +344,7 @@ def test_a_crafted_checkpoint_runs_nothing(cli, colours, first_model, tmp_path):
     assert result.exit_code == 2 and "do not fit its architecture" in result.output.strip().splitlines()[-1]
     (tmp_path / "junk.pt").write_text("hello")
     result = cli("train", colours, "--init", tmp_path / "junk.pt", "--out", tmp_path / "run", "-q")
-    assert result.exit_code == 2 and "cannot load" in one_line(result.output)
+    assert result.exit_code == 2 and "not a model.pt torch can read (" in one_line(result.output)
 
 
 def test_memory_is_estimated_and_a_huge_model_refused_before_allocating(cli, colours, tmp_path, monkeypatch):
@@ -559,7 +559,7 @@ def test_a_signal_during_train_says_train_s_own_sentence(colours, tmp_path, how,
     assert not out.exists()
 
 
-@pytest.mark.parametrize("seed", [2**64, -2**63 - 1])
+@pytest.mark.parametrize("seed", [2**64, -2**63 - 1, -1])  # -1: as --help says, 0 to 2^64 - 1 (ran, a hostile tester's)
 def test_a_seed_beyond_64_bits_is_one_line(cli, colours, tmp_path, seed):
     result = cli("train", colours, "--seed", seed, "--out", tmp_path / "run", "-q")
     assert result.exit_code == 2 and f"--seed {seed}: torch's seeds are 64 bits" in one_line(result.output)
@@ -698,3 +698,11 @@ def test_a_segmentation_model_no_better_than_the_baseline_is_warned_of():
     assert warning.startswith("the best mean IoU (0.221) is no better than always predicting 'background' (0.221)")
     assert _no_better_than_baseline({**result, "best_val_miou": 0.3}) is None
     assert _no_better_than_baseline({**result, "task": "detection"}) is None
+
+
+def test_a_run_is_not_written_inside_its_dataset(cli, colours):
+    """`--out DATASET/run` wrote the run's files where the dataset's readers would take them for
+    its own (a hostile tester's)."""
+    result = cli("train", colours, "--out", colours / "run", "-q")
+    assert result.exit_code == 2 and "inside the dataset folder" in one_line(result.output)
+    assert not (colours / "run").exists()
