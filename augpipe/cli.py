@@ -127,10 +127,19 @@ _RERUN_ANY = "nothing was changed; run the same command again"
 CRASHED = 3  # augpipe itself failed (1 is "done, but problems found")
 
 
+def _output_changed() -> bool:
+    import sys
+
+    output = sys.modules.get("augpipe.output")  # not imported: nothing got as far
+    return output is not None and output.changed()
+
+
 def _error_table(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, AugpipeError):
         return exc.exit_code, str(exc)
     rerun = _RERUN.get(_state.get("command"), _RERUN_ANY)
+    if _state.get("command", "").startswith("expand") and not _output_changed():
+        rerun = "the output was not changed yet; run the same command again"
     if isinstance(exc, KeyboardInterrupt):
         return 130, f"interrupted: {rerun}"
     if isinstance(exc, Terminated):

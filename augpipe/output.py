@@ -200,8 +200,10 @@ class OutputFolder:
                                   f"use --overwrite to replace it, or another --out{_as_made(identity, previous)}")
             if not self.lock.owned():  # nothing is removed but by the run that holds the folder
                 raise RunLockedError(f"{self.store.display()}: another run took the lock: nothing was removed")
+            _CHANGED.append(self.store.display())
             self.remove_previous()
         self._remove_temporaries()
+        _CHANGED.append(self.store.display())
         if overwrite:  # asked for: this very run's output is written again too, not kept nor resumed
             self.store.delete_tree(WORK_DIR)
         done = None if overwrite else self._readable_manifest()
@@ -316,3 +318,12 @@ class OutputFolder:
             except OSError:
                 pass  # the folder is gone or read-only now: nothing more to give back
             self.lock = None
+
+
+_CHANGED: list[str] = []  # the outputs this process has begun to change (`prepare` past its checks)
+
+
+def changed() -> bool:
+    """Whether this process has begun to change an output: an expand interrupted before (while it
+    hashed its sources) left the output as it was, a finished run's included."""
+    return bool(_CHANGED)

@@ -118,7 +118,7 @@ def expand_summary(m: dict) -> list[str]:
     if m.get("up_to_date"):
         lines.append("  time        nothing to do: this output is complete and up to date")
     else:
-        resumed = f", {timing['shards_resumed']} shards kept from an earlier run" if timing.get("shards_resumed") else ""
+        resumed = f", {_count(timing['shards_resumed'], 'shard')} kept from an earlier run" if timing.get("shards_resumed") else ""
         lines.append(
             f"  time        {timing['seconds']:.1f} s, {timing['images_per_second']:,.0f} images/s out while "
             f"processing{resumed}"

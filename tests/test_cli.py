@@ -211,7 +211,26 @@ def test_no_command_but_expand_speaks_of_shards_when_stopped(monkeypatch, comman
         message = _error_table(exc)[1]
         assert "shards" not in message and "resume" not in message and "run the same command again" in message
     monkeypatch.setitem(_state, "command", "expand")
+    from augpipe import output
+
+    monkeypatch.setattr(output, "_CHANGED", ["out"])
     assert "finished shards are kept" in _error_table(Terminated())[1]
+
+
+def test_an_expand_stopped_before_it_changed_the_output_says_so(monkeypatch):
+    """Interrupted while it hashed its sources, an `expand --overwrite` over a finished output had
+    changed nothing, yet said "finished shards are kept; run again without --overwrite", which
+    the next run then refused ("holds output made with another recipe: use --overwrite"): a new
+    user's circle."""
+    from augpipe import output
+    from augpipe.cli import _error_table, _state
+
+    monkeypatch.setitem(_state, "command", "expand --overwrite")
+    monkeypatch.setattr(output, "_CHANGED", [])
+    assert _error_table(KeyboardInterrupt()) == (130, "interrupted: the output was not changed yet; run the same "
+                                                      "command again")
+    monkeypatch.setattr(output, "_CHANGED", ["out"])
+    assert "without --overwrite to resume" in _error_table(KeyboardInterrupt())[1]
 
 
 @pytest.mark.parametrize("args", [
