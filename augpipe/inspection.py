@@ -213,6 +213,16 @@ class _Seen:
         self.by_sha: dict[str, dict[str, str]] = {}  # source_sha256 -> {split: first source}
         self.by_path: dict[str, tuple[str, str]] = {}  # source -> (split, source_sha256)
         self.donors: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))  # source -> sha -> rows
+        self.rows: Counter = Counter()  # split -> rows read
+        self.classes: dict[str, Counter] = defaultdict(Counter)  # split -> what by_class counts, as read
+        self.uncounted = 0  # rows whose classes did not read (reported as damaged): no class check then
+
+    def count(self, row: dict, split: str, kind, classes) -> None:
+        self.rows[split] += 1
+        try:
+            self.classes[split].update(kind.row_classes(row, classes))
+        except Exception:  # noqa: BLE001 - a damaged target: _row_problems names it
+            self.uncounted += 1
 
     def row(self, row: dict, split: str, where: str) -> None:
         sha = row.get("source_sha256") or ""
@@ -249,6 +259,7 @@ def verify_output(ds, source: str | None = None, progress: bool = True) -> list[
                                 f"manifest {shard['sha256'][:12]})")
             problems += _verify_rows(ds, shard, m, seen, bar)
     problems += _shared_across_splits(seen.by_sha)
+    problems += _counts_problems(m, seen)
     # a training source whose every copy failed has no row, yet may be another row's donor
     # sources of the run without rows of their own: their copies all failed, or they were skipped
     # (a file changed during the run: donors read before the change were the planned content)
@@ -257,6 +268,25 @@ def verify_output(ds, source: str | None = None, progress: bool = True) -> list[
     problems += _donor_problems(seen, failed)
     if source is not None:
         problems += _compare_sources(seen, source)
+    return problems
+
+
+def _counts_problems(m, seen: _Seen) -> list[str]:
+    """The manifest's counts against the rows read: a shard rewritten (a label changed, rows
+    dropped) with its checksum and rows stamped again in the manifest passed every other check."""
+    problems = []
+    for split, c in (m.counts or {}).items():
+        if not isinstance(c, dict):
+            continue
+        if c.get("rows") != seen.rows[split]:
+            problems.append(f"split {split}: {seen.rows[split]:,} rows read, the manifest's counts say {c.get('rows')}")
+        said = {k: v for k, v in (c.get("by_class") or {}).items() if v}
+        read = {k: v for k, v in seen.classes[split].items() if v}
+        if m.labelled and not seen.uncounted and said != read:
+            differ = sorted(set(said) | set(read), key=str)
+            shown = ", ".join(f"{k} {read.get(k, 0)} (the counts say {said.get(k, 0)})"
+                              for k in differ if said.get(k, 0) != read.get(k, 0))
+            problems.append(f"split {split}: by class, read: {shown}")
     return problems
 
 
@@ -284,7 +314,13 @@ def _verify_rows(ds, shard: dict, m, seen: _Seen, bar) -> list[str]:
             for row in batch.to_pylist():
                 where = f"{name} row {index} ({row['source']})"
                 seen.row(row, shard["split"], where)
-                problems += [f"{where}: {p}" for p in _row_problems(row, shard["split"], kind, classes)]
+                row_problems = _row_problems(row, shard["split"], kind, classes)
+                problems += [f"{where}: {p}" for p in row_problems]
+                if m.labelled and not row_problems:
+                    seen.count(row, shard["split"], kind, m.classes)
+                else:
+                    seen.rows[shard["split"]] += 1
+                    seen.uncounted += bool(row_problems)
                 index += 1
             bar.update(batch.num_rows)
     except Exception as exc:  # noqa: BLE001

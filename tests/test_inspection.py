@@ -806,3 +806,32 @@ def test_rows_whose_label_is_no_class_are_said_beside_the_class_table(folder, tm
     facts = json.loads(cli("inspect", out, "--json", "-q").output)
     assert {k: facts["class_counts"]["train"]["after"]["rows"][k] for k in ("None", "99", "-1")} == \
         {"None": 1, "99": 1, "-1": 1}
+
+
+@pytest.mark.parametrize("change", ["label", "rows"])
+def test_verify_checks_the_manifests_counts_against_the_rows(folder, tmp_path, cli, change):
+    """A shard rewritten with a row's label changed (or rows dropped), its checksum, size and rows
+    stamped again in the manifest, passed --verify, the counts saying a 24, b 18 where the rows
+    said a 23, b 19 (a hostile tester's)."""
+    import hashlib
+
+    out = tmp_path / "out"
+    expand(folder, "flips", out, ExpandOptions(val_fraction=0, **QUIET))
+    shard = sorted(out.glob("train-*.parquet"))[0]
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    if change == "label":
+        rows[0]["label"] = 1 - rows[0]["label"]
+    else:
+        rows = rows[3:]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    manifest = json.loads((out / "_augpipe.json").read_text())
+    for s in manifest["shards"]:
+        if s["name"] == shard.name:
+            s.update(sha256=hashlib.sha256(shard.read_bytes()).hexdigest(), bytes=shard.stat().st_size, rows=len(rows))
+    (out / "_augpipe.json").write_text(json.dumps(manifest))
+    result = cli("inspect", out, "--verify", "--json", "-q")
+    problems = json.loads(result.output)["problems"]
+    assert result.exit_code == 1 and any(p.startswith("split train: by class, read: ") for p in problems), problems
+    assert any("rows read, the manifest's counts say" in p for p in problems) == (change == "rows")
+    assert cli("inspect", tmp_path / "out", "--verify", "-q").exit_code == 1
