@@ -91,7 +91,9 @@ def source_health(root: str, format: str = "auto", layout: str = "auto", max_pix
     found = found.within(max_pixels or DEFAULT_MAX_PIXELS)  # listed as unreadable, not read whole
     examined = _examine_all(store, found, kind, loose, max_pixels or DEFAULT_MAX_PIXELS, progress)
     stats = [e.stats for e in examined if e.stats is not None]
-    audited = [(e.split, e.audit) for e in examined if e.audit is not None and not e.loose]
+    # the label figures are of what expand will use: not an image whose target will not load (a mask
+    # of values past the classes counted its classes, a hostile tester's), whose problems are listed
+    audited = [(e.split, e.audit) for e in examined if e.audit is not None and not e.loose and not e.skip]
     # the same picture in any file format is one content: its labels are compared
     seen = [(e.path, e.split, e.stats.pixels, e.audit) for e in examined
             if e.stats is not None and e.audit is not None and not e.loose]

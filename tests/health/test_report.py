@@ -169,3 +169,22 @@ def test_a_normalised_value_over_one_that_no_edge_shows_is_flagged_as_ultralytic
     facts = json.loads(cli("inspect", data, "--json", "-q").output)
     over = [p for p in facts["problems"] if p["check"] == "box_outside"]
     assert [(p["path"], "1.0000001" in p["detail"]) for p in over] == [("images/train/im0.jpg", True)]
+
+
+def test_a_source_reports_the_classes_of_the_images_expand_will_use(tmp_path, cli):
+    """A mask with a value past the classes (expand skips its image) had its classes counted in
+    the report's class table, which then disagreed with what expand made (a hostile tester's)."""
+    from PIL import Image
+
+    from conftest import make_scenes
+
+    src = make_scenes(tmp_path / "seg", n=6, fmt="masks")
+    before = json.loads(cli("inspect", src, "--json", "-q").stdout)["labels"]
+    mask = src / "masks" / "scene_000.png"
+    values = np.asarray(Image.open(mask)).copy()
+    values[0, 0] = 9  # past the 3 named values: skipped at load
+    Image.fromarray(values, "L").save(mask)
+    facts = json.loads(cli("inspect", src, "--json", "-q").stdout)
+    assert [s["path"] for s in facts["skipped"]] == ["images/scene_000.png"]
+    assert sum(facts["labels"]["images"].values()) == sum(before["images"].values()) - 1
+    assert "9" not in facts["labels"]["images_per_class"] and "9" not in facts["labels"].get("mask_pixels", {})
