@@ -12,6 +12,7 @@ _EXPORTS = {
     "RecipeError": "augpipe.errors",
     "SourceError": "augpipe.errors",
     "OutputError": "augpipe.errors",
+    "ExpandWarning": "augpipe.errors",
     "Recipe": "augpipe.recipe",
     "load_recipe": "augpipe.recipe",
     "ExpandOptions": "augpipe.options",

@@ -299,7 +299,13 @@ def expand(
         overwrite=overwrite, progress=not quiet, layout=layout, split_by=split_by, engine=engine, format=format,
         voc_zero_based=voc_zero_based,
     )
-    manifest = run_expand(source, recipe, out, options)
+    import warnings
+
+    from augpipe.errors import ExpandWarning
+
+    with warnings.catch_warnings():  # the summary says them
+        warnings.simplefilter("ignore", ExpandWarning)
+        manifest = run_expand(source, recipe, out, options)
     typer.echo("\n".join(expand_summary(manifest)))
 
 

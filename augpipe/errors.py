@@ -7,6 +7,12 @@ def one_of(choices) -> str:
     return f"{', '.join(choices[:-1])} or {choices[-1]}" if len(choices) > 1 else choices[0]
 
 
+class ExpandWarning(UserWarning):
+    """What an expand warns of (a class validation holds none of, most inputs skipped, ...): in its
+    manifest's `warnings`, in the command's summary, and from the library as a Python warning (a
+    new user's script saw none of them)."""
+
+
 class AugpipeError(Exception):
     """A problem with the user's input: reported as one line, exit code 2."""
 

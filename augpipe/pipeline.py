@@ -47,7 +47,14 @@ def expand(source: str | Path, recipe, out: str | Path | None = None, options: E
     engine = make_engine(options.engine, options.workers)
     engine.start_early()
     with engine:
-        return _expand(source, recipe, out, options, engine, started, started_at)
+        manifest = _expand(source, recipe, out, options, engine, started, started_at)
+    import warnings
+
+    from augpipe.errors import ExpandWarning
+
+    for warning in manifest.get("warnings") or ():
+        warnings.warn(warning, ExpandWarning, stacklevel=2)
+    return manifest
 
 
 def _expand(source: str, recipe, out: str, options: ExpandOptions, engine, started: float, started_at: str) -> dict:

@@ -424,3 +424,16 @@ def test_a_classes_list_without_the_background_is_hinted_at_and_a_mostly_skipped
     warnings = json.loads((tmp_path / "out" / "_augpipe.json").read_text())["warnings"]
     skipped = [w for w in warnings if "inputs were skipped" in w]
     assert len(skipped) == 1 and hint in skipped[0] and skipped[0].startswith(tuple(f"{k} of 8 inputs" for k in range(5, 9)))
+
+
+def test_the_library_says_what_the_command_warns_of_as_python_warnings(tmp_path):
+    """A new user's script calling expand() saw none of the warnings the command prints (validation
+    held no image of a class); the command's summary says them once."""
+    from augpipe import ExpandWarning
+
+    data = make_folder(tmp_path / "data", per_class=2)
+    with pytest.warns(ExpandWarning) as caught:
+        m = expand(data, "flips", tmp_path / "out", ExpandOptions(val_fraction=0.5, progress=False, workers=1))
+    assert [str(w.message) for w in caught] == m["warnings"] and m["warnings"]
+    done = run("expand", data, "-r", "flips", "-o", tmp_path / "cli", "--val-fraction", "0.5", "-w", "1", "-q")
+    assert "ExpandWarning" not in done.stderr and done.stdout.count("  warning ") == len(m["warnings"])
