@@ -76,6 +76,7 @@ class Preview:
     rows: list[PreviewRow]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # how the sheet was made, under it
+    legend: list[tuple[str, int]] = field(default_factory=list)  # (class, its colour's index) drawn on the sheet
 
 
 # ---------------------------------------------------------------- captions
@@ -231,7 +232,8 @@ def preview_source(root: str | Path, recipe, rows: int = 6, copies: int | None =
     if not out_rows:
         raise SourceError(f"nothing to preview in {root}: every image tried was skipped "
                           f"({skipped[-1][1] if skipped else 'no training images'})")
-    return Preview(f"recipe {recipe.name} | seed {seed}", out_rows, sorted(skipped), notes)
+    return Preview(f"recipe {recipe.name} | seed {seed}", out_rows, sorted(skipped), notes,
+                   legend(out_rows, found.classes, kind))
 
 
 def _training_by_class(found, planned: dict | None, kind) -> dict:
@@ -445,7 +447,7 @@ def preview_shards(location, rows: int = 6, copies: int | None = None, seed: int
     skipped = [(s["path"], s["reason"]) for s in ds.manifest.skipped]
     title = ds.location.rstrip("/").rsplit("/", 1)[-1]
     return Preview(f"{title}: recipe {ds.manifest.recipe.get('name')} | seed {ds.manifest.seed}{shown}",
-                   out_rows, skipped)
+                   out_rows, skipped, legend=legend(out_rows, names, kind))
 
 
 SHARD_COPIES = 8  # a shards' preview's copies a row, unless asked for more
@@ -475,12 +477,39 @@ def _shard_donors(ds, grouped: dict, target_columns: list[str]):
 
 
 def _preview_row(source: str, class_name: str | None, rows: list[dict], classes: list[str], tiles) -> PreviewRow:
-    """A sheet's row; labelled by its class, or for detection by its objects' classes."""
+    """A sheet's row; labelled by its class, or for detection by its objects' classes, for
+    segmentation by those its first row's mask holds (each row said "mask", a new user's)."""
     held = _objects_classes(rows, classes) if class_name is None else None
     if held is not None:
         return PreviewRow(source, ", ".join(held) or "(no objects)", tiles, held)
-    mask = class_name is None and rows and "annotation" in rows[0]
-    return PreviewRow(source, "mask" if mask else class_name, tiles)
+    held = _mask_classes(rows, classes) if class_name is None else None
+    if held is not None:
+        return PreviewRow(source, ", ".join(held) or "(background only)", tiles, held)
+    return PreviewRow(source, class_name, tiles)
+
+
+def _mask_classes(rows: list[dict], classes: list[str]) -> tuple[str, ...] | None:
+    """The classes the first row's mask holds past the background, in their order (None: rows
+    without masks, or one that does not read)."""
+    from augpipe.targets.masks import read_mask
+    from augpipe.targets.semantic import IGNORE, values_of
+
+    data = (rows[0].get("annotation") or {}).get("bytes") if rows else None
+    if not data:
+        return None
+    try:
+        values = values_of(read_mask(data, "annotation")[0])
+    except (SkipInput, ValueError):
+        return None
+    return tuple(classes[v] if v < len(classes) else str(v) for v in values if v not in (0, IGNORE))
+
+
+def legend(rows: list[PreviewRow], classes: list[str], kind) -> list[tuple[str, int]]:
+    """The classes drawn on the sheet's tiles, each with its colour's index (a mask's value less
+    one: its 0 is the background; a box's class index), in their order."""
+    shift = 1 if kind.name == "segmentation" else 0
+    names = dict.fromkeys(c for r in rows for c in r.held if c in classes)
+    return [(name, classes.index(name) - shift) for name in names]
 
 
 def _objects_classes(rows: list[dict], classes: list[str]) -> tuple[str, ...] | None:
@@ -537,12 +566,13 @@ def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
     import cv2
 
     mixed = any(t.donors for r in preview.rows for t in r.tiles)
-    layout = Layout(tile, caption=30 + 24 * mixed)  # two more lines: the donors
+    layout = Layout(tile, caption=30 + 24 * mixed, header=30 + 16 * bool(preview.legend))  # the donors; the legend
     columns = max((len(r.tiles) for r in preview.rows), default=1)
     footer = _footer_lines(preview, layout.size(0, columns, 0)[1] - 16)
     height, width = layout.size(len(preview.rows), columns, len(footer))
     sheet = np.full((height, width, 3), BACKGROUND, np.uint8)
     _text(sheet, _fit(sheet_title(preview), width - 16, 0.5), (8, 20), 0.5)
+    _legend(sheet, preview.legend, 38, width - 16)
     for i, row in enumerate(preview.rows):
         y = layout.tile_origin(i, 0)[1]
         _text(sheet, _fit(str(row.class_name or "(unlabelled)"), layout.label_width - 12, 0.45), (8, y + tile // 2), 0.45)
@@ -559,6 +589,23 @@ def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
     for k, line in enumerate(footer):
         _text(sheet, _fit(line, width - 16, 0.4), (8, base + 12 + k * layout.line), 0.4)
     return sheet
+
+
+def _legend(sheet: np.ndarray, entries: list[tuple[str, int]], y: int, width: int) -> None:
+    """A swatch of each class's colour and its name, on one line, as many as fit."""
+    import cv2
+
+    from augpipe.targets.drawing import colour
+
+    x = 8
+    for name, index in entries:
+        shown = drawable(name)
+        step = 16 + _text_width(shown, 0.4) + 14
+        if x + step > width:
+            break
+        cv2.rectangle(sheet, (x, y - 10), (x + 11, y + 1), colour(index), -1)
+        _text(sheet, shown, (x + 16, y), 0.4)
+        x += step
 
 
 def _footer_lines(preview: Preview, width: int) -> list[str]:

@@ -504,3 +504,18 @@ def test_a_shards_preview_shows_at_most_8_copies_a_row_unless_asked(tmp_path, fo
     assert [len(r.tiles) for r in sheet.rows] == [1 + SHARD_COPIES] * 2 and SHARD_COPIES == 8
     assert sheet.title.endswith(f"| {SHARD_COPIES} of up to 10 copies a row (--copies for more)")
     assert [len(r.tiles) for r in preview_shards(tmp_path / "out", rows=2, copies=10).rows] == [11, 11]
+
+
+def test_a_segmentation_sheet_names_each_rows_classes_and_draws_their_colours(tmp_path, scenes):
+    """Each row of a segmentation sheet said "mask", and nothing said which colour was which class
+    (a new user's and a hostile tester's)."""
+    from augpipe.preview import preview_source, render_sheet
+    from augpipe.targets.drawing import colour
+
+    sheet = preview_source(scenes["masks"], "flips", rows=3, copies=1)
+    assert all(r.class_name != "mask" and set(r.held) <= {"box", "disc"} and r.held for r in sheet.rows)
+    assert sheet.legend and all(index == ["background", "box", "disc"].index(name) - 1 for name, index in sheet.legend)
+    picture = render_sheet(sheet)
+    band = picture[26:40]  # the legend's line, under the title
+    for _, index in sheet.legend:
+        assert (band == np.array(colour(index), np.uint8)).all(axis=2).any()
