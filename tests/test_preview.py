@@ -519,3 +519,18 @@ def test_a_segmentation_sheet_names_each_rows_classes_and_draws_their_colours(tm
     band = picture[26:40]  # the legend's line, under the title
     for _, index in sheet.legend:
         assert (band == np.array(colour(index), np.uint8)).all(axis=2).any()
+
+
+def test_box_names_neither_overlap_nor_leave_the_picture():
+    """Two boxes at one place wrote their names over each other ("cicat"), and a box at the right
+    edge had its name cut ("ca"): a hostile tester's."""
+    from augpipe.targets.drawing import _label_place, draw_boxes
+
+    placed = []
+    for _ in range(3):
+        left, top = _label_place((10, 20), 30, 12, (128, 128, 3), placed)
+        placed.append((left, top - 12, left + 30, top))
+    assert [p[1] for p in placed] == [8, 21, 34]  # a line down each time, none over another
+    assert _label_place((120, 5), 30, 12, (128, 128, 3), [])[0] == 98  # inside the picture
+    drawn = draw_boxes(np.zeros((64, 64, 3), np.uint8), [[58, 20, 5, 5]], [0], ["cat"], scale=1.0)
+    assert (drawn[:20, 40:58] == (31, 119, 180)).all(axis=2).any()  # the name moved left of the box, whole

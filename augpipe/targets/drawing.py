@@ -49,14 +49,30 @@ def draw_boxes(rgb: np.ndarray, boxes, categories, classes: list[str], scale: fl
     out = np.ascontiguousarray(rgb).copy()
     side = max(out.shape[:2])  # about a pixel, and a readable name, once the tile is 128 px wide
     thickness = max(1, round(side / 128))
+    corners = []
     for box, c in zip(boxes, categories):
         x, y, w, h = (float(v) * scale for v in box)
         p0, p1 = (int(round(x)), int(round(y))), (int(round(x + w)), int(round(y + h)))
         cv2.rectangle(out, p0, p1, colour(int(c)), thickness, cv2.LINE_AA)
-        name = drawable(classes[int(c)] if 0 <= int(c) < len(classes) else str(int(c)))
+        corners.append((p0, int(c)))
+    placed: list[tuple[int, int, int, int]] = []
+    for p0, c in corners:  # the names over every box, none over another name (two made "cicat")
+        name = drawable(classes[c] if 0 <= c < len(classes) else str(c))
         size = max(0.3, side / 350)
         (tw, th), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, size, 1)
-        top = max(p0[1], th + 2)
-        cv2.rectangle(out, (p0[0], top - th - 2), (p0[0] + tw + 2, top), colour(int(c)), -1)
-        cv2.putText(out, name, (p0[0] + 1, top - 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), 1, cv2.LINE_AA)
+        left, top = _label_place(p0, tw + 2, th + 2, out.shape, placed)
+        placed.append((left, top - th - 2, left + tw + 2, top))
+        cv2.rectangle(out, (left, top - th - 2), (left + tw + 2, top), colour(c), -1)
+        cv2.putText(out, name, (left + 1, top - 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), 1, cv2.LINE_AA)
     return out
+
+
+def _label_place(corner: tuple[int, int], width: int, height: int, shape, placed: list) -> tuple[int, int]:
+    """(left, bottom) of a box's name: on its top edge, inside the picture (a name cut at its right
+    edge read "ca"), moved down a line at a time past the names placed before, where that fits."""
+    left = max(0, min(corner[0], shape[1] - width))
+    first = max(corner[1], height)
+    for top in range(first, shape[0] + 1, height + 1):
+        if not any(left < r and top - height < b and left + width > lft and top > t for lft, t, r, b in placed):
+            return left, top
+    return left, first
