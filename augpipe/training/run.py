@@ -466,6 +466,9 @@ def summary_lines(result: dict) -> list[str]:
     lines = task_module(result.get("task", "classification")).summary_lines(result)
     if "compare" in result:
         lines.append(lift_line(result))
+        guessing = _guessing(result)
+        if guessing:
+            lines.append(guessing)
         if "interval" in result["compare"]:  # a metrics.json from before intervals has none
             lines.append(interval_line(result["compare"], _scores(result)))
         if "seeds" in result["compare"]:
@@ -481,6 +484,24 @@ def lift_line(result: dict) -> str:
     return (f"augmentation lift: {text} {expanded:.3f} (expanded, {plural(rows['expanded'], 'row')}) "
             f"vs {originals:.3f} (originals, {plural(rows['originals'], 'row')}) after "
             f"{plural(compare['steps'], 'optimiser step')} each: {compare['lift']:+.3f}")
+
+
+def _guessing(result: dict) -> str | None:
+    """Classification: a model of the two that scores exactly always guessing the majority class
+    has learnt nothing the accuracy shows; on a validation split of unequal classes its score is
+    no measure of the other's (a new user's balanced set 'lost' 0.214 against such a model)."""
+    baseline = result.get("majority_baseline")
+    if baseline is None:
+        return None
+    key = result["compare"].get("metric", "val_acc")
+    which = [name for name, score in (("expanded", result["history"][-1][key]),
+                                      ("originals", result["compare"]["originals"][-1][key]))
+             if abs(score - baseline) < 1e-9]
+    if not which:
+        return None
+    return (f"note: the {' and the '.join(which)} model{'s score' if len(which) > 1 else ' scores'} what always guessing "
+            f"'{result['majority_class']}' does ({baseline:.3f}): on validation images of unequal classes, accuracy "
+            "favours such a model; confusion.png shows each class")
 
 
 VERDICTS = {"lift": "augmentation helped, by more than the choice of validation images explains",

@@ -706,3 +706,19 @@ def test_a_run_is_not_written_inside_its_dataset(cli, colours):
     result = cli("train", colours, "--out", colours / "run", "-q")
     assert result.exit_code == 2 and "inside the dataset folder" in one_line(result.output)
     assert not (colours / "run").exists()
+
+
+def test_a_compare_whose_model_only_guesses_the_majority_says_so():
+    """A new user's balanced set 'lost' 0.214 against an originals-only model that scored exactly
+    always guessing 'circle' on a validation split of mostly circles."""
+    from augpipe.training.run import summary_lines
+
+    result = {"task": "classification", "majority_baseline": 0.571, "majority_class": "circle",
+              "best_epoch": 2, "best_val_acc": 0.357, "final_val_acc": 0.357, "classes": ["circle", "star"],
+              "history": [{"val_acc": 0.357}], "confusion": [[8, 0], [6, 0]], "per_class_acc": {"circle": 0.4, "star": 0.3},
+              "compare": {"rows": {"expanded": 272, "originals": 36}, "steps": 10, "lift": -0.214,
+                          "originals": [{"val_acc": 0.571}]}}
+    lines = summary_lines(result)
+    assert "note: the originals model scores what always guessing 'circle' does (0.571)" in "\n".join(lines)
+    result["compare"]["originals"] = [{"val_acc": 0.5}]
+    assert not any(line.startswith("note: the") for line in summary_lines(result))
