@@ -217,12 +217,17 @@ class _Seen:
         self.classes: dict[str, Counter] = defaultdict(Counter)  # split -> what by_class counts, as read
         self.uncounted = 0  # rows whose classes did not read (reported as damaged): no class check then
 
-    def count(self, row: dict, split: str, kind, classes) -> None:
+    def count(self, row: dict, split: str, kind, classes: list | None, damaged: bool) -> None:
+        """The row in its split's counts; its classes (what by_class counts) where `classes` are
+        given (a labelled dataset) and it is not damaged."""
         self.rows[split] += 1
-        try:
-            self.classes[split].update(kind.row_classes(row, classes))
-        except Exception:  # noqa: BLE001 - a damaged target: _row_problems names it
+        if damaged:
             self.uncounted += 1
+        elif classes is not None:
+            try:
+                self.classes[split].update(kind.row_classes(row, classes))
+            except Exception:  # noqa: BLE001 - a target no check foresaw: no class check then
+                self.uncounted += 1
 
     def row(self, row: dict, split: str, where: str) -> None:
         sha = row.get("source_sha256") or ""
@@ -316,11 +321,7 @@ def _verify_rows(ds, shard: dict, m, seen: _Seen, bar) -> list[str]:
                 seen.row(row, shard["split"], where)
                 row_problems = _row_problems(row, shard["split"], kind, classes)
                 problems += [f"{where}: {p}" for p in row_problems]
-                if m.labelled and not row_problems:
-                    seen.count(row, shard["split"], kind, m.classes)
-                else:
-                    seen.rows[shard["split"]] += 1
-                    seen.uncounted += bool(row_problems)
+                seen.count(row, shard["split"], kind, m.classes if m.labelled else None, bool(row_problems))
                 index += 1
             bar.update(batch.num_rows)
     except Exception as exc:  # noqa: BLE001

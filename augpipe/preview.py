@@ -21,7 +21,7 @@ import numpy as np
 
 from augpipe.errors import SkipInput, SourceError
 from augpipe.inspection import mixed_steps
-from augpipe.targets.drawing import drawable
+from augpipe.targets.drawing import colour, drawable
 
 BACKGROUND = (238, 238, 238)
 TILE_BACKGROUND = (128, 128, 128)
@@ -489,19 +489,16 @@ def _preview_row(source: str, class_name: str | None, rows: list[dict], classes:
 
 
 def _mask_classes(rows: list[dict], classes: list[str]) -> tuple[str, ...] | None:
-    """The classes the first row's mask holds past the background, in their order (None: rows
-    without masks, or one that does not read)."""
-    from augpipe.targets.masks import read_mask
-    from augpipe.targets.semantic import IGNORE, values_of
+    """The named classes the first row's mask holds, in their order, as segmentation counts them
+    (None: rows without masks, or one that does not read)."""
+    from augpipe.targets import kind_for
 
-    data = (rows[0].get("annotation") or {}).get("bytes") if rows else None
-    if not data:
+    if not (rows and (rows[0].get("annotation") or {}).get("bytes")):
         return None
     try:
-        values = values_of(read_mask(data, "annotation")[0])
+        return tuple(kind_for("segmentation").row_classes(rows[0], classes))
     except (SkipInput, ValueError):
         return None
-    return tuple(classes[v] if v < len(classes) else str(v) for v in values if v not in (0, IGNORE))
 
 
 def legend(rows: list[PreviewRow], classes: list[str], kind) -> list[tuple[str, int]]:
@@ -594,8 +591,6 @@ def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
 def _legend(sheet: np.ndarray, entries: list[tuple[str, int]], y: int, width: int) -> None:
     """A swatch of each class's colour and its name, on one line, as many as fit."""
     import cv2
-
-    from augpipe.targets.drawing import colour
 
     x = 8
     for name, index in entries:

@@ -845,23 +845,29 @@ if __name__ == "__main__":
 def test_a_loaders_fork_server_workers_die_with_a_main_process_killed_while_they_start(photos, tmp_path):
     """torch's watchdog takes the worker's parent only after the worker_init_fns: a main process
     killed while they ran left the workers running for good (a hostile tester's)."""
+    assert gone(_kill_main_once_two_workers_started(tmp_path, KILLED_IN_INIT, photos), 30)
+
+
+def _kill_main_once_two_workers_started(tmp_path, code: str, *args) -> list[int]:
+    """Runs `code` as a main process (argv: its args, then a folder where each of its workers
+    leaves a file named by its pid), SIGKILLs it once two workers are there; their pids."""
     import signal
     import subprocess
     import sys
     import time
 
     script, started = tmp_path / "killed.py", tmp_path / "started"
-    script.write_text(KILLED_IN_INIT)
+    script.write_text(code)
     started.mkdir()
-    main = subprocess.Popen([sys.executable, str(script), str(photos), str(started)])
+    main = subprocess.Popen([sys.executable, str(script), str(args[0]), str(started), *map(str, args[1:])])
     deadline = time.monotonic() + 60
     while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.05)
     workers = [int(p.name) for p in started.iterdir()]
     assert len(workers) == 2
     main.send_signal(signal.SIGKILL)
     main.wait()
-    assert gone(workers, 30)
+    return workers
 
 
 # ---------------------------------------------------------------- a worker's batch memory
@@ -949,20 +955,13 @@ def _torch_files_of(pids: list[int]) -> list[str]:
 def test_an_ended_loaders_shared_memory_is_gone(photos, persistent):
     """A worker's slots are dropped as it ends (it ends by os._exit), and this process lets go of
     their mappings once the loader's iterator ends: no shared file is left of its workers."""
-    import gc
-
     from augpipe import worker_memory
 
-    ds = ShardDataset(photos, convention="torchvision")
-    pids = []
-    for _ in range(3):
-        batches = loader(ds, 4, num_workers=2, persistent_workers=persistent)
-        iterator = iter(batches)
-        pids += [w.pid for w in iterator._workers]
+    def held(iterator, pids):
         kept = [images for images, _ in iterator]
-        assert _torch_files_of(pids)  # the batches held are in the workers' shared memory
-        del kept, iterator, batches
-        gc.collect()
+        assert kept and _torch_files_of(pids)  # the batches held are in the workers' shared memory
+
+    pids = _loaders_used(photos, 3, 4, persistent, held)
     assert not _torch_files_of(pids)
     assert not [w for w in worker_memory._KEPT.values() if int(w[:32].view(np.int64)[2]) in pids]
 
@@ -974,24 +973,35 @@ def test_a_loader_left_by_break_leaves_no_shared_file(photos, persistent):
     holding one: torch's count of a file's users, raised for each batch sent and taken back by the
     receiver, and the worker's mapping, never closed at its os._exit, kept their files in /dev/shm
     as long as this process lived (about one a loader)."""
-    import gc
     import time
 
-    ds = ShardDataset(photos, convention="torchvision")
-    pids = []
-    for _ in range(8):
-        batches = loader(ds, 2, num_workers=2, persistent_workers=persistent)
-        iterator = iter(batches)
-        pids += [w.pid for w in iterator._workers]
-        for k, batch in enumerate(iterator):
+    def left(iterator, pids):
+        for k, _ in enumerate(iterator):
             if k == 1:
                 break
-        del iterator, batches, batch
-        gc.collect()
+
+    pids = _loaders_used(photos, 8, 2, persistent, left)
     deadline = time.monotonic() + 10
     while _torch_files_of(pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _torch_files_of(pids)
+
+
+def _loaders_used(photos, times: int, batch_size: int, persistent: bool, use) -> list[int]:
+    """`times` loaders of 2 workers over the photos, each one's iterator handed to `use(iterator,
+    pids so far)`, then dropped and collected; the workers' pids."""
+    import gc
+
+    ds = ShardDataset(photos, convention="torchvision")
+    pids = []
+    for _ in range(times):
+        batches = loader(ds, batch_size, num_workers=2, persistent_workers=persistent)
+        iterator = iter(batches)
+        pids += [w.pid for w in iterator._workers]
+        use(iterator, pids)
+        del iterator, batches
+        gc.collect()
+    return pids
 
 
 def test_a_forked_child_ending_its_copy_of_a_batch_does_not_free_the_slot(photos):
@@ -1466,23 +1476,7 @@ def test_feed_processes_busy_in_a_batch_die_with_a_killed_main_process(photos, t
     """A hostile tester's: a feed process looked for its parent only between batches, and one in
     a batch that never ends (an endless transform; buffer_size=0 once) ran on at full speed after
     the main process was killed."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    script, started = tmp_path / "killed.py", tmp_path / "started"
-    script.write_text(KILLED_MID_BATCH)
-    started.mkdir()
-    main = subprocess.Popen([sys.executable, str(script), str(photos), str(started), reader])
-    deadline = time.monotonic() + 60
-    while len(list(started.iterdir())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    workers = [int(p.name) for p in started.iterdir()]
-    assert len(workers) == 2
-    main.send_signal(signal.SIGKILL)
-    main.wait()
-    assert gone(workers, 30)
+    assert gone(_kill_main_once_two_workers_started(tmp_path, KILLED_MID_BATCH, photos, reader), 30)
 
 
 def _damaged_copy(photos, tmp_path, damage) -> tuple:

@@ -131,7 +131,7 @@ class Header:
     instance_masks: bool = False  # detection: the objects carry masks
     category_ids: list[int] | None = None  # COCO's ids of the classes, when the source was COCO
     kind_options: dict = field(default_factory=dict)  # what the kind records (Target.manifest_fields)
-    supercategories: list[str] | None = None  # COCO's supercategories of the classes, likewise
+    category_supercategories: list[str] | None = None  # COCO's supercategories of the classes, likewise
 
 
 @dataclass(frozen=True, slots=True)

@@ -514,7 +514,7 @@ def write(store, items, header, options: dict) -> dict:
 
 def _supercategories(header) -> list[str]:
     """The source's supercategories when expand recorded them (a COCO source), else "none"."""
-    given = header.supercategories
+    given = header.category_supercategories
     if isinstance(given, list) and len(given) == len(header.classes) and all(isinstance(s, str) for s in given):
         return given
     return ["none"] * len(header.classes)
