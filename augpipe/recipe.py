@@ -714,9 +714,28 @@ def compose_class() -> type:
                 super().__init__(*args, **kwargs)
                 boxes = self.processors.get("bboxes")
                 lean = lean_box_processor()
+                self._lean = None
                 if type(boxes) is lean.__base__ and lean.covers(boxes.params):
                     boxes.__class__ = lean  # in place: the steps and the per-step checks hold this object
                     lean_affine_boxes(self.transforms)
+                    self._lean = boxes
+
+            def __call__(self, *args, **data):
+                if self._lean is None:
+                    return super().__call__(*args, **data)
+                self._lean.trusted = None
+                try:
+                    return super().__call__(*args, **data)
+                finally:
+                    self._lean.trusted = _OUTSIDE
+
+            def _track_transform_params(self, transform, data) -> None:
+                super()._track_transform_params(transform, data)
+                # a step that ran with a function for boxes may have changed them, even in place: the
+                # filter looks again (a step that did not run, or for pixels only, passed them on)
+                if self._lean is not None and not (isinstance(transform, A.BasicTransform) and (
+                        not transform.params or "bboxes" not in transform._key2func)):
+                    self._lean.trusted = None
 
         _COMPOSE_CLASS.append(Compose)
     return _COMPOSE_CLASS[0]
@@ -790,6 +809,9 @@ def lean_box_processor() -> type:
             # An image's copies convert the same boxes, each after the same steps as the last
             _converted = None
             _filtered = None  # {(boxes, image size): what the filter gave back}, the last few
+            # boxes the filter gave back as they were, untouched since (our Compose says so, in a
+            # call, until a step runs): filtered again, they would come back as they are
+            trusted, trusted_shape = _OUTSIDE, None
 
             def filter(self, data: np.ndarray, shape) -> np.ndarray:
                 """The filter's result for boxes it was given lately (the same boxes, after a step
@@ -797,6 +819,8 @@ def lean_box_processor() -> type:
                 gave back bit for bit unchanged are given back as they are. Filtering twice is
                 not always filtering once: a box a crop leaves wholly outside passes one filter,
                 clipped to no area, and the next drops it."""
+                if data is self.trusted and shape == self.trusted_shape:
+                    return data
                 what = (data.dtype.str, data.shape, data.tobytes())
                 p = self.params
                 key = (*what, *shape.items(), p.min_area, p.min_visibility, p.min_width, p.min_height)
@@ -805,12 +829,15 @@ def lean_box_processor() -> type:
                     seen = self._filtered = {}
                 got = seen.get(key)
                 if got is not None:
-                    return data if got is _UNCHANGED else got.copy()
-                out = lean_filter(data, shape, p.min_area, p.min_visibility, p.min_width, p.min_height)
-                seen[key] = _UNCHANGED if (out.dtype.str, out.shape, out.tobytes()) == what else out.copy()
-                if len(seen) > FILTERED_KEPT:
-                    del seen[next(iter(seen))]
-                return out
+                    out = data if got is _UNCHANGED else got.copy()
+                else:
+                    out = lean_filter(data, shape, p.min_area, p.min_visibility, p.min_width, p.min_height)
+                    got = seen[key] = _UNCHANGED if (out.dtype.str, out.shape, out.tobytes()) == what else out.copy()
+                    if len(seen) > FILTERED_KEPT:
+                        del seen[next(iter(seen))]
+                if self.trusted is not _OUTSIDE:
+                    self.trusted, self.trusted_shape = (data, dict(shape)) if got is _UNCHANGED else (None, None)
+                return data if got is _UNCHANGED else out
 
             def postprocess(self, data: dict) -> dict:
                 boxes = data.get("bboxes")
@@ -867,6 +894,7 @@ def lean_box_processor() -> type:
 EPSILON = 1e-7  # albumentations' filter_bboxes's
 FILTERED_KEPT = 8  # the filter's results a box processor keeps (`filter`)
 _UNCHANGED = object()  # the filter gave its boxes back as they were
+_OUTSIDE = object()  # no Compose call of ours vouches for what the filter is given
 
 
 def _preprocess_key(boxes: np.ndarray, shape: dict, names, labels: list):

@@ -29,7 +29,7 @@ import pyarrow as pa
 from augpipe.errors import BadRow, SkipInput, bad_row
 from augpipe.row import IMAGE_TYPE, Column, _bytes_array, _image_array
 from augpipe.targets.base import Audit, Target, row_size
-from augpipe.targets.masks import bit_planes, from_bit_planes, read_instance_mask, write_instance_mask
+from augpipe.targets.masks import PlaneMasks, bit_planes, read_instance_mask, write_instance_mask
 
 BBOX = pa.list_(pa.float32(), 4)
 MAX_POINTS_PER_PIXEL = 4  # an object's polygon points, at most, per pixel of its image
@@ -64,12 +64,15 @@ class Boxes:
 
     def __post_init__(self):
         if self.shaped is None and self.masks is not None:
-            self.shaped = np.array([any_pixel(m) for m in self.masks], bool)
+            self.shaped = np.array([_extent(self.masks, k) is not None if isinstance(self.masks, PlaneMasks)
+                                    else any_pixel(m) for k, m in enumerate(self.masks)], bool)
 
     @functools.cached_property
     def planes(self) -> list[np.ndarray] | None:
         """`bit_planes` of the masks, packed once: every copy of a source starts from the state it
         loaded (masks are never changed in place; a changed state is a new Boxes)."""
+        if isinstance(self.masks, PlaneMasks) and (planes := self.masks.packed()) is not None:
+            return planes  # as albumentations gave them back
         return bit_planes(self.masks)
 
     def crowd(self) -> np.ndarray:
@@ -77,7 +80,9 @@ class Boxes:
 
     def kept(self, keep: np.ndarray, boxes: np.ndarray | None = None) -> "Boxes":
         """The objects at `keep` (indices or a mask), the others counted as dropped."""
-        masks = None if self.masks is None else [self.masks[k] for k in np.arange(len(self.ids))[keep]]
+        picks = np.arange(len(self.ids))[keep]
+        masks = None if self.masks is None else self.masks.select(picks) if isinstance(self.masks, PlaneMasks) \
+            else [self.masks[k] for k in picks]
         ids = self.ids[keep]
         return Boxes((self.boxes if boxes is None else boxes)[keep], self.categories[keep], ids, masks,
                      self.dropped + len(self.ids) - len(ids), _picked(self.shaped, keep), _picked(self.iscrowd, keep))
@@ -88,6 +93,13 @@ def _categories(row: dict) -> list[int]:
     if categories is None:
         return []
     return categories.tolist() if isinstance(categories, np.ndarray) else categories
+
+
+def _named(counts: Counter, classes: list[str]) -> Counter:
+    named = Counter()
+    for c, n in counts.items():
+        named[_class_name(c, classes)] += n
+    return named
 
 
 def _class_name(c: int | None, classes: list[str]) -> str:
@@ -210,10 +222,13 @@ class BoxesKind(Target):
 
     def count(self, rows, classes, src) -> Counter:
         """Objects a class."""
-        return Counter(_class_name(c, classes) for row in rows for c in _categories(row))
+        indices = Counter()
+        for row in rows:
+            indices.update(_categories(row))  # counted by index in C, named once a class
+        return _named(indices, classes)
 
     def row_classes(self, row, classes) -> Counter:
-        return Counter(_class_name(c, classes) for c in _categories(row))
+        return _named(Counter(_categories(row)), classes)
 
     def object_classes(self, state: Boxes) -> list[int]:
         return [] if state is None else state.categories.tolist()
@@ -298,7 +313,7 @@ class BoxesKind(Target):
         (then fewer came back than went in: 2 or more masks make fewer planes)."""
         masks = result.get("masks", [])
         n = len(state.masks)
-        return from_bit_planes(masks, n) if self.packs_masks and 0 < len(masks) < n else masks
+        return PlaneMasks(list(masks), range(n)) if self.packs_masks and 0 < len(masks) < n else masks
 
     def outputs(self, result: dict, state: Boxes) -> Boxes:
         boxes = np.asarray(result["bboxes"], dtype=np.float64).reshape(-1, 4)
@@ -326,7 +341,7 @@ class BoxesKind(Target):
         boxes = state.boxes.copy()
         keep = np.ones(len(boxes), bool)
         for k in np.flatnonzero(state.shaped):
-            extent = mask_extent(state.masks[k])
+            extent = _extent(state.masks, k)
             keep[k] = extent is not None and _large_enough(extent, bbox_params)
             if keep[k]:
                 boxes[k] = extent
@@ -335,15 +350,20 @@ class BoxesKind(Target):
     # ------------------------------------------------------------ out
 
     def values(self, state: Boxes, image) -> dict:
-        if state.masks is not None:
-            areas = [pixels_in(m) for m in state.masks]
+        masks = state.masks
+        if isinstance(masks, PlaneMasks):
+            areas = [masks.area(k) for k in range(len(masks))]
+        elif masks is not None:
+            areas = [pixels_in(m) for m in masks]
         else:
             areas = (state.boxes[:, 2] * state.boxes[:, 3]).astype(np.float64)  # w * h in the boxes' type
         # to a thousandth of a pixel: albumentations' normalised round trip leaves 60.0000038 for 60
         objects = {"bbox": np.round(state.boxes, 3).astype(np.float32), "category": state.categories,
                    "area": np.round(areas, 3), "id": state.ids, "iscrowd": state.crowd()}
         if state.masks is not None:
-            objects["mask"] = [{"bytes": write_instance_mask(m), "path": None} for m in state.masks]
+            written = [masks.png(k) for k in range(len(masks))] if isinstance(masks, PlaneMasks) else \
+                [write_instance_mask(m) for m in masks]
+            objects["mask"] = [{"bytes": data, "path": None} for data in written]
         return {"objects": objects}
 
     def caption(self, values: dict, original: dict | None) -> str:
@@ -824,6 +844,14 @@ def mask_extent(mask: np.ndarray) -> np.ndarray | None:
     return None if w == 0 else np.array([x, y, w, h], dtype=np.float64)
 
 
+def _extent(masks, k: int) -> np.ndarray | None:
+    """`mask_extent` of masks[k], from its plane where the masks are packed."""
+    if not isinstance(masks, PlaneMasks):
+        return mask_extent(masks[k])
+    extent = masks.extent(k)
+    return None if extent is None else np.array(extent, dtype=np.float64)
+
+
 def pixels_in(mask: np.ndarray) -> float:
     """The sum of a mask's values (its pixels, for a 0/1 mask), as float(mask.sum()) gives it."""
     mask = np.asarray(mask)
@@ -847,6 +875,8 @@ def _reselect(masks: list, boxes: np.ndarray, keys: np.ndarray) -> list[np.ndarr
     mask). A reflecting border mirrors an object into the border and albumentations adds a box
     for the mirror image, with the same key: each such box gets the part of the mask inside it."""
     repeated = {k for k, n in Counter(keys.tolist()).items() if n > 1}  # not np.unique: a few keys, 20× its time
+    if not repeated and isinstance(masks, PlaneMasks):
+        return masks.select(keys.tolist())
     out = []
     for box, k in zip(boxes, keys):
         mask = np.asarray(masks[int(k)], dtype=np.uint8)

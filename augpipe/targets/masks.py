@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -325,3 +326,98 @@ def from_bit_planes(planes, n: int) -> list[np.ndarray]:
         mask = np.right_shift(planes[k // PLANE_BITS], k % PLANE_BITS, dtype=np.uint8)
         out.append(np.bitwise_and(mask, 1, out=mask))
     return out
+
+
+_BIT_TABLES = [bytes((v >> b) & 1 for v in range(256)) for b in range(PLANE_BITS)]  # a byte's bit b
+
+
+class PlaneMasks(Sequence):
+    """0/1 instance masks held as the bits of `bit_planes`' planes (mask k is bit `bits[k]`: of plane
+    bits[k] // 8, bit bits[k] % 8), as albumentations gives them back: a list of masks to whatever
+    indexes it (each unpacked once, on first use), and each mask's extent, pixel count and PNG
+    worked out from its plane: the extents of a plane's 8 masks from two passes over it, the
+    rest inside each mask's extent, not 4 passes over each mask's whole image.
+    `select` views some of the masks over the same planes, sharing what was worked out."""
+
+    def __init__(self, planes: list[np.ndarray], bits: Sequence[int], _known: dict | None = None):
+        self.planes, self.bits = planes, tuple(bits)
+        self._known = {} if _known is None else _known  # by bit: ("mask" | "extent" | "area" | "png", bit)
+
+    def __len__(self) -> int:
+        return len(self.bits)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        bit = self.bits[k]
+        mask = self._known.get(("mask", bit))
+        if mask is None:
+            mask = np.right_shift(self.planes[bit // PLANE_BITS], bit % PLANE_BITS, dtype=np.uint8)
+            mask = self._known[("mask", bit)] = np.bitwise_and(mask, 1, out=mask)
+        return mask
+
+    def select(self, picks) -> PlaneMasks:
+        return PlaneMasks(self.planes, [self.bits[int(k)] for k in picks], self._known)
+
+    def packed(self) -> list[np.ndarray] | None:
+        """The planes, when they hold these masks and only these, in order (as `bit_planes` packs)."""
+        return self.planes if self.bits == tuple(range(len(self.bits))) and len(self.bits) >= 2 else None
+
+    def extent(self, k: int) -> tuple[int, int, int, int] | None:
+        """Mask k's pixels' extent (x, y, w, h), as cv2.boundingRect gives it; None when it has none."""
+        bit = self.bits[k]
+        key = ("extent", bit)
+        if key not in self._known:
+            columns, rows = self._projections(bit // PLANE_BITS)
+            picked = _BIT_TABLES[bit % PLANE_BITS]
+            columns, rows = columns.translate(picked), rows.translate(picked)  # 1 where the mask is
+            x = columns.find(1)
+            self._known[key] = None if x < 0 else \
+                (x, rows.find(1), columns.rfind(1) - x + 1, rows.rfind(1) - rows.find(1) + 1)
+        return self._known[key]
+
+    def _projections(self, p: int) -> tuple[bytes, bytes]:
+        """Plane p's columns and rows, each the OR of its values: bit b set where mask b has a pixel."""
+        key = ("projections", p)
+        got = self._known.get(key)
+        if got is None:
+            plane = self.planes[p]
+            got = self._known[key] = (np.bitwise_or.reduce(plane, axis=0).tobytes(),
+                                      np.bitwise_or.reduce(plane, axis=1).tobytes())
+        return got
+
+    def _window(self, k: int):
+        """Mask k's bit (non-zero where the mask is 1) over its extent's rows, from the byte
+        column holding its first pixel to the one holding its last; and where that lies."""
+        extent = self.extent(k)
+        if extent is None:
+            return None, None
+        x, y, w, h = extent
+        bit = self.bits[k]
+        plane = self.planes[bit // PLANE_BITS]
+        first, last = x // 8, (x + w + 7) // 8  # byte columns of the packed rows
+        part = np.bitwise_and(plane[y:y + h, first * 8:last * 8], np.uint8(1 << bit % PLANE_BITS))
+        return part, (y, first)
+
+    def area(self, k: int) -> float:
+        """Mask k's pixels, as `pixels_in` counts them."""
+        key = ("area", self.bits[k])
+        area = self._known.get(key)
+        if area is None:
+            part, _ = self._window(k)
+            area = self._known[key] = 0.0 if part is None else float(cv2.countNonZero(part))
+        return area
+
+    def png(self, k: int) -> bytes:
+        """Mask k as `write_instance_mask` writes it, to the byte."""
+        key = ("png", self.bits[k])
+        data = self._known.get(key)
+        if data is None:
+            height, width = self.planes[0].shape
+            rows = np.zeros((height, (width + 7) // 8), np.uint8)
+            part, at = self._window(k)
+            if part is not None:
+                y, first = at
+                rows[y:y + part.shape[0], first:first + (part.shape[1] + 7) // 8] = np.packbits(part, axis=1)
+            data = self._known[key] = png(rows, width, height, depth=1)
+        return data

@@ -11,8 +11,8 @@ import pytest
 
 from augpipe.recipe import build_compose, parse_recipe
 from augpipe.sample import augment_copy
-from augpipe.targets.boxes import Boxes, BoxesKind, fill_polygon
-from augpipe.targets.masks import bit_planes, from_bit_planes
+from augpipe.targets.boxes import Boxes, BoxesKind, fill_polygon, mask_extent, pixels_in
+from augpipe.targets.masks import PlaneMasks, bit_planes, from_bit_planes, write_instance_mask
 
 # every step that may pack, with reflecting and constant borders, crops, pads and resizes
 PICKING = """\
@@ -126,6 +126,47 @@ def test_a_copy_with_packed_masks_is_the_copy_without(seed):
     assert np.array_equal(got.boxes, want.boxes) and np.array_equal(got.ids, want.ids)
     assert len(got.masks) == len(want.masks)
     assert all(np.array_equal(g, np.asarray(w)) for g, w in zip(got.masks, want.masks, strict=True))
+    # what is written: the areas and the PNGs, worked out from the planes, to the bit
+    written, wanted = BoxesKind(True).values(got, image)["objects"], plain.values(want, image)["objects"]
+    assert written["area"].tobytes() == wanted["area"].tobytes()
+    assert [m["bytes"] for m in written["mask"]] == [m["bytes"] for m in wanted["mask"]]
+
+
+@pytest.mark.parametrize("n", [2, 5, 8, 9, 20])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (13, 29), (40, 64), (33, 71)])
+def test_plane_masks_are_the_masks_they_pack(n, shape):
+    """Each mask, its extent, pixel count and PNG from the planes are the unpacked mask's own
+    (`from_bit_planes`, `mask_extent`, `pixels_in`, `write_instance_mask`), to the byte: empty
+    masks, full ones, ones on every edge, widths not a multiple of 8; and after `select`."""
+    rng = np.random.default_rng(n * 100 + shape[1])
+    h, w = shape
+    masks = []
+    for k in range(n):
+        mask = np.zeros(shape, np.uint8)
+        if k % 5 == 1:
+            mask[:] = 1
+        elif k % 5 == 2:
+            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+            mask[y:, x:] = 1  # to the right and bottom edges
+        elif k % 5 == 3:
+            mask[:] = rng.random(shape) < 0.05
+        elif k % 5 == 4:
+            y0, x0 = int(rng.integers(0, h)), int(rng.integers(0, w))
+            mask[y0:y0 + int(rng.integers(1, 9)), x0:x0 + int(rng.integers(1, 17))] = 1
+        masks.append(mask)  # k % 5 == 0: empty
+    packed = PlaneMasks(bit_planes(masks), range(n))
+    assert packed.packed() is not None and len(packed) == n
+    picks = rng.permutation(n)[:max(1, n // 2)]
+    for view, want in ((packed, masks), (packed.select(picks), [masks[k] for k in picks])):
+        assert len(view) == len(want)
+        for k, mask in enumerate(want):
+            assert view[k].dtype == np.uint8 and np.array_equal(view[k], mask)
+            extent = mask_extent(mask)
+            assert (view.extent(k) is None) == (extent is None)
+            assert extent is None or list(view.extent(k)) == extent.tolist()
+            assert view.area(k) == pixels_in(mask)
+            assert view.png(k) == write_instance_mask(mask)
+    assert packed.select(picks).packed() is None or list(picks) == list(range(len(picks)))
 
 
 @pytest.mark.parametrize("step", [
