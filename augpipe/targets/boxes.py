@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -55,7 +56,7 @@ class Boxes:
     boxes: np.ndarray  # (N, 4) float64
     categories: np.ndarray  # (N,) int64
     ids: np.ndarray  # (N,) int64
-    masks: list | None  # N arrays H×W uint8 (0/1), or None when the dataset has no instance masks
+    masks: Sequence | None  # N arrays H×W uint8 (0/1) (a list, or PlaneMasks), or None: no instance masks
     dropped: int = 0  # boxes the last transform dropped
     # per object: its box follows its mask (a mask with pixels); None with masks: worked out
     shaped: np.ndarray | None = None
@@ -64,8 +65,7 @@ class Boxes:
 
     def __post_init__(self):
         if self.shaped is None and self.masks is not None:
-            self.shaped = np.array([_extent(self.masks, k) is not None if isinstance(self.masks, PlaneMasks)
-                                    else any_pixel(m) for k, m in enumerate(self.masks)], bool)
+            self.shaped = np.array([_has_pixels(self.masks, k) for k in range(len(self.masks))], bool)
 
     @functools.cached_property
     def planes(self) -> list[np.ndarray] | None:
@@ -80,9 +80,7 @@ class Boxes:
 
     def kept(self, keep: np.ndarray, boxes: np.ndarray | None = None) -> "Boxes":
         """The objects at `keep` (indices or a mask), the others counted as dropped."""
-        picks = np.arange(len(self.ids))[keep]
-        masks = None if self.masks is None else self.masks.select(picks) if isinstance(self.masks, PlaneMasks) \
-            else [self.masks[k] for k in picks]
+        masks = None if self.masks is None else _select(self.masks, np.arange(len(self.ids))[keep])
         ids = self.ids[keep]
         return Boxes((self.boxes if boxes is None else boxes)[keep], self.categories[keep], ids, masks,
                      self.dropped + len(self.ids) - len(ids), _picked(self.shaped, keep), _picked(self.iscrowd, keep))
@@ -351,19 +349,15 @@ class BoxesKind(Target):
 
     def values(self, state: Boxes, image) -> dict:
         masks = state.masks
-        if isinstance(masks, PlaneMasks):
-            areas = [masks.area(k) for k in range(len(masks))]
-        elif masks is not None:
-            areas = [pixels_in(m) for m in masks]
+        if masks is not None:
+            areas = [_area(masks, k) for k in range(len(masks))]
         else:
             areas = (state.boxes[:, 2] * state.boxes[:, 3]).astype(np.float64)  # w * h in the boxes' type
         # to a thousandth of a pixel: albumentations' normalised round trip leaves 60.0000038 for 60
         objects = {"bbox": np.round(state.boxes, 3).astype(np.float32), "category": state.categories,
                    "area": np.round(areas, 3), "id": state.ids, "iscrowd": state.crowd()}
-        if state.masks is not None:
-            written = [masks.png(k) for k in range(len(masks))] if isinstance(masks, PlaneMasks) else \
-                [write_instance_mask(m) for m in masks]
-            objects["mask"] = [{"bytes": data, "path": None} for data in written]
+        if masks is not None:
+            objects["mask"] = [{"bytes": _png(masks, k), "path": None} for k in range(len(masks))]
         return {"objects": objects}
 
     def caption(self, values: dict, original: dict | None) -> str:
@@ -844,12 +838,33 @@ def mask_extent(mask: np.ndarray) -> np.ndarray | None:
     return None if w == 0 else np.array([x, y, w, h], dtype=np.float64)
 
 
+# An object's mask among a state's masks (a list of arrays, or PlaneMasks: worked out from the
+# planes albumentations gave back, the same to the byte)
+
 def _extent(masks, k: int) -> np.ndarray | None:
-    """`mask_extent` of masks[k], from its plane where the masks are packed."""
+    """`mask_extent` of masks[k]."""
     if not isinstance(masks, PlaneMasks):
         return mask_extent(masks[k])
     extent = masks.extent(k)
     return None if extent is None else np.array(extent, dtype=np.float64)
+
+
+def _has_pixels(masks, k: int) -> bool:
+    return masks.extent(k) is not None if isinstance(masks, PlaneMasks) else any_pixel(masks[k])
+
+
+def _area(masks, k: int) -> float:
+    """`pixels_in` of masks[k]."""
+    return masks.area(k) if isinstance(masks, PlaneMasks) else pixels_in(masks[k])
+
+
+def _png(masks, k: int) -> bytes:
+    """`write_instance_mask` of masks[k]."""
+    return masks.png(k) if isinstance(masks, PlaneMasks) else write_instance_mask(masks[k])
+
+
+def _select(masks, picks):
+    return masks.select(picks) if isinstance(masks, PlaneMasks) else [masks[k] for k in picks]
 
 
 def pixels_in(mask: np.ndarray) -> float:
@@ -870,7 +885,7 @@ def _large_enough(box: np.ndarray, bbox_params) -> bool:
     return w * h >= bbox_params.min_area and w >= bbox_params.min_width and h >= bbox_params.min_height
 
 
-def _reselect(masks: list, boxes: np.ndarray, keys: np.ndarray) -> list[np.ndarray]:
+def _reselect(masks, boxes: np.ndarray, keys: np.ndarray):
     """The instance masks of the boxes that survived, by their key (albumentations keeps every
     mask). A reflecting border mirrors an object into the border and albumentations adds a box
     for the mirror image, with the same key: each such box gets the part of the mask inside it."""

@@ -321,11 +321,7 @@ def bit_planes(masks) -> list[np.ndarray] | None:
 
 def from_bit_planes(planes, n: int) -> list[np.ndarray]:
     """The n 0/1 masks `bit_planes` packed."""
-    out = []
-    for k in range(n):
-        mask = np.right_shift(planes[k // PLANE_BITS], k % PLANE_BITS, dtype=np.uint8)
-        out.append(np.bitwise_and(mask, 1, out=mask))
-    return out
+    return list(PlaneMasks(planes, range(n)))
 
 
 _BIT_TABLES = [bytes((v >> b) & 1 for v in range(256)) for b in range(PLANE_BITS)]  # a byte's bit b
@@ -354,14 +350,18 @@ class PlaneMasks(Sequence):
         if mask is None:
             mask = np.right_shift(self.planes[bit // PLANE_BITS], bit % PLANE_BITS, dtype=np.uint8)
             mask = self._known[("mask", bit)] = np.bitwise_and(mask, 1, out=mask)
+            mask.flags.writeable = False  # what is worked out from the planes must stay what it shows
         return mask
 
     def select(self, picks) -> PlaneMasks:
         return PlaneMasks(self.planes, [self.bits[int(k)] for k in picks], self._known)
 
     def packed(self) -> list[np.ndarray] | None:
-        """The planes, when they hold these masks and only these, in order (as `bit_planes` packs)."""
-        return self.planes if self.bits == tuple(range(len(self.bits))) and len(self.bits) >= 2 else None
+        """The planes, when they hold these masks in order, in as many planes as `bit_planes`
+        packs them into (bits past the last mask, of objects dropped since, are never read)."""
+        n = len(self.bits)
+        return self.planes if n >= 2 and self.bits == tuple(range(n)) and len(self.planes) == -(-n // PLANE_BITS) \
+            else None
 
     def extent(self, k: int) -> tuple[int, int, int, int] | None:
         """Mask k's pixels' extent (x, y, w, h), as cv2.boundingRect gives it; None when it has none."""

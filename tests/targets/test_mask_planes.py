@@ -189,3 +189,31 @@ def test_the_bench_recipe_packs_and_a_kind_without_masks_does_not():
     recipe = parse_recipe(PICKING)
     assert BoxesKind(True).for_recipe(recipe).packs_masks
     assert not BoxesKind(False).for_recipe(recipe).packs_masks
+
+
+def test_a_copy_of_a_copy_whose_crop_kept_a_few_of_many_masks_keeps_them():
+    """A hostile tester's: 10 objects (2 planes), a crop keeps the first 2, and that state goes
+    through a second packing recipe: its 2 masks (not its 2 planes taken for masks) come back."""
+    h = w = 40
+    masks, boxes = [], []
+    for k in range(10):
+        mask = np.zeros((h, w), np.uint8)
+        if k < 2:
+            mask[2 + 5 * k:6 + 5 * k, 2:8] = 1  # top left: kept by the crop
+        else:
+            mask[25 + k:27 + k, 20 + k:24 + k] = 1  # bottom right: cut off
+        boxes.append(list(cv2.boundingRect(mask)))
+        masks.append(mask)
+    state = Boxes(np.array(boxes, float), np.zeros(10, np.int64), np.arange(10, dtype=np.int64), masks,
+                  shaped=np.ones(10, bool))
+    rgb = np.zeros((h, w, 3), np.uint8)
+    crop = parse_recipe("copies: 1\noutput: {format: png}\ntransforms:\n"
+                        "  - Crop: {x_min: 0, y_min: 0, x_max: 20, y_max: 20, p: 1.0}\n")
+    flip = parse_recipe("copies: 1\noutput: {format: png}\ntransforms:\n  - HorizontalFlip: {p: 1.0}\n")
+    image, cropped, _, _ = augment_copy(rgb, crop, 0, BoxesKind(True), state)
+    assert cropped.ids.tolist() == [0, 1]
+    _, flipped, _, _ = augment_copy(image, flip, 1, BoxesKind(True), cropped)
+    assert flipped.ids.tolist() == [0, 1]
+    assert flipped.boxes.tolist() == [[12, 2, 6, 4], [12, 7, 6, 4]]
+    assert [int(np.asarray(m).max()) for m in flipped.masks] == [1, 1]
+    assert BoxesKind(True).values(flipped, image)["objects"]["area"].tolist() == [24.0, 24.0]
