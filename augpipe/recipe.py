@@ -705,9 +705,12 @@ def compose_class() -> type:
 
     (It once skipped the filter after a step that left the boxes as they were. That is not the
     same: a box a crop leaves wholly outside passes one filter, clipped to no area, and a second
-    drops it.)"""
+    drops it. It skips the filter only for the very boxes the filter last gave back unchanged,
+    when no step of its own with a function for boxes has run since: filtered again, those come
+    back unchanged.)"""
     if not _COMPOSE_CLASS:
         A = import_albumentations()
+        from albumentations.core.utils import get_shape
 
         class Compose(A.Compose):
             def __init__(self, *args, **kwargs):
@@ -728,6 +731,13 @@ def compose_class() -> type:
                     return super().__call__(*args, **data)
                 finally:
                     self._lean.trusted = _OUTSIDE
+
+            def check_data_post_transform(self, data: dict) -> dict:
+                lean = self._lean
+                if (lean is not None and data.get("bboxes") is lean.trusted and self.check_each_transform == (lean,)
+                        and not self._additional_targets and get_shape(data) == lean.trusted_shape):
+                    return data  # the filter would give these boxes back as they are
+                return super().check_data_post_transform(data)
 
             def _track_transform_params(self, transform, data) -> None:
                 super()._track_transform_params(transform, data)
@@ -810,7 +820,9 @@ def lean_box_processor() -> type:
             _converted = None
             _filtered = None  # {(boxes, image size): what the filter gave back}, the last few
             # boxes the filter gave back as they were, untouched since (our Compose says so, in a
-            # call, until a step runs): filtered again, they would come back as they are
+            # call, until a step of its own runs): filtered again, they would come back as they are.
+            # Only our Compose's own checks and `postprocess` skip on it: a nested Compose's steps
+            # are not vouched for until it has finished (then its step resets it)
             trusted, trusted_shape = _OUTSIDE, None
 
             def filter(self, data: np.ndarray, shape) -> np.ndarray:
@@ -819,8 +831,6 @@ def lean_box_processor() -> type:
                 gave back bit for bit unchanged are given back as they are. Filtering twice is
                 not always filtering once: a box a crop leaves wholly outside passes one filter,
                 clipped to no area, and the next drops it."""
-                if data is self.trusted and shape == self.trusted_shape:
-                    return data
                 what = (data.dtype.str, data.shape, data.tobytes())
                 p = self.params
                 key = (*what, *shape.items(), p.min_area, p.min_visibility, p.min_width, p.min_height)
@@ -847,7 +857,8 @@ def lean_box_processor() -> type:
                         and all(k not in data for k in self._additional_names())):
                     return super().postprocess(data)
                 shape = get_shape(data)
-                boxes = self.filter(boxes, shape)
+                if not (boxes is self.trusted and shape == self.trusted_shape):
+                    boxes = self.filter(boxes, shape)
                 if not len(boxes):
                     data["bboxes"] = boxes
                     for name in self.params.label_fields:

@@ -557,6 +557,47 @@ def test_our_compose_gives_albumentations_own_boxes_bit_for_bit(thresholds):
     assert dropped > 40 and emptied > 10  # the crops and shifts did drop boxes, some every box
 
 
+def test_nested_steps_and_skipped_filters_give_albumentations_own_boxes_bit_for_bit():
+    """Our Compose skips the filter for boxes it last gave back unchanged until a step with a box
+    function runs: crops, pads and pixel steps inside Sequential and SomeOf (whose own checks run
+    between their steps), steps that do not fire, on boxes the crops leave outside."""
+    import random
+
+    import albumentations as A
+    import numpy as np
+
+    from augpipe.recipe import compose_class
+
+    def steps():
+        return [A.RandomBrightnessContrast(p=0.5), A.RandomCrop(30, 40, p=0.5), A.ToGray(p=0.5),
+                A.Sequential([A.ColorJitter(p=0.5), A.CenterCrop(24, 30, p=0.5), A.HorizontalFlip(p=0.5),
+                              A.PadIfNeeded(40, 50, border_mode=0, p=0.5)], p=0.7),
+                A.SomeOf([A.RandomCrop(20, 20, p=1.0), A.Blur(p=1.0), A.VerticalFlip(p=1.0)], n=2, p=0.7),
+                A.RandomBrightnessContrast(p=0.5)]
+
+    params = A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True)
+    ours = compose_class()(steps(), bbox_params=params, p=1.0, save_applied_params=True)
+    theirs = A.Compose(steps(), bbox_params=params, p=1.0, save_applied_params=True)
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    emptied = 0
+    for seed in range(300):
+        n = int(rng.integers(1, 8))
+        boxes = np.column_stack([rng.uniform(0, 70, n), rng.uniform(0, 50, n), rng.uniform(0.5, 20, n),
+                                 rng.uniform(0.5, 20, n)])
+        boxes[:, 2] = np.minimum(boxes[:, 2], 80 - boxes[:, 0])
+        boxes[:, 3] = np.minimum(boxes[:, 3], 60 - boxes[:, 1])
+        results = []
+        for compose in (ours, theirs):
+            compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+            results.append(compose(image=image, bboxes=boxes.copy(), categories=list(range(n)), keys=list(range(n))))
+        a, b = results
+        assert a["bboxes"].tobytes() == b["bboxes"].tobytes() and list(a["keys"]) == list(b["keys"]), seed
+        assert repr(a["applied_transforms"]) == repr(b["applied_transforms"]), seed
+        emptied += len(b["bboxes"]) == 0
+    assert emptied > 20
+
+
 @pytest.mark.parametrize("thresholds", [{}, {"min_visibility": 0.3, "min_area": 4}], ids=["none", "visibility-area"])
 def test_an_images_copies_give_albumentations_own_boxes_bit_for_bit(thresholds):
     """The same boxes through the same Compose copy after copy (as an image's copies go, which
