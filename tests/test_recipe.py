@@ -515,39 +515,62 @@ def _box_steps():
             A.ToGray(p=0.3)]
 
 
+def _boxes_on_80_by_60(rng, n: int, largest: float):
+    """n random COCO boxes of sides 0.5 to `largest`, inside an 80 × 60 image."""
+    import numpy as np
+
+    boxes = np.column_stack([rng.uniform(0, 70, n), rng.uniform(0, 50, n), rng.uniform(0.5, largest, n),
+                             rng.uniform(0.5, largest, n)])
+    boxes[:, 2] = np.minimum(boxes[:, 2], 80 - boxes[:, 0])
+    boxes[:, 3] = np.minimum(boxes[:, 3], 60 - boxes[:, 1])
+    return boxes
+
+
+def _ours_and_theirs(steps, **thresholds):
+    """Our Compose and albumentations' own of the same steps (`steps()` makes them), for COCO boxes
+    with two label fields."""
+    import albumentations as A
+
+    from augpipe.recipe import compose_class
+
+    params = A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True, **thresholds)
+    return tuple(c(steps(), bbox_params=params, p=1.0, save_applied_params=True) for c in (compose_class(), A.Compose))
+
+
+def _each_composed(composes, seed: int, **data) -> list[dict]:
+    """Each Compose's result on the same data, each from the same random streams."""
+    import random
+
+    import numpy as np
+
+    results = []
+    for compose in composes:
+        compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        results.append(compose(**{k: v.copy() if hasattr(v, "copy") else v for k, v in data.items()}))
+    return results
+
+
 @pytest.mark.parametrize("thresholds", [{}, {"min_visibility": 0.3, "min_area": 4}, {"min_width": 3, "min_height": 2},
                                         {"min_visibility": 0.99}], ids=["none", "visibility-area", "sides", "visible"])
 def test_our_compose_gives_albumentations_own_boxes_bit_for_bit(thresholds):
     """Crops, pads, resizes, rotations, shifts, flips and pixel-only steps on boxes that leave the
     canvas and get dropped: the boxes, their labels, the image and the record of what fired are
     those of albumentations' own Compose, to the bit."""
-    import random
 
-    import albumentations as A
     import numpy as np
 
-    from augpipe.recipe import compose_class
 
-    params = A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True, **thresholds)
-    ours = compose_class()(_box_steps(), bbox_params=params, p=1.0, save_applied_params=True)
-    theirs = A.Compose(_box_steps(), bbox_params=params, p=1.0, save_applied_params=True)
+    ours, theirs = _ours_and_theirs(_box_steps, **thresholds)
     assert type(ours.processors["bboxes"]).__name__ == "LeanBboxProcessor"
     rng = np.random.default_rng(1)
     image = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
     dropped = emptied = 0
     for seed in range(200):
         n = int(rng.integers(0, 8))
-        boxes = np.column_stack([rng.uniform(0, 70, n), rng.uniform(0, 50, n), rng.uniform(0.5, 30, n),
-                                 rng.uniform(0.5, 30, n)])
-        boxes[:, 2] = np.minimum(boxes[:, 2], 80 - boxes[:, 0])
-        boxes[:, 3] = np.minimum(boxes[:, 3], 60 - boxes[:, 1])
+        boxes = _boxes_on_80_by_60(rng, n, 30)
         categories = rng.integers(0, 5, n).tolist()
-        results = []
-        for compose in (ours, theirs):
-            compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
-            results.append(compose(image=image, bboxes=boxes.reshape(-1, 4), categories=categories,
-                                   keys=list(range(n))))
-        a, b = results
+        a, b = _each_composed((ours, theirs), seed, image=image, bboxes=boxes.reshape(-1, 4), categories=categories,
+                              keys=list(range(n)))
         assert np.array_equal(a["image"], b["image"])
         assert a["bboxes"].dtype == b["bboxes"].dtype and a["bboxes"].tobytes() == b["bboxes"].tobytes()
         assert list(a["categories"]) == list(b["categories"]) and list(a["keys"]) == list(b["keys"])
@@ -561,12 +584,10 @@ def test_nested_steps_and_skipped_filters_give_albumentations_own_boxes_bit_for_
     """Our Compose skips the filter for boxes it last gave back unchanged until a step with a box
     function runs: crops, pads and pixel steps inside Sequential and SomeOf (whose own checks run
     between their steps), steps that do not fire, on boxes the crops leave outside."""
-    import random
 
     import albumentations as A
     import numpy as np
 
-    from augpipe.recipe import compose_class
 
     def steps():
         return [A.RandomBrightnessContrast(p=0.5), A.RandomCrop(30, 40, p=0.5), A.ToGray(p=0.5),
@@ -575,23 +596,15 @@ def test_nested_steps_and_skipped_filters_give_albumentations_own_boxes_bit_for_
                 A.SomeOf([A.RandomCrop(20, 20, p=1.0), A.Blur(p=1.0), A.VerticalFlip(p=1.0)], n=2, p=0.7),
                 A.RandomBrightnessContrast(p=0.5)]
 
-    params = A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True)
-    ours = compose_class()(steps(), bbox_params=params, p=1.0, save_applied_params=True)
-    theirs = A.Compose(steps(), bbox_params=params, p=1.0, save_applied_params=True)
+    ours, theirs = _ours_and_theirs(steps)
     rng = np.random.default_rng(3)
     image = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
     emptied = 0
     for seed in range(300):
         n = int(rng.integers(1, 8))
-        boxes = np.column_stack([rng.uniform(0, 70, n), rng.uniform(0, 50, n), rng.uniform(0.5, 20, n),
-                                 rng.uniform(0.5, 20, n)])
-        boxes[:, 2] = np.minimum(boxes[:, 2], 80 - boxes[:, 0])
-        boxes[:, 3] = np.minimum(boxes[:, 3], 60 - boxes[:, 1])
-        results = []
-        for compose in (ours, theirs):
-            compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
-            results.append(compose(image=image, bboxes=boxes.copy(), categories=list(range(n)), keys=list(range(n))))
-        a, b = results
+        boxes = _boxes_on_80_by_60(rng, n, 20)
+        a, b = _each_composed((ours, theirs), seed, image=image, bboxes=boxes, categories=list(range(n)),
+                              keys=list(range(n)))
         assert a["bboxes"].tobytes() == b["bboxes"].tobytes() and list(a["keys"]) == list(b["keys"]), seed
         assert repr(a["applied_transforms"]) == repr(b["applied_transforms"]), seed
         emptied += len(b["bboxes"]) == 0
@@ -605,14 +618,10 @@ def test_an_images_copies_give_albumentations_own_boxes_bit_for_bit(thresholds):
     are those of albumentations' own Compose, whatever the caller did to an earlier copy's."""
     import random
 
-    import albumentations as A
     import numpy as np
 
-    from augpipe.recipe import compose_class
 
-    params = A.BboxParams(format="coco", label_fields=["categories", "keys"], clip=True, **thresholds)
-    ours = compose_class()(_box_steps(), bbox_params=params, p=1.0, save_applied_params=True)
-    theirs = A.Compose(_box_steps(), bbox_params=params, p=1.0, save_applied_params=True)
+    ours, theirs = _ours_and_theirs(_box_steps, **thresholds)
     rng = np.random.default_rng(2)
     image = rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)
     served = 0
