@@ -47,6 +47,37 @@ def test_a_shard_file_holds_exactly_what_was_written_and_its_checksum(tmp_path, 
     assert (digest, size) == (hashlib.sha256(written).hexdigest(), total)
 
 
+def test_shards_after_the_first_reuse_its_blocks_and_a_forked_process_writes_its_own(tmp_path):
+    """A finished shard's O_DIRECT blocks serve the process's next shard (their pages are in place);
+    they are the process's own: a forked process writing a shard while its parent writes another
+    leaves each file exactly what each wrote."""
+    def write(path: Path, seed: int, total: int) -> bytes:
+        pieces = _pieces(total, random.Random(seed))
+        sink = _HashingFile(path)
+        for piece in pieces:
+            sink.write(piece)
+        sink.sync_and_close()
+        return b"".join(pieces)
+
+    assert write(tmp_path / "a", 1, 2 * DIRECT_BLOCK + 77) == (tmp_path / "a").read_bytes()
+    assert write(tmp_path / "b", 2, 5_000) == (tmp_path / "b").read_bytes()  # reused blocks, shorter: no stale bytes
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ok = write(tmp_path / "child", 3, 3 * DIRECT_BLOCK + 5) == (tmp_path / "child").read_bytes()
+        finally:
+            os._exit(0 if ok else 1)
+    mine = write(tmp_path / "parent", 4, 3 * DIRECT_BLOCK + 9)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (tmp_path / "parent").read_bytes() == mine
+    assert (tmp_path / "child").read_bytes() == _pieces_joined(3, 3 * DIRECT_BLOCK + 5)
+
+
+def _pieces_joined(seed: int, total: int) -> bytes:
+    return b"".join(_pieces(total, random.Random(seed)))
+
+
 def test_the_file_goes_around_the_page_cache_where_the_file_system_takes_it(tmp_path):
     probe = tmp_path / "probe"
     try:
