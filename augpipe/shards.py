@@ -193,6 +193,9 @@ class _DirectWriter:
 
 # O_DIRECT writes go out a block of this size at a time
 DIRECT_BLOCK = 2 << 20
+_ALIGN = 4096  # the largest logical block size a disk asks O_DIRECT to align to
+_O_DIRECT = getattr(os, "O_DIRECT", 0)
+
 _SPARE_BLOCKS: list[mmap.mmap] = []  # blocks of shards written, for the next
 
 
@@ -208,8 +211,6 @@ def _block() -> mmap.mmap:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_SPARE_BLOCKS.clear)
-_ALIGN = 4096  # the largest logical block size a disk asks O_DIRECT to align to
-_O_DIRECT = getattr(os, "O_DIRECT", 0)
 
 
 def _open_new(path: Path) -> tuple[int, bool]:
