@@ -319,11 +319,6 @@ def bit_planes(masks) -> list[np.ndarray] | None:
     return planes
 
 
-def from_bit_planes(planes, n: int) -> list[np.ndarray]:
-    """The n 0/1 masks `bit_planes` packed."""
-    return list(PlaneMasks(planes, range(n)))
-
-
 _BIT_TABLES = [bytes((v >> b) & 1 for v in range(256)) for b in range(PLANE_BITS)]  # a byte's bit b
 
 
@@ -337,7 +332,7 @@ class PlaneMasks(Sequence):
 
     def __init__(self, planes: list[np.ndarray], bits: Sequence[int], _known: dict | None = None):
         self.planes, self.bits = planes, tuple(bits)
-        self._known = {} if _known is None else _known  # by bit: ("mask" | "extent" | "area" | "png", bit)
+        self._known = {} if _known is None else _known  # by bit: ("mask" | "extent" | "window" | "area" | "png", bit)
 
     def __len__(self) -> int:
         return len(self.bits)
@@ -389,6 +384,13 @@ class PlaneMasks(Sequence):
     def _window(self, k: int):
         """Mask k's bit (non-zero where the mask is 1) over its extent's rows, from the byte
         column holding its first pixel to the one holding its last; and where that lies."""
+        key = ("window", self.bits[k])
+        got = self._known.get(key)
+        if got is None:
+            got = self._known[key] = self._cut(k)  # the area and the PNG both read it
+        return got
+
+    def _cut(self, k: int):
         extent = self.extent(k)
         if extent is None:
             return None, None

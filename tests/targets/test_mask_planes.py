@@ -12,7 +12,7 @@ import pytest
 from augpipe.recipe import build_compose, parse_recipe
 from augpipe.sample import augment_copy
 from augpipe.targets.boxes import Boxes, BoxesKind, fill_polygon, mask_extent, pixels_in
-from augpipe.targets.masks import PlaneMasks, bit_planes, from_bit_planes, write_instance_mask
+from augpipe.targets.masks import PlaneMasks, bit_planes, write_instance_mask
 
 # every step that may pack, with reflecting and constant borders, crops, pads and resizes
 PICKING = """\
@@ -73,7 +73,7 @@ def test_bit_planes_give_the_masks_back(n):
         assert planes is None
         return
     assert len(planes) == -(-n // 8) and all(p.dtype == np.uint8 and p.shape == (13, 29) for p in planes)
-    back = from_bit_planes(planes, n)
+    back = list(PlaneMasks(planes, range(n)))
     assert all(b.dtype == np.uint8 and np.array_equal(b, m) for b, m in zip(back, masks, strict=True))
 
 
@@ -103,7 +103,7 @@ def test_packed_masks_are_albumentations_per_mask_warps(seed):
     assert np.array_equal(own["image"], packed["image"])
     assert np.array_equal(own["bboxes"], packed["bboxes"])
     assert repr(own["applied_transforms"]) == repr(packed["applied_transforms"])
-    back = from_bit_planes(packed["masks"], 11)
+    back = list(PlaneMasks(packed["masks"], range(11)))
     for k in range(11):
         assert back[k].dtype == np.uint8 and np.array_equal(np.asarray(own["masks"][k]), back[k]), k
 
@@ -136,7 +136,7 @@ def test_a_copy_with_packed_masks_is_the_copy_without(seed):
 @pytest.mark.parametrize("shape", [(1, 1), (7, 5), (13, 29), (40, 64), (33, 71)])
 def test_plane_masks_are_the_masks_they_pack(n, shape):
     """Each mask, its extent, pixel count and PNG from the planes are the unpacked mask's own
-    (`from_bit_planes`, `mask_extent`, `pixels_in`, `write_instance_mask`), to the byte: empty
+    (the unpacking, `mask_extent`, `pixels_in`, `write_instance_mask`), to the byte: empty
     masks, full ones, ones on every edge, widths not a multiple of 8; and after `select`."""
     rng = np.random.default_rng(n * 100 + shape[1])
     h, w = shape
