@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from augpipe import limits
 from augpipe.bundled import bundled_dir, bundled_recipes  # noqa: F401 (imported from here too)
 from augpipe.errors import RecipeError
+from augpipe.lean_steps import lean_steps
 from augpipe.limits import check_built, check_caps, check_cost, check_numbers, check_size, missing_targets
 
 # Names in albumentations' registry that are bases, or composes and parameters that are not
@@ -715,6 +716,7 @@ def compose_class() -> type:
         class Compose(A.Compose):
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, **kwargs)
+                lean_steps(self.transforms)
                 boxes = self.processors.get("bboxes")
                 lean = lean_box_processor()
                 self._lean = None
