@@ -791,6 +791,49 @@ def test_the_lean_box_affine_is_albumentations_bboxes_affine_bit_for_bit():
     assert lean_bboxes_affine(empty, np.eye(3), "ellipse", (5, 5), 0, (5, 5)) is empty
 
 
+def test_the_ellipse_points_moved_as_three_rows_give_albumentations_own_boxes():
+    """`_ellipse_bounds` (the points as 3 rows of 360 × N, moved by M @ rows): rotations at and
+    near quarter turns, shears, scales, mirror images and random matrices, boxes from a
+    thousandth of a pixel to wider than the image and on its edges (bounds of 0.0 and -0.0, which
+    take every point's path): the boxes of albumentations' `bboxes_affine`, to the bit, most of
+    them by the rows."""
+    import numpy as np
+    from albumentations.augmentations.geometric import functional as F
+
+    from augpipe.recipe import _columns_alone, _ellipse_bounds, _ellipse_points, lean_bboxes_affine
+
+    rng = np.random.default_rng(5)
+    by_rows = zeros = 0
+    for k in range(4000):
+        n = int(rng.integers(1, 20))
+        h, w = int(rng.integers(2, 2000)), int(rng.integers(2, 2000))
+        corner = rng.uniform(-0.2, 1.0, (n, 2))
+        if k % 7 == 0:
+            corner[:, int(rng.integers(0, 2))] = 0.0  # on the edge: a bound of zero after a quarter turn
+        sides = rng.uniform(0, 0.6, (n, 2)) ** rng.choice([1, 3, 8])
+        boxes = np.hstack([corner, corner + sides, rng.integers(0, 3, (n, 2))])
+        boxes = boxes.astype(rng.choice([np.float32, np.float64]))
+        angle = float(rng.choice([90.0, 180.0, -90.0, 45.0, 1e-9])) if k % 5 == 0 else float(rng.uniform(-180, 180))
+        if k % 4 == 3:
+            matrix = np.vstack([rng.normal(0, 1, (2, 3)) * [1, 1, 100], [0, 0, 1]])  # mirror images among them
+        else:
+            matrix = F.create_affine_transformation_matrix(
+                {"x": float(rng.uniform(-40, 40)), "y": 0}, {"x": float(rng.uniform(-20, 20)) if k % 4 else 0, "y": 0},
+                {"x": float(rng.uniform(0.5, 1.5)), "y": 1}, angle, (w / 2, h / 2))
+        if k % 9 == 0:  # a shift that takes the first box's least x to 0.0 exactly
+            shift = -float(_ellipse_points(boxes[:1].astype(np.float64) * [w, h, w, h, 1, 1])[0, :, 0].min())
+            matrix = np.array([[1.0, 0.0, shift], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+        theirs = F.bboxes_affine(boxes, matrix, "ellipse", (h, w), 0, (h, w))
+        ours = lean_bboxes_affine(boxes, matrix, "ellipse", (h, w), 0, (h, w))
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape and ours.tobytes() == theirs.tobytes(), k
+        moved = _ellipse_bounds(boxes.astype(np.float64) * [w, h, w, h, 1, 1], matrix)
+        by_rows += moved is not None
+        zeros += bool((theirs[:, :4] == 0).any())
+    assert zeros > 50  # bounds of zero were there, and took the whole path
+    if _columns_alone():  # a machine whose BLAS sums M @ rows otherwise takes every point's path
+        assert 2500 < by_rows < 4000
+
+
 def test_our_compose_moves_boxes_by_the_lean_affine_where_it_covers():
     import albumentations as A
 

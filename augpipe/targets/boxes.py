@@ -273,7 +273,8 @@ class BoxesKind(Target):
         iscrowd = np.asarray(objects.iscrowd, dtype=np.int64) if objects.iscrowd else None
         state = _without_empty(Boxes(boxes, categories, ids, masks, iscrowd=iscrowd), objects)
         # the form a copy's objects take (no packing: its planes would only be unpacked)
-        return dataclasses.replace(self.outputs(self.inputs(state, pack=False), state), discarded=state.discarded)
+        loaded = self.outputs(self.inputs(state, pack=False), state)
+        return dataclasses.replace(loaded, discarded=state.discarded) if state.discarded else loaded
 
     def example(self, width: int, height: int) -> Boxes:
         box = np.array([[width / 4, height / 4, width / 2, height / 2]])
