@@ -1096,7 +1096,7 @@ def lean_bboxes_affine(bboxes: np.ndarray, matrix: np.ndarray, rotate_method: st
     if all(abs(a - b) <= 1e-08 + 1e-05 * abs(b) for a, b in zip(matrix.ravel().tolist(), _IDENTITY)):
         return bboxes
     h, w = image_shape[:2]
-    boxes = bboxes * np.array([w, h, w, h, *[1] * (bboxes.shape[1] - 4)], dtype=float)  # denormalize_bboxes
+    boxes = bboxes * _filter_constants(w, h, bboxes.shape[1], "<f8", 0, 0)[1]  # denormalize_bboxes: [w, h, w, h, 1...]
     out = _ellipse_bounds(boxes, matrix) if rotate_method == "ellipse" else None
     if out is None:
         out = _moved_bounds(_ellipse_points(boxes) if rotate_method == "ellipse" else _corner_points(boxes), matrix,
@@ -1107,7 +1107,7 @@ def lean_bboxes_affine(bboxes: np.ndarray, matrix: np.ndarray, rotate_method: st
     if not all(x1 > 0 and y1 > 0 and x0 < cols and y0 < rows for x0, y0, x1, y1 in out[:, :4].tolist()):
         x0, y0, x1, y1 = out[:, 0], out[:, 1], out[:, 2], out[:, 3]
         out = out[(x1 > 0) & (y1 > 0) & (x0 < cols) & (y0 < rows)]
-    out[:, :4] /= np.array([cols, rows, cols, rows], dtype=float)  # normalize_bboxes: x / float(cols)
+    out[:, :4] /= _filter_constants(cols, rows, 4, "<f8", 0, 0)[1]  # normalize_bboxes: x / float(cols)
     return out
 
 
