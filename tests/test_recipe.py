@@ -800,7 +800,7 @@ def test_the_ellipse_points_moved_as_three_rows_give_albumentations_own_boxes():
     import numpy as np
     from albumentations.augmentations.geometric import functional as F
 
-    from augpipe.recipe import _columns_alone, _ellipse_bounds, _ellipse_points, lean_bboxes_affine
+    from augpipe.recipe import _ellipse_bounds, _ellipse_points, _rows_product_agrees, lean_bboxes_affine
 
     rng = np.random.default_rng(5)
     by_rows = zeros = 0
@@ -830,7 +830,7 @@ def test_the_ellipse_points_moved_as_three_rows_give_albumentations_own_boxes():
         by_rows += moved is not None
         zeros += bool((theirs[:, :4] == 0).any())
     assert zeros > 50  # bounds of zero were there, and took the whole path
-    if _columns_alone():  # a machine whose BLAS sums M @ rows otherwise takes every point's path
+    if _rows_product_agrees():  # a machine whose BLAS sums M @ rows otherwise takes every point's path
         assert 2500 < by_rows < 4000
 
 
