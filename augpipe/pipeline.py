@@ -280,12 +280,17 @@ def _read_held(engine, found, spec, options: ExpandOptions) -> None:
 
 
 def _no_validation(found, plan, val_fraction: float) -> list[str]:
-    """A warning when the source gives every image its split and none is validation: --val-fraction
-    holds out only images without a split, so the dataset has no validation split."""
+    """A warning when --val-fraction asked for a validation split and there is none: the source
+    gives every image its split and none is validation (--val-fraction holds out only images
+    without one), or it held out none of those it could (each image's share is its content's
+    hash: a few images can all fall outside a small fraction)."""
     if val_fraction <= 0 or "validation" in plan.split_sources or not found.files:
         return []
-    if any(f.split is None for f in found.files):
-        return []
+    free = sum(f.split is None for f in found.files)
+    if free:
+        return [f"--val-fraction {val_fraction:g} held out none of the {free:,} images without a split (each "
+                "image's share goes by its content's hash), so there is no validation split: raise --val-fraction "
+                "or add a val/ folder"]
     return ["the source gives every image its split and none is validation, so there is no validation split "
             "(--val-fraction holds out only images without one): add a val/ folder or a validation annotation file"]
 

@@ -206,6 +206,15 @@ def test_a_source_that_names_every_split_but_no_validation_is_warned_of(tmp_path
     assert not any("no validation split" in w for w in plain.get("warnings", []))
 
 
+def test_a_val_fraction_that_holds_out_no_image_is_warned_of(tmp_path):
+    """8 images and --val-fraction 0.01: each image's share goes by its content's hash, none of
+    these falls under 0.01, and the summary says there is no validation split."""
+    src = make_folder(tmp_path / "f", per_class=4)
+    m = expand(src, "flips", tmp_path / "out", ExpandOptions(workers=1, progress=False, copies=0, val_fraction=0.01))
+    assert list(m["counts"]) == ["train"]
+    assert any("--val-fraction 0.01 held out none of the 8 images" in w for w in m["warnings"]), m["warnings"]
+
+
 @pytest.mark.parametrize("fmt", ["imagefolder", "coco", "masks"])
 def test_the_command_hashing_while_it_imports_writes_what_the_pool_hashing_writes(scenes, tmp_path, fmt):
     # the command forks a process that scans and hashes while it loads the recipe; a library
