@@ -451,7 +451,7 @@ def output_report(f: dict) -> list[str]:
         same = f" ({unchanged:,} unchanged: no transform fired)" if unchanged else ""
         lines.append(f"  {split:<9} {c['rows']:,} rows: {c['originals']:,} originals, {c['augmented']:,} augmented{same}")
     size = f"{f['bytes'] / 1e6:.1f} MB"
-    lines.append(f"  shards    {f['shards']} files, {size}")
+    lines.append(f"  shards    {f['shards']} file{'' if f['shards'] == 1 else 's'}, {size}")
     lines += _unread_shards_line(f)
     lines += _sizes_line(f)
     lines += _class_table(f)
