@@ -724,7 +724,7 @@ def compose_class() -> type:
                     boxes.__class__ = lean  # in place: the steps and the per-step checks hold this object
                     lean_affine_boxes(self.transforms)
                     self._lean = boxes
-                    self._plain_keys = {"image", "applied_transforms", "bboxes", *boxes.params.label_fields}
+                    self._plain_keys = _plain_keys(boxes.params.label_fields)
 
             def __call__(self, *args, **data):
                 if self._lean is None:
@@ -763,6 +763,19 @@ def compose_class() -> type:
 
         _COMPOSE_CLASS.append(Compose)
     return _COMPOSE_CLASS[0]
+
+
+def _plain_keys(label_fields) -> frozenset:
+    """The keys of a call that our Compose's `preprocess` takes without albumentations' checks
+    (one image, its boxes and their labels); none where a label field is named as one of
+    albumentations' targets ("mask", "images"...), whose checks it would then skip."""
+    from albumentations.core import composition as C
+
+    targets = (C.CHECKED_SINGLE | C.CHECKED_MULTI | C.CHECKED_VOLUME | C.CHECKED_MASK3D | C.CHECK_BBOX_PARAM
+               | C.CHECK_KEYPOINTS_PARAM)
+    if targets & set(label_fields):
+        return frozenset()
+    return frozenset({"image", "applied_transforms", "bboxes", *label_fields})
 
 
 _LEAN: list = []

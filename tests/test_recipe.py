@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import albumentations as A
 import pyarrow.parquet as pq
 import pytest
@@ -832,6 +834,23 @@ def test_the_ellipse_points_moved_as_three_rows_give_albumentations_own_boxes():
     assert zeros > 50  # bounds of zero were there, and took the whole path
     if _rows_product_agrees():  # a machine whose BLAS sums M @ rows otherwise takes every point's path
         assert 2500 < by_rows < 4000
+
+
+@pytest.mark.parametrize("name", ["mask", "masks", "images", "volume"])
+def test_a_label_field_named_as_a_target_gets_albumentations_own_checks(name):
+    """Our Compose's preprocess skips albumentations' shape checks for one image and its boxes;
+    a label field named as one of its targets is checked as albumentations checks it."""
+    import albumentations as A
+    import numpy as np
+
+    from augpipe.recipe import compose_class
+
+    params = A.BboxParams(format="coco", label_fields=[name], clip=True)
+    data = {"image": np.zeros((40, 50, 3), np.uint8), "bboxes": np.array([[2.0, 3.0, 10.0, 12.0]]), name: [1]}
+    with pytest.raises(Exception) as theirs:
+        A.Compose([A.HorizontalFlip(p=1)], p=1.0, bbox_params=params)(**data)
+    with pytest.raises(type(theirs.value), match=re.escape(str(theirs.value))):
+        compose_class()([A.HorizontalFlip(p=1)], p=1.0, bbox_params=params)(**data)
 
 
 def test_our_compose_moves_boxes_by_the_lean_affine_where_it_covers():
