@@ -63,6 +63,12 @@ def _each_mask(step, masks: np.ndarray, /, **params) -> np.ndarray:
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 
+def near_identity(matrix: np.ndarray) -> bool:
+    """albumentations' `is_identity_matrix` of a 3 × 3: np.allclose(matrix, np.eye(3)), that is
+    |a - b| <= 1e-8 + 1e-5 |b| element by element (never for NaN), in Python floats."""
+    return all(abs(a - b) <= 1e-08 + 1e-05 * abs(b) for a, b in zip(matrix.ravel().tolist(), _IDENTITY))
+
+
 def warp_affine(img: np.ndarray, matrix: np.ndarray, interpolation: int, fill, border_mode: int, output_shape):
     """albumentations' `warp_affine` for an H × W or H × W × 2–4 image, a 3 × 3 float64 matrix
     and a whole output shape: the identity gives the image back, anything else is OpenCV's
@@ -74,8 +80,7 @@ def warp_affine(img: np.ndarray, matrix: np.ndarray, interpolation: int, fill, b
     if not (img.ndim == 2 or 2 <= channels <= 4) or not (
             matrix.shape == (3, 3) and matrix.dtype == np.float64 and type(height) is int and type(width) is int):
         return fgeometric.warp_affine(img, matrix, interpolation, fill, border_mode, output_shape)
-    # np.allclose(matrix, np.eye(3)): |a - b| <= 1e-8 + 1e-5 |b|, element by element (NaN: never)
-    if all(abs(a - b) <= 1e-08 + 1e-05 * abs(b) for a, b in zip(matrix.ravel().tolist(), _IDENTITY)):
+    if near_identity(matrix):
         return img
     import cv2
 

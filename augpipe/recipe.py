@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from augpipe import limits
 from augpipe.bundled import bundled_dir, bundled_recipes  # noqa: F401 (imported from here too)
 from augpipe.errors import RecipeError
-from augpipe.lean_steps import lean_steps
+from augpipe.lean_steps import lean_steps, near_identity
 from augpipe.limits import check_built, check_caps, check_cost, check_numbers, check_size, missing_targets
 
 # Names in albumentations' registry that are bases, or composes and parameters that are not
@@ -1088,9 +1088,6 @@ def _affine_parts() -> tuple:
     return np.sin(angles), np.cos(angles), frozenset(REFLECT_BORDER_MODES), bboxes_affine
 
 
-_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-
-
 def lean_bboxes_affine(bboxes: np.ndarray, matrix: np.ndarray, rotate_method: str, image_shape, border_mode: int,
                        output_shape) -> np.ndarray:
     """albumentations' `bboxes_affine` (with `bboxes_affine_ellipse`, `bboxes_affine_largest_box`,
@@ -1105,8 +1102,7 @@ def lean_bboxes_affine(bboxes: np.ndarray, matrix: np.ndarray, rotate_method: st
     if (border_mode in reflecting or rotate_method not in ("ellipse", "largest_box") or matrix.shape != (3, 3)
             or matrix.dtype != np.float64 or matrix[2].tolist() != [0.0, 0.0, 1.0]):
         return theirs(bboxes, matrix, rotate_method, image_shape, border_mode, output_shape)
-    # np.allclose(matrix, I): |a - b| <= 1e-8 + 1e-5 |b|, element by element
-    if all(abs(a - b) <= 1e-08 + 1e-05 * abs(b) for a, b in zip(matrix.ravel().tolist(), _IDENTITY)):
+    if near_identity(matrix):  # np.allclose(matrix, I)
         return bboxes
     h, w = image_shape[:2]
     boxes = bboxes * _filter_constants(w, h, bboxes.shape[1], "<f8", 0, 0)[1]  # denormalize_bboxes: [w, h, w, h, 1...]
