@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 from augpipe import signals
-from augpipe.processes import alive, die_with_parent
+from augpipe.processes import alive, descendants, die_with_parent
 
 _QUEUE = None  # a worker's progress queue, set by _init_worker
 
@@ -123,6 +123,7 @@ class Forked:
     def __init__(self, func: Callable, *args):
         self._recv, send = mp.Pipe(duplex=False)
         self._held: list[tuple] = []
+        self._terminated = False
         parent = os.getpid()
         # A signal reaching the child before it has its own handler and state would run the
         # parent's on the parent's copies (ending the parent's other children): held until then.
@@ -184,12 +185,18 @@ class Forked:
     def close(self) -> None:
         """Ends the child and reaps it; a second call does nothing. SIGTERM first: the child
         ends and reaps its own helpers (`signals.in_worker`), where a SIGKILL would leave them to
-        the system; SIGKILL if it has not ended within `TERM_GRACE` seconds. `status`: how it
-        ended, as `os.waitstatus_to_exitcode` gives it (128 + 15 by its SIGTERM handler)."""
+        the system. Not ended within `TERM_GRACE` seconds (its handler waiting on a helper slow to
+        end, on a loaded machine), its helpers are killed, for it to reap; then, after as long
+        again, the child. `status`: how it ended, as `os.waitstatus_to_exitcode` gives it (128 +
+        15 by its SIGTERM handler)."""
         if self._pid is None:
             return
-        _signal(self._pid, signal.SIGTERM)
+        self.terminate()
         status = _reaped(self._pid, within=TERM_GRACE)
+        if status is None:
+            for helper in descendants(self._pid):
+                _signal(helper, signal.SIGKILL)
+            status = _reaped(self._pid, within=TERM_GRACE)
         if status is None:
             _signal(self._pid, signal.SIGKILL)
             status = os.waitpid(self._pid, 0)[1]
@@ -197,6 +204,12 @@ class Forked:
         self._pid = None
         _LIVE.remove(self)
         self._recv.close()
+
+    def terminate(self) -> None:
+        """SIGTERM to the child, once (`close` waits for it)."""
+        if self._pid is not None and not self._terminated:
+            self._terminated = True
+            _signal(self._pid, signal.SIGTERM)
 
 
 class ProcessDied(RuntimeError):
@@ -207,7 +220,10 @@ _LIVE: list[Forked] = []  # this process's Forked children not yet closed
 
 
 def _end_live() -> None:
-    for forked in list(_LIVE):
+    live = list(_LIVE)
+    for forked in live:  # all told first: they end side by side
+        forked.terminate()
+    for forked in live:
         forked.close()
 
 
@@ -221,8 +237,9 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-# Seconds a set-up process is given to end on SIGTERM before SIGKILL: it ends its own helpers
-# first, each given as long (on a loaded machine, two seconds were not always enough for that)
+# Seconds a set-up process is given to end on SIGTERM, and again once its helpers are killed,
+# before SIGKILL: it ends its own helpers first (on CI's loaded machine, 2 s and once even 5 s
+# were not enough for that)
 TERM_GRACE = 5.0
 
 
