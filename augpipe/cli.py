@@ -526,6 +526,8 @@ def export(
     shown = ", ".join(f"{split} {n:,}" for split, n in done["images"].items())
     task = f" ({done['yolo_task']})" if "yolo_task" in done else ""
     typer.echo(f"exported {done['format']}{task} to {done['out']}: {shown} images")
+    for note in done["notes"]:
+        typer.echo(note)
     if done["masks_left_out"]:
         typer.echo(f"the instance masks are not written: {done['format']}{task} holds boxes only "
                    "(coco, or yolo --yolo-task segment, keeps them)")

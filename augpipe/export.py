@@ -71,7 +71,7 @@ def export(location, fmt: str, out, progress: bool = True, **given) -> dict:
     except SkipInput as exc:  # a row's stored mask that does not read, met as the writer converts it
         raise SourceError(f"{at[-1] if at else ds.location}: {exc.reason}") from None
     store.write_bytes(MARKER, json.dumps({**marker, "complete": True}).encode())
-    return {"format": fmt, "out": store.display(), **counts, "renamed": len(renamed), **options,
+    return {"format": fmt, "out": store.display(), "notes": [], **counts, "renamed": len(renamed), **options,
             "masks_left_out": header.instance_masks and not writer.keeps_masks(options),
             "changed_shards": changed_shards(ds.store, ds.manifest.shards)}
 

@@ -40,14 +40,15 @@ def _dropped_lines(dropped_by: dict) -> list[str]:
 COUNTED = {"rows": "rows", "objects": "objects", "images": "rows holding the class"}
 
 
-def _class_lines(train: dict, counted: str) -> list[str]:
-    """The training split's classes: what by_class counts, and where that is objects, the rows
-    holding each class."""
+def _class_lines(train: dict, counted: str, classes: list[str]) -> list[str]:
+    """The training split's classes in the dataset's class order (as `inspect` gives them): what
+    by_class counts, and where that is objects, the rows holding each class."""
+    rank = {name: k for k, name in enumerate(classes)}
     lines = []
     for key, what in (("by_class", COUNTED.get(counted, counted)), ("rows_by_class", "rows holding the class")):
         if key not in train:
             continue
-        top = list(train[key].items())
+        top = sorted(train[key].items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
         shown = ", ".join(f"{k} {v:,}" for k, v in top[:SHOW_CLASSES])
         more = f", … {len(top) - SHOW_CLASSES} more" if len(top) > SHOW_CLASSES else ""
         lines.append(f"  {'' if lines else 'classes':<11} {shown}{more}" + (f"  (train {what})" if top else ""))
@@ -94,7 +95,7 @@ def expand_summary(m: dict) -> list[str]:
         extra = f" ({_count(c['originals'], 'original')} + {c['augmented']:,} augmented)" if c["augmented"] else ""
         lines.append(f"  {split:<11} {_count(c['rows'], 'row')} from {_count(c['sources'], 'image')}{extra}")
     if m["labelled"]:
-        lines += _class_lines(counts.get("train", {}), m.get("counted", "rows"))
+        lines += _class_lines(counts.get("train", {}), m.get("counted", "rows"), m["classes"])
     if m.get("balance"):
         lines += _balance(m["balance"], m["classes"], m.get("counted", "objects"))
     skipped = m["skipped"]

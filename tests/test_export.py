@@ -49,6 +49,21 @@ def test_an_export_that_leaves_the_masks_out_says_so(masked, boxes, tmp_path, cl
     assert result.exit_code == 0 and "instance masks" not in result.output
 
 
+def test_a_yolo_export_whose_val_names_the_training_images_says_so(tmp_path, cli):
+    """A new user's: with no validation split, data.yaml's val: names images/train (ultralytics
+    requires a val:) and the command said nothing of it."""
+    import yaml
+
+    src = make_scenes(tmp_path / "src", n=6)
+    for split, fraction in (("none", 0), ("half", 0.5)):
+        expand(src, "flips", tmp_path / split, ExpandOptions(val_fraction=fraction, **QUIET))
+        result = cli("export", tmp_path / split, "--format", "yolo", "--out", tmp_path / f"y-{split}", "-q")
+        data = yaml.safe_load((tmp_path / f"y-{split}" / "data.yaml").read_text())
+        assert result.exit_code == 0 and data["train"] == "images/train", result.output
+        assert (data["val"] == "images/train") == (split == "none") == ("no validation split: data.yaml's val: "
+                                                                         "names images/train" in result.output)
+
+
 @pytest.mark.parametrize("fmt, images", [("yolo", "images/train"), ("coco", "default")])
 def test_copies_0_and_an_export_in_the_sources_format_give_back_its_files_byte_for_byte(tmp_path, fmt, images):
     """PNG sources under a JPEG recipe: the originals are the user's bytes, and so are the files."""

@@ -24,8 +24,10 @@ def summary(out: Path) -> list[str]:
     return expand_summary(json.loads((out / "_augpipe.json").read_text()))
 
 
-def listed(counts: dict) -> str:
-    return ", ".join(f"{c} {n}" for c, n in counts.items())
+def listed(counts: dict, out: Path) -> str:
+    """In the dataset's class order, as `inspect` lists them."""
+    classes = json.loads((out / "_augpipe.json").read_text())["classes"]
+    return ", ".join(f"{c} {counts[c]}" for c in classes if c in counts)
 
 
 @pytest.mark.parametrize("name, says", [("classification", "rows"), ("segmentation", "rows holding the class")])
@@ -33,7 +35,7 @@ def test_the_class_line_counts_the_training_rows_holding_each_class(kinds, name,
     rows = class_counts(kinds[name])["train"]["after"]["rows"]
     lines = summary(kinds[name])
     k = next(k for k, line in enumerate(lines) if line.startswith("  classes "))
-    assert lines[k] == f"  classes     {listed(rows)}  (train {says})"
+    assert lines[k] == f"  classes     {listed(rows, kinds[name])}  (train {says})"
     assert not lines[k + 1].startswith("   ")  # one line
 
 
@@ -42,8 +44,25 @@ def test_the_class_lines_of_objects_count_objects_and_the_rows_holding_them(kind
     train = class_counts(kinds[name])["train"]["after"]
     lines = summary(kinds[name])
     k = next(k for k, line in enumerate(lines) if line.startswith("  classes "))
-    assert lines[k] == f"  classes     {listed(train['objects'])}  (train objects)"
-    assert lines[k + 1] == f"              {listed(train['rows'])}  (train rows holding the class)"
+    assert lines[k] == f"  classes     {listed(train['objects'], kinds[name])}  (train objects)"
+    assert lines[k + 1] == f"              {listed(train['rows'], kinds[name])}  (train rows holding the class)"
+
+
+def test_the_classes_are_listed_in_the_datasets_order_not_the_alphabets(tmp_path):
+    """A new user's: the summary listed the classes alphabetically where `inspect` keeps the
+    dataset's order (YOLO's names: zebra is class 0)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent / "health"))
+    from test_labels import yolo
+
+    from augpipe import ExpandOptions, expand
+
+    data = yolo(tmp_path / "data", "[zebra, ant]", {f"train/{k}": f"{k % 2} 0.5 0.5 0.2 0.2\n" for k in range(4)})
+    expand(data, "flips", tmp_path / "out", ExpandOptions(progress=False, workers=1))
+    line = next(line for line in summary(tmp_path / "out") if line.startswith("  classes "))
+    objects = class_counts(tmp_path / "out")["train"]["after"]["objects"]
+    assert line == f"  classes     zebra {objects['zebra']}, ant {objects['ant']}  (train objects)", line
 
 
 @pytest.mark.parametrize("name", OBJECTS)

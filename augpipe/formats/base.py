@@ -281,7 +281,8 @@ class Writer(Format, Protocol):
         """The files an image of that name becomes, relative to the folder: the image first."""
 
     def write(self, store, items: Iterable[Item], header: Header, options: dict) -> dict:
-        """Every Item written, and what goes beside them; {"images": {split: count}}."""
+        """Every Item written, and what goes beside them; {"images": {split: count}}, and "notes": lines
+        the command line shows (what the files cannot say, e.g. a split named by another's images)."""
 
 
 def is_image(name: str) -> bool:

@@ -518,6 +518,8 @@ def write(store, items, header, options: dict) -> dict:
     # ultralytics requires train: and val: entries: a split the dataset lacks names another's images
     first = next(iter(splits.values()), "images/train")
     train = splits.pop("train", first)
+    notes = [] if "val" in splits else [f"no validation split: data.yaml's val: names {train} (ultralytics requires "
+                                        "one), so its validation scores are on images it trains on"]
     splits = {"train": train, "val": splits.pop("val", train), **splits}
     data = {**splits, "names": dict(enumerate(header.classes)), "nc": len(header.classes)}
     if options["yolo_task"] == "pose":
@@ -525,7 +527,7 @@ def write(store, items, header, options: dict) -> dict:
     import yaml
 
     store.write_bytes("data.yaml", yaml.safe_dump(data, sort_keys=False, allow_unicode=True).encode())
-    return {"images": dict(counts)}
+    return {"images": dict(counts), "notes": notes}
 
 
 def _pose_yaml(header) -> dict:

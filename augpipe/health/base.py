@@ -31,6 +31,7 @@ CHECKS: dict[str, Check] = {
     # coverage: what the labels leave out
     "no_labels": Check("coverage", "images without labels"),
     "class_absent": Check("coverage", "classes that never occur, or not in every split"),
+    "no_validation": Check("coverage", "no validation split"),
     # images: the pixels
     "unreadable_image": Check("images", "images that do not decode"),
     "blurry": Check("images", "blurry images"),

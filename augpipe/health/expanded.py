@@ -67,6 +67,7 @@ def dataset_health(location, verify: bool = False, source: str | None = None, pr
     judged = images.judge(stats)
     classes = ds.classes if ds.manifest.labelled else []
     problems += labels.coverage(before, classes, ds.kind)
+    problems += labels.validation(ds.splits()) if classes else []
     facts["health"] = {
         "labels_before": labels.summarise(before, classes),
         "labels": labels.summarise(after, classes),

@@ -160,6 +160,16 @@ def coverage(audits: list, classes: list[str], kind) -> list[Problem]:
     return _absent([(None, split, None, audit) for split, audit in audits], classes, kind)
 
 
+def validation(splits: list[str]) -> list[Problem]:
+    """An expanded dataset without a validation split: training on it scores nothing held out
+    (augpipe's trainers refuse it)."""
+    if "validation" in splits:
+        return []
+    return [Problem("no_validation", "validation", "(split)",
+                    f"the dataset holds only {' and '.join(splits) or 'no split'}: expand again with a "
+                    "--val-fraction that holds images out, or a val/ folder")]
+
+
 def _absent(seen: list, classes: list[str], kind) -> list[Problem]:
     """Classes that never occur; with two or more splits, each split a class occurs in others but not in."""
     counts: dict = defaultdict(Counter)

@@ -109,3 +109,23 @@ def test_a_row_whose_boxes_and_categories_differ_in_number_is_a_problem_not_a_cr
     assert result.exit_code == 1, result.output
     found = [p for p in json.loads(result.stdout)["health"]["problems"] if p["check"] == "annotation_unreadable"]
     assert found and "boxes but 1 categories" in found[0]["detail"], found
+
+
+def test_an_expanded_dataset_without_a_validation_split_fails_coverage(tmp_path, cli):
+    """A new user's: `inspect OUT --fail-on coverage` said nothing of a dataset with no validation
+    split (augpipe's trainers refuse one)."""
+    from conftest import make_scenes
+
+    scenes = make_scenes(tmp_path / "coco", n=6)
+    expand(scenes, "flips", tmp_path / "none", ExpandOptions(val_fraction=0, **QUIET))
+    expand(scenes, "flips", tmp_path / "half", ExpandOptions(val_fraction=0.5, **QUIET))
+    assert {s["split"] for s in json.loads((tmp_path / "half" / "_augpipe.json").read_text())["shards"]} == {
+        "train", "validation"}
+    result = cli("inspect", tmp_path / "none", "--json", "-q", "--fail-on", "coverage")
+    assert result.exit_code == 1, result.output[-500:]
+    problems = json.loads(result.stdout)["health"]["problems"]
+    assert [(p["check"], p["path"]) for p in problems if p["group"] == "coverage"] == [("no_validation", "validation")]
+    assert "only train" in problems[0]["detail"] or any("only train" in p["detail"] for p in problems)
+    said = cli("inspect", tmp_path / "none", "-q", "--fail-on", "no_validation")
+    assert said.exit_code == 1 and "no validation split: 1  [no_validation]" in said.output, said.output
+    assert "no_validation" not in cli("inspect", tmp_path / "half", "--json", "-q", "--fail-on", "coverage").stdout
