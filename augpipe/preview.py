@@ -100,17 +100,37 @@ def _stem(path: str) -> str:
 
 
 def _short(name: str, params: dict) -> str:
-    if name in ("Rotate", "SafeRotate", "ShiftScaleRotate") and "matrix" in params:
+    if name in ("Rotate", "SafeRotate") and "matrix" in params:
         return f"rot{round(_angle(params['matrix'])) + 0}°"
-    if name == "Affine":
-        words = ["affine"]
-        if abs(params.get("rotate", 0)) >= 0.5:
-            words.append(f"rot{round(params['rotate']) + 0}°")
-        scale = params.get("scale") or {}
-        if any(abs(v - 1) >= 0.01 for v in scale.values()):
-            words.append("x" + "/".join(f"{v:.2f}" for v in dict.fromkeys(scale.values())))
-        return " ".join(words)
+    if name in ("Affine", "ShiftScaleRotate"):
+        return " ".join(["affine"] * (name == "Affine") + _affine_words(params)) or "ssr"
     return _SHORT.get(name, name.lower())
+
+
+def _affine_words(params: dict) -> list[str]:
+    """An affine step's rotation, scale and shift, each when it shows: `rot-12° x1.10/0.95 shift+4%/-2%`."""
+    words = []
+    if abs(params.get("rotate", 0)) >= 0.5:
+        words.append(f"rot{round(params['rotate']) + 0}°")
+    scale = params.get("scale") or {}
+    if any(abs(v - 1) >= 0.01 for v in scale.values()):
+        words.append("x" + "/".join(f"{v:.2f}" for v in dict.fromkeys(scale.values())))
+    shift = _shift(params)
+    if any(abs(v) >= 0.01 for v in shift):
+        words.append("shift" + "/".join(f"{round(100 * v) + 0:+d}%" for v in dict.fromkeys(shift)))
+    return words
+
+
+def _shift(params: dict) -> tuple[float, ...]:
+    """Where the image's centre moves, as fractions of its width and height (the matrix's
+    translation less what turning and scaling about the centre gives)."""
+    matrix, shape = params.get("matrix"), params.get("shape")
+    if not matrix or not shape or len(shape) < 2:
+        return ()
+    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    moved_x = matrix[0][0] * cx + matrix[0][1] * cy + matrix[0][2]
+    moved_y = matrix[1][0] * cx + matrix[1][1] * cy + matrix[1][2]
+    return (moved_x - cx) / shape[1], (moved_y - cy) / shape[0]
 
 
 def _angle(matrix: list) -> float:
@@ -547,6 +567,7 @@ class Layout:
 
 
 MAX_FOOTER = 8
+CAPTION_LINES = 4  # at most, under a tile
 
 
 def sheet_title(preview: Preview) -> str:
@@ -563,7 +584,8 @@ def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
     import cv2
 
     mixed = any(t.donors for r in preview.rows for t in r.tiles)
-    layout = Layout(tile, caption=30 + 24 * mixed, header=30 + 16 * bool(preview.legend))  # the donors; the legend
+    said = caption_lines(preview, tile)
+    layout = Layout(tile, caption=6 + 12 * said + 24 * mixed, header=30 + 16 * bool(preview.legend))
     columns = max((len(r.tiles) for r in preview.rows), default=1)
     footer = _footer_lines(preview, layout.size(0, columns, 0)[1] - 16)
     height, width = layout.size(len(preview.rows), columns, len(footer))
@@ -577,15 +599,22 @@ def render_sheet(preview: Preview, tile: int = 128) -> np.ndarray:
         for j, t in enumerate(row.tiles):
             x, y = layout.tile_origin(i, j)
             sheet[y:y + tile, x:x + tile] = _fit_tile(t.rgb, tile, cv2)
-            lines = _wrap(t.caption, tile, 0.35)[:2]
+            lines = _clipped(t.caption, tile, 0.35, said)
             if t.donors:
-                lines += _clipped(donor_caption(t.applied), tile, 0.35, 4 - len(lines))
+                lines += _clipped(donor_caption(t.applied), tile, 0.35, 2)
             for k, line in enumerate(lines):
                 _text(sheet, line, (x, y + tile + 12 + 12 * k), 0.35)
     base = height - len(footer) * layout.line
     for k, line in enumerate(footer):
         _text(sheet, _fit(line, width - 16, 0.4), (8, base + 12 + k * layout.line), 0.4)
     return sheet
+
+
+def caption_lines(preview: Preview, tile: int) -> int:
+    """Lines under each tile: as many as the longest caption needs, 2 to CAPTION_LINES (the --html
+    page has every caption whole)."""
+    said = max((len(_wrap(t.caption, tile, 0.35)) for r in preview.rows for t in r.tiles), default=1)
+    return min(CAPTION_LINES, max(2, said))
 
 
 def _legend(sheet: np.ndarray, entries: list[tuple[str, int]], y: int, width: int) -> None:

@@ -16,8 +16,8 @@ import pytest
 from augpipe import ExpandOptions, expand
 from augpipe.dataset import open_dataset
 from augpipe.decode import decode
-from augpipe.preview import (Layout, caption, donor_caption, preview_shards, preview_source, render_sheet, sheet_title,
-                             write_html)
+from augpipe.preview import (Layout, caption, caption_lines, donor_caption, preview_shards, preview_source,
+                             render_sheet, sheet_title, write_html)
 from augpipe.recipe import parse_recipe
 from conftest import make_folder, write_image
 
@@ -29,7 +29,32 @@ def test_sheet_size_and_tile_count_follow_rows_and_copies(folder, rows, copies):
     preview = preview_source(folder, FLIPS, rows=rows, copies=copies, val_fraction=0)
     assert len(preview.rows) == rows and all(len(r.tiles) == copies + 1 for r in preview.rows)
     sheet = render_sheet(preview, tile=64)
-    assert sheet.shape[:2] == Layout(64).size(rows, copies + 1, 0)
+    assert sheet.shape[:2] == Layout(64, caption=6 + 12 * caption_lines(preview, 64)).size(rows, copies + 1, 0)
+    assert render_sheet(preview, tile=256).shape[:2] == Layout(256).size(rows, copies + 1, 0)  # 2 lines: 30 px
+
+
+def test_a_caption_of_three_lines_is_whole_under_its_tile(folder):
+    """A new user's: a ShiftScaleRotate copy's caption (its turn, scale and shift, then the colour
+    step) ran to a third line at the default 128 px tile, and the sheet cut it off; and the
+    caption named only the turn."""
+    ssr = parse_recipe("copies: 3\ntransforms:\n  - ShiftScaleRotate: {shift_limit: 0.1, scale_limit: 0.2, "
+                       "rotate_limit: 30, p: 1}\n  - RandomBrightnessContrast: {p: 1}\n", "ssr.yaml")
+    preview = preview_source(folder, ssr, rows=2, val_fraction=0)
+    copies = [t for r in preview.rows for t in r.tiles if t.copy]
+    shifted = 0
+    for t in copies:
+        step = dict(t.applied)["ShiftScaleRotate"]
+        h, w = step["shape"][:2]
+        centre = np.array([(w - 1) / 2, (h - 1) / 2, 1.0])
+        dx, dy = (np.array(step["matrix"])[:2] @ centre - centre[:2]) / [w, h]
+        shift = max(abs(dx), abs(dy)) >= 0.01
+        shifted += shift
+        assert t.caption.startswith(f"rot{round(step['rotate'])}° x") and (" shift" in t.caption) == shift, t.caption
+        if shift:
+            assert f"shift{round(100 * dx):+d}%" in t.caption, (t.caption, dx, dy)
+        assert t.caption.endswith(" bright/contrast"), t.caption
+    assert shifted and caption_lines(preview, 128) == 3
+    assert render_sheet(preview, tile=128).shape[:2] == Layout(128, caption=6 + 12 * 3).size(2, 4, 0)
 
 
 def test_rows_are_drawn_across_classes(tmp_path):
