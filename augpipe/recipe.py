@@ -502,7 +502,8 @@ def _check_item(item: Any, label: str, where: str, notes: list[str], warns: list
         if not isinstance(kids, list) or not kids:
             raise RecipeError(f"{here}: field 'transforms': a {name} needs a list of transforms")
         children = [_check_item(k, f"{label}.{j}", where, notes, warns) for j, k in enumerate(kids, start=1)]
-    transform = _construct(cls, name, params, children, here)
+    transform, said = _construct(cls, name, params, children, here)
+    notes += [f"{label} {name}: albumentations says: {line}" for line in said]
     check_built(transform, here)
     if "p" not in params:
         notes.append(f"{label} {name}: p not given, default p={transform.p} is used")
@@ -599,12 +600,15 @@ def _sub_recipe(recipe: Recipe, specs: list[dict], label: str) -> Recipe:
     return dataclasses.replace(recipe, transforms=tuple(specs), sha256=f"{recipe.sha256}#{label}")
 
 
-def _construct(cls: type, name: str, params: dict, children: list[dict], here: str) -> Any:
+def _construct(cls: type, name: str, params: dict, children: list[dict], here: str) -> tuple[Any, list[str]]:
+    """The transform, and the first line of each warning albumentations gave as it was made (a
+    deprecation: ShiftScaleRotate is a special case of Affine), each once."""
     kids = [build_transform(c) for c in children]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return cls(kids, **params) if _is_compose(cls) else cls(**params)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            transform = cls(kids, **params) if _is_compose(cls) else cls(**params)
+        return transform, list(dict.fromkeys(str(w.message).splitlines()[0] for w in caught if str(w.message)))
     except ValidationError as exc:
         raise RecipeError(f"{here}: {_field_message(exc)}") from None
     except (TypeError, ValueError) as exc:

@@ -55,6 +55,25 @@ def test_check_exits_1_on_warnings(cli, tmp_path):
     assert "p not given, default p=0.5" in result.output
 
 
+def test_check_relays_what_albumentations_says_of_a_transform_as_a_note(cli, tmp_path):
+    """A new user's: albumentations deprecates ShiftScaleRotate for Affine, and check said nothing
+    of it (its warning was silenced with the rest)."""
+    import warnings
+
+    import albumentations as A
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        A.ShiftScaleRotate(p=1)
+    said = str(caught[0].message).splitlines()[0]  # albumentations' own words, whatever its version says
+    path = tmp_path / "ssr.yaml"
+    path.write_text("transforms: [{ShiftScaleRotate: {p: 1}}, {HorizontalFlip: {p: 0.5}}]\n")
+    result = cli("check", path)
+    assert result.exit_code == 0, result.output
+    assert f"note: transform 1 ShiftScaleRotate: albumentations says: {said}" in result.output
+    assert result.output.count("albumentations says") == 1
+
+
 @pytest.mark.parametrize("text, needles", [
     ("transforms: [{Rotate: {limit: ten}}]", ["bad.yaml", "transform 1 Rotate", "field 'limit'"]),
     ("transforms: [HorizontalFlip, {Blurr: {}}]", ["bad.yaml", "transform 2 Blurr", "unknown transform", "'Blur'"]),
