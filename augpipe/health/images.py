@@ -7,7 +7,7 @@ longest side is at most WORK_SIDE); `judge` compares them across the dataset and
 How each check decides (the thresholds are below, each with its reason):
 - blurry: sharpness = how abruptly the edges change in the direction where they change least
   (along x, y and both diagonals: |second derivative| over |first| on the EDGE_SHARE of the pixels
-  where the first is strongest; the least of the four, so that motion blur, which leaves the edges
+  where the first is strongest, or those that change at all where fewer do; the least of the four, so that motion blur, which leaves the edges
   along its direction sharp, counts; neither contrast nor large smooth areas count), relative to
   the dataset: a robust z-score on its log below -BLUR_Z, and at least BLUR_FACTOR times under the
   median. A dataset of soft pictures flags none of them for being soft; a picture without any edge
@@ -164,7 +164,8 @@ def _grayscale(rgb: np.ndarray) -> bool:
 def _sharpness(grey: np.ndarray) -> float:
     """How abruptly the edges change in the direction where they change least: along each of x, y
     and the two diagonals, the mean |second derivative| over the mean |first derivative| on the
-    EDGE_SHARE of the pixels where the first is strongest, and the least of the four. Blur widens
+    EDGE_SHARE of the pixels where the first is strongest (or fewer: those that change by
+    EDGE_LEVELS a pixel at least), and the least of the four. Blur widens
     an edge, which lowers its second derivative more than its first; smooth areas, however large,
     do not count; motion blur widens only the edges across its direction, which the least finds. A
     direction without edges (its strongest change by under EDGE_LEVELS a pixel) is left out; 0
@@ -176,9 +177,11 @@ def _sharpness(grey: np.ndarray) -> float:
     for c, s in ((1, 0), (0, 1), (0.7071, 0.7071), (0.7071, -0.7071)):
         first = np.abs(cv2.addWeighted(gx, c, gy, s, 0).ravel())
         sample, top = first[::7], int(first[::7].size * (1 - EDGE_SHARE))  # a seventh of the pixels: 8× faster
-        edges = np.flatnonzero(first >= np.partition(sample, top)[top])
-        strength = float(first[edges].mean())
-        if strength >= 4 * EDGE_LEVELS:  # a Sobel derivative is 4 times the change a pixel
+        # a Sobel derivative is 4 times the change a pixel; where fewer than EDGE_SHARE of the pixels
+        # change by EDGE_LEVELS (a small object on a flat background), those that do are the edges
+        edges = np.flatnonzero(first >= max(float(np.partition(sample, top)[top]), 4 * EDGE_LEVELS))
+        strength = float(first[edges].mean()) if edges.size else 0.0
+        if strength >= 4 * EDGE_LEVELS:
             second = np.abs(c * c * gxx[edges] + 2 * c * s * gxy[edges] + s * s * gyy[edges])
             found.append(float(second.mean()) / strength)
     return round(min(found), 4) if found else 0.0
