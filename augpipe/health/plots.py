@@ -98,7 +98,8 @@ def classes(facts: dict):
         before = facts["labels_before"][key]
         series = {"before (originals)": [sum(before.get(c, {}).values()) for c in names],
                   "after (every row)": [sum(by_class[c].values()) for c in names]}
-        return bars(f"{what if objects else 'rows'} a class, before and after augmentation", names, series, what)
+        counted = what if objects else "rows"
+        return bars(f"{counted} a class, before and after augmentation", names, series, counted)
     series = {s: [by_class[c].get(s, 0) for c in names] for s in _splits_of(by_class)}
     return bars(f"{what} a class", names, series, what)
 
@@ -110,7 +111,9 @@ def objects_per_image(facts: dict):
     counts = {int(n): v for n, v in per_image.items()}
     names = list(range(0, max(counts) + 1))
     what = "classes a mask holds" if facts["task"] == "segmentation" else "objects in the image"
-    return columns(f"{what}, a bar a number", [str(n) for n in names], [counts.get(n, 0) for n in names], what)
+    counted = "rows (every row)" if "labels_before" in facts else "images"  # an expanded dataset's
+    return columns(f"{what}, a bar a number", [str(n) for n in names], [counts.get(n, 0) for n in names], what,
+                   counted)
 
 
 def boxes(facts: dict):
@@ -130,12 +133,22 @@ def boxes(facts: dict):
 
 
 def image_sizes(facts: dict):
+    """A histogram of the originals' longest sides on a pixel axis (a label a bin ran together)."""
+    from matplotlib.ticker import MaxNLocator
+
     hist = facts["pictures"].get("long_sides") or {}
     if not hist.get("counts"):
         return None
-    edges = hist["edges"]
-    names = [f"{edges[k]:.0f}-{edges[k + 1]:.0f}" for k in range(len(hist["counts"]))]
-    return columns("image sizes", names, hist["counts"], "longest side, in pixels")
+    edges, counts = hist["edges"], hist["counts"]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    widths = [max(b - a, 1.0) for a, b in zip(edges, edges[1:])]
+    ax.bar(edges[:-1], counts, widths, align="edge", color="#4c78a8", edgecolor="white", linewidth=0.5)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("longest side, in pixels")
+    ax.set_ylabel("images (originals)")
+    ax.set_title(f"image sizes ({sum(counts):,} images)")
+    return fig
 
 
 def mask_shares(facts: dict):

@@ -129,3 +129,25 @@ def test_an_expanded_dataset_without_a_validation_split_fails_coverage(tmp_path,
     said = cli("inspect", tmp_path / "none", "-q", "--fail-on", "no_validation")
     assert said.exit_code == 1 and "no validation split: 1  [no_validation]" in said.output, said.output
     assert "no_validation" not in cli("inspect", tmp_path / "half", "--json", "-q", "--fail-on", "coverage").stdout
+
+
+def test_the_image_size_plot_has_a_pixel_axis_whose_labels_do_not_run_together():
+    """A new user's: a label a bin ('156-173', '173-190', ...) ran together into one smear."""
+    pytest.importorskip("matplotlib")
+    import numpy as np
+
+    from augpipe.health.plots import close, image_sizes
+
+    sides = np.random.default_rng(0).integers(150, 500, 84)
+    counts, edges = np.histogram(sides, bins=20)
+    fig = image_sizes({"pictures": {"long_sides": {"edges": edges.round(1).tolist(), "counts": counts.tolist()}}})
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        labels = [t for t in ax.get_xticklabels() if t.get_text() and t.get_visible()]
+        boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: b.x0)
+        assert len(boxes) >= 3 and all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))
+        assert [float(t.get_text().replace("−", "-")) for t in labels] == sorted(t.get_position()[0] for t in labels)
+        assert sum(p.get_height() for p in ax.patches) == 84
+    finally:
+        close(fig)
