@@ -83,7 +83,8 @@ def run_demo(folder: str | Path, workers: int | None = None, seed: int = 0, prog
     data = make_shapes(folder / "data")
     options = ExpandOptions(workers=workers, seed=seed, overwrite=True, progress=progress)
     manifest = expand(data, RECIPE, folder / "expanded", options)
-    sheet = write_sheet(preview_source(data, RECIPE, rows=4, copies=4, seed=seed), folder / "preview.png")
+    # the recipe's copies: the rows the expansion beside it holds
+    sheet = write_sheet(preview_source(data, RECIPE, rows=4, seed=seed), folder / "preview.png")
     return data, manifest, sheet
 
 

@@ -28,3 +28,24 @@ def test_demo_without_the_train_extra_names_what_is_missing(tmp_path, cli, monke
         said = " and ".join(missing) + (" is" if len(missing) == 1 else " are")
         assert result.exit_code == 0, result.output
         assert f"training: skipped, {said} not installed (pip install 'augpipe[train]' adds it)" in result.output
+
+
+def test_the_demos_sheet_shows_the_copies_its_expansion_holds(tmp_path, cli):
+    """A new user's: the sheet drew 4 copies a row where the classic recipe (and so the expansion
+    beside it) makes 2."""
+    import json
+
+    import cv2
+    import pyarrow.parquet as pq
+
+    from augpipe.preview import Layout, caption_lines, preview_shards
+    from augpipe.recipe import parse_recipe
+
+    result = cli("demo", tmp_path / "proj", "-q", "-w", "1")
+    assert result.exit_code == 0, result.output
+    expanded = tmp_path / "proj" / "expanded"
+    copies = max(max(pq.read_table(s, columns=["copy"]).column("copy").to_pylist()) for s in expanded.glob("train-*.parquet"))
+    assert copies == parse_recipe(json.loads((expanded / "_augpipe.json").read_text())["recipe"]["text"]).copies
+    height, width = cv2.imread(str(tmp_path / "proj" / "preview.png")).shape[:2]
+    lines = caption_lines(preview_shards(expanded, rows=4), 128)
+    assert width == Layout(128, caption=6 + 12 * lines).size(4, copies + 1, 0)[1]
