@@ -111,21 +111,25 @@ def _differences(identity: dict, previous: dict) -> str:
 
 
 def _as_made(identity: dict, previous: dict) -> str:
-    """Where only expand's options differ: the arguments that give those it was made with (to
-    resume or mend that output, not replace it)."""
+    """Where only the seed and expand's options differ: the arguments that give those it was made
+    with (to resume or mend that output, not replace it)."""
     from augpipe.options import EXPAND_FLAGS, expand_arguments
 
     was, now = previous.get("options"), identity.get("options")
     if not (isinstance(was, dict) and isinstance(now, dict)) or \
-            any(identity.get(k) != previous.get(k) for k in set(identity) | set(previous) if k != "options"):
+            any(identity.get(k) != previous.get(k) for k in set(identity) | set(previous) if k not in ("options", "seed")):
         return ""
     changed = {k for k in set(was) | set(now) if was.get(k) != now.get(k)}
-    if not changed or not changed <= set(EXPAND_FLAGS) or not all(k in was for k in changed):
+    if not changed <= set(EXPAND_FLAGS) or not all(k in was for k in changed):
         return ""
-    given = " ".join(expand_arguments(was, changed))
+    seed = [] if identity.get("seed") == previous.get("seed") else [f"--seed {previous.get('seed')}"]
+    if not changed and not seed or not isinstance(previous.get("seed"), int):
+        return ""
+    given = " ".join([*seed, *expand_arguments(was, changed)])
     off = ", ".join(EXPAND_FLAGS[k] for k in sorted(changed) if was[k] is False)  # a switch it was made without
     said = " and ".join(part for part in (given, off and f"without {off}") if part)
-    return f"; or, to resume or mend it, give the options it was made with: {said}"
+    what = " and ".join(w for w, differs in (("seed", seed), ("options", changed)) if differs)
+    return f"; or, to resume or mend it, give the {what} it was made with: {said}"
 
 
 def _split_by(identity: dict):
@@ -141,6 +145,8 @@ def _why(key: str, identity: dict, previous: dict) -> str:
                    for name in sorted(set(was) | set(now)) if was.get(name) != now.get(name)]
         if changed:
             return f"{_WHY[key]} ({'; '.join(changed)})"
+    if key == "seed" and isinstance(was, int) and isinstance(now, int):
+        return f"{_WHY[key]} ({was}, now {now})"
     return _WHY.get(key, f"made with another {key}")
 
 

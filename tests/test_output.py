@@ -438,6 +438,13 @@ def test_verify_prints_the_command_that_mends_and_it_does(tmp_path):
     refused = _cli("expand", data, "-r", "flips", "--out", out, *given[:2], "--seed", "7", "--val-fraction", "0.2", "-q")
     assert refused.returncode == 2 and refused.stderr.strip().endswith(
         "or, to resume or mend it, give the options it was made with: --shard-size 20000"), refused.stderr
+    # a new user's: "made with another seed" named neither seed, where an option's refusal names both
+    refused = _cli("expand", data, "-r", "flips", "--out", out, *given[:4], "--seed", "3", "--val-fraction", "0.2", "-q")
+    assert refused.returncode == 2 and "made with another seed (7, now 3)" in refused.stderr and \
+        refused.stderr.strip().endswith("give the seed it was made with: --seed 7"), refused.stderr
+    refused = _cli("expand", data, "-r", "flips", "--out", out, *given[:4], "--seed", "3", "-q")
+    assert refused.returncode == 2 and refused.stderr.strip().endswith(
+        "give the seed and options it was made with: --seed 7 --val-fraction 0.2"), refused.stderr
 
 
 def test_the_mend_names_a_recipe_file_gone_since_and_where_its_text_is(tmp_path):
