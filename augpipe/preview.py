@@ -680,8 +680,9 @@ def _fit(text: str, width: int, scale: float) -> str:
 
 
 def _wrap(text: str, width: int, scale: float) -> list[str]:
+    """Lines of whole words; a number stays with the word after it ("2 boxes")."""
     lines, current = [], ""
-    for word in text.split():
+    for word in _units(text.split()):
         trial = f"{current} {word}".strip()
         if current and _text_width(trial, scale) > width:
             lines.append(current)
@@ -689,6 +690,16 @@ def _wrap(text: str, width: int, scale: float) -> list[str]:
         else:
             current = trial
     return [*lines, current] if current else lines
+
+
+def _units(words: list[str]) -> list[str]:
+    out: list[str] = []
+    for word in words:
+        if out and out[-1].replace(",", "").isdigit():
+            out[-1] += f" {word}"
+        else:
+            out.append(word)
+    return out
 
 
 def _clipped(text: str, width: int, scale: float, lines: int) -> list[str]:

@@ -559,3 +559,15 @@ def test_box_names_neither_overlap_nor_leave_the_picture():
     assert _label_place((120, 5), 30, 12, (128, 128, 3), [])[0] == 98  # inside the picture
     drawn = draw_boxes(np.zeros((64, 64, 3), np.uint8), [[58, 20, 5, 5]], [0], ["cat"], scale=1.0)
     assert (drawn[:20, 40:58] == (31, 119, 180)).all(axis=2).any()  # the name moved left of the box, whole
+
+
+def test_a_number_stays_with_its_word_when_a_caption_wraps():
+    """A new user's: "... hsv | 2" on one line and "boxes" on the next."""
+    from augpipe.preview import _text_width, _wrap
+
+    text = "hflip rot-5° x1.02/0.98 shift+1%/-2% hsv | 2 boxes, 1 dropped"
+    for width in range(60, 400, 4):
+        lines = _wrap(text, width, 0.35)
+        assert " ".join(lines) == text
+        assert not any(line.split()[-1].rstrip(",").isdigit() for line in lines), (width, lines)
+        assert all(_text_width(line, 0.35) <= width for line in lines if " " in line), (width, lines)
