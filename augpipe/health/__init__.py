@@ -55,12 +55,14 @@ class SourceHealth:
         return source_picture(self, path, k)
 
     def page(self) -> dict:
-        """What the --html page shows: its overview lines, problems, the plots' facts, the skips."""
+        """What the --html page shows: its overview lines, problems, the plots' facts, the skips, and
+        the checks it does not make."""
         from augpipe.health.report import source_lines
 
         f = self.facts
         return {"path": f["path"], "overview": source_lines(f)[:1] + list(f.get("warnings", ())),
-                "problems": f["problems"], "figures": f, "skipped": f["skipped"]}
+                "problems": f["problems"], "figures": f, "skipped": f["skipped"],
+                "unasked": ("no_validation",)}  # expand holds validation out of a source without it
 
 
 def check_source(root: str, format: str = "auto", layout: str = "auto", max_pixels: int | None = None,

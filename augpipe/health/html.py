@@ -51,7 +51,8 @@ def write_report(health, folder: str | Path) -> Path:
     overview = "".join(f"<p>{_e(line)}</p>" for line in page["overview"])
     parts = [f"<!doctype html>{REPORT_MARK}<html><head><meta charset='utf-8'><title>{_e(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>", overview,
-             _summary_table(page["problems"]), _plots_html(page["figures"], folder),
+             _summary_table(page["problems"], page["figures"]["task"], page.get("unasked", ())),
+             _plots_html(page["figures"], folder),
              _problems_html(page["problems"], _Thumbs(folder, health)), _skipped_html(page["skipped"]),
              "</body></html>"]
     index = folder / "index.html"
@@ -59,8 +60,13 @@ def write_report(health, folder: str | Path) -> Path:
     return index
 
 
-def _summary_table(problems: list[dict]) -> str:
-    """A row a check that found something; the checks that found nothing in one sentence."""
+def _summary_table(problems: list[dict], task: str, unasked: tuple[str, ...] = ()) -> str:
+    """A row a check that found something; the checks that found nothing in one sentence (not those
+    of another target kind, a classification set's boxes, nor those the report does not make)."""
+    from augpipe.targets import registry
+
+    others = {c for kind in registry().values() for c in kind.audits} - set(registry()[task].audits)
+    others |= set(unasked)
     counts: dict[str, int] = {}
     for p in problems:
         counts[p["check"]] = counts.get(p["check"], 0) + 1
@@ -72,7 +78,7 @@ def _summary_table(problems: list[dict]) -> str:
             if check in counts:
                 rows.append(f"<tr><td>{group}</td><td><a href='#{check}'>{_e(c.title)}</a></td>"
                             f"<td class='n bad'>{counts[check]:,}</td></tr>")
-            else:
+            elif check not in others:
                 clean.append(c.title)
     table = (f"<table><tr><th>group</th><th>check</th><th>found</th></tr>{''.join(rows)}</table>" if rows
              else "<p class='ok'>No problem found.</p>")

@@ -97,6 +97,8 @@ class Target:
         for_recipe(recipe)        the kind with what the recipe says of it (its kind_options) applied
         geometry_options()        classmethod: `A.Compose` arguments for EXIF turns and resizes
         target_words              each albumentations target in words, for messages
+        audits                    the health checks (CHECKS) only this kind's `audit` makes (boxes
+                                  outside the image...): a report names them as checked for it alone
         inputs(state), outputs(result, state)
         moved(state, bbox_params) the state after a step that moved pixels
         spatial                   whether a resize moves the target with the image
@@ -143,6 +145,7 @@ class Target:
     target_words: dict[str, str] = {}
     balancing: str | None = None
     balance_refusal = "--balance needs classes to balance"
+    audits: tuple[str, ...] = ()
     known_classes: int | None = None
 
     @classmethod

@@ -175,6 +175,7 @@ class BoxesKind(Target):
     spatial = True
     counted = "objects"
     balancing = "repeat factors"
+    audits = ("box_outside", "box_degenerate", "box_tiny", "box_duplicate")
 
     target_words = {"bboxes": "boxes", "masks": "instance masks"}
 

@@ -59,6 +59,7 @@ class Keypoints(Boxes):
 
 class KeypointsKind(BoxesKind):
     name = "keypoints"
+    audits = (*BoxesKind.audits, "keypoint_outside")
     target_words = {**BoxesKind.target_words, "keypoints": "keypoints"}
 
     def __init__(self, instance_masks: bool = False, keypoint_names=(), skeleton=(), flip_idx=None):

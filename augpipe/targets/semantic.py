@@ -91,6 +91,7 @@ class Semantic(Target):
     train_tasks = ("segmentation",)
     counted = "images"
     balancing = "repeat factors"
+    audits = ("mask_values",)
     reads_to_balance = True
 
     def __init__(self, classes: int = 0):

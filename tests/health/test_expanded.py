@@ -151,3 +151,25 @@ def test_the_image_size_plot_has_a_pixel_axis_whose_labels_do_not_run_together()
         assert sum(p.get_height() for p in ax.patches) == 84
     finally:
         close(fig)
+
+
+def test_the_page_names_as_checked_only_what_was_checked(expanded, tmp_path, cli):
+    """A new user's: a classification set's page said its boxes, masks and keypoints were checked
+    and clean; a source's, that its validation split was."""
+    import re
+
+    from conftest import make_folder
+
+    def checked(where) -> str:
+        site = tmp_path / f"page-{len(list(tmp_path.glob('page-*')))}"
+        assert cli("inspect", where, "-q", "--html", site).exit_code == 0
+        return re.search(r"Checked, nothing found: ([^<]*)", (site / "index.html").read_text())[1]
+
+    folder = make_folder(tmp_path / "cls", per_class=4)
+    source = checked(folder)
+    assert "images without labels" in source and not re.search("box|mask|keypoint|validation split", source), source
+    expand(folder, "flips", tmp_path / "cls-x", ExpandOptions(val_fraction=0.5, **QUIET))
+    rows = checked(tmp_path / "cls-x")
+    assert "no validation split" in rows and not re.search("box|mask|keypoint", rows), rows
+    boxes = checked(expanded)
+    assert "tiny boxes" in boxes and "keypoint" not in boxes and "masks with values" not in boxes, boxes
