@@ -195,6 +195,9 @@ def _report(func: Callable) -> Callable:
 
 def command(*args, **kwargs) -> Callable:
     def register(func: Callable) -> Callable:
+        # a docstring's paragraphs as one line each: the help keeps the source's line breaks
+        paragraphs = (func.__doc__ or "").strip().split("\n\n")
+        kwargs.setdefault("help", "\n\n".join(" ".join(p.split()) for p in paragraphs))
         return app.command(*args, cls=_Command, **kwargs)(_report(func))
 
     return register

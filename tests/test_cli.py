@@ -325,3 +325,17 @@ def test_the_command_line_makes_torch_threads_wait_passively_unless_told_otherwi
         run_env = env if given is None else {**env, "OMP_WAIT_POLICY": given}
         done = subprocess.run([sys.executable, "-c", OMP_POLICY], capture_output=True, text=True, env=run_env, timeout=60)
         assert done.stdout.strip().splitlines()[-1] == kept, done.stderr[-1000:]
+
+
+def test_every_commands_help_is_its_docstring_in_paragraphs_without_the_sources_line_breaks():
+    """A new user's: `augpipe --help` broke inspect's line after 'expanded' (the docstring's own break)."""
+    import typer
+
+    from augpipe.cli import app
+
+    commands = typer.main.get_command(app).commands
+    assert {"expand", "inspect", "shape", "train"} <= set(commands)
+    for name, command in commands.items():
+        paragraphs = command.help.split("\n\n")
+        assert all(p and "\n" not in p for p in paragraphs), (name, command.help)
+        assert " ".join(command.help.split()) == " ".join(command.callback.__doc__.split()), name
