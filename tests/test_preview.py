@@ -561,6 +561,23 @@ def test_box_names_neither_overlap_nor_leave_the_picture():
     assert (drawn[:20, 40:58] == (31, 119, 180)).all(axis=2).any()  # the name moved left of the box, whole
 
 
+def test_a_name_moved_off_its_box_is_joined_to_it_by_a_line():
+    """A new user's: names pushed down past others sat below the objects, joined to no box."""
+    from augpipe.targets.drawing import colour, draw_boxes
+
+    corners = [(100 + k, 40) for k in range(5)]
+    boxes, names = [[x, y, 4, 4] for x, y in corners], ["person", "sign", "car", "dog", "bus"]
+    drawn = draw_boxes(np.zeros((128, 128, 3), np.uint8), boxes, list(range(5)), names)
+    ink = np.array(colour(4), float)  # the last name's: moved down past four others
+    pixels = drawn.astype(float)
+    norms = np.linalg.norm(pixels, axis=2) * np.linalg.norm(ink)
+    mine = (pixels @ ink > 0.995 * norms) & (norms > 40 * np.linalg.norm(ink))  # its hue, anti-aliased or not
+    rows = np.flatnonzero((drawn == colour(4)).all(axis=2).sum(axis=1) > 8)  # its name's filled rows
+    assert rows.min() > 44 + 20  # well below its box (40 to 44)
+    gap = range(45, rows.min())
+    assert all(mine[y].any() for y in gap), [y for y in gap if not mine[y].any()]  # joined all the way
+
+
 def test_a_number_stays_with_its_word_when_a_caption_wraps():
     """A new user's: "... hsv | 2" on one line and "boxes" on the next."""
     from augpipe.preview import _text_width, _wrap

@@ -62,6 +62,8 @@ def draw_boxes(rgb: np.ndarray, boxes, categories, classes: list[str], scale: fl
         (tw, th), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, size, 1)
         left, top = _label_place(p0, tw + 2, th + 2, out.shape, placed)
         placed.append((left, top - th - 2, left + tw + 2, top))
+        if top - th - 2 > p0[1]:  # moved down past other names, off its box's corner: a line to it
+            cv2.line(out, p0, (left, top - th - 2), colour(c), 1, cv2.LINE_AA)
         cv2.rectangle(out, (left, top - th - 2), (left + tw + 2, top), colour(c), -1)
         cv2.putText(out, name, (left + 1, top - 2), cv2.FONT_HERSHEY_SIMPLEX, size, (255, 255, 255), 1, cv2.LINE_AA)
     return out
