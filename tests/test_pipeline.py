@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import shutil
 import struct
 import subprocess
@@ -392,6 +393,22 @@ def test_a_set_up_process_closed_mid_work_reaps_its_helpers_before_it_ends(helpe
     # ended by its SIGTERM handler (128 + 15), which ended and reaped its helpers; not SIGKILLed
     # (-9), which leaves them to the system
     assert status == "143" and left.strip() == "[False, False]", done.stdout
+
+
+def test_a_close_that_finds_its_child_reaped_already_ends_quietly():
+    """A hostile tester's: a close interrupted by a signal whose handler closed the same child
+    again (the set-up's SIGTERM handler, expand's `finally`) met ChildProcessError, which took the
+    interrupt's place, and the child stayed listed as live."""
+    import time
+
+    from augpipe.engines import local
+
+    forked = local.Forked(lambda send: time.sleep(60))
+    os.kill(forked._pid, signal.SIGKILL)
+    os.waitpid(forked._pid, 0)  # reaped where the interrupted close would have
+    forked.close()
+    assert forked.status is None and forked not in local._LIVE
+    forked.close()  # a second close does nothing
 
 
 def test_a_file_larger_than_any_image_of_max_pixels_is_skipped_unread(tmp_path, folder, cli):

@@ -124,6 +124,7 @@ class Forked:
         self._recv, send = mp.Pipe(duplex=False)
         self._held: list[tuple] = []
         self._terminated = False
+        self.status: int | None = None
         parent = os.getpid()
         # A signal reaching the child before it has its own handler and state would run the
         # parent's on the parent's copies (ending the parent's other children): held until then.
@@ -188,21 +189,29 @@ class Forked:
         the system. Not ended within `TERM_GRACE` seconds (its handler waiting on a helper slow to
         end, on a loaded machine), its helpers are killed, for it to reap; then, after as long
         again, the child. `status`: how it ended, as `os.waitstatus_to_exitcode` gives it (128 +
-        15 by its SIGTERM handler)."""
-        if self._pid is None:
+        15 by its SIGTERM handler; None when a close it interrupted reaped it)."""
+        pid = self._pid
+        if pid is None:
             return
         self.terminate()
-        status = _reaped(self._pid, within=TERM_GRACE)
+        status = _reaped(pid, within=TERM_GRACE)
         if status is None:
-            for helper in descendants(self._pid):
+            for helper in descendants(pid):
                 _signal(helper, signal.SIGKILL)
-            status = _reaped(self._pid, within=TERM_GRACE)
+            status = _reaped(pid, within=TERM_GRACE)
         if status is None:
-            _signal(self._pid, signal.SIGKILL)
-            status = os.waitpid(self._pid, 0)[1]
-        self.status = os.waitstatus_to_exitcode(status)
+            _signal(pid, signal.SIGKILL)
+            status = _reaped(pid, within=None)
+        self._ended(status)
+
+    def _ended(self, status: int) -> None:
+        # once, where a close interrupted by a signal whose handler closed it again reaped it first
+        if self._pid is None:
+            return
+        self.status = None if status == _GONE else os.waitstatus_to_exitcode(status)
         self._pid = None
-        _LIVE.remove(self)
+        if self in _LIVE:
+            _LIVE.remove(self)
         self._recv.close()
 
     def terminate(self) -> None:
@@ -243,13 +252,20 @@ def _signal(pid: int, sig: int) -> None:
 TERM_GRACE = 5.0
 
 
-def _reaped(pid: int, within: float) -> int | None:
-    """The child's wait status once it has ended, within `within` seconds; None if it has not."""
+_GONE = -1  # a wait status no process ends with: reaped already (by a close this one interrupted)
+
+
+def _reaped(pid: int, within: float | None) -> int | None:
+    """The child's wait status once it has ended, within `within` seconds (None: however long);
+    None if it has not; _GONE if it was reaped already."""
     import time
 
-    deadline = time.monotonic() + within
+    deadline = None if within is None else time.monotonic() + within
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        try:
+            done, status = os.waitpid(pid, 0 if deadline is None else os.WNOHANG)
+        except ChildProcessError:
+            return _GONE
         if done:
             return status
         if time.monotonic() > deadline:
