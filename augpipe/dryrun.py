@@ -8,13 +8,12 @@ them together at p=1, then the recipe as it will run, at the smallest and the la
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from augpipe.errors import RecipeError
 from augpipe.limits import worst_cost
-from augpipe.recipe import Recipe, build_transform, has_mixes, import_albumentations, is_mix, mix_of
+from augpipe.recipe import Recipe, build_transform, has_mixes, import_albumentations, is_mix, mix_of, silenced
 
 REFERENCE_SIZE = (256, 256)  # (width, height): the test image when no sizes are given
 # The most one transform may take on the reference image (on the test images, when all are
@@ -125,8 +124,7 @@ def _check_copy_time(recipe: Recipe, seconds: list[float], size: Size) -> None:
 
 def _failure(label: str, run: Any, size: Size) -> str | None:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             run()
     except Exception as exc:  # any failure here is the recipe's, reported as such
         first_line = (str(exc).strip().splitlines() or [""])[0]

@@ -47,6 +47,18 @@ _FULLNAME = "__class_fullname__"
 # Composes and multi-image steps hold random state: each thread its own (the studio renders on
 # threads), the most recently used few kept (the studio makes a recipe an edit)
 _LOCAL = threading.local()
+# warnings.catch_warnings swaps process-wide state: two threads inside it at once (the studio's
+# renders) can each restore the other's, and a recording one can leave every later warning
+# swallowed. Ours take turns.
+_WARNINGS = threading.RLock()
+
+
+@contextlib.contextmanager
+def silenced(record: bool = False):
+    """Warnings ignored within, or, with `record`, each kept in the list this gives (not shown)."""
+    with _WARNINGS, warnings.catch_warnings(record=record) as caught:
+        warnings.simplefilter("always" if record else "ignore")
+        yield caught
 
 
 class ResizeSpec(BaseModel):
@@ -605,8 +617,7 @@ def _construct(cls: type, name: str, params: dict, children: list[dict], here: s
     deprecation: ShiftScaleRotate is a special case of Affine), each once."""
     kids = [build_transform(c) for c in children]
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with silenced(record=True) as caught:
             transform = cls(kids, **params) if _is_compose(cls) else cls(**params)
         return transform, list(dict.fromkeys(str(w.message).splitlines()[0] for w in caught if str(w.message)))
     except ValidationError as exc:
@@ -657,8 +668,7 @@ def _fixed_range_warnings(transform: Any, given: dict, label: str) -> list[str]:
 def build_transform(spec: dict) -> Any:
     cls = allowed_transforms()[spec[_FULLNAME]]
     params = {k: v for k, v in spec.items() if k not in (_FULLNAME, "transforms")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with silenced():
         if _is_compose(cls):
             return cls([build_transform(c) for c in spec["transforms"]], **params)
         return cls(**params)
@@ -689,8 +699,7 @@ def build_compose(recipe: Recipe, kind: Any = None) -> Any:
         warnings.filterwarnings("ignore", category=UserWarning, module=r"albumentations\.")
         specs = kind.compose_transforms(recipe)
         options = kind.compose_options(recipe)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with silenced():
             compose = compose_class()([build_transform(s) for s in specs], p=1.0, save_applied_params=True,
                                       mask_interpolation=cv2.INTER_NEAREST, **options)
         composes[key] = compose

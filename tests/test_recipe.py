@@ -937,3 +937,27 @@ def test_the_lean_box_paths_give_albumentations_way_for_what_they_do_not_cover()
         for b in (boxes, boxes[:5], boxes.astype(np.longdouble), boxes.astype(np.float16)):
             theirs, ours = filter_bboxes(b, shape, 0, 1.0, 0, 0), lean_filter(b, shape, 0, 1.0, 0, 0)
             assert ours.dtype == theirs.dtype and ours.shape == theirs.shape and ours.tobytes() == theirs.tobytes()
+
+
+def test_recipes_parsed_in_threads_at_once_each_get_their_notes_and_leave_warnings_as_they_were():
+    """A hostile tester's: the studio parses recipes in threads; catch_warnings(record=True) in two
+    at once lost or doubled albumentations' notes and left every later warning swallowed."""
+    import threading
+    import warnings
+
+    text = ("transforms:\n  - ShiftScaleRotate: {p: 1}\n  - OneOf:\n      transforms:\n"
+            "        - ShiftScaleRotate: {p: 1}\n        - HorizontalFlip: {p: 1}\n")
+    filters, show = list(warnings.filters), warnings._showwarnmsg_impl
+    counts: list[int] = []
+
+    def parse() -> None:
+        for _ in range(20):
+            counts.append(sum("albumentations says" in n for n in parse_recipe(text, "t.yaml").notes))
+
+    threads = [threading.Thread(target=parse) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counts == [2] * 80
+    assert warnings.filters == filters and warnings._showwarnmsg_impl is show
