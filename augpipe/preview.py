@@ -108,17 +108,33 @@ def _short(name: str, params: dict) -> str:
 
 
 def _affine_words(params: dict) -> list[str]:
-    """An affine step's rotation, scale and shift, each when it shows: `rot-12° x1.10/0.95 shift+4%/-2%`."""
+    """An affine step's rotation, scale, shear and shift, each when it shows:
+    `rot-12° x1.10/0.95 shear8° shift+4%/-2%`."""
     words = []
     if abs(params.get("rotate", 0)) >= 0.5:
         words.append(f"rot{round(params['rotate']) + 0}°")
     scale = params.get("scale") or {}
     if any(abs(v - 1) >= 0.01 for v in scale.values()):
         words.append("x" + "/".join(f"{v:.2f}" for v in dict.fromkeys(scale.values())))
+    shear = _shear(params.get("matrix"))
+    if shear >= 0.5:
+        words.append(f"shear{round(shear)}°")
     shift = _shift(params)
     if any(abs(v) >= 0.01 for v in shift):
         words.append("shift" + "/".join(f"{round(100 * v) + 0:+d}%" for v in dict.fromkeys(shift)))
     return words
+
+
+def _shear(matrix) -> float:
+    """How far from square the image's axes lean, in degrees: turning and scaling keep them
+    square, only a shear does not (albumentations records no shear of its own)."""
+    if not matrix:
+        return 0.0
+    (a, b), (c, d) = matrix[0][:2], matrix[1][:2]
+    lengths = math.hypot(a, c) * math.hypot(b, d)
+    if lengths == 0:
+        return 0.0
+    return abs(90 - math.degrees(math.acos(max(-1.0, min(1.0, (a * b + c * d) / lengths)))))
 
 
 def _shift(params: dict) -> tuple[float, ...]:
@@ -127,10 +143,12 @@ def _shift(params: dict) -> tuple[float, ...]:
     matrix, shape = params.get("matrix"), params.get("shape")
     if not matrix or not shape or len(shape) < 2:
         return ()
+    if list(params.get("output_shape") or shape[:2]) != list(shape[:2]):
+        return ()  # a canvas grown around the image (fit_output): it is placed, not shifted
     cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
-    moved_x = matrix[0][0] * cx + matrix[0][1] * cy + matrix[0][2]
-    moved_y = matrix[1][0] * cx + matrix[1][1] * cy + matrix[1][2]
-    return (moved_x - cx) / shape[1], (moved_y - cy) / shape[0]
+    dx = matrix[0][0] * cx + matrix[0][1] * cy + matrix[0][2] - cx
+    dy = matrix[1][0] * cx + matrix[1][1] * cy + matrix[1][2] - cy
+    return tuple(0.0 if abs(d) < 1 else d / side for d, side in ((dx, shape[1]), (dy, shape[0])))  # under a pixel: none
 
 
 def _angle(matrix: list) -> float:
@@ -680,9 +698,10 @@ def _fit(text: str, width: int, scale: float) -> str:
 
 
 def _wrap(text: str, width: int, scale: float) -> list[str]:
-    """Lines of whole words; a number stays with the word after it ("2 boxes")."""
+    """Lines of whole words; a number stays with the word after it ("2 boxes"); a word wider than
+    a line is broken after a '/' (`shift-14%/` `-18%`), or cut with an ellipsis."""
     lines, current = [], ""
-    for word in _units(text.split()):
+    for word in (piece for unit in _units(text.split()) for piece in _narrow(unit, width, scale)):
         trial = f"{current} {word}".strip()
         if current and _text_width(trial, scale) > width:
             lines.append(current)
@@ -690,6 +709,13 @@ def _wrap(text: str, width: int, scale: float) -> list[str]:
         else:
             current = trial
     return [*lines, current] if current else lines
+
+
+def _narrow(word: str, width: int, scale: float) -> list[str]:
+    if _text_width(word, scale) <= width:
+        return [word]
+    pieces = [p + "/" for p in word.split("/")[:-1]] + [word.split("/")[-1]]
+    return [_fit(p, width, scale) for p in pieces if p]
 
 
 def _units(words: list[str]) -> list[str]:

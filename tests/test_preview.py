@@ -46,7 +46,8 @@ def test_a_caption_of_three_lines_is_whole_under_its_tile(folder):
         step = dict(t.applied)["ShiftScaleRotate"]
         h, w = step["shape"][:2]
         centre = np.array([(w - 1) / 2, (h - 1) / 2, 1.0])
-        dx, dy = (np.array(step["matrix"])[:2] @ centre - centre[:2]) / [w, h]
+        px, py = np.array(step["matrix"])[:2] @ centre - centre[:2]  # pixels; under one is no shift
+        dx, dy = (0.0 if abs(px) < 1 else px / w), (0.0 if abs(py) < 1 else py / h)
         shift = max(abs(dx), abs(dy)) >= 0.01
         shifted += shift
         assert t.caption.startswith(f"rot{round(step['rotate'])}° x") and (" shift" in t.caption) == shift, t.caption
@@ -585,6 +586,38 @@ def test_a_number_stays_with_its_word_when_a_caption_wraps():
     text = "hflip rot-5° x1.02/0.98 shift+1%/-2% hsv | 2 boxes, 1 dropped"
     for width in range(60, 400, 4):
         lines = _wrap(text, width, 0.35)
-        assert " ".join(lines) == text
+        assert " ".join(lines).replace("/ ", "/") == text
         assert not any(line.split()[-1].rstrip(",").isdigit() for line in lines), (width, lines)
-        assert all(_text_width(line, 0.35) <= width for line in lines if " " in line), (width, lines)
+        assert all(_text_width(line, 0.35) <= width for line in lines), (width, lines)
+
+
+def test_a_word_wider_than_its_tile_breaks_after_a_slash_or_is_cut_never_spills():
+    """A hostile tester's: at --tile 64, 'shift-14%/-18%' (75 px) ran into the next tile's caption."""
+    from augpipe.preview import _text_width, _wrap
+
+    text = "hflip rot-12° x1.10/1.14 shift-14%/-18% bright/contrast | 2 boxes"
+    for width in (24, 32, 48, 64, 80):
+        lines = _wrap(text, width, 0.35)
+        assert all(_text_width(line, 0.35) <= width for line in lines), (width, lines)
+    assert "shift-14%/" in _wrap(text, 64, 0.35) and any(line.startswith("-18%") for line in _wrap(text, 64, 0.35))
+
+
+@pytest.mark.parametrize("step, says, never", [
+    ("Affine: {rotate: [20, 40], fit_output: true, p: 1}", r"^affine rot(2\d|3\d|40)°$", "shift"),
+    ("Affine: {translate_px: {x: [8, 8], y: [0, 0]}, p: 1}", r"^affine shift\+(\d+)%/\+0%$", "rot"),
+    ("Affine: {shear: [10, 30], p: 1}", r"^affine shear([1-5]\d|60)°$", "shift"),  # x and y: 10 to 60 in all
+    ("Affine: {rotate: [20, 40], scale: {x: [0.7, 0.8], y: [1.2, 1.3]}, p: 1}", r"^affine rot\d+° x0\.\d\d/1\.\d\d$",
+     "shear"),
+])
+def test_an_affine_caption_says_what_the_step_did(folder, step, says, never):
+    """The hostile tester's: a fit_output canvas grown around a turned image was captioned as a
+    shift of 35%; a shear was not named."""
+    import re
+
+    preview = preview_source(folder, parse_recipe(f"copies: 2\ntransforms:\n  - {step}\n", "a.yaml"), rows=2,
+                             val_fraction=0)
+    for t in (t for r in preview.rows for t in r.tiles if t.copy):
+        found = re.match(says, t.caption)
+        assert found and never not in t.caption, t.caption
+        if "translate_px" in step:  # 8 px of the image's width
+            assert int(found[1]) == round(100 * 8 / dict(t.applied)["Affine"]["shape"][1]), t.caption
