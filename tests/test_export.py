@@ -49,19 +49,37 @@ def test_an_export_that_leaves_the_masks_out_says_so(masked, boxes, tmp_path, cl
     assert result.exit_code == 0 and "instance masks" not in result.output
 
 
-def test_a_yolo_export_whose_val_names_the_training_images_says_so(tmp_path, cli):
+@pytest.mark.parametrize("splits, says", [
+    (("train",), ["no validation split: data.yaml's val: names images/train (ultralytics requires one), so it "
+                  "validates on images it trains on"]),
+    (("val",), ["no training split: data.yaml's train: names images/val (ultralytics requires one), so it trains "
+                "on images it validates on"]),
+    (("test",), ["no training split: data.yaml's train: names images/test (ultralytics requires one), so it trains "
+                 "on images it tests on", "no validation split: data.yaml's val: names images/test (ultralytics "
+                 "requires one), so it validates on images it trains on"]),
+    (("train", "val"), []),
+])
+def test_a_yolo_export_whose_train_or_val_names_another_splits_images_says_so(tmp_path, cli, splits, says):
     """A new user's: with no validation split, data.yaml's val: names images/train (ultralytics
-    requires a val:) and the command said nothing of it."""
+    requires a val:) and the command said nothing of it; nor of a train: naming validation images
+    (the hostile tester's)."""
+    import sys
+
     import yaml
 
-    src = make_scenes(tmp_path / "src", n=6)
-    for split, fraction in (("none", 0), ("half", 0.5)):
-        expand(src, "flips", tmp_path / split, ExpandOptions(val_fraction=fraction, **QUIET))
-        result = cli("export", tmp_path / split, "--format", "yolo", "--out", tmp_path / f"y-{split}", "-q")
-        data = yaml.safe_load((tmp_path / f"y-{split}" / "data.yaml").read_text())
-        assert result.exit_code == 0 and data["train"] == "images/train", result.output
-        assert (data["val"] == "images/train") == (split == "none") == ("no validation split: data.yaml's val: "
-                                                                         "names images/train" in result.output)
+    sys.path.insert(0, str(Path(__file__).parent / "health"))
+    from test_labels import yolo
+
+    src = yolo(tmp_path / "src", "[a, b]", {f"{split}/{k}": f"{k % 2} 0.5 0.5 0.2 0.2\n" for split in splits
+                                           for k in range(3)})
+    expand(src, "flips", tmp_path / "ds", ExpandOptions(copies=0, **QUIET))
+    result = cli("export", tmp_path / "ds", "--format", "yolo", "--out", tmp_path / "y", "-q")
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.output.splitlines() if line.startswith("no ")] == says
+    data = yaml.safe_load((tmp_path / "y" / "data.yaml").read_text())
+    folder = {"train": "images/train", "val": "images/val", "test": "images/test"}
+    assert data["train"] == folder[splits[0] if "train" not in splits else "train"]
+    assert data["val"] == (folder["val"] if "val" in splits else data["train"])
 
 
 @pytest.mark.parametrize("fmt, images", [("yolo", "images/train"), ("coco", "default")])

@@ -517,9 +517,11 @@ def write(store, items, header, options: dict) -> dict:
     splits = {SPLIT_DIR[s]: f"images/{SPLIT_DIR[s]}" for s in counts}
     # ultralytics requires train: and val: entries: a split the dataset lacks names another's images
     first = next(iter(splits.values()), "images/train")
+    notes = [f"no {word} split: data.yaml's {key}: names {first} (ultralytics requires one), so it "
+             f"{does} images it {also}" for key, word, does, also in
+             (("train", "training", "trains on", "validates on" if "val" in splits else "tests on"),
+              ("val", "validation", "validates on", "trains on")) if key not in splits]
     train = splits.pop("train", first)
-    notes = [] if "val" in splits else [f"no validation split: data.yaml's val: names {train} (ultralytics requires "
-                                        "one), so its validation scores are on images it trains on"]
     splits = {"train": train, "val": splits.pop("val", train), **splits}
     data = {**splits, "names": dict(enumerate(header.classes)), "nc": len(header.classes)}
     if options["yolo_task"] == "pose":

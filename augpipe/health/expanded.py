@@ -31,7 +31,7 @@ class DatasetHealth:
         figures = {"task": f["task"], "class_names": f["classes"], "labels": h["labels"],
                    "labels_before": h["labels_before"], "pictures": h["pictures"], "dropped_by": f["dropped_by"]}
         return {"path": f["path"], "overview": output_report(f)[:3], "problems": h["problems"], "figures": figures,
-                "skipped": f["skipped"]}
+                "skipped": f["skipped"], "unasked": () if self.ds.manifest.labelled else ("no_validation",)}
 
     def picture(self, name: str, k: int | None = None):
         """A row's image with its target drawn, object k ringed; None when no row has that name."""

@@ -166,8 +166,9 @@ def validation(splits: list[str]) -> list[Problem]:
     if "validation" in splits:
         return []
     return [Problem("no_validation", "validation", "(split)",
-                    f"the dataset holds only {' and '.join(splits) or 'no split'}: expand again with a "
-                    "--val-fraction that holds images out, or a val/ folder")]
+                    f"the dataset holds only {' and '.join(splits) or 'no split'}: expand again from a source "
+                    "with a val/ folder or validation annotations, or, where its images have no split, with a "
+                    "--val-fraction that holds some out")]
 
 
 def _absent(seen: list, classes: list[str], kind) -> list[Problem]:
