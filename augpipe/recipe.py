@@ -53,6 +53,15 @@ _LOCAL = threading.local()
 _WARNINGS = threading.RLock()
 
 
+def _new_warnings_lock() -> None:
+    global _WARNINGS
+    _WARNINGS = threading.RLock()  # a process forked while another thread held it would wait forever
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_warnings_lock)
+
+
 @contextlib.contextmanager
 def silenced(record: bool = False):
     """Warnings ignored within, or, with `record`, each kept in the list this gives (not shown)."""

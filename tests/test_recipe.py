@@ -961,3 +961,43 @@ def test_recipes_parsed_in_threads_at_once_each_get_their_notes_and_leave_warnin
         t.join()
     assert counts == [2] * 80
     assert warnings.filters == filters and warnings._showwarnmsg_impl is show
+
+
+def test_a_process_forked_while_another_thread_holds_the_warnings_lock_can_parse():
+    """A child forked (a worker, a set-up process) while a studio thread held the lock our
+    catch_warnings take turns by would have waited on it forever."""
+    import os
+    import threading
+
+    from augpipe import recipe as module
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with module.silenced():
+            held.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: parse a recipe (its notes take the lock), then leave at once
+            try:
+                parse_recipe("transforms: [{ShiftScaleRotate: {p: 1}}]\n", "t.yaml")
+                os._exit(0)
+            finally:
+                os._exit(1)
+        import time
+
+        deadline = time.monotonic() + 20
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if done[0] == 0:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0, "the child waited on the lock"
+    finally:
+        release.set()
+        thread.join()
