@@ -7,11 +7,12 @@ longest side is at most WORK_SIDE); `judge` compares them across the dataset and
 How each check decides (the thresholds are below, each with its reason):
 - blurry: sharpness = how abruptly the edges change in the direction where they change least
   (along x, y and both diagonals: |second derivative| over |first| on the EDGE_SHARE of the pixels
-  where the first is strongest, or those that change at all where fewer do; the least of the four, so that motion blur, which leaves the edges
-  along its direction sharp, counts; neither contrast nor large smooth areas count), relative to
-  the dataset: a robust z-score on its log below -BLUR_Z, and at least BLUR_FACTOR times under the
-  median. A dataset of soft pictures flags none of them for being soft; a picture without any edge
-  (a smooth gradient) has sharpness 0 and is blurry.
+  where the first is strongest, or those that change at all where fewer do; the least of the four,
+  so that motion blur, which leaves the edges along its direction sharp, counts; neither contrast
+  nor large smooth areas count), relative to the dataset: a robust z-score on its log below
+  -BLUR_Z, and at least BLUR_FACTOR times under the median. A dataset of soft pictures flags none
+  of them for being soft; a picture without any edge (a smooth gradient) has sharpness 0 and is
+  blurry.
 - dark / bright: on perceived brightness: dark when even the brightest 1% of the pixels stay below
   DARK_P99, bright when even the darkest 1% stay above BRIGHT_P01; a night photo with a lit window
   (1% of the picture or more), or a snow scene with a tree, is neither. Where more than MOST of the
@@ -165,11 +166,10 @@ def _sharpness(grey: np.ndarray) -> float:
     """How abruptly the edges change in the direction where they change least: along each of x, y
     and the two diagonals, the mean |second derivative| over the mean |first derivative| on the
     EDGE_SHARE of the pixels where the first is strongest (or fewer: those that change by
-    EDGE_LEVELS a pixel at least), and the least of the four. Blur widens
-    an edge, which lowers its second derivative more than its first; smooth areas, however large,
-    do not count; motion blur widens only the edges across its direction, which the least finds. A
-    direction without edges (its strongest change by under EDGE_LEVELS a pixel) is left out; 0
-    where every direction is."""
+    EDGE_LEVELS a pixel at least), and the least of the four. Blur widens an edge, which lowers its
+    second derivative more than its first; smooth areas, however large, do not count; motion blur
+    widens only the edges across its direction, which the least finds. A direction without edges
+    (its strongest change by under EDGE_LEVELS a pixel) is left out; 0 where every direction is."""
     g = grey.astype(np.float32)
     derivatives = ((1, 0), (0, 1), (2, 0), (0, 2), (1, 1))
     gx, gy, gxx, gyy, gxy = (cv2.Sobel(g, cv2.CV_32F, dx, dy).ravel() for dx, dy in derivatives)
