@@ -37,6 +37,7 @@ _SHORT = {
     "GaussNoise": "noise", "ISONoise": "noise", "MultiplicativeNoise": "noise", "CoarseDropout": "dropout",
     "GridDropout": "dropout", "Perspective": "perspective", "ElasticTransform": "elastic",
     "Sharpen": "sharpen", "ImageCompression": "jpeg", "Downscale": "downscale", "CopyPaste": "copy-paste",
+    "ShiftScaleRotate": "ssr", "SafeRotate": "safe-rot",
 }
 
 
@@ -100,10 +101,10 @@ def _stem(path: str) -> str:
 
 
 def _short(name: str, params: dict) -> str:
-    if name in ("Rotate", "SafeRotate") and "matrix" in params:
+    if name == "Rotate" and "matrix" in params:
         return f"rot{round(_angle(params['matrix'])) + 0}°"
-    if name in ("Affine", "ShiftScaleRotate"):
-        return " ".join(["affine"] * (name == "Affine") + _affine_words(params)) or "ssr"
+    if name in ("Affine", "ShiftScaleRotate", "SafeRotate"):  # SafeRotate scales the turned image to fit
+        return " ".join(["affine"] * (name == "Affine") + _affine_words(params)) or _SHORT[name]
     return _SHORT.get(name, name.lower())
 
 

@@ -704,8 +704,10 @@ def build_compose(recipe: Recipe, kind: Any = None) -> Any:
     else:
         import cv2
 
-        # once, not per image: a catch_warnings() around every call costs more than some transforms
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"albumentations\.")
+        # once, not per image: a catch_warnings() around every call costs more than some transforms;
+        # under the lock, or another thread's catch_warnings would take the filter away on its way out
+        with _WARNINGS:
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"albumentations\.")
         specs = kind.compose_transforms(recipe)
         options = kind.compose_options(recipe)
         with silenced():

@@ -411,6 +411,52 @@ def test_a_close_that_finds_its_child_reaped_already_ends_quietly():
     forked.close()  # a second close does nothing
 
 
+@pytest.mark.parametrize("interrupt", ["a nested close", "KeyboardInterrupt"])
+def test_a_close_interrupted_at_any_line_leaves_no_child_listed_and_raises_only_the_interrupt(interrupt):
+    """A hostile tester's: a signal handler's close (or a Ctrl-C) landing inside close met a
+    ChildProcessError, a TypeError (os.kill(None)), a ValueError (the list entry gone), waited
+    10 s for a SIGTERM never sent, or left the child listed live with its pipe open."""
+    import time
+
+    from augpipe.engines import local
+
+    names = {"close", "_ended", "_reaped", "terminate"}
+    for n in range(1, 200):
+        forked, fired = local.Forked(lambda send: time.sleep(60)), []
+
+        def lines(frame, event, arg, forked=forked, fired=fired):
+            if event == "line" and not fired and (count := len(fired) + lines.seen + 1) == n:
+                fired.append(frame.f_lineno)
+                sys.settrace(None)
+                frame.f_trace = None
+                if interrupt == "KeyboardInterrupt":
+                    raise KeyboardInterrupt
+                forked.close()
+            lines.seen += event == "line" and not fired
+            return lines
+
+        lines.seen = 0
+
+        def calls(frame, event, arg):
+            return lines if frame.f_code.co_name in names and frame.f_code.co_filename == local.__file__ else None
+
+        started = time.monotonic()
+        try:
+            try:
+                sys.settrace(calls)
+                forked.close()
+            finally:
+                sys.settrace(None)
+                forked.close()  # as expand's `finally` does
+        except KeyboardInterrupt:
+            assert interrupt == "KeyboardInterrupt"
+        assert forked not in local._LIVE and forked._recv.closed and forked._pid is None, (n, fired)
+        assert time.monotonic() - started < local.TERM_GRACE, (n, fired)  # told, not waited out
+        if not fired:
+            break
+    assert n > 10, n  # every line of close and what it calls was tried
+
+
 def test_a_file_larger_than_any_image_of_max_pixels_is_skipped_unread(tmp_path, folder, cli):
     """A 3 GB file (sparse: no disk) named .png: skipped as listed, where it was read whole (6 GB
     of memory) to learn it is no image, and a memory limit ended the run."""

@@ -608,6 +608,8 @@ def test_a_word_wider_than_its_tile_breaks_after_a_slash_or_is_cut_never_spills(
     ("Affine: {shear: [10, 30], p: 1}", r"^affine shear([1-5]\d|60)°$", "shift"),  # x and y: 10 to 60 in all
     ("Affine: {rotate: [20, 40], scale: {x: [0.7, 0.8], y: [1.2, 1.3]}, p: 1}", r"^affine rot\d+° x0\.\d\d/1\.\d\d$",
      "shear"),
+    # SafeRotate turns by its angle and scales the turned image to fit (the matrix's angle is not its turn)
+    ("SafeRotate: {limit: [20, 40], p: 1}", r"^rot(2\d|3\d|40)° x0\.\d\d(/0\.\d\d)?( shear\d+°)?$", "affine"),
 ])
 def test_an_affine_caption_says_what_the_step_did(folder, step, says, never):
     """The hostile tester's: a fit_output canvas grown around a turned image was captioned as a

@@ -1001,3 +1001,39 @@ def test_a_process_forked_while_another_thread_holds_the_warnings_lock_can_parse
     finally:
         release.set()
         thread.join()
+
+
+def test_the_filter_a_compose_adds_for_albumentations_is_kept_while_another_thread_is_silenced():
+    """A hostile tester's: build_compose added its filter of albumentations' per-image warnings
+    outside the lock: inside another thread's catch_warnings, it went with that one's copy."""
+    import threading
+    import warnings
+
+    from augpipe.recipe import build_compose, silenced
+
+    recipe = parse_recipe("transforms:\n  - ToGray: {p: 1, num_output_channels: 1}\n", "g.yaml")
+    inside, built = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with silenced():
+            inside.set()
+            built.wait(0.5)  # the compose's thread waits on the lock: no more than this
+
+    def build() -> None:
+        build_compose(recipe)
+        built.set()
+
+    saved = list(warnings.filters)
+    try:
+        warnings.filters[:] = [f for f in warnings.filters if "albumentations" not in str(getattr(f[3], "pattern", f[3]))]
+        holder = threading.Thread(target=other)
+        holder.start()
+        inside.wait(10)
+        builder = threading.Thread(target=build)
+        builder.start()
+        builder.join()
+        holder.join()
+        assert any(f[2] is UserWarning and "albumentations" in str(getattr(f[3], "pattern", f[3]))
+                   for f in warnings.filters)
+    finally:
+        warnings.filters[:] = saved

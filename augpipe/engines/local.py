@@ -205,20 +205,25 @@ class Forked:
         self._ended(status)
 
     def _ended(self, status: int) -> None:
-        # once, where a close interrupted by a signal whose handler closed it again reaped it first
+        # once, where a close interrupted by a signal whose handler closed it again reaped it first;
+        # _pid last: interrupted before it, a second close finds the child reaped and ends here
         if self._pid is None:
             return
+        try:
+            _LIVE.remove(self)
+        except ValueError:  # removed already, by the close that interrupted this one
+            pass
+        self._recv.close()
         self.status = None if status == _GONE else os.waitstatus_to_exitcode(status)
         self._pid = None
-        if self in _LIVE:
-            _LIVE.remove(self)
-        self._recv.close()
 
     def terminate(self) -> None:
-        """SIGTERM to the child, once (`close` waits for it)."""
-        if self._pid is not None and not self._terminated:
+        """SIGTERM to the child, once (`close` waits for it); told before it is marked, so that a
+        handler's close that interrupts this tells it too."""
+        pid = self._pid
+        if pid is not None and not self._terminated:
+            _signal(pid, signal.SIGTERM)
             self._terminated = True
-            _signal(self._pid, signal.SIGTERM)
 
 
 class ProcessDied(RuntimeError):
