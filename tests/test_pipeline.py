@@ -425,7 +425,7 @@ def test_a_close_interrupted_at_any_line_leaves_no_child_listed_and_raises_only_
         forked, fired = local.Forked(lambda send: time.sleep(60)), []
 
         def lines(frame, event, arg, forked=forked, fired=fired):
-            if event == "line" and not fired and (count := len(fired) + lines.seen + 1) == n:
+            if event == "line" and not fired and lines.seen + 1 == n:
                 fired.append(frame.f_lineno)
                 sys.settrace(None)
                 frame.f_trace = None
